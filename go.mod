@@ -1,0 +1,3 @@
+module github.com/groupvpn/groupvpn
+
+go 1.26.8

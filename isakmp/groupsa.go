@@ -1,0 +1,101 @@
+package isakmp
+
+// GroupSA is the SA payload in the GDOI (RFC 6407 §5.2, Figure 4):
+//
+//	! Next Payload  !   RESERVED    !         Payload Length        !
+//	!                              DOI                              !
+//	!                           Situation                           !
+//	! SA Attribute Next Payload     !          RESERVED2            !
+//	~        SA attribute payloads: [SAK] [GAP] SAT ...             ~
+//
+// DOI is 2 and Situation MUST be zero. "SA Attribute Next Payload
+// (2 octets)" names the first SA attribute payload and RESERVED2 is
+// 2 octets. The Payload Length covers "the generic header and all TEK and
+// KEK payloads": the SA attribute payloads are nested inside the SA payload
+// and chained by their own Next Payload fields, the last one 0, while the
+// SA's Next Payload names the payload after the whole block (§5.2).
+//
+// "There may be zero or one SAK payload, zero or one GAP payload, and zero
+// or more SAT payloads, where either one SAK or SAT payload MUST be present.
+// When present, the order of the SA Attribute payloads MUST be: SAK, GAP,
+// and SATs" (§5.2.1). Parsing enforces exactly that; AppendBody writes that
+// order.
+type GroupSA struct {
+	KEK  *SAK
+	GAP  *GAP
+	TEKs []*SAT
+}
+
+func (*GroupSA) Type() PayloadType { return PayloadSA }
+
+// attrs lists the SA attribute payloads in wire order.
+func (p *GroupSA) attrs() []Payload {
+	var ps []Payload
+	if p.KEK != nil {
+		ps = append(ps, p.KEK)
+	}
+	if p.GAP != nil {
+		ps = append(ps, p.GAP)
+	}
+	for _, t := range p.TEKs {
+		ps = append(ps, t)
+	}
+	return ps
+}
+
+func (p *GroupSA) BodyLen() int { return 12 + PayloadsLen(p.attrs()) }
+
+func (p *GroupSA) AppendBody(b []byte) []byte {
+	attrs := p.attrs()
+	first := PayloadNone
+	if len(attrs) > 0 {
+		first = attrs[0].Type()
+	}
+	b = appendU32(b, uint32(DOIGDOI))
+	b = appendU32(b, 0)
+	b = appendU16(b, uint16(first))
+	b = appendU16(b, 0)
+	for i, a := range attrs {
+		next := PayloadNone
+		if i+1 < len(attrs) {
+			next = attrs[i+1].Type()
+		}
+		b = appendFramed(b, next, a.BodyLen(), a.AppendBody)
+	}
+	return b
+}
+
+func parseGroupSA(b []byte) (*GroupSA, error) {
+	r := newReader("GDOI SA payload", b)
+	p := &GroupSA{}
+	r.u32() // DOI, checked by the caller
+	r.reserved(4, "Situation")
+	first := r.u16()
+	r.reserved(2, "RESERVED2")
+	if r.err == nil && first != uint16(PayloadSAK) && first != uint16(PayloadSAT) && first != uint16(PayloadGAP) {
+		r.err = errMalformed(r.what, 8, "SA Attribute Next Payload %d is not SAK, GAP or SAT", first)
+	}
+	// rank enforces the SAK, GAP, SAT... order of §5.2.1.
+	rank := map[PayloadType]int{PayloadSAK: 0, PayloadGAP: 1, PayloadSAT: 2}
+	last := -1
+	allowed := func(t PayloadType) bool { _, ok := rank[t]; return ok }
+	r.chain(PayloadType(first), allowed, func(t PayloadType, body []byte) error {
+		if rank[t] < last || (rank[t] == last && t != PayloadSAT) {
+			return errMalformed(t.String(), 0, "%s out of order: SA attribute payloads must be SAK, GAP, SATs", t)
+		}
+		last = rank[t]
+		var err error
+		switch t {
+		case PayloadSAK:
+			p.KEK, err = parseSAK(body)
+		case PayloadGAP:
+			p.GAP, err = parseGAP(body)
+		default:
+			var sat *SAT
+			sat, err = parseSAT(body)
+			p.TEKs = append(p.TEKs, sat)
+		}
+		return err
+	})
+	return p, r.done()
+}

@@ -1,0 +1,88 @@
+package isakmp
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Endpoint is one side (SRC or DST) of the traffic a SAK or SAT applies to:
+// an IPsec DOI identity type (RFC 2407 §4.6.2.1), a port (0: any) and the
+// identification data.
+type Endpoint struct {
+	IDType IDType
+	Port   uint16
+	Data   []byte
+}
+
+// PrefixEndpoint returns the endpoint for an address prefix: a host address
+// for a full-length prefix, a subnet otherwise.
+func PrefixEndpoint(p netip.Prefix, port uint16) Endpoint {
+	var id *ID
+	if p.Bits() == p.Addr().BitLen() {
+		id = AddrID(p.Addr())
+	} else {
+		id = PrefixID(p, 0, 0)
+	}
+	return Endpoint{IDType: id.IDType, Port: port, Data: id.Data}
+}
+
+// Prefix returns the address prefix an address or subnet endpoint names.
+func (e Endpoint) Prefix() (netip.Prefix, error) {
+	return (&ID{IDType: e.IDType, Data: e.Data}).Prefix()
+}
+
+func (e Endpoint) String() string {
+	s := (&ID{IDType: e.IDType, Data: e.Data}).String()
+	if e.Port != 0 {
+		s += fmt.Sprintf(" port %d", e.Port)
+	}
+	return s
+}
+
+// Selector is the traffic description that opens both the SAK and the
+// ESP/AH SAT payloads (RFC 6407 §5.3 Figure 5, §5.5.1 Figure 8):
+//
+//	!    Protocol   !  SRC ID Type  !         SRC ID Port           !
+//	!SRC ID Data Len!          SRC Identification Data              ~
+//	! DST ID Type   !         DST ID Port           !DST ID Data Len!
+//	!                    DST Identification Data                    ~
+//
+// Both figures and both field lists give SRC ID Data Len and DST ID Data Len
+// as 1 octet ("SRC ID Data Len (1 octet) -- Value specifying the length (in
+// octets) of the SRC Identification Data field", RFC 6407 §5.3 and again in
+// §5.5.1), so identification data is at most 255 octets. The prose of both
+// sections also lists a "DST ID Prot (1 octet)" field that neither figure
+// has; the figures, RFC 3547 and the deployed implementations have no such
+// octet, and neither does this codec. See docs/wire.md.
+type Selector struct {
+	Protocol uint8 // IP protocol of the traffic, 0: any
+	Src, Dst Endpoint
+}
+
+func (s *Selector) len() int { return 1 + 4 + len(s.Src.Data) + 4 + len(s.Dst.Data) }
+
+func (s *Selector) append(b []byte) []byte {
+	b = append(b, s.Protocol, byte(s.Src.IDType))
+	b = appendU16(b, s.Src.Port)
+	b = append(b, byte(len(s.Src.Data)))
+	b = append(b, s.Src.Data...)
+	b = append(b, byte(s.Dst.IDType))
+	b = appendU16(b, s.Dst.Port)
+	b = append(b, byte(len(s.Dst.Data)))
+	return append(b, s.Dst.Data...)
+}
+
+func (s *Selector) parse(r *reader) {
+	s.Protocol = r.u8()
+	for _, e := range []*Endpoint{&s.Src, &s.Dst} {
+		e.IDType = IDType(r.u8())
+		e.Port = r.u16()
+		at := r.off
+		e.Data = r.bytes(int(r.u8()))
+		if r.err == nil {
+			if err := e.IDType.checkData(e.Data); err != nil {
+				r.err = errMalformed(r.what, at, "%v", err)
+			}
+		}
+	}
+}
