@@ -117,9 +117,26 @@ func (as Attributes) Append(b []byte) []byte {
 	return b
 }
 
-// ParseAttributes decodes a run of attributes that fills b exactly.
-func ParseAttributes(b []byte) (Attributes, error) {
-	var as Attributes
+// countAttributes counts the attributes whose headers lie within b, so the
+// slice is sized once from the octets present (never from a wire count).
+func countAttributes(b []byte) int {
+	n := 0
+	for off := 0; off+4 <= len(b); n++ {
+		if b[off]&0x80 != 0 {
+			off += 4
+		} else {
+			off += 4 + (int(b[off+2])<<8 | int(b[off+3]))
+		}
+	}
+	return n
+}
+
+// ParseAttributes decodes a run of attributes that fills b exactly. The
+// values are copies.
+func ParseAttributes(b []byte) (Attributes, error) { return parseAttributes(cloneBytes(b)) }
+
+func parseAttributes(b []byte) (Attributes, error) {
+	as := make(Attributes, 0, countAttributes(b))
 	r := newReader("attribute", b)
 	for r.left() > 0 && r.err == nil {
 		t := r.u16()

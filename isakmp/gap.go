@@ -34,7 +34,7 @@ func (p *GAP) BodyLen() int               { return p.Attributes.Len() }
 func (p *GAP) AppendBody(b []byte) []byte { return p.Attributes.Append(b) }
 
 func parseGAP(b []byte) (*GAP, error) {
-	as, err := ParseAttributes(b)
+	as, err := parseAttributes(b)
 	if err != nil {
 		return nil, wrapAt("GAP payload", 0, err)
 	}

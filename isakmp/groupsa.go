@@ -76,14 +76,24 @@ func parseGroupSA(b []byte) (*GroupSA, error) {
 		r.err = errMalformed(r.what, 8, "SA Attribute Next Payload %d is not SAK, GAP or SAT", first)
 	}
 	// rank enforces the SAK, GAP, SAT... order of §5.2.1.
-	rank := map[PayloadType]int{PayloadSAK: 0, PayloadGAP: 1, PayloadSAT: 2}
+	rank := func(t PayloadType) int {
+		switch t {
+		case PayloadSAK:
+			return 0
+		case PayloadGAP:
+			return 1
+		case PayloadSAT:
+			return 2
+		}
+		return -1
+	}
 	last := -1
-	allowed := func(t PayloadType) bool { _, ok := rank[t]; return ok }
+	allowed := func(t PayloadType) bool { return rank(t) >= 0 }
 	r.chain(PayloadType(first), allowed, func(t PayloadType, body []byte) error {
-		if rank[t] < last || (rank[t] == last && t != PayloadSAT) {
+		if rank(t) < last || (rank(t) == last && t != PayloadSAT) {
 			return errMalformed(t.String(), 0, "%s out of order: SA attribute payloads must be SAK, GAP, SATs", t)
 		}
-		last = rank[t]
+		last = rank(t)
 		var err error
 		switch t {
 		case PayloadSAK:

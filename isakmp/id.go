@@ -180,16 +180,25 @@ func maskLen(m []byte) (int, error) {
 }
 
 func (p *ID) String() string {
-	if pfx, err := p.Prefix(); err == nil {
-		return fmt.Sprintf("%s %s proto=%d port=%d", p.IDType, pfx, p.ProtocolID, p.Port)
+	s := p.IDType.dataString(p.Data)
+	if p.ProtocolID != 0 || p.Port != 0 {
+		s += fmt.Sprintf(" proto=%d port=%d", p.ProtocolID, p.Port)
 	}
-	switch p.IDType {
+	return s
+}
+
+// dataString renders identification data of type t.
+func (t IDType) dataString(d []byte) string {
+	if pfx, err := (&ID{IDType: t, Data: d}).Prefix(); err == nil {
+		return fmt.Sprintf("%s %s", t, pfx)
+	}
+	switch t {
 	case IDFQDN, IDUserFQDN:
-		return fmt.Sprintf("%s %q", p.IDType, p.Data)
+		return fmt.Sprintf("%s %q", t, d)
 	case IDKeyID:
-		if len(p.Data) == 4 {
-			return fmt.Sprintf("%s %d", p.IDType, binary.BigEndian.Uint32(p.Data))
+		if len(d) == 4 {
+			return fmt.Sprintf("%s %d", t, binary.BigEndian.Uint32(d))
 		}
 	}
-	return fmt.Sprintf("%s %x", p.IDType, p.Data)
+	return fmt.Sprintf("%s %x", t, d)
 }

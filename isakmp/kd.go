@@ -137,7 +137,7 @@ func parseKeyPacket(b []byte) (*KeyPacket, int, error) {
 	if r.err != nil {
 		return k, 0, r.err
 	}
-	as, err := ParseAttributes(r.b[r.off:])
+	as, err := parseAttributes(r.b[r.off:])
 	if err != nil {
 		return k, 0, wrapAt("key packet", r.off, err)
 	}

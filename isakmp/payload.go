@@ -97,6 +97,10 @@ func ParsePayloads(first PayloadType, b []byte) ([]Payload, error) {
 // type first and returns the octets after the last payload (whose Next
 // Payload is NONE) unparsed.
 func SplitPayloads(first PayloadType, b []byte) (ps []Payload, rest []byte, err error) {
+	return splitPayloads(first, cloneBytes(b))
+}
+
+func splitPayloads(first PayloadType, b []byte) (ps []Payload, rest []byte, err error) {
 	off := 0
 	for t := first; t != PayloadNone; {
 		next, p, n, err := parseOne(t, b[off:])
@@ -127,7 +131,7 @@ func parseOne(t PayloadType, b []byte) (PayloadType, Payload, int, error) {
 // splitGeneric reads a generic payload header at the start of b and returns
 // its Next Payload field and the body it delimits.
 func splitGeneric(what string, b []byte) (PayloadType, []byte, error) {
-	r := newReader(what+" generic header", b)
+	r := newReader(what, b)
 	next := PayloadType(r.u8())
 	r.reserved(1, "RESERVED")
 	n := int(r.u16())
@@ -183,7 +187,7 @@ func parseBody(t PayloadType, body []byte) (Payload, error) {
 	case PayloadProposal, PayloadTransform:
 		return nil, errMalformed(t.String(), 0, "%s payload outside an SA payload", t)
 	}
-	return &RawPayload{PayloadType: t, Body: cloneBytes(body)}, nil
+	return &RawPayload{PayloadType: t, Body: own(body)}, nil
 }
 
 // RawPayload is a payload of a type this package does not decode (NAT-D,
@@ -199,3 +203,9 @@ func (p *RawPayload) BodyLen() int               { return len(p.Body) }
 func (p *RawPayload) AppendBody(b []byte) []byte { return append(b, p.Body...) }
 
 func cloneBytes(b []byte) []byte { return append([]byte{}, b...) }
+
+// own returns b with its capacity cut to its length. Parsers work on a
+// private copy of the caller's input (made once by the exported entry
+// points), so a field can alias that copy; the cut keeps an append to one
+// field from overwriting the next.
+func own(b []byte) []byte { return b[:len(b):len(b)] }

@@ -1,9 +1,6 @@
 package isakmp
 
-import (
-	"bytes"
-	"encoding/binary"
-)
+import "encoding/binary"
 
 // reader is a bounds-checked cursor over one structure's octets. The first
 // failure is sticky: later reads return zero values and err keeps the first
@@ -60,17 +57,17 @@ func (r *reader) u32() uint32 {
 	return 0
 }
 
-// bytes returns a copy of the next n octets; n is checked against what is
-// present before anything is allocated.
+// bytes returns the next n octets (see own); n is checked against what is
+// present first, and nothing is allocated.
 func (r *reader) bytes(n int) []byte {
 	s := r.take(n)
 	if s == nil {
 		return nil
 	}
-	return bytes.Clone(s)
+	return own(s)
 }
 
-// rest returns a copy of everything left.
+// rest returns everything left.
 func (r *reader) rest() []byte { return r.bytes(r.left()) }
 
 // reserved consumes n octets that the RFC says MUST be zero.

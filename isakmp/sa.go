@@ -143,7 +143,7 @@ func parseTransform(b []byte) (*Transform, error) {
 	if r.err != nil {
 		return t, r.err
 	}
-	as, err := ParseAttributes(b[r.off:])
+	as, err := parseAttributes(b[r.off:])
 	if err != nil {
 		return t, wrapAt("transform", r.off, err)
 	}

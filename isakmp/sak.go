@@ -126,7 +126,7 @@ func parseSAK(b []byte) (*SAK, error) {
 	if r.err != nil {
 		return p, r.err
 	}
-	as, err := ParseAttributes(b[r.off:])
+	as, err := parseAttributes(b[r.off:])
 	if err != nil {
 		return p, wrapAt("SAK payload", r.off, err)
 	}

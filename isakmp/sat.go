@@ -73,7 +73,7 @@ func parseSAT(b []byte) (*SAT, error) {
 	if r.err != nil {
 		return p, r.err
 	}
-	as, err := ParseAttributes(b[r.off:])
+	as, err := parseAttributes(b[r.off:])
 	if err != nil {
 		return p, wrapAt("SAT payload", r.off, err)
 	}

@@ -32,7 +32,7 @@ func (e Endpoint) Prefix() (netip.Prefix, error) {
 }
 
 func (e Endpoint) String() string {
-	s := (&ID{IDType: e.IDType, Data: e.Data}).String()
+	s := e.IDType.dataString(e.Data)
 	if e.Port != 0 {
 		s += fmt.Sprintf(" port %d", e.Port)
 	}

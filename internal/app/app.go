@@ -1,0 +1,60 @@
+// Package app implements the groupvpn command line: one binary whose first
+// argument names the command (DESIGN.md §1). cmd/groupvpn only calls Main.
+package app
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// command is one subcommand.
+type command struct {
+	summary string
+	run     func(env *Env, args []string) int
+}
+
+// Env is what a command may touch; tests substitute buffers.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"lab":    {"run a key server and group members in one process (not built yet: prints the plan)", runLab},
+		"decode": {"decode ISAKMP/GDOI messages from hex or a raw datagram file", runDecode},
+		"bench":  {"measure a scenario beside its ceiling (scenarios: codec)", runBench},
+		"help":   {"list the commands", nil},
+	}
+}
+
+// Main runs the command named by args[0] and returns the exit status.
+func Main(env *Env, args []string) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(env.Stdout, cmds)
+		return 0
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "groupvpn: unknown command %q; run 'groupvpn help' for the list\n", args[0])
+		return 2
+	}
+	return c.run(env, args[1:])
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var sb strings.Builder
+	sb.WriteString("groupvpn: open-source GDOI (RFC 6407) group key management\n\nusage: groupvpn COMMAND [ARGS]\n\n")
+	for _, n := range names {
+		fmt.Fprintf(&sb, "  %-8s %s\n", n, cmds[n].summary)
+	}
+	io.WriteString(w, sb.String())
+}

@@ -1,0 +1,61 @@
+package app
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(&Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb}, args)
+	return code, out.String(), errb.String()
+}
+
+func TestDecodeGoldenFromStdin(t *testing.T) {
+	hexText, err := os.ReadFile("../../isakmp/testdata/pull4.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, string(hexText), "decode")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, w := range []string{"GROUPKEY-PULL", "SEQ 7", "KD 4 key packets", "SID_VALUE"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("decode output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+func TestDecodeRefusesGarbageWithReason(t *testing.T) {
+	code, _, errs := run(t, "", "decode", "0011")
+	if code != 1 || !strings.Contains(errs, "header") || !strings.Contains(errs, "truncated") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	code, _, errs = run(t, "", "decode", "zz")
+	if code != 1 || !strings.Contains(errs, "not hex") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestLabSaysItIsNotBuiltYet(t *testing.T) {
+	code, out, _ := run(t, "", "lab", "--members", "3")
+	if code != 0 || !strings.Contains(out, "not available yet") || !strings.Contains(out, "3 group members") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestUnknownCommandAndScenario(t *testing.T) {
+	if code, _, errs := run(t, "", "frobnicate"); code != 2 || !strings.Contains(errs, "groupvpn help") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := run(t, "", "bench", "nope"); code != 2 || !strings.Contains(errs, "codec") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	if code, out, _ := run(t, "", "help"); code != 0 || !strings.Contains(out, "decode") {
+		t.Fatalf("help: exit %d\n%s", code, out)
+	}
+}

@@ -1,0 +1,77 @@
+// Package bench holds the scenarios behind `groupvpn bench` and the Go
+// benchmarks, so that both measure the same code. Each scenario is reported
+// beside a ceiling measured in the same run on the same machine.
+package bench
+
+import (
+	"fmt"
+	"io"
+	"testing"
+	"text/tabwriter"
+)
+
+// Case is one measured function.
+type Case struct {
+	Name   string
+	Octets int64 // octets processed per op, for MB/s; 0 if not meaningful
+	Run    func(b *testing.B)
+}
+
+// Scenario is a set of cases and the ceiling they are compared with.
+type Scenario struct {
+	Name    string
+	About   string
+	Ceiling Case
+	Cases   []Case
+}
+
+// Scenarios lists every scenario `groupvpn bench` knows.
+func Scenarios() []Scenario { return []Scenario{Codec()} }
+
+// Result is one measured case.
+type Result struct {
+	Case
+	testing.BenchmarkResult
+}
+
+// Run measures a scenario with testing.Benchmark.
+func Run(s Scenario) (ceiling Result, cases []Result) {
+	measure := func(c Case) Result {
+		return Result{Case: c, BenchmarkResult: testing.Benchmark(func(b *testing.B) {
+			b.ReportAllocs()
+			if c.Octets > 0 {
+				b.SetBytes(c.Octets)
+			}
+			c.Run(b)
+		})}
+	}
+	ceiling = measure(s.Ceiling)
+	for _, c := range s.Cases {
+		cases = append(cases, measure(c))
+	}
+	return ceiling, cases
+}
+
+// Print writes the scenario table: each case with its cost relative to the
+// ceiling.
+func Print(w io.Writer, s Scenario, ceiling Result, cases []Result) {
+	fmt.Fprintf(w, "scenario %s: %s\n", s.Name, s.About)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\tns/op\tMB/s\tallocs/op\tB/op\tx ceiling\t")
+	row := func(r Result, ratio string) {
+		mbs := "-"
+		if r.Octets > 0 && r.T > 0 {
+			mbs = fmt.Sprintf("%.0f", float64(r.Octets)*float64(r.N)/r.T.Seconds()/1e6)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t\n", r.Name, r.NsPerOp(), mbs, r.AllocsPerOp(), r.AllocedBytesPerOp(), ratio)
+	}
+	row(ceiling, "ceiling")
+	for _, r := range cases {
+		ratio := "-"
+		if c := ceiling.NsPerOp(); c > 0 {
+			ratio = fmt.Sprintf("%.1f", float64(r.NsPerOp())/float64(c))
+		}
+		row(r, ratio)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives, only when they are
+# missing, without prompting. Safe to run any number of times.
+#
+#   tshark  - decodes the ISAKMP/GDOI packets groupvpn writes (isakmp tests)
+#
+# Later issues add strongswan-charon, strongswan-swanctl, iproute2 and
+# nftables here.
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A want=(
+  [tshark]=tshark
+)
+
+missing=()
+for cmd in "${!want[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: missing packages: ${missing[*]}" >&2
+  echo "install-test-deps: run as root (or: sudo apt-get install -y ${missing[*]}); tests that need them skip outside CI and fail under CI=true" >&2
+  exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# wireshark-common asks whether non-root users may capture; answer no.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+echo "install-test-deps: installing ${missing[*]}" >&2
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+for cmd in "${!want[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || { echo "install-test-deps: $cmd still missing after install" >&2; exit 1; }
+done
