@@ -3,6 +3,7 @@ package isakmp
 import (
 	"bytes"
 	"encoding/hex"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -67,6 +68,13 @@ func payloadGoldens() []payloadGolden {
 			00 00 0010
 			04 11 0350          # ID_IPV4_ADDR_SUBNET, UDP, 848
 			0a000000 ff000000   # 10.0.0.0/8`},
+		{"ID FQDN", &ID{IDType: IDFQDN, Data: []byte("ks1.example")}, "00 00 0013 | 02 00 0000 | 6b73312e6578616d706c65"},
+		{"ID USER_FQDN", &ID{IDType: IDUserFQDN, Data: []byte("a@b")}, "00 00 000b | 03 00 0000 | 614062"},
+		{"ID IPv6 address", AddrID(mustAddr("2001:db8::1")), "00 00 0018 | 05 00 0000 | 20010db8000000000000000000000001"},
+		{"ID IPv6 subnet", PrefixID(netip.MustParsePrefix("2001:db8::/32"), 0, 0), `
+			00 00 0028 | 06 00 0000 | 20010db8000000000000000000000000 ffffffff000000000000000000000000`},
+		{"ID IPv4 range", &ID{IDType: IDIPv4AddrRange, Data: []byte{10, 0, 0, 1, 10, 0, 0, 9}}, "00 00 0010 | 07 00 0000 | 0a000001 0a000009"},
+		{"ID DER DN", &ID{IDType: IDDERASN1DN, Data: []byte{0x30, 0x00}}, "00 00 000a | 09 00 0000 | 3000"},
 		{"N INITIAL-CONTACT", &Notify{DOI: DOIIPsec, Protocol: ProtoISAKMP, NotifyType: NotifyInitialContact, SPI: seq16(0)}, `
 			00 00 001c
 			00000001        # DOI IPsec
@@ -111,6 +119,20 @@ func payloadGoldens() []payloadGolden {
 			00 00 002c 01 01 00 01            # proposal 1, PROTO_ISAKMP, no SPI, 1 transform
 			00 00 0024 01 01 0000             # transform 1, KEY_IKE
 			8001 0007 800e 0080 8002 0004 8003 0001 8004 000e 800b 0001 800c 7080`},
+		{"SA GDOI with one AH TEK and no KEK (RFC 6407 §5.5.1)", &GroupSA{TEKs: []*SAT{{Protocol: TEKProtoAH,
+			Selector: Selector{Protocol: 6,
+				Src: Endpoint{IDType: IDIPv4Addr, Port: 179, Data: []byte{10, 0, 0, 1}},
+				Dst: Endpoint{IDType: IDIPv4Addr, Data: []byte{10, 0, 0, 2}}},
+			TransformID: uint8(AHSHA256), SPI: 0xdeadbeef,
+			Attributes: Attributes{BasicAttr(IPsecAuthAlgorithm, AuthAlgHMACSHA256), BasicAttr(IPsecSADirection, SADirReceiverOnly)}}}}, `
+			00 00 0033
+			00000002 00000000 0010 0000       # SA Attribute Next Payload = SAT
+			00 00 0023                        # SAT, last, length 35
+			  02                              # GDOI_PROTO_IPSEC_AH
+			  06 01 00b3 04 0a000001          # TCP, SRC 10.0.0.1 port 179
+			  01 0000 04 0a000002             # DST 10.0.0.2
+			  05 deadbeef                     # AH_SHA2-256, SPI
+			  8005 0005 800f 0002             # HMAC-SHA2-256, SA Direction receiver-only`},
 		{"SA GDOI with SAK, GAP, SAT (RFC 6407 §5.2-5.5)", goldenGroupSA(), `
 			00 00 009c
 			00000002 00000000                 # DOI GDOI, Situation 0

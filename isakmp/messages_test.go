@@ -67,7 +67,7 @@ func goldenMessages(t testing.TB) []goldenMessage {
 	ni := &Nonce{Data: bytes.Repeat([]byte{0x4e}, 16)}
 	nr := &Nonce{Data: bytes.Repeat([]byte{0x4f}, 16)}
 	vid := &VendorID{Data: []byte("groupvpn 1.0.2")}
-	mm1SA := payloadGoldens()[16].p // phase-1 SA
+	mm1SA := payloadGoldenNamed(t, "SA phase 1 (RFC 2408 §3.4-3.6)")
 	return []goldenMessage{
 		{"mm1", &Message{Header: hdr(ExchangeIdentityProt, 0), Payloads: []Payload{mm1SA, vid}}},
 		{"mm3", &Message{Header: hdr(ExchangeIdentityProt, 0), Payloads: []Payload{
@@ -157,4 +157,14 @@ func TestMessageGolden(t *testing.T) {
 			}
 		}
 	}
+}
+
+func payloadGoldenNamed(t testing.TB, name string) Payload {
+	for _, g := range payloadGoldens() {
+		if g.name == name {
+			return g.p
+		}
+	}
+	t.Fatalf("no payload golden %q", name)
+	return nil
 }
