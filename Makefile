@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 FUZZTIME  ?= 10m
 FUZZ_PKG  := ./isakmp
-FUZZ_TARGETS := FuzzMessage FuzzPayload FuzzSA FuzzGroupSA FuzzKD FuzzAttributes
+FUZZ_TARGETS := FuzzMessage FuzzPayload FuzzSA FuzzGroupSA FuzzKD FuzzAttributes FuzzLKHArray
 
 .PHONY: all build lab test deps lint bench fuzz clean
 

@@ -138,3 +138,19 @@ func FuzzAttributes(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLKHArray: the first two input octets choose the form and the key
+// data length; the rest is the attribute value.
+func FuzzLKHArray(f *testing.F) {
+	f.Add(false, uint8(4), []byte{1, 0, 1, 0, 0, 1, 3, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xa, 0xb, 0xc, 0xd})
+	f.Add(true, uint8(0), []byte{1, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 9})
+	f.Fuzz(func(t *testing.T, update bool, keyLen uint8, v []byte) {
+		a, err := ParseLKHArray(v, update, int(keyLen))
+		if err != nil {
+			return
+		}
+		if out := a.Append(nil); !bytes.Equal(out, v) {
+			t.Fatalf("round trip differs:\n in %x\nout %x", v, out)
+		}
+	})
+}
