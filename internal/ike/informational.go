@@ -1,0 +1,207 @@
+package ike
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// Phase-2 protection. Every exchange after phase 1 (Informational,
+// GROUPKEY-PULL) is encrypted with an IV chain of its own, seeded from the
+// last phase-1 CBC block and the message ID (RFC 2409 Appendix B).
+
+// EncryptPhase2 encrypts payloads for exchange exch with message ID mid,
+// continuing that message ID's IV chain, and returns the datagram.
+func (sa *SA) EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Payload) ([]byte, error) {
+	if sa.keys == nil || sa.lastBlock == nil {
+		return nil, errors.New("ike: phase 1 is not established")
+	}
+	plain, err := isakmp.AppendPayloads(nil, ps)
+	if err != nil {
+		return nil, err
+	}
+	iv := sa.phase2IV(mid)
+	ct, err := encrypt(sa.keys.Ka, iv, plain)
+	if err != nil {
+		return nil, err
+	}
+	sa.phase2IVs[mid] = lastBlock(ct)
+	m := &isakmp.Message{Header: sa.header(ps[0].Type(), exch, isakmp.FlagEncryption, mid), Body: ct}
+	return m.Marshal()
+}
+
+// DecryptPhase2 decrypts a message of an exchange after phase 1 and
+// advances its message ID's IV chain. Trailing padding is dropped.
+func (sa *SA) DecryptPhase2(m *isakmp.Message) ([]isakmp.Payload, error) {
+	if sa.keys == nil || sa.lastBlock == nil {
+		return nil, errors.New("ike: phase 1 is not established")
+	}
+	if !m.Encrypted() {
+		return nil, errors.New("ike: phase-2 message is not encrypted")
+	}
+	plain, err := decrypt(sa.keys.Ka, sa.phase2IV(m.Header.MessageID), m.Body)
+	if err != nil {
+		return nil, err
+	}
+	ps, _, err := isakmp.SplitPayloads(m.Header.NextPayload, plain)
+	if err != nil {
+		return nil, err
+	}
+	sa.phase2IVs[m.Header.MessageID] = lastBlock(m.Body)
+	return ps, nil
+}
+
+func (sa *SA) phase2IV(mid uint32) []byte {
+	if iv, ok := sa.phase2IVs[mid]; ok {
+		return iv
+	}
+	return phase2IV(sa.suite.Hash, sa.lastBlock, mid)
+}
+
+// PRFa computes prf(SKEYID_a, data...), the integrity check of every
+// phase-2 message (RFC 2409 §5.5, §5.7; RFC 6407 §3.2 HASH(1..4)).
+func (sa *SA) PRFa(data ...[]byte) []byte { return prf(sa.suite.Hash, sa.keys.SKEYIDa, data...) }
+
+// informationalHash is HASH(1) = prf(SKEYID_a, M-ID | N/D) (RFC 2409 §5.7).
+func (sa *SA) informationalHash(mid uint32, ps []isakmp.Payload) ([]byte, error) {
+	body, err := isakmp.AppendPayloads(nil, ps)
+	if err != nil {
+		return nil, err
+	}
+	var m [4]byte
+	binary.BigEndian.PutUint32(m[:], mid)
+	return sa.PRFa(m[:], body), nil
+}
+
+// protected builds an encrypted Informational carrying ps after HASH(1).
+func (sa *SA) protected(ps []isakmp.Payload) ([]byte, error) {
+	midb, err := sa.randBytes(4)
+	if err != nil {
+		return nil, err
+	}
+	mid := binary.BigEndian.Uint32(midb) | 1 // never 0, which is phase 1's
+	h, err := sa.informationalHash(mid, ps)
+	if err != nil {
+		return nil, err
+	}
+	return sa.EncryptPhase2(isakmp.ExchangeInformational, mid, append([]isakmp.Payload{&isakmp.Hash{Data: h}}, ps...))
+}
+
+// notifyMessage builds an Informational carrying one error notification:
+// protected once phase-1 keys exist, in the clear before (RFC 2408 §5).
+func (sa *SA) notifyMessage(t isakmp.NotifyType, encrypted bool) ([]byte, error) {
+	n := &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, NotifyType: t, SPI: append(sa.icky[:], sa.rcky[:]...)}
+	if encrypted && sa.keys != nil {
+		if sa.lastBlock == nil {
+			sa.lastBlock = sa.iv
+		}
+		return sa.protected([]isakmp.Payload{n})
+	}
+	m := &isakmp.Message{Header: sa.header(0, isakmp.ExchangeInformational, 0, 0), Payloads: []isakmp.Payload{n}}
+	return m.Marshal()
+}
+
+// Delete ends an established SA and returns the protected Informational
+// Delete for the peer (RFC 2408 §3.15: the ISAKMP SPI is the cookie pair).
+func (sa *SA) Delete(now time.Time) Result {
+	if sa.state != StateEstablished {
+		sa.state = StateDead
+		return Result{}
+	}
+	d := &isakmp.Delete{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, SPISize: 16,
+		SPIs: [][]byte{append(sa.icky[:], sa.rcky[:]...)}}
+	msg, err := sa.protected([]isakmp.Payload{d})
+	sa.state = StateDead
+	if err != nil {
+		return Result{Events: []Event{Failed{Err: err}}}
+	}
+	return Result{Send: [][]byte{msg}}
+}
+
+// DPD sends an R-U-THERE (RFC 3706 §5) when the peer announced DPD. The
+// peer's R-U-THERE-ACK is consumed by Handle.
+func (sa *SA) DPD(now time.Time) (Result, error) {
+	if sa.state != StateEstablished {
+		return Result{}, errors.New("ike: DPD needs an established SA")
+	}
+	if !sa.info.PeerDPD {
+		return Result{}, fmt.Errorf("ike: peer %s did not announce DPD", sa.peer)
+	}
+	sa.dpdSeq++
+	msg, err := sa.protected([]isakmp.Payload{sa.dpdNotify(isakmp.NotifyRUThere, sa.dpdSeq)})
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Send: [][]byte{msg}, Timer: sa.timer()}, nil
+}
+
+func (sa *SA) dpdNotify(t isakmp.NotifyType, seq uint32) *isakmp.Notify {
+	return &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, NotifyType: t,
+		SPI: append(sa.icky[:], sa.rcky[:]...), Data: binary.BigEndian.AppendUint32(nil, seq)}
+}
+
+// informational handles an Informational exchange for this SA.
+func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result {
+	if !m.Encrypted() {
+		// Unprotected notifications can only be trusted before keys exist,
+		// and then only as a reason to give up (RFC 2408 §5).
+		if n := find[*isakmp.Notify](m.Payloads); n != nil && n.NotifyType.IsError() && sa.state != StateEstablished && sa.keys == nil {
+			return sa.fail(fmt.Errorf("%w: %s sent %s", ErrRefused, sa.peer.Addr(), n.NotifyType))
+		}
+		sa.Dropped++
+		return Result{Timer: sa.timer()}
+	}
+	if sa.keys == nil {
+		sa.Dropped++
+		return Result{Timer: sa.timer()}
+	}
+	if sa.lastBlock == nil {
+		// An error sent by the peer between messages 4 and 6 is protected
+		// with IVs seeded from the phase-1 chain so far.
+		sa.lastBlock = sa.iv
+	}
+	ps, err := sa.DecryptPhase2(m)
+	if err != nil || len(ps) < 2 {
+		sa.Dropped++
+		sa.log.Debug("dropped undecryptable Informational", "err", err)
+		return Result{Timer: sa.timer()}
+	}
+	h, ok := ps[0].(*isakmp.Hash)
+	want, herr := sa.informationalHash(m.Header.MessageID, ps[1:])
+	if !ok || herr != nil || string(h.Data) != string(want) {
+		sa.Dropped++
+		sa.log.Warn("dropped Informational with a wrong HASH(1)")
+		return Result{Timer: sa.timer()}
+	}
+	var r Result
+	for _, p := range ps[1:] {
+		switch p := p.(type) {
+		case *isakmp.Delete:
+			if p.Protocol == isakmp.ProtoISAKMP {
+				sa.state = StateDead
+				sa.log.Info("peer deleted the phase-1 SA")
+				r.Events = append(r.Events, Deleted{})
+			}
+		case *isakmp.Notify:
+			switch {
+			case p.NotifyType == isakmp.NotifyRUThere && len(p.Data) == 4:
+				msg, err := sa.protected([]isakmp.Payload{sa.dpdNotify(isakmp.NotifyRUThereAck, binary.BigEndian.Uint32(p.Data))})
+				if err == nil {
+					r.Send = append(r.Send, msg)
+				}
+			case p.NotifyType == isakmp.NotifyRUThereAck:
+			case p.NotifyType.IsError() && sa.state != StateEstablished:
+				return sa.fail(fmt.Errorf("%w: %s sent %s", ErrRefused, sa.peer.Addr(), p.NotifyType))
+			default:
+				r.Events = append(r.Events, Notified{Notify: p})
+			}
+		}
+	}
+	if sa.state != StateDead {
+		r.Timer = sa.timer()
+	}
+	return r
+}

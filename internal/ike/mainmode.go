@@ -1,0 +1,500 @@
+package ike
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// nonceLen is the length of our nonces (RFC 2409 §5: 8 to 256 octets).
+const nonceLen = 32
+
+// NewInitiator starts main mode toward peer: it returns the SA and the
+// Result carrying message 1 (HDR, SA, VID, VID).
+func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, Result, error) {
+	if len(cfg.Suites) == 0 {
+		return nil, Result{}, errors.New("ike: no phase-1 suites configured")
+	}
+	sa := &SA{cfg: cfg, initiator: true, local: local, peer: peer, startedAt: now, phase2IVs: map[uint32][]byte{}}
+	sa.log = cfg.logger().With("peer", peer.String(), "role", "initiator")
+	ck, err := sa.randBytes(8)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	copy(sa.icky[:], ck)
+	prop := &isakmp.Proposal{Number: 1, Protocol: isakmp.ProtoISAKMP}
+	for i, s := range cfg.Suites {
+		if err := s.Validate(); err != nil {
+			return nil, Result{}, err
+		}
+		prop.Transforms = append(prop.Transforms, s.transform(uint8(i+1)))
+	}
+	saP := &isakmp.SA{DOI: isakmp.DOIIPsec, Situation: isakmp.SituationIdentityOnly, Proposals: []*isakmp.Proposal{prop}}
+	sa.saiBody = saP.AppendBody(nil)
+	msg, err := sa.marshal(0, append([]isakmp.Payload{saP}, sa.vendorIDs()...))
+	if err != nil {
+		return nil, Result{}, err
+	}
+	sa.state = StateMM1Sent
+	return sa, sa.send(msg, now, true), nil
+}
+
+// newResponder creates the responder SA for a message 1; the Endpoint has
+// already chosen the responder cookie.
+func newResponder(cfg *Config, local, peer netip.AddrPort, icky, rcky isakmp.Cookie, now time.Time) *SA {
+	sa := &SA{cfg: cfg, local: local, peer: peer, icky: icky, rcky: rcky, startedAt: now, phase2IVs: map[uint32][]byte{}}
+	sa.log = cfg.logger().With("peer", peer.String(), "role", "responder")
+	return sa
+}
+
+func (sa *SA) marshal(mid uint32, ps []isakmp.Payload) ([]byte, error) {
+	m := &isakmp.Message{Header: sa.header(0, isakmp.ExchangeIdentityProt, 0, mid), Payloads: ps}
+	return m.Marshal()
+}
+
+// marshalEncrypted builds a phase-1 message 5 or 6: the payloads encrypted
+// with the phase-1 IV chain.
+func (sa *SA) marshalEncrypted(ps []isakmp.Payload) ([]byte, error) {
+	plain, err := isakmp.AppendPayloads(nil, ps)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := encrypt(sa.keys.Ka, sa.iv, plain)
+	if err != nil {
+		return nil, err
+	}
+	sa.iv = lastBlock(ct)
+	m := &isakmp.Message{Header: sa.header(ps[0].Type(), isakmp.ExchangeIdentityProt, isakmp.FlagEncryption, 0), Body: ct}
+	return m.Marshal()
+}
+
+// Handle processes one datagram from the peer for this SA.
+func (sa *SA) Handle(pkt []byte, now time.Time) Result {
+	if sa.state == StateDead {
+		sa.Dropped++
+		return Result{}
+	}
+	if sa.duplicate(pkt) {
+		if sa.sent == nil {
+			sa.Dropped++
+			return Result{Timer: sa.timer()}
+		}
+		// The peer did not get our answer: send it again, unchanged.
+		return Result{Send: [][]byte{sa.sent}, Timer: sa.timer()}
+	}
+	m, err := isakmp.ParseMessage(pkt)
+	if err != nil {
+		sa.Dropped++
+		sa.log.Debug("dropped malformed datagram", "err", err)
+		return Result{Timer: sa.timer()}
+	}
+	if m.Header.Exchange == isakmp.ExchangeInformational {
+		return sa.informational(m, pkt, now)
+	}
+	if m.Header.Exchange != isakmp.ExchangeIdentityProt {
+		sa.Dropped++
+		return Result{Timer: sa.timer()}
+	}
+	var r Result
+	switch {
+	case sa.initiator && sa.state == StateMM1Sent && !m.Encrypted():
+		r, err = sa.onMM2(m, now)
+	case sa.initiator && sa.state == StateMM3Sent && !m.Encrypted():
+		r, err = sa.onMM4(m, now)
+	case sa.initiator && sa.state == StateMM5Sent && m.Encrypted():
+		r, err = sa.onMM6(m, now)
+	case !sa.initiator && sa.state == 0 && !m.Encrypted():
+		r, err = sa.onMM1(m, now)
+	case !sa.initiator && sa.state == StateMM2Sent && !m.Encrypted():
+		r, err = sa.onMM3(m, now)
+	case !sa.initiator && sa.state == StateMM4Sent && m.Encrypted():
+		r, err = sa.onMM5(m, now)
+	default:
+		sa.Dropped++
+		sa.log.Debug("dropped out-of-state message", "state", sa.state)
+		return Result{Timer: sa.timer()}
+	}
+	if err != nil {
+		var ne *notifyError
+		if errors.As(err, &ne) {
+			res := sa.fail(err)
+			if msg, merr := sa.notifyMessage(ne.notify, ne.encrypted); merr == nil {
+				res.Send = [][]byte{msg}
+			}
+			return res
+		}
+		return sa.fail(err)
+	}
+	sa.accepted(pkt)
+	return r
+}
+
+// notifyError is a failure that is answered with a notification.
+type notifyError struct {
+	notify    isakmp.NotifyType
+	encrypted bool // phase-1 keys exist: send it in a protected Informational
+	err       error
+}
+
+func (e *notifyError) Error() string { return e.err.Error() }
+func (e *notifyError) Unwrap() error { return e.err }
+
+func refuse(n isakmp.NotifyType, format string, args ...any) error {
+	return &notifyError{notify: n, err: fmt.Errorf(format, args...)}
+}
+
+// onMM1 (responder): choose a suite from the initiator's proposal.
+func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
+	saP := find[*isakmp.SA](m.Payloads)
+	if saP == nil || saP.DOI != isakmp.DOIIPsec || saP.Situation != isakmp.SituationIdentityOnly {
+		return Result{}, refuse(isakmp.NotifyPayloadMalformed, "message 1 lacks an IPsec DOI SA payload")
+	}
+	sa.saiBody = saP.AppendBody(nil)
+	sa.noteVendorIDs(m.Payloads)
+	var offered []string
+	for _, prop := range saP.Proposals {
+		if prop.Protocol != isakmp.ProtoISAKMP {
+			continue
+		}
+		for _, t := range prop.Transforms {
+			s, err := suiteFromTransform(t)
+			if err != nil {
+				offered = append(offered, fmt.Sprintf("#%d (%v)", t.Number, err))
+				continue
+			}
+			offered = append(offered, s.String())
+			for _, mine := range sa.cfg.Suites {
+				if !mine.sameAlgorithms(s) {
+					continue
+				}
+				s.Lifetime = min(s.lifetime(), mine.lifetime())
+				sa.suite = s
+				chosen := &isakmp.SA{DOI: isakmp.DOIIPsec, Situation: isakmp.SituationIdentityOnly,
+					Proposals: []*isakmp.Proposal{{Number: prop.Number, Protocol: isakmp.ProtoISAKMP,
+						SPI: prop.SPI, Transforms: []*isakmp.Transform{s.transform(t.Number)}}}}
+				msg, err := sa.marshal(0, append([]isakmp.Payload{chosen}, sa.vendorIDs()...))
+				if err != nil {
+					return Result{}, err
+				}
+				sa.state = StateMM2Sent
+				sa.log.Debug("chose phase-1 suite", "suite", s.String())
+				return sa.send(msg, now, true), nil
+			}
+		}
+	}
+	return Result{}, refuse(isakmp.NotifyNoProposalChosen, "no acceptable phase-1 proposal from %s: offered %v", sa.peer, offered)
+}
+
+// onMM2 (initiator): the responder's choice must be one we offered.
+func (sa *SA) onMM2(m *isakmp.Message, now time.Time) (Result, error) {
+	saP := find[*isakmp.SA](m.Payloads)
+	if saP == nil || len(saP.Proposals) != 1 || len(saP.Proposals[0].Transforms) != 1 {
+		return Result{}, refuse(isakmp.NotifyBadProposalSyntax, "message 2 must carry exactly one proposal with one transform")
+	}
+	s, err := suiteFromTransform(saP.Proposals[0].Transforms[0])
+	if err != nil {
+		return Result{}, refuse(isakmp.NotifyNoProposalChosen, "responder chose an unsupported transform: %v", err)
+	}
+	ok := false
+	for _, mine := range sa.cfg.Suites {
+		if mine.sameAlgorithms(s) && s.lifetime() <= mine.lifetime() {
+			ok = true
+		}
+	}
+	if !ok {
+		return Result{}, refuse(isakmp.NotifyNoProposalChosen, "responder chose %s, which we did not offer", s)
+	}
+	sa.rcky = m.Header.ResponderCookie
+	sa.suite = s
+	sa.noteVendorIDs(m.Payloads)
+	ke, err := sa.makeKE()
+	if err != nil {
+		return Result{}, err
+	}
+	sa.gxi = ke.Data
+	if sa.ni, err = sa.randBytes(nonceLen); err != nil {
+		return Result{}, err
+	}
+	ps := []isakmp.Payload{ke, &isakmp.Nonce{Data: sa.ni}}
+	if s.Auth.signature() {
+		ps = append(ps, &isakmp.CertRequest{CertType: isakmp.CertX509Sig})
+	}
+	msg, err := sa.marshal(0, ps)
+	if err != nil {
+		return Result{}, err
+	}
+	sa.state = StateMM3Sent
+	return sa.send(msg, now, true), nil
+}
+
+func (sa *SA) makeKE() (*isakmp.KE, error) {
+	g, ok := GroupByID(sa.suite.Group)
+	if !ok {
+		return nil, fmt.Errorf("ike: DH group %d", sa.suite.Group)
+	}
+	priv, pub, err := g.GenerateKey(sa.cfg.rand())
+	if err != nil {
+		return nil, err
+	}
+	sa.dh = priv
+	return &isakmp.KE{Data: pub}, nil
+}
+
+// peerKE reads the peer's KE and nonce and derives the keys.
+func (sa *SA) peerKE(m *isakmp.Message) error {
+	ke := find[*isakmp.KE](m.Payloads)
+	nonce := find[*isakmp.Nonce](m.Payloads)
+	if ke == nil || nonce == nil {
+		return refuse(isakmp.NotifyPayloadMalformed, "KE or nonce missing")
+	}
+	if len(nonce.Data) < 8 || len(nonce.Data) > 256 {
+		return refuse(isakmp.NotifyPayloadMalformed, "nonce of %d octets (RFC 2409 §5: 8 to 256)", len(nonce.Data))
+	}
+	if g, _ := GroupByID(sa.suite.Group); len(ke.Data) != g.PublicLen() {
+		return refuse(isakmp.NotifyInvalidKeyInformation, "KE of %d octets for %s (want %d)", len(ke.Data), g.Name(), g.PublicLen())
+	}
+	sa.peerWantCR = find[*isakmp.CertRequest](m.Payloads) != nil
+	if sa.initiator {
+		sa.gxr, sa.nr = ke.Data, nonce.Data
+	} else {
+		sa.gxi, sa.ni = ke.Data, nonce.Data
+	}
+	return nil
+}
+
+func (sa *SA) deriveKeys() error {
+	peerPub := sa.gxr
+	if !sa.initiator {
+		peerPub = sa.gxi
+	}
+	gxy, err := sa.dh.Shared(peerPub)
+	if err != nil {
+		return refuse(isakmp.NotifyInvalidKeyInformation, "DH: %v", err)
+	}
+	var psk []byte
+	if sa.suite.Auth == AuthPSK {
+		var ok bool
+		if sa.cfg.Creds.PSK != nil {
+			psk, ok = sa.cfg.Creds.PSK(sa.peer.Addr().Unmap())
+		}
+		if !ok || len(psk) == 0 {
+			return fmt.Errorf("%w: no pre-shared key for peer %s", ErrAuth, sa.peer.Addr())
+		}
+	}
+	sa.keys, err = DeriveKeys(sa.suite, psk, sa.ni, sa.nr, gxy, sa.gxi, sa.gxr, sa.icky, sa.rcky)
+	if err != nil {
+		return err
+	}
+	sa.iv = sa.keys.IV
+	return nil
+}
+
+// onMM3 (responder): KE and Ni in, KE and Nr out, keys derived.
+func (sa *SA) onMM3(m *isakmp.Message, now time.Time) (Result, error) {
+	if err := sa.peerKE(m); err != nil {
+		return Result{}, err
+	}
+	ke, err := sa.makeKE()
+	if err != nil {
+		return Result{}, err
+	}
+	sa.gxr = ke.Data
+	if sa.nr, err = sa.randBytes(nonceLen); err != nil {
+		return Result{}, err
+	}
+	if err := sa.deriveKeys(); err != nil {
+		return Result{}, err
+	}
+	ps := []isakmp.Payload{ke, &isakmp.Nonce{Data: sa.nr}}
+	if sa.suite.Auth.signature() {
+		ps = append(ps, &isakmp.CertRequest{CertType: isakmp.CertX509Sig})
+	}
+	msg, err := sa.marshal(0, ps)
+	if err != nil {
+		return Result{}, err
+	}
+	sa.state = StateMM4Sent
+	return sa.send(msg, now, true), nil
+}
+
+// onMM4 (initiator): keys derived; ID and authentication out, encrypted.
+func (sa *SA) onMM4(m *isakmp.Message, now time.Time) (Result, error) {
+	if err := sa.peerKE(m); err != nil {
+		return Result{}, err
+	}
+	if err := sa.deriveKeys(); err != nil {
+		return Result{}, err
+	}
+	ps, err := sa.authPayloads(now)
+	if err != nil {
+		return Result{}, err
+	}
+	msg, err := sa.marshalEncrypted(ps)
+	if err != nil {
+		return Result{}, err
+	}
+	sa.state = StateMM5Sent
+	return sa.send(msg, now, true), nil
+}
+
+// hashFor computes HASH_I (initiator's) or HASH_R (RFC 2409 §5):
+//
+//	HASH_I = prf(SKEYID, g^xi | g^xr | CKY-I | CKY-R | SAi_b | IDii_b)
+//	HASH_R = prf(SKEYID, g^xr | g^xi | CKY-R | CKY-I | SAi_b | IDir_b)
+func (sa *SA) hashFor(initiator bool, idBody []byte) []byte {
+	if initiator {
+		return prf(sa.suite.Hash, sa.keys.SKEYID, sa.gxi, sa.gxr, sa.icky[:], sa.rcky[:], sa.saiBody, idBody)
+	}
+	return prf(sa.suite.Hash, sa.keys.SKEYID, sa.gxr, sa.gxi, sa.rcky[:], sa.icky[:], sa.saiBody, idBody)
+}
+
+// authPayloads builds ID, [CERT], HASH or SIG, and on the initiator
+// INITIAL-CONTACT (RFC 2407 §4.6.3.3).
+func (sa *SA) authPayloads(now time.Time) ([]isakmp.Payload, error) {
+	id, err := localID(sa.cfg.LocalID, &sa.cfg.Creds, sa.suite.Auth, sa.local.Addr())
+	if err != nil {
+		return nil, err
+	}
+	h := sa.hashFor(sa.initiator, id.AppendBody(nil))
+	ps := []isakmp.Payload{id}
+	if sa.suite.Auth.signature() {
+		if sa.cfg.Creds.Key == nil || len(sa.cfg.Creds.Chain) == 0 {
+			return nil, fmt.Errorf("ike: %s needs a certificate and its key", sa.suite.Auth)
+		}
+		for _, der := range sa.cfg.Creds.Chain {
+			ps = append(ps, &isakmp.Cert{Encoding: isakmp.CertX509Sig, Data: der})
+		}
+		sig, err := sign(sa.cfg.rand(), sa.suite.Auth, sa.cfg.Creds.Key, h)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, &isakmp.Sig{Data: sig})
+	} else {
+		ps = append(ps, &isakmp.Hash{Data: h})
+	}
+	if sa.initiator {
+		ps = append(ps, &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP,
+			NotifyType: isakmp.NotifyInitialContact, SPI: append(sa.icky[:], sa.rcky[:]...)})
+	}
+	return ps, nil
+}
+
+// decryptPhase1 decrypts message 5 or 6 and advances the IV chain.
+func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
+	plain, err := decrypt(sa.keys.Ka, sa.iv, m.Body)
+	if err != nil {
+		return nil, refuse(isakmp.NotifyPayloadMalformed, "%v", err)
+	}
+	ps, _, err := isakmp.SplitPayloads(m.Header.NextPayload, plain)
+	if err != nil {
+		// A wrong key yields garbage: with PSK that is the usual symptom
+		// of a pre-shared key mismatch.
+		if sa.suite.Auth == AuthPSK {
+			return nil, &notifyError{notify: isakmp.NotifyPayloadMalformed, encrypted: true,
+				err: fmt.Errorf("%w: cannot decrypt message from %s (pre-shared key mismatch?): %v", ErrAuth, sa.peer.Addr(), err)}
+		}
+		return nil, &notifyError{notify: isakmp.NotifyPayloadMalformed, encrypted: true, err: err}
+	}
+	sa.iv = lastBlock(m.Body)
+	return ps, nil
+}
+
+// checkAuth verifies the peer's ID and HASH or SIG.
+func (sa *SA) checkAuth(ps []isakmp.Payload, now time.Time) error {
+	id := find[*isakmp.ID](ps)
+	if id == nil {
+		return &notifyError{notify: isakmp.NotifyInvalidIDInformation, encrypted: true, err: errors.New("no ID payload")}
+	}
+	want := sa.hashFor(!sa.initiator, id.AppendBody(nil))
+	sa.info.PeerID = id
+	if !sa.suite.Auth.signature() {
+		h := find[*isakmp.Hash](ps)
+		if h == nil || string(h.Data) != string(want) {
+			return &notifyError{notify: isakmp.NotifyInvalidHashInformation, encrypted: true,
+				err: fmt.Errorf("%w: peer %s (%s) sent a wrong hash: pre-shared key mismatch", ErrAuth, sa.peer.Addr(), id)}
+		}
+		return nil
+	}
+	var chain [][]byte
+	for _, p := range ps {
+		if c, ok := p.(*isakmp.Cert); ok && c.Encoding == isakmp.CertX509Sig {
+			chain = append(chain, c.Data)
+		}
+	}
+	cert, err := verifyPeerCert(&sa.cfg.Creds, chain, id, now)
+	if err != nil {
+		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
+			err: fmt.Errorf("peer %s: %w", sa.peer.Addr(), err)}
+	}
+	sig := find[*isakmp.Sig](ps)
+	if sig == nil {
+		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
+			err: fmt.Errorf("%w: peer %s sent no signature", ErrAuth, sa.peer.Addr())}
+	}
+	if err := verify(sa.suite.Auth, cert.PublicKey, want, sig.Data); err != nil {
+		return &notifyError{notify: isakmp.NotifyInvalidSignature, encrypted: true,
+			err: fmt.Errorf("peer %s (%s): %w", sa.peer.Addr(), cert.Subject, err)}
+	}
+	sa.info.PeerCert = cert
+	return nil
+}
+
+// onMM5 (responder): authenticate the initiator, answer with message 6.
+func (sa *SA) onMM5(m *isakmp.Message, now time.Time) (Result, error) {
+	ps, err := sa.decryptPhase1(m)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := sa.checkAuth(ps, now); err != nil {
+		return Result{}, err
+	}
+	out, err := sa.authPayloads(now)
+	if err != nil {
+		return Result{}, err
+	}
+	msg, err := sa.marshalEncrypted(out)
+	if err != nil {
+		return Result{}, err
+	}
+	for _, p := range ps {
+		if n, ok := p.(*isakmp.Notify); ok && n.NotifyType == isakmp.NotifyInitialContact {
+			sa.log.Debug("peer sent INITIAL-CONTACT")
+		}
+	}
+	sa.lastBlock = sa.iv
+	r := sa.establish(now)
+	r2 := sa.send(msg, now, false)
+	r.Send, r.Timer = r2.Send, r2.Timer
+	return r, nil
+}
+
+// onMM6 (initiator): authenticate the responder.
+func (sa *SA) onMM6(m *isakmp.Message, now time.Time) (Result, error) {
+	ps, err := sa.decryptPhase1(m)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := sa.checkAuth(ps, now); err != nil {
+		return Result{}, err
+	}
+	sa.lastBlock = sa.iv
+	sa.sent = nil
+	return sa.establish(now), nil
+}
+
+func (sa *SA) establish(now time.Time) Result {
+	sa.state = StateEstablished
+	sa.deadline = time.Time{}
+	sa.info.Initiator = sa.initiator
+	sa.info.Local, sa.info.Peer = sa.local, sa.peer
+	sa.info.ICookie, sa.info.RCookie = sa.icky, sa.rcky
+	sa.info.Suite = sa.suite
+	sa.info.EstablishedAt = now
+	sa.info.Expires = now.Add(sa.suite.lifetime())
+	sa.log.Info("phase 1 established", "suite", sa.suite.String(), "peer_id", sa.info.PeerID.String(),
+		"peer_version", sa.info.PeerVersion.String(), "in", now.Sub(sa.startedAt))
+	return Result{Timer: sa.info.Expires, Events: []Event{Established{Info: sa.info}}}
+}
