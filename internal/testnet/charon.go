@@ -179,7 +179,6 @@ charon {
 		testnet {
 			path = %s/charon.log
 			time_format = %%H:%%M:%%S
-			time_precision = ms
 			ike_name = yes
 			append = no
 			flush_line = yes
@@ -336,11 +335,13 @@ func (c *Charon) Swanctl(t testing.TB, args ...string) string {
 //
 //	swanctl --load-all --file DIR/swanctl.conf --uri VICI
 //
-// swanctl 5.9.8 resolves credential directories against SWANCTL_DIR (default
-// /etc/swanctl), not against the directory of --file, so Load sets
-// SWANCTL_DIR to that directory too. A swanctl.conf "include" is resolved
-// relative to the file itself. Load returns swanctl's output; it fails the
-// test if swanctl reports an error.
+// swanctl 5.9.8 takes the credential directories (x509/, private/, …)
+// relative to the directory of --file (checked; without --file it uses
+// SWANCTL_DIR, default /etc/swanctl); Load also sets SWANCTL_DIR to that
+// directory so nothing can fall back to /etc/swanctl. Every credential
+// subdirectory is created, empty if unused, since swanctl complains about
+// missing ones. Load returns swanctl's output; it fails the test if swanctl
+// fails or reports a failure.
 func (c *Charon) Load(t testing.TB, swanctlConf string, files map[string][]byte) string {
 	t.Helper()
 	c.loads++
