@@ -58,9 +58,9 @@ func localID(configured *isakmp.ID, creds *Credentials, auth AuthMethod, local n
 
 // sign signs HASH_I or HASH_R (RFC 2409 §5.1). RSA signatures are PKCS#1
 // v1.5 over the raw hash with no DigestInfo, as IKEv1 implementations
-// (strongSwan's SIGN_RSA_EMSA_PKCS1_NULL) do; ECDSA signs the hash hashed
-// again with the method's SHA-2 and encodes r||s at fixed width (RFC 4754
-// §3, §7).
+// (strongSwan's SIGN_RSA_EMSA_PKCS1_NULL) do; ECDSA signs the hash as it is
+// (it was computed with the method's own SHA-2, see hashFor) and encodes
+// r||s at fixed width (RFC 4754 §3, §7).
 func sign(rand io.Reader, auth AuthMethod, key crypto.Signer, h []byte) ([]byte, error) {
 	switch auth {
 	case AuthRSA:
@@ -77,9 +77,7 @@ func sign(rand io.Reader, auth AuthMethod, key crypto.Signer, h []byte) ([]byte,
 		if pub.Curve.Params().BitSize != map[AuthMethod]int{AuthECDSA256: 256, AuthECDSA384: 384, AuthECDSA521: 521}[auth] {
 			return nil, fmt.Errorf("ike: %s needs a key on its curve, have %s", auth, pub.Curve.Params().Name)
 		}
-		d := ch.New()
-		d.Write(h)
-		der, err := key.Sign(rand, d.Sum(nil), ch)
+		der, err := key.Sign(rand, h, ch)
 		if err != nil {
 			return nil, err
 		}
@@ -116,14 +114,12 @@ func verify(auth AuthMethod, pub crypto.PublicKey, h, sig []byte) error {
 		if !ok {
 			return fmt.Errorf("%w: %s but the peer certificate has a %T key", ErrAuth, auth, pub)
 		}
-		ch, size := ecdsaParams(auth)
+		_, size := ecdsaParams(auth)
 		if len(sig) != 2*size {
 			return fmt.Errorf("%w: ECDSA signature of %d octets, want %d", ErrAuth, len(sig), 2*size)
 		}
-		d := ch.New()
-		d.Write(h)
 		r, s := new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])
-		if !ecdsa.Verify(k, d.Sum(nil), r, s) {
+		if !ecdsa.Verify(k, h, r, s) {
 			return fmt.Errorf("%w: ECDSA signature does not verify", ErrAuth)
 		}
 		return nil

@@ -344,11 +344,29 @@ func (sa *SA) onMM4(m *isakmp.Message, now time.Time) (Result, error) {
 //
 //	HASH_I = prf(SKEYID, g^xi | g^xr | CKY-I | CKY-R | SAi_b | IDii_b)
 //	HASH_R = prf(SKEYID, g^xr | g^xi | CKY-R | CKY-I | SAi_b | IDir_b)
+//
+// With ECDSA authentication the prf is HMAC with the method's own hash
+// (SHA-256 for ECDSA-256, ...) whatever hash was negotiated, and the
+// result is signed as it is (RFC 4754 §3; strongSwan does the same).
 func (sa *SA) hashFor(initiator bool, idBody []byte) []byte {
-	if initiator {
-		return prf(sa.suite.Hash, sa.keys.SKEYID, sa.gxi, sa.gxr, sa.icky[:], sa.rcky[:], sa.saiBody, idBody)
+	h := sa.suite.Hash
+	switch sa.suite.Auth {
+	case AuthECDSA256:
+		h = SHA256
+	case AuthECDSA384:
+		h = SHA384
+	case AuthECDSA521:
+		h = SHA512
 	}
-	return prf(sa.suite.Hash, sa.keys.SKEYID, sa.gxr, sa.gxi, sa.rcky[:], sa.icky[:], sa.saiBody, idBody)
+	var out []byte
+	if initiator {
+		out = prf(h, sa.keys.SKEYID, sa.gxi, sa.gxr, sa.icky[:], sa.rcky[:], sa.saiBody, idBody)
+		sa.hashI = out
+	} else {
+		out = prf(h, sa.keys.SKEYID, sa.gxr, sa.gxi, sa.rcky[:], sa.icky[:], sa.saiBody, idBody)
+		sa.hashR = out
+	}
+	return out
 }
 
 // authPayloads builds ID, [CERT], HASH or SIG, and on the initiator

@@ -170,6 +170,8 @@ type SA struct {
 
 	info      Info
 	phase2IVs map[uint32][]byte
+	hashI     []byte
+	hashR     []byte
 	dpdSeq    uint32
 
 	// Dropped counts datagrams ignored as stale, duplicate or malformed.
@@ -293,4 +295,37 @@ func find[T isakmp.Payload](ps []isakmp.Payload) T {
 		}
 	}
 	return zero
+}
+
+// Transcript is the public input of the key derivation, kept for
+// known-answer tests against other implementations and for debugging.
+type Transcript struct {
+	Suite            Suite
+	ICookie, RCookie isakmp.Cookie
+	Ni, Nr           []byte // nonce bodies
+	GXI, GXR         []byte // KE payload data
+	SAi              []byte // SAi_b: the initiator's SA payload body
+	IDi, IDr         []byte // ID payload bodies (IDii_b, IDir_b), once known
+	HashI, HashR     []byte // HASH_I and HASH_R, once computed
+}
+
+// Transcript returns the exchange's public inputs so far.
+func (sa *SA) Transcript() Transcript {
+	t := Transcript{Suite: sa.suite, ICookie: sa.icky, RCookie: sa.rcky, Ni: sa.ni, Nr: sa.nr,
+		GXI: sa.gxi, GXR: sa.gxr, SAi: sa.saiBody, HashI: sa.hashI, HashR: sa.hashR}
+	local, _ := localID(sa.cfg.LocalID, &sa.cfg.Creds, sa.suite.Auth, sa.local.Addr())
+	var peer []byte
+	if sa.info.PeerID != nil {
+		peer = sa.info.PeerID.AppendBody(nil)
+	}
+	var mine []byte
+	if local != nil {
+		mine = local.AppendBody(nil)
+	}
+	if sa.initiator {
+		t.IDi, t.IDr = mine, peer
+	} else {
+		t.IDi, t.IDr = peer, mine
+	}
+	return t
 }

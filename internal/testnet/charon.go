@@ -390,6 +390,19 @@ func (c *Charon) Initiate(t testing.TB, ike string) string {
 	return out
 }
 
+// InitiateNoWait starts initiating the IKE SA ike and returns at once
+// (swanctl --initiate --ike ike --timeout=-1: vici returns a result without
+// waiting for the exchange), for peers that answer only when the test says
+// so, such as a Go socket. Use WaitEstablished or the log to follow it.
+func (c *Charon) InitiateNoWait(t testing.TB, ike string) string {
+	t.Helper()
+	out, err := c.swanctl("--initiate", "--ike", ike, "--timeout=-1")
+	if err != nil {
+		t.Fatalf("testnet: charon in %s: %v", c.NS.Name, err)
+	}
+	return out
+}
+
 // ListSAs returns swanctl --list-sas.
 func (c *Charon) ListSAs(t testing.TB) string {
 	t.Helper()
