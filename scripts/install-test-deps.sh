@@ -2,15 +2,20 @@
 # Installs the Debian packages the test suite drives, only when they are
 # missing, without prompting. Safe to run any number of times.
 #
-#   tshark  - decodes the ISAKMP/GDOI packets groupvpn writes (isakmp tests)
-#
-# Later issues add strongswan-charon, strongswan-swanctl, iproute2 and
-# nftables here.
+#   tshark              - decodes the ISAKMP/GDOI packets groupvpn writes (isakmp tests)
+#   strongswan-charon   - charon, our IKEv1 peer in interop tests (internal/ikeudp)
+#   strongswan-swanctl  - swanctl, to configure charon and list its SAs
+#   iproute2            - ip netns / veth for the test hosts (internal/testnet)
+#   util-linux          - unshare and mount: a private /run per charon
 set -euo pipefail
 
 # command -> Debian package that provides it
 declare -A want=(
   [tshark]=tshark
+  [/usr/lib/ipsec/charon]=strongswan-charon
+  [swanctl]=strongswan-swanctl
+  [ip]=iproute2
+  [unshare]=util-linux
 )
 
 missing=()

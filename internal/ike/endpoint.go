@@ -192,6 +192,11 @@ func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []b
 // step applies an SA's Result and keeps the half-open bookkeeping.
 func (e *Endpoint) step(sa *SA, r Result) Output {
 	out := e.apply(sa, r)
+	for _, ev := range r.Events {
+		if _, ok := ev.(InitialContact); ok {
+			e.dropOlder(sa)
+		}
+	}
 	if !sa.initiator && sa.state != StateMM2Sent {
 		e.leaveHalfOpen(sa)
 	}
@@ -199,6 +204,17 @@ func (e *Endpoint) step(sa *SA, r Result) Output {
 		e.remove(sa)
 	}
 	return out
+}
+
+// dropOlder removes every other SA with sa's peer: after INITIAL-CONTACT
+// they belong to the peer's previous life and no Delete is owed.
+func (e *Endpoint) dropOlder(sa *SA) {
+	for _, o := range e.sas {
+		if o != sa && o.peer.Addr() == sa.peer.Addr() {
+			o.log.Info("dropping phase-1 SA: peer sent INITIAL-CONTACT on a new one")
+			e.remove(o)
+		}
+	}
 }
 
 func (e *Endpoint) leaveHalfOpen(sa *SA) {
@@ -272,6 +288,15 @@ func (e *Endpoint) Delete(sa *SA, now time.Time) (Output, error) {
 		return Output{}, errors.New("ike: SA not held by this endpoint")
 	}
 	return e.step(sa, sa.Delete(now)), nil
+}
+
+// DPD sends an R-U-THERE on an established SA (RFC 3706).
+func (e *Endpoint) DPD(sa *SA, now time.Time) (Output, error) {
+	r, err := sa.DPD(now)
+	if err != nil {
+		return Output{}, err
+	}
+	return e.step(sa, r), nil
 }
 
 type timerEntry struct {

@@ -98,6 +98,17 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 		sa.Dropped++
 		return Result{Timer: sa.timer()}
 	}
+	for _, p := range m.Payloads {
+		if raw, ok := p.(*isakmp.RawPayload); ok && raw.PayloadType < 128 {
+			// RFC 2408 §5.1: an unknown payload type in a known range is
+			// an error, answered with INVALID-PAYLOAD-TYPE.
+			res := sa.fail(fmt.Errorf("peer %s sent a %s payload in main mode", sa.peer.Addr(), raw.PayloadType))
+			if msg, err := sa.notifyMessage(isakmp.NotifyInvalidPayloadType, false); err == nil {
+				res.Send = [][]byte{msg}
+			}
+			return res
+		}
+	}
 	var r Result
 	switch {
 	case sa.initiator && sa.state == StateMM1Sent && !m.Encrypted():
@@ -422,6 +433,11 @@ func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
 
 // checkAuth verifies the peer's ID and HASH or SIG.
 func (sa *SA) checkAuth(ps []isakmp.Payload, now time.Time) error {
+	for _, p := range ps {
+		if n, ok := p.(*isakmp.Notify); ok && n.NotifyType == isakmp.NotifyInitialContact {
+			sa.initialContact = true
+		}
+	}
 	id := find[*isakmp.ID](ps)
 	if id == nil {
 		return &notifyError{notify: isakmp.NotifyInvalidIDInformation, encrypted: true, err: errors.New("no ID payload")}
@@ -477,11 +493,6 @@ func (sa *SA) onMM5(m *isakmp.Message, now time.Time) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	for _, p := range ps {
-		if n, ok := p.(*isakmp.Notify); ok && n.NotifyType == isakmp.NotifyInitialContact {
-			sa.log.Debug("peer sent INITIAL-CONTACT")
-		}
-	}
 	sa.lastBlock = sa.iv
 	r := sa.establish(now)
 	r2 := sa.send(msg, now, false)
@@ -514,5 +525,9 @@ func (sa *SA) establish(now time.Time) Result {
 	sa.info.Expires = now.Add(sa.suite.lifetime())
 	sa.log.Info("phase 1 established", "suite", sa.suite.String(), "peer_id", sa.info.PeerID.String(),
 		"peer_version", sa.info.PeerVersion.String(), "in", now.Sub(sa.startedAt))
-	return Result{Timer: sa.info.Expires, Events: []Event{Established{Info: sa.info}}}
+	r := Result{Timer: sa.info.Expires, Events: []Event{Established{Info: sa.info}}}
+	if sa.initialContact {
+		r.Events = append(r.Events, InitialContact{})
+	}
+	return r
 }

@@ -76,7 +76,7 @@ func (p *pairNet) run(from *Endpoint, out Output) {
 		// Advance to the next retransmission timer still pending before
 		// either SA is established for long.
 		next := earliest(p.i.NextTimer(), p.r.NextTimer())
-		if next.IsZero() || next.Sub(p.now) > time.Hour {
+		if next.IsZero() || next.Sub(p.now) > 10*time.Minute {
 			return
 		}
 		p.now = next
@@ -452,5 +452,61 @@ func TestPhase2InformationalAndDPD(t *testing.T) {
 	}
 	if _, ok := o.Events[0].Event.(Deleted); !ok || len(p.r.SAs()) != 0 {
 		t.Fatalf("responder kept the SA: %+v", o.Events)
+	}
+}
+
+// proves: groundwork — INITIAL-CONTACT from a rebooted peer replaces its
+// old SA on the responder, and an SA that reaches its lifetime expires.
+func TestInitialContactAndExpiry(t *testing.T) {
+	s := Suite{KeyBits: 128, Hash: SHA256, Group: 19, Auth: AuthPSK, Lifetime: time.Hour}
+	cfg := &Config{Suites: []Suite{s}, Creds: Credentials{PSK: pskFor("k")}}
+	p := handshake(t, cfg, cfg)
+	old := p.r.SAs()
+	if len(old) != 1 {
+		t.Fatalf("%d SAs", len(old))
+	}
+	// The "rebooted" initiator: a fresh endpoint at the same address.
+	fresh, _ := NewEndpoint(cfg, addrI, Limits{})
+	p.i = fresh
+	_, out, _ := fresh.Initiate(addrR, p.now)
+	p.run(fresh, out)
+	now := p.r.SAs()
+	if len(now) != 1 || now[0] == old[0] {
+		t.Fatalf("responder holds %d SAs after INITIAL-CONTACT (old one kept: %v)", len(now), len(now) > 0 && now[0] == old[0])
+	}
+	o := p.r.Tick(p.now.Add(time.Hour))
+	if len(o.Events) != 1 {
+		t.Fatalf("expiry events: %+v", o.Events)
+	}
+	if _, ok := o.Events[0].Event.(Expired); !ok || len(p.r.SAs()) != 0 {
+		t.Fatalf("SA did not expire: %+v", o.Events[0].Event)
+	}
+}
+
+// proves: groundwork (bad input) — an unknown payload type in main mode is
+// refused with INVALID-PAYLOAD-TYPE.
+func TestInvalidPayloadType(t *testing.T) {
+	s := Suite{KeyBits: 128, Hash: SHA256, Group: 19, Auth: AuthPSK}
+	cfg := &Config{Suites: []Suite{s}, Creds: Credentials{PSK: pskFor("k")}}
+	ei, _ := NewEndpoint(cfg, addrI, Limits{})
+	er, _ := NewEndpoint(cfg, addrR, Limits{})
+	_, out, _ := ei.Initiate(addrR, t0)
+	m, _ := isakmp.ParseMessage(out.Send[0].Data)
+	m.Payloads = append(m.Payloads, &isakmp.RawPayload{PayloadType: 99, Body: []byte{1}})
+	bad, _ := m.Marshal()
+	o := er.Handle(addrI, bad, t0)
+	if len(o.Send) != 1 {
+		t.Fatalf("no notification sent: %+v", o)
+	}
+	n, _ := isakmp.ParseMessage(o.Send[0].Data)
+	if nt := n.Payloads[0].(*isakmp.Notify).NotifyType; nt != isakmp.NotifyInvalidPayloadType {
+		t.Fatalf("sent %s", nt)
+	}
+	back := ei.Handle(addrR, o.Send[0].Data, t0)
+	if len(back.Events) != 1 {
+		t.Fatalf("initiator did not give up: %+v", back)
+	}
+	if f, ok := back.Events[0].Event.(Failed); !ok || !strings.Contains(f.Err.Error(), "INVALID-PAYLOAD-TYPE") {
+		t.Fatalf("initiator event %+v", back.Events[0].Event)
 	}
 }

@@ -110,14 +110,24 @@ type Failed struct{ Err error }
 // Deleted: the peer deleted the SA with an Informational Delete.
 type Deleted struct{}
 
+// Expired: the SA reached the end of its lifetime.
+type Expired struct{}
+
+// InitialContact: the peer announced INITIAL-CONTACT (RFC 2407
+// §4.6.3.3): it has rebooted and holds no other SA with us, so the owner
+// should drop any older SA with this peer.
+type InitialContact struct{}
+
 // Notified: an authenticated Informational notification from the peer
 // (DPD is answered by the SA itself and not reported).
 type Notified struct{ Notify *isakmp.Notify }
 
-func (Established) event() {}
-func (Failed) event()      {}
-func (Deleted) event()     {}
-func (Notified) event()    {}
+func (Established) event()    {}
+func (Failed) event()         {}
+func (Deleted) event()        {}
+func (Notified) event()       {}
+func (Expired) event()        {}
+func (InitialContact) event() {}
 
 var (
 	ErrTimeout = errors.New("peer did not answer")
@@ -168,11 +178,12 @@ type SA struct {
 	deadline  time.Time
 	startedAt time.Time
 
-	info      Info
-	phase2IVs map[uint32][]byte
-	hashI     []byte
-	hashR     []byte
-	dpdSeq    uint32
+	info           Info
+	phase2IVs      map[uint32][]byte
+	hashI          []byte
+	hashR          []byte
+	dpdSeq         uint32
+	initialContact bool // the peer sent INITIAL-CONTACT
 
 	// Dropped counts datagrams ignored as stale, duplicate or malformed.
 	Dropped int
@@ -232,7 +243,8 @@ func (sa *SA) Timeout(now time.Time) Result {
 	if sa.state == StateEstablished {
 		if !now.Before(sa.info.Expires) {
 			sa.state = StateDead
-			return Result{Events: []Event{Failed{Err: errors.New("lifetime expired")}}}
+			sa.log.Info("phase 1 lifetime expired")
+			return Result{Events: []Event{Expired{}}}
 		}
 		return Result{Timer: sa.info.Expires}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,7 @@ func runInterop(t *testing.T, c interopCase) {
 		local_addrs = %s
 		remote_addrs = %s
 		remote_port = 500
+		dpd_delay = 1s
 		proposals = %s
 		local {
 			%s
@@ -139,6 +141,52 @@ func runInterop(t *testing.T, c interopCase) {
 		t.Fatalf("swanctl --list-sas:\n%s", listing)
 	}
 	checkKeymat(t, c, sa, ch.Log())
+	if c.name == "psk-ch-init" {
+		dpdAndDelete(t, ctx, srv, sa, ch)
+	}
+}
+
+// dpdAndDelete: charon's R-U-THERE (dpd_delay) is answered, ours is
+// acknowledged, and our Delete removes charon's IKE SA.
+func dpdAndDelete(t *testing.T, ctx context.Context, srv *Server, sa *ike.SA, ch *testnet.Charon) {
+	deadline := time.Now().Add(20 * time.Second)
+	ourAck := regexp.MustCompile(`parsed INFORMATIONAL_V1 request \d+ \[ HASH N\(DPD_ACK\) \]`)
+	theirAck := regexp.MustCompile(`generating INFORMATIONAL_V1 request \d+ \[ HASH N\(DPD_ACK\) \]`)
+	for !ourAck.MatchString(ch.Log()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("charon never got a DPD answer:\n%s", tailLines(ch.Log(), 40))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var derr error
+	srv.Do(ctx, func(ep *ike.Endpoint, now time.Time) ike.Output {
+		out, err := ep.DPD(sa, now)
+		derr = err
+		return out
+	})
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	for !theirAck.MatchString(ch.Log()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("charon did not see our R-U-THERE:\n%s", tailLines(ch.Log(), 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	srv.Do(ctx, func(ep *ike.Endpoint, now time.Time) ike.Output {
+		out, err := ep.Delete(sa, now)
+		derr = err
+		return out
+	})
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	for strings.Contains(ch.ListSAs(t), "ESTABLISHED") {
+		if time.Now().After(deadline) {
+			t.Fatalf("charon kept the SA after our Delete:\n%s", tailLines(ch.Log(), 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // checkKeymat compares every value charon logged with ours, and records the

@@ -200,6 +200,9 @@ swanctl {
 func StartCharon(t testing.TB, ns *Netns, cfg CharonConfig) *Charon {
 	t.Helper()
 	RequireCharon(t)
+	if ns == nil {
+		t.Fatal("testnet: StartCharon needs a namespace; charon never runs in the root namespace")
+	}
 	dir := charonDir(t)
 	c := &Charon{
 		NS:       ns,

@@ -24,6 +24,11 @@ import (
 //	HASH_R data                    g^xr|g^xi|CKY-R|CKY-I|SAi_b|IDir_b
 //	HASH_R                         prf(SKEYID, HASH_R data)
 //
+// With ECDSA signatures, HASH_I and HASH_R use the HMAC of the ECDSA
+// method's hash instead of the negotiated PRF (RFC 4754): with
+// aes256-sha384-ecp384 and P-256 certificates they are HMAC-SHA-256 (32
+// bytes) keyed with the 48-byte SKEYID. With PSK and RSA they use the PRF.
+//
 // A responder logs the same labels (HASH_I when it verifies it, HASH_R when
 // it builds it). Quick Mode later adds "next IV for MID <n>" and the
 // KEYMAT seeds "initiator SA seed" / "responder SA seed".
