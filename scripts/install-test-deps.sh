@@ -5,6 +5,7 @@
 #   tshark              - decodes the ISAKMP/GDOI packets groupvpn writes (isakmp tests)
 #   strongswan-charon   - charon, our IKEv1 peer in interop tests (internal/ikeudp)
 #   strongswan-swanctl  - swanctl, to configure charon and list its SAs
+#   libstrongswan-standard-plugins - charon's openssl plugin: ECP groups and ECDSA
 #   iproute2            - ip netns / veth for the test hosts (internal/testnet)
 #   util-linux          - unshare and mount: a private /run per charon
 set -euo pipefail
@@ -14,13 +15,17 @@ declare -A want=(
   [tshark]=tshark
   [/usr/lib/ipsec/charon]=strongswan-charon
   [swanctl]=strongswan-swanctl
+  [/usr/lib/ipsec/plugins/libstrongswan-openssl.so]=libstrongswan-standard-plugins
   [ip]=iproute2
   [unshare]=util-linux
 )
 
 missing=()
+# present: a command on PATH, or a file given by its absolute path
+present() { if [[ $1 == /* ]]; then [ -e "$1" ]; else command -v "$1" >/dev/null 2>&1; fi; }
+
 for cmd in "${!want[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+  present "$cmd" || missing+=("${want[$cmd]}")
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
@@ -40,5 +45,5 @@ echo "install-test-deps: installing ${missing[*]}" >&2
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 for cmd in "${!want[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || { echo "install-test-deps: $cmd still missing after install" >&2; exit 1; }
+  present "$cmd" || { echo "install-test-deps: $cmd still missing after install" >&2; exit 1; }
 done

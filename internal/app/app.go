@@ -25,7 +25,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"lab":    {"run a key server and group members in one process (not built yet: prints the plan)", runLab},
 		"decode": {"decode ISAKMP/GDOI messages from hex or a raw datagram file", runDecode},
-		"bench":  {"measure a scenario beside its ceiling (scenarios: codec)", runBench},
+		"bench":  {"measure a scenario beside its ceiling (scenarios: codec, mainmode)", runBench},
 		"help":   {"list the commands", nil},
 	}
 }

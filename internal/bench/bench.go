@@ -15,6 +15,9 @@ type Case struct {
 	Name   string
 	Octets int64 // octets processed per op, for MB/s; 0 if not meaningful
 	Run    func(b *testing.B)
+	// Ceiling, when set, is what this case is compared with instead of
+	// the scenario's.
+	Ceiling *Case
 }
 
 // Scenario is a set of cases and the ceiling they are compared with.
@@ -26,15 +29,17 @@ type Scenario struct {
 }
 
 // Scenarios lists every scenario `groupvpn bench` knows.
-func Scenarios() []Scenario { return []Scenario{Codec()} }
+func Scenarios() []Scenario { return []Scenario{Codec(), MainMode()} }
 
 // Result is one measured case.
 type Result struct {
 	Case
 	testing.BenchmarkResult
+	ceiling *Result // the case's own ceiling, if it has one
 }
 
-// Run measures a scenario with testing.Benchmark.
+// Run measures a scenario with testing.Benchmark: the scenario's ceiling,
+// then each case, each right after its own ceiling if it has one.
 func Run(s Scenario) (ceiling Result, cases []Result) {
 	measure := func(c Case) Result {
 		return Result{Case: c, BenchmarkResult: testing.Benchmark(func(b *testing.B) {
@@ -47,7 +52,12 @@ func Run(s Scenario) (ceiling Result, cases []Result) {
 	}
 	ceiling = measure(s.Ceiling)
 	for _, c := range s.Cases {
-		cases = append(cases, measure(c))
+		r := measure(c)
+		if c.Ceiling != nil {
+			own := measure(*c.Ceiling)
+			r.ceiling = &own
+		}
+		cases = append(cases, r)
 	}
 	return ceiling, cases
 }
@@ -67,9 +77,14 @@ func Print(w io.Writer, s Scenario, ceiling Result, cases []Result) {
 	}
 	row(ceiling, "ceiling")
 	for _, r := range cases {
+		c := ceiling
+		if r.ceiling != nil {
+			c = *r.ceiling
+			row(c, "ceiling")
+		}
 		ratio := "-"
-		if c := ceiling.NsPerOp(); c > 0 {
-			ratio = fmt.Sprintf("%.1f", float64(r.NsPerOp())/float64(c))
+		if n := c.NsPerOp(); n > 0 {
+			ratio = fmt.Sprintf("%.1f", float64(r.NsPerOp())/float64(n))
 		}
 		row(r, ratio)
 	}

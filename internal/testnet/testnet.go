@@ -24,6 +24,8 @@
 // a veth keeps the same name on both ends, each end in its own namespace.
 // The address prefixes must not overlap between concurrently running tests
 // either, since the root-side addresses all live in the root namespace.
+// Since go test runs packages in parallel, each package keeps to its own
+// names and range: this package's tests use "gvt…" and 10.231.0.0/16.
 // Two go test processes running the same tests at the same moment on one
 // machine would still collide; that is not supported.
 package testnet
