@@ -155,3 +155,25 @@ func TestCountAttributesSizesExactly(t *testing.T) {
 		t.Fatalf("len %d cap %d err %v", len(as), cap(as), err)
 	}
 }
+
+// proves: groundwork (codec) — the GDOI DOI in a phase-1 SA payload means
+// proposals (RFC 6407 §2.1), elsewhere SAK/GAP/SAT (§5.2).
+func TestGDOIDOIInPhase1SA(t *testing.T) {
+	sa := &SA{DOI: DOIGDOI, Situation: SituationIdentityOnly, Proposals: []*Proposal{{Number: 1, Protocol: ProtoISAKMP,
+		Transforms: []*Transform{{Number: 1, ID: TransformKeyIKE, Attributes: Attributes{BasicAttr(IKEEncryptionAlgorithm, EncAESCBC)}}}}}}
+	m := &Message{Header: hdr(ExchangeIdentityProt, 0), Payloads: []Payload{sa}}
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := got.Payloads[0].(*SA); !ok || p.DOI != DOIGDOI || len(p.Proposals) != 1 {
+		t.Fatalf("phase-1 SA with the GDOI DOI parsed as %T", got.Payloads[0])
+	}
+	if _, err := ParsePayloadsIn(ExchangePull, PayloadSA, b[HeaderLen:]); err == nil {
+		t.Fatal("the same octets parsed as a GDOI group SA")
+	}
+}

@@ -5,7 +5,7 @@ import "fmt"
 // Message is an ISAKMP message: the header and either a payload chain or,
 // when the header's Encryption flag is set, the encrypted body that the
 // caller decrypts (RFC 2408 §3.1, RFC 2409 Appendix B for the IV chain) and
-// parses with SplitPayloads(Header.NextPayload, plaintext).
+// parses with SplitPayloadsIn(Header.Exchange, Header.NextPayload, plaintext).
 type Message struct {
 	Header   Header
 	Payloads []Payload // cleartext payloads; empty when Body is used
@@ -64,7 +64,7 @@ func ParseMessage(b []byte) (*Message, error) {
 		m.Body = cloneBytes(b[HeaderLen:])
 		return m, nil
 	}
-	ps, err := ParsePayloads(h.NextPayload, b[HeaderLen:])
+	ps, err := ParsePayloadsIn(h.Exchange, h.NextPayload, b[HeaderLen:])
 	if err != nil {
 		return nil, wrapAt("message", HeaderLen, err)
 	}

@@ -66,7 +66,7 @@ func goldenMessages(t testing.TB) []goldenMessage {
 	hash := &Hash{Data: bytes.Repeat([]byte{0x48}, 32)}
 	ni := &Nonce{Data: bytes.Repeat([]byte{0x4e}, 16)}
 	nr := &Nonce{Data: bytes.Repeat([]byte{0x4f}, 16)}
-	vid := &VendorID{Data: []byte("groupvpn 1.0.2")}
+	vid := &VendorID{Data: []byte("groupvpn-version\x01\x00\x02")} // docs/wire.md
 	mm1SA := payloadGoldenNamed(t, "SA phase 1 (RFC 2408 §3.4-3.6)")
 	return []goldenMessage{
 		{"mm1", &Message{Header: hdr(ExchangeIdentityProt, 0), Payloads: []Payload{mm1SA, vid}}},

@@ -80,10 +80,21 @@ func PayloadsLen(ps []Payload) int {
 }
 
 // ParsePayloads decodes the payload chain that starts with a payload of type
-// first and fills b exactly. Use SplitPayloads when b may end in padding
-// (a decrypted IKEv1 body, RFC 2409 §5.3).
+// first and fills b exactly, as it appears outside phase 1 (see
+// ParsePayloadsIn). Use SplitPayloads when b may end in padding (a
+// decrypted IKEv1 body, RFC 2409 §5.3).
 func ParsePayloads(first PayloadType, b []byte) ([]Payload, error) {
-	ps, rest, err := SplitPayloads(first, b)
+	return ParsePayloadsIn(ExchangeNone, first, b)
+}
+
+// ParsePayloadsIn is ParsePayloads for a chain carried by exchange exch.
+// The exchange settles the one ambiguous layout: an SA payload with the
+// GDOI DOI holds proposals in a phase-1 exchange (RFC 6407 §2.1: "The
+// Phase 1 SA payload has a DOI value. That value MUST be the GDOI DOI
+// value") and SAK/GAP/SAT payloads in GROUPKEY-PULL and GROUPKEY-PUSH
+// (§5.2).
+func ParsePayloadsIn(exch ExchangeType, first PayloadType, b []byte) ([]Payload, error) {
+	ps, rest, err := SplitPayloadsIn(exch, first, b)
 	if err != nil {
 		return ps, err
 	}
@@ -97,13 +108,22 @@ func ParsePayloads(first PayloadType, b []byte) ([]Payload, error) {
 // type first and returns the octets after the last payload (whose Next
 // Payload is NONE) unparsed.
 func SplitPayloads(first PayloadType, b []byte) (ps []Payload, rest []byte, err error) {
-	return splitPayloads(first, cloneBytes(b))
+	return splitPayloads(false, first, cloneBytes(b))
 }
 
-func splitPayloads(first PayloadType, b []byte) (ps []Payload, rest []byte, err error) {
+// SplitPayloadsIn is SplitPayloads for a chain carried by exchange exch
+// (see ParsePayloadsIn).
+func SplitPayloadsIn(exch ExchangeType, first PayloadType, b []byte) (ps []Payload, rest []byte, err error) {
+	return splitPayloads(exch.isPhase1(), first, cloneBytes(b))
+}
+
+// isPhase1 reports the exchanges that negotiate an ISAKMP SA (RFC 2408 §4).
+func (e ExchangeType) isPhase1() bool { return e >= ExchangeBase && e <= ExchangeAggressive }
+
+func splitPayloads(phase1 bool, first PayloadType, b []byte) (ps []Payload, rest []byte, err error) {
 	off := 0
 	for t := first; t != PayloadNone; {
-		next, p, n, err := parseOne(t, b[off:])
+		next, p, n, err := parseOne(phase1, t, b[off:])
 		if err != nil {
 			return ps, nil, wrapAt(fmt.Sprintf("payload %d (%s)", len(ps), t), off, err)
 		}
@@ -116,12 +136,12 @@ func splitPayloads(first PayloadType, b []byte) (ps []Payload, rest []byte, err 
 
 // parseOne decodes one payload of type t at the start of b and returns the
 // Next Payload field, the payload and the octets consumed.
-func parseOne(t PayloadType, b []byte) (PayloadType, Payload, int, error) {
+func parseOne(phase1 bool, t PayloadType, b []byte) (PayloadType, Payload, int, error) {
 	next, body, err := splitGeneric(t.String(), b)
 	if err != nil {
 		return 0, nil, 0, err
 	}
-	p, err := parseBody(t, body)
+	p, err := parseBody(phase1, t, body)
 	if err != nil {
 		return 0, nil, 0, wrapAt("body", GenericHeaderLen, err)
 	}
@@ -149,10 +169,10 @@ func splitGeneric(what string, b []byte) (PayloadType, []byte, error) {
 
 // parseBody dispatches on the payload type. Types this package does not
 // model are kept as RawPayload so that they re-marshal unchanged.
-func parseBody(t PayloadType, body []byte) (Payload, error) {
+func parseBody(phase1 bool, t PayloadType, body []byte) (Payload, error) {
 	switch t {
 	case PayloadSA:
-		return parseSAPayload(body)
+		return parseSAPayload(phase1, body)
 	case PayloadKE:
 		return parseKE(body)
 	case PayloadID:

@@ -2,13 +2,13 @@ package isakmp
 
 import "encoding/binary"
 
-// parseSAPayload chooses the SA layout by the DOI field: the GDOI SA
-// (RFC 6407 §5.2) or the RFC 2408 §3.4 SA with proposals.
-func parseSAPayload(b []byte) (Payload, error) {
+// parseSAPayload chooses the SA layout: the GDOI SA (RFC 6407 §5.2) for
+// the GDOI DOI outside phase 1, else the RFC 2408 §3.4 SA with proposals.
+func parseSAPayload(phase1 bool, b []byte) (Payload, error) {
 	if len(b) < 4 {
 		return nil, errShort("SA payload", 0, 4, len(b))
 	}
-	if DOI(binary.BigEndian.Uint32(b)) == DOIGDOI {
+	if !phase1 && DOI(binary.BigEndian.Uint32(b)) == DOIGDOI {
 		return parseGroupSA(b)
 	}
 	return parseSA(b)

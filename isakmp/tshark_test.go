@@ -98,7 +98,7 @@ func TestTsharkDecodesGDOI(t *testing.T) {
 		"mm1": {"Exchange type: Identity Protection (Main Mode) (2)", "Domain of interpretation: IPSEC (1)",
 			"Encryption-Algorithm: AES-CBC", "Key-Length: 128", "Hash-Algorithm: SHA2-256",
 			"Authentication-Method: Pre-shared key", "Group-Description: 2048 bit MODP group",
-			"Life-Duration: 28800", "Vendor ID: 67726f757076706e20312e302e32"},
+			"Life-Duration: 28800", "Vendor ID: 67726f757076706e2d76657273696f6e010002"},
 		"mm3":                  {"Key Exchange Data: 6b6b6b", "Nonce DATA: 4e4e4e4e"},
 		"mm5-cleartext":        {"ID_IPV4_ADDR: 192.0.2.10", "Certificate Encoding: X.509 Certificate - Signature (4)", "commonName=gm1.example.net", "Notify Message Type: INITIAL-CONTACT (24578)"},
 		"informational-delete": {"Message ID: 0x01020304", "Delete SPI: 1a2b3c4d5e6f708192a3b4c5d6e7f809"},

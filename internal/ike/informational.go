@@ -46,7 +46,7 @@ func (sa *SA) DecryptPhase2(m *isakmp.Message) ([]isakmp.Payload, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps, _, err := isakmp.SplitPayloads(m.Header.NextPayload, plain)
+	ps, _, err := isakmp.SplitPayloadsIn(m.Header.Exchange, m.Header.NextPayload, plain)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (sa *SA) protected(ps []isakmp.Payload) ([]byte, error) {
 // notifyMessage builds an Informational carrying one error notification:
 // protected once phase-1 keys exist, in the clear before (RFC 2408 §5).
 func (sa *SA) notifyMessage(t isakmp.NotifyType, encrypted bool) ([]byte, error) {
-	n := &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, NotifyType: t, SPI: append(sa.icky[:], sa.rcky[:]...)}
+	n := &isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP, NotifyType: t, SPI: append(sa.icky[:], sa.rcky[:]...)}
 	if encrypted && sa.keys != nil {
 		if sa.lastBlock == nil {
 			sa.lastBlock = sa.iv
@@ -111,7 +111,7 @@ func (sa *SA) Delete(now time.Time) Result {
 		sa.state = StateDead
 		return Result{}
 	}
-	d := &isakmp.Delete{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, SPISize: 16,
+	d := &isakmp.Delete{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP, SPISize: 16,
 		SPIs: [][]byte{append(sa.icky[:], sa.rcky[:]...)}}
 	msg, err := sa.protected([]isakmp.Payload{d})
 	sa.state = StateDead
@@ -139,7 +139,7 @@ func (sa *SA) DPD(now time.Time) (Result, error) {
 }
 
 func (sa *SA) dpdNotify(t isakmp.NotifyType, seq uint32) *isakmp.Notify {
-	return &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, NotifyType: t,
+	return &isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP, NotifyType: t,
 		SPI: append(sa.icky[:], sa.rcky[:]...), Data: binary.BigEndian.AppendUint32(nil, seq)}
 }
 

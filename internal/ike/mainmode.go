@@ -32,7 +32,12 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 		}
 		prop.Transforms = append(prop.Transforms, s.transform(uint8(i+1)))
 	}
-	saP := &isakmp.SA{DOI: isakmp.DOIIPsec, Situation: isakmp.SituationIdentityOnly, Proposals: []*isakmp.Proposal{prop}}
+	doi := cfg.DOI
+	if doi == isakmp.DOIISAKMP {
+		doi = isakmp.DOIIPsec
+	}
+	sa.doi = doi
+	saP := &isakmp.SA{DOI: doi, Situation: isakmp.SituationIdentityOnly, Proposals: []*isakmp.Proposal{prop}}
 	sa.saiBody = saP.AppendBody(nil)
 	msg, err := sa.marshal(0, append([]isakmp.Payload{saP}, sa.vendorIDs()...))
 	if err != nil {
@@ -160,9 +165,10 @@ func refuse(n isakmp.NotifyType, format string, args ...any) error {
 // onMM1 (responder): choose a suite from the initiator's proposal.
 func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 	saP := find[*isakmp.SA](m.Payloads)
-	if saP == nil || saP.DOI != isakmp.DOIIPsec || saP.Situation != isakmp.SituationIdentityOnly {
-		return Result{}, refuse(isakmp.NotifyPayloadMalformed, "message 1 lacks an IPsec DOI SA payload")
+	if saP == nil || (saP.DOI != isakmp.DOIIPsec && saP.DOI != isakmp.DOIGDOI) || saP.Situation != isakmp.SituationIdentityOnly {
+		return Result{}, refuse(isakmp.NotifyDOINotSupported, "message 1 lacks an SA payload of the IPsec or GDOI DOI")
 	}
+	sa.doi = saP.DOI
 	sa.saiBody = saP.AppendBody(nil)
 	sa.noteVendorIDs(m.Payloads)
 	var offered []string
@@ -183,7 +189,7 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 				}
 				s.Lifetime = min(s.lifetime(), mine.lifetime())
 				sa.suite = s
-				chosen := &isakmp.SA{DOI: isakmp.DOIIPsec, Situation: isakmp.SituationIdentityOnly,
+				chosen := &isakmp.SA{DOI: saP.DOI, Situation: isakmp.SituationIdentityOnly,
 					Proposals: []*isakmp.Proposal{{Number: prop.Number, Protocol: isakmp.ProtoISAKMP,
 						SPI: prop.SPI, Transforms: []*isakmp.Transform{s.transform(t.Number)}}}}
 				msg, err := sa.marshal(0, append([]isakmp.Payload{chosen}, sa.vendorIDs()...))
@@ -405,7 +411,7 @@ func (sa *SA) authPayloads(now time.Time) ([]isakmp.Payload, error) {
 		ps = append(ps, &isakmp.Hash{Data: h})
 	}
 	if sa.initiator {
-		ps = append(ps, &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP,
+		ps = append(ps, &isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP,
 			NotifyType: isakmp.NotifyInitialContact, SPI: append(sa.icky[:], sa.rcky[:]...)})
 	}
 	return ps, nil
@@ -417,7 +423,7 @@ func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
 	if err != nil {
 		return nil, refuse(isakmp.NotifyPayloadMalformed, "%v", err)
 	}
-	ps, _, err := isakmp.SplitPayloads(m.Header.NextPayload, plain)
+	ps, _, err := isakmp.SplitPayloadsIn(m.Header.Exchange, m.Header.NextPayload, plain)
 	if err != nil {
 		// A wrong key yields garbage: with PSK that is the usual symptom
 		// of a pre-shared key mismatch.

@@ -156,6 +156,9 @@ func TestMainModeEverySuite(t *testing.T) {
 		t.Run(s.String(), func(t *testing.T) {
 			creds := authCreds(t, s.Auth)
 			cfgI := &Config{Suites: []Suite{s}, Creds: creds, Version: version.Base}
+			if s.Group == 19 {
+				cfgI.DOI = isakmp.DOIGDOI // RFC 6407 §2.1: GDOI registration's phase 1
+			}
 			cfgR := &Config{Suites: []Suite{s}, Creds: creds}
 			p := handshake(t, cfgI, cfgR)
 			ii, ir := p.established(p.i), p.established(p.r)

@@ -38,7 +38,11 @@ type Config struct {
 	// subject for signatures, our address for PSK).
 	LocalID *isakmp.ID
 	// Version is announced in our Vendor ID (SPEC V2); zero: version.Current.
-	Version    version.Version
+	Version version.Version
+	// DOI is the DOI of the phase-1 SA payload an initiator sends: the
+	// IPsec DOI (default) or, for GDOI registration, the GDOI DOI, which
+	// RFC 6407 §2.1 requires. A responder accepts either.
+	DOI        isakmp.DOI
 	Retransmit Retransmit
 	Rand       io.Reader    // nil: crypto/rand
 	Logger     *slog.Logger // nil: discard
@@ -161,6 +165,7 @@ type SA struct {
 	rcky      isakmp.Cookie
 	state     State
 	suite     Suite
+	doi       isakmp.DOI // of the phase-1 SA payload
 
 	saiBody    []byte // SAi_b: the initiator's SA payload body
 	dh         PrivateKey
@@ -289,6 +294,15 @@ func (sa *SA) noteVendorIDs(ps []isakmp.Payload) {
 			sa.info.PeerDPD = true
 		}
 	}
+}
+
+// phase1DOI is the DOI of our notifications and deletes: the one the
+// phase-1 SA was negotiated in.
+func (sa *SA) phase1DOI() isakmp.DOI {
+	if sa.doi == isakmp.DOIGDOI {
+		return isakmp.DOIGDOI
+	}
+	return isakmp.DOIIPsec
 }
 
 func (sa *SA) randBytes(n int) ([]byte, error) {
