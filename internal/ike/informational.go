@@ -90,6 +90,17 @@ func (sa *SA) protected(ps []isakmp.Payload) ([]byte, error) {
 	return sa.EncryptPhase2(isakmp.ExchangeInformational, mid, append([]isakmp.Payload{&isakmp.Hash{Data: h}}, ps...))
 }
 
+// Notify returns a protected Informational carrying one notification about
+// this SA, e.g. a GROUPKEY-PULL refusal (RFC 2408 §5, RFC 6407 §3).
+func (sa *SA) Notify(t isakmp.NotifyType, data []byte) ([]byte, error) {
+	if sa.state != StateEstablished {
+		return nil, errors.New("ike: notification needs an established SA")
+	}
+	n := &isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP, NotifyType: t,
+		SPI: append(sa.icky[:], sa.rcky[:]...), Data: data}
+	return sa.protected([]isakmp.Payload{n})
+}
+
 // notifyMessage builds an Informational carrying one error notification:
 // protected once phase-1 keys exist, in the clear before (RFC 2408 §5).
 func (sa *SA) notifyMessage(t isakmp.NotifyType, encrypted bool) ([]byte, error) {

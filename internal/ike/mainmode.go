@@ -100,6 +100,9 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 		return sa.informational(m, pkt, now)
 	}
 	if m.Header.Exchange != isakmp.ExchangeIdentityProt {
+		if sa.state == StateEstablished && m.Encrypted() && m.Header.MessageID != 0 {
+			return Result{Timer: sa.timer(), Events: []Event{Phase2{Msg: m}}}
+		}
 		sa.Dropped++
 		return Result{Timer: sa.timer()}
 	}

@@ -114,6 +114,10 @@ type Failed struct{ Err error }
 // Deleted: the peer deleted the SA with an Informational Delete.
 type Deleted struct{}
 
+// Phase2: a message of another exchange (GROUPKEY-PULL, ...) arrived on
+// the established SA; its owner decrypts it with DecryptPhase2.
+type Phase2 struct{ Msg *isakmp.Message }
+
 // Expired: the SA reached the end of its lifetime.
 type Expired struct{}
 
@@ -131,6 +135,7 @@ func (Failed) event()         {}
 func (Deleted) event()        {}
 func (Notified) event()       {}
 func (Expired) event()        {}
+func (Phase2) event()         {}
 func (InitialContact) event() {}
 
 var (

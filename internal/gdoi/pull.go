@@ -1,0 +1,222 @@
+// Package gdoi implements the GDOI registration exchange, GROUPKEY-PULL
+// (RFC 6407 §3), as sans-IO steps inside an established IKEv1 phase-1 SA:
+//
+//	GM                                  KS
+//	HDR*, HASH(1), Ni, ID         -->
+//	                              <--   HDR*, HASH(2), Nr, SA
+//	HDR*, HASH(3) [, GAP]         -->
+//	                              <--   HDR*, HASH(4), [SEQ,] KD
+//
+//	HASH(1) = prf(SKEYID_a, M-ID | Ni | ID)
+//	HASH(2) = prf(SKEYID_a, M-ID | Ni_b | Nr | SA)
+//	HASH(3) = prf(SKEYID_a, M-ID | Ni_b | Nr_b [ | GAP ])
+//	HASH(4) = prf(SKEYID_a, M-ID | Ni_b | Nr_b [ | SEQ ] | KD)
+//
+// Ni, Nr, ID, SA, GAP, SEQ and KD are whole payloads with their generic
+// headers, "the entire message that follows the hash ... excluding any
+// padding"; Ni_b and Nr_b are nonce bodies (§3.2). Every message is
+// encrypted with the phase-1 SA's keys and its own IV chain per message ID.
+package gdoi
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// NonceLen is the length of our GROUPKEY-PULL nonces (RFC 6407 §5.8: 8 to
+// 128 octets).
+const NonceLen = 32
+
+// Refusal is a registration the KS declines; Notify is sent to the GM in a
+// protected Informational (RFC 6407 §3.2 leaves errors to RFC 2408 §5).
+type Refusal struct {
+	Notify isakmp.NotifyType
+	Reason string
+}
+
+func (r *Refusal) Error() string { return fmt.Sprintf("%s: %s", r.Notify, r.Reason) }
+
+// ErrHash reports a HASH(n) that does not verify.
+var ErrHash = errors.New("gdoi: HASH does not verify")
+
+// hash computes HASH(n) = prf(SKEYID_a, M-ID | prefix | payloads after the
+// HASH payload).
+func hash(sa *ike.SA, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
+	body, err := isakmp.AppendPayloads(nil, rest)
+	if err != nil {
+		return nil, err
+	}
+	var m [4]byte
+	binary.BigEndian.PutUint32(m[:], mid)
+	return sa.PRFa(m[:], prefix, body), nil
+}
+
+// seal builds an encrypted GROUPKEY-PULL message: HASH(n) then rest.
+func seal(sa *ike.SA, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
+	h, err := hash(sa, mid, prefix, rest)
+	if err != nil {
+		return nil, err
+	}
+	return sa.EncryptPhase2(isakmp.ExchangePull, mid, append([]isakmp.Payload{&isakmp.Hash{Data: h}}, rest...))
+}
+
+// open decrypts a GROUPKEY-PULL message and checks its HASH.
+func open(sa *ike.SA, m *isakmp.Message, prefix []byte) ([]isakmp.Payload, error) {
+	if m.Header.Exchange != isakmp.ExchangePull {
+		return nil, fmt.Errorf("gdoi: exchange %s is not GROUPKEY-PULL", m.Header.Exchange)
+	}
+	ps, err := sa.DecryptPhase2(m)
+	if err != nil {
+		return nil, fmt.Errorf("gdoi: %w", err)
+	}
+	if len(ps) == 0 {
+		return nil, errors.New("gdoi: empty message")
+	}
+	h, ok := ps[0].(*isakmp.Hash)
+	if !ok {
+		return nil, fmt.Errorf("gdoi: first payload is %s, not HASH", ps[0].Type())
+	}
+	want, err := hash(sa, m.Header.MessageID, prefix, ps[1:])
+	if err != nil {
+		return nil, err
+	}
+	if !hmac.Equal(h.Data, want) {
+		return nil, ErrHash
+	}
+	return ps[1:], nil
+}
+
+func find[T isakmp.Payload](ps []isakmp.Payload) T {
+	var zero T
+	for _, p := range ps {
+		if t, ok := p.(T); ok {
+			return t
+		}
+	}
+	return zero
+}
+
+func randBytes(r io.Reader, n int) ([]byte, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("gdoi: random: %w", err)
+	}
+	return b, nil
+}
+
+// Result is what a completed GROUPKEY-PULL delivers to the GM.
+type Result struct {
+	Policy *isakmp.GroupSA // KEK policy, GAP, TEK policies
+	Seq    uint32          // the KS's current GROUPKEY-PUSH sequence number (0: none sent)
+	KD     *isakmp.KD      // keys: TEKs, KEK, sender IDs
+}
+
+// Pull is the GM side of one GROUPKEY-PULL exchange.
+type Pull struct {
+	sa     *ike.SA
+	mid    uint32
+	group  *isakmp.ID
+	sids   uint16
+	ni, nr []byte
+	policy *isakmp.GroupSA
+	step   int    // 1: message 1 sent, 3: message 3 sent, 4: done
+	last   []byte // last message sent, for retransmission
+}
+
+// NewPull starts registration to group over sa, asking for sids sender
+// IDs (0 when no counter-mode TEK is expected). It returns message 1.
+func NewPull(sa *ike.SA, group *isakmp.ID, sids uint16, r io.Reader) (*Pull, []byte, error) {
+	midb, err := randBytes(r, 4)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &Pull{sa: sa, mid: binary.BigEndian.Uint32(midb) | 1, group: group, sids: sids}
+	if p.ni, err = randBytes(r, NonceLen); err != nil {
+		return nil, nil, err
+	}
+	msg, err := seal(sa, p.mid, nil, []isakmp.Payload{&isakmp.Nonce{Data: p.ni}, group})
+	if err != nil {
+		return nil, nil, err
+	}
+	p.step, p.last = 1, msg
+	return p, msg, nil
+}
+
+// MessageID identifies the exchange on its phase-1 SA.
+func (p *Pull) MessageID() uint32 { return p.mid }
+
+// Last is the last message sent, for retransmission.
+func (p *Pull) Last() []byte { return p.last }
+
+// Handle processes the KS's message 2 or 4. After message 2 it returns
+// message 3; after message 4 it returns the Result.
+func (p *Pull) Handle(m *isakmp.Message) (reply []byte, res *Result, err error) {
+	switch p.step {
+	case 1:
+		// HASH(2) covers Ni_b, then Nr and SA as sent.
+		ps, err := open(p.sa, m, p.ni)
+		if err != nil {
+			return nil, nil, err
+		}
+		nr := find[*isakmp.Nonce](ps)
+		sa := find[*isakmp.GroupSA](ps)
+		if nr == nil || sa == nil {
+			return nil, nil, errors.New("gdoi: message 2 lacks the nonce or the SA")
+		}
+		if len(nr.Data) < 8 || len(nr.Data) > 128 {
+			return nil, nil, fmt.Errorf("gdoi: responder nonce of %d octets", len(nr.Data))
+		}
+		p.nr, p.policy = nr.Data, sa
+		var rest []isakmp.Payload
+		if p.sids > 0 {
+			rest = []isakmp.Payload{&isakmp.GAP{Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.GAPSenderIDRequest, p.sids)}}}
+		}
+		msg, err := p.seal3(rest)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.step, p.last = 3, msg
+		return msg, nil, nil
+	case 3:
+		ps, err := open(p.sa, m, append(append([]byte{}, p.ni...), p.nr...))
+		if err != nil {
+			return nil, nil, err
+		}
+		kd := find[*isakmp.KD](ps)
+		if kd == nil {
+			return nil, nil, errors.New("gdoi: message 4 lacks the KD payload")
+		}
+		res := &Result{Policy: p.policy, KD: kd}
+		if seq := find[*isakmp.SEQ](ps); seq != nil {
+			res.Seq = seq.Number
+		}
+		p.step = 4
+		return nil, res, nil
+	}
+	return nil, nil, errors.New("gdoi: GROUPKEY-PULL already complete")
+}
+
+// seal3 builds message 3; its HASH(3) prefix is Ni_b | Nr_b.
+func (p *Pull) seal3(rest []isakmp.Payload) ([]byte, error) {
+	prefix := append(append([]byte{}, p.ni...), p.nr...)
+	if len(rest) == 0 {
+		// HASH(3) with nothing after it still needs a payload chain of
+		// one: the HASH alone.
+		h, err := hash(p.sa, p.mid, prefix, nil)
+		if err != nil {
+			return nil, err
+		}
+		return p.sa.EncryptPhase2(isakmp.ExchangePull, p.mid, []isakmp.Payload{&isakmp.Hash{Data: h}})
+	}
+	return seal(p.sa, p.mid, prefix, rest)
+}

@@ -1,0 +1,157 @@
+package gdoi
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+var (
+	gmAddr = netip.MustParseAddrPort("127.0.0.1:848")
+	ksAddr = netip.MustParseAddrPort("127.0.0.2:848")
+	t0     = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+)
+
+// phase1 establishes a GDOI phase-1 SA between a GM and a KS in memory and
+// returns both sides' SAs.
+func phase1(t testing.TB) (gm, ks *ike.SA) {
+	t.Helper()
+	s := ike.Suite{KeyBits: 256, Hash: ike.SHA256, Group: 19, Auth: ike.AuthPSK}
+	cfg := &ike.Config{Suites: []ike.Suite{s}, DOI: isakmp.DOIGDOI,
+		Creds: ike.Credentials{PSK: func(netip.Addr) ([]byte, bool) { return []byte("gdoi"), true }}}
+	eg, _ := ike.NewEndpoint(cfg, gmAddr, ike.Limits{})
+	ek, _ := ike.NewEndpoint(cfg, ksAddr, ike.Limits{})
+	_, out, err := eg.Initiate(ksAddr, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for to, from := ek, gmAddr; len(out.Send) > 0; {
+		var next ike.Output
+		for _, p := range out.Send {
+			o := to.Handle(from, p.Data, t0)
+			next.Send = append(next.Send, o.Send...)
+		}
+		out = next
+		if to == ek {
+			to, from = eg, ksAddr
+		} else {
+			to, from = ek, gmAddr
+		}
+	}
+	if len(eg.SAs()) != 1 || len(ek.SAs()) != 1 {
+		t.Fatal("phase 1 not established")
+	}
+	return eg.SAs()[0], ek.SAs()[0]
+}
+
+type fakePolicy struct {
+	refuse *Refusal
+	sids   uint16
+}
+
+func (f *fakePolicy) Join(peer ike.Info, group *isakmp.ID) (*isakmp.GroupSA, error) {
+	if f.refuse != nil {
+		return nil, f.refuse
+	}
+	return &isakmp.GroupSA{TEKs: []*isakmp.SAT{{Protocol: isakmp.TEKProtoESP, TransformID: uint8(isakmp.ESPAESGCM16), SPI: 0x1234,
+		Selector: isakmp.Selector{Src: isakmp.PrefixEndpoint(netip.MustParsePrefix("10.0.0.0/8"), 0),
+			Dst: isakmp.PrefixEndpoint(netip.MustParsePrefix("10.0.0.0/8"), 0)}}}}, nil
+}
+
+func (f *fakePolicy) Keys(peer ike.Info, group *isakmp.ID, sids uint16) (uint32, *isakmp.KD, error) {
+	f.sids = sids
+	return 7, &isakmp.KD{Packets: []*isakmp.KeyPacket{{KDType: isakmp.KDTEK, SPI: []byte{0, 0, 0x12, 0x34},
+		Attributes: isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, bytes.Repeat([]byte{9}, 36))}}}}, nil
+}
+
+func parse(t testing.TB, b []byte) *isakmp.Message {
+	t.Helper()
+	m, err := isakmp.ParseMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// proves: groundwork (GROUPKEY-PULL, RFC 6407 §3) — the four messages with
+// their HASHes, nonces, group ID, SA, GAP SENDER_ID_REQUEST, SEQ and KD.
+func TestPull(t *testing.T) {
+	gm, ks := phase1(t)
+	pol := &fakePolicy{}
+	pull, m1, err := NewPull(gm, isakmp.GroupID(1234), 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve, m2, err := NewServe(ks, parse(t, m1), m1, pol, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := serve.Group(); id.String() != "ID_KEY_ID 1234" {
+		t.Fatalf("KS saw group %v", id)
+	}
+	m3, res, err := pull.Handle(parse(t, m2))
+	if err != nil || res != nil {
+		t.Fatal(err)
+	}
+	m4, done, err := serve.Handle(parse(t, m3), m3)
+	if err != nil || !done {
+		t.Fatal(err)
+	}
+	if pol.sids != 2 {
+		t.Fatalf("KS saw SENDER_ID_REQUEST %d", pol.sids)
+	}
+	_, res, err = pull.Handle(parse(t, m4))
+	if err != nil || res == nil {
+		t.Fatal(err)
+	}
+	if res.Seq != 7 || res.Policy.TEKs[0].SPI != 0x1234 || len(res.KD.Packets) != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	// The GM retransmits message 3: the KS answers with message 4 again.
+	again, _, err := serve.Handle(parse(t, m3), m3)
+	if err != nil || !bytes.Equal(again, m4) {
+		t.Fatalf("retransmitted message 3 answered with %d octets, %v", len(again), err)
+	}
+}
+
+// proves: groundwork (GROUPKEY-PULL integrity) — a message whose HASH does
+// not verify is refused.
+func TestPullHashChecked(t *testing.T) {
+	gm, ks := phase1(t)
+	_, m1, _ := NewPull(gm, isakmp.GroupID(1), 0, nil)
+	m := parse(t, m1)
+	// Re-encrypt the same payloads with a corrupted HASH.
+	ps, err := ks.DecryptPhase2(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps[0].(*isakmp.Hash).Data[0] ^= 1
+	forged, _ := gm.EncryptPhase2(isakmp.ExchangePull, m.Header.MessageID+2, ps)
+	if _, _, err := NewServe(ks, parse(t, forged), forged, &fakePolicy{}, nil); !errors.Is(err, ErrHash) {
+		t.Fatalf("forged HASH(1): %v", err)
+	}
+}
+
+// proves: groundwork — a refused registration is a *Refusal carrying the
+// notification to send.
+func TestPullRefusal(t *testing.T) {
+	gm, ks := phase1(t)
+	_, m1, _ := NewPull(gm, isakmp.GroupID(99), 0, nil)
+	_, _, err := NewServe(ks, parse(t, m1), m1, &fakePolicy{refuse: &Refusal{Notify: isakmp.NotifyInvalidIDInformation, Reason: "no group 99"}}, nil)
+	var r *Refusal
+	if !errors.As(err, &r) || r.Notify != isakmp.NotifyInvalidIDInformation {
+		t.Fatalf("%v", err)
+	}
+	msg, err := ks.Notify(r.Notify, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := parse(t, msg); m.Header.Exchange != isakmp.ExchangeInformational || !m.Encrypted() {
+		t.Fatalf("refusal sent as %s", m.Header.Exchange)
+	}
+}

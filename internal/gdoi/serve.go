@@ -1,0 +1,101 @@
+package gdoi
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// Policy is what the KS decides during registration. Both methods may
+// return a *Refusal to decline with a notification.
+type Policy interface {
+	// Join returns the group's SA payload for a GM that asked for group
+	// over the phase-1 SA described by peer.
+	Join(peer ike.Info, group *isakmp.ID) (*isakmp.GroupSA, error)
+	// Keys returns the current sequence number and the key download for
+	// that GM, allocating sids sender IDs if it asked for them.
+	Keys(peer ike.Info, group *isakmp.ID, sids uint16) (seq uint32, kd *isakmp.KD, err error)
+}
+
+// Serve is the KS side of one GROUPKEY-PULL exchange.
+type Serve struct {
+	sa       *ike.SA
+	policy   Policy
+	mid      uint32
+	group    *isakmp.ID
+	ni, nr   []byte
+	step     int      // 2: message 2 sent, 4: message 4 sent
+	last     []byte   // our last message, for the GM's retransmissions
+	lastRecv [32]byte // digest of the GM's last message
+}
+
+// Serve handles message 1 of a new exchange and returns message 2.
+func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) (*Serve, []byte, error) {
+	s := &Serve{sa: sa, policy: p, mid: m.Header.MessageID}
+	ps, err := open(sa, m, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	ni := find[*isakmp.Nonce](ps)
+	id := find[*isakmp.ID](ps)
+	if ni == nil || id == nil {
+		return nil, nil, &Refusal{Notify: isakmp.NotifyPayloadMalformed, Reason: "message 1 lacks the nonce or the group ID"}
+	}
+	if len(ni.Data) < 8 || len(ni.Data) > 128 {
+		return nil, nil, &Refusal{Notify: isakmp.NotifyPayloadMalformed, Reason: fmt.Sprintf("nonce of %d octets", len(ni.Data))}
+	}
+	s.ni, s.group = ni.Data, id
+	groupSA, err := p.Join(sa.Info(), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.nr, err = randBytes(r, NonceLen); err != nil {
+		return nil, nil, err
+	}
+	msg, err := seal(sa, s.mid, s.ni, []isakmp.Payload{&isakmp.Nonce{Data: s.nr}, groupSA})
+	if err != nil {
+		return nil, nil, err
+	}
+	s.step, s.last, s.lastRecv = 2, msg, sha256.Sum256(raw)
+	return s, msg, nil
+}
+
+// Group is the group ID the GM asked for.
+func (s *Serve) Group() *isakmp.ID { return s.group }
+
+// Handle processes message 3 and returns message 4 (done is then true). A
+// retransmitted message 1 or 3 is answered with our last message again.
+func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, err error) {
+	if sha256.Sum256(raw) == s.lastRecv {
+		return s.last, s.step == 4, nil
+	}
+	if s.step != 2 {
+		return nil, true, errors.New("gdoi: GROUPKEY-PULL already complete")
+	}
+	prefix := append(append([]byte{}, s.ni...), s.nr...)
+	ps, err := open(s.sa, m, prefix)
+	if err != nil {
+		return nil, false, err
+	}
+	var sids uint16
+	if gap := find[*isakmp.GAP](ps); gap != nil {
+		if a, ok := gap.Attributes.Find(uint16(isakmp.GAPSenderIDRequest)); ok {
+			v, _ := a.Uint()
+			sids = uint16(min(v, 0xffff))
+		}
+	}
+	seq, kd, err := s.policy.Keys(s.sa.Info(), s.group, sids)
+	if err != nil {
+		return nil, false, err
+	}
+	msg, err := seal(s.sa, s.mid, prefix, []isakmp.Payload{&isakmp.SEQ{Number: seq}, kd})
+	if err != nil {
+		return nil, false, err
+	}
+	s.step, s.last, s.lastRecv = 4, msg, sha256.Sum256(raw)
+	return msg, true, nil
+}
