@@ -1,0 +1,211 @@
+// Package gm is the group member side of GDOI: it checks the policy and
+// keys a KS sends in GROUPKEY-PULL (RFC 6407 §3), installs them into the
+// SA database, and keeps one registration per group alive: KS addresses
+// tried in order with backoff, re-registration before the keys expire with
+// jitter (SPEC T4).
+package gm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// Installed summarises what a registration installed.
+type Installed struct {
+	TEKs     []sadb.TEK
+	KEK      *sadb.KEK
+	Seq      uint32
+	Earliest time.Time // the first TEK expiry: re-register before it
+}
+
+// Install checks a GROUPKEY-PULL result against what this GM supports and
+// installs it: every SAT must have a matching TEK key packet of the right
+// lengths, the KEK key packet must match the SAK. Nothing is installed
+// unless everything checks (the previous keys stay).
+func Install(dp sadb.Dataplane, group string, groupID uint32, res *gdoi.Result, now time.Time) (*Installed, error) {
+	if res.Policy == nil || len(res.Policy.TEKs) == 0 {
+		return nil, errors.New("gm: the KS sent no TEK policy")
+	}
+	out := &Installed{Seq: res.Seq}
+	var sids []uint32
+	sidBits := 0
+	if p := res.KD.Packet(isakmp.KDSID, nil); p != nil {
+		for _, a := range p.Attributes {
+			switch a.Type {
+			case isakmp.SIDNumberOfBits:
+				v, _ := a.Uint()
+				sidBits = int(v)
+			case isakmp.SIDValue:
+				v, err := a.Uint()
+				if err != nil {
+					return nil, fmt.Errorf("gm: SID_VALUE: %w", err)
+				}
+				sids = append(sids, uint32(v))
+			}
+		}
+	}
+	for _, sat := range res.Policy.TEKs {
+		t, err := tekFrom(sat, res.KD, now)
+		if err != nil {
+			return nil, err
+		}
+		t.Group, t.GroupID, t.Installed = group, groupID, now
+		if t.AuthKey == nil {
+			if len(sids) == 0 {
+				return nil, fmt.Errorf("gm: TEK 0x%08x is a counter mode but the KS sent no sender ID (RFC 6407 §5.6.4)", t.SPI)
+			}
+			t.SenderIDs, t.SIDBits = sids, sidBits
+		}
+		out.TEKs = append(out.TEKs, t)
+		if out.Earliest.IsZero() || t.Expires.Before(out.Earliest) {
+			out.Earliest = t.Expires
+		}
+	}
+	if sak := res.Policy.KEK; sak != nil {
+		k, err := kekFrom(sak, res.KD, now)
+		if err != nil {
+			return nil, err
+		}
+		k.Group, k.GroupID = group, groupID
+		out.KEK = k
+	}
+	for _, t := range out.TEKs {
+		if err := dp.InstallTEK(t); err != nil {
+			return nil, err
+		}
+	}
+	if out.KEK != nil {
+		if err := dp.InstallKEK(*out.KEK); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func lifeOf(as isakmp.Attributes, t uint16, def time.Duration) time.Duration {
+	if a, ok := as.Find(t); ok {
+		if v, err := a.Uint(); err == nil && v > 0 {
+			return time.Duration(min(v, 1<<31)) * time.Second
+		}
+	}
+	return def
+}
+
+func tekFrom(sat *isakmp.SAT, kd *isakmp.KD, now time.Time) (sadb.TEK, error) {
+	t := sadb.TEK{SPI: sat.SPI, Protocol: sat.Protocol, Transform: sat.TransformID, IPProto: sat.Selector.Protocol,
+		SrcPort: sat.Src.Port, DstPort: sat.Dst.Port}
+	if sat.Protocol != isakmp.TEKProtoESP {
+		return t, fmt.Errorf("gm: TEK 0x%08x: protocol %s not supported (ESP only)", sat.SPI, sat.Protocol)
+	}
+	var err error
+	if t.Src, err = sat.Src.Prefix(); err != nil {
+		return t, fmt.Errorf("gm: TEK 0x%08x source: %w", sat.SPI, err)
+	}
+	if t.Dst, err = sat.Dst.Prefix(); err != nil {
+		return t, fmt.Errorf("gm: TEK 0x%08x destination: %w", sat.SPI, err)
+	}
+	for _, a := range sat.Attributes {
+		v, _ := a.Uint()
+		switch isakmp.IPsecAttr(a.Type) {
+		case isakmp.IPsecKeyLength:
+			t.KeyBits = int(v)
+		case isakmp.IPsecAuthAlgorithm:
+			t.AuthAlg = uint16(v)
+		case isakmp.IPsecEncapsulationMode:
+			if v != uint64(isakmp.EncapTunnel) {
+				return t, fmt.Errorf("gm: TEK 0x%08x: encapsulation mode %d not supported (tunnel only)", sat.SPI, v)
+			}
+		}
+	}
+	t.Lifetime = lifeOf(sat.Attributes, uint16(isakmp.IPsecSALifeDuration), 3600*time.Second)
+	t.Expires = now.Add(t.Lifetime)
+	encLen, authLen := 0, 0
+	switch isakmp.ESPTransform(sat.TransformID) {
+	case isakmp.ESPAESCBC:
+		encLen = t.KeyBits / 8
+		authLen = map[uint16]int{isakmp.AuthAlgHMACSHA1: 20, isakmp.AuthAlgHMACSHA256: 32, isakmp.AuthAlgHMACSHA384: 48, isakmp.AuthAlgHMACSHA512: 64}[t.AuthAlg]
+		if authLen == 0 {
+			return t, fmt.Errorf("gm: TEK 0x%08x: AES-CBC without a supported HMAC", sat.SPI)
+		}
+	case isakmp.ESPAESGCM8, isakmp.ESPAESGCM12, isakmp.ESPAESGCM16, isakmp.ESPAESGMAC:
+		encLen = t.KeyBits/8 + 4
+	default:
+		return t, fmt.Errorf("gm: TEK 0x%08x: transform %s not supported", sat.SPI, isakmp.ESPTransform(sat.TransformID))
+	}
+	if t.KeyBits != 128 && t.KeyBits != 192 && t.KeyBits != 256 {
+		return t, fmt.Errorf("gm: TEK 0x%08x: key length %d", sat.SPI, t.KeyBits)
+	}
+	kp := kd.Packet(isakmp.KDTEK, binary.BigEndian.AppendUint32(nil, sat.SPI))
+	if kp == nil {
+		return t, fmt.Errorf("gm: no keys for TEK 0x%08x in the KD payload", sat.SPI)
+	}
+	if a, ok := kp.Attributes.Find(isakmp.TEKAlgorithmKey); ok && len(a.Data) == encLen {
+		t.EncKey = a.Data
+	} else {
+		return t, fmt.Errorf("gm: TEK 0x%08x: TEK_ALGORITHM_KEY missing or not %d octets", sat.SPI, encLen)
+	}
+	if authLen > 0 {
+		if a, ok := kp.Attributes.Find(isakmp.TEKIntegrityKey); ok && len(a.Data) == authLen {
+			t.AuthKey = a.Data
+		} else {
+			return t, fmt.Errorf("gm: TEK 0x%08x: TEK_INTEGRITY_KEY missing or not %d octets", sat.SPI, authLen)
+		}
+	}
+	return t, nil
+}
+
+func kekFrom(sak *isakmp.SAK, kd *isakmp.KD, now time.Time) (*sadb.KEK, error) {
+	k := &sadb.KEK{SPI: sak.SPI, Installed: now}
+	for _, a := range sak.Attributes {
+		v, _ := a.Uint()
+		switch isakmp.KEKAttr(a.Type) {
+		case isakmp.KEKAlgorithm:
+			k.Alg = isakmp.KEKAlg(v)
+		case isakmp.KEKKeyLength:
+			k.KeyBits = int(v)
+		case isakmp.KEKSigAlgorithm:
+			k.SigAlg = isakmp.SigAlg(v)
+		}
+	}
+	k.Expires = now.Add(lifeOf(sak.Attributes, uint16(isakmp.KEKKeyLifetime), 86400*time.Second))
+	if k.Alg != isakmp.KEKAlgAES {
+		return nil, fmt.Errorf("gm: KEK algorithm %s not supported (AES only)", k.Alg)
+	}
+	kp := kd.Packet(isakmp.KDKEK, sak.SPI[:])
+	if kp == nil {
+		return nil, errors.New("gm: no KEK key packet for the SAK's SPI")
+	}
+	key, ok := kp.Attributes.Find(isakmp.KEKAlgorithmKey)
+	if !ok || len(key.Data) != 16+k.KeyBits/8 {
+		return nil, fmt.Errorf("gm: KEK_ALGORITHM_KEY missing or not IV plus %d-bit key", k.KeyBits)
+	}
+	k.Key = key.Data
+	if sig, ok := kp.Attributes.Find(isakmp.KEKSigKey); ok {
+		k.SigKey = sig.Data
+	}
+	return k, nil
+}
+
+// jitterWindow is how long before the keys expire a GM re-registers: 5% of
+// the TEK lifetime, at least 30 s and at most 10 min (SPEC T4).
+func jitterWindow(lifetime time.Duration) time.Duration {
+	return min(max(lifetime/20, 30*time.Second), 10*time.Minute)
+}
+
+// ReregisterAt picks when to re-register for keys that expire at expires
+// after lifetime: uniformly in [expires-2w, expires-w] for the jitter
+// window w, from u in [0,1) (the caller's randomness).
+func ReregisterAt(expires time.Time, lifetime time.Duration, u float64) time.Time {
+	w := jitterWindow(lifetime)
+	return expires.Add(-w - time.Duration(u*float64(w)))
+}
+
+// serverList is the ordered KS list of a group.
+type serverList []netip.AddrPort

@@ -1,0 +1,477 @@
+// Package ks is the GDOI key server: groups with their policy and keys, the
+// registration decisions behind GROUPKEY-PULL (gdoi.Policy), the member
+// registry and sender-ID allocation (RFC 6054). It is owned by one
+// goroutine (the node's event loop); Snapshot copies state for the
+// operator's show commands.
+package ks
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/syslog"
+	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// Selector is one traffic description of a TEK (one ACL permit entry).
+type Selector struct {
+	Proto            uint8
+	Src, Dst         netip.Prefix
+	SrcPort, DstPort uint16
+}
+
+// TEKPolicy is one `sa ipsec N`: a transform and the traffic it protects.
+type TEKPolicy struct {
+	Transform isakmp.ESPTransform // ESPAESCBC, ESPAESGCM16, ...
+	KeyBits   int                 // 128, 192, 256
+	AuthAlg   uint16              // isakmp.AuthAlgHMAC*; 0 for GCM/GMAC
+	Lifetime  time.Duration       // default 3600 s
+	Selectors []Selector
+}
+
+// GroupConfig is a group served by this KS.
+type GroupConfig struct {
+	Name        string
+	ID          uint32
+	Address     netip.Addr    // the KS address rekeys come from (SAK SRC)
+	KEKKeyBits  int           // AES key length of the KEK, default 128
+	KEKLifetime time.Duration // default 86400 s
+	SigningKey  crypto.Signer // rekey signature key, RSA or ECDSA
+	TEKs        []TEKPolicy
+	// Authorize decides whether a phase-1 peer may join; nil admits all
+	// authenticated peers.
+	Authorize func(peer ike.Info) error
+}
+
+// Options configure a Server.
+type Options struct {
+	Rand   io.Reader    // nil: crypto/rand
+	Logger *slog.Logger // nil: discard
+}
+
+// Server is a key server for any number of groups.
+type Server struct {
+	clock  time.Time
+	rand   io.Reader
+	log    *slog.Logger
+	groups map[uint32]*group
+	byName map[string]*group
+}
+
+// Member is one registered GM as the KS knows it.
+type Member struct {
+	Address       netip.Addr
+	Identity      string
+	Version       version.Version
+	Registered    time.Time // first registration
+	LastRegister  time.Time
+	Registrations int
+	SenderIDs     []uint32
+}
+
+type tek struct {
+	policy  TEKPolicy
+	sel     Selector
+	spi     uint32
+	encKey  []byte
+	authKey []byte
+	created time.Time
+	expires time.Time
+	sidNext uint32 // next sender ID for this key (RFC 6054: never reused with it)
+}
+
+type group struct {
+	cfg     GroupConfig
+	kekSPI  [isakmp.KEKSPILen]byte
+	kekKey  []byte // IV | key
+	kekExp  time.Time
+	teks    []*tek
+	seq     uint32
+	members map[netip.Addr]*Member
+	sigPub  []byte
+	sigAlg  isakmp.SigAlg
+	sigBits int
+}
+
+// SIDBits is the width of the sender IDs this KS hands out (RFC 6054 §3:
+// the KS chooses it; 16 bits leave room for 65535 senders per key).
+const SIDBits = 16
+
+// New returns a key server.
+func New(o Options) *Server {
+	r := o.Rand
+	if r == nil {
+		r = rand.Reader
+	}
+	l := o.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &Server{rand: r, log: l, groups: map[uint32]*group{}, byName: map[string]*group{}}
+}
+
+// AddGroup creates a group and its first keys.
+func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
+	if _, dup := s.groups[cfg.ID]; dup {
+		return fmt.Errorf("ks: group identity %d is configured twice", cfg.ID)
+	}
+	if cfg.KEKKeyBits == 0 {
+		cfg.KEKKeyBits = 128
+	}
+	if cfg.KEKLifetime == 0 {
+		cfg.KEKLifetime = 86400 * time.Second
+	}
+	if len(cfg.TEKs) == 0 {
+		return fmt.Errorf("ks: group %s has no sa ipsec policy", cfg.Name)
+	}
+	g := &group{cfg: cfg, members: map[netip.Addr]*Member{}}
+	if cfg.SigningKey == nil {
+		return fmt.Errorf("ks: group %s has no rekey signing key (rekey authentication mypubkey)", cfg.Name)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(cfg.SigningKey.Public())
+	if err != nil {
+		return fmt.Errorf("ks: group %s: rekey key: %w", cfg.Name, err)
+	}
+	g.sigPub = pub
+	switch k := cfg.SigningKey.Public().(type) {
+	case *rsa.PublicKey:
+		g.sigAlg, g.sigBits = isakmp.SigAlgRSA, k.N.BitLen()
+	case *ecdsa.PublicKey:
+		g.sigBits = k.Curve.Params().BitSize
+		g.sigAlg = map[int]isakmp.SigAlg{256: isakmp.SigAlgECDSA256, 384: isakmp.SigAlgECDSA384, 521: isakmp.SigAlgECDSA521}[g.sigBits]
+		if g.sigAlg == 0 {
+			return fmt.Errorf("ks: group %s: ECDSA rekey key on an unsupported curve", cfg.Name)
+		}
+	default:
+		return fmt.Errorf("ks: group %s: rekey key must be RSA or ECDSA, not %T", cfg.Name, k)
+	}
+	if err := s.newKEK(g, now); err != nil {
+		return err
+	}
+	for _, p := range cfg.TEKs {
+		if p.Lifetime == 0 {
+			p.Lifetime = 3600 * time.Second
+		}
+		for _, sel := range p.Selectors {
+			t, err := s.newTEK(p, sel, now)
+			if err != nil {
+				return err
+			}
+			g.teks = append(g.teks, t)
+		}
+	}
+	s.groups[cfg.ID] = g
+	s.byName[cfg.Name] = g
+	return nil
+}
+
+func (s *Server) read(n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(s.rand, b); err != nil {
+		return nil, fmt.Errorf("ks: random: %w", err)
+	}
+	return b, nil
+}
+
+func (s *Server) newKEK(g *group, now time.Time) error {
+	spi, err := s.read(isakmp.KEKSPILen)
+	if err != nil {
+		return err
+	}
+	copy(g.kekSPI[:], spi)
+	// KEK_ALGORITHM_KEY carries the explicit IV before the key (§5.6.2.1).
+	if g.kekKey, err = s.read(16 + g.cfg.KEKKeyBits/8); err != nil {
+		return err
+	}
+	g.kekExp = now.Add(g.cfg.KEKLifetime)
+	return nil
+}
+
+// teKeyLens returns the cipher and integrity key lengths of a policy
+// (RFC 4106 §8.1: GCM keys carry a 4-octet salt).
+func tekKeyLens(p TEKPolicy) (enc, auth int, err error) {
+	switch p.Transform {
+	case isakmp.ESPAESCBC:
+		enc = p.KeyBits / 8
+		auth = map[uint16]int{isakmp.AuthAlgHMACSHA1: 20, isakmp.AuthAlgHMACSHA256: 32,
+			isakmp.AuthAlgHMACSHA384: 48, isakmp.AuthAlgHMACSHA512: 64}[p.AuthAlg]
+		if auth == 0 {
+			return 0, 0, fmt.Errorf("ks: AES-CBC needs an HMAC authentication algorithm")
+		}
+	case isakmp.ESPAESGCM8, isakmp.ESPAESGCM12, isakmp.ESPAESGCM16, isakmp.ESPAESGMAC:
+		enc = p.KeyBits/8 + 4
+	default:
+		return 0, 0, fmt.Errorf("ks: transform %s is not supported", p.Transform)
+	}
+	if p.KeyBits != 128 && p.KeyBits != 192 && p.KeyBits != 256 {
+		return 0, 0, fmt.Errorf("ks: AES key length %d", p.KeyBits)
+	}
+	return enc, auth, nil
+}
+
+func (s *Server) newTEK(p TEKPolicy, sel Selector, now time.Time) (*tek, error) {
+	encLen, authLen, err := tekKeyLens(p)
+	if err != nil {
+		return nil, err
+	}
+	t := &tek{policy: p, sel: sel, created: now, expires: now.Add(p.Lifetime), sidNext: 1}
+	for t.spi < 256 { // SPIs 1-255 are reserved (RFC 4303 §2.1)
+		b, err := s.read(4)
+		if err != nil {
+			return nil, err
+		}
+		t.spi = binary.BigEndian.Uint32(b)
+	}
+	if t.encKey, err = s.read(encLen); err != nil {
+		return nil, err
+	}
+	if authLen > 0 {
+		if t.authKey, err = s.read(authLen); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// refresh replaces keys that have used up most of their life, so that a
+// GM registering now gets keys that outlive its re-registration window.
+// (Pushing new keys to registered GMs is the rekey's job.)
+func (s *Server) refresh(g *group, now time.Time) error {
+	for i, t := range g.teks {
+		if now.Add(t.policy.Lifetime / 10).Before(t.expires) {
+			continue
+		}
+		n, err := s.newTEK(t.policy, t.sel, now)
+		if err != nil {
+			return err
+		}
+		g.teks[i] = n
+	}
+	if !now.Add(g.cfg.KEKLifetime / 10).Before(g.kekExp) {
+		return s.newKEK(g, now)
+	}
+	return nil
+}
+
+func (s *Server) lookup(id *isakmp.ID) (*group, error) {
+	if id.IDType != isakmp.IDKeyID || len(id.Data) != 4 {
+		return nil, &gdoi.Refusal{Notify: isakmp.NotifyInvalidIDInformation, Reason: fmt.Sprintf("group identity %s is not a 4-octet ID_KEY_ID", id)}
+	}
+	n := binary.BigEndian.Uint32(id.Data)
+	g, ok := s.groups[n]
+	if !ok {
+		return nil, &gdoi.Refusal{Notify: isakmp.NotifyInvalidIDInformation, Reason: fmt.Sprintf("no group with identity number %d", n)}
+	}
+	return g, nil
+}
+
+// Join implements gdoi.Policy: it admits an authenticated phase-1 peer to
+// a group it is authorized for and returns the group's policy.
+func (s *Server) Join(peer ike.Info, id *isakmp.ID) (*isakmp.GroupSA, error) {
+	g, err := s.lookup(id)
+	if err != nil {
+		syslog.Log(s.log, syslog.Warning, "GM_REJECTING_SA_PAYLOAD", "Registration from %s for %s refused: %v", peer.Peer.Addr(), id, err)
+		return nil, err
+	}
+	if g.cfg.Authorize != nil {
+		if err := g.cfg.Authorize(peer); err != nil {
+			syslog.Log(s.log, syslog.Alert, "UNAUTHORIZED_IDENTITY", "Group %s received registration from unauthorized identity: %s (%s): %v",
+				g.cfg.Name, peer.Peer.Addr(), peerIdentity(peer), err)
+			return nil, &gdoi.Refusal{Notify: isakmp.NotifyAuthenticationFailed, Reason: fmt.Sprintf("%s is not authorized for group %s", peer.Peer.Addr(), g.cfg.Name)}
+		}
+	}
+	if err := s.refresh(g, s.now()); err != nil {
+		return nil, err
+	}
+	return g.policy(s.now()), nil
+}
+
+func peerIdentity(p ike.Info) string {
+	if p.PeerCert != nil {
+		return p.PeerCert.Subject.String()
+	}
+	if p.PeerID != nil {
+		return p.PeerID.String()
+	}
+	return p.Peer.Addr().String()
+}
+
+// policy builds the group's SA payload: SAK, then one SAT per TEK.
+func (g *group) policy(now time.Time) *isakmp.GroupSA {
+	sa := &isakmp.GroupSA{KEK: &isakmp.SAK{
+		Selector: isakmp.Selector{Protocol: 17,
+			Src: isakmp.PrefixEndpoint(netip.PrefixFrom(g.cfg.Address, g.cfg.Address.BitLen()), 848),
+			Dst: isakmp.PrefixEndpoint(netip.PrefixFrom(unspecified(g.cfg.Address), 0), 848)},
+		SPI: g.kekSPI,
+		Attributes: isakmp.Attributes{
+			isakmp.BasicAttr(isakmp.KEKAlgorithm, uint16(isakmp.KEKAlgAES)),
+			isakmp.BasicAttr(isakmp.KEKKeyLength, uint16(g.cfg.KEKKeyBits)),
+			isakmp.VarAttr(isakmp.KEKKeyLifetime, binary.BigEndian.AppendUint32(nil, remaining(g.kekExp, now))),
+			isakmp.BasicAttr(isakmp.KEKSigHashAlgorithm, uint16(isakmp.SigHashSHA256)),
+			isakmp.BasicAttr(isakmp.KEKSigAlgorithm, uint16(g.sigAlg)),
+			isakmp.BasicAttr(isakmp.KEKSigKeyLength, uint16(g.sigBits)),
+		}}}
+	for _, t := range g.teks {
+		attrs := isakmp.Attributes{
+			isakmp.BasicAttr(isakmp.IPsecSALifeType, isakmp.LifeSeconds),
+			isakmp.VarAttr(isakmp.IPsecSALifeDuration, binary.BigEndian.AppendUint32(nil, remaining(t.expires, now))),
+			isakmp.BasicAttr(isakmp.IPsecEncapsulationMode, isakmp.EncapTunnel),
+		}
+		if t.policy.AuthAlg != 0 {
+			attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecAuthAlgorithm, t.policy.AuthAlg))
+		}
+		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecKeyLength, uint16(t.policy.KeyBits)))
+		sa.TEKs = append(sa.TEKs, &isakmp.SAT{Protocol: isakmp.TEKProtoESP,
+			Selector: isakmp.Selector{Protocol: t.sel.Proto,
+				Src: isakmp.PrefixEndpoint(t.sel.Src, t.sel.SrcPort), Dst: isakmp.PrefixEndpoint(t.sel.Dst, t.sel.DstPort)},
+			TransformID: uint8(t.policy.Transform), SPI: t.spi, Attributes: attrs})
+	}
+	return sa
+}
+
+func unspecified(a netip.Addr) netip.Addr {
+	if a.Is6() && !a.Is4In6() {
+		return netip.IPv6Unspecified()
+	}
+	return netip.IPv4Unspecified()
+}
+
+func remaining(exp, now time.Time) uint32 {
+	d := exp.Sub(now) / time.Second
+	if d < 1 {
+		return 1
+	}
+	return uint32(d)
+}
+
+// Keys returns the key download for a GM and records it as a member.
+func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakmp.KD, error) {
+	g, err := s.lookup(id)
+	if err != nil {
+		return 0, nil, err
+	}
+	now := s.now()
+	m := g.members[peer.Peer.Addr()]
+	if m == nil {
+		m = &Member{Address: peer.Peer.Addr(), Registered: now}
+		g.members[m.Address] = m
+	}
+	m.Identity, m.Version, m.LastRegister = peerIdentity(peer), peer.PeerVersion, now
+	m.Registrations++
+	kd := &isakmp.KD{}
+	needSIDs := false
+	for _, t := range g.teks {
+		attrs := isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, t.encKey)}
+		if t.authKey != nil {
+			attrs = append(attrs, isakmp.VarAttr(isakmp.TEKIntegrityKey, t.authKey))
+		} else {
+			needSIDs = true
+		}
+		kd.Packets = append(kd.Packets, &isakmp.KeyPacket{KDType: isakmp.KDTEK,
+			SPI: binary.BigEndian.AppendUint32(nil, t.spi), Attributes: attrs})
+	}
+	kd.Packets = append(kd.Packets, &isakmp.KeyPacket{KDType: isakmp.KDKEK, SPI: g.kekSPI[:], Attributes: isakmp.Attributes{
+		isakmp.VarAttr(isakmp.KEKAlgorithmKey, g.kekKey), isakmp.VarAttr(isakmp.KEKSigKey, g.sigPub)}})
+	if needSIDs {
+		// RFC 6407 §5.6.4: counter-mode keys need a SID key packet. A GM
+		// that asked for none still gets one.
+		n := max(int(sids), 1)
+		sidPkt := &isakmp.KeyPacket{KDType: isakmp.KDSID, Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.SIDNumberOfBits, SIDBits)}}
+		m.SenderIDs = m.SenderIDs[:0]
+		for i := 0; i < n; i++ {
+			sid, err := g.allocSID()
+			if err != nil {
+				return 0, nil, err
+			}
+			m.SenderIDs = append(m.SenderIDs, sid)
+			sidPkt.Attributes = append(sidPkt.Attributes, isakmp.VarAttr(isakmp.SIDValue, binary.BigEndian.AppendUint32(nil, sid)))
+		}
+		kd.Packets = append(kd.Packets, sidPkt)
+	}
+	syslog.Log(s.log, syslog.Notice, "KS_REGS_COMPLETE", "KS completed successful registration in group %s with GM %s.", g.cfg.Name, m.Address)
+	return g.seq, kd, nil
+}
+
+// allocSID hands out the next sender ID of the group's counter-mode keys.
+// IDs are never reused under the same keys (RFC 6054 §3): the counter only
+// restarts when the keys change.
+func (g *group) allocSID() (uint32, error) {
+	var next uint32 = 1
+	for _, t := range g.teks {
+		next = max(next, t.sidNext)
+	}
+	if next >= 1<<SIDBits {
+		return 0, &gdoi.Refusal{Notify: isakmp.NotifyAttributesNotSupported,
+			Reason: fmt.Sprintf("group %s: all %d sender IDs of the current keys are in use", g.cfg.Name, 1<<SIDBits-1)}
+	}
+	for _, t := range g.teks {
+		t.sidNext = next + 1
+	}
+	return next, nil
+}
+
+// now is the server's notion of the current time, set by the owner before
+// each call (the exchanges carry no clock).
+func (s *Server) now() time.Time { return s.clock }
+
+// SetNow sets the time Join and Keys act at.
+func (s *Server) SetNow(t time.Time) { s.clock = t }
+
+// GroupSnapshot is a copy of one group's state for show commands.
+type GroupSnapshot struct {
+	Name      string
+	ID        uint32
+	Seq       uint32
+	KEKSPI    [isakmp.KEKSPILen]byte
+	KEKExpire time.Time
+	KEKBits   int
+	SigAlg    isakmp.SigAlg
+	TEKs      []TEKSnapshot
+	Members   []Member
+}
+
+// TEKSnapshot describes one TEK without its keys.
+type TEKSnapshot struct {
+	SPI       uint32
+	Transform isakmp.ESPTransform
+	KeyBits   int
+	AuthAlg   uint16
+	Selector  Selector
+	Expires   time.Time
+	Lifetime  time.Duration
+}
+
+// Snapshot copies every group's state, by group name; members by address.
+func (s *Server) Snapshot() []GroupSnapshot {
+	var out []GroupSnapshot
+	for _, g := range s.groups {
+		gs := GroupSnapshot{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, KEKSPI: g.kekSPI, KEKExpire: g.kekExp,
+			KEKBits: g.cfg.KEKKeyBits, SigAlg: g.sigAlg}
+		for _, t := range g.teks {
+			gs.TEKs = append(gs.TEKs, TEKSnapshot{SPI: t.spi, Transform: t.policy.Transform, KeyBits: t.policy.KeyBits,
+				AuthAlg: t.policy.AuthAlg, Selector: t.sel, Expires: t.expires, Lifetime: t.policy.Lifetime})
+		}
+		for _, m := range g.members {
+			c := *m
+			c.SenderIDs = append([]uint32(nil), m.SenderIDs...)
+			gs.Members = append(gs.Members, c)
+		}
+		sort.Slice(gs.Members, func(i, j int) bool { return gs.Members[i].Address.Less(gs.Members[j].Address) })
+		out = append(out, gs)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

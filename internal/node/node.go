@@ -1,0 +1,413 @@
+// Package node is one groupvpn isakmpd: UDP sockets on its addresses, an
+// IKEv1 endpoint per socket, the key-server role (ks) and the group-member
+// role (gm) for any groups, all owned by one goroutine fed by channels
+// (DESIGN.md §3). The protocol work is done by the sans-IO packages; this
+// package moves datagrams, runs timers and routes events.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// GMGroup is a group this node joins as a member.
+type GMGroup struct {
+	Name    string
+	ID      uint32
+	Servers []netip.AddrPort // tried in order
+	SIDs    uint16           // sender IDs to ask for (counter-mode TEKs)
+}
+
+// Options configure a Node.
+type Options struct {
+	Hostname  string
+	Listen    []netip.AddrPort
+	IKE       *ike.Config
+	Limits    ike.Limits
+	KS        []ks.GroupConfig
+	GM        []GMGroup
+	Dataplane sadb.Dataplane // nil: sadb.NewMemory()
+	Logger    *slog.Logger
+	Rand      io.Reader
+	Now       func() time.Time
+	// PullTimeout is how long a GM waits for each GROUPKEY-PULL answer
+	// before retransmitting (3 tries, then the next KS). Default 5 s.
+	PullTimeout time.Duration
+	// Backoff bounds the wait before retrying registration after a
+	// failure: it starts at Backoff.Min and doubles up to Backoff.Max.
+	BackoffMin, BackoffMax time.Duration
+}
+
+type sock struct {
+	conn  *net.UDPConn
+	ep    *ike.Endpoint
+	local netip.AddrPort
+}
+
+type datagram struct {
+	sock *sock
+	from netip.AddrPort
+	data []byte
+}
+
+type serveKey struct {
+	sa  *ike.SA
+	mid uint32
+}
+
+// Node is a running isakmpd.
+type Node struct {
+	o      Options
+	log    *slog.Logger
+	socks  []*sock
+	ks     *ks.Server
+	dp     sadb.Dataplane
+	regs   []*registration
+	serves map[serveKey]*gdoi.Serve
+	in     chan datagram
+	cmds   chan func()
+}
+
+// New binds the sockets and builds the roles; Run starts the node.
+func New(o Options) (*Node, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PullTimeout == 0 {
+		o.PullTimeout = 5 * time.Second
+	}
+	if o.BackoffMin == 0 {
+		o.BackoffMin = 2 * time.Second
+	}
+	if o.BackoffMax == 0 {
+		o.BackoffMax = 60 * time.Second
+	}
+	if o.Dataplane == nil {
+		o.Dataplane = sadb.NewMemory()
+	}
+	if o.IKE == nil {
+		return nil, errors.New("node: no phase-1 policy")
+	}
+	o.IKE.DOI = isakmp.DOIGDOI
+	if o.IKE.Logger == nil {
+		o.IKE.Logger = o.Logger
+	}
+	if o.IKE.Rand == nil {
+		o.IKE.Rand = o.Rand
+	}
+	n := &Node{o: o, log: o.Logger, dp: o.Dataplane, serves: map[serveKey]*gdoi.Serve{},
+		in: make(chan datagram, 1024), cmds: make(chan func())}
+	if len(o.KS) > 0 {
+		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
+		now := o.Now()
+		for _, g := range o.KS {
+			if err := n.ks.AddGroup(g, now); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, g := range o.GM {
+		if len(g.Servers) == 0 {
+			return nil, fmt.Errorf("node: group %s has no key server address", g.Name)
+		}
+		n.regs = append(n.regs, &registration{cfg: g})
+	}
+	if len(o.Listen) == 0 {
+		return nil, errors.New("node: no address to listen on")
+	}
+	for _, a := range o.Listen {
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+		if err != nil {
+			n.Close()
+			return nil, fmt.Errorf("node: listen on %s: %w", a, err)
+		}
+		local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		ep, err := ike.NewEndpoint(o.IKE, local, o.Limits)
+		if err != nil {
+			conn.Close()
+			n.Close()
+			return nil, err
+		}
+		n.socks = append(n.socks, &sock{conn: conn, ep: ep, local: local})
+	}
+	return n, nil
+}
+
+// Addrs returns the bound addresses.
+func (n *Node) Addrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, s := range n.socks {
+		out = append(out, s.local)
+	}
+	return out
+}
+
+// Close closes the sockets (Run also does when it returns).
+func (n *Node) Close() {
+	for _, s := range n.socks {
+		s.conn.Close()
+	}
+}
+
+// Do runs f on the node's goroutine and waits for it; show commands read
+// state this way.
+func (n *Node) Do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case n.cmds <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run serves until ctx ends.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.Close()
+	for _, s := range n.socks {
+		go n.read(s)
+	}
+	now := n.o.Now()
+	for _, r := range n.regs {
+		r.next = now // register at once
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		now = n.o.Now()
+		n.tick(now)
+		if next := n.nextTimer(); !next.IsZero() {
+			timer.Reset(max(next.Sub(n.o.Now()), 0))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case d := <-n.in:
+			n.process(d.sock, d.sock.ep.Handle(d.from, d.data, n.o.Now()))
+		case f := <-n.cmds:
+			f()
+		case <-timer.C:
+		}
+	}
+}
+
+func (n *Node) read(s *sock) {
+	buf := make([]byte, 65536)
+	for {
+		k, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		select {
+		case n.in <- datagram{sock: s, from: from, data: append([]byte(nil), buf[:k]...)}:
+		default: // overloaded: drop, as the network would
+		}
+	}
+}
+
+func (n *Node) nextTimer() time.Time {
+	var next time.Time
+	earlier := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, s := range n.socks {
+		earlier(s.ep.NextTimer())
+	}
+	for _, r := range n.regs {
+		earlier(r.next)
+	}
+	return next
+}
+
+func (n *Node) tick(now time.Time) {
+	for _, s := range n.socks {
+		if t := s.ep.NextTimer(); !t.IsZero() && !t.After(now) {
+			n.process(s, s.ep.Tick(now))
+		}
+	}
+	for _, r := range n.regs {
+		if !r.next.IsZero() && !r.next.After(now) {
+			n.advance(r, now)
+		}
+	}
+}
+
+func (n *Node) send(s *sock, to netip.AddrPort, b []byte) {
+	// A lost datagram is the retransmission timers' business.
+	s.conn.WriteToUDPAddrPort(b, to)
+}
+
+// process sends an endpoint's datagrams and routes its events.
+func (n *Node) process(s *sock, out ike.Output) {
+	for _, p := range out.Send {
+		n.send(s, p.To, p.Data)
+	}
+	now := n.o.Now()
+	for _, ev := range out.Events {
+		switch e := ev.Event.(type) {
+		case ike.Established:
+			for _, r := range n.regs {
+				if r.state == regPhase1 && r.ks == e.Info.Peer {
+					n.startPull(r, s, ev.SA, now)
+				}
+			}
+		case ike.Failed, ike.Deleted, ike.Expired:
+			for _, r := range n.regs {
+				if r.sa == ev.SA || (r.state == regPhase1 && r.ks == ev.SA.Peer()) {
+					r.sa = nil
+					if r.state == regPhase1 || r.state == regPull {
+						n.failover(r, fmt.Errorf("phase 1 with %s: %s", r.ks.Addr(), describe(ev.Event)), now)
+					}
+				}
+			}
+			for k := range n.serves {
+				if k.sa == ev.SA {
+					delete(n.serves, k)
+				}
+			}
+		case ike.Notified:
+			for _, r := range n.regs {
+				if r.sa == ev.SA && r.state == regPull {
+					n.failover(r, fmt.Errorf("KS %s refused registration: %s", r.ks.Addr(), e.Notify.NotifyType), now)
+				}
+			}
+		case ike.Phase2:
+			n.phase2(s, ev.SA, e.Msg, now)
+		}
+	}
+}
+
+func describe(e ike.Event) string {
+	switch e := e.(type) {
+	case ike.Failed:
+		return e.Err.Error()
+	case ike.Deleted:
+		return "deleted by the peer"
+	case ike.Expired:
+		return "lifetime expired"
+	}
+	return fmt.Sprintf("%T", e)
+}
+
+// phase2 routes a GROUPKEY-PULL message to the GM registration that owns
+// it or to the KS.
+func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
+	if m.Header.Exchange != isakmp.ExchangePull {
+		n.log.Debug("dropped phase-2 message of another exchange", "exchange", m.Header.Exchange.String(), "peer", sa.Peer().String())
+		return
+	}
+	for _, r := range n.regs {
+		if r.state == regPull && r.sa == sa && r.pull.MessageID() == m.Header.MessageID {
+			n.onPull(r, s, m, now)
+			return
+		}
+	}
+	if n.ks == nil {
+		return
+	}
+	raw, err := m.Marshal()
+	if err != nil {
+		return
+	}
+	n.ks.SetNow(now)
+	key := serveKey{sa, m.Header.MessageID}
+	if sv := n.serves[key]; sv != nil {
+		reply, done, err := sv.Handle(m, raw)
+		if err != nil {
+			n.refuse(s, sa, err)
+			delete(n.serves, key)
+			return
+		}
+		if reply != nil {
+			n.send(s, sa.Peer(), reply)
+		}
+		_ = done // kept to answer a retransmitted message 3
+		return
+	}
+	sv, reply, err := gdoi.NewServe(sa, m, raw, n.ks, n.o.Rand)
+	if err != nil {
+		n.refuse(s, sa, err)
+		return
+	}
+	n.serves[key] = sv
+	n.send(s, sa.Peer(), reply)
+}
+
+// refuse answers a failed registration with the notification the error
+// names (PAYLOAD-MALFORMED for anything else... or INVALID-HASH).
+func (n *Node) refuse(s *sock, sa *ike.SA, err error) {
+	var r *gdoi.Refusal
+	notify := isakmp.NotifyPayloadMalformed
+	switch {
+	case errors.As(err, &r):
+		notify = r.Notify
+	case errors.Is(err, gdoi.ErrHash):
+		notify = isakmp.NotifyInvalidHashInformation
+	}
+	n.log.Warn("refusing GROUPKEY-PULL", "peer", sa.Peer().String(), "notify", notify.String(), "err", err)
+	if msg, merr := sa.Notify(notify, nil); merr == nil {
+		n.send(s, sa.Peer(), msg)
+	}
+}
+
+// KeyServer exposes the KS role (nil when the node serves no group); use
+// it only inside Do.
+func (n *Node) KeyServer() *ks.Server { return n.ks }
+
+// Dataplane is the node's SA database.
+func (n *Node) Dataplane() sadb.Dataplane { return n.dp }
+
+// PhaseOneSAs lists the established phase-1 SAs; use inside Do.
+func (n *Node) PhaseOneSAs() []ike.Info {
+	var out []ike.Info
+	for _, s := range n.socks {
+		for _, sa := range s.ep.SAs() {
+			out = append(out, sa.Info())
+		}
+	}
+	return out
+}
+
+func (n *Node) sockFor(peer netip.AddrPort) *sock {
+	for _, s := range n.socks {
+		if s.local.Addr().Is4() == peer.Addr().Is4() {
+			return s
+		}
+	}
+	return n.socks[0]
+}
+
+func (n *Node) uniform() float64 {
+	var b [8]byte
+	io.ReadFull(n.o.Rand, b[:])
+	return float64(binary.BigEndian.Uint64(b[:])>>11) / (1 << 53)
+}

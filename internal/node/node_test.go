@@ -1,0 +1,193 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func ikeCfg(psk string, v version.Version) *ike.Config {
+	return &ike.Config{Suites: []ike.Suite{{KeyBits: 256, Hash: ike.SHA256, Group: 19, Auth: ike.AuthPSK}},
+		Version: v, Creds: ike.Credentials{PSK: func(netip.Addr) ([]byte, bool) { return []byte(psk), true }}}
+}
+
+func ksGroup(t *testing.T, addr netip.Addr) ks.GroupConfig {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := []ks.Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}
+	return ks.GroupConfig{Name: "GETVPN", ID: 1234, Address: addr, SigningKey: key, TEKs: []ks.TEKPolicy{
+		{Transform: isakmp.ESPAESGCM16, KeyBits: 256, Lifetime: time.Hour, Selectors: sel},
+		{Transform: isakmp.ESPAESCBC, KeyBits: 128, AuthAlg: isakmp.AuthAlgHMACSHA256, Lifetime: 2 * time.Hour,
+			Selectors: []ks.Selector{{Proto: 17, Src: netip.MustParsePrefix("192.168.0.0/16"), Dst: netip.MustParsePrefix("192.168.0.0/16"), DstPort: 5060}}}}}
+}
+
+func start(t *testing.T, ctx context.Context, o Options) *Node {
+	t.Helper()
+	n, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go n.Run(ctx)
+	return n
+}
+
+func waitFor(t *testing.T, what string, n *Node, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ok bool
+		n.Do(context.Background(), func() { ok = cond() })
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// proves: groundwork for V4, T4 — GMs register with a KS over real
+// loopback UDP (phase 1 + GROUPKEY-PULL), install the group's TEKs and KEK
+// with the KS's keys, and the KS records each member with its version.
+func TestRegistrationOverLoopback(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ksAddr := netip.MustParseAddr("127.0.0.1")
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}})
+	ksAP := kn.Addrs()[0]
+	var gms []*Node
+	for i := 0; i < 3; i++ {
+		v := version.Current
+		if i == 2 {
+			v = version.Base
+		}
+		gms = append(gms, start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.0.%d:0", 10+i))},
+			IKE: ikeCfg("k", v), GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{ksAP}, SIDs: 1}}}))
+	}
+	for _, g := range gms {
+		waitFor(t, "registration", g, func() bool { return g.Members()[0].State == "registered" })
+	}
+	var snap []ks.GroupSnapshot
+	kn.Do(ctx, func() { snap = kn.KeyServer().Snapshot() })
+	if len(snap) != 1 || len(snap[0].Members) != 3 {
+		t.Fatalf("KS snapshot %+v", snap)
+	}
+	if m := snap[0].Members[2]; m.Version != version.Base || m.Address.String() != "127.0.0.12" {
+		t.Fatalf("member 3: %+v", m)
+	}
+	sids := map[uint32]bool{}
+	for _, m := range snap[0].Members {
+		for _, s := range m.SenderIDs {
+			if sids[s] {
+				t.Fatalf("sender ID %d handed out twice", s)
+			}
+			sids[s] = true
+		}
+	}
+	for _, g := range gms {
+		teks := g.Dataplane().TEKs()
+		keks := g.Dataplane().KEKs()
+		if len(teks) != 2 || len(keks) != 1 || keks[0].SPI != snap[0].KEKSPI {
+			t.Fatalf("GM holds %d TEKs, %d KEKs", len(teks), len(keks))
+		}
+		for _, tk := range teks {
+			if !bytes.Equal(tk.EncKey, gms[0].Dataplane().TEKs()[indexOf(gms[0], tk.SPI)].EncKey) {
+				t.Fatal("GMs hold different keys for the same TEK")
+			}
+		}
+	}
+}
+
+func indexOf(n *Node, spi uint32) int {
+	for i, t := range n.Dataplane().TEKs() {
+		if t.SPI == spi {
+			return i
+		}
+	}
+	return -1
+}
+
+// proves: groundwork — a GM with the wrong key or an unknown group is
+// refused and logged; an unreachable KS makes the GM try the next one.
+func TestRegistrationFailures(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ksAddr := netip.MustParseAddr("127.0.0.2")
+	var ksLog syncBuf
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("right", version.Current),
+		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}, Logger: slog.New(slog.NewTextHandler(&ksLog, nil))})
+	ksAP := kn.Addrs()[0]
+
+	var gmLog syncBuf
+	unknown := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.21:0")}, IKE: ikeCfg("right", version.Current),
+		GM: []GMGroup{{Name: "NOPE", ID: 99, Servers: []netip.AddrPort{ksAP}}}, Logger: slog.New(slog.NewTextHandler(&gmLog, nil))})
+	waitFor(t, "refusal", unknown, func() bool { return strings.Contains(unknown.Members()[0].LastError, "INVALID-ID-INFORMATION") })
+	if !strings.Contains(gmLog.String(), "%GDOI-4-GM_REGS_FAILED") {
+		t.Fatalf("GM log lacks the failure line:\n%s", gmLog.String())
+	}
+
+	fast := func(c *ike.Config) *ike.Config {
+		c.Retransmit = ike.Retransmit{Initial: 50 * time.Millisecond, Max: 100 * time.Millisecond, Tries: 3}
+		return c
+	}
+	wrong := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.22:0")}, IKE: fast(ikeCfg("wrong", version.Current)),
+		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{ksAP}}}})
+	waitFor(t, "wrong-key failure", wrong, func() bool { return wrong.Members()[0].Failures > 0 })
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(ksLog.String(), "pre-shared key mismatch") || !strings.Contains(ksLog.String(), "127.0.0.22") {
+		if time.Now().After(deadline) {
+			t.Fatalf("KS log does not name the peer and reason:\n%s", ksLog.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// The first KS in the list does not answer (nothing listens there).
+	dead := netip.MustParseAddrPort("127.0.0.3:9")
+	failover := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.23:0")}, IKE: fast(ikeCfg("right", version.Current)),
+		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{dead, ksAP}}},
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+	waitFor(t, "registration with the second KS", failover, func() bool {
+		m := failover.Members()[0]
+		return m.State == "registered" && m.KS == ksAP
+	})
+	var m MemberState
+	failover.Do(ctx, func() { m = failover.Members()[0] })
+	if m.Registrations != 1 || m.Failures != 0 {
+		t.Fatalf("after failover: %+v", m)
+	}
+}

@@ -1,0 +1,153 @@
+// Package sadb is the group SA database of a group member: the KEKs and
+// TEKs it holds, behind the Dataplane interface that a data plane
+// (userspace ESP, Linux XFRM) implements. Memory is the in-memory
+// implementation used until a data plane exists and in tests.
+package sadb
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// TEK is one traffic-encryption SA of a group (RFC 6407 §5.5, §5.6.1).
+type TEK struct {
+	Group     string
+	GroupID   uint32
+	SPI       uint32
+	Protocol  isakmp.TEKProtocol
+	Transform uint8 // isakmp.ESPTransform or AHTransform
+	KeyBits   int
+	AuthAlg   uint16 // isakmp.AuthAlg* for CBC/AH, 0 for AEAD
+	EncKey    []byte // TEK_ALGORITHM_KEY (GCM: key | 4-octet salt)
+	AuthKey   []byte // TEK_INTEGRITY_KEY
+	Src, Dst  netip.Prefix
+	IPProto   uint8
+	SrcPort   uint16
+	DstPort   uint16
+	SenderIDs []uint32 // RFC 6054 sender IDs allocated to this member
+	SIDBits   int
+	Installed time.Time
+	Expires   time.Time
+	Lifetime  time.Duration // as configured on the KS
+}
+
+// KEK is the rekey SA of a group (RFC 6407 §5.3, §5.6.2).
+type KEK struct {
+	Group     string
+	GroupID   uint32
+	SPI       [isakmp.KEKSPILen]byte
+	Alg       isakmp.KEKAlg
+	KeyBits   int
+	Key       []byte // IV | key as downloaded (§5.6.2.1)
+	SigAlg    isakmp.SigAlg
+	SigKey    []byte // the KS's public rekey key, DER SubjectPublicKeyInfo
+	Installed time.Time
+	Expires   time.Time
+}
+
+// Dataplane receives the keys a GM holds.
+type Dataplane interface {
+	InstallTEK(TEK) error
+	DeleteTEK(group string, spi uint32) error
+	InstallKEK(KEK) error
+	DeleteKEK(group string) error
+	TEKs() []TEK
+	KEKs() []KEK
+}
+
+// Memory is a Dataplane that only remembers. Safe for concurrent use (the
+// operator's show commands read it while the node writes it).
+type Memory struct {
+	mu   sync.Mutex
+	teks map[string]map[uint32]TEK
+	keks map[string]KEK
+}
+
+// NewMemory returns an empty in-memory SA database.
+func NewMemory() *Memory {
+	return &Memory{teks: map[string]map[uint32]TEK{}, keks: map[string]KEK{}}
+}
+
+func (m *Memory) InstallTEK(t TEK) error {
+	if t.SPI == 0 {
+		return fmt.Errorf("sadb: TEK of group %s has SPI 0", t.Group)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.teks[t.Group] == nil {
+		m.teks[t.Group] = map[uint32]TEK{}
+	}
+	m.teks[t.Group][t.SPI] = t
+	return nil
+}
+
+func (m *Memory) DeleteTEK(group string, spi uint32) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.teks[group][spi]; !ok {
+		return fmt.Errorf("sadb: group %s has no TEK with SPI 0x%08x", group, spi)
+	}
+	delete(m.teks[group], spi)
+	return nil
+}
+
+func (m *Memory) InstallKEK(k KEK) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.keks[k.Group] = k
+	return nil
+}
+
+func (m *Memory) DeleteKEK(group string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.keks, group)
+	return nil
+}
+
+// TEKs returns every TEK, by group then SPI.
+func (m *Memory) TEKs() []TEK {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []TEK
+	for _, g := range m.teks {
+		for _, t := range g {
+			out = append(out, t)
+		}
+	}
+	slices.SortFunc(out, func(a, b TEK) int {
+		if a.Group != b.Group {
+			if a.Group < b.Group {
+				return -1
+			}
+			return 1
+		}
+		return int(int64(a.SPI) - int64(b.SPI))
+	})
+	return out
+}
+
+// KEKs returns every KEK, by group.
+func (m *Memory) KEKs() []KEK {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []KEK
+	for _, k := range m.keks {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b KEK) int {
+		switch {
+		case a.Group < b.Group:
+			return -1
+		case a.Group > b.Group:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
