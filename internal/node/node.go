@@ -259,6 +259,23 @@ func (n *Node) tick(now time.Time) {
 			n.advance(r, now)
 		}
 	}
+	n.sweep(now)
+}
+
+// sweep deletes TEKs and KEKs whose lifetime is over. Old TEKs stay
+// installed until then, so traffic keeps flowing across re-registration.
+func (n *Node) sweep(now time.Time) {
+	for _, t := range n.dp.TEKs() {
+		if !now.Before(t.Expires) {
+			n.dp.DeleteTEK(t.Group, t.SPI)
+			n.log.Info("TEK expired", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI))
+		}
+	}
+	for _, k := range n.dp.KEKs() {
+		if !now.Before(k.Expires) {
+			n.dp.DeleteKEK(k.Group)
+		}
+	}
 }
 
 func (n *Node) send(s *sock, to netip.AddrPort, b []byte) {

@@ -191,3 +191,77 @@ func TestRegistrationFailures(t *testing.T) {
 		t.Fatalf("after failover: %+v", m)
 	}
 }
+
+// fakeClock is a clock the test moves by hand; the nodes read it.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// proves: T4 — over 24 simulated hours every GM re-registers before its
+// TEKs expire, always holds a valid TEK, and the GMs' re-registration
+// instants are spread out rather than simultaneous.
+func TestReregistrationOverADay(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := &fakeClock{now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}
+	start0 := clk.Now()
+	ksAddr := netip.MustParseAddr("127.0.0.4")
+	grp := ksGroup(t, ksAddr)
+	grp.TEKs = grp.TEKs[:1] // one GCM TEK, lifetime 1 h
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{grp}, Now: clk.Now})
+	var gms []*Node
+	for i := 0; i < 5; i++ {
+		gms = append(gms, start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.0.%d:0", 40+i))},
+			IKE: ikeCfg("k", version.Current), Now: clk.Now,
+			GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}}}}))
+	}
+	for _, g := range gms {
+		waitFor(t, "first registration", g, func() bool { return g.Members()[0].State == "registered" })
+	}
+	reregs := map[time.Time]int{}
+	for clk.Now().Sub(start0) < 24*time.Hour {
+		clk.Add(20 * time.Second)
+		now := clk.Now()
+		kn.Do(ctx, func() {})
+		for _, g := range gms {
+			g.Do(ctx, func() {})
+			// Packets cross loopback in real time; let a re-registration
+			// that just started finish before the clock moves on.
+			waitFor(t, "registration to settle", g, func() bool { return g.Members()[0].State == "registered" })
+			valid := false
+			for _, tk := range g.Dataplane().TEKs() {
+				if now.Before(tk.Expires) {
+					valid = true
+				}
+			}
+			if !valid {
+				t.Fatalf("at +%s a GM holds no valid TEK", now.Sub(start0))
+			}
+		}
+	}
+	for _, g := range gms {
+		var m MemberState
+		g.Do(ctx, func() { m = g.Members()[0] })
+		if m.Registrations < 24 {
+			t.Fatalf("only %d registrations in 24 h with 1 h TEKs", m.Registrations)
+		}
+		reregs[m.Reregister]++
+	}
+	if len(reregs) < 4 {
+		t.Fatalf("re-registration instants not spread: %v", reregs)
+	}
+}
