@@ -432,15 +432,16 @@ func (s *Server) SetNow(t time.Time) { s.clock = t }
 
 // GroupSnapshot is a copy of one group's state for show commands.
 type GroupSnapshot struct {
-	Name      string
-	ID        uint32
-	Seq       uint32
-	KEKSPI    [isakmp.KEKSPILen]byte
-	KEKExpire time.Time
-	KEKBits   int
-	SigAlg    isakmp.SigAlg
-	TEKs      []TEKSnapshot
-	Members   []Member
+	Name        string
+	ID          uint32
+	Seq         uint32
+	KEKSPI      [isakmp.KEKSPILen]byte
+	KEKExpire   time.Time
+	KEKLifetime time.Duration
+	KEKBits     int
+	SigAlg      isakmp.SigAlg
+	TEKs        []TEKSnapshot
+	Members     []Member
 }
 
 // TEKSnapshot describes one TEK without its keys.
@@ -458,7 +459,7 @@ type TEKSnapshot struct {
 func (s *Server) Snapshot() []GroupSnapshot {
 	var out []GroupSnapshot
 	for _, g := range s.groups {
-		gs := GroupSnapshot{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, KEKSPI: g.kekSPI, KEKExpire: g.kekExp,
+		gs := GroupSnapshot{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
 			KEKBits: g.cfg.KEKKeyBits, SigAlg: g.sigAlg}
 		for _, t := range g.teks {
 			gs.TEKs = append(gs.TEKs, TEKSnapshot{SPI: t.spi, Transform: t.policy.Transform, KeyBits: t.policy.KeyBits,

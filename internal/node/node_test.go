@@ -179,7 +179,7 @@ func TestRegistrationFailures(t *testing.T) {
 	// The first KS in the list does not answer (nothing listens there).
 	dead := netip.MustParseAddrPort("127.0.0.3:9")
 	failover := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.23:0")}, IKE: fast(ikeCfg("right", version.Current)),
-		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{dead, ksAP}}},
+		GM:         []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{dead, ksAP}}},
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
 	waitFor(t, "registration with the second KS", failover, func() bool {
 		m := failover.Members()[0]

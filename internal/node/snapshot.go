@@ -1,0 +1,45 @@
+package node
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/version"
+)
+
+// Snapshot is a copy of everything the show commands display.
+type Snapshot struct {
+	Hostname string
+	Now      time.Time
+	Version  version.Version
+	Addrs    []netip.AddrPort
+	KS       []ks.GroupSnapshot
+	GM       []MemberState
+	TEKs     []sadb.TEK
+	KEKs     []sadb.KEK
+	Phase1   []ike.Info
+}
+
+// Snapshot copies the node's state; call it inside Do.
+func (n *Node) Snapshot() Snapshot {
+	s := Snapshot{Hostname: n.o.Hostname, Now: n.o.Now(), Version: n.o.IKE.Version, Addrs: n.Addrs(),
+		GM: n.Members(), TEKs: n.dp.TEKs(), KEKs: n.dp.KEKs(), Phase1: n.PhaseOneSAs()}
+	if s.Version.IsZero() {
+		s.Version = version.Current
+	}
+	if n.ks != nil {
+		s.KS = n.ks.Snapshot()
+	}
+	return s
+}
+
+// State returns a Snapshot taken on the node's goroutine.
+func (n *Node) State(ctx context.Context) (Snapshot, error) {
+	var s Snapshot
+	err := n.Do(ctx, func() { s = n.Snapshot() })
+	return s, err
+}

@@ -1,0 +1,275 @@
+// Package show renders a node's state in the layouts GET VPN operators
+// know from Cisco IOS (`show crypto gdoi`, `show crypto gdoi ks members`,
+// `show crypto gdoi gm`, `show crypto ipsec sa`). It only formats: the data
+// comes from node.Snapshot, and each function returns the text and the
+// value `| json` prints.
+package show
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/node"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+func secs(d time.Duration) int64 {
+	if d < 0 {
+		return 0
+	}
+	return int64(d / time.Second)
+}
+
+// transformName is the IOS transform-set spelling of a TEK's transform.
+func transformName(tr uint8, authAlg uint16) string {
+	var parts []string
+	switch isakmp.ESPTransform(tr) {
+	case isakmp.ESPAESCBC:
+		parts = append(parts, "esp-aes")
+	case isakmp.ESPAESGCM8, isakmp.ESPAESGCM12, isakmp.ESPAESGCM16:
+		parts = append(parts, "esp-gcm")
+	case isakmp.ESPAESGMAC:
+		parts = append(parts, "esp-gmac")
+	default:
+		parts = append(parts, isakmp.ESPTransform(tr).String())
+	}
+	switch authAlg {
+	case isakmp.AuthAlgHMACSHA1:
+		parts = append(parts, "esp-sha-hmac")
+	case isakmp.AuthAlgHMACSHA256:
+		parts = append(parts, "esp-sha256-hmac")
+	case isakmp.AuthAlgHMACSHA384:
+		parts = append(parts, "esp-sha384-hmac")
+	case isakmp.AuthAlgHMACSHA512:
+		parts = append(parts, "esp-sha512-hmac")
+	}
+	return strings.Join(parts, " ")
+}
+
+// wildcard renders a prefix as IOS "address wildcard" (or any / host).
+func wildcard(p netip.Prefix) string {
+	switch {
+	case !p.IsValid() || p.Bits() == 0:
+		return "any"
+	case p.Bits() == p.Addr().BitLen():
+		return "host " + p.Addr().String()
+	case p.Addr().Is4():
+		m := ^uint32(0) >> p.Bits()
+		return fmt.Sprintf("%s %d.%d.%d.%d", p.Addr(), m>>24, m>>16&0xff, m>>8&0xff, m&0xff)
+	}
+	return p.String()
+}
+
+func ace(proto uint8, src, dst netip.Prefix, srcPort, dstPort uint16) string {
+	ps := map[uint8]string{0: "ip", 1: "icmp", 6: "tcp", 17: "udp"}[proto]
+	if ps == "" {
+		ps = fmt.Sprint(proto)
+	}
+	s := "permit " + ps + " " + wildcard(src)
+	if srcPort != 0 {
+		s += fmt.Sprintf(" eq %d", srcPort)
+	}
+	s += " " + wildcard(dst)
+	if dstPort != 0 {
+		s += fmt.Sprintf(" eq %d", dstPort)
+	}
+	return s
+}
+
+// GDOI renders `show crypto gdoi`: every group this node serves or joins.
+func GDOI(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	b.WriteString("GROUP INFORMATION\n\n")
+	for _, g := range s.KS {
+		fmt.Fprintf(&b, "    Group Name               : %s\n", g.Name)
+		fmt.Fprintf(&b, "    Group Identity           : %d\n", g.ID)
+		b.WriteString("    Group Type               : GDOI (ISAKMP)\n")
+		b.WriteString("    Crypto Path              : ipv4\n")
+		b.WriteString("    Key Management Path      : ipv4\n")
+		fmt.Fprintf(&b, "    Group Members            : %d\n", len(g.Members))
+		b.WriteString("    IPSec SA Direction       : Both\n")
+		fmt.Fprintf(&b, "    Group Rekey Lifetime     : %d secs\n", secs(g.KEKLifetime))
+		fmt.Fprintf(&b, "    Group Rekey\n        Remaining Lifetime   : %d secs\n", secs(g.KEKExpire.Sub(s.Now)))
+		fmt.Fprintf(&b, "    Rekey Sequence Number    : %d\n", g.Seq)
+		for i, t := range g.TEKs {
+			fmt.Fprintf(&b, "\n    IPSec SA Number        : %d\n", i+1)
+			fmt.Fprintf(&b, "    IPSec SA Rekey Lifetime: %d secs\n", secs(t.Lifetime))
+			fmt.Fprintf(&b, "    Transform              : %s\n", transformName(uint8(t.Transform), t.AuthAlg))
+			fmt.Fprintf(&b, "    SA Rekey\n       Remaining Lifetime  : %d secs\n", secs(t.Expires.Sub(s.Now)))
+			fmt.Fprintf(&b, "    ACL Configured         : access-list %s\n", ace(t.Selector.Proto, t.Selector.Src, t.Selector.Dst, t.Selector.SrcPort, t.Selector.DstPort))
+		}
+		b.WriteString("\n    Group Server list      : Local\n\n")
+	}
+	for _, m := range s.GM {
+		fmt.Fprintf(&b, "    Group Name               : %s\n", m.Group)
+		fmt.Fprintf(&b, "    Group Identity           : %d\n", m.ID)
+		b.WriteString("    Crypto Path              : ipv4\n")
+		b.WriteString("    Key Management Path      : ipv4\n")
+		b.WriteString("    Rekeys received          : 0\n")
+		b.WriteString("    IPSec SA Direction       : Both\n\n")
+		var servers []string
+		for _, a := range m.Servers {
+			servers = append(servers, a.Addr().String())
+		}
+		fmt.Fprintf(&b, "     Group Server list       : %s\n\n", strings.Join(servers, ", "))
+		gmInfo(&b, s, m)
+	}
+	return b.String(), map[string]any{"ks_groups": s.KS, "gm_groups": s.GM}
+}
+
+func gmInfo(b *strings.Builder, s node.Snapshot, m node.MemberState) {
+	fmt.Fprintf(b, "    Group Member Information For Group %s:\n", m.Group)
+	local := ""
+	for _, a := range s.Addrs {
+		if a.Addr().Is4() == m.KS.Addr().Is4() {
+			local = a.String()
+			break
+		}
+	}
+	fmt.Fprintf(b, "    Group member             : %s\n", strings.Split(local, ":")[0])
+	fmt.Fprintf(b, "       Local addr/port       : %s\n", strings.Replace(local, ":", "/", 1))
+	fmt.Fprintf(b, "       Remote addr/port      : %s/%d\n", m.KS.Addr(), m.KS.Port())
+	fmt.Fprintf(b, "       Version               : %s\n", s.Version)
+	status := map[string]string{"registered": "Registered", "registering": "Registering", "phase 1": "Registering", "idle": "Not registered"}[m.State]
+	fmt.Fprintf(b, "       Registration status   : %s\n", status)
+	if m.State == "registered" {
+		fmt.Fprintf(b, "       Registered with       : %s\n", m.KS.Addr())
+		fmt.Fprintf(b, "       Re-registers in       : %d sec\n", secs(m.Reregister.Sub(s.Now)))
+	}
+	fmt.Fprintf(b, "       Succeeded registration: %d\n", m.Registrations)
+	fmt.Fprintf(b, "       Attempted registration: %d\n", m.Registrations+m.Failures)
+	if m.LastError != "" {
+		fmt.Fprintf(b, "       Last error            : %s\n", m.LastError)
+	}
+	fmt.Fprintf(b, "       Last rekey seq num    : %d\n", m.Seq)
+	n := 0
+	for _, t := range s.TEKs {
+		if t.Group == m.Group && s.Now.Before(t.Expires) {
+			n++
+		}
+	}
+	fmt.Fprintf(b, "       Active TEK Number     : %d\n\n", n)
+}
+
+// KSMembers renders `show crypto gdoi ks members`.
+func KSMembers(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	b.WriteString("Group Member Information :\n")
+	for _, g := range s.KS {
+		fmt.Fprintf(&b, "\nNumber of rekeys sent for group %s : %d\n", g.Name, g.Seq)
+		for _, m := range g.Members {
+			v := m.Version.String()
+			if m.Version.IsZero() {
+				v = "unknown"
+			}
+			fmt.Fprintf(&b, "\nGroup Member ID    : %-15s GM Version: %s\n", m.Address, v)
+			fmt.Fprintf(&b, " Group ID          : %d\n", g.ID)
+			fmt.Fprintf(&b, " Group Name        : %s\n", g.Name)
+			fmt.Fprintf(&b, " GM Identity       : %s\n", m.Identity)
+			fmt.Fprintf(&b, " Registered        : %s (%d times)\n", m.Registered.UTC().Format(time.RFC3339), m.Registrations)
+			fmt.Fprintf(&b, " Last registration : %s\n", m.LastRegister.UTC().Format(time.RFC3339))
+			if len(m.SenderIDs) > 0 {
+				fmt.Fprintf(&b, " Sender IDs        : %v\n", m.SenderIDs)
+			}
+			b.WriteString(" Rekeys sent       : 0\n Rekeys retries    : 0\n Rekey Acks Rcvd   : 0\n Rekey Acks missed : 0\n")
+		}
+	}
+	return b.String(), s.KS
+}
+
+// GM renders `show crypto gdoi gm`: registration state, KEK and TEK policy.
+func GM(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	for _, m := range s.GM {
+		gmInfo(&b, s, m)
+		for _, k := range s.KEKs {
+			if k.Group != m.Group {
+				continue
+			}
+			b.WriteString("KEK POLICY:\n")
+			b.WriteString("    Rekey Transport Type     : Unicast\n")
+			fmt.Fprintf(&b, "    Lifetime (secs)          : %d\n", secs(k.Expires.Sub(s.Now)))
+			fmt.Fprintf(&b, "    Encrypt Algorithm        : %s\n", strings.TrimPrefix(k.Alg.String(), "KEK_ALG_"))
+			fmt.Fprintf(&b, "    Key Size                 : %d\n", k.KeyBits)
+			fmt.Fprintf(&b, "    Sig Algorithm            : %s\n", strings.TrimPrefix(k.SigAlg.String(), "SIG_ALG_"))
+			fmt.Fprintf(&b, "    KEK SPI                  : %x\n\n", k.SPI)
+		}
+		b.WriteString("TEK POLICY for the current KS-Policy ACEs Downloaded:\n")
+		for _, t := range s.TEKs {
+			if t.Group != m.Group {
+				continue
+			}
+			tek(&b, s, t)
+		}
+		b.WriteString("\n")
+	}
+	return b.String(), map[string]any{"groups": s.GM, "keks": redactKEKs(s.KEKs), "teks": redactTEKs(s.TEKs)}
+}
+
+func tek(b *strings.Builder, s node.Snapshot, t sadb.TEK) {
+	fmt.Fprintf(b, "    IPsec SA:\n        spi: 0x%08X(%d)\n", t.SPI, t.SPI)
+	fmt.Fprintf(b, "        transform: %s\n", transformName(t.Transform, t.AuthAlg))
+	fmt.Fprintf(b, "        sa timing:remaining key lifetime (sec): (%d)\n", secs(t.Expires.Sub(s.Now)))
+	fmt.Fprintf(b, "        acl: %s\n", ace(t.IPProto, t.Src, t.Dst, t.SrcPort, t.DstPort))
+	fmt.Fprintf(b, "        alg key size: %d (bytes)\n", len(t.EncKey))
+	if len(t.AuthKey) > 0 {
+		fmt.Fprintf(b, "        sig key size: %d (bytes)\n", len(t.AuthKey))
+	}
+	if len(t.SenderIDs) > 0 {
+		fmt.Fprintf(b, "        sender IDs: %v (%d bits)\n", t.SenderIDs, t.SIDBits)
+	}
+	b.WriteString("        encaps: ENCAPS_TUNNEL\n")
+}
+
+// IPsecSA renders `show crypto ipsec sa`: each group SA, inbound and
+// outbound (a group SA is both).
+func IPsecSA(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	for _, t := range s.TEKs {
+		fmt.Fprintf(&b, "interface: groupvpn\n    Crypto map tag: %s, group %d\n\n", t.Group, t.GroupID)
+		fmt.Fprintf(&b, "   local  ident (addr/mask/prot/port): (%s/%d/%d)\n", prefixMask(t.Src), t.IPProto, t.SrcPort)
+		fmt.Fprintf(&b, "   remote ident (addr/mask/prot/port): (%s/%d/%d)\n", prefixMask(t.Dst), t.IPProto, t.DstPort)
+		fmt.Fprintf(&b, "   Group: %s\n   current_peer 0.0.0.0 port 848\n     PERMIT, flags={origin_is_acl,}\n", t.Group)
+		b.WriteString("    #pkts encaps: 0, #pkts encrypt: 0, #pkts digest: 0\n    #pkts decaps: 0, #pkts decrypt: 0, #pkts verify: 0\n")
+		for _, dir := range []string{"inbound", "outbound"} {
+			fmt.Fprintf(&b, "     %s esp sas:\n      spi: 0x%08X(%d)\n", dir, t.SPI, t.SPI)
+			fmt.Fprintf(&b, "        transform: %s ,\n        in use settings ={Tunnel, }\n", transformName(t.Transform, t.AuthAlg))
+			fmt.Fprintf(&b, "        sa timing: remaining key lifetime (sec): (%d)\n", secs(t.Expires.Sub(s.Now)))
+		}
+		b.WriteString("\n")
+	}
+	return b.String(), redactTEKs(s.TEKs)
+}
+
+func prefixMask(p netip.Prefix) string {
+	if p.Addr().Is4() {
+		m := ^uint32(0) << (32 - p.Bits())
+		if p.Bits() == 0 {
+			m = 0
+		}
+		return fmt.Sprintf("%s/%d.%d.%d.%d", p.Addr(), m>>24, m>>16&0xff, m>>8&0xff, m&0xff)
+	}
+	return p.String()
+}
+
+// redactTEKs drops key material from what `| json` prints.
+func redactTEKs(ts []sadb.TEK) []sadb.TEK {
+	out := make([]sadb.TEK, len(ts))
+	for i, t := range ts {
+		t.EncKey, t.AuthKey = nil, nil
+		out[i] = t
+	}
+	return out
+}
+
+func redactKEKs(ks []sadb.KEK) []sadb.KEK {
+	out := make([]sadb.KEK, len(ks))
+	for i, k := range ks {
+		k.Key = nil
+		out[i] = k
+	}
+	return out
+}

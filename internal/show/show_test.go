@@ -1,0 +1,78 @@
+package show
+
+import (
+	"encoding/json"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/node"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func snapshot() node.Snapshot {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	sel := ks.Selector{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}
+	ksAddr := netip.MustParseAddrPort("192.0.2.1:848")
+	return node.Snapshot{
+		Hostname: "ks1", Now: now, Version: version.Current,
+		Addrs: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.10:848")},
+		KS: []ks.GroupSnapshot{{Name: "GETVPN", ID: 1234, Seq: 3, KEKExpire: now.Add(86000 * time.Second),
+			KEKLifetime: 86400 * time.Second, KEKBits: 128, SigAlg: isakmp.SigAlgRSA,
+			TEKs: []ks.TEKSnapshot{{SPI: 0x1a2b3c4d, Transform: isakmp.ESPAESCBC, KeyBits: 128, AuthAlg: isakmp.AuthAlgHMACSHA1,
+				Selector: sel, Expires: now.Add(3500 * time.Second), Lifetime: time.Hour}},
+			Members: []ks.Member{
+				{Address: netip.MustParseAddr("192.0.2.10"), Identity: "ID_IPV4_ADDR 192.0.2.10/32", Version: version.Current,
+					Registered: now.Add(-time.Hour), LastRegister: now.Add(-time.Minute), Registrations: 2},
+				{Address: netip.MustParseAddr("192.0.2.11"), Identity: "ID_IPV4_ADDR 192.0.2.11/32", Version: version.Base,
+					Registered: now.Add(-time.Hour), LastRegister: now.Add(-time.Hour), Registrations: 1, SenderIDs: []uint32{7}}}}},
+		GM: []node.MemberState{{Group: "GETVPN", ID: 1234, State: "registered", KS: ksAddr, Servers: []netip.AddrPort{ksAddr},
+			RegisteredAt: now.Add(-time.Minute), Reregister: now.Add(3300 * time.Second), Registrations: 2, Seq: 3}},
+		TEKs: []sadb.TEK{{Group: "GETVPN", GroupID: 1234, SPI: 0x1a2b3c4d, Protocol: isakmp.TEKProtoESP, Transform: uint8(isakmp.ESPAESCBC),
+			KeyBits: 128, AuthAlg: isakmp.AuthAlgHMACSHA1, EncKey: make([]byte, 16), AuthKey: make([]byte, 20),
+			Src: sel.Src, Dst: sel.Dst, Expires: now.Add(3500 * time.Second), Lifetime: time.Hour}},
+		KEKs: []sadb.KEK{{Group: "GETVPN", GroupID: 1234, Alg: isakmp.KEKAlgAES, KeyBits: 128, SigAlg: isakmp.SigAlgRSA,
+			Key: make([]byte, 32), Expires: now.Add(86000 * time.Second)}},
+	}
+}
+
+// proves: O2 — each show command's layout is fixed by a golden file, and
+// its `| json` value carries no key material.
+func TestShowGolden(t *testing.T) {
+	s := snapshot()
+	for name, f := range map[string]func(node.Snapshot) (string, any){
+		"show_crypto_gdoi": GDOI, "show_crypto_gdoi_ks_members": KSMembers, "show_crypto_gdoi_gm": GM, "show_crypto_ipsec_sa": IPsecSA,
+	} {
+		text, data := f(s)
+		path := filepath.Join("testdata", name+".txt")
+		if *update {
+			os.WriteFile(path, []byte(text), 0o644)
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%s: %v (go test -update creates it)", name, err)
+		}
+		if text != string(want) {
+			t.Errorf("%s differs from %s:\n%s", name, path, text)
+		}
+		j, err := json.Marshal(data)
+		if err != nil {
+			t.Fatalf("%s: json: %v", name, err)
+		}
+		for _, secret := range []string{`"EncKey":"AAAA`, `"AuthKey":"AAAA`, `"Key":"AAAA`} {
+			if strings.Contains(string(j), secret) {
+				t.Errorf("%s | json leaks key material (%s)", name, secret)
+			}
+		}
+	}
+}
+
