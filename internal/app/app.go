@@ -26,6 +26,7 @@ func commands() map[string]command {
 		"lab":    {"run a key server and group members in one process (not built yet: prints the plan)", runLab},
 		"decode": {"decode ISAKMP/GDOI messages from hex or a raw datagram file", runDecode},
 		"bench":  {"measure a scenario beside its ceiling (scenarios: codec, mainmode)", runBench},
+		"cli":    {"operator CLI: groupvpn cli [-s SOCKET] [-c CMD]", runCLI},
 		"help":   {"list the commands", nil},
 	}
 }

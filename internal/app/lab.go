@@ -1,31 +1,67 @@
 package app
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/lab"
 )
 
-// runLab will start a KS and N GMs on loopback. Registration, the key
-// server and the group members do not exist yet, so it says exactly that
-// and what it will show, instead of pretending.
+// runLab starts a key server and N group members in this process on
+// loopback addresses, shows them registering, then the KS member table and
+// every member's SAs. With --cli it keeps running and opens the operator
+// CLI on the key server.
 func runLab(env *Env, args []string) int {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	members := fs.Int("members", 8, "number of group members")
+	port := fs.Uint("port", 0, "UDP port of every node (default 848 as root, else 10848)")
+	cli := fs.Bool("cli", false, "keep running and open the CLI on the key server")
+	dir := fs.String("dir", "", "directory for generated configs, keys and control sockets (default: a new temp dir)")
+	verbose := fs.Bool("v", false, "print the nodes' log lines")
+	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for every member to register")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	fmt.Fprintf(env.Stdout, `groupvpn lab: not available yet.
-
-When registration lands (issue 4) this command will, with no root and no setup:
-  1. start one key server and %d group members in this process, each on its own
-     127.0.0.0/8 address, over real UDP (an unprivileged port instead of 848);
-  2. show each GM registering with GROUPKEY-PULL over an IKEv1 phase-1 SA;
-  3. print the KS member table and every GM's KEK and TEKs.
-
-What works today is the wire codec for ISAKMP, IKEv1 and GDOI. Try:
-  go run ./cmd/groupvpn bench codec
-  go run ./cmd/groupvpn decode < isakmp/testdata/pull2.hex
-`, *members)
-	return 0
+	if *members < 1 || *port > 65535 {
+		fmt.Fprintln(env.Stderr, "groupvpn lab: --members must be at least 1 and --port a UDP port")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.DiscardHandler)
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(env.Stderr, nil))
+	}
+	start := time.Now()
+	l, err := lab.Start(ctx, lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger})
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(env.Stdout, "groupvpn lab: key server %s:%d and %d group members on 127.0.0.0/8 (configs in %s)\n",
+		lab.KSAddr, l.Port, *members, l.Dir)
+	if err := l.Wait(ctx, env.Stdout, *timeout); err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(env.Stdout, "all %d members registered in %s (phase 1 + GROUPKEY-PULL each, over real UDP)\n",
+		*members, time.Since(start).Round(time.Millisecond))
+	if err := l.Summary(ctx, env.Stdout); err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)
+		return 1
+	}
+	if !*cli {
+		fmt.Fprintf(env.Stdout, "\nRun `groupvpn lab --cli` to keep the lab running and explore it with the operator CLI.\n")
+		return 0
+	}
+	fmt.Fprintf(env.Stdout, "\nThe lab keeps running. CLI on the key server (try: show crypto gdoi, show crypto gdoi ks members);\n"+
+		"a member's CLI: groupvpn cli -s %s\n\n", l.Sockets["gm1"])
+	return runCLI(env, []string{"-s", l.Sockets["ks"]})
 }

@@ -138,8 +138,37 @@ func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
 		return fmt.Errorf("ks: group %s has no sa ipsec policy", cfg.Name)
 	}
 	g := &group{cfg: cfg, members: map[netip.Addr]*Member{}}
+	if err := s.setSigningKey(g); err != nil {
+		return err
+	}
+	for _, p := range cfg.TEKs {
+		if p.Lifetime == 0 {
+			p.Lifetime = 3600 * time.Second
+		}
+		for _, sel := range p.Selectors {
+			t, err := s.newTEK(p, sel, now)
+			if err != nil {
+				return err
+			}
+			g.teks = append(g.teks, t)
+		}
+	}
+	if g.sigAlg != 0 {
+		if err := s.newKEK(g, now); err != nil {
+			return err
+		}
+	}
+	s.groups[cfg.ID] = g
+	s.byName[cfg.Name] = g
+	return nil
+}
+
+// setSigningKey records the rekey signing key. A group without one has no
+// KEK: its GMs get no rekeys and re-register before their TEKs expire.
+func (s *Server) setSigningKey(g *group) error {
+	cfg := g.cfg
 	if cfg.SigningKey == nil {
-		return fmt.Errorf("ks: group %s has no rekey signing key (rekey authentication mypubkey)", cfg.Name)
+		return nil
 	}
 	pub, err := x509.MarshalPKIXPublicKey(cfg.SigningKey.Public())
 	if err != nil {
@@ -158,23 +187,6 @@ func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
 	default:
 		return fmt.Errorf("ks: group %s: rekey key must be RSA or ECDSA, not %T", cfg.Name, k)
 	}
-	if err := s.newKEK(g, now); err != nil {
-		return err
-	}
-	for _, p := range cfg.TEKs {
-		if p.Lifetime == 0 {
-			p.Lifetime = 3600 * time.Second
-		}
-		for _, sel := range p.Selectors {
-			t, err := s.newTEK(p, sel, now)
-			if err != nil {
-				return err
-			}
-			g.teks = append(g.teks, t)
-		}
-	}
-	s.groups[cfg.ID] = g
-	s.byName[cfg.Name] = g
 	return nil
 }
 
@@ -260,7 +272,7 @@ func (s *Server) refresh(g *group, now time.Time) error {
 		}
 		g.teks[i] = n
 	}
-	if !now.Add(g.cfg.KEKLifetime / 10).Before(g.kekExp) {
+	if g.sigAlg != 0 && !now.Add(g.cfg.KEKLifetime/10).Before(g.kekExp) {
 		return s.newKEK(g, now)
 	}
 	return nil
@@ -311,7 +323,18 @@ func peerIdentity(p ike.Info) string {
 
 // policy builds the group's SA payload: SAK, then one SAT per TEK.
 func (g *group) policy(now time.Time) *isakmp.GroupSA {
-	sa := &isakmp.GroupSA{KEK: &isakmp.SAK{
+	sa := &isakmp.GroupSA{}
+	if g.sigAlg != 0 {
+		sa.KEK = g.sak(now)
+	}
+	for _, t := range g.teks {
+		sa.TEKs = append(sa.TEKs, t.sat(now))
+	}
+	return sa
+}
+
+func (g *group) sak(now time.Time) *isakmp.SAK {
+	return &isakmp.SAK{
 		Selector: isakmp.Selector{Protocol: 17,
 			Src: isakmp.PrefixEndpoint(netip.PrefixFrom(g.cfg.Address, g.cfg.Address.BitLen()), 848),
 			Dst: isakmp.PrefixEndpoint(netip.PrefixFrom(unspecified(g.cfg.Address), 0), 848)},
@@ -323,23 +346,23 @@ func (g *group) policy(now time.Time) *isakmp.GroupSA {
 			isakmp.BasicAttr(isakmp.KEKSigHashAlgorithm, uint16(isakmp.SigHashSHA256)),
 			isakmp.BasicAttr(isakmp.KEKSigAlgorithm, uint16(g.sigAlg)),
 			isakmp.BasicAttr(isakmp.KEKSigKeyLength, uint16(g.sigBits)),
-		}}}
-	for _, t := range g.teks {
-		attrs := isakmp.Attributes{
-			isakmp.BasicAttr(isakmp.IPsecSALifeType, isakmp.LifeSeconds),
-			isakmp.VarAttr(isakmp.IPsecSALifeDuration, binary.BigEndian.AppendUint32(nil, remaining(t.expires, now))),
-			isakmp.BasicAttr(isakmp.IPsecEncapsulationMode, isakmp.EncapTunnel),
-		}
-		if t.policy.AuthAlg != 0 {
-			attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecAuthAlgorithm, t.policy.AuthAlg))
-		}
-		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecKeyLength, uint16(t.policy.KeyBits)))
-		sa.TEKs = append(sa.TEKs, &isakmp.SAT{Protocol: isakmp.TEKProtoESP,
-			Selector: isakmp.Selector{Protocol: t.sel.Proto,
-				Src: isakmp.PrefixEndpoint(t.sel.Src, t.sel.SrcPort), Dst: isakmp.PrefixEndpoint(t.sel.Dst, t.sel.DstPort)},
-			TransformID: uint8(t.policy.Transform), SPI: t.spi, Attributes: attrs})
+		}}
+}
+
+func (t *tek) sat(now time.Time) *isakmp.SAT {
+	attrs := isakmp.Attributes{
+		isakmp.BasicAttr(isakmp.IPsecSALifeType, isakmp.LifeSeconds),
+		isakmp.VarAttr(isakmp.IPsecSALifeDuration, binary.BigEndian.AppendUint32(nil, remaining(t.expires, now))),
+		isakmp.BasicAttr(isakmp.IPsecEncapsulationMode, isakmp.EncapTunnel),
 	}
-	return sa
+	if t.policy.AuthAlg != 0 {
+		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecAuthAlgorithm, t.policy.AuthAlg))
+	}
+	attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecKeyLength, uint16(t.policy.KeyBits)))
+	return &isakmp.SAT{Protocol: isakmp.TEKProtoESP,
+		Selector: isakmp.Selector{Protocol: t.sel.Proto,
+			Src: isakmp.PrefixEndpoint(t.sel.Src, t.sel.SrcPort), Dst: isakmp.PrefixEndpoint(t.sel.Dst, t.sel.DstPort)},
+		TransformID: uint8(t.policy.Transform), SPI: t.spi, Attributes: attrs}
 }
 
 func unspecified(a netip.Addr) netip.Addr {
@@ -383,8 +406,10 @@ func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakm
 		kd.Packets = append(kd.Packets, &isakmp.KeyPacket{KDType: isakmp.KDTEK,
 			SPI: binary.BigEndian.AppendUint32(nil, t.spi), Attributes: attrs})
 	}
-	kd.Packets = append(kd.Packets, &isakmp.KeyPacket{KDType: isakmp.KDKEK, SPI: g.kekSPI[:], Attributes: isakmp.Attributes{
-		isakmp.VarAttr(isakmp.KEKAlgorithmKey, g.kekKey), isakmp.VarAttr(isakmp.KEKSigKey, g.sigPub)}})
+	if g.sigAlg != 0 {
+		kd.Packets = append(kd.Packets, &isakmp.KeyPacket{KDType: isakmp.KDKEK, SPI: g.kekSPI[:], Attributes: isakmp.Attributes{
+			isakmp.VarAttr(isakmp.KEKAlgorithmKey, g.kekKey), isakmp.VarAttr(isakmp.KEKSigKey, g.sigPub)}})
+	}
 	if needSIDs {
 		// RFC 6407 §5.6.4: counter-mode keys need a SID key packet. A GM
 		// that asked for none still gets one.

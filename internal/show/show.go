@@ -273,3 +273,33 @@ func redactKEKs(ks []sadb.KEK) []sadb.KEK {
 	}
 	return out
 }
+
+// ISAKMPSA renders `show crypto isakmp sa`: the phase-1 SAs.
+func ISAKMPSA(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	b.WriteString("IPv4 Crypto ISAKMP SA\ndst             src             state          conn-id status\n")
+	type row struct {
+		Dst, Src, State, Suite, PeerID, PeerVersion string
+		Remaining                                   int64
+	}
+	var rows []row
+	for _, i := range s.Phase1 {
+		dst, src := i.Peer.Addr(), i.Local.Addr()
+		state := "GDOI_IDLE"
+		r := row{Dst: dst.String(), Src: src.String(), State: state, Suite: i.Suite.String(),
+			PeerID: i.PeerID.String(), PeerVersion: i.PeerVersion.String(), Remaining: secs(i.Expires.Sub(s.Now))}
+		rows = append(rows, r)
+		fmt.Fprintf(&b, "%-15s %-15s %-14s %7d ACTIVE\n", r.Dst, r.Src, r.State, len(rows))
+	}
+	return b.String(), rows
+}
+
+// Version renders `show version`.
+func Version(s node.Snapshot) (string, any) {
+	host := s.Hostname
+	if host == "" {
+		host = "groupvpn"
+	}
+	text := fmt.Sprintf("groupvpn GDOI key management, version %s\nhostname %s\n", s.Version, host)
+	return text, map[string]string{"version": s.Version.String(), "hostname": host}
+}

@@ -75,4 +75,3 @@ func TestShowGolden(t *testing.T) {
 		}
 	}
 }
-

@@ -1,0 +1,176 @@
+package ctl
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// DefaultSocketPath is isakmpd's control socket.
+const DefaultSocketPath = "/run/groupvpn/isakmpd.sock"
+
+// DefaultSocket returns $GROUPVPN_SOCKET, or DefaultSocketPath.
+func DefaultSocket() string {
+	if p := os.Getenv("GROUPVPN_SOCKET"); p != "" {
+		return p
+	}
+	return DefaultSocketPath
+}
+
+// ErrConnection marks errors of the connection itself (as opposed to a
+// command's failure); the Client redials on its next request.
+var ErrConnection = errors.New("control connection failed")
+
+// Client is one connection to a control socket. It is not safe for
+// concurrent use.
+type Client struct {
+	path string
+	conn net.Conn
+	rd   *bufio.Reader
+	id   uint64
+}
+
+// Dial connects to the control socket at path. Its errors say what to do.
+func Dial(path string) (*Client, error) {
+	c := &Client{path: path}
+	if err := c.dial(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Path returns the socket path.
+func (c *Client) Path() string { return c.path }
+
+func (c *Client) dial() error {
+	conn, err := net.DialTimeout("unix", c.path, 5*time.Second)
+	if err != nil {
+		return dialError(c.path, err)
+	}
+	c.conn, c.rd = conn, bufio.NewReaderSize(conn, 64<<10)
+	return nil
+}
+
+func dialError(path string, err error) error {
+	const start = "is isakmpd running? start it with: groupvpn isakmpd -f FILE; for another daemon pass its socket with -s SOCKET or $GROUPVPN_SOCKET"
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("cannot reach the control socket %s: it does not exist (%s)", path, start)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("cannot reach the control socket %s: nothing is listening on it (%s)", path, start)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("cannot reach the control socket %s: permission denied (the socket is mode 0600: run groupvpn cli as the daemon's user, e.g. with sudo)", path)
+	}
+	return fmt.Errorf("cannot reach the control socket %s: %v (%s)", path, err, start)
+}
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	if c.conn == nil {
+		return nil
+	}
+	err := c.conn.Close()
+	c.conn = nil
+	return err
+}
+
+// Do sends one request (filling in V and ID) and waits for its response.
+// Errors wrap ErrConnection; the connection is then closed and the next Do
+// dials again (a request is never sent twice).
+func (c *Client) Do(ctx context.Context, req *WireRequest) (*WireResponse, error) {
+	if c.conn == nil {
+		if err := c.dial(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConnection, err)
+		}
+	}
+	c.id++
+	req.V, req.ID = Version, c.id
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if len(b)+1 > MaxRequest {
+		return nil, fmt.Errorf("request of %d bytes is longer than the control protocol's limit of %d bytes (64 KiB)", len(b)+1, MaxRequest)
+	}
+	conn := c.conn
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return nil, c.broken("send", err)
+	}
+	line, err := readLine(c.rd, MaxResponse)
+	if err != nil {
+		if errors.Is(err, errTooLong) {
+			err = fmt.Errorf("response longer than %d bytes", MaxResponse)
+		}
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, c.broken("receive", err)
+	}
+	var resp WireResponse
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return nil, c.broken("decode", err)
+	}
+	if resp.V != Version {
+		return nil, c.broken("protocol", fmt.Errorf("the daemon speaks control protocol version %d, this client version %d: use a groupvpn cli from the same release as the daemon: %s", resp.V, Version, resp.Error))
+	}
+	if resp.ID != req.ID {
+		if resp.ID == 0 && !resp.OK {
+			return nil, c.broken("protocol", errors.New(resp.Error))
+		}
+		return nil, c.broken("protocol", fmt.Errorf("response to request %d, expected %d", resp.ID, req.ID))
+	}
+	return &resp, nil
+}
+
+func (c *Client) broken(what string, err error) error {
+	c.Close()
+	return fmt.Errorf("%w: %s %s: %w", ErrConnection, what, c.path, err)
+}
+
+// Run sends one command line.
+func (c *Client) Run(ctx context.Context, line string) (*WireResponse, error) {
+	return c.Do(ctx, &WireRequest{Cmd: line})
+}
+
+// Complete asks for the completions of line.
+func (c *Client) Complete(ctx context.Context, line string) (*Completion, string, error) {
+	resp, err := c.Do(ctx, &WireRequest{Cmd: CmdComplete, Line: line})
+	if err != nil {
+		return nil, "", err
+	}
+	if !resp.OK {
+		return nil, "", errors.New(resp.Error)
+	}
+	var comp Completion
+	if err := json.Unmarshal(resp.Data, &comp); err != nil {
+		return nil, "", fmt.Errorf("completion data: %w", err)
+	}
+	return &comp, resp.Text, nil
+}
+
+// Hostname asks for the host name shown in the prompt.
+func (c *Client) Hostname(ctx context.Context) (string, error) {
+	resp, err := c.Do(ctx, &WireRequest{Cmd: CmdHostname})
+	if err != nil {
+		return "", err
+	}
+	if !resp.OK {
+		return "", errors.New(resp.Error)
+	}
+	var name string
+	if err := json.Unmarshal(resp.Data, &name); err != nil || name == "" {
+		return "", fmt.Errorf("no host name")
+	}
+	return name, nil
+}

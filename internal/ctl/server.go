@@ -1,0 +1,588 @@
+package ctl
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+)
+
+// Handler runs one command. It may be called from several connections at
+// once. A returned error becomes {"ok":false,"error":err.Error()} (with the
+// reply's text, if any, shown before it); an error from Request.Ask or
+// Request.Confirm becomes a prompt.
+type Handler func(ctx context.Context, req *Request) (*Reply, error)
+
+// Request is a matched command as a handler sees it.
+type Request struct {
+	Line    string            // the command as typed, without output filters
+	Command string            // the pattern that matched
+	Words   []string          // keywords in full, placeholders as typed
+	Args    map[string]string // placeholder name -> value; keyword -> itself for every keyword present
+	Params  []Param           // the placeholders in order
+	Input   string            // the request's "input" text, if any
+	// Answer is the latest answer to a prompt ("" before any); Answers are
+	// all answers so far, in order. A handler asking a single question can
+	// test len(req.Answers) and return &Reply{Prompt: ...}; Ask and Confirm
+	// handle any number of questions.
+	Answer  string
+	Answers []string
+
+	asked int
+}
+
+// Has reports whether the keyword or placeholder name was on the line
+// (for optional parts such as `[now]` or `[group WORD]`).
+func (r *Request) Has(name string) bool { _, ok := r.Args[name]; return ok }
+
+// Ask returns the answer to the next question of this command. When the
+// client has not answered it yet, it returns a *PromptError: return it from
+// the handler unchanged. The server then asks the client, and runs the
+// handler again, from the start, with the answers so far; so a handler must
+// not change anything before its last question. The prompt may have several
+// lines; the last is shown as the input prompt.
+func (r *Request) Ask(prompt string) (string, error) {
+	if r.asked < len(r.Answers) {
+		a := r.Answers[r.asked]
+		r.asked++
+		return a, nil
+	}
+	return "", &PromptError{Prompt: prompt}
+}
+
+// Confirm asks a yes/no question (for example
+// "Are you sure you want to proceed ? [yes/no]: ") and reports whether the
+// answer was yes; any other answer but "no"/"n" asks again, like IOS.
+func (r *Request) Confirm(prompt string) (bool, error) {
+	q := prompt
+	for {
+		a, err := r.Ask(q)
+		if err != nil {
+			return false, err
+		}
+		switch strings.ToLower(strings.TrimSpace(a)) {
+		case "yes", "y":
+			return true, nil
+		case "no", "n":
+			return false, nil
+		}
+		q = "% Please answer 'yes' or 'no'.\n" + prompt
+	}
+}
+
+// Reply is a handler's result. Text is what an operator reads (one line per
+// '\n'); Data is the same information for `| json` and programs (nil if the
+// command has none). Prompt asks the operator a question (see Request.Ask).
+type Reply struct {
+	Text   string
+	Data   any
+	Prompt string
+}
+
+type command struct {
+	pattern  string
+	help     string
+	h        Handler
+	variants [][]elem
+}
+
+// Server dispatches control requests to handlers. Create it with NewServer,
+// register commands with Handle, then Serve.
+type Server struct {
+	log *slog.Logger
+
+	mu       sync.RWMutex
+	cmds     []*command
+	shapes   map[string]string // variantKey -> pattern
+	hostname string
+}
+
+// NewServer returns a server with no commands; logger nil discards.
+func NewServer(logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{log: logger, shapes: map[string]string{}}
+}
+
+// SetHostname sets what ?hostname answers (the CLI prompt). Without it the
+// server answers with its "show hostname" command if registered, else the
+// system host name.
+func (s *Server) SetHostname(name string) {
+	s.mu.Lock()
+	s.hostname = name
+	s.mu.Unlock()
+}
+
+// Handle registers a command. The pattern language is described in the
+// package comment. Handle panics on a malformed pattern or one that has a
+// variant of the same shape as an already registered command, like
+// http.ServeMux: both are programming errors found at start-up.
+func (s *Server) Handle(pattern, help string, h Handler) {
+	if h == nil {
+		panic("ctl: Handle " + pattern + ": nil handler")
+	}
+	variants, err := compilePattern(pattern)
+	if err != nil {
+		panic(fmt.Sprintf("ctl: Handle %q: %v", pattern, err))
+	}
+	pattern = strings.Join(strings.Fields(pattern), " ")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range variants {
+		if old, ok := s.shapes[variantKey(v)]; ok {
+			panic(fmt.Sprintf("ctl: Handle %q: conflicts with %q", pattern, old))
+		}
+	}
+	for _, v := range variants {
+		s.shapes[variantKey(v)] = pattern
+	}
+	s.cmds = append(s.cmds, &command{pattern: pattern, help: help, h: h, variants: variants})
+}
+
+func (s *Server) commands() []*command {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cmds
+}
+
+// Session holds the state of one client conversation: the pending prompts
+// and their continuation tokens. Each connection has one; in-process callers
+// (tests, the lab) make their own with NewSession.
+type Session struct {
+	s       *Server
+	mu      sync.Mutex
+	pending map[string]pendingPrompt
+	order   []string
+}
+
+type pendingPrompt struct {
+	cmd     string
+	answers []string
+}
+
+// maxPending bounds the prompts a session keeps waiting for an answer.
+const maxPending = 16
+
+// NewSession starts a conversation with the server.
+func (s *Server) NewSession() *Session {
+	return &Session{s: s, pending: map[string]pendingPrompt{}}
+}
+
+// Exec runs one command line in a fresh session (no prompts can be
+// answered; use a Session for that).
+func (s *Server) Exec(ctx context.Context, line string) *WireResponse {
+	return s.NewSession().Do(ctx, &WireRequest{V: Version, Cmd: line})
+}
+
+func fail(req *WireRequest, msg string) *WireResponse {
+	return &WireResponse{V: Version, ID: req.ID, Error: msg}
+}
+
+func failParse(req *WireRequest, err error) *WireResponse {
+	r := fail(req, err.Error())
+	var pe *parseError
+	if errors.As(err, &pe) && pe.pos >= 0 {
+		p := pe.pos
+		r.Pos = &p
+	}
+	return r
+}
+
+// Do answers one request.
+func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
+	s := ss.s
+	if req.V != Version {
+		return fail(req, fmt.Sprintf("ctl: protocol version %d requested, but this server speaks version %d: use a groupvpn cli from the same release as the daemon", req.V, Version))
+	}
+	switch req.Cmd {
+	case CmdComplete:
+		return s.complete(req)
+	case CmdHelp:
+		return s.help(req)
+	case CmdHostname:
+		return s.hostnameReply(ctx, req)
+	}
+	if strings.HasPrefix(req.Cmd, "?") {
+		return fail(req, fmt.Sprintf("ctl: unknown built-in request %q (built-ins: %s, %s, %s)", req.Cmd, CmdComplete, CmdHelp, CmdHostname))
+	}
+	if strings.ContainsAny(req.Cmd, "\n\r") {
+		return fail(req, "ctl: a command is one line")
+	}
+	cmdPart, stages := splitFilters(req.Cmd)
+	filters, err := parseFilters(stages)
+	if err != nil {
+		return failParse(req, err)
+	}
+	if strings.TrimSpace(cmdPart) == "" {
+		if len(stages) > 0 {
+			return failParse(req, &parseError{msgInvalid, len(cmdPart)})
+		}
+		return &WireResponse{V: Version, ID: req.ID, OK: true}
+	}
+	res, err := resolve(s.commands(), cmdPart)
+	if err != nil {
+		return failParse(req, err)
+	}
+
+	hreq := &Request{Line: strings.TrimSpace(cmdPart), Input: req.Input}
+	res.bind(hreq)
+	if req.Token != "" {
+		p, ok := ss.take(req.Token)
+		if !ok {
+			return fail(req, "ctl: unknown or already used answer token; run the command again")
+		}
+		if p.cmd != req.Cmd {
+			return fail(req, fmt.Sprintf("ctl: the answer token belongs to %q, not %q", p.cmd, req.Cmd))
+		}
+		hreq.Answers = append(p.answers[:len(p.answers):len(p.answers)], req.Answer)
+	} else if req.Answer != "" {
+		hreq.Answers = []string{req.Answer}
+	}
+	if n := len(hreq.Answers); n > 0 {
+		hreq.Answer = hreq.Answers[n-1]
+	}
+
+	reply, err := s.call(ctx, res.cmd, hreq)
+	if reply == nil {
+		reply = &Reply{}
+	}
+	var pe *PromptError
+	if errors.As(err, &pe) || (err == nil && reply.Prompt != "") {
+		prompt := reply.Prompt
+		if pe != nil {
+			prompt = pe.Prompt
+		}
+		tok := ss.put(pendingPrompt{cmd: req.Cmd, answers: hreq.Answers})
+		return &WireResponse{V: Version, ID: req.ID, Text: reply.Text, Prompt: prompt, Token: tok,
+			Error: (&PromptError{Prompt: prompt}).Error()}
+	}
+	if err != nil {
+		s.log.Debug("ctl: command failed", "cmd", hreq.Line, "err", err)
+		return &WireResponse{V: Version, ID: req.ID, Text: reply.Text, Error: err.Error()}
+	}
+	var data json.RawMessage
+	if reply.Data != nil {
+		data, err = json.Marshal(reply.Data)
+		if err != nil {
+			s.log.Error("ctl: reply data not encodable", "cmd", res.cmd.pattern, "err", err)
+			return fail(req, fmt.Sprintf("ctl: cannot encode the reply's data: %v", err))
+		}
+	}
+	text, err := applyFilters(reply.Text, data, filters)
+	if err != nil {
+		return fail(req, err.Error())
+	}
+	return &WireResponse{V: Version, ID: req.ID, OK: true, Text: text, Data: data}
+}
+
+// call runs a handler, turning a panic into an error.
+func (s *Server) call(ctx context.Context, c *command, req *Request) (reply *Reply, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("ctl: handler panicked", "cmd", c.pattern, "panic", p)
+			reply, err = nil, fmt.Errorf("%% Internal error in %q: %v", c.pattern, p)
+		}
+	}()
+	return c.h(ctx, req)
+}
+
+func (ss *Session) put(p pendingPrompt) string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for len(ss.order) >= maxPending {
+		delete(ss.pending, ss.order[0])
+		ss.order = ss.order[1:]
+	}
+	tok := rand.Text()
+	ss.pending[tok] = p
+	ss.order = append(ss.order, tok)
+	return tok
+}
+
+func (ss *Session) take(tok string) (pendingPrompt, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	p, ok := ss.pending[tok]
+	if ok {
+		delete(ss.pending, tok)
+		for i, t := range ss.order {
+			if t == tok {
+				ss.order = append(ss.order[:i:i], ss.order[i+1:]...)
+				break
+			}
+		}
+	}
+	return p, ok
+}
+
+func (s *Server) complete(req *WireRequest) *WireResponse {
+	var comp Completion
+	cmdPart, stages := splitFilters(req.Line)
+	if len(stages) > 0 {
+		if _, err := resolve(s.commands(), cmdPart); err != nil {
+			comp.Error = err.Error()
+		} else if _, err := parseFilters(stages[:len(stages)-1]); err != nil {
+			comp.Error = err.Error()
+		} else {
+			comp.Candidates, comp.Partial = completeFilter(stages[len(stages)-1])
+		}
+	} else {
+		cands, partial, err := completeCommand(s.commands(), req.Line)
+		comp.Candidates, comp.Partial = cands, partial
+		if err != nil {
+			comp.Error = err.Error()
+		}
+	}
+	if comp.Candidates == nil {
+		comp.Candidates = []Candidate{}
+	}
+	var text string
+	switch {
+	case comp.Error != "":
+		text = comp.Error + "\n"
+	case len(comp.Candidates) == 0:
+		text = "% Unrecognized command\n"
+	default:
+		var b bytes.Buffer
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		for _, c := range comp.Candidates {
+			fmt.Fprintf(tw, "  %s\t%s\n", c.Word, c.Help)
+		}
+		tw.Flush()
+		text = b.String()
+	}
+	data, _ := json.Marshal(comp)
+	return &WireResponse{V: Version, ID: req.ID, OK: true, Text: text, Data: data}
+}
+
+func (s *Server) help(req *WireRequest) *WireResponse {
+	cmds := s.commands()
+	entries := make([]HelpEntry, 0, len(cmds))
+	for _, c := range cmds {
+		entries = append(entries, HelpEntry{c.pattern, c.help})
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Command < entries[j].Command })
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, e := range entries {
+		fmt.Fprintf(tw, "  %s\t%s\n", e.Command, e.Help)
+	}
+	tw.Flush()
+	data, _ := json.Marshal(entries)
+	return &WireResponse{V: Version, ID: req.ID, OK: true, Text: b.String(), Data: data}
+}
+
+func (s *Server) hostnameReply(ctx context.Context, req *WireRequest) *WireResponse {
+	s.mu.RLock()
+	name := s.hostname
+	s.mu.RUnlock()
+	if name == "" {
+		for _, c := range s.commands() {
+			if c.pattern == "show hostname" {
+				r, err := s.call(ctx, c, &Request{Line: c.pattern, Command: c.pattern, Words: []string{"show", "hostname"}, Args: map[string]string{"show": "show", "hostname": "hostname"}})
+				if err == nil && r != nil {
+					name = strings.TrimSpace(r.Text)
+				}
+			}
+		}
+	}
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	if name == "" {
+		return fail(req, "ctl: no host name")
+	}
+	data, _ := json.Marshal(name)
+	return &WireResponse{V: Version, ID: req.ID, OK: true, Text: name + "\n", Data: data}
+}
+
+// Serve listens on the unix socket path (mode 0600) and answers requests
+// until ctx ends; it then closes the listener and every connection and
+// returns nil. A socket file left by a dead process is removed; if another
+// process is listening on path, Serve fails instead. The parent directory
+// is created (mode 0750) if missing.
+func (s *Server) Serve(ctx context.Context, path string) error {
+	ln, err := listenUnix(path)
+	if err != nil {
+		return err
+	}
+	s.log.Info("ctl: control socket listening", "path", path)
+	return s.ServeListener(ctx, ln)
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("ctl: control socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("ctl: %s exists and is not a socket; not removing it", path)
+		}
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			c.Close()
+			return nil, fmt.Errorf("ctl: another process is serving the control socket %s (is the daemon already running?)", path)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("ctl: control socket %s exists and cannot be checked: %w", path, err)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("ctl: removing stale control socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("ctl: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("ctl: control socket mode: %w", err)
+	}
+	return ln, nil
+}
+
+// ServeListener answers requests on connections from ln until ctx ends.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	stopped := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		close(stopped)
+	}()
+	var err error
+	for {
+		var c net.Conn
+		c, err = ln.Accept()
+		if err != nil {
+			break
+		}
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			c.Close()
+			break
+		}
+		conns[c] = true
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveConn(ctx, c)
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+			c.Close()
+		}()
+	}
+	if ctx.Err() == nil {
+		cancel()
+		<-stopped
+		wg.Wait()
+		return fmt.Errorf("ctl: accept: %w", err)
+	}
+	<-stopped
+	wg.Wait()
+	return nil
+}
+
+// serveConn answers the requests of one connection in order.
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	ss := s.NewSession()
+	rd := bufio.NewReaderSize(c, 4096)
+	w := bufio.NewWriter(c)
+	for {
+		line, err := readLine(rd, MaxRequest)
+		var resp *WireResponse
+		switch {
+		case errors.Is(err, errTooLong):
+			resp = fail(&WireRequest{}, fmt.Sprintf("ctl: request line longer than %d bytes (limit 64 KiB); discarded", MaxRequest))
+		case err != nil:
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				s.log.Debug("ctl: connection read", "err", err)
+			}
+			return
+		default:
+			line = bytes.TrimSpace(line)
+			if len(line) == 0 {
+				continue
+			}
+			var req WireRequest
+			if jerr := json.Unmarshal(line, &req); jerr != nil {
+				resp = fail(&req, fmt.Sprintf("ctl: bad request (not a JSON object): %v", jerr))
+			} else {
+				resp = ss.Do(ctx, &req)
+			}
+		}
+		b, merr := json.Marshal(resp)
+		if merr != nil {
+			b, _ = json.Marshal(fail(&WireRequest{ID: resp.ID}, "ctl: cannot encode the response: "+merr.Error()))
+		}
+		w.Write(b)
+		w.WriteByte('\n')
+		if err := w.Flush(); err != nil {
+			s.log.Debug("ctl: connection write", "err", err)
+			return
+		}
+	}
+}
+
+var errTooLong = errors.New("line too long")
+
+// readLine reads one '\n'-terminated line of at most limit bytes (the
+// newline included). A longer line is consumed to its end and reported as
+// errTooLong, so the connection stays usable. A final line without a
+// newline is returned with a nil error.
+func readLine(rd *bufio.Reader, limit int) ([]byte, error) {
+	var buf []byte
+	tooLong := false
+	for {
+		chunk, err := rd.ReadSlice('\n')
+		if !tooLong {
+			if len(buf)+len(chunk) > limit {
+				tooLong, buf = true, nil
+			} else {
+				buf = append(buf, chunk...)
+			}
+		}
+		switch {
+		case err == nil:
+			if tooLong {
+				return nil, errTooLong
+			}
+			return buf, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(buf) > 0 && !tooLong:
+			return buf, nil
+		default:
+			if tooLong && errors.Is(err, io.EOF) {
+				return nil, errTooLong
+			}
+			return nil, err
+		}
+	}
+}

@@ -1,0 +1,35 @@
+package daemon
+
+import (
+	"context"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/node"
+	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/show"
+)
+
+// Register adds the show commands of a node to a control server. running
+// returns the configuration in force (for show running-config).
+func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config) {
+	snap := func(f func(node.Snapshot) (string, any)) ctl.Handler {
+		return func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+			s, err := n.State(ctx)
+			if err != nil {
+				return nil, err
+			}
+			text, data := f(s)
+			return &ctl.Reply{Text: text, Data: data}, nil
+		}
+	}
+	srv.Handle("show crypto gdoi", "groups, their policy and registration state", snap(show.GDOI))
+	srv.Handle("show crypto gdoi ks members", "group members registered with this key server", snap(show.KSMembers))
+	srv.Handle("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", snap(show.GM))
+	srv.Handle("show crypto ipsec sa", "the group SAs installed", snap(show.IPsecSA))
+	srv.Handle("show crypto isakmp sa", "phase-1 SAs", snap(show.ISAKMPSA))
+	srv.Handle("show running-config", "the configuration in force", func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+		c := running()
+		return &ctl.Reply{Text: c.Render(), Data: map[string]string{"config": c.Render()}}, nil
+	})
+	srv.Handle("show version", "software version", snap(show.Version))
+}

@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/node"
+	"github.com/groupvpn/groupvpn/internal/policy"
+)
+
+// Daemon is one isakmpd: a node built from a configuration and the control
+// server that shows it.
+type Daemon struct {
+	Node *node.Node
+	Ctl  *ctl.Server
+
+	mu     sync.Mutex
+	config *policy.Config
+}
+
+// New builds a daemon for c listening on listen; GMs contact KS addresses
+// on port.
+func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Logger) (*Daemon, error) {
+	o, err := Options(c, listen, port)
+	if err != nil {
+		return nil, err
+	}
+	o.Logger = logger
+	n, err := node.New(o)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{Node: n, Ctl: ctl.NewServer(logger), config: c}
+	d.Ctl.SetHostname(c.Hostname)
+	Register(d.Ctl, n, d.Config)
+	return d, nil
+}
+
+// Config is the configuration in force.
+func (d *Daemon) Config() *policy.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.config
+}
+
+// Run runs the node, and the control socket when socket is not empty,
+// until ctx ends.
+func (d *Daemon) Run(ctx context.Context, socket string) error {
+	errs := make(chan error, 2)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if socket != "" {
+		go func() { errs <- d.Ctl.Serve(ctx, socket) }()
+	}
+	go func() { errs <- d.Node.Run(ctx) }()
+	err := <-errs
+	cancel()
+	return err
+}
+
+// AllAddresses returns every unicast address of every up interface with
+// port (SPEC D3: the daemon listens on all of them at start).
+func AllAddresses(port uint16) ([]netip.AddrPort, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	var out []netip.AddrPort
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ipn.IP)
+			if !ok || ip.IsLinkLocalUnicast() || ip.IsMulticast() {
+				continue
+			}
+			out = append(out, netip.AddrPortFrom(ip.Unmap(), port))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no usable address on any up interface")
+	}
+	return out, nil
+}

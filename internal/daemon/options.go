@@ -1,0 +1,139 @@
+// Package daemon turns a parsed configuration into a running isakmpd: the
+// node options for its KS and GM roles, the operator's control socket with
+// the show commands, and logging.
+package daemon
+
+import (
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/node"
+	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// DefaultPort is the GDOI port (RFC 6407 §2). The lab and tests use
+// unprivileged ports instead.
+const DefaultPort = 848
+
+var hashes = map[string]ike.HashAlg{"sha": ike.SHA1, "sha256": ike.SHA256, "sha384": ike.SHA384, "sha512": ike.SHA512}
+
+// phase1 builds the phase-1 policy from crypto isakmp policy, keys and PKI.
+func phase1(c *policy.Config) (*ike.Config, error) {
+	cfg := &ike.Config{Version: c.AnnouncedVersion(), DOI: isakmp.DOIGDOI, Creds: ike.Credentials{
+		PSK: c.PSKFor, Chain: c.PKI.ChainDER(), Key: c.PKI.Key, Roots: c.PKI.Roots}}
+	for _, p := range c.ISAKMPPolicies {
+		s := ike.Suite{KeyBits: p.KeyBits, Hash: hashes[p.Hash], Group: uint16(p.Group), Lifetime: p.Lifetime}
+		switch p.Auth {
+		case policy.AuthPreShare:
+			s.Auth = ike.AuthPSK
+		case policy.AuthRSASig:
+			s.Auth = ike.AuthRSA
+		case policy.AuthECDSASig:
+			k, ok := c.PKI.Key.(*ecdsa.PrivateKey)
+			if !ok {
+				return nil, fmt.Errorf("crypto isakmp policy %d: ecdsa-sig needs an EC key (crypto pki key file)", p.Priority)
+			}
+			s.Auth = map[int]ike.AuthMethod{256: ike.AuthECDSA256, 384: ike.AuthECDSA384, 521: ike.AuthECDSA521}[k.Curve.Params().BitSize]
+		}
+		if err := s.Validate(); err != nil {
+			return nil, fmt.Errorf("crypto isakmp policy %d: %w", p.Priority, err)
+		}
+		cfg.Suites = append(cfg.Suites, s)
+	}
+	if len(cfg.Suites) == 0 {
+		return nil, errors.New("no crypto isakmp policy is configured")
+	}
+	return cfg, nil
+}
+
+var integrity = map[policy.Integrity]uint16{"sha": isakmp.AuthAlgHMACSHA1, "sha256": isakmp.AuthAlgHMACSHA256,
+	"sha384": isakmp.AuthAlgHMACSHA384, "sha512": isakmp.AuthAlgHMACSHA512}
+
+// tekPolicy maps one sa ipsec N to the KS's TEK policy: the profile's first
+// transform set and the permit entries of the match ACL.
+func tekPolicy(sa *policy.SAIPsec) (ks.TEKPolicy, error) {
+	if sa.Profile == nil || len(sa.Profile.TransformSets) == 0 || sa.MatchACL == nil {
+		return ks.TEKPolicy{}, fmt.Errorf("sa ipsec %d needs a profile with a transform set and match address", sa.Seq)
+	}
+	ts := sa.Profile.TransformSets[0]
+	p := ks.TEKPolicy{KeyBits: ts.ESPKeyBits, Lifetime: sa.Profile.Lifetime}
+	switch ts.ESP {
+	case policy.ESPAES:
+		p.Transform, p.AuthAlg = isakmp.ESPAESCBC, integrity[ts.ESPAuth]
+		if p.AuthAlg == 0 {
+			return p, fmt.Errorf("sa ipsec %d: transform set %s: esp-aes needs esp-sha*-hmac", sa.Seq, ts.Name)
+		}
+	case policy.ESPGCM:
+		p.Transform = isakmp.ESPAESGCM16
+	case policy.ESPGMAC:
+		p.Transform = isakmp.ESPAESGMAC
+	default:
+		return p, fmt.Errorf("sa ipsec %d: transform set %s: only ESP is supported", sa.Seq, ts.Name)
+	}
+	for _, e := range sa.MatchACL.Permits() {
+		p.Selectors = append(p.Selectors, ks.Selector{Proto: uint8(max(e.Protocol, 0)), Src: e.Src, Dst: e.Dst,
+			SrcPort: uint16(e.SrcPort), DstPort: uint16(e.DstPort)})
+	}
+	if len(p.Selectors) == 0 {
+		return p, fmt.Errorf("sa ipsec %d: access list %s permits nothing", sa.Seq, sa.MatchACL.Name)
+	}
+	return p, nil
+}
+
+// Options maps a configuration to node options. listen are the addresses
+// to bind; port is the port of the KS addresses GMs contact.
+func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Options, error) {
+	ikeCfg, err := phase1(c)
+	if err != nil {
+		return node.Options{}, err
+	}
+	o := node.Options{Hostname: c.Hostname, Listen: listen, IKE: ikeCfg}
+	for _, g := range c.KSGroups() {
+		s := g.Server
+		kg := ks.GroupConfig{Name: g.Name, ID: g.Identity, Address: s.Address, KEKKeyBits: s.RekeyKeyBits, KEKLifetime: s.RekeyLifetime}
+		if !kg.Address.IsValid() && len(listen) > 0 {
+			kg.Address = listen[0].Addr()
+		}
+		if s.RekeyKey != nil {
+			kg.SigningKey = s.RekeyKey.Signer
+		}
+		for _, sa := range s.SAs {
+			p, err := tekPolicy(sa)
+			if err != nil {
+				return o, fmt.Errorf("crypto gdoi group %s: %w", g.Name, err)
+			}
+			kg.TEKs = append(kg.TEKs, p)
+		}
+		kg.Authorize = func(peer ike.Info) error {
+			if !s.AuthorizeAddress(peer.Peer.Addr()) {
+				return fmt.Errorf("address %s is not permitted by authorization address ipv4 %s", peer.Peer.Addr(), s.AuthorizationACLName)
+			}
+			dn := ""
+			if peer.PeerCert != nil {
+				dn = peer.PeerCert.Subject.String()
+			}
+			if len(s.AuthorizationIdentities) > 0 && !s.AuthorizeIdentity(dn) {
+				return fmt.Errorf("identity %q matches no authorization identity (%s)", dn, strings.Join(s.AuthorizationIdentities, ", "))
+			}
+			return nil
+		}
+		o.KS = append(o.KS, kg)
+	}
+	for _, g := range c.GMGroups() {
+		gg := node.GMGroup{Name: g.Name, ID: g.Identity, SIDs: 1}
+		for _, a := range g.Servers {
+			gg.Servers = append(gg.Servers, netip.AddrPortFrom(a.Addr, port))
+		}
+		o.GM = append(o.GM, gg)
+	}
+	if len(o.KS) == 0 && len(o.GM) == 0 {
+		return o, errors.New("the configuration has no crypto gdoi group with server local (KS) or applied through a crypto map (GM)")
+	}
+	return o, nil
+}

@@ -1,0 +1,279 @@
+// Package lab runs a key server and N group members in one process on
+// loopback addresses over real UDP (`groupvpn lab`, no root, no setup).
+// Every node gets its own IOS-style configuration generated from a
+// template and parsed by the real parser, exactly as isakmpd would read it.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/policy"
+)
+
+// Options configure a lab.
+type Options struct {
+	Members int           // group members, default 8
+	Port    uint16        // 0: 848 as root, else 10848
+	Dir     string        // where configs, keys and sockets go; "" makes a temp dir
+	Out     io.Writer     // progress and tables
+	Logger  *slog.Logger  // the nodes' logs; nil: discard
+	Timeout time.Duration // for all registrations, default 30 s
+}
+
+// Lab is a running lab.
+type Lab struct {
+	Dir     string
+	Port    uint16
+	KS      *daemon.Daemon
+	GMs     []*daemon.Daemon
+	Sockets map[string]string // node name -> control socket
+}
+
+// KSAddr and GMAddr place the nodes on 127.0.0.0/8, which Linux routes to
+// the loopback interface with no configuration.
+var KSAddr = netip.MustParseAddr("127.0.1.1")
+
+// GMAddr is the address of member i (0-based).
+func GMAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, 0, byte(2 + i/250), byte(1 + i%250)})
+}
+
+const ksTemplate = `! groupvpn lab: key server (generated)
+hostname ks
+crypto isakmp policy 10
+ encryption aes 256
+ hash sha256
+ authentication pre-share
+ group 19
+ lifetime 86400
+crypto isakmp key {{.PSK}} address 127.0.0.0 255.0.0.0
+crypto key import ec LAB-REKEY file rekey.pem
+!
+ip access-list extended lab-traffic
+ permit ip 10.10.0.0 0.0.255.255 10.10.0.0 0.0.255.255
+ip access-list extended lab-voice
+ permit udp 10.20.0.0 0.0.255.255 10.20.0.0 0.0.255.255 eq 5060
+!
+crypto ipsec transform-set lab-gcm esp-gcm 256
+crypto ipsec transform-set lab-cbc esp-aes 128 esp-sha256-hmac
+crypto ipsec profile lab-data
+ set transform-set lab-gcm
+ set security-association lifetime seconds 3600
+crypto ipsec profile lab-voice
+ set transform-set lab-cbc
+ set security-association lifetime seconds 7200
+!
+crypto gdoi group LAB
+ identity number 1001
+ server local
+  rekey algorithm aes 128
+  rekey lifetime seconds 86400
+  rekey authentication mypubkey ec LAB-REKEY
+  rekey transport unicast
+  address ipv4 {{.KS}}
+  sa ipsec 1
+   profile lab-data
+   match address ipv4 lab-traffic
+   replay counter window-size 64
+  sa ipsec 2
+   profile lab-voice
+   match address ipv4 lab-voice
+   replay time window-size 5
+end
+`
+
+const gmTemplate = `! groupvpn lab: group member {{.N}} (generated)
+hostname gm{{.N}}
+crypto isakmp policy 10
+ encryption aes 256
+ hash sha256
+ authentication pre-share
+ group 19
+crypto isakmp key {{.PSK}} address {{.KS}}
+!
+crypto gdoi group LAB
+ identity number 1001
+ server address ipv4 {{.KS}}
+!
+crypto map LAB-MAP 10 gdoi
+ set group LAB
+interface lo
+ crypto map LAB-MAP
+end
+`
+
+// Start writes the configurations, parses them and starts the nodes.
+func Start(ctx context.Context, o Options) (*Lab, error) {
+	if o.Members <= 0 {
+		o.Members = 8
+	}
+	if o.Members > 250*250 {
+		return nil, fmt.Errorf("lab: at most %d members", 250*250)
+	}
+	if o.Port == 0 {
+		o.Port = 10848
+		if os.Geteuid() == 0 {
+			o.Port = daemon.DefaultPort
+		}
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Dir == "" {
+		d, err := os.MkdirTemp("", "groupvpn-lab-")
+		if err != nil {
+			return nil, err
+		}
+		o.Dir = d
+	}
+	l := &Lab{Dir: o.Dir, Port: o.Port, Sockets: map[string]string{}}
+	if err := writeRekeyKey(filepath.Join(o.Dir, "rekey.pem")); err != nil {
+		return nil, err
+	}
+	vars := map[string]any{"PSK": "lab-secret", "KS": KSAddr}
+	ksCfg, err := render(o.Dir, "ks.conf", ksTemplate, vars)
+	if err != nil {
+		return nil, err
+	}
+	if l.KS, err = daemon.New(ksCfg, []netip.AddrPort{netip.AddrPortFrom(KSAddr, o.Port)}, o.Port, o.Logger.With("node", "ks")); err != nil {
+		return nil, fmt.Errorf("lab: key server: %w", err)
+	}
+	l.Sockets["ks"] = filepath.Join(o.Dir, "ks.sock")
+	go l.KS.Run(ctx, l.Sockets["ks"])
+	for i := 0; i < o.Members; i++ {
+		name := fmt.Sprintf("gm%d", i+1)
+		vars["N"] = i + 1
+		c, err := render(o.Dir, name+".conf", gmTemplate, vars)
+		if err != nil {
+			return nil, err
+		}
+		d, err := daemon.New(c, []netip.AddrPort{netip.AddrPortFrom(GMAddr(i), o.Port)}, o.Port, o.Logger.With("node", name))
+		if err != nil {
+			return nil, fmt.Errorf("lab: %s: %w", name, err)
+		}
+		l.Sockets[name] = filepath.Join(o.Dir, name+".sock")
+		go d.Run(ctx, l.Sockets[name])
+		l.GMs = append(l.GMs, d)
+	}
+	return l, nil
+}
+
+func render(dir, name, tmpl string, vars map[string]any) (*policy.Config, error) {
+	var b bytes.Buffer
+	if err := template.Must(template.New(name).Parse(tmpl)).Execute(&b, vars); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		return nil, err
+	}
+	c, err := policy.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("lab: generated %s does not parse: %w", name, err)
+	}
+	return c, nil
+}
+
+func writeRekeyKey(path string) error {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+// Wait reports registration progress until every member is registered or
+// the timeout passes.
+func (l *Lab) Wait(ctx context.Context, out io.Writer, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := -1
+	for {
+		done := 0
+		for _, g := range l.GMs {
+			s, err := g.Node.State(ctx)
+			if err != nil {
+				return err
+			}
+			if len(s.GM) > 0 && s.GM[0].State == "registered" {
+				done++
+			}
+		}
+		if done != last {
+			fmt.Fprintf(out, "  %s %d/%d group members registered\n", bar(done, len(l.GMs)), done, len(l.GMs))
+			last = done
+		}
+		if done == len(l.GMs) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: only %d of %d members registered within %s", done, len(l.GMs), timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func bar(n, total int) string {
+	const w = 24
+	f := 0
+	if total > 0 {
+		f = n * w / total
+	}
+	return "[" + strings.Repeat("#", f) + strings.Repeat(".", w-f) + "]"
+}
+
+// Summary prints the KS member table and one line per member's SAs.
+func (l *Lab) Summary(ctx context.Context, out io.Writer) error {
+	r := l.KS.Ctl.Exec(ctx, "show crypto gdoi ks members")
+	if !r.OK {
+		return fmt.Errorf("lab: %s", r.Error)
+	}
+	fmt.Fprintf(out, "\nks# show crypto gdoi ks members\n%s\n", r.Text)
+	fmt.Fprintln(out, "Group members and the SAs they hold:")
+	fmt.Fprintf(out, "  %-6s %-12s %-11s %-22s %s\n", "GM", "address", "status", "KEK SPI", "TEK SPIs (transform, lifetime left)")
+	for i, g := range l.GMs {
+		s, err := g.Node.State(ctx)
+		if err != nil {
+			return err
+		}
+		status, kek, teks := "-", "-", []string{}
+		if len(s.GM) > 0 {
+			status = s.GM[0].State
+		}
+		for _, k := range s.KEKs {
+			kek = fmt.Sprintf("%x…", k.SPI[:8])
+		}
+		for _, t := range s.TEKs {
+			tr := map[uint8]string{12: "aes-cbc", 20: "aes-gcm"}[t.Transform]
+			teks = append(teks, fmt.Sprintf("0x%08x (%s, %ds)", t.SPI, tr, int(t.Expires.Sub(s.Now).Seconds())))
+		}
+		fmt.Fprintf(out, "  %-6s %-12s %-11s %-22s %s\n", fmt.Sprintf("gm%d", i+1), GMAddr(i), status, kek, strings.Join(teks, ", "))
+	}
+	return nil
+}

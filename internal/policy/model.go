@@ -1,0 +1,571 @@
+// Package policy is the configuration of a groupvpn node (SPEC O1): a
+// model of what a key server (KS) and a group member (GM) need, a parser for
+// the IOS GET VPN subset that writes it (docs/config.md), and a renderer
+// that prints it back in canonical IOS syntax (show running-config).
+//
+// Parse and Load resolve every reference (profile → transform-set, sa ipsec
+// → profile and ACL, rekey → key, crypto map → group, interface → crypto
+// map), load the key and certificate files the configuration names, and
+// report every problem as `file:line: reason`.
+package policy
+
+import (
+	"crypto"
+	"crypto/x509"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/version"
+)
+
+// Config is one node's configuration. Slices keep declaration order except
+// where noted; every element carries the Line it was declared on.
+type Config struct {
+	// File is the name the configuration was parsed under; Dir is the
+	// directory relative key and certificate paths are resolved from.
+	File, Dir string
+
+	Hostname     string
+	HostnameLine int
+
+	// Version is the version this node announces (SPEC V1, V2); zero
+	// when not configured: use AnnouncedVersion.
+	Version     version.Version
+	VersionLine int
+
+	ISAKMPPolicies []*ISAKMPPolicy // ordered by Priority
+	ISAKMPKeys     []*ISAKMPKey
+	// Identity is what phase 1 sends as our ID (crypto isakmp identity).
+	Identity     IdentityType
+	IdentityLine int
+
+	Keys []*KeyPair // crypto key import, for rekey signatures
+	PKI  PKI
+
+	TransformSets []*TransformSet
+	Profiles      []*IPsecProfile
+	ACLs          []*ACL
+	Groups        []*Group
+	CryptoMaps    []*CryptoMapEntry // ordered by map name, then Seq
+	Interfaces    []*Interface
+}
+
+// IdentityType is the phase-1 identity we send.
+type IdentityType string
+
+const (
+	IdentityAddress IdentityType = "address" // our IP address (default)
+	IdentityDN      IdentityType = "dn"      // our certificate's subject DN
+)
+
+// AuthMethod is a phase-1 authentication method.
+type AuthMethod string
+
+const (
+	AuthPreShare AuthMethod = "pre-share"
+	AuthRSASig   AuthMethod = "rsa-sig"
+	AuthECDSASig AuthMethod = "ecdsa-sig" // the curve of PKI.Key chooses ECDSA-256/384/521
+)
+
+// Defaults the parser fills in, so the model always holds effective values.
+const (
+	DefaultISAKMPKeyBits  = 128
+	DefaultISAKMPHash     = "sha"
+	DefaultISAKMPAuth     = AuthRSASig // IOS's default
+	DefaultISAKMPGroup    = 14
+	DefaultISAKMPLifetime = 86400 * time.Second
+	DefaultESPKeyBits     = 128
+	DefaultSALifetime     = 3600 * time.Second // TEK lifetime
+	DefaultRekeyKeyBits   = 128
+	DefaultRekeyLifetime  = 86400 * time.Second // KEK lifetime
+	DefaultRetransmit     = 10 * time.Second
+	DefaultRetransmits    = 2
+	DefaultReplayWindow   = 64 // counter-based, packets
+)
+
+// ISAKMPPolicy is one phase-1 proposal (crypto isakmp policy N).
+type ISAKMPPolicy struct {
+	Priority int    // 1-10000; lower is offered first
+	KeyBits  int    // AES-CBC: 128, 192 or 256
+	Hash     string // "sha" (SHA-1), "sha256", "sha384", "sha512"
+	Auth     AuthMethod
+	Group    int // DH group: 14, 15, 16, 19, 20, 21
+	Lifetime time.Duration
+	Line     int
+}
+
+// ISAKMPKey is a pre-shared key for peers in Prefix
+// (crypto isakmp key KEY address ...).
+type ISAKMPKey struct {
+	Key    string
+	Prefix netip.Prefix
+	Line   int
+}
+
+// KeyPair is a private key imported from a PEM file under a label
+// (crypto key import rsa|ec LABEL file PATH); rekeys are signed with it.
+type KeyPair struct {
+	Type   string // "rsa" or "ec"
+	Label  string
+	Path   string // as written, relative to Config.Dir unless absolute
+	Signer crypto.Signer
+	Line   int
+}
+
+// PKI is our certificate identity for rsa-sig / ecdsa-sig phase 1.
+type PKI struct {
+	CertPath string
+	Chain    []*x509.Certificate // leaf first
+	CertLine int
+
+	CAPath  string
+	CACerts []*x509.Certificate
+	Roots   *x509.CertPool
+	CALine  int
+
+	KeyPath string
+	Key     crypto.Signer
+	KeyLine int
+}
+
+// ChainDER returns the certificate chain as DER, leaf first.
+func (p *PKI) ChainDER() [][]byte {
+	var out [][]byte
+	for _, c := range p.Chain {
+		out = append(out, c.Raw)
+	}
+	return out
+}
+
+// ESPCipher is the ESP encryption of a transform set.
+type ESPCipher string
+
+const (
+	ESPAES  ESPCipher = "esp-aes"  // AES-CBC, needs an HMAC
+	ESPGCM  ESPCipher = "esp-gcm"  // AES-GCM (RFC 4106), 16-octet ICV
+	ESPGMAC ESPCipher = "esp-gmac" // AES-GMAC (RFC 4543), integrity only
+)
+
+// Integrity is an HMAC transform: "sha" (HMAC-SHA1-96), "sha256",
+// "sha384" or "sha512" (RFC 4868).
+type Integrity string
+
+// TransformSet is crypto ipsec transform-set NAME ....
+type TransformSet struct {
+	Name       string
+	ESP        ESPCipher // "" when AH only
+	ESPKeyBits int       // 128, 192 or 256 when ESP is set
+	ESPAuth    Integrity // "" for none (always "" with GCM/GMAC)
+	AHAuth     Integrity // "" for no AH
+	Mode       string    // "tunnel" (default) or "transport"
+	Line       int
+}
+
+// Transforms returns the transforms in canonical IOS order and spelling.
+func (t *TransformSet) Transforms() []string {
+	var out []string
+	if t.AHAuth != "" {
+		out = append(out, "ah-"+string(t.AHAuth)+"-hmac")
+	}
+	if t.ESP != "" {
+		out = append(out, string(t.ESP)+" "+itoa(t.ESPKeyBits))
+	}
+	if t.ESPAuth != "" {
+		out = append(out, "esp-"+string(t.ESPAuth)+"-hmac")
+	}
+	return out
+}
+
+// IPsecProfile is crypto ipsec profile NAME.
+type IPsecProfile struct {
+	Name              string
+	TransformSetNames []string
+	TransformSets     []*TransformSet // resolved, same order
+	TransformSetLine  int
+	Lifetime          time.Duration // TEK lifetime
+	Line              int
+}
+
+// Action of an access-list entry.
+type Action string
+
+const (
+	Permit Action = "permit"
+	Deny   Action = "deny"
+)
+
+// AnyProtocol is ACE.Protocol for the keyword "ip".
+const AnyProtocol = -1
+
+// ACL is ip access-list extended|standard NAME.
+type ACL struct {
+	Name     string
+	Standard bool   // standard ACLs match the source only
+	Entries  []*ACE // ordered by Seq
+	Line     int
+}
+
+// ACE is one access-list entry. An any source or destination is the
+// prefix 0.0.0.0/0, a host a /32. Ports are 0 when not given.
+type ACE struct {
+	Seq      int
+	Action   Action
+	Protocol int // IP protocol number, or AnyProtocol
+	Src, Dst netip.Prefix
+	SrcPort  int // eq PORT after the source; tcp/udp only
+	DstPort  int
+	Line     int
+}
+
+// PermitsSource reports whether the first entry whose source contains a
+// permits it (destination, protocol and ports are ignored; the implicit
+// final entry denies). Authorization ACLs are read this way.
+func (a *ACL) PermitsSource(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, e := range a.Entries {
+		if e.Src.Contains(addr) {
+			return e.Action == Permit
+		}
+	}
+	return false
+}
+
+// Permits returns the permit entries, in order.
+func (a *ACL) Permits() []*ACE {
+	var out []*ACE
+	for _, e := range a.Entries {
+		if e.Action == Permit {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Group is crypto gdoi group NAME. Server is set on a key server, Servers
+// on a group member; the parser refuses both.
+type Group struct {
+	Name         string
+	Identity     uint32 // identity number
+	IdentityLine int
+
+	Server *ServerLocal
+
+	Servers               []ServerAddr // GM: key servers in try order
+	RegistrationInterface string       // GM: client registration interface
+	RegistrationIfaceLine int
+	Line                  int
+}
+
+// ServerAddr is one server address ipv4 A of a GM group.
+type ServerAddr struct {
+	Addr netip.Addr
+	Line int
+}
+
+// ServerLocal is the key-server side of a group (server local).
+type ServerLocal struct {
+	RekeyKeyBits            int           // KEK cipher: AES-CBC 128, 192 or 256
+	RekeyLifetime           time.Duration // KEK lifetime
+	RekeyRetransmit         time.Duration // wait between retransmissions
+	RekeyRetransmits        int           // retransmissions of a rekey
+	RekeyKeyType            string        // "rsa" or "ec"; "" when rekeys are not configured
+	RekeyKeyLabel           string
+	RekeyKey                *KeyPair // resolved
+	RekeyKeyLine            int
+	RekeyACLName            string // multicast rekey destination ACL
+	RekeyACL                *ACL   // resolved
+	RekeyACLLine            int
+	RekeyUnicast            bool // rekey transport unicast
+	RekeyUnicastLine        int
+	Address                 netip.Addr
+	AuthorizationACLName    string
+	AuthorizationACL        *ACL // resolved
+	AuthorizationACLLine    int
+	AuthorizationIdentities []string
+	ReceiveOnly             bool
+	SAs                     []*SAIPsec // ordered by Seq
+	Line                    int
+}
+
+// RekeyMode is how rekeys reach the GMs.
+type RekeyMode string
+
+const (
+	RekeyNone      RekeyMode = "none" // no rekey authentication: GMs re-register
+	RekeyUnicast   RekeyMode = "unicast"
+	RekeyMulticast RekeyMode = "multicast"
+)
+
+// Mode reports how rekeys are sent.
+func (s *ServerLocal) Mode() RekeyMode {
+	switch {
+	case s.RekeyKeyLabel == "":
+		return RekeyNone
+	case s.RekeyUnicast:
+		return RekeyUnicast
+	default:
+		return RekeyMulticast
+	}
+}
+
+// MulticastRekey returns the source and destination of multicast rekeys:
+// the first permit entry of the rekey address ACL.
+func (s *ServerLocal) MulticastRekey() (src netip.Prefix, dst netip.Addr, ok bool) {
+	if s.RekeyACL == nil {
+		return netip.Prefix{}, netip.Addr{}, false
+	}
+	for _, e := range s.RekeyACL.Permits() {
+		if e.Dst.IsSingleIP() && e.Dst.Addr().IsMulticast() {
+			return e.Src, e.Dst.Addr(), true
+		}
+	}
+	return netip.Prefix{}, netip.Addr{}, false
+}
+
+// AuthorizeAddress reports whether a GM at addr may register: true when no
+// authorization address ACL is configured.
+func (s *ServerLocal) AuthorizeAddress(addr netip.Addr) bool {
+	if s.AuthorizationACL == nil {
+		return true
+	}
+	return s.AuthorizationACL.PermitsSource(addr)
+}
+
+// AuthorizeIdentity reports whether a GM whose certificate subject is dn
+// (as x509's pkix.Name.String renders it, e.g. "CN=gm1,O=Example") may
+// register: true when no authorization identity is configured, else when
+// some pattern matches (MatchIdentity).
+func (s *ServerLocal) AuthorizeIdentity(dn string) bool {
+	if len(s.AuthorizationIdentities) == 0 {
+		return true
+	}
+	for _, p := range s.AuthorizationIdentities {
+		if MatchIdentity(p, dn) {
+			return true
+		}
+	}
+	return false
+}
+
+// MatchIdentity matches a DN against a glob pattern, ignoring case: "*"
+// matches any run of characters, "?" any one character, everything else
+// itself.
+func MatchIdentity(pattern, dn string) bool {
+	p, s := []rune(strings.ToLower(pattern)), []rune(strings.ToLower(dn))
+	// Iterative glob with one backtrack point for the last star.
+	pi, si, star, mark := 0, 0, -1, 0
+	for si < len(s) {
+		switch {
+		case pi < len(p) && (p[pi] == '?' || p[pi] == s[si]):
+			pi++
+			si++
+		case pi < len(p) && p[pi] == '*':
+			star, mark = pi, si
+			pi++
+		case star >= 0:
+			pi = star + 1
+			mark++
+			si = mark
+		default:
+			return false
+		}
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
+}
+
+// ReplayMode is the anti-replay of a TEK.
+type ReplayMode string
+
+const (
+	ReplayCounter ReplayMode = "counter" // sequence-number window (default)
+	ReplayTime    ReplayMode = "time"    // TBAR, window in seconds
+	ReplayNone    ReplayMode = "none"
+)
+
+// SAIPsec is one sa ipsec N of a key server: one TEK policy.
+type SAIPsec struct {
+	Seq          int
+	ProfileName  string
+	Profile      *IPsecProfile // resolved
+	ProfileLine  int
+	MatchACLName string
+	MatchACL     *ACL // resolved: the traffic this TEK protects
+	MatchLine    int
+	Replay       ReplayMode
+	ReplayWindow int // packets (counter) or seconds (time); 0 with ReplayNone
+	Line         int
+}
+
+// CryptoMapEntry is crypto map NAME SEQ gdoi with its set group.
+type CryptoMapEntry struct {
+	Map       string
+	Seq       int
+	GroupName string
+	Group     *Group // resolved
+	GroupLine int
+	Line      int
+}
+
+// Interface is interface NAME; CryptoMap the map it carries, if any.
+type Interface struct {
+	Name          string
+	CryptoMap     string
+	Entries       []*CryptoMapEntry // resolved: that map's entries
+	CryptoMapLine int
+	Line          int
+}
+
+// AnnouncedVersion is the version this node announces: the configured
+// groupvpn version, else version.Current.
+func (c *Config) AnnouncedVersion() version.Version {
+	if c.Version.IsZero() {
+		return version.Current
+	}
+	return c.Version
+}
+
+// KSGroups returns the groups this node is key server for (server local).
+func (c *Config) KSGroups() []*Group {
+	var out []*Group
+	for _, g := range c.Groups {
+		if g.Server != nil {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// GMGroups returns the groups this node is a member of: groups with server
+// addresses that a crypto map applied to an interface names.
+func (c *Config) GMGroups() []*Group {
+	var out []*Group
+	seen := map[*Group]bool{}
+	for _, ifc := range c.Interfaces {
+		for _, e := range ifc.Entries {
+			g := e.Group
+			if g != nil && len(g.Servers) > 0 && !seen[g] {
+				seen[g] = true
+				out = append(out, g)
+			}
+		}
+	}
+	return out
+}
+
+// InterfacesFor returns the names of the interfaces whose crypto map names
+// group g.
+func (c *Config) InterfacesFor(g *Group) []string {
+	var out []string
+	for _, ifc := range c.Interfaces {
+		for _, e := range ifc.Entries {
+			if e.Group == g {
+				out = append(out, ifc.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// PSKFor returns the pre-shared key for a peer: the crypto isakmp key with
+// the longest prefix containing addr.
+func (c *Config) PSKFor(addr netip.Addr) ([]byte, bool) {
+	addr = addr.Unmap()
+	var best *ISAKMPKey
+	for _, k := range c.ISAKMPKeys {
+		if k.Prefix.Contains(addr) && (best == nil || k.Prefix.Bits() > best.Prefix.Bits()) {
+			best = k
+		}
+	}
+	if best == nil {
+		return nil, false
+	}
+	return []byte(best.Key), true
+}
+
+// Group returns the group named name.
+func (c *Config) Group(name string) *Group {
+	for _, g := range c.Groups {
+		if g.Name == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// ACL returns the access list named name.
+func (c *Config) ACL(name string) *ACL {
+	for _, a := range c.ACLs {
+		if a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// TransformSet returns the transform set named name.
+func (c *Config) TransformSet(name string) *TransformSet {
+	for _, t := range c.TransformSets {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// Profile returns the IPsec profile named name.
+func (c *Config) Profile(name string) *IPsecProfile {
+	for _, p := range c.Profiles {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Key returns the imported key with label.
+func (c *Config) Key(label string) *KeyPair {
+	for _, k := range c.Keys {
+		if k.Label == label {
+			return k
+		}
+	}
+	return nil
+}
+
+// Summary is a one-line description of the node's roles and groups.
+func (c *Config) Summary() string {
+	var parts []string
+	if c.Hostname != "" {
+		parts = append(parts, "hostname "+c.Hostname)
+	}
+	ks := c.KSGroups()
+	if len(ks) > 0 {
+		var gs []string
+		for _, g := range ks {
+			gs = append(gs, g.Name+" (identity "+utoa(g.Identity)+", "+itoa(len(g.Server.SAs))+" sa ipsec, rekey "+string(g.Server.Mode())+")")
+		}
+		parts = append(parts, "key server for "+strings.Join(gs, ", "))
+	}
+	gm := c.GMGroups()
+	if len(gm) > 0 {
+		var gs []string
+		for _, g := range gm {
+			var ss []string
+			for _, s := range g.Servers {
+				ss = append(ss, s.Addr.String())
+			}
+			gs = append(gs, g.Name+" (identity "+utoa(g.Identity)+", key servers "+strings.Join(ss, " ")+", on "+strings.Join(c.InterfacesFor(g), " ")+")")
+		}
+		parts = append(parts, "group member of "+strings.Join(gs, ", "))
+	}
+	if len(ks) == 0 && len(gm) == 0 {
+		parts = append(parts, "no role: no server local group and no crypto map on an interface")
+	}
+	parts = append(parts, "version "+c.AnnouncedVersion().String())
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,1061 @@
+package policy
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/version"
+)
+
+// Load reads and parses the configuration file at path; key and
+// certificate paths in it are relative to its directory.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, ErrorList{{File: path, Msg: fmt.Sprintf("cannot read: %v", errorsUnwrapPath(err))}}
+	}
+	return Parse(path, src)
+}
+
+func errorsUnwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// Parse parses a configuration named name (used in messages; relative key
+// and certificate paths are resolved from its directory). On any problem
+// it returns a nil Config and an ErrorList of every problem found, up to
+// MaxErrors.
+func Parse(name string, src []byte) (*Config, error) {
+	p := &parser{cfg: &Config{File: name, Dir: filepath.Dir(name), Identity: IdentityAddress}}
+	p.m = buildModes()
+	p.stack = []frame{{mode: p.m.global}}
+	lines := bytes.Split(src, []byte("\n"))
+	for i, raw := range lines {
+		if len(p.errs) > MaxErrors {
+			break
+		}
+		p.line = i + 1
+		p.text = strings.TrimSpace(strings.TrimSuffix(string(raw), "\r"))
+		if p.text == "" || p.text[0] == '!' {
+			continue
+		}
+		p.dispatch(strings.Fields(p.text))
+	}
+	if len(p.errs) <= MaxErrors {
+		p.resolve()
+	}
+	if len(p.errs) == 0 {
+		return p.cfg, nil
+	}
+	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
+	if len(p.errs) > MaxErrors {
+		last := p.errs[MaxErrors]
+		p.errs = append(p.errs[:MaxErrors:MaxErrors], &Error{File: name, Line: last.Line, Msg: fmt.Sprintf("too many errors (more than %d); fix these and check again", MaxErrors)})
+	}
+	return nil, p.errs
+}
+
+type parser struct {
+	cfg   *Config
+	m     *modes
+	stack []frame
+	errs  ErrorList
+	line  int
+	text  string // the current line, trimmed
+}
+
+type frame struct {
+	mode *mode
+	obj  any
+}
+
+// mode is an IOS configuration mode: the commands valid in it.
+type mode struct {
+	name string
+	cmds []*cmd
+}
+
+// cmd is one command: its keywords, its syntax for messages and
+// docs/config.md, how many arguments follow the keywords (max -1: any),
+// an optional extra matcher, and what it does.
+type cmd struct {
+	kw       []string
+	syntax   string
+	min, max int
+	match    func(args []string) bool
+	run      func(p *parser, obj any, args []string)
+	enters   bool // enters a sub-mode: run even with bad arguments (args nil)
+}
+
+func (m *mode) find(words []string) (c *cmd, matched int, incomplete *cmd) {
+	for _, k := range m.cmds {
+		n := 0
+		for n < len(k.kw) && n < len(words) && strings.EqualFold(k.kw[n], words[n]) {
+			n++
+		}
+		if n == len(k.kw) && (k.match == nil || k.match(words[n:])) {
+			if c == nil || len(k.kw) > len(c.kw) {
+				c = k
+			}
+			continue
+		}
+		if n == len(words) && n < len(k.kw) && incomplete == nil {
+			incomplete = k
+		}
+		if n > matched {
+			matched = n
+		}
+	}
+	return c, matched, incomplete
+}
+
+func (p *parser) dispatch(words []string) {
+	switch {
+	case len(words) == 1 && strings.EqualFold(words[0], "end"):
+		p.stack = p.stack[:1]
+		return
+	case len(words) == 1 && strings.EqualFold(words[0], "exit"):
+		if len(p.stack) > 1 {
+			p.stack = p.stack[:len(p.stack)-1]
+		}
+		return
+	}
+	best := 0
+	var incomplete *cmd
+	for i := len(p.stack) - 1; i >= 0; i-- {
+		f := p.stack[i]
+		c, n, inc := f.mode.find(words)
+		if c != nil {
+			p.stack = p.stack[:i+1]
+			args := words[len(c.kw):]
+			if len(args) < c.min || (c.max >= 0 && len(args) > c.max) {
+				p.errorf("%q: wrong number of arguments; usage: %s", p.text, c.syntax)
+				if c.enters {
+					c.run(p, f.obj, nil) // so its sub-commands do not cascade into errors
+				}
+				return
+			}
+			c.run(p, f.obj, args)
+			return
+		}
+		if n > best {
+			best = n
+		}
+		if inc != nil && incomplete == nil {
+			incomplete = inc
+		}
+	}
+	top := p.stack[len(p.stack)-1].mode.name
+	if incomplete != nil {
+		p.errorf("incomplete command %q in %s mode; usage: %s", strings.Join(words, " "), top, incomplete.syntax)
+		return
+	}
+	n := min(best+1, len(words))
+	p.errorf("unknown command %q in %s mode", strings.Join(words[:n], " "), top)
+}
+
+func (p *parser) push(m *mode, obj any) { p.stack = append(p.stack, frame{mode: m, obj: obj}) }
+
+func (p *parser) errorf(format string, args ...any) { p.errAt(p.line, format, args...) }
+
+func (p *parser) errAt(line int, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.cfg.File, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// rest returns the current line after its first n words, as written.
+func (p *parser) rest(n int) string {
+	s := p.text
+	for range n {
+		s = strings.TrimLeft(s, " \t")
+		i := strings.IndexAny(s, " \t")
+		if i < 0 {
+			return ""
+		}
+		s = s[i:]
+	}
+	return strings.TrimSpace(s)
+}
+
+// num parses a decimal in [lo, hi]; what names it in messages.
+func (p *parser) num(s, what string, lo, hi int64) (int64, bool) {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		p.errorf("%s %q is not a number (accepted: %d-%d)", what, s, lo, hi)
+		return 0, false
+	}
+	if v < lo || v > hi {
+		p.errorf("%s %d is out of range (accepted: %d-%d)", what, v, lo, hi)
+		return 0, false
+	}
+	return v, true
+}
+
+// choice returns s lowercased if it is one of opts.
+func (p *parser) choice(s, what string, opts ...string) (string, bool) {
+	for _, o := range opts {
+		if strings.EqualFold(s, o) {
+			return o, true
+		}
+	}
+	p.errorf("%s %q is not supported (accepted: %s)", what, s, strings.Join(opts, ", "))
+	return "", false
+}
+
+func (p *parser) keyword(s, want, usage string) bool {
+	if strings.EqualFold(s, want) {
+		return true
+	}
+	p.errorf("%q: expected %q where %q is; usage: %s", p.text, want, s, usage)
+	return false
+}
+
+func (p *parser) ipv4(s, what string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		p.errorf("%s %q is not an IPv4 address", what, s)
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
+
+// modes is the command table; buildModes makes a fresh one per Parse.
+type modes struct {
+	global, isakmp, transform, profile, aclExt, aclStd, group, server, sa, cmap, iface *mode
+}
+
+func buildModes() *modes {
+	m := &modes{
+		global:    &mode{name: "global configuration"},
+		isakmp:    &mode{name: "crypto isakmp policy"},
+		transform: &mode{name: "crypto ipsec transform-set"},
+		profile:   &mode{name: "crypto ipsec profile"},
+		aclExt:    &mode{name: "ip access-list extended"},
+		aclStd:    &mode{name: "ip access-list standard"},
+		group:     &mode{name: "crypto gdoi group"},
+		server:    &mode{name: "crypto gdoi group server local"},
+		sa:        &mode{name: "crypto gdoi group server local sa ipsec"},
+		cmap:      &mode{name: "crypto map"},
+		iface:     &mode{name: "interface"},
+	}
+	c := func(syntax string, min, max int, run func(p *parser, obj any, a []string)) *cmd {
+		var kw []string
+		for _, w := range strings.Fields(syntax) {
+			if w != strings.ToLower(w) || strings.ContainsAny(w, "[{|") {
+				break
+			}
+			kw = append(kw, w)
+		}
+		return &cmd{kw: kw, syntax: syntax, min: min, max: max, run: run}
+	}
+	// ce is c for a command that enters a sub-mode.
+	ce := func(syntax string, min, max int, run func(p *parser, obj any, a []string)) *cmd {
+		k := c(syntax, min, max, run)
+		k.enters = true
+		return k
+	}
+	// cn is c with only the first n words as keywords.
+	cn := func(n int, syntax string, min, max int, run func(p *parser, obj any, a []string)) *cmd {
+		k := c(syntax, min, max, run)
+		k.kw = k.kw[:n]
+		return k
+	}
+	m.global.cmds = []*cmd{
+		c("hostname NAME", 1, 1, (*parser).hostname),
+		c("groupvpn version MAJOR.MINOR.MINI", 1, 1, (*parser).version),
+		ce("crypto isakmp policy PRIORITY", 1, 1, func(p *parser, _ any, a []string) { p.isakmpPolicy(m, a) }),
+		c("crypto isakmp key KEY address {A.B.C.D [MASK] | ipv6 PREFIX}", 3, 4, (*parser).isakmpKey),
+		c("crypto isakmp identity {address | dn}", 1, 1, (*parser).isakmpIdentity),
+		c("crypto key import {rsa | ec} LABEL file PATH", 4, 4, (*parser).keyImport),
+		c("crypto pki certificate file PATH", 1, 1, (*parser).pkiCert),
+		c("crypto pki ca file PATH", 1, 1, (*parser).pkiCA),
+		c("crypto pki key file PATH", 1, 1, (*parser).pkiKey),
+		ce("crypto ipsec transform-set NAME TRANSFORM [TRANSFORM [TRANSFORM]]", 2, 4, func(p *parser, _ any, a []string) { p.transformSet(m, a) }),
+		ce("crypto ipsec profile NAME", 1, 1, func(p *parser, _ any, a []string) { p.profile(m, a) }),
+		ce("ip access-list extended NAME", 1, 1, func(p *parser, _ any, a []string) { p.acl(m, false, a) }),
+		ce("ip access-list standard NAME", 1, 1, func(p *parser, _ any, a []string) { p.acl(m, true, a) }),
+		ce("crypto gdoi group NAME", 1, 1, func(p *parser, _ any, a []string) { p.group(m, a) }),
+		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME SEQ gdoi", min: 3, max: 3,
+			match: func(a []string) bool { return len(a) != 1 }, // one argument: the interface form
+			run:   func(p *parser, _ any, a []string) { p.cryptoMap(m, a) }, enters: true},
+		ce("interface NAME", 1, -1, func(p *parser, _ any, a []string) { p.iface(m, a) }),
+	}
+	m.isakmp.cmds = []*cmd{
+		cn(1, "encryption aes [128 | 192 | 256]", 1, 2, (*parser).isakmpEncr),
+		cn(1, "encr aes [128 | 192 | 256]", 1, 2, (*parser).isakmpEncr),
+		c("hash {sha | sha256 | sha384 | sha512}", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.choice(a[0], "hash", "sha", "sha256", "sha384", "sha512"); ok {
+				o.(*ISAKMPPolicy).Hash = v
+			}
+		}),
+		c("authentication {pre-share | rsa-sig | ecdsa-sig}", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.choice(a[0], "authentication", string(AuthPreShare), string(AuthRSASig), string(AuthECDSASig)); ok {
+				o.(*ISAKMPPolicy).Auth = AuthMethod(v)
+			}
+		}),
+		c("group {14 | 15 | 16 | 19 | 20 | 21}", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.choice(a[0], "Diffie-Hellman group", "14", "15", "16", "19", "20", "21"); ok {
+				o.(*ISAKMPPolicy).Group, _ = strconv.Atoi(v)
+			}
+		}),
+		c("lifetime SECONDS", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.num(a[0], "lifetime", 60, 86400); ok {
+				o.(*ISAKMPPolicy).Lifetime = seconds(v)
+			}
+		}),
+	}
+	m.transform.cmds = []*cmd{
+		c("mode {tunnel | transport}", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.choice(a[0], "mode", "tunnel", "transport"); ok {
+				o.(*TransformSet).Mode = v
+			}
+		}),
+	}
+	m.profile.cmds = []*cmd{
+		c("set transform-set NAME [NAME ...]", 1, 6, func(p *parser, o any, a []string) {
+			pr := o.(*IPsecProfile)
+			pr.TransformSetNames, pr.TransformSetLine = slices.Clone(a), p.line
+		}),
+		c("set security-association lifetime seconds SECONDS", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.num(a[0], "security-association lifetime seconds", 120, 86400); ok {
+				o.(*IPsecProfile).Lifetime = seconds(v)
+			}
+		}),
+	}
+	ace := func(std bool) []*cmd {
+		run := func(p *parser, o any, a []string) { p.ace(o.(*ACL), std) }
+		syn := "[SEQ] {permit | deny} PROTOCOL SOURCE [eq PORT] DESTINATION [eq PORT]"
+		if std {
+			syn = "[SEQ] {permit | deny} SOURCE"
+		}
+		return []*cmd{
+			{kw: []string{"permit"}, syntax: syn, min: 0, max: -1, run: run},
+			{kw: []string{"deny"}, syntax: syn, min: 0, max: -1, run: run},
+			{kw: nil, syntax: syn, min: 1, max: -1, run: run, match: func(a []string) bool {
+				return len(a) > 0 && a[0] != "" && a[0][0] >= '0' && a[0][0] <= '9'
+			}},
+		}
+	}
+	m.aclExt.cmds = ace(false)
+	m.aclStd.cmds = ace(true)
+	m.group.cmds = []*cmd{
+		c("identity number NUMBER", 1, 1, func(p *parser, o any, a []string) {
+			g := o.(*Group)
+			if v, ok := p.num(a[0], "identity number", 1, 4294967295); ok {
+				g.Identity, g.IdentityLine = uint32(v), p.line
+			}
+		}),
+		ce("server local", 0, 0, func(p *parser, o any, _ []string) {
+			g := o.(*Group)
+			if g.Server == nil {
+				g.Server = &ServerLocal{RekeyKeyBits: DefaultRekeyKeyBits, RekeyLifetime: DefaultRekeyLifetime,
+					RekeyRetransmit: DefaultRetransmit, RekeyRetransmits: DefaultRetransmits, Line: p.line}
+			}
+			p.push(m.server, g.Server)
+		}),
+		c("server address ipv4 A.B.C.D", 1, 1, func(p *parser, o any, a []string) {
+			g := o.(*Group)
+			addr, ok := p.ipv4(a[0], "server address ipv4")
+			if !ok {
+				return
+			}
+			for _, s := range g.Servers {
+				if s.Addr == addr {
+					p.errorf("server address ipv4 %s is already given at line %d", addr, s.Line)
+					return
+				}
+			}
+			g.Servers = append(g.Servers, ServerAddr{Addr: addr, Line: p.line})
+		}),
+		c("client registration interface NAME", 1, 1, func(p *parser, o any, a []string) {
+			g := o.(*Group)
+			g.RegistrationInterface, g.RegistrationIfaceLine = a[0], p.line
+		}),
+	}
+	m.server.cmds = []*cmd{
+		c("rekey algorithm aes {128 | 192 | 256}", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.choice(a[0], "rekey algorithm aes key length", "128", "192", "256"); ok {
+				o.(*ServerLocal).RekeyKeyBits, _ = strconv.Atoi(v)
+			}
+		}),
+		c("rekey lifetime seconds SECONDS", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.num(a[0], "rekey lifetime seconds", 300, 86400); ok {
+				o.(*ServerLocal).RekeyLifetime = seconds(v)
+			}
+		}),
+		c("rekey retransmit SECONDS number COUNT", 3, 3, func(p *parser, o any, a []string) {
+			s := o.(*ServerLocal)
+			if !p.keyword(a[1], "number", "rekey retransmit SECONDS number COUNT") {
+				return
+			}
+			iv, ok1 := p.num(a[0], "rekey retransmit interval", 10, 60)
+			n, ok2 := p.num(a[2], "rekey retransmit number", 1, 10)
+			if ok1 && ok2 {
+				s.RekeyRetransmit, s.RekeyRetransmits = seconds(iv), int(n)
+			}
+		}),
+		c("rekey authentication mypubkey {rsa | ec} LABEL", 2, 2, func(p *parser, o any, a []string) {
+			s := o.(*ServerLocal)
+			if t, ok := p.choice(a[0], "rekey authentication key type", "rsa", "ec"); ok {
+				s.RekeyKeyType, s.RekeyKeyLabel, s.RekeyKeyLine = t, a[1], p.line
+			}
+		}),
+		c("rekey address ipv4 ACL", 1, 1, func(p *parser, o any, a []string) {
+			s := o.(*ServerLocal)
+			s.RekeyACLName, s.RekeyACLLine = a[0], p.line
+		}),
+		c("rekey transport unicast", 0, 0, func(p *parser, o any, a []string) {
+			s := o.(*ServerLocal)
+			s.RekeyUnicast, s.RekeyUnicastLine = true, p.line
+		}),
+		c("address ipv4 A.B.C.D", 1, 1, func(p *parser, o any, a []string) {
+			if addr, ok := p.ipv4(a[0], "address ipv4"); ok {
+				o.(*ServerLocal).Address = addr
+			}
+		}),
+		c("authorization address ipv4 ACL", 1, 1, func(p *parser, o any, a []string) {
+			s := o.(*ServerLocal)
+			s.AuthorizationACLName, s.AuthorizationACLLine = a[0], p.line
+		}),
+		c("authorization identity PATTERN", 1, -1, func(p *parser, o any, a []string) {
+			s := o.(*ServerLocal)
+			pat := p.rest(2)
+			if slices.Contains(s.AuthorizationIdentities, pat) {
+				p.errorf("authorization identity %q is already given", pat)
+				return
+			}
+			s.AuthorizationIdentities = append(s.AuthorizationIdentities, pat)
+		}),
+		c("sa receive-only", 0, 0, func(p *parser, o any, a []string) { o.(*ServerLocal).ReceiveOnly = true }),
+		ce("sa ipsec SEQ", 1, 1, func(p *parser, o any, a []string) { p.saIPsec(m, o.(*ServerLocal), a) }),
+	}
+	m.sa.cmds = []*cmd{
+		c("profile NAME", 1, 1, func(p *parser, o any, a []string) {
+			s := o.(*SAIPsec)
+			s.ProfileName, s.ProfileLine = a[0], p.line
+		}),
+		c("match address ipv4 ACL", 1, 1, func(p *parser, o any, a []string) {
+			s := o.(*SAIPsec)
+			s.MatchACLName, s.MatchLine = a[0], p.line
+		}),
+		c("replay counter window-size {64 | 128 | 256 | 512 | 1024}", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.choice(a[0], "replay counter window-size", "64", "128", "256", "512", "1024"); ok {
+				s := o.(*SAIPsec)
+				s.Replay = ReplayCounter
+				s.ReplayWindow, _ = strconv.Atoi(v)
+			}
+		}),
+		c("replay time window-size SECONDS", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.num(a[0], "replay time window-size", 1, 100); ok {
+				s := o.(*SAIPsec)
+				s.Replay, s.ReplayWindow = ReplayTime, int(v)
+			}
+		}),
+		c("no replay", 0, 0, func(p *parser, o any, a []string) {
+			s := o.(*SAIPsec)
+			s.Replay, s.ReplayWindow = ReplayNone, 0
+		}),
+	}
+	m.cmap.cmds = []*cmd{
+		c("set group NAME", 1, 1, func(p *parser, o any, a []string) {
+			e := o.(*CryptoMapEntry)
+			e.GroupName, e.GroupLine = a[0], p.line
+		}),
+	}
+	m.iface.cmds = []*cmd{
+		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME", min: 1, max: 1,
+			match: func(a []string) bool { return len(a) == 1 },
+			run: func(p *parser, o any, a []string) {
+				ifc := o.(*Interface)
+				ifc.CryptoMap, ifc.CryptoMapLine = a[0], p.line
+			}},
+	}
+	return m
+}
+
+// Global commands.
+
+func (p *parser) hostname(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	p.cfg.Hostname, p.cfg.HostnameLine = a[0], p.line
+}
+
+func (p *parser) version(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	v, err := version.Parse(a[0])
+	if err != nil {
+		p.errorf("groupvpn %v", err)
+		return
+	}
+	if v.Less(version.Base) || version.Current.Less(v) {
+		p.errorf("groupvpn version %s is out of range (accepted: %s-%s; a node announces this software's version or an older one)", v, version.Base, version.Current)
+		return
+	}
+	p.cfg.Version, p.cfg.VersionLine = v, p.line
+}
+
+func (p *parser) isakmpPolicy(m *modes, a []string) {
+	pol := &ISAKMPPolicy{KeyBits: DefaultISAKMPKeyBits, Hash: DefaultISAKMPHash, Auth: DefaultISAKMPAuth,
+		Group: DefaultISAKMPGroup, Lifetime: DefaultISAKMPLifetime, Line: p.line}
+	defer func() { p.push(m.isakmp, pol) }()
+	if a == nil {
+		return
+	}
+	n, ok := p.num(a[0], "crypto isakmp policy priority", 1, 10000)
+	if !ok {
+		return
+	}
+	pol.Priority = int(n)
+	c := p.cfg
+	i, found := slices.BinarySearchFunc(c.ISAKMPPolicies, pol.Priority, func(x *ISAKMPPolicy, n int) int { return x.Priority - n })
+	if found {
+		pol = c.ISAKMPPolicies[i]
+		return
+	}
+	c.ISAKMPPolicies = slices.Insert(c.ISAKMPPolicies, i, pol)
+}
+
+func (p *parser) isakmpEncr(o any, a []string) {
+	pol := o.(*ISAKMPPolicy)
+	if !strings.EqualFold(a[0], "aes") {
+		p.errorf("encryption %q is not supported (accepted: aes 128, aes 192, aes 256)", a[0])
+		return
+	}
+	bits := DefaultISAKMPKeyBits
+	if len(a) == 2 {
+		v, ok := p.choice(a[1], "encryption aes key length", "128", "192", "256")
+		if !ok {
+			return
+		}
+		bits, _ = strconv.Atoi(v)
+	}
+	pol.KeyBits = bits
+}
+
+func (p *parser) isakmpKey(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	const usage = "crypto isakmp key KEY address {A.B.C.D [MASK] | ipv6 PREFIX}"
+	if !p.keyword(a[1], "address", usage) {
+		return
+	}
+	var pfx netip.Prefix
+	if strings.EqualFold(a[2], "ipv6") {
+		if len(a) != 4 {
+			p.errorf("%q: wrong number of arguments; usage: %s", p.text, usage)
+			return
+		}
+		s := a[3]
+		if !strings.Contains(s, "/") {
+			s += "/128"
+		}
+		x, err := netip.ParsePrefix(s)
+		if err != nil || !x.Addr().Is6() || x.Addr().Is4In6() {
+			p.errorf("crypto isakmp key address ipv6 %q is not an IPv6 prefix (e.g. 2001:db8::/32 or ::/0)", a[3])
+			return
+		}
+		if x.Masked() != x {
+			p.errorf("crypto isakmp key address ipv6 %s has bits set beyond the prefix length; write %s", x, x.Masked())
+			return
+		}
+		pfx = x
+	} else {
+		addr, ok := p.ipv4(a[2], "crypto isakmp key address")
+		if !ok {
+			return
+		}
+		bits := 32
+		if len(a) == 4 {
+			m, ok := p.netmask(a[3], "crypto isakmp key address mask", false)
+			if !ok {
+				return
+			}
+			bits = m
+		}
+		pfx = netip.PrefixFrom(addr, bits)
+		if pfx.Masked() != pfx {
+			p.errorf("crypto isakmp key address %s %s has host bits set; write %s", a[2], a[3], pfx.Masked().Addr())
+			return
+		}
+	}
+	for _, k := range p.cfg.ISAKMPKeys {
+		if k.Prefix == pfx {
+			p.errorf("crypto isakmp key for %s is already given at line %d", pfx, k.Line)
+			return
+		}
+	}
+	p.cfg.ISAKMPKeys = append(p.cfg.ISAKMPKeys, &ISAKMPKey{Key: a[0], Prefix: pfx, Line: p.line})
+}
+
+// netmask parses a contiguous IPv4 netmask (255.255.255.0) or, with
+// wildcard, an IOS wildcard mask (0.0.0.255), returning the prefix length.
+func (p *parser) netmask(s, what string, wildcard bool) (int, bool) {
+	m, err := netip.ParseAddr(s)
+	if err != nil || !m.Is4() {
+		p.errorf("%s %q is not a dotted-quad mask", what, s)
+		return 0, false
+	}
+	b := m.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	if wildcard {
+		v = ^v
+	}
+	// v must be ones followed by zeros.
+	ones := 0
+	for ones < 32 && v&(1<<(31-ones)) != 0 {
+		ones++
+	}
+	if ones < 32 && v<<ones != 0 {
+		kind := "netmask (e.g. 255.255.255.0)"
+		if wildcard {
+			kind = "wildcard mask (e.g. 0.0.0.255)"
+		}
+		p.errorf("%s %s is not a contiguous %s", what, s, kind)
+		return 0, false
+	}
+	return ones, true
+}
+
+func (p *parser) isakmpIdentity(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	if v, ok := p.choice(a[0], "crypto isakmp identity", "address", "dn"); ok {
+		p.cfg.Identity, p.cfg.IdentityLine = IdentityType(v), p.line
+	}
+}
+
+func (p *parser) keyImport(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	typ, ok := p.choice(a[0], "crypto key import key type", "rsa", "ec")
+	if !ok || !p.keyword(a[2], "file", "crypto key import {rsa | ec} LABEL file PATH") {
+		return
+	}
+	if k := p.cfg.Key(a[1]); k != nil {
+		p.errorf("crypto key import: label %q is already used at line %d", a[1], k.Line)
+		return
+	}
+	what := "crypto key import " + typ + " " + a[1]
+	signer, ok := p.loadKey(what, a[3], typ)
+	if !ok {
+		return
+	}
+	p.cfg.Keys = append(p.cfg.Keys, &KeyPair{Type: typ, Label: a[1], Path: a[3], Signer: signer, Line: p.line})
+}
+
+func (p *parser) pkiCert(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	certs, ok := p.loadCerts("crypto pki certificate", a[0])
+	if !ok {
+		return
+	}
+	k := &p.cfg.PKI
+	k.CertPath, k.Chain, k.CertLine = a[0], certs, p.line
+}
+
+func (p *parser) pkiCA(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	certs, ok := p.loadCerts("crypto pki ca", a[0])
+	if !ok {
+		return
+	}
+	k := &p.cfg.PKI
+	k.CAPath, k.CACerts, k.CALine = a[0], certs, p.line
+	k.Roots = poolOf(certs)
+}
+
+func (p *parser) pkiKey(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	signer, ok := p.loadKey("crypto pki key", a[0], "")
+	if !ok {
+		return
+	}
+	k := &p.cfg.PKI
+	k.KeyPath, k.Key, k.KeyLine = a[0], signer, p.line
+}
+
+func (p *parser) transformSet(m *modes, a []string) {
+	ts := &TransformSet{Mode: "tunnel", Line: p.line}
+	defer func() { p.push(m.transform, ts) }()
+	if a == nil {
+		return
+	}
+	parsed, ok := p.transforms(a[0], a[1:])
+	if !ok {
+		return
+	}
+	if old := p.cfg.TransformSet(a[0]); old != nil {
+		parsed.Mode, parsed.Line = old.Mode, old.Line
+		*old = *parsed
+		ts = old
+		return
+	}
+	ts = parsed
+	p.cfg.TransformSets = append(p.cfg.TransformSets, ts)
+}
+
+func (p *parser) transforms(name string, words []string) (*TransformSet, bool) {
+	ts := &TransformSet{Name: name, Mode: "tunnel", Line: p.line}
+	what := "crypto ipsec transform-set " + name
+	hmac := func(w, prefix string) (Integrity, bool) {
+		if !strings.HasPrefix(w, prefix) || !strings.HasSuffix(w, "-hmac") {
+			return "", false
+		}
+		switch v := w[len(prefix) : len(w)-len("-hmac")]; v {
+		case "sha", "sha256", "sha384", "sha512":
+			return Integrity(v), true
+		}
+		return "", false
+	}
+	for i := 0; i < len(words); i++ {
+		w := strings.ToLower(words[i])
+		switch w {
+		case string(ESPAES), string(ESPGCM), string(ESPGMAC):
+			if ts.ESP != "" {
+				p.errorf("%s: two ESP ciphers (%s and %s); use one", what, ts.ESP, w)
+				return nil, false
+			}
+			ts.ESP, ts.ESPKeyBits = ESPCipher(w), DefaultESPKeyBits
+			if i+1 < len(words) && words[i+1] != "" && words[i+1][0] >= '0' && words[i+1][0] <= '9' {
+				v, ok := p.choice(words[i+1], w+" key length", "128", "192", "256")
+				if !ok {
+					return nil, false
+				}
+				ts.ESPKeyBits, _ = strconv.Atoi(v)
+				i++
+			}
+			continue
+		}
+		if h, ok := hmac(w, "esp-"); ok {
+			if ts.ESPAuth != "" {
+				p.errorf("%s: two ESP integrity transforms (esp-%s-hmac and %s); use one", what, ts.ESPAuth, w)
+				return nil, false
+			}
+			ts.ESPAuth = h
+			continue
+		}
+		if h, ok := hmac(w, "ah-"); ok {
+			if ts.AHAuth != "" {
+				p.errorf("%s: two AH transforms (ah-%s-hmac and %s); use one", what, ts.AHAuth, w)
+				return nil, false
+			}
+			ts.AHAuth = h
+			continue
+		}
+		p.errorf("%s: transform %q is not supported (accepted: esp-aes, esp-gcm, esp-gmac [128|192|256], esp-sha-hmac, esp-sha256-hmac, esp-sha384-hmac, esp-sha512-hmac, ah-sha-hmac, ah-sha256-hmac, ah-sha384-hmac, ah-sha512-hmac)", what, words[i])
+		return nil, false
+	}
+	switch {
+	case (ts.ESP == ESPGCM || ts.ESP == ESPGMAC) && ts.ESPAuth != "":
+		p.errorf("%s: %s provides its own integrity and takes no esp-%s-hmac", what, ts.ESP, ts.ESPAuth)
+	case ts.ESP == ESPAES && ts.ESPAuth == "" && ts.AHAuth == "":
+		p.errorf("%s: esp-aes without integrity; add esp-sha256-hmac (or use esp-gcm)", what)
+	case ts.ESP == "" && ts.ESPAuth != "":
+		p.errorf("%s: esp-%s-hmac needs an ESP cipher (esp-aes)", what, ts.ESPAuth)
+	default:
+		return ts, true
+	}
+	return nil, false
+}
+
+func (p *parser) profile(m *modes, a []string) {
+	pr := &IPsecProfile{Lifetime: DefaultSALifetime, Line: p.line}
+	defer func() { p.push(m.profile, pr) }()
+	if a == nil {
+		return
+	}
+	if old := p.cfg.Profile(a[0]); old != nil {
+		pr = old
+		return
+	}
+	pr.Name = a[0]
+	p.cfg.Profiles = append(p.cfg.Profiles, pr)
+}
+
+func (p *parser) acl(m *modes, std bool, a []string) {
+	acl := &ACL{Standard: std, Line: p.line}
+	md := m.aclExt
+	if std {
+		md = m.aclStd
+	}
+	defer func() { p.push(md, acl) }()
+	if a == nil {
+		return
+	}
+	if old := p.cfg.ACL(a[0]); old != nil {
+		if old.Standard != std {
+			p.errorf("access list %q is already defined at line %d as a different kind (standard/extended)", a[0], old.Line)
+			return
+		}
+		acl = old
+		return
+	}
+	acl.Name = a[0]
+	p.cfg.ACLs = append(p.cfg.ACLs, acl)
+}
+
+// ace parses an access-list entry from the current line.
+func (p *parser) ace(acl *ACL, std bool) {
+	w := strings.Fields(p.text)
+	e := &ACE{Line: p.line, Protocol: AnyProtocol, Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0)}
+	if w[0][0] >= '0' && w[0][0] <= '9' {
+		v, ok := p.num(w[0], "access-list sequence number", 1, 2147483647)
+		if !ok {
+			return
+		}
+		e.Seq = int(v)
+		w = w[1:]
+	}
+	syntax := "[SEQ] {permit | deny} PROTOCOL SOURCE [eq PORT] DESTINATION [eq PORT]"
+	if std {
+		syntax = "[SEQ] {permit | deny} SOURCE"
+	}
+	if len(w) == 0 {
+		p.errorf("%q: incomplete access-list entry; usage: %s", p.text, syntax)
+		return
+	}
+	act, ok := p.choice(w[0], "access-list action", "permit", "deny")
+	if !ok {
+		return
+	}
+	e.Action = Action(act)
+	w = w[1:]
+	if std {
+		src, rest, ok := p.addrSpec(w, true)
+		if !ok {
+			return
+		}
+		if len(rest) > 0 {
+			p.errorf("access-list entry: unexpected %q after the source; usage: %s", strings.Join(rest, " "), syntax)
+			return
+		}
+		e.Src = src
+	} else {
+		if len(w) < 3 {
+			p.errorf("%q: incomplete access-list entry; usage: %s", p.text, syntax)
+			return
+		}
+		switch proto := strings.ToLower(w[0]); proto {
+		case "ip":
+		case "icmp":
+			e.Protocol = 1
+		case "tcp":
+			e.Protocol = 6
+		case "udp":
+			e.Protocol = 17
+		default:
+			v, err := strconv.Atoi(proto)
+			if err != nil {
+				p.errorf("access-list protocol %q is not supported (accepted: ip, icmp, tcp, udp, 0-255)", w[0])
+				return
+			}
+			if v < 0 || v > 255 {
+				p.errorf("access-list protocol %d is out of range (accepted: 0-255)", v)
+				return
+			}
+			e.Protocol = v
+		}
+		w = w[1:]
+		var ok bool
+		if e.Src, w, ok = p.addrSpec(w, false); !ok {
+			return
+		}
+		if e.SrcPort, w, ok = p.port(e, w); !ok {
+			return
+		}
+		if len(w) == 0 {
+			p.errorf("%q: access-list entry lacks a destination; usage: %s", p.text, syntax)
+			return
+		}
+		if e.Dst, w, ok = p.addrSpec(w, false); !ok {
+			return
+		}
+		if e.DstPort, w, ok = p.port(e, w); !ok {
+			return
+		}
+		if len(w) > 0 {
+			p.errorf("access-list entry: unexpected %q after the destination; usage: %s", strings.Join(w, " "), syntax)
+			return
+		}
+	}
+	if e.Seq == 0 {
+		e.Seq = 10
+		if n := len(acl.Entries); n > 0 {
+			e.Seq = acl.Entries[n-1].Seq + 10
+		}
+	}
+	i, found := slices.BinarySearchFunc(acl.Entries, e.Seq, func(x *ACE, s int) int { return x.Seq - s })
+	if found {
+		p.errorf("access-list %s sequence number %d is already used at line %d", acl.Name, e.Seq, acl.Entries[i].Line)
+		return
+	}
+	acl.Entries = slices.Insert(acl.Entries, i, e)
+}
+
+// addrSpec parses any | host A | A WILDCARD (standard lists: also a bare A).
+func (p *parser) addrSpec(w []string, std bool) (netip.Prefix, []string, bool) {
+	if len(w) == 0 {
+		p.errorf("%q: missing address (any, host A.B.C.D or A.B.C.D WILDCARD)", p.text)
+		return netip.Prefix{}, nil, false
+	}
+	switch strings.ToLower(w[0]) {
+	case "any":
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0), w[1:], true
+	case "host":
+		if len(w) < 2 {
+			p.errorf("%q: host needs an address", p.text)
+			return netip.Prefix{}, nil, false
+		}
+		a, ok := p.ipv4(w[1], "access-list host")
+		return netip.PrefixFrom(a, 32), w[2:], ok
+	}
+	a, ok := p.ipv4(w[0], "access-list address")
+	if !ok {
+		return netip.Prefix{}, nil, false
+	}
+	if len(w) < 2 || !strings.Contains(w[1], ".") {
+		if std {
+			return netip.PrefixFrom(a, 32), w[1:], true
+		}
+		p.errorf("access-list address %s needs a wildcard mask (e.g. %s 0.0.0.255), or write host %s", a, a, a)
+		return netip.Prefix{}, nil, false
+	}
+	bits, ok := p.netmask(w[1], "access-list wildcard", true)
+	if !ok {
+		return netip.Prefix{}, nil, false
+	}
+	pfx := netip.PrefixFrom(a, bits)
+	if pfx.Masked() != pfx {
+		p.errorf("access-list address %s %s has bits set inside the wildcard; write %s %s", a, w[1], pfx.Masked().Addr(), w[1])
+		return netip.Prefix{}, nil, false
+	}
+	return pfx, w[2:], true
+}
+
+func (p *parser) port(e *ACE, w []string) (int, []string, bool) {
+	if len(w) == 0 {
+		return 0, w, true
+	}
+	switch strings.ToLower(w[0]) {
+	case "eq":
+	case "gt", "lt", "neq", "range":
+		p.errorf("access-list port operator %q is not supported (accepted: eq)", w[0])
+		return 0, nil, false
+	default:
+		return 0, w, true
+	}
+	if e.Protocol != 6 && e.Protocol != 17 {
+		p.errorf("access-list port (eq) needs protocol tcp or udp")
+		return 0, nil, false
+	}
+	if len(w) < 2 {
+		p.errorf("%q: eq needs a port number", p.text)
+		return 0, nil, false
+	}
+	v, ok := p.num(w[1], "access-list port", 1, 65535)
+	return int(v), w[2:], ok
+}
+
+func (p *parser) group(m *modes, a []string) {
+	g := &Group{Line: p.line}
+	defer func() { p.push(m.group, g) }()
+	if a == nil {
+		return
+	}
+	if old := p.cfg.Group(a[0]); old != nil {
+		g = old
+		return
+	}
+	g.Name = a[0]
+	p.cfg.Groups = append(p.cfg.Groups, g)
+}
+
+func (p *parser) saIPsec(m *modes, s *ServerLocal, a []string) {
+	sa := &SAIPsec{Replay: ReplayCounter, ReplayWindow: DefaultReplayWindow, Line: p.line}
+	defer func() { p.push(m.sa, sa) }()
+	if a == nil {
+		return
+	}
+	n, ok := p.num(a[0], "sa ipsec sequence number", 1, 65535)
+	if !ok {
+		return
+	}
+	sa.Seq = int(n)
+	i, found := slices.BinarySearchFunc(s.SAs, sa.Seq, func(x *SAIPsec, n int) int { return x.Seq - n })
+	if found {
+		sa = s.SAs[i]
+		return
+	}
+	s.SAs = slices.Insert(s.SAs, i, sa)
+}
+
+func (p *parser) cryptoMap(m *modes, a []string) {
+	e := &CryptoMapEntry{Line: p.line}
+	defer func() { p.push(m.cmap, e) }()
+	if a == nil {
+		return
+	}
+	n, ok := p.num(a[1], "crypto map sequence number", 1, 65535)
+	if !ok {
+		return
+	}
+	if !strings.EqualFold(a[2], "gdoi") {
+		p.errorf("crypto map %s %d %s: only gdoi crypto maps are supported", a[0], n, a[2])
+		return
+	}
+	e.Map, e.Seq = a[0], int(n)
+	c := p.cfg
+	i, found := slices.BinarySearchFunc(c.CryptoMaps, e, func(x, y *CryptoMapEntry) int {
+		if x.Map != y.Map {
+			return strings.Compare(x.Map, y.Map)
+		}
+		return x.Seq - y.Seq
+	})
+	if found {
+		e = c.CryptoMaps[i]
+		return
+	}
+	c.CryptoMaps = slices.Insert(c.CryptoMaps, i, e)
+}
+
+func (p *parser) iface(m *modes, a []string) {
+	ifc := &Interface{Line: p.line}
+	defer func() { p.push(m.iface, ifc) }()
+	if a == nil {
+		return
+	}
+	name := strings.Join(a, "")
+	for _, old := range p.cfg.Interfaces {
+		if old.Name == name {
+			ifc = old
+			return
+		}
+	}
+	ifc.Name = name
+	p.cfg.Interfaces = append(p.cfg.Interfaces, ifc)
+}

@@ -1,0 +1,151 @@
+package policy
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// path resolves a path from the configuration against its directory.
+func (p *parser) path(name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(p.cfg.Dir, name)
+}
+
+func (p *parser) read(what, name string) ([]byte, bool) {
+	b, err := os.ReadFile(p.path(name))
+	if err != nil {
+		p.errorf("%s: cannot read %s: %v", what, name, errorsUnwrapPath(err))
+		return nil, false
+	}
+	return b, true
+}
+
+// loadKey reads a PEM private key (PKCS#8, PKCS#1 or SEC 1). typ "rsa" or
+// "ec" requires that kind; "" accepts either.
+func (p *parser) loadKey(what, name, typ string) (crypto.Signer, bool) {
+	b, ok := p.read(what, name)
+	if !ok {
+		return nil, false
+	}
+	signer, err := parsePrivateKey(b)
+	if err != nil {
+		p.errorf("%s: %s: %v", what, name, err)
+		return nil, false
+	}
+	got := keyKind(signer)
+	if typ != "" && got != typ {
+		p.errorf("%s: %s holds an %s key, not an %s key", what, name, upper(got), upper(typ))
+		return nil, false
+	}
+	return signer, true
+}
+
+func upper(kind string) string {
+	if kind == "ec" {
+		return "EC"
+	}
+	return "RSA"
+}
+
+func keyKind(s crypto.Signer) string {
+	if _, ok := s.(*ecdsa.PrivateKey); ok {
+		return "ec"
+	}
+	return "rsa"
+}
+
+func parsePrivateKey(b []byte) (crypto.Signer, error) {
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return nil, fmt.Errorf("no PEM private key found (want a PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)")
+		}
+		if _, enc := blk.Headers["Proc-Type"]; enc || blk.Type == "ENCRYPTED PRIVATE KEY" {
+			return nil, fmt.Errorf("the private key is encrypted; store it unencrypted with restrictive file permissions")
+		}
+		var key any
+		var err error
+		switch blk.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(blk.Bytes)
+		default:
+			continue // EC PARAMETERS, certificates next to the key, ...
+		}
+		if err != nil {
+			return nil, fmt.Errorf("PEM %s block: %v", blk.Type, err)
+		}
+		switch k := key.(type) {
+		case *rsa.PrivateKey:
+			if k.N.BitLen() < 2048 {
+				return nil, fmt.Errorf("RSA key of %d bits is too short (accepted: 2048 bits or more)", k.N.BitLen())
+			}
+			return k, nil
+		case *ecdsa.PrivateKey:
+			switch k.Curve.Params().BitSize {
+			case 256, 384, 521:
+				return k, nil
+			}
+			return nil, fmt.Errorf("EC key on curve %s is not supported (accepted: P-256, P-384, P-521)", k.Curve.Params().Name)
+		default:
+			return nil, fmt.Errorf("%T keys are not supported (accepted: RSA, ECDSA)", key)
+		}
+	}
+}
+
+// loadCerts reads every CERTIFICATE block of a PEM file.
+func (p *parser) loadCerts(what, name string) ([]*x509.Certificate, bool) {
+	b, ok := p.read(what, name)
+	if !ok {
+		return nil, false
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			p.errorf("%s: %s: unexpected PEM %s block (want CERTIFICATE blocks only)", what, name, blk.Type)
+			return nil, false
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			p.errorf("%s: %s: certificate %d: %v", what, name, len(out)+1, err)
+			return nil, false
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		p.errorf("%s: %s: no PEM CERTIFICATE block found", what, name)
+		return nil, false
+	}
+	return out, true
+}
+
+func poolOf(certs []*x509.Certificate) *x509.CertPool {
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool
+}
+
+// publicKeyEqual reports whether a certificate's key is signer's.
+func publicKeyEqual(cert *x509.Certificate, signer crypto.Signer) bool {
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(cert.PublicKey)
+}

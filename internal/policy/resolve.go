@@ -1,0 +1,204 @@
+package policy
+
+import (
+	"crypto/rsa"
+	"strings"
+)
+
+// resolve links references and checks what only the whole configuration
+// can tell.
+func (p *parser) resolve() {
+	c := p.cfg
+	k := &c.PKI
+
+	// Our certificate identity.
+	switch {
+	case k.Chain != nil && k.Key == nil:
+		p.errAt(k.CertLine, "crypto pki certificate file %s needs crypto pki key file PATH (its private key)", k.CertPath)
+	case k.Chain == nil && k.Key != nil:
+		p.errAt(k.KeyLine, "crypto pki key file %s needs crypto pki certificate file PATH (its certificate)", k.KeyPath)
+	case k.Chain != nil && !publicKeyEqual(k.Chain[0], k.Key):
+		p.errAt(k.CertLine, "crypto pki certificate file %s: the certificate is not for the key in crypto pki key file %s (line %d)", k.CertPath, k.KeyPath, k.KeyLine)
+	}
+	if c.Identity == IdentityDN && k.Chain == nil {
+		p.errAt(c.IdentityLine, "crypto isakmp identity dn needs crypto pki certificate file PATH")
+	}
+
+	// Phase 1.
+	for _, pol := range c.ISAKMPPolicies {
+		switch pol.Auth {
+		case AuthPreShare:
+			if len(c.ISAKMPKeys) == 0 {
+				p.errAt(pol.Line, "crypto isakmp policy %d: authentication pre-share but no crypto isakmp key is configured", pol.Priority)
+			}
+		case AuthRSASig, AuthECDSASig:
+			var missing []string
+			if k.CertPath == "" {
+				missing = append(missing, "crypto pki certificate file")
+			}
+			if k.KeyPath == "" {
+				missing = append(missing, "crypto pki key file")
+			}
+			if k.CAPath == "" {
+				missing = append(missing, "crypto pki ca file")
+			}
+			if len(missing) > 0 {
+				p.errAt(pol.Line, "crypto isakmp policy %d: authentication %s needs %s", pol.Priority, pol.Auth, strings.Join(missing, ", "))
+				continue
+			}
+			if k.Key == nil {
+				continue // its file already failed
+			}
+			_, isRSA := k.Key.(*rsa.PrivateKey)
+			if pol.Auth == AuthRSASig && !isRSA {
+				p.errAt(pol.Line, "crypto isakmp policy %d: authentication rsa-sig needs an RSA key, crypto pki key file %s is EC (use ecdsa-sig)", pol.Priority, k.KeyPath)
+			}
+			if pol.Auth == AuthECDSASig && isRSA {
+				p.errAt(pol.Line, "crypto isakmp policy %d: authentication ecdsa-sig needs an EC key, crypto pki key file %s is RSA (use rsa-sig)", pol.Priority, k.KeyPath)
+			}
+		}
+	}
+
+	// Profiles.
+	for _, pr := range c.Profiles {
+		pr.TransformSets = nil
+		if len(pr.TransformSetNames) == 0 {
+			p.errAt(pr.Line, "crypto ipsec profile %s: set transform-set is required", pr.Name)
+		}
+		for _, n := range pr.TransformSetNames {
+			ts := c.TransformSet(n)
+			if ts == nil {
+				p.errAt(pr.TransformSetLine, "crypto ipsec profile %s: transform-set %q is not defined", pr.Name, n)
+				continue
+			}
+			pr.TransformSets = append(pr.TransformSets, ts)
+		}
+	}
+
+	// Groups.
+	ids := map[uint32]*Group{}
+	for _, g := range c.Groups {
+		if g.Identity == 0 {
+			if g.IdentityLine == 0 {
+				p.errAt(g.Line, "crypto gdoi group %s: identity number is required", g.Name)
+			}
+		} else if o := ids[g.Identity]; o != nil {
+			p.errAt(g.IdentityLine, "crypto gdoi group %s: identity number %d is already used by group %s (line %d)", g.Name, g.Identity, o.Name, o.IdentityLine)
+		} else {
+			ids[g.Identity] = g
+		}
+		switch {
+		case g.Server != nil && len(g.Servers) > 0:
+			p.errAt(g.Servers[0].Line, "crypto gdoi group %s: server address ipv4 (group member) and server local (key server, line %d) cannot both be configured", g.Name, g.Server.Line)
+		case g.Server == nil && len(g.Servers) == 0:
+			p.errAt(g.Line, "crypto gdoi group %s: neither server local (key server) nor server address ipv4 (group member) is configured", g.Name)
+		case g.Server != nil:
+			p.resolveServer(g)
+		}
+		if len(c.ISAKMPPolicies) == 0 && (g.Server != nil || len(g.Servers) > 0) {
+			p.errAt(g.Line, "crypto gdoi group %s: registration needs phase 1, but no crypto isakmp policy is configured", g.Name)
+		}
+	}
+
+	// Crypto maps and interfaces.
+	for _, e := range c.CryptoMaps {
+		e.Group = nil
+		switch g := c.Group(e.GroupName); {
+		case e.GroupName == "":
+			p.errAt(e.Line, "crypto map %s %d: set group is required", e.Map, e.Seq)
+		case g == nil:
+			p.errAt(e.GroupLine, "crypto map %s %d: group %q is not defined", e.Map, e.Seq, e.GroupName)
+		case g.Server != nil:
+			p.errAt(e.GroupLine, "crypto map %s %d: group %s is served here (server local); a key server cannot be a member of its own group", e.Map, e.Seq, g.Name)
+		default:
+			e.Group = g
+		}
+	}
+	for _, ifc := range c.Interfaces {
+		ifc.Entries = nil
+		if ifc.CryptoMap == "" {
+			continue
+		}
+		for _, e := range c.CryptoMaps {
+			if e.Map == ifc.CryptoMap {
+				ifc.Entries = append(ifc.Entries, e)
+			}
+		}
+		if ifc.Entries == nil {
+			p.errAt(ifc.CryptoMapLine, "interface %s: crypto map %q is not defined", ifc.Name, ifc.CryptoMap)
+		}
+	}
+}
+
+func (p *parser) resolveServer(g *Group) {
+	c, s := p.cfg, g.Server
+	if len(s.SAs) == 0 {
+		p.errAt(s.Line, "crypto gdoi group %s: server local has no sa ipsec; a key server needs at least one", g.Name)
+	}
+	for _, sa := range s.SAs {
+		sa.Profile, sa.MatchACL = nil, nil
+		switch pr := c.Profile(sa.ProfileName); {
+		case sa.ProfileName == "":
+			p.errAt(sa.Line, "sa ipsec %d: profile NAME is required", sa.Seq)
+		case pr == nil:
+			p.errAt(sa.ProfileLine, "sa ipsec %d: profile %q is not defined", sa.Seq, sa.ProfileName)
+		default:
+			sa.Profile = pr
+		}
+		switch acl := c.ACL(sa.MatchACLName); {
+		case sa.MatchACLName == "":
+			p.errAt(sa.Line, "sa ipsec %d: match address ipv4 ACL is required", sa.Seq)
+		case acl == nil:
+			p.errAt(sa.MatchLine, "sa ipsec %d: access list %q is not defined", sa.Seq, sa.MatchACLName)
+		case acl.Standard:
+			p.errAt(sa.MatchLine, "sa ipsec %d: match address needs an extended access list; %q is standard", sa.Seq, acl.Name)
+		case len(acl.Permits()) == 0:
+			p.errAt(sa.MatchLine, "sa ipsec %d: access list %q has no permit entry, so the SA would protect nothing", sa.Seq, acl.Name)
+		default:
+			sa.MatchACL = acl
+		}
+	}
+
+	s.RekeyKey, s.RekeyACL, s.AuthorizationACL = nil, nil, nil
+	if s.RekeyKeyLabel != "" {
+		switch k := c.Key(s.RekeyKeyLabel); {
+		case k == nil:
+			p.errAt(s.RekeyKeyLine, "rekey authentication: key %q is not defined (crypto key import %s %s file PATH)", s.RekeyKeyLabel, s.RekeyKeyType, s.RekeyKeyLabel)
+		case k.Type != s.RekeyKeyType:
+			p.errAt(s.RekeyKeyLine, "rekey authentication mypubkey %s %s: key %s (line %d) is %s, not %s", s.RekeyKeyType, s.RekeyKeyLabel, k.Label, k.Line, k.Type, s.RekeyKeyType)
+		default:
+			s.RekeyKey = k
+		}
+		if !s.RekeyUnicast && s.RekeyACLName == "" {
+			p.errAt(s.RekeyKeyLine, "crypto gdoi group %s: rekeys have no transport; add rekey address ipv4 ACL (multicast) or rekey transport unicast", g.Name)
+		}
+	} else {
+		if s.RekeyACLName != "" {
+			p.errAt(s.RekeyACLLine, "rekey address ipv4 needs rekey authentication mypubkey {rsa | ec} LABEL (rekeys are signed)")
+		}
+		if s.RekeyUnicast {
+			p.errAt(s.RekeyUnicastLine, "rekey transport unicast needs rekey authentication mypubkey {rsa | ec} LABEL (rekeys are signed)")
+		}
+	}
+	if s.RekeyACLName != "" {
+		switch acl := c.ACL(s.RekeyACLName); {
+		case acl == nil:
+			p.errAt(s.RekeyACLLine, "rekey address ipv4: access list %q is not defined", s.RekeyACLName)
+		case acl.Standard:
+			p.errAt(s.RekeyACLLine, "rekey address ipv4: %q is a standard access list; it must be extended (permit udp host KS eq 848 host GROUP eq 848)", acl.Name)
+		default:
+			s.RekeyACL = acl
+			if _, _, ok := s.MulticastRekey(); !ok {
+				p.errAt(s.RekeyACLLine, "rekey address ipv4: access list %q has no permit entry with a multicast host destination (e.g. permit udp host 10.0.0.1 eq 848 host 239.192.1.1 eq 848)", acl.Name)
+				s.RekeyACL = nil
+			}
+		}
+	}
+	if s.AuthorizationACLName != "" {
+		if acl := c.ACL(s.AuthorizationACLName); acl == nil {
+			p.errAt(s.AuthorizationACLLine, "authorization address ipv4: access list %q is not defined", s.AuthorizationACLName)
+		} else {
+			s.AuthorizationACL = acl
+		}
+	}
+}
