@@ -40,6 +40,15 @@ func runLab(env *Env, args []string) int {
 		logger = slog.New(slog.NewTextHandler(env.Stderr, nil))
 	}
 	start := time.Now()
+	if *dir == "" && !*cli {
+		tmp, err := os.MkdirTemp("", "groupvpn-lab-")
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)
+			return 1
+		}
+		defer os.RemoveAll(tmp) // --dir keeps the generated configs
+		*dir = tmp
+	}
 	l, err := lab.Start(ctx, lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger})
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)

@@ -21,7 +21,7 @@ func TestFiltersIncludeExcludeBeginCount(t *testing.T) {
 		"sh cry gd ks mem | i 1\\.0\\.1":                  "Group Member ID    : 10.0.0.3    GM Version: 1.0.1\n",
 		"sh cry gd ks mem | include member id":            "", // case-sensitive, like IOS
 		"sh cry gd ks mem | inc 0.0.2|0.0.3":              "Group Member ID    : 10.0.0.2    GM Version: 1.0.2\nGroup Member ID    : 10.0.0.3    GM Version: 1.0.1\n",
-		"sh cry gd ks mem | exclude ^(\\s|$)":               "Group Member Information :\nNumber of rekeys sent for group G1 : 3\nGroup Member ID    : 10.0.0.2    GM Version: 1.0.2\nGroup Member ID    : 10.0.0.3    GM Version: 1.0.1\n",
+		"sh cry gd ks mem | exclude ^(\\s|$)":             "Group Member Information :\nNumber of rekeys sent for group G1 : 3\nGroup Member ID    : 10.0.0.2    GM Version: 1.0.2\nGroup Member ID    : 10.0.0.3    GM Version: 1.0.1\n",
 		"sh cry gd ks mem | begin 10.0.0.3":               "Group Member ID    : 10.0.0.3    GM Version: 1.0.1\n Group ID          : 1234\n Group Name        : G1\n Rekeys sent       : 3\n",
 		"sh cry gd ks mem | count":                        "Number of lines which match regexp = 12\n",
 		"sh cry gd ks mem | count Group":                  "Number of lines which match regexp = 7\n",

@@ -355,7 +355,7 @@ func step(live []cand, i int, tok token, line string) ([]cand, []cand, error) {
 		}
 		sort.Strings(words)
 		return nil, nil, &parseError{fmt.Sprintf("%% Ambiguous command: %q (could be: %s)",
-			strings.TrimSpace(line[:tok.pos+len(tok.s)]), strings.Join(words, ", ")), tok.pos}
+			strings.TrimSpace(line[:tok.pos+len(tok.s)]), strings.Join(words, ", ")), -1}
 	case len(typed) > 0:
 		return typed, nil, nil
 	case len(word) > 0:

@@ -262,12 +262,15 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 	}
 	var pe *PromptError
 	if errors.As(err, &pe) || (err == nil && reply.Prompt != "") {
-		prompt := reply.Prompt
+		// With Ask/Confirm the handler stopped at the question: what it
+		// returned besides is not output. Reply.Prompt shows Reply.Text
+		// before the question.
+		prompt, text := reply.Prompt, reply.Text
 		if pe != nil {
-			prompt = pe.Prompt
+			prompt, text = pe.Prompt, ""
 		}
 		tok := ss.put(pendingPrompt{cmd: req.Cmd, answers: hreq.Answers})
-		return &WireResponse{V: Version, ID: req.ID, Text: reply.Text, Prompt: prompt, Token: tok,
+		return &WireResponse{V: Version, ID: req.ID, Text: text, Prompt: prompt, Token: tok,
 			Error: (&PromptError{Prompt: prompt}).Error()}
 	}
 	if err != nil {

@@ -282,7 +282,7 @@ func buildModes() *modes {
 		c("crypto pki certificate file PATH", 1, 1, (*parser).pkiCert),
 		c("crypto pki ca file PATH", 1, 1, (*parser).pkiCA),
 		c("crypto pki key file PATH", 1, 1, (*parser).pkiKey),
-		ce("crypto ipsec transform-set NAME TRANSFORM [TRANSFORM [TRANSFORM]]", 2, 4, func(p *parser, _ any, a []string) { p.transformSet(m, a) }),
+		ce("crypto ipsec transform-set NAME TRANSFORM [TRANSFORM [TRANSFORM]]", 2, 7, func(p *parser, _ any, a []string) { p.transformSet(m, a) }),
 		ce("crypto ipsec profile NAME", 1, 1, func(p *parser, _ any, a []string) { p.profile(m, a) }),
 		ce("ip access-list extended NAME", 1, 1, func(p *parser, _ any, a []string) { p.acl(m, false, a) }),
 		ce("ip access-list standard NAME", 1, 1, func(p *parser, _ any, a []string) { p.acl(m, true, a) }),

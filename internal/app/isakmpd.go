@@ -1,0 +1,94 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/syslog"
+)
+
+// runIsakmpd runs the IKEv1 + GDOI daemon: the KS and/or GM roles of one
+// configuration file.
+func runIsakmpd(env *Env, args []string) int {
+	fs := flag.NewFlagSet("isakmpd", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	file := fs.String("f", "", "configuration `FILE` (IOS syntax, docs/config.md)")
+	port := fs.Uint("port", daemon.DefaultPort, "UDP port to listen on and to reach key servers at")
+	listen := fs.String("listen", "", "comma-separated `ADDRESSES` to listen on (default: every address of every up interface)")
+	socket := fs.String("socket", ctl.DefaultSocket(), "control `SOCKET` for groupvpn cli")
+	syslogTo := fs.String("syslog", "", "also log RFC 5424 to `DEST`: udp://host:514, tcp://host:514, unix:///dev/log or file:///path")
+	debug := fs.Bool("debug", false, "log debug messages")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" || *port == 0 || *port > 65535 {
+		fmt.Fprintln(env.Stderr, "usage: groupvpn isakmpd -f FILE [-port N] [-listen A,B] [-socket PATH] [-syslog DEST]")
+		return 2
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	handler := slog.Handler(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	if *syslogTo != "" {
+		w, err := syslog.Dial(*syslogTo)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
+			return 1
+		}
+		defer w.Close()
+		handler = syslog.Fanout{handler, syslog.NewHandler(w, "isakmpd", level)}
+	}
+	logger := slog.New(handler)
+	cfg, err := policy.Load(*file)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: configuration refused:\n%v\n", err)
+		return 1
+	}
+	var addrs []netip.AddrPort
+	if *listen == "" {
+		if addrs, err = daemon.AllAddresses(uint16(*port)); err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
+			return 1
+		}
+	} else {
+		for _, s := range strings.Split(*listen, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(s))
+			if err != nil {
+				fmt.Fprintf(env.Stderr, "groupvpn isakmpd: -listen: %v\n", err)
+				return 2
+			}
+			addrs = append(addrs, netip.AddrPortFrom(a, uint16(*port)))
+		}
+	}
+	d, err := daemon.New(cfg, addrs, uint16(*port), logger)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
+		return 1
+	}
+	if err := os.MkdirAll(filepath.Dir(*socket), 0o755); err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: control socket: %v\n", err)
+		return 1
+	}
+	logger.Info("isakmpd started", "config", *file, "listen", fmt.Sprint(d.Node.Addrs()), "socket", *socket,
+		"ks_groups", len(cfg.KSGroups()), "gm_groups", len(cfg.GMGroups()))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := d.Run(ctx, *socket); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
+		return 1
+	}
+	return 0
+}
