@@ -414,7 +414,19 @@ func (n *Node) PhaseOneSAs() []ike.Info {
 	return out
 }
 
+// sockFor picks the socket to reach peer from: the one bound to the source
+// address the kernel's routing chooses for peer, else the first of the
+// same address family.
 func (n *Node) sockFor(peer netip.AddrPort) *sock {
+	if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(peer)); err == nil {
+		src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+		c.Close()
+		for _, s := range n.socks {
+			if s.local.Addr() == src {
+				return s
+			}
+		}
+	}
 	for _, s := range n.socks {
 		if s.local.Addr().Is4() == peer.Addr().Is4() {
 			return s

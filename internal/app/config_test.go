@@ -1,0 +1,63 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// proves: O1
+func TestConfigCheckAcceptsTheExamples(t *testing.T) {
+	for file, role := range map[string]string{
+		"../policy/testdata/ks.conf": "key server for GETVPN-A (identity 1234, 1 sa ipsec, rekey multicast)",
+		"../policy/testdata/gm.conf": "group member of GETVPN-A (identity 1234, key servers 10.0.0.1 10.0.0.2, on eth0)",
+	} {
+		code, out, errs := run(t, "", "config", "check", file)
+		if code != 0 || errs != "" {
+			t.Fatalf("%s: exit %d, stderr:\n%s", file, code, errs)
+		}
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if len(lines) != 2 || lines[0] != file+": OK" || !strings.Contains(lines[1], role) {
+			t.Errorf("%s: stdout:\n%s", file, out)
+		}
+	}
+}
+
+// proves: O1
+func TestConfigCheckReportsEveryError(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bad.conf")
+	src := "hostname r1\ncrypto gdoi group G\n identity number 0\n server local\n  rekey algorthm aes 128\n"
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, "", "config", "check", file)
+	if code != 1 || out != "" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	want := []string{
+		file + ":2: crypto gdoi group G: identity number is required",
+		file + ":2: crypto gdoi group G: registration needs phase 1, but no crypto isakmp policy is configured",
+		file + ":3: identity number 0 is out of range (accepted: 1-4294967295)",
+		file + ":4: crypto gdoi group G: server local has no sa ipsec; a key server needs at least one",
+		file + `:5: unknown command "rekey algorthm" in crypto gdoi group server local mode`,
+		file + ": configuration refused",
+	}
+	if got := strings.Split(strings.TrimSuffix(errs, "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("stderr:\n%s\nwant:\n%s", errs, strings.Join(want, "\n"))
+	}
+}
+
+// proves: O1
+func TestConfigCheckUsageAndMissingFile(t *testing.T) {
+	if code, _, errs := run(t, "", "config"); code != 2 || !strings.Contains(errs, "config check FILE") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := run(t, "", "config", "check", "/nonexistent/x.conf"); code != 1 || !strings.Contains(errs, "/nonexistent/x.conf: cannot read: no such file or directory") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	if code, out, _ := run(t, "", "help"); code != 0 || !strings.Contains(out, "validate a configuration file (config check FILE)") {
+		t.Fatalf("help lacks config:\n%s", out)
+	}
+}
