@@ -1,6 +1,8 @@
 package app
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"strings"
 
@@ -13,8 +15,11 @@ func runBench(env *Env, args []string) int {
 	for _, s := range all {
 		names = append(names, s.Name)
 	}
+	if len(args) > 0 && args[0] == "register" {
+		return runBenchRegister(env, args[1:])
+	}
 	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s)\n", strings.Join(names, ", "))
+		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register)\n", strings.Join(names, ", "))
 		return 2
 	}
 	for _, s := range all {
@@ -26,4 +31,21 @@ func runBench(env *Env, args []string) int {
 	}
 	fmt.Fprintf(env.Stderr, "groupvpn bench: unknown scenario %q (one of: %s)\n", args[0], strings.Join(names, ", "))
 	return 2
+}
+
+func runBenchRegister(env *Env, args []string) int {
+	fs := flag.NewFlagSet("bench register", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	members := fs.Int("members", 100, "number of group members")
+	port := fs.Uint("port", 11848, "UDP port of every node")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	r, err := bench.Register(context.Background(), *members, uint16(*port))
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn bench register: %v\n", err)
+		return 1
+	}
+	r.Print(env.Stdout)
+	return 0
 }

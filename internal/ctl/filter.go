@@ -248,6 +248,8 @@ func completeFilter(st stage) ([]Candidate, string) {
 			return []Candidate{{Word: "|", Help: "Output modifiers"}, {Word: "<cr>"}}, partial
 		}
 		return nil, partial
+	case len(toks) == 1 && kind == fCount:
+		return []Candidate{{Word: "LINE", Help: "Regular Expression"}, {Word: "|", Help: "Output modifiers"}, {Word: "<cr>"}}, partial
 	case len(toks) == 1:
 		return []Candidate{{Word: "LINE", Help: "Regular Expression"}}, partial
 	}

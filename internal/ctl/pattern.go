@@ -191,9 +191,6 @@ func parseItems(toks []string, depth int) ([]item, []string, error) {
 		items = append(items, item{elem: e})
 		toks = toks[1:]
 	}
-	if depth > 0 {
-		return items, nil, nil
-	}
 	return items, nil, nil
 }
 

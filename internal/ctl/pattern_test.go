@@ -252,8 +252,6 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("%q: %v, want %v", line, got, want)
 		}
 	}
-	resp := s.Exec(context.Background(), "x")
-	_ = resp
 	r := s.NewSession().Do(context.Background(), &WireRequest{V: 1, Cmd: CmdComplete, Line: "sh cry gd ks m"})
 	var comp Completion
 	if !r.OK || json.Unmarshal(r.Data, &comp) != nil || comp.Partial != "m" || len(comp.Candidates) != 1 ||

@@ -184,10 +184,6 @@ func TestShellInteractive(t *testing.T) {
 	if t.Failed() {
 		t.Logf("screen:\n%s", got)
 	}
-	// answers stay out of the history
-	if h := sh.Client; h == nil {
-		t.Fatal("no client")
-	}
 }
 
 // proves: O2

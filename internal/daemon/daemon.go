@@ -25,12 +25,15 @@ type Daemon struct {
 
 // New builds a daemon for c listening on listen; GMs contact KS addresses
 // on port.
-func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Logger) (*Daemon, error) {
+func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Logger, tune ...func(*node.Options)) (*Daemon, error) {
 	o, err := Options(c, listen, port)
 	if err != nil {
 		return nil, err
 	}
 	o.Logger = logger
+	for _, f := range tune {
+		f(&o)
+	}
 	n, err := node.New(o)
 	if err != nil {
 		return nil, err

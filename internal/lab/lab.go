@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
 )
 
@@ -34,6 +35,7 @@ type Options struct {
 	Out     io.Writer     // progress and tables
 	Logger  *slog.Logger  // the nodes' logs; nil: discard
 	Timeout time.Duration // for all registrations, default 30 s
+	Hold    bool          // GMs wait for Lab.Release before registering
 }
 
 // Lab is a running lab.
@@ -166,7 +168,8 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 		if err != nil {
 			return nil, err
 		}
-		d, err := daemon.New(c, []netip.AddrPort{netip.AddrPortFrom(GMAddr(i), o.Port)}, o.Port, o.Logger.With("node", name))
+		d, err := daemon.New(c, []netip.AddrPort{netip.AddrPortFrom(GMAddr(i), o.Port)}, o.Port, o.Logger.With("node", name),
+			func(no *node.Options) { no.Hold = o.Hold })
 		if err != nil {
 			return nil, fmt.Errorf("lab: %s: %w", name, err)
 		}
@@ -203,6 +206,16 @@ func writeRekeyKey(path string) error {
 		return err
 	}
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+// Release starts the registrations of a lab started with Hold.
+func (l *Lab) Release(ctx context.Context) error {
+	for _, g := range l.GMs {
+		if err := g.Node.Register(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Wait reports registration progress until every member is registered or

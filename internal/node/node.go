@@ -50,6 +50,9 @@ type Options struct {
 	// Backoff bounds the wait before retrying registration after a
 	// failure: it starts at Backoff.Min and doubles up to Backoff.Max.
 	BackoffMin, BackoffMax time.Duration
+	// Hold keeps the GM registrations from starting until Register is
+	// called (benchmarks release many GMs at once).
+	Hold bool
 }
 
 type sock struct {
@@ -186,6 +189,18 @@ func (n *Node) Do(ctx context.Context, f func()) error {
 	}
 }
 
+// Register starts registrations held by Options.Hold.
+func (n *Node) Register(ctx context.Context) error {
+	return n.Do(ctx, func() {
+		now := n.o.Now()
+		for _, r := range n.regs {
+			if r.next.IsZero() && r.state == regIdle {
+				r.next = now
+			}
+		}
+	})
+}
+
 // Run serves until ctx ends.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.Close()
@@ -193,8 +208,10 @@ func (n *Node) Run(ctx context.Context) error {
 		go n.read(s)
 	}
 	now := n.o.Now()
-	for _, r := range n.regs {
-		r.next = now // register at once
+	if !n.o.Hold {
+		for _, r := range n.regs {
+			r.next = now // register at once
+		}
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()

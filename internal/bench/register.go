@@ -1,0 +1,87 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/lab"
+)
+
+// RegisterReport is the result of the registration scenario.
+type RegisterReport struct {
+	Members  int
+	Elapsed  time.Duration // from start (configs, sockets) until the last member registered
+	Window   time.Duration // from the first registration to the last, as the KS stamped them
+	PerSec   float64
+	Ceiling  float64       // registrations/s the KS's public-key work allows on one core
+	CryptoOp time.Duration // that work for one registration
+}
+
+// Register starts a KS and members GMs in this process on loopback (the
+// lab's configuration: ECP-256 PSK phase 1, two TEKs) and measures how fast
+// all of them register. The ceiling beside it is the KS-side public-key
+// cost of one registration measured in the same run: one ECP-256 key pair
+// and one agreement (PSK phase 1 has no signatures).
+func Register(ctx context.Context, members int, port uint16) (*RegisterReport, error) {
+	g, _ := ike.GroupByID(19)
+	r := testing.Benchmark(func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			priv, pub, _ := g.GenerateKey(rand.Reader)
+			priv.Shared(pub)
+		}
+	})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	l, err := lab.Start(ctx, lab.Options{Members: members, Port: port, Hold: true})
+	if err != nil {
+		return nil, err
+	}
+	// Every GM is up; release them together: the KS faces all of them.
+	if err := l.Release(ctx); err != nil {
+		return nil, err
+	}
+	if err := l.Wait(ctx, io.Discard, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	total := time.Since(start)
+	// The KS stamps each registration; the rate is taken between the
+	// first and the last, so start-up and polling do not count.
+	s, err := l.KS.Node.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var first, last time.Time
+	for _, m := range s.KS[0].Members {
+		if first.IsZero() || m.Registered.Before(first) {
+			first = m.Registered
+		}
+		if m.Registered.After(last) {
+			last = m.Registered
+		}
+	}
+	op := time.Duration(r.NsPerOp())
+	rep := &RegisterReport{Members: members, Elapsed: total, Window: last.Sub(first), CryptoOp: op,
+		Ceiling: float64(time.Second) / float64(op)}
+	if rep.Window > 0 {
+		rep.PerSec = float64(members-1) / rep.Window.Seconds()
+	}
+	return rep, nil
+}
+
+// Print writes the report as a table.
+func (r *RegisterReport) Print(w io.Writer) {
+	fmt.Fprintf(w, "scenario register: %d GMs register with one KS over loopback UDP (phase 1 ecp256/PSK + GROUPKEY-PULL, 2 TEKs)\n", r.Members)
+	fmt.Fprintf(w, "  %-40s %12s\n", "start-up and all registrations", r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "  %-40s %12s\n", "first to last registration at the KS", r.Window.Round(time.Millisecond))
+	fmt.Fprintf(w, "  %-40s %12.0f\n", "registrations per second", r.PerSec)
+	fmt.Fprintf(w, "  %-40s %12s\n", "ceiling: KS public-key work per reg.", r.CryptoOp.Round(time.Microsecond))
+	fmt.Fprintf(w, "  %-40s %12.0f\n", "ceiling: registrations per second/core", r.Ceiling)
+	fmt.Fprintf(w, "  %-40s %12.2f\n", "achieved / ceiling", r.PerSec/r.Ceiling)
+	fmt.Fprintln(w, "  (the GMs run in the same process and share the CPU: each registration also costs a GM key pair and agreement)")
+}
