@@ -265,3 +265,51 @@ func TestReregistrationOverADay(t *testing.T) {
 		t.Fatalf("re-registration instants not spread: %v", reregs)
 	}
 }
+
+// proves: groundwork — registration with certificates (ECDSA phase 1), the
+// KS's authorization refusing an identity it does not admit, and one GM
+// belonging to two groups over one phase-1 SA.
+func TestCertificatesAuthorizationAndTwoGroups(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pki := newPKI(t)
+	suite := ike.Suite{KeyBits: 256, Hash: ike.SHA256, Group: 19, Auth: ike.AuthECDSA256}
+	certCfg := func(cn string) *ike.Config {
+		der, key := pki.issue(t, cn)
+		return &ike.Config{Suites: []ike.Suite{suite}, Creds: ike.Credentials{Chain: [][]byte{der}, Key: key, Roots: pki.pool}}
+	}
+	ksAddr := netip.MustParseAddr("127.0.0.5")
+	g1 := ksGroup(t, ksAddr)
+	g1.Authorize = func(p ike.Info) error {
+		if p.PeerCert == nil || !strings.HasPrefix(p.PeerCert.Subject.CommonName, "gm-") {
+			return fmt.Errorf("subject %v not admitted", p.PeerCert.Subject)
+		}
+		return nil
+	}
+	g2 := ksGroup(t, ksAddr)
+	g2.Name, g2.ID = "SECOND", 5678
+	var ksLog syncBuf
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: certCfg("ks"),
+		KS: []ks.GroupConfig{g1, g2}, Logger: slog.New(slog.NewTextHandler(&ksLog, nil))})
+	ksAP := kn.Addrs()[0]
+	good := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.51:0")}, IKE: certCfg("gm-one"),
+		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{ksAP}}, {Name: "SECOND", ID: 5678, Servers: []netip.AddrPort{ksAP}}}})
+	waitFor(t, "two registrations", good, func() bool {
+		m := good.Members()
+		return m[0].State == "registered" && m[1].State == "registered"
+	})
+	var sas int
+	good.Do(ctx, func() { sas = len(good.PhaseOneSAs()) })
+	if n := sas; n != 1 {
+		t.Fatalf("%d phase-1 SAs for two groups with one KS, want 1", n)
+	}
+	if n := len(good.Dataplane().TEKs()); n != 4 {
+		t.Fatalf("%d TEKs for two groups of two TEKs", n)
+	}
+	intruder := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.52:0")}, IKE: certCfg("laptop"),
+		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{ksAP}}}})
+	waitFor(t, "refusal", intruder, func() bool { return strings.Contains(intruder.Members()[0].LastError, "AUTHENTICATION-FAILED") })
+	if !strings.Contains(ksLog.String(), "%GDOI-1-UNAUTHORIZED_IDENTITY: Group GETVPN received registration from unauthorized identity: 127.0.0.52 (CN=laptop)") {
+		t.Fatalf("KS log:\n%s", ksLog.String())
+	}
+}
