@@ -1,0 +1,73 @@
+package ks
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func server(t *testing.T) *Server {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s := New(Options{})
+	s.SetNow(now)
+	err := s.AddGroup(GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
+		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour,
+			Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func peer(a string) ike.Info {
+	return ike.Info{Peer: netip.AddrPortFrom(netip.MustParseAddr(a), 848)}
+}
+
+// proves: groundwork — unknown groups are refused with
+// INVALID-ID-INFORMATION; sender IDs are never handed out twice under the
+// same keys (RFC 6054); keys near the end of their life are replaced
+// before a GM gets them.
+func TestKeyServerRules(t *testing.T) {
+	s := server(t)
+	var r *gdoi.Refusal
+	if _, err := s.Join(peer("10.0.0.1"), isakmp.GroupID(8)); !errors.As(err, &r) || r.Notify != isakmp.NotifyInvalidIDInformation {
+		t.Fatalf("unknown group: %v", err)
+	}
+	seen := map[uint32]bool{}
+	for i := 0; i < 50; i++ {
+		_, kd, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(7), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sid := kd.Packet(isakmp.KDSID, nil)
+		for _, a := range sid.Attributes[1:] {
+			v, _ := a.Uint()
+			if seen[uint32(v)] {
+				t.Fatalf("sender ID %d reused", v)
+			}
+			seen[uint32(v)] = true
+		}
+	}
+	if len(seen) != 100 || len(s.Snapshot()[0].Members) != 1 {
+		t.Fatalf("%d sender IDs, %d members", len(seen), len(s.Snapshot()[0].Members))
+	}
+	old := s.Snapshot()[0].TEKs[0].SPI
+	s.SetNow(now.Add(55 * time.Minute)) // inside the last 10% of the TEK's hour
+	sa, err := s.Join(peer("10.0.0.2"), isakmp.GroupID(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sa.TEKs[0].SPI == old {
+		t.Fatal("a TEK with 5 minutes left was handed out instead of a fresh one")
+	}
+}
