@@ -52,22 +52,9 @@ func mainModes(b *testing.B, s ike.Suite, creds ike.Credentials) {
 			b.Fatal(err)
 		}
 		established := 0
-		for to, from := er, a; len(out.Send) > 0; {
-			var next ike.Output
-			for _, p := range out.Send {
-				o := to.Handle(from, p.Data, now)
-				next.Send = append(next.Send, o.Send...)
-				for _, ev := range o.Events {
-					if _, ok := ev.Event.(ike.Established); ok {
-						established++
-					}
-				}
-			}
-			out = next
-			if to == er {
-				to, from = ei, r
-			} else {
-				to, from = er, a
+		for _, ev := range ike.Exchange(ei, er, ei, out, now) {
+			if _, ok := ev.Event.(ike.Established); ok {
+				established++
 			}
 		}
 		if established != 2 {

@@ -30,19 +30,7 @@ func phase1(t testing.TB) (gm, ks *ike.SA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for to, from := ek, gmAddr; len(out.Send) > 0; {
-		var next ike.Output
-		for _, p := range out.Send {
-			o := to.Handle(from, p.Data, t0)
-			next.Send = append(next.Send, o.Send...)
-		}
-		out = next
-		if to == ek {
-			to, from = eg, ksAddr
-		} else {
-			to, from = ek, gmAddr
-		}
-	}
+	ike.Exchange(eg, ek, eg, out, t0)
 	if len(eg.SAs()) != 1 || len(ek.SAs()) != 1 {
 		t.Fatal("phase 1 not established")
 	}

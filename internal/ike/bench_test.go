@@ -16,23 +16,9 @@ func mainModeOnce(b *testing.B, cfgI, cfgR *Config) {
 		b.Fatal(err)
 	}
 	established := 0
-	for to, from := er, addrI; len(out.Send) > 0; {
-		var next Output
-		for _, p := range out.Send {
-			o := to.Handle(from, p.Data, t0)
-			next.Send = append(next.Send, o.Send...)
-			next.Events = append(next.Events, o.Events...)
-		}
-		for _, ev := range next.Events {
-			if _, ok := ev.Event.(Established); ok {
-				established++
-			}
-		}
-		out = next
-		if to == er {
-			to, from = ei, addrR
-		} else {
-			to, from = er, addrI
+	for _, ev := range Exchange(ei, er, ei, out, t0) {
+		if _, ok := ev.Event.(Established); ok {
+			established++
 		}
 	}
 	if established != 2 {

@@ -317,3 +317,25 @@ func (h *timerHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return x
 }
+
+// Exchange delivers out (produced by `from`, one of a and b) to the other
+// endpoint and every answer back and forth, in memory and at one instant,
+// until neither has anything to send; it returns the events both saw.
+// Tests and benchmarks use it to run main mode without sockets.
+func Exchange(a, b *Endpoint, from *Endpoint, out Output, now time.Time) []SAEvent {
+	events := append([]SAEvent(nil), out.Events...)
+	for len(out.Send) > 0 {
+		to := b
+		if from == b {
+			to = a
+		}
+		var next Output
+		for _, p := range out.Send {
+			o := to.Handle(from.local, p.Data, now)
+			next.Send = append(next.Send, o.Send...)
+			events = append(events, o.Events...)
+		}
+		out, from = next, to
+	}
+	return events
+}
