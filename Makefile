@@ -35,6 +35,8 @@ test: deps lint
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	$(GO) run ./cmd/groupvpn bench codec
+	$(GO) run ./cmd/groupvpn bench mainmode
+	$(GO) run ./cmd/groupvpn bench register --members 1000
 
 ## fuzz: run every fuzz target for FUZZTIME (default 10m) each.
 fuzz:
