@@ -54,6 +54,10 @@ func (sa *SA) DecryptPhase2(m *isakmp.Message) ([]isakmp.Payload, error) {
 	return ps, nil
 }
 
+// ForgetMessageID drops the IV chain of a finished exchange; without it the
+// chains of years of re-registrations would pile up on a long-lived SA.
+func (sa *SA) ForgetMessageID(mid uint32) { delete(sa.phase2IVs, mid) }
+
 func (sa *SA) phase2IV(mid uint32) []byte {
 	if iv, ok := sa.phase2IVs[mid]; ok {
 		return iv
@@ -87,6 +91,7 @@ func (sa *SA) protected(ps []isakmp.Payload) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer sa.ForgetMessageID(mid) // an Informational is one message
 	return sa.EncryptPhase2(isakmp.ExchangeInformational, mid, append([]isakmp.Payload{&isakmp.Hash{Data: h}}, ps...))
 }
 
@@ -175,6 +180,7 @@ func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result
 		sa.lastBlock = sa.iv
 	}
 	ps, err := sa.DecryptPhase2(m)
+	sa.ForgetMessageID(m.Header.MessageID)
 	if err != nil || len(ps) < 2 {
 		sa.Dropped++
 		sa.log.Debug("dropped undecryptable Informational", "err", err)

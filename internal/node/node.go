@@ -72,6 +72,15 @@ type serveKey struct {
 	mid uint32
 }
 
+// serving is a KS-side GROUPKEY-PULL kept for the GM's retransmissions.
+type serving struct {
+	sv      *gdoi.Serve
+	started time.Time
+}
+
+// serveLinger is how long a KS keeps an exchange to answer retransmissions.
+const serveLinger = 2 * time.Minute
+
 // Node is a running isakmpd.
 type Node struct {
 	o      Options
@@ -80,7 +89,7 @@ type Node struct {
 	ks     *ks.Server
 	dp     sadb.Dataplane
 	regs   []*registration
-	serves map[serveKey]*gdoi.Serve
+	serves map[serveKey]*serving
 	in     chan datagram
 	cmds   chan func()
 }
@@ -118,7 +127,7 @@ func New(o Options) (*Node, error) {
 	if o.IKE.Rand == nil {
 		o.IKE.Rand = o.Rand
 	}
-	n := &Node{o: o, log: o.Logger, dp: o.Dataplane, serves: map[serveKey]*gdoi.Serve{},
+	n := &Node{o: o, log: o.Logger, dp: o.Dataplane, serves: map[serveKey]*serving{},
 		in: make(chan datagram, 1024), cmds: make(chan func())}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
@@ -277,6 +286,12 @@ func (n *Node) tick(now time.Time) {
 		}
 	}
 	n.sweep(now)
+	for k, s := range n.serves {
+		if now.Sub(s.started) > serveLinger {
+			k.sa.ForgetMessageID(k.mid)
+			delete(n.serves, k)
+		}
+	}
 }
 
 // sweep deletes TEKs and KEKs whose lifetime is over. Old TEKs stay
@@ -374,8 +389,8 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 	}
 	n.ks.SetNow(now)
 	key := serveKey{sa, m.Header.MessageID}
-	if sv := n.serves[key]; sv != nil {
-		reply, done, err := sv.Handle(m, raw)
+	if s0 := n.serves[key]; s0 != nil {
+		reply, done, err := s0.sv.Handle(m, raw)
 		if err != nil {
 			n.refuse(s, sa, err)
 			delete(n.serves, key)
@@ -392,7 +407,7 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 		n.refuse(s, sa, err)
 		return
 	}
-	n.serves[key] = sv
+	n.serves[key] = &serving{sv: sv, started: now}
 	n.send(s, sa.Peer(), reply)
 }
 

@@ -106,6 +106,7 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 		n.send(s, r.ks, reply)
 		return
 	}
+	r.sa.ForgetMessageID(r.pull.MessageID())
 	inst, err := gm.Install(n.dp, r.cfg.Name, r.cfg.ID, res, now)
 	if err != nil {
 		syslog.Log(n.log, syslog.Err, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Reg policies from KS %s for group %s: %v",
