@@ -264,6 +264,11 @@ func TestReregistrationOverADay(t *testing.T) {
 	if len(reregs) < 4 {
 		t.Fatalf("re-registration instants not spread: %v", reregs)
 	}
+	var kept int
+	kn.Do(ctx, func() { kept = len(kn.serves) })
+	if kept > len(gms) {
+		t.Fatalf("the KS still keeps %d finished GROUPKEY-PULL exchanges", kept)
+	}
 }
 
 // proves: groundwork — registration with certificates (ECDSA phase 1), the
