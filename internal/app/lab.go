@@ -40,7 +40,7 @@ func runLab(env *Env, args []string) int {
 		logger = slog.New(slog.NewTextHandler(env.Stderr, nil))
 	}
 	start := time.Now()
-	if *dir == "" && !*cli {
+	if *dir == "" {
 		tmp, err := os.MkdirTemp("", "groupvpn-lab-")
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)
