@@ -1,0 +1,739 @@
+// Package store keeps the key server's state on disk so that a restarted
+// KS loses no group and sends no stale sequence number (SPEC O4, T1).
+//
+// The state lives in one embedded bbolt database (go.etcd.io/bbolt). Every
+// change is one transaction that bbolt commits with fdatasync before the
+// call returns, so after a crash (SIGKILL, power loss) the file holds
+// either the state before or the state after each call, never a mix.
+//
+// # Sequence numbers: reserve ahead, write before send
+//
+// The sequence number of a GROUPKEY-PUSH must never go back, not even
+// across a KS that is killed and restarted (SPEC T1). Writing every
+// sequence number to disk before sending it would cost one fsync per
+// message, so the KS reserves them in blocks:
+//
+//  1. Before it sends a message numbered s, the KS checks s <= SeqReserved.
+//     If not, it calls ReserveSeq(group, n), which durably raises the
+//     group's SeqReserved by n (the commit is fsync'ed before ReserveSeq
+//     returns) and hands back the block [from, to]. Only then does it send.
+//  2. The KS may record the last number it used (GroupState.Seq) lazily,
+//     with SaveGroup; that is for show commands, not for safety.
+//  3. After a restart, LoadGroups reports SeqReserved, and the KS continues
+//     strictly above it (its first message uses SeqReserved+1, after a new
+//     ReserveSeq). Numbers reserved but not used before the crash are
+//     skipped, which GMs accept: they only need the numbers to increase.
+//
+// SaveGroup never lowers SeqReserved (it keeps the largest of the stored
+// mark, the caller's SeqReserved and the caller's Seq), and DeleteGroup
+// remembers the mark, so a group deleted and configured again under the
+// same name also continues above it.
+//
+// # Startup checks
+//
+// Open refuses, with an error that names the file, a store it cannot
+// trust: a file that is not a bbolt database, a truncated or otherwise
+// damaged one, a bbolt database without groupvpn's meta bucket, an empty
+// file, and a store written by a newer groupvpn (a newer format version).
+// It checks the whole file (bbolt's consistency check and a decode of every
+// record) in a read-only open before it opens it for writing, and it never
+// replaces, truncates or rewrites such a file: the operator restores a
+// backup or moves the file aside. A store that another process holds (bbolt
+// takes an exclusive flock) is refused after Options.LockTimeout.
+//
+// # Key material at rest
+//
+// The file holds the groups' rekey signing keys, KEKs and TEKs in the
+// clear: it is NOT encrypted at rest. Open creates it with mode 0600 and
+// tightens an existing file to 0600; keep it on a file system only root
+// can read, and protect backups the same way. No key is ever logged: the
+// String and LogValue methods of the state types leave keys out, and no
+// error message of this package quotes a record.
+//
+// # Layout (format version 1)
+//
+//	meta/     magic = "groupvpn-ks-store", format = uint32 big-endian
+//	groups/   <group name>/ state    = JSON groupRecord (without members)
+//	                       reserved = uint32 big-endian, SeqReserved
+//	                       members/ <address> = JSON MemberState
+//	seqfloor/ <group name> = uint32 big-endian, SeqReserved of a deleted group
+//
+// A Store is meant to be used by one goroutine (the node's event loop);
+// bbolt makes concurrent use safe anyway.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FormatVersion is the on-disk format this package writes and reads.
+const FormatVersion uint32 = 1
+
+// DefaultLockTimeout is how long Open waits for another process to release
+// the store when Options.LockTimeout is zero.
+const DefaultLockTimeout = 2 * time.Second
+
+const magic = "groupvpn-ks-store"
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketGroups   = []byte("groups")
+	bucketSeqFloor = []byte("seqfloor")
+	bucketMembers  = []byte("members")
+	keyMagic       = []byte("magic")
+	keyFormat      = []byte("format")
+	keyState       = []byte("state")
+	keyReserved    = []byte("reserved")
+)
+
+// Errors Open and the methods return, for errors.Is. The messages around
+// them name the file and say what to do.
+var (
+	// ErrLocked: another process (normally another isakmpd) has the store open.
+	ErrLocked = errors.New("locked by another process")
+	// ErrDamaged: the file is not a groupvpn store, or it is damaged.
+	ErrDamaged = errors.New("not a groupvpn key-server store, or is damaged")
+	// ErrNewerFormat: the store was written by a newer groupvpn.
+	ErrNewerFormat = errors.New("written by a newer groupvpn")
+	// ErrNoGroup: the group has not been saved (SaveGroup) to this store.
+	ErrNoGroup = errors.New("no such group in the store")
+)
+
+// Options configure Open.
+type Options struct {
+	// LockTimeout bounds how long Open waits while another process holds
+	// the store; 0 means DefaultLockTimeout.
+	LockTimeout time.Duration
+}
+
+// Store is an open key-server state file.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+// GroupState is everything the KS must remember about one group.
+type GroupState struct {
+	Name        string
+	ID          uint32
+	SigningKey  []byte // rekey signing key, PKCS#8 DER; nil for a group without rekeys
+	KEK         KEKState
+	TEKs        []TEKState
+	Seq         uint32 // last sequence number used
+	SeqReserved uint32 // high-water mark reserved on disk (ReserveSeq)
+	Members     []MemberState
+	UpdatedAt   time.Time
+}
+
+// KEKState is a group's key encryption key.
+type KEKState struct {
+	SPI     [16]byte  `json:"spi"`
+	Key     []byte    `json:"key,omitempty"` // IV | key
+	KeyBits int       `json:"key_bits,omitempty"`
+	Expires time.Time `json:"expires"`
+}
+
+// TEKState is one traffic encryption key with the traffic it protects.
+type TEKState struct {
+	SPI       uint32        `json:"spi"`
+	Transform uint8         `json:"transform"`
+	KeyBits   int           `json:"key_bits"`
+	AuthAlg   uint16        `json:"auth_alg,omitempty"`
+	EncKey    []byte        `json:"enc_key,omitempty"`
+	AuthKey   []byte        `json:"auth_key,omitempty"`
+	Proto     uint8         `json:"proto"`
+	Src       netip.Prefix  `json:"src"`
+	Dst       netip.Prefix  `json:"dst"`
+	SrcPort   uint16        `json:"src_port,omitempty"`
+	DstPort   uint16        `json:"dst_port,omitempty"`
+	Created   time.Time     `json:"created"`
+	Expires   time.Time     `json:"expires"`
+	Lifetime  time.Duration `json:"lifetime"`
+	SIDNext   uint32        `json:"sid_next"`
+}
+
+// MemberState is one registered GM.
+type MemberState struct {
+	Address       netip.Addr `json:"address"`
+	Identity      string     `json:"identity,omitempty"`
+	Version       string     `json:"version,omitempty"`
+	Registered    time.Time  `json:"registered"`
+	LastRegister  time.Time  `json:"last_register"`
+	Registrations int        `json:"registrations"`
+	SenderIDs     []uint32   `json:"sender_ids,omitempty"`
+	MissedRekeys  int        `json:"missed_rekeys,omitempty"`
+}
+
+// groupRecord is the "state" value of a group: GroupState without its
+// members (one record each) and SeqReserved (its own key, so that
+// ReserveSeq writes four bytes).
+type groupRecord struct {
+	Name       string     `json:"name"`
+	ID         uint32     `json:"id"`
+	SigningKey []byte     `json:"signing_key,omitempty"`
+	KEK        KEKState   `json:"kek"`
+	TEKs       []TEKState `json:"teks"`
+	Seq        uint32     `json:"seq"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+}
+
+// String describes the group without its keys.
+func (g GroupState) String() string {
+	return fmt.Sprintf("group %s (id %d): seq %d, reserved %d, %s, %d TEKs, %d members",
+		g.Name, g.ID, g.Seq, g.SeqReserved, g.KEK, len(g.TEKs), len(g.Members))
+}
+
+// LogValue keeps keys out of structured logs.
+func (g GroupState) LogValue() slog.Value { return slog.StringValue(g.String()) }
+
+// String describes the KEK without its key.
+func (k KEKState) String() string {
+	return fmt.Sprintf("KEK spi %x, %d bits, expires %s", k.SPI, k.KeyBits, k.Expires.Format(time.RFC3339))
+}
+
+// LogValue keeps the key out of structured logs.
+func (k KEKState) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
+// String describes the TEK without its keys.
+func (t TEKState) String() string {
+	return fmt.Sprintf("TEK spi %#08x, transform %d, %d bits, proto %d %s:%d -> %s:%d, expires %s",
+		t.SPI, t.Transform, t.KeyBits, t.Proto, t.Src, t.SrcPort, t.Dst, t.DstPort, t.Expires.Format(time.RFC3339))
+}
+
+// LogValue keeps the keys out of structured logs.
+func (t TEKState) LogValue() slog.Value { return slog.StringValue(t.String()) }
+
+// Open opens the store at path, or creates it (mode 0600) when no file
+// exists there; the parent directory must exist. It refuses a file it
+// cannot trust (ErrDamaged, ErrNewerFormat) without changing it, and a
+// store another process holds (ErrLocked) once opts.LockTimeout has passed.
+func Open(path string, opts Options) (*Store, error) {
+	timeout := opts.LockTimeout
+	if timeout <= 0 {
+		timeout = DefaultLockTimeout
+	}
+	deadline := time.Now().Add(timeout)
+
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := create(path, timeout); err != nil {
+			return nil, err
+		}
+		fi, err = os.Stat(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("store: %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	if fi.Size() == 0 {
+		return nil, damaged(path, errors.New("the file is empty"))
+	}
+
+	// Check everything read-only first: a read-write open may write.
+	if err := check(path, timeout); err != nil {
+		return nil, err
+	}
+	db, err := openBolt(path, &bolt.Options{Timeout: max(time.Until(deadline), 100*time.Millisecond)})
+	if err != nil {
+		return nil, openError(path, timeout, err)
+	}
+	s := &Store{db: db, path: path}
+	if fi.Mode().Perm()&0o077 != 0 {
+		_ = os.Chmod(path, 0o600) // keys are in the clear: nobody else reads them
+	}
+	// Leftovers of a creation that was interrupted; we hold the lock on
+	// the real store, so no other process is creating it now.
+	if old, err := filepath.Glob(tempPattern(path)); err == nil {
+		for _, o := range old {
+			_ = os.Remove(o)
+		}
+	}
+	return s, nil
+}
+
+// Path is the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// Close releases the file and its lock.
+func (s *Store) Close() error { return s.db.Close() }
+
+func tempPattern(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".new-*")
+}
+
+// create makes a new store: it initializes a temporary file next to path
+// and links it into place, so that a file at path is always a complete
+// store (a crash during creation leaves at most a temporary file) and a
+// store another process created meanwhile is never overwritten.
+func create(path string, timeout time.Duration) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new-*") // mode 0600
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("store: cannot create %s: its directory %s must exist: %w", path, dir, err)
+		}
+		return fmt.Errorf("store: cannot create %s: %w", path, err)
+	}
+	name := tmp.Name()
+	tmp.Close()
+	defer os.Remove(name)
+	db, err := bolt.Open(name, 0o600, &bolt.Options{Timeout: timeout})
+	if err != nil {
+		return fmt.Errorf("store: cannot create %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(keyMagic, []byte(magic)); err != nil {
+			return err
+		}
+		if err := meta.Put(keyFormat, binary.BigEndian.AppendUint32(nil, FormatVersion)); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(bucketGroups); err != nil {
+			return err
+		}
+		_, err = tx.CreateBucket(bucketSeqFloor)
+		return err
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("store: cannot create %s: %w", path, err)
+	}
+	if err := os.Link(name, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // another process created it first: check and use that one
+		}
+		return fmt.Errorf("store: cannot create %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync() // make the new directory entry durable
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("store: cannot create %s: sync %s: %w", path, dir, err)
+		}
+	}
+	return nil
+}
+
+// openBolt opens the database with faults on the mapped file (a truncated
+// file makes bbolt touch pages past its end: SIGBUS) and bbolt's panics on
+// garbage turned into errors.
+func openBolt(path string, o *bolt.Options) (db *bolt.DB, err error) {
+	var f *os.File
+	o.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		var err error
+		f, err = os.OpenFile(name, flag, perm)
+		return f, err
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if f != nil {
+				f.Close() // drops the lock; the mapping is lost until exit
+			}
+			db, err = nil, fmt.Errorf("bbolt: %v", r)
+		}
+	}()
+	return bolt.Open(path, 0o600, o)
+}
+
+func openError(path string, timeout time.Duration, err error) error {
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("store: %s is %w (still locked after %v): is another groupvpn isakmpd running with this state file? Stop it first: %w",
+			path, ErrLocked, timeout, err)
+	case errors.As(err, &pe) && pe.Op == "open":
+		return fmt.Errorf("store: cannot read %s: %w", path, err)
+	}
+	return damaged(path, err)
+}
+
+func damaged(path string, cause error) error {
+	return fmt.Errorf("store: %s is %w: %w; the file was NOT replaced or modified: "+
+		"restore it from a backup, or move it aside to start with an empty store "+
+		"(every GM then re-registers and gets new keys)", path, ErrDamaged, cause)
+}
+
+// check opens the file read-only and verifies all of it: bbolt's page
+// structure, our meta bucket and format version, and every record.
+func check(path string, timeout time.Duration) (err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	db, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: timeout, PreLoadFreelist: true})
+	if err != nil {
+		return openError(path, timeout, err)
+	}
+	defer db.Close()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(path, fmt.Errorf("bbolt: %v", r))
+		}
+	}()
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Size() > fi.Size() {
+			return damaged(path, fmt.Errorf("the file is truncated: %d bytes, the database needs %d", fi.Size(), tx.Size()))
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return damaged(path, errors.New("it has no groupvpn meta bucket"))
+		}
+		if string(meta.Get(keyMagic)) != magic {
+			return damaged(path, errors.New("its meta bucket does not identify a groupvpn store"))
+		}
+		fv := meta.Get(keyFormat)
+		if len(fv) != 4 {
+			return damaged(path, errors.New("its format version is unreadable"))
+		}
+		if v := binary.BigEndian.Uint32(fv); v > FormatVersion {
+			return fmt.Errorf("store: %s has format version %d, but this groupvpn reads format version %d and older (%w): "+
+				"run the groupvpn that wrote it, or restore a backup made by this version; the file was NOT modified",
+				path, v, FormatVersion, ErrNewerFormat)
+		} else if v == 0 {
+			return damaged(path, errors.New("its format version is 0"))
+		}
+		if tx.Bucket(bucketSeqFloor) == nil {
+			return damaged(path, errors.New("it has no seqfloor bucket"))
+		}
+		if _, err := loadGroups(tx); err != nil {
+			return damaged(path, err)
+		}
+		// Drain the channel: the check runs in its own goroutine on this
+		// transaction's pages.
+		var first error
+		for err := range tx.Check(bolt.WithKVStringer(redacted{})) {
+			if first == nil {
+				first = err
+			}
+		}
+		if first != nil {
+			return damaged(path, fmt.Errorf("bbolt consistency check: %w", first))
+		}
+		return nil
+	})
+}
+
+// redacted prints keys (group names, addresses) but not values (keys
+// material) in bbolt's consistency-check messages.
+type redacted struct{}
+
+func (redacted) KeyToString(k []byte) string   { return fmt.Sprintf("%q", k) }
+func (redacted) ValueToString(v []byte) string { return fmt.Sprintf("<%d octets>", len(v)) }
+
+// LoadGroups returns every saved group, by name, with its members by
+// address. SeqReserved is the high-water mark a restarted KS must stay
+// above.
+func (s *Store) LoadGroups() ([]*GroupState, error) {
+	var out []*GroupState
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		out, err = loadGroups(tx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", s.path, err)
+	}
+	return out, nil
+}
+
+func loadGroups(tx *bolt.Tx) ([]*GroupState, error) {
+	groups := tx.Bucket(bucketGroups)
+	if groups == nil {
+		return nil, errors.New("it has no groups bucket")
+	}
+	var out []*GroupState
+	err := groups.ForEach(func(k, v []byte) error {
+		b := groups.Bucket(k)
+		if b == nil {
+			return fmt.Errorf("groups: key %q is not a group bucket", k)
+		}
+		g, err := decodeGroup(string(k), b)
+		if err != nil {
+			return fmt.Errorf("group %q: %w", k, err)
+		}
+		out = append(out, g)
+		return nil
+	})
+	return out, err
+}
+
+func decodeGroup(name string, b *bolt.Bucket) (*GroupState, error) {
+	var r groupRecord
+	raw := b.Get(keyState)
+	if raw == nil {
+		return nil, errors.New("no state record")
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("state record: %w", err)
+	}
+	if r.Name != name {
+		return nil, fmt.Errorf("state record names group %q", r.Name)
+	}
+	reserved, err := getU32(b, keyReserved)
+	if err != nil {
+		return nil, err
+	}
+	g := &GroupState{Name: r.Name, ID: r.ID, SigningKey: r.SigningKey, KEK: r.KEK, TEKs: r.TEKs,
+		Seq: r.Seq, SeqReserved: max(reserved, r.Seq), UpdatedAt: r.UpdatedAt}
+	mb := b.Bucket(bucketMembers)
+	if mb == nil {
+		return nil, errors.New("no members bucket")
+	}
+	err = mb.ForEach(func(k, v []byte) error {
+		var m MemberState
+		if v == nil {
+			return fmt.Errorf("member %q is a bucket", k)
+		}
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("member %q: %w", k, err)
+		}
+		if !m.Address.IsValid() || m.Address.String() != string(k) {
+			return fmt.Errorf("member %q: record has address %s", k, m.Address)
+		}
+		g.Members = append(g.Members, m)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(g.Members, func(a, b MemberState) int { return a.Address.Compare(b.Address) })
+	return g, nil
+}
+
+func getU32(b *bolt.Bucket, key []byte) (uint32, error) {
+	v := b.Get(key)
+	if len(v) != 4 {
+		return 0, fmt.Errorf("%s: %d octets, want 4", key, len(v))
+	}
+	return binary.BigEndian.Uint32(v), nil
+}
+
+func putU32(b *bolt.Bucket, key []byte, v uint32) error {
+	return b.Put(key, binary.BigEndian.AppendUint32(nil, v))
+}
+
+func checkName(name string) error {
+	if name == "" || len(name) > 1024 {
+		return fmt.Errorf("store: group name %q: must be 1 to 1024 octets", name)
+	}
+	return nil
+}
+
+// SaveGroup writes a whole group, members included, in one transaction
+// (members not in g are removed). It never lowers the group's reserved
+// sequence mark: the mark becomes the largest of the stored one,
+// g.SeqReserved and g.Seq.
+func (s *Store) SaveGroup(g *GroupState) error {
+	if g == nil {
+		return errors.New("store: SaveGroup: nil group")
+	}
+	if err := checkName(g.Name); err != nil {
+		return err
+	}
+	members := make([][2][]byte, 0, len(g.Members))
+	seen := map[netip.Addr]bool{}
+	for _, m := range g.Members {
+		if !m.Address.IsValid() {
+			return fmt.Errorf("store: group %s: member without an address", g.Name)
+		}
+		if seen[m.Address] {
+			return fmt.Errorf("store: group %s: member %s listed twice", g.Name, m.Address)
+		}
+		seen[m.Address] = true
+		v, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("store: group %s: member %s: %w", g.Name, m.Address, err)
+		}
+		members = append(members, [2][]byte{[]byte(m.Address.String()), v})
+	}
+	state, err := json.Marshal(groupRecord{Name: g.Name, ID: g.ID, SigningKey: g.SigningKey, KEK: g.KEK,
+		TEKs: g.TEKs, Seq: g.Seq, UpdatedAt: g.UpdatedAt})
+	if err != nil {
+		return fmt.Errorf("store: group %s: %w", g.Name, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		groups := tx.Bucket(bucketGroups)
+		name := []byte(g.Name)
+		b := groups.Bucket(name)
+		reserved := max(g.SeqReserved, g.Seq)
+		if b == nil {
+			var err error
+			if b, err = groups.CreateBucket(name); err != nil {
+				return err
+			}
+			floor := tx.Bucket(bucketSeqFloor)
+			if v := floor.Get(name); len(v) == 4 {
+				reserved = max(reserved, binary.BigEndian.Uint32(v))
+			}
+			if err := floor.Delete(name); err != nil {
+				return err
+			}
+		} else {
+			old, err := getU32(b, keyReserved)
+			if err != nil {
+				return err
+			}
+			reserved = max(reserved, old)
+			if err := b.DeleteBucket(bucketMembers); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+				return err
+			}
+		}
+		if err := b.Put(keyState, state); err != nil {
+			return err
+		}
+		if err := putU32(b, keyReserved, reserved); err != nil {
+			return err
+		}
+		mb, err := b.CreateBucket(bucketMembers)
+		if err != nil {
+			return err
+		}
+		for _, kv := range members {
+			if err := mb.Put(kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: %s: save group %s: %w", s.path, g.Name, err)
+	}
+	return nil
+}
+
+// DeleteGroup removes a group and its members. Its reserved sequence mark
+// is kept, so a group saved again under the same name continues above it.
+// Deleting a group that is not there is not an error.
+func (s *Store) DeleteGroup(name string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		groups := tx.Bucket(bucketGroups)
+		b := groups.Bucket([]byte(name))
+		if b == nil {
+			return nil
+		}
+		reserved, err := getU32(b, keyReserved)
+		if err != nil {
+			return err
+		}
+		if err := putU32(tx.Bucket(bucketSeqFloor), []byte(name), reserved); err != nil {
+			return err
+		}
+		return groups.DeleteBucket([]byte(name))
+	})
+	if err != nil {
+		return fmt.Errorf("store: %s: delete group %s: %w", s.path, name, err)
+	}
+	return nil
+}
+
+// groupBucket returns a saved group's bucket or ErrNoGroup.
+func groupBucket(tx *bolt.Tx, name string) (*bolt.Bucket, error) {
+	b := tx.Bucket(bucketGroups).Bucket([]byte(name))
+	if b == nil {
+		return nil, fmt.Errorf("group %q: %w", name, ErrNoGroup)
+	}
+	return b, nil
+}
+
+// SaveMember adds or replaces one member of a saved group.
+func (s *Store) SaveMember(group string, m MemberState) error {
+	if !m.Address.IsValid() {
+		return fmt.Errorf("store: group %s: member without an address", group)
+	}
+	v, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("store: group %s: member %s: %w", group, m.Address, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b, err := groupBucket(tx, group)
+		if err != nil {
+			return err
+		}
+		mb, err := b.CreateBucketIfNotExists(bucketMembers)
+		if err != nil {
+			return err
+		}
+		return mb.Put([]byte(m.Address.String()), v)
+	})
+	if err != nil {
+		return fmt.Errorf("store: %s: save member %s of group %s: %w", s.path, m.Address, group, err)
+	}
+	return nil
+}
+
+// DeleteMember removes one member of a saved group; a member that is not
+// there is not an error.
+func (s *Store) DeleteMember(group string, addr netip.Addr) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := groupBucket(tx, group)
+		if err != nil {
+			return err
+		}
+		if mb := b.Bucket(bucketMembers); mb != nil {
+			return mb.Delete([]byte(addr.String()))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: %s: delete member %s of group %s: %w", s.path, addr, group, err)
+	}
+	return nil
+}
+
+// ReserveSeq durably advances the group's reserved sequence mark by n and
+// returns the block of numbers now reserved, from..to (to-from+1 == n).
+// The transaction is committed and fsync'ed before ReserveSeq returns, so
+// the KS may send messages numbered from..to once it has returned without
+// error, and never before (see the package documentation).
+func (s *Store) ReserveSeq(group string, n uint32) (from, to uint32, err error) {
+	if n == 0 {
+		return 0, 0, fmt.Errorf("store: group %s: reserve 0 sequence numbers", group)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b, err := groupBucket(tx, group)
+		if err != nil {
+			return err
+		}
+		r, err := getU32(b, keyReserved)
+		if err != nil {
+			return err
+		}
+		if uint64(r)+uint64(n) > math.MaxUint32 {
+			return fmt.Errorf("sequence numbers exhausted (%d reserved, %d more asked)", r, n)
+		}
+		if err := putU32(b, keyReserved, r+n); err != nil {
+			return err
+		}
+		from, to = r+1, r+n
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: %s: reserve sequence numbers for group %s: %w", s.path, group, err)
+	}
+	return from, to, nil
+}
