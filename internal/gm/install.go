@@ -172,6 +172,8 @@ func kekFrom(sak *isakmp.SAK, kd *isakmp.KD, now time.Time) (*sadb.KEK, error) {
 			k.KeyBits = int(v)
 		case isakmp.KEKSigAlgorithm:
 			k.SigAlg = isakmp.SigAlg(v)
+		case isakmp.KEKAckRequested:
+			k.Ack = v == uint64(isakmp.AckKEKSHA256)
 		}
 	}
 	k.Expires = now.Add(lifeOf(sak.Attributes, uint16(isakmp.KEKKeyLifetime), 86400*time.Second))
@@ -209,3 +211,78 @@ func ReregisterAt(expires time.Time, lifetime time.Duration, u float64) time.Tim
 
 // serverList is the ordered KS list of a group.
 type serverList []netip.AddrPort
+
+// ApplyRekey installs what a verified GROUPKEY-PUSH carries: new TEKs
+// (installed at once; old ones stay until they expire, so traffic in
+// flight still decrypts), a new KEK replacing the old one, and Deletes
+// (TEK SPIs, the KEK with protocol 0, or everything with SPI 0, RFC 6407
+// §5.9). SID key packets are refused: they never travel in a push (§5.6.4).
+func ApplyRekey(dp sadb.Dataplane, group string, groupID uint32, r *gdoi.Rekey, now time.Time) (*Installed, error) {
+	out := &Installed{Seq: r.Seq}
+	if r.KD != nil && r.KD.Packet(isakmp.KDSID, nil) != nil {
+		return nil, errors.New("gm: a GROUPKEY-PUSH carried sender IDs (RFC 6407 §5.6.4 forbids it)")
+	}
+	if r.SA != nil {
+		var sids []uint32
+		bits := 0
+		for _, t := range dp.TEKs() {
+			if t.Group == group && len(t.SenderIDs) > 0 {
+				sids, bits = t.SenderIDs, t.SIDBits // RFC 6054 App. B: keep the SID across rekeys
+			}
+		}
+		for _, sat := range r.SA.TEKs {
+			t, err := tekFrom(sat, r.KD, now)
+			if err != nil {
+				return nil, err
+			}
+			t.Group, t.GroupID, t.Installed = group, groupID, now
+			if t.AuthKey == nil {
+				if len(sids) == 0 {
+					return nil, fmt.Errorf("gm: counter-mode TEK 0x%08x but this GM holds no sender ID (RFC 6407 §4.4)", t.SPI)
+				}
+				t.SenderIDs, t.SIDBits = sids, bits
+			}
+			out.TEKs = append(out.TEKs, t)
+			if out.Earliest.IsZero() || t.Expires.Before(out.Earliest) {
+				out.Earliest = t.Expires
+			}
+		}
+		if r.SA.KEK != nil {
+			k, err := kekFrom(r.SA.KEK, r.KD, now)
+			if err != nil {
+				return nil, err
+			}
+			k.Group, k.GroupID = group, groupID
+			out.KEK = k
+		}
+	}
+	for _, t := range out.TEKs {
+		if err := dp.InstallTEK(t); err != nil {
+			return nil, err
+		}
+	}
+	if out.KEK != nil {
+		if err := dp.InstallKEK(*out.KEK); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range r.Deletes {
+		switch d.Protocol {
+		case isakmp.ProtoGDOIKEK:
+			dp.DeleteKEK(group)
+		default:
+			for _, spi := range d.SPIs {
+				if len(spi) != 4 {
+					continue
+				}
+				v := binary.BigEndian.Uint32(spi)
+				for _, t := range dp.TEKs() {
+					if t.Group == group && (v == 0 || t.SPI == v) {
+						dp.DeleteTEK(group, t.SPI)
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}

@@ -54,6 +54,7 @@ type GroupConfig struct {
 	// Authorize decides whether a phase-1 peer may join; nil admits all
 	// authenticated peers.
 	Authorize func(peer ike.Info) error
+	Rekey     RekeyPolicy
 }
 
 // Options configure a Server.
@@ -74,12 +75,20 @@ type Server struct {
 // Member is one registered GM as the KS knows it.
 type Member struct {
 	Address       netip.Addr
+	Port          uint16 // where it listens (its phase-1 port): unicast rekeys go there
 	Identity      string
 	Version       version.Version
 	Registered    time.Time // first registration
 	LastRegister  time.Time
 	Registrations int
 	SenderIDs     []uint32
+	// Rekey bookkeeping (unicast): acknowledgements received and missed,
+	// consecutive misses, and whether the GM left the rekey list.
+	AcksReceived int
+	AcksMissed   int
+	Missed       int
+	LastAckSeq   uint32
+	Removed      bool
 }
 
 type tek struct {
@@ -104,6 +113,7 @@ type group struct {
 	sigPub  []byte
 	sigAlg  isakmp.SigAlg
 	sigBits int
+	rekeys  int
 }
 
 // SIDBits is the width of the sender IDs this KS hands out (RFC 6054 §3:
@@ -334,7 +344,7 @@ func (g *group) policy(now time.Time) *isakmp.GroupSA {
 }
 
 func (g *group) sak(now time.Time) *isakmp.SAK {
-	return &isakmp.SAK{
+	sak := &isakmp.SAK{
 		Selector: isakmp.Selector{Protocol: 17,
 			Src: isakmp.PrefixEndpoint(netip.PrefixFrom(g.cfg.Address, g.cfg.Address.BitLen()), 848),
 			Dst: isakmp.PrefixEndpoint(netip.PrefixFrom(unspecified(g.cfg.Address), 0), 848)},
@@ -347,6 +357,10 @@ func (g *group) sak(now time.Time) *isakmp.SAK {
 			isakmp.BasicAttr(isakmp.KEKSigAlgorithm, uint16(g.sigAlg)),
 			isakmp.BasicAttr(isakmp.KEKSigKeyLength, uint16(g.sigBits)),
 		}}
+	if g.cfg.Rekey.Unicast {
+		sak.Attributes = append(sak.Attributes, isakmp.BasicAttr(isakmp.KEKAckRequested, isakmp.AckKEKSHA256))
+	}
+	return sak
 }
 
 func (t *tek) sat(now time.Time) *isakmp.SAT {
@@ -392,23 +406,19 @@ func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakm
 		m = &Member{Address: peer.Peer.Addr(), Registered: now}
 		g.members[m.Address] = m
 	}
-	m.Identity, m.Version, m.LastRegister = peerIdentity(peer), peer.PeerVersion, now
+	m.Identity, m.Version, m.LastRegister, m.Port = peerIdentity(peer), peer.PeerVersion, now, peer.Peer.Port()
 	m.Registrations++
+	m.Removed, m.Missed = false, 0
 	kd := &isakmp.KD{}
 	needSIDs := false
 	for _, t := range g.teks {
-		attrs := isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, t.encKey)}
-		if t.authKey != nil {
-			attrs = append(attrs, isakmp.VarAttr(isakmp.TEKIntegrityKey, t.authKey))
-		} else {
+		if t.authKey == nil {
 			needSIDs = true
 		}
-		kd.Packets = append(kd.Packets, &isakmp.KeyPacket{KDType: isakmp.KDTEK,
-			SPI: binary.BigEndian.AppendUint32(nil, t.spi), Attributes: attrs})
+		kd.Packets = append(kd.Packets, t.packet())
 	}
 	if g.sigAlg != 0 {
-		kd.Packets = append(kd.Packets, &isakmp.KeyPacket{KDType: isakmp.KDKEK, SPI: g.kekSPI[:], Attributes: isakmp.Attributes{
-			isakmp.VarAttr(isakmp.KEKAlgorithmKey, g.kekKey), isakmp.VarAttr(isakmp.KEKSigKey, g.sigPub)}})
+		kd.Packets = append(kd.Packets, g.kekPacket())
 	}
 	if needSIDs {
 		// RFC 6407 §5.6.4: counter-mode keys need a SID key packet. A GM
@@ -457,6 +467,8 @@ func (s *Server) SetNow(t time.Time) { s.clock = t }
 
 // GroupSnapshot is a copy of one group's state for show commands.
 type GroupSnapshot struct {
+	Rekeys      int  // rekeys sent
+	Unicast     bool // rekeys go to each member
 	Name        string
 	ID          uint32
 	Seq         uint32
@@ -484,7 +496,7 @@ type TEKSnapshot struct {
 func (s *Server) Snapshot() []GroupSnapshot {
 	var out []GroupSnapshot
 	for _, g := range s.groups {
-		gs := GroupSnapshot{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
+		gs := GroupSnapshot{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
 			KEKBits: g.cfg.KEKKeyBits, SigAlg: g.sigAlg}
 		for _, t := range g.teks {
 			gs.TEKs = append(gs.TEKs, TEKSnapshot{SPI: t.spi, Transform: t.policy.Transform, KeyBits: t.policy.KeyBits,

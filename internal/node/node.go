@@ -92,6 +92,9 @@ type Node struct {
 	serves map[serveKey]*serving
 	in     chan datagram
 	cmds   chan func()
+
+	deliveries []*delivery
+	stats      struct{ acksBad, rekeysUnknown int }
 }
 
 // New binds the sockets and builds the roles; Run starts the node.
@@ -236,12 +239,33 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case d := <-n.in:
-			n.process(d.sock, d.sock.ep.Handle(d.from, d.data, n.o.Now()))
+			n.datagram(d)
 		case f := <-n.cmds:
 			f()
 		case <-timer.C:
 		}
 	}
+}
+
+// datagram routes a received datagram: rekeys and their acknowledgements
+// travel outside any phase-1 SA; everything else goes to the endpoint.
+func (n *Node) datagram(d datagram) {
+	now := n.o.Now()
+	if len(d.data) >= isakmp.HeaderLen {
+		switch isakmp.ExchangeType(d.data[18]) {
+		case isakmp.ExchangePush:
+			if len(n.regs) > 0 {
+				n.onPush(d.sock, d.from, d.data, now)
+				return
+			}
+		case isakmp.ExchangePushAck:
+			if n.ks != nil {
+				n.onAck(d.from, d.data)
+				return
+			}
+		}
+	}
+	n.process(d.sock, d.sock.ep.Handle(d.from, d.data, now))
 }
 
 func (n *Node) read(s *sock) {
@@ -271,6 +295,14 @@ func (n *Node) nextTimer() time.Time {
 	for _, r := range n.regs {
 		earlier(r.next)
 	}
+	for _, d := range n.deliveries {
+		earlier(d.next)
+	}
+	if n.ks != nil {
+		for _, g := range n.ks.Groups() {
+			earlier(n.ks.NextRekey(g))
+		}
+	}
 	return next
 }
 
@@ -286,6 +318,7 @@ func (n *Node) tick(now time.Time) {
 		}
 	}
 	n.sweep(now)
+	n.rekeyTick(now)
 	for k, s := range n.serves {
 		if now.Sub(s.started) > serveLinger {
 			k.sa.ForgetMessageID(k.mid)

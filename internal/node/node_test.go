@@ -221,6 +221,7 @@ func TestReregistrationOverADay(t *testing.T) {
 	ksAddr := netip.MustParseAddr("127.0.0.4")
 	grp := ksGroup(t, ksAddr)
 	grp.TEKs = grp.TEKs[:1] // one GCM TEK, lifetime 1 h
+	grp.SigningKey = nil    // no KEK, so no rekeys: the GMs must re-register
 	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
 		KS: []ks.GroupConfig{grp}, Now: clk.Now})
 	var gms []*Node

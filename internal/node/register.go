@@ -41,6 +41,15 @@ type registration struct {
 	registeredAt  time.Time
 	lastErr       string
 	registrations int
+
+	lastSeq         map[[isakmp.KEKSPILen]byte]uint32 // per KEK SPI (RFC 6407 §7.3.4)
+	lastRekey       time.Time
+	rekeysReceived  int
+	rekeysDuplicate int
+	rekeysReplayed  int
+	rekeysRejected  int
+	acksSent        int
+	dropAcks        bool // tests: behave as a GM whose ACKs never arrive
 }
 
 // advance acts on a registration whose timer fired.
@@ -115,6 +124,14 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 		return
 	}
 	r.state, r.installed, r.registeredAt, r.failures, r.lastErr = regRegistered, inst, now, 0, ""
+	if inst.KEK != nil {
+		if r.lastSeq == nil {
+			r.lastSeq = map[[isakmp.KEKSPILen]byte]uint32{}
+		}
+		// §3.3: the pull's SEQ is stale if a push under this KEK was
+		// already accepted.
+		r.lastSeq[inst.KEK.SPI] = max(r.lastSeq[inst.KEK.SPI], res.Seq)
+	}
 	r.registrations++
 	lifetime := inst.TEKs[0].Lifetime
 	r.next = gm.ReregisterAt(inst.Earliest, lifetime, n.uniform())
@@ -157,6 +174,7 @@ type MemberState struct {
 	Failures      int
 	LastError     string
 	Seq           uint32
+	Rekeys        RekeyStats
 }
 
 // Members lists the GM registrations; use inside Do.
@@ -171,6 +189,11 @@ func (n *Node) Members() []MemberState {
 		if r.installed != nil {
 			m.Seq = r.installed.Seq
 		}
+		for _, v := range r.lastSeq {
+			m.Seq = max(m.Seq, v)
+		}
+		m.Rekeys = RekeyStats{Received: r.rekeysReceived, Duplicate: r.rekeysDuplicate, Replayed: r.rekeysReplayed,
+			Rejected: r.rekeysRejected, AcksSent: r.acksSent, LastRekey: r.lastRekey}
 		out = append(out, m)
 	}
 	return out

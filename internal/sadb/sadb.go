@@ -46,6 +46,7 @@ type KEK struct {
 	Key       []byte // IV | key as downloaded (§5.6.2.1)
 	SigAlg    isakmp.SigAlg
 	SigKey    []byte // the KS's public rekey key, DER SubjectPublicKeyInfo
+	Ack       bool   // the KS asked for RFC 8263 acknowledgements
 	Installed time.Time
 	Expires   time.Time
 }

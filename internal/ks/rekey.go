@@ -1,0 +1,207 @@
+package ks
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/syslog"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// RekeyPolicy is how a group's rekeys are delivered (`rekey retransmit`,
+// `rekey transport unicast`, `rekey address ipv4`).
+type RekeyPolicy struct {
+	Unicast     bool
+	Retransmit  time.Duration // between transmissions of one rekey, default 10 s
+	Retransmits int           // retransmissions after the first, default 2
+	// MaxMissed is how many consecutive unacknowledged unicast rekeys
+	// remove a GM from the rekey list (it re-registers). Default 3.
+	MaxMissed int
+}
+
+func (p RekeyPolicy) withDefaults() RekeyPolicy {
+	if p.Retransmit == 0 {
+		p.Retransmit = 10 * time.Second
+	}
+	if p.Retransmits == 0 {
+		p.Retransmits = 2
+	}
+	if p.MaxMissed == 0 {
+		p.MaxMissed = 3
+	}
+	return p
+}
+
+// Push is one rekey ready to send.
+type Push struct {
+	Group   string
+	Seq     uint32
+	Data    []byte   // the GROUPKEY-PUSH datagram
+	KEK     gdoi.KEK // the KEK it is encrypted under (ACKs are checked with it)
+	Members []netip.AddrPort
+	Policy  RekeyPolicy
+	NewKEK  bool
+}
+
+// rekeyLead is how long before keys expire the KS rekeys: three times the
+// GM's re-registration window, so that GMs hear the rekey before they
+// would re-register (SPEC T1, T4).
+func rekeyLead(lifetime time.Duration) time.Duration {
+	return 3 * min(max(lifetime/20, 30*time.Second), 10*time.Minute)
+}
+
+// NextRekey is when the group next needs a rekey: ahead of the first TEK
+// or KEK expiry. Zero for groups without a KEK (they never rekey).
+func (s *Server) NextRekey(name string) time.Time {
+	g := s.byName[name]
+	if g == nil || g.sigAlg == 0 {
+		return time.Time{}
+	}
+	next := g.kekExp.Add(-rekeyLead(g.cfg.KEKLifetime))
+	for _, t := range g.teks {
+		if at := t.expires.Add(-rekeyLead(t.policy.Lifetime)); at.Before(next) {
+			next = at
+		}
+	}
+	return next
+}
+
+// Groups lists the group names.
+func (s *Server) Groups() []string {
+	var out []string
+	for n := range s.byName {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Rekey builds the group's next GROUPKEY-PUSH: new TEKs for every policy
+// and, when the KEK is near its end, a new KEK (delivered under the old
+// one, RFC 6407 §4). The group's keys and sequence number advance; the
+// caller persists them before sending (write before send, SPEC O4).
+func (s *Server) Rekey(name string, now time.Time) (*Push, error) {
+	g := s.byName[name]
+	if g == nil {
+		return nil, fmt.Errorf("ks: no group %s", name)
+	}
+	if g.sigAlg == 0 {
+		return nil, fmt.Errorf("ks: group %s has no rekey authentication key: it cannot rekey", name)
+	}
+	cur := gdoi.KEK{SPI: g.kekSPI, Key: g.kekKey}
+	r := &gdoi.Rekey{Seq: g.seq + 1, SA: &isakmp.GroupSA{}, KD: &isakmp.KD{}}
+	newKEK := !now.Add(rekeyLead(g.cfg.KEKLifetime)).Before(g.kekExp)
+	if newKEK {
+		if err := s.newKEK(g, now); err != nil {
+			return nil, err
+		}
+		r.SA.KEK = g.sak(now)
+		r.KD.Packets = append(r.KD.Packets, g.kekPacket())
+	}
+	for i, t := range g.teks {
+		n, err := s.newTEK(t.policy, t.sel, now)
+		if err != nil {
+			return nil, err
+		}
+		g.teks[i] = n
+		r.SA.TEKs = append(r.SA.TEKs, n.sat(now))
+		r.KD.Packets = append(r.KD.Packets, n.packet())
+	}
+	data, err := gdoi.SealPush(r, cur, g.cfg.SigningKey, g.sigAlg, s.rand)
+	if err != nil {
+		return nil, fmt.Errorf("ks: group %s: %w", name, err)
+	}
+	g.seq = r.Seq
+	if newKEK {
+		g.seq = 0 // "The sequence number resets to a value of one with the usage of a new KEK" (§3.2)
+	}
+	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), NewKEK: newKEK}
+	for _, m := range g.rekeyList() {
+		p.Members = append(p.Members, netip.AddrPortFrom(m.Address, m.Port))
+	}
+	g.rekeys++
+	return p, nil
+}
+
+func (g *group) kekPacket() *isakmp.KeyPacket {
+	return &isakmp.KeyPacket{KDType: isakmp.KDKEK, SPI: append([]byte{}, g.kekSPI[:]...), Attributes: isakmp.Attributes{
+		isakmp.VarAttr(isakmp.KEKAlgorithmKey, g.kekKey), isakmp.VarAttr(isakmp.KEKSigKey, g.sigPub)}}
+}
+
+func (t *tek) packet() *isakmp.KeyPacket {
+	attrs := isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, t.encKey)}
+	if t.authKey != nil {
+		attrs = append(attrs, isakmp.VarAttr(isakmp.TEKIntegrityKey, t.authKey))
+	}
+	return &isakmp.KeyPacket{KDType: isakmp.KDTEK, SPI: []byte{byte(t.spi >> 24), byte(t.spi >> 16), byte(t.spi >> 8), byte(t.spi)}, Attributes: attrs}
+}
+
+// rekeyList is the members that receive unicast rekeys, by address.
+func (g *group) rekeyList() []*Member {
+	var out []*Member
+	for _, m := range g.members {
+		if !m.Removed {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
+	return out
+}
+
+// LogRekey writes the rekey's log line (SPEC T1 / seed).
+func (s *Server) LogRekey(p *Push, from netip.Addr) {
+	if p.Policy.Unicast {
+		syslog.Log(s.log, syslog.Notice, "KS_SEND_UNICAST_REKEY", "Sending Unicast Rekey for group %s from address %s with seq # %d",
+			p.Group, from, p.Seq)
+		return
+	}
+	syslog.Log(s.log, syslog.Notice, "KS_SEND_MCAST_REKEY", "Sending Multicast Rekey for group %s from address %s with seq # %d",
+		p.Group, from, p.Seq)
+}
+
+// Acked records a verified acknowledgement of seq from addr.
+func (s *Server) Acked(group string, addr netip.Addr, seq uint32) {
+	g := s.byName[group]
+	if g == nil {
+		return
+	}
+	if m := g.members[addr]; m != nil {
+		m.AcksReceived++
+		m.Missed = 0
+		m.LastAckSeq = seq
+	}
+}
+
+// Missed records that addr never acknowledged a rekey; after MaxMissed in
+// a row it leaves the rekey list (it will re-register).
+func (s *Server) Missed(group string, addr netip.Addr) {
+	g := s.byName[group]
+	if g == nil {
+		return
+	}
+	m := g.members[addr]
+	if m == nil || m.Removed {
+		return
+	}
+	m.Missed++
+	m.AcksMissed++
+	if m.Missed >= g.cfg.Rekey.withDefaults().MaxMissed {
+		m.Removed = true
+		syslog.Log(s.log, syslog.Warning, "KS_GM_REMOVED_FROM_REKEY_LIST", "GM %s removed from the rekey list of group %s after %d unacknowledged rekeys",
+			addr, group, m.Missed)
+	}
+}
+
+// KEKFor returns the group whose current KEK, or the KEK of an
+// in-flight push, has spi; the node checks ACKs with it.
+func (s *Server) GroupOfKEK(spi [isakmp.KEKSPILen]byte) string {
+	for n, g := range s.byName {
+		if g.kekSPI == spi {
+			return n
+		}
+	}
+	return ""
+}

@@ -1,0 +1,257 @@
+package node
+
+import (
+	"crypto/x509"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/gm"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/syslog"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// pacing: at most rekeyBurst unicast rekeys leave per rekeyPace, so that
+// thousands of GMs are not hit in the same millisecond (and the KS's
+// socket buffer does not overflow).
+const (
+	rekeyBurst = 200
+	rekeyPace  = 10 * time.Millisecond
+)
+
+// delivery is one unicast rekey on its way to the members.
+type delivery struct {
+	push    *ks.Push
+	sock    *sock
+	queue   []netip.AddrPort       // first transmissions not sent yet
+	pending map[netip.Addr]*target // sent, not acknowledged
+	next    time.Time              // next pacing or retransmission step
+}
+
+type target struct {
+	to    netip.AddrPort
+	sent  int
+	retry time.Time
+}
+
+// rekeyTick runs the KS's rekey schedule and its deliveries.
+func (n *Node) rekeyTick(now time.Time) {
+	if n.ks == nil {
+		return
+	}
+	for _, g := range n.ks.Groups() {
+		at := n.ks.NextRekey(g)
+		if at.IsZero() || now.Before(at) || n.inFlight(g) {
+			continue
+		}
+		if err := n.SendRekey(g, now); err != nil {
+			n.log.Error("rekey failed", "group", g, "err", err)
+		}
+	}
+	for i := 0; i < len(n.deliveries); i++ {
+		d := n.deliveries[i]
+		if !now.Before(d.next) {
+			n.step(d, now)
+		}
+		if len(d.queue) == 0 && len(d.pending) == 0 {
+			n.deliveries = append(n.deliveries[:i], n.deliveries[i+1:]...)
+			i--
+		}
+	}
+}
+
+func (n *Node) inFlight(group string) bool {
+	for _, d := range n.deliveries {
+		if d.push.Group == group {
+			return true
+		}
+	}
+	return false
+}
+
+// SendRekey builds and starts sending the group's next rekey now (the
+// scheduler calls it; `crypto gdoi ks rekey` will too). Use inside Do.
+func (n *Node) SendRekey(group string, now time.Time) error {
+	if n.ks == nil {
+		return errors.New("node: not a key server")
+	}
+	p, err := n.ks.Rekey(group, now)
+	if err != nil {
+		return err
+	}
+	s := n.socks[0]
+	n.ks.LogRekey(p, s.local.Addr())
+	d := &delivery{push: p, sock: s, queue: append([]netip.AddrPort(nil), p.Members...), pending: map[netip.Addr]*target{}, next: now}
+	n.deliveries = append(n.deliveries, d)
+	n.step(d, now)
+	return nil
+}
+
+// step sends the next paced burst and the retransmissions that are due,
+// and gives up on members whose last transmission went unanswered.
+func (n *Node) step(d *delivery, now time.Time) {
+	budget := rekeyBurst
+	for len(d.queue) > 0 && budget > 0 {
+		to := d.queue[0]
+		d.queue = d.queue[1:]
+		n.send(d.sock, to, d.push.Data)
+		d.pending[to.Addr()] = &target{to: to, sent: 1, retry: now.Add(d.push.Policy.Retransmit)}
+		budget--
+	}
+	next := time.Time{}
+	if len(d.queue) > 0 {
+		next = now.Add(rekeyPace)
+	}
+	for addr, t := range d.pending {
+		if now.Before(t.retry) {
+			if next.IsZero() || t.retry.Before(next) {
+				next = t.retry
+			}
+			continue
+		}
+		if t.sent > d.push.Policy.Retransmits {
+			delete(d.pending, addr)
+			n.ks.Missed(d.push.Group, addr)
+			continue
+		}
+		if budget > 0 {
+			n.send(d.sock, t.to, d.push.Data)
+			t.sent++
+			budget--
+		}
+		t.retry = now.Add(d.push.Policy.Retransmit)
+		if next.IsZero() || t.retry.Before(next) {
+			next = t.retry
+		}
+	}
+	d.next = next
+}
+
+// onAck handles a GROUPKEY-PUSH acknowledgement (RFC 8263) at the KS.
+func (n *Node) onAck(from netip.AddrPort, data []byte) {
+	m, err := isakmp.ParseMessage(data)
+	if err != nil {
+		n.stats.acksBad++
+		return
+	}
+	var spi [isakmp.KEKSPILen]byte
+	copy(spi[:8], m.Header.InitiatorCookie[:])
+	copy(spi[8:], m.Header.ResponderCookie[:])
+	for _, d := range n.deliveries {
+		if d.push.KEK.SPI != spi {
+			continue
+		}
+		seq, addr, err := gdoi.OpenAck(m, d.push.KEK)
+		if err != nil || seq != d.push.Seq || addr != from.Addr() {
+			n.stats.acksBad++
+			n.log.Warn("dropped a bad rekey acknowledgement", "from", from.String(), "err", err)
+			return
+		}
+		if _, ok := d.pending[addr]; ok {
+			delete(d.pending, addr)
+			n.ks.Acked(d.push.Group, addr, seq)
+		}
+		if len(d.queue) == 0 && len(d.pending) == 0 {
+			d.next = time.Time{} // done: the next tick removes it
+		}
+		return
+	}
+	n.stats.acksBad++ // late or unknown
+}
+
+// onPush handles a GROUPKEY-PUSH at a GM (RFC 6407 §4.4).
+func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) {
+	h, err := isakmp.ParseHeader(data)
+	if err != nil {
+		return
+	}
+	var spi [isakmp.KEKSPILen]byte
+	copy(spi[:8], h.InitiatorCookie[:])
+	copy(spi[8:], h.ResponderCookie[:])
+	var kek *sadb.KEK
+	for _, k := range n.dp.KEKs() {
+		if k.SPI == spi {
+			k := k
+			kek = &k
+		}
+	}
+	var r *registration
+	for _, x := range n.regs {
+		if kek != nil && x.cfg.Name == kek.Group {
+			r = x
+		}
+	}
+	if kek == nil || r == nil {
+		n.stats.rekeysUnknown++
+		return
+	}
+	pub, err := x509.ParsePKIXPublicKey(kek.SigKey)
+	if err != nil {
+		r.rekeysRejected++
+		return
+	}
+	kk := gdoi.KEK{SPI: spi, Key: kek.Key}
+	rk, err := gdoi.OpenPush(data, kk, pub, kek.SigAlg)
+	if err != nil {
+		r.rekeysRejected++
+		syslog.Log(n.log, syslog.Warning, "GM_REKEY_REJECTED", "Rekey for group %s from %s rejected: %v", r.cfg.Name, from.Addr(), err)
+		return
+	}
+	last := r.lastSeq[spi]
+	switch {
+	case rk.Seq == last && last != 0:
+		// A retransmission: the KS did not get our ACK.
+		r.rekeysDuplicate++
+		n.ack(s, r, kek, kk, rk.Seq, from)
+		return
+	case rk.Seq <= last:
+		r.rekeysReplayed++
+		syslog.Log(n.log, syslog.Warning, "GM_REKEY_REPLAY", "Rekey for group %s with seq # %d dropped: not above %d", r.cfg.Name, rk.Seq, last)
+		return
+	}
+	inst, err := gm.ApplyRekey(n.dp, r.cfg.Name, r.cfg.ID, rk, now)
+	if err != nil {
+		r.rekeysRejected++
+		syslog.Log(n.log, syslog.Err, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Rekey policies for group %s: %v", r.cfg.Name, err)
+		return
+	}
+	r.lastSeq[spi] = rk.Seq
+	r.rekeysReceived++
+	r.lastRekey = now
+	if inst.KEK != nil {
+		r.lastSeq[inst.KEK.SPI] = 0
+	}
+	if len(inst.TEKs) > 0 && r.installed != nil {
+		r.installed.Earliest = inst.Earliest
+		if r.state == regRegistered {
+			r.next = gm.ReregisterAt(inst.Earliest, inst.TEKs[0].Lifetime, n.uniform())
+		}
+	}
+	syslog.Log(n.log, syslog.Notice, "GM_RECV_REKEY", "Received Rekey for group %s from %s to %s with seq # %d",
+		r.cfg.Name, from.Addr(), s.local.Addr(), rk.Seq)
+	n.ack(s, r, kek, kk, rk.Seq, from)
+}
+
+func (n *Node) ack(s *sock, r *registration, kek *sadb.KEK, kk gdoi.KEK, seq uint32, to netip.AddrPort) {
+	if !kek.Ack || r.sock == nil {
+		return
+	}
+	if r.dropAcks {
+		return // test hook: a GM whose ACKs are lost
+	}
+	b, err := gdoi.Ack(kk, seq, r.sock.local.Addr())
+	if err != nil {
+		return
+	}
+	r.acksSent++
+	n.send(s, to, b)
+}
+
+// RekeyStats is a GM group's rekey counters.
+type RekeyStats struct {
+	Received, Duplicate, Replayed, Rejected, AcksSent int
+	LastRekey                                         time.Time
+}

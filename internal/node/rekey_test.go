@@ -1,0 +1,239 @@
+package node
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+func gmState(t *testing.T, n *Node) MemberState {
+	var m MemberState
+	n.Do(context.Background(), func() { m = n.Members()[0] })
+	return m
+}
+
+func ksMembers(t *testing.T, n *Node) []ks.Member {
+	var ms []ks.Member
+	n.Do(context.Background(), func() { ms = n.ks.Snapshot()[0].Members })
+	return ms
+}
+
+// proves: T1 — over three simulated days of unicast rekeys with
+// acknowledgements, every GM always holds a valid TEK, receives every
+// rekey before its keys expire (so it never needs to re-register), and
+// the KS records an acknowledgement from each GM for each rekey.
+func TestUnicastRekeysOverDays(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := &fakeClock{now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}
+	start0 := clk.Now()
+	ksAddr := netip.MustParseAddr("127.0.0.6")
+	grp := ksGroup(t, ksAddr)
+	grp.Rekey = ks.RekeyPolicy{Unicast: true}
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{grp}, Now: clk.Now})
+	var gms []*Node
+	for i := 0; i < 5; i++ {
+		gms = append(gms, start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.0.%d:0", 60+i))},
+			IKE: ikeCfg("k", version.Current), Now: clk.Now, GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}}}))
+	}
+	for _, g := range gms {
+		waitFor(t, "first registration", g, func() bool { return g.Members()[0].State == "registered" })
+	}
+	for clk.Now().Sub(start0) < 72*time.Hour {
+		clk.Add(30 * time.Second)
+		now := clk.Now()
+		kn.Do(ctx, func() {})
+		for _, g := range gms {
+			g.Do(ctx, func() {})
+		}
+		// Let rekeys and ACKs cross loopback before time moves on.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var left int
+			var info string
+			kn.Do(ctx, func() {
+				left = len(kn.deliveries)
+				for _, d := range kn.deliveries {
+					info += fmt.Sprintf("seq %d queue %d pending %d next %s; ", d.push.Seq, len(d.queue), len(d.pending), d.next.Sub(clk.Now()))
+				}
+				info += fmt.Sprintf("stats %+v", kn.stats)
+			})
+			if left == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("at +%s deliveries stuck: %s", clk.Now().Sub(start0), info)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		for _, g := range gms {
+			valid := false
+			for _, tk := range g.Dataplane().TEKs() {
+				if now.Before(tk.Expires) {
+					valid = true
+				}
+			}
+			if !valid {
+				t.Fatalf("at +%s a GM holds no valid TEK", now.Sub(start0))
+			}
+		}
+	}
+	var rekeys int
+	kn.Do(ctx, func() { rekeys = kn.ks.Snapshot()[0].Rekeys })
+	if rekeys < 72 {
+		t.Fatalf("%d rekeys in 72 h with 1-2 h TEKs", rekeys)
+	}
+	for _, g := range gms {
+		m := gmState(t, g)
+		if m.Registrations != 1 || m.Rekeys.Received != rekeys || m.Rekeys.Rejected != 0 {
+			t.Fatalf("GM: %d registrations, %d of %d rekeys, %d rejected", m.Registrations, m.Rekeys.Received, rekeys, m.Rekeys.Rejected)
+		}
+	}
+	for _, m := range ksMembers(t, kn) {
+		if m.AcksReceived != rekeys || m.AcksMissed != 0 {
+			t.Fatalf("KS: member %s acked %d of %d rekeys", m.Address, m.AcksReceived, rekeys)
+		}
+	}
+}
+
+// proves: T1 — a unicast rekey reaches 200 GMs over loopback and every one
+// of them acknowledges it (RFC 8263).
+func TestRekeyTo200GMs(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ksAddr := netip.MustParseAddr("127.0.0.7")
+	grp := ksGroup(t, ksAddr)
+	grp.Rekey = ks.RekeyPolicy{Unicast: true, Retransmit: time.Second}
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current), KS: []ks.GroupConfig{grp}})
+	var gms []*Node
+	for i := 0; i < 200; i++ {
+		gms = append(gms, start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 1, 7, byte(i + 1)}), 0)},
+			IKE: ikeCfg("k", version.Current), GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}}}))
+	}
+	for _, g := range gms {
+		waitFor(t, "registration", g, func() bool { return g.Members()[0].State == "registered" })
+	}
+	kn.Do(ctx, func() {
+		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, "every ACK", kn, func() bool {
+		for _, m := range kn.ks.Snapshot()[0].Members {
+			if m.AcksReceived != 1 {
+				return false
+			}
+		}
+		return len(kn.deliveries) == 0
+	})
+	for _, g := range gms {
+		if m := gmState(t, g); m.Rekeys.Received != 1 || m.Rekeys.AcksSent != 1 {
+			t.Fatalf("GM rekey stats %+v", m.Rekeys)
+		}
+	}
+}
+
+// proves: T1 — a GM whose ACKs never reach the KS is dropped from the
+// rekey list after three unacknowledged rekeys, and re-registers (and is
+// back on the list) before its keys run out.
+func TestSilentGMIsDroppedAndReregisters(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := &fakeClock{now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}
+	ksAddr := netip.MustParseAddr("127.0.0.8")
+	grp := ksGroup(t, ksAddr)
+	grp.TEKs = grp.TEKs[:1]
+	grp.Rekey = ks.RekeyPolicy{Unicast: true, Retransmit: 2 * time.Second, Retransmits: 1}
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{grp}, Now: clk.Now})
+	gmn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.80:0")}, IKE: ikeCfg("k", version.Current),
+		Now: clk.Now, GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}}})
+	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
+	gmn.Do(ctx, func() { gmn.regs[0].dropAcks = true })
+	for i := 0; i < 3; i++ {
+		kn.Do(ctx, func() { kn.SendRekey("GETVPN", clk.Now()) })
+		waitFor(t, "the rekey to reach the GM", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == i+1 })
+		for j := 0; j < 3; j++ { // let the retransmission and the give-up run in fake time
+			clk.Add(2 * time.Second)
+			kn.Do(ctx, func() {})
+		}
+		waitFor(t, "the delivery to end", kn, func() bool { return len(kn.deliveries) == 0 })
+	}
+	m := ksMembers(t, kn)[0]
+	if !m.Removed || m.AcksMissed != 3 {
+		t.Fatalf("after 3 unacknowledged rekeys: %+v", m)
+	}
+	// Off the list, it gets no more rekeys; before its TEK runs out it
+	// re-registers and is back.
+	for i := 0; i < 400 && gmState(t, gmn).Registrations < 2; i++ {
+		clk.Add(15 * time.Second)
+		kn.Do(ctx, func() {})
+		gmn.Do(ctx, func() {})
+		waitFor(t, "registration to settle", gmn, func() bool { return gmn.Members()[0].State == "registered" })
+	}
+	if gmState(t, gmn).Registrations != 2 || ksMembers(t, kn)[0].Removed {
+		t.Fatalf("GM did not re-register: %+v / %+v", gmState(t, gmn), ksMembers(t, kn)[0])
+	}
+}
+
+// proves: T1 — replayed, forged (another signer) and corrupted rekeys are
+// rejected and counted; a retransmitted one is recognised as a duplicate.
+func TestReplayedAndForgedRekeys(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ksAddr := netip.MustParseAddr("127.0.0.9")
+	grp := ksGroup(t, ksAddr)
+	grp.Rekey = ks.RekeyPolicy{Unicast: true}
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current), KS: []ks.GroupConfig{grp}})
+	gmn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.90:0")}, IKE: ikeCfg("k", version.Current),
+		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}}})
+	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
+	var pushes [][]byte
+	for i := 0; i < 2; i++ {
+		kn.Do(ctx, func() {
+			kn.SendRekey("GETVPN", time.Now())
+			pushes = append(pushes, kn.deliveries[len(kn.deliveries)-1].push.Data)
+		})
+		waitFor(t, "rekey", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == i+1 })
+	}
+	inject := func(b []byte) {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(gmn.Addrs()[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(b)
+		c.Close()
+	}
+	inject(pushes[0]) // seq 1 after seq 2: a replay
+	waitFor(t, "replay counted", gmn, func() bool { return gmn.Members()[0].Rekeys.Replayed == 1 })
+	inject(pushes[1]) // seq 2 again: a retransmission
+	waitFor(t, "duplicate counted", gmn, func() bool { return gmn.Members()[0].Rekeys.Duplicate == 1 })
+	bad := append([]byte{}, pushes[1]...)
+	bad[len(bad)-5] ^= 0x40
+	inject(bad)
+	waitFor(t, "corruption counted", gmn, func() bool { return gmn.Members()[0].Rekeys.Rejected == 1 })
+	// Forged: the right KEK (a GM knows it) but another signing key.
+	k := gmn.Dataplane().KEKs()[0]
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	forged, err := gdoi.SealPush(&gdoi.Rekey{Seq: 99, SA: &isakmp.GroupSA{}, KD: &isakmp.KD{}}, gdoi.KEK{SPI: k.SPI, Key: k.Key}, other, isakmp.SigAlgECDSA256, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inject(forged)
+	waitFor(t, "forgery counted", gmn, func() bool { return gmn.Members()[0].Rekeys.Rejected == 2 })
+	if m := gmState(t, gmn); m.Rekeys.Received != 2 || m.Seq != 2 {
+		t.Fatalf("the GM accepted something it should not have: %+v", m)
+	}
+}
