@@ -15,7 +15,9 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/internal/syslog"
 )
 
@@ -30,6 +32,7 @@ func runIsakmpd(env *Env, args []string) int {
 	socket := fs.String("socket", ctl.DefaultSocket(), "control `SOCKET` for groupvpn cli")
 	syslogTo := fs.String("syslog", "", "also log RFC 5424 to `DEST`: udp://host:514, tcp://host:514, unix:///dev/log or file:///path")
 	debug := fs.Bool("debug", false, "log debug messages")
+	statePath := fs.String("state", "/var/lib/groupvpn/isakmpd.db", "key-server state `FILE` (keys, sequence numbers, members; kept across restarts)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -73,7 +76,21 @@ func runIsakmpd(env *Env, args []string) int {
 			addrs = append(addrs, netip.AddrPortFrom(a, uint16(*port)))
 		}
 	}
-	d, err := daemon.New(cfg, addrs, uint16(*port), logger)
+	var tune []func(*node.Options)
+	if len(cfg.KSGroups()) > 0 && *statePath != "" {
+		if err := os.MkdirAll(filepath.Dir(*statePath), 0o700); err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: state directory: %v\n", err)
+			return 1
+		}
+		st, err := store.Open(*statePath, store.Options{})
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
+			return 1
+		}
+		defer st.Close()
+		tune = append(tune, func(o *node.Options) { o.Store = st })
+	}
+	d, err := daemon.New(cfg, addrs, uint16(*port), logger, tune...)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1

@@ -84,7 +84,8 @@ func TestIsakmpdInNamespaces(t *testing.T) {
 	logs := map[string]*bytes.Buffer{}
 	run := func(ns *testnet.Netns, name string) {
 		sock := filepath.Join(dir, name+".sock")
-		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, bin, "isakmpd", "-f", filepath.Join(dir, name+".conf"), "-socket", sock)
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, bin, "isakmpd", "-f", filepath.Join(dir, name+".conf"), "-socket", sock,
+			"-state", filepath.Join(dir, name+".db"))
 		logs[name] = &bytes.Buffer{}
 		cmd.Stdout, cmd.Stderr = logs[name], logs[name]
 		if err := cmd.Start(); err != nil {

@@ -96,7 +96,11 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 	o := node.Options{Hostname: c.Hostname, Listen: listen, IKE: ikeCfg}
 	for _, g := range c.KSGroups() {
 		s := g.Server
-		kg := ks.GroupConfig{Name: g.Name, ID: g.Identity, Address: s.Address, KEKKeyBits: s.RekeyKeyBits, KEKLifetime: s.RekeyLifetime}
+		kg := ks.GroupConfig{Name: g.Name, ID: g.Identity, Address: s.Address, KEKKeyBits: s.RekeyKeyBits, KEKLifetime: s.RekeyLifetime,
+			Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: s.RekeyRetransmit, Retransmits: s.RekeyRetransmits}}
+		if s.Mode() == policy.RekeyMulticast {
+			o.Warnings = append(o.Warnings, fmt.Sprintf("crypto gdoi group %s: multicast rekeys are not implemented yet; rekeys go to each member by unicast", g.Name))
+		}
 		if !kg.Address.IsValid() && len(listen) > 0 {
 			kg.Address = listen[0].Addr()
 		}

@@ -66,6 +66,7 @@ type Options struct {
 // Server is a key server for any number of groups.
 type Server struct {
 	clock  time.Time
+	dirty  bool // member state changed since the last Clean
 	rand   io.Reader
 	log    *slog.Logger
 	groups map[uint32]*group
@@ -409,6 +410,7 @@ func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakm
 	m.Identity, m.Version, m.LastRegister, m.Port = peerIdentity(peer), peer.PeerVersion, now, peer.Peer.Port()
 	m.Registrations++
 	m.Removed, m.Missed = false, 0
+	s.dirty = true
 	kd := &isakmp.KD{}
 	needSIDs := false
 	for _, t := range g.teks {

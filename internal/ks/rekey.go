@@ -114,10 +114,10 @@ func (s *Server) Rekey(name string, now time.Time) (*Push, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ks: group %s: %w", name, err)
 	}
+	// The sequence number is one counter per group that never goes back,
+	// across KEKs and restarts (SPEC T1); a GM starts each new KEK at 0
+	// and accepts anything above it (RFC 6407 §4.4). docs/wire.md.
 	g.seq = r.Seq
-	if newKEK {
-		g.seq = 0 // "The sequence number resets to a value of one with the usage of a new KEK" (§3.2)
-	}
 	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), NewKEK: newKEK}
 	for _, m := range g.rekeyList() {
 		p.Members = append(p.Members, netip.AddrPortFrom(m.Address, m.Port))
@@ -169,6 +169,7 @@ func (s *Server) Acked(group string, addr netip.Addr, seq uint32) {
 		return
 	}
 	if m := g.members[addr]; m != nil {
+		s.dirty = true
 		m.AcksReceived++
 		m.Missed = 0
 		m.LastAckSeq = seq
@@ -186,6 +187,7 @@ func (s *Server) Missed(group string, addr netip.Addr) {
 	if m == nil || m.Removed {
 		return
 	}
+	s.dirty = true
 	m.Missed++
 	m.AcksMissed++
 	if m.Missed >= g.cfg.Rekey.withDefaults().MaxMissed {

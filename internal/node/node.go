@@ -21,6 +21,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -53,6 +54,11 @@ type Options struct {
 	// Hold keeps the GM registrations from starting until Register is
 	// called (benchmarks release many GMs at once).
 	Hold bool
+	// Store keeps the key server's state across restarts (SPEC O4);
+	// nil: nothing is kept.
+	Store *store.Store
+	// Warnings are configuration notes to log at start.
+	Warnings []string
 }
 
 type sock struct {
@@ -94,6 +100,7 @@ type Node struct {
 	cmds   chan func()
 
 	deliveries []*delivery
+	lastSave   time.Time
 	stats      struct{ acksBad, rekeysUnknown int }
 }
 
@@ -139,6 +146,9 @@ func New(o Options) (*Node, error) {
 			if err := n.ks.AddGroup(g, now); err != nil {
 				return nil, err
 			}
+		}
+		if err := n.restore(now); err != nil {
+			return nil, err
 		}
 	}
 	for _, g := range o.GM {
@@ -218,6 +228,9 @@ func (n *Node) Run(ctx context.Context) error {
 	defer n.Close()
 	for _, s := range n.socks {
 		go n.read(s)
+	}
+	for _, w := range n.o.Warnings {
+		n.log.Warn(w)
 	}
 	now := n.o.Now()
 	if !n.o.Hold {
@@ -319,6 +332,10 @@ func (n *Node) tick(now time.Time) {
 	}
 	n.sweep(now)
 	n.rekeyTick(now)
+	if n.ks != nil && n.o.Store != nil && now.Sub(n.lastSave) >= time.Second && n.ks.Dirty() {
+		n.save()
+		n.lastSave = now
+	}
 	for k, s := range n.serves {
 		if now.Sub(s.started) > serveLinger {
 			k.sa.ForgetMessageID(k.mid)

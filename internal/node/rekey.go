@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -72,15 +73,49 @@ func (n *Node) inFlight(group string) bool {
 	return false
 }
 
+// KSGroups lists the groups this node serves; use inside Do.
+func (n *Node) KSGroups() []string {
+	if n.ks == nil {
+		return nil
+	}
+	return n.ks.Groups()
+}
+
+// Now is the node's clock.
+func (n *Node) Now() time.Time { return n.o.Now() }
+
 // SendRekey builds and starts sending the group's next rekey now (the
 // scheduler calls it; `crypto gdoi ks rekey` will too). Use inside Do.
 func (n *Node) SendRekey(group string, now time.Time) error {
 	if n.ks == nil {
 		return errors.New("node: not a key server")
 	}
+	// Reserve the sequence number on disk, then advance the keys, then
+	// save them, and only then send (SPEC O4: write before send).
+	var want uint32
+	if st := n.o.Store; st != nil {
+		_, to, err := st.ReserveSeq(group, 1)
+		if err != nil {
+			return fmt.Errorf("rekey for group %s not sent: %w", group, err)
+		}
+		n.ks.SetSeqFloor(group, to-1)
+		want = to
+	}
 	p, err := n.ks.Rekey(group, now)
 	if err != nil {
 		return err
+	}
+	if st := n.o.Store; st != nil {
+		if p.Seq != want {
+			return fmt.Errorf("rekey for group %s: sequence %d is not the reserved %d", group, p.Seq, want)
+		}
+		gs, err := n.ks.State(group)
+		if err == nil {
+			err = st.SaveGroup(gs)
+		}
+		if err != nil {
+			return fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)
+		}
 	}
 	s := n.socks[0]
 	n.ks.LogRekey(p, s.local.Addr())

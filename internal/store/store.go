@@ -177,6 +177,8 @@ type MemberState struct {
 	Registrations int        `json:"registrations"`
 	SenderIDs     []uint32   `json:"sender_ids,omitempty"`
 	MissedRekeys  int        `json:"missed_rekeys,omitempty"`
+	Port          uint16     `json:"port,omitempty"`    // where unicast rekeys go
+	Removed       bool       `json:"removed,omitempty"` // off the rekey list
 }
 
 // groupRecord is the "state" value of a group: GroupState without its

@@ -1,0 +1,89 @@
+package ks
+
+import (
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/store"
+	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// State exports a group's state for the store: its keys, sequence number
+// and members (SPEC O4).
+func (s *Server) State(name string) (*store.GroupState, error) {
+	g := s.byName[name]
+	if g == nil {
+		return nil, fmt.Errorf("ks: no group %s", name)
+	}
+	st := &store.GroupState{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, UpdatedAt: s.clock,
+		KEK: store.KEKState{SPI: g.kekSPI, Key: g.kekKey, KeyBits: g.cfg.KEKKeyBits, Expires: g.kekExp}}
+	if g.cfg.SigningKey != nil {
+		der, err := x509.MarshalPKCS8PrivateKey(g.cfg.SigningKey)
+		if err != nil {
+			return nil, fmt.Errorf("ks: group %s: rekey key: %w", name, err)
+		}
+		st.SigningKey = der
+	}
+	for _, t := range g.teks {
+		st.TEKs = append(st.TEKs, store.TEKState{SPI: t.spi, Transform: uint8(t.policy.Transform), KeyBits: t.policy.KeyBits,
+			AuthAlg: t.policy.AuthAlg, EncKey: t.encKey, AuthKey: t.authKey, Proto: t.sel.Proto, Src: t.sel.Src, Dst: t.sel.Dst,
+			SrcPort: t.sel.SrcPort, DstPort: t.sel.DstPort, Created: t.created, Expires: t.expires, Lifetime: t.policy.Lifetime, SIDNext: t.sidNext})
+	}
+	for _, m := range g.members {
+		st.Members = append(st.Members, store.MemberState{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: m.Version.String(),
+			Registered: m.Registered, LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: m.SenderIDs,
+			MissedRekeys: m.Missed, Removed: m.Removed})
+	}
+	return st, nil
+}
+
+// Restore replaces a configured group's keys, sequence number and members
+// with what the store kept, so that a restarted KS continues where it
+// stopped: GMs keep decrypting its rekeys, and the sequence number goes on
+// from above everything ever reserved (SPEC T1, O4). Keys whose policy no
+// longer matches the configuration (a TEK for a selector or transform that
+// is gone) are not restored; the policy's fresh keys stay.
+func (s *Server) Restore(st *store.GroupState, now time.Time) error {
+	g := s.byName[st.Name]
+	if g == nil || g.cfg.ID != st.ID {
+		return fmt.Errorf("ks: stored group %s (identity %d) is not configured", st.Name, st.ID)
+	}
+	g.seq = max(st.Seq, st.SeqReserved)
+	if g.sigAlg != 0 && len(st.KEK.Key) == 16+g.cfg.KEKKeyBits/8 && now.Before(st.KEK.Expires) {
+		g.kekSPI, g.kekKey, g.kekExp = st.KEK.SPI, st.KEK.Key, st.KEK.Expires
+	}
+	for i, t := range g.teks {
+		for _, k := range st.TEKs {
+			if k.Src == t.sel.Src && k.Dst == t.sel.Dst && k.Proto == t.sel.Proto && k.SrcPort == t.sel.SrcPort && k.DstPort == t.sel.DstPort &&
+				isakmp.ESPTransform(k.Transform) == t.policy.Transform && k.KeyBits == t.policy.KeyBits && k.AuthAlg == t.policy.AuthAlg &&
+				now.Before(k.Expires) {
+				g.teks[i] = &tek{policy: t.policy, sel: t.sel, spi: k.SPI, encKey: k.EncKey, authKey: k.AuthKey,
+					created: k.Created, expires: k.Expires, sidNext: k.SIDNext}
+			}
+		}
+	}
+	for _, m := range st.Members {
+		v, _ := version.Parse(m.Version)
+		g.members[m.Address] = &Member{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: v, Registered: m.Registered,
+			LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: m.SenderIDs, Missed: m.MissedRekeys, Removed: m.Removed}
+	}
+	return nil
+}
+
+// Dirty reports whether member state changed since the last call, and
+// clears the flag; the owner then saves the groups.
+func (s *Server) Dirty() bool {
+	d := s.dirty
+	s.dirty = false
+	return d
+}
+
+// SetSeqFloor makes the next rekey of the group use a sequence number
+// above floor (the store's reservation).
+func (s *Server) SetSeqFloor(name string, floor uint32) {
+	if g := s.byName[name]; g != nil && g.seq < floor {
+		g.seq = floor
+	}
+}
