@@ -108,7 +108,7 @@ func GDOI(s node.Snapshot) (string, any) {
 		fmt.Fprintf(&b, "    Group Identity           : %d\n", m.ID)
 		b.WriteString("    Crypto Path              : ipv4\n")
 		b.WriteString("    Key Management Path      : ipv4\n")
-		b.WriteString("    Rekeys received          : 0\n")
+		fmt.Fprintf(&b, "    Rekeys received          : %d\n", m.Rekeys.Received)
 		b.WriteString("    IPSec SA Direction       : Both\n\n")
 		var servers []string
 		for _, a := range m.Servers {
@@ -145,6 +145,11 @@ func gmInfo(b *strings.Builder, s node.Snapshot, m node.MemberState) {
 		fmt.Fprintf(b, "       Last error            : %s\n", m.LastError)
 	}
 	fmt.Fprintf(b, "       Last rekey seq num    : %d\n", m.Seq)
+	fmt.Fprintf(b, "       Rekeys received       : %d\n", m.Rekeys.Received)
+	fmt.Fprintf(b, "       Rekey ACKs sent       : %d\n", m.Rekeys.AcksSent)
+	if n := m.Rekeys.Replayed + m.Rekeys.Rejected; n > 0 {
+		fmt.Fprintf(b, "       Rekeys rejected       : %d (replayed %d, bad %d)\n", n, m.Rekeys.Replayed, m.Rekeys.Rejected)
+	}
 	n := 0
 	for _, t := range s.TEKs {
 		if t.Group == m.Group && s.Now.Before(t.Expires) {
@@ -159,7 +164,7 @@ func KSMembers(s node.Snapshot) (string, any) {
 	var b strings.Builder
 	b.WriteString("Group Member Information :\n")
 	for _, g := range s.KS {
-		fmt.Fprintf(&b, "\nNumber of rekeys sent for group %s : %d\n", g.Name, g.Seq)
+		fmt.Fprintf(&b, "\nNumber of rekeys sent for group %s : %d\n", g.Name, g.Rekeys)
 		for _, m := range g.Members {
 			v := m.Version.String()
 			if m.Version.IsZero() {
@@ -174,7 +179,11 @@ func KSMembers(s node.Snapshot) (string, any) {
 			if len(m.SenderIDs) > 0 {
 				fmt.Fprintf(&b, " Sender IDs        : %v\n", m.SenderIDs)
 			}
-			b.WriteString(" Rekeys sent       : 0\n Rekeys retries    : 0\n Rekey Acks Rcvd   : 0\n Rekey Acks missed : 0\n")
+			fmt.Fprintf(&b, " Rekey Acks Rcvd   : %d\n", m.AcksReceived)
+			fmt.Fprintf(&b, " Rekey Acks missed : %d\n", m.AcksMissed)
+			if m.Removed {
+				b.WriteString(" Rekey list        : removed (no ACK for consecutive rekeys; re-registers)\n")
+			}
 		}
 	}
 	return b.String(), s.KS
