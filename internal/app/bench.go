@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"syscall"
 
 	"github.com/groupvpn/groupvpn/internal/bench"
 )
@@ -18,8 +19,11 @@ func runBench(env *Env, args []string) int {
 	if len(args) > 0 && args[0] == "register" {
 		return runBenchRegister(env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "rekey" {
+		return runBenchRekey(env, args[1:])
+	}
 	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register)\n", strings.Join(names, ", "))
+		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey)\n", strings.Join(names, ", "))
 		return 2
 	}
 	for _, s := range all {
@@ -41,6 +45,7 @@ func runBenchRegister(env *Env, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	raiseFileLimit()
 	r, err := bench.Register(context.Background(), *members, uint16(*port))
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn bench register: %v\n", err)
@@ -48,4 +53,32 @@ func runBenchRegister(env *Env, args []string) int {
 	}
 	r.Print(env.Stdout)
 	return 0
+}
+
+func runBenchRekey(env *Env, args []string) int {
+	fs := flag.NewFlagSet("bench rekey", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	members := fs.Int("members", 1000, "number of group members")
+	port := fs.Uint("port", 12848, "UDP port of every node")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	raiseFileLimit()
+	r, err := bench.Rekey(context.Background(), *members, uint16(*port))
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn bench rekey: %v\n", err)
+		return 1
+	}
+	r.Print(env.Stdout)
+	return 0
+}
+
+// raiseFileLimit lifts the soft limit on open files to the hard one: every
+// in-process GM holds a socket.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
 }

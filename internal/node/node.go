@@ -166,6 +166,7 @@ func New(o Options) (*Node, error) {
 			n.Close()
 			return nil, fmt.Errorf("node: listen on %s: %w", a, err)
 		}
+		growReadBuffer(conn)
 		local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 		ep, err := ike.NewEndpoint(o.IKE, local, o.Limits)
 		if err != nil {

@@ -19,8 +19,8 @@ import (
 // thousands of GMs are not hit in the same millisecond (and the KS's
 // socket buffer does not overflow).
 const (
-	rekeyBurst = 200
-	rekeyPace  = 10 * time.Millisecond
+	rekeyBurst = 50
+	rekeyPace  = 5 * time.Millisecond
 )
 
 // delivery is one unicast rekey on its way to the members.
@@ -72,6 +72,10 @@ func (n *Node) inFlight(group string) bool {
 	}
 	return false
 }
+
+// RekeysInFlight is the number of rekeys still being delivered; use
+// inside Do.
+func (n *Node) RekeysInFlight() int { return len(n.deliveries) }
 
 // KSGroups lists the groups this node serves; use inside Do.
 func (n *Node) KSGroups() []string {
