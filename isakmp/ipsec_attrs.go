@@ -62,6 +62,20 @@ const (
 	IPsecExtendedSeq         IPsecAttr = 11 // B, RFC 4304
 	IPsecAddressPreservation IPsecAttr = 14 // B, RFC 6407 §5.5.1.1.1
 	IPsecSADirection         IPsecAttr = 15 // B, RFC 6407 §5.5.1.1.2
+
+	// groupvpn's anti-replay policy, in the range RFC 2407 §4.5 leaves
+	// "for private use among mutually consenting parties" (32001-32767);
+	// docs/wire.md defines them.
+	IPsecReplayMethod IPsecAttr = 32001 // B: ReplayCounter, ReplayTime, ReplayNone
+	IPsecReplayWindow IPsecAttr = 32002 // B: packets (counter) or seconds (time)
+	IPsecPseudotime   IPsecAttr = 32003 // V, 8 octets: the KS's pseudotime in ms
+)
+
+// Values of IPsecReplayMethod.
+const (
+	ReplayCounter uint16 = 1
+	ReplayTime    uint16 = 2 // time-based anti-replay (TBAR)
+	ReplayNone    uint16 = 3
 )
 
 var ipsecAttrNames = map[IPsecAttr]string{
@@ -70,6 +84,7 @@ var ipsecAttrNames = map[IPsecAttr]string{
 	IPsecAuthAlgorithm: "Authentication-Algorithm", IPsecKeyLength: "Key-Length",
 	IPsecKeyRounds: "Key-Rounds", IPsecExtendedSeq: "Extended-Sequence-Number",
 	IPsecAddressPreservation: "Address-Preservation", IPsecSADirection: "SA-Direction",
+	IPsecReplayMethod: "groupvpn-Replay-Method", IPsecReplayWindow: "groupvpn-Replay-Window", IPsecPseudotime: "groupvpn-Pseudotime",
 }
 
 func (a IPsecAttr) String() string { return nameOf(ipsecAttrNames, a, "IPSEC_ATTR") }

@@ -34,6 +34,8 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config) {
 		return &ctl.Reply{Text: c.Render(), Data: map[string]string{"config": c.Render()}}, nil
 	})
 	srv.Handle("show version", "software version", snap(show.Version))
+	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", snap(show.KSReplay))
+	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs", snap(show.GMReplay))
 	srv.Handle("crypto gdoi ks [group WORD] rekey", "send a rekey now, built from the running policy", func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
 		var out []string
 		var rerr error

@@ -62,7 +62,15 @@ func tekPolicy(sa *policy.SAIPsec) (ks.TEKPolicy, error) {
 		return ks.TEKPolicy{}, fmt.Errorf("sa ipsec %d needs a profile with a transform set and match address", sa.Seq)
 	}
 	ts := sa.Profile.TransformSets[0]
-	p := ks.TEKPolicy{KeyBits: ts.ESPKeyBits, Lifetime: sa.Profile.Lifetime}
+	p := ks.TEKPolicy{KeyBits: ts.ESPKeyBits, Lifetime: sa.Profile.Lifetime, ReplayWindow: sa.ReplayWindow}
+	switch sa.Replay {
+	case policy.ReplayCounter:
+		p.Replay = isakmp.ReplayCounter
+	case policy.ReplayTime:
+		p.Replay = isakmp.ReplayTime
+	case policy.ReplayNone:
+		p.Replay = isakmp.ReplayNone
+	}
 	switch ts.ESP {
 	case policy.ESPAES:
 		p.Transform, p.AuthAlg = isakmp.ESPAESCBC, integrity[ts.ESPAuth]
@@ -97,7 +105,7 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 	for _, g := range c.KSGroups() {
 		s := g.Server
 		kg := ks.GroupConfig{Name: g.Name, ID: g.Identity, Address: s.Address, KEKKeyBits: s.RekeyKeyBits, KEKLifetime: s.RekeyLifetime,
-			Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: s.RekeyRetransmit, Retransmits: s.RekeyRetransmits}}
+			Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: s.RekeyRetransmit, Retransmits: s.RekeyRetransmits}, ReceiveOnly: s.ReceiveOnly}
 		if s.Mode() == policy.RekeyMulticast {
 			o.Warnings = append(o.Warnings, fmt.Sprintf("crypto gdoi group %s: multicast rekeys are not implemented yet; rekeys go to each member by unicast", g.Name))
 		}
@@ -130,7 +138,7 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 		o.KS = append(o.KS, kg)
 	}
 	for _, g := range c.GMGroups() {
-		gg := node.GMGroup{Name: g.Name, ID: g.Identity, SIDs: 1}
+		gg := node.GMGroup{Name: g.Name, ID: g.Identity, SIDs: 1, FailClose: c.FailCloseFor(g)}
 		for _, a := range g.Servers {
 			gg.Servers = append(gg.Servers, netip.AddrPortFrom(a.Addr, port))
 		}

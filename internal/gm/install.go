@@ -122,6 +122,14 @@ func tekFrom(sat *isakmp.SAT, kd *isakmp.KD, now time.Time) (sadb.TEK, error) {
 			if v != uint64(isakmp.EncapTunnel) {
 				return t, fmt.Errorf("gm: TEK 0x%08x: encapsulation mode %d not supported (tunnel only)", sat.SPI, v)
 			}
+		case isakmp.IPsecSADirection:
+			t.ReceiveOnly = v == uint64(isakmp.SADirReceiverOnly)
+		case isakmp.IPsecReplayMethod:
+			t.ReplayMethod = uint16(v)
+		case isakmp.IPsecReplayWindow:
+			t.ReplayWindow = int(v)
+		case isakmp.IPsecPseudotime:
+			t.Pseudotime, t.PseudotimeAt = time.Duration(v)*time.Millisecond, now
 		}
 	}
 	t.Lifetime = lifeOf(sat.Attributes, uint16(isakmp.IPsecSALifeDuration), 3600*time.Second)

@@ -40,6 +40,12 @@ type TEKPolicy struct {
 	AuthAlg   uint16              // isakmp.AuthAlgHMAC*; 0 for GCM/GMAC
 	Lifetime  time.Duration       // default 3600 s
 	Selectors []Selector
+	// Anti-replay (SPEC T2): isakmp.ReplayCounter with Window packets
+	// (default), ReplayTime (TBAR) with Window seconds, or ReplayNone.
+	Replay       uint16
+	ReplayWindow int
+
+	receiveOnly bool // copied from the group
 }
 
 // GroupConfig is a group served by this KS.
@@ -55,6 +61,9 @@ type GroupConfig struct {
 	// authenticated peers.
 	Authorize func(peer ike.Info) error
 	Rekey     RekeyPolicy
+	// ReceiveOnly makes every TEK receiver-only at the GMs
+	// (`sa receive-only`, RFC 6407 SA Direction).
+	ReceiveOnly bool
 }
 
 // Options configure a Server.
@@ -93,14 +102,15 @@ type Member struct {
 }
 
 type tek struct {
-	policy  TEKPolicy
-	sel     Selector
-	spi     uint32
-	encKey  []byte
-	authKey []byte
-	created time.Time
-	expires time.Time
-	sidNext uint32 // next sender ID for this key (RFC 6054: never reused with it)
+	receiveOnly bool
+	policy      TEKPolicy
+	sel         Selector
+	spi         uint32
+	encKey      []byte
+	authKey     []byte
+	created     time.Time
+	expires     time.Time
+	sidNext     uint32 // next sender ID for this key (RFC 6054: never reused with it)
 }
 
 type group struct {
@@ -115,6 +125,8 @@ type group struct {
 	sigAlg  isakmp.SigAlg
 	sigBits int
 	rekeys  int
+	ptStart time.Time // pseudotime zero: the first registration (TBAR)
+	synced  time.Time // last time GMs heard the pseudotime (registration of all or a rekey)
 }
 
 // SIDBits is the width of the sender IDs this KS hands out (RFC 6054 §3:
@@ -156,6 +168,7 @@ func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
 		if p.Lifetime == 0 {
 			p.Lifetime = 3600 * time.Second
 		}
+		p.receiveOnly = cfg.ReceiveOnly
 		for _, sel := range p.Selectors {
 			t, err := s.newTEK(p, sel, now)
 			if err != nil {
@@ -250,7 +263,7 @@ func (s *Server) newTEK(p TEKPolicy, sel Selector, now time.Time) (*tek, error) 
 	if err != nil {
 		return nil, err
 	}
-	t := &tek{policy: p, sel: sel, created: now, expires: now.Add(p.Lifetime), sidNext: 1}
+	t := &tek{policy: p, sel: sel, created: now, expires: now.Add(p.Lifetime), sidNext: 1, receiveOnly: p.receiveOnly}
 	for t.spi < 256 { // SPIs 1-255 are reserved (RFC 4303 §2.1)
 		b, err := s.read(4)
 		if err != nil {
@@ -332,6 +345,25 @@ func peerIdentity(p ike.Info) string {
 	return p.Peer.Addr().String()
 }
 
+// pseudotime is the group's TBAR clock: time since the first registration
+// (Cisco's key servers start it then), in the KS's real time.
+func (g *group) pseudotime(now time.Time) time.Duration {
+	if g.ptStart.IsZero() {
+		return 0
+	}
+	return now.Sub(g.ptStart)
+}
+
+// tbar reports whether any of the group's TEKs uses time-based anti-replay.
+func (g *group) tbar() bool {
+	for _, t := range g.teks {
+		if t.policy.Replay == isakmp.ReplayTime {
+			return true
+		}
+	}
+	return false
+}
+
 // policy builds the group's SA payload: SAK, then one SAT per TEK.
 func (g *group) policy(now time.Time) *isakmp.GroupSA {
 	sa := &isakmp.GroupSA{}
@@ -339,7 +371,7 @@ func (g *group) policy(now time.Time) *isakmp.GroupSA {
 		sa.KEK = g.sak(now)
 	}
 	for _, t := range g.teks {
-		sa.TEKs = append(sa.TEKs, t.sat(now))
+		sa.TEKs = append(sa.TEKs, t.sat(now, g.pseudotime(now)))
 	}
 	return sa
 }
@@ -364,7 +396,7 @@ func (g *group) sak(now time.Time) *isakmp.SAK {
 	return sak
 }
 
-func (t *tek) sat(now time.Time) *isakmp.SAT {
+func (t *tek) sat(now time.Time, pseudotime time.Duration) *isakmp.SAT {
 	attrs := isakmp.Attributes{
 		isakmp.BasicAttr(isakmp.IPsecSALifeType, isakmp.LifeSeconds),
 		isakmp.VarAttr(isakmp.IPsecSALifeDuration, binary.BigEndian.AppendUint32(nil, remaining(t.expires, now))),
@@ -374,6 +406,18 @@ func (t *tek) sat(now time.Time) *isakmp.SAT {
 		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecAuthAlgorithm, t.policy.AuthAlg))
 	}
 	attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecKeyLength, uint16(t.policy.KeyBits)))
+	if t.receiveOnly {
+		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecSADirection, isakmp.SADirReceiverOnly))
+	}
+	if m := t.policy.Replay; m != 0 {
+		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecReplayMethod, m))
+		if m != isakmp.ReplayNone {
+			attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecReplayWindow, uint16(t.policy.ReplayWindow)))
+		}
+		if m == isakmp.ReplayTime {
+			attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecPseudotime, binary.BigEndian.AppendUint64(nil, uint64(pseudotime/time.Millisecond))))
+		}
+	}
 	return &isakmp.SAT{Protocol: isakmp.TEKProtoESP,
 		Selector: isakmp.Selector{Protocol: t.sel.Proto,
 			Src: isakmp.PrefixEndpoint(t.sel.Src, t.sel.SrcPort), Dst: isakmp.PrefixEndpoint(t.sel.Dst, t.sel.DstPort)},
@@ -411,6 +455,9 @@ func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakm
 	m.Registrations++
 	m.Removed, m.Missed = false, 0
 	s.dirty = true
+	if g.ptStart.IsZero() {
+		g.ptStart, g.synced = now, now
+	}
 	kd := &isakmp.KD{}
 	needSIDs := false
 	for _, t := range g.teks {
@@ -469,8 +516,10 @@ func (s *Server) SetNow(t time.Time) { s.clock = t }
 
 // GroupSnapshot is a copy of one group's state for show commands.
 type GroupSnapshot struct {
-	Rekeys      int  // rekeys sent
-	Unicast     bool // rekeys go to each member
+	Pseudotime  time.Duration // TBAR clock now
+	NextResync  time.Time     // the next TBAR resynchronisation rekey
+	Rekeys      int           // rekeys sent
+	Unicast     bool          // rekeys go to each member
 	Name        string
 	ID          uint32
 	Seq         uint32
@@ -485,24 +534,27 @@ type GroupSnapshot struct {
 
 // TEKSnapshot describes one TEK without its keys.
 type TEKSnapshot struct {
-	SPI       uint32
-	Transform isakmp.ESPTransform
-	KeyBits   int
-	AuthAlg   uint16
-	Selector  Selector
-	Expires   time.Time
-	Lifetime  time.Duration
+	SPI          uint32
+	Transform    isakmp.ESPTransform
+	KeyBits      int
+	AuthAlg      uint16
+	Selector     Selector
+	Expires      time.Time
+	Lifetime     time.Duration
+	Replay       uint16
+	ReplayWindow int
 }
 
 // Snapshot copies every group's state, by group name; members by address.
 func (s *Server) Snapshot() []GroupSnapshot {
 	var out []GroupSnapshot
 	for _, g := range s.groups {
-		gs := GroupSnapshot{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
+		gs := GroupSnapshot{Pseudotime: g.pseudotime(s.clock), NextResync: g.synced.Add(TBARResync), Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
 			KEKBits: g.cfg.KEKKeyBits, SigAlg: g.sigAlg}
 		for _, t := range g.teks {
 			gs.TEKs = append(gs.TEKs, TEKSnapshot{SPI: t.spi, Transform: t.policy.Transform, KeyBits: t.policy.KeyBits,
-				AuthAlg: t.policy.AuthAlg, Selector: t.sel, Expires: t.expires, Lifetime: t.policy.Lifetime})
+				AuthAlg: t.policy.AuthAlg, Selector: t.sel, Expires: t.expires, Lifetime: t.policy.Lifetime,
+				Replay: t.policy.Replay, ReplayWindow: t.policy.ReplayWindow})
 		}
 		for _, m := range g.members {
 			c := *m

@@ -71,3 +71,49 @@ func TestKeyServerRules(t *testing.T) {
 		t.Fatal("a TEK with 5 minutes left was handed out instead of a fresh one")
 	}
 }
+
+// proves: T2, T3 — with time-based anti-replay the SATs carry the replay
+// policy and the KS's pseudotime, the KS schedules a resynchronising rekey
+// at most 7200 s after the last one, and receive-only groups mark every
+// TEK receiver-only (RFC 6407 SA Direction).
+func TestTBARAndReceiveOnly(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s := New(Options{})
+	s.SetNow(now)
+	err := s.AddGroup(GroupConfig{Name: "T", ID: 9, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key, ReceiveOnly: true,
+		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: 24 * time.Hour, Replay: isakmp.ReplayTime, ReplayWindow: 5,
+			Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(9), 1); err != nil { // starts the pseudotime
+		t.Fatal(err)
+	}
+	s.SetNow(now.Add(90 * time.Second))
+	sa, err := s.Join(peer("10.0.0.2"), isakmp.GroupID(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs := sa.TEKs[0].Attributes
+	get := func(a isakmp.IPsecAttr) uint64 {
+		x, ok := attrs.Find(uint16(a))
+		if !ok {
+			t.Fatalf("SAT lacks %s", a)
+		}
+		v, _ := x.Uint()
+		return v
+	}
+	if get(isakmp.IPsecReplayMethod) != uint64(isakmp.ReplayTime) || get(isakmp.IPsecReplayWindow) != 5 ||
+		get(isakmp.IPsecPseudotime) != 90000 || get(isakmp.IPsecSADirection) != uint64(isakmp.SADirReceiverOnly) {
+		t.Fatalf("SAT attributes %v", attrs)
+	}
+	if next := s.NextRekey("T"); !next.Equal(now.Add(TBARResync)) {
+		t.Fatalf("next rekey at +%s, want the 7200 s TBAR resync", next.Sub(now))
+	}
+	if _, err := s.Rekey("T", now.Add(TBARResync)); err != nil {
+		t.Fatal(err)
+	}
+	if next := s.NextRekey("T"); !next.Equal(now.Add(2 * TBARResync)) {
+		t.Fatalf("after the resync rekey the next is at +%s", next.Sub(now))
+	}
+}

@@ -46,6 +46,10 @@ type Push struct {
 	NewKEK  bool
 }
 
+// TBARResync is how often a KS whose group uses time-based anti-replay
+// sends a rekey to resynchronise the GMs' pseudotime (SPEC T2).
+const TBARResync = 7200 * time.Second
+
 // rekeyLead is how long before keys expire the KS rekeys: three times the
 // GM's re-registration window, so that GMs hear the rekey before they
 // would re-register (SPEC T1, T4).
@@ -63,6 +67,13 @@ func (s *Server) NextRekey(name string) time.Time {
 	next := g.kekExp.Add(-rekeyLead(g.cfg.KEKLifetime))
 	for _, t := range g.teks {
 		if at := t.expires.Add(-rekeyLead(t.policy.Lifetime)); at.Before(next) {
+			next = at
+		}
+	}
+	// With TBAR the GMs' pseudotime drifts: resynchronise at least every
+	// 7200 s (SPEC T2).
+	if g.tbar() && !g.synced.IsZero() {
+		if at := g.synced.Add(TBARResync); at.Before(next) {
 			next = at
 		}
 	}
@@ -107,7 +118,7 @@ func (s *Server) Rekey(name string, now time.Time) (*Push, error) {
 			return nil, err
 		}
 		g.teks[i] = n
-		r.SA.TEKs = append(r.SA.TEKs, n.sat(now))
+		r.SA.TEKs = append(r.SA.TEKs, n.sat(now, g.pseudotime(now)))
 		r.KD.Packets = append(r.KD.Packets, n.packet())
 	}
 	data, err := gdoi.SealPush(r, cur, g.cfg.SigningKey, g.sigAlg, s.rand)
@@ -118,6 +129,7 @@ func (s *Server) Rekey(name string, now time.Time) (*Push, error) {
 	// across KEKs and restarts (SPEC T1); a GM starts each new KEK at 0
 	// and accepts anything above it (RFC 6407 §4.4). docs/wire.md.
 	g.seq = r.Seq
+	g.synced = now
 	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), NewKEK: newKEK}
 	for _, m := range g.rekeyList() {
 		p.Members = append(p.Members, netip.AddrPortFrom(m.Address, m.Port))

@@ -35,6 +35,9 @@ func TestShowCommandsOnARunningLab(t *testing.T) {
 		{"gm", "show crypto ipsec sa | include esp sas", []string{"inbound esp sas", "outbound esp sas"}},
 		{"gm", "sh cry ipsec sa | json", []string{`"Group": "LAB"`}},
 		{"gm", "show version", []string{"version 1.0.2"}},
+		{"ks", "show crypto gdoi ks replay", []string{"Counter based Replay", "Replay Window Size           : 64", "Timebased Replay", "Replay Window Size           : 5 secs", "Next TBAR resync rekey in"}},
+		{"gm", "show crypto gdoi gm replay", []string{"Counter based Replay", "Timebased Replay", "Replay Value"}},
+		{"gm", "show crypto gdoi gm | include Fail-Close|Anti-Replay", []string{"Fail-Close            : Disabled", "Anti-Replay(Time Based) : 5 sec interval", "Anti-Replay(Counter Based) : 64"}},
 	}
 	for _, c := range cases {
 		srv := l.KS.Ctl

@@ -31,6 +31,9 @@ type GMGroup struct {
 	ID      uint32
 	Servers []netip.AddrPort // tried in order
 	SIDs    uint16           // sender IDs to ask for (counter-mode TEKs)
+	// FailClose: traffic the group's policy covers is dropped while the
+	// GM holds no TEK (SPEC T3); else it passes in the clear.
+	FailClose bool
 }
 
 // Options configure a Node.
@@ -156,6 +159,11 @@ func New(o Options) (*Node, error) {
 			return nil, fmt.Errorf("node: group %s has no key server address", g.Name)
 		}
 		n.regs = append(n.regs, &registration{cfg: g})
+		mode := sadb.FailOpen
+		if g.FailClose {
+			mode = sadb.FailClose
+		}
+		o.Dataplane.SetFailMode(g.Name, mode)
 	}
 	if len(o.Listen) == 0 {
 		return nil, errors.New("node: no address to listen on")

@@ -22,16 +22,23 @@ type Snapshot struct {
 	TEKs     []sadb.TEK
 	KEKs     []sadb.KEK
 	Phase1   []ike.Info
+	// FailModes is each GM group's fail mode.
+	FailModes map[string]sadb.FailMode
 }
 
 // Snapshot copies the node's state; call it inside Do.
 func (n *Node) Snapshot() Snapshot {
 	s := Snapshot{Hostname: n.o.Hostname, Now: n.o.Now(), Version: n.o.IKE.Version, Addrs: n.Addrs(),
 		GM: n.Members(), TEKs: n.dp.TEKs(), KEKs: n.dp.KEKs(), Phase1: n.PhaseOneSAs()}
+	s.FailModes = map[string]sadb.FailMode{}
+	for _, r := range n.regs {
+		s.FailModes[r.cfg.Name] = n.dp.FailMode(r.cfg.Name)
+	}
 	if s.Version.IsZero() {
 		s.Version = version.Current
 	}
 	if n.ks != nil {
+		n.ks.SetNow(s.Now)
 		s.KS = n.ks.Snapshot()
 	}
 	return s

@@ -48,6 +48,7 @@ type Config struct {
 	ACLs          []*ACL
 	Groups        []*Group
 	CryptoMaps    []*CryptoMapEntry // ordered by map name, then Seq
+	FailClose     []*FailClose      // crypto map NAME gdoi fail-close
 	Interfaces    []*Interface
 }
 
@@ -398,6 +399,31 @@ type SAIPsec struct {
 	Replay       ReplayMode
 	ReplayWindow int // packets (counter) or seconds (time); 0 with ReplayNone
 	Line         int
+}
+
+// FailClose is crypto map NAME gdoi fail-close: once activated, a GM drops
+// the traffic its groups' policy covers while it holds no keys for it,
+// instead of sending it in the clear (SPEC T3).
+type FailClose struct {
+	Map       string
+	Activated bool
+	Line      int
+}
+
+// FailCloseFor reports whether group g is fail-close: a crypto map with an
+// activated fail-close carries it.
+func (c *Config) FailCloseFor(g *Group) bool {
+	for _, f := range c.FailClose {
+		if !f.Activated {
+			continue
+		}
+		for _, e := range c.CryptoMaps {
+			if e.Map == f.Map && e.Group == g {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // CryptoMapEntry is crypto map NAME SEQ gdoi with its set group.

@@ -233,7 +233,7 @@ func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 
 // modes is the command table; buildModes makes a fresh one per Parse.
 type modes struct {
-	global, isakmp, transform, profile, aclExt, aclStd, group, server, sa, cmap, iface *mode
+	global, isakmp, transform, profile, aclExt, aclStd, group, server, sa, cmap, iface, failClose *mode
 }
 
 func buildModes() *modes {
@@ -248,6 +248,7 @@ func buildModes() *modes {
 		server:    &mode{name: "crypto gdoi group server local"},
 		sa:        &mode{name: "crypto gdoi group server local sa ipsec"},
 		cmap:      &mode{name: "crypto map"},
+		failClose: &mode{name: "crypto map fail-close"},
 		iface:     &mode{name: "interface"},
 	}
 	c := func(syntax string, min, max int, run func(p *parser, obj any, a []string)) *cmd {
@@ -287,6 +288,15 @@ func buildModes() *modes {
 		ce("ip access-list extended NAME", 1, 1, func(p *parser, _ any, a []string) { p.acl(m, false, a) }),
 		ce("ip access-list standard NAME", 1, 1, func(p *parser, _ any, a []string) { p.acl(m, true, a) }),
 		ce("crypto gdoi group NAME", 1, 1, func(p *parser, _ any, a []string) { p.group(m, a) }),
+		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME gdoi fail-close", min: 3, max: 3,
+			match: func(a []string) bool {
+				return len(a) == 3 && strings.EqualFold(a[1], "gdoi") && strings.EqualFold(a[2], "fail-close")
+			},
+			run: func(p *parser, _ any, a []string) {
+				f := &FailClose{Map: a[0], Line: p.line}
+				p.cfg.FailClose = append(p.cfg.FailClose, f)
+				p.push(m.failClose, f)
+			}, enters: true},
 		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME SEQ gdoi", min: 3, max: 3,
 			match: func(a []string) bool { return len(a) != 1 }, // one argument: the interface form
 			run:   func(p *parser, _ any, a []string) { p.cryptoMap(m, a) }, enters: true},
@@ -473,6 +483,9 @@ func buildModes() *modes {
 			e := o.(*CryptoMapEntry)
 			e.GroupName, e.GroupLine = a[0], p.line
 		}),
+	}
+	m.failClose.cmds = []*cmd{
+		c("activate", 0, 0, func(p *parser, o any, a []string) { o.(*FailClose).Activated = true }),
 	}
 	m.iface.cmds = []*cmd{
 		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME", min: 1, max: 1,

@@ -148,6 +148,13 @@ func (c *Config) Render() string {
 		}
 		bang()
 	}
+	for _, f := range c.FailClose {
+		w("crypto map %s gdoi fail-close", f.Map)
+		if f.Activated {
+			w(" activate")
+		}
+		bang()
+	}
 	for _, ifc := range c.Interfaces {
 		w("interface %s", ifc.Name)
 		if ifc.CryptoMap != "" {

@@ -34,6 +34,39 @@ type TEK struct {
 	Installed time.Time
 	Expires   time.Time
 	Lifetime  time.Duration // as configured on the KS
+	// ReceiveOnly: install for decryption only (SA Direction
+	// Receiver-Only, RFC 6407 §5.5.1.1.2; `sa receive-only`).
+	ReceiveOnly bool
+	// Anti-replay (SPEC T2): isakmp.ReplayCounter (Window packets),
+	// ReplayTime (Window seconds of pseudotime) or ReplayNone.
+	ReplayMethod uint16
+	ReplayWindow int
+	// Pseudotime is the KS's pseudotime when the SA arrived (TBAR);
+	// the GM's pseudotime at t is Pseudotime + (t - PseudotimeAt).
+	Pseudotime   time.Duration
+	PseudotimeAt time.Time
+}
+
+// PseudotimeNow returns the TBAR pseudotime of the TEK at now.
+func (t TEK) PseudotimeNow(now time.Time) time.Duration {
+	return t.Pseudotime + now.Sub(t.PseudotimeAt)
+}
+
+// FailMode is what a GM does with traffic its policy covers while it holds
+// no TEK for it (SPEC T3): FailOpen passes it in the clear, FailClose
+// drops it.
+type FailMode int
+
+const (
+	FailOpen FailMode = iota
+	FailClose
+)
+
+func (f FailMode) String() string {
+	if f == FailClose {
+		return "fail-close"
+	}
+	return "fail-open"
 }
 
 // KEK is the rekey SA of a group (RFC 6407 §5.3, §5.6.2).
@@ -59,6 +92,10 @@ type Dataplane interface {
 	DeleteKEK(group string) error
 	TEKs() []TEK
 	KEKs() []KEK
+	// SetFailMode records the group's fail mode for the data plane to
+	// enforce when the group has no TEK.
+	SetFailMode(group string, m FailMode)
+	FailMode(group string) FailMode
 }
 
 // Memory is a Dataplane that only remembers. Safe for concurrent use (the
@@ -67,11 +104,12 @@ type Memory struct {
 	mu   sync.Mutex
 	teks map[string]map[uint32]TEK
 	keks map[string]KEK
+	fail map[string]FailMode
 }
 
 // NewMemory returns an empty in-memory SA database.
 func NewMemory() *Memory {
-	return &Memory{teks: map[string]map[uint32]TEK{}, keks: map[string]KEK{}}
+	return &Memory{teks: map[string]map[uint32]TEK{}, keks: map[string]KEK{}, fail: map[string]FailMode{}}
 }
 
 func (m *Memory) InstallTEK(t TEK) error {
@@ -151,4 +189,16 @@ func (m *Memory) KEKs() []KEK {
 		return 0
 	})
 	return out
+}
+
+func (m *Memory) SetFailMode(group string, f FailMode) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fail[group] = f
+}
+
+func (m *Memory) FailMode(group string) FailMode {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fail[group]
 }

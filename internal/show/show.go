@@ -156,7 +156,13 @@ func gmInfo(b *strings.Builder, s node.Snapshot, m node.MemberState) {
 			n++
 		}
 	}
-	fmt.Fprintf(b, "       Active TEK Number     : %d\n\n", n)
+	fmt.Fprintf(b, "       Active TEK Number     : %d\n", n)
+	mode := s.FailModes[m.Group]
+	state := "Disabled (fail-open: clear traffic passes while no TEK is held)"
+	if mode == sadb.FailClose {
+		state = "Activated (traffic the policy covers is dropped while no TEK is held)"
+	}
+	fmt.Fprintf(b, "       Fail-Close            : %s\n\n", state)
 }
 
 // KSMembers renders `show crypto gdoi ks members`.
@@ -223,6 +229,17 @@ func tek(b *strings.Builder, s node.Snapshot, t sadb.TEK) {
 	fmt.Fprintf(b, "        transform: %s\n", transformName(t.Transform, t.AuthAlg))
 	fmt.Fprintf(b, "        sa timing:remaining key lifetime (sec): (%d)\n", secs(t.Expires.Sub(s.Now)))
 	fmt.Fprintf(b, "        acl: %s\n", ace(t.IPProto, t.Src, t.Dst, t.SrcPort, t.DstPort))
+	if t.ReceiveOnly {
+		b.WriteString("        direction: receive only\n")
+	}
+	switch t.ReplayMethod {
+	case isakmp.ReplayTime:
+		fmt.Fprintf(b, "        Anti-Replay(Time Based) : %d sec interval\n", t.ReplayWindow)
+	case isakmp.ReplayCounter:
+		fmt.Fprintf(b, "        Anti-Replay(Counter Based) : %d\n", t.ReplayWindow)
+	case isakmp.ReplayNone:
+		b.WriteString("        Anti-Replay : disabled\n")
+	}
 	fmt.Fprintf(b, "        alg key size: %d (bytes)\n", len(t.EncKey))
 	if len(t.AuthKey) > 0 {
 		fmt.Fprintf(b, "        sig key size: %d (bytes)\n", len(t.AuthKey))
@@ -311,4 +328,81 @@ func Version(s node.Snapshot) (string, any) {
 	}
 	text := fmt.Sprintf("groupvpn GDOI key management, version %s\nhostname %s\n", s.Version, host)
 	return text, map[string]string{"version": s.Version.String(), "hostname": host}
+}
+
+// KSReplay renders `show crypto gdoi ks replay`: each group's anti-replay
+// policy and, with time-based anti-replay, the KS's pseudotime (SPEC T2).
+func KSReplay(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	type row struct {
+		Group      string
+		Method     string
+		Window     int
+		Pseudotime float64 `json:",omitempty"`
+	}
+	var rows []row
+	for _, g := range s.KS {
+		fmt.Fprintf(&b, "Anti-replay Information For Group %s:\n", g.Name)
+		for i, t := range g.TEKs {
+			r := row{Group: g.Name, Method: replayName(t.Replay), Window: t.ReplayWindow}
+			fmt.Fprintf(&b, "    IPSec SA Number %d (spi 0x%08X):\n", i+1, t.SPI)
+			switch t.Replay {
+			case isakmp.ReplayTime:
+				r.Pseudotime = g.Pseudotime.Seconds()
+				fmt.Fprintf(&b, "    Timebased Replay:\n    Replay Value                 : %.2f secs\n    Replay Window Size           : %d secs\n", r.Pseudotime, t.ReplayWindow)
+				fmt.Fprintf(&b, "    Next TBAR resync rekey in    : %d secs\n", secs(g.NextResync.Sub(s.Now)))
+			case isakmp.ReplayCounter:
+				fmt.Fprintf(&b, "    Counter based Replay:\n    Replay Window Size           : %d\n", t.ReplayWindow)
+			default:
+				b.WriteString("    Replay: disabled\n")
+			}
+			rows = append(rows, r)
+		}
+		b.WriteString("\n")
+	}
+	return b.String(), rows
+}
+
+// GMReplay renders `show crypto gdoi gm replay`.
+func GMReplay(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	type row struct {
+		Group, Method string
+		SPI           uint32
+		Window        int
+		Pseudotime    float64 `json:",omitempty"`
+	}
+	var rows []row
+	for _, m := range s.GM {
+		fmt.Fprintf(&b, "Anti-replay Information For Group %s:\n", m.Group)
+		for _, t := range s.TEKs {
+			if t.Group != m.Group {
+				continue
+			}
+			r := row{Group: m.Group, Method: replayName(t.ReplayMethod), SPI: t.SPI, Window: t.ReplayWindow}
+			fmt.Fprintf(&b, "    TEK spi 0x%08X:\n", t.SPI)
+			switch t.ReplayMethod {
+			case isakmp.ReplayTime:
+				r.Pseudotime = t.PseudotimeNow(s.Now).Seconds()
+				fmt.Fprintf(&b, "    Timebased Replay:\n    Replay Value                 : %.2f secs\n    Replay Window Size           : %d secs\n", r.Pseudotime, t.ReplayWindow)
+			case isakmp.ReplayCounter:
+				fmt.Fprintf(&b, "    Counter based Replay:\n    Replay Window Size           : %d\n", t.ReplayWindow)
+			default:
+				b.WriteString("    Replay: disabled\n")
+			}
+			rows = append(rows, r)
+		}
+		b.WriteString("\n")
+	}
+	return b.String(), rows
+}
+
+func replayName(m uint16) string {
+	switch m {
+	case isakmp.ReplayTime:
+		return "time"
+	case isakmp.ReplayCounter:
+		return "counter"
+	}
+	return "none"
 }

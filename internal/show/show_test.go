@@ -39,7 +39,8 @@ func snapshot() node.Snapshot {
 			RegisteredAt: now.Add(-time.Minute), Reregister: now.Add(3300 * time.Second), Registrations: 2, Seq: 3}},
 		TEKs: []sadb.TEK{{Group: "GETVPN", GroupID: 1234, SPI: 0x1a2b3c4d, Protocol: isakmp.TEKProtoESP, Transform: uint8(isakmp.ESPAESCBC),
 			KeyBits: 128, AuthAlg: isakmp.AuthAlgHMACSHA1, EncKey: make([]byte, 16), AuthKey: make([]byte, 20),
-			Src: sel.Src, Dst: sel.Dst, Expires: now.Add(3500 * time.Second), Lifetime: time.Hour}},
+			Src: sel.Src, Dst: sel.Dst, Expires: now.Add(3500 * time.Second), Lifetime: time.Hour,
+			ReplayMethod: isakmp.ReplayTime, ReplayWindow: 5, Pseudotime: 120 * time.Second, PseudotimeAt: now.Add(-30 * time.Second), ReceiveOnly: true}},
 		KEKs: []sadb.KEK{{Group: "GETVPN", GroupID: 1234, Alg: isakmp.KEKAlgAES, KeyBits: 128, SigAlg: isakmp.SigAlgRSA,
 			Key: make([]byte, 32), Expires: now.Add(86000 * time.Second)}},
 	}
@@ -51,6 +52,7 @@ func TestShowGolden(t *testing.T) {
 	s := snapshot()
 	for name, f := range map[string]func(node.Snapshot) (string, any){
 		"show_crypto_gdoi": GDOI, "show_crypto_gdoi_ks_members": KSMembers, "show_crypto_gdoi_gm": GM, "show_crypto_ipsec_sa": IPsecSA,
+		"show_crypto_gdoi_ks_replay": KSReplay, "show_crypto_gdoi_gm_replay": GMReplay,
 	} {
 		text, data := f(s)
 		path := filepath.Join("testdata", name+".txt")
