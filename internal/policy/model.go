@@ -83,6 +83,7 @@ const (
 	DefaultRetransmit     = 10 * time.Second
 	DefaultRetransmits    = 2
 	DefaultReplayWindow   = 64 // counter-based, packets
+	DefaultRekeyTTL       = 1  // multicast rekeys stay on the KS's segment unless routed on purpose
 )
 
 // ISAKMPPolicy is one phase-1 proposal (crypto isakmp policy N).
@@ -277,7 +278,9 @@ type ServerLocal struct {
 	RekeyACLName            string // multicast rekey destination ACL
 	RekeyACL                *ACL   // resolved
 	RekeyACLLine            int
-	RekeyUnicast            bool // rekey transport unicast
+	RekeyUnicast            bool   // rekey transport unicast
+	RekeyTTL                int    // rekey multicast ttl (groupvpn); 0: DefaultRekeyTTL
+	RekeyInterface          string // rekey multicast interface (groupvpn): where multicast rekeys leave
 	RekeyUnicastLine        int
 	Address                 netip.Addr
 	AuthorizationACLName    string

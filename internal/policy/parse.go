@@ -426,6 +426,14 @@ func buildModes() *modes {
 			s := o.(*ServerLocal)
 			s.RekeyACLName, s.RekeyACLLine = a[0], p.line
 		}),
+		c("rekey multicast ttl TTL", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.num(a[0], "rekey multicast ttl", 1, 255); ok {
+				o.(*ServerLocal).RekeyTTL = int(v)
+			}
+		}),
+		c("rekey multicast interface NAME", 1, 1, func(p *parser, o any, a []string) {
+			o.(*ServerLocal).RekeyInterface = a[0]
+		}),
 		c("rekey transport unicast", 0, 0, func(p *parser, o any, a []string) {
 			s := o.(*ServerLocal)
 			s.RekeyUnicast, s.RekeyUnicastLine = true, p.line

@@ -100,6 +100,12 @@ func (c *Config) Render() string {
 			if s.RekeyACLName != "" {
 				w("  rekey address ipv4 %s", s.RekeyACLName)
 			}
+			if s.RekeyTTL != 0 {
+				w("  rekey multicast ttl %d", s.RekeyTTL)
+			}
+			if s.RekeyInterface != "" {
+				w("  rekey multicast interface %s", s.RekeyInterface)
+			}
 			if s.RekeyUnicast {
 				w("  rekey transport unicast")
 			}
