@@ -8,6 +8,7 @@
 #   libstrongswan-standard-plugins - charon's openssl plugin: ECP groups and ECDSA
 #   iproute2            - ip netns / veth for the test hosts (internal/testnet)
 #   util-linux          - unshare and mount: a private /run per charon
+#   nftables            - nft: random packet loss in test namespaces (internal/testnet DropRandom)
 set -euo pipefail
 
 # command -> Debian package that provides it
@@ -18,6 +19,7 @@ declare -A want=(
   [/usr/lib/ipsec/plugins/libstrongswan-openssl.so]=libstrongswan-standard-plugins
   [ip]=iproute2
   [unshare]=util-linux
+  [nft]=nftables
 )
 
 missing=()

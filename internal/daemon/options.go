@@ -107,7 +107,24 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 		kg := ks.GroupConfig{Name: g.Name, ID: g.Identity, Address: s.Address, KEKKeyBits: s.RekeyKeyBits, KEKLifetime: s.RekeyLifetime,
 			Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: s.RekeyRetransmit, Retransmits: s.RekeyRetransmits}, ReceiveOnly: s.ReceiveOnly}
 		if s.Mode() == policy.RekeyMulticast {
-			o.Warnings = append(o.Warnings, fmt.Sprintf("crypto gdoi group %s: multicast rekeys are not implemented yet; rekeys go to each member by unicast", g.Name))
+			_, grp, ok := s.MulticastRekey()
+			if !ok {
+				return o, fmt.Errorf("crypto gdoi group %s: rekey address ipv4 %s has no permit entry with a multicast host destination", g.Name, s.RekeyACLName)
+			}
+			port := uint16(DefaultPort)
+			for _, e := range s.RekeyACL.Permits() {
+				if e.Dst.Addr() == grp && e.DstPort != 0 {
+					port = uint16(e.DstPort)
+					break
+				}
+			}
+			kg.Rekey.Unicast = false
+			kg.Rekey.Multicast = netip.AddrPortFrom(grp, port)
+			kg.Rekey.TTL = s.RekeyTTL
+			if kg.Rekey.TTL == 0 {
+				kg.Rekey.TTL = policy.DefaultRekeyTTL
+			}
+			kg.Rekey.Interface = s.RekeyInterface
 		}
 		if !kg.Address.IsValid() && len(listen) > 0 {
 			kg.Address = listen[0].Addr()

@@ -185,6 +185,9 @@ func kekFrom(sak *isakmp.SAK, kd *isakmp.KD, now time.Time) (*sadb.KEK, error) {
 		}
 	}
 	k.Expires = now.Add(lifeOf(sak.Attributes, uint16(isakmp.KEKKeyLifetime), 86400*time.Second))
+	if p, err := sak.Dst.Prefix(); err == nil && p.IsSingleIP() && p.Addr().IsMulticast() {
+		k.Multicast = netip.AddrPortFrom(p.Addr(), sak.Dst.Port)
+	}
 	if k.Alg != isakmp.KEKAlgAES {
 		return nil, fmt.Errorf("gm: KEK algorithm %s not supported (AES only)", k.Alg)
 	}

@@ -380,7 +380,7 @@ func (g *group) sak(now time.Time) *isakmp.SAK {
 	sak := &isakmp.SAK{
 		Selector: isakmp.Selector{Protocol: 17,
 			Src: isakmp.PrefixEndpoint(netip.PrefixFrom(g.cfg.Address, g.cfg.Address.BitLen()), 848),
-			Dst: isakmp.PrefixEndpoint(netip.PrefixFrom(unspecified(g.cfg.Address), 0), 848)},
+			Dst: rekeyDst(g.cfg.Address, g.cfg.Rekey.Multicast)},
 		SPI: g.kekSPI,
 		Attributes: isakmp.Attributes{
 			isakmp.BasicAttr(isakmp.KEKAlgorithm, uint16(isakmp.KEKAlgAES)),
@@ -422,6 +422,15 @@ func (t *tek) sat(now time.Time, pseudotime time.Duration) *isakmp.SAT {
 		Selector: isakmp.Selector{Protocol: t.sel.Proto,
 			Src: isakmp.PrefixEndpoint(t.sel.Src, t.sel.SrcPort), Dst: isakmp.PrefixEndpoint(t.sel.Dst, t.sel.DstPort)},
 		TransformID: uint8(t.policy.Transform), SPI: t.spi, Attributes: attrs}
+}
+
+// rekeyDst is the SAK's destination: the multicast group rekeys go to,
+// which GMs join, or any address for unicast rekeys.
+func rekeyDst(ks netip.Addr, mc netip.AddrPort) isakmp.Endpoint {
+	if mc.IsValid() {
+		return isakmp.PrefixEndpoint(netip.PrefixFrom(mc.Addr(), 32), mc.Port())
+	}
+	return isakmp.PrefixEndpoint(netip.PrefixFrom(unspecified(ks), 0), 848)
 }
 
 func unspecified(a netip.Addr) netip.Addr {

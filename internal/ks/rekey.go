@@ -14,7 +14,12 @@ import (
 // RekeyPolicy is how a group's rekeys are delivered (`rekey retransmit`,
 // `rekey transport unicast`, `rekey address ipv4`).
 type RekeyPolicy struct {
-	Unicast     bool
+	Unicast bool
+	// Multicast is the group address and port of multicast rekeys
+	// (`rekey address ipv4 ACL`); TTL and Interface how they leave.
+	Multicast   netip.AddrPort
+	TTL         int
+	Interface   string
 	Retransmit  time.Duration // between transmissions of one rekey, default 10 s
 	Retransmits int           // retransmissions after the first, default 2
 	// MaxMissed is how many consecutive unacknowledged unicast rekeys
@@ -80,6 +85,15 @@ func (s *Server) NextRekey(name string) time.Time {
 	return next
 }
 
+// Address is the group's KS address (`address ipv4`), the source of its
+// rekeys.
+func (s *Server) Address(name string) netip.Addr {
+	if g := s.byName[name]; g != nil {
+		return g.cfg.Address
+	}
+	return netip.Addr{}
+}
+
 // Groups lists the group names.
 func (s *Server) Groups() []string {
 	var out []string
@@ -131,8 +145,10 @@ func (s *Server) Rekey(name string, now time.Time) (*Push, error) {
 	g.seq = r.Seq
 	g.synced = now
 	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), NewKEK: newKEK}
-	for _, m := range g.rekeyList() {
-		p.Members = append(p.Members, netip.AddrPortFrom(m.Address, m.Port))
+	if !p.Policy.Multicast.IsValid() {
+		for _, m := range g.rekeyList() {
+			p.Members = append(p.Members, netip.AddrPortFrom(m.Address, m.Port))
+		}
 	}
 	g.rekeys++
 	return p, nil

@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -312,6 +313,10 @@ func Join(conn *net.UDPConn, group netip.Addr, ifName string) error {
 // IP_MULTICAST_ALL off, which also keeps out this group's datagrams arriving
 // on interfaces it was not joined on).
 //
+// (Go's net.ListenUDP on a multicast address binds 0.0.0.0 instead, which
+// would receive the port's unicast too and collide with a unicast socket of
+// the same port; Listen binds the socket itself.)
+//
 // It coexists with a unicast socket of the same port (different bound
 // address), and with other Listen sockets for the same group and port: each
 // of them receives its own copy of every datagram.
@@ -320,29 +325,43 @@ func Listen(group netip.AddrPort, ifName string) (*net.UDPConn, error) {
 	if err := checkGroup(group.Addr()); err != nil {
 		return nil, fmt.Errorf("mcast: listen: %w", err)
 	}
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if serr = setReuse(int(fd)); serr != nil {
-				return
-			}
-			if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
-				serr = fmt.Errorf("IP_MULTICAST_ALL off: %w", err)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", group.String())
+	conn, err := bindGroup(group)
 	if err != nil {
 		return nil, fmt.Errorf("mcast: listen on %v: %w", group, err)
 	}
-	conn := pc.(*net.UDPConn)
 	if err := Join(conn, group.Addr(), ifName); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("mcast: listen on %v: %w", group, err)
+	}
+	return conn, nil
+}
+
+// bindGroup makes the socket Listen returns, not yet joined: SO_REUSEADDR,
+// SO_REUSEPORT, IP_MULTICAST_ALL off, bound to group.
+func bindGroup(group netip.AddrPort) (*net.UDPConn, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "udp4 "+group.String())
+	defer f.Close() // net.FilePacketConn works on a duplicate
+	if err := setReuse(fd); err != nil {
+		return nil, err
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
+		return nil, fmt.Errorf("IP_MULTICAST_ALL off: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: group.Addr().As4(), Port: int(group.Port())}); err != nil {
+		return nil, fmt.Errorf("bind: %w", err)
+	}
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, err
+	}
+	conn, ok := pc.(*net.UDPConn)
+	if !ok {
+		pc.Close()
+		return nil, fmt.Errorf("socket is a %T, not UDP", pc)
 	}
 	return conn, nil
 }

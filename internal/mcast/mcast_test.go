@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 // getInt reads an integer IPPROTO_IP socket option.
@@ -100,15 +98,11 @@ func TestBadAddresses(t *testing.T) {
 	}
 }
 
-// loopbackNetns gives the test a namespace of its own whose lo carries
-// multicast (lo has no MULTICAST flag by default, and the root namespace's
-// lo is left alone), and runs the rest of the test's socket setup in it.
-func loopbackNetns(t *testing.T, name string) *testnet.Netns {
-	t.Helper()
-	ns := testnet.NewNetns(t, name)
-	ns.Run(t, "ip", "link", "set", "dev", "lo", "multicast", "on")
-	return ns
-}
+// The delivery tests run on lo in the test's own namespace and need no
+// privileges: lo lacks the MULTICAST flag, but Linux sends and loops back
+// multicast on it all the same when the socket names lo with
+// IP_MULTICAST_IF, and memberships on lo end with the sockets. (The netns
+// test of internal/testnet covers a real L2 segment.)
 
 // recvTTL enables IP_RECVTTL on a receiving socket.
 func recvTTL(conn *net.UDPConn) error {
@@ -151,20 +145,19 @@ func expectNothing(t *testing.T, conn *net.UDPConn, d time.Duration, what string
 }
 
 // TestLoopbackDelivery: a sender and two receivers of the same group and
-// port on lo, in a throwaway namespace (root); both receive every datagram,
+// port on lo; both receive every datagram,
 // with the configured TTL and the sender's address and port as source; a
 // receiver of another group on the same port receives none of them, and
 // neither receives the port's unicast.
 //
 // proves: T1 (multicast rekeys: configured TTL and interface; GMs join the group)
 func TestLoopbackDelivery(t *testing.T) {
-	ns := loopbackNetns(t, "gvm-lo")
 	group := netip.MustParseAddr("239.192.7.1")
 	var (
 		s                 *Sender
 		r1, r2, other, uc *net.UDPConn
 	)
-	ns.Do(t, func() error {
+	setup := func() error {
 		var err error
 		// The unicast socket of the "daemon", plain as internal/node's.
 		uc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -188,7 +181,10 @@ func TestLoopbackDelivery(t *testing.T) {
 		}
 		s, err = NewSender(netip.MustParseAddrPort("127.0.0.1:0"), "lo", 5)
 		return err
-	})
+	}
+	if err := setup(); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []interface{ Close() error }{s, r1, r2, other, uc} {
 		defer c.Close()
 	}
@@ -234,15 +230,14 @@ func TestLoopbackDelivery(t *testing.T) {
 	expectNothing(t, other, 100*time.Millisecond, "receiver of another group")
 
 	// Unicast to the port goes to the unicast socket only.
-	ns.Do(t, func() error {
-		c, err := net.DialUDP("udp4", nil, uc.LocalAddr().(*net.UDPAddr))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte("unicast"))
-		return err
-	})
+	c, err := net.DialUDP("udp4", nil, uc.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("unicast")); err != nil {
+		t.Fatal(err)
+	}
 	if b, _, _, err := readOne(uc, 2*time.Second); err != nil || string(b) != "unicast" {
 		t.Errorf("unicast socket: %q, %v", b, err)
 	}
@@ -257,14 +252,13 @@ func TestLoopbackDelivery(t *testing.T) {
 //
 // proves: T1 (multicast rekeys sent from the KS address and port)
 func TestSenderSharesPort(t *testing.T) {
-	ns := loopbackNetns(t, "gvm-share")
 	group := netip.MustParseAddr("239.192.7.3")
 	var (
 		s        *Sender
 		daemon   *net.UDPConn
 		receiver *net.UDPConn
 	)
-	ns.Do(t, func() error {
+	setup := func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			if err := c.Control(func(fd uintptr) { serr = setReuse(int(fd)) }); err != nil {
@@ -286,7 +280,10 @@ func TestSenderSharesPort(t *testing.T) {
 		}
 		receiver, err = Listen(netip.AddrPortFrom(group, local.Port()), "lo")
 		return err
-	})
+	}
+	if err := setup(); err != nil {
+		t.Fatal(err)
+	}
 	defer daemon.Close()
 	defer s.Close()
 	defer receiver.Close()
@@ -312,19 +309,16 @@ func TestSenderSharesPort(t *testing.T) {
 	}
 
 	const n = 50
-	ns.Do(t, func() error {
-		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(local))
-		if err != nil {
-			return err
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(local))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range n {
+		if _, err := c.Write([]byte("unicast")); err != nil {
+			t.Fatal(err)
 		}
-		defer c.Close()
-		for range n {
-			if _, err := c.Write([]byte("unicast")); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
 	for i := range n {
 		if _, _, _, err := readOne(daemon, 2*time.Second); err != nil {
 			t.Fatalf("daemon socket got %d of %d unicast datagrams: %v", i, n, err)

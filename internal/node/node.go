@@ -104,6 +104,8 @@ type Node struct {
 
 	deliveries []*delivery
 	lastSave   time.Time
+	mcastSocks []*sock
+	joined     map[netip.AddrPort]bool
 	stats      struct{ acksBad, rekeysUnknown int }
 }
 
@@ -201,6 +203,9 @@ func (n *Node) Close() {
 	for _, s := range n.socks {
 		s.conn.Close()
 	}
+	for _, s := range n.mcastSocks {
+		s.conn.Close()
+	}
 }
 
 // Do runs f on the node's goroutine and waits for it; show commands read
@@ -286,6 +291,9 @@ func (n *Node) datagram(d datagram) {
 				return
 			}
 		}
+	}
+	if d.sock.ep == nil {
+		return // a multicast rekey socket carries nothing else
 	}
 	n.process(d.sock, d.sock.ep.Handle(d.from, d.data, now))
 }

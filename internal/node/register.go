@@ -131,6 +131,7 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 		// §3.3: the pull's SEQ is stale if a push under this KEK was
 		// already accepted.
 		r.lastSeq[inst.KEK.SPI] = max(r.lastSeq[inst.KEK.SPI], res.Seq)
+		n.joinRekeyGroup(r, inst.KEK)
 	}
 	r.registrations++
 	lifetime := inst.TEKs[0].Lifetime

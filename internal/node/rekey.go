@@ -10,6 +10,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/internal/gm"
 	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/mcast"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/syslog"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -25,11 +26,12 @@ const (
 
 // delivery is one unicast rekey on its way to the members.
 type delivery struct {
-	push    *ks.Push
-	sock    *sock
-	queue   []netip.AddrPort       // first transmissions not sent yet
-	pending map[netip.Addr]*target // sent, not acknowledged
-	next    time.Time              // next pacing or retransmission step
+	multicast bool // to a group: no ACKs, every retransmission sent
+	push      *ks.Push
+	sock      *sock
+	queue     []netip.AddrPort       // first transmissions not sent yet
+	pending   map[netip.Addr]*target // sent, not acknowledged
+	next      time.Time              // next pacing or retransmission step
 }
 
 type target struct {
@@ -121,9 +123,27 @@ func (n *Node) SendRekey(group string, now time.Time) error {
 			return fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)
 		}
 	}
+	// Rekeys leave from the group's KS address (the SAK's source), else
+	// from the socket the kernel would use toward the members.
 	s := n.socks[0]
+	if a := n.ks.Address(group); a.IsValid() {
+		for _, x := range n.socks {
+			if x.local.Addr() == a {
+				s = x
+			}
+		}
+	}
 	n.ks.LogRekey(p, s.local.Addr())
 	d := &delivery{push: p, sock: s, queue: append([]netip.AddrPort(nil), p.Members...), pending: map[netip.Addr]*target{}, next: now}
+	if mc := p.Policy.Multicast; mc.IsValid() {
+		// One datagram to the group, sent again every retransmission
+		// interval: no acknowledgements come back from a group.
+		if err := mcast.SetMulticastOptions(s.conn, p.Policy.Interface, p.Policy.TTL); err != nil {
+			return fmt.Errorf("multicast rekey for group %s: %w", group, err)
+		}
+		d.multicast = true
+		d.queue = []netip.AddrPort{mc}
+	}
 	n.deliveries = append(n.deliveries, d)
 	n.step(d, now)
 	return nil
@@ -153,7 +173,9 @@ func (n *Node) step(d *delivery, now time.Time) {
 		}
 		if t.sent > d.push.Policy.Retransmits {
 			delete(d.pending, addr)
-			n.ks.Missed(d.push.Group, addr)
+			if !d.multicast {
+				n.ks.Missed(d.push.Group, addr)
+			}
 			continue
 		}
 		if budget > 0 {
@@ -262,6 +284,7 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 	r.lastRekey = now
 	if inst.KEK != nil {
 		r.lastSeq[inst.KEK.SPI] = 0
+		n.joinRekeyGroup(r, inst.KEK)
 	}
 	if len(inst.TEKs) > 0 && r.installed != nil {
 		r.installed.Earliest = inst.Earliest

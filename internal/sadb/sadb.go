@@ -71,15 +71,18 @@ func (f FailMode) String() string {
 
 // KEK is the rekey SA of a group (RFC 6407 §5.3, §5.6.2).
 type KEK struct {
-	Group     string
-	GroupID   uint32
-	SPI       [isakmp.KEKSPILen]byte
-	Alg       isakmp.KEKAlg
-	KeyBits   int
-	Key       []byte // IV | key as downloaded (§5.6.2.1)
-	SigAlg    isakmp.SigAlg
-	SigKey    []byte // the KS's public rekey key, DER SubjectPublicKeyInfo
-	Ack       bool   // the KS asked for RFC 8263 acknowledgements
+	Group   string
+	GroupID uint32
+	SPI     [isakmp.KEKSPILen]byte
+	Alg     isakmp.KEKAlg
+	KeyBits int
+	Key     []byte // IV | key as downloaded (§5.6.2.1)
+	SigAlg  isakmp.SigAlg
+	SigKey  []byte // the KS's public rekey key, DER SubjectPublicKeyInfo
+	Ack     bool   // the KS asked for RFC 8263 acknowledgements
+	// Multicast is the group rekeys arrive on (the SAK's multicast
+	// destination); invalid for unicast rekeys.
+	Multicast netip.AddrPort
 	Installed time.Time
 	Expires   time.Time
 }

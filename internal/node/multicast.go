@@ -1,0 +1,54 @@
+package node
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/groupvpn/groupvpn/internal/mcast"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+)
+
+// joinRekeyGroup makes a GM receive its group's multicast rekeys: a socket
+// bound to the group address on the interface of the address it registered
+// from (SPEC T1: "GMs join the group"). Its datagrams are routed like any
+// other; only GROUPKEY-PUSH messages are accepted from it.
+func (n *Node) joinRekeyGroup(r *registration, k *sadb.KEK) {
+	if k == nil || !k.Multicast.IsValid() || r.sock == nil || n.joined[k.Multicast] {
+		return
+	}
+	ifName := interfaceOf(r.sock.local.Addr())
+	conn, err := mcast.Listen(k.Multicast, ifName)
+	if err != nil {
+		n.log.Warn("cannot join the multicast rekey group; rekeys will be missed and the GM re-registers instead",
+			"group", r.cfg.Name, "address", k.Multicast.String(), "interface", ifName, "err", err)
+		return
+	}
+	growReadBuffer(conn)
+	s := &sock{conn: conn, local: k.Multicast}
+	if n.joined == nil {
+		n.joined = map[netip.AddrPort]bool{}
+	}
+	n.joined[k.Multicast] = true
+	n.mcastSocks = append(n.mcastSocks, s)
+	go n.read(s)
+	n.log.Info("joined the multicast rekey group", "group", r.cfg.Name, "address", k.Multicast.String(), "interface", ifName)
+}
+
+// interfaceOf names the interface that holds addr ("" if none does).
+func interfaceOf(addr netip.Addr) string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifc := range ifs {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap() == addr.Unmap() {
+					return ifc.Name
+				}
+			}
+		}
+	}
+	return ""
+}
