@@ -56,7 +56,7 @@ func Install(dp sadb.Dataplane, group string, groupID uint32, res *gdoi.Result, 
 		if err != nil {
 			return nil, err
 		}
-		t.Group, t.GroupID, t.Installed = group, groupID, now
+		t.Group, t.GroupID, t.Installed, t.SendFrom = group, groupID, now, now
 		if t.AuthKey == nil {
 			if len(sids) == 0 {
 				return nil, fmt.Errorf("gm: TEK 0x%08x is a counter mode but the KS sent no sender ID (RFC 6407 §5.6.4)", t.SPI)
@@ -267,8 +267,39 @@ func ApplyRekey(dp sadb.Dataplane, group string, groupID uint32, r *gdoi.Rekey, 
 			out.KEK = k
 		}
 	}
-	for _, t := range out.TEKs {
-		if err := dp.InstallTEK(t); err != nil {
+	atd, dtd := time.Duration(0), time.Duration(0)
+	if r.SA != nil && r.SA.GAP != nil {
+		for _, a := range r.SA.GAP.Attributes {
+			v, _ := a.Uint()
+			switch isakmp.GAPAttr(a.Type) {
+			case isakmp.GAPActivationTimeDelay:
+				atd = time.Duration(v) * time.Second
+			case isakmp.GAPDeactivationTimeDelay:
+				dtd = time.Duration(v) * time.Second
+			}
+		}
+	}
+	if len(out.TEKs) > 0 {
+		// The TEKs the new ones replace: the group's current ones with the
+		// same traffic selector. They keep decrypting until DTD.
+		for _, old := range dp.TEKs() {
+			if old.Group != group {
+				continue
+			}
+			for _, t := range out.TEKs {
+				if t.Src == old.Src && t.Dst == old.Dst && t.IPProto == old.IPProto && old.Deactivate.IsZero() {
+					old.Deactivate = now.Add(dtd)
+					if old.Expires.Before(old.Deactivate) {
+						old.Deactivate = old.Expires
+					}
+					dp.InstallTEK(old)
+				}
+			}
+		}
+	}
+	for i := range out.TEKs {
+		out.TEKs[i].SendFrom = now.Add(atd)
+		if err := dp.InstallTEK(out.TEKs[i]); err != nil {
 			return nil, err
 		}
 	}

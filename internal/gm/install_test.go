@@ -68,3 +68,39 @@ func TestReregisterWindow(t *testing.T) {
 		t.Fatalf("short lifetimes get at least 30 s: %s", d)
 	}
 }
+
+// proves: T1 — a rekey's GAP ATD/DTD: the new TEK is accepted at once but
+// sent with only ATD later; the TEK it replaces keeps decrypting until
+// DTD (RFC 6407 §5.4.1, RFC 5374 §4.2.1).
+func TestRekeyActivationDelays(t *testing.T) {
+	dp := sadb.NewMemory()
+	if _, err := Install(dp, "G", 1, result(36, true), now); err != nil {
+		t.Fatal(err)
+	}
+	old := dp.TEKs()[0]
+	r := result(36, false)
+	r.Policy.TEKs[0].SPI = 512
+	r.KD.Packets[0].SPI = []byte{0, 0, 2, 0}
+	r.Policy.GAP = &isakmp.GAP{Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30),
+		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, 90)}}
+	at := now.Add(10 * time.Minute)
+	if _, err := ApplyRekey(dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, at); err != nil {
+		t.Fatal(err)
+	}
+	teks := dp.TEKs()
+	if len(teks) != 2 {
+		t.Fatalf("%d TEKs", len(teks))
+	}
+	for _, tk := range teks {
+		switch tk.SPI {
+		case old.SPI:
+			if !tk.Deactivate.Equal(at.Add(90 * time.Second)) {
+				t.Fatalf("old TEK deactivates at %s", tk.Deactivate.Sub(at))
+			}
+		case 512:
+			if !tk.SendFrom.Equal(at.Add(30*time.Second)) || len(tk.SenderIDs) != 1 {
+				t.Fatalf("new TEK sends from +%s with SIDs %v", tk.SendFrom.Sub(at), tk.SenderIDs)
+			}
+		}
+	}
+}

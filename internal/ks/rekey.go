@@ -51,6 +51,16 @@ type Push struct {
 	NewKEK  bool
 }
 
+// Activation and deactivation delays sent with every rekey (GAP, RFC 6407
+// §5.4.1, RFC 5374 §4.2.1): GMs install the new TEKs for receiving at
+// once, start sending with them ATD later, and stop receiving with the
+// TEKs they replace DTD later. DTD > ATD, as RFC 6407 recommends, so no
+// packet is sent with a key a receiver has already dropped.
+const (
+	RekeyATD = 30 * time.Second
+	RekeyDTD = 90 * time.Second
+)
+
 // TBARResync is how often a KS whose group uses time-based anti-replay
 // sends a rekey to resynchronise the GMs' pseudotime (SPEC T2).
 const TBARResync = 7200 * time.Second
@@ -117,7 +127,9 @@ func (s *Server) Rekey(name string, now time.Time) (*Push, error) {
 		return nil, fmt.Errorf("ks: group %s has no rekey authentication key: it cannot rekey", name)
 	}
 	cur := gdoi.KEK{SPI: g.kekSPI, Key: g.kekKey}
-	r := &gdoi.Rekey{Seq: g.seq + 1, SA: &isakmp.GroupSA{}, KD: &isakmp.KD{}}
+	r := &gdoi.Rekey{Seq: g.seq + 1, SA: &isakmp.GroupSA{GAP: &isakmp.GAP{Attributes: isakmp.Attributes{
+		isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, uint16(RekeyATD/time.Second)),
+		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, uint16(RekeyDTD/time.Second))}}}, KD: &isakmp.KD{}}
 	newKEK := !now.Add(rekeyLead(g.cfg.KEKLifetime)).Before(g.kekExp)
 	if newKEK {
 		if err := s.newKEK(g, now); err != nil {

@@ -365,7 +365,7 @@ func (n *Node) tick(now time.Time) {
 // installed until then, so traffic keeps flowing across re-registration.
 func (n *Node) sweep(now time.Time) {
 	for _, t := range n.dp.TEKs() {
-		if !now.Before(t.Expires) {
+		if !now.Before(t.Expires) || (!t.Deactivate.IsZero() && !now.Before(t.Deactivate)) {
 			n.dp.DeleteTEK(t.Group, t.SPI)
 			n.log.Info("TEK expired", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI))
 		}

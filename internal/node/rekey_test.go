@@ -237,3 +237,40 @@ func TestReplayedAndForgedRekeys(t *testing.T) {
 		t.Fatalf("the GM accepted something it should not have: %+v", m)
 	}
 }
+
+// proves: T2 — with time-based anti-replay and day-long keys, the KS still
+// rekeys every 7200 s to resynchronise pseudotime, and the GMs' pseudotime
+// tracks the KS's.
+func TestTBARResyncOverADay(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := &fakeClock{now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}
+	start0 := clk.Now()
+	ksAddr := netip.MustParseAddr("127.0.0.12")
+	grp := ksGroup(t, ksAddr)
+	grp.TEKs = grp.TEKs[:1]
+	grp.TEKs[0].Lifetime = 24 * time.Hour
+	grp.TEKs[0].Replay, grp.TEKs[0].ReplayWindow = isakmp.ReplayTime, 5
+	grp.KEKLifetime = 86400 * time.Second
+	grp.Rekey = ks.RekeyPolicy{Unicast: true}
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{grp}, Now: clk.Now})
+	gmn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.120:0")}, IKE: ikeCfg("k", version.Current),
+		Now: clk.Now, GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}}})
+	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
+	for clk.Now().Sub(start0) < 20*time.Hour {
+		clk.Add(time.Minute)
+		kn.Do(ctx, func() {})
+		waitFor(t, "deliveries", kn, func() bool { return len(kn.deliveries) == 0 })
+		gmn.Do(ctx, func() {})
+	}
+	var snap ks.GroupSnapshot
+	kn.Do(ctx, func() { kn.ks.SetNow(clk.Now()); snap = kn.ks.Snapshot()[0] })
+	if want := int(20 * time.Hour / ks.TBARResync); snap.Rekeys < want {
+		t.Fatalf("%d rekeys in 20 h, want at least %d TBAR resyncs", snap.Rekeys, want)
+	}
+	tek := gmn.Dataplane().TEKs()[len(gmn.Dataplane().TEKs())-1]
+	if d := tek.PseudotimeNow(clk.Now()) - snap.Pseudotime; d < -time.Second || d > time.Second {
+		t.Fatalf("GM pseudotime off the KS's by %s", d)
+	}
+}

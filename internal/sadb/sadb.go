@@ -34,6 +34,12 @@ type TEK struct {
 	Installed time.Time
 	Expires   time.Time
 	Lifetime  time.Duration // as configured on the KS
+	// SendFrom is when the GM starts sending with the TEK (its install
+	// time plus the rekey's ATD); a receiver accepts it at once.
+	SendFrom time.Time
+	// Deactivate, when set, is when the GM stops accepting the TEK: a
+	// rekey replaced it, DTD after its arrival (and never after Expires).
+	Deactivate time.Time
 	// ReceiveOnly: install for decryption only (SA Direction
 	// Receiver-Only, RFC 6407 §5.5.1.1.2; `sa receive-only`).
 	ReceiveOnly bool

@@ -232,6 +232,12 @@ func tek(b *strings.Builder, s node.Snapshot, t sadb.TEK) {
 	if t.ReceiveOnly {
 		b.WriteString("        direction: receive only\n")
 	}
+	if t.SendFrom.After(s.Now) {
+		fmt.Fprintf(b, "        outbound from: in %d sec (activation time delay)\n", secs(t.SendFrom.Sub(s.Now)))
+	}
+	if !t.Deactivate.IsZero() {
+		fmt.Fprintf(b, "        inbound until: in %d sec (replaced; deactivation time delay)\n", secs(t.Deactivate.Sub(s.Now)))
+	}
 	switch t.ReplayMethod {
 	case isakmp.ReplayTime:
 		fmt.Fprintf(b, "        Anti-Replay(Time Based) : %d sec interval\n", t.ReplayWindow)
