@@ -68,10 +68,7 @@ func TestKSKilledDuringRekey(t *testing.T) {
 		t.Skip("builds and kills a daemon; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "groupvpn")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/groupvpn").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := groupvpnBinary(t)
 	writeRekeyKey(t, filepath.Join(dir, "rekey.pem"))
 	os.WriteFile(filepath.Join(dir, "ks.conf"), []byte(crashKS), 0o600)
 	const port = 23848

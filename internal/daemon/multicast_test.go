@@ -74,10 +74,7 @@ func TestMulticastRekeysWithLoss(t *testing.T) {
 	testnet.RequireNetns(t)
 	testnet.RequireNft(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "groupvpn")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/groupvpn").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := groupvpnBinary(t)
 	writeRekeyKey(t, filepath.Join(dir, "rekey.pem"))
 	os.WriteFile(filepath.Join(dir, "ks.conf"), []byte(mcastKS), 0o600)
 	br := testnet.Bridge(t, "gvmc")

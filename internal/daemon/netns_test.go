@@ -64,10 +64,7 @@ end
 func TestIsakmpdInNamespaces(t *testing.T) {
 	testnet.RequireNetns(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "groupvpn")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/groupvpn").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := groupvpnBinary(t)
 	ks := testnet.NewNetns(t, "gvd-ks")
 	gm1 := testnet.NewNetns(t, "gvd-gm1")
 	gm2 := testnet.NewNetns(t, "gvd-gm2")
