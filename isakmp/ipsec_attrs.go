@@ -69,6 +69,10 @@ const (
 	IPsecReplayMethod IPsecAttr = 32001 // B: ReplayCounter, ReplayTime, ReplayNone
 	IPsecReplayWindow IPsecAttr = 32002 // B: packets (counter) or seconds (time)
 	IPsecPseudotime   IPsecAttr = 32003 // V, 8 octets: the KS's pseudotime in ms
+	// IPsecConfiguredLifetime is the TEK's configured lifetime in seconds
+	// (SA Life Duration carries what remains): TEK_CLT of the seed's
+	// shortening formula.
+	IPsecConfiguredLifetime IPsecAttr = 32004 // V, 4 octets
 )
 
 // Values of IPsecReplayMethod.
@@ -85,6 +89,7 @@ var ipsecAttrNames = map[IPsecAttr]string{
 	IPsecKeyRounds: "Key-Rounds", IPsecExtendedSeq: "Extended-Sequence-Number",
 	IPsecAddressPreservation: "Address-Preservation", IPsecSADirection: "SA-Direction",
 	IPsecReplayMethod: "groupvpn-Replay-Method", IPsecReplayWindow: "groupvpn-Replay-Window", IPsecPseudotime: "groupvpn-Pseudotime",
+	IPsecConfiguredLifetime: "groupvpn-Configured-Lifetime",
 }
 
 func (a IPsecAttr) String() string { return nameOf(ipsecAttrNames, a, "IPSEC_ATTR") }

@@ -42,6 +42,18 @@ const (
 	NotifyInitialContact          NotifyType = 24578
 	NotifyRUThere                 NotifyType = 36136
 	NotifyRUThereAck              NotifyType = 36137
+
+	// groupvpn's GM-removal and policy-replace signals, status types of
+	// the private-use range 32768-40959 (RFC 2408 §3.14.1), carried in a
+	// GROUPKEY-PUSH (docs/wire.md). Data: one octet, the mode.
+	NotifyGMRemoval     NotifyType = 32801 // 1: shorten TEKs and re-register (temporary SAs), 2: now
+	NotifyPolicyReplace NotifyType = 32802 // 1: shorten the old SAs, 2: replace now
+)
+
+// Modes of NotifyGMRemoval and NotifyPolicyReplace.
+const (
+	ModeShorten byte = 1
+	ModeNow     byte = 2
 )
 
 var notifyNames = map[NotifyType]string{
@@ -63,6 +75,7 @@ var notifyNames = map[NotifyType]string{
 	NotifyConnected: "CONNECTED", NotifyResponderLifetime: "RESPONDER-LIFETIME",
 	NotifyReplayStatus: "REPLAY-STATUS", NotifyInitialContact: "INITIAL-CONTACT",
 	NotifyRUThere: "R-U-THERE", NotifyRUThereAck: "R-U-THERE-ACK",
+	NotifyGMRemoval: "GROUPVPN-GM-REMOVAL", NotifyPolicyReplace: "GROUPVPN-POLICY-REPLACE",
 }
 
 func (t NotifyType) String() string { return nameOf(notifyNames, t, "NOTIFY") }

@@ -39,10 +39,11 @@ import (
 
 // Rekey is a GROUPKEY-PUSH's content.
 type Rekey struct {
-	Seq     uint32
-	Deletes []*isakmp.Delete
-	SA      *isakmp.GroupSA // nil in a delete-only push
-	KD      *isakmp.KD      // nil in a delete-only push
+	Seq      uint32
+	Notifies []*isakmp.Notify // groupvpn's removal / policy-replace signals
+	Deletes  []*isakmp.Delete
+	SA       *isakmp.GroupSA // nil in a delete-only push
+	KD       *isakmp.KD      // nil in a delete-only push
 }
 
 // KEK is the rekey SA both sides hold: its SPI (the push's cookies) and
@@ -101,6 +102,9 @@ func sigSize(alg isakmp.SigAlg, pub crypto.PublicKey) (int, error) {
 
 func (r *Rekey) payloads() []isakmp.Payload {
 	ps := []isakmp.Payload{&isakmp.SEQ{Number: r.Seq}}
+	for _, n := range r.Notifies {
+		ps = append(ps, n)
+	}
 	for _, d := range r.Deletes {
 		ps = append(ps, d)
 	}
@@ -273,6 +277,8 @@ func OpenPush(pkt []byte, kek KEK, pub crypto.PublicKey, alg isakmp.SigAlg) (*Re
 	r := &Rekey{Seq: seq.Number}
 	for _, p := range ps[1 : len(ps)-1] {
 		switch p := p.(type) {
+		case *isakmp.Notify:
+			r.Notifies = append(r.Notifies, p)
 		case *isakmp.Delete:
 			r.Deletes = append(r.Deletes, p)
 		case *isakmp.GroupSA:

@@ -130,10 +130,15 @@ func tekFrom(sat *isakmp.SAT, kd *isakmp.KD, now time.Time) (sadb.TEK, error) {
 			t.ReplayWindow = int(v)
 		case isakmp.IPsecPseudotime:
 			t.Pseudotime, t.PseudotimeAt = time.Duration(v)*time.Millisecond, now
+		case isakmp.IPsecConfiguredLifetime:
+			t.Configured = time.Duration(min(v, 1<<31)) * time.Second
 		}
 	}
 	t.Lifetime = lifeOf(sat.Attributes, uint16(isakmp.IPsecSALifeDuration), 3600*time.Second)
 	t.Expires = now.Add(t.Lifetime)
+	if t.Configured == 0 {
+		t.Configured = t.Lifetime
+	}
 	encLen, authLen := 0, 0
 	switch isakmp.ESPTransform(sat.TransformID) {
 	case isakmp.ESPAESCBC:
@@ -267,8 +272,9 @@ func ApplyRekey(dp sadb.Dataplane, group string, groupID uint32, r *gdoi.Rekey, 
 			out.KEK = k
 		}
 	}
-	atd, dtd := time.Duration(0), time.Duration(0)
+	atd, dtd, gap := time.Duration(0), time.Duration(0), false
 	if r.SA != nil && r.SA.GAP != nil {
+		gap = true
 		for _, a := range r.SA.GAP.Attributes {
 			v, _ := a.Uint()
 			switch isakmp.GAPAttr(a.Type) {
@@ -279,7 +285,7 @@ func ApplyRekey(dp sadb.Dataplane, group string, groupID uint32, r *gdoi.Rekey, 
 			}
 		}
 	}
-	if len(out.TEKs) > 0 {
+	if len(out.TEKs) > 0 && gap {
 		// The TEKs the new ones replace: the group's current ones with the
 		// same traffic selector. They keep decrypting until DTD.
 		for _, old := range dp.TEKs() {

@@ -64,6 +64,9 @@ type GroupConfig struct {
 	// ReceiveOnly makes every TEK receiver-only at the GMs
 	// (`sa receive-only`, RFC 6407 SA Direction).
 	ReceiveOnly bool
+	// Secondary: this KS is not the group's primary (`redundancy`
+	// configured: without COOP it cannot have won the election).
+	Secondary bool
 }
 
 // Options configure a Server.
@@ -114,19 +117,20 @@ type tek struct {
 }
 
 type group struct {
-	cfg     GroupConfig
-	kekSPI  [isakmp.KEKSPILen]byte
-	kekKey  []byte // IV | key
-	kekExp  time.Time
-	teks    []*tek
-	seq     uint32
-	members map[netip.Addr]*Member
-	sigPub  []byte
-	sigAlg  isakmp.SigAlg
-	sigBits int
-	rekeys  int
-	ptStart time.Time // pseudotime zero: the first registration (TBAR)
-	synced  time.Time // last time GMs heard the pseudotime (registration of all or a rekey)
+	cfg           GroupConfig
+	kekSPI        [isakmp.KEKSPILen]byte
+	kekKey        []byte // IV | key
+	kekExp        time.Time
+	teks          []*tek
+	seq           uint32
+	members       map[netip.Addr]*Member
+	sigPub        []byte
+	sigAlg        isakmp.SigAlg
+	sigBits       int
+	rekeys        int
+	ptStart       time.Time // pseudotime zero: the first registration (TBAR)
+	policyChanged bool      // the configured policy differs from the keys in use
+	synced        time.Time // last time GMs heard the pseudotime (registration of all or a rekey)
 }
 
 // SIDBits is the width of the sender IDs this KS hands out (RFC 6054 §3:
@@ -409,6 +413,7 @@ func (t *tek) sat(now time.Time, pseudotime time.Duration) *isakmp.SAT {
 	if t.receiveOnly {
 		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecSADirection, isakmp.SADirReceiverOnly))
 	}
+	attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecConfiguredLifetime, binary.BigEndian.AppendUint32(nil, uint32(t.policy.Lifetime/time.Second))))
 	if m := t.policy.Replay; m != 0 {
 		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecReplayMethod, m))
 		if m != isakmp.ReplayNone {

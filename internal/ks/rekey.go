@@ -49,6 +49,12 @@ type Push struct {
 	Members []netip.AddrPort
 	Policy  RekeyPolicy
 	NewKEK  bool
+	Removal bool
+	Replace byte // isakmp.ModeShorten / ModeNow for a policy-replace rekey, 0 otherwise
+	// OldData is the same rekey without the policy-replace instruction,
+	// for members older than FeatureVersion (SPEC P6); OldMembers get it.
+	OldData    []byte
+	OldMembers []netip.AddrPort
 }
 
 // Activation and deactivation delays sent with every rekey (GAP, RFC 6407
@@ -118,7 +124,21 @@ func (s *Server) Groups() []string {
 // and, when the KEK is near its end, a new KEK (delivered under the old
 // one, RFC 6407 §4). The group's keys and sequence number advance; the
 // caller persists them before sending (write before send, SPEC O4).
-func (s *Server) Rekey(name string, now time.Time) (*Push, error) {
+func (s *Server) Rekey(name string, now time.Time) (*Push, error) { return s.rekey(name, now, 0) }
+
+// ReplaceRekey is `crypto gdoi ks rekey [replace-now]` (SPEC P2-P6): a
+// rekey built from the running policy with a new KEK and the groupvpn
+// POLICY-REPLACE instruction (mode isakmp.ModeShorten: GMs shorten the old
+// SAs with the TEK_SLT formula; ModeNow: they delete them), plus the same
+// rekey without the instruction for members older than FeatureVersion.
+func (s *Server) ReplaceRekey(name string, mode byte, now time.Time) (*Push, error) {
+	if err := s.CheckPrimaryRekey(name); err != nil {
+		return nil, err
+	}
+	return s.rekey(name, now, mode)
+}
+
+func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) {
 	g := s.byName[name]
 	if g == nil {
 		return nil, fmt.Errorf("ks: no group %s", name)
@@ -130,7 +150,7 @@ func (s *Server) Rekey(name string, now time.Time) (*Push, error) {
 	r := &gdoi.Rekey{Seq: g.seq + 1, SA: &isakmp.GroupSA{GAP: &isakmp.GAP{Attributes: isakmp.Attributes{
 		isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, uint16(RekeyATD/time.Second)),
 		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, uint16(RekeyDTD/time.Second))}}}, KD: &isakmp.KD{}}
-	newKEK := !now.Add(rekeyLead(g.cfg.KEKLifetime)).Before(g.kekExp)
+	newKEK := replace != 0 || !now.Add(rekeyLead(g.cfg.KEKLifetime)).Before(g.kekExp)
 	if newKEK {
 		if err := s.newKEK(g, now); err != nil {
 			return nil, err
@@ -138,14 +158,30 @@ func (s *Server) Rekey(name string, now time.Time) (*Push, error) {
 		r.SA.KEK = g.sak(now)
 		r.KD.Packets = append(r.KD.Packets, g.kekPacket())
 	}
-	for i, t := range g.teks {
-		n, err := s.newTEK(t.policy, t.sel, now)
-		if err != nil {
-			return nil, err
-		}
-		g.teks[i] = n
+	// New TEKs from the running policy: a committed policy change reaches
+	// the GMs with this rekey (SPEC P1).
+	if err := s.rebuildTEKs(g, now); err != nil {
+		return nil, err
+	}
+	g.policyChanged = false
+	for _, n := range g.teks {
 		r.SA.TEKs = append(r.SA.TEKs, n.sat(now, g.pseudotime(now)))
 		r.KD.Packets = append(r.KD.Packets, n.packet())
+	}
+	var oldData []byte
+	if replace != 0 {
+		// Members without policy replace get the new SAs alone: no
+		// instruction and no deactivation delay, so their old SAs live
+		// out their lifetime (SPEC P6).
+		gap := r.SA.GAP
+		r.SA.GAP = nil
+		var err error
+		if oldData, err = gdoi.SealPush(r, cur, g.cfg.SigningKey, g.sigAlg, s.rand); err != nil {
+			return nil, fmt.Errorf("ks: group %s: %w", name, err)
+		}
+		r.SA.GAP = gap
+		r.Notifies = []*isakmp.Notify{{DOI: isakmp.DOIGDOI, Protocol: isakmp.ProtoGDOIKEK, NotifyType: isakmp.NotifyPolicyReplace,
+			SPI: append([]byte{}, cur.SPI[:]...), Data: []byte{replace}}}
 	}
 	data, err := gdoi.SealPush(r, cur, g.cfg.SigningKey, g.sigAlg, s.rand)
 	if err != nil {
@@ -156,10 +192,15 @@ func (s *Server) Rekey(name string, now time.Time) (*Push, error) {
 	// and accepts anything above it (RFC 6407 §4.4). docs/wire.md.
 	g.seq = r.Seq
 	g.synced = now
-	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), NewKEK: newKEK}
+	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), NewKEK: newKEK, Replace: replace, OldData: oldData}
 	if !p.Policy.Multicast.IsValid() {
 		for _, m := range g.rekeyList() {
-			p.Members = append(p.Members, netip.AddrPortFrom(m.Address, m.Port))
+			to := netip.AddrPortFrom(m.Address, m.Port)
+			if replace != 0 && (m.Version.IsZero() || m.Version.Less(FeatureVersion)) {
+				p.OldMembers = append(p.OldMembers, to)
+				continue
+			}
+			p.Members = append(p.Members, to)
 		}
 	}
 	g.rekeys++
@@ -193,13 +234,20 @@ func (g *group) rekeyList() []*Member {
 
 // LogRekey writes the rekey's log line (SPEC T1 / seed).
 func (s *Server) LogRekey(p *Push, from netip.Addr) {
-	if p.Policy.Unicast {
-		syslog.Log(s.log, syslog.Notice, "KS_SEND_UNICAST_REKEY", "Sending Unicast Rekey for group %s from address %s with seq # %d",
-			p.Group, from, p.Seq)
+	if p.Removal {
+		return // the removal command prints its own line
+	}
+	with := ""
+	if p.Replace != 0 {
+		with = " with policy-replace"
+	}
+	if !p.Policy.Multicast.IsValid() {
+		syslog.Log(s.log, syslog.Notice, "KS_SEND_UNICAST_REKEY", "Sending Unicast Rekey%s for group %s from address %s with seq # %d",
+			with, p.Group, from, p.Seq)
 		return
 	}
-	syslog.Log(s.log, syslog.Notice, "KS_SEND_MCAST_REKEY", "Sending Multicast Rekey for group %s from address %s with seq # %d",
-		p.Group, from, p.Seq)
+	syslog.Log(s.log, syslog.Notice, "KS_SEND_MCAST_REKEY", "Sending Multicast Rekey%s for group %s from address %s with seq # %d",
+		with, p.Group, from, p.Seq)
 }
 
 // Acked records a verified acknowledgement of seq from addr.

@@ -13,6 +13,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/mcast"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/syslog"
+	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -29,13 +30,15 @@ type delivery struct {
 	multicast bool // to a group: no ACKs, every retransmission sent
 	push      *ks.Push
 	sock      *sock
-	queue     []netip.AddrPort       // first transmissions not sent yet
-	pending   map[netip.Addr]*target // sent, not acknowledged
-	next      time.Time              // next pacing or retransmission step
+	queue     []netip.AddrPort        // first transmissions not sent yet
+	old       map[netip.AddrPort]bool // members that get push.OldData (SPEC P6)
+	pending   map[netip.Addr]*target  // sent, not acknowledged
+	next      time.Time               // next pacing or retransmission step
 }
 
 type target struct {
 	to    netip.AddrPort
+	data  []byte
 	sent  int
 	retry time.Time
 }
@@ -98,19 +101,79 @@ func (n *Node) SendRekey(group string, now time.Time) error {
 	}
 	// Reserve the sequence number on disk, then advance the keys, then
 	// save them, and only then send (SPEC O4: write before send).
-	var want uint32
-	if st := n.o.Store; st != nil {
-		_, to, err := st.ReserveSeq(group, 1)
-		if err != nil {
-			return fmt.Errorf("rekey for group %s not sent: %w", group, err)
-		}
-		n.ks.SetSeqFloor(group, to-1)
-		want = to
+	want, err := n.reserve(group)
+	if err != nil {
+		return err
 	}
 	p, err := n.ks.Rekey(group, now)
 	if err != nil {
 		return err
 	}
+	return n.deliver(group, p, want, now)
+}
+
+// SendReplaceRekey is `crypto gdoi ks [group NAME] rekey [replace-now]`:
+// the policy-replace rekey (SPEC P2-P6). Use inside Do.
+func (n *Node) SendReplaceRekey(group string, replaceNow bool, now time.Time) (*ks.Push, error) {
+	if n.ks == nil {
+		return nil, errors.New("node: not a key server")
+	}
+	if err := n.ks.CheckPrimaryRekey(group); err != nil {
+		return nil, err
+	}
+	want, err := n.reserve(group)
+	if err != nil {
+		return nil, err
+	}
+	mode := isakmp.ModeShorten
+	if replaceNow {
+		mode = isakmp.ModeNow
+	}
+	p, err := n.ks.ReplaceRekey(group, mode, now)
+	if err != nil {
+		return nil, err
+	}
+	return p, n.deliver(group, p, want, now)
+}
+
+// SendRemoval is `clear crypto gdoi [group NAME] ks members [now]` (SPEC
+// R1-R4): the removal message to every member, and new keys at the KS.
+// Use inside Do.
+func (n *Node) SendRemoval(group string, removeNow bool, now time.Time) (*ks.Push, error) {
+	if n.ks == nil {
+		return nil, errors.New("node: not a key server")
+	}
+	if err := n.ks.CheckPrimaryRemoval(group); err != nil {
+		return nil, err
+	}
+	want, err := n.reserve(group)
+	if err != nil {
+		return nil, err
+	}
+	p, err := n.ks.Remove(group, removeNow, now)
+	if err != nil {
+		return nil, err
+	}
+	return p, n.deliver(group, p, want, now)
+}
+
+// reserve reserves the next sequence number on disk (0 without a store).
+func (n *Node) reserve(group string) (uint32, error) {
+	st := n.o.Store
+	if st == nil {
+		return 0, nil
+	}
+	_, to, err := st.ReserveSeq(group, 1)
+	if err != nil {
+		return 0, fmt.Errorf("rekey for group %s not sent: %w", group, err)
+	}
+	n.ks.SetSeqFloor(group, to-1)
+	return to, nil
+}
+
+// deliver saves the group's new state (write before send) and starts
+// sending p.
+func (n *Node) deliver(group string, p *ks.Push, want uint32, now time.Time) error {
 	if st := n.o.Store; st != nil {
 		if p.Seq != want {
 			return fmt.Errorf("rekey for group %s: sequence %d is not the reserved %d", group, p.Seq, want)
@@ -134,7 +197,12 @@ func (n *Node) SendRekey(group string, now time.Time) error {
 		}
 	}
 	n.ks.LogRekey(p, s.local.Addr())
-	d := &delivery{push: p, sock: s, queue: append([]netip.AddrPort(nil), p.Members...), pending: map[netip.Addr]*target{}, next: now}
+	d := &delivery{push: p, sock: s, queue: append([]netip.AddrPort(nil), p.Members...), pending: map[netip.Addr]*target{}, next: now,
+		old: map[netip.AddrPort]bool{}}
+	for _, m := range p.OldMembers {
+		d.queue = append(d.queue, m)
+		d.old[m] = true
+	}
 	if mc := p.Policy.Multicast; mc.IsValid() {
 		// One datagram to the group, sent again every retransmission
 		// interval: no acknowledgements come back from a group.
@@ -156,8 +224,12 @@ func (n *Node) step(d *delivery, now time.Time) {
 	for len(d.queue) > 0 && budget > 0 {
 		to := d.queue[0]
 		d.queue = d.queue[1:]
-		n.send(d.sock, to, d.push.Data)
-		d.pending[to.Addr()] = &target{to: to, sent: 1, retry: now.Add(d.push.Policy.Retransmit)}
+		data := d.push.Data
+		if d.old[to] {
+			data = d.push.OldData
+		}
+		n.send(d.sock, to, data)
+		d.pending[to.Addr()] = &target{to: to, data: data, sent: 1, retry: now.Add(d.push.Policy.Retransmit)}
 		budget--
 	}
 	next := time.Time{}
@@ -179,7 +251,7 @@ func (n *Node) step(d *delivery, now time.Time) {
 			continue
 		}
 		if budget > 0 {
-			n.send(d.sock, t.to, d.push.Data)
+			n.send(d.sock, t.to, t.data)
 			t.sent++
 			budget--
 		}
@@ -273,6 +345,19 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 		syslog.Log(n.log, syslog.Warning, "GM_REKEY_REPLAY", "Rekey for group %s with seq # %d dropped: not above %d", r.cfg.Name, rk.Seq, last)
 		return
 	}
+	removal, replace := notifyOf(rk, isakmp.NotifyGMRemoval), notifyOf(rk, isakmp.NotifyPolicyReplace)
+	if removal != nil {
+		r.lastSeq[spi] = rk.Seq
+		if n.behavesOld() {
+			// A 1.0.1 node does not know GM removal: it keeps its keys.
+			n.log.Info("ignoring a GM-removal message: this node runs an older version", "group", r.cfg.Name, "version", n.version().String())
+			return
+		}
+		r.rekeysReceived++
+		n.ack(s, r, kek, kk, rk.Seq, from)
+		n.removed(r, removal, now)
+		return
+	}
 	inst, err := gm.ApplyRekey(n.dp, r.cfg.Name, r.cfg.ID, rk, now)
 	if err != nil {
 		r.rekeysRejected++
@@ -294,7 +379,91 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 	}
 	syslog.Log(n.log, syslog.Notice, "GM_RECV_REKEY", "Received Rekey for group %s from %s to %s with seq # %d",
 		r.cfg.Name, from.Addr(), s.local.Addr(), rk.Seq)
+	if replace != nil && !n.behavesOld() {
+		n.replaced(r, replace, inst, now)
+	}
 	n.ack(s, r, kek, kk, rk.Seq, from)
+}
+
+func notifyOf(rk *gdoi.Rekey, t isakmp.NotifyType) *isakmp.Notify {
+	for _, nt := range rk.Notifies {
+		if nt.NotifyType == t && len(nt.Data) == 1 {
+			return nt
+		}
+	}
+	return nil
+}
+
+func (n *Node) version() version.Version {
+	if v := n.o.IKE.Version; !v.IsZero() {
+		return v
+	}
+	return version.Current
+}
+
+// behavesOld: a node announcing a version before GM removal and policy
+// replace also behaves like one (SPEC V1).
+func (n *Node) behavesOld() bool { return n.version().Less(ks.FeatureVersion) }
+
+// removed carries out a GM-removal message (SPEC R2, R4).
+func (n *Node) removed(r *registration, nt *isakmp.Notify, now time.Time) {
+	g := r.cfg.Name
+	clt := time.Duration(0)
+	for _, t := range n.dp.TEKs() {
+		if t.Group == g {
+			clt = max(clt, t.Configured)
+		}
+	}
+	n.dp.DeleteKEK(g)
+	if nt.Data[0] == isakmp.ModeNow {
+		for _, t := range n.dp.TEKs() {
+			if t.Group == g {
+				n.dp.DeleteTEK(g, t.SPI)
+			}
+		}
+		// Fail-open or fail-close now applies: the GM holds no TEK.
+		window := max(clt/50, time.Second) // 2% of the configured TEK lifetime
+		wait := time.Duration(n.uniform() * float64(window))
+		r.state, r.installed, r.sa, r.pull = regIdle, nil, nil, nil
+		r.next = now.Add(wait)
+		syslog.Log(n.log, syslog.Warning, "GM_RECV_DELETE_IMMEDIATE",
+			"GM receive REMOVAL-NOW in group %s to cleanup downloaded policy now. Re-registration will start in a randomly chosen period of %d sec",
+			g, int(wait.Round(time.Second)/time.Second))
+		return
+	}
+	earliest := gm.Shorten(n.dp, g, nil, now)
+	syslog.Log(n.log, syslog.Warning, "GM_RECV_DELETE",
+		"GM received delete-msg from KS in group %s.\nTEKs lifetime are reduced and re-registration will start before SA expiry", g)
+	if earliest.IsZero() {
+		r.state, r.installed, r.next = regIdle, nil, now
+		return
+	}
+	if r.installed != nil {
+		r.installed.Earliest = earliest
+		r.installed.KEK = nil
+	}
+	r.next = gm.ReregisterBefore(earliest, now, clt, n.uniform())
+}
+
+// replaced carries out the policy-replace instruction of a rekey (SPEC P3,
+// P4): the SAs the rekey did not bring are shortened, or deleted at once.
+func (n *Node) replaced(r *registration, nt *isakmp.Notify, inst *gm.Installed, now time.Time) {
+	keep := map[uint32]bool{}
+	for _, t := range inst.TEKs {
+		keep[t.SPI] = true
+	}
+	g := r.cfg.Name
+	if nt.Data[0] == isakmp.ModeNow {
+		for _, t := range n.dp.TEKs() {
+			if t.Group == g && !keep[t.SPI] {
+				n.dp.DeleteTEK(g, t.SPI)
+			}
+		}
+		n.log.Info("policy replaced now: old SAs deleted", "group", g)
+		return
+	}
+	gm.Shorten(n.dp, g, keep, now)
+	n.log.Info("policy replaced: old SAs shortened", "group", g)
 }
 
 func (n *Node) ack(s *sock, r *registration, kek *sadb.KEK, kk gdoi.KEK, seq uint32, to netip.AddrPort) {

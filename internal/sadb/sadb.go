@@ -33,7 +33,10 @@ type TEK struct {
 	SIDBits   int
 	Installed time.Time
 	Expires   time.Time
-	Lifetime  time.Duration // as configured on the KS
+	Lifetime  time.Duration // as received: what remained at the KS
+	// Configured is the lifetime configured on the KS (TEK_CLT of the
+	// shortening formula); Lifetime when the KS did not send it.
+	Configured time.Duration
 	// SendFrom is when the GM starts sending with the TEK (its install
 	// time plus the rekey's ATD); a receiver accepts it at once.
 	SendFrom time.Time

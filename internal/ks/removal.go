@@ -1,0 +1,186 @@
+package ks
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// FeatureVersion is the first version with GM removal and policy replace
+// (SPEC V1).
+var FeatureVersion = version.Current
+
+// Errors a secondary KS answers with (SPEC R6, P5); the texts are
+// interface.
+func errNotPrimaryRemoval(group string) error {
+	return fmt.Errorf("ERROR for group %s: can only execute this command on Primary KS", group)
+}
+
+func errNotPrimaryRekey(group string) error {
+	return fmt.Errorf("ERROR for group %s: This command must be executed on Pri-KS", group)
+}
+
+// Primary reports whether this KS is the group's primary. Without
+// cooperative key servers a KS configured with `redundancy` cannot know it
+// won the election, so it acts as a secondary (SPEC C1 is not built yet).
+func (s *Server) Primary(name string) bool {
+	g := s.byName[name]
+	return g != nil && !g.cfg.Secondary
+}
+
+// FeatureRow is one line of `show crypto gdoi feature ...`.
+type FeatureRow struct {
+	ID        netip.Addr
+	Version   version.Version
+	Supported bool
+}
+
+// Features lists the KS and the GMs of a group with their versions and
+// whether they support GM removal and policy replace (SPEC V4). Both
+// features arrived with 1.0.2, so one list serves both tables.
+func (s *Server) Features(name string, own version.Version) (ks, gms []FeatureRow) {
+	g := s.byName[name]
+	if g == nil {
+		return nil, nil
+	}
+	ks = append(ks, FeatureRow{ID: g.cfg.Address, Version: own, Supported: !own.Less(FeatureVersion)})
+	for _, m := range g.members {
+		gms = append(gms, FeatureRow{ID: m.Address, Version: m.Version, Supported: !m.Version.IsZero() && !m.Version.Less(FeatureVersion)})
+	}
+	sort.Slice(gms, func(i, j int) bool { return gms[i].ID.Less(gms[j].ID) })
+	return ks, gms
+}
+
+// AllSupport reports whether every device of the group supports the
+// features.
+func (s *Server) AllSupport(name string, own version.Version) bool {
+	ks, gms := s.Features(name, own)
+	for _, r := range append(ks, gms...) {
+		if !r.Supported {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckPrimaryRemoval and CheckPrimaryRekey refuse on a secondary KS.
+func (s *Server) CheckPrimaryRemoval(name string) error {
+	if s.byName[name] == nil {
+		return fmt.Errorf("%% group %s is not served by this key server", name)
+	}
+	if !s.Primary(name) {
+		return errNotPrimaryRemoval(name)
+	}
+	return nil
+}
+
+func (s *Server) CheckPrimaryRekey(name string) error {
+	if s.byName[name] == nil {
+		return fmt.Errorf("%% group %s is not served by this key server", name)
+	}
+	if !s.Primary(name) {
+		return errNotPrimaryRekey(name)
+	}
+	return nil
+}
+
+// Remove builds the GM-removal message (SPEC R1, R2, R4): a GROUPKEY-PUSH
+// under the current KEK carrying the groupvpn GM-REMOVAL notification and
+// the KEK's Delete (now mode: every TEK's too). The group gets a new KEK
+// and new TEKs that only a new registration hands out, so a GM whose
+// credentials no longer pass is out of the group (R3). Every member leaves
+// the rekey list until it registers again.
+func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
+	if err := s.CheckPrimaryRemoval(name); err != nil {
+		return nil, err
+	}
+	g := s.byName[name]
+	if g.sigAlg == 0 {
+		return nil, fmt.Errorf("%% group %s has no rekey authentication key: GM removal needs rekeys", name)
+	}
+	cur := gdoi.KEK{SPI: g.kekSPI, Key: g.kekKey}
+	mode := isakmp.ModeShorten
+	if now {
+		mode = isakmp.ModeNow
+	}
+	r := &gdoi.Rekey{Seq: g.seq + 1,
+		Notifies: []*isakmp.Notify{{DOI: isakmp.DOIGDOI, Protocol: isakmp.ProtoGDOIKEK, NotifyType: isakmp.NotifyGMRemoval,
+			SPI: append([]byte{}, g.kekSPI[:]...), Data: []byte{mode}}},
+		Deletes: []*isakmp.Delete{{DOI: isakmp.DOIGDOI, Protocol: isakmp.ProtoGDOIKEK, SPISize: isakmp.KEKSPILen, SPIs: [][]byte{append([]byte{}, g.kekSPI[:]...)}}}}
+	if now {
+		r.Deletes = append(r.Deletes, &isakmp.Delete{DOI: isakmp.DOIGDOI, Protocol: isakmp.ProtocolID(isakmp.TEKProtoESP), SPISize: 4, SPIs: [][]byte{{0, 0, 0, 0}}})
+	}
+	data, err := gdoi.SealPush(r, cur, g.cfg.SigningKey, g.sigAlg, s.rand)
+	if err != nil {
+		return nil, err
+	}
+	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), Removal: true}
+	if !p.Policy.Multicast.IsValid() {
+		for _, m := range g.rekeyList() {
+			p.Members = append(p.Members, netip.AddrPortFrom(m.Address, m.Port))
+		}
+	}
+	// New keys for whoever registers next.
+	g.seq = r.Seq
+	if err := s.newKEK(g, at); err != nil {
+		return nil, err
+	}
+	if err := s.rebuildTEKs(g, at); err != nil {
+		return nil, err
+	}
+	for _, m := range g.members {
+		m.Removed = true
+	}
+	s.dirty = true
+	g.rekeys++
+	return p, nil
+}
+
+// rebuildTEKs makes fresh TEKs from the group's configured policy.
+func (s *Server) rebuildTEKs(g *group, now time.Time) error {
+	var teks []*tek
+	for _, p := range g.cfg.TEKs {
+		if p.Lifetime == 0 {
+			p.Lifetime = 3600 * time.Second
+		}
+		p.receiveOnly = g.cfg.ReceiveOnly
+		for _, sel := range p.Selectors {
+			t, err := s.newTEK(p, sel, now)
+			if err != nil {
+				return err
+			}
+			teks = append(teks, t)
+		}
+	}
+	g.teks = teks
+	return nil
+}
+
+// UpdatePolicy replaces a group's configured policy (a committed
+// configuration change). Nothing is sent (SPEC P1): the new policy reaches
+// the GMs with the next rekey, scheduled or `crypto gdoi ks rekey`.
+func (s *Server) UpdatePolicy(cfg GroupConfig) error {
+	g := s.byName[cfg.Name]
+	if g == nil || g.cfg.ID != cfg.ID {
+		return fmt.Errorf("ks: group %s (identity %d) is not served; adding or renumbering groups needs a restart", cfg.Name, cfg.ID)
+	}
+	if cfg.KEKKeyBits == 0 {
+		cfg.KEKKeyBits = 128
+	}
+	if cfg.KEKLifetime == 0 {
+		cfg.KEKLifetime = 86400 * time.Second
+	}
+	old := g.cfg
+	g.cfg = cfg
+	if err := s.setSigningKey(g); err != nil {
+		g.cfg = old
+		return err
+	}
+	g.policyChanged = true
+	return nil
+}
