@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/node"
@@ -36,32 +34,5 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config) {
 	srv.Handle("show version", "software version", snap(show.Version))
 	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", snap(show.KSReplay))
 	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs", snap(show.GMReplay))
-	srv.Handle("crypto gdoi ks [group WORD] rekey", "send a rekey now, built from the running policy", func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
-		var out []string
-		var rerr error
-		err := n.Do(ctx, func() {
-			groups := n.KSGroups()
-			if g, ok := req.Args["group"]; ok {
-				groups = []string{g}
-			}
-			if len(groups) == 0 {
-				rerr = fmt.Errorf("%% this node is not a key server")
-				return
-			}
-			for _, g := range groups {
-				if err := n.SendRekey(g, n.Now()); err != nil {
-					rerr = err
-					return
-				}
-				out = append(out, fmt.Sprintf("Rekey sent for group %s", g))
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		if rerr != nil {
-			return nil, rerr
-		}
-		return &ctl.Reply{Text: strings.Join(out, "\n") + "\n"}, nil
-	})
+
 }

@@ -19,8 +19,10 @@ type Daemon struct {
 	Node *node.Node
 	Ctl  *ctl.Server
 
-	mu     sync.Mutex
-	config *policy.Config
+	mu       sync.Mutex
+	config   *policy.Config
+	baseline *policy.Config // the policy the GMs have: as of the last rekey
+	log      *slog.Logger
 }
 
 // New builds a daemon for c listening on listen; GMs contact KS addresses
@@ -38,9 +40,13 @@ func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{Node: n, Ctl: ctl.NewServer(logger), config: c}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{Node: n, Ctl: ctl.NewServer(logger), config: c, baseline: c, log: logger}
 	d.Ctl.SetHostname(c.Hostname)
 	Register(d.Ctl, n, d.Config)
+	registerGDOI(d.Ctl, d)
 	return d, nil
 }
 

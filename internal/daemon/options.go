@@ -105,7 +105,8 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 	for _, g := range c.KSGroups() {
 		s := g.Server
 		kg := ks.GroupConfig{Name: g.Name, ID: g.Identity, Address: s.Address, KEKKeyBits: s.RekeyKeyBits, KEKLifetime: s.RekeyLifetime,
-			Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: s.RekeyRetransmit, Retransmits: s.RekeyRetransmits}, ReceiveOnly: s.ReceiveOnly}
+			Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: s.RekeyRetransmit, Retransmits: s.RekeyRetransmits}, ReceiveOnly: s.ReceiveOnly,
+			Secondary: s.Redundancy != nil}
 		if s.Mode() == policy.RekeyMulticast {
 			_, grp, ok := s.MulticastRekey()
 			if !ok {

@@ -117,20 +117,21 @@ type tek struct {
 }
 
 type group struct {
-	cfg           GroupConfig
-	kekSPI        [isakmp.KEKSPILen]byte
-	kekKey        []byte // IV | key
-	kekExp        time.Time
-	teks          []*tek
-	seq           uint32
-	members       map[netip.Addr]*Member
-	sigPub        []byte
-	sigAlg        isakmp.SigAlg
-	sigBits       int
-	rekeys        int
-	ptStart       time.Time // pseudotime zero: the first registration (TBAR)
-	policyChanged bool      // the configured policy differs from the keys in use
-	synced        time.Time // last time GMs heard the pseudotime (registration of all or a rekey)
+	cfg              GroupConfig
+	kekSPI           [isakmp.KEKSPILen]byte
+	kekKey           []byte // IV | key
+	kekExp           time.Time
+	teks             []*tek
+	seq              uint32
+	members          map[netip.Addr]*Member
+	sigPub           []byte
+	sigAlg           isakmp.SigAlg
+	sigBits          int
+	rekeys           int
+	ptStart          time.Time // pseudotime zero: the first registration (TBAR)
+	policyChanged    bool      // the configured policy differs from the keys in use
+	kekPolicyChanged bool      // the KEK cipher, length or signing key changed
+	synced           time.Time // last time GMs heard the pseudotime (registration of all or a rekey)
 }
 
 // SIDBits is the width of the sender IDs this KS hands out (RFC 6054 §3:

@@ -150,7 +150,12 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 	r := &gdoi.Rekey{Seq: g.seq + 1, SA: &isakmp.GroupSA{GAP: &isakmp.GAP{Attributes: isakmp.Attributes{
 		isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, uint16(RekeyATD/time.Second)),
 		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, uint16(RekeyDTD/time.Second))}}}, KD: &isakmp.KD{}}
-	newKEK := replace != 0 || !now.Add(rekeyLead(g.cfg.KEKLifetime)).Before(g.kekExp)
+	// A new KEK goes out when the old one nears its end, when its policy
+	// changed (cipher, key length, signing key: Table 1 "applied
+	// immediately"), and with replace-now; otherwise GMs that missed a
+	// rekey can still read the next one.
+	newKEK := replace == isakmp.ModeNow || g.kekPolicyChanged || !now.Add(rekeyLead(g.cfg.KEKLifetime)).Before(g.kekExp)
+	g.kekPolicyChanged = false
 	if newKEK {
 		if err := s.newKEK(g, now); err != nil {
 			return nil, err

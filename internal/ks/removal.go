@@ -175,12 +175,15 @@ func (s *Server) UpdatePolicy(cfg GroupConfig) error {
 	if cfg.KEKLifetime == 0 {
 		cfg.KEKLifetime = 86400 * time.Second
 	}
-	old := g.cfg
+	old, oldPub := g.cfg, string(g.sigPub)
 	g.cfg = cfg
 	if err := s.setSigningKey(g); err != nil {
 		g.cfg = old
 		return err
 	}
 	g.policyChanged = true
+	if old.KEKKeyBits != cfg.KEKKeyBits || oldPub != string(g.sigPub) {
+		g.kekPolicyChanged = true
+	}
 	return nil
 }

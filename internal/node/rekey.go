@@ -82,6 +82,13 @@ func (n *Node) inFlight(group string) bool {
 // inside Do.
 func (n *Node) RekeysInFlight() int { return len(n.deliveries) }
 
+// KeyServer gives a function running on the node's goroutine access to
+// the KS role (nil when the node serves no group).
+func (n *Node) KS() *ks.Server { return n.ks }
+
+// Version is the software version this node announces (SPEC V1).
+func (n *Node) Version() version.Version { return n.version() }
+
 // KSGroups lists the groups this node serves; use inside Do.
 func (n *Node) KSGroups() []string {
 	if n.ks == nil {

@@ -288,8 +288,18 @@ type ServerLocal struct {
 	AuthorizationACLLine    int
 	AuthorizationIdentities []string
 	ReceiveOnly             bool
-	SAs                     []*SAIPsec // ordered by Seq
+	Redundancy              *Redundancy // cooperative key servers; nil: a lone KS
+	SAs                     []*SAIPsec  // ordered by Seq
 	Line                    int
+}
+
+// Redundancy is `redundancy` under server local: cooperative key servers
+// (SPEC C1). COOP is not implemented yet: a KS configured with it acts as
+// a secondary, which refuses the primary-only commands (SPEC R6, P5).
+type Redundancy struct {
+	LocalPriority int
+	Peers         []netip.Addr
+	Line          int
 }
 
 // RekeyMode is how rekeys reach the GMs.

@@ -233,23 +233,24 @@ func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 
 // modes is the command table; buildModes makes a fresh one per Parse.
 type modes struct {
-	global, isakmp, transform, profile, aclExt, aclStd, group, server, sa, cmap, iface, failClose *mode
+	global, isakmp, transform, profile, aclExt, aclStd, group, server, sa, cmap, iface, failClose, redundancy *mode
 }
 
 func buildModes() *modes {
 	m := &modes{
-		global:    &mode{name: "global configuration"},
-		isakmp:    &mode{name: "crypto isakmp policy"},
-		transform: &mode{name: "crypto ipsec transform-set"},
-		profile:   &mode{name: "crypto ipsec profile"},
-		aclExt:    &mode{name: "ip access-list extended"},
-		aclStd:    &mode{name: "ip access-list standard"},
-		group:     &mode{name: "crypto gdoi group"},
-		server:    &mode{name: "crypto gdoi group server local"},
-		sa:        &mode{name: "crypto gdoi group server local sa ipsec"},
-		cmap:      &mode{name: "crypto map"},
-		failClose: &mode{name: "crypto map fail-close"},
-		iface:     &mode{name: "interface"},
+		global:     &mode{name: "global configuration"},
+		isakmp:     &mode{name: "crypto isakmp policy"},
+		transform:  &mode{name: "crypto ipsec transform-set"},
+		profile:    &mode{name: "crypto ipsec profile"},
+		aclExt:     &mode{name: "ip access-list extended"},
+		aclStd:     &mode{name: "ip access-list standard"},
+		group:      &mode{name: "crypto gdoi group"},
+		server:     &mode{name: "crypto gdoi group server local"},
+		sa:         &mode{name: "crypto gdoi group server local sa ipsec"},
+		cmap:       &mode{name: "crypto map"},
+		failClose:  &mode{name: "crypto map fail-close"},
+		redundancy: &mode{name: "redundancy"},
+		iface:      &mode{name: "interface"},
 	}
 	c := func(syntax string, min, max int, run func(p *parser, obj any, a []string)) *cmd {
 		var kw []string
@@ -457,6 +458,14 @@ func buildModes() *modes {
 			s.AuthorizationIdentities = append(s.AuthorizationIdentities, pat)
 		}),
 		c("sa receive-only", 0, 0, func(p *parser, o any, a []string) { o.(*ServerLocal).ReceiveOnly = true }),
+		{kw: []string{"redundancy"}, syntax: "redundancy", min: 0, max: 0,
+			run: func(p *parser, o any, a []string) {
+				s := o.(*ServerLocal)
+				if s.Redundancy == nil {
+					s.Redundancy = &Redundancy{Line: p.line}
+				}
+				p.push(m.redundancy, s.Redundancy)
+			}, enters: true},
 		ce("sa ipsec SEQ", 1, 1, func(p *parser, o any, a []string) { p.saIPsec(m, o.(*ServerLocal), a) }),
 	}
 	m.sa.cmds = []*cmd{
@@ -490,6 +499,19 @@ func buildModes() *modes {
 		c("set group NAME", 1, 1, func(p *parser, o any, a []string) {
 			e := o.(*CryptoMapEntry)
 			e.GroupName, e.GroupLine = a[0], p.line
+		}),
+	}
+	m.redundancy.cmds = []*cmd{
+		c("local priority PRIORITY", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.num(a[0], "local priority", 1, 100); ok {
+				o.(*Redundancy).LocalPriority = int(v)
+			}
+		}),
+		c("peer address ipv4 A.B.C.D", 1, 1, func(p *parser, o any, a []string) {
+			if addr, ok := p.ipv4(a[0], "peer address ipv4"); ok {
+				r := o.(*Redundancy)
+				r.Peers = append(r.Peers, addr)
+			}
 		}),
 	}
 	m.failClose.cmds = []*cmd{

@@ -121,6 +121,15 @@ func (c *Config) Render() string {
 			if s.ReceiveOnly {
 				w("  sa receive-only")
 			}
+			if r := s.Redundancy; r != nil {
+				w("  redundancy")
+				if r.LocalPriority != 0 {
+					w("   local priority %d", r.LocalPriority)
+				}
+				for _, a := range r.Peers {
+					w("   peer address ipv4 %s", a)
+				}
+			}
 			for _, sa := range s.SAs {
 				w("  sa ipsec %d", sa.Seq)
 				if sa.ProfileName != "" {

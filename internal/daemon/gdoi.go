@@ -1,0 +1,229 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/syslog"
+)
+
+// The operator's prompts and messages of GM removal and policy replace
+// (the seed, SPEC R1, R4, R5). They are interface: keep them byte for byte.
+const (
+	promptRemoval    = "% This GM-Removal message will shorten all GMs' key lifetimes and cause them to re-register before keys expiry.\nAre you sure you want to proceed? ? [yes/no]: "
+	promptRemovalNow = "% This GM-Removal immediate message will cleanup all GMs downloaded policies\n% This will cause all GMs to re-register.\nAre you sure you want to proceed? ? [yes/no]: "
+	warnRemoval      = "WARNING for group %s: some devices cannot support GM-REMOVAL and can cause network disruption. Please check 'show crypto gdoi feature'.\nAre you sure you want to proceed ? [yes/no]: "
+)
+
+// registerGDOI adds the GM-removal, policy-replace and version commands.
+func registerGDOI(srv *ctl.Server, d *Daemon) {
+	n := d.Node
+	srv.Handle("show crypto gdoi feature gm-removal", "which devices support GM removal (versions)", d.features)
+	srv.Handle("show crypto gdoi feature policy-replace", "which devices support policy replace (versions)", d.features)
+	srv.Handle("show crypto gdoi ks policy", "the running group policy and the changes not yet sent to the GMs", d.ksPolicy)
+	srv.Handle("clear crypto gdoi [group WORD] ks members [now]", "remove every GM from the group: new keys, GMs re-register",
+		func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
+			groups, err := d.ksGroups(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			now := req.Has("now")
+			var out []string
+			for _, g := range groups {
+				var primaryErr error
+				var all bool
+				n.Do(ctx, func() {
+					primaryErr = n.KS().CheckPrimaryRemoval(g)
+					all = n.KS().AllSupport(g, n.Version())
+				})
+				if primaryErr != nil {
+					return nil, primaryErr
+				}
+				prompt := promptRemoval
+				if now {
+					prompt = promptRemovalNow
+				}
+				ok, err := req.Confirm(prompt)
+				if err != nil || !ok {
+					return &ctl.Reply{Text: strings.Join(out, "")}, err
+				}
+				if !all {
+					if ok, err = req.Confirm(fmt.Sprintf(warnRemoval, g)); err != nil || !ok {
+						return &ctl.Reply{Text: strings.Join(out, "")}, err
+					}
+				}
+				var serr error
+				n.Do(ctx, func() { _, serr = n.SendRemoval(g, now, n.Now()) })
+				if serr != nil {
+					return nil, serr
+				}
+				out = append(out, fmt.Sprintf("Sending GM-Removal message to group %s...\n", g))
+			}
+			return &ctl.Reply{Text: strings.Join(out, "")}, nil
+		})
+	srv.Handle("crypto gdoi ks [group WORD] rekey [replace-now]", "send a rekey built from the running policy (policy replace)",
+		func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
+			groups, err := d.ksGroups(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, g := range groups {
+				var rerr error
+				n.Do(ctx, func() { _, rerr = n.SendReplaceRekey(g, req.Has("replace-now"), n.Now()) })
+				if rerr != nil {
+					return nil, rerr
+				}
+				d.rekeySent()
+				out = append(out, fmt.Sprintf("Rekey with policy-replace sent for group %s\n", g))
+			}
+			return &ctl.Reply{Text: strings.Join(out, "")}, nil
+		})
+}
+
+// ksGroups resolves [group NAME] to the groups a command acts on.
+func (d *Daemon) ksGroups(ctx context.Context, req *ctl.Request) ([]string, error) {
+	var groups []string
+	d.Node.Do(ctx, func() { groups = d.Node.KSGroups() })
+	if len(groups) == 0 {
+		return nil, fmt.Errorf("%% this node is not a key server")
+	}
+	if g, ok := req.Args["group"]; ok {
+		for _, x := range groups {
+			if strings.EqualFold(x, g) {
+				return []string{x}, nil
+			}
+		}
+		return nil, fmt.Errorf("%% group %s is not served by this key server", g)
+	}
+	return groups, nil
+}
+
+// features renders the seed's version table (SPEC V4): the same for both
+// features, which arrived together with 1.0.2.
+func (d *Daemon) features(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+	n := d.Node
+	type table struct {
+		Group      string
+		KeyServers []ks.FeatureRow
+		Members    []ks.FeatureRow
+	}
+	var tables []table
+	n.Do(ctx, func() {
+		for _, g := range n.KSGroups() {
+			k, m := n.KS().Features(g, n.Version())
+			tables = append(tables, table{g, k, m})
+		}
+	})
+	if len(tables) == 0 {
+		return nil, fmt.Errorf("%% this node is not a key server: run the command on the (primary) KS")
+	}
+	yes := func(b bool) string {
+		if b {
+			return "Yes"
+		}
+		return "No"
+	}
+	ver := func(r ks.FeatureRow) string {
+		if r.Version.IsZero() {
+			return "unknown"
+		}
+		return r.Version.String()
+	}
+	var b strings.Builder
+	for _, t := range tables {
+		fmt.Fprintf(&b, " Group Name: %s\n", t.Group)
+		b.WriteString("Key Server ID Version Feature Supported\n")
+		for _, r := range t.KeyServers {
+			fmt.Fprintf(&b, "%s %s %s\n", r.ID, ver(r), yes(r.Supported))
+		}
+		b.WriteString("\nGroup Member ID Version Feature Supported\n")
+		for _, r := range t.Members {
+			fmt.Fprintf(&b, "%s %s %s\n", r.ID, ver(r), yes(r.Supported))
+		}
+	}
+	return &ctl.Reply{Text: b.String(), Data: tables}, nil
+}
+
+// ksPolicy renders `show crypto gdoi ks policy`: the running policy per
+// group and the committed changes that have not reached the GMs (SPEC P7).
+func (d *Daemon) ksPolicy(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+	d.mu.Lock()
+	base, run := d.baseline, d.config
+	d.mu.Unlock()
+	changes := policy.Diff(base, run)
+	var b strings.Builder
+	for _, g := range run.KSGroups() {
+		s := g.Server
+		fmt.Fprintf(&b, "Key Server Policy:\nFor group %s (identity %d):\n", g.Name, g.Identity)
+		fmt.Fprintf(&b, "    KEK: AES-CBC %d, lifetime %d s, rekey %s\n", s.RekeyKeyBits, int(s.RekeyLifetime/time.Second), s.Mode())
+		for _, sa := range s.SAs {
+			ts := ""
+			if sa.Profile != nil && len(sa.Profile.TransformSets) > 0 {
+				ts = strings.Join(sa.Profile.TransformSets[0].Transforms(), " ")
+			}
+			fmt.Fprintf(&b, "    TEK sa ipsec %d: profile %s (%s), lifetime %d s, match address ipv4 %s, replay %s %d\n",
+				sa.Seq, sa.ProfileName, ts, int(profileLifetime(sa)/time.Second), sa.MatchACLName, sa.Replay, sa.ReplayWindow)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("Pending policy changes (not yet sent to the group members):\n")
+	b.WriteString(policy.FormatChanges(changes))
+	return &ctl.Reply{Text: b.String(), Data: changes}, nil
+}
+
+func profileLifetime(sa *policy.SAIPsec) time.Duration {
+	if sa.Profile == nil {
+		return 0
+	}
+	return sa.Profile.Lifetime
+}
+
+// ApplyConfig takes a committed configuration (configure terminal, or a
+// reload): the KS groups' new policy is installed without sending anything
+// (SPEC P1), and the primary KS logs POLICY_CHANGE for each group whose
+// policy changed.
+func (d *Daemon) ApplyConfig(old, new *policy.Config) {
+	d.mu.Lock()
+	d.config = new
+	d.mu.Unlock()
+	o, err := Options(new, nil, 0)
+	if err != nil {
+		d.log.Error("the new configuration cannot be applied to the key server", "err", err)
+		return
+	}
+	changed := map[string]bool{}
+	for _, c := range policy.Diff(old, new) {
+		changed[c.Group] = true
+	}
+	for _, kg := range o.KS {
+		if !changed[kg.Name] {
+			continue
+		}
+		var primary bool
+		var uerr error
+		d.Node.Do(context.Background(), func() {
+			uerr = d.Node.KS().UpdatePolicy(kg)
+			primary = d.Node.KS().Primary(kg.Name)
+		})
+		if uerr != nil {
+			d.log.Error("group policy not applied", "group", kg.Name, "err", uerr)
+			continue
+		}
+		if primary {
+			syslog.Log(d.log, syslog.Notice, "POLICY_CHANGE", "GDOI group %s policy has changed. Use 'crypto gdoi ks rekey' to send a rekey, or the changes will be send in the next scheduled rekey", kg.Name)
+		}
+	}
+}
+
+// rekeySent marks the running policy as the one the GMs have.
+func (d *Daemon) rekeySent() {
+	d.mu.Lock()
+	d.baseline = d.config
+	d.mu.Unlock()
+}
