@@ -36,14 +36,18 @@ func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Lo
 	for _, f := range tune {
 		f(&o)
 	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{Ctl: ctl.NewServer(logger), config: c, baseline: c, log: logger}
+	// Pre-shared keys come from the configuration in force, so removing
+	// `crypto isakmp key` for a GM revokes it at once (SPEC R3).
+	o.IKE.Creds.PSK = func(a netip.Addr) ([]byte, bool) { return d.Config().PSKFor(a) }
 	n, err := node.New(o)
 	if err != nil {
 		return nil, err
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	d := &Daemon{Node: n, Ctl: ctl.NewServer(logger), config: c, baseline: c, log: logger}
+	d.Node = n
 	d.Ctl.SetHostname(c.Hostname)
 	Register(d.Ctl, n, d.Config)
 	registerGDOI(d.Ctl, d)

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -36,6 +37,11 @@ type Options struct {
 	Logger  *slog.Logger  // the nodes' logs; nil: discard
 	Timeout time.Duration // for all registrations, default 30 s
 	Hold    bool          // GMs wait for Lab.Release before registering
+	// Now is every node's clock (nil: time.Now); tests pass a fake one.
+	Now func() time.Time
+	// Old lists members (0-based) that announce version 1.0.1 and behave
+	// like it (SPEC V1), for mixed-version groups.
+	Old []int
 }
 
 // Lab is a running lab.
@@ -101,7 +107,8 @@ end
 `
 
 const gmTemplate = `! groupvpn lab: group member {{.N}} (generated)
-hostname gm{{.N}}
+hostname gm{{.N}}{{if .Old}}
+groupvpn version 1.0.1{{end}}
 crypto isakmp policy 10
  encryption aes 256
  hash sha256
@@ -156,7 +163,12 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.KS, err = daemon.New(ksCfg, []netip.AddrPort{netip.AddrPortFrom(KSAddr, o.Port)}, o.Port, o.Logger.With("node", "ks")); err != nil {
+	clock := func(no *node.Options) {
+		if o.Now != nil {
+			no.Now = o.Now
+		}
+	}
+	if l.KS, err = daemon.New(ksCfg, []netip.AddrPort{netip.AddrPortFrom(KSAddr, o.Port)}, o.Port, o.Logger.With("node", "ks"), clock); err != nil {
 		return nil, fmt.Errorf("lab: key server: %w", err)
 	}
 	l.Sockets["ks"] = filepath.Join(o.Dir, "ks.sock")
@@ -164,12 +176,13 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 	for i := 0; i < o.Members; i++ {
 		name := fmt.Sprintf("gm%d", i+1)
 		vars["N"] = i + 1
+		vars["Old"] = slices.Contains(o.Old, i)
 		c, err := render(o.Dir, name+".conf", gmTemplate, vars)
 		if err != nil {
 			return nil, err
 		}
 		d, err := daemon.New(c, []netip.AddrPort{netip.AddrPortFrom(GMAddr(i), o.Port)}, o.Port, o.Logger.With("node", name),
-			func(no *node.Options) { no.Hold = o.Hold })
+			func(no *node.Options) { no.Hold = o.Hold }, clock)
 		if err != nil {
 			return nil, fmt.Errorf("lab: %s: %w", name, err)
 		}
