@@ -58,14 +58,21 @@ func runCLI(env *Env, args []string) int {
 		return 1
 	}
 	defer client.Close()
-	sh := &ctl.Shell{Client: client, Out: env.Stdout, Err: env.Stderr, Answers: answers, Yes: *yes, Timeout: *timeout}
+	sh := ctl.NewConfigShell(&ctl.Shell{Client: client, Out: env.Stdout, Err: env.Stderr, Answers: answers, Yes: *yes, Timeout: *timeout})
 	ctx := context.Background()
 
+	// Commands and scripts run on one connection, in order, following
+	// configure terminal; ending in configuration mode (or failing in it)
+	// commits nothing and exits 1 (Close).
 	if len(cmds) > 0 {
 		for _, c := range cmds {
 			if err := sh.RunCommand(ctx, c); err != nil {
+				sh.Close(ctx)
 				return 1
 			}
+		}
+		if sh.Close(ctx) != nil {
+			return 1
 		}
 		return 0
 	}
@@ -73,13 +80,17 @@ func runCLI(env *Env, args []string) int {
 		return interactive(env, sh, in)
 	}
 	if err := sh.RunScript(ctx, env.Stdin); err != nil {
+		sh.Close(ctx)
+		return 1
+	}
+	if sh.Close(ctx) != nil {
 		return 1
 	}
 	return 0
 }
 
 // interactive puts the terminal in raw mode for the shell and restores it.
-func interactive(env *Env, sh *ctl.Shell, in *os.File) int {
+func interactive(env *Env, sh *ctl.ConfigShell, in *os.File) int {
 	fd := int(in.Fd())
 	old, err := term.MakeRaw(fd)
 	if err != nil {

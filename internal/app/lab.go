@@ -54,6 +54,7 @@ func runLab(env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)
 		return 1
 	}
+	defer l.Close()
 	fmt.Fprintf(env.Stdout, "groupvpn lab: key server %s:%d and %d group members on 127.0.0.0/8 (configs in %s)\n",
 		lab.KSAddr, l.Port, *members, l.Dir)
 	if err := l.Wait(ctx, env.Stdout, *timeout); err != nil {

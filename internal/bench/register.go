@@ -42,6 +42,7 @@ func Register(ctx context.Context, members int, port uint16) (*RegisterReport, e
 	if err != nil {
 		return nil, err
 	}
+	defer l.Close()
 	// Every GM is up; release them together: the KS faces all of them.
 	if err := l.Release(ctx); err != nil {
 		return nil, err

@@ -47,6 +47,7 @@ func Rekey(ctx context.Context, members int, port uint16) (*RekeyReport, error) 
 	if err != nil {
 		return nil, err
 	}
+	defer l.Close()
 	if err := l.Release(ctx); err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ type Daemon struct {
 	config   *policy.Config
 	baseline *policy.Config // the policy the GMs have: as of the last rekey
 	log      *slog.Logger
+	cm       *configMode // configure terminal (configmode.go)
 }
 
 // New builds a daemon for c listening on listen; GMs contact KS addresses
@@ -50,6 +51,7 @@ func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Lo
 	d.Node = n
 	d.Ctl.SetHostname(c.Hostname)
 	Register(d.Ctl, n, d.Config)
+	installConfigMode(d, logger) // configure terminal, write memory (configmode.go)
 	registerGDOI(d.Ctl, d)
 	return d, nil
 }

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -51,6 +52,24 @@ type Lab struct {
 	KS      *daemon.Daemon
 	GMs     []*daemon.Daemon
 	Sockets map[string]string // node name -> control socket
+
+	stop    context.CancelFunc
+	running sync.WaitGroup
+}
+
+// Close stops every node and waits until their sockets are closed, so the
+// addresses can be bound again.
+func (l *Lab) Close() {
+	l.stop()
+	l.running.Wait()
+}
+
+func (l *Lab) run(ctx context.Context, d *daemon.Daemon, socket string) {
+	l.running.Add(1)
+	go func() {
+		defer l.running.Done()
+		d.Run(ctx, socket)
+	}()
 }
 
 // KSAddr and GMAddr place the nodes on 127.0.0.0/8, which Linux routes to
@@ -128,7 +147,7 @@ end
 `
 
 // Start writes the configurations, parses them and starts the nodes.
-func Start(ctx context.Context, o Options) (*Lab, error) {
+func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if o.Members <= 0 {
 		o.Members = 8
 	}
@@ -154,7 +173,13 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 		}
 		o.Dir = d
 	}
-	l := &Lab{Dir: o.Dir, Port: o.Port, Sockets: map[string]string{}}
+	ctx, stop := context.WithCancel(ctx)
+	l := &Lab{Dir: o.Dir, Port: o.Port, Sockets: map[string]string{}, stop: stop}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
 	if err := writeRekeyKey(filepath.Join(o.Dir, "rekey.pem")); err != nil {
 		return nil, err
 	}
@@ -172,7 +197,7 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab: key server: %w", err)
 	}
 	l.Sockets["ks"] = filepath.Join(o.Dir, "ks.sock")
-	go l.KS.Run(ctx, l.Sockets["ks"])
+	l.run(ctx, l.KS, l.Sockets["ks"])
 	for i := 0; i < o.Members; i++ {
 		name := fmt.Sprintf("gm%d", i+1)
 		vars["N"] = i + 1
@@ -187,7 +212,7 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 			return nil, fmt.Errorf("lab: %s: %w", name, err)
 		}
 		l.Sockets[name] = filepath.Join(o.Dir, name+".sock")
-		go d.Run(ctx, l.Sockets[name])
+		l.run(ctx, d, l.Sockets[name])
 		l.GMs = append(l.GMs, d)
 	}
 	return l, nil

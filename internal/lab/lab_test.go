@@ -17,6 +17,7 @@ func TestShowCommandsOnARunningLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.Close()
 	if err := l.Wait(ctx, &strings.Builder{}, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}

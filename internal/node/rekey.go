@@ -157,11 +157,47 @@ func (n *Node) SendRemoval(group string, removeNow bool, now time.Time) (*ks.Pus
 	if err != nil {
 		return nil, err
 	}
+	var members map[netip.Addr]bool
+	for _, g := range n.ks.Snapshot() {
+		if g.Name == group {
+			members = make(map[netip.Addr]bool, len(g.Members))
+			for _, m := range g.Members {
+				members[m.Address] = true
+			}
+		}
+	}
 	p, err := n.ks.Remove(group, removeNow, now)
 	if err != nil {
 		return nil, err
 	}
-	return p, n.deliver(group, p, want, now)
+	if err := n.deliver(group, p, want, now); err != nil {
+		return p, err
+	}
+	n.dropPhase1(members, now)
+	return p, nil
+}
+
+// dropPhase1 deletes (with a Delete notification) the phase-1 SAs that
+// peers authenticated with: after a GM removal every member must
+// authenticate again with the credentials configured now to get the new
+// keys, so a revoked PSK or certificate keeps it out (SPEC R3).
+func (n *Node) dropPhase1(peers map[netip.Addr]bool, now time.Time) {
+	for _, s := range n.socks {
+		if s.ep == nil {
+			continue
+		}
+		for _, sa := range s.ep.SAs() {
+			if sa.Info().Initiator || !peers[sa.Peer().Addr()] {
+				continue
+			}
+			out, err := s.ep.Delete(sa, now)
+			if err != nil {
+				n.log.Debug("phase-1 SA not deleted", "peer", sa.Peer(), "err", err)
+				continue
+			}
+			n.process(s, out)
+		}
+	}
 }
 
 // reserve reserves the next sequence number on disk (0 without a store).

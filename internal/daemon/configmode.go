@@ -1,0 +1,218 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/syslog"
+)
+
+// Configuration mode (SPEC O2, P1): `configure terminal` edits a candidate
+// of the running configuration (policy.Editor); `end` commits it when it is
+// a valid configuration: the daemon's configuration is swapped (Config
+// returns the new one), `%SYS-5-CONFIG_I: Configured from console by
+// console` is logged and the commit hook runs with the old and the new
+// configuration. `write memory` saves the running configuration to its
+// file.
+
+// configMode is a daemon's configuration-mode state (Daemon.cm).
+type configMode struct {
+	log *slog.Logger
+
+	mu   sync.Mutex // serializes commits (swap, log, hook) and saves
+	hook func(old, new *policy.Config)
+}
+
+func (d *Daemon) configMode() *configMode { return d.cm }
+
+// installConfigMode registers configure terminal, write memory and copy
+// running-config startup-config on the daemon's control server.
+func installConfigMode(d *Daemon, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cm := &configMode{log: logger}
+	d.cm = cm
+	cm.hook = d.ApplyConfig // install the new policy on the KS and log POLICY_CHANGE (gdoi.go)
+	d.Ctl.HandleConfigure(func(ctx context.Context) (ctl.ConfigSession, error) {
+		return &configSession{d: d, ed: policy.NewEditor(d.Config())}, nil
+	})
+	save := func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+		if err := d.WriteMemory(); err != nil {
+			return nil, err
+		}
+		return &ctl.Reply{Text: "Building configuration...\n[OK]\n"}, nil
+	}
+	d.Ctl.Handle("write [memory]", "Save the running configuration to its file", save)
+	d.Ctl.Handle("copy running-config startup-config", "Save the running configuration to its file", save)
+}
+
+// SetCommitHook sets the function run after each committed configuration
+// change (configure terminal ... end, SetConfig), with the configuration
+// before and after; nil removes it. The default is ApplyConfig. Commits are serialized: the hook runs
+// for one change at a time, in order, and must not commit itself. It runs
+// after Config returns the new configuration and CONFIG_I is logged.
+func (d *Daemon) SetCommitHook(f func(old, new *policy.Config)) {
+	cm := d.configMode()
+	cm.mu.Lock()
+	cm.hook = f
+	cm.mu.Unlock()
+}
+
+// SetConfig makes c the running configuration (a reload) and runs the
+// commit hook; it returns the configuration it replaced.
+func (d *Daemon) SetConfig(c *policy.Config) (old *policy.Config) {
+	cm := d.configMode()
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	old = d.swapConfig(c)
+	if cm.hook != nil {
+		cm.hook(old, c)
+	}
+	return old
+}
+
+func (d *Daemon) swapConfig(c *policy.Config) *policy.Config {
+	d.mu.Lock()
+	old := d.config
+	d.config = c
+	d.mu.Unlock()
+	if c.Hostname != old.Hostname {
+		d.Ctl.SetHostname(c.Hostname)
+	}
+	return old
+}
+
+// commit ends a configuration session: the editor's candidate, rebased on
+// the running configuration if another session committed meanwhile,
+// becomes the running configuration. Nothing changes on an error.
+func (d *Daemon) commit(ed *policy.Editor) error {
+	cm := d.configMode()
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	running := d.Config()
+	if ed.Base() != running {
+		if err := ed.Rebase(running); err != nil {
+			return err
+		}
+	}
+	var nc *policy.Config
+	if ed.Changed() {
+		var err error
+		if nc, err = ed.Candidate(); err != nil {
+			var l policy.ErrorList
+			if errors.As(err, &l) {
+				return &policy.CommitError{Errs: l}
+			}
+			return err
+		}
+	}
+	// IOS logs CONFIG_I whenever configuration mode is left.
+	syslog.LogFacility(cm.log, "SYS", syslog.Notice, "CONFIG_I", "Configured from console by console")
+	if nc == nil {
+		return nil // nothing changed: no new configuration, no hook
+	}
+	old := d.swapConfig(nc)
+	if cm.hook != nil {
+		cm.hook(old, nc)
+	}
+	return nil
+}
+
+// configSession is one `configure terminal` (ctl.ConfigSession).
+type configSession struct {
+	d  *Daemon
+	ed *policy.Editor
+}
+
+func (s *configSession) Mode() string       { return s.ed.Prompt() }
+func (s *configSession) Commands() []string { return append(s.ed.Commands(), "show") }
+
+func (s *configSession) Line(ctx context.Context, line string) (string, string, error) {
+	if w := strings.Fields(strings.ToLower(line)); len(w) == 2 && w[0] == "show" && strings.HasPrefix("configuration", w[1]) && len(w[1]) >= 4 {
+		// The candidate, as end would commit it (line numbers as in its errors).
+		return s.ed.Text(), s.ed.Prompt(), nil
+	}
+	prompt, err := s.ed.Apply(line)
+	switch {
+	case errors.Is(err, policy.ErrAbort):
+		return "% Configuration changes discarded\n", "", nil
+	case err != nil:
+		return "", prompt, err
+	case prompt != "":
+		return "", prompt, nil
+	}
+	if err := s.d.commit(s.ed); err != nil {
+		return "", s.ed.Prompt(), err
+	}
+	return "", "", nil
+}
+
+// WriteMemory saves the running configuration (canonical, as show
+// running-config prints it) to the file it was loaded from, atomically: a
+// temporary file in the same directory, fsync, rename, fsync of the
+// directory. A symbolic link is followed; the file's permissions are kept
+// (0600 for a new file: it holds pre-shared keys).
+func (d *Daemon) WriteMemory() error {
+	cm := d.configMode()
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	c := d.Config()
+	if c.File == "" {
+		return errors.New("% The running configuration was not loaded from a file: nowhere to save it (start isakmpd with -f FILE)")
+	}
+	if err := writeFileAtomic(c.File, []byte(c.Render())); err != nil {
+		return fmt.Errorf("%% Error saving the configuration to %s: %v", c.File, err)
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) (err error) {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p
+	}
+	mode := os.FileMode(0o600)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if df, derr := os.Open(dir); derr == nil {
+		df.Sync()
+		df.Close()
+	}
+	return nil
+}
