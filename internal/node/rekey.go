@@ -430,7 +430,7 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 
 func notifyOf(rk *gdoi.Rekey, t isakmp.NotifyType) *isakmp.Notify {
 	for _, nt := range rk.Notifies {
-		if nt.NotifyType == t && len(nt.Data) == 1 {
+		if nt.NotifyType == t && len(nt.Data) == 1 && (nt.Data[0] == isakmp.ModeShorten || nt.Data[0] == isakmp.ModeNow) {
 			return nt
 		}
 	}
