@@ -343,29 +343,7 @@ func (cs *ConfigShell) helpKey(ctx context.Context, t *term.Terminal, line strin
 
 // tabKey is Shell.tab in the current mode.
 func (cs *ConfigShell) tabKey(ctx context.Context, t *term.Terminal, line string, pos int) (string, int, bool) {
-	before := line[:pos]
-	comp, text, err := cs.complete(ctx, before)
-	if err != nil || !strings.HasSuffix(strings.ToLower(before), strings.ToLower(comp.Partial)) {
-		return line, pos, true
-	}
-	var kws []string
-	for _, c := range comp.Candidates {
-		if c.Keyword {
-			kws = append(kws, c.Word)
-		}
-	}
-	start := pos - len(comp.Partial)
-	if comp.Partial != "" {
-		switch {
-		case len(kws) == 1:
-			ins := kws[0] + " "
-			return before[:start] + ins + line[pos:], start + len(ins), true
-		case len(kws) > 1:
-			if p := commonPrefix(kws); len(p) > len(comp.Partial) {
-				return before[:start] + p + line[pos:], start + len(p), true
-			}
-		}
-	}
-	io.WriteString(t, cs.prompt+line+"\n"+ensureNL(text))
-	return line, pos, true
+	return tabComplete(t, cs.prompt, line, pos, func(before string) (*Completion, string, error) {
+		return cs.complete(ctx, before)
+	})
 }

@@ -281,8 +281,16 @@ func (sh *Shell) help(ctx context.Context, t *term.Terminal, line string) {
 // tab completes the word before the cursor: a unique keyword in full, or
 // the longest common prefix of several; otherwise it lists the choices.
 func (sh *Shell) tab(ctx context.Context, t *term.Terminal, line string, pos int) (string, int, bool) {
+	return tabComplete(t, sh.prompt, line, pos, func(before string) (*Completion, string, error) {
+		return sh.Client.Complete(ctx, before)
+	})
+}
+
+// tabComplete is the TAB key of both shells; complete asks the daemon for
+// the candidates of the line before the cursor.
+func tabComplete(t *term.Terminal, prompt, line string, pos int, complete func(string) (*Completion, string, error)) (string, int, bool) {
 	before := line[:pos]
-	comp, text, err := sh.Client.Complete(ctx, before)
+	comp, text, err := complete(before)
 	if err != nil || !strings.HasSuffix(strings.ToLower(before), strings.ToLower(comp.Partial)) {
 		return line, pos, true
 	}
@@ -304,7 +312,7 @@ func (sh *Shell) tab(ctx context.Context, t *term.Terminal, line string, pos int
 			}
 		}
 	}
-	io.WriteString(t, sh.prompt+line+"\n"+ensureNL(text))
+	io.WriteString(t, prompt+line+"\n"+ensureNL(text))
 	return line, pos, true
 }
 
