@@ -142,3 +142,48 @@ func TestTsharkDecodesGDOI(t *testing.T) {
 		}
 	}
 }
+
+// proves: R1, P2 (wire) — tshark decodes the cleartext of a GM-removal
+// push (both modes) and of a policy-replace push without a malformation:
+// the groupvpn Notify types of the private status range (docs/wire.md) with
+// their one-octet mode, the KEK Delete and the all-TEKs Delete.
+func TestTsharkDecodesRemovalAndPolicyReplace(t *testing.T) {
+	kekSPI := seq16(0)
+	notify := func(nt NotifyType, mode byte) *Notify {
+		return &Notify{DOI: DOIGDOI, Protocol: ProtoGDOIKEK, NotifyType: nt, SPI: kekSPI, Data: []byte{mode}}
+	}
+	sig := &Sig{Data: bytes.Repeat([]byte{0x53}, 64)}
+	delKEK := &Delete{DOI: DOIGDOI, Protocol: ProtoGDOIKEK, SPISize: 16, SPIs: [][]byte{kekSPI}}
+	delTEKs := &Delete{DOI: DOIGDOI, Protocol: ProtocolID(TEKProtoESP), SPISize: 4, SPIs: [][]byte{{0, 0, 0, 0}}}
+	msgs := []struct {
+		name string
+		m    *Message
+		want []string
+	}{
+		{"removal", &Message{Header: hdr(ExchangePush, 0), Payloads: []Payload{&SEQ{Number: 9}, notify(NotifyGMRemoval, ModeShorten), delKEK, sig}},
+			[]string{"Sequence Number: 9", "Notify Message Type: Private Use (32801)", "Notification DATA: 01", "Delete SPI: 000102030405060708090a0b0c0d0e0f"}},
+		{"removal-now", &Message{Header: hdr(ExchangePush, 0), Payloads: []Payload{&SEQ{Number: 10}, notify(NotifyGMRemoval, ModeNow), delKEK, delTEKs, sig}},
+			[]string{"Notify Message Type: Private Use (32801)", "Notification DATA: 02", "Delete SPI: 00000000"}},
+		{"policy-replace", &Message{Header: hdr(ExchangePush, 0), Payloads: []Payload{&SEQ{Number: 11}, notify(NotifyPolicyReplace, ModeShorten), goldenKD(), sig}},
+			[]string{"Notify Message Type: Private Use (32802)", "Notification DATA: 01", "Number of Key Packets: 4"}},
+	}
+	var bs [][]byte
+	for _, c := range msgs {
+		b, err := c.m.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, b)
+	}
+	for i, text := range tsharkFrames(t, bs) {
+		c := msgs[i]
+		for _, w := range c.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s: tshark output lacks %q:\n%s", c.name, w, text)
+			}
+		}
+		if strings.Contains(text, "Malformed") || strings.Contains(text, "Expert Info") {
+			t.Errorf("%s: tshark reports a malformation or expert error:\n%s", c.name, text)
+		}
+	}
+}

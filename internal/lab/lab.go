@@ -43,6 +43,9 @@ type Options struct {
 	// Old lists members (0-based) that announce version 1.0.1 and behave
 	// like it (SPEC V1), for mixed-version groups.
 	Old []int
+	// Secondary configures the KS with `redundancy`, which makes it a
+	// secondary key server (it refuses removal and triggered rekeys).
+	Secondary bool
 }
 
 // Lab is a running lab.
@@ -113,7 +116,10 @@ crypto gdoi group LAB
   rekey lifetime seconds 86400
   rekey authentication mypubkey ec LAB-REKEY
   rekey transport unicast
-  address ipv4 {{.KS}}
+  address ipv4 {{.KS}}{{if .Secondary}}
+  redundancy
+   local priority 10
+   peer address ipv4 127.0.1.2{{end}}
   sa ipsec 1
    profile lab-data
    match address ipv4 lab-traffic
@@ -183,7 +189,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if err := writeRekeyKey(filepath.Join(o.Dir, "rekey.pem")); err != nil {
 		return nil, err
 	}
-	vars := map[string]any{"PSK": "lab-secret", "KS": KSAddr}
+	vars := map[string]any{"PSK": "lab-secret", "KS": KSAddr, "Secondary": o.Secondary}
 	ksCfg, err := render(o.Dir, "ks.conf", ksTemplate, vars)
 	if err != nil {
 		return nil, err

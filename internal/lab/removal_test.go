@@ -202,7 +202,7 @@ func (r *removalLab) ksConfig(name string, edit func(string) string) *policy.Con
 	return c
 }
 
-// proves: V4, R1, R2, R3, R4, R5, P1, P2, P3, P6 — a group of six members,
+// proves: V4, R1, R2, R3, R4, R5, P1, P2, P3, P6 — a group of 50 members,
 // one announcing 1.0.1, driven through the operator's commands on the KS
 // over real UDP: the feature tables, a policy change that waits for
 // `crypto gdoi ks rekey`, a GM removal after revoking one member's key,
@@ -213,7 +213,7 @@ func TestRemovalAndPolicyReplaceThroughTheCLI(t *testing.T) {
 	defer cancel()
 	clk := &clock{now: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)}
 	lg := &logs{}
-	const members, old, revoked = 6, 5, 1 // gm6 runs 1.0.1; gm2's key gets revoked
+	const members, old, revoked = 50, 5, 1 // gm6 runs 1.0.1; gm2's key gets revoked
 	l, err := Start(ctx, Options{Members: members, Port: 22848, Dir: t.TempDir(), Now: clk.Now, Old: []int{old},
 		Logger: slog.New(logHandler{l: lg})})
 	if err != nil {
@@ -452,4 +452,31 @@ func TestRemovalAndPolicyReplaceThroughTheCLI(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// proves: R6, P5 — a key server configured as a secondary (`redundancy`)
+// refuses GM removal and the triggered rekey with the exact texts, before
+// asking anything, and still registers GMs.
+func TestSecondaryKSRefuses(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := Start(ctx, Options{Members: 1, Port: 23848, Dir: t.TempDir(), Secondary: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Wait(ctx, &strings.Builder{}, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ cmd, want string }{
+		{"clear crypto gdoi ks members", "ERROR for group LAB: can only execute this command on Primary KS"},
+		{"clear crypto gdoi group LAB ks members now", "ERROR for group LAB: can only execute this command on Primary KS"},
+		{"crypto gdoi ks rekey", "ERROR for group LAB: This command must be executed on Pri-KS"},
+		{"crypto gdoi ks group LAB rekey replace-now", "ERROR for group LAB: This command must be executed on Pri-KS"},
+	} {
+		resp := l.KS.Ctl.Exec(ctx, c.cmd)
+		if resp.OK || resp.Prompt != "" || resp.Error != c.want {
+			t.Errorf("%s on a secondary KS: ok=%v prompt=%q error=%q, want %q", c.cmd, resp.OK, resp.Prompt, resp.Error, c.want)
+		}
+	}
 }
