@@ -38,6 +38,7 @@ bench:
 	$(GO) run ./cmd/groupvpn bench mainmode
 	$(GO) run ./cmd/groupvpn bench register --members 1000
 	$(GO) run ./cmd/groupvpn bench rekey --members 1000
+	$(GO) run ./cmd/groupvpn bench removal --members 1000
 
 ## fuzz: run every fuzz target for FUZZTIME (default 10m) each.
 fuzz:

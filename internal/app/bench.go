@@ -22,8 +22,11 @@ func runBench(env *Env, args []string) int {
 	if len(args) > 0 && args[0] == "rekey" {
 		return runBenchRekey(env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "removal" {
+		return runBenchRemoval(env, args[1:])
+	}
 	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey)\n", strings.Join(names, ", "))
+		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey, removal)\n", strings.Join(names, ", "))
 		return 2
 	}
 	for _, s := range all {
@@ -67,6 +70,25 @@ func runBenchRekey(env *Env, args []string) int {
 	r, err := bench.Rekey(context.Background(), *members, uint16(*port))
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn bench rekey: %v\n", err)
+		return 1
+	}
+	r.Print(env.Stdout)
+	return 0
+}
+
+func runBenchRemoval(env *Env, args []string) int {
+	fs := flag.NewFlagSet("bench removal", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	members := fs.Int("members", 1000, "number of group members")
+	port := fs.Uint("port", 13848, "UDP port of every node")
+	now := fs.Bool("now", false, "clear crypto gdoi ks members now (GMs delete their keys at once)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	raiseFileLimit()
+	r, err := bench.Removal(context.Background(), *members, uint16(*port), *now)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn bench removal: %v\n", err)
 		return 1
 	}
 	r.Print(env.Stdout)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,22 +50,23 @@ func runLab(env *Env, args []string) int {
 		defer os.RemoveAll(tmp) // --dir keeps the generated configs
 		*dir = tmp
 	}
+	raiseFileLimit()
 	l, err := lab.Start(ctx, lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger})
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)
+		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1
 	}
 	defer l.Close()
 	fmt.Fprintf(env.Stdout, "groupvpn lab: key server %s:%d and %d group members on 127.0.0.0/8 (configs in %s)\n",
 		lab.KSAddr, l.Port, *members, l.Dir)
 	if err := l.Wait(ctx, env.Stdout, *timeout); err != nil {
-		fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)
+		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1
 	}
 	fmt.Fprintf(env.Stdout, "all %d members registered in %s (phase 1 + GROUPKEY-PULL each, over real UDP)\n",
 		*members, time.Since(start).Round(time.Millisecond))
 	if err := l.Summary(ctx, env.Stdout); err != nil {
-		fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)
+		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1
 	}
 	if !*cli {

@@ -38,7 +38,7 @@ func Register(ctx context.Context, members int, port uint16) (*RegisterReport, e
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Start(ctx, lab.Options{Members: members, Port: port, Hold: true})
+	l, err := lab.Start(ctx, lab.Options{Members: members, Port: port, Hold: true, NoGMSockets: true})
 	if err != nil {
 		return nil, err
 	}

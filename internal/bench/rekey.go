@@ -43,7 +43,7 @@ func Rekey(ctx context.Context, members int, port uint16) (*RekeyReport, error) 
 	})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	l, err := lab.Start(ctx, lab.Options{Members: members, Port: port, Hold: true})
+	l, err := lab.Start(ctx, lab.Options{Members: members, Port: port, Hold: true, NoGMSockets: true})
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -46,6 +47,9 @@ type Options struct {
 	// Secondary configures the KS with `redundancy`, which makes it a
 	// secondary key server (it refuses removal and triggered rekeys).
 	Secondary bool
+	// NoGMSockets starts the members without control sockets (benchmarks:
+	// one file descriptor per member fewer).
+	NoGMSockets bool
 }
 
 // Lab is a running lab.
@@ -58,6 +62,8 @@ type Lab struct {
 
 	stop    context.CancelFunc
 	running sync.WaitGroup
+	mu      sync.Mutex
+	failed  error // the first node that stopped with an error
 }
 
 // Close stops every node and waits until their sockets are closed, so the
@@ -71,7 +77,13 @@ func (l *Lab) run(ctx context.Context, d *daemon.Daemon, socket string) {
 	l.running.Add(1)
 	go func() {
 		defer l.running.Done()
-		d.Run(ctx, socket)
+		if err := d.Run(ctx, socket); err != nil && ctx.Err() == nil {
+			l.mu.Lock()
+			if l.failed == nil {
+				l.failed = fmt.Errorf("lab: %s stopped: %w", d.Config().Hostname, err)
+			}
+			l.mu.Unlock()
+		}
 	}()
 }
 
@@ -160,6 +172,9 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if o.Members > 250*250 {
 		return nil, fmt.Errorf("lab: at most %d members", 250*250)
 	}
+	if err := checkFileLimit(o); err != nil {
+		return nil, err
+	}
 	if o.Port == 0 {
 		o.Port = 10848
 		if os.Geteuid() == 0 {
@@ -217,11 +232,34 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("lab: %s: %w", name, err)
 		}
-		l.Sockets[name] = filepath.Join(o.Dir, name+".sock")
-		l.run(ctx, d, l.Sockets[name])
+		sock := ""
+		if !o.NoGMSockets {
+			sock = filepath.Join(o.Dir, name+".sock")
+			l.Sockets[name] = sock
+		}
+		l.run(ctx, d, sock)
 		l.GMs = append(l.GMs, d)
 	}
 	return l, nil
+}
+
+// checkFileLimit refuses a lab that would run out of file descriptors
+// half-way: each member holds a UDP socket and, unless NoGMSockets, a
+// control socket.
+func checkFileLimit(o Options) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return nil
+	}
+	per := uint64(2)
+	if o.NoGMSockets {
+		per = 1
+	}
+	need := per*uint64(o.Members) + 64
+	if need > lim.Cur {
+		return fmt.Errorf("lab: %d members need about %d open files, but the limit is %d (ulimit -n; hard limit %d)", o.Members, need, lim.Cur, lim.Max)
+	}
+	return nil
 }
 
 func render(dir, name, tmpl string, vars map[string]any) (*policy.Config, error) {
@@ -284,6 +322,12 @@ func (l *Lab) Wait(ctx context.Context, out io.Writer, timeout time.Duration) er
 		}
 		if done == len(l.GMs) {
 			return nil
+		}
+		l.mu.Lock()
+		failed := l.failed
+		l.mu.Unlock()
+		if failed != nil {
+			return failed
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("lab: only %d of %d members registered within %s", done, len(l.GMs), timeout)

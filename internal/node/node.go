@@ -92,15 +92,16 @@ const serveLinger = 2 * time.Minute
 
 // Node is a running isakmpd.
 type Node struct {
-	o      Options
-	log    *slog.Logger
-	socks  []*sock
-	ks     *ks.Server
-	dp     sadb.Dataplane
-	regs   []*registration
-	serves map[serveKey]*serving
-	in     chan datagram
-	cmds   chan func()
+	stopped chan struct{} // closed when Run returns: the readers stop
+	o       Options
+	log     *slog.Logger
+	socks   []*sock
+	ks      *ks.Server
+	dp      sadb.Dataplane
+	regs    []*registration
+	serves  map[serveKey]*serving
+	in      chan datagram
+	cmds    chan func()
 
 	deliveries []*delivery
 	lastSave   time.Time
@@ -240,6 +241,8 @@ func (n *Node) Register(ctx context.Context) error {
 // Run serves until ctx ends.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.Close()
+	n.stopped = make(chan struct{})
+	defer close(n.stopped)
 	for _, s := range n.socks {
 		go n.read(s)
 	}
@@ -305,9 +308,13 @@ func (n *Node) read(s *sock) {
 		if err != nil {
 			return
 		}
+		// Wait for the event loop rather than drop: while it is busy, the
+		// socket's receive buffer (sockbuf.go) holds what arrives, and only
+		// a full buffer loses datagrams, as the network would.
 		select {
 		case n.in <- datagram{sock: s, from: from, data: append([]byte(nil), buf[:k]...)}:
-		default: // overloaded: drop, as the network would
+		case <-n.stopped:
+			return
 		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 // readBuffer is the receive buffer a node asks for: a KS answered by
 // thousands of GMs at once (registrations, rekey acknowledgements) must
 // not lose datagrams to a full socket buffer.
-const readBuffer = 4 << 20
+const readBuffer = 16 << 20
 
 // growReadBuffer enlarges the socket's receive buffer; as root it goes
 // past net.core.rmem_max with SO_RCVBUFFORCE. Failure only costs
