@@ -103,9 +103,35 @@ func runIsakmpd(env *Env, args []string) int {
 		"ks_groups", len(cfg.KSGroups()), "gm_groups", len(cfg.GMGroups()))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHangup(ctx, hup, d, *file, logger)
 	if err := d.Run(ctx, *socket); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHangup rereads the configuration file on SIGHUP (SPEC P1): a
+// valid file becomes the running configuration (key-server group policy
+// and pre-shared keys take effect; the KS logs POLICY_CHANGE and sends no
+// rekey); an invalid one is refused with file:line and reason, and the
+// running configuration stays.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon, file string, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		c, err := policy.Load(file)
+		if err != nil {
+			logger.Error("configuration reload refused; the running configuration stays", "err", err.Error())
+			continue
+		}
+		d.SetConfig(c)
+		logger.Info("configuration reloaded", "file", file)
+	}
 }

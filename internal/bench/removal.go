@@ -142,6 +142,6 @@ func (r *RemovalReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "  %-46s %12d\n", "GMs ever seen without a valid TEK", r.Lacked)
 	fmt.Fprintf(w, "  %-46s %12s\n", "  (every GM sampled; one sweep takes)", r.SweepTime.Round(time.Millisecond))
 	fmt.Fprintf(w, "  %-46s %12.0f\n", "ceiling: KS registrations per second/core", r.Ceiling)
-	fmt.Fprintf(w, "  %-46s %12.2f\n", "peak / ceiling", float64(r.PeakPerS)/r.Ceiling)
+	fmt.Fprintf(w, "  %-46s %11.2f%%\n", "peak / ceiling", 100*float64(r.PeakPerS)/r.Ceiling)
 	fmt.Fprintln(w, "  (the GMs spread their re-registrations with jitter over the shortened lifetime; they run in this process and share its CPU)")
 }

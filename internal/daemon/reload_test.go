@@ -1,0 +1,85 @@
+package daemon_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// proves: P1 (reload) — SIGHUP rereads the configuration file: a policy
+// change is logged as POLICY_CHANGE and listed as pending, with no rekey
+// sent; an invalid file is refused with file:line and reason, and the
+// running configuration stays.
+func TestReloadOnSIGHUP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon binary; skipped with -short")
+	}
+	dir := t.TempDir()
+	bin := groupvpnBinary(t)
+	writeRekeyKey(t, filepath.Join(dir, "rekey.pem"))
+	conf := filepath.Join(dir, "ks.conf")
+	if err := os.WriteFile(conf, []byte(crashKS), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "ks.sock")
+	var log syncBuf
+	cmd := exec.Command(bin, "isakmpd", "-f", conf, "-listen", "127.0.3.1", "-port", "24848", "-socket", sock,
+		"-state", filepath.Join(dir, "ks.db"))
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cli := func(c string) string {
+		out, _ := exec.Command(bin, "cli", "-s", sock, "-c", c).CombinedOutput()
+		return string(out)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never happened; daemon log:\n%s", what, log.String())
+			}
+		}
+	}
+	waitFor("the control socket answering", func() bool { return strings.Contains(cli("show version"), "1.0.2") })
+	hangup := func() {
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	changed := strings.Replace(crashKS, "esp-gcm 128", "esp-gcm 256", 1)
+	if err := os.WriteFile(conf, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hangup()
+	waitFor("POLICY_CHANGE", func() bool {
+		return strings.Contains(log.String(), "%GDOI-5-POLICY_CHANGE: GDOI group CRASH policy has changed. Use 'crypto gdoi ks rekey' to send a rekey")
+	})
+	if out := cli("show crypto gdoi ks policy"); !strings.Contains(out, "esp-gcm 256") || !strings.Contains(out, "Pending policy changes") {
+		t.Fatalf("show crypto gdoi ks policy after the reload:\n%s", out)
+	}
+	if strings.Contains(log.String(), "KS_SEND_UNICAST_REKEY") {
+		t.Fatal("the reload sent a rekey")
+	}
+
+	bad := strings.Replace(changed, "identity number 4242", "identity number forty-two", 1)
+	if err := os.WriteFile(conf, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hangup()
+	line := 1 + strings.Count(bad[:strings.Index(bad, "identity number forty-two")], "\n")
+	waitFor("the refusal", func() bool {
+		l := log.String()
+		return strings.Contains(l, "configuration reload refused; the running configuration stays") && strings.Contains(l, fmt.Sprintf("ks.conf:%d", line))
+	})
+	if out := cli("show running-config | include esp-gcm|identity"); !strings.Contains(out, "esp-gcm 256") || !strings.Contains(out, "identity number 4242") {
+		t.Fatalf("the running configuration changed after a refused reload:\n%s", out)
+	}
+}
