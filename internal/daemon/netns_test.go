@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -78,12 +77,12 @@ func TestIsakmpdInNamespaces(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := map[string]*bytes.Buffer{}
+	logs := map[string]*syncBuf{}
 	run := func(ns *testnet.Netns, name string) {
 		sock := filepath.Join(dir, name+".sock")
 		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, bin, "isakmpd", "-f", filepath.Join(dir, name+".conf"), "-socket", sock,
 			"-state", filepath.Join(dir, name+".db"))
-		logs[name] = &bytes.Buffer{}
+		logs[name] = &syncBuf{}
 		cmd.Stdout, cmd.Stderr = logs[name], logs[name]
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
