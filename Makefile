@@ -26,10 +26,11 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## test: everything CI runs: deps, lint, unit, golden, tshark, and a short
+## test: everything CI runs (under the race detector): deps, lint, unit,
+## golden, tshark, netns, strongSwan, and a short
 ## pass of every fuzz target over its seed corpus.
 test: deps lint
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -race -count=1 $(PKGS)
 
 ## bench: Go benchmarks with allocations, and the groupvpn bench table.
 bench:

@@ -205,7 +205,11 @@ func GM(s node.Snapshot) (string, any) {
 				continue
 			}
 			b.WriteString("KEK POLICY:\n")
-			b.WriteString("    Rekey Transport Type     : Unicast\n")
+			if k.Multicast.IsValid() {
+				fmt.Fprintf(&b, "    Rekey Transport Type     : Multicast (group %s)\n", k.Multicast.Addr())
+			} else {
+				b.WriteString("    Rekey Transport Type     : Unicast\n")
+			}
 			fmt.Fprintf(&b, "    Lifetime (secs)          : %d\n", secs(k.Expires.Sub(s.Now)))
 			fmt.Fprintf(&b, "    Encrypt Algorithm        : %s\n", strings.TrimPrefix(k.Alg.String(), "KEK_ALG_"))
 			fmt.Fprintf(&b, "    Key Size                 : %d\n", k.KeyBits)
