@@ -27,12 +27,17 @@ func runLab(env *Env, args []string) int {
 	dir := fs.String("dir", "", "directory for generated configs, keys and control sockets (default: a new temp dir)")
 	verbose := fs.Bool("v", false, "print the nodes' log lines")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for every member to register")
+	old := fs.Int("old", 0, "the last `N` members announce and behave like version 1.0.1 (a mixed-version group)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *members < 1 || *port > 65535 {
-		fmt.Fprintln(env.Stderr, "groupvpn lab: --members must be at least 1 and --port a UDP port")
+	if *members < 1 || *port > 65535 || *old < 0 || *old > *members {
+		fmt.Fprintln(env.Stderr, "groupvpn lab: --members must be at least 1, --port a UDP port and --old between 0 and --members")
 		return 2
+	}
+	var olds []int
+	for i := *members - *old; i < *members; i++ {
+		olds = append(olds, i)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -51,7 +56,7 @@ func runLab(env *Env, args []string) int {
 		*dir = tmp
 	}
 	raiseFileLimit()
-	l, err := lab.Start(ctx, lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger})
+	l, err := lab.Start(ctx, lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger, Old: olds})
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1
