@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
-	"github.com/groupvpn/groupvpn/internal/lab"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -41,19 +40,11 @@ func Rekey(ctx context.Context, members int, port uint16) (*RekeyReport, error) 
 			}
 		}
 	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	l, err := lab.Start(ctx, lab.Options{Members: members, Port: port, Hold: true, NoGMSockets: true})
+	l, err := registeredLab(ctx, members, port)
 	if err != nil {
 		return nil, err
 	}
 	defer l.Close()
-	if err := l.Release(ctx); err != nil {
-		return nil, err
-	}
-	if err := l.Wait(ctx, io.Discard, 10*time.Minute); err != nil {
-		return nil, err
-	}
 	n := l.KS.Node
 	start := time.Now()
 	var serr error

@@ -2,15 +2,10 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"slices"
-	"testing"
 	"time"
-
-	"github.com/groupvpn/groupvpn/internal/ike"
-	"github.com/groupvpn/groupvpn/internal/lab"
 )
 
 // RemovalReport is the result of the GM-removal scenario (SPEC R1, R2).
@@ -33,26 +28,12 @@ type RemovalReport struct {
 // be none in normal mode). The lab's TEKs live 3600 s and 7200 s, so a GM
 // re-registers 60-120 s after the removal (docs/operations.md).
 func Removal(ctx context.Context, members int, port uint16, now bool) (*RemovalReport, error) {
-	g, _ := ike.GroupByID(19)
-	crypto := testing.Benchmark(func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			priv, pub, _ := g.GenerateKey(rand.Reader)
-			priv.Shared(pub)
-		}
-	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	l, err := lab.Start(ctx, lab.Options{Members: members, Port: port, Hold: true, NoGMSockets: true})
+	op := registrationCrypto()
+	l, err := registeredLab(ctx, members, port)
 	if err != nil {
 		return nil, err
 	}
 	defer l.Close()
-	if err := l.Release(ctx); err != nil {
-		return nil, err
-	}
-	if err := l.Wait(ctx, io.Discard, 10*time.Minute); err != nil {
-		return nil, err
-	}
 	ks := l.KS.Node
 	start := time.Now()
 	var serr error
@@ -68,7 +49,7 @@ func Removal(ctx context.Context, members int, port uint16, now bool) (*RemovalR
 	for _, t := range s.KS[0].TEKs {
 		want = append(want, t.SPI)
 	}
-	rep := &RemovalReport{Members: members, Now: now, Ceiling: float64(time.Second) / float64(crypto.NsPerOp())}
+	rep := &RemovalReport{Members: members, Now: now, Ceiling: float64(time.Second) / float64(op)}
 	lacked := make([]bool, members)
 	deadline := start.Add(10 * time.Minute)
 	var sweeping time.Duration
