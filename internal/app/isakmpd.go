@@ -95,6 +95,9 @@ func runIsakmpd(env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
 	}
+	if *listen == "" {
+		d.ServeEveryAddress(uint16(*port))
+	}
 	if err := os.MkdirAll(filepath.Dir(*socket), 0o755); err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: control socket: %v\n", err)
 		return 1
@@ -114,7 +117,10 @@ func runIsakmpd(env *Env, args []string) int {
 	return 0
 }
 
-// reloadOnHangup rereads the configuration file on SIGHUP (SPEC P1): a
+// reloadOnHangup refreshes the addresses served and rereads the
+// configuration file on SIGHUP (SPEC D4, P1). Started on every address,
+// the daemon listens on addresses added since and closes the sockets of
+// removed ones, keeping its SAs and registrations. Then the file: a
 // valid file becomes the running configuration (key-server group policy
 // and pre-shared keys take effect; the KS logs POLICY_CHANGE and sends no
 // rekey); an invalid one is refused with file:line and reason, and the
@@ -126,6 +132,10 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon,
 			return
 		case <-hup:
 		}
+		// The addresses first, and whatever the file holds (SPEC D4): a
+		// refused configuration does not hold back new addresses. Refresh
+		// logs its summary and its errors itself.
+		d.Refresh(ctx)
 		c, err := policy.Load(file)
 		if err != nil {
 			logger.Error("configuration reload refused; the running configuration stays", "err", err.Error())

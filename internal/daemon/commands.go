@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/node"
@@ -27,6 +29,7 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config) {
 	srv.Handle("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", snap(show.GM))
 	srv.Handle("show crypto ipsec sa", "the group SAs installed", snap(show.IPsecSA))
 	srv.Handle("show crypto isakmp sa", "phase-1 SAs", snap(show.ISAKMPSA))
+	srv.Handle("show crypto isakmp listen", "the local addresses isakmpd serves (UDP)", snap(listening))
 	srv.Handle("show running-config", "the configuration in force", func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 		c := running()
 		return &ctl.Reply{Text: c.Render(), Data: map[string]string{"config": c.Render()}}, nil
@@ -35,4 +38,16 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config) {
 	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", snap(show.KSReplay))
 	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs", snap(show.GMReplay))
 
+}
+
+// listening renders the addresses served, one a line.
+func listening(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ISAKMP listening addresses (UDP): %d\n", len(s.Addrs))
+	addrs := make([]string, len(s.Addrs))
+	for i, a := range s.Addrs {
+		addrs[i] = a.String()
+		fmt.Fprintf(&b, "  %s\n", a)
+	}
+	return b.String(), map[string][]string{"listen": addrs}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
@@ -24,6 +25,11 @@ type Daemon struct {
 	baseline *policy.Config // the policy the GMs have: as of the last rekey
 	log      *slog.Logger
 	cm       *configMode // configure terminal (configmode.go)
+
+	// everyAddress: started without an explicit address list, the daemon
+	// serves every address on port, and Refresh takes a new inventory.
+	everyAddress bool
+	port         uint16
 }
 
 // New builds a daemon for c listening on listen; GMs contact KS addresses
@@ -76,6 +82,67 @@ func (d *Daemon) Run(ctx context.Context, socket string) error {
 	err := <-errs
 	cancel()
 	return err
+}
+
+// ServeEveryAddress records that the daemon was started on every address
+// (AllAddresses(port)) rather than an explicit list, so that Refresh takes
+// a new inventory of the interfaces.
+func (d *Daemon) ServeEveryAddress(port uint16) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.everyAddress, d.port = true, port
+}
+
+// Refresh brings the addresses served up to date (SPEC D3, D4): started on
+// every address, the daemon takes a new inventory of the up interfaces,
+// opens sockets on the new addresses and closes those of the removed ones,
+// keeping phase-1 SAs, registrations and key-server state; started with an
+// explicit list, it keeps that list. It returns a one-line summary, which
+// it also logs.
+func (d *Daemon) Refresh(ctx context.Context) (string, error) {
+	d.mu.Lock()
+	every, port := d.everyAddress, d.port
+	d.mu.Unlock()
+	if !every {
+		var addrs []netip.AddrPort
+		if err := d.Node.Do(ctx, func() { addrs = d.Node.Addrs() }); err != nil {
+			return "", err
+		}
+		msg := fmt.Sprintf("addresses kept (explicit -listen list): %s", joinAddrs(addrs))
+		d.log.Info("addresses kept (explicit -listen list)", "listen", joinAddrs(addrs))
+		return msg, nil
+	}
+	inv, err := AllAddresses(port)
+	if err != nil {
+		d.log.Error("address refresh failed", "err", err.Error())
+		return "", fmt.Errorf("address refresh: %w", err)
+	}
+	var added, removed, now []netip.AddrPort
+	var rerr error
+	if err := d.Node.Do(ctx, func() {
+		added, removed, rerr = d.Node.Refresh(inv)
+		now = d.Node.Addrs()
+	}); err != nil {
+		return "", err
+	}
+	msg := fmt.Sprintf("addresses refreshed: added %s; removed %s; serving %s", joinAddrs(added), joinAddrs(removed), joinAddrs(now))
+	d.log.Info("addresses refreshed", "added", joinAddrs(added), "removed", joinAddrs(removed), "listen", joinAddrs(now))
+	if rerr != nil {
+		d.log.Error("address refresh incomplete", "err", rerr.Error())
+		return msg, rerr
+	}
+	return msg, nil
+}
+
+func joinAddrs(addrs []netip.AddrPort) string {
+	if len(addrs) == 0 {
+		return "none"
+	}
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // AllAddresses returns every unicast address of every up interface with

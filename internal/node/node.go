@@ -65,9 +65,10 @@ type Options struct {
 }
 
 type sock struct {
-	conn  *net.UDPConn
-	ep    *ike.Endpoint
-	local netip.AddrPort
+	conn   *net.UDPConn
+	ep     *ike.Endpoint
+	local  netip.AddrPort
+	closed bool // closed by Refresh: what it still delivers is dropped
 }
 
 type datagram struct {
@@ -172,22 +173,30 @@ func New(o Options) (*Node, error) {
 		return nil, errors.New("node: no address to listen on")
 	}
 	for _, a := range o.Listen {
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+		s, err := n.open(a)
 		if err != nil {
-			n.Close()
-			return nil, fmt.Errorf("node: listen on %s: %w", a, err)
-		}
-		growReadBuffer(conn)
-		local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-		ep, err := ike.NewEndpoint(o.IKE, local, o.Limits)
-		if err != nil {
-			conn.Close()
 			n.Close()
 			return nil, err
 		}
-		n.socks = append(n.socks, &sock{conn: conn, ep: ep, local: local})
+		n.socks = append(n.socks, s)
 	}
 	return n, nil
+}
+
+// open binds a UDP socket to a with its own IKEv1 endpoint.
+func (n *Node) open(a netip.AddrPort) (*sock, error) {
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+	if err != nil {
+		return nil, fmt.Errorf("node: listen on %s: %w", a, err)
+	}
+	growReadBuffer(conn)
+	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	ep, err := ike.NewEndpoint(n.o.IKE, local, n.o.Limits)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &sock{conn: conn, ep: ep, local: local}, nil
 }
 
 // Addrs returns the bound addresses.
@@ -280,6 +289,9 @@ func (n *Node) Run(ctx context.Context) error {
 // datagram routes a received datagram: rekeys and their acknowledgements
 // travel outside any phase-1 SA; everything else goes to the endpoint.
 func (n *Node) datagram(d datagram) {
+	if d.sock.closed {
+		return // its address was removed by Refresh
+	}
 	now := n.o.Now()
 	if len(d.data) >= isakmp.HeaderLen {
 		switch isakmp.ExchangeType(d.data[18]) {

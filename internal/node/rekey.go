@@ -229,16 +229,7 @@ func (n *Node) deliver(group string, p *ks.Push, want uint32, now time.Time) err
 			return fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)
 		}
 	}
-	// Rekeys leave from the group's KS address (the SAK's source), else
-	// from the socket the kernel would use toward the members.
-	s := n.socks[0]
-	if a := n.ks.Address(group); a.IsValid() {
-		for _, x := range n.socks {
-			if x.local.Addr() == a {
-				s = x
-			}
-		}
-	}
+	s := n.rekeySock(group)
 	n.ks.LogRekey(p, s.local.Addr())
 	d := &delivery{push: p, sock: s, queue: append([]netip.AddrPort(nil), p.Members...), pending: map[netip.Addr]*target{}, next: now,
 		old: map[netip.AddrPort]bool{}}
@@ -258,6 +249,20 @@ func (n *Node) deliver(group string, p *ks.Push, want uint32, now time.Time) err
 	n.deliveries = append(n.deliveries, d)
 	n.step(d, now)
 	return nil
+}
+
+// rekeySock is the socket a group's rekeys leave from: the one bound to
+// the group's KS address (the SAK's source), else the first.
+func (n *Node) rekeySock(group string) *sock {
+	s := n.socks[0]
+	if a := n.ks.Address(group); a.IsValid() {
+		for _, x := range n.socks {
+			if x.local.Addr() == a {
+				s = x
+			}
+		}
+	}
+	return s
 }
 
 // step sends the next paced burst and the retransmissions that are due,

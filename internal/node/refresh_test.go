@@ -1,0 +1,110 @@
+package node
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/version"
+)
+
+// proves: D4 (node level) — Refresh opens a socket on a new address (a GM
+// registers through it), closes the socket of an address no longer listed
+// (the port is free again), and keeps the phase-1 SAs and registrations of
+// the sockets that stay; a GM whose registration socket was closed
+// registers again from another one.
+func TestRefresh(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ksAddr := netip.MustParseAddr("127.0.0.60")
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}})
+	primary := kn.Addrs()[0]
+	alias := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.61"), primary.Port())
+	gm := func(listen []string, server netip.AddrPort) *Node {
+		var addrs []netip.AddrPort
+		for _, a := range listen {
+			addrs = append(addrs, netip.MustParseAddrPort(a))
+		}
+		return start(t, ctx, Options{Listen: addrs, IKE: ikeCfg("k", version.Current),
+			GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{server}, SIDs: 1}}})
+	}
+	gm1 := gm([]string{"127.0.0.62:0"}, primary)
+	waitFor(t, "gm1 registration", gm1, func() bool { return gm1.Members()[0].State == "registered" })
+
+	refresh := func(n *Node, listen ...netip.AddrPort) (added, removed []netip.AddrPort) {
+		t.Helper()
+		var err error
+		if derr := n.Do(ctx, func() { added, removed, err = n.Refresh(listen) }); derr != nil || err != nil {
+			t.Fatalf("Refresh(%v): %v %v", listen, derr, err)
+		}
+		return added, removed
+	}
+	if added, removed := refresh(kn, primary, alias); !slices.Equal(added, []netip.AddrPort{alias}) || len(removed) != 0 {
+		t.Fatalf("adding the alias: added %v, removed %v", added, removed)
+	}
+	gm2 := gm([]string{"127.0.0.63:0", "127.0.0.64:0"}, alias)
+	waitFor(t, "gm2 registration through the alias", gm2, func() bool { return gm2.Members()[0].State == "registered" })
+
+	if added, removed := refresh(kn, primary); len(added) != 0 || !slices.Equal(removed, []netip.AddrPort{alias}) {
+		t.Fatalf("removing the alias: added %v, removed %v", added, removed)
+	}
+	if c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(alias)); err != nil {
+		t.Fatalf("the alias's socket is still open: %v", err)
+	} else {
+		c.Close()
+	}
+	kn.Do(ctx, func() {
+		if a := kn.Addrs(); !slices.Equal(a, []netip.AddrPort{primary}) {
+			t.Errorf("KS serves %v", a)
+		}
+		p1 := kn.PhaseOneSAs()
+		if len(p1) != 1 || p1[0].Peer.Addr() != netip.MustParseAddr("127.0.0.62") {
+			t.Errorf("KS phase-1 SAs after the refresh: %+v", p1)
+		}
+	})
+	gm1.Do(ctx, func() {
+		if m := gm1.Members()[0]; m.State != "registered" || m.Registrations != 1 {
+			t.Errorf("gm1 after the KS refresh: %+v", m)
+		}
+	})
+	var err error
+	kn.Do(ctx, func() { _, _, err = kn.Refresh(nil) })
+	if err == nil {
+		t.Error("Refresh to no address was accepted")
+	}
+
+	// gm2 registered from its first socket; close it and make it register
+	// again (to the primary): it picks its remaining socket.
+	var first netip.AddrPort
+	gm2.Do(ctx, func() { first = gm2.regs[0].sock.local })
+	var keep netip.AddrPort
+	gm2.Do(ctx, func() {
+		for _, a := range gm2.Addrs() {
+			if a != first {
+				keep = a
+			}
+		}
+	})
+	refresh(gm2, keep)
+	stale := false
+	gm2.Do(ctx, func() {
+		r := gm2.regs[0]
+		if stale = r.sock == nil || r.sock.closed || r.sock.local != keep; stale {
+			return
+		}
+		r.cfg.Servers = []netip.AddrPort{primary}
+		r.idx = 0
+		gm2.attempt(r, gm2.o.Now())
+	})
+	if stale {
+		t.Fatal("gm2's registration still points at its closed socket")
+	}
+	waitFor(t, "gm2 registering again from its remaining socket", gm2, func() bool {
+		m := gm2.Members()[0]
+		return m.State == "registered" && m.Registrations == 2
+	})
+}
