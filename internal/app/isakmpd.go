@@ -45,6 +45,7 @@ func runIsakmpd(env *Env, args []string) int {
 		level = slog.LevelDebug
 	}
 	handler := slog.Handler(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	var logDest *syslog.Destination
 	if *syslogTo != "" {
 		w, err := syslog.Dial(*syslogTo)
 		if err != nil {
@@ -52,6 +53,7 @@ func runIsakmpd(env *Env, args []string) int {
 			return 1
 		}
 		defer w.Close()
+		logDest = w
 		handler = syslog.Fanout{handler, syslog.NewHandler(w, "isakmpd", level)}
 	}
 	logger := slog.New(handler)
@@ -109,7 +111,7 @@ func runIsakmpd(env *Env, args []string) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHangup(ctx, hup, d, *file, logger)
+	go reloadOnHangup(ctx, hup, d, *file, logDest, logger)
 	if err := d.Run(ctx, *socket); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
@@ -124,8 +126,10 @@ func runIsakmpd(env *Env, args []string) int {
 // valid file becomes the running configuration (key-server group policy
 // and pre-shared keys take effect; the KS logs POLICY_CHANGE and sends no
 // rekey); an invalid one is refused with file:line and reason, and the
-// running configuration stays.
-func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon, file string, logger *slog.Logger) {
+// running configuration stays. Last, the -syslog destination is reopened
+// (a rotated file, a restarted syslog daemon); if that fails the old one
+// stays in use.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon, file string, logDest *syslog.Destination, logger *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -136,6 +140,11 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon,
 		// refused configuration does not hold back new addresses. Refresh
 		// logs its summary and its errors itself.
 		d.Refresh(ctx)
+		if logDest != nil {
+			if err := logDest.Reopen(); err != nil {
+				logger.Error("syslog destination not reopened; still logging to the old one", "err", err.Error())
+			}
+		}
 		c, err := policy.Load(file)
 		if err != nil {
 			logger.Error("configuration reload refused; the running configuration stays", "err", err.Error())

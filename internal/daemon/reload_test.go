@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// proves: P1 (reload) — SIGHUP rereads the configuration file: a policy
+// proves: P1 (reload), D4 (logging reopened) — SIGHUP rereads the configuration file and reopens the -syslog file after rotation: a policy
 // change is logged as POLICY_CHANGE and listed as pending, with no rekey
 // sent; an invalid file is refused with file:line and reason, and the
 // running configuration stays.
@@ -28,8 +28,9 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 	sock := filepath.Join(dir, "ks.sock")
 	var log syncBuf
+	syslogFile := filepath.Join(dir, "ks.syslog")
 	cmd := exec.Command(bin, "isakmpd", "-f", conf, "-listen", "127.0.3.1", "-port", "24848", "-socket", sock,
-		"-state", filepath.Join(dir, "ks.db"))
+		"-state", filepath.Join(dir, "ks.db"), "-syslog", "file://"+syslogFile)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -54,6 +55,10 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		}
 	}
 
+	// Log rotation: the file is moved away; SIGHUP reopens the path (D4).
+	if err := os.Rename(syslogFile, syslogFile+".1"); err != nil {
+		t.Fatal(err)
+	}
 	changed := strings.Replace(crashKS, "esp-gcm 128", "esp-gcm 256", 1)
 	if err := os.WriteFile(conf, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
@@ -67,6 +72,13 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 	if strings.Contains(log.String(), "KS_SEND_UNICAST_REKEY") {
 		t.Fatal("the reload sent a rekey")
+	}
+	waitFor("syslog in the reopened file", func() bool {
+		b, _ := os.ReadFile(syslogFile)
+		return strings.Contains(string(b), "POLICY_CHANGE - %GDOI-5-POLICY_CHANGE: GDOI group CRASH")
+	})
+	if b, _ := os.ReadFile(syslogFile + ".1"); !strings.Contains(string(b), "isakmpd started") || strings.Contains(string(b), "POLICY_CHANGE") {
+		t.Fatalf("the rotated syslog file:\n%s", b)
 	}
 
 	bad := strings.Replace(changed, "identity number 4242", "identity number forty-two", 1)

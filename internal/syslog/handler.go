@@ -47,7 +47,15 @@ func NewHandler(w io.Writer, app string, level slog.Leveler) *Handler {
 // Dial opens a syslog destination: udp://HOST:PORT, tcp://HOST:PORT
 // (octet-counted framing is not used; one message per line), unix:///PATH
 // (datagram, e.g. /dev/log) or file:///PATH (appended).
-func Dial(dest string) (io.WriteCloser, error) {
+func Dial(dest string) (*Destination, error) {
+	w, err := open(dest)
+	if err != nil {
+		return nil, err
+	}
+	return &Destination{dest: dest, w: w}, nil
+}
+
+func open(dest string) (io.WriteCloser, error) {
 	u, err := url.Parse(dest)
 	if err != nil {
 		return nil, fmt.Errorf("syslog destination %q: %w", dest, err)
@@ -61,6 +69,43 @@ func Dial(dest string) (io.WriteCloser, error) {
 		return os.OpenFile(u.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	}
 	return nil, fmt.Errorf("syslog destination %q: scheme must be udp, tcp, unix or file", dest)
+}
+
+// Destination is an open syslog destination that can be reopened (SPEC
+// D4: a refresh reopens logging, so a rotated file or a restarted syslog
+// daemon is picked up).
+type Destination struct {
+	dest string
+	mu   sync.Mutex
+	w    io.WriteCloser
+}
+
+// Write sends one message.
+func (d *Destination) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.w.Write(p)
+}
+
+// Reopen opens the destination again and, once that worked, closes the
+// old connection or file; on failure the old one stays in use.
+func (d *Destination) Reopen() error {
+	w, err := open(d.dest)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	old := d.w
+	d.w = w
+	d.mu.Unlock()
+	return old.Close()
+}
+
+// Close closes the destination.
+func (d *Destination) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.w.Close()
 }
 
 func (h *Handler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }

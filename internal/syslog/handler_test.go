@@ -3,6 +3,8 @@ package syslog
 import (
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -40,5 +42,53 @@ func TestRFC5424OverUDP(t *testing.T) {
 	}
 	if _, err := Dial("ftp://x"); err == nil || !strings.Contains(err.Error(), "scheme") {
 		t.Fatalf("bad scheme accepted: %v", err)
+	}
+}
+
+// proves: D4 (logging reopened) — after the log file is rotated away,
+// Reopen writes to a new file at the configured path; when reopening
+// fails, the old destination stays in use.
+func TestDestinationReopen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "isakmpd.log")
+	d, err := Dial("file://" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	l := slog.New(NewHandler(d, "isakmpd", nil))
+	l.Info("before rotation")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	l.Info("after rotation")
+	old, _ := os.ReadFile(path + ".1")
+	cur, _ := os.ReadFile(path)
+	if !strings.Contains(string(old), "before rotation") || strings.Contains(string(old), "after rotation") ||
+		!strings.Contains(string(cur), "after rotation") {
+		t.Fatalf("rotated file:\n%s\nnew file:\n%s", old, cur)
+	}
+
+	// A destination that cannot be opened any more: the old one stays.
+	sub := filepath.Join(dir, "sub")
+	os.Mkdir(sub, 0o755)
+	d2, err := Dial("file://" + filepath.Join(sub, "x.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	os.Rename(filepath.Join(sub, "x.log"), filepath.Join(dir, "x.log"))
+	os.Remove(sub)
+	if err := d2.Reopen(); err == nil {
+		t.Fatal("reopening into a removed directory succeeded")
+	}
+	if _, err := d2.Write([]byte("still here\n")); err != nil {
+		t.Fatalf("the old destination is unusable after a failed reopen: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "x.log")); !strings.Contains(string(b), "still here") {
+		t.Fatalf("write after a failed reopen went nowhere: %q", b)
 	}
 }
