@@ -114,22 +114,9 @@ func (cs *ConfigShell) RunCommand(ctx context.Context, line string) error {
 	return cs.report(line, exec == line, resp)
 }
 
-// report prints a response's output and, for a failure, the line, the
-// '^' marker (if pos is about line) and the error.
+// report is report for this shell's output and name.
 func (cs *ConfigShell) report(line string, caret bool, resp *WireResponse) error {
-	if resp.Text != "" {
-		io.WriteString(cs.Out, ensureNL(resp.Text))
-	}
-	if resp.OK {
-		return nil
-	}
-	head := cs.name() + ": "
-	fmt.Fprintf(cs.Err, "%s%s\n", head, line)
-	if caret && resp.Pos != nil && *resp.Pos >= 0 && *resp.Pos <= len(line) {
-		fmt.Fprintf(cs.Err, "%s^\n", strings.Repeat(" ", utf8.RuneCountInString(head)+utf8.RuneCountInString(line[:*resp.Pos])))
-	}
-	fmt.Fprintf(cs.Err, "%s\n", resp.Error)
-	return ErrFailed
+	return report(cs.Out, cs.Err, cs.name(), line, caret, resp)
 }
 
 // RunScript runs the lines of r without a terminal, like Shell.RunScript;

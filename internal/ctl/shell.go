@@ -108,18 +108,25 @@ func (sh *Shell) RunCommand(ctx context.Context, line string) error {
 		fmt.Fprintf(sh.Err, "%s: %v\n", sh.name(), err)
 		return err
 	}
+	return report(sh.Out, sh.Err, sh.name(), line, true, resp)
+}
+
+// report prints a response's output to out and, for a failure, the line,
+// the '^' marker (when caret and pos is about line) and the error to
+// errw, returning ErrFailed. Both shells use it.
+func report(out, errw io.Writer, name, line string, caret bool, resp *WireResponse) error {
 	if resp.Text != "" {
-		io.WriteString(sh.Out, ensureNL(resp.Text))
+		io.WriteString(out, ensureNL(resp.Text))
 	}
 	if resp.OK {
 		return nil
 	}
-	head := sh.name() + ": "
-	fmt.Fprintf(sh.Err, "%s%s\n", head, line)
-	if resp.Pos != nil && *resp.Pos >= 0 && *resp.Pos <= len(line) {
-		fmt.Fprintf(sh.Err, "%s^\n", strings.Repeat(" ", utf8.RuneCountInString(head)+utf8.RuneCountInString(line[:*resp.Pos])))
+	head := name + ": "
+	fmt.Fprintf(errw, "%s%s\n", head, line)
+	if caret && resp.Pos != nil && *resp.Pos >= 0 && *resp.Pos <= len(line) {
+		fmt.Fprintf(errw, "%s^\n", strings.Repeat(" ", utf8.RuneCountInString(head)+utf8.RuneCountInString(line[:*resp.Pos])))
 	}
-	fmt.Fprintf(sh.Err, "%s\n", resp.Error)
+	fmt.Fprintf(errw, "%s\n", resp.Error)
 	return ErrFailed
 }
 

@@ -184,14 +184,12 @@ func profileLifetime(sa *policy.SAIPsec) time.Duration {
 	return sa.Profile.Lifetime
 }
 
-// ApplyConfig takes a committed configuration (configure terminal, or a
-// reload): the KS groups' new policy is installed without sending anything
-// (SPEC P1), and the primary KS logs POLICY_CHANGE for each group whose
-// policy changed.
+// ApplyConfig is the default commit hook: after a committed configuration
+// (configure terminal, or a reload: SetConfig) has become the running one,
+// the KS groups' new policy is installed without sending anything (SPEC
+// P1), and the primary KS logs POLICY_CHANGE for each group whose policy
+// changed.
 func (d *Daemon) ApplyConfig(old, new *policy.Config) {
-	d.mu.Lock()
-	d.config = new
-	d.mu.Unlock()
 	o, err := Options(new, nil, 0)
 	if err != nil {
 		d.log.Error("the new configuration cannot be applied to the key server", "err", err)

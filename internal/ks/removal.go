@@ -187,3 +187,17 @@ func (s *Server) UpdatePolicy(cfg GroupConfig) error {
 	}
 	return nil
 }
+
+// MemberAddrs returns the addresses of the group's members, removed ones
+// included (a GM removal keeps them listed until they register again).
+func (s *Server) MemberAddrs(name string) []netip.Addr {
+	g := s.byName[name]
+	if g == nil {
+		return nil
+	}
+	addrs := make([]netip.Addr, 0, len(g.members))
+	for a := range g.members {
+		addrs = append(addrs, a)
+	}
+	return addrs
+}

@@ -251,7 +251,7 @@ func TestRemovalAndPolicyReplaceThroughTheCLI(t *testing.T) {
 	cfg256 := r.ksConfig("ks-aes256.conf", func(s string) string {
 		return strings.Replace(s, "esp-aes 128 esp-sha256-hmac", "esp-aes 256 esp-sha256-hmac", 1)
 	})
-	l.KS.ApplyConfig(l.KS.Config(), cfg256)
+	l.KS.SetConfig(cfg256) // a reload
 	if m := lg.find("ks", "%GDOI-5-POLICY_CHANGE:"); m != "%GDOI-5-POLICY_CHANGE: GDOI group LAB policy has changed. Use 'crypto gdoi ks rekey' to send a rekey, or the changes will be send in the next scheduled rekey" {
 		t.Fatalf("POLICY_CHANGE log: %q", m)
 	}
@@ -314,7 +314,7 @@ func TestRemovalAndPolicyReplaceThroughTheCLI(t *testing.T) {
 		return strings.Replace(s, "crypto isakmp key lab-secret address 127.0.0.0 255.0.0.0",
 			"crypto isakmp key lab-secret address 127.0.0.0 255.0.0.0\ncrypto isakmp key revoked-gm2 address "+GMAddr(revoked).String()+" 255.255.255.255", 1)
 	})
-	l.KS.ApplyConfig(l.KS.Config(), revokedCfg)
+	l.KS.SetConfig(revokedCfg)
 	regs := make([]int, members)
 	for i := range members {
 		regs[i] = r.registrations(i)

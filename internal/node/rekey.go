@@ -157,21 +157,16 @@ func (n *Node) SendRemoval(group string, removeNow bool, now time.Time) (*ks.Pus
 	if err != nil {
 		return nil, err
 	}
-	var members map[netip.Addr]bool
-	for _, g := range n.ks.Snapshot() {
-		if g.Name == group {
-			members = make(map[netip.Addr]bool, len(g.Members))
-			for _, m := range g.Members {
-				members[m.Address] = true
-			}
-		}
-	}
 	p, err := n.ks.Remove(group, removeNow, now)
 	if err != nil {
 		return nil, err
 	}
 	if err := n.deliver(group, p, want, now); err != nil {
 		return p, err
+	}
+	members := map[netip.Addr]bool{}
+	for _, a := range n.ks.MemberAddrs(group) {
+		members[a] = true
 	}
 	n.dropPhase1(members, now)
 	return p, nil
