@@ -15,6 +15,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/store"
@@ -64,7 +65,7 @@ func runIsakmpd(env *Env, args []string) int {
 	}
 	var addrs []netip.AddrPort
 	if *listen == "" {
-		if addrs, err = daemon.AllAddresses(uint16(*port)); err != nil {
+		if addrs, err = netinv.WithPorts(uint16(*port)); err != nil {
 			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 			return 1
 		}

@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"strings"
 	"sync"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
 )
@@ -85,7 +84,7 @@ func (d *Daemon) Run(ctx context.Context, socket string) error {
 }
 
 // ServeEveryAddress records that the daemon was started on every address
-// (AllAddresses(port)) rather than an explicit list, so that Refresh takes
+// (netinv.WithPorts(port)) rather than an explicit list, so that Refresh takes
 // a new inventory of the interfaces.
 func (d *Daemon) ServeEveryAddress(port uint16) {
 	d.mu.Lock()
@@ -108,11 +107,11 @@ func (d *Daemon) Refresh(ctx context.Context) (string, error) {
 		if err := d.Node.Do(ctx, func() { addrs = d.Node.Addrs() }); err != nil {
 			return "", err
 		}
-		msg := fmt.Sprintf("addresses kept (explicit -listen list): %s", joinAddrs(addrs))
-		d.log.Info("addresses kept (explicit -listen list)", "listen", joinAddrs(addrs))
+		msg := fmt.Sprintf("addresses kept (explicit -listen list): %s", netinv.Join(addrs))
+		d.log.Info("addresses kept (explicit -listen list)", "listen", netinv.Join(addrs))
 		return msg, nil
 	}
-	inv, err := AllAddresses(port)
+	inv, err := netinv.WithPorts(port)
 	if err != nil {
 		d.log.Error("address refresh failed", "err", err.Error())
 		return "", fmt.Errorf("address refresh: %w", err)
@@ -125,56 +124,11 @@ func (d *Daemon) Refresh(ctx context.Context) (string, error) {
 	}); err != nil {
 		return "", err
 	}
-	msg := fmt.Sprintf("addresses refreshed: added %s; removed %s; serving %s", joinAddrs(added), joinAddrs(removed), joinAddrs(now))
-	d.log.Info("addresses refreshed", "added", joinAddrs(added), "removed", joinAddrs(removed), "listen", joinAddrs(now))
+	msg := fmt.Sprintf("addresses refreshed: added %s; removed %s; serving %s", netinv.Join(added), netinv.Join(removed), netinv.Join(now))
+	d.log.Info("addresses refreshed", "added", netinv.Join(added), "removed", netinv.Join(removed), "listen", netinv.Join(now))
 	if rerr != nil {
 		d.log.Error("address refresh incomplete", "err", rerr.Error())
 		return msg, rerr
 	}
 	return msg, nil
-}
-
-func joinAddrs(addrs []netip.AddrPort) string {
-	if len(addrs) == 0 {
-		return "none"
-	}
-	s := make([]string, len(addrs))
-	for i, a := range addrs {
-		s[i] = a.String()
-	}
-	return strings.Join(s, ",")
-}
-
-// AllAddresses returns every unicast address of every up interface with
-// port (SPEC D3: the daemon listens on all of them at start).
-func AllAddresses(port uint16) ([]netip.AddrPort, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, fmt.Errorf("list interfaces: %w", err)
-	}
-	var out []netip.AddrPort
-	for _, ifc := range ifs {
-		if ifc.Flags&net.FlagUp == 0 {
-			continue
-		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			ipn, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			ip, ok := netip.AddrFromSlice(ipn.IP)
-			if !ok || ip.IsLinkLocalUnicast() || ip.IsMulticast() {
-				continue
-			}
-			out = append(out, netip.AddrPortFrom(ip.Unmap(), port))
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no usable address on any up interface")
-	}
-	return out, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/mcast"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -62,10 +63,42 @@ type Options struct {
 	Store *store.Store
 	// Warnings are configuration notes to log at start.
 	Warnings []string
+	// ListenPacket opens the socket of one local address; nil: a UDP
+	// socket of the node's own (net.ListenUDP).
+	ListenPacket func(netip.AddrPort) (PacketConn, error)
+}
+
+// PacketConn is a UDP socket bound to one local address. *net.UDPConn is
+// one; the iked broker's client provides others (the daemon started with
+// its group, SPEC D1), whose datagrams arrive through iked.
+type PacketConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error)
+	LocalAddr() net.Addr
+	Close() error
+}
+
+// multicastConn is a PacketConn that sends multicast rekeys with an
+// outgoing interface and TTL of its own (RFC 6407 §4.2: the SAK's
+// multicast destination).
+type multicastConn interface {
+	SetMulticastOptions(ifName string, ttl int) error
+}
+
+// setMulticastOptions sets the interface and TTL of the multicast rekeys
+// leaving from c.
+func setMulticastOptions(c PacketConn, ifName string, ttl int) error {
+	switch c := c.(type) {
+	case *net.UDPConn:
+		return mcast.SetMulticastOptions(c, ifName, ttl)
+	case multicastConn:
+		return c.SetMulticastOptions(ifName, ttl)
+	}
+	return fmt.Errorf("node: %T cannot send multicast", c)
 }
 
 type sock struct {
-	conn   *net.UDPConn
+	conn   PacketConn
 	ep     *ike.Endpoint
 	local  netip.AddrPort
 	closed bool // closed by Refresh: what it still delivers is dropped
@@ -185,11 +218,21 @@ func New(o Options) (*Node, error) {
 
 // open binds a UDP socket to a with its own IKEv1 endpoint.
 func (n *Node) open(a netip.AddrPort) (*sock, error) {
-	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
-	if err != nil {
-		return nil, fmt.Errorf("node: listen on %s: %w", a, err)
+	var conn PacketConn
+	if n.o.ListenPacket != nil {
+		c, err := n.o.ListenPacket(a)
+		if err != nil {
+			return nil, fmt.Errorf("node: listen on %s: %w", a, err)
+		}
+		conn = c
+	} else {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+		if err != nil {
+			return nil, fmt.Errorf("node: listen on %s: %w", a, err)
+		}
+		growReadBuffer(c)
+		conn = c
 	}
-	growReadBuffer(conn)
 	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	ep, err := ike.NewEndpoint(n.o.IKE, local, n.o.Limits)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/groupvpn/groupvpn/internal/mcast"
 )
 
 // Refresh makes the node listen on exactly listen (SPEC D4): a socket, with
@@ -103,7 +102,7 @@ func (n *Node) forget(s *sock) {
 		}
 		d.sock = n.rekeySock(d.push.Group)
 		if d.multicast {
-			if err := mcast.SetMulticastOptions(d.sock.conn, d.push.Policy.Interface, d.push.Policy.TTL); err != nil {
+			if err := setMulticastOptions(d.sock.conn, d.push.Policy.Interface, d.push.Policy.TTL); err != nil {
 				n.log.Warn("multicast rekey moved to another socket without its options", "group", d.push.Group, "err", err)
 			}
 		}

@@ -10,7 +10,6 @@ import (
 	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/internal/gm"
 	"github.com/groupvpn/groupvpn/internal/ks"
-	"github.com/groupvpn/groupvpn/internal/mcast"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/syslog"
 	"github.com/groupvpn/groupvpn/internal/version"
@@ -235,7 +234,7 @@ func (n *Node) deliver(group string, p *ks.Push, want uint32, now time.Time) err
 	if mc := p.Policy.Multicast; mc.IsValid() {
 		// One datagram to the group, sent again every retransmission
 		// interval: no acknowledgements come back from a group.
-		if err := mcast.SetMulticastOptions(s.conn, p.Policy.Interface, p.Policy.TTL); err != nil {
+		if err := setMulticastOptions(s.conn, p.Policy.Interface, p.Policy.TTL); err != nil {
 			return fmt.Errorf("multicast rekey for group %s: %w", group, err)
 		}
 		d.multicast = true
