@@ -1,0 +1,130 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/srcnotify"
+	"github.com/groupvpn/groupvpn/internal/tmd"
+)
+
+// lockedBuf is a log sink written by several goroutines.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// proves: D1 (tmd runs as a daemon: ready, serves the SA API), D4 (refresh keeps the SAs and reports)
+func TestRunTmd(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "run", "tmd.sock")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	events := make(chan srcnotify.Event, 8)
+	go func() {
+		dec := srcnotify.NewDecoder(pr)
+		for {
+			e, err := dec.Next()
+			if err != nil {
+				close(events)
+				return
+			}
+			events <- e
+		}
+	}()
+	next := func() srcnotify.Event {
+		t.Helper()
+		select {
+		case e := <-events:
+			return e
+		case <-time.After(5 * time.Second):
+			t.Fatal("no srcnotify event")
+		}
+		return srcnotify.Event{}
+	}
+	var stderr lockedBuf
+	sigs := make(chan os.Signal, 1)
+	exit := make(chan int, 1)
+	n := srcnotify.New(pw)
+	go func() {
+		exit <- serveTmd(&Env{Stdout: &stderr, Stderr: &stderr}, []string{"-socket", socket}, sigs, n)
+		n.Close()
+	}()
+	if e := next(); e.State != srcnotify.Ready {
+		t.Fatalf("first event %+v", e)
+	}
+	c, err := tmd.Dial(context.Background(), socket, "isakmpd", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.InstallTEK(sadb.TEK{Group: "g", SPI: 0x1234, Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	sigs <- syscall.SIGHUP
+	if e := next(); e.State != srcnotify.Refreshed || e.Detail != "SA database: 1 TEK, 0 KEKs" {
+		t.Fatalf("refresh event %+v", e)
+	}
+	if got := c.TEKs(); len(got) != 1 {
+		t.Fatalf("TEKs after refresh: %+v", got)
+	}
+	sigs <- syscall.SIGTERM
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("tmd did not stop on SIGTERM")
+	}
+	if e := next(); e.State != srcnotify.Stopping {
+		t.Fatalf("stop event %+v", e)
+	}
+	if _, err := os.Lstat(socket); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket left: %v", err)
+	}
+	for _, want := range []string{`msg="tmd started" socket=` + socket, `msg="tmd refreshed" teks=1 keks=0`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// proves: D1 (a second tmd on the same socket is refused)
+func TestRunTmdAlreadyRunning(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "tmd.sock")
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tmd.NewServer(tmd.Options{Ready: func() { close(ready) }}).Serve(ctx, socket) }()
+	defer func() { cancel(); <-done }()
+	<-ready
+	var stderr lockedBuf
+	code := serveTmd(&Env{Stdout: &stderr, Stderr: &stderr}, []string{"-socket", socket}, nil, nil)
+	if code != 1 || !strings.Contains(stderr.String(), "tmd is already running on "+socket) {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+}

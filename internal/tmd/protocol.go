@@ -1,0 +1,189 @@
+// Package tmd is the tunnel manager daemon (SPEC D1): the process that owns
+// the group SA database (the TEKs and KEKs of RFC 6407 §5.3–§5.6) and, later,
+// the data plane. The protocol daemons (isakmpd, ikev2d) install and delete
+// SAs through a versioned API on a unix socket; lifetimes expire in tmd, so
+// SAs are removed on time even while no protocol daemon runs, and they
+// survive a protocol daemon's restart (DESIGN §1: a control-plane crash is
+// not a traffic outage).
+//
+// # Wire protocol (API version 1)
+//
+// A unix SOCK_STREAM socket (default /run/groupvpn/tmd.sock, mode 0600)
+// carrying JSON objects, one per line ('\n'-terminated). A line is at most
+// MaxLine bytes; a longer or malformed line is answered with an error and
+// counted, and the connection stays open.
+//
+// The client's first line is a hello:
+//
+//	{"hello":{"api":1,"client":"isakmpd","pid":123}}
+//
+// answered by
+//
+//	{"ok":true,"api":1,"server":"tmd","pid":4711}
+//
+// or, when the server does not speak the requested API version, by an error
+// after which the server closes the connection:
+//
+//	{"error":"tmd speaks API version 1; the client asked for 2: upgrade tmd and the IKE daemons together"}
+//
+// Then each line is a request answered by exactly one response line, in
+// order:
+//
+//	{"op":"install-tek","tek":{...sadb.TEK...}}         {"ok":true}
+//	{"op":"delete-tek","group":"G","spi":305419896}     {"ok":true}
+//	{"op":"install-kek","kek":{...sadb.KEK...}}         {"ok":true}
+//	{"op":"delete-kek","group":"G"}                     {"ok":true}
+//	{"op":"set-fail-mode","group":"G","mode":"fail-close"}  {"ok":true}
+//	{"op":"fail-mode","group":"G"}                      {"ok":true,"mode":"fail-open"}
+//	{"op":"list"}                                       {"ok":true,"teks":[...],"keks":[...],"fail_modes":{"G":"fail-close"}}
+//	{"op":"status"}                                     {"ok":true,"status":{...Status...}}
+//
+// A failed request is answered {"error":"reason"}. sadb.TEK and sadb.KEK
+// travel as encoding/json renders them (field names as in Go; netip values
+// as text, times as RFC 3339, byte slices as base64).
+package tmd
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/sadb"
+)
+
+// APIVersion is the version of the wire protocol this package speaks.
+const APIVersion = 1
+
+// MaxLine bounds one protocol line, newline excluded.
+const MaxLine = 1 << 20
+
+// Operations of API version 1.
+const (
+	OpInstallTEK  = "install-tek"
+	OpDeleteTEK   = "delete-tek"
+	OpInstallKEK  = "install-kek"
+	OpDeleteKEK   = "delete-kek"
+	OpSetFailMode = "set-fail-mode"
+	OpFailMode    = "fail-mode"
+	OpList        = "list"
+	OpStatus      = "status"
+)
+
+// Hello opens a connection: the API version the client speaks and who it is.
+type Hello struct {
+	API    int    `json:"api"`
+	Client string `json:"client"`
+	PID    int    `json:"pid"`
+}
+
+// Request is one client line: a hello, or an operation and its arguments.
+type Request struct {
+	Hello *Hello    `json:"hello,omitempty"`
+	Op    string    `json:"op,omitempty"`
+	TEK   *sadb.TEK `json:"tek,omitempty"`
+	KEK   *sadb.KEK `json:"kek,omitempty"`
+	Group string    `json:"group,omitempty"`
+	SPI   uint32    `json:"spi,omitempty"`
+	Mode  string    `json:"mode,omitempty"` // "fail-open" or "fail-close"
+}
+
+// Response is one server line.
+type Response struct {
+	OK    bool   `json:"ok,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Answer to a hello.
+	API    int    `json:"api,omitempty"`
+	Server string `json:"server,omitempty"`
+	PID    int    `json:"pid,omitempty"`
+	// Answer to list.
+	TEKs      []sadb.TEK        `json:"teks,omitempty"`
+	KEKs      []sadb.KEK        `json:"keks,omitempty"`
+	FailModes map[string]string `json:"fail_modes,omitempty"`
+	// Answer to fail-mode.
+	Mode string `json:"mode,omitempty"`
+	// Answer to status.
+	Status *Status `json:"status,omitempty"`
+}
+
+// Status is what tmd reports about itself (lssrc -l, show commands).
+type Status struct {
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	API     int       `json:"api"`
+	TEKs    int       `json:"teks"`
+	KEKs    int       `json:"keks"`
+	// Malformed counts the request lines refused as malformed since start.
+	Malformed uint64       `json:"malformed"`
+	Clients   []ClientInfo `json:"clients"`
+}
+
+// ClientInfo is one connected client as its hello named it.
+type ClientInfo struct {
+	Name  string    `json:"name"`
+	PID   int       `json:"pid"`
+	Since time.Time `json:"since"`
+}
+
+// versionError is the refusal of a hello asking for another API version.
+func versionError(asked int) string {
+	return fmt.Sprintf("tmd speaks API version %d; the client asked for %d: upgrade tmd and the IKE daemons together", APIVersion, asked)
+}
+
+// ParseFailMode parses the wire name of a fail mode (sadb.FailMode.String).
+func ParseFailMode(s string) (sadb.FailMode, error) {
+	switch s {
+	case "fail-open":
+		return sadb.FailOpen, nil
+	case "fail-close":
+		return sadb.FailClose, nil
+	}
+	return 0, fmt.Errorf("unknown fail mode %q (want fail-open or fail-close)", s)
+}
+
+// errLineTooLong reports a line over MaxLine; the rest of it was skipped.
+var errLineTooLong = fmt.Errorf("line longer than %d bytes", MaxLine)
+
+// readLine returns the next line without its newline. A line longer than
+// MaxLine is consumed up to its newline and reported as errLineTooLong so
+// that the connection can go on with the next line. At end of input a
+// final unterminated line is returned; then io.EOF.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	tooLong := false
+	for {
+		frag, err := r.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(frag) > MaxLine+1 { // +1: the newline
+				tooLong, line = true, nil
+			} else {
+				line = append(line, frag...)
+			}
+		}
+		switch {
+		case err == nil:
+			if tooLong {
+				return nil, errLineTooLong
+			}
+			return bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'}), nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(line) > 0 && !tooLong:
+			return line, nil
+		default:
+			return nil, err
+		}
+	}
+}
+
+// encodeLine renders v as one protocol line.
+func encodeLine(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}

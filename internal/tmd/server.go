@@ -1,0 +1,415 @@
+package tmd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/sadb"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Logger receives the server's log; nil discards it.
+	Logger *slog.Logger
+	// Now is the clock lifetimes are measured with; nil means time.Now.
+	Now func() time.Time
+	// Ready, when set, is called once the socket listens (the daemon
+	// reports readiness to srcmstr then, SPEC D1).
+	Ready func()
+}
+
+// Server is tmd: it owns the SA database, serves the API on a unix socket
+// and expires SA lifetimes (SPEC D1).
+type Server struct {
+	log *slog.Logger
+	now func() time.Time
+	db  *sadb.Memory
+	// ready is Options.Ready.
+	ready func()
+	// wake nudges the expiry loop after an install (a new, maybe
+	// earlier, deadline).
+	wake chan struct{}
+
+	mu        sync.Mutex
+	started   time.Time
+	malformed uint64
+	clients   map[*serverConn]ClientInfo
+	// fail mirrors the fail modes set in db: sadb.Memory cannot
+	// enumerate them, and list reports them all.
+	fail map[string]sadb.FailMode
+}
+
+// serverConn is one accepted connection.
+type serverConn struct {
+	c net.Conn
+}
+
+// writeTimeout bounds writing one response to a client that does not read.
+const writeTimeout = 5 * time.Second
+
+// NewServer returns a server with an empty SA database.
+func NewServer(o Options) *Server {
+	s := &Server{
+		log:     o.Logger,
+		now:     o.Now,
+		ready:   o.Ready,
+		db:      sadb.NewMemory(),
+		wake:    make(chan struct{}, 1),
+		clients: map[*serverConn]ClientInfo{},
+		fail:    map[string]sadb.FailMode{},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.started = s.now()
+	return s
+}
+
+// DB returns the SA database the server owns (the data plane reads it).
+func (s *Server) DB() *sadb.Memory { return s.db }
+
+// Status reports the server's state, as the status operation returns it.
+func (s *Server) Status() Status {
+	st := Status{
+		PID:  os.Getpid(),
+		API:  APIVersion,
+		TEKs: len(s.db.TEKs()),
+		KEKs: len(s.db.KEKs()),
+	}
+	s.mu.Lock()
+	st.Started = s.started
+	st.Malformed = s.malformed
+	for _, ci := range s.clients {
+		st.Clients = append(st.Clients, ci)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(st.Clients, func(a, b ClientInfo) int { return a.Since.Compare(b.Since) })
+	return st
+}
+
+// Serve listens on the unix socket path and serves until ctx is done; it
+// then closes every connection, removes the socket and returns nil. It
+// refuses to start when another tmd answers on path, and removes a stale
+// socket file (left by a tmd that died) otherwise. The socket is mode 0600:
+// only the IKE daemons' user may install keys.
+func (s *Server) Serve(ctx context.Context, path string) error {
+	l, err := listen(ctx, path)
+	if err != nil {
+		return err
+	}
+	s.log.Debug("tmd listening", "socket", path, "api", APIVersion)
+	if s.ready != nil {
+		s.ready()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.expireLoop(ctx) })
+	go func() {
+		<-ctx.Done()
+		l.Close() // unlinks path: net.Listen set SetUnlinkOnClose(true)
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("tmd: accept on %s: %w", path, err)
+		}
+		sc := &serverConn{c: c}
+		wg.Go(func() { s.serveConn(ctx, sc) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// listen makes the socket at path, after checking that no tmd runs there.
+func listen(ctx context.Context, path string) (*net.UnixListener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("tmd: %s exists and is not a socket; not removing it", path)
+		}
+		pid, err := probe(ctx, path)
+		switch {
+		case err == nil:
+			return nil, fmt.Errorf("tmd is already running on %s (pid %d)", path, pid)
+		case errors.Is(err, ErrNotRunning):
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("tmd: removing stale socket: %w", err)
+			}
+		default:
+			return nil, fmt.Errorf("tmd: another process answers on %s: %w", path, err)
+		}
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("tmd: listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("tmd: socket mode: %w", err)
+	}
+	return l, nil
+}
+
+// probeName is the client name of a starting tmd checking for a running one.
+const probeName = "tmd-probe"
+
+// probe says hello to whatever listens on path and returns the pid of the
+// tmd answering; an error wrapping ErrNotRunning when nothing listens.
+func probe(ctx context.Context, path string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, _, resp, err := connect(ctx, path, Hello{API: APIVersion, Client: probeName, PID: os.Getpid()})
+	if err != nil {
+		return 0, err
+	}
+	conn.Close()
+	return resp.PID, nil
+}
+
+// serveConn runs one connection: the hello, then request after request.
+func (s *Server) serveConn(ctx context.Context, sc *serverConn) {
+	defer sc.c.Close()
+	stop := context.AfterFunc(ctx, func() { sc.c.Close() })
+	defer stop()
+	rd := bufio.NewReaderSize(sc.c, 64<<10)
+	var hello *Hello
+	for {
+		line, err := readLine(rd)
+		if err != nil && !errors.Is(err, errLineTooLong) {
+			if hello != nil && hello.Client != probeName {
+				s.log.Info("tmd client disconnected", "client", hello.Client, "pid", hello.PID)
+			}
+			s.mu.Lock()
+			delete(s.clients, sc)
+			s.mu.Unlock()
+			return
+		}
+		var req Request
+		if err == nil {
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue // tolerate blank lines
+			}
+			err = json.Unmarshal(line, &req)
+		}
+		if err != nil {
+			s.refuse(sc, hello, fmt.Errorf("malformed request: %w", err))
+			continue
+		}
+		if hello == nil {
+			if req.Hello == nil {
+				s.refuse(sc, hello, errors.New("malformed request: the first line must be a hello {\"hello\":{\"api\":1,...}}"))
+				continue
+			}
+			if req.Hello.API != APIVersion {
+				msg := versionError(req.Hello.API)
+				s.log.Warn("tmd client refused", "client", req.Hello.Client, "pid", req.Hello.PID, "err", msg)
+				s.write(sc, Response{Error: msg})
+				return
+			}
+			hello = req.Hello
+			s.mu.Lock()
+			s.clients[sc] = ClientInfo{Name: hello.Client, PID: hello.PID, Since: s.now()}
+			s.mu.Unlock()
+			if hello.Client != probeName {
+				s.log.Info("tmd client connected", "client", hello.Client, "pid", hello.PID)
+			}
+			s.write(sc, Response{OK: true, API: APIVersion, Server: "tmd", PID: os.Getpid()})
+			continue
+		}
+		if req.Hello != nil {
+			s.refuse(sc, hello, errors.New("malformed request: hello sent twice"))
+			continue
+		}
+		s.write(sc, s.handle(hello, req))
+	}
+}
+
+// refuse answers a malformed line and counts it; the connection stays.
+func (s *Server) refuse(sc *serverConn, hello *Hello, err error) {
+	s.mu.Lock()
+	s.malformed++
+	s.mu.Unlock()
+	client := "(before hello)"
+	if hello != nil {
+		client = hello.Client
+	}
+	s.log.Warn("tmd refused a malformed request", "client", client, "err", err.Error())
+	s.write(sc, Response{Error: err.Error()})
+}
+
+func (s *Server) write(sc *serverConn, r Response) {
+	b, err := encodeLine(r)
+	if err != nil {
+		b, _ = encodeLine(Response{Error: "tmd: encoding the response: " + err.Error()})
+	}
+	sc.c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := sc.c.Write(b); err != nil {
+		sc.c.Close() // the reader sees it and ends the connection
+	}
+}
+
+// handle executes one request of an introduced client.
+func (s *Server) handle(hello *Hello, req Request) Response {
+	fail := func(err error) Response { return Response{Error: err.Error()} }
+	switch req.Op {
+	case OpInstallTEK:
+		if req.TEK == nil {
+			return fail(errors.New("install-tek: no tek"))
+		}
+		if err := s.db.InstallTEK(*req.TEK); err != nil {
+			return fail(err)
+		}
+		s.log.Debug("TEK installed", "client", hello.Client, "group", req.TEK.Group, "spi", fmt.Sprintf("0x%08x", req.TEK.SPI))
+		s.nudge()
+	case OpDeleteTEK:
+		if err := s.db.DeleteTEK(req.Group, req.SPI); err != nil {
+			return fail(err)
+		}
+		s.log.Debug("TEK deleted", "client", hello.Client, "group", req.Group, "spi", fmt.Sprintf("0x%08x", req.SPI))
+	case OpInstallKEK:
+		if req.KEK == nil {
+			return fail(errors.New("install-kek: no kek"))
+		}
+		if err := s.db.InstallKEK(*req.KEK); err != nil {
+			return fail(err)
+		}
+		s.log.Debug("KEK installed", "client", hello.Client, "group", req.KEK.Group)
+		s.nudge()
+	case OpDeleteKEK:
+		if err := s.db.DeleteKEK(req.Group); err != nil {
+			return fail(err)
+		}
+		s.log.Debug("KEK deleted", "client", hello.Client, "group", req.Group)
+	case OpSetFailMode:
+		m, err := ParseFailMode(req.Mode)
+		if err != nil {
+			return fail(fmt.Errorf("set-fail-mode: %w", err))
+		}
+		s.mu.Lock()
+		s.fail[req.Group] = m
+		s.db.SetFailMode(req.Group, m)
+		s.mu.Unlock()
+	case OpFailMode:
+		return Response{OK: true, Mode: s.db.FailMode(req.Group).String()}
+	case OpList:
+		r := Response{OK: true, TEKs: s.db.TEKs(), KEKs: s.db.KEKs(), FailModes: map[string]string{}}
+		s.mu.Lock()
+		for g, m := range s.fail {
+			r.FailModes[g] = m.String()
+		}
+		s.mu.Unlock()
+		return r
+	case OpStatus:
+		st := s.Status()
+		return Response{OK: true, Status: &st}
+	case "":
+		return fail(errors.New("request without op"))
+	default:
+		return fail(fmt.Errorf("unknown op %q (API version %d)", req.Op, APIVersion))
+	}
+	return Response{OK: true}
+}
+
+// nudge wakes the expiry loop to recompute its next deadline.
+func (s *Server) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Sweep deletes every SA whose lifetime ended at now: a TEK at its Expires
+// or, when set, its Deactivate (RFC 6407 §4.5: a replaced TEK is kept only
+// until DTD); a KEK at its Expires. A zero time never expires. It returns
+// the next deadline, zero when none. The expiry loop calls it; tests call
+// it with their own clock.
+func (s *Server) Sweep(now time.Time) (next time.Time) {
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, t := range s.db.TEKs() {
+		end, reason := t.Expires, "lifetime"
+		if !t.Deactivate.IsZero() && (end.IsZero() || t.Deactivate.Before(end)) {
+			end, reason = t.Deactivate, "deactivated"
+		}
+		if end.IsZero() {
+			continue
+		}
+		if now.Before(end) {
+			earliest(end)
+			continue
+		}
+		if err := s.db.DeleteTEK(t.Group, t.SPI); err == nil {
+			s.log.Info("TEK expired", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI), "reason", reason)
+		}
+	}
+	for _, k := range s.db.KEKs() {
+		if k.Expires.IsZero() {
+			continue
+		}
+		if now.Before(k.Expires) {
+			earliest(k.Expires)
+			continue
+		}
+		// Only if it is still the same KEK: a rekey may have replaced it.
+		if cur, ok := s.kek(k.Group); ok && cur.SPI == k.SPI && cur.Expires.Equal(k.Expires) {
+			s.db.DeleteKEK(k.Group)
+			s.log.Info("KEK expired", "group", k.Group, "spi", fmt.Sprintf("%x", k.SPI))
+		}
+	}
+	return next
+}
+
+func (s *Server) kek(group string) (sadb.KEK, bool) {
+	for _, k := range s.db.KEKs() {
+		if k.Group == group {
+			return k, true
+		}
+	}
+	return sadb.KEK{}, false
+}
+
+// expireLoop runs Sweep at every deadline until ctx is done, whether or
+// not a client is connected.
+func (s *Server) expireLoop(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := s.Sweep(s.now())
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(s.now()), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-s.wake:
+		}
+	}
+}
