@@ -24,12 +24,27 @@ type Snapshot struct {
 	Phase1   []ike.Info
 	// FailModes is each GM group's fail mode.
 	FailModes map[string]sadb.FailMode
+	// SADB names where TEKs and KEKs were read: "" for this process,
+	// else the owner (tmd), with SADBErr set when it could not be asked
+	// and the daemon's own copy is shown.
+	SADB    string
+	SADBErr string
 }
 
 // Snapshot copies the node's state; call it inside Do.
 func (n *Node) Snapshot() Snapshot {
 	s := Snapshot{Hostname: n.o.Hostname, Now: n.o.Now(), Version: n.o.IKE.Version, Addrs: n.Addrs(),
 		GM: n.Members(), TEKs: n.dp.TEKs(), KEKs: n.dp.KEKs(), Phase1: n.PhaseOneSAs()}
+	if r, ok := n.dp.(sadb.Remote); ok {
+		s.SADB = r.Where()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		teks, keks, err := r.Fetch(ctx)
+		cancel()
+		s.TEKs, s.KEKs = teks, keks
+		if err != nil {
+			s.SADBErr = err.Error()
+		}
+	}
 	s.FailModes = map[string]sadb.FailMode{}
 	for _, r := range n.regs {
 		s.FailModes[r.cfg.Name] = n.dp.FailMode(r.cfg.Name)

@@ -5,6 +5,7 @@
 package sadb
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -108,6 +109,16 @@ type Dataplane interface {
 	// enforce when the group has no TEK.
 	SetFailMode(group string, m FailMode)
 	FailMode(group string) FailMode
+}
+
+// Remote is a Dataplane kept by another process (tmd, SPEC D1): TEKs,
+// KEKs and FailMode answer from a local copy, fast enough for a node's
+// every turn; Fetch asks the owner and is what the show commands use.
+type Remote interface {
+	Dataplane
+	Fetch(ctx context.Context) ([]TEK, []KEK, error)
+	// Where names the owner ("tmd at /run/groupvpn/tmd.sock").
+	Where() string
 }
 
 // Memory is a Dataplane that only remembers. Safe for concurrent use (the

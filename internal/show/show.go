@@ -264,6 +264,13 @@ func tek(b *strings.Builder, s node.Snapshot, t sadb.TEK) {
 // outbound (a group SA is both).
 func IPsecSA(s node.Snapshot) (string, any) {
 	var b strings.Builder
+	if s.SADB != "" {
+		fmt.Fprintf(&b, "SA database: %s\n", s.SADB)
+		if s.SADBErr != "" {
+			fmt.Fprintf(&b, "  (unreachable: %s; showing isakmpd's copy)\n", s.SADBErr)
+		}
+		b.WriteString("\n")
+	}
 	for _, t := range s.TEKs {
 		fmt.Fprintf(&b, "interface: groupvpn\n    Crypto map tag: %s, group %d\n\n", t.Group, t.GroupID)
 		fmt.Fprintf(&b, "   local  ident (addr/mask/prot/port): (%s/%d/%d)\n", prefixMask(t.Src), t.IPProto, t.SrcPort)

@@ -123,7 +123,7 @@ type Client struct {
 	fail   map[string]sadb.FailMode // the mirror's fail modes, for pushing
 }
 
-var _ sadb.Dataplane = (*Client)(nil)
+var _ sadb.Remote = (*Client)(nil)
 
 // ErrClosed is returned by the requests of a closed client.
 var ErrClosed = errors.New("tmd: client closed")
@@ -371,41 +371,54 @@ func (c *Client) list(what string) bool {
 	return true
 }
 
-// TEKs returns tmd's TEKs (what `show crypto ipsec sa` reads), or the
-// mirror's when tmd is unreachable.
+// TEKs returns the TEKs as last known from tmd: the mirror, updated by
+// every write and every Fetch. The node calls it on every turn of its
+// event loop, so it never waits on tmd; `show crypto ipsec sa` calls
+// Fetch.
 func (c *Client) TEKs() []sadb.TEK {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.list("TEKs")
 	return c.mirror.TEKs()
 }
 
-// KEKs returns tmd's KEKs, or the mirror's when tmd is unreachable.
+// KEKs returns the KEKs as last known from tmd (see TEKs).
 func (c *Client) KEKs() []sadb.KEK {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.list("KEKs")
 	return c.mirror.KEKs()
 }
 
-// FailMode returns the fail mode of group as tmd holds it, or as the
-// mirror does when tmd is unreachable.
+// FailMode returns the fail mode of group as last known from tmd.
 func (c *Client) FailMode(group string) sadb.FailMode {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return c.mirror.FailMode(group)
-	}
-	resp, err := c.requestLocked(context.Background(), Request{Op: OpFailMode, Group: group}, true)
-	if err == nil {
-		if f, perr := ParseFailMode(resp.Mode); perr == nil {
-			return f
-		}
-	} else {
-		c.log.Warn("tmd unreachable; using the local copy of the fail mode", "group", group, "err", err.Error())
+	if f, ok := c.fail[group]; ok {
+		return f
 	}
 	return c.mirror.FailMode(group)
 }
+
+// Fetch asks tmd for its SA database now (what `show crypto ipsec sa`
+// shows, SPEC D1), and makes the mirror what tmd holds: SAs tmd expired
+// leave the mirror too. When tmd is unreachable it returns the error and
+// the mirror.
+func (c *Client) Fetch(ctx context.Context) ([]sadb.TEK, []sadb.KEK, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.mirror.TEKs(), c.mirror.KEKs(), ErrClosed
+	}
+	resp, err := c.requestLocked(ctx, Request{Op: OpList}, true)
+	if err != nil {
+		c.log.Warn("tmd unreachable; showing the local copy of the SA database", "err", err.Error())
+		return c.mirror.TEKs(), c.mirror.KEKs(), err
+	}
+	c.resyncLocked(resp)
+	return c.mirror.TEKs(), c.mirror.KEKs(), nil
+}
+
+// Where names the SA database for the show commands.
+func (c *Client) Where() string { return "tmd at " + c.path }
 
 // Status returns tmd's status (lssrc -l, show commands).
 func (c *Client) Status(ctx context.Context) (Status, error) {

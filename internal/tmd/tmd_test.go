@@ -532,6 +532,9 @@ func TestRestartedTmdGetsMirror(t *testing.T) {
 	if got := c.TEKs(); len(got) != 2 {
 		t.Fatalf("fallback TEKs: %+v", got)
 	}
+	if got, _, ferr := c.Fetch(context.Background()); ferr == nil || len(got) != 2 {
+		t.Fatalf("Fetch while tmd is down: %d TEKs, err %v", len(got), ferr)
+	}
 	if c.FailMode("g") != sadb.FailClose {
 		t.Fatal("fallback fail mode")
 	}
