@@ -15,11 +15,14 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/iked"
 	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/srcnotify"
 	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/internal/syslog"
+	"github.com/groupvpn/groupvpn/internal/tmd"
 )
 
 // runIsakmpd runs the IKEv1 + GDOI daemon: the KS and/or GM roles of one
@@ -34,13 +37,21 @@ func runIsakmpd(env *Env, args []string) int {
 	syslogTo := fs.String("syslog", "", "also log RFC 5424 to `DEST`: udp://host:514, tcp://host:514, unix:///dev/log or file:///path")
 	debug := fs.Bool("debug", false, "log debug messages")
 	statePath := fs.String("state", "/var/lib/groupvpn/isakmpd.db", "key-server state `FILE` (keys, sequence numbers, members; kept across restarts)")
+	tmdSocket := fs.String("tmd", "", "install the group SAs into the tmd serving `SOCKET` (srcmstr passes it); default: keep them in this process")
+	ikedSocket := fs.String("iked", "", "receive and send through the iked broker serving `SOCKET` (started with the group ike); default: own sockets")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *file == "" || *port == 0 || *port > 65535 {
-		fmt.Fprintln(env.Stderr, "usage: groupvpn isakmpd -f FILE [-port N] [-listen A,B] [-socket PATH] [-syslog DEST]")
+		fmt.Fprintln(env.Stderr, "usage: groupvpn isakmpd -f FILE [-port N] [-listen A,B] [-socket PATH] [-syslog DEST] [-tmd SOCKET] [-iked SOCKET]")
 		return 2
 	}
+	if *ikedSocket != "" && *listen != "" {
+		fmt.Fprintln(env.Stderr, "groupvpn isakmpd: -listen and -iked exclude each other: with the broker, isakmpd serves the addresses iked serves")
+		return 2
+	}
+	notify := srcnotify.FromEnv()
+	defer notify.Close()
 	level := slog.LevelInfo
 	if *debug {
 		level = slog.LevelDebug
@@ -63,13 +74,54 @@ func runIsakmpd(env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: configuration refused:\n%v\n", err)
 		return 1
 	}
-	var addrs []netip.AddrPort
-	if *listen == "" {
-		if addrs, err = netinv.WithPorts(uint16(*port)); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var tune []func(*node.Options)
+	// The SA database: tmd, when the daemon runs under srcmstr (SPEC D1,
+	// D2: without tmd it refuses to start and says to start tmd first).
+	if *tmdSocket != "" {
+		sas, err := tmd.Dial(ctx, *tmdSocket, "isakmpd", logger)
+		if err != nil {
 			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 			return 1
 		}
-	} else {
+		defer sas.Close()
+		tune = append(tune, func(o *node.Options) { o.Dataplane = sas })
+	}
+	// The addresses: iked's when started with the group, else every
+	// address of every up interface, else the -listen list (SPEC D3).
+	var addrs []netip.AddrPort
+	var inventory func() ([]netip.AddrPort, error)
+	switch {
+	case *ikedSocket != "":
+		broker, err := iked.Dial(ctx, *ikedSocket, "isakmpd", 1)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
+			return 1
+		}
+		defer broker.Close()
+		inventory = func() ([]netip.AddrPort, error) {
+			all, err := broker.Addrs(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("addresses served by iked: %w", err)
+			}
+			var out []netip.AddrPort
+			for _, a := range all {
+				if a.Port() == uint16(*port) {
+					out = append(out, a)
+				}
+			}
+			if len(out) == 0 {
+				return nil, fmt.Errorf("iked serves no address on port %d (it serves %s)", *port, netinv.Join(all))
+			}
+			return out, nil
+		}
+		tune = append(tune, func(o *node.Options) {
+			o.ListenPacket = func(a netip.AddrPort) (node.PacketConn, error) { return broker.Listen(a) }
+		})
+	case *listen == "":
+		inventory = func() ([]netip.AddrPort, error) { return netinv.WithPorts(uint16(*port)) }
+	default:
 		for _, s := range strings.Split(*listen, ",") {
 			a, err := netip.ParseAddr(strings.TrimSpace(s))
 			if err != nil {
@@ -79,7 +131,12 @@ func runIsakmpd(env *Env, args []string) int {
 			addrs = append(addrs, netip.AddrPortFrom(a, uint16(*port)))
 		}
 	}
-	var tune []func(*node.Options)
+	if inventory != nil {
+		if addrs, err = inventory(); err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
+			return 1
+		}
+	}
 	if len(cfg.KSGroups()) > 0 && *statePath != "" {
 		if err := os.MkdirAll(filepath.Dir(*statePath), 0o700); err != nil {
 			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: state directory: %v\n", err)
@@ -98,22 +155,36 @@ func runIsakmpd(env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
 	}
-	if *listen == "" {
-		d.ServeEveryAddress(uint16(*port))
+	if inventory != nil {
+		d.ServeInventory(inventory)
 	}
-	if err := os.MkdirAll(filepath.Dir(*socket), 0o755); err != nil {
-		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: control socket: %v\n", err)
+	ln, err := ctl.Listen(*socket)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
 	}
-	logger.Info("isakmpd started", "config", *file, "listen", fmt.Sprint(d.Node.Addrs()), "socket", *socket,
+	served := d.Node.Addrs()
+	via := "own sockets"
+	if *ikedSocket != "" {
+		via = "iked " + *ikedSocket
+	}
+	sas := "this process"
+	if *tmdSocket != "" {
+		sas = "tmd " + *tmdSocket
+	}
+	logger.Info("isakmpd started", "config", *file, "listen", netinv.Join(served), "via", via, "sadb", sas, "socket", *socket,
 		"ks_groups", len(cfg.KSGroups()), "gm_groups", len(cfg.GMGroups()))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHangup(ctx, hup, d, *file, logDest, logger)
-	if err := d.Run(ctx, *socket); err != nil && !errors.Is(err, context.Canceled) {
+	go reloadOnHangup(ctx, hup, d, *file, logDest, logger, notify)
+	if err := notify.Send(srcnotify.Event{State: srcnotify.Ready, Addrs: netinv.Strings(served),
+		Detail: fmt.Sprintf("serving %d addresses (%s); SAs in %s", len(served), via, sas)}); err != nil {
+		logger.Warn("could not tell srcmstr the daemon is ready", "err", err.Error())
+	}
+	err = d.Serve(ctx, ln)
+	notify.Send(srcnotify.Event{State: srcnotify.Stopping})
+	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
 	}
@@ -130,7 +201,7 @@ func runIsakmpd(env *Env, args []string) int {
 // running configuration stays. Last, the -syslog destination is reopened
 // (a rotated file, a restarted syslog daemon); if that fails the old one
 // stays in use.
-func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon, file string, logDest *syslog.Destination, logger *slog.Logger) {
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon, file string, logDest *syslog.Destination, logger *slog.Logger, notify *srcnotify.Notifier) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -140,18 +211,39 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon,
 		// The addresses first, and whatever the file holds (SPEC D4): a
 		// refused configuration does not hold back new addresses. Refresh
 		// logs its summary and its errors itself.
-		d.Refresh(ctx)
+		summary, rerr := d.Refresh(ctx)
+		var problems []string
+		if rerr != nil {
+			problems = append(problems, rerr.Error())
+		}
 		if logDest != nil {
 			if err := logDest.Reopen(); err != nil {
 				logger.Error("syslog destination not reopened; still logging to the old one", "err", err.Error())
+				problems = append(problems, "syslog destination not reopened: "+err.Error())
 			}
 		}
 		c, err := policy.Load(file)
 		if err != nil {
 			logger.Error("configuration reload refused; the running configuration stays", "err", err.Error())
-			continue
+			problems = append(problems, "configuration refused, the running configuration stays: "+oneLine(err.Error()))
+		} else {
+			d.SetConfig(c)
+			logger.Info("configuration reloaded", "file", file)
 		}
-		d.SetConfig(c)
-		logger.Info("configuration reloaded", "file", file)
+		var served []netip.AddrPort
+		d.Node.Do(ctx, func() { served = d.Node.Addrs() })
+		ev := srcnotify.Event{State: srcnotify.Refreshed, Addrs: netinv.Strings(served), Detail: summary + "; configuration reloaded from " + file}
+		if len(problems) > 0 {
+			ev.State, ev.Detail = srcnotify.RefreshFailed, summary+"; "+strings.Join(problems, "; ")
+		}
+		if err := notify.Send(ev); err != nil {
+			logger.Warn("could not tell srcmstr the refresh outcome", "err", err.Error())
+		}
 	}
+}
+
+// oneLine joins a multi-line error (one line per configuration error)
+// for a one-line report.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
 }

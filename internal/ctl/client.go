@@ -11,17 +11,20 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/rundir"
 )
 
 // DefaultSocketPath is isakmpd's control socket.
 const DefaultSocketPath = "/run/groupvpn/isakmpd.sock"
 
-// DefaultSocket returns $GROUPVPN_SOCKET, or DefaultSocketPath.
+// DefaultSocket returns $GROUPVPN_SOCKET, else isakmpd.sock in the
+// runtime directory ($GROUPVPN_RUNDIR, else DefaultSocketPath).
 func DefaultSocket() string {
 	if p := os.Getenv("GROUPVPN_SOCKET"); p != "" {
 		return p
 	}
-	return DefaultSocketPath
+	return rundir.Socket("isakmpd")
 }
 
 // ErrConnection marks errors of the connection itself (as opposed to a

@@ -427,6 +427,11 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 	return s.ServeListener(ctx, ln)
 }
 
+// Listen binds the control socket at path (its directory is created; a
+// stale socket file is replaced; a socket another process serves is
+// refused). Serve it with ServeListener.
+func Listen(path string) (net.Listener, error) { return listenUnix(path) }
+
 func listenUnix(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("ctl: control socket directory: %w", err)

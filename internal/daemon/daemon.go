@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 
@@ -25,10 +26,10 @@ type Daemon struct {
 	log      *slog.Logger
 	cm       *configMode // configure terminal (configmode.go)
 
-	// everyAddress: started without an explicit address list, the daemon
-	// serves every address on port, and Refresh takes a new inventory.
-	everyAddress bool
-	port         uint16
+	// inventory, when set, is what Refresh serves: every address of
+	// every up interface (ServeEveryAddress), or the addresses the iked
+	// broker serves (ServeInventory). Nil: the explicit list stays.
+	inventory func() ([]netip.AddrPort, error)
 }
 
 // New builds a daemon for c listening on listen; GMs contact KS addresses
@@ -71,11 +72,25 @@ func (d *Daemon) Config() *policy.Config {
 // Run runs the node, and the control socket when socket is not empty,
 // until ctx ends.
 func (d *Daemon) Run(ctx context.Context, socket string) error {
+	if socket == "" {
+		return d.Serve(ctx, nil)
+	}
+	ln, err := ctl.Listen(socket)
+	if err != nil {
+		return err
+	}
+	return d.Serve(ctx, ln)
+}
+
+// Serve runs the node, and the control server on ln when it is not nil,
+// until ctx ends. A caller binds ln first (ctl.Listen) to say the daemon
+// is ready only once its control socket answers.
+func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	errs := make(chan error, 2)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if socket != "" {
-		go func() { errs <- d.Ctl.Serve(ctx, socket) }()
+	if ln != nil {
+		go func() { errs <- d.Ctl.ServeListener(ctx, ln) }()
 	}
 	go func() { errs <- d.Node.Run(ctx) }()
 	err := <-errs
@@ -84,12 +99,18 @@ func (d *Daemon) Run(ctx context.Context, socket string) error {
 }
 
 // ServeEveryAddress records that the daemon was started on every address
-// (netinv.WithPorts(port)) rather than an explicit list, so that Refresh takes
-// a new inventory of the interfaces.
+// (netinv.WithPorts(port)) rather than an explicit list, so that Refresh
+// takes a new inventory of the interfaces.
 func (d *Daemon) ServeEveryAddress(port uint16) {
+	d.ServeInventory(func() ([]netip.AddrPort, error) { return netinv.WithPorts(port) })
+}
+
+// ServeInventory makes Refresh serve what inv returns at each refresh:
+// with the group's broker, the addresses iked serves (SPEC D4).
+func (d *Daemon) ServeInventory(inv func() ([]netip.AddrPort, error)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.everyAddress, d.port = true, port
+	d.inventory = inv
 }
 
 // Refresh brings the addresses served up to date (SPEC D3, D4): started on
@@ -100,9 +121,9 @@ func (d *Daemon) ServeEveryAddress(port uint16) {
 // it also logs.
 func (d *Daemon) Refresh(ctx context.Context) (string, error) {
 	d.mu.Lock()
-	every, port := d.everyAddress, d.port
+	inventory := d.inventory
 	d.mu.Unlock()
-	if !every {
+	if inventory == nil {
 		var addrs []netip.AddrPort
 		if err := d.Node.Do(ctx, func() { addrs = d.Node.Addrs() }); err != nil {
 			return "", err
@@ -111,7 +132,7 @@ func (d *Daemon) Refresh(ctx context.Context) (string, error) {
 		d.log.Info("addresses kept (explicit -listen list)", "listen", netinv.Join(addrs))
 		return msg, nil
 	}
-	inv, err := netinv.WithPorts(port)
+	inv, err := inventory()
 	if err != nil {
 		d.log.Error("address refresh failed", "err", err.Error())
 		return "", fmt.Errorf("address refresh: %w", err)
