@@ -5,12 +5,24 @@ FUZZTIME  ?= 10m
 FUZZ_PKG  := ./isakmp
 FUZZ_TARGETS := FuzzMessage FuzzPayload FuzzSA FuzzGroupSA FuzzKD FuzzAttributes FuzzLKHArray
 
-.PHONY: all build lab test deps lint bench fuzz clean
+PREFIX    ?= /usr/local
+SRC_LINKS := srcmstr startsrc stopsrc refresh lssrc
+
+.PHONY: all build install lab test deps lint bench fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o bin/groupvpn ./cmd/groupvpn
+
+## install: the binary, and the SRC verbs as links to it (`startsrc -g ike`,
+## `lssrc -g ike`, ...: the binary dispatches on the name it was run as).
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 bin/groupvpn $(DESTDIR)$(PREFIX)/bin/groupvpn
+	for l in $(SRC_LINKS); do ln -sf groupvpn $(DESTDIR)$(PREFIX)/bin/$$l; done
+	install -d $(DESTDIR)/etc/groupvpn
+	[ -e $(DESTDIR)/etc/groupvpn/src.conf ] || install -m 0644 docs/src.conf.example $(DESTDIR)/etc/groupvpn/src.conf
 
 ## lab: run the in-process lab (no root, no setup).
 lab:

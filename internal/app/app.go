@@ -23,13 +23,20 @@ type Env struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"lab":     {"run a key server and N group members in one process on loopback (--members N, --cli)", runLab},
-		"decode":  {"decode ISAKMP/GDOI messages from hex or a raw datagram file", runDecode},
-		"bench":   {"measure a scenario beside its ceiling (scenarios: codec, mainmode)", runBench},
-		"config":  {"validate a configuration file (config check FILE)", runConfig},
-		"cli":     {"operator CLI: groupvpn cli [-s SOCKET] [-c CMD]", runCLI},
-		"isakmpd": {"run the IKEv1 + GDOI daemon (key server and/or group member): isakmpd -f FILE", runIsakmpd},
-		"help":    {"list the commands", nil},
+		"lab":      {"run a key server and N group members in one process on loopback (--members N, --cli)", runLab},
+		"decode":   {"decode ISAKMP/GDOI messages from hex or a raw datagram file", runDecode},
+		"bench":    {"measure a scenario beside its ceiling (scenarios: codec, mainmode)", runBench},
+		"config":   {"validate a configuration file (config check FILE)", runConfig},
+		"cli":      {"operator CLI: groupvpn cli [-s SOCKET] [-c CMD]", runCLI},
+		"isakmpd":  {"run the IKEv1 + GDOI daemon (key server and/or group member): isakmpd -f FILE", runIsakmpd},
+		"tmd":      {"run the tunnel manager: the SA database the IKE daemons install into (tmd [-socket PATH])", runTmd},
+		"iked":     {"run the IKE broker: owns UDP 848/500/4500 on every address for the group ike (iked [-socket PATH])", runIked},
+		"srcmstr":  {"subsystem controller of the group ike (SPEC D1): srcmstr [-f FILE] [-rundir DIR]", runSrcmstr},
+		"startsrc": {"start a subsystem or group: startsrc -s NAME | -g GROUP", runStartsrc},
+		"stopsrc":  {"stop a subsystem or group: stopsrc -s NAME | -g GROUP", runStopsrc},
+		"refresh":  {"refresh a subsystem or group (SIGHUP, waits for the outcome): refresh -s NAME | -g GROUP", runRefresh},
+		"lssrc":    {"status of subsystems: lssrc [-l] -s NAME | -g GROUP | -a", runLssrc},
+		"help":     {"list the commands", nil},
 	}
 }
 
