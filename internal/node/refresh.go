@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-
 )
 
 // Refresh makes the node listen on exactly listen (SPEC D4): a socket, with
