@@ -9,5 +9,5 @@ import (
 )
 
 func main() {
-	os.Exit(app.Main(&app.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:]))
+	os.Exit(app.Main(&app.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, app.Args(os.Args)))
 }

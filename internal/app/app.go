@@ -5,6 +5,7 @@ package app
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -38,6 +39,20 @@ func commands() map[string]command {
 		"lssrc":    {"status of subsystems: lssrc [-l] -s NAME | -g GROUP | -a", runLssrc},
 		"help":     {"list the commands", nil},
 	}
+}
+
+// Args returns the arguments of Main from the process's argv: argv[1:],
+// or all of argv with its base name when the binary was run through a
+// link named after an SRC verb (`make install` links startsrc, stopsrc,
+// refresh, lssrc and srcmstr to groupvpn).
+func Args(argv []string) []string {
+	if len(argv) == 0 {
+		return nil
+	}
+	if name := filepath.Base(argv[0]); SRCVerb(name) {
+		return append([]string{name}, argv[1:]...)
+	}
+	return argv[1:]
 }
 
 // Main runs the command named by args[0] and returns the exit status.

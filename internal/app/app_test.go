@@ -68,3 +68,20 @@ func TestUnknownCommandAndScenario(t *testing.T) {
 		t.Fatalf("help: exit %d\n%s", code, out)
 	}
 }
+
+// proves: D1 (the verbs work under their plain names, as `make install` links them)
+func TestArgsFromLinkName(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"/usr/local/bin/groupvpn", "lssrc", "-a"}, "lssrc -a"},
+		{[]string{"/usr/local/bin/lssrc", "-g", "ike"}, "lssrc -g ike"},
+		{[]string{"startsrc", "-s", "tmd"}, "startsrc -s tmd"},
+		{[]string{"./groupvpn"}, ""},
+	} {
+		if got := strings.Join(Args(c.argv), " "); got != c.want {
+			t.Errorf("Args(%q) = %q, want %q", c.argv, got, c.want)
+		}
+	}
+}
