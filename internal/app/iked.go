@@ -102,7 +102,9 @@ func runIked(env *Env, args []string) int {
 	defer signal.Stop(hup)
 	go refreshIkedOnHangup(ctx, hup, srv, logDest, notify, logger)
 
-	if err := notify.Send(srcnotify.Event{State: srcnotify.Ready, Addrs: netinv.Strings(srv.Addrs())}); err != nil {
+	served := srv.Addrs()
+	if err := notify.Send(srcnotify.Event{State: srcnotify.Ready, Addrs: netinv.Strings(served),
+		Detail: fmt.Sprintf("serving %d addresses for isakmpd (IKEv1) and ikev2d (IKEv2)", len(served))}); err != nil {
 		logger.Warn("srcmstr not told that iked is ready", "err", err.Error())
 	}
 	err := srv.Run(ctx)
