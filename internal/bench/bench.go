@@ -29,7 +29,7 @@ type Scenario struct {
 }
 
 // Scenarios lists every scenario `groupvpn bench` knows.
-func Scenarios() []Scenario { return []Scenario{Codec(), MainMode()} }
+func Scenarios() []Scenario { return []Scenario{Codec(), MainMode(), Daemons()} }
 
 // Result is one measured case.
 type Result struct {

@@ -123,7 +123,7 @@ func New(o Options) *Server {
 		o.Inventory = func() ([]netip.AddrPort, error) { return netinv.WithPorts(ports...) }
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{
 		o:       o,
