@@ -66,23 +66,14 @@ func runIked(env *Env, args []string) int {
 		inventory = func() ([]netip.AddrPort, error) { return fixed, nil }
 	}
 
-	level := slog.LevelInfo
-	if *debug {
-		level = slog.LevelDebug
+	logger, logDest, err := daemonLogger(env, "iked", *syslogTo, *debug)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn iked: %v\n", err)
+		return 1
 	}
-	handler := slog.Handler(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
-	var logDest *syslog.Destination
-	if *syslogTo != "" {
-		w, err := syslog.Dial(*syslogTo)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "groupvpn iked: %v\n", err)
-			return 1
-		}
-		defer w.Close()
-		logDest = w
-		handler = syslog.Fanout{handler, syslog.NewHandler(w, "iked", level)}
+	if logDest != nil {
+		defer logDest.Close()
 	}
-	logger := slog.New(handler)
 	notify := srcnotify.FromEnv()
 	defer notify.Close()
 
@@ -107,7 +98,7 @@ func runIked(env *Env, args []string) int {
 		Detail: fmt.Sprintf("serving %d addresses for isakmpd (IKEv1) and ikev2d (IKEv2)", len(served))}); err != nil {
 		logger.Warn("srcmstr not told that iked is ready", "err", err.Error())
 	}
-	err := srv.Run(ctx)
+	err = srv.Run(ctx)
 	notify.Send(srcnotify.Event{State: srcnotify.Stopping})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(env.Stderr, "groupvpn %v\n", err)

@@ -52,23 +52,14 @@ func runIsakmpd(env *Env, args []string) int {
 	}
 	notify := srcnotify.FromEnv()
 	defer notify.Close()
-	level := slog.LevelInfo
-	if *debug {
-		level = slog.LevelDebug
+	logger, logDest, err := daemonLogger(env, "isakmpd", *syslogTo, *debug)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
+		return 1
 	}
-	handler := slog.Handler(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
-	var logDest *syslog.Destination
-	if *syslogTo != "" {
-		w, err := syslog.Dial(*syslogTo)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
-			return 1
-		}
-		defer w.Close()
-		logDest = w
-		handler = syslog.Fanout{handler, syslog.NewHandler(w, "isakmpd", level)}
+	if logDest != nil {
+		defer logDest.Close()
 	}
-	logger := slog.New(handler)
 	cfg, err := policy.Load(*file)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: configuration refused:\n%v\n", err)

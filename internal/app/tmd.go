@@ -45,23 +45,14 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 		fmt.Fprintln(env.Stderr, "usage: groupvpn tmd [-socket PATH] [-syslog DEST] [-debug]")
 		return 2
 	}
-	level := slog.LevelInfo
-	if *debug {
-		level = slog.LevelDebug
+	logger, logDest, err := daemonLogger(env, "tmd", *syslogTo, *debug)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn tmd: %v\n", err)
+		return 1
 	}
-	handler := slog.Handler(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
-	var logDest *syslog.Destination
-	if *syslogTo != "" {
-		w, err := syslog.Dial(*syslogTo)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "groupvpn tmd: %v\n", err)
-			return 1
-		}
-		defer w.Close()
-		logDest = w
-		handler = syslog.Fanout{handler, syslog.NewHandler(w, "tmd", level)}
+	if logDest != nil {
+		defer logDest.Close()
 	}
-	logger := slog.New(handler)
 	if err := os.MkdirAll(filepath.Dir(*socket), 0o755); err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn tmd: socket directory: %v\n", err)
 		return 1
