@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
 	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 // seedKS is seed 001's key server: sa ipsec 1 uses profile gdoi-p; the
@@ -47,24 +47,6 @@ crypto gdoi group GET
 end
 `
 
-// syncBuf is a log sink safe for the daemon's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proves: P1
 // proves: O2
 func TestConfigureTerminalSeedSession(t *testing.T) {
@@ -73,7 +55,7 @@ func TestConfigureTerminalSeedSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	writeRekeyKey(t, filepath.Join(dir, "rekey.pem"))
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
 	file := filepath.Join(dir, "ks.conf")
 	if err := os.WriteFile(file, []byte(seedKS), 0o640); err != nil {
 		t.Fatal(err)
@@ -82,7 +64,7 @@ func TestConfigureTerminalSeedSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuf
+	var logs testnet.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, 0, logger)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/daemon"
 	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 const crashKS = `hostname ks
@@ -68,8 +69,8 @@ func TestKSKilledDuringRekey(t *testing.T) {
 		t.Skip("builds and kills a daemon; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := groupvpnBinary(t)
-	writeRekeyKey(t, filepath.Join(dir, "rekey.pem"))
+	bin := testnet.Binary(t)
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
 	os.WriteFile(filepath.Join(dir, "ks.conf"), []byte(crashKS), 0o600)
 	const port = 23848
 	sock := filepath.Join(dir, "ks.sock")

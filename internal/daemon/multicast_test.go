@@ -74,8 +74,8 @@ func TestMulticastRekeysWithLoss(t *testing.T) {
 	testnet.RequireNetns(t)
 	testnet.RequireNft(t)
 	dir := t.TempDir()
-	bin := groupvpnBinary(t)
-	writeRekeyKey(t, filepath.Join(dir, "rekey.pem"))
+	bin := testnet.Binary(t)
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
 	os.WriteFile(filepath.Join(dir, "ks.conf"), []byte(mcastKS), 0o600)
 	br := testnet.Bridge(t, "gvmc")
 	names := []string{"ks", "gm1", "gm2", "gm3"}

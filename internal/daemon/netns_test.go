@@ -63,26 +63,26 @@ end
 func TestIsakmpdInNamespaces(t *testing.T) {
 	testnet.RequireNetns(t)
 	dir := t.TempDir()
-	bin := groupvpnBinary(t)
+	bin := testnet.Binary(t)
 	ks := testnet.NewNetns(t, "gvd-ks")
 	gm1 := testnet.NewNetns(t, "gvd-gm1")
 	gm2 := testnet.NewNetns(t, "gvd-gm2")
 	testnet.VethBetween(t, "gvd1", ks, gm1, netip.MustParsePrefix("10.233.1.1/24"), netip.MustParsePrefix("10.233.1.2/24"))
 	testnet.VethBetween(t, "gvd2", ks, gm2, netip.MustParsePrefix("10.233.2.1/24"), netip.MustParsePrefix("10.233.2.2/24"))
 
-	writeRekeyKey(t, filepath.Join(dir, "rekey.pem"))
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
 	os.WriteFile(filepath.Join(dir, "ks.conf"), []byte(netnsKS), 0o600)
 	os.WriteFile(filepath.Join(dir, "gm1.conf"), []byte(fmt.Sprintf(netnsGM, "gm1", "10.233.1.1", "10.233.1.1")), 0o600)
 	os.WriteFile(filepath.Join(dir, "gm2.conf"), []byte(fmt.Sprintf(netnsGM, "gm2", "10.233.2.1", "10.233.2.1")), 0o600)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := map[string]*syncBuf{}
+	logs := map[string]*testnet.Buffer{}
 	run := func(ns *testnet.Netns, name string) {
 		sock := filepath.Join(dir, name+".sock")
 		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, bin, "isakmpd", "-f", filepath.Join(dir, name+".conf"), "-socket", sock,
 			"-state", filepath.Join(dir, name+".db"))
-		logs[name] = &syncBuf{}
+		logs[name] = &testnet.Buffer{}
 		cmd.Stdout, cmd.Stderr = logs[name], logs[name]
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

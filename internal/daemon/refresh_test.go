@@ -69,7 +69,7 @@ func TestRefreshAddressesOnSIGHUP(t *testing.T) {
 	testnet.RequireNetns(t)
 	testnet.RequireTools(t, "ss")
 	dir := t.TempDir()
-	bin := groupvpnBinary(t)
+	bin := testnet.Binary(t)
 	br := testnet.Bridge(t, "gvrf")
 	ksNS := testnet.NewNetns(t, "gvrf-ks")
 	gm1NS := testnet.NewNetns(t, "gvrf-gm1")
@@ -79,20 +79,20 @@ func TestRefreshAddressesOnSIGHUP(t *testing.T) {
 	testnet.AttachToBridge(t, br, gm2NS, netip.MustParsePrefix("10.235.0.12/24"))
 	const alias = "10.235.0.100"
 
-	writeRekeyKey(t, filepath.Join(dir, "rekey.pem"))
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
 	os.WriteFile(filepath.Join(dir, "ks.conf"), []byte(refreshKS), 0o600)
 	os.WriteFile(filepath.Join(dir, "gm1.conf"), []byte(fmt.Sprintf(refreshGM, "gm1", "10.235.0.1")), 0o600)
 	os.WriteFile(filepath.Join(dir, "gm2.conf"), []byte(fmt.Sprintf(refreshGM, "gm2", alias)), 0o600)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := map[string]*syncBuf{}
+	logs := map[string]*testnet.Buffer{}
 	procs := map[string]*exec.Cmd{}
 	run := func(ns *testnet.Netns, name string) {
 		// No -listen: every address (SPEC D3).
 		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, bin, "isakmpd", "-f", filepath.Join(dir, name+".conf"),
 			"-socket", filepath.Join(dir, name+".sock"), "-state", filepath.Join(dir, name+".db"))
-		logs[name] = &syncBuf{}
+		logs[name] = &testnet.Buffer{}
 		cmd.Stdout, cmd.Stderr = logs[name], logs[name]
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

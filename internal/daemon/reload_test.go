@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 // proves: P1 (reload), D4 (logging reopened) — SIGHUP rereads the configuration file and reopens the -syslog file after rotation: a policy
@@ -20,14 +22,14 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Skip("runs the daemon binary; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := groupvpnBinary(t)
-	writeRekeyKey(t, filepath.Join(dir, "rekey.pem"))
+	bin := testnet.Binary(t)
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
 	conf := filepath.Join(dir, "ks.conf")
 	if err := os.WriteFile(conf, []byte(crashKS), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "ks.sock")
-	var log syncBuf
+	var log testnet.Buffer
 	syslogFile := filepath.Join(dir, "ks.syslog")
 	cmd := exec.Command(bin, "isakmpd", "-f", conf, "-listen", "127.0.3.1", "-port", "24848", "-socket", sock,
 		"-state", filepath.Join(dir, "ks.db"), "-syslog", "file://"+syslogFile)

@@ -1,13 +1,7 @@
 package system_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,67 +18,10 @@ import (
 	"github.com/groupvpn/groupvpn/internal/tmd"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testnet.RemoveBinary()
 	os.Exit(code)
-}
-
-// groupvpnBinary builds cmd/groupvpn once: the daemons are its processes.
-func groupvpnBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "groupvpn-system-bin-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "groupvpn")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/groupvpn").CombinedOutput()
-		if err != nil {
-			binErr, binPath = err, string(out)
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("build groupvpn: %v\n%s", binErr, binPath)
-	}
-	return binPath
-}
-
-func writeRekeyKey(t *testing.T, path string) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 const ksConf = `hostname ks
@@ -148,7 +84,7 @@ type host struct {
 	dir  string // runtime directory: sockets, logs, state
 	conf string // isakmpd's configuration file
 	bin  string
-	log  *syncBuf // srcmstr's own output
+	log  *testnet.Buffer // srcmstr's own output
 }
 
 // newHost starts srcmstr in ns with the group ike declared for dir.
@@ -159,8 +95,8 @@ func newHost(t *testing.T, ctx context.Context, bin, name string, ns *testnet.Ne
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	h := &host{t: t, name: name, ns: ns, dir: dir, conf: filepath.Join(dir, "isakmpd.conf"), bin: bin, log: &syncBuf{}}
-	writeRekeyKey(t, filepath.Join(dir, "rekey.pem"))
+	h := &host{t: t, name: name, ns: ns, dir: dir, conf: filepath.Join(dir, "isakmpd.conf"), bin: bin, log: &testnet.Buffer{}}
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
 	h.write(isakmpdConf)
 	if err := os.WriteFile(filepath.Join(dir, "src.conf"), []byte(srcConf(dir, h.conf)), 0o600); err != nil {
 		t.Fatal(err)
@@ -295,7 +231,7 @@ func standaloneGM(t *testing.T, ctx context.Context, bin string, ns *testnet.Net
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	h := &host{t: t, name: name, ns: ns, dir: dir, conf: filepath.Join(dir, "isakmpd.conf"), bin: bin, log: &syncBuf{}}
+	h := &host{t: t, name: name, ns: ns, dir: dir, conf: filepath.Join(dir, "isakmpd.conf"), bin: bin, log: &testnet.Buffer{}}
 	h.write(fmt.Sprintf(gmConf, name, ks))
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, bin, "isakmpd", "-f", h.conf,
 		"-socket", filepath.Join(dir, "isakmpd.sock"), "-state", filepath.Join(dir, "isakmpd.db"))

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 const alias = "10.236.0.100"
@@ -27,7 +29,7 @@ const alias = "10.236.0.100"
 // tmd's PID unchanged.
 func TestGroupStartRefreshAndRecovery(t *testing.T) {
 	nw := newNetwork(t, "gvsg")
-	bin := groupvpnBinary(t)
+	bin := testnet.Binary(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -174,7 +176,7 @@ func TestGroupStartRefreshAndRecovery(t *testing.T) {
 // refreshing a stopped isakmpd does not start it.
 func TestSubsystemStartAndRefresh(t *testing.T) {
 	nw := newNetwork(t, "gvss")
-	bin := groupvpnBinary(t)
+	bin := testnet.Binary(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ks := newHost(t, ctx, bin, "ks", nw.ksNS, ksConf)
