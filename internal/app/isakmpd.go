@@ -83,6 +83,8 @@ func runIsakmpd(env *Env, args []string) int {
 	// address of every up interface, else the -listen list (SPEC D3).
 	var addrs []netip.AddrPort
 	var inventory func() ([]netip.AddrPort, error)
+	var brokerLost <-chan struct{} // closed when the connection to iked ends
+	var brokerErr func() error
 	switch {
 	case *ikedSocket != "":
 		broker, err := iked.Dial(ctx, *ikedSocket, "isakmpd", 1)
@@ -91,6 +93,7 @@ func runIsakmpd(env *Env, args []string) int {
 			return 1
 		}
 		defer broker.Close()
+		brokerLost, brokerErr = broker.Done(), broker.Err
 		inventory = func() ([]netip.AddrPort, error) {
 			all, err := broker.Addrs(ctx)
 			if err != nil {
@@ -173,7 +176,24 @@ func runIsakmpd(env *Env, args []string) int {
 		Detail: fmt.Sprintf("serving %d addresses (%s); SAs in %s", len(served), via, sas)}); err != nil {
 		logger.Warn("could not tell srcmstr the daemon is ready", "err", err.Error())
 	}
-	err = d.Serve(ctx, ln)
+	// Without iked, isakmpd would run deaf: it exits instead, so that
+	// srcmstr shows it inoperative (SPEC D6) rather than active.
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	errBrokerLost := errors.New("lost the iked broker")
+	go func() {
+		select {
+		case <-brokerLost:
+			cancelRun(fmt.Errorf("%w (%v)", errBrokerLost, brokerErr()))
+		case <-runCtx.Done():
+		}
+	}()
+	err = d.Serve(runCtx, ln)
+	if cause := context.Cause(runCtx); errors.Is(cause, errBrokerLost) {
+		logger.Error("exiting: no datagram can arrive or leave without iked", "err", cause.Error())
+		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v: exiting; recover with stopsrc -s isakmpd, then startsrc -g ike\n", cause)
+		return 1
+	}
 	notify.Send(srcnotify.Event{State: srcnotify.Stopping})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)

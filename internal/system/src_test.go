@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,7 +27,9 @@ const alias = "10.236.0.100"
 // registration and its SAs in tmd are untouched. `refresh -s isakmpd` is
 // refused (D6). kill -9 of GM1's isakmpd: lssrc shows it inoperative, tmd
 // keeps the SAs while it is down, and stopsrc + startsrc recover it with
-// tmd's PID unchanged.
+// tmd's PID unchanged. kill -9 of the KS's iked: isakmpd exits rather than
+// run deaf, both show inoperative, stopsrc + startsrc -g bring them back
+// with tmd kept, and a rekey reaches GM1 through both hosts' brokers.
 func TestGroupStartRefreshAndRecovery(t *testing.T) {
 	nw := newNetwork(t, "gvsg")
 	bin := testnet.Binary(t)
@@ -166,6 +169,38 @@ func TestGroupStartRefreshAndRecovery(t *testing.T) {
 	if got := gm1.teks(); len(got) == 0 {
 		t.Fatal("GM1 holds no SA in tmd after the recovery")
 	}
+
+	// iked dies on the KS: isakmpd cannot run deaf, it exits, and both
+	// show inoperative; stopsrc + startsrc bring the group back with tmd
+	// kept, and a rekey reaches GM1 through both brokers.
+	ksTMD, _ := ks.status("tmd")
+	pid, _ = ks.status("iked")
+	fmt.Sscan(pid, &p)
+	if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ks.waitFor("iked and isakmpd inoperative", 10*time.Second, func() bool {
+		_, a := ks.status("iked")
+		_, b := ks.status("isakmpd")
+		return strings.HasPrefix(a, "inoperative") && strings.HasPrefix(b, "inoperative")
+	})
+	if l := ks.mustSrc("lssrc", "-l", "-s", "isakmpd"); !strings.Contains(l, "lost the iked broker") {
+		t.Fatalf("lssrc -l -s isakmpd does not say why it exited:\n%s", l)
+	}
+	ks.mustSrc("stopsrc", "-s", "isakmpd")
+	ks.mustSrc("stopsrc", "-s", "iked")
+	ks.mustSrc("startsrc", "-g", "ike")
+	if now, _ := ks.status("tmd"); now != ksTMD {
+		t.Fatalf("the KS's tmd was restarted: pid %s, was %s", now, ksTMD)
+	}
+	rekeys := func() string {
+		return regexp.MustCompile(`Rekeys received\s+: \d+`).FindString(gm1.cli("show crypto gdoi gm"))
+	}
+	before = rekeys()
+	if out, err := exec.Command(bin, "cli", "-s", ks.dir+"/isakmpd.sock", "--yes", "-c", "crypto gdoi ks rekey").CombinedOutput(); err != nil {
+		t.Fatalf("crypto gdoi ks rekey: %v\n%s", err, out)
+	}
+	gm1.waitFor("GM1 receiving the rekey through the brokers", 20*time.Second, func() bool { return rekeys() != before })
 }
 
 // proves: D2, D3, D4, D5, D6 — the same with subsystems started one by one
