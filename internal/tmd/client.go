@@ -121,6 +121,7 @@ type Client struct {
 	closed bool
 	mirror *sadb.Memory
 	fail   map[string]sadb.FailMode // the mirror's fail modes, for pushing
+	stop   chan struct{}            // closed by Close: the keepalive ends
 }
 
 var _ sadb.Remote = (*Client)(nil)
@@ -133,6 +134,11 @@ var ErrClosed = errors.New("tmd: client closed")
 // wrapping ErrNotRunning ("tmd is not running (no socket at PATH): start
 // it first: startsrc -s tmd").
 func Dial(ctx context.Context, path, name string, logger *slog.Logger) (*Client, error) {
+	return dialKeepalive(ctx, path, name, logger, KeepaliveInterval)
+}
+
+// dialKeepalive is Dial with the keepalive interval; 0 runs none (tests).
+func dialKeepalive(ctx context.Context, path, name string, logger *slog.Logger, keepalive time.Duration) (*Client, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -149,7 +155,46 @@ func Dial(ctx context.Context, path, name string, logger *slog.Logger) (*Client,
 	}
 	c.resyncLocked(resp)
 	logger.Info("connected to tmd", "socket", path, "teks", len(resp.TEKs), "keks", len(resp.KEKs))
+	c.stop = make(chan struct{})
+	if keepalive > 0 {
+		go c.watch(keepalive)
+	}
 	return c, nil
+}
+
+// KeepaliveInterval is how often a client checks that tmd is there. When
+// tmd restarted (empty), the check reconnects and writes the SAs back at
+// once, not only at the daemon's next SA change.
+const KeepaliveInterval = 2 * time.Second
+
+// watch asks tmd for its status every interval until Close; a failed
+// request reconnects and pushes the mirror (requestLocked).
+func (c *Client) watch(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	lost := false
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		ctx, cancel := context.WithTimeout(context.Background(), RequestTimeout)
+		_, err := c.requestLocked(ctx, Request{Op: OpStatus}, true)
+		cancel()
+		c.mu.Unlock()
+		switch {
+		case errors.Is(err, ErrClosed):
+			return
+		case err != nil && !lost:
+			c.log.Error("tmd unreachable; keeping the SAs locally and retrying", "socket", c.path, "every", interval.String(), "err", err.Error())
+			lost = true
+		case err == nil && lost:
+			c.log.Info("tmd reachable again; SAs written back", "socket", c.path)
+			lost = false
+		}
+	}
 }
 
 func (c *Client) connectLocked(ctx context.Context) error {
@@ -439,6 +484,9 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.closed && c.stop != nil {
+		close(c.stop)
+	}
 	c.closed = true
 	if c.conn == nil {
 		return nil

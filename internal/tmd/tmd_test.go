@@ -501,7 +501,7 @@ func TestRestartedTmdGetsMirror(t *testing.T) {
 	path := sockPath(t)
 	r1 := start(t, path, nil)
 	var logs logBuf
-	c, err := Dial(context.Background(), path, "isakmpd", logs.logger())
+	c, err := dialKeepalive(context.Background(), path, "isakmpd", logs.logger(), 0) // no keepalive: the write pushes
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -654,5 +654,43 @@ func TestDialVersionRefused(t *testing.T) {
 	want := "tmd refused the connection: tmd speaks API version 2; the client asked for 1: upgrade tmd and the IKE daemons together"
 	if err == nil || err.Error() != want || errors.Is(err, ErrNotRunning) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// proves: D1 (tmd restarted empty gets the SAs back from the keepalive,
+// with no SA change in the daemon)
+func TestKeepalivePushesToRestartedTmd(t *testing.T) {
+	path := sockPath(t)
+	r1 := start(t, path, nil)
+	var logs logBuf
+	c, err := dialKeepalive(context.Background(), path, "isakmpd", logs.logger(), 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := fullTEK("g", 0xa)
+	a.Expires, a.Deactivate = time.Now().Add(time.Hour), time.Time{}
+	if err := c.InstallTEK(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitLog := func(what string) {
+		t.Helper()
+		for end := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), what); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("log never said %q:\n%s", what, logs.String())
+			}
+		}
+	}
+	waitLog("tmd unreachable; keeping the SAs locally and retrying")
+	r2 := start(t, path, nil)
+	waitLog("tmd reachable again; SAs written back")
+	if got := r2.srv.DB().TEKs(); len(got) != 1 || got[0].SPI != 0xa {
+		t.Fatalf("restarted tmd holds %+v, want the TEK 0xa", got)
+	}
+	if n := strings.Count(logs.String(), "tmd unreachable; keeping"); n != 1 {
+		t.Errorf("the loss was logged %d times, want once:\n%s", n, logs.String())
 	}
 }
