@@ -145,6 +145,12 @@ func NewServer(opt Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("srcmstr: %w", err)
 	}
+	// Whoever can connect can start and stop the IKE daemons: the owner
+	// only (root, as for AIX's SRC).
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("srcmstr: %w", err)
+	}
 	s := &Server{opt: opt, ln: ln, ops: make(chan func(map[string]*entry)), quit: make(chan struct{})}
 	table := map[string]*entry{}
 	for _, sub := range opt.Config.Subsystems {
