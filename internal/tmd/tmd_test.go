@@ -222,9 +222,16 @@ func TestSAsSurviveClientRestart(t *testing.T) {
 	if got := c2.mirror.FailMode("g1"); got != sadb.FailClose {
 		t.Fatalf("mirror fail mode after restart: %v", got)
 	}
-	st, err := c2.Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	// tmd notices the first client's close on its own time: wait for it.
+	var st Status
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if st, err = c2.Status(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Clients) == 1 || time.Now().After(end) {
+			break
+		}
 	}
 	if st.TEKs != 1 || st.KEKs != 1 || st.API != APIVersion || st.PID != os.Getpid() || len(st.Clients) != 1 || st.Clients[0].Name != "isakmpd" {
 		t.Fatalf("status: %+v", st)
