@@ -49,6 +49,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	$(GO) run ./cmd/groupvpn bench codec
 	$(GO) run ./cmd/groupvpn bench mainmode
+	$(GO) run ./cmd/groupvpn bench daemons
 	$(GO) run ./cmd/groupvpn bench register --members 1000
 	$(GO) run ./cmd/groupvpn bench rekey --members 1000
 	$(GO) run ./cmd/groupvpn bench removal --members 1000

@@ -26,7 +26,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"lab":      {"run a key server and N group members in one process on loopback (--members N, --cli)", runLab},
 		"decode":   {"decode ISAKMP/GDOI messages from hex or a raw datagram file", runDecode},
-		"bench":    {"measure a scenario beside its ceiling (scenarios: codec, mainmode)", runBench},
+		"bench":    {"measure a scenario beside its ceiling (codec, mainmode, daemons, register, rekey, removal)", runBench},
 		"config":   {"validate a configuration file (config check FILE)", runConfig},
 		"cli":      {"operator CLI: groupvpn cli [-s SOCKET] [-c CMD]", runCLI},
 		"isakmpd":  {"run the IKEv1 + GDOI daemon (key server and/or group member): isakmpd -f FILE", runIsakmpd},
