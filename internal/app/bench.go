@@ -45,11 +45,12 @@ func runBenchRegister(env *Env, args []string) int {
 	fs.SetOutput(env.Stderr)
 	members := fs.Int("members", 100, "number of group members")
 	port := fs.Uint("port", 11848, "UDP port of every node")
+	broker := fs.Bool("broker", false, "put the KS behind an iked broker, as when the group ike runs")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	raiseFileLimit()
-	r, err := bench.Register(context.Background(), *members, uint16(*port))
+	r, err := bench.Register(context.Background(), *members, uint16(*port), *broker)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn bench register: %v\n", err)
 		return 1

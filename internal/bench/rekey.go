@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/lab"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -40,7 +41,7 @@ func Rekey(ctx context.Context, members int, port uint16) (*RekeyReport, error) 
 			}
 		}
 	})
-	l, err := registeredLab(ctx, members, port)
+	l, err := registeredLab(ctx, lab.Options{Members: members, Port: port})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/lab"
 )
 
 // RemovalReport is the result of the GM-removal scenario (SPEC R1, R2).
@@ -29,7 +31,7 @@ type RemovalReport struct {
 // re-registers 60-120 s after the removal (docs/operations.md).
 func Removal(ctx context.Context, members int, port uint16, now bool) (*RemovalReport, error) {
 	op := registrationCrypto()
-	l, err := registeredLab(ctx, members, port)
+	l, err := registeredLab(ctx, lab.Options{Members: members, Port: port})
 	if err != nil {
 		return nil, err
 	}

@@ -10,12 +10,20 @@ import (
 // scenarios run end to end on a small lab and report what they measured.
 func TestRegisterAndRekeyScenarios(t *testing.T) {
 	ctx := context.Background()
-	reg, err := Register(ctx, 20, 25848)
+	reg, err := Register(ctx, 20, 25848, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if reg.PerSec <= 0 || reg.Ceiling <= 0 {
 		t.Fatalf("register report: %+v", reg)
+	}
+	// proves: D1 — the KS serves as well behind the iked broker.
+	viaIked, err := Register(ctx, 20, 25850, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !viaIked.Broker || viaIked.PerSec <= 0 {
+		t.Fatalf("register through iked: %+v", viaIked)
 	}
 	rk, err := Rekey(ctx, 20, 25849)
 	if err != nil {

@@ -50,6 +50,9 @@ type Options struct {
 	// NoGMSockets starts the members without control sockets (benchmarks:
 	// one file descriptor per member fewer).
 	NoGMSockets bool
+	// KSListen, when set, opens the key server's socket (a benchmark puts
+	// the KS behind the iked broker); nil: a UDP socket of its own.
+	KSListen func(netip.AddrPort) (node.PacketConn, error)
 }
 
 // Lab is a running lab.
@@ -214,7 +217,8 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 			no.Now = o.Now
 		}
 	}
-	if l.KS, err = daemon.New(ksCfg, []netip.AddrPort{netip.AddrPortFrom(KSAddr, o.Port)}, o.Port, o.Logger.With("node", "ks"), clock); err != nil {
+	ksListen := func(no *node.Options) { no.ListenPacket = o.KSListen }
+	if l.KS, err = daemon.New(ksCfg, []netip.AddrPort{netip.AddrPortFrom(KSAddr, o.Port)}, o.Port, o.Logger.With("node", "ks"), clock, ksListen); err != nil {
 		return nil, fmt.Errorf("lab: key server: %w", err)
 	}
 	l.Sockets["ks"] = filepath.Join(o.Dir, "ks.sock")
