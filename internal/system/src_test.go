@@ -73,7 +73,8 @@ func TestGroupStartRefreshAndRecovery(t *testing.T) {
 	tekSPIs := spis(gm1.teks())
 	before := gm1.succeeded()
 	tmdPID, _ := gm1.status("tmd")
-	if ipsec := gm1.cli("show crypto ipsec sa"); !strings.Contains(ipsec, fmt.Sprintf("spi: 0x%08X", tekSPIs[0])) {
+	if ipsec := gm1.cli("show crypto ipsec sa"); !strings.Contains(ipsec, fmt.Sprintf("spi: 0x%08X", tekSPIs[0])) ||
+		!strings.HasPrefix(ipsec, "SA database: tmd at "+gm1.dir+"/tmd.sock\n") {
 		t.Fatalf("show crypto ipsec sa does not show tmd's SA 0x%08X:\n%s", tekSPIs[0], ipsec)
 	}
 	// The KS's isakmpd goes through iked: iked owns the sockets.
