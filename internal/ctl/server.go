@@ -16,8 +16,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
+
+	"github.com/groupvpn/groupvpn/internal/rundir"
 )
 
 // Handler runs one command. It may be called from several connections at
@@ -436,29 +437,12 @@ func listenUnix(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("ctl: control socket directory: %w", err)
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("ctl: %s exists and is not a socket; not removing it", path)
-		}
-		c, err := net.Dial("unix", path)
-		if err == nil {
-			c.Close()
-			return nil, fmt.Errorf("ctl: another process is serving the control socket %s (is the daemon already running?)", path)
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("ctl: control socket %s exists and cannot be checked: %w", path, err)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("ctl: removing stale control socket: %w", err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
+	ln, err := rundir.Listen("unix", path, 0o600)
+	switch {
+	case errors.Is(err, rundir.ErrInUse):
+		return nil, fmt.Errorf("ctl: another process is serving the control socket %s (is the daemon already running?)", path)
+	case err != nil:
 		return nil, fmt.Errorf("ctl: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("ctl: control socket mode: %w", err)
 	}
 	return ln, nil
 }

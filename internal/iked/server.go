@@ -18,6 +18,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/mcast"
 	"github.com/groupvpn/groupvpn/internal/netinv"
+	"github.com/groupvpn/groupvpn/internal/rundir"
 )
 
 // DefaultPorts are the ports iked owns: 848 (GDOI, RFC 6407 §5.2; G-IKEv2,
@@ -148,15 +149,18 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 // iked answers on path, and removes a stale socket file. An address that
 // cannot be bound is logged and skipped; none at all is an error.
 func (s *Server) Start(path string) error {
-	if c, err := net.DialTimeout("unixpacket", path, time.Second); err == nil {
-		c.Close()
+	// Bind the broker socket first: a second iked must not touch the
+	// UDP sockets of the running one.
+	ln, err := rundir.Listen("unixpacket", path, 0o600)
+	switch {
+	case errors.Is(err, rundir.ErrInUse):
 		return fmt.Errorf("iked: another iked answers on %s", path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("iked: remove stale socket %s: %w", path, err)
+	case err != nil:
+		return fmt.Errorf("iked: %w", err)
 	}
 	addrs, err := s.o.Inventory()
 	if err != nil {
+		ln.Close()
 		return fmt.Errorf("iked: address inventory: %w", err)
 	}
 	var errs []error
@@ -167,25 +171,12 @@ func (s *Server) Start(path string) error {
 		}
 	}
 	if len(s.Addrs()) == 0 {
+		ln.Close()
 		s.closeSockets()
 		if len(errs) == 0 {
 			return errors.New("iked: the address inventory is empty: nothing to serve")
 		}
 		return fmt.Errorf("iked: no address could be served: %w", errors.Join(errs...))
-	}
-	// Restrict the socket to its owner from creation on (no window in
-	// which another user could connect), then make sure of the mode.
-	old := syscall.Umask(0o177)
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
-	syscall.Umask(old)
-	if err != nil {
-		s.closeSockets()
-		return fmt.Errorf("iked: listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		s.closeSockets()
-		return fmt.Errorf("iked: chmod %s: %w", path, err)
 	}
 	s.mu.Lock()
 	s.ln, s.path = ln, path

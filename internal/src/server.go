@@ -136,19 +136,13 @@ func NewServer(opt Options) (*Server, error) {
 		return nil, fmt.Errorf("srcmstr: runtime directory: %w", err)
 	}
 	sock := SocketPath(opt.Rundir)
-	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("srcmstr: another srcmstr already answers on %s", sock)
-	}
-	os.Remove(sock) // stale socket of a srcmstr that died
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		return nil, fmt.Errorf("srcmstr: %w", err)
-	}
 	// Whoever can connect can start and stop the IKE daemons: the owner
 	// only (root, as for AIX's SRC).
-	if err := os.Chmod(sock, 0o600); err != nil {
-		ln.Close()
+	ln, err := rundir.Listen("unix", sock, 0o600)
+	switch {
+	case errors.Is(err, rundir.ErrInUse):
+		return nil, fmt.Errorf("srcmstr: another srcmstr already answers on %s", sock)
+	case err != nil:
 		return nil, fmt.Errorf("srcmstr: %w", err)
 	}
 	s := &Server{opt: opt, ln: ln, ops: make(chan func(map[string]*entry)), quit: make(chan struct{})}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/rundir"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 )
 
@@ -143,31 +144,18 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 	return nil
 }
 
-// listen makes the socket at path, after checking that no tmd runs there.
+// listen makes the socket at path (mode 0600), after checking that no
+// tmd runs there.
 func listen(ctx context.Context, path string) (*net.UnixListener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("tmd: %s exists and is not a socket; not removing it", path)
-		}
-		pid, err := probe(ctx, path)
-		switch {
-		case err == nil:
+	l, err := rundir.Listen("unix", path, 0o600)
+	if errors.Is(err, rundir.ErrInUse) {
+		if pid, perr := probe(ctx, path); perr == nil {
 			return nil, fmt.Errorf("tmd is already running on %s (pid %d)", path, pid)
-		case errors.Is(err, ErrNotRunning):
-			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("tmd: removing stale socket: %w", err)
-			}
-		default:
-			return nil, fmt.Errorf("tmd: another process answers on %s: %w", path, err)
 		}
+		return nil, fmt.Errorf("tmd: another process answers on %s", path)
 	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		return nil, fmt.Errorf("tmd: listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("tmd: socket mode: %w", err)
+		return nil, fmt.Errorf("tmd: %w", err)
 	}
 	return l, nil
 }
