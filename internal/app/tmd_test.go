@@ -1,39 +1,20 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/srcnotify"
+	"github.com/groupvpn/groupvpn/internal/testnet"
 	"github.com/groupvpn/groupvpn/internal/tmd"
 )
-
-// lockedBuf is a log sink written by several goroutines.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // proves: D1 (tmd runs as a daemon: ready, serves the SA API), D4 (refresh keeps the SAs and reports)
 func TestRunTmd(t *testing.T) {
@@ -65,7 +46,7 @@ func TestRunTmd(t *testing.T) {
 		}
 		return srcnotify.Event{}
 	}
-	var stderr lockedBuf
+	var stderr testnet.Buffer
 	sigs := make(chan os.Signal, 1)
 	exit := make(chan int, 1)
 	n := srcnotify.New(pw)
@@ -122,7 +103,7 @@ func TestRunTmdAlreadyRunning(t *testing.T) {
 	go func() { done <- tmd.NewServer(tmd.Options{Ready: func() { close(ready) }}).Serve(ctx, socket) }()
 	defer func() { cancel(); <-done }()
 	<-ready
-	var stderr lockedBuf
+	var stderr testnet.Buffer
 	code := serveTmd(&Env{Stdout: &stderr, Stderr: &stderr}, []string{"-socket", socket}, nil, nil)
 	if code != 1 || !strings.Contains(stderr.String(), "tmd is already running on "+socket) {
 		t.Fatalf("exit %d: %s", code, stderr.String())

@@ -12,32 +12,12 @@ import (
 	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
-const mcastKSConf = `hostname ks
-crypto isakmp policy 10
- encryption aes 256
- hash sha256
- authentication pre-share
- group 14
-crypto isakmp key src-secret address 10.236.0.0 255.255.255.0
-crypto key import ec REKEY file REKEYFILE
-ip access-list extended traffic
- permit ip 10.61.0.0 0.0.255.255 10.61.0.0 0.0.255.255
-ip access-list extended rekey-group
- permit udp host 10.236.0.1 eq 848 host 239.192.8.8 eq 848
-crypto ipsec transform-set ts esp-gcm 128
-crypto ipsec profile p
- set transform-set ts
-crypto gdoi group SRC
- identity number 89
- server local
-  rekey authentication mypubkey ec REKEY
-  rekey address ipv4 rekey-group
-  address ipv4 10.236.0.1
-  sa ipsec 1
-   profile p
-   match address ipv4 traffic
-end
-`
+// mcastKSConf is ksConf with its rekeys sent to the multicast group
+// 239.192.8.8 from the KS address (RFC 6407 §4: the SAK's destination).
+var mcastKSConf = strings.NewReplacer(
+	"crypto ipsec transform-set", "ip access-list extended rekey-group\n permit udp host 10.236.0.1 eq 848 host 239.192.8.8 eq 848\ncrypto ipsec transform-set",
+	"rekey transport unicast", "rekey address ipv4 rekey-group",
+).Replace(ksConf)
 
 // proves: D1 — with the group ike started, the KS's multicast rekeys leave
 // through iked: isakmpd sets the multicast interface and TTL on iked's
