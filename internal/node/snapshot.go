@@ -35,16 +35,6 @@ type Snapshot struct {
 func (n *Node) Snapshot() Snapshot {
 	s := Snapshot{Hostname: n.o.Hostname, Now: n.o.Now(), Version: n.o.IKE.Version, Addrs: n.Addrs(),
 		GM: n.Members(), TEKs: n.dp.TEKs(), KEKs: n.dp.KEKs(), Phase1: n.PhaseOneSAs()}
-	if r, ok := n.dp.(sadb.Remote); ok {
-		s.SADB = r.Where()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		teks, keks, err := r.Fetch(ctx)
-		cancel()
-		s.TEKs, s.KEKs = teks, keks
-		if err != nil {
-			s.SADBErr = err.Error()
-		}
-	}
 	s.FailModes = map[string]sadb.FailMode{}
 	for _, r := range n.regs {
 		s.FailModes[r.cfg.Name] = n.dp.FailMode(r.cfg.Name)
@@ -59,9 +49,23 @@ func (n *Node) Snapshot() Snapshot {
 	return s
 }
 
-// State returns a Snapshot taken on the node's goroutine.
+// State returns a Snapshot taken on the node's goroutine. When the SAs
+// live in another process (tmd), they are then asked for from this
+// goroutine, so that the node's event loop never waits on tmd.
 func (n *Node) State(ctx context.Context) (Snapshot, error) {
 	var s Snapshot
-	err := n.Do(ctx, func() { s = n.Snapshot() })
-	return s, err
+	if err := n.Do(ctx, func() { s = n.Snapshot() }); err != nil {
+		return s, err
+	}
+	if r, ok := n.dp.(sadb.Remote); ok {
+		s.SADB = r.Where()
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		teks, keks, err := r.Fetch(ctx)
+		s.TEKs, s.KEKs = teks, keks
+		if err != nil {
+			s.SADBErr = err.Error()
+		}
+	}
+	return s, nil
 }
