@@ -26,9 +26,9 @@ type Daemon struct {
 	log      *slog.Logger
 	cm       *configMode // configure terminal (configmode.go)
 
-	// inventory, when set, is what Refresh serves: every address of
-	// every up interface (ServeEveryAddress), or the addresses the iked
-	// broker serves (ServeInventory). Nil: the explicit list stays.
+	// inventory, when set (ServeInventory), is what Refresh serves: every
+	// address of every up interface, or the addresses the iked broker
+	// serves. Nil: the explicit list stays.
 	inventory func() ([]netip.AddrPort, error)
 }
 
@@ -96,13 +96,6 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	err := <-errs
 	cancel()
 	return err
-}
-
-// ServeEveryAddress records that the daemon was started on every address
-// (netinv.WithPorts(port)) rather than an explicit list, so that Refresh
-// takes a new inventory of the interfaces.
-func (d *Daemon) ServeEveryAddress(port uint16) {
-	d.ServeInventory(func() ([]netip.AddrPort, error) { return netinv.WithPorts(port) })
 }
 
 // ServeInventory makes Refresh serve what inv returns at each refresh:
