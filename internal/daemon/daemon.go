@@ -99,7 +99,8 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // ServeInventory makes Refresh serve what inv returns at each refresh:
-// with the group's broker, the addresses iked serves (SPEC D4).
+// every address of every up interface (netinv.WithPorts), or, with the
+// group's broker, the addresses iked serves (SPEC D3, D4).
 func (d *Daemon) ServeInventory(inv func() ([]netip.AddrPort, error)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
