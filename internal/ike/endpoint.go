@@ -41,6 +41,25 @@ type Stats struct {
 	Dropped         uint64 // ignored by an SA (stale, duplicate, bad)
 }
 
+// Counter is one named counter of Stats, for show commands and metrics.
+type Counter struct {
+	Name  string // snake_case, stable: `| json` and metrics use it
+	Help  string
+	Value uint64
+}
+
+// Counters lists every counter of s in a stable order. A counter added to
+// Stats is added here too, so that every drop reason is visible (SPEC S5).
+func (s Stats) Counters() []Counter {
+	return []Counter{
+		{"malformed", "not an ISAKMP v1 message", s.Malformed},
+		{"unknown_sa", "cookies of no SA held", s.UnknownSA},
+		{"half_open_evicted", "half-open SAs evicted by newer ones", s.HalfOpenEvicted},
+		{"half_open_refused", "message 1 refused by the per-peer limit", s.HalfOpenRefused},
+		{"dropped", "ignored by an SA: stale, duplicate or bad", s.Dropped},
+	}
+}
+
 // Packet is a datagram to send.
 type Packet struct {
 	To   netip.AddrPort

@@ -126,6 +126,14 @@ type Expired struct{}
 // should drop any older SA with this peer.
 type InitialContact struct{}
 
+// PeerLostState: an unprotected INVALID-COOKIE named this established
+// SA's cookies: a hint, not proof, that the peer lost its phase-1 state
+// (a restarted key server). The SA is left as it is: nothing
+// unauthenticated removes an established SA (SPEC S2); the owner may
+// start a new phase 1 beside it. Reported at most once per SA per
+// hintInterval.
+type PeerLostState struct{}
+
 // Notified: an authenticated Informational notification from the peer
 // (DPD is answered by the SA itself and not reported).
 type Notified struct{ Notify *isakmp.Notify }
@@ -137,6 +145,7 @@ func (Notified) event()       {}
 func (Expired) event()        {}
 func (Phase2) event()         {}
 func (InitialContact) event() {}
+func (PeerLostState) event()  {}
 
 var (
 	ErrTimeout = errors.New("peer did not answer")
