@@ -34,11 +34,22 @@ func (l Limits) withDefaults() Limits {
 
 // Stats counts what an Endpoint dropped and why.
 type Stats struct {
-	Malformed       uint64 // not an ISAKMP v1 message at all
-	UnknownSA       uint64 // cookies of no SA we hold
-	HalfOpenEvicted uint64 // half-open SAs evicted by newer ones
-	HalfOpenRefused uint64 // message 1 refused by the per-peer limit
-	Dropped         uint64 // ignored by an SA (stale, duplicate, bad)
+	Malformed           uint64 // not an ISAKMP v1 message at all
+	UnknownSA           uint64 // cookies of no SA we hold
+	HalfOpenEvicted     uint64 // half-open SAs evicted by newer ones: global bound
+	HalfOpenPeerEvicted uint64 // half-open SAs evicted by newer ones from the same address
+	HalfOpenExpired     uint64 // half-open SAs whose peer never sent message 3
+	HalfOpenRefused     uint64 // message 1 refused by the per-peer limit (no longer happens: the oldest is evicted)
+	MM1Rejected         uint64 // message 1 that created no SA: malformed, encrypted or refused
+	RefusalSent         uint64 // unprotected refusals (NO-PROPOSAL-CHOSEN, ...) sent for message 1
+	RefusalSuppressed   uint64 // unprotected refusals not sent: rate bound
+	InvalidCookieSent   uint64 // INVALID-COOKIE sent for cookies of no SA we hold
+	InvalidCookieSupp   uint64 // INVALID-COOKIE not sent: rate bound
+	CookieCollision     uint64 // new SA whose cookie pair is held already: dropped, the old one kept
+	EstablishedIgnored  uint64 // unprotected or unauthenticated messages ignored by an established SA
+	PeerLostState       uint64 // unprotected INVALID-COOKIE received for an established SA
+	InitialContactDrop  uint64 // SAs dropped (and deleted) on the same identity's INITIAL-CONTACT
+	Dropped             uint64 // ignored by an SA (stale, duplicate, bad)
 }
 
 // Counter is one named counter of Stats, for show commands and metrics.
@@ -54,8 +65,19 @@ func (s Stats) Counters() []Counter {
 	return []Counter{
 		{"malformed", "not an ISAKMP v1 message", s.Malformed},
 		{"unknown_sa", "cookies of no SA held", s.UnknownSA},
-		{"half_open_evicted", "half-open SAs evicted by newer ones", s.HalfOpenEvicted},
+		{"half_open_evicted", "half-open SAs evicted by newer ones (global limit)", s.HalfOpenEvicted},
+		{"half_open_peer_evicted", "half-open SAs evicted by newer ones from the same address", s.HalfOpenPeerEvicted},
+		{"half_open_expired", "half-open SAs whose peer never sent message 3", s.HalfOpenExpired},
 		{"half_open_refused", "message 1 refused by the per-peer limit", s.HalfOpenRefused},
+		{"mm1_rejected", "message 1 that created no SA: malformed, encrypted or refused", s.MM1Rejected},
+		{"refusal_sent", "unprotected refusals of message 1 sent", s.RefusalSent},
+		{"refusal_suppressed", "unprotected refusals of message 1 not sent (rate limit)", s.RefusalSuppressed},
+		{"invalid_cookie_sent", "INVALID-COOKIE sent for cookies of no SA held", s.InvalidCookieSent},
+		{"invalid_cookie_suppressed", "INVALID-COOKIE not sent (rate limit)", s.InvalidCookieSupp},
+		{"cookie_collision", "new SA with the cookies of one held: dropped", s.CookieCollision},
+		{"established_ignored", "unprotected or unauthenticated messages ignored by an established SA", s.EstablishedIgnored},
+		{"peer_lost_state", "unprotected INVALID-COOKIE received for an established SA", s.PeerLostState},
+		{"initial_contact_dropped", "SAs deleted on the same identity's INITIAL-CONTACT", s.InitialContactDrop},
 		{"dropped", "ignored by an SA: stale, duplicate or bad", s.Dropped},
 	}
 }

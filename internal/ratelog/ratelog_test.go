@@ -1,0 +1,121 @@
+package ratelog
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newLogger(o Options) (*slog.Logger, *bytes.Buffer, *Handler) {
+	var buf bytes.Buffer
+	h := New(slog.NewTextHandler(&buf, nil), o)
+	return slog.New(h), &buf, h
+}
+
+// A value of 100 KB is cut to the bound and marked with what was dropped.
+// proves: S6 (issue 11 item 7)
+func TestTruncatesValues(t *testing.T) {
+	log, buf, _ := newLogger(Options{MaxLen: 64})
+	big := strings.Repeat("x", 100_000)
+	log.Warn(big, "s", big, "err", errors.New(big), "n", 7, slog.Group("g", "inner", big))
+	out := buf.String()
+	if len(out) > 1000 {
+		t.Fatalf("line of %d bytes: %.300s", len(out), out)
+	}
+	if c := strings.Count(out, "…(+99936 bytes)"); c != 4 {
+		t.Errorf("%d truncation marks, want 4 (msg, s, err, g.inner): %s", c, out)
+	}
+	if !strings.Contains(out, "n=7") {
+		t.Errorf("small values must pass unchanged: %s", out)
+	}
+}
+
+// A record with thousands of attributes keeps MaxAttrs and counts the rest.
+func TestBoundsAttributeCount(t *testing.T) {
+	log, buf, _ := newLogger(Options{MaxAttrs: 3})
+	var args []any
+	for i := range 1000 {
+		args = append(args, "k", i)
+	}
+	log.Info("many", args...)
+	if out := buf.String(); !strings.Contains(out, "attrs_dropped=997") || strings.Count(out, "k=") != 3 {
+		t.Fatalf("%s", out)
+	}
+}
+
+// Records with one message text are let through at the bucket's rate; the
+// first one let through after a suppression says how many were suppressed.
+// proves: S6 (issue 11 item 7)
+func TestRateLimitsPerMessage(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	log, buf, h := newLogger(Options{Rate: 1, Burst: 2, Now: func() time.Time { return now }})
+	for range 100 {
+		log.Warn("hostile")
+	}
+	log.Warn("other") // its own bucket
+	if got := strings.Count(buf.String(), "msg=hostile"); got != 2 {
+		t.Fatalf("%d hostile records in the burst, want 2", got)
+	}
+	if h.Suppressed() != 98 {
+		t.Fatalf("Suppressed() = %d, want 98", h.Suppressed())
+	}
+	buf.Reset()
+	now = t0.Add(1500 * time.Millisecond) // 1.5 tokens refilled
+	log.Warn("hostile")
+	log.Warn("hostile")
+	out := buf.String()
+	if strings.Count(out, "msg=hostile") != 1 || !strings.Contains(out, "suppressed=98") {
+		t.Fatalf("after a refill: %s", out)
+	}
+	buf.Reset()
+	now = now.Add(time.Second)
+	log.Warn("hostile")
+	if out := buf.String(); !strings.Contains(out, "suppressed=1") {
+		t.Fatalf("%s", out)
+	}
+}
+
+// Without an injected clock the record's own Time drives the buckets, and
+// derived loggers share their parent's budget.
+func TestRecordTimeAndSharedBudget(t *testing.T) {
+	var buf bytes.Buffer
+	h := New(slog.NewTextHandler(&buf, nil), Options{Rate: 1, Burst: 1})
+	a := slog.New(h).With("peer", "a")
+	b := slog.New(h).WithGroup("x").With("peer", "b")
+	a.Info("m")
+	b.Info("m")
+	if strings.Count(buf.String(), "msg=m") != 1 || h.Suppressed() != 1 {
+		t.Fatalf("%s", buf.String())
+	}
+}
+
+// Message texts beyond MaxKeys share one bucket: a sender choosing the
+// message text cannot grow the handler's memory.
+func TestBoundsTrackedMessages(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	log, buf, h := newLogger(Options{MaxKeys: 4, Burst: 1, Now: func() time.Time { return t0 }})
+	for i := range 10_000 {
+		log.Info(strings.Repeat("m", i%500+1))
+	}
+	if n := len(h.lim.buckets); n > 5 {
+		t.Fatalf("%d buckets", n)
+	}
+	if lines := strings.Count(buf.String(), "\n"); lines > 5 {
+		t.Fatalf("%d lines", lines)
+	}
+}
+
+// A nil pointer whose Error method panics does not panic the handler.
+type nilErr struct{ s *string }
+
+func (e *nilErr) Error() string { return *e.s }
+
+func TestPanickingValue(t *testing.T) {
+	log, _, _ := newLogger(Options{})
+	var e *nilErr
+	log.Info("x", "err", error(e))
+}
