@@ -88,6 +88,11 @@ func (c *Client) Close() error {
 // Errors wrap ErrConnection; the connection is then closed and the next Do
 // dials again (a request is never sent twice).
 func (c *Client) Do(ctx context.Context, req *WireRequest) (*WireResponse, error) {
+	if c.conn != nil {
+		if err := c.check(); err != nil {
+			return nil, err
+		}
+	}
 	if c.conn == nil {
 		if err := c.dial(); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConnection, err)
@@ -108,6 +113,9 @@ func (c *Client) Do(ctx context.Context, req *WireRequest) (*WireResponse, error
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if _, err := conn.Write(append(b, '\n')); err != nil {
+		if reason := c.refusal(); reason != "" {
+			err = errors.New(reason)
+		}
 		return nil, c.broken("send", err)
 	}
 	line, err := readLine(c.rd, MaxResponse)
@@ -134,6 +142,51 @@ func (c *Client) Do(ctx context.Context, req *WireRequest) (*WireResponse, error
 		return nil, c.broken("protocol", fmt.Errorf("response to request %d, expected %d", resp.ID, req.ID))
 	}
 	return &resp, nil
+}
+
+// check looks, without blocking, at an idle connection before a request
+// is sent on it. The server closes a connection idle for longer than its
+// Limits.IdleTimeout: the connection is then dropped, and Do dials again
+// (nothing was sent, so nothing is sent twice). A line the server sent
+// unasked (a refusal) is returned as the error.
+func (c *Client) check() error {
+	// A deadline already past would not even try the read: give it 1 ms.
+	c.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	_, err := c.rd.Peek(1)
+	c.conn.SetReadDeadline(time.Time{})
+	var ne net.Error
+	switch {
+	case err == nil:
+		reason := c.refusal()
+		if reason == "" {
+			reason = "the daemon sent a line nobody asked for"
+		}
+		return c.broken("receive", errors.New(reason))
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil // alive and quiet
+	default:
+		c.Close() // closed by the server (idle): redial
+		return nil
+	}
+}
+
+// refusalWait bounds the wait for the line a server sends before closing a
+// connection it refuses.
+const refusalWait = 200 * time.Millisecond
+
+// refusal reads the error line a server sent before closing the
+// connection (too many connections); "" when there is none.
+func (c *Client) refusal() string {
+	c.conn.SetReadDeadline(time.Now().Add(refusalWait))
+	line, err := readLine(c.rd, MaxResponse)
+	if err != nil {
+		return ""
+	}
+	var resp WireResponse
+	if json.Unmarshal(line, &resp) != nil || resp.OK || resp.Error == "" {
+		return ""
+	}
+	return resp.Error
 }
 
 func (c *Client) broken(what string, err error) error {

@@ -16,7 +16,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/rundir"
 )
@@ -109,14 +111,106 @@ type Server struct {
 	cmds     []*command
 	shapes   map[string]string // variantKey -> pattern
 	hostname string
+	limits   Limits
+
+	stats connCounters
 }
 
-// NewServer returns a server with no commands; logger nil discards.
+// Limits bound what the clients of the control socket can hold: a local
+// process that connects and stays silent, or stops reading its replies,
+// costs a bounded number of goroutines and buffers for a bounded time.
+// A zero field takes its default.
+type Limits struct {
+	// MaxConns is the number of connections served at once. A connection
+	// beyond it is answered with one error line (id 0) and closed, and
+	// counted (ConnStats.Refused). Default DefaultMaxConns.
+	MaxConns int
+	// IdleTimeout is how long the server waits for a complete request
+	// line (from the end of the previous reply) before it closes the
+	// connection (ConnStats.IdleClosed); a Client redials on its next
+	// request. Default DefaultIdleTimeout, like IOS's exec-timeout.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing one reply to a client that does not
+	// read it; the connection is then closed (ConnStats.WriteTimeouts).
+	// Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
+}
+
+// Defaults of Limits.
+const (
+	DefaultMaxConns     = 64
+	DefaultIdleTimeout  = 10 * time.Minute
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxConns <= 0 {
+		l.MaxConns = DefaultMaxConns
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = DefaultWriteTimeout
+	}
+	return l
+}
+
+// ConnStats counts the control socket's connections and what the limits
+// dropped since the server started.
+type ConnStats struct {
+	Open          int    `json:"open"`           // connections being served now
+	Accepted      uint64 `json:"accepted"`       // connections served
+	Refused       uint64 `json:"refused"`        // refused over Limits.MaxConns
+	IdleClosed    uint64 `json:"idle_closed"`    // closed after Limits.IdleTimeout without a request
+	WriteTimeouts uint64 `json:"write_timeouts"` // closed because a reply could not be written in time
+	Oversize      uint64 `json:"oversize"`       // request lines over MaxRequest, discarded
+	BadRequests   uint64 `json:"bad_requests"`   // request lines that are not a JSON request
+}
+
+type connCounters struct {
+	open                                  atomic.Int64
+	accepted, refused, idle, writeTO, big atomic.Uint64
+	bad                                   atomic.Uint64
+	lastRefusalLog                        atomic.Int64 // unix nanoseconds
+}
+
+// NewServer returns a server with no commands and the default Limits;
+// logger nil discards.
 func NewServer(logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{log: logger, shapes: map[string]string{}}
+	return &Server{log: logger, shapes: map[string]string{}, limits: Limits{}.withDefaults()}
+}
+
+// SetLimits replaces the connection limits (zero fields take their
+// defaults). Call it before Serve; connections already open keep the
+// timeouts they started with until their next request.
+func (s *Server) SetLimits(l Limits) {
+	s.mu.Lock()
+	s.limits = l.withDefaults()
+	s.mu.Unlock()
+}
+
+func (s *Server) currentLimits() Limits {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.limits
+}
+
+// Stats returns the connection counters.
+func (s *Server) Stats() ConnStats {
+	c := &s.stats
+	return ConnStats{
+		Open:          int(c.open.Load()),
+		Accepted:      c.accepted.Load(),
+		Refused:       c.refused.Load(),
+		IdleClosed:    c.idle.Load(),
+		WriteTimeouts: c.writeTO.Load(),
+		Oversize:      c.big.Load(),
+		BadRequests:   c.bad.Load(),
+	}
 }
 
 // SetHostname sets what ?hostname answers (the CLI prompt). Without it the
@@ -447,7 +541,8 @@ func listenUnix(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// ServeListener answers requests on connections from ln until ctx ends.
+// ServeListener answers requests on connections from ln until ctx ends,
+// within the server's Limits.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -470,22 +565,35 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		var c net.Conn
 		c, err = ln.Accept()
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+				continue
+			}
 			break
 		}
+		lim := s.currentLimits()
 		mu.Lock()
 		if ctx.Err() != nil {
 			mu.Unlock()
 			c.Close()
 			break
 		}
+		if len(conns) >= lim.MaxConns {
+			mu.Unlock()
+			s.refuse(c, lim)
+			continue
+		}
 		conns[c] = true
+		s.stats.open.Add(1)
 		mu.Unlock()
+		s.stats.accepted.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s.serveConn(ctx, c)
 			mu.Lock()
 			delete(conns, c)
+			s.stats.open.Add(-1)
 			mu.Unlock()
 			c.Close()
 		}()
@@ -501,45 +609,93 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// serveConn answers the requests of one connection in order.
+// refusalWrite bounds writing the refusal line to a connection over the cap.
+const refusalWrite = 100 * time.Millisecond
+
+// refuse answers a connection over Limits.MaxConns with one error line and
+// closes it; it is counted, and logged at most once a minute.
+func (s *Server) refuse(c net.Conn, lim Limits) {
+	n := s.stats.refused.Add(1)
+	now := time.Now().UnixNano()
+	if last := s.stats.lastRefusalLog.Load(); now-last >= int64(time.Minute) && s.stats.lastRefusalLog.CompareAndSwap(last, now) {
+		s.log.Warn("ctl: control connection refused: too many connections", "limit", lim.MaxConns, "refused_total", n)
+	}
+	b, _ := json.Marshal(fail(&WireRequest{}, fmt.Sprintf("ctl: too many control connections (limit %d); try again later", lim.MaxConns)))
+	c.SetWriteDeadline(time.Now().Add(refusalWrite))
+	c.Write(append(b, '\n'))
+	c.Close()
+}
+
+// serveConn answers the requests of one connection in order. Each request
+// line must arrive within IdleTimeout of the previous reply, and each reply
+// must be written within WriteTimeout, or the connection is closed.
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	lim := s.currentLimits()
 	ss := s.NewSession()
 	rd := bufio.NewReaderSize(c, 4096)
 	w := bufio.NewWriter(c)
 	for {
+		c.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
 		line, err := readLine(rd, MaxRequest)
 		var resp *WireResponse
 		switch {
 		case errors.Is(err, errTooLong):
+			s.stats.big.Add(1)
 			resp = fail(&WireRequest{}, fmt.Sprintf("ctl: request line longer than %d bytes (limit 64 KiB); discarded", MaxRequest))
 		case err != nil:
-			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout():
+				s.stats.idle.Add(1)
+				s.log.Debug("ctl: idle control connection closed", "idle", lim.IdleTimeout)
+			case !errors.Is(err, io.EOF) && ctx.Err() == nil:
 				s.log.Debug("ctl: connection read", "err", err)
 			}
 			return
 		default:
-			line = bytes.TrimSpace(line)
-			if len(line) == 0 {
+			resp = ss.handleLine(ctx, line)
+			if resp == nil {
 				continue
 			}
-			var req WireRequest
-			if jerr := json.Unmarshal(line, &req); jerr != nil {
-				resp = fail(&req, fmt.Sprintf("ctl: bad request (not a JSON object): %v", jerr))
-			} else {
-				resp = ss.Do(ctx, &req)
-			}
 		}
-		b, merr := json.Marshal(resp)
-		if merr != nil {
-			b, _ = json.Marshal(fail(&WireRequest{ID: resp.ID}, "ctl: cannot encode the response: "+merr.Error()))
-		}
-		w.Write(b)
-		w.WriteByte('\n')
+		c.SetWriteDeadline(time.Now().Add(lim.WriteTimeout))
+		w.Write(encodeResponse(resp))
 		if err := w.Flush(); err != nil {
-			s.log.Debug("ctl: connection write", "err", err)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				s.stats.writeTO.Add(1)
+				s.log.Debug("ctl: control client does not read its replies; connection closed", "timeout", lim.WriteTimeout)
+			} else {
+				s.log.Debug("ctl: connection write", "err", err)
+			}
 			return
 		}
 	}
+}
+
+// handleLine answers one request line (without its limit check: the
+// caller read at most MaxRequest bytes); nil for a blank line, which is
+// not answered.
+func (ss *Session) handleLine(ctx context.Context, line []byte) *WireResponse {
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 {
+		return nil
+	}
+	var req WireRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		ss.s.stats.bad.Add(1)
+		return fail(&req, fmt.Sprintf("ctl: bad request (not a JSON object): %v", err))
+	}
+	return ss.Do(ctx, &req)
+}
+
+// encodeResponse renders resp as one line, newline included.
+func encodeResponse(resp *WireResponse) []byte {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		b, _ = json.Marshal(fail(&WireRequest{ID: resp.ID}, "ctl: cannot encode the response: "+err.Error()))
+	}
+	return append(b, '\n')
 }
 
 var errTooLong = errors.New("line too long")
