@@ -27,6 +27,14 @@ var hashes = map[string]ike.HashAlg{"sha": ike.SHA1, "sha256": ike.SHA256, "sha3
 func phase1(c *policy.Config) (*ike.Config, error) {
 	cfg := &ike.Config{Version: c.AnnouncedVersion(), DOI: isakmp.DOIGDOI, Creds: ike.Credentials{
 		PSK: c.PSKFor, Chain: c.PKI.ChainDER(), Key: c.PKI.Key, Roots: c.PKI.Roots}}
+	switch c.Identity { // crypto isakmp identity, as IOS: whatever the authentication
+	case policy.IdentityDN:
+		cfg.Identity = ike.IdentityDN
+	case policy.IdentityHostname:
+		cfg.Identity, cfg.Hostname = ike.IdentityHostname, c.Hostname
+	default:
+		cfg.Identity = ike.IdentityAddress
+	}
 	for _, p := range c.ISAKMPPolicies {
 		s := ike.Suite{KeyBits: p.KeyBits, Hash: hashes[p.Hash], Group: uint16(p.Group), Lifetime: p.Lifetime}
 		switch p.Auth {

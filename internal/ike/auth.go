@@ -37,15 +37,40 @@ type Credentials struct {
 // key or an untrusted certificate from a protocol error.
 var ErrAuth = errors.New("authentication failed")
 
-// localID returns the identity we send: the configured one, else the
-// certificate subject for signatures, else our address.
-func localID(configured *isakmp.ID, creds *Credentials, auth AuthMethod, local netip.Addr) (*isakmp.ID, error) {
-	if configured != nil {
-		return configured, nil
+// Identity is the kind of phase-1 identity we send (IOS `crypto isakmp
+// identity`).
+type Identity int
+
+const (
+	IdentityAuto     Identity = iota // certificate subject for signatures, address for PSK
+	IdentityAddress                  // ID_IPV4_ADDR or ID_IPV6_ADDR of our address, whatever the authentication
+	IdentityDN                       // ID_DER_ASN1_DN of our certificate's subject
+	IdentityHostname                 // ID_FQDN of Config.Hostname
+)
+
+// localID returns the identity we send: cfg.LocalID, else the kind
+// cfg.Identity names.
+func localID(cfg *Config, auth AuthMethod, local netip.Addr) (*isakmp.ID, error) {
+	if cfg.LocalID != nil {
+		return cfg.LocalID, nil
 	}
-	if auth.signature() {
+	creds := &cfg.Creds
+	kind := cfg.Identity
+	if kind == IdentityAuto {
+		kind = IdentityAddress
+		if auth.signature() {
+			kind = IdentityDN
+		}
+	}
+	switch kind {
+	case IdentityHostname:
+		if cfg.Hostname == "" {
+			return nil, errors.New("ike: identity hostname needs a hostname")
+		}
+		return &isakmp.ID{IDType: isakmp.IDFQDN, Data: []byte(cfg.Hostname)}, nil
+	case IdentityDN:
 		if len(creds.Chain) == 0 {
-			return nil, fmt.Errorf("ike: %s needs a certificate", auth)
+			return nil, errors.New("ike: identity dn needs a certificate")
 		}
 		c, err := x509.ParseCertificate(creds.Chain[0])
 		if err != nil {

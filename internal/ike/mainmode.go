@@ -392,7 +392,7 @@ func (sa *SA) hashFor(initiator bool, idBody []byte) []byte {
 // authPayloads builds ID, [CERT], HASH or SIG, and on the initiator
 // INITIAL-CONTACT (RFC 2407 §4.6.3.3).
 func (sa *SA) authPayloads(now time.Time) ([]isakmp.Payload, error) {
-	id, err := localID(sa.cfg.LocalID, &sa.cfg.Creds, sa.suite.Auth, sa.local.Addr())
+	id, err := localID(sa.cfg, sa.suite.Auth, sa.local.Addr())
 	if err != nil {
 		return nil, err
 	}

@@ -34,9 +34,14 @@ type Config struct {
 	// responder (lifetimes: the shorter of the two wins).
 	Suites []Suite
 	Creds  Credentials
-	// LocalID overrides the identity we send (default: certificate
-	// subject for signatures, our address for PSK).
+	// LocalID overrides the identity we send; nil: Identity says.
 	LocalID *isakmp.ID
+	// Identity is the kind of identity we send (crypto isakmp identity);
+	// IdentityAuto: the certificate subject for signatures, our address
+	// for PSK.
+	Identity Identity
+	// Hostname is the FQDN IdentityHostname sends.
+	Hostname string
 	// Version is announced in our Vendor ID (SPEC V2); zero: version.Current.
 	Version version.Version
 	// DOI is the DOI of the phase-1 SA payload an initiator sends: the
@@ -353,7 +358,7 @@ type Transcript struct {
 func (sa *SA) Transcript() Transcript {
 	t := Transcript{Suite: sa.suite, ICookie: sa.icky, RCookie: sa.rcky, Ni: sa.ni, Nr: sa.nr,
 		GXI: sa.gxi, GXR: sa.gxr, SAi: sa.saiBody, HashI: sa.hashI, HashR: sa.hashR}
-	local, _ := localID(sa.cfg.LocalID, &sa.cfg.Creds, sa.suite.Auth, sa.local.Addr())
+	local, _ := localID(sa.cfg, sa.suite.Auth, sa.local.Addr())
 	var peer []byte
 	if sa.info.PeerID != nil {
 		peer = sa.info.PeerID.AppendBody(nil)

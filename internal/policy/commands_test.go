@@ -144,9 +144,14 @@ func TestISAKMPIdentity(t *testing.T) {
 	if c.Identity != IdentityDN {
 		t.Fatalf("identity %q", c.Identity)
 	}
-	mustFail(t, ksBase+"crypto isakmp identity dn\ncrypto isakmp identity hostname\n",
+	if c := mustParse(t, "hostname ks1.example.net\n"+ksBase+"crypto isakmp identity hostname\n"); c.Identity != IdentityHostname {
+		t.Fatalf("identity %q", c.Identity)
+	}
+	mustFail(t, ksBase+"crypto isakmp identity dn\ncrypto isakmp identity fqdn\n",
 		itoa(ksBaseLines+1)+`: crypto isakmp identity dn needs crypto pki certificate file PATH`,
-		itoa(ksBaseLines+2)+`: crypto isakmp identity "hostname" is not supported (accepted: address, dn)`)
+		itoa(ksBaseLines+2)+`: crypto isakmp identity "fqdn" is not supported (accepted: address, dn, hostname)`)
+	mustFail(t, ksBase+"crypto isakmp identity hostname\n",
+		itoa(ksBaseLines+1)+`: crypto isakmp identity hostname needs hostname NAME`)
 }
 
 // proves: O1

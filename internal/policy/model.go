@@ -56,8 +56,9 @@ type Config struct {
 type IdentityType string
 
 const (
-	IdentityAddress IdentityType = "address" // our IP address (default)
-	IdentityDN      IdentityType = "dn"      // our certificate's subject DN
+	IdentityAddress  IdentityType = "address"  // our IP address (default)
+	IdentityDN       IdentityType = "dn"       // our certificate's subject DN
+	IdentityHostname IdentityType = "hostname" // our hostname (hostname NAME) as an FQDN
 )
 
 // AuthMethod is a phase-1 authentication method.

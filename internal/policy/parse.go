@@ -279,7 +279,7 @@ func buildModes() *modes {
 		c("groupvpn version MAJOR.MINOR.MINI", 1, 1, (*parser).version),
 		ce("crypto isakmp policy PRIORITY", 1, 1, func(p *parser, _ any, a []string) { p.isakmpPolicy(m, a) }),
 		c("crypto isakmp key KEY address {A.B.C.D [MASK] | ipv6 PREFIX}", 3, 4, (*parser).isakmpKey),
-		c("crypto isakmp identity {address | dn}", 1, 1, (*parser).isakmpIdentity),
+		c("crypto isakmp identity {address | dn | hostname}", 1, 1, (*parser).isakmpIdentity),
 		c("crypto key import {rsa | ec} LABEL file PATH", 4, 4, (*parser).keyImport),
 		c("crypto pki certificate file PATH", 1, 1, (*parser).pkiCert),
 		c("crypto pki ca file PATH", 1, 1, (*parser).pkiCA),
@@ -680,7 +680,7 @@ func (p *parser) isakmpIdentity(_ any, a []string) {
 	if a == nil {
 		return
 	}
-	if v, ok := p.choice(a[0], "crypto isakmp identity", "address", "dn"); ok {
+	if v, ok := p.choice(a[0], "crypto isakmp identity", "address", "dn", "hostname"); ok {
 		p.cfg.Identity, p.cfg.IdentityLine = IdentityType(v), p.line
 	}
 }

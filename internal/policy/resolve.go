@@ -23,6 +23,9 @@ func (p *parser) resolve() {
 	if c.Identity == IdentityDN && k.Chain == nil {
 		p.errAt(c.IdentityLine, "crypto isakmp identity dn needs crypto pki certificate file PATH")
 	}
+	if c.Identity == IdentityHostname && c.Hostname == "" {
+		p.errAt(c.IdentityLine, "crypto isakmp identity hostname needs hostname NAME")
+	}
 
 	// Phase 1.
 	for _, pol := range c.ISAKMPPolicies {
