@@ -37,7 +37,30 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config) {
 	srv.Handle("show version", "software version", snap(show.Version))
 	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", snap(show.KSReplay))
 	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs", snap(show.GMReplay))
-
+	srv.Handle("clear crypto gdoi [group WORD]", "GM: register again now over a new phase 1 (installed keys stay until replaced)",
+		func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
+			var groups []string
+			var err error
+			if derr := n.Do(ctx, func() { groups, err = n.Reregister(req.Args["group"], n.Now()) }); derr != nil {
+				return nil, derr
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%% %w", err)
+			}
+			var b strings.Builder
+			for _, g := range groups {
+				fmt.Fprintf(&b, "Re-registering group %s with its key server\n", g)
+			}
+			return &ctl.Reply{Text: b.String(), Data: map[string][]string{"groups": groups}}, nil
+		})
+	srv.Handle("clear crypto isakmp", "delete every phase-1 SA, telling each peer",
+		func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+			var k int
+			if err := n.Do(ctx, func() { k = n.ClearPhase1(n.Now()) }); err != nil {
+				return nil, err
+			}
+			return &ctl.Reply{Text: fmt.Sprintf("%d phase-1 SAs deleted\n", k), Data: map[string]int{"deleted": k}}, nil
+		})
 }
 
 // listening renders the addresses served, one a line.

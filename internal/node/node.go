@@ -142,6 +142,9 @@ type Node struct {
 	mcastSocks []*sock
 	joined     map[netip.AddrPort]bool
 	stats      struct{ acksBad, rekeysUnknown int }
+	// suspects are our phase-1 SAs to a KS that no new pull may use
+	// (register.go); bounded by the SAs we initiated.
+	suspects map[*ike.SA]bool
 }
 
 // New binds the sockets and builds the roles; Run starts the node.
@@ -455,13 +458,19 @@ func (n *Node) process(s *sock, out ike.Output) {
 		case ike.Established:
 			for _, r := range n.regs {
 				if r.state == regPhase1 && r.ks == e.Info.Peer {
-					n.startPull(r, s, ev.SA, now)
+					n.startPull(r, s, ev.SA, false, now)
 				}
 			}
+			if e.Info.Initiator {
+				n.dropSuspects(s, e.Info.Peer, now)
+			}
+		case ike.PeerLostState:
+			n.onPeerLost(ev.SA, now)
 		case ike.Failed, ike.Deleted, ike.Expired:
+			delete(n.suspects, ev.SA)
 			for _, r := range n.regs {
-				if r.sa == ev.SA || (r.state == regPhase1 && r.ks == ev.SA.Peer()) {
-					r.sa = nil
+				if r.sa == ev.SA || (r.state == regPhase1 && r.p1 == ev.SA) {
+					r.sa, r.p1 = nil, nil
 					if r.state == regPhase1 || r.state == regPull {
 						n.failover(r, fmt.Errorf("phase 1 with %s: %s", r.ks.Addr(), describe(ev.Event)), now)
 					}

@@ -80,6 +80,9 @@ func (n *Node) forget(s *sock) {
 			delete(n.serves, k)
 		}
 	}
+	for _, sa := range sas {
+		delete(n.suspects, sa)
+	}
 	for _, r := range n.regs {
 		if r.sock != s {
 			continue

@@ -1,8 +1,10 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
@@ -27,16 +29,21 @@ func (s regState) String() string {
 
 // registration is one GM group's registration state (SPEC T4).
 type registration struct {
-	cfg           GMGroup
-	state         regState
-	idx           int            // index of the KS being tried
-	ks            netip.AddrPort // the KS being tried or registered with
-	failures      int            // consecutive failures
-	next          time.Time      // when advance must act
-	sa            *ike.SA
-	sock          *sock
-	pull          *gdoi.Pull
-	pullTries     int
+	cfg       GMGroup
+	state     regState
+	idx       int            // index of the KS being tried
+	ks        netip.AddrPort // the KS being tried or registered with
+	failures  int            // consecutive failures
+	next      time.Time      // when advance must act
+	sa        *ike.SA
+	p1        *ike.SA // the phase 1 this registration started (regPhase1)
+	sock      *sock
+	pull      *gdoi.Pull
+	pullTries int
+	// reused: the pull runs over a phase-1 SA established before this
+	// attempt, which the KS may have lost (a restart).
+	reused        bool
+	freshAt       time.Time // when the last fresh phase 1 was started for a suspect SA
 	installed     *gm.Installed
 	registeredAt  time.Time
 	lastErr       string
@@ -62,6 +69,16 @@ func (n *Node) advance(r *registration, now time.Time) {
 		// safety net for a phase 1 that never started.
 		n.failover(r, fmt.Errorf("phase 1 with %s did not complete", r.ks.Addr()), now)
 	case regPull:
+		if r.reused {
+			// One unanswered transmission over an SA that predates this
+			// attempt: the KS may have lost its phase-1 state (a restart),
+			// and retransmitting over the same SA cannot help. A fresh main
+			// mode at once, with the same KS; a pull over the fresh SA
+			// that goes unanswered fails over as below.
+			n.suspect(r.sa)
+			n.fresh(r, now)
+			return
+		}
 		if r.pullTries >= 3 {
 			n.failover(r, fmt.Errorf("KS %s did not answer GROUPKEY-PULL", r.ks.Addr()), now)
 			return
@@ -73,32 +90,99 @@ func (n *Node) advance(r *registration, now time.Time) {
 }
 
 // attempt (re)registers with the current KS, reusing an established
-// phase-1 SA to it when there is one.
+// phase-1 SA to it when there is one that is not suspect.
 func (n *Node) attempt(r *registration, now time.Time) {
 	r.ks = r.cfg.Servers[r.idx%len(r.cfg.Servers)]
 	r.sock = n.sockFor(r.ks)
 	for _, sa := range r.sock.ep.SAs() {
-		if sa.Peer() == r.ks && sa.Info().Initiator {
-			n.startPull(r, r.sock, sa, now)
+		if sa.Peer() == r.ks && sa.Info().Initiator && !n.suspects[sa] {
+			n.startPull(r, r.sock, sa, true, now)
 			return
 		}
 	}
-	_, out, err := r.sock.ep.Initiate(r.ks, now)
+	sa, out, err := r.sock.ep.Initiate(r.ks, now)
 	if err != nil {
 		n.failover(r, err, now)
 		return
 	}
-	r.state, r.next = regPhase1, now.Add(2*time.Minute)
+	r.state, r.p1, r.pull, r.next = regPhase1, sa, nil, now.Add(2*time.Minute)
 	n.process(r.sock, out)
 }
 
-func (n *Node) startPull(r *registration, s *sock, sa *ike.SA, now time.Time) {
+// freshInterval bounds the fresh phase 1s started for one registration
+// because its SA became suspect (a hint from the network, which anyone on
+// the path can forge, must not make the GM run main mode in a loop).
+const freshInterval = 5 * time.Second
+
+// fresh abandons r's pull and registers again with the same KS at once
+// over a new phase-1 SA. The suspect SA stays until the new one is
+// established (process deletes it then): nothing unauthenticated removes
+// an SA.
+func (n *Node) fresh(r *registration, now time.Time) {
+	r.freshAt = now
+	r.pull, r.sa, r.reused = nil, nil, false
+	syslog.Log(n.log, syslog.Notice, "GM_REREGISTER", "KS %s did not answer over phase-1 SA for group %s: starting a new phase 1",
+		r.ks.Addr(), r.cfg.Name)
+	n.attempt(r, now)
+}
+
+// suspect marks one of our phase-1 SAs to a KS as unusable for new pulls:
+// the KS did not answer over it, or told us (unauthenticated) that it does
+// not know it. It is deleted once a new SA to the same KS is established.
+func (n *Node) suspect(sa *ike.SA) {
+	if sa == nil || !sa.Info().Initiator || sa.State() != ike.StateEstablished {
+		return
+	}
+	if n.suspects == nil {
+		n.suspects = map[*ike.SA]bool{}
+	}
+	n.suspects[sa] = true
+}
+
+// dropSuspects deletes (with a Delete) the suspect SAs to peer held by s,
+// now that an authenticated SA to it is established.
+func (n *Node) dropSuspects(s *sock, peer netip.AddrPort, now time.Time) {
+	for sa := range n.suspects {
+		if sa.Peer() != peer {
+			continue
+		}
+		delete(n.suspects, sa)
+		for _, r := range n.regs {
+			if r.sa == sa {
+				r.sa = nil
+			}
+		}
+		out, err := s.ep.Delete(sa, now)
+		if err != nil {
+			continue // held by another socket's endpoint, or gone
+		}
+		n.process(s, out)
+	}
+}
+
+// onPeerLost acts on the hint that the KS lost an SA's state (an
+// unprotected INVALID-COOKIE for its cookies): no new pull uses the SA,
+// and a registration whose pull runs over it starts a new phase 1 at once,
+// at most once per freshInterval.
+func (n *Node) onPeerLost(sa *ike.SA, now time.Time) {
+	if !sa.Info().Initiator {
+		return
+	}
+	n.suspect(sa)
+	for _, r := range n.regs {
+		if r.sa == sa && r.state == regPull && (r.freshAt.IsZero() || now.Sub(r.freshAt) >= freshInterval) {
+			n.fresh(r, now)
+		}
+	}
+}
+
+func (n *Node) startPull(r *registration, s *sock, sa *ike.SA, reused bool, now time.Time) {
 	pull, msg, err := gdoi.NewPull(sa, isakmp.GroupID(r.cfg.ID), r.cfg.SIDs, n.o.Rand)
 	if err != nil {
 		n.failover(r, err, now)
 		return
 	}
-	r.state, r.sa, r.sock, r.pull, r.pullTries = regPull, sa, s, pull, 1
+	r.state, r.sa, r.sock, r.pull, r.pullTries, r.reused, r.p1 = regPull, sa, s, pull, 1, reused, nil
 	r.next = now.Add(n.o.PullTimeout)
 	n.send(s, r.ks, msg)
 }
@@ -153,7 +237,7 @@ func (n *Node) failover(r *registration, err error, now time.Time) {
 	backoff = min(backoff, n.o.BackoffMax)
 	backoff = backoff/2 + time.Duration(n.uniform()*float64(backoff/2))
 	keep := r.installed != nil && now.Before(r.installed.Earliest)
-	r.state, r.pull, r.sa = regIdle, nil, nil
+	r.state, r.pull, r.sa, r.p1, r.reused = regIdle, nil, nil, nil, false
 	if keep {
 		r.state = regRegistered // old keys stay valid while we retry
 	}
@@ -198,4 +282,83 @@ func (n *Node) Members() []MemberState {
 		out = append(out, m)
 	}
 	return out
+}
+
+// Reregister is `clear crypto gdoi [group NAME]` on a GM: the groups named
+// (every group for "") register again at once, with the first key server
+// of their list and over a new phase-1 SA (the SA in use is deleted once
+// the new one is established). Unlike IOS, which deletes the downloaded
+// policy first, the TEKs and KEK installed stay until the new registration
+// replaces them or they expire, so traffic keeps flowing meanwhile. Use
+// inside Do; it reports the groups acted on.
+func (n *Node) Reregister(group string, now time.Time) ([]string, error) {
+	var done []string
+	for _, r := range n.regs {
+		if group != "" && !strings.EqualFold(group, r.cfg.Name) {
+			continue
+		}
+		n.suspect(r.sa)
+		for _, s := range n.socks {
+			for _, sa := range s.ep.SAs() {
+				for _, ks := range r.cfg.Servers {
+					if sa.Peer() == ks {
+						n.suspect(sa)
+					}
+				}
+			}
+		}
+		r.pull, r.sa, r.p1, r.reused, r.failures, r.idx = nil, nil, nil, false, 0, 0
+		r.state = regIdle
+		if r.installed != nil && now.Before(r.installed.Earliest) {
+			r.state = regRegistered
+		}
+		r.next = now
+		done = append(done, r.cfg.Name)
+	}
+	if len(done) == 0 {
+		if len(n.regs) == 0 {
+			return nil, errors.New("this node is not a group member")
+		}
+		return nil, fmt.Errorf("this node is not a member of group %s", group)
+	}
+	return done, nil
+}
+
+// ClearPhase1 is `clear crypto isakmp`: every established phase-1 SA is
+// deleted, with a Delete notification to its peer. Registrations whose
+// pull ran over one start again at once; registered ones keep their keys
+// and use a new phase 1 next time. Use inside Do; it reports how many SAs
+// were deleted.
+func (n *Node) ClearPhase1(now time.Time) int {
+	deleted := 0
+	for _, s := range n.socks {
+		for _, sa := range s.ep.SAs() {
+			out, err := s.ep.Delete(sa, now)
+			if err != nil {
+				continue
+			}
+			deleted++
+			delete(n.suspects, sa)
+			for k := range n.serves {
+				if k.sa == sa {
+					delete(n.serves, k)
+				}
+			}
+			for _, r := range n.regs {
+				if r.sa != sa {
+					continue
+				}
+				r.sa = nil
+				if r.state == regPull {
+					r.pull, r.reused = nil, false
+					r.state, r.next = regIdle, now
+					if r.installed != nil && now.Before(r.installed.Earliest) {
+						r.state = regRegistered
+					}
+				}
+			}
+			n.process(s, out)
+		}
+	}
+	return deleted
 }

@@ -1,0 +1,190 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/store"
+	"github.com/groupvpn/groupvpn/internal/version"
+)
+
+// restartLab is a KS restarted from its store on the same address and
+// port, and GMs registered with it, all on one fake clock that the test
+// moves in small steps while datagrams cross loopback in real time.
+type restartLab struct {
+	t     *testing.T
+	ctx   context.Context
+	clk   *fakeClock
+	path  string
+	addr  netip.AddrPort
+	grp   ks.GroupConfig
+	ks    *Node
+	stop  context.CancelFunc
+	st    *store.Store
+	gms   []*Node
+	extra func(*Options) // edits the KS's options (tests of other faults)
+}
+
+func newRestartLab(t *testing.T, ctx context.Context, ksAddr netip.Addr, gms int, gmBase byte) *restartLab {
+	l := &restartLab{t: t, ctx: ctx, clk: &fakeClock{now: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)},
+		path: filepath.Join(t.TempDir(), "ks.db"), grp: ksGroup(t, ksAddr)}
+	l.grp.Rekey = ks.RekeyPolicy{Unicast: true}
+	l.grp.TEKs = l.grp.TEKs[:1] // 1 h: a removal-now's jitter window is 72 s
+	l.startKS(netip.AddrPortFrom(ksAddr, 0))
+	l.addr = l.ks.Addrs()[0]
+	for i := 0; i < gms; i++ {
+		l.gms = append(l.gms, start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.%d.%d:0", gmBase, 10+i))},
+			IKE: ikeCfg("k", version.Current), Now: l.clk.Now,
+			GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{l.addr}, SIDs: 1}}}))
+	}
+	for _, g := range l.gms {
+		waitFor(t, "registration", g, func() bool { return g.Members()[0].State == "registered" })
+	}
+	return l
+}
+
+func (l *restartLab) startKS(at netip.AddrPort) {
+	st, err := store.Open(l.path, store.Options{})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	kctx, stop := context.WithCancel(l.ctx)
+	o := Options{Listen: []netip.AddrPort{at}, IKE: ikeCfg("k", version.Current), KS: []ks.GroupConfig{l.grp}, Store: st, Now: l.clk.Now}
+	if l.extra != nil {
+		l.extra(&o)
+	}
+	l.ks, l.stop, l.st = start(l.t, kctx, o), stop, st
+}
+
+// restart stops the KS (its phase-1 SAs die with it, as with kill -9) and
+// starts a new one from the same store on the same address.
+func (l *restartLab) restart() {
+	l.ks.Do(l.ctx, func() {}) // let the pending member save run
+	l.stop()
+	time.Sleep(50 * time.Millisecond)
+	l.st.Close()
+	l.startKS(l.addr)
+}
+
+// pump moves the clock in steps of 100 ms, waking every node, until cond
+// holds or limit has passed; it returns the simulated time taken.
+func (l *restartLab) pump(limit time.Duration, cond func() bool) (time.Duration, bool) {
+	const step = 100 * time.Millisecond
+	var spent time.Duration
+	for {
+		if cond() {
+			return spent, true
+		}
+		if spent >= limit {
+			return spent, false
+		}
+		l.clk.Add(step)
+		spent += step
+		l.ks.Do(l.ctx, func() {})
+		for _, g := range l.gms {
+			g.Do(l.ctx, func() {})
+		}
+		time.Sleep(3 * time.Millisecond) // datagrams cross in real time
+	}
+}
+
+// current reports whether every GM is registered and holds every TEK the
+// KS holds now, unexpired.
+func (l *restartLab) current() bool {
+	var spis []uint32
+	l.ks.Do(l.ctx, func() {
+		for _, tk := range l.ks.ks.Snapshot()[0].TEKs {
+			spis = append(spis, tk.SPI)
+		}
+	})
+	now := l.clk.Now()
+	for _, g := range l.gms {
+		ok := true
+		g.Do(l.ctx, func() {
+			if g.Members()[0].State != "registered" {
+				ok = false
+				return
+			}
+			held := map[uint32]bool{}
+			for _, tk := range g.Dataplane().TEKs() {
+				if now.Before(tk.Expires) {
+					held[tk.SPI] = true
+				}
+			}
+			for _, s := range spis {
+				ok = ok && held[s]
+			}
+		})
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// proves: S7, O4 (issue 11 item 1) — GMs whose KS was restarted from its
+// store (so it lost every phase-1 SA) hold the KS's valid TEKs again within
+// their jitter window + 10 s, after a removal-now sent by the restarted KS
+// and after a plain re-registration: a pull over the old SA that goes
+// unanswered is not retransmitted over it nor failed over to another KS;
+// the GM runs a fresh main mode with the same KS at once and deletes the
+// old SA once the new one is established. Without the fix the GMs pull
+// over the dead SA forever.
+func TestGMsRecoverFromARestartedKS(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := newRestartLab(t, ctx, netip.MustParseAddr("127.0.0.130"), 3, 1)
+	l.pump(2*time.Second, func() bool { return false }) // member records saved
+	l.restart()
+
+	// clear crypto gdoi ks members now, on the restarted KS.
+	l.ks.Do(ctx, func() {
+		if _, err := l.ks.SendRemoval("GETVPN", true, l.clk.Now()); err != nil {
+			t.Error(err)
+		}
+	})
+	window := max(time.Hour/50, time.Second) // removal-now jitter for 1 h TEKs
+	took, ok := l.pump(window+10*time.Second, l.current)
+	if !ok {
+		for _, g := range l.gms {
+			t.Logf("GM: %+v", gmState(t, g))
+		}
+		t.Fatalf("after removal-now from the restarted KS, the GMs hold no current keys %s later (bound: %s)", took, window+10*time.Second)
+	}
+	t.Logf("removal-now after a KS restart: every GM current again after %s (simulated)", took)
+	for _, g := range l.gms {
+		var p1 int
+		g.Do(ctx, func() { p1 = len(g.PhaseOneSAs()) })
+		if m := gmState(t, g); m.Registrations != 2 || p1 != 1 {
+			t.Fatalf("GM after recovery: %d phase-1 SAs (the old one must be deleted), %+v", p1, m)
+		}
+	}
+
+	// A plain re-registration (its timer fired) after another restart.
+	l.restart()
+	for _, g := range l.gms {
+		g.Do(ctx, func() { g.regs[0].next = l.clk.Now() })
+	}
+	took, ok = l.pump(10*time.Second, func() bool {
+		for _, g := range l.gms {
+			if gmState(t, g).Registrations != 3 {
+				return false
+			}
+		}
+		return l.current()
+	})
+	if !ok {
+		t.Fatalf("re-registration after a KS restart: GMs not registered %s later", took)
+	}
+	t.Logf("re-registration after a KS restart: every GM registered after %s (simulated)", took)
+	for _, g := range l.gms {
+		if m := gmState(t, g); m.Failures != 0 {
+			t.Fatalf("GM failed over instead of starting a fresh phase 1: %+v", m)
+		}
+	}
+}
