@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 )
 
 // Verbs of the protocol (SPEC D1).
@@ -46,6 +47,12 @@ func Call(dir string, req Request) (Response, error) {
 	}
 	defer c.Close()
 	if err := json.NewEncoder(c).Encode(req); err != nil {
+		// A srcmstr at its connection limit answers before it closes.
+		var resp Response
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if json.NewDecoder(c).Decode(&resp) == nil && resp.Stderr != "" {
+			return resp, nil
+		}
 		return Response{}, fmt.Errorf("srcmstr at %s: send: %w", sock, err)
 	}
 	var resp Response

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,7 +51,17 @@ type Options struct {
 	Env []string
 	// Logger receives srcmstr's own messages; default discards.
 	Logger *slog.Logger
+	// MaxConns bounds the connections served at once (default 32); one
+	// more is answered "srcmstr: too many connections" and closed.
+	// IOTimeout bounds reading a request from a new connection and
+	// writing its answer (default 10 s); a request is at most MaxRequest
+	// bytes.
+	MaxConns  int
+	IOTimeout time.Duration
 }
+
+// MaxRequest bounds a request to srcmstr.
+const MaxRequest = 64 << 10
 
 // run is one process of a subsystem, from start to exit.
 type run struct {
@@ -95,6 +106,21 @@ type Server struct {
 	// group start is not interleaved with a stop; lssrc does not take it.
 	verbs sync.Mutex
 	once  sync.Once
+
+	open    atomic.Int64
+	dropped ConnDrops
+}
+
+// ConnDrops counts the connections srcmstr dropped since it started.
+type ConnDrops struct {
+	refused, bad atomic.Uint64
+}
+
+// Drops returns the connections refused over Options.MaxConns and those
+// closed without an answer: a request that was not one, too long, or not
+// sent within Options.IOTimeout.
+func (s *Server) Drops() (refused, bad uint64) {
+	return s.dropped.refused.Load(), s.dropped.bad.Load()
 }
 
 // SocketPath is where srcmstr listens in dir.
@@ -131,6 +157,12 @@ func NewServer(opt Options) (*Server, error) {
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opt.MaxConns <= 0 {
+		opt.MaxConns = 32
+	}
+	if opt.IOTimeout <= 0 {
+		opt.IOTimeout = 10 * time.Second
 	}
 	if err := os.MkdirAll(opt.Rundir, 0o755); err != nil {
 		return nil, fmt.Errorf("srcmstr: runtime directory: %w", err)
@@ -198,16 +230,36 @@ func (s *Server) Serve() error {
 				return fmt.Errorf("srcmstr: accept: %w", err)
 			}
 		}
+		if s.open.Add(1) > int64(s.opt.MaxConns) {
+			s.open.Add(-1)
+			if n := s.dropped.refused.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th...
+				s.opt.Logger.Warn("srcmstr: connection refused: too many connections", "limit", s.opt.MaxConns, "refused_total", n)
+			}
+			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			json.NewEncoder(c).Encode(Response{Stderr: fmt.Sprintf("srcmstr: too many connections (limit %d); try again\n", s.opt.MaxConns), Exit: 1})
+			c.Close()
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.open.Add(-1)
 			defer c.Close()
 			var req Request
-			if err := json.NewDecoder(c).Decode(&req); err != nil {
+			c.SetReadDeadline(time.Now().Add(s.opt.IOTimeout))
+			lr := &io.LimitedReader{R: c, N: MaxRequest}
+			if err := json.NewDecoder(lr).Decode(&req); err != nil {
+				s.dropped.bad.Add(1)
+				if lr.N == 0 {
+					err = fmt.Errorf("request longer than %d bytes", MaxRequest)
+				}
+				c.SetWriteDeadline(time.Now().Add(s.opt.IOTimeout))
 				json.NewEncoder(c).Encode(Response{Stderr: fmt.Sprintf("srcmstr: bad request: %v\n", err), Exit: 2})
 				return
 			}
-			json.NewEncoder(c).Encode(s.Handle(req))
+			resp := s.Handle(req)
+			c.SetWriteDeadline(time.Now().Add(s.opt.IOTimeout))
+			json.NewEncoder(c).Encode(resp)
 		}()
 	}
 }

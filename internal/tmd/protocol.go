@@ -13,6 +13,14 @@
 // MaxLine bytes; a longer or malformed line is answered with an error and
 // counted, and the connection stays open.
 //
+// Limits (Options.Limits): at most 32 connections at once (one more is
+// answered {"error":"tmd: too many connections (limit 32); try again
+// later"} and closed); the hello must arrive within 10 s of the connect;
+// an introduced connection silent for 5 minutes is closed (the IKE
+// daemons' clients check tmd every 2 s and redial); a line, once begun,
+// must end within 30 s; a response not read within 5 s closes the
+// connection. Status counts them (refused, timed_out, write_failed).
+//
 // The client's first line is a hello:
 //
 //	{"hello":{"api":1,"client":"isakmpd","pid":123}}
@@ -117,8 +125,15 @@ type Status struct {
 	TEKs    int       `json:"teks"`
 	KEKs    int       `json:"keks"`
 	// Malformed counts the request lines refused as malformed since start.
-	Malformed uint64       `json:"malformed"`
-	Clients   []ClientInfo `json:"clients"`
+	Malformed uint64 `json:"malformed"`
+	// Refused counts connections refused over the connection limit,
+	// TimedOut those closed by a hello, idle or line timeout, and
+	// WriteFailed those closed because a response could not be written
+	// (a client that does not read) since start.
+	Refused     uint64       `json:"refused"`
+	TimedOut    uint64       `json:"timed_out"`
+	WriteFailed uint64       `json:"write_failed"`
+	Clients     []ClientInfo `json:"clients"`
 }
 
 // ClientInfo is one connected client as its hello named it.

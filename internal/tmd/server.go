@@ -27,6 +27,61 @@ type Options struct {
 	// Ready, when set, is called once the socket listens (the daemon
 	// reports readiness to srcmstr then, SPEC D1).
 	Ready func()
+	// Limits bound what the socket's clients can hold; zero fields take
+	// their defaults.
+	Limits Limits
+}
+
+// Limits bound the API socket's connections: a process that connects and
+// stays silent, trickles a line, or stops reading holds a bounded number
+// of goroutines and buffers for a bounded time.
+type Limits struct {
+	// MaxConns is the number of connections served at once; one more is
+	// answered with one error line and closed (Status.Refused). Default
+	// DefaultMaxConns.
+	MaxConns int
+	// HelloTimeout is how long a new connection has to complete its
+	// hello. Default DefaultHelloTimeout.
+	HelloTimeout time.Duration
+	// IdleTimeout closes an introduced connection that sends nothing for
+	// that long (the IKE daemons' clients check tmd every
+	// KeepaliveInterval, and redial). Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// LineTimeout is how long a request line may take from its first
+	// byte to its newline. Default DefaultLineTimeout.
+	LineTimeout time.Duration
+	// WriteTimeout bounds writing one response to a client that does not
+	// read; the connection is then closed (Status.WriteFailed). Default
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
+}
+
+// Defaults of Limits.
+const (
+	DefaultMaxConns     = 32
+	DefaultHelloTimeout = 10 * time.Second
+	DefaultIdleTimeout  = 5 * time.Minute
+	DefaultLineTimeout  = 30 * time.Second
+	DefaultWriteTimeout = 5 * time.Second
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxConns <= 0 {
+		l.MaxConns = DefaultMaxConns
+	}
+	if l.HelloTimeout <= 0 {
+		l.HelloTimeout = DefaultHelloTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.LineTimeout <= 0 {
+		l.LineTimeout = DefaultLineTimeout
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = DefaultWriteTimeout
+	}
+	return l
 }
 
 // Server is tmd: it owns the SA database, serves the API on a unix socket
@@ -36,7 +91,8 @@ type Server struct {
 	now func() time.Time
 	db  *sadb.Memory
 	// ready is Options.Ready.
-	ready func()
+	ready  func()
+	limits Limits
 	// wake nudges the expiry loop after an install (a new, maybe
 	// earlier, deadline).
 	wake chan struct{}
@@ -44,7 +100,13 @@ type Server struct {
 	mu        sync.Mutex
 	started   time.Time
 	malformed uint64
+	refused   uint64 // connections over Limits.MaxConns
+	timedOut  uint64 // connections closed by a hello, idle or line timeout
+	writeFail uint64 // connections closed because a response could not be written
+	open      int    // connections being served
 	clients   map[*serverConn]ClientInfo
+	// lastRefusalLog rate-limits the refusal warning.
+	lastRefusalLog time.Time
 	// fail mirrors the fail modes set in db: sadb.Memory cannot
 	// enumerate them, and list reports them all.
 	fail map[string]sadb.FailMode
@@ -55,15 +117,13 @@ type serverConn struct {
 	c net.Conn
 }
 
-// writeTimeout bounds writing one response to a client that does not read.
-const writeTimeout = 5 * time.Second
-
 // NewServer returns a server with an empty SA database.
 func NewServer(o Options) *Server {
 	s := &Server{
 		log:     o.Logger,
 		now:     o.Now,
 		ready:   o.Ready,
+		limits:  o.Limits.withDefaults(),
 		db:      sadb.NewMemory(),
 		wake:    make(chan struct{}, 1),
 		clients: map[*serverConn]ClientInfo{},
@@ -93,6 +153,9 @@ func (s *Server) Status() Status {
 	s.mu.Lock()
 	st.Started = s.started
 	st.Malformed = s.malformed
+	st.Refused = s.refused
+	st.TimedOut = s.timedOut
+	st.WriteFailed = s.writeFail
 	for _, ci := range s.clients {
 		st.Clients = append(st.Clients, ci)
 	}
@@ -137,8 +200,25 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 			wg.Wait()
 			return fmt.Errorf("tmd: accept on %s: %w", path, err)
 		}
+		s.mu.Lock()
+		full := s.open >= s.limits.MaxConns
+		if full {
+			s.refused++
+		} else {
+			s.open++
+		}
+		s.mu.Unlock()
+		if full {
+			s.refuseConn(c)
+			continue
+		}
 		sc := &serverConn{c: c}
-		wg.Go(func() { s.serveConn(ctx, sc) })
+		wg.Go(func() {
+			s.serveConn(ctx, sc)
+			s.mu.Lock()
+			s.open--
+			s.mu.Unlock()
+		})
 	}
 	wg.Wait()
 	return nil
@@ -176,16 +256,62 @@ func probe(ctx context.Context, path string) (int, error) {
 	return resp.PID, nil
 }
 
+// refuseConn answers a connection over Limits.MaxConns with one error
+// line and closes it; it is logged at most once a minute.
+func (s *Server) refuseConn(c net.Conn) {
+	now := time.Now()
+	s.mu.Lock()
+	logIt := now.Sub(s.lastRefusalLog) >= time.Minute
+	if logIt {
+		s.lastRefusalLog = now
+	}
+	n := s.refused
+	s.mu.Unlock()
+	if logIt {
+		s.log.Warn("tmd refused a connection: too many connections", "limit", s.limits.MaxConns, "refused_total", n)
+	}
+	b, _ := encodeLine(Response{Error: fmt.Sprintf("tmd: too many connections (limit %d); try again later", s.limits.MaxConns)})
+	c.SetWriteDeadline(now.Add(100 * time.Millisecond))
+	c.Write(b)
+	c.Close()
+}
+
+// nextLine reads the next request line within the limits: before the
+// hello the connection's deadline is the one set at accept (the hello must
+// arrive within HelloTimeout, whatever else is sent first); after it the
+// connection may stay silent for IdleTimeout, and a line, once begun, must
+// end within LineTimeout.
+func (s *Server) nextLine(sc *serverConn, rd *bufio.Reader, introduced bool) ([]byte, error) {
+	if !introduced {
+		return readLine(rd)
+	}
+	if rd.Buffered() == 0 {
+		sc.c.SetReadDeadline(time.Now().Add(s.limits.IdleTimeout))
+		if _, err := rd.Peek(1); err != nil {
+			return nil, err
+		}
+	}
+	sc.c.SetReadDeadline(time.Now().Add(s.limits.LineTimeout))
+	return readLine(rd)
+}
+
 // serveConn runs one connection: the hello, then request after request.
 func (s *Server) serveConn(ctx context.Context, sc *serverConn) {
 	defer sc.c.Close()
 	stop := context.AfterFunc(ctx, func() { sc.c.Close() })
 	defer stop()
 	rd := bufio.NewReaderSize(sc.c, 64<<10)
+	sc.c.SetReadDeadline(time.Now().Add(s.limits.HelloTimeout))
 	var hello *Hello
 	for {
-		line, err := readLine(rd)
+		line, err := s.nextLine(sc, rd, hello != nil)
 		if err != nil && !errors.Is(err, errLineTooLong) {
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+				s.mu.Lock()
+				s.timedOut++
+				s.mu.Unlock()
+				s.log.Debug("tmd closed a connection: read timeout", "introduced", hello != nil)
+			}
 			if hello != nil && hello.Client != probeName {
 				s.log.Info("tmd client disconnected", "client", hello.Client, "pid", hello.PID)
 			}
@@ -252,8 +378,11 @@ func (s *Server) write(sc *serverConn, r Response) {
 	if err != nil {
 		b, _ = encodeLine(Response{Error: "tmd: encoding the response: " + err.Error()})
 	}
-	sc.c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	sc.c.SetWriteDeadline(time.Now().Add(s.limits.WriteTimeout))
 	if _, err := sc.c.Write(b); err != nil {
+		s.mu.Lock()
+		s.writeFail++
+		s.mu.Unlock()
 		sc.c.Close() // the reader sees it and ends the connection
 	}
 }

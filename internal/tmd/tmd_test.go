@@ -39,8 +39,15 @@ type running struct {
 // start serves a new server on path and waits until it listens.
 func start(t *testing.T, path string, logger *slog.Logger) *running {
 	t.Helper()
+	return startWith(t, path, Options{Logger: logger})
+}
+
+// startWith is start with options (Ready is set here).
+func startWith(t *testing.T, path string, o Options) *running {
+	t.Helper()
 	ready := make(chan struct{})
-	srv := NewServer(Options{Logger: logger, Ready: func() { close(ready) }})
+	o.Ready = func() { close(ready) }
+	srv := NewServer(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, path) }()
