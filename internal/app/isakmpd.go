@@ -233,12 +233,14 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon,
 				problems = append(problems, "syslog destination not reopened: "+err.Error())
 			}
 		}
-		c, err := policy.Load(file)
-		if err != nil {
+		// A file that is invalid, or that the running node cannot take
+		// (a group added or removed, phase 1 changed: daemon.SetConfig), is
+		// refused with the reason; the running configuration stays exactly
+		// what runs, and srcmstr is told refresh-failed.
+		if err := d.Reload(); err != nil {
 			logger.Error("configuration reload refused; the running configuration stays", "err", err.Error())
 			problems = append(problems, "configuration refused, the running configuration stays: "+oneLine(err.Error()))
 		} else {
-			d.SetConfig(c)
 			logger.Info("configuration reloaded", "file", file)
 		}
 		var served []netip.AddrPort

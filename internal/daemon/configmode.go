@@ -57,9 +57,12 @@ func installConfigMode(d *Daemon, logger *slog.Logger) {
 
 // SetCommitHook sets the function run after each committed configuration
 // change (configure terminal ... end, SetConfig), with the configuration
-// before and after; nil removes it. The default is ApplyConfig. Commits are serialized: the hook runs
-// for one change at a time, in order, and must not commit itself. It runs
-// after Config returns the new configuration and CONFIG_I is logged.
+// before and after; nil removes it. The default is ApplyConfig (which logs
+// POLICY_CHANGE). Commits are serialized: the hook runs for one change at a
+// time, in order, and must not commit itself. It runs once the node runs
+// the new configuration, Config returns it and CONFIG_I is logged; a
+// configuration the node cannot take is refused before (apply.go) and
+// never reaches the hook.
 func (d *Daemon) SetCommitHook(f func(old, new *policy.Config)) {
 	cm := d.configMode()
 	cm.mu.Lock()
@@ -67,17 +70,42 @@ func (d *Daemon) SetCommitHook(f func(old, new *policy.Config)) {
 	cm.mu.Unlock()
 }
 
-// SetConfig makes c the running configuration (a reload) and runs the
-// commit hook; it returns the configuration it replaced.
-func (d *Daemon) SetConfig(c *policy.Config) (old *policy.Config) {
+// SetConfig makes c the running configuration (a reload) if the running
+// node can take it, and runs the commit hook. Otherwise it returns why
+// (*NotAppliedError) and changes nothing: the running configuration stays
+// exactly what runs.
+func (d *Daemon) SetConfig(c *policy.Config) error {
 	cm := d.configMode()
 	cm.mu.Lock()
 	defer cm.mu.Unlock()
-	old = d.swapConfig(c)
-	if cm.hook != nil {
-		cm.hook(old, c)
+	old, err := d.apply(c)
+	if err != nil {
+		return err
 	}
-	return old
+	d.runHook(old, c)
+	return nil
+}
+
+// Reload rereads the configuration file the running configuration was
+// loaded from and applies it (SetConfig). An invalid file is refused with
+// every file:line and reason, a file the running node cannot take with the
+// reasons (*NotAppliedError); either way the running configuration stays.
+// No input makes it panic.
+func (d *Daemon) Reload() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error while reloading the configuration: %v (please report this)", r)
+		}
+	}()
+	file := d.Config().File
+	if file == "" {
+		return errors.New("the running configuration was not loaded from a file: nothing to reload")
+	}
+	c, err := policy.Load(file)
+	if err != nil {
+		return err
+	}
+	return d.SetConfig(c)
 }
 
 func (d *Daemon) swapConfig(c *policy.Config) *policy.Config {
@@ -93,7 +121,8 @@ func (d *Daemon) swapConfig(c *policy.Config) *policy.Config {
 
 // commit ends a configuration session: the editor's candidate, rebased on
 // the running configuration if another session committed meanwhile,
-// becomes the running configuration. Nothing changes on an error.
+// becomes the running configuration if it is valid and the running node
+// can take it (apply). Nothing changes on an error.
 func (d *Daemon) commit(ed *policy.Editor) error {
 	cm := d.configMode()
 	cm.mu.Lock()
@@ -115,15 +144,17 @@ func (d *Daemon) commit(ed *policy.Editor) error {
 			return err
 		}
 	}
-	// IOS logs CONFIG_I whenever configuration mode is left.
-	syslog.LogFacility(cm.log, "SYS", syslog.Notice, "CONFIG_I", "Configured from console by console")
 	if nc == nil {
+		// IOS logs CONFIG_I whenever configuration mode is left.
+		syslog.LogFacility(cm.log, "SYS", syslog.Notice, "CONFIG_I", "Configured from console by console")
 		return nil // nothing changed: no new configuration, no hook
 	}
-	old := d.swapConfig(nc)
-	if cm.hook != nil {
-		cm.hook(old, nc)
+	old, err := d.apply(nc)
+	if err != nil {
+		return err // still in configuration mode: fix the candidate, or abort
 	}
+	syslog.LogFacility(cm.log, "SYS", syslog.Notice, "CONFIG_I", "Configured from console by console")
+	d.runHook(old, nc)
 	return nil
 }
 

@@ -26,6 +26,11 @@ type Daemon struct {
 	log      *slog.Logger
 	cm       *configMode // configure terminal (configmode.go)
 
+	// listen and port are what the node was built with: a new
+	// configuration maps to node options with them (apply.go).
+	listen []netip.AddrPort
+	port   uint16
+
 	// inventory, when set (ServeInventory), is what Refresh serves: every
 	// address of every up interface, or the addresses the iked broker
 	// serves. Nil: the explicit list stays.
@@ -46,7 +51,7 @@ func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Lo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{Ctl: ctl.NewServer(logger), config: c, baseline: c, log: logger}
+	d := &Daemon{Ctl: ctl.NewServer(logger), config: c, baseline: c, log: logger, listen: listen, port: port}
 	// Pre-shared keys come from the configuration in force, so removing
 	// `crypto isakmp key` for a GM revokes it at once (SPEC R3).
 	o.IKE.Creds.PSK = func(a netip.Addr) ([]byte, bool) { return d.Config().PSKFor(a) }

@@ -185,36 +185,23 @@ func profileLifetime(sa *policy.SAIPsec) time.Duration {
 }
 
 // ApplyConfig is the default commit hook: after a committed configuration
-// (configure terminal, or a reload: SetConfig) has become the running one,
-// the KS groups' new policy is installed without sending anything (SPEC
-// P1), and the primary KS logs POLICY_CHANGE for each group whose policy
-// changed.
+// (configure terminal, or a reload: SetConfig) has become the running one
+// and the node runs it (apply.go: the KS groups' new policy is installed
+// without sending anything, SPEC P1), the primary KS logs POLICY_CHANGE for
+// each group whose policy changed.
 func (d *Daemon) ApplyConfig(old, new *policy.Config) {
-	o, err := Options(new, nil, 0)
-	if err != nil {
-		d.log.Error("the new configuration cannot be applied to the key server", "err", err)
-		return
-	}
 	changed := map[string]bool{}
 	for _, c := range policy.Diff(old, new) {
 		changed[c.Group] = true
 	}
-	for _, kg := range o.KS {
-		if !changed[kg.Name] {
+	for _, g := range new.KSGroups() {
+		if !changed[g.Name] {
 			continue
 		}
 		var primary bool
-		var uerr error
-		d.Node.Do(context.Background(), func() {
-			uerr = d.Node.KS().UpdatePolicy(kg)
-			primary = d.Node.KS().Primary(kg.Name)
-		})
-		if uerr != nil {
-			d.log.Error("group policy not applied", "group", kg.Name, "err", uerr)
-			continue
-		}
+		d.Node.Do(context.Background(), func() { primary = d.Node.KS().Primary(g.Name) })
 		if primary {
-			syslog.Log(d.log, syslog.Notice, "POLICY_CHANGE", "GDOI group %s policy has changed. Use 'crypto gdoi ks rekey' to send a rekey, or the changes will be send in the next scheduled rekey", kg.Name)
+			syslog.Log(d.log, syslog.Notice, "POLICY_CHANGE", "GDOI group %s policy has changed. Use 'crypto gdoi ks rekey' to send a rekey, or the changes will be send in the next scheduled rekey", g.Name)
 		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
-// proves: P1 (reload), D4 (logging reopened) — SIGHUP rereads the configuration file and reopens the -syslog file after rotation: a policy
+// proves: P1 (reload), D4 (logging reopened; issue 11 item 6) — SIGHUP rereads the configuration file and reopens the -syslog file after rotation: a policy
 // change is logged as POLICY_CHANGE and listed as pending, with no rekey
 // sent; an invalid file is refused with file:line and reason, and the
 // running configuration stays.
@@ -95,5 +95,22 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	})
 	if out := cli("show running-config | include esp-gcm|identity"); !strings.Contains(out, "esp-gcm 256") || !strings.Contains(out, "identity number 4242") {
 		t.Fatalf("the running configuration changed after a refused reload:\n%s", out)
+	}
+
+	// Issue 11 item 6: a file cut before crypto gdoi group parses, but the
+	// running KS cannot drop the group it serves: refused, with the reason.
+	cut := changed[:strings.Index(changed, "crypto gdoi group")]
+	if err := os.WriteFile(conf, []byte(cut), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hangup()
+	waitFor("the refusal of the truncated file", func() bool {
+		return strings.Contains(log.String(), "crypto gdoi group CRASH: key-server group (server local) would be removed")
+	})
+	if out := cli("show running-config | include crypto gdoi group"); !strings.Contains(out, "crypto gdoi group CRASH") {
+		t.Fatalf("show running-config lost the group after a refused reload:\n%s", out)
+	}
+	if out := cli("show crypto gdoi ks policy"); !strings.Contains(out, "For group CRASH") {
+		t.Fatalf("show crypto gdoi ks policy after a refused reload:\n%s", out)
 	}
 }

@@ -280,26 +280,8 @@ func lineError(errs ErrorList, at int) error {
 // scan parses src like Parse but without resolving references; it returns
 // the parser's mode stack after line at (1-based; 0: none).
 func (e *Editor) scan(src string, at int) (*Config, ErrorList, []frame) {
-	p := &parser{cfg: &Config{File: RunningConfigName, Dir: e.dir, Identity: IdentityAddress}}
-	p.m = buildModes()
-	p.stack = []frame{{mode: p.m.global}}
-	var stack []frame
-	for i, raw := range strings.Split(src, "\n") {
-		if len(p.errs) > MaxErrors {
-			break
-		}
-		p.line = i + 1
-		p.text = strings.TrimSpace(strings.TrimSuffix(raw, "\r"))
-		if p.text != "" && p.text[0] != '!' {
-			p.dispatch(strings.Fields(p.text))
-		}
-		if p.line == at {
-			stack = slices.Clone(p.stack)
-		}
-	}
-	if stack == nil {
-		stack = p.stack
-	}
+	p := newParser(RunningConfigName, e.dir)
+	stack := p.run(strings.Split(src, "\n"), at, false)
 	p.cfg.File = e.file
 	return p.cfg, p.errs, stack
 }

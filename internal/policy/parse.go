@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
@@ -15,10 +14,14 @@ import (
 	"github.com/groupvpn/groupvpn/internal/version"
 )
 
+// MaxConfigFile bounds what Load reads: a configuration of thousands of
+// groups is a few hundred kilobytes.
+const MaxConfigFile = 8 << 20
+
 // Load reads and parses the configuration file at path; key and
 // certificate paths in it are relative to its directory.
 func Load(path string) (*Config, error) {
-	src, err := os.ReadFile(path)
+	src, err := readFile(path, MaxConfigFile, false)
 	if err != nil {
 		return nil, ErrorList{{File: path, Msg: fmt.Sprintf("cannot read: %v", errorsUnwrapPath(err))}}
 	}
@@ -37,24 +40,8 @@ func errorsUnwrapPath(err error) error {
 // it returns a nil Config and an ErrorList of every problem found, up to
 // MaxErrors.
 func Parse(name string, src []byte) (*Config, error) {
-	p := &parser{cfg: &Config{File: name, Dir: filepath.Dir(name), Identity: IdentityAddress}}
-	p.m = buildModes()
-	p.stack = []frame{{mode: p.m.global}}
-	lines := bytes.Split(src, []byte("\n"))
-	for i, raw := range lines {
-		if len(p.errs) > MaxErrors {
-			break
-		}
-		p.line = i + 1
-		p.text = strings.TrimSpace(strings.TrimSuffix(string(raw), "\r"))
-		if p.text == "" || p.text[0] == '!' {
-			continue
-		}
-		p.dispatch(strings.Fields(p.text))
-	}
-	if len(p.errs) <= MaxErrors {
-		p.resolve()
-	}
+	p := newParser(name, filepath.Dir(name))
+	p.run(strings.Split(string(src), "\n"), 0, true)
 	if len(p.errs) == 0 {
 		return p.cfg, nil
 	}
@@ -64,6 +51,51 @@ func Parse(name string, src []byte) (*Config, error) {
 		p.errs = append(p.errs[:MaxErrors:MaxErrors], &Error{File: name, Line: last.Line, Msg: fmt.Sprintf("too many errors (more than %d); fix these and check again", MaxErrors)})
 	}
 	return nil, p.errs
+}
+
+func newParser(file, dir string) *parser {
+	p := &parser{cfg: &Config{File: file, Dir: dir, Identity: IdentityAddress}}
+	p.m = buildModes()
+	p.stack = []frame{{mode: p.m.global}}
+	return p
+}
+
+// run parses lines (1-based line numbers) and, when resolve is set and
+// there are not too many errors, resolves references. It returns the mode
+// stack as it was after line at (0: after the last line).
+//
+// No input may panic the parser; every command checks its arguments. As a
+// last line of defence, a panic is recovered here into an "internal error"
+// at the line being parsed, so that a bug is a refused configuration
+// (`config check`, a refused reload) and never a dead daemon.
+func (p *parser) run(lines []string, at int, resolve bool) (stack []frame) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.errorf("internal error while parsing %q: %v; the configuration is refused (please report this)", p.text, r)
+			stack = p.stack[:1]
+		}
+	}()
+	for i, raw := range lines {
+		if len(p.errs) > MaxErrors {
+			break
+		}
+		p.line = i + 1
+		p.text = strings.TrimSpace(strings.TrimSuffix(raw, "\r"))
+		if p.text != "" && p.text[0] != '!' {
+			p.dispatch(strings.Fields(p.text))
+		}
+		if p.line == at {
+			stack = slices.Clone(p.stack)
+		}
+	}
+	if stack == nil {
+		stack = p.stack
+	}
+	if resolve && len(p.errs) <= MaxErrors {
+		p.line, p.text = 0, ""
+		p.resolve()
+	}
+	return stack
 }
 
 type parser struct {
@@ -766,7 +798,9 @@ func (p *parser) transforms(name string, words []string) (*TransformSet, bool) {
 	ts := &TransformSet{Name: name, Mode: "tunnel", Line: p.line}
 	what := "crypto ipsec transform-set " + name
 	hmac := func(w, prefix string) (Integrity, bool) {
-		if !strings.HasPrefix(w, prefix) || !strings.HasSuffix(w, "-hmac") {
+		// esp-hmac and ah-hmac have the prefix and the suffix but nothing
+		// between them (they used to panic the parser: issue 11 item 3).
+		if len(w) <= len(prefix)+len("-hmac") || !strings.HasPrefix(w, prefix) || !strings.HasSuffix(w, "-hmac") {
 			return "", false
 		}
 		switch v := w[len(prefix) : len(w)-len("-hmac")]; v {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -19,13 +20,45 @@ func (p *parser) path(name string) string {
 	return filepath.Join(p.cfg.Dir, name)
 }
 
+// MaxKeyFile bounds the key and certificate files a configuration names:
+// a PEM chain is a few kilobytes; a path such as /dev/zero must not make
+// the parser read forever.
+const MaxKeyFile = 1 << 20
+
 func (p *parser) read(what, name string) ([]byte, bool) {
-	b, err := os.ReadFile(p.path(name))
+	b, err := readFile(p.path(name), MaxKeyFile, true)
 	if err != nil {
 		p.errorf("%s: cannot read %s: %v", what, name, errorsUnwrapPath(err))
 		return nil, false
 	}
 	return b, true
+}
+
+// readFile reads at most limit octets of path; regular: it must be a
+// regular file (not a device, FIFO or directory).
+func readFile(path string, limit int64, regular bool) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if regular {
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("larger than %d octets", limit)
+	}
+	return b, nil
 }
 
 // loadKey reads a PEM private key (PKCS#8, PKCS#1 or SEC 1). typ "rsa" or
