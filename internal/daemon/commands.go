@@ -37,6 +37,9 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config) {
 	srv.Handle("show version", "software version", snap(show.Version))
 	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", snap(show.KSReplay))
 	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs", snap(show.GMReplay))
+	srv.Handle("show crypto isakmp statistics", "phase-1 counters: every drop reason, all local addresses", snap(show.ISAKMPStatistics))
+	srv.Handle("show crypto gdoi gm counters", "group member counters: registrations, rekeys and every drop reason", snap(show.GMCounters))
+	srv.Handle("show crypto gdoi ks counters", "key server counters: refused pulls, rekey acknowledgements and their drops", snap(show.KSCounters))
 	srv.Handle("clear crypto gdoi [group WORD]", "GM: register again now over a new phase 1 (installed keys stay until replaced)",
 		func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
 			var groups []string

@@ -141,7 +141,8 @@ type Node struct {
 	lastSave   time.Time
 	mcastSocks []*sock
 	joined     map[netip.AddrPort]bool
-	stats      struct{ acksBad, rekeysUnknown int }
+	stats      counters
+	retired    []ike.Counter // the endpoint counters of sockets Refresh closed
 	// suspects are our phase-1 SAs to a KS that no new pull may use
 	// (register.go); bounded by the SAs we initiated.
 	suspects map[*ike.SA]bool
@@ -336,6 +337,7 @@ func (n *Node) Run(ctx context.Context) error {
 // travel outside any phase-1 SA; everything else goes to the endpoint.
 func (n *Node) datagram(d datagram) {
 	if d.sock.closed {
+		n.stats.closedSocket++
 		return // its address was removed by Refresh
 	}
 	now := n.o.Now()
@@ -354,6 +356,7 @@ func (n *Node) datagram(d datagram) {
 		}
 	}
 	if d.sock.ep == nil {
+		n.stats.notRekey++
 		return // a multicast rekey socket carries nothing else
 	}
 	n.process(d.sock, d.sock.ep.Handle(d.from, d.data, now))
@@ -509,6 +512,7 @@ func describe(e ike.Event) string {
 // it or to the KS.
 func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 	if m.Header.Exchange != isakmp.ExchangePull {
+		n.stats.phase2Other++
 		n.log.Debug("dropped phase-2 message of another exchange", "exchange", m.Header.Exchange.String(), "peer", sa.Peer().String())
 		return
 	}
@@ -560,6 +564,7 @@ func (n *Node) refuse(s *sock, sa *ike.SA, err error) {
 	case errors.Is(err, gdoi.ErrHash):
 		notify = isakmp.NotifyInvalidHashInformation
 	}
+	n.stats.pullsRefused++
 	n.log.Warn("refusing GROUPKEY-PULL", "peer", sa.Peer().String(), "notify", notify.String(), "err", err)
 	if msg, merr := sa.Notify(notify, nil); merr == nil {
 		n.send(s, sa.Peer(), msg)

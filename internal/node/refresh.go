@@ -62,6 +62,7 @@ func (n *Node) Refresh(listen []netip.AddrPort) (added, removed []netip.AddrPort
 	for _, s := range gone {
 		s.closed = true
 		s.conn.Close()
+		n.retired = mergeCounters(n.retired, s.ep.Stats.Counters())
 		removed = append(removed, s.local)
 		n.forget(s)
 	}

@@ -29,17 +29,18 @@ func (s regState) String() string {
 
 // registration is one GM group's registration state (SPEC T4).
 type registration struct {
-	cfg       GMGroup
-	state     regState
-	idx       int            // index of the KS being tried
-	ks        netip.AddrPort // the KS being tried or registered with
-	failures  int            // consecutive failures
-	next      time.Time      // when advance must act
-	sa        *ike.SA
-	p1        *ike.SA // the phase 1 this registration started (regPhase1)
-	sock      *sock
-	pull      *gdoi.Pull
-	pullTries int
+	cfg           GMGroup
+	state         regState
+	idx           int            // index of the KS being tried
+	ks            netip.AddrPort // the KS being tried or registered with
+	failures      int            // consecutive failures
+	failuresTotal int
+	next          time.Time // when advance must act
+	sa            *ike.SA
+	p1            *ike.SA // the phase 1 this registration started (regPhase1)
+	sock          *sock
+	pull          *gdoi.Pull
+	pullTries     int
 	// reused: the pull runs over a phase-1 SA established before this
 	// attempt, which the KS may have lost (a restart).
 	reused        bool
@@ -50,6 +51,8 @@ type registration struct {
 	registrations int
 
 	lastSeq         map[[isakmp.KEKSPILen]byte]uint32 // per KEK SPI (RFC 6407 §7.3.4)
+	lastPush        [32]byte                          // digest of the last push accepted
+	regKS           netip.AddrPort                    // the KS of the last registration: ACKs go there
 	lastRekey       time.Time
 	rekeysReceived  int
 	rekeysDuplicate int
@@ -75,6 +78,7 @@ func (n *Node) advance(r *registration, now time.Time) {
 			// and retransmitting over the same SA cannot help. A fresh main
 			// mode at once, with the same KS; a pull over the fresh SA
 			// that goes unanswered fails over as below.
+			n.stats.pullGiveUps++
 			n.suspect(r.sa)
 			n.fresh(r, now)
 			return
@@ -168,6 +172,7 @@ func (n *Node) onPeerLost(sa *ike.SA, now time.Time) {
 	if !sa.Info().Initiator {
 		return
 	}
+	n.stats.lostHints++
 	n.suspect(sa)
 	for _, r := range n.regs {
 		if r.sa == sa && r.state == regPull && (r.freshAt.IsZero() || now.Sub(r.freshAt) >= freshInterval) {
@@ -207,7 +212,7 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 		n.failover(r, err, now)
 		return
 	}
-	r.state, r.installed, r.registeredAt, r.failures, r.lastErr = regRegistered, inst, now, 0, ""
+	r.state, r.installed, r.registeredAt, r.failures, r.lastErr, r.regKS = regRegistered, inst, now, 0, "", r.ks
 	if inst.KEK != nil {
 		if r.lastSeq == nil {
 			r.lastSeq = map[[isakmp.KEKSPILen]byte]uint32{}
@@ -230,6 +235,7 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 // list after an exponential backoff with jitter.
 func (n *Node) failover(r *registration, err error, now time.Time) {
 	r.failures++
+	r.failuresTotal++
 	r.lastErr = err.Error()
 	prev := r.ks
 	r.idx = (r.idx + 1) % len(r.cfg.Servers)

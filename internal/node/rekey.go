@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -309,7 +310,7 @@ func (n *Node) step(d *delivery, now time.Time) {
 func (n *Node) onAck(from netip.AddrPort, data []byte) {
 	m, err := isakmp.ParseMessage(data)
 	if err != nil {
-		n.stats.acksBad++
+		n.stats.ackMalformed++
 		return
 	}
 	var spi [isakmp.KEKSPILen]byte
@@ -321,10 +322,11 @@ func (n *Node) onAck(from netip.AddrPort, data []byte) {
 		}
 		seq, addr, err := gdoi.OpenAck(m, d.push.KEK)
 		if err != nil || seq != d.push.Seq || addr != from.Addr() {
-			n.stats.acksBad++
+			n.stats.ackBad++
 			n.log.Warn("dropped a bad rekey acknowledgement", "from", from.String(), "err", err)
 			return
 		}
+		n.stats.acksOK++
 		if _, ok := d.pending[addr]; ok {
 			delete(d.pending, addr)
 			n.ks.Acked(d.push.Group, addr, seq)
@@ -334,13 +336,18 @@ func (n *Node) onAck(from netip.AddrPort, data []byte) {
 		}
 		return
 	}
-	n.stats.acksBad++ // late or unknown
+	n.stats.ackUnknown++ // late or unknown
 }
 
-// onPush handles a GROUPKEY-PUSH at a GM (RFC 6407 §4.4).
+// onPush handles a GROUPKEY-PUSH at a GM (RFC 6407 §4.4). The cheap
+// checks come first: the KEK named by the cookies, then the sequence number
+// (after the symmetric decryption, before the signature verification), and
+// a retransmission identical to the last push accepted is answered without
+// verifying it again. No state changes before the signature verifies.
 func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) {
 	h, err := isakmp.ParseHeader(data)
 	if err != nil {
+		n.stats.pushMalformed++
 		return
 	}
 	var spi [isakmp.KEKSPILen]byte
@@ -360,7 +367,7 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 		}
 	}
 	if kek == nil || r == nil {
-		n.stats.rekeysUnknown++
+		n.stats.pushUnknownKEK++
 		return
 	}
 	pub, err := x509.ParsePKIXPublicKey(kek.SigKey)
@@ -369,24 +376,40 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 		return
 	}
 	kk := gdoi.KEK{SPI: spi, Key: kek.Key}
-	rk, err := gdoi.OpenPush(data, kk, pub, kek.SigAlg)
-	if err != nil {
+	last := r.lastSeq[spi]
+	digest := sha256.Sum256(data)
+	rk, err := gdoi.OpenPushChecked(data, kk, pub, kek.SigAlg, func(seq uint32) error {
+		switch {
+		case seq == last && last != 0 && digest == r.lastPush:
+			return errRetransmitted // the very datagram already verified
+		case seq < last || (seq == last && last == 0):
+			return gdoi.ErrPushStale
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errRetransmitted):
+		// The KS did not get our ACK.
+		r.rekeysDuplicate++
+		n.ack(r, kek, kk, last)
+		return
+	case errors.Is(err, gdoi.ErrPushStale):
+		r.rekeysReplayed++
+		syslog.Log(n.log, syslog.Warning, "GM_REKEY_REPLAY", "Rekey for group %s dropped: sequence number not above %d", r.cfg.Name, last)
+		return
+	case err != nil:
 		r.rekeysRejected++
 		syslog.Log(n.log, syslog.Warning, "GM_REKEY_REJECTED", "Rekey for group %s from %s rejected: %v", r.cfg.Name, from.Addr(), err)
 		return
 	}
-	last := r.lastSeq[spi]
-	switch {
-	case rk.Seq == last && last != 0:
-		// A retransmission: the KS did not get our ACK.
+	if rk.Seq == last {
+		// Verified, same sequence number, other octets: a retransmission
+		// the KS built again (after a restart); acknowledged, not applied.
 		r.rekeysDuplicate++
-		n.ack(s, r, kek, kk, rk.Seq, from)
-		return
-	case rk.Seq <= last:
-		r.rekeysReplayed++
-		syslog.Log(n.log, syslog.Warning, "GM_REKEY_REPLAY", "Rekey for group %s with seq # %d dropped: not above %d", r.cfg.Name, rk.Seq, last)
+		n.ack(r, kek, kk, rk.Seq)
 		return
 	}
+	r.lastPush = digest
 	removal, replace := notifyOf(rk, isakmp.NotifyGMRemoval), notifyOf(rk, isakmp.NotifyPolicyReplace)
 	if removal != nil {
 		r.lastSeq[spi] = rk.Seq
@@ -396,7 +419,7 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 			return
 		}
 		r.rekeysReceived++
-		n.ack(s, r, kek, kk, rk.Seq, from)
+		n.ack(r, kek, kk, rk.Seq)
 		n.removed(r, removal, now)
 		return
 	}
@@ -424,7 +447,7 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 	if replace != nil && !n.behavesOld() {
 		n.replaced(r, replace, inst, now)
 	}
-	n.ack(s, r, kek, kk, rk.Seq, from)
+	n.ack(r, kek, kk, rk.Seq)
 }
 
 func notifyOf(rk *gdoi.Rekey, t isakmp.NotifyType) *isakmp.Notify {
@@ -508,8 +531,11 @@ func (n *Node) replaced(r *registration, nt *isakmp.Notify, inst *gm.Installed, 
 	n.log.Info("policy replaced: old SAs shortened", "group", g)
 }
 
-func (n *Node) ack(s *sock, r *registration, kek *sadb.KEK, kk gdoi.KEK, seq uint32, to netip.AddrPort) {
-	if !kek.Ack || r.sock == nil {
+// ack acknowledges a rekey (RFC 8263) to the key server the GM registered
+// with, whatever the datagram's source said: a replayed push from a forged
+// source must not make the GM send anything anywhere else.
+func (n *Node) ack(r *registration, kek *sadb.KEK, kk gdoi.KEK, seq uint32) {
+	if !kek.Ack || r.sock == nil || !r.regKS.IsValid() {
 		return
 	}
 	if r.dropAcks {
@@ -520,8 +546,11 @@ func (n *Node) ack(s *sock, r *registration, kek *sadb.KEK, kk gdoi.KEK, seq uin
 		return
 	}
 	r.acksSent++
-	n.send(s, to, b)
+	n.send(r.sock, r.regKS, b)
 }
+
+// errRetransmitted: a push identical to the last one accepted.
+var errRetransmitted = errors.New("node: the last rekey again")
 
 // RekeyStats is a GM group's rekey counters.
 type RekeyStats struct {

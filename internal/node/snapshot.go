@@ -29,6 +29,12 @@ type Snapshot struct {
 	// and the daemon's own copy is shown.
 	SADB    string
 	SADBErr string
+	// Counters by stable snake_case name (SPEC S5): phase 1 summed over
+	// every socket (closed ones included), the GM role, the KS role (nil
+	// when the node has no such role).
+	ISAKMPCounters []ike.Counter
+	GMCounters     []ike.Counter
+	KSCounters     []ike.Counter
 }
 
 // Snapshot copies the node's state; call it inside Do.
@@ -42,9 +48,14 @@ func (n *Node) Snapshot() Snapshot {
 	if s.Version.IsZero() {
 		s.Version = version.Current
 	}
+	s.ISAKMPCounters = n.ISAKMPCounters()
+	if len(n.regs) > 0 {
+		s.GMCounters = n.GMCounters()
+	}
 	if n.ks != nil {
 		n.ks.SetNow(s.Now)
 		s.KS = n.ks.Snapshot()
+		s.KSCounters = n.KSCounters()
 	}
 	return s
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -422,4 +423,83 @@ func replayName(m uint16) string {
 		return "counter"
 	}
 	return "none"
+}
+
+// counterTable renders counters one a line, by their stable name, with
+// what each counts; `| json` gets name -> value.
+func counterTable(b *strings.Builder, cs []ike.Counter) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, c := range cs {
+		fmt.Fprintf(b, "  %-32s: %-10d %s\n", c.Name, c.Value, c.Help)
+		out[c.Name] = c.Value
+	}
+	return out
+}
+
+// ISAKMPStatistics renders `show crypto isakmp statistics`: every phase-1
+// drop reason, summed over the local addresses (including those a refresh
+// removed), and the node's datagram-routing drops.
+func ISAKMPStatistics(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	b.WriteString("ISAKMP statistics (all local addresses, since start)\n")
+	data := map[string]any{"isakmp": counterTable(&b, s.ISAKMPCounters)}
+	return b.String(), data
+}
+
+// GMCounters renders `show crypto gdoi gm counters`: the group member's
+// registration and rekey counters, every drop reason among them, in total
+// and per group.
+func GMCounters(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	if s.GMCounters == nil {
+		b.WriteString("% this node is not a group member\n")
+		return b.String(), map[string]any{}
+	}
+	b.WriteString("Group member counters (all groups, since start)\n")
+	total := counterTable(&b, s.GMCounters)
+	type group struct {
+		Group           string `json:"group"`
+		Registrations   int    `json:"registrations"`
+		RekeysReceived  int    `json:"rekeys_received"`
+		RekeysDuplicate int    `json:"rekeys_duplicate"`
+		RekeysReplayed  int    `json:"rekeys_replayed"`
+		RekeysRejected  int    `json:"rekeys_rejected"`
+		AcksSent        int    `json:"rekey_acks_sent"`
+	}
+	var groups []group
+	for _, m := range s.GM {
+		g := group{m.Group, m.Registrations, m.Rekeys.Received, m.Rekeys.Duplicate, m.Rekeys.Replayed, m.Rekeys.Rejected, m.Rekeys.AcksSent}
+		groups = append(groups, g)
+		fmt.Fprintf(&b, "\nGroup %s\n", g.Group)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "registrations", g.Registrations)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_received", g.RekeysReceived)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_duplicate", g.RekeysDuplicate)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_replayed", g.RekeysReplayed)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_rejected", g.RekeysRejected)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "rekey_acks_sent", g.AcksSent)
+	}
+	return b.String(), map[string]any{"gm": total, "groups": groups}
+}
+
+// KSCounters renders `show crypto gdoi ks counters`: the key server's
+// drop reasons (refused pulls, bad or unknown rekey acknowledgements).
+func KSCounters(s node.Snapshot) (string, any) {
+	var b strings.Builder
+	if s.KSCounters == nil {
+		b.WriteString("% this node is not a key server\n")
+		return b.String(), map[string]any{}
+	}
+	b.WriteString("Key server counters (all groups, since start)\n")
+	total := counterTable(&b, s.KSCounters)
+	type group struct {
+		Group   string `json:"group"`
+		Rekeys  int    `json:"rekeys_sent"`
+		Members int    `json:"members"`
+	}
+	var groups []group
+	for _, g := range s.KS {
+		groups = append(groups, group{g.Name, g.Rekeys, len(g.Members)})
+		fmt.Fprintf(&b, "\nGroup %s\n  %-32s: %d\n  %-32s: %d\n", g.Name, "rekeys_sent", g.Rekeys, "members", len(g.Members))
+	}
+	return b.String(), map[string]any{"ks": total, "groups": groups}
 }

@@ -1,0 +1,119 @@
+package lab
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// header is a bare ISAKMP header with the given cookies and exchange.
+func header(icky, rcky byte, exch isakmp.ExchangeType, np isakmp.PayloadType) []byte {
+	b := make([]byte, isakmp.HeaderLen)
+	for i := 0; i < 8; i++ {
+		b[i], b[8+i] = icky, rcky
+	}
+	b[16], b[17], b[18] = byte(np), 0x10, byte(exch)
+	binary.BigEndian.PutUint32(b[24:], isakmp.HeaderLen)
+	return b
+}
+
+// counters runs a `... | json` command and returns the named section.
+func counters(t *testing.T, ctx context.Context, srv *ctl.Server, cmd, section string) map[string]uint64 {
+	t.Helper()
+	r := srv.Exec(ctx, cmd+" | json")
+	if !r.OK {
+		t.Fatalf("%s: %s", cmd, r.Error)
+	}
+	var v map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.Text), &v); err != nil {
+		t.Fatalf("%s | json: %v\n%s", cmd, err, r.Text)
+	}
+	var out map[string]uint64
+	if err := json.Unmarshal(v[section], &out); err != nil {
+		t.Fatalf("%s | json: section %q: %v\n%s", cmd, section, err, r.Text)
+	}
+	return out
+}
+
+// proves: S5 (issue 11 item 8) — every drop reason is visible through the
+// control socket: `show crypto isakmp statistics`, `show crypto gdoi gm
+// counters` and `show crypto gdoi ks counters`, as text with each
+// counter's stable name and as `| json` (snake_case); hostile datagrams of
+// each kind raise their counter (malformed, unknown cookies, a rekey under
+// an unknown KEK at a GM, rekey acknowledgements that do not parse or
+// name no rekey in flight at the KS).
+func TestDropCountersThroughTheCLI(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := Start(ctx, Options{Members: 1, Port: 23848, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Wait(ctx, &strings.Builder{}, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	gm := l.GMs[0]
+	for _, c := range []struct {
+		srv  *ctl.Server
+		cmd  string
+		want []string
+	}{
+		{l.KS.Ctl, "show crypto isakmp statistics", []string{"malformed", "unknown_sa", "half_open_evicted", "half_open_refused", "dropped", "phase2_other_exchange"}},
+		{l.KS.Ctl, "show crypto gdoi ks counters", []string{"pulls_refused", "acks_received", "acks_malformed", "acks_unknown", "acks_bad", "Group LAB", "rekeys_sent"}},
+		{gm.Ctl, "show crypto gdoi gm counters", []string{"registrations", "rekeys_replayed", "rekeys_duplicate", "rekeys_rejected", "rekeys_unknown_kek", "Group LAB"}},
+		{gm.Ctl, "show crypto gdoi ks counters", []string{"not a key server"}},
+	} {
+		r := c.srv.Exec(ctx, c.cmd)
+		if !r.OK {
+			t.Fatalf("%s: %s", c.cmd, r.Error)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(r.Text, w) {
+				t.Errorf("%s lacks %q:\n%s", c.cmd, w, r.Text)
+			}
+		}
+	}
+	before := counters(t, ctx, l.KS.Ctl, "show crypto isakmp statistics", "isakmp")
+	ksBefore := counters(t, ctx, l.KS.Ctl, "show crypto gdoi ks counters", "ks")
+	gmBefore := counters(t, ctx, gm.Ctl, "show crypto gdoi gm counters", "gm")
+
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.9.9:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ks := netip.AddrPortFrom(KSAddr, l.Port)
+	gmAP := netip.AddrPortFrom(GMAddr(0), l.Port)
+	send := func(to netip.AddrPort, b []byte) { c.WriteToUDPAddrPort(b, to) }
+	send(ks, []byte("not isakmp"))                                                    // malformed
+	send(ks, header(1, 2, isakmp.ExchangeIdentityProt, isakmp.PayloadSA))             // unknown cookies
+	send(ks, append(header(3, 4, isakmp.ExchangePushAck, isakmp.PayloadHash), 0, 0))  // an ACK that does not parse
+	send(ks, header(5, 6, isakmp.ExchangePushAck, 0))                                 // an ACK for no rekey in flight
+	send(gmAP, append(header(7, 8, isakmp.ExchangePush, isakmp.PayloadSEQ), 1, 2, 3)) // a rekey under no KEK held
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after := counters(t, ctx, l.KS.Ctl, "show crypto isakmp statistics", "isakmp")
+		ksAfter := counters(t, ctx, l.KS.Ctl, "show crypto gdoi ks counters", "ks")
+		gmAfter := counters(t, ctx, gm.Ctl, "show crypto gdoi gm counters", "gm")
+		ok := after["malformed"] > before["malformed"] && after["unknown_sa"] > before["unknown_sa"] &&
+			ksAfter["acks_malformed"] > ksBefore["acks_malformed"] && ksAfter["acks_unknown"] > ksBefore["acks_unknown"] &&
+			gmAfter["rekeys_unknown_kek"] > gmBefore["rekeys_unknown_kek"] && gmAfter["registrations"] == 1
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counters did not rise:\nisakmp %v -> %v\nks %v -> %v\ngm %v -> %v", before, after, ksBefore, ksAfter, gmBefore, gmAfter)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

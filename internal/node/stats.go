@@ -1,0 +1,103 @@
+package node
+
+import (
+	"github.com/groupvpn/groupvpn/internal/ike"
+)
+
+// counters are the node's own drop reasons and totals, outside the
+// endpoints' (ike.Stats): every datagram the node drops is counted in one
+// of them (SPEC S5).
+type counters struct {
+	// group member
+	pushMalformed  uint64 // not even an ISAKMP header
+	pushUnknownKEK uint64 // cookies of no KEK held, or of a group not joined
+	pullGiveUps    uint64 // pulls over a reused SA unanswered: fresh phase 1
+	lostHints      uint64 // PeerLostState hints received
+	// key server
+	ackMalformed uint64 // does not parse
+	ackUnknown   uint64 // no rekey in flight under its KEK (late or forged)
+	ackBad       uint64 // fails authentication, or wrong sequence or address
+	acksOK       uint64
+	pullsRefused uint64 // GROUPKEY-PULL refused with a notification
+	// both
+	phase2Other  uint64 // a phase-2 exchange that is not GROUPKEY-PULL
+	closedSocket uint64 // arrived on a socket Refresh had closed
+	notRekey     uint64 // anything but a rekey on a multicast rekey socket
+}
+
+// ISAKMPCounters lists the phase-1 counters summed over every socket the
+// node has had (the closed ones' are kept, so no counter goes backwards),
+// then the node's datagram-routing drops. Use inside Do.
+func (n *Node) ISAKMPCounters() []ike.Counter {
+	out := append([]ike.Counter(nil), n.retired...)
+	for _, s := range n.socks {
+		if s.ep != nil {
+			out = mergeCounters(out, s.ep.Stats.Counters())
+		}
+	}
+	if len(out) == 0 {
+		out = ike.Stats{}.Counters()
+	}
+	return append(out,
+		ike.Counter{Name: "phase2_other_exchange", Help: "phase-2 messages of an exchange other than GROUPKEY-PULL", Value: n.stats.phase2Other},
+		ike.Counter{Name: "closed_socket", Help: "datagrams read from a socket closed by a refresh", Value: n.stats.closedSocket},
+		ike.Counter{Name: "not_rekey_on_rekey_socket", Help: "datagrams other than rekeys on a multicast rekey socket", Value: n.stats.notRekey},
+	)
+}
+
+// GMCounters lists the group-member counters, summed over the groups
+// joined (MemberState has them per group). Use inside Do.
+func (n *Node) GMCounters() []ike.Counter {
+	var reg, fail, rcv, dup, rep, rej, acks uint64
+	for _, r := range n.regs {
+		reg += uint64(r.registrations)
+		fail += uint64(r.failuresTotal)
+		rcv += uint64(r.rekeysReceived)
+		dup += uint64(r.rekeysDuplicate)
+		rep += uint64(r.rekeysReplayed)
+		rej += uint64(r.rekeysRejected)
+		acks += uint64(r.acksSent)
+	}
+	return []ike.Counter{
+		{Name: "registrations", Help: "registrations completed", Value: reg},
+		{Name: "registration_failures", Help: "registration attempts that failed", Value: fail},
+		{Name: "pulls_unanswered_fresh_phase1", Help: "pulls over a reused phase-1 SA unanswered: a fresh phase 1 started", Value: n.stats.pullGiveUps},
+		{Name: "peer_lost_state_hints", Help: "INVALID-COOKIE hints that the KS lost a phase-1 SA", Value: n.stats.lostHints},
+		{Name: "rekeys_received", Help: "rekeys verified and applied", Value: rcv},
+		{Name: "rekeys_duplicate", Help: "retransmissions of the last rekey (ACKed again)", Value: dup},
+		{Name: "rekeys_replayed", Help: "rekeys with a sequence number below the last accepted", Value: rep},
+		{Name: "rekeys_rejected", Help: "rekeys that failed decryption, signature or installation", Value: rej},
+		{Name: "rekeys_unknown_kek", Help: "rekeys under a KEK this node does not hold", Value: n.stats.pushUnknownKEK},
+		{Name: "rekeys_malformed", Help: "rekeys without a valid ISAKMP header", Value: n.stats.pushMalformed},
+		{Name: "rekey_acks_sent", Help: "rekey acknowledgements sent to the KS", Value: acks},
+	}
+}
+
+// KSCounters lists the key-server counters. Use inside Do.
+func (n *Node) KSCounters() []ike.Counter {
+	return []ike.Counter{
+		{Name: "pulls_refused", Help: "GROUPKEY-PULL exchanges refused with a notification", Value: n.stats.pullsRefused},
+		{Name: "acks_received", Help: "rekey acknowledgements verified", Value: n.stats.acksOK},
+		{Name: "acks_malformed", Help: "rekey acknowledgements that do not parse", Value: n.stats.ackMalformed},
+		{Name: "acks_unknown", Help: "rekey acknowledgements for no rekey in flight (late or forged)", Value: n.stats.ackUnknown},
+		{Name: "acks_bad", Help: "rekey acknowledgements failing authentication, or of the wrong sequence or address", Value: n.stats.ackBad},
+	}
+}
+
+// mergeCounters adds src to dst by name, appending names dst lacks.
+func mergeCounters(dst, src []ike.Counter) []ike.Counter {
+	for _, c := range src {
+		found := false
+		for i := range dst {
+			if dst[i].Name == c.Name {
+				dst[i].Value += c.Value
+				found = true
+				break
+			}
+		}
+		if !found {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
