@@ -575,8 +575,8 @@ func (s *Server) spawn(sub *Subsystem, argv []string, mode, logPath string) (*ru
 		d := srcnotify.NewDecoder(pr)
 		for {
 			ev, err := d.Next()
-			if err == io.EOF || errors.Is(err, os.ErrClosed) {
-				return
+			if err != nil && !errors.Is(err, srcnotify.ErrLine) {
+				return // EOF (the daemon exited), closed, or the pipe failed
 			}
 			if err != nil {
 				s.opt.Logger.Warn("notify pipe", "subsystem", sub.Name, "err", err)

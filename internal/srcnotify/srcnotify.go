@@ -11,7 +11,9 @@ package srcnotify
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -97,29 +99,68 @@ func (n *Notifier) Close() error {
 // Mode returns "s" or "g" as srcmstr set it, or "" when started by hand.
 func Mode() string { return os.Getenv(EnvMode) }
 
+// MaxLine bounds one event line; a longer line is skipped (and reported).
+const MaxLine = 1 << 20
+
+// ErrLine is wrapped by the errors of Next about one line (not an event,
+// too long): the decoder goes on with the next line. Any other error is
+// the pipe's own.
+var ErrLine = errors.New("srcnotify: bad line")
+
+// maxQuote bounds how much of a refused line an error quotes.
+const maxQuote = 64
+
 // Decoder reads the events a daemon writes (srcmstr's side).
-type Decoder struct{ sc *bufio.Scanner }
+type Decoder struct{ rd *bufio.Reader }
 
 // NewDecoder reads events from r.
 func NewDecoder(r io.Reader) *Decoder {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	return &Decoder{sc: sc}
+	return &Decoder{rd: bufio.NewReaderSize(r, 4096)}
 }
 
 // Next returns the next event; io.EOF when the daemon closed the pipe
-// (it exited). A line that is not an event is returned as an error and
-// the decoder goes on with the next line.
+// (it exited). A line that is not an event, or is longer than MaxLine, is
+// returned as an error (quoting at most its first 64 bytes) and the
+// decoder goes on with the next line; an error of the reader itself is
+// returned as is.
 func (d *Decoder) Next() (Event, error) {
-	if !d.sc.Scan() {
-		if err := d.sc.Err(); err != nil {
+	var line []byte
+	tooLong := false
+	for {
+		frag, err := d.rd.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(frag) > MaxLine+1 { // +1: the newline
+				tooLong, line = true, nil
+			} else {
+				line = append(line, frag...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil && (tooLong || len(line) == 0) {
+			if tooLong && errors.Is(err, io.EOF) {
+				return Event{}, fmt.Errorf("%w: longer than %d bytes", ErrLine, MaxLine)
+			}
 			return Event{}, err
 		}
-		return Event{}, io.EOF
+		break // a whole line, or a last line without its newline
 	}
+	if tooLong {
+		return Event{}, fmt.Errorf("%w: longer than %d bytes", ErrLine, MaxLine)
+	}
+	line = bytes.TrimSuffix(line, []byte{'\n'})
 	var e Event
-	if err := json.Unmarshal(d.sc.Bytes(), &e); err != nil || e.State == "" {
-		return Event{}, fmt.Errorf("srcnotify: not an event: %q", d.sc.Text())
+	if err := json.Unmarshal(line, &e); err != nil || e.State == "" {
+		q := line
+		if len(q) > maxQuote {
+			q = q[:maxQuote]
+		}
+		more := ""
+		if len(line) > maxQuote {
+			more = fmt.Sprintf(" (%d bytes)", len(line))
+		}
+		return Event{}, fmt.Errorf("%w: not an event: %q%s", ErrLine, q, more)
 	}
 	return e, nil
 }

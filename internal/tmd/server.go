@@ -320,48 +320,67 @@ func (s *Server) serveConn(ctx context.Context, sc *serverConn) {
 			s.mu.Unlock()
 			return
 		}
-		var req Request
-		if err == nil {
-			if len(bytes.TrimSpace(line)) == 0 {
-				continue // tolerate blank lines
-			}
-			err = json.Unmarshal(line, &req)
+		resp, last := s.serveLine(sc, &hello, line, err)
+		if resp != nil {
+			s.write(sc, *resp)
 		}
-		if err != nil {
-			s.refuse(sc, hello, fmt.Errorf("malformed request: %w", err))
-			continue
+		if last {
+			return
 		}
-		if hello == nil {
-			if req.Hello == nil {
-				s.refuse(sc, hello, errors.New("malformed request: the first line must be a hello {\"hello\":{\"api\":1,...}}"))
-				continue
-			}
-			if req.Hello.API != APIVersion {
-				msg := versionError(req.Hello.API)
-				s.log.Warn("tmd client refused", "client", req.Hello.Client, "pid", req.Hello.PID, "err", msg)
-				s.write(sc, Response{Error: msg})
-				return
-			}
-			hello = req.Hello
-			s.mu.Lock()
-			s.clients[sc] = ClientInfo{Name: hello.Client, PID: hello.PID, Since: s.now()}
-			s.mu.Unlock()
-			if hello.Client != probeName {
-				s.log.Info("tmd client connected", "client", hello.Client, "pid", hello.PID)
-			}
-			s.write(sc, Response{OK: true, API: APIVersion, Server: "tmd", PID: os.Getpid()})
-			continue
-		}
-		if req.Hello != nil {
-			s.refuse(sc, hello, errors.New("malformed request: hello sent twice"))
-			continue
-		}
-		s.write(sc, s.handle(hello, req))
 	}
 }
 
-// refuse answers a malformed line and counts it; the connection stays.
-func (s *Server) refuse(sc *serverConn, hello *Hello, err error) {
+// maxClientName bounds the client name a hello may register (it is logged
+// and listed by status).
+const maxClientName = 64
+
+// serveLine answers one line of a connection; err is the line reader's
+// errLineTooLong or nil. *hello is the connection's hello, set here when
+// the line is one. It returns the response (nil: none) and whether the
+// connection ends after it.
+func (s *Server) serveLine(sc *serverConn, hello **Hello, line []byte, err error) (*Response, bool) {
+	var req Request
+	if err == nil {
+		if len(bytes.TrimSpace(line)) == 0 {
+			return nil, false // tolerate blank lines
+		}
+		err = json.Unmarshal(line, &req)
+	}
+	if err != nil {
+		return s.refuse(*hello, fmt.Errorf("malformed request: %w", err)), false
+	}
+	if *hello == nil {
+		if req.Hello == nil {
+			return s.refuse(nil, errors.New("malformed request: the first line must be a hello {\"hello\":{\"api\":1,...}}")), false
+		}
+		h := *req.Hello
+		if len(h.Client) > maxClientName {
+			h.Client = h.Client[:maxClientName]
+		}
+		if h.API != APIVersion {
+			msg := versionError(h.API)
+			s.log.Warn("tmd client refused", "client", h.Client, "pid", h.PID, "err", msg)
+			return &Response{Error: msg}, true
+		}
+		*hello = &h
+		s.mu.Lock()
+		s.clients[sc] = ClientInfo{Name: h.Client, PID: h.PID, Since: s.now()}
+		s.mu.Unlock()
+		if h.Client != probeName {
+			s.log.Info("tmd client connected", "client", h.Client, "pid", h.PID)
+		}
+		return &Response{OK: true, API: APIVersion, Server: "tmd", PID: os.Getpid()}, false
+	}
+	if req.Hello != nil {
+		return s.refuse(*hello, errors.New("malformed request: hello sent twice")), false
+	}
+	r := s.handle(*hello, req)
+	return &r, false
+}
+
+// refuse counts a malformed line and returns its answer; the connection
+// stays.
+func (s *Server) refuse(hello *Hello, err error) *Response {
 	s.mu.Lock()
 	s.malformed++
 	s.mu.Unlock()
@@ -370,7 +389,7 @@ func (s *Server) refuse(sc *serverConn, hello *Hello, err error) {
 		client = hello.Client
 	}
 	s.log.Warn("tmd refused a malformed request", "client", client, "err", err.Error())
-	s.write(sc, Response{Error: err.Error()})
+	return &Response{Error: err.Error()}
 }
 
 func (s *Server) write(sc *serverConn, r Response) {
