@@ -146,6 +146,9 @@ type Node struct {
 	// suspects are our phase-1 SAs to a KS that no new pull may use
 	// (register.go); bounded by the SAs we initiated.
 	suspects map[*ike.SA]bool
+	// unserved are the KS groups whose configured address no socket
+	// serves (rekey.go checkServed).
+	unserved map[string]netip.Addr
 }
 
 // New binds the sockets and builds the roles; Run starts the node.
@@ -217,6 +220,7 @@ func New(o Options) (*Node, error) {
 		}
 		n.socks = append(n.socks, s)
 	}
+	n.checkServed()
 	return n, nil
 }
 
@@ -398,7 +402,9 @@ func (n *Node) nextTimer() time.Time {
 	}
 	if n.ks != nil {
 		for _, g := range n.ks.Groups() {
-			earlier(n.ks.NextRekey(g))
+			if !n.unserved[g].IsValid() {
+				earlier(n.ks.NextRekey(g))
+			}
 		}
 	}
 	return next

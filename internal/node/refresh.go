@@ -66,6 +66,7 @@ func (n *Node) Refresh(listen []netip.AddrPort) (added, removed []netip.AddrPort
 		removed = append(removed, s.local)
 		n.forget(s)
 	}
+	n.checkServed() // deliveries from a closed socket move, or pause
 	return added, removed, errors.Join(errs...)
 }
 
@@ -97,17 +98,6 @@ func (n *Node) forget(s *sock) {
 			// socket again (attempt calls sockFor) and runs a new phase 1.
 			r.sa = nil
 			r.sock = n.sockFor(r.ks)
-		}
-	}
-	for _, d := range n.deliveries {
-		if d.sock != s {
-			continue
-		}
-		d.sock = n.rekeySock(d.push.Group)
-		if d.multicast {
-			if err := setMulticastOptions(d.sock.conn, d.push.Policy.Interface, d.push.Policy.TTL); err != nil {
-				n.log.Warn("multicast rekey moved to another socket without its options", "group", d.push.Group, "err", err)
-			}
 		}
 	}
 }

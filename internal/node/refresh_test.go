@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/version"
@@ -107,4 +110,85 @@ func TestRefresh(t *testing.T) {
 		m := gm2.Members()[0]
 		return m.State == "registered" && m.Registrations == 2
 	})
+}
+
+// proves: D4, T1 (issue 11 item 12) — when a refresh removes the key
+// server's configured address (`address ipv4`) from the sockets, the KS
+// says so loudly (%GDOI-3-KS_ADDRESS_NOT_SERVED, once) and in its
+// snapshot, and sends nothing from another address: a rekey in flight
+// pauses, the scheduler and `rekey` commands send nothing; once the address
+// is served again the rekeys leave from it.
+func TestRekeysNeverLeaveFromAnUnconfiguredAddress(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ksAddr := netip.MustParseAddr("127.0.0.160")
+	grp := ksGroup(t, ksAddr)
+	grp.Rekey = ks.RekeyPolicy{Unicast: true}
+	var ksLog syncBuf
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0), netip.MustParseAddrPort("127.0.0.161:0")},
+		IKE: ikeCfg("k", version.Current), KS: []ks.GroupConfig{grp}, Logger: slog.New(slog.NewTextHandler(&ksLog, nil))})
+	primary, other := kn.Addrs()[0], kn.Addrs()[1]
+	var gmLog syncBuf
+	gmn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.162:0")}, IKE: ikeCfg("k", version.Current),
+		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{primary}, SIDs: 1}}, Logger: slog.New(slog.NewTextHandler(&gmLog, nil))})
+	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
+	gmn.Do(ctx, func() { gmn.regs[0].dropAcks = true })
+	kn.Do(ctx, func() {
+		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	waitFor(t, "the first rekey", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == 1 })
+
+	kn.Do(ctx, func() {
+		if _, _, err := kn.Refresh([]netip.AddrPort{other}); err != nil {
+			t.Fatal(err)
+		}
+		if a := kn.UnservedAddresses()["GETVPN"]; a != ksAddr {
+			t.Errorf("snapshot: unserved %v", kn.UnservedAddresses())
+		}
+		if len(kn.deliveries) != 1 || kn.deliveries[0].sock != nil {
+			t.Errorf("the rekey in flight was not paused")
+		}
+		later := time.Now().Add(48 * time.Hour)
+		for _, d := range kn.deliveries {
+			kn.step(d, later) // retransmissions due: none may leave
+		}
+		kn.rekeyTick(later) // a scheduled rekey due: none may leave
+		if err := kn.SendRekey("GETVPN", time.Now()); err == nil || !strings.Contains(err.Error(), "not served") {
+			t.Errorf("SendRekey with the group's address gone: %v", err)
+		}
+		if len(kn.deliveries) != 1 {
+			t.Errorf("%d deliveries", len(kn.deliveries))
+		}
+	})
+	if got := strings.Count(ksLog.String(), "%GDOI-3-KS_ADDRESS_NOT_SERVED: Group GETVPN: key server address 127.0.0.160"); got != 1 {
+		t.Fatalf("KS logged the unserved address %d times:\n%s", got, ksLog.String())
+	}
+	time.Sleep(100 * time.Millisecond)
+	if m := gmState(t, gmn); m.Rekeys.Received != 1 || m.Rekeys.Duplicate != 0 {
+		t.Fatalf("the GM received rekeys from an unconfigured address: %+v", m.Rekeys)
+	}
+
+	kn.Do(ctx, func() {
+		if _, _, err := kn.Refresh([]netip.AddrPort{primary, other}); err != nil {
+			t.Fatal(err)
+		}
+		if len(kn.UnservedAddresses()) != 0 || kn.deliveries[0].sock == nil || kn.deliveries[0].sock.local != primary {
+			t.Errorf("after the address came back: unserved %v", kn.UnservedAddresses())
+		}
+	})
+	gmn.Do(ctx, func() { gmn.regs[0].dropAcks = false })
+	kn.Do(ctx, func() {
+		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, "the rekey from the configured address", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == 2 })
+	if !strings.Contains(gmLog.String(), "from 127.0.0.160 to") || strings.Contains(gmLog.String(), "from 127.0.0.161") {
+		t.Fatalf("GM log:\n%s", gmLog.String())
+	}
+	if !strings.Contains(ksLog.String(), "KS_ADDRESS_SERVED") {
+		t.Fatal("KS did not log that the address is served again")
+	}
 }

@@ -50,7 +50,7 @@ func (n *Node) rekeyTick(now time.Time) {
 	}
 	for _, g := range n.ks.Groups() {
 		at := n.ks.NextRekey(g)
-		if at.IsZero() || now.Before(at) || n.inFlight(g) {
+		if at.IsZero() || now.Before(at) || n.inFlight(g) || n.unserved[g].IsValid() {
 			continue
 		}
 		if err := n.SendRekey(g, now); err != nil {
@@ -106,6 +106,9 @@ func (n *Node) SendRekey(group string, now time.Time) error {
 	if n.ks == nil {
 		return errors.New("node: not a key server")
 	}
+	if _, err := n.rekeySock(group); err != nil {
+		return err
+	}
 	// Reserve the sequence number on disk, then advance the keys, then
 	// save them, and only then send (SPEC O4: write before send).
 	want, err := n.reserve(group)
@@ -126,6 +129,9 @@ func (n *Node) SendReplaceRekey(group string, replaceNow bool, now time.Time) (*
 		return nil, errors.New("node: not a key server")
 	}
 	if err := n.ks.CheckPrimaryRekey(group); err != nil {
+		return nil, err
+	}
+	if _, err := n.rekeySock(group); err != nil {
 		return nil, err
 	}
 	want, err := n.reserve(group)
@@ -151,6 +157,9 @@ func (n *Node) SendRemoval(group string, removeNow bool, now time.Time) (*ks.Pus
 		return nil, errors.New("node: not a key server")
 	}
 	if err := n.ks.CheckPrimaryRemoval(group); err != nil {
+		return nil, err
+	}
+	if _, err := n.rekeySock(group); err != nil {
 		return nil, err
 	}
 	want, err := n.reserve(group)
@@ -224,7 +233,10 @@ func (n *Node) deliver(group string, p *ks.Push, want uint32, now time.Time) err
 			return fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)
 		}
 	}
-	s := n.rekeySock(group)
+	s, err := n.rekeySock(group)
+	if err != nil {
+		return err
+	}
 	n.ks.LogRekey(p, s.local.Addr())
 	d := &delivery{push: p, sock: s, queue: append([]netip.AddrPort(nil), p.Members...), pending: map[netip.Addr]*target{}, next: now,
 		old: map[netip.AddrPort]bool{}}
@@ -247,22 +259,82 @@ func (n *Node) deliver(group string, p *ks.Push, want uint32, now time.Time) err
 }
 
 // rekeySock is the socket a group's rekeys leave from: the one bound to
-// the group's KS address (the SAK's source), else the first.
-func (n *Node) rekeySock(group string) *sock {
-	s := n.socks[0]
-	if a := n.ks.Address(group); a.IsValid() {
-		for _, x := range n.socks {
-			if x.local.Addr() == a {
-				s = x
+// the group's KS address (`address ipv4`, the SAK's source); the first
+// socket only for a group that configured no address. A group whose
+// address no socket serves (removed from the host, then a refresh) gets an
+// error: its rekeys never leave from an address it did not configure.
+func (n *Node) rekeySock(group string) (*sock, error) {
+	a := n.ks.Address(group)
+	if !a.IsValid() {
+		return n.socks[0], nil
+	}
+	for _, x := range n.socks {
+		if x.local.Addr().Unmap() == a.Unmap() {
+			return x, nil
+		}
+	}
+	return nil, fmt.Errorf("group %s: its key server address %s is not served by this node (not on this host?): no rekey sent", group, a)
+}
+
+// checkServed notes the groups whose configured address no socket serves
+// (New and Refresh call it): each change is logged once, loudly, and
+// `show crypto gdoi` shows it; rekeys of such a group are held (the
+// scheduler skips it, a delivery in flight pauses) until the address is
+// served again, when they resume.
+func (n *Node) checkServed() {
+	if n.ks == nil {
+		return
+	}
+	now := n.o.Now()
+	for _, g := range n.ks.Groups() {
+		_, err := n.rekeySock(g)
+		switch {
+		case err != nil && !n.unserved[g].IsValid():
+			if n.unserved == nil {
+				n.unserved = map[string]netip.Addr{}
+			}
+			n.unserved[g] = n.ks.Address(g)
+			syslog.Log(n.log, syslog.Err, "KS_ADDRESS_NOT_SERVED",
+				"Group %s: key server address %s is not served by this node (no local socket has it): rekeys are held until it is", g, n.ks.Address(g))
+		case err == nil && n.unserved[g].IsValid():
+			delete(n.unserved, g)
+			syslog.Log(n.log, syslog.Notice, "KS_ADDRESS_SERVED", "Group %s: key server address %s is served again: rekeys resume", g, n.ks.Address(g))
+		}
+	}
+	for _, d := range n.deliveries {
+		if d.sock != nil && !d.sock.closed {
+			continue
+		}
+		s, err := n.rekeySock(d.push.Group)
+		if err != nil {
+			d.sock, d.next = nil, time.Time{} // paused: step sends nothing
+			continue
+		}
+		d.sock, d.next = s, now
+		if d.multicast {
+			if err := setMulticastOptions(d.sock.conn, d.push.Policy.Interface, d.push.Policy.TTL); err != nil {
+				n.log.Warn("multicast rekey moved to another socket without its options", "group", d.push.Group, "err", err)
 			}
 		}
 	}
-	return s
+}
+
+// UnservedAddresses lists the KS groups whose configured address no socket
+// serves; use inside Do.
+func (n *Node) UnservedAddresses() map[string]netip.Addr {
+	out := map[string]netip.Addr{}
+	for g, a := range n.unserved {
+		out[g] = a
+	}
+	return out
 }
 
 // step sends the next paced burst and the retransmissions that are due,
 // and gives up on members whose last transmission went unanswered.
 func (n *Node) step(d *delivery, now time.Time) {
+	if d.sock == nil {
+		return // paused: the group's address is not served (checkServed)
+	}
 	budget := rekeyBurst
 	for len(d.queue) > 0 && budget > 0 {
 		to := d.queue[0]

@@ -35,6 +35,9 @@ type Snapshot struct {
 	ISAKMPCounters []ike.Counter
 	GMCounters     []ike.Counter
 	KSCounters     []ike.Counter
+	// Unserved are the KS groups whose configured address no local
+	// socket serves: their rekeys are held.
+	Unserved map[string]netip.Addr
 }
 
 // Snapshot copies the node's state; call it inside Do.
@@ -56,6 +59,7 @@ func (n *Node) Snapshot() Snapshot {
 		n.ks.SetNow(s.Now)
 		s.KS = n.ks.Snapshot()
 		s.KSCounters = n.KSCounters()
+		s.Unserved = n.UnservedAddresses()
 	}
 	return s
 }

@@ -95,6 +95,9 @@ func GDOI(s node.Snapshot) (string, any) {
 		fmt.Fprintf(&b, "    Group Rekey Lifetime     : %d secs\n", secs(g.KEKLifetime))
 		fmt.Fprintf(&b, "    Group Rekey\n        Remaining Lifetime   : %d secs\n", secs(g.KEKExpire.Sub(s.Now)))
 		fmt.Fprintf(&b, "    Rekey Sequence Number    : %d\n", g.Seq)
+		if a, ok := s.Unserved[g.Name]; ok {
+			fmt.Fprintf(&b, "    KS Address               : %s NOT SERVED (no local socket has it: rekeys held)\n", a)
+		}
 		for i, t := range g.TEKs {
 			fmt.Fprintf(&b, "\n    IPSec SA Number        : %d\n", i+1)
 			fmt.Fprintf(&b, "    IPSec SA Rekey Lifetime: %d secs\n", secs(t.Lifetime))
@@ -118,7 +121,7 @@ func GDOI(s node.Snapshot) (string, any) {
 		fmt.Fprintf(&b, "     Group Server list       : %s\n\n", strings.Join(servers, ", "))
 		gmInfo(&b, s, m)
 	}
-	return b.String(), map[string]any{"ks_groups": s.KS, "gm_groups": s.GM}
+	return b.String(), map[string]any{"ks_groups": s.KS, "gm_groups": s.GM, "ks_addresses_not_served": s.Unserved}
 }
 
 func gmInfo(b *strings.Builder, s node.Snapshot, m node.MemberState) {
