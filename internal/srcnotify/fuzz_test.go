@@ -59,7 +59,8 @@ func FuzzDecoder(f *testing.F) {
 				return
 			}
 			if err != nil {
-				if len(err.Error()) > 300 {
+				// at most 64 quoted bytes, 4 characters each (\x1b)
+				if len(err.Error()) > 4*maxQuote+100 {
 					t.Fatalf("error of %d bytes", len(err.Error()))
 				}
 				continue
