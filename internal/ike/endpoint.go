@@ -2,34 +2,79 @@ package ike
 
 import (
 	"container/heap"
+	"container/list"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/ratelog"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 // Limits protect a responder from floods of message 1 sent from spoofed
 // addresses: each costs a table entry until the sender proves it receives
 // our answers by returning our cookie in message 3, which is also when the
-// expensive Diffie-Hellman work starts.
+// expensive Diffie-Hellman work starts. A half-open SA is never refused:
+// the oldest one of its address (or, at the global bound, the oldest of
+// all) makes room, so a spoofer flooding from a member's own address
+// delays the member by at most the round trip it needs to answer message 2
+// before the flood has sent MaxHalfOpenPerPeer more (SPEC S3).
 type Limits struct {
-	MaxHalfOpen        int // responder SAs still waiting for message 3; default 4096
-	MaxHalfOpenPerPeer int // per source address; default 16
+	MaxHalfOpen        int           // responder SAs still waiting for message 3; default 4096
+	MaxHalfOpenPerPeer int           // per source address; default 16
+	HalfOpenTimeout    time.Duration // a half-open SA's life without message 3; default 30 s
+	// ReplyRate and ReplyBurst bound the unprotected answers to addresses
+	// nothing has verified (refusals of message 1, INVALID-COOKIE): per
+	// second and at once, each kind on its own bucket; default 10 and 20.
+	ReplyRate  float64
+	ReplyBurst int
 }
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxHalfOpen == 0 {
+	if l.MaxHalfOpen <= 0 {
 		l.MaxHalfOpen = 4096
 	}
-	if l.MaxHalfOpenPerPeer == 0 {
+	if l.MaxHalfOpenPerPeer <= 0 {
 		l.MaxHalfOpenPerPeer = 16
 	}
+	if l.HalfOpenTimeout <= 0 {
+		l.HalfOpenTimeout = 30 * time.Second
+	}
+	if l.ReplyRate <= 0 {
+		l.ReplyRate = 10
+	}
+	if l.ReplyBurst <= 0 {
+		l.ReplyBurst = 20
+	}
 	return l
+}
+
+// tokenBucket bounds a rate; its clock is the caller's now.
+type tokenBucket struct {
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+}
+
+func (b *tokenBucket) take(now time.Time) bool {
+	if b.last.IsZero() {
+		b.tokens, b.last = b.burst, now
+	}
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(b.burst, b.tokens+d.Seconds()*b.rate)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // Stats counts what an Endpoint dropped and why.
@@ -39,7 +84,6 @@ type Stats struct {
 	HalfOpenEvicted     uint64 // half-open SAs evicted by newer ones: global bound
 	HalfOpenPeerEvicted uint64 // half-open SAs evicted by newer ones from the same address
 	HalfOpenExpired     uint64 // half-open SAs whose peer never sent message 3
-	HalfOpenRefused     uint64 // message 1 refused by the per-peer limit (no longer happens: the oldest is evicted)
 	MM1Rejected         uint64 // message 1 that created no SA: malformed, encrypted or refused
 	RefusalSent         uint64 // unprotected refusals (NO-PROPOSAL-CHOSEN, ...) sent for message 1
 	RefusalSuppressed   uint64 // unprotected refusals not sent: rate bound
@@ -47,9 +91,9 @@ type Stats struct {
 	InvalidCookieSupp   uint64 // INVALID-COOKIE not sent: rate bound
 	CookieCollision     uint64 // new SA whose cookie pair is held already: dropped, the old one kept
 	EstablishedIgnored  uint64 // unprotected or unauthenticated messages ignored by an established SA
-	PeerLostState       uint64 // unprotected INVALID-COOKIE received for an established SA
+	PeerLostState       uint64 // PeerLostState hints reported (unprotected INVALID-COOKIE for an established SA)
 	InitialContactDrop  uint64 // SAs dropped (and deleted) on the same identity's INITIAL-CONTACT
-	Dropped             uint64 // ignored by an SA (stale, duplicate, bad)
+	Dropped             uint64 // ignored by an SA (stale, duplicate, bad); EstablishedIgnored is part of it
 }
 
 // Counter is one named counter of Stats, for show commands and metrics.
@@ -68,7 +112,6 @@ func (s Stats) Counters() []Counter {
 		{"half_open_evicted", "half-open SAs evicted by newer ones (global limit)", s.HalfOpenEvicted},
 		{"half_open_peer_evicted", "half-open SAs evicted by newer ones from the same address", s.HalfOpenPeerEvicted},
 		{"half_open_expired", "half-open SAs whose peer never sent message 3", s.HalfOpenExpired},
-		{"half_open_refused", "message 1 refused by the per-peer limit", s.HalfOpenRefused},
 		{"mm1_rejected", "message 1 that created no SA: malformed, encrypted or refused", s.MM1Rejected},
 		{"refusal_sent", "unprotected refusals of message 1 sent", s.RefusalSent},
 		{"refusal_suppressed", "unprotected refusals of message 1 not sent (rate limit)", s.RefusalSuppressed},
@@ -76,7 +119,7 @@ func (s Stats) Counters() []Counter {
 		{"invalid_cookie_suppressed", "INVALID-COOKIE not sent (rate limit)", s.InvalidCookieSupp},
 		{"cookie_collision", "new SA with the cookies of one held: dropped", s.CookieCollision},
 		{"established_ignored", "unprotected or unauthenticated messages ignored by an established SA", s.EstablishedIgnored},
-		{"peer_lost_state", "unprotected INVALID-COOKIE received for an established SA", s.PeerLostState},
+		{"peer_lost_state", "hints that a peer lost its phase-1 state (unprotected INVALID-COOKIE)", s.PeerLostState},
 		{"initial_contact_dropped", "SAs deleted on the same identity's INITIAL-CONTACT", s.InitialContactDrop},
 		{"dropped", "ignored by an SA: stale, duplicate or bad", s.Dropped},
 	}
@@ -111,25 +154,43 @@ type halfKey struct {
 // by cookies, creates responder SAs for message 1 within Limits, and runs
 // every SA's timers from one heap. It is sans-IO and owned by one
 // goroutine.
+//
+// Invariants (SPEC S1, S2): an SA enters the tables only once a message
+// of its peer was accepted (a responder once message 2 is built); every SA
+// in the tables has a timer (half-open ones expire after
+// Limits.HalfOpenTimeout) and the half-open ones are bounded per address
+// and in all; an entry of e.sas is never overwritten; nothing
+// unauthenticated removes an established SA.
 type Endpoint struct {
 	cfg    *Config
 	local  netip.AddrPort
 	limits Limits
 	secret [32]byte
+	seq    uint64 // responder cookies issued: makes each one unique
 
 	sas      map[pair]*SA
 	pending  map[halfKey]*SA // initiators before message 2, responders before message 3
-	perPeer  map[netip.Addr]int
-	halfOpen []*SA // responders in MM2_SENT, oldest first
+	halfOpen *list.List      // responders in MM2_SENT, oldest first
+	perPeer  map[netip.Addr]*list.List
+	elems    map[*SA][2]*list.Element // an SA's elements in halfOpen and perPeer
 	timers   timerHeap
 	gen      map[*SA]uint64
-	Stats    Stats
+
+	refusals, invalidCookies tokenBucket
+	unauth                   *slog.Logger // bounded and rate-limited: for what unauthenticated input causes
+
+	Stats Stats
 }
 
 // NewEndpoint returns an Endpoint for local.
 func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, error) {
-	e := &Endpoint{cfg: cfg, local: local, limits: limits.withDefaults(), sas: map[pair]*SA{},
-		pending: map[halfKey]*SA{}, perPeer: map[netip.Addr]int{}, gen: map[*SA]uint64{}}
+	limits = limits.withDefaults()
+	e := &Endpoint{cfg: cfg, local: local, limits: limits, sas: map[pair]*SA{},
+		pending: map[halfKey]*SA{}, halfOpen: list.New(), perPeer: map[netip.Addr]*list.List{},
+		elems: map[*SA][2]*list.Element{}, gen: map[*SA]uint64{},
+		refusals:       tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
+		invalidCookies: tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
+		unauth:         slog.New(ratelog.New(cfg.logger().Handler(), ratelog.Options{}))}
 	if _, err := io.ReadFull(cfg.rand(), e.secret[:]); err != nil {
 		return nil, fmt.Errorf("ike: cookie secret: %w", err)
 	}
@@ -156,17 +217,25 @@ func (e *Endpoint) Initiate(peer netip.AddrPort, now time.Time) (*SA, Output, er
 	if err != nil {
 		return nil, Output{}, err
 	}
+	if e.pending[halfKey{sa.icky, peer}] != nil {
+		return nil, Output{}, errors.New("ike: initiator cookie already in use")
+	}
+	sa.log = e.unauth.With("peer", peer.String(), "role", "initiator")
 	e.pending[halfKey{sa.icky, peer}] = sa
 	return sa, e.apply(sa, r), nil
 }
 
 // responderCookie binds our cookie to the initiator's cookie and address
-// (RFC 2408 §2.5.3): a message 3 from another address cannot use it.
+// and to a secret (RFC 2408 §2.5.3), and makes it unique to this SA with
+// a counter: a replayed message 1 gets another cookie, so it can never
+// name an SA we hold.
 func (e *Endpoint) responderCookie(icky isakmp.Cookie, peer netip.AddrPort) isakmp.Cookie {
+	e.seq++
 	m := hmac.New(sha256.New, e.secret[:])
 	m.Write(icky[:])
 	b, _ := peer.MarshalBinary()
 	m.Write(b)
+	m.Write(binary.BigEndian.AppendUint64(nil, e.seq))
 	var c isakmp.Cookie
 	copy(c[:], m.Sum(nil))
 	return c
@@ -185,12 +254,16 @@ func (e *Endpoint) Handle(from netip.AddrPort, pkt []byte, now time.Time) Output
 			e.Stats.UnknownSA++ // a cookie pair used from another address
 			return Output{}
 		}
-		return e.step(sa, sa.Handle(pkt, now))
+		return e.step(sa, sa.Handle(pkt, now), now)
 	}
 	if h.ResponderCookie == zero {
 		// Message 1, or a retransmission of it.
-		if sa := e.pending[halfKey{h.InitiatorCookie, from}]; sa != nil && !sa.initiator {
-			return e.step(sa, sa.Handle(pkt, now))
+		if sa := e.pending[halfKey{h.InitiatorCookie, from}]; sa != nil {
+			if sa.initiator { // our own cookie sent back with no responder's
+				e.Stats.UnknownSA++
+				return Output{}
+			}
+			return e.step(sa, sa.Handle(pkt, now), now)
 		}
 		if h.Exchange != isakmp.ExchangeIdentityProt || h.NextPayload != isakmp.PayloadSA {
 			e.Stats.UnknownSA++
@@ -200,42 +273,108 @@ func (e *Endpoint) Handle(from netip.AddrPort, pkt []byte, now time.Time) Output
 	}
 	// Message 2: the responder chose its cookie.
 	if sa := e.pending[halfKey{h.InitiatorCookie, from}]; sa != nil && sa.initiator {
-		out := e.step(sa, sa.Handle(pkt, now))
-		if sa.rcky != zero {
+		out := e.step(sa, sa.Handle(pkt, now), now)
+		if sa.rcky != zero && sa.state != StateDead {
 			delete(e.pending, halfKey{sa.icky, from})
 			e.sas[pair{sa.icky, sa.rcky}] = sa
 		}
 		return out
 	}
 	e.Stats.UnknownSA++
-	return Output{}
+	return e.invalidCookie(from, h, now)
 }
 
-func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []byte, now time.Time) Output {
-	if e.perPeer[from.Addr()] >= e.limits.MaxHalfOpenPerPeer {
-		e.Stats.HalfOpenRefused++
+// invalidCookie answers a message naming cookies of no SA we hold with an
+// unprotected INVALID-COOKIE (RFC 2408 §3.14.1, §5.2), at a bounded rate:
+// a member whose key server restarted learns it at once instead of
+// retransmitting into the void. Informationals are never answered, so two
+// endpoints cannot answer each other forever.
+func (e *Endpoint) invalidCookie(from netip.AddrPort, h isakmp.Header, now time.Time) Output {
+	switch h.Exchange {
+	case isakmp.ExchangeIdentityProt, isakmp.ExchangePull:
+	default:
 		return Output{}
 	}
-	if len(e.halfOpen) >= e.limits.MaxHalfOpen {
+	if !e.invalidCookies.take(now) {
+		e.Stats.InvalidCookieSupp++
+		return Output{}
+	}
+	var mid [4]byte
+	if _, err := io.ReadFull(e.cfg.rand(), mid[:]); err != nil {
+		return Output{}
+	}
+	// A new Informational exchange, which we initiate: its Message ID is
+	// random and not 0 (RFC 2408 §3.1); the SPI names the cookie pair.
+	n := &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, NotifyType: isakmp.NotifyInvalidCookie,
+		SPI: append(h.InitiatorCookie[:], h.ResponderCookie[:]...)}
+	m := &isakmp.Message{Header: isakmp.Header{InitiatorCookie: h.InitiatorCookie, ResponderCookie: h.ResponderCookie,
+		Exchange: isakmp.ExchangeInformational, MessageID: binary.BigEndian.Uint32(mid[:]) | 1}, Payloads: []isakmp.Payload{n}}
+	b, err := m.Marshal()
+	if err != nil {
+		return Output{}
+	}
+	e.Stats.InvalidCookieSent++
+	return Output{Send: []Packet{{To: from, Data: b}}}
+}
+
+// newResponder runs message 1 on a fresh responder SA, which enters the
+// tables only if it answered with message 2: input that did not complete
+// a message leaves nothing behind (SPEC S1).
+func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []byte, now time.Time) Output {
+	sa := newResponder(e.cfg, e.local, from, icky, e.responderCookie(icky, from), now)
+	sa.log = e.unauth.With("peer", from.String(), "role", "responder")
+	sa.halfOpenTTL = e.limits.HalfOpenTimeout
+	r := sa.Handle(pkt, now)
+	e.Stats.Dropped += uint64(sa.Dropped)
+	sa.Dropped = 0
+	if sa.state != StateMM2Sent {
+		// Refused or unreadable: no SA, no event (nobody knew of it). A
+		// refusal goes to an address nothing verified: rate-bounded.
+		e.Stats.MM1Rejected++
+		if len(r.Send) == 0 {
+			return Output{}
+		}
+		if !e.refusals.take(now) {
+			e.Stats.RefusalSuppressed++
+			return Output{}
+		}
+		e.Stats.RefusalSent++
+		return Output{Send: []Packet{{To: from, Data: r.Send[0]}}}
+	}
+	if e.sas[pair{sa.icky, sa.rcky}] != nil {
+		e.Stats.CookieCollision++
+		return Output{}
+	}
+	if l := e.perPeer[from.Addr()]; l != nil && l.Len() >= e.limits.MaxHalfOpenPerPeer {
+		// Evict this address's oldest: a spoofer flooding from a member's
+		// address costs the member at most a retry, never a lockout.
+		e.Stats.HalfOpenPeerEvicted++
+		e.remove(l.Front().Value.(*SA))
+	} else if e.halfOpen.Len() >= e.limits.MaxHalfOpen {
 		// Evict the oldest SA that never got past message 2: a spoofed
 		// source never answers, a real peer does within a round trip.
 		e.Stats.HalfOpenEvicted++
-		e.remove(e.halfOpen[0])
+		e.remove(e.halfOpen.Front().Value.(*SA))
 	}
-	sa := newResponder(e.cfg, e.local, from, icky, e.responderCookie(icky, from), now)
 	e.pending[halfKey{icky, from}] = sa
 	e.sas[pair{sa.icky, sa.rcky}] = sa
-	e.perPeer[from.Addr()]++
-	e.halfOpen = append(e.halfOpen, sa)
-	return e.step(sa, sa.Handle(pkt, now))
+	l := e.perPeer[from.Addr()]
+	if l == nil {
+		l = list.New()
+		e.perPeer[from.Addr()] = l
+	}
+	e.elems[sa] = [2]*list.Element{e.halfOpen.PushBack(sa), l.PushBack(sa)}
+	return e.apply(sa, r)
 }
 
 // step applies an SA's Result and keeps the half-open bookkeeping.
-func (e *Endpoint) step(sa *SA, r Result) Output {
+func (e *Endpoint) step(sa *SA, r Result, now time.Time) Output {
 	out := e.apply(sa, r)
 	for _, ev := range r.Events {
 		if _, ok := ev.(InitialContact); ok {
-			e.dropOlder(sa)
+			o := e.dropOlder(sa, now)
+			out.Send = append(out.Send, o.Send...)
+			out.Events = append(out.Events, o.Events...)
 		}
 	}
 	if !sa.initiator && sa.state != StateMM2Sent {
@@ -247,34 +386,60 @@ func (e *Endpoint) step(sa *SA, r Result) Output {
 	return out
 }
 
-// dropOlder removes every other SA with sa's peer: after INITIAL-CONTACT
-// they belong to the peer's previous life and no Delete is owed.
-func (e *Endpoint) dropOlder(sa *SA) {
+// dropOlder deletes every other established SA of sa's peer identity,
+// from any address: after INITIAL-CONTACT they belong to the peer's
+// previous life (RFC 2407 §4.6.3.3). Each gets a Delete to its own peer
+// address, which a peer that did reboot ignores and one that did not
+// (a second device with the same identity) learns from.
+func (e *Endpoint) dropOlder(sa *SA, now time.Time) Output {
+	var out Output
 	for _, o := range e.sas {
-		if o != sa && o.peer.Addr() == sa.peer.Addr() {
-			o.log.Info("dropping phase-1 SA: peer sent INITIAL-CONTACT on a new one")
-			e.remove(o)
+		if o == sa || o.state != StateEstablished || !sameID(o.info.PeerID, sa.info.PeerID) {
+			continue
 		}
+		o.log.Info("deleting phase-1 SA: its peer identity sent INITIAL-CONTACT on a new one",
+			"peer_id", o.info.PeerID.String(), "new_peer", sa.peer.String())
+		e.Stats.InitialContactDrop++
+		r := o.Delete(now)
+		out.Send = append(out.Send, e.apply(o, r).Send...)
+		out.Events = append(out.Events, SAEvent{SA: o, Event: Deleted{}})
+		e.remove(o)
 	}
+	return out
+}
+
+func sameID(a, b *isakmp.ID) bool {
+	return a != nil && b != nil && a.IDType == b.IDType && a.ProtocolID == b.ProtocolID &&
+		a.Port == b.Port && string(a.Data) == string(b.Data)
 }
 
 func (e *Endpoint) leaveHalfOpen(sa *SA) {
-	for i, h := range e.halfOpen {
-		if h == sa {
-			e.halfOpen = append(e.halfOpen[:i], e.halfOpen[i+1:]...)
-			if e.perPeer[sa.peer.Addr()]--; e.perPeer[sa.peer.Addr()] <= 0 {
-				delete(e.perPeer, sa.peer.Addr())
-			}
-			delete(e.pending, halfKey{sa.icky, sa.peer})
-			return
+	els, ok := e.elems[sa]
+	if !ok {
+		return
+	}
+	delete(e.elems, sa)
+	e.halfOpen.Remove(els[0])
+	if l := e.perPeer[sa.peer.Addr()]; l != nil {
+		l.Remove(els[1])
+		if l.Len() == 0 {
+			delete(e.perPeer, sa.peer.Addr())
 		}
+	}
+	if k := (halfKey{sa.icky, sa.peer}); e.pending[k] == sa {
+		delete(e.pending, k)
 	}
 }
 
+// remove forgets sa; entries of the tables that name another SA stay.
 func (e *Endpoint) remove(sa *SA) {
 	e.leaveHalfOpen(sa)
-	delete(e.pending, halfKey{sa.icky, sa.peer})
-	delete(e.sas, pair{sa.icky, sa.rcky})
+	if k := (halfKey{sa.icky, sa.peer}); e.pending[k] == sa {
+		delete(e.pending, k)
+	}
+	if k := (pair{sa.icky, sa.rcky}); e.sas[k] == sa {
+		delete(e.sas, k)
+	}
 	delete(e.gen, sa)
 	sa.state = StateDead
 }
@@ -286,14 +451,35 @@ func (e *Endpoint) apply(sa *SA, r Result) Output {
 	}
 	for _, ev := range r.Events {
 		out.Events = append(out.Events, SAEvent{SA: sa, Event: ev})
+		if _, ok := ev.(PeerLostState); ok {
+			e.Stats.PeerLostState++
+		}
 	}
 	e.Stats.Dropped += uint64(sa.Dropped)
-	sa.Dropped = 0
+	e.Stats.EstablishedIgnored += uint64(sa.ignored)
+	sa.Dropped, sa.ignored = 0, 0
 	if !r.Timer.IsZero() && sa.state != StateDead {
 		e.gen[sa]++
 		heap.Push(&e.timers, timerEntry{at: r.Timer, sa: sa, gen: e.gen[sa]})
+		if len(e.timers) > 2*len(e.gen)+64 {
+			e.compactTimers()
+		}
 	}
 	return out
+}
+
+// compactTimers drops superseded timers, so that the heap stays within
+// twice the SAs held however many were evicted before their timer.
+func (e *Endpoint) compactTimers() {
+	live := e.timers[:0]
+	for _, t := range e.timers {
+		if e.gen[t.sa] == t.gen {
+			live = append(live, t)
+		}
+	}
+	clear(e.timers[len(live):])
+	e.timers = live
+	heap.Init(&e.timers)
 }
 
 // NextTimer is when Tick should run next (zero: no timer).
@@ -316,7 +502,11 @@ func (e *Endpoint) Tick(now time.Time) Output {
 		if e.gen[t.sa] != t.gen {
 			continue
 		}
-		o := e.step(t.sa, t.sa.Timeout(now))
+		halfOpen := !t.sa.initiator && t.sa.state == StateMM2Sent
+		o := e.step(t.sa, t.sa.Timeout(now), now)
+		if halfOpen && t.sa.state == StateDead {
+			e.Stats.HalfOpenExpired++
+		}
 		out.Send = append(out.Send, o.Send...)
 		out.Events = append(out.Events, o.Events...)
 	}
@@ -328,7 +518,7 @@ func (e *Endpoint) Delete(sa *SA, now time.Time) (Output, error) {
 	if e.sas[pair{sa.icky, sa.rcky}] != sa {
 		return Output{}, errors.New("ike: SA not held by this endpoint")
 	}
-	return e.step(sa, sa.Delete(now)), nil
+	return e.step(sa, sa.Delete(now), now), nil
 }
 
 // DPD sends an R-U-THERE on an established SA (RFC 3706).
@@ -337,7 +527,7 @@ func (e *Endpoint) DPD(sa *SA, now time.Time) (Output, error) {
 	if err != nil {
 		return Output{}, err
 	}
-	return e.step(sa, r), nil
+	return e.step(sa, r, now), nil
 }
 
 type timerEntry struct {

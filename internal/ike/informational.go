@@ -159,39 +159,45 @@ func (sa *SA) dpdNotify(t isakmp.NotifyType, seq uint32) *isakmp.Notify {
 		SPI: append(sa.icky[:], sa.rcky[:]...), Data: binary.BigEndian.AppendUint32(nil, seq)}
 }
 
-// informational handles an Informational exchange for this SA.
+// informational handles an Informational exchange for this SA. Only a
+// protected one, whose HASH(1) proves the peer's keys, changes an
+// established SA; an unprotected one is at most a hint (SPEC S2).
 func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result {
 	if !m.Encrypted() {
-		// Unprotected notifications can only be trusted before keys exist,
-		// and then only as a reason to give up (RFC 2408 §5).
-		if n := find[*isakmp.Notify](m.Payloads); n != nil && n.NotifyType.IsError() && sa.state != StateEstablished && sa.keys == nil {
+		n := find[*isakmp.Notify](m.Payloads)
+		switch {
+		case n == nil || !n.NotifyType.IsError():
+		case sa.state == StateEstablished:
+			if n.NotifyType == isakmp.NotifyInvalidCookie && n.Protocol == isakmp.ProtoISAKMP &&
+				(len(n.SPI) == 0 || string(n.SPI) == string(append(sa.icky[:], sa.rcky[:]...))) {
+				r := sa.drop()
+				if sa.lastHint.IsZero() || now.Sub(sa.lastHint) >= hintInterval {
+					sa.lastHint = now
+					sa.log.Info("peer says it holds no such phase-1 SA (unprotected INVALID-COOKIE): it may have restarted")
+					r.Events = []Event{PeerLostState{}}
+				}
+				return r
+			}
+		case sa.keys == nil:
+			// Before keys exist an unprotected error is all a peer can
+			// send, and only a reason to give up (RFC 2408 §5).
 			return sa.fail(fmt.Errorf("%w: %s sent %s", ErrRefused, sa.peer.Addr(), n.NotifyType))
 		}
-		sa.Dropped++
-		return Result{Timer: sa.timer()}
+		return sa.drop()
 	}
 	if sa.keys == nil {
-		sa.Dropped++
-		return Result{Timer: sa.timer()}
+		return sa.drop()
 	}
-	if sa.lastBlock == nil {
-		// An error sent by the peer between messages 4 and 6 is protected
-		// with IVs seeded from the phase-1 chain so far.
-		sa.lastBlock = sa.iv
-	}
-	ps, err := sa.DecryptPhase2(m)
-	sa.ForgetMessageID(m.Header.MessageID)
+	ps, err := sa.decryptInformational(m)
 	if err != nil || len(ps) < 2 {
-		sa.Dropped++
 		sa.log.Debug("dropped undecryptable Informational", "err", err)
-		return Result{Timer: sa.timer()}
+		return sa.drop()
 	}
 	h, ok := ps[0].(*isakmp.Hash)
 	want, herr := sa.informationalHash(m.Header.MessageID, ps[1:])
 	if !ok || herr != nil || string(h.Data) != string(want) {
-		sa.Dropped++
 		sa.log.Warn("dropped Informational with a wrong HASH(1)")
-		return Result{Timer: sa.timer()}
+		return sa.drop()
 	}
 	var r Result
 	for _, p := range ps[1:] {
@@ -221,4 +227,21 @@ func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result
 		r.Timer = sa.timer()
 	}
 	return r
+}
+
+// decryptInformational decrypts an Informational, one message with an IV
+// of its own (RFC 2409 Appendix B): it reads and changes no IV chain, so
+// a forged one cannot disturb an exchange in progress with the same
+// Message ID. Between messages 4 and 6 the chain so far seeds it.
+func (sa *SA) decryptInformational(m *isakmp.Message) ([]isakmp.Payload, error) {
+	base := sa.lastBlock
+	if base == nil {
+		base = sa.iv
+	}
+	plain, err := decrypt(sa.keys.Ka, phase2IV(sa.suite.Hash, base, m.Header.MessageID), m.Body)
+	if err != nil {
+		return nil, err
+	}
+	ps, _, err := isakmp.SplitPayloadsIn(m.Header.Exchange, m.Header.NextPayload, plain)
+	return ps, err
 }

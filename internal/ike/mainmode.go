@@ -1,9 +1,11 @@
 package ike
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -76,7 +78,10 @@ func (sa *SA) marshalEncrypted(ps []isakmp.Payload) ([]byte, error) {
 	return m.Marshal()
 }
 
-// Handle processes one datagram from the peer for this SA.
+// Handle processes one datagram from the peer for this SA. The state is
+// checked before anything in the message can change it: an established
+// SA ignores (and counts) every main-mode message, and only an
+// authenticated Informational can delete it (SPEC S2).
 func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 	if sa.state == StateDead {
 		sa.Dropped++
@@ -84,17 +89,32 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 	}
 	if sa.duplicate(pkt) {
 		if sa.sent == nil {
-			sa.Dropped++
-			return Result{Timer: sa.timer()}
+			return sa.drop()
+		}
+		if !sa.initiator && sa.state == StateMM2Sent {
+			// Message 1 again: message 2 again, as many times as an
+			// initiator retransmits, no more (nothing verified the address).
+			if sa.resends >= sa.cfg.retransmit().Tries {
+				return sa.drop()
+			}
+			sa.resends++
 		}
 		// The peer did not get our answer: send it again, unchanged.
 		return Result{Send: [][]byte{sa.sent}, Timer: sa.timer()}
 	}
 	m, err := isakmp.ParseMessage(pkt)
 	if err != nil {
-		sa.Dropped++
+		if sit, ok := situation(pkt); ok && !sa.initiator && sa.state == 0 && sit&^isakmp.SituationIdentityOnly != 0 {
+			// The parser cannot read the labelled domains of SIT_SECRECY
+			// and SIT_INTEGRITY; the answer is the one RFC 2408 names.
+			res := sa.fail(fmt.Errorf("message 1 proposes situation %#x (want SIT_IDENTITY_ONLY)", sit))
+			if msg, err := sa.notifyMessage(isakmp.NotifySituationNotSupported, false); err == nil {
+				res.Send = [][]byte{msg}
+			}
+			return res
+		}
 		sa.log.Debug("dropped malformed datagram", "err", err)
-		return Result{Timer: sa.timer()}
+		return sa.drop()
 	}
 	if m.Header.Exchange == isakmp.ExchangeInformational {
 		return sa.informational(m, pkt, now)
@@ -103,8 +123,31 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 		if sa.state == StateEstablished && m.Encrypted() && m.Header.MessageID != 0 {
 			return Result{Timer: sa.timer(), Events: []Event{Phase2{Msg: m}}}
 		}
-		sa.Dropped++
-		return Result{Timer: sa.timer()}
+		return sa.drop()
+	}
+	var step func(*isakmp.Message, time.Time) (Result, error)
+	switch {
+	case sa.state == StateEstablished:
+		// Main mode is over: a late or forged message changes nothing.
+		sa.log.Debug("ignored main-mode message on an established SA")
+		return sa.drop()
+	case m.Header.ResponderCookie != sa.rcky && !(sa.initiator && sa.state == StateMM1Sent) && sa.state != 0:
+		return sa.drop() // a message 1 again, but not the same one
+	case sa.initiator && sa.state == StateMM1Sent && !m.Encrypted():
+		step = sa.onMM2
+	case sa.initiator && sa.state == StateMM3Sent && !m.Encrypted():
+		step = sa.onMM4
+	case sa.initiator && sa.state == StateMM5Sent && m.Encrypted():
+		step = sa.onMM6
+	case !sa.initiator && sa.state == 0 && !m.Encrypted():
+		step = sa.onMM1
+	case !sa.initiator && sa.state == StateMM2Sent && !m.Encrypted():
+		step = sa.onMM3
+	case !sa.initiator && sa.state == StateMM4Sent && m.Encrypted():
+		step = sa.onMM5
+	default:
+		sa.log.Debug("dropped out-of-state message", "state", sa.state)
+		return sa.drop()
 	}
 	for _, p := range m.Payloads {
 		if raw, ok := p.(*isakmp.RawPayload); ok && raw.PayloadType < 128 {
@@ -117,25 +160,7 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 			return res
 		}
 	}
-	var r Result
-	switch {
-	case sa.initiator && sa.state == StateMM1Sent && !m.Encrypted():
-		r, err = sa.onMM2(m, now)
-	case sa.initiator && sa.state == StateMM3Sent && !m.Encrypted():
-		r, err = sa.onMM4(m, now)
-	case sa.initiator && sa.state == StateMM5Sent && m.Encrypted():
-		r, err = sa.onMM6(m, now)
-	case !sa.initiator && sa.state == 0 && !m.Encrypted():
-		r, err = sa.onMM1(m, now)
-	case !sa.initiator && sa.state == StateMM2Sent && !m.Encrypted():
-		r, err = sa.onMM3(m, now)
-	case !sa.initiator && sa.state == StateMM4Sent && m.Encrypted():
-		r, err = sa.onMM5(m, now)
-	default:
-		sa.Dropped++
-		sa.log.Debug("dropped out-of-state message", "state", sa.state)
-		return Result{Timer: sa.timer()}
-	}
+	r, err := step(m, now)
 	if err != nil {
 		var ne *notifyError
 		if errors.As(err, &ne) {
@@ -149,6 +174,20 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 	}
 	sa.accepted(pkt)
 	return r
+}
+
+// situation reads the Situation of a cleartext message whose first
+// payload is an SA payload of the IPsec or GDOI DOI: header, generic
+// payload header, DOI, Situation.
+func situation(pkt []byte) (uint32, bool) {
+	const at = isakmp.HeaderLen + 4 + 4
+	if len(pkt) < at+4 || isakmp.PayloadType(pkt[16]) != isakmp.PayloadSA || isakmp.Flags(pkt[19])&isakmp.FlagEncryption != 0 {
+		return 0, false
+	}
+	if doi := isakmp.DOI(binary.BigEndian.Uint32(pkt[at-4:])); doi != isakmp.DOIIPsec && doi != isakmp.DOIGDOI {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(pkt[at:]), true
 }
 
 // notifyError is a failure that is answered with a notification.
@@ -167,25 +206,41 @@ func refuse(n isakmp.NotifyType, format string, args ...any) error {
 
 // onMM1 (responder): choose a suite from the initiator's proposal.
 func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
+	// Main mode is phase 1: its Message ID is 0 (RFC 2408 §3.1).
+	if m.Header.MessageID != 0 {
+		return Result{}, refuse(isakmp.NotifyInvalidMessageID, "message 1 with Message ID %#08x (phase 1 uses 0)", m.Header.MessageID)
+	}
 	saP := find[*isakmp.SA](m.Payloads)
-	if saP == nil || (saP.DOI != isakmp.DOIIPsec && saP.DOI != isakmp.DOIGDOI) || saP.Situation != isakmp.SituationIdentityOnly {
-		return Result{}, refuse(isakmp.NotifyDOINotSupported, "message 1 lacks an SA payload of the IPsec or GDOI DOI")
+	switch {
+	case saP == nil:
+		return Result{}, refuse(isakmp.NotifyPayloadMalformed, "message 1 lacks an SA payload")
+	case saP.DOI != isakmp.DOIIPsec && saP.DOI != isakmp.DOIGDOI:
+		return Result{}, refuse(isakmp.NotifyDOINotSupported, "message 1 proposes DOI %d (want IPsec or GDOI)", saP.DOI)
+	case saP.Situation != isakmp.SituationIdentityOnly:
+		return Result{}, refuse(isakmp.NotifySituationNotSupported, "message 1 proposes situation %#x (want SIT_IDENTITY_ONLY)", saP.Situation)
 	}
 	sa.doi = saP.DOI
 	sa.saiBody = saP.AppendBody(nil)
 	sa.noteVendorIDs(m.Payloads)
-	var offered []string
+	var offered offers
 	for _, prop := range saP.Proposals {
 		if prop.Protocol != isakmp.ProtoISAKMP {
 			continue
 		}
 		for _, t := range prop.Transforms {
 			s, err := suiteFromTransform(t)
+			if err == nil && s.lifetime() < MinLifetime {
+				// A transform outside our policy, like any other we cannot
+				// accept: the answer, if none fits, is NO-PROPOSAL-CHOSEN
+				// (RFC 2408 §3.14.1; ATTRIBUTES-NOT-SUPPORTED is for
+				// attributes we do not know, and we know this one).
+				err = fmt.Errorf("lifetime %v below the %v minimum", s.lifetime(), MinLifetime)
+			}
 			if err != nil {
-				offered = append(offered, fmt.Sprintf("#%d (%v)", t.Number, err))
+				offered.add(fmt.Sprintf("#%d (%v)", t.Number, err))
 				continue
 			}
-			offered = append(offered, s.String())
+			offered.add(s.String())
 			for _, mine := range sa.cfg.Suites {
 				if !mine.sameAlgorithms(s) {
 					continue
@@ -201,11 +256,43 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 				}
 				sa.state = StateMM2Sent
 				sa.log.Debug("chose phase-1 suite", "suite", s.String())
-				return sa.send(msg, now, true), nil
+				// Not retransmitted: nothing verified the address yet. It
+				// is sent again only if the same message 1 comes again.
+				ttl := sa.halfOpenTTL
+				if ttl <= 0 {
+					ttl = 30 * time.Second
+				}
+				sa.sent, sa.deadline = msg, now.Add(ttl)
+				return Result{Send: [][]byte{msg}, Timer: sa.deadline}, nil
 			}
 		}
 	}
-	return Result{}, refuse(isakmp.NotifyNoProposalChosen, "no acceptable phase-1 proposal from %s: offered %v", sa.peer, offered)
+	return Result{}, refuse(isakmp.NotifyNoProposalChosen, "no acceptable phase-1 proposal from %s: offered %s", sa.peer, offered)
+}
+
+// offers lists the transforms of a refused message 1 for the log: the
+// first few and how many more, whatever the peer sent (SPEC S6).
+type offers struct {
+	first []string
+	more  int
+}
+
+const offersShown = 4
+
+func (o *offers) add(s string) {
+	if len(o.first) < offersShown {
+		o.first = append(o.first, s)
+	} else {
+		o.more++
+	}
+}
+
+func (o offers) String() string {
+	s := "[" + strings.Join(o.first, " ") + "]"
+	if o.more > 0 {
+		s += fmt.Sprintf(" and %d more", o.more)
+	}
+	return s
 }
 
 // onMM2 (initiator): the responder's choice must be one we offered.
@@ -220,12 +307,12 @@ func (sa *SA) onMM2(m *isakmp.Message, now time.Time) (Result, error) {
 	}
 	ok := false
 	for _, mine := range sa.cfg.Suites {
-		if mine.sameAlgorithms(s) && s.lifetime() <= mine.lifetime() {
+		if mine.sameAlgorithms(s) && s.lifetime() <= mine.lifetime() && (s.lifetime() >= MinLifetime || s.lifetime() == mine.lifetime()) {
 			ok = true
 		}
 	}
 	if !ok {
-		return Result{}, refuse(isakmp.NotifyNoProposalChosen, "responder chose %s, which we did not offer", s)
+		return Result{}, refuse(isakmp.NotifyNoProposalChosen, "responder chose %s with lifetime %v, which we did not offer", s, s.lifetime())
 	}
 	sa.rcky = m.Header.ResponderCookie
 	sa.suite = s
@@ -532,6 +619,12 @@ func (sa *SA) establish(now time.Time) Result {
 	sa.info.Suite = sa.suite
 	sa.info.EstablishedAt = now
 	sa.info.Expires = now.Add(sa.suite.lifetime())
+	role := "responder"
+	if sa.initiator {
+		role = "initiator"
+	}
+	// Authenticated: from now on the SA logs in full.
+	sa.log = sa.cfg.logger().With("peer", sa.peer.String(), "role", role)
 	sa.log.Info("phase 1 established", "suite", sa.suite.String(), "peer_id", sa.info.PeerID.String(),
 		"peer_version", sa.info.PeerVersion.String(), "in", now.Sub(sa.startedAt))
 	r := Result{Timer: sa.info.Expires, Events: []Event{Established{Info: sa.info}}}

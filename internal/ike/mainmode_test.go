@@ -234,16 +234,22 @@ func TestUntrustedCertificate(t *testing.T) {
 	}
 }
 
-// proves: groundwork — NO-PROPOSAL-CHOSEN reaches the initiator.
+// proves: groundwork — NO-PROPOSAL-CHOSEN reaches the initiator; the
+// responder logs what was offered, keeps no SA and reports no event (no
+// one knew of it: issue 11 item 2).
 func TestNoProposalChosen(t *testing.T) {
+	var logR logBuf
 	p := handshake(t,
 		&Config{Suites: []Suite{{KeyBits: 128, Hash: SHA1, Group: 14, Auth: AuthPSK}}, Creds: Credentials{PSK: pskFor("k")}},
-		&Config{Suites: []Suite{{KeyBits: 256, Hash: SHA512, Group: 21, Auth: AuthPSK}}, Creds: Credentials{PSK: pskFor("k")}})
+		&Config{Suites: []Suite{{KeyBits: 256, Hash: SHA512, Group: 21, Auth: AuthPSK}}, Creds: Credentials{PSK: pskFor("k")}, Logger: logger(&logR)})
 	if err := p.failure(p.i); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "NO-PROPOSAL-CHOSEN") {
 		t.Fatalf("initiator failure: %v", err)
 	}
-	if err := p.failure(p.r); err == nil || !strings.Contains(err.Error(), "aes128-sha1-modp2048") {
-		t.Fatalf("responder failure should list what was offered: %v", err)
+	if !strings.Contains(logR.String(), "aes128-sha1-modp2048") {
+		t.Fatalf("responder log should list what was offered: %s", logR.String())
+	}
+	if len(p.events[p.r]) != 0 || len(p.r.sas) != 0 || p.r.Stats.MM1Rejected != 1 || p.r.Stats.RefusalSent != 1 {
+		t.Fatalf("responder: events %v, %d SAs, stats %+v", p.events[p.r], len(p.r.sas), p.r.Stats)
 	}
 }
 
@@ -351,14 +357,15 @@ func TestHalfOpenFlood(t *testing.T) {
 	if !established {
 		t.Fatal("a real peer could not complete main mode during the flood")
 	}
-	// The per-peer limit refuses a single source that opens many.
+	// The per-peer limit keeps a single source that opens many to its
+	// newest four, evicting its oldest (issue 11 item 5).
 	for i := 0; i < 10; i++ {
 		pkt := append([]byte{}, mm1...)
 		pkt[0] = byte(200 + i)
 		resp.Handle(netip.MustParseAddrPort("198.51.100.1:500"), pkt, t0)
 	}
-	if resp.Stats.HalfOpenRefused != 6 {
-		t.Fatalf("per-peer refusals %d, want 6", resp.Stats.HalfOpenRefused)
+	if resp.Stats.HalfOpenPeerEvicted != 6 || resp.perPeer[netip.MustParseAddr("198.51.100.1")].Len() != 4 {
+		t.Fatalf("per-peer evictions %d, want 6", resp.Stats.HalfOpenPeerEvicted)
 	}
 }
 

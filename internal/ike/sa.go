@@ -202,6 +202,10 @@ type SA struct {
 	deadline  time.Time
 	startedAt time.Time
 
+	halfOpenTTL time.Duration // responder: life in MM2_SENT without message 3
+	resends     int           // responder: message 2 sent again for a repeated message 1
+	lastHint    time.Time     // last PeerLostState reported
+
 	info           Info
 	phase2IVs      map[uint32][]byte
 	hashI          []byte
@@ -209,8 +213,28 @@ type SA struct {
 	dpdSeq         uint32
 	initialContact bool // the peer sent INITIAL-CONTACT
 
-	// Dropped counts datagrams ignored as stale, duplicate or malformed.
+	// Dropped counts datagrams ignored as stale, duplicate or malformed;
+	// ignored counts those of them an established SA ignored.
 	Dropped int
+	ignored int
+}
+
+// hintInterval is the least time between two PeerLostState events of one
+// SA: a flood of spoofed INVALID-COOKIE costs the owner one new phase 1
+// attempt per interval at most.
+const hintInterval = 5 * time.Second
+
+// MinLifetime is the shortest phase-1 lifetime a peer may propose (IOS's
+// minimum): a shorter one would make us renegotiate all the time.
+const MinLifetime = time.Minute
+
+// drop counts an ignored datagram and keeps the timer.
+func (sa *SA) drop() Result {
+	sa.Dropped++
+	if sa.state == StateEstablished {
+		sa.ignored++
+	}
+	return Result{Timer: sa.timer()}
 }
 
 // State returns where the SA is.
@@ -231,7 +255,7 @@ func (sa *SA) Peer() netip.AddrPort { return sa.peer }
 func (sa *SA) fail(err error) Result {
 	sa.state = StateDead
 	sa.deadline = time.Time{}
-	sa.log.Warn("phase 1 failed", "peer", sa.peer, "err", err)
+	sa.log.Warn("phase 1 failed", "err", err)
 	return Result{Events: []Event{Failed{Err: err}}}
 }
 
@@ -274,6 +298,13 @@ func (sa *SA) Timeout(now time.Time) Result {
 	}
 	if sa.state == StateDead || sa.deadline.IsZero() || now.Before(sa.deadline) {
 		return Result{Timer: sa.deadline}
+	}
+	if !sa.initiator && sa.state == StateMM2Sent {
+		// Message 2 went to an address nothing verified: it is not
+		// retransmitted, and the half-open SA just expires.
+		sa.state = StateDead
+		sa.log.Debug("half-open SA expired: no message 3")
+		return Result{}
 	}
 	rt := sa.cfg.retransmit()
 	if sa.tries >= rt.Tries {
