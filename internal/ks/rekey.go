@@ -57,6 +57,15 @@ type Push struct {
 	OldMembers []netip.AddrPort
 }
 
+// RekeyPolicy is a group's rekey delivery policy with its defaults (a
+// restarted KS resends an interrupted rekey with it).
+func (s *Server) RekeyPolicy(name string) RekeyPolicy {
+	if g := s.byName[name]; g != nil {
+		return g.cfg.Rekey.withDefaults()
+	}
+	return RekeyPolicy{}.withDefaults()
+}
+
 // Activation and deactivation delays sent with every rekey (GAP, RFC 6407
 // §5.4.1, RFC 5374 §4.2.1): GMs install the new TEKs for receiving at
 // once, start sending with them ATD later, and stop receiving with the

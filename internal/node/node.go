@@ -149,6 +149,9 @@ type Node struct {
 	// unserved are the KS groups whose configured address no socket
 	// serves (rekey.go checkServed).
 	unserved map[string]netip.Addr
+	// flightDirty: a delivery ended or was superseded since the last
+	// save, so the stored in-flight rekey (persist.go) is stale.
+	flightDirty bool
 }
 
 // New binds the sockets and builds the roles; Run starts the node.
@@ -423,7 +426,7 @@ func (n *Node) tick(now time.Time) {
 	}
 	n.sweep(now)
 	n.rekeyTick(now)
-	if n.ks != nil && n.o.Store != nil && now.Sub(n.lastSave) >= time.Second && n.ks.Dirty() {
+	if n.ks != nil && n.o.Store != nil && now.Sub(n.lastSave) >= time.Second && (n.ks.Dirty() || n.flightDirty) {
 		n.save()
 		n.lastSave = now
 	}

@@ -147,3 +147,33 @@ func TestCountersSurviveRefresh(t *testing.T) {
 	c.WriteToUDPAddrPort([]byte("junk"), n.Addrs()[0])
 	waitFor(t, "the third", n, func() bool { return counter(n.ISAKMPCounters(), "malformed") == 3 })
 }
+
+// proves: T1 (issue 11 item 10) — a rekey started while another is in
+// flight supersedes it: only the newest is retransmitted, so a member that
+// has not acknowledged either sees sequence numbers rise and counts no
+// replay.
+func TestNewRekeySupersedesTheOneInFlight(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kn, gmn := pushLab(t, ctx, "127.0.0.145", "127.0.0.146")
+	gmn.Do(ctx, func() { gmn.regs[0].dropAcks = true })
+	rekey(t, ctx, kn, gmn)
+	rekey(t, ctx, kn, gmn)
+	var seqs []uint32
+	kn.Do(ctx, func() {
+		for _, d := range kn.deliveries {
+			seqs = append(seqs, d.push.Seq)
+		}
+		for _, d := range kn.deliveries {
+			kn.step(d, time.Now().Add(time.Minute)) // retransmissions due
+		}
+	})
+	if len(seqs) != 1 || seqs[0] != gmState(t, gmn).Seq {
+		t.Fatalf("deliveries in flight: seq %v", seqs)
+	}
+	waitFor(t, "the retransmission", gmn, func() bool { return gmn.Members()[0].Rekeys.Duplicate == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if m := gmState(t, gmn); m.Rekeys.Replayed != 0 {
+		t.Fatalf("the GM counted %d replays", m.Rekeys.Replayed)
+	}
+}

@@ -188,3 +188,54 @@ func TestGMsRecoverFromARestartedKS(t *testing.T) {
 		}
 	}
 }
+
+// proves: O4, T1 (issue 11 item 10) — a rekey interrupted by a KS restart
+// is resumed: the restarted KS sends the stored datagram again to exactly
+// the members that had not acknowledged it (they ACK it as a duplicate and
+// the delivery completes), and not to the member that had.
+func TestInterruptedRekeyResumedAfterRestart(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := newRestartLab(t, ctx, netip.MustParseAddr("127.0.0.170"), 3, 2)
+	for _, g := range l.gms[1:] {
+		g.Do(ctx, func() { g.regs[0].dropAcks = true })
+	}
+	l.ks.Do(ctx, func() {
+		if err := l.ks.SendRekey("GETVPN", l.clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, g := range l.gms {
+		waitFor(t, "the rekey", g, func() bool { return g.Members()[0].Rekeys.Received == 1 })
+	}
+	acked := l.gms[0].Addrs()[0].Addr()
+	waitFor(t, "the first GM's ACK", l.ks, func() bool {
+		for _, m := range l.ks.ks.Snapshot()[0].Members {
+			if m.Address == acked {
+				return m.AcksReceived == 1
+			}
+		}
+		return false
+	})
+	l.pump(2*time.Second, func() bool { return false }) // the state with its in-flight rekey is saved
+	for _, g := range l.gms[1:] {
+		g.Do(ctx, func() { g.regs[0].dropAcks = false }) // ACKs reach the restarted KS
+	}
+	l.restart()
+	took, ok := l.pump(5*time.Second, func() bool {
+		var left int
+		l.ks.Do(ctx, func() { left = len(l.ks.deliveries) })
+		return left == 0 && gmState(t, l.gms[1]).Rekeys.Duplicate == 1 && gmState(t, l.gms[2]).Rekeys.Duplicate == 1
+	})
+	if !ok {
+		t.Fatalf("resumed rekey not delivered after %s: %+v %+v", took, gmState(t, l.gms[1]).Rekeys, gmState(t, l.gms[2]).Rekeys)
+	}
+	if m := gmState(t, l.gms[0]); m.Rekeys.Duplicate != 0 || m.Rekeys.Replayed != 0 {
+		t.Fatalf("the member that had acknowledged got the rekey again: %+v", m.Rekeys)
+	}
+	for _, m := range ksMembers(t, l.ks) {
+		if m.Address != acked && m.AcksReceived != 1 {
+			t.Fatalf("restarted KS: member %s acknowledged %d times", m.Address, m.AcksReceived)
+		}
+	}
+}

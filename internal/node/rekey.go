@@ -34,6 +34,27 @@ type delivery struct {
 	old       map[netip.AddrPort]bool // members that get push.OldData (SPEC P6)
 	pending   map[netip.Addr]*target  // sent, not acknowledged
 	next      time.Time               // next pacing or retransmission step
+	sent      time.Time               // when it started
+}
+
+// supersede ends the deliveries of group's older rekeys when a new one
+// starts (a manual rekey while one is in flight): the new rekey carries
+// every current TEK, so members see sequence numbers only rise and only
+// the newest rekey is retransmitted. An older rekey that brought a new KEK
+// goes on to the members that have not acknowledged it: the new rekey is
+// encrypted under that KEK, which they would lack.
+func (n *Node) supersede(group string) {
+	keep := n.deliveries[:0]
+	for _, d := range n.deliveries {
+		if d.push.Group == group && (d.multicast || !d.push.NewKEK) {
+			n.flightDirty = true
+			n.log.Info("rekey superseded by a newer one", "group", group, "seq", d.push.Seq, "unacknowledged", len(d.pending)+len(d.queue))
+			continue
+		}
+		keep = append(keep, d)
+	}
+	clear(n.deliveries[len(keep):])
+	n.deliveries = keep
 }
 
 type target struct {
@@ -64,6 +85,7 @@ func (n *Node) rekeyTick(now time.Time) {
 		}
 		if len(d.queue) == 0 && len(d.pending) == 0 {
 			n.deliveries = append(n.deliveries[:i], n.deliveries[i+1:]...)
+			n.flightDirty = true
 			i--
 		}
 	}
@@ -225,21 +247,13 @@ func (n *Node) deliver(group string, p *ks.Push, want uint32, now time.Time) err
 		if p.Seq != want {
 			return fmt.Errorf("rekey for group %s: sequence %d is not the reserved %d", group, p.Seq, want)
 		}
-		gs, err := n.ks.State(group)
-		if err == nil {
-			err = st.SaveGroup(gs)
-		}
-		if err != nil {
-			return fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)
-		}
 	}
 	s, err := n.rekeySock(group)
 	if err != nil {
 		return err
 	}
-	n.ks.LogRekey(p, s.local.Addr())
 	d := &delivery{push: p, sock: s, queue: append([]netip.AddrPort(nil), p.Members...), pending: map[netip.Addr]*target{}, next: now,
-		old: map[netip.AddrPort]bool{}}
+		old: map[netip.AddrPort]bool{}, sent: now}
 	for _, m := range p.OldMembers {
 		d.queue = append(d.queue, m)
 		d.old[m] = true
@@ -253,6 +267,17 @@ func (n *Node) deliver(group string, p *ks.Push, want uint32, now time.Time) err
 		d.multicast = true
 		d.queue = []netip.AddrPort{mc}
 	}
+	n.supersede(group)
+	if st := n.o.Store; st != nil {
+		gs, err := n.groupState(group, d)
+		if err == nil {
+			err = st.SaveGroup(gs)
+		}
+		if err != nil {
+			return fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)
+		}
+	}
+	n.ks.LogRekey(p, s.local.Addr())
 	n.deliveries = append(n.deliveries, d)
 	n.step(d, now)
 	return nil
@@ -393,10 +418,13 @@ func (n *Node) onAck(from netip.AddrPort, data []byte) {
 			continue
 		}
 		seq, addr, err := gdoi.OpenAck(m, d.push.KEK)
-		if err != nil || seq != d.push.Seq || addr != from.Addr() {
+		if err != nil || addr != from.Addr() {
 			n.stats.ackBad++
 			n.log.Warn("dropped a bad rekey acknowledgement", "from", from.String(), "err", err)
 			return
+		}
+		if seq != d.push.Seq {
+			continue // of another rekey under this KEK (superseded, late)
 		}
 		n.stats.acksOK++
 		if _, ok := d.pending[addr]; ok {
@@ -408,7 +436,7 @@ func (n *Node) onAck(from netip.AddrPort, data []byte) {
 		}
 		return
 	}
-	n.stats.ackUnknown++ // late or unknown
+	n.stats.ackUnknown++ // late, superseded or unknown
 }
 
 // onPush handles a GROUPKEY-PUSH at a GM (RFC 6407 §4.4). The cheap

@@ -178,6 +178,25 @@ type GroupState struct {
 	SeqReserved uint32 // high-water mark reserved on disk (ReserveSeq)
 	Members     []MemberState
 	UpdatedAt   time.Time
+	// InFlight is the last rekey while some members it went to have not
+	// acknowledged it; nil when none is (SPEC O4: a restarted KS sends
+	// it again to them). Kept by the node, not by ks.
+	InFlight *PushState
+}
+
+// PushState is a unicast rekey still being delivered: its datagrams as
+// sent and the members that have not acknowledged it.
+type PushState struct {
+	Seq        uint32           `json:"seq"`
+	KEKSPI     [16]byte         `json:"kek_spi"`           // the KEK it is encrypted under
+	KEKKey     []byte           `json:"kek_key,omitempty"` // (ACKs are checked with it)
+	Data       []byte           `json:"data"`
+	OldData    []byte           `json:"old_data,omitempty"` // for members before policy replace
+	Removal    bool             `json:"removal,omitempty"`
+	NewKEK     bool             `json:"new_kek,omitempty"`
+	Pending    []netip.AddrPort `json:"pending"`
+	PendingOld []netip.AddrPort `json:"pending_old,omitempty"` // get OldData
+	Sent       time.Time        `json:"sent"`
 }
 
 // KEKState is a group's key encryption key.
@@ -232,6 +251,7 @@ type groupRecord struct {
 	TEKs       []TEKState `json:"teks"`
 	Seq        uint32     `json:"seq"`
 	UpdatedAt  time.Time  `json:"updated_at"`
+	InFlight   *PushState `json:"in_flight,omitempty"`
 }
 
 // String describes the group without its keys.
@@ -756,7 +776,7 @@ func (r reader) decodeGroup(name []byte, b *bolt.Bucket) (*GroupState, []error) 
 		errs = append(errs, err)
 	}
 	g := &GroupState{Name: rec.Name, ID: rec.ID, SigningKey: rec.SigningKey, KEK: rec.KEK, TEKs: rec.TEKs,
-		Seq: rec.Seq, SeqReserved: max(reserved, rec.Seq), UpdatedAt: rec.UpdatedAt}
+		Seq: rec.Seq, SeqReserved: max(reserved, rec.Seq), UpdatedAt: rec.UpdatedAt, InFlight: rec.InFlight}
 	mb := b.Bucket(bucketMembers)
 	if mb == nil {
 		return nil, append(errs, errors.New("no members bucket"))
@@ -851,7 +871,7 @@ func (s *Store) SaveGroup(g *GroupState) error {
 		members = append(members, [2][]byte{addr, seal(memberLoc([]byte(g.Name), addr), v)})
 	}
 	state, err := json.Marshal(groupRecord{Name: g.Name, ID: g.ID, SigningKey: g.SigningKey, KEK: g.KEK,
-		TEKs: g.TEKs, Seq: g.Seq, UpdatedAt: g.UpdatedAt})
+		TEKs: g.TEKs, Seq: g.Seq, UpdatedAt: g.UpdatedAt, InFlight: g.InFlight})
 	if err != nil {
 		return fmt.Errorf("store: group %s: %w", g.Name, err)
 	}
