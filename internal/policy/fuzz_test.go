@@ -180,3 +180,64 @@ func TestParsePanicBecomesFileLineError(t *testing.T) {
 		t.Fatalf("errors: %v", p.errs)
 	}
 }
+
+// FuzzEditorApply: configure terminal lines (from the control socket) never
+// panic the editor; a refused line leaves the candidate and the mode as
+// they were and says why ("% ..."); an accepted line leaves a candidate in
+// canonical form; an accepted end leaves one that parses as a file and
+// renders to the same text.
+//
+// proves: O2 (issue 11 item 3 and deliver: the configuration parser behind configure terminal)
+func FuzzEditorApply(f *testing.F) {
+	f.Add("crypto gdoi group GET\nserver local\nsa ipsec 1\nno profile gdoi-p\nprofile gdoi-p2\nend")
+	f.Add("no crypto gdoi group GET\nend")
+	f.Add("crypto ipsec transform-set t1 esp-hmac\nexit\nabort")
+	f.Add("ip access-list extended tr\n no 10\n 5 permit udp any eq 848 host 239.1.1.1 eq 848\nexit\nno crypto isakmp key k address 0.0.0.0 0.0.0.0\nend")
+	f.Add("crypto map m 10 gdoi\nno set group\nset group GET\ninterface eth9\ncrypto map m\nno replay\nend")
+	for _, s := range configSeeds(f)[:5] {
+		f.Add(s + "\nend")
+	}
+	running, err := Parse(fuzzName, []byte(editKS))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, session string) {
+		ed := NewEditor(running)
+		lines := strings.Split(session, "\n")
+		if len(lines) > 64 {
+			lines = lines[:64] // each line reparses the candidate
+		}
+		for _, l := range lines {
+			text, path := ed.Text(), ed.Path()
+			prompt, err := ed.Apply(l)
+			switch {
+			case errors.Is(err, ErrAbort):
+				return
+			case err != nil:
+				if strings.Contains(err.Error(), "internal error") {
+					t.Fatalf("%q: the editor panicked: %v", l, err)
+				}
+				var ce *CommitError
+				if !strings.HasPrefix(err.Error(), "% ") && !errors.As(err, &ce) {
+					t.Fatalf("%q: refusal without %%: %v", l, err)
+				}
+				if ed.Text() != text || !reflect.DeepEqual(ed.Path(), path) {
+					t.Fatalf("%q: refused, but the candidate or the mode changed", l)
+				}
+			case prompt == "":
+				c, err := ed.Candidate()
+				if err != nil {
+					t.Fatalf("end accepted a candidate that does not parse: %v", err)
+				}
+				if c.Render() != ed.Text() {
+					t.Fatalf("the committed candidate renders differently:\n%s\n---\n%s", c.Render(), ed.Text())
+				}
+				return
+			default:
+				if c, errs, _ := ed.scan(ed.Text(), 0); len(errs) > 0 || c.Render() != ed.Text() {
+					t.Fatalf("%q: the candidate is not canonical: %v", l, errs)
+				}
+			}
+		}
+	})
+}

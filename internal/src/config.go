@@ -89,6 +89,9 @@ func LoadConfig(file string) (*Config, error) {
 	return Parse(file, f)
 }
 
+// maxLine bounds a line of the subsystem file.
+const maxLine = 1 << 20
+
 // Parse reads a subsystem file. Errors are reported as FILE:LINE: reason.
 //
 // Syntax, one subsystem per line, '#' starts a comment:
@@ -101,13 +104,14 @@ func LoadConfig(file string) (*Config, error) {
 func Parse(file string, r io.Reader) (*Config, error) {
 	c := &Config{File: file}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 1<<20)
+	sc.Buffer(make([]byte, 4096), maxLine)
 	type req struct {
 		name string
 		line int
 	}
 	var reqs []req
-	for n := 1; sc.Scan(); n++ {
+	n := 1
+	for ; sc.Scan(); n++ {
 		where := func(format string, a ...any) error {
 			return fmt.Errorf("%s:%d: %s", file, n, fmt.Sprintf(format, a...))
 		}
@@ -208,7 +212,10 @@ func Parse(file string, r io.Reader) (*Config, error) {
 		c.Subsystems = append(c.Subsystems, s)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("%s:%d: line longer than %d octets", file, n, maxLine)
+		}
+		return nil, fmt.Errorf("%s:%d: %w", file, n, err)
 	}
 	for _, r := range reqs {
 		if c.Lookup(r.name) == nil {
