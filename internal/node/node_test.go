@@ -42,7 +42,7 @@ func ikeCfg(psk string, v version.Version) *ike.Config {
 		Version: v, Creds: ike.Credentials{PSK: func(netip.Addr) ([]byte, bool) { return []byte(psk), true }}}
 }
 
-func ksGroup(t *testing.T, addr netip.Addr) ks.GroupConfig {
+func ksGroup(t testing.TB, addr netip.Addr) ks.GroupConfig {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
