@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 // restartLab is a KS restarted from its store on the same address and
@@ -31,6 +33,11 @@ type restartLab struct {
 }
 
 func newRestartLab(t *testing.T, ctx context.Context, ksAddr netip.Addr, gms int, gmBase byte) *restartLab {
+	return newRestartLabWith(t, ctx, ksAddr, gms, gmBase, nil)
+}
+
+// newRestartLabWith opens the GMs' sockets with listen (nil: plain UDP).
+func newRestartLabWith(t *testing.T, ctx context.Context, ksAddr netip.Addr, gms int, gmBase byte, listen func(netip.AddrPort) (PacketConn, error)) *restartLab {
 	l := &restartLab{t: t, ctx: ctx, clk: &fakeClock{now: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)},
 		path: filepath.Join(t.TempDir(), "ks.db"), grp: ksGroup(t, ksAddr)}
 	l.grp.Rekey = ks.RekeyPolicy{Unicast: true}
@@ -39,7 +46,7 @@ func newRestartLab(t *testing.T, ctx context.Context, ksAddr netip.Addr, gms int
 	l.addr = l.ks.Addrs()[0]
 	for i := 0; i < gms; i++ {
 		l.gms = append(l.gms, start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.%d.%d:0", gmBase, 10+i))},
-			IKE: ikeCfg("k", version.Current), Now: l.clk.Now,
+			IKE: ikeCfg("k", version.Current), Now: l.clk.Now, ListenPacket: listen,
 			GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{l.addr}, SIDs: 1}}}))
 	}
 	for _, g := range l.gms {
@@ -130,11 +137,11 @@ func (l *restartLab) current() bool {
 // proves: S7, O4 (issue 11 item 1) — GMs whose KS was restarted from its
 // store (so it lost every phase-1 SA) hold the KS's valid TEKs again within
 // their jitter window + 10 s, after a removal-now sent by the restarted KS
-// and after a plain re-registration: a pull over the old SA that goes
-// unanswered is not retransmitted over it nor failed over to another KS;
-// the GM runs a fresh main mode with the same KS at once and deletes the
-// old SA once the new one is established. Without the fix the GMs pull
-// over the dead SA forever.
+// and after a plain re-registration. The restarted KS answers the pull over
+// the old SA with INVALID-COOKIE, and the GM runs a fresh main mode with
+// the same KS at once (well within the 5 s pull timeout), deleting the old
+// SA once the new one is established. Without the fix the GMs pull over
+// the dead SA forever.
 func TestGMsRecoverFromARestartedKS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -182,9 +189,69 @@ func TestGMsRecoverFromARestartedKS(t *testing.T) {
 		t.Fatalf("re-registration after a KS restart: GMs not registered %s later", took)
 	}
 	t.Logf("re-registration after a KS restart: every GM registered after %s (simulated)", took)
+	if took >= 5*time.Second {
+		t.Fatalf("re-registration took %s: the INVALID-COOKIE hint was not acted on (the pull timeout is 5 s)", took)
+	}
 	for _, g := range l.gms {
 		if m := gmState(t, g); m.Failures != 0 {
 			t.Fatalf("GM failed over instead of starting a fresh phase 1: %+v", m)
+		}
+		var hints uint64
+		g.Do(ctx, func() { hints = counter(g.GMCounters(), "peer_lost_state_hints") })
+		if hints < 2 {
+			t.Fatalf("GM acted on %d INVALID-COOKIE hints, want one per restart", hints)
+		}
+	}
+}
+
+// hintless is a GM socket on a network that loses every unprotected
+// Informational (the restarted KS's INVALID-COOKIE hints).
+type hintless struct{ *net.UDPConn }
+
+func (c hintless) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	for {
+		k, from, err := c.UDPConn.ReadFromUDPAddrPort(b)
+		if err != nil || k < isakmp.HeaderLen || isakmp.ExchangeType(b[18]) != isakmp.ExchangeInformational || b[19]&byte(isakmp.FlagEncryption) != 0 {
+			return k, from, err
+		}
+	}
+}
+
+// proves: S7 (issue 11 item 1) — without the KS's INVALID-COOKIE hint (lost
+// on the way), a GM whose KS restarted gives up on its old SA after one
+// unanswered pull timeout (5 s) and registers over a fresh main mode with
+// the same KS, without failing over: back within 10 s.
+func TestGMsRecoverFromARestartedKSWithoutTheHint(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := newRestartLabWith(t, ctx, netip.MustParseAddr("127.0.0.135"), 2, 4, func(a netip.AddrPort) (PacketConn, error) {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+		return hintless{c}, err
+	})
+	l.pump(2*time.Second, func() bool { return false })
+	l.restart()
+	for _, g := range l.gms {
+		g.Do(ctx, func() { g.regs[0].next = l.clk.Now() })
+	}
+	took, ok := l.pump(10*time.Second, func() bool {
+		for _, g := range l.gms {
+			if gmState(t, g).Registrations != 2 {
+				return false
+			}
+		}
+		return l.current()
+	})
+	if !ok {
+		t.Fatalf("GMs not registered again %s after the KS restart", took)
+	}
+	t.Logf("without the hint: every GM registered after %s (simulated)", took)
+	for _, g := range l.gms {
+		var giveUps, hints uint64
+		g.Do(ctx, func() {
+			giveUps, hints = counter(g.GMCounters(), "pulls_unanswered_fresh_phase1"), counter(g.GMCounters(), "peer_lost_state_hints")
+		})
+		if m := gmState(t, g); m.Failures != 0 || giveUps != 1 || hints != 0 {
+			t.Fatalf("GM: %d give-ups, %d hints, %+v", giveUps, hints, m)
 		}
 	}
 }

@@ -213,6 +213,7 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 		return
 	}
 	r.state, r.installed, r.registeredAt, r.failures, r.lastErr, r.regKS = regRegistered, inst, now, 0, "", r.ks
+	r.freshAt = time.Time{} // the bound on fresh phase 1s is per registration attempt
 	if inst.KEK != nil {
 		if r.lastSeq == nil {
 			r.lastSeq = map[[isakmp.KEKSPILen]byte]uint32{}
