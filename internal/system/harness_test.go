@@ -85,6 +85,7 @@ type host struct {
 	conf string // isakmpd's configuration file
 	bin  string
 	log  *testnet.Buffer // srcmstr's own output
+	pid  int             // a standalone isakmpd's process
 }
 
 // newHost starts srcmstr in ns with the group ike declared for dir.
@@ -239,6 +240,7 @@ func standaloneGM(t *testing.T, ctx context.Context, bin string, ns *testnet.Net
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	h.pid = cmd.Process.Pid
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -253,13 +255,14 @@ func standaloneGM(t *testing.T, ctx context.Context, bin string, ns *testnet.Net
 type network struct {
 	ksNS, gm1NS, gm2NS *testnet.Netns
 	ksIf               string
+	br                 string // the bridge: more hosts can join it
 }
 
 func newNetwork(t *testing.T, prefix string) network {
 	testnet.RequireNetns(t)
 	testnet.RequireTools(t, "ss")
 	br := testnet.Bridge(t, prefix)
-	n := network{ksNS: testnet.NewNetns(t, prefix+"-ks"), gm1NS: testnet.NewNetns(t, prefix+"-g1"), gm2NS: testnet.NewNetns(t, prefix+"-g2")}
+	n := network{br: br, ksNS: testnet.NewNetns(t, prefix+"-ks"), gm1NS: testnet.NewNetns(t, prefix+"-g1"), gm2NS: testnet.NewNetns(t, prefix+"-g2")}
 	n.ksIf = testnet.AttachToBridge(t, br, n.ksNS, netip.MustParsePrefix("10.236.0.1/24"))
 	testnet.AttachToBridge(t, br, n.gm1NS, netip.MustParsePrefix("10.236.0.11/24"))
 	testnet.AttachToBridge(t, br, n.gm2NS, netip.MustParsePrefix("10.236.0.12/24"))
