@@ -72,13 +72,12 @@ func (s *Server) Restore(st *store.GroupState, now time.Time) error {
 	return nil
 }
 
-// Dirty reports whether member state changed since the last call, and
-// clears the flag; the owner then saves the groups.
-func (s *Server) Dirty() bool {
-	d := s.dirty
-	s.dirty = false
-	return d
-}
+// Dirty reports whether member state changed since the last MarkSaved:
+// the owner then saves the groups.
+func (s *Server) Dirty() bool { return s.dirty }
+
+// MarkSaved records that the owner saved the groups.
+func (s *Server) MarkSaved() { s.dirty = false }
 
 // SetSeqFloor makes the next rekey of the group use a sequence number
 // above floor (the store's reservation).

@@ -121,6 +121,10 @@ type serving struct {
 	started time.Time
 }
 
+// saveInterval is how often, at most, a KS writes changed state (members
+// registered, keys) to its store: a crash loses at most that much.
+const saveInterval = time.Second
+
 // serveLinger is how long a KS keeps an exchange to answer retransmissions.
 const serveLinger = 2 * time.Minute
 
@@ -409,6 +413,11 @@ func (n *Node) nextTimer() time.Time {
 				earlier(n.ks.NextRekey(g))
 			}
 		}
+		if n.o.Store != nil && (n.ks.Dirty() || n.flightDirty) {
+			// The once-a-second save is a timer too: without it, a member
+			// registered after the last save waits for some other event.
+			earlier(n.lastSave.Add(saveInterval))
+		}
 	}
 	return next
 }
@@ -426,8 +435,10 @@ func (n *Node) tick(now time.Time) {
 	}
 	n.sweep(now)
 	n.rekeyTick(now)
-	if n.ks != nil && n.o.Store != nil && now.Sub(n.lastSave) >= time.Second && (n.ks.Dirty() || n.flightDirty) {
-		n.save()
+	if n.ks != nil && n.o.Store != nil && now.Sub(n.lastSave) >= saveInterval && (n.ks.Dirty() || n.flightDirty) {
+		if n.save() == nil {
+			n.ks.MarkSaved() // a failed save is tried again
+		}
 		n.lastSave = now
 	}
 	for k, s := range n.serves {

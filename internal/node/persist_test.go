@@ -61,3 +61,48 @@ func TestKSRestartFromStore(t *testing.T) {
 		t.Fatalf("GM after the KS restart: %+v", m)
 	}
 }
+
+// proves: O4 (issue 11 item 1) — a KS writes every member that registered
+// to its store within the save interval even when nothing happens after
+// the registration: two GMs register within one interval, so the second
+// falls after the first save, and its save is a timer of the event loop,
+// not a side effect of the next datagram or command.
+func TestKSSavesMembersWithNoLaterEvent(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "ks.db")
+	ksAddr := netip.MustParseAddr("127.0.0.12")
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}, Store: st})
+	var gms []*Node
+	for _, a := range []string{"127.0.0.120:0", "127.0.0.121:0"} {
+		gmn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort(a)}, IKE: ikeCfg("k", version.Current),
+			GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}}})
+		gms = append(gms, gmn)
+	}
+	for _, gmn := range gms {
+		waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
+	}
+	wait := saveInterval + 2*time.Second
+	for deadline := time.Now().Add(wait); ; time.Sleep(50 * time.Millisecond) {
+		gs, err := st.LoadGroups()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gs) == 1 && len(gs[0].Members) == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			n := 0
+			if len(gs) > 0 {
+				n = len(gs[0].Members)
+			}
+			t.Fatalf("the store holds %d of 2 members %v after the registrations", n, wait)
+		}
+	}
+}
