@@ -21,6 +21,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/mcast"
+	"github.com/groupvpn/groupvpn/internal/ratelog"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -133,13 +134,16 @@ type Node struct {
 	stopped chan struct{} // closed when Run returns: the readers stop
 	o       Options
 	log     *slog.Logger
-	socks   []*sock
-	ks      *ks.Server
-	dp      sadb.Dataplane
-	regs    []*registration
-	serves  map[serveKey]*serving
-	in      chan datagram
-	cmds    chan func()
+	// unauth logs what unauthenticated input causes: bounded in size and
+	// rate-limited per message, with a count of what it suppressed.
+	unauth *slog.Logger
+	socks  []*sock
+	ks     *ks.Server
+	dp     sadb.Dataplane
+	regs   []*registration
+	serves map[serveKey]*serving
+	in     chan datagram
+	cmds   chan func()
 
 	deliveries []*delivery
 	lastSave   time.Time
@@ -191,7 +195,7 @@ func New(o Options) (*Node, error) {
 	if o.IKE.Rand == nil {
 		o.IKE.Rand = o.Rand
 	}
-	n := &Node{o: o, log: o.Logger, dp: o.Dataplane, serves: map[serveKey]*serving{},
+	n := &Node{o: o, log: o.Logger, unauth: slog.New(ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now})), dp: o.Dataplane, serves: map[serveKey]*serving{},
 		in: make(chan datagram, 1024), cmds: make(chan func())}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
@@ -543,6 +547,7 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 		}
 	}
 	if n.ks == nil {
+		n.stats.pullUnmatched++
 		return
 	}
 	raw, err := m.Marshal()

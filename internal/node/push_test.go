@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,14 +19,18 @@ import (
 )
 
 // pushLab is a KS with unicast, acknowledged rekeys and one registered GM.
-func pushLab(t *testing.T, ctx context.Context, ksAddr, gmAddr string) (kn, gmn *Node) {
+func pushLab(t *testing.T, ctx context.Context, ksAddr, gmAddr string, gmLog ...*syncBuf) (kn, gmn *Node) {
 	t.Helper()
 	a := netip.MustParseAddr(ksAddr)
 	grp := ksGroup(t, a)
 	grp.Rekey = ks.RekeyPolicy{Unicast: true}
 	kn = start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(a, 0)}, IKE: ikeCfg("k", version.Current), KS: []ks.GroupConfig{grp}})
-	gmn = start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort(gmAddr + ":0")}, IKE: ikeCfg("k", version.Current),
-		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}}})
+	o := Options{Listen: []netip.AddrPort{netip.MustParseAddrPort(gmAddr + ":0")}, IKE: ikeCfg("k", version.Current),
+		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}}}
+	if len(gmLog) > 0 {
+		o.Logger = slog.New(slog.NewTextHandler(gmLog[0], nil))
+	}
+	gmn = start(t, ctx, o)
 	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
 	return kn, gmn
 }
@@ -175,5 +181,31 @@ func TestNewRekeySupersedesTheOneInFlight(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if m := gmState(t, gmn); m.Rekeys.Replayed != 0 {
 		t.Fatalf("the GM counted %d replays", m.Rekeys.Replayed)
+	}
+}
+
+// proves: S6 (issue 11 item 7, node side) — the log lines hostile rekeys
+// cause at a GM are rate-limited: 200 replayed rekeys are all counted but
+// write at most a burst of lines (ratelog: 10 at once, 1 a second).
+func TestHostileRekeysLogBounded(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var gmLog syncBuf
+	kn, gmn := pushLab(t, ctx, "127.0.0.147", "127.0.0.148", &gmLog)
+	old := rekey(t, ctx, kn, gmn)
+	rekey(t, ctx, kn, gmn)
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(gmn.Addrs()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 200; i++ {
+		c.Write(old)
+		if i%50 == 49 {
+			waitFor(t, "the replays", gmn, func() bool { return gmn.Members()[0].Rekeys.Replayed == i+1 })
+		}
+	}
+	if n := strings.Count(gmLog.String(), "GM_REKEY_REPLAY"); n > 20 {
+		t.Fatalf("200 replayed rekeys wrote %d log lines", n)
 	}
 }

@@ -420,7 +420,7 @@ func (n *Node) onAck(from netip.AddrPort, data []byte) {
 		seq, addr, err := gdoi.OpenAck(m, d.push.KEK)
 		if err != nil || addr != from.Addr() {
 			n.stats.ackBad++
-			n.log.Warn("dropped a bad rekey acknowledgement", "from", from.String(), "err", err)
+			n.unauth.Warn("dropped a bad rekey acknowledgement", "from", from.String(), "err", err)
 			return
 		}
 		if seq != d.push.Seq {
@@ -495,11 +495,11 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 		return
 	case errors.Is(err, gdoi.ErrPushStale):
 		r.rekeysReplayed++
-		syslog.Log(n.log, syslog.Warning, "GM_REKEY_REPLAY", "Rekey for group %s dropped: sequence number not above %d", r.cfg.Name, last)
+		syslog.Log(n.unauth, syslog.Warning, "GM_REKEY_REPLAY", "Rekey for group %s dropped: sequence number not above %d", r.cfg.Name, last)
 		return
 	case err != nil:
 		r.rekeysRejected++
-		syslog.Log(n.log, syslog.Warning, "GM_REKEY_REJECTED", "Rekey for group %s from %s rejected: %v", r.cfg.Name, from.Addr(), err)
+		syslog.Log(n.unauth, syslog.Warning, "GM_REKEY_REJECTED", "Rekey for group %s from %s rejected: %v", r.cfg.Name, from.Addr(), err)
 		return
 	}
 	if rk.Seq == last {

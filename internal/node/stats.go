@@ -13,6 +13,7 @@ type counters struct {
 	pushUnknownKEK uint64 // cookies of no KEK held, or of a group not joined
 	pullGiveUps    uint64 // pulls over a reused SA unanswered: fresh phase 1
 	lostHints      uint64 // PeerLostState hints received
+	pullUnmatched  uint64 // GROUPKEY-PULL message for no exchange in progress
 	// key server
 	ackMalformed uint64 // does not parse
 	ackUnknown   uint64 // no rekey in flight under its KEK (late or forged)
@@ -62,6 +63,7 @@ func (n *Node) GMCounters() []ike.Counter {
 		{Name: "registrations", Help: "registrations completed", Value: reg},
 		{Name: "registration_failures", Help: "registration attempts that failed", Value: fail},
 		{Name: "pulls_unanswered_fresh_phase1", Help: "pulls over a reused phase-1 SA unanswered: a fresh phase 1 started", Value: n.stats.pullGiveUps},
+		{Name: "pulls_unmatched", Help: "GROUPKEY-PULL messages for no registration in progress (late or replayed)", Value: n.stats.pullUnmatched},
 		{Name: "peer_lost_state_hints", Help: "INVALID-COOKIE hints that the KS lost a phase-1 SA", Value: n.stats.lostHints},
 		{Name: "rekeys_received", Help: "rekeys verified and applied", Value: rcv},
 		{Name: "rekeys_duplicate", Help: "retransmissions of the last rekey (ACKed again)", Value: dup},
