@@ -306,3 +306,36 @@ func TestInterruptedRekeyResumedAfterRestart(t *testing.T) {
 		}
 	}
 }
+
+// proves: S7 (issue 11 item 1) — a pull over a fresh phase-1 SA that the
+// KS never answers fails over to the next KS within three pull timeouts
+// (the bound documented in docs/operations.md), and the GM registers there.
+func TestUnansweredPullFailsOver(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// A peer that completes phase 1 but serves no group: it drops pulls.
+	mute := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.190:0")}, IKE: ikeCfg("k", version.Current)})
+	ksAddr := netip.MustParseAddr("127.0.0.191")
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}})
+	const timeout = 200 * time.Millisecond
+	began := time.Now()
+	gmn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.192:0")}, IKE: ikeCfg("k", version.Current),
+		PullTimeout: timeout, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond,
+		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{mute.Addrs()[0], kn.Addrs()[0]}, SIDs: 1}}})
+	waitFor(t, "registration with the second KS", gmn, func() bool {
+		m := gmn.Members()[0]
+		return m.State == "registered" && m.KS == kn.Addrs()[0]
+	})
+	took := time.Since(began)
+	m := gmState(t, gmn)
+	if m.Failures != 0 || took < 3*timeout || took > 3*timeout+2*time.Second {
+		t.Fatalf("registered after %s (bound %s + a phase 1): %+v", took, 3*timeout, m)
+	}
+	var unmatched uint64
+	mute.Do(ctx, func() { unmatched = counter(mute.GMCounters(), "pulls_unmatched") })
+	if unmatched != 3 {
+		t.Fatalf("the mute peer counted %d dropped pulls, want the 3 transmissions", unmatched)
+	}
+	t.Logf("failed over after an unanswered pull and registered in %s", took)
+}
