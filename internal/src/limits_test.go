@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -76,5 +77,60 @@ func TestSrcmstrConnectionLimits(t *testing.T) {
 	resp, err = Call(dir, Request{Verb: VerbLssrc, All: true})
 	if err != nil || resp.Exit != 0 || !strings.Contains(resp.Stdout, "tmd") {
 		t.Fatalf("lssrc after: %+v, %v", resp, err)
+	}
+}
+
+// proves: S1 (issue 11 item 10: out of file descriptors, srcmstr's accept
+// fails; it waits and retries instead of returning, which ended srcmstr)
+func TestSrcmstrSurvivesDescriptorExhaustion(t *testing.T) {
+	dir, err := os.MkdirTemp("", "srcmstr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg, err := Parse("test.conf", strings.NewReader("subsystem tmd group ike order 1 command groupvpn fake tmd\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(Options{Rundir: dir, Config: cfg, Self: "/bin/false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	t.Cleanup(func() { s.Close(false) })
+
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	probe, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := probe.Fd()
+	probe.Close()
+	lim := old
+	lim.Cur = uint64(last) + 1
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("setrlimit: %v", err)
+	}
+	c, err := net.Dial("unix", SocketPath(dir)) // the last descriptor: accept gets EMFILE
+	time.Sleep(100 * time.Millisecond)
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+	if err != nil {
+		t.Fatalf("dial under the limit: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte(`{"verb":"lssrc","all":true}`))
+	b, err := io.ReadAll(c)
+	if !strings.Contains(string(b), "tmd") {
+		t.Fatalf("after the descriptor shortage: %q, %v", b, err)
+	}
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned: %v", err)
+	default:
 	}
 }

@@ -220,6 +220,7 @@ func (s *Server) do(f func(map[string]*entry)) bool {
 
 // Serve answers requests until Close.
 func (s *Server) Serve() error {
+	var delay time.Duration
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -227,9 +228,24 @@ func (s *Server) Serve() error {
 			case <-s.quit:
 				return nil
 			default:
+			}
+			if !acceptRetryable(err) {
 				return fmt.Errorf("srcmstr: accept: %w", err)
 			}
+			// Out of descriptors or buffers: wait it out (5 ms doubling
+			// to 1 s) rather than stop answering the verbs for good.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			if delay == 5*time.Millisecond {
+				s.opt.Logger.Warn("srcmstr: accept failed; retrying", "err", err)
+			}
+			select {
+			case <-s.quit:
+				return nil
+			case <-time.After(delay):
+			}
+			continue
 		}
+		delay = 0
 		if s.open.Add(1) > int64(s.opt.MaxConns) {
 			s.open.Add(-1)
 			if n := s.dropped.refused.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th...
@@ -262,6 +278,14 @@ func (s *Server) Serve() error {
 			json.NewEncoder(c).Encode(resp)
 		}()
 	}
+}
+
+// acceptRetryable reports the accept errors that are the process's
+// shortage, not the listener's end.
+func acceptRetryable(err error) bool {
+	var ne net.Error
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close stops answering. The subsystems keep running (as under AIX when

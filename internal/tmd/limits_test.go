@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -133,5 +135,52 @@ func TestLineIdleAndWriteTimeouts(t *testing.T) {
 	defer c.Close()
 	if n := len(c.TEKs()); n != 50 {
 		t.Fatalf("client sees %d TEKs", n)
+	}
+}
+
+// proves: S1 (issue 11 item 10: out of file descriptors, tmd's accept
+// fails; tmd waits and retries instead of returning, which stopped it)
+func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
+	path := sockPath(t)
+	r := startWith(t, path, Options{})
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	probe, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := probe.Fd()
+	probe.Close()
+	lim := old
+	lim.Cur = uint64(last) + 1
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("setrlimit: %v", err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+			restored = true
+		}
+	}
+	defer restore()
+	c, err := net.Dial("unix", path) // the last descriptor: accept gets EMFILE
+	if err != nil {
+		restore()
+		t.Fatalf("dial under the limit: %v", err)
+	}
+	defer c.Close()
+	time.Sleep(100 * time.Millisecond)
+	restore()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte(`{"hello":{"api":1,"client":"test","pid":1}}` + "\n"))
+	b, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil || !strings.Contains(string(b), `"server":"tmd"`) {
+		t.Fatalf("after the descriptor shortage: %q, %v", b, err)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 }
