@@ -125,7 +125,7 @@ const freshInterval = 5 * time.Second
 func (n *Node) fresh(r *registration, now time.Time) {
 	r.freshAt = now
 	r.pull, r.sa, r.reused = nil, nil, false
-	syslog.Log(n.log, syslog.Notice, "GM_REREGISTER", "KS %s did not answer over phase-1 SA for group %s: starting a new phase 1",
+	syslog.Log(n.log, syslog.Notice, "GM_REREGISTER", "KS %s seems to have lost the phase-1 SA of group %s (no answer, or INVALID-COOKIE): starting a new phase 1",
 		r.ks.Addr(), r.cfg.Name)
 	n.attempt(r, now)
 }
@@ -199,6 +199,7 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 		return
 	}
 	if reply != nil {
+		r.reused = false // the KS answered over the SA: it holds it
 		r.pullTries = 1
 		r.next = now.Add(n.o.PullTimeout)
 		n.send(s, r.ks, reply)
