@@ -228,6 +228,12 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 			continue
 		}
 		for _, t := range prop.Transforms {
+			if offered.full() {
+				// Real initiators offer tens; a message 1 of thousands
+				// costs its sender, not us, beyond this.
+				offered.more++
+				continue
+			}
 			s, err := suiteFromTransform(t)
 			if err == nil && s.lifetime() < MinLifetime {
 				// A transform outside our policy, like any other we cannot
@@ -237,10 +243,10 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 				err = fmt.Errorf("lifetime %v below the %v minimum", s.lifetime(), MinLifetime)
 			}
 			if err != nil {
-				offered.add(fmt.Sprintf("#%d (%v)", t.Number, err))
+				offered.add(func() string { return fmt.Sprintf("#%d (%v)", t.Number, err) })
 				continue
 			}
-			offered.add(s.String())
+			offered.add(s.String)
 			for _, mine := range sa.cfg.Suites {
 				if !mine.sameAlgorithms(s) {
 					continue
@@ -273,19 +279,27 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 // offers lists the transforms of a refused message 1 for the log: the
 // first few and how many more, whatever the peer sent (SPEC S6).
 type offers struct {
-	first []string
-	more  int
+	first    []string
+	examined int
+	more     int // not shown, or not examined
 }
 
-const offersShown = 4
+const (
+	offersShown   = 4   // transforms named in the log
+	maxTransforms = 256 // transforms of one message 1 examined at most
+)
 
-func (o *offers) add(s string) {
+// add counts one examined transform; describe runs only if it is shown.
+func (o *offers) add(describe func() string) {
+	o.examined++
 	if len(o.first) < offersShown {
-		o.first = append(o.first, s)
+		o.first = append(o.first, describe())
 	} else {
 		o.more++
 	}
 }
+
+func (o *offers) full() bool { return o.examined >= maxTransforms }
 
 func (o offers) String() string {
 	s := "[" + strings.Join(o.first, " ") + "]"
