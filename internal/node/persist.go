@@ -109,7 +109,6 @@ func (n *Node) groupState(name string, d *delivery) (*store.GroupState, error) {
 
 // save writes every group's state.
 func (n *Node) save() error {
-	n.flightDirty = false
 	for _, name := range n.ks.Groups() {
 		gs, err := n.groupState(name, nil)
 		if err == nil {
@@ -120,5 +119,6 @@ func (n *Node) save() error {
 			return fmt.Errorf("node: saving group %s: %w", name, err)
 		}
 	}
+	n.flightDirty = false // a failed save is tried again
 	return nil
 }
