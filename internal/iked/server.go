@@ -44,6 +44,27 @@ const readBuffer = 16 << 20
 // helloTimeout bounds how long a connecting daemon may take to say hello.
 const helloTimeout = 10 * time.Second
 
+// Bounds of the broker socket: a local process that connects and stays
+// silent, or a daemon that stops reading, holds a bounded number of
+// goroutines and buffers for a bounded time, and never stalls the UDP
+// readers, which serve every IKE version.
+const (
+	// DefaultMaxConns is Options.MaxConns's default: two daemons, and
+	// room for restarts and probes.
+	DefaultMaxConns = 16
+	// forwardTimeout bounds handing one datagram to a daemon; a daemon
+	// that does not take it in time loses it (Stats.Stalled), as a full
+	// UDP socket buffer would.
+	forwardTimeout = 100 * time.Millisecond
+	// replyTimeout bounds writing a reply frame to a daemon; the
+	// connection is closed when it does not read it.
+	replyTimeout = 5 * time.Second
+	// refusalLinger and maxLingering bound the refusals of connections
+	// over MaxConns.
+	refusalLinger = time.Second
+	maxLingering  = 16
+)
+
 // Options configure a Server.
 type Options struct {
 	// Ports are the UDP ports served on every address; default
@@ -57,6 +78,10 @@ type Options struct {
 	Inventory func() ([]netip.AddrPort, error)
 	// Logger receives the broker's log; default slog.Default().
 	Logger *slog.Logger
+	// MaxConns bounds the daemon connections served at once; one more is
+	// refused with a welcome saying so (Stats.Refused). Default
+	// DefaultMaxConns.
+	MaxConns int
 }
 
 // Stats are the broker's counters since start.
@@ -70,11 +95,12 @@ type Stats struct {
 	NoSocket   uint64 // dropped: a daemon sent from an address not served
 	SendErrors uint64 // a UDP send or a forward to a daemon failed
 	BadFrames  uint64 // malformed or unexpected frames from daemons
-	Refused    uint64 // daemon connections refused at hello
+	Refused    uint64 // daemon connections refused at hello or over MaxConns
+	Stalled    uint64 // dropped: the daemon did not take the datagram in time
 }
 
 type stats struct {
-	received, forwarded, sent, short, noDaemon, esp, noSocket, sendErrors, badFrames, refused atomic.Uint64
+	received, forwarded, sent, short, noDaemon, esp, noSocket, sendErrors, badFrames, refused, stalled atomic.Uint64
 }
 
 // Server is the broker. Create it with New, then Serve (or Start + Run).
@@ -93,7 +119,9 @@ type Server struct {
 	path    string
 	closed  bool
 
-	wg sync.WaitGroup
+	wg        sync.WaitGroup
+	nconns    atomic.Int64  // daemon connections being served
+	lingering chan struct{} // refusals under way (refuseOverCap)
 }
 
 type udpSock struct {
@@ -109,6 +137,10 @@ type daemonConn struct {
 	pid     int32
 	wmu     sync.Mutex // one frame encoded and written at a time
 	buf     []byte
+	// stalled is set when a datagram could not be handed over within
+	// forwardTimeout; until one is taken again, datagrams are offered
+	// without waiting (wmu guards it).
+	stalled bool
 }
 
 // New returns a broker; it opens nothing until Start.
@@ -126,12 +158,16 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
 	return &Server{
-		o:       o,
-		log:     o.Logger,
-		socks:   map[netip.AddrPort]*udpSock{},
-		daemons: map[uint8]*daemonConn{},
-		conns:   map[*daemonConn]struct{}{},
+		o:         o,
+		log:       o.Logger,
+		socks:     map[netip.AddrPort]*udpSock{},
+		daemons:   map[uint8]*daemonConn{},
+		conns:     map[*daemonConn]struct{}{},
+		lingering: make(chan struct{}, maxLingering),
 	}
 }
 
@@ -197,17 +233,31 @@ func (s *Server) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var err error
+	var delay time.Duration
 	for {
 		c, aerr := ln.AcceptUnix()
 		if aerr != nil {
+			if ctx.Err() == nil && retryAccept(ctx, aerr, &delay) {
+				if delay <= 5*time.Millisecond { // the first of a streak
+					s.log.Warn("iked: accept failed; retrying", "err", aerr)
+				}
+				continue
+			}
 			if ctx.Err() == nil {
 				err = fmt.Errorf("iked: accept: %w", aerr)
 			}
 			break
 		}
+		delay = 0
+		if s.nconns.Add(1) > int64(s.o.MaxConns) {
+			s.nconns.Add(-1)
+			s.refuseOverCap(c)
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.nconns.Add(-1)
 			s.serveDaemon(c)
 		}()
 	}
@@ -216,6 +266,59 @@ func (s *Server) Run(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	return err
+}
+
+// refuseOverCap answers a connection over Options.MaxConns with a welcome
+// refusing it, and closes it; it is counted, and logged for the 1st, 2nd,
+// 4th, 8th... time. The client's hello is read first (for at most
+// refusalLinger, by at most maxLingering goroutines): closing a socket
+// with a frame unread would reset the client's read of the refusal.
+func (s *Server) refuseOverCap(c *net.UnixConn) {
+	msg := fmt.Sprintf("iked: too many connections (limit %d)", s.o.MaxConns)
+	if n := s.st.refused.Add(1); n&(n-1) == 0 {
+		s.log.Warn("daemon connection refused", "reason", msg, "refused_total", n)
+	}
+	b, err := AppendFrame(nil, &Frame{Type: FrameWelcome, OK: false, Message: msg})
+	if err != nil {
+		c.Close()
+		return
+	}
+	select {
+	case s.lingering <- struct{}{}:
+	default:
+		c.Close() // too many refusals under way: no answer
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.lingering }()
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(refusalLinger))
+		c.Read(make([]byte, 64)) // the hello (a seqpacket read takes one frame, cut)
+		c.Write(b)
+	}()
+}
+
+// retryAccept reports whether an accept error is one to wait out rather
+// than the listener's end: the process is out of file descriptors or
+// buffers, or the connection went away before it was accepted. It waits
+// first (delay doubles from 5 ms to 1 s).
+func retryAccept(ctx context.Context, err error, delay *time.Duration) bool {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.ENOBUFS),
+		errors.Is(err, syscall.ENOMEM), errors.Is(err, syscall.ECONNABORTED), errors.As(err, &ne) && ne.Timeout():
+	default:
+		return false
+	}
+	*delay = min(max(2**delay, 5*time.Millisecond), time.Second)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(*delay):
+		return true
+	}
 }
 
 func (s *Server) shutdown() {
@@ -271,6 +374,7 @@ func (s *Server) Stats() Stats {
 		SendErrors: s.st.sendErrors.Load(),
 		BadFrames:  s.st.badFrames.Load(),
 		Refused:    s.st.refused.Load(),
+		Stalled:    s.st.stalled.Load(),
 	}
 }
 
@@ -404,7 +508,11 @@ func (s *Server) readUDP(u *udpSock) {
 			ferr = dc.write(frame)
 		}
 		if ferr != nil {
-			s.st.sendErrors.Add(1)
+			if errors.Is(ferr, errStalled) {
+				s.st.stalled.Add(1)
+			} else {
+				s.st.sendErrors.Add(1)
+			}
 			s.log.Debug("datagram not forwarded", "daemon", dc.name, "err", ferr.Error())
 			continue
 		}
@@ -412,11 +520,46 @@ func (s *Server) readUDP(u *udpSock) {
 	}
 }
 
-// write sends one frame (one SOCK_SEQPACKET message) to the daemon.
+// errStalled reports a datagram a stalled daemon had no room for.
+var errStalled = errors.New("the daemon does not read: datagram dropped")
+
+// write sends one datagram frame (one SOCK_SEQPACKET message) to the
+// daemon, giving up after forwardTimeout; once a daemon has let one time
+// out, the next are only offered, without waiting, until it takes one:
+// a daemon that stops reading costs the UDP reader, which serves every
+// IKE version, one timeout, not one per datagram.
 func (dc *daemonConn) write(frame []byte) error {
 	dc.wmu.Lock()
 	defer dc.wmu.Unlock()
+	if dc.stalled {
+		rc, err := dc.conn.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Write(func(fd uintptr) bool {
+			serr = unix.Sendto(int(fd), frame, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
+			return true // never wait for room
+		}); err != nil {
+			return err
+		}
+		switch {
+		case serr == nil:
+			dc.stalled = false
+			return nil
+		case errors.Is(serr, unix.EAGAIN):
+			return errStalled
+		default:
+			return serr
+		}
+	}
+	dc.conn.SetWriteDeadline(time.Now().Add(forwardTimeout))
 	_, err := dc.conn.Write(frame)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		dc.stalled = true
+		return errStalled
+	}
 	return err
 }
 
@@ -428,6 +571,7 @@ func (dc *daemonConn) send(f *Frame) error {
 		return err
 	}
 	dc.buf = b
+	dc.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
 	_, err = dc.conn.Write(b)
 	return err
 }
