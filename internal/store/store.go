@@ -35,8 +35,10 @@
 // trust: a file that is not a bbolt database, a truncated or otherwise
 // damaged one, a bbolt database without groupvpn's meta bucket, an empty
 // file, and a store written by a newer groupvpn (a newer format version).
-// It checks the whole file (bbolt's consistency check and a decode of every
-// record) in a read-only open before it opens it for writing, and it never
+// It checks the whole file (a bounded walk of bbolt's page graph, which
+// bbolt itself trusts and would descend forever on a cycle; then bbolt's
+// consistency check and a decode and integrity check of every record) in a
+// read-only open before it opens it for writing, and it never
 // replaces, truncates or rewrites such a file: the operator restores a
 // backup or moves the file aside. A store that another process holds (bbolt
 // takes an exclusive flock) is refused after Options.LockTimeout.
@@ -450,7 +452,9 @@ func check(path string, timeout time.Duration) (err error) {
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	db, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: timeout, PreLoadFreelist: true})
+	// Read-only, without the freelist: bbolt reads the meta pages only,
+	// and takes the shared lock, so the file holds still for checkPages.
+	db, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: timeout})
 	if err != nil {
 		return openError(path, timeout, err)
 	}
@@ -461,6 +465,13 @@ func check(path string, timeout time.Duration) (err error) {
 			err = damaged(path, fmt.Errorf("bbolt: %v", r))
 		}
 	}()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("store: cannot read %s: %w", path, err)
+	}
+	if err := checkPages(raw); err != nil {
+		return damaged(path, err)
+	}
 	return db.View(func(tx *bolt.Tx) error {
 		if tx.Size() > fi.Size() {
 			return damaged(path, fmt.Errorf("the file is truncated: %d bytes, the database needs %d", fi.Size(), tx.Size()))

@@ -46,7 +46,7 @@ func fullGroup(name string, id uint32) *GroupState {
 	return g
 }
 
-func mustOpen(t *testing.T, path string) *Store {
+func mustOpen(t testing.TB, path string) *Store {
 	t.Helper()
 	s, err := Open(path, Options{})
 	if err != nil {
@@ -55,7 +55,7 @@ func mustOpen(t *testing.T, path string) *Store {
 	return s
 }
 
-func load(t *testing.T, s *Store) map[string]*GroupState {
+func load(t testing.TB, s *Store) map[string]*GroupState {
 	t.Helper()
 	gs, err := s.LoadGroups()
 	if err != nil {
