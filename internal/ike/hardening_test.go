@@ -279,6 +279,36 @@ func TestForgedInformationalKeepsPhase2IVChain(t *testing.T) {
 	send()
 }
 
+// proves: S2 (issue 11 item 4b) — OpenPhase2 advances a Message ID's IV
+// chain only for a message its check accepts.
+func TestOpenPhase2CommitsOnlyChecked(t *testing.T) {
+	p := handshake(t, pskConfig(), pskConfig())
+	si, sr := p.i.SAs()[0], p.r.SAs()[0]
+	const mid = 0x4321
+	seal := func() *isakmp.Message {
+		msg, err := si.EncryptPhase2(isakmp.ExchangePull, mid, []isakmp.Payload{&isakmp.Hash{Data: []byte{1}}, &isakmp.Nonce{Data: make([]byte, 16)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := isakmp.ParseMessage(msg)
+		return m
+	}
+	ok := func([]isakmp.Payload) error { return nil }
+	if _, err := sr.OpenPhase2(seal(), ok); err != nil {
+		t.Fatal(err)
+	}
+	// A message the check refuses (a forgery that happens to parse) is
+	// read with the same IV and leaves the chain where it was.
+	second := seal()
+	forgedCopy := *second
+	if _, err := sr.OpenPhase2(&forgedCopy, func([]isakmp.Payload) error { return errors.New("bad HASH") }); err == nil {
+		t.Fatal("check ignored")
+	}
+	if _, err := sr.OpenPhase2(second, ok); err != nil {
+		t.Fatalf("the chain moved on a refused message: %v", err)
+	}
+}
+
 // proves: S3 (issue 11 item 5) — spoofed message 1s from a member's own
 // address at ten times its rate do not keep it from establishing.
 func TestSpoofedMessage1FloodFromVictimAddress(t *testing.T) {

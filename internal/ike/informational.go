@@ -34,8 +34,18 @@ func (sa *SA) EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Pa
 }
 
 // DecryptPhase2 decrypts a message of an exchange after phase 1 and
-// advances its message ID's IV chain. Trailing padding is dropped.
+// advances its message ID's IV chain. Trailing padding is dropped. The
+// chain advances before the exchange's HASH is checked: OpenPhase2 does
+// not, and is what a receiver of unauthenticated input should use.
 func (sa *SA) DecryptPhase2(m *isakmp.Message) ([]isakmp.Payload, error) {
+	return sa.OpenPhase2(m, nil)
+}
+
+// OpenPhase2 decrypts a message of an exchange after phase 1 and, only if
+// check (the exchange's HASH verification; nil: none) accepts its
+// payloads, advances its message ID's IV chain: a forged message with the
+// Message ID of an exchange in progress cannot disturb it (SPEC S2).
+func (sa *SA) OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) ([]isakmp.Payload, error) {
 	if sa.keys == nil || sa.lastBlock == nil {
 		return nil, errors.New("ike: phase 1 is not established")
 	}
@@ -49,6 +59,11 @@ func (sa *SA) DecryptPhase2(m *isakmp.Message) ([]isakmp.Payload, error) {
 	ps, _, err := isakmp.SplitPayloadsIn(m.Header.Exchange, m.Header.NextPayload, plain)
 	if err != nil {
 		return nil, err
+	}
+	if check != nil {
+		if err := check(ps); err != nil {
+			return nil, err
+		}
 	}
 	sa.phase2IVs[m.Header.MessageID] = lastBlock(m.Body)
 	return ps, nil

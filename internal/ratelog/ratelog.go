@@ -33,7 +33,8 @@ type Options struct {
 	// MaxKeys bounds the message texts tracked at once; beyond it, new
 	// texts share one bucket. Default 1024.
 	MaxKeys int
-	// Now, when set, is the clock of the buckets; nil: each record's Time.
+	// Now, when set, is the clock of the buckets; nil: each record's Time
+	// (slog.Logger always sets it; records without one refill nothing).
 	Now func() time.Time
 }
 
