@@ -155,8 +155,10 @@ func phase1Changes(o, n *ike.Config) []string {
 	if (o.Creds.Roots == nil) != (n.Creds.Roots == nil) || (o.Creds.Roots != nil && !o.Creds.Roots.Equal(n.Creds.Roots)) {
 		out = append(out, "crypto pki ca: the trusted CAs would change")
 	}
-	if !reflect.DeepEqual(o.LocalID, n.LocalID) {
+	if !reflect.DeepEqual(o.LocalID, n.LocalID) || o.Identity != n.Identity {
 		out = append(out, "crypto isakmp identity: the phase-1 identity would change")
+	} else if o.Hostname != n.Hostname {
+		out = append(out, fmt.Sprintf("hostname: the phase-1 identity (crypto isakmp identity hostname) would change (%s -> %s)", o.Hostname, n.Hostname))
 	}
 	if o.Version != n.Version {
 		out = append(out, fmt.Sprintf("groupvpn version: the announced version would change (%s -> %s)", o.Version, n.Version))
@@ -164,7 +166,7 @@ func phase1Changes(o, n *ike.Config) []string {
 	// Whatever else phase 1 gains later is compared too.
 	x, y := *o, *n
 	for _, c := range []*ike.Config{&x, &y} {
-		c.Suites, c.Creds, c.LocalID, c.Version, c.Rand, c.Logger = nil, ike.Credentials{}, nil, version.Version{}, nil, nil
+		c.Suites, c.Creds, c.LocalID, c.Identity, c.Hostname, c.Version, c.Rand, c.Logger = nil, ike.Credentials{}, nil, 0, "", version.Version{}, nil, nil
 	}
 	if len(out) == 0 && !reflect.DeepEqual(x, y) {
 		out = append(out, "phase-1 settings would change")

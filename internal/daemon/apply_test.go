@@ -15,6 +15,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
 	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
@@ -136,6 +137,7 @@ func TestReloadRefusesWhatTheNodeCannotApply(t *testing.T) {
 		{"the KS becoming a member", " server local\n  rekey authentication mypubkey ec REKEY\n  rekey transport unicast\n  address ipv4 127.0.0.1\n  sa ipsec 1\n   profile gdoi-p\n   match address ipv4 traffic\n",
 			" server address ipv4 127.0.0.2\ncrypto map m 10 gdoi\n set group GET\ninterface lo\n crypto map m\n", "crypto gdoi group GET: member group (applied by a crypto map on an interface) would be added"},
 		{"phase 1", " hash sha256\n", " hash sha384\n", "crypto isakmp policy: the phase-1 proposals would change"},
+		{"the phase-1 identity", "hostname Device\n", "hostname Device\ncrypto isakmp identity hostname\n", "crypto isakmp identity: the phase-1 identity would change"},
 		{"the announced version", "hostname Device\n", "hostname Device\ngroupvpn version 1.0.1\n", "groupvpn version: the announced version would change"},
 	} {
 		t.Run(c.what, func(t *testing.T) {
@@ -206,4 +208,70 @@ func TestConfigureTerminalRemovingTheGroupRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	unchanged(t, d, client, cfg, file)
+}
+
+// gmFailClose is a member whose crypto map has a fail-close, not activated.
+const gmFailClose = `hostname gm
+crypto isakmp policy 10
+ authentication pre-share
+crypto isakmp key k address 127.0.0.0 255.0.0.0
+crypto gdoi group G
+ identity number 7
+ server address ipv4 127.0.9.9
+crypto map m 10 gdoi
+ set group G
+crypto map m gdoi fail-close
+interface lo
+ crypto map m
+`
+
+// proves: T3, D4 (issue 11 item 6) — what the running node can change is
+// applied, not only reported: activating a member's fail-close on reload
+// sets the group's fail mode in the data plane; changing its key server is
+// refused.
+func TestReloadAppliesFailCloseLive(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "gm.conf")
+	if err := os.WriteFile(file, []byte(gmFailClose), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := policy.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, 24999, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, "") }()
+	t.Cleanup(func() { cancel(); <-done })
+	mode := func() sadb.FailMode {
+		var m sadb.FailMode
+		d.Node.Do(ctx, func() { m = d.Node.Dataplane().(*sadb.Memory).FailMode("G") })
+		return m
+	}
+	if m := mode(); m != sadb.FailOpen {
+		t.Fatalf("fail mode before: %v", m)
+	}
+	if err := os.WriteFile(file, []byte(gmFailClose+"crypto map m gdoi fail-close\n activate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if m := mode(); m != sadb.FailClose {
+		t.Fatalf("fail mode after activate: %v, want fail-close", m)
+	}
+	running := d.Config()
+	if err := os.WriteFile(file, []byte(strings.Replace(gmFailClose, "127.0.9.9", "127.0.9.8", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), "crypto gdoi group G: server address ipv4 would change") {
+		t.Fatalf("Reload with another key server: %v", err)
+	}
+	if d.Config() != running || mode() != sadb.FailClose {
+		t.Fatal("a refused reload changed the running configuration or the fail mode")
+	}
 }
