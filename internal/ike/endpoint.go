@@ -79,21 +79,21 @@ func (b *tokenBucket) take(now time.Time) bool {
 
 // Stats counts what an Endpoint dropped and why.
 type Stats struct {
-	Malformed           uint64 // not an ISAKMP v1 message at all
-	UnknownSA           uint64 // cookies of no SA we hold
-	HalfOpenEvicted     uint64 // half-open SAs evicted by newer ones: global bound
-	HalfOpenPeerEvicted uint64 // half-open SAs evicted by newer ones from the same address
-	HalfOpenExpired     uint64 // half-open SAs whose peer never sent message 3
-	MM1Rejected         uint64 // message 1 that created no SA: malformed, encrypted or refused
-	RefusalSent         uint64 // unprotected refusals (NO-PROPOSAL-CHOSEN, ...) sent for message 1
-	RefusalSuppressed   uint64 // unprotected refusals not sent: rate bound
-	InvalidCookieSent   uint64 // INVALID-COOKIE sent for cookies of no SA we hold
-	InvalidCookieSupp   uint64 // INVALID-COOKIE not sent: rate bound
-	CookieCollision     uint64 // new SA whose cookie pair is held already: dropped, the old one kept
-	EstablishedIgnored  uint64 // unprotected or unauthenticated messages ignored by an established SA
-	PeerLostState       uint64 // PeerLostState hints reported (unprotected INVALID-COOKIE for an established SA)
-	InitialContactDrop  uint64 // SAs dropped (and deleted) on the same identity's INITIAL-CONTACT
-	Dropped             uint64 // ignored by an SA (stale, duplicate, bad); EstablishedIgnored is part of it
+	Malformed               uint64 // not an ISAKMP v1 message at all
+	UnknownSA               uint64 // cookies of no SA we hold
+	HalfOpenEvicted         uint64 // half-open SAs evicted by newer ones: global bound
+	HalfOpenPeerEvicted     uint64 // half-open SAs evicted by newer ones from the same address
+	HalfOpenExpired         uint64 // half-open SAs whose peer never sent message 3
+	MM1Rejected             uint64 // message 1 that created no SA: malformed, encrypted or refused
+	RefusalSent             uint64 // unprotected refusals (NO-PROPOSAL-CHOSEN, ...) sent for message 1
+	RefusalSuppressed       uint64 // unprotected refusals not sent: rate bound
+	InvalidCookieSent       uint64 // INVALID-COOKIE sent for cookies of no SA we hold
+	InvalidCookieSuppressed uint64 // INVALID-COOKIE not sent: rate bound
+	CookieCollision         uint64 // new SA whose cookie pair is held already: dropped, the old one kept
+	EstablishedIgnored      uint64 // unprotected or unauthenticated messages ignored by an established SA
+	PeerLostState           uint64 // PeerLostState hints reported (unprotected INVALID-COOKIE for an established SA)
+	InitialContactDropped   uint64 // SAs dropped (and deleted) on the same identity's INITIAL-CONTACT
+	Dropped                 uint64 // ignored by an SA (stale, duplicate, bad); EstablishedIgnored is part of it
 }
 
 // Counter is one named counter of Stats, for show commands and metrics.
@@ -116,11 +116,11 @@ func (s Stats) Counters() []Counter {
 		{"refusal_sent", "unprotected refusals of message 1 sent", s.RefusalSent},
 		{"refusal_suppressed", "unprotected refusals of message 1 not sent (rate limit)", s.RefusalSuppressed},
 		{"invalid_cookie_sent", "INVALID-COOKIE sent for cookies of no SA held", s.InvalidCookieSent},
-		{"invalid_cookie_suppressed", "INVALID-COOKIE not sent (rate limit)", s.InvalidCookieSupp},
+		{"invalid_cookie_suppressed", "INVALID-COOKIE not sent (rate limit)", s.InvalidCookieSuppressed},
 		{"cookie_collision", "new SA with the cookies of one held: dropped", s.CookieCollision},
 		{"established_ignored", "unprotected or unauthenticated messages ignored by an established SA", s.EstablishedIgnored},
 		{"peer_lost_state", "hints that a peer lost its phase-1 state (unprotected INVALID-COOKIE)", s.PeerLostState},
-		{"initial_contact_dropped", "SAs deleted on the same identity's INITIAL-CONTACT", s.InitialContactDrop},
+		{"initial_contact_dropped", "SAs deleted on the same identity's INITIAL-CONTACT", s.InitialContactDropped},
 		{"dropped", "ignored by an SA: stale, duplicate or bad", s.Dropped},
 	}
 }
@@ -296,7 +296,7 @@ func (e *Endpoint) invalidCookie(from netip.AddrPort, h isakmp.Header, now time.
 		return Output{}
 	}
 	if !e.invalidCookies.take(now) {
-		e.Stats.InvalidCookieSupp++
+		e.Stats.InvalidCookieSuppressed++
 		return Output{}
 	}
 	var mid [4]byte
@@ -399,7 +399,7 @@ func (e *Endpoint) dropOlder(sa *SA, now time.Time) Output {
 		}
 		o.log.Info("deleting phase-1 SA: its peer identity sent INITIAL-CONTACT on a new one",
 			"peer_id", o.info.PeerID.String(), "new_peer", sa.peer.String())
-		e.Stats.InitialContactDrop++
+		e.Stats.InitialContactDropped++
 		r := o.Delete(now)
 		out.Send = append(out.Send, e.apply(o, r).Send...)
 		out.Events = append(out.Events, SAEvent{SA: o, Event: Deleted{}})

@@ -494,7 +494,7 @@ func TestInitialContactByIdentity(t *testing.T) {
 	oldSA := old.SAs()[0]
 	moved, _ := NewEndpoint(idCfg("gm1"), netip.MustParseAddrPort("127.0.0.3:500"), Limits{})
 	stray, events := converse(t, moved, resp, t0)
-	if len(resp.SAs()) != 2 || resp.Stats.InitialContactDrop != 1 {
+	if len(resp.SAs()) != 2 || resp.Stats.InitialContactDropped != 1 {
 		t.Fatalf("%d SAs, stats %+v", len(resp.SAs()), resp.Stats)
 	}
 	for _, sa := range resp.SAs() {
@@ -562,7 +562,7 @@ func TestInvalidCookieAfterRestart(t *testing.T) {
 	for range 100 {
 		restarted.Handle(addrI, pull, p.now)
 	}
-	if restarted.Stats.InvalidCookieSent != 20 || restarted.Stats.InvalidCookieSupp != 81 {
+	if restarted.Stats.InvalidCookieSent != 20 || restarted.Stats.InvalidCookieSuppressed != 81 {
 		t.Fatalf("stats %+v", restarted.Stats)
 	}
 	info := forged(gmSA, isakmp.ExchangeInformational, &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, NotifyType: isakmp.NotifyInvalidCookie})

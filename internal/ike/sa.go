@@ -116,7 +116,9 @@ type Established struct{ Info Info }
 // no with a notification.
 type Failed struct{ Err error }
 
-// Deleted: the peer deleted the SA with an Informational Delete.
+// Deleted: the peer deleted the SA with an Informational Delete, or the
+// Endpoint deleted it (sending the Delete) because the same peer identity
+// announced INITIAL-CONTACT on a newer SA.
 type Deleted struct{}
 
 // Phase2: a message of another exchange (GROUPKEY-PULL, ...) arrived on
@@ -127,8 +129,9 @@ type Phase2 struct{ Msg *isakmp.Message }
 type Expired struct{}
 
 // InitialContact: the peer announced INITIAL-CONTACT (RFC 2407
-// §4.6.3.3): it has rebooted and holds no other SA with us, so the owner
-// should drop any older SA with this peer.
+// §4.6.3.3): it has rebooted and holds no other SA with us. An Endpoint
+// has already deleted the older SAs of the same identity (each reported
+// Deleted).
 type InitialContact struct{}
 
 // PeerLostState: an unprotected INVALID-COOKIE named this established
