@@ -61,3 +61,23 @@ func TestConfigCheckUsageAndMissingFile(t *testing.T) {
 		t.Fatalf("help lacks config:\n%s", out)
 	}
 }
+
+// proves: O1 (issue 11 item 3) — `crypto ipsec transform-set t1 esp-hmac`
+// (or ah-hmac) printed a stack trace; now each is a file:line error and
+// config check exits 1.
+func TestConfigCheckHMACWithoutAlgorithm(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "typo.conf")
+	if err := os.WriteFile(file, []byte("crypto ipsec transform-set t1 esp-hmac\ncrypto ipsec transform-set t2 ah-hmac\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, "", "config", "check", file)
+	if code != 1 || out != "" || strings.Contains(errs, "goroutine") || strings.Contains(errs, "panic") {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errs)
+	}
+	for _, want := range []string{file + `:1: crypto ipsec transform-set t1: transform "esp-hmac" is not supported`,
+		file + `:2: crypto ipsec transform-set t2: transform "ah-hmac" is not supported`, file + ": configuration refused"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+}
