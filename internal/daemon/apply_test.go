@@ -175,6 +175,9 @@ func TestReloadRefusesWhatTheNodeCannotApply(t *testing.T) {
 	if err != nil || !strings.Contains(resp.Text, "profile gdoi-p2 (esp-gcm 256)") {
 		t.Fatalf("show crypto gdoi ks policy: %v\n%s", err, resp.Text)
 	}
+	if resp, err := client.Run(context.Background(), "show version"); err != nil || !strings.Contains(resp.Text, "hostname Renamed\n") {
+		t.Fatalf("show version after a hostname change: %v\n%s", err, resp.Text)
+	}
 }
 
 // proves: D4, O2 (issue 11 item 6) — `no crypto gdoi group GET` in

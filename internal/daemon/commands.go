@@ -34,7 +34,12 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config) {
 		c := running()
 		return &ctl.Reply{Text: c.Render(), Data: map[string]string{"config": c.Render()}}, nil
 	})
-	srv.Handle("show version", "software version", snap(show.Version))
+	// The hostname of the configuration in force: a reload or commit
+	// changes it live, the node keeps the one it started with.
+	srv.Handle("show version", "software version", snap(func(s node.Snapshot) (string, any) {
+		s.Hostname = running().Hostname
+		return show.Version(s)
+	}))
 	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", snap(show.KSReplay))
 	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs", snap(show.GMReplay))
 	srv.Handle("show crypto isakmp statistics", "phase-1 counters: every drop reason, all local addresses", snap(show.ISAKMPStatistics))
