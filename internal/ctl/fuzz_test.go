@@ -81,17 +81,20 @@ func FuzzServeLine(f *testing.F) {
 	})
 }
 
-// FuzzReadLine feeds arbitrary byte streams to the socket's line reader.
+// FuzzReadLine feeds arbitrary byte streams to the socket's line reader,
+// with a limit taken from the first octet.
 //
 // proves: S4 (lines are bounded by the limit, and the reader always ends)
 func FuzzReadLine(f *testing.F) {
-	f.Add([]byte(`{"v":1,"id":1,"cmd":"show clock"}`+"\n"+`{"v":1}`), 16)
-	f.Add([]byte("\n\n\nabc"), 2)
-	f.Add([]byte(strings.Repeat("x", 5000)+"\nok\n"), 4096)
-	f.Fuzz(func(t *testing.T, b []byte, limit int) {
-		if limit <= 0 || limit > 1<<20 {
+	f.Add([]byte("\x10" + `{"v":1,"id":1,"cmd":"show clock"}` + "\n" + `{"v":1}`))
+	f.Add([]byte("\x02\n\n\nabc"))
+	f.Add([]byte("\xff" + strings.Repeat("x", 5000) + "\nok\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || len(b) > 1<<16 {
 			return
 		}
+		limit := 1 + int(b[0])
+		b = b[1:]
 		rd := newTestReader(b)
 		for i := 0; ; i++ {
 			if i > len(b)+1 {
