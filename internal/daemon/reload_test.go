@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/srcnotify"
 	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
@@ -34,10 +36,20 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	cmd := exec.Command(bin, "isakmpd", "-f", conf, "-listen", "127.0.3.1", "-port", "24848", "-socket", sock,
 		"-state", filepath.Join(dir, "ks.db"), "-syslog", "file://"+syslogFile)
 	cmd.Stdout, cmd.Stderr = &log, &log
+	// What srcmstr would read: the daemon's events (srcnotify).
+	events, notifyW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.ExtraFiles = []*os.File{notifyW}
+	cmd.Env = append(os.Environ(), srcnotify.EnvFD+"=3")
+	var notified testnet.Buffer
+	go io.Copy(&notified, events)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	notifyW.Close()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); events.Close() })
 	cli := func(c string) string {
 		out, _ := exec.Command(bin, "cli", "-s", sock, "-c", c).CombinedOutput()
 		return string(out)
@@ -107,6 +119,14 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	waitFor("the refusal of the truncated file", func() bool {
 		return strings.Contains(log.String(), "crypto gdoi group CRASH: key-server group (server local) would be removed")
 	})
+	// srcmstr is told refresh-failed, with the reason; never "refreshed".
+	waitFor("refresh-failed with the reason", func() bool {
+		return strings.Contains(notified.String(), `"state":"refresh-failed"`) &&
+			strings.Contains(notified.String(), "crypto gdoi group CRASH: key-server group (server local) would be removed")
+	})
+	if n := strings.Count(notified.String(), `"state":"refreshed"`); n != 1 { // the first, valid reload only
+		t.Fatalf("srcmstr was told refreshed %d times:\n%s", n, notified.String())
+	}
 	if out := cli("show running-config | include crypto gdoi group"); !strings.Contains(out, "crypto gdoi group CRASH") {
 		t.Fatalf("show running-config lost the group after a refused reload:\n%s", out)
 	}
