@@ -138,6 +138,12 @@ type group struct {
 // the KS chooses it; 16 bits leave room for 65535 senders per key).
 const SIDBits = 16
 
+// MaxSIDsPerMember bounds the sender IDs one registration gets, whatever
+// its SENDER_ID_REQUEST asks: without it, one authenticated member asking
+// for 65,535 would use up the group's sender IDs and every later
+// registration under the same keys would be refused.
+const MaxSIDsPerMember = 16
+
 // New returns a key server.
 func New(o Options) *Server {
 	r := o.Rand
@@ -486,8 +492,10 @@ func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakm
 	}
 	if needSIDs {
 		// RFC 6407 §5.6.4: counter-mode keys need a SID key packet. A GM
-		// that asked for none still gets one.
-		n := max(int(sids), 1)
+		// that asked for none still gets one, and one that asks for more
+		// than MaxSIDsPerMember gets that many: the 16-bit space is shared
+		// by the whole group until the keys change.
+		n := min(max(int(sids), 1), MaxSIDsPerMember)
 		sidPkt := &isakmp.KeyPacket{KDType: isakmp.KDSID, Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.SIDNumberOfBits, SIDBits)}}
 		m.SenderIDs = m.SenderIDs[:0]
 		for i := 0; i < n; i++ {

@@ -72,6 +72,24 @@ func TestKeyServerRules(t *testing.T) {
 	}
 }
 
+// proves: S1 — a registration that asks for 65,535 sender IDs gets
+// MaxSIDsPerMember, and the members after it still get theirs.
+func TestSenderIDRequestBounded(t *testing.T) {
+	s := server(t)
+	_, kd, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(7), 65535)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(kd.Packet(isakmp.KDSID, nil).Attributes) - 1; got != MaxSIDsPerMember {
+		t.Fatalf("a request for 65535 sender IDs got %d; want %d", got, MaxSIDsPerMember)
+	}
+	for i := range 100 {
+		if _, _, err := s.Keys(peer(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}).String()), isakmp.GroupID(7), 1); err != nil {
+			t.Fatalf("member %d after the greedy one: %v", i, err)
+		}
+	}
+}
+
 // proves: T2, T3 — with time-based anti-replay the SATs carry the replay
 // policy and the KS's pseudotime, the KS schedules a resynchronising rekey
 // at most 7200 s after the last one, and receive-only groups mark every
