@@ -15,6 +15,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/iked"
 	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/node"
@@ -68,10 +69,12 @@ func runIsakmpd(env *Env, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var tune []func(*node.Options)
+	var sas *tmd.Client     // with -tmd
+	var broker *iked.Client // with -iked
 	// The SA database: tmd, when the daemon runs under srcmstr (SPEC D1,
 	// D2: without tmd it refuses to start and says to start tmd first).
 	if *tmdSocket != "" {
-		sas, err := tmd.Dial(ctx, *tmdSocket, "isakmpd", logger)
+		sas, err = tmd.Dial(ctx, *tmdSocket, "isakmpd", logger)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 			return 1
@@ -87,7 +90,7 @@ func runIsakmpd(env *Env, args []string) int {
 	var brokerErr func() error
 	switch {
 	case *ikedSocket != "":
-		broker, err := iked.Dial(ctx, *ikedSocket, "isakmpd", 1)
+		broker, err = iked.Dial(ctx, *ikedSocket, "isakmpd", 1)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 			return 1
@@ -152,6 +155,22 @@ func runIsakmpd(env *Env, args []string) int {
 	if inventory != nil {
 		d.ServeInventory(inventory)
 	}
+	// The drops made before a datagram reaches isakmpd (iked) and at the
+	// SA database's API (tmd) are shown by show crypto isakmp statistics,
+	// asked for when the command runs (SPEC S5).
+	if broker != nil {
+		d.AddCounters(daemon.CounterSource{Key: "broker", Title: "Broker (iked " + *ikedSocket + ")", Read: broker.Stats})
+	}
+	if sas != nil {
+		d.AddCounters(daemon.CounterSource{Key: "sa_database", Title: "SA database API (tmd " + *tmdSocket + ")",
+			Read: func(ctx context.Context) ([]ike.Counter, error) {
+				st, err := sas.Status(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return tmdCounters(st), nil
+			}})
+	}
 	ln, err := ctl.Listen(*socket)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
@@ -162,18 +181,18 @@ func runIsakmpd(env *Env, args []string) int {
 	if *ikedSocket != "" {
 		via = "iked " + *ikedSocket
 	}
-	sas := "this process"
+	sadb := "this process"
 	if *tmdSocket != "" {
-		sas = "tmd " + *tmdSocket
+		sadb = "tmd " + *tmdSocket
 	}
-	logger.Info("isakmpd started", "config", *file, "listen", netinv.Join(served), "via", via, "sadb", sas, "socket", *socket,
+	logger.Info("isakmpd started", "config", *file, "listen", netinv.Join(served), "via", via, "sadb", sadb, "socket", *socket,
 		"ks_groups", len(cfg.KSGroups()), "gm_groups", len(cfg.GMGroups()))
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go reloadOnHangup(ctx, hup, d, *file, logDest, logger, notify)
 	if err := notify.Send(srcnotify.Event{State: srcnotify.Ready, Addrs: netinv.Strings(served),
-		Detail: fmt.Sprintf("serving %d addresses (%s); SAs in %s", len(served), via, sas)}); err != nil {
+		Detail: fmt.Sprintf("serving %d addresses (%s); SAs in %s", len(served), via, sadb)}); err != nil {
 		logger.Warn("could not tell srcmstr the daemon is ready", "err", err.Error())
 	}
 	// Without iked, isakmpd would run deaf: it exits instead, so that
@@ -259,4 +278,14 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *daemon.Daemon,
 // for a one-line report.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
+}
+
+// tmdCounters are the drops at tmd's API socket (tmd.Status).
+func tmdCounters(st tmd.Status) []ike.Counter {
+	return []ike.Counter{
+		{Name: "requests_malformed", Help: "request lines refused as malformed", Value: st.Malformed},
+		{Name: "connections_refused", Help: "connections refused over the limit", Value: st.Refused},
+		{Name: "connections_timed_out", Help: "connections closed by a hello, idle or line timeout", Value: st.TimedOut},
+		{Name: "write_failed", Help: "connections closed: a response could not be written (a client that does not read)", Value: st.WriteFailed},
+	}
 }

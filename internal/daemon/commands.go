@@ -3,17 +3,89 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/show"
 )
 
+// CounterSource is a section of `show crypto isakmp statistics` read,
+// each time the command runs, from a process the daemon works through
+// (the iked broker, tmd): their drops are the daemon's operator's to see
+// (SPEC S5).
+type CounterSource struct {
+	Key   string // `| json` key, snake_case
+	Title string
+	Read  func(context.Context) ([]ike.Counter, error)
+}
+
+// sourceTimeout bounds reading one CounterSource: a stuck peer process
+// delays the command by at most this, and its section says why.
+const sourceTimeout = 2 * time.Second
+
+// AddCounters adds a section to `show crypto isakmp statistics`, after
+// those added before it.
+func (d *Daemon) AddCounters(src CounterSource) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sources = append(d.sources, src)
+}
+
+func (d *Daemon) counterSources() []CounterSource {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.sources)
+}
+
+// controlCounters are the control socket's drops (ctl.Limits).
+func controlCounters(st ctl.ConnStats) []ike.Counter {
+	return []ike.Counter{
+		{Name: "connections_open", Help: "connections being served now", Value: uint64(max(st.Open, 0))},
+		{Name: "connections_accepted", Help: "connections served", Value: st.Accepted},
+		{Name: "connections_refused", Help: "connections refused over the limit", Value: st.Refused},
+		{Name: "idle_closed", Help: "connections closed after the idle timeout without a request", Value: st.IdleClosed},
+		{Name: "write_timeouts", Help: "connections closed: a reply could not be written in time", Value: st.WriteTimeouts},
+		{Name: "requests_oversize", Help: "request lines over the size limit, discarded", Value: st.Oversize},
+		{Name: "requests_malformed", Help: "request lines that are not a JSON request", Value: st.BadRequests},
+	}
+}
+
+// statistics renders `show crypto isakmp statistics`: the node's phase-1
+// counters, then the broker's and tmd's (sources), the control socket's,
+// the state store's and the log rate limiter's.
+func statistics(srv *ctl.Server, n *node.Node, sources func() []CounterSource) ctl.Handler {
+	return func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+		s, err := n.State(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var secs []show.Section
+		for _, src := range sources() {
+			rctx, cancel := context.WithTimeout(ctx, sourceTimeout)
+			cs, err := src.Read(rctx)
+			cancel()
+			sec := show.Section{Key: src.Key, Title: src.Title, Counters: cs}
+			if err != nil {
+				sec.Err = err.Error()
+			}
+			secs = append(secs, sec)
+		}
+		secs = append(secs, show.Section{Key: "control_socket", Title: "Control socket", Counters: controlCounters(srv.Stats())})
+		secs = append(secs, show.StatisticsSections(s)...)
+		text, data := show.ISAKMPStatistics(s, secs...)
+		return &ctl.Reply{Text: text, Data: data}, nil
+	}
+}
+
 // Register adds the show commands of a node to a control server. running
-// returns the configuration in force (for show running-config).
-func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config) {
+// returns the configuration in force (for show running-config), sources
+// the sections of show crypto isakmp statistics read from other processes.
+func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sources func() []CounterSource) {
 	snap := func(f func(node.Snapshot) (string, any)) ctl.Handler {
 		return func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 			s, err := n.State(ctx)
@@ -42,7 +114,7 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config) {
 	}))
 	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", snap(show.KSReplay))
 	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs", snap(show.GMReplay))
-	srv.Handle("show crypto isakmp statistics", "phase-1 counters: every drop reason, all local addresses", snap(show.ISAKMPStatistics))
+	srv.Handle("show crypto isakmp statistics", "every drop counter: phase 1 (all local addresses), broker, control socket, state store, log limiter", statistics(srv, n, sources))
 	srv.Handle("show crypto gdoi gm counters", "group member counters: registrations, rekeys and every drop reason", snap(show.GMCounters))
 	srv.Handle("show crypto gdoi ks counters", "key server counters: refused pulls, rekey acknowledgements and their drops", snap(show.KSCounters))
 	srv.Handle("clear crypto gdoi [group WORD]", "GM: register again now over a new phase 1 (installed keys stay until replaced)",

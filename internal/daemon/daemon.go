@@ -35,6 +35,10 @@ type Daemon struct {
 	// address of every up interface, or the addresses the iked broker
 	// serves. Nil: the explicit list stays.
 	inventory func() ([]netip.AddrPort, error)
+
+	// sources are the sections of show crypto isakmp statistics read
+	// from other processes (AddCounters, commands.go).
+	sources []CounterSource
 }
 
 // New builds a daemon for c listening on listen; GMs contact KS addresses
@@ -61,7 +65,7 @@ func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Lo
 	}
 	d.Node = n
 	d.Ctl.SetHostname(c.Hostname)
-	Register(d.Ctl, n, d.Config)
+	Register(d.Ctl, n, d.Config, d.counterSources)
 	installConfigMode(d, logger) // configure terminal, write memory (configmode.go)
 	registerGDOI(d.Ctl, d)
 	return d, nil

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
 )
 
 // connQueue is how many datagrams wait for a Conn's reader; past it the
@@ -151,7 +153,7 @@ func (c *Client) read() {
 		switch f.Type {
 		case FrameDatagram:
 			c.deliver(f)
-		case FrameAddrsAnswer, FrameResult:
+		case FrameAddrsAnswer, FrameResult, FrameStatsAnswer:
 			c.mu.Lock()
 			ch := c.pending[f.ID]
 			delete(c.pending, f.ID)
@@ -225,6 +227,28 @@ func (c *Client) Addrs(ctx context.Context) ([]netip.AddrPort, error) {
 		return nil, fmt.Errorf("iked: answer of type %d to an address request", a.Type)
 	}
 	return a.Addrs, nil
+}
+
+// Stats asks iked for its counters (Stats.Counters): the drops made
+// before a datagram reaches the daemon, for its show commands (SPEC S5).
+// A counter this side does not know by name is kept, without help text.
+func (c *Client) Stats(ctx context.Context) ([]ike.Counter, error) {
+	a, err := c.request(ctx, Frame{Type: FrameStatsRequest})
+	if err != nil {
+		return nil, err
+	}
+	if a.Type != FrameStatsAnswer {
+		return nil, fmt.Errorf("iked: answer of type %d to a stats request", a.Type)
+	}
+	help := map[string]string{}
+	for _, k := range (Stats{}).Counters() {
+		help[k.Name] = k.Help
+	}
+	out := make([]ike.Counter, len(a.Counters))
+	for i, k := range a.Counters {
+		out[i] = ike.Counter{Name: k.Name, Help: help[k.Name], Value: k.Value}
+	}
+	return out, nil
 }
 
 // Listen returns the virtual socket of local, an address iked serves. One

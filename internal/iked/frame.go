@@ -24,8 +24,10 @@ import (
 )
 
 // APIVersion is the version of the broker protocol spoken here. A hello
-// naming another version is refused.
-const APIVersion = 1
+// naming another version is refused. Version 2 added the stats request
+// and answer (a daemon of version 1 never asks; one of version 2 must not
+// wait on an iked that would count its request as a bad frame).
+const APIVersion = 2
 
 // FrameType is the first octet of every frame.
 type FrameType uint8
@@ -51,6 +53,11 @@ const (
 	FrameSetMulticast FrameType = 6
 	// FrameResult: iked → daemon, the outcome of a set-multicast request.
 	FrameResult FrameType = 7
+	// FrameStatsRequest: daemon → iked, the broker's counters (API 2).
+	FrameStatsRequest FrameType = 8
+	// FrameStatsAnswer: iked → daemon, the counters by name, carrying the
+	// request ID (API 2).
+	FrameStatsAnswer FrameType = 9
 )
 
 // Bounds of the codec. A frame breaking one is malformed.
@@ -65,6 +72,10 @@ const (
 	MaxMessage = 1024
 	// MaxAddrs bounds an address list.
 	MaxAddrs = 4096
+	// MaxCounters bounds the counters of a stats answer, MaxCounterName
+	// the length of one's name (snake_case: a-z, 0-9, _).
+	MaxCounters    = 64
+	MaxCounterName = 64
 	// MaxFrame is the largest frame the codec produces or accepts.
 	MaxFrame = 1 + 2*addrPortMax + MaxPayload
 )
@@ -83,6 +94,8 @@ const addrPortMax = 1 + 16 + 2
 //	AddrsAnswer:  ID, Addrs
 //	SetMulticast: ID, Local, IfName, TTL
 //	Result:       ID, OK, Message (when !OK)
+//	StatsRequest: ID
+//	StatsAnswer:  ID, Counters
 type Frame struct {
 	Type       FrameType
 	Name       string
@@ -98,6 +111,15 @@ type Frame struct {
 	Payload []byte
 	IfName  string
 	TTL     uint8
+	// Counters are the broker's counters in a stats answer.
+	Counters []FrameCounter
+}
+
+// FrameCounter is one counter of a stats answer: a stable snake_case
+// name (Stats.Counters) and its value.
+type FrameCounter struct {
+	Name  string
+	Value uint64
 }
 
 // ErrMalformed wraps every parse error.
@@ -113,6 +135,9 @@ var ErrMalformed = errors.New("iked: malformed frame")
 //	AddrsAns  = id(4) addrCount(2) addrport*
 //	SetMcast  = id(4) addrport(local) ttl(1) ifNameLen(1) ifName
 //	Result    = id(4) ok(1) msgLen(2) msg
+//	StatsReq  = id(4)
+//	StatsAns  = id(4) count(1) counter*
+//	counter   = nameLen(1) name value(8)
 //	addrport  = len(1: 4 or 16) addr(len) port(2)
 //
 // A frame is exactly one SOCK_SEQPACKET message, so the datagram payload
@@ -173,10 +198,42 @@ func AppendFrame(b []byte, f *Frame) ([]byte, error) {
 		if b, err = appendString16(b, f.Message, MaxMessage); err != nil {
 			return nil, err
 		}
+	case FrameStatsRequest:
+		b = binary.BigEndian.AppendUint32(b, f.ID)
+	case FrameStatsAnswer:
+		b = binary.BigEndian.AppendUint32(b, f.ID)
+		if len(f.Counters) > MaxCounters {
+			return nil, fmt.Errorf("iked: %d counters exceed %d", len(f.Counters), MaxCounters)
+		}
+		b = append(b, byte(len(f.Counters)))
+		for _, c := range f.Counters {
+			if !counterName(c.Name) {
+				return nil, fmt.Errorf("iked: counter name %q is not snake_case of 1..%d octets", c.Name, MaxCounterName)
+			}
+			b = append(b, byte(len(c.Name)))
+			b = append(b, c.Name...)
+			b = binary.BigEndian.AppendUint64(b, c.Value)
+		}
 	default:
 		return nil, fmt.Errorf("iked: unknown frame type %d", f.Type)
 	}
 	return b, nil
+}
+
+// counterName reports whether s is a counter name the codec carries:
+// 1..MaxCounterName octets of a-z, 0-9 and _, so that what a show command
+// prints from the broker is plain text.
+func counterName(s string) bool {
+	if len(s) == 0 || len(s) > MaxCounterName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseFrame decodes one frame. Payload aliases b. Every error wraps
@@ -226,6 +283,11 @@ func ParseFrame(b []byte) (Frame, error) {
 		f.ID = r.u32()
 		f.OK = r.bool()
 		f.Message = r.string16(MaxMessage)
+	case FrameStatsRequest:
+		f.ID = r.u32()
+	case FrameStatsAnswer:
+		f.ID = r.u32()
+		f.Counters = r.counters()
 	default:
 		if r.err == nil {
 			r.fail("unknown type %d", f.Type)
@@ -392,6 +454,42 @@ func (r *reader) addrs() []netip.AddrPort {
 	out := make([]netip.AddrPort, 0, n)
 	for range n {
 		out = append(out, r.addrPort())
+	}
+	return out
+}
+
+func (r *reader) u64() uint64 {
+	v := r.bytes(8)
+	if v == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func (r *reader) counters() []FrameCounter {
+	n := int(r.u8())
+	if n > MaxCounters {
+		r.fail("%d counters exceed %d", n, MaxCounters)
+	}
+	if r.err != nil || n == 0 {
+		return nil
+	}
+	if len(r.b) < n*(1+1+8) {
+		r.fail("truncated list of %d counters", n)
+		return nil
+	}
+	out := make([]FrameCounter, 0, n)
+	for range n {
+		name := string(r.bytes(int(r.u8())))
+		v := r.u64()
+		if r.err != nil {
+			return nil
+		}
+		if !counterName(name) {
+			r.fail("counter name %q", name)
+			return nil
+		}
+		out = append(out, FrameCounter{Name: name, Value: v})
 	}
 	return out
 }

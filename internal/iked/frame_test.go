@@ -22,6 +22,8 @@ func sampleFrames() []Frame {
 		{Type: FrameSetMulticast, ID: 8, Local: v4, IfName: "eth0", TTL: 16},
 		{Type: FrameResult, ID: 8, OK: false, Message: "no such interface"},
 		{Type: FrameResult, ID: 9, OK: true},
+		{Type: FrameStatsRequest, ID: 10},
+		{Type: FrameStatsAnswer, ID: 10, Counters: Stats{Received: 3, Short: 1, Stalled: 1 << 40}.frameCounters()},
 	}
 }
 
@@ -49,14 +51,18 @@ func TestFrameRoundTrip(t *testing.T) {
 func TestFrameMalformed(t *testing.T) {
 	good, _ := AppendFrame(nil, &Frame{Type: FrameAddrsAnswer, ID: 1, Addrs: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:848")}})
 	cases := map[string][]byte{
-		"empty":         {},
-		"unknown type":  {99},
-		"truncated":     good[:len(good)-1],
-		"trailing":      append(append([]byte(nil), good...), 0),
-		"bad addr len":  {byte(FrameDatagram), 5, 1, 2, 3, 4, 5, 0, 1},
-		"hello no name": {byte(FrameHello), 1, 1, 0},
-		"bad bool":      {byte(FrameResult), 0, 0, 0, 1, 2, 0, 0},
-		"huge count":    {byte(FrameAddrsAnswer), 0, 0, 0, 1, 0xff, 0xff},
+		"empty":             {},
+		"unknown type":      {99},
+		"truncated":         good[:len(good)-1],
+		"trailing":          append(append([]byte(nil), good...), 0),
+		"bad addr len":      {byte(FrameDatagram), 5, 1, 2, 3, 4, 5, 0, 1},
+		"hello no name":     {byte(FrameHello), 1, 1, 0},
+		"bad bool":          {byte(FrameResult), 0, 0, 0, 1, 2, 0, 0},
+		"huge count":        {byte(FrameAddrsAnswer), 0, 0, 0, 1, 0xff, 0xff},
+		"stats: bad name":   append([]byte{byte(FrameStatsAnswer), 0, 0, 0, 1, 1, 3, 'B', 'a', 'd'}, make([]byte, 8)...),
+		"stats: empty name": append([]byte{byte(FrameStatsAnswer), 0, 0, 0, 1, 1, 0}, make([]byte, 8)...),
+		"stats: too many":   append([]byte{byte(FrameStatsAnswer), 0, 0, 0, 1, MaxCounters + 1}, make([]byte, 10*(MaxCounters+1))...),
+		"stats: truncated":  {byte(FrameStatsAnswer), 0, 0, 0, 1, 2, 1, 'a', 0, 0, 0, 0, 0, 0, 0, 0},
 		"message too long": append([]byte{byte(FrameResult), 0, 0, 0, 1, 0, 0xff, 0xff},
 			bytes.Repeat([]byte{'x'}, 0xffff)...),
 	}

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/mcast"
 	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/rundir"
@@ -97,6 +98,36 @@ type Stats struct {
 	BadFrames  uint64 // malformed or unexpected frames from daemons
 	Refused    uint64 // daemon connections refused at hello or over MaxConns
 	Stalled    uint64 // dropped: the daemon did not take the datagram in time
+}
+
+// Counters lists the counters by their stable snake_case names, in a
+// stable order, with what each counts: the stats answer (FrameStatsAnswer)
+// carries them, and isakmpd's show crypto isakmp statistics prints them
+// (SPEC S5). A counter added to Stats is added here too.
+func (st Stats) Counters() []ike.Counter {
+	return []ike.Counter{
+		{Name: "received", Help: "UDP datagrams read", Value: st.Received},
+		{Name: "forwarded", Help: "datagrams handed to a daemon", Value: st.Forwarded},
+		{Name: "sent", Help: "datagrams sent for a daemon", Value: st.Sent},
+		{Name: "short", Help: "dropped: shorter than an IKE header", Value: st.Short},
+		{Name: "no_daemon", Help: "dropped: no daemon serves the IKE version", Value: st.NoDaemon},
+		{Name: "esp_on_natt_port", Help: "dropped: on the NAT-T port without the non-ESP marker", Value: st.ESP},
+		{Name: "no_socket", Help: "dropped: a daemon sent from an address not served", Value: st.NoSocket},
+		{Name: "send_errors", Help: "a UDP send or a forward to a daemon failed", Value: st.SendErrors},
+		{Name: "bad_frames", Help: "malformed or unexpected frames from daemons", Value: st.BadFrames},
+		{Name: "daemons_refused", Help: "daemon connections refused at hello or over the limit", Value: st.Refused},
+		{Name: "stalled", Help: "dropped: the daemon did not take the datagram in time", Value: st.Stalled},
+	}
+}
+
+// frameCounters is Counters without the help texts, for a stats answer.
+func (st Stats) frameCounters() []FrameCounter {
+	cs := st.Counters()
+	out := make([]FrameCounter, len(cs))
+	for i, c := range cs {
+		out[i] = FrameCounter{Name: c.Name, Value: c.Value}
+	}
+	return out
 }
 
 type stats struct {
@@ -637,6 +668,10 @@ func (s *Server) serveDaemon(c *net.UnixConn) {
 			s.sendUDP(dc, f, out)
 		case FrameAddrsRequest:
 			if err := dc.send(&Frame{Type: FrameAddrsAnswer, ID: f.ID, Addrs: s.Addrs()}); err != nil {
+				return
+			}
+		case FrameStatsRequest:
+			if err := dc.send(&Frame{Type: FrameStatsAnswer, ID: f.ID, Counters: s.Stats().frameCounters()}); err != nil {
 				return
 			}
 		case FrameSetMulticast:

@@ -387,10 +387,10 @@ func TestHelloAPIRefused(t *testing.T) {
 	inv.set(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p))
 	_, path, _ := startServer(t, Options{Ports: []uint16{p}, Inventory: inv.get})
 	raw := rawConn(t, path)
-	b, _ := AppendFrame(nil, &Frame{Type: FrameHello, API: 2, IKEVersion: 1, Name: "isakmpd"})
+	b, _ := AppendFrame(nil, &Frame{Type: FrameHello, API: APIVersion + 1, IKEVersion: 1, Name: "isakmpd"})
 	raw.Write(b)
 	f := rawRead(t, raw)
-	if f.Type != FrameWelcome || f.OK || !strings.Contains(f.Message, "iked speaks API 1") {
+	if f.Type != FrameWelcome || f.OK || !strings.Contains(f.Message, fmt.Sprintf("iked speaks API %d", APIVersion)) {
 		t.Fatalf("answer = %+v", f)
 	}
 }

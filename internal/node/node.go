@@ -136,14 +136,15 @@ type Node struct {
 	log     *slog.Logger
 	// unauth logs what unauthenticated input causes: bounded in size and
 	// rate-limited per message, with a count of what it suppressed.
-	unauth *slog.Logger
-	socks  []*sock
-	ks     *ks.Server
-	dp     sadb.Dataplane
-	regs   []*registration
-	serves map[serveKey]*serving
-	in     chan datagram
-	cmds   chan func()
+	unauth    *slog.Logger
+	unauthLim *ratelog.Handler // unauth's handler: what it suppressed
+	socks     []*sock
+	ks        *ks.Server
+	dp        sadb.Dataplane
+	regs      []*registration
+	serves    map[serveKey]*serving
+	in        chan datagram
+	cmds      chan func()
 
 	deliveries []*delivery
 	lastSave   time.Time
@@ -195,7 +196,8 @@ func New(o Options) (*Node, error) {
 	if o.IKE.Rand == nil {
 		o.IKE.Rand = o.Rand
 	}
-	n := &Node{o: o, log: o.Logger, unauth: slog.New(ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now})), dp: o.Dataplane, serves: map[serveKey]*serving{},
+	lim := ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now})
+	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, dp: o.Dataplane, serves: map[serveKey]*serving{},
 		in: make(chan datagram, 1024), cmds: make(chan func())}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})

@@ -35,6 +35,10 @@ type Snapshot struct {
 	ISAKMPCounters []ike.Counter
 	GMCounters     []ike.Counter
 	KSCounters     []ike.Counter
+	// StoreCounters are the state store's (nil without a store),
+	// LogCounters the log rate limiter's.
+	StoreCounters []ike.Counter
+	LogCounters   []ike.Counter
 	// Unserved are the KS groups whose configured address no local
 	// socket serves: their rekeys are held.
 	Unserved map[string]netip.Addr
@@ -52,6 +56,8 @@ func (n *Node) Snapshot() Snapshot {
 		s.Version = version.Current
 	}
 	s.ISAKMPCounters = n.ISAKMPCounters()
+	s.StoreCounters = n.StoreCounters()
+	s.LogCounters = n.LogCounters()
 	if len(n.regs) > 0 {
 		s.GMCounters = n.GMCounters()
 	}

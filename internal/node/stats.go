@@ -103,3 +103,22 @@ func mergeCounters(dst, src []ike.Counter) []ike.Counter {
 	}
 	return dst
 }
+
+// StoreCounters lists the state store's counters, nil when the node keeps
+// no store. Use inside Do.
+func (n *Node) StoreCounters() []ike.Counter {
+	if n.o.Store == nil {
+		return nil
+	}
+	return []ike.Counter{
+		{Name: "records_damaged", Help: "stored records refused: their integrity check failed (damaged under the running KS)", Value: n.o.Store.IntegrityFailures()},
+	}
+}
+
+// LogCounters lists what the rate limiter of the log lines caused by
+// unauthenticated input suppressed (SPEC S6). Use inside Do.
+func (n *Node) LogCounters() []ike.Counter {
+	return []ike.Counter{
+		{Name: "log_records_suppressed", Help: "log records caused by unauthenticated input suppressed by the rate limiter", Value: n.unauthLim.Suppressed()},
+	}
+}

@@ -439,13 +439,54 @@ func counterTable(b *strings.Builder, cs []ike.Counter) map[string]uint64 {
 	return out
 }
 
+// Section is a titled table of counters that `show crypto isakmp
+// statistics` prints after the phase-1 ones: the daemon's own (control
+// socket, state store, log rate limiter) and those of the processes it
+// works through (iked, tmd), asked for when the command runs.
+type Section struct {
+	// Key is the section's `| json` key, snake_case and stable.
+	Key   string
+	Title string
+	// Counters are the section's counters; Err, when set, says why they
+	// could not be read (the section then shows only that).
+	Counters []ike.Counter
+	Err      string
+}
+
+// StatisticsSections are the sections of `show crypto isakmp statistics`
+// that the node's Snapshot holds, in their order: the state store (a key
+// server's only) and the log rate limiter.
+func StatisticsSections(s node.Snapshot) []Section {
+	var out []Section
+	if s.StoreCounters != nil {
+		out = append(out, Section{Key: "state_store", Title: "State store", Counters: s.StoreCounters})
+	}
+	return append(out, Section{Key: "log_rate_limiter", Title: "Log rate limiter (log lines caused by unauthenticated input)", Counters: s.LogCounters})
+}
+
 // ISAKMPStatistics renders `show crypto isakmp statistics`: every phase-1
 // drop reason, summed over the local addresses (including those a refresh
-// removed), and the node's datagram-routing drops.
-func ISAKMPStatistics(s node.Snapshot) (string, any) {
+// removed), and the node's datagram-routing drops; then each section, its
+// title unindented and its counters as above. `| json` has one object per
+// section under its Key (name -> value), and "unavailable" (Key -> why)
+// for the sections that could not be read.
+func ISAKMPStatistics(s node.Snapshot, sections ...Section) (string, any) {
 	var b strings.Builder
 	b.WriteString("ISAKMP statistics (all local addresses, since start)\n")
 	data := map[string]any{"isakmp": counterTable(&b, s.ISAKMPCounters)}
+	unavailable := map[string]string{}
+	for _, sec := range sections {
+		fmt.Fprintf(&b, "\n%s\n", sec.Title)
+		if sec.Err != "" {
+			fmt.Fprintf(&b, "  %% unavailable: %s\n", sec.Err)
+			unavailable[sec.Key] = sec.Err
+			continue
+		}
+		data[sec.Key] = counterTable(&b, sec.Counters)
+	}
+	if len(unavailable) > 0 {
+		data["unavailable"] = unavailable
+	}
 	return b.String(), data
 }
 

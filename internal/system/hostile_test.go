@@ -246,6 +246,7 @@ func TestHostileInputCampaign(t *testing.T) {
 		t.Fatalf("phase-1 SAs before the campaign: KS %v, gm1 %v", ksSA, gmSA)
 	}
 	ksBefore, gmBefore := ks.isakmpCounters(), gm1.isakmpCounters()
+	brokerBefore := ks.statistics("broker") // iked, in front of the KS's isakmpd
 
 	sp := testnet.NewSpoofer(t, attacker)
 	const rate = 40000
@@ -337,6 +338,7 @@ func TestHostileInputCampaign(t *testing.T) {
 
 	// S5: the drops are visible, each under its reason.
 	ksAfter, gmAfter := ks.isakmpCounters(), gm1.isakmpCounters()
+	brokerAfter := ks.statistics("broker")
 	for _, c := range []struct {
 		who           string
 		before, after map[string]uint64
@@ -348,6 +350,7 @@ func TestHostileInputCampaign(t *testing.T) {
 		{"KS", ksBefore, ksAfter, "established_ignored", uint64(n)}, // item 4b
 		{"KS", ksBefore, ksAfter, "unknown_sa", 1},                  // mutated cookies
 		{"KS", ksBefore, ksAfter, "invalid_cookie_suppressed", 1},   // item 1's answer, rate-limited
+		{"KS's iked", brokerBefore, brokerAfter, "short", 1},        // truncated captures, dropped before isakmpd sees them
 	} {
 		if got := c.after[c.name] - c.before[c.name]; got < c.atLeast {
 			t.Errorf("%s: %s rose by %d during the campaign, want >= %d", c.who, c.name, got, c.atLeast)
@@ -386,15 +389,27 @@ func TestHostileInputCampaign(t *testing.T) {
 	t.Logf("gm2 registered in %v under %d spoofed MM1s from its address", time.Since(start).Round(time.Millisecond), <-flooded)
 }
 
-// isakmpCounters reads `show crypto isakmp statistics | json`.
+// isakmpCounters reads the phase-1 counters of `show crypto isakmp
+// statistics | json`.
 func (h *host) isakmpCounters() map[string]uint64 {
 	h.t.Helper()
-	var v struct{ ISAKMP map[string]uint64 }
+	return h.statistics("isakmp")
+}
+
+// statistics reads one section of `show crypto isakmp statistics | json`
+// ("isakmp", "broker", "control_socket", ...).
+func (h *host) statistics(section string) map[string]uint64 {
+	h.t.Helper()
+	var v map[string]json.RawMessage
 	out := h.cli("show crypto isakmp statistics | json")
-	if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.ISAKMP) == 0 {
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		h.t.Fatalf("%s: show crypto isakmp statistics | json: %v\n%s", h.name, err, out)
 	}
-	return v.ISAKMP
+	var m map[string]uint64
+	if err := json.Unmarshal(v[section], &m); err != nil || len(m) == 0 {
+		h.t.Fatalf("%s: show crypto isakmp statistics | json: no section %q (%v)\n%s", h.name, section, err, out)
+	}
+	return m
 }
 
 func allZero(b []byte) bool {
