@@ -1,0 +1,174 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/node"
+	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/store"
+	"github.com/groupvpn/groupvpn/internal/testnet"
+)
+
+// statistics runs `show crypto isakmp statistics | json` through the
+// control socket and returns its sections.
+func statistics(t *testing.T, c *ctl.Client) map[string]json.RawMessage {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := c.Run(ctx, "show crypto isakmp statistics | json")
+	if err != nil || !r.OK {
+		t.Fatalf("show crypto isakmp statistics | json: %v %s", err, r.Error)
+	}
+	var v map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.Text), &v); err != nil {
+		t.Fatalf("| json: %v\n%s", err, r.Text)
+	}
+	return v
+}
+
+func section(t *testing.T, v map[string]json.RawMessage, key string) map[string]uint64 {
+	t.Helper()
+	var m map[string]uint64
+	if err := json.Unmarshal(v[key], &m); err != nil || len(m) == 0 {
+		t.Fatalf("no section %q (%v): %s", key, err, v)
+	}
+	return m
+}
+
+// proves: S5, O4 (issue 11 item 8) — a state-store record damaged under
+// the running key server is refused, and the refusal is visible in `show
+// crypto isakmp statistics` (state_store.records_damaged); a section read
+// from another process (AddCounters) is shown under its key, and one that
+// cannot be read says why under "unavailable" instead of failing the
+// command.
+func TestStatisticsShowStoreDamageAndSources(t *testing.T) {
+	dir, err := os.MkdirTemp("", "stats") // short: unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
+	file := filepath.Join(dir, "ks.conf")
+	if err := os.WriteFile(file, []byte(seedKS), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := policy.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(dir, "ks.db")
+	st, err := store.Open(dbPath, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, 0, slog.New(slog.DiscardHandler),
+		func(o *node.Options) { o.Store = st })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.AddCounters(daemon.CounterSource{Key: "broker", Title: "Broker (test)", Read: func(context.Context) ([]ike.Counter, error) {
+		return []ike.Counter{{Name: "short", Help: "dropped: shorter than an IKE header", Value: 7}}, nil
+	}})
+	d.AddCounters(daemon.CounterSource{Key: "sa_database", Title: "SA database API (test)", Read: func(ctx context.Context) ([]ike.Counter, error) {
+		<-ctx.Done() // a peer process that does not answer
+		return nil, ctx.Err()
+	}})
+	sock := filepath.Join(dir, "ks.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, sock) }()
+	t.Cleanup(func() { cancel(); <-done })
+	var client *ctl.Client
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if client, err = ctl.Dial(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	defer client.Close()
+	cli := func(line string) string {
+		t.Helper()
+		r, err := client.Run(ctx, line)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		return r.Text + r.Error
+	}
+
+	if out := cli("crypto gdoi ks rekey"); strings.Contains(out, "%") {
+		t.Fatalf("first rekey: %s", out)
+	}
+	v := statistics(t, client)
+	if got := section(t, v, "state_store")["records_damaged"]; got != 0 {
+		t.Fatalf("records_damaged = %d before any damage", got)
+	}
+	if got := section(t, v, "broker")["short"]; got != 7 {
+		t.Errorf("broker.short = %d, want 7", got)
+	}
+	var unavailable map[string]string
+	json.Unmarshal(v["unavailable"], &unavailable)
+	if !strings.Contains(unavailable["sa_database"], "deadline") {
+		t.Errorf("unavailable = %v, want sa_database's deadline", unavailable)
+	}
+	for _, k := range []string{"isakmp", "control_socket", "log_rate_limiter"} {
+		section(t, v, k)
+	}
+	text := cli("show crypto isakmp statistics")
+	for _, w := range []string{"\nBroker (test)\n  short ", "\nSA database API (test)\n  % unavailable: ", "\nState store\n  records_damaged "} {
+		if !strings.Contains(text, w) {
+			t.Errorf("show crypto isakmp statistics lacks %q:\n%s", w, text)
+		}
+	}
+
+	// Damage the sequence mark of group GET in the file under the running
+	// KS: bbolt keeps a leaf's key and value together, so the octets after
+	// the key "reserved" are the sealed mark (payload, then its tag).
+	raw, err := os.ReadFile(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(dbPath, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("reserved")
+	hits := 0
+	for at := 0; ; {
+		i := bytes.Index(raw[at:], key)
+		if i < 0 {
+			break
+		}
+		off := at + i + len(key) + 3 // the low octet of the mark
+		f.WriteAt([]byte{raw[off] ^ 0x40}, int64(off))
+		at, hits = off, hits+1
+	}
+	f.Close()
+	if hits == 0 {
+		t.Fatal("no sequence mark in the store file")
+	}
+	out := cli("crypto gdoi ks rekey")
+	var damaged uint64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if damaged = section(t, statistics(t, client), "state_store")["records_damaged"]; damaged > 0 {
+			break
+		}
+	}
+	if damaged == 0 {
+		t.Fatalf("records_damaged stayed 0 after a rekey over a damaged mark (rekey said %q)", out)
+	}
+}
