@@ -40,8 +40,20 @@ func (s *Server) lssrc(req Request, out, errw io.Writer) int {
 			}
 		}
 	})
+	if req.Long {
+		s.counters(&b)
+	}
 	io.WriteString(out, b.String())
 	return 0
+}
+
+// counters writes srcmstr's own drops after a long listing (SPEC S5):
+// the connections to its socket it refused or closed without an answer.
+func (s *Server) counters(b *strings.Builder) {
+	refused, bad := s.Drops()
+	b.WriteString("srcmstr counters (since start):\n")
+	fmt.Fprintf(b, "  %-32s: %-10d %s\n", "connections_refused", refused, fmt.Sprintf("connections refused over the limit (%d)", s.opt.MaxConns))
+	fmt.Fprintf(b, "  %-32s: %-10d %s\n", "requests_dropped", bad, "connections closed without an answer: not a request, too long, or not sent in time")
 }
 
 // long writes the lssrc -l details of e; runs on the owner goroutine.
