@@ -1,14 +1,19 @@
 package daemon_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,5 +175,120 @@ func TestStatisticsShowStoreDamageAndSources(t *testing.T) {
 	}
 	if damaged == 0 {
 		t.Fatalf("records_damaged stayed 0 after a rekey over a damaged mark (rekey said %q)", out)
+	}
+}
+
+// proves: S5 (issue 11 item 8) — with the processes of the group ike
+// (tmd, iked, isakmpd with -tmd and -iked, as srcmstr starts them), the
+// drops iked makes before isakmpd sees a datagram (short datagrams) and
+// the malformed lines tmd's API socket refuses are shown by isakmpd's
+// show crypto isakmp statistics, under "broker" and "sa_database".
+func TestStatisticsOfBrokerAndTmdProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs tmd, iked and isakmpd; skipped with -short")
+	}
+	dir, err := os.MkdirTemp("", "gstat") // short: unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := testnet.Binary(t)
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
+	conf := filepath.Join(dir, "ks.conf")
+	if err := os.WriteFile(conf, []byte(strings.Replace(crashKS, "127.0.3.1", "127.0.3.9", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.3.9:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	tmdSock, ikedSock, ctlSock := filepath.Join(dir, "tmd.sock"), filepath.Join(dir, "iked.sock"), filepath.Join(dir, "ks.sock")
+	start := func(name string, args ...string) {
+		cmd := exec.Command(bin, args...)
+		log, _ := os.Create(filepath.Join(dir, name+".log"))
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	}
+	waitFor := func(path string) {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(path); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				logs, _ := os.ReadFile(filepath.Join(dir, "isakmpd.log"))
+				t.Fatalf("no %s\n%s", path, logs)
+			}
+		}
+	}
+	start("tmd", "tmd", "-socket", tmdSock)
+	start("iked", "iked", "-socket", ikedSock, "-ports", fmt.Sprint(port), "-listen", "127.0.3.9")
+	waitFor(tmdSock)
+	waitFor(ikedSock)
+	start("isakmpd", "isakmpd", "-f", conf, "-port", fmt.Sprint(port), "-iked", ikedSock, "-tmd", tmdSock,
+		"-socket", ctlSock, "-state", filepath.Join(dir, "ks.db"))
+	waitFor(ctlSock)
+	stats := func() map[string]json.RawMessage {
+		t.Helper()
+		out, err := exec.Command(bin, "cli", "-s", ctlSock, "-c", "show crypto isakmp statistics | json").CombinedOutput()
+		if err != nil {
+			t.Fatalf("show crypto isakmp statistics | json: %v\n%s", err, out)
+		}
+		var v map[string]json.RawMessage
+		if err := json.Unmarshal(out, &v); err != nil {
+			t.Fatalf("| json: %v\n%s", err, out)
+		}
+		return v
+	}
+	before := stats()
+	brokerBefore, tmdBefore := section(t, before, "broker"), section(t, before, "sa_database")
+
+	// Three datagrams shorter than an IKE header at iked; three lines tmd
+	// cannot parse.
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.3.9"), uint16(port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, b := range [][]byte{{1}, make([]byte, 27), []byte("not ike")} {
+		c.Write(b)
+	}
+	tc, err := net.Dial("unix", tmdSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	rd := bufio.NewReader(tc)
+	for range 3 {
+		tc.Write([]byte("{not json\n"))
+		if _, err := rd.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var v map[string]json.RawMessage
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		v = stats()
+		b, m := section(t, v, "broker"), section(t, v, "sa_database")
+		if b["short"] >= brokerBefore["short"]+3 && m["requests_malformed"] >= tmdBefore["requests_malformed"]+3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counters did not rise: broker %v -> %v, tmd %v -> %v", brokerBefore, b, tmdBefore, m)
+		}
+	}
+	if isakmp := section(t, v, "isakmp"); isakmp["malformed"] != 0 {
+		t.Errorf("isakmpd counted %d malformed: iked's drops reached it", isakmp["malformed"])
+	}
+	out, _ := exec.Command(bin, "cli", "-s", ctlSock, "-c", "show crypto isakmp statistics").CombinedOutput()
+	for _, w := range []string{"\nBroker (iked " + ikedSock + ")\n", "\nSA database API (tmd " + tmdSock + ")\n"} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("show crypto isakmp statistics lacks %q:\n%s", w, out)
+		}
 	}
 }
