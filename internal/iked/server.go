@@ -563,6 +563,9 @@ func (dc *daemonConn) write(frame []byte) error {
 	dc.wmu.Lock()
 	defer dc.wmu.Unlock()
 	if dc.stalled {
+		// The deadline of the write that timed out has passed: cleared,
+		// or every offer would fail on it before being tried.
+		dc.conn.SetWriteDeadline(time.Time{})
 		rc, err := dc.conn.SyscallConn()
 		if err != nil {
 			return err
