@@ -197,6 +197,15 @@ func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, e
 	return e, nil
 }
 
+// LogSuppressed returns how many log records caused by unauthenticated
+// input the endpoint's rate limiter suppressed (SPEC S5, S6).
+func (e *Endpoint) LogSuppressed() uint64 {
+	if h, ok := e.unauth.Handler().(*ratelog.Handler); ok {
+		return h.Suppressed()
+	}
+	return 0
+}
+
 // SAs returns the established SAs.
 func (e *Endpoint) SAs() []*SA {
 	var out []*SA

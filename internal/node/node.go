@@ -152,6 +152,7 @@ type Node struct {
 	joined     map[netip.AddrPort]bool
 	stats      counters
 	retired    []ike.Counter // the endpoint counters of sockets Refresh closed
+	retiredLog uint64        // log records their endpoints suppressed
 	// suspects are our phase-1 SAs to a KS that no new pull may use
 	// (register.go); bounded by the SAs we initiated.
 	suspects map[*ike.SA]bool

@@ -63,6 +63,7 @@ func (n *Node) Refresh(listen []netip.AddrPort) (added, removed []netip.AddrPort
 		s.closed = true
 		s.conn.Close()
 		n.retired = mergeCounters(n.retired, s.ep.Stats.Counters())
+		n.retiredLog += s.ep.LogSuppressed()
 		removed = append(removed, s.local)
 		n.forget(s)
 	}

@@ -115,10 +115,17 @@ func (n *Node) StoreCounters() []ike.Counter {
 	}
 }
 
-// LogCounters lists what the rate limiter of the log lines caused by
-// unauthenticated input suppressed (SPEC S6). Use inside Do.
+// LogCounters lists what the rate limiters of the log lines caused by
+// unauthenticated input suppressed (SPEC S6): the node's and those of the
+// phase-1 endpoints of every socket it has had. Use inside Do.
 func (n *Node) LogCounters() []ike.Counter {
+	v := n.unauthLim.Suppressed() + n.retiredLog
+	for _, s := range n.socks {
+		if s.ep != nil {
+			v += s.ep.LogSuppressed()
+		}
+	}
 	return []ike.Counter{
-		{Name: "log_records_suppressed", Help: "log records caused by unauthenticated input suppressed by the rate limiter", Value: n.unauthLim.Suppressed()},
+		{Name: "log_records_suppressed", Help: "log records caused by unauthenticated input suppressed by the rate limiters", Value: v},
 	}
 }

@@ -247,6 +247,7 @@ func TestHostileInputCampaign(t *testing.T) {
 	}
 	ksBefore, gmBefore := ks.isakmpCounters(), gm1.isakmpCounters()
 	brokerBefore := ks.statistics("broker") // iked, in front of the KS's isakmpd
+	logBefore := ks.statistics("log_rate_limiter")
 
 	sp := testnet.NewSpoofer(t, attacker)
 	const rate = 40000
@@ -339,6 +340,7 @@ func TestHostileInputCampaign(t *testing.T) {
 	// S5: the drops are visible, each under its reason.
 	ksAfter, gmAfter := ks.isakmpCounters(), gm1.isakmpCounters()
 	brokerAfter := ks.statistics("broker")
+	logAfter := ks.statistics("log_rate_limiter")
 	for _, c := range []struct {
 		who           string
 		before, after map[string]uint64
@@ -351,6 +353,7 @@ func TestHostileInputCampaign(t *testing.T) {
 		{"KS", ksBefore, ksAfter, "unknown_sa", 1},                  // mutated cookies
 		{"KS", ksBefore, ksAfter, "invalid_cookie_suppressed", 1},   // item 1's answer, rate-limited
 		{"KS's iked", brokerBefore, brokerAfter, "short", 1},        // truncated captures, dropped before isakmpd sees them
+		{"KS", logBefore, logAfter, "log_records_suppressed", 1},    // item 7: the campaign's log lines are rate-limited
 	} {
 		if got := c.after[c.name] - c.before[c.name]; got < c.atLeast {
 			t.Errorf("%s: %s rose by %d during the campaign, want >= %d", c.who, c.name, got, c.atLeast)
