@@ -230,8 +230,10 @@ func (c *Client) Addrs(ctx context.Context) ([]netip.AddrPort, error) {
 }
 
 // Stats asks iked for its counters (Stats.Counters): the drops made
-// before a datagram reaches the daemon, for its show commands (SPEC S5).
-// A counter this side does not know by name is kept, without help text.
+// before a datagram reaches the daemon, for its show commands (SPEC S5);
+// then this end's (daemon_unclaimed: Dropped, daemon_bad_frames:
+// BadFrames). A counter this side does not know by name is kept, without
+// help text.
 func (c *Client) Stats(ctx context.Context) ([]ike.Counter, error) {
 	a, err := c.request(ctx, Frame{Type: FrameStatsRequest})
 	if err != nil {
@@ -244,11 +246,15 @@ func (c *Client) Stats(ctx context.Context) ([]ike.Counter, error) {
 	for _, k := range (Stats{}).Counters() {
 		help[k.Name] = k.Help
 	}
-	out := make([]ike.Counter, len(a.Counters))
+	out := make([]ike.Counter, len(a.Counters), len(a.Counters)+2)
 	for i, k := range a.Counters {
 		out[i] = ike.Counter{Name: k.Name, Help: help[k.Name], Value: k.Value}
 	}
-	return out, nil
+	// This end's drops of the broker connection.
+	return append(out,
+		ike.Counter{Name: "daemon_unclaimed", Help: "dropped by this daemon: for a local address it has no socket open on", Value: c.Dropped()},
+		ike.Counter{Name: "daemon_bad_frames", Help: "malformed or unexpected frames from iked, dropped by this daemon", Value: c.BadFrames()},
+	), nil
 }
 
 // Listen returns the virtual socket of local, an address iked serves. One

@@ -21,7 +21,8 @@ func counterValue(cs []ike.Counter, name string) (uint64, bool) {
 // proves: S5 (issue 11 item 8: the drops iked makes before a datagram
 // reaches isakmpd — short datagrams, ESP on the NAT-T port, datagrams of
 // an IKE version no daemon serves — reach the daemon through the broker
-// protocol's stats request, by name, with their help text)
+// protocol's stats request, by name, with their help text, followed by
+// the client's own: a datagram for an address it has no Conn on)
 func TestClientStatsCarriesBrokerDrops(t *testing.T) {
 	p := freePort(t, "127.0.0.1")
 	a := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)
@@ -36,8 +37,8 @@ func TestClientStatsCarriesBrokerDrops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(before) != len(Stats{}.Counters()) {
-		t.Fatalf("stats answer has %d counters, want %d: %+v", len(before), len(Stats{}.Counters()), before)
+	if len(before) != len(Stats{}.Counters())+2 {
+		t.Fatalf("stats answer has %d counters, want %d and the client's 2: %+v", len(before), len(Stats{}.Counters()), before)
 	}
 	for _, k := range before {
 		if k.Help == "" || k.Value != 0 {
@@ -49,15 +50,16 @@ func TestClientStatsCarriesBrokerDrops(t *testing.T) {
 	send(t, pr, []byte{0, 0, 0, 0, 1, 2, 3}, a)                          // marker, then less than a header
 	send(t, pr, append([]byte{0, 0, 0x10, 1}, make([]byte, 40)...), a)   // ESP
 	send(t, pr, append([]byte{0, 0, 0, 0}, ikeMsg(0x20, "IKEv2")...), a) // no ikev2d
+	send(t, pr, append([]byte{0, 0, 0, 0}, ikeMsg(0x10, "IKEv1")...), a) // isakmpd has no Conn open on a
 	eventually(t, "drops counted", func() bool {
 		st := s.Stats()
-		return st.Short == 1 && st.ESP == 1 && st.NoDaemon == 1
+		return st.Short == 1 && st.ESP == 1 && st.NoDaemon == 1 && c.Dropped() == 1
 	})
 	after, err := c.Stats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]uint64{"received": 3, "short": 1, "esp_on_natt_port": 1, "no_daemon": 1, "forwarded": 0} {
+	for name, want := range map[string]uint64{"received": 4, "short": 1, "esp_on_natt_port": 1, "no_daemon": 1, "forwarded": 1, "daemon_unclaimed": 1, "daemon_bad_frames": 0} {
 		if got, ok := counterValue(after, name); !ok || got != want {
 			t.Errorf("%s = %d (present %v), want %d", name, got, ok, want)
 		}
