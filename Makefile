@@ -67,7 +67,7 @@ fuzz:
 		for t in $$($(GO) test -list '^Fuzz' $$p | grep -E '^Fuzz' | grep -E '$(FUZZ)'); do \
 			n=$$((n+1)); \
 			echo "== $$p $$t ($(FUZZTIME))"; \
-			$(GO) test $$p -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME); \
+			$(GO) test $$p -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s; \
 		done; \
 	done; \
 	echo "== $$n fuzz targets passed"
