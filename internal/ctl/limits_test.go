@@ -5,12 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/groupvpn/groupvpn/internal/testnet"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -192,44 +191,15 @@ func TestSocketOversizeAndBadLinesCounted(t *testing.T) {
 // which stopped the daemon's control plane for good)
 func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	s := testServer()
-	path := serve(t, s) // its cleanup fails the test if Serve returned an error
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
+	path := serve(t, s)    // its cleanup fails the test if Serve returned an error
 	c := dialIdle(t, path) // warm up: the server accepts one
 	waitFor(t, "the first connection", func() bool { return s.Stats().Open == 1 })
 	c.Close()
 	waitFor(t, "the first connection to end", func() bool { return s.Stats().Open == 0 })
 
-	// the next descriptor the process opens is its last
-	probe, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := probe.Fd()
-	probe.Close()
-	lim := old
-	lim.Cur = uint64(last) + 1
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skipf("setrlimit: %v", err)
-	}
-	restored := false
-	restore := func() {
-		if !restored {
-			syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
-			restored = true
-		}
-	}
-	defer restore()
-	client, err := net.Dial("unix", path) // takes the last descriptor: accept gets EMFILE
-	if err != nil {
-		restore()
-		t.Fatalf("dial under the limit: %v", err)
-	}
+	// the client takes the last descriptor: accept fails and backs off
+	client := testnet.DialLastDescriptor(t, 100*time.Millisecond, func() (net.Conn, error) { return net.Dial("unix", path) })
 	defer client.Close()
-	time.Sleep(100 * time.Millisecond) // accept fails and backs off meanwhile
-	restore()
 	client.SetDeadline(time.Now().Add(5 * time.Second))
 	client.Write([]byte(`{"v":1,"id":7,"cmd":"show clock"}` + "\n"))
 	b, err := bufio.NewReader(client).ReadBytes('\n')

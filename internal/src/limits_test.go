@@ -1,11 +1,11 @@
 package src
 
 import (
+	"github.com/groupvpn/groupvpn/internal/testnet"
 	"io"
 	"net"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -100,27 +100,8 @@ func TestSrcmstrSurvivesDescriptorExhaustion(t *testing.T) {
 	go func() { served <- s.Serve() }()
 	t.Cleanup(func() { s.Close(false) })
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	probe, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := probe.Fd()
-	probe.Close()
-	lim := old
-	lim.Cur = uint64(last) + 1
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skipf("setrlimit: %v", err)
-	}
-	c, err := net.Dial("unix", SocketPath(dir)) // the last descriptor: accept gets EMFILE
-	time.Sleep(100 * time.Millisecond)
-	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
-	if err != nil {
-		t.Fatalf("dial under the limit: %v", err)
-	}
+	// the last descriptor: accept gets EMFILE
+	c := testnet.DialLastDescriptor(t, 100*time.Millisecond, func() (net.Conn, error) { return net.Dial("unix", SocketPath(dir)) })
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	c.Write([]byte(`{"verb":"lssrc","all":true}`))

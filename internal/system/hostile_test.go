@@ -250,7 +250,10 @@ func TestHostileInputCampaign(t *testing.T) {
 	gmLogBefore := gm1.statistics("log_rate_limiter")
 
 	sp := testnet.NewSpoofer(t, attacker)
-	const rate = 40000
+	rate := 10000 // datagrams a second; GROUPVPN_HOSTILE_RATE changes it
+	if v, err := strconv.Atoi(os.Getenv("GROUPVPN_HOSTILE_RATE")); err == nil && v > 0 {
+		rate = v
+	}
 	kinds := []struct {
 		name string
 		gen  func(i int) (src, dst netip.AddrPort, b []byte)
@@ -341,19 +344,25 @@ func TestHostileInputCampaign(t *testing.T) {
 	ksAfter, gmAfter := ks.isakmpCounters(), gm1.isakmpCounters()
 	brokerAfter := ks.statistics("broker")
 	gmLogAfter := gm1.statistics("log_rate_limiter")
+	// What iked could not hand to a busy isakmpd in time is dropped and
+	// counted there (`stalled`): every datagram is counted once, by iked
+	// or by isakmpd.
+	stalled := brokerAfter["stalled"] - brokerBefore["stalled"]
+	t.Logf("the KS's iked: %d datagrams stalled (isakmpd busy)", stalled)
+	atLeast := func(want uint64) uint64 { return max(want-min(want, stalled), 1) }
 	for _, c := range []struct {
 		who           string
 		before, after map[string]uint64
 		name          string
 		atLeast       uint64
 	}{
-		{"KS", ksBefore, ksAfter, "mm1_rejected", uint64(n) / 2},      // item 2: half of each MM1 kind went to the KS
-		{"gm1", gmBefore, gmAfter, "mm1_rejected", uint64(n) / 2},     // and half to the GM
-		{"KS", ksBefore, ksAfter, "established_ignored", uint64(n)},   // item 4b
-		{"KS", ksBefore, ksAfter, "unknown_sa", 1},                    // mutated cookies
-		{"KS", ksBefore, ksAfter, "invalid_cookie_suppressed", 1},     // item 1's answer, rate-limited
-		{"KS's iked", brokerBefore, brokerAfter, "short", 1},          // truncated captures, dropped before isakmpd sees them
-		{"gm1", gmLogBefore, gmLogAfter, "log_records_suppressed", 1}, // item 7: log lines the campaign causes are rate-limited (own sockets: nothing is lost before isakmpd)
+		{"KS", ksBefore, ksAfter, "mm1_rejected", atLeast(uint64(n) / 2)},    // item 2: half of each MM1 kind went to the KS
+		{"gm1", gmBefore, gmAfter, "mm1_rejected", uint64(n) / 2},            // and half to the GM
+		{"KS", ksBefore, ksAfter, "established_ignored", atLeast(uint64(n))}, // item 4b
+		{"KS", ksBefore, ksAfter, "unknown_sa", 1},                           // mutated cookies
+		{"KS", ksBefore, ksAfter, "invalid_cookie_suppressed", 1},            // item 1's answer, rate-limited
+		{"KS's iked", brokerBefore, brokerAfter, "short", 1},                 // truncated captures, dropped before isakmpd sees them
+		{"gm1", gmLogBefore, gmLogAfter, "log_records_suppressed", 1},        // item 7: log lines the campaign causes are rate-limited (own sockets: nothing is lost before isakmpd)
 	} {
 		if got := c.after[c.name] - c.before[c.name]; got < c.atLeast {
 			t.Errorf("%s: %s rose by %d during the campaign, want >= %d", c.who, c.name, got, c.atLeast)

@@ -4,12 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/groupvpn/groupvpn/internal/testnet"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -143,37 +142,8 @@ func TestLineIdleAndWriteTimeouts(t *testing.T) {
 func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	path := sockPath(t)
 	r := startWith(t, path, Options{})
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	probe, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := probe.Fd()
-	probe.Close()
-	lim := old
-	lim.Cur = uint64(last) + 1
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skipf("setrlimit: %v", err)
-	}
-	restored := false
-	restore := func() {
-		if !restored {
-			syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
-			restored = true
-		}
-	}
-	defer restore()
-	c, err := net.Dial("unix", path) // the last descriptor: accept gets EMFILE
-	if err != nil {
-		restore()
-		t.Fatalf("dial under the limit: %v", err)
-	}
+	c := testnet.DialLastDescriptor(t, 100*time.Millisecond, func() (net.Conn, error) { return net.Dial("unix", path) })
 	defer c.Close()
-	time.Sleep(100 * time.Millisecond)
-	restore()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	c.Write([]byte(`{"hello":{"api":1,"client":"test","pid":1}}` + "\n"))
 	b, err := bufio.NewReader(c).ReadBytes('\n')
