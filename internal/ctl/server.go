@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -567,8 +566,8 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		var c net.Conn
 		c, err = ln.Accept()
 		if err != nil {
-			if retryAccept(ctx, err, &delay) {
-				if delay <= 5*time.Millisecond { // the first of a streak
+			if rundir.RetryAccept(ctx.Done(), err, &delay) {
+				if rundir.FirstRetry(delay) {
 					s.log.Warn("ctl: accept failed; retrying", "err", err)
 				}
 				continue
@@ -612,30 +611,6 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	<-stopped
 	wg.Wait()
 	return nil
-}
-
-// retryAccept reports whether an accept error is one to wait out rather
-// than the listener's end: the process is out of file descriptors or
-// buffers, or the connection went away before it was accepted. It waits
-// first (delay doubles from 5 ms to 1 s), so that a client filling the
-// descriptor table neither stops the server nor makes it spin.
-func retryAccept(ctx context.Context, err error, delay *time.Duration) bool {
-	var ne net.Error
-	switch {
-	case ctx.Err() != nil:
-		return false
-	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.ENOBUFS),
-		errors.Is(err, syscall.ENOMEM), errors.Is(err, syscall.ECONNABORTED), errors.As(err, &ne) && ne.Timeout():
-	default:
-		return false
-	}
-	*delay = min(max(2**delay, 5*time.Millisecond), time.Second)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(*delay):
-		return true
-	}
 }
 
 // refusalWrite bounds writing the refusal line to a connection over the cap.

@@ -268,8 +268,8 @@ func (s *Server) Run(ctx context.Context) error {
 	for {
 		c, aerr := ln.AcceptUnix()
 		if aerr != nil {
-			if ctx.Err() == nil && retryAccept(ctx, aerr, &delay) {
-				if delay <= 5*time.Millisecond { // the first of a streak
+			if ctx.Err() == nil && rundir.RetryAccept(ctx.Done(), aerr, &delay) {
+				if rundir.FirstRetry(delay) {
 					s.log.Warn("iked: accept failed; retrying", "err", aerr)
 				}
 				continue
@@ -329,27 +329,6 @@ func (s *Server) refuseOverCap(c *net.UnixConn) {
 		c.Read(make([]byte, 64)) // the hello (a seqpacket read takes one frame, cut)
 		c.Write(b)
 	}()
-}
-
-// retryAccept reports whether an accept error is one to wait out rather
-// than the listener's end: the process is out of file descriptors or
-// buffers, or the connection went away before it was accepted. It waits
-// first (delay doubles from 5 ms to 1 s).
-func retryAccept(ctx context.Context, err error, delay *time.Duration) bool {
-	var ne net.Error
-	switch {
-	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.ENOBUFS),
-		errors.Is(err, syscall.ENOMEM), errors.Is(err, syscall.ECONNABORTED), errors.As(err, &ne) && ne.Timeout():
-	default:
-		return false
-	}
-	*delay = min(max(2**delay, 5*time.Millisecond), time.Second)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(*delay):
-		return true
-	}
 }
 
 func (s *Server) shutdown() {

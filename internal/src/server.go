@@ -229,21 +229,20 @@ func (s *Server) Serve() error {
 				return nil
 			default:
 			}
-			if !acceptRetryable(err) {
-				return fmt.Errorf("srcmstr: accept: %w", err)
-			}
-			// Out of descriptors or buffers: wait it out (5 ms doubling
-			// to 1 s) rather than stop answering the verbs for good.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			if delay == 5*time.Millisecond {
-				s.opt.Logger.Warn("srcmstr: accept failed; retrying", "err", err)
+			// Out of descriptors or buffers: wait it out rather than stop
+			// answering the verbs for good.
+			if rundir.RetryAccept(s.quit, err, &delay) {
+				if rundir.FirstRetry(delay) {
+					s.opt.Logger.Warn("srcmstr: accept failed; retrying", "err", err)
+				}
+				continue
 			}
 			select {
 			case <-s.quit:
 				return nil
-			case <-time.After(delay):
+			default:
 			}
-			continue
+			return fmt.Errorf("srcmstr: accept: %w", err)
 		}
 		delay = 0
 		if s.open.Add(1) > int64(s.opt.MaxConns) {
@@ -278,14 +277,6 @@ func (s *Server) Serve() error {
 			json.NewEncoder(c).Encode(resp)
 		}()
 	}
-}
-
-// acceptRetryable reports the accept errors that are the process's
-// shortage, not the listener's end.
-func acceptRetryable(err error) bool {
-	var ne net.Error
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) ||
-		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close stops answering. The subsystems keep running (as under AIX when

@@ -12,7 +12,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/rundir"
@@ -194,8 +193,8 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 			if ctx.Err() != nil {
 				break
 			}
-			if retryAccept(ctx, err, &delay) {
-				if delay <= 5*time.Millisecond { // the first of a streak
+			if rundir.RetryAccept(ctx.Done(), err, &delay) {
+				if rundir.FirstRetry(delay) {
 					s.log.Warn("tmd: accept failed; retrying", "err", err)
 				}
 				continue
@@ -230,28 +229,6 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 	}
 	wg.Wait()
 	return nil
-}
-
-// retryAccept reports whether an accept error is one to wait out rather
-// than the listener's end: the process is out of file descriptors or
-// buffers, or the connection went away before it was accepted. It waits
-// first (delay doubles from 5 ms to 1 s), so that clients filling the
-// descriptor table neither stop tmd nor make it spin.
-func retryAccept(ctx context.Context, err error, delay *time.Duration) bool {
-	var ne net.Error
-	switch {
-	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.ENOBUFS),
-		errors.Is(err, syscall.ENOMEM), errors.Is(err, syscall.ECONNABORTED), errors.As(err, &ne) && ne.Timeout():
-	default:
-		return false
-	}
-	*delay = min(max(2**delay, 5*time.Millisecond), time.Second)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(*delay):
-		return true
-	}
 }
 
 // listen makes the socket at path (mode 0600), after checking that no
