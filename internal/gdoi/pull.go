@@ -46,6 +46,13 @@ func (r *Refusal) Error() string { return fmt.Sprintf("%s: %s", r.Notify, r.Reas
 // ErrHash reports a HASH(n) that does not verify.
 var ErrHash = errors.New("gdoi: HASH does not verify")
 
+// ErrUnauthenticated wraps every failure of a message before its HASH
+// verified (it did not decrypt, parse or verify): nothing says the peer
+// sent it, so the exchange it names goes on as if it never arrived, and
+// its owner drops and counts it rather than give up (SPEC S2). A failure
+// after the HASH verified is the peer's and ends the exchange.
+var ErrUnauthenticated = errors.New("message not authenticated")
+
 // hash computes HASH(n) = prf(SKEYID_a, M-ID | prefix | payloads after the
 // HASH payload).
 func hash(sa *ike.SA, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
@@ -72,23 +79,27 @@ func open(sa *ike.SA, m *isakmp.Message, prefix []byte) ([]isakmp.Payload, error
 	if m.Header.Exchange != isakmp.ExchangePull {
 		return nil, fmt.Errorf("gdoi: exchange %s is not GROUPKEY-PULL", m.Header.Exchange)
 	}
-	ps, err := sa.DecryptPhase2(m)
+	// The IV chain of the Message ID advances only once the HASH
+	// verified: a forged message cannot desynchronise the exchange.
+	ps, err := sa.OpenPhase2(m, func(ps []isakmp.Payload) error {
+		if len(ps) == 0 {
+			return errors.New("empty message")
+		}
+		h, ok := ps[0].(*isakmp.Hash)
+		if !ok {
+			return fmt.Errorf("first payload is %s, not HASH", ps[0].Type())
+		}
+		want, err := hash(sa, m.Header.MessageID, prefix, ps[1:])
+		if err != nil {
+			return err
+		}
+		if !hmac.Equal(h.Data, want) {
+			return ErrHash
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("gdoi: %w", err)
-	}
-	if len(ps) == 0 {
-		return nil, errors.New("gdoi: empty message")
-	}
-	h, ok := ps[0].(*isakmp.Hash)
-	if !ok {
-		return nil, fmt.Errorf("gdoi: first payload is %s, not HASH", ps[0].Type())
-	}
-	want, err := hash(sa, m.Header.MessageID, prefix, ps[1:])
-	if err != nil {
-		return nil, err
-	}
-	if !hmac.Equal(h.Data, want) {
-		return nil, ErrHash
+		return nil, fmt.Errorf("gdoi: %w: %w", ErrUnauthenticated, err)
 	}
 	return ps[1:], nil
 }

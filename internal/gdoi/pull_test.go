@@ -143,3 +143,49 @@ func TestPullRefusal(t *testing.T) {
 		t.Fatalf("refusal sent as %s", m.Header.Exchange)
 	}
 }
+
+// forge returns msg with one octet of its second ciphertext block flipped:
+// under CBC the second plaintext block is garbled and one octet of the
+// third flipped, both inside HASH data, so the message still parses, fails
+// its HASH, and ends with the same last block as the real one (the IV the
+// chain would take).
+func forge(t *testing.T, msg []byte) []byte {
+	t.Helper()
+	f := append([]byte(nil), msg...)
+	f[isakmp.HeaderLen+16] ^= 0x80
+	return f
+}
+
+// proves: S2 (issue 11) — a forged GROUPKEY-PULL message that parses but
+// fails its HASH, carrying the Message ID of the exchange in progress,
+// neither ends the exchange nor moves its IV chain: it is refused as
+// unauthenticated, and the real message 2 (at the GM) and message 3 (at
+// the KS) that follow are accepted.
+func TestForgedPullMessageLeavesTheExchange(t *testing.T) {
+	gm, ks := phase1(t)
+	pull, m1, err := NewPull(gm, isakmp.GroupID(1234), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve, m2, err := NewServe(ks, parse(t, m1), m1, &fakePolicy{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pull.Handle(parse(t, forge(t, m2))); !errors.Is(err, ErrUnauthenticated) || !errors.Is(err, ErrHash) {
+		t.Fatalf("forged message 2: %v; want ErrUnauthenticated (ErrHash)", err)
+	}
+	m3, _, err := pull.Handle(parse(t, m2))
+	if err != nil {
+		t.Fatalf("the real message 2 after a forged one: %v", err)
+	}
+	if _, _, err := serve.Handle(parse(t, forge(t, m3)), forge(t, m3)); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("forged message 3: %v; want ErrUnauthenticated", err)
+	}
+	m4, done, err := serve.Handle(parse(t, m3), m3)
+	if err != nil || !done {
+		t.Fatalf("the real message 3 after a forged one: %v", err)
+	}
+	if _, res, err := pull.Handle(parse(t, m4)); err != nil || res == nil {
+		t.Fatalf("message 4: %v", err)
+	}
+}

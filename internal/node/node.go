@@ -487,7 +487,7 @@ func (n *Node) process(s *sock, out ike.Output) {
 		switch e := ev.Event.(type) {
 		case ike.Established:
 			for _, r := range n.regs {
-				if r.state == regPhase1 && r.ks == e.Info.Peer {
+				if r.state == regPhase1 && r.ks == e.Info.Peer && e.Info.Initiator {
 					n.startPull(r, s, ev.SA, false, now)
 				}
 			}
@@ -561,6 +561,10 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 	key := serveKey{sa, m.Header.MessageID}
 	if s0 := n.serves[key]; s0 != nil {
 		reply, done, err := s0.sv.Handle(m, raw)
+		if errors.Is(err, gdoi.ErrUnauthenticated) {
+			n.stats.pullForgedKS++ // the exchange stays for the GM's real message
+			return
+		}
 		if err != nil {
 			n.refuse(s, sa, err)
 			delete(n.serves, key)
@@ -573,6 +577,10 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 		return
 	}
 	sv, reply, err := gdoi.NewServe(sa, m, raw, n.ks, n.o.Rand)
+	if errors.Is(err, gdoi.ErrUnauthenticated) {
+		n.stats.pullForgedKS++ // no notification to what nothing authenticated
+		return
+	}
 	if err != nil {
 		n.refuse(s, sa, err)
 		return

@@ -194,6 +194,12 @@ func (n *Node) startPull(r *registration, s *sock, sa *ike.SA, reused bool, now 
 
 func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time) {
 	reply, res, err := r.pull.Handle(m)
+	if errors.Is(err, gdoi.ErrUnauthenticated) {
+		// Not the KS's, as far as anyone can tell: the pull goes on.
+		n.stats.pullForgedGM++
+		n.unauth.Debug("dropped unauthenticated GROUPKEY-PULL message", "peer", r.ks.String(), "err", err)
+		return
+	}
 	if err != nil {
 		n.failover(r, fmt.Errorf("GROUPKEY-PULL with %s: %w", r.ks.Addr(), err), now)
 		return

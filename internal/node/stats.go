@@ -14,12 +14,14 @@ type counters struct {
 	pullGiveUps    uint64 // pulls over a reused SA unanswered: fresh phase 1
 	lostHints      uint64 // PeerLostState hints received
 	pullUnmatched  uint64 // GROUPKEY-PULL message for no exchange in progress
+	pullForgedGM   uint64 // GROUPKEY-PULL message 2/4 that failed decryption or HASH
 	// key server
 	ackMalformed uint64 // does not parse
 	ackUnknown   uint64 // no rekey in flight under its KEK (late or forged)
 	ackBad       uint64 // fails authentication, or wrong sequence or address
 	acksOK       uint64
 	pullsRefused uint64 // GROUPKEY-PULL refused with a notification
+	pullForgedKS uint64 // GROUPKEY-PULL message 1/3 that failed decryption or HASH
 	// both
 	phase2Other  uint64 // a phase-2 exchange that is not GROUPKEY-PULL
 	closedSocket uint64 // arrived on a socket Refresh had closed
@@ -64,6 +66,7 @@ func (n *Node) GMCounters() []ike.Counter {
 		{Name: "registration_failures", Help: "registration attempts that failed", Value: fail},
 		{Name: "pulls_unanswered_fresh_phase1", Help: "pulls over a reused phase-1 SA unanswered: a fresh phase 1 started", Value: n.stats.pullGiveUps},
 		{Name: "pulls_unmatched", Help: "GROUPKEY-PULL messages for no registration in progress (late or replayed)", Value: n.stats.pullUnmatched},
+		{Name: "pulls_unauthenticated", Help: "GROUPKEY-PULL messages that failed decryption or HASH (dropped; the exchange goes on)", Value: n.stats.pullForgedGM},
 		{Name: "peer_lost_state_hints", Help: "INVALID-COOKIE hints that the KS lost a phase-1 SA", Value: n.stats.lostHints},
 		{Name: "rekeys_received", Help: "rekeys verified and applied", Value: rcv},
 		{Name: "rekeys_duplicate", Help: "retransmissions of the last rekey (ACKed again)", Value: dup},
@@ -79,6 +82,7 @@ func (n *Node) GMCounters() []ike.Counter {
 func (n *Node) KSCounters() []ike.Counter {
 	return []ike.Counter{
 		{Name: "pulls_refused", Help: "GROUPKEY-PULL exchanges refused with a notification", Value: n.stats.pullsRefused},
+		{Name: "pulls_unauthenticated", Help: "GROUPKEY-PULL messages that failed decryption or HASH (dropped, not answered)", Value: n.stats.pullForgedKS},
 		{Name: "acks_received", Help: "rekey acknowledgements verified", Value: n.stats.acksOK},
 		{Name: "acks_malformed", Help: "rekey acknowledgements that do not parse", Value: n.stats.ackMalformed},
 		{Name: "acks_unknown", Help: "rekey acknowledgements for no rekey in flight (late or forged)", Value: n.stats.ackUnknown},
