@@ -1,0 +1,499 @@
+// Package esp is the ESP engine of the data plane: tunnel-mode ESP
+// (RFC 4303) with address preservation (RFC 6407 §5.5.1.1, RFC 5374) for
+// the TEKs a group member holds (sadb.TEK). It is sans-IO: Seal turns an
+// inner IPv4 packet into an outer IPv4 packet carrying ESP, Open does the
+// reverse, both on caller-provided buffers and without allocating per
+// packet. Sockets, TUN devices, policy lookup and counters are the
+// caller's; every drop is a typed error (ErrMalformed, ErrAuth, ErrReplay,
+// ...) that the caller counts.
+//
+// Transforms: AES-GCM-128/256 with a 16-octet ICV (RFC 4106) whose 8-octet
+// explicit IV carries the sender's RFC 6054 sender ID in its high-order bits
+// and the sender's packet counter in the rest, and AES-CBC-128/256 (RFC 3602)
+// with HMAC-SHA1-96 (RFC 2404) or HMAC-SHA-256-128 (RFC 4868) and a random IV.
+//
+// A group SA has many senders (RFC 6407 §1, RFC 6054): the 32-bit sequence
+// number is per sender, and Open keeps one anti-replay window per sender
+// (internal/replay), a sender being the sender ID in the IV for GCM and the
+// outer source address for CBC. docs/wire.md "ESP on the data plane
+// (groundwork)" has the octets.
+package esp
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/groupvpn/groupvpn/internal/replay"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// Drop reasons. Open and Seal return these unwrapped (no allocation per
+// packet): compare with == or errors.Is.
+var (
+	// ErrMalformed: the packet is not one this SA can carry or produced
+	// (truncated, bad IPv4 header, a fragment, bad padding or next header).
+	ErrMalformed = errors.New("esp: malformed packet")
+	// ErrSPI: the packet's SPI is not this SA's (the caller's lookup).
+	ErrSPI = errors.New("esp: SPI is not this SA's")
+	// ErrAuth: the ICV does not verify (RFC 4303 §3.4.4).
+	ErrAuth = errors.New("esp: integrity check failed")
+	// ErrReplay: the sequence number was seen, is 0, or is older than the
+	// sender's window (RFC 4303 §3.4.3).
+	ErrReplay = errors.New("esp: replayed or out-of-window sequence number")
+	// ErrSenders: an authenticated packet from a new sender while the SA
+	// already keeps MaxSenders replay windows.
+	ErrSenders = errors.New("esp: too many senders on the SA")
+	// ErrNoSenderID: a GCM SA without an RFC 6054 sender ID cannot send.
+	ErrNoSenderID = errors.New("esp: no sender ID for a counter-mode SA")
+	// ErrExhausted: every sequence number of every sender ID of the SA was
+	// used (no extended sequence numbers): the SA must be rekeyed.
+	ErrExhausted = errors.New("esp: sequence numbers exhausted")
+	// ErrTooBig: the sealed packet would exceed 65,535 octets.
+	ErrTooBig = errors.New("esp: packet too big")
+)
+
+const (
+	ipv4HeaderLen = 20
+	espHeaderLen  = 8 // SPI, sequence number
+	protoESP      = 50
+	nextHeaderIP4 = 4 // IP-in-IP: the payload is an IPv4 packet (tunnel mode)
+	gcmIVLen      = 8
+	gcmICVLen     = 16
+	gcmSaltLen    = 4
+	cbcIVLen      = aes.BlockSize
+	// seqPerSender is how many packets one sender ID sends: sequence numbers
+	// 1 .. 2^32-1 (no ESN, RFC 4303 §3.3.3).
+	seqPerSender = 1<<32 - 1
+	// DefaultMaxSenders bounds the replay windows an SA keeps.
+	DefaultMaxSenders = 4096
+)
+
+// Config is what an SA needs beyond the TEK.
+type Config struct {
+	// Rand supplies CBC IVs; nil means crypto/rand.Reader.
+	Rand io.Reader
+	// MaxSenders bounds the per-sender replay windows (0: DefaultMaxSenders).
+	MaxSenders int
+}
+
+type kind uint8
+
+const (
+	kindGCM kind = iota + 1
+	kindCBC
+)
+
+// SA is one TEK as the ESP engine uses it. Seal and Open are safe for
+// concurrent use.
+type SA struct {
+	spi  uint32
+	kind kind
+	// GCM
+	aead    cipher.AEAD
+	salt    [gcmSaltLen]byte
+	sids    []uint32
+	sidBits int
+	// CBC + HMAC
+	block  cipher.Block
+	macs   sync.Pool // *macState
+	icvLen int
+	ivLen  int
+	rand   io.Reader
+
+	sent atomic.Uint64 // packets sealed: sender ID index and sequence number
+
+	replayOff  bool
+	window     int
+	maxSenders int
+	mu         sync.Mutex
+	senders    map[senderKey]*replay.Filter
+}
+
+// senderKey names one sender of the group SA: its RFC 6054 sender ID
+// (GCM) or its outer source address (CBC, or GCM without sender IDs).
+type senderKey struct {
+	sid   uint32
+	bySID bool
+	addr  netip.Addr
+}
+
+type macState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+// New builds the engine's SA from a TEK as sadb holds it: ESP, AES-GCM
+// (transform 20, EncKey = key | 4-octet salt, RFC 4106 §8.1) or AES-CBC
+// (transform 12, EncKey = key, AuthKey = the HMAC key of AuthAlg
+// HMAC-SHA1 or HMAC-SHA-256). A GCM SA sends with t.SenderIDs (the first
+// until its sequence numbers run out, then the next) laid out in t.SIDBits
+// bits; one without sender IDs can only receive.
+func New(t sadb.TEK, cfg Config) (*SA, error) {
+	if t.Protocol != isakmp.TEKProtoESP {
+		return nil, fmt.Errorf("esp: SPI %#08x: protocol %d is not ESP", t.SPI, t.Protocol)
+	}
+	s := &SA{spi: t.SPI, rand: cfg.Rand, maxSenders: cfg.MaxSenders, senders: map[senderKey]*replay.Filter{}}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if s.maxSenders <= 0 {
+		s.maxSenders = DefaultMaxSenders
+	}
+	switch t.ReplayMethod {
+	case isakmp.ReplayCounter, 0:
+		s.window = t.ReplayWindow // replay.New clamps; 0 is the default
+	default:
+		// TBAR or none: the counter window is not what protects the SA
+		// (TBAR is checked by the caller from the packet's pseudotime).
+		s.replayOff = true
+	}
+	switch isakmp.ESPTransform(t.Transform) {
+	case isakmp.ESPAESGCM16:
+		keyLen := len(t.EncKey) - gcmSaltLen
+		if keyLen != 16 && keyLen != 32 {
+			return nil, fmt.Errorf("esp: SPI %#08x: AES-GCM key material is %d octets, want 20 or 36 (key | salt)", t.SPI, len(t.EncKey))
+		}
+		if t.KeyBits != 0 && t.KeyBits != keyLen*8 {
+			return nil, fmt.Errorf("esp: SPI %#08x: key length %d bits but %d octets of key", t.SPI, t.KeyBits, keyLen)
+		}
+		b, err := aes.NewCipher(t.EncKey[:keyLen])
+		if err != nil {
+			return nil, fmt.Errorf("esp: SPI %#08x: %w", t.SPI, err)
+		}
+		if s.aead, err = cipher.NewGCM(b); err != nil {
+			return nil, fmt.Errorf("esp: SPI %#08x: %w", t.SPI, err)
+		}
+		copy(s.salt[:], t.EncKey[keyLen:])
+		s.kind, s.ivLen, s.icvLen = kindGCM, gcmIVLen, gcmICVLen
+		if len(t.SenderIDs) > 0 {
+			if t.SIDBits < 1 || t.SIDBits > 32 {
+				return nil, fmt.Errorf("esp: SPI %#08x: %d sender-ID bits, want 1..32", t.SPI, t.SIDBits)
+			}
+			for _, sid := range t.SenderIDs {
+				if t.SIDBits < 32 && sid>>t.SIDBits != 0 {
+					return nil, fmt.Errorf("esp: SPI %#08x: sender ID %d does not fit in %d bits", t.SPI, sid, t.SIDBits)
+				}
+			}
+			s.sids = append([]uint32(nil), t.SenderIDs...)
+		}
+		if t.SIDBits >= 1 && t.SIDBits <= 32 {
+			s.sidBits = t.SIDBits
+		}
+	case isakmp.ESPAESCBC:
+		if n := len(t.EncKey); n != 16 && n != 32 {
+			return nil, fmt.Errorf("esp: SPI %#08x: AES-CBC key is %d octets, want 16 or 32", t.SPI, n)
+		}
+		b, err := aes.NewCipher(t.EncKey)
+		if err != nil {
+			return nil, fmt.Errorf("esp: SPI %#08x: %w", t.SPI, err)
+		}
+		var newHash func() hash.Hash
+		switch t.AuthAlg {
+		case isakmp.AuthAlgHMACSHA1:
+			newHash, s.icvLen = sha1.New, 12 // RFC 2404
+			if len(t.AuthKey) != sha1.Size {
+				return nil, fmt.Errorf("esp: SPI %#08x: HMAC-SHA1 key is %d octets, want 20", t.SPI, len(t.AuthKey))
+			}
+		case isakmp.AuthAlgHMACSHA256:
+			newHash, s.icvLen = sha256.New, 16 // RFC 4868
+			if len(t.AuthKey) != sha256.Size {
+				return nil, fmt.Errorf("esp: SPI %#08x: HMAC-SHA-256 key is %d octets, want 32", t.SPI, len(t.AuthKey))
+			}
+		default:
+			return nil, fmt.Errorf("esp: SPI %#08x: authentication algorithm %d not supported with AES-CBC", t.SPI, t.AuthAlg)
+		}
+		key := append([]byte(nil), t.AuthKey...)
+		s.macs.New = func() any { return &macState{h: hmac.New(newHash, key)} }
+		s.block, s.kind, s.ivLen = b, kindCBC, cbcIVLen
+	default:
+		return nil, fmt.Errorf("esp: SPI %#08x: transform %d not supported", t.SPI, t.Transform)
+	}
+	return s, nil
+}
+
+// SPI is the SA's SPI.
+func (s *SA) SPI() uint32 { return s.spi }
+
+// Headroom is the number of octets Seal puts before the inner packet:
+// outer IPv4 header, ESP header and IV. A caller that places the inner
+// packet at buf[Headroom():] and seals into buf[:0] saves a copy.
+func (s *SA) Headroom() int { return ipv4HeaderLen + espHeaderLen + s.ivLen }
+
+// Overhead is how many octets Seal adds to an inner packet of n octets.
+func (s *SA) Overhead(n int) int { return s.Headroom() + s.padLen(n) + 2 + s.icvLen }
+
+func (s *SA) padLen(n int) int {
+	align := 4 // RFC 4303 §2.4: the trailer ends on a 4-octet boundary
+	if s.kind == kindCBC {
+		align = aes.BlockSize
+	}
+	return (align - (n+2)%align) % align
+}
+
+// Seal appends to dst the outer IPv4 packet carrying inner (an IPv4 packet
+// whose total length is len(inner)) in tunnel-mode ESP and returns the
+// extended slice. The outer header preserves the inner addresses, copies
+// TOS, TTL and DF, and has protocol 50 and a fresh ID. inner may be
+// dst[len(dst)+Headroom():]; Seal allocates only when dst lacks capacity.
+func (s *SA) Seal(dst, inner []byte) ([]byte, error) {
+	if len(inner) < ipv4HeaderLen || inner[0]>>4 != 4 || int(inner[0]&0xf)*4 < ipv4HeaderLen ||
+		int(inner[0]&0xf)*4 > len(inner) || int(binary.BigEndian.Uint16(inner[2:4])) != len(inner) {
+		return dst, ErrMalformed
+	}
+	hdr := s.Headroom()
+	pad := s.padLen(len(inner))
+	ptLen := len(inner) + pad + 2
+	total := hdr + ptLen + s.icvLen
+	if total > 0xffff {
+		return dst, ErrTooBig
+	}
+	n := s.sent.Add(1) - 1
+	idx, seq := n/seqPerSender, uint32(n%seqPerSender)+1
+	var sid uint32
+	switch {
+	case s.kind == kindGCM && len(s.sids) == 0:
+		return dst, ErrNoSenderID
+	case s.kind == kindGCM && idx < uint64(len(s.sids)):
+		sid = s.sids[idx]
+	case s.kind == kindCBC && idx == 0:
+	default:
+		s.sent.Store(n) // stay exhausted without wrapping the counter
+		return dst, ErrExhausted
+	}
+	// Fields of the inner header the outer one copies.
+	tos, ttl, df := inner[1], inner[8], inner[6]&0x40
+	var addrs [8]byte
+	copy(addrs[:], inner[12:20])
+
+	start := len(dst)
+	if cap(dst)-start < total {
+		grown := make([]byte, start, start+total)
+		copy(grown, dst)
+		// inner may alias dst: copy it before dst is abandoned.
+		copy(grown[start+hdr:start+hdr+len(inner)], inner)
+		dst, inner = grown, grown[start+hdr:start+hdr+len(inner)]
+	}
+	out := dst[start : start+total]
+	copy(out[hdr:], inner) // memmove: a no-op when inner is already in place
+	tr := out[hdr+len(inner) : hdr+ptLen]
+	for i := range pad {
+		tr[i] = byte(i + 1) // RFC 4303 §2.4: 1, 2, 3, ...
+	}
+	tr[pad], tr[pad+1] = byte(pad), nextHeaderIP4
+
+	esp := out[ipv4HeaderLen:]
+	binary.BigEndian.PutUint32(esp[0:4], s.spi)
+	binary.BigEndian.PutUint32(esp[4:8], seq)
+	pt := out[hdr : hdr+ptLen]
+	switch s.kind {
+	case kindGCM:
+		// RFC 6054 §3: the sender ID in the high-order SIDBits bits of the
+		// IV, the sender's counter (here its sequence number) in the rest.
+		iv := uint64(sid)<<(64-s.sidBits) | uint64(seq)
+		binary.BigEndian.PutUint64(esp[8:16], iv)
+		// The outer header's place serves as the nonce (salt | IV, RFC 4106
+		// §4) until the header is written: no allocation.
+		nonce := out[:gcmSaltLen+gcmIVLen]
+		copy(nonce, s.salt[:])
+		binary.BigEndian.PutUint64(nonce[gcmSaltLen:], iv)
+		s.aead.Seal(pt[:0], nonce, pt, esp[0:8]) // AAD = SPI | SEQ (RFC 4106 §5)
+	case kindCBC:
+		iv := esp[8 : 8+cbcIVLen]
+		if _, err := io.ReadFull(s.rand, iv); err != nil {
+			return dst[:start], fmt.Errorf("esp: CBC IV: %w", err)
+		}
+		prev := iv
+		for i := 0; i < len(pt); i += aes.BlockSize {
+			b := pt[i : i+aes.BlockSize]
+			subtle.XORBytes(b, b, prev)
+			s.block.Encrypt(b, b)
+			prev = b
+		}
+		m := s.macs.Get().(*macState)
+		m.h.Reset()
+		m.h.Write(esp[:espHeaderLen+cbcIVLen+ptLen]) // RFC 4303 §2.8: SPI..trailer
+		sum := m.h.Sum(m.sum[:0])
+		copy(out[hdr+ptLen:], sum[:s.icvLen])
+		s.macs.Put(m)
+	}
+
+	h := out[:ipv4HeaderLen]
+	h[0], h[1] = 0x45, tos
+	binary.BigEndian.PutUint16(h[2:4], uint16(total))
+	binary.BigEndian.PutUint16(h[4:6], uint16(n)) // fresh per packet of the SA
+	h[6], h[7] = df, 0
+	h[8], h[9] = ttl, protoESP
+	h[10], h[11] = 0, 0
+	copy(h[12:20], addrs[:])
+	binary.BigEndian.PutUint16(h[10:12], checksum(h))
+	return dst[:start+total], nil
+}
+
+// Open verifies and decrypts pkt, an IPv4 packet carrying ESP for this SA,
+// in place and returns the inner packet, a subslice of pkt. pkt's outer
+// header is overwritten. On error pkt's contents are unspecified.
+func (s *SA) Open(pkt []byte) ([]byte, error) {
+	if len(pkt) < ipv4HeaderLen || pkt[0]>>4 != 4 {
+		return nil, ErrMalformed
+	}
+	ihl := int(pkt[0]&0xf) * 4
+	tot := int(binary.BigEndian.Uint16(pkt[2:4]))
+	if ihl < ipv4HeaderLen || tot < ihl || tot > len(pkt) || pkt[9] != protoESP ||
+		binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0 || checksum(pkt[:ihl]) != 0 {
+		return nil, ErrMalformed // reassembly is the caller's: no fragments
+	}
+	src := netip.AddrFrom4([4]byte(pkt[12:16]))
+	// The outer header was read: its first octets are the GCM nonce scratch.
+	return s.open(src, pkt[ihl:tot], pkt[:gcmSaltLen+gcmIVLen])
+}
+
+// OpenESP is Open for an ESP packet without its IP header (ESP in UDP,
+// RFC 3948), src being the sender's address. It decrypts esp in place and
+// returns the inner packet, a subslice of esp.
+func (s *SA) OpenESP(src netip.Addr, esp []byte) ([]byte, error) {
+	var nonce []byte
+	if s.kind == kindGCM {
+		m := nonces.Get().(*[gcmSaltLen + gcmIVLen]byte)
+		defer nonces.Put(m)
+		nonce = m[:]
+	}
+	return s.open(src, esp, nonce)
+}
+
+var nonces = sync.Pool{New: func() any { return new([gcmSaltLen + gcmIVLen]byte) }}
+
+func (s *SA) open(src netip.Addr, esp, nonce []byte) ([]byte, error) {
+	hdr := espHeaderLen + s.ivLen
+	if len(esp) < hdr+2+s.icvLen {
+		return nil, ErrMalformed
+	}
+	ct := esp[hdr : len(esp)-s.icvLen]
+	if s.kind == kindCBC && (len(ct) == 0 || len(ct)%aes.BlockSize != 0) {
+		return nil, ErrMalformed
+	}
+	if binary.BigEndian.Uint32(esp[0:4]) != s.spi {
+		return nil, ErrSPI
+	}
+	seq := uint64(binary.BigEndian.Uint32(esp[4:8]))
+	key := senderKey{addr: src}
+	if s.kind == kindGCM && s.sidBits > 0 {
+		key = senderKey{sid: uint32(binary.BigEndian.Uint64(esp[8:16]) >> (64 - s.sidBits)), bySID: true}
+	}
+	if !s.replayOff { // RFC 4303 §3.4.3: check before the ICV, record after
+		if seq == 0 {
+			return nil, ErrReplay
+		}
+		s.mu.Lock()
+		f := s.senders[key]
+		fresh := f == nil || f.Check(seq)
+		s.mu.Unlock()
+		if !fresh {
+			return nil, ErrReplay
+		}
+	}
+
+	var pt []byte
+	switch s.kind {
+	case kindGCM:
+		copy(nonce, s.salt[:])
+		copy(nonce[gcmSaltLen:], esp[8:16])
+		var err error
+		pt, err = s.aead.Open(ct[:0], nonce, esp[hdr:], esp[:espHeaderLen])
+		if err != nil {
+			return nil, ErrAuth
+		}
+	case kindCBC:
+		m := s.macs.Get().(*macState)
+		m.h.Reset()
+		m.h.Write(esp[:len(esp)-s.icvLen])
+		sum := m.h.Sum(m.sum[:0])
+		ok := hmac.Equal(sum[:s.icvLen], esp[len(esp)-s.icvLen:])
+		s.macs.Put(m)
+		if !ok {
+			return nil, ErrAuth
+		}
+		// CBC decryption in place, last block first so that each block's
+		// predecessor is still ciphertext when it is needed.
+		iv := esp[espHeaderLen:hdr]
+		for i := len(ct) - aes.BlockSize; i >= 0; i -= aes.BlockSize {
+			b := ct[i : i+aes.BlockSize]
+			s.block.Decrypt(b, b)
+			prev := iv
+			if i > 0 {
+				prev = ct[i-aes.BlockSize : i]
+			}
+			subtle.XORBytes(b, b, prev)
+		}
+		pt = ct
+	}
+
+	// Trailer (RFC 4303 §2.4-2.6): padding 1, 2, 3, ..., its length, and
+	// next header 4 (an IPv4 packet; 59, a dummy packet, is dropped too).
+	padLen := int(pt[len(pt)-2])
+	if pt[len(pt)-1] != nextHeaderIP4 || padLen+2 > len(pt) {
+		return nil, ErrMalformed
+	}
+	inner := pt[:len(pt)-2-padLen]
+	for i, b := range pt[len(inner) : len(pt)-2] {
+		if b != byte(i+1) {
+			return nil, ErrMalformed
+		}
+	}
+	if len(inner) < ipv4HeaderLen || inner[0]>>4 != 4 || int(binary.BigEndian.Uint16(inner[2:4])) != len(inner) {
+		return nil, ErrMalformed
+	}
+
+	if !s.replayOff {
+		s.mu.Lock()
+		f := s.senders[key]
+		if f == nil {
+			if len(s.senders) >= s.maxSenders {
+				s.mu.Unlock()
+				return nil, ErrSenders
+			}
+			f = new(replay.Filter)
+			f.SetWindow(s.window)
+			s.senders[key] = f
+		}
+		ok := f.Accept(seq)
+		s.mu.Unlock()
+		if !ok {
+			return nil, ErrReplay // a copy won the race since the check
+		}
+	}
+	return inner, nil
+}
+
+// Senders is the number of senders the SA keeps a replay window for.
+func (s *SA) Senders() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.senders)
+}
+
+// checksum is the Internet checksum (RFC 1071) of b (an IPv4 header: even
+// length); over a header that carries its checksum it is 0.
+func checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}
