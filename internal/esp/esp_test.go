@@ -602,6 +602,9 @@ func TestNewRejectsBadTEKs(t *testing.T) {
 
 // proves: E1 (issue 12: fast) — Seal and Open allocate nothing per packet.
 func TestNoAllocationsPerPacket(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items: allocation counts are not the code's")
+	}
 	for _, tr := range transforms() {
 		tx, rx := mustNew(t, tr.tek, Config{}), mustNew(t, tr.tek, Config{})
 		tek := tr.tek
