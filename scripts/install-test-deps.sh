@@ -9,6 +9,8 @@
 #   iproute2            - ip netns / veth for the test hosts (internal/testnet)
 #   util-linux          - unshare and mount: a private /run per charon
 #   nftables            - nft: random packet loss in test namespaces (internal/testnet DropRandom)
+#   python3-scapy       - scapy's ESP, the independent judge of internal/esp
+#   python3-cryptography - the ciphers scapy's ESP uses
 set -euo pipefail
 
 # command -> Debian package that provides it
@@ -20,6 +22,8 @@ declare -A want=(
   [ip]=iproute2
   [unshare]=util-linux
   [nft]=nftables
+  [/usr/lib/python3/dist-packages/scapy/layers/ipsec.py]=python3-scapy
+  [/usr/lib/python3/dist-packages/cryptography/__init__.py]=python3-cryptography
 )
 
 missing=()
