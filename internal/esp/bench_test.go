@@ -1,0 +1,120 @@
+package esp
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"fmt"
+	"testing"
+)
+
+// The benchmark sizes are inner IPv4 packets of 64, 512 and 1400 octets,
+// AES-GCM-128; SetBytes is the inner size, so MB/s are inner octets.
+var benchSizes = []int{64, 512, 1400}
+
+func benchSA(b *testing.B) *SA { return mustNew(b, transforms()[0].tek, Config{}) }
+
+// BenchmarkSeal seals one inner packet into a reused buffer.
+func BenchmarkSeal(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s := benchSA(b)
+			inner := innerPacket("10.1.1.5", "10.1.2.7", n-20, 64, true)
+			buf := make([]byte, 0, 2048)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Seal(buf[:0], inner); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOpen opens (in place, after copying it from a pristine one) a
+// sealed packet with anti-replay on: a new sequence number every time,
+// from a ring of 4096 packets sealed beforehand and a fresh receiving SA
+// each lap of the ring (amortized: under 0.01 allocation per packet).
+func BenchmarkOpen(b *testing.B) {
+	const ring = 4096
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			tx := benchSA(b)
+			inner := innerPacket("10.1.1.5", "10.1.2.7", n-20, 64, true)
+			pkts := make([][]byte, ring)
+			for i := range pkts {
+				pkts[i], _ = tx.Seal(nil, inner)
+			}
+			work := make([]byte, len(pkts[0]))
+			rx := benchSA(b)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if i == ring {
+					i, rx = 0, benchSA(b)
+				}
+				copy(work, pkts[i])
+				if _, err := rx.Open(work); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkRawGCM is the ceiling: crypto/cipher AES-GCM-128 sealing the
+// same number of octets in place in the same kind of buffer (Seal), and
+// opening them after the same copy (Open).
+func BenchmarkRawGCM(b *testing.B) {
+	blk, _ := aes.NewCipher(make([]byte, 16))
+	g, _ := cipher.NewGCM(blk)
+	nonce, aad := make([]byte, 12), make([]byte, 8)
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("Seal/%d", n), func(b *testing.B) {
+			buf := make([]byte, n, 2048)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			for b.Loop() {
+				g.Seal(buf[:0], nonce, buf[:n], aad)
+			}
+		})
+		b.Run(fmt.Sprintf("Open/%d", n), func(b *testing.B) {
+			sealed := g.Seal(nil, nonce, bytes.Repeat([]byte{1}, n), aad)
+			work := make([]byte, len(sealed))
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			for b.Loop() {
+				copy(work, sealed)
+				if _, err := g.Open(work[:0], nonce, work, aad); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSealCBC is Seal for AES-CBC-128 with HMAC-SHA-256-128 (random IV
+// from crypto/rand), for comparison.
+func BenchmarkSealCBC(b *testing.B) {
+	tek := transforms()[4].tek
+	s, err := New(tek, Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			inner := innerPacket("10.1.1.5", "10.1.2.7", n-20, 64, true)
+			buf := make([]byte, 0, 2048)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Seal(buf[:0], inner); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
