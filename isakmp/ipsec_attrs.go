@@ -73,6 +73,14 @@ const (
 	// (SA Life Duration carries what remains): TEK_CLT of the seed's
 	// shortening formula.
 	IPsecConfiguredLifetime IPsecAttr = 32004 // V, 4 octets
+	// IPsecBypassBefore and IPsecBypassAfter carry the deny entries of
+	// the KS's match ACL (traffic a GM passes in the clear) around the
+	// permit entry the SAT is for, in ACL order: the ones between the
+	// previous permit entry and this one, and (on the last SAT of an
+	// `sa ipsec` only) the ones after it. The value is one or more
+	// selectors back to back (AppendSelectors, ParseSelectors).
+	IPsecBypassBefore IPsecAttr = 32005 // V
+	IPsecBypassAfter  IPsecAttr = 32006 // V
 )
 
 // Values of IPsecReplayMethod.
@@ -90,6 +98,7 @@ var ipsecAttrNames = map[IPsecAttr]string{
 	IPsecAddressPreservation: "Address-Preservation", IPsecSADirection: "SA-Direction",
 	IPsecReplayMethod: "groupvpn-Replay-Method", IPsecReplayWindow: "groupvpn-Replay-Window", IPsecPseudotime: "groupvpn-Pseudotime",
 	IPsecConfiguredLifetime: "groupvpn-Configured-Lifetime",
+	IPsecBypassBefore:       "groupvpn-Bypass-Before", IPsecBypassAfter: "groupvpn-Bypass-After",
 }
 
 func (a IPsecAttr) String() string { return nameOf(ipsecAttrNames, a, "IPSEC_ATTR") }

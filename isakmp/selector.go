@@ -86,3 +86,36 @@ func (s *Selector) parse(r *reader) {
 		}
 	}
 }
+
+// AppendSelectors appends each selector in the layout of RFC 6407 §5.5.1
+// Figure 8 (the octets that open an ESP/AH SAT), back to back with nothing
+// between them. groupvpn's bypass attributes carry such lists (see
+// IPsecBypassBefore and docs/wire.md).
+func AppendSelectors(b []byte, ss []Selector) []byte {
+	for i := range ss {
+		b = ss[i].append(b)
+	}
+	return b
+}
+
+// ParseSelectors reads the selectors AppendSelectors wrote: b must hold
+// one or more whole selectors and nothing else. Each one costs at least
+// 10 octets, so a list is bounded by its attribute's length.
+func ParseSelectors(b []byte) ([]Selector, error) {
+	r := newReader("selector list", b)
+	if r.left() == 0 {
+		return nil, errMalformed(r.what, 0, "empty")
+	}
+	var out []Selector
+	for r.err == nil && r.left() > 0 {
+		var s Selector
+		s.parse(r)
+		if r.err == nil {
+			out = append(out, s)
+		}
+	}
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

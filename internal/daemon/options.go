@@ -92,9 +92,15 @@ func tekPolicy(sa *policy.SAIPsec) (ks.TEKPolicy, error) {
 	default:
 		return p, fmt.Errorf("sa ipsec %d: transform set %s: only ESP is supported", sa.Seq, ts.Name)
 	}
-	for _, e := range sa.MatchACL.Permits() {
-		p.Selectors = append(p.Selectors, ks.Selector{Proto: uint8(max(e.Protocol, 0)), Src: e.Src, Dst: e.Dst,
-			SrcPort: uint16(e.SrcPort), DstPort: uint16(e.DstPort)})
+	for _, e := range sa.MatchACL.Entries {
+		sel := ks.Selector{Proto: uint8(max(e.Protocol, 0)), Src: e.Src, Dst: e.Dst,
+			SrcPort: uint16(e.SrcPort), DstPort: uint16(e.DstPort)}
+		if e.Action == policy.Deny {
+			// Passed in the clear by GMs, in ACL order (SPEC E3).
+			p.Bypass = append(p.Bypass, ks.Bypass{Before: len(p.Selectors), Selector: sel})
+			continue
+		}
+		p.Selectors = append(p.Selectors, sel)
 	}
 	if len(p.Selectors) == 0 {
 		return p, fmt.Errorf("sa ipsec %d: access list %s permits nothing", sa.Seq, sa.MatchACL.Name)

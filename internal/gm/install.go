@@ -19,8 +19,12 @@ import (
 
 // Installed summarises what a registration installed.
 type Installed struct {
-	TEKs     []sadb.TEK
-	KEK      *sadb.KEK
+	TEKs []sadb.TEK
+	KEK  *sadb.KEK
+	// Policy is the KS's match ACL in order: a Protect entry per TEK, a
+	// Bypass entry per deny entry (SPEC E3); nil when nothing carried
+	// TEKs.
+	Policy   []sadb.PolicyEntry
 	Seq      uint32
 	Earliest time.Time // the first TEK expiry: re-register before it
 }
@@ -68,6 +72,11 @@ func Install(dp sadb.Dataplane, group string, groupID uint32, res *gdoi.Result, 
 			out.Earliest = t.Expires
 		}
 	}
+	pol, err := policyFrom(res.Policy.TEKs)
+	if err != nil {
+		return nil, err
+	}
+	out.Policy = pol
 	if sak := res.Policy.KEK; sak != nil {
 		k, err := kekFrom(sak, res.KD, now)
 		if err != nil {
@@ -86,7 +95,73 @@ func Install(dp sadb.Dataplane, group string, groupID uint32, res *gdoi.Result, 
 			return nil, err
 		}
 	}
+	setPolicy(dp, group, out.Policy)
 	return out, nil
+}
+
+// setPolicy hands the ordered policy to an SA database that keeps one.
+func setPolicy(dp sadb.Dataplane, group string, p []sadb.PolicyEntry) {
+	if ps, ok := dp.(sadb.PolicyStore); ok && p != nil {
+		ps.SetPolicy(group, p)
+	}
+}
+
+// policyFrom rebuilds the KS's ordered match ACL from the SATs, in SA
+// payload order: each SAT's groupvpn-Bypass-Before entries, the SAT's own
+// selector (Protect with its SPI), its groupvpn-Bypass-After entries
+// (docs/wire.md). A KS that sends no bypass attributes gives a policy of
+// Protect entries only, which is what a GM did before deny entries
+// travelled.
+func policyFrom(sats []*isakmp.SAT) ([]sadb.PolicyEntry, error) {
+	var out []sadb.PolicyEntry
+	bypass := func(sat *isakmp.SAT, t isakmp.IPsecAttr) error {
+		a, ok := sat.Attributes.Find(uint16(t))
+		if !ok {
+			return nil
+		}
+		if a.Basic {
+			return fmt.Errorf("gm: TEK 0x%08x: %s is not a variable attribute", sat.SPI, t)
+		}
+		sels, err := isakmp.ParseSelectors(a.Data)
+		if err != nil {
+			return fmt.Errorf("gm: TEK 0x%08x: %s: %w", sat.SPI, t, err)
+		}
+		for _, sel := range sels {
+			e, err := entryFrom(sel, sadb.Bypass)
+			if err != nil {
+				return fmt.Errorf("gm: TEK 0x%08x: %s: %w", sat.SPI, t, err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	}
+	for _, sat := range sats {
+		if err := bypass(sat, isakmp.IPsecBypassBefore); err != nil {
+			return nil, err
+		}
+		e, err := entryFrom(sat.Selector, sadb.Protect)
+		if err != nil {
+			return nil, fmt.Errorf("gm: TEK 0x%08x: %w", sat.SPI, err)
+		}
+		e.SPI = sat.SPI
+		out = append(out, e)
+		if err := bypass(sat, isakmp.IPsecBypassAfter); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func entryFrom(sel isakmp.Selector, a sadb.Action) (sadb.PolicyEntry, error) {
+	e := sadb.PolicyEntry{Action: a, IPProto: sel.Protocol, SrcPort: sel.Src.Port, DstPort: sel.Dst.Port}
+	var err error
+	if e.Src, err = sel.Src.Prefix(); err != nil {
+		return e, fmt.Errorf("source: %w", err)
+	}
+	if e.Dst, err = sel.Dst.Prefix(); err != nil {
+		return e, fmt.Errorf("destination: %w", err)
+	}
+	return e, nil
 }
 
 func lifeOf(as isakmp.Attributes, t uint16, def time.Duration) time.Duration {
@@ -271,6 +346,15 @@ func ApplyRekey(dp sadb.Dataplane, group string, groupID uint32, r *gdoi.Rekey, 
 			k.Group, k.GroupID = group, groupID
 			out.KEK = k
 		}
+		if len(r.SA.TEKs) > 0 {
+			// A rekey brings a TEK for every permit entry: its SATs are the
+			// whole new policy (a changed ACL reaches the GM here).
+			pol, err := policyFrom(r.SA.TEKs)
+			if err != nil {
+				return nil, err
+			}
+			out.Policy = pol
+		}
 	}
 	atd, dtd, gap := time.Duration(0), time.Duration(0), false
 	if r.SA != nil && r.SA.GAP != nil {
@@ -314,6 +398,7 @@ func ApplyRekey(dp sadb.Dataplane, group string, groupID uint32, r *gdoi.Rekey, 
 			return nil, err
 		}
 	}
+	setPolicy(dp, group, out.Policy)
 	for _, d := range r.Deletes {
 		switch d.Protocol {
 		case isakmp.ProtoGDOIKEK:

@@ -104,3 +104,58 @@ func TestRekeyActivationDelays(t *testing.T) {
 		}
 	}
 }
+
+// proves: E3 — a GM rebuilds the KS's ordered ACL from the SATs' bypass
+// attributes (deny entries before and after the permit entry, in order),
+// hands it to an SA database that keeps a policy, and refuses a malformed
+// list without installing anything; the TEKs themselves are exactly what
+// a GM that ignores the attributes (1.0.1) installs, and a KS sending no
+// deny entries gives a policy of the permit entries alone.
+func TestInstallOrderedPolicy(t *testing.T) {
+	any4 := netip.MustParsePrefix("0.0.0.0/0")
+	deny := []isakmp.Selector{
+		{Protocol: 17, Src: isakmp.PrefixEndpoint(any4, 848), Dst: isakmp.PrefixEndpoint(any4, 848)},
+		{Protocol: 89, Src: isakmp.PrefixEndpoint(any4, 0), Dst: isakmp.PrefixEndpoint(any4, 0)},
+	}
+	plain := result(36, true)
+	res := result(36, true)
+	sat := res.Policy.TEKs[0]
+	sat.Attributes = append(sat.Attributes, isakmp.VarAttr(isakmp.IPsecBypassBefore, isakmp.AppendSelectors(nil, deny)),
+		isakmp.VarAttr(isakmp.IPsecBypassAfter, isakmp.AppendSelectors(nil, deny[1:])))
+
+	dp := sadb.NewMemory()
+	inst, err := Install(dp, "G", 1, res, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := dp.Policy("G")
+	if len(got) != 4 || len(inst.Policy) != 4 ||
+		got[0].Action != sadb.Bypass || got[0].IPProto != 17 || got[0].SrcPort != 848 || got[0].DstPort != 848 || got[0].Src != any4 ||
+		got[1].Action != sadb.Bypass || got[1].IPProto != 89 ||
+		got[2].Action != sadb.Protect || got[2].SPI != 256 || got[2].Src != netip.MustParsePrefix("10.0.0.0/8") ||
+		got[3].Action != sadb.Bypass || got[3].IPProto != 89 {
+		t.Fatalf("policy %+v", got)
+	}
+
+	old := sadb.NewMemory()
+	if _, err := Install(old, "G", 1, plain, now); err != nil {
+		t.Fatal(err)
+	}
+	a, b := old.TEKs()[0], dp.TEKs()[0]
+	if a.SPI != b.SPI || a.Src != b.Src || a.Dst != b.Dst || !bytes.Equal(a.EncKey, b.EncKey) || a.Expires != b.Expires {
+		t.Fatalf("the bypass attributes changed the TEK: %+v vs %+v", a, b)
+	}
+	if p := old.Policy("G"); len(p) != 1 || p[0].Action != sadb.Protect || p[0].SPI != 256 {
+		t.Fatalf("no deny entries: policy %+v", p)
+	}
+
+	bad := result(36, true)
+	bad.Policy.TEKs[0].Attributes = append(bad.Policy.TEKs[0].Attributes, isakmp.VarAttr(isakmp.IPsecBypassBefore, []byte{17, 4, 0}))
+	fresh := sadb.NewMemory()
+	if _, err := Install(fresh, "G", 1, bad, now); err == nil || !strings.Contains(err.Error(), "groupvpn-Bypass-Before") {
+		t.Fatalf("malformed bypass list: %v", err)
+	}
+	if len(fresh.TEKs()) != 0 || fresh.Policy("G") != nil {
+		t.Fatal("something was installed from a malformed policy")
+	}
+}

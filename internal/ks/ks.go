@@ -33,6 +33,12 @@ type Selector struct {
 	SrcPort, DstPort uint16
 }
 
+// Bypass is one deny entry of a match ACL (see TEKPolicy.Bypass).
+type Bypass struct {
+	Before int
+	Selector
+}
+
 // TEKPolicy is one `sa ipsec N`: a transform and the traffic it protects.
 type TEKPolicy struct {
 	Transform isakmp.ESPTransform // ESPAESCBC, ESPAESGCM16, ...
@@ -40,6 +46,11 @@ type TEKPolicy struct {
 	AuthAlg   uint16              // isakmp.AuthAlgHMAC*; 0 for GCM/GMAC
 	Lifetime  time.Duration       // default 3600 s
 	Selectors []Selector
+	// Bypass are the deny entries of the match ACL, each placed before
+	// the Selectors entry of index Before (len(Selectors): after the
+	// last), in ACL order: GMs pass that traffic in the clear and match
+	// the ACL first-match in this order (SPEC E3).
+	Bypass []Bypass
 	// Anti-replay (SPEC T2): isakmp.ReplayCounter with Window packets
 	// (default), ReplayTime (TBAR) with Window seconds, or ReplayNone.
 	Replay       uint16
@@ -108,12 +119,15 @@ type tek struct {
 	receiveOnly bool
 	policy      TEKPolicy
 	sel         Selector
-	spi         uint32
-	encKey      []byte
-	authKey     []byte
-	created     time.Time
-	expires     time.Time
-	sidNext     uint32 // next sender ID for this key (RFC 6054: never reused with it)
+	// bypass before and after sel in the ACL (after: last TEK of its
+	// policy only), sent as IPsecBypassBefore/After.
+	before, after []Selector
+	spi           uint32
+	encKey        []byte
+	authKey       []byte
+	created       time.Time
+	expires       time.Time
+	sidNext       uint32 // next sender ID for this key (RFC 6054: never reused with it)
 }
 
 type group struct {
@@ -180,13 +194,11 @@ func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
 			p.Lifetime = 3600 * time.Second
 		}
 		p.receiveOnly = cfg.ReceiveOnly
-		for _, sel := range p.Selectors {
-			t, err := s.newTEK(p, sel, now)
-			if err != nil {
-				return err
-			}
-			g.teks = append(g.teks, t)
+		ts, err := s.policyTEKs(p, now)
+		if err != nil {
+			return err
 		}
+		g.teks = append(g.teks, ts...)
 	}
 	if g.sigAlg != 0 {
 		if err := s.newKEK(g, now); err != nil {
@@ -269,6 +281,28 @@ func tekKeyLens(p TEKPolicy) (enc, auth int, err error) {
 	return enc, auth, nil
 }
 
+// policyTEKs makes one fresh TEK per permit entry of p, each carrying the
+// deny entries around it.
+func (s *Server) policyTEKs(p TEKPolicy, now time.Time) ([]*tek, error) {
+	var out []*tek
+	for i, sel := range p.Selectors {
+		t, err := s.newTEK(p, sel, now)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range p.Bypass {
+			switch {
+			case b.Before == i:
+				t.before = append(t.before, b.Selector)
+			case b.Before >= len(p.Selectors) && i == len(p.Selectors)-1:
+				t.after = append(t.after, b.Selector)
+			}
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
 func (s *Server) newTEK(p TEKPolicy, sel Selector, now time.Time) (*tek, error) {
 	encLen, authLen, err := tekKeyLens(p)
 	if err != nil {
@@ -305,6 +339,7 @@ func (s *Server) refresh(g *group, now time.Time) error {
 		if err != nil {
 			return err
 		}
+		n.before, n.after = t.before, t.after
 		g.teks[i] = n
 	}
 	if g.sigAlg != 0 && !now.Add(g.cfg.KEKLifetime/10).Before(g.kekExp) {
@@ -430,10 +465,28 @@ func (t *tek) sat(now time.Time, pseudotime time.Duration) *isakmp.SAT {
 			attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecPseudotime, binary.BigEndian.AppendUint64(nil, uint64(pseudotime/time.Millisecond))))
 		}
 	}
-	return &isakmp.SAT{Protocol: isakmp.TEKProtoESP,
-		Selector: isakmp.Selector{Protocol: t.sel.Proto,
-			Src: isakmp.PrefixEndpoint(t.sel.Src, t.sel.SrcPort), Dst: isakmp.PrefixEndpoint(t.sel.Dst, t.sel.DstPort)},
+	if len(t.before) > 0 {
+		attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecBypassBefore, bypassList(t.before)))
+	}
+	if len(t.after) > 0 {
+		attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecBypassAfter, bypassList(t.after)))
+	}
+	return &isakmp.SAT{Protocol: isakmp.TEKProtoESP, Selector: t.sel.wire(),
 		TransformID: uint8(t.policy.Transform), SPI: t.spi, Attributes: attrs}
+}
+
+// wire is the selector as a SAK/SAT carries it.
+func (s Selector) wire() isakmp.Selector {
+	return isakmp.Selector{Protocol: s.Proto, Src: isakmp.PrefixEndpoint(s.Src, s.SrcPort), Dst: isakmp.PrefixEndpoint(s.Dst, s.DstPort)}
+}
+
+// bypassList is the value of IPsecBypassBefore/After.
+func bypassList(ss []Selector) []byte {
+	ws := make([]isakmp.Selector, len(ss))
+	for i, s := range ss {
+		ws[i] = s.wire()
+	}
+	return isakmp.AppendSelectors(nil, ws)
 }
 
 // rekeyDst is the SAK's destination: the multicast group rekeys go to,
@@ -566,6 +619,9 @@ type TEKSnapshot struct {
 	Lifetime     time.Duration
 	Replay       uint16
 	ReplayWindow int
+	// BypassBefore and BypassAfter are the match ACL's deny entries
+	// around Selector, in ACL order (TEKPolicy.Bypass).
+	BypassBefore, BypassAfter []Selector
 }
 
 // Snapshot copies every group's state, by group name; members by address.
@@ -577,7 +633,7 @@ func (s *Server) Snapshot() []GroupSnapshot {
 		for _, t := range g.teks {
 			gs.TEKs = append(gs.TEKs, TEKSnapshot{SPI: t.spi, Transform: t.policy.Transform, KeyBits: t.policy.KeyBits,
 				AuthAlg: t.policy.AuthAlg, Selector: t.sel, Expires: t.expires, Lifetime: t.policy.Lifetime,
-				Replay: t.policy.Replay, ReplayWindow: t.policy.ReplayWindow})
+				Replay: t.policy.Replay, ReplayWindow: t.policy.ReplayWindow, BypassBefore: t.before, BypassAfter: t.after})
 		}
 		for _, m := range g.members {
 			c := *m

@@ -149,13 +149,11 @@ func (s *Server) rebuildTEKs(g *group, now time.Time) error {
 			p.Lifetime = 3600 * time.Second
 		}
 		p.receiveOnly = g.cfg.ReceiveOnly
-		for _, sel := range p.Selectors {
-			t, err := s.newTEK(p, sel, now)
-			if err != nil {
-				return err
-			}
-			teks = append(teks, t)
+		ts, err := s.policyTEKs(p, now)
+		if err != nil {
+			return err
 		}
+		teks = append(teks, ts...)
 	}
 	g.teks = teks
 	return nil

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"github.com/groupvpn/groupvpn/internal/sadb"
 	"net/netip"
 	"strings"
 	"time"
@@ -274,6 +275,10 @@ type MemberState struct {
 	LastError     string
 	Seq           uint32
 	Rekeys        RekeyStats
+	// ACL is the policy downloaded from the KS at ACLFrom, in ACL order
+	// (permit: encrypted, deny: in the clear; SPEC E3).
+	ACL     []sadb.PolicyEntry `json:",omitempty"`
+	ACLFrom netip.Addr         `json:",omitzero"`
 }
 
 // Members lists the GM registrations; use inside Do.
@@ -287,6 +292,7 @@ func (n *Node) Members() []MemberState {
 		}
 		if r.installed != nil {
 			m.Seq = r.installed.Seq
+			m.ACL, m.ACLFrom = r.installed.Policy, r.regKS.Addr()
 		}
 		for _, v := range r.lastSeq {
 			m.Seq = max(m.Seq, v)

@@ -538,6 +538,9 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 	}
 	if len(inst.TEKs) > 0 && r.installed != nil {
 		r.installed.Earliest = inst.Earliest
+		if inst.Policy != nil {
+			r.installed.Policy = inst.Policy // the rekey's ACL (SPEC E3)
+		}
 		if r.state == regRegistered {
 			r.next = gm.ReregisterAt(inst.Earliest, inst.TEKs[0].Lifetime, n.uniform())
 		}

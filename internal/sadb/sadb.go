@@ -111,6 +111,73 @@ type Dataplane interface {
 	FailMode(group string) FailMode
 }
 
+// Action is what a group's policy does with the traffic an entry selects.
+type Action uint8
+
+const (
+	// Protect: encrypt with the group's TEK for the entry's selector
+	// (an ACL permit entry).
+	Protect Action = iota + 1
+	// Bypass: pass in the clear, never encrypted (an ACL deny entry:
+	// routing protocols, GDOI itself).
+	Bypass
+)
+
+func (a Action) String() string {
+	switch a {
+	case Protect:
+		return "permit"
+	case Bypass:
+		return "deny"
+	}
+	return fmt.Sprintf("action(%d)", uint8(a))
+}
+
+// MarshalText shows the action as the ACL keyword ("permit", "deny").
+func (a Action) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// PolicyEntry is one entry of a group's downloaded policy: the KS's match
+// ACL, in its order. The first entry that matches a packet decides
+// (IOS semantics); a packet no entry matches is not the group's.
+type PolicyEntry struct {
+	Action           Action
+	IPProto          uint8 // 0: any
+	Src, Dst         netip.Prefix
+	SrcPort, DstPort uint16 // 0: any
+	// SPI is the TEK a Protect entry was last downloaded with; 0 for
+	// Bypass. Around a rekey the group holds older TEKs with the same
+	// selector: the data plane sends with the one whose SendFrom has
+	// come and accepts each until its Deactivate.
+	SPI uint32
+}
+
+// Matches reports whether a packet with these fields is the entry's.
+func (e PolicyEntry) Matches(proto uint8, src, dst netip.Addr, srcPort, dstPort uint16) bool {
+	return (e.IPProto == 0 || e.IPProto == proto) && e.Src.Contains(src) && e.Dst.Contains(dst) &&
+		(e.SrcPort == 0 || e.SrcPort == srcPort) && (e.DstPort == 0 || e.DstPort == dstPort)
+}
+
+// Lookup returns the first entry of p matching the packet, and false when
+// none does (the packet is not the group's: it passes as routed).
+func Lookup(p []PolicyEntry, proto uint8, src, dst netip.Addr, srcPort, dstPort uint16) (PolicyEntry, bool) {
+	for _, e := range p {
+		if e.Matches(proto, src, dst, srcPort, dstPort) {
+			return e, true
+		}
+	}
+	return PolicyEntry{}, false
+}
+
+// PolicyStore keeps each group's ordered policy next to its TEKs. It is
+// separate from Dataplane so that an SA database that does not keep a
+// policy yet still serves; Memory implements it.
+type PolicyStore interface {
+	// SetPolicy replaces the group's policy (nil removes it).
+	SetPolicy(group string, p []PolicyEntry)
+	// Policy returns a copy of the group's policy, in order.
+	Policy(group string) []PolicyEntry
+}
+
 // Remote is a Dataplane kept by another process (tmd, SPEC D1): TEKs,
 // KEKs and FailMode answer from a local copy, fast enough for a node's
 // every turn; Fetch asks the owner and is what the show commands use.
@@ -128,11 +195,12 @@ type Memory struct {
 	teks map[string]map[uint32]TEK
 	keks map[string]KEK
 	fail map[string]FailMode
+	pol  map[string][]PolicyEntry
 }
 
 // NewMemory returns an empty in-memory SA database.
 func NewMemory() *Memory {
-	return &Memory{teks: map[string]map[uint32]TEK{}, keks: map[string]KEK{}, fail: map[string]FailMode{}}
+	return &Memory{teks: map[string]map[uint32]TEK{}, keks: map[string]KEK{}, fail: map[string]FailMode{}, pol: map[string][]PolicyEntry{}}
 }
 
 func (m *Memory) InstallTEK(t TEK) error {
@@ -224,4 +292,20 @@ func (m *Memory) FailMode(group string) FailMode {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.fail[group]
+}
+
+func (m *Memory) SetPolicy(group string, p []PolicyEntry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p == nil {
+		delete(m.pol, group)
+		return
+	}
+	m.pol[group] = slices.Clone(p)
+}
+
+func (m *Memory) Policy(group string) []PolicyEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.pol[group])
 }

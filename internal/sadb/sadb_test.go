@@ -1,6 +1,9 @@
 package sadb
 
-import "testing"
+import (
+	"net/netip"
+	"testing"
+)
 
 func TestMemory(t *testing.T) {
 	m := NewMemory()
@@ -29,5 +32,51 @@ func TestMemory(t *testing.T) {
 	m.DeleteKEK("a")
 	if len(m.KEKs()) != 1 {
 		t.Fatal("KEK not deleted")
+	}
+}
+
+// proves: E3 — a group's policy is kept in order next to its TEKs, the
+// first matching entry decides (a deny before a permit passes its traffic
+// in the clear), a packet no entry matches is not the group's, and the
+// store hands out copies.
+func TestPolicyFirstMatch(t *testing.T) {
+	m := NewMemory()
+	any4, ten := netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("10.0.0.0/8")
+	p := []PolicyEntry{
+		{Action: Bypass, IPProto: 17, Src: any4, Dst: any4, SrcPort: 848, DstPort: 848},
+		{Action: Protect, Src: ten, Dst: ten, SPI: 7},
+		{Action: Bypass, Src: any4, Dst: any4},
+	}
+	m.SetPolicy("g", p)
+	p[0].Action = Protect // the caller's slice is not the store's
+	got := m.Policy("g")
+	got[1].SPI = 9
+	a, b := netip.MustParseAddr("10.1.1.1"), netip.MustParseAddr("10.2.2.2")
+	for _, c := range []struct {
+		proto      uint8
+		dst        netip.Addr
+		sp, dp     uint16
+		want       Action
+		wantSPI    uint32
+		wantsMatch bool
+	}{
+		{17, b, 848, 848, Bypass, 0, true},
+		{17, b, 848, 849, Protect, 7, true},
+		{6, netip.MustParseAddr("192.0.2.1"), 1, 2, Bypass, 0, true},
+	} {
+		e, ok := Lookup(m.Policy("g"), c.proto, a, c.dst, c.sp, c.dp)
+		if ok != c.wantsMatch || e.Action != c.want || e.SPI != c.wantSPI {
+			t.Errorf("%+v: got %+v %v", c, e, ok)
+		}
+	}
+	if _, ok := Lookup(m.Policy("g")[:2], 6, a, netip.MustParseAddr("192.0.2.1"), 1, 2); ok {
+		t.Error("a packet outside every entry matched")
+	}
+	if m.Policy("other") != nil {
+		t.Error("policy of an unknown group")
+	}
+	m.SetPolicy("g", nil)
+	if m.Policy("g") != nil || Bypass.String() != "deny" || Protect.String() != "permit" {
+		t.Error("SetPolicy(nil) or names")
 	}
 }

@@ -65,11 +65,16 @@ func wildcard(p netip.Prefix) string {
 }
 
 func ace(proto uint8, src, dst netip.Prefix, srcPort, dstPort uint16) string {
-	ps := map[uint8]string{0: "ip", 1: "icmp", 6: "tcp", 17: "udp"}[proto]
+	return aceAct("permit", proto, src, dst, srcPort, dstPort)
+}
+
+// aceAct renders an access-list entry as IOS does, with its action.
+func aceAct(act string, proto uint8, src, dst netip.Prefix, srcPort, dstPort uint16) string {
+	ps := map[uint8]string{0: "ip", 1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ahp", 88: "eigrp", 89: "ospf", 103: "pim"}[proto]
 	if ps == "" {
 		ps = fmt.Sprint(proto)
 	}
-	s := "permit " + ps + " " + wildcard(src)
+	s := act + " " + ps + " " + wildcard(src)
 	if srcPort != 0 {
 		s += fmt.Sprintf(" eq %d", srcPort)
 	}
@@ -103,7 +108,13 @@ func GDOI(s node.Snapshot) (string, any) {
 			fmt.Fprintf(&b, "    IPSec SA Rekey Lifetime: %d secs\n", secs(t.Lifetime))
 			fmt.Fprintf(&b, "    Transform              : %s\n", transformName(uint8(t.Transform), t.AuthAlg))
 			fmt.Fprintf(&b, "    SA Rekey\n       Remaining Lifetime  : %d secs\n", secs(t.Expires.Sub(s.Now)))
+			for _, d := range t.BypassBefore {
+				fmt.Fprintf(&b, "    ACL Configured         : access-list %s\n", aceAct("deny", d.Proto, d.Src, d.Dst, d.SrcPort, d.DstPort))
+			}
 			fmt.Fprintf(&b, "    ACL Configured         : access-list %s\n", ace(t.Selector.Proto, t.Selector.Src, t.Selector.Dst, t.Selector.SrcPort, t.Selector.DstPort))
+			for _, d := range t.BypassAfter {
+				fmt.Fprintf(&b, "    ACL Configured         : access-list %s\n", aceAct("deny", d.Proto, d.Src, d.Dst, d.SrcPort, d.DstPort))
+			}
 		}
 		b.WriteString("\n    Group Server list      : Local\n\n")
 	}
@@ -204,6 +215,13 @@ func GM(s node.Snapshot) (string, any) {
 	var b strings.Builder
 	for _, m := range s.GM {
 		gmInfo(&b, s, m)
+		if len(m.ACL) > 0 {
+			fmt.Fprintf(&b, "    ACL Downloaded From KS %s:\n", m.ACLFrom)
+			for _, e := range m.ACL {
+				fmt.Fprintf(&b, "      access-list  %s\n", aceAct(e.Action.String(), e.IPProto, e.Src, e.Dst, e.SrcPort, e.DstPort))
+			}
+			b.WriteString("\n")
+		}
 		for _, k := range s.KEKs {
 			if k.Group != m.Group {
 				continue

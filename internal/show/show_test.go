@@ -23,20 +23,28 @@ func snapshot() node.Snapshot {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	sel := ks.Selector{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}
 	ksAddr := netip.MustParseAddrPort("192.0.2.1:848")
+	anyP := netip.MustParsePrefix("0.0.0.0/0")
+	gdoiSel := ks.Selector{Proto: 17, Src: anyP, Dst: anyP, SrcPort: 848, DstPort: 848}
+	ospfSel := ks.Selector{Proto: 89, Src: anyP, Dst: anyP}
 	return node.Snapshot{
 		Hostname: "ks1", Now: now, Version: version.Current,
 		Addrs: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.10:848")},
 		KS: []ks.GroupSnapshot{{Name: "GETVPN", ID: 1234, Seq: 3, KEKExpire: now.Add(86000 * time.Second),
 			KEKLifetime: 86400 * time.Second, KEKBits: 128, SigAlg: isakmp.SigAlgRSA,
 			TEKs: []ks.TEKSnapshot{{SPI: 0x1a2b3c4d, Transform: isakmp.ESPAESCBC, KeyBits: 128, AuthAlg: isakmp.AuthAlgHMACSHA1,
-				Selector: sel, Expires: now.Add(3500 * time.Second), Lifetime: time.Hour}},
+				Selector: sel, Expires: now.Add(3500 * time.Second), Lifetime: time.Hour,
+				BypassBefore: []ks.Selector{gdoiSel, ospfSel}}},
 			Members: []ks.Member{
 				{Address: netip.MustParseAddr("192.0.2.10"), Identity: "ID_IPV4_ADDR 192.0.2.10/32", Version: version.Current,
 					Registered: now.Add(-time.Hour), LastRegister: now.Add(-time.Minute), Registrations: 2},
 				{Address: netip.MustParseAddr("192.0.2.11"), Identity: "ID_IPV4_ADDR 192.0.2.11/32", Version: version.Base,
 					Registered: now.Add(-time.Hour), LastRegister: now.Add(-time.Hour), Registrations: 1, SenderIDs: []uint32{7}}}}},
 		GM: []node.MemberState{{Group: "GETVPN", ID: 1234, State: "registered", KS: ksAddr, Servers: []netip.AddrPort{ksAddr},
-			RegisteredAt: now.Add(-time.Minute), Reregister: now.Add(3300 * time.Second), Registrations: 2, Seq: 3}},
+			RegisteredAt: now.Add(-time.Minute), Reregister: now.Add(3300 * time.Second), Registrations: 2, Seq: 3,
+			ACLFrom: ksAddr.Addr(), ACL: []sadb.PolicyEntry{
+				{Action: sadb.Bypass, IPProto: 17, Src: anyP, Dst: anyP, SrcPort: 848, DstPort: 848},
+				{Action: sadb.Bypass, IPProto: 89, Src: anyP, Dst: anyP},
+				{Action: sadb.Protect, Src: sel.Src, Dst: sel.Dst, SPI: 0x1a2b3c4d}}}},
 		TEKs: []sadb.TEK{{Group: "GETVPN", GroupID: 1234, SPI: 0x1a2b3c4d, Protocol: isakmp.TEKProtoESP, Transform: uint8(isakmp.ESPAESCBC),
 			KeyBits: 128, AuthAlg: isakmp.AuthAlgHMACSHA1, EncKey: make([]byte, 16), AuthKey: make([]byte, 20),
 			Src: sel.Src, Dst: sel.Dst, Expires: now.Add(3500 * time.Second), Lifetime: time.Hour,
@@ -69,6 +77,9 @@ func TestShowGolden(t *testing.T) {
 		j, err := json.Marshal(data)
 		if err != nil {
 			t.Fatalf("%s: json: %v", name, err)
+		}
+		if name == "show_crypto_gdoi_gm" && !strings.Contains(string(j), `"ACL":[{"Action":"deny","IPProto":17`) {
+			t.Errorf("%s | json lacks the downloaded ACL in order: %s", name, j) // proves: E3
 		}
 		for _, secret := range []string{`"EncKey":"AAAA`, `"AuthKey":"AAAA`, `"Key":"AAAA`} {
 			if strings.Contains(string(j), secret) {
