@@ -298,6 +298,9 @@ func (s *Server) policyTEKs(p TEKPolicy, now time.Time) ([]*tek, error) {
 				t.after = append(t.after, b.Selector)
 			}
 		}
+		if len(bypassList(t.before)) > 0xffff || len(bypassList(t.after)) > 0xffff {
+			return nil, fmt.Errorf("ks: sa ipsec: the deny entries around one permit entry need more than 65,535 octets (an attribute's limit); split them with permit entries or shorten the access list")
+		}
 		out = append(out, t)
 	}
 	return out, nil

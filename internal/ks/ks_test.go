@@ -135,3 +135,66 @@ func TestTBARAndReceiveOnly(t *testing.T) {
 		t.Fatalf("after the resync rekey the next is at +%s", next.Sub(now))
 	}
 }
+
+// proves: E3 (KS side) — the match ACLs' deny entries ride in the SATs of
+// the permit entries they precede (groupvpn-Bypass-Before), trailing ones
+// on the last SAT of their `sa ipsec` (groupvpn-Bypass-After), for each
+// `sa ipsec` separately; a TEK refreshed for a late registration keeps
+// them; deny entries that cannot fit one attribute are refused.
+func TestDenyEntriesInSATs(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	any4, ten := netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("10.0.0.0/8")
+	gdoiSel := Selector{Proto: 17, Src: any4, Dst: any4, SrcPort: 848, DstPort: 848}
+	ospf := Selector{Proto: 89, Src: any4, Dst: any4}
+	host := Selector{Src: netip.MustParsePrefix("10.9.9.9/32"), Dst: any4}
+	web := Selector{Proto: 6, Src: ten, Dst: ten, DstPort: 443}
+	cfg := GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key, TEKs: []TEKPolicy{
+		{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour, Selectors: []Selector{{Src: ten, Dst: ten}, web},
+			Bypass: []Bypass{{0, gdoiSel}, {0, ospf}, {1, host}, {2, ospf}}},
+		{Transform: isakmp.ESPAESGCM16, KeyBits: 256, Lifetime: time.Hour, Selectors: []Selector{{Src: ten, Dst: ten}}}}}
+	s := New(Options{})
+	s.SetNow(now)
+	if err := s.AddGroup(cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	list := func(ss ...Selector) string { return string(bypassList(ss)) }
+	check := func(sa *isakmp.GroupSA) {
+		t.Helper()
+		want := []struct{ before, after string }{{list(gdoiSel, ospf), ""}, {list(host), list(ospf)}, {"", ""}}
+		if len(sa.TEKs) != 3 {
+			t.Fatalf("%d SATs", len(sa.TEKs))
+		}
+		for i, w := range want {
+			b, _ := sa.TEKs[i].Attributes.Find(uint16(isakmp.IPsecBypassBefore))
+			a, _ := sa.TEKs[i].Attributes.Find(uint16(isakmp.IPsecBypassAfter))
+			if string(b.Data) != w.before || string(a.Data) != w.after {
+				t.Errorf("SAT %d: before %x after %x", i, b.Data, a.Data)
+			}
+		}
+	}
+	sa, err := s.Join(peer("10.0.0.1"), isakmp.GroupID(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(sa)
+	old := sa.TEKs[0].SPI
+	s.SetNow(now.Add(55 * time.Minute))
+	if sa, err = s.Join(peer("10.0.0.2"), isakmp.GroupID(7)); err != nil {
+		t.Fatal(err)
+	}
+	if sa.TEKs[0].SPI == old {
+		t.Fatal("no refresh")
+	}
+	check(sa)
+
+	big := cfg
+	big.TEKs = []TEKPolicy{cfg.TEKs[0]}
+	big.TEKs[0].Bypass = nil
+	for i := 0; i < 0xffff/25+1; i++ {
+		big.TEKs[0].Bypass = append(big.TEKs[0].Bypass, Bypass{0, ospf})
+	}
+	big.ID, big.Name = 8, "H"
+	if err := New(Options{}).AddGroup(big, now); err == nil {
+		t.Fatal("a deny list beyond 65,535 octets was accepted")
+	}
+}

@@ -169,6 +169,14 @@ func TestDiffTable1(t *testing.T) {
 			[]wantChange{{TEKMatchACL, 1, true,
 				"traffic: 10 permit ip 10.1.0.0 0.0.255.255 10.1.0.0 0.0.255.255",
 				"traffic: 10 permit ip 10.1.0.0 0.0.255.255 10.1.0.0 0.0.255.255; 20 deny udp any eq 848 any eq 848"}}},
+		// proves: E3 — a deny entry put before the permit it overlaps is
+		// a matching-ACL change like any other (it reaches GMs with the
+		// next rekey, as the deny entries travel now).
+		{"TEK matching ACL deny before the permit", nil,
+			[]string{" 10 permit ip 10.1.0.0 0.0.255.255 10.1.0.0 0.0.255.255\n", " 5 deny 89 any any\n 10 permit ip 10.1.0.0 0.0.255.255 10.1.0.0 0.0.255.255\n"},
+			[]wantChange{{TEKMatchACL, 1, true,
+				"traffic: 10 permit ip 10.1.0.0 0.0.255.255 10.1.0.0 0.0.255.255",
+				"traffic: 5 deny 89 any any; 10 permit ip 10.1.0.0 0.0.255.255 10.1.0.0 0.0.255.255"}}},
 		{"TEK replay counter enabled", []string{replay, noRepl}, nil,
 			[]wantChange{{TEKReplayEnabled, 1, true, "none", "counter window-size 64"}}},
 		{"TEK replay counter value", nil, []string{"counter window-size 64", "counter window-size 128"},
