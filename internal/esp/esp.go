@@ -121,15 +121,19 @@ type SA struct {
 	maxSenders int
 	mu         sync.Mutex
 	senders    map[senderKey]*replay.Filter
+	senders6   map[netip.Addr]*replay.Filter // IPv6 outer sources (ESP in UDP over IPv6)
 }
 
-// senderKey names one sender of the group SA: its RFC 6054 sender ID
-// (GCM) or its outer source address (CBC, or GCM without sender IDs).
-type senderKey struct {
-	sid   uint32
-	bySID bool
-	addr  netip.Addr
-}
+// senderKey names one sender of the group SA in one word, the map key of
+// its replay window: its RFC 6054 sender ID (GCM) or its outer IPv4
+// source address (CBC, or GCM without sender IDs). IPv6 senders have
+// their own map.
+type senderKey uint64
+
+const (
+	keySID  senderKey = 1 << 40
+	keyIPv4 senderKey = 2 << 40
+)
 
 type macState struct {
 	h   hash.Hash
@@ -146,7 +150,7 @@ func New(t sadb.TEK, cfg Config) (*SA, error) {
 	if t.Protocol != isakmp.TEKProtoESP {
 		return nil, fmt.Errorf("esp: SPI %#08x: protocol %d is not ESP", t.SPI, t.Protocol)
 	}
-	s := &SA{spi: t.SPI, rand: cfg.Rand, maxSenders: cfg.MaxSenders, senders: map[senderKey]*replay.Filter{}}
+	s := &SA{spi: t.SPI, rand: cfg.Rand, maxSenders: cfg.MaxSenders, senders: map[senderKey]*replay.Filter{}, senders6: map[netip.Addr]*replay.Filter{}}
 	if s.rand == nil {
 		s.rand = rand.Reader
 	}
@@ -389,16 +393,26 @@ func (s *SA) open(src netip.Addr, esp, nonce []byte) ([]byte, error) {
 		return nil, ErrSPI
 	}
 	seq := uint64(binary.BigEndian.Uint32(esp[4:8]))
-	key := senderKey{addr: src}
-	if s.kind == kindGCM && s.sidBits > 0 {
-		key = senderKey{sid: uint32(binary.BigEndian.Uint64(esp[8:16]) >> (64 - s.sidBits)), bySID: true}
+	var key senderKey
+	var key6 netip.Addr // set for an IPv6 sender
+	switch {
+	case s.kind == kindGCM && s.sidBits > 0:
+		key = keySID | senderKey(binary.BigEndian.Uint64(esp[8:16])>>(64-s.sidBits))
+	case src.Is4():
+		a := src.As4()
+		key = keyIPv4 | senderKey(binary.BigEndian.Uint32(a[:]))
+	default:
+		key6 = src
 	}
+	// f is the sender's window once it exists: windows are never removed,
+	// so the pointer stays valid after the lock is released.
+	var f *replay.Filter
 	if !s.replayOff { // RFC 4303 §3.4.3: check before the ICV, record after
 		if seq == 0 {
 			return nil, ErrReplay
 		}
 		s.mu.Lock()
-		f := s.senders[key]
+		f = s.lookup(key, key6)
 		fresh := f == nil || f.Check(seq)
 		s.mu.Unlock()
 		if !fresh {
@@ -459,15 +473,20 @@ func (s *SA) open(src netip.Addr, esp, nonce []byte) ([]byte, error) {
 
 	if !s.replayOff {
 		s.mu.Lock()
-		f := s.senders[key]
 		if f == nil {
-			if len(s.senders) >= s.maxSenders {
-				s.mu.Unlock()
-				return nil, ErrSenders
+			if f = s.lookup(key, key6); f == nil { // not created meanwhile
+				if len(s.senders)+len(s.senders6) >= s.maxSenders {
+					s.mu.Unlock()
+					return nil, ErrSenders
+				}
+				f = new(replay.Filter)
+				f.SetWindow(s.window)
+				if key6.IsValid() {
+					s.senders6[key6] = f
+				} else {
+					s.senders[key] = f
+				}
 			}
-			f = new(replay.Filter)
-			f.SetWindow(s.window)
-			s.senders[key] = f
 		}
 		ok := f.Accept(seq)
 		s.mu.Unlock()
@@ -478,19 +497,37 @@ func (s *SA) open(src netip.Addr, esp, nonce []byte) ([]byte, error) {
 	return inner, nil
 }
 
+// lookup returns the sender's replay window, nil when it has none yet.
+// s.mu must be held.
+func (s *SA) lookup(key senderKey, key6 netip.Addr) *replay.Filter {
+	if key6.IsValid() {
+		return s.senders6[key6]
+	}
+	return s.senders[key]
+}
+
 // Senders is the number of senders the SA keeps a replay window for.
 func (s *SA) Senders() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.senders)
+	return len(s.senders) + len(s.senders6)
 }
 
-// checksum is the Internet checksum (RFC 1071) of b (an IPv4 header: even
-// length); over a header that carries its checksum it is 0.
+// checksum is the Internet checksum (RFC 1071) of b, summed 32 bits at a
+// time (the one's-complement sum folds to the same 16 bits); over a header
+// that carries its checksum it is 0.
 func checksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	var sum uint64
+	i := 0
+	for ; i+4 <= len(b); i += 4 {
+		sum += uint64(binary.BigEndian.Uint32(b[i:]))
+	}
+	if i+2 <= len(b) {
+		sum += uint64(binary.BigEndian.Uint16(b[i:])) << 16
+		i += 2
+	}
+	if i < len(b) {
+		sum += uint64(b[i]) << 24
 	}
 	for sum > 0xffff {
 		sum = sum>>16 + sum&0xffff
