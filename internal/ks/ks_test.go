@@ -187,6 +187,29 @@ func TestDenyEntriesInSATs(t *testing.T) {
 	}
 	check(sa)
 
+	// A KS restarted from its state file restores the keys and still
+	// sends the deny entries (they come from the configuration).
+	st, err := s.State("G")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(Options{})
+	r.SetNow(now.Add(56 * time.Minute))
+	if err := r.AddGroup(cfg, now.Add(56*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restore(st, now.Add(56*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := r.Join(peer("10.0.0.3"), isakmp.GroupID(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if restored.TEKs[0].SPI != sa.TEKs[0].SPI {
+		t.Fatal("keys not restored")
+	}
+	check(restored)
+
 	big := cfg
 	big.TEKs = []TEKPolicy{cfg.TEKs[0]}
 	big.TEKs[0].Bypass = nil

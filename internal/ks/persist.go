@@ -59,8 +59,8 @@ func (s *Server) Restore(st *store.GroupState, now time.Time) error {
 			if k.Src == t.sel.Src && k.Dst == t.sel.Dst && k.Proto == t.sel.Proto && k.SrcPort == t.sel.SrcPort && k.DstPort == t.sel.DstPort &&
 				isakmp.ESPTransform(k.Transform) == t.policy.Transform && k.KeyBits == t.policy.KeyBits && k.AuthAlg == t.policy.AuthAlg &&
 				now.Before(k.Expires) {
-				g.teks[i] = &tek{policy: t.policy, sel: t.sel, receiveOnly: t.receiveOnly, spi: k.SPI, encKey: k.EncKey, authKey: k.AuthKey,
-					created: k.Created, expires: k.Expires, sidNext: k.SIDNext}
+				g.teks[i] = &tek{policy: t.policy, sel: t.sel, before: t.before, after: t.after, receiveOnly: t.receiveOnly,
+					spi: k.SPI, encKey: k.EncKey, authKey: k.AuthKey, created: k.Created, expires: k.Expires, sidNext: k.SIDNext}
 			}
 		}
 	}
