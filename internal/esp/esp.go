@@ -365,6 +365,23 @@ func (s *SA) Open(pkt []byte) ([]byte, error) {
 	return s.open(src, pkt[ihl:tot], pkt[:gcmSaltLen+gcmIVLen])
 }
 
+// PacketSPI returns the SPI of pkt, an IPv4 packet carrying ESP, for the
+// caller's lookup of the SA to Open it with; ok is false when pkt is too
+// short or not an unfragmented IPv4 ESP packet (Open would drop it as
+// ErrMalformed).
+func PacketSPI(pkt []byte) (spi uint32, ok bool) {
+	if len(pkt) < ipv4HeaderLen || pkt[0]>>4 != 4 {
+		return 0, false
+	}
+	ihl := int(pkt[0]&0xf) * 4
+	tot := int(binary.BigEndian.Uint16(pkt[2:4]))
+	if ihl < ipv4HeaderLen || tot < ihl+4 || tot > len(pkt) || pkt[9] != protoESP ||
+		binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(pkt[ihl:]), true
+}
+
 // OpenESP is Open for an ESP packet without its IP header (ESP in UDP,
 // RFC 3948), src being the sender's address. It decrypts esp in place and
 // returns the inner packet, a subslice of esp.

@@ -149,6 +149,24 @@ func TestRoundTripEveryTransformAndSize(t *testing.T) {
 	}
 }
 
+func TestPacketSPI(t *testing.T) {
+	tx := mustNew(t, transforms()[0].tek, Config{})
+	pkt := sealOne(t, tx, "10.1.1.1", 10)
+	if spi, ok := PacketSPI(pkt); !ok || spi != testSPI {
+		t.Fatalf("PacketSPI = %#x, %v", spi, ok)
+	}
+	for k := range 24 {
+		if _, ok := PacketSPI(pkt[:k]); ok {
+			t.Fatalf("PacketSPI of %d octets: ok", k)
+		}
+	}
+	frag := bytes.Clone(pkt)
+	frag[6] |= 0x20
+	if _, ok := PacketSPI(frag); ok {
+		t.Fatal("PacketSPI of a fragment: ok")
+	}
+}
+
 // Sealing in place (inner at buf[Headroom():]) and OpenESP (ESP in UDP)
 // give the same results as the copying paths.
 func TestSealInPlaceAndOpenESP(t *testing.T) {
