@@ -131,6 +131,7 @@ func GDOI(s node.Snapshot) (string, any) {
 		}
 		fmt.Fprintf(&b, "     Group Server list       : %s\n\n", strings.Join(servers, ", "))
 		gmInfo(&b, s, m)
+		downloadedACL(&b, m)
 	}
 	return b.String(), map[string]any{"ks_groups": s.KS, "gm_groups": s.GM, "ks_addresses_not_served": s.Unserved}
 }
@@ -180,6 +181,19 @@ func gmInfo(b *strings.Builder, s node.Snapshot, m node.MemberState) {
 	fmt.Fprintf(b, "       Fail-Close            : %s\n\n", state)
 }
 
+// downloadedACL lists the policy the member downloaded, in ACL order
+// (deny: passed in the clear, permit: encrypted; SPEC E3).
+func downloadedACL(b *strings.Builder, m node.MemberState) {
+	if len(m.ACL) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "    ACL Downloaded From KS %s:\n", m.ACLFrom)
+	for _, e := range m.ACL {
+		fmt.Fprintf(b, "      access-list  %s\n", aceAct(e.Action.String(), e.IPProto, e.Src, e.Dst, e.SrcPort, e.DstPort))
+	}
+	b.WriteString("\n")
+}
+
 // KSMembers renders `show crypto gdoi ks members`.
 func KSMembers(s node.Snapshot) (string, any) {
 	var b strings.Builder
@@ -215,13 +229,7 @@ func GM(s node.Snapshot) (string, any) {
 	var b strings.Builder
 	for _, m := range s.GM {
 		gmInfo(&b, s, m)
-		if len(m.ACL) > 0 {
-			fmt.Fprintf(&b, "    ACL Downloaded From KS %s:\n", m.ACLFrom)
-			for _, e := range m.ACL {
-				fmt.Fprintf(&b, "      access-list  %s\n", aceAct(e.Action.String(), e.IPProto, e.Src, e.Dst, e.SrcPort, e.DstPort))
-			}
-			b.WriteString("\n")
-		}
+		downloadedACL(&b, m)
 		for _, k := range s.KEKs {
 			if k.Group != m.Group {
 				continue
