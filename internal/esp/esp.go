@@ -320,13 +320,7 @@ func (s *SA) Seal(dst, inner []byte) ([]byte, error) {
 		if _, err := io.ReadFull(s.rand, iv); err != nil {
 			return dst[:start], fmt.Errorf("esp: CBC IV: %w", err)
 		}
-		prev := iv
-		for i := 0; i < len(pt); i += aes.BlockSize {
-			b := pt[i : i+aes.BlockSize]
-			subtle.XORBytes(b, b, prev)
-			s.block.Encrypt(b, b)
-			prev = b
-		}
+		cbcEncrypt(s.block, iv, pt)
 		m := s.macs.Get().(*macState)
 		m.h.Reset()
 		m.h.Write(esp[:espHeaderLen+cbcIVLen+ptLen]) // RFC 4303 §2.8: SPI..trailer
@@ -457,18 +451,7 @@ func (s *SA) open(src netip.Addr, esp, nonce []byte) ([]byte, error) {
 		if !ok {
 			return nil, ErrAuth
 		}
-		// CBC decryption in place, last block first so that each block's
-		// predecessor is still ciphertext when it is needed.
-		iv := esp[espHeaderLen:hdr]
-		for i := len(ct) - aes.BlockSize; i >= 0; i -= aes.BlockSize {
-			b := ct[i : i+aes.BlockSize]
-			s.block.Decrypt(b, b)
-			prev := iv
-			if i > 0 {
-				prev = ct[i-aes.BlockSize : i]
-			}
-			subtle.XORBytes(b, b, prev)
-		}
+		cbcDecrypt(s.block, esp[espHeaderLen:hdr], ct)
 		pt = ct
 	}
 
@@ -528,6 +511,33 @@ func (s *SA) Senders() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.senders) + len(s.senders6)
+}
+
+// cbcEncrypt encrypts buf (whole blocks) in place in CBC mode (RFC 3602)
+// with iv. crypto/cipher's CBC modes are objects made per IV, which would
+// allocate per packet; the block cipher is safe for concurrent use.
+func cbcEncrypt(b cipher.Block, iv, buf []byte) {
+	prev := iv
+	for i := 0; i+aes.BlockSize <= len(buf); i += aes.BlockSize {
+		blk := buf[i : i+aes.BlockSize]
+		subtle.XORBytes(blk, blk, prev)
+		b.Encrypt(blk, blk)
+		prev = blk
+	}
+}
+
+// cbcDecrypt decrypts buf (whole blocks) in place, last block first so
+// that each block's predecessor is still ciphertext when it is needed.
+func cbcDecrypt(b cipher.Block, iv, buf []byte) {
+	for i := len(buf)/aes.BlockSize*aes.BlockSize - aes.BlockSize; i >= 0; i -= aes.BlockSize {
+		blk := buf[i : i+aes.BlockSize]
+		b.Decrypt(blk, blk)
+		prev := iv
+		if i > 0 {
+			prev = buf[i-aes.BlockSize : i]
+		}
+		subtle.XORBytes(blk, blk, prev)
+	}
 }
 
 // checksum is the Internet checksum (RFC 1071) of b, summed 32 bits at a
