@@ -55,3 +55,34 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSealOpen seals arbitrary inner packets with every transform: Seal
+// never panics, refuses (ErrMalformed, ErrTooBig) anything that is not one
+// IPv4 packet of exactly its length, and what it seals opens to the very
+// inner packet with the outer addresses equal to the inner ones.
+//
+// proves: E1 (issue 12: no input panics; address preservation)
+func FuzzSealOpen(f *testing.F) {
+	f.Add(uint8(0), innerPacket("10.1.1.5", "10.1.2.7", 0, 1, true))
+	f.Add(uint8(2), innerPacket("10.1.1.5", "10.1.2.7", 100, 255, false))
+	f.Add(uint8(5), []byte{0x46, 0, 0, 24})
+	trs := transforms()
+	f.Fuzz(func(t *testing.T, which uint8, inner []byte) {
+		tr := trs[int(which)%len(trs)]
+		tx, rx := mustNew(t, tr.tek, Config{}), mustNew(t, tr.tek, Config{})
+		pkt, err := tx.Seal(nil, inner)
+		if err != nil {
+			if err != ErrMalformed && err != ErrTooBig {
+				t.Fatalf("untyped refusal %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(pkt[12:20], inner[12:20]) {
+			t.Fatalf("outer addresses % x, inner % x", pkt[12:20], inner[12:20])
+		}
+		got, err := rx.Open(pkt)
+		if err != nil || !bytes.Equal(got, inner) {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
