@@ -11,6 +11,8 @@
 #   nftables            - nft: random packet loss in test namespaces (internal/testnet DropRandom)
 #   python3-scapy       - scapy's ESP, the independent judge of internal/esp
 #   python3-cryptography - the ciphers scapy's ESP uses
+#   iputils-ping        - ping between the hosts of the data-plane namespaces (internal/dataplane)
+#   iperf3              - throughput through the data plane (internal/dataplane)
 set -euo pipefail
 
 # command -> Debian package that provides it
@@ -24,6 +26,8 @@ declare -A want=(
   [nft]=nftables
   [/usr/lib/python3/dist-packages/scapy/layers/ipsec.py]=python3-scapy
   [/usr/lib/python3/dist-packages/cryptography/__init__.py]=python3-cryptography
+  [ping]=iputils-ping
+  [iperf3]=iperf3
 )
 
 missing=()

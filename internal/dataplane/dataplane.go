@@ -1,0 +1,620 @@
+// Package dataplane is the userspace forwarding engine of a group member
+// (a router): it reads clear packets from a TUN device, looks them up in the
+// group policy (first match, sadb.Lookup), seals the protected ones with the
+// group's sending TEK (internal/esp, tunnel mode with address preservation)
+// and sends them on a raw IPv4 socket; it reads ESP for the group's SPIs from
+// a raw IPPROTO_ESP socket, opens it, checks the inner packet against the
+// SA's group policy and writes it to the TUN device, from where the kernel
+// forwards it to the host behind the GM.
+//
+// With address preservation the outer destination of an incoming ESP packet
+// is a host behind the GM, not the GM: the kernel would forward it. Setup
+// installs the Linux policy routing that delivers it locally instead (see
+// Routes), and marks the engine's own outer packets so that they are routed
+// by the main table rather than back into the TUN device.
+//
+// One goroutine per direction; the hot path takes no lock: the keys and
+// policy are a snapshot published through an atomic pointer, rebuilt by
+// Refresh (call it when the SA database changes, or let Run poll).
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/groupvpn/groupvpn/internal/esp"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+)
+
+// Keys is what the engine reads its TEKs and policy from; sadb.Memory
+// implements it.
+type Keys interface {
+	TEKs() []sadb.TEK
+	Policy(group string) []sadb.PolicyEntry
+	FailMode(group string) sadb.FailMode
+}
+
+// Config is what New needs.
+type Config struct {
+	Keys Keys
+	// TUN is the device the protected prefixes are routed into.
+	TUN tun.Device
+	// Mark is the SO_MARK of the raw send socket (Routes' FwMark): the
+	// engine's own packets are routed by the main table. 0: no mark.
+	Mark uint32
+	// Now is the clock (nil: time.Now); read once per batch.
+	Now func() time.Time
+	// Rand supplies CBC IVs (nil: crypto/rand).
+	Rand io.Reader
+	// Poll, when positive, makes Run refresh the snapshot that often in
+	// addition to explicit Refresh calls.
+	Poll time.Duration
+}
+
+// Stats are the engine's counters. Every drop has one.
+type Stats struct {
+	Encaps         uint64 // packets sealed and sent as ESP
+	Decaps         uint64 // ESP packets opened and delivered to the TUN
+	AuthFailures   uint64 // ESP whose ICV did not verify
+	Replay         uint64 // ESP replayed or outside the window
+	NoSA           uint64 // ESP for an SPI of no TEK held (or one no longer accepted)
+	FailCloseDrops uint64 // covered packets dropped: no usable TEK, fail-close
+	FailOpenClear  uint64 // covered packets sent in the clear: no usable TEK, fail-open
+	ReceiveOnly    uint64 // covered packets sent in the clear: the group's TEKs are receive-only
+	PolicyMismatch uint64 // opened packets no Protect entry of the SA's group selects
+	Bypass         uint64 // packets a Bypass (deny) entry passes in the clear
+	NotGroup       uint64 // packets no group's policy selects, sent in the clear
+	Malformed      uint64 // packets from the TUN or the network that are not IPv4 the engine handles
+	SealErrors     uint64 // packets the sending SA refused (too big, sequence numbers exhausted)
+	SendErrors     uint64 // sends on the raw socket that failed
+	TUNErrors      uint64 // writes to the TUN device that failed
+	TooManySenders uint64 // authentic ESP from a new sender while the SA keeps its maximum of replay windows
+}
+
+// Counter is one named counter of Stats, for show commands and metrics.
+type Counter struct {
+	Name  string // snake_case, stable
+	Help  string
+	Value uint64
+}
+
+// Counters lists every counter of s in a stable order.
+func (s Stats) Counters() []Counter {
+	return []Counter{
+		{"encaps", "packets encapsulated (encrypted and digested) and sent", s.Encaps},
+		{"decaps", "packets decapsulated (verified and decrypted) and delivered", s.Decaps},
+		{"auth_failures", "ESP packets whose integrity check failed", s.AuthFailures},
+		{"replay", "ESP packets replayed or outside the anti-replay window", s.Replay},
+		{"no_sa", "ESP packets for an SPI of no TEK accepted", s.NoSA},
+		{"fail_close_drops", "covered packets dropped while no TEK can send (fail-close)", s.FailCloseDrops},
+		{"fail_open_clear", "covered packets sent in the clear while no TEK can send (fail-open)", s.FailOpenClear},
+		{"receive_only_clear", "covered packets sent in the clear (receive-only SAs)", s.ReceiveOnly},
+		{"policy_mismatch", "decrypted packets no permit entry of the SA's group selects", s.PolicyMismatch},
+		{"bypass", "packets a deny entry passes in the clear", s.Bypass},
+		{"not_group", "packets no group policy selects, passed in the clear", s.NotGroup},
+		{"malformed", "packets that are not IPv4 the engine handles", s.Malformed},
+		{"seal_errors", "packets the sending SA refused (too big, sequence numbers exhausted)", s.SealErrors},
+		{"send_errors", "sends on the raw socket that failed", s.SendErrors},
+		{"tun_errors", "writes to the TUN device that failed", s.TUNErrors},
+		{"too_many_senders", "ESP from a new sender while the SA keeps its maximum of replay windows", s.TooManySenders},
+	}
+}
+
+// stats are the live counters, atomics written by the two goroutines.
+type stats struct {
+	encaps, decaps, auth, replay, noSA, failClose, failOpen, recvOnly,
+	mismatch, bypass, notGroup, malformed, sealErr, sendErr, tunErr, senders atomic.Uint64
+}
+
+// sa is one TEK with its engine SA.
+type sa struct {
+	tek sadb.TEK
+	esp *esp.SA
+}
+
+// group is one group's policy and SAs in a snapshot.
+type group struct {
+	name   string
+	policy []sadb.PolicyEntry
+	fail   sadb.FailMode
+	// send[i] are the candidate SAs of policy[i] (Protect entries), newest
+	// SendFrom first.
+	send [][]*sa
+}
+
+// snapshot is what the hot path reads, immutable once published.
+type snapshot struct {
+	groups []*group
+	bySPI  map[uint32]spiEntry
+}
+
+type spiEntry struct {
+	sa    *sa
+	group *group
+}
+
+// Engine forwards packets between a TUN device and raw IPv4 sockets.
+type Engine struct {
+	cfg    Config
+	now    func() time.Time
+	sendFD int
+	recvFD int
+	mtu    int
+	snap   atomic.Pointer[snapshot]
+	st     stats
+
+	mu   sync.Mutex // Refresh
+	sas  map[saKey]*sa
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+type saKey struct {
+	group string
+	spi   uint32
+}
+
+// New opens the raw sockets in the calling thread's network namespace and
+// builds the first snapshot. Run starts forwarding; Close stops it and
+// closes the sockets and the TUN device.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Keys == nil || cfg.TUN == nil {
+		return nil, errors.New("dataplane: Keys and TUN are required")
+	}
+	e := &Engine{cfg: cfg, now: cfg.Now, sendFD: -1, recvFD: -1, sas: map[saKey]*sa{}, stop: make(chan struct{})}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	var err error
+	e.sendFD, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: raw send socket: %w", err)
+	}
+	if cfg.Mark != 0 {
+		if err := unix.SetsockoptInt(e.sendFD, unix.SOL_SOCKET, unix.SO_MARK, int(cfg.Mark)); err != nil {
+			e.closeFDs()
+			return nil, fmt.Errorf("dataplane: SO_MARK: %w", err)
+		}
+	}
+	e.recvFD, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ESP)
+	if err != nil {
+		e.closeFDs()
+		return nil, fmt.Errorf("dataplane: raw ESP socket: %w", err)
+	}
+	// The receiver wakes this often to notice Close.
+	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
+	if err := unix.SetsockoptTimeval(e.recvFD, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		e.closeFDs()
+		return nil, fmt.Errorf("dataplane: SO_RCVTIMEO: %w", err)
+	}
+	// The device's MTU is read here, in the namespace (the TUN package
+	// asks through a socket of the calling thread).
+	if e.mtu, err = cfg.TUN.MTU(); err != nil {
+		e.closeFDs()
+		return nil, fmt.Errorf("dataplane: TUN MTU: %w", err)
+	}
+	if err := e.Refresh(); err != nil {
+		e.closeFDs()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) closeFDs() {
+	if e.sendFD >= 0 {
+		unix.Close(e.sendFD)
+	}
+	if e.recvFD >= 0 {
+		unix.Close(e.recvFD)
+	}
+}
+
+// Stats returns a copy of the counters.
+func (e *Engine) Stats() Stats {
+	s := &e.st
+	return Stats{
+		Encaps: s.encaps.Load(), Decaps: s.decaps.Load(), AuthFailures: s.auth.Load(),
+		Replay: s.replay.Load(), NoSA: s.noSA.Load(), FailCloseDrops: s.failClose.Load(),
+		FailOpenClear: s.failOpen.Load(), ReceiveOnly: s.recvOnly.Load(),
+		PolicyMismatch: s.mismatch.Load(), Bypass: s.bypass.Load(), NotGroup: s.notGroup.Load(),
+		Malformed: s.malformed.Load(), SealErrors: s.sealErr.Load(), SendErrors: s.sendErr.Load(),
+		TUNErrors: s.tunErr.Load(), TooManySenders: s.senders.Load(),
+	}
+}
+
+// Counters lists the engine's counters (Stats().Counters()).
+func (e *Engine) Counters() []Counter { return e.Stats().Counters() }
+
+// Refresh rebuilds the snapshot from Keys: call it whenever TEKs, policy or
+// fail mode change. An SA kept across a refresh keeps its engine state
+// (sequence numbers, replay windows).
+func (e *Engine) Refresh() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	teks := e.cfg.Keys.TEKs()
+	next := map[saKey]*sa{}
+	byGroup := map[string][]*sa{}
+	var errs []error
+	for _, t := range teks {
+		k := saKey{t.Group, t.SPI}
+		s := e.sas[k]
+		if s == nil || !sameKeys(s.tek, t) {
+			es, err := esp.New(t, esp.Config{Rand: e.cfg.Rand})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("dataplane: TEK %s/%#08x: %w", t.Group, t.SPI, err))
+				continue
+			}
+			s = &sa{tek: t, esp: es}
+		} else {
+			s = &sa{tek: t, esp: s.esp} // new times, same engine state
+		}
+		next[k] = s
+		byGroup[t.Group] = append(byGroup[t.Group], s)
+	}
+	snap := &snapshot{bySPI: map[uint32]spiEntry{}}
+	names := make([]string, 0, len(byGroup))
+	for g := range byGroup {
+		names = append(names, g)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		sas := byGroup[name]
+		slices.SortStableFunc(sas, func(a, b *sa) int { return b.tek.SendFrom.Compare(a.tek.SendFrom) })
+		g := &group{name: name, policy: e.cfg.Keys.Policy(name), fail: e.cfg.Keys.FailMode(name)}
+		g.send = make([][]*sa, len(g.policy))
+		for i, p := range g.policy {
+			if p.Action != sadb.Protect {
+				continue
+			}
+			for _, s := range sas {
+				if sameSelector(s.tek, p) {
+					g.send[i] = append(g.send[i], s)
+				}
+			}
+			if len(g.send[i]) == 0 {
+				g.send[i] = sas // the group's TEK covers its whole policy
+			}
+		}
+		snap.groups = append(snap.groups, g)
+		for _, s := range sas {
+			// SPIs are chosen by the KSs; two groups sharing one would
+			// be a KS misconfiguration: the first group keeps it.
+			if _, dup := snap.bySPI[s.tek.SPI]; !dup {
+				snap.bySPI[s.tek.SPI] = spiEntry{sa: s, group: g}
+			}
+		}
+	}
+	e.sas = next
+	e.snap.Store(snap)
+	return errors.Join(errs...)
+}
+
+func sameKeys(a, b sadb.TEK) bool {
+	return a.Transform == b.Transform && a.KeyBits == b.KeyBits && a.AuthAlg == b.AuthAlg &&
+		string(a.EncKey) == string(b.EncKey) && string(a.AuthKey) == string(b.AuthKey) &&
+		slices.Equal(a.SenderIDs, b.SenderIDs) && a.SIDBits == b.SIDBits &&
+		a.ReplayMethod == b.ReplayMethod && a.ReplayWindow == b.ReplayWindow
+}
+
+func sameSelector(t sadb.TEK, p sadb.PolicyEntry) bool {
+	return t.Src == p.Src && t.Dst == p.Dst && t.IPProto == p.IPProto && t.SrcPort == p.SrcPort && t.DstPort == p.DstPort
+}
+
+// sending returns the SA to seal with at now: the newest whose SendFrom has
+// come, not receive-only, not expired or deactivated. recvOnly reports that
+// the group holds a usable receive-only SA for the entry.
+func sending(cands []*sa, now time.Time) (s *sa, recvOnly bool) {
+	for _, c := range cands {
+		if !accepting(c.tek, now) {
+			continue
+		}
+		if c.tek.ReceiveOnly {
+			recvOnly = true
+			continue
+		}
+		if c.tek.SendFrom.After(now) {
+			continue
+		}
+		return c, false
+	}
+	return nil, recvOnly
+}
+
+// accepting reports whether a TEK may open packets at now.
+func accepting(t sadb.TEK, now time.Time) bool {
+	if !t.Expires.IsZero() && !now.Before(t.Expires) {
+		return false
+	}
+	return t.Deactivate.IsZero() || now.Before(t.Deactivate)
+}
+
+// Run starts the two forwarding goroutines (and the poller when Config.Poll
+// is set) and returns at once.
+func (e *Engine) Run() error {
+	e.wg.Add(2)
+	go e.outbound(e.mtu)
+	go e.inbound()
+	if e.cfg.Poll > 0 {
+		e.wg.Add(1)
+		go e.poll()
+	}
+	return nil
+}
+
+// Close stops the goroutines and closes the sockets and the TUN device
+// (which the engine owns from New on).
+func (e *Engine) Close() error {
+	var err error
+	e.once.Do(func() {
+		close(e.stop)
+		err = e.cfg.TUN.Close() // wakes the outbound read
+		e.wg.Wait()
+		e.closeFDs()
+	})
+	return err
+}
+
+func (e *Engine) stopped() bool {
+	select {
+	case <-e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (e *Engine) poll() {
+	defer e.wg.Done()
+	tk := time.NewTicker(e.cfg.Poll)
+	defer tk.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-tk.C:
+			_ = e.Refresh() // a TEK the engine cannot use stays unused
+		}
+	}
+}
+
+// vnetHdr is the virtio-net header the wireguard TUN device keeps before
+// each packet when offloads are on.
+const vnetHdr = 10
+
+// headroom is the room kept before each packet read from the TUN device for
+// the outer IPv4 header, ESP header and the largest IV (CBC: 16 octets).
+const headroom = 64
+
+// tailroom is the room kept after each packet for padding and the ICV.
+const tailroom = 64
+
+// outbound reads clear packets from the TUN device and sends them, sealed
+// or clear, on the raw socket.
+func (e *Engine) outbound(mtu int) {
+	defer e.wg.Done()
+	n := e.cfg.TUN.BatchSize()
+	if n < 1 {
+		n = 1
+	}
+	if mtu < 1280 {
+		mtu = 1280
+	}
+	off := vnetHdr + headroom
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, off+mtu+tailroom)
+	}
+	sizes := make([]int, n)
+	var to unix.SockaddrInet4
+	for {
+		cnt, err := e.cfg.TUN.Read(bufs, sizes, off)
+		if e.stopped() {
+			return
+		}
+		if err != nil && cnt == 0 {
+			if errors.Is(err, tun.ErrTooManySegments) {
+				e.st.malformed.Add(1)
+				continue
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, unix.EBADF) || isClosed(err) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // a transient error: don't spin
+			continue
+		}
+		snap := e.snap.Load()
+		now := e.now()
+		for i := 0; i < cnt; i++ {
+			buf := bufs[i]
+			pkt := buf[off : off+sizes[i]]
+			out, ok := e.encap(snap, now, buf[:off], pkt)
+			if !ok {
+				continue
+			}
+			copy(to.Addr[:], out[16:20])
+			if err := unix.Sendto(e.sendFD, out, 0, &to); err != nil {
+				e.st.sendErr.Add(1)
+			}
+		}
+	}
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADFD) || errors.Is(err, io.ErrClosedPipe)
+}
+
+// encap decides what to do with one clear packet and returns what to send:
+// the packet itself (clear) or its ESP packet built in front of it
+// (head is the room before pkt in the same buffer).
+func (e *Engine) encap(snap *snapshot, now time.Time, head, pkt []byte) ([]byte, bool) {
+	f, ok := parse(pkt)
+	if !ok {
+		e.st.malformed.Add(1)
+		return nil, false
+	}
+	for _, g := range snap.groups {
+		for i := range g.policy {
+			p := &g.policy[i]
+			if !p.Matches(f.proto, f.src, f.dst, f.sport, f.dport) {
+				continue
+			}
+			if p.Action != sadb.Protect {
+				e.st.bypass.Add(1)
+				return pkt, true
+			}
+			s, ro := sending(g.send[i], now)
+			if s == nil {
+				switch {
+				case ro:
+					e.st.recvOnly.Add(1)
+					return pkt, true
+				case g.fail == sadb.FailClose:
+					e.st.failClose.Add(1)
+					return nil, false
+				default:
+					e.st.failOpen.Add(1)
+					return pkt, true
+				}
+			}
+			h := s.esp.Headroom()
+			dst := head[len(head)-h : len(head)-h]
+			out, err := s.esp.Seal(dst, pkt)
+			if err != nil {
+				e.st.sealErr.Add(1)
+				return nil, false
+			}
+			e.st.encaps.Add(1)
+			return out, true
+		}
+	}
+	e.st.notGroup.Add(1)
+	return pkt, true
+}
+
+// flow is what the policy selects on.
+type flow struct {
+	proto        uint8
+	src, dst     netip.Addr
+	sport, dport uint16
+}
+
+// parse reads the selector fields of an IPv4 packet. Ports are those of
+// TCP, UDP and SCTP first fragments; 0 otherwise.
+func parse(p []byte) (flow, bool) {
+	if len(p) < 20 || p[0]>>4 != 4 {
+		return flow{}, false
+	}
+	ihl := int(p[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(p[2:4]))
+	if ihl < 20 || total < ihl || total > len(p) {
+		return flow{}, false
+	}
+	f := flow{
+		proto: p[9],
+		src:   netip.AddrFrom4([4]byte(p[12:16])),
+		dst:   netip.AddrFrom4([4]byte(p[16:20])),
+	}
+	fragOff := binary.BigEndian.Uint16(p[6:8]) & 0x1fff
+	switch f.proto {
+	case unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_SCTP:
+		if fragOff == 0 && total >= ihl+4 {
+			f.sport = binary.BigEndian.Uint16(p[ihl:])
+			f.dport = binary.BigEndian.Uint16(p[ihl+2:])
+		}
+	}
+	return f, true
+}
+
+// inbound reads ESP from the raw socket, opens it and writes the inner
+// packets to the TUN device in batches.
+func (e *Engine) inbound() {
+	defer e.wg.Done()
+	n := e.cfg.TUN.BatchSize()
+	if n < 1 {
+		n = 1
+	}
+	const bufSize = 65536
+	raw := make([][]byte, n)
+	for i := range raw {
+		raw[i] = make([]byte, bufSize)
+	}
+	out := make([][]byte, 0, n)
+	for !e.stopped() {
+		out = out[:0]
+		flags := 0
+		for i := 0; i < n; i++ {
+			m, _, err := unix.Recvfrom(e.recvFD, raw[i], flags)
+			if err != nil {
+				break // timeout, nothing more queued, or closed
+			}
+			flags = unix.MSG_DONTWAIT
+			if inner, start, ok := e.decap(raw[i][:m]); ok {
+				// The TUN device writes its header in the vnetHdr
+				// octets before the packet (Open left the outer
+				// headers there).
+				out = append(out, raw[i][start-vnetHdr:start+len(inner)])
+			}
+		}
+		if len(out) == 0 {
+			continue
+		}
+		if _, err := e.cfg.TUN.Write(out, vnetHdr); err != nil {
+			e.st.tunErr.Add(1)
+		}
+	}
+}
+
+// decap opens one ESP packet; it returns the inner packet and its offset in
+// pkt.
+func (e *Engine) decap(pkt []byte) ([]byte, int, bool) {
+	spi, ok := esp.PacketSPI(pkt)
+	if !ok {
+		e.st.malformed.Add(1)
+		return nil, 0, false
+	}
+	ent, ok := e.snap.Load().bySPI[spi]
+	if !ok || !accepting(ent.sa.tek, e.now()) {
+		e.st.noSA.Add(1)
+		return nil, 0, false
+	}
+	inner, err := ent.sa.esp.Open(pkt)
+	switch err {
+	case nil:
+	case esp.ErrAuth:
+		e.st.auth.Add(1)
+		return nil, 0, false
+	case esp.ErrReplay:
+		e.st.replay.Add(1)
+		return nil, 0, false
+	case esp.ErrSenders:
+		e.st.senders.Add(1)
+		return nil, 0, false
+	default:
+		e.st.malformed.Add(1)
+		return nil, 0, false
+	}
+	f, ok := parse(inner)
+	if !ok {
+		e.st.malformed.Add(1)
+		return nil, 0, false
+	}
+	p, ok := sadb.Lookup(ent.group.policy, f.proto, f.src, f.dst, f.sport, f.dport)
+	if !ok || p.Action != sadb.Protect {
+		e.st.mismatch.Add(1)
+		return nil, 0, false
+	}
+	e.st.decaps.Add(1)
+	return inner, cap(pkt) - cap(inner), true // inner is pkt[start:...]
+}

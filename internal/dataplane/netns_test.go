@@ -1,0 +1,328 @@
+package dataplane_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/groupvpn/groupvpn/internal/dataplane"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/testnet"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+const (
+	testSPI    = 0x5eed0001
+	testMark   = 0x6770
+	bypassPort = 9999
+	secretPort = 7777
+)
+
+// groupPolicy is the KS's ACL as both GMs hold it: UDP to port 9999
+// between the sites is denied (clear), everything else between them is
+// permitted (encrypted).
+func groupPolicy() []sadb.PolicyEntry {
+	sites := netip.MustParsePrefix("10.1.0.0/16")
+	return []sadb.PolicyEntry{
+		{Action: sadb.Bypass, IPProto: unix.IPPROTO_UDP, Src: sites, Dst: sites, DstPort: bypassPort},
+		{Action: sadb.Protect, Src: sites, Dst: sites, SPI: testSPI},
+	}
+}
+
+func gcmTEK(sid uint32) sadb.TEK {
+	key := make([]byte, 16+4)
+	for i := range key {
+		key[i] = byte(0x40 + i)
+	}
+	return sadb.TEK{Group: "g", SPI: testSPI, Protocol: isakmp.TEKProtoESP, Transform: uint8(isakmp.ESPAESGCM16),
+		KeyBits: 128, EncKey: key, SenderIDs: []uint32{sid}, SIDBits: 8,
+		Src: netip.MustParsePrefix("10.1.0.0/16"), Dst: netip.MustParsePrefix("10.1.0.0/16"),
+		ReplayMethod: isakmp.ReplayCounter, ReplayWindow: 64,
+		Expires: time.Now().Add(time.Hour)}
+}
+
+// gm starts the engine in ns with the TEK and policy installed in a
+// sadb.Memory, and installs its policy routing.
+func startGM(t *testing.T, ns *testnet.Netns, tek sadb.TEK, lan netip.Prefix) *dataplane.Engine {
+	t.Helper()
+	mem := sadb.NewMemory()
+	if err := mem.InstallTEK(tek); err != nil {
+		t.Fatal(err)
+	}
+	mem.SetPolicy("g", groupPolicy())
+	mem.SetFailMode("g", sadb.FailClose)
+	var e *dataplane.Engine
+	ns.Do(t, func() error {
+		dev, err := tun.CreateTUN("gtun", 1400)
+		if err != nil {
+			return fmt.Errorf("create TUN: %w", err)
+		}
+		e, err = dataplane.New(dataplane.Config{Keys: mem, TUN: dev, Mark: testMark})
+		if err != nil {
+			dev.Close()
+			return err
+		}
+		return nil
+	})
+	t.Cleanup(func() { e.Close() })
+	r := &dataplane.Routes{TUN: "gtun", Mark: testMark,
+		Protected: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
+		Local:     []netip.Prefix{lan},
+		IP: func(args ...string) error {
+			out, err := exec.Command("ip", append([]string{"-n", ns.Name}, args...)...).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
+			}
+			return nil
+		}}
+	if err := r.Install(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Remove() })
+	if err := e.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// packet is one IPv4 packet seen in the core.
+type packet struct {
+	proto    uint8
+	src, dst netip.Addr
+	raw      []byte
+}
+
+// capture records every IPv4 packet crossing the core's interfaces.
+type capture struct {
+	fd   int
+	mu   sync.Mutex
+	pkts []packet
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startCapture(t *testing.T, ns *testnet.Netns) *capture {
+	c := &capture{stop: make(chan struct{}), done: make(chan struct{})}
+	ns.Do(t, func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_IP)))
+		if err != nil {
+			return err
+		}
+		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
+		c.fd = fd
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	})
+	go func() {
+		defer close(c.done)
+		buf := make([]byte, 65536)
+		for {
+			select {
+			case <-c.stop:
+				return
+			default:
+			}
+			n, _, err := unix.Recvfrom(c.fd, buf, 0)
+			if err != nil || n < 20 {
+				continue
+			}
+			p := packet{proto: buf[9], src: netip.AddrFrom4([4]byte(buf[12:16])), dst: netip.AddrFrom4([4]byte(buf[16:20])),
+				raw: append([]byte(nil), buf[:n]...)}
+			c.mu.Lock()
+			c.pkts = append(c.pkts, p)
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *capture) close() {
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	close(c.stop)
+	<-c.done
+	unix.Close(c.fd)
+}
+
+func (c *capture) packets() []packet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]packet(nil), c.pkts...)
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// udpPair opens a UDP socket in each host and checks that a datagram from
+// a reaches b.
+func sendUDP(t *testing.T, from, to *testnet.Netns, src, dst netip.Addr, port int, payload []byte) {
+	t.Helper()
+	var rc, sc *net.UDPConn
+	to.Do(t, func() error {
+		var err error
+		rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: dst.AsSlice(), Port: port})
+		return err
+	})
+	defer rc.Close()
+	from.Do(t, func() error {
+		var err error
+		sc, err = net.DialUDP("udp4", &net.UDPAddr{IP: src.AsSlice()}, &net.UDPAddr{IP: dst.AsSlice(), Port: port})
+		return err
+	})
+	defer sc.Close()
+	buf := make([]byte, 2048)
+	for try := 0; try < 10; try++ {
+		if _, err := sc.Write(payload); err != nil {
+			t.Fatal(err)
+		}
+		rc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, _, err := rc.ReadFromUDP(buf)
+		if err == nil {
+			if !bytes.Equal(buf[:n], payload) {
+				t.Fatalf("port %d: got %q, want %q", port, buf[:n], payload)
+			}
+			return
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatal(err)
+		}
+	}
+	t.Fatalf("UDP %v -> %v:%d never arrived", src, dst, port)
+}
+
+// Two GM routers with a host behind each, joined by a core that routes the
+// host prefixes (no NAT, no tunnels): the engines protect the permitted
+// traffic with address preservation, pass the denied flow in the clear and
+// drop a replayed packet.
+// proves: E1 (issue 12)
+func TestNetnsTwoSites(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireNetns(t)
+	testnet.RequireTools(t, "ip", "ping")
+	core := testnet.NewNetns(t, "dp-core")
+	gm1 := testnet.NewNetns(t, "dp-gm1")
+	gm2 := testnet.NewNetns(t, "dp-gm2")
+	h1 := testnet.NewNetns(t, "dp-h1")
+	h2 := testnet.NewNetns(t, "dp-h2")
+	pfx := netip.MustParsePrefix
+	testnet.VethBetween(t, "dpc1", core, gm1, pfx("10.100.1.1/24"), pfx("10.100.1.2/24"))
+	testnet.VethBetween(t, "dpc2", core, gm2, pfx("10.100.2.1/24"), pfx("10.100.2.2/24"))
+	testnet.VethBetween(t, "dpl1", gm1, h1, pfx("10.1.1.1/24"), pfx("10.1.1.2/24"))
+	testnet.VethBetween(t, "dpl2", gm2, h2, pfx("10.1.2.1/24"), pfx("10.1.2.2/24"))
+	for _, ns := range []*testnet.Netns{core, gm1, gm2} {
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0")
+	}
+	core.Run(t, "ip", "route", "add", "10.1.1.0/24", "via", "10.100.1.2")
+	core.Run(t, "ip", "route", "add", "10.1.2.0/24", "via", "10.100.2.2")
+	gm1.Run(t, "ip", "route", "add", "default", "via", "10.100.1.1")
+	gm2.Run(t, "ip", "route", "add", "default", "via", "10.100.2.1")
+	h1.Run(t, "ip", "route", "add", "default", "via", "10.1.1.1")
+	h2.Run(t, "ip", "route", "add", "default", "via", "10.1.2.1")
+
+	e1 := startGM(t, gm1, gcmTEK(1), pfx("10.1.1.0/24"))
+	e2 := startGM(t, gm2, gcmTEK(2), pfx("10.1.2.0/24"))
+	for _, ns := range []*testnet.Netns{gm1, gm2} {
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.gtun.rp_filter=0")
+	}
+	capt := startCapture(t, core)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gm1 %+v", e1.Stats())
+			t.Logf("gm2 %+v", e2.Stats())
+			for _, p := range capt.packets() {
+				t.Logf("core: %v -> %v proto %d len %d", p.src, p.dst, p.proto, len(p.raw))
+			}
+			t.Logf("gm1 rules:\n%s", gm1.Run(t, "ip", "rule"))
+			out, _ := gm2.Command("sh", "-c", "ip -s link show dpc2; nstat -az | grep -v ' 0 '; sysctl -a 2>/dev/null | grep rp_filter; ip route show table all").CombinedOutput()
+			t.Logf("gm2:\n%s", out)
+		}
+	})
+
+	a1, a2 := netip.MustParseAddr("10.1.1.2"), netip.MustParseAddr("10.1.2.2")
+	marker := []byte("GROUPVPN-SECRET-MARKER")
+	h1.Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker[:16]), a2.String())
+	h2.Run(t, "ping", "-c", "2", "-i", "0.2", "-W", "2", a1.String())
+	sendUDP(t, h1, h2, a1, a2, secretPort, marker)
+	sendUDP(t, h2, h1, a2, a1, secretPort, marker)
+	clear := []byte("DENIED-FLOW-IN-THE-CLEAR")
+	sendUDP(t, h1, h2, a1, a2, bypassPort, clear)
+	time.Sleep(200 * time.Millisecond)
+
+	pkts := capt.packets()
+	var espTo2 []byte
+	var nESP, nClear int
+	for _, p := range pkts {
+		if bytes.Contains(p.raw, marker[:16]) {
+			t.Errorf("core saw the plaintext marker: %v -> %v proto %d", p.src, p.dst, p.proto)
+		}
+		if !sites(p.src) || !sites(p.dst) {
+			continue
+		}
+		switch p.proto {
+		case unix.IPPROTO_ESP:
+			nESP++
+			if p.dst == a2 {
+				if p.src != a1 {
+					t.Errorf("ESP to %v from %v: outer source is not the inner one", p.dst, p.src)
+				}
+				espTo2 = p.raw
+			}
+		case unix.IPPROTO_UDP:
+			if !bytes.Contains(p.raw, clear) {
+				t.Errorf("clear UDP between the sites that is not the denied flow: %v -> %v", p.src, p.dst)
+			}
+			nClear++
+		default:
+			t.Errorf("clear packet (proto %d) between the sites: %v -> %v", p.proto, p.src, p.dst)
+		}
+	}
+	if nESP == 0 || nClear == 0 || espTo2 == nil {
+		t.Fatalf("core saw %d ESP and %d clear packets between the sites; want both", nESP, nClear)
+	}
+	s1, s2 := e1.Stats(), e2.Stats()
+	t.Logf("gm1 %+v", s1)
+	t.Logf("gm2 %+v", s2)
+	if s1.Encaps == 0 || s2.Decaps == 0 || s2.Encaps == 0 || s1.Decaps == 0 || s1.Bypass == 0 {
+		t.Fatalf("counters: gm1 %+v gm2 %+v", s1, s2)
+	}
+
+	// Replay a captured ESP packet from the core: gm2 drops and counts it.
+	var fd int
+	core.Do(t, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		return err
+	})
+	defer unix.Close(fd)
+	if err := unix.Sendto(fd, espTo2, 0, &unix.SockaddrInet4{Addr: a2.As4()}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e2.Stats().Replay == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("replayed ESP not counted: gm2 %+v", e2.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := e2.Stats().Decaps; got != s2.Decaps {
+		t.Errorf("gm2 delivered the replayed packet: decaps %d -> %d", s2.Decaps, got)
+	}
+}
+
+func sites(a netip.Addr) bool { return netip.MustParsePrefix("10.1.0.0/16").Contains(a) }
