@@ -57,6 +57,10 @@ type Config struct {
 	Now func() time.Time
 	// Rand supplies CBC IVs (nil: crypto/rand).
 	Rand io.Reader
+	// Groups are the groups configured on the GM: their policy and fail
+	// mode apply even while the engine holds no TEK of theirs (fail-close
+	// before registration). A group with TEKs applies in any case.
+	Groups []string
 	// Poll, when positive, makes Run refresh the snapshot that often in
 	// addition to explicit Refresh calls.
 	Poll time.Duration
@@ -246,6 +250,9 @@ func (e *Engine) Refresh() error {
 	teks := e.cfg.Keys.TEKs()
 	next := map[saKey]*sa{}
 	byGroup := map[string][]*sa{}
+	for _, g := range e.cfg.Groups {
+		byGroup[g] = nil
+	}
 	var errs []error
 	for _, t := range teks {
 		k := saKey{t.Group, t.SPI}

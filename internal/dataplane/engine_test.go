@@ -1,0 +1,221 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+var (
+	sites = netip.MustParsePrefix("10.1.0.0/16")
+	h1    = netip.MustParseAddr("10.1.1.2")
+	h2    = netip.MustParseAddr("10.1.2.2")
+	t0    = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func tek(spi uint32, sid uint32, sendFrom time.Time) sadb.TEK {
+	key := make([]byte, 20)
+	key[0] = byte(spi)
+	return sadb.TEK{Group: "g", SPI: spi, Protocol: isakmp.TEKProtoESP, Transform: uint8(isakmp.ESPAESGCM16),
+		KeyBits: 128, EncKey: key, SenderIDs: []uint32{sid}, SIDBits: 8, Src: sites, Dst: sites,
+		ReplayMethod: isakmp.ReplayCounter, ReplayWindow: 64,
+		Installed: sendFrom, SendFrom: sendFrom, Expires: t0.Add(time.Hour)}
+}
+
+// udp builds an IPv4 UDP packet.
+func udp(src, dst netip.Addr, dport uint16, payload string) []byte {
+	p := make([]byte, 28+len(payload))
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
+	p[8] = 64
+	p[9] = unix.IPPROTO_UDP
+	s, d := src.As4(), dst.As4()
+	copy(p[12:], s[:])
+	copy(p[16:], d[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(p[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	binary.BigEndian.PutUint16(p[10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(p[20:], 40000)
+	binary.BigEndian.PutUint16(p[22:], dport)
+	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))
+	copy(p[28:], payload)
+	return p
+}
+
+// engine builds an Engine over mem without sockets or TUN: the decisions
+// of the hot path, tested without root.
+func engine(t *testing.T, mem *sadb.Memory, now *time.Time) *Engine {
+	t.Helper()
+	e := &Engine{cfg: Config{Keys: mem}, now: func() time.Time { return *now }, sas: map[saKey]*sa{}, sendFD: -1, recvFD: -1}
+	if err := e.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// out runs one clear packet through the outbound decision: "esp" with the
+// SPI, "clear" or "drop".
+func out(e *Engine, pkt []byte) (string, []byte) {
+	buf := make([]byte, headroom+len(pkt)+tailroom)
+	copy(buf[headroom:], pkt)
+	o, ok := e.encap(e.snap.Load(), e.now(), buf[:headroom], buf[headroom:headroom+len(pkt)])
+	switch {
+	case !ok:
+		return "drop", nil
+	case o[9] == unix.IPPROTO_ESP:
+		return "esp", o
+	default:
+		return "clear", o
+	}
+}
+
+func policy() []sadb.PolicyEntry {
+	return []sadb.PolicyEntry{
+		{Action: sadb.Bypass, IPProto: unix.IPPROTO_UDP, Src: sites, Dst: sites, DstPort: 9999},
+		{Action: sadb.Protect, IPProto: unix.IPPROTO_UDP, Src: sites, Dst: sites},
+	}
+}
+
+// Fail-close drops covered traffic while the group holds no TEK, deny
+// entries still pass and traffic no entry selects passes; fail-open passes
+// covered traffic in the clear; receive-only SAs send in the clear.
+// proves: T3 (issue 12)
+func TestOutboundGroupBehaviour(t *testing.T) {
+	now := t0
+	mem := sadb.NewMemory()
+	mem.SetPolicy("g", policy())
+	mem.SetFailMode("g", sadb.FailClose)
+	e := engine(t, mem, &now)
+	covered := udp(h1, h2, 5000, "covered")
+	if got, _ := out(e, covered); got != "clear" {
+		t.Fatalf("covered packet of a group not configured, before any TEK: %s", got)
+	}
+	e.cfg.Groups = []string{"g"} // configured: fail-close before registration
+	e.Refresh()
+	if got, _ := out(e, covered); got != "drop" {
+		t.Fatalf("fail-close before any TEK: %s, want drop", got)
+	}
+	mem.InstallTEK(tek(0x100, 1, t0.Add(time.Minute))) // sends from t0+1m
+	e.Refresh()
+	if got, _ := out(e, covered); got != "drop" {
+		t.Errorf("fail-close, TEK not yet sending: %s, want drop", got)
+	}
+	if got, _ := out(e, udp(h1, h2, 9999, "deny")); got != "clear" {
+		t.Errorf("deny entry under fail-close: %s, want clear", got)
+	}
+	if got, _ := out(e, udp(h1, netip.MustParseAddr("192.0.2.1"), 5000, "x")); got != "clear" {
+		t.Errorf("packet no entry selects: %s, want clear", got)
+	}
+	mem.SetFailMode("g", sadb.FailOpen)
+	e.Refresh()
+	if got, _ := out(e, covered); got != "clear" {
+		t.Errorf("fail-open, TEK not yet sending: %s, want clear", got)
+	}
+	now = t0.Add(time.Minute)
+	got, o := out(e, covered)
+	if spi, _ := binary.BigEndian.Uint32(o[20:]), 0; got != "esp" || spi != 0x100 {
+		t.Fatalf("TEK sending: %s SPI %#x", got, spi)
+	}
+	if [4]byte(o[12:16]) != h1.As4() || [4]byte(o[16:20]) != h2.As4() {
+		t.Errorf("outer addresses %v -> %v are not the inner ones", o[12:16], o[16:20])
+	}
+	ro := tek(0x200, 1, t0)
+	ro.ReceiveOnly = true
+	mem.DeleteTEK("g", 0x100)
+	mem.InstallTEK(ro)
+	e.Refresh()
+	if got, _ := out(e, covered); got != "clear" {
+		t.Errorf("receive-only: %s, want clear", got)
+	}
+	st := e.Stats()
+	if st.FailCloseDrops != 2 || st.FailOpenClear != 1 || st.ReceiveOnly != 1 || st.Bypass != 1 || st.NotGroup != 2 || st.Encaps != 1 {
+		t.Errorf("counters %+v", st)
+	}
+}
+
+// After a rekey the new TEK seals from its SendFrom (ATD), the old one is
+// accepted until its Deactivate (DTD) and refused after, counted as no SA;
+// an SA kept across a refresh keeps its replay state.
+// proves: T3 (issue 12)
+func TestRekeyAndInbound(t *testing.T) {
+	now := t0
+	mem := sadb.NewMemory()
+	mem.SetPolicy("g", policy())
+	mem.SetFailMode("g", sadb.FailClose)
+	mem.InstallTEK(tek(0x100, 1, t0))
+	a := engine(t, mem, &now) // sender
+	peerMem := sadb.NewMemory()
+	peerMem.SetPolicy("g", policy())
+	peerMem.InstallTEK(tek(0x100, 2, t0))
+	b := engine(t, peerMem, &now) // receiver
+
+	in := func(pkt []byte) bool {
+		p := append([]byte(nil), pkt...)
+		_, _, ok := b.decap(p)
+		return ok
+	}
+	_, old := out(a, udp(h1, h2, 5000, "one"))
+	old = append([]byte(nil), old...)
+	if !in(old) {
+		t.Fatalf("first packet refused: %+v", b.Stats())
+	}
+	// Rekey: the new TEK arrives now, sends from ATD = now+30s, and the
+	// old one is deactivated at DTD = now+60s.
+	next := tek(0x101, 1, t0.Add(30*time.Second))
+	mem.InstallTEK(next)
+	peerNext := tek(0x101, 2, t0.Add(30*time.Second))
+	peerMem.InstallTEK(peerNext)
+	oldPeer := tek(0x100, 2, t0)
+	oldPeer.Deactivate = t0.Add(60 * time.Second)
+	peerMem.InstallTEK(oldPeer)
+	a.Refresh()
+	b.Refresh()
+	if in(old) {
+		t.Errorf("a packet replayed across a refresh was accepted")
+	}
+	if _, o := out(a, udp(h1, h2, 5000, "two")); binary.BigEndian.Uint32(o[20:]) != 0x100 {
+		t.Errorf("before ATD sealed with %#x, want the old TEK", binary.BigEndian.Uint32(o[20:]))
+	}
+	_, late := out(a, udp(h1, h2, 5000, "late"))
+	late = append([]byte(nil), late...)
+	now = t0.Add(30 * time.Second)
+	_, o := out(a, udp(h1, h2, 5000, "three"))
+	if binary.BigEndian.Uint32(o[20:]) != 0x101 {
+		t.Errorf("after ATD sealed with %#x, want the new TEK", binary.BigEndian.Uint32(o[20:]))
+	}
+	if !in(o) {
+		t.Errorf("new TEK's packet refused: %+v", b.Stats())
+	}
+	now = t0.Add(61 * time.Second)
+	if in(late) {
+		t.Errorf("old TEK's packet accepted after DTD")
+	}
+	// Policy: an authentic packet that no permit entry selects (the deny
+	// port) is dropped.
+	_, mis := out(a, udp(h1, h2, 5000, "x"))
+	mis = append([]byte(nil), mis...)
+	if !in(mis) {
+		t.Fatalf("control packet refused: %+v", b.Stats())
+	}
+	peerMem.SetPolicy("g", []sadb.PolicyEntry{{Action: sadb.Protect, IPProto: unix.IPPROTO_TCP, Src: sites, Dst: sites}})
+	b.Refresh()
+	_, mis = out(a, udp(h1, h2, 5000, "y"))
+	if in(mis) {
+		t.Errorf("a packet outside the SA's policy was delivered")
+	}
+	st := b.Stats()
+	if st.Replay != 1 || st.NoSA != 1 || st.PolicyMismatch != 1 || st.Decaps != 3 {
+		t.Errorf("receiver counters %+v", st)
+	}
+}
