@@ -136,6 +136,21 @@ func (a Action) String() string {
 // MarshalText shows the action as the ACL keyword ("permit", "deny").
 func (a Action) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
 
+// UnmarshalText parses the ACL keyword MarshalText writes, so that a
+// policy travels as JSON (tmd's API) and comes back; any other text is
+// an error.
+func (a *Action) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "permit":
+		*a = Protect
+	case "deny":
+		*a = Bypass
+	default:
+		return fmt.Errorf("sadb: unknown policy action %q (want permit or deny)", b)
+	}
+	return nil
+}
+
 // PolicyEntry is one entry of a group's downloaded policy: the KS's match
 // ACL, in its order. The first entry that matches a packet decides
 // (IOS semantics); a packet no entry matches is not the group's.
@@ -308,4 +323,16 @@ func (m *Memory) Policy(group string) []PolicyEntry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.pol[group])
+}
+
+// Policies returns a copy of every group's policy (tmd lists them all and
+// a client writes them all back after a tmd restart).
+func (m *Memory) Policies() map[string][]PolicyEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]PolicyEntry, len(m.pol))
+	for g, p := range m.pol {
+		out[g] = slices.Clone(p)
+	}
+	return out
 }

@@ -1,7 +1,9 @@
 package sadb
 
 import (
+	"encoding/json"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -78,5 +80,42 @@ func TestPolicyFirstMatch(t *testing.T) {
 	m.SetPolicy("g", nil)
 	if m.Policy("g") != nil || Bypass.String() != "deny" || Protect.String() != "permit" {
 		t.Error("SetPolicy(nil) or names")
+	}
+}
+
+// TestPolicyJSON: a policy survives encoding/json both ways (tmd's API
+// carries it), Policies copies every group's, and an unknown action is
+// refused.
+//
+// proves: D1 (issue 12: the ordered policy reaches tmd intact)
+func TestPolicyJSON(t *testing.T) {
+	any4, ten := netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("10.0.0.0/8")
+	p := []PolicyEntry{
+		{Action: Bypass, IPProto: 17, Src: any4, Dst: any4, SrcPort: 848, DstPort: 848},
+		{Action: Protect, Src: ten, Dst: ten, SPI: 7},
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []PolicyEntry
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if !slices.Equal(back, p) {
+		t.Fatalf("round trip: %+v, want %+v", back, p)
+	}
+	for _, bad := range []string{`[{"Action":"allow"}]`, `[{"Action":1}]`} {
+		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	m := NewMemory()
+	m.SetPolicy("a", p)
+	m.SetPolicy("b", p[:1])
+	all := m.Policies()
+	all["a"][0].SPI = 99
+	if len(all) != 2 || len(all["b"]) != 1 || m.Policy("a")[0].SPI != 0 {
+		t.Fatalf("Policies: %+v", all)
 	}
 }

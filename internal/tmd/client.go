@@ -124,7 +124,10 @@ type Client struct {
 	stop   chan struct{}            // closed by Close: the keepalive ends
 }
 
-var _ sadb.Remote = (*Client)(nil)
+var (
+	_ sadb.Remote      = (*Client)(nil)
+	_ sadb.PolicyStore = (*Client)(nil)
+)
 
 // ErrClosed is returned by the requests of a closed client.
 var ErrClosed = errors.New("tmd: client closed")
@@ -289,6 +292,10 @@ func (c *Client) pushLocked(ctx context.Context, deadline func() time.Time) erro
 	for g, m := range c.fail {
 		reqs = append(reqs, Request{Op: OpSetFailMode, Group: g, Mode: m.String()})
 	}
+	// Policies last: tmd installs each with the group's fail mode.
+	for g, p := range c.mirror.Policies() {
+		reqs = append(reqs, Request{Op: OpSetPolicy, Group: g, Policy: p})
+	}
 	for _, r := range reqs {
 		resp, err := roundTrip(c.conn, c.rd, r, deadline())
 		if err != nil {
@@ -311,6 +318,11 @@ func (c *Client) resyncLocked(resp Response) {
 	}
 	for _, k := range resp.KEKs {
 		m.InstallKEK(k)
+	}
+	for g, p := range resp.Policies {
+		if len(p) > 0 {
+			m.SetPolicy(g, p)
+		}
 	}
 	fail := map[string]sadb.FailMode{}
 	for g, s := range resp.FailModes {
@@ -399,6 +411,39 @@ func (c *Client) SetFailMode(group string, f sadb.FailMode) {
 	if err != nil {
 		c.log.Warn("fail mode not recorded in tmd", "group", group, "mode", f.String(), "err", err.Error())
 	}
+}
+
+// SetPolicy installs the ordered policy of group in tmd and the mirror
+// (nil or empty removes it); tmd hands it to its data plane with the
+// group's fail mode. A reconnect after a tmd restart writes it back. The
+// interface has no error: a failure is logged.
+func (c *Client) SetPolicy(group string, p []sadb.PolicyEntry) {
+	err := c.write(Request{Op: OpSetPolicy, Group: group, Policy: p}, func(m *sadb.Memory) error {
+		if len(p) == 0 {
+			p = nil
+		}
+		m.SetPolicy(group, p)
+		return nil
+	}, false)
+	if err != nil {
+		c.log.Warn("policy not recorded in tmd", "group", group, "entries", len(p), "err", err.Error())
+	}
+}
+
+// Policy returns the policy of group as last known from tmd (the mirror,
+// updated by every write and every Fetch).
+func (c *Client) Policy(group string) []sadb.PolicyEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mirror.Policy(group)
+}
+
+// Policies returns every group's policy as last known from tmd; after a
+// Fetch, what tmd holds.
+func (c *Client) Policies() map[string][]sadb.PolicyEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mirror.Policies()
 }
 
 // list asks tmd for its database and resyncs the mirror with it; false

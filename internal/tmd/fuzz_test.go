@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,9 @@ import (
 //
 // proves: S4 (issue 11: a fuzz target for the tmd API: no panic; every
 // non-blank line is answered with one JSON line; nothing but a hello is
-// served before the hello; every refusal is counted)
+// served before the hello; every refusal is counted; issue 12: every
+// policy tmd holds is valid and is what its backend holds, with the
+// group's fail mode, and the backend holds tmd's TEKs)
 func FuzzServeLines(f *testing.F) {
 	line := func(v any) string {
 		b, err := encodeLine(v)
@@ -33,19 +36,26 @@ func FuzzServeLines(f *testing.F) {
 		line(Request{Op: OpInstallKEK, KEK: &kek}),
 		line(Request{Op: OpSetFailMode, Group: "G1", Mode: "fail-close"}),
 		line(Request{Op: OpFailMode, Group: "G1"}),
+		line(Request{Op: OpSetPolicy, Group: "G1", Policy: testPolicy(0x1234)}),
+		line(Request{Op: OpSetFailMode, Group: "G1", Mode: "fail-open"}),
 		line(Request{Op: OpList}),
 		line(Request{Op: OpStatus}),
 		line(Request{Op: OpDeleteTEK, Group: "G1", SPI: 0x1234}),
 		line(Request{Op: OpDeleteKEK, Group: "G1"}),
+		line(Request{Op: OpSetPolicy, Group: "G1"}), // removes it
 	}
 	f.Add([]byte(hello + strings.Join(ops, "")))
 	for _, op := range ops {
 		f.Add([]byte(hello + op))
 	}
 	f.Add([]byte(ops[0]))                                     // no hello
-	f.Add([]byte(`{"hello":{"api":2,"client":"x"}}` + "\n"))  // another version
+	f.Add([]byte(`{"hello":{"api":1,"client":"x"}}` + "\n"))  // another version
 	f.Add([]byte(hello + hello + "\n\r\n" + `{"op":"frob"}`)) // hello twice, blank, unknown
 	f.Add([]byte(hello + `{"op":"install-tek","tek":{"Src":"10.0.0.0/33","Expires":"x"}}` + "\n" + `{"op":"install-tek"}`))
+	f.Add([]byte(hello + `{"op":"set-policy","group":"G1","policy":[{"Action":"allow","Src":"10.0.0.0/8","Dst":"::/0"}]}` + "\n" +
+		`{"op":"set-policy","group":"G1","policy":[{"Action":"permit","Src":"10.0.0.0/8","Dst":"10.0.0.0/8"}]}` + "\n" +
+		`{"op":"set-policy","policy":[{"Action":"deny","Src":"10.0.0.0/8","Dst":"10.0.0.0/8"}]}` + "\n" +
+		`{"op":"set-policy","group":"G1","policy":{}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 		s := NewServer(Options{Now: func() time.Time { return t0 }})
@@ -93,8 +103,21 @@ func FuzzServeLines(f *testing.F) {
 		}
 		s.Sweep(t0.Add(time.Hour))
 		s.Sweep(t0.Add(100 * 365 * 24 * time.Hour))
-		if _, err := encodeLine(Response{OK: true, TEKs: s.db.TEKs(), KEKs: s.db.KEKs()}); err != nil {
+		pols := s.db.Policies()
+		if _, err := encodeLine(Response{OK: true, TEKs: s.db.TEKs(), KEKs: s.db.KEKs(), Policies: pols}); err != nil {
 			t.Fatalf("list not encodable: %v", err)
+		}
+		be := s.be.(*MemoryBackend)
+		for g, p := range pols {
+			if err := validatePolicy(g, p); err != nil || len(p) == 0 {
+				t.Fatalf("tmd holds an invalid policy of %q: %v", g, err)
+			}
+			if got, f, ok := be.Policy(g); !ok || !slices.Equal(got, p) || f != s.db.FailMode(g) {
+				t.Fatalf("backend holds %+v (%v) for %q, tmd %+v (%v)", got, f, g, p, s.db.FailMode(g))
+			}
+		}
+		if len(be.TEKs()) != len(s.db.TEKs()) {
+			t.Fatalf("backend holds %d TEKs, tmd %d", len(be.TEKs()), len(s.db.TEKs()))
 		}
 	})
 }

@@ -82,7 +82,7 @@ func TestLineIdleAndWriteTimeouts(t *testing.T) {
 	r := startWith(t, path, Options{Limits: Limits{LineTimeout: 300 * time.Millisecond, IdleTimeout: 600 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}})
 	hello := func(c net.Conn) *bufio.Reader {
 		t.Helper()
-		c.Write([]byte(`{"hello":{"api":1,"client":"test","pid":1}}` + "\n"))
+		c.Write([]byte(`{"hello":{"api":2,"client":"test","pid":1}}` + "\n"))
 		rd := bufio.NewReader(c)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := rd.ReadBytes('\n'); err != nil {
@@ -145,7 +145,7 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	c := testnet.DialLastDescriptor(t, 100*time.Millisecond, func() (net.Conn, error) { return net.Dial("unix", path) })
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	c.Write([]byte(`{"hello":{"api":1,"client":"test","pid":1}}` + "\n"))
+	c.Write([]byte(`{"hello":{"api":2,"client":"test","pid":1}}` + "\n"))
 	b, err := bufio.NewReader(c).ReadBytes('\n')
 	if err != nil || !strings.Contains(string(b), `"server":"tmd"`) {
 		t.Fatalf("after the descriptor shortage: %q, %v", b, err)

@@ -1,12 +1,13 @@
 // Package tmd is the tunnel manager daemon (SPEC D1): the process that owns
-// the group SA database (the TEKs and KEKs of RFC 6407 §5.3–§5.6) and, later,
-// the data plane. The protocol daemons (isakmpd, ikev2d) install and delete
-// SAs through a versioned API on a unix socket; lifetimes expire in tmd, so
+// the group SA database (the TEKs and KEKs of RFC 6407 §5.3–§5.6, the
+// groups' policies and fail modes) and the data plane it hands the TEKs
+// and policies to (Backend, never the KEKs). The protocol daemons
+// (isakmpd, ikev2d) install and delete SAs through a versioned API on a unix socket; lifetimes expire in tmd, so
 // SAs are removed on time even while no protocol daemon runs, and they
 // survive a protocol daemon's restart (DESIGN §1: a control-plane crash is
 // not a traffic outage).
 //
-// # Wire protocol (API version 1)
+// # Wire protocol (API version 2)
 //
 // A unix SOCK_STREAM socket (default /run/groupvpn/tmd.sock, mode 0600)
 // carrying JSON objects, one per line ('\n'-terminated). A line is at most
@@ -23,16 +24,23 @@
 //
 // The client's first line is a hello:
 //
-//	{"hello":{"api":1,"client":"isakmpd","pid":123}}
+//	{"hello":{"api":2,"client":"isakmpd","pid":123}}
 //
 // answered by
 //
-//	{"ok":true,"api":1,"server":"tmd","pid":4711}
+//	{"ok":true,"api":2,"server":"tmd","pid":4711}
 //
 // or, when the server does not speak the requested API version, by an error
 // after which the server closes the connection:
 //
-//	{"error":"tmd speaks API version 1; the client asked for 2: upgrade tmd and the IKE daemons together"}
+//	{"error":"tmd speaks API version 2; the client asked for 1: upgrade tmd and the IKE daemons together"}
+//
+// Versions: a tmd speaks exactly one API version and refuses every other
+// at the hello, since tmd and the IKE daemons are upgraded together.
+// Version 2 added set-policy and the policies of list and status: an
+// isakmpd of version 1 cannot hand tmd the group's policy, so a data plane
+// fed by it would not know which traffic to encrypt; it is refused at
+// once instead of running without one.
 //
 // Then each line is a request answered by exactly one response line, in
 // order:
@@ -43,8 +51,22 @@
 //	{"op":"delete-kek","group":"G"}                     {"ok":true}
 //	{"op":"set-fail-mode","group":"G","mode":"fail-close"}  {"ok":true}
 //	{"op":"fail-mode","group":"G"}                      {"ok":true,"mode":"fail-open"}
-//	{"op":"list"}                                       {"ok":true,"teks":[...],"keks":[...],"fail_modes":{"G":"fail-close"}}
+//	{"op":"set-policy","group":"G","policy":[{...sadb.PolicyEntry...},...]}  {"ok":true}
+//	{"op":"list"}                                       {"ok":true,"teks":[...],"keks":[...],"fail_modes":{"G":"fail-close"},"policies":{"G":[...]}}
 //	{"op":"status"}                                     {"ok":true,"status":{...Status...}}
+//
+// set-policy replaces the group's whole ordered policy (the KS's match
+// ACL, first matching entry wins); an empty or absent policy removes it.
+// An entry is {"Action":"permit"|"deny","IPProto":0,"Src":"10.1.0.0/16",
+// "Dst":"10.2.0.0/16","SrcPort":0,"DstPort":0,"SPI":305419896}: permit
+// (encrypt with the TEK of SPI, which it must name) or deny (pass in the
+// clear, SPI 0), source and destination prefixes of one family, 0 for any
+// protocol or port. A policy of more than MaxPolicyEntries (1024)
+// entries, or an entry otherwise malformed, is refused as a malformed
+// request (counted in status's malformed) and changes nothing. tmd hands
+// the policy with the group's fail mode to its data plane (Backend); a
+// set-fail-mode of a group with a policy re-installs it with the new mode.
+// status counts the groups with a policy ("policies").
 //
 // A failed request is answered {"error":"reason"}. sadb.TEK and sadb.KEK
 // travel as encoding/json renders them (field names as in Go; netip values
@@ -64,12 +86,16 @@ import (
 )
 
 // APIVersion is the version of the wire protocol this package speaks.
-const APIVersion = 1
+// Version 2 added set-policy, and the policies in list and status.
+const APIVersion = 2
+
+// MaxPolicyEntries bounds the entries of one group's policy.
+const MaxPolicyEntries = 1024
 
 // MaxLine bounds one protocol line, newline excluded.
 const MaxLine = 1 << 20
 
-// Operations of API version 1.
+// Operations of API version 2.
 const (
 	OpInstallTEK  = "install-tek"
 	OpDeleteTEK   = "delete-tek"
@@ -77,6 +103,7 @@ const (
 	OpDeleteKEK   = "delete-kek"
 	OpSetFailMode = "set-fail-mode"
 	OpFailMode    = "fail-mode"
+	OpSetPolicy   = "set-policy"
 	OpList        = "list"
 	OpStatus      = "status"
 )
@@ -97,6 +124,8 @@ type Request struct {
 	Group string    `json:"group,omitempty"`
 	SPI   uint32    `json:"spi,omitempty"`
 	Mode  string    `json:"mode,omitempty"` // "fail-open" or "fail-close"
+	// Policy is set-policy's ordered policy; none removes the group's.
+	Policy []sadb.PolicyEntry `json:"policy,omitempty"`
 }
 
 // Response is one server line.
@@ -111,6 +140,8 @@ type Response struct {
 	TEKs      []sadb.TEK        `json:"teks,omitempty"`
 	KEKs      []sadb.KEK        `json:"keks,omitempty"`
 	FailModes map[string]string `json:"fail_modes,omitempty"`
+	// Policies are the groups' ordered policies.
+	Policies map[string][]sadb.PolicyEntry `json:"policies,omitempty"`
 	// Answer to fail-mode.
 	Mode string `json:"mode,omitempty"`
 	// Answer to status.
@@ -124,6 +155,8 @@ type Status struct {
 	API     int       `json:"api"`
 	TEKs    int       `json:"teks"`
 	KEKs    int       `json:"keks"`
+	// Policies is the number of groups with a policy installed.
+	Policies int `json:"policies"`
 	// Malformed counts the request lines refused as malformed since start.
 	Malformed uint64 `json:"malformed"`
 	// Refused counts connections refused over the connection limit,

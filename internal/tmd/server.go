@@ -30,6 +30,9 @@ type Options struct {
 	// Limits bound what the socket's clients can hold; zero fields take
 	// their defaults.
 	Limits Limits
+	// Backend receives the TEKs and policies (never the KEKs); nil
+	// means a new MemoryBackend.
+	Backend Backend
 }
 
 // Limits bound the API socket's connections: a process that connects and
@@ -89,7 +92,14 @@ func (l Limits) withDefaults() Limits {
 type Server struct {
 	log *slog.Logger
 	now func() time.Time
-	db  *sadb.Memory
+	// db is tmd's record of what the protocol daemons installed: TEKs,
+	// KEKs, fail modes and policies (list answers from it). be is the
+	// data plane the TEKs and policies are handed to; opMu serializes
+	// the changes to both (requests of several connections, the expiry
+	// loop).
+	db   *sadb.Memory
+	be   Backend
+	opMu sync.Mutex
 	// ready is Options.Ready.
 	ready  func()
 	limits Limits
@@ -128,6 +138,10 @@ func NewServer(o Options) *Server {
 		wake:    make(chan struct{}, 1),
 		clients: map[*serverConn]ClientInfo{},
 		fail:    map[string]sadb.FailMode{},
+		be:      o.Backend,
+	}
+	if s.be == nil {
+		s.be = NewMemoryBackend()
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -145,10 +159,11 @@ func (s *Server) DB() *sadb.Memory { return s.db }
 // Status reports the server's state, as the status operation returns it.
 func (s *Server) Status() Status {
 	st := Status{
-		PID:  os.Getpid(),
-		API:  APIVersion,
-		TEKs: len(s.db.TEKs()),
-		KEKs: len(s.db.KEKs()),
+		PID:      os.Getpid(),
+		API:      APIVersion,
+		TEKs:     len(s.db.TEKs()),
+		KEKs:     len(s.db.KEKs()),
+		Policies: len(s.db.Policies()),
 	}
 	s.mu.Lock()
 	st.Started = s.started
@@ -358,7 +373,7 @@ func (s *Server) serveLine(sc *serverConn, hello **Hello, line []byte, err error
 	}
 	if *hello == nil {
 		if req.Hello == nil {
-			return s.refuse(nil, errors.New("malformed request: the first line must be a hello {\"hello\":{\"api\":1,...}}")), false
+			return s.refuse(nil, fmt.Errorf("malformed request: the first line must be a hello {\"hello\":{\"api\":%d,...}}", APIVersion)), false
 		}
 		h := *req.Hello
 		if len(h.Client) > maxClientName {
@@ -380,6 +395,11 @@ func (s *Server) serveLine(sc *serverConn, hello **Hello, line []byte, err error
 	}
 	if req.Hello != nil {
 		return s.refuse(*hello, errors.New("malformed request: hello sent twice")), false
+	}
+	if req.Op == OpSetPolicy {
+		if err := validatePolicy(req.Group, req.Policy); err != nil {
+			return s.refuse(*hello, fmt.Errorf("malformed request: set-policy: %w", err)), false
+		}
 	}
 	r := s.handle(*hello, req)
 	return &r, false
@@ -413,13 +433,54 @@ func (s *Server) write(sc *serverConn, r Response) {
 	}
 }
 
+// validatePolicy checks a set-policy request's policy: a named group, at
+// most MaxPolicyEntries entries, each a permit (Protect, with the SPI of
+// its TEK) or a deny (Bypass) between valid prefixes of one family.
+func validatePolicy(group string, p []sadb.PolicyEntry) error {
+	if group == "" {
+		return errors.New("no group")
+	}
+	if len(p) > MaxPolicyEntries {
+		return fmt.Errorf("%d entries (limit %d)", len(p), MaxPolicyEntries)
+	}
+	for i, e := range p {
+		switch {
+		case e.Action != sadb.Protect && e.Action != sadb.Bypass:
+			return fmt.Errorf("entry %d: %s", i+1, e.Action)
+		case !e.Src.IsValid() || !e.Dst.IsValid():
+			return fmt.Errorf("entry %d: no source or destination prefix", i+1)
+		case e.Src.Addr().Is4() != e.Dst.Addr().Is4():
+			return fmt.Errorf("entry %d: source %s and destination %s of different families", i+1, e.Src, e.Dst)
+		case e.Action == sadb.Protect && e.SPI == 0:
+			return fmt.Errorf("entry %d: permit without the SPI of its TEK", i+1)
+		}
+	}
+	return nil
+}
+
 // handle executes one request of an introduced client.
 func (s *Server) handle(hello *Hello, req Request) Response {
 	fail := func(err error) Response { return Response{Error: err.Error()} }
+	if req.Op == OpStatus {
+		st := s.Status()
+		return Response{OK: true, Status: &st}
+	}
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
 	switch req.Op {
 	case OpInstallTEK:
 		if req.TEK == nil {
 			return fail(errors.New("install-tek: no tek"))
+		}
+		if req.TEK.SPI == 0 {
+			return fail(fmt.Errorf("sadb: TEK of group %s has SPI 0", req.TEK.Group))
+		}
+		op := s.be.AddSA
+		if s.hasTEK(req.TEK.Group, req.TEK.SPI) {
+			op = s.be.UpdateSA
+		}
+		if err := op(*req.TEK); err != nil {
+			return fail(fmt.Errorf("install-tek: %w", err))
 		}
 		if err := s.db.InstallTEK(*req.TEK); err != nil {
 			return fail(err)
@@ -427,6 +488,12 @@ func (s *Server) handle(hello *Hello, req Request) Response {
 		s.log.Debug("TEK installed", "client", hello.Client, "group", req.TEK.Group, "spi", fmt.Sprintf("0x%08x", req.TEK.SPI))
 		s.nudge()
 	case OpDeleteTEK:
+		if !s.hasTEK(req.Group, req.SPI) {
+			return fail(fmt.Errorf("sadb: group %s has no TEK with SPI 0x%08x", req.Group, req.SPI))
+		}
+		if err := s.be.DeleteSA(req.Group, req.SPI); err != nil {
+			return fail(fmt.Errorf("delete-tek: %w", err))
+		}
 		if err := s.db.DeleteTEK(req.Group, req.SPI); err != nil {
 			return fail(err)
 		}
@@ -450,23 +517,40 @@ func (s *Server) handle(hello *Hello, req Request) Response {
 		if err != nil {
 			return fail(fmt.Errorf("set-fail-mode: %w", err))
 		}
+		if p := s.db.Policy(req.Group); p != nil && s.db.FailMode(req.Group) != m {
+			if err := s.be.InstallPolicy(req.Group, p, m); err != nil {
+				return fail(fmt.Errorf("set-fail-mode: %w", err))
+			}
+		}
 		s.mu.Lock()
 		s.fail[req.Group] = m
 		s.db.SetFailMode(req.Group, m)
 		s.mu.Unlock()
+	case OpSetPolicy:
+		// validatePolicy passed in serveLine.
+		if len(req.Policy) == 0 {
+			if err := s.be.RemovePolicy(req.Group); err != nil {
+				return fail(fmt.Errorf("set-policy: %w", err))
+			}
+			s.db.SetPolicy(req.Group, nil)
+			s.log.Debug("policy removed", "client", hello.Client, "group", req.Group)
+			break
+		}
+		if err := s.be.InstallPolicy(req.Group, req.Policy, s.db.FailMode(req.Group)); err != nil {
+			return fail(fmt.Errorf("set-policy: %w", err))
+		}
+		s.db.SetPolicy(req.Group, req.Policy)
+		s.log.Debug("policy installed", "client", hello.Client, "group", req.Group, "entries", len(req.Policy))
 	case OpFailMode:
 		return Response{OK: true, Mode: s.db.FailMode(req.Group).String()}
 	case OpList:
-		r := Response{OK: true, TEKs: s.db.TEKs(), KEKs: s.db.KEKs(), FailModes: map[string]string{}}
+		r := Response{OK: true, TEKs: s.db.TEKs(), KEKs: s.db.KEKs(), FailModes: map[string]string{}, Policies: s.db.Policies()}
 		s.mu.Lock()
 		for g, m := range s.fail {
 			r.FailModes[g] = m.String()
 		}
 		s.mu.Unlock()
 		return r
-	case OpStatus:
-		st := s.Status()
-		return Response{OK: true, Status: &st}
 	case "":
 		return fail(errors.New("request without op"))
 	default:
@@ -494,6 +578,8 @@ func (s *Server) Sweep(now time.Time) (next time.Time) {
 			next = t
 		}
 	}
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
 	for _, t := range s.db.TEKs() {
 		end, reason := t.Expires, "lifetime"
 		if !t.Deactivate.IsZero() && (end.IsZero() || t.Deactivate.Before(end)) {
@@ -505,6 +591,9 @@ func (s *Server) Sweep(now time.Time) (next time.Time) {
 		if now.Before(end) {
 			earliest(end)
 			continue
+		}
+		if err := s.be.DeleteSA(t.Group, t.SPI); err != nil {
+			s.log.Warn("the data plane did not delete an expired TEK", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI), "err", err.Error())
 		}
 		if err := s.db.DeleteTEK(t.Group, t.SPI); err == nil {
 			s.log.Info("TEK expired", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI), "reason", reason)
@@ -525,6 +614,15 @@ func (s *Server) Sweep(now time.Time) (next time.Time) {
 		}
 	}
 	return next
+}
+
+func (s *Server) hasTEK(group string, spi uint32) bool {
+	for _, t := range s.db.TEKs() {
+		if t.Group == group && t.SPI == spi {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) kek(group string) (sadb.KEK, bool) {

@@ -426,27 +426,33 @@ func (r *rawConn) recv() Response {
 	return resp
 }
 
-// proves: D1 (the API is versioned: a client of another version is refused with advice)
+// proves: D1 (the API is versioned: a client of another version is
+// refused with advice; issue 12: an isakmpd of API version 1, which
+// cannot hand tmd the policy, is refused by a tmd of version 2)
 func TestAPIVersionMismatch(t *testing.T) {
 	path := sockPath(t)
 	start(t, path, nil)
-	r := rawDial(t, path)
-	if _, err := r.c.Write([]byte(`{"hello":{"api":2,"client":"isakmpd","pid":123}}` + "\n")); err != nil {
-		t.Fatal(err)
+	for _, c := range []struct{ asked, want string }{
+		{"1", `{"error":"tmd speaks API version 2; the client asked for 1: upgrade tmd and the IKE daemons together"}` + "\n"},
+		{"3", `{"error":"tmd speaks API version 2; the client asked for 3: upgrade tmd and the IKE daemons together"}` + "\n"},
+	} {
+		r := rawDial(t, path)
+		if _, err := r.c.Write([]byte(`{"hello":{"api":` + c.asked + `,"client":"isakmpd","pid":123}}` + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		l, err := r.rd.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l != c.want {
+			t.Fatalf("answer\n got %s\nwant %s", l, c.want)
+		}
+		if _, err := r.rd.ReadByte(); err == nil {
+			t.Fatal("connection not closed after the refusal")
+		}
 	}
-	l, err := r.rd.ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{"error":"tmd speaks API version 1; the client asked for 2: upgrade tmd and the IKE daemons together"}` + "\n"
-	if l != want {
-		t.Fatalf("answer\n got %s\nwant %s", l, want)
-	}
-	if _, err := r.rd.ReadByte(); err == nil {
-		t.Fatal("connection not closed after the refusal")
-	}
-	ok := rawDial(t, path).send(`{"hello":{"api":1,"client":"isakmpd","pid":123}}`)
-	if !ok.OK || ok.API != 1 || ok.Server != "tmd" || ok.PID != os.Getpid() {
+	ok := rawDial(t, path).send(`{"hello":{"api":2,"client":"isakmpd","pid":123}}`)
+	if !ok.OK || ok.API != 2 || ok.Server != "tmd" || ok.PID != os.Getpid() {
 		t.Fatalf("hello answer %+v", ok)
 	}
 }
@@ -459,7 +465,7 @@ func TestMalformedLines(t *testing.T) {
 	if resp := r.send(`{"op":"list"}`); resp.Error == "" || !strings.Contains(resp.Error, "hello") {
 		t.Fatalf("op before hello: %+v", resp)
 	}
-	if resp := r.send(`{"hello":{"api":1,"client":"fuzz","pid":1}}`); !resp.OK {
+	if resp := r.send(`{"hello":{"api":2,"client":"fuzz","pid":1}}`); !resp.OK {
 		t.Fatalf("hello: %+v", resp)
 	}
 	for _, bad := range []string{
@@ -646,11 +652,11 @@ func TestDialVersionRefused(t *testing.T) {
 		}
 		defer c.Close()
 		bufio.NewReader(c).ReadBytes('\n')
-		// What a tmd speaking API version 2 answers a version-1 client.
-		c.Write([]byte(`{"error":"tmd speaks API version 2; the client asked for 1: upgrade tmd and the IKE daemons together"}` + "\n"))
+		// What a tmd speaking API version 3 answers a version-2 client.
+		c.Write([]byte(`{"error":"tmd speaks API version 3; the client asked for 2: upgrade tmd and the IKE daemons together"}` + "\n"))
 	}()
 	_, err = Dial(context.Background(), path, "isakmpd", nil)
-	want := "tmd refused the connection: tmd speaks API version 2; the client asked for 1: upgrade tmd and the IKE daemons together"
+	want := "tmd refused the connection: tmd speaks API version 3; the client asked for 2: upgrade tmd and the IKE daemons together"
 	if err == nil || err.Error() != want || errors.Is(err, ErrNotRunning) {
 		t.Fatalf("err = %v", err)
 	}
