@@ -197,6 +197,12 @@ func New(cfg Config) (*Engine, error) {
 		e.closeFDs()
 		return nil, fmt.Errorf("dataplane: raw ESP socket: %w", err)
 	}
+	// Room for bursts: the sender reads the TUN device in batches, the
+	// receiver takes one packet per system call. SO_RCVBUFFORCE needs
+	// CAP_NET_ADMIN; without it the kernel's bound for SO_RCVBUF applies.
+	if err := unix.SetsockoptInt(e.recvFD, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf); err != nil {
+		_ = unix.SetsockoptInt(e.recvFD, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
+	}
 	// The receiver wakes this often to notice Close.
 	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
 	if err := unix.SetsockoptTimeval(e.recvFD, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
@@ -395,6 +401,9 @@ func (e *Engine) poll() {
 		}
 	}
 }
+
+// rcvBuf is the receive buffer of the raw ESP socket.
+const rcvBuf = 4 << 20
 
 // vnetHdr is the virtio-net header the wireguard TUN device keeps before
 // each packet when offloads are on.

@@ -204,20 +204,35 @@ func sendUDP(t *testing.T, from, to *testnet.Netns, src, dst netip.Addr, port in
 	t.Fatalf("UDP %v -> %v:%d never arrived", src, dst, port)
 }
 
+func cbcTEK() sadb.TEK {
+	t := gcmTEK(0)
+	t.Transform, t.KeyBits, t.AuthAlg = uint8(isakmp.ESPAESCBC), 256, isakmp.AuthAlgHMACSHA256
+	t.EncKey, t.AuthKey = bytes.Repeat([]byte{0x51}, 32), bytes.Repeat([]byte{0x52}, 32)
+	t.SenderIDs, t.SIDBits = nil, 0
+	return t
+}
+
 // Two GM routers with a host behind each, joined by a core that routes the
 // host prefixes (no NAT, no tunnels): the engines protect the permitted
 // traffic with address preservation, pass the denied flow in the clear and
-// drop a replayed packet.
+// drop a replayed packet; with AES-GCM-128 and RFC 6054 sender IDs, and with
+// AES-CBC-256 and HMAC-SHA-256-128. The GCM run also measures TCP
+// throughput with iperf3 (logged).
 // proves: E1 (issue 12)
 func TestNetnsTwoSites(t *testing.T) {
 	testnet.RequireRoot(t)
 	testnet.RequireNetns(t)
 	testnet.RequireTools(t, "ip", "ping")
-	core := testnet.NewNetns(t, "dp-core")
-	gm1 := testnet.NewNetns(t, "dp-gm1")
-	gm2 := testnet.NewNetns(t, "dp-gm2")
-	h1 := testnet.NewNetns(t, "dp-h1")
-	h2 := testnet.NewNetns(t, "dp-h2")
+	t.Run("AES-GCM-128", func(t *testing.T) { twoSites(t, "dpg", gcmTEK(1), gcmTEK(2), true) })
+	t.Run("AES-CBC-256/HMAC-SHA-256-128", func(t *testing.T) { twoSites(t, "dpc", cbcTEK(), cbcTEK(), false) })
+}
+
+func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
+	core := testnet.NewNetns(t, tag+"-core")
+	gm1 := testnet.NewNetns(t, tag+"-gm1")
+	gm2 := testnet.NewNetns(t, tag+"-gm2")
+	h1 := testnet.NewNetns(t, tag+"-h1")
+	h2 := testnet.NewNetns(t, tag+"-h2")
 	pfx := netip.MustParsePrefix
 	testnet.VethBetween(t, "dpc1", core, gm1, pfx("10.100.1.1/24"), pfx("10.100.1.2/24"))
 	testnet.VethBetween(t, "dpc2", core, gm2, pfx("10.100.2.1/24"), pfx("10.100.2.2/24"))
@@ -235,8 +250,8 @@ func TestNetnsTwoSites(t *testing.T) {
 	h1.Run(t, "ip", "route", "add", "default", "via", "10.1.1.1")
 	h2.Run(t, "ip", "route", "add", "default", "via", "10.1.2.1")
 
-	e1 := startGM(t, gm1, gcmTEK(1), pfx("10.1.1.0/24"))
-	e2 := startGM(t, gm2, gcmTEK(2), pfx("10.1.2.0/24"))
+	e1 := startGM(t, gm1, tek1, pfx("10.1.1.0/24"))
+	e2 := startGM(t, gm2, tek2, pfx("10.1.2.0/24"))
 	for _, ns := range []*testnet.Netns{gm1, gm2} {
 		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.gtun.rp_filter=0")
 	}
@@ -322,6 +337,42 @@ func TestNetnsTwoSites(t *testing.T) {
 	}
 	if got := e2.Stats().Decaps; got != s2.Decaps {
 		t.Errorf("gm2 delivered the replayed packet: decaps %d -> %d", s2.Decaps, got)
+	}
+	if iperf {
+		runIperf(t, h1, h2, a2)
+		t.Logf("after iperf3: gm1 %+v", e1.Stats())
+		t.Logf("after iperf3: gm2 %+v", e2.Stats())
+	}
+}
+
+// runIperf measures TCP throughput from h1 to h2 through both engines and
+// logs it (a figure, not a pass mark: CI machines vary).
+func runIperf(t *testing.T, h1, h2 *testnet.Netns, dst netip.Addr) {
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		t.Log("iperf3 not installed (scripts/install-test-deps.sh): no throughput figure")
+		return
+	}
+	srv := h2.Command("iperf3", "-s", "-1", "-B", dst.String())
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	var out []byte
+	var err error
+	for try := 0; try < 20; try++ { // until the server listens
+		out, err = h1.Command("iperf3", "-c", dst.String(), "-t", "2", "-f", "m").CombinedOutput()
+		if err == nil || !bytes.Contains(out, []byte("refused")) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("iperf3: %v\n%s", err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "sender") || strings.Contains(l, "receiver") {
+			t.Logf("iperf3 h1 -> h2 through two GMs: %s", strings.TrimSpace(l))
+		}
 	}
 }
 
