@@ -61,12 +61,16 @@ type SACounters struct {
 
 // MemoryBackend is the in-memory Backend: it forwards nothing and only
 // remembers what it was handed (its counters stay zero). It is tmd's
-// default and the tests' fake. Safe for concurrent use.
+// default and the tests' fake. It also serves as the key source of a
+// userspace data plane (TEKs, Policy, FailMode: what
+// internal/dataplane's Keys reads), told of every change by the
+// function given to Notify. Safe for concurrent use.
 type MemoryBackend struct {
 	db *sadb.Memory
 
-	mu   sync.Mutex
-	fail map[string]sadb.FailMode
+	mu      sync.Mutex
+	fail    map[string]sadb.FailMode
+	changed func()
 }
 
 var _ Backend = (*MemoryBackend)(nil)
@@ -74,6 +78,31 @@ var _ Backend = (*MemoryBackend)(nil)
 // NewMemoryBackend returns an empty in-memory backend.
 func NewMemoryBackend() *MemoryBackend {
 	return &MemoryBackend{db: sadb.NewMemory(), fail: map[string]sadb.FailMode{}}
+}
+
+// Notify sets the function called after every change (nil: none), outside
+// the backend's lock: a data plane rebuilds its snapshot then.
+func (b *MemoryBackend) Notify(f func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.changed = f
+}
+
+func (b *MemoryBackend) notify() {
+	b.mu.Lock()
+	f := b.changed
+	b.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// done notifies after a change that succeeded and returns err.
+func (b *MemoryBackend) done(err error) error {
+	if err == nil {
+		b.notify()
+	}
+	return err
 }
 
 func (b *MemoryBackend) has(group string, spi uint32) bool {
@@ -89,18 +118,18 @@ func (b *MemoryBackend) AddSA(t sadb.TEK) error {
 	if b.has(t.Group, t.SPI) {
 		return fmt.Errorf("backend: group %s already has the TEK with SPI 0x%08x", t.Group, t.SPI)
 	}
-	return b.db.InstallTEK(t)
+	return b.done(b.db.InstallTEK(t))
 }
 
 func (b *MemoryBackend) UpdateSA(t sadb.TEK) error {
 	if !b.has(t.Group, t.SPI) {
 		return fmt.Errorf("backend: group %s has no TEK with SPI 0x%08x to update", t.Group, t.SPI)
 	}
-	return b.db.InstallTEK(t)
+	return b.done(b.db.InstallTEK(t))
 }
 
 func (b *MemoryBackend) DeleteSA(group string, spi uint32) error {
-	return b.db.DeleteTEK(group, spi)
+	return b.done(b.db.DeleteTEK(group, spi))
 }
 
 func (b *MemoryBackend) QuerySA(group string, spi uint32) (SACounters, error) {
@@ -112,28 +141,33 @@ func (b *MemoryBackend) QuerySA(group string, spi uint32) (SACounters, error) {
 
 func (b *MemoryBackend) InstallPolicy(group string, p []sadb.PolicyEntry, fail sadb.FailMode) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	if len(p) == 0 {
+		p = nil
+	}
 	b.db.SetPolicy(group, slices.Clone(p))
 	b.fail[group] = fail
-	return nil
+	b.mu.Unlock()
+	return b.done(nil)
 }
 
 func (b *MemoryBackend) RemovePolicy(group string) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.db.SetPolicy(group, nil)
 	delete(b.fail, group)
-	return nil
+	b.mu.Unlock()
+	return b.done(nil)
 }
 
 // TEKs returns the TEKs the backend holds, by group then SPI.
 func (b *MemoryBackend) TEKs() []sadb.TEK { return b.db.TEKs() }
 
-// Policy returns the policy of group as installed and its fail mode;
-// false when none is.
-func (b *MemoryBackend) Policy(group string) ([]sadb.PolicyEntry, sadb.FailMode, bool) {
+// Policy returns the policy of group as installed, nil when none is.
+func (b *MemoryBackend) Policy(group string) []sadb.PolicyEntry { return b.db.Policy(group) }
+
+// FailMode returns the fail mode the policy of group was installed with
+// (FailOpen when none is).
+func (b *MemoryBackend) FailMode(group string) sadb.FailMode {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f, ok := b.fail[group]
-	return b.db.Policy(group), f, ok
+	return b.fail[group]
 }

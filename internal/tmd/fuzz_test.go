@@ -112,7 +112,7 @@ func FuzzServeLines(f *testing.F) {
 			if err := validatePolicy(g, p); err != nil || len(p) == 0 {
 				t.Fatalf("tmd holds an invalid policy of %q: %v", g, err)
 			}
-			if got, f, ok := be.Policy(g); !ok || !slices.Equal(got, p) || f != s.db.FailMode(g) {
+			if got, f := be.Policy(g), be.FailMode(g); !slices.Equal(got, p) || f != s.db.FailMode(g) {
 				t.Fatalf("backend holds %+v (%v) for %q, tmd %+v (%v)", got, f, g, p, s.db.FailMode(g))
 			}
 		}

@@ -38,9 +38,8 @@ func wantPolicy(t *testing.T, r *running, be *MemoryBackend, group string, p []s
 	if got := r.srv.DB().Policy(group); !reflect.DeepEqual(got, p) {
 		t.Fatalf("tmd's database holds %+v, want %+v", got, p)
 	}
-	got, gf, ok := be.Policy(group)
-	if !reflect.DeepEqual(got, p) || ok != (p != nil) || (ok && gf != f) {
-		t.Fatalf("backend holds %+v (%v, installed %v), want %+v (%v)", got, gf, ok, p, f)
+	if got, gf := be.Policy(group), be.FailMode(group); !reflect.DeepEqual(got, p) || gf != f {
+		t.Fatalf("backend holds %+v (%v), want %+v (%v)", got, gf, p, f)
 	}
 }
 
@@ -181,7 +180,7 @@ func TestMalformedPolicyRefused(t *testing.T) {
 	if st := r.srv.Status(); st.Malformed != 10 || st.Policies != 0 {
 		t.Fatalf("status after 10 malformed policies: malformed %d, policies %d", st.Malformed, st.Policies)
 	}
-	if _, _, ok := be.Policy("g"); ok {
+	if be.Policy("g") != nil {
 		t.Fatal("a malformed policy reached the backend")
 	}
 	var req Request
@@ -192,4 +191,66 @@ func TestMalformedPolicyRefused(t *testing.T) {
 		t.Fatalf("a good policy after the malformed ones: %+v", resp)
 	}
 	wantPolicy(t, r, be, "g", req.Policy, sadb.FailOpen)
+}
+
+// keys is internal/dataplane's Keys, what the userspace engine reads.
+type keys interface {
+	TEKs() []sadb.TEK
+	Policy(group string) []sadb.PolicyEntry
+	FailMode(group string) sadb.FailMode
+}
+
+var _ keys = (*MemoryBackend)(nil)
+
+// TestMemoryBackendNotifies: every change tmd hands its backend (TEK add,
+// update, delete by request or expiry, policy install and removal)
+// notifies the data plane reading it, and a refused one does not.
+//
+// proves: D1 (issue 12: the data plane learns every SA and policy change
+// from tmd's backend)
+func TestMemoryBackendNotifies(t *testing.T) {
+	path := sockPath(t)
+	be := NewMemoryBackend()
+	changes := make(chan struct{}, 64)
+	be.Notify(func() { changes <- struct{}{} })
+	r := startWith(t, path, Options{Backend: be})
+	c := dial(t, path, "isakmpd")
+	n := func() int {
+		k := 0
+		for {
+			select {
+			case <-changes:
+				k++
+			default:
+				return k
+			}
+		}
+	}
+	tek := liveTEK("g", 0x1234)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(c.InstallTEK(tek)) // add
+	must(c.InstallTEK(tek)) // update
+	c.SetPolicy("g", testPolicy(0x1234))
+	c.SetFailMode("g", sadb.FailClose) // re-installs the policy
+	c.SetFailMode("g", sadb.FailClose) // no change
+	c.SetPolicy("g", nil)
+	must(c.DeleteTEK("g", 0x1234))
+	if got := n(); got != 6 {
+		t.Fatalf("%d notifications, want 6", got)
+	}
+	if err := c.DeleteTEK("g", 0x1234); err == nil || n() != 0 {
+		t.Fatal("deleting an absent TEK notified or succeeded")
+	}
+	short := liveTEK("g", 0x99)
+	short.Expires = time.Now().Add(time.Minute)
+	must(c.InstallTEK(short))
+	r.srv.Sweep(time.Now().Add(2 * time.Minute))
+	if got := n(); got != 2 || len(be.TEKs()) != 0 {
+		t.Fatalf("expiry: %d notifications, backend holds %+v", got, be.TEKs())
+	}
 }
