@@ -13,6 +13,13 @@
 // Routes), and marks the engine's own outer packets so that they are routed
 // by the main table rather than back into the TUN device.
 //
+// The TUN device's MTU must leave room for the ESP overhead on the links
+// towards the core (at most 57 octets with AES-GCM, 77 with AES-CBC and
+// HMAC-SHA-256-128): 1400 on 1500-octet links. The engine's outer packets
+// keep the inner DF bit; one too big for the outgoing link is refused by
+// the kernel and counted as a send error, and the hosts learn the TUN's
+// MTU by path MTU discovery as the kernel routes into it.
+//
 // One goroutine per direction; the hot path takes no lock: the keys and
 // policy are a snapshot published through an atomic pointer, rebuilt by
 // Refresh (call it when the SA database changes, or let Run poll).
@@ -29,6 +36,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -571,7 +579,7 @@ func (e *Engine) inbound() {
 		out = out[:0]
 		flags := 0
 		for i := 0; i < n; i++ {
-			m, _, err := unix.Recvfrom(e.recvFD, raw[i], flags)
+			m, err := recv(e.recvFD, raw[i], flags)
 			if err != nil {
 				break // timeout, nothing more queued, or closed
 			}
@@ -590,6 +598,16 @@ func (e *Engine) inbound() {
 			e.st.tunErr.Add(1)
 		}
 	}
+}
+
+// recv is recvfrom(2) without the sender's address: unix.Recvfrom
+// allocates one per packet.
+func recv(fd int, b []byte, flags int) (int, error) {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), uintptr(flags), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // decap opens one ESP packet; it returns the inner packet and its offset in

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -73,10 +74,10 @@ func out(e *Engine, pkt []byte) (string, []byte) {
 	switch {
 	case !ok:
 		return "drop", nil
-	case o[9] == unix.IPPROTO_ESP:
-		return "esp", o
+	case len(o) == len(pkt) && &o[0] == &buf[headroom]:
+		return "clear", o // the packet itself
 	default:
-		return "clear", o
+		return "esp", o
 	}
 }
 
@@ -218,4 +219,103 @@ func TestRekeyAndInbound(t *testing.T) {
 	if st.Replay != 1 || st.NoSA != 1 || st.PolicyMismatch != 1 || st.Decaps != 3 {
 		t.Errorf("receiver counters %+v", st)
 	}
+}
+
+// pair is a sending and a receiving engine over the same group TEK.
+func pair(t testing.TB) (a, b *Engine) {
+	now := t0
+	mk := func(sid uint32) *Engine {
+		mem := sadb.NewMemory()
+		mem.SetPolicy("g", policy())
+		mem.InstallTEK(tek(0x100, sid, t0))
+		e := &Engine{cfg: Config{Keys: mem}, now: func() time.Time { return now }, sas: map[saKey]*sa{}, sendFD: -1, recvFD: -1}
+		if err := e.Refresh(); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	return mk(1), mk(2)
+}
+
+// The hot path allocates nothing per packet: policy lookup, seal, open and
+// the inner packet's policy check.
+func TestHotPathNoAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	a, b := pair(t)
+	inner := udp(h1, h2, 5000, string(make([]byte, 1000)))
+	buf := make([]byte, headroom+len(inner)+tailroom)
+	snap := a.snap.Load()
+	var sealed []byte
+	if n := testing.AllocsPerRun(200, func() {
+		copy(buf[headroom:], inner)
+		sealed, _ = a.encap(snap, t0, buf[:headroom], buf[headroom:headroom+len(inner)])
+	}); n != 0 {
+		t.Errorf("encap: %v allocations per packet", n)
+	}
+	work := make([]byte, 2048)
+	if n := testing.AllocsPerRun(200, func() {
+		copy(buf[headroom:], inner)
+		p, _ := a.encap(snap, t0, buf[:headroom], buf[headroom:headroom+len(inner)])
+		copy(work, p)
+		if _, _, ok := b.decap(work[:len(p)]); !ok {
+			t.Fatal("decap refused")
+		}
+	}); n != 0 {
+		t.Errorf("encap+decap: %v allocations per packet", n)
+	}
+	_ = sealed
+}
+
+func BenchmarkEncapDecap(b *testing.B) {
+	for _, size := range []int{64, 512, 1400} {
+		b.Run(strconv.Itoa(size), func(bb *testing.B) {
+			tx, rx := pair(bb)
+			inner := udp(h1, h2, 5000, string(make([]byte, size-28)))
+			buf := make([]byte, headroom+len(inner)+tailroom)
+			work := make([]byte, len(buf))
+			snap := tx.snap.Load()
+			bb.SetBytes(int64(size))
+			bb.ReportAllocs()
+			for bb.Loop() {
+				copy(buf[headroom:], inner)
+				p, _ := tx.encap(snap, t0, buf[:headroom], buf[headroom:headroom+len(inner)])
+				copy(work, p)
+				if _, _, ok := rx.decap(work[:len(p)]); !ok {
+					bb.Fatal("decap refused")
+				}
+			}
+		})
+	}
+}
+
+// Any bytes from the TUN device or the network: no panic, and what the
+// engine sends is the packet itself or an ESP packet that opens to it.
+func FuzzEngine(f *testing.F) {
+	f.Add(udp(h1, h2, 5000, "covered"), false)
+	f.Add(udp(h1, h2, 9999, "deny"), false)
+	f.Add([]byte{0x45, 0, 0, 20}, true)
+	a, _ := pair(f)
+	seed, _ := out(a, udp(h1, h2, 5000, "sealed"))
+	f.Add(append([]byte(nil), seed...), true)
+	f.Fuzz(func(t *testing.T, pkt []byte, inbound bool) {
+		a, b := pair(t)
+		if inbound {
+			b.decap(append([]byte(nil), pkt...))
+			return
+		}
+		got, o := out(a, pkt)
+		switch got {
+		case "clear":
+			if string(o) != string(pkt) {
+				t.Fatalf("clear packet changed")
+			}
+		case "esp":
+			inner, _, ok := b.decap(append([]byte(nil), o...))
+			if !ok || string(inner) != string(pkt[:len(inner)]) {
+				t.Fatalf("sealed packet does not open to the original: %+v", b.Stats())
+			}
+		}
+	})
 }
