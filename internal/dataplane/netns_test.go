@@ -54,7 +54,7 @@ func gcmTEK(sid uint32) sadb.TEK {
 
 // gm starts the engine in ns with the TEK and policy installed in a
 // sadb.Memory, and installs its policy routing.
-func startGM(t *testing.T, ns *testnet.Netns, tek sadb.TEK, lan netip.Prefix) *dataplane.Engine {
+func startGM(t *testing.T, ns *testnet.Netns, tek sadb.TEK, lan netip.Prefix, self netip.Addr) *dataplane.Engine {
 	t.Helper()
 	mem := sadb.NewMemory()
 	if err := mem.InstallTEK(tek); err != nil {
@@ -79,6 +79,7 @@ func startGM(t *testing.T, ns *testnet.Netns, tek sadb.TEK, lan netip.Prefix) *d
 	r := &dataplane.Routes{TUN: "gtun", Mark: testMark,
 		Protected: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
 		Local:     []netip.Prefix{lan},
+		Src:       self,
 		IP: func(args ...string) error {
 			out, err := exec.Command("ip", append([]string{"-n", ns.Name}, args...)...).CombinedOutput()
 			if err != nil {
@@ -250,8 +251,9 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 	h1.Run(t, "ip", "route", "add", "default", "via", "10.1.1.1")
 	h2.Run(t, "ip", "route", "add", "default", "via", "10.1.2.1")
 
-	e1 := startGM(t, gm1, tek1, pfx("10.1.1.0/24"))
-	e2 := startGM(t, gm2, tek2, pfx("10.1.2.0/24"))
+	gm1Self := netip.MustParseAddr("10.1.1.1")
+	e1 := startGM(t, gm1, tek1, pfx("10.1.1.0/24"), gm1Self)
+	e2 := startGM(t, gm2, tek2, pfx("10.1.2.0/24"), netip.MustParseAddr("10.1.2.1"))
 	for _, ns := range []*testnet.Netns{gm1, gm2} {
 		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.gtun.rp_filter=0")
 	}
@@ -273,6 +275,8 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 	marker := []byte("GROUPVPN-SECRET-MARKER")
 	h1.Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker[:16]), a2.String())
 	h2.Run(t, "ping", "-c", "2", "-i", "0.2", "-W", "2", a1.String())
+	// The GM's own traffic to the other site is protected too.
+	gm1.Run(t, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker[:16]), a2.String())
 	sendUDP(t, h1, h2, a1, a2, secretPort, marker)
 	sendUDP(t, h2, h1, a2, a1, secretPort, marker)
 	clear := []byte("DENIED-FLOW-IN-THE-CLEAR")
@@ -282,21 +286,27 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 	pkts := capt.packets()
 	var espTo2 []byte
 	var nESP, nClear int
+	fromGM1 := false
 	for _, p := range pkts {
 		if bytes.Contains(p.raw, marker[:16]) {
 			t.Errorf("core saw the plaintext marker: %v -> %v proto %d", p.src, p.dst, p.proto)
 		}
 		if !sites(p.src) || !sites(p.dst) {
+			// Address preservation: no ESP between the GMs' core
+			// addresses, only between the inner ones.
+			if p.proto == unix.IPPROTO_ESP {
+				t.Errorf("ESP with outer addresses %v -> %v, not the hosts'", p.src, p.dst)
+			}
 			continue
 		}
 		switch p.proto {
 		case unix.IPPROTO_ESP:
 			nESP++
-			if p.dst == a2 {
-				if p.src != a1 {
-					t.Errorf("ESP to %v from %v: outer source is not the inner one", p.dst, p.src)
-				}
+			switch {
+			case p.src == a1 && p.dst == a2:
 				espTo2 = p.raw
+			case p.src == gm1Self && p.dst == a2:
+				fromGM1 = true
 			}
 		case unix.IPPROTO_UDP:
 			if !bytes.Contains(p.raw, clear) {
@@ -307,8 +317,8 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 			t.Errorf("clear packet (proto %d) between the sites: %v -> %v", p.proto, p.src, p.dst)
 		}
 	}
-	if nESP == 0 || nClear == 0 || espTo2 == nil {
-		t.Fatalf("core saw %d ESP and %d clear packets between the sites; want both", nESP, nClear)
+	if nESP == 0 || nClear == 0 || espTo2 == nil || !fromGM1 {
+		t.Fatalf("core saw %d ESP and %d clear packets between the sites (ESP h1->h2 %v, gm1->h2 %v); want all", nESP, nClear, espTo2 != nil, fromGM1)
 	}
 	s1, s2 := e1.Stats(), e2.Stats()
 	t.Logf("gm1 %+v", s1)

@@ -42,6 +42,10 @@ type Routes struct {
 	// Local are the prefixes the GM reaches directly (its LANs): never
 	// routed into the TUN even when a Protect destination covers them.
 	Local []netip.Prefix
+	// Src, when valid, is the source address of the GM's own packets
+	// routed into the TUN (the TUN device has no address): its address on
+	// a protected LAN, so that its own traffic is the policy's too.
+	Src netip.Addr
 	// IP runs the ip(8) command (nil: exec "ip" in the caller's thread's
 	// namespace).
 	IP func(args ...string) error
@@ -90,7 +94,11 @@ func (r *Routes) Install() error {
 		{"route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", strconv.Itoa(r.LocalESP)},
 	}
 	for _, d := range r.Protected {
-		cmds = append(cmds, []string{"route", "replace", d.Masked().String(), "dev", r.TUN, "table", strconv.Itoa(r.TunTable)})
+		c := []string{"route", "replace", d.Masked().String(), "dev", r.TUN, "table", strconv.Itoa(r.TunTable)}
+		if r.Src.IsValid() {
+			c = append(c, "src", r.Src.String())
+		}
+		cmds = append(cmds, c)
 	}
 	for _, l := range r.Local {
 		cmds = append(cmds, []string{"route", "replace", "throw", l.Masked().String(), "table", strconv.Itoa(r.TunTable)})
