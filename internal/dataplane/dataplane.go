@@ -92,6 +92,7 @@ type Stats struct {
 	SendErrors     uint64 // sends on the raw socket that failed
 	TUNErrors      uint64 // writes to the TUN device that failed
 	TooManySenders uint64 // authentic ESP from a new sender while the SA keeps its maximum of replay windows
+	SocketDrops    uint64 // ESP the kernel dropped because the engine's socket buffer was full
 }
 
 // Counter is one named counter of Stats, for show commands and metrics.
@@ -120,6 +121,7 @@ func (s Stats) Counters() []Counter {
 		{"send_errors", "sends on the raw socket that failed", s.SendErrors},
 		{"tun_errors", "writes to the TUN device that failed", s.TUNErrors},
 		{"too_many_senders", "ESP from a new sender while the SA keeps its maximum of replay windows", s.TooManySenders},
+		{"socket_drops", "ESP dropped by the kernel: the engine's receive buffer was full", s.SocketDrops},
 	}
 }
 
@@ -165,6 +167,10 @@ type Engine struct {
 	mtu    int
 	snap   atomic.Pointer[snapshot]
 	st     stats
+
+	fdMu      sync.Mutex // Stats' reading of the socket's drops against Close
+	fdsClosed bool
+	lastDrops uint64
 
 	mu   sync.Mutex // Refresh
 	sas  map[saKey]*sa
@@ -231,6 +237,10 @@ func New(cfg Config) (*Engine, error) {
 }
 
 func (e *Engine) closeFDs() {
+	e.socketDrops() // the last count
+	e.fdMu.Lock()
+	defer e.fdMu.Unlock()
+	e.fdsClosed = true
 	if e.sendFD >= 0 {
 		unix.Close(e.sendFD)
 	}
@@ -249,7 +259,26 @@ func (e *Engine) Stats() Stats {
 		PolicyMismatch: s.mismatch.Load(), Bypass: s.bypass.Load(), NotGroup: s.notGroup.Load(),
 		Malformed: s.malformed.Load(), SealErrors: s.sealErr.Load(), SendErrors: s.sendErr.Load(),
 		TUNErrors: s.tunErr.Load(), TooManySenders: s.senders.Load(),
+		SocketDrops: e.socketDrops(),
 	}
+}
+
+// socketDrops reads the kernel's drop count of the ESP socket
+// (SO_MEMINFO), or the last one read before Close.
+func (e *Engine) socketDrops() uint64 {
+	e.fdMu.Lock()
+	defer e.fdMu.Unlock()
+	if e.fdsClosed || e.recvFD < 0 {
+		return e.lastDrops
+	}
+	var m [unix.SK_MEMINFO_VARS]uint32
+	l := uint32(unsafe.Sizeof(m))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(e.recvFD), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&l)), 0)
+	if errno == 0 {
+		e.lastDrops = uint64(m[unix.SK_MEMINFO_DROPS])
+	}
+	return e.lastDrops
 }
 
 // Counters lists the engine's counters (Stats().Counters()).

@@ -251,6 +251,10 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 	h1.Run(t, "ip", "route", "add", "default", "via", "10.1.1.1")
 	h2.Run(t, "ip", "route", "add", "default", "via", "10.1.2.1")
 
+	if iperf {
+		// The ceiling, in the same run: the same path routed in the clear.
+		runIperf(t, h1, h2, netip.MustParseAddr("10.1.2.2"), "plain routing, no engine (ceiling)")
+	}
 	gm1Self := netip.MustParseAddr("10.1.1.1")
 	e1 := startGM(t, gm1, tek1, pfx("10.1.1.0/24"), gm1Self)
 	e2 := startGM(t, gm2, tek2, pfx("10.1.2.0/24"), netip.MustParseAddr("10.1.2.1"))
@@ -349,7 +353,7 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 		t.Errorf("gm2 delivered the replayed packet: decaps %d -> %d", s2.Decaps, got)
 	}
 	if iperf {
-		runIperf(t, h1, h2, a2)
+		runIperf(t, h1, h2, a2, "through two GM engines")
 		t.Logf("after iperf3: gm1 %+v", e1.Stats())
 		t.Logf("after iperf3: gm2 %+v", e2.Stats())
 	}
@@ -357,7 +361,7 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 
 // runIperf measures TCP throughput from h1 to h2 through both engines and
 // logs it (a figure, not a pass mark: CI machines vary).
-func runIperf(t *testing.T, h1, h2 *testnet.Netns, dst netip.Addr) {
+func runIperf(t *testing.T, h1, h2 *testnet.Netns, dst netip.Addr, what string) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Log("iperf3 not installed (scripts/install-test-deps.sh): no throughput figure")
 		return
@@ -381,7 +385,7 @@ func runIperf(t *testing.T, h1, h2 *testnet.Netns, dst netip.Addr) {
 	}
 	for _, l := range strings.Split(string(out), "\n") {
 		if strings.Contains(l, "sender") || strings.Contains(l, "receiver") {
-			t.Logf("iperf3 h1 -> h2 through two GMs: %s", strings.TrimSpace(l))
+			t.Logf("iperf3 TCP h1 -> h2, %s: %s", what, strings.TrimSpace(l))
 		}
 	}
 }
