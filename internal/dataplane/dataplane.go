@@ -323,6 +323,9 @@ func (e *Engine) Refresh() error {
 		sas := byGroup[name]
 		slices.SortStableFunc(sas, func(a, b *sa) int { return b.tek.SendFrom.Compare(a.tek.SendFrom) })
 		g := &group{name: name, policy: e.cfg.Keys.Policy(name), fail: e.cfg.Keys.FailMode(name)}
+		if len(g.policy) == 0 {
+			g.policy = selectorPolicy(sas)
+		}
 		g.send = make([][]*sa, len(g.policy))
 		for i, p := range g.policy {
 			if p.Action != sadb.Protect {
@@ -349,6 +352,23 @@ func (e *Engine) Refresh() error {
 	e.sas = next
 	e.snap.Store(snap)
 	return errors.Join(errs...)
+}
+
+// selectorPolicy is the policy of a group whose SA database keeps none:
+// one Protect entry per distinct TEK selector, newest TEK first.
+func selectorPolicy(sas []*sa) []sadb.PolicyEntry {
+	var p []sadb.PolicyEntry
+	for _, s := range sas {
+		e := sadb.PolicyEntry{Action: sadb.Protect, IPProto: s.tek.IPProto, Src: s.tek.Src, Dst: s.tek.Dst,
+			SrcPort: s.tek.SrcPort, DstPort: s.tek.DstPort, SPI: s.tek.SPI}
+		if !e.Src.IsValid() || !e.Dst.IsValid() {
+			continue // no selector: nothing to protect
+		}
+		if !slices.ContainsFunc(p, func(q sadb.PolicyEntry) bool { return sameSelector(s.tek, q) }) {
+			p = append(p, e)
+		}
+	}
+	return p
 }
 
 func sameKeys(a, b sadb.TEK) bool {

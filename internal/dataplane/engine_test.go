@@ -319,3 +319,18 @@ func FuzzEngine(f *testing.F) {
 		}
 	})
 }
+
+// A group whose SA database keeps no policy protects what its TEKs'
+// selectors cover, rather than sending everything in the clear.
+func TestPolicyFromSelectors(t *testing.T) {
+	now := t0
+	mem := sadb.NewMemory()
+	mem.InstallTEK(tek(0x100, 1, t0))
+	e := engine(t, mem, &now)
+	if got, _ := out(e, udp(h1, h2, 5000, "covered")); got != "esp" {
+		t.Errorf("packet the TEK's selector covers: %s, want esp", got)
+	}
+	if got, _ := out(e, udp(h1, netip.MustParseAddr("192.0.2.1"), 5000, "x")); got != "clear" {
+		t.Errorf("packet outside the selector: %s, want clear", got)
+	}
+}
