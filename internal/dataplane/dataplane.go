@@ -135,6 +135,40 @@ type stats struct {
 type sa struct {
 	tek sadb.TEK
 	esp *esp.SA
+	cnt *saCounters // kept across refreshes with esp
+}
+
+// saCounters are one SA's live counters.
+type saCounters struct {
+	encaps, encapsBytes, decaps, decapsBytes, replay, auth atomic.Uint64
+}
+
+// SACounters are one TEK's packet counters (`show crypto ipsec sa`); the
+// byte counts are of the inner packets.
+type SACounters struct {
+	EncapsPackets uint64 `json:"encaps_packets"`
+	EncapsBytes   uint64 `json:"encaps_bytes"`
+	DecapsPackets uint64 `json:"decaps_packets"`
+	DecapsBytes   uint64 `json:"decaps_bytes"`
+	ReplayDrops   uint64 `json:"replay_drops"`
+	AuthFailures  uint64 `json:"auth_failures"`
+}
+
+// SACounters returns the counters of the group's TEK with that SPI, and
+// false when the engine holds no such TEK.
+func (e *Engine) SACounters(group string, spi uint32) (SACounters, bool) {
+	e.mu.Lock()
+	s := e.sas[saKey{group, spi}]
+	e.mu.Unlock()
+	if s == nil {
+		return SACounters{}, false
+	}
+	c := s.cnt
+	return SACounters{
+		EncapsPackets: c.encaps.Load(), EncapsBytes: c.encapsBytes.Load(),
+		DecapsPackets: c.decaps.Load(), DecapsBytes: c.decapsBytes.Load(),
+		ReplayDrops: c.replay.Load(), AuthFailures: c.auth.Load(),
+	}, true
 }
 
 // group is one group's policy and SAs in a snapshot.
@@ -306,9 +340,9 @@ func (e *Engine) Refresh() error {
 				errs = append(errs, fmt.Errorf("dataplane: TEK %s/%#08x: %w", t.Group, t.SPI, err))
 				continue
 			}
-			s = &sa{tek: t, esp: es}
+			s = &sa{tek: t, esp: es, cnt: &saCounters{}}
 		} else {
-			s = &sa{tek: t, esp: s.esp} // new times, same engine state
+			s = &sa{tek: t, esp: s.esp, cnt: s.cnt} // new times, same engine state
 		}
 		next[k] = s
 		byGroup[t.Group] = append(byGroup[t.Group], s)
@@ -569,6 +603,8 @@ func (e *Engine) encap(snap *snapshot, now time.Time, head, pkt []byte) ([]byte,
 				return nil, false
 			}
 			e.st.encaps.Add(1)
+			s.cnt.encaps.Add(1)
+			s.cnt.encapsBytes.Add(uint64(len(pkt)))
 			return out, true
 		}
 	}
@@ -677,9 +713,11 @@ func (e *Engine) decap(pkt []byte) ([]byte, int, bool) {
 	case nil:
 	case esp.ErrAuth:
 		e.st.auth.Add(1)
+		ent.sa.cnt.auth.Add(1)
 		return nil, 0, false
 	case esp.ErrReplay:
 		e.st.replay.Add(1)
+		ent.sa.cnt.replay.Add(1)
 		return nil, 0, false
 	case esp.ErrSenders:
 		e.st.senders.Add(1)
@@ -699,5 +737,7 @@ func (e *Engine) decap(pkt []byte) ([]byte, int, bool) {
 		return nil, 0, false
 	}
 	e.st.decaps.Add(1)
+	ent.sa.cnt.decaps.Add(1)
+	ent.sa.cnt.decapsBytes.Add(uint64(len(inner)))
 	return inner, cap(pkt) - cap(inner), true // inner is pkt[start:...]
 }

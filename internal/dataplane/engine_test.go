@@ -334,3 +334,25 @@ func TestPolicyFromSelectors(t *testing.T) {
 		t.Errorf("packet outside the selector: %s, want clear", got)
 	}
 }
+
+// NewUnplugged and Decide export the hot path's decisions to the external
+// tests (which may import packages that import this one).
+func NewUnplugged(keys Keys, groups []string, now func() time.Time) (*Engine, error) {
+	e := &Engine{cfg: Config{Keys: keys, Groups: groups}, now: now, sas: map[saKey]*sa{}, sendFD: -1, recvFD: -1}
+	return e, e.Refresh()
+}
+
+// Decide is "esp", "clear" or "drop" for one clear packet.
+func (e *Engine) Decide(pkt []byte) string {
+	got, _ := out(e, pkt)
+	return got
+}
+
+// UDP builds an IPv4 UDP packet between the test sites.
+func UDP(dport uint16, payload string) []byte { return udp(h1, h2, dport, payload) }
+
+// GroupTEK is the tests' GCM TEK.
+func GroupTEK(spi, sid uint32, sendFrom time.Time) sadb.TEK { return tek(spi, sid, sendFrom) }
+
+// GroupPolicy is the tests' group policy.
+func GroupPolicy() []sadb.PolicyEntry { return policy() }

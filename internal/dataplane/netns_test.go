@@ -349,6 +349,9 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if c, ok := e2.SACounters("g", testSPI); !ok || c.ReplayDrops != 1 || c.DecapsPackets != s2.Decaps {
+		t.Errorf("gm2's SA counters %+v (held %v), want 1 replay drop and %d decaps", c, ok, s2.Decaps)
+	}
 	if got := e2.Stats().Decaps; got != s2.Decaps {
 		t.Errorf("gm2 delivered the replayed packet: decaps %d -> %d", s2.Decaps, got)
 	}
