@@ -524,7 +524,7 @@ func (e *Engine) outbound(mtu int) {
 		bufs[i] = make([]byte, off+mtu+tailroom)
 	}
 	sizes := make([]int, n)
-	var to unix.SockaddrInet4
+	mb := newMmsg(n)
 	for {
 		cnt, err := e.cfg.TUN.Read(bufs, sizes, off)
 		if e.stopped() {
@@ -543,6 +543,7 @@ func (e *Engine) outbound(mtu int) {
 		}
 		snap := e.snap.Load()
 		now := e.now()
+		k := 0
 		for i := 0; i < cnt; i++ {
 			buf := bufs[i]
 			pkt := buf[off : off+sizes[i]]
@@ -550,10 +551,55 @@ func (e *Engine) outbound(mtu int) {
 			if !ok {
 				continue
 			}
-			copy(to.Addr[:], out[16:20])
-			if err := unix.Sendto(e.sendFD, out, 0, &to); err != nil {
-				e.st.sendErr.Add(1)
-			}
+			mb.set(k, out)
+			k++
+		}
+		e.sendBatch(mb, k)
+	}
+}
+
+// mmsg is a batch of datagrams for sendmmsg(2), each to its own address.
+type mmsg struct {
+	hdrs  []mmsghdr
+	iovs  []unix.Iovec
+	addrs []unix.RawSockaddrInet4
+}
+
+// mmsghdr is struct mmsghdr (x/sys/unix has none).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+func newMmsg(n int) *mmsg {
+	return &mmsg{hdrs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), addrs: make([]unix.RawSockaddrInet4, n)}
+}
+
+// set makes message k the IPv4 packet pkt, sent to its destination.
+func (m *mmsg) set(k int, pkt []byte) {
+	m.iovs[k].Base = &pkt[0]
+	m.iovs[k].SetLen(len(pkt))
+	m.addrs[k] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte(pkt[16:20])}
+	h := &m.hdrs[k].hdr
+	h.Name = (*byte)(unsafe.Pointer(&m.addrs[k]))
+	h.Namelen = unix.SizeofSockaddrInet4
+	h.Iov = &m.iovs[k]
+	h.SetIovlen(1)
+}
+
+// sendBatch sends the first k messages of m on the raw socket; a message
+// the kernel refuses is counted and skipped.
+func (e *Engine) sendBatch(m *mmsg, k int) {
+	for i := 0; i < k; {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(e.sendFD), uintptr(unsafe.Pointer(&m.hdrs[i])), uintptr(k-i), 0, 0, 0)
+		switch {
+		case errno == unix.EINTR:
+		case errno != 0:
+			e.st.sendErr.Add(1) // the first message of the rest failed
+			i++
+		default:
+			i += int(r)
 		}
 	}
 }
