@@ -706,15 +706,23 @@ func (e *Engine) inbound() {
 		raw[i] = make([]byte, bufSize)
 	}
 	out := make([][]byte, 0, n)
+	mb := newMmsg(n)
+	for i := range raw {
+		mb.iovs[i].Base = &raw[i][0]
+		mb.iovs[i].SetLen(len(raw[i]))
+		mb.hdrs[i].hdr.Iov = &mb.iovs[i]
+		mb.hdrs[i].hdr.SetIovlen(1)
+	}
 	for !e.stopped() {
+		// Block (up to SO_RCVTIMEO) for the first packet, then take what
+		// else is queued.
+		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(e.recvFD), uintptr(unsafe.Pointer(&mb.hdrs[0])), uintptr(n), unix.MSG_WAITFORONE, 0, 0)
+		if errno != 0 {
+			continue // timeout, interrupted, or closed
+		}
 		out = out[:0]
-		flags := 0
-		for i := 0; i < n; i++ {
-			m, err := recv(e.recvFD, raw[i], flags)
-			if err != nil {
-				break // timeout, nothing more queued, or closed
-			}
-			flags = unix.MSG_DONTWAIT
+		for i := 0; i < int(r); i++ {
+			m := int(mb.hdrs[i].n)
 			if inner, start, ok := e.decap(raw[i][:m]); ok {
 				// The TUN device writes its header in the vnetHdr
 				// octets before the packet (Open left the outer
@@ -729,16 +737,6 @@ func (e *Engine) inbound() {
 			e.st.tunErr.Add(1)
 		}
 	}
-}
-
-// recv is recvfrom(2) without the sender's address: unix.Recvfrom
-// allocates one per packet.
-func recv(fd int, b []byte, flags int) (int, error) {
-	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), uintptr(flags), 0, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
 }
 
 // decap opens one ESP packet; it returns the inner packet and its offset in
