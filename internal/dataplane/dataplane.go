@@ -8,9 +8,10 @@
 // forwards it to the host behind the GM.
 //
 // With address preservation the outer destination of an incoming ESP packet
-// is a host behind the GM, not the GM: the kernel would forward it. Setup
-// installs the Linux policy routing that delivers it locally instead (see
-// Routes), and marks the engine's own outer packets so that they are routed
+// is a host behind the GM, not the GM: the kernel would forward it.
+// Routes.Install adds the Linux policy routing that delivers all ESP locally
+// instead, where the engine's raw IPPROTO_ESP socket reads it; the engine
+// marks the engine's own outer packets so that they are routed
 // by the main table rather than back into the TUN device.
 //
 // The TUN device's MTU must leave room for the ESP overhead on the links
@@ -45,8 +46,8 @@ import (
 	"github.com/groupvpn/groupvpn/internal/sadb"
 )
 
-// Keys is what the engine reads its TEKs and policy from; sadb.Memory
-// implements it.
+// Keys is what the engine reads its TEKs and policy from; sadb.Memory and
+// tmd.MemoryBackend (whose Notify can call Refresh) implement it.
 type Keys interface {
 	TEKs() []sadb.TEK
 	Policy(group string) []sadb.PolicyEntry
