@@ -11,7 +11,7 @@
 // is a host behind the GM, not the GM: the kernel would forward it.
 // Routes.Install adds the Linux policy routing that delivers all ESP locally
 // instead, where the engine's raw IPPROTO_ESP socket reads it; the engine
-// marks the engine's own outer packets so that they are routed
+// marks its own outer packets so that they are routed
 // by the main table rather than back into the TUN device.
 //
 // The TUN device's MTU must leave room for the ESP overhead on the links
