@@ -282,10 +282,18 @@ func oneLine(s string) string {
 
 // tmdCounters are the drops at tmd's API socket (tmd.Status).
 func tmdCounters(st tmd.Status) []ike.Counter {
-	return []ike.Counter{
+	cs := []ike.Counter{
 		{Name: "requests_malformed", Help: "request lines refused as malformed", Value: st.Malformed},
 		{Name: "connections_refused", Help: "connections refused over the limit", Value: st.Refused},
 		{Name: "connections_timed_out", Help: "connections closed by a hello, idle or line timeout", Value: st.TimedOut},
 		{Name: "write_failed", Help: "connections closed: a response could not be written (a client that does not read)", Value: st.WriteFailed},
 	}
+	// The forwarding engine's counters, when tmd runs it (groupvpn tmd
+	// -tun), prefixed data_plane_.
+	if dp := st.DataPlane; dp != nil {
+		for _, c := range dp.Counters {
+			cs = append(cs, ike.Counter{Name: "data_plane_" + c.Name, Help: c.Help + " (data plane, " + dp.Device + ")", Value: c.Value})
+		}
+	}
+	return cs
 }

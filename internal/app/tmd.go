@@ -5,10 +5,19 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/groupvpn/groupvpn/internal/dataplane"
+	"github.com/groupvpn/groupvpn/internal/sadb"
 
 	"github.com/groupvpn/groupvpn/internal/rundir"
 	"github.com/groupvpn/groupvpn/internal/srcnotify"
@@ -38,11 +47,17 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 	socket := fs.String("socket", rundir.Socket("tmd"), "unix `SOCKET` the IKE daemons install SAs through")
 	syslogTo := fs.String("syslog", "", "also log RFC 5424 to `DEST`: udp://host:514, tcp://host:514, unix:///dev/log or file:///path")
 	debug := fs.Bool("debug", false, "log debug messages")
+	var dpf dataPlaneFlags
+	dpf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 || *socket == "" {
-		fmt.Fprintln(env.Stderr, "usage: groupvpn tmd [-socket PATH] [-syslog DEST] [-debug]")
+		fmt.Fprintln(env.Stderr, "usage: groupvpn tmd [-socket PATH] [-syslog DEST] [-debug] [-tun NAME [-mtu N] [-mark N] [-local PREFIX,...] [-src ADDR] [-group NAME,...]]")
+		return 2
+	}
+	if err := dpf.check(); err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn tmd: %v\n", err)
 		return 2
 	}
 	logger, logDest, err := daemonLogger(env, "tmd", *syslogTo, *debug)
@@ -59,15 +74,24 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := tmd.NewServer(tmd.Options{
-		Logger: logger,
-		Ready: func() {
-			logger.Info("tmd started", "socket", *socket, "api", tmd.APIVersion, "pid", os.Getpid())
-			if err := notify.Send(srcnotify.Event{State: srcnotify.Ready, Detail: "SA API on " + *socket}); err != nil {
-				logger.Warn("srcmstr not told tmd is ready", "err", err.Error())
-			}
-		},
-	})
+	opts := tmd.Options{Logger: logger}
+	if dpf.tun != "" {
+		dp, err := startDataPlane(dpf, logger)
+		if err != nil {
+			logger.Error("tmd not started: data plane", "err", err.Error())
+			fmt.Fprintf(env.Stderr, "groupvpn tmd: %v\n", err)
+			return 1
+		}
+		defer dp.stop()
+		opts.Backend, opts.DataPlane = dp.backend, dp.counters
+	}
+	opts.Ready = func() {
+		logger.Info("tmd started", "socket", *socket, "api", tmd.APIVersion, "pid", os.Getpid(), "tun", dpf.tun)
+		if err := notify.Send(srcnotify.Event{State: srcnotify.Ready, Detail: "SA API on " + *socket}); err != nil {
+			logger.Warn("srcmstr not told tmd is ready", "err", err.Error())
+		}
+	}
+	srv := tmd.NewServer(opts)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, *socket) }()
 	for {
@@ -122,4 +146,212 @@ func tmdPlural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// dataPlaneFlags are tmd's options for the forwarding engine (SPEC E1).
+type dataPlaneFlags struct {
+	tun    string
+	mtu    int
+	mark   uint
+	local  string
+	src    string
+	groups string
+
+	localPfx []netip.Prefix
+	srcAddr  netip.Addr
+	groupSet []string
+}
+
+func (f *dataPlaneFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.tun, "tun", "", "run the data plane: create the TUN device `NAME`, route the policy's protected destinations into it and forward them as ESP (a GM); none: only the SA database (a KS)")
+	fs.IntVar(&f.mtu, "mtu", 1400, "with -tun: the TUN device's `MTU` (room for ESP's overhead on the core links: 1400 on 1500-octet links)")
+	fs.UintVar(&f.mark, "mark", 0x6770, "with -tun: the `FWMARK` of the engine's own ESP packets (routed by the main table; policy routing rules use it)")
+	fs.StringVar(&f.local, "local", "", "with -tun: the GM's own LANs, `PREFIX,...`: never routed into the TUN even when a protected destination covers them")
+	fs.StringVar(&f.src, "src", "", "with -tun: the source `ADDR` of the GM's own packets into the TUN (its address on a protected LAN)")
+	fs.StringVar(&f.groups, "group", "", "with -tun: the `GROUP,...` configured on this GM: their fail mode applies before any TEK arrives")
+}
+
+func (f *dataPlaneFlags) check() error {
+	if f.tun == "" {
+		if f.local != "" || f.src != "" || f.groups != "" {
+			return fmt.Errorf("-local, -src and -group need -tun")
+		}
+		return nil
+	}
+	if len(f.tun) >= unix.IFNAMSIZ {
+		return fmt.Errorf("-tun %q: an interface name has at most %d characters", f.tun, unix.IFNAMSIZ-1)
+	}
+	if f.mtu < 576 || f.mtu > 65535 {
+		return fmt.Errorf("-mtu %d: want 576..65535", f.mtu)
+	}
+	if f.mark == 0 || f.mark > 0xffffffff {
+		return fmt.Errorf("-mark %d: want 1..4294967295", f.mark)
+	}
+	for _, s := range splitList(f.local) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || !p.Addr().Is4() {
+			return fmt.Errorf("-local %q: not an IPv4 prefix", s)
+		}
+		f.localPfx = append(f.localPfx, p.Masked())
+	}
+	if f.src != "" {
+		a, err := netip.ParseAddr(f.src)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("-src %q: not an IPv4 address", f.src)
+		}
+		f.srcAddr = a
+	}
+	f.groupSet = splitList(f.groups)
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// tmdDataPlane is the forwarding engine tmd runs with -tun: a TUN device,
+// the engine reading its keys from tmd's MemoryBackend, and the policy
+// routing kept in step with the installed policies.
+type tmdDataPlane struct {
+	log     *slog.Logger
+	name    string
+	mem     *tmd.MemoryBackend
+	backend tmd.Backend
+	eng     *dataplane.Engine
+	routes  *dataplane.Routes
+	kick    chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+// startDataPlane creates the TUN device, starts the engine and installs
+// the policy routing; on error it undoes what it did.
+func startDataPlane(f dataPlaneFlags, logger *slog.Logger) (*tmdDataPlane, error) {
+	dev, err := tun.CreateTUN(f.tun, f.mtu)
+	if err != nil {
+		return nil, fmt.Errorf("create TUN device %s: %w", f.tun, err)
+	}
+	name, err := dev.Name()
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("TUN device %s: %w", f.tun, err)
+	}
+	mem := tmd.NewMemoryBackend()
+	eng, err := dataplane.New(dataplane.Config{Keys: mem, TUN: dev, Mark: uint32(f.mark), Groups: f.groupSet})
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("data plane on %s: %w", name, err)
+	}
+	// Decrypted packets leave the TUN device towards hosts whose route
+	// may point back into it: no reverse-path check on it.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/rp_filter", []byte("0"), 0o644); err != nil {
+		logger.Warn("rp_filter of the TUN device not cleared", "tun", name, "err", err.Error())
+	}
+	r := &dataplane.Routes{TUN: name, Mark: uint32(f.mark), Local: f.localPfx, Src: f.srcAddr}
+	if err := r.Install(); err != nil {
+		eng.Close()
+		return nil, fmt.Errorf("policy routing for %s: %w", name, err)
+	}
+	if err := eng.Run(); err != nil {
+		r.Remove()
+		eng.Close()
+		return nil, fmt.Errorf("data plane on %s: %w", name, err)
+	}
+	d := &tmdDataPlane{log: logger, name: name, mem: mem, eng: eng, routes: r,
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	d.backend = engineBackend{MemoryBackend: mem, eng: eng}
+	mem.Notify(d.changed)
+	go d.routeLoop()
+	logger.Info("data plane started", "tun", name, "mtu", f.mtu, "mark", f.mark, "local", f.local, "src", f.src,
+		"groups", f.groups)
+	return d, nil
+}
+
+// changed is the backend's Notify: the engine's snapshot is rebuilt at
+// once, the routes by routeLoop (they run ip(8)).
+func (d *tmdDataPlane) changed() {
+	if err := d.eng.Refresh(); err != nil {
+		d.log.Error("data plane refresh failed; forwarding with the previous keys", "err", err.Error())
+	}
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// protected returns the destinations of every Protect entry of every
+// group's policy, sorted and without duplicates.
+func (d *tmdDataPlane) protected() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range d.mem.Policies() {
+		for _, e := range p {
+			if e.Action == sadb.Protect && e.Dst.Addr().Is4() {
+				out = append(out, e.Dst.Masked())
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Compare(b) })
+	return slices.Compact(out)
+}
+
+func (d *tmdDataPlane) routeLoop() {
+	defer close(d.done)
+	for {
+		select {
+		case <-d.quit:
+			return
+		case <-d.kick:
+		}
+		want := d.protected()
+		if slices.Equal(want, d.routes.Protected) {
+			continue
+		}
+		if err := d.routes.SetProtected(want); err != nil {
+			d.log.Error("routes of the protected destinations not updated", "tun", d.name, "err", err.Error())
+			continue
+		}
+		d.log.Info("routes of the protected destinations updated", "tun", d.name, "protected", fmt.Sprint(want))
+	}
+}
+
+// counters are the engine's counters for tmd's status and counters.
+func (d *tmdDataPlane) counters() *tmd.DataPlaneCounters {
+	out := &tmd.DataPlaneCounters{Device: d.name}
+	for _, c := range d.eng.Counters() {
+		out.Counters = append(out.Counters, tmd.Counter{Name: c.Name, Help: c.Help, Value: c.Value})
+	}
+	return out
+}
+
+// stop stops the engine, closes the TUN device and removes the routes.
+func (d *tmdDataPlane) stop() {
+	d.mem.Notify(nil)
+	close(d.quit)
+	<-d.done
+	st := d.eng.Stats()
+	d.eng.Close()
+	if err := d.routes.Remove(); err != nil {
+		d.log.Warn("policy routing not all removed", "tun", d.name, "err", err.Error())
+	}
+	d.log.Info("data plane stopped", "tun", d.name, "encaps", st.Encaps, "decaps", st.Decaps)
+}
+
+// engineBackend is tmd's MemoryBackend with the engine's per-SA counters.
+type engineBackend struct {
+	*tmd.MemoryBackend
+	eng *dataplane.Engine
+}
+
+func (b engineBackend) QuerySA(group string, spi uint32) (tmd.SACounters, error) {
+	if _, err := b.MemoryBackend.QuerySA(group, spi); err != nil {
+		return tmd.SACounters{}, err
+	}
+	c, _ := b.eng.SACounters(group, spi) // not yet in the engine: zeros
+	return tmd.SACounters(c), nil
 }

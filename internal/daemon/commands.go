@@ -12,6 +12,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/show"
+	"github.com/groupvpn/groupvpn/internal/tmd"
 )
 
 // CounterSource is a section of `show crypto isakmp statistics` read,
@@ -82,6 +83,35 @@ func statistics(srv *ctl.Server, n *node.Node, sources func() []CounterSource) c
 	}
 }
 
+// saCounterReader is a remote SA database that counts packets (tmd's
+// client).
+type saCounterReader interface {
+	Counters(ctx context.Context) ([]tmd.TEKCounters, *tmd.DataPlaneCounters, error)
+}
+
+// ipsecSA renders `show crypto ipsec sa`, with the packet counters of
+// tmd's data plane when the SAs live in tmd.
+func ipsecSA(n *node.Node) ctl.Handler {
+	return func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+		s, err := n.State(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var c *show.IPsecCounters
+		if r, ok := n.Dataplane().(saCounterReader); ok {
+			rctx, cancel := context.WithTimeout(ctx, sourceTimeout)
+			sas, dp, err := r.Counters(rctx)
+			cancel()
+			c = &show.IPsecCounters{SAs: sas, DataPlane: dp}
+			if err != nil {
+				c.Err = err.Error()
+			}
+		}
+		text, data := show.IPsecSAWith(s, c)
+		return &ctl.Reply{Text: text, Data: data}, nil
+	}
+}
+
 // Register adds the show commands of a node to a control server. running
 // returns the configuration in force (for show running-config), sources
 // the sections of show crypto isakmp statistics read from other processes.
@@ -99,7 +129,7 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 	srv.Handle("show crypto gdoi", "groups, their policy and registration state", snap(show.GDOI))
 	srv.Handle("show crypto gdoi ks members", "group members registered with this key server", snap(show.KSMembers))
 	srv.Handle("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", snap(show.GM))
-	srv.Handle("show crypto ipsec sa", "the group SAs installed", snap(show.IPsecSA))
+	srv.Handle("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n))
 	srv.Handle("show crypto isakmp sa", "phase-1 SAs", snap(show.ISAKMPSA))
 	srv.Handle("show crypto isakmp listen", "the local addresses isakmpd serves (UDP)", snap(listening))
 	srv.Handle("show running-config", "the configuration in force", func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -130,5 +131,55 @@ func (r *Routes) Remove() error {
 			first = err
 		}
 	}
+	return first
+}
+
+// SetProtected makes the routes into the TUN device those of protected,
+// after Install: the destinations no longer protected are removed, the new
+// ones added (the policy changes with every rekey). On error Protected is
+// what was done so far.
+func (r *Routes) SetProtected(protected []netip.Prefix) error {
+	r.defaults()
+	table := strconv.Itoa(r.TunTable)
+	want := map[netip.Prefix]bool{}
+	for _, d := range protected {
+		want[d.Masked()] = true
+	}
+	var kept []netip.Prefix
+	var first error
+	for _, d := range r.Protected {
+		d = d.Masked()
+		if want[d] {
+			kept = append(kept, d)
+			delete(want, d)
+			continue
+		}
+		if err := r.IP("route", "del", d.String(), "dev", r.TUN, "table", table); err != nil {
+			kept = append(kept, d)
+			if first == nil {
+				first = fmt.Errorf("dataplane: remove route: %w", err)
+			}
+		}
+	}
+	for _, d := range protected {
+		d = d.Masked()
+		if !want[d] {
+			continue
+		}
+		delete(want, d)
+		c := []string{"route", "replace", d.String(), "dev", r.TUN, "table", table}
+		if r.Src.IsValid() {
+			c = append(c, "src", r.Src.String())
+		}
+		if err := r.IP(c...); err != nil {
+			if first == nil {
+				first = fmt.Errorf("dataplane: add route: %w", err)
+			}
+			continue
+		}
+		kept = append(kept, d)
+	}
+	slices.SortFunc(kept, func(a, b netip.Prefix) int { return a.Compare(b) })
+	r.Protected = kept
 	return first
 }

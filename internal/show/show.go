@@ -14,6 +14,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/tmd"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -290,23 +291,76 @@ func tek(b *strings.Builder, s node.Snapshot, t sadb.TEK) {
 	b.WriteString("        encaps: ENCAPS_TUNNEL\n")
 }
 
-// IPsecSA renders `show crypto ipsec sa`: each group SA, inbound and
-// outbound (a group SA is both).
-func IPsecSA(s node.Snapshot) (string, any) {
+// IPsecCounters are what tmd's data plane counts, for `show crypto ipsec
+// sa`: each TEK's packets, and the engine's counters when tmd runs one.
+type IPsecCounters struct {
+	SAs       []tmd.TEKCounters
+	DataPlane *tmd.DataPlaneCounters
+	// Err says why tmd could not be asked (the counters are then absent).
+	Err string
+}
+
+// ipsecSA is one SA as `show crypto ipsec sa | json` prints it: the TEK
+// without its keys, and its counters when tmd reported them.
+type ipsecSA struct {
+	sadb.TEK
+	Counters *tmd.SACounters `json:"counters,omitempty"`
+}
+
+// IPsecSA renders `show crypto ipsec sa` without data-plane counters.
+func IPsecSA(s node.Snapshot) (string, any) { return IPsecSAWith(s, nil) }
+
+// IPsecSAWith renders `show crypto ipsec sa`: each group SA, inbound and
+// outbound (a group SA is both), with its packet counters from c (nil or
+// a TEK c has none for: zeros, and no "counters" in `| json`). The
+// engine-wide drops (ESP of no SA, fail-close drops) head the list when
+// tmd runs the data plane.
+func IPsecSAWith(s node.Snapshot, c *IPsecCounters) (string, any) {
 	var b strings.Builder
 	if s.SADB != "" {
 		fmt.Fprintf(&b, "SA database: %s\n", s.SADB)
 		if s.SADBErr != "" {
 			fmt.Fprintf(&b, "  (unreachable: %s; showing isakmpd's copy)\n", s.SADBErr)
 		}
+		if c != nil && c.Err != "" {
+			fmt.Fprintf(&b, "  (counters not read: %s)\n", c.Err)
+		}
 		b.WriteString("\n")
 	}
-	for _, t := range s.TEKs {
+	byKey := map[string]tmd.SACounters{}
+	if c != nil {
+		for _, k := range c.SAs {
+			byKey[fmt.Sprintf("%s/%d", k.Group, k.SPI)] = k.SACounters
+		}
+		if dp := c.DataPlane; dp != nil {
+			v := map[string]uint64{}
+			for _, k := range dp.Counters {
+				v[k.Name] = k.Value
+			}
+			fmt.Fprintf(&b, "Data plane: tmd, interface %s\n", dp.Device)
+			fmt.Fprintf(&b, "    #pkts no sa (rcv): %d, #pkts fail-close drops (send): %d\n", v["no_sa"], v["fail_close_drops"])
+			fmt.Fprintf(&b, "    #pkts clear (deny entries): %d, #pkts clear (fail-open): %d, #pkts clear (receive-only): %d\n",
+				v["bypass"], v["fail_open_clear"], v["receive_only_clear"])
+			fmt.Fprintf(&b, "    #pkts replay failed (rcv): %d, #pkts auth failed (rcv): %d, #send errors %d, #recv errors %d\n\n",
+				v["replay"], v["auth_failures"], v["seal_errors"]+v["send_errors"], v["malformed"]+v["tun_errors"]+v["socket_drops"]+v["policy_mismatch"])
+		}
+	}
+	out := make([]ipsecSA, 0, len(s.TEKs))
+	for _, t := range redactTEKs(s.TEKs) {
+		sa := ipsecSA{TEK: t}
+		var k tmd.SACounters
+		if got, ok := byKey[fmt.Sprintf("%s/%d", t.Group, t.SPI)]; ok {
+			k = got
+			sa.Counters = &got
+		}
+		out = append(out, sa)
 		fmt.Fprintf(&b, "interface: groupvpn\n    Crypto map tag: %s, group %d\n\n", t.Group, t.GroupID)
 		fmt.Fprintf(&b, "   local  ident (addr/mask/prot/port): (%s/%d/%d)\n", prefixMask(t.Src), t.IPProto, t.SrcPort)
 		fmt.Fprintf(&b, "   remote ident (addr/mask/prot/port): (%s/%d/%d)\n", prefixMask(t.Dst), t.IPProto, t.DstPort)
 		fmt.Fprintf(&b, "   Group: %s\n   current_peer 0.0.0.0 port 848\n     PERMIT, flags={origin_is_acl,}\n", t.Group)
-		b.WriteString("    #pkts encaps: 0, #pkts encrypt: 0, #pkts digest: 0\n    #pkts decaps: 0, #pkts decrypt: 0, #pkts verify: 0\n")
+		fmt.Fprintf(&b, "    #pkts encaps: %d, #pkts encrypt: %d, #pkts digest: %d\n", k.EncapsPackets, k.EncapsPackets, k.EncapsPackets)
+		fmt.Fprintf(&b, "    #pkts decaps: %d, #pkts decrypt: %d, #pkts verify: %d\n", k.DecapsPackets, k.DecapsPackets, k.DecapsPackets)
+		fmt.Fprintf(&b, "    #pkts replay failed (rcv): %d, #pkts auth failed (rcv): %d\n", k.ReplayDrops, k.AuthFailures)
 		for _, dir := range []string{"inbound", "outbound"} {
 			fmt.Fprintf(&b, "     %s esp sas:\n      spi: 0x%08X(%d)\n", dir, t.SPI, t.SPI)
 			fmt.Fprintf(&b, "        transform: %s ,\n        in use settings ={Tunnel, }\n", transformName(t.Transform, t.AuthAlg))
@@ -314,7 +368,7 @@ func IPsecSA(s node.Snapshot) (string, any) {
 		}
 		b.WriteString("\n")
 	}
-	return b.String(), redactTEKs(s.TEKs)
+	return b.String(), out
 }
 
 func prefixMask(p netip.Prefix) string {

@@ -171,3 +171,6 @@ func (b *MemoryBackend) FailMode(group string) sadb.FailMode {
 	defer b.mu.Unlock()
 	return b.fail[group]
 }
+
+// Policies returns every group's policy as installed.
+func (b *MemoryBackend) Policies() map[string][]sadb.PolicyEntry { return b.db.Policies() }

@@ -524,6 +524,22 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return *resp.Status, nil
 }
 
+// Counters returns each TEK's packet counters and the forwarding engine's
+// (nil when tmd runs none), as tmd's data plane reports them now (`show
+// crypto ipsec sa`).
+func (c *Client) Counters(ctx context.Context) ([]TEKCounters, *DataPlaneCounters, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, nil, ErrClosed
+	}
+	resp, err := c.requestLocked(ctx, Request{Op: OpCounters}, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp.SACounters, resp.DataPlane, nil
+}
+
 // Close closes the connection. tmd keeps the SAs; the mirror stays
 // readable through TEKs and KEKs, which no longer ask tmd.
 func (c *Client) Close() error {

@@ -54,6 +54,14 @@
 //	{"op":"set-policy","group":"G","policy":[{...sadb.PolicyEntry...},...]}  {"ok":true}
 //	{"op":"list"}                                       {"ok":true,"teks":[...],"keks":[...],"fail_modes":{"G":"fail-close"},"policies":{"G":[...]}}
 //	{"op":"status"}                                     {"ok":true,"status":{...Status...}}
+//	{"op":"counters"}                                   {"ok":true,"sa_counters":[{"group":"G","spi":305419896,"encaps_packets":0,...}],"data_plane":{...}}
+//
+// counters answers each TEK's packet counters as the data plane
+// (Backend.QuerySA) reports them, and, when tmd runs the forwarding
+// engine (groupvpn tmd -tun), the engine's counters ("data_plane", also
+// in status): what `show crypto ipsec sa` shows. A TEK the backend cannot
+// report on is left out. The operation was added within API version 2:
+// an older tmd answers it with an unknown-op error.
 //
 // set-policy replaces the group's whole ordered policy (the KS's match
 // ACL, first matching entry wins); an empty or absent policy removes it.
@@ -106,6 +114,7 @@ const (
 	OpSetPolicy   = "set-policy"
 	OpList        = "list"
 	OpStatus      = "status"
+	OpCounters    = "counters"
 )
 
 // Hello opens a connection: the API version the client speaks and who it is.
@@ -146,6 +155,31 @@ type Response struct {
 	Mode string `json:"mode,omitempty"`
 	// Answer to status.
 	Status *Status `json:"status,omitempty"`
+	// Answer to counters.
+	SACounters []TEKCounters      `json:"sa_counters,omitempty"`
+	DataPlane  *DataPlaneCounters `json:"data_plane,omitempty"`
+}
+
+// TEKCounters are one TEK's packet counters (Backend.QuerySA).
+type TEKCounters struct {
+	Group string `json:"group"`
+	SPI   uint32 `json:"spi"`
+	SACounters
+}
+
+// DataPlaneCounters are the forwarding engine's counters, when tmd runs
+// one (groupvpn tmd -tun).
+type DataPlaneCounters struct {
+	// Device is the TUN device the engine forwards through.
+	Device   string    `json:"device"`
+	Counters []Counter `json:"counters"`
+}
+
+// Counter is one named engine counter (snake_case name, stable).
+type Counter struct {
+	Name  string `json:"name"`
+	Help  string `json:"help"`
+	Value uint64 `json:"value"`
 }
 
 // Status is what tmd reports about itself (lssrc -l, show commands).
@@ -167,6 +201,8 @@ type Status struct {
 	TimedOut    uint64       `json:"timed_out"`
 	WriteFailed uint64       `json:"write_failed"`
 	Clients     []ClientInfo `json:"clients"`
+	// DataPlane are the forwarding engine's counters when tmd runs one.
+	DataPlane *DataPlaneCounters `json:"data_plane,omitempty"`
 }
 
 // ClientInfo is one connected client as its hello named it.

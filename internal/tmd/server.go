@@ -33,6 +33,9 @@ type Options struct {
 	// Backend receives the TEKs and policies (never the KEKs); nil
 	// means a new MemoryBackend.
 	Backend Backend
+	// DataPlane, when set, reports the forwarding engine's counters
+	// (status and counters answer them).
+	DataPlane func() *DataPlaneCounters
 }
 
 // Limits bound the API socket's connections: a process that connects and
@@ -101,8 +104,10 @@ type Server struct {
 	be   Backend
 	opMu sync.Mutex
 	// ready is Options.Ready.
-	ready  func()
-	limits Limits
+	ready func()
+	// dataPlane is Options.DataPlane.
+	dataPlane func() *DataPlaneCounters
+	limits    Limits
 	// wake nudges the expiry loop after an install (a new, maybe
 	// earlier, deadline).
 	wake chan struct{}
@@ -139,6 +144,8 @@ func NewServer(o Options) *Server {
 		clients: map[*serverConn]ClientInfo{},
 		fail:    map[string]sadb.FailMode{},
 		be:      o.Backend,
+
+		dataPlane: o.DataPlane,
 	}
 	if s.be == nil {
 		s.be = NewMemoryBackend()
@@ -176,7 +183,28 @@ func (s *Server) Status() Status {
 	}
 	s.mu.Unlock()
 	slices.SortFunc(st.Clients, func(a, b ClientInfo) int { return a.Since.Compare(b.Since) })
+	if s.dataPlane != nil {
+		st.DataPlane = s.dataPlane()
+	}
 	return st
+}
+
+// Counters returns each TEK's counters as the backend reports them (a TEK
+// it cannot report on is left out), and the engine's when one runs.
+func (s *Server) Counters() ([]TEKCounters, *DataPlaneCounters) {
+	var out []TEKCounters
+	for _, t := range s.db.TEKs() {
+		c, err := s.be.QuerySA(t.Group, t.SPI)
+		if err != nil {
+			continue
+		}
+		out = append(out, TEKCounters{Group: t.Group, SPI: t.SPI, SACounters: c})
+	}
+	var dp *DataPlaneCounters
+	if s.dataPlane != nil {
+		dp = s.dataPlane()
+	}
+	return out, dp
 }
 
 // Serve listens on the unix socket path and serves until ctx is done; it
@@ -551,6 +579,12 @@ func (s *Server) handle(hello *Hello, req Request) Response {
 		}
 		s.mu.Unlock()
 		return r
+	case OpCounters:
+		sas, dp := s.Counters()
+		if sas == nil {
+			sas = []TEKCounters{}
+		}
+		return Response{OK: true, SACounters: sas, DataPlane: dp}
 	case "":
 		return fail(errors.New("request without op"))
 	default:
