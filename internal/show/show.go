@@ -341,8 +341,10 @@ func IPsecSAWith(s node.Snapshot, c *IPsecCounters) (string, any) {
 			fmt.Fprintf(&b, "    #pkts no sa (rcv): %d, #pkts fail-close drops (send): %d\n", v["no_sa"], v["fail_close_drops"])
 			fmt.Fprintf(&b, "    #pkts clear (deny entries): %d, #pkts clear (fail-open): %d, #pkts clear (receive-only): %d\n",
 				v["bypass"], v["fail_open_clear"], v["receive_only_clear"])
-			fmt.Fprintf(&b, "    #pkts replay failed (rcv): %d, #pkts auth failed (rcv): %d, #send errors %d, #recv errors %d\n\n",
-				v["replay"], v["auth_failures"], v["seal_errors"]+v["send_errors"], v["malformed"]+v["tun_errors"]+v["socket_drops"]+v["policy_mismatch"])
+			fmt.Fprintf(&b, "    #pkts replay failed (rcv): %d, #pkts auth failed (rcv): %d, #pkts malformed: %d\n",
+				v["replay"], v["auth_failures"], v["malformed"])
+			fmt.Fprintf(&b, "    #send errors %d, #recv errors %d\n\n",
+				v["seal_errors"]+v["send_errors"], v["tun_errors"]+v["socket_drops"]+v["policy_mismatch"]+v["too_many_senders"])
 		}
 	}
 	out := make([]ipsecSA, 0, len(s.TEKs))

@@ -1,0 +1,246 @@
+package system_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/groupvpn/groupvpn/internal/testnet"
+)
+
+// newDataHost is newHost with tmd started with tmdArgs (the data plane's
+// options) in the group ike's src.conf.
+func newDataHost(t *testing.T, ctx context.Context, bin, name string, ns *testnet.Netns, isakmpdConf, tmdArgs string) *host {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "gv-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	h := &host{t: t, name: name, ns: ns, dir: dir, conf: filepath.Join(dir, "isakmpd.conf"), bin: bin, log: &testnet.Buffer{}}
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
+	h.write(isakmpdConf)
+	conf := strings.Replace(srcConf(dir, h.conf), "groupvpn tmd -socket "+dir+"/tmd.sock",
+		"groupvpn tmd -socket "+dir+"/tmd.sock "+tmdArgs, 1)
+	if err := os.WriteFile(filepath.Join(dir, "src.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, bin, "srcmstr", "-f", filepath.Join(dir, "src.conf"), "-rundir", dir)
+	cmd.Stdout, cmd.Stderr = h.log, h.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.src("stopsrc", "-g", "ike")
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s srcmstr:\n%s", name, h.log.String())
+			for _, d := range []string{"tmd", "iked", "isakmpd"} {
+				b, _ := os.ReadFile(filepath.Join(dir, d+".log"))
+				t.Logf("%s %s.log:\n%s", name, d, b)
+			}
+		}
+	})
+	h.waitFor("srcmstr answering", 10*time.Second, func() bool {
+		_, err := h.src("lssrc", "-a")
+		return err == nil
+	})
+	return h
+}
+
+// corePacket is one IPv4 packet seen in the core.
+type corePacket struct {
+	proto    uint8
+	src, dst netip.Addr
+	raw      []byte
+}
+
+// coreCapture records every IPv4 packet crossing the core's interfaces.
+type coreCapture struct {
+	fd   int
+	mu   sync.Mutex
+	pkts []corePacket
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startCoreCapture(t *testing.T, ns *testnet.Netns) *coreCapture {
+	c := &coreCapture{stop: make(chan struct{}), done: make(chan struct{})}
+	ns.Do(t, func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, 0x0008 /* htons(ETH_P_IP) */)
+		if err != nil {
+			return err
+		}
+		c.fd = fd
+		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	})
+	go func() {
+		defer close(c.done)
+		buf := make([]byte, 65536)
+		for {
+			select {
+			case <-c.stop:
+				return
+			default:
+			}
+			n, _, err := unix.Recvfrom(c.fd, buf, 0)
+			if err != nil || n < 20 {
+				continue
+			}
+			p := corePacket{proto: buf[9], src: netip.AddrFrom4([4]byte(buf[12:16])), dst: netip.AddrFrom4([4]byte(buf[16:20])),
+				raw: append([]byte(nil), buf[:n]...)}
+			c.mu.Lock()
+			c.pkts = append(c.pkts, p)
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-c.stop:
+		default:
+			close(c.stop)
+			<-c.done
+			unix.Close(c.fd)
+		}
+	})
+	return c
+}
+
+func (c *coreCapture) packets() []corePacket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]corePacket(nil), c.pkts...)
+}
+
+var pktsRE = regexp.MustCompile(`#pkts (encaps|decaps): (\d+)`)
+
+// ipsecCounts sums the encaps and decaps of show crypto ipsec sa.
+func ipsecCounts(out string) (encaps, decaps int) {
+	for _, m := range pktsRE.FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.Atoi(m[2])
+		if m[1] == "encaps" {
+			encaps += n
+		} else {
+			decaps += n
+		}
+	}
+	return
+}
+
+// A KS and two GM routers, each running the group ike under its own
+// srcmstr in its own namespace, tmd with -tun: a host behind each GM
+// (10.61.1.0/24, 10.61.2.0/24), a core namespace routing the host
+// prefixes (no NAT, no tunnels) and reaching the KS. After a real
+// registration (GROUPKEY-PULL, keys and policy from the KS) the hosts ping
+// each other; the core sees only ESP between them, with the outer
+// addresses the hosts' own and never the plaintext marker the pings
+// carry; `show crypto ipsec sa` on each GM shows encaps and decaps from
+// tmd's engine.
+// proves: E1, D1 (issue 12)
+func TestDataPlaneThroughSRC(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireNetns(t)
+	testnet.RequireTools(t, "ip", "ping")
+	bin := testnet.Binary(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	core := testnet.NewNetns(t, "gvdp-core")
+	ksNS := testnet.NewNetns(t, "gvdp-ks")
+	gm1NS := testnet.NewNetns(t, "gvdp-g1")
+	gm2NS := testnet.NewNetns(t, "gvdp-g2")
+	h1 := testnet.NewNetns(t, "gvdp-h1")
+	h2 := testnet.NewNetns(t, "gvdp-h2")
+	pfx := netip.MustParsePrefix
+	testnet.VethBetween(t, "gvdpk", core, ksNS, pfx("10.236.0.254/24"), pfx("10.236.0.1/24"))
+	testnet.VethBetween(t, "gvdpc1", core, gm1NS, pfx("10.236.1.1/24"), pfx("10.236.1.2/24"))
+	testnet.VethBetween(t, "gvdpc2", core, gm2NS, pfx("10.236.2.1/24"), pfx("10.236.2.2/24"))
+	testnet.VethBetween(t, "gvdpl1", gm1NS, h1, pfx("10.61.1.1/24"), pfx("10.61.1.2/24"))
+	testnet.VethBetween(t, "gvdpl2", gm2NS, h2, pfx("10.61.2.1/24"), pfx("10.61.2.2/24"))
+	for _, ns := range []*testnet.Netns{core, gm1NS, gm2NS} {
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0")
+	}
+	core.Run(t, "ip", "route", "add", "10.61.1.0/24", "via", "10.236.1.2")
+	core.Run(t, "ip", "route", "add", "10.61.2.0/24", "via", "10.236.2.2")
+	ksNS.Run(t, "ip", "route", "add", "default", "via", "10.236.0.254")
+	gm1NS.Run(t, "ip", "route", "add", "default", "via", "10.236.1.1")
+	gm2NS.Run(t, "ip", "route", "add", "default", "via", "10.236.2.1")
+	h1.Run(t, "ip", "route", "add", "default", "via", "10.61.1.1")
+	h2.Run(t, "ip", "route", "add", "default", "via", "10.61.2.1")
+
+	ksC := strings.Replace(ksConf, "address 10.236.0.0 255.255.255.0", "address 10.236.0.0 255.255.0.0", 1)
+	ks := newHost(t, ctx, bin, "ks", ksNS, ksC)
+	gm1 := newDataHost(t, ctx, bin, "gm1", gm1NS, fmt.Sprintf(gmConf, "gm1", "10.236.0.1"),
+		"-tun gvtun -local 10.61.1.0/24 -src 10.61.1.1 -group SRC")
+	gm2 := newDataHost(t, ctx, bin, "gm2", gm2NS, fmt.Sprintf(gmConf, "gm2", "10.236.0.1"),
+		"-tun gvtun -local 10.61.2.0/24 -src 10.61.2.1 -group SRC")
+	ks.mustSrc("startsrc", "-g", "ike")
+	gm1.mustSrc("startsrc", "-g", "ike")
+	gm2.mustSrc("startsrc", "-g", "ike")
+	for _, g := range []*host{gm1, gm2} {
+		g.waitFor("registration", 20*time.Second, g.registered)
+		g.waitFor("the TEK in tmd", 10*time.Second, func() bool { return len(g.teks()) > 0 })
+		g.waitFor("the protected route into the TUN", 10*time.Second, func() bool {
+			out, _ := g.ns.Command("ip", "route", "show", "table", "1001").CombinedOutput()
+			return strings.Contains(string(out), "10.61.0.0/16 dev gvtun")
+		})
+	}
+
+	capt := startCoreCapture(t, core)
+	marker := []byte("GROUPVPN-SECRET-")
+	a1, a2 := netip.MustParseAddr("10.61.1.2"), netip.MustParseAddr("10.61.2.2")
+	h1.Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker), a2.String())
+	h2.Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker), a1.String())
+	time.Sleep(200 * time.Millisecond)
+
+	site := pfx("10.61.0.0/16")
+	var nESP int
+	for _, p := range capt.packets() {
+		if bytes.Contains(p.raw, marker) {
+			t.Errorf("the core saw the plaintext marker: %v -> %v proto %d", p.src, p.dst, p.proto)
+		}
+		between := site.Contains(p.src) && site.Contains(p.dst)
+		switch {
+		case p.proto == unix.IPPROTO_ESP && !between:
+			t.Errorf("ESP with outer addresses %v -> %v, not the hosts'", p.src, p.dst)
+		case p.proto == unix.IPPROTO_ESP:
+			nESP++
+		case between:
+			t.Errorf("clear packet (proto %d) between the sites: %v -> %v", p.proto, p.src, p.dst)
+		}
+	}
+	if nESP < 12 { // 3 echo requests and 3 replies each way
+		t.Errorf("the core saw %d ESP packets between the hosts; want at least 12", nESP)
+	}
+	for _, g := range []*host{gm1, gm2} {
+		out := g.cli("show crypto ipsec sa")
+		if enc, dec := ipsecCounts(out); enc < 6 || dec < 6 || !strings.Contains(out, "Data plane: tmd, interface gvtun") {
+			t.Errorf("%s: show crypto ipsec sa: encaps %d, decaps %d; want at least 6 each:\n%s", g.name, enc, dec, out)
+		}
+		if js := g.cli("show crypto ipsec sa | json"); !strings.Contains(js, `"encaps_packets"`) {
+			t.Errorf("%s: show crypto ipsec sa | json without counters:\n%s", g.name, js)
+		}
+	}
+	if t.Failed() {
+		for _, p := range capt.packets() {
+			t.Logf("core: %v -> %v proto %d len %d", p.src, p.dst, p.proto, len(p.raw))
+		}
+	}
+}
