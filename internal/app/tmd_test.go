@@ -109,3 +109,31 @@ func TestRunTmdAlreadyRunning(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 }
+
+// tmd's data-plane options are checked before anything starts, and a TUN
+// device that cannot be created fails tmd's start with a message naming it
+// (srcmstr shows it).
+// proves: D1 (issue 12: tmd -tun)
+func TestTmdDataPlaneOptions(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "tmd.sock")
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"-local", "10.1.1.0/24"}, 2, "-local, -src and -group need -tun"},
+		{[]string{"-tun", "averyveryverylongname"}, 2, "an interface name has at most 15 characters"},
+		{[]string{"-tun", "gv0", "-mtu", "100"}, 2, "-mtu 100"},
+		{[]string{"-tun", "gv0", "-mark", "0"}, 2, "-mark 0"},
+		{[]string{"-tun", "gv0", "-local", "10.1.1.0/33"}, 2, `-local "10.1.1.0/33": not an IPv4 prefix`},
+		{[]string{"-tun", "gv0", "-src", "::1"}, 2, `-src "::1": not an IPv4 address`},
+		{[]string{"-tun", "bad/name"}, 1, "create TUN device bad/name"},
+	} {
+		var out testnet.Buffer
+		sigs := make(chan os.Signal)
+		code := serveTmd(&Env{Stdout: &out, Stderr: &out}, append([]string{"-socket", socket}, c.args...), sigs, nil)
+		if code != c.code || !strings.Contains(out.String(), c.msg) {
+			t.Errorf("tmd %q: exit %d, %q; want %d and %q", c.args, code, out.String(), c.code, c.msg)
+		}
+	}
+}

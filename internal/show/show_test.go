@@ -13,6 +13,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/tmd"
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -86,5 +87,43 @@ func TestShowGolden(t *testing.T) {
 				t.Errorf("%s | json leaks key material (%s)", name, secret)
 			}
 		}
+	}
+}
+
+// proves: E1 (issue 12): `show crypto ipsec sa` prints the data plane's
+// per-SA counters IOS-style and its engine-wide drops, and `| json`
+// carries each SA's counters.
+func TestIPsecSACounters(t *testing.T) {
+	s := snapshot()
+	s.SADB = "tmd at /run/groupvpn/tmd.sock"
+	c := &IPsecCounters{
+		SAs: []tmd.TEKCounters{{Group: "GETVPN", SPI: 0x1a2b3c4d, SACounters: tmd.SACounters{EncapsPackets: 11, DecapsPackets: 7, ReplayDrops: 2, AuthFailures: 3}}},
+		DataPlane: &tmd.DataPlaneCounters{Device: "gvtun", Counters: []tmd.Counter{
+			{Name: "no_sa", Value: 4}, {Name: "fail_close_drops", Value: 5}, {Name: "bypass", Value: 6}}},
+	}
+	text, data := IPsecSAWith(s, c)
+	for _, w := range []string{
+		"Data plane: tmd, interface gvtun\n",
+		"#pkts no sa (rcv): 4, #pkts fail-close drops (send): 5\n",
+		"#pkts clear (deny entries): 6,",
+		"#pkts encaps: 11, #pkts encrypt: 11, #pkts digest: 11\n",
+		"#pkts decaps: 7, #pkts decrypt: 7, #pkts verify: 7\n",
+		"#pkts replay failed (rcv): 2, #pkts auth failed (rcv): 3\n",
+	} {
+		if !strings.Contains(text, w) {
+			t.Errorf("missing %q in:\n%s", w, text)
+		}
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js := string(b); !strings.Contains(js, `"counters":{"encaps_packets":11,`) || !strings.Contains(js, `"Group":"GETVPN"`) || strings.Contains(js, `"EncKey":"`) {
+		t.Errorf("json: %s", js)
+	}
+	// tmd unreachable for the counters: said so, zeros shown.
+	text, _ = IPsecSAWith(s, &IPsecCounters{Err: "tmd: timeout"})
+	if !strings.Contains(text, "(counters not read: tmd: timeout)") || !strings.Contains(text, "#pkts encaps: 0,") {
+		t.Errorf("unreachable counters:\n%s", text)
 	}
 }
