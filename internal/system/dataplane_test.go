@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -149,8 +150,11 @@ func ipsecCounts(out string) (encaps, decaps int) {
 // registration (GROUPKEY-PULL, keys and policy from the KS) the hosts ping
 // each other; the core sees only ESP between them, with the outer
 // addresses the hosts' own and never the plaintext marker the pings
-// carry; `show crypto ipsec sa` on each GM shows encaps and decaps from
-// tmd's engine.
+// carry, while the flow a deny entry of the KS's ACL names (UDP 9999)
+// crosses in the clear; `show crypto ipsec sa` on each GM shows encaps and
+// decaps from tmd's engine. With gm1's isakmpd killed (-9) the hosts still
+// reach each other through tmd's engine; stopped, tmd removes its TUN
+// device, rules and routes.
 // proves: E1, D1 (issue 12)
 func TestDataPlaneThroughSRC(t *testing.T) {
 	testnet.RequireRoot(t)
@@ -186,6 +190,11 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 	h2.Run(t, "ip", "route", "add", "default", "via", "10.61.2.1")
 
 	ksC := strings.Replace(ksConf, "address 10.236.0.0 255.255.255.0", "address 10.236.0.0 255.255.0.0", 1)
+	// A deny entry before the permit: that flow crosses in the clear.
+	ksC = strings.Replace(ksC, " permit ip 10.61.0.0", " deny udp 10.61.0.0 0.0.255.255 10.61.0.0 0.0.255.255 eq 9999\n permit ip 10.61.0.0", 1)
+	if !strings.Contains(ksC, "eq 9999") || !strings.Contains(ksC, "255.255.0.0") {
+		t.Fatal("the KS's configuration was not adapted")
+	}
 	ks := newHost(t, ctx, bin, "ks", ksNS, ksC)
 	gm1 := newDataHost(t, ctx, bin, "gm1", gm1NS, fmt.Sprintf(gmConf, "gm1", "10.236.0.1"),
 		"-tun gvtun -local 10.61.1.0/24 -src 10.61.1.1 -group SRC")
@@ -208,10 +217,12 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 	a1, a2 := netip.MustParseAddr("10.61.1.2"), netip.MustParseAddr("10.61.2.2")
 	h1.Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker), a2.String())
 	h2.Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker), a1.String())
+	clear := []byte("DENIED-FLOW-IN-THE-CLEAR")
+	sendUDPOnce(t, h1, h2, a1, a2, 9999, clear)
 	time.Sleep(200 * time.Millisecond)
 
 	site := pfx("10.61.0.0/16")
-	var nESP int
+	var nESP, nClear int
 	for _, p := range capt.packets() {
 		if bytes.Contains(p.raw, marker) {
 			t.Errorf("the core saw the plaintext marker: %v -> %v proto %d", p.src, p.dst, p.proto)
@@ -222,12 +233,17 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 			t.Errorf("ESP with outer addresses %v -> %v, not the hosts'", p.src, p.dst)
 		case p.proto == unix.IPPROTO_ESP:
 			nESP++
+		case between && p.proto == unix.IPPROTO_UDP && bytes.Contains(p.raw, clear):
+			nClear++
 		case between:
 			t.Errorf("clear packet (proto %d) between the sites: %v -> %v", p.proto, p.src, p.dst)
 		}
 	}
 	if nESP < 12 { // 3 echo requests and 3 replies each way
 		t.Errorf("the core saw %d ESP packets between the hosts; want at least 12", nESP)
+	}
+	if nClear == 0 {
+		t.Errorf("the denied flow did not cross the core in the clear")
 	}
 	for _, g := range []*host{gm1, gm2} {
 		out := g.cli("show crypto ipsec sa")
@@ -242,5 +258,60 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 		for _, p := range capt.packets() {
 			t.Logf("core: %v -> %v proto %d len %d", p.src, p.dst, p.proto, len(p.raw))
 		}
+		return
 	}
+
+	// A control-plane crash is not a traffic outage: with gm1's isakmpd
+	// killed, tmd goes on forwarding with the SAs it holds.
+	pid, _ := gm1.status("isakmpd")
+	gm1NS.Run(t, "kill", "-9", pid)
+	gm1.waitFor("isakmpd gone", 10*time.Second, func() bool { p, _ := gm1.status("isakmpd"); return p == "" })
+	before, _ := ipsecCounts(gm2.cli("show crypto ipsec sa"))
+	h1.Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", a2.String())
+	if after, _ := ipsecCounts(gm2.cli("show crypto ipsec sa")); after < before+3 {
+		t.Errorf("gm2's encaps went from %d to %d while gm1's isakmpd was down; want 3 more replies", before, after)
+	}
+
+	// Stopped, tmd removes its device, rules and routes.
+	gm1.mustSrc("stopsrc", "-g", "ike")
+	gm1.waitFor("tmd stopped", 15*time.Second, func() bool { _, st := gm1.status("tmd"); return st == "stopped" })
+	if out := gm1NS.Run(t, "ip", "rule"); strings.Contains(out, "1000:") || strings.Contains(out, "1004:") {
+		t.Errorf("gm1's rules after tmd stopped:\n%s", out)
+	}
+	if out, _ := gm1NS.Command("ip", "route", "show", "table", "1001").CombinedOutput(); len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("gm1's table 1001 after tmd stopped:\n%s", out)
+	}
+	if out, err := gm1NS.Command("ip", "link", "show", "gvtun").CombinedOutput(); err == nil {
+		t.Errorf("gm1's TUN device after tmd stopped:\n%s", out)
+	}
+}
+
+// sendUDPOnce sends payload from src in one namespace to dst:port in
+// another and waits for it to arrive.
+func sendUDPOnce(t *testing.T, from, to *testnet.Netns, src, dst netip.Addr, port int, payload []byte) {
+	t.Helper()
+	var rc, sc *net.UDPConn
+	to.Do(t, func() error {
+		var err error
+		rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: dst.AsSlice(), Port: port})
+		return err
+	})
+	defer rc.Close()
+	from.Do(t, func() error {
+		var err error
+		sc, err = net.DialUDP("udp4", &net.UDPAddr{IP: src.AsSlice()}, &net.UDPAddr{IP: dst.AsSlice(), Port: port})
+		return err
+	})
+	defer sc.Close()
+	buf := make([]byte, 2048)
+	for try := 0; try < 10; try++ {
+		if _, err := sc.Write(payload); err != nil {
+			t.Fatal(err)
+		}
+		rc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if n, _, err := rc.ReadFromUDP(buf); err == nil && bytes.Equal(buf[:n], payload) {
+			return
+		}
+	}
+	t.Fatalf("UDP %v -> %v:%d never arrived", src, dst, port)
 }
