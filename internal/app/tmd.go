@@ -254,6 +254,10 @@ func startDataPlane(f dataPlaneFlags, logger *slog.Logger) (*tmdDataPlane, error
 		logger.Warn("rp_filter of the TUN device not cleared", "tun", name, "err", err.Error())
 	}
 	r := &dataplane.Routes{TUN: name, Mark: uint32(f.mark), Local: f.localPfx, Src: f.srcAddr}
+	// The rules of a tmd that died (kill -9) are still there and would
+	// make Install's `ip rule add` fail: remove whatever is left first
+	// (errors for what is not there are expected).
+	_ = r.Remove()
 	if err := r.Install(); err != nil {
 		eng.Close()
 		return nil, fmt.Errorf("policy routing for %s: %w", name, err)

@@ -153,8 +153,9 @@ func ipsecCounts(out string) (encaps, decaps int) {
 // carry, while the flow a deny entry of the KS's ACL names (UDP 9999)
 // crosses in the clear; `show crypto ipsec sa` on each GM shows encaps and
 // decaps from tmd's engine. With gm1's isakmpd killed (-9) the hosts still
-// reach each other through tmd's engine; stopped, tmd removes its TUN
-// device, rules and routes.
+// reach each other through tmd's engine; with gm1's tmd killed (-9), its
+// rules left behind, the restarted group's tmd replaces them and traffic
+// flows again; stopped, tmd removes its TUN device, rules and routes.
 // proves: E1, D1 (issue 12)
 func TestDataPlaneThroughSRC(t *testing.T) {
 	testnet.RequireRoot(t)
@@ -271,6 +272,21 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 	if after, _ := ipsecCounts(gm2.cli("show crypto ipsec sa")); after < before+3 {
 		t.Errorf("gm2's encaps went from %d to %d while gm1's isakmpd was down; want 3 more replies", before, after)
 	}
+
+	// tmd killed (-9) leaves its rules behind; the restarted group's tmd
+	// replaces them, gm1 registers again and the hosts reach each other.
+	pid, _ = gm1.status("tmd")
+	gm1NS.Run(t, "kill", "-9", pid)
+	gm1.waitFor("tmd gone", 10*time.Second, func() bool { p, _ := gm1.status("tmd"); return p == "" })
+	gm1.src("stopsrc", "-g", "ike")
+	gm1.waitFor("the group stopped", 15*time.Second, func() bool { _, st := gm1.status("iked"); return st == "stopped" })
+	gm1.mustSrc("startsrc", "-g", "ike")
+	gm1.waitFor("registration after tmd's restart", 20*time.Second, gm1.registered)
+	gm1.waitFor("the protected route after tmd's restart", 10*time.Second, func() bool {
+		out, _ := gm1NS.Command("ip", "route", "show", "table", "1001").CombinedOutput()
+		return strings.Contains(string(out), "10.61.0.0/16 dev gvtun")
+	})
+	h1.Run(t, "ping", "-c", "2", "-i", "0.2", "-W", "2", a2.String())
 
 	// Stopped, tmd removes its device, rules and routes.
 	gm1.mustSrc("stopsrc", "-g", "ike")
