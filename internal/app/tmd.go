@@ -168,7 +168,7 @@ func (f *dataPlaneFlags) register(fs *flag.FlagSet) {
 	fs.UintVar(&f.mark, "mark", 0x6770, "with -tun: the `FWMARK` of the engine's own ESP packets (routed by the main table; policy routing rules use it)")
 	fs.StringVar(&f.local, "local", "", "with -tun: the GM's own LANs, `PREFIX,...`: never routed into the TUN even when a protected destination covers them")
 	fs.StringVar(&f.src, "src", "", "with -tun: the source `ADDR` of the GM's own packets into the TUN (its address on a protected LAN)")
-	fs.StringVar(&f.groups, "group", "", "with -tun: the `GROUP,...` configured on this GM: their fail mode applies before any TEK arrives")
+	fs.StringVar(&f.groups, "group", "", "with -tun: the `GROUP,...` configured on this GM: the engine applies their policy and fail mode even while it holds no TEK of theirs")
 }
 
 func (f *dataPlaneFlags) check() error {
