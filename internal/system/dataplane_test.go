@@ -251,6 +251,9 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 		if enc, dec := ipsecCounts(out); enc < 6 || dec < 6 || !strings.Contains(out, "Data plane: tmd, interface gvtun") {
 			t.Errorf("%s: show crypto ipsec sa: encaps %d, decaps %d; want at least 6 each:\n%s", g.name, enc, dec, out)
 		}
+		if st := g.cli("show crypto isakmp statistics"); !regexp.MustCompile(`data_plane_encaps +: [1-9]`).MatchString(st) {
+			t.Errorf("%s: show crypto isakmp statistics without the engine's counters:\n%s", g.name, st)
+		}
 		if js := g.cli("show crypto ipsec sa | json"); !strings.Contains(js, `"encaps_packets"`) {
 			t.Errorf("%s: show crypto ipsec sa | json without counters:\n%s", g.name, js)
 		}
