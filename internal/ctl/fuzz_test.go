@@ -60,8 +60,8 @@ func FuzzServeLine(f *testing.F) {
 			if strings.Count(string(b), "\n") != 1 || !json.Valid(b[:len(b)-1]) {
 				t.Fatalf("response is not one JSON line: %q", b)
 			}
-			var req WireRequest
-			if json.Unmarshal([]byte(l), &req) == nil && resp.ID != req.ID {
+			var req WireRequest // decoded as the server does: after trimming white space (\f included)
+			if json.Unmarshal(bytes.TrimSpace([]byte(l)), &req) == nil && resp.ID != req.ID {
 				t.Fatalf("response id %d to request id %d", resp.ID, req.ID)
 			}
 			if resp.Pos != nil && (*resp.Pos < 0 || *resp.Pos > len(req.Cmd)) {
