@@ -43,6 +43,9 @@ lint:
 ## pass of every fuzz target over its seed corpus.
 test: deps lint
 	$(GO) test -race -count=1 $(PKGS)
+	@# The race detector makes sync.Pool drop items, so the per-packet
+	@# allocation tests skip under it: run them once without it.
+	$(GO) test -count=1 -run 'NoAlloc' ./internal/esp ./internal/dataplane
 
 ## bench: Go benchmarks with allocations, and the groupvpn bench table.
 bench:

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -96,76 +95,6 @@ func startGM(t *testing.T, ns *testnet.Netns, tek sadb.TEK, lan netip.Prefix, se
 	}
 	return e
 }
-
-// packet is one IPv4 packet seen in the core.
-type packet struct {
-	proto    uint8
-	src, dst netip.Addr
-	raw      []byte
-}
-
-// capture records every IPv4 packet crossing the core's interfaces.
-type capture struct {
-	fd   int
-	mu   sync.Mutex
-	pkts []packet
-	stop chan struct{}
-	done chan struct{}
-}
-
-func startCapture(t *testing.T, ns *testnet.Netns) *capture {
-	c := &capture{stop: make(chan struct{}), done: make(chan struct{})}
-	ns.Do(t, func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_IP)))
-		if err != nil {
-			return err
-		}
-		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
-		c.fd = fd
-		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	})
-	go func() {
-		defer close(c.done)
-		buf := make([]byte, 65536)
-		for {
-			select {
-			case <-c.stop:
-				return
-			default:
-			}
-			n, _, err := unix.Recvfrom(c.fd, buf, 0)
-			if err != nil || n < 20 {
-				continue
-			}
-			p := packet{proto: buf[9], src: netip.AddrFrom4([4]byte(buf[12:16])), dst: netip.AddrFrom4([4]byte(buf[16:20])),
-				raw: append([]byte(nil), buf[:n]...)}
-			c.mu.Lock()
-			c.pkts = append(c.pkts, p)
-			c.mu.Unlock()
-		}
-	}()
-	t.Cleanup(c.close)
-	return c
-}
-
-func (c *capture) close() {
-	select {
-	case <-c.stop:
-		return
-	default:
-	}
-	close(c.stop)
-	<-c.done
-	unix.Close(c.fd)
-}
-
-func (c *capture) packets() []packet {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]packet(nil), c.pkts...)
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // udpPair opens a UDP socket in each host and checks that a datagram from
 // a reaches b.
@@ -261,13 +190,13 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 	for _, ns := range []*testnet.Netns{gm1, gm2} {
 		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.gtun.rp_filter=0")
 	}
-	capt := startCapture(t, core)
+	capt := testnet.StartCapture(t, core, 0) // every IPv4 packet the core forwards
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("gm1 %+v", e1.Stats())
 			t.Logf("gm2 %+v", e2.Stats())
-			for _, p := range capt.packets() {
-				t.Logf("core: %v -> %v proto %d len %d", p.src, p.dst, p.proto, len(p.raw))
+			for _, p := range capt.Packets() {
+				t.Logf("core: %v -> %v proto %d len %d", p.Src, p.Dst, p.Proto, len(p.Raw))
 			}
 			t.Logf("gm1 rules:\n%s", gm1.Run(t, "ip", "rule"))
 			out, _ := gm2.Command("sh", "-c", "ip -s link show dpc2; nstat -az | grep -v ' 0 '; sysctl -a 2>/dev/null | grep rp_filter; ip route show table all").CombinedOutput()
@@ -287,38 +216,38 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 	sendUDP(t, h1, h2, a1, a2, bypassPort, clear)
 	time.Sleep(200 * time.Millisecond)
 
-	pkts := capt.packets()
+	pkts := capt.Packets()
 	var espTo2 []byte
 	var nESP, nClear int
 	fromGM1 := false
 	for _, p := range pkts {
-		if bytes.Contains(p.raw, marker[:16]) {
-			t.Errorf("core saw the plaintext marker: %v -> %v proto %d", p.src, p.dst, p.proto)
+		if bytes.Contains(p.Raw, marker[:16]) {
+			t.Errorf("core saw the plaintext marker: %v -> %v proto %d", p.Src, p.Dst, p.Proto)
 		}
-		if !sites(p.src) || !sites(p.dst) {
+		if !sites(p.Src) || !sites(p.Dst) {
 			// Address preservation: no ESP between the GMs' core
 			// addresses, only between the inner ones.
-			if p.proto == unix.IPPROTO_ESP {
-				t.Errorf("ESP with outer addresses %v -> %v, not the hosts'", p.src, p.dst)
+			if p.Proto == unix.IPPROTO_ESP {
+				t.Errorf("ESP with outer addresses %v -> %v, not the hosts'", p.Src, p.Dst)
 			}
 			continue
 		}
-		switch p.proto {
+		switch p.Proto {
 		case unix.IPPROTO_ESP:
 			nESP++
 			switch {
-			case p.src == a1 && p.dst == a2:
-				espTo2 = p.raw
-			case p.src == gm1Self && p.dst == a2:
+			case p.Src == a1 && p.Dst == a2:
+				espTo2 = p.Raw
+			case p.Src == gm1Self && p.Dst == a2:
 				fromGM1 = true
 			}
 		case unix.IPPROTO_UDP:
-			if !bytes.Contains(p.raw, clear) {
-				t.Errorf("clear UDP between the sites that is not the denied flow: %v -> %v", p.src, p.dst)
+			if !bytes.Contains(p.Raw, clear) {
+				t.Errorf("clear UDP between the sites that is not the denied flow: %v -> %v", p.Src, p.Dst)
 			}
 			nClear++
 		default:
-			t.Errorf("clear packet (proto %d) between the sites: %v -> %v", p.proto, p.src, p.dst)
+			t.Errorf("clear packet (proto %d) between the sites: %v -> %v", p.Proto, p.Src, p.Dst)
 		}
 	}
 	if nESP == 0 || nClear == 0 || espTo2 == nil || !fromGM1 {

@@ -7,13 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,112 +17,6 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/testnet"
 )
-
-// newDataHost is newHost with tmd started with tmdArgs (the data plane's
-// options) in the group ike's src.conf.
-func newDataHost(t *testing.T, ctx context.Context, bin, name string, ns *testnet.Netns, isakmpdConf, tmdArgs string) *host {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "gv-"+name+"-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	h := &host{t: t, name: name, ns: ns, dir: dir, conf: filepath.Join(dir, "isakmpd.conf"), bin: bin, log: &testnet.Buffer{}}
-	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
-	h.write(isakmpdConf)
-	conf := strings.Replace(srcConf(dir, h.conf), "groupvpn tmd -socket "+dir+"/tmd.sock",
-		"groupvpn tmd -socket "+dir+"/tmd.sock "+tmdArgs, 1)
-	if err := os.WriteFile(filepath.Join(dir, "src.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, bin, "srcmstr", "-f", filepath.Join(dir, "src.conf"), "-rundir", dir)
-	cmd.Stdout, cmd.Stderr = h.log, h.log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.src("stopsrc", "-g", "ike")
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("%s srcmstr:\n%s", name, h.log.String())
-			for _, d := range []string{"tmd", "iked", "isakmpd"} {
-				b, _ := os.ReadFile(filepath.Join(dir, d+".log"))
-				t.Logf("%s %s.log:\n%s", name, d, b)
-			}
-		}
-	})
-	h.waitFor("srcmstr answering", 10*time.Second, func() bool {
-		_, err := h.src("lssrc", "-a")
-		return err == nil
-	})
-	return h
-}
-
-// corePacket is one IPv4 packet seen in the core.
-type corePacket struct {
-	proto    uint8
-	src, dst netip.Addr
-	raw      []byte
-}
-
-// coreCapture records every IPv4 packet crossing the core's interfaces.
-type coreCapture struct {
-	fd   int
-	mu   sync.Mutex
-	pkts []corePacket
-	stop chan struct{}
-	done chan struct{}
-}
-
-func startCoreCapture(t *testing.T, ns *testnet.Netns) *coreCapture {
-	c := &coreCapture{stop: make(chan struct{}), done: make(chan struct{})}
-	ns.Do(t, func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, 0x0008 /* htons(ETH_P_IP) */)
-		if err != nil {
-			return err
-		}
-		c.fd = fd
-		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
-		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	})
-	go func() {
-		defer close(c.done)
-		buf := make([]byte, 65536)
-		for {
-			select {
-			case <-c.stop:
-				return
-			default:
-			}
-			n, _, err := unix.Recvfrom(c.fd, buf, 0)
-			if err != nil || n < 20 {
-				continue
-			}
-			p := corePacket{proto: buf[9], src: netip.AddrFrom4([4]byte(buf[12:16])), dst: netip.AddrFrom4([4]byte(buf[16:20])),
-				raw: append([]byte(nil), buf[:n]...)}
-			c.mu.Lock()
-			c.pkts = append(c.pkts, p)
-			c.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-c.stop:
-		default:
-			close(c.stop)
-			<-c.done
-			unix.Close(c.fd)
-		}
-	})
-	return c
-}
-
-func (c *coreCapture) packets() []corePacket {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]corePacket(nil), c.pkts...)
-}
 
 var pktsRE = regexp.MustCompile(`#pkts (encaps|decaps): (\d+)`)
 
@@ -197,9 +87,9 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 		t.Fatal("the KS's configuration was not adapted")
 	}
 	ks := newHost(t, ctx, bin, "ks", ksNS, ksC)
-	gm1 := newDataHost(t, ctx, bin, "gm1", gm1NS, fmt.Sprintf(gmConf, "gm1", "10.236.0.1"),
+	gm1 := newHostTmd(t, ctx, bin, "gm1", gm1NS, fmt.Sprintf(gmConf, "gm1", "10.236.0.1"),
 		"-tun gvtun -local 10.61.1.0/24 -src 10.61.1.1 -group SRC")
-	gm2 := newDataHost(t, ctx, bin, "gm2", gm2NS, fmt.Sprintf(gmConf, "gm2", "10.236.0.1"),
+	gm2 := newHostTmd(t, ctx, bin, "gm2", gm2NS, fmt.Sprintf(gmConf, "gm2", "10.236.0.1"),
 		"-tun gvtun -local 10.61.2.0/24 -src 10.61.2.1 -group SRC")
 	ks.mustSrc("startsrc", "-g", "ike")
 	gm1.mustSrc("startsrc", "-g", "ike")
@@ -213,7 +103,7 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 		})
 	}
 
-	capt := startCoreCapture(t, core)
+	capt := testnet.StartCapture(t, core, 0) // every IPv4 packet the core forwards
 	marker := []byte("GROUPVPN-SECRET-")
 	a1, a2 := netip.MustParseAddr("10.61.1.2"), netip.MustParseAddr("10.61.2.2")
 	h1.Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker), a2.String())
@@ -224,20 +114,20 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 
 	site := pfx("10.61.0.0/16")
 	var nESP, nClear int
-	for _, p := range capt.packets() {
-		if bytes.Contains(p.raw, marker) {
-			t.Errorf("the core saw the plaintext marker: %v -> %v proto %d", p.src, p.dst, p.proto)
+	for _, p := range capt.Packets() {
+		if bytes.Contains(p.Raw, marker) {
+			t.Errorf("the core saw the plaintext marker: %v -> %v proto %d", p.Src, p.Dst, p.Proto)
 		}
-		between := site.Contains(p.src) && site.Contains(p.dst)
+		between := site.Contains(p.Src) && site.Contains(p.Dst)
 		switch {
-		case p.proto == unix.IPPROTO_ESP && !between:
-			t.Errorf("ESP with outer addresses %v -> %v, not the hosts'", p.src, p.dst)
-		case p.proto == unix.IPPROTO_ESP:
+		case p.Proto == unix.IPPROTO_ESP && !between:
+			t.Errorf("ESP with outer addresses %v -> %v, not the hosts'", p.Src, p.Dst)
+		case p.Proto == unix.IPPROTO_ESP:
 			nESP++
-		case between && p.proto == unix.IPPROTO_UDP && bytes.Contains(p.raw, clear):
+		case between && p.Proto == unix.IPPROTO_UDP && bytes.Contains(p.Raw, clear):
 			nClear++
 		case between:
-			t.Errorf("clear packet (proto %d) between the sites: %v -> %v", p.proto, p.src, p.dst)
+			t.Errorf("clear packet (proto %d) between the sites: %v -> %v", p.Proto, p.Src, p.Dst)
 		}
 	}
 	if nESP < 12 { // 3 echo requests and 3 replies each way
@@ -259,8 +149,8 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		for _, p := range capt.packets() {
-			t.Logf("core: %v -> %v proto %d len %d", p.src, p.dst, p.proto, len(p.raw))
+		for _, p := range capt.Packets() {
+			t.Logf("core: %v -> %v proto %d len %d", p.Src, p.Dst, p.Proto, len(p.Raw))
 		}
 		return
 	}

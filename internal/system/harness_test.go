@@ -91,6 +91,13 @@ type host struct {
 // newHost starts srcmstr in ns with the group ike declared for dir.
 func newHost(t *testing.T, ctx context.Context, bin, name string, ns *testnet.Netns, isakmpdConf string) *host {
 	t.Helper()
+	return newHostTmd(t, ctx, bin, name, ns, isakmpdConf, "")
+}
+
+// newHostTmd is newHost with tmdArgs (the data plane's options, e.g.
+// "-tun gvtun ...") added to tmd's command line in src.conf.
+func newHostTmd(t *testing.T, ctx context.Context, bin, name string, ns *testnet.Netns, isakmpdConf, tmdArgs string) *host {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "gv-"+name+"-") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +106,11 @@ func newHost(t *testing.T, ctx context.Context, bin, name string, ns *testnet.Ne
 	h := &host{t: t, name: name, ns: ns, dir: dir, conf: filepath.Join(dir, "isakmpd.conf"), bin: bin, log: &testnet.Buffer{}}
 	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
 	h.write(isakmpdConf)
-	if err := os.WriteFile(filepath.Join(dir, "src.conf"), []byte(srcConf(dir, h.conf)), 0o600); err != nil {
+	conf := srcConf(dir, h.conf)
+	if tmdArgs != "" {
+		conf = strings.Replace(conf, "groupvpn tmd -socket "+dir+"/tmd.sock", "groupvpn tmd -socket "+dir+"/tmd.sock "+tmdArgs, 1)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "src.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, bin, "srcmstr", "-f", filepath.Join(dir, "src.conf"), "-rundir", dir)

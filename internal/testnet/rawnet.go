@@ -18,24 +18,35 @@ type Datagram struct {
 	Payload  []byte
 }
 
-// Capture records the IPv4 UDP datagrams to or from port that cross the
-// interfaces of a namespace, seen by an AF_PACKET socket opened inside it
-// (the kernel's view, as tcpdump has it: what the daemons really sent and
-// received, not what a test thinks they did).
+// Packet is one IPv4 packet a Capture saw arrive on an interface.
+type Packet struct {
+	Proto    uint8
+	Src, Dst netip.Addr
+	Raw      []byte // the whole packet, IPv4 header included
+}
+
+// Capture records what crosses the interfaces of a namespace, seen by an
+// AF_PACKET socket opened inside it (the kernel's view, as tcpdump has it:
+// what the daemons really sent and received, not what a test thinks they
+// did): the IPv4 UDP datagrams to or from a port, or, with port 0, every
+// IPv4 packet that arrives on an interface (a router namespace sees each
+// forwarded packet once).
 type Capture struct {
 	fd   int
 	port uint16
 	mu   sync.Mutex
 	got  []Datagram
+	pkts []Packet
 	seen map[string]bool
 	stop chan struct{} // closed by Stop
 	done chan struct{} // closed when run returns
 	once sync.Once
 }
 
-// StartCapture starts capturing in ns until Stop (or the test's cleanup).
-// A datagram seen twice (as it leaves one veth and enters the bridge)
-// is kept once.
+// StartCapture starts capturing in ns until Stop (or the test's cleanup):
+// UDP datagrams to or from port (Datagrams), or with port 0 every IPv4
+// packet arriving on an interface (Packets). A datagram seen twice (as it
+// leaves one veth and enters the bridge) is kept once.
 func StartCapture(t testing.TB, ns *Netns, port uint16) *Capture {
 	t.Helper()
 	c := &Capture{port: port, seen: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{}), fd: -1}
@@ -76,7 +87,18 @@ func (c *Capture) run() {
 			}
 			return
 		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Protocol != htons(unix.ETH_P_IP) {
+		ll, ok := from.(*unix.SockaddrLinklayer)
+		if !ok || ll.Protocol != htons(unix.ETH_P_IP) {
+			continue
+		}
+		if c.port == 0 {
+			if ll.Pkttype != unix.PACKET_OUTGOING && n >= 20 && buf[0]>>4 == 4 {
+				p := Packet{Proto: buf[9], Src: netip.AddrFrom4([4]byte(buf[12:16])), Dst: netip.AddrFrom4([4]byte(buf[16:20])),
+					Raw: append([]byte(nil), buf[:n]...)}
+				c.mu.Lock()
+				c.pkts = append(c.pkts, p)
+				c.mu.Unlock()
+			}
 			continue
 		}
 		d, ok := parseIPv4UDP(buf[:n])
@@ -102,7 +124,15 @@ func (c *Capture) Stop() {
 	})
 }
 
-// Datagrams returns a copy of what was captured so far, in order.
+// Packets returns a copy of the IPv4 packets captured so far (port 0), in
+// order.
+func (c *Capture) Packets() []Packet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Packet(nil), c.pkts...)
+}
+
+// Datagrams returns a copy of the datagrams captured so far, in order.
 func (c *Capture) Datagrams() []Datagram {
 	c.mu.Lock()
 	defer c.mu.Unlock()
