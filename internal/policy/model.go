@@ -13,6 +13,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -417,11 +418,21 @@ type SAIPsec struct {
 
 // FailClose is crypto map NAME gdoi fail-close: once activated, a GM drops
 // the traffic its groups' policy covers while it holds no keys for it,
-// instead of sending it in the clear (SPEC T3).
+// instead of sending it in the clear (SPEC T3). Before its first
+// registration the GM has no policy from a key server yet: it then drops
+// everything except the deny entries of MatchACL and its own GDOI traffic
+// to and from the key servers (the bootstrap policy, internal/gm).
 type FailClose struct {
 	Map       string
 	Activated bool
-	Line      int
+	// MatchACLName is match address ACL: an extended access list of deny
+	// entries only, the traffic passed in the clear while fail-close is in
+	// force before the first registration. Empty: nothing but the GDOI
+	// traffic passes.
+	MatchACLName string
+	MatchACL     *ACL // resolved
+	MatchLine    int
+	Line         int
 }
 
 // FailCloseFor reports whether group g is fail-close: a crypto map with an
@@ -438,6 +449,28 @@ func (c *Config) FailCloseFor(g *Group) bool {
 		}
 	}
 	return false
+}
+
+// FailCloseDenies returns the deny entries of the match address ACLs of
+// the activated fail-close blocks whose crypto map carries group g, in
+// order: the traffic a fail-close GM passes in the clear before its first
+// registration. The parser refuses a permit entry in such an ACL.
+func (c *Config) FailCloseDenies(g *Group) []*ACE {
+	var out []*ACE
+	for _, f := range c.FailClose {
+		if !f.Activated || f.MatchACL == nil {
+			continue
+		}
+		if !slices.ContainsFunc(c.CryptoMaps, func(e *CryptoMapEntry) bool { return e.Map == f.Map && e.Group == g }) {
+			continue
+		}
+		for _, e := range f.MatchACL.Entries {
+			if e.Action == Deny {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
 }
 
 // CryptoMapEntry is crypto map NAME SEQ gdoi with its set group.

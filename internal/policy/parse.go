@@ -326,6 +326,12 @@ func buildModes() *modes {
 				return len(a) == 3 && strings.EqualFold(a[1], "gdoi") && strings.EqualFold(a[2], "fail-close")
 			},
 			run: func(p *parser, _ any, a []string) {
+				// A block entered again (configure terminal) is the same one.
+				i := slices.IndexFunc(p.cfg.FailClose, func(f *FailClose) bool { return f.Map == a[0] })
+				if i >= 0 {
+					p.push(m.failClose, p.cfg.FailClose[i])
+					return
+				}
 				f := &FailClose{Map: a[0], Line: p.line}
 				p.cfg.FailClose = append(p.cfg.FailClose, f)
 				p.push(m.failClose, f)
@@ -548,6 +554,10 @@ func buildModes() *modes {
 	}
 	m.failClose.cmds = []*cmd{
 		c("activate", 0, 0, func(p *parser, o any, a []string) { o.(*FailClose).Activated = true }),
+		c("match address ACL", 1, 1, func(p *parser, o any, a []string) {
+			f := o.(*FailClose)
+			f.MatchACLName, f.MatchLine = a[0], p.line
+		}),
 	}
 	m.iface.cmds = []*cmd{
 		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME", min: 1, max: 1,

@@ -165,6 +165,9 @@ func (c *Config) Render() string {
 	}
 	for _, f := range c.FailClose {
 		w("crypto map %s gdoi fail-close", f.Map)
+		if f.MatchACLName != "" {
+			w(" match address %s", f.MatchACLName)
+		}
 		if f.Activated {
 			w(" activate")
 		}

@@ -117,6 +117,9 @@ func (p *parser) resolve() {
 			e.Group = g
 		}
 	}
+	for _, f := range c.FailClose {
+		p.resolveFailClose(f)
+	}
 	for _, ifc := range c.Interfaces {
 		ifc.Entries = nil
 		if ifc.CryptoMap == "" {
@@ -130,6 +133,34 @@ func (p *parser) resolve() {
 		if ifc.Entries == nil {
 			p.errAt(ifc.CryptoMapLine, "interface %s: crypto map %q is not defined", ifc.Name, ifc.CryptoMap)
 		}
+	}
+}
+
+// resolveFailClose checks the match address ACL of a fail-close block:
+// defined, extended, deny entries only (the traffic let through in the
+// clear; IOS refuses a permit entry there too).
+func (p *parser) resolveFailClose(f *FailClose) {
+	f.MatchACL = nil
+	if f.MatchACLName == "" {
+		return
+	}
+	where := "crypto map " + f.Map + " gdoi fail-close: match address " + f.MatchACLName
+	acl := p.cfg.ACL(f.MatchACLName)
+	switch {
+	case acl == nil:
+		p.errAt(f.MatchLine, "%s: access list %q is not defined", where, f.MatchACLName)
+		return
+	case acl.Standard:
+		p.errAt(f.MatchLine, "%s: needs an extended access list; %q is standard", where, acl.Name)
+		return
+	}
+	bad := false
+	for _, e := range acl.Permits() {
+		p.errAt(f.MatchLine, "%s: entry %q (line %d) is a permit entry; a fail-close access list takes deny entries only (the traffic passed in the clear while fail-close drops the rest)", where, e.render(false), e.Line)
+		bad = true
+	}
+	if !bad {
+		f.MatchACL = acl
 	}
 }
 
