@@ -47,13 +47,14 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 	socket := fs.String("socket", rundir.Socket("tmd"), "unix `SOCKET` the IKE daemons install SAs through")
 	syslogTo := fs.String("syslog", "", "also log RFC 5424 to `DEST`: udp://host:514, tcp://host:514, unix:///dev/log or file:///path")
 	debug := fs.Bool("debug", false, "log debug messages")
+	keyLog := fs.String("keylog", "", "append every TEK installed to `FILE` (mode 0600) in Wireshark's ESP SA table format, to decrypt captures: whoever reads FILE decrypts the group's traffic; off by default")
 	var dpf dataPlaneFlags
 	dpf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 || *socket == "" {
-		fmt.Fprintln(env.Stderr, "usage: groupvpn tmd [-socket PATH] [-syslog DEST] [-debug] [-tun NAME [-mtu N] [-mark N] [-local PREFIX,...] [-src ADDR] [-group NAME,...]]")
+		fmt.Fprintln(env.Stderr, "usage: groupvpn tmd [-socket PATH] [-syslog DEST] [-debug] [-keylog FILE] [-tun NAME [-mtu N] [-mark N] [-local PREFIX,...] [-src ADDR] [-group NAME,...]]")
 		return 2
 	}
 	if err := dpf.check(); err != nil {
@@ -75,6 +76,17 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	opts := tmd.Options{Logger: logger}
+	if *keyLog != "" {
+		f, err := openKeyLog(*keyLog)
+		if err != nil {
+			logger.Error("tmd not started: key log", "err", err.Error())
+			fmt.Fprintf(env.Stderr, "groupvpn tmd: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		opts.KeyLog = f
+		logger.Warn("tmd writes every TEK it installs to the key log: whoever reads it decrypts the group's traffic", "keylog", *keyLog)
+	}
 	if dpf.tun != "" {
 		dp, err := startDataPlane(dpf, logger)
 		if err != nil {
@@ -116,6 +128,30 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 			refreshTmd(srv, logDest, logger, notify)
 		}
 	}
+}
+
+// openKeyLog opens tmd's -keylog file for appending, creating it mode
+// 0600. It refuses a file group or others may access, and a symbolic link
+// or anything but a regular file: the keys decrypt the group's traffic.
+func openKeyLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("-keylog: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-keylog: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("-keylog %s: not a regular file", path)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		f.Close()
+		return nil, fmt.Errorf("-keylog %s: mode %04o lets group or others read the keys; chmod 600 %s", path, perm, path)
+	}
+	return f, nil
 }
 
 // refreshTmd is tmd's refresh (SPEC D4): reopen logging and report; the

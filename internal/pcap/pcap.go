@@ -1,5 +1,6 @@
-// Package pcap writes classic libpcap capture files of IPv4/UDP datagrams,
-// so that third-party dissectors (tshark) can read what groupvpn sends.
+// Package pcap writes classic libpcap capture files of IPv4/UDP datagrams
+// (or whole captured IP packets), so that third-party dissectors (tshark)
+// can read what groupvpn sends.
 // Format: the libpcap file format with LINKTYPE_RAW (101), i.e. each record
 // is a bare IP packet.
 package pcap
@@ -78,11 +79,24 @@ func (w *Writer) WriteUDP(ts time.Time, src, dst netip.AddrPort, payload []byte)
 	}
 	binary.BigEndian.PutUint16(udp[6:], sum)
 
-	rec := make([]byte, 16, 16+total)
+	return w.record(ts, pkt)
+}
+
+// WritePacket writes one whole IP packet as captured (header included),
+// stamped ts: what a capture of any protocol (ESP) records.
+func (w *Writer) WritePacket(ts time.Time, pkt []byte) error {
+	if len(pkt) == 0 || len(pkt) > snapLen {
+		return fmt.Errorf("pcap: packet of %d octets", len(pkt))
+	}
+	return w.record(ts, pkt)
+}
+
+func (w *Writer) record(ts time.Time, pkt []byte) error {
+	rec := make([]byte, 16, 16+len(pkt))
 	binary.LittleEndian.PutUint32(rec[0:], uint32(ts.Unix()))
 	binary.LittleEndian.PutUint32(rec[4:], uint32(ts.Nanosecond()/1000))
-	binary.LittleEndian.PutUint32(rec[8:], uint32(total))
-	binary.LittleEndian.PutUint32(rec[12:], uint32(total))
+	binary.LittleEndian.PutUint32(rec[8:], uint32(len(pkt)))
+	binary.LittleEndian.PutUint32(rec[12:], uint32(len(pkt)))
 	if _, err := w.w.Write(append(rec, pkt...)); err != nil {
 		return fmt.Errorf("pcap: write record: %w", err)
 	}

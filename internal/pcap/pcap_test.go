@@ -39,3 +39,22 @@ func TestWriteUDPRecord(t *testing.T) {
 		t.Fatal("IPv6 accepted")
 	}
 }
+
+func TestWritePacketRecord(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := []byte{0x45, 0, 0, 20, 0, 0, 0, 0, 64, 50, 0, 0, 10, 1, 1, 2, 10, 1, 2, 2}
+	if err := w.WritePacket(time.Unix(1700000000, 0), pkt); err != nil {
+		t.Fatal(err)
+	}
+	rec := buf.Bytes()[24:]
+	if n := binary.LittleEndian.Uint32(rec[8:]); n != uint32(len(pkt)) || !bytes.Equal(rec[16:], pkt) {
+		t.Fatalf("record %x", rec)
+	}
+	if err := w.WritePacket(time.Now(), nil); err == nil {
+		t.Fatal("empty packet accepted")
+	}
+}

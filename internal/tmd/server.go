@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -36,6 +37,11 @@ type Options struct {
 	// DataPlane, when set, reports the forwarding engine's counters
 	// (status and counters answer them).
 	DataPlane func() *DataPlaneCounters
+	// KeyLog, when set, receives every TEK installed under a group and
+	// SPI tmd did not hold, in Wireshark's ESP SA table format
+	// (WriteKeyLog; `tmd -keylog FILE`). Off by default: whoever reads it
+	// decrypts the group's traffic.
+	KeyLog io.Writer
 }
 
 // Limits bound the API socket's connections: a process that connects and
@@ -107,7 +113,9 @@ type Server struct {
 	ready func()
 	// dataPlane is Options.DataPlane.
 	dataPlane func() *DataPlaneCounters
-	limits    Limits
+	// keyLog is Options.KeyLog (written under opMu).
+	keyLog io.Writer
+	limits Limits
 	// wake nudges the expiry loop after an install (a new, maybe
 	// earlier, deadline).
 	wake chan struct{}
@@ -146,6 +154,7 @@ func NewServer(o Options) *Server {
 		be:      o.Backend,
 
 		dataPlane: o.DataPlane,
+		keyLog:    o.KeyLog,
 	}
 	if s.be == nil {
 		s.be = NewMemoryBackend()
@@ -503,8 +512,8 @@ func (s *Server) handle(hello *Hello, req Request) Response {
 		if req.TEK.SPI == 0 {
 			return fail(fmt.Errorf("sadb: TEK of group %s has SPI 0", req.TEK.Group))
 		}
-		op := s.be.AddSA
-		if s.hasTEK(req.TEK.Group, req.TEK.SPI) {
+		op, isNew := s.be.AddSA, !s.hasTEK(req.TEK.Group, req.TEK.SPI)
+		if !isNew {
 			op = s.be.UpdateSA
 		}
 		if err := op(*req.TEK); err != nil {
@@ -514,6 +523,11 @@ func (s *Server) handle(hello *Hello, req Request) Response {
 			return fail(err)
 		}
 		s.log.Debug("TEK installed", "client", hello.Client, "group", req.TEK.Group, "spi", fmt.Sprintf("0x%08x", req.TEK.SPI))
+		if isNew && s.keyLog != nil {
+			if err := WriteKeyLog(s.keyLog, *req.TEK, s.now()); err != nil {
+				s.log.Warn("TEK not written to the key log", "group", req.TEK.Group, "spi", fmt.Sprintf("0x%08x", req.TEK.SPI), "err", err.Error())
+			}
+		}
 		s.nudge()
 	case OpDeleteTEK:
 		if !s.hasTEK(req.Group, req.SPI) {
