@@ -2,10 +2,12 @@
 // (a router): it reads clear packets from a TUN device, looks them up in the
 // group policy (first match, sadb.Lookup), seals the protected ones with the
 // group's sending TEK (internal/esp, tunnel mode with address preservation)
-// and sends them on a raw IPv4 socket; it reads ESP for the group's SPIs from
-// a raw IPPROTO_ESP socket, opens it, checks the inner packet against the
-// SA's group policy and writes it to the TUN device, from where the kernel
-// forwards it to the host behind the GM.
+// and sends them on its Link; it reads ESP for the group's SPIs from the
+// Link, opens it, checks the inner packet against the SA's group policy and
+// writes it to the TUN device, from where the kernel forwards it to the host
+// behind the GM. The Link is a RawLink (raw IPv4 sockets: ESP as IP protocol
+// 50 with the preserved addresses on the wire) unless Config.Link gives
+// another, such as a UDPLink (ESP in UDP, RFC 3948: `groupvpn lab`).
 //
 // With address preservation the outer destination of an incoming ESP packet
 // is a host behind the GM, not the GM: the kernel would forward it.
@@ -37,7 +39,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -59,6 +60,9 @@ type Config struct {
 	Keys Keys
 	// TUN is the device the protected prefixes are routed into.
 	TUN tun.Device
+	// Link is the network side; nil: a RawLink opened by New with Mark.
+	// The engine owns it from New on and closes it in Close.
+	Link Link
 	// Mark is the SO_MARK of the raw send socket (Routes' FwMark): the
 	// engine's own packets are routed by the main table. 0: no mark.
 	Mark uint32
@@ -90,10 +94,10 @@ type Stats struct {
 	NotGroup       uint64 // packets no group's policy selects, sent in the clear
 	Malformed      uint64 // packets from the TUN or the network that are not IPv4 the engine handles
 	SealErrors     uint64 // packets the sending SA refused (too big, sequence numbers exhausted)
-	SendErrors     uint64 // sends on the raw socket that failed
+	SendErrors     uint64 // packets the link could not send
 	TUNErrors      uint64 // writes to the TUN device that failed
 	TooManySenders uint64 // authentic ESP from a new sender while the SA keeps its maximum of replay windows
-	SocketDrops    uint64 // ESP the kernel dropped because the engine's socket buffer was full
+	SocketDrops    uint64 // ESP the link lost: the engine's socket buffer was full
 }
 
 // Counter is one named counter of Stats, for show commands and metrics.
@@ -119,7 +123,7 @@ func (s Stats) Counters() []Counter {
 		{"not_group", "packets no group policy selects, passed in the clear", s.NotGroup},
 		{"malformed", "packets that are not IPv4 the engine handles", s.Malformed},
 		{"seal_errors", "packets the sending SA refused (too big, sequence numbers exhausted)", s.SealErrors},
-		{"send_errors", "sends on the raw socket that failed", s.SendErrors},
+		{"send_errors", "packets the network link could not send", s.SendErrors},
 		{"tun_errors", "writes to the TUN device that failed", s.TUNErrors},
 		{"too_many_senders", "ESP from a new sender while the SA keeps its maximum of replay windows", s.TooManySenders},
 		{"socket_drops", "ESP dropped by the kernel: the engine's receive buffer was full", s.SocketDrops},
@@ -193,19 +197,14 @@ type spiEntry struct {
 	group *group
 }
 
-// Engine forwards packets between a TUN device and raw IPv4 sockets.
+// Engine forwards packets between a TUN device and a Link.
 type Engine struct {
-	cfg    Config
-	now    func() time.Time
-	sendFD int
-	recvFD int
-	mtu    int
-	snap   atomic.Pointer[snapshot]
-	st     stats
-
-	fdMu      sync.Mutex // Stats' reading of the socket's drops against Close
-	fdsClosed bool
-	lastDrops uint64
+	cfg  Config
+	now  func() time.Time
+	link Link // nil only in tests of the decisions
+	mtu  int
+	snap atomic.Pointer[snapshot]
+	st   stats
 
 	mu   sync.Mutex // Refresh
 	sas  map[saKey]*sa
@@ -219,69 +218,36 @@ type saKey struct {
 	spi   uint32
 }
 
-// New opens the raw sockets in the calling thread's network namespace and
-// builds the first snapshot. Run starts forwarding; Close stops it and
-// closes the sockets and the TUN device.
+// New opens the raw link (unless Config.Link gives one) in the calling
+// thread's network namespace and builds the first snapshot. Run starts
+// forwarding; Close stops it and closes the link and the TUN device.
 func New(cfg Config) (*Engine, error) {
 	if cfg.Keys == nil || cfg.TUN == nil {
 		return nil, errors.New("dataplane: Keys and TUN are required")
 	}
-	e := &Engine{cfg: cfg, now: cfg.Now, sendFD: -1, recvFD: -1, sas: map[saKey]*sa{}, stop: make(chan struct{})}
+	e := &Engine{cfg: cfg, now: cfg.Now, link: cfg.Link, sas: map[saKey]*sa{}, stop: make(chan struct{})}
 	if e.now == nil {
 		e.now = time.Now
 	}
-	var err error
-	e.sendFD, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
-	if err != nil {
-		return nil, fmt.Errorf("dataplane: raw send socket: %w", err)
-	}
-	if cfg.Mark != 0 {
-		if err := unix.SetsockoptInt(e.sendFD, unix.SOL_SOCKET, unix.SO_MARK, int(cfg.Mark)); err != nil {
-			e.closeFDs()
-			return nil, fmt.Errorf("dataplane: SO_MARK: %w", err)
+	if e.link == nil {
+		l, err := NewRawLink(cfg.Mark)
+		if err != nil {
+			return nil, err
 		}
-	}
-	e.recvFD, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ESP)
-	if err != nil {
-		e.closeFDs()
-		return nil, fmt.Errorf("dataplane: raw ESP socket: %w", err)
-	}
-	// Room for bursts: the sender reads the TUN device in batches, the
-	// receiver takes one packet per system call. SO_RCVBUFFORCE needs
-	// CAP_NET_ADMIN; without it the kernel's bound for SO_RCVBUF applies.
-	if err := unix.SetsockoptInt(e.recvFD, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf); err != nil {
-		_ = unix.SetsockoptInt(e.recvFD, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
-	}
-	// The receiver wakes this often to notice Close.
-	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
-	if err := unix.SetsockoptTimeval(e.recvFD, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		e.closeFDs()
-		return nil, fmt.Errorf("dataplane: SO_RCVTIMEO: %w", err)
+		e.link = l
 	}
 	// The device's MTU is read here, in the namespace (the TUN package
 	// asks through a socket of the calling thread).
+	var err error
 	if e.mtu, err = cfg.TUN.MTU(); err != nil {
-		e.closeFDs()
+		e.link.Close()
 		return nil, fmt.Errorf("dataplane: TUN MTU: %w", err)
 	}
 	if err := e.Refresh(); err != nil {
-		e.closeFDs()
+		e.link.Close()
 		return nil, err
 	}
 	return e, nil
-}
-
-func (e *Engine) closeFDs() {
-	e.socketDrops() // the last count
-	e.fdMu.Lock()
-	defer e.fdMu.Unlock()
-	e.fdsClosed = true
-	if e.sendFD >= 0 {
-		unix.Close(e.sendFD)
-	}
-	if e.recvFD >= 0 {
-		unix.Close(e.recvFD)
-	}
 }
 
 // Stats returns a copy of the counters.
@@ -294,26 +260,15 @@ func (e *Engine) Stats() Stats {
 		PolicyMismatch: s.mismatch.Load(), Bypass: s.bypass.Load(), NotGroup: s.notGroup.Load(),
 		Malformed: s.malformed.Load(), SealErrors: s.sealErr.Load(), SendErrors: s.sendErr.Load(),
 		TUNErrors: s.tunErr.Load(), TooManySenders: s.senders.Load(),
-		SocketDrops: e.socketDrops(),
+		SocketDrops: e.linkDrops(),
 	}
 }
 
-// socketDrops reads the kernel's drop count of the ESP socket
-// (SO_MEMINFO), or the last one read before Close.
-func (e *Engine) socketDrops() uint64 {
-	e.fdMu.Lock()
-	defer e.fdMu.Unlock()
-	if e.fdsClosed || e.recvFD < 0 {
-		return e.lastDrops
+func (e *Engine) linkDrops() uint64 {
+	if e.link == nil {
+		return 0
 	}
-	var m [unix.SK_MEMINFO_VARS]uint32
-	l := uint32(unsafe.Sizeof(m))
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(e.recvFD), unix.SOL_SOCKET, unix.SO_MEMINFO,
-		uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&l)), 0)
-	if errno == 0 {
-		e.lastDrops = uint64(m[unix.SK_MEMINFO_DROPS])
-	}
-	return e.lastDrops
+	return e.link.Drops()
 }
 
 // Counters lists the engine's counters (Stats().Counters()).
@@ -458,7 +413,7 @@ func (e *Engine) Run() error {
 	return nil
 }
 
-// Close stops the goroutines and closes the sockets and the TUN device
+// Close stops the goroutines and closes the link and the TUN device
 // (which the engine owns from New on).
 func (e *Engine) Close() error {
 	var err error
@@ -466,7 +421,7 @@ func (e *Engine) Close() error {
 		close(e.stop)
 		err = e.cfg.TUN.Close() // wakes the outbound read
 		e.wg.Wait()
-		e.closeFDs()
+		err = errors.Join(err, e.link.Close())
 	})
 	return err
 }
@@ -494,9 +449,6 @@ func (e *Engine) poll() {
 	}
 }
 
-// rcvBuf is the receive buffer of the raw ESP socket.
-const rcvBuf = 4 << 20
-
 // vnetHdr is the virtio-net header the wireguard TUN device keeps before
 // each packet when offloads are on.
 const vnetHdr = 10
@@ -509,7 +461,7 @@ const headroom = 64
 const tailroom = 64
 
 // outbound reads clear packets from the TUN device and sends them, sealed
-// or clear, on the raw socket.
+// or clear, on the link.
 func (e *Engine) outbound(mtu int) {
 	defer e.wg.Done()
 	n := e.cfg.TUN.BatchSize()
@@ -525,7 +477,7 @@ func (e *Engine) outbound(mtu int) {
 		bufs[i] = make([]byte, off+mtu+tailroom)
 	}
 	sizes := make([]int, n)
-	mb := newMmsg(n)
+	outs := make([][]byte, n)
 	for {
 		cnt, err := e.cfg.TUN.Read(bufs, sizes, off)
 		if e.stopped() {
@@ -552,55 +504,13 @@ func (e *Engine) outbound(mtu int) {
 			if !ok {
 				continue
 			}
-			mb.set(k, out)
+			outs[k] = out
 			k++
 		}
-		e.sendBatch(mb, k)
-	}
-}
-
-// mmsg is a batch of datagrams for sendmmsg(2), each to its own address.
-type mmsg struct {
-	hdrs  []mmsghdr
-	iovs  []unix.Iovec
-	addrs []unix.RawSockaddrInet4
-}
-
-// mmsghdr is struct mmsghdr (x/sys/unix has none).
-type mmsghdr struct {
-	hdr unix.Msghdr
-	n   uint32
-	_   [4]byte
-}
-
-func newMmsg(n int) *mmsg {
-	return &mmsg{hdrs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), addrs: make([]unix.RawSockaddrInet4, n)}
-}
-
-// set makes message k the IPv4 packet pkt, sent to its destination.
-func (m *mmsg) set(k int, pkt []byte) {
-	m.iovs[k].Base = &pkt[0]
-	m.iovs[k].SetLen(len(pkt))
-	m.addrs[k] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte(pkt[16:20])}
-	h := &m.hdrs[k].hdr
-	h.Name = (*byte)(unsafe.Pointer(&m.addrs[k]))
-	h.Namelen = unix.SizeofSockaddrInet4
-	h.Iov = &m.iovs[k]
-	h.SetIovlen(1)
-}
-
-// sendBatch sends the first k messages of m on the raw socket; a message
-// the kernel refuses is counted and skipped.
-func (e *Engine) sendBatch(m *mmsg, k int) {
-	for i := 0; i < k; {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(e.sendFD), uintptr(unsafe.Pointer(&m.hdrs[i])), uintptr(k-i), 0, 0, 0)
-		switch {
-		case errno == unix.EINTR:
-		case errno != 0:
-			e.st.sendErr.Add(1) // the first message of the rest failed
-			i++
-		default:
-			i += int(r)
+		if k > 0 {
+			if failed := e.link.Send(outs[:k]); failed > 0 {
+				e.st.sendErr.Add(uint64(failed))
+			}
 		}
 	}
 }
@@ -693,8 +603,8 @@ func parse(p []byte) (flow, bool) {
 	return f, true
 }
 
-// inbound reads ESP from the raw socket, opens it and writes the inner
-// packets to the TUN device in batches.
+// inbound reads ESP from the link, opens it and writes the inner packets
+// to the TUN device in batches.
 func (e *Engine) inbound() {
 	defer e.wg.Done()
 	n := e.cfg.TUN.BatchSize()
@@ -707,24 +617,21 @@ func (e *Engine) inbound() {
 		raw[i] = make([]byte, bufSize)
 	}
 	out := make([][]byte, 0, n)
-	mb := newMmsg(n)
-	for i := range raw {
-		mb.iovs[i].Base = &raw[i][0]
-		mb.iovs[i].SetLen(len(raw[i]))
-		mb.hdrs[i].hdr.Iov = &mb.iovs[i]
-		mb.hdrs[i].hdr.SetIovlen(1)
-	}
+	sizes := make([]int, n)
 	for !e.stopped() {
-		// Block (up to SO_RCVTIMEO) for the first packet, then take what
-		// else is queued.
-		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(e.recvFD), uintptr(unsafe.Pointer(&mb.hdrs[0])), uintptr(n), unix.MSG_WAITFORONE, 0, 0)
-		if errno != 0 {
-			continue // timeout, interrupted, or closed
+		// Blocks (about 100 ms at most) for the first packet, then takes
+		// what else is queued.
+		r, err := e.link.Receive(raw, sizes)
+		if err != nil {
+			if e.stopped() || isClosed(err) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // a transient error: don't spin
+			continue
 		}
 		out = out[:0]
-		for i := 0; i < int(r); i++ {
-			m := int(mb.hdrs[i].n)
-			if inner, start, ok := e.decap(raw[i][:m]); ok {
+		for i := 0; i < r; i++ {
+			if inner, start, ok := e.decap(raw[i][:sizes[i]]); ok {
 				// The TUN device writes its header in the vnetHdr
 				// octets before the packet (Open left the outer
 				// headers there).

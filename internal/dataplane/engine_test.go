@@ -58,7 +58,7 @@ func udp(src, dst netip.Addr, dport uint16, payload string) []byte {
 // of the hot path, tested without root.
 func engine(t *testing.T, mem *sadb.Memory, now *time.Time) *Engine {
 	t.Helper()
-	e := &Engine{cfg: Config{Keys: mem}, now: func() time.Time { return *now }, sas: map[saKey]*sa{}, sendFD: -1, recvFD: -1}
+	e := &Engine{cfg: Config{Keys: mem}, now: func() time.Time { return *now }, sas: map[saKey]*sa{}}
 	if err := e.Refresh(); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func pair(t testing.TB) (a, b *Engine) {
 		mem := sadb.NewMemory()
 		mem.SetPolicy("g", policy())
 		mem.InstallTEK(tek(0x100, sid, t0))
-		e := &Engine{cfg: Config{Keys: mem}, now: func() time.Time { return now }, sas: map[saKey]*sa{}, sendFD: -1, recvFD: -1}
+		e := &Engine{cfg: Config{Keys: mem}, now: func() time.Time { return now }, sas: map[saKey]*sa{}}
 		if err := e.Refresh(); err != nil {
 			t.Fatal(err)
 		}
@@ -338,7 +338,7 @@ func TestPolicyFromSelectors(t *testing.T) {
 // NewUnplugged and Decide export the hot path's decisions to the external
 // tests (which may import packages that import this one).
 func NewUnplugged(keys Keys, groups []string, now func() time.Time) (*Engine, error) {
-	e := &Engine{cfg: Config{Keys: keys, Groups: groups}, now: now, sas: map[saKey]*sa{}, sendFD: -1, recvFD: -1}
+	e := &Engine{cfg: Config{Keys: keys, Groups: groups}, now: now, sas: map[saKey]*sa{}}
 	return e, e.Refresh()
 }
 
