@@ -45,6 +45,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/esp"
 	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 // Keys is what the engine reads its TEKs and policy from; sadb.Memory and
@@ -98,6 +99,7 @@ type Stats struct {
 	TUNErrors      uint64 // writes to the TUN device that failed
 	TooManySenders uint64 // authentic ESP from a new sender while the SA keeps its maximum of replay windows
 	SocketDrops    uint64 // ESP the link lost: the engine's socket buffer was full
+	TBAR           uint64 // ESP of a time-based anti-replay SA whose pseudotime is missing or outside the window
 }
 
 // Counter is one named counter of Stats, for show commands and metrics.
@@ -127,13 +129,14 @@ func (s Stats) Counters() []Counter {
 		{"tun_errors", "writes to the TUN device that failed", s.TUNErrors},
 		{"too_many_senders", "ESP from a new sender while the SA keeps its maximum of replay windows", s.TooManySenders},
 		{"socket_drops", "ESP dropped by the kernel: the engine's receive buffer was full", s.SocketDrops},
+		{"tbar", "ESP packets whose pseudotime is missing or outside the time-based anti-replay window", s.TBAR},
 	}
 }
 
 // stats are the live counters, atomics written by the two goroutines.
 type stats struct {
 	encaps, decaps, auth, replay, noSA, failClose, failOpen, recvOnly,
-	mismatch, bypass, notGroup, malformed, sealErr, sendErr, tunErr, senders atomic.Uint64
+	mismatch, bypass, notGroup, malformed, sealErr, sendErr, tunErr, senders, tbar atomic.Uint64
 }
 
 // sa is one TEK with its engine SA.
@@ -145,7 +148,7 @@ type sa struct {
 
 // saCounters are one SA's live counters.
 type saCounters struct {
-	encaps, encapsBytes, decaps, decapsBytes, replay, auth atomic.Uint64
+	encaps, encapsBytes, decaps, decapsBytes, replay, auth, tbar atomic.Uint64
 }
 
 // SACounters are one TEK's packet counters (`show crypto ipsec sa`); the
@@ -157,6 +160,7 @@ type SACounters struct {
 	DecapsBytes   uint64 `json:"decaps_bytes"`
 	ReplayDrops   uint64 `json:"replay_drops"`
 	AuthFailures  uint64 `json:"auth_failures"`
+	TBARDrops     uint64 `json:"tbar_drops"` // pseudotime missing or outside the window
 }
 
 // SACounters returns the counters of the group's TEK with that SPI, and
@@ -172,7 +176,7 @@ func (e *Engine) SACounters(group string, spi uint32) (SACounters, bool) {
 	return SACounters{
 		EncapsPackets: c.encaps.Load(), EncapsBytes: c.encapsBytes.Load(),
 		DecapsPackets: c.decaps.Load(), DecapsBytes: c.decapsBytes.Load(),
-		ReplayDrops: c.replay.Load(), AuthFailures: c.auth.Load(),
+		ReplayDrops: c.replay.Load(), AuthFailures: c.auth.Load(), TBARDrops: c.tbar.Load(),
 	}, true
 }
 
@@ -184,6 +188,17 @@ type group struct {
 	// send[i] are the candidate SAs of policy[i] (Protect entries), newest
 	// SendFrom first.
 	send [][]*sa
+	// sync is the group's TEK with time-based anti-replay that brought
+	// the latest pseudotime from the KS (its Pseudotime, PseudotimeAt);
+	// the zero TEK when the group has none.
+	sync sadb.TEK
+}
+
+// pseudotime is the GM's estimate of the group's KS pseudotime at now
+// (SPEC T2): the latest value received plus the time since. Packets of
+// TBAR SAs carry it (sender) and are checked against it (receiver).
+func (g *group) pseudotime(now time.Time) time.Duration {
+	return g.sync.PseudotimeNow(now)
 }
 
 // snapshot is what the hot path reads, immutable once published.
@@ -259,7 +274,7 @@ func (e *Engine) Stats() Stats {
 		FailOpenClear: s.failOpen.Load(), ReceiveOnly: s.recvOnly.Load(),
 		PolicyMismatch: s.mismatch.Load(), Bypass: s.bypass.Load(), NotGroup: s.notGroup.Load(),
 		Malformed: s.malformed.Load(), SealErrors: s.sealErr.Load(), SendErrors: s.sendErr.Load(),
-		TUNErrors: s.tunErr.Load(), TooManySenders: s.senders.Load(),
+		TUNErrors: s.tunErr.Load(), TooManySenders: s.senders.Load(), TBAR: s.tbar.Load(),
 		SocketDrops: e.linkDrops(),
 	}
 }
@@ -313,6 +328,11 @@ func (e *Engine) Refresh() error {
 		sas := byGroup[name]
 		slices.SortStableFunc(sas, func(a, b *sa) int { return b.tek.SendFrom.Compare(a.tek.SendFrom) })
 		g := &group{name: name, policy: e.cfg.Keys.Policy(name), fail: e.cfg.Keys.FailMode(name)}
+		for _, s := range sas {
+			if s.tek.ReplayMethod == isakmp.ReplayTime && s.tek.PseudotimeAt.After(g.sync.PseudotimeAt) {
+				g.sync = s.tek
+			}
+		}
 		if len(g.policy) == 0 {
 			g.policy = selectorPolicy(sas)
 		}
@@ -554,7 +574,7 @@ func (e *Engine) encap(snap *snapshot, now time.Time, head, pkt []byte) ([]byte,
 			}
 			h := s.esp.Headroom()
 			dst := head[len(head)-h : len(head)-h]
-			out, err := s.esp.Seal(dst, pkt)
+			out, err := s.esp.SealAt(dst, pkt, g.pseudotime(now))
 			if err != nil {
 				e.st.sealErr.Add(1)
 				return nil, false
@@ -656,11 +676,12 @@ func (e *Engine) decap(pkt []byte) ([]byte, int, bool) {
 		return nil, 0, false
 	}
 	ent, ok := e.snap.Load().bySPI[spi]
-	if !ok || !accepting(ent.sa.tek, e.now()) {
+	now := e.now()
+	if !ok || !accepting(ent.sa.tek, now) {
 		e.st.noSA.Add(1)
 		return nil, 0, false
 	}
-	inner, err := ent.sa.esp.Open(pkt)
+	inner, err := ent.sa.esp.OpenAt(pkt, ent.group.pseudotime(now))
 	switch err {
 	case nil:
 	case esp.ErrAuth:
@@ -673,6 +694,10 @@ func (e *Engine) decap(pkt []byte) ([]byte, int, bool) {
 		return nil, 0, false
 	case esp.ErrSenders:
 		e.st.senders.Add(1)
+		return nil, 0, false
+	case esp.ErrTBAR:
+		e.st.tbar.Add(1)
+		ent.sa.cnt.tbar.Add(1)
 		return nil, 0, false
 	default:
 		e.st.malformed.Add(1)

@@ -17,6 +17,14 @@
 // (internal/replay), a sender being the sender ID in the IV for GCM and the
 // outer source address for CBC. docs/wire.md "ESP on the data plane
 // (groundwork)" has the octets.
+//
+// Time-based anti-replay (TBAR, SPEC T2): a TEK whose replay method is
+// ReplayTime carries the sender's pseudotime in every packet, in a 12-octet
+// header at the start of the ESP payload (ESP Next Header 253; docs/wire.md
+// "The pseudotime header"). SealAt writes it, OpenAt drops a packet whose
+// pseudotime is missing or differs from the receiver's by more than the
+// TEK's window (ErrTBAR). The caller supplies both pseudotimes (the TEK's
+// PseudotimeNow): the package reads no clock.
 package esp
 
 import (
@@ -35,6 +43,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/replay"
 	"github.com/groupvpn/groupvpn/internal/sadb"
@@ -64,6 +73,13 @@ var (
 	ErrExhausted = errors.New("esp: sequence numbers exhausted")
 	// ErrTooBig: the sealed packet would exceed 65,535 octets.
 	ErrTooBig = errors.New("esp: packet too big")
+	// ErrTBAR: an authenticated packet of a time-based anti-replay SA
+	// whose pseudotime differs from the receiver's by more than the
+	// window, or that carries none.
+	ErrTBAR = errors.New("esp: pseudotime missing or outside the time-based anti-replay window")
+	// ErrNoPseudotime: Seal, Open or OpenESP on a time-based anti-replay
+	// SA, which needs the caller's pseudotime (SealAt, OpenAt, OpenESPAt).
+	ErrNoPseudotime = errors.New("esp: time-based anti-replay SA used without a pseudotime")
 )
 
 const (
@@ -80,6 +96,19 @@ const (
 	seqPerSender = 1<<32 - 1
 	// DefaultMaxSenders bounds the replay windows an SA keeps.
 	DefaultMaxSenders = 4096
+)
+
+// The pseudotime header of time-based anti-replay (docs/wire.md).
+const (
+	// NextHeaderMeta is the ESP Next Header of a payload that starts with
+	// groupvpn's metadata header (the pseudotime header of TBAR SAs):
+	// 253, "use for experimentation and testing" (RFC 3692, RFC 4727).
+	NextHeaderMeta = 253
+	// MetaLen is the length of the pseudotime header: Next Header (1),
+	// Length (1), Type (1), Reserved (1), pseudotime in milliseconds (8).
+	MetaLen = 12
+	// MetaTypePseudotime is the Type of the pseudotime header.
+	MetaTypePseudotime = 1
 )
 
 // Config is what an SA needs beyond the TEK.
@@ -116,8 +145,12 @@ type SA struct {
 
 	sent atomic.Uint64 // packets sealed: sender ID index and sequence number
 
-	replayOff  bool
-	window     int
+	replayOff bool
+	window    int
+	// TBAR: the pseudotime header's length (MetaLen, 0 without TBAR) and
+	// the window in milliseconds.
+	meta       int
+	tbarWindow uint64
 	maxSenders int
 	mu         sync.Mutex
 	senders    map[senderKey]*replay.Filter
@@ -160,10 +193,19 @@ func New(t sadb.TEK, cfg Config) (*SA, error) {
 	switch t.ReplayMethod {
 	case isakmp.ReplayCounter, 0:
 		s.window = t.ReplayWindow // replay.New clamps; 0 is the default
+	case isakmp.ReplayTime:
+		// The window is in seconds (`replay time window-size`, 1..100 on
+		// the KS); less than a second is taken as one.
+		s.meta, s.tbarWindow = MetaLen, uint64(max(t.ReplayWindow, 1))*1000
+		// TBAR proper keeps no counter. When senders are named by RFC
+		// 6054 sender IDs (GCM), their counter windows (default size)
+		// also drop exact replays inside the time window; with CBC the
+		// sender would be the outer source, an inner host that may sit
+		// behind two GMs of a redundant site with two sequence spaces,
+		// so TBAR alone protects it (docs/wire.md).
+		s.replayOff = isakmp.ESPTransform(t.Transform) != isakmp.ESPAESGCM16 || t.SIDBits < 1 || t.SIDBits > 32
 	default:
-		// TBAR or none: the counter window is not what protects the SA
-		// (TBAR is checked by the caller from the packet's pseudotime).
-		s.replayOff = true
+		s.replayOff = true // no anti-replay
 	}
 	switch isakmp.ESPTransform(t.Transform) {
 	case isakmp.ESPAESGCM16:
@@ -232,20 +274,61 @@ func New(t sadb.TEK, cfg Config) (*SA, error) {
 // SPI is the SA's SPI.
 func (s *SA) SPI() uint32 { return s.spi }
 
+// TBAR reports whether the SA uses time-based anti-replay: its packets
+// carry the pseudotime header, and it seals and opens only with SealAt,
+// OpenAt and OpenESPAt.
+func (s *SA) TBAR() bool { return s.meta > 0 }
+
 // Headroom is the number of octets Seal puts before the inner packet:
-// outer IPv4 header, ESP header and IV. A caller that places the inner
-// packet at buf[Headroom():] and seals into buf[:0] saves a copy.
-func (s *SA) Headroom() int { return ipv4HeaderLen + espHeaderLen + s.ivLen }
+// outer IPv4 header, ESP header, IV and, with TBAR, the pseudotime header.
+// A caller that places the inner packet at buf[Headroom():] and seals into
+// buf[:0] saves a copy.
+func (s *SA) Headroom() int { return ipv4HeaderLen + espHeaderLen + s.ivLen + s.meta }
 
 // Overhead is how many octets Seal adds to an inner packet of n octets.
 func (s *SA) Overhead(n int) int { return s.Headroom() + s.padLen(n) + 2 + s.icvLen }
 
+// padLen is the padding after an inner packet of n octets (and the
+// pseudotime header before it).
 func (s *SA) padLen(n int) int {
 	align := 4 // RFC 4303 §2.4: the trailer ends on a 4-octet boundary
 	if s.kind == kindCBC {
 		align = aes.BlockSize
 	}
-	return (align - (n+2)%align) % align
+	return (align - (s.meta+n+2)%align) % align
+}
+
+// PutMeta writes the pseudotime header (MetaLen octets) for pseudotime pt
+// into b: Next Header 4 (the inner IPv4 packet follows), Length 12, Type 1,
+// Reserved 0, then pt in whole milliseconds, 64 bits big endian (a
+// negative pt is written as 0).
+func PutMeta(b []byte, pt time.Duration) {
+	_ = b[MetaLen-1]
+	b[0], b[1], b[2], b[3] = nextHeaderIP4, MetaLen, MetaTypePseudotime, 0
+	binary.BigEndian.PutUint64(b[4:MetaLen], uint64(max(pt, 0)/time.Millisecond))
+}
+
+// ParseMeta reads the pseudotime header at the start of payload (the
+// decrypted ESP payload of an SA with TBAR, before padding) and returns
+// the pseudotime in milliseconds and the inner packet after the header.
+// ok is false unless the header is complete, its Next Header is 4, its
+// Length 12 and its Type 1 (Reserved is ignored).
+func ParseMeta(payload []byte) (ptMillis uint64, inner []byte, ok bool) {
+	if len(payload) < MetaLen || payload[0] != nextHeaderIP4 || payload[1] != MetaLen || payload[2] != MetaTypePseudotime {
+		return 0, nil, false
+	}
+	return binary.BigEndian.Uint64(payload[4:MetaLen]), payload[MetaLen:], true
+}
+
+// inWindow reports whether a packet's pseudotime (ms) is within the
+// window of the receiver's pseudotime at, either side.
+func (s *SA) inWindow(ptMillis uint64, at time.Duration) bool {
+	own := uint64(max(at, 0) / time.Millisecond)
+	d := ptMillis - own
+	if ptMillis < own {
+		d = own - ptMillis
+	}
+	return d <= s.tbarWindow
 }
 
 // Seal appends to dst the outer IPv4 packet carrying inner (an IPv4 packet
@@ -253,15 +336,31 @@ func (s *SA) padLen(n int) int {
 // extended slice. The outer header preserves the inner addresses, copies
 // TOS, TTL and DF, and has protocol 50 and a fresh ID. inner may be
 // dst[len(dst)+Headroom():]; Seal allocates only when dst lacks capacity.
+// An SA with TBAR refuses (ErrNoPseudotime): use SealAt.
 func (s *SA) Seal(dst, inner []byte) ([]byte, error) {
+	if s.meta > 0 {
+		return dst, ErrNoPseudotime
+	}
+	return s.seal(dst, inner, 0)
+}
+
+// SealAt is Seal for any SA, pt being the sender's pseudotime (the TEK's
+// PseudotimeNow): an SA with TBAR writes it in the pseudotime header, any
+// other ignores it.
+func (s *SA) SealAt(dst, inner []byte, pt time.Duration) ([]byte, error) {
+	return s.seal(dst, inner, pt)
+}
+
+func (s *SA) seal(dst, inner []byte, pt time.Duration) ([]byte, error) {
 	if len(inner) < ipv4HeaderLen || inner[0]>>4 != 4 || int(inner[0]&0xf)*4 < ipv4HeaderLen ||
 		int(inner[0]&0xf)*4 > len(inner) || int(binary.BigEndian.Uint16(inner[2:4])) != len(inner) {
 		return dst, ErrMalformed
 	}
 	hdr := s.Headroom()
+	ptStart := hdr - s.meta // the ESP payload: [pseudotime header] inner
 	pad := s.padLen(len(inner))
-	ptLen := len(inner) + pad + 2
-	total := hdr + ptLen + s.icvLen
+	ptLen := s.meta + len(inner) + pad + 2
+	total := ptStart + ptLen + s.icvLen
 	if total > 0xffff {
 		return dst, ErrTooBig
 	}
@@ -293,16 +392,20 @@ func (s *SA) Seal(dst, inner []byte) ([]byte, error) {
 	}
 	out := dst[start : start+total]
 	copy(out[hdr:], inner) // memmove: a no-op when inner is already in place
-	tr := out[hdr+len(inner) : hdr+ptLen]
+	tr := out[hdr+len(inner) : ptStart+ptLen]
 	for i := range pad {
 		tr[i] = byte(i + 1) // RFC 4303 §2.4: 1, 2, 3, ...
 	}
 	tr[pad], tr[pad+1] = byte(pad), nextHeaderIP4
+	if s.meta > 0 {
+		tr[pad+1] = NextHeaderMeta
+		PutMeta(out[hdr-s.meta:hdr], pt)
+	}
 
 	esp := out[ipv4HeaderLen:]
 	binary.BigEndian.PutUint32(esp[0:4], s.spi)
 	binary.BigEndian.PutUint32(esp[4:8], seq)
-	pt := out[hdr : hdr+ptLen]
+	plain := out[ptStart : ptStart+ptLen]
 	switch s.kind {
 	case kindGCM:
 		// RFC 6054 §3: the sender ID in the high-order SIDBits bits of the
@@ -314,18 +417,18 @@ func (s *SA) Seal(dst, inner []byte) ([]byte, error) {
 		nonce := out[:gcmSaltLen+gcmIVLen]
 		copy(nonce, s.salt[:])
 		binary.BigEndian.PutUint64(nonce[gcmSaltLen:], iv)
-		s.aead.Seal(pt[:0], nonce, pt, esp[0:8]) // AAD = SPI | SEQ (RFC 4106 §5)
+		s.aead.Seal(plain[:0], nonce, plain, esp[0:8]) // AAD = SPI | SEQ (RFC 4106 §5)
 	case kindCBC:
 		iv := esp[8 : 8+cbcIVLen]
 		if _, err := io.ReadFull(s.rand, iv); err != nil {
 			return dst[:start], fmt.Errorf("esp: CBC IV: %w", err)
 		}
-		cbcEncrypt(s.block, iv, pt)
+		cbcEncrypt(s.block, iv, plain)
 		m := s.macs.Get().(*macState)
 		m.h.Reset()
 		m.h.Write(esp[:espHeaderLen+cbcIVLen+ptLen]) // RFC 4303 §2.8: SPI..trailer
 		sum := m.h.Sum(m.sum[:0])
-		copy(out[hdr+ptLen:], sum[:s.icvLen])
+		copy(out[ptStart+ptLen:], sum[:s.icvLen])
 		s.macs.Put(m)
 	}
 
@@ -343,8 +446,24 @@ func (s *SA) Seal(dst, inner []byte) ([]byte, error) {
 
 // Open verifies and decrypts pkt, an IPv4 packet carrying ESP for this SA,
 // in place and returns the inner packet, a subslice of pkt. pkt's outer
-// header is overwritten. On error pkt's contents are unspecified.
+// header is overwritten. On error pkt's contents are unspecified. An SA
+// with TBAR refuses (ErrNoPseudotime): use OpenAt.
 func (s *SA) Open(pkt []byte) ([]byte, error) {
+	if s.meta > 0 {
+		return nil, ErrNoPseudotime
+	}
+	return s.openIPv4(pkt, 0)
+}
+
+// OpenAt is Open for any SA, pt being the receiver's pseudotime (the
+// TEK's PseudotimeNow): an SA with TBAR drops, as ErrTBAR, an authentic
+// packet without the pseudotime header or whose pseudotime differs from pt
+// by more than the window; any other SA ignores pt.
+func (s *SA) OpenAt(pkt []byte, pt time.Duration) ([]byte, error) {
+	return s.openIPv4(pkt, pt)
+}
+
+func (s *SA) openIPv4(pkt []byte, pt time.Duration) ([]byte, error) {
 	if len(pkt) < ipv4HeaderLen || pkt[0]>>4 != 4 {
 		return nil, ErrMalformed
 	}
@@ -356,7 +475,7 @@ func (s *SA) Open(pkt []byte) ([]byte, error) {
 	}
 	src := netip.AddrFrom4([4]byte(pkt[12:16]))
 	// The outer header was read: its first octets are the GCM nonce scratch.
-	return s.open(src, pkt[ihl:tot], pkt[:gcmSaltLen+gcmIVLen])
+	return s.open(src, pkt[ihl:tot], pkt[:gcmSaltLen+gcmIVLen], pt)
 }
 
 // PacketSPI returns the SPI of pkt, an IPv4 packet carrying ESP, for the
@@ -378,20 +497,30 @@ func PacketSPI(pkt []byte) (spi uint32, ok bool) {
 
 // OpenESP is Open for an ESP packet without its IP header (ESP in UDP,
 // RFC 3948), src being the sender's address. It decrypts esp in place and
-// returns the inner packet, a subslice of esp.
+// returns the inner packet, a subslice of esp. An SA with TBAR refuses
+// (ErrNoPseudotime): use OpenESPAt.
 func (s *SA) OpenESP(src netip.Addr, esp []byte) ([]byte, error) {
+	if s.meta > 0 {
+		return nil, ErrNoPseudotime
+	}
+	return s.OpenESPAt(src, esp, 0)
+}
+
+// OpenESPAt is OpenESP for any SA, pt being the receiver's pseudotime
+// (OpenAt).
+func (s *SA) OpenESPAt(src netip.Addr, esp []byte, pt time.Duration) ([]byte, error) {
 	var nonce []byte
 	if s.kind == kindGCM {
 		m := nonces.Get().(*[gcmSaltLen + gcmIVLen]byte)
 		defer nonces.Put(m)
 		nonce = m[:]
 	}
-	return s.open(src, esp, nonce)
+	return s.open(src, esp, nonce, pt)
 }
 
 var nonces = sync.Pool{New: func() any { return new([gcmSaltLen + gcmIVLen]byte) }}
 
-func (s *SA) open(src netip.Addr, esp, nonce []byte) ([]byte, error) {
+func (s *SA) open(src netip.Addr, esp, nonce []byte, at time.Duration) ([]byte, error) {
 	hdr := espHeaderLen + s.ivLen
 	if len(esp) < hdr+2+s.icvLen {
 		return nil, ErrMalformed
@@ -456,9 +585,11 @@ func (s *SA) open(src netip.Addr, esp, nonce []byte) ([]byte, error) {
 	}
 
 	// Trailer (RFC 4303 §2.4-2.6): padding 1, 2, 3, ..., its length, and
-	// next header 4 (an IPv4 packet; 59, a dummy packet, is dropped too).
+	// next header 4 (an IPv4 packet; 59, a dummy packet, is dropped too),
+	// or 253 on an SA with TBAR (the pseudotime header, then the packet).
 	padLen := int(pt[len(pt)-2])
-	if pt[len(pt)-1] != nextHeaderIP4 || padLen+2 > len(pt) {
+	nh := pt[len(pt)-1]
+	if (nh != nextHeaderIP4 && (nh != NextHeaderMeta || s.meta == 0)) || padLen+2 > len(pt) {
 		return nil, ErrMalformed
 	}
 	inner := pt[:len(pt)-2-padLen]
@@ -466,6 +597,19 @@ func (s *SA) open(src netip.Addr, esp, nonce []byte) ([]byte, error) {
 		if b != byte(i+1) {
 			return nil, ErrMalformed
 		}
+	}
+	if s.meta > 0 {
+		if nh != NextHeaderMeta {
+			return nil, ErrTBAR // authentic, but no pseudotime
+		}
+		ms, rest, ok := ParseMeta(inner)
+		if !ok {
+			return nil, ErrMalformed
+		}
+		if !s.inWindow(ms, at) {
+			return nil, ErrTBAR
+		}
+		inner = rest
 	}
 	if len(inner) < ipv4HeaderLen || inner[0]>>4 != 4 || int(binary.BigEndian.Uint16(inner[2:4])) != len(inner) {
 		return nil, ErrMalformed

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/replay"
 	"github.com/groupvpn/groupvpn/internal/sadb"
@@ -572,11 +573,11 @@ func TestMaxSenders(t *testing.T) {
 	}
 }
 
-// TBAR and no anti-replay: the counter window does not drop repeats (the
-// caller checks TBAR's pseudotime).
+// No anti-replay: the counter window does not drop repeats (TBAR:
+// tbar_test.go).
 func TestReplayMethodsOtherThanCounter(t *testing.T) {
 	tek := transforms()[0].tek
-	tek.ReplayMethod = isakmp.ReplayTime
+	tek.ReplayMethod = isakmp.ReplayNone
 	tx, rx := mustNew(t, tek, Config{}), mustNew(t, tek, Config{})
 	p := sealOne(t, tx, "10.1.1.1", 10)
 	for range 2 {
@@ -647,6 +648,29 @@ func TestNoAllocationsPerPacket(t *testing.T) {
 			rxNoReplay.OpenESP(netip.Addr{}, work[20:])
 		}); a != 0 {
 			t.Errorf("%s: OpenESP: %v allocations per packet", tr.name, a)
+		}
+		// Time-based anti-replay: the pseudotime header is written and
+		// checked in place.
+		// proves: T2 (issue 12: TBAR costs no allocation per packet)
+		tek.ReplayMethod, tek.ReplayWindow = isakmp.ReplayTime, 5
+		txT, rxT := mustNew(t, tek, Config{}), mustNew(t, tek, Config{})
+		const at = 1000 * time.Second
+		pktT, _ := txT.SealAt(nil, inner, at)
+		rxT.OpenAt(bytes.Clone(pktT), at)
+		workT := make([]byte, len(pktT))
+		if a := testing.AllocsPerRun(100, func() {
+			p, err := txT.SealAt(buf[:0], inner, at)
+			if _, err2 := rxT.OpenAt(p, at); err != nil || err2 != nil {
+				panic(fmt.Sprint(err, err2))
+			}
+		}); a != 0 {
+			t.Errorf("%s: TBAR SealAt+OpenAt: %v allocations per packet", tr.name, a)
+		}
+		if a := testing.AllocsPerRun(100, func() {
+			copy(workT, pktT)
+			rxT.OpenESPAt(netip.Addr{}, workT[20:], at+time.Hour) // outside the window
+		}); a != 0 {
+			t.Errorf("%s: TBAR OpenESPAt (dropped): %v allocations per packet", tr.name, a)
 		}
 	}
 }

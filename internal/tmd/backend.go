@@ -57,6 +57,7 @@ type SACounters struct {
 	DecapsBytes   uint64 `json:"decaps_bytes"`
 	ReplayDrops   uint64 `json:"replay_drops"`
 	AuthFailures  uint64 `json:"auth_failures"`
+	TBARDrops     uint64 `json:"tbar_drops"` // pseudotime missing or outside the window
 }
 
 // MemoryBackend is the in-memory Backend: it forwards nothing and only
