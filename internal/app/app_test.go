@@ -44,13 +44,16 @@ func TestDecodeRefusesGarbageWithReason(t *testing.T) {
 // proves: groundwork (the lab) — `groupvpn lab` starts a KS and N GMs from
 // generated configs, every GM registers over real UDP, and the KS member
 // table and each member's SAs are printed.
+// proves: E1 (issue 12: the lab runs the ESP engine without root) — and
+// the members' engines then protect and deliver synthetic traffic.
 func TestLabRegistersEveryMember(t *testing.T) {
 	code, out, errs := run(t, "", "lab", "--members", "3", "--port", "20848", "--dir", t.TempDir())
 	if code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, errs, out)
 	}
 	for _, w := range []string{"3/3 group members registered", "show crypto gdoi ks members",
-		"Group Member ID    : 127.0.2.3", "gm3    127.0.2.3    registered", "aes-gcm", "aes-cbc"} {
+		"Group Member ID    : 127.0.2.3", "gm3    127.0.2.3    registered", "aes-gcm", "aes-cbc",
+		"12 of 12 packets delivered", "12 UDP datagrams crossed the sockets, 12 of them ESP", "appeared in 0 of them"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("lab output lacks %q:\n%s", w, out)
 		}

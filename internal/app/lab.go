@@ -16,8 +16,10 @@ import (
 
 // runLab starts a key server and N group members in this process on
 // loopback addresses, shows them registering, then the KS member table and
-// every member's SAs. With --cli it keeps running and opens the operator
-// CLI on the key server.
+// every member's SAs; then every member's ESP engine (in-memory TUN, ESP in
+// UDP on loopback) carries synthetic traffic between the hosts behind the
+// members, and the lab shows what was protected and delivered. With --cli
+// it keeps running and opens the operator CLI on the key server.
 func runLab(env *Env, args []string) int {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
@@ -28,6 +30,7 @@ func runLab(env *Env, args []string) int {
 	verbose := fs.Bool("v", false, "print the nodes' log lines")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for every member to register")
 	old := fs.Int("old", 0, "the last `N` members announce and behave like version 1.0.1 (a mixed-version group)")
+	traffic := fs.Bool("traffic", true, "run every member's ESP engine and send traffic through them (at most 250 members)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,7 +59,8 @@ func runLab(env *Env, args []string) int {
 		*dir = tmp
 	}
 	raiseFileLimit()
-	l, err := lab.Start(ctx, lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger, Old: olds})
+	dp := *traffic && *members <= 250
+	l, err := lab.Start(ctx, lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger, Old: olds, DataPlane: dp})
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1
@@ -73,6 +77,21 @@ func runLab(env *Env, args []string) int {
 	if err := l.Summary(ctx, env.Stdout); err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1
+	}
+	switch {
+	case dp:
+		r, err := l.Traffic(ctx, 10*time.Second)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
+			return 1
+		}
+		r.Print(env.Stdout)
+		if !r.DeliveredAll || !r.Safe {
+			fmt.Fprintf(env.Stderr, "groupvpn lab: the data plane did not protect and deliver every packet\n")
+			return 1
+		}
+	case *traffic:
+		fmt.Fprintf(env.Stdout, "\n(The data plane runs with at most 250 members: no traffic sent.)\n")
 	}
 	if !*cli {
 		fmt.Fprintf(env.Stdout, "\nRun `groupvpn lab --cli` to keep the lab running and explore it with the operator CLI.\n")

@@ -53,6 +53,10 @@ type Options struct {
 	// KSListen, when set, opens the key server's socket (a benchmark puts
 	// the KS behind the iked broker); nil: a UDP socket of its own.
 	KSListen func(netip.AddrPort) (node.PacketConn, error)
+	// DataPlane runs every member's ESP engine (at most 250 members):
+	// in-memory TUN devices, ESP in UDP on loopback, no root; Traffic
+	// sends through them.
+	DataPlane bool
 }
 
 // Lab is a running lab.
@@ -67,11 +71,16 @@ type Lab struct {
 	running sync.WaitGroup
 	mu      sync.Mutex
 	failed  error // the first node that stopped with an error
+
+	dp     []*dpMember // Options.DataPlane (dataplane.go)
+	dpDone chan struct{}
+	dpWG   sync.WaitGroup
 }
 
 // Close stops every node and waits until their sockets are closed, so the
 // addresses can be bound again.
 func (l *Lab) Close() {
+	l.stopDataPlane()
 	l.stop()
 	l.running.Wait()
 }
@@ -244,12 +253,17 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		l.run(ctx, d, sock)
 		l.GMs = append(l.GMs, d)
 	}
+	if o.DataPlane {
+		if err := l.startDataPlane(o); err != nil {
+			return nil, err
+		}
+	}
 	return l, nil
 }
 
 // checkFileLimit refuses a lab that would run out of file descriptors
-// half-way: each member holds a UDP socket and, unless NoGMSockets, a
-// control socket.
+// half-way: each member holds a UDP socket, unless NoGMSockets a control
+// socket, and with DataPlane its link's UDP socket.
 func checkFileLimit(o Options) error {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -258,6 +272,9 @@ func checkFileLimit(o Options) error {
 	per := uint64(2)
 	if o.NoGMSockets {
 		per = 1
+	}
+	if o.DataPlane {
+		per++ // the UDP link
 	}
 	need := per*uint64(o.Members) + 64
 	if need > lim.Cur {
