@@ -14,7 +14,6 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
-	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/version"
 )
 
@@ -28,8 +27,10 @@ import (
 //     transport and retransmission, signing key, address, authorization,
 //     receive-only, redundancy (ks.Server.UpdatePolicy, atomically for all
 //     groups, checked first on a scratch key server);
-//   - the fail mode of each group it is a member of (crypto map fail-close
-//     activate: the data plane's SetFailMode);
+//   - the fail mode of each group it is a member of and its fail-close
+//     ACL (crypto map NAME gdoi fail-close: activate, match address;
+//     node.SetFailClose: the data plane's fail mode, and the bootstrap
+//     policy of a group that holds no keys yet);
 //   - the pre-shared keys (read from the running configuration at each
 //     exchange), the hostname, and anything that maps to the same node
 //     options (names of ACLs, profiles, interfaces, ...).
@@ -73,7 +74,7 @@ func (e *NotAppliedError) Error() string {
 // livePlan is how a new configuration reaches the running node.
 type livePlan struct {
 	ks, oldKS []ks.GroupConfig         // every key-server group, new and running (for a rollback)
-	failMode  map[string]sadb.FailMode // member groups whose fail mode changes
+	failClose []node.GMGroup           // member groups whose fail mode or fail-close ACL changes
 }
 
 // plan checks that the running node can take new (running old) and says
@@ -97,7 +98,7 @@ func (d *Daemon) plan(old, new *policy.Config) (p *livePlan, err error) {
 	}
 	reasons = append(reasons, phase1Changes(oo.IKE, no.IKE)...)
 	reasons = append(reasons, ksChanges(oo.KS, no.KS)...)
-	fm, gm := gmChanges(oo.GM, no.GM)
+	fc, gm := gmChanges(oo.GM, no.GM)
 	reasons = append(reasons, gm...)
 	if len(reasons) > 0 {
 		return nil, &NotAppliedError{Reasons: reasons, Restart: true}
@@ -114,7 +115,7 @@ func (d *Daemon) plan(old, new *policy.Config) (p *livePlan, err error) {
 			return nil, &NotAppliedError{Reasons: []string{fmt.Sprintf("crypto gdoi group %s: the key server refuses its policy: %v", g.Name, err)}}
 		}
 	}
-	return &livePlan{ks: no.KS, oldKS: oo.KS, failMode: fm}, nil
+	return &livePlan{ks: no.KS, oldKS: oo.KS, failClose: fc}, nil
 }
 
 // roleChanges lists the groups a node would start or stop serving, as key
@@ -196,10 +197,11 @@ func ksChanges(o, n []ks.GroupConfig) []string {
 }
 
 // gmChanges lists member groups whose identity or key servers change, and
-// returns the fail modes that change (applied live).
-func gmChanges(o, n []node.GMGroup) (map[string]sadb.FailMode, []string) {
+// returns the groups whose fail mode or fail-close ACL changes (applied
+// live).
+func gmChanges(o, n []node.GMGroup) ([]node.GMGroup, []string) {
 	var out []string
-	fm := map[string]sadb.FailMode{}
+	var fc []node.GMGroup
 	for _, g := range n {
 		i := slices.IndexFunc(o, func(x node.GMGroup) bool { return x.Name == g.Name })
 		if i < 0 {
@@ -215,14 +217,11 @@ func gmChanges(o, n []node.GMGroup) (map[string]sadb.FailMode, []string) {
 		if og.SIDs != g.SIDs {
 			out = append(out, fmt.Sprintf("crypto gdoi group %s: sender IDs would change", g.Name))
 		}
-		if og.FailClose != g.FailClose {
-			fm[g.Name] = sadb.FailOpen
-			if g.FailClose {
-				fm[g.Name] = sadb.FailClose
-			}
+		if og.FailClose != g.FailClose || !slices.Equal(og.FailCloseBypass, g.FailCloseBypass) {
+			fc = append(fc, g)
 		}
 	}
-	return fm, out
+	return fc, out
 }
 
 func addrs[T fmt.Stringer](xs []T) string {
@@ -261,8 +260,8 @@ func (d *Daemon) applyPlan(p *livePlan) error {
 			}
 			done = append(done, g)
 		}
-		for g, m := range p.failMode {
-			d.Node.Dataplane().SetFailMode(g, m)
+		for _, g := range p.failClose {
+			d.Node.SetFailClose(g.Name, g.FailClose, g.FailCloseBypass)
 		}
 	})
 	if derr != nil {

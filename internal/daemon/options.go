@@ -14,6 +14,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -171,6 +172,9 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 	}
 	for _, g := range c.GMGroups() {
 		gg := node.GMGroup{Name: g.Name, ID: g.Identity, SIDs: 1, FailClose: c.FailCloseFor(g)}
+		if gg.FailClose {
+			gg.FailCloseBypass = failCloseBypass(c.FailCloseDenies(g))
+		}
 		for _, a := range g.Servers {
 			gg.Servers = append(gg.Servers, netip.AddrPortFrom(a.Addr, port))
 		}
@@ -180,4 +184,15 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 		return o, errors.New("the configuration has no crypto gdoi group with server local (KS) or applied through a crypto map (GM)")
 	}
 	return o, nil
+}
+
+// failCloseBypass maps the deny entries of a fail-close ACL to the Bypass
+// entries of the member's bootstrap policy (gm.Bootstrap).
+func failCloseBypass(denies []*policy.ACE) []sadb.PolicyEntry {
+	var out []sadb.PolicyEntry
+	for _, e := range denies {
+		out = append(out, sadb.PolicyEntry{Action: sadb.Bypass, IPProto: uint8(max(e.Protocol, 0)), Src: e.Src, Dst: e.Dst,
+			SrcPort: uint16(e.SrcPort), DstPort: uint16(e.DstPort)})
+	}
+	return out
 }

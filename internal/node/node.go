@@ -36,6 +36,10 @@ type GMGroup struct {
 	// FailClose: traffic the group's policy covers is dropped while the
 	// GM holds no TEK (SPEC T3); else it passes in the clear.
 	FailClose bool
+	// FailCloseBypass are the deny entries of the fail-close ACL (Bypass
+	// entries): with FailClose, what passes in the clear before the first
+	// registration (gm.Bootstrap).
+	FailCloseBypass []sadb.PolicyEntry
 }
 
 // Options configure a Node.
@@ -222,6 +226,14 @@ func New(o Options) (*Node, error) {
 			mode = sadb.FailClose
 		}
 		o.Dataplane.SetFailMode(g.Name, mode)
+	}
+	now := o.Now()
+	for _, r := range n.regs {
+		// Before registering: a fail-close group without keys gets the
+		// bootstrap policy (whatever policy an earlier run left in tmd).
+		if r.cfg.FailClose && !n.holdsTEK(r.cfg.Name, now) {
+			n.installBootstrap(r)
+		}
 	}
 	if len(o.Listen) == 0 {
 		return nil, errors.New("node: no address to listen on")

@@ -44,9 +44,12 @@ type registration struct {
 	pullTries     int
 	// reused: the pull runs over a phase-1 SA established before this
 	// attempt, which the KS may have lost (a restart).
-	reused        bool
-	freshAt       time.Time // when the last fresh phase 1 was started for a suspect SA
-	installed     *gm.Installed
+	reused    bool
+	freshAt   time.Time // when the last fresh phase 1 was started for a suspect SA
+	installed *gm.Installed
+	// bootstrap: the group's policy in the data plane is the fail-close
+	// bootstrap (failclose.go), not a key server's.
+	bootstrap     bool
 	registeredAt  time.Time
 	lastErr       string
 	registrations int
@@ -221,6 +224,7 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 		return
 	}
 	r.state, r.installed, r.registeredAt, r.failures, r.lastErr, r.regKS = regRegistered, inst, now, 0, "", r.ks
+	r.bootstrap = false     // the key server's policy replaced it (gm.Install)
 	r.freshAt = time.Time{} // the bound on fresh phase 1s is per registration attempt
 	if inst.KEK != nil {
 		if r.lastSeq == nil {
@@ -279,6 +283,10 @@ type MemberState struct {
 	// (permit: encrypted, deny: in the clear; SPEC E3).
 	ACL     []sadb.PolicyEntry `json:",omitempty"`
 	ACLFrom netip.Addr         `json:",omitzero"`
+	// FailCloseBootstrap: the group is fail-close and has no key server
+	// policy yet; the bootstrap policy is in force (everything dropped but
+	// the fail-close ACL's deny entries and GDOI to the key servers).
+	FailCloseBootstrap bool `json:",omitempty"`
 }
 
 // Members lists the GM registrations; use inside Do.
@@ -286,7 +294,8 @@ func (n *Node) Members() []MemberState {
 	var out []MemberState
 	for _, r := range n.regs {
 		m := MemberState{Group: r.cfg.Name, ID: r.cfg.ID, State: r.state.String(), KS: r.ks, Servers: r.cfg.Servers,
-			RegisteredAt: r.registeredAt, Registrations: r.registrations, Failures: r.failures, LastError: r.lastErr}
+			RegisteredAt: r.registeredAt, Registrations: r.registrations, Failures: r.failures, LastError: r.lastErr,
+			FailCloseBootstrap: r.bootstrap}
 		if r.state == regRegistered {
 			m.Reregister = r.next
 		}

@@ -532,6 +532,9 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 	r.lastSeq[spi] = rk.Seq
 	r.rekeysReceived++
 	r.lastRekey = now
+	if inst.Policy != nil {
+		r.bootstrap = false // the key server's policy replaced it
+	}
 	if inst.KEK != nil {
 		r.lastSeq[inst.KEK.SPI] = 0
 		n.joinRekeyGroup(r, inst.KEK)

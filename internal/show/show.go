@@ -176,7 +176,10 @@ func gmInfo(b *strings.Builder, s node.Snapshot, m node.MemberState) {
 	fmt.Fprintf(b, "       Active TEK Number     : %d\n", n)
 	mode := s.FailModes[m.Group]
 	state := "Disabled (fail-open: clear traffic passes while no TEK is held)"
-	if mode == sadb.FailClose {
+	switch {
+	case mode == sadb.FailClose && m.FailCloseBootstrap:
+		state = "Activated, in force (no key server policy yet: everything is dropped except the fail-close ACL's deny entries and GDOI to the key servers)"
+	case mode == sadb.FailClose:
 		state = "Activated (traffic the policy covers is dropped while no TEK is held)"
 	}
 	fmt.Fprintf(b, "       Fail-Close            : %s\n\n", state)
