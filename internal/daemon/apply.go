@@ -73,8 +73,8 @@ func (e *NotAppliedError) Error() string {
 
 // livePlan is how a new configuration reaches the running node.
 type livePlan struct {
-	ks, oldKS []ks.GroupConfig         // every key-server group, new and running (for a rollback)
-	failClose []node.GMGroup           // member groups whose fail mode or fail-close ACL changes
+	ks, oldKS []ks.GroupConfig // every key-server group, new and running (for a rollback)
+	failClose []node.GMGroup   // member groups whose fail mode or fail-close ACL changes
 }
 
 // plan checks that the running node can take new (running old) and says
