@@ -28,7 +28,9 @@ func TestTmdKeyLog(t *testing.T) {
 	var out testnet.Buffer
 	sigs := make(chan os.Signal, 1)
 	exit := make(chan int, 1)
-	go func() { exit <- serveTmd(&Env{Stdout: &out, Stderr: &out}, []string{"-socket", socket, "-keylog", kl}, sigs, nil) }()
+	go func() {
+		exit <- serveTmd(&Env{Stdout: &out, Stderr: &out}, []string{"-socket", socket, "-keylog", kl}, sigs, nil)
+	}()
 	var c *tmd.Client
 	for deadline := time.Now().Add(5 * time.Second); c == nil; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
