@@ -199,7 +199,8 @@ func New(t sadb.TEK, cfg Config) (*SA, error) {
 		s.meta, s.tbarWindow = MetaLen, uint64(max(t.ReplayWindow, 1))*1000
 		// TBAR proper keeps no counter. When senders are named by RFC
 		// 6054 sender IDs (GCM), their counter windows (default size)
-		// also drop exact replays inside the time window; with CBC the
+		// also drop exact replays inside the time window (checked after
+		// the pseudotime); with CBC the
 		// sender would be the outer source, an inner host that may sit
 		// behind two GMs of a redundant site with two sequence spaces,
 		// so TBAR alone protects it (docs/wire.md).
@@ -547,7 +548,11 @@ func (s *SA) open(src netip.Addr, esp, nonce []byte, at time.Duration) ([]byte, 
 	// f is the sender's window once it exists: windows are never removed,
 	// so the pointer stays valid after the lock is released.
 	var f *replay.Filter
-	if !s.replayOff { // RFC 4303 §3.4.3: check before the ICV, record after
+	// RFC 4303 §3.4.3: check before the ICV, record after. With TBAR the
+	// counter is checked after the pseudotime, so that an old packet
+	// replayed is counted as outside the time window (ErrTBAR) and only a
+	// replay inside it as ErrReplay.
+	if !s.replayOff && s.meta == 0 {
 		if seq == 0 {
 			return nil, ErrReplay
 		}
