@@ -16,6 +16,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/dataplane"
 	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/tmd"
 )
 
 // The lab's data plane: every member runs the ESP engine of tmd -tun
@@ -87,9 +88,9 @@ func (l *Lab) startDataPlane(o Options) error {
 	}
 	l.dpDone = make(chan struct{})
 	for i, g := range l.GMs {
-		keys, ok := g.Node.Dataplane().(dataplane.Keys)
+		keys, ok := g.Node.Dataplane().(*labSADB)
 		if !ok {
-			return fmt.Errorf("lab: gm%d's SA database keeps no policy", i+1)
+			return fmt.Errorf("lab: gm%d's SA database is not the lab's", i+1)
 		}
 		m := &dpMember{i: i, tun: tuntest.NewChannelTUN()}
 		link, err := dataplane.ListenUDP(dataplane.UDPConfig{Local: netip.AddrPortFrom(GMAddr(i), 0), Mirror: m.mirror})
@@ -104,6 +105,8 @@ func (l *Lab) startDataPlane(o Options) error {
 			return fmt.Errorf("lab: gm%d: %w", i+1, err)
 		}
 		m.eng.Run()
+		keys.device = fmt.Sprintf("lab-gm%d (in-memory TUN; ESP in UDP on %v)", i+1, link.LocalAddr())
+		keys.eng.Store(m.eng) // publishes device too
 		l.dp = append(l.dp, m)
 		l.dpWG.Add(1)
 		go l.host(m)
@@ -166,7 +169,7 @@ type DataPlaneMember struct {
 // Drops is every packet the member's engine dropped, for any reason.
 func (m DataPlaneMember) Drops() uint64 {
 	s := m.Stats
-	return s.AuthFailures + s.Replay + s.NoSA + s.FailCloseDrops + s.PolicyMismatch + s.Malformed +
+	return s.AuthFailures + s.Replay + s.TBAR + s.NoSA + s.FailCloseDrops + s.PolicyMismatch + s.Malformed +
 		s.SealErrors + s.SendErrors + s.TUNErrors + s.TooManySenders + s.SocketDrops
 }
 
@@ -312,6 +315,28 @@ func udpPacket(src, dst netip.Addr, dport uint16, payload string) []byte {
 	return p
 }
 
-// keep the sadb import honest: the engine's Keys is what sadb.Memory, the
-// lab members' SA database, implements.
-var _ dataplane.Keys = (*sadb.Memory)(nil)
+// labSADB is a member's SA database (sadb.Memory, the engine's Keys) that
+// also answers its engine's packet counters as tmd's client does, so that
+// `show crypto ipsec sa` on a lab member shows them.
+type labSADB struct {
+	*sadb.Memory
+	eng    atomic.Pointer[dataplane.Engine]
+	device string
+}
+
+func (s *labSADB) Counters(context.Context) ([]tmd.TEKCounters, *tmd.DataPlaneCounters, error) {
+	e := s.eng.Load()
+	if e == nil {
+		return nil, nil, errors.New("lab: the member's engine is not running")
+	}
+	sas := []tmd.TEKCounters{}
+	for _, t := range s.TEKs() {
+		c, _ := e.SACounters(t.Group, t.SPI) // not yet in the engine: zeros
+		sas = append(sas, tmd.TEKCounters{Group: t.Group, SPI: t.SPI, SACounters: tmd.SACounters(c)})
+	}
+	dp := &tmd.DataPlaneCounters{Device: s.device}
+	for _, c := range e.Counters() {
+		dp.Counters = append(dp.Counters, tmd.Counter{Name: c.Name, Help: c.Help, Value: c.Value})
+	}
+	return sas, dp, nil
+}

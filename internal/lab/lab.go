@@ -28,6 +28,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/daemon"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/sadb"
 )
 
 // Options configure a lab.
@@ -241,7 +242,12 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 			return nil, err
 		}
 		d, err := daemon.New(c, []netip.AddrPort{netip.AddrPortFrom(GMAddr(i), o.Port)}, o.Port, o.Logger.With("node", name),
-			func(no *node.Options) { no.Hold = o.Hold }, clock)
+			func(no *node.Options) {
+				no.Hold = o.Hold
+				if o.DataPlane {
+					no.Dataplane = &labSADB{Memory: sadb.NewMemory()} // its engine's counters too
+				}
+			}, clock)
 		if err != nil {
 			return nil, fmt.Errorf("lab: %s: %w", name, err)
 		}
