@@ -24,7 +24,7 @@ type Env struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"lab":      {"run a key server and N group members in one process on loopback (--members N, --cli)", runLab},
+		"lab":      {"run a key server and N group members in one process on loopback, with ESP traffic between them (--members N, --cli)", runLab},
 		"decode":   {"decode ISAKMP/GDOI messages from hex or a raw datagram file", runDecode},
 		"bench":    {"measure a scenario beside its ceiling (codec, mainmode, daemons, register, rekey, removal)", runBench},
 		"config":   {"validate a configuration file (config check FILE)", runConfig},
