@@ -53,6 +53,7 @@ bench:
 	$(GO) run ./cmd/groupvpn bench codec
 	$(GO) run ./cmd/groupvpn bench mainmode
 	$(GO) run ./cmd/groupvpn bench daemons
+	$(GO) run ./cmd/groupvpn bench esp
 	$(GO) run ./cmd/groupvpn bench register --members 1000
 	$(GO) run ./cmd/groupvpn bench rekey --members 1000
 	$(GO) run ./cmd/groupvpn bench removal --members 1000

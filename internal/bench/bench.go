@@ -24,12 +24,15 @@ type Case struct {
 type Scenario struct {
 	Name    string
 	About   string
-	Ceiling Case
+	Ceiling Case // none when Run is nil: every case has its own
 	Cases   []Case
+	// Speed prints the ratio as the ceiling's time over the case's (1.0
+	// is as fast as the ceiling) instead of the case's over the ceiling's.
+	Speed bool
 }
 
 // Scenarios lists every scenario `groupvpn bench` knows.
-func Scenarios() []Scenario { return []Scenario{Codec(), MainMode(), Daemons()} }
+func Scenarios() []Scenario { return []Scenario{Codec(), MainMode(), Daemons(), ESP()} }
 
 // Result is one measured case.
 type Result struct {
@@ -50,7 +53,9 @@ func Run(s Scenario) (ceiling Result, cases []Result) {
 			c.Run(b)
 		})}
 	}
-	ceiling = measure(s.Ceiling)
+	if s.Ceiling.Run != nil {
+		ceiling = measure(s.Ceiling)
+	}
 	for _, c := range s.Cases {
 		r := measure(c)
 		if c.Ceiling != nil {
@@ -67,7 +72,11 @@ func Run(s Scenario) (ceiling Result, cases []Result) {
 func Print(w io.Writer, s Scenario, ceiling Result, cases []Result) {
 	fmt.Fprintf(w, "scenario %s: %s\n", s.Name, s.About)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\tns/op\tMB/s\tallocs/op\tB/op\tx ceiling\t")
+	col := "x ceiling"
+	if s.Speed {
+		col = "speed / ceiling"
+	}
+	fmt.Fprintf(tw, "case\tns/op\tMB/s\tallocs/op\tB/op\t%s\t\n", col)
 	row := func(r Result, ratio string) {
 		mbs := "-"
 		if r.Octets > 0 && r.T > 0 {
@@ -75,7 +84,9 @@ func Print(w io.Writer, s Scenario, ceiling Result, cases []Result) {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t\n", r.Name, r.NsPerOp(), mbs, r.AllocsPerOp(), r.AllocedBytesPerOp(), ratio)
 	}
-	row(ceiling, "ceiling")
+	if ceiling.Run != nil {
+		row(ceiling, "ceiling")
+	}
 	for _, r := range cases {
 		c := ceiling
 		if r.ceiling != nil {
@@ -83,8 +94,11 @@ func Print(w io.Writer, s Scenario, ceiling Result, cases []Result) {
 			row(c, "ceiling")
 		}
 		ratio := "-"
-		if n := c.NsPerOp(); n > 0 {
-			ratio = fmt.Sprintf("%.1f", float64(r.NsPerOp())/float64(n))
+		switch n, m := c.NsPerOp(), r.NsPerOp(); {
+		case s.Speed && m > 0:
+			ratio = fmt.Sprintf("%.2f", float64(n)/float64(m))
+		case !s.Speed && n > 0:
+			ratio = fmt.Sprintf("%.1f", float64(m)/float64(n))
 		}
 		row(r, ratio)
 	}
