@@ -50,9 +50,10 @@ var siteNet = netip.MustParsePrefix("10.1.0.0/16")
 
 // newSites builds the topology under prefix pfx (at most 5 characters),
 // with transform (a transform-set's transforms, e.g. "esp-gcm 256") and
-// the extra `server local` lines, and waits until the three GMs are
-// registered with the protected route into their TUN.
-func newSites(t *testing.T, ctx context.Context, pfx, transform, serverExtra string) *sites {
+// the extra lines of `server local` and of its `sa ipsec 1`, and waits
+// until the three GMs are registered with the protected route into their
+// TUN.
+func newSites(t *testing.T, ctx context.Context, pfx, transform, serverExtra, saExtra string) *sites {
 	t.Helper()
 	testnet.RequireRoot(t)
 	testnet.RequireNetns(t)
@@ -92,8 +93,11 @@ func newSites(t *testing.T, ctx context.Context, pfx, transform, serverExtra str
 	if serverExtra != "" {
 		ksC = strings.Replace(ksC, "  rekey transport unicast\n", "  rekey transport unicast\n"+serverExtra+"\n", 1)
 	}
+	if saExtra != "" {
+		ksC = strings.Replace(ksC, "   match address ipv4 traffic\n", "   match address ipv4 traffic\n"+saExtra+"\n", 1)
+	}
 	if !strings.Contains(ksC, "eq 9999") || !strings.Contains(ksC, "255.255.0.0") || !strings.Contains(ksC, "ts "+transform) ||
-		(serverExtra != "" && !strings.Contains(ksC, serverExtra)) {
+		!strings.Contains(ksC, serverExtra) || !strings.Contains(ksC, saExtra) {
 		t.Fatalf("the KS's configuration was not adapted:\n%s", ksC)
 	}
 	s.ks = newHost(t, ctx, bin, "ks", ksNS, ksC)
@@ -128,6 +132,9 @@ var pairs = [][2]int{{0, 1}, {0, 2}, {1, 2}}
 // marker) and fails the test if one is lost.
 func (s *sites) pingAll(marker []byte) {
 	s.t.Helper()
+	if len(marker) > 16 {
+		s.t.Fatalf("marker %q: ping -p repeats at most 16 octets", marker)
+	}
 	for _, p := range pairs {
 		for _, d := range [][2]int{{p[0], p[1]}, {p[1], p[0]}} {
 			s.hostNS[d[0]].Run(s.t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker), s.addr[d[1]].String())
@@ -522,9 +529,10 @@ func (s *sites) scapyInjects(a, b int, spi uint32, sidBits int, sid uint32) []by
 // checkCore judges a capture of the core with tshark: every packet between
 // two hosts is ESP whose inner addresses (decrypted with the key log) are
 // the outer ones, except the denied flow (UDP 9999), which is in the
-// clear; none carries marker in the clear. It returns how many ESP
+// clear; none carries marker in the clear; with wantICV tshark verifies
+// each ESP packet's HMAC. It returns how many ESP
 // packets between the hosts tshark decrypted.
-func (s *sites) checkCore(pkts []testnet.Packet, marker []byte) (nESP int) {
+func (s *sites) checkCore(pkts []testnet.Packet, marker []byte, wantICV bool) (nESP int) {
 	t := s.t
 	t.Helper()
 	for _, p := range pkts {
@@ -548,6 +556,9 @@ func (s *sites) checkCore(pkts []testnet.Packet, marker []byte) (nESP int) {
 		switch {
 		case protos[0] == "50" && len(srcs) == 2 && srcs[0] == srcs[1] && dsts[0] == dsts[1]:
 			nESP++
+			if wantICV && r[5] != "1" && r[5] != "True" {
+				t.Errorf("packet %d: tshark did not verify the ESP ICV with the key log's HMAC key: %q", i, r)
+			}
 		case protos[0] == "50" && len(srcs) < 2:
 			nUndecrypted++
 			t.Errorf("packet %d: ESP %v -> %v SPI %s not decrypted by tshark with tmd's key log", i, src, dst, r[3])
@@ -633,14 +644,14 @@ func logOnFailure(t *testing.T, pkts []testnet.Packet) {
 func TestSitesGCM(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := newSites(t, ctx, "gvsa", "esp-gcm 256", "")
+	s := newSites(t, ctx, "gvsa", "esp-gcm 256", "", "")
 	tek := s.gm[0].teks()[0]
 	if tek.SIDBits == 0 || len(tek.SenderIDs) == 0 {
 		t.Fatalf("gm1's TEK has no sender IDs: %+v bits, %v", tek.SIDBits, tek.SenderIDs)
 	}
 
 	capt := testnet.StartCapture(t, s.core, 0)
-	marker := []byte("GROUPVPN-SECRET-")
+	marker := []byte("GROUPVPN-SECRET-") // ping -p: at most 16 octets
 	s.pingAll(marker)
 	sendUDPOnce(t, s.hostNS[0], s.hostNS[1], s.addr[0], s.addr[1], 9999, []byte("DENIED-FLOW-IN-THE-CLEAR"))
 	for i, p := range pairs {
@@ -654,7 +665,7 @@ func TestSitesGCM(t *testing.T) {
 	capt.Stop()
 	pkts := capt.Packets()
 	defer logOnFailure(t, pkts)
-	if n := s.checkCore(pkts, marker); n < 36 { // 3 echoes and 3 replies, six ways
+	if n := s.checkCore(pkts, marker, false); n < 36 { // 3 echoes and 3 replies, six ways
 		t.Errorf("tshark decrypted %d ESP packets between the hosts; want at least 36", n)
 	}
 	s.scapyDecryptsCaptured(pkts, marker, 24)
@@ -702,4 +713,78 @@ func TestSitesGCM(t *testing.T) {
 		t.Errorf("gm1's encaps went from %d to %d during %d datagrams", encBefore, enc, r.End.Sum.Packets)
 	}
 	t.Logf("UDP iperf3 across the kill: %d datagrams, %d lost, %.1f Mbit/s", r.End.Sum.Packets, r.End.Sum.LostPackets, r.End.Sum.BitsPerSec/1e6)
+}
+
+// The issue's topology with AES-CBC-256 and HMAC-SHA-256-128: every pair
+// of hosts pings; tshark decrypts every ESP packet in the core with tmd's
+// key log and verifies its HMAC, inner addresses the outer ones, the
+// denied flow in the clear, never the marker; scapy decrypts captured
+// packets with the key log's TEK, and its own ESP packet is delivered by
+// gm3 to its host and counted.
+// proves: E1 (issue 12: CBC+HMAC through three GMs, judged by tshark and scapy with the TEK read from tmd)
+func TestSitesCBC(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newSites(t, ctx, "gvsb", "esp-aes 256 esp-sha256-hmac", "", "")
+	tek := s.gm[0].teks()[0]
+	if tek.Transform != 12 || tek.AuthAlg != 5 {
+		t.Fatalf("gm1's TEK is transform %d, auth %d; want AES-CBC (12) with HMAC-SHA-256 (5)", tek.Transform, tek.AuthAlg)
+	}
+	capt := testnet.StartCapture(t, s.core, 0)
+	marker := []byte("GROUPVPN-CBC-SEC") // ping -p: at most 16 octets
+	s.pingAll(marker)
+	sendUDPOnce(t, s.hostNS[2], s.hostNS[0], s.addr[2], s.addr[0], 9999, []byte("DENIED-FLOW-IN-THE-CLEAR"))
+	capt.Stop()
+	pkts := capt.Packets()
+	defer logOnFailure(t, pkts)
+	if n := s.checkCore(pkts, marker, true); n < 36 {
+		t.Errorf("tshark decrypted %d ESP packets between the hosts; want at least 36", n)
+	}
+	s.scapyDecryptsCaptured(pkts, marker, 36)
+	s.scapyInjects(1, 2, tek.SPI, 0, 0)
+}
+
+// The issue's topology with `sa receive-only` on the KS (AES-CBC-128 with
+// HMAC-SHA1-96): the GMs hold receive-only TEKs, so every pair of hosts
+// pings in the clear across the core (the marker is seen there, no ESP
+// between the hosts) and each GM counts what it passed clear and encrypts
+// nothing; yet a packet scapy encrypts with the TEK read from tmd is
+// decrypted by gm1 and delivered to its host.
+// proves: E1, T3 (issue 12: receive-only sends clear while still decrypting)
+func TestSitesReceiveOnly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newSites(t, ctx, "gvsc", "esp-aes 128 esp-sha-hmac", "  sa receive-only", "")
+	tek := s.gm[0].teks()[0]
+	if !tek.ReceiveOnly || tek.AuthAlg != 2 {
+		t.Fatalf("gm1's TEK: receive-only %v, auth %d; want a receive-only TEK with HMAC-SHA1 (2)", tek.ReceiveOnly, tek.AuthAlg)
+	}
+	capt := testnet.StartCapture(t, s.core, 0)
+	marker := []byte("RECV-ONLY-CLEAR!") // ping -p: at most 16 octets
+	s.pingAll(marker)
+	capt.Stop()
+	pkts := capt.Packets()
+	defer logOnFailure(t, pkts)
+	nClear := 0
+	for _, p := range pkts {
+		if !siteNet.Contains(p.Src) || !siteNet.Contains(p.Dst) {
+			continue
+		}
+		switch {
+		case p.Proto == unix.IPPROTO_ESP:
+			t.Errorf("ESP %v -> %v from a receive-only GM", p.Src, p.Dst)
+		case p.Proto == unix.IPPROTO_ICMP && bytes.Contains(p.Raw, marker):
+			nClear++
+		}
+	}
+	if nClear < 36 {
+		t.Errorf("the core saw %d clear echoes with the marker between the hosts; want at least 36", nClear)
+	}
+	for _, g := range s.gm {
+		c := dp(g)
+		if c["encaps"] != 0 || c["receive_only_clear"] < 12 {
+			t.Errorf("%s: encaps %d, receive_only_clear %d; want 0 and at least 12", g.name, c["encaps"], c["receive_only_clear"])
+		}
+	}
+	s.scapyInjects(2, 0, tek.SPI, 0, 0)
 }
