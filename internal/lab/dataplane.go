@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -147,9 +148,17 @@ func (l *Lab) stopDataPlane() {
 		return
 	}
 	close(l.dpDone)
+	// Each engine takes up to its link's receive timeout to stop: all at
+	// once.
+	var wg sync.WaitGroup
 	for _, m := range l.dp {
-		m.eng.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.eng.Close()
+		}()
 	}
+	wg.Wait()
 	l.dpWG.Wait()
 	l.dpDone = nil
 }
