@@ -18,7 +18,8 @@
 //
 // The TUN device's MTU must leave room for the ESP overhead on the links
 // towards the core (at most 57 octets with AES-GCM, 77 with AES-CBC and
-// HMAC-SHA-256-128): 1400 on 1500-octet links. The engine's outer packets
+// HMAC-SHA-256-128, 12 more with time-based anti-replay): 1400 on
+// 1500-octet links. The engine's outer packets
 // keep the inner DF bit; one too big for the outgoing link is refused by
 // the kernel and counted as a send error, and the hosts learn the TUN's
 // MTU by path MTU discovery as the kernel routes into it.
