@@ -30,7 +30,8 @@ type Link interface {
 	// engine checks for Close in between), and fills bufs[i][:sizes[i]]
 	// with up to len(bufs) IPv4 packets carrying ESP. It returns how many
 	// it filled: 0 when it timed out or was interrupted. err is non-nil
-	// when the link cannot receive any more (closed).
+	// when the link cannot receive any more (closed). It may permute bufs
+	// (all of the caller's buffers are alike).
 	Receive(bufs [][]byte, sizes []int) (n int, err error)
 	// Drops is how many arriving packets the link lost before the engine
 	// saw them (a full socket buffer); it stays readable after Close.

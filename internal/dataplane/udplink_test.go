@@ -92,7 +92,7 @@ func recvTUN(t *testing.T, m *member) []byte {
 // crossed the sockets never shows the plaintext. A clear packet (deny
 // entry) is not carried and is counted; IKE with the non-ESP marker and
 // NAT-keepalives arriving on the port are counted and never reach the
-// engine.
+// engine; forged ESP from a stranger reaches it and fails its ICV.
 // proves: E1 (issue 12: the engine runs without root over ESP in UDP)
 func TestUDPLinkCarriesESP(t *testing.T) {
 	a := startMember(t, "127.0.0.1", 1)
@@ -132,7 +132,12 @@ func TestUDPLinkCarriesESP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	a.wire.mu.Lock()
+	forged := append([]byte(nil), a.wire.sent[0]...)
+	a.wire.mu.Unlock()
+	binary.BigEndian.PutUint32(forged[4:], 1000) // a fresh sequence number: not a replay
 	for _, p := range [][]byte{
+		forged,                            // ESP for the group's SPI from a stranger: its ICV fails
 		{0xff},                            // NAT-keepalive
 		append(make([]byte, 4), "IKE"...), // non-ESP marker
 		{1, 2, 3},                         // too short
@@ -144,14 +149,14 @@ func TestUDPLinkCarriesESP(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		as, bs := a.link.Stats(), b.link.Stats()
-		if as.NotCarried == 1 && as.NoPeer == 1 && bs.Keepalives == 1 && bs.NonESP == 1 && bs.Short == 1 {
+		if as.NotCarried == 1 && as.NoPeer == 1 && bs.Keepalives == 1 && bs.NonESP == 1 && bs.Short == 1 && bs.Received == 2 {
 			if st := a.e.Stats(); st.SendErrors != 2 || st.Encaps != 2 || st.Bypass != 1 {
 				t.Errorf("sender counters %+v", st)
 			}
-			if st := b.e.Stats(); st.Decaps != 1 || st.Malformed != 0 {
+			if st := b.e.Stats(); st.Decaps != 1 || st.Malformed != 0 || st.AuthFailures != 1 {
 				t.Errorf("receiver counters %+v", st)
 			}
-			if as.Sent != 1 || bs.Received != 1 || bs.Sent != 1 || as.Received != 1 {
+			if as.Sent != 1 || bs.Sent != 1 || as.Received != 1 {
 				t.Errorf("link counters %+v %+v", as, bs)
 			}
 			break
