@@ -31,6 +31,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/pcap"
 	"github.com/groupvpn/groupvpn/internal/testnet"
 	"github.com/groupvpn/groupvpn/internal/tmd"
+	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 // sites is the topology of issue 12's proof.
@@ -216,6 +217,13 @@ func (s *sites) iperf(a, b int, port int, during func(), args ...string) iperfRe
 // while isakmpd is down).
 func dp(g *host) map[string]int {
 	g.t.Helper()
+	m, _ := tmdCounters(g)
+	return m
+}
+
+// tmdCounters asks g's tmd for the engine's counters and each SA's.
+func tmdCounters(g *host) (map[string]int, []tmd.TEKCounters) {
+	g.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := tmd.Dial(ctx, filepath.Join(g.dir, "tmd.sock"), "system-test", nil)
@@ -223,7 +231,7 @@ func dp(g *host) map[string]int {
 		g.t.Fatalf("%s: tmd: %v", g.name, err)
 	}
 	defer c.Close()
-	_, d, err := c.Counters(ctx)
+	sas, d, err := c.Counters(ctx)
 	if err != nil || d == nil {
 		g.t.Fatalf("%s: tmd counters: %v (data plane %v)", g.name, err, d)
 	}
@@ -231,7 +239,7 @@ func dp(g *host) map[string]int {
 	for _, c := range d.Counters {
 		out[c.Name] = int(c.Value)
 	}
-	return out
+	return out, sas
 }
 
 var replayRE = regexp.MustCompile(`#pkts replay failed \(rcv\): (\d+)`)
@@ -787,4 +795,91 @@ func TestSitesReceiveOnly(t *testing.T) {
 		}
 	}
 	s.scapyInjects(2, 0, tek.SPI, 0, 0)
+}
+
+// The issue's topology with `replay time window-size 3` (TBAR, AES-GCM-128
+// with sender IDs): h1 pings h2 through the GMs, each packet stamped with
+// the sender's pseudotime; scapy decrypts a captured packet with the TEK
+// of tmd's key log and finds the pseudotime header (docs/wire.md) before
+// the inner packet. A captured packet injected again at once (inside the
+// window) is dropped as a replay; the same packet injected again more
+// than the window after it was sent is dropped and counted as a TBAR
+// failure (engine counter tbar, the SA's tbar_drops, show crypto isakmp
+// statistics' data_plane_tbar), not delivered.
+// proves: T2 (issue 12: TBAR drops packets outside the window)
+func TestSitesTBAR(t *testing.T) {
+	const window = 3 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newSites(t, ctx, "gvsd", "esp-gcm 128", "", fmt.Sprintf("   replay time window-size %d", int(window.Seconds())))
+	tek := s.gm[1].teks()[0]
+	if tek.ReplayMethod != isakmp.ReplayTime || tek.ReplayWindow != int(window.Seconds()) {
+		t.Fatalf("gm2's TEK: replay method %d window %d; want time-based (%d), %d", tek.ReplayMethod, tek.ReplayWindow, isakmp.ReplayTime, int(window.Seconds()))
+	}
+	capt := testnet.StartCapture(t, s.core, 0)
+	marker := []byte("GROUPVPN-TBAR-ON")
+	sent := time.Now()
+	s.hostNS[0].Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker), s.addr[1].String())
+	capt.Stop()
+	stopped := time.Now()
+	pkts := capt.Packets()
+	defer logOnFailure(t, pkts)
+	var last []byte // the last ESP packet to h2: an echo request from h1
+	for _, p := range pkts {
+		if bytes.Contains(p.Raw, marker) {
+			t.Errorf("the core saw the plaintext marker: %v -> %v proto %d", p.Src, p.Dst, p.Proto)
+		}
+		if p.Proto == unix.IPPROTO_ESP && p.Src == s.addr[0] && p.Dst == s.addr[1] {
+			last = p.Raw
+		}
+	}
+	if last == nil {
+		t.Fatal("no ESP from h1 to h2 in the core")
+	}
+
+	// At once, inside the window: an exact replay.
+	before, _ := tmdCounters(s.gm[1])
+	injectIP(t, s.core, last)
+	s.gm[1].waitFor("the replay counted", 2*time.Second, func() bool { return dp(s.gm[1])["replay"] == before["replay"]+1 })
+	if age := time.Since(sent); age >= window {
+		t.Fatalf("the replay inside the window came %v after the packet; the test was too slow for a %v window", age, window)
+	}
+	if c := dp(s.gm[1]); c["tbar"] != before["tbar"] || c["decaps"] != before["decaps"] {
+		t.Errorf("gm2 after a replay inside the window: tbar %d -> %d, decaps %d -> %d; want both unchanged", before["tbar"], c["tbar"], before["decaps"], c["decaps"])
+	}
+
+	// scapy reads the pseudotime header of the captured packet.
+	ans := runScapyKeylog(t, scapyKeylogRequest{Keylog: s.keylog, Decrypt: []string{hex.EncodeToString(last)}})
+	plain, err := hex.DecodeString(ans.Decrypted[0])
+	if err != nil || len(plain) < 12+20 || plain[0] != 4 || plain[1] != 12 || plain[2] != 1 ||
+		!bytes.Equal(plain[12+12:12+20], last[12:20]) || !bytes.Contains(plain, marker) {
+		t.Errorf("scapy's plaintext of a TBAR packet: %s; want the pseudotime header (04 0c 01 00 ...) then the inner echo", ans.Decrypted[0])
+	} else {
+		pt := time.Duration(binary.BigEndian.Uint64(plain[4:12])) * time.Millisecond
+		t.Logf("the captured packet's pseudotime: %v", pt)
+	}
+
+	// Later than the window: a TBAR failure.
+	time.Sleep(time.Until(stopped.Add(window + time.Second)))
+	before, saBefore := tmdCounters(s.gm[1])
+	injectIP(t, s.core, last)
+	s.gm[1].waitFor("the TBAR failure counted", 2*time.Second, func() bool { return dp(s.gm[1])["tbar"] == before["tbar"]+1 })
+	after, saAfter := tmdCounters(s.gm[1])
+	if after["replay"] != before["replay"] || after["decaps"] != before["decaps"] {
+		t.Errorf("gm2 after a packet outside the window: replay %d -> %d, decaps %d -> %d; want both unchanged", before["replay"], after["replay"], before["decaps"], after["decaps"])
+	}
+	tbarOf := func(cs []tmd.TEKCounters) uint64 {
+		for _, c := range cs {
+			if c.SPI == binary.BigEndian.Uint32(last[20:24]) {
+				return c.TBARDrops
+			}
+		}
+		return 0
+	}
+	if b, a := tbarOf(saBefore), tbarOf(saAfter); a != b+1 {
+		t.Errorf("gm2's SA %#x: tbar_drops %d -> %d; want +1", binary.BigEndian.Uint32(last[20:24]), b, a)
+	}
+	if st := s.gm[1].cli("show crypto isakmp statistics"); !regexp.MustCompile(`data_plane_tbar +: [1-9]`).MatchString(st) {
+		t.Errorf("gm2: show crypto isakmp statistics without the TBAR failure:\n%s", st)
+	}
 }
