@@ -54,6 +54,10 @@ bench:
 	$(GO) run ./cmd/groupvpn bench mainmode
 	$(GO) run ./cmd/groupvpn bench daemons
 	$(GO) run ./cmd/groupvpn bench esp
+	@# wireguard-go, the yardstick of the data plane, built from the module
+	@# proxy at the version go.mod names (needs root; skips without).
+	GOBIN=$(CURDIR)/bin $(GO) install golang.zx2c4.com/wireguard@$$($(GO) list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
+	$(GO) run ./cmd/groupvpn bench dataplane --wireguard-go bin/wireguard
 	$(GO) run ./cmd/groupvpn bench register --members 1000
 	$(GO) run ./cmd/groupvpn bench rekey --members 1000
 	$(GO) run ./cmd/groupvpn bench removal --members 1000

@@ -13,6 +13,7 @@
 #   python3-cryptography - the ciphers scapy's ESP uses
 #   iputils-ping        - ping between the hosts of the data-plane namespaces (internal/dataplane)
 #   iperf3              - throughput through the data plane (internal/dataplane)
+#   wireguard-tools     - wg, to configure wireguard-go, the yardstick of `groupvpn bench dataplane`
 set -euo pipefail
 
 # command -> Debian package that provides it
@@ -28,6 +29,7 @@ declare -A want=(
   [/usr/lib/python3/dist-packages/cryptography/__init__.py]=python3-cryptography
   [ping]=iputils-ping
   [iperf3]=iperf3
+  [wg]=wireguard-tools
 )
 
 missing=()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 
@@ -25,8 +26,11 @@ func runBench(env *Env, args []string) int {
 	if len(args) > 0 && args[0] == "removal" {
 		return runBenchRemoval(env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "dataplane" {
+		return runBenchDataplane(env, args[1:])
+	}
 	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey, removal)\n", strings.Join(names, ", "))
+		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey, removal, dataplane)\n", strings.Join(names, ", "))
 		return 2
 	}
 	for _, s := range all {
@@ -104,4 +108,40 @@ func raiseFileLimit() {
 		l.Cur = l.Max
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 	}
+}
+
+func runBenchDataplane(env *Env, args []string) int {
+	fs := flag.NewFlagSet("bench dataplane", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var o bench.DataplaneOptions
+	fs.StringVar(&o.WireGuard, "wireguard-go", "", "path of a wireguard-go binary to compare with (none: not compared)")
+	fs.StringVar(&o.Transform, "transform", "AES-GCM-128", "the TEK's transform, as groupvpn bench esp names it")
+	fs.IntVar(&o.Seconds, "seconds", 5, "length of each iperf3 run")
+	fs.IntVar(&o.Rounds, "rounds", 3, "rounds of plain, wireguard-go and engine runs (medians are printed)")
+	fs.IntVar(&o.Streams, "streams", 1, "parallel TCP streams (iperf3 -P)")
+	profile := fs.String("cpuprofile", "", "write the CPU profile of the engines (this process) while they forward to this file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn bench dataplane: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		o.CPUProfile = f
+	}
+	o.Log = env.Stderr
+	r, skipped, err := bench.Dataplane(o)
+	switch {
+	case err != nil:
+		fmt.Fprintf(env.Stderr, "groupvpn bench dataplane: %v\n", err)
+		return 1
+	case skipped != "":
+		fmt.Fprintf(env.Stdout, "scenario dataplane: skipped: %s\n", skipped)
+		return 0
+	}
+	r.Print(env.Stdout)
+	return 0
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/esp"
+	"github.com/groupvpn/groupvpn/internal/testnet"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -89,6 +90,29 @@ func TestESPCeilingLayoutMatchesSeal(t *testing.T) {
 			if in, err := rx.Open(p); err != nil || len(in) != n {
 				t.Errorf("%s %d: open: %v (%d octets)", tr.Name, n, err, len(in))
 			}
+		}
+	}
+}
+
+// The data-plane scenario runs end to end in a few seconds: the topology,
+// plain routing and the engine each carry iperf3 traffic (wireguard-go is
+// left to `make bench`, which builds it).
+// proves: issue 12 (Benchmarks: groupvpn bench dataplane beside plain routing)
+func TestDataplaneScenarioRuns(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "ip", "iperf3")
+	r, skipped, err := Dataplane(DataplaneOptions{Seconds: 1, Rounds: 1})
+	if err != nil || skipped != "" {
+		t.Fatalf("dataplane: %v (skipped: %s)", err, skipped)
+	}
+	if len(r.Plain) != 1 || len(r.Engine) != 1 || r.Plain[0] <= 0 || r.Engine[0] <= 0 {
+		t.Fatalf("dataplane figures: %+v", r)
+	}
+	var sb strings.Builder
+	r.Print(&sb)
+	for _, w := range []string{"plain routing", "groupvpn engine (AES-GCM-128)", "not measured"} {
+		if !strings.Contains(sb.String(), w) {
+			t.Errorf("table lacks %q:\n%s", w, sb.String())
 		}
 	}
 }

@@ -4,18 +4,16 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/groupvpn/groupvpn/internal/dataplane"
+	"github.com/groupvpn/groupvpn/internal/dataplane/dptest"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/testnet"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -61,38 +59,7 @@ func startGM(t *testing.T, ns *testnet.Netns, tek sadb.TEK, lan netip.Prefix, se
 	}
 	mem.SetPolicy("g", groupPolicy())
 	mem.SetFailMode("g", sadb.FailClose)
-	var e *dataplane.Engine
-	ns.Do(t, func() error {
-		dev, err := tun.CreateTUN("gtun", 1400)
-		if err != nil {
-			return fmt.Errorf("create TUN: %w", err)
-		}
-		e, err = dataplane.New(dataplane.Config{Keys: mem, TUN: dev, Mark: testMark})
-		if err != nil {
-			dev.Close()
-			return err
-		}
-		return nil
-	})
-	t.Cleanup(func() { e.Close() })
-	r := &dataplane.Routes{TUN: "gtun", Mark: testMark,
-		Protected: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
-		Local:     []netip.Prefix{lan},
-		Src:       self,
-		IP: func(args ...string) error {
-			out, err := exec.Command("ip", append([]string{"-n", ns.Name}, args...)...).CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
-			}
-			return nil
-		}}
-	if err := r.Install(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Remove() })
-	if err := e.Run(); err != nil {
-		t.Fatal(err)
-	}
+	e, _ := dptest.StartEngine(t, ns, mem, lan, self, testMark)
 	return e
 }
 
@@ -158,27 +125,9 @@ func TestNetnsTwoSites(t *testing.T) {
 }
 
 func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
-	core := testnet.NewNetns(t, tag+"-core")
-	gm1 := testnet.NewNetns(t, tag+"-gm1")
-	gm2 := testnet.NewNetns(t, tag+"-gm2")
-	h1 := testnet.NewNetns(t, tag+"-h1")
-	h2 := testnet.NewNetns(t, tag+"-h2")
+	sn := testnet.NewSites(t, tag)
+	core, gm1, gm2, h1, h2 := sn.Core, sn.GM1, sn.GM2, sn.H1, sn.H2
 	pfx := netip.MustParsePrefix
-	testnet.VethBetween(t, "dpc1", core, gm1, pfx("10.100.1.1/24"), pfx("10.100.1.2/24"))
-	testnet.VethBetween(t, "dpc2", core, gm2, pfx("10.100.2.1/24"), pfx("10.100.2.2/24"))
-	testnet.VethBetween(t, "dpl1", gm1, h1, pfx("10.1.1.1/24"), pfx("10.1.1.2/24"))
-	testnet.VethBetween(t, "dpl2", gm2, h2, pfx("10.1.2.1/24"), pfx("10.1.2.2/24"))
-	for _, ns := range []*testnet.Netns{core, gm1, gm2} {
-		ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
-		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0")
-	}
-	core.Run(t, "ip", "route", "add", "10.1.1.0/24", "via", "10.100.1.2")
-	core.Run(t, "ip", "route", "add", "10.1.2.0/24", "via", "10.100.2.2")
-	gm1.Run(t, "ip", "route", "add", "default", "via", "10.100.1.1")
-	gm2.Run(t, "ip", "route", "add", "default", "via", "10.100.2.1")
-	h1.Run(t, "ip", "route", "add", "default", "via", "10.1.1.1")
-	h2.Run(t, "ip", "route", "add", "default", "via", "10.1.2.1")
 
 	if iperf {
 		// The ceiling, in the same run: the same path routed in the clear.
@@ -187,9 +136,6 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 	gm1Self := netip.MustParseAddr("10.1.1.1")
 	e1 := startGM(t, gm1, tek1, pfx("10.1.1.0/24"), gm1Self)
 	e2 := startGM(t, gm2, tek2, pfx("10.1.2.0/24"), netip.MustParseAddr("10.1.2.1"))
-	for _, ns := range []*testnet.Netns{gm1, gm2} {
-		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.gtun.rp_filter=0")
-	}
 	capt := testnet.StartCapture(t, core, 0) // every IPv4 packet the core forwards
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -291,35 +237,14 @@ func twoSites(t *testing.T, tag string, tek1, tek2 sadb.TEK, iperf bool) {
 	}
 }
 
-// runIperf measures TCP throughput from h1 to h2 through both engines and
-// logs it (a figure, not a pass mark: CI machines vary).
+// runIperf measures TCP throughput from h1 to h2 and logs it (a figure,
+// not a pass mark: CI machines vary; `groupvpn bench dataplane` compares).
 func runIperf(t *testing.T, h1, h2 *testnet.Netns, dst netip.Addr, what string) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Log("iperf3 not installed (scripts/install-test-deps.sh): no throughput figure")
 		return
 	}
-	srv := h2.Command("iperf3", "-s", "-1", "-B", dst.String())
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	var out []byte
-	var err error
-	for try := 0; try < 20; try++ { // until the server listens
-		out, err = h1.Command("iperf3", "-c", dst.String(), "-t", "2", "-f", "m").CombinedOutput()
-		if err == nil || !bytes.Contains(out, []byte("refused")) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("iperf3: %v\n%s", err, out)
-	}
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.Contains(l, "sender") || strings.Contains(l, "receiver") {
-			t.Logf("iperf3 TCP h1 -> h2, %s: %s", what, strings.TrimSpace(l))
-		}
-	}
+	t.Logf("iperf3 TCP h1 -> h2, %s: %.0f Mbit/s", what, testnet.Iperf3(t, h1, h2, dst, 2))
 }
 
 func sites(a netip.Addr) bool { return netip.MustParsePrefix("10.1.0.0/16").Contains(a) }

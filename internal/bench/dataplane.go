@@ -1,0 +1,325 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/dataplane/dptest"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/testnet"
+)
+
+// DataplaneOptions is what `groupvpn bench dataplane` measures.
+type DataplaneOptions struct {
+	// WireGuard is the path of a wireguard-go binary; empty: no
+	// wireguard-go figure.
+	WireGuard string
+	// Transform is the name of one of ESPTransforms (empty: AES-GCM-128).
+	Transform string
+	Seconds   int // of each iperf3 run (0: 5)
+	Rounds    int // each round runs plain, wireguard-go and the engine once (0: 3)
+	Streams   int // iperf3 -P (0: 1)
+	// CPUProfile, when set, receives this process's CPU profile while the
+	// engines forward (pprof format).
+	CPUProfile io.Writer
+	// Log receives progress lines (nil: none).
+	Log io.Writer
+}
+
+// DataplaneResult is iperf3's receiver throughput of every run, in Mbit/s.
+type DataplaneResult struct {
+	Opts      DataplaneOptions
+	Plain     []float64 // the ceiling: the GMs route in the clear
+	WireGuard []float64 // wireguard-go between the GMs
+	Engine    []float64 // the groupvpn engine in both GMs
+}
+
+// dataplaneMark is the engines' SO_MARK in the benchmark's namespaces.
+const dataplaneMark = 0x6762
+
+// Dataplane is the data-plane scenario (issue 12): iperf3 TCP from a host
+// behind one GM router to a host behind the other (testnet.Sites, network
+// namespaces on this machine), through the groupvpn engine in both GMs,
+// against wireguard-go between the same GMs (a tunnel of the same MTU,
+// 1400, configured with wireguard-tools' wg) and against the GMs routing
+// in the clear (the ceiling). Each round runs the three in turn, so a
+// machine whose speed drifts moves all three; the figures are medians.
+// It needs root; skipped says why it did not run.
+func Dataplane(o DataplaneOptions) (r DataplaneResult, skipped string, err error) {
+	if o.Transform == "" {
+		o.Transform = "AES-GCM-128"
+	}
+	if o.Seconds <= 0 {
+		o.Seconds = 5
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 3
+	}
+	if o.Streams <= 0 {
+		o.Streams = 1
+	}
+	r.Opts = o
+	var tek sadb.TEK
+	for _, tr := range ESPTransforms() {
+		if strings.EqualFold(tr.Name, o.Transform) {
+			tek = tr.TEK
+		}
+	}
+	if tek.SPI == 0 {
+		var names []string
+		for _, tr := range ESPTransforms() {
+			names = append(names, tr.Name)
+		}
+		return r, "", fmt.Errorf("unknown transform %q (one of: %s)", o.Transform, strings.Join(names, ", "))
+	}
+	if os.Geteuid() != 0 {
+		return r, "needs root (network namespaces, TUN devices, raw sockets)", nil
+	}
+	logf := func(format string, args ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, format+"\n", args...)
+		}
+	}
+	skipped, err = runTB(func(t testing.TB) {
+		testnet.RequireTools(t, "ip", "iperf3")
+		if o.WireGuard != "" {
+			testnet.RequireTools(t, o.WireGuard, "wg")
+		}
+		s := testnet.NewSites(t, "gvbench")
+		iperf := func() float64 {
+			return testnet.Iperf3(t, s.H1, s.H2, testnet.SiteH2, o.Seconds, "-P", fmt.Sprint(o.Streams))
+		}
+		profiling := false
+		for round := 1; round <= o.Rounds; round++ {
+			r.Plain = append(r.Plain, iperf())
+			logf("round %d: plain routing %.0f Mbit/s", round, r.Plain[len(r.Plain)-1])
+			if o.WireGuard != "" {
+				stop := startWireGuard(t, s, o.WireGuard)
+				r.WireGuard = append(r.WireGuard, iperf())
+				stop()
+				logf("round %d: wireguard-go %.0f Mbit/s", round, r.WireGuard[len(r.WireGuard)-1])
+			}
+			stop := startEngines(t, s, tek)
+			if o.CPUProfile != nil && !profiling {
+				if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+					t.Fatal(err)
+				}
+				profiling = true
+				defer pprof.StopCPUProfile()
+			}
+			r.Engine = append(r.Engine, iperf())
+			stop()
+			logf("round %d: groupvpn engine (%s) %.0f Mbit/s", round, o.Transform, r.Engine[len(r.Engine)-1])
+		}
+	})
+	return r, skipped, err
+}
+
+// startEngines runs the engine in both GMs with tek (each GM with a sender
+// ID of its own) protecting everything between the sites.
+func startEngines(t testing.TB, s *testnet.Sites, tek sadb.TEK) (stop func()) {
+	gms := []struct {
+		ns   *testnet.Netns
+		lan  netip.Prefix
+		self netip.Addr
+	}{{s.GM1, testnet.SiteLAN1, testnet.SiteGM1}, {s.GM2, testnet.SiteLAN2, testnet.SiteGM2}}
+	var stops []func()
+	for i, gm := range gms {
+		k := tek
+		k.Src, k.Dst = testnet.SitesPrefix, testnet.SitesPrefix
+		k.Expires = time.Now().Add(24 * time.Hour)
+		if len(k.SenderIDs) > 0 {
+			k.SenderIDs = []uint32{uint32(i + 1)}
+		}
+		mem := sadb.NewMemory()
+		if err := mem.InstallTEK(k); err != nil {
+			t.Fatal(err)
+		}
+		mem.SetPolicy(k.Group, []sadb.PolicyEntry{{Action: sadb.Protect, Src: testnet.SitesPrefix, Dst: testnet.SitesPrefix, SPI: k.SPI}})
+		mem.SetFailMode(k.Group, sadb.FailClose)
+		_, st := dptest.StartEngine(t, gm.ns, mem, gm.lan, gm.self, dataplaneMark)
+		stops = append(stops, st)
+	}
+	return func() {
+		for _, f := range stops {
+			f()
+		}
+	}
+}
+
+// startWireGuard runs wireguard-go (bin) in the foreground in both GMs,
+// configures it with wg (a tunnel of MTU dptest.EngineTUNMTU between the
+// GMs' core addresses, each LAN routed into it) and returns what stops it:
+// the processes killed by PID, which removes their devices.
+func startWireGuard(t testing.TB, s *testnet.Sites, bin string) (stop func()) {
+	dir := t.TempDir()
+	keys := make([]string, 2) // public keys
+	for i := range keys {
+		priv, err := exec.Command("wg", "genkey").Output()
+		if err != nil {
+			t.Fatalf("wg genkey: %v", err)
+		}
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("key%d", i)), priv, 0o600)
+		pub := exec.Command("wg", "pubkey")
+		pub.Stdin = strings.NewReader(string(priv))
+		out, err := pub.Output()
+		if err != nil {
+			t.Fatalf("wg pubkey: %v", err)
+		}
+		keys[i] = strings.TrimSpace(string(out))
+	}
+	gms := []struct {
+		ns       *testnet.Netns
+		dev      string
+		peerAddr netip.Addr
+		peerLAN  netip.Prefix
+	}{{s.GM1, "gvbwg1", testnet.SiteGM2Core, testnet.SiteLAN2}, {s.GM2, "gvbwg2", testnet.SiteGM1Core, testnet.SiteLAN1}}
+	var procs []*exec.Cmd
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			for _, p := range procs {
+				p.Process.Kill()
+				p.Wait()
+			}
+		})
+	}
+	t.Cleanup(stop)
+	for i, gm := range gms {
+		// The UAPI socket (/var/run/wireguard/DEV.sock) is not per
+		// namespace: one device name per GM.
+		os.Remove("/var/run/wireguard/" + gm.dev + ".sock")
+		p := gm.ns.Command(bin, "-f", gm.dev)
+		p.Env = append(os.Environ(), "LOG_LEVEL=error")
+		if err := p.Start(); err != nil {
+			t.Fatalf("%s: %v", bin, err)
+		}
+		procs = append(procs, p)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, err := os.Stat("/var/run/wireguard/" + gm.dev + ".sock"); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("wireguard-go in %s made no device %s", gm.ns.Name, gm.dev)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		gm.ns.Run(t, "wg", "set", gm.dev, "private-key", filepath.Join(dir, fmt.Sprintf("key%d", i)), "listen-port", "51820",
+			"peer", keys[1-i], "endpoint", gm.peerAddr.String()+":51820", "allowed-ips", gm.peerLAN.String())
+		gm.ns.Run(t, "ip", "link", "set", "dev", gm.dev, "mtu", fmt.Sprint(dptest.EngineTUNMTU), "up")
+		gm.ns.Run(t, "ip", "route", "add", gm.peerLAN.String(), "dev", gm.dev)
+	}
+	return stop
+}
+
+// runTB runs fn with a testing.TB, for the testnet helpers that build the
+// namespaces (they report through t.Fatal and clean up with t.Cleanup, as
+// in the tests): inside testing.Benchmark, whose *testing.B does both,
+// through tbRecorder, which keeps the failure and skip messages that
+// testing.Benchmark would discard. fn runs once.
+func runTB(fn func(testing.TB)) (skipped string, err error) {
+	rec := &tbRecorder{}
+	var once sync.Once
+	testing.Benchmark(func(b *testing.B) {
+		once.Do(func() {
+			rec.B = b
+			fn(rec)
+		})
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.errs) > 0 {
+		return "", fmt.Errorf("%s", strings.Join(rec.errs, "; "))
+	}
+	return rec.skip, nil
+}
+
+// tbRecorder is a *testing.B whose failures and skips are also recorded.
+type tbRecorder struct {
+	*testing.B
+	mu   sync.Mutex
+	errs []string
+	skip string
+}
+
+func (r *tbRecorder) record(skip bool, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if skip {
+		r.skip = msg
+	} else {
+		r.errs = append(r.errs, msg)
+	}
+}
+
+func (r *tbRecorder) Error(args ...any) { r.record(false, fmt.Sprint(args...)); r.B.Fail() }
+func (r *tbRecorder) Errorf(format string, args ...any) {
+	r.record(false, fmt.Sprintf(format, args...))
+	r.B.Fail()
+}
+func (r *tbRecorder) Fatal(args ...any) { r.record(false, fmt.Sprint(args...)); r.B.FailNow() }
+func (r *tbRecorder) Fatalf(format string, args ...any) {
+	r.record(false, fmt.Sprintf(format, args...))
+	r.B.FailNow()
+}
+func (r *tbRecorder) Skip(args ...any) { r.record(true, fmt.Sprint(args...)); r.B.SkipNow() }
+func (r *tbRecorder) Skipf(format string, args ...any) {
+	r.record(true, fmt.Sprintf(format, args...))
+	r.B.SkipNow()
+}
+
+// median of xs (0 for none).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// Print writes the table: each setup's median and runs, and the ratios.
+func (r DataplaneResult) Print(w io.Writer) {
+	o := r.Opts
+	fmt.Fprintf(w, "scenario dataplane: iperf3 TCP (%d stream(s), %d s a run) host to host through two GM routers in network namespaces, tunnel MTU %d; %d rounds, medians\n",
+		o.Streams, o.Seconds, dptest.EngineTUNMTU, o.Rounds)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\tMbit/s\truns\tx plain\t")
+	plain := median(r.Plain)
+	row := func(name string, xs []float64) {
+		runs := make([]string, len(xs))
+		for i, x := range xs {
+			runs[i] = fmt.Sprintf("%.0f", x)
+		}
+		ratio := "-"
+		if plain > 0 {
+			ratio = fmt.Sprintf("%.2f", median(xs)/plain)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t\n", name, median(xs), strings.Join(runs, " "), ratio)
+	}
+	row("plain routing, no encryption (ceiling)", r.Plain)
+	if len(r.WireGuard) > 0 {
+		row("wireguard-go (ChaCha20-Poly1305)", r.WireGuard)
+	}
+	row("groupvpn engine ("+o.Transform+")", r.Engine)
+	tw.Flush()
+	if wg := median(r.WireGuard); wg > 0 {
+		fmt.Fprintf(w, "groupvpn engine / wireguard-go: %.2f\n", median(r.Engine)/wg)
+	} else {
+		fmt.Fprintln(w, "wireguard-go: not measured (--wireguard-go PATH; `make bench` builds it)")
+	}
+}
