@@ -91,7 +91,11 @@ type saCounterReader interface {
 
 // ipsecSA renders `show crypto ipsec sa`, with the packet counters of
 // tmd's data plane when the SAs live in tmd.
-func ipsecSA(n *node.Node) ctl.Handler {
+func ipsecSA(n *node.Node) ctl.Handler { return withCounters(n, show.IPsecSAWith) }
+
+// withCounters renders a show command from the node's state and the packet
+// counters of tmd's data plane when the SAs live in tmd.
+func withCounters(n *node.Node, render func(node.Snapshot, *show.IPsecCounters) (string, any)) ctl.Handler {
 	return func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 		s, err := n.State(ctx)
 		if err != nil {
@@ -107,7 +111,7 @@ func ipsecSA(n *node.Node) ctl.Handler {
 				c.Err = err.Error()
 			}
 		}
-		text, data := show.IPsecSAWith(s, c)
+		text, data := render(s, c)
 		return &ctl.Reply{Text: text, Data: data}, nil
 	}
 }
@@ -143,7 +147,7 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 		return show.Version(s)
 	}))
 	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", snap(show.KSReplay))
-	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs", snap(show.GMReplay))
+	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs: method, window, TBAR pseudotime and drops", withCounters(n, show.GMReplayWith))
 	srv.Handle("show crypto isakmp statistics", "every drop counter: phase 1 (all local addresses), broker, control socket, state store, log limiter", statistics(srv, n, sources))
 	srv.Handle("show crypto gdoi gm counters", "group member counters: registrations, rekeys and every drop reason", snap(show.GMCounters))
 	srv.Handle("show crypto gdoi ks counters", "key server counters: refused pulls, rekey acknowledgements and their drops", snap(show.KSCounters))

@@ -346,6 +346,7 @@ func IPsecSAWith(s node.Snapshot, c *IPsecCounters) (string, any) {
 				v["bypass"], v["fail_open_clear"], v["receive_only_clear"])
 			fmt.Fprintf(&b, "    #pkts replay failed (rcv): %d, #pkts auth failed (rcv): %d, #pkts malformed: %d\n",
 				v["replay"], v["auth_failures"], v["malformed"])
+			fmt.Fprintf(&b, "    #pkts tbar failed (rcv): %d\n", v["tbar"])
 			fmt.Fprintf(&b, "    #send errors %d, #recv errors %d\n\n",
 				v["seal_errors"]+v["send_errors"], v["tun_errors"]+v["socket_drops"]+v["policy_mismatch"]+v["too_many_senders"])
 		}
@@ -366,6 +367,10 @@ func IPsecSAWith(s node.Snapshot, c *IPsecCounters) (string, any) {
 		fmt.Fprintf(&b, "    #pkts encaps: %d, #pkts encrypt: %d, #pkts digest: %d\n", k.EncapsPackets, k.EncapsPackets, k.EncapsPackets)
 		fmt.Fprintf(&b, "    #pkts decaps: %d, #pkts decrypt: %d, #pkts verify: %d\n", k.DecapsPackets, k.DecapsPackets, k.DecapsPackets)
 		fmt.Fprintf(&b, "    #pkts replay failed (rcv): %d, #pkts auth failed (rcv): %d\n", k.ReplayDrops, k.AuthFailures)
+		if t.ReplayMethod == isakmp.ReplayTime {
+			// Time-based anti-replay: pseudotime missing or outside the window.
+			fmt.Fprintf(&b, "    #pkts tbar failed (rcv): %d\n", k.TBARDrops)
+		}
 		for _, dir := range []string{"inbound", "outbound"} {
 			fmt.Fprintf(&b, "     %s esp sas:\n      spi: 0x%08X(%d)\n", dir, t.SPI, t.SPI)
 			fmt.Fprintf(&b, "        transform: %s ,\n        in use settings ={Tunnel, }\n", transformName(t.Transform, t.AuthAlg))
@@ -469,14 +474,30 @@ func KSReplay(s node.Snapshot) (string, any) {
 	return b.String(), rows
 }
 
-// GMReplay renders `show crypto gdoi gm replay`.
-func GMReplay(s node.Snapshot) (string, any) {
+// GMReplay renders `show crypto gdoi gm replay` without data-plane
+// counters.
+func GMReplay(s node.Snapshot) (string, any) { return GMReplayWith(s, nil) }
+
+// GMReplayWith renders `show crypto gdoi gm replay`: each TEK's
+// anti-replay method and window and, with time-based anti-replay, the GM's
+// pseudotime now (the KS's last value plus the time since) and, when tmd's
+// data plane counted the TEK (c), its packets in and out and the packets
+// dropped for a pseudotime missing or outside the window (IOS's "Input
+// Error Packets").
+func GMReplayWith(s node.Snapshot, c *IPsecCounters) (string, any) {
 	var b strings.Builder
 	type row struct {
 		Group, Method string
 		SPI           uint32
 		Window        int
-		Pseudotime    float64 `json:",omitempty"`
+		Pseudotime    float64         `json:",omitempty"`
+		Counters      *tmd.SACounters `json:"counters,omitempty"`
+	}
+	byKey := map[string]tmd.SACounters{}
+	if c != nil {
+		for _, k := range c.SAs {
+			byKey[fmt.Sprintf("%s/%d", k.Group, k.SPI)] = k.SACounters
+		}
 	}
 	var rows []row
 	for _, m := range s.GM {
@@ -491,6 +512,11 @@ func GMReplay(s node.Snapshot) (string, any) {
 			case isakmp.ReplayTime:
 				r.Pseudotime = t.PseudotimeNow(s.Now).Seconds()
 				fmt.Fprintf(&b, "    Timebased Replay:\n    Replay Value                 : %.2f secs\n    Replay Window Size           : %d secs\n", r.Pseudotime, t.ReplayWindow)
+				if k, ok := byKey[fmt.Sprintf("%s/%d", t.Group, t.SPI)]; ok {
+					r.Counters = &k
+					fmt.Fprintf(&b, "    Input Packets                : %-13d Output Packets : %d\n", k.DecapsPackets, k.EncapsPackets)
+					fmt.Fprintf(&b, "    Input Error Packets          : %d (pseudotime missing or outside the window)\n", k.TBARDrops)
+				}
 			case isakmp.ReplayCounter:
 				fmt.Fprintf(&b, "    Counter based Replay:\n    Replay Window Size           : %d\n", t.ReplayWindow)
 			default:

@@ -127,3 +127,51 @@ func TestIPsecSACounters(t *testing.T) {
 		t.Errorf("unreachable counters:\n%s", text)
 	}
 }
+
+// proves: T2 (issue 12: TBAR drops are counted and shown) — a TEK with
+// time-based anti-replay shows its TBAR drops in `show crypto ipsec sa`
+// (per SA and engine-wide) and in `show crypto gdoi gm replay` with its
+// packets in and out, and both `| json` carry "tbar_drops"; a TEK with the
+// counter method has no tbar line.
+func TestTBARCounters(t *testing.T) {
+	s := snapshot() // its TEK uses time-based anti-replay, window 5 s
+	s.SADB = "tmd at /run/groupvpn/tmd.sock"
+	c := &IPsecCounters{
+		SAs:       []tmd.TEKCounters{{Group: "GETVPN", SPI: 0x1a2b3c4d, SACounters: tmd.SACounters{EncapsPackets: 11, DecapsPackets: 7, ReplayDrops: 1, TBARDrops: 4}}},
+		DataPlane: &tmd.DataPlaneCounters{Device: "gvtun", Counters: []tmd.Counter{{Name: "tbar", Value: 9}}},
+	}
+	text, data := IPsecSAWith(s, c)
+	for _, w := range []string{
+		"Data plane: tmd, interface gvtun\n",
+		"    #pkts tbar failed (rcv): 9\n", // engine-wide
+		"#pkts replay failed (rcv): 1, #pkts auth failed (rcv): 0\n    #pkts tbar failed (rcv): 4\n",
+	} {
+		if !strings.Contains(text, w) {
+			t.Errorf("show crypto ipsec sa: missing %q in:\n%s", w, text)
+		}
+	}
+	if b, _ := json.Marshal(data); !strings.Contains(string(b), `"tbar_drops":4`) {
+		t.Errorf("show crypto ipsec sa | json: no tbar_drops 4: %s", b)
+	}
+	text, data = GMReplayWith(s, c)
+	for _, w := range []string{
+		"    Replay Value                 : 150.00 secs\n", // 120 s received 30 s ago
+		"    Input Packets                : 7             Output Packets : 11\n",
+		"    Input Error Packets          : 4 (pseudotime missing or outside the window)\n",
+	} {
+		if !strings.Contains(text, w) {
+			t.Errorf("show crypto gdoi gm replay: missing %q in:\n%s", w, text)
+		}
+	}
+	if b, _ := json.Marshal(data); !strings.Contains(string(b), `"tbar_drops":4`) || !strings.Contains(string(b), `"Pseudotime":150`) {
+		t.Errorf("show crypto gdoi gm replay | json: %s", b)
+	}
+	// Without tmd's counters the replay view is the golden one.
+	if plain, _ := GMReplay(s); strings.Contains(plain, "Input Packets") {
+		t.Errorf("counters shown without a data plane:\n%s", plain)
+	}
+	s.TEKs[0].ReplayMethod, s.TEKs[0].ReplayWindow = isakmp.ReplayCounter, 64
+	if text, _ := IPsecSAWith(s, c); strings.Count(text, "#pkts tbar failed") != 1 {
+		t.Errorf("a counter TEK shows a tbar line:\n%s", text)
+	}
+}
