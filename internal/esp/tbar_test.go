@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"encoding/binary"
 	"encoding/hex"
+	"math"
 	"net/netip"
 	"testing"
 	"time"
@@ -309,7 +310,8 @@ func FuzzParseMeta(f *testing.F) {
 		if ms != binary.BigEndian.Uint64(p[4:12]) || len(rest) != len(p)-12 || (len(rest) > 0 && &rest[0] != &p[12]) {
 			t.Fatalf("ParseMeta(% x) = %d, % x", p, ms, rest)
 		}
-		if ms < 1<<62 {
+		if ms <= uint64(math.MaxInt64/time.Millisecond) { // what a time.Duration holds
+
 			q := make([]byte, MetaLen)
 			PutMeta(q, time.Duration(ms)*time.Millisecond)
 			if got, _, ok := ParseMeta(q); !ok || got != ms {
