@@ -165,7 +165,7 @@ func TestMalformedPolicyRefused(t *testing.T) {
 		{`{"op":"set-policy","group":"g","policy":[{"Action":"allow","Src":"10.0.0.0/8","Dst":"10.0.0.0/8"}]}`, "allow"},
 		{`{"op":"set-policy","group":"g","policy":[{"Action":3,"Src":"10.0.0.0/8","Dst":"10.0.0.0/8"}]}`, "number"},
 		{`{"op":"set-policy","group":"g","policy":[{"Src":"10.0.0.0/8","Dst":"10.0.0.0/8","SPI":7}]}`, "action(0)"},
-		{`{"op":"set-policy","group":"g","policy":[{"Action":"permit","Src":"10.0.0.0/8","Dst":"10.0.0.0/8"}]}`, "permit without the SPI"},
+		{`{"op":"set-policy","group":"g","policy":[{"Action":"deny","Src":"10.0.0.0/8","Dst":"10.0.0.0/8","SPI":7}]}`, "deny with an SPI"},
 		{`{"op":"set-policy","group":"g","policy":[{"Action":"deny","Dst":"10.0.0.0/8"}]}`, "no source or destination"},
 		{`{"op":"set-policy","group":"g","policy":[{"Action":"deny","Src":"10.0.0.0/33","Dst":"10.0.0.0/8"}]}`, "10.0.0.0/33"},
 		{`{"op":"set-policy","group":"g","policy":[{"Action":"deny","Src":"10.0.0.0/8","Dst":"2001:db8::/32"}]}`, "different families"},

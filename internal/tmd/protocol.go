@@ -67,8 +67,10 @@
 // ACL, first matching entry wins); an empty or absent policy removes it.
 // An entry is {"Action":"permit"|"deny","IPProto":0,"Src":"10.1.0.0/16",
 // "Dst":"10.2.0.0/16","SrcPort":0,"DstPort":0,"SPI":305419896}: permit
-// (encrypt with the TEK of SPI, which it must name) or deny (pass in the
-// clear, SPI 0), source and destination prefixes of one family, 0 for any
+// (encrypt with the TEK of SPI; SPI 0: covered, but no TEK yet, so the
+// group's fail mode applies: the fail-close bootstrap policy a GM installs
+// before its first registration, internal/gm.Bootstrap) or deny (pass in
+// the clear, SPI 0), source and destination prefixes of one family, 0 for any
 // protocol or port. A policy of more than MaxPolicyEntries (1024)
 // entries, or an entry otherwise malformed, is refused as a malformed
 // request (counted in status's malformed) and changes nothing. tmd hands

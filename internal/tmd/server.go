@@ -472,7 +472,8 @@ func (s *Server) write(sc *serverConn, r Response) {
 
 // validatePolicy checks a set-policy request's policy: a named group, at
 // most MaxPolicyEntries entries, each a permit (Protect, with the SPI of
-// its TEK) or a deny (Bypass) between valid prefixes of one family.
+// its TEK, or 0 before there is one: the fail-close bootstrap) or a deny
+// (Bypass, SPI 0) between valid prefixes of one family.
 func validatePolicy(group string, p []sadb.PolicyEntry) error {
 	if group == "" {
 		return errors.New("no group")
@@ -488,8 +489,8 @@ func validatePolicy(group string, p []sadb.PolicyEntry) error {
 			return fmt.Errorf("entry %d: no source or destination prefix", i+1)
 		case e.Src.Addr().Is4() != e.Dst.Addr().Is4():
 			return fmt.Errorf("entry %d: source %s and destination %s of different families", i+1, e.Src, e.Dst)
-		case e.Action == sadb.Protect && e.SPI == 0:
-			return fmt.Errorf("entry %d: permit without the SPI of its TEK", i+1)
+		case e.Action == sadb.Bypass && e.SPI != 0:
+			return fmt.Errorf("entry %d: deny with an SPI (%#08x)", i+1, e.SPI)
 		}
 	}
 	return nil
