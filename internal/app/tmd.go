@@ -348,6 +348,15 @@ func (d *tmdDataPlane) routeLoop() {
 			return
 		case <-d.kick:
 		}
+		if direct := dataplane.DirectEntries(d.mem.Policies()); !slices.Equal(direct, d.routes.Direct) {
+			// Before the routes: the GM's GDOI traffic must not follow a
+			// new route into the TUN (the fail-close bootstrap's).
+			if err := d.routes.SetDirect(direct); err != nil {
+				d.log.Error("rules of the GM's own GDOI traffic not updated", "tun", d.name, "err", err.Error())
+			} else {
+				d.log.Info("rules of the GM's own GDOI traffic updated", "tun", d.name, "entries", len(direct))
+			}
+		}
 		want := d.protected()
 		if slices.Equal(want, d.routes.Protected) {
 			continue

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/groupvpn/groupvpn/internal/sadb"
 )
 
 // Routes is the Linux policy routing a GM running the engine needs. With
@@ -47,6 +49,10 @@ type Routes struct {
 	// routed into the TUN (the TUN device has no address): its address on
 	// a protected LAN, so that its own traffic is the policy's too.
 	Src netip.Addr
+	// Direct are the entries whose traffic rules route by the main table
+	// (direct.go: the GM's GDOI traffic while a fail-close bootstrap routes
+	// everything into the TUN); SetDirect keeps them.
+	Direct []sadb.PolicyEntry
 	// IP runs the ip(8) command (nil: exec "ip" in the caller's thread's
 	// namespace).
 	IP func(args ...string) error
@@ -126,6 +132,7 @@ func (r *Routes) Remove() error {
 			first = err
 		}
 	}
+	r.removeDirect()
 	for _, t := range []int{r.LocalESP, r.TunTable} {
 		if err := r.IP("route", "flush", "table", strconv.Itoa(t)); err != nil && first == nil {
 			first = err
