@@ -168,3 +168,42 @@ func TestEngineTBARNoAlloc(t *testing.T) {
 		t.Errorf("TBAR encap+decap: %v allocations per packet", n)
 	}
 }
+
+// FuzzEngineTBAR is FuzzEngine for a group with time-based anti-replay:
+// any bytes from the TUN device or the network, no panic; what the engine
+// seals opens at the receiver (same pseudotime) to the very packet, and a
+// receiver whose pseudotime is 6 s later (window 5 s) drops it as tbar.
+//
+// proves: T2 (issue 12: no input panics; TBAR packets round-trip)
+func FuzzEngineTBAR(f *testing.F) {
+	f.Add(udp(h1, h2, 5000, "covered"), false)
+	f.Add([]byte{0x45, 0, 0, 20}, true)
+	now := t0.Add(time.Minute)
+	a, _ := tbarEngine(f, &now, tbarTEK(0x300, 1, 5, time.Hour, t0))
+	_, seed := out(a, udp(h1, h2, 5000, "sealed"))
+	f.Add(append([]byte(nil), seed...), true)
+	f.Fuzz(func(t *testing.T, pkt []byte, inbound bool) {
+		nowA, nowB := t0.Add(time.Minute), t0.Add(time.Minute)
+		a, _ := tbarEngine(t, &nowA, tbarTEK(0x300, 1, 5, time.Hour, t0))
+		b, _ := tbarEngine(t, &nowB, tbarTEK(0x300, 2, 5, time.Hour, t0))
+		if inbound {
+			b.decap(append([]byte(nil), pkt...))
+			return
+		}
+		got, o := out(a, pkt)
+		if got != "esp" {
+			return
+		}
+		o = append([]byte(nil), o...)
+		late, _ := tbarEngine(t, &nowB, tbarTEK(0x300, 3, 5, time.Hour, t0))
+		nowB = nowB.Add(6 * time.Second)
+		if _, _, ok := late.decap(append([]byte(nil), o...)); ok || late.Stats().TBAR != 1 {
+			t.Fatalf("a packet 6 s old was not a TBAR drop: %+v", late.Stats())
+		}
+		nowB = nowA
+		inner, _, ok := b.decap(o)
+		if !ok || string(inner) != string(pkt[:len(inner)]) {
+			t.Fatalf("sealed packet does not open to the original: %+v", b.Stats())
+		}
+	})
+}
