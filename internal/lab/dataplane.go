@@ -90,7 +90,7 @@ func (l *Lab) startDataPlane(o Options) error {
 	l.dpDone = make(chan struct{})
 	for i, g := range l.GMs {
 		keys, ok := g.Node.Dataplane().(*labSADB)
-		if !ok {
+		if !ok || keys != l.sadbs[i] {
 			return fmt.Errorf("lab: gm%d's SA database is not the lab's", i+1)
 		}
 		m := &dpMember{i: i, tun: tuntest.NewChannelTUN()}
@@ -136,6 +136,9 @@ func (l *Lab) host(m *dpMember) {
 			if len(p) >= 20 && (netip.AddrFrom4([4]byte(p[16:20])) == HostAddr(m.i, false) ||
 				netip.AddrFrom4([4]byte(p[16:20])) == HostAddr(m.i, true)) && bytes.Contains(p, []byte(Marker)) {
 				m.delivered.Add(1)
+				if l.deliver != nil && len(p) >= 28 && p[0] == 0x45 && p[9] == 17 {
+					l.deliver(m.i, p[28:])
+				}
 			} else {
 				m.misdelivered.Add(1)
 			}
@@ -299,6 +302,28 @@ func (r TrafficReport) Print(out io.Writer) {
 		r.Delivered, r.Sent, r.Elapsed.Round(time.Millisecond), r.Wire, r.Wire-r.WireNotESP, strings.Join(spis, ", "), Marker, r.WireMarker)
 }
 
+// SendUDP makes the host behind member i (0-based) send a UDP packet
+// carrying payload and the lab's Marker to the host behind member j: on
+// the lab-voice SA's sites to port 5060 when voice, else on lab-traffic's
+// to port 7000. It blocks while member i's engine is busy. The receiving
+// host hands the payload (with the Marker after it) to Options.Deliver.
+func (l *Lab) SendUDP(ctx context.Context, i, j int, voice bool, payload []byte) error {
+	if l.dpDone == nil || i < 0 || i >= len(l.dp) || j < 0 || j >= len(l.dp) {
+		return errors.New("lab: SendUDP needs the data plane and two of its members")
+	}
+	dport := uint16(7000)
+	if voice {
+		dport = 5060
+	}
+	pkt := udpPacket(HostAddr(i, voice), HostAddr(j, voice), dport, string(payload)+Marker)
+	select {
+	case l.dp[i].tun.Outbound <- pkt:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // udpPacket builds an IPv4 UDP packet (UDP checksum 0: none).
 func udpPacket(src, dst netip.Addr, dport uint16, payload string) []byte {
 	p := make([]byte, 28+len(payload))
@@ -326,11 +351,40 @@ func udpPacket(src, dst netip.Addr, dport uint16, payload string) []byte {
 
 // labSADB is a member's SA database (sadb.Memory, the engine's Keys) that
 // also answers its engine's packet counters as tmd's client does, so that
-// `show crypto ipsec sa` on a lab member shows them.
+// `show crypto ipsec sa` on a lab member shows them. Like tmd's backend
+// (tmd.MemoryBackend.Notify), it rebuilds its engine's snapshot after every
+// change, so that a new TEK or policy is in force at once rather than at
+// the engine's next poll.
 type labSADB struct {
 	*sadb.Memory
 	eng    atomic.Pointer[dataplane.Engine]
 	device string
+}
+
+func (s *labSADB) changed() {
+	if e := s.eng.Load(); e != nil {
+		_ = e.Refresh() // a TEK the engine cannot use stays unused, as in tmd
+	}
+}
+
+func (s *labSADB) InstallTEK(t sadb.TEK) error {
+	defer s.changed()
+	return s.Memory.InstallTEK(t)
+}
+
+func (s *labSADB) DeleteTEK(group string, spi uint32) error {
+	defer s.changed()
+	return s.Memory.DeleteTEK(group, spi)
+}
+
+func (s *labSADB) SetFailMode(group string, m sadb.FailMode) {
+	s.Memory.SetFailMode(group, m)
+	s.changed()
+}
+
+func (s *labSADB) SetPolicy(group string, p []sadb.PolicyEntry) {
+	s.Memory.SetPolicy(group, p)
+	s.changed()
 }
 
 func (s *labSADB) Counters(context.Context) ([]tmd.TEKCounters, *tmd.DataPlaneCounters, error) {

@@ -29,6 +29,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/store"
 )
 
 // Options configure a lab.
@@ -58,6 +59,18 @@ type Options struct {
 	// in-memory TUN devices, ESP in UDP on loopback, no root; Traffic
 	// sends through them.
 	DataPlane bool
+	// TEKLifetime and VoiceLifetime are the lifetimes of the TEKs of
+	// lab-data and lab-voice, KEKLifetime the KEK's (0: 3600 s, 7200 s,
+	// 86400 s); the configuration's bounds apply (TEKs 120 s at least,
+	// the KEK 300 s).
+	TEKLifetime, VoiceLifetime, KEKLifetime time.Duration
+	// State keeps the key server's state in Dir/ks.db (isakmpd -state),
+	// so that KillKS can restart it.
+	State bool
+	// Deliver, when set, is handed the UDP payload of every packet the
+	// data plane delivers to the hosts behind member i (0-based) (it must
+	// not keep it); SendUDP sends such packets.
+	Deliver func(i int, payload []byte)
 }
 
 // Lab is a running lab.
@@ -68,10 +81,20 @@ type Lab struct {
 	GMs     []*daemon.Daemon
 	Sockets map[string]string // node name -> control socket
 
+	ctx     context.Context
 	stop    context.CancelFunc
 	running sync.WaitGroup
 	mu      sync.Mutex
 	failed  error // the first node that stopped with an error
+
+	// Each node's process and how to start it again (KillKS, KillGM).
+	ksProc  *proc
+	gmProcs []*proc
+	ksNew   func() (*daemon.Daemon, error)
+	gmNew   []func(hold bool) (*daemon.Daemon, error)
+	store   *store.Store // Options.State
+	sadbs   []*labSADB   // Options.DataPlane: each member's SA database (its tmd's)
+	deliver func(int, []byte)
 
 	dp     []*dpMember // Options.DataPlane (dataplane.go)
 	dpDone chan struct{}
@@ -84,12 +107,32 @@ func (l *Lab) Close() {
 	l.stopDataPlane()
 	l.stop()
 	l.running.Wait()
+	if l.store != nil {
+		l.store.Close()
+	}
 }
 
-func (l *Lab) run(ctx context.Context, d *daemon.Daemon, socket string) {
+// proc is one running node: what kill -9 would end.
+type proc struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// kill ends the node at once, as kill -9 would: its goroutine returns
+// without saving or sending anything, its sockets close; it waits until
+// they are.
+func (p *proc) kill() {
+	p.cancel()
+	<-p.done
+}
+
+func (l *Lab) run(ctx context.Context, d *daemon.Daemon, socket string) *proc {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &proc{cancel: cancel, done: make(chan struct{})}
 	l.running.Add(1)
 	go func() {
 		defer l.running.Done()
+		defer close(p.done)
 		if err := d.Run(ctx, socket); err != nil && ctx.Err() == nil {
 			l.mu.Lock()
 			if l.failed == nil {
@@ -98,6 +141,7 @@ func (l *Lab) run(ctx context.Context, d *daemon.Daemon, socket string) {
 			l.mu.Unlock()
 		}
 	}()
+	return p
 }
 
 // KSAddr and GMAddr place the nodes on 127.0.0.0/8, which Linux routes to
@@ -129,16 +173,16 @@ crypto ipsec transform-set lab-gcm esp-gcm 256
 crypto ipsec transform-set lab-cbc esp-aes 128 esp-sha256-hmac
 crypto ipsec profile lab-data
  set transform-set lab-gcm
- set security-association lifetime seconds 3600
+ set security-association lifetime seconds {{.TEKLife}}
 crypto ipsec profile lab-voice
  set transform-set lab-cbc
- set security-association lifetime seconds 7200
+ set security-association lifetime seconds {{.VoiceLife}}
 !
 crypto gdoi group LAB
  identity number 1001
  server local
   rekey algorithm aes 128
-  rekey lifetime seconds 86400
+  rekey lifetime seconds {{.KEKLife}}
   rekey authentication mypubkey ec LAB-REKEY
   rekey transport unicast
   address ipv4 {{.KS}}{{if .Secondary}}
@@ -208,7 +252,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		o.Dir = d
 	}
 	ctx, stop := context.WithCancel(ctx)
-	l := &Lab{Dir: o.Dir, Port: o.Port, Sockets: map[string]string{}, stop: stop}
+	l := &Lab{Dir: o.Dir, Port: o.Port, Sockets: map[string]string{}, ctx: ctx, stop: stop, deliver: o.Deliver}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -217,7 +261,14 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if err := writeRekeyKey(filepath.Join(o.Dir, "rekey.pem")); err != nil {
 		return nil, err
 	}
-	vars := map[string]any{"PSK": "lab-secret", "KS": KSAddr, "Secondary": o.Secondary}
+	secs := func(d, def time.Duration) int64 {
+		if d == 0 {
+			d = def
+		}
+		return int64(d / time.Second)
+	}
+	vars := map[string]any{"PSK": "lab-secret", "KS": KSAddr, "Secondary": o.Secondary,
+		"TEKLife": secs(o.TEKLifetime, time.Hour), "VoiceLife": secs(o.VoiceLifetime, 2*time.Hour), "KEKLife": secs(o.KEKLifetime, 24*time.Hour)}
 	ksCfg, err := render(o.Dir, "ks.conf", ksTemplate, vars)
 	if err != nil {
 		return nil, err
@@ -228,11 +279,27 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		}
 	}
 	ksListen := func(no *node.Options) { no.ListenPacket = o.KSListen }
-	if l.KS, err = daemon.New(ksCfg, []netip.AddrPort{netip.AddrPortFrom(KSAddr, o.Port)}, o.Port, o.Logger.With("node", "ks"), clock, ksListen); err != nil {
-		return nil, fmt.Errorf("lab: key server: %w", err)
+	l.ksNew = func() (*daemon.Daemon, error) {
+		tune := []func(*node.Options){clock, ksListen}
+		if o.State {
+			st, err := store.Open(filepath.Join(o.Dir, "ks.db"), store.Options{})
+			if err != nil {
+				return nil, fmt.Errorf("lab: key server state: %w", err)
+			}
+			l.store = st
+			tune = append(tune, func(no *node.Options) { no.Store = st })
+		}
+		d, err := daemon.New(ksCfg, []netip.AddrPort{netip.AddrPortFrom(KSAddr, o.Port)}, o.Port, o.Logger.With("node", "ks"), tune...)
+		if err != nil {
+			return nil, fmt.Errorf("lab: key server: %w", err)
+		}
+		return d, nil
+	}
+	if l.KS, err = l.ksNew(); err != nil {
+		return nil, err
 	}
 	l.Sockets["ks"] = filepath.Join(o.Dir, "ks.sock")
-	l.run(ctx, l.KS, l.Sockets["ks"])
+	l.ksProc = l.run(ctx, l.KS, l.Sockets["ks"])
 	for i := 0; i < o.Members; i++ {
 		name := fmt.Sprintf("gm%d", i+1)
 		vars["N"] = i + 1
@@ -241,22 +308,35 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		if err != nil {
 			return nil, err
 		}
-		d, err := daemon.New(c, []netip.AddrPort{netip.AddrPortFrom(GMAddr(i), o.Port)}, o.Port, o.Logger.With("node", name),
-			func(no *node.Options) {
-				no.Hold = o.Hold
-				if o.DataPlane {
-					no.Dataplane = &labSADB{Memory: sadb.NewMemory()} // its engine's counters too
-				}
-			}, clock)
+		var db *labSADB
+		if o.DataPlane {
+			db = &labSADB{Memory: sadb.NewMemory()} // its engine's counters too
+			l.sadbs = append(l.sadbs, db)
+		}
+		newGM := func(hold bool) (*daemon.Daemon, error) {
+			d, err := daemon.New(c, []netip.AddrPort{netip.AddrPortFrom(GMAddr(i), o.Port)}, o.Port, o.Logger.With("node", name),
+				func(no *node.Options) {
+					no.Hold = hold
+					if db != nil {
+						no.Dataplane = db // kept across KillGM, as tmd keeps it
+					}
+				}, clock)
+			if err != nil {
+				return nil, fmt.Errorf("lab: %s: %w", name, err)
+			}
+			return d, nil
+		}
+		d, err := newGM(o.Hold)
 		if err != nil {
-			return nil, fmt.Errorf("lab: %s: %w", name, err)
+			return nil, err
 		}
 		sock := ""
 		if !o.NoGMSockets {
 			sock = filepath.Join(o.Dir, name+".sock")
 			l.Sockets[name] = sock
 		}
-		l.run(ctx, d, sock)
+		l.gmProcs = append(l.gmProcs, l.run(ctx, d, sock))
+		l.gmNew = append(l.gmNew, newGM)
 		l.GMs = append(l.GMs, d)
 	}
 	if o.DataPlane {
