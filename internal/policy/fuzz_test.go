@@ -191,6 +191,7 @@ func TestParsePanicBecomesFileLineError(t *testing.T) {
 func FuzzEditorApply(f *testing.F) {
 	f.Add("crypto gdoi group GET\nserver local\nsa ipsec 1\nno profile gdoi-p\nprofile gdoi-p2\nend")
 	f.Add("no crypto gdoi group GET\nend")
+	f.Add("ip access-list extended FC\n deny 89 any any\ncrypto map m gdoi fail-close\n match address FC\n activate\nexit\ncrypto map m gdoi fail-close\nno match address FC\nend")
 	f.Add("crypto ipsec transform-set t1 esp-hmac\nexit\nabort")
 	f.Add("ip access-list extended tr\n no 10\n 5 permit udp any eq 848 host 239.1.1.1 eq 848\nexit\nno crypto isakmp key k address 0.0.0.0 0.0.0.0\nend")
 	f.Add("crypto map m 10 gdoi\nno set group\nset group GET\ninterface eth9\ncrypto map m\nno replay\nend")
