@@ -2,17 +2,18 @@
 # Installs the Debian packages the test suite drives, only when they are
 # missing, without prompting. Safe to run any number of times.
 #
-#   tshark              - decodes the ISAKMP/GDOI packets groupvpn writes (isakmp tests)
+#   tshark              - decodes the ISAKMP/GDOI packets groupvpn writes (isakmp tests); decrypts the
+#                         core's ESP with tmd's key log (internal/system)
 #   strongswan-charon   - charon, our IKEv1 peer in interop tests (internal/ikeudp)
 #   strongswan-swanctl  - swanctl, to configure charon and list its SAs
 #   libstrongswan-standard-plugins - charon's openssl plugin: ECP groups and ECDSA
 #   iproute2            - ip netns / veth for the test hosts (internal/testnet)
 #   util-linux          - unshare and mount: a private /run per charon
 #   nftables            - nft: random packet loss in test namespaces (internal/testnet DropRandom)
-#   python3-scapy       - scapy's ESP, the independent judge of internal/esp
+#   python3-scapy       - scapy's ESP, the independent judge of internal/esp and internal/system
 #   python3-cryptography - the ciphers scapy's ESP uses
 #   iputils-ping        - ping between the hosts of the data-plane namespaces (internal/dataplane)
-#   iperf3              - throughput through the data plane (internal/dataplane)
+#   iperf3              - throughput through the data plane (internal/dataplane, internal/system)
 #   wireguard-tools     - wg, to configure wireguard-go, the yardstick of `groupvpn bench dataplane`
 set -euo pipefail
 

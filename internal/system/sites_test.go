@@ -462,18 +462,13 @@ func ipChecksum(h []byte) uint16 {
 	return ^uint16(sum)
 }
 
-// injectIP sends a whole IPv4 packet (header included, any source) from a
-// raw socket in ns: the core forwards it as any other.
+// injectIP sends a whole IPv4 packet (header included, any source) from
+// a raw socket in ns: the core forwards it as any other.
 func injectIP(t *testing.T, ns *testnet.Netns, pkt []byte) {
 	t.Helper()
-	ns.Do(t, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
-		if err != nil {
-			return fmt.Errorf("raw socket: %w", err)
-		}
-		defer unix.Close(fd)
-		return unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: [4]byte(pkt[16:20])})
-	})
+	if err := testnet.NewSpoofer(t, ns).SendPacket(pkt); err != nil {
+		t.Fatalf("injecting %d octets in %s: %v", len(pkt), ns.Name, err)
+	}
 }
 
 // listenUDP opens a UDP socket on addr:port in ns.
@@ -622,6 +617,22 @@ func (s *sites) scapyDecryptsCaptured(pkts []testnet.Packet, marker []byte, max 
 	}
 }
 
+// stopCapture stops capt once it has seen nothing new for 300 ms (its
+// reader may lag behind the packets the kernel queued for it on a loaded
+// machine) and returns what it captured.
+func stopCapture(capt *testnet.Capture) []testnet.Packet {
+	n := -1
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		m := len(capt.Packets())
+		if m == n {
+			break
+		}
+		n = m
+	}
+	capt.Stop()
+	return capt.Packets()
+}
+
 // logOnFailure logs the capture when the test failed.
 func logOnFailure(t *testing.T, pkts []testnet.Packet) {
 	if t.Failed() {
@@ -644,10 +655,16 @@ func logOnFailure(t *testing.T, pkts []testnet.Packet) {
 // delivered by gm2 to its host and counted in its decaps. A captured ESP
 // packet injected again is dropped by its GM and counted (replay, per SA
 // and engine-wide). gm1's isakmpd killed -9 during a UDP iperf3 run from
-// h1 to h3 loses nothing: "nothing" is iperf3's own count of lost
-// datagrams, 0, with every one of its 1-second intervals carrying data (a
-// forwarding outage of even a few hundred milliseconds would lose
-// datagrams at that rate); gm1's encaps go on.
+// h1 to h3 (10 Mbit/s, 3 s) loses nothing, which means: gm1 encrypted
+// every datagram (its encaps grew by at least iperf3's count), gm3
+// decrypted and delivered every packet gm1 encrypted (its decaps grew by
+// exactly gm1's encaps) and the reverse, no drop counter of either engine
+// moved and nothing went in the clear, every 1-second interval carried
+// data, and iperf3 counted 0 datagrams lost, or only as many as h3's own
+// UDP socket overflowed (RcvbufErrors in h3's /proc/net/snmp: the iperf3
+// server starved of CPU on a loaded machine, after the data plane had
+// delivered them). A UDP count is exact where TCP would retransmit a loss
+// and hide it.
 // proves: E1, T2, D1 (issue 12: three GMs, ping and iperf3 between every pair, only ESP in the core with outer = inner, deny in the clear, scapy decrypts with the TEK read from tmd and its packet is accepted, replay dropped and counted, isakmpd kill -9 during iperf3 loses nothing)
 func TestSitesGCM(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -670,8 +687,7 @@ func TestSitesGCM(t *testing.T) {
 			t.Errorf("iperf3 h%d -> h%d: sent %d, received %d", p[0]+1, p[1]+1, r.End.SumSent.Bytes, r.End.SumReceived.Bytes)
 		}
 	}
-	capt.Stop()
-	pkts := capt.Packets()
+	pkts := stopCapture(capt)
 	defer logOnFailure(t, pkts)
 	if n := s.checkCore(pkts, marker, false); n < 36 { // 3 echoes and 3 replies, six ways
 		t.Errorf("tshark decrypted %d ESP packets between the hosts; want at least 36", n)
@@ -700,7 +716,8 @@ func TestSitesGCM(t *testing.T) {
 	}
 
 	// isakmpd kill -9 during iperf3: nothing lost.
-	encBefore := dp(s.gm[0])["encaps"]
+	g1Before, g3Before := dp(s.gm[0]), dp(s.gm[2])
+	rcvbufBefore := udpSNMP(t, s.hostNS[2], "RcvbufErrors")
 	r := s.iperf(0, 2, 5301, func() {
 		time.Sleep(700 * time.Millisecond)
 		pid, _ := s.gm[0].status("isakmpd")
@@ -709,18 +726,73 @@ func TestSitesGCM(t *testing.T) {
 	if p, _ := s.gm[0].status("isakmpd"); p != "" {
 		t.Errorf("gm1's isakmpd still running (pid %s) after kill -9", p)
 	}
-	if r.End.Sum.Packets == 0 || r.End.Sum.LostPackets != 0 {
-		t.Errorf("UDP iperf3 h1 -> h3 across gm1's isakmpd kill -9: %d datagrams, %d lost; want 0 lost", r.End.Sum.Packets, r.End.Sum.LostPackets)
+	g1, g3 := delta(dp(s.gm[0]), g1Before), delta(dp(s.gm[2]), g3Before)
+	rcvbuf := udpSNMP(t, s.hostNS[2], "RcvbufErrors") - rcvbufBefore
+	t.Logf("UDP iperf3 h1 -> h3 across gm1's isakmpd kill -9: %d datagrams, %d lost (h3's socket overflowed %d times), %.1f Mbit/s; gm1 encaps %d, gm3 decaps %d",
+		r.End.Sum.Packets, r.End.Sum.LostPackets, rcvbuf, r.End.Sum.BitsPerSec/1e6, g1["encaps"], g3["decaps"])
+	if r.End.Sum.Packets == 0 || r.End.Sum.LostPackets > rcvbuf {
+		t.Errorf("UDP iperf3 h1 -> h3 across gm1's isakmpd kill -9: %d datagrams, %d lost, of which %d overflowed h3's own socket; want every loss to be such an overflow", r.End.Sum.Packets, r.End.Sum.LostPackets, rcvbuf)
 	}
 	for i, iv := range r.Intervals {
 		if iv.Sum.Bytes == 0 {
 			t.Errorf("UDP iperf3 h1 -> h3: interval %d carried nothing", i)
 		}
 	}
-	if enc := dp(s.gm[0])["encaps"]; enc < encBefore+r.End.Sum.Packets {
-		t.Errorf("gm1's encaps went from %d to %d during %d datagrams", encBefore, enc, r.End.Sum.Packets)
+	// The data plane's own account: gm1 sealed every datagram (and the
+	// test's control connection), gm3 opened and delivered every packet
+	// gm1 sealed, and the reverse; no drop, nothing in the clear.
+	if g1["encaps"] < r.End.Sum.Packets || g3["decaps"] != g1["encaps"] || g1["decaps"] != g3["encaps"] {
+		t.Errorf("across the kill: gm1 encaps %d decaps %d, gm3 encaps %d decaps %d for %d datagrams; want gm1's encaps = gm3's decaps >= the datagrams and the reverse",
+			g1["encaps"], g1["decaps"], g3["encaps"], g3["decaps"], r.End.Sum.Packets)
 	}
-	t.Logf("UDP iperf3 across the kill: %d datagrams, %d lost, %.1f Mbit/s", r.End.Sum.Packets, r.End.Sum.LostPackets, r.End.Sum.BitsPerSec/1e6)
+	// (malformed is left out: the kernel's IPv6 router solicitations on
+	// the TUN device count there.)
+	drops := []string{"auth_failures", "replay", "tbar", "no_sa", "fail_close_drops", "fail_open_clear", "receive_only_clear",
+		"policy_mismatch", "not_group", "seal_errors", "send_errors", "tun_errors", "too_many_senders", "socket_drops"}
+	for name, d := range map[string]map[string]int{"gm1": g1, "gm3": g3} {
+		for _, c := range drops {
+			if _, ok := d[c]; !ok {
+				t.Errorf("%s's engine has no counter %s", name, c)
+			}
+			if d[c] != 0 {
+				t.Errorf("%s's %s went up by %d across the kill", name, c, d[c])
+			}
+		}
+	}
+}
+
+// delta is after - before, counter by counter.
+func delta(after, before map[string]int) map[string]int {
+	out := map[string]int{}
+	for k, v := range after {
+		out[k] = v - before[k]
+	}
+	return out
+}
+
+// udpSNMP reads one of the UDP counters of ns (/proc/net/snmp: a line
+// of names, then a line of values).
+func udpSNMP(t *testing.T, ns *testnet.Netns, field string) int {
+	t.Helper()
+	var names []string
+	for _, l := range strings.Split(ns.Run(t, "cat", "/proc/net/snmp"), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == field && i < len(f) {
+				v, _ := strconv.Atoi(f[i])
+				return v
+			}
+		}
+	}
+	t.Fatalf("%s: /proc/net/snmp has no Udp %s", ns.Name, field)
+	return 0
 }
 
 // The issue's topology with AES-CBC-256 and HMAC-SHA-256-128: every pair
@@ -742,8 +814,7 @@ func TestSitesCBC(t *testing.T) {
 	marker := []byte("GROUPVPN-CBC-SEC") // ping -p: at most 16 octets
 	s.pingAll(marker)
 	sendUDPOnce(t, s.hostNS[2], s.hostNS[0], s.addr[2], s.addr[0], 9999, []byte("DENIED-FLOW-IN-THE-CLEAR"))
-	capt.Stop()
-	pkts := capt.Packets()
+	pkts := stopCapture(capt)
 	defer logOnFailure(t, pkts)
 	if n := s.checkCore(pkts, marker, true); n < 36 {
 		t.Errorf("tshark decrypted %d ESP packets between the hosts; want at least 36", n)
@@ -770,8 +841,7 @@ func TestSitesReceiveOnly(t *testing.T) {
 	capt := testnet.StartCapture(t, s.core, 0)
 	marker := []byte("RECV-ONLY-CLEAR!") // ping -p: at most 16 octets
 	s.pingAll(marker)
-	capt.Stop()
-	pkts := capt.Packets()
+	pkts := stopCapture(capt)
 	defer logOnFailure(t, pkts)
 	nClear := 0
 	for _, p := range pkts {
@@ -820,9 +890,8 @@ func TestSitesTBAR(t *testing.T) {
 	marker := []byte("GROUPVPN-TBAR-ON")
 	sent := time.Now()
 	s.hostNS[0].Run(t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker), s.addr[1].String())
-	capt.Stop()
+	pkts := stopCapture(capt)
 	stopped := time.Now()
-	pkts := capt.Packets()
 	defer logOnFailure(t, pkts)
 	var last []byte // the last ESP packet to h2: an echo request from h1
 	for _, p := range pkts {

@@ -230,3 +230,13 @@ func sum16(acc uint32, b []byte) uint32 {
 	}
 	return acc
 }
+
+// SendPacket sends a whole IPv4 packet as given (header included: any
+// protocol, any source), to its destination address: an ESP packet
+// captured or forged, injected where the Spoofer's namespace routes it.
+func (s *Spoofer) SendPacket(pkt []byte) error {
+	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+		return fmt.Errorf("testnet: not an IPv4 packet (%d octets)", len(pkt))
+	}
+	return unix.Sendto(s.fd, pkt, 0, &unix.SockaddrInet4{Addr: [4]byte(pkt[16:20])})
+}
