@@ -874,8 +874,9 @@ func TestSitesReceiveOnly(t *testing.T) {
 // the inner packet. A captured packet injected again at once (inside the
 // window) is dropped as a replay; the same packet injected again more
 // than the window after it was sent is dropped and counted as a TBAR
-// failure (engine counter tbar, the SA's tbar_drops, show crypto isakmp
-// statistics' data_plane_tbar), not delivered.
+// failure (engine counter tbar, the SA's tbar_drops in tmd and in show
+// crypto ipsec sa | json, show crypto isakmp statistics' data_plane_tbar),
+// not delivered.
 // proves: T2 (issue 12: TBAR drops packets outside the window)
 func TestSitesTBAR(t *testing.T) {
 	const window = 3 * time.Second
@@ -947,6 +948,9 @@ func TestSitesTBAR(t *testing.T) {
 	}
 	if b, a := tbarOf(saBefore), tbarOf(saAfter); a != b+1 {
 		t.Errorf("gm2's SA %#x: tbar_drops %d -> %d; want +1", binary.BigEndian.Uint32(last[20:24]), b, a)
+	}
+	if js := s.gm[1].cli("show crypto ipsec sa | json"); !regexp.MustCompile(`"tbar_drops": ?1\b`).MatchString(js) {
+		t.Errorf("gm2: show crypto ipsec sa | json without the SA's TBAR failure:\n%s", js)
 	}
 	if st := s.gm[1].cli("show crypto isakmp statistics"); !regexp.MustCompile(`data_plane_tbar +: [1-9]`).MatchString(st) {
 		t.Errorf("gm2: show crypto isakmp statistics without the TBAR failure:\n%s", st)
