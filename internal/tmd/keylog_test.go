@@ -202,3 +202,54 @@ func TestKeyLogTsharkDecrypts(t *testing.T) {
 		}
 	}
 }
+
+// proves: T2, E1 (issue 12: the key log decrypts time-based anti-replay
+// packets too) — tshark, given the key log of a TBAR TEK, decrypts a packet
+// internal/esp sealed with a pseudotime into a plaintext that starts with
+// the pseudotime header of docs/wire.md (04 0c 01 00, then the
+// milliseconds), the inner packet after it, and ends with Next Header 253.
+func TestKeyLogTsharkDecryptsTBAR(t *testing.T) {
+	testnet.RequireTools(t, "tshark")
+	tek := keyLogGCM(0x2001, 128)
+	tek.ReplayMethod, tek.ReplayWindow = isakmp.ReplayTime, 5
+	sa, err := esp.New(tek, esp.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := udpInner([4]byte{10, 1, 1, 2}, [4]byte{10, 1, 2, 2}, []byte("TBAR-MARKER"))
+	pkt, err := sa.SealAt(nil, inner, 1234567*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "esp.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := pcap.NewWriter(f)
+	if err := w.WritePacket(time.Now(), pkt); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	conf := filepath.Join(dir, "home", ".config", "wireshark")
+	os.MkdirAll(conf, 0o700)
+	var kl bytes.Buffer
+	WriteKeyLog(&kl, tek, time.Now())
+	if err := os.WriteFile(filepath.Join(conf, "esp_sa"), kl.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("tshark", "-n", "-r", filepath.Join(dir, "esp.pcap"), "-o", "esp.enable_encryption_decode:TRUE",
+		"-T", "fields", "-e", "data.data")
+	cmd.Env = append(os.Environ(), "HOME="+filepath.Join(dir, "home"), "XDG_CONFIG_HOME="+filepath.Join(dir, "home", ".config"))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	// tshark knows no Next Header 253: it shows the whole plaintext, the
+	// trailer (padding, Pad Length, Next Header fd) included.
+	got := strings.TrimSpace(string(out))
+	head := "040c0100" + "000000000012d687" + hex.EncodeToString(inner)
+	if !strings.HasPrefix(got, head) || !strings.HasSuffix(got, "fd") {
+		t.Errorf("tshark decrypted a TBAR packet as\n%s\nwant\n%s...fd", got, head)
+	}
+}
