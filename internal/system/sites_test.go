@@ -37,7 +37,6 @@ import (
 // sites is the topology of issue 12's proof.
 type sites struct {
 	t      *testing.T
-	pfx    string // namespace and link name prefix
 	core   *testnet.Netns
 	ks     *host
 	gm     [3]*host
@@ -60,7 +59,7 @@ func newSites(t *testing.T, ctx context.Context, pfx, transform, serverExtra, sa
 	testnet.RequireNetns(t)
 	testnet.RequireTools(t, "ip", "ping", "iperf3", "tshark")
 	bin := testnet.Binary(t)
-	s := &sites{t: t, pfx: pfx}
+	s := &sites{t: t}
 	s.core = testnet.NewNetns(t, pfx+"-core")
 	ksNS := testnet.NewNetns(t, pfx+"-ks")
 	p := netip.MustParsePrefix
@@ -201,6 +200,7 @@ func (s *sites) iperf(a, b int, port int, during func(), args ...string) iperfRe
 	if err := cl.Start(); err != nil {
 		s.t.Fatal(err)
 	}
+	defer cl.Process.Kill() // when during fails the test; a no-op after Wait
 	if during != nil {
 		during()
 	}
