@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -43,6 +44,12 @@ type DataplaneResult struct {
 	Plain     []float64 // the ceiling: the GMs route in the clear
 	WireGuard []float64 // wireguard-go between the GMs
 	Engine    []float64 // the groupvpn engine in both GMs
+	// The CPU time (user + system) of both wireguard-go processes and of
+	// the engines (this process) during each run, in seconds: the kernel's
+	// work done in their system calls (forwarding through the core
+	// included) is charged to them alike. Per octet carried it is the
+	// figure that other load on the machine moves least.
+	WireGuardCPU, EngineCPU []float64
 }
 
 // dataplaneMark is the engines' SO_MARK in the benchmark's namespaces.
@@ -107,7 +114,7 @@ func Dataplane(o DataplaneOptions) (r DataplaneResult, skipped string, err error
 			if o.WireGuard != "" {
 				stop := startWireGuard(t, s, o.WireGuard)
 				r.WireGuard = append(r.WireGuard, iperf())
-				stop()
+				r.WireGuardCPU = append(r.WireGuardCPU, stop())
 				logf("round %d: wireguard-go %.0f Mbit/s", round, r.WireGuard[len(r.WireGuard)-1])
 			}
 			stop := startEngines(t, s, tek)
@@ -118,7 +125,9 @@ func Dataplane(o DataplaneOptions) (r DataplaneResult, skipped string, err error
 				profiling = true
 				defer pprof.StopCPUProfile()
 			}
+			before := selfCPU()
 			r.Engine = append(r.Engine, iperf())
+			r.EngineCPU = append(r.EngineCPU, selfCPU()-before)
 			stop()
 			logf("round %d: groupvpn engine (%s) %.0f Mbit/s", round, o.Transform, r.Engine[len(r.Engine)-1])
 		}
@@ -161,8 +170,9 @@ func startEngines(t testing.TB, s *testnet.Sites, tek sadb.TEK) (stop func()) {
 // startWireGuard runs wireguard-go (bin) in the foreground in both GMs,
 // configures it with wg (a tunnel of MTU dptest.EngineTUNMTU between the
 // GMs' core addresses, each LAN routed into it) and returns what stops it:
-// the processes killed by PID, which removes their devices.
-func startWireGuard(t testing.TB, s *testnet.Sites, bin string) (stop func()) {
+// the processes killed by PID, which removes their devices, and their CPU
+// time in seconds returned.
+func startWireGuard(t testing.TB, s *testnet.Sites, bin string) (stop func() (cpu float64)) {
 	dir := t.TempDir()
 	keys := make([]string, 2) // public keys
 	for i := range keys {
@@ -187,15 +197,17 @@ func startWireGuard(t testing.TB, s *testnet.Sites, bin string) (stop func()) {
 	}{{s.GM1, "gvbwg1", testnet.SiteGM2Core, testnet.SiteLAN2}, {s.GM2, "gvbwg2", testnet.SiteGM1Core, testnet.SiteLAN1}}
 	var procs []*exec.Cmd
 	var once sync.Once
-	stop = func() {
+	stop = func() (cpu float64) {
 		once.Do(func() {
 			for _, p := range procs {
 				p.Process.Kill()
 				p.Wait()
+				cpu += (p.ProcessState.UserTime() + p.ProcessState.SystemTime()).Seconds()
 			}
 		})
+		return cpu
 	}
-	t.Cleanup(stop)
+	t.Cleanup(func() { stop() })
 	for i, gm := range gms {
 		// The UAPI socket (/var/run/wireguard/DEV.sock) is not per
 		// namespace: one device name per GM.
@@ -280,6 +292,15 @@ func (r *tbRecorder) Skipf(format string, args ...any) {
 	r.B.SkipNow()
 }
 
+// selfCPU is this process's CPU time so far (user + system), in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
 // median of xs (0 for none).
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
@@ -292,15 +313,33 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// perGB is the median over runs of CPU seconds per GB carried.
+func perGB(mbps, cpu []float64, secs int) float64 {
+	var xs []float64
+	for i := range min(len(mbps), len(cpu)) {
+		if gb := mbps[i] * float64(secs) / 8e3; gb > 0 {
+			xs = append(xs, cpu[i]/gb)
+		}
+	}
+	return median(xs)
+}
+
+func cpuPerGB(mbps, cpu []float64, secs int) string {
+	if len(cpu) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", perGB(mbps, cpu, secs))
+}
+
 // Print writes the table: each setup's median and runs, and the ratios.
 func (r DataplaneResult) Print(w io.Writer) {
 	o := r.Opts
 	fmt.Fprintf(w, "scenario dataplane: iperf3 TCP (%d stream(s), %d s a run) host to host through two GM routers in network namespaces, tunnel MTU %d; %d rounds, medians\n",
 		o.Streams, o.Seconds, dptest.EngineTUNMTU, o.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\tMbit/s\truns\tx plain\t")
+	fmt.Fprintln(tw, "case\tMbit/s\truns\tx plain\tCPU s per GB\t")
 	plain := median(r.Plain)
-	row := func(name string, xs []float64) {
+	row := func(name string, xs, cpu []float64) {
 		runs := make([]string, len(xs))
 		for i, x := range xs {
 			runs[i] = fmt.Sprintf("%.0f", x)
@@ -309,16 +348,17 @@ func (r DataplaneResult) Print(w io.Writer) {
 		if plain > 0 {
 			ratio = fmt.Sprintf("%.2f", median(xs)/plain)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t\n", name, median(xs), strings.Join(runs, " "), ratio)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t\n", name, median(xs), strings.Join(runs, " "), ratio, cpuPerGB(xs, cpu, o.Seconds))
 	}
-	row("plain routing, no encryption (ceiling)", r.Plain)
+	row("plain routing, no encryption (ceiling)", r.Plain, nil)
 	if len(r.WireGuard) > 0 {
-		row("wireguard-go (ChaCha20-Poly1305)", r.WireGuard)
+		row("wireguard-go (ChaCha20-Poly1305)", r.WireGuard, r.WireGuardCPU)
 	}
-	row("groupvpn engine ("+o.Transform+")", r.Engine)
+	row("groupvpn engine ("+o.Transform+")", r.Engine, r.EngineCPU)
 	tw.Flush()
 	if wg := median(r.WireGuard); wg > 0 {
-		fmt.Fprintf(w, "groupvpn engine / wireguard-go: %.2f\n", median(r.Engine)/wg)
+		fmt.Fprintf(w, "groupvpn engine / wireguard-go: %.2f in throughput; %.2f in CPU per octet\n",
+			median(r.Engine)/wg, perGB(r.Engine, r.EngineCPU, o.Seconds)/perGB(r.WireGuard, r.WireGuardCPU, o.Seconds))
 	} else {
 		fmt.Fprintln(w, "wireguard-go: not measured (--wireguard-go PATH; `make bench` builds it)")
 	}
