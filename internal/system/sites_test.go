@@ -125,8 +125,8 @@ func newSites(t *testing.T, ctx context.Context, pfx, transform, serverExtra, sa
 	return s
 }
 
-// pairs are the three pairs of hosts, by index.
-var pairs = [][2]int{{0, 1}, {0, 2}, {1, 2}}
+// sitePairs are the three pairs of hosts, by index.
+var sitePairs = [][2]int{{0, 1}, {0, 2}, {1, 2}}
 
 // pingAll pings every pair of hosts both ways (3 echoes each, carrying
 // marker) and fails the test if one is lost.
@@ -135,7 +135,7 @@ func (s *sites) pingAll(marker []byte) {
 	if len(marker) > 16 {
 		s.t.Fatalf("marker %q: ping -p repeats at most 16 octets", marker)
 	}
-	for _, p := range pairs {
+	for _, p := range sitePairs {
 		for _, d := range [][2]int{{p[0], p[1]}, {p[1], p[0]}} {
 			s.hostNS[d[0]].Run(s.t, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-p", hex.EncodeToString(marker), s.addr[d[1]].String())
 		}
@@ -212,10 +212,10 @@ func (s *sites) iperf(a, b int, port int, during func(), args ...string) iperfRe
 	return r
 }
 
-// dp returns the data-plane counters of g's tmd, asked directly (they are
-// those of show crypto isakmp statistics, data_plane_*, and tmd answers
-// while isakmpd is down).
-func dp(g *host) map[string]int {
+// engineCounters returns the data-plane counters of g's tmd, asked
+// directly (they are those of show crypto isakmp statistics,
+// data_plane_*, and tmd answers while isakmpd is down).
+func engineCounters(g *host) map[string]int {
 	g.t.Helper()
 	m, _ := tmdCounters(g)
 	return m
@@ -520,10 +520,10 @@ func (s *sites) scapyInjects(a, b int, spi uint32, sidBits int, sid uint32) []by
 		t.Fatalf("scapy's packet is not ESP for SPI %#x with the inner addresses outside: % x", spi, pkt)
 	}
 	rc := listenUDP(t, s.hostNS[b], s.addr[b], 7777)
-	before := dp(s.gm[b])["decaps"]
+	before := engineCounters(s.gm[b])["decaps"]
 	injectIP(t, s.core, pkt)
 	expectUDP(t, rc, payload, fmt.Sprintf("scapy's ESP to host %d", b+1))
-	if after := dp(s.gm[b])["decaps"]; after != before+1 {
+	if after := engineCounters(s.gm[b])["decaps"]; after != before+1 {
 		t.Errorf("gm%d's decaps went from %d to %d for scapy's packet; want +1", b+1, before, after)
 	}
 	return pkt
@@ -679,7 +679,7 @@ func TestSitesGCM(t *testing.T) {
 	marker := []byte("GROUPVPN-SECRET-") // ping -p: at most 16 octets
 	s.pingAll(marker)
 	sendUDPOnce(t, s.hostNS[0], s.hostNS[1], s.addr[0], s.addr[1], 9999, []byte("DENIED-FLOW-IN-THE-CLEAR"))
-	for i, p := range pairs {
+	for i, p := range sitePairs {
 		r := s.iperf(p[0], p[1], 5201+i, nil, "-t", "1", "-b", "20M")
 		// iperf3's receiver stops counting at the test's end: the bytes
 		// still in flight then are sent but not received.
@@ -704,10 +704,10 @@ func TestSitesGCM(t *testing.T) {
 			break
 		}
 	}
-	before, saBefore := dp(s.gm[1]), perSAReplay(s.gm[1].cli("show crypto ipsec sa"))
+	before, saBefore := engineCounters(s.gm[1]), perSAReplay(s.gm[1].cli("show crypto ipsec sa"))
 	injectIP(t, s.core, old)
-	s.gm[1].waitFor("the replay counted", 5*time.Second, func() bool { return dp(s.gm[1])["replay"] == before["replay"]+1 })
-	after := dp(s.gm[1])
+	s.gm[1].waitFor("the replay counted", 5*time.Second, func() bool { return engineCounters(s.gm[1])["replay"] == before["replay"]+1 })
+	after := engineCounters(s.gm[1])
 	if after["decaps"] != before["decaps"] {
 		t.Errorf("gm2's decaps went from %d to %d with a replayed packet", before["decaps"], after["decaps"])
 	}
@@ -716,7 +716,7 @@ func TestSitesGCM(t *testing.T) {
 	}
 
 	// isakmpd kill -9 during iperf3: nothing lost.
-	g1Before, g3Before := dp(s.gm[0]), dp(s.gm[2])
+	g1Before, g3Before := engineCounters(s.gm[0]), engineCounters(s.gm[2])
 	rcvbufBefore := udpSNMP(t, s.hostNS[2], "RcvbufErrors")
 	r := s.iperf(0, 2, 5301, func() {
 		time.Sleep(700 * time.Millisecond)
@@ -726,7 +726,7 @@ func TestSitesGCM(t *testing.T) {
 	if p, _ := s.gm[0].status("isakmpd"); p != "" {
 		t.Errorf("gm1's isakmpd still running (pid %s) after kill -9", p)
 	}
-	g1, g3 := delta(dp(s.gm[0]), g1Before), delta(dp(s.gm[2]), g3Before)
+	g1, g3 := counterDelta(engineCounters(s.gm[0]), g1Before), counterDelta(engineCounters(s.gm[2]), g3Before)
 	rcvbuf := udpSNMP(t, s.hostNS[2], "RcvbufErrors") - rcvbufBefore
 	t.Logf("UDP iperf3 h1 -> h3 across gm1's isakmpd kill -9: %d datagrams, %d lost (h3's socket overflowed %d times), %.1f Mbit/s; gm1 encaps %d, gm3 decaps %d",
 		r.End.Sum.Packets, r.End.Sum.LostPackets, rcvbuf, r.End.Sum.BitsPerSec/1e6, g1["encaps"], g3["decaps"])
@@ -761,8 +761,8 @@ func TestSitesGCM(t *testing.T) {
 	}
 }
 
-// delta is after - before, counter by counter.
-func delta(after, before map[string]int) map[string]int {
+// counterDelta is after - before, counter by counter.
+func counterDelta(after, before map[string]int) map[string]int {
 	out := map[string]int{}
 	for k, v := range after {
 		out[k] = v - before[k]
@@ -859,7 +859,7 @@ func TestSitesReceiveOnly(t *testing.T) {
 		t.Errorf("the core saw %d clear echoes with the marker between the hosts; want at least 36", nClear)
 	}
 	for _, g := range s.gm {
-		c := dp(g)
+		c := engineCounters(g)
 		if c["encaps"] != 0 || c["receive_only_clear"] < 12 {
 			t.Errorf("%s: encaps %d, receive_only_clear %d; want 0 and at least 12", g.name, c["encaps"], c["receive_only_clear"])
 		}
@@ -910,11 +910,11 @@ func TestSitesTBAR(t *testing.T) {
 	// At once, inside the window: an exact replay.
 	before, _ := tmdCounters(s.gm[1])
 	injectIP(t, s.core, last)
-	s.gm[1].waitFor("the replay counted", 2*time.Second, func() bool { return dp(s.gm[1])["replay"] == before["replay"]+1 })
+	s.gm[1].waitFor("the replay counted", 2*time.Second, func() bool { return engineCounters(s.gm[1])["replay"] == before["replay"]+1 })
 	if age := time.Since(sent); age >= window {
 		t.Fatalf("the replay inside the window came %v after the packet; the test was too slow for a %v window", age, window)
 	}
-	if c := dp(s.gm[1]); c["tbar"] != before["tbar"] || c["decaps"] != before["decaps"] {
+	if c := engineCounters(s.gm[1]); c["tbar"] != before["tbar"] || c["decaps"] != before["decaps"] {
 		t.Errorf("gm2 after a replay inside the window: tbar %d -> %d, decaps %d -> %d; want both unchanged", before["tbar"], c["tbar"], before["decaps"], c["decaps"])
 	}
 
@@ -933,7 +933,7 @@ func TestSitesTBAR(t *testing.T) {
 	time.Sleep(time.Until(stopped.Add(window + time.Second)))
 	before, saBefore := tmdCounters(s.gm[1])
 	injectIP(t, s.core, last)
-	s.gm[1].waitFor("the TBAR failure counted", 2*time.Second, func() bool { return dp(s.gm[1])["tbar"] == before["tbar"]+1 })
+	s.gm[1].waitFor("the TBAR failure counted", 2*time.Second, func() bool { return engineCounters(s.gm[1])["tbar"] == before["tbar"]+1 })
 	after, saAfter := tmdCounters(s.gm[1])
 	if after["replay"] != before["replay"] || after["decaps"] != before["decaps"] {
 		t.Errorf("gm2 after a packet outside the window: replay %d -> %d, decaps %d -> %d; want both unchanged", before["replay"], after["replay"], before["decaps"], after["decaps"])
