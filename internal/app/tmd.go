@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -54,7 +56,7 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 		return 2
 	}
 	if fs.NArg() != 0 || *socket == "" {
-		fmt.Fprintln(env.Stderr, "usage: groupvpn tmd [-socket PATH] [-syslog DEST] [-debug] [-keylog FILE] [-tun NAME [-mtu N] [-mark N] [-local PREFIX,...] [-src ADDR] [-group NAME,...]]")
+		fmt.Fprintln(env.Stderr, "usage: groupvpn tmd [-socket PATH] [-syslog DEST] [-debug] [-keylog FILE] [-tun NAME [-mtu N] [-mark N] [-local PREFIX,...] [-src ADDR] [-group NAME,...] [-drop-clear=false]]")
 		return 2
 	}
 	if err := dpf.check(); err != nil {
@@ -192,6 +194,9 @@ type dataPlaneFlags struct {
 	local  string
 	src    string
 	groups string
+	// dropClear: keep the nftables table that drops clear packets of
+	// covered traffic arriving from the network (dataplane.ClearIn).
+	dropClear bool
 
 	localPfx []netip.Prefix
 	srcAddr  netip.Addr
@@ -204,6 +209,7 @@ func (f *dataPlaneFlags) register(fs *flag.FlagSet) {
 	fs.UintVar(&f.mark, "mark", 0x6770, "with -tun: the `FWMARK` of the engine's own ESP packets (routed by the main table; policy routing rules use it)")
 	fs.StringVar(&f.local, "local", "", "with -tun: the GM's own LANs, `PREFIX,...`: never routed into the TUN even when a protected destination covers them")
 	fs.StringVar(&f.src, "src", "", "with -tun: the source `ADDR` of the GM's own packets into the TUN (its address on a protected LAN)")
+	fs.BoolVar(&f.dropClear, "drop-clear", true, "with -tun: drop packets arriving in the clear from the network that the policy says must arrive encrypted (nftables table ip "+dataplane.ClearInTable+", needs nft(8)); false: accept them as routed")
 	fs.StringVar(&f.groups, "group", "", "with -tun: the `GROUP,...` configured on this GM: the engine applies their policy and fail mode even while it holds no TEK of theirs")
 }
 
@@ -261,6 +267,17 @@ type tmdDataPlane struct {
 	backend tmd.Backend
 	eng     *dataplane.Engine
 	routes  *dataplane.Routes
+	// clearIn is the table dropping clear packets of covered traffic
+	// from the network (nil: -drop-clear=false); clearText what was
+	// last applied.
+	clearIn   *dataplane.ClearIn
+	clearText string
+	groups    []string
+	// The counter of clearIn, as last read (clearDrops).
+	dropsMu sync.Mutex
+	dropsAt time.Time
+	drops   uint64
+	dropsOK bool
 	kick    chan struct{}
 	quit    chan struct{}
 	done    chan struct{}
@@ -298,19 +315,71 @@ func startDataPlane(f dataPlaneFlags, logger *slog.Logger) (*tmdDataPlane, error
 		eng.Close()
 		return nil, fmt.Errorf("policy routing for %s: %w", name, err)
 	}
+	d := &tmdDataPlane{log: logger, name: name, mem: mem, eng: eng, routes: r, groups: f.groupSet,
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	if f.dropClear {
+		// The table of a tmd that died is replaced whole; a stale one
+		// with no engine behind it is deleted first all the same.
+		d.clearIn = &dataplane.ClearIn{TUN: name, Local: f.localPfx}
+		_ = d.clearIn.Remove()
+		if err := d.applyClearIn(); err != nil {
+			r.Remove()
+			eng.Close()
+			return nil, fmt.Errorf("%w (-drop-clear=false runs without it)", err)
+		}
+	}
 	if err := eng.Run(); err != nil {
+		d.removeClearIn()
 		r.Remove()
 		eng.Close()
 		return nil, fmt.Errorf("data plane on %s: %w", name, err)
 	}
-	d := &tmdDataPlane{log: logger, name: name, mem: mem, eng: eng, routes: r,
-		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	d.backend = engineBackend{MemoryBackend: mem, eng: eng}
 	mem.Notify(d.changed)
 	go d.routeLoop()
 	logger.Info("data plane started", "tun", name, "mtu", f.mtu, "mark", f.mark, "local", f.local, "src", f.src,
-		"groups", f.groups)
+		"groups", f.groups, "drop_clear", f.dropClear)
 	return d, nil
+}
+
+// applyClearIn brings the clear-packet table in step with the policy the
+// engine applies now (it changes with every policy and TEK, and when a
+// TEK's times pass); nft runs only when the table's text changes.
+func (d *tmdDataPlane) applyClearIn() error {
+	if d.clearIn == nil {
+		return nil
+	}
+	rules := dataplane.ClearInPolicy(d.mem, d.groups, time.Now())
+	text, _ := d.clearIn.Ruleset(rules)
+	if text == d.clearText {
+		return nil
+	}
+	cut, err := d.clearIn.Apply(rules)
+	if err != nil {
+		return err
+	}
+	if cut {
+		d.log.Error("clear-packet table cut: the policy has more entries than it holds; covered packets the rest selects are accepted in the clear",
+			"tun", d.name, "entries", len(rules), "limit", dataplane.MaxClearInRules)
+	}
+	d.clearText = text
+	drops := 0
+	for _, r := range rules {
+		if r.Drop {
+			drops++
+		}
+	}
+	d.log.Info("clear-packet table updated", "tun", d.name, "table", "ip "+dataplane.ClearInTable, "entries", len(rules), "drop_entries", drops)
+	return nil
+}
+
+func (d *tmdDataPlane) removeClearIn() {
+	if d.clearIn == nil {
+		return
+	}
+	if err := d.clearIn.Remove(); err != nil {
+		d.log.Warn("clear-packet table not removed", "tun", d.name, "err", err.Error())
+	}
 }
 
 // changed is the backend's Notify: the engine's snapshot is rebuilt at
@@ -342,10 +411,19 @@ func (d *tmdDataPlane) protected() []netip.Prefix {
 
 func (d *tmdDataPlane) routeLoop() {
 	defer close(d.done)
+	// TEKs start sending, expire and are deactivated as time passes: what
+	// the clear-packet table drops is checked every second too.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-d.quit:
 			return
+		case <-tick.C:
+			if err := d.applyClearIn(); err != nil {
+				d.log.Error("clear-packet table not updated", "tun", d.name, "err", err.Error())
+			}
+			continue
 		case <-d.kick:
 		}
 		if direct := dataplane.DirectEntries(d.mem.Policies()); !slices.Equal(direct, d.routes.Direct) {
@@ -356,6 +434,9 @@ func (d *tmdDataPlane) routeLoop() {
 			} else {
 				d.log.Info("rules of the GM's own GDOI traffic updated", "tun", d.name, "entries", len(direct))
 			}
+		}
+		if err := d.applyClearIn(); err != nil {
+			d.log.Error("clear-packet table not updated", "tun", d.name, "err", err.Error())
 		}
 		want := d.protected()
 		if slices.Equal(want, d.routes.Protected) {
@@ -369,13 +450,41 @@ func (d *tmdDataPlane) routeLoop() {
 	}
 }
 
+// clearDropsEvery is how often clearDrops runs nft at most.
+const clearDropsEvery = 250 * time.Millisecond
+
 // counters are the engine's counters for tmd's status and counters.
 func (d *tmdDataPlane) counters() *tmd.DataPlaneCounters {
 	out := &tmd.DataPlaneCounters{Device: d.name}
 	for _, c := range d.eng.Counters() {
 		out.Counters = append(out.Counters, tmd.Counter{Name: c.Name, Help: c.Help, Value: c.Value})
 	}
+	if n, ok := d.clearDrops(); ok {
+		out.Counters = append(out.Counters, tmd.Counter{Name: dataplane.ClearInCounter,
+			Help: "covered packets that arrived in the clear from the network, dropped", Value: n})
+	}
 	return out
+}
+
+// clearDrops reads the clear-packet table's counter from nft, at most
+// every clearDropsEvery (status requests come from every client: one nft
+// process each would be theirs to multiply); false when there is no table
+// or nft cannot be read (the other counters are still worth showing).
+func (d *tmdDataPlane) clearDrops() (uint64, bool) {
+	if d.clearIn == nil {
+		return 0, false
+	}
+	d.dropsMu.Lock()
+	defer d.dropsMu.Unlock()
+	if now := time.Now(); now.Sub(d.dropsAt) >= clearDropsEvery {
+		n, err := d.clearIn.Drops()
+		if err != nil && (d.dropsOK || d.dropsAt.IsZero()) {
+			// Once per failure, not per request.
+			d.log.Warn("clear-packet drops not read", "tun", d.name, "err", err.Error())
+		}
+		d.dropsAt, d.drops, d.dropsOK = now, n, err == nil
+	}
+	return d.drops, d.dropsOK
 }
 
 // stop stops the engine, closes the TUN device and removes the routes.
@@ -385,6 +494,7 @@ func (d *tmdDataPlane) stop() {
 	<-d.done
 	st := d.eng.Stats()
 	d.eng.Close()
+	d.removeClearIn()
 	if err := d.routes.Remove(); err != nil {
 		d.log.Warn("policy routing not all removed", "tun", d.name, "err", err.Error())
 	}

@@ -337,8 +337,10 @@ func IPsecSAWith(s node.Snapshot, c *IPsecCounters) (string, any) {
 		}
 		if dp := c.DataPlane; dp != nil {
 			v := map[string]uint64{}
+			clearIn := false
 			for _, k := range dp.Counters {
 				v[k.Name] = k.Value
+				clearIn = clearIn || k.Name == "clear_in_drops"
 			}
 			fmt.Fprintf(&b, "Data plane: tmd, interface %s\n", dp.Device)
 			fmt.Fprintf(&b, "    #pkts no sa (rcv): %d, #pkts fail-close drops (send): %d\n", v["no_sa"], v["fail_close_drops"])
@@ -347,6 +349,11 @@ func IPsecSAWith(s node.Snapshot, c *IPsecCounters) (string, any) {
 			fmt.Fprintf(&b, "    #pkts replay failed (rcv): %d, #pkts auth failed (rcv): %d, #pkts malformed: %d\n",
 				v["replay"], v["auth_failures"], v["malformed"])
 			fmt.Fprintf(&b, "    #pkts tbar failed (rcv): %d\n", v["tbar"])
+			if clearIn {
+				// tmd's nftables table: covered packets that arrived
+				// in the clear from the network (absent: no table).
+				fmt.Fprintf(&b, "    #pkts clear drops (rcv): %d\n", v["clear_in_drops"])
+			}
 			fmt.Fprintf(&b, "    #send errors %d, #recv errors %d\n\n",
 				v["seal_errors"]+v["send_errors"], v["tun_errors"]+v["socket_drops"]+v["policy_mismatch"]+v["too_many_senders"])
 		}

@@ -91,15 +91,17 @@ func TestShowGolden(t *testing.T) {
 }
 
 // proves: E1 (issue 12): `show crypto ipsec sa` prints the data plane's
-// per-SA counters IOS-style and its engine-wide drops, and `| json`
-// carries each SA's counters.
+// per-SA counters IOS-style and its engine-wide drops (also the clear
+// packets of covered traffic tmd's nftables table dropped, issue 12), and
+// `| json` carries each SA's counters.
 func TestIPsecSACounters(t *testing.T) {
 	s := snapshot()
 	s.SADB = "tmd at /run/groupvpn/tmd.sock"
 	c := &IPsecCounters{
 		SAs: []tmd.TEKCounters{{Group: "GETVPN", SPI: 0x1a2b3c4d, SACounters: tmd.SACounters{EncapsPackets: 11, DecapsPackets: 7, ReplayDrops: 2, AuthFailures: 3}}},
 		DataPlane: &tmd.DataPlaneCounters{Device: "gvtun", Counters: []tmd.Counter{
-			{Name: "no_sa", Value: 4}, {Name: "fail_close_drops", Value: 5}, {Name: "bypass", Value: 6}}},
+			{Name: "no_sa", Value: 4}, {Name: "fail_close_drops", Value: 5}, {Name: "bypass", Value: 6},
+			{Name: "clear_in_drops", Value: 8}}},
 	}
 	text, data := IPsecSAWith(s, c)
 	for _, w := range []string{
@@ -109,6 +111,7 @@ func TestIPsecSACounters(t *testing.T) {
 		"#pkts encaps: 11, #pkts encrypt: 11, #pkts digest: 11\n",
 		"#pkts decaps: 7, #pkts decrypt: 7, #pkts verify: 7\n",
 		"#pkts replay failed (rcv): 2, #pkts auth failed (rcv): 3\n",
+		"    #pkts clear drops (rcv): 8\n", // issue 12: clear packets of covered traffic from the network
 	} {
 		if !strings.Contains(text, w) {
 			t.Errorf("missing %q in:\n%s", w, text)
@@ -152,6 +155,9 @@ func TestTBARCounters(t *testing.T) {
 	}
 	if b, _ := json.Marshal(data); !strings.Contains(string(b), `"tbar_drops":4`) {
 		t.Errorf("show crypto ipsec sa | json: no tbar_drops 4: %s", b)
+	}
+	if strings.Contains(text, "clear drops") {
+		t.Errorf("a clear drops line without tmd's counter:\n%s", text)
 	}
 	text, data = GMReplayWith(s, c)
 	for _, w := range []string{
