@@ -207,7 +207,7 @@ func (f *dataPlaneFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tun, "tun", "", "run the data plane: create the TUN device `NAME`, route the policy's protected destinations into it and forward them as ESP (a GM); none: only the SA database (a KS)")
 	fs.IntVar(&f.mtu, "mtu", 1400, "with -tun: the TUN device's `MTU` (room for ESP's overhead on the core links: 1400 on 1500-octet links)")
 	fs.UintVar(&f.mark, "mark", 0x6770, "with -tun: the `FWMARK` of the engine's own ESP packets (routed by the main table; policy routing rules use it)")
-	fs.StringVar(&f.local, "local", "", "with -tun: the GM's own LANs, `PREFIX,...`: never routed into the TUN even when a protected destination covers them")
+	fs.StringVar(&f.local, "local", "", "with -tun: the GM's own LANs, `PREFIX,...`: never routed into the TUN even when a protected destination covers them, and their packets (arriving on the interface that routes to them) pass the -drop-clear table")
 	fs.StringVar(&f.src, "src", "", "with -tun: the source `ADDR` of the GM's own packets into the TUN (its address on a protected LAN)")
 	fs.BoolVar(&f.dropClear, "drop-clear", true, "with -tun: drop packets arriving in the clear from the network that the policy says must arrive encrypted (nftables table ip "+dataplane.ClearInTable+", needs nft(8)); false: accept them as routed")
 	fs.StringVar(&f.groups, "group", "", "with -tun: the `GROUP,...` configured on this GM: the engine applies their policy and fail mode even while it holds no TEK of theirs")

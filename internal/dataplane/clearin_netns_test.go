@@ -101,7 +101,8 @@ func (s *udpSink) arrived(payload string, d time.Duration) bool {
 // untouched) and dropped and counted with it, also when it claims a source
 // on GM2's own LAN; the denied (bypass) flow still crosses in the clear;
 // ESP between the sites still works both ways, as does the GM's own traffic
-// and its LAN's traffic to it. With the fail-close bootstrap policy
+// and its LAN's traffic to it. A clear packet for h1 that the core sends
+// to gm2 is not sealed by gm2 (and so not delivered by gm1). With the fail-close bootstrap policy
 // (no TEK yet) everything from the core is dropped but the GDOI traffic
 // from the key server; removing the table lets the clear packet through
 // again.
@@ -194,6 +195,25 @@ func TestNetnsClearInDropped(t *testing.T) {
 		t.Fatalf("gm2 counted %d clear drops (%v) after the legitimate traffic, want still 2", d, err)
 	}
 
+	// A clear packet for h1 sent by the core to gm2: gm2 must not seal it
+	// (gm1 would deliver it as the group's).
+	atH1 := listenUDP(t, sn.H1, netip.AddrPortFrom(testnet.SiteH1, secretPort))
+	// What the core sends to h1 itself (the spoofer) goes to gm2; what it
+	// forwards, gm2's ESP included, is routed as before.
+	sn.Core.Run(t, "ip", "route", "add", testnet.SiteH1.String()+"/32", "via", testnet.SiteGM2Core.String(), "table", "77")
+	sn.Core.Run(t, "ip", "rule", "add", "pref", "77", "iif", "lo", "to", testnet.SiteH1.String(), "lookup", "77")
+	bounce := []byte("BOUNCED-THROUGH-GM2")
+	if err := spoof.Send(netip.AddrPortFrom(testnet.SiteH2, 4000), netip.AddrPortFrom(testnet.SiteH1, secretPort), bounce); err != nil {
+		t.Fatal(err)
+	}
+	if atH1.arrived(string(bounce), 700*time.Millisecond) {
+		t.Fatal("a clear packet from the core, routed through gm2, was sealed and delivered to h1")
+	}
+	sn.Core.Run(t, "ip", "rule", "del", "pref", "77")
+	if d, err := c2.Drops(); err != nil || d != 3 {
+		t.Fatalf("gm2 counted %d clear drops (%v), want 3", d, err)
+	}
+
 	// Fail-close before registration: GM2 holds no TEK and the bootstrap
 	// policy; the table is replaced, its counter kept.
 	ks := netip.AddrPortFrom(netip.MustParseAddr("10.100.1.1"), 848) // the core's address plays the KS
@@ -214,8 +234,8 @@ func TestNetnsClearInDropped(t *testing.T) {
 	if inject(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.9"), 4000), bypass, bypassPort) {
 		t.Fatal("fail-close bootstrap: a clear packet from the core reached h2")
 	}
-	if d, err := c2.Drops(); err != nil || d != 3 {
-		t.Fatalf("gm2 counted %d clear drops (%v), want 3", d, err)
+	if d, err := c2.Drops(); err != nil || d != 4 {
+		t.Fatalf("gm2 counted %d clear drops (%v), want 4", d, err)
 	}
 
 	// Without the table, the gap again.

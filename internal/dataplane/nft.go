@@ -35,10 +35,14 @@ import (
 //			... counter counter name "clear_in_drops" drop comment "GROUP entry N permit"
 //		}
 //		chain input   { type filter hook input priority filter; policy accept; jump clear_in }
-//		chain forward { type filter hook forward priority filter; policy accept;
-//			oifname "TUN" accept        # outgoing covered traffic, for the engine to seal
-//			jump clear_in }
+//		chain forward { type filter hook forward priority filter; policy accept; jump clear_in }
 //	}
+//
+// Packets routed into the TUN device are checked too: a clear packet from
+// the core for a host behind another GM, sent to this one, would otherwise
+// be sealed and delivered there as the group's. So the GM's LANs must be
+// its -local prefixes (Routes.Local), as its routes need anyway: their
+// covered traffic, outgoing or to the GM, passes by the fib rule.
 //
 // The policy rules are the policy the engine applies, in its order
 // (ClearInPolicy): groups by name, each group's entries in order, first
@@ -215,7 +219,7 @@ func (c *ClearIn) Ruleset(rules []ClearInRule) (text string, truncated bool) {
 	}
 	b.WriteString("\t}\n")
 	b.WriteString("\tchain input {\n\t\tjump clear_in\n\t}\n")
-	fmt.Fprintf(&b, "\tchain forward {\n\t\toifname %s accept\n\t\tjump clear_in\n\t}\n}\n", nftString(c.TUN))
+	b.WriteString("\tchain forward {\n\t\tjump clear_in\n\t}\n}\n")
 	return b.String(), truncated
 }
 
