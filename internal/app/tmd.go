@@ -272,6 +272,7 @@ type tmdDataPlane struct {
 	// last applied.
 	clearIn   *dataplane.ClearIn
 	clearText string
+	clearErr  string // the last failure syncClearIn logged
 	groups    []string
 	// The counter of clearIn, as last read (clearDrops).
 	dropsMu sync.Mutex
@@ -322,7 +323,7 @@ func startDataPlane(f dataPlaneFlags, logger *slog.Logger) (*tmdDataPlane, error
 		// with no engine behind it is deleted first all the same.
 		d.clearIn = &dataplane.ClearIn{TUN: name, Local: f.localPfx}
 		_ = d.clearIn.Remove()
-		if err := d.applyClearIn(); err != nil {
+		if err := d.applyClearIn(time.Now()); err != nil {
 			r.Remove()
 			eng.Close()
 			return nil, fmt.Errorf("%w (-drop-clear=false runs without it)", err)
@@ -345,11 +346,11 @@ func startDataPlane(f dataPlaneFlags, logger *slog.Logger) (*tmdDataPlane, error
 // applyClearIn brings the clear-packet table in step with the policy the
 // engine applies now (it changes with every policy and TEK, and when a
 // TEK's times pass); nft runs only when the table's text changes.
-func (d *tmdDataPlane) applyClearIn() error {
+func (d *tmdDataPlane) applyClearIn(now time.Time) error {
 	if d.clearIn == nil {
 		return nil
 	}
-	rules := dataplane.ClearInPolicy(d.mem, d.groups, time.Now())
+	rules := dataplane.ClearInPolicy(d.mem, d.groups, now)
 	text, _ := d.clearIn.Ruleset(rules)
 	if text == d.clearText {
 		return nil
@@ -371,6 +372,20 @@ func (d *tmdDataPlane) applyClearIn() error {
 	}
 	d.log.Info("clear-packet table updated", "tun", d.name, "table", "ip "+dataplane.ClearInTable, "entries", len(rules), "drop_entries", drops)
 	return nil
+}
+
+// syncClearIn is applyClearIn for routeLoop: a failure is logged once
+// until it changes or the table is applied again (it is retried every
+// second).
+func (d *tmdDataPlane) syncClearIn(now time.Time) {
+	err := d.applyClearIn(now)
+	switch {
+	case err == nil:
+		d.clearErr = ""
+	case err.Error() != d.clearErr:
+		d.clearErr = err.Error()
+		d.log.Error("clear-packet table not updated; the previous one stays", "tun", d.name, "err", err.Error())
+	}
 }
 
 func (d *tmdDataPlane) removeClearIn() {
@@ -420,9 +435,7 @@ func (d *tmdDataPlane) routeLoop() {
 		case <-d.quit:
 			return
 		case <-tick.C:
-			if err := d.applyClearIn(); err != nil {
-				d.log.Error("clear-packet table not updated", "tun", d.name, "err", err.Error())
-			}
+			d.syncClearIn(time.Now())
 			continue
 		case <-d.kick:
 		}
@@ -435,9 +448,7 @@ func (d *tmdDataPlane) routeLoop() {
 				d.log.Info("rules of the GM's own GDOI traffic updated", "tun", d.name, "entries", len(direct))
 			}
 		}
-		if err := d.applyClearIn(); err != nil {
-			d.log.Error("clear-packet table not updated", "tun", d.name, "err", err.Error())
-		}
+		d.syncClearIn(time.Now())
 		want := d.protected()
 		if slices.Equal(want, d.routes.Protected) {
 			continue
