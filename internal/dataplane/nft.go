@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -72,6 +73,9 @@ const ClearInCounter = "clear_in_drops"
 // table existed). tmd bounds each group's policy (tmd.MaxPolicyEntries,
 // 1024); 16 groups at that bound fit.
 const MaxClearInRules = 16 * 1024
+
+// nftTimeout bounds one run of nft(8).
+const nftTimeout = 10 * time.Second
 
 // ClearInRule is one entry of the policy the engine applies, with what a
 // clear packet it selects gets.
@@ -153,7 +157,11 @@ func (c *ClearIn) defaults() {
 	}
 	if c.NFT == nil {
 		c.NFT = func(stdin string, args ...string) ([]byte, error) {
-			cmd := exec.Command("nft", args...)
+			// tmd asks for the counter while it answers a client:
+			// never wait on nft for long.
+			ctx, cancel := context.WithTimeout(context.Background(), nftTimeout)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "nft", args...)
 			cmd.Stdin = strings.NewReader(stdin)
 			out, err := cmd.Output()
 			if err != nil {
