@@ -119,6 +119,7 @@ func runBenchDataplane(env *Env, args []string) int {
 	fs.IntVar(&o.Seconds, "seconds", 5, "length of each iperf3 run")
 	fs.IntVar(&o.Rounds, "rounds", 3, "rounds of plain, wireguard-go and engine runs (medians are printed)")
 	fs.IntVar(&o.Streams, "streams", 1, "parallel TCP streams (iperf3 -P)")
+	fs.BoolVar(&o.NoClearIn, "no-clear-in", false, "leave out the nftables table tmd -tun installs beside the engine (clear packets of covered traffic from the core dropped)")
 	profile := fs.String("cpuprofile", "", "write the CPU profile of the engines (this process) while they forward to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2

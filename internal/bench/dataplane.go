@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/dataplane"
 	"github.com/groupvpn/groupvpn/internal/dataplane/dptest"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/testnet"
@@ -31,6 +32,10 @@ type DataplaneOptions struct {
 	Seconds   int // of each iperf3 run (0: 5)
 	Rounds    int // each round runs plain, wireguard-go and the engine once (0: 3)
 	Streams   int // iperf3 -P (0: 1)
+	// NoClearIn leaves out the nftables table tmd -tun installs beside the
+	// engine (dataplane.ClearIn: clear packets of covered traffic from the
+	// core are dropped), whose rules every forwarded packet crosses.
+	NoClearIn bool
 	// CPUProfile, when set, receives this process's CPU profile while the
 	// engines forward (pprof format).
 	CPUProfile io.Writer
@@ -103,6 +108,9 @@ func Dataplane(o DataplaneOptions) (r DataplaneResult, skipped string, err error
 		if o.WireGuard != "" {
 			testnet.RequireTools(t, o.WireGuard, "wg")
 		}
+		if !o.NoClearIn {
+			testnet.RequireNft(t)
+		}
 		s := testnet.NewSites(t, "gvbench")
 		iperf := func() float64 {
 			return testnet.Iperf3(t, s.H1, s.H2, testnet.SiteH2, o.Seconds, "-P", fmt.Sprint(o.Streams))
@@ -117,7 +125,7 @@ func Dataplane(o DataplaneOptions) (r DataplaneResult, skipped string, err error
 				r.WireGuardCPU = append(r.WireGuardCPU, stop())
 				logf("round %d: wireguard-go %.0f Mbit/s", round, r.WireGuard[len(r.WireGuard)-1])
 			}
-			stop := startEngines(t, s, tek)
+			stop := startEngines(t, s, tek, !o.NoClearIn)
 			if o.CPUProfile != nil && !profiling {
 				if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
 					t.Fatal(err)
@@ -136,8 +144,9 @@ func Dataplane(o DataplaneOptions) (r DataplaneResult, skipped string, err error
 }
 
 // startEngines runs the engine in both GMs with tek (each GM with a sender
-// ID of its own) protecting everything between the sites.
-func startEngines(t testing.TB, s *testnet.Sites, tek sadb.TEK) (stop func()) {
+// ID of its own) protecting everything between the sites, with tmd's
+// clear-packet table when clearIn is set.
+func startEngines(t testing.TB, s *testnet.Sites, tek sadb.TEK, clearIn bool) (stop func()) {
 	gms := []struct {
 		ns   *testnet.Netns
 		lan  netip.Prefix
@@ -159,6 +168,23 @@ func startEngines(t testing.TB, s *testnet.Sites, tek sadb.TEK) (stop func()) {
 		mem.SetFailMode(k.Group, sadb.FailClose)
 		_, st := dptest.StartEngine(t, gm.ns, mem, gm.lan, gm.self, dataplaneMark)
 		stops = append(stops, st)
+		if clearIn {
+			ns := gm.ns
+			c := &dataplane.ClearIn{TUN: dptest.EngineTUN, Local: []netip.Prefix{gm.lan},
+				NFT: func(stdin string, args ...string) ([]byte, error) {
+					cmd := ns.Command("nft", args...)
+					cmd.Stdin = strings.NewReader(stdin)
+					out, err := cmd.CombinedOutput()
+					if err != nil {
+						return nil, fmt.Errorf("nft %s in %s: %w: %s", strings.Join(args, " "), ns.Name, err, out)
+					}
+					return out, nil
+				}}
+			if _, err := c.Apply(dataplane.ClearInPolicy(mem, []string{k.Group}, time.Now())); err != nil {
+				t.Fatal(err)
+			}
+			stops = append(stops, func() { c.Remove() })
+		}
 	}
 	return func() {
 		for _, f := range stops {
@@ -354,7 +380,11 @@ func (r DataplaneResult) Print(w io.Writer) {
 	if len(r.WireGuard) > 0 {
 		row("wireguard-go (ChaCha20-Poly1305)", r.WireGuard, r.WireGuardCPU)
 	}
-	row("groupvpn engine ("+o.Transform+")", r.Engine, r.EngineCPU)
+	name := "groupvpn engine (" + o.Transform + ", tmd's clear-packet table)"
+	if o.NoClearIn {
+		name = "groupvpn engine (" + o.Transform + ")"
+	}
+	row(name, r.Engine, r.EngineCPU)
 	tw.Flush()
 	if wg := median(r.WireGuard); wg > 0 {
 		fmt.Fprintf(w, "groupvpn engine / wireguard-go: %.2f in throughput; %.2f in CPU per octet\n",
