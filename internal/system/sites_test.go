@@ -758,6 +758,10 @@ func TestSitesGCM(t *testing.T) {
 				t.Errorf("%s's %s went up by %d across the kill", name, c, d[c])
 			}
 		}
+		// tmd's clear-packet table, when nft runs it.
+		if v := d["clear_in_drops"]; v != 0 {
+			t.Errorf("%s's clear_in_drops went up by %d across the kill", name, v)
+		}
 	}
 }
 
