@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -29,8 +30,11 @@ func runBench(env *Env, args []string) int {
 	if len(args) > 0 && args[0] == "dataplane" {
 		return runBenchDataplane(env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "disruption" {
+		return runBenchDisruption(env, args[1:])
+	}
 	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey, removal, dataplane)\n", strings.Join(names, ", "))
+		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey, removal, dataplane, disruption)\n", strings.Join(names, ", "))
 		return 2
 	}
 	for _, s := range all {
@@ -144,5 +148,45 @@ func runBenchDataplane(env *Env, args []string) int {
 		return 0
 	}
 	r.Print(env.Stdout)
+	return 0
+}
+
+func runBenchDisruption(env *Env, args []string) int {
+	fs := flag.NewFlagSet("bench disruption", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var o bench.DisruptionOptions
+	fs.IntVar(&o.Members, "members", 10, "number of group members (at least 3, at most 250)")
+	port := fs.Uint("port", 14848, "UDP port of every node (the second lab, with a 1.0.1 member, uses the next one)")
+	fs.Float64Var(&o.Speed, "speed", 20, "how many times faster than real time the lab clock runs through the events that promise no loss")
+	fs.DurationVar(&o.Interval, "interval", 0, "how often every ordered pair sends a packet (0: 20ms, longer for large groups: about 8000 packets/s in all)")
+	events := fs.String("events", "", "comma-separated event numbers to run (default: all 8)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o.Port = uint16(*port)
+	if *events != "" {
+		for _, f := range strings.Split(*events, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 8 {
+				fmt.Fprintf(env.Stderr, "groupvpn bench disruption: -events: %q is not an event number (1-8)\n", f)
+				return 2
+			}
+			o.Events = append(o.Events, n)
+		}
+	}
+	o.Out = env.Stderr
+	raiseFileLimit()
+	r, err := bench.Disruption(context.Background(), o)
+	if r != nil {
+		r.Print(env.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn bench disruption: %v\n", err)
+		return 1
+	}
+	if !r.Met() {
+		fmt.Fprintln(env.Stderr, "groupvpn bench disruption: some promise was not kept (see above)")
+		return 1
+	}
 	return 0
 }

@@ -189,6 +189,12 @@ type group struct {
 	// send[i] are the candidate SAs of policy[i] (Protect entries), newest
 	// SendFrom first.
 	send [][]*sa
+	// older[i] are the group's other SAs, newest SendFrom first: when
+	// none of send[i] may send yet (a policy replace that changed the
+	// entry's ACL, its new TEK waiting for its activation time), the
+	// first of them whose own selector covers the packet seals it, as
+	// the GM kept using the old SAs before the replace (SPEC P3).
+	older [][]*sa
 	// sync is the group's TEK with time-based anti-replay that brought
 	// the latest pseudotime from the KS (its Pseudotime, PseudotimeAt);
 	// the zero TEK when the group has none.
@@ -338,6 +344,7 @@ func (e *Engine) Refresh() error {
 			g.policy = selectorPolicy(sas)
 		}
 		g.send = make([][]*sa, len(g.policy))
+		g.older = make([][]*sa, len(g.policy))
 		for i, p := range g.policy {
 			if p.Action != sadb.Protect {
 				continue
@@ -345,10 +352,12 @@ func (e *Engine) Refresh() error {
 			for _, s := range sas {
 				if sameSelector(s.tek, p) {
 					g.send[i] = append(g.send[i], s)
+				} else if s.tek.Src.IsValid() && s.tek.Dst.IsValid() {
+					g.older[i] = append(g.older[i], s)
 				}
 			}
 			if len(g.send[i]) == 0 {
-				g.send[i] = sas // the group's TEK covers its whole policy
+				g.send[i], g.older[i] = sas, nil // the group's TEK covers its whole policy
 			}
 		}
 		snap.groups = append(snap.groups, g)
@@ -398,7 +407,7 @@ func sameSelector(t sadb.TEK, p sadb.PolicyEntry) bool {
 // the group holds a usable receive-only SA for the entry.
 func sending(cands []*sa, now time.Time) (s *sa, recvOnly bool) {
 	for _, c := range cands {
-		if !accepting(c.tek, now) {
+		if !accepting(c.tek, now) || !canSeal(&c.tek) {
 			continue
 		}
 		if c.tek.ReceiveOnly {
@@ -412,6 +421,28 @@ func sending(cands []*sa, now time.Time) (s *sa, recvOnly bool) {
 	}
 	return nil, recvOnly
 }
+
+// covering returns the first SA of cands that may send at now and whose
+// own traffic selector covers f, or nil.
+func covering(cands []*sa, now time.Time, f flow) *sa {
+	for _, c := range cands {
+		t := &c.tek
+		if t.ReceiveOnly || t.SendFrom.After(now) || !accepting(*t, now) || !canSeal(t) {
+			continue
+		}
+		sel := sadb.PolicyEntry{Action: sadb.Protect, IPProto: t.IPProto, Src: t.Src, Dst: t.Dst, SrcPort: t.SrcPort, DstPort: t.DstPort}
+		if sel.Matches(f.proto, f.src, f.dst, f.sport, f.dport) {
+			return c
+		}
+	}
+	return nil
+}
+
+// canSeal reports whether the GM can send with t: a counter-mode TEK
+// (no authentication key: AES-GCM) needs its RFC 6054 sender IDs, which a
+// GM that got it in a rekey before any registration gave it some lacks
+// until it registers again (gm.Installed.NeedSIDs); it only opens packets.
+func canSeal(t *sadb.TEK) bool { return t.AuthKey != nil || len(t.SenderIDs) > 0 }
 
 // accepting reports whether a TEK may open packets at now.
 func accepting(t sadb.TEK, now time.Time) bool {
@@ -560,6 +591,9 @@ func (e *Engine) encap(snap *snapshot, now time.Time, head, pkt []byte) ([]byte,
 				return pkt, true
 			}
 			s, ro := sending(g.send[i], now)
+			if s == nil && !ro && len(g.older[i]) > 0 {
+				s = covering(g.older[i], now, f)
+			}
 			if s == nil {
 				switch {
 				case ro:

@@ -356,3 +356,91 @@ func GroupTEK(spi, sid uint32, sendFrom time.Time) sadb.TEK { return tek(spi, si
 
 // GroupPolicy is the tests' group policy.
 func GroupPolicy() []sadb.PolicyEntry { return policy() }
+
+// A policy replace that widens the ACL: the new TEK's selector is the new
+// entry's, and it may send only from its activation time. Until then the
+// old TEK, whose own selector covers the packet, keeps sealing it (the GM
+// keeps using the old SAs, SPEC P3), rather than the packet being dropped
+// (fail-close) or sent in the clear (fail-open); traffic only the new ACL
+// covers waits for the new TEK. Without older[] every covered packet was
+// lost for the activation delay (issue 13's bench found it).
+// proves: P3, E2 (issue 13: a widened ACL loses nothing before the new TEK sends)
+func TestPolicyReplaceWidenedACLKeepsOldSA(t *testing.T) {
+	now := t0
+	mem := sadb.NewMemory()
+	mem.SetPolicy("g", policy())
+	mem.SetFailMode("g", sadb.FailClose)
+	mem.InstallTEK(tek(0x100, 1, t0))
+	e := engine(t, mem, &now)
+	covered := udp(h1, h2, 5000, "covered")
+	wide := netip.MustParsePrefix("10.0.0.0/8")
+	onlyNew := udp(h1, netip.MustParseAddr("10.2.1.2"), 5000, "new")
+	if got, _ := out(e, covered); got != "esp" {
+		t.Fatalf("before the replace: %s", got)
+	}
+	// The replace: the widened entry, and its TEK sending 30 s later.
+	mem.SetPolicy("g", []sadb.PolicyEntry{{Action: sadb.Protect, IPProto: unix.IPPROTO_UDP, Src: wide, Dst: wide}})
+	next := tek(0x101, 1, t0.Add(30*time.Second))
+	next.Src, next.Dst, next.IPProto = wide, wide, unix.IPPROTO_UDP
+	mem.InstallTEK(next)
+	e.Refresh()
+	got, o := out(e, covered)
+	if got != "esp" || binary.BigEndian.Uint32(o[20:]) != 0x100 {
+		t.Fatalf("after the replace, before ATD: %s, want the old TEK", got)
+	}
+	if got, _ := out(e, onlyNew); got != "drop" {
+		t.Errorf("traffic only the new ACL covers, before ATD: %s, want drop (fail-close)", got)
+	}
+	now = t0.Add(30 * time.Second)
+	for _, p := range [][]byte{covered, onlyNew} {
+		got, o := out(e, p)
+		if got != "esp" || binary.BigEndian.Uint32(o[20:]) != 0x101 {
+			t.Errorf("after ATD: %s, want the new TEK", got)
+		}
+	}
+	// The old TEK expired: nothing falls back on it.
+	now = t0.Add(2 * time.Hour)
+	if got, _ := out(e, covered); got != "drop" {
+		t.Errorf("after every TEK expired: %s, want drop", got)
+	}
+	if st := e.Stats(); st.Encaps != 4 || st.FailCloseDrops != 2 {
+		t.Errorf("counters %+v", st)
+	}
+}
+
+// A counter-mode TEK without sender IDs (installed from a rekey before the
+// GM registered for them) opens packets but never seals: the sender falls
+// back on a TEK it can seal with, else on its fail mode, rather than
+// counting every packet as a seal error.
+// proves: E2 (issue 13: a GCM TEK without SIDs is receive-only until the GM re-registers)
+func TestCounterModeTEKWithoutSIDsDoesNotSeal(t *testing.T) {
+	now := t0
+	mem := sadb.NewMemory()
+	mem.SetPolicy("g", policy())
+	mem.SetFailMode("g", sadb.FailClose)
+	noSID := tek(0x101, 1, t0)
+	noSID.SenderIDs, noSID.SIDBits = nil, 0
+	mem.InstallTEK(noSID)
+	e := engine(t, mem, &now)
+	covered := udp(h1, h2, 5000, "covered")
+	if got, _ := out(e, covered); got != "drop" {
+		t.Fatalf("only a TEK without SIDs: %s, want drop (fail-close)", got)
+	}
+	mem.InstallTEK(tek(0x100, 1, t0.Add(-time.Minute))) // older, with a SID
+	e.Refresh()
+	if got, o := out(e, covered); got != "esp" || binary.BigEndian.Uint32(o[20:]) != 0x100 {
+		t.Fatalf("with an older TEK that has a SID: %s", got)
+	}
+	// The peer's packet on the SID-less TEK opens.
+	peer := sadb.NewMemory()
+	peer.SetPolicy("g", policy())
+	peer.InstallTEK(tek(0x101, 2, t0))
+	p := engine(t, peer, &now)
+	_, o := out(p, covered)
+	if _, _, ok := e.decap(append([]byte(nil), o...)); !ok {
+		t.Fatalf("a packet on the TEK without SIDs was refused: %+v", e.Stats())
+	}
+	if st := e.Stats(); st.SealErrors != 0 || st.FailCloseDrops != 1 {
+		t.Errorf("counters %+v", st)
+	}
+}

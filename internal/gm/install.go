@@ -21,6 +21,10 @@ import (
 type Installed struct {
 	TEKs []sadb.TEK
 	KEK  *sadb.KEK
+	// NeedSIDs: a rekey brought a counter-mode TEK while the GM holds no
+	// sender ID; the TEK is installed without one (it opens packets, the
+	// data plane does not send with it) and the GM must register again.
+	NeedSIDs bool
 	// Policy is the KS's match ACL in order: a Protect entry per TEK, a
 	// Bypass entry per deny entry (SPEC E3); nil when nothing carried
 	// TEKs.
@@ -329,9 +333,15 @@ func ApplyRekey(dp sadb.Dataplane, group string, groupID uint32, r *gdoi.Rekey, 
 			t.Group, t.GroupID, t.Installed = group, groupID, now
 			if t.AuthKey == nil {
 				if len(sids) == 0 {
-					return nil, fmt.Errorf("gm: counter-mode TEK 0x%08x but this GM holds no sender ID (RFC 6407 §4.4)", t.SPI)
+					// Sender IDs come only with a registration (RFC
+					// 6407 §4.4): the GM receives with the TEK at once
+					// and registers again to send with it (NeedSIDs),
+					// rather than refusing the whole rekey (a policy
+					// replace from CBC to GCM, issue 13).
+					out.NeedSIDs = true
+				} else {
+					t.SenderIDs, t.SIDBits = sids, bits
 				}
-				t.SenderIDs, t.SIDBits = sids, bits
 			}
 			out.TEKs = append(out.TEKs, t)
 			if out.Earliest.IsZero() || t.Expires.Before(out.Earliest) {

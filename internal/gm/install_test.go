@@ -159,3 +159,43 @@ func TestInstallOrderedPolicy(t *testing.T) {
 		t.Fatal("something was installed from a malformed policy")
 	}
 }
+
+// A rekey bringing a counter-mode (GCM) TEK to a GM that holds no sender
+// ID (its registration gave it only CBC keys, so no SIDs: a policy replace
+// from CBC to GCM) is installed for receiving, without SIDs, and asks for
+// a registration (NeedSIDs); it was refused whole, and the GM kept keys the
+// KS had replaced until it re-registered on its own (issue 13's bench: a
+// 23 s outage after replace-now).
+// proves: P3, P4, E2 (issue 13: a GCM policy reaches GMs that held only CBC keys)
+func TestRekeyCounterModeWithoutSIDs(t *testing.T) {
+	dp := sadb.NewMemory()
+	dp.InstallTEK(sadb.TEK{Group: "G", SPI: 7, AuthKey: []byte{1}, Expires: now.Add(time.Hour)}) // CBC: no SIDs
+	r := result(36, false)
+	inst, err := ApplyRekey(dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !inst.NeedSIDs {
+		t.Error("no registration asked for the sender IDs")
+	}
+	found := false
+	for _, tk := range dp.TEKs() {
+		if tk.SPI == 256 {
+			found = len(tk.SenderIDs) == 0
+		}
+	}
+	if !found {
+		t.Fatalf("the GCM TEK is not installed without SIDs: %+v", dp.TEKs())
+	}
+	// With a SID held, the rekey's TEK gets it and nothing is asked.
+	dp2 := sadb.NewMemory()
+	if _, err := Install(dp2, "G", 1, result(36, true), now); err != nil {
+		t.Fatal(err)
+	}
+	r2 := result(36, false)
+	r2.Policy.TEKs[0].SPI = 512
+	r2.KD.Packets[0].SPI = []byte{0, 0, 2, 0}
+	if inst, err := ApplyRekey(dp2, "G", 1, &gdoi.Rekey{Seq: 1, SA: r2.Policy, KD: r2.KD}, now); err != nil || inst.NeedSIDs {
+		t.Fatalf("%+v %v", inst, err)
+	}
+}

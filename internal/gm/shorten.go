@@ -43,3 +43,25 @@ func ReregisterBefore(expires, now time.Time, configured time.Duration, u float6
 	w := min(jitterWindow(configured), expires.Sub(now)/3)
 	return expires.Add(-w - time.Duration(u*float64(w)))
 }
+
+// HoldSending delays sending with the TEKs of group that a registration
+// just brought (those not in held) while the GM still holds temporary SAs
+// after a GM removal (SPEC R2): the new TEKs start sending halfway from now
+// to until (the temporary SAs' earliest expiry). The other members hold
+// only the temporary SAs until they re-register themselves, which each
+// does at least a third of the remaining lifetime before until
+// (ReregisterBefore); sending with the new keys at once would be lost at
+// every member that has not yet. Receiving with them starts at once.
+func HoldSending(dp sadb.Dataplane, group string, held map[uint32]bool, until, now time.Time) {
+	if !now.Before(until) {
+		return
+	}
+	from := now.Add(until.Sub(now) / 2)
+	for _, t := range dp.TEKs() {
+		if t.Group != group || held[t.SPI] || !t.SendFrom.Before(from) {
+			continue
+		}
+		t.SendFrom = from
+		dp.InstallTEK(t)
+	}
+}

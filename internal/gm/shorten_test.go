@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/sadb"
 )
 
 // proves: R2, P3 — TEK_SLT = MIN(TEK_RLT, MAX(90s, MIN(5% TEK_CLT, 3600s)))
@@ -44,6 +46,40 @@ func TestShortenedLifetime(t *testing.T) {
 			if got > rlt || got > 3600*s || (got < 90*s && got != rlt) {
 				t.Fatalf("clt %s rlt %s: TEK_SLT %s breaks a bound", clt, rlt, got)
 			}
+		}
+	}
+}
+
+// After a GM removal the re-registration's new TEKs receive at once but
+// send only halfway to the temporary SAs' expiry, after every other member
+// has re-registered (ReregisterBefore); TEKs the GM already held and other
+// groups' are left alone, and nothing changes once the temporary SAs have
+// expired. Without it a member that re-registered first sent with keys
+// the others did not hold yet (issue 13's bench lost packets).
+// proves: R2, E2 (issue 13: removal with temporary SAs loses nothing)
+func TestHoldSendingAfterRemoval(t *testing.T) {
+	now := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	db := sadb.NewMemory()
+	tk := func(group string, spi uint32) sadb.TEK {
+		return sadb.TEK{Group: group, SPI: spi, Installed: now, SendFrom: now, Expires: now.Add(time.Hour)}
+	}
+	for _, x := range []sadb.TEK{tk("G", 1), tk("G", 2), tk("H", 3)} {
+		db.InstallTEK(x)
+	}
+	until := now.Add(60 * time.Second) // the temporary SA (SPI 1) expires
+	HoldSending(db, "G", map[uint32]bool{1: true}, until, now)
+	want := map[uint32]time.Time{1: now, 2: now.Add(30 * time.Second), 3: now}
+	for _, x := range db.TEKs() {
+		if !x.SendFrom.Equal(want[x.SPI]) {
+			t.Errorf("TEK %d sends from %s, want %s", x.SPI, x.SendFrom, want[x.SPI])
+		}
+	}
+	// Late (the temporary SAs expired): nothing to hold.
+	db.InstallTEK(tk("G", 4))
+	HoldSending(db, "G", map[uint32]bool{1: true, 2: true}, until, until)
+	for _, x := range db.TEKs() {
+		if x.SPI == 4 && !x.SendFrom.Equal(now) {
+			t.Errorf("held after the temporary SAs expired: %s", x.SendFrom)
 		}
 	}
 }

@@ -17,7 +17,7 @@ func (s *Server) State(name string) (*store.GroupState, error) {
 	if g == nil {
 		return nil, fmt.Errorf("ks: no group %s", name)
 	}
-	st := &store.GroupState{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, UpdatedAt: s.clock,
+	st := &store.GroupState{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, UpdatedAt: s.clock, PseudotimeStart: g.ptStart,
 		KEK: store.KEKState{SPI: g.kekSPI, Key: g.kekKey, KeyBits: g.cfg.KEKKeyBits, Expires: g.kekExp}}
 	if g.cfg.SigningKey != nil {
 		der, err := x509.MarshalPKCS8PrivateKey(g.cfg.SigningKey)
@@ -51,6 +51,12 @@ func (s *Server) Restore(st *store.GroupState, now time.Time) error {
 		return fmt.Errorf("ks: stored group %s (identity %d) is not configured", st.Name, st.ID)
 	}
 	g.seq = max(st.Seq, st.SeqReserved)
+	if !st.PseudotimeStart.IsZero() && !st.PseudotimeStart.After(now) {
+		// The GMs' pseudotime goes on from where it was: a restarted
+		// KS that started it again at 0 would put every GM it rekeys
+		// outside the others' TBAR windows (issue 13's bench).
+		g.ptStart, g.synced = st.PseudotimeStart, now
+	}
 	if g.sigAlg != 0 && len(st.KEK.Key) == 16+g.cfg.KEKKeyBits/8 && now.Before(st.KEK.Expires) {
 		g.kekSPI, g.kekKey, g.kekExp = st.KEK.SPI, st.KEK.Key, st.KEK.Expires
 	}

@@ -3,6 +3,8 @@ package lab
 import (
 	"errors"
 	"fmt"
+
+	"github.com/groupvpn/groupvpn/internal/dataplane"
 )
 
 // Restarts as `kill -9` and a start again: the node's goroutine ends at
@@ -68,4 +70,12 @@ func (l *Lab) StartGM(i int) error {
 	l.GMs[i] = d
 	l.gmProcs[i] = l.run(l.ctx, d, l.Sockets[fmt.Sprintf("gm%d", i+1)])
 	return nil
+}
+
+// EngineStats is member i's (0-based) engine counters (Options.DataPlane).
+func (l *Lab) EngineStats(i int) (dataplane.Stats, error) {
+	if l.dpDone == nil || i < 0 || i >= len(l.dp) {
+		return dataplane.Stats{}, errors.New("lab: no such member's engine")
+	}
+	return l.dp[i].eng.Stats(), nil
 }

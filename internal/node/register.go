@@ -37,11 +37,15 @@ type registration struct {
 	failures      int            // consecutive failures
 	failuresTotal int
 	next          time.Time // when advance must act
-	sa            *ike.SA
-	p1            *ike.SA // the phase 1 this registration started (regPhase1)
-	sock          *sock
-	pull          *gdoi.Pull
-	pullTries     int
+	// temporary is when the temporary SAs of a GM removal expire (zero:
+	// none): the registration it causes holds sending with the new TEKs
+	// (gm.HoldSending).
+	temporary time.Time
+	sa        *ike.SA
+	p1        *ike.SA // the phase 1 this registration started (regPhase1)
+	sock      *sock
+	pull      *gdoi.Pull
+	pullTries int
 	// reused: the pull runs over a phase-1 SA established before this
 	// attempt, which the KS may have lost (a restart).
 	reused    bool
@@ -216,6 +220,12 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 		return
 	}
 	r.sa.ForgetMessageID(r.pull.MessageID())
+	held := map[uint32]bool{} // the group's TEKs before this registration
+	for _, t := range n.dp.TEKs() {
+		if t.Group == r.cfg.Name {
+			held[t.SPI] = true
+		}
+	}
 	inst, err := gm.Install(n.dp, r.cfg.Name, r.cfg.ID, res, now)
 	if err != nil {
 		syslog.Log(n.log, syslog.Err, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Reg policies from KS %s for group %s: %v",
@@ -224,6 +234,12 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 		return
 	}
 	r.state, r.installed, r.registeredAt, r.failures, r.lastErr, r.regKS = regRegistered, inst, now, 0, "", r.ks
+	if !r.temporary.IsZero() {
+		// Re-registered after a GM removal: the other members send and
+		// receive with the temporary SAs until they re-register too.
+		gm.HoldSending(n.dp, r.cfg.Name, held, r.temporary, now)
+		r.temporary = time.Time{}
+	}
 	r.bootstrap = false     // the key server's policy replaced it (gm.Install)
 	r.freshAt = time.Time{} // the bound on fresh phase 1s is per registration attempt
 	if inst.KEK != nil {

@@ -548,6 +548,12 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 			r.next = gm.ReregisterAt(inst.Earliest, inst.TEKs[0].Lifetime, n.uniform())
 		}
 	}
+	if inst.NeedSIDs && r.state == regRegistered {
+		// A counter-mode TEK without a sender ID: register again at once
+		// for one (the KS hands them out with the current keys).
+		n.log.Info("counter-mode TEK received without a sender ID: registering again for one", "group", r.cfg.Name)
+		r.next = now
+	}
 	syslog.Log(n.log, syslog.Notice, "GM_RECV_REKEY", "Received Rekey for group %s from %s to %s with seq # %d",
 		r.cfg.Name, from.Addr(), s.local.Addr(), rk.Seq)
 	if replace != nil && !n.behavesOld() {
@@ -596,6 +602,7 @@ func (n *Node) removed(r *registration, nt *isakmp.Notify, now time.Time) {
 		window := max(clt/50, time.Second) // 2% of the configured TEK lifetime
 		wait := time.Duration(n.uniform() * float64(window))
 		r.state, r.installed, r.sa, r.pull = regIdle, nil, nil, nil
+		r.temporary = time.Time{} // no key left to send with meanwhile
 		r.next = now.Add(wait)
 		syslog.Log(n.log, syslog.Warning, "GM_RECV_DELETE_IMMEDIATE",
 			"GM receive REMOVAL-NOW in group %s to cleanup downloaded policy now. Re-registration will start in a randomly chosen period of %d sec",
@@ -613,6 +620,7 @@ func (n *Node) removed(r *registration, nt *isakmp.Notify, now time.Time) {
 		r.installed.Earliest = earliest
 		r.installed.KEK = nil
 	}
+	r.temporary = earliest
 	r.next = gm.ReregisterBefore(earliest, now, clt, n.uniform())
 }
 
@@ -626,8 +634,15 @@ func (n *Node) replaced(r *registration, nt *isakmp.Notify, inst *gm.Installed, 
 	g := r.cfg.Name
 	if nt.Data[0] == isakmp.ModeNow {
 		for _, t := range n.dp.TEKs() {
-			if t.Group == g && !keep[t.SPI] {
+			switch {
+			case t.Group != g:
+			case !keep[t.SPI]:
 				n.dp.DeleteTEK(g, t.SPI)
+			case t.SendFrom.After(now):
+				// The new policy is used at once (SPEC P4): no
+				// activation delay, nothing else is left to send with.
+				t.SendFrom = now
+				n.dp.InstallTEK(t)
 			}
 		}
 		n.log.Info("policy replaced now: old SAs deleted", "group", g)

@@ -180,6 +180,11 @@ type GroupState struct {
 	SeqReserved uint32 // high-water mark reserved on disk (ReserveSeq)
 	Members     []MemberState
 	UpdatedAt   time.Time
+	// PseudotimeStart is the zero of the group's TBAR pseudotime (the
+	// first registration); zero: not started. A restarted KS goes on
+	// with it, so that the GMs' time-based anti-replay windows stay in
+	// step (SPEC T2, O4).
+	PseudotimeStart time.Time
 	// InFlight is the last rekey while some members it went to have not
 	// acknowledged it; nil when none is (SPEC O4: a restarted KS sends
 	// it again to them). Kept by the node, not by ks.
@@ -254,6 +259,7 @@ type groupRecord struct {
 	Seq        uint32     `json:"seq"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	InFlight   *PushState `json:"in_flight,omitempty"`
+	PTStart    *time.Time `json:"pseudotime_start,omitempty"`
 }
 
 // String describes the group without its keys.
@@ -788,6 +794,9 @@ func (r reader) decodeGroup(name []byte, b *bolt.Bucket) (*GroupState, []error) 
 	}
 	g := &GroupState{Name: rec.Name, ID: rec.ID, SigningKey: rec.SigningKey, KEK: rec.KEK, TEKs: rec.TEKs,
 		Seq: rec.Seq, SeqReserved: max(reserved, rec.Seq), UpdatedAt: rec.UpdatedAt, InFlight: rec.InFlight}
+	if rec.PTStart != nil {
+		g.PseudotimeStart = *rec.PTStart
+	}
 	mb := b.Bucket(bucketMembers)
 	if mb == nil {
 		return nil, append(errs, errors.New("no members bucket"))
@@ -881,8 +890,12 @@ func (s *Store) SaveGroup(g *GroupState) error {
 		addr := []byte(m.Address.String())
 		members = append(members, [2][]byte{addr, seal(memberLoc([]byte(g.Name), addr), v)})
 	}
-	state, err := json.Marshal(groupRecord{Name: g.Name, ID: g.ID, SigningKey: g.SigningKey, KEK: g.KEK,
-		TEKs: g.TEKs, Seq: g.Seq, UpdatedAt: g.UpdatedAt, InFlight: g.InFlight})
+	rec := groupRecord{Name: g.Name, ID: g.ID, SigningKey: g.SigningKey, KEK: g.KEK,
+		TEKs: g.TEKs, Seq: g.Seq, UpdatedAt: g.UpdatedAt, InFlight: g.InFlight}
+	if !g.PseudotimeStart.IsZero() {
+		rec.PTStart = &g.PseudotimeStart
+	}
+	state, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("store: group %s: %w", g.Name, err)
 	}
