@@ -407,11 +407,14 @@ func sameSelector(t sadb.TEK, p sadb.PolicyEntry) bool {
 // the group holds a usable receive-only SA for the entry.
 func sending(cands []*sa, now time.Time) (s *sa, recvOnly bool) {
 	for _, c := range cands {
-		if !accepting(c.tek, now) || !canSeal(&c.tek) {
+		if !accepting(c.tek, now) {
 			continue
 		}
 		if c.tek.ReceiveOnly {
 			recvOnly = true
+			continue
+		}
+		if !canSeal(&c.tek) {
 			continue
 		}
 		if c.tek.SendFrom.After(now) {
@@ -439,10 +442,12 @@ func covering(cands []*sa, now time.Time, f flow) *sa {
 }
 
 // canSeal reports whether the GM can send with t: a counter-mode TEK
-// (no authentication key: AES-GCM) needs its RFC 6054 sender IDs, which a
-// GM that got it in a rekey before any registration gave it some lacks
-// until it registers again (gm.Installed.NeedSIDs); it only opens packets.
-func canSeal(t *sadb.TEK) bool { return t.AuthKey != nil || len(t.SenderIDs) > 0 }
+// (AES-GCM) needs its RFC 6054 sender IDs, which a GM that got it in a
+// rekey before any registration gave it some lacks until it registers
+// again (gm.Installed.NeedSIDs); it only opens packets.
+func canSeal(t *sadb.TEK) bool {
+	return isakmp.ESPTransform(t.Transform) != isakmp.ESPAESGCM16 || len(t.SenderIDs) > 0
+}
 
 // accepting reports whether a TEK may open packets at now.
 func accepting(t sadb.TEK, now time.Time) bool {
