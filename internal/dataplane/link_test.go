@@ -3,7 +3,10 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/testnet"
 )
@@ -74,5 +77,32 @@ func TestRawLinkBatchesWithoutAllocating(t *testing.T) {
 	}
 	if d := l.Drops(); d != 0 {
 		t.Errorf("drops %d", d)
+	}
+}
+
+// Receive waits in the netpoller, not in the kernel: on an idle link it
+// returns 0 within about recvTimeout (the engine's inbound loop checks for
+// Close in between), and after Close it returns an error that is
+// os.ErrClosed.
+// proves: E1 (issue 12: the engine stops while no ESP arrives)
+func TestRawLinkReceiveTimesOutAndCloses(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireNetns(t)
+	ns := testnet.NewNetns(t, "dplinkto")
+	var l *RawLink
+	ns.Do(t, func() error {
+		var err error
+		l, err = NewRawLink(0)
+		return err
+	})
+	bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+	start := time.Now()
+	n, err := l.Receive(bufs, sizes)
+	if took := time.Since(start); n != 0 || err != nil || took < recvTimeout/2 || took > 10*recvTimeout {
+		t.Fatalf("idle Receive: %d, %v after %v (timeout %v)", n, err, took, recvTimeout)
+	}
+	l.Close()
+	if _, err := l.Receive(bufs, sizes); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Receive after Close: %v, want os.ErrClosed", err)
 	}
 }
