@@ -159,7 +159,7 @@ func runBenchDisruption(env *Env, args []string) int {
 	port := fs.Uint("port", 14848, "UDP port of every node (the second lab, with a 1.0.1 member, uses the next one)")
 	fs.Float64Var(&o.Speed, "speed", 20, "how many times faster than real time the lab clock runs through the events that promise no loss")
 	fs.DurationVar(&o.Interval, "interval", 0, "how often every ordered pair sends a packet (0: 20ms, longer for large groups: about 8000 packets/s in all)")
-	events := fs.String("events", "", "comma-separated event numbers to run (default: all 8)")
+	events := fs.String("events", "", fmt.Sprintf("comma-separated event numbers to run (default: all %d)", bench.Events()))
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -167,8 +167,8 @@ func runBenchDisruption(env *Env, args []string) int {
 	if *events != "" {
 		for _, f := range strings.Split(*events, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 1 || n > 8 {
-				fmt.Fprintf(env.Stderr, "groupvpn bench disruption: -events: %q is not an event number (1-8)\n", f)
+			if err != nil || n < 1 || n > bench.Events() {
+				fmt.Fprintf(env.Stderr, "groupvpn bench disruption: -events: %q is not an event number (1-%d)\n", f, bench.Events())
 				return 2
 			}
 			o.Events = append(o.Events, n)

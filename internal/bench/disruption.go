@@ -36,7 +36,8 @@ type DisruptionOptions struct {
 	Out      io.Writer    // progress; nil: none
 	Logger   *slog.Logger // the nodes' logs; nil: none
 	// Events, when set, runs only these events of the script (1-based,
-	// in script order; the 1.0.1 removal is the last).
+	// in script order; the last two run in a second lab with a 1.0.1
+	// member).
 	Events []int
 }
 
@@ -60,6 +61,7 @@ const (
 // EventResult is one event's account: every ordered pair's packets sent
 // from the event until the next one.
 type EventResult struct {
+	Num     int // in the script (1-based)
 	Name    string
 	Command string
 	Promise Promise
@@ -341,6 +343,7 @@ func (r *run) editKS(edit func(string) string) error {
 
 // event is one step of the script.
 type event struct {
+	num           int // in the script, 1-based (set by Disruption)
 	name, command string
 	promise       Promise
 	realTime      bool                         // run it at 1x: an outage is measured as it happens
@@ -493,7 +496,18 @@ func (r *run) reregistered(limit time.Duration, skip ...int) error {
 	return r.until(limit, "re-registration after the removal", func() (bool, error) { return r.settled(skip...) })
 }
 
-// oldRemoval is the event of the second lab, whose last member is 1.0.1.
+// oldScript is the events of the second lab, whose member old is 1.0.1:
+// the policy replace of the first lab (the 1.0.1 member gets the rekey
+// without the policy-replace instruction: it installs the new SAs and lets
+// the old ones run out, SPEC P6), then a removal.
+func oldScript(old int) []event {
+	replace := script()[1]
+	replace.name = "policy replace, one 1.0.1 member"
+	replace.command = "crypto gdoi ks rekey (the same change; the 1.0.1 member gets no policy-replace instruction)"
+	return []event{replace, oldRemoval(old)}
+}
+
+// oldRemoval is a removal in the second lab, whose member old is 1.0.1.
 func oldRemoval(old int) event {
 	return event{name: "GM removal, one 1.0.1 member", command: "clear crypto gdoi ks members (yes to the WARNING)", promise: Shown,
 		do: func(r *run) (string, error) {
@@ -535,45 +549,51 @@ func Disruption(ctx context.Context, o DisruptionOptions) (*DisruptionReport, er
 		return nil, err
 	}
 	rep.Register = r.allReg
-	all := script()
-	var evs []event
-	for k, ev := range all {
-		if len(o.Events) == 0 || slices.Contains(o.Events, k+1) {
-			evs = append(evs, ev)
+	old := o.Members - 1
+	first, second := script(), oldScript(old)
+	total := len(first) + len(second)
+	pick := func(evs []event, from int) []event {
+		var out []event
+		for k, ev := range evs {
+			ev.num = from + k
+			if len(o.Events) == 0 || slices.Contains(o.Events, ev.num) {
+				out = append(out, ev)
+			}
 		}
+		return out
 	}
-	res, err := r.script(evs, -1, len(all)+1)
+	res, err := r.script(pick(first, 1), -1, total)
 	r.close()
 	rep.Unknown += r.meter.Unknown()
 	rep.Events = append(rep.Events, res...)
-	if err != nil {
-		return rep, err
-	}
-	if len(o.Events) > 0 && !slices.Contains(o.Events, len(all)+1) {
+	check := func() {
 		for i := range rep.Events {
 			rep.Events[i].check(rep)
 		}
-		return rep, nil
 	}
-	old := o.Members - 1
-	fmt.Fprintf(out, "starting a second lab whose gm%d announces 1.0.1...\n", old+1)
-	o.Port++
-	r, err = startRun(ctx, o, []int{old}, out)
 	if err != nil {
+		check()
 		return rep, err
 	}
-	res, err = r.script([]event{oldRemoval(old)}, old, len(all)+1)
-	r.close()
-	rep.Unknown += r.meter.Unknown()
-	rep.Events = append(rep.Events, res...)
-	if err != nil {
-		return rep, err
+	if evs := pick(second, len(first)+1); len(evs) > 0 {
+		fmt.Fprintf(out, "starting a second lab whose gm%d announces 1.0.1...\n", old+1)
+		o.Port++
+		r, err = startRun(ctx, o, []int{old}, out)
+		if err != nil {
+			check()
+			return rep, err
+		}
+		res, err = r.script(evs, old, total)
+		r.close()
+		rep.Unknown += r.meter.Unknown()
+		rep.Events = append(rep.Events, res...)
 	}
-	for i := range rep.Events {
-		rep.Events[i].check(rep)
-	}
-	return rep, nil
+	check()
+	return rep, err
 }
+
+// Events is how many events the script has (the -events numbers).
+func Events() int { return len(script()) + len(oldScript(0)) }
 
 // script runs the events in turn, each once the group has settled, then
 // stops the traffic and accounts each event's window.
@@ -601,11 +621,7 @@ func (r *run) script(evs []event, old, total int) ([]EventResult, error) {
 			speed = 1
 		}
 		r.clk.setRate(speed)
-		n := len(res) + 1
-		if old >= 0 {
-			n = total
-		}
-		fmt.Fprintf(r.out, "event %d/%d: %s: %s\n", n, total, ev.name, ev.command)
+		fmt.Fprintf(r.out, "event %d/%d: %s: %s\n", ev.num, total, ev.name, ev.command)
 		starts = append(starts, r.clk.Now())
 		realStarts = append(realStarts, time.Now())
 		snaps = append(snaps, r.engineCounters())
@@ -613,7 +629,7 @@ func (r *run) script(evs []event, old, total int) ([]EventResult, error) {
 		if err == nil && ev.watch > 0 {
 			err = r.sleep(ev.watch)
 		}
-		res = append(res, EventResult{Name: ev.name, Command: ev.command, Promise: ev.promise, Speed: speed, Old: old,
+		res = append(res, EventResult{Num: ev.num, Name: ev.name, Command: ev.command, Promise: ev.promise, Speed: speed, Old: old,
 			Note: strings.TrimSpace(note)})
 		if err != nil {
 			runErr = fmt.Errorf("%s: %w", ev.name, err)
@@ -722,9 +738,9 @@ func (r *DisruptionReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "  gaps are in lab time: the interval between the send times of two packets delivered one after the other.\n")
 	fmt.Fprintf(w, "  Ceiling for the outages: the removal-now re-registration window (2%% of the TEK lifetime: %s)\n", r.Window)
 	fmt.Fprintf(w, "  + a registration (the group's first one here: %s; at least 500ms) + one interval.\n", r.Register.Round(time.Millisecond))
-	for k, e := range r.Events {
+	for _, e := range r.Events {
 		tot := flowmeter.Total(e.Flows)
-		fmt.Fprintf(w, "\nevent %d: %s: %s\n", k+1, e.Name, e.Command)
+		fmt.Fprintf(w, "\nevent %d: %s: %s\n", e.Num, e.Name, e.Command)
 		if e.Note != "" {
 			fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(e.Note, "\n", "; "))
 		}
