@@ -124,7 +124,7 @@ func newSA(b *testing.B, t sadb.TEK) *esp.SA {
 }
 
 // espRing is how many distinct packets the open benchmarks cycle through
-// (few enough to stay in cache, as the ceiling's one packet does).
+// (few enough to stay in cache); the ceilings open a ring as large.
 const espRing = 256
 
 func runESP(b *testing.B, t sadb.TEK, n int, open bool) {
@@ -190,11 +190,18 @@ func runRaw(b *testing.B, t sadb.TEK, n int, open bool) {
 			}
 			return
 		}
-		sealed := make([]byte, total)
-		g.Seal(sealed[hdr:hdr], nonce, plain, aad)
+		// A ring of packets as runESP opens, each with its own nonce.
+		ring := make([][]byte, espRing)
+		for i := range ring {
+			ring[i] = make([]byte, total)
+			binary.BigEndian.PutUint64(ring[i][hdr-8:hdr], uint64(i+1)) // the IV
+			binary.BigEndian.PutUint64(nonce[4:], uint64(i+1))
+			g.Seal(ring[i][hdr:hdr], nonce, plain, aad)
+		}
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			copy(buf, sealed)
+			copy(buf, ring[i%espRing])
+			copy(nonce[4:], buf[hdr-8:hdr])
 			if _, err := g.Open(buf[hdr:hdr], nonce, buf[hdr:hdr+pt+icv], aad); err != nil {
 				b.Fatal(err)
 			}
@@ -221,14 +228,18 @@ func runRaw(b *testing.B, t sadb.TEK, n int, open bool) {
 		}
 		return
 	}
-	sealed := make([]byte, total)
-	copy(sealed[hdr:], plain)
-	cipher.NewCBCEncrypter(blk, iv).CryptBlocks(sealed[hdr:hdr+pt], sealed[hdr:hdr+pt])
-	macInto(mac, sealed[20:hdr+pt], sum[:0], sealed[hdr+pt:])
+	ring := make([][]byte, espRing) // as runESP opens
+	for i := range ring {
+		sealed := make([]byte, total)
+		copy(sealed[hdr:], plain)
+		cipher.NewCBCEncrypter(blk, iv).CryptBlocks(sealed[hdr:hdr+pt], sealed[hdr:hdr+pt])
+		macInto(mac, sealed[20:hdr+pt], sum[:0], sealed[hdr+pt:])
+		ring[i] = sealed
+	}
 	dec := cipher.NewCBCDecrypter(blk, iv).(ivSetter)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		copy(buf, sealed)
+		copy(buf, ring[i%espRing])
 		mac.Reset()
 		mac.Write(authed)
 		if !hmac.Equal(mac.Sum(sum[:0])[:icv], buf[hdr+pt:total]) {
