@@ -29,7 +29,11 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 // the first failure; with a terminal on stdin it is interactive; otherwise
 // it reads commands from stdin, one per line. Only the interactive mode
 // ever asks a question.
-func runCLI(env *Env, args []string) int {
+func runCLI(env *Env, args []string) int { return cliWithNotes(env, args, nil) }
+
+// cliWithNotes is runCLI showing notes while the operator works
+// (ctl.Shell.Notes): `groupvpn lab --cli`'s live traffic status.
+func cliWithNotes(env *Env, args []string, notes <-chan string) int {
 	fs := flag.NewFlagSet("cli", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.Usage = func() {
@@ -58,7 +62,7 @@ func runCLI(env *Env, args []string) int {
 		return 1
 	}
 	defer client.Close()
-	sh := ctl.NewConfigShell(&ctl.Shell{Client: client, Out: env.Stdout, Err: env.Stderr, Answers: answers, Yes: *yes, Timeout: *timeout})
+	sh := ctl.NewConfigShell(&ctl.Shell{Client: client, Out: env.Stdout, Err: env.Stderr, Answers: answers, Yes: *yes, Timeout: *timeout, Notes: notes})
 	ctx := context.Background()
 
 	// Commands and scripts run on one connection, in order, following

@@ -30,11 +30,14 @@ func runLab(env *Env, args []string) int {
 	verbose := fs.Bool("v", false, "print the nodes' log lines")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for every member to register")
 	old := fs.Int("old", 0, "the last `N` members announce and behave like version 1.0.1 (a mixed-version group)")
-	traffic := fs.Bool("traffic", true, "run every member's ESP engine and send traffic through them (at most 250 members)")
+	traffic := fs.Bool("traffic", true, "run every member's ESP engine and send traffic through them (at most 250 members); with --cli, continuously")
+	rate := fs.Float64("rate", 0, "with --cli: packets per second on each ordered pair of members (default 10, at most 1000 in all)")
+	every := fs.Duration("status", 10*time.Second, "with --cli: show the traffic status line at least this often (0: only when losses or states change)")
+	yes := fs.Bool("yes", false, "with --cli: answer yes to the CLI's confirmation prompts (commands from a script)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *members < 1 || *port > 65535 || *old < 0 || *old > *members {
+	if *members < 1 || *port > 65535 || *old < 0 || *old > *members || *rate < 0 || *every < 0 {
 		fmt.Fprintln(env.Stderr, "groupvpn lab: --members must be at least 1, --port a UDP port and --old between 0 and --members")
 		return 2
 	}
@@ -60,7 +63,13 @@ func runLab(env *Env, args []string) int {
 	}
 	raiseFileLimit()
 	dp := *traffic && *members <= 250
-	l, err := lab.Start(ctx, lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger, Old: olds, DataPlane: dp})
+	o := lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger, Old: olds, DataPlane: dp}
+	var live *lab.Live // labtraffic.go
+	if dp && *cli && *members >= 2 {
+		live = lab.NewLive(0)
+		o.Deliver = live.Deliver
+	}
+	l, err := lab.Start(ctx, o)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1
@@ -99,5 +108,12 @@ func runLab(env *Env, args []string) int {
 	}
 	fmt.Fprintf(env.Stdout, "\nThe lab keeps running. CLI on the key server (try: show crypto gdoi, show crypto gdoi ks members);\n"+
 		"a member's CLI: groupvpn cli -s %s\n\n", l.Sockets["gm1"])
-	return runCLI(env, []string{"-s", l.Sockets["ks"]})
+	cliArgs := []string{"-s", l.Sockets["ks"]}
+	if *yes {
+		cliArgs = append(cliArgs, "--yes")
+	}
+	if live != nil {
+		return labCLIWithTraffic(ctx, env, l, live, liveInterval(*rate, *members), *every, cliArgs)
+	}
+	return runCLI(env, cliArgs)
 }

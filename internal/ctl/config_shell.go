@@ -123,6 +123,7 @@ func (cs *ConfigShell) report(line string, caret bool, resp *WireResponse) error
 // in configuration mode `exit` and `end` go to the session, and a script
 // that ends (or fails) in configuration mode commits nothing.
 func (cs *ConfigShell) RunScript(ctx context.Context, r io.Reader) error {
+	defer cs.scriptNotes()()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), MaxRequest)
 	for sc.Scan() {
@@ -196,6 +197,7 @@ func (cs *ConfigShell) Interactive(ctx context.Context, rw io.ReadWriter, width,
 		io.Reader
 		io.Writer
 	}{&ctrlZ{r: rw}, rw}, host+"#")
+	defer showNotes(cs.Notes, t)()
 	setPrompt := func() {
 		cs.prompt = host + cs.Mode() + "#"
 		t.SetPrompt(cs.prompt)

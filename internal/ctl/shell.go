@@ -37,6 +37,9 @@ type Shell struct {
 	Yes     bool
 	Timeout time.Duration // per request; 0 waits as long as the daemon takes
 	Name    string        // prefix of error lines; default "groupvpn cli"
+	// Notes, when set, are lines shown while the shell runs (notes.go):
+	// above the prompt on a terminal, between output lines in a script.
+	Notes <-chan string
 
 	prompt string // interactive prompt
 }
@@ -134,6 +137,7 @@ func report(out, errw io.Writer, name, line string, caret bool, resp *WireRespon
 // lines and comments ('!' or '#') are skipped; "exit", "quit" and "end"
 // stop. The first failure stops the script.
 func (sh *Shell) RunScript(ctx context.Context, r io.Reader) error {
+	defer sh.scriptNotes()()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), MaxRequest)
 	for sc.Scan() {
@@ -181,6 +185,7 @@ func (sh *Shell) Interactive(ctx context.Context, rw io.ReadWriter, width, heigh
 	}
 	sh.prompt = host + "#"
 	t := term.NewTerminal(rw, sh.prompt)
+	defer showNotes(sh.Notes, t)()
 	t.History = &history{}
 	if width > 0 && height > 0 {
 		t.SetSize(width, height)

@@ -1,0 +1,277 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/flowmeter"
+)
+
+// Live traffic (`groupvpn lab --cli`, traffic on): the hosts behind every
+// member send numbered packets (flowmeter) to the hosts behind every other
+// member on the lab-traffic SA, at a steady rate, while the operator works
+// in the CLI. Live.Status is the one-line account of what was sent and
+// lost so far and of the members' states; Live.Stop ends the traffic and
+// returns every pair's account for the final table (PrintLiveTable).
+
+// Member states in a status line.
+const (
+	StateRegistered = "registered"    // registered, holding the group's KEK
+	StateTemporary  = "temporary SAs" // removed (clear ... members): sending on temporary SAs until it re-registers
+	StateRegister   = "re-registering"
+	StateNoTEK      = "no TEK" // holds no live TEK: its traffic is dropped or sent in the clear (fail mode)
+	StateDown       = "down"   // its control plane does not answer
+)
+
+var stateOrder = []string{StateRegistered, StateTemporary, StateRegister, StateNoTEK, StateDown}
+
+// Live is the lab's live traffic.
+type Live struct {
+	meter *flowmeter.Meter
+	drain time.Duration
+
+	mu      sync.Mutex
+	l       *Lab
+	start   time.Time
+	stopped time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
+	last    time.Time       // the end of the last window counted
+	total   flowmeter.Stats // counted so far (status)
+	rate    float64         // packets per second in the last window counted
+	worst   flowmeter.Stats // the pair with the longest gap so far
+}
+
+// NewLive makes the meter of a lab's live traffic; pass its Deliver as
+// Options.Deliver. drain is how long a packet may take to arrive before
+// the status counts it lost (0: 2 s).
+func NewLive(drain time.Duration) *Live {
+	if drain <= 0 {
+		drain = 2 * time.Second
+	}
+	return &Live{meter: flowmeter.New(), drain: drain}
+}
+
+// Deliver takes what the hosts behind member i received (Options.Deliver).
+func (v *Live) Deliver(i int, payload []byte) {
+	v.meter.Received(payload, time.Now())
+}
+
+// Start sends one packet on every ordered pair of l's members each
+// interval, until Stop or ctx ends. l needs Options.DataPlane and
+// Options.Deliver = v.Deliver, and its members registered.
+func (v *Live) Start(ctx context.Context, l *Lab, interval time.Duration) error {
+	if l.dpDone == nil || len(l.dp) < 2 {
+		return errors.New("lab: live traffic needs the data plane and two members")
+	}
+	if l.deliver == nil {
+		return errors.New("lab: live traffic needs Options.Deliver")
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.cancel != nil {
+		return errors.New("lab: live traffic already started")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	v.l, v.cancel, v.done = l, cancel, make(chan struct{})
+	v.start = time.Now()
+	v.last = v.start
+	g := &flowmeter.Generator{Meter: v.meter, Flows: flowmeter.Pairs(len(l.dp)), Interval: interval,
+		Send: func(f flowmeter.Flow, payload []byte) {
+			_ = l.SendUDP(ctx, int(f.Src), int(f.Dst), false, payload) // fails only as ctx ends
+		}}
+	go func() {
+		defer close(v.done)
+		g.Run(ctx)
+	}()
+	return nil
+}
+
+// MemberStates counts l's members per state (StateRegistered, ...) and
+// returns the earliest scheduled re-registration of a member on temporary
+// SAs (zero: none).
+func (l *Lab) MemberStates(ctx context.Context) (map[string]int, time.Time) {
+	counts := map[string]int{}
+	var next time.Time
+	for _, g := range l.GMs {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		s, err := g.Node.State(sctx)
+		cancel()
+		if err != nil {
+			counts[StateDown]++
+			continue
+		}
+		live := 0
+		for _, t := range s.TEKs {
+			if t.Expires.After(s.Now) {
+				live++
+			}
+		}
+		switch {
+		case live == 0:
+			counts[StateNoTEK]++
+		case len(s.GM) == 0 || s.GM[0].State != "registered":
+			counts[StateRegister]++
+		case len(s.KEKs) == 0:
+			counts[StateTemporary]++
+			if r := s.GM[0].Reregister; !r.IsZero() && (next.IsZero() || r.Before(next)) {
+				next = r
+			}
+		default:
+			counts[StateRegistered]++
+		}
+	}
+	return counts, next
+}
+
+// LiveStatus is one status line's account.
+type LiveStatus struct {
+	At      time.Time
+	Pairs   int
+	Rate    float64         // packets per second sent in the last window
+	Total   flowmeter.Stats // every packet sent since the start, older than the drain time
+	Worst   flowmeter.Stats // the pair with the longest gap so far
+	States  map[string]int
+	NextReg time.Duration // until the next re-registration of a member on temporary SAs (0: none)
+}
+
+// Status counts the packets sent since the last Status (up to the drain
+// time ago) and asks every member its state.
+func (v *Live) Status(ctx context.Context) (LiveStatus, error) {
+	v.mu.Lock()
+	if v.l == nil {
+		v.mu.Unlock()
+		return LiveStatus{}, errors.New("lab: live traffic not started")
+	}
+	now := time.Now()
+	to := now.Add(-v.drain)
+	if !v.stopped.IsZero() && to.After(v.stopped) {
+		to = v.stopped
+	}
+	st := LiveStatus{At: now, Pairs: len(v.l.dp) * (len(v.l.dp) - 1)}
+	if to.After(v.last) {
+		ss := v.meter.Window(v.last, to)
+		t := flowmeter.Total(ss)
+		v.rate = float64(t.Sent) / to.Sub(v.last).Seconds()
+		v.total.Sent += t.Sent
+		v.total.Received += t.Received
+		v.total.Lost += t.Lost
+		v.total.Duplicated += t.Duplicated
+		v.total.Reordered += t.Reordered
+		v.total.MaxLatency = max(v.total.MaxLatency, t.MaxLatency)
+		for _, s := range ss {
+			if s.LongestGap > v.worst.LongestGap || s.Lost > 0 && s.LongestGap == v.worst.LongestGap {
+				v.worst = s
+			}
+		}
+		v.total.LongestGap = v.worst.LongestGap
+		v.last = to
+	}
+	st.Total, st.Worst, st.Rate = v.total, v.worst, v.rate
+	l := v.l
+	v.mu.Unlock()
+	var next time.Time
+	st.States, next = l.MemberStates(ctx)
+	if !next.IsZero() {
+		st.NextReg = max(time.Until(next), 0)
+	}
+	return st, ctx.Err()
+}
+
+// String is the status line.
+func (s LiveStatus) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[lab %s] %d pairs, %.0f pkt/s; sent %d, lost %d, dup %d, reordered %d",
+		s.At.Format("15:04:05"), s.Pairs, s.Rate, s.Total.Sent, s.Total.Lost, s.Total.Duplicated, s.Total.Reordered)
+	if s.Worst.LongestGap > 0 {
+		fmt.Fprintf(&b, ", longest gap %s (gm%d->gm%d)", s.Worst.LongestGap.Round(time.Millisecond), s.Worst.Src+1, s.Worst.Dst+1)
+	}
+	b.WriteString("; members:")
+	sep := " "
+	for _, k := range stateOrder {
+		if n := s.States[k]; n > 0 {
+			fmt.Fprintf(&b, "%s%d %s", sep, n, k)
+			sep = ", "
+		}
+	}
+	if s.NextReg > 0 {
+		fmt.Fprintf(&b, " (next re-registration in %s)", s.NextReg.Round(time.Second))
+	}
+	return b.String()
+}
+
+// Key is what makes a status worth showing at once: losses, duplicates,
+// reordering or members' states changed.
+func (s LiveStatus) Key() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d/%d", s.Total.Lost, s.Total.Duplicated, s.Total.Reordered)
+	for _, k := range stateOrder {
+		fmt.Fprintf(&b, "/%d", s.States[k])
+	}
+	return b.String()
+}
+
+// Stop ends the traffic, waits the drain time for the packets in flight
+// and returns every pair's account since the start (flowmeter.Window).
+func (v *Live) Stop(ctx context.Context) []flowmeter.Stats {
+	v.mu.Lock()
+	if v.cancel == nil || !v.stopped.IsZero() {
+		start, stopped := v.start, v.stopped
+		v.mu.Unlock()
+		if stopped.IsZero() {
+			return nil
+		}
+		return v.meter.Window(start, stopped.Add(time.Nanosecond))
+	}
+	v.cancel()
+	v.mu.Unlock()
+	<-v.done
+	v.mu.Lock()
+	v.stopped = time.Now()
+	v.mu.Unlock()
+	select {
+	case <-time.After(v.drain):
+	case <-ctx.Done():
+	}
+	return v.meter.Window(v.start, v.stopped.Add(time.Nanosecond))
+}
+
+// Unknown is the number of received payloads the meter did not send.
+func (v *Live) Unknown() uint64 { return v.meter.Unknown() }
+
+// PrintLiveTable writes the final table of the live traffic: one line per
+// member (what the hosts behind it sent to every other member), the worst
+// pair and the total.
+func PrintLiveTable(out io.Writer, ss []flowmeter.Stats, elapsed time.Duration) {
+	bySrc := map[uint16][]flowmeter.Stats{}
+	for _, s := range ss {
+		bySrc[s.Src] = append(bySrc[s.Src], s)
+	}
+	srcs := make([]int, 0, len(bySrc))
+	for s := range bySrc {
+		srcs = append(srcs, int(s))
+	}
+	sort.Ints(srcs)
+	fmt.Fprintf(out, "\nLab traffic over %s: every ordered pair of members, numbered packets on lab-traffic (aes-gcm);\n"+
+		"per member, what the hosts behind it sent to all the others:\n", elapsed.Round(time.Second))
+	row := func(name string, t flowmeter.Stats) {
+		fmt.Fprintf(out, "  %-8s %9d %9d %6d %6d %10d %12s %12s\n", name, t.Sent, t.Received, t.Lost, t.Duplicated, t.Reordered,
+			t.LongestGap.Round(time.Millisecond), t.MaxLatency.Round(time.Microsecond))
+	}
+	fmt.Fprintf(out, "  %-8s %9s %9s %6s %6s %10s %12s %12s\n", "from", "sent", "received", "lost", "dup", "reordered", "longest gap", "max latency")
+	for _, s := range srcs {
+		row(fmt.Sprintf("gm%d", s+1), flowmeter.Total(bySrc[uint16(s)]))
+	}
+	t := flowmeter.Total(ss)
+	row("all", t)
+	if w, ok := flowmeter.Worst(ss); ok {
+		fmt.Fprintf(out, "Worst pair gm%d->gm%d: sent %d, lost %d, longest gap %s.\n", w.Src+1, w.Dst+1, w.Sent, w.Lost, w.LongestGap.Round(time.Millisecond))
+	}
+	fmt.Fprintf(out, "%d packets sent, %d lost, %d duplicated, %d reordered.\n", t.Sent, t.Lost, t.Duplicated, t.Reordered)
+}
