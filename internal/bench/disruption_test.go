@@ -25,7 +25,7 @@ func TestDisruptionShort(t *testing.T) {
 	var progress strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r, err := Disruption(ctx, DisruptionOptions{Members: 3, Port: 23848, Speed: 30, Out: &progress})
+	r, err := Disruption(ctx, DisruptionOptions{Members: 3, Port: 26848, Speed: 30, Out: &progress})
 	t.Log(progress.String())
 	if r != nil {
 		var out strings.Builder
