@@ -225,9 +225,14 @@ func startWireGuard(t testing.TB, s *testnet.Sites, bin string) (stop func() (cp
 	var once sync.Once
 	stop = func() (cpu float64) {
 		once.Do(func() {
-			for _, p := range procs {
-				p.Process.Kill()
+			for i, p := range procs {
+				// SIGTERM lets wireguard-go remove its device and socket;
+				// SIGKILL if it has not ended within 2 s.
+				p.Process.Signal(syscall.SIGTERM)
+				t := time.AfterFunc(2*time.Second, func() { p.Process.Kill() })
 				p.Wait()
+				t.Stop()
+				os.Remove("/var/run/wireguard/" + gms[i].dev + ".sock")
 				cpu += (p.ProcessState.UserTime() + p.ProcessState.SystemTime()).Seconds()
 			}
 		})
