@@ -65,9 +65,11 @@ func runLab(env *Env, args []string) int {
 	dp := *traffic && *members <= 250
 	o := lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger, Old: olds, DataPlane: dp}
 	var live *lab.Live // labtraffic.go
-	if dp && *cli && *members >= 2 {
+	if *cli {
 		live = lab.NewLive(0)
-		o.Deliver = live.Deliver
+		if dp && *members >= 2 {
+			o.Deliver = live.Deliver
+		}
 	}
 	l, err := lab.Start(ctx, o)
 	if err != nil {

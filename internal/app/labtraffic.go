@@ -25,7 +25,7 @@ const (
 // liveInterval is the sending interval of each pair at rate packets per
 // second per pair (0: the default).
 func liveInterval(rate float64, members int) time.Duration {
-	pairs := float64(members * (members - 1))
+	pairs := float64(lab.LiveFlows(members))
 	if rate <= 0 {
 		rate = min(perPairRate, maxLiveRate/max(pairs, 1))
 	}
@@ -41,11 +41,20 @@ func labCLIWithTraffic(ctx context.Context, env *Env, l *lab.Lab, live *lab.Live
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %v\n", err)
 		return 1
 	}
-	pairs := len(l.GMs) * (len(l.GMs) - 1)
-	fmt.Fprintf(env.Stdout, "Live traffic: every ordered pair of members (%d pairs) sends a numbered packet every %s on lab-traffic\n"+
-		"(%.0f packets/s in all). A status line shows above the prompt when losses or members' states change,\n"+
-		"and at least every %s; the final table prints when you quit.\n",
-		pairs, interval, float64(pairs)*float64(time.Second)/float64(interval), every)
+	if l.CanSendLive() {
+		pairs := lab.LiveFlows(len(l.GMs))
+		who := "every ordered pair of members"
+		if pairs < len(l.GMs)*(len(l.GMs)-1) {
+			who = "each member to the next 7"
+		}
+		fmt.Fprintf(env.Stdout, "Live traffic: %s (%d pairs) sends a numbered packet every %s on lab-traffic\n"+
+			"(%.0f packets/s in all). A status line shows above the prompt when losses or members' states change,\n"+
+			"and at least every %s; the final table prints when you quit.\n",
+			who, pairs, interval, float64(pairs)*float64(time.Second)/float64(interval), every)
+	} else {
+		fmt.Fprintf(env.Stdout, "No live traffic (it needs --traffic, 2 to 250 members). A status line of the members' states shows\n"+
+			"above the prompt when they change (a removal's re-registrations), and at least every %s.\n", every)
+	}
 
 	notes := make(chan string, 1)
 	sctx, stopStatus := context.WithCancel(ctx)
@@ -64,8 +73,13 @@ func labCLIWithTraffic(ctx context.Context, env *Env, l *lab.Lab, live *lab.Live
 	}
 	stopStatus()
 	<-statusDone
-	fmt.Fprintf(env.Stdout, "Stopping the traffic (waiting for the packets in flight)...\n")
+	if l.CanSendLive() {
+		fmt.Fprintf(env.Stdout, "Stopping the traffic (waiting for the packets in flight)...\n")
+	}
 	ss := live.Stop(context.Background())
+	if ss == nil {
+		return rc
+	}
 	lab.PrintLiveTable(env.Stdout, ss, time.Since(start))
 	if t := flowmeter.Total(ss); t.Lost > 0 {
 		fmt.Fprintf(env.Stdout, "(Losses are expected after `clear crypto gdoi ks members now` and `crypto gdoi ks rekey replace-now`;\n"+
@@ -96,7 +110,7 @@ func showLiveStatus(ctx context.Context, live *lab.Live, every time.Duration, no
 		if err != nil {
 			return
 		}
-		if st.Total.Sent == 0 || st.Key() == key && (every <= 0 || time.Since(shown) < every) {
+		if st.Pairs > 0 && st.Total.Sent == 0 || st.Key() == key && (every <= 0 || time.Since(shown) < every) {
 			continue
 		}
 		key, shown = st.Key(), time.Now()

@@ -81,7 +81,7 @@ func TestLabLiveTrafficThroughRemoval(t *testing.T) {
 	if _, err := io.WriteString(feed, "clear crypto gdoi ks members\n"); err != nil {
 		t.Fatal(err)
 	}
-	at = waitStatus(t, &out, at, "3 temporary SAs (next re-registration in", done)
+	at = waitStatus(t, &out, at, "3 temporary SAs (they re-register in", done)
 	at = waitStatus(t, &out, at, "3 temporary SAs", done) // a window sent wholly after the removal
 	feed.Close()
 	var code int

@@ -300,7 +300,11 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	}
 	l.Sockets["ks"] = filepath.Join(o.Dir, "ks.sock")
 	l.ksProc = l.run(ctx, l.KS, l.Sockets["ks"])
+	started := newProgress(o.Out, "group members started") // progress.go
 	for i := 0; i < o.Members; i++ {
+		if o.Members >= 500 {
+			started.step(i, o.Members)
+		}
 		name := fmt.Sprintf("gm%d", i+1)
 		vars["N"] = i + 1
 		vars["Old"] = slices.Contains(o.Old, i)
@@ -338,6 +342,9 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		l.gmProcs = append(l.gmProcs, l.run(ctx, d, sock))
 		l.gmNew = append(l.gmNew, newGM)
 		l.GMs = append(l.GMs, d)
+	}
+	if o.Members >= 500 {
+		started.step(o.Members, o.Members)
 	}
 	if o.DataPlane {
 		if err := l.startDataPlane(o); err != nil {
@@ -411,7 +418,7 @@ func (l *Lab) Release(ctx context.Context) error {
 // the timeout passes.
 func (l *Lab) Wait(ctx context.Context, out io.Writer, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	last := -1
+	p := newProgress(out, "group members registered") // progress.go
 	for {
 		done := 0
 		for _, g := range l.GMs {
@@ -423,10 +430,7 @@ func (l *Lab) Wait(ctx context.Context, out io.Writer, timeout time.Duration) er
 				done++
 			}
 		}
-		if done != last {
-			fmt.Fprintf(out, "  %s %d/%d group members registered\n", bar(done, len(l.GMs)), done, len(l.GMs))
-			last = done
-		}
+		p.step(done, len(l.GMs))
 		if done == len(l.GMs) {
 			return nil
 		}

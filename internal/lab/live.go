@@ -40,6 +40,8 @@ type Live struct {
 	l       *Lab
 	start   time.Time
 	stopped time.Time
+	unsent  time.Time // just before the first packet numbered but not sent (zero: none)
+	flows   []flowmeter.Flow
 	cancel  context.CancelFunc
 	done    chan struct{}
 	last    time.Time       // the end of the last window counted
@@ -63,42 +65,75 @@ func (v *Live) Deliver(i int, payload []byte) {
 	v.meter.Received(payload, time.Now())
 }
 
-// Start sends one packet on every ordered pair of l's members each
-// interval, until Stop or ctx ends. l needs Options.DataPlane and
-// Options.Deliver = v.Deliver, and its members registered.
+// Start sends one packet on every ordered pair of l's members (liveFlows)
+// each interval, until Stop or ctx ends; its members should be registered.
+// Without traffic (interval 0, or l without Options.DataPlane, two members
+// and Options.Deliver = v.Deliver) the status reports the members' states
+// only.
 func (v *Live) Start(ctx context.Context, l *Lab, interval time.Duration) error {
-	if l.dpDone == nil || len(l.dp) < 2 {
-		return errors.New("lab: live traffic needs the data plane and two members")
-	}
-	if l.deliver == nil {
-		return errors.New("lab: live traffic needs Options.Deliver")
-	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.cancel != nil {
+	if v.l != nil {
 		return errors.New("lab: live traffic already started")
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	gctx, cancel := context.WithCancel(ctx)
 	v.l, v.cancel, v.done = l, cancel, make(chan struct{})
 	v.start = time.Now()
 	v.last = v.start
-	g := &flowmeter.Generator{Meter: v.meter, Flows: flowmeter.Pairs(len(l.dp)), Interval: interval,
+	if !l.CanSendLive() || interval <= 0 {
+		close(v.done)
+		return nil
+	}
+	v.flows = liveFlows(len(l.dp))
+	g := &flowmeter.Generator{Meter: v.meter, Flows: v.flows, Interval: interval,
 		Send: func(f flowmeter.Flow, payload []byte) {
-			_ = l.SendUDP(ctx, int(f.Src), int(f.Dst), false, payload) // fails only as ctx ends
+			// Stop ends the generator after its round: every packet the
+			// meter numbered is sent, unless ctx ends (the lab closes):
+			// then the windows end before the first one not sent.
+			if err := l.SendUDP(ctx, int(f.Src), int(f.Dst), false, payload); err != nil {
+				v.mu.Lock()
+				if v.unsent.IsZero() {
+					v.unsent = time.Now().Add(-time.Millisecond)
+				}
+				v.mu.Unlock()
+			}
 		}}
 	go func() {
 		defer close(v.done)
-		g.Run(ctx)
+		g.Run(gctx)
 	}()
 	return nil
 }
 
+// CanSendLive is whether Live.Start sends traffic through l: it runs the
+// data plane with two members at least and hands what arrives to
+// Options.Deliver.
+func (l *Lab) CanSendLive() bool { return l.dpDone != nil && len(l.dp) >= 2 && l.deliver != nil }
+
+// liveFlows are the flows of n members: every ordered pair up to 16
+// members, beyond that each member to the next 7 (as Traffic's peers), so
+// that each flow keeps a useful rate.
+func liveFlows(n int) []flowmeter.Flow {
+	if n <= 16 {
+		return flowmeter.Pairs(n)
+	}
+	var fs []flowmeter.Flow
+	for i := 0; i < n; i++ {
+		for k := 1; k <= 7; k++ {
+			fs = append(fs, flowmeter.Flow{Src: uint16(i), Dst: uint16((i + k) % n)})
+		}
+	}
+	return fs
+}
+
+// LiveFlows is the number of flows Start sends on for n members.
+func LiveFlows(n int) int { return len(liveFlows(n)) }
+
 // MemberStates counts l's members per state (StateRegistered, ...) and
-// returns the earliest scheduled re-registration of a member on temporary
-// SAs (zero: none).
-func (l *Lab) MemberStates(ctx context.Context) (map[string]int, time.Time) {
+// returns the earliest and the latest scheduled re-registration of the
+// members on temporary SAs (zero: none).
+func (l *Lab) MemberStates(ctx context.Context) (_ map[string]int, next, last time.Time) {
 	counts := map[string]int{}
-	var next time.Time
 	for _, g := range l.GMs {
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		s, err := g.Node.State(sctx)
@@ -120,25 +155,32 @@ func (l *Lab) MemberStates(ctx context.Context) (map[string]int, time.Time) {
 			counts[StateRegister]++
 		case len(s.KEKs) == 0:
 			counts[StateTemporary]++
-			if r := s.GM[0].Reregister; !r.IsZero() && (next.IsZero() || r.Before(next)) {
-				next = r
+			if r := s.GM[0].Reregister; !r.IsZero() {
+				if next.IsZero() || r.Before(next) {
+					next = r
+				}
+				if r.After(last) {
+					last = r
+				}
 			}
 		default:
 			counts[StateRegistered]++
 		}
 	}
-	return counts, next
+	return counts, next, last
 }
 
 // LiveStatus is one status line's account.
 type LiveStatus struct {
-	At      time.Time
-	Pairs   int
-	Rate    float64         // packets per second sent in the last window
-	Total   flowmeter.Stats // every packet sent since the start, older than the drain time
-	Worst   flowmeter.Stats // the pair with the longest gap so far
-	States  map[string]int
-	NextReg time.Duration // until the next re-registration of a member on temporary SAs (0: none)
+	At     time.Time
+	Pairs  int
+	Rate   float64         // packets per second sent in the last window
+	Total  flowmeter.Stats // every packet sent since the start, older than the drain time
+	Worst  flowmeter.Stats // the pair with the longest gap so far
+	States map[string]int
+	// Until the first and the last re-registration due of the members on
+	// temporary SAs (0: none).
+	NextReg, LastReg time.Duration
 }
 
 // Status counts the packets sent since the last Status (up to the drain
@@ -154,8 +196,12 @@ func (v *Live) Status(ctx context.Context) (LiveStatus, error) {
 	if !v.stopped.IsZero() && to.After(v.stopped) {
 		to = v.stopped
 	}
-	st := LiveStatus{At: now, Pairs: len(v.l.dp) * (len(v.l.dp) - 1)}
-	if to.After(v.last) {
+	if !v.unsent.IsZero() && to.After(v.unsent) {
+		to = v.unsent
+	}
+	st := LiveStatus{At: now, Pairs: len(v.flows)}
+	// Windows of a second at least: a shorter one holds a round or none.
+	if to.Sub(v.last) >= time.Second || !v.stopped.IsZero() && to.After(v.last) {
 		ss := v.meter.Window(v.last, to)
 		t := flowmeter.Total(ss)
 		v.rate = float64(t.Sent) / to.Sub(v.last).Seconds()
@@ -176,10 +222,10 @@ func (v *Live) Status(ctx context.Context) (LiveStatus, error) {
 	st.Total, st.Worst, st.Rate = v.total, v.worst, v.rate
 	l := v.l
 	v.mu.Unlock()
-	var next time.Time
-	st.States, next = l.MemberStates(ctx)
+	var next, last time.Time
+	st.States, next, last = l.MemberStates(ctx)
 	if !next.IsZero() {
-		st.NextReg = max(time.Until(next), 0)
+		st.NextReg, st.LastReg = max(time.Until(next), 0), max(time.Until(last), 0)
 	}
 	return st, ctx.Err()
 }
@@ -187,12 +233,16 @@ func (v *Live) Status(ctx context.Context) (LiveStatus, error) {
 // String is the status line.
 func (s LiveStatus) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[lab %s] %d pairs, %.0f pkt/s; sent %d, lost %d, dup %d, reordered %d",
-		s.At.Format("15:04:05"), s.Pairs, s.Rate, s.Total.Sent, s.Total.Lost, s.Total.Duplicated, s.Total.Reordered)
-	if s.Worst.LongestGap > 0 {
-		fmt.Fprintf(&b, ", longest gap %s (gm%d->gm%d)", s.Worst.LongestGap.Round(time.Millisecond), s.Worst.Src+1, s.Worst.Dst+1)
+	fmt.Fprintf(&b, "[lab %s] ", s.At.Format("15:04:05"))
+	if s.Pairs > 0 {
+		fmt.Fprintf(&b, "%d pairs, %.0f pkt/s; sent %d, lost %d, dup %d, reordered %d",
+			s.Pairs, s.Rate, s.Total.Sent, s.Total.Lost, s.Total.Duplicated, s.Total.Reordered)
+		if s.Worst.LongestGap > 0 {
+			fmt.Fprintf(&b, ", longest gap %s (gm%d->gm%d)", s.Worst.LongestGap.Round(time.Millisecond), s.Worst.Src+1, s.Worst.Dst+1)
+		}
+		b.WriteString("; ")
 	}
-	b.WriteString("; members:")
+	b.WriteString("members:")
 	sep := " "
 	for _, k := range stateOrder {
 		if n := s.States[k]; n > 0 {
@@ -200,7 +250,10 @@ func (s LiveStatus) String() string {
 			sep = ", "
 		}
 	}
-	if s.NextReg > 0 {
+	switch {
+	case s.LastReg-s.NextReg >= time.Second:
+		fmt.Fprintf(&b, " (they re-register in %s to %s)", s.NextReg.Round(time.Second), s.LastReg.Round(time.Second))
+	case s.NextReg > 0:
 		fmt.Fprintf(&b, " (next re-registration in %s)", s.NextReg.Round(time.Second))
 	}
 	return b.String()
@@ -221,7 +274,7 @@ func (s LiveStatus) Key() string {
 // and returns every pair's account since the start (flowmeter.Window).
 func (v *Live) Stop(ctx context.Context) []flowmeter.Stats {
 	v.mu.Lock()
-	if v.cancel == nil || !v.stopped.IsZero() {
+	if v.l == nil || !v.stopped.IsZero() {
 		start, stopped := v.start, v.stopped
 		v.mu.Unlock()
 		if stopped.IsZero() {
@@ -234,7 +287,14 @@ func (v *Live) Stop(ctx context.Context) []flowmeter.Stats {
 	<-v.done
 	v.mu.Lock()
 	v.stopped = time.Now()
+	if !v.unsent.IsZero() {
+		v.stopped = v.unsent
+	}
+	flows := v.flows
 	v.mu.Unlock()
+	if flows == nil {
+		return nil // no traffic
+	}
 	select {
 	case <-time.After(v.drain):
 	case <-ctx.Done():
@@ -258,8 +318,8 @@ func PrintLiveTable(out io.Writer, ss []flowmeter.Stats, elapsed time.Duration) 
 		srcs = append(srcs, int(s))
 	}
 	sort.Ints(srcs)
-	fmt.Fprintf(out, "\nLab traffic over %s: every ordered pair of members, numbered packets on lab-traffic (aes-gcm);\n"+
-		"per member, what the hosts behind it sent to all the others:\n", elapsed.Round(time.Second))
+	fmt.Fprintf(out, "\nLab traffic over %s: numbered packets on lab-traffic (aes-gcm) on %d pairs of members;\n"+
+		"per member, what the hosts behind it sent to the others:\n", elapsed.Round(time.Second), len(ss))
 	row := func(name string, t flowmeter.Stats) {
 		fmt.Fprintf(out, "  %-8s %9d %9d %6d %6d %10d %12s %12s\n", name, t.Sent, t.Received, t.Lost, t.Duplicated, t.Reordered,
 			t.LongestGap.Round(time.Millisecond), t.MaxLatency.Round(time.Microsecond))
