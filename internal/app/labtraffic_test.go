@@ -115,3 +115,78 @@ func TestLabLiveTrafficThroughRemoval(t *testing.T) {
 		}
 	}
 }
+
+// waitLine waits for a line of out, after the first skip octets, matching
+// re and accepted by ok; it returns the submatches and where the line ends.
+func waitLine(t *testing.T, out *syncBuffer, skip int, re *regexp.Regexp, ok func([]string) bool, done <-chan int) ([]string, int) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		s := out.String()
+		for _, m := range re.FindAllStringSubmatchIndex(s[skip:], -1) {
+			var g []string
+			for k := 0; k < len(m)/2; k++ {
+				g = append(g, s[skip+m[2*k]:skip+m[2*k+1]])
+			}
+			if ok(g) {
+				return g, skip + m[1]
+			}
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("the lab ended (exit %d) before a line matching %s:\n%s", code, re, s)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no line matching %s within 60 s:\n%s", re, out.String())
+	return nil, 0
+}
+
+// proves: E2, O2 (issue 13: the lab's live traffic status) — the status
+// and the final table see an outage: after `clear crypto gdoi ks members
+// now` (the members delete their TEKs and re-register within 2% of the TEK
+// lifetime) the status line shows members without TEKs and packets lost,
+// and the final table counts them (the zero of the other test is measured,
+// not assumed).
+func TestLabLiveTrafficSeesRemovalNowLosses(t *testing.T) {
+	stdin, feed := io.Pipe()
+	defer feed.Close()
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(&Env{Stdin: stdin, Stdout: &out, Stderr: &errb}, []string{"lab", "--members", "3", "--port", "27848",
+			"--dir", t.TempDir(), "--cli", "--yes", "--rate", "20", "--status", "300ms"})
+	}()
+	at := waitStatus(t, &out, 0, "3 registered", done)
+	if _, err := io.WriteString(feed, "clear crypto gdoi ks members now\n"); err != nil {
+		t.Fatal(err)
+	}
+	_, at = waitLine(t, &out, at, statusLine, func(g []string) bool {
+		lost, _ := strconv.Atoi(g[3])
+		return lost > 0 && strings.Contains(g[6], "no TEK")
+	}, done)
+	feed.Close()
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the lab did not end on EOF:\n%s", out.String())
+	}
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, errb.String(), out.String())
+	}
+	s := out.String()
+	final := strings.Index(s, "Lab traffic over ")
+	if final < at {
+		t.Fatalf("no final table after the status lines:\n%s", s)
+	}
+	all := regexp.MustCompile(`(?m)^  all +([0-9]+) +([0-9]+) +([0-9]+) `).FindStringSubmatch(s[final:])
+	if all == nil {
+		t.Fatalf("the final table has no total row:\n%s", s[final:])
+	}
+	if lost, _ := strconv.Atoi(all[3]); lost == 0 {
+		t.Errorf("the final table shows no loss after a removal now:\n%s", s[final:])
+	}
+	if !strings.Contains(s[final:], "Losses are expected after `clear crypto gdoi ks members now`") {
+		t.Errorf("the final table does not explain the losses:\n%s", s[final:])
+	}
+}
