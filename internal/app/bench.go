@@ -160,6 +160,7 @@ func runBenchDisruption(env *Env, args []string) int {
 	fs.Float64Var(&o.Speed, "speed", 20, "how many times faster than real time the lab clock runs through the events that promise no loss")
 	fs.DurationVar(&o.Interval, "interval", 0, "how often every ordered pair sends a packet (0: 20ms, longer for large groups: about 8000 packets/s in all)")
 	events := fs.String("events", "", fmt.Sprintf("comma-separated event numbers to run (default: all %d)", bench.Events()))
+	netns := fs.Bool("netns", false, "run the daemons as processes in network namespaces with real TUN devices, in real time (root; default 3 members)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -175,6 +176,9 @@ func runBenchDisruption(env *Env, args []string) int {
 		}
 	}
 	o.Out = env.Stderr
+	if *netns {
+		return runBenchDisruptionNetns(env, fs, o)
+	}
 	raiseFileLimit()
 	r, err := bench.Disruption(context.Background(), o)
 	if r != nil {

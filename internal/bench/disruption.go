@@ -90,6 +90,9 @@ type DisruptionReport struct {
 	Window   time.Duration // the removal-now re-registration window: 2% of the longest configured TEK lifetime
 	Events   []EventResult
 	Unknown  uint64 // delivered payloads that were not packets sent by the meter
+	// Setup, when set, replaces the description of the lab at the top of
+	// Print (the --netns variant's processes and namespaces).
+	Setup string
 }
 
 // Met reports whether every event kept its promise.
@@ -732,12 +735,24 @@ func (p Promise) String() string {
 // them for small groups; else the pairs that lost packets, the worst one
 // and the totals).
 func (r *DisruptionReport) Print(w io.Writer) {
+	if r.Setup != "" {
+		fmt.Fprint(w, r.Setup)
+	} else {
+		r.printLab(w)
+	}
+	r.printEvents(w)
+}
+
+func (r *DisruptionReport) printLab(w io.Writer) {
 	fmt.Fprintf(w, "scenario disruption: %d members in one process (groupvpn lab: ESP engines on in-memory TUNs, ESP in UDP on loopback),\n", r.Members)
 	fmt.Fprintf(w, "  every ordered pair sends a numbered packet every %s (alternately on the AES-GCM and the AES-CBC SA);\n", r.Interval)
 	fmt.Fprintf(w, "  the lab clock runs %gx real time through the events that promise no loss, 1x through the outages;\n", r.Speed)
 	fmt.Fprintf(w, "  gaps are in lab time: the interval between the send times of two packets delivered one after the other.\n")
 	fmt.Fprintf(w, "  Ceiling for the outages: the removal-now re-registration window (2%% of the TEK lifetime: %s)\n", r.Window)
 	fmt.Fprintf(w, "  + a registration (the group's first one here: %s; at least 500ms) + one interval.\n", r.Register.Round(time.Millisecond))
+}
+
+func (r *DisruptionReport) printEvents(w io.Writer) {
 	for _, e := range r.Events {
 		tot := flowmeter.Total(e.Flows)
 		fmt.Fprintf(w, "\nevent %d: %s: %s\n", e.Num, e.Name, e.Command)
@@ -778,8 +793,12 @@ func (r *DisruptionReport) Print(w io.Writer) {
 		}
 		switch e.Promise {
 		case NoLoss:
+			if r.Setup != "" {
+				fmt.Fprintf(w, "  promise: 0 lost over %s (real time): %s\n", e.Real.Round(100*time.Millisecond), verdict)
+				break
+			}
 			fmt.Fprintf(w, "  promise: 0 lost over %s (lab time, %gx; %s real): %s\n", e.Lab.Round(time.Second), e.Speed, e.Real.Round(100*time.Millisecond), verdict)
-			if e.Speed == 1 {
+			if e.Speed == 1 && r.Setup == "" {
 				fmt.Fprintf(w, "  (in real time: the restart's own latency is not multiplied by the lab clock's speed)\n")
 			}
 		case Outage:
