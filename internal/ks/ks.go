@@ -334,6 +334,7 @@ func (s *Server) newTEK(p TEKPolicy, sel Selector, now time.Time) (*tek, error) 
 // GM registering now gets keys that outlive its re-registration window.
 // (Pushing new keys to registered GMs is the rekey's job.)
 func (s *Server) refresh(g *group, now time.Time) error {
+	floor := g.sidFloor()
 	for i, t := range g.teks {
 		if now.Add(t.policy.Lifetime / 10).Before(t.expires) {
 			continue
@@ -343,6 +344,7 @@ func (s *Server) refresh(g *group, now time.Time) error {
 			return err
 		}
 		n.before, n.after = t.before, t.after
+		n.sidNext = max(n.sidNext, floor)
 		g.teks[i] = n
 	}
 	if g.sigAlg != 0 && !now.Add(g.cfg.KEKLifetime/10).Before(g.kekExp) {
@@ -550,7 +552,7 @@ func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakm
 		// RFC 6407 §5.6.4: counter-mode keys need a SID key packet. A GM
 		// that asked for none still gets one, and one that asks for more
 		// than MaxSIDsPerMember gets that many: the 16-bit space is shared
-		// by the whole group until the keys change.
+		// by the whole group, across rekeys (sidFloor).
 		n := min(max(int(sids), 1), MaxSIDsPerMember)
 		sidPkt := &isakmp.KeyPacket{KDType: isakmp.KDSID, Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.SIDNumberOfBits, SIDBits)}}
 		m.SenderIDs = m.SenderIDs[:0]
@@ -568,9 +570,26 @@ func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakm
 	return g.seq, kd, nil
 }
 
+// sidFloor is where a new key's sender IDs start: above every ID handed
+// out under the group's current keys. GMs keep their sender IDs across
+// rekeys (RFC 6054 App. B: a push carries none), so the IDs they hold go
+// on being used with the keys that replace the current ones; handing one
+// out again under those keys would give two members the same GCM nonces
+// (and each other's replay windows: issue 13's bench saw a member's
+// packets dropped as replays at a third one after a registration that
+// followed a rekey).
+func (g *group) sidFloor() uint32 {
+	var next uint32 = 1
+	for _, t := range g.teks {
+		next = max(next, t.sidNext)
+	}
+	return next
+}
+
 // allocSID hands out the next sender ID of the group's counter-mode keys.
-// IDs are never reused under the same keys (RFC 6054 §3): the counter only
-// restarts when the keys change.
+// IDs are never reused under the same keys (RFC 6054 §3), nor under the
+// keys that replace them (sidFloor): the counter goes on across rekeys, so
+// a group hands out 65,535 sender IDs in all (a KS restart keeps the count).
 func (g *group) allocSID() (uint32, error) {
 	var next uint32 = 1
 	for _, t := range g.teks {

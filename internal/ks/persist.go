@@ -70,6 +70,13 @@ func (s *Server) Restore(st *store.GroupState, now time.Time) error {
 			}
 		}
 	}
+	// Sender IDs handed out under the stored keys may be in use with the
+	// current ones, restored or not (sidFloor).
+	for _, k := range st.TEKs {
+		for _, t := range g.teks {
+			t.sidNext = max(t.sidNext, k.SIDNext)
+		}
+	}
 	for _, m := range st.Members {
 		v, _ := version.Parse(m.Version)
 		g.members[m.Address] = &Member{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: v, Registered: m.Registered,

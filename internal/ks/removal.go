@@ -143,6 +143,7 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 
 // rebuildTEKs makes fresh TEKs from the group's configured policy.
 func (s *Server) rebuildTEKs(g *group, now time.Time) error {
+	floor := g.sidFloor()
 	var teks []*tek
 	for _, p := range g.cfg.TEKs {
 		if p.Lifetime == 0 {
@@ -154,6 +155,9 @@ func (s *Server) rebuildTEKs(g *group, now time.Time) error {
 			return err
 		}
 		teks = append(teks, ts...)
+	}
+	for _, t := range teks {
+		t.sidNext = max(t.sidNext, floor)
 	}
 	g.teks = teks
 	return nil
