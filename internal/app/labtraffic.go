@@ -47,9 +47,9 @@ func labCLIWithTraffic(ctx context.Context, env *Env, l *lab.Lab, live *lab.Live
 		if pairs < len(l.GMs)*(len(l.GMs)-1) {
 			who = "each member to the next 7"
 		}
-		fmt.Fprintf(env.Stdout, "Live traffic: %s (%d pairs) sends a numbered packet every %s on lab-traffic\n"+
-			"(%.0f packets/s in all). A status line shows above the prompt when losses or members' states change,\n"+
-			"and at least every %s; the final table prints when you quit.\n",
+		fmt.Fprintf(env.Stdout, "Live traffic: %s (%d pairs) sends a numbered packet every %s, alternately on\n"+
+			"lab-traffic and lab-voice (%.0f packets/s in all). A status line shows above the prompt when losses or\n"+
+			"members' states change, and at least every %s; the final table prints when you quit.\n",
 			who, pairs, interval, float64(pairs)*float64(time.Second)/float64(interval), every)
 	} else {
 		fmt.Fprintf(env.Stdout, "No live traffic (it needs --traffic, 2 to 250 members). A status line of the members' states shows\n"+

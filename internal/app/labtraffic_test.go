@@ -2,13 +2,18 @@ package app
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // syncBuffer is a bytes.Buffer safe for the lab's and the test's
@@ -188,5 +193,88 @@ func TestLabLiveTrafficSeesRemovalNowLosses(t *testing.T) {
 	}
 	if !strings.Contains(s[final:], "Losses are expected after `clear crypto gdoi ks members now`") {
 		t.Errorf("the final table does not explain the losses:\n%s", s[final:])
+	}
+}
+
+// openPTY opens a pseudo-terminal: the master (the operator's side) and
+// the slave (the lab's stdin and stdout).
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	fd := int(m.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); m.Close() })
+	return m, s
+}
+
+// proves: E2, O2 (issue 13: the lab's live traffic status) — on a real
+// terminal (a pseudo-terminal, the CLI in raw mode with its line editor)
+// the status line shows above the prompt while the operator is typing a
+// command, the prompt and the half-typed command are redrawn after it, the
+// command runs as typed, and exit prints the final table with 0 lost.
+func TestLabLiveTrafficOnATerminal(t *testing.T) {
+	master, slave := openPTY(t)
+	var screen syncBuffer
+	go io.Copy(&screen, master) // ends when the test closes master
+	clean := func() string { return strings.ReplaceAll(screen.String(), "\r", "") }
+	done := make(chan int, 1)
+	var errb syncBuffer
+	go func() {
+		done <- Main(&Env{Stdin: slave, Stdout: slave, Stderr: &errb}, []string{"lab", "--members", "3", "--port", "29848",
+			"--dir", t.TempDir(), "--cli", "--rate", "20", "--status", "300ms"})
+	}()
+	wait := func(after int, want string) int {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+			s := clean()
+			if i := strings.Index(s[after:], want); i >= 0 {
+				return after + i + len(want)
+			}
+			select {
+			case code := <-done:
+				t.Fatalf("the lab ended (exit %d, %s) before %q:\n%s", code, errb.String(), want, s)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		t.Fatalf("the screen lacks %q after octet %d:\n%s", want, after, clean())
+		return 0
+	}
+	at := wait(0, "ks#")
+	io.WriteString(master, "show cryp")
+	at = wait(at, "ks#show cryp")
+	at = wait(at, " pkt/s; sent ")
+	at = wait(at, "members: 3 registered\nks#show cryp") // the status above, the prompt and the line redrawn
+	io.WriteString(master, "to gdoi ks members | include Member ID\r")
+	at = wait(at, "Group Member ID    : 127.0.2.3")
+	io.WriteString(master, "exit\r")
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the lab did not end on exit:\n%s", clean())
+	}
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, errb.String(), clean())
+	}
+	at = wait(at, "Lab traffic over ")
+	wait(at, " 0 lost, 0 duplicated, 0 reordered.")
+	if s := clean(); strings.Contains(s, "show cryp[lab") || strings.Contains(s, "registeredto gdoi") {
+		t.Errorf("a status line was mixed into the line being typed:\n%s", s)
 	}
 }

@@ -15,8 +15,8 @@ import (
 
 // Live traffic (`groupvpn lab --cli`, traffic on): the hosts behind every
 // member send numbered packets (flowmeter) to the hosts behind every other
-// member on the lab-traffic SA, at a steady rate, while the operator works
-// in the CLI. Live.Status is the one-line account of what was sent and
+// member, alternately on the lab-traffic and the lab-voice SA, at a steady
+// rate, while the operator works in the CLI. Live.Status is the one-line account of what was sent and
 // lost so far and of the members' states; Live.Stop ends the traffic and
 // returns every pair's account for the final table (PrintLiveTable).
 
@@ -90,7 +90,10 @@ func (v *Live) Start(ctx context.Context, l *Lab, interval time.Duration) error 
 			// Stop ends the generator after its round: every packet the
 			// meter numbered is sent, unless ctx ends (the lab closes):
 			// then the windows end before the first one not sent.
-			if err := l.SendUDP(ctx, int(f.Src), int(f.Dst), false, payload); err != nil {
+			// Alternately on lab-traffic (AES-GCM) and lab-voice (AES-CBC):
+			// a policy change on either shows.
+			p, _ := flowmeter.Parse(payload)
+			if err := l.SendUDP(ctx, int(f.Src), int(f.Dst), p.Seq%2 == 1, payload); err != nil {
 				v.mu.Lock()
 				if v.unsent.IsZero() {
 					v.unsent = time.Now().Add(-time.Millisecond)
@@ -318,7 +321,7 @@ func PrintLiveTable(out io.Writer, ss []flowmeter.Stats, elapsed time.Duration) 
 		srcs = append(srcs, int(s))
 	}
 	sort.Ints(srcs)
-	fmt.Fprintf(out, "\nLab traffic over %s: numbered packets on lab-traffic (aes-gcm) on %d pairs of members;\n"+
+	fmt.Fprintf(out, "\nLab traffic over %s: numbered packets, alternately on lab-traffic (aes-gcm) and lab-voice (aes-cbc), on %d pairs of members;\n"+
 		"per member, what the hosts behind it sent to the others:\n", elapsed.Round(time.Second), len(ss))
 	row := func(name string, t flowmeter.Stats) {
 		fmt.Fprintf(out, "  %-8s %9d %9d %6d %6d %10d %12s %12s\n", name, t.Sent, t.Received, t.Lost, t.Duplicated, t.Reordered,
