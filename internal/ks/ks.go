@@ -128,7 +128,17 @@ type tek struct {
 	created       time.Time
 	expires       time.Time
 	sidNext       uint32 // next sender ID for this key (RFC 6054: never reused with it)
+	// sidUsed are the sender IDs in use with this key: those handed out
+	// under it and those members held when it was made (they keep them
+	// across rekeys: carrySIDs).
+	sidUsed sidSet
 }
+
+// sidSet is a set of sender IDs (SIDBits wide).
+type sidSet [1 << SIDBits / 64]uint64
+
+func (s *sidSet) has(id uint32) bool { return s[id/64]&(1<<(id%64)) != 0 }
+func (s *sidSet) add(id uint32)      { s[id/64] |= 1 << (id % 64) }
 
 type group struct {
 	cfg              GroupConfig
@@ -334,7 +344,6 @@ func (s *Server) newTEK(p TEKPolicy, sel Selector, now time.Time) (*tek, error) 
 // GM registering now gets keys that outlive its re-registration window.
 // (Pushing new keys to registered GMs is the rekey's job.)
 func (s *Server) refresh(g *group, now time.Time) error {
-	floor := g.sidFloor()
 	for i, t := range g.teks {
 		if now.Add(t.policy.Lifetime / 10).Before(t.expires) {
 			continue
@@ -344,7 +353,7 @@ func (s *Server) refresh(g *group, now time.Time) error {
 			return err
 		}
 		n.before, n.after = t.before, t.after
-		n.sidNext = max(n.sidNext, floor)
+		g.carrySIDs(n)
 		g.teks[i] = n
 	}
 	if g.sigAlg != 0 && !now.Add(g.cfg.KEKLifetime/10).Before(g.kekExp) {
@@ -552,7 +561,8 @@ func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakm
 		// RFC 6407 §5.6.4: counter-mode keys need a SID key packet. A GM
 		// that asked for none still gets one, and one that asks for more
 		// than MaxSIDsPerMember gets that many: the 16-bit space is shared
-		// by the whole group, across rekeys (sidFloor).
+		// by the whole group until the keys change (less the IDs members
+		// carry into the new keys: carrySIDs).
 		n := min(max(int(sids), 1), MaxSIDsPerMember)
 		sidPkt := &isakmp.KeyPacket{KDType: isakmp.KDSID, Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.SIDNumberOfBits, SIDBits)}}
 		m.SenderIDs = m.SenderIDs[:0]
@@ -570,30 +580,40 @@ func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakm
 	return g.seq, kd, nil
 }
 
-// sidFloor is where a new key's sender IDs start: above every ID handed
-// out under the group's current keys. GMs keep their sender IDs across
-// rekeys (RFC 6054 App. B: a push carries none), so the IDs they hold go
-// on being used with the keys that replace the current ones; handing one
-// out again under those keys would give two members the same GCM nonces
-// (and each other's replay windows: issue 13's bench saw a member's
-// packets dropped as replays at a third one after a registration that
-// followed a rekey).
-func (g *group) sidFloor() uint32 {
-	var next uint32 = 1
-	for _, t := range g.teks {
-		next = max(next, t.sidNext)
+// carrySIDs marks in a new key the sender IDs the group's members hold:
+// GMs keep their sender IDs across rekeys (RFC 6054 App. B: a push
+// carries none), so those go on being used with the keys that replace the
+// current ones. Handing one out again under the new key gave two members
+// the same GCM nonces, and one's packets fell in the other's replay window
+// (issue 13's bench: dropped as replays at a third member after a
+// registration that followed a rekey).
+func (g *group) carrySIDs(t *tek) {
+	for _, m := range g.members {
+		for _, id := range m.SenderIDs {
+			if id > 0 && id < 1<<SIDBits {
+				t.sidUsed.add(id)
+			}
+		}
 	}
-	return next
 }
 
-// allocSID hands out the next sender ID of the group's counter-mode keys.
-// IDs are never reused under the same keys (RFC 6054 §3), nor under the
-// keys that replace them (sidFloor): the counter goes on across rekeys, so
-// a group hands out 65,535 sender IDs in all (a KS restart keeps the count).
+// allocSID hands out a sender ID of the group's counter-mode keys: the
+// next one in use with none of them (RFC 6054 §3: never reused with the
+// same key, nor given while a member carries it into the key: carrySIDs).
+// Each new key starts the count again.
 func (g *group) allocSID() (uint32, error) {
 	var next uint32 = 1
 	for _, t := range g.teks {
 		next = max(next, t.sidNext)
+	}
+	for ; next < 1<<SIDBits; next++ {
+		used := false
+		for _, t := range g.teks {
+			used = used || t.sidUsed.has(next)
+		}
+		if !used {
+			break
+		}
 	}
 	if next >= 1<<SIDBits {
 		return 0, &gdoi.Refusal{Notify: isakmp.NotifyAttributesNotSupported,
@@ -601,6 +621,7 @@ func (g *group) allocSID() (uint32, error) {
 	}
 	for _, t := range g.teks {
 		t.sidNext = next + 1
+		t.sidUsed.add(next)
 	}
 	return next, nil
 }

@@ -60,6 +60,7 @@ func (s *Server) Restore(st *store.GroupState, now time.Time) error {
 	if g.sigAlg != 0 && len(st.KEK.Key) == 16+g.cfg.KEKKeyBits/8 && now.Before(st.KEK.Expires) {
 		g.kekSPI, g.kekKey, g.kekExp = st.KEK.SPI, st.KEK.Key, st.KEK.Expires
 	}
+	restored := map[*tek]uint32{}
 	for i, t := range g.teks {
 		for _, k := range st.TEKs {
 			if k.Src == t.sel.Src && k.Dst == t.sel.Dst && k.Proto == t.sel.Proto && k.SrcPort == t.sel.SrcPort && k.DstPort == t.sel.DstPort &&
@@ -67,20 +68,24 @@ func (s *Server) Restore(st *store.GroupState, now time.Time) error {
 				now.Before(k.Expires) {
 				g.teks[i] = &tek{policy: t.policy, sel: t.sel, before: t.before, after: t.after, receiveOnly: t.receiveOnly,
 					spi: k.SPI, encKey: k.EncKey, authKey: k.AuthKey, created: k.Created, expires: k.Expires, sidNext: k.SIDNext}
+				restored[g.teks[i]] = k.SIDNext
 			}
-		}
-	}
-	// Sender IDs handed out under the stored keys may be in use with the
-	// current ones, restored or not (sidFloor).
-	for _, k := range st.TEKs {
-		for _, t := range g.teks {
-			t.sidNext = max(t.sidNext, k.SIDNext)
 		}
 	}
 	for _, m := range st.Members {
 		v, _ := version.Parse(m.Version)
 		g.members[m.Address] = &Member{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: v, Registered: m.Registered,
 			LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: m.SenderIDs, Missed: m.MissedRekeys, Removed: m.Removed}
+	}
+	// Sender IDs in use: with a restored key, every one below its count
+	// (handed out under it); with any key, those the members hold
+	// (carrySIDs: a fresh key reaches them by a rekey, which they enter
+	// with the IDs they have).
+	for _, t := range g.teks {
+		for id := uint32(1); id < min(restored[t], 1<<SIDBits); id++ {
+			t.sidUsed.add(id)
+		}
+		g.carrySIDs(t)
 	}
 	return nil
 }

@@ -143,7 +143,6 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 
 // rebuildTEKs makes fresh TEKs from the group's configured policy.
 func (s *Server) rebuildTEKs(g *group, now time.Time) error {
-	floor := g.sidFloor()
 	var teks []*tek
 	for _, p := range g.cfg.TEKs {
 		if p.Lifetime == 0 {
@@ -157,7 +156,7 @@ func (s *Server) rebuildTEKs(g *group, now time.Time) error {
 		teks = append(teks, ts...)
 	}
 	for _, t := range teks {
-		t.sidNext = max(t.sidNext, floor)
+		g.carrySIDs(t)
 	}
 	g.teks = teks
 	return nil
