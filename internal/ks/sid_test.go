@@ -37,6 +37,11 @@ func TestSenderIDsUniqueAcrossRekeys(t *testing.T) {
 		if _, _, err := srv.Keys(peer(addr), isakmp.GroupID(11), 1); err != nil {
 			t.Fatal(err)
 		}
+		for sid, who := range held {
+			if who == addr {
+				delete(held, sid) // a member registering again gives up its IDs
+			}
+		}
 		for _, m := range srv.Snapshot()[0].Members {
 			if m.Address.String() != addr {
 				continue
@@ -84,5 +89,19 @@ func TestSenderIDsUniqueAcrossRekeys(t *testing.T) {
 	slices.Sort(sids)
 	if len(sids) != 5 {
 		t.Fatalf("sender IDs %v", sids)
+	}
+	// The count starts again with new keys: once 10.0.0.1 registered
+	// again (giving up its first ID), the next keys hand that ID out.
+	join(r, "10.0.0.1")
+	if _, ok := held[1]; ok {
+		t.Fatalf("10.0.0.1 got its first ID again under the same keys: %v", held)
+	}
+	if _, err := r.Rekey("S", at.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	r.SetNow(at.Add(time.Minute))
+	join(r, "10.0.0.6")
+	if held[1] != "10.0.0.6" {
+		t.Fatalf("new keys did not count again from the lowest free ID: %v", held)
 	}
 }
