@@ -36,18 +36,19 @@ type Live struct {
 	meter *flowmeter.Meter
 	drain time.Duration
 
-	mu      sync.Mutex
-	l       *Lab
-	start   time.Time
-	stopped time.Time
-	unsent  time.Time // just before the first packet numbered but not sent (zero: none)
-	flows   []flowmeter.Flow
-	cancel  context.CancelFunc
-	done    chan struct{}
-	last    time.Time       // the end of the last window counted
-	total   flowmeter.Stats // counted so far (status)
-	rate    float64         // packets per second in the last window counted
-	worst   flowmeter.Stats // the pair with the longest gap so far
+	mu       sync.Mutex
+	l        *Lab
+	start    time.Time
+	stopped  time.Time
+	unsent   time.Time // just before the first packet numbered but not sent (zero: none)
+	flows    []flowmeter.Flow
+	interval time.Duration
+	cancel   context.CancelFunc
+	done     chan struct{}
+	last     time.Time       // the end of the last window counted
+	total    flowmeter.Stats // counted so far (status)
+	rate     float64         // packets per second in the last window counted
+	worst    flowmeter.Stats // the pair with the longest gap so far
 }
 
 // NewLive makes the meter of a lab's live traffic; pass its Deliver as
@@ -84,7 +85,7 @@ func (v *Live) Start(ctx context.Context, l *Lab, interval time.Duration) error 
 		close(v.done)
 		return nil
 	}
-	v.flows = liveFlows(len(l.dp))
+	v.flows, v.interval = liveFlows(len(l.dp)), interval
 	g := &flowmeter.Generator{Meter: v.meter, Flows: v.flows, Interval: interval,
 		Send: func(f flowmeter.Flow, payload []byte) {
 			// Stop ends the generator after its round: every packet the
@@ -203,7 +204,18 @@ func (v *Live) Status(ctx context.Context) (LiveStatus, error) {
 		to = v.unsent
 	}
 	st := LiveStatus{At: now, Pairs: len(v.flows)}
-	// Windows of a second at least: a shorter one holds a round or none.
+	// Windows of a second at least and of whole sending intervals from
+	// the start (the generator's rounds follow a ticker started then), so
+	// that each holds the same number of rounds unless one was late.
+	if v.interval > 0 && v.stopped.IsZero() {
+		n := to.Sub(v.last) / v.interval
+		n = max(n, (time.Second+v.interval-1)/v.interval)
+		if end := v.last.Add(n * v.interval); !end.After(to) {
+			to = end
+		} else {
+			to = v.last // not yet
+		}
+	}
 	if to.Sub(v.last) >= time.Second || !v.stopped.IsZero() && to.After(v.last) {
 		ss := v.meter.Window(v.last, to)
 		t := flowmeter.Total(ss)
