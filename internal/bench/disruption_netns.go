@@ -45,8 +45,15 @@ type NetnsDisruptionOptions struct {
 }
 
 // NetnsEvents are the script's events the --netns variant runs (the
-// numbers of bench.Events): all but the 1.0.1 pair (8, 9).
-func NetnsEvents() []int { return []int{1, 2, 3, 4, 5, 6, 7} }
+// numbers of bench.Events): all of them; 8 and 9 in a second group whose
+// last member announces 1.0.1.
+func NetnsEvents() []int {
+	var n []int
+	for i := range Events() {
+		n = append(n, i+1)
+	}
+	return n
+}
 
 // The addresses of the --netns topology: the KS and the GM routers on
 // links of their own to a core namespace (10.237.0.0/16), host i behind
@@ -268,28 +275,79 @@ func disruptionNetns(t testing.TB, ctx context.Context, o NetnsDisruptionOptions
 	}
 	testnet.RequireNetns(t)
 	testnet.RequireTools(t, "ip", "sysctl", "nft")
-	out := o.Out
-	if out == nil {
-		out = io.Discard
+	if o.Out == nil {
+		o.Out = io.Discard
 	}
+	old := o.Members - 1 // the 1.0.1 member of the second run
+	pick := func(evs []nevent) []nevent {
+		var out []nevent
+		for _, ev := range evs {
+			if len(o.Events) == 0 || slices.Contains(o.Events, ev.num) {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	rep := &DisruptionReport{Members: o.Members, Speed: 1, Interval: o.Interval, Window: max(disruptTEK, disruptVoice) / 50}
+	runs := []struct {
+		tag string
+		old int
+		evs []nevent
+	}{{o.Tag, -1, pick(netnsScript())}, {o.Tag + "o", old, pick(netnsOldScript(old))}}
+	var err error
+	for _, run := range runs {
+		if len(run.evs) == 0 {
+			continue
+		}
+		if run.old >= 0 {
+			fmt.Fprintf(o.Out, "starting a second group whose gm%d announces 1.0.1...\n", run.old+1)
+		}
+		var r *nrun
+		if r, err = startNetns(t, ctx, o, run.tag, run.old); err != nil {
+			break
+		}
+		if rep.Register == 0 {
+			rep.Register = r.allReg
+		}
+		var res []EventResult
+		res, err = r.script(run.evs, Events(), run.old)
+		r.close()
+		rep.Events = append(rep.Events, res...)
+		rep.Unknown += r.meter.Unknown()
+		if err != nil {
+			break
+		}
+	}
+	rep.Setup = netnsSetup(o, rep.Register)
+	for i := range rep.Events {
+		rep.Events[i].check(rep)
+	}
+	return rep, err
+}
+
+// startNetns builds a topology whose names start with tag, starts the
+// daemons (member old, if >= 0, announcing 1.0.1), waits for the group to
+// register and starts the traffic.
+func startNetns(t testing.TB, ctx context.Context, o NetnsDisruptionOptions, tag string, old int) (*nrun, error) {
+	out := o.Out
 	r := &nrun{ctx: ctx, o: o, out: out, bin: o.Bin, meter: flowmeter.New()}
 	fmt.Fprintf(out, "building %d GM routers, their hosts, a KS and a core in network namespaces...\n", o.Members)
-	core := testnet.NewNetns(t, o.Tag+"-core")
-	ksNS := testnet.NewNetns(t, o.Tag+"-ks")
+	core := testnet.NewNetns(t, tag+"-core")
+	ksNS := testnet.NewNetns(t, tag+"-ks")
 	forward := func(ns *testnet.Netns) {
 		ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
 		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0")
 	}
 	forward(core)
-	testnet.VethBetween(t, o.Tag+"k", core, ksNS, netip.MustParsePrefix("10.237.0.254/24"), netip.PrefixFrom(netnsKS, 24))
+	testnet.VethBetween(t, tag+"k", core, ksNS, netip.MustParsePrefix("10.237.0.254/24"), netip.PrefixFrom(netnsKS, 24))
 	ksNS.Run(t, "ip", "route", "add", "default", "via", "10.237.0.254")
 	for i := range o.Members {
-		g := &nsGM{ns: testnet.NewNetns(t, fmt.Sprintf("%s-g%d", o.Tag, i+1)), host: testnet.NewNetns(t, fmt.Sprintf("%s-h%d", o.Tag, i+1))}
+		g := &nsGM{ns: testnet.NewNetns(t, fmt.Sprintf("%s-g%d", tag, i+1)), host: testnet.NewNetns(t, fmt.Sprintf("%s-h%d", tag, i+1))}
 		forward(g.ns)
 		gw := netip.AddrFrom4([4]byte{10, 237, byte(i + 1), 1})
-		testnet.VethBetween(t, fmt.Sprintf("%sc%d", o.Tag, i+1), core, g.ns, netip.PrefixFrom(gw, 24), netip.PrefixFrom(netnsGMCore(i), 24))
-		testnet.VethBetween(t, fmt.Sprintf("%sl%d", o.Tag, i+1), g.ns, g.host, netip.PrefixFrom(netnsGMLAN(i), 24), netip.PrefixFrom(netnsHost(i), 24))
+		testnet.VethBetween(t, fmt.Sprintf("%sc%d", tag, i+1), core, g.ns, netip.PrefixFrom(gw, 24), netip.PrefixFrom(netnsGMCore(i), 24))
+		testnet.VethBetween(t, fmt.Sprintf("%sl%d", tag, i+1), g.ns, g.host, netip.PrefixFrom(netnsGMLAN(i), 24), netip.PrefixFrom(netnsHost(i), 24))
 		core.Run(t, "ip", "route", "add", netnsLAN(i).String(), "via", netnsGMCore(i).String())
 		g.ns.Run(t, "ip", "route", "add", "default", "via", gw.String())
 		g.host.Run(t, "ip", "route", "add", "default", "via", netnsGMLAN(i).String())
@@ -324,7 +382,7 @@ func disruptionNetns(t testing.TB, ctx context.Context, o NetnsDisruptionOptions
 		g.dir = filepath.Join(dir, fmt.Sprintf("g%d", i+1))
 		os.Mkdir(g.dir, 0o700)
 		conf := filepath.Join(g.dir, "isakmpd.conf")
-		if err := os.WriteFile(conf, []byte(fmt.Sprintf(netnsGMConf, i+1, "")), 0o600); err != nil {
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf(netnsGMConf, i+1, versionLine(i == old))), 0o600); err != nil {
 			return nil, err
 		}
 		g.tmd = &proc{name: fmt.Sprintf("gm%d tmd", i+1), ns: g.ns, log: filepath.Join(g.dir, "tmd.log"),
@@ -391,31 +449,25 @@ func disruptionNetns(t testing.TB, ctx context.Context, o NetnsDisruptionOptions
 		gen.Run(pctx)
 	}()
 
-	rep := &DisruptionReport{Members: o.Members, Speed: 1, Interval: o.Interval, Register: r.allReg,
-		Window: max(disruptTEK, disruptVoice) / 50, Setup: r.setup()}
-	var evs []nevent
-	for _, ev := range netnsScript() {
-		if len(o.Events) == 0 || slices.Contains(o.Events, ev.num) {
-			evs = append(evs, ev)
-		}
-	}
-	res, err := r.script(evs, Events())
-	rep.Events = res
-	rep.Unknown = r.meter.Unknown()
-	for i := range rep.Events {
-		rep.Events[i].check(rep)
-	}
-	return rep, err
+	return r, nil
 }
 
-func (r *nrun) setup() string {
+// versionLine is the configuration line of a 1.0.1 member.
+func versionLine(old bool) string {
+	if old {
+		return "\ngroupvpn version 1.0.1"
+	}
+	return ""
+}
+
+func netnsSetup(o NetnsDisruptionOptions, register time.Duration) string {
 	return fmt.Sprintf(`scenario disruption --netns: a KS and %d GM routers in network namespaces, each GM running groupvpn tmd -tun (a real TUN
   device, ESP on raw sockets) and groupvpn isakmpd as processes, a host behind each GM, a core namespace routing between them;
   every ordered pair of hosts sends a numbered UDP packet every %s (the lab-traffic SA); everything in real time.
   Gaps: the interval between the send times of two packets delivered one after the other.
   Ceiling for the outages: the removal-now re-registration window (2%% of the TEK lifetime: %s)
   + a registration (the group's first one here: %s; at least 500ms) + one interval.
-`, r.o.Members, r.o.Interval, max(disruptTEK, disruptVoice)/50, r.allReg.Round(time.Millisecond))
+`, o.Members, o.Interval, max(disruptTEK, disruptVoice)/50, register.Round(time.Millisecond))
 }
 
 func (r *nrun) close() {
@@ -738,11 +790,67 @@ func netnsScript() []nevent {
 	return evs
 }
 
+// netnsOldScript is oldScript (events 8, 9) for real processes, in a
+// group whose member old announces 1.0.1.
+func netnsOldScript(old int) []nevent {
+	base := oldScript(old)
+	first := len(script())
+	evs := make([]nevent, len(base))
+	for k := range base {
+		evs[k].event = base[k]
+		evs[k].num = first + k + 1
+	}
+	evs[0].do = netnsScript()[1].do // the same policy replace
+	evs[1].do = func(r *nrun) (string, error) {
+		txt, err := r.exec("clear crypto gdoi ks members")
+		if err != nil {
+			return "", err
+		}
+		if err := r.until(95*time.Second, "re-registration after the removal", func() (bool, error) { return r.settled(old) }); err != nil {
+			return "", err
+		}
+		// The 1.0.1 member ignores the removal and keeps the old keys
+		// until its own next registration.
+		return txt, r.until(disruptVoice+time.Minute, "the 1.0.1 member's next registration", func() (bool, error) { return r.settled() })
+	}
+	return evs
+}
+
+// engineCounters sums the drop counters of every GM's engine (tmd's), as
+// run.engineCounters does for the lab's.
+func (r *nrun) engineCounters() map[string]uint64 {
+	sum := map[string]uint64{}
+	for _, g := range r.gms {
+		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+		c, err := tmd.Dial(ctx, filepath.Join(g.dir, "tmd.sock"), "bench", nil)
+		if err != nil {
+			cancel()
+			continue
+		}
+		_, dp, err := c.Counters(ctx)
+		c.Close()
+		cancel()
+		if err != nil || dp == nil {
+			continue
+		}
+		for _, c := range dp.Counters {
+			switch c.Name {
+			case "encaps", "decaps", "bypass", "not_group":
+				continue
+			}
+			sum[c.Name] += c.Value
+		}
+	}
+	return sum
+}
+
 // script runs the events in turn, each once the group has settled, then
-// stops the traffic and accounts each event's window.
-func (r *nrun) script(evs []nevent, total int) ([]EventResult, error) {
+// stops the traffic and accounts each event's window. old is the 1.0.1
+// member (-1: none).
+func (r *nrun) script(evs []nevent, total, old int) ([]EventResult, error) {
 	var res []EventResult
 	var starts []time.Time
+	var snaps []map[string]uint64
 	var runErr error
 	for _, ev := range evs {
 		if err := r.until(2*time.Minute, "the group to settle", func() (bool, error) { return r.settled() }); err != nil {
@@ -755,11 +863,12 @@ func (r *nrun) script(evs []nevent, total int) ([]EventResult, error) {
 		}
 		fmt.Fprintf(r.out, "event %d/%d: %s: %s\n", ev.num, total, ev.name, ev.command)
 		starts = append(starts, time.Now())
+		snaps = append(snaps, r.engineCounters())
 		note, err := ev.do(r)
 		if err == nil && ev.watch > 0 {
 			err = r.sleep(ev.watch)
 		}
-		res = append(res, EventResult{Num: ev.num, Name: ev.name, Command: ev.command, Promise: ev.promise, Speed: 1, Old: -1,
+		res = append(res, EventResult{Num: ev.num, Name: ev.name, Command: ev.command, Promise: ev.promise, Speed: 1, Old: old,
 			Note: strings.TrimSpace(note)})
 		if err != nil {
 			runErr = fmt.Errorf("%s: %w", ev.name, err)
@@ -769,10 +878,17 @@ func (r *nrun) script(evs []nevent, total int) ([]EventResult, error) {
 	end := time.Now()
 	time.Sleep(300 * time.Millisecond) // the last packets arrive
 	r.stop()
+	snaps = append(snaps, r.engineCounters())
 	for k := range res {
 		to := end
 		if k+1 < len(starts) {
 			to = starts[k+1]
+		}
+		res[k].Drops = map[string]uint64{}
+		for name, v := range snaps[k+1] {
+			if d := v - snaps[k][name]; d > 0 {
+				res[k].Drops[name] = d
+			}
 		}
 		res[k].Real = to.Sub(starts[k])
 		res[k].Lab = res[k].Real

@@ -154,6 +154,11 @@ func (r *Routes) SetProtected(protected []netip.Prefix) error {
 	}
 	var kept []netip.Prefix
 	var first error
+	// Make before break: the new routes first, then the old ones go.
+	// Deleting first would route the traffic a widened destination
+	// replaces (10.10.0.0/16 by 10.8.0.0/13) by the main table, in the
+	// clear, between the two commands.
+	var stale []netip.Prefix
 	for _, d := range r.Protected {
 		d = d.Masked()
 		if want[d] {
@@ -161,12 +166,7 @@ func (r *Routes) SetProtected(protected []netip.Prefix) error {
 			delete(want, d)
 			continue
 		}
-		if err := r.IP("route", "del", d.String(), "dev", r.TUN, "table", table); err != nil {
-			kept = append(kept, d)
-			if first == nil {
-				first = fmt.Errorf("dataplane: remove route: %w", err)
-			}
-		}
+		stale = append(stale, d)
 	}
 	for _, d := range protected {
 		d = d.Masked()
@@ -185,6 +185,14 @@ func (r *Routes) SetProtected(protected []netip.Prefix) error {
 			continue
 		}
 		kept = append(kept, d)
+	}
+	for _, d := range stale {
+		if err := r.IP("route", "del", d.String(), "dev", r.TUN, "table", table); err != nil {
+			kept = append(kept, d)
+			if first == nil {
+				first = fmt.Errorf("dataplane: remove route: %w", err)
+			}
+		}
 	}
 	slices.SortFunc(kept, func(a, b netip.Prefix) int { return a.Compare(b) })
 	r.Protected = kept
