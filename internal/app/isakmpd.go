@@ -17,6 +17,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/daemon"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/iked"
+	"github.com/groupvpn/groupvpn/internal/metrics"
 	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
@@ -40,11 +41,12 @@ func runIsakmpd(env *Env, args []string) int {
 	statePath := fs.String("state", "/var/lib/groupvpn/isakmpd.db", "key-server state `FILE` (keys, sequence numbers, members; kept across restarts)")
 	tmdSocket := fs.String("tmd", "", "install the group SAs into the tmd serving `SOCKET` (srcmstr passes it); default: keep them in this process")
 	ikedSocket := fs.String("iked", "", "receive and send through the iked broker serving `SOCKET` (started with the group ike); default: own sockets")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on http://`ADDR:PORT`/metrics (docs/operations.md, Metrics); default: off")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *file == "" || *port == 0 || *port > 65535 {
-		fmt.Fprintln(env.Stderr, "usage: groupvpn isakmpd -f FILE [-port N] [-listen A,B] [-socket PATH] [-syslog DEST] [-tmd SOCKET] [-iked SOCKET]")
+		fmt.Fprintln(env.Stderr, "usage: groupvpn isakmpd -f FILE [-port N] [-listen A,B] [-socket PATH] [-syslog DEST] [-tmd SOCKET] [-iked SOCKET] [-metrics ADDR:PORT]")
 		return 2
 	}
 	if *ikedSocket != "" && *listen != "" {
@@ -170,6 +172,21 @@ func runIsakmpd(env *Env, args []string) int {
 				}
 				return tmdCounters(st), nil
 			}})
+	}
+	// The metrics endpoint, opt-in: bound now, so that an address in use
+	// is a startup error (issue 14 item 7).
+	if *metricsAddr != "" {
+		ms, err := metrics.Listen(*metricsAddr, metrics.DefaultLimits, logger, metrics.ForNode(d.Node, 0))
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: -metrics: %v\n", err)
+			return 1
+		}
+		defer ms.Close()
+		go func() {
+			if err := ms.Serve(ctx); err != nil {
+				logger.Error("metrics endpoint stopped", "err", err.Error())
+			}
+		}()
 	}
 	ln, err := ctl.Listen(*socket)
 	if err != nil {

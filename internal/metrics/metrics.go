@@ -1,0 +1,246 @@
+// Package metrics is the opt-in Prometheus endpoint of a daemon
+// (`groupvpn isakmpd -metrics ADDR:PORT`, issue 14 item 7).
+//
+// There is no second copy of state: Collector reads, at scrape time, the
+// node's Snapshot (what the show crypto gdoi, ks members, gm counters and
+// isakmp statistics commands render) and the packet counters of the SA
+// database (what show crypto ipsec sa renders), through the two small
+// interfaces below. The GDOI metric names follow the objects of
+// CISCO-GDOI-MIB (1.3.6.1.4.1.9.9.759); docs/operations.md, section
+// Metrics, lists each metric with the MIB object it follows.
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/node"
+	"github.com/groupvpn/groupvpn/internal/tmd"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "groupvpn"
+
+// StateReader is the node: State is what every show command reads
+// (*node.Node implements it).
+type StateReader interface {
+	State(ctx context.Context) (node.Snapshot, error)
+}
+
+// SACounterReader is an SA database that counts packets: tmd's client,
+// or an in-process data plane (what show crypto ipsec sa reads).
+type SACounterReader interface {
+	Counters(ctx context.Context) ([]tmd.TEKCounters, *tmd.DataPlaneCounters, error)
+}
+
+// DefaultTimeout bounds the reads of one scrape (the node's event loop,
+// then tmd).
+const DefaultTimeout = 2 * time.Second
+
+// Collector is a prometheus.Collector over a node and, optionally, the
+// SA database it installs SAs into. It is unchecked (Describe sends
+// nothing): the series depend on the groups configured and the SAs
+// installed, which change at run time.
+type Collector struct {
+	state   StateReader
+	sas     SACounterReader // nil: no packet counters
+	timeout time.Duration
+}
+
+// NewCollector returns a Collector over st, and over sas when not nil.
+// timeout bounds each source's read per scrape (<= 0: DefaultTimeout).
+func NewCollector(st StateReader, sas SACounterReader, timeout time.Duration) *Collector {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &Collector{state: st, sas: sas, timeout: timeout}
+}
+
+// ForNode is NewCollector over n and the SA database n installs into
+// when that database counts packets (tmd, an in-process engine).
+func ForNode(n *node.Node, timeout time.Duration) *Collector {
+	var sas SACounterReader
+	if r, ok := n.Dataplane().(SACounterReader); ok {
+		sas = r
+	}
+	return NewCollector(n, sas, timeout)
+}
+
+// Describe sends nothing: an unchecked collector (see Collector).
+func (c *Collector) Describe(chan<- *prometheus.Desc) {}
+
+func name(parts ...string) string { return Namespace + "_" + strings.Join(parts, "_") }
+
+func desc(fqName, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(fqName, help, labels, nil)
+}
+
+var (
+	upDesc = desc(name("source_up"), "1 when the source answered this scrape (node: the daemon's event loop; sa_database: the SA database's packet counters), else 0", "source")
+
+	// CISCO-GDOI-MIB: key server
+	memberCountDesc   = desc(name("gdoi_group_members"), "group members registered with this key server (CISCO-GDOI-MIB cgmGdoiGroupMemberCount)", "group")
+	rekeysPushedDesc  = desc(name("gdoi_ks_rekeys_pushed_total"), "rekeys (GROUPKEY-PUSH) sent by this key server (CISCO-GDOI-MIB cgmGdoiKeyServerRekeysPushed)", "group")
+	ksRoleDesc        = desc(name("gdoi_ks_role"), "1 for this key server's role in the group: primary (CISCO-GDOI-MIB cgmGdoiKeyServerRole, keyServerPrimary)", "group", "role")
+	ksRegsDesc        = desc(name("gdoi_ks_registrations_total"), "registrations (GROUPKEY-PULL) served, summed over the members listed (show crypto gdoi ks members)", "group")
+	ksAcksMissedDesc  = desc(name("gdoi_ks_acks_missed_total"), "unicast rekey acknowledgements missed, summed over the members listed (show crypto gdoi ks members)", "group")
+	ksAcksRcvdDesc    = desc(name("gdoi_ks_acks_received_by_members_total"), "unicast rekey acknowledgements received, summed over the members listed (show crypto gdoi ks members)", "group")
+	ksActiveTEKsDesc  = desc(name("gdoi_ks_active_teks"), "TEKs this key server distributes (rows of CISCO-GDOI-MIB cgmGdoiKsTekPolicyTable)", "group")
+	ksKEKRemainDesc   = desc(name("gdoi_ks_kek_remaining_lifetime_seconds"), "seconds until the KEK expires (CISCO-GDOI-MIB cgmGdoiKsKekRemainingLifetime)", "group")
+	ksRekeySeqDesc    = desc(name("gdoi_ks_rekey_sequence"), "the sequence number of the last rekey (show crypto gdoi)", "group")
+	ksTEKRemainDesc   = desc(name("gdoi_ks_tek_remaining_lifetime_seconds"), "seconds until the TEK expires (CISCO-GDOI-MIB cgmGdoiKsTekRemainingLifetime)", "group", "spi")
+	gmRegisteredDesc  = desc(name("gdoi_gm_registered"), "1 when this group member is registered with the key server ks (CISCO-GDOI-MIB cgmGdoiGmRegKeyServerIdValue), else 0 (ks empty)", "group", "ks")
+	gmRegsDesc        = desc(name("gdoi_gm_registrations_total"), "registrations completed by this group member (show crypto gdoi gm)", "group")
+	gmFailuresDesc    = desc(name("gdoi_gm_registration_failures_total"), "registration attempts that failed (show crypto gdoi gm)", "group")
+	gmRekeysRcvdDesc  = desc(name("gdoi_gm_rekeys_received_total"), "rekeys verified and applied (CISCO-GDOI-MIB cgmGdoiGmRekeysReceived)", "group")
+	gmActiveTEKsDesc  = desc(name("gdoi_gm_active_teks"), "TEKs installed for the group (CISCO-GDOI-MIB cgmGdoiGmActiveTEKNum)", "group")
+	gmRekeySeqDesc    = desc(name("gdoi_gm_rekey_sequence"), "the highest rekey sequence number accepted (show crypto gdoi gm)", "group")
+	saEncapsPktsDesc  = desc(name("ipsec_sa_encaps_packets_total"), "packets encrypted under the SA (show crypto ipsec sa: #pkts encaps)", "group", "spi")
+	saEncapsBytesDesc = desc(name("ipsec_sa_encaps_bytes_total"), "bytes encrypted under the SA", "group", "spi")
+	saDecapsPktsDesc  = desc(name("ipsec_sa_decaps_packets_total"), "packets decrypted under the SA (show crypto ipsec sa: #pkts decaps)", "group", "spi")
+	saDecapsBytesDesc = desc(name("ipsec_sa_decaps_bytes_total"), "bytes decrypted under the SA", "group", "spi")
+	saReplayDesc      = desc(name("ipsec_sa_replay_drops_total"), "packets dropped by the anti-replay window (counter mode)", "group", "spi")
+	saAuthDesc        = desc(name("ipsec_sa_auth_failures_total"), "packets failing ESP authentication", "group", "spi")
+	saTBARDesc        = desc(name("ipsec_sa_tbar_drops_total"), "packets dropped by time-based anti-replay (pseudotime missing or outside the window)", "group", "spi")
+)
+
+// Collect reads the sources and sends the metrics. A source that does not
+// answer within the timeout is reported by groupvpn_source_up 0 and its
+// metrics are left out of this scrape.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	s, err := c.state.State(ctx)
+	cancel()
+	up(ch, "node", err == nil)
+	if err == nil {
+		collectSnapshot(ch, s)
+	}
+	if c.sas != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		sas, dp, err := c.sas.Counters(ctx)
+		cancel()
+		up(ch, "sa_database", err == nil)
+		if err == nil {
+			collectSAs(ch, sas, dp)
+		}
+	}
+}
+
+func up(ch chan<- prometheus.Metric, source string, ok bool) {
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, v, source)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+}
+
+// spiLabel renders an SPI as show crypto ipsec sa does: 0x and 8 hex digits.
+func spiLabel(spi uint32) string { return fmt.Sprintf("0x%08X", spi) }
+
+func seconds(until, now time.Time) float64 {
+	if until.IsZero() {
+		return 0
+	}
+	return max(until.Sub(now).Seconds(), 0)
+}
+
+func collectSnapshot(ch chan<- prometheus.Metric, s node.Snapshot) {
+	for _, g := range s.KS {
+		var regs, missed, acked int
+		for _, m := range g.Members {
+			regs += m.Registrations
+			missed += m.AcksMissed
+			acked += m.AcksReceived
+		}
+		gauge(ch, memberCountDesc, float64(len(g.Members)), g.Name)
+		counter(ch, rekeysPushedDesc, float64(g.Rekeys), g.Name)
+		// groupvpn has no cooperative key servers: each KS is its
+		// groups' primary.
+		gauge(ch, ksRoleDesc, 1, g.Name, "primary")
+		counter(ch, ksRegsDesc, float64(regs), g.Name)
+		counter(ch, ksAcksMissedDesc, float64(missed), g.Name)
+		counter(ch, ksAcksRcvdDesc, float64(acked), g.Name)
+		gauge(ch, ksActiveTEKsDesc, float64(len(g.TEKs)), g.Name)
+		gauge(ch, ksKEKRemainDesc, seconds(g.KEKExpire, s.Now), g.Name)
+		gauge(ch, ksRekeySeqDesc, float64(g.Seq), g.Name)
+		for _, t := range g.TEKs {
+			gauge(ch, ksTEKRemainDesc, seconds(t.Expires, s.Now), g.Name, spiLabel(t.SPI))
+		}
+	}
+	teks := map[string]int{}
+	for _, t := range s.TEKs {
+		teks[t.Group]++
+	}
+	for _, m := range s.GM {
+		ks, reg := "", 0.0
+		if m.State == "registered" && m.KS.IsValid() {
+			ks, reg = addrLabel(m.KS), 1
+		}
+		gauge(ch, gmRegisteredDesc, reg, m.Group, ks)
+		counter(ch, gmRegsDesc, float64(m.Registrations), m.Group)
+		counter(ch, gmFailuresDesc, float64(m.Failures), m.Group)
+		counter(ch, gmRekeysRcvdDesc, float64(m.Rekeys.Received), m.Group)
+		gauge(ch, gmActiveTEKsDesc, float64(teks[m.Group]), m.Group)
+		gauge(ch, gmRekeySeqDesc, float64(m.Seq), m.Group)
+	}
+	// Every drop counter of show crypto isakmp statistics and show crypto
+	// gdoi gm|ks counters, by its stable snake_case name (SPEC S5).
+	// The GM counters exported per group above are left out here.
+	counters(ch, "isakmp", s.ISAKMPCounters, nil)
+	counters(ch, "gdoi_gm", s.GMCounters, perGroupGM)
+	counters(ch, "gdoi_ks", s.KSCounters, nil)
+	counters(ch, "store", s.StoreCounters, nil)
+	counters(ch, "log", s.LogCounters, nil)
+}
+
+// perGroupGM are the names of node.GMCounters exported per group (with a
+// group label) rather than summed.
+var perGroupGM = map[string]bool{"registrations": true, "registration_failures": true, "rekeys_received": true}
+
+func addrLabel(a netip.AddrPort) string { return a.Addr().String() }
+
+// counters sends each counter as groupvpn_<section>_<name>_total.
+func counters(ch chan<- prometheus.Metric, section string, cs []ike.Counter, skip map[string]bool) {
+	for _, c := range cs {
+		if skip[c.Name] {
+			continue
+		}
+		n := strings.TrimPrefix(strings.TrimSuffix(c.Name, "_total"), section+"_")
+		d := desc(name(section, n, "total"), c.Help)
+		counter(ch, d, float64(c.Value))
+	}
+}
+
+func collectSAs(ch chan<- prometheus.Metric, sas []tmd.TEKCounters, dp *tmd.DataPlaneCounters) {
+	for _, t := range sas {
+		spi := spiLabel(t.SPI)
+		counter(ch, saEncapsPktsDesc, float64(t.EncapsPackets), t.Group, spi)
+		counter(ch, saEncapsBytesDesc, float64(t.EncapsBytes), t.Group, spi)
+		counter(ch, saDecapsPktsDesc, float64(t.DecapsPackets), t.Group, spi)
+		counter(ch, saDecapsBytesDesc, float64(t.DecapsBytes), t.Group, spi)
+		counter(ch, saReplayDesc, float64(t.ReplayDrops), t.Group, spi)
+		counter(ch, saAuthDesc, float64(t.AuthFailures), t.Group, spi)
+		counter(ch, saTBARDesc, float64(t.TBARDrops), t.Group, spi)
+	}
+	if dp == nil {
+		return
+	}
+	for _, c := range dp.Counters {
+		d := desc(name("dataplane", strings.TrimSuffix(c.Name, "_total"), "total"), c.Help+" (the forwarding engine's counter)", "device")
+		counter(ch, d, float64(c.Value), dp.Device)
+	}
+}
