@@ -60,6 +60,11 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 echo "install-test-deps: installing ${missing[*]}" >&2
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The tests need promtool only: on a host run by systemd, the prometheus
+# package also starts a Prometheus server on :9090; stop and disable it.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
 for cmd in "${!want[@]}"; do
   present "$cmd" || { echo "install-test-deps: $cmd still missing after install" >&2; exit 1; }
 done
