@@ -90,7 +90,7 @@ func TestCLIOneShotFailures(t *testing.T) {
 	if code, _, errs = run(t, "", "cli", "-s", sock, "-c", "fail"); code != 1 || !strings.Contains(errs, "can only execute this command on Primary KS") {
 		t.Errorf("exit %d %q", code, errs)
 	}
-	if code, _, errs = run(t, "", "cli", "-s", sock, "-c", "sh c"); code != 1 || !strings.Contains(errs, `% Ambiguous command: "sh c"`) {
+	if code, _, errs = run(t, "", "cli", "-s", sock, "-c", "sh c"); code != 1 || !strings.Contains(errs, `% Ambiguous command:  "sh c"`) {
 		t.Errorf("exit %d %q", code, errs)
 	}
 	missing := filepath.Join(filepath.Dir(sock), "nope.sock")

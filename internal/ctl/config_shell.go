@@ -160,21 +160,33 @@ func (cs *ConfigShell) Close(ctx context.Context) error {
 // ctrlZ follows each Ctrl-Z with Enter: the completion callback, which
 // sees the Ctrl-Z when the terminal processes it (in the mode of that
 // moment), makes the line "end" in configuration mode, or empties it.
+// Ctrl-C, which the terminal would take for end of input (leaving the
+// shell, and with it `groupvpn lab --cli`), becomes keyCtrlC followed by
+// Enter: as on IOS it abandons the line being typed (or the question being
+// asked) and, in configuration mode, ends it like Ctrl-Z.
 type ctrlZ struct {
 	r       io.Reader
 	pending []byte
 }
 
+// keyCtrlC is Ctrl-C as the completion callback sees it: a rune of the
+// private use area, which no terminal sends.
+const keyCtrlC = '\uE003'
+
 func (z *ctrlZ) Read(p []byte) (int, error) {
 	if len(z.pending) == 0 {
 		n, err := z.r.Read(p)
-		if n == 0 || !slices.Contains(p[:n], 0x1a) {
+		if n == 0 || (!slices.Contains(p[:n], 0x1a) && !slices.Contains(p[:n], 0x03)) {
 			return n, err
 		}
 		for _, b := range p[:n] {
-			z.pending = append(z.pending, b)
-			if b == 0x1a {
-				z.pending = append(z.pending, '\r')
+			switch b {
+			case 0x1a:
+				z.pending = append(z.pending, b, '\r')
+			case 0x03:
+				z.pending = append(z.pending, string(keyCtrlC)+"\r"...)
+			default:
+				z.pending = append(z.pending, b)
 			}
 		}
 	}
@@ -209,7 +221,7 @@ func (cs *ConfigShell) Interactive(ctx context.Context, rw io.ReadWriter, width,
 	}
 	t.AutoCompleteCallback = func(line string, pos int, key rune) (string, int, bool) {
 		switch key {
-		case 0x1a: // Ctrl-Z, followed by Enter (ctrlZ)
+		case 0x1a, keyCtrlC: // Ctrl-Z or Ctrl-C, followed by Enter (ctrlZ)
 			if cs.session != "" {
 				return "end", 3, true
 			}

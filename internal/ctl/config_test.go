@@ -243,3 +243,52 @@ func TestConfigShellInteractive(t *testing.T) {
 		t.Logf("screen:\n%s", got)
 	}
 }
+
+// proves: O2 (issue 14 item 3: Ctrl-C no longer ends the shell, and with it
+// `groupvpn lab --cli`: it abandons the line typed in EXEC mode, a question
+// being asked, and ends configuration mode like Ctrl-Z)
+func TestConfigShellCtrlCKeepsTheShell(t *testing.T) {
+	s, committed := configServer(t)
+	s.Handle("clear thing", "", func(_ context.Context, req *Request) (*Reply, error) {
+		ok, err := req.Confirm("Are you sure you want to proceed ? [yes/no]: ")
+		if err != nil || !ok {
+			return nil, err
+		}
+		return &Reply{Text: "cleared\n"}, nil
+	})
+	sh, _, _ := newShell(t, serve(t, s))
+	cs := NewConfigShell(sh)
+	keys := strings.Join([]string{
+		"show never\x03",    // EXEC: the line is abandoned, not run
+		"clear thing\r\x03", // the question is abandoned
+		"conf t\r",
+		"crypto gdoi group GET\r",
+		"prof\x03", // configuration mode: like Ctrl-Z, end
+		"show clock\r",
+		"exit\r",
+		"show never\r",
+	}, "")
+	tio := &termIO{in: strings.NewReader(keys)}
+	if err := cs.Interactive(context.Background(), tio, 80, 24); err != nil {
+		t.Fatal(err)
+	}
+	got := tio.String()
+	for _, w := range []string{
+		"Are you sure you want to proceed ? [yes/no]: \n% Aborted\n",
+		"end \x1b[D\nDevice#show clock\n*09:15:15.527 UTC\n",
+		"Device#exit\n",
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("screen lacks %q", w)
+		}
+	}
+	if strings.Contains(got, "cleared") || strings.Contains(got, "% Invalid input") {
+		t.Errorf("an abandoned line ran")
+	}
+	if len(*committed) != 1 || (*committed)[0] != "crypto gdoi group GET" {
+		t.Errorf("committed %q", *committed)
+	}
+	if t.Failed() {
+		t.Logf("screen:\n%s", got)
+	}
+}

@@ -64,8 +64,9 @@
 // prefix that is unique among the keywords possible at that position ("sh
 // cry gd ks mem"); an exact keyword beats a longer one it prefixes; a word
 // matching no keyword may fill a placeholder, typed ones (NUMBER, A.B.C.D,
-// X:X::X) before WORD. Errors mirror IOS: `% Ambiguous command: "sh c"
-// (could be: clear, crypto)`, `% Invalid input detected at '^' marker.`
+// X:X::X) before WORD. Errors are IOS's, to the letter: `% Ambiguous
+// command:  "sh c"` (two spaces; `sh c?` lists the candidates),
+// `% Invalid input detected at '^' marker.`
 // (with pos), `% Incomplete command.`.
 //
 // # Output filters

@@ -125,7 +125,7 @@ func filterName(t token) (filterKind, error) {
 	case 0:
 		return "", &parseError{msgInvalid, t.pos}
 	}
-	return "", &parseError{fmt.Sprintf("%% Ambiguous command: %q", t.s), t.pos}
+	return "", &parseError{ambiguous(t.s), t.pos}
 }
 
 // splitLines splits text into lines without their terminators.

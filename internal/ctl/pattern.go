@@ -310,6 +310,13 @@ const (
 	msgIncomplete = "% Incomplete command."
 )
 
+// ambiguous is IOS's message for a word that abbreviates several keywords,
+// to the letter (two spaces after the colon): `% Ambiguous command:  "sh c"`.
+// As on IOS the candidates are not listed: `sh c?` lists them.
+func ambiguous(typed string) string {
+	return `% Ambiguous command:  "` + strings.TrimSpace(typed) + `"`
+}
+
 // step narrows the live variants by the token at position i, IOS style:
 // an exact keyword wins, then a unique keyword prefix; several prefixes are
 // ambiguous; only when no keyword fits do placeholders (typed before WORD).
@@ -346,13 +353,7 @@ func step(live []cand, i int, tok token, line string) ([]cand, []cand, error) {
 	case len(kws) == 1:
 		return prefix, nil, nil
 	case len(kws) > 1:
-		words := make([]string, 0, len(kws))
-		for k := range kws {
-			words = append(words, k)
-		}
-		sort.Strings(words)
-		return nil, nil, &parseError{fmt.Sprintf("%% Ambiguous command: %q (could be: %s)",
-			strings.TrimSpace(line[:tok.pos+len(tok.s)]), strings.Join(words, ", ")), -1}
+		return nil, nil, &parseError{ambiguous(line[:tok.pos+len(tok.s)]), -1}
 	case len(typed) > 0:
 		return typed, nil, nil
 	case len(word) > 0:
@@ -424,11 +425,7 @@ func resolve(cmds []*command, line string) (*resolved, error) {
 		}
 		return r, nil
 	case len(complete) > 1:
-		var pats []string
-		for _, c := range complete {
-			pats = append(pats, c.cmd.pattern)
-		}
-		return nil, &parseError{fmt.Sprintf("%% Ambiguous command: %q (could be: %s)", strings.TrimSpace(line), strings.Join(pats, "; ")), -1}
+		return nil, &parseError{ambiguous(line), -1}
 	}
 	if len(toks) == 0 {
 		return nil, &parseError{msgIncomplete, -1}

@@ -262,13 +262,21 @@ func (sh *Shell) termAsk(t *term.Terminal, prompt string) (string, error) {
 	}
 	t.SetPrompt(last)
 	hist, cb := t.History, t.AutoCompleteCallback
-	t.History, t.AutoCompleteCallback = &history{}, nil
+	interrupted := false
+	t.History = &history{}
+	t.AutoCompleteCallback = func(_ string, _ int, key rune) (string, int, bool) {
+		if key == keyCtrlC { // Ctrl-C (ctrlZ): abandon the question
+			interrupted = true
+			return "", 0, true
+		}
+		return "", 0, false
+	}
 	defer func() {
 		t.SetPrompt(sh.prompt)
 		t.History, t.AutoCompleteCallback = hist, cb
 	}()
 	ans, err := t.ReadLine()
-	if err != nil && !errors.Is(err, term.ErrPasteIndicator) {
+	if (err != nil && !errors.Is(err, term.ErrPasteIndicator)) || interrupted {
 		return "", errAborted
 	}
 	return strings.TrimSpace(ans), nil

@@ -169,7 +169,7 @@ func TestShellInteractive(t *testing.T) {
 		"% Please answer 'yes' or 'no'.",
 		"Sending GM-Removal message to group G1...",
 		"% Aborted",
-		"sh c\n% Ambiguous command: \"sh c\" (could be: clock, crypto)",
+		"sh c\n% Ambiguous command:  \"sh c\"\n",
 	} {
 		if !strings.Contains(got, w) {
 			t.Errorf("screen lacks %q", w)

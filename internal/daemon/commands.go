@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -131,8 +132,8 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 		}
 	}
 	srv.Handle("show crypto gdoi", "groups, their policy and registration state", snap(show.GDOI))
-	srv.Handle("show crypto gdoi ks members", "group members registered with this key server", snap(show.KSMembers))
-	srv.Handle("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", snap(show.GM))
+	srv.Handle("show crypto gdoi ks members", "group members registered with this key server", ksOnly(n, snap(show.KSMembers)))
+	srv.Handle("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
 	srv.Handle("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n))
 	srv.Handle("show crypto isakmp sa", "phase-1 SAs", snap(show.ISAKMPSA))
 	srv.Handle("show crypto isakmp listen", "the local addresses isakmpd serves (UDP)", snap(listening))
@@ -146,11 +147,11 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 		s.Hostname = running().Hostname
 		return show.Version(s)
 	}))
-	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", snap(show.KSReplay))
-	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs: method, window, TBAR pseudotime and drops", withCounters(n, show.GMReplayWith))
+	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", ksOnly(n, snap(show.KSReplay)))
+	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs: method, window, TBAR pseudotime and drops", gmOnly(n, withCounters(n, show.GMReplayWith)))
 	srv.Handle("show crypto isakmp statistics", "every drop counter: phase 1 (all local addresses), broker, control socket, state store, log limiter", statistics(srv, n, sources))
-	srv.Handle("show crypto gdoi gm counters", "group member counters: registrations, rekeys and every drop reason", snap(show.GMCounters))
-	srv.Handle("show crypto gdoi ks counters", "key server counters: refused pulls, rekey acknowledgements and their drops", snap(show.KSCounters))
+	srv.Handle("show crypto gdoi gm counters", "group member counters: registrations, rekeys and every drop reason", gmOnly(n, snap(show.GMCounters)))
+	srv.Handle("show crypto gdoi ks counters", "key server counters: refused pulls, rekey acknowledgements and their drops", ksOnly(n, snap(show.KSCounters)))
 	srv.Handle("clear crypto gdoi [group WORD]", "GM: register again now over a new phase 1 (installed keys stay until replaced)",
 		func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
 			var groups []string
@@ -175,6 +176,37 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 			}
 			return &ctl.Reply{Text: fmt.Sprintf("%d phase-1 SAs deleted\n", k), Data: map[string]int{"deleted": k}}, nil
 		})
+}
+
+// The answers of a role's command on a node without that role (issue 14
+// item 3): IOS-like, instead of an empty output. They are errors, so a
+// script's `groupvpn cli -c` exits 1.
+const (
+	errNotKS = "% This device is not a key server for any group (no crypto gdoi group has server local)"
+	errNotGM = "% This device is not a group member of any group (no crypto gdoi group has server address ipv4)"
+)
+
+// ksOnly runs h only on a node with the key server role.
+func ksOnly(n *node.Node, h ctl.Handler) ctl.Handler {
+	return roleOnly(n, h, func(s node.Snapshot) bool { return s.KSCounters != nil }, errNotKS)
+}
+
+// gmOnly runs h only on a node with the group member role.
+func gmOnly(n *node.Node, h ctl.Handler) ctl.Handler {
+	return roleOnly(n, h, func(s node.Snapshot) bool { return s.GMCounters != nil }, errNotGM)
+}
+
+func roleOnly(n *node.Node, h ctl.Handler, has func(node.Snapshot) bool, msg string) ctl.Handler {
+	return func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
+		s, err := n.State(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !has(s) {
+			return nil, errors.New(msg)
+		}
+		return h(ctx, req)
+	}
 }
 
 // listening renders the addresses served, one a line.

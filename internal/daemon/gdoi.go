@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,8 +16,8 @@ import (
 // The operator's prompts and messages of GM removal and policy replace
 // (the seed, SPEC R1, R4, R5). They are interface: keep them byte for byte.
 const (
-	promptRemoval    = "% This GM-Removal message will shorten all GMs' key lifetimes and cause them to re-register before keys expiry.\nAre you sure you want to proceed? ? [yes/no]: "
-	promptRemovalNow = "% This GM-Removal immediate message will cleanup all GMs downloaded policies\n% This will cause all GMs to re-register.\nAre you sure you want to proceed? ? [yes/no]: "
+	promptRemoval    = "% This GM-Removal message will shorten all GMs' key lifetimes and cause them to re-register before keys expiry.\nAre you sure you want to proceed ? [yes/no]: "
+	promptRemovalNow = "% This GM-Removal immediate message will cleanup all GMs downloaded policies\n% This will cause all GMs to re-register.\nAre you sure you want to proceed ? [yes/no]: "
 	warnRemoval      = "WARNING for group %s: some devices cannot support GM-REMOVAL and can cause network disruption. Please check 'show crypto gdoi feature'.\nAre you sure you want to proceed ? [yes/no]: "
 )
 
@@ -25,7 +26,7 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 	n := d.Node
 	srv.Handle("show crypto gdoi feature gm-removal", "which devices support GM removal (versions)", d.features)
 	srv.Handle("show crypto gdoi feature policy-replace", "which devices support policy replace (versions)", d.features)
-	srv.Handle("show crypto gdoi ks policy", "the running group policy and the changes not yet sent to the GMs", d.ksPolicy)
+	srv.Handle("show crypto gdoi ks policy", "the running group policy and the changes not yet sent to the GMs", ksOnly(n, d.ksPolicy))
 	srv.Handle("clear crypto gdoi [group WORD] ks members [now]", "remove every GM from the group: new keys, GMs re-register",
 		func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
 			groups, err := d.ksGroups(ctx, req)
@@ -91,7 +92,7 @@ func (d *Daemon) ksGroups(ctx context.Context, req *ctl.Request) ([]string, erro
 	var groups []string
 	d.Node.Do(ctx, func() { groups = d.Node.KSGroups() })
 	if len(groups) == 0 {
-		return nil, fmt.Errorf("%% this node is not a key server")
+		return nil, errors.New(errNotKS)
 	}
 	if g, ok := req.Args["group"]; ok {
 		for _, x := range groups {

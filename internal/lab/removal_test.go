@@ -21,8 +21,8 @@ import (
 
 // The seed's prompts, byte for byte (SPEC R1, R4, R5).
 const (
-	wantPromptRemoval    = "% This GM-Removal message will shorten all GMs' key lifetimes and cause them to re-register before keys expiry.\nAre you sure you want to proceed? ? [yes/no]: "
-	wantPromptRemovalNow = "% This GM-Removal immediate message will cleanup all GMs downloaded policies\n% This will cause all GMs to re-register.\nAre you sure you want to proceed? ? [yes/no]: "
+	wantPromptRemoval    = "% This GM-Removal message will shorten all GMs' key lifetimes and cause them to re-register before keys expiry.\nAre you sure you want to proceed ? [yes/no]: "
+	wantPromptRemovalNow = "% This GM-Removal immediate message will cleanup all GMs downloaded policies\n% This will cause all GMs to re-register.\nAre you sure you want to proceed ? [yes/no]: "
 	wantWarning          = "WARNING for group LAB: some devices cannot support GM-REMOVAL and can cause network disruption. Please check 'show crypto gdoi feature'.\nAre you sure you want to proceed ? [yes/no]: "
 )
 
