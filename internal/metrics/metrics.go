@@ -95,6 +95,9 @@ var (
 	ksKEKRemainDesc   = desc(name("gdoi_ks_kek_remaining_lifetime_seconds"), "seconds until the KEK expires (CISCO-GDOI-MIB cgmGdoiKsKekRemainingLifetime)", "group")
 	ksRekeySeqDesc    = desc(name("gdoi_ks_rekey_sequence"), "the sequence number of the last rekey (show crypto gdoi)", "group")
 	ksTEKRemainDesc   = desc(name("gdoi_ks_tek_remaining_lifetime_seconds"), "seconds until the TEK expires (CISCO-GDOI-MIB cgmGdoiKsTekRemainingLifetime)", "group", "spi")
+	lastRetransDesc   = desc(name("gdoi_group_last_rekey_retransmits"), "datagrams sent again during the last rekey delivery completed (CISCO-GDOI-MIB cgmGdoiGroupLastRekeyRetransmits)", "group")
+	lastTookDesc      = desc(name("gdoi_group_last_rekey_time_taken_seconds"), "seconds from the first transmission of the last rekey delivery completed to its last acknowledgement or give-up (CISCO-GDOI-MIB cgmGdoiGroupLastRekeyTimeTaken, there in ms)", "group")
+	lastSeqDesc       = desc(name("gdoi_group_last_rekey_sequence"), "the sequence number of the last rekey delivery completed", "group")
 	gmRegisteredDesc  = desc(name("gdoi_gm_registered"), "1 when this group member is registered with the key server ks (CISCO-GDOI-MIB cgmGdoiGmRegKeyServerIdValue), else 0 (ks empty)", "group", "ks")
 	gmRegsDesc        = desc(name("gdoi_gm_registrations_total"), "registrations completed by this group member (show crypto gdoi gm)", "group")
 	gmFailuresDesc    = desc(name("gdoi_gm_registration_failures_total"), "registration attempts that failed (show crypto gdoi gm)", "group")
@@ -177,6 +180,11 @@ func collectSnapshot(ch chan<- prometheus.Metric, s node.Snapshot) {
 		gauge(ch, ksActiveTEKsDesc, float64(len(g.TEKs)), g.Name)
 		gauge(ch, ksKEKRemainDesc, seconds(g.KEKExpire, s.Now), g.Name)
 		gauge(ch, ksRekeySeqDesc, float64(g.Seq), g.Name)
+		if lr, ok := s.LastRekeys[g.Name]; ok {
+			gauge(ch, lastRetransDesc, float64(lr.Retransmits), g.Name)
+			gauge(ch, lastTookDesc, lr.Took.Seconds(), g.Name)
+			gauge(ch, lastSeqDesc, float64(lr.Seq), g.Name)
+		}
 		for _, t := range g.TEKs {
 			gauge(ch, ksTEKRemainDesc, seconds(t.Expires, s.Now), g.Name, spiLabel(t.SPI))
 		}

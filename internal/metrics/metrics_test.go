@@ -137,6 +137,31 @@ func TestScrapeLab(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// One rekey, acknowledged by every member: the last rekey's metrics.
+	st, err := l.KS.Node.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.KS) == 0 {
+		t.Fatal("the lab KS serves no group")
+	}
+	var rerr error
+	if err := l.KS.Node.Do(ctx, func() { rerr = l.KS.Node.SendRekey(st.KS[0].Name, l.KS.Node.Now()) }); err != nil || rerr != nil {
+		t.Fatal(err, rerr)
+	}
+	for {
+		if st, err = l.KS.Node.State(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := st.LastRekeys[st.KS[0].Name]; ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the rekey was not delivered")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	ksURL := serve(t, metrics.DefaultLimits, metrics.ForNode(l.KS.Node, 0))
 	gmURL := serve(t, metrics.DefaultLimits, metrics.ForNode(l.GMs[0].Node, 0))
 
@@ -144,12 +169,22 @@ func TestScrapeLab(t *testing.T) {
 	// show crypto gdoi ks members.
 	ksBody := scrape(t, ksURL)
 	ks := families(t, ksBody)
-	st, err := l.KS.Node.State(ctx)
-	if err != nil {
+	if st, err = l.KS.Node.State(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.KS) == 0 {
-		t.Fatal("the lab KS serves no group")
+	lr := st.LastRekeys[st.KS[0].Name]
+	last := map[string]string{"group": st.KS[0].Name}
+	if v, ok := value(ks, "groupvpn_gdoi_group_last_rekey_time_taken_seconds", last); !ok || v != lr.Took.Seconds() || lr.Took <= 0 {
+		t.Errorf("groupvpn_gdoi_group_last_rekey_time_taken_seconds = %v (present %v), want %v (> 0)", v, ok, lr.Took.Seconds())
+	}
+	if v, ok := value(ks, "groupvpn_gdoi_group_last_rekey_retransmits", last); !ok || v != float64(lr.Retransmits) {
+		t.Errorf("groupvpn_gdoi_group_last_rekey_retransmits = %v (present %v), want %d", v, ok, lr.Retransmits)
+	}
+	if v, _ := value(ks, "groupvpn_gdoi_ks_rekeys_pushed_total", last); v < 1 {
+		t.Errorf("groupvpn_gdoi_ks_rekeys_pushed_total = %v after a rekey, want >= 1", v)
+	}
+	if v, _ := value(ks, "groupvpn_gdoi_ks_acks_received_total", nil); v < members {
+		t.Errorf("groupvpn_gdoi_ks_acks_received_total = %v after a rekey to %d members, want >= %d", v, members, members)
 	}
 	for _, g := range st.KS {
 		grp := map[string]string{"group": g.Name}

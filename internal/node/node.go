@@ -151,6 +151,7 @@ type Node struct {
 	cmds      chan func()
 
 	deliveries []*delivery
+	lastRekeys map[string]LastRekey // by KS group: the last delivery completed
 	lastSave   time.Time
 	mcastSocks []*sock
 	joined     map[netip.AddrPort]bool

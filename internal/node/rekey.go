@@ -35,6 +35,19 @@ type delivery struct {
 	pending   map[netip.Addr]*target  // sent, not acknowledged
 	next      time.Time               // next pacing or retransmission step
 	sent      time.Time               // when it started
+	done      time.Time               // when the last member acknowledged (zero: not yet)
+	resent    int                     // retransmissions sent
+}
+
+// LastRekey describes the last rekey delivery a KS group completed: every
+// member acknowledged, or was given up on after its retransmissions (a
+// multicast rekey: after all of them). A superseded delivery does not
+// complete.
+type LastRekey struct {
+	Seq         uint32
+	Started     time.Time
+	Took        time.Duration // from the first transmission to completion
+	Retransmits int           // datagrams sent again
 }
 
 // supersede ends the deliveries of group's older rekeys when a new one
@@ -84,6 +97,14 @@ func (n *Node) rekeyTick(now time.Time) {
 			n.step(d, now)
 		}
 		if len(d.queue) == 0 && len(d.pending) == 0 {
+			end := now
+			if !d.done.IsZero() {
+				end = d.done
+			}
+			if n.lastRekeys == nil {
+				n.lastRekeys = map[string]LastRekey{}
+			}
+			n.lastRekeys[d.push.Group] = LastRekey{Seq: d.push.Seq, Started: d.sent, Took: max(end.Sub(d.sent), 0), Retransmits: d.resent}
 			n.deliveries = append(n.deliveries[:i], n.deliveries[i+1:]...)
 			n.flightDirty = true
 			i--
@@ -393,6 +414,7 @@ func (n *Node) step(d *delivery, now time.Time) {
 		if budget > 0 {
 			n.send(d.sock, t.to, t.data)
 			t.sent++
+			d.resent++
 			budget--
 		}
 		t.retry = now.Add(d.push.Policy.Retransmit)
@@ -433,6 +455,7 @@ func (n *Node) onAck(from netip.AddrPort, data []byte) {
 		}
 		if len(d.queue) == 0 && len(d.pending) == 0 {
 			d.next = time.Time{} // done: the next tick removes it
+			d.done = n.o.Now()
 		}
 		return
 	}

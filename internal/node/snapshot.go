@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"time"
 
@@ -39,6 +40,8 @@ type Snapshot struct {
 	// LogCounters the log rate limiter's.
 	StoreCounters []ike.Counter
 	LogCounters   []ike.Counter
+	// LastRekeys is, by KS group, the last rekey delivery completed.
+	LastRekeys map[string]LastRekey
 	// Unserved are the KS groups whose configured address no local
 	// socket serves: their rekeys are held.
 	Unserved map[string]netip.Addr
@@ -66,6 +69,7 @@ func (n *Node) Snapshot() Snapshot {
 		s.KS = n.ks.Snapshot()
 		s.KSCounters = n.KSCounters()
 		s.Unserved = n.UnservedAddresses()
+		s.LastRekeys = maps.Clone(n.lastRekeys)
 	}
 	return s
 }
