@@ -286,13 +286,13 @@ func (b blocking) State(ctx context.Context) (node.Snapshot, error) {
 }
 
 // TestScrapeBounded: a stuck node costs a scrape at most the collector's
-// timeout and is reported by groupvpn_source_up 0; scrapes over
+// timeout (2 s here) and is reported by groupvpn_source_up 0; scrapes over
 // MaxInFlight are answered 503 at once instead of queueing.
 //
 // proves: O3 (issue 14 item 7: the scrape cost and concurrency are bounded)
 func TestScrapeBounded(t *testing.T) {
 	b := blocking{entered: make(chan struct{}, 8)}
-	url := serve(t, metrics.Limits{Timeout: 5 * time.Second, MaxInFlight: 1}, metrics.NewCollector(b, nil, 300*time.Millisecond))
+	url := serve(t, metrics.Limits{Timeout: 5 * time.Second, MaxInFlight: 1}, metrics.NewCollector(b, nil, 2*time.Second))
 
 	var wg sync.WaitGroup
 	var first []byte
@@ -307,16 +307,15 @@ func TestScrapeBounded(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("a scrape over MaxInFlight: %s, want 503", resp.Status)
 	}
-	if d := time.Since(start); d > 250*time.Millisecond {
-		t.Errorf("the refused scrape waited %v", d)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the refused scrape waited %v (the first holds the slot for 2 s)", d)
 	}
 	wg.Wait()
 	fams := families(t, first)
 	if v, ok := value(fams, "groupvpn_source_up", map[string]string{"source": "node"}); !ok || v != 0 {
 		t.Errorf("groupvpn_source_up{source=node} = %v (present %v), want 0 for a node that did not answer", v, ok)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("the scrape of a stuck node took %v, bound 300 ms", d)
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("the scrape of a stuck node took %v, bound 2 s", d)
 	}
 }
-
