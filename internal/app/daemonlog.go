@@ -8,21 +8,25 @@ import (
 )
 
 // daemonLogger is the logger of daemon name (isakmpd, tmd, iked): text to
-// stderr (srcmstr appends it to RUNDIR/NAME.log), and RFC 5424 to syslogTo
-// as well when it is set. The destination is returned for SIGHUP to
-// reopen (SPEC D4) and for the caller to close; nil without -syslog.
-func daemonLogger(env *Env, name, syslogTo string, debug bool) (*slog.Logger, *syslog.Destination, error) {
+// stderr (srcmstr appends it to RUNDIR/NAME.log), and syslog to syslogTo
+// as well when it is set (RFC 5424, or RFC 3164 on a unix socket such as
+// /dev/log: docs/operations.md, Logging). The destination is returned for
+// SIGHUP to reopen (SPEC D4) and for the caller to close, the syslog
+// handler for the caller to set the configured hostname; both nil
+// without -syslog.
+func daemonLogger(env *Env, name, syslogTo string, debug bool) (*slog.Logger, *syslog.Destination, *syslog.Handler, error) {
 	level := slog.LevelInfo
 	if debug {
 		level = slog.LevelDebug
 	}
 	handler := slog.Handler(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
 	if syslogTo == "" {
-		return slog.New(handler), nil, nil
+		return slog.New(handler), nil, nil, nil
 	}
 	w, err := syslog.Dial(syslogTo)
 	if err != nil {
-		return nil, nil, fmt.Errorf("-syslog: %w", err)
+		return nil, nil, nil, fmt.Errorf("-syslog: %w", err)
 	}
-	return slog.New(syslog.Fanout{handler, syslog.NewHandler(w, name, level)}), w, nil
+	sh := syslog.NewHandler(w, syslog.Options{App: name, Level: level, Format: w.Format()})
+	return slog.New(syslog.Fanout{handler, sh}), w, sh, nil
 }

@@ -32,7 +32,7 @@ func runIked(env *Env, args []string) int {
 	socket := fs.String("socket", rundir.Socket("iked"), "broker `SOCKET` the protocol daemons connect to")
 	portList := fs.String("ports", "848,500,4500", "comma-separated UDP `PORTS` to own on every address")
 	listen := fs.String("listen", "", "comma-separated `ADDRESSES` to serve (default: every address of every up interface)")
-	syslogTo := fs.String("syslog", "", "also log RFC 5424 to `DEST`: udp://host:514, tcp://host:514, unix:///dev/log or file:///path")
+	syslogTo := fs.String("syslog", "", "also log to syslog `DEST`: udp://host:514 or tcp://host:514 (RFC 5424), unix:///dev/log (RFC 3164) or file:///path (docs/operations.md, Logging)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -66,7 +66,7 @@ func runIked(env *Env, args []string) int {
 		inventory = func() ([]netip.AddrPort, error) { return fixed, nil }
 	}
 
-	logger, logDest, err := daemonLogger(env, "iked", *syslogTo, *debug)
+	logger, logDest, _, err := daemonLogger(env, "iked", *syslogTo, *debug)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn iked: %v\n", err)
 		return 1

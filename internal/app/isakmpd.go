@@ -36,7 +36,7 @@ func runIsakmpd(env *Env, args []string) int {
 	port := fs.Uint("port", daemon.DefaultPort, "UDP port to listen on and to reach key servers at")
 	listen := fs.String("listen", "", "comma-separated `ADDRESSES` to listen on (default: every address of every up interface)")
 	socket := fs.String("socket", ctl.DefaultSocket(), "control `SOCKET` for groupvpn cli")
-	syslogTo := fs.String("syslog", "", "also log RFC 5424 to `DEST`: udp://host:514, tcp://host:514, unix:///dev/log or file:///path")
+	syslogTo := fs.String("syslog", "", "also log to syslog `DEST`: udp://host:514 or tcp://host:514 (RFC 5424), unix:///dev/log (RFC 3164) or file:///path (docs/operations.md, Logging)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	statePath := fs.String("state", "/var/lib/groupvpn/isakmpd.db", "key-server state `FILE` (keys, sequence numbers, members; kept across restarts)")
 	tmdSocket := fs.String("tmd", "", "install the group SAs into the tmd serving `SOCKET` (srcmstr passes it); default: keep them in this process")
@@ -55,7 +55,7 @@ func runIsakmpd(env *Env, args []string) int {
 	}
 	notify := srcnotify.FromEnv()
 	defer notify.Close()
-	logger, logDest, err := daemonLogger(env, "isakmpd", *syslogTo, *debug)
+	logger, logDest, logHandler, err := daemonLogger(env, "isakmpd", *syslogTo, *debug)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
@@ -67,6 +67,9 @@ func runIsakmpd(env *Env, args []string) int {
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: configuration refused:\n%v\n", err)
 		return 1
+	}
+	if logHandler != nil {
+		logHandler.SetHostname(cfg.Hostname) // and OnHostname below follows it
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -150,6 +153,9 @@ func runIsakmpd(env *Env, args []string) int {
 		tune = append(tune, func(o *node.Options) { o.Store = st })
 	}
 	d, err := daemon.New(cfg, addrs, uint16(*port), logger, tune...)
+	if err == nil && logHandler != nil {
+		d.OnHostname(logHandler.SetHostname) // HOSTNAME: the configured hostname
+	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1

@@ -47,7 +47,7 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 	fs := flag.NewFlagSet("tmd", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	socket := fs.String("socket", rundir.Socket("tmd"), "unix `SOCKET` the IKE daemons install SAs through")
-	syslogTo := fs.String("syslog", "", "also log RFC 5424 to `DEST`: udp://host:514, tcp://host:514, unix:///dev/log or file:///path")
+	syslogTo := fs.String("syslog", "", "also log to syslog `DEST`: udp://host:514 or tcp://host:514 (RFC 5424), unix:///dev/log (RFC 3164) or file:///path (docs/operations.md, Logging)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	keyLog := fs.String("keylog", "", "append every TEK installed to `FILE` (mode 0600) in Wireshark's ESP SA table format, to decrypt captures: whoever reads FILE decrypts the group's traffic; off by default")
 	var dpf dataPlaneFlags
@@ -63,7 +63,7 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 		fmt.Fprintf(env.Stderr, "groupvpn tmd: %v\n", err)
 		return 2
 	}
-	logger, logDest, err := daemonLogger(env, "tmd", *syslogTo, *debug)
+	logger, logDest, _, err := daemonLogger(env, "tmd", *syslogTo, *debug)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn tmd: %v\n", err)
 		return 1

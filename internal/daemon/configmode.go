@@ -112,9 +112,13 @@ func (d *Daemon) swapConfig(c *policy.Config) *policy.Config {
 	d.mu.Lock()
 	old := d.config
 	d.config = c
+	watch := d.onHostname
 	d.mu.Unlock()
 	if c.Hostname != old.Hostname {
 		d.Ctl.SetHostname(c.Hostname)
+		for _, f := range watch {
+			f(c.Hostname)
+		}
 	}
 	return old
 }

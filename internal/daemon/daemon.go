@@ -39,6 +39,19 @@ type Daemon struct {
 	// sources are the sections of show crypto isakmp statistics read
 	// from other processes (AddCounters, commands.go).
 	sources []CounterSource
+
+	// onHostname follow the configured hostname (OnHostname).
+	onHostname []func(string)
+}
+
+// OnHostname calls f with the configured hostname now and again whenever a
+// reload or a commit changes it: the syslog HOSTNAME follows `hostname`.
+func (d *Daemon) OnHostname(f func(string)) {
+	d.mu.Lock()
+	d.onHostname = append(d.onHostname, f)
+	h := d.config.Hostname
+	d.mu.Unlock()
+	f(h)
 }
 
 // New builds a daemon for c listening on listen; GMs contact KS addresses

@@ -334,7 +334,7 @@ func TestRemovalAndPolicyReplaceThroughTheCLI(t *testing.T) {
 	// keeps them until it re-registers.
 	r.eventually("the removal to reach every 1.0.2 member", func() bool {
 		for i := range members {
-			if i != old && lg.count(fmt.Sprintf("gm%d", i+1), "%GDOI-4-GM_RECV_DELETE: GM received delete-msg from KS in group LAB.\n") == 0 {
+			if i != old && lg.count(fmt.Sprintf("gm%d", i+1), "%GDOI-4-GM_RECV_DELETE: GM received delete-msg from KS in group LAB. TEKs lifetime are reduced") == 0 {
 				return false
 			}
 		}

@@ -634,7 +634,7 @@ func (n *Node) removed(r *registration, nt *isakmp.Notify, now time.Time) {
 	}
 	earliest := gm.Shorten(n.dp, g, nil, now)
 	syslog.Log(n.log, syslog.Warning, "GM_RECV_DELETE",
-		"GM received delete-msg from KS in group %s.\nTEKs lifetime are reduced and re-registration will start before SA expiry", g)
+		"GM received delete-msg from KS in group %s. TEKs lifetime are reduced and re-registration will start before SA expiry", g)
 	if earliest.IsZero() {
 		r.state, r.installed, r.next = regIdle, nil, now
 		return

@@ -24,7 +24,7 @@ func TestRFC5424OverUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	l := slog.New(NewHandler(w, "isakmpd", nil))
+	l := slog.New(NewHandler(w, Options{App: "isakmpd", Hostname: "ks1"}))
 	text := Log(l, Notice, "KS_REGS_COMPLETE", "KS completed successful registration in group %s with GM %s.", "G", "10.0.0.2")
 	if text != "%GDOI-5-KS_REGS_COMPLETE: KS completed successful registration in group G with GM 10.0.0.2." {
 		t.Fatalf("text %q", text)
@@ -36,7 +36,7 @@ func TestRFC5424OverUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := string(buf[:n])
-	re := regexp.MustCompile(`^<189>1 \d{4}-\d\d-\d\dT[0-9:.]+Z \S+ isakmpd \d+ KS_REGS_COMPLETE - %GDOI-5-KS_REGS_COMPLETE: KS completed successful registration in group G with GM 10.0.0.2.\n$`)
+	re := regexp.MustCompile(`^<189>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ks1 isakmpd \d+ KS_REGS_COMPLETE - %GDOI-5-KS_REGS_COMPLETE: KS completed successful registration in group G with GM 10.0.0.2.\n$`)
 	if !re.MatchString(got) {
 		t.Fatalf("syslog message %q", got)
 	}
@@ -56,7 +56,7 @@ func TestDestinationReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	l := slog.New(NewHandler(d, "isakmpd", nil))
+	l := slog.New(NewHandler(d, Options{App: "isakmpd"}))
 	l.Info("before rotation")
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
