@@ -17,6 +17,7 @@
 #   wireguard-tools     - wg, to configure wireguard-go, the yardstick of `groupvpn bench dataplane`
 #   prometheus          - promtool check metrics, the judge of the -metrics endpoint's output
 #                         (internal/metrics; 19 MB download, 96 MB installed, no recommends)
+#   rsyslog             - rsyslogd, the judge of our syslog messages (internal/syslog)
 set -euo pipefail
 
 # command -> Debian package that provides it
@@ -34,6 +35,7 @@ declare -A want=(
   [iperf3]=iperf3
   [wg]=wireguard-tools
   [promtool]=prometheus
+  [/usr/sbin/rsyslogd]=rsyslog
 )
 
 missing=()
