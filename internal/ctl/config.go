@@ -48,6 +48,15 @@ type ConfigSession interface {
 	Commands() []string
 }
 
+// ConfigGrammar is implemented by a ConfigSession that describes the
+// commands of its current mode and the modes enclosing it: the server then
+// takes keywords abbreviated to a unique prefix (expanding them before
+// Line), answers IOS's errors, and lists the candidates of any word for
+// `?` and TAB with their help.
+type ConfigGrammar interface {
+	Grammar() *Grammar
+}
+
 // ConfigState is the data of `configure terminal` and of every successful
 // `configure session` reply: the session id and the mode prompt, both ""
 // once configuration mode has ended.
@@ -182,6 +191,15 @@ func (s *Server) HandleConfigure(open func(ctx context.Context) (ConfigSession, 
 			if strings.ContainsAny(line, "\n\r") {
 				return nil, fmt.Errorf("ctl: a configuration line is one line")
 			}
+			if g, ok := e.sess.(ConfigGrammar); ok && line != "" && line[0] != '!' {
+				if w := strings.Fields(line); !strings.EqualFold(w[0], "do") {
+					x, err := g.Grammar().Expand(line)
+					if err != nil {
+						return nil, err
+					}
+					line = x
+				}
+			}
 			state := func() ConfigState { return ConfigState{Session: id, Mode: e.sess.Mode()} }
 			if w := strings.Fields(line); len(w) > 0 && strings.EqualFold(w[0], "do") {
 				rest := strings.TrimSpace(line[len(w[0]):])
@@ -215,10 +233,21 @@ func (s *Server) configComplete(sess ConfigSession, line string) *Reply {
 	words := strings.Fields(line)
 	after := len(line) > 0 && isSpace(line[len(line)-1])
 	first := len(words) == 0 || (len(words) == 1 && !after)
+	g, hasGrammar := sess.(ConfigGrammar)
 	switch {
 	case len(words) > 0 && strings.EqualFold(words[0], "do") && !first:
 		i := strings.Index(strings.ToLower(line), "do") + 2
-		comp.Candidates, comp.Partial, _ = completeCommand(s.commands(), strings.TrimLeft(line[i:], " \t"))
+		var err error
+		comp.Candidates, comp.Partial, err = completeCommand(s.commands(), s.keywordHelp(), strings.TrimLeft(line[i:], " \t"))
+		if err != nil {
+			comp.Error = err.Error()
+		}
+	case hasGrammar:
+		var err error
+		comp.Candidates, comp.Partial, err = g.Grammar().Complete(line)
+		if err != nil {
+			comp.Error = err.Error()
+		}
 	case first || (len(words) == 1 && strings.EqualFold(words[0], "no")) || (len(words) == 2 && !after && strings.EqualFold(words[0], "no")):
 		if !after && len(words) > 0 {
 			comp.Partial = words[len(words)-1]
@@ -242,8 +271,12 @@ func (s *Server) configComplete(sess ConfigSession, line string) *Reply {
 		fmt.Fprintf(tw, "  %s\t%s\n", c.Word, c.Help)
 	}
 	tw.Flush()
-	if len(comp.Candidates) == 0 {
-		b.WriteString("% No completion here; see docs/config.md for the mode's commands\n")
+	switch {
+	case comp.Error != "":
+		b.Reset()
+		b.WriteString(comp.Error + "\n")
+	case len(comp.Candidates) == 0:
+		b.WriteString("% Unrecognized command\n")
 	}
 	return &Reply{Text: b.String(), Data: comp}
 }

@@ -111,7 +111,7 @@ func (cs *ConfigShell) RunCommand(ctx context.Context, line string) error {
 	if exec == line || exec == "" { // not for do LINE
 		cs.follow(resp)
 	}
-	return cs.report(line, exec == line, resp)
+	return cs.report(line, exec == line || exec == "", resp)
 }
 
 // report is report for this shell's output and name.
@@ -303,8 +303,12 @@ func (cs *ConfigShell) Interactive(ctx context.Context, rw io.ReadWriter, width,
 			io.WriteString(t, ensureNL(resp.Text))
 		}
 		if !resp.OK {
-			if caret && resp.Pos != nil && *resp.Pos >= 0 && *resp.Pos <= len(typed) {
-				col := utf8.RuneCountInString(cs.prompt) + utf8.RuneCountInString(typed[:*resp.Pos])
+			at, lead := typed, 0
+			if config && exec == "" { // the configuration line travels trimmed
+				at, lead = strings.TrimSpace(typed), len(typed)-len(strings.TrimLeft(typed, " \t"))
+			}
+			if caret && resp.Pos != nil && *resp.Pos >= 0 && *resp.Pos <= len(at) {
+				col := utf8.RuneCountInString(cs.prompt) + lead + utf8.RuneCountInString(at[:*resp.Pos])
 				io.WriteString(t, strings.Repeat(" ", col)+"^\n")
 			}
 			io.WriteString(t, ensureNL(resp.Error))

@@ -335,7 +335,7 @@ func step(live []cand, i int, tok token, line string) ([]cand, []cand, error) {
 		switch {
 		case e.kind == kwElem && e.word == lower:
 			exact = append(exact, c)
-		case e.kind == kwElem && strings.HasPrefix(e.word, lower):
+		case e.kind == kwElem && strings.HasPrefix(e.word, lower) && !isNumber(e.word): // numbers are typed in full
 			prefix = append(prefix, c)
 			kws[e.word] = true
 		case e.kind != kwElem && e.typed() && e.accepts(tok.s):
@@ -478,7 +478,7 @@ type Candidate struct {
 
 // completeCommand lists what may follow the words of line; the last word
 // is the partial one being typed unless line ends in a space.
-func completeCommand(cmds []*command, line string) (cands []Candidate, partial string, err error) {
+func completeCommand(cmds []*command, kwHelp map[string]string, line string) (cands []Candidate, partial string, err error) {
 	toks := tokenize(line, 0)
 	if len(toks) > 0 && !strings.HasSuffix(line, " ") && !strings.HasSuffix(line, "\t") {
 		partial = toks[len(toks)-1].s
@@ -504,6 +504,17 @@ func completeCommand(cmds []*command, line string) (cands []Candidate, partial s
 	pos := len(toks)
 	lower := strings.ToLower(partial)
 	kws := map[string]map[*command]bool{}
+	ends := map[string]string{}          // keyword -> help of a command that ends with it here
+	next := map[string]map[string]bool{} // keyword -> the keywords after it
+	var path []string                    // the keywords typed so far, in full
+	for _, c := range live {
+		if len(c.v) > pos {
+			for _, e := range c.v[:pos] {
+				path = append(path, e.word)
+			}
+			break
+		}
+	}
 	phs := map[string]string{}
 	complete := lineDone
 	for _, c := range live {
@@ -519,8 +530,14 @@ func completeCommand(cmds []*command, line string) (cands []Candidate, partial s
 			if strings.HasPrefix(e.word, lower) {
 				if kws[e.word] == nil {
 					kws[e.word] = map[*command]bool{}
+					next[e.word] = map[string]bool{}
 				}
 				kws[e.word][c.cmd] = true
+				if len(c.v) == pos+1 {
+					ends[e.word] = c.cmd.help
+				} else {
+					next[e.word][c.v[pos+1].word] = true
+				}
 			}
 			continue
 		}
@@ -530,10 +547,26 @@ func completeCommand(cmds []*command, line string) (cands []Candidate, partial s
 	}
 	for w, cs := range kws {
 		cd := Candidate{Word: w, Keyword: true}
-		if len(cs) == 1 {
+		// Every keyword has help (issue 14 item 3): its command's; the
+		// registered help of the keyword path (Server.HandleHelp); the
+		// help of the command it ends; else the words that may follow.
+		h, ok := kwHelp[strings.Join(append(path[:len(path):len(path)], w), " ")]
+		switch {
+		case len(cs) == 1:
 			for c := range cs {
 				cd.Help = c.help
 			}
+		case ok:
+			cd.Help = h
+		case ends[w] != "":
+			cd.Help = ends[w]
+		default:
+			ws := make([]string, 0, len(next[w]))
+			for n := range next[w] {
+				ws = append(ws, n)
+			}
+			sort.Strings(ws)
+			cd.Help = strings.Join(ws, ", ") + " ..."
 		}
 		cands = append(cands, cd)
 	}

@@ -228,7 +228,7 @@ func TestHandleRejectsBadPatterns(t *testing.T) {
 func TestCompletion(t *testing.T) {
 	s := testServer()
 	words := func(line string) []string {
-		cands, _, err := completeCommand(s.commands(), line)
+		cands, _, err := completeCommand(s.commands(), nil, line)
 		if err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}

@@ -110,6 +110,7 @@ type Server struct {
 	mu       sync.RWMutex
 	cmds     []*command
 	shapes   map[string]string // variantKey -> pattern
+	kwHelp   map[string]string // keyword path -> help (HandleHelp)
 	hostname string
 	limits   Limits
 
@@ -248,6 +249,25 @@ func (s *Server) Handle(pattern, help string, h Handler) {
 	s.cmds = append(s.cmds, &command{pattern: pattern, help: help, h: h, variants: variants})
 }
 
+// HandleHelp sets the help `?` shows for a keyword that several commands
+// share ("show crypto" -> "Encryption module"); path is the keywords in
+// full. Without it such a keyword's help is the help of the command it
+// ends, else the words that may follow it.
+func (s *Server) HandleHelp(path, help string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kwHelp == nil {
+		s.kwHelp = map[string]string{}
+	}
+	s.kwHelp[strings.Join(strings.Fields(path), " ")] = help
+}
+
+func (s *Server) keywordHelp() map[string]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.kwHelp
+}
+
 func (s *Server) commands() []*command {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -370,7 +390,13 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 	}
 	if err != nil {
 		s.log.Debug("ctl: command failed", "cmd", hreq.Line, "err", err)
-		return &WireResponse{V: Version, ID: req.ID, Text: reply.Text, Error: err.Error()}
+		r := &WireResponse{V: Version, ID: req.ID, Text: reply.Text, Error: err.Error()}
+		var pe *parseError
+		if errors.As(err, &pe) && pe.pos >= 0 { // a configuration line's (Grammar): pos is in the input
+			p := pe.pos
+			r.Pos = &p
+		}
+		return r
 	}
 	var data json.RawMessage
 	if reply.Data != nil {
@@ -439,7 +465,7 @@ func (s *Server) complete(req *WireRequest) *WireResponse {
 			comp.Candidates, comp.Partial = completeFilter(stages[len(stages)-1])
 		}
 	} else {
-		cands, partial, err := completeCommand(s.commands(), req.Line)
+		cands, partial, err := completeCommand(s.commands(), s.keywordHelp(), req.Line)
 		comp.Candidates, comp.Partial = cands, partial
 		if err != nil {
 			comp.Error = err.Error()

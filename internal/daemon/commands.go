@@ -131,6 +131,9 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 			return &ctl.Reply{Text: text, Data: data}, nil
 		}
 	}
+	for path, help := range keywordHelp {
+		srv.HandleHelp(path, help)
+	}
 	srv.Handle("show crypto gdoi", "groups, their policy and registration state", snap(show.GDOI))
 	srv.Handle("show crypto gdoi ks members", "group members registered with this key server", ksOnly(n, snap(show.KSMembers)))
 	srv.Handle("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
@@ -207,6 +210,32 @@ func roleOnly(n *node.Node, h ctl.Handler, has func(node.Snapshot) bool, msg str
 		}
 		return h(ctx, req)
 	}
+}
+
+// keywordHelp is the help `?` shows for the keywords several commands
+// share, in IOS's words where IOS has them.
+var keywordHelp = map[string]string{
+	"show":                        "Show running system information",
+	"clear":                       "Reset functions",
+	"crypto":                      "Encryption related commands",
+	"show crypto":                 "Encryption module",
+	"clear crypto":                "Encryption module",
+	"show crypto gdoi":            "Show crypto GDOI information",
+	"show crypto gdoi ks":         "Show crypto GDOI key server information",
+	"show crypto gdoi gm":         "Show crypto GDOI group member information",
+	"show crypto gdoi feature":    "Show the versions that support a GDOI feature",
+	"show crypto isakmp":          "Show ISAKMP information",
+	"show crypto ipsec":           "Show IPSEC information",
+	"clear crypto gdoi":           "Clear GDOI state (GM: register again)",
+	"clear crypto isakmp":         "Clear ISAKMP phase-1 SAs",
+	"crypto gdoi":                 "GDOI commands",
+	"crypto gdoi ks":              "GDOI key server commands",
+	"configure":                   "Enter configuration mode",
+	"terminal":                    "Set terminal line parameters",
+	"write":                       "Write running configuration to memory",
+	"copy":                        "Copy from one file to another",
+	"show running-config":         "Current operating configuration",
+	"show crypto gdoi ks members": "group members registered with this key server",
 }
 
 // listening renders the addresses served, one a line.

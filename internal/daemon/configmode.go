@@ -171,6 +171,37 @@ type configSession struct {
 func (s *configSession) Mode() string       { return s.ed.Prompt() }
 func (s *configSession) Commands() []string { return append(s.ed.Commands(), "show") }
 
+// editorCommands are the configuration session's own commands, known in
+// every mode (policy.Editor.Apply, the ctl server and Line below).
+var editorCommands = []ctl.GrammarCommand{
+	{Syntax: "end", Help: "Exit from configure mode (commit the changes)"},
+	{Syntax: "exit", Help: "Exit from the current mode (in global configuration mode: end)"},
+	{Syntax: "abort", Help: "Exit from configure mode, discarding the changes"},
+	{Syntax: "do LINE", Help: "To run exec commands in config mode"},
+	{Syntax: "no LINE", Help: "Negate a command or set its defaults"},
+	{Syntax: "show configuration", Help: "The candidate configuration, as end would commit it"},
+}
+
+// Grammar describes the current mode's commands and the enclosing modes'
+// (ctl.ConfigGrammar): abbreviations, ? and TAB at every word.
+func (s *configSession) Grammar() *ctl.Grammar {
+	var levels [][]ctl.GrammarCommand
+	for i, lv := range s.ed.Syntaxes() {
+		var cmds []ctl.GrammarCommand
+		for _, syn := range lv {
+			cmds = append(cmds, ctl.GrammarCommand{Syntax: syn, Help: configHelp(syn)})
+		}
+		if i == 0 {
+			cmds = append(cmds, editorCommands...)
+		}
+		levels = append(levels, cmds)
+	}
+	return ctl.NewGrammar(levels)
+}
+
+// configHelp is the help ? shows for a configuration command: its usage.
+func configHelp(syntax string) string { return "Usage: " + syntax }
+
 func (s *configSession) Line(ctx context.Context, line string) (string, string, error) {
 	if w := strings.Fields(strings.ToLower(line)); len(w) == 2 && w[0] == "show" && strings.HasPrefix("configuration", w[1]) && len(w[1]) >= 4 {
 		// The candidate, as end would commit it (line numbers as in its errors).
