@@ -21,6 +21,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/dataplane"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 
+	"github.com/groupvpn/groupvpn/internal/metrics"
 	"github.com/groupvpn/groupvpn/internal/rundir"
 	"github.com/groupvpn/groupvpn/internal/srcnotify"
 	"github.com/groupvpn/groupvpn/internal/syslog"
@@ -50,13 +51,14 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 	syslogTo := fs.String("syslog", "", "also log to syslog `DEST`: udp://host:514 or tcp://host:514 (RFC 5424), unix:///dev/log (RFC 3164) or file:///path (docs/operations.md, Logging)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	keyLog := fs.String("keylog", "", "append every TEK installed to `FILE` (mode 0600) in Wireshark's ESP SA table format, to decrypt captures: whoever reads FILE decrypts the group's traffic; off by default")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics (the SAs' and the engine's packet counters) on http://`ADDR:PORT`/metrics (docs/operations.md, Metrics); default: off")
 	var dpf dataPlaneFlags
 	dpf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 || *socket == "" {
-		fmt.Fprintln(env.Stderr, "usage: groupvpn tmd [-socket PATH] [-syslog DEST] [-debug] [-keylog FILE] [-tun NAME [-mtu N] [-mark N] [-local PREFIX,...] [-src ADDR] [-group NAME,...] [-drop-clear=false]]")
+		fmt.Fprintln(env.Stderr, "usage: groupvpn tmd [-socket PATH] [-syslog DEST] [-debug] [-keylog FILE] [-metrics ADDR:PORT] [-tun NAME [-mtu N] [-mark N] [-local PREFIX,...] [-src ADDR] [-group NAME,...] [-drop-clear=false]]")
 		return 2
 	}
 	if err := dpf.check(); err != nil {
@@ -106,6 +108,17 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 		}
 	}
 	srv := tmd.NewServer(opts)
+	// The metrics endpoint, opt-in: bound before the SA API, so that an
+	// address in use is a startup error (issue 14 item 7).
+	if *metricsAddr != "" {
+		ms, err := metrics.Listen(*metricsAddr, metrics.DefaultLimits, logger, metrics.NewCollector(nil, metrics.LocalSAs(srv.Counters), 0))
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn tmd: -metrics: %v\n", err)
+			return 1
+		}
+		defer ms.Close()
+		go ms.Serve(ctx)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, *socket) }()
 	for {

@@ -53,7 +53,8 @@ type Collector struct {
 	timeout time.Duration
 }
 
-// NewCollector returns a Collector over st, and over sas when not nil.
+// NewCollector returns a Collector over st and sas, each left out when
+// nil (tmd -metrics has no node).
 // timeout bounds each source's read per scrape (<= 0: DefaultTimeout).
 func NewCollector(st StateReader, sas SACounterReader, timeout time.Duration) *Collector {
 	if timeout <= 0 {
@@ -70,6 +71,16 @@ func ForNode(n *node.Node, timeout time.Duration) *Collector {
 		sas = r
 	}
 	return NewCollector(n, sas, timeout)
+}
+
+// LocalSAs adapts an SA database read in this process (tmd's Server) to
+// SACounterReader.
+type LocalSAs func() ([]tmd.TEKCounters, *tmd.DataPlaneCounters)
+
+// Counters calls f.
+func (f LocalSAs) Counters(context.Context) ([]tmd.TEKCounters, *tmd.DataPlaneCounters, error) {
+	sas, dp := f()
+	return sas, dp, nil
 }
 
 // Describe sends nothing: an unchecked collector (see Collector).
@@ -117,12 +128,14 @@ var (
 // answer within the timeout is reported by groupvpn_source_up 0 and its
 // metrics are left out of this scrape.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	s, err := c.state.State(ctx)
-	cancel()
-	up(ch, "node", err == nil)
-	if err == nil {
-		collectSnapshot(ch, s)
+	if c.state != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		s, err := c.state.State(ctx)
+		cancel()
+		up(ch, "node", err == nil)
+		if err == nil {
+			collectSnapshot(ch, s)
+		}
 	}
 	if c.sas != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
