@@ -210,6 +210,30 @@ func (cs *ConfigShell) Interactive(ctx context.Context, rw io.ReadWriter, width,
 		io.Writer
 	}{&ctrlZ{r: rw}, rw}, host+"#")
 	defer showNotes(cs.Notes, t)()
+	// terminal monitor: the daemon's log lines, on a connection of their
+	// own, shown like notes (above the line being typed).
+	monLines := make(chan string, monitorQueue)
+	defer showNotes(monLines, t)()
+	var stopMonitor func()
+	defer func() {
+		if stopMonitor != nil {
+			stopMonitor()
+		}
+	}()
+	monitor := func(on bool) {
+		switch {
+		case on && stopMonitor == nil:
+			stop, err := monitorStream(cs.Client.Path(), monLines)
+			if err != nil {
+				fmt.Fprintf(t, "%% %v\n", err)
+				return
+			}
+			stopMonitor = stop
+		case !on && stopMonitor != nil:
+			stopMonitor()
+			stopMonitor = nil
+		}
+	}
 	setPrompt := func() {
 		cs.prompt = host + cs.Mode() + "#"
 		t.SetPrompt(cs.prompt)
@@ -289,6 +313,9 @@ func (cs *ConfigShell) Interactive(ctx context.Context, rw io.ReadWriter, width,
 			}
 			setPrompt()
 			continue
+		}
+		if st, ok := ParseTerminalState(resp); ok {
+			monitor(st.Monitor)
 		}
 		if !config || exec == "" {
 			wasConfig := cs.session != ""

@@ -114,7 +114,8 @@ type Server struct {
 	hostname string
 	limits   Limits
 
-	stats connCounters
+	stats   connCounters
+	monitor Monitor // terminal monitor's log fan-out (monitor.go)
 }
 
 // Limits bound what the clients of the control socket can hold: a local
@@ -330,6 +331,8 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 		return s.help(req)
 	case CmdHostname:
 		return s.hostnameReply(ctx, req)
+	case CmdMonitor:
+		return fail(req, "ctl: ?monitor streams log lines on a connection of its own (first request); not here")
 	}
 	if strings.HasPrefix(req.Cmd, "?") {
 		return fail(req, fmt.Sprintf("ctl: unknown built-in request %q (built-ins: %s, %s, %s)", req.Cmd, CmdComplete, CmdHelp, CmdHostname))
@@ -683,6 +686,10 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			}
 			return
 		default:
+			if req, ok := monitorRequest(line); ok {
+				s.streamMonitor(ctx, c, rd, w, req.ID, lim)
+				return
+			}
 			resp = ss.handleLine(ctx, line)
 			if resp == nil {
 				continue
@@ -701,6 +708,18 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			return
 		}
 	}
+}
+
+// monitorRequest reports whether line is a ?monitor request.
+func monitorRequest(line []byte) (*WireRequest, bool) {
+	if !bytes.Contains(line, []byte(CmdMonitor)) {
+		return nil, false
+	}
+	var req WireRequest
+	if json.Unmarshal(bytes.TrimSpace(line), &req) != nil || req.Cmd != CmdMonitor || req.V != Version {
+		return nil, false
+	}
+	return &req, true
 }
 
 // handleLine answers one request line (without its limit check: the

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -134,6 +136,7 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 	for path, help := range keywordHelp {
 		srv.HandleHelp(path, help)
 	}
+	srv.HandleTerminal() // terminal length/width/monitor
 	srv.Handle("show crypto gdoi", "groups, their policy and registration state", snap(show.GDOI))
 	srv.Handle("show crypto gdoi ks members", "group members registered with this key server", ksOnly(n, snap(show.KSMembers)))
 	srv.Handle("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
@@ -146,9 +149,27 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 	})
 	// The hostname of the configuration in force: a reload or commit
 	// changes it live, the node keeps the one it started with.
-	srv.Handle("show version", "software version", snap(func(s node.Snapshot) (string, any) {
+	start := n.Now()
+	srv.Handle("show version", "System hardware and software status: version, uptime, hostname", snap(func(s node.Snapshot) (string, any) {
 		s.Hostname = running().Hostname
-		return show.Version(s)
+		text, data := show.Version(s)
+		host := s.Hostname
+		if host == "" {
+			host = "groupvpn"
+		}
+		up := s.Now.Sub(start)
+		text += fmt.Sprintf("%s uptime is %s\nStarted at %s\nRunning on %s/%s, built with %s\n",
+			host, uptime(up), start.UTC().Format("15:04:05 UTC Mon Jan 2 2006"), runtime.GOOS, runtime.GOARCH, runtime.Version())
+		if m, ok := data.(map[string]string); ok {
+			m["uptime_seconds"] = strconv.FormatInt(int64(up.Seconds()), 10)
+			m["started"] = start.UTC().Format(time.RFC3339)
+		}
+		return text, data
+	}))
+	srv.Handle("show clock", "Display the system clock", snap(func(s node.Snapshot) (string, any) {
+		// IOS's layout; no '*': the time is the host's, whatever keeps it.
+		now := s.Now.UTC()
+		return now.Format("15:04:05.000 UTC Mon Jan 2 2006") + "\n", map[string]string{"clock": now.Format(time.RFC3339Nano)}
 	}))
 	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", ksOnly(n, snap(show.KSReplay)))
 	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs: method, window, TBAR pseudotime and drops", gmOnly(n, withCounters(n, show.GMReplayWith)))
@@ -210,6 +231,30 @@ func roleOnly(n *node.Node, h ctl.Handler, has func(node.Snapshot) bool, msg str
 		}
 		return h(ctx, req)
 	}
+}
+
+// uptime is IOS's "1 week, 2 days, 3 hours, 4 minutes".
+func uptime(d time.Duration) string {
+	m := int64(d / time.Minute)
+	parts := []struct {
+		n    int64
+		unit string
+	}{{m / (7 * 24 * 60), "week"}, {m / (24 * 60) % 7, "day"}, {m / 60 % 24, "hour"}, {m % 60, "minute"}}
+	var out []string
+	for _, p := range parts {
+		if p.n == 0 {
+			continue
+		}
+		u := p.unit
+		if p.n != 1 {
+			u += "s"
+		}
+		out = append(out, fmt.Sprintf("%d %s", p.n, u))
+	}
+	if len(out) == 0 {
+		return "0 minutes"
+	}
+	return strings.Join(out, ", ")
 }
 
 // keywordHelp is the help `?` shows for the keywords several commands

@@ -68,7 +68,14 @@ func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Lo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{Ctl: ctl.NewServer(logger), config: c, baseline: c, log: logger, listen: listen, port: port}
+	srv := ctl.NewServer(logger)
+	// terminal monitor: every log line of the node also goes to the CLI
+	// sessions that asked (bounded, rate-limited: ctl.Monitor).
+	logger = slog.New(srv.Monitor().Handler(logger.Handler()))
+	if o.Logger != nil {
+		o.Logger = slog.New(srv.Monitor().Handler(o.Logger.Handler()))
+	}
+	d := &Daemon{Ctl: srv, config: c, baseline: c, log: logger, listen: listen, port: port}
 	// Pre-shared keys come from the configuration in force, so removing
 	// `crypto isakmp key` for a GM revokes it at once (SPEC R3).
 	o.IKE.Creds.PSK = func(a netip.Addr) ([]byte, bool) { return d.Config().PSKFor(a) }

@@ -39,7 +39,7 @@ func seedDaemon(t *testing.T) (*daemon.Daemon, *ctl.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, 0, slog.New(slog.DiscardHandler))
+	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,4 +254,70 @@ func TestEveryKeywordHasHelp(t *testing.T) {
 		}
 	}
 	cfg("abort", false)
+}
+
+// proves: O2 (issue 14 item 3: `terminal length 0` (the first command of
+// RANCID, Oxidized and Netmiko) and `terminal width` are accepted, `show
+// clock` and `show version` answer IOS-like (uptime, hostname), and
+// `terminal monitor` shows the daemon's log lines in the session (here the
+// CONFIG_I of a commit) until `terminal no monitor`)
+func TestTerminalCommandsClockVersionMonitor(t *testing.T) {
+	_, client := seedDaemon(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		cmd  string
+		want []string
+	}{
+		{"terminal length 0", nil},
+		{"term width 511", nil},
+		{"sh clock", []string{" UTC "}},
+		{"show version", []string{"version 1.0.2", "hostname Device\n", "Device uptime is 0 minutes\n"}},
+	} {
+		r, err := client.Do(ctx, &ctl.WireRequest{Cmd: c.cmd})
+		if err != nil || !r.OK {
+			t.Fatalf("%s: %v %+v", c.cmd, err, r)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(r.Text, w) {
+				t.Errorf("%s lacks %q:\n%s", c.cmd, w, r.Text)
+			}
+		}
+		if c.want == nil && r.Text != "" {
+			t.Errorf("%s printed %q", c.cmd, r.Text)
+		}
+	}
+	r, _ := client.Do(ctx, &ctl.WireRequest{Cmd: "show clock"})
+	if _, err := time.Parse("15:04:05.000 MST Mon Jan 2 2006", strings.TrimSpace(r.Text)); err != nil {
+		t.Errorf("show clock %q: %v", r.Text, err)
+	}
+
+	pr, pw := io.Pipe()
+	tio := &termIO{in: pr}
+	cs := ctl.NewConfigShell(&ctl.Shell{Client: client, Out: io.Discard, Err: io.Discard})
+	done := make(chan error, 1)
+	go func() { done <- cs.Interactive(ctx, tio, 200, 24) }()
+	waitScreen := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(tio.String(), what); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("screen lacks %q:\n%s", what, tio.String())
+			}
+		}
+	}
+	io.WriteString(pw, "term mon\r")
+	waitScreen("Device#term mon\n")
+	io.WriteString(pw, "conf t\rend\r")
+	waitScreen(": %SYS-5-CONFIG_I: Configured from console by console")
+	io.WriteString(pw, "terminal no monitor\r")
+	waitScreen("Device#terminal no monitor\n")
+	time.Sleep(100 * time.Millisecond) // the stream is closed when the command returns
+	io.WriteString(pw, "conf t\rend\rshow clock\r")
+	waitScreen(" UTC ")
+	io.WriteString(pw, "exit\r")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(tio.String(), "CONFIG_I"); n != 1 {
+		t.Errorf("CONFIG_I shown %d times (terminal no monitor did not stop it?):\n%s", n, tio.String())
+	}
 }
