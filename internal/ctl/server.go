@@ -168,6 +168,9 @@ type ConnStats struct {
 	WriteTimeouts uint64 `json:"write_timeouts"` // closed because a reply could not be written in time
 	Oversize      uint64 `json:"oversize"`       // request lines over MaxRequest, discarded
 	BadRequests   uint64 `json:"bad_requests"`   // request lines that are not a JSON request
+	// MonitorDropped are log lines terminal monitor sessions missed
+	// (their queue full or over the rate; monitor.go).
+	MonitorDropped uint64 `json:"monitor_dropped"`
 }
 
 type connCounters struct {
@@ -212,6 +215,8 @@ func (s *Server) Stats() ConnStats {
 		WriteTimeouts: c.writeTO.Load(),
 		Oversize:      c.big.Load(),
 		BadRequests:   c.bad.Load(),
+
+		MonitorDropped: s.monitor.Dropped(),
 	}
 }
 

@@ -56,6 +56,7 @@ func controlCounters(st ctl.ConnStats) []ike.Counter {
 		{Name: "write_timeouts", Help: "connections closed: a reply could not be written in time", Value: st.WriteTimeouts},
 		{Name: "requests_oversize", Help: "request lines over the size limit, discarded", Value: st.Oversize},
 		{Name: "requests_malformed", Help: "request lines that are not a JSON request", Value: st.BadRequests},
+		{Name: "monitor_lines_dropped", Help: "log lines terminal monitor sessions missed (too slow)", Value: st.MonitorDropped},
 	}
 }
 

@@ -88,6 +88,16 @@ func TestConfigModeAbbreviations(t *testing.T) {
 			t.Fatalf("%q: prompt Device%s#, want Device%s#", step.line, cs.Mode(), step.mode)
 		}
 	}
+	// do: an EXEC command, abbreviated and filtered, in configuration mode.
+	out.Reset()
+	for _, l := range []string{"conf t", "do sh run | i ^hostname", "end"} {
+		if err := cs.RunCommand(ctx, l); err != nil {
+			t.Fatal(l, err, errb.String())
+		}
+	}
+	if out.String() != "Enter configuration commands, one per line.  End with CNTL/Z.\nhostname Device\n" {
+		t.Errorf("do in configuration mode: %q", out.String())
+	}
 	run := d.Config().Render()
 	for _, w := range []string{"   profile gdoi-p2\n", "  rekey lifetime seconds 7200\n"} {
 		if !strings.Contains(run, w) {
