@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -191,13 +192,21 @@ func (s *Server) HandleConfigure(open func(ctx context.Context) (ConfigSession, 
 			if strings.ContainsAny(line, "\n\r") {
 				return nil, fmt.Errorf("ctl: a configuration line is one line")
 			}
+			// A first word the grammar does not know still goes to the
+			// session as typed (it may take lines the grammar does not
+			// describe); if the session refuses it too, the error is IOS's,
+			// with the marker, followed by the session's reason.
+			var invalid *parseError
 			if g, ok := e.sess.(ConfigGrammar); ok && line != "" && line[0] != '!' {
 				if w := strings.Fields(line); !strings.EqualFold(w[0], "do") {
 					x, err := g.Grammar().Expand(line)
-					if err != nil {
+					switch {
+					case err == nil:
+						line = x
+					case errors.As(err, &invalid) && invalid.msg == msgInvalid:
+					default:
 						return nil, err
 					}
-					line = x
 				}
 			}
 			state := func() ConfigState { return ConfigState{Session: id, Mode: e.sess.Mode()} }
@@ -215,6 +224,9 @@ func (s *Server) HandleConfigure(open func(ctx context.Context) (ConfigSession, 
 			}
 			text, mode, err := e.sess.Line(ctx, line)
 			if err != nil {
+				if invalid != nil {
+					err = &parseError{invalid.msg + "\n" + err.Error(), invalid.pos}
+				}
 				return &Reply{Text: text}, err
 			}
 			if mode == "" {

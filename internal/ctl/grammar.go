@@ -88,18 +88,25 @@ func (g *Grammar) Expand(line string) (string, error) {
 			return line, &parseError{msgIncomplete, -1}
 		}
 	}
+	// The first word is looked up as a keyword in each mode, innermost
+	// first; only when no mode has it as a keyword may it be a value
+	// (an access-list entry's sequence number).
 	var lastErr error
-	for _, cmds := range g.levels {
-		exp, err := expandIn(cmds, line, toks[start:])
-		if err == nil {
-			copy(out[start:], exp)
-			return strings.Join(out, " "), nil
+	for _, kwFirst := range []bool{true, false} {
+		for _, cmds := range g.levels {
+			exp, err := expandIn(cmds, line, toks[start:], kwFirst)
+			if err == nil {
+				copy(out[start:], exp)
+				return strings.Join(out, " "), nil
+			}
+			var pe *parseError
+			if asParseError(err, &pe) && pe.msg != msgInvalid {
+				return line, err // ambiguous: IOS does not look further
+			}
+			if lastErr == nil {
+				lastErr = err
+			}
 		}
-		var pe *parseError
-		if asParseError(err, &pe) && pe.msg != msgInvalid {
-			return line, err // ambiguous: IOS does not look further
-		}
-		lastErr = err
 	}
 	if lastErr == nil {
 		lastErr = &parseError{msgInvalid, toks[start].pos}
@@ -117,7 +124,7 @@ func asParseError(err error, pe **parseError) bool {
 
 // expandIn expands toks by the commands of one mode; an error when the
 // first word fits none of them, or a word is ambiguous.
-func expandIn(cmds []*command, line string, toks []token) ([]string, error) {
+func expandIn(cmds []*command, line string, toks []token, kwFirst bool) ([]string, error) {
 	var live []cand
 	for _, c := range cmds {
 		for _, v := range c.variants {
@@ -139,6 +146,8 @@ func expandIn(cmds []*command, line string, toks []token) ([]string, error) {
 		}
 		if len(next) > 0 && next[0].v[i].kind == kwElem {
 			out[i] = next[0].v[i].word
+		} else if i == 0 && kwFirst {
+			return nil, &parseError{msgInvalid, t.pos}
 		}
 		if len(next) == 0 {
 			break
@@ -169,7 +178,7 @@ func (g *Grammar) Complete(line string) ([]Candidate, string, error) {
 	cmds := g.levels[0]
 	if len(toks) > 1 || (len(toks) == 1 && ends) {
 		for _, lv := range g.levels {
-			if _, err := expandIn(lv, rest, tokenize(rest, 0)[:1]); err == nil {
+			if _, err := expandIn(lv, rest, tokenize(rest, 0)[:1], true); err == nil {
 				cmds = lv
 				break
 			}

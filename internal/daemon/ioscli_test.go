@@ -108,7 +108,7 @@ func TestConfigModeAbbreviations(t *testing.T) {
 		// "re" in server local: redundancy or rekey.
 		{"re", "groupvpn cli: re\n% Ambiguous command:  \"re\"\n"},
 		{"rekey a", "groupvpn cli: rekey a\n% Ambiguous command:  \"rekey a\"\n"}, // address, algorithm, authentication
-		{"bogus 1", "groupvpn cli: bogus 1\n" + strings.Repeat(" ", len("groupvpn cli: ")) + "^\n% Invalid input detected at '^' marker.\n"},
+		{"bogus 1", "groupvpn cli: bogus 1\n" + strings.Repeat(" ", len("groupvpn cli: ")) + "^\n% Invalid input detected at '^' marker.\n% unknown command \"bogus\" in crypto gdoi group server local mode\n"},
 	} {
 		errb.Reset()
 		for _, l := range []string{"conf t", "cry gd gr GET", "server local"} {
