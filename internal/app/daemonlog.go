@@ -13,14 +13,18 @@ import (
 // /dev/log: docs/operations.md, Logging). The destination is returned for
 // SIGHUP to reopen (SPEC D4) and for the caller to close, the syslog
 // handler for the caller to set the configured hostname; both nil
-// without -syslog.
-func daemonLogger(env *Env, name, syslogTo string, debug bool) (*slog.Logger, *syslog.Destination, *syslog.Handler, error) {
+// without -syslog. Records go to the extra handlers as well (isakmpd's
+// syslog.Sinks: logging host, logging buffered).
+func daemonLogger(env *Env, name, syslogTo string, debug bool, extra ...slog.Handler) (*slog.Logger, *syslog.Destination, *syslog.Handler, error) {
 	level := slog.LevelInfo
 	if debug {
 		level = slog.LevelDebug
 	}
 	handler := slog.Handler(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
 	if syslogTo == "" {
+		if len(extra) > 0 {
+			return slog.New(append(syslog.Fanout{handler}, extra...)), nil, nil, nil
+		}
 		return slog.New(handler), nil, nil, nil
 	}
 	w, err := syslog.Dial(syslogTo)
@@ -28,5 +32,5 @@ func daemonLogger(env *Env, name, syslogTo string, debug bool) (*slog.Logger, *s
 		return nil, nil, nil, fmt.Errorf("-syslog: %w", err)
 	}
 	sh := syslog.NewHandler(w, syslog.Options{App: name, Level: level, Format: w.Format()})
-	return slog.New(syslog.Fanout{handler, sh}), w, sh, nil
+	return slog.New(append(syslog.Fanout{handler, sh}, extra...)), w, sh, nil
 }

@@ -55,7 +55,14 @@ func runIsakmpd(env *Env, args []string) int {
 	}
 	notify := srcnotify.FromEnv()
 	defer notify.Close()
-	logger, logDest, logHandler, err := daemonLogger(env, "isakmpd", *syslogTo, *debug)
+	// The configuration's logging host and logging buffered (applied
+	// once the daemon runs, and by each reload or commit).
+	logLevel := slog.LevelInfo
+	if *debug {
+		logLevel = slog.LevelDebug
+	}
+	sinks := syslog.NewSinks(syslog.Options{App: "isakmpd", Level: logLevel})
+	logger, logDest, logHandler, err := daemonLogger(env, "isakmpd", *syslogTo, *debug, sinks)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
@@ -68,8 +75,9 @@ func runIsakmpd(env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: configuration refused:\n%v\n", err)
 		return 1
 	}
+	sinks.SetHostname(cfg.Hostname) // and OnHostname below follows it
 	if logHandler != nil {
-		logHandler.SetHostname(cfg.Hostname) // and OnHostname below follows it
+		logHandler.SetHostname(cfg.Hostname)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -153,10 +161,15 @@ func runIsakmpd(env *Env, args []string) int {
 		tune = append(tune, func(o *node.Options) { o.Store = st })
 	}
 	d, err := daemon.New(cfg, addrs, uint16(*port), logger, tune...)
-	if err == nil && logHandler != nil {
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
+		return 1
+	}
+	if logHandler != nil {
 		d.OnHostname(logHandler.SetHostname) // HOSTNAME: the configured hostname
 	}
-	if err != nil {
+	d.OnHostname(sinks.SetHostname)
+	if err := d.SetLogSinks(sinks); err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
 	}

@@ -283,8 +283,20 @@ func (d *Daemon) apply(new *policy.Config) (*policy.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.applyPlan(p); err != nil {
+	logs, err := d.prepareLogging(new) // logging.go
+	if err != nil {
 		return nil, err
+	}
+	if err := d.applyPlan(p); err != nil {
+		if logs != nil {
+			logs.Discard()
+		}
+		return nil, err
+	}
+	if logs != nil {
+		if err := logs.Commit(); err != nil {
+			d.log.Warn("logging: a destination no longer configured did not close cleanly", "err", err.Error())
+		}
 	}
 	d.swapConfig(new)
 	return old, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/syslog"
 )
 
 // Daemon is one isakmpd: a node built from a configuration and the control
@@ -42,6 +43,8 @@ type Daemon struct {
 
 	// onHostname follow the configured hostname (OnHostname).
 	onHostname []func(string)
+	// logSinks take the configuration's logging (SetLogSinks, logging.go).
+	logSinks *syslog.Sinks
 }
 
 // OnHostname calls f with the configured hostname now and again whenever a

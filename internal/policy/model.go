@@ -35,6 +35,8 @@ type Config struct {
 	Version     version.Version
 	VersionLine int
 
+	Logging Logging // logging host, logging buffered
+
 	ISAKMPPolicies []*ISAKMPPolicy // ordered by Priority
 	ISAKMPKeys     []*ISAKMPKey
 	// Identity is what phase 1 sends as our ID (crypto isakmp identity).
@@ -52,6 +54,35 @@ type Config struct {
 	FailClose     []*FailClose      // crypto map NAME gdoi fail-close
 	Interfaces    []*Interface
 }
+
+// Logging is where isakmpd sends its messages besides stderr and -syslog
+// (docs/operations.md, Logging).
+type Logging struct {
+	Hosts []*LogHost // logging host: RFC 5424 over UDP
+	// Buffered is the size in bytes of the buffer of the last messages
+	// (logging buffered [SIZE], show logging); 0: no buffer.
+	Buffered     int
+	BufferedLine int
+}
+
+// LogHost is one logging host A.B.C.D [transport udp [port N]].
+type LogHost struct {
+	Addr netip.Addr
+	Port uint16
+	Line int
+}
+
+// Dest is the host as a syslog destination (syslog.Dial).
+func (h *LogHost) Dest() string { return "udp://" + netip.AddrPortFrom(h.Addr, h.Port).String() }
+
+// Logging defaults and bounds (IOS: logging buffered 4096-2147483647,
+// default 4096; groupvpn bounds the buffer to 16 MiB).
+const (
+	DefaultLoggingBuffered = 4096
+	MaxLoggingBuffered     = 16 << 20
+	DefaultLoggingPort     = 514
+	MaxLoggingHosts        = 16
+)
 
 // IdentityType is the phase-1 identity we send.
 type IdentityType string

@@ -309,6 +309,8 @@ func buildModes() *modes {
 	m.global.cmds = []*cmd{
 		c("hostname NAME", 1, 1, (*parser).hostname),
 		c("groupvpn version MAJOR.MINOR.MINI", 1, 1, (*parser).version),
+		c("logging host {A.B.C.D | ipv6 ADDRESS} [transport udp [port PORT]]", 1, 6, (*parser).loggingHost),
+		c("logging buffered [SIZE]", 0, 1, (*parser).loggingBuffered),
 		ce("crypto isakmp policy PRIORITY", 1, 1, func(p *parser, _ any, a []string) { p.isakmpPolicy(m, a) }),
 		c("crypto isakmp key KEY address {A.B.C.D [MASK] | ipv6 PREFIX}", 3, 4, (*parser).isakmpKey),
 		c("crypto isakmp identity {address | dn | hostname}", 1, 1, (*parser).isakmpIdentity),
@@ -577,6 +579,80 @@ func (p *parser) hostname(_ any, a []string) {
 		return
 	}
 	p.cfg.Hostname, p.cfg.HostnameLine = a[0], p.line
+}
+
+// logging host {A.B.C.D | ipv6 ADDRESS} [transport udp [port N]]: RFC 5424
+// over UDP. A host given again replaces its port (as IOS does).
+func (p *parser) loggingHost(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	what := "logging host"
+	v6 := strings.EqualFold(a[0], "ipv6")
+	if v6 {
+		if len(a) < 2 {
+			p.errorf("logging host ipv6 needs an address")
+			return
+		}
+		a = a[1:]
+	}
+	addr, err := netip.ParseAddr(a[0])
+	if err != nil || addr.Zone() != "" || addr.Is4() == v6 || addr.Is4In6() || addr.IsUnspecified() || addr.IsMulticast() {
+		p.errorf("%s %q is not a unicast %s address", what, a[0], map[bool]string{false: "IPv4", true: "IPv6"}[v6])
+		return
+	}
+	port := int64(DefaultLoggingPort)
+	rest := a[1:]
+	if len(rest) > 0 {
+		if !strings.EqualFold(rest[0], "transport") || len(rest) < 2 {
+			p.errorf("%s %s: expected transport udp [port PORT], not %q", what, a[0], strings.Join(rest, " "))
+			return
+		}
+		switch strings.ToLower(rest[1]) {
+		case "udp":
+		case "tcp", "beep":
+			p.errorf("%s %s transport %s: not supported (a stalled %s server would hold up the daemon's logging): use transport udp, or -syslog tcp://HOST:PORT", what, a[0], rest[1], rest[1])
+			return
+		default:
+			p.errorf("%s %s: transport %q (accepted: udp)", what, a[0], rest[1])
+			return
+		}
+		rest = rest[2:]
+		if len(rest) > 0 {
+			if !strings.EqualFold(rest[0], "port") || len(rest) != 2 {
+				p.errorf("%s %s transport udp: expected port PORT, not %q", what, a[0], strings.Join(rest, " "))
+				return
+			}
+			var ok bool
+			if port, ok = p.num(rest[1], "logging host port", 1, 65535); !ok {
+				return
+			}
+		}
+	}
+	for _, h := range p.cfg.Logging.Hosts {
+		if h.Addr == addr {
+			h.Port, h.Line = uint16(port), p.line
+			return
+		}
+	}
+	if len(p.cfg.Logging.Hosts) >= MaxLoggingHosts {
+		p.errorf("%s: at most %d hosts", what, MaxLoggingHosts)
+		return
+	}
+	p.cfg.Logging.Hosts = append(p.cfg.Logging.Hosts, &LogHost{Addr: addr, Port: uint16(port), Line: p.line})
+}
+
+// logging buffered [SIZE]: keep the last SIZE bytes of messages for show
+// logging.
+func (p *parser) loggingBuffered(_ any, a []string) {
+	size := int64(DefaultLoggingBuffered)
+	if len(a) == 1 {
+		var ok bool
+		if size, ok = p.num(a[0], "logging buffered", 4096, MaxLoggingBuffered); !ok {
+			return
+		}
+	}
+	p.cfg.Logging.Buffered, p.cfg.Logging.BufferedLine = int(size), p.line
 }
 
 func (p *parser) version(_ any, a []string) {

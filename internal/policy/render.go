@@ -31,6 +31,19 @@ func (c *Config) Render() string {
 		w("groupvpn version %s", c.Version)
 	}
 	bang()
+	if c.Logging.Buffered > 0 {
+		w("logging buffered %d", c.Logging.Buffered)
+	}
+	for _, h := range c.Logging.Hosts {
+		if h.Addr.Is6() {
+			w("logging host ipv6 %s transport udp port %d", h.Addr, h.Port)
+		} else {
+			w("logging host %s transport udp port %d", h.Addr, h.Port)
+		}
+	}
+	if c.Logging.Buffered > 0 || len(c.Logging.Hosts) > 0 {
+		bang()
+	}
 	for _, p := range c.ISAKMPPolicies {
 		w("crypto isakmp policy %d", p.Priority)
 		w(" encryption aes %d", p.KeyBits)

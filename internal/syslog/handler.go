@@ -283,7 +283,25 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 
 // Line renders the record as the handler writes it, ending in "\n".
 func (h *Handler) Line(r slog.Record) string {
-	msgid := "-"
+	sev, msgid, msg, ts := h.fields(r)
+	var head string
+	pri := strconv.Itoa(facility*8 + sev)
+	app := token(h.o.App, 48)
+	if h.o.Format == RFC3164 {
+		// RFC 3164 §4.1.2: local time, day of month padded with a space;
+		// TAG[PID]: as syslog(3) writes it (TAG at most 32 characters).
+		head = "<" + pri + ">" + ts.Format(time.Stamp) + " " + cut(app, 32) + "[" + strconv.Itoa(h.o.PID) + "]: "
+	} else {
+		// RFC 5424 §6.2.3: TIME-SECFRAC is at most 6 digits.
+		head = "<" + pri + ">1 " + ts.UTC().Format("2006-01-02T15:04:05.000000Z07:00") + " " +
+			h.Hostname() + " " + app + " " + strconv.Itoa(h.o.PID) + " " + msgid + " - "
+	}
+	return head + cut(msg, MaxMessage-len(head)-1) + "\n"
+}
+
+// fields are the severity, MSGID, MSG (on one line) and time of r.
+func (h *Handler) fields(r slog.Record) (sev int, msgid, msg string, ts time.Time) {
+	msgid = "-"
 	var kv []string
 	add := func(a slog.Attr) bool {
 		if a.Key == "mnemonic" {
@@ -297,34 +315,22 @@ func (h *Handler) Line(r slog.Record) string {
 		add(a)
 	}
 	r.Attrs(add)
-	sev := severityOf(r.Level)
+	sev = severityOf(r.Level)
 	if strings.HasPrefix(r.Message, "%") {
 		// "%GDOI-5-...": the IOS severity digit is authoritative.
 		if parts := strings.SplitN(r.Message, "-", 3); len(parts) == 3 && len(parts[1]) == 1 && parts[1][0] >= '0' && parts[1][0] <= '7' {
 			sev = int(parts[1][0] - '0')
 		}
 	}
-	ts := r.Time
+	ts = r.Time
 	if ts.IsZero() {
 		ts = time.Now()
 	}
-	msg := r.Message
+	msg = r.Message
 	if len(kv) > 0 {
 		msg += " " + strings.Join(kv, " ")
 	}
-	var head string
-	pri := strconv.Itoa(facility*8 + sev)
-	app := token(h.o.App, 48)
-	if h.o.Format == RFC3164 {
-		// RFC 3164 §4.1.2: local time, day of month padded with a space;
-		// TAG[PID]: as syslog(3) writes it (TAG at most 32 characters).
-		head = "<" + pri + ">" + ts.Format(time.Stamp) + " " + cut(app, 32) + "[" + strconv.Itoa(h.o.PID) + "]: "
-	} else {
-		// RFC 5424 §6.2.3: TIME-SECFRAC is at most 6 digits.
-		head = "<" + pri + ">1 " + ts.UTC().Format("2006-01-02T15:04:05.000000Z07:00") + " " +
-			h.Hostname() + " " + app + " " + strconv.Itoa(h.o.PID) + " " + msgid + " - "
-	}
-	return head + cut(strings.TrimRight(oneLine(msg), " "), MaxMessage-len(head)-1) + "\n"
+	return sev, msgid, strings.TrimRight(oneLine(msg), " "), ts
 }
 
 // Fanout sends every record to several handlers (stderr and syslog).

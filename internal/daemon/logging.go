@@ -1,0 +1,86 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/syslog"
+)
+
+// The configuration's logging (logging host, logging buffered) reaches
+// isakmpd's syslog.Sinks: SetLogSinks applies the running configuration
+// and registers show logging; apply prepares the sinks of a new
+// configuration before the node takes it (a destination that cannot be
+// opened refuses the whole configuration) and commits them with it.
+
+// loggingDests are the syslog destinations of c.
+func loggingDests(c *policy.Config) []string {
+	var out []string
+	for _, h := range c.Logging.Hosts {
+		out = append(out, h.Dest())
+	}
+	return out
+}
+
+// SetLogSinks makes s follow the configuration: the running one now, each
+// one applied later (reload, commit).
+func (d *Daemon) SetLogSinks(s *syslog.Sinks) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.config
+	ch, err := s.Prepare(loggingDests(c), c.Logging.Buffered)
+	if err != nil {
+		return fmt.Errorf("logging: %w", err)
+	}
+	if err := ch.Commit(); err != nil {
+		return fmt.Errorf("logging: %w", err)
+	}
+	if d.logSinks == nil {
+		d.Ctl.Handle("show logging", "the logging configuration and the buffered messages (logging buffered)", d.showLogging)
+	}
+	d.logSinks = s
+	return nil
+}
+
+// prepareLogging opens what new's logging needs; nil without sinks.
+func (d *Daemon) prepareLogging(new *policy.Config) (*syslog.Change, error) {
+	d.mu.Lock()
+	s := d.logSinks
+	d.mu.Unlock()
+	if s == nil {
+		return nil, nil
+	}
+	ch, err := s.Prepare(loggingDests(new), new.Logging.Buffered)
+	if err != nil {
+		return nil, &NotAppliedError{Reasons: []string{"logging: " + err.Error()}}
+	}
+	return ch, nil
+}
+
+func (d *Daemon) showLogging(_ context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+	d.mu.Lock()
+	s := d.logSinks
+	d.mu.Unlock()
+	lines, size := s.Buffered()
+	var b strings.Builder
+	b.WriteString("Syslog logging: enabled\n")
+	if size > 0 {
+		fmt.Fprintf(&b, "    Buffer logging:  level debugging, %d messages logged\n", len(lines))
+	} else {
+		b.WriteString("    Buffer logging:  disabled\n")
+	}
+	for _, h := range s.Hosts() {
+		fmt.Fprintf(&b, "    Logging to %s (rfc5424)\n", strings.TrimPrefix(h, "udp://"))
+	}
+	fmt.Fprintf(&b, "    Messages not sent to a host: %d\n", s.Drops())
+	if size > 0 {
+		fmt.Fprintf(&b, "\nLog Buffer (%d bytes):\n", size)
+		for _, l := range lines {
+			b.WriteString(l + "\n")
+		}
+	}
+	return &ctl.Reply{Text: b.String()}, nil
+}

@@ -1,0 +1,177 @@
+package syslog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Sinks is the logging a daemon's configuration asks for (IOS `logging
+// host`, `logging buffered`): RFC 5424 over UDP to each host, and the last
+// lines in a buffer of a bounded size (show logging). It is a slog.Handler;
+// Prepare and Commit change it while it runs, atomically: either every
+// destination of the new configuration is open, or nothing changes.
+type Sinks struct {
+	h  *Handler
+	st *sinkState
+}
+
+type sinkState struct {
+	mu    sync.Mutex
+	names []string // the destinations, as Dial takes them
+	dests []*Destination
+	lines []string // buffered, oldest first
+	size  int      // bytes in lines
+	max   int      // logging buffered SIZE; 0: no buffer
+	drops atomic.Uint64
+}
+
+// MaxBuffer bounds logging buffered SIZE.
+const MaxBuffer = 16 << 20
+
+// NewSinks returns sinks without destinations or buffer. o.Format is
+// RFC 5424 whatever it says.
+func NewSinks(o Options) *Sinks {
+	o.Format = RFC5424
+	return &Sinks{h: NewHandler(nil, o), st: &sinkState{}}
+}
+
+// SetHostname sets the HOSTNAME of the messages (the configured hostname).
+func (s *Sinks) SetHostname(name string) { s.h.SetHostname(name) }
+
+func (s *Sinks) Enabled(ctx context.Context, l slog.Level) bool { return s.h.Enabled(ctx, l) }
+
+func (s *Sinks) WithAttrs(as []slog.Attr) slog.Handler {
+	return &Sinks{h: s.h.WithAttrs(as).(*Handler), st: s.st}
+}
+
+func (s *Sinks) WithGroup(string) slog.Handler { return s }
+
+// Handle sends r to every host and appends it to the buffer. A failed
+// send is counted (Drops), not returned: logging never stops the daemon.
+func (s *Sinks) Handle(_ context.Context, r slog.Record) error {
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.dests) == 0 && st.max == 0 {
+		return nil
+	}
+	if len(st.dests) > 0 {
+		line := []byte(s.h.Line(r))
+		for _, d := range st.dests {
+			if _, err := d.Write(line); err != nil {
+				st.drops.Add(1)
+			}
+		}
+	}
+	if st.max > 0 {
+		_, _, msg, ts := s.h.fields(r)
+		st.add(ts.Format(time.StampMicro) + ": " + cut(msg, MaxMessage))
+	}
+	return nil
+}
+
+func (st *sinkState) add(line string) {
+	st.lines = append(st.lines, line)
+	st.size += len(line)
+	st.trim()
+}
+
+func (st *sinkState) trim() {
+	n := 0
+	for st.size > st.max && n < len(st.lines) {
+		st.size -= len(st.lines[n])
+		n++
+	}
+	st.lines = slices.Delete(st.lines, 0, n)
+}
+
+// Buffered returns the buffered lines, oldest first, and the buffer size
+// in bytes (0: logging buffered is off).
+func (s *Sinks) Buffered() (lines []string, size int) {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	return slices.Clone(s.st.lines), s.st.max
+}
+
+// Hosts are the destinations messages go to.
+func (s *Sinks) Hosts() []string {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	return slices.Clone(s.st.names)
+}
+
+// Drops counts messages a host could not be sent.
+func (s *Sinks) Drops() uint64 { return s.st.drops.Load() }
+
+// Change is a prepared change of the sinks: its new destinations are open.
+// Commit or Discard it.
+type Change struct {
+	s      *Sinks
+	names  []string
+	dests  []*Destination
+	opened []*Destination // by Prepare: closed by Discard
+	max    int
+}
+
+// Prepare opens the destinations (Dial's syntax) the sinks do not have yet
+// and checks the buffer size (0 turns the buffer off); it changes nothing.
+func (s *Sinks) Prepare(dests []string, buffered int) (*Change, error) {
+	if buffered < 0 || buffered > MaxBuffer {
+		return nil, fmt.Errorf("logging buffered %d: out of range (0-%d)", buffered, MaxBuffer)
+	}
+	c := &Change{s: s, max: buffered}
+	s.st.mu.Lock()
+	have := map[string]*Destination{}
+	for i, n := range s.st.names {
+		have[n] = s.st.dests[i]
+	}
+	s.st.mu.Unlock()
+	for _, n := range dests {
+		if slices.Contains(c.names, n) {
+			continue
+		}
+		d := have[n]
+		if d == nil {
+			var err error
+			if d, err = Dial(n); err != nil {
+				c.Discard()
+				return nil, err
+			}
+			c.opened = append(c.opened, d)
+		}
+		c.names, c.dests = append(c.names, n), append(c.dests, d)
+	}
+	return c, nil
+}
+
+// Commit makes the change: the new destinations and buffer size; the
+// destinations no longer configured are closed.
+func (c *Change) Commit() error {
+	st := c.s.st
+	st.mu.Lock()
+	old := st.dests
+	st.names, st.dests, st.max = c.names, c.dests, c.max
+	st.trim()
+	st.mu.Unlock()
+	var errs []error
+	for _, d := range old {
+		if !slices.Contains(c.dests, d) {
+			errs = append(errs, d.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Discard closes what Prepare opened; the sinks stay as they were.
+func (c *Change) Discard() {
+	for _, d := range c.opened {
+		d.Close()
+	}
+	c.opened = nil
+}

@@ -1,0 +1,49 @@
+package syslog
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// proves: O3 (issue 14 item 1: logging buffered keeps at most SIZE bytes,
+// oldest out first; a configuration whose destination cannot be opened
+// changes nothing)
+func TestSinksBufferAndPrepare(t *testing.T) {
+	s := NewSinks(Options{App: "isakmpd"})
+	l := slog.New(s)
+	l.Info("dropped: no buffer yet")
+	ch, err := s.Prepare(nil, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		Log(l, Notice, "N", "message %03d %s", i, strings.Repeat("x", 100))
+	}
+	lines, size := s.Buffered()
+	total := 0
+	for _, x := range lines {
+		total += len(x)
+	}
+	if size != 4096 || total > 4096 || len(lines) == 0 || !strings.Contains(lines[len(lines)-1], "%GDOI-5-N: message 099 ") ||
+		strings.Contains(strings.Join(lines, "\n"), "dropped") {
+		t.Fatalf("buffer of %d bytes holds %d bytes in %d lines, last %q", size, total, len(lines), lines[len(lines)-1])
+	}
+	if _, err := s.Prepare([]string{"udp://127.0.0.1:9", "ftp://x"}, 4096); err == nil {
+		t.Fatal("a bad destination was prepared")
+	}
+	if _, err := s.Prepare(nil, MaxBuffer+1); err == nil {
+		t.Fatal("an oversized buffer was prepared")
+	}
+	if len(s.Hosts()) != 0 {
+		t.Fatalf("a refused change changed the hosts: %v", s.Hosts())
+	}
+	ch, _ = s.Prepare(nil, 0)
+	ch.Commit()
+	if lines, size := s.Buffered(); size != 0 || len(lines) != 0 {
+		t.Fatalf("no logging buffered keeps %d lines", len(lines))
+	}
+}
