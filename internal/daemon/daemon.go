@@ -91,6 +91,7 @@ func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Lo
 	Register(d.Ctl, n, d.Config, d.counterSources)
 	installConfigMode(d, logger) // configure terminal, write memory (configmode.go)
 	registerGDOI(d.Ctl, d)
+	registerLogging(d) // show logging (logging.go)
 	return d, nil
 }
 

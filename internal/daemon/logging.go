@@ -38,9 +38,6 @@ func (d *Daemon) SetLogSinks(s *syslog.Sinks) error {
 	if err := ch.Commit(); err != nil {
 		return fmt.Errorf("logging: %w", err)
 	}
-	if d.logSinks == nil {
-		d.Ctl.Handle("show logging", "the logging configuration and the buffered messages (logging buffered)", d.showLogging)
-	}
 	d.logSinks = s
 	return nil
 }
@@ -60,13 +57,23 @@ func (d *Daemon) prepareLogging(new *policy.Config) (*syslog.Change, error) {
 	return ch, nil
 }
 
+// registerLogging registers show logging (with every daemon, so that a
+// second registration of it fails every test at once).
+func registerLogging(d *Daemon) {
+	d.Ctl.Handle("show logging", "the logging configuration and the buffered messages (logging buffered)", d.showLogging)
+}
+
 func (d *Daemon) showLogging(_ context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 	d.mu.Lock()
 	s := d.logSinks
 	d.mu.Unlock()
-	lines, size := s.Buffered()
 	var b strings.Builder
 	b.WriteString("Syslog logging: enabled\n")
+	if s == nil { // a daemon without sinks (tests, the lab)
+		b.WriteString("    Buffer logging:  disabled\n")
+		return &ctl.Reply{Text: b.String()}, nil
+	}
+	lines, size := s.Buffered()
 	if size > 0 {
 		fmt.Fprintf(&b, "    Buffer logging:  level debugging, %d messages logged\n", len(lines))
 	} else {

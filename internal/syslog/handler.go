@@ -223,10 +223,18 @@ type Destination struct {
 // Format is the message format the destination expects.
 func (d *Destination) Format() Format { return d.format }
 
+// WriteTimeout bounds how long a message may wait for a socket: a syslog
+// daemon that stops reading (a full /dev/log queue, a stalled TCP server)
+// costs the message, never a stuck daemon.
+const WriteTimeout = 250 * time.Millisecond
+
 // Write sends one message.
 func (d *Destination) Write(p []byte) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if c, ok := d.w.(net.Conn); ok {
+		c.SetWriteDeadline(time.Now().Add(WriteTimeout))
+	}
 	return d.w.Write(p)
 }
 

@@ -1,6 +1,7 @@
 package syslog
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"os"
@@ -90,5 +91,43 @@ func TestDestinationReopen(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "x.log")); !strings.Contains(string(b), "still here") {
 		t.Fatalf("write after a failed reopen went nowhere: %q", b)
+	}
+}
+
+// proves: O3 (issue 14 item 1: a local syslog daemon that stops reading
+// /dev/log costs messages, not a stuck daemon: each write gives up after
+// WriteTimeout)
+func TestStalledSocketDoesNotBlock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	pc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close() // never read
+	d, err := Dial("unix://" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	l := slog.New(NewHandler(d, Options{App: "isakmpd", Format: d.Format()}))
+	start := time.Now()
+	line := strings.Repeat("x", 1000)
+	for i := 0; ; i++ {
+		r := slog.NewRecord(time.Now(), slog.LevelInfo, line, 0)
+		err := l.Handler().Handle(context.Background(), r)
+		if err != nil {
+			if el := time.Since(start); el > 10*time.Second {
+				t.Fatalf("the first failed write came after %v", el)
+			}
+			t0 := time.Now()
+			l.Handler().Handle(context.Background(), r)
+			if el := time.Since(t0); el > 2*WriteTimeout+time.Second {
+				t.Fatalf("a write to a full socket took %v", el)
+			}
+			return
+		}
+		if i > 100000 {
+			t.Fatal("the receiver's queue never filled")
+		}
 	}
 }

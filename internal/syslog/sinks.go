@@ -71,7 +71,7 @@ func (s *Sinks) Handle(_ context.Context, r slog.Record) error {
 	}
 	if st.max > 0 {
 		_, _, msg, ts := s.h.fields(r)
-		st.add(ts.Format(time.StampMicro) + ": " + cut(msg, MaxMessage))
+		st.add("*" + ts.Format(time.StampMilli) + ": " + cut(msg, MaxMessage)) // as terminal monitor shows it
 	}
 	return nil
 }
