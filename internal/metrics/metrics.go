@@ -156,12 +156,37 @@ func up(ch chan<- prometheus.Metric, source string, ok bool) {
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, v, source)
 }
 
+// emit sends one sample. Names and label values can come from another
+// process (tmd's engine counters, iked's, the groups of tmd's SAs): one
+// that Prometheus refuses (an invalid name, a label value that is not
+// UTF-8) is left out rather than panicking or failing the scrape.
+func emit(ch chan<- prometheus.Metric, d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	m, err := prometheus.NewConstMetric(d, t, v, labels...)
+	if err != nil {
+		return
+	}
+	ch <- m
+}
+
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
-	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	emit(ch, d, prometheus.GaugeValue, v, labels...)
 }
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
-	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	emit(ch, d, prometheus.CounterValue, v, labels...)
+}
+
+// Bounds on what another process's counter list may add to a scrape.
+const (
+	maxRemoteCounters = 256
+	maxHelp           = 200
+)
+
+func help(s string) string {
+	if len(s) > maxHelp {
+		s = strings.ToValidUTF8(s[:maxHelp], "") + "..."
+	}
+	return s
 }
 
 // spiLabel renders an SPI as show crypto ipsec sa does: 0x and 8 hex digits.
@@ -236,18 +261,29 @@ func addrLabel(a netip.AddrPort) string { return a.Addr().String() }
 
 // counters sends each counter as groupvpn_<section>_<name>_total.
 func counters(ch chan<- prometheus.Metric, section string, cs []ike.Counter, skip map[string]bool) {
-	for _, c := range cs {
-		if skip[c.Name] {
+	seen := map[string]bool{}
+	for _, c := range cs[:min(len(cs), maxRemoteCounters)] {
+		if skip[c.Name] || seen[c.Name] {
 			continue
 		}
+		seen[c.Name] = true
 		n := strings.TrimPrefix(strings.TrimSuffix(c.Name, "_total"), section+"_")
-		d := desc(name(section, n, "total"), c.Help)
+		d := desc(name(section, n, "total"), help(c.Help))
 		counter(ch, d, float64(c.Value))
 	}
 }
 
 func collectSAs(ch chan<- prometheus.Metric, sas []tmd.TEKCounters, dp *tmd.DataPlaneCounters) {
+	type key struct {
+		group string
+		spi   uint32
+	}
+	seenSA := map[key]bool{}
 	for _, t := range sas {
+		if seenSA[key{t.Group, t.SPI}] {
+			continue
+		}
+		seenSA[key{t.Group, t.SPI}] = true
 		spi := spiLabel(t.SPI)
 		counter(ch, saEncapsPktsDesc, float64(t.EncapsPackets), t.Group, spi)
 		counter(ch, saEncapsBytesDesc, float64(t.EncapsBytes), t.Group, spi)
@@ -260,8 +296,13 @@ func collectSAs(ch chan<- prometheus.Metric, sas []tmd.TEKCounters, dp *tmd.Data
 	if dp == nil {
 		return
 	}
-	for _, c := range dp.Counters {
-		d := desc(name("dataplane", strings.TrimSuffix(c.Name, "_total"), "total"), c.Help+" (the forwarding engine's counter)", "device")
+	seen := map[string]bool{}
+	for _, c := range dp.Counters[:min(len(dp.Counters), maxRemoteCounters)] {
+		if seen[c.Name] {
+			continue
+		}
+		seen[c.Name] = true
+		d := desc(name("dataplane", strings.TrimSuffix(c.Name, "_total"), "total"), help(c.Help)+" (the forwarding engine's counter)", "device")
 		counter(ch, d, float64(c.Value), dp.Device)
 	}
 }

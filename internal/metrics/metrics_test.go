@@ -21,6 +21,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/metrics"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/testnet"
+	"github.com/groupvpn/groupvpn/internal/tmd"
 )
 
 // serve starts an endpoint on a free loopback port and returns its URL.
@@ -318,4 +319,55 @@ func TestScrapeBounded(t *testing.T) {
 	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("the scrape of a stuck node took %v, bound 2 s", d)
 	}
+}
+
+// hostileSAs is an SA database whose answer Prometheus would refuse:
+// counter names that are not metric names, duplicates, a group that is
+// not UTF-8, far too many counters.
+type hostileSAs struct{}
+
+func (hostileSAs) Counters(context.Context) ([]tmd.TEKCounters, *tmd.DataPlaneCounters, error) {
+	sas := []tmd.TEKCounters{
+		{Group: "g", SPI: 1}, {Group: "g", SPI: 1}, {Group: "bad\xff", SPI: 2}, {Group: "ok", SPI: 3},
+	}
+	sas[3].EncapsPackets = 7
+	dp := &tmd.DataPlaneCounters{Device: "tun0", Counters: []tmd.Counter{
+		{Name: "no such name!", Value: 1}, {Name: "encaps", Value: 2}, {Name: "encaps", Value: 3},
+		{Name: "x", Help: strings.Repeat("h", 10000) + "\xff\n"},
+	}}
+	for i := range 1000 {
+		dp.Counters = append(dp.Counters, tmd.Counter{Name: fmt.Sprintf("c%d", i), Value: uint64(i)})
+	}
+	return sas, dp, nil
+}
+
+// TestScrapeHostileCounters: counter lists read from another process
+// (tmd, iked) cannot panic the daemon or spoil the scrape: refused names
+// and values are left out, duplicates dropped, their number bounded.
+//
+// proves: O3 (issue 14 item 7: counters read over IPC from tmd or iked cannot panic the daemon or spoil the scrape; their number is bounded)
+func TestScrapeHostileCounters(t *testing.T) {
+	testnet.RequireTools(t, "promtool")
+	url := serve(t, metrics.DefaultLimits, metrics.NewCollector(nil, hostileSAs{}, 0))
+	body := scrape(t, url)
+	fams := families(t, body)
+	if v, ok := value(fams, "groupvpn_ipsec_sa_encaps_packets_total", map[string]string{"group": "ok", "spi": "0x00000003"}); !ok || v != 7 {
+		t.Errorf("the valid SA's counter = %v (present %v), want 7", v, ok)
+	}
+	if v, _ := value(fams, "groupvpn_dataplane_encaps_total", nil); v != 2 {
+		t.Errorf("groupvpn_dataplane_encaps_total = %v, want 2 (the first of the duplicates)", v)
+	}
+	var dp int
+	for n := range fams {
+		if strings.HasPrefix(n, "groupvpn_dataplane_") {
+			dp++
+		}
+	}
+	if dp > 256 {
+		t.Errorf("%d engine counters exported, bound 256", dp)
+	}
+	if len(body) > 200_000 {
+		t.Errorf("scrape of %d bytes", len(body))
+	}
+	promtool(t, body)
 }
