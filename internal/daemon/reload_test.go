@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,6 +94,13 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	})
 	if b, _ := os.ReadFile(syslogFile + ".1"); !strings.Contains(string(b), "isakmpd started") || strings.Contains(string(b), "POLICY_CHANGE") {
 		t.Fatalf("the rotated syslog file:\n%s", b)
+	}
+	// issue 14 item 1: RFC 5424 with the configured hostname ("ks", not
+	// the OS's) and 6 fractional digits, one line per message.
+	b, _ := os.ReadFile(syslogFile)
+	re := regexp.MustCompile(`(?m)^<189>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ks isakmpd \d+ POLICY_CHANGE - %GDOI-5-POLICY_CHANGE: GDOI group CRASH policy has changed\.`)
+	if !re.Match(b) {
+		t.Fatalf("the syslog file (RFC 5424, HOSTNAME ks):\n%s", b)
 	}
 
 	bad := strings.Replace(changed, "identity number 4242", "identity number forty-two", 1)
