@@ -195,7 +195,18 @@ func runIsakmpd(env *Env, args []string) int {
 	// The metrics endpoint, opt-in: bound now, so that an address in use
 	// is a startup error (issue 14 item 7).
 	if *metricsAddr != "" {
-		ms, err := metrics.Listen(*metricsAddr, metrics.DefaultLimits, logger, metrics.ForNode(d.Node, 0))
+		col := metrics.ForNode(d.Node, 0)
+		if broker != nil {
+			col.WithSections(metrics.Section{Name: "broker", Read: broker.Stats})
+		}
+		if sas != nil {
+			col.WithSections(metrics.Section{Name: "tmd_api", Read: func(ctx context.Context) ([]ike.Counter, error) {
+				st, err := sas.Status(ctx)
+				st.DataPlane = nil // the engine's counters come with the SAs'
+				return tmdCounters(st), err
+			}})
+		}
+		ms, err := metrics.Listen(*metricsAddr, metrics.DefaultLimits, logger, col)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: -metrics: %v\n", err)
 			return 1

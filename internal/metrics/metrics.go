@@ -48,9 +48,26 @@ const DefaultTimeout = 2 * time.Second
 // nothing): the series depend on the groups configured and the SAs
 // installed, which change at run time.
 type Collector struct {
-	state   StateReader
-	sas     SACounterReader // nil: no packet counters
-	timeout time.Duration
+	state    StateReader
+	sas      SACounterReader // nil: no packet counters
+	sections []Section
+	timeout  time.Duration
+}
+
+// Section is a list of counters another process keeps, read at scrape
+// time (a section of show crypto isakmp statistics: the iked broker's,
+// tmd's API socket's). Its counters are exported as
+// groupvpn_<Name>_<counter>_total, its answer as groupvpn_source_up
+// {source="<Name>"}.
+type Section struct {
+	Name string // snake_case
+	Read func(ctx context.Context) ([]ike.Counter, error)
+}
+
+// WithSections adds sections to c; call it before c is registered.
+func (c *Collector) WithSections(ss ...Section) *Collector {
+	c.sections = append(c.sections, ss...)
+	return c
 }
 
 // NewCollector returns a Collector over st and sas, each left out when
@@ -144,6 +161,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		up(ch, "sa_database", err == nil)
 		if err == nil {
 			collectSAs(ch, sas, dp)
+		}
+	}
+	for _, sec := range c.sections {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		cs, err := sec.Read(ctx)
+		cancel()
+		up(ch, sec.Name, err == nil)
+		if err == nil {
+			counters(ch, sec.Name, cs, nil)
 		}
 	}
 }

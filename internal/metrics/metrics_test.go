@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/lab"
 	"github.com/groupvpn/groupvpn/internal/metrics"
 	"github.com/groupvpn/groupvpn/internal/node"
@@ -370,4 +371,32 @@ func TestScrapeHostileCounters(t *testing.T) {
 		t.Errorf("scrape of %d bytes", len(body))
 	}
 	promtool(t, body)
+}
+
+// TestScrapeSections: the counters of the iked broker and of tmd's API
+// socket (show crypto isakmp statistics' sections) are exported per
+// section; a section that does not answer is reported, not fatal.
+//
+// proves: O3 (issue 14 item 7: every drop counter an operator sees in show crypto isakmp statistics is scraped), S5
+func TestScrapeSections(t *testing.T) {
+	c := metrics.NewCollector(nil, nil, 0).WithSections(
+		metrics.Section{Name: "broker", Read: func(context.Context) ([]ike.Counter, error) {
+			return []ike.Counter{{Name: "received", Help: "UDP datagrams read", Value: 5}, {Name: "short", Help: "dropped", Value: 1}}, nil
+		}},
+		metrics.Section{Name: "tmd_api", Read: func(context.Context) ([]ike.Counter, error) {
+			return nil, fmt.Errorf("tmd: connection lost")
+		}})
+	fams := families(t, scrape(t, serve(t, metrics.DefaultLimits, c)))
+	if v, _ := value(fams, "groupvpn_broker_received_total", nil); v != 5 {
+		t.Errorf("groupvpn_broker_received_total = %v, want 5", v)
+	}
+	if v, _ := value(fams, "groupvpn_broker_short_total", nil); v != 1 {
+		t.Errorf("groupvpn_broker_short_total = %v, want 1", v)
+	}
+	if v, _ := value(fams, "groupvpn_source_up", map[string]string{"source": "broker"}); v != 1 {
+		t.Errorf("groupvpn_source_up{source=broker} = %v, want 1", v)
+	}
+	if v, ok := value(fams, "groupvpn_source_up", map[string]string{"source": "tmd_api"}); !ok || v != 0 {
+		t.Errorf("groupvpn_source_up{source=tmd_api} = %v (present %v), want 0", v, ok)
+	}
 }
