@@ -31,7 +31,7 @@ func (d *Daemon) SetLogSinks(s *syslog.Sinks) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := d.config
-	ch, err := s.Prepare(loggingDests(c), c.Logging.Buffered)
+	ch, err := s.Prepare(loggingDests(c), c.Logging.Buffered, policy.Severity(c.Logging.BufferedLevel, 7), policy.Severity(c.Logging.Trap, 6))
 	if err != nil {
 		return fmt.Errorf("logging: %w", err)
 	}
@@ -50,7 +50,7 @@ func (d *Daemon) prepareLogging(new *policy.Config) (*syslog.Change, error) {
 	if s == nil {
 		return nil, nil
 	}
-	ch, err := s.Prepare(loggingDests(new), new.Logging.Buffered)
+	ch, err := s.Prepare(loggingDests(new), new.Logging.Buffered, policy.Severity(new.Logging.BufferedLevel, 7), policy.Severity(new.Logging.Trap, 6))
 	if err != nil {
 		return nil, &NotAppliedError{Reasons: []string{"logging: " + err.Error()}}
 	}
@@ -74,11 +74,13 @@ func (d *Daemon) showLogging(_ context.Context, _ *ctl.Request) (*ctl.Reply, err
 		return &ctl.Reply{Text: b.String()}, nil
 	}
 	lines, size := s.Buffered()
+	bufLevel, trap := s.Levels()
 	if size > 0 {
-		fmt.Fprintf(&b, "    Buffer logging:  level debugging, %d messages logged\n", len(lines))
+		fmt.Fprintf(&b, "    Buffer logging:  level %s, %d messages in the buffer\n", policy.Severities[bufLevel], len(lines))
 	} else {
 		b.WriteString("    Buffer logging:  disabled\n")
 	}
+	fmt.Fprintf(&b, "    Trap logging:  level %s, %d message lines logged\n", policy.Severities[trap], s.Sent())
 	for _, h := range s.Hosts() {
 		fmt.Fprintf(&b, "    Logging to %s (rfc5424)\n", strings.TrimPrefix(h, "udp://"))
 	}

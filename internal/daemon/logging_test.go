@@ -51,7 +51,7 @@ func TestLoggingHostAndBuffered(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
 	file := filepath.Join(dir, "ks.conf")
-	src := strings.Replace(seedKS, "hostname Device\n", fmt.Sprintf("hostname ks1\nlogging buffered 8192\nlogging host 127.0.0.1 transport udp port %d\n", pa), 1)
+	src := strings.Replace(seedKS, "hostname Device\n", fmt.Sprintf("hostname ks1\nlogging buffered 8192\nlogging trap notifications\nlogging host 127.0.0.1 transport udp port %d\n", pa), 1)
 	if err := os.WriteFile(file, []byte(src), 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -75,12 +75,16 @@ func TestLoggingHostAndBuffered(t *testing.T) {
 	go func() { done <- d.Run(ctx, sock) }()
 	t.Cleanup(func() { cancel(); <-done })
 
+	logger.Info("below the trap level") // informational: not for the hosts
 	syslog.Log(logger, syslog.Notice, "TEST_ONE", "first\nmessage")
 	re := regexp.MustCompile(`^<189>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ks1 isakmpd 77 TEST_ONE - %GDOI-5-TEST_ONE: first message\n$`)
 	for {
 		line, err := recvLine(a, 5*time.Second)
 		if err != nil {
 			t.Fatalf("logging host: nothing received: %v", err)
+		}
+		if strings.Contains(line, "below the trap level") {
+			t.Fatalf("logging trap notifications: an informational message was sent: %q", line)
 		}
 		if strings.Contains(line, "TEST_ONE") {
 			if !re.MatchString(line) {
@@ -137,7 +141,7 @@ func TestLoggingHostAndBuffered(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Buffer logging:  level debugging", fmt.Sprintf("Logging to 127.0.0.1:%d (rfc5424)", pb),
-		"Log Buffer (8192 bytes):", ": %GDOI-5-TEST_ONE: first message\n", ": %GDOI-4-TEST_TWO: second\n"} {
+		"Log Buffer (8192 bytes):", "Trap logging:  level notifications", "below the trap level\n", ": %GDOI-5-TEST_ONE: first message\n", ": %GDOI-4-TEST_TWO: second\n"} {
 		if !strings.Contains(resp.Text, want) {
 			t.Errorf("show logging lacks %q:\n%s", want, resp.Text)
 		}

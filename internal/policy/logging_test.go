@@ -11,7 +11,7 @@ import (
 // running-config, editable with configure terminal; what would block the
 // daemon (TCP) is refused with the reason)
 func TestLoggingCommands(t *testing.T) {
-	src := "hostname ks1\nlogging buffered 16384\nlogging host 192.0.2.9\nlogging host 192.0.2.10 transport udp port 5514\nlogging host ipv6 2001:db8::9 transport udp\nlogging host 192.0.2.9 transport udp port 1514\n"
+	src := "hostname ks1\nlogging buffered 16384\nlogging trap 4\nlogging host 192.0.2.9\nlogging host 192.0.2.10 transport udp port 5514\nlogging host ipv6 2001:db8::9 transport udp\nlogging host 192.0.2.9 transport udp port 1514\n"
 	c, err := Parse("t.conf", []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +28,7 @@ func TestLoggingCommands(t *testing.T) {
 		t.Fatalf("destinations %s", got)
 	}
 	out := c.Render()
-	for _, want := range []string{"logging buffered 16384\n", "logging host 192.0.2.9 transport udp port 1514\n",
+	for _, want := range []string{"logging buffered 16384 debugging\n", "logging trap warnings\n", "logging host 192.0.2.9 transport udp port 1514\n",
 		"logging host ipv6 2001:db8::9 transport udp port 514\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("render lacks %q:\n%s", want, out)
@@ -41,6 +41,17 @@ func TestLoggingCommands(t *testing.T) {
 	if d, _ := Parse("t.conf", []byte("logging buffered\n")); d.Logging.Buffered != DefaultLoggingBuffered {
 		t.Fatalf("logging buffered without size: %d", d.Logging.Buffered)
 	}
+	for line, want := range map[string][2]any{
+		"logging buffered 5":              {DefaultLoggingBuffered, "notifications"},
+		"logging buffered 51200 warnings": {51200, "warnings"},
+		"logging buffered inf":            {DefaultLoggingBuffered, "informational"},
+		"logging buffered 8192 debugging": {8192, ""},
+	} {
+		d, err := Parse("t.conf", []byte(line+"\n"))
+		if err != nil || d.Logging.Buffered != want[0] || d.Logging.BufferedLevel != want[1] {
+			t.Errorf("%s: %v %d %q", line, err, d.Logging.Buffered, d.Logging.BufferedLevel)
+		}
+	}
 
 	for line, want := range map[string]string{
 		"logging host 192.0.2.9 transport tcp port 601": "not supported",
@@ -50,6 +61,8 @@ func TestLoggingCommands(t *testing.T) {
 		"logging host 224.0.0.1":                        "not a unicast",
 		"logging buffered 100":                          "logging buffered",
 		"logging buffered 999999999":                    "logging buffered",
+		"logging buffered 8192 loud":                    "not a severity",
+		"logging trap 9":                                "not a severity",
 	} {
 		_, err := Parse("t.conf", []byte(line+"\n"))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -63,6 +63,26 @@ type Logging struct {
 	// (logging buffered [SIZE], show logging); 0: no buffer.
 	Buffered     int
 	BufferedLine int
+	// BufferedLevel is the most verbose severity the buffer keeps
+	// (logging buffered ... LEVEL); "" is debugging. Trap is the one the
+	// hosts get (logging trap LEVEL); "" is informational. Both are IOS
+	// severity names (Severities).
+	BufferedLevel string
+	Trap          string
+	TrapLine      int
+}
+
+// Severities are the IOS severity names, by number.
+var Severities = []string{"emergencies", "alerts", "critical", "errors", "warnings", "notifications", "informational", "debugging"}
+
+// Severity is the number of an IOS severity name ("" is def).
+func Severity(name string, def int) int {
+	for i, n := range Severities {
+		if n == name {
+			return i
+		}
+	}
+	return def
 }
 
 // LogHost is one logging host A.B.C.D [transport udp [port N]].

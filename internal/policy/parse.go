@@ -310,7 +310,8 @@ func buildModes() *modes {
 		c("hostname NAME", 1, 1, (*parser).hostname),
 		c("groupvpn version MAJOR.MINOR.MINI", 1, 1, (*parser).version),
 		c("logging host {A.B.C.D | ipv6 ADDRESS} [transport udp [port PORT]]", 1, 6, (*parser).loggingHost),
-		c("logging buffered [SIZE]", 0, 1, (*parser).loggingBuffered),
+		c("logging buffered [SIZE] [LEVEL]", 0, 2, (*parser).loggingBuffered),
+		c("logging trap LEVEL", 1, 1, (*parser).loggingTrap),
 		ce("crypto isakmp policy PRIORITY", 1, 1, func(p *parser, _ any, a []string) { p.isakmpPolicy(m, a) }),
 		c("crypto isakmp key KEY address {A.B.C.D [MASK] | ipv6 PREFIX}", 3, 4, (*parser).isakmpKey),
 		c("crypto isakmp identity {address | dn | hostname}", 1, 1, (*parser).isakmpIdentity),
@@ -642,17 +643,58 @@ func (p *parser) loggingHost(_ any, a []string) {
 	p.cfg.Logging.Hosts = append(p.cfg.Logging.Hosts, &LogHost{Addr: addr, Port: uint16(port), Line: p.line})
 }
 
-// logging buffered [SIZE]: keep the last SIZE bytes of messages for show
-// logging.
-func (p *parser) loggingBuffered(_ any, a []string) {
-	size := int64(DefaultLoggingBuffered)
-	if len(a) == 1 {
-		var ok bool
-		if size, ok = p.num(a[0], "logging buffered", 4096, MaxLoggingBuffered); !ok {
-			return
+// severity reads an IOS severity: a name (or a prefix of one) or 0-7.
+func (p *parser) severity(s, what string) (string, bool) {
+	if n, err := strconv.Atoi(s); err == nil && n >= 0 && n < len(Severities) {
+		return Severities[n], true
+	}
+	for _, n := range Severities {
+		if len(s) >= 2 && strings.HasPrefix(n, strings.ToLower(s)) {
+			return n, true
 		}
 	}
-	p.cfg.Logging.Buffered, p.cfg.Logging.BufferedLine = int(size), p.line
+	p.errorf("%s %q is not a severity (accepted: 0-7, %s)", what, s, strings.Join(Severities, ", "))
+	return "", false
+}
+
+// logging buffered [SIZE] [LEVEL]: keep the last SIZE bytes of messages of
+// severity LEVEL or more severe for show logging. As on IOS, a number 0-7
+// alone is a level.
+func (p *parser) loggingBuffered(_ any, a []string) {
+	size := int64(DefaultLoggingBuffered)
+	level := ""
+	if len(a) > 0 {
+		if n, err := strconv.Atoi(a[0]); err == nil && n > 7 || err != nil && len(a) == 2 {
+			var ok bool
+			if size, ok = p.num(a[0], "logging buffered", 4096, MaxLoggingBuffered); !ok {
+				return
+			}
+			a = a[1:]
+		}
+	}
+	if len(a) == 1 {
+		var ok bool
+		if level, ok = p.severity(a[0], "logging buffered"); !ok {
+			return
+		}
+		if level == "debugging" {
+			level = "" // the default, rendered explicitly
+		}
+	}
+	l := &p.cfg.Logging
+	l.Buffered, l.BufferedLevel, l.BufferedLine = int(size), level, p.line
+}
+
+// logging trap LEVEL: the most verbose severity the hosts get.
+func (p *parser) loggingTrap(_ any, a []string) {
+	level, ok := p.severity(a[0], "logging trap")
+	if !ok {
+		return
+	}
+	if level == "informational" {
+		level = ""
+	}
+	p.cfg.Logging.Trap, p.cfg.Logging.TrapLine = level, p.line
 }
 
 func (p *parser) version(_ any, a []string) {

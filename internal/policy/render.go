@@ -32,7 +32,10 @@ func (c *Config) Render() string {
 	}
 	bang()
 	if c.Logging.Buffered > 0 {
-		w("logging buffered %d", c.Logging.Buffered)
+		w("logging buffered %d %s", c.Logging.Buffered, Severities[Severity(c.Logging.BufferedLevel, 7)])
+	}
+	if c.Logging.Trap != "" {
+		w("logging trap %s", c.Logging.Trap)
 	}
 	for _, h := range c.Logging.Hosts {
 		if h.Addr.Is6() {
@@ -41,7 +44,7 @@ func (c *Config) Render() string {
 			w("logging host %s transport udp port %d", h.Addr, h.Port)
 		}
 	}
-	if c.Logging.Buffered > 0 || len(c.Logging.Hosts) > 0 {
+	if c.Logging.Buffered > 0 || len(c.Logging.Hosts) > 0 || c.Logging.Trap != "" {
 		bang()
 	}
 	for _, p := range c.ISAKMPPolicies {

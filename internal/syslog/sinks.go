@@ -28,7 +28,11 @@ type sinkState struct {
 	lines []string // buffered, oldest first
 	size  int      // bytes in lines
 	max   int      // logging buffered SIZE; 0: no buffer
-	drops atomic.Uint64
+	// bufLevel and trap are the most verbose severities (0-7) the buffer
+	// keeps and the hosts get.
+	bufLevel, trap int
+	drops          atomic.Uint64
+	sent           atomic.Uint64
 }
 
 // MaxBuffer bounds logging buffered SIZE.
@@ -61,16 +65,17 @@ func (s *Sinks) Handle(_ context.Context, r slog.Record) error {
 	if len(st.dests) == 0 && st.max == 0 {
 		return nil
 	}
-	if len(st.dests) > 0 {
+	sev, _, msg, ts := s.h.fields(r)
+	if len(st.dests) > 0 && sev <= st.trap {
 		line := []byte(s.h.Line(r))
+		st.sent.Add(1)
 		for _, d := range st.dests {
 			if _, err := d.Write(line); err != nil {
 				st.drops.Add(1)
 			}
 		}
 	}
-	if st.max > 0 {
-		_, _, msg, ts := s.h.fields(r)
+	if st.max > 0 && sev <= st.bufLevel {
 		st.add("*" + ts.Format(time.StampMilli) + ": " + cut(msg, MaxMessage)) // as terminal monitor shows it
 	}
 	return nil
@@ -91,6 +96,13 @@ func (st *sinkState) trim() {
 	st.lines = slices.Delete(st.lines, 0, n)
 }
 
+// Levels are the most verbose severities the buffer keeps and the hosts get.
+func (s *Sinks) Levels() (buffer, trap int) {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	return s.st.bufLevel, s.st.trap
+}
+
 // Buffered returns the buffered lines, oldest first, and the buffer size
 // in bytes (0: logging buffered is off).
 func (s *Sinks) Buffered() (lines []string, size int) {
@@ -106,6 +118,10 @@ func (s *Sinks) Hosts() []string {
 	return slices.Clone(s.st.names)
 }
 
+// Sent counts the messages sent to the hosts (each once, whatever their
+// number).
+func (s *Sinks) Sent() uint64 { return s.st.sent.Load() }
+
 // Drops counts messages a host could not be sent.
 func (s *Sinks) Drops() uint64 { return s.st.drops.Load() }
 
@@ -117,15 +133,21 @@ type Change struct {
 	dests  []*Destination
 	opened []*Destination // by Prepare: closed by Discard
 	max    int
+	levels [2]int // buffer, hosts
 }
 
 // Prepare opens the destinations (Dial's syntax) the sinks do not have yet
 // and checks the buffer size (0 turns the buffer off); it changes nothing.
-func (s *Sinks) Prepare(dests []string, buffered int) (*Change, error) {
+// bufLevel and trap are the most verbose severities (0-7) the buffer keeps
+// and the hosts get (IOS logging buffered LEVEL, logging trap LEVEL).
+func (s *Sinks) Prepare(dests []string, buffered, bufLevel, trap int) (*Change, error) {
 	if buffered < 0 || buffered > MaxBuffer {
 		return nil, fmt.Errorf("logging buffered %d: out of range (0-%d)", buffered, MaxBuffer)
 	}
-	c := &Change{s: s, max: buffered}
+	if bufLevel < 0 || bufLevel > 7 || trap < 0 || trap > 7 {
+		return nil, fmt.Errorf("logging severities %d, %d: out of range (0-7)", bufLevel, trap)
+	}
+	c := &Change{s: s, max: buffered, levels: [2]int{bufLevel, trap}}
 	s.st.mu.Lock()
 	have := map[string]*Destination{}
 	for i, n := range s.st.names {
@@ -157,6 +179,7 @@ func (c *Change) Commit() error {
 	st.mu.Lock()
 	old := st.dests
 	st.names, st.dests, st.max = c.names, c.dests, c.max
+	st.bufLevel, st.trap = c.levels[0], c.levels[1]
 	st.trim()
 	st.mu.Unlock()
 	var errs []error
