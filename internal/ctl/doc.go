@@ -32,7 +32,9 @@
 // candidates for the last word, or for the next word if line ends in a space
 // (data: Completion; text: the IOS '?' listing); "?help" lists every command
 // (data: []HelpEntry); "?hostname" answers the prompt's host name (data: a
-// JSON string).
+// JSON string). "?monitor", as the first request of a connection, makes it
+// a stream of the daemon's log lines, one response each (terminal monitor,
+// monitor.go).
 //
 // Prompts: a handler that needs confirmation makes the server answer
 //
