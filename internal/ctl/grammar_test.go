@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
@@ -134,4 +135,15 @@ func FuzzGrammar(f *testing.F) {
 		g.Complete(line)
 		NewGrammar([][]GrammarCommand{{{Syntax: line}}}).Complete(line)
 	})
+}
+
+// proves: O2 (issue 14 item 3: `configure ?` offers what IOS offers
+// (terminal), not the protocol's configure session)
+func TestCompletionHidesProtocolCommands(t *testing.T) {
+	s := NewServer(nil)
+	s.HandleConfigure(func(context.Context) (ConfigSession, error) { return nil, nil })
+	c, _, err := completeCommand(s.commands(), nil, "configure ")
+	if err != nil || len(c) != 1 || c[0].Word != "terminal" || c[0].Help == "" {
+		t.Errorf("configure ? = %+v, %v", c, err)
+	}
 }

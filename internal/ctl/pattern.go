@@ -469,6 +469,10 @@ func (r *resolved) bind(req *Request) {
 	}
 }
 
+// protocolHelp starts the help of a command of the protocol itself
+// (configure session): it works, but ? and TAB do not offer it.
+const protocolHelp = "(protocol)"
+
 // Candidate is one possible next word offered by completion.
 type Candidate struct {
 	Word    string `json:"word"`              // a keyword, a placeholder (WORD, A.B.C.D, ...), "<cr>" or "|"
@@ -518,6 +522,9 @@ func completeCommand(cmds []*command, kwHelp map[string]string, line string) (ca
 	phs := map[string]string{}
 	complete := lineDone
 	for _, c := range live {
+		if strings.HasPrefix(c.cmd.help, protocolHelp) {
+			continue // the protocol's own commands are not the operator's
+		}
 		if len(c.v) == pos {
 			complete = true
 			continue

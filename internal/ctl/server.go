@@ -505,6 +505,9 @@ func (s *Server) help(req *WireRequest) *WireResponse {
 	cmds := s.commands()
 	entries := make([]HelpEntry, 0, len(cmds))
 	for _, c := range cmds {
+		if strings.HasPrefix(c.help, protocolHelp) {
+			continue
+		}
 		entries = append(entries, HelpEntry{c.pattern, c.help})
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Command < entries[j].Command })
