@@ -16,13 +16,15 @@ import (
 // configuration before the node takes it (a destination that cannot be
 // opened refuses the whole configuration) and commits them with it.
 
-// loggingDests are the syslog destinations of c.
-func loggingDests(c *policy.Config) []string {
-	var out []string
-	for _, h := range c.Logging.Hosts {
-		out = append(out, h.Dest())
+// sinkConfig is what c asks of the sinks.
+func sinkConfig(c *policy.Config) syslog.SinkConfig {
+	l := c.Logging
+	sc := syslog.SinkConfig{Buffered: l.Buffered, BufLevel: policy.Severity(l.BufferedLevel, 7),
+		Trap: policy.Severity(l.Trap, 6), Facility: policy.Facility(l.Facility)}
+	for _, h := range l.Hosts {
+		sc.Dests = append(sc.Dests, h.Dest())
 	}
-	return out
+	return sc
 }
 
 // SetLogSinks makes s follow the configuration: the running one now, each
@@ -31,7 +33,7 @@ func (d *Daemon) SetLogSinks(s *syslog.Sinks) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := d.config
-	ch, err := s.Prepare(loggingDests(c), c.Logging.Buffered, policy.Severity(c.Logging.BufferedLevel, 7), policy.Severity(c.Logging.Trap, 6))
+	ch, err := s.Prepare(sinkConfig(c))
 	if err != nil {
 		return fmt.Errorf("logging: %w", err)
 	}
@@ -50,7 +52,7 @@ func (d *Daemon) prepareLogging(new *policy.Config) (*syslog.Change, error) {
 	if s == nil {
 		return nil, nil
 	}
-	ch, err := s.Prepare(loggingDests(new), new.Logging.Buffered, policy.Severity(new.Logging.BufferedLevel, 7), policy.Severity(new.Logging.Trap, 6))
+	ch, err := s.Prepare(sinkConfig(new))
 	if err != nil {
 		return nil, &NotAppliedError{Reasons: []string{"logging: " + err.Error()}}
 	}
@@ -80,7 +82,7 @@ func (d *Daemon) showLogging(_ context.Context, _ *ctl.Request) (*ctl.Reply, err
 	} else {
 		b.WriteString("    Buffer logging:  disabled\n")
 	}
-	fmt.Fprintf(&b, "    Trap logging:  level %s, %d message lines logged\n", policy.Severities[trap], s.Sent())
+	fmt.Fprintf(&b, "    Trap logging:  level %s, facility %s, %d message lines logged\n", policy.Severities[trap], policy.FacilityName(s.Facility()), s.Sent())
 	for _, h := range s.Hosts() {
 		fmt.Fprintf(&b, "    Logging to %s (rfc5424)\n", strings.TrimPrefix(h, "udp://"))
 	}

@@ -39,7 +39,8 @@ func recvLine(pc net.PacketConn, wait time.Duration) (string, error) {
 
 // proves: O3 (issue 14 item 1: logging host and logging buffered in the
 // configuration reach the daemon's log: RFC 5424 to the host with the
-// configured hostname, one line; a commit moves the host live; show
+// configured hostname, one line; a commit moves the host and changes the
+// facility live; show
 // logging prints the buffered messages)
 func TestLoggingHostAndBuffered(t *testing.T) {
 	a, pa := udpSink(t)
@@ -95,7 +96,7 @@ func TestLoggingHostAndBuffered(t *testing.T) {
 	}
 
 	// A commit moves the host and the hostname; the old host hears no more.
-	next, err := policy.Parse(file, []byte(strings.Replace(strings.Replace(src, fmt.Sprintf("port %d", pa), fmt.Sprintf("port %d", pb), 1), "hostname ks1", "hostname ks2", 1)))
+	next, err := policy.Parse(file, []byte(strings.Replace(strings.Replace(src, fmt.Sprintf("port %d", pa), fmt.Sprintf("port %d", pb), 1), "hostname ks1", "hostname ks2\nlogging facility local5", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestLoggingHostAndBuffered(t *testing.T) {
 			t.Fatalf("new logging host: nothing received: %v", err)
 		}
 		if strings.Contains(line, "TEST_TWO") {
-			if !strings.Contains(line, "<188>1 ") || !strings.Contains(line, " ks2 isakmpd 77 TEST_TWO - ") {
+			if !strings.Contains(line, "<172>1 ") || !strings.Contains(line, " ks2 isakmpd 77 TEST_TWO - ") {
 				t.Fatalf("new logging host received %q", line)
 			}
 			break
@@ -141,7 +142,7 @@ func TestLoggingHostAndBuffered(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Buffer logging:  level debugging", fmt.Sprintf("Logging to 127.0.0.1:%d (rfc5424)", pb),
-		"Log Buffer (8192 bytes):", "Trap logging:  level notifications", "below the trap level\n", ": %GDOI-5-TEST_ONE: first message\n", ": %GDOI-4-TEST_TWO: second\n"} {
+		"Log Buffer (8192 bytes):", "Trap logging:  level notifications, facility local5", "below the trap level\n", ": %GDOI-5-TEST_ONE: first message\n", ": %GDOI-4-TEST_TWO: second\n"} {
 		if !strings.Contains(resp.Text, want) {
 			t.Errorf("show logging lacks %q:\n%s", want, resp.Text)
 		}

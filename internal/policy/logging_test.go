@@ -11,13 +11,13 @@ import (
 // running-config, editable with configure terminal; what would block the
 // daemon (TCP) is refused with the reason)
 func TestLoggingCommands(t *testing.T) {
-	src := "hostname ks1\nlogging buffered 16384\nlogging trap 4\nlogging host 192.0.2.9\nlogging host 192.0.2.10 transport udp port 5514\nlogging host ipv6 2001:db8::9 transport udp\nlogging host 192.0.2.9 transport udp port 1514\n"
+	src := "hostname ks1\nlogging buffered 16384\nlogging trap 4\nlogging facility LOCAL5\nlogging host 192.0.2.9\nlogging host 192.0.2.10 transport udp port 5514\nlogging host ipv6 2001:db8::9 transport udp\nlogging host 192.0.2.9 transport udp port 1514\n"
 	c, err := Parse("t.conf", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := c.Logging
-	if l.Buffered != 16384 || len(l.Hosts) != 3 {
+	if l.Buffered != 16384 || len(l.Hosts) != 3 || Facility(l.Facility) != 21 || l.Trap != "warnings" {
 		t.Fatalf("logging %+v", l)
 	}
 	var dests []string
@@ -28,7 +28,7 @@ func TestLoggingCommands(t *testing.T) {
 		t.Fatalf("destinations %s", got)
 	}
 	out := c.Render()
-	for _, want := range []string{"logging buffered 16384 debugging\n", "logging trap warnings\n", "logging host 192.0.2.9 transport udp port 1514\n",
+	for _, want := range []string{"logging buffered 16384 debugging\n", "logging trap warnings\n", "logging facility local5\n", "logging host 192.0.2.9 transport udp port 1514\n",
 		"logging host ipv6 2001:db8::9 transport udp port 514\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("render lacks %q:\n%s", want, out)
@@ -63,6 +63,8 @@ func TestLoggingCommands(t *testing.T) {
 		"logging buffered 999999999":                    "logging buffered",
 		"logging buffered 8192 loud":                    "not a severity",
 		"logging trap 9":                                "not a severity",
+		"logging facility kern":                         "not a facility",
+		"logging facility sys9":                         "not a facility",
 	} {
 		_, err := Parse("t.conf", []byte(line+"\n"))
 		if err == nil || !strings.Contains(err.Error(), want) {

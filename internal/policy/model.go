@@ -70,6 +70,34 @@ type Logging struct {
 	BufferedLevel string
 	Trap          string
 	TrapLine      int
+	// Facility is the facility of the messages to the hosts (logging
+	// facility NAME); "" is local7.
+	Facility     string
+	FacilityLine int
+}
+
+// Facilities are the syslog facility names (RFC 5424 §6.2.1) IOS's
+// logging facility takes, by code; "" where IOS has none.
+var Facilities = []string{"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "", "", "", "", "", "",
+	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"}
+
+// Facility is the code of a facility name; "" (and an unknown name) is
+// local7 (23).
+func Facility(name string) int {
+	for i, n := range Facilities {
+		if n != "" && n == name {
+			return i
+		}
+	}
+	return 23
+}
+
+// FacilityName is the name of a facility code.
+func FacilityName(code int) string {
+	if code >= 0 && code < len(Facilities) && Facilities[code] != "" {
+		return Facilities[code]
+	}
+	return "local7"
 }
 
 // Severities are the IOS severity names, by number.

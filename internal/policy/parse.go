@@ -312,6 +312,7 @@ func buildModes() *modes {
 		c("logging host {A.B.C.D | ipv6 ADDRESS} [transport udp [port PORT]]", 1, 6, (*parser).loggingHost),
 		c("logging buffered [SIZE] [LEVEL]", 0, 2, (*parser).loggingBuffered),
 		c("logging trap LEVEL", 1, 1, (*parser).loggingTrap),
+		c("logging facility FACILITY", 1, 1, (*parser).loggingFacility),
 		ce("crypto isakmp policy PRIORITY", 1, 1, func(p *parser, _ any, a []string) { p.isakmpPolicy(m, a) }),
 		c("crypto isakmp key KEY address {A.B.C.D [MASK] | ipv6 PREFIX}", 3, 4, (*parser).isakmpKey),
 		c("crypto isakmp identity {address | dn | hostname}", 1, 1, (*parser).isakmpIdentity),
@@ -683,6 +684,25 @@ func (p *parser) loggingBuffered(_ any, a []string) {
 	}
 	l := &p.cfg.Logging
 	l.Buffered, l.BufferedLevel, l.BufferedLine = int(size), level, p.line
+}
+
+// logging facility FACILITY: the facility of the messages to the hosts.
+func (p *parser) loggingFacility(_ any, a []string) {
+	name := strings.ToLower(a[0])
+	if name == "kern" || Facility(name) == 23 && name != "local7" {
+		var ok []string
+		for _, n := range Facilities {
+			if n != "" && n != "kern" {
+				ok = append(ok, n)
+			}
+		}
+		p.errorf("logging facility %q: not a facility (accepted: %s)", a[0], strings.Join(ok, ", "))
+		return
+	}
+	if name == "local7" {
+		name = ""
+	}
+	p.cfg.Logging.Facility, p.cfg.Logging.FacilityLine = name, p.line
 }
 
 // logging trap LEVEL: the most verbose severity the hosts get.

@@ -37,6 +37,9 @@ func (c *Config) Render() string {
 	if c.Logging.Trap != "" {
 		w("logging trap %s", c.Logging.Trap)
 	}
+	if c.Logging.Facility != "" {
+		w("logging facility %s", c.Logging.Facility)
+	}
 	for _, h := range c.Logging.Hosts {
 		if h.Addr.Is6() {
 			w("logging host ipv6 %s transport udp port %d", h.Addr, h.Port)
@@ -44,7 +47,7 @@ func (c *Config) Render() string {
 			w("logging host %s transport udp port %d", h.Addr, h.Port)
 		}
 	}
-	if c.Logging.Buffered > 0 || len(c.Logging.Hosts) > 0 || c.Logging.Trap != "" {
+	if c.Logging.Buffered > 0 || len(c.Logging.Hosts) > 0 || c.Logging.Trap != "" || c.Logging.Facility != "" {
 		bang()
 	}
 	for _, p := range c.ISAKMPPolicies {

@@ -48,6 +48,7 @@ type Options struct {
 	Format   Format       // default RFC5424
 	Hostname string       // default the OS host name; see Handler.SetHostname
 	PID      int          // PROCID; default os.Getpid()
+	Facility int          // RFC 5424 §6.2.1 code; 0 (kern, not ours) is local7
 }
 
 // Handler is a slog.Handler that writes one syslog message per record,
@@ -65,11 +66,12 @@ type Handler struct {
 	mu    *sync.Mutex
 	w     io.Writer
 	host  *atomic.Pointer[string] // shared by WithAttrs copies
+	fac   *atomic.Int32           // likewise
 	o     Options
 	attrs []slog.Attr
 }
 
-// Facility local7 (RFC 5424 §6.2.1).
+// Facility local7 (RFC 5424 §6.2.1), where IOS logs by default.
 const facility = 23
 
 // NewHandler writes to w (a syslog socket or a file).
@@ -83,9 +85,19 @@ func NewHandler(w io.Writer, o Options) *Handler {
 	if o.App == "" {
 		o.App = "groupvpn"
 	}
-	h := &Handler{mu: &sync.Mutex{}, w: w, host: &atomic.Pointer[string]{}, o: o}
+	h := &Handler{mu: &sync.Mutex{}, w: w, host: &atomic.Pointer[string]{}, fac: &atomic.Int32{}, o: o}
 	h.SetHostname(o.Hostname)
+	h.SetFacility(o.Facility)
 	return h
+}
+
+// SetFacility sets the facility of the following messages (0-23; 0 and
+// anything out of range is local7).
+func (h *Handler) SetFacility(f int) {
+	if f <= 0 || f > 23 {
+		f = facility
+	}
+	h.fac.Store(int32(f))
 }
 
 // SetHostname sets the HOSTNAME of the following messages: the configured
@@ -293,7 +305,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 func (h *Handler) Line(r slog.Record) string {
 	sev, msgid, msg, ts := h.fields(r)
 	var head string
-	pri := strconv.Itoa(facility*8 + sev)
+	pri := strconv.Itoa(int(h.fac.Load())*8 + sev)
 	app := token(h.o.App, 48)
 	if h.o.Format == RFC3164 {
 		// RFC 3164 §4.1.2: local time, day of month padded with a space;

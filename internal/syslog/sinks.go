@@ -132,22 +132,30 @@ type Change struct {
 	names  []string
 	dests  []*Destination
 	opened []*Destination // by Prepare: closed by Discard
-	max    int
-	levels [2]int // buffer, hosts
+	cfg    SinkConfig
 }
 
-// Prepare opens the destinations (Dial's syntax) the sinks do not have yet
-// and checks the buffer size (0 turns the buffer off); it changes nothing.
-// bufLevel and trap are the most verbose severities (0-7) the buffer keeps
-// and the hosts get (IOS logging buffered LEVEL, logging trap LEVEL).
-func (s *Sinks) Prepare(dests []string, buffered, bufLevel, trap int) (*Change, error) {
-	if buffered < 0 || buffered > MaxBuffer {
-		return nil, fmt.Errorf("logging buffered %d: out of range (0-%d)", buffered, MaxBuffer)
+// SinkConfig is what the configuration asks of the sinks.
+type SinkConfig struct {
+	Dests    []string // Dial's syntax (logging host)
+	Buffered int      // buffer size in bytes (logging buffered); 0: none
+	// BufLevel and Trap are the most verbose severities (0-7) the buffer
+	// keeps and the hosts get (logging buffered LEVEL, logging trap).
+	BufLevel, Trap int
+	Facility       int // of the messages to the hosts (logging facility); 0: local7
+}
+
+// Prepare opens the destinations the sinks do not have yet and checks the
+// rest of sc; it changes nothing.
+func (s *Sinks) Prepare(sc SinkConfig) (*Change, error) {
+	if sc.Buffered < 0 || sc.Buffered > MaxBuffer {
+		return nil, fmt.Errorf("logging buffered %d: out of range (0-%d)", sc.Buffered, MaxBuffer)
 	}
-	if bufLevel < 0 || bufLevel > 7 || trap < 0 || trap > 7 {
-		return nil, fmt.Errorf("logging severities %d, %d: out of range (0-7)", bufLevel, trap)
+	if sc.BufLevel < 0 || sc.BufLevel > 7 || sc.Trap < 0 || sc.Trap > 7 || sc.Facility < 0 || sc.Facility > 23 {
+		return nil, fmt.Errorf("logging severities %d, %d or facility %d: out of range", sc.BufLevel, sc.Trap, sc.Facility)
 	}
-	c := &Change{s: s, max: buffered, levels: [2]int{bufLevel, trap}}
+	dests := sc.Dests
+	c := &Change{s: s, cfg: sc}
 	s.st.mu.Lock()
 	have := map[string]*Destination{}
 	for i, n := range s.st.names {
@@ -178,8 +186,9 @@ func (c *Change) Commit() error {
 	st := c.s.st
 	st.mu.Lock()
 	old := st.dests
-	st.names, st.dests, st.max = c.names, c.dests, c.max
-	st.bufLevel, st.trap = c.levels[0], c.levels[1]
+	st.names, st.dests, st.max = c.names, c.dests, c.cfg.Buffered
+	st.bufLevel, st.trap = c.cfg.BufLevel, c.cfg.Trap
+	c.s.h.SetFacility(c.cfg.Facility)
 	st.trim()
 	st.mu.Unlock()
 	var errs []error
@@ -198,3 +207,6 @@ func (c *Change) Discard() {
 	}
 	c.opened = nil
 }
+
+// Facility is the facility of the messages to the hosts.
+func (s *Sinks) Facility() int { return int(s.h.fac.Load()) }

@@ -13,7 +13,7 @@ func TestSinksBufferAndPrepare(t *testing.T) {
 	s := NewSinks(Options{App: "isakmpd"})
 	l := slog.New(s)
 	l.Info("dropped: no buffer yet")
-	ch, err := s.Prepare(nil, 4096, 7, 6)
+	ch, err := s.Prepare(SinkConfig{Buffered: 4096, BufLevel: 7, Trap: 6})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,24 +32,24 @@ func TestSinksBufferAndPrepare(t *testing.T) {
 		strings.Contains(strings.Join(lines, "\n"), "dropped") {
 		t.Fatalf("buffer of %d bytes holds %d bytes in %d lines, last %q", size, total, len(lines), lines[len(lines)-1])
 	}
-	if _, err := s.Prepare([]string{"udp://127.0.0.1:9", "ftp://x"}, 4096, 7, 6); err == nil {
+	if _, err := s.Prepare(SinkConfig{Dests: []string{"udp://127.0.0.1:9", "ftp://x"}, Buffered: 4096, BufLevel: 7, Trap: 6}); err == nil {
 		t.Fatal("a bad destination was prepared")
 	}
-	if _, err := s.Prepare(nil, MaxBuffer+1, 7, 6); err == nil {
+	if _, err := s.Prepare(SinkConfig{Buffered: MaxBuffer + 1, BufLevel: 7, Trap: 6}); err == nil {
 		t.Fatal("an oversized buffer was prepared")
 	}
 	if len(s.Hosts()) != 0 {
 		t.Fatalf("a refused change changed the hosts: %v", s.Hosts())
 	}
 	// logging buffered 4096 warnings: a notice is not kept, a warning is.
-	ch, _ = s.Prepare(nil, 4096, 4, 6)
+	ch, _ = s.Prepare(SinkConfig{Buffered: 4096, BufLevel: 4, Trap: 6})
 	ch.Commit()
 	Log(l, Notice, "N", "kept? no")
 	Log(l, Warning, "W", "kept")
 	if lines, _ := s.Buffered(); !strings.HasSuffix(lines[len(lines)-1], "%GDOI-4-W: kept") || strings.Contains(strings.Join(lines, "\n"), "kept? no") {
 		t.Fatalf("buffer at level warnings: %q", lines[len(lines)-1])
 	}
-	ch, _ = s.Prepare(nil, 0, 7, 6)
+	ch, _ = s.Prepare(SinkConfig{BufLevel: 7, Trap: 6})
 	ch.Commit()
 	if lines, size := s.Buffered(); size != 0 || len(lines) != 0 {
 		t.Fatalf("no logging buffered keeps %d lines", len(lines))
