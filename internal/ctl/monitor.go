@@ -103,7 +103,9 @@ func (m *Monitor) publish(now time.Time, line string) {
 }
 
 // Handler returns a slog.Handler that passes every record to next and, when
-// a session monitors, copies the records next takes to it as IOS log lines.
+// a session monitors, copies it to the session as an IOS log line: the
+// records next takes, and informational or more severe ones even when
+// next discards them.
 func (m *Monitor) Handler(next slog.Handler) slog.Handler {
 	return &monitorHandler{m: m, next: next}
 }
@@ -115,13 +117,19 @@ type monitorHandler struct {
 	group string
 }
 
+// Enabled: what next takes, and, while a session monitors, informational
+// and more severe records even if next discards them (the lab without -v).
 func (h *monitorHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return h.next.Enabled(ctx, l)
+	return h.next.Enabled(ctx, l) || (l >= slog.LevelInfo && h.m.n.Load() > 0)
 }
 
 func (h *monitorHandler) Handle(ctx context.Context, r slog.Record) error {
-	if h.m.n.Load() > 0 {
+	next := h.next.Enabled(ctx, r.Level)
+	if h.m.n.Load() > 0 && (next || r.Level >= slog.LevelInfo) {
 		h.m.publish(time.Now(), h.format(r))
+	}
+	if !next {
+		return nil
 	}
 	return h.next.Handle(ctx, r)
 }

@@ -88,3 +88,26 @@ func TestMonitorStreamOverSocket(t *testing.T) {
 		t.Errorf("stream:\n%s", all)
 	}
 }
+
+// proves: O2 (issue 14 item 3: terminal monitor shows the daemon's
+// informational lines even when its own log discards them (the lab without
+// -v), and nothing is formatted while no session monitors)
+func TestMonitorWithDiscardedLog(t *testing.T) {
+	s := NewServer(nil)
+	log := slog.New(s.Monitor().Handler(slog.DiscardHandler))
+	if log.Enabled(context.Background(), slog.LevelInfo) {
+		t.Error("enabled without a monitoring session")
+	}
+	sub, err := s.monitor.subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("debug line")
+	log.Info("%GDOI-5-X: info line")
+	if got := len(sub.ch); got != 1 {
+		t.Fatalf("%d lines queued, want 1 (info, not debug)", got)
+	}
+	if l := <-sub.ch; !strings.HasSuffix(l, ": %GDOI-5-X: info line") {
+		t.Errorf("%q", l)
+	}
+}
