@@ -38,6 +38,10 @@ func TestLoggingCommands(t *testing.T) {
 	if err != nil || len(again.Logging.Hosts) != 3 || again.Logging.Buffered != 16384 || again.Logging.Hosts[2].Addr != netip.MustParseAddr("2001:db8::9") {
 		t.Fatalf("render does not parse back: %v %+v", err, again)
 	}
+	if d, err := Parse("t.conf", []byte("logging 192.0.2.44\n")); err != nil || len(d.Logging.Hosts) != 1 || d.Logging.Hosts[0].Dest() != "udp://192.0.2.44:514" ||
+		!strings.Contains(d.Render(), "logging host 192.0.2.44 transport udp port 514\n") {
+		t.Fatalf("logging A.B.C.D: %v", err)
+	}
 	if d, _ := Parse("t.conf", []byte("logging buffered\n")); d.Logging.Buffered != DefaultLoggingBuffered {
 		t.Fatalf("logging buffered without size: %d", d.Logging.Buffered)
 	}

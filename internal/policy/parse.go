@@ -310,6 +310,12 @@ func buildModes() *modes {
 		c("hostname NAME", 1, 1, (*parser).hostname),
 		c("groupvpn version MAJOR.MINOR.MINI", 1, 1, (*parser).version),
 		c("logging host {A.B.C.D | ipv6 ADDRESS} [transport udp [port PORT]]", 1, 6, (*parser).loggingHost),
+		{kw: []string{"logging"}, syntax: "logging A.B.C.D", min: 1, max: 1, // IOS's older form of logging host
+			match: func(a []string) bool {
+				_, err := netip.ParseAddr(a[0])
+				return len(a) == 1 && err == nil && strings.Contains(a[0], ".")
+			},
+			run: (*parser).loggingHost},
 		c("logging buffered [SIZE] [LEVEL]", 0, 2, (*parser).loggingBuffered),
 		c("logging trap LEVEL", 1, 1, (*parser).loggingTrap),
 		c("logging facility FACILITY", 1, 1, (*parser).loggingFacility),
