@@ -5,7 +5,25 @@ FUZZTIME  ?= 10m
 # FUZZ narrows `make fuzz` to the targets matching a regexp (e.g. FUZZ=Pull).
 FUZZ      ?= .
 
-PREFIX    ?= /usr/local
+# Installation directories, GNU-like. PREFIX=/usr (a distribution package)
+# and PREFIX=/usr/local (the default) keep configuration in /etc and state
+# in /var, where the binary's defaults look (/etc/groupvpn/src.conf,
+# /var/lib/groupvpn/isakmpd.db); any other PREFIX (/opt/groupvpn) keeps
+# them under it, PREFIX/etc and PREFIX/var, and the installed src.conf and
+# unit name those paths. DESTDIR is prepended to every path (staging).
+PREFIX        ?= /usr/local
+BINDIR        ?= $(PREFIX)/bin
+DATADIR       ?= $(PREFIX)/share
+ifneq ($(filter /usr /usr/local,$(PREFIX)),)
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var
+else
+SYSCONFDIR    ?= $(PREFIX)/etc
+LOCALSTATEDIR ?= $(PREFIX)/var
+endif
+STATEDIR      ?= $(LOCALSTATEDIR)/lib/groupvpn
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
 SRC_LINKS := srcmstr startsrc stopsrc refresh lssrc
 
 .PHONY: all build install lab test deps lint bench fuzz clean
@@ -16,13 +34,29 @@ build:
 	$(GO) build -o bin/groupvpn ./cmd/groupvpn
 
 ## install: the binary, and the SRC verbs as links to it (`startsrc -g ike`,
-## `lssrc -g ike`, ...: the binary dispatches on the name it was run as).
+## `lssrc -g ike`, ...: the binary dispatches on the name it was run as);
+## SYSCONFDIR/groupvpn/src.conf (kept if present) naming SYSCONFDIR and
+## STATEDIR; STATEDIR (0700: key-server keys and state); the systemd unit
+## in UNITDIR (Type=notify); the bash completion in COMPLETIONDIR.
 install: build
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 bin/groupvpn $(DESTDIR)$(PREFIX)/bin/groupvpn
-	for l in $(SRC_LINKS); do ln -sf groupvpn $(DESTDIR)$(PREFIX)/bin/$$l; done
-	install -d $(DESTDIR)/etc/groupvpn
-	[ -e $(DESTDIR)/etc/groupvpn/src.conf ] || install -m 0644 docs/src.conf.example $(DESTDIR)/etc/groupvpn/src.conf
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 bin/groupvpn $(DESTDIR)$(BINDIR)/groupvpn
+	for l in $(SRC_LINKS); do ln -sf groupvpn $(DESTDIR)$(BINDIR)/$$l; done
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/groupvpn
+	[ -e $(DESTDIR)$(SYSCONFDIR)/groupvpn/src.conf ] || { \
+		sed -e 's|/etc/groupvpn/|$(SYSCONFDIR)/groupvpn/|g' \
+		    -e 's|-f $(SYSCONFDIR)/groupvpn/isakmpd.conf|& -state $(STATEDIR)/isakmpd.db|' \
+		    docs/src.conf.example > $(DESTDIR)$(SYSCONFDIR)/groupvpn/src.conf.tmp && \
+		chmod 0644 $(DESTDIR)$(SYSCONFDIR)/groupvpn/src.conf.tmp && \
+		mv $(DESTDIR)$(SYSCONFDIR)/groupvpn/src.conf.tmp $(DESTDIR)$(SYSCONFDIR)/groupvpn/src.conf; }
+	install -d -m 0700 $(DESTDIR)$(STATEDIR)
+	install -d $(DESTDIR)$(UNITDIR)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		contrib/systemd/groupvpn-srcmstr.service.in > $(DESTDIR)$(UNITDIR)/groupvpn-srcmstr.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/groupvpn-srcmstr.service
+	install -d $(DESTDIR)$(COMPLETIONDIR)
+	bin/groupvpn completion bash > $(DESTDIR)$(COMPLETIONDIR)/groupvpn
+	chmod 0644 $(DESTDIR)$(COMPLETIONDIR)/groupvpn
 
 ## lab: run the in-process lab (no root, no setup).
 lab:

@@ -24,20 +24,22 @@ type Env struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"lab":      {"run a key server and N group members in one process on loopback, with ESP traffic between them (--members N, --cli)", runLab},
-		"decode":   {"decode ISAKMP/GDOI messages from hex or a raw datagram file", runDecode},
-		"bench":    {"measure a scenario beside its ceiling (codec, mainmode, daemons, register, rekey, removal)", runBench},
-		"config":   {"validate a configuration file (config check FILE)", runConfig},
-		"cli":      {"operator CLI: groupvpn cli [-s SOCKET] [-c CMD]", runCLI},
-		"isakmpd":  {"run the IKEv1 + GDOI daemon (key server and/or group member): isakmpd -f FILE", runIsakmpd},
-		"tmd":      {"run the tunnel manager: the SA database the IKE daemons install into (tmd [-socket PATH])", runTmd},
-		"iked":     {"run the IKE broker: owns UDP 848/500/4500 on every address for the group ike (iked [-socket PATH])", runIked},
-		"srcmstr":  {"subsystem controller of the group ike (SPEC D1): srcmstr [-f FILE] [-rundir DIR]", runSrcmstr},
-		"startsrc": {"start a subsystem or group: startsrc -s NAME | -g GROUP", runStartsrc},
-		"stopsrc":  {"stop a subsystem or group: stopsrc -s NAME | -g GROUP", runStopsrc},
-		"refresh":  {"refresh a subsystem or group (SIGHUP, waits for the outcome): refresh -s NAME | -g GROUP", runRefresh},
-		"lssrc":    {"status of subsystems: lssrc [-l] -s NAME | -g GROUP | -a", runLssrc},
-		"help":     {"list the commands", nil},
+		"lab":        {"run a key server and N group members in one process on loopback, with ESP traffic between them (--members N, --cli)", runLab},
+		"decode":     {"decode ISAKMP/GDOI messages from hex or a raw datagram file", runDecode},
+		"bench":      {"measure a scenario beside its ceiling (codec, mainmode, daemons, register, rekey, removal)", runBench},
+		"config":     {"validate a configuration file (config check FILE)", runConfig},
+		"cli":        {"operator CLI: groupvpn cli [-s SOCKET] [-c CMD]", runCLI},
+		"isakmpd":    {"run the IKEv1 + GDOI daemon (key server and/or group member): isakmpd -f FILE", runIsakmpd},
+		"tmd":        {"run the tunnel manager: the SA database the IKE daemons install into (tmd [-socket PATH])", runTmd},
+		"iked":       {"run the IKE broker: owns UDP 848/500/4500 on every address for the group ike (iked [-socket PATH])", runIked},
+		"srcmstr":    {"subsystem controller of the group ike (SPEC D1): srcmstr [-f FILE] [-rundir DIR]", runSrcmstr},
+		"startsrc":   {"start a subsystem or group: startsrc -s NAME | -g GROUP", runStartsrc},
+		"stopsrc":    {"stop a subsystem or group: stopsrc -s NAME | -g GROUP", runStopsrc},
+		"refresh":    {"refresh a subsystem or group (SIGHUP, waits for the outcome): refresh -s NAME | -g GROUP", runRefresh},
+		"lssrc":      {"status of subsystems: lssrc [-l] -s NAME | -g GROUP | -a", runLssrc},
+		"version":    {"the build (version, revision, Go) and the GDOI software version spoken", runVersion},
+		"completion": {"print a bash completion script: groupvpn completion bash", runCompletion},
+		"help":       {"list the commands", nil},
 	}
 }
 
@@ -79,7 +81,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	var sb strings.Builder
 	sb.WriteString("groupvpn: open-source GDOI (RFC 6407) group key management\n\nusage: groupvpn COMMAND [ARGS]\n\n")
 	for _, n := range names {
-		fmt.Fprintf(&sb, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(&sb, "  %-10s %s\n", n, cmds[n].summary)
 	}
 	io.WriteString(w, sb.String())
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/rundir"
+	"github.com/groupvpn/groupvpn/internal/sdnotify"
 	"github.com/groupvpn/groupvpn/internal/src"
 )
 
@@ -80,6 +81,16 @@ func runSrcmstr(env *Env, args []string) int {
 		s.Close(false)
 	}()
 	logger.Info("srcmstr: listening", "socket", src.SocketPath(*dir), "subsystems", cfg.File)
+	// The control socket listens (requests queue until Serve accepts):
+	// tell systemd (Type=notify), so the unit's ExecStartPost `startsrc -g
+	// ike` runs against a controller that answers. The daemons srcmstr
+	// starts must not inherit the socket.
+	if sock := os.Getenv("NOTIFY_SOCKET"); sock != "" {
+		os.Unsetenv("NOTIFY_SOCKET")
+		if _, err := sdnotify.Notify(sock, sdnotify.Ready); err != nil {
+			logger.Warn("srcmstr: systemd readiness", "err", err)
+		}
+	}
 	if err := s.Serve(); err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn %v\n", err)
 		return 1
