@@ -402,22 +402,29 @@ func sameSelector(t sadb.TEK, p sadb.PolicyEntry) bool {
 	return t.Src == p.Src && t.Dst == p.Dst && t.IPProto == p.IPProto && t.SrcPort == p.SrcPort && t.DstPort == p.DstPort
 }
 
-// sending returns the SA to seal with at now: the newest whose SendFrom has
-// come, not receive-only, not expired or deactivated. recvOnly reports that
-// the group holds a usable receive-only SA for the entry.
+// sending returns the SA to seal with at now. The newest SA that is
+// accepted and whose SendFrom (ATD) has come decides: a receive-only one
+// means the group sends in the clear (recvOnly), even when an older SA
+// could still seal (receive-only turned on by a rekey applies from the new
+// TEK's ATD, not when the old TEK expires); one that cannot seal (a
+// counter-mode TEK without sender IDs) gives way to the next older. A
+// receive-only SA whose SendFrom has not come yet only decides when no SA
+// can send at all.
 func sending(cands []*sa, now time.Time) (s *sa, recvOnly bool) {
 	for _, c := range cands {
 		if !accepting(c.tek, now) {
 			continue
 		}
-		if c.tek.ReceiveOnly {
-			recvOnly = true
+		if c.tek.SendFrom.After(now) {
+			if c.tek.ReceiveOnly {
+				recvOnly = true
+			}
 			continue
+		}
+		if c.tek.ReceiveOnly {
+			return nil, true
 		}
 		if !canSeal(&c.tek) {
-			continue
-		}
-		if c.tek.SendFrom.After(now) {
 			continue
 		}
 		return c, false

@@ -145,6 +145,47 @@ func TestOutboundGroupBehaviour(t *testing.T) {
 	}
 }
 
+// Receive-only turned on by a rekey: once the new receive-only TEK's ATD
+// has come the GM sends in the clear, although the old TEK (not deactivated:
+// a policy-replace rekey only shortens its lifetime) could still seal; before
+// the ATD the old TEK seals. Turned off again by a rekey, the old
+// receive-only TEK keeps the GM clear until the new TEK's ATD.
+// proves: T3 (issue 12: receive-only enabled by a rekey applies on packets)
+func TestReceiveOnlyByRekey(t *testing.T) {
+	now := t0
+	mem := sadb.NewMemory()
+	mem.SetPolicy("g", policy())
+	e := engine(t, mem, &now)
+	e.cfg.Groups = []string{"g"}
+	mem.InstallTEK(tek(0x100, 1, t0))
+	ro := tek(0x200, 1, t0.Add(30*time.Second))
+	ro.ReceiveOnly = true
+	mem.InstallTEK(ro)
+	e.Refresh()
+	covered := udp(h1, h2, 5000, "covered")
+	if got, o := out(e, covered); got != "esp" || binary.BigEndian.Uint32(o[20:]) != 0x100 {
+		t.Fatalf("before the receive-only TEK's ATD: %s, want ESP with the old TEK", got)
+	}
+	now = t0.Add(30 * time.Second)
+	if got, _ := out(e, covered); got != "clear" {
+		t.Fatalf("after the receive-only TEK's ATD, the old TEK still valid: %s, want clear", got)
+	}
+	if st := e.Stats(); st.ReceiveOnly != 1 || st.Encaps != 1 {
+		t.Errorf("counters %+v", st)
+	}
+	// And back: a new sending TEK from t0+60s; until then the receive-only one decides.
+	mem.InstallTEK(tek(0x300, 1, t0.Add(60*time.Second)))
+	e.Refresh()
+	now = t0.Add(45 * time.Second)
+	if got, _ := out(e, covered); got != "clear" {
+		t.Errorf("receive-only turned off, before the new TEK's ATD: %s, want clear", got)
+	}
+	now = t0.Add(60 * time.Second)
+	if got, o := out(e, covered); got != "esp" || binary.BigEndian.Uint32(o[20:]) != 0x300 {
+		t.Errorf("receive-only turned off, after the new TEK's ATD: %s, want ESP with the new TEK", got)
+	}
+}
+
 // After a rekey the new TEK seals from its SendFrom (ATD), the old one is
 // accepted until its Deactivate (DTD) and refused after, counted as no SA;
 // an SA kept across a refresh keeps its replay state.

@@ -54,7 +54,12 @@ import (
 // engine itself passes that traffic in the clear: fail-open while the group
 // holds no TEK that can send, and receive-only TEKs (IOS's receive-only is
 // the first step of a migration to encryption: the GM still accepts clear
-// traffic, as its peers may not encrypt yet). A fail-close group without a
+// traffic, as its peers may not encrypt yet). A receive-only TEK held
+// accepts clear traffic for its entries from the moment it is installed
+// until it expires, not only between its ATD and the next TEK's: the
+// members reach the ATD of a rekey at slightly different times, and a
+// peer that already sends in the clear must not be dropped by one that
+// does not yet (or, turning receive-only off, no longer). A fail-close group without a
 // TEK drops, as it does outgoing: the bootstrap policy installed before the
 // first registration (internal/gm.Bootstrap) drops everything arriving in the
 // clear but its GDOI traffic.
@@ -130,12 +135,23 @@ func ClearInPolicy(keys Keys, groups []string, now time.Time) []ClearInRule {
 					cands = sas
 				}
 				s, ro := sending(cands, now)
-				r.Drop = s != nil || (!ro && fail == sadb.FailClose)
+				r.Drop = (s != nil && !holdsReceiveOnly(cands, now)) || (s == nil && !ro && fail == sadb.FailClose)
 			}
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// holdsReceiveOnly reports whether cands has a receive-only SA still
+// accepted at now, whatever its SendFrom.
+func holdsReceiveOnly(cands []*sa, now time.Time) bool {
+	for _, c := range cands {
+		if c.tek.ReceiveOnly && accepting(c.tek, now) {
+			return true
+		}
+	}
+	return false
 }
 
 // ClearIn keeps the nftables table that drops clear packets of covered

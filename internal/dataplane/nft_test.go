@@ -208,3 +208,50 @@ func TestParseNftCounter(t *testing.T) {
 		}
 	}
 }
+
+// Receive-only turned on by a rekey: the new receive-only TEK's ATD is 30 s
+// away and the GM still seals with the old TEK, but a peer that reached the
+// ATD first already sends in the clear: clear packets are accepted from the
+// moment the receive-only TEK is held, and until it expires after
+// receive-only is turned off again, whatever the ATDs.
+// proves: T3 (issue 12: receive-only transitions drop no clear packet of a peer that switched first)
+func TestClearInReceiveOnlyTransitions(t *testing.T) {
+	now := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	sites := netip.MustParsePrefix("10.1.0.0/16")
+	m := sadb.NewMemory()
+	install := func(spi uint32, ro bool, from time.Time) {
+		t.Helper()
+		if err := m.InstallTEK(sadb.TEK{Group: "g", SPI: spi, Src: sites, Dst: sites, ReceiveOnly: ro,
+			SendFrom: from, Expires: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.SetFailMode("g", sadb.FailClose)
+	m.SetPolicy("g", []sadb.PolicyEntry{{Action: sadb.Protect, Src: sites, Dst: sites}})
+	drop := func(at time.Time) bool {
+		r := ClearInPolicy(m, []string{"g"}, at)
+		if len(r) != 1 {
+			t.Fatalf("rules %+v", r)
+		}
+		return r[0].Drop
+	}
+	install(0x100, false, now.Add(-time.Minute))
+	if !drop(now) {
+		t.Fatal("a sending TEK: clear packets of its traffic must be dropped")
+	}
+	install(0x200, true, now.Add(30*time.Second))
+	if drop(now) {
+		t.Error("receive-only TEK held, before its ATD: clear packets dropped")
+	}
+	if drop(now.Add(31 * time.Second)) {
+		t.Error("receive-only TEK after its ATD: clear packets dropped")
+	}
+	install(0x300, false, now.Add(60*time.Second))
+	if drop(now.Add(61 * time.Second)) {
+		t.Error("receive-only turned off, its TEK still held: clear packets dropped")
+	}
+	m.DeleteTEK("g", 0x200)
+	if !drop(now.Add(61 * time.Second)) {
+		t.Error("receive-only TEK gone: clear packets accepted")
+	}
+}
