@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -33,12 +34,22 @@ func runLab(env *Env, args []string) int {
 	traffic := fs.Bool("traffic", true, "run every member's ESP engine and send traffic through them (at most 250 members); with --cli, continuously")
 	rate := fs.Float64("rate", 0, "with --cli: packets per second on each ordered pair of members (default 10, at most 1000 in all)")
 	every := fs.Duration("status", 10*time.Second, "with --cli: show the traffic status line at least this often (0: only when losses or states change)")
+	all := fs.Bool("all", false, "list every member in the tables (above 10 members they are summarised: first and last rows, counts, ranges)")
+	baseFlag := fs.String("base", lab.DefaultBase.String(), "the members' loopback address `BASE` 127.B.C.0: gm1 is 127.B.C.1, 250 members per /24")
 	yes := fs.Bool("yes", false, "with --cli: answer yes to the CLI's confirmation prompts (commands from a script)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *members < 1 || *port > 65535 || *old < 0 || *old > *members || *rate < 0 || *every < 0 {
 		fmt.Fprintln(env.Stderr, "groupvpn lab: --members must be at least 1, --port a UDP port and --old between 0 and --members")
+		return 2
+	}
+	base, err := netip.ParseAddr(*baseFlag)
+	if err == nil {
+		err = lab.ValidateBase(base, *members)
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn lab: --base: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 2
 	}
 	var olds []int
@@ -63,7 +74,7 @@ func runLab(env *Env, args []string) int {
 	}
 	raiseFileLimit()
 	dp := *traffic && *members <= 250
-	o := lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger, Old: olds, DataPlane: dp}
+	o := lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger, Old: olds, DataPlane: dp, Base: base, All: *all}
 	var live *lab.Live // labtraffic.go
 	if *cli {
 		live = lab.NewLive(0)
@@ -77,8 +88,8 @@ func runLab(env *Env, args []string) int {
 		return 1
 	}
 	defer l.Close()
-	fmt.Fprintf(env.Stdout, "groupvpn lab: key server %s:%d and %d group members on 127.0.0.0/8 (configs in %s)\n",
-		lab.KSAddr, l.Port, *members, l.Dir)
+	fmt.Fprintf(env.Stdout, "groupvpn lab: key server %s:%d and %d group members %s to %s (configs in %s)\n",
+		lab.KSAddr, l.Port, *members, l.GMAddr(0), l.GMAddr(*members-1), l.Dir)
 	if err := l.Wait(ctx, env.Stdout, *timeout); err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1

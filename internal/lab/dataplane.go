@@ -94,7 +94,7 @@ func (l *Lab) startDataPlane(o Options) error {
 			return fmt.Errorf("lab: gm%d's SA database is not the lab's", i+1)
 		}
 		m := &dpMember{i: i, tun: tuntest.NewChannelTUN()}
-		link, err := dataplane.ListenUDP(dataplane.UDPConfig{Local: netip.AddrPortFrom(GMAddr(i), 0), Mirror: m.mirror})
+		link, err := dataplane.ListenUDP(dataplane.UDPConfig{Local: netip.AddrPortFrom(l.GMAddr(i), 0), Mirror: m.mirror})
 		if err != nil {
 			return fmt.Errorf("lab: gm%d: %w", i+1, err)
 		}
@@ -194,6 +194,9 @@ type TrafficReport struct {
 	Elapsed            time.Duration
 	SPIs               []uint32
 	DeliveredAll, Safe bool // every packet delivered; nothing but ESP crossed, never the marker
+	// All lists every member in Print (Options.All); otherwise more than
+	// SummaryRows members are summarised.
+	All bool
 }
 
 // peersOf lists the members member i sends to: every other one, up to 7.
@@ -211,7 +214,7 @@ func (l *Lab) peersOf(i int) []int {
 // engines did and what crossed the sockets. It needs a lab started with
 // Options.DataPlane whose members are registered.
 func (l *Lab) Traffic(ctx context.Context, timeout time.Duration) (TrafficReport, error) {
-	var r TrafficReport
+	r := TrafficReport{All: l.all}
 	if l.dpDone == nil {
 		return r, errors.New("lab: started without the data plane")
 	}
@@ -289,9 +292,20 @@ func (r TrafficReport) Print(out io.Writer) {
 		"ESP in UDP (RFC 3948) on its loopback address; hosts 10.10.N.2 (lab-traffic, aes-gcm) and\n"+
 		"10.20.N.2 (lab-voice, udp/5060, aes-cbc + hmac-sha256) behind gmN send UDP to the other members' hosts.\n")
 	fmt.Fprintf(out, "  %-6s %6s %7s %7s %10s %6s %14s %13s\n", "GM", "sent", "encaps", "decaps", "delivered", "drops", "UDP datagrams", "with marker")
-	for _, m := range r.Members {
-		fmt.Fprintf(out, "  %-6s %6d %7d %7d %10d %6d %14d %13d\n", m.Name, m.Sent, m.Stats.Encaps, m.Stats.Decaps,
-			m.Delivered, m.Drops(), m.Wire, m.WireMarker)
+	show, skipped := rowsShown(len(r.Members), r.All)
+	var drops uint64
+	for i, m := range r.Members {
+		drops += m.Drops()
+		if i == SummaryEnds && skipped > 0 {
+			skipLine(out, "  ", skipped, "members")
+		}
+		if show(i) {
+			fmt.Fprintf(out, "  %-6s %6d %7d %7d %10d %6d %14d %13d\n", m.Name, m.Sent, m.Stats.Encaps, m.Stats.Decaps,
+				m.Delivered, m.Drops(), m.Wire, m.WireMarker)
+		}
+	}
+	if skipped > 0 {
+		fmt.Fprintf(out, "  %d members: %d drops in all\n", len(r.Members), drops)
 	}
 	spis := make([]string, len(r.SPIs))
 	for i, s := range r.SPIs {

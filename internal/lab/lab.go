@@ -67,6 +67,13 @@ type Options struct {
 	// State keeps the key server's state in Dir/ks.db (isakmpd -state),
 	// so that KillKS can restart it.
 	State bool
+	// Base is the first address of the members' loopback addresses
+	// (127.B.C.0; zero: DefaultBase): member i is 127.B.(C+i/250).(1+i%250).
+	// ValidateBase checks it.
+	Base netip.Addr
+	// All prints every member's rows in Summary and the traffic report;
+	// otherwise a lab of more than SummaryRows members is summarised.
+	All bool
 	// Deliver, when set, is handed the UDP payload of every packet the
 	// data plane delivers to the hosts behind member i (0-based) (it must
 	// not keep it); SendUDP sends such packets.
@@ -95,6 +102,8 @@ type Lab struct {
 	store   *store.Store // Options.State
 	sadbs   []*labSADB   // Options.DataPlane: each member's SA database (its tmd's)
 	deliver func(int, []byte)
+	base    netip.Addr // Options.Base
+	all     bool       // Options.All
 
 	dp     []*dpMember // Options.DataPlane (dataplane.go)
 	dpDone chan struct{}
@@ -148,9 +157,44 @@ func (l *Lab) run(ctx context.Context, d *daemon.Daemon, socket string) *proc {
 // the loopback interface with no configuration.
 var KSAddr = netip.MustParseAddr("127.0.1.1")
 
-// GMAddr is the address of member i (0-based).
-func GMAddr(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{127, 0, byte(2 + i/250), byte(1 + i%250)})
+// DefaultBase is the members' address base: gm1 is 127.0.2.1.
+var DefaultBase = netip.MustParseAddr("127.0.2.0")
+
+// GMAddr is the address of member i (0-based) from DefaultBase.
+func GMAddr(i int) netip.Addr { return gmAddr(DefaultBase, i) }
+
+// GMAddr is the address of member i (0-based) of this lab (Options.Base).
+func (l *Lab) GMAddr(i int) netip.Addr { return gmAddr(l.base, i) }
+
+func gmAddr(base netip.Addr, i int) netip.Addr {
+	b := base.As4()
+	return netip.AddrFrom4([4]byte{127, b[1], b[2] + byte(i/250), byte(1 + i%250)})
+}
+
+// ValidateBase checks a members' address base for n members: an IPv4
+// loopback address 127.B.C.0 (Linux routes 127.0.0.0/8 to lo with no
+// configuration), room for n members (250 per /24, C+(n-1)/250 <= 255),
+// and no /24 shared with the key servers (127.0.1.0/24).
+func ValidateBase(base netip.Addr, n int) error {
+	if !base.Is4() || !base.IsLoopback() {
+		return fmt.Errorf("lab: address base %s is not an IPv4 loopback address (127.0.0.0/8)", base)
+	}
+	b := base.As4()
+	if b[3] != 0 {
+		return fmt.Errorf("lab: address base %s must end in .0 (members are .1 to .250 of each /24)", base)
+	}
+	if n < 1 {
+		n = 1
+	}
+	last := int(b[2]) + (n-1)/250
+	if last > 255 {
+		return fmt.Errorf("lab: no room for %d members from %s (250 per /24: the last would be 127.%d.%d.x)", n, base, b[1], last)
+	}
+	k := KSAddr.As4()
+	if b[1] == k[1] && int(b[2]) <= int(k[2]) && int(k[2]) <= last {
+		return fmt.Errorf("lab: members from %s would share 127.%d.%d.0/24 with the key server %s", base, k[1], k[2], KSAddr)
+	}
+	return nil
 }
 
 const ksTemplate = `! groupvpn lab: key server (generated)
@@ -232,6 +276,12 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if err := checkFileLimit(o); err != nil {
 		return nil, err
 	}
+	if !o.Base.IsValid() {
+		o.Base = DefaultBase
+	}
+	if err := ValidateBase(o.Base, o.Members); err != nil {
+		return nil, err
+	}
 	if o.Port == 0 {
 		o.Port = 10848
 		if os.Geteuid() == 0 {
@@ -252,7 +302,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		o.Dir = d
 	}
 	ctx, stop := context.WithCancel(ctx)
-	l := &Lab{Dir: o.Dir, Port: o.Port, Sockets: map[string]string{}, ctx: ctx, stop: stop, deliver: o.Deliver}
+	l := &Lab{Dir: o.Dir, Port: o.Port, Sockets: map[string]string{}, ctx: ctx, stop: stop, deliver: o.Deliver, base: o.Base, all: o.All}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -318,7 +368,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 			l.sadbs = append(l.sadbs, db)
 		}
 		newGM := func(hold bool) (*daemon.Daemon, error) {
-			d, err := daemon.New(c, []netip.AddrPort{netip.AddrPortFrom(GMAddr(i), o.Port)}, o.Port, o.Logger.With("node", name),
+			d, err := daemon.New(c, []netip.AddrPort{netip.AddrPortFrom(l.GMAddr(i), o.Port)}, o.Port, o.Logger.With("node", name),
 				func(no *node.Options) {
 					no.Hold = hold
 					if db != nil {
@@ -460,21 +510,25 @@ func bar(n, total int) string {
 	return "[" + strings.Repeat("#", f) + strings.Repeat(".", w-f) + "]"
 }
 
-// Summary prints the KS member table and one line per member's SAs.
+// Summary prints the KS member table and one line per member's SAs; a lab
+// of more than SummaryRows members (without Options.All) prints the first
+// and last members, the counts per state and the address range.
 func (l *Lab) Summary(ctx context.Context, out io.Writer) error {
 	r := l.KS.Ctl.Exec(ctx, "show crypto gdoi ks members")
 	if !r.OK {
 		return fmt.Errorf("lab: %s", r.Error)
 	}
-	fmt.Fprintf(out, "\nks# show crypto gdoi ks members\n%s\n", r.Text)
+	fmt.Fprintf(out, "\nks# show crypto gdoi ks members\n%s\n", summariseKSMembers(r.Text, l.all))
 	fmt.Fprintln(out, "Group members and the SAs they hold:")
 	fmt.Fprintf(out, "  %-6s %-12s %-11s %-22s %s\n", "GM", "address", "status", "KEK SPI", "TEK SPIs (transform, lifetime left)")
+	show, skipped := rowsShown(len(l.GMs), l.all)
+	states, keks, tekSets := map[string]int{}, map[string]bool{}, map[string]bool{}
 	for i, g := range l.GMs {
 		s, err := g.Node.State(ctx)
 		if err != nil {
 			return err
 		}
-		status, kek, teks := "-", "-", []string{}
+		status, kek, teks, spis := "-", "-", []string{}, []string{}
 		if len(s.GM) > 0 {
 			status = s.GM[0].State
 		}
@@ -484,8 +538,21 @@ func (l *Lab) Summary(ctx context.Context, out io.Writer) error {
 		for _, t := range s.TEKs {
 			tr := map[uint8]string{12: "aes-cbc", 20: "aes-gcm"}[t.Transform]
 			teks = append(teks, fmt.Sprintf("0x%08x (%s, %ds)", t.SPI, tr, int(t.Expires.Sub(s.Now).Seconds())))
+			spis = append(spis, fmt.Sprintf("0x%08x", t.SPI))
 		}
-		fmt.Fprintf(out, "  %-6s %-12s %-11s %-22s %s\n", fmt.Sprintf("gm%d", i+1), GMAddr(i), status, kek, strings.Join(teks, ", "))
+		states[status]++
+		keks[kek] = true
+		tekSets[strings.Join(spis, ", ")] = true
+		if i == SummaryEnds && skipped > 0 {
+			skipLine(out, "  ", skipped, "members")
+		}
+		if show(i) {
+			fmt.Fprintf(out, "  %-6s %-12s %-11s %-22s %s\n", fmt.Sprintf("gm%d", i+1), l.GMAddr(i), status, kek, strings.Join(teks, ", "))
+		}
+	}
+	if skipped > 0 {
+		fmt.Fprintf(out, "  %d members, %s to %s: %s; %d KEK(s), %d distinct TEK set(s) among them\n",
+			len(l.GMs), l.GMAddr(0), l.GMAddr(len(l.GMs)-1), countLine(states), len(keks), len(tekSets))
 	}
 	return nil
 }
