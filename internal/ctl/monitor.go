@@ -264,13 +264,13 @@ func ParseTerminalState(resp *WireResponse) (TerminalState, bool) {
 // interactive shell streams the daemon's log lines, see Monitor).
 func (s *Server) HandleTerminal() {
 	ok := func(context.Context, *Request) (*Reply, error) { return &Reply{}, nil }
-	s.Handle("terminal length NUMBER", "Set number of lines on a screen (accepted; the CLI does not page)", ok)
-	s.Handle("terminal width NUMBER", "Set width of the display terminal (accepted; the CLI does not wrap)", ok)
-	s.Handle("terminal monitor", "Copy debug output to the current terminal line (the daemon's log lines)",
+	s.HandleReadOnly("terminal length NUMBER", "Set number of lines on a screen (accepted; the CLI does not page)", ok)
+	s.HandleReadOnly("terminal width NUMBER", "Set width of the display terminal (accepted; the CLI does not wrap)", ok)
+	s.HandleReadOnly("terminal monitor", "Copy debug output to the current terminal line (the daemon's log lines)",
 		func(context.Context, *Request) (*Reply, error) {
 			return &Reply{Data: TerminalState{Monitor: true}}, nil
 		})
-	s.Handle("terminal no monitor", "Stop copying the daemon's log lines to this terminal",
+	s.HandleReadOnly("terminal no monitor", "Stop copying the daemon's log lines to this terminal",
 		func(context.Context, *Request) (*Reply, error) {
 			return &Reply{Data: TerminalState{Monitor: false}}, nil
 		})

@@ -100,6 +100,7 @@ type command struct {
 	help     string
 	h        Handler
 	variants [][]elem
+	readOnly bool // HandleReadOnly: changes nothing
 }
 
 // Server dispatches control requests to handlers. Create it with NewServer,
@@ -114,6 +115,7 @@ type Server struct {
 	hostname string
 	limits   Limits
 
+	audit   AuditFunc // SetAudit
 	stats   connCounters
 	monitor Monitor // terminal monitor's log fan-out (monitor.go)
 }
@@ -234,6 +236,10 @@ func (s *Server) SetHostname(name string) {
 // variant of the same shape as an already registered command, like
 // http.ServeMux: both are programming errors found at start-up.
 func (s *Server) Handle(pattern, help string, h Handler) {
+	s.handle(pattern, help, h, false)
+}
+
+func (s *Server) handle(pattern, help string, h Handler, readOnly bool) {
 	if h == nil {
 		panic("ctl: Handle " + pattern + ": nil handler")
 	}
@@ -252,7 +258,7 @@ func (s *Server) Handle(pattern, help string, h Handler) {
 	for _, v := range variants {
 		s.shapes[variantKey(v)] = pattern
 	}
-	s.cmds = append(s.cmds, &command{pattern: pattern, help: help, h: h, variants: variants})
+	s.cmds = append(s.cmds, &command{pattern: pattern, help: help, h: h, variants: variants, readOnly: readOnly})
 }
 
 // HandleHelp sets the help `?` shows for a keyword that several commands
@@ -363,6 +369,19 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 
 	hreq := &Request{Line: strings.TrimSpace(cmdPart), Input: req.Input}
 	res.bind(hreq)
+	audit := s.auditFunc()
+	auditLine := hreq.Line
+	if strings.HasPrefix(hreq.Line, CmdConfigSession) && !hreq.Has("complete") {
+		auditLine = strings.TrimSpace(req.Input) // the configuration line typed
+	}
+	if !res.cmd.readOnly {
+		if p, ok := PeerFrom(ctx); ok && p.ReadOnly {
+			if audit != nil {
+				audit(ctx, p.User, auditLine, true)
+			}
+			return fail(req, errReadOnly(p))
+		}
+	}
 	if req.Token != "" {
 		p, ok := ss.take(req.Token)
 		if !ok {
@@ -384,7 +403,11 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 		reply = &Reply{}
 	}
 	var pe *PromptError
-	if errors.As(err, &pe) || (err == nil && reply.Prompt != "") {
+	prompted := errors.As(err, &pe) || (err == nil && reply.Prompt != "")
+	if !res.cmd.readOnly && !prompted && audit != nil && auditLine != "" && !hreq.Has("complete") {
+		audit(ctx, UserOf(ctx), auditLine, false)
+	}
+	if prompted {
 		// With Ask/Confirm the handler stopped at the question: what it
 		// returned besides is not output. Reply.Prompt shows Reply.Text
 		// before the question.
@@ -551,7 +574,7 @@ func (s *Server) hostnameReply(ctx context.Context, req *WireRequest) *WireRespo
 // process is listening on path, Serve fails instead. The parent directory
 // is created (mode 0750) if missing.
 func (s *Server) Serve(ctx context.Context, path string) error {
-	ln, err := listenUnix(path)
+	ln, err := listenUnix(path, 0o600, -1)
 	if err != nil {
 		return err
 	}
@@ -562,13 +585,19 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 // Listen binds the control socket at path (its directory is created; a
 // stale socket file is replaced; a socket another process serves is
 // refused). Serve it with ServeListener.
-func Listen(path string) (net.Listener, error) { return listenUnix(path) }
+func Listen(path string) (net.Listener, error) { return listenUnix(path, 0o600, -1) }
 
-func listenUnix(path string) (net.Listener, error) {
+func listenUnix(path string, mode os.FileMode, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("ctl: control socket directory: %w", err)
 	}
-	ln, err := rundir.Listen("unix", path, 0o600)
+	ln, err := rundir.Listen("unix", path, mode)
+	if err == nil && gid >= 0 {
+		if cerr := os.Chown(path, -1, gid); cerr != nil {
+			ln.Close()
+			return nil, fmt.Errorf("ctl: socket group of %s: %w", path, cerr)
+		}
+	}
 	switch {
 	case errors.Is(err, rundir.ErrInUse):
 		return nil, fmt.Errorf("ctl: another process is serving the control socket %s (is the daemon already running?)", path)
@@ -673,6 +702,7 @@ func (s *Server) refuse(c net.Conn, lim Limits) {
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	lim := s.currentLimits()
 	ss := s.NewSession()
+	ctx = WithPeer(ctx, connPeer(c))
 	rd := bufio.NewReaderSize(c, 4096)
 	w := bufio.NewWriter(c)
 	for {

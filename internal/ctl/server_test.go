@@ -35,7 +35,7 @@ func serve(t *testing.T, s *Server) string {
 	done := make(chan error, 1)
 	ready := make(chan struct{})
 	go func() {
-		ln, err := listenUnix(path)
+		ln, err := listenUnix(path, 0o600, -1)
 		close(ready)
 		if err != nil {
 			done <- err
