@@ -36,6 +36,7 @@ func runIsakmpd(env *Env, args []string) int {
 	port := fs.Uint("port", daemon.DefaultPort, "UDP port to listen on and to reach key servers at")
 	listen := fs.String("listen", "", "comma-separated `ADDRESSES` to listen on (default: every address of every up interface)")
 	socket := fs.String("socket", ctl.DefaultSocket(), "control `SOCKET` for groupvpn cli")
+	socketGroup := fs.String("socket-group", "", "make the control socket 0660 of group `NAME`: its members get read-only access (show commands; docs/cli.md, Access and audit)")
 	syslogTo := fs.String("syslog", "", "also log to syslog `DEST`: udp://host:514 or tcp://host:514 (RFC 5424), unix:///dev/log (RFC 3164) or file:///path (docs/operations.md, Logging)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	statePath := fs.String("state", "/var/lib/groupvpn/isakmpd.db", "key-server state `FILE` (keys, sequence numbers, members; kept across restarts)")
@@ -46,7 +47,7 @@ func runIsakmpd(env *Env, args []string) int {
 		return 2
 	}
 	if *file == "" || *port == 0 || *port > 65535 {
-		fmt.Fprintln(env.Stderr, "usage: groupvpn isakmpd -f FILE [-port N] [-listen A,B] [-socket PATH] [-syslog DEST] [-tmd SOCKET] [-iked SOCKET] [-metrics ADDR:PORT]")
+		fmt.Fprintln(env.Stderr, "usage: groupvpn isakmpd -f FILE [-port N] [-listen A,B] [-socket PATH] [-socket-group NAME] [-syslog DEST] [-tmd SOCKET] [-iked SOCKET] [-metrics ADDR:PORT]")
 		return 2
 	}
 	if *ikedSocket != "" && *listen != "" {
@@ -218,7 +219,7 @@ func runIsakmpd(env *Env, args []string) int {
 			}
 		}()
 	}
-	ln, err := ctl.Listen(*socket)
+	ln, err := ctl.ListenGroup(*socket, *socketGroup)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1

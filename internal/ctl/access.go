@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -127,4 +128,21 @@ func (s *Server) HandleReadOnly(pattern, help string, h Handler) {
 // errReadOnly is the refusal of a state-changing command to a read-only peer.
 func errReadOnly(p Peer) string {
 	return fmt.Sprintf("%% Permission denied: read-only access (user %s); this command changes state and needs the daemon's owner", p.User)
+}
+
+// maxAuditLine bounds the command an audit line quotes.
+const maxAuditLine = 512
+
+// auditText is line as an audit log quotes it: control characters become
+// '?', and it is cut to maxAuditLine bytes.
+func auditText(line string) string {
+	if len(line) > maxAuditLine {
+		line = strings.ToValidUTF8(line[:maxAuditLine], "") + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, line)
 }

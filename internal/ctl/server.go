@@ -374,6 +374,7 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 	if strings.HasPrefix(hreq.Line, CmdConfigSession) && !hreq.Has("complete") {
 		auditLine = strings.TrimSpace(req.Input) // the configuration line typed
 	}
+	auditLine = auditText(auditLine)
 	if !res.cmd.readOnly {
 		if p, ok := PeerFrom(ctx); ok && p.ReadOnly {
 			if audit != nil {

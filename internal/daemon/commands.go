@@ -138,20 +138,20 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 		srv.HandleHelp(path, help)
 	}
 	srv.HandleTerminal() // terminal length/width/monitor
-	srv.Handle("show crypto gdoi", "groups, their policy and registration state", snap(show.GDOI))
-	srv.Handle("show crypto gdoi ks members", "group members registered with this key server", ksOnly(n, snap(show.KSMembers)))
-	srv.Handle("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
-	srv.Handle("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n))
-	srv.Handle("show crypto isakmp sa", "phase-1 SAs", snap(show.ISAKMPSA))
-	srv.Handle("show crypto isakmp listen", "the local addresses isakmpd serves (UDP)", snap(listening))
-	srv.Handle("show running-config", "the configuration in force", func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+	srv.HandleReadOnly("show crypto gdoi", "groups, their policy and registration state", snap(show.GDOI))
+	srv.HandleReadOnly("show crypto gdoi ks members", "group members registered with this key server", ksOnly(n, snap(show.KSMembers)))
+	srv.HandleReadOnly("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
+	srv.HandleReadOnly("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n))
+	srv.HandleReadOnly("show crypto isakmp sa", "phase-1 SAs", snap(show.ISAKMPSA))
+	srv.HandleReadOnly("show crypto isakmp listen", "the local addresses isakmpd serves (UDP)", snap(listening))
+	srv.HandleReadOnly("show running-config", "the configuration in force", func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 		c := running()
 		return &ctl.Reply{Text: c.Render(), Data: map[string]string{"config": c.Render()}}, nil
 	})
 	// The hostname of the configuration in force: a reload or commit
 	// changes it live, the node keeps the one it started with.
 	start := n.Now()
-	srv.Handle("show version", "System hardware and software status: version, uptime, hostname", snap(func(s node.Snapshot) (string, any) {
+	srv.HandleReadOnly("show version", "System hardware and software status: version, uptime, hostname", snap(func(s node.Snapshot) (string, any) {
 		s.Hostname = running().Hostname
 		text, data := show.Version(s)
 		host := s.Hostname
@@ -167,16 +167,16 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 		}
 		return text, data
 	}))
-	srv.Handle("show clock", "Display the system clock", snap(func(s node.Snapshot) (string, any) {
+	srv.HandleReadOnly("show clock", "Display the system clock", snap(func(s node.Snapshot) (string, any) {
 		// IOS's layout; no '*': the time is the host's, whatever keeps it.
 		now := s.Now.UTC()
 		return now.Format("15:04:05.000 UTC Mon Jan 2 2006") + "\n", map[string]string{"clock": now.Format(time.RFC3339Nano)}
 	}))
-	srv.Handle("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", ksOnly(n, snap(show.KSReplay)))
-	srv.Handle("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs: method, window, TBAR pseudotime and drops", gmOnly(n, withCounters(n, show.GMReplayWith)))
-	srv.Handle("show crypto isakmp statistics", "every drop counter: phase 1 (all local addresses), broker, control socket, state store, log limiter", statistics(srv, n, sources))
-	srv.Handle("show crypto gdoi gm counters", "group member counters: registrations, rekeys and every drop reason", gmOnly(n, snap(show.GMCounters)))
-	srv.Handle("show crypto gdoi ks counters", "key server counters: refused pulls, rekey acknowledgements and their drops", ksOnly(n, snap(show.KSCounters)))
+	srv.HandleReadOnly("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", ksOnly(n, snap(show.KSReplay)))
+	srv.HandleReadOnly("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs: method, window, TBAR pseudotime and drops", gmOnly(n, withCounters(n, show.GMReplayWith)))
+	srv.HandleReadOnly("show crypto isakmp statistics", "every drop counter: phase 1 (all local addresses), broker, control socket, state store, log limiter", statistics(srv, n, sources))
+	srv.HandleReadOnly("show crypto gdoi gm counters", "group member counters: registrations, rekeys and every drop reason", gmOnly(n, snap(show.GMCounters)))
+	srv.HandleReadOnly("show crypto gdoi ks counters", "key server counters: refused pulls, rekey acknowledgements and their drops", ksOnly(n, snap(show.KSCounters)))
 	srv.Handle("clear crypto gdoi [group WORD]", "GM: register again now over a new phase 1 (installed keys stay until replaced)",
 		func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
 			var groups []string

@@ -127,7 +127,7 @@ func (d *Daemon) swapConfig(c *policy.Config) *policy.Config {
 // the running configuration if another session committed meanwhile,
 // becomes the running configuration if it is valid and the running node
 // can take it (apply). Nothing changes on an error.
-func (d *Daemon) commit(ed *policy.Editor) error {
+func (d *Daemon) commit(ctx context.Context, ed *policy.Editor) error {
 	cm := d.configMode()
 	cm.mu.Lock()
 	defer cm.mu.Unlock()
@@ -150,16 +150,38 @@ func (d *Daemon) commit(ed *policy.Editor) error {
 	}
 	if nc == nil {
 		// IOS logs CONFIG_I whenever configuration mode is left.
-		syslog.LogFacility(cm.log, "SYS", syslog.Notice, "CONFIG_I", "Configured from console by console")
+		logConfigured(ctx, cm.log)
 		return nil // nothing changed: no new configuration, no hook
 	}
 	old, err := d.apply(nc)
 	if err != nil {
 		return err // still in configuration mode: fix the candidate, or abort
 	}
-	syslog.LogFacility(cm.log, "SYS", syslog.Notice, "CONFIG_I", "Configured from console by console")
+	logConfigured(ctx, cm.log)
 	d.runHook(old, nc)
 	return nil
+}
+
+// logConfigured logs IOS's CONFIG_I with the user who left configuration
+// mode: "Configured from console by alice on vty (pid 1234)" for a
+// control-socket peer, "by console" for the daemon itself (in-process).
+func logConfigured(ctx context.Context, l *slog.Logger) {
+	if p, ok := ctl.PeerFrom(ctx); ok {
+		syslog.LogFacility(l, "SYS", syslog.Notice, "CONFIG_I", "Configured from console by %s on %s", p.User, p.Line())
+		return
+	}
+	syslog.LogFacility(l, "SYS", syslog.Notice, "CONFIG_I", "Configured from console by console")
+}
+
+// auditCommand logs a state-changing control command (ctl.AuditFunc) in
+// the words of IOS's archive log config (notify syslog), and the refusal
+// of one to a read-only user.
+func auditCommand(l *slog.Logger, user, line string, denied bool) {
+	if denied {
+		syslog.LogFacility(l, "PARSER", syslog.Warning, "CFGLOG_DENIED", "User:%s  denied command:%s (read-only access)", user, line)
+		return
+	}
+	syslog.LogFacility(l, "PARSER", syslog.Notice, "CFGLOG_LOGGEDCMD", "User:%s  logged command:%s", user, line)
 }
 
 // configSession is one `configure terminal` (ctl.ConfigSession).
@@ -216,7 +238,7 @@ func (s *configSession) Line(ctx context.Context, line string) (string, string, 
 	case prompt != "":
 		return "", prompt, nil
 	}
-	if err := s.d.commit(s.ed); err != nil {
+	if err := s.d.commit(ctx, s.ed); err != nil {
 		return "", s.ed.Prompt(), err
 	}
 	return "", "", nil

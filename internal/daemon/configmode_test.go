@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -133,7 +134,8 @@ func TestConfigureTerminalSeedSession(t *testing.T) {
 	}
 	// CONFIG_I, then (from the hook) POLICY_CHANGE, as in the seed.
 	logText := logs.String()
-	ci := strings.Index(logText, "%SYS-5-CONFIG_I: Configured from console by console")
+	// by the control socket's peer (issue 14 item 6): this process, root
+	ci := strings.Index(logText, fmt.Sprintf("%%SYS-5-CONFIG_I: Configured from console by root on vty (pid %d)", os.Getpid()))
 	pc := strings.Index(logText, "%GDOI-5-POLICY_CHANGE: GDOI group GET policy has changed. Use 'crypto gdoi ks rekey' to send a rekey, or the changes will be send in the next scheduled rekey")
 	if ci < 0 || pc < ci {
 		t.Fatalf("log lacks CONFIG_I then POLICY_CHANGE:\n%s", logText)

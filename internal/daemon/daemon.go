@@ -92,6 +92,7 @@ func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Lo
 	installConfigMode(d, logger) // configure terminal, write memory (configmode.go)
 	registerGDOI(d.Ctl, d)
 	registerLogging(d) // show logging (logging.go)
+	d.Ctl.SetAudit(func(ctx context.Context, user, line string, denied bool) { auditCommand(logger, user, line, denied) })
 	return d, nil
 }
 

@@ -24,9 +24,9 @@ const (
 // registerGDOI adds the GM-removal, policy-replace and version commands.
 func registerGDOI(srv *ctl.Server, d *Daemon) {
 	n := d.Node
-	srv.Handle("show crypto gdoi feature gm-removal", "which devices support GM removal (versions)", d.features)
-	srv.Handle("show crypto gdoi feature policy-replace", "which devices support policy replace (versions)", d.features)
-	srv.Handle("show crypto gdoi ks policy", "the running group policy and the changes not yet sent to the GMs", ksOnly(n, d.ksPolicy))
+	srv.HandleReadOnly("show crypto gdoi feature gm-removal", "which devices support GM removal (versions)", d.features)
+	srv.HandleReadOnly("show crypto gdoi feature policy-replace", "which devices support policy replace (versions)", d.features)
+	srv.HandleReadOnly("show crypto gdoi ks policy", "the running group policy and the changes not yet sent to the GMs", ksOnly(n, d.ksPolicy))
 	srv.Handle("clear crypto gdoi [group WORD] ks members [now]", "remove every GM from the group: new keys, GMs re-register",
 		func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
 			groups, err := d.ksGroups(ctx, req)

@@ -317,7 +317,7 @@ func TestTerminalCommandsClockVersionMonitor(t *testing.T) {
 	io.WriteString(pw, "term mon\r")
 	waitScreen("Device#term mon\n")
 	io.WriteString(pw, "conf t\rend\r")
-	waitScreen(": %SYS-5-CONFIG_I: Configured from console by console")
+	waitScreen(": %SYS-5-CONFIG_I: Configured from console by root on vty (pid ")
 	io.WriteString(pw, "terminal no monitor\r")
 	waitScreen("Device#terminal no monitor\n")
 	time.Sleep(100 * time.Millisecond) // the stream is closed when the command returns

@@ -62,7 +62,7 @@ func (d *Daemon) prepareLogging(new *policy.Config) (*syslog.Change, error) {
 // registerLogging registers show logging (with every daemon, so that a
 // second registration of it fails every test at once).
 func registerLogging(d *Daemon) {
-	d.Ctl.Handle("show logging", "the logging configuration and the buffered messages (logging buffered)", d.showLogging)
+	d.Ctl.HandleReadOnly("show logging", "the logging configuration and the buffered messages (logging buffered)", d.showLogging)
 }
 
 func (d *Daemon) showLogging(_ context.Context, _ *ctl.Request) (*ctl.Reply, error) {

@@ -1,0 +1,136 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/testnet"
+)
+
+// proves: O2, O3 (issue 14 item 6: clear crypto gdoi ks members, crypto
+// gdoi ks rekey and a commit are logged with the user who ran them, read
+// from the control socket's peer; a read-only user may run show commands
+// and is refused, and logged, a change)
+func TestAuditTrail(t *testing.T) {
+	dir, err := os.MkdirTemp("", "audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
+	file := filepath.Join(dir, "ks.conf")
+	if err := os.WriteFile(file, []byte(seedKS), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := policy.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testnet.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, 0, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "ks.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, sock) }()
+	t.Cleanup(func() { cancel(); <-done })
+	var client *ctl.Client
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if client, err = ctl.Dial(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	defer client.Close()
+	me := "root"
+	if os.Geteuid() != 0 {
+		t.Skip("the peer's name is checked as root's")
+	}
+
+	// On the real socket: this process's user.
+	if r, err := client.Run(ctx, "crypto gdoi ks rekey"); err != nil || !r.OK {
+		t.Fatalf("rekey: %v %+v", err, r)
+	}
+	if r, err := client.Run(ctx, "show crypto gdoi ks members"); err != nil || !r.OK {
+		t.Fatalf("show: %v %+v", err, r)
+	}
+	// clear ... ks members asks first; it is logged once answered.
+	r, err := client.Run(ctx, "clear crypto gdoi ks members")
+	if err != nil || r.Token == "" {
+		t.Fatalf("clear members: %v %+v", err, r)
+	}
+	if strings.Contains(logs.String(), "logged command:clear crypto gdoi ks members") {
+		t.Fatal("logged before it was confirmed")
+	}
+	for r.Token != "" {
+		if r, err = client.Do(ctx, &ctl.WireRequest{V: ctl.Version, Cmd: "clear crypto gdoi ks members", Token: r.Token, Answer: "yes"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !r.OK {
+		t.Fatalf("clear members: %+v", r)
+	}
+	// A read-only user (a member of -socket-group; here in-process).
+	ro := ctl.WithPeer(ctx, ctl.Peer{UID: 1001, GID: 1001, PID: 77, User: "alice", ReadOnly: true})
+	ss := d.Ctl.NewSession()
+	if r := ss.Do(ro, &ctl.WireRequest{V: ctl.Version, Cmd: "show crypto gdoi"}); !r.OK {
+		t.Fatalf("show from a read-only user: %+v", r)
+	}
+	for _, cmd := range []string{"clear crypto gdoi ks members now", "crypto gdoi ks rekey", "configure terminal", "write memory"} {
+		r := ss.Do(ro, &ctl.WireRequest{V: ctl.Version, Cmd: cmd})
+		if r.OK || !strings.HasPrefix(r.Error, "% Permission denied: read-only access (user alice)") {
+			t.Fatalf("%s from a read-only user: %+v", cmd, r)
+		}
+	}
+	// A commit by another user with full access.
+	rw := ctl.WithPeer(ctx, ctl.Peer{UID: 1002, GID: 1002, PID: 78, User: "bob"})
+	r = ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: "configure terminal"})
+	if !r.OK {
+		t.Fatalf("configure terminal: %+v", r)
+	}
+	var st ctl.ConfigState
+	if err := json.Unmarshal(r.Data, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"hostname KS2", "end"} {
+		if r := ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: ctl.CmdConfigSession + " " + st.Session, Input: l}); !r.OK {
+			t.Fatalf("%s: %+v", l, r)
+		}
+	}
+
+	logText := logs.String()
+	for _, want := range []string{
+		"%PARSER-5-CFGLOG_LOGGEDCMD: User:" + me + "  logged command:crypto gdoi ks rekey",
+		"%PARSER-5-CFGLOG_LOGGEDCMD: User:" + me + "  logged command:clear crypto gdoi ks members",
+		"%PARSER-4-CFGLOG_DENIED: User:alice  denied command:clear crypto gdoi ks members now (read-only access)",
+		"%PARSER-4-CFGLOG_DENIED: User:alice  denied command:crypto gdoi ks rekey (read-only access)",
+		"%PARSER-5-CFGLOG_LOGGEDCMD: User:bob  logged command:configure terminal",
+		"%PARSER-5-CFGLOG_LOGGEDCMD: User:bob  logged command:hostname KS2",
+		"%SYS-5-CONFIG_I: Configured from console by bob on vty (pid 78)",
+	} {
+		if !strings.Contains(logText, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if strings.Contains(logText, "logged command:show") {
+		t.Error("a show command was logged as a change")
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", logText)
+	}
+}
