@@ -69,7 +69,7 @@ func dialError(path string, err error) error {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("cannot reach the control socket %s: nothing is listening on it (%s)", path, start)
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("cannot reach the control socket %s: permission denied (the socket is mode 0600: run groupvpn cli as the daemon's user, e.g. with sudo)", path)
+		return fmt.Errorf("cannot reach the control socket %s: permission denied (run groupvpn cli as the daemon's user, e.g. with sudo, or, for show commands, as a member of the group isakmpd -socket-group names)", path)
 	}
 	return fmt.Errorf("cannot reach the control socket %s: %v (%s)", path, err, start)
 }

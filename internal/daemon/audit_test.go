@@ -3,11 +3,17 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,5 +138,140 @@ func TestAuditTrail(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("log:\n%s", logText)
+	}
+}
+
+// auditHelperEnv makes the test binary a control client
+// (TestAuditHelper): "SOCKET\tCMD\tCMD..."; one JSON response a line.
+const auditHelperEnv = "GROUPVPN_DAEMON_AUDIT_HELPER"
+
+func TestAuditHelper(t *testing.T) {
+	spec := os.Getenv(auditHelperEnv)
+	if spec == "" {
+		t.Skip("helper process only")
+	}
+	parts := strings.Split(spec, "\t")
+	c, err := ctl.Dial(parts[0])
+	if err != nil {
+		b, _ := json.Marshal(&ctl.WireResponse{Error: "dial: " + err.Error()})
+		fmt.Println(string(b))
+		os.Exit(0)
+	}
+	for _, cmd := range parts[1:] {
+		resp, err := c.Run(context.Background(), cmd)
+		if err != nil {
+			resp = &ctl.WireResponse{Error: "run: " + err.Error()}
+		}
+		b, _ := json.Marshal(resp)
+		fmt.Println(string(b))
+	}
+	os.Exit(0)
+}
+
+// proves: O2, O3 (issue 14 item 6: on a real isakmpd control socket made
+// 0660 of a group (-socket-group), a process of another uid in that group
+// runs show commands and is refused clear crypto gdoi ks members, crypto
+// gdoi ks rekey, configure terminal and write memory, each refusal logged
+// with its user name from SO_PEERCRED)
+func TestReadOnlyGroupOnDaemonSocket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the client runs as another uid")
+	}
+	grp, err := user.LookupGroup("nogroup")
+	if err != nil {
+		t.Skip("no group nogroup:", err)
+	}
+	gid, _ := strconv.Atoi(grp.Gid)
+	const uid = 65534
+	name := "uid=65534"
+	if u, err := user.LookupId("65534"); err == nil {
+		name = u.Username
+	}
+	dir, err := os.MkdirTemp("", "auditro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
+	file := filepath.Join(dir, "ks.conf")
+	if err := os.WriteFile(file, []byte(seedKS), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := policy.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testnet.Buffer
+	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, 0, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "ks.sock")
+	ln, err := ctl.ListenGroup(sock, "nogroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "helper.test")
+	src, err := os.Open(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(dst, src)
+	src.Close()
+	dst.Close()
+
+	cmds := []string{"show crypto gdoi", "show crypto gdoi ks members", "show running-config | include hostname",
+		"clear crypto gdoi ks members now", "crypto gdoi ks rekey", "configure terminal", "write memory"}
+	cmd := exec.Command(bin, "-test.run=^TestAuditHelper$")
+	cmd.Env = append(os.Environ(), auditHelperEnv+"="+strings.Join(append([]string{sock}, cmds...), "\t"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uint32(gid)}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("client as uid %d: %v (%s)", uid, err, out)
+	}
+	var rs []ctl.WireResponse
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var r ctl.WireResponse
+		if strings.HasPrefix(l, "{") && json.Unmarshal([]byte(l), &r) == nil {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) != len(cmds) {
+		t.Fatalf("%d answers to %d commands: %s", len(rs), len(cmds), out)
+	}
+	for i, c := range cmds {
+		r := rs[i]
+		if strings.HasPrefix(c, "show") {
+			if !r.OK {
+				t.Errorf("%s from the read-only group: %+v", c, r)
+			}
+			continue
+		}
+		if r.OK || !strings.HasPrefix(r.Error, "% Permission denied: read-only access (user "+name+")") {
+			t.Errorf("%s from the read-only group: %+v", c, r)
+		}
+		if want := "%PARSER-4-CFGLOG_DENIED: User:" + name + "  denied command:" + c + " (read-only access)"; !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if d.Config() != cfg {
+		t.Error("the running configuration changed")
+	}
+	if strings.Contains(logs.String(), "REKEY") || strings.Contains(logs.String(), "logged command:") {
+		t.Errorf("a refused command ran:\n%s", logs.String())
 	}
 }
