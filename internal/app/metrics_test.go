@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -108,7 +109,11 @@ func TestIsakmpdMetrics(t *testing.T) {
 	}()
 	body := scrapeWhenUp(t, addr)
 	// isakmpd catches SIGTERM from the start (signal.NotifyContext), and
-	// it answered: the signal stops it, not this test.
+	// it answered: the signal stops it. This test catches it too, so that
+	// the test binary never dies of it.
+	caught := make(chan os.Signal, 1)
+	signal.Notify(caught, syscall.SIGTERM)
+	defer signal.Stop(caught)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
