@@ -344,14 +344,83 @@ func (r *run) editKS(edit func(string) string) error {
 	return r.l.KS.Reload()
 }
 
+// now is the lab clock's time.
+func (r *run) now() time.Time { return r.clk.Now() }
+
+// killKS stops the KS without saving (kill -9).
+func (r *run) killKS() error {
+	r.nodes.Lock()
+	defer r.nodes.Unlock()
+	return r.l.KillKS()
+}
+
+// startKS restarts the KS from its state file.
+func (r *run) startKS() error {
+	r.nodes.Lock()
+	defer r.nodes.Unlock()
+	return r.l.StartKS()
+}
+
+func (r *run) ksDown() time.Duration { return 10 * time.Second }
+
+// ksRestarted waits for the restarted KS's next scheduled rekey: it goes
+// on rekeying the group.
+func (r *run) ksRestarted() (string, error) {
+	g, err := r.ksGroup()
+	if err != nil {
+		return "", err
+	}
+	rekeys := g.Rekeys
+	if err := r.until(disruptTEK, "a rekey from the restarted KS", func() (bool, error) {
+		g, err = r.ksGroup()
+		return err == nil && g.Rekeys > rekeys, err
+	}); err != nil {
+		return "", err
+	}
+	return "the restarted KS sent its next scheduled rekey", nil
+}
+
+// killGM stops member i's control plane (kill -9); its engine stays.
+func (r *run) killGM(i int) error {
+	r.nodes.Lock()
+	defer r.nodes.Unlock()
+	return r.l.KillGM(i)
+}
+
+func (r *run) startGM(i int) error {
+	r.nodes.Lock()
+	defer r.nodes.Unlock()
+	return r.l.StartGM(i)
+}
+
+// rig is what the events' bodies drive: the in-process lab (*run) or the
+// real processes of the --netns variant (*nrun).
+type rig interface {
+	now() time.Time                                                          // the clock the events are timed by
+	sleep(d time.Duration) error                                             // waits d
+	until(limit time.Duration, what string, cond func() (bool, error)) error // waits for cond
+	ksGroup() (ks.GroupSnapshot, error)                                      // the KS's view of the group
+	settled(skip ...int) (bool, error)                                       // every member registered with every TEK
+	exec(line string) (string, error)                                        // a KS command, yes to its questions
+	editKS(edit func(string) string) error                                   // rewrites the KS's configuration, reloads it
+	killKS() error                                                           // kill -9 of the KS
+	startKS() error                                                          // restarts it from its state file
+	ksDown() time.Duration                                                   // how long the KS stays down
+	// ksRestarted waits, once the KS is back, for the rekey that shows it
+	// kept the group; returns a note.
+	ksRestarted() (string, error)
+	killGM(i int) error  // kill -9 of member i's control plane
+	startGM(i int) error // restarts it
+}
+
 // event is one step of the script.
 type event struct {
 	num           int // in the script, 1-based (set by Disruption)
 	name, command string
 	promise       Promise
-	realTime      bool                         // run it at 1x: an outage is measured as it happens
-	do            func(r *run) (string, error) // runs it; returns a note
-	watch         time.Duration                // lab time to watch after it
+	realTime      bool                        // run it at 1x: an outage is measured as it happens
+	do            func(r rig) (string, error) // runs it; returns a note
+	watch         time.Duration               // lab time to watch after it
 }
 
 // policyReplace is the KS configuration edit of the policy-replace event:
@@ -373,7 +442,7 @@ func policyRestore(s string) string {
 func script() []event {
 	return []event{
 		{name: "scheduled TEK and KEK rekeys", command: "(TEK lifetimes 120 s and 180 s, KEK 300 s)", promise: NoLoss,
-			do: func(r *run) (string, error) {
+			do: func(r rig) (string, error) {
 				g, err := r.ksGroup()
 				if err != nil {
 					return "", err
@@ -397,15 +466,15 @@ func script() []event {
 			}},
 		{name: "policy replace", command: "crypto gdoi ks rekey (after a reload: GCM to CBC, CBC key 128 to 256 bits, ACL /16 to /13)", promise: NoLoss,
 			watch: ks.RekeyDTD + 15*time.Second,
-			do: func(r *run) (string, error) {
+			do: func(r rig) (string, error) {
 				if err := r.editKS(policyReplace); err != nil {
 					return "", err
 				}
 				return r.exec("crypto gdoi ks rekey")
 			}},
 		{name: "GM removal", command: "clear crypto gdoi ks members", promise: NoLoss,
-			do: func(r *run) (string, error) {
-				start := r.clk.Now()
+			do: func(r rig) (string, error) {
+				start := r.now()
 				txt, err := r.exec("clear crypto gdoi ks members")
 				if err != nil {
 					return "", err
@@ -413,14 +482,14 @@ func script() []event {
 				// Temporary SAs live at most 90 s; every member
 				// re-registers before, and sends with the new keys
 				// once all have.
-				if err := r.reregistered(95 * time.Second); err != nil {
+				if err := reregistered(r, 95*time.Second); err != nil {
 					return "", err
 				}
-				return txt, r.sleep(start.Add(95 * time.Second).Sub(r.clk.Now()))
+				return txt, r.sleep(start.Add(95 * time.Second).Sub(r.now()))
 			}},
 		{name: "policy replace now", command: "crypto gdoi ks rekey replace-now (after a reload back to the first policy)", promise: Outage, realTime: true,
 			watch: 3 * time.Second,
-			do: func(r *run) (string, error) {
+			do: func(r rig) (string, error) {
 				if err := r.editKS(func(s string) string {
 					if strings.Contains(s, "profile lab-data\n set transform-set lab-cbc") {
 						return policyRestore(s)
@@ -432,60 +501,40 @@ func script() []event {
 				return r.exec("crypto gdoi ks rekey replace-now")
 			}},
 		{name: "GM removal now", command: "clear crypto gdoi ks members now", promise: Outage, realTime: true,
-			do: func(r *run) (string, error) {
+			do: func(r rig) (string, error) {
 				txt, err := r.exec("clear crypto gdoi ks members now")
 				if err != nil {
 					return "", err
 				}
-				return txt, r.reregistered(disruptVoice/50 + time.Minute)
+				return txt, reregistered(r, disruptVoice/50+time.Minute)
 			}, watch: 3 * time.Second},
 		{name: "KS kill -9 and restart", command: "(the KS stops without saving; down 10 s; restarted from its state file)", promise: NoLoss,
-			do: func(r *run) (string, error) {
-				r.nodes.Lock()
-				err := r.l.KillKS()
-				r.nodes.Unlock()
+			do: func(r rig) (string, error) {
+				if err := r.killKS(); err != nil {
+					return "", err
+				}
+				if err := r.sleep(r.ksDown()); err != nil {
+					return "", err
+				}
+				if err := r.startKS(); err != nil {
+					return "", err
+				}
+				note, err := r.ksRestarted()
 				if err != nil {
 					return "", err
 				}
-				if err := r.sleep(10 * time.Second); err != nil {
-					return "", err
-				}
-				r.nodes.Lock()
-				err = r.l.StartKS()
-				r.nodes.Unlock()
-				if err != nil {
-					return "", err
-				}
-				g, err := r.ksGroup()
-				if err != nil {
-					return "", err
-				}
-				rekeys := g.Rekeys
-				// The restarted KS goes on rekeying the group.
-				if err := r.until(disruptTEK, "a rekey from the restarted KS", func() (bool, error) {
-					g, err = r.ksGroup()
-					return err == nil && g.Rekeys > rekeys, err
-				}); err != nil {
-					return "", err
-				}
-				return "the restarted KS sent its next scheduled rekey", r.sleep(ks.RekeyATD + 5*time.Second)
+				return note, r.sleep(ks.RekeyATD + 5*time.Second)
 			}},
 		{name: "GM control plane kill -9 and restart", command: "(gm1's isakmpd stops; its SA database and engine, tmd's, stay; down 5 s)", promise: NoLoss,
 			realTime: true, watch: 5 * time.Second,
-			do: func(r *run) (string, error) {
-				r.nodes.Lock()
-				err := r.l.KillGM(0)
-				r.nodes.Unlock()
-				if err != nil {
+			do: func(r rig) (string, error) {
+				if err := r.killGM(0); err != nil {
 					return "", err
 				}
 				if err := r.sleep(5 * time.Second); err != nil {
 					return "", err
 				}
-				r.nodes.Lock()
-				err = r.l.StartGM(0)
-				r.nodes.Unlock()
-				if err != nil {
+				if err := r.startGM(0); err != nil {
 					return "", err
 				}
 				return "gm1 registered again", r.until(time.Minute, "gm1's registration", func() (bool, error) { return r.settled() })
@@ -495,7 +544,7 @@ func script() []event {
 
 // reregistered waits until every member (but the skipped ones) registered
 // after the KS's removal and holds its new keys.
-func (r *run) reregistered(limit time.Duration, skip ...int) error {
+func reregistered(r rig, limit time.Duration, skip ...int) error {
 	return r.until(limit, "re-registration after the removal", func() (bool, error) { return r.settled(skip...) })
 }
 
@@ -513,12 +562,12 @@ func oldScript(old int) []event {
 // oldRemoval is a removal in the second lab, whose member old is 1.0.1.
 func oldRemoval(old int) event {
 	return event{name: "GM removal, one 1.0.1 member", command: "clear crypto gdoi ks members (yes to the WARNING)", promise: Shown,
-		do: func(r *run) (string, error) {
+		do: func(r rig) (string, error) {
 			txt, err := r.exec("clear crypto gdoi ks members")
 			if err != nil {
 				return "", err
 			}
-			if err := r.reregistered(95*time.Second, old); err != nil {
+			if err := reregistered(r, 95*time.Second, old); err != nil {
 				return "", err
 			}
 			// The 1.0.1 member ignores the removal and keeps the old

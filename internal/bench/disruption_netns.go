@@ -279,8 +279,8 @@ func disruptionNetns(t testing.TB, ctx context.Context, o NetnsDisruptionOptions
 		o.Out = io.Discard
 	}
 	old := o.Members - 1 // the 1.0.1 member of the second run
-	pick := func(evs []nevent) []nevent {
-		var out []nevent
+	pick := func(evs []event) []event {
+		var out []event
 		for _, ev := range evs {
 			if len(o.Events) == 0 || slices.Contains(o.Events, ev.num) {
 				out = append(out, ev)
@@ -292,7 +292,7 @@ func disruptionNetns(t testing.TB, ctx context.Context, o NetnsDisruptionOptions
 	runs := []struct {
 		tag string
 		old int
-		evs []nevent
+		evs []event
 	}{{o.Tag, -1, pick(netnsScript())}, {o.Tag + "o", old, pick(netnsOldScript(old))}}
 	var err error
 	for _, run := range runs {
@@ -660,158 +660,80 @@ func (r *nrun) editKS(edit func(string) string) error {
 	})
 }
 
-// nevent is an event of the script with real processes: the script's
-// event (name, command, promise, watch) and how to run it here.
-type nevent struct {
-	event
-	do func(r *nrun) (string, error)
+// The rig of the real processes: real time; the KS's and the GMs'
+// isakmpd killed with SIGKILL and started again.
+
+func (r *nrun) now() time.Time { return time.Now() }
+
+func (r *nrun) killKS() error {
+	r.ks.kill()
+	return nil
 }
 
-// netnsScript is script() (events 1-7) for real processes.
-func netnsScript() []nevent {
-	base := script()
-	evs := make([]nevent, len(base))
-	for k := range base {
-		evs[k].event = base[k]
+// startKS starts the KS's isakmpd again (from its state file) and waits for
+// its control socket.
+func (r *nrun) startKS() error {
+	if err := r.ks.start(); err != nil {
+		return err
+	}
+	return r.waitSocket(r.ks, filepath.Join(r.ksDir, "isakmpd.sock"))
+}
+
+func (r *nrun) ksDown() time.Duration { return 5 * time.Second }
+
+// ksRestarted has the restarted KS rekey the group (asked: its scheduled
+// rekey is up to a TEK lifetime away), which the members accept only if it
+// kept its keys and sequence numbers.
+func (r *nrun) ksRestarted() (string, error) {
+	g, err := r.ksGroup()
+	if err != nil {
+		return "", err
+	}
+	seq := g.Seq
+	if _, err := r.exec("crypto gdoi ks rekey"); err != nil {
+		return "", err
+	}
+	if err := r.until(30*time.Second, "every member accepting the restarted KS's rekey", func() (bool, error) {
+		for _, gm := range r.gms {
+			s, err := r.show(filepath.Join(gm.dir, "isakmpd.sock"))
+			if err != nil || len(s.GM) == 0 || s.GM[0].Seq <= seq {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("the restarted KS (sequence number %d from its state file) rekeyed; every member accepted it", seq), nil
+}
+
+// killGM kills member i's isakmpd; its tmd forwards on.
+func (r *nrun) killGM(i int) error {
+	r.gms[i].isakmpd.kill()
+	return nil
+}
+
+func (r *nrun) startGM(i int) error { return r.gms[i].isakmpd.start() }
+
+// netnsScript is script() (events 1-7) for real processes: the same
+// events, two of them described as they happen here.
+func netnsScript() []event {
+	evs := script()
+	for k := range evs {
 		evs[k].num = k + 1
 	}
-	// 1: scheduled rekeys: until a rekey brings a new KEK, then the new
-	// TEKs' activation delay.
-	evs[0].do = func(r *nrun) (string, error) {
-		g, err := r.ksGroup()
-		if err != nil {
-			return "", err
-		}
-		kek, rekeys := g.KEKSPI, g.Rekeys
-		if err := r.until(disruptKEK+time.Minute, "a KEK rekey", func() (bool, error) {
-			g, err = r.ksGroup()
-			return err == nil && g.KEKSPI != kek, err
-		}); err != nil {
-			return "", err
-		}
-		if err := r.sleep(ks.RekeyATD + 5*time.Second); err != nil {
-			return "", err
-		}
-		if g, err = r.ksGroup(); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("%d rekeys sent, one with a new KEK", g.Rekeys-rekeys), nil
-	}
-	// 2: policy replace.
-	evs[1].do = func(r *nrun) (string, error) {
-		if err := r.editKS(policyReplace); err != nil {
-			return "", err
-		}
-		return r.exec("crypto gdoi ks rekey")
-	}
-	// 3: removal with temporary SAs.
-	evs[2].do = func(r *nrun) (string, error) {
-		start := time.Now()
-		txt, err := r.exec("clear crypto gdoi ks members")
-		if err != nil {
-			return "", err
-		}
-		if err := r.until(95*time.Second, "re-registration after the removal", func() (bool, error) { return r.settled() }); err != nil {
-			return "", err
-		}
-		return txt, r.sleep(time.Until(start.Add(95 * time.Second)))
-	}
-	// 4: replace-now.
-	evs[3].do = func(r *nrun) (string, error) {
-		if err := r.editKS(func(s string) string {
-			if strings.Contains(s, "profile lab-data\n set transform-set lab-cbc") {
-				return policyRestore(s)
-			}
-			return policyReplace(s)
-		}); err != nil {
-			return "", err
-		}
-		return r.exec("crypto gdoi ks rekey replace-now")
-	}
-	// 5: removal now.
-	evs[4].do = func(r *nrun) (string, error) {
-		txt, err := r.exec("clear crypto gdoi ks members now")
-		if err != nil {
-			return "", err
-		}
-		return txt, r.until(disruptVoice/50+time.Minute, "re-registration after the removal", func() (bool, error) { return r.settled() })
-	}
-	// 6: the KS's isakmpd killed (SIGKILL) and restarted from its state
-	// file; it then rekeys the group (asked: its scheduled rekey is up to
-	// a TEK lifetime away), which the members accept only if it kept its
-	// keys and sequence numbers.
 	evs[5].command = "(kill -9 of the KS's isakmpd; down 5 s; restarted from its state file; then crypto gdoi ks rekey)"
-	evs[5].do = func(r *nrun) (string, error) {
-		r.ks.kill()
-		if err := r.sleep(5 * time.Second); err != nil {
-			return "", err
-		}
-		if err := r.ks.start(); err != nil {
-			return "", err
-		}
-		if err := r.waitSocket(r.ks, filepath.Join(r.ksDir, "isakmpd.sock")); err != nil {
-			return "", err
-		}
-		g, err := r.ksGroup()
-		if err != nil {
-			return "", err
-		}
-		seq := g.Seq
-		if _, err := r.exec("crypto gdoi ks rekey"); err != nil {
-			return "", err
-		}
-		if err := r.until(30*time.Second, "every member accepting the restarted KS's rekey", func() (bool, error) {
-			for _, gm := range r.gms {
-				s, err := r.show(filepath.Join(gm.dir, "isakmpd.sock"))
-				if err != nil || len(s.GM) == 0 || s.GM[0].Seq <= seq {
-					return false, nil
-				}
-			}
-			return true, nil
-		}); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("the restarted KS (sequence number %d from its state file) rekeyed; every member accepted it", seq),
-			r.sleep(ks.RekeyATD + 5*time.Second)
-	}
-	// 7: gm1's isakmpd killed (SIGKILL), its tmd forwarding on.
 	evs[6].command = "(kill -9 of gm1's isakmpd; its tmd, SA database and engine, stays; down 5 s; restarted)"
-	evs[6].do = func(r *nrun) (string, error) {
-		g := r.gms[0]
-		g.isakmpd.kill()
-		if err := r.sleep(5 * time.Second); err != nil {
-			return "", err
-		}
-		if err := g.isakmpd.start(); err != nil {
-			return "", err
-		}
-		return "gm1 registered again", r.until(time.Minute, "gm1's registration", func() (bool, error) { return r.settled() })
-	}
 	return evs
 }
 
 // netnsOldScript is oldScript (events 8, 9) for real processes, in a
 // group whose member old announces 1.0.1.
-func netnsOldScript(old int) []nevent {
-	base := oldScript(old)
+func netnsOldScript(old int) []event {
+	evs := oldScript(old)
 	first := len(script())
-	evs := make([]nevent, len(base))
-	for k := range base {
-		evs[k].event = base[k]
+	for k := range evs {
 		evs[k].num = first + k + 1
-	}
-	evs[0].do = netnsScript()[1].do // the same policy replace
-	evs[1].do = func(r *nrun) (string, error) {
-		txt, err := r.exec("clear crypto gdoi ks members")
-		if err != nil {
-			return "", err
-		}
-		if err := r.until(95*time.Second, "re-registration after the removal", func() (bool, error) { return r.settled(old) }); err != nil {
-			return "", err
-		}
-		// The 1.0.1 member ignores the removal and keeps the old keys
-		// until its own next registration.
-		return txt, r.until(disruptVoice+time.Minute, "the 1.0.1 member's next registration", func() (bool, error) { return r.settled() })
 	}
 	return evs
 }
@@ -847,7 +769,7 @@ func (r *nrun) engineCounters() map[string]uint64 {
 // script runs the events in turn, each once the group has settled, then
 // stops the traffic and accounts each event's window. old is the 1.0.1
 // member (-1: none).
-func (r *nrun) script(evs []nevent, total, old int) ([]EventResult, error) {
+func (r *nrun) script(evs []event, total, old int) ([]EventResult, error) {
 	var res []EventResult
 	var starts []time.Time
 	var snaps []map[string]uint64
