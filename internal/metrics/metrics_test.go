@@ -133,10 +133,31 @@ func TestScrapeLab(t *testing.T) {
 	if err := l.Wait(ctx, io.Discard, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// The engine takes packets from its TUN asynchronously, and its first
+	// snapshot of the keys may trail the registration by a moment: send
+	// until it has sealed packets of them (each waited for), so that the
+	// scrape below has something to count.
 	const packets = 5
-	for range packets {
+	for sealed := uint64(0); sealed < packets; {
 		if err := l.SendUDP(ctx, 0, 1, false, []byte("metrics")); err != nil {
 			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(time.Second); ; {
+			es, err := l.EngineStats(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if es.Encaps > sealed {
+				sealed = es.Encaps
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				if ctx.Err() != nil {
+					t.Fatalf("gm1's engine sealed %d packets of %d: %+v", sealed, packets, es)
+				}
+				break // sent again
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	// One rekey, acknowledged by every member: the last rekey's metrics.

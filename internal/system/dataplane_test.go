@@ -55,30 +55,8 @@ func TestDataPlaneThroughSRC(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	core := testnet.NewNetns(t, "gvdp-core")
-	ksNS := testnet.NewNetns(t, "gvdp-ks")
-	gm1NS := testnet.NewNetns(t, "gvdp-g1")
-	gm2NS := testnet.NewNetns(t, "gvdp-g2")
-	h1 := testnet.NewNetns(t, "gvdp-h1")
-	h2 := testnet.NewNetns(t, "gvdp-h2")
+	core, ksNS, gm1NS, gm2NS, h1, h2 := twoSiteNetns(t, "gvdp")
 	pfx := netip.MustParsePrefix
-	testnet.VethBetween(t, "gvdpk", core, ksNS, pfx("10.236.0.254/24"), pfx("10.236.0.1/24"))
-	testnet.VethBetween(t, "gvdpc1", core, gm1NS, pfx("10.236.1.1/24"), pfx("10.236.1.2/24"))
-	testnet.VethBetween(t, "gvdpc2", core, gm2NS, pfx("10.236.2.1/24"), pfx("10.236.2.2/24"))
-	testnet.VethBetween(t, "gvdpl1", gm1NS, h1, pfx("10.61.1.1/24"), pfx("10.61.1.2/24"))
-	testnet.VethBetween(t, "gvdpl2", gm2NS, h2, pfx("10.61.2.1/24"), pfx("10.61.2.2/24"))
-	for _, ns := range []*testnet.Netns{core, gm1NS, gm2NS} {
-		ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
-		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0")
-	}
-	core.Run(t, "ip", "route", "add", "10.61.1.0/24", "via", "10.236.1.2")
-	core.Run(t, "ip", "route", "add", "10.61.2.0/24", "via", "10.236.2.2")
-	ksNS.Run(t, "ip", "route", "add", "default", "via", "10.236.0.254")
-	gm1NS.Run(t, "ip", "route", "add", "default", "via", "10.236.1.1")
-	gm2NS.Run(t, "ip", "route", "add", "default", "via", "10.236.2.1")
-	h1.Run(t, "ip", "route", "add", "default", "via", "10.61.1.1")
-	h2.Run(t, "ip", "route", "add", "default", "via", "10.61.2.1")
 
 	ksC := strings.Replace(ksConf, "address 10.236.0.0 255.255.255.0", "address 10.236.0.0 255.255.0.0", 1)
 	// A deny entry before the permit: that flow crosses in the clear.
@@ -223,4 +201,37 @@ func sendUDPOnce(t *testing.T, from, to *testnet.Netns, src, dst netip.Addr, por
 		}
 	}
 	t.Fatalf("UDP %v -> %v:%d never arrived", src, dst, port)
+}
+
+// twoSiteNetns builds the topology of the tmd -tun tests under srcmstr: a
+// core routing 10.61.1.0/24 and 10.61.2.0/24 to gm1 (10.236.1.2) and gm2
+// (10.236.2.2), the KS at 10.236.0.1, and a host behind each GM (10.61.N.2,
+// its GM 10.61.N.1). tag prefixes the namespaces' and links' names.
+func twoSiteNetns(t *testing.T, tag string) (core, ksNS, gm1NS, gm2NS, h1, h2 *testnet.Netns) {
+	t.Helper()
+	core = testnet.NewNetns(t, tag+"-core")
+	ksNS = testnet.NewNetns(t, tag+"-ks")
+	gm1NS = testnet.NewNetns(t, tag+"-g1")
+	gm2NS = testnet.NewNetns(t, tag+"-g2")
+	h1 = testnet.NewNetns(t, tag+"-h1")
+	h2 = testnet.NewNetns(t, tag+"-h2")
+	pfx := netip.MustParsePrefix
+	testnet.VethBetween(t, tag+"k", core, ksNS, pfx("10.236.0.254/24"), pfx("10.236.0.1/24"))
+	testnet.VethBetween(t, tag+"c1", core, gm1NS, pfx("10.236.1.1/24"), pfx("10.236.1.2/24"))
+	testnet.VethBetween(t, tag+"c2", core, gm2NS, pfx("10.236.2.1/24"), pfx("10.236.2.2/24"))
+	testnet.VethBetween(t, tag+"l1", gm1NS, h1, pfx("10.61.1.1/24"), pfx("10.61.1.2/24"))
+	testnet.VethBetween(t, tag+"l2", gm2NS, h2, pfx("10.61.2.1/24"), pfx("10.61.2.2/24"))
+	for _, ns := range []*testnet.Netns{core, gm1NS, gm2NS} {
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
+		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0")
+	}
+	core.Run(t, "ip", "route", "add", "10.61.1.0/24", "via", "10.236.1.2")
+	core.Run(t, "ip", "route", "add", "10.61.2.0/24", "via", "10.236.2.2")
+	ksNS.Run(t, "ip", "route", "add", "default", "via", "10.236.0.254")
+	gm1NS.Run(t, "ip", "route", "add", "default", "via", "10.236.1.1")
+	gm2NS.Run(t, "ip", "route", "add", "default", "via", "10.236.2.1")
+	h1.Run(t, "ip", "route", "add", "default", "via", "10.61.1.1")
+	h2.Run(t, "ip", "route", "add", "default", "via", "10.61.2.1")
+	return core, ksNS, gm1NS, gm2NS, h1, h2
 }

@@ -86,30 +86,8 @@ func TestFailCloseBeforeRegistration(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	core := testnet.NewNetns(t, "gvfc-core")
-	ksNS := testnet.NewNetns(t, "gvfc-ks")
-	gm1NS := testnet.NewNetns(t, "gvfc-g1")
-	gm2NS := testnet.NewNetns(t, "gvfc-g2")
-	h1 := testnet.NewNetns(t, "gvfc-h1")
-	h2 := testnet.NewNetns(t, "gvfc-h2")
+	core, ksNS, gm1NS, gm2NS, h1, h2 := twoSiteNetns(t, "gvfc")
 	pfx := netip.MustParsePrefix
-	testnet.VethBetween(t, "gvfck", core, ksNS, pfx("10.236.0.254/24"), pfx("10.236.0.1/24"))
-	testnet.VethBetween(t, "gvfcc1", core, gm1NS, pfx("10.236.1.1/24"), pfx("10.236.1.2/24"))
-	testnet.VethBetween(t, "gvfcc2", core, gm2NS, pfx("10.236.2.1/24"), pfx("10.236.2.2/24"))
-	testnet.VethBetween(t, "gvfcl1", gm1NS, h1, pfx("10.61.1.1/24"), pfx("10.61.1.2/24"))
-	testnet.VethBetween(t, "gvfcl2", gm2NS, h2, pfx("10.61.2.1/24"), pfx("10.61.2.2/24"))
-	for _, ns := range []*testnet.Netns{core, gm1NS, gm2NS} {
-		ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
-		ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0")
-	}
-	core.Run(t, "ip", "route", "add", "10.61.1.0/24", "via", "10.236.1.2")
-	core.Run(t, "ip", "route", "add", "10.61.2.0/24", "via", "10.236.2.2")
-	ksNS.Run(t, "ip", "route", "add", "default", "via", "10.236.0.254")
-	gm1NS.Run(t, "ip", "route", "add", "default", "via", "10.236.1.1")
-	gm2NS.Run(t, "ip", "route", "add", "default", "via", "10.236.2.1")
-	h1.Run(t, "ip", "route", "add", "default", "via", "10.61.1.1")
-	h2.Run(t, "ip", "route", "add", "default", "via", "10.61.2.1")
 
 	ksC := strings.Replace(ksConf, "address 10.236.0.0 255.255.255.0", "address 10.236.0.0 255.255.0.0", 1)
 	ks := newHost(t, ctx, bin, "ks", ksNS, ksC) // its group is not started yet: the KS is down
