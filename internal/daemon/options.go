@@ -71,7 +71,8 @@ func tekPolicy(sa *policy.SAIPsec) (ks.TEKPolicy, error) {
 		return ks.TEKPolicy{}, fmt.Errorf("sa ipsec %d needs a profile with a transform set and match address", sa.Seq)
 	}
 	ts := sa.Profile.TransformSets[0]
-	p := ks.TEKPolicy{KeyBits: ts.ESPKeyBits, Lifetime: sa.Profile.Lifetime, ReplayWindow: sa.ReplayWindow}
+	p := ks.TEKPolicy{KeyBits: ts.ESPKeyBits, Lifetime: sa.Profile.Lifetime, ReplayWindow: sa.ReplayWindow,
+		ACLName: sa.MatchACL.Name, ProfileName: sa.Profile.Name}
 	switch sa.Replay {
 	case policy.ReplayCounter:
 		p.Replay = isakmp.ReplayCounter

@@ -55,6 +55,9 @@ type TEKPolicy struct {
 	// (default), ReplayTime (TBAR) with Window seconds, or ReplayNone.
 	Replay       uint16
 	ReplayWindow int
+	// ACLName and ProfileName name the match address ACL and the crypto
+	// ipsec profile this TEK comes from (for show; empty when built in code).
+	ACLName, ProfileName string
 
 	receiveOnly bool // copied from the group
 }
@@ -639,6 +642,9 @@ type GroupSnapshot struct {
 	NextResync  time.Time     // the next TBAR resynchronisation rekey
 	Rekeys      int           // rekeys sent
 	Unicast     bool          // rekeys go to each member
+	Secondary   bool          // GroupConfig.Secondary
+	Retransmit  time.Duration // RekeyPolicy.Retransmit
+	Retransmits int           // RekeyPolicy.Retransmits
 	Name        string
 	ID          uint32
 	Seq         uint32
@@ -662,6 +668,8 @@ type TEKSnapshot struct {
 	Lifetime     time.Duration
 	Replay       uint16
 	ReplayWindow int
+	ACLName      string // the match address ACL (TEKPolicy.ACLName)
+	ProfileName  string // the crypto ipsec profile (TEKPolicy.ProfileName)
 	// BypassBefore and BypassAfter are the match ACL's deny entries
 	// around Selector, in ACL order (TEKPolicy.Bypass).
 	BypassBefore, BypassAfter []Selector
@@ -671,12 +679,12 @@ type TEKSnapshot struct {
 func (s *Server) Snapshot() []GroupSnapshot {
 	var out []GroupSnapshot
 	for _, g := range s.groups {
-		gs := GroupSnapshot{Pseudotime: g.pseudotime(s.clock), NextResync: g.synced.Add(TBARResync), Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
+		gs := GroupSnapshot{Pseudotime: g.pseudotime(s.clock), NextResync: g.synced.Add(TBARResync), Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, Secondary: g.cfg.Secondary, Retransmit: g.cfg.Rekey.withDefaults().Retransmit, Retransmits: g.cfg.Rekey.withDefaults().Retransmits, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
 			KEKBits: g.cfg.KEKKeyBits, SigAlg: g.sigAlg}
 		for _, t := range g.teks {
 			gs.TEKs = append(gs.TEKs, TEKSnapshot{SPI: t.spi, Transform: t.policy.Transform, KeyBits: t.policy.KeyBits,
 				AuthAlg: t.policy.AuthAlg, Selector: t.sel, Expires: t.expires, Lifetime: t.policy.Lifetime,
-				Replay: t.policy.Replay, ReplayWindow: t.policy.ReplayWindow, BypassBefore: t.before, BypassAfter: t.after})
+				Replay: t.policy.Replay, ReplayWindow: t.policy.ReplayWindow, ACLName: t.policy.ACLName, ProfileName: t.policy.ProfileName, BypassBefore: t.before, BypassAfter: t.after})
 		}
 		for _, m := range g.members {
 			c := *m

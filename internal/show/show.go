@@ -91,15 +91,29 @@ func GDOI(s node.Snapshot) (string, any) {
 	var b strings.Builder
 	b.WriteString("GROUP INFORMATION\n\n")
 	for _, g := range s.KS {
-		fmt.Fprintf(&b, "    Group Name               : %s\n", g.Name)
+		name := g.Name
+		if g.Unicast {
+			name += " (Unicast)"
+		}
+		fmt.Fprintf(&b, "    Group Name               : %s\n", name)
 		fmt.Fprintf(&b, "    Group Identity           : %d\n", g.ID)
 		b.WriteString("    Group Type               : GDOI (ISAKMP)\n")
 		b.WriteString("    Crypto Path              : ipv4\n")
 		b.WriteString("    Key Management Path      : ipv4\n")
 		fmt.Fprintf(&b, "    Group Members            : %d\n", len(g.Members))
 		b.WriteString("    IPSec SA Direction       : Both\n")
+		// Without COOP a KS is alone: `redundancy` configured makes it
+		// the secondary that cannot win an election (ks.GroupConfig).
+		if g.Secondary {
+			b.WriteString("    Redundancy               : Configured\n")
+			b.WriteString("    Local KS Role            : Secondary\n")
+		} else {
+			b.WriteString("    Redundancy               : Not configured\n")
+		}
 		fmt.Fprintf(&b, "    Group Rekey Lifetime     : %d secs\n", secs(g.KEKLifetime))
 		fmt.Fprintf(&b, "    Group Rekey\n        Remaining Lifetime   : %d secs\n", secs(g.KEKExpire.Sub(s.Now)))
+		fmt.Fprintf(&b, "    Rekey Retransmit Period  : %d secs\n", secs(g.Retransmit))
+		fmt.Fprintf(&b, "    Rekey Retransmit Attempts: %d\n", g.Retransmits)
 		fmt.Fprintf(&b, "    Rekey Sequence Number    : %d\n", g.Seq)
 		if a, ok := s.Unserved[g.Name]; ok {
 			fmt.Fprintf(&b, "    KS Address               : %s NOT SERVED (no local socket has it: rekeys held)\n", a)
@@ -107,8 +121,27 @@ func GDOI(s node.Snapshot) (string, any) {
 		for i, t := range g.TEKs {
 			fmt.Fprintf(&b, "\n    IPSec SA Number        : %d\n", i+1)
 			fmt.Fprintf(&b, "    IPSec SA Rekey Lifetime: %d secs\n", secs(t.Lifetime))
+			if t.ProfileName != "" {
+				fmt.Fprintf(&b, "    Profile Name           : %s\n", t.ProfileName)
+			}
 			fmt.Fprintf(&b, "    Transform              : %s\n", transformName(uint8(t.Transform), t.AuthAlg))
+			switch t.Replay {
+			case isakmp.ReplayTime:
+				b.WriteString("    Replay method          : Time Based\n")
+				fmt.Fprintf(&b, "    Replay Window Size     : %d\n", t.ReplayWindow)
+			case isakmp.ReplayCounter:
+				b.WriteString("    Replay method          : Count Based\n")
+				fmt.Fprintf(&b, "    Replay Window Size     : %d\n", t.ReplayWindow)
+			case isakmp.ReplayNone:
+				b.WriteString("    Replay method          : Disabled\n")
+			}
 			fmt.Fprintf(&b, "    SA Rekey\n       Remaining Lifetime  : %d secs\n", secs(t.Expires.Sub(s.Now)))
+			if t.ACLName != "" {
+				// IOS names the match address ACL; its entries are in
+				// `show crypto gdoi ks acl` and `show ip access-lists`.
+				fmt.Fprintf(&b, "    ACL Configured         : access-list %s\n", t.ACLName)
+				continue
+			}
 			for _, d := range t.BypassBefore {
 				fmt.Fprintf(&b, "    ACL Configured         : access-list %s\n", aceAct("deny", d.Proto, d.Src, d.Dst, d.SrcPort, d.DstPort))
 			}

@@ -32,8 +32,10 @@ func snapshot() node.Snapshot {
 		Addrs: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.10:848")},
 		KS: []ks.GroupSnapshot{{Name: "GETVPN", ID: 1234, Seq: 3, KEKExpire: now.Add(86000 * time.Second),
 			KEKLifetime: 86400 * time.Second, KEKBits: 128, SigAlg: isakmp.SigAlgRSA,
+			Retransmit: 10 * time.Second, Retransmits: 2,
 			TEKs: []ks.TEKSnapshot{{SPI: 0x1a2b3c4d, Transform: isakmp.ESPAESCBC, KeyBits: 128, AuthAlg: isakmp.AuthAlgHMACSHA1,
 				Selector: sel, Expires: now.Add(3500 * time.Second), Lifetime: time.Hour,
+				Replay: isakmp.ReplayCounter, ReplayWindow: 64, ACLName: "GETVPN-ACL", ProfileName: "GETVPN-PROF",
 				BypassBefore: []ks.Selector{gdoiSel, ospfSel}}},
 			Members: []ks.Member{
 				{Address: netip.MustParseAddr("192.0.2.10"), Identity: "ID_IPV4_ADDR 192.0.2.10/32", Version: version.Current,
@@ -179,5 +181,39 @@ func TestTBARCounters(t *testing.T) {
 	s.TEKs[0].ReplayMethod, s.TEKs[0].ReplayWindow = isakmp.ReplayCounter, 64
 	if text, _ := IPsecSAWith(s, c); strings.Count(text, "#pkts tbar failed") != 1 {
 		t.Errorf("a counter TEK shows a tbar line:\n%s", text)
+	}
+}
+
+// proves: O2 (issue 14 item 4: `show crypto gdoi` on a KS names the match
+// ACL as IOS does, prints Profile Name, Replay method/window, the rekey
+// retransmit settings and Redundancy / Local KS Role).
+func TestGDOIKSLinesAsIOS(t *testing.T) {
+	s := snapshot()
+	text, _ := GDOI(s)
+	for _, want := range []string{
+		"    Redundancy               : Not configured\n",
+		"    Rekey Retransmit Period  : 10 secs\n    Rekey Retransmit Attempts: 2\n",
+		"    Profile Name           : GETVPN-PROF\n",
+		"    Replay method          : Count Based\n    Replay Window Size     : 64\n",
+		"    ACL Configured         : access-list GETVPN-ACL\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("show crypto gdoi lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "access-list permit") || strings.Contains(text, "Local KS Role") {
+		t.Errorf("show crypto gdoi prints ACL entries or a KS role without redundancy:\n%s", text)
+	}
+	s.KS[0].Secondary, s.KS[0].Unicast = true, true
+	s.KS[0].TEKs[0].Replay, s.KS[0].TEKs[0].ReplayWindow = isakmp.ReplayTime, 10
+	text, _ = GDOI(s)
+	for _, want := range []string{
+		"    Group Name               : GETVPN (Unicast)\n",
+		"    Redundancy               : Configured\n    Local KS Role            : Secondary\n",
+		"    Replay method          : Time Based\n    Replay Window Size     : 10\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("show crypto gdoi (secondary, unicast, TBAR) lacks %q:\n%s", want, text)
+		}
 	}
 }
