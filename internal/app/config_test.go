@@ -81,3 +81,42 @@ func TestConfigCheckHMACWithoutAlgorithm(t *testing.T) {
 		}
 	}
 }
+
+// proves: O1 (issue 14 item 2: `config check` of a pasted IOS GM
+// configuration accepts it and prints what groupvpn does not use as
+// FILE:LINE: note: lines before OK)
+func TestConfigCheckPrintsNotes(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "gm.conf")
+	src := "Building configuration...\n\nCurrent configuration : 812 bytes\n!\nversion 15.4\nhostname GM1\n" +
+		"crypto isakmp policy 10\n encr aes 256\n hash sha256\n authentication pre-share\n group 14\n" +
+		"crypto isakmp key k1 address 10.0.0.1\n" +
+		"crypto gdoi group G\n identity number 1\n server address ipv4 10.0.0.1\n" +
+		"crypto map M local-address GigabitEthernet0/0\ncrypto map M 10 gdoi\n set group G\n" +
+		"interface GigabitEthernet0/0\n description WAN\n ip address 10.1.1.1 255.255.255.0\n crypto map M\nend\n"
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, "", "config", "check", file)
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d, stderr:\n%s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	want := []string{
+		file + `:1: note: "Building configuration..." not used by groupvpn (a show running-config header)`,
+		file + `:3: note: "Current configuration : 812 bytes" not used by groupvpn (a show running-config header)`,
+		file + `:5: note: "version 15.4" not used by groupvpn`,
+		file + `:16: note: "crypto map M local-address GigabitEthernet0/0" not used by groupvpn`,
+		file + `:20: note: "description WAN" not used by groupvpn (a comment)`,
+		file + `:21: note: "ip address 10.1.1.1 255.255.255.0" not used by groupvpn`,
+		file + ": OK",
+	}
+	if len(lines) != len(want)+1 {
+		t.Fatalf("stdout:\n%s", out)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d: %q, want prefix %q", i+1, lines[i], w)
+		}
+	}
+}

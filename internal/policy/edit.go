@@ -230,7 +230,7 @@ func (e *Editor) Commands() []string {
 	st := e.frames()
 	set := map[string]bool{"do": true, "end": true, "exit": true, "no": true, "abort": true}
 	for _, c := range st[len(st)-1].mode.cmds {
-		if len(c.kw) > 0 {
+		if len(c.kw) > 0 && !c.hidden {
 			set[c.kw[0]] = true
 		}
 	}

@@ -53,6 +53,12 @@ type Config struct {
 	CryptoMaps    []*CryptoMapEntry // ordered by map name, then Seq
 	FailClose     []*FailClose      // crypto map NAME gdoi fail-close
 	Interfaces    []*Interface
+
+	// Notes are the lines accepted but not used (a pasted IOS
+	// configuration's show-run headers, interface addresses, ...), each
+	// `file:line: note: ... not used by groupvpn (why)`, in line order;
+	// `config check` prints them. They are not rendered.
+	Notes ErrorList
 }
 
 // Logging is where isakmpd sends its messages besides stderr and -syslog

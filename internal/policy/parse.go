@@ -43,6 +43,7 @@ func Parse(name string, src []byte) (*Config, error) {
 	p := newParser(name, filepath.Dir(name))
 	p.run(strings.Split(string(src), "\n"), 0, true)
 	if len(p.errs) == 0 {
+		sort.SliceStable(p.cfg.Notes, func(i, j int) bool { return p.cfg.Notes[i].Line < p.cfg.Notes[j].Line })
 		return p.cfg, nil
 	}
 	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
@@ -81,7 +82,13 @@ func (p *parser) run(lines []string, at int, resolve bool) (stack []frame) {
 		}
 		p.line = i + 1
 		p.text = strings.TrimSpace(strings.TrimSuffix(raw, "\r"))
-		if p.text != "" && p.text[0] != '!' {
+		indented := raw != "" && (raw[0] == ' ' || raw[0] == '\t')
+		switch {
+		case p.text == "" || p.text[0] == '!':
+		case p.skipBlock && indented:
+			// inside a block groupvpn does not use (line vty, router, ...): noted at its header
+		default:
+			p.skipBlock = false
 			p.dispatch(strings.Fields(p.text))
 		}
 		if p.line == at {
@@ -105,6 +112,13 @@ type parser struct {
 	errs  ErrorList
 	line  int
 	text  string // the current line, trimmed
+
+	// skipBlock: the last unindented line opened an IOS block groupvpn
+	// does not use; its indented lines are skipped (noted once, at the header).
+	skipBlock bool
+	// generated: labels of `crypto key generate ... label X` lines, for the
+	// reason given when `rekey authentication mypubkey` names one.
+	generated map[string]int
 }
 
 type frame struct {
@@ -128,6 +142,7 @@ type cmd struct {
 	match    func(args []string) bool
 	run      func(p *parser, obj any, args []string)
 	enters   bool // enters a sub-mode: run even with bad arguments (args nil)
+	hidden   bool // accepted from pasted IOS configurations, not offered by Commands
 }
 
 func (m *mode) find(words []string) (c *cmd, matched int, incomplete *cmd) {
@@ -194,7 +209,79 @@ func (p *parser) dispatch(words []string) {
 		return
 	}
 	n := min(best+1, len(words))
+	if best == 0 {
+		if s := p.suggest(words[0]); s != "" {
+			p.errorf("unknown command %q in %s mode; did you mean %q?", words[0], top, s)
+			return
+		}
+	}
 	p.errorf("unknown command %q in %s mode", strings.Join(words[:n], " "), top)
+}
+
+// suggest returns the first keyword of a command of the current modes
+// closest to word, when it is a likely typo (edit distance at most 2, and
+// less than half the word), or "".
+func (p *parser) suggest(word string) string {
+	word = strings.ToLower(word)
+	if len(word) > 64 {
+		return ""
+	}
+	best, bestD := "", 3
+	seen := map[string]bool{}
+	for i := len(p.stack) - 1; i >= 0; i-- {
+		for _, c := range p.stack[i].mode.cmds {
+			if len(c.kw) == 0 || seen[c.kw[0]] {
+				continue
+			}
+			seen[c.kw[0]] = true
+			if d := editDistance(word, c.kw[0]); d < bestD && 2*d < len(word) {
+				best, bestD = c.kw[0], d
+			}
+		}
+	}
+	for _, k := range []string{"end", "exit"} {
+		if d := editDistance(word, k); d < bestD && 2*d < len(word) {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// notef records that the current line is accepted but not used.
+func (p *parser) notef(format string, args ...any) {
+	p.cfg.Notes = append(p.cfg.Notes, &Error{File: p.cfg.File, Line: p.line, Msg: "note: " + fmt.Sprintf(format, args...)})
+}
+
+// unused is a hidden command of a pasted IOS configuration that groupvpn
+// accepts and notes: keywords kw, any arguments, why it is not used; block
+// when its indented lines follow (line vty 0 4, router ospf 1).
+func unused(kw string, why string, block bool) *cmd {
+	return &cmd{kw: strings.Fields(kw), syntax: kw + " ...", min: 0, max: -1, hidden: true,
+		run: func(p *parser, _ any, a []string) {
+			p.notef("%q not used by groupvpn (%s)", p.text, why)
+			p.skipBlock = block
+		}}
 }
 
 func (p *parser) push(m *mode, obj any) { p.stack = append(p.stack, frame{mode: m, obj: obj}) }
@@ -347,9 +434,56 @@ func buildModes() *modes {
 				p.push(m.failClose, f)
 			}, enters: true},
 		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME SEQ gdoi", min: 3, max: 3,
-			match: func(a []string) bool { return len(a) != 1 }, // one argument: the interface form
-			run:   func(p *parser, _ any, a []string) { p.cryptoMap(m, a) }, enters: true},
+			match: func(a []string) bool { // one argument: the interface form
+				return len(a) != 1 && !(len(a) == 3 && strings.EqualFold(a[1], "local-address"))
+			},
+			run: func(p *parser, _ any, a []string) { p.cryptoMap(m, a) }, enters: true},
 		ce("interface NAME", 1, -1, func(p *parser, _ any, a []string) { p.iface(m, a) }),
+		c("crypto isakmp keepalive SECONDS [RETRY] [periodic | on-demand]", 1, 3, (*parser).isakmpKeepalive),
+		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME local-address INTERFACE", min: 3, max: 3, hidden: true,
+			match: func(a []string) bool { return len(a) == 3 && strings.EqualFold(a[1], "local-address") },
+			run: func(p *parser, _ any, a []string) {
+				p.notef("%q not used by groupvpn (registration and rekeys are sent from the address the kernel chooses toward the key server or member)", p.text)
+			}},
+		{kw: []string{"crypto", "key", "generate"}, syntax: "crypto key generate {rsa | ec} ... label LABEL ...", min: 0, max: -1, hidden: true,
+			run: func(p *parser, _ any, a []string) {
+				for i := 0; i+1 < len(a); i++ {
+					if strings.EqualFold(a[i], "label") {
+						if p.generated == nil {
+							p.generated = map[string]int{}
+						}
+						p.generated[a[i+1]] = p.line
+					}
+				}
+				p.notef("%q not used by groupvpn (an exec command; groupvpn's keys come from files: crypto key import {rsa | ec} LABEL file PATH, docs/config.md)", p.text)
+			}},
+		unused("version", "the IOS software version; groupvpn version sets the announced GDOI version", false),
+		unused("building", "a show running-config header", false),
+		unused("current configuration", "a show running-config header", false),
+		unused("last configuration change", "a show running-config header", false),
+		unused("nvram config last updated", "a show running-config header", false),
+		unused("service", "an IOS service setting", false),
+		unused("boot-start-marker", "an IOS boot marker", false),
+		unused("boot-end-marker", "an IOS boot marker", false),
+		unused("aaa new-model", "an IOS AAA setting", false),
+		unused("no service", "an IOS service setting", false),
+		unused("no aaa new-model", "an IOS AAA setting", false),
+		unused("no ip http", "IOS's web server", false),
+		unused("no ip domain", "IOS's resolver settings", false),
+		unused("enable", "IOS's exec password; the control socket is the owner's", false),
+		unused("username", "IOS's local users; the control socket is the owner's", false),
+		unused("ip cef", "IOS forwarding; the kernel forwards", false),
+		unused("ip route", "IOS's routing table; the kernel routes", false),
+		unused("ip domain", "IOS's resolver settings", false),
+		unused("ip domain-name", "IOS's resolver settings", false),
+		unused("ip forward-protocol", "IOS forwarding", false),
+		unused("ip http", "IOS's web server", false),
+		unused("ip ssh", "IOS's SSH server", false),
+		unused("ntp", "IOS's clock; the host keeps time", false),
+		unused("clock", "IOS's clock; the host keeps time", false),
+		unused("line", "IOS's terminal lines; the CLI is groupvpn cli", true),
+		unused("router", "IOS routing protocols", true),
+		unused("control-plane", "IOS control-plane policing", true),
 	}
 	m.isakmp.cmds = []*cmd{
 		cn(1, "encryption aes [128 | 192 | 256]", 1, 2, (*parser).isakmpEncr),
@@ -570,6 +704,15 @@ func buildModes() *modes {
 		}),
 	}
 	m.iface.cmds = []*cmd{
+		unused("description", "a comment", false),
+		unused("ip address", "the interface's address is the host's", false),
+		unused("no ip address", "the interface's address is the host's", false),
+		unused("shutdown", "the host brings interfaces up and down", false),
+		unused("no shutdown", "the host brings interfaces up and down", false),
+		unused("duplex", "a link setting of the host", false),
+		unused("speed", "a link setting of the host", false),
+		unused("negotiation", "a link setting of the host", false),
+		unused("media-type", "a link setting of the host", false),
 		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME", min: 1, max: 1,
 			match: func(a []string) bool { return len(a) == 1 },
 			run: func(p *parser, o any, a []string) {
@@ -860,6 +1003,35 @@ func (p *parser) netmask(s, what string, wildcard bool) (int, bool) {
 		return 0, false
 	}
 	return ones, true
+}
+
+// crypto isakmp keepalive SECONDS [RETRY] [periodic | on-demand]: IOS's
+// DPD timer. groupvpn announces DPD and answers R-U-THERE, but sends none on
+// a timer: the line is checked and noted.
+func (p *parser) isakmpKeepalive(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	if _, ok := p.num(a[0], "crypto isakmp keepalive seconds", 10, 3600); !ok {
+		return
+	}
+	rest := a[1:]
+	if len(rest) > 0 && rest[0] != "" && rest[0][0] >= '0' && rest[0][0] <= '9' {
+		if _, ok := p.num(rest[0], "crypto isakmp keepalive retry", 2, 60); !ok {
+			return
+		}
+		rest = rest[1:]
+	}
+	switch {
+	case len(rest) > 1:
+		p.errorf("%q: wrong number of arguments; usage: crypto isakmp keepalive SECONDS [RETRY] [periodic | on-demand]", p.text)
+		return
+	case len(rest) == 1:
+		if _, ok := p.choice(rest[0], "crypto isakmp keepalive", "periodic", "on-demand"); !ok {
+			return
+		}
+	}
+	p.notef("%q not used by groupvpn (dead peer detection: groupvpn announces DPD and answers R-U-THERE, but sends none on a timer; phase-1 SAs expire by their lifetime)", p.text)
 }
 
 func (p *parser) isakmpIdentity(_ any, a []string) {

@@ -196,6 +196,8 @@ func (p *parser) resolveServer(g *Group) {
 	s.RekeyKey, s.RekeyACL, s.AuthorizationACL = nil, nil, nil
 	if s.RekeyKeyLabel != "" {
 		switch k := c.Key(s.RekeyKeyLabel); {
+		case k == nil && p.generated[s.RekeyKeyLabel] != 0:
+			p.errAt(s.RekeyKeyLine, "rekey authentication: key %q was generated on IOS (crypto key generate, line %d); groupvpn cannot sign rekeys without the private key: export it from the key server (crypto key export rsa %s pem ...) and add crypto key import %s %s file PATH", s.RekeyKeyLabel, p.generated[s.RekeyKeyLabel], s.RekeyKeyLabel, s.RekeyKeyType, s.RekeyKeyLabel)
 		case k == nil:
 			p.errAt(s.RekeyKeyLine, "rekey authentication: key %q is not defined (crypto key import %s %s file PATH)", s.RekeyKeyLabel, s.RekeyKeyType, s.RekeyKeyLabel)
 		case k.Type != s.RekeyKeyType:
