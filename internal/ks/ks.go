@@ -113,6 +113,10 @@ type Member struct {
 	// consecutive misses, and whether the GM left the rekey list.
 	AcksReceived int
 	AcksMissed   int
+	// RekeysSent and RekeyRetries count the unicast rekey datagrams
+	// sent to it: first transmissions and retransmissions (Sent).
+	RekeysSent   int
+	RekeyRetries int
 	Missed       int
 	LastAckSeq   uint32
 	Removed      bool

@@ -278,6 +278,24 @@ func (s *Server) Acked(group string, addr netip.Addr, seq uint32) {
 	}
 }
 
+// Sent records a unicast rekey datagram sent to addr: its first
+// transmission, or a retransmission when retry (show crypto gdoi ks members).
+func (s *Server) Sent(group string, addr netip.Addr, retry bool) {
+	g := s.byName[group]
+	if g == nil {
+		return
+	}
+	m := g.members[addr]
+	if m == nil {
+		return
+	}
+	if retry {
+		m.RekeyRetries++
+	} else {
+		m.RekeysSent++
+	}
+}
+
 // Missed records that addr never acknowledged a rekey; after MaxMissed in
 // a row it leaves the rekey list (it will re-register).
 func (s *Server) Missed(group string, addr netip.Addr) {

@@ -391,6 +391,9 @@ func (n *Node) step(d *delivery, now time.Time) {
 		}
 		n.send(d.sock, to, data)
 		d.pending[to.Addr()] = &target{to: to, data: data, sent: 1, retry: now.Add(d.push.Policy.Retransmit)}
+		if !d.multicast {
+			n.ks.Sent(d.push.Group, to.Addr(), false)
+		}
 		budget--
 	}
 	next := time.Time{}
@@ -415,6 +418,9 @@ func (n *Node) step(d *delivery, now time.Time) {
 			n.send(d.sock, t.to, t.data)
 			t.sent++
 			d.resent++
+			if !d.multicast {
+				n.ks.Sent(d.push.Group, t.to.Addr(), true)
+			}
 			budget--
 		}
 		t.retry = now.Add(d.push.Policy.Retransmit)

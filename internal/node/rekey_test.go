@@ -175,6 +175,11 @@ func TestSilentGMIsDroppedAndReregisters(t *testing.T) {
 	if !m.Removed || m.AcksMissed != 3 {
 		t.Fatalf("after 3 unacknowledged rekeys: %+v", m)
 	}
+	// proves: O2 (issue 14 item 4: `show crypto gdoi ks members` counts the
+	// rekeys sent to each member and their retransmissions).
+	if m.RekeysSent != 3 || m.RekeyRetries != 3 {
+		t.Fatalf("after 3 unicast rekeys with 1 retransmission each: %d sent, %d retries", m.RekeysSent, m.RekeyRetries)
+	}
 	// Off the list, it gets no more rekeys; before its TEK runs out it
 	// re-registers and is back.
 	for i := 0; i < 400 && gmState(t, gmn).Registrations < 2; i++ {

@@ -246,10 +246,20 @@ func KSMembers(s node.Snapshot) (string, any) {
 			fmt.Fprintf(&b, " Group ID          : %d\n", g.ID)
 			fmt.Fprintf(&b, " Group Name        : %s\n", g.Name)
 			fmt.Fprintf(&b, " GM Identity       : %s\n", m.Identity)
-			fmt.Fprintf(&b, " Registered        : %s (%d times)\n", m.Registered.UTC().Format(time.RFC3339), m.Registrations)
+			times := "times"
+			if m.Registrations == 1 {
+				times = "time"
+			}
+			fmt.Fprintf(&b, " Registered        : %s (%d %s)\n", m.Registered.UTC().Format(time.RFC3339), m.Registrations, times)
 			fmt.Fprintf(&b, " Last registration : %s\n", m.LastRegister.UTC().Format(time.RFC3339))
 			if len(m.SenderIDs) > 0 {
 				fmt.Fprintf(&b, " Sender IDs        : %v\n", m.SenderIDs)
+			}
+			if g.Unicast {
+				// Per member only with unicast rekeys: a multicast rekey
+				// is one datagram to the group (the count above).
+				fmt.Fprintf(&b, " Rekeys sent       : %d\n", m.RekeysSent)
+				fmt.Fprintf(&b, " Rekeys retries    : %d\n", m.RekeyRetries)
 			}
 			fmt.Fprintf(&b, " Rekey Acks Rcvd   : %d\n", m.AcksReceived)
 			fmt.Fprintf(&b, " Rekey Acks missed : %d\n", m.AcksMissed)
