@@ -402,7 +402,7 @@ func TestEditHeadersMatchRender(t *testing.T) {
 		t.Errorf("local priority %d", got)
 	}
 	e = NewEditor(c)
-	if got := strings.Join(e.Commands(), " "); got != "abort crypto do end exit groupvpn hostname interface ip logging no" {
+	if got := strings.Join(e.Commands(), " "); got != "abort access-list crypto do end exit groupvpn hostname interface ip logging no" {
 		t.Errorf("Commands in (config): %v", got)
 	}
 	apply(t, e, [2]string{"crypto gdoi group GET", "(config-gdoi-group)"}, [2]string{"server local", "(gdoi-local-server)"}, [2]string{"sa ipsec 1", "(gdoi-sa-ipsec)"})

@@ -96,6 +96,9 @@ func FuzzParseConfig(f *testing.F) {
 	for _, s := range configSeeds(f) {
 		f.Add(s)
 	}
+	f.Add(ksPaste) // issue 14 item 2: pasted IOS configurations, with notes
+	f.Add(gmPaste)
+	f.Add(gmPaste + "access-list 101 remark x\naccess-list 101 permit ip 10.1.0.0 0.0.255.255 any\naccess-list 5 deny any\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		checkParse(t, src)
 	})

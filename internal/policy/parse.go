@@ -440,6 +440,7 @@ func buildModes() *modes {
 			run: func(p *parser, _ any, a []string) { p.cryptoMap(m, a) }, enters: true},
 		ce("interface NAME", 1, -1, func(p *parser, _ any, a []string) { p.iface(m, a) }),
 		c("crypto isakmp keepalive SECONDS [RETRY] [periodic | on-demand]", 1, 3, (*parser).isakmpKeepalive),
+		c("access-list NUMBER {permit | deny | remark} ...", 2, -1, (*parser).numberedACL),
 		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME local-address INTERFACE", min: 3, max: 3, hidden: true,
 			match: func(a []string) bool { return len(a) == 3 && strings.EqualFold(a[1], "local-address") },
 			run: func(p *parser, _ any, a []string) {
@@ -1032,6 +1033,51 @@ func (p *parser) isakmpKeepalive(_ any, a []string) {
 		}
 	}
 	p.notef("%q not used by groupvpn (dead peer detection: groupvpn announces DPD and answers R-U-THERE, but sends none on a timer; phase-1 SAs expire by their lifetime)", p.text)
+}
+
+// access-list NUMBER {permit | deny} ...: IOS's numbered access lists,
+// standard (1-99, 1300-1999) or extended (100-199, 2000-2699). Each line
+// adds an entry to the access list named NUMBER, the one `ip access-list
+// {standard | extended} NUMBER` also edits (and renders it as); `remark`
+// is a note.
+func (p *parser) numberedACL(_ any, a []string) {
+	if a == nil {
+		return
+	}
+	n, ok := p.num(a[0], "access-list number", 1, 2699)
+	if !ok {
+		return
+	}
+	var std bool
+	switch {
+	case n <= 99 || (n >= 1300 && n <= 1999):
+		std = true
+	case (n >= 100 && n <= 199) || n >= 2000:
+	default:
+		p.errorf("access-list %d: not an IP access list number (accepted: 1-99 and 1300-1999 standard, 100-199 and 2000-2699 extended)", n)
+		return
+	}
+	if strings.EqualFold(a[1], "remark") {
+		p.notef("%q not used by groupvpn (a comment)", p.text)
+		return
+	}
+	if !strings.EqualFold(a[1], "permit") && !strings.EqualFold(a[1], "deny") {
+		p.errorf("access-list %d: %q is not supported (accepted: permit, deny, remark)", n, a[1])
+		return
+	}
+	name := strconv.FormatInt(n, 10)
+	acl := p.cfg.ACL(name)
+	if acl == nil {
+		acl = &ACL{Name: name, Standard: std, Line: p.line}
+		p.cfg.ACLs = append(p.cfg.ACLs, acl)
+	} else if acl.Standard != std {
+		p.errorf("access list %q is already defined at line %d as a different kind (standard/extended)", name, acl.Line)
+		return
+	}
+	text := p.text
+	p.text = strings.Join(a[1:], " ")
+	p.ace(acl, std)
+	p.text = text
 }
 
 func (p *parser) isakmpIdentity(_ any, a []string) {

@@ -246,3 +246,33 @@ func mustFailAny(t *testing.T, src string) ErrorList {
 	}
 	return err.(ErrorList)
 }
+
+// proves: O1 (issue 14 item 2: numbered access lists, as an IOS GET VPN
+// configuration often writes its traffic ACL, are accepted and are the
+// same list as `ip access-list extended NUMBER`)
+func TestPasteNumberedAccessList(t *testing.T) {
+	src := strings.Replace(ksPaste, "match address ipv4 GETVPN-ACL", "match address ipv4 101", 1) +
+		"access-list 101 remark GET VPN traffic\n" +
+		"access-list 101 deny udp any eq 848 any eq 848\n" +
+		"access-list 101 permit ip 10.1.0.0 0.0.255.255 10.1.0.0 0.0.255.255\n" +
+		"access-list 10 permit 10.1.0.0 0.0.255.255\n"
+	c := mustParse(t, src)
+	acl := c.ACL("101")
+	if acl == nil || acl.Standard || len(acl.Entries) != 2 || acl.Entries[0].Action != "deny" || acl.Entries[1].Seq != 20 {
+		t.Fatalf("access list 101: %+v", acl)
+	}
+	if std := c.ACL("10"); std == nil || !std.Standard || len(std.Entries) != 1 {
+		t.Fatalf("access list 10: %+v", std)
+	}
+	if g := c.KSGroups()[0]; g.Server.SAs[0].MatchACL != acl {
+		t.Errorf("sa ipsec 1 does not match access list 101")
+	}
+	wantNote(t, c, src, "access-list 101 remark", "comment")
+	if out := c.Render(); !strings.Contains(out, "ip access-list extended 101\n 10 deny udp any eq 848 any eq 848\n") {
+		t.Errorf("rendered:\n%s", out)
+	}
+	mustFail(t, "access-list 250 permit ip any any\n", `1: access-list 250: not an IP access list number (accepted: 1-99 and 1300-1999 standard, 100-199 and 2000-2699 extended)`)
+	mustFail(t, "access-list 101 alow ip any any\n", `1: access-list 101: "alow" is not supported (accepted: permit, deny, remark)`)
+	mustFail(t, "ip access-list standard 101\naccess-list 101 permit ip any any\n", `2: access list "101" is already defined at line 1 as a different kind (standard/extended)`)
+	mustFail(t, "access-list 101 permit ip 10.1.0.0 any\n", `1: access-list address 10.1.0.0 needs a wildcard mask (e.g. 10.1.0.0 0.0.0.255), or write host 10.1.0.0`)
+}
