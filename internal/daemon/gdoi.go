@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/groupvpn/groupvpn/internal/show"
 	"strings"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
-	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/syslog"
 )
@@ -109,46 +109,18 @@ func (d *Daemon) ksGroups(ctx context.Context, req *ctl.Request) ([]string, erro
 // features, which arrived together with 1.0.2.
 func (d *Daemon) features(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 	n := d.Node
-	type table struct {
-		Group      string
-		KeyServers []ks.FeatureRow
-		Members    []ks.FeatureRow
-	}
-	var tables []table
+	var tables []show.FeatureTable
 	n.Do(ctx, func() {
 		for _, g := range n.KSGroups() {
 			k, m := n.KS().Features(g, n.Version())
-			tables = append(tables, table{g, k, m})
+			tables = append(tables, show.FeatureTable{Group: g, KeyServers: k, Members: m})
 		}
 	})
 	if len(tables) == 0 {
 		return nil, fmt.Errorf("%% this node is not a key server: run the command on the (primary) KS")
 	}
-	yes := func(b bool) string {
-		if b {
-			return "Yes"
-		}
-		return "No"
-	}
-	ver := func(r ks.FeatureRow) string {
-		if r.Version.IsZero() {
-			return "unknown"
-		}
-		return r.Version.String()
-	}
-	var b strings.Builder
-	for _, t := range tables {
-		fmt.Fprintf(&b, " Group Name: %s\n", t.Group)
-		b.WriteString("Key Server ID Version Feature Supported\n")
-		for _, r := range t.KeyServers {
-			fmt.Fprintf(&b, "%s %s %s\n", r.ID, ver(r), yes(r.Supported))
-		}
-		b.WriteString("\nGroup Member ID Version Feature Supported\n")
-		for _, r := range t.Members {
-			fmt.Fprintf(&b, "%s %s %s\n", r.ID, ver(r), yes(r.Supported))
-		}
-	}
-	return &ctl.Reply{Text: b.String(), Data: tables}, nil
+	text, data := show.Features(tables)
+	return &ctl.Reply{Text: text, Data: data}, nil
 }
 
 // ksPolicy renders `show crypto gdoi ks policy`: the running policy per

@@ -233,13 +233,14 @@ func TestRemovalAndPolicyReplaceThroughTheCLI(t *testing.T) {
 	// V4: the feature tables name the 1.0.1 member, and filters work.
 	for _, f := range []string{"gm-removal", "policy-replace"} {
 		resp := l.KS.Ctl.Exec(ctx, "show crypto gdoi feature "+f+" | include No")
-		if !resp.OK || strings.TrimSpace(resp.Text) != GMAddr(old).String()+" 1.0.1 No" {
+		if !resp.OK || strings.Join(strings.Fields(resp.Text), " ") != GMAddr(old).String()+" 1.0.1 No" {
 			t.Fatalf("show crypto gdoi feature %s | include No:\n%q %s", f, resp.Text, resp.Error)
 		}
 		resp = l.KS.Ctl.Exec(ctx, "show crypto gdoi feature "+f)
-		for _, w := range []string{" Group Name: LAB", "Key Server ID Version Feature Supported", "Group Member ID Version Feature Supported",
+		words := strings.Join(strings.Fields(resp.Text), " ") // the table's column padding aside
+		for _, w := range []string{"Group Name: LAB", "Key Server ID Version Feature Supported", "Group Member ID Version Feature Supported",
 			GMAddr(0).String() + " 1.0.2 Yes"} {
-			if !strings.Contains(resp.Text, w) {
+			if !strings.Contains(words, w) {
 				t.Fatalf("show crypto gdoi feature %s lacks %q:\n%s", f, w, resp.Text)
 			}
 		}

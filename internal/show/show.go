@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/internal/tmd"
@@ -707,4 +708,39 @@ func KSCounters(s node.Snapshot) (string, any) {
 		fmt.Fprintf(&b, "\nGroup %s\n  %-32s: %d\n  %-32s: %d\n", g.Name, "rekeys_sent", g.Rekeys, "members", len(g.Members))
 	}
 	return b.String(), map[string]any{"ks": total, "groups": groups}
+}
+
+// FeatureTable is one group's `show crypto gdoi feature gm-removal` (or
+// policy-replace) table: the key servers and the members, with whether
+// their versions support the feature.
+type FeatureTable struct {
+	Group      string
+	KeyServers []ks.FeatureRow
+	Members    []ks.FeatureRow
+}
+
+// Features renders `show crypto gdoi feature ...` in IOS's aligned
+// columns (ID, Version, Feature Supported).
+func Features(tables []FeatureTable) (string, any) {
+	var b strings.Builder
+	rows := func(head string, rs []ks.FeatureRow) {
+		fmt.Fprintf(&b, "        %-20s%-10s%s\n", head, "Version", "Feature Supported")
+		for _, r := range rs {
+			v, yes := "unknown", "No"
+			if !r.Version.IsZero() {
+				v = r.Version.String()
+			}
+			if r.Supported {
+				yes = "Yes"
+			}
+			fmt.Fprintf(&b, "          %-18s%-16s%s\n", r.ID, v, yes)
+		}
+	}
+	for _, t := range tables {
+		fmt.Fprintf(&b, "\n    Group Name: %s\n", t.Group)
+		rows("Key Server ID", t.KeyServers)
+		b.WriteString("\n")
+		rows("Group Member ID", t.Members)
+	}
+	return b.String(), tables
 }

@@ -218,3 +218,42 @@ func TestGDOIKSLinesAsIOS(t *testing.T) {
 		}
 	}
 }
+
+// proves: O2 (issue 14 item 4: the `show crypto gdoi feature` table is
+// aligned in IOS's columns, whatever the widths of the IDs and versions).
+func TestFeatureTableAligned(t *testing.T) {
+	ksRow := ks.FeatureRow{ID: netip.MustParseAddr("192.0.2.1"), Version: version.Current, Supported: true}
+	rows := []ks.FeatureRow{
+		{ID: netip.MustParseAddr("192.0.2.10"), Version: version.Current, Supported: true},
+		{ID: netip.MustParseAddr("10.1.1.1"), Version: version.Base},
+		{ID: netip.MustParseAddr("203.0.113.254")},
+	}
+	text, _ := Features([]FeatureTable{{Group: "GETVPN", KeyServers: []ks.FeatureRow{ksRow}, Members: rows}})
+	path := filepath.Join("testdata", "show_crypto_gdoi_feature.txt")
+	if *update {
+		os.WriteFile(path, []byte(text), 0o644)
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update creates it)", err)
+	}
+	if text != string(want) {
+		t.Errorf("show crypto gdoi feature differs from %s:\n%s", path, text)
+	}
+	// Every row's version and verdict start in the header's columns.
+	var verCol, supCol int
+	for _, line := range strings.Split(text, "\n") {
+		switch {
+		case strings.Contains(line, "Version"):
+			verCol, supCol = strings.Index(line, "Version"), strings.Index(line, "Feature Supported")
+		case strings.HasPrefix(line, "          "):
+			f := strings.Fields(line)
+			if got := strings.Index(line, " "+f[1]+" ") + 1; got != verCol {
+				t.Errorf("version of %q at column %d, header at %d", line, got, verCol)
+			}
+			if got := strings.LastIndex(line, f[2]); got < verCol+len(f[1]) || got > supCol+len("Feature Supported") {
+				t.Errorf("verdict of %q at column %d, outside the header's column %d", line, got, supCol)
+			}
+		}
+	}
+}
