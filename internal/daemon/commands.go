@@ -95,7 +95,31 @@ type saCounterReader interface {
 
 // ipsecSA renders `show crypto ipsec sa`, with the packet counters of
 // tmd's data plane when the SAs live in tmd.
-func ipsecSA(n *node.Node) ctl.Handler { return withCounters(n, show.IPsecSAWith) }
+func ipsecSA(n *node.Node, running func() *policy.Config) ctl.Handler {
+	return withCounters(n, func(s node.Snapshot, c *show.IPsecCounters) (string, any) {
+		return show.IPsecSAAt(s, c, cryptoMaps(running()))
+	})
+}
+
+// cryptoMaps names, per group, the crypto map that carries it and the
+// interface that map is applied to (the first, in configuration order).
+func cryptoMaps(c *policy.Config) map[string]show.CryptoMapRef {
+	out := map[string]show.CryptoMapRef{}
+	if c == nil {
+		return out
+	}
+	for _, ifc := range c.Interfaces {
+		for _, e := range ifc.Entries {
+			if e.Group == nil {
+				continue
+			}
+			if _, ok := out[e.Group.Name]; !ok {
+				out[e.Group.Name] = show.CryptoMapRef{Map: ifc.CryptoMap, Interface: ifc.Name}
+			}
+		}
+	}
+	return out
+}
 
 // withCounters renders a show command from the node's state and the packet
 // counters of tmd's data plane when the SAs live in tmd.
@@ -141,7 +165,7 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 	srv.HandleReadOnly("show crypto gdoi", "groups, their policy and registration state", snap(show.GDOI))
 	srv.HandleReadOnly("show crypto gdoi ks members", "group members registered with this key server", ksOnly(n, snap(show.KSMembers)))
 	srv.HandleReadOnly("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
-	srv.HandleReadOnly("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n))
+	srv.HandleReadOnly("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n, running))
 	srv.HandleReadOnly("show crypto isakmp sa", "phase-1 SAs", snap(show.ISAKMPSA))
 	srv.HandleReadOnly("show crypto isakmp listen", "the local addresses isakmpd serves (UDP)", snap(listening))
 	srv.HandleReadOnly("show running-config", "the configuration in force", func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {

@@ -171,6 +171,22 @@ func GDOI(s node.Snapshot) (string, any) {
 	return b.String(), map[string]any{"ks_groups": s.KS, "gm_groups": s.GM, "ks_addresses_not_served": s.Unserved}
 }
 
+// localAddr is the address this node registers with to group's KS
+// (0.0.0.0 when it is not a member of group).
+func localAddr(s node.Snapshot, group string) string {
+	for _, m := range s.GM {
+		if m.Group != group {
+			continue
+		}
+		for _, a := range s.Addrs {
+			if a.Addr().Is4() == m.KS.Addr().Is4() {
+				return a.Addr().String()
+			}
+		}
+	}
+	return "0.0.0.0"
+}
+
 func gmInfo(b *strings.Builder, s node.Snapshot, m node.MemberState) {
 	fmt.Fprintf(b, "    Group Member Information For Group %s:\n", m.Group)
 	local := ""
@@ -357,12 +373,27 @@ type ipsecSA struct {
 // IPsecSA renders `show crypto ipsec sa` without data-plane counters.
 func IPsecSA(s node.Snapshot) (string, any) { return IPsecSAWith(s, nil) }
 
-// IPsecSAWith renders `show crypto ipsec sa`: each group SA, inbound and
+// CryptoMapRef is where the configuration attaches a group: the crypto
+// map naming it and the interface carrying that map.
+type CryptoMapRef struct {
+	Map, Interface string
+}
+
+// IPsecSAWith renders `show crypto ipsec sa` without the configuration's
+// crypto maps (IPsecSAAt).
+func IPsecSAWith(s node.Snapshot, c *IPsecCounters) (string, any) { return IPsecSAAt(s, c, nil) }
+
+// IPsecSAAt renders `show crypto ipsec sa`: each group SA, inbound and
 // outbound (a group SA is both), with its packet counters from c (nil or
 // a TEK c has none for: zeros, and no "counters" in `| json`). The
 // engine-wide drops (ESP of no SA, fail-close drops) head the list when
 // tmd runs the data plane.
-func IPsecSAWith(s node.Snapshot, c *IPsecCounters) (string, any) {
+//
+// As IOS, each SA is headed by the interface that encrypts (the data
+// plane's device when tmd reports one, else the configured interface
+// carrying the group's crypto map) and the crypto map tag with the
+// member's local address; maps gives the map and interface per group.
+func IPsecSAAt(s node.Snapshot, c *IPsecCounters, maps map[string]CryptoMapRef) (string, any) {
 	var b strings.Builder
 	if s.SADB != "" {
 		fmt.Fprintf(&b, "SA database: %s\n", s.SADB)
@@ -411,7 +442,18 @@ func IPsecSAWith(s node.Snapshot, c *IPsecCounters) (string, any) {
 			sa.Counters = &got
 		}
 		out = append(out, sa)
-		fmt.Fprintf(&b, "interface: groupvpn\n    Crypto map tag: %s, group %d\n\n", t.Group, t.GroupID)
+		ref := maps[t.Group]
+		iface, tag := ref.Interface, ref.Map
+		if c != nil && c.DataPlane != nil && c.DataPlane.Device != "" {
+			iface = c.DataPlane.Device
+		}
+		if iface == "" {
+			iface = "(none)"
+		}
+		if tag == "" {
+			tag = t.Group
+		}
+		fmt.Fprintf(&b, "interface: %s\n    Crypto map tag: %s, local addr %s\n\n", iface, tag, localAddr(s, t.Group))
 		fmt.Fprintf(&b, "   local  ident (addr/mask/prot/port): (%s/%d/%d)\n", prefixMask(t.Src), t.IPProto, t.SrcPort)
 		fmt.Fprintf(&b, "   remote ident (addr/mask/prot/port): (%s/%d/%d)\n", prefixMask(t.Dst), t.IPProto, t.DstPort)
 		fmt.Fprintf(&b, "   Group: %s\n   current_peer 0.0.0.0 port 848\n     PERMIT, flags={origin_is_acl,}\n", t.Group)

@@ -63,7 +63,7 @@ func snapshot() node.Snapshot {
 func TestShowGolden(t *testing.T) {
 	s := snapshot()
 	for name, f := range map[string]func(node.Snapshot) (string, any){
-		"show_crypto_gdoi": GDOI, "show_crypto_gdoi_ks_members": KSMembers, "show_crypto_gdoi_gm": GM, "show_crypto_ipsec_sa": IPsecSA,
+		"show_crypto_gdoi": GDOI, "show_crypto_gdoi_ks_members": KSMembers, "show_crypto_gdoi_gm": GM, "show_crypto_ipsec_sa": ipsecSAGETVPN,
 		"show_crypto_gdoi_ks_replay": KSReplay, "show_crypto_gdoi_gm_replay": GMReplay,
 	} {
 		text, data := f(s)
@@ -255,5 +255,30 @@ func TestFeatureTableAligned(t *testing.T) {
 				t.Errorf("verdict of %q at column %d, outside the header's column %d", line, got, supCol)
 			}
 		}
+	}
+}
+
+// ipsecSAGETVPN renders the golden snapshot's SAs with GETVPN carried by
+// crypto map GETVPN-MAP on eth0 (no data plane counters).
+func ipsecSAGETVPN(s node.Snapshot) (string, any) {
+	return IPsecSAAt(s, nil, map[string]CryptoMapRef{"GETVPN": {Map: "GETVPN-MAP", Interface: "eth0"}})
+}
+
+// proves: O2 (issue 14 item 4: `show crypto ipsec sa` heads each SA with
+// the interface that encrypts, tmd's device when it runs the data plane,
+// and "Crypto map tag: MAP, local addr ADDR" as IOS prints it).
+func TestIPsecSAInterfaceAndMapTag(t *testing.T) {
+	s := snapshot()
+	maps := map[string]CryptoMapRef{"GETVPN": {Map: "GETVPN-MAP", Interface: "eth0"}}
+	text, _ := IPsecSAAt(s, nil, maps)
+	if !strings.HasPrefix(text, "interface: eth0\n    Crypto map tag: GETVPN-MAP, local addr 192.0.2.10\n") {
+		t.Errorf("without tmd: want the configured interface and map:\n%s", text)
+	}
+	text, _ = IPsecSAAt(s, &IPsecCounters{DataPlane: &tmd.DataPlaneCounters{Device: "gvpn0"}}, maps)
+	if !strings.Contains(text, "\ninterface: gvpn0\n    Crypto map tag: GETVPN-MAP, local addr 192.0.2.10\n") {
+		t.Errorf("with tmd: want its device as the interface:\n%s", text)
+	}
+	if strings.Contains(text, "interface: groupvpn") {
+		t.Errorf("the interface is invented:\n%s", text)
 	}
 }
