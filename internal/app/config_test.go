@@ -41,7 +41,7 @@ func TestConfigCheckReportsEveryError(t *testing.T) {
 		file + ":2: crypto gdoi group G: registration needs phase 1, but no crypto isakmp policy is configured",
 		file + ":3: identity number 0 is out of range (accepted: 1-4294967295)",
 		file + ":4: crypto gdoi group G: server local has no sa ipsec; a key server needs at least one",
-		file + `:5: unknown command "rekey algorthm" in crypto gdoi group server local mode`,
+		file + `:5: unknown command "rekey algorthm" in crypto gdoi group server local mode; did you mean "rekey algorithm"?`,
 		file + ": configuration refused",
 	}
 	if got := strings.Split(strings.TrimSuffix(errs, "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {

@@ -10,17 +10,17 @@ import (
 func TestErrorUnknownCommandNamesFileLineAndMode(t *testing.T) {
 	src := strings.Replace(ksBase, "  sa ipsec 1\n", "  rekey algorthm aes 128\n  sa ipsec 1\n", 1)
 	_, err := Parse("ks.conf", []byte(src))
-	want := `ks.conf:12: unknown command "rekey algorthm" in crypto gdoi group server local mode`
+	want := `ks.conf:12: unknown command "rekey algorthm" in crypto gdoi group server local mode; did you mean "rekey algorithm"?`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
 	var e *Error
-	if !errors.As(err, &e) || e.File != "ks.conf" || e.Line != 12 || e.Msg != `unknown command "rekey algorthm" in crypto gdoi group server local mode` {
+	if !errors.As(err, &e) || e.File != "ks.conf" || e.Line != 12 || e.Msg != `unknown command "rekey algorthm" in crypto gdoi group server local mode; did you mean "rekey algorithm"?` {
 		t.Fatalf("errors.As: %+v", e)
 	}
 	mustFail(t, "frobnicate now\ncrypto isakmp polcy 10\n",
 		`1: unknown command "frobnicate" in global configuration mode`,
-		`2: unknown command "crypto isakmp polcy" in global configuration mode`)
+		`2: unknown command "crypto isakmp polcy" in global configuration mode; did you mean "crypto isakmp policy"?`)
 }
 
 // proves: O1

@@ -209,40 +209,46 @@ func (p *parser) dispatch(words []string) {
 		return
 	}
 	n := min(best+1, len(words))
-	if best == 0 {
-		if s := p.suggest(words[0]); s != "" {
-			p.errorf("unknown command %q in %s mode; did you mean %q?", words[0], top, s)
+	if best < len(words) {
+		if s := p.suggest(words[:best], words[best]); s != "" {
+			p.errorf("unknown command %q in %s mode; did you mean %q?", strings.Join(words[:n], " "), top, strings.Join(append(slices.Clone(words[:best]), s), " "))
 			return
 		}
 	}
 	p.errorf("unknown command %q in %s mode", strings.Join(words[:n], " "), top)
 }
 
-// suggest returns the first keyword of a command of the current modes
-// closest to word, when it is a likely typo (edit distance at most 2, and
-// less than half the word), or "".
-func (p *parser) suggest(word string) string {
+// suggest returns the keyword that may follow the keywords prefix in a
+// command of the current modes closest to word, when it is a likely typo
+// (edit distance at most 2, and less than half the word), or "".
+func (p *parser) suggest(prefix []string, word string) string {
 	word = strings.ToLower(word)
 	if len(word) > 64 {
 		return ""
 	}
 	best, bestD := "", 3
-	seen := map[string]bool{}
-	for i := len(p.stack) - 1; i >= 0; i-- {
-		for _, c := range p.stack[i].mode.cmds {
-			if len(c.kw) == 0 || seen[c.kw[0]] {
-				continue
-			}
-			seen[c.kw[0]] = true
-			if d := editDistance(word, c.kw[0]); d < bestD && 2*d < len(word) {
-				best, bestD = c.kw[0], d
-			}
-		}
-	}
-	for _, k := range []string{"end", "exit"} {
+	try := func(k string) {
 		if d := editDistance(word, k); d < bestD && 2*d < len(word) {
 			best, bestD = k, d
 		}
+	}
+	for i := len(p.stack) - 1; i >= 0; i-- {
+	cmds:
+		for _, c := range p.stack[i].mode.cmds {
+			if len(c.kw) <= len(prefix) {
+				continue
+			}
+			for j, w := range prefix {
+				if !strings.EqualFold(c.kw[j], w) {
+					continue cmds
+				}
+			}
+			try(c.kw[len(prefix)])
+		}
+	}
+	if len(prefix) == 0 {
+		try("end")
+		try("exit")
 	}
 	return best
 }

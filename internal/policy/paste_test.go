@@ -234,8 +234,9 @@ func TestPasteTyposAndBadValues(t *testing.T) {
 		t.Errorf("errors: %v", l)
 	}
 	mustFail(t, "frobnicate\n", `1: unknown command "frobnicate" in global configuration mode`)
-	// A typo after a known first word keeps the old message.
-	mustFail(t, "ip access-list extnded X\n", `1: unknown command "ip access-list extnded" in global configuration mode`)
+	// A typo after known keywords is suggested too; none when nothing is close.
+	mustFail(t, "ip access-list extnded X\n", `1: unknown command "ip access-list extnded" in global configuration mode; did you mean "ip access-list extended"?`)
+	mustFail(t, "ip access-list frobnicate X\n", `1: unknown command "ip access-list frobnicate" in global configuration mode`)
 }
 
 func mustFailAny(t *testing.T, src string) ErrorList {
