@@ -296,7 +296,7 @@ func (e *Editor) frames() []frame {
 // enclosing one (`no replay` is; other `no` forms are not).
 func (e *Editor) isCommand(words []string) bool {
 	for _, f := range e.frames() {
-		if c, _, _ := f.mode.find(words); c != nil {
+		if c, _, _ := f.mode.find(words); c != nil && !c.weak { // interface's catch-all no is not an undo
 			return true
 		}
 	}

@@ -143,6 +143,7 @@ type cmd struct {
 	run      func(p *parser, obj any, args []string)
 	enters   bool // enters a sub-mode: run even with bad arguments (args nil)
 	hidden   bool // accepted from pasted IOS configurations, not offered by Commands
+	weak     bool // matches only when no enclosing mode has the command (interface's catch-all ip, no)
 }
 
 func (m *mode) find(words []string) (c *cmd, matched int, incomplete *cmd) {
@@ -183,6 +184,9 @@ func (p *parser) dispatch(words []string) {
 	for i := len(p.stack) - 1; i >= 0; i-- {
 		f := p.stack[i]
 		c, n, inc := f.mode.find(words)
+		if c != nil && c.weak && p.enclosingHas(i, words) {
+			continue
+		}
 		if c != nil {
 			p.stack = p.stack[:i+1]
 			args := words[len(c.kw):]
@@ -279,6 +283,12 @@ func (p *parser) notef(format string, args ...any) {
 	p.cfg.Notes = append(p.cfg.Notes, &Error{File: p.cfg.File, Line: p.line, Msg: "note: " + fmt.Sprintf(format, args...)})
 }
 
+// weak marks c as matching only where no enclosing mode has the command.
+func weak(c *cmd) *cmd {
+	c.weak = true
+	return c
+}
+
 // unused is a hidden command of a pasted IOS configuration that groupvpn
 // accepts and notes: keywords kw, any arguments, why it is not used; block
 // when its indented lines follow (line vty 0 4, router ospf 1).
@@ -288,6 +298,17 @@ func unused(kw string, why string, block bool) *cmd {
 			p.notef("%q not used by groupvpn (%s)", p.text, why)
 			p.skipBlock = block
 		}}
+}
+
+// enclosingHas reports whether a mode below stack frame i has a command
+// for words.
+func (p *parser) enclosingHas(i int, words []string) bool {
+	for j := i - 1; j >= 0; j-- {
+		if c, _, _ := p.stack[j].mode.find(words); c != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *parser) push(m *mode, obj any) { p.stack = append(p.stack, frame{mode: m, obj: obj}) }
@@ -689,6 +710,10 @@ func buildModes() *modes {
 			e := o.(*CryptoMapEntry)
 			e.GroupName, e.GroupLine = a[0], p.line
 		}),
+		{kw: []string{"match", "address"}, syntax: "match address ACL", min: 1, max: 1, hidden: true,
+			run: func(p *parser, _ any, a []string) {
+				p.errorf("%q: a group member's own deny list is not supported: groupvpn applies the key server's policy (sa ipsec match address) only, so the traffic it names would be encrypted; add its deny entries to the key server's ACL and remove this line", p.text)
+			}},
 	}
 	m.redundancy.cmds = []*cmd{
 		c("local priority PRIORITY", 1, 1, func(p *parser, o any, a []string) {
@@ -720,6 +745,12 @@ func buildModes() *modes {
 		unused("speed", "a link setting of the host", false),
 		unused("negotiation", "a link setting of the host", false),
 		unused("media-type", "a link setting of the host", false),
+		unused("mtu", "a link setting of the host", false),
+		unused("bandwidth", "a link setting of the host", false),
+		unused("load-interval", "a link setting of the host", false),
+		weak(unused("ip", "an IOS interface setting", false)),
+		weak(unused("ipv6", "an IOS interface setting", false)),
+		weak(unused("no", "an IOS interface setting", false)),
 		{kw: []string{"crypto", "map"}, syntax: "crypto map NAME", min: 1, max: 1,
 			match: func(a []string) bool { return len(a) == 1 },
 			run: func(p *parser, o any, a []string) {

@@ -126,6 +126,9 @@ interface GigabitEthernet0/0
 interface GigabitEthernet0/1
  description LAN
  ip address 10.1.2.1 255.255.255.0
+ ip ospf 1 area 0
+ no ip redirects
+ mtu 1400
 !
 router ospf 1
  network 10.1.0.0 0.0.255.255 area 0
@@ -204,6 +207,15 @@ func TestPasteIOSGroupMember(t *testing.T) {
 	wantNote(t, c, gmPaste, "crypto isakmp keepalive 10 3 on-demand", "DPD")
 	wantNote(t, c, gmPaste, "description LAN", "comment")
 	wantNote(t, c, gmPaste, "router ospf", "routing protocols")
+	wantNote(t, c, gmPaste, "ip ospf 1 area 0", "an IOS interface setting")
+	wantNote(t, c, gmPaste, "no ip redirects", "an IOS interface setting")
+	wantNote(t, c, gmPaste, "mtu 1400", "link setting")
+	// An unindented global command after an interface is global, not
+	// swallowed by the interface's catch-all ip and no.
+	c = mustParse(t, gmPaste+"interface Loopback0\n ip address 10.9.9.9 255.255.255.255\nip access-list extended X\n permit ip any any\n")
+	if c.ACL("X") == nil {
+		t.Errorf("ip access-list after an interface was not a global command")
+	}
 	for _, n := range notesOf(c) {
 		if strings.Contains(n, "network 10.1.0.0") {
 			t.Errorf("a line of router ospf is noted on its own: %s", n)
@@ -276,4 +288,16 @@ func TestPasteNumberedAccessList(t *testing.T) {
 	mustFail(t, "access-list 101 alow ip any any\n", `1: access-list 101: "alow" is not supported (accepted: permit, deny, remark)`)
 	mustFail(t, "ip access-list standard 101\naccess-list 101 permit ip any any\n", `2: access list "101" is already defined at line 1 as a different kind (standard/extended)`)
 	mustFail(t, "access-list 101 permit ip 10.1.0.0 any\n", `1: access-list address 10.1.0.0 needs a wildcard mask (e.g. 10.1.0.0 0.0.0.255), or write host 10.1.0.0`)
+}
+
+// proves: O1 (issue 14 item 2: what groupvpn cannot honour safely is
+// refused with the reason: a GM's own crypto map deny list, which ignored
+// would encrypt the traffic it exempts)
+func TestPasteGMDenyListRefused(t *testing.T) {
+	src := strings.Replace(gmPaste, " set group GETVPN\n", " set group GETVPN\n match address LOCAL-DENY\n", 1) +
+		"ip access-list extended LOCAL-DENY\n deny ip any any\n"
+	list := mustFailAny(t, src)
+	if len(list) != 1 || list[0].Line != line(t, src, "match address LOCAL-DENY") || !strings.Contains(list[0].Msg, "a group member's own deny list is not supported") {
+		t.Errorf("errors: %v", list)
+	}
 }
