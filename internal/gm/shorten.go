@@ -46,17 +46,22 @@ func ReregisterBefore(expires, now time.Time, configured time.Duration, u float6
 
 // HoldSending delays sending with the TEKs of group that a registration
 // just brought (those not in held) while the GM still holds temporary SAs
-// after a GM removal (SPEC R2): the new TEKs start sending halfway from now
-// to until (the temporary SAs' earliest expiry). The other members hold
-// only the temporary SAs until they re-register themselves, which each
-// does at least a third of the remaining lifetime before until
-// (ReregisterBefore); sending with the new keys at once would be lost at
-// every member that has not yet. Receiving with them starts at once.
+// after a GM removal (SPEC R2): the new TEKs start sending three quarters
+// of the way from now to until (the temporary SAs' earliest expiry). The
+// other members hold only the temporary SAs until they re-register
+// themselves, each between until-2w and until-w (ReregisterBefore, w at
+// most a third of the remaining lifetime); sending with the new keys at
+// once would be lost at every member that has not yet. This GM registered
+// no earlier than until-2w, so w >= (until-now)/2 and the last of the
+// others registers by now+(until-now)/2: halfway would leave no margin
+// for that registration's own round trips (the bench lost a packet so),
+// three quarters leaves (until-now)/4, at least w/4. Receiving with them
+// starts at once.
 func HoldSending(dp sadb.Dataplane, group string, held map[uint32]bool, until, now time.Time) {
 	if !now.Before(until) {
 		return
 	}
-	from := now.Add(until.Sub(now) / 2)
+	from := now.Add(until.Sub(now) * 3 / 4)
 	for _, t := range dp.TEKs() {
 		if t.Group != group || held[t.SPI] || !t.SendFrom.Before(from) {
 			continue
