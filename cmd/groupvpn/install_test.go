@@ -14,14 +14,13 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/src"
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 // makeInstall runs `make install` from the repository root with vars.
 func makeInstall(t *testing.T, vars ...string) {
 	t.Helper()
-	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("make is not installed")
-	}
+	testnet.RequireTools(t, "make") // skips, or fails under CI=true
 	cmd := exec.Command("make", append([]string{"-s", "-C", "../..", "install"}, vars...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make install %v: %v\n%s", vars, err, out)
