@@ -53,9 +53,21 @@ var ErrHash = errors.New("gdoi: HASH does not verify")
 // after the HASH verified is the peer's and ends the exchange.
 var ErrUnauthenticated = errors.New("message not authenticated")
 
+// Protector is what a GROUPKEY-PULL needs of the phase-1 SA it runs
+// over: its SKEYID_a prf for the HASHes, and the protection of phase-2
+// messages (encryption with an IV chain per message ID). *ike.SA is one;
+// an IKEv2 SA can be another.
+type Protector interface {
+	PRFa(data ...[]byte) []byte
+	EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Payload) ([]byte, error)
+	OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) ([]isakmp.Payload, error)
+}
+
+var _ Protector = (*ike.SA)(nil)
+
 // hash computes HASH(n) = prf(SKEYID_a, M-ID | prefix | payloads after the
 // HASH payload).
-func hash(sa *ike.SA, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
+func hash(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
 	body, err := isakmp.AppendPayloads(nil, rest)
 	if err != nil {
 		return nil, err
@@ -66,7 +78,7 @@ func hash(sa *ike.SA, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte,
 }
 
 // seal builds an encrypted GROUPKEY-PULL message: HASH(n) then rest.
-func seal(sa *ike.SA, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
+func seal(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
 	h, err := hash(sa, mid, prefix, rest)
 	if err != nil {
 		return nil, err
@@ -75,7 +87,7 @@ func seal(sa *ike.SA, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte,
 }
 
 // open decrypts a GROUPKEY-PULL message and checks its HASH.
-func open(sa *ike.SA, m *isakmp.Message, prefix []byte) ([]isakmp.Payload, error) {
+func open(sa Protector, m *isakmp.Message, prefix []byte) ([]isakmp.Payload, error) {
 	if m.Header.Exchange != isakmp.ExchangePull {
 		return nil, fmt.Errorf("gdoi: exchange %s is not GROUPKEY-PULL", m.Header.Exchange)
 	}
@@ -134,7 +146,7 @@ type Result struct {
 
 // Pull is the GM side of one GROUPKEY-PULL exchange.
 type Pull struct {
-	sa     *ike.SA
+	sa     Protector
 	mid    uint32
 	group  *isakmp.ID
 	sids   uint16
@@ -146,7 +158,7 @@ type Pull struct {
 
 // NewPull starts registration to group over sa, asking for sids sender
 // IDs (0 when no counter-mode TEK is expected). It returns message 1.
-func NewPull(sa *ike.SA, group *isakmp.ID, sids uint16, r io.Reader) (*Pull, []byte, error) {
+func NewPull(sa Protector, group *isakmp.ID, sids uint16, r io.Reader) (*Pull, []byte, error) {
 	midb, err := randBytes(r, 4)
 	if err != nil {
 		return nil, nil, err

@@ -53,13 +53,15 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 		return
 	}
 	kk := gdoi.KEK{SPI: spi, Key: kek.Key}
-	last := r.lastSeq[spi]
+	last := r.seq.Last(spi)
 	digest := sha256.Sum256(data)
+	var verdict gm.SeqVerdict
 	rk, err := gdoi.OpenPushChecked(data, kk, pub, kek.SigAlg, func(seq uint32) error {
-		switch {
-		case seq == last && last != 0 && digest == r.lastPush:
+		// After the symmetric decryption, before the signature.
+		switch verdict = r.seq.Check(spi, seq, digest); verdict {
+		case gm.SeqRetransmit:
 			return errRetransmitted // the very datagram already verified
-		case seq < last || (seq == last && last == 0):
+		case gm.SeqStale:
 			return gdoi.ErrPushStale
 		}
 		return nil
@@ -79,17 +81,16 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 		syslog.Log(n.unauth, syslog.Warning, "GM_REKEY_REJECTED", "Rekey for group %s from %s rejected: %v", r.cfg.Name, from.Addr(), err)
 		return
 	}
-	if rk.Seq == last {
+	if verdict == gm.SeqDuplicate {
 		// Verified, same sequence number, other octets: a retransmission
 		// the KS built again (after a restart); acknowledged, not applied.
 		r.rekeysDuplicate++
 		n.ack(r, kek, kk, rk.Seq)
 		return
 	}
-	r.lastPush = digest
 	removal, replace := notifyOf(rk, isakmp.NotifyGMRemoval), notifyOf(rk, isakmp.NotifyPolicyReplace)
 	if removal != nil {
-		r.lastSeq[spi] = rk.Seq
+		r.seq.Accept(spi, rk.Seq, digest)
 		if n.behavesOld() {
 			// A 1.0.1 node does not know GM removal: it keeps its keys.
 			n.log.Info("ignoring a GM-removal message: this node runs an older version", "group", r.cfg.Name, "version", n.version().String())
@@ -106,14 +107,14 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 		syslog.Log(n.log, syslog.Err, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Rekey policies for group %s: %v", r.cfg.Name, err)
 		return
 	}
-	r.lastSeq[spi] = rk.Seq
+	r.seq.Accept(spi, rk.Seq, digest)
 	r.rekeysReceived++
 	r.lastRekey = now
 	if inst.Policy != nil {
 		r.bootstrap = false // the key server's policy replaced it
 	}
 	if inst.KEK != nil {
-		r.lastSeq[inst.KEK.SPI] = 0
+		r.seq.Reset(inst.KEK.SPI)
 		n.joinRekeyGroup(r, inst.KEK)
 	}
 	if len(inst.TEKs) > 0 && r.installed != nil {

@@ -58,9 +58,8 @@ type registration struct {
 	lastErr       string
 	registrations int
 
-	lastSeq         map[[isakmp.KEKSPILen]byte]uint32 // per KEK SPI (RFC 6407 §7.3.4)
-	lastPush        [32]byte                          // digest of the last push accepted
-	regKS           netip.AddrPort                    // the KS of the last registration: ACKs go there
+	seq             gm.SeqFilter   // per KEK SPI (RFC 6407 §7.3.4)
+	regKS           netip.AddrPort // the KS of the last registration: ACKs go there
 	lastRekey       time.Time
 	rekeysReceived  int
 	rekeysDuplicate int
@@ -243,12 +242,9 @@ func (n *Node) onPull(r *registration, s *sock, m *isakmp.Message, now time.Time
 	r.bootstrap = false     // the key server's policy replaced it (gm.Install)
 	r.freshAt = time.Time{} // the bound on fresh phase 1s is per registration attempt
 	if inst.KEK != nil {
-		if r.lastSeq == nil {
-			r.lastSeq = map[[isakmp.KEKSPILen]byte]uint32{}
-		}
 		// §3.3: the pull's SEQ is stale if a push under this KEK was
 		// already accepted.
-		r.lastSeq[inst.KEK.SPI] = max(r.lastSeq[inst.KEK.SPI], res.Seq)
+		r.seq.Advance(inst.KEK.SPI, res.Seq)
 		n.joinRekeyGroup(r, inst.KEK)
 	}
 	r.registrations++
@@ -319,9 +315,7 @@ func (n *Node) Members() []MemberState {
 			m.Seq = r.installed.Seq
 			m.ACL, m.ACLFrom = r.installed.Policy, r.regKS.Addr()
 		}
-		for _, v := range r.lastSeq {
-			m.Seq = max(m.Seq, v)
-		}
+		m.Seq = max(m.Seq, r.seq.Max())
 		m.Rekeys = RekeyStats{Received: r.rekeysReceived, Duplicate: r.rekeysDuplicate, Replayed: r.rekeysReplayed,
 			Rejected: r.rekeysRejected, AcksSent: r.acksSent, LastRekey: r.lastRekey}
 		out = append(out, m)
@@ -407,3 +401,6 @@ func (n *Node) ClearPhase1(now time.Time) int {
 	}
 	return deleted
 }
+
+// A phase-1 SA of the IKEv1 endpoint is what a member registers over.
+var _ gm.Phase1 = (*ike.SA)(nil)
