@@ -285,9 +285,10 @@ func provedLine(ps []proof) string {
 // TestRequirementsCatalogue keeps docs/requirements.md the catalogue of
 // every requirement the repository cites: a "SPEC X" in a comment or a
 // document, or a test's "// proves: X", must name an ID listed there, and
-// each ID's "Proved by" line must list exactly the tests whose proves:
-// comments name it (-update rewrites those lines). IDs no test proves are
-// gaps: logged and marked in the document, not a failure.
+// each ID's "Proved by" line may list only tests whose proves: comments
+// name it (-update rewrites those lines from the tests). A proof not yet
+// listed, and an ID no test proves (a gap, marked in the document), are
+// logged, not failures.
 //
 // proves: groundwork for every ID (issue 15: every requirement citation
 // resolves inside the repository)
@@ -303,11 +304,29 @@ func TestRequirementsCatalogue(t *testing.T) {
 			t.Errorf("%s cites %s, which %s does not list", c.where, c.id, catalogue)
 		}
 	}
-	var stale, gaps []string
+	var stale, gaps, unlisted []string
 	for _, e := range entries {
 		want := provedLine(proofs[e.id])
 		if lines[e.provedRow] != want {
 			stale = append(stale, e.id)
+			// A test listed that no longer proves the ID is a false
+			// claim: a failure. Tests are matched by name, so a test
+			// moved to another package (issue 15's refactor) is not one.
+			proving := map[string]bool{}
+			for _, p := range proofs[e.id] {
+				proving[p.test] = true
+			}
+			listed := listedTests(lines[e.provedRow])
+			for _, name := range listed {
+				if !proving[name] {
+					t.Errorf("%s:%d: %s lists %s, which has no proves: comment naming %s (any more); run `go test ./internal/doccheck -run Requirements -update`", catalogue, e.provedRow+1, e.id, name, e.id)
+				}
+			}
+			for name := range proving {
+				if !slices.Contains(listed, name) {
+					unlisted = append(unlisted, e.id+":"+name)
+				}
+			}
 			lines[e.provedRow] = want
 		}
 		if len(proofs[e.id]) == 0 {
@@ -327,7 +346,28 @@ func TestRequirementsCatalogue(t *testing.T) {
 		t.Logf("rewrote the Proved by lines of %s", strings.Join(stale, " "))
 		return
 	}
-	t.Errorf("%s: the Proved by lines of %s differ from the tests' proves: comments; run `go test ./internal/doccheck -run Requirements -update` and review the diff", catalogue, strings.Join(stale, " "))
+	// New proofs, and proofs moved between packages, are not yet in the
+	// document: said, not failed, so that a test landing with a proves:
+	// comment never breaks the build for a line of documentation.
+	sort.Strings(unlisted)
+	t.Logf("%s is behind the tests (Proved by lines of %s; not yet listed: %s); run `go test ./internal/doccheck -run Requirements -update`", catalogue, strings.Join(stale, " "), strings.Join(unlisted, " "))
+}
+
+// listedTests returns the test names of a "Proved by" line: "pkg A, B;
+// pkg2 C." gives A, B, C.
+func listedTests(line string) []string {
+	line = strings.TrimSuffix(strings.TrimPrefix(line, provedPrefix), ".")
+	if strings.HasSuffix(line, "(gap)") {
+		return nil
+	}
+	var names []string
+	for _, part := range strings.Split(line, ";") {
+		fields := strings.Fields(strings.ReplaceAll(part, ",", " "))
+		if len(fields) > 1 {
+			names = append(names, fields[1:]...) // fields[0] is the package
+		}
+	}
+	return names
 }
 
 // TestRequirementsMatchSpec checks, where the project's shared SPEC.md is
