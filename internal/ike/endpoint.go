@@ -94,6 +94,10 @@ type Stats struct {
 	PeerLostState           uint64 // PeerLostState hints reported (unprotected INVALID-COOKIE for an established SA)
 	InitialContactDropped   uint64 // SAs dropped (and deleted) on the same identity's INITIAL-CONTACT
 	Dropped                 uint64 // ignored by an SA (stale, duplicate, bad); EstablishedIgnored is part of it
+	DPDSent                 uint64 // R-U-THEREs sent (dead peer detection, RFC 3706), retransmissions included
+	DPDAcked                uint64 // R-U-THERE-ACKs that answered a probe in progress
+	DPDAckUnexpected        uint64 // authenticated R-U-THERE-ACKs ignored: no probe in progress, or another sequence number
+	DPDDead                 uint64 // SAs failed because the peer did not answer dead peer detection
 }
 
 // Counter is one named counter of Stats, for show commands and metrics.
@@ -122,6 +126,10 @@ func (s Stats) Counters() []Counter {
 		{"peer_lost_state", "hints that a peer lost its phase-1 state (unprotected INVALID-COOKIE)", s.PeerLostState},
 		{"initial_contact_dropped", "SAs deleted on the same identity's INITIAL-CONTACT", s.InitialContactDropped},
 		{"dropped", "ignored by an SA: stale, duplicate or bad", s.Dropped},
+		{"dpd_sent", "R-U-THERE sent (dead peer detection), retransmissions included", s.DPDSent},
+		{"dpd_acked", "R-U-THERE-ACK that answered a probe in progress", s.DPDAcked},
+		{"dpd_ack_unexpected", "authenticated R-U-THERE-ACK ignored: no probe in progress or another sequence number", s.DPDAckUnexpected},
+		{"dpd_dead", "phase-1 SAs failed: the peer did not answer dead peer detection", s.DPDDead},
 	}
 }
 
@@ -467,6 +475,12 @@ func (e *Endpoint) apply(sa *SA, r Result) Output {
 	e.Stats.Dropped += uint64(sa.Dropped)
 	e.Stats.EstablishedIgnored += uint64(sa.ignored)
 	sa.Dropped, sa.ignored = 0, 0
+	d := &sa.dpd
+	e.Stats.DPDSent += uint64(d.rutSent)
+	e.Stats.DPDAcked += uint64(d.acks)
+	e.Stats.DPDAckUnexpected += uint64(d.ackUnexpected)
+	e.Stats.DPDDead += uint64(d.dead)
+	d.rutSent, d.acks, d.ackUnexpected, d.dead = 0, 0, 0, 0
 	if !r.Timer.IsZero() && sa.state != StateDead {
 		e.gen[sa]++
 		heap.Push(&e.timers, timerEntry{at: r.Timer, sa: sa, gen: e.gen[sa]})
@@ -530,7 +544,8 @@ func (e *Endpoint) Delete(sa *SA, now time.Time) (Output, error) {
 	return e.step(sa, sa.Delete(now), now), nil
 }
 
-// DPD sends an R-U-THERE on an established SA (RFC 3706).
+// DPD sends an R-U-THERE on an established SA at once (RFC 3706), a probe
+// of SA.DPD's kind.
 func (e *Endpoint) DPD(sa *SA, now time.Time) (Output, error) {
 	r, err := sa.DPD(now)
 	if err != nil {

@@ -152,23 +152,6 @@ func (sa *SA) Delete(now time.Time) Result {
 	return Result{Send: [][]byte{msg}}
 }
 
-// DPD sends an R-U-THERE (RFC 3706 §5) when the peer announced DPD. The
-// peer's R-U-THERE-ACK is consumed by Handle.
-func (sa *SA) DPD(now time.Time) (Result, error) {
-	if sa.state != StateEstablished {
-		return Result{}, errors.New("ike: DPD needs an established SA")
-	}
-	if !sa.info.PeerDPD {
-		return Result{}, fmt.Errorf("ike: peer %s did not announce DPD", sa.peer)
-	}
-	sa.dpdSeq++
-	msg, err := sa.protected([]isakmp.Payload{sa.dpdNotify(isakmp.NotifyRUThere, sa.dpdSeq)})
-	if err != nil {
-		return Result{}, err
-	}
-	return Result{Send: [][]byte{msg}, Timer: sa.timer()}, nil
-}
-
 func (sa *SA) dpdNotify(t isakmp.NotifyType, seq uint32) *isakmp.Notify {
 	return &isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP, NotifyType: t,
 		SPI: append(sa.icky[:], sa.rcky[:]...), Data: binary.BigEndian.AppendUint32(nil, seq)}
@@ -231,6 +214,7 @@ func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result
 					r.Send = append(r.Send, msg)
 				}
 			case p.NotifyType == isakmp.NotifyRUThereAck:
+				sa.dpdAck(p, now)
 			case p.NotifyType.IsError() && sa.state != StateEstablished:
 				return sa.fail(fmt.Errorf("%w: %s sent %s", ErrRefused, sa.peer.Addr(), p.NotifyType))
 			default:

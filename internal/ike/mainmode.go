@@ -641,7 +641,8 @@ func (sa *SA) establish(now time.Time) Result {
 	sa.log = sa.cfg.logger().With("peer", sa.peer.String(), "role", role)
 	sa.log.Info("phase 1 established", "suite", sa.suite.String(), "peer_id", sa.info.PeerID.String(),
 		"peer_version", sa.info.PeerVersion.String(), "in", now.Sub(sa.startedAt))
-	r := Result{Timer: sa.info.Expires, Events: []Event{Established{Info: sa.info}}}
+	sa.dpdArm(now)
+	r := Result{Timer: sa.timer(), Events: []Event{Established{Info: sa.info}}}
 	if sa.initialContact {
 		r.Events = append(r.Events, InitialContact{})
 	}

@@ -49,8 +49,10 @@ type Config struct {
 	// RFC 6407 §2.1 requires. A responder accepts either.
 	DOI        isakmp.DOI
 	Retransmit Retransmit
-	Rand       io.Reader    // nil: crypto/rand
-	Logger     *slog.Logger // nil: discard
+	// DPD is the dead peer detection timer (crypto isakmp keepalive).
+	DPD    DPD
+	Rand   io.Reader    // nil: crypto/rand
+	Logger *slog.Logger // nil: discard
 }
 
 func (c *Config) rand() io.Reader {
@@ -213,7 +215,8 @@ type SA struct {
 	phase2IVs      map[uint32][]byte
 	hashI          []byte
 	hashR          []byte
-	dpdSeq         uint32
+	dpdSeq         uint32 // of the last R-U-THERE sent
+	dpd            dpdState
 	initialContact bool // the peer sent INITIAL-CONTACT
 
 	// Dropped counts datagrams ignored as stale, duplicate or malformed;
@@ -274,15 +277,19 @@ func (sa *SA) send(msg []byte, now time.Time, retransmit bool) Result {
 	} else {
 		sa.deadline = time.Time{}
 		if sa.state == StateEstablished {
-			r.Timer = sa.info.Expires
+			r.Timer = sa.timer()
 		}
 	}
 	return r
 }
 
-// timer is the instant the owner should call Timeout next.
+// timer is the instant the owner should call Timeout next: an
+// established SA's expiry or its dead peer detection, whichever is first.
 func (sa *SA) timer() time.Time {
 	if sa.state == StateEstablished {
+		if n := sa.dpd.next; !n.IsZero() && n.Before(sa.info.Expires) {
+			return n
+		}
 		return sa.info.Expires
 	}
 	return sa.deadline
@@ -297,7 +304,10 @@ func (sa *SA) Timeout(now time.Time) Result {
 			sa.log.Info("phase 1 lifetime expired")
 			return Result{Events: []Event{Expired{}}}
 		}
-		return Result{Timer: sa.info.Expires}
+		if n := sa.dpd.next; !n.IsZero() && !now.Before(n) {
+			return sa.dpdDue(now)
+		}
+		return Result{Timer: sa.timer()}
 	}
 	if sa.state == StateDead || sa.deadline.IsZero() || now.Before(sa.deadline) {
 		return Result{Timer: sa.deadline}

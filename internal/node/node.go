@@ -516,6 +516,8 @@ func (n *Node) process(s *sock, out ike.Output) {
 					r.sa, r.p1 = nil, nil
 					if r.state == regPhase1 || r.state == regPull {
 						n.failover(r, fmt.Errorf("phase 1 with %s: %s", r.ks.Addr(), describe(ev.Event)), now)
+					} else if f, ok := ev.Event.(ike.Failed); ok && errors.Is(f.Err, ike.ErrDeadPeer) {
+						n.onDeadKS(r, now)
 					}
 				}
 			}

@@ -188,6 +188,24 @@ func (n *Node) onPeerLost(sa *ike.SA, now time.Time) {
 	}
 }
 
+// onDeadKS acts on dead peer detection (crypto isakmp keepalive): the key
+// server r is registered with did not answer R-U-THERE, and its SA is
+// gone. r registers again at once with the next key server of its list
+// (the same one if it is the only one); the keys installed stay until the
+// new registration replaces them or they expire.
+func (n *Node) onDeadKS(r *registration, now time.Time) {
+	if r.state != regRegistered && r.state != regIdle {
+		return
+	}
+	prev := r.ks
+	r.idx = (r.idx + 1) % len(r.cfg.Servers)
+	r.failuresTotal++
+	r.lastErr = fmt.Sprintf("KS %s is dead (no answer to dead peer detection)", prev.Addr())
+	r.next = now
+	syslog.Log(n.log, syslog.Notice, "GM_REREGISTER", "KS %s of group %s did not answer dead peer detection (crypto isakmp keepalive): registering with KS %s",
+		prev.Addr(), r.cfg.Name, r.cfg.Servers[r.idx].Addr())
+}
+
 func (n *Node) startPull(r *registration, s *sock, sa *ike.SA, reused bool, now time.Time) {
 	pull, msg, err := gdoi.NewPull(sa, isakmp.GroupID(r.cfg.ID), r.cfg.SIDs, n.o.Rand)
 	if err != nil {
