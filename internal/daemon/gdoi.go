@@ -39,8 +39,8 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 				var primaryErr error
 				var all bool
 				n.Do(ctx, func() {
-					primaryErr = n.KS().CheckPrimaryRemoval(g)
-					all = n.KS().AllSupport(g, n.Version())
+					primaryErr = n.KeyServer().CheckPrimaryRemoval(g)
+					all = n.KeyServer().AllSupport(g, n.Version())
 				})
 				if primaryErr != nil {
 					return nil, primaryErr
@@ -112,7 +112,7 @@ func (d *Daemon) features(ctx context.Context, _ *ctl.Request) (*ctl.Reply, erro
 	var tables []show.FeatureTable
 	n.Do(ctx, func() {
 		for _, g := range n.KSGroups() {
-			k, m := n.KS().Features(g, n.Version())
+			k, m := n.KeyServer().Features(g, n.Version())
 			tables = append(tables, show.FeatureTable{Group: g, KeyServers: k, Members: m})
 		}
 	})
@@ -172,7 +172,7 @@ func (d *Daemon) ApplyConfig(old, new *policy.Config) {
 			continue
 		}
 		var primary bool
-		d.Node.Do(context.Background(), func() { primary = d.Node.KS().Primary(g.Name) })
+		d.Node.Do(context.Background(), func() { primary = d.Node.KeyServer().Primary(g.Name) })
 		if primary {
 			syslog.Log(d.log, syslog.Notice, "POLICY_CHANGE", "GDOI group %s policy has changed. Use 'crypto gdoi ks rekey' to send a rekey, or the changes will be send in the next scheduled rekey", g.Name)
 		}

@@ -189,7 +189,7 @@ func TestDenyEntriesInSATs(t *testing.T) {
 
 	// A KS restarted from its state file restores the keys and still
 	// sends the deny entries (they come from the configuration).
-	st, err := s.State("G")
+	st, err := s.State("G", now.Add(55*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

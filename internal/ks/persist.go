@@ -3,22 +3,22 @@ package ks
 import (
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"time"
 
-	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 // State exports a group's state for the store: its keys, sequence number
 // and members (SPEC O4).
-func (s *Server) State(name string) (*store.GroupState, error) {
+func (s *Server) State(name string, now time.Time) (*GroupState, error) {
 	g := s.byName[name]
 	if g == nil {
 		return nil, fmt.Errorf("ks: no group %s", name)
 	}
-	st := &store.GroupState{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, UpdatedAt: s.clock, PseudotimeStart: g.ptStart,
-		KEK: store.KEKState{SPI: g.kekSPI, Key: g.kekKey, KeyBits: g.cfg.KEKKeyBits, Expires: g.kekExp}}
+	st := &GroupState{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, UpdatedAt: now, PseudotimeStart: g.ptStart,
+		KEK: KEKState{SPI: g.kekSPI, Key: g.kekKey, KeyBits: g.cfg.KEKKeyBits, Expires: g.kekExp}}
 	if g.cfg.SigningKey != nil {
 		der, err := x509.MarshalPKCS8PrivateKey(g.cfg.SigningKey)
 		if err != nil {
@@ -27,13 +27,13 @@ func (s *Server) State(name string) (*store.GroupState, error) {
 		st.SigningKey = der
 	}
 	for _, t := range g.teks {
-		st.TEKs = append(st.TEKs, store.TEKState{SPI: t.spi, Transform: uint8(t.policy.Transform), KeyBits: t.policy.KeyBits,
+		st.TEKs = append(st.TEKs, TEKState{SPI: t.spi, Transform: uint8(t.policy.Transform), KeyBits: t.policy.KeyBits,
 			AuthAlg: t.policy.AuthAlg, EncKey: t.encKey, AuthKey: t.authKey, Proto: t.sel.Proto, Src: t.sel.Src, Dst: t.sel.Dst,
 			SrcPort: t.sel.SrcPort, DstPort: t.sel.DstPort, Created: t.created, Expires: t.expires, Lifetime: t.policy.Lifetime, SIDNext: t.sidNext})
 	}
 	for _, m := range g.members {
-		st.Members = append(st.Members, store.MemberState{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: m.Version.String(),
-			Registered: m.Registered, LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: m.SenderIDs,
+		st.Members = append(st.Members, MemberState{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: m.Version.String(),
+			Registered: m.Registered, LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: slices.Clone(m.SenderIDs),
 			MissedRekeys: m.Missed, Removed: m.Removed})
 	}
 	return st, nil
@@ -45,7 +45,7 @@ func (s *Server) State(name string) (*store.GroupState, error) {
 // from above everything ever reserved (SPEC T1, O4). Keys whose policy no
 // longer matches the configuration (a TEK for a selector or transform that
 // is gone) are not restored; the policy's fresh keys stay.
-func (s *Server) Restore(st *store.GroupState, now time.Time) error {
+func (s *Server) Restore(st *GroupState, now time.Time) error {
 	g := s.byName[st.Name]
 	if g == nil || g.cfg.ID != st.ID {
 		return fmt.Errorf("ks: stored group %s (identity %d) is not configured", st.Name, st.ID)
@@ -75,7 +75,7 @@ func (s *Server) Restore(st *store.GroupState, now time.Time) error {
 	for _, m := range st.Members {
 		v, _ := version.Parse(m.Version)
 		g.members[m.Address] = &Member{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: v, Registered: m.Registered,
-			LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: m.SenderIDs, Missed: m.MissedRekeys, Removed: m.Removed}
+			LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: slices.Clone(m.SenderIDs), Missed: m.MissedRekeys, Removed: m.Removed}
 	}
 	// Sender IDs in use: with a restored key, every one below its count
 	// (handed out under it); with any key, those the members hold

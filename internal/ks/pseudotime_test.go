@@ -1,4 +1,4 @@
-package ks
+package ks_test
 
 import (
 	"crypto/ecdsa"
@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -21,11 +23,13 @@ import (
 // KS kill -9 and restart).
 // proves: T2, O4 (issue 13: a KS restart loses nothing, TBAR included)
 func TestRestartKeepsPseudotime(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	peer := func(a string) ike.Info { return ike.Info{Peer: netip.AddrPortFrom(netip.MustParseAddr(a), 848)} }
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	cfg := GroupConfig{Name: "T", ID: 9, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
-		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: 24 * time.Hour, Replay: isakmp.ReplayTime, ReplayWindow: 5,
-			Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}
-	s := New(Options{})
+	cfg := ks.GroupConfig{Name: "T", ID: 9, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
+		TEKs: []ks.TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: 24 * time.Hour, Replay: isakmp.ReplayTime, ReplayWindow: 5,
+			Selectors: []ks.Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}
+	s := ks.New(ks.Options{})
 	s.SetNow(now)
 	if err := s.AddGroup(cfg, now); err != nil {
 		t.Fatal(err)
@@ -35,7 +39,7 @@ func TestRestartKeepsPseudotime(t *testing.T) {
 	}
 	later := now.Add(time.Hour)
 	s.SetNow(later)
-	st, err := s.State("T")
+	st, err := s.State("T", later)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +55,7 @@ func TestRestartKeepsPseudotime(t *testing.T) {
 	if err != nil || len(loaded) != 1 {
 		t.Fatalf("%d groups, %v", len(loaded), err)
 	}
-	r := New(Options{})
+	r := ks.New(ks.Options{})
 	r.SetNow(later)
 	if err := r.AddGroup(cfg, later); err != nil {
 		t.Fatal(err)

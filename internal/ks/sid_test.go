@@ -66,7 +66,7 @@ func TestSenderIDsUniqueAcrossRekeys(t *testing.T) {
 	join(s, "10.0.0.4")
 	// A restart with a changed policy: the stored TEK is not restored,
 	// the new one continues the count.
-	st, err := s.State("S")
+	st, err := s.State("S", now.Add(time.Minute+55*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func FuzzNodeDatagram(f *testing.F) {
 		}
 	})
 	wait("the rekey", gmn, func() bool { return gmn.Members()[0].Rekeys.AcksSent == 1 })
-	wait("the ACK", kn, func() bool { return kn.stats.acksOK == 1 })
+	wait("the ACK", kn, func() bool { return kn.delivery.Stats().OK == 1 })
 
 	mu.Lock()
 	for _, b := range ksSent {

@@ -52,7 +52,7 @@ func TestLastRekeyRecorded(t *testing.T) {
 		clk.Add(2 * time.Second)
 		kn.Do(ctx, func() {})
 	}
-	waitFor(t, "the delivery to end", kn, func() bool { return len(kn.deliveries) == 0 })
+	waitFor(t, "the delivery to end", kn, func() bool { return kn.delivery.InFlight() == 0 })
 	lr, ok := lastRekey(t, kn, "GETVPN")
 	if !ok || lr.Retransmits != 1 || lr.Took < 4*time.Second || lr.Took > 6*time.Second || !lr.Started.Equal(start) {
 		t.Fatalf("after a rekey never acknowledged (1 retransmission at 2 s, give-up at 4 s): %+v (present %v)", lr, ok)
@@ -65,7 +65,7 @@ func TestLastRekeyRecorded(t *testing.T) {
 	for i := 0; ; i++ {
 		kn.Do(ctx, func() {}) // a tick: the acknowledged delivery ends
 		var n int
-		kn.Do(ctx, func() { n = len(kn.deliveries) })
+		kn.Do(ctx, func() { n = kn.delivery.InFlight() })
 		if n == 0 {
 			break
 		}

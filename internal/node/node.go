@@ -126,10 +126,6 @@ type serving struct {
 	started time.Time
 }
 
-// saveInterval is how often, at most, a KS writes changed state (members
-// registered, keys) to its store: a crash loses at most that much.
-const saveInterval = time.Second
-
 // serveLinger is how long a KS keeps an exchange to answer retransmissions.
 const serveLinger = 2 * time.Minute
 
@@ -150,9 +146,8 @@ type Node struct {
 	in        chan datagram
 	cmds      chan func()
 
-	deliveries []*delivery
-	lastRekeys map[string]LastRekey // by KS group: the last delivery completed
-	lastSave   time.Time
+	// delivery is the KS role's rekey delivery (nil without KS groups).
+	delivery   *ks.Delivery
 	mcastSocks []*sock
 	joined     map[netip.AddrPort]bool
 	stats      counters
@@ -164,9 +159,6 @@ type Node struct {
 	// unserved are the KS groups whose configured address no socket
 	// serves (rekey.go checkServed).
 	unserved map[string]netip.Addr
-	// flightDirty: a delivery ended or was superseded since the last
-	// save, so the stored in-flight rekey (persist.go) is stale.
-	flightDirty bool
 }
 
 // New binds the sockets and builds the roles; Run starts the node.
@@ -207,6 +199,11 @@ func New(o Options) (*Node, error) {
 		in: make(chan datagram, 1024), cmds: make(chan func())}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
+		var st ks.Store // a nil *store.Store is no store
+		if o.Store != nil {
+			st = o.Store
+		}
+		n.delivery = ks.NewDelivery(n.ks, st)
 		now := o.Now()
 		for _, g := range o.KS {
 			if err := n.ks.AddGroup(g, now); err != nil {
@@ -381,7 +378,7 @@ func (n *Node) datagram(d datagram) {
 			}
 		case isakmp.ExchangePushAck:
 			if n.ks != nil {
-				n.onAck(d.from, d.data)
+				n.onAck(d.from, d.data, now)
 				return
 			}
 		}
@@ -424,20 +421,8 @@ func (n *Node) nextTimer() time.Time {
 	for _, r := range n.regs {
 		earlier(r.next)
 	}
-	for _, d := range n.deliveries {
-		earlier(d.next)
-	}
-	if n.ks != nil {
-		for _, g := range n.ks.Groups() {
-			if !n.unserved[g].IsValid() {
-				earlier(n.ks.NextRekey(g))
-			}
-		}
-		if n.o.Store != nil && (n.ks.Dirty() || n.flightDirty) {
-			// The once-a-second save is a timer too: without it, a member
-			// registered after the last save waits for some other event.
-			earlier(n.lastSave.Add(saveInterval))
-		}
+	if n.delivery != nil {
+		earlier(n.delivery.Next())
 	}
 	return next
 }
@@ -455,12 +440,6 @@ func (n *Node) tick(now time.Time) {
 	}
 	n.sweep(now)
 	n.rekeyTick(now)
-	if n.ks != nil && n.o.Store != nil && now.Sub(n.lastSave) >= saveInterval && (n.ks.Dirty() || n.flightDirty) {
-		if n.save() == nil {
-			n.ks.MarkSaved() // a failed save is tried again
-		}
-		n.lastSave = now
-	}
 	for k, s := range n.serves {
 		if now.Sub(s.started) > serveLinger {
 			k.sa.ForgetMessageID(k.mid)

@@ -88,7 +88,7 @@ func TestKSSavesMembersWithNoLaterEvent(t *testing.T) {
 	for _, gmn := range gms {
 		waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
 	}
-	wait := saveInterval + 2*time.Second
+	wait := ks.SaveInterval + 2*time.Second
 	for deadline := time.Now().Add(wait); ; time.Sleep(50 * time.Millisecond) {
 		gs, err := st.LoadGroups()
 		if err != nil {

@@ -44,7 +44,7 @@ func rekey(t *testing.T, ctx context.Context, kn, gmn *Node) []byte {
 		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		data = kn.deliveries[len(kn.deliveries)-1].push.Data
+		data = kn.delivery.Flights()[kn.delivery.InFlight()-1].Push.Data
 	})
 	waitFor(t, "the rekey", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == want })
 	return data
@@ -59,7 +59,7 @@ func TestReplayedPushAckedOnlyToTheKS(t *testing.T) {
 	defer cancel()
 	kn, gmn := pushLab(t, ctx, "127.0.0.140", "127.0.0.141")
 	data := rekey(t, ctx, kn, gmn)
-	waitFor(t, "the delivery to finish", kn, func() bool { return len(kn.deliveries) == 0 })
+	waitFor(t, "the delivery to finish", kn, func() bool { return kn.delivery.InFlight() == 0 })
 
 	replayer, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.142:0")))
 	if err != nil {
@@ -75,7 +75,7 @@ func TestReplayedPushAckedOnlyToTheKS(t *testing.T) {
 	if k, from, err := replayer.ReadFromUDPAddrPort(buf); err == nil {
 		t.Fatalf("the GM answered the replayer: %d octets from %s", k, from)
 	}
-	waitFor(t, "the ACK at the KS", kn, func() bool { return kn.stats.ackUnknown == 1 })
+	waitFor(t, "the ACK at the KS", kn, func() bool { return kn.delivery.Stats().Unknown == 1 })
 }
 
 // proves: S5 (issue 11 item 9) — a GM checks a rekey's sequence number
@@ -167,12 +167,10 @@ func TestNewRekeySupersedesTheOneInFlight(t *testing.T) {
 	rekey(t, ctx, kn, gmn)
 	var seqs []uint32
 	kn.Do(ctx, func() {
-		for _, d := range kn.deliveries {
-			seqs = append(seqs, d.push.Seq)
+		for _, f := range kn.delivery.Flights() {
+			seqs = append(seqs, f.Push.Seq)
 		}
-		for _, d := range kn.deliveries {
-			kn.step(d, time.Now().Add(time.Minute)) // retransmissions due
-		}
+		kn.rekeyTick(time.Now().Add(time.Minute)) // retransmissions due
 	})
 	if len(seqs) != 1 || seqs[0] != gmState(t, gmn).Seq {
 		t.Fatalf("deliveries in flight: seq %v", seqs)

@@ -291,7 +291,7 @@ func TestInterruptedRekeyResumedAfterRestart(t *testing.T) {
 	l.restart()
 	took, ok := l.pump(5*time.Second, func() bool {
 		var left int
-		l.ks.Do(ctx, func() { left = len(l.ks.deliveries) })
+		l.ks.Do(ctx, func() { left = l.ks.delivery.InFlight() })
 		return left == 0 && gmState(t, l.gms[1]).Rekeys.Duplicate == 1 && gmState(t, l.gms[2]).Rekeys.Duplicate == 1
 	})
 	if !ok {

@@ -147,19 +147,16 @@ func TestRekeysNeverLeaveFromAnUnconfiguredAddress(t *testing.T) {
 		if a := kn.UnservedAddresses()["GETVPN"]; a != ksAddr {
 			t.Errorf("snapshot: unserved %v", kn.UnservedAddresses())
 		}
-		if len(kn.deliveries) != 1 || kn.deliveries[0].sock != nil {
+		if kn.delivery.InFlight() != 1 || !kn.delivery.Held("GETVPN") || !kn.delivery.Flights()[0].Next.IsZero() {
 			t.Errorf("the rekey in flight was not paused")
 		}
 		later := time.Now().Add(48 * time.Hour)
-		for _, d := range kn.deliveries {
-			kn.step(d, later) // retransmissions due: none may leave
-		}
-		kn.rekeyTick(later) // a scheduled rekey due: none may leave
+		kn.rekeyTick(later) // retransmissions and a scheduled rekey due: none may leave
 		if err := kn.SendRekey("GETVPN", time.Now()); err == nil || !strings.Contains(err.Error(), "not served") {
 			t.Errorf("SendRekey with the group's address gone: %v", err)
 		}
-		if len(kn.deliveries) != 1 {
-			t.Errorf("%d deliveries", len(kn.deliveries))
+		if kn.delivery.InFlight() != 1 {
+			t.Errorf("%d deliveries", kn.delivery.InFlight())
 		}
 	})
 	if got := strings.Count(ksLog.String(), "%GDOI-3-KS_ADDRESS_NOT_SERVED: Group GETVPN: key server address 127.0.0.160"); got != 1 {
@@ -174,7 +171,7 @@ func TestRekeysNeverLeaveFromAnUnconfiguredAddress(t *testing.T) {
 		if _, _, err := kn.Refresh([]netip.AddrPort{primary, other}); err != nil {
 			t.Fatal(err)
 		}
-		if len(kn.UnservedAddresses()) != 0 || kn.deliveries[0].sock == nil || kn.deliveries[0].sock.local != primary {
+		if len(kn.UnservedAddresses()) != 0 || kn.delivery.Held("GETVPN") || kn.delivery.Flights()[0].Next.IsZero() || rekeySockAddr(kn, "GETVPN") != primary {
 			t.Errorf("after the address came back: unserved %v", kn.UnservedAddresses())
 		}
 	})
@@ -191,4 +188,13 @@ func TestRekeysNeverLeaveFromAnUnconfiguredAddress(t *testing.T) {
 	if !strings.Contains(ksLog.String(), "KS_ADDRESS_SERVED") {
 		t.Fatal("KS did not log that the address is served again")
 	}
+}
+
+// rekeySockAddr is the address a group's rekeys leave from (invalid: none).
+func rekeySockAddr(n *Node, group string) netip.AddrPort {
+	s, err := n.rekeySock(group)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return s.local
 }

@@ -64,11 +64,11 @@ func TestUnicastRekeysOverDays(t *testing.T) {
 			var left int
 			var info string
 			kn.Do(ctx, func() {
-				left = len(kn.deliveries)
-				for _, d := range kn.deliveries {
-					info += fmt.Sprintf("seq %d queue %d pending %d next %s; ", d.push.Seq, len(d.queue), len(d.pending), d.next.Sub(clk.Now()))
+				left = kn.delivery.InFlight()
+				for _, f := range kn.delivery.Flights() {
+					info += fmt.Sprintf("seq %d queue %d pending %d next %s; ", f.Push.Seq, f.Queued, f.Pending, f.Next.Sub(clk.Now()))
 				}
-				info += fmt.Sprintf("stats %+v", kn.stats)
+				info += fmt.Sprintf("stats %+v acks %+v", kn.stats, kn.delivery.Stats())
 			})
 			if left == 0 {
 				break
@@ -136,7 +136,7 @@ func TestRekeyTo200GMs(t *testing.T) {
 				return false
 			}
 		}
-		return len(kn.deliveries) == 0
+		return kn.delivery.InFlight() == 0
 	})
 	for _, g := range gms {
 		if m := gmState(t, g); m.Rekeys.Received != 1 || m.Rekeys.AcksSent != 1 {
@@ -169,7 +169,7 @@ func TestSilentGMIsDroppedAndReregisters(t *testing.T) {
 			clk.Add(2 * time.Second)
 			kn.Do(ctx, func() {})
 		}
-		waitFor(t, "the delivery to end", kn, func() bool { return len(kn.deliveries) == 0 })
+		waitFor(t, "the delivery to end", kn, func() bool { return kn.delivery.InFlight() == 0 })
 	}
 	m := ksMembers(t, kn)[0]
 	if !m.Removed || m.AcksMissed != 3 {
@@ -209,7 +209,7 @@ func TestReplayedAndForgedRekeys(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		kn.Do(ctx, func() {
 			kn.SendRekey("GETVPN", time.Now())
-			pushes = append(pushes, kn.deliveries[len(kn.deliveries)-1].push.Data)
+			pushes = append(pushes, kn.delivery.Flights()[kn.delivery.InFlight()-1].Push.Data)
 		})
 		waitFor(t, "rekey", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == i+1 })
 	}
@@ -266,7 +266,7 @@ func TestTBARResyncOverADay(t *testing.T) {
 	for clk.Now().Sub(start0) < 20*time.Hour {
 		clk.Add(time.Minute)
 		kn.Do(ctx, func() {})
-		waitFor(t, "deliveries", kn, func() bool { return len(kn.deliveries) == 0 })
+		waitFor(t, "deliveries", kn, func() bool { return kn.delivery.InFlight() == 0 })
 		gmn.Do(ctx, func() {})
 	}
 	var snap ks.GroupSnapshot

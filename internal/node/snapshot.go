@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"maps"
 	"net/netip"
 	"time"
 
@@ -69,7 +68,7 @@ func (n *Node) Snapshot() Snapshot {
 		s.KS = n.ks.Snapshot()
 		s.KSCounters = n.KSCounters()
 		s.Unserved = n.UnservedAddresses()
-		s.LastRekeys = maps.Clone(n.lastRekeys)
+		s.LastRekeys = n.delivery.LastRekeys()
 	}
 	return s
 }

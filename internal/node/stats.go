@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ks"
 )
 
 // counters are the node's own drop reasons and totals, outside the
@@ -16,10 +17,7 @@ type counters struct {
 	pullUnmatched  uint64 // GROUPKEY-PULL message for no exchange in progress
 	pullForgedGM   uint64 // GROUPKEY-PULL message 2/4 that failed decryption or HASH
 	// key server
-	ackMalformed uint64 // does not parse
-	ackUnknown   uint64 // no rekey in flight under its KEK (late or forged)
-	ackBad       uint64 // fails authentication, or wrong sequence or address
-	acksOK       uint64
+	// (the acknowledgements' are ks.Delivery's: ks.AckStats)
 	pullsRefused uint64 // GROUPKEY-PULL refused with a notification
 	pullForgedKS uint64 // GROUPKEY-PULL message 1/3 that failed decryption or HASH
 	// both
@@ -80,13 +78,17 @@ func (n *Node) GMCounters() []ike.Counter {
 
 // KSCounters lists the key-server counters. Use inside Do.
 func (n *Node) KSCounters() []ike.Counter {
+	var acks ks.AckStats
+	if n.delivery != nil {
+		acks = n.delivery.Stats()
+	}
 	return []ike.Counter{
 		{Name: "pulls_refused", Help: "GROUPKEY-PULL exchanges refused with a notification", Value: n.stats.pullsRefused},
 		{Name: "pulls_unauthenticated", Help: "GROUPKEY-PULL messages that failed decryption or HASH (dropped, not answered)", Value: n.stats.pullForgedKS},
-		{Name: "acks_received", Help: "rekey acknowledgements verified", Value: n.stats.acksOK},
-		{Name: "acks_malformed", Help: "rekey acknowledgements that do not parse", Value: n.stats.ackMalformed},
-		{Name: "acks_unknown", Help: "rekey acknowledgements for no rekey in flight (late or forged)", Value: n.stats.ackUnknown},
-		{Name: "acks_bad", Help: "rekey acknowledgements failing authentication, or of the wrong sequence or address", Value: n.stats.ackBad},
+		{Name: "acks_received", Help: "rekey acknowledgements verified", Value: acks.OK},
+		{Name: "acks_malformed", Help: "rekey acknowledgements that do not parse", Value: acks.Malformed},
+		{Name: "acks_unknown", Help: "rekey acknowledgements for no rekey in flight (late or forged)", Value: acks.Unknown},
+		{Name: "acks_bad", Help: "rekey acknowledgements failing authentication, or of the wrong sequence or address", Value: acks.Bad},
 	}
 }
 

@@ -99,7 +99,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"math"
 	"net/netip"
 	"os"
@@ -110,6 +109,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/ks"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -169,83 +169,15 @@ type Store struct {
 // fail their integrity check (damaged after Open, under the running KS).
 func (s *Store) IntegrityFailures() uint64 { return s.integrity.Load() }
 
-// GroupState is everything the KS must remember about one group.
-type GroupState struct {
-	Name        string
-	ID          uint32
-	SigningKey  []byte // rekey signing key, PKCS#8 DER; nil for a group without rekeys
-	KEK         KEKState
-	TEKs        []TEKState
-	Seq         uint32 // last sequence number used
-	SeqReserved uint32 // high-water mark reserved on disk (ReserveSeq)
-	Members     []MemberState
-	UpdatedAt   time.Time
-	// PseudotimeStart is the zero of the group's TBAR pseudotime (the
-	// first registration); zero: not started. A restarted KS goes on
-	// with it, so that the GMs' time-based anti-replay windows stay in
-	// step (SPEC T2, O4).
-	PseudotimeStart time.Time
-	// InFlight is the last rekey while some members it went to have not
-	// acknowledged it; nil when none is (SPEC O4: a restarted KS sends
-	// it again to them). Kept by the node, not by ks.
-	InFlight *PushState
-}
-
-// PushState is a unicast rekey still being delivered: its datagrams as
-// sent and the members that have not acknowledged it.
-type PushState struct {
-	Seq        uint32           `json:"seq"`
-	KEKSPI     [16]byte         `json:"kek_spi"`           // the KEK it is encrypted under
-	KEKKey     []byte           `json:"kek_key,omitempty"` // (ACKs are checked with it)
-	Data       []byte           `json:"data"`
-	OldData    []byte           `json:"old_data,omitempty"` // for members before policy replace
-	Removal    bool             `json:"removal,omitempty"`
-	NewKEK     bool             `json:"new_kek,omitempty"`
-	Pending    []netip.AddrPort `json:"pending"`
-	PendingOld []netip.AddrPort `json:"pending_old,omitempty"` // get OldData
-	Sent       time.Time        `json:"sent"`
-}
-
-// KEKState is a group's key encryption key.
-type KEKState struct {
-	SPI     [16]byte  `json:"spi"`
-	Key     []byte    `json:"key,omitempty"` // IV | key
-	KeyBits int       `json:"key_bits,omitempty"`
-	Expires time.Time `json:"expires"`
-}
-
-// TEKState is one traffic encryption key with the traffic it protects.
-type TEKState struct {
-	SPI       uint32        `json:"spi"`
-	Transform uint8         `json:"transform"`
-	KeyBits   int           `json:"key_bits"`
-	AuthAlg   uint16        `json:"auth_alg,omitempty"`
-	EncKey    []byte        `json:"enc_key,omitempty"`
-	AuthKey   []byte        `json:"auth_key,omitempty"`
-	Proto     uint8         `json:"proto"`
-	Src       netip.Prefix  `json:"src"`
-	Dst       netip.Prefix  `json:"dst"`
-	SrcPort   uint16        `json:"src_port,omitempty"`
-	DstPort   uint16        `json:"dst_port,omitempty"`
-	Created   time.Time     `json:"created"`
-	Expires   time.Time     `json:"expires"`
-	Lifetime  time.Duration `json:"lifetime"`
-	SIDNext   uint32        `json:"sid_next"`
-}
-
-// MemberState is one registered GM.
-type MemberState struct {
-	Address       netip.Addr `json:"address"`
-	Identity      string     `json:"identity,omitempty"`
-	Version       string     `json:"version,omitempty"`
-	Registered    time.Time  `json:"registered"`
-	LastRegister  time.Time  `json:"last_register"`
-	Registrations int        `json:"registrations"`
-	SenderIDs     []uint32   `json:"sender_ids,omitempty"`
-	MissedRekeys  int        `json:"missed_rekeys,omitempty"`
-	Port          uint16     `json:"port,omitempty"`    // where unicast rekeys go
-	Removed       bool       `json:"removed,omitempty"` // off the rekey list
-}
+// The records a Store keeps are ks's: the key server defines what it
+// must remember (ks.Store is the interface this package implements).
+type (
+	GroupState  = ks.GroupState
+	PushState   = ks.PushState
+	KEKState    = ks.KEKState
+	TEKState    = ks.TEKState
+	MemberState = ks.MemberState
+)
 
 // groupRecord is the "state" value of a group: GroupState without its
 // members (one record each) and SeqReserved (its own key, so that
@@ -261,32 +193,6 @@ type groupRecord struct {
 	InFlight   *PushState `json:"in_flight,omitempty"`
 	PTStart    *time.Time `json:"pseudotime_start,omitempty"`
 }
-
-// String describes the group without its keys.
-func (g GroupState) String() string {
-	return fmt.Sprintf("group %s (id %d): seq %d, reserved %d, %s, %d TEKs, %d members",
-		g.Name, g.ID, g.Seq, g.SeqReserved, g.KEK, len(g.TEKs), len(g.Members))
-}
-
-// LogValue keeps keys out of structured logs.
-func (g GroupState) LogValue() slog.Value { return slog.StringValue(g.String()) }
-
-// String describes the KEK without its key.
-func (k KEKState) String() string {
-	return fmt.Sprintf("KEK spi %x, %d bits, expires %s", k.SPI, k.KeyBits, k.Expires.Format(time.RFC3339))
-}
-
-// LogValue keeps the key out of structured logs.
-func (k KEKState) LogValue() slog.Value { return slog.StringValue(k.String()) }
-
-// String describes the TEK without its keys.
-func (t TEKState) String() string {
-	return fmt.Sprintf("TEK spi %#08x, transform %d, %d bits, proto %d %s:%d -> %s:%d, expires %s",
-		t.SPI, t.Transform, t.KeyBits, t.Proto, t.Src, t.SrcPort, t.Dst, t.DstPort, t.Expires.Format(time.RFC3339))
-}
-
-// LogValue keeps the keys out of structured logs.
-func (t TEKState) LogValue() slog.Value { return slog.StringValue(t.String()) }
 
 // Open opens the store at path, or creates it (mode 0600) when no file
 // exists there; the parent directory must exist. It refuses a file it

@@ -1,0 +1,639 @@
+package ks
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// Pacing: at most RekeyBurst unicast rekeys leave per RekeyPace, so that
+// thousands of GMs are not hit in the same millisecond (and the KS's
+// socket buffer does not overflow).
+const (
+	RekeyBurst = 50
+	RekeyPace  = 5 * time.Millisecond
+)
+
+// SaveInterval is how often, at most, the delivery asks for changed state
+// (members registered, ACKs, a delivery ended) to be written: a crash
+// loses at most that much bookkeeping, never a key or a sequence number
+// (those are written before the rekey that carries them is sent).
+const SaveInterval = time.Second
+
+// Bounds on a stored in-flight rekey (the record is integrity-checked, but
+// a restart must not trust it with unbounded work).
+const (
+	maxStoredPush    = 64 << 10
+	maxStoredPending = 1 << 20
+)
+
+// Datagram is one rekey datagram to send from the group's KS address.
+type Datagram struct {
+	Group string
+	To    netip.AddrPort
+	Data  []byte
+}
+
+// Result is what a call asks of the owner: datagrams to send (in order),
+// when to call Tick next (zero: no timer), events to log, and group
+// states to write when convenient (Save: the periodic save of
+// bookkeeping; what crash safety needs was written before the call
+// returned).
+type Result struct {
+	Send   []Datagram
+	Timer  time.Time
+	Events []Event
+	Save   []*GroupState
+}
+
+// Event is something the owner logs or acts on.
+type Event interface{ deliveryEvent() }
+
+// RekeyStarted: a rekey's delivery began (the owner logs it with the
+// address it leaves from: Server.LogRekey).
+type RekeyStarted struct{ Push *Push }
+
+// RekeySuperseded: a newer rekey of the group ended this one's delivery.
+type RekeySuperseded struct {
+	Group          string
+	Seq            uint32
+	Unacknowledged int
+}
+
+// RekeyCompleted: every member acknowledged the rekey or was given up on.
+type RekeyCompleted struct {
+	Group string
+	Last  LastRekey
+}
+
+// RekeyResumed: a rekey in flight when the KS stopped is delivered again
+// to the members that had not acknowledged it.
+type RekeyResumed struct {
+	Group   string
+	Seq     uint32
+	Members int
+}
+
+// RekeyFailed: the scheduled rekey of a group could not be built or saved.
+type RekeyFailed struct {
+	Group string
+	Err   error
+}
+
+// BadAck: an acknowledgement under a KEK in flight failed authentication
+// or came from another address than it names (unauthenticated input: the
+// owner logs it rate-limited).
+type BadAck struct {
+	From netip.AddrPort
+	Err  error
+}
+
+func (RekeyStarted) deliveryEvent()    {}
+func (RekeySuperseded) deliveryEvent() {}
+func (RekeyCompleted) deliveryEvent()  {}
+func (RekeyResumed) deliveryEvent()    {}
+func (RekeyFailed) deliveryEvent()     {}
+func (BadAck) deliveryEvent()          {}
+
+// LastRekey describes the last rekey delivery a group completed: every
+// member acknowledged, or was given up on after its retransmissions (a
+// multicast rekey: after all of them). A superseded delivery does not
+// complete.
+type LastRekey struct {
+	Seq         uint32
+	Started     time.Time
+	Took        time.Duration // from the first transmission to completion
+	Retransmits int           // datagrams sent again
+}
+
+// AckStats count the acknowledgements the delivery received (SPEC S5).
+type AckStats struct {
+	OK        uint64 // verified
+	Malformed uint64 // does not parse
+	Unknown   uint64 // no rekey in flight under its KEK (late or forged)
+	Bad       uint64 // fails authentication, or names another address
+}
+
+// Delivery is the key server's rekey delivery (RFC 6407 §4, RFC 8263):
+// the schedule, the sequence number reserved on disk before each rekey,
+// unicast pacing, retransmission, acknowledgements, members dropped after
+// missed ACKs, a newer rekey superseding an older one, and the rekey in
+// flight resumed after a restart. It does no I/O of its own: the owner
+// feeds it ACKs and the time, sends what it returns, and calls Tick at
+// Result.Timer; persistence goes through the Store given to NewDelivery.
+// Like Server, it is owned by one goroutine.
+type Delivery struct {
+	srv     *Server
+	store   Store // nil: nothing kept
+	flights []*flight
+	last    map[string]LastRekey // by group: the last delivery completed
+	paused  map[string]bool      // groups whose KS address is not served
+	stats   AckStats
+	// dirty: a delivery ended or was superseded, or a save failed, since
+	// the last save: the stored state is stale.
+	dirty    bool
+	lastSave time.Time
+}
+
+// flight is one rekey on its way to the members.
+type flight struct {
+	multicast bool // to a group: no ACKs, every retransmission sent
+	push      *Push
+	queue     []netip.AddrPort        // first transmissions not sent yet
+	old       map[netip.AddrPort]bool // members that get push.OldData (SPEC P6)
+	pending   map[netip.Addr]*target  // sent, not acknowledged
+	next      time.Time               // next pacing or retransmission step; zero: held
+	sent      time.Time               // when it started
+	done      time.Time               // when the last member acknowledged (zero: not yet)
+	resent    int                     // retransmissions sent
+}
+
+type target struct {
+	to    netip.AddrPort
+	data  []byte
+	sent  int
+	retry time.Time
+}
+
+// NewDelivery returns the delivery of srv's rekeys, keeping state in st
+// (nil: nothing is kept).
+func NewDelivery(srv *Server, st Store) *Delivery {
+	return &Delivery{srv: srv, store: st, last: map[string]LastRekey{}, paused: map[string]bool{}}
+}
+
+// Server is the key server whose rekeys this delivers.
+func (d *Delivery) Server() *Server { return d.srv }
+
+// Restore loads the groups' state from the store (a restart) and writes
+// the current state back (a first start). A rekey that was still being
+// delivered when the KS stopped is held until the owner calls Serve for
+// its group, then delivered again to the members that had not
+// acknowledged it.
+func (d *Delivery) Restore(now time.Time) (Result, error) {
+	var res Result
+	if d.store == nil {
+		return res, nil
+	}
+	stored, err := d.store.LoadGroups()
+	if err != nil {
+		return res, err
+	}
+	for _, g := range stored {
+		if err := d.srv.Restore(g, now); err != nil {
+			d.srv.log.Warn("stored state not restored", "group", g.Name, "err", err)
+			continue
+		}
+		d.srv.log.Info("key server state restored", "group", g.Name, "seq", g.SeqReserved, "members", len(g.Members))
+		if f := d.resumed(g); f != nil {
+			d.flights = append(d.flights, f)
+			res.Events = append(res.Events, RekeyResumed{Group: g.Name, Seq: f.push.Seq, Members: len(f.queue)})
+		}
+	}
+	for _, name := range d.srv.Groups() {
+		gs, err := d.state(name, nil, now)
+		if err == nil {
+			err = d.store.SaveGroup(gs)
+		}
+		if err != nil {
+			return res, fmt.Errorf("saving group %s: %w", name, err)
+		}
+	}
+	d.lastSave = now
+	res.Timer = d.Next()
+	return res, nil
+}
+
+// resumed is the held flight of g's interrupted rekey, or nil: none was in
+// flight, a newer rekey was built since, or the record is out of bounds.
+func (d *Delivery) resumed(g *GroupState) *flight {
+	f := g.InFlight
+	if f == nil || f.Seq != g.Seq || len(f.Data) == 0 || len(f.Data) > maxStoredPush || len(f.OldData) > maxStoredPush ||
+		len(f.Pending)+len(f.PendingOld) > maxStoredPending || len(f.Pending)+len(f.PendingOld) == 0 {
+		return nil
+	}
+	p := &Push{Group: g.Name, Seq: f.Seq, Data: f.Data, OldData: f.OldData, KEK: gdoi.KEK{SPI: f.KEKSPI, Key: f.KEKKey},
+		Policy: d.srv.RekeyPolicy(g.Name), Removal: f.Removal, NewKEK: f.NewKEK, Members: f.Pending, OldMembers: f.PendingOld}
+	fl := &flight{push: p, pending: map[netip.Addr]*target{}, old: map[netip.AddrPort]bool{}, sent: f.Sent}
+	fl.queue = append(fl.queue, f.Pending...)
+	for _, m := range f.PendingOld {
+		if len(f.OldData) == 0 {
+			continue
+		}
+		fl.queue = append(fl.queue, m)
+		fl.old[m] = true
+	}
+	return fl // next zero: held until Serve
+}
+
+// Hold stops sending the group's rekeys (its KS address is not served by
+// any socket): the schedule skips it and its deliveries pause.
+func (d *Delivery) Hold(group string) {
+	d.paused[group] = true
+	for _, f := range d.flights {
+		if f.push.Group == group {
+			f.next = time.Time{}
+		}
+	}
+}
+
+// Serve lets the group's rekeys leave again (and starts a rekey resumed
+// after a restart).
+func (d *Delivery) Serve(group string, now time.Time) Result {
+	delete(d.paused, group)
+	for _, f := range d.flights {
+		if f.push.Group == group && f.next.IsZero() {
+			f.next = now
+		}
+	}
+	return Result{Timer: d.Next()}
+}
+
+// Held reports whether the group's rekeys are held (Hold).
+func (d *Delivery) Held(group string) bool { return d.paused[group] }
+
+// Rekey builds the group's next rekey and starts delivering it: the
+// scheduler's rekey, and `crypto gdoi ks rekey` without replace.
+func (d *Delivery) Rekey(group string, now time.Time) (Result, error) {
+	want, err := d.reserve(group)
+	if err != nil {
+		return Result{}, err
+	}
+	p, err := d.srv.Rekey(group, now)
+	if err != nil {
+		return Result{}, err
+	}
+	return d.start(group, p, want, now)
+}
+
+// ReplaceRekey is `crypto gdoi ks [group NAME] rekey [replace-now]`: the
+// policy-replace rekey (SPEC P2-P6).
+func (d *Delivery) ReplaceRekey(group string, replaceNow bool, now time.Time) (*Push, Result, error) {
+	if err := d.srv.CheckPrimaryRekey(group); err != nil {
+		return nil, Result{}, err
+	}
+	want, err := d.reserve(group)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	mode := isakmp.ModeShorten
+	if replaceNow {
+		mode = isakmp.ModeNow
+	}
+	p, err := d.srv.ReplaceRekey(group, mode, now)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	res, err := d.start(group, p, want, now)
+	return p, res, err
+}
+
+// Remove is `clear crypto gdoi [group NAME] ks members [now]` (SPEC
+// R1-R4): the removal message to every member, and new keys at the KS.
+// The owner then deletes the members' phase-1 SAs (Server.MemberAddrs).
+func (d *Delivery) Remove(group string, removeNow bool, now time.Time) (*Push, Result, error) {
+	if err := d.srv.CheckPrimaryRemoval(group); err != nil {
+		return nil, Result{}, err
+	}
+	want, err := d.reserve(group)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	p, err := d.srv.Remove(group, removeNow, now)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	res, err := d.start(group, p, want, now)
+	return p, res, err
+}
+
+// reserve reserves the next sequence number on disk (0 without a store).
+func (d *Delivery) reserve(group string) (uint32, error) {
+	if d.store == nil {
+		return 0, nil
+	}
+	_, to, err := d.store.ReserveSeq(group, 1)
+	if err != nil {
+		return 0, fmt.Errorf("rekey for group %s not sent: %w", group, err)
+	}
+	d.srv.SetSeqFloor(group, to-1)
+	return to, nil
+}
+
+// start saves the group's new state (write before send) and starts
+// delivering p.
+func (d *Delivery) start(group string, p *Push, want uint32, now time.Time) (Result, error) {
+	if d.store != nil && p.Seq != want {
+		return Result{}, fmt.Errorf("rekey for group %s: sequence %d is not the reserved %d", group, p.Seq, want)
+	}
+	f := &flight{push: p, queue: append([]netip.AddrPort(nil), p.Members...), pending: map[netip.Addr]*target{}, next: now,
+		old: map[netip.AddrPort]bool{}, sent: now}
+	for _, m := range p.OldMembers {
+		f.queue = append(f.queue, m)
+		f.old[m] = true
+	}
+	if mc := p.Policy.Multicast; mc.IsValid() {
+		// One datagram to the group, sent again every retransmission
+		// interval: no acknowledgements come back from a group.
+		f.multicast = true
+		f.queue = []netip.AddrPort{mc}
+	}
+	res := Result{Events: d.supersede(group)}
+	if d.store != nil {
+		gs, err := d.state(group, f, now)
+		if err == nil {
+			err = d.store.SaveGroup(gs)
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)
+		}
+	}
+	res.Events = append(res.Events, RekeyStarted{Push: p})
+	d.flights = append(d.flights, f)
+	if d.paused[group] {
+		f.next = time.Time{}
+	} else {
+		d.step(f, now, &res)
+	}
+	res.Timer = d.Next()
+	return res, nil
+}
+
+// supersede ends the deliveries of group's older rekeys when a new one
+// starts (a manual rekey while one is in flight): the new rekey carries
+// every current TEK, so members see sequence numbers only rise and only
+// the newest rekey is retransmitted. An older rekey that brought a new KEK
+// goes on to the members that have not acknowledged it: the new rekey is
+// encrypted under that KEK, which they would lack.
+func (d *Delivery) supersede(group string) []Event {
+	var evs []Event
+	keep := d.flights[:0]
+	for _, f := range d.flights {
+		if f.push.Group == group && (f.multicast || !f.push.NewKEK) {
+			d.dirty = true
+			evs = append(evs, RekeySuperseded{Group: group, Seq: f.push.Seq, Unacknowledged: len(f.pending) + len(f.queue)})
+			continue
+		}
+		keep = append(keep, f)
+	}
+	clear(d.flights[len(keep):])
+	d.flights = keep
+	return evs
+}
+
+// Tick runs the rekey schedule, the deliveries' pacing and
+// retransmissions that are due, and the periodic save.
+func (d *Delivery) Tick(now time.Time) Result {
+	var res Result
+	for _, g := range d.srv.Groups() {
+		at := d.srv.NextRekey(g)
+		if at.IsZero() || now.Before(at) || d.inFlight(g) || d.paused[g] {
+			continue
+		}
+		r, err := d.Rekey(g, now)
+		if err != nil {
+			res.Events = append(res.Events, RekeyFailed{Group: g, Err: err})
+			continue
+		}
+		res.Send = append(res.Send, r.Send...)
+		res.Events = append(res.Events, r.Events...)
+	}
+	for i := 0; i < len(d.flights); i++ {
+		f := d.flights[i]
+		if !f.next.IsZero() && !now.Before(f.next) {
+			d.step(f, now, &res)
+		}
+		if len(f.queue) == 0 && len(f.pending) == 0 {
+			end := now
+			if !f.done.IsZero() {
+				end = f.done
+			}
+			lr := LastRekey{Seq: f.push.Seq, Started: f.sent, Took: max(end.Sub(f.sent), 0), Retransmits: f.resent}
+			d.last[f.push.Group] = lr
+			res.Events = append(res.Events, RekeyCompleted{Group: f.push.Group, Last: lr})
+			d.flights = append(d.flights[:i], d.flights[i+1:]...)
+			d.dirty = true
+			i--
+		}
+	}
+	if d.store != nil && now.Sub(d.lastSave) >= SaveInterval && (d.srv.Dirty() || d.dirty) {
+		for _, name := range d.srv.Groups() {
+			gs, err := d.state(name, nil, now)
+			if err != nil {
+				continue // the group is configured: cannot happen
+			}
+			res.Save = append(res.Save, gs)
+		}
+		d.srv.MarkSaved()
+		d.dirty = false
+		d.lastSave = now
+	}
+	res.Timer = d.Next()
+	return res
+}
+
+// SaveFailed tells the delivery that a state Tick returned was not
+// written: the next Tick returns it again.
+func (d *Delivery) SaveFailed() { d.dirty = true }
+
+// Next is when Tick should run next (zero: no timer).
+func (d *Delivery) Next() time.Time {
+	var next time.Time
+	earlier := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, f := range d.flights {
+		earlier(f.next)
+	}
+	for _, g := range d.srv.Groups() {
+		if !d.paused[g] {
+			earlier(d.srv.NextRekey(g))
+		}
+	}
+	if d.store != nil && (d.srv.Dirty() || d.dirty) {
+		// The once-a-second save is a timer too: without it, a member
+		// registered after the last save waits for some other event.
+		earlier(d.lastSave.Add(SaveInterval))
+	}
+	return next
+}
+
+func (d *Delivery) inFlight(group string) bool {
+	for _, f := range d.flights {
+		if f.push.Group == group {
+			return true
+		}
+	}
+	return false
+}
+
+// InFlight is the number of rekeys still being delivered.
+func (d *Delivery) InFlight() int { return len(d.flights) }
+
+// Flight describes one rekey being delivered (tests, show commands).
+type Flight struct {
+	Push      *Push
+	Queued    int // first transmissions not sent yet
+	Pending   int // sent, not acknowledged
+	Next      time.Time
+	Multicast bool
+}
+
+// Flights describes the rekeys being delivered, oldest first.
+func (d *Delivery) Flights() []Flight {
+	out := make([]Flight, 0, len(d.flights))
+	for _, f := range d.flights {
+		out = append(out, Flight{Push: f.push, Queued: len(f.queue), Pending: len(f.pending), Next: f.next, Multicast: f.multicast})
+	}
+	return out
+}
+
+// LastRekeys is, by group, the last rekey delivery completed (a copy).
+func (d *Delivery) LastRekeys() map[string]LastRekey {
+	out := make(map[string]LastRekey, len(d.last))
+	for g, lr := range d.last {
+		out[g] = lr
+	}
+	return out
+}
+
+// Stats are the acknowledgement counters.
+func (d *Delivery) Stats() AckStats { return d.stats }
+
+// step sends the next paced burst and the retransmissions that are due,
+// and gives up on members whose last transmission went unanswered.
+func (d *Delivery) step(f *flight, now time.Time, res *Result) {
+	budget := RekeyBurst
+	for len(f.queue) > 0 && budget > 0 {
+		to := f.queue[0]
+		f.queue = f.queue[1:]
+		data := f.push.Data
+		if f.old[to] {
+			data = f.push.OldData
+		}
+		res.Send = append(res.Send, Datagram{Group: f.push.Group, To: to, Data: data})
+		f.pending[to.Addr()] = &target{to: to, data: data, sent: 1, retry: now.Add(f.push.Policy.Retransmit)}
+		if !f.multicast {
+			d.srv.Sent(f.push.Group, to.Addr(), false)
+		}
+		budget--
+	}
+	next := time.Time{}
+	if len(f.queue) > 0 {
+		next = now.Add(RekeyPace)
+	}
+	for addr, t := range f.pending {
+		if now.Before(t.retry) {
+			if next.IsZero() || t.retry.Before(next) {
+				next = t.retry
+			}
+			continue
+		}
+		if t.sent > f.push.Policy.Retransmits {
+			delete(f.pending, addr)
+			if !f.multicast {
+				d.srv.Missed(f.push.Group, addr)
+			}
+			continue
+		}
+		if budget > 0 {
+			res.Send = append(res.Send, Datagram{Group: f.push.Group, To: t.to, Data: t.data})
+			t.sent++
+			f.resent++
+			if !f.multicast {
+				d.srv.Sent(f.push.Group, t.to.Addr(), true)
+			}
+			budget--
+		}
+		t.retry = now.Add(f.push.Policy.Retransmit)
+		if next.IsZero() || t.retry.Before(next) {
+			next = t.retry
+		}
+	}
+	f.next = next
+}
+
+// Ack handles a GROUPKEY-PUSH acknowledgement (RFC 8263) from a member.
+func (d *Delivery) Ack(from netip.AddrPort, data []byte, now time.Time) Result {
+	var res Result
+	m, err := isakmp.ParseMessage(data)
+	if err != nil {
+		d.stats.Malformed++
+		return res
+	}
+	var spi [isakmp.KEKSPILen]byte
+	copy(spi[:8], m.Header.InitiatorCookie[:])
+	copy(spi[8:], m.Header.ResponderCookie[:])
+	for _, f := range d.flights {
+		if f.push.KEK.SPI != spi {
+			continue
+		}
+		seq, addr, err := gdoi.OpenAck(m, f.push.KEK)
+		if err == nil && addr != from.Addr() {
+			err = errors.New("the acknowledgement names another address")
+		}
+		if err != nil {
+			d.stats.Bad++
+			res.Events = append(res.Events, BadAck{From: from, Err: err})
+			return res
+		}
+		if seq != f.push.Seq {
+			continue // of another rekey under this KEK (superseded, late)
+		}
+		d.stats.OK++
+		if _, ok := f.pending[addr]; ok {
+			delete(f.pending, addr)
+			d.srv.Acked(f.push.Group, addr, seq)
+		}
+		if len(f.queue) == 0 && len(f.pending) == 0 {
+			f.next = now // done: the next Tick removes it
+			f.done = now
+		}
+		res.Timer = d.Next()
+		return res
+	}
+	d.stats.Unknown++ // late, superseded or unknown
+	return res
+}
+
+// state is the group's state to store: the server's, with the newest
+// unicast rekey still unacknowledged by some members (f, or the newest
+// flight when f is nil).
+func (d *Delivery) state(name string, f *flight, now time.Time) (*GroupState, error) {
+	gs, err := d.srv.State(name, now)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		for _, x := range d.flights {
+			if x.push.Group == name && (f == nil || x.push.Seq > f.push.Seq) {
+				f = x
+			}
+		}
+	}
+	if f == nil || f.multicast || len(f.queue)+len(f.pending) == 0 {
+		return gs, nil
+	}
+	ps := &PushState{Seq: f.push.Seq, KEKSPI: f.push.KEK.SPI, KEKKey: f.push.KEK.Key, Data: f.push.Data, OldData: f.push.OldData,
+		Removal: f.push.Removal, NewKEK: f.push.NewKEK, Sent: f.sent}
+	add := func(to netip.AddrPort) {
+		if f.old[to] {
+			ps.PendingOld = append(ps.PendingOld, to)
+		} else {
+			ps.Pending = append(ps.Pending, to)
+		}
+	}
+	for _, to := range f.queue {
+		add(to)
+	}
+	for _, t := range f.pending {
+		add(t.to)
+	}
+	gs.InFlight = ps
+	return gs, nil
+}
