@@ -156,14 +156,11 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 			}
 			kg.TEKs = append(kg.TEKs, p)
 		}
-		kg.Authorize = func(peer ike.Info) error {
-			if !s.AuthorizeAddress(peer.Peer.Addr()) {
-				return fmt.Errorf("address %s is not permitted by authorization address ipv4 %s", peer.Peer.Addr(), s.AuthorizationACLName)
+		kg.Authorize = func(peer ks.Peer) error {
+			if !s.AuthorizeAddress(peer.Addr.Addr()) {
+				return fmt.Errorf("address %s is not permitted by authorization address ipv4 %s", peer.Addr.Addr(), s.AuthorizationACLName)
 			}
-			dn := ""
-			if peer.PeerCert != nil {
-				dn = peer.PeerCert.Subject.String()
-			}
+			dn := peer.CertSubject
 			if len(s.AuthorizationIdentities) > 0 && !s.AuthorizeIdentity(dn) {
 				return fmt.Errorf("identity %q matches no authorization identity (%s)", dn, strings.Join(s.AuthorizationIdentities, ", "))
 			}

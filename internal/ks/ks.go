@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
-	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/syslog"
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -73,7 +72,7 @@ type GroupConfig struct {
 	TEKs        []TEKPolicy
 	// Authorize decides whether a phase-1 peer may join; nil admits all
 	// authenticated peers.
-	Authorize func(peer ike.Info) error
+	Authorize func(peer Peer) error
 	Rekey     RekeyPolicy
 	// ReceiveOnly makes every TEK receiver-only at the GMs
 	// (`sa receive-only`, RFC 6407 SA Direction).
@@ -89,9 +88,21 @@ type Options struct {
 	Logger *slog.Logger // nil: discard
 }
 
+// Peer is an authenticated phase-1 peer as the key server sees it,
+// whatever IKE version authenticated it: members are keyed on it.
+type Peer struct {
+	Addr netip.AddrPort // where it registered from: unicast rekeys go to this port
+	// Identity is what show lists: the certificate's subject, else the
+	// phase-1 identity, else the address.
+	Identity string
+	// CertSubject is the certificate's subject ("" when the peer
+	// authenticated without one): `authorization identity` matches it.
+	CertSubject string
+	Version     version.Version // the groupvpn version it announced (zero: another implementation)
+}
+
 // Server is a key server for any number of groups.
 type Server struct {
-	clock  time.Time
 	dirty  bool // member state changed since the last Clean
 	rand   io.Reader
 	log    *slog.Logger
@@ -381,35 +392,25 @@ func (s *Server) lookup(id *isakmp.ID) (*group, error) {
 	return g, nil
 }
 
-// Join implements gdoi.Policy: it admits an authenticated phase-1 peer to
-// a group it is authorized for and returns the group's policy.
-func (s *Server) Join(peer ike.Info, id *isakmp.ID) (*isakmp.GroupSA, error) {
+// Join admits an authenticated phase-1 peer to a group it is authorized
+// for and returns the group's policy (GROUPKEY-PULL message 2).
+func (s *Server) Join(peer Peer, id *isakmp.ID, now time.Time) (*isakmp.GroupSA, error) {
 	g, err := s.lookup(id)
 	if err != nil {
-		syslog.Log(s.log, syslog.Warning, "GM_REJECTING_SA_PAYLOAD", "Registration from %s for %s refused: %v", peer.Peer.Addr(), id, err)
+		syslog.Log(s.log, syslog.Warning, "GM_REJECTING_SA_PAYLOAD", "Registration from %s for %s refused: %v", peer.Addr.Addr(), id, err)
 		return nil, err
 	}
 	if g.cfg.Authorize != nil {
 		if err := g.cfg.Authorize(peer); err != nil {
 			syslog.Log(s.log, syslog.Alert, "UNAUTHORIZED_IDENTITY", "Group %s received registration from unauthorized identity: %s (%s): %v",
-				g.cfg.Name, peer.Peer.Addr(), peerIdentity(peer), err)
-			return nil, &gdoi.Refusal{Notify: isakmp.NotifyAuthenticationFailed, Reason: fmt.Sprintf("%s is not authorized for group %s", peer.Peer.Addr(), g.cfg.Name)}
+				g.cfg.Name, peer.Addr.Addr(), peer.Identity, err)
+			return nil, &gdoi.Refusal{Notify: isakmp.NotifyAuthenticationFailed, Reason: fmt.Sprintf("%s is not authorized for group %s", peer.Addr.Addr(), g.cfg.Name)}
 		}
 	}
-	if err := s.refresh(g, s.now()); err != nil {
+	if err := s.refresh(g, now); err != nil {
 		return nil, err
 	}
-	return g.policy(s.now()), nil
-}
-
-func peerIdentity(p ike.Info) string {
-	if p.PeerCert != nil {
-		return p.PeerCert.Subject.String()
-	}
-	if p.PeerID != nil {
-		return p.PeerID.String()
-	}
-	return p.Peer.Addr().String()
+	return g.policy(now), nil
 }
 
 // pseudotime is the group's TBAR clock: time since the first registration
@@ -534,19 +535,22 @@ func remaining(exp, now time.Time) uint32 {
 	return uint32(d)
 }
 
-// Keys returns the key download for a GM and records it as a member.
-func (s *Server) Keys(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, *isakmp.KD, error) {
+// Keys returns the key download for a GM and records it as a member
+// (GROUPKEY-PULL message 4).
+func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uint32, *isakmp.KD, error) {
 	g, err := s.lookup(id)
 	if err != nil {
 		return 0, nil, err
 	}
-	now := s.now()
-	m := g.members[peer.Peer.Addr()]
+	m := g.members[peer.Addr.Addr()]
 	if m == nil {
-		m = &Member{Address: peer.Peer.Addr(), Registered: now}
+		m = &Member{Address: peer.Addr.Addr(), Registered: now}
 		g.members[m.Address] = m
 	}
-	m.Identity, m.Version, m.LastRegister, m.Port = peerIdentity(peer), peer.PeerVersion, now, peer.Peer.Port()
+	m.Identity, m.Version, m.LastRegister, m.Port = peer.Identity, peer.Version, now, peer.Addr.Port()
+	if m.Identity == "" {
+		m.Identity = m.Address.String()
+	}
 	m.Registrations++
 	m.Removed, m.Missed = false, 0
 	s.dirty = true
@@ -633,13 +637,6 @@ func (g *group) allocSID() (uint32, error) {
 	return next, nil
 }
 
-// now is the server's notion of the current time, set by the owner before
-// each call (the exchanges carry no clock).
-func (s *Server) now() time.Time { return s.clock }
-
-// SetNow sets the time Join and Keys act at.
-func (s *Server) SetNow(t time.Time) { s.clock = t }
-
 // GroupSnapshot is a copy of one group's state for show commands.
 type GroupSnapshot struct {
 	Pseudotime  time.Duration // TBAR clock now
@@ -679,11 +676,12 @@ type TEKSnapshot struct {
 	BypassBefore, BypassAfter []Selector
 }
 
-// Snapshot copies every group's state, by group name; members by address.
-func (s *Server) Snapshot() []GroupSnapshot {
+// Snapshot copies every group's state at now (the TBAR pseudotime), by
+// group name; members by address. It changes nothing.
+func (s *Server) Snapshot(now time.Time) []GroupSnapshot {
 	var out []GroupSnapshot
 	for _, g := range s.groups {
-		gs := GroupSnapshot{Pseudotime: g.pseudotime(s.clock), NextResync: g.synced.Add(TBARResync), Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, Secondary: g.cfg.Secondary, Retransmit: g.cfg.Rekey.withDefaults().Retransmit, Retransmits: g.cfg.Rekey.withDefaults().Retransmits, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
+		gs := GroupSnapshot{Pseudotime: g.pseudotime(now), NextResync: g.synced.Add(TBARResync), Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, Secondary: g.cfg.Secondary, Retransmit: g.cfg.Rekey.withDefaults().Retransmit, Retransmits: g.cfg.Rekey.withDefaults().Retransmits, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
 			KEKBits: g.cfg.KEKKeyBits, SigAlg: g.sigAlg}
 		for _, t := range g.teks {
 			gs.TEKs = append(gs.TEKs, TEKSnapshot{SPI: t.spi, Transform: t.policy.Transform, KeyBits: t.policy.KeyBits,

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
-	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -19,7 +18,6 @@ var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 func server(t *testing.T) *Server {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	s := New(Options{})
-	s.SetNow(now)
 	err := s.AddGroup(GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
 		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour,
 			Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}, now)
@@ -29,8 +27,8 @@ func server(t *testing.T) *Server {
 	return s
 }
 
-func peer(a string) ike.Info {
-	return ike.Info{Peer: netip.AddrPortFrom(netip.MustParseAddr(a), 848)}
+func peer(a string) Peer {
+	return Peer{Addr: netip.AddrPortFrom(netip.MustParseAddr(a), 848)}
 }
 
 // proves: groundwork — unknown groups are refused with
@@ -40,12 +38,12 @@ func peer(a string) ike.Info {
 func TestKeyServerRules(t *testing.T) {
 	s := server(t)
 	var r *gdoi.Refusal
-	if _, err := s.Join(peer("10.0.0.1"), isakmp.GroupID(8)); !errors.As(err, &r) || r.Notify != isakmp.NotifyInvalidIDInformation {
+	if _, err := s.Join(peer("10.0.0.1"), isakmp.GroupID(8), now); !errors.As(err, &r) || r.Notify != isakmp.NotifyInvalidIDInformation {
 		t.Fatalf("unknown group: %v", err)
 	}
 	seen := map[uint32]bool{}
 	for i := 0; i < 50; i++ {
-		_, kd, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(7), 2)
+		_, kd, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(7), 2, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,12 +56,12 @@ func TestKeyServerRules(t *testing.T) {
 			seen[uint32(v)] = true
 		}
 	}
-	if len(seen) != 100 || len(s.Snapshot()[0].Members) != 1 {
-		t.Fatalf("%d sender IDs, %d members", len(seen), len(s.Snapshot()[0].Members))
+	if len(seen) != 100 || len(s.Snapshot(now)[0].Members) != 1 {
+		t.Fatalf("%d sender IDs, %d members", len(seen), len(s.Snapshot(now)[0].Members))
 	}
-	old := s.Snapshot()[0].TEKs[0].SPI
-	s.SetNow(now.Add(55 * time.Minute)) // inside the last 10% of the TEK's hour
-	sa, err := s.Join(peer("10.0.0.2"), isakmp.GroupID(7))
+	old := s.Snapshot(now)[0].TEKs[0].SPI
+	sNow := now.Add(55 * time.Minute) // inside the last 10% of the TEK's hour
+	sa, err := s.Join(peer("10.0.0.2"), isakmp.GroupID(7), sNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +74,7 @@ func TestKeyServerRules(t *testing.T) {
 // MaxSIDsPerMember, and the members after it still get theirs.
 func TestSenderIDRequestBounded(t *testing.T) {
 	s := server(t)
-	_, kd, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(7), 65535)
+	_, kd, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(7), 65535, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +82,7 @@ func TestSenderIDRequestBounded(t *testing.T) {
 		t.Fatalf("a request for 65535 sender IDs got %d; want %d", got, MaxSIDsPerMember)
 	}
 	for i := range 100 {
-		if _, _, err := s.Keys(peer(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}).String()), isakmp.GroupID(7), 1); err != nil {
+		if _, _, err := s.Keys(peer(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}).String()), isakmp.GroupID(7), 1, now); err != nil {
 			t.Fatalf("member %d after the greedy one: %v", i, err)
 		}
 	}
@@ -97,18 +95,18 @@ func TestSenderIDRequestBounded(t *testing.T) {
 func TestTBARAndReceiveOnly(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	s := New(Options{})
-	s.SetNow(now)
+	sNow := now
 	err := s.AddGroup(GroupConfig{Name: "T", ID: 9, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key, ReceiveOnly: true,
 		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: 24 * time.Hour, Replay: isakmp.ReplayTime, ReplayWindow: 5,
 			Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(9), 1); err != nil { // starts the pseudotime
+	if _, _, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(9), 1, sNow); err != nil { // starts the pseudotime
 		t.Fatal(err)
 	}
-	s.SetNow(now.Add(90 * time.Second))
-	sa, err := s.Join(peer("10.0.0.2"), isakmp.GroupID(9))
+	sNow = now.Add(90 * time.Second)
+	sa, err := s.Join(peer("10.0.0.2"), isakmp.GroupID(9), sNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +151,7 @@ func TestDenyEntriesInSATs(t *testing.T) {
 			Bypass: []Bypass{{0, gdoiSel}, {0, ospf}, {1, host}, {2, ospf}}},
 		{Transform: isakmp.ESPAESGCM16, KeyBits: 256, Lifetime: time.Hour, Selectors: []Selector{{Src: ten, Dst: ten}}}}}
 	s := New(Options{})
-	s.SetNow(now)
+	sNow := now
 	if err := s.AddGroup(cfg, now); err != nil {
 		t.Fatal(err)
 	}
@@ -172,14 +170,14 @@ func TestDenyEntriesInSATs(t *testing.T) {
 			}
 		}
 	}
-	sa, err := s.Join(peer("10.0.0.1"), isakmp.GroupID(7))
+	sa, err := s.Join(peer("10.0.0.1"), isakmp.GroupID(7), sNow)
 	if err != nil {
 		t.Fatal(err)
 	}
 	check(sa)
 	old := sa.TEKs[0].SPI
-	s.SetNow(now.Add(55 * time.Minute))
-	if sa, err = s.Join(peer("10.0.0.2"), isakmp.GroupID(7)); err != nil {
+	sNow = now.Add(55 * time.Minute)
+	if sa, err = s.Join(peer("10.0.0.2"), isakmp.GroupID(7), sNow); err != nil {
 		t.Fatal(err)
 	}
 	if sa.TEKs[0].SPI == old {
@@ -194,14 +192,14 @@ func TestDenyEntriesInSATs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := New(Options{})
-	r.SetNow(now.Add(56 * time.Minute))
+	rNow := now.Add(56 * time.Minute)
 	if err := r.AddGroup(cfg, now.Add(56*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Restore(st, now.Add(56*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	restored, err := r.Join(peer("10.0.0.3"), isakmp.GroupID(7))
+	restored, err := r.Join(peer("10.0.0.3"), isakmp.GroupID(7), rNow)
 	if err != nil {
 		t.Fatal(err)
 	}

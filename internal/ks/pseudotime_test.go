@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -24,21 +23,21 @@ import (
 // proves: T2, O4 (issue 13: a KS restart loses nothing, TBAR included)
 func TestRestartKeepsPseudotime(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	peer := func(a string) ike.Info { return ike.Info{Peer: netip.AddrPortFrom(netip.MustParseAddr(a), 848)} }
+	peer := func(a string) ks.Peer { return ks.Peer{Addr: netip.AddrPortFrom(netip.MustParseAddr(a), 848)} }
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	cfg := ks.GroupConfig{Name: "T", ID: 9, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
 		TEKs: []ks.TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: 24 * time.Hour, Replay: isakmp.ReplayTime, ReplayWindow: 5,
 			Selectors: []ks.Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}
 	s := ks.New(ks.Options{})
-	s.SetNow(now)
+	sNow := now
 	if err := s.AddGroup(cfg, now); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(9), 1); err != nil { // starts the pseudotime
+	if _, _, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(9), 1, sNow); err != nil { // starts the pseudotime
 		t.Fatal(err)
 	}
 	later := now.Add(time.Hour)
-	s.SetNow(later)
+	sNow = later
 	st, err := s.State("T", later)
 	if err != nil {
 		t.Fatal(err)
@@ -56,17 +55,17 @@ func TestRestartKeepsPseudotime(t *testing.T) {
 		t.Fatalf("%d groups, %v", len(loaded), err)
 	}
 	r := ks.New(ks.Options{})
-	r.SetNow(later)
+	rNow := later
 	if err := r.AddGroup(cfg, later); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Restore(loaded[0], later); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.Keys(peer("10.0.0.2"), isakmp.GroupID(9), 1); err != nil {
+	if _, _, err := r.Keys(peer("10.0.0.2"), isakmp.GroupID(9), 1, rNow); err != nil {
 		t.Fatal(err)
 	}
-	if pt := r.Snapshot()[0].Pseudotime; pt != time.Hour {
+	if pt := r.Snapshot(rNow)[0].Pseudotime; pt != time.Hour {
 		t.Fatalf("pseudotime after the restart %s, want 1h (it started at the first registration, an hour before)", pt)
 	}
 }

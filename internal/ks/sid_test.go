@@ -27,14 +27,14 @@ func TestSenderIDsUniqueAcrossRekeys(t *testing.T) {
 	cfg := GroupConfig{Name: "S", ID: 11, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
 		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour, Selectors: []Selector{{Src: ten, Dst: ten}}}}}
 	s := New(Options{})
-	s.SetNow(now)
+	clock := now
 	if err := s.AddGroup(cfg, now); err != nil {
 		t.Fatal(err)
 	}
 	held := map[uint32]string{}
 	join := func(srv *Server, addr string) {
 		t.Helper()
-		if _, _, err := srv.Keys(peer(addr), isakmp.GroupID(11), 1); err != nil {
+		if _, _, err := srv.Keys(peer(addr), isakmp.GroupID(11), 1, clock); err != nil {
 			t.Fatal(err)
 		}
 		for sid, who := range held {
@@ -42,7 +42,7 @@ func TestSenderIDsUniqueAcrossRekeys(t *testing.T) {
 				delete(held, sid) // a member registering again gives up its IDs
 			}
 		}
-		for _, m := range srv.Snapshot()[0].Members {
+		for _, m := range srv.Snapshot(clock)[0].Members {
 			if m.Address.String() != addr {
 				continue
 			}
@@ -59,10 +59,10 @@ func TestSenderIDsUniqueAcrossRekeys(t *testing.T) {
 	if _, err := s.Rekey("S", now.Add(time.Minute)); err != nil { // new TEKs; members keep SIDs 1, 2
 		t.Fatal(err)
 	}
-	s.SetNow(now.Add(time.Minute))
+	clock = now.Add(time.Minute)
 	join(s, "10.0.0.3")
 	// A registration late in the keys' life refreshes them.
-	s.SetNow(now.Add(time.Minute + 55*time.Minute))
+	clock = now.Add(time.Minute + 55*time.Minute)
 	join(s, "10.0.0.4")
 	// A restart with a changed policy: the stored TEK is not restored,
 	// the new one continues the count.
@@ -74,7 +74,7 @@ func TestSenderIDsUniqueAcrossRekeys(t *testing.T) {
 	changed.TEKs = []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 256, Lifetime: time.Hour, Selectors: []Selector{{Src: ten, Dst: ten}}}}
 	at := now.Add(57 * time.Minute)
 	r := New(Options{})
-	r.SetNow(at)
+	clock = at
 	if err := r.AddGroup(changed, at); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestSenderIDsUniqueAcrossRekeys(t *testing.T) {
 	if _, err := r.Rekey("S", at.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	r.SetNow(at.Add(time.Minute))
+	clock = at.Add(time.Minute)
 	join(r, "10.0.0.6")
 	if held[1] != "10.0.0.6" {
 		t.Fatalf("new keys did not count again from the lowest free ID: %v", held)

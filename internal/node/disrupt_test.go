@@ -21,7 +21,7 @@ func (l *restartLab) tekTimes(g *Node) map[uint32]time.Time {
 func (l *restartLab) ksTEKs() []uint32 {
 	var spis []uint32
 	l.ks.Do(l.ctx, func() {
-		for _, tk := range l.ks.ks.Snapshot()[0].TEKs {
+		for _, tk := range l.ks.ks.Snapshot(l.ks.Now())[0].TEKs {
 			spis = append(spis, tk.SPI)
 		}
 	})

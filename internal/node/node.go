@@ -148,6 +148,7 @@ type Node struct {
 
 	// delivery is the KS role's rekey delivery (nil without KS groups).
 	delivery   *ks.Delivery
+	pull       *pullPolicy // the KS role as GROUPKEY-PULL asks it
 	mcastSocks []*sock
 	joined     map[netip.AddrPort]bool
 	stats      counters
@@ -204,6 +205,7 @@ func New(o Options) (*Node, error) {
 			st = o.Store
 		}
 		n.delivery = ks.NewDelivery(n.ks, st)
+		n.pull = &pullPolicy{ks: n.ks}
 		now := o.Now()
 		for _, g := range o.KS {
 			if err := n.ks.AddGroup(g, now); err != nil {
@@ -551,7 +553,7 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 	if err != nil {
 		return
 	}
-	n.ks.SetNow(now)
+	n.pull.now = now
 	key := serveKey{sa, m.Header.MessageID}
 	if s0 := n.serves[key]; s0 != nil {
 		reply, done, err := s0.sv.Handle(m, raw)
@@ -570,7 +572,7 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 		_ = done // kept to answer a retransmitted message 3
 		return
 	}
-	sv, reply, err := gdoi.NewServe(sa, m, raw, n.ks, n.o.Rand)
+	sv, reply, err := gdoi.NewServe(sa, m, raw, n.pull, n.o.Rand)
 	if errors.Is(err, gdoi.ErrUnauthenticated) {
 		n.stats.pullForgedKS++ // no notification to what nothing authenticated
 		return

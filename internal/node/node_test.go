@@ -103,7 +103,7 @@ func TestRegistrationOverLoopback(t *testing.T) {
 		waitFor(t, "registration", g, func() bool { return g.Members()[0].State == "registered" })
 	}
 	var snap []ks.GroupSnapshot
-	kn.Do(ctx, func() { snap = kn.KeyServer().Snapshot() })
+	kn.Do(ctx, func() { snap = kn.KeyServer().Snapshot(kn.Now()) })
 	if len(snap) != 1 || len(snap[0].Members) != 3 {
 		t.Fatalf("KS snapshot %+v", snap)
 	}
@@ -286,9 +286,9 @@ func TestCertificatesAuthorizationAndTwoGroups(t *testing.T) {
 	}
 	ksAddr := netip.MustParseAddr("127.0.0.5")
 	g1 := ksGroup(t, ksAddr)
-	g1.Authorize = func(p ike.Info) error {
-		if p.PeerCert == nil || !strings.HasPrefix(p.PeerCert.Subject.CommonName, "gm-") {
-			return fmt.Errorf("subject %v not admitted", p.PeerCert.Subject)
+	g1.Authorize = func(p ks.Peer) error {
+		if !strings.HasPrefix(p.CertSubject, "CN=gm-") {
+			return fmt.Errorf("subject %q not admitted", p.CertSubject)
 		}
 		return nil
 	}

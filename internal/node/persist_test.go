@@ -47,7 +47,7 @@ func TestKSRestartFromStore(t *testing.T) {
 
 	kn2, _, _ := startKS(port)
 	var members int
-	kn2.Do(ctx, func() { members = len(kn2.ks.Snapshot()[0].Members) })
+	kn2.Do(ctx, func() { members = len(kn2.ks.Snapshot(kn2.Now())[0].Members) })
 	if members != 1 {
 		t.Fatalf("restarted KS knows %d members", members)
 	}

@@ -105,7 +105,7 @@ func (l *restartLab) pump(limit time.Duration, cond func() bool) (time.Duration,
 func (l *restartLab) current() bool {
 	var spis []uint32
 	l.ks.Do(l.ctx, func() {
-		for _, tk := range l.ks.ks.Snapshot()[0].TEKs {
+		for _, tk := range l.ks.ks.Snapshot(l.ks.Now())[0].TEKs {
 			spis = append(spis, tk.SPI)
 		}
 	})
@@ -277,7 +277,7 @@ func TestInterruptedRekeyResumedAfterRestart(t *testing.T) {
 	}
 	acked := l.gms[0].Addrs()[0].Addr()
 	waitFor(t, "the first GM's ACK", l.ks, func() bool {
-		for _, m := range l.ks.ks.Snapshot()[0].Members {
+		for _, m := range l.ks.ks.Snapshot(l.ks.Now())[0].Members {
 			if m.Address == acked {
 				return m.AcksReceived == 1
 			}

@@ -6,9 +6,11 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/syslog"
 	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 // The KS's rekey delivery is ks.Delivery (pacing, retransmission, ACKs,
@@ -259,4 +261,34 @@ func (n *Node) UnservedAddresses() map[string]netip.Addr {
 // onAck handles a GROUPKEY-PUSH acknowledgement (RFC 8263) at the KS.
 func (n *Node) onAck(from netip.AddrPort, data []byte, now time.Time) {
 	n.apply(n.delivery.Ack(from, data, now))
+}
+
+// pullPolicy is the KS role as gdoi.Serve asks it (gdoi.Policy): it turns
+// the phase-1 SA's description into the KS's neutral ks.Peer and gives
+// the KS the time, which the node sets before each message it hands to
+// gdoi (the exchanges carry no clock).
+type pullPolicy struct {
+	ks  *ks.Server
+	now time.Time
+}
+
+func (p *pullPolicy) Join(peer ike.Info, group *isakmp.ID) (*isakmp.GroupSA, error) {
+	return p.ks.Join(ksPeer(peer), group, p.now)
+}
+
+func (p *pullPolicy) Keys(peer ike.Info, group *isakmp.ID, sids uint16) (uint32, *isakmp.KD, error) {
+	return p.ks.Keys(ksPeer(peer), group, sids, p.now)
+}
+
+// ksPeer describes an IKEv1 phase-1 peer to the KS.
+func ksPeer(i ike.Info) ks.Peer {
+	p := ks.Peer{Addr: i.Peer, Version: i.PeerVersion, Identity: i.Peer.Addr().String()}
+	switch {
+	case i.PeerCert != nil:
+		p.CertSubject = i.PeerCert.Subject.String()
+		p.Identity = p.CertSubject
+	case i.PeerID != nil:
+		p.Identity = i.PeerID.String()
+	}
+	return p
 }

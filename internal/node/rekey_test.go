@@ -25,7 +25,7 @@ func gmState(t *testing.T, n *Node) MemberState {
 
 func ksMembers(t *testing.T, n *Node) []ks.Member {
 	var ms []ks.Member
-	n.Do(context.Background(), func() { ms = n.ks.Snapshot()[0].Members })
+	n.Do(context.Background(), func() { ms = n.ks.Snapshot(n.Now())[0].Members })
 	return ms
 }
 
@@ -91,7 +91,7 @@ func TestUnicastRekeysOverDays(t *testing.T) {
 		}
 	}
 	var rekeys int
-	kn.Do(ctx, func() { rekeys = kn.ks.Snapshot()[0].Rekeys })
+	kn.Do(ctx, func() { rekeys = kn.ks.Snapshot(kn.Now())[0].Rekeys })
 	if rekeys < 72 {
 		t.Fatalf("%d rekeys in 72 h with 1-2 h TEKs", rekeys)
 	}
@@ -131,7 +131,7 @@ func TestRekeyTo200GMs(t *testing.T) {
 		}
 	})
 	waitFor(t, "every ACK", kn, func() bool {
-		for _, m := range kn.ks.Snapshot()[0].Members {
+		for _, m := range kn.ks.Snapshot(kn.Now())[0].Members {
 			if m.AcksReceived != 1 {
 				return false
 			}
@@ -270,7 +270,7 @@ func TestTBARResyncOverADay(t *testing.T) {
 		gmn.Do(ctx, func() {})
 	}
 	var snap ks.GroupSnapshot
-	kn.Do(ctx, func() { kn.ks.SetNow(clk.Now()); snap = kn.ks.Snapshot()[0] })
+	kn.Do(ctx, func() { snap = kn.ks.Snapshot(clk.Now())[0] })
 	if want := int(20 * time.Hour / ks.TBARResync); snap.Rekeys < want {
 		t.Fatalf("%d rekeys in 20 h, want at least %d TBAR resyncs", snap.Rekeys, want)
 	}

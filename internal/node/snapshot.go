@@ -64,8 +64,7 @@ func (n *Node) Snapshot() Snapshot {
 		s.GMCounters = n.GMCounters()
 	}
 	if n.ks != nil {
-		n.ks.SetNow(s.Now)
-		s.KS = n.ks.Snapshot()
+		s.KS = n.ks.Snapshot(s.Now)
 		s.KSCounters = n.KSCounters()
 		s.Unserved = n.UnservedAddresses()
 		s.LastRekeys = n.delivery.LastRekeys()
