@@ -43,13 +43,6 @@ func (r *reader) u16() uint16 {
 	return 0
 }
 
-func (r *reader) u24() uint32 {
-	if s := r.take(3); s != nil {
-		return uint32(s[0])<<16 | uint32(s[1])<<8 | uint32(s[2])
-	}
-	return 0
-}
-
 func (r *reader) u32() uint32 {
 	if s := r.take(4); s != nil {
 		return binary.BigEndian.Uint32(s)
@@ -104,7 +97,6 @@ func (r *reader) done() error {
 
 func appendU16(b []byte, v uint16) []byte { return binary.BigEndian.AppendUint16(b, v) }
 func appendU32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
-func appendU24(b []byte, v uint32) []byte { return append(b, byte(v>>16), byte(v>>8), byte(v)) }
 
 // chain walks a run of structures framed by generic payload headers, such as
 // the proposals of an SA, the transforms of a proposal or the SAK/GAP/SAT

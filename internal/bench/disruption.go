@@ -150,13 +150,7 @@ type run struct {
 	nodes  sync.Mutex // held while a node is killed or started: the pump leaves them alone
 	stop   context.CancelFunc
 	done   sync.WaitGroup
-	marks  []mark
 	allReg time.Duration
-}
-
-type mark struct {
-	at    time.Time
-	event int
 }
 
 // startRun starts a lab with traffic. old lists 1.0.1 members.

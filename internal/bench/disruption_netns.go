@@ -58,10 +58,7 @@ func NetnsEvents() []int {
 // The addresses of the --netns topology: the KS and the GM routers on
 // links of their own to a core namespace (10.237.0.0/16), host i behind
 // GM i on 10.10.i.0/24, inside the lab policy's protected 10.10.0.0/16.
-var (
-	netnsKS     = netip.MustParseAddr("10.237.0.1")
-	netnsKSPort = 848
-)
+var netnsKS = netip.MustParseAddr("10.237.0.1")
 
 func netnsGMCore(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 237, byte(i + 1), 2}) }
 func netnsLAN(i int) netip.Prefix {

@@ -2,7 +2,6 @@ package ctl
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -78,12 +77,6 @@ type PromptError struct {
 
 func (e *PromptError) Error() string {
 	return fmt.Sprintf("confirmation required: %s", strings.TrimSpace(lastLine(e.Prompt)))
-}
-
-// IsPrompt reports whether err asks for an answer.
-func IsPrompt(err error) bool {
-	var p *PromptError
-	return errors.As(err, &p)
 }
 
 func lastLine(s string) string {

@@ -6,7 +6,6 @@
 package ike
 
 import (
-	"crypto"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -41,10 +40,6 @@ func (h HashAlg) new() func() hash.Hash {
 		return sha512.New
 	}
 	return nil
-}
-
-func (h HashAlg) crypto() crypto.Hash {
-	return map[HashAlg]crypto.Hash{SHA1: crypto.SHA1, SHA256: crypto.SHA256, SHA384: crypto.SHA384, SHA512: crypto.SHA512}[h]
 }
 
 func (h HashAlg) String() string {

@@ -202,15 +202,6 @@ func New(o Options) *Server {
 	}
 }
 
-// Serve starts the broker on the unix socket path and runs it until ctx
-// ends (Start, then Run).
-func (s *Server) Serve(ctx context.Context, path string) error {
-	if err := s.Start(path); err != nil {
-		return err
-	}
-	return s.Run(ctx)
-}
-
 // Start takes the inventory, opens a UDP socket per address (SPEC D3) and
 // listens on the unix socket path (mode 0600). It refuses when another
 // iked answers on path, and removes a stale socket file. An address that

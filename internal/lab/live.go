@@ -317,9 +317,6 @@ func (v *Live) Stop(ctx context.Context) []flowmeter.Stats {
 	return v.meter.Window(v.start, v.stopped.Add(time.Nanosecond))
 }
 
-// Unknown is the number of received payloads the meter did not send.
-func (v *Live) Unknown() uint64 { return v.meter.Unknown() }
-
 // PrintLiveTable writes the final table of the live traffic: one line per
 // member (what the hosts behind it sent to every other member), the worst
 // pair and the total.

@@ -370,9 +370,6 @@ type ipsecSA struct {
 	Counters *tmd.SACounters `json:"counters,omitempty"`
 }
 
-// IPsecSA renders `show crypto ipsec sa` without data-plane counters.
-func IPsecSA(s node.Snapshot) (string, any) { return IPsecSAWith(s, nil) }
-
 // CryptoMapRef is where the configuration attaches a group: the crypto
 // map naming it and the interface carrying that map.
 type CryptoMapRef struct {

@@ -790,7 +790,6 @@ func (s *Server) refresh(req Request, out, errw io.Writer) int {
 	type step struct {
 		sub *Subsystem
 		run *run
-		w   chan srcnotify.Event
 	}
 	var steps []step
 	var refusal string

@@ -106,9 +106,12 @@ func opName(r Request) string {
 // SAs tmd kept) and updated by every write. Writes go to tmd first; on a
 // broken connection the client redials once, pushes its whole mirror (tmd
 // may have restarted empty) and retries. While tmd stays unreachable
-// writes are kept in the mirror, logged, and their error returned; reads
-// (TEKs, KEKs, FailMode) ask tmd and fall back to the mirror with a
-// warning. Safe for concurrent use: requests are serialized on the one
+// writes are kept in the mirror, logged, and their error returned, and
+// the keepalive (every KeepaliveInterval) reconnects and pushes the mirror
+// as soon as tmd answers again. Reads (TEKs, KEKs, FailMode, Policy,
+// Policies) never ask tmd: they answer from the mirror, so the node's
+// event loop never waits on tmd; Fetch asks tmd and makes the mirror what
+// tmd holds. Safe for concurrent use: requests are serialized on the one
 // connection.
 type Client struct {
 	path, name string
@@ -446,21 +449,6 @@ func (c *Client) Policies() map[string][]sadb.PolicyEntry {
 	return c.mirror.Policies()
 }
 
-// list asks tmd for its database and resyncs the mirror with it; false
-// (after a logged warning) when tmd is unreachable.
-func (c *Client) list(what string) bool {
-	if c.closed {
-		return false
-	}
-	resp, err := c.requestLocked(context.Background(), Request{Op: OpList}, true)
-	if err != nil {
-		c.log.Warn("tmd unreachable; showing the local copy of the SA database", "read", what, "err", err.Error())
-		return false
-	}
-	c.resyncLocked(resp)
-	return true
-}
-
 // TEKs returns the TEKs as last known from tmd: the mirror, updated by
 // every write and every Fetch. The node calls it on every turn of its
 // event loop, so it never waits on tmd; `show crypto ipsec sa` calls
@@ -540,8 +528,9 @@ func (c *Client) Counters(ctx context.Context) ([]TEKCounters, *DataPlaneCounter
 	return resp.SACounters, resp.DataPlane, nil
 }
 
-// Close closes the connection. tmd keeps the SAs; the mirror stays
-// readable through TEKs and KEKs, which no longer ask tmd.
+// Close closes the connection and ends the keepalive. tmd keeps the SAs;
+// the mirror stays readable through TEKs and KEKs, and Fetch returns it
+// with ErrClosed.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
