@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"bench":      {"measure a scenario beside its ceiling (codec, mainmode, daemons, register, rekey, removal)", runBench},
 		"config":     {"validate a configuration file (config check FILE)", runConfig},
 		"cli":        {"operator CLI: groupvpn cli [-s SOCKET] [-c CMD]", runCLI},
+		"key":        {"the key store without a running isakmpd: groupvpn key [-keys DIR] -c 'crypto key generate rsa label X modulus 2048'", runKey},
 		"isakmpd":    {"run the IKEv1 + GDOI daemon (key server and/or group member): isakmpd -f FILE", runIsakmpd},
 		"tmd":        {"run the tunnel manager: the SA database the IKE daemons install into (tmd [-socket PATH])", runTmd},
 		"iked":       {"run the IKE broker: owns UDP 848/500/4500 on every address for the group ike (iked [-socket PATH])", runIked},

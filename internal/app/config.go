@@ -2,7 +2,10 @@ package app
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+
+	"github.com/groupvpn/groupvpn/internal/keystore"
 
 	"github.com/groupvpn/groupvpn/internal/policy"
 )
@@ -12,13 +15,30 @@ import (
 // "FILE: OK" and a summary of the node's roles, or every error as
 // FILE:LINE: reason on stderr. Lines accepted but not used (a pasted IOS
 // configuration's) are printed as FILE:LINE: note: ... before "OK".
+//
+// Rekey keys that no crypto key import line names are looked up in the
+// key store isakmpd uses (-keys DIR; default keys/ next to -state FILE,
+// /var/lib/groupvpn/keys); where each rekey key was found is printed.
 func runConfig(env *Env, args []string) int {
-	if len(args) != 2 || args[0] != "check" {
-		fmt.Fprintln(env.Stderr, "usage: groupvpn config check FILE")
+	usage := func() int {
+		fmt.Fprintln(env.Stderr, "usage: groupvpn config check FILE\n       groupvpn config check -keys DIR | -state FILE  FILE   (isakmpd's key store: its -keys, or keys/ next to its -state; default "+DefaultStateDir+"/keys)")
 		return 2
 	}
-	file := args[1]
-	c, err := policy.Load(file)
+	if len(args) < 1 || args[0] != "check" {
+		return usage()
+	}
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	keysDir := fs.String("keys", "", "isakmpd's key store `DIR` (its -keys)")
+	statePath := fs.String("state", "", "isakmpd's state `FILE` (its -state): the key store is keys/ next to it")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		return usage()
+	}
+	file := fs.Arg(0)
+	c, err := policy.LoadWith(file, policy.Options{KeyStore: keystore.Open(KeyStoreDir(*keysDir, *statePath))})
 	if err != nil {
 		var list policy.ErrorList
 		if errors.As(err, &list) {
@@ -33,6 +53,9 @@ func runConfig(env *Env, args []string) int {
 	}
 	for _, n := range c.Notes {
 		fmt.Fprintln(env.Stdout, n)
+	}
+	for _, k := range c.RekeyKeys() {
+		fmt.Fprintf(env.Stdout, "%s: %s\n", file, k)
 	}
 	fmt.Fprintf(env.Stdout, "%s: OK\n%s\n", file, c.Summary())
 	return 0

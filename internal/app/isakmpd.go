@@ -17,6 +17,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/daemon"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/iked"
+	"github.com/groupvpn/groupvpn/internal/keystore"
 	"github.com/groupvpn/groupvpn/internal/metrics"
 	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/node"
@@ -40,6 +41,7 @@ func runIsakmpd(env *Env, args []string) int {
 	syslogTo := fs.String("syslog", "", "also log to syslog `DEST`: udp://host:514 or tcp://host:514 (RFC 5424), unix:///dev/log (RFC 3164) or file:///path (docs/operations.md, Logging)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	statePath := fs.String("state", "/var/lib/groupvpn/isakmpd.db", "key-server state `FILE` (keys, sequence numbers, members; kept across restarts)")
+	keysDir := fs.String("keys", "", "key store `DIR` (crypto key generate/import from groupvpn cli; rekey keys no crypto key import line names); default: keys/ next to -state")
 	tmdSocket := fs.String("tmd", "", "install the group SAs into the tmd serving `SOCKET` (srcmstr passes it); default: keep them in this process")
 	ikedSocket := fs.String("iked", "", "receive and send through the iked broker serving `SOCKET` (started with the group ike); default: own sockets")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on http://`ADDR:PORT`/metrics (docs/operations.md, Metrics); default: off")
@@ -71,7 +73,8 @@ func runIsakmpd(env *Env, args []string) int {
 	if logDest != nil {
 		defer logDest.Close()
 	}
-	cfg, err := policy.Load(*file)
+	keys := keystore.Open(KeyStoreDir(*keysDir, *statePath))
+	cfg, err := policy.LoadWith(*file, policy.Options{KeyStore: keys})
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: configuration refused:\n%v\n", err)
 		return 1
@@ -166,6 +169,7 @@ func runIsakmpd(env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
 	}
+	d.ServeKeyStore(keys) // crypto key generate/zeroize/import/export, show crypto key mypubkey
 	if logHandler != nil {
 		d.OnHostname(logHandler.SetHostname) // HOSTNAME: the configured hostname
 	}
@@ -267,6 +271,22 @@ func runIsakmpd(env *Env, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// DefaultStateDir is where isakmpd keeps its state by default (-state,
+// the key store).
+const DefaultStateDir = "/var/lib/groupvpn"
+
+// KeyStoreDir is the key store's directory: dir if set, else keys/ next
+// to the KS state file, else DefaultStateDir/keys.
+func KeyStoreDir(dir, statePath string) string {
+	switch {
+	case dir != "":
+		return dir
+	case statePath != "":
+		return filepath.Join(filepath.Dir(statePath), "keys")
+	}
+	return filepath.Join(DefaultStateDir, "keys")
 }
 
 // reloadOnHangup refreshes the addresses served and rereads the

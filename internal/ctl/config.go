@@ -222,8 +222,11 @@ func (s *Server) HandleConfigure(open func(ctx context.Context) (ConfigSession, 
 				store.drop(id)
 				return &Reply{Text: "% Configuration changes discarded\n", Data: ConfigState{}}, nil
 			}
-			text, mode, err := e.sess.Line(ctx, line)
+			text, mode, err := e.sess.Line(context.WithValue(ctx, requestKey{}, req), line)
 			if err != nil {
+				if IsPrompt(err) {
+					return &Reply{Text: text}, err // asked again with the answer (RequestOf)
+				}
 				if invalid != nil {
 					err = &parseError{invalid.msg + "\n" + err.Error(), invalid.pos}
 				}

@@ -73,6 +73,41 @@ func (cs *ConfigShell) configLine(ctx context.Context, line string, complete boo
 	return resp, err
 }
 
+// configLineAsk sends one line of the configuration session and answers
+// its prompts with ask (crypto key generate asks before replacing a key).
+func (cs *ConfigShell) configLineAsk(ctx context.Context, line string, show func(string), ask func(prompt string) (string, error)) (*WireResponse, error) {
+	cmd := CmdConfigSession + " " + cs.session
+	req := &WireRequest{Cmd: cmd, Input: line}
+	for round := 0; ; round++ {
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if cs.Timeout > 0 {
+			rctx, cancel = context.WithTimeout(ctx, cs.Timeout)
+		}
+		resp, err := cs.Client.Do(rctx, req)
+		cancel()
+		if err != nil {
+			if errors.Is(err, ErrConnection) {
+				cs.session, cs.mode = "", ""
+			}
+			return resp, err
+		}
+		if resp.Prompt == "" || resp.Token == "" {
+			return resp, nil
+		}
+		if round >= maxRounds {
+			return nil, fmt.Errorf("%q asked %d questions; giving up", line, round)
+		}
+		if resp.Text != "" {
+			show(resp.Text)
+		}
+		ans, err := ask(resp.Prompt)
+		if err != nil {
+			return nil, err
+		}
+		req = &WireRequest{Cmd: cmd, Input: line, Answer: ans, Token: resp.Token}
+	}
+}
+
 // doLine reports whether line is `do LINE` and returns LINE.
 func doLine(line string) (string, bool) {
 	w := strings.Fields(line)
@@ -98,7 +133,7 @@ func (cs *ConfigShell) RunCommand(ctx context.Context, line string) error {
 			exec = l
 		} else {
 			exec = ""
-			resp, err = cs.configLine(ctx, line, false)
+			resp, err = cs.configLineAsk(ctx, line, func(s string) { io.WriteString(cs.Out, ensureNL(s)) }, cs.scriptAnswer(line))
 		}
 	}
 	if exec != "" {
@@ -298,7 +333,8 @@ func (cs *ConfigShell) Interactive(ctx context.Context, rw io.ReadWriter, width,
 		case line == CmdHelp:
 			resp, err = cs.Client.Do(ctx, &WireRequest{Cmd: CmdHelp})
 		case exec == "":
-			resp, err = cs.configLine(ctx, line, false)
+			resp, err = cs.configLineAsk(ctx, line, func(s string) { io.WriteString(t, ensureNL(s)) },
+				func(p string) (string, error) { return cs.termAsk(t, p) })
 		default:
 			resp, err = cs.exec(ctx, exec, func(s string) { io.WriteString(t, ensureNL(s)) },
 				func(p string) (string, error) { return cs.termAsk(t, p) })

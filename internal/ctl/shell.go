@@ -21,8 +21,9 @@ var ErrFailed = errors.New("command failed")
 // given in advance and there is no terminal to ask.
 var ErrNoTerminal = errors.New("no terminal to answer the prompt")
 
-// maxRounds bounds the questions one command may ask.
-const maxRounds = 16
+// maxRounds bounds the questions one command may ask (a PEM key pasted
+// line by line, crypto key import ... pem terminal, is up to ~60).
+const maxRounds = 128
 
 // Shell is the client side of the CLI: it runs command lines through a
 // Client, prints what comes back and answers prompts.

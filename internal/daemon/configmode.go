@@ -101,7 +101,7 @@ func (d *Daemon) Reload() (err error) {
 	if file == "" {
 		return errors.New("the running configuration was not loaded from a file: nothing to reload")
 	}
-	c, err := policy.Load(file)
+	c, err := policy.LoadWith(file, d.Config().Options())
 	if err != nil {
 		return err
 	}
@@ -215,6 +215,9 @@ func (s *configSession) Grammar() *ctl.Grammar {
 		}
 		if i == 0 {
 			cmds = append(cmds, editorCommands...)
+			if s.d.keyCommands() != nil {
+				cmds = append(cmds, keyGrammar...) // keys.go
+			}
 		}
 		levels = append(levels, cmds)
 	}
@@ -228,6 +231,12 @@ func (s *configSession) Line(ctx context.Context, line string) (string, string, 
 	if w := strings.Fields(strings.ToLower(line)); len(w) == 2 && w[0] == "show" && strings.HasPrefix("configuration", w[1]) && len(w[1]) >= 4 {
 		// The candidate, as end would commit it (line numbers as in its errors).
 		return s.ed.Text(), s.ed.Prompt(), nil
+	}
+	if k := s.d.keyCommands(); k != nil && isKeyCommand(line) {
+		// crypto key generate and the like act at once, as on IOS, and
+		// are not part of the configuration (keys.go).
+		text, err := k.configLine(ctx, line)
+		return text, s.ed.Prompt(), err
 	}
 	prompt, err := s.ed.Apply(line)
 	switch {

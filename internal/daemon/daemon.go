@@ -45,6 +45,8 @@ type Daemon struct {
 	onHostname []func(string)
 	// logSinks take the configuration's logging (SetLogSinks, logging.go).
 	logSinks *syslog.Sinks
+	// keys is the key store on the CLI (ServeKeyStore, keys.go); nil: none.
+	keys *keyCommands
 }
 
 // OnHostname calls f with the configured hostname now and again whenever a

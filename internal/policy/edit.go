@@ -173,7 +173,7 @@ func (e *Editor) Apply(line string) (string, error) {
 // resolved, key files loaded). Errors name the file running-config. The
 // result's File and Dir are the base configuration's.
 func (e *Editor) Candidate() (*Config, error) {
-	c, err := Parse(e.file, []byte(e.text))
+	c, err := ParseWith(e.file, []byte(e.text), e.base.opts)
 	if err != nil {
 		var l ErrorList
 		if errors.As(err, &l) {

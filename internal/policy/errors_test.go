@@ -57,7 +57,7 @@ interface eth0
 	mustFail(t, src,
 		l("profile gdoi-p2")+`: sa ipsec 2: profile "gdoi-p2" is not defined`,
 		l("match address ipv4 nope")+`: sa ipsec 2: access list "nope" is not defined`,
-		l("mypubkey rsa K")+`: rekey authentication: key "K" is not defined (crypto key import rsa K file PATH)`,
+		l("mypubkey rsa K")+`: rekey authentication: key "K" is not defined: no crypto key import line names it (and no key store was given); generate it in the key store (groupvpn key -c 'crypto key generate rsa general-keys label K modulus 2048'; groupvpn cli once isakmpd runs), import the one the other key servers use (crypto key import rsa K pem terminal), or name a file (crypto key import rsa K file PATH)`,
 		l("rekey address ipv4 nope2")+`: rekey address ipv4: access list "nope2" is not defined`,
 		l("authorization address ipv4 nope3")+`: authorization address ipv4: access list "nope3" is not defined`,
 		l("set group nope4")+`: crypto map m 10: group "nope4" is not defined`,

@@ -12,11 +12,13 @@ package policy
 import (
 	"crypto"
 	"crypto/x509"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/keystore"
 	"github.com/groupvpn/groupvpn/internal/version"
 )
 
@@ -59,7 +61,22 @@ type Config struct {
 	// `file:line: note: ... not used by groupvpn (why)`, in line order;
 	// `config check` prints them. They are not rendered.
 	Notes ErrorList
+
+	// opts are what the configuration was parsed with (the key store):
+	// an Editor's candidate and a reload are parsed with them too.
+	opts Options
 }
+
+// Options are what a configuration is parsed against besides its text.
+type Options struct {
+	// KeyStore is where a `rekey authentication mypubkey {rsa | ec} X`
+	// that no `crypto key import` line names finds its key: the daemon's
+	// key store (internal/keystore; CLI crypto key generate). Nil: none.
+	KeyStore *keystore.Store
+}
+
+// Options are the options the configuration was parsed with.
+func (c *Config) Options() Options { return c.opts }
 
 // Logging is where isakmpd sends its messages besides stderr and -syslog
 // (docs/operations.md, Logging).
@@ -197,9 +214,13 @@ type ISAKMPKey struct {
 type KeyPair struct {
 	Type   string // "rsa" or "ec"
 	Label  string
-	Path   string // as written, relative to Config.Dir unless absolute
+	Path   string // as written, relative to Config.Dir unless absolute; a stored key's file
 	Signer crypto.Signer
-	Line   int
+	Line   int // 0 for a stored key
+	// Store is the key store directory the key was found in, when no
+	// crypto key import line names it (CLI crypto key generate or
+	// import); such a key is not in Config.Keys and is not rendered.
+	Store string
 }
 
 // PKI is our certificate identity for rsa-sig / ecdsa-sig phase 1.
@@ -683,6 +704,26 @@ func (c *Config) Profile(name string) *IPsecProfile {
 		}
 	}
 	return nil
+}
+
+// RekeyKeys lists where the rekey keys of the key-server groups come
+// from, one line each, for config check: "group G: rekey key X (RSA
+// 2048) from crypto key import, line N (file F)" or "... from the key
+// store DIR (F)".
+func (c *Config) RekeyKeys() []string {
+	var out []string
+	for _, g := range c.KSGroups() {
+		k := g.Server.RekeyKey
+		if k == nil {
+			continue
+		}
+		from := fmt.Sprintf("crypto key import, line %d (file %s)", k.Line, k.Path)
+		if k.Store != "" {
+			from = fmt.Sprintf("the key store %s (%s)", k.Store, k.Path)
+		}
+		out = append(out, fmt.Sprintf("crypto gdoi group %s: rekey authentication mypubkey %s %s: %s key from %s", g.Name, k.Type, k.Label, keystore.Describe(k.Signer), from))
+	}
+	return out
 }
 
 // Key returns the imported key with label.

@@ -20,12 +20,15 @@ const MaxConfigFile = 8 << 20
 
 // Load reads and parses the configuration file at path; key and
 // certificate paths in it are relative to its directory.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, Options{}) }
+
+// LoadWith is Load with options (the daemon's key store).
+func LoadWith(path string, o Options) (*Config, error) {
 	src, err := readFile(path, MaxConfigFile, false)
 	if err != nil {
 		return nil, ErrorList{{File: path, Msg: fmt.Sprintf("cannot read: %v", errorsUnwrapPath(err))}}
 	}
-	return Parse(path, src)
+	return ParseWith(path, src, o)
 }
 
 func errorsUnwrapPath(err error) error {
@@ -39,8 +42,12 @@ func errorsUnwrapPath(err error) error {
 // and certificate paths are resolved from its directory). On any problem
 // it returns a nil Config and an ErrorList of every problem found, up to
 // MaxErrors.
-func Parse(name string, src []byte) (*Config, error) {
+func Parse(name string, src []byte) (*Config, error) { return ParseWith(name, src, Options{}) }
+
+// ParseWith is Parse with options (the daemon's key store).
+func ParseWith(name string, src []byte, o Options) (*Config, error) {
 	p := newParser(name, filepath.Dir(name))
+	p.cfg.opts = o
 	p.run(strings.Split(string(src), "\n"), 0, true)
 	if len(p.errs) == 0 {
 		sort.SliceStable(p.cfg.Notes, func(i, j int) bool { return p.cfg.Notes[i].Line < p.cfg.Notes[j].Line })
@@ -483,7 +490,7 @@ func buildModes() *modes {
 						p.generated[a[i+1]] = p.line
 					}
 				}
-				p.notef("%q not used by groupvpn (an exec command; groupvpn's keys come from files: crypto key import {rsa | ec} LABEL file PATH, docs/config.md)", p.text)
+				p.notef("%q not used by groupvpn in a configuration (as on IOS, keys are not kept in it): the same command generates the key into isakmpd's key store on the CLI (groupvpn key before isakmpd starts, groupvpn cli once it runs), or the IOS key server's key is imported there (crypto key import rsa LABEL pem terminal); docs/cli.md, Keys", p.text)
 			}},
 		unused("version", "the IOS software version; groupvpn version sets the announced GDOI version", false),
 		unused("building", "a show running-config header", false),

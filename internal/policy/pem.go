@@ -2,14 +2,14 @@ package policy
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/groupvpn/groupvpn/internal/keystore"
 )
 
 // path resolves a path from the configuration against its directory.
@@ -68,74 +68,17 @@ func (p *parser) loadKey(what, name, typ string) (crypto.Signer, bool) {
 	if !ok {
 		return nil, false
 	}
-	signer, err := parsePrivateKey(b)
+	signer, err := keystore.ParsePrivateKey(b)
 	if err != nil {
 		p.errorf("%s: %s: %v", what, name, err)
 		return nil, false
 	}
-	got := keyKind(signer)
+	got := keystore.Kind(signer)
 	if typ != "" && got != typ {
-		p.errorf("%s: %s holds an %s key, not an %s key", what, name, upper(got), upper(typ))
+		p.errorf("%s: %s holds an %s key, not an %s key", what, name, keystore.Upper(got), keystore.Upper(typ))
 		return nil, false
 	}
 	return signer, true
-}
-
-func upper(kind string) string {
-	if kind == "ec" {
-		return "EC"
-	}
-	return "RSA"
-}
-
-func keyKind(s crypto.Signer) string {
-	if _, ok := s.(*ecdsa.PrivateKey); ok {
-		return "ec"
-	}
-	return "rsa"
-}
-
-func parsePrivateKey(b []byte) (crypto.Signer, error) {
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			return nil, fmt.Errorf("no PEM private key found (want a PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)")
-		}
-		if _, enc := blk.Headers["Proc-Type"]; enc || blk.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, fmt.Errorf("the private key is encrypted; store it unencrypted with restrictive file permissions")
-		}
-		var key any
-		var err error
-		switch blk.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(blk.Bytes)
-		default:
-			continue // EC PARAMETERS, certificates next to the key, ...
-		}
-		if err != nil {
-			return nil, fmt.Errorf("PEM %s block: %v", blk.Type, err)
-		}
-		switch k := key.(type) {
-		case *rsa.PrivateKey:
-			if k.N.BitLen() < 2048 {
-				return nil, fmt.Errorf("RSA key of %d bits is too short (accepted: 2048 bits or more)", k.N.BitLen())
-			}
-			return k, nil
-		case *ecdsa.PrivateKey:
-			switch k.Curve.Params().BitSize {
-			case 256, 384, 521:
-				return k, nil
-			}
-			return nil, fmt.Errorf("EC key on curve %s is not supported (accepted: P-256, P-384, P-521)", k.Curve.Params().Name)
-		default:
-			return nil, fmt.Errorf("%T keys are not supported (accepted: RSA, ECDSA)", key)
-		}
-	}
 }
 
 // loadCerts reads every CERTIFICATE block of a PEM file.

@@ -2,7 +2,11 @@ package policy
 
 import (
 	"crypto/rsa"
+	"errors"
+	"fmt"
 	"strings"
+
+	"github.com/groupvpn/groupvpn/internal/keystore"
 )
 
 // resolve links references and checks what only the whole configuration
@@ -164,6 +168,41 @@ func (p *parser) resolveFailClose(f *FailClose) {
 	}
 }
 
+// storedKey finds the rekey key of s in the key store, when no crypto
+// key import line names it; nil (and the reason, as an error) otherwise.
+func (p *parser) storedKey(s *ServerLocal) *KeyPair {
+	label, typ := s.RekeyKeyLabel, s.RekeyKeyType
+	st := p.cfg.opts.KeyStore
+	var why string
+	if st != nil {
+		k, err := st.Get(label)
+		if err == nil {
+			return &KeyPair{Type: k.Type, Label: label, Path: k.Path, Signer: k.Signer, Store: st.Dir()}
+		}
+		if !errors.Is(err, keystore.ErrNotFound) {
+			p.errAt(s.RekeyKeyLine, "rekey authentication mypubkey %s %s: the key store cannot give it: %v", typ, label, err)
+			return nil
+		}
+		why = fmt.Sprintf("neither a crypto key import line nor the key store %s has it", st.Dir())
+	} else {
+		why = "no crypto key import line names it (and no key store was given)"
+	}
+	how := fmt.Sprintf("generate it in the key store (groupvpn key -c 'crypto key generate %s", typ)
+	if typ == "ec" {
+		how += " keysize 256 label " + label + "'"
+	} else {
+		how += " general-keys label " + label + " modulus 2048'"
+	}
+	how += "; groupvpn cli once isakmpd runs)"
+	how += fmt.Sprintf(", import the one the other key servers use (crypto key import %s %s pem terminal), or name a file (crypto key import %s %s file PATH)", typ, label, typ, label)
+	if line := p.generated[label]; line != 0 {
+		p.errAt(s.RekeyKeyLine, "rekey authentication: key %q was generated on IOS (crypto key generate, line %d) and %s; a key server cannot sign rekeys without it: export it from the IOS key server (crypto key export rsa %s pem terminal 3des PASSPHRASE, then decrypt it: openssl rsa) and import it (crypto key import %s %s pem terminal), or %s", label, line, why, label, typ, label, how)
+		return nil
+	}
+	p.errAt(s.RekeyKeyLine, "rekey authentication: key %q is not defined: %s; %s", label, why, how)
+	return nil
+}
+
 func (p *parser) resolveServer(g *Group) {
 	c, s := p.cfg, g.Server
 	if len(s.SAs) == 0 {
@@ -195,11 +234,15 @@ func (p *parser) resolveServer(g *Group) {
 
 	s.RekeyKey, s.RekeyACL, s.AuthorizationACL = nil, nil, nil
 	if s.RekeyKeyLabel != "" {
-		switch k := c.Key(s.RekeyKeyLabel); {
-		case k == nil && p.generated[s.RekeyKeyLabel] != 0:
-			p.errAt(s.RekeyKeyLine, "rekey authentication: key %q was generated on IOS (crypto key generate, line %d); groupvpn cannot sign rekeys without the private key: export it from the key server (crypto key export rsa %s pem ...) and add crypto key import %s %s file PATH", s.RekeyKeyLabel, p.generated[s.RekeyKeyLabel], s.RekeyKeyLabel, s.RekeyKeyType, s.RekeyKeyLabel)
+		k := c.Key(s.RekeyKeyLabel)
+		if k == nil {
+			k = p.storedKey(s)
+		}
+		switch {
 		case k == nil:
-			p.errAt(s.RekeyKeyLine, "rekey authentication: key %q is not defined (crypto key import %s %s file PATH)", s.RekeyKeyLabel, s.RekeyKeyType, s.RekeyKeyLabel)
+			// storedKey said why
+		case k.Type != s.RekeyKeyType && k.Store != "":
+			p.errAt(s.RekeyKeyLine, "rekey authentication mypubkey %s %s: key %s in the key store %s is %s, not %s", s.RekeyKeyType, s.RekeyKeyLabel, k.Label, k.Store, keystore.Upper(k.Type), keystore.Upper(s.RekeyKeyType))
 		case k.Type != s.RekeyKeyType:
 			p.errAt(s.RekeyKeyLine, "rekey authentication mypubkey %s %s: key %s (line %d) is %s, not %s", s.RekeyKeyType, s.RekeyKeyLabel, k.Label, k.Line, k.Type, s.RekeyKeyType)
 		default:
