@@ -224,7 +224,7 @@ func (s *Server) HandleConfigure(open func(ctx context.Context) (ConfigSession, 
 			}
 			text, mode, err := e.sess.Line(context.WithValue(ctx, requestKey{}, req), line)
 			if err != nil {
-				if IsPrompt(err) {
+				if pe := (*PromptError)(nil); errors.As(err, &pe) {
 					return &Reply{Text: text}, err // asked again with the answer (RequestOf)
 				}
 				if invalid != nil {
