@@ -432,7 +432,7 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 	}
 	var data json.RawMessage
 	if reply.Data != nil {
-		data, err = json.Marshal(reply.Data)
+		data, err = marshalData(reply.Data)
 		if err != nil {
 			s.log.Error("ctl: reply data not encodable", "cmd", res.cmd.pattern, "err", err)
 			return fail(req, fmt.Sprintf("ctl: cannot encode the reply's data: %v", err))
@@ -443,6 +443,18 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 		return fail(req, err.Error())
 	}
 	return &WireResponse{V: Version, ID: req.ID, OK: true, Text: text, Data: data}
+}
+
+// marshalData is a reply's Data as JSON, '<', '>' and '&' as themselves
+// (not \u003c...): log lines and configurations read as typed.
+func marshalData(v any) (json.RawMessage, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // call runs a handler, turning a panic into an error.

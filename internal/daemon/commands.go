@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -170,14 +169,15 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 	srv.HandleReadOnly("show crypto isakmp listen", "the local addresses isakmpd serves (UDP)", snap(listening))
 	srv.HandleReadOnly("show running-config", "the configuration in force", func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 		c := running()
-		return &ctl.Reply{Text: c.Render(), Data: map[string]string{"config": c.Render()}}, nil
+		text := c.Render()
+		return &ctl.Reply{Text: text, Data: show.RunningConfigView(n.Now(), text)}, nil
 	})
 	// The hostname of the configuration in force: a reload or commit
 	// changes it live, the node keeps the one it started with.
 	start := n.Now()
 	srv.HandleReadOnly("show version", "System hardware and software status: version, uptime, hostname", snap(func(s node.Snapshot) (string, any) {
 		s.Hostname = running().Hostname
-		text, data := show.Version(s)
+		text, _ := show.Version(s)
 		host := s.Hostname
 		if host == "" {
 			host = "groupvpn"
@@ -185,16 +185,12 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 		up := s.Now.Sub(start)
 		text += fmt.Sprintf("%s uptime is %s\nStarted at %s\nRunning on %s/%s, built with %s\n",
 			host, uptime(up), start.UTC().Format("15:04:05 UTC Mon Jan 2 2006"), runtime.GOOS, runtime.GOARCH, runtime.Version())
-		if m, ok := data.(map[string]string); ok {
-			m["uptime_seconds"] = strconv.FormatInt(int64(up.Seconds()), 10)
-			m["started"] = start.UTC().Format(time.RFC3339)
-		}
-		return text, data
+		return text, show.VersionView(s, show.Build{Started: start, OS: runtime.GOOS, Arch: runtime.GOARCH, GoVersion: runtime.Version()})
 	}))
 	srv.HandleReadOnly("show clock", "Display the system clock", snap(func(s node.Snapshot) (string, any) {
 		// IOS's layout; no '*': the time is the host's, whatever keeps it.
 		now := s.Now.UTC()
-		return now.Format("15:04:05.000 UTC Mon Jan 2 2006") + "\n", map[string]string{"clock": now.Format(time.RFC3339Nano)}
+		return now.Format("15:04:05.000 UTC Mon Jan 2 2006") + "\n", show.ClockView(now)
 	}))
 	srv.HandleReadOnly("show crypto gdoi ks replay", "anti-replay policy and TBAR pseudotime of the groups this KS serves", ksOnly(n, snap(show.KSReplay)))
 	srv.HandleReadOnly("show crypto gdoi gm replay", "anti-replay state of this GM's TEKs: method, window, TBAR pseudotime and drops", gmOnly(n, withCounters(n, show.GMReplayWith)))
@@ -312,10 +308,8 @@ var keywordHelp = map[string]string{
 func listening(s node.Snapshot) (string, any) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ISAKMP listening addresses (UDP): %d\n", len(s.Addrs))
-	addrs := make([]string, len(s.Addrs))
-	for i, a := range s.Addrs {
-		addrs[i] = a.String()
+	for _, a := range s.Addrs {
 		fmt.Fprintf(&b, "  %s\n", a)
 	}
-	return b.String(), map[string][]string{"listen": addrs}
+	return b.String(), show.ListenView(s)
 }

@@ -107,7 +107,7 @@ func (d *Daemon) ksGroups(ctx context.Context, req *ctl.Request) ([]string, erro
 
 // features renders the seed's version table (SPEC V4): the same for both
 // features, which arrived together with 1.0.2.
-func (d *Daemon) features(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+func (d *Daemon) features(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
 	n := d.Node
 	var tables []show.FeatureTable
 	n.Do(ctx, func() {
@@ -119,7 +119,8 @@ func (d *Daemon) features(ctx context.Context, _ *ctl.Request) (*ctl.Reply, erro
 	if len(tables) == 0 {
 		return nil, fmt.Errorf("%% this node is not a key server: run the command on the (primary) KS")
 	}
-	text, data := show.Features(tables)
+	feature := req.Command[strings.LastIndexByte(req.Command, ' ')+1:] // gm-removal, policy-replace
+	text, data := show.Features(feature, n.Now(), tables)
 	return &ctl.Reply{Text: text, Data: data}, nil
 }
 
@@ -147,7 +148,7 @@ func (d *Daemon) ksPolicy(ctx context.Context, _ *ctl.Request) (*ctl.Reply, erro
 	}
 	b.WriteString("Pending policy changes (not yet sent to the group members):\n")
 	b.WriteString(policy.FormatChanges(changes))
-	return &ctl.Reply{Text: b.String(), Data: changes}, nil
+	return &ctl.Reply{Text: b.String(), Data: show.KSPolicyView(d.Node.Now(), run, changes)}, nil
 }
 
 func profileLifetime(sa *policy.SAIPsec) time.Duration {

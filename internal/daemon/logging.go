@@ -7,6 +7,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/show"
 	"github.com/groupvpn/groupvpn/internal/syslog"
 )
 
@@ -73,10 +74,12 @@ func (d *Daemon) showLogging(_ context.Context, _ *ctl.Request) (*ctl.Reply, err
 	b.WriteString("Syslog logging: enabled\n")
 	if s == nil { // a daemon without sinks (tests, the lab)
 		b.WriteString("    Buffer logging:  disabled\n")
-		return &ctl.Reply{Text: b.String()}, nil
+		return &ctl.Reply{Text: b.String(), Data: show.LoggingView(d.Node.Now(), show.Logging{})}, nil
 	}
 	lines, size := s.Buffered()
 	bufLevel, trap := s.Levels()
+	data := show.LoggingView(d.Node.Now(), show.Logging{Sinks: true, BufferSize: size, BufferLevel: bufLevel, Lines: lines,
+		Trap: trap, Facility: policy.FacilityName(s.Facility()), Hosts: s.Hosts(), Sent: s.Sent(), HostDrops: s.Drops()})
 	if size > 0 {
 		fmt.Fprintf(&b, "    Buffer logging:  level %s, %d messages in the buffer\n", policy.Severities[bufLevel], len(lines))
 	} else {
@@ -93,5 +96,5 @@ func (d *Daemon) showLogging(_ context.Context, _ *ctl.Request) (*ctl.Reply, err
 			b.WriteString(l + "\n")
 		}
 	}
-	return &ctl.Reply{Text: b.String()}, nil
+	return &ctl.Reply{Text: b.String(), Data: data}, nil
 }

@@ -36,11 +36,17 @@ func statistics(t *testing.T, c *ctl.Client) map[string]json.RawMessage {
 	if err != nil || !r.OK {
 		t.Fatalf("show crypto isakmp statistics | json: %v %s", err, r.Error)
 	}
-	var v map[string]json.RawMessage
+	var v struct {
+		Counters    map[string]json.RawMessage `json:"counters"`
+		Unavailable json.RawMessage            `json:"unavailable"`
+	}
 	if err := json.Unmarshal([]byte(r.Text), &v); err != nil {
 		t.Fatalf("| json: %v\n%s", err, r.Text)
 	}
-	return v
+	if v.Unavailable != nil {
+		v.Counters["unavailable"] = v.Unavailable
+	}
+	return v.Counters
 }
 
 func section(t *testing.T, v map[string]json.RawMessage, key string) map[string]uint64 {
@@ -238,11 +244,13 @@ func TestStatisticsOfBrokerAndTmdProcesses(t *testing.T) {
 		if err != nil {
 			t.Fatalf("show crypto isakmp statistics | json: %v\n%s", err, out)
 		}
-		var v map[string]json.RawMessage
+		var v struct {
+			Counters map[string]json.RawMessage `json:"counters"`
+		}
 		if err := json.Unmarshal(out, &v); err != nil {
 			t.Fatalf("| json: %v\n%s", err, out)
 		}
-		return v
+		return v.Counters
 	}
 	before := stats()
 	brokerBefore, tmdBefore := section(t, before, "broker"), section(t, before, "sa_database")

@@ -36,12 +36,14 @@ func counters(t *testing.T, ctx context.Context, srv *ctl.Server, cmd, section s
 	if !r.OK {
 		t.Fatalf("%s: %s", cmd, r.Error)
 	}
-	var v map[string]json.RawMessage
+	var v struct {
+		Counters map[string]json.RawMessage `json:"counters"`
+	}
 	if err := json.Unmarshal([]byte(r.Text), &v); err != nil {
 		t.Fatalf("%s | json: %v\n%s", cmd, err, r.Text)
 	}
 	var out map[string]uint64
-	if err := json.Unmarshal(v[section], &out); err != nil {
+	if err := json.Unmarshal(v.Counters[section], &out); err != nil {
 		t.Fatalf("%s | json: section %q: %v\n%s", cmd, section, err, r.Text)
 	}
 	return out

@@ -34,7 +34,7 @@ func TestShowCommandsOnARunningLab(t *testing.T) {
 		{"ks", "show crypto isakmp sa", []string{"127.0.1.1"}},
 		{"gm", "show crypto gdoi gm", []string{"Registration status   : Registered", "KEK POLICY", "esp-gcm", "esp-aes esp-sha256-hmac"}},
 		{"gm", "show crypto ipsec sa | include esp sas", []string{"inbound esp sas", "outbound esp sas"}},
-		{"gm", "sh cry ipsec sa | json", []string{`"Group": "LAB"`}},
+		{"gm", "sh cry ipsec sa | json", []string{`"schema": "groupvpn.show/1"`, `"group": "LAB"`, `"spi": "0x`}},
 		{"gm", "show version", []string{"version 1.0.2"}},
 		{"ks", "show crypto gdoi ks replay", []string{"Counter based Replay", "Replay Window Size           : 64", "Timebased Replay", "Replay Window Size           : 5 secs", "Next TBAR resync rekey in"}},
 		{"gm", "show crypto gdoi gm replay", []string{"Counter based Replay", "Timebased Replay", "Replay Value"}},

@@ -72,11 +72,7 @@ func ace(proto uint8, src, dst netip.Prefix, srcPort, dstPort uint16) string {
 
 // aceAct renders an access-list entry as IOS does, with its action.
 func aceAct(act string, proto uint8, src, dst netip.Prefix, srcPort, dstPort uint16) string {
-	ps := map[uint8]string{0: "ip", 1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ahp", 88: "eigrp", 89: "ospf", 103: "pim"}[proto]
-	if ps == "" {
-		ps = fmt.Sprint(proto)
-	}
-	s := act + " " + ps + " " + wildcard(src)
+	s := act + " " + protoName(proto) + " " + wildcard(src)
 	if srcPort != 0 {
 		s += fmt.Sprintf(" eq %d", srcPort)
 	}
@@ -168,7 +164,7 @@ func GDOI(s node.Snapshot) (string, any) {
 		gmInfo(&b, s, m)
 		downloadedACL(&b, m)
 	}
-	return b.String(), map[string]any{"ks_groups": s.KS, "gm_groups": s.GM, "ks_addresses_not_served": s.Unserved}
+	return b.String(), GDOIView(s)
 }
 
 // localAddr is the address this node registers with to group's KS
@@ -285,7 +281,7 @@ func KSMembers(s node.Snapshot) (string, any) {
 			}
 		}
 	}
-	return b.String(), s.KS
+	return b.String(), KSMembersView(s)
 }
 
 // GM renders `show crypto gdoi gm`: registration state, KEK and TEK policy.
@@ -319,7 +315,7 @@ func GM(s node.Snapshot) (string, any) {
 		}
 		b.WriteString("\n")
 	}
-	return b.String(), map[string]any{"groups": s.GM, "keks": redactKEKs(s.KEKs), "teks": redactTEKs(s.TEKs)}
+	return b.String(), GMView(s)
 }
 
 func tek(b *strings.Builder, s node.Snapshot, t sadb.TEK) {
@@ -363,12 +359,6 @@ type IPsecCounters struct {
 	Err string
 }
 
-// ipsecSA is one SA as `show crypto ipsec sa | json` prints it: the TEK
-// without its keys, and its counters when tmd reported them.
-type ipsecSA struct {
-	sadb.TEK
-	Counters *tmd.SACounters `json:"counters,omitempty"`
-}
 
 // CryptoMapRef is where the configuration attaches a group: the crypto
 // map naming it and the interface carrying that map.
@@ -430,15 +420,8 @@ func IPsecSAAt(s node.Snapshot, c *IPsecCounters, maps map[string]CryptoMapRef) 
 				v["seal_errors"]+v["send_errors"], v["tun_errors"]+v["socket_drops"]+v["policy_mismatch"]+v["too_many_senders"])
 		}
 	}
-	out := make([]ipsecSA, 0, len(s.TEKs))
-	for _, t := range redactTEKs(s.TEKs) {
-		sa := ipsecSA{TEK: t}
-		var k tmd.SACounters
-		if got, ok := byKey[fmt.Sprintf("%s/%d", t.Group, t.SPI)]; ok {
-			k = got
-			sa.Counters = &got
-		}
-		out = append(out, sa)
+	for _, t := range s.TEKs {
+		k := byKey[fmt.Sprintf("%s/%d", t.Group, t.SPI)]
 		ref := maps[t.Group]
 		iface, tag := ref.Interface, ref.Map
 		if c != nil && c.DataPlane != nil && c.DataPlane.Device != "" {
@@ -468,7 +451,7 @@ func IPsecSAAt(s node.Snapshot, c *IPsecCounters, maps map[string]CryptoMapRef) 
 		}
 		b.WriteString("\n")
 	}
-	return b.String(), out
+	return b.String(), IPsecSAView(s, c, maps)
 }
 
 func prefixMask(p netip.Prefix) string {
@@ -482,43 +465,14 @@ func prefixMask(p netip.Prefix) string {
 	return p.String()
 }
 
-// redactTEKs drops key material from what `| json` prints.
-func redactTEKs(ts []sadb.TEK) []sadb.TEK {
-	out := make([]sadb.TEK, len(ts))
-	for i, t := range ts {
-		t.EncKey, t.AuthKey = nil, nil
-		out[i] = t
-	}
-	return out
-}
-
-func redactKEKs(ks []sadb.KEK) []sadb.KEK {
-	out := make([]sadb.KEK, len(ks))
-	for i, k := range ks {
-		k.Key = nil
-		out[i] = k
-	}
-	return out
-}
-
 // ISAKMPSA renders `show crypto isakmp sa`: the phase-1 SAs.
 func ISAKMPSA(s node.Snapshot) (string, any) {
 	var b strings.Builder
 	b.WriteString("IPv4 Crypto ISAKMP SA\ndst             src             state          conn-id status\n")
-	type row struct {
-		Dst, Src, State, Suite, PeerID, PeerVersion string
-		Remaining                                   int64
+	for k, i := range s.Phase1 {
+		fmt.Fprintf(&b, "%-15s %-15s %-14s %7d ACTIVE\n", i.Peer.Addr(), i.Local.Addr(), "GDOI_IDLE", k+1)
 	}
-	var rows []row
-	for _, i := range s.Phase1 {
-		dst, src := i.Peer.Addr(), i.Local.Addr()
-		state := "GDOI_IDLE"
-		r := row{Dst: dst.String(), Src: src.String(), State: state, Suite: i.Suite.String(),
-			PeerID: i.PeerID.String(), PeerVersion: i.PeerVersion.String(), Remaining: secs(i.Expires.Sub(s.Now))}
-		rows = append(rows, r)
-		fmt.Fprintf(&b, "%-15s %-15s %-14s %7d ACTIVE\n", r.Dst, r.Src, r.State, len(rows))
-	}
-	return b.String(), rows
+	return b.String(), ISAKMPSAView(s)
 }
 
 // Version renders `show version`.
@@ -528,40 +482,30 @@ func Version(s node.Snapshot) (string, any) {
 		host = "groupvpn"
 	}
 	text := fmt.Sprintf("groupvpn GDOI key management, version %s\nhostname %s\n", s.Version, host)
-	return text, map[string]string{"version": s.Version.String(), "hostname": host}
+	return text, VersionView(s, Build{})
 }
 
 // KSReplay renders `show crypto gdoi ks replay`: each group's anti-replay
 // policy and, with time-based anti-replay, the KS's pseudotime (SPEC T2).
 func KSReplay(s node.Snapshot) (string, any) {
 	var b strings.Builder
-	type row struct {
-		Group      string
-		Method     string
-		Window     int
-		Pseudotime float64 `json:",omitempty"`
-	}
-	var rows []row
 	for _, g := range s.KS {
 		fmt.Fprintf(&b, "Anti-replay Information For Group %s:\n", g.Name)
 		for i, t := range g.TEKs {
-			r := row{Group: g.Name, Method: replayName(t.Replay), Window: t.ReplayWindow}
 			fmt.Fprintf(&b, "    IPSec SA Number %d (spi 0x%08X):\n", i+1, t.SPI)
 			switch t.Replay {
 			case isakmp.ReplayTime:
-				r.Pseudotime = g.Pseudotime.Seconds()
-				fmt.Fprintf(&b, "    Timebased Replay:\n    Replay Value                 : %.2f secs\n    Replay Window Size           : %d secs\n", r.Pseudotime, t.ReplayWindow)
+				fmt.Fprintf(&b, "    Timebased Replay:\n    Replay Value                 : %.2f secs\n    Replay Window Size           : %d secs\n", g.Pseudotime.Seconds(), t.ReplayWindow)
 				fmt.Fprintf(&b, "    Next TBAR resync rekey in    : %d secs\n", secs(g.NextResync.Sub(s.Now)))
 			case isakmp.ReplayCounter:
 				fmt.Fprintf(&b, "    Counter based Replay:\n    Replay Window Size           : %d\n", t.ReplayWindow)
 			default:
 				b.WriteString("    Replay: disabled\n")
 			}
-			rows = append(rows, r)
 		}
 		b.WriteString("\n")
 	}
-	return b.String(), rows
+	return b.String(), KSReplayView(s)
 }
 
 // GMReplay renders `show crypto gdoi gm replay` without data-plane
@@ -576,34 +520,18 @@ func GMReplay(s node.Snapshot) (string, any) { return GMReplayWith(s, nil) }
 // Error Packets").
 func GMReplayWith(s node.Snapshot, c *IPsecCounters) (string, any) {
 	var b strings.Builder
-	type row struct {
-		Group, Method string
-		SPI           uint32
-		Window        int
-		Pseudotime    float64         `json:",omitempty"`
-		Counters      *tmd.SACounters `json:"counters,omitempty"`
-	}
-	byKey := map[string]tmd.SACounters{}
-	if c != nil {
-		for _, k := range c.SAs {
-			byKey[fmt.Sprintf("%s/%d", k.Group, k.SPI)] = k.SACounters
-		}
-	}
-	var rows []row
+	byKey := countersByKey(c)
 	for _, m := range s.GM {
 		fmt.Fprintf(&b, "Anti-replay Information For Group %s:\n", m.Group)
 		for _, t := range s.TEKs {
 			if t.Group != m.Group {
 				continue
 			}
-			r := row{Group: m.Group, Method: replayName(t.ReplayMethod), SPI: t.SPI, Window: t.ReplayWindow}
 			fmt.Fprintf(&b, "    TEK spi 0x%08X:\n", t.SPI)
 			switch t.ReplayMethod {
 			case isakmp.ReplayTime:
-				r.Pseudotime = t.PseudotimeNow(s.Now).Seconds()
-				fmt.Fprintf(&b, "    Timebased Replay:\n    Replay Value                 : %.2f secs\n    Replay Window Size           : %d secs\n", r.Pseudotime, t.ReplayWindow)
+				fmt.Fprintf(&b, "    Timebased Replay:\n    Replay Value                 : %.2f secs\n    Replay Window Size           : %d secs\n", t.PseudotimeNow(s.Now).Seconds(), t.ReplayWindow)
 				if k, ok := byKey[fmt.Sprintf("%s/%d", t.Group, t.SPI)]; ok {
-					r.Counters = &k
 					fmt.Fprintf(&b, "    Input Packets                : %-13d Output Packets : %d\n", k.DecapsPackets, k.EncapsPackets)
 					fmt.Fprintf(&b, "    Input Error Packets          : %d (pseudotime missing or outside the window)\n", k.TBARDrops)
 				}
@@ -612,11 +540,10 @@ func GMReplayWith(s node.Snapshot, c *IPsecCounters) (string, any) {
 			default:
 				b.WriteString("    Replay: disabled\n")
 			}
-			rows = append(rows, r)
 		}
 		b.WriteString("\n")
 	}
-	return b.String(), rows
+	return b.String(), GMReplayView(s, c)
 }
 
 func replayName(m uint16) string {
@@ -630,14 +557,11 @@ func replayName(m uint16) string {
 }
 
 // counterTable renders counters one a line, by their stable name, with
-// what each counts; `| json` gets name -> value.
-func counterTable(b *strings.Builder, cs []ike.Counter) map[string]uint64 {
-	out := map[string]uint64{}
+// what each counts.
+func counterTable(b *strings.Builder, cs []ike.Counter) {
 	for _, c := range cs {
 		fmt.Fprintf(b, "  %-32s: %-10d %s\n", c.Name, c.Value, c.Help)
-		out[c.Name] = c.Value
 	}
-	return out
 }
 
 // Section is a titled table of counters that `show crypto isakmp
@@ -674,21 +598,16 @@ func StatisticsSections(s node.Snapshot) []Section {
 func ISAKMPStatistics(s node.Snapshot, sections ...Section) (string, any) {
 	var b strings.Builder
 	b.WriteString("ISAKMP statistics (all local addresses, since start)\n")
-	data := map[string]any{"isakmp": counterTable(&b, s.ISAKMPCounters)}
-	unavailable := map[string]string{}
+	counterTable(&b, s.ISAKMPCounters)
 	for _, sec := range sections {
 		fmt.Fprintf(&b, "\n%s\n", sec.Title)
 		if sec.Err != "" {
 			fmt.Fprintf(&b, "  %% unavailable: %s\n", sec.Err)
-			unavailable[sec.Key] = sec.Err
 			continue
 		}
-		data[sec.Key] = counterTable(&b, sec.Counters)
+		counterTable(&b, sec.Counters)
 	}
-	if len(unavailable) > 0 {
-		data["unavailable"] = unavailable
-	}
-	return b.String(), data
+	return b.String(), StatisticsView(s, sections)
 }
 
 // GMCounters renders `show crypto gdoi gm counters`: the group member's
@@ -698,32 +617,20 @@ func GMCounters(s node.Snapshot) (string, any) {
 	var b strings.Builder
 	if s.GMCounters == nil {
 		b.WriteString("% this node is not a group member\n")
-		return b.String(), map[string]any{}
+		return b.String(), GMCountersView(s)
 	}
 	b.WriteString("Group member counters (all groups, since start)\n")
-	total := counterTable(&b, s.GMCounters)
-	type group struct {
-		Group           string `json:"group"`
-		Registrations   int    `json:"registrations"`
-		RekeysReceived  int    `json:"rekeys_received"`
-		RekeysDuplicate int    `json:"rekeys_duplicate"`
-		RekeysReplayed  int    `json:"rekeys_replayed"`
-		RekeysRejected  int    `json:"rekeys_rejected"`
-		AcksSent        int    `json:"rekey_acks_sent"`
-	}
-	var groups []group
+	counterTable(&b, s.GMCounters)
 	for _, m := range s.GM {
-		g := group{m.Group, m.Registrations, m.Rekeys.Received, m.Rekeys.Duplicate, m.Rekeys.Replayed, m.Rekeys.Rejected, m.Rekeys.AcksSent}
-		groups = append(groups, g)
-		fmt.Fprintf(&b, "\nGroup %s\n", g.Group)
-		fmt.Fprintf(&b, "  %-32s: %d\n", "registrations", g.Registrations)
-		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_received", g.RekeysReceived)
-		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_duplicate", g.RekeysDuplicate)
-		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_replayed", g.RekeysReplayed)
-		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_rejected", g.RekeysRejected)
-		fmt.Fprintf(&b, "  %-32s: %d\n", "rekey_acks_sent", g.AcksSent)
+		fmt.Fprintf(&b, "\nGroup %s\n", m.Group)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "registrations", m.Registrations)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_received", m.Rekeys.Received)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_duplicate", m.Rekeys.Duplicate)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_replayed", m.Rekeys.Replayed)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "rekeys_rejected", m.Rekeys.Rejected)
+		fmt.Fprintf(&b, "  %-32s: %d\n", "rekey_acks_sent", m.Rekeys.AcksSent)
 	}
-	return b.String(), map[string]any{"gm": total, "groups": groups}
+	return b.String(), GMCountersView(s)
 }
 
 // KSCounters renders `show crypto gdoi ks counters`: the key server's
@@ -732,21 +639,14 @@ func KSCounters(s node.Snapshot) (string, any) {
 	var b strings.Builder
 	if s.KSCounters == nil {
 		b.WriteString("% this node is not a key server\n")
-		return b.String(), map[string]any{}
+		return b.String(), KSCountersView(s)
 	}
 	b.WriteString("Key server counters (all groups, since start)\n")
-	total := counterTable(&b, s.KSCounters)
-	type group struct {
-		Group   string `json:"group"`
-		Rekeys  int    `json:"rekeys_sent"`
-		Members int    `json:"members"`
-	}
-	var groups []group
+	counterTable(&b, s.KSCounters)
 	for _, g := range s.KS {
-		groups = append(groups, group{g.Name, g.Rekeys, len(g.Members)})
 		fmt.Fprintf(&b, "\nGroup %s\n  %-32s: %d\n  %-32s: %d\n", g.Name, "rekeys_sent", g.Rekeys, "members", len(g.Members))
 	}
-	return b.String(), map[string]any{"ks": total, "groups": groups}
+	return b.String(), KSCountersView(s)
 }
 
 // FeatureTable is one group's `show crypto gdoi feature gm-removal` (or
@@ -758,9 +658,10 @@ type FeatureTable struct {
 	Members    []ks.FeatureRow
 }
 
-// Features renders `show crypto gdoi feature ...` in IOS's aligned
-// columns (ID, Version, Feature Supported).
-func Features(tables []FeatureTable) (string, any) {
+// Features renders `show crypto gdoi feature FEATURE` (gm-removal,
+// policy-replace) in IOS's aligned columns (ID, Version, Feature
+// Supported), as read at now.
+func Features(feature string, now time.Time, tables []FeatureTable) (string, any) {
 	var b strings.Builder
 	rows := func(head string, rs []ks.FeatureRow) {
 		fmt.Fprintf(&b, "        %-20s%-10s%s\n", head, "Version", "Feature Supported")
@@ -781,5 +682,5 @@ func Features(tables []FeatureTable) (string, any) {
 		b.WriteString("\n")
 		rows("Group Member ID", t.Members)
 	}
-	return b.String(), tables
+	return b.String(), FeaturesView(feature, now, tables)
 }

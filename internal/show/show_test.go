@@ -82,10 +82,10 @@ func TestShowGolden(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: json: %v", name, err)
 		}
-		if name == "show_crypto_gdoi_gm" && !strings.Contains(string(j), `"ACL":[{"Action":"deny","IPProto":17`) {
+		if name == "show_crypto_gdoi_gm" && !strings.Contains(string(j), `"acl":[{"action":"deny","protocol":"udp","src":"0.0.0.0/0","dst":"0.0.0.0/0","src_port":848,"dst_port":848},{"action":"deny","protocol":"ospf"`) {
 			t.Errorf("%s | json lacks the downloaded ACL in order: %s", name, j) // proves: E3
 		}
-		for _, secret := range []string{`"EncKey":"AAAA`, `"AuthKey":"AAAA`, `"Key":"AAAA`} {
+		for _, secret := range []string{`"EncKey"`, `"AuthKey"`, `"Key"`, `key":"`, `"AAAA`} {
 			if strings.Contains(string(j), secret) {
 				t.Errorf("%s | json leaks key material (%s)", name, secret)
 			}
@@ -124,7 +124,7 @@ func TestIPsecSACounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if js := string(b); !strings.Contains(js, `"counters":{"encaps_packets":11,`) || !strings.Contains(js, `"Group":"GETVPN"`) || strings.Contains(js, `"EncKey":"`) {
+	if js := string(b); !strings.Contains(js, `"counters":{"encaps_packets":11,`) || !strings.Contains(js, `"group":"GETVPN"`) || strings.Contains(js, `"EncKey":"`) {
 		t.Errorf("json: %s", js)
 	}
 	// tmd unreachable for the counters: said so, zeros shown.
@@ -172,7 +172,7 @@ func TestTBARCounters(t *testing.T) {
 			t.Errorf("show crypto gdoi gm replay: missing %q in:\n%s", w, text)
 		}
 	}
-	if b, _ := json.Marshal(data); !strings.Contains(string(b), `"tbar_drops":4`) || !strings.Contains(string(b), `"Pseudotime":150`) {
+	if b, _ := json.Marshal(data); !strings.Contains(string(b), `"tbar_drops":4`) || !strings.Contains(string(b), `"pseudotime_seconds":150`) {
 		t.Errorf("show crypto gdoi gm replay | json: %s", b)
 	}
 	// Without tmd's counters the replay view is the golden one.
@@ -228,7 +228,7 @@ func TestFeatureTableAligned(t *testing.T) {
 		{ID: netip.MustParseAddr("10.1.1.1"), Version: version.Base},
 		{ID: netip.MustParseAddr("203.0.113.254")},
 	}
-	text, _ := Features([]FeatureTable{{Group: "GETVPN", KeyServers: []ks.FeatureRow{ksRow}, Members: rows}})
+	text, _ := Features("gm-removal", time.Time{}, []FeatureTable{{Group: "GETVPN", KeyServers: []ks.FeatureRow{ksRow}, Members: rows}})
 	path := filepath.Join("testdata", "show_crypto_gdoi_feature.txt")
 	if *update {
 		os.WriteFile(path, []byte(text), 0o644)

@@ -58,41 +58,29 @@ func alive(pid int) bool {
 	return len(f) > 2 && f[2] != "Z"
 }
 
-// phase1Row is a row of `show crypto isakmp sa | json`.
+// phase1Row is an SA of `show crypto isakmp sa | json` (docs/json.md).
 type phase1Row struct {
-	Dst, Src  string
-	Remaining int64
+	Dst       string `json:"peer_address"`
+	Src       string `json:"local_address"`
+	Remaining int64  `json:"remaining_seconds"`
 }
 
 func (h *host) phase1(peer string) []phase1Row {
 	h.t.Helper()
-	var rows []phase1Row
-	out := h.cli("show crypto isakmp sa | json")
-	var text struct{ Text []string }
-	if json.Unmarshal([]byte(out), &text) == nil && text.Text != nil {
-		return nil // no SA: `| json` shows the text lines
+	var v struct {
+		SAs []phase1Row `json:"sas"` // absent: no SA
 	}
-	if err := json.Unmarshal([]byte(jsonBody(out)), &rows); err != nil {
+	out := h.cli("show crypto isakmp sa | json")
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		h.t.Fatalf("%s: show crypto isakmp sa | json: %v\n%s", h.name, err, out)
 	}
 	var mine []phase1Row
-	for _, r := range rows {
+	for _, r := range v.SAs {
 		if r.Dst == peer {
 			mine = append(mine, r)
 		}
 	}
 	return mine
-}
-
-// jsonBody strips an envelope the CLI may add around `| json` output.
-func jsonBody(s string) string {
-	var env struct {
-		Data json.RawMessage `json:"data"`
-	}
-	if json.Unmarshal([]byte(s), &env) == nil && len(env.Data) > 0 {
-		return string(env.Data)
-	}
-	return s
 }
 
 // isakmp header fields used to forge datagrams (RFC 2408 §3.1).
@@ -412,13 +400,15 @@ func (h *host) isakmpCounters() map[string]uint64 {
 // ("isakmp", "broker", "control_socket", ...).
 func (h *host) statistics(section string) map[string]uint64 {
 	h.t.Helper()
-	var v map[string]json.RawMessage
+	var v struct {
+		Counters map[string]json.RawMessage `json:"counters"`
+	}
 	out := h.cli("show crypto isakmp statistics | json")
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		h.t.Fatalf("%s: show crypto isakmp statistics | json: %v\n%s", h.name, err, out)
 	}
 	var m map[string]uint64
-	if err := json.Unmarshal(v[section], &m); err != nil || len(m) == 0 {
+	if err := json.Unmarshal(v.Counters[section], &m); err != nil || len(m) == 0 {
 		h.t.Fatalf("%s: show crypto isakmp statistics | json: no section %q (%v)\n%s", h.name, section, err, out)
 	}
 	return m
