@@ -236,3 +236,47 @@ func TestJSONZeroIsPrinted(t *testing.T) {
 		t.Errorf("per-member rekey counts with multicast rekeys:\n%s", b)
 	}
 }
+
+// goldenKeys adds to keys every key of v, except counter names (the
+// objects under "counters" and "unavailable" are keyed by name).
+func goldenKeys(v any, keys map[string]bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			keys[k] = true
+			if k != "counters" && k != "unavailable" {
+				goldenKeys(e, keys)
+			}
+		}
+	case []any:
+		for _, e := range x {
+			goldenKeys(e, keys)
+		}
+	}
+}
+
+// proves: O7 (issue 14 item 5: the schema is documented: every key of
+// every golden `| json` file is named in docs/json.md, and every golden's
+// command has a section there)
+func TestJSONKeysDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "json.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for name, v := range jsonCommands(t) {
+		var d map[string]any
+		if err := json.Unmarshal(indentJSON(t, v), &d); err != nil {
+			t.Fatal(err)
+		}
+		goldenKeys(d, keys)
+		if cmd := d["command"].(string); !bytes.Contains(doc, []byte("`"+cmd+"`")) {
+			t.Errorf("%s: docs/json.md has no section for `%s`", name, cmd)
+		}
+	}
+	for k := range keys {
+		if !bytes.Contains(doc, []byte("`"+k+"`")) && !bytes.Contains(doc, []byte("`"+k+"[]`")) {
+			t.Errorf("docs/json.md does not document the key `%s`", k)
+		}
+	}
+}
