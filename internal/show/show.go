@@ -359,7 +359,6 @@ type IPsecCounters struct {
 	Err string
 }
 
-
 // CryptoMapRef is where the configuration attaches a group: the crypto
 // map naming it and the interface carrying that map.
 type CryptoMapRef struct {
