@@ -31,6 +31,8 @@ import (
 //     ACL (crypto map NAME gdoi fail-close: activate, match address;
 //     node.SetFailClose: the data plane's fail mode, and the bootstrap
 //     policy of a group that holds no keys yet);
+//   - crypto isakmp keepalive (node.SetDPD: every established phase-1 SA
+//     re-armed from its last proof of life);
 //   - the pre-shared keys (read from the running configuration at each
 //     exchange), the hostname, and anything that maps to the same node
 //     options (names of ACLs, profiles, interfaces, ...).
@@ -75,6 +77,7 @@ func (e *NotAppliedError) Error() string {
 type livePlan struct {
 	ks, oldKS []ks.GroupConfig // every key-server group, new and running (for a rollback)
 	failClose []node.GMGroup   // member groups whose fail mode or fail-close ACL changes
+	dpd       *ike.DPD         // crypto isakmp keepalive, when it changes
 }
 
 // plan checks that the running node can take new (running old) and says
@@ -115,7 +118,11 @@ func (d *Daemon) plan(old, new *policy.Config) (p *livePlan, err error) {
 			return nil, &NotAppliedError{Reasons: []string{fmt.Sprintf("crypto gdoi group %s: the key server refuses its policy: %v", g.Name, err)}}
 		}
 	}
-	return &livePlan{ks: no.KS, oldKS: oo.KS, failClose: fc}, nil
+	p = &livePlan{ks: no.KS, oldKS: oo.KS, failClose: fc}
+	if oo.IKE.DPD != no.IKE.DPD {
+		p.dpd = &no.IKE.DPD
+	}
+	return p, nil
 }
 
 // roleChanges lists the groups a node would start or stop serving, as key
@@ -168,6 +175,7 @@ func phase1Changes(o, n *ike.Config) []string {
 	x, y := *o, *n
 	for _, c := range []*ike.Config{&x, &y} {
 		c.Suites, c.Creds, c.LocalID, c.Identity, c.Hostname, c.Version, c.Rand, c.Logger = nil, ike.Credentials{}, nil, 0, "", version.Version{}, nil, nil
+		c.DPD = ike.DPD{} // crypto isakmp keepalive: applied live (livePlan.dpd)
 	}
 	if len(out) == 0 && !reflect.DeepEqual(x, y) {
 		out = append(out, "phase-1 settings would change")
@@ -262,6 +270,9 @@ func (d *Daemon) applyPlan(p *livePlan) error {
 		}
 		for _, g := range p.failClose {
 			d.Node.SetFailClose(g.Name, g.FailClose, g.FailCloseBypass)
+		}
+		if p.dpd != nil {
+			d.Node.SetDPD(*p.dpd, d.Node.Now())
 		}
 	})
 	if derr != nil {

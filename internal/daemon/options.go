@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
@@ -28,6 +29,7 @@ var hashes = map[string]ike.HashAlg{"sha": ike.SHA1, "sha256": ike.SHA256, "sha3
 func phase1(c *policy.Config) (*ike.Config, error) {
 	cfg := &ike.Config{Version: c.AnnouncedVersion(), DOI: isakmp.DOIGDOI, Creds: ike.Credentials{
 		PSK: c.PSKFor, Chain: c.PKI.ChainDER(), Key: c.PKI.Key, Roots: c.PKI.Roots}}
+	cfg.DPD = dpd(c.Keepalive)
 	switch c.Identity { // crypto isakmp identity, as IOS: whatever the authentication
 	case policy.IdentityDN:
 		cfg.Identity = ike.IdentityDN
@@ -59,6 +61,15 @@ func phase1(c *policy.Config) (*ike.Config, error) {
 		return nil, errors.New("no crypto isakmp policy is configured")
 	}
 	return cfg, nil
+}
+
+// dpd maps crypto isakmp keepalive to the endpoints' dead peer detection.
+func dpd(k policy.Keepalive) ike.DPD {
+	if k.Seconds == 0 {
+		return ike.DPD{}
+	}
+	return ike.DPD{Interval: time.Duration(k.Seconds) * time.Second, Retry: time.Duration(k.RetrySeconds()) * time.Second,
+		Periodic: k.Periodic}
 }
 
 var integrity = map[policy.Integrity]uint16{"sha": isakmp.AuthAlgHMACSHA1, "sha256": isakmp.AuthAlgHMACSHA256,

@@ -81,13 +81,30 @@ type dpdState struct {
 
 // dpdArm starts the timer of a newly established SA.
 func (sa *SA) dpdArm(now time.Time) {
-	sa.dpd.alive = now
-	sa.dpd.next = time.Time{}
+	sa.dpd.alive, sa.dpd.sent, sa.dpd.next = now, 0, time.Time{}
+	sa.dpdRearm(now)
+}
+
+// dpdRearm sets the timer after Config.DPD changed: off, a probe in
+// progress stops; on, a probe in progress goes on under the new retry and
+// tries, and an idle SA's next probe is Interval after its last proof of
+// life (now if that is past).
+func (sa *SA) dpdRearm(now time.Time) {
 	d := sa.cfg.DPD
 	if !d.Enabled() || !sa.info.PeerDPD || (!d.Periodic && !sa.initiator) {
+		sa.dpd.sent, sa.dpd.next = 0, time.Time{}
 		return
 	}
-	sa.dpd.next = now.Add(d.Interval)
+	if sa.dpd.sent > 0 {
+		if sa.dpd.next.IsZero() || sa.dpd.next.After(now.Add(d.retry())) {
+			sa.dpd.next = now.Add(d.retry())
+		}
+		return
+	}
+	sa.dpd.next = sa.dpd.alive.Add(d.Interval)
+	if sa.dpd.next.Before(now) {
+		sa.dpd.next = now
+	}
 }
 
 // dpdDue runs the probe when its instant has come: the first R-U-THERE,

@@ -286,3 +286,37 @@ func TestDPDDisabled(t *testing.T) {
 		t.Fatalf("stats %+v", ei.Stats)
 	}
 }
+
+// proves: O1 (issue 14 item 2: keepalive, applied by a reload) — turning
+// the timer on re-arms the established SAs from their last proof of life
+// (at once when that is long past), and turning it off stops a probe in
+// progress without a verdict.
+func TestDPDChanged(t *testing.T) {
+	cfg := pskConfig()
+	ei, _, si, _ := dpdPair(t, cfg, pskConfig())
+	if got := ei.NextTimer(); !got.Equal(si.Info().Expires) {
+		t.Fatalf("timer at +%v without keepalive", got.Sub(t0))
+	}
+	cfg.DPD = DPD{Interval: dpdInterval, Retry: dpdRetry}
+	ei.DPDChanged(t0.Add(3 * time.Second))
+	if got := ei.NextTimer(); !got.Equal(t0.Add(dpdInterval)) {
+		t.Fatalf("after turning it on early: probe at +%v, want +10s", got.Sub(t0))
+	}
+	cfg.DPD.Interval = 60 * time.Second
+	late := t0.Add(5 * time.Minute)
+	ei.DPDChanged(late)
+	if got := ei.NextTimer(); !got.Equal(late) {
+		t.Fatalf("after a reload long after the last proof of life: probe at +%v, want now (+%v)", got.Sub(t0), late.Sub(t0))
+	}
+	if o := ei.Tick(late); len(o.Send) != 1 {
+		t.Fatalf("no R-U-THERE: %+v", o)
+	}
+	cfg.DPD = DPD{}
+	ei.DPDChanged(late.Add(time.Second))
+	if got := ei.NextTimer(); !got.Equal(si.Info().Expires) {
+		t.Fatalf("after turning it off: timer at +%v", got.Sub(t0))
+	}
+	if o := ei.Tick(late.Add(time.Hour)); len(o.Events) != 0 || si.State() != StateEstablished {
+		t.Fatalf("a stopped probe declared the peer dead: %+v", o)
+	}
+}

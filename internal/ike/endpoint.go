@@ -554,6 +554,23 @@ func (e *Endpoint) DPD(sa *SA, now time.Time) (Output, error) {
 	return e.step(sa, r, now), nil
 }
 
+// DPDChanged re-arms the dead peer detection of every established SA after
+// the Config's DPD changed (a reload of crypto isakmp keepalive): see
+// DPD. Nothing is sent at once; the timers say when.
+func (e *Endpoint) DPDChanged(now time.Time) Output {
+	var out Output
+	for _, sa := range e.sas {
+		if sa.state != StateEstablished {
+			continue
+		}
+		sa.dpdRearm(now)
+		o := e.apply(sa, Result{Timer: sa.timer()})
+		out.Send = append(out.Send, o.Send...)
+		out.Events = append(out.Events, o.Events...)
+	}
+	return out
+}
+
 type timerEntry struct {
 	at  time.Time
 	sa  *SA

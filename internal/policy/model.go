@@ -44,6 +44,9 @@ type Config struct {
 	// Identity is what phase 1 sends as our ID (crypto isakmp identity).
 	Identity     IdentityType
 	IdentityLine int
+	// Keepalive is dead peer detection (crypto isakmp keepalive); zero
+	// Seconds: none.
+	Keepalive Keepalive
 
 	Keys []*KeyPair // crypto key import, for rekey signatures
 	PKI  PKI
@@ -199,6 +202,43 @@ type ISAKMPPolicy struct {
 	Group    int // DH group: 14, 15, 16, 19, 20, 21
 	Lifetime time.Duration
 	Line     int
+}
+
+// Keepalive is crypto isakmp keepalive SECONDS [RETRY] [periodic |
+// on-demand]: IOS's dead peer detection timer (RFC 3706).
+type Keepalive struct {
+	Seconds  int  // 10-3600; 0: not configured
+	Retry    int  // 2-60; 0: DefaultKeepaliveRetry
+	Periodic bool // periodic; else on-demand (IOS's default)
+	Line     int
+}
+
+// DefaultKeepaliveRetry is IOS's retry interval when none is given.
+const DefaultKeepaliveRetry = 2
+
+// RetrySeconds is the retry interval in effect.
+func (k Keepalive) RetrySeconds() int {
+	if k.Retry == 0 {
+		return DefaultKeepaliveRetry
+	}
+	return k.Retry
+}
+
+// String is the command as show running-config writes it ("" when not
+// configured): the retry only when not IOS's default, on-demand (the
+// default) not at all.
+func (k Keepalive) String() string {
+	if k.Seconds == 0 {
+		return ""
+	}
+	s := fmt.Sprintf("crypto isakmp keepalive %d", k.Seconds)
+	if k.RetrySeconds() != DefaultKeepaliveRetry {
+		s += fmt.Sprintf(" %d", k.Retry)
+	}
+	if k.Periodic {
+		s += " periodic"
+	}
+	return s
 }
 
 // ISAKMPKey is a pre-shared key for peers in Prefix

@@ -1051,20 +1051,23 @@ func (p *parser) netmask(s, what string, wildcard bool) (int, bool) {
 }
 
 // crypto isakmp keepalive SECONDS [RETRY] [periodic | on-demand]: IOS's
-// DPD timer. groupvpn announces DPD and answers R-U-THERE, but sends none on
-// a timer: the line is checked and noted.
+// dead peer detection timer (RFC 3706), run by every phase-1 SA (ike.DPD).
 func (p *parser) isakmpKeepalive(_ any, a []string) {
 	if a == nil {
 		return
 	}
-	if _, ok := p.num(a[0], "crypto isakmp keepalive seconds", 10, 3600); !ok {
+	secs, ok := p.num(a[0], "crypto isakmp keepalive seconds", 10, 3600)
+	if !ok {
 		return
 	}
+	k := Keepalive{Seconds: int(secs), Line: p.line}
 	rest := a[1:]
 	if len(rest) > 0 && rest[0] != "" && rest[0][0] >= '0' && rest[0][0] <= '9' {
-		if _, ok := p.num(rest[0], "crypto isakmp keepalive retry", 2, 60); !ok {
+		r, ok := p.num(rest[0], "crypto isakmp keepalive retry", 2, 60)
+		if !ok {
 			return
 		}
+		k.Retry = int(r)
 		rest = rest[1:]
 	}
 	switch {
@@ -1072,11 +1075,13 @@ func (p *parser) isakmpKeepalive(_ any, a []string) {
 		p.errorf("%q: wrong number of arguments; usage: crypto isakmp keepalive SECONDS [RETRY] [periodic | on-demand]", p.text)
 		return
 	case len(rest) == 1:
-		if _, ok := p.choice(rest[0], "crypto isakmp keepalive", "periodic", "on-demand"); !ok {
+		v, ok := p.choice(rest[0], "crypto isakmp keepalive", "periodic", "on-demand")
+		if !ok {
 			return
 		}
+		k.Periodic = v == "periodic"
 	}
-	p.notef("%q not used by groupvpn (dead peer detection: groupvpn announces DPD and answers R-U-THERE, but sends none on a timer; phase-1 SAs expire by their lifetime)", p.text)
+	p.cfg.Keepalive = k
 }
 
 // access-list NUMBER {permit | deny} ...: IOS's numbered access lists,

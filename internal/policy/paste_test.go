@@ -161,8 +161,9 @@ func wantNote(t *testing.T, c *Config, src, s, reason string) {
 }
 
 // proves: O1 (issue 14 item 2: a configuration copied from a running IOS KS
-// is accepted; show-run headers, the exec-mode key generation, DPD
-// keepalives, interface addresses and descriptions are notes, not errors)
+// is accepted; show-run headers, the exec-mode key generation, interface
+// addresses and descriptions are notes, not errors; the DPD keepalive is
+// used)
 func TestPasteIOSKeyServer(t *testing.T) {
 	c := mustParse(t, ksPaste)
 	if len(c.KSGroups()) != 1 || c.Hostname != "KS1" || c.Key("GETVPN-REKEY") == nil {
@@ -173,7 +174,6 @@ func TestPasteIOSKeyServer(t *testing.T) {
 		{"Current configuration", "header"},
 		{"version 15.4", "IOS software version"},
 		{"crypto key generate rsa", "crypto key import"},
-		{"crypto isakmp keepalive", "R-U-THERE"},
 		{"description WAN", "comment"},
 		{"ip address 10.0.0.1", "address is the host's"},
 		{"ip route", "kernel routes"},
@@ -190,8 +190,11 @@ func TestPasteIOSKeyServer(t *testing.T) {
 		}
 	}
 	// What is noted is not rendered: show running-config is groupvpn's.
-	if out := c.Render(); strings.Contains(out, "description") || strings.Contains(out, "keepalive") || strings.Contains(out, "version 15") {
+	if out := c.Render(); strings.Contains(out, "description") || strings.Contains(out, "version 15") {
 		t.Errorf("noted lines rendered:\n%s", out)
+	}
+	if k := c.Keepalive; k != (Keepalive{Seconds: 15, Periodic: true, Line: line(t, ksPaste, "crypto isakmp keepalive")}) {
+		t.Errorf("keepalive %+v", k)
 	}
 }
 
@@ -204,7 +207,14 @@ func TestPasteIOSGroupMember(t *testing.T) {
 		t.Fatalf("GM paste parsed wrongly: %s", c.Summary())
 	}
 	wantNote(t, c, gmPaste, "local-address", "the address the kernel chooses")
-	wantNote(t, c, gmPaste, "crypto isakmp keepalive 10 3 on-demand", "DPD")
+	if k := c.Keepalive; k.Seconds != 10 || k.Retry != 3 || k.Periodic {
+		t.Errorf("keepalive %+v", k)
+	}
+	for _, n := range notesOf(c) {
+		if strings.Contains(n, "keepalive") {
+			t.Errorf("keepalive noted: %s", n)
+		}
+	}
 	wantNote(t, c, gmPaste, "description LAN", "comment")
 	wantNote(t, c, gmPaste, "router ospf", "routing protocols")
 	wantNote(t, c, gmPaste, "ip ospf 1 area 0", "an IOS interface setting")

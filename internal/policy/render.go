@@ -62,6 +62,9 @@ func (c *Config) Render() string {
 	for _, k := range c.ISAKMPKeys {
 		w("crypto isakmp key %s address %s", k.Key, renderKeyPrefix(k.Prefix))
 	}
+	if k := c.Keepalive.String(); k != "" {
+		w("%s", k)
+	}
 	w("crypto isakmp identity %s", c.Identity)
 	bang()
 	for _, k := range c.Keys {
