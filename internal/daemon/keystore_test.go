@@ -14,9 +14,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -303,5 +307,362 @@ func TestKeyStoreGenerateShowConfigRekey(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}
+	}
+}
+
+// proves: O1 (issue 14 item 2: cooperating key servers share the rekey
+// key: crypto key export on one state directory's store, crypto key
+// import on another's (pasted line by line at the prompts, given as the
+// request's input by a program, or read from a file), and both show the
+// same public key; replacing asks first, as IOS does)
+func TestKeyStoreExportImportBetweenStateDirs(t *testing.T) {
+	dir, err := os.MkdirTemp("", "ksexp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	a := serveCtl(t, daemon.KeyServer(keystore.Open(filepath.Join(dir, "a", "keys")), nil), filepath.Join(dir, "a.sock"))
+	b := serveCtl(t, daemon.KeyServer(keystore.Open(filepath.Join(dir, "b", "keys")), nil), filepath.Join(dir, "b.sock"))
+
+	mustOK(t, a, "crypto key generate rsa label GETVPN-REKEY modulus 3072")
+	mustOK(t, a, "crypto key generate ec keysize 384 label EC-REKEY")
+	want := map[string]string{}
+	for _, k := range shownKeys(t, a, "show crypto key mypubkey all") {
+		want[k.Name] = k.PublicKey
+	}
+	if len(want) != 2 {
+		t.Fatalf("store a: %v", want)
+	}
+
+	// Pasted: each line an answer, ending at the private key's END line.
+	_, rsaPEM := exported(t, mustOK(t, a, "crypto key export rsa GETVPN-REKEY pem terminal").Text)
+	pubAndPriv := mustOK(t, a, "crypto key export rsa GETVPN-REKEY pem terminal").Text
+	paste := strings.Split(strings.TrimSpace(pubAndPriv[strings.Index(pubAndPriv, "-----BEGIN"):]), "\n")
+	r := run(t, b, "crypto key import rsa GETVPN-REKEY pem terminal", paste...)
+	if !r.OK || !strings.Contains(r.Text, "% Key pair imported: GETVPN-REKEY (RSA 3072)") {
+		t.Fatalf("paste import: %+v", r)
+	}
+	// A program: the PEM in the request's input.
+	ecText := mustOK(t, a, "crypto key export ec EC-REKEY pem terminal").Text
+	resp, err := b.Do(context.Background(), &ctl.WireRequest{V: ctl.Version, Cmd: "crypto key import ec EC-REKEY pem terminal", Input: ecText})
+	if err != nil || !resp.OK {
+		t.Fatalf("input import: %v %+v", err, resp)
+	}
+	got := map[string]string{}
+	for _, k := range shownKeys(t, b, "show crypto key mypubkey all") {
+		got[k.Name] = k.PublicKey
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("store b shows %v, store a %v", got, want)
+	}
+
+	// A file: replacing an existing label asks; "no" keeps the key.
+	pemFile := filepath.Join(dir, "other.pem")
+	other, _ := keystore.PrivatePEM(mustGen(t, "rsa", 2048))
+	os.WriteFile(pemFile, other, 0o600)
+	r = run(t, b, "crypto key import rsa GETVPN-REKEY pem url "+pemFile, "no")
+	if !r.OK || !strings.Contains(r.Text, "kept") {
+		t.Fatalf("import over an existing key, answered no: %+v", r)
+	}
+	if k := shownKeys(t, b, "show crypto key mypubkey rsa GETVPN-REKEY"); k[0].PublicKey != want["GETVPN-REKEY"] {
+		t.Fatal("answering no replaced the key")
+	}
+	r, err = b.Run(context.Background(), "crypto key import rsa GETVPN-REKEY pem url "+pemFile)
+	if err != nil || r.Prompt != "% You already have RSA keys defined named GETVPN-REKEY.\n% Do you really want to replace them? [yes/no]: " {
+		t.Fatalf("the replace question: %v %+v", err, r)
+	}
+	mustOK(t, b, "crypto key import rsa GETVPN-REKEY pem url file:"+pemFile, "yes")
+	if k := shownKeys(t, b, "show crypto key mypubkey rsa GETVPN-REKEY"); k[0].PublicKey == want["GETVPN-REKEY"] {
+		t.Fatal("answering yes kept the old key")
+	}
+	// The wrong type, a public key alone, junk: refused, nothing stored.
+	for cmd, msg := range map[string]string{
+		"crypto key import ec X pem url " + pemFile: "the PEM key is an RSA key",
+		"crypto key import rsa X pem url /dev/zero":  "not a regular file",
+		"crypto key import rsa X pem url rel.pem":    "not an absolute path",
+	} {
+		if r := run(t, b, cmd); r.OK || !strings.Contains(r.Error, msg) {
+			t.Errorf("%s: %+v, want %q", cmd, r, msg)
+		}
+	}
+	pubOnly := rsaPEM[:0] + pubAndPriv[strings.Index(pubAndPriv, "-----BEGIN PUBLIC"):strings.Index(pubAndPriv, "-----BEGIN PRIVATE")]
+	if resp, _ := b.Do(context.Background(), &ctl.WireRequest{V: ctl.Version, Cmd: "crypto key import rsa X pem terminal", Input: pubOnly}); resp.OK || !strings.Contains(resp.Error, "no PEM private key") {
+		t.Errorf("a public key alone: %+v", resp)
+	}
+	if r := run(t, b, "crypto key import rsa X pem terminal", "junk", "quit"); r.OK || !strings.Contains(r.Error, "no PEM private key") {
+		t.Errorf("junk pasted: %+v", r)
+	}
+	if ks := shownKeys(t, b, "show crypto key mypubkey all"); len(ks) != 2 {
+		t.Errorf("refused imports stored keys: %v", ks)
+	}
+}
+
+// proves: O1 (issue 14 item 2: labels from the control socket are hostile
+// input: path traversal and odd characters are refused with the reason,
+// and nothing is written outside the key store (or at all); zeroize
+// removes a key after asking)
+func TestKeyStoreHostileLabelsOnSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "kshost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	st := keystore.Open(filepath.Join(dir, "state", "keys"))
+	c := serveCtl(t, daemon.KeyServer(st, nil), filepath.Join(dir, "k.sock"))
+	for _, label := range []string{"../escape", "..", "a/../../b", ".hidden", "-dash", "x\\y", strings.Repeat("L", 65), "%2e%2e"} {
+		for _, cmd := range []string{
+			"crypto key generate ec keysize 256 label " + label,
+			"crypto key import ec " + label + " pem url /etc/hostname",
+			"crypto key export ec " + label + " pem terminal",
+			"crypto key zeroize ec " + label,
+			"show crypto key mypubkey ec " + label,
+		} {
+			if r := run(t, c, cmd, "yes"); r.OK || !strings.Contains(r.Error, "key label") {
+				t.Errorf("%s: %+v", cmd, r)
+			}
+		}
+	}
+	var files []string
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && !strings.HasSuffix(p, ".sock") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) != 0 {
+		t.Fatalf("hostile labels wrote %v", files)
+	}
+	if r := run(t, c, "crypto key generate ec keysize 521 label K"); r.OK || !strings.Contains(r.Error, "256 (P-256) or 384 (P-384)") {
+		t.Errorf("keysize 521: %+v", r)
+	}
+	if r := run(t, c, "crypto key generate rsa label K modulus 1024"); r.OK || !strings.Contains(r.Error, "shorter than 2048 bits") {
+		t.Errorf("modulus 1024: %+v", r)
+	}
+	// Without modulus, IOS asks for it; the default is 2048.
+	r := run(t, c, "crypto key generate rsa label K", "")
+	if !r.OK || !strings.Contains(r.Text, "% The key modulus size is 2048 bits") {
+		t.Fatalf("generate without modulus: %+v", r)
+	}
+	r = run(t, c, "crypto key zeroize rsa K", "yes")
+	if !r.OK || !strings.Contains(r.Text, "% Keys named K removed") || st.Exists("K") {
+		t.Fatalf("zeroize: %+v", r)
+	}
+	if r := run(t, c, "crypto key zeroize rsa K"); r.OK || !strings.Contains(r.Error, "No RSA keys named K") {
+		t.Errorf("zeroize again: %+v", r)
+	}
+}
+
+// proves: O1, O3 (issue 14 items 2 and 6: on a KS's control socket the
+// key commands are state-changing: audited with the user, refused to a
+// read-only user, who can still show the public keys but never export the
+// private key; in configuration mode crypto key generate acts at once,
+// asks before replacing, and never appears in the running configuration)
+func TestKeyStoreAuditReadOnlyAndConfigMode(t *testing.T) {
+	dir, err := os.MkdirTemp("", "ksaud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	st := keystore.Open(filepath.Join(dir, "keys"))
+	if _, err := st.Put("REKEY", mustGen(t, "rsa", 2048)); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "ks.conf")
+	os.WriteFile(file, []byte(strings.Replace(storeKS, "127.0.41.1", "127.0.42.1", 1)), 0o600)
+	cfg, err := policy.LoadWith(file, policy.Options{KeyStore: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testnet.Buffer
+	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.42.1:0")}, 0, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.ServeKeyStore(st)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, "") }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	ro := ctl.WithPeer(ctx, ctl.Peer{UID: 1001, GID: 1001, PID: 77, User: "alice", ReadOnly: true})
+	rw := ctl.WithPeer(ctx, ctl.Peer{UID: 1002, GID: 1002, PID: 78, User: "bob"})
+	ss := d.Ctl.NewSession()
+	if r := ss.Do(ro, &ctl.WireRequest{V: ctl.Version, Cmd: "show crypto key mypubkey rsa"}); !r.OK || !strings.Contains(r.Text, "Key name: REKEY") || strings.Contains(r.Text, "PRIVATE") {
+		t.Fatalf("show from a read-only user: %+v", r)
+	}
+	denied := []string{"crypto key export rsa REKEY pem terminal", "crypto key generate rsa label X modulus 2048",
+		"crypto key zeroize rsa REKEY", "crypto key import rsa X pem url /etc/hostname"}
+	for _, cmd := range denied {
+		r := ss.Do(ro, &ctl.WireRequest{V: ctl.Version, Cmd: cmd})
+		if r.OK || !strings.HasPrefix(r.Error, "% Permission denied: read-only access (user alice)") || strings.Contains(r.Text, "PRIVATE KEY") {
+			t.Fatalf("%s from a read-only user: %+v", cmd, r)
+		}
+	}
+	// bob: export, then configuration mode.
+	if r := ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: "crypto key export rsa REKEY pem terminal"}); !r.OK || !strings.Contains(r.Text, "-----BEGIN PRIVATE KEY-----") {
+		t.Fatalf("export by the owner: %+v", r)
+	}
+	r := ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: "configure terminal"})
+	var cs ctl.ConfigState
+	if err := json.Unmarshal(r.Data, &cs); err != nil {
+		t.Fatal(err)
+	}
+	line := func(l string, answer ...string) *ctl.WireResponse {
+		t.Helper()
+		cmd := ctl.CmdConfigSession + " " + cs.Session
+		r := ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: cmd, Input: l})
+		for _, a := range answer {
+			if r.Token == "" {
+				t.Fatalf("%s: no question to answer %q: %+v", l, a, r)
+			}
+			r = ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: cmd, Input: l, Token: r.Token, Answer: a})
+		}
+		return r
+	}
+	old := shownKeys(t, mustClient(t, d), "show crypto key mypubkey rsa REKEY")[0].PublicKey
+	if r := line("cry key gen ec keys 256 label NEW-EC"); !r.OK || !strings.Contains(r.Text, "[OK]") {
+		t.Fatalf("generate in configuration mode: %+v", r)
+	}
+	r = line("crypto key generate rsa general-keys label REKEY modulus 2048")
+	if r.OK || r.Prompt != "% You already have RSA keys defined named REKEY.\n% Do you really want to replace them? [yes/no]: " {
+		t.Fatalf("replace in configuration mode did not ask: %+v", r)
+	}
+	r = line("crypto key generate rsa general-keys label REKEY modulus 2048", "yes")
+	if !r.OK || !strings.Contains(r.Text, "signs the rekeys of group STORE") {
+		t.Fatalf("replace answered yes: %+v", r)
+	}
+	if r := line("end"); !r.OK {
+		t.Fatalf("end: %+v", r)
+	}
+	if strings.Contains(d.Config().Render(), "crypto key") {
+		t.Errorf("a key command reached the running configuration:\n%s", d.Config().Render())
+	}
+	if now := shownKeys(t, mustClient(t, d), "show crypto key mypubkey rsa REKEY")[0].PublicKey; now == old {
+		t.Error("the key was not replaced")
+	}
+	r = ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: "crypto key zeroize ec NEW-EC"})
+	if r = ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: "crypto key zeroize ec NEW-EC", Token: r.Token, Answer: "yes"}); !r.OK {
+		t.Fatalf("zeroize: %+v", r)
+	}
+	logText := logs.String()
+	for _, want := range []string{
+		"%PARSER-4-CFGLOG_DENIED: User:alice  denied command:crypto key export rsa REKEY pem terminal (read-only access)",
+		"%PARSER-4-CFGLOG_DENIED: User:alice  denied command:crypto key generate rsa label X modulus 2048 (read-only access)",
+		"%PARSER-5-CFGLOG_LOGGEDCMD: User:bob  logged command:crypto key export rsa REKEY pem terminal",
+		"%PARSER-5-CFGLOG_LOGGEDCMD: User:bob  logged command:cry key gen ec keys 256 label NEW-EC", // as typed
+		"%PARSER-5-CFGLOG_LOGGEDCMD: User:bob  logged command:crypto key generate rsa general-keys label REKEY modulus 2048",
+		"%PARSER-5-CFGLOG_LOGGEDCMD: User:bob  logged command:crypto key zeroize ec NEW-EC",
+		"%CRYPTO_ENGINE-5-KEY_ADDITION: A key named NEW-EC has been generated or imported by crypto config",
+		"%CRYPTO_ENGINE-5-KEY_REPLACE: A key named REKEY has been replaced by crypto config with new key data",
+		"%CRYPTO_ENGINE-5-KEY_DELETED: A key named NEW-EC has been removed from key storage",
+	} {
+		if !strings.Contains(logText, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if strings.Contains(logText, "PRIVATE KEY") || strings.Contains(logText, "MII") {
+		t.Error("key material reached the log")
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", logText)
+	}
+}
+
+// mustClient is an in-process client of d's control server (as the owner).
+func mustClient(t *testing.T, d *daemon.Daemon) *ctl.Client {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "kscl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return serveCtl(t, d.Ctl, filepath.Join(dir, "s.sock"))
+}
+
+// proves: O1, O3 (issue 14 items 2 and 6: on a real control socket made
+// 0660 of a group (-socket-group), a process of another uid in the group,
+// known by SO_PEERCRED, sees the public keys and is refused crypto key
+// export (never receiving the private key), generate, import and zeroize)
+func TestKeyStoreReadOnlyGroupOnDaemonSocket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the client runs as another uid")
+	}
+	grp, err := user.LookupGroup("nogroup")
+	if err != nil {
+		t.Skip("no group nogroup:", err)
+	}
+	gid, _ := strconv.Atoi(grp.Gid)
+	dir, err := os.MkdirTemp("", "ksro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	st := keystore.Open(filepath.Join(dir, "keys"))
+	if _, err := st.Put("REKEY", mustGen(t, "rsa", 2048)); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "ks.conf")
+	os.WriteFile(file, []byte(strings.Replace(storeKS, "127.0.41.1", "127.0.43.1", 1)), 0o600)
+	cfg, err := policy.LoadWith(file, policy.Options{KeyStore: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.43.1:0")}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.ServeKeyStore(st)
+	sock := filepath.Join(dir, "ks.sock")
+	ln, err := ctl.ListenGroup(sock, "nogroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "helper.test")
+	b, err := os.ReadFile(self)
+	if err != nil || os.WriteFile(bin, b, 0o755) != nil {
+		t.Fatal("copying the test binary:", err)
+	}
+	cmds := []string{"show crypto key mypubkey rsa", "crypto key export rsa REKEY pem terminal", "crypto key generate rsa label X modulus 2048",
+		"crypto key import rsa X pem url " + filepath.Join(dir, "keys", "REKEY.pem"), "crypto key zeroize rsa REKEY"}
+	cmd := exec.Command(bin, "-test.run=^TestAuditHelper$")
+	cmd.Env = append(os.Environ(), auditHelperEnv+"="+strings.Join(append([]string{sock}, cmds...), "\t"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: uint32(gid)}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("client as uid 65534: %v (%s)", err, out)
+	}
+	if bytes.Contains(out, []byte("PRIVATE KEY")) {
+		t.Fatal("the read-only user received a private key")
+	}
+	var rs []ctl.WireResponse
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var r ctl.WireResponse
+		if strings.HasPrefix(l, "{") && json.Unmarshal([]byte(l), &r) == nil {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) != len(cmds) {
+		t.Fatalf("%d answers to %d commands: %s", len(rs), len(cmds), out)
+	}
+	if !rs[0].OK || !strings.Contains(rs[0].Text, "Key name: REKEY") {
+		t.Errorf("show from the read-only group: %+v", rs[0])
+	}
+	for i, r := range rs[1:] {
+		if r.OK || !strings.HasPrefix(r.Error, "% Permission denied: read-only access") {
+			t.Errorf("%s from the read-only group: %+v", cmds[i+1], r)
+		}
+	}
+	if keys, _ := st.List(); len(keys) != 1 || keys[0].Label != "REKEY" {
+		t.Errorf("the store changed: %v", keys)
 	}
 }
