@@ -378,8 +378,8 @@ func TestKeyStoreExportImportBetweenStateDirs(t *testing.T) {
 	// The wrong type, a public key alone, junk: refused, nothing stored.
 	for cmd, msg := range map[string]string{
 		"crypto key import ec X pem url " + pemFile: "the PEM key is an RSA key",
-		"crypto key import rsa X pem url /dev/zero":  "not a regular file",
-		"crypto key import rsa X pem url rel.pem":    "not an absolute path",
+		"crypto key import rsa X pem url /dev/zero": "not a regular file",
+		"crypto key import rsa X pem url rel.pem":   "not an absolute path",
 	} {
 		if r := run(t, b, cmd); r.OK || !strings.Contains(r.Error, msg) {
 			t.Errorf("%s: %+v, want %q", cmd, r, msg)
