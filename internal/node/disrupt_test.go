@@ -94,7 +94,7 @@ func TestRemovalReregistrationHoldsSending(t *testing.T) {
 				expires = tk.Expires
 			}
 		}
-		l.gms[0].regs[0].next = l.clk.Now()
+		l.gms[0].regs[0].m.Wake(l.clk.Now())
 	})
 	if expires.IsZero() || expires.Sub(l.clk.Now()) > 200*time.Second {
 		t.Fatalf("no temporary SA at gm1 (expires %s)", expires)

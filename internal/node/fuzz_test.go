@@ -156,7 +156,7 @@ func holdOf(n *Node) gmHold {
 	}
 	r := n.regs[0]
 	for _, sa := range n.socks[0].ep.SAs() {
-		if sa.Peer() == r.ks {
+		if sa.Peer() == r.m.KS() {
 			h.SA = true
 		}
 	}

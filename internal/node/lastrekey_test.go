@@ -44,7 +44,7 @@ func TestLastRekeyRecorded(t *testing.T) {
 	}
 
 	// ACKs lost: one retransmission, then the give-up.
-	gmn.Do(ctx, func() { gmn.regs[0].dropAcks = true })
+	dropAcks(t, gmn, true)
 	start := clk.Now()
 	kn.Do(ctx, func() { kn.SendRekey("GETVPN", clk.Now()) })
 	waitFor(t, "the rekey to reach the GM", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == 1 })
@@ -60,7 +60,7 @@ func TestLastRekeyRecorded(t *testing.T) {
 	first := lr.Seq
 
 	// Acknowledged at once: no retransmission, no time in fake time.
-	gmn.Do(ctx, func() { gmn.regs[0].dropAcks = false })
+	dropAcks(t, gmn, false)
 	kn.Do(ctx, func() { kn.SendRekey("GETVPN", clk.Now()) })
 	for i := 0; ; i++ {
 		kn.Do(ctx, func() {}) // a tick: the acknowledged delivery ends

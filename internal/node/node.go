@@ -8,7 +8,6 @@ package node
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -220,20 +219,14 @@ func New(o Options) (*Node, error) {
 		if len(g.Servers) == 0 {
 			return nil, fmt.Errorf("node: group %s has no key server address", g.Name)
 		}
-		n.regs = append(n.regs, &registration{cfg: g})
-		mode := sadb.FailOpen
-		if g.FailClose {
-			mode = sadb.FailClose
-		}
-		o.Dataplane.SetFailMode(g.Name, mode)
+		n.regs = append(n.regs, n.newRegistration(g))
 	}
 	now := o.Now()
 	for _, r := range n.regs {
-		// Before registering: a fail-close group without keys gets the
-		// bootstrap policy (whatever policy an earlier run left in tmd).
-		if r.cfg.FailClose && !n.holdsTEK(r.cfg.Name, now) {
-			n.installBootstrap(r)
-		}
+		// Before registering: the fail mode, and a fail-close group
+		// without keys gets the bootstrap policy (whatever policy an
+		// earlier run left in tmd).
+		n.execute(r, r.m.Init(n.allServers(), now), now)
 	}
 	if len(o.Listen) == 0 {
 		return nil, errors.New("node: no address to listen on")
@@ -317,9 +310,7 @@ func (n *Node) Register(ctx context.Context) error {
 	return n.Do(ctx, func() {
 		now := n.o.Now()
 		for _, r := range n.regs {
-			if r.next.IsZero() && r.state == regIdle {
-				r.next = now
-			}
+			r.m.Start(now)
 		}
 	})
 }
@@ -338,7 +329,7 @@ func (n *Node) Run(ctx context.Context) error {
 	now := n.o.Now()
 	if !n.o.Hold {
 		for _, r := range n.regs {
-			r.next = now // register at once
+			r.m.Wake(now) // register at once
 		}
 	}
 	timer := time.NewTimer(0)
@@ -421,7 +412,7 @@ func (n *Node) nextTimer() time.Time {
 		earlier(s.ep.NextTimer())
 	}
 	for _, r := range n.regs {
-		earlier(r.next)
+		earlier(r.m.Next())
 	}
 	if n.delivery != nil {
 		earlier(n.delivery.Next())
@@ -436,8 +427,8 @@ func (n *Node) tick(now time.Time) {
 		}
 	}
 	for _, r := range n.regs {
-		if !r.next.IsZero() && !r.next.After(now) {
-			n.advance(r, now)
+		if t := r.m.Next(); !t.IsZero() && !t.After(now) {
+			n.execute(r, r.m.Timer(now), now)
 		}
 	}
 	n.sweep(now)
@@ -481,8 +472,9 @@ func (n *Node) process(s *sock, out ike.Output) {
 		switch e := ev.Event.(type) {
 		case ike.Established:
 			for _, r := range n.regs {
-				if r.state == regPhase1 && r.ks == e.Info.Peer && e.Info.Initiator {
-					n.startPull(r, s, ev.SA, false, now)
+				if e.Info.Initiator && r.m.AwaitsPhase1(e.Info.Peer) {
+					r.sock = s
+					n.execute(r, r.m.Phase1Up(ev.SA, false, now), now)
 				}
 			}
 			if e.Info.Initiator {
@@ -493,14 +485,9 @@ func (n *Node) process(s *sock, out ike.Output) {
 		case ike.Failed, ike.Deleted, ike.Expired:
 			delete(n.suspects, ev.SA)
 			for _, r := range n.regs {
-				if r.sa == ev.SA || (r.state == regPhase1 && r.p1 == ev.SA) {
-					r.sa, r.p1 = nil, nil
-					if r.state == regPhase1 || r.state == regPull {
-						n.failover(r, fmt.Errorf("phase 1 with %s: %s", r.ks.Addr(), describe(ev.Event)), now)
-					} else if f, ok := ev.Event.(ike.Failed); ok && errors.Is(f.Err, ike.ErrDeadPeer) {
-						n.onDeadKS(r, now)
-					}
-				}
+				f, failed := ev.Event.(ike.Failed)
+				dead := failed && errors.Is(f.Err, ike.ErrDeadPeer)
+				n.execute(r, r.m.Phase1Down(ev.SA, describe(ev.Event), dead, now), now)
 			}
 			for k := range n.serves {
 				if k.sa == ev.SA {
@@ -509,9 +496,7 @@ func (n *Node) process(s *sock, out ike.Output) {
 			}
 		case ike.Notified:
 			for _, r := range n.regs {
-				if r.sa == ev.SA && r.state == regPull {
-					n.failover(r, fmt.Errorf("KS %s refused registration: %s", r.ks.Addr(), e.Notify.NotifyType), now)
-				}
+				n.execute(r, r.m.Refused(ev.SA, e.Notify.NotifyType, now), now)
 			}
 		case ike.Phase2:
 			n.phase2(s, ev.SA, e.Msg, now)
@@ -540,7 +525,7 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 		return
 	}
 	for _, r := range n.regs {
-		if r.state == regPull && r.sa == sa && r.pull.MessageID() == m.Header.MessageID {
+		if r.m.OwnsPull(sa, m.Header.MessageID) {
 			n.onPull(r, s, m, now)
 			return
 		}
@@ -640,10 +625,4 @@ func (n *Node) sockFor(peer netip.AddrPort) *sock {
 		}
 	}
 	return n.socks[0]
-}
-
-func (n *Node) uniform() float64 {
-	var b [8]byte
-	io.ReadFull(n.o.Rand, b[:])
-	return float64(binary.BigEndian.Uint64(b[:])>>11) / (1 << 53)
 }

@@ -60,6 +60,9 @@ func start(t *testing.T, ctx context.Context, o Options) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(o.GM) > 0 {
+		gateAcks(n) // dropAcks can make its ACKs lost
+	}
 	go n.Run(ctx)
 	return n
 }

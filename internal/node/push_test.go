@@ -162,7 +162,7 @@ func TestNewRekeySupersedesTheOneInFlight(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	kn, gmn := pushLab(t, ctx, "127.0.0.145", "127.0.0.146")
-	gmn.Do(ctx, func() { gmn.regs[0].dropAcks = true })
+	dropAcks(t, gmn, true)
 	rekey(t, ctx, kn, gmn)
 	rekey(t, ctx, kn, gmn)
 	var seqs []uint32

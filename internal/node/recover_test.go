@@ -175,7 +175,7 @@ func TestGMsRecoverFromARestartedKS(t *testing.T) {
 	// A plain re-registration (its timer fired) after another restart.
 	l.restart()
 	for _, g := range l.gms {
-		g.Do(ctx, func() { g.regs[0].next = l.clk.Now() })
+		g.Do(ctx, func() { g.regs[0].m.Wake(l.clk.Now()) })
 	}
 	took, ok = l.pump(10*time.Second, func() bool {
 		for _, g := range l.gms {
@@ -231,7 +231,7 @@ func TestGMsRecoverFromARestartedKSWithoutTheHint(t *testing.T) {
 	l.pump(2*time.Second, func() bool { return false })
 	l.restart()
 	for _, g := range l.gms {
-		g.Do(ctx, func() { g.regs[0].next = l.clk.Now() })
+		g.Do(ctx, func() { g.regs[0].m.Wake(l.clk.Now()) })
 	}
 	took, ok := l.pump(10*time.Second, func() bool {
 		for _, g := range l.gms {
@@ -265,7 +265,7 @@ func TestInterruptedRekeyResumedAfterRestart(t *testing.T) {
 	defer cancel()
 	l := newRestartLab(t, ctx, netip.MustParseAddr("127.0.0.170"), 3, 2)
 	for _, g := range l.gms[1:] {
-		g.Do(ctx, func() { g.regs[0].dropAcks = true })
+		dropAcks(t, g, true)
 	}
 	l.ks.Do(ctx, func() {
 		if err := l.ks.SendRekey("GETVPN", l.clk.Now()); err != nil {
@@ -286,7 +286,7 @@ func TestInterruptedRekeyResumedAfterRestart(t *testing.T) {
 	})
 	l.pump(2*time.Second, func() bool { return false }) // the state with its in-flight rekey is saved
 	for _, g := range l.gms[1:] {
-		g.Do(ctx, func() { g.regs[0].dropAcks = false }) // ACKs reach the restarted KS
+		dropAcks(t, g, false) // ACKs reach the restarted KS
 	}
 	l.restart()
 	took, ok := l.pump(5*time.Second, func() bool {

@@ -90,15 +90,12 @@ func (n *Node) forget(s *sock) {
 		if r.sock != s {
 			continue
 		}
-		switch r.state {
-		case regPhase1, regPull:
-			r.sock = nil
-			n.failover(r, fmt.Errorf("local address %s removed", s.local.Addr()), now)
-		default:
-			// Registered or idle: the keys stay; the next attempt picks a
-			// socket again (attempt calls sockFor) and runs a new phase 1.
-			r.sa = nil
-			r.sock = n.sockFor(r.ks)
+		// A registration in progress through it fails over (and picks a
+		// socket anew); a registered or idle one keeps its keys and runs a
+		// new phase 1 next time, from the socket the routing picks now.
+		n.execute(r, r.m.LocalGone(s.local.Addr(), now), now)
+		if r.sock == s {
+			r.sock = n.sockFor(r.m.KS())
 		}
 	}
 }

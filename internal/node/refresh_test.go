@@ -100,8 +100,8 @@ func TestRefresh(t *testing.T) {
 			return
 		}
 		r.cfg.Servers = []netip.AddrPort{primary}
-		r.idx = 0
-		gm2.attempt(r, gm2.o.Now())
+		r.m.SetServers(r.cfg.Servers)
+		r.m.Wake(gm2.o.Now())
 	})
 	if stale {
 		t.Fatal("gm2's registration still points at its closed socket")
@@ -132,7 +132,7 @@ func TestRekeysNeverLeaveFromAnUnconfiguredAddress(t *testing.T) {
 	gmn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.162:0")}, IKE: ikeCfg("k", version.Current),
 		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{primary}, SIDs: 1}}, Logger: slog.New(slog.NewTextHandler(&gmLog, nil))})
 	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
-	gmn.Do(ctx, func() { gmn.regs[0].dropAcks = true })
+	dropAcks(t, gmn, true)
 	kn.Do(ctx, func() {
 		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
 			t.Fatal(err)
@@ -175,7 +175,7 @@ func TestRekeysNeverLeaveFromAnUnconfiguredAddress(t *testing.T) {
 			t.Errorf("after the address came back: unserved %v", kn.UnservedAddresses())
 		}
 	})
-	gmn.Do(ctx, func() { gmn.regs[0].dropAcks = false })
+	dropAcks(t, gmn, false)
 	kn.Do(ctx, func() {
 		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
 			t.Error(err)

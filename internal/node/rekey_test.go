@@ -161,7 +161,7 @@ func TestSilentGMIsDroppedAndReregisters(t *testing.T) {
 	gmn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.80:0")}, IKE: ikeCfg("k", version.Current),
 		Now: clk.Now, GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}}})
 	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
-	gmn.Do(ctx, func() { gmn.regs[0].dropAcks = true })
+	dropAcks(t, gmn, true)
 	for i := 0; i < 3; i++ {
 		kn.Do(ctx, func() { kn.SendRekey("GETVPN", clk.Now()) })
 		waitFor(t, "the rekey to reach the GM", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == i+1 })

@@ -12,10 +12,8 @@ type counters struct {
 	// group member
 	pushMalformed  uint64 // not even an ISAKMP header
 	pushUnknownKEK uint64 // cookies of no KEK held, or of a group not joined
-	pullGiveUps    uint64 // pulls over a reused SA unanswered: fresh phase 1
 	lostHints      uint64 // PeerLostState hints received
 	pullUnmatched  uint64 // GROUPKEY-PULL message for no exchange in progress
-	pullForgedGM   uint64 // GROUPKEY-PULL message 2/4 that failed decryption or HASH
 	// key server
 	// (the acknowledgements' are ks.Delivery's: ks.AckStats)
 	pullsRefused uint64 // GROUPKEY-PULL refused with a notification
@@ -49,22 +47,25 @@ func (n *Node) ISAKMPCounters() []ike.Counter {
 // GMCounters lists the group-member counters, summed over the groups
 // joined (MemberState has them per group). Use inside Do.
 func (n *Node) GMCounters() []ike.Counter {
-	var reg, fail, rcv, dup, rep, rej, acks uint64
+	var reg, fail, rcv, dup, rep, rej, acks, giveUps, forged uint64
 	for _, r := range n.regs {
-		reg += uint64(r.registrations)
-		fail += uint64(r.failuresTotal)
-		rcv += uint64(r.rekeysReceived)
-		dup += uint64(r.rekeysDuplicate)
-		rep += uint64(r.rekeysReplayed)
-		rej += uint64(r.rekeysRejected)
-		acks += uint64(r.acksSent)
+		c := r.m.Status().Counters
+		reg += uint64(c.Registrations)
+		fail += uint64(c.FailuresTotal)
+		rcv += uint64(c.Rekeys.Received)
+		dup += uint64(c.Rekeys.Duplicate)
+		rep += uint64(c.Rekeys.Replayed)
+		rej += uint64(c.Rekeys.Rejected)
+		acks += uint64(c.Rekeys.AcksSent)
+		giveUps += c.PullGiveUps
+		forged += c.PullsForged
 	}
 	return []ike.Counter{
 		{Name: "registrations", Help: "registrations completed", Value: reg},
 		{Name: "registration_failures", Help: "registration attempts that failed", Value: fail},
-		{Name: "pulls_unanswered_fresh_phase1", Help: "pulls over a reused phase-1 SA unanswered: a fresh phase 1 started", Value: n.stats.pullGiveUps},
+		{Name: "pulls_unanswered_fresh_phase1", Help: "pulls over a reused phase-1 SA unanswered: a fresh phase 1 started", Value: giveUps},
 		{Name: "pulls_unmatched", Help: "GROUPKEY-PULL messages for no registration in progress (late or replayed)", Value: n.stats.pullUnmatched},
-		{Name: "pulls_unauthenticated", Help: "GROUPKEY-PULL messages that failed decryption or HASH (dropped; the exchange goes on)", Value: n.stats.pullForgedGM},
+		{Name: "pulls_unauthenticated", Help: "GROUPKEY-PULL messages that failed decryption or HASH (dropped; the exchange goes on)", Value: forged},
 		{Name: "peer_lost_state_hints", Help: "INVALID-COOKIE hints that the KS lost a phase-1 SA", Value: n.stats.lostHints},
 		{Name: "rekeys_received", Help: "rekeys verified and applied", Value: rcv},
 		{Name: "rekeys_duplicate", Help: "retransmissions of the last rekey (ACKed again)", Value: dup},

@@ -1,0 +1,784 @@
+package gm
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// Member is the group-member role for one group, sans-IO (issue 15): its
+// registration (state, the key-server list, failover with backoff),
+// rekey acceptance (KEK by cookies, the sequence filter, the signature,
+// installation), GM removal and policy replace, the ACK decision and the
+// fail-close bootstrap. Its methods take an event and the time and return
+// a Result: datagrams to send, a phase 1 to provide, an SA to suspect, a
+// multicast group to join, lines to log. Its one timer is Next, acted on
+// by Timer. It reads no clock, starts no goroutine and touches no socket;
+// the keys go to the sadb.Dataplane it was given (an SA database, in
+// memory or another process's), which is the only thing it changes
+// outside itself.
+//
+// The owner (internal/node) routes to it: phase-1 events for the SA it
+// registers over, GROUPKEY-PULL messages of its exchange (OwnsPull),
+// GROUPKEY-PUSH datagrams under its KEK (HoldsKEK).
+type Member struct {
+	cfg Config
+	o   Options
+
+	state     regState
+	idx       int            // index of the KS being tried
+	ks        netip.AddrPort // the KS being tried or registered with
+	failures  int            // consecutive failures
+	next      time.Time      // when Timer must act
+	temporary time.Time      // when a GM removal's temporary SAs expire (zero: none)
+	sa        Phase1         // the SA the pull runs or ran over
+	p1        Phase1         // the phase 1 this registration started (statePhase1)
+	pull      *gdoi.Pull
+	pullTries int
+	// reused: the pull runs over a phase-1 SA established before this
+	// attempt, which the KS may have lost (a restart).
+	reused    bool
+	freshAt   time.Time // when the last fresh phase 1 was started for a suspect SA
+	installed *Installed
+	// bootstrap: the group's policy in the data plane is the fail-close
+	// bootstrap, not a key server's.
+	bootstrap    bool
+	registeredAt time.Time
+	lastErr      string
+	seq          SeqFilter
+	regKS        netip.AddrPort // the KS of the last registration: ACKs go there
+	lastRekey    time.Time
+	c            Counters
+}
+
+// Config is a group the member joins.
+type Config struct {
+	Name    string
+	ID      uint32
+	Servers []netip.AddrPort // tried in order
+	SIDs    uint16           // sender IDs to ask for (counter-mode TEKs)
+	// FailClose: covered traffic is dropped while no TEK is held (SPEC
+	// T3); FailCloseBypass are the fail-close ACL's deny entries.
+	FailClose       bool
+	FailCloseBypass []sadb.PolicyEntry
+}
+
+// Options are what a member is given by its owner.
+type Options struct {
+	Dataplane sadb.Dataplane
+	Rand      io.Reader // nonces, message IDs and jitter
+	// PullTimeout: the wait for each GROUPKEY-PULL answer (3 tries).
+	PullTimeout time.Duration
+	// BackoffMin, BackoffMax bound the wait before trying the next key
+	// server after a failure (doubling, with jitter).
+	BackoffMin, BackoffMax time.Duration
+	// Legacy: the node announces a version before GM removal and policy
+	// replace, and behaves like one (SPEC V1): removals are ignored,
+	// replace instructions not carried out. Version names it in the log.
+	Legacy  bool
+	Version string
+}
+
+// Counters are a member's totals.
+type Counters struct {
+	Registrations, FailuresTotal int
+	Rekeys                       RekeyStats
+	PullGiveUps                  uint64 // pulls over a reused SA unanswered: fresh phase 1
+	PullsForged                  uint64 // GROUPKEY-PULL messages 2/4 that failed decryption or HASH
+}
+
+// RekeyStats is a member's rekey counters.
+type RekeyStats struct {
+	Received, Duplicate, Replayed, Rejected, AcksSent int
+	LastRekey                                         time.Time
+}
+
+type regState int
+
+const (
+	stateIdle       regState = iota // waiting for next to (re)register
+	statePhase1                     // phase 1 with ks in progress
+	statePull                       // GROUPKEY-PULL in progress
+	stateRegistered                 // keys installed; next is the re-registration time
+)
+
+func (s regState) String() string {
+	return [...]string{"idle", "phase 1", "registering", "registered"}[s]
+}
+
+// Severity is an Event's syslog severity (RFC 5424 numbers).
+type Severity int
+
+const (
+	SevErr     Severity = 3
+	SevWarning Severity = 4
+	SevNotice  Severity = 5
+	SevInfo    Severity = 6
+	SevDebug   Severity = 7
+)
+
+// Event is a line for the owner to log.
+type Event struct {
+	Severity Severity
+	// Mnemonic names a %GDOI-N-MNEMONIC line; "" is a plain record with
+	// Attrs (key/value pairs).
+	Mnemonic string
+	Msg      string
+	Attrs    []any
+	// Unauth: caused by unauthenticated input, to be rate-limited (SPEC S6).
+	Unauth bool
+}
+
+// Send is a datagram for the member's socket.
+type Send struct {
+	To   netip.AddrPort
+	Data []byte
+}
+
+// Result is what the member asks its owner to do, in this order: mark
+// Suspect, send Send, join Join, log Events, then provide Connect.
+type Result struct {
+	// Suspect: no new pull may use this SA; the owner deletes it once a
+	// new SA to the same key server is established.
+	Suspect Phase1
+	Send    []Send
+	// Join: the KEK whose multicast group rekeys arrive on.
+	Join   *sadb.KEK
+	Events []Event
+	// Connect: the member needs a phase-1 SA to this key server. The
+	// owner reuses an established one we initiated that is not suspect
+	// (Phase1Up, reused), else starts main mode (Phase1Started, then
+	// Phase1Up when it is established), or reports ConnectFailed.
+	Connect netip.AddrPort
+}
+
+func (r *Result) log(sev Severity, mnemonic, format string, args ...any) {
+	r.Events = append(r.Events, Event{Severity: sev, Mnemonic: mnemonic, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (r *Result) note(sev Severity, msg string, attrs ...any) {
+	r.Events = append(r.Events, Event{Severity: sev, Msg: msg, Attrs: attrs})
+}
+
+// NewMember returns the member of one group; it does nothing until Wake.
+func NewMember(cfg Config, o Options) *Member {
+	if o.PullTimeout == 0 {
+		o.PullTimeout = 5 * time.Second
+	}
+	if o.BackoffMin == 0 {
+		o.BackoffMin = 2 * time.Second
+	}
+	if o.BackoffMax == 0 {
+		o.BackoffMax = 60 * time.Second
+	}
+	return &Member{cfg: cfg, o: o}
+}
+
+// Name is the group's name.
+func (m *Member) Name() string { return m.cfg.Name }
+
+// Servers are the group's key servers, in order.
+func (m *Member) Servers() []netip.AddrPort { return m.cfg.Servers }
+
+// KS is the key server being tried or registered with.
+func (m *Member) KS() netip.AddrPort { return m.ks }
+
+// SA is the phase-1 SA the member's pull runs or ran over (nil: none).
+func (m *Member) SA() Phase1 { return m.sa }
+
+// Next is when Timer must be called (zero: never).
+func (m *Member) Next() time.Time { return m.next }
+
+// Wake makes the member act at now: register, or re-register at once.
+func (m *Member) Wake(now time.Time) { m.next = now }
+
+// Start makes a member that never acted register at now (options that
+// hold registrations until released).
+func (m *Member) Start(now time.Time) {
+	if m.next.IsZero() && m.state == stateIdle {
+		m.next = now
+	}
+}
+
+func (m *Member) uniform() float64 {
+	var b [8]byte
+	io.ReadFull(m.o.Rand, b[:])
+	return float64(binary.BigEndian.Uint64(b[:])>>11) / (1 << 53)
+}
+
+// Timer acts on the member's timer (a stale one is ignored).
+func (m *Member) Timer(now time.Time) Result {
+	var res Result
+	if m.next.IsZero() || m.next.After(now) {
+		return res
+	}
+	switch m.state {
+	case stateIdle, stateRegistered:
+		m.attempt(&res)
+	case statePhase1:
+		// The endpoint's retransmissions report failure; this is a
+		// safety net for a phase 1 that never started.
+		m.failover(&res, fmt.Errorf("phase 1 with %s did not complete", m.ks.Addr()), now)
+	case statePull:
+		if m.reused {
+			// One unanswered transmission over an SA that predates this
+			// attempt: the KS may have lost its phase-1 state (a restart),
+			// and retransmitting over the same SA cannot help. A fresh main
+			// mode at once, with the same KS; a pull over the fresh SA
+			// that goes unanswered fails over as below.
+			m.c.PullGiveUps++
+			res.Suspect = m.sa
+			m.fresh(&res, now)
+			return res
+		}
+		if m.pullTries >= 3 {
+			m.failover(&res, fmt.Errorf("KS %s did not answer GROUPKEY-PULL", m.ks.Addr()), now)
+			return res
+		}
+		m.pullTries++
+		res.Send = append(res.Send, Send{To: m.ks, Data: m.pull.Last()})
+		m.next = now.Add(m.o.PullTimeout)
+	}
+	return res
+}
+
+// attempt (re)registers with the current KS: the owner provides the
+// phase-1 SA.
+func (m *Member) attempt(res *Result) {
+	m.ks = m.cfg.Servers[m.idx%len(m.cfg.Servers)]
+	res.Connect = m.ks
+}
+
+// ConnectFailed: the owner could not start a phase 1 to KS().
+func (m *Member) ConnectFailed(err error, now time.Time) Result {
+	var res Result
+	m.failover(&res, err, now)
+	return res
+}
+
+// Phase1Started: main mode with KS() began over sa.
+func (m *Member) Phase1Started(sa Phase1, now time.Time) {
+	m.state, m.p1, m.pull, m.next = statePhase1, sa, nil, now.Add(2*time.Minute)
+}
+
+// AwaitsPhase1 reports whether the member waits for a phase 1 to peer.
+func (m *Member) AwaitsPhase1(peer netip.AddrPort) bool {
+	return m.state == statePhase1 && m.ks == peer
+}
+
+// Phase1Up starts the GROUPKEY-PULL over sa: one established for this
+// attempt, or an earlier one (reused).
+func (m *Member) Phase1Up(sa Phase1, reused bool, now time.Time) Result {
+	var res Result
+	pull, msg, err := gdoi.NewPull(sa, isakmp.GroupID(m.cfg.ID), m.cfg.SIDs, m.o.Rand)
+	if err != nil {
+		m.failover(&res, err, now)
+		return res
+	}
+	m.state, m.sa, m.pull, m.pullTries, m.reused, m.p1 = statePull, sa, pull, 1, reused, nil
+	m.next = now.Add(m.o.PullTimeout)
+	res.Send = append(res.Send, Send{To: m.ks, Data: msg})
+	return res
+}
+
+// freshInterval bounds the fresh phase 1s started for one registration
+// because its SA became suspect (a hint from the network, which anyone on
+// the path can forge, must not make the GM run main mode in a loop).
+const freshInterval = 5 * time.Second
+
+// fresh abandons the pull and registers again with the same KS at once
+// over a new phase-1 SA. The suspect SA stays until the new one is
+// established: nothing unauthenticated removes an SA.
+func (m *Member) fresh(res *Result, now time.Time) {
+	m.freshAt = now
+	m.pull, m.sa, m.reused = nil, nil, false
+	res.log(SevNotice, "GM_REREGISTER", "KS %s seems to have lost the phase-1 SA of group %s (no answer, or INVALID-COOKIE): starting a new phase 1",
+		m.ks.Addr(), m.cfg.Name)
+	m.attempt(res)
+}
+
+// PeerLost acts on the hint that the KS lost sa's state (an unprotected
+// INVALID-COOKIE for its cookies; the owner marks sa suspect): a pull
+// running over it starts a new phase 1 at once, at most once per
+// freshInterval.
+func (m *Member) PeerLost(sa Phase1, now time.Time) Result {
+	var res Result
+	if m.sa == sa && m.state == statePull && (m.freshAt.IsZero() || now.Sub(m.freshAt) >= freshInterval) {
+		m.fresh(&res, now)
+	}
+	return res
+}
+
+// DropSA forgets sa, which its owner deleted (a suspect SA replaced by a
+// new one); a pull over it goes on until it times out.
+func (m *Member) DropSA(sa Phase1) {
+	if m.sa == sa {
+		m.sa = nil
+	}
+}
+
+// Phase1Down: sa failed, was deleted by the peer or expired (why); dead:
+// it failed because the KS did not answer dead peer detection. A
+// registration in progress over it fails over; a registered member whose
+// KS is dead registers again at once with the next one.
+func (m *Member) Phase1Down(sa Phase1, why string, dead bool, now time.Time) Result {
+	var res Result
+	if m.sa == sa || (m.state == statePhase1 && m.p1 == sa) {
+		m.sa, m.p1 = nil, nil
+		if m.state == statePhase1 || m.state == statePull {
+			m.failover(&res, fmt.Errorf("phase 1 with %s: %s", m.ks.Addr(), why), now)
+		} else if dead {
+			m.deadKS(&res, now)
+		}
+	}
+	return res
+}
+
+// deadKS acts on dead peer detection (crypto isakmp keepalive): the key
+// server the member is registered with did not answer R-U-THERE, and its
+// SA is gone. It registers again at once with the next key server of its
+// list (the same one if it is the only one); the keys installed stay until
+// the new registration replaces them or they expire.
+func (m *Member) deadKS(res *Result, now time.Time) {
+	if m.state != stateRegistered && m.state != stateIdle {
+		return
+	}
+	prev := m.ks
+	m.idx = (m.idx + 1) % len(m.cfg.Servers)
+	m.c.FailuresTotal++
+	m.lastErr = fmt.Sprintf("KS %s is dead (no answer to dead peer detection)", prev.Addr())
+	m.next = now
+	res.log(SevNotice, "GM_REREGISTER", "KS %s of group %s did not answer dead peer detection (crypto isakmp keepalive): registering with KS %s",
+		prev.Addr(), m.cfg.Name, m.cfg.Servers[m.idx].Addr())
+}
+
+// Refused: the KS sent a protected notification over sa.
+func (m *Member) Refused(sa Phase1, t isakmp.NotifyType, now time.Time) Result {
+	var res Result
+	if m.sa == sa && m.state == statePull {
+		m.failover(&res, fmt.Errorf("KS %s refused registration: %s", m.ks.Addr(), t), now)
+	}
+	return res
+}
+
+// Cleared: the owner deleted sa (`clear crypto isakmp`). A pull over it
+// starts again at once; keys installed stay.
+func (m *Member) Cleared(sa Phase1, now time.Time) {
+	if m.sa != sa {
+		return
+	}
+	m.sa = nil
+	if m.state == statePull {
+		m.pull, m.reused = nil, false
+		m.idleOrRegistered(now)
+		m.next = now
+	}
+}
+
+// LocalGone: the local address the member's socket was bound to was
+// removed. A registration in progress fails over; one registered keeps
+// its keys and runs a new phase 1 next time.
+func (m *Member) LocalGone(addr netip.Addr, now time.Time) Result {
+	var res Result
+	switch m.state {
+	case statePhase1, statePull:
+		m.failover(&res, fmt.Errorf("local address %s removed", addr), now)
+	default:
+		m.sa = nil
+	}
+	return res
+}
+
+// Reregister is `clear crypto gdoi`: register again at once with the
+// first key server over a new phase 1 (the owner marks the SAs to the
+// key servers suspect first). Installed keys stay.
+func (m *Member) Reregister(now time.Time) {
+	m.pull, m.sa, m.p1, m.reused, m.failures, m.idx = nil, nil, nil, false, 0, 0
+	m.idleOrRegistered(now)
+	m.next = now
+}
+
+func (m *Member) idleOrRegistered(now time.Time) {
+	m.state = stateIdle
+	if m.installed != nil && now.Before(m.installed.Earliest) {
+		m.state = stateRegistered // the old keys stay valid meanwhile
+	}
+}
+
+// OwnsPull reports whether a GROUPKEY-PULL message with message ID mid
+// over sa belongs to the member's exchange.
+func (m *Member) OwnsPull(sa Phase1, mid uint32) bool {
+	return m.state == statePull && m.sa == sa && m.pull.MessageID() == mid
+}
+
+// PullMessage handles the KS's message 2 or 4 of the member's
+// GROUPKEY-PULL, received on the local address local.
+func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Time) Result {
+	var res Result
+	reply, pr, err := m.pull.Handle(msg)
+	if errors.Is(err, gdoi.ErrUnauthenticated) {
+		// Not the KS's, as far as anyone can tell: the pull goes on.
+		m.c.PullsForged++
+		res.Events = append(res.Events, Event{Severity: SevDebug, Msg: "dropped unauthenticated GROUPKEY-PULL message",
+			Attrs: []any{"peer", m.ks.String(), "err", err}, Unauth: true})
+		return res
+	}
+	if err != nil {
+		m.failover(&res, fmt.Errorf("GROUPKEY-PULL with %s: %w", m.ks.Addr(), err), now)
+		return res
+	}
+	if reply != nil {
+		m.reused = false // the KS answered over the SA: it holds it
+		m.pullTries = 1
+		m.next = now.Add(m.o.PullTimeout)
+		res.Send = append(res.Send, Send{To: m.ks, Data: reply})
+		return res
+	}
+	m.sa.ForgetMessageID(m.pull.MessageID())
+	dp := m.o.Dataplane
+	held := map[uint32]bool{} // the group's TEKs before this registration
+	for _, t := range dp.TEKs() {
+		if t.Group == m.cfg.Name {
+			held[t.SPI] = true
+		}
+	}
+	inst, err := Install(dp, m.cfg.Name, m.cfg.ID, pr, now)
+	if err != nil {
+		res.log(SevErr, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Reg policies from KS %s for group %s: %v",
+			m.ks.Addr(), m.cfg.Name, err)
+		m.failover(&res, err, now)
+		return res
+	}
+	m.state, m.installed, m.registeredAt, m.failures, m.lastErr, m.regKS = stateRegistered, inst, now, 0, "", m.ks
+	if !m.temporary.IsZero() {
+		// Re-registered after a GM removal: the other members send and
+		// receive with the temporary SAs until they re-register too.
+		HoldSending(dp, m.cfg.Name, held, m.temporary, now)
+		m.temporary = time.Time{}
+	}
+	m.bootstrap = false     // the key server's policy replaced it (Install)
+	m.freshAt = time.Time{} // the bound on fresh phase 1s is per registration attempt
+	if inst.KEK != nil {
+		// §3.3: the pull's SEQ is stale if a push under this KEK was
+		// already accepted.
+		m.seq.Advance(inst.KEK.SPI, pr.Seq)
+		res.Join = inst.KEK
+	}
+	m.c.Registrations++
+	m.next = ReregisterAt(inst.Earliest, inst.TEKs[0].Lifetime, m.uniform())
+	res.log(SevNotice, "GM_REGS_COMPL", "Registration to KS %s complete for group %s using address %s",
+		m.ks.Addr(), m.cfg.Name, local)
+	res.log(SevNotice, "GM_INSTALL_POLICIES_SUCCESS", "SUCCESS: Installation of Reg/Rekey policies from KS %s for group %s & gm identity %s",
+		m.ks.Addr(), m.cfg.Name, local)
+	return res
+}
+
+// failover gives up on the current KS and schedules the next one in the
+// list after an exponential backoff with jitter.
+func (m *Member) failover(res *Result, err error, now time.Time) {
+	m.failures++
+	m.c.FailuresTotal++
+	m.lastErr = err.Error()
+	prev := m.ks
+	m.idx = (m.idx + 1) % len(m.cfg.Servers)
+	backoff := m.o.BackoffMin << min(m.failures-1, 10)
+	backoff = min(backoff, m.o.BackoffMax)
+	backoff = backoff/2 + time.Duration(m.uniform()*float64(backoff/2))
+	m.pull, m.sa, m.p1, m.reused = nil, nil, nil, false
+	m.idleOrRegistered(now)
+	m.next = now.Add(backoff)
+	res.log(SevWarning, "GM_REGS_FAILED", "Registration to KS %s for group %s failed: %v; trying KS %s in %s",
+		prev.Addr(), m.cfg.Name, err, m.cfg.Servers[m.idx].Addr(), backoff.Round(time.Millisecond))
+}
+
+// Status is a member's state for show commands.
+type Status struct {
+	State        string
+	KS           netip.AddrPort
+	RegisteredAt time.Time
+	Reregister   time.Time // zero unless registered
+	Failures     int       // consecutive
+	LastError    string
+	Seq          uint32
+	// ACL is the policy downloaded from the KS at ACLFrom, in ACL order.
+	ACL                []sadb.PolicyEntry
+	ACLFrom            netip.Addr
+	FailCloseBootstrap bool
+	Counters
+}
+
+// Status reports the member's state.
+func (m *Member) Status() Status {
+	s := Status{State: m.state.String(), KS: m.ks, RegisteredAt: m.registeredAt, Failures: m.failures, LastError: m.lastErr,
+		FailCloseBootstrap: m.bootstrap, Counters: m.c}
+	s.Rekeys.LastRekey = m.lastRekey
+	if m.state == stateRegistered {
+		s.Reregister = m.next
+	}
+	if m.installed != nil {
+		s.Seq = m.installed.Seq
+		s.ACL, s.ACLFrom = m.installed.Policy, m.regKS.Addr()
+	}
+	s.Seq = max(s.Seq, m.seq.Max())
+	return s
+}
+
+// PushSPI is the KEK SPI a GROUPKEY-PUSH names by its cookies (RFC 6407
+// §5.3: the KEK's SPI is the ISAKMP header's cookie pair); false when the
+// datagram has no ISAKMP header.
+func PushSPI(data []byte) ([isakmp.KEKSPILen]byte, bool) {
+	var spi [isakmp.KEKSPILen]byte
+	h, err := isakmp.ParseHeader(data)
+	if err != nil {
+		return spi, false
+	}
+	copy(spi[:8], h.InitiatorCookie[:])
+	copy(spi[8:], h.ResponderCookie[:])
+	return spi, true
+}
+
+// kek is the group's KEK of SPI spi in the data plane (nil: none).
+func (m *Member) kek(spi [isakmp.KEKSPILen]byte) *sadb.KEK {
+	var kek *sadb.KEK
+	for _, k := range m.o.Dataplane.KEKs() {
+		if k.SPI == spi && k.Group == m.cfg.Name {
+			kek = &k
+		}
+	}
+	return kek
+}
+
+// HoldsKEK reports whether the member's group holds the KEK spi: a push
+// under it is the member's.
+func (m *Member) HoldsKEK(spi [isakmp.KEKSPILen]byte) bool { return m.kek(spi) != nil }
+
+// Push is a GROUPKEY-PUSH datagram as received.
+type Push struct {
+	From, To netip.AddrPort // To: the local address it arrived on
+	Data     []byte
+	// Local is the address of the member's own socket (the ACK's source
+	// and the address it names); invalid while it has none.
+	Local netip.Addr
+}
+
+// errRetransmitted: a push identical to the last one accepted.
+var errRetransmitted = errors.New("gm: the last rekey again")
+
+// Push handles a GROUPKEY-PUSH under one of the member's KEKs (RFC 6407
+// §4.4). The cheap checks come first: the KEK named by the cookies, then
+// the sequence number (after the symmetric decryption, before the
+// signature verification), and a retransmission identical to the last
+// push accepted is answered without verifying it again. No state changes
+// before the signature verifies.
+func (m *Member) Push(p Push, now time.Time) Result {
+	var res Result
+	spi, _ := PushSPI(p.Data)
+	kek := m.kek(spi)
+	if kek == nil {
+		return res // the owner routes by HoldsKEK
+	}
+	pub, err := x509.ParsePKIXPublicKey(kek.SigKey)
+	if err != nil {
+		m.c.Rekeys.Rejected++
+		return res
+	}
+	kk := gdoi.KEK{SPI: spi, Key: kek.Key}
+	last := m.seq.Last(spi)
+	digest := sha256.Sum256(p.Data)
+	var verdict SeqVerdict
+	rk, err := gdoi.OpenPushChecked(p.Data, kk, pub, kek.SigAlg, func(seq uint32) error {
+		switch verdict = m.seq.Check(spi, seq, digest); verdict {
+		case SeqRetransmit:
+			return errRetransmitted // the very datagram already verified
+		case SeqStale:
+			return gdoi.ErrPushStale
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errRetransmitted):
+		// The KS did not get our ACK.
+		m.c.Rekeys.Duplicate++
+		m.ack(&res, kek, kk, last, p.Local)
+		return res
+	case errors.Is(err, gdoi.ErrPushStale):
+		m.c.Rekeys.Replayed++
+		res.Events = append(res.Events, Event{Severity: SevWarning, Mnemonic: "GM_REKEY_REPLAY", Unauth: true,
+			Msg: fmt.Sprintf("Rekey for group %s dropped: sequence number not above %d", m.cfg.Name, last)})
+		return res
+	case err != nil:
+		m.c.Rekeys.Rejected++
+		res.Events = append(res.Events, Event{Severity: SevWarning, Mnemonic: "GM_REKEY_REJECTED", Unauth: true,
+			Msg: fmt.Sprintf("Rekey for group %s from %s rejected: %v", m.cfg.Name, p.From.Addr(), err)})
+		return res
+	}
+	if verdict == SeqDuplicate {
+		// Verified, same sequence number, other octets: a retransmission
+		// the KS built again (after a restart); acknowledged, not applied.
+		m.c.Rekeys.Duplicate++
+		m.ack(&res, kek, kk, rk.Seq, p.Local)
+		return res
+	}
+	removal, replace := notifyOf(rk, isakmp.NotifyGMRemoval), notifyOf(rk, isakmp.NotifyPolicyReplace)
+	if removal != nil {
+		m.seq.Accept(spi, rk.Seq, digest)
+		if m.o.Legacy {
+			// A 1.0.1 node does not know GM removal: it keeps its keys.
+			res.note(SevInfo, "ignoring a GM-removal message: this node runs an older version", "group", m.cfg.Name, "version", m.o.Version)
+			return res
+		}
+		m.c.Rekeys.Received++
+		m.ack(&res, kek, kk, rk.Seq, p.Local)
+		m.removed(&res, removal, now)
+		return res
+	}
+	dp := m.o.Dataplane
+	inst, err := ApplyRekey(dp, m.cfg.Name, m.cfg.ID, rk, now)
+	if err != nil {
+		m.c.Rekeys.Rejected++
+		res.log(SevErr, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Rekey policies for group %s: %v", m.cfg.Name, err)
+		return res
+	}
+	m.seq.Accept(spi, rk.Seq, digest)
+	m.c.Rekeys.Received++
+	m.lastRekey = now
+	if inst.Policy != nil {
+		m.bootstrap = false // the key server's policy replaced it
+	}
+	if inst.KEK != nil {
+		m.seq.Reset(inst.KEK.SPI)
+		res.Join = inst.KEK
+	}
+	if len(inst.TEKs) > 0 && m.installed != nil {
+		m.installed.Earliest = inst.Earliest
+		if inst.Policy != nil {
+			m.installed.Policy = inst.Policy // the rekey's ACL (SPEC E3)
+		}
+		if m.state == stateRegistered {
+			m.next = ReregisterAt(inst.Earliest, inst.TEKs[0].Lifetime, m.uniform())
+		}
+	}
+	if inst.NeedSIDs && m.state == stateRegistered {
+		// A counter-mode TEK without a sender ID: register again at once
+		// for one (the KS hands them out with the current keys).
+		res.note(SevInfo, "counter-mode TEK received without a sender ID: registering again for one", "group", m.cfg.Name)
+		m.next = now
+	}
+	res.log(SevNotice, "GM_RECV_REKEY", "Received Rekey for group %s from %s to %s with seq # %d",
+		m.cfg.Name, p.From.Addr(), p.To.Addr(), rk.Seq)
+	if replace != nil && !m.o.Legacy {
+		m.replaced(&res, replace, inst, now)
+	}
+	m.ack(&res, kek, kk, rk.Seq, p.Local)
+	return res
+}
+
+func notifyOf(rk *gdoi.Rekey, t isakmp.NotifyType) *isakmp.Notify {
+	for _, nt := range rk.Notifies {
+		if nt.NotifyType == t && len(nt.Data) == 1 && (nt.Data[0] == isakmp.ModeShorten || nt.Data[0] == isakmp.ModeNow) {
+			return nt
+		}
+	}
+	return nil
+}
+
+// removed carries out a GM-removal message (SPEC R2, R4).
+func (m *Member) removed(res *Result, nt *isakmp.Notify, now time.Time) {
+	dp, g := m.o.Dataplane, m.cfg.Name
+	clt := time.Duration(0)
+	for _, t := range dp.TEKs() {
+		if t.Group == g {
+			clt = max(clt, t.Configured)
+		}
+	}
+	dp.DeleteKEK(g)
+	if nt.Data[0] == isakmp.ModeNow {
+		for _, t := range dp.TEKs() {
+			if t.Group == g {
+				dp.DeleteTEK(g, t.SPI)
+			}
+		}
+		// Fail-open or fail-close now applies: the GM holds no TEK.
+		window := max(clt/50, time.Second) // 2% of the configured TEK lifetime
+		wait := time.Duration(m.uniform() * float64(window))
+		m.state, m.installed, m.sa, m.pull = stateIdle, nil, nil, nil
+		m.temporary = time.Time{} // no key left to send with meanwhile
+		m.next = now.Add(wait)
+		res.log(SevWarning, "GM_RECV_DELETE_IMMEDIATE",
+			"GM receive REMOVAL-NOW in group %s to cleanup downloaded policy now. Re-registration will start in a randomly chosen period of %d sec",
+			g, int(wait.Round(time.Second)/time.Second))
+		return
+	}
+	earliest := Shorten(dp, g, nil, now)
+	res.log(SevWarning, "GM_RECV_DELETE",
+		"GM received delete-msg from KS in group %s. TEKs lifetime are reduced and re-registration will start before SA expiry", g)
+	if earliest.IsZero() {
+		m.state, m.installed, m.next = stateIdle, nil, now
+		return
+	}
+	if m.installed != nil {
+		m.installed.Earliest = earliest
+		m.installed.KEK = nil
+	}
+	m.temporary = earliest
+	m.next = ReregisterBefore(earliest, now, clt, m.uniform())
+}
+
+// replaced carries out the policy-replace instruction of a rekey (SPEC P3,
+// P4): the SAs the rekey did not bring are shortened, or deleted at once.
+func (m *Member) replaced(res *Result, nt *isakmp.Notify, inst *Installed, now time.Time) {
+	keep := map[uint32]bool{}
+	for _, t := range inst.TEKs {
+		keep[t.SPI] = true
+	}
+	dp, g := m.o.Dataplane, m.cfg.Name
+	if nt.Data[0] == isakmp.ModeNow {
+		for _, t := range dp.TEKs() {
+			switch {
+			case t.Group != g:
+			case !keep[t.SPI]:
+				dp.DeleteTEK(g, t.SPI)
+			case t.SendFrom.After(now):
+				// The new policy is used at once (SPEC P4): no
+				// activation delay, nothing else is left to send with.
+				t.SendFrom = now
+				dp.InstallTEK(t)
+			}
+		}
+		res.note(SevInfo, "policy replaced now: old SAs deleted", "group", g)
+		return
+	}
+	Shorten(dp, g, keep, now)
+	res.note(SevInfo, "policy replaced: old SAs shortened", "group", g)
+}
+
+// ack acknowledges a rekey (RFC 8263) to the key server the GM registered
+// with, whatever the datagram's source said: a replayed push from a forged
+// source must not make the GM send anything anywhere else.
+func (m *Member) ack(res *Result, kek *sadb.KEK, kk gdoi.KEK, seq uint32, local netip.Addr) {
+	if !kek.Ack || !local.IsValid() || !m.regKS.IsValid() {
+		return
+	}
+	b, err := gdoi.Ack(kk, seq, local)
+	if err != nil {
+		return
+	}
+	m.c.Rekeys.AcksSent++
+	res.Send = append(res.Send, Send{To: m.regKS, Data: b})
+}
+
+// SetServers replaces the group's key-server list; the next attempt
+// starts from its first.
+func (m *Member) SetServers(servers []netip.AddrPort) {
+	m.cfg.Servers, m.idx = slices.Clone(servers), 0
+}

@@ -1,0 +1,50 @@
+package node
+
+import (
+	"context"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// ackGate is a GM's socket on a network that loses its rekey ACKs while
+// drop is set: a member whose ACKs never reach the KS, faked at the I/O
+// boundary (the member itself still decides to acknowledge and counts it).
+type ackGate struct {
+	PacketConn
+	drop atomic.Bool
+}
+
+func (c *ackGate) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	if c.drop.Load() && len(b) >= isakmp.HeaderLen && isakmp.ExchangeType(b[18]) == isakmp.ExchangePushAck {
+		return len(b), nil // lost on the way
+	}
+	return c.PacketConn.WriteToUDPAddrPort(b, to)
+}
+
+// gateAcks puts n's sockets behind ackGates; call it before Run (start
+// does for every GM).
+func gateAcks(n *Node) {
+	for _, s := range n.socks {
+		s.conn = &ackGate{PacketConn: s.conn}
+	}
+}
+
+// dropAcks makes the network lose (on) or deliver (off) n's rekey ACKs.
+func dropAcks(t *testing.T, n *Node, on bool) {
+	t.Helper()
+	gated := false
+	n.Do(context.Background(), func() {
+		for _, s := range n.socks {
+			if g, ok := s.conn.(*ackGate); ok {
+				g.drop.Store(on)
+				gated = true
+			}
+		}
+	})
+	if !gated {
+		t.Fatal("the node's sockets are not gated (start gates a GM's)")
+	}
+}
