@@ -16,6 +16,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/keystore"
 	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/show"
 	"github.com/groupvpn/groupvpn/internal/syslog"
 )
 
@@ -463,23 +464,11 @@ func usage(typ string) string {
 	return "General Purpose Key"
 }
 
-// KeyInfo is a stored key as show crypto key mypubkey's | json gives it.
-type KeyInfo struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"` // rsa, ec
-	Bits        int    `json:"bits"`
-	Storage     string `json:"storage"`
-	Usage       string `json:"usage"`
-	StoredAt    string `json:"stored_at"`  // RFC 3339, UTC
-	PublicKey   string `json:"public_key"` // DER SubjectPublicKeyInfo, hex
-	Fingerprint string `json:"fingerprint_sha256"`
-}
+// KeyInfo is a stored key as show crypto key mypubkey's | json gives it
+// (docs/json.md).
+type KeyInfo = show.KeyJSON
 
-func keyData(key *keystore.Key, st *keystore.Store) KeyInfo {
-	der, _ := keystore.PublicDER(key.Public())
-	return KeyInfo{Name: key.Label, Type: key.Type, Bits: key.Bits, Storage: st.Dir(), Usage: usage(key.Type),
-		StoredAt: key.Stored.UTC().Format(time.RFC3339), PublicKey: fmt.Sprintf("%x", der), Fingerprint: keystore.Fingerprint(key.Public())}
-}
+func keyData(key *keystore.Key, st *keystore.Store) KeyInfo { return show.KeyView(key, st.Dir()) }
 
 // show is show crypto key mypubkey in IOS's layout; typ "" shows all.
 func (k *keyCommands) show(typ string) ctl.Handler {
@@ -502,7 +491,7 @@ func (k *keyCommands) show(typ string) ctl.Handler {
 			}
 		}
 		var b strings.Builder
-		data := []KeyInfo{}
+		var data []KeyInfo
 		for _, key := range keys {
 			der, err := keystore.PublicDER(key.Public())
 			if err != nil {
@@ -525,6 +514,6 @@ func (k *keyCommands) show(typ string) ctl.Handler {
 		for _, p := range problems {
 			fmt.Fprintf(&b, "%% %v\n", p)
 		}
-		return &ctl.Reply{Text: b.String(), Data: map[string]any{"keys": data}}, nil
+		return &ctl.Reply{Text: b.String(), Data: show.KeysView(typ, time.Now(), data, problems)}, nil
 	}
 }

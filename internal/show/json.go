@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/keystore"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
@@ -1130,6 +1131,52 @@ func KSPolicyView(now time.Time, run *policy.Config, changes []policy.Change) KS
 	for _, c := range changes {
 		v.PendingChanges = append(v.PendingChanges, PolicyChangeJSON{Group: c.Group, Kind: changeKindName(c.Kind), SA: c.SA,
 			From: c.From, To: c.To, Rekey: c.Rekey, Effect: c.Effect})
+	}
+	return v
+}
+
+// ---- show crypto key mypubkey {rsa | ec | all}
+
+// KeysJSON is `show crypto key mypubkey {rsa | ec | all} | json`.
+type KeysJSON struct {
+	Header
+	Keys []KeyJSON `json:"keys,omitempty"`
+	// Problems are the key store's files that could not be read.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// KeyJSON is one key pair of the key store: its public half only.
+type KeyJSON struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"` // rsa | ec
+	Bits        int    `json:"bits"` // RSA modulus or EC curve size
+	Storage     string `json:"storage"`
+	Usage       string `json:"usage"` // general-purpose (rsa) | signature (ec)
+	StoredAt    string `json:"stored_at,omitempty"`
+	PublicKey   string `json:"public_key"`         // DER SubjectPublicKeyInfo, plain lowercase hex
+	Fingerprint string `json:"fingerprint_sha256"` // SHA-256 of that DER, plain lowercase hex
+}
+
+// KeyView is key as `| json` shows it, stored in the directory storage.
+func KeyView(key *keystore.Key, storage string) KeyJSON {
+	der, _ := keystore.PublicDER(key.Public())
+	usage := "general-purpose"
+	if key.Type == "ec" {
+		usage = "signature"
+	}
+	return KeyJSON{Name: key.Label, Type: key.Type, Bits: key.Bits, Storage: storage, Usage: usage,
+		StoredAt: jsonTime(key.Stored), PublicKey: hex.EncodeToString(der), Fingerprint: keystore.Fingerprint(key.Public())}
+}
+
+// KeysView is `show crypto key mypubkey TYPE | json` (typ rsa, ec, or ""
+// for all) read at now.
+func KeysView(typ string, now time.Time, keys []KeyJSON, problems []error) KeysJSON {
+	if typ == "" {
+		typ = "all"
+	}
+	v := KeysJSON{Header: NewHeader("show crypto key mypubkey "+typ, now), Keys: keys}
+	for _, p := range problems {
+		v.Problems = append(v.Problems, p.Error())
 	}
 	return v
 }

@@ -3,6 +3,7 @@ package show
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/keystore"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
@@ -96,6 +98,24 @@ func parsePolicy(t *testing.T, text string) *policy.Config {
 	return c
 }
 
+// goldenKeyPEM is a fixed EC P-256 key pair, for the key store's goldens
+// (a test key, used nowhere else).
+const goldenKeyPEM = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgvOr+rXY9wWpq2i1p
+4v0IEWEneslkxHgu9JNgEV5B84ChRANCAARemKAdYuW+OoH/jarkmpZIBUEW+v6v
+fWz4WeD4nn7rp3P+eFwcZDsMPLwwxiMYqaTXOu2xjVOciDsmztIkWUIp
+-----END PRIVATE KEY-----
+`
+
+func goldenKeys(t *testing.T, now time.Time) []KeyJSON {
+	signer, err := keystore.ParsePrivateKey([]byte(goldenKeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &keystore.Key{Label: "REKEY", Type: "ec", Bits: 256, Signer: signer, Stored: now.Add(-24 * time.Hour)}
+	return []KeyJSON{KeyView(k, "/var/lib/groupvpn/keys")}
+}
+
 // jsonCommands are every show command's `| json` value from the golden
 // state, by golden file name. A show command added to the daemon needs
 // an entry here (TestEveryShowCommandHasAJSONGolden in internal/daemon).
@@ -132,6 +152,10 @@ func jsonCommands(t *testing.T) map[string]any {
 		"show_version":                            VersionView(s, Build{Started: now.Add(-26 * time.Hour), OS: "linux", Arch: "amd64", GoVersion: "go1.24.0"}),
 		"show_clock":                              ClockView(now.Add(123 * time.Millisecond)),
 		"show_running-config":                     RunningConfigView(now, run.Render()),
+		"show_crypto_key_mypubkey_rsa":            KeysView("rsa", now, nil, nil),
+		"show_crypto_key_mypubkey_ec":             KeysView("ec", now, goldenKeys(t, now), nil),
+		"show_crypto_key_mypubkey_all": KeysView("", now, goldenKeys(t, now),
+			[]error{errors.New("keystore: /var/lib/groupvpn/keys/OLD.pem: not a PEM private key")}),
 		"show_logging": LoggingView(now, Logging{Sinks: true, BufferSize: 4096, BufferLevel: 7,
 			Lines: []string{"<189>1 2026-11-22T11:59:00.000000Z ks1 isakmpd - GDOI-5-KS_REGS_COMPL - Registration complete"},
 			Trap:  6, Facility: "local7", Hosts: []string{"udp://192.0.2.50:514"}, Sent: 12, HostDrops: 1}),
@@ -239,18 +263,18 @@ func TestJSONZeroIsPrinted(t *testing.T) {
 
 // goldenKeys adds to keys every key of v, except counter names (the
 // objects under "counters" and "unavailable" are keyed by name).
-func goldenKeys(v any, keys map[string]bool) {
+func collectKeys(v any, keys map[string]bool) {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, e := range x {
 			keys[k] = true
 			if k != "counters" && k != "unavailable" {
-				goldenKeys(e, keys)
+				collectKeys(e, keys)
 			}
 		}
 	case []any:
 		for _, e := range x {
-			goldenKeys(e, keys)
+			collectKeys(e, keys)
 		}
 	}
 }
@@ -269,7 +293,7 @@ func TestJSONKeysDocumented(t *testing.T) {
 		if err := json.Unmarshal(indentJSON(t, v), &d); err != nil {
 			t.Fatal(err)
 		}
-		goldenKeys(d, keys)
+		collectKeys(d, keys)
 		if cmd := d["command"].(string); !bytes.Contains(doc, []byte("`"+cmd+"`")) {
 			t.Errorf("%s: docs/json.md has no section for `%s`", name, cmd)
 		}
