@@ -166,6 +166,7 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 	srv.HandleReadOnly("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
 	srv.HandleReadOnly("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n, running))
 	srv.HandleReadOnly("show crypto isakmp sa", "phase-1 SAs", snap(show.ISAKMPSA))
+	srv.HandleReadOnly("show crypto isakmp sa detail", "phase-1 SAs in detail: algorithms, lifetime, dead peer detection", snap(show.ISAKMPSADetail))
 	srv.HandleReadOnly("show crypto isakmp listen", "the local addresses isakmpd serves (UDP)", snap(listening))
 	srv.HandleReadOnly("show running-config", "the configuration in force", func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 		c := running()

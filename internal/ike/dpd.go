@@ -204,12 +204,13 @@ func (sa *SA) DPD(now time.Time) (Result, error) {
 
 // DPDState is what show commands print of an SA's dead peer detection.
 type DPDState struct {
+	Timer       DPD       // the timer in force (crypto isakmp keepalive)
 	Outstanding int       // R-U-THEREs of the probe in progress unanswered
-	Next        time.Time // the next R-U-THERE or verdict; zero: none
+	Next        time.Time // the next R-U-THERE or verdict; zero: this SA is not probed
 	LastAlive   time.Time // establishment or the last matching ACK
 }
 
 // DPDState returns the SA's dead peer detection state.
 func (sa *SA) DPDState() DPDState {
-	return DPDState{Outstanding: sa.dpd.sent, Next: sa.dpd.next, LastAlive: sa.dpd.alive}
+	return DPDState{Timer: sa.cfg.DPD, Outstanding: sa.dpd.sent, Next: sa.dpd.next, LastAlive: sa.dpd.alive}
 }

@@ -175,6 +175,9 @@ type Info struct {
 	PeerDPD       bool
 	EstablishedAt time.Time
 	Expires       time.Time
+	// DPD is the SA's dead peer detection when Info was called (SA.Info
+	// of an established SA).
+	DPD DPDState
 }
 
 // SA is one IKEv1 phase-1 SA in main mode, initiator or responder. It is
@@ -247,7 +250,13 @@ func (sa *SA) drop() Result {
 func (sa *SA) State() State { return sa.state }
 
 // Info describes the SA; meaningful once established.
-func (sa *SA) Info() Info { return sa.info }
+func (sa *SA) Info() Info {
+	i := sa.info
+	if sa.state == StateEstablished {
+		i.DPD = sa.DPDState()
+	}
+	return i
+}
 
 // Cookies returns the SA's cookie pair.
 func (sa *SA) Cookies() (isakmp.Cookie, isakmp.Cookie) { return sa.icky, sa.rcky }

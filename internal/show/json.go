@@ -660,6 +660,34 @@ type ISAKMPSAJSON struct {
 	EstablishedAt    string `json:"established_at,omitempty"`
 	ExpiresAt        string `json:"expires_at,omitempty"`
 	RemainingSeconds int64  `json:"remaining_seconds"`
+	// DPD is absent when this SA sends no R-U-THERE on a timer.
+	DPD *DPDJSON `json:"dpd,omitempty"`
+}
+
+// DPDJSON is an SA's dead peer detection (crypto isakmp keepalive).
+type DPDJSON struct {
+	Mode               string `json:"mode"` // on-demand | periodic
+	IntervalSeconds    int64  `json:"interval_seconds"`
+	RetrySeconds       int64  `json:"retry_seconds"`
+	Tries              int    `json:"tries"`                 // unanswered R-U-THEREs that declare the peer dead
+	RUThereOutstanding int    `json:"r_u_there_outstanding"` // of the probe in progress
+	NextAt             string `json:"next_at,omitempty"`     // the next R-U-THERE or verdict
+	LastAliveAt        string `json:"last_alive_at,omitempty"`
+}
+
+func dpdJSON(d ike.DPDState) *DPDJSON {
+	if d.Next.IsZero() || !d.Timer.Enabled() {
+		return nil
+	}
+	retry, tries := d.Timer.Retry, d.Timer.Tries
+	if retry <= 0 {
+		retry = ike.DefaultDPDRetry
+	}
+	if tries <= 0 {
+		tries = ike.DefaultDPDTries
+	}
+	return &DPDJSON{Mode: d.Timer.Mode(), IntervalSeconds: secs(d.Timer.Interval), RetrySeconds: secs(retry), Tries: tries,
+		RUThereOutstanding: d.Outstanding, NextAt: jsonTime(d.Next), LastAliveAt: jsonTime(d.LastAlive)}
 }
 
 func isakmpSAJSON(s node.Snapshot, i int, p ike.Info) ISAKMPSAJSON {
@@ -668,7 +696,8 @@ func isakmpSAJSON(s node.Snapshot, i int, p ike.Info) ISAKMPSAJSON {
 		InitiatorCookie: "0x" + hex.EncodeToString(p.ICookie[:]), ResponderCookie: "0x" + hex.EncodeToString(p.RCookie[:]),
 		Encryption: "aes", KeyBits: p.Suite.KeyBits, Hash: p.Suite.Hash.String(), DHGroup: p.Suite.Group,
 		Authentication: p.Suite.Auth.String(), PeerVersion: versionString(p.PeerVersion), PeerDPD: p.PeerDPD,
-		EstablishedAt: jsonTime(p.EstablishedAt), ExpiresAt: jsonTime(p.Expires), RemainingSeconds: secs(p.Expires.Sub(s.Now))}
+		EstablishedAt: jsonTime(p.EstablishedAt), ExpiresAt: jsonTime(p.Expires), RemainingSeconds: secs(p.Expires.Sub(s.Now)),
+		DPD: dpdJSON(p.DPD)}
 	if p.Initiator {
 		v.Role = "initiator"
 	}
@@ -679,8 +708,15 @@ func isakmpSAJSON(s node.Snapshot, i int, p ike.Info) ISAKMPSAJSON {
 }
 
 // ISAKMPSAView is `show crypto isakmp sa | json`.
-func ISAKMPSAView(s node.Snapshot) ISAKMPSAsJSON {
-	v := ISAKMPSAsJSON{Header: NewHeader("show crypto isakmp sa", s.Now)}
+func ISAKMPSAView(s node.Snapshot) ISAKMPSAsJSON { return isakmpSAView("show crypto isakmp sa", s) }
+
+// ISAKMPSADetailView is `show crypto isakmp sa detail | json`: the same.
+func ISAKMPSADetailView(s node.Snapshot) ISAKMPSAsJSON {
+	return isakmpSAView("show crypto isakmp sa detail", s)
+}
+
+func isakmpSAView(command string, s node.Snapshot) ISAKMPSAsJSON {
+	v := ISAKMPSAsJSON{Header: NewHeader(command, s.Now)}
 	for i, p := range s.Phase1 {
 		v.SAs = append(v.SAs, isakmpSAJSON(s, i, p))
 	}

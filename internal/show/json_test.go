@@ -42,7 +42,8 @@ func jsonSnapshot() node.Snapshot {
 	s.Phase1 = []ike.Info{{Initiator: true, Local: netip.MustParseAddrPort("192.0.2.10:848"), Peer: netip.MustParseAddrPort("192.0.2.1:848"),
 		ICookie: isakmp.Cookie{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}, RCookie: isakmp.Cookie{0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10},
 		Suite:  ike.Suite{KeyBits: 256, Hash: ike.SHA256, Group: 19, Auth: ike.AuthPSK, Lifetime: 24 * time.Hour},
-		PeerID: id, PeerVersion: version.Current, PeerDPD: true, EstablishedAt: now.Add(-time.Hour), Expires: now.Add(23 * time.Hour)}}
+		PeerID: id, PeerVersion: version.Current, PeerDPD: true, EstablishedAt: now.Add(-time.Hour), Expires: now.Add(23 * time.Hour),
+		DPD: ike.DPDState{Timer: ike.DPD{Interval: 10 * time.Second, Retry: 2 * time.Second}, Outstanding: 1, Next: now.Add(2 * time.Second), LastAlive: now.Add(-10 * time.Second)}}}
 	s.ISAKMPCounters = []ike.Counter{{Name: "malformed", Value: 2}, {Name: "half_open_refused", Value: 0}}
 	s.GMCounters = []ike.Counter{{Name: "rekeys_rejected", Value: 1}}
 	s.KSCounters = []ike.Counter{{Name: "acks_unknown", Value: 4}}
@@ -140,6 +141,7 @@ func jsonCommands(t *testing.T) map[string]any {
 		"show_crypto_gdoi_gm":                     GMView(s),
 		"show_crypto_ipsec_sa":                    IPsecSAView(s, c, maps),
 		"show_crypto_isakmp_sa":                   ISAKMPSAView(s),
+		"show_crypto_isakmp_sa_detail":            ISAKMPSADetailView(s),
 		"show_crypto_isakmp_listen":               ListenView(s),
 		"show_crypto_isakmp_statistics":           StatisticsView(s, sections),
 		"show_crypto_gdoi_ks_replay":              KSReplayView(s),
