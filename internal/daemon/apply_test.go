@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
@@ -43,20 +42,7 @@ func runningKS(t *testing.T) (*daemon.Daemon, string, *ctl.Client, *testnet.Buff
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "ks.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, sock) }()
-	t.Cleanup(func() { cancel(); <-done })
-	var client *ctl.Client
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if client, err = ctl.Dial(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() { client.Close() })
+	client := serve(t, d, sock)
 	return d, file, client, logs
 }
 

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
@@ -49,20 +48,8 @@ func TestAuditTrail(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "ks.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, sock) }()
-	t.Cleanup(func() { cancel(); <-done })
-	var client *ctl.Client
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if client, err = ctl.Dial(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
-	defer client.Close()
+	ctx := context.Background()
+	client := serve(t, d, sock)
 	me := "root"
 	if os.Geteuid() != 0 {
 		t.Skip("the peer's name is checked as root's")

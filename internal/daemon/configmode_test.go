@@ -78,21 +78,9 @@ func TestConfigureTerminalSeedSession(t *testing.T) {
 		d.ApplyConfig(old, new) // what the daemon does by default
 	})
 	sock := filepath.Join(dir, "ks.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, sock) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ctx := context.Background()
+	client := serve(t, d, sock)
 
-	var client *ctl.Client
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if client, err = ctl.Dial(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
-	defer client.Close()
 	var out, errb bytes.Buffer
 	cs := ctl.NewConfigShell(&ctl.Shell{Client: client, Out: &out, Err: &errb})
 

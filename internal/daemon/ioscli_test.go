@@ -44,20 +44,7 @@ func seedDaemon(t *testing.T) (*daemon.Daemon, *ctl.Client) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "ks.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, sock) }()
-	t.Cleanup(func() { cancel(); <-done })
-	var client *ctl.Client
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if client, err = ctl.Dial(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() { client.Close() })
+	client := serve(t, d, sock)
 	return d, client
 }
 

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/syslog"
@@ -71,10 +70,8 @@ func TestLoggingHostAndBuffered(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "ks.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, sock) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ctx := context.Background()
+	client := serve(t, d, sock)
 
 	logger.Info("below the trap level") // informational: not for the hosts
 	syslog.Log(logger, syslog.Notice, "TEST_ONE", "first\nmessage")
@@ -127,16 +124,6 @@ func TestLoggingHostAndBuffered(t *testing.T) {
 		}
 	}
 
-	var client *ctl.Client
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if client, err = ctl.Dial(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
-	defer client.Close()
 	resp, err := client.Run(ctx, "show logging")
 	if err != nil {
 		t.Fatal(err)

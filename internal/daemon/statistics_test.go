@@ -98,20 +98,8 @@ func TestStatisticsShowStoreDamageAndSources(t *testing.T) {
 		return nil, ctx.Err()
 	}})
 	sock := filepath.Join(dir, "ks.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, sock) }()
-	t.Cleanup(func() { cancel(); <-done })
-	var client *ctl.Client
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if client, err = ctl.Dial(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
-	defer client.Close()
+	ctx := context.Background()
+	client := serve(t, d, sock)
 	cli := func(line string) string {
 		t.Helper()
 		r, err := client.Run(ctx, line)
