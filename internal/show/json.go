@@ -559,7 +559,7 @@ type IPsecSAsJSON struct {
 // DataPlaneJSON is the engine tmd runs: its device and counters by name.
 type DataPlaneJSON struct {
 	Device   string            `json:"device,omitempty"`
-	Counters map[string]uint64 `json:"counters"`
+	Counters map[string]uint64 `json:"counters,omitempty"`
 }
 
 // IPsecSAJSON is one group SA (inbound and outbound alike).
@@ -606,9 +606,15 @@ func IPsecSAView(s node.Snapshot, c *IPsecCounters, maps map[string]CryptoMapRef
 		v.CountersError = c.Err
 		if dp := c.DataPlane; dp != nil {
 			device = dp.Device
-			v.DataPlane = &DataPlaneJSON{Device: dp.Device, Counters: map[string]uint64{}}
+			v.DataPlane = &DataPlaneJSON{Device: dp.Device}
 			for _, k := range dp.Counters {
+				if v.DataPlane.Counters == nil {
+					v.DataPlane.Counters = map[string]uint64{}
+				}
 				v.DataPlane.Counters[k.Name] = k.Value
+			}
+			if dp.Device == "" && v.DataPlane.Counters == nil {
+				v.DataPlane = nil
 			}
 		}
 	}
@@ -828,7 +834,7 @@ func GMReplayView(s node.Snapshot, c *IPsecCounters) ReplayGroupsJSON {
 // counter sections by key, each counter by its stable snake_case name.
 type CountersJSON struct {
 	Header
-	Counters map[string]map[string]uint64 `json:"counters"`
+	Counters map[string]map[string]uint64 `json:"counters,omitempty"`
 	// Unavailable says, by section key, why a section could not be read.
 	Unavailable map[string]string  `json:"unavailable,omitempty"`
 	Groups      []CounterGroupJSON `json:"groups,omitempty"`
@@ -858,10 +864,22 @@ func counterMap(cs []ike.Counter) map[string]uint64 {
 
 func intp(v int) *int { return &v }
 
+// addSection puts a section's counters under key; a section without
+// counters is absent.
+func (v *CountersJSON) addSection(key string, cs []ike.Counter) {
+	if len(cs) == 0 {
+		return
+	}
+	if v.Counters == nil {
+		v.Counters = map[string]map[string]uint64{}
+	}
+	v.Counters[key] = counterMap(cs)
+}
+
 // StatisticsView is `show crypto isakmp statistics | json`.
 func StatisticsView(s node.Snapshot, sections []Section) CountersJSON {
-	v := CountersJSON{Header: NewHeader("show crypto isakmp statistics", s.Now),
-		Counters: map[string]map[string]uint64{"isakmp": counterMap(s.ISAKMPCounters)}}
+	v := CountersJSON{Header: NewHeader("show crypto isakmp statistics", s.Now)}
+	v.addSection("isakmp", s.ISAKMPCounters)
 	for _, sec := range sections {
 		if sec.Err != "" {
 			if v.Unavailable == nil {
@@ -870,15 +888,15 @@ func StatisticsView(s node.Snapshot, sections []Section) CountersJSON {
 			v.Unavailable[sec.Key] = sec.Err
 			continue
 		}
-		v.Counters[sec.Key] = counterMap(sec.Counters)
+		v.addSection(sec.Key, sec.Counters)
 	}
 	return v
 }
 
 // GMCountersView is `show crypto gdoi gm counters | json`.
 func GMCountersView(s node.Snapshot) CountersJSON {
-	v := CountersJSON{Header: NewHeader("show crypto gdoi gm counters", s.Now),
-		Counters: map[string]map[string]uint64{"gm": counterMap(s.GMCounters)}}
+	v := CountersJSON{Header: NewHeader("show crypto gdoi gm counters", s.Now)}
+	v.addSection("gm", s.GMCounters)
 	for _, m := range s.GM {
 		v.Groups = append(v.Groups, CounterGroupJSON{Name: m.Group, Registrations: intp(m.Registrations),
 			RekeysReceived: intp(m.Rekeys.Received), RekeysDuplicate: intp(m.Rekeys.Duplicate), RekeysReplayed: intp(m.Rekeys.Replayed),
@@ -889,8 +907,8 @@ func GMCountersView(s node.Snapshot) CountersJSON {
 
 // KSCountersView is `show crypto gdoi ks counters | json`.
 func KSCountersView(s node.Snapshot) CountersJSON {
-	v := CountersJSON{Header: NewHeader("show crypto gdoi ks counters", s.Now),
-		Counters: map[string]map[string]uint64{"ks": counterMap(s.KSCounters)}}
+	v := CountersJSON{Header: NewHeader("show crypto gdoi ks counters", s.Now)}
+	v.addSection("ks", s.KSCounters)
 	for _, g := range s.KS {
 		v.Groups = append(v.Groups, CounterGroupJSON{Name: g.Name, RekeysSent: intp(g.Rekeys), MemberCount: intp(len(g.Members))})
 	}

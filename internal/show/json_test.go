@@ -306,3 +306,23 @@ func TestJSONKeysDocumented(t *testing.T) {
 		}
 	}
 }
+
+// proves: O7 (issue 14 item 5: absent rather than empty: a node with no
+// group, SA, counter or key gives every show command's `| json` without
+// a null, "", [] or {} anywhere, and without a zero time)
+func TestJSONEmptyStateIsAbsent(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	s := node.Snapshot{Now: now, Version: version.Current}
+	empty := &IPsecCounters{DataPlane: &tmd.DataPlaneCounters{}, SAs: nil}
+	for name, v := range map[string]any{
+		"gdoi": GDOIView(s), "ks members": KSMembersView(s), "gm": GMView(s), "ipsec sa": IPsecSAView(s, empty, nil),
+		"isakmp sa": ISAKMPSAView(s), "listen": ListenView(s), "statistics": StatisticsView(s, []Section{{Key: "broker"}}),
+		"ks replay": KSReplayView(s), "gm replay": GMReplayView(s, nil), "gm counters": GMCountersView(s), "ks counters": KSCountersView(s),
+		"feature": FeaturesView("gm-removal", now, nil), "ks policy": KSPolicyView(now, nil, nil), "version": VersionView(s, Build{}),
+		"logging": LoggingView(now, Logging{}), "keys": KeysView("rsa", now, nil, nil),
+	} {
+		for _, e := range jsoncheck.Check(indentJSON(t, v), Schema) {
+			t.Errorf("%s (empty node): %s", name, e)
+		}
+	}
+}

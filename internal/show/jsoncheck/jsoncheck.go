@@ -29,7 +29,7 @@ func conventionErrors(path string, v any, key string) []string {
 	case nil:
 		bad("null (absent values are left out)")
 	case map[string]any:
-		if len(x) == 0 && key != "counters" {
+		if len(x) == 0 {
 			bad("empty object (absent values are left out)")
 		}
 		for k, e := range x {
