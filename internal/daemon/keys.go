@@ -432,6 +432,15 @@ func (k *keyCommands) importKey(typ string) ctl.Handler {
 			text = []byte(strings.Join(lines, "\n") + "\n")
 		}
 		signer, err := keystore.ParsePrivateKey(text)
+		if errors.Is(err, keystore.ErrEncrypted) {
+			// As IOS exports it (3des PASSPHRASE): the passphrase is asked,
+			// never on the command line (which is logged).
+			pass, aerr := req.Ask("% The private key is encrypted.\nPassphrase: ")
+			if aerr != nil {
+				return nil, aerr
+			}
+			signer, err = keystore.ParsePrivateKeyPassphrase(text, []byte(pass))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%% Import of %s keys named %s failed: %v", keystore.Upper(typ), label, err)
 		}

@@ -666,3 +666,39 @@ func TestKeyStoreReadOnlyGroupOnDaemonSocket(t *testing.T) {
 		t.Errorf("the store changed: %v", keys)
 	}
 }
+
+// proves: O1 (issue 14 item 2: the rekey key of an IOS key server moves to
+// groupvpn as IOS exports it, encrypted with a passphrase (3des): the
+// import asks for the passphrase (never on the logged command line); the
+// stored key is the one OpenSSL, which made the file, says it holds)
+func TestKeyStoreImportEncryptedExport(t *testing.T) {
+	testnet.RequireTools(t, "openssl")
+	dir, err := os.MkdirTemp("", "ksenc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ios := filepath.Join(dir, "ios.pem")
+	if b, err := exec.Command("openssl", "genrsa", "-traditional", "-des3", "-passout", "pass:cisco123", "-out", ios, "2048").CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, b)
+	}
+	pubDER, err := exec.Command("openssl", "pkey", "-in", ios, "-passin", "pass:cisco123", "-pubout", "-outform", "DER").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := serveCtl(t, daemon.KeyServer(keystore.Open(filepath.Join(dir, "keys")), nil), filepath.Join(dir, "k.sock"))
+	r, err := c.Run(context.Background(), "crypto key import rsa GETVPN-REKEY pem url "+ios)
+	if err != nil || r.Prompt != "% The private key is encrypted.\nPassphrase: " {
+		t.Fatalf("no passphrase asked: %v %+v", err, r)
+	}
+	if r := run(t, c, "crypto key import rsa GETVPN-REKEY pem url "+ios, "wrong"); r.OK || !strings.Contains(r.Error, "wrong passphrase") {
+		t.Fatalf("wrong passphrase: %+v", r)
+	}
+	// Pasted, as copied from the IOS terminal.
+	b, _ := os.ReadFile(ios)
+	paste := append(strings.Split(strings.TrimSpace(string(b)), "\n"), "cisco123")
+	mustOK(t, c, "crypto key import rsa GETVPN-REKEY pem terminal", paste...)
+	if k := shownKeys(t, c, "show crypto key mypubkey rsa GETVPN-REKEY"); k[0].PublicKey != hex.EncodeToString(pubDER) {
+		t.Fatal("the stored key is not the one openssl holds")
+	}
+}

@@ -415,7 +415,7 @@ func ParsePrivateKey(b []byte) (crypto.Signer, error) {
 			return nil, fmt.Errorf("no PEM private key found (want a PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)")
 		}
 		if _, enc := blk.Headers["Proc-Type"]; enc || blk.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, fmt.Errorf("the private key is encrypted; decrypt it first (openssl pkey -in FILE -out PLAIN.pem) and keep it with restrictive permissions")
+			return nil, fmt.Errorf("%w; decrypt it first (openssl pkey -in FILE -out PLAIN.pem) and keep it with restrictive permissions", ErrEncrypted)
 		}
 		var key any
 		var err error

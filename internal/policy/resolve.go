@@ -196,7 +196,7 @@ func (p *parser) storedKey(s *ServerLocal) *KeyPair {
 	how += "; groupvpn cli once isakmpd runs)"
 	how += fmt.Sprintf(", import the one the other key servers use (crypto key import %s %s pem terminal), or name a file (crypto key import %s %s file PATH)", typ, label, typ, label)
 	if line := p.generated[label]; line != 0 {
-		p.errAt(s.RekeyKeyLine, "rekey authentication: key %q was generated on IOS (crypto key generate, line %d) and %s; a key server cannot sign rekeys without it: export it from the IOS key server (crypto key export rsa %s pem terminal 3des PASSPHRASE, then decrypt it: openssl rsa) and import it (crypto key import %s %s pem terminal), or %s", label, line, why, label, typ, label, how)
+		p.errAt(s.RekeyKeyLine, "rekey authentication: key %q was generated on IOS (crypto key generate, line %d) and %s; a key server cannot sign rekeys without it: export it from the IOS key server (crypto key export rsa %s pem terminal 3des PASSPHRASE) and import it (crypto key import %s %s pem terminal: it asks for the passphrase), or %s", label, line, why, label, typ, label, how)
 		return nil
 	}
 	p.errAt(s.RekeyKeyLine, "rekey authentication: key %q is not defined: %s; %s", label, why, how)
