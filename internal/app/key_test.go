@@ -1,10 +1,17 @@
 package app
 
 import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/keystore"
 )
 
 // proves: O1 (issue 14 item 2: a key server's first rekey key is made
@@ -53,5 +60,74 @@ func TestKeyCommandThenConfigCheck(t *testing.T) {
 	// Without an answer a script never blocks: it fails, saying how to answer.
 	if code, _, errs := run(t, "", "key", "-keys", filepath.Join(dir, "keys"), "-c", "crypto key zeroize rsa GETVPN-REKEY"); code != 1 || !strings.Contains(errs, "--yes") {
 		t.Fatalf("zeroize without an answer: exit %d\n%s", code, errs)
+	}
+}
+
+// proves: O1 (issue 14 item 2: on a real pseudo-terminal, a PEM key pasted
+// at crypto key import ... pem terminal, in one burst as a terminal paste
+// arrives, is read line by line to its END line and stored: the same
+// public key as the store it was exported from)
+func TestKeyImportPastedOnTerminal(t *testing.T) {
+	dir := t.TempDir()
+	a := keystore.Open(filepath.Join(dir, "a"))
+	k, err := keystore.Generate("ec", 384, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Put("SHARED", k); err != nil {
+		t.Fatal(err)
+	}
+	code, export, errs := run(t, "", "key", "-keys", filepath.Join(dir, "a"), "-c", "crypto key export ec SHARED pem terminal")
+	if code != 0 {
+		t.Fatalf("export: %d %s", code, errs)
+	}
+	paste := export[strings.Index(export, "-----BEGIN"):]
+
+	master, slave := openPTY(t)
+	var mu sync.Mutex
+	var screen bytes.Buffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			mu.Lock()
+			screen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	seen := func() string { mu.Lock(); defer mu.Unlock(); return strings.ReplaceAll(screen.String(), "\r\n", "\n") }
+	var errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(&Env{Stdin: slave, Stdout: slave, Stderr: &errb}, []string{"key", "-keys", filepath.Join(dir, "b")})
+	}()
+	waitFor := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !strings.Contains(seen(), what); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q:\n%s\n%s", what, seen(), errb.String())
+			}
+		}
+	}
+	waitFor("key-store#")
+	master.Write([]byte("crypto key import ec SHARED pem terminal\r"))
+	waitFor("on a line by itself.")
+	master.Write([]byte(strings.ReplaceAll(paste, "\n", "\r")))
+	waitFor("% Key pair imported: SHARED (EC P-384)")
+	master.Write([]byte("exit\r"))
+	select {
+	case c := <-done:
+		if c != 0 {
+			t.Errorf("exit %d: %s", c, errb.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("groupvpn key did not end after exit")
+	}
+	got, err := keystore.Open(filepath.Join(dir, "b")).Get("SHARED")
+	if err != nil || !got.Signer.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(k.Public()) {
+		t.Fatalf("store b: %v", err)
 	}
 }
