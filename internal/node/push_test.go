@@ -176,7 +176,7 @@ func TestNewRekeySupersedesTheOneInFlight(t *testing.T) {
 		t.Fatalf("deliveries in flight: seq %v", seqs)
 	}
 	waitFor(t, "the retransmission", gmn, func() bool { return gmn.Members()[0].Rekeys.Duplicate == 1 })
-	time.Sleep(50 * time.Millisecond)
+	settle(t, gmn) // anything else the KS sent has arrived
 	if m := gmState(t, gmn); m.Rekeys.Replayed != 0 {
 		t.Fatalf("the GM counted %d replays", m.Rekeys.Replayed)
 	}

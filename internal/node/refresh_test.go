@@ -162,7 +162,7 @@ func TestRekeysNeverLeaveFromAnUnconfiguredAddress(t *testing.T) {
 	if got := strings.Count(ksLog.String(), "%GDOI-3-KS_ADDRESS_NOT_SERVED: Group GETVPN: key server address 127.0.0.160"); got != 1 {
 		t.Fatalf("KS logged the unserved address %d times:\n%s", got, ksLog.String())
 	}
-	time.Sleep(100 * time.Millisecond)
+	settle(t, gmn) // whatever the KS sent has arrived
 	if m := gmState(t, gmn); m.Rekeys.Received != 1 || m.Rekeys.Duplicate != 0 {
 		t.Fatalf("the GM received rekeys from an unconfigured address: %+v", m.Rekeys)
 	}

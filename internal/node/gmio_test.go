@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -47,4 +48,24 @@ func dropAcks(t *testing.T, n *Node, on bool) {
 	if !gated {
 		t.Fatal("the node's sockets are not gated (start gates a GM's)")
 	}
+}
+
+// settle waits until n has handled every datagram sent to it before the
+// call: it sends n a datagram that is not ISAKMP and waits for n to count
+// it (malformed). Loopback delivers in order into n's socket, so what was
+// sent earlier has been handled by then; a test asserting that nothing
+// more arrived needs no sleep.
+func settle(t *testing.T, n *Node) {
+	t.Helper()
+	var before uint64
+	n.Do(context.Background(), func() { before = counter(n.ISAKMPCounters(), "malformed") })
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(n.Addrs()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("settle")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the node to settle", n, func() bool { return counter(n.ISAKMPCounters(), "malformed") > before })
 }
