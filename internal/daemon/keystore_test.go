@@ -537,12 +537,41 @@ func TestKeyStoreAuditReadOnlyAndConfigMode(t *testing.T) {
 	if strings.Contains(d.Config().Render(), "crypto key") {
 		t.Errorf("a key command reached the running configuration:\n%s", d.Config().Render())
 	}
-	if now := shownKeys(t, mustClient(t, d), "show crypto key mypubkey rsa REKEY")[0].PublicKey; now == old {
+	now := shownKeys(t, mustClient(t, d), "show crypto key mypubkey rsa REKEY")[0].PublicKey
+	if now == old {
 		t.Error("the key was not replaced")
+	}
+	// The running KS keeps the key it loaded until a reload, which takes
+	// the replaced one from the store.
+	pubHex := func() string {
+		der, _ := keystore.PublicDER(d.Config().KSGroups()[0].Server.RekeyKey.Signer.Public())
+		return hex.EncodeToString(der)
+	}
+	if pubHex() != old {
+		t.Error("the running configuration's key changed without a reload")
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatalf("reload after the key was replaced: %v", err)
+	}
+	if pubHex() != now {
+		t.Error("the reload did not take the replaced key")
 	}
 	r = ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: "crypto key zeroize ec NEW-EC"})
 	if r = ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: "crypto key zeroize ec NEW-EC", Token: r.Token, Answer: "yes"}); !r.OK {
 		t.Fatalf("zeroize: %+v", r)
+	}
+	// Zeroizing the key in use warns; the running KS keeps it, and a
+	// reload is refused with the reason until the key is back.
+	r = ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: "crypto key zeroize rsa REKEY"})
+	if !strings.Contains(r.Prompt, "signs the rekeys of group STORE") {
+		t.Fatalf("zeroize of the key in use does not warn: %+v", r)
+	}
+	if r = ss.Do(rw, &ctl.WireRequest{V: ctl.Version, Cmd: "crypto key zeroize rsa REKEY", Token: r.Token, Answer: "yes"}); !r.OK {
+		t.Fatalf("zeroize REKEY: %+v", r)
+	}
+	running := d.Config()
+	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), `key "REKEY" is not defined`) || d.Config() != running {
+		t.Fatalf("reload without the key: %v", err)
 	}
 	logText := logs.String()
 	for _, want := range []string{
