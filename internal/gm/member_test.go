@@ -389,3 +389,60 @@ func TestMember24Hours(t *testing.T) {
 		t.Fatal("two runs of the same day differ")
 	}
 }
+
+// proves: T1, T4, S7, R2 (issue 15: 72 hours of protocol time in memory) —
+// three days of a member with two key servers: periodic rekeys and a new
+// KEK each day (the sequence filter starts each KEK at 0), the first KS
+// unreachable for three hours (failover to the second), the second
+// unreachable for four (failover back), and a GM removal from the KS in
+// use (shortened keys, re-registration before they expire). The member
+// holds a valid TEK at every instant after its first registration.
+func TestMember72Hours(t *testing.T) {
+	began := time.Now()
+	w := newWorldSeed(t, 3, "10.0.0.1:848", "10.0.0.2:848")
+	ks1, ks2 := w.kss[0], w.kss[1]
+	w.m.Wake(w.now)
+	keks := map[[isakmp.KEKSPILen]byte]bool{}
+	var gaps []time.Duration
+	check := func() {
+		for _, k := range w.dp.KEKs() {
+			keks[k.SPI] = true
+		}
+		if w.status().Registrations > 0 && !w.holdsTEK() {
+			gaps = append(gaps, w.now.Sub(t0))
+		}
+	}
+	at := func(h float64) time.Time { return t0.Add(time.Duration(h * float64(time.Hour))) }
+	w.run(at(6), check)
+	ks1.down = true
+	w.run(at(9), check)
+	ks1.down = false
+	if st := w.status(); st.KS != ks2.addr {
+		t.Fatalf("after the first outage the member is with %s\n%s", st.KS, w.dump())
+	}
+	w.run(at(30), check)
+	ks2.down = true
+	w.run(at(34), check)
+	ks2.down = false
+	if st := w.status(); st.KS != ks1.addr {
+		t.Fatalf("after the second outage the member is with %s\n%s", st.KS, w.dump())
+	}
+	w.run(at(50), check)
+	regs := w.status().Registrations
+	p, err := ks1.srv.Remove(group, false, w.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks1.rekeys = append(ks1.rekeys, p)
+	w.push(ks1.addr, p.Data)
+	w.run(at(72), check)
+	st := w.status()
+	t.Logf("72 h in %s: %d registrations, %d failures, %d rekeys received, %d KEKs, at %s",
+		time.Since(began), st.Registrations, st.FailuresTotal, st.Rekeys.Received, len(keks), st.KS)
+	if len(gaps) > 0 {
+		t.Fatalf("no valid TEK at %d instants, first +%s\n%s", len(gaps), gaps[0], w.dump())
+	}
+	if st.Registrations < regs+1 || st.FailuresTotal < 2 || len(keks) < 5 || st.Rekeys.Replayed != 0 || st.Rekeys.Rejected != 0 {
+		t.Fatalf("after 72 h: %+v, %d KEKs seen\n%s", st, len(keks), w.dump())
+	}
+}
