@@ -28,15 +28,15 @@ func TestTmdKeyLog(t *testing.T) {
 	var out testnet.Buffer
 	sigs := make(chan os.Signal, 1)
 	exit := make(chan int, 1)
+	n, next := notifyPipe(t)
 	go func() {
-		exit <- serveTmd(&Env{Stdout: &out, Stderr: &out}, []string{"-socket", socket, "-keylog", kl}, sigs, nil)
+		exit <- serveTmd(&Env{Stdout: &out, Stderr: &out}, []string{"-socket", socket, "-keylog", kl}, sigs, n)
+		n.Close()
 	}()
-	var c *tmd.Client
-	for deadline := time.Now().Add(5 * time.Second); c == nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("tmd not answering: %s", out.String())
-		}
-		c, _ = tmd.Dial(context.Background(), socket, "isakmpd", nil)
+	waitReady(t, next, &out)
+	c, err := tmd.Dial(context.Background(), socket, "isakmpd", nil)
+	if err != nil {
+		t.Fatal(err)
 	}
 	tek := sadb.TEK{Group: "GET", SPI: 0xabcdef01, Protocol: isakmp.TEKProtoESP, Transform: uint8(isakmp.ESPAESGCM16),
 		KeyBits: 128, EncKey: []byte("0123456789abcdefSALT"), Expires: time.Now().Add(time.Hour)}

@@ -62,24 +62,20 @@ func freeUDPPort(t *testing.T) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// scrapeWhenUp GETs http://addr/metrics until it answers 200.
-func scrapeWhenUp(t *testing.T, addr string) string {
+// scrape GETs http://addr/metrics, which must answer 200: the daemons
+// bind their metrics endpoint before they say ready.
+func scrape(t *testing.T, addr string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err == nil {
-			body, rerr := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if rerr == nil && resp.StatusCode == http.StatusOK {
-				return string(body)
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no metrics on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("no metrics on %s: %v", addr, err)
 	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("metrics on %s: %s, %v:\n%s", addr, resp.Status, err, body)
+	}
+	return string(body)
 }
 
 func promtoolAccepts(t *testing.T, body string) {
@@ -102,12 +98,14 @@ func TestIsakmpdMetrics(t *testing.T) {
 	addr := freeTCP(t)
 	var stderr testnet.Buffer
 	exit := make(chan int, 1)
+	next := notifyEnv(t)
 	go func() {
 		exit <- Main(&Env{Stdin: strings.NewReader(""), Stdout: &stderr, Stderr: &stderr}, []string{"isakmpd", "-f", cfg,
 			"-listen", "127.0.0.1", "-port", strconv.Itoa(freeUDPPort(t)), "-socket", filepath.Join(dir, "isakmpd.sock"),
 			"-state", "", "-metrics", addr})
 	}()
-	body := scrapeWhenUp(t, addr)
+	waitReady(t, next, &stderr)
+	body := scrape(t, addr)
 	// isakmpd catches SIGTERM from the start (signal.NotifyContext), and
 	// it answered: the signal stops it. This test catches it too, so that
 	// the test binary never dies of it.
@@ -172,10 +170,12 @@ func TestTmdMetrics(t *testing.T) {
 	var stderr testnet.Buffer
 	sigs := make(chan os.Signal, 1)
 	exit := make(chan int, 1)
+	n, next := notifyPipe(t)
 	go func() {
-		exit <- serveTmd(&Env{Stdout: &stderr, Stderr: &stderr}, []string{"-socket", socket, "-metrics", addr}, sigs, nil)
+		exit <- serveTmd(&Env{Stdout: &stderr, Stderr: &stderr}, []string{"-socket", socket, "-metrics", addr}, sigs, n)
+		n.Close()
 	}()
-	scrapeWhenUp(t, addr)
+	waitReady(t, next, &stderr)
 	c, err := tmd.Dial(context.Background(), socket, "isakmpd", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestTmdMetrics(t *testing.T) {
 	if err := c.InstallTEK(sadb.TEK{Group: "g", SPI: 0x1234, Expires: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	body := scrapeWhenUp(t, addr)
+	body := scrape(t, addr)
 	sigs <- syscall.SIGTERM
 	if code := <-exit; code != 0 {
 		t.Errorf("tmd exit %d: %s", code, stderr.String())

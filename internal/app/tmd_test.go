@@ -19,37 +19,10 @@ import (
 // proves: D1 (tmd runs as a daemon: ready, serves the SA API), D4 (refresh keeps the SAs and reports)
 func TestRunTmd(t *testing.T) {
 	socket := filepath.Join(t.TempDir(), "run", "tmd.sock")
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	events := make(chan srcnotify.Event, 8)
-	go func() {
-		dec := srcnotify.NewDecoder(pr)
-		for {
-			e, err := dec.Next()
-			if err != nil {
-				close(events)
-				return
-			}
-			events <- e
-		}
-	}()
-	next := func() srcnotify.Event {
-		t.Helper()
-		select {
-		case e := <-events:
-			return e
-		case <-time.After(5 * time.Second):
-			t.Fatal("no srcnotify event")
-		}
-		return srcnotify.Event{}
-	}
+	n, next := notifyPipe(t)
 	var stderr testnet.Buffer
 	sigs := make(chan os.Signal, 1)
 	exit := make(chan int, 1)
-	n := srcnotify.New(pw)
 	go func() {
 		exit <- serveTmd(&Env{Stdout: &stderr, Stderr: &stderr}, []string{"-socket", socket}, sigs, n)
 		n.Close()

@@ -11,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -53,16 +55,55 @@ func RemoveBinary() {
 	}
 }
 
-// Buffer collects a process's output safely for concurrent writes and reads.
+// Buffer collects a process's output safely for concurrent writes and
+// reads, and lets a test wait for what is written (WaitFor) instead of
+// polling it.
 type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{} // closed by the next Write; nil when nobody waits
 }
 
 func (s *Buffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.written != nil {
+		close(s.written)
+		s.written = nil
+	}
 	return s.b.Write(p)
+}
+
+// WaitFor waits until the contents satisfy cond, woken by each Write; it
+// reports false if they still do not after timeout.
+func (s *Buffer) WaitFor(timeout time.Duration, cond func(string) bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		if cond(s.b.String()) {
+			s.mu.Unlock()
+			return true
+		}
+		if s.written == nil {
+			s.written = make(chan struct{})
+		}
+		written := s.written
+		s.mu.Unlock()
+		select {
+		case <-written:
+		case <-deadline.C:
+			return cond(s.String())
+		}
+	}
+}
+
+// WaitContains fails t unless the contents include want within timeout.
+func (s *Buffer) WaitContains(t testing.TB, timeout time.Duration, want string) {
+	t.Helper()
+	if !s.WaitFor(timeout, func(b string) bool { return strings.Contains(b, want) }) {
+		t.Fatalf("%q not written within %v:\n%s", want, timeout, s.String())
+	}
 }
 
 func (s *Buffer) String() string {

@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"github.com/groupvpn/groupvpn/internal/testnet"
 	"io"
 	"net"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 func waitFor(t *testing.T, what string, cond func() bool) {

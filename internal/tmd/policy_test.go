@@ -133,11 +133,11 @@ func TestPolicyWrittenBackAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	be := NewMemoryBackend()
-	r2 := startWith(t, path, Options{Backend: be})
-	for end := time.Now().Add(5 * time.Second); r2.srv.DB().Policy("g") == nil; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatal("the policy was never written back to the restarted tmd")
-		}
+	var logs logBuf
+	r2 := startWith(t, path, Options{Backend: be, Logger: logs.logger()})
+	// Logged once the policy is in the database: the keepalive's push.
+	if !logs.WaitFor(5*time.Second, func(l string) bool { return strings.Contains(l, `msg="policy installed" client=isakmpd group=g`) }) {
+		t.Fatalf("the policy was never written back to the restarted tmd:\n%s", logs.String())
 	}
 	wantPolicy(t, r2, be, "g", p, sadb.FailClose)
 	if got := be.TEKs(); len(got) != 1 || got[0].SPI != 0x1234 {

@@ -260,18 +260,25 @@ func TestExpiryWithoutClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(r.srv.DB().TEKs()) != 1 || len(r.srv.DB().KEKs()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not expired: TEKs %d KEKs %d", len(r.srv.DB().TEKs()), len(r.srv.DB().KEKs()))
+	// The sweep logs each expiry once the SA is out of the database: wait
+	// for the three, then nothing else may have gone.
+	expired := []string{`msg="TEK expired" group=g spi=0xdeadbeef reason=lifetime`, `msg="TEK expired" group=g spi=0x00000002 reason=deactivated`, `msg="KEK expired" group=g`}
+	logs.WaitFor(5*time.Second, func(l string) bool {
+		for _, want := range expired {
+			if !strings.Contains(l, want) {
+				return false
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		return true
+	})
+	if len(r.srv.DB().TEKs()) != 1 || len(r.srv.DB().KEKs()) != 0 {
+		t.Fatalf("not expired: TEKs %d KEKs %d", len(r.srv.DB().TEKs()), len(r.srv.DB().KEKs()))
 	}
 	if got := r.srv.DB().TEKs()[0].SPI; got != 0x3 {
 		t.Fatalf("kept SPI 0x%x", got)
 	}
 	l := logs.String()
-	for _, want := range []string{`msg="TEK expired" group=g spi=0xdeadbeef reason=lifetime`, `msg="TEK expired" group=g spi=0x00000002 reason=deactivated`, `msg="KEK expired" group=g`} {
+	for _, want := range expired {
 		if !strings.Contains(l, want) {
 			t.Errorf("log lacks %q:\n%s", want, l)
 		}
@@ -683,11 +690,7 @@ func TestKeepalivePushesToRestartedTmd(t *testing.T) {
 	}
 	waitLog := func(what string) {
 		t.Helper()
-		for end := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), what); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(end) {
-				t.Fatalf("log never said %q:\n%s", what, logs.String())
-			}
-		}
+		logs.WaitContains(t, 5*time.Second, what)
 	}
 	waitLog("tmd unreachable; keeping the SAs locally and retrying")
 	r2 := start(t, path, nil)
