@@ -206,7 +206,7 @@ func (k *keyCommands) generateRSA(ctx context.Context, req *ctl.Request) (*ctl.R
 	if err != nil || bits < 0 {
 		return nil, fmt.Errorf("%% Invalid modulus %q: a number of bits, %d to %d", mod, keystore.MinRSABits, keystore.MaxRSABits)
 	}
-	if _, err := keystore.Generate("rsa", bits, failReader{}); err != nil && !errors.Is(err, errFailReader) {
+	if err := keystore.CheckSize("rsa", bits); err != nil {
 		return nil, err // the size is refused: say why before asking anything else
 	}
 	return k.generate(req, "rsa", label, bits)
@@ -218,18 +218,14 @@ func (k *keyCommands) generateEC(ctx context.Context, req *ctl.Request) (*ctl.Re
 		return nil, badLabel(err)
 	}
 	bits, err := strconv.Atoi(req.Args["keysize"])
-	if err != nil || (bits != 256 && bits != 384) {
-		return nil, fmt.Errorf("%% EC keysize %s is refused: 256 (P-256) or 384 (P-384)", req.Args["keysize"])
+	if err != nil {
+		bits = -1
+	}
+	if err := keystore.CheckSize("ec", bits); err != nil {
+		return nil, err
 	}
 	return k.generate(req, "ec", label, bits)
 }
-
-// errFailReader is failReader's error: Generate got past its size checks.
-var errFailReader = errors.New("size accepted")
-
-type failReader struct{}
-
-func (failReader) Read([]byte) (int, error) { return 0, errFailReader }
 
 func (k *keyCommands) generate(req *ctl.Request, typ, label string, bits int) (*ctl.Reply, error) {
 	ok, err := k.confirmReplace(req, label)

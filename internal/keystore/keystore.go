@@ -359,28 +359,37 @@ func (s *Store) Delete(label string) error {
 // Generate makes a new key pair: typ "rsa" with a modulus of bits
 // (MinRSABits..MaxRSABits), or "ec" with keysize 256 (P-256) or 384 (P-384).
 func Generate(typ string, bits int, rand io.Reader) (crypto.Signer, error) {
+	if err := CheckSize(typ, bits); err != nil {
+		return nil, err
+	}
+	if typ == "rsa" {
+		return rsa.GenerateKey(rand, bits)
+	}
+	c := elliptic.P256()
+	if bits == 384 {
+		c = elliptic.P384()
+	}
+	return ecdsa.GenerateKey(c, rand)
+}
+
+// CheckSize says why Generate refuses a key of typ and bits, or nil.
+func CheckSize(typ string, bits int) error {
 	switch typ {
 	case "rsa":
 		if bits < MinRSABits {
-			return nil, fmt.Errorf("%% A modulus of %d bits is refused: RSA keys shorter than %d bits are not accepted (NIST SP 800-131A; groupvpn refuses them in key files too); choose %d to %d", bits, MinRSABits, MinRSABits, MaxRSABits)
+			return fmt.Errorf("%% A modulus of %d bits is refused: RSA keys shorter than %d bits are not accepted (NIST SP 800-131A; groupvpn refuses them in key files too); choose %d to %d", bits, MinRSABits, MinRSABits, MaxRSABits)
 		}
 		if bits > MaxRSABits {
-			return nil, fmt.Errorf("%% A modulus of %d bits is refused: at most %d bits", bits, MaxRSABits)
+			return fmt.Errorf("%% A modulus of %d bits is refused: at most %d bits", bits, MaxRSABits)
 		}
-		return rsa.GenerateKey(rand, bits)
+		return nil
 	case "ec":
-		var c elliptic.Curve
-		switch bits {
-		case 256:
-			c = elliptic.P256()
-		case 384:
-			c = elliptic.P384()
-		default:
-			return nil, fmt.Errorf("%% EC keysize %d is refused: 256 (P-256) or 384 (P-384)", bits)
+		if bits != 256 && bits != 384 {
+			return fmt.Errorf("%% EC keysize %d is refused: 256 (P-256) or 384 (P-384)", bits)
 		}
-		return ecdsa.GenerateKey(c, rand)
+		return nil
 	}
-	return nil, fmt.Errorf("key type %q: rsa or ec", typ)
+	return fmt.Errorf("key type %q: rsa or ec", typ)
 }
 
 // checkKey refuses the keys ParsePrivateKey refuses.
