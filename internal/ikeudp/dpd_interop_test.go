@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"net/netip"
+	"os/exec"
 	"testing"
 	"time"
 
