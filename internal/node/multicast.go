@@ -1,7 +1,6 @@
 package node
 
 import (
-	"net"
 	"net/netip"
 
 	"github.com/groupvpn/groupvpn/internal/mcast"
@@ -16,7 +15,7 @@ func (n *Node) joinRekeyGroup(r *registration, k *sadb.KEK) {
 	if k == nil || !k.Multicast.IsValid() || r.sock == nil || n.joined[k.Multicast] {
 		return
 	}
-	ifName := interfaceOf(r.sock.local.Addr())
+	ifName := n.o.InterfaceOf(r.sock.local.Addr())
 	conn, err := mcast.Listen(k.Multicast, ifName)
 	if err != nil {
 		n.log.Warn("cannot join the multicast rekey group; rekeys will be missed and the GM re-registers instead",
@@ -32,23 +31,4 @@ func (n *Node) joinRekeyGroup(r *registration, k *sadb.KEK) {
 	n.mcastSocks = append(n.mcastSocks, s)
 	go n.read(s)
 	n.log.Info("joined the multicast rekey group", "group", r.cfg.Name, "address", k.Multicast.String(), "interface", ifName)
-}
-
-// interfaceOf names the interface that holds addr ("" if none does).
-func interfaceOf(addr netip.Addr) string {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return ""
-	}
-	for _, ifc := range ifs {
-		addrs, _ := ifc.Addrs()
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok {
-				if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap() == addr.Unmap() {
-					return ifc.Name
-				}
-			}
-		}
-	}
-	return ""
 }

@@ -70,6 +70,14 @@ type Options struct {
 	// ListenPacket opens the socket of one local address; nil: a UDP
 	// socket of the node's own (net.ListenUDP).
 	ListenPacket func(netip.AddrPort) (PacketConn, error)
+	// SourceFor is the local address the routing picks to reach a key
+	// server (a GM registers from the socket bound to it); nil: the
+	// kernel's choice, read from a connected UDP socket that sends
+	// nothing (route.go).
+	SourceFor func(peer netip.AddrPort) (netip.Addr, error)
+	// InterfaceOf names the interface holding a local address (a GM joins
+	// its multicast rekey group there); nil: net.Interfaces (route.go).
+	InterfaceOf func(netip.Addr) string
 }
 
 // PacketConn is a UDP socket bound to one local address. *net.UDPConn is
@@ -183,6 +191,12 @@ func New(o Options) (*Node, error) {
 	}
 	if o.Dataplane == nil {
 		o.Dataplane = sadb.NewMemory()
+	}
+	if o.SourceFor == nil {
+		o.SourceFor = kernelSource
+	}
+	if o.InterfaceOf == nil {
+		o.InterfaceOf = interfaceOf
 	}
 	if o.IKE == nil {
 		return nil, errors.New("node: no phase-1 policy")
@@ -604,25 +618,4 @@ func (n *Node) PhaseOneSAs() []ike.Info {
 		}
 	}
 	return out
-}
-
-// sockFor picks the socket to reach peer from: the one bound to the source
-// address the kernel's routing chooses for peer, else the first of the
-// same address family.
-func (n *Node) sockFor(peer netip.AddrPort) *sock {
-	if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(peer)); err == nil {
-		src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
-		c.Close()
-		for _, s := range n.socks {
-			if s.local.Addr() == src {
-				return s
-			}
-		}
-	}
-	for _, s := range n.socks {
-		if s.local.Addr().Is4() == peer.Addr().Is4() {
-			return s
-		}
-	}
-	return n.socks[0]
 }

@@ -1,0 +1,41 @@
+package node
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/version"
+)
+
+// proves: T4 (issue 15: what the event loop asks the host is injected) — a
+// GM with two sockets registers from the one bound to the address
+// Options.SourceFor names for its KS (the kernel's routing by default),
+// and joins nothing it was not told about.
+func TestGMRegistersFromTheSourceItIsGiven(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ksAddr := netip.MustParseAddr("127.0.0.200")
+	kn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}})
+	want := netip.MustParseAddr("127.0.0.202")
+	var asked []netip.AddrPort
+	gmn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.201:0"), netip.AddrPortFrom(want, 0)},
+		IKE: ikeCfg("k", version.Current), GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}},
+		SourceFor: func(peer netip.AddrPort) (netip.Addr, error) {
+			asked = append(asked, peer) // on the node's goroutine
+			return want, nil
+		}})
+	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
+	gmn.Do(ctx, func() {
+		if got := gmn.regs[0].sock.local.Addr(); got != want || len(asked) == 0 || asked[0] != kn.Addrs()[0] {
+			t.Fatalf("registered from %s (SourceFor asked for %v), want %s", got, asked, want)
+		}
+	})
+	var members []netip.Addr
+	kn.Do(ctx, func() { members = kn.ks.MemberAddrs("GETVPN") })
+	if len(members) != 1 || members[0] != want {
+		t.Fatalf("the KS sees members %v, want %s", members, want)
+	}
+}
