@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/groupvpn/groupvpn/internal/testnet"
 	"io"
 	"net"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 // waitFor polls cond until it holds or the test's patience (5 s) ends.

@@ -4,20 +4,25 @@ import (
 	"context"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
-// waitScreen waits until s() contains want.
-func waitScreen(t *testing.T, s func() string, want string) {
+// screen is what a test reads a shell's output from: a termIO or a
+// testnet.Buffer, woken by each write.
+type screen interface {
+	WaitFor(time.Duration, func(string) bool) bool
+	String() string
+}
+
+// waitScreen waits until the screen shows want.
+func waitScreen(t *testing.T, s screen, want string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if strings.Contains(s(), want) {
-			return
-		}
+	if !s.WaitFor(10*time.Second, func(text string) bool { return strings.Contains(text, want) }) {
+		t.Fatalf("screen lacks %q:\n%s", want, s.String())
 	}
-	t.Fatalf("screen lacks %q:\n%s", want, s())
 }
 
 // proves: O2 (issue 13: the lab's live traffic status) — a note shown
@@ -34,11 +39,11 @@ func TestShellInteractiveNotesAbovePrompt(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sh.Interactive(context.Background(), tio, 80, 24) }()
 	io.WriteString(feed, "sh clo")
-	waitScreen(t, tio.String, "ks1#sh clo")
+	waitScreen(t, tio, "ks1#sh clo")
 	notes <- "[lab] 6 pairs, 60 pkt/s; lost 0"
-	waitScreen(t, tio.String, "[lab] 6 pairs, 60 pkt/s; lost 0\n")
+	waitScreen(t, tio, "[lab] 6 pairs, 60 pkt/s; lost 0\n")
 	io.WriteString(feed, "ck\r")
-	waitScreen(t, tio.String, "show clock {")
+	waitScreen(t, tio, "show clock {")
 	io.WriteString(feed, "exit\r")
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -58,7 +63,7 @@ func TestShellInteractiveNotesAbovePrompt(t *testing.T) {
 func TestShellScriptNotes(t *testing.T) {
 	path := serve(t, testServer())
 	sh, _, _ := newShell(t, path)
-	var out syncBuf
+	var out testnet.Buffer
 	sh.Out = &out
 	notes := make(chan string)
 	sh.Notes = notes
@@ -66,9 +71,9 @@ func TestShellScriptNotes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sh.RunScript(context.Background(), cmds) }()
 	io.WriteString(feed, "sh clock\n")
-	waitScreen(t, out.String, "show clock {")
+	waitScreen(t, &out, "show clock {")
 	notes <- "status one"
-	waitScreen(t, out.String, "status one\n")
+	waitScreen(t, &out, "status one\n")
 	feed.Close()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -76,23 +81,4 @@ func TestShellScriptNotes(t *testing.T) {
 	if sh.Out != &out {
 		t.Errorf("RunScript did not restore Out")
 	}
-}
-
-// syncBuf is a strings.Builder safe for the shell's and the test's
-// goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

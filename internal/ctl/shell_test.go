@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"sync"
 	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 func newShell(t *testing.T, path string) (*Shell, *bytes.Buffer, *bytes.Buffer) {
@@ -118,20 +120,16 @@ func TestShellScriptFromReader(t *testing.T) {
 // termIO feeds keystrokes to a Terminal and collects what it draws.
 type termIO struct {
 	in  io.Reader
-	mu  sync.Mutex
-	out bytes.Buffer
+	out testnet.Buffer
 }
 
-func (p *termIO) Read(b []byte) (int, error) { return p.in.Read(b) }
-func (p *termIO) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-func (p *termIO) String() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.ReplaceAll(p.out.String(), "\r", "")
+func (p *termIO) Read(b []byte) (int, error)  { return p.in.Read(b) }
+func (p *termIO) Write(b []byte) (int, error) { return p.out.Write(b) }
+func (p *termIO) String() string              { return strings.ReplaceAll(p.out.String(), "\r", "") }
+
+// WaitFor waits until the screen (without carriage returns) satisfies cond.
+func (p *termIO) WaitFor(d time.Duration, cond func(string) bool) bool {
+	return p.out.WaitFor(d, func(s string) bool { return cond(strings.ReplaceAll(s, "\r", "")) })
 }
 
 // proves: O2

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -115,20 +114,19 @@ func TestConfigModeAbbreviations(t *testing.T) {
 // draws (a pseudo-terminal without the kernel).
 type termIO struct {
 	in  io.Reader
-	mu  sync.Mutex
-	out bytes.Buffer
+	out testnet.Buffer
 }
 
-func (p *termIO) Read(b []byte) (int, error) { return p.in.Read(b) }
-func (p *termIO) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-func (p *termIO) String() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.ReplaceAll(p.out.String(), "\r\n", "\n")
+func (p *termIO) Read(b []byte) (int, error)  { return p.in.Read(b) }
+func (p *termIO) Write(b []byte) (int, error) { return p.out.Write(b) }
+func (p *termIO) String() string              { return strings.ReplaceAll(p.out.String(), "\r\n", "\n") }
+
+// waitScreen waits, woken by each write, until the screen shows what.
+func (p *termIO) waitScreen(t *testing.T, what string) {
+	t.Helper()
+	if !p.out.WaitFor(10*time.Second, func(s string) bool { return strings.Contains(strings.ReplaceAll(s, "\r\n", "\n"), what) }) {
+		t.Fatalf("screen lacks %q:\n%s", what, p.String())
+	}
 }
 
 // proves: O2 (issue 14 item 3: `?` and TAB at any word, in configuration
@@ -295,11 +293,7 @@ func TestTerminalCommandsClockVersionMonitor(t *testing.T) {
 	go func() { done <- cs.Interactive(ctx, tio, 200, 24) }()
 	waitScreen := func(what string) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(tio.String(), what); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("screen lacks %q:\n%s", what, tio.String())
-			}
-		}
+		tio.waitScreen(t, what)
 	}
 	io.WriteString(pw, "term mon\r")
 	waitScreen("Device#term mon\n")

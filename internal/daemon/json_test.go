@@ -106,18 +106,5 @@ func jsonDaemon(t *testing.T) *ctl.Client {
 	}
 	d.ServeKeyStore(keystore.Open(filepath.Join(dir, "keys")))
 	sock := filepath.Join(dir, "ks.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, sock) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c, err := ctl.Dial(sock)
-		if err == nil {
-			t.Cleanup(func() { c.Close() })
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	return serve(t, d, sock)
 }
