@@ -49,8 +49,8 @@ type keyCommands struct {
 // keyGrammar is the key commands' syntax in configuration mode (`?`,
 // TAB, abbreviations).
 var keyGrammar = []ctl.GrammarCommand{
-	{Syntax: "crypto key generate rsa [general-keys] label LABEL [exportable] [modulus MODULUS]", Help: "Generate an RSA key pair into the key store (not part of the configuration)"},
-	{Syntax: "crypto key generate ec keysize {256 | 384} label LABEL [exportable]", Help: "Generate an EC key pair into the key store (not part of the configuration)"},
+	{Syntax: "crypto key generate rsa [general-keys] label LABEL [exportable] [modulus MODULUS] [exportable] [redundancy]", Help: "Generate an RSA key pair into the key store (not part of the configuration)"},
+	{Syntax: "crypto key generate ec keysize {256 | 384} [exportable] label LABEL [exportable]", Help: "Generate an EC key pair into the key store (not part of the configuration)"},
 	{Syntax: "crypto key zeroize {rsa | ec} [LABEL]", Help: "Remove key pairs from the key store"},
 	{Syntax: "crypto key export {rsa | ec} LABEL pem terminal", Help: "Print a stored key pair in PEM (the private key too)"},
 	{Syntax: "crypto key import {rsa | ec} LABEL pem {terminal | url PATH}", Help: "Store a PEM key pair pasted or read from a file"},
@@ -92,8 +92,12 @@ func (k *keyCommands) register(srv *ctl.Server) {
 	srv.HandleHelp("crypto key zeroize", "Remove keys from the key store")
 	srv.HandleHelp("crypto key export", "Export keys")
 	srv.HandleHelp("crypto key import", "Import keys")
-	srv.Handle("crypto key generate rsa [general-keys] label WORD [exportable] [modulus NUMBER]", "Generate an RSA key pair into the key store", k.generateRSA)
-	srv.Handle("crypto key generate ec keysize NUMBER label WORD [exportable]", "Generate an EC key pair (keysize 256 or 384) into the key store", k.generateEC)
+	// IOS's keywords in the orders IOS configurations write them:
+	// exportable (every stored key is) before or after the modulus,
+	// redundancy (no standby route processor here) last.
+	srv.Handle("crypto key generate rsa [general-keys] label WORD [exportable] [modulus NUMBER] [redundancy]", "Generate an RSA key pair into the key store", k.generateRSA)
+	srv.Handle("crypto key generate rsa [general-keys] label WORD modulus NUMBER exportable [redundancy]", "Generate an RSA key pair into the key store", k.generateRSA)
+	srv.Handle("crypto key generate ec keysize NUMBER [exportable] label WORD [exportable]", "Generate an EC key pair (keysize 256 or 384) into the key store", k.generateEC)
 	srv.Handle("crypto key zeroize rsa [label=WORD]", "Remove RSA key pairs from the key store", k.zeroize("rsa"))
 	srv.Handle("crypto key zeroize ec [label=WORD]", "Remove EC key pairs from the key store", k.zeroize("ec"))
 	srv.Handle("crypto key export rsa label=WORD pem terminal", "Print an RSA key pair in PEM, private key included (owner only)", k.export("rsa"))

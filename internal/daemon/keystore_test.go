@@ -731,3 +731,29 @@ func TestKeyStoreImportEncryptedExport(t *testing.T) {
 		t.Fatal("the stored key is not the one openssl holds")
 	}
 }
+
+// proves: O1 (issue 14 item 2: crypto key generate lines as IOS
+// configurations and guides write them are taken: exportable before or
+// after the modulus, redundancy, exportable before the EC label)
+func TestKeyGenerateIOSWordOrders(t *testing.T) {
+	dir, err := os.MkdirTemp("", "ksord")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	st := keystore.Open(filepath.Join(dir, "keys"))
+	c := serveCtl(t, daemon.KeyServer(st, nil), filepath.Join(dir, "k.sock"))
+	for label, cmd := range map[string]string{
+		"A": "crypto key generate rsa general-keys label A modulus 2048 exportable",
+		"B": "crypto key generate rsa general-keys label B exportable modulus 2048",
+		"C": "crypto key generate rsa label C modulus 2048 redundancy",
+		"D": "crypto key generate rsa general-keys label D modulus 2048 exportable redundancy",
+		"E": "crypto key generate ec keysize 384 exportable label E",
+		"F": "crypto key generate ec keysize 256 label F exportable",
+	} {
+		mustOK(t, c, cmd)
+		if !st.Exists(label) {
+			t.Errorf("%s: no key %s", cmd, label)
+		}
+	}
+}
