@@ -184,12 +184,6 @@ func NewMember(cfg Config, o Options) *Member {
 	return &Member{cfg: cfg, o: o}
 }
 
-// Name is the group's name.
-func (m *Member) Name() string { return m.cfg.Name }
-
-// Servers are the group's key servers, in order.
-func (m *Member) Servers() []netip.AddrPort { return m.cfg.Servers }
-
 // KS is the key server being tried or registered with.
 func (m *Member) KS() netip.AddrPort { return m.ks }
 
