@@ -3,9 +3,10 @@ package app
 import (
 	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 // proves: O2 (issue 14 item 3: Ctrl-C in `groupvpn lab --cli`, on a real
@@ -14,43 +15,54 @@ import (
 // `terminal length 0` is accepted)
 func TestLabCLICtrlCKeepsTheLab(t *testing.T) {
 	master, slave := openPTY(t)
-	var mu sync.Mutex
-	var screen bytes.Buffer
+	var screen testnet.Buffer
 	go func() {
 		buf := make([]byte, 4096)
 		for {
 			n, err := master.Read(buf)
-			mu.Lock()
 			screen.Write(buf[:n])
-			mu.Unlock()
 			if err != nil {
 				return
 			}
 		}
 	}()
-	seen := func() string { mu.Lock(); defer mu.Unlock(); return strings.ReplaceAll(screen.String(), "\r\n", "\n") }
+	norm := func(s string) string { return strings.ReplaceAll(s, "\r\n", "\n") }
+	seen := func() string { return norm(screen.String()) }
 	var errb bytes.Buffer
 	code := make(chan int, 1)
+	ended := make(chan struct{})
 	go func() {
 		code <- Main(&Env{Stdin: slave, Stdout: slave, Stderr: &errb},
 			[]string{"lab", "--cli", "--members", "2", "--traffic=false", "--port", "23993", "--dir", t.TempDir()})
+		close(ended)
+		screen.Write(nil) // wakes waitFor
 	}()
-	waitFor := func(what string) {
+	// waitFor waits, woken by each write to the screen, until the screen
+	// shows what n times, or the lab ends.
+	waitForN := func(what string, n int) {
 		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(seen(), what); time.Sleep(20 * time.Millisecond) {
+		screen.WaitFor(30*time.Second, func(s string) bool {
 			select {
-			case c := <-code:
-				t.Fatalf("the lab ended (exit %d) before %q:\n%s\n%s", c, what, seen(), errb.String())
+			case <-ended:
+				return true
 			default:
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q:\n%s\n%s", what, seen(), errb.String())
-			}
+			return strings.Count(norm(s), what) >= n
+		})
+		if strings.Count(seen(), what) >= n {
+			return
+		}
+		select {
+		case <-ended:
+			t.Fatalf("the lab ended (exit %d) before %q:\n%s\n%s", <-code, what, seen(), errb.String())
+		default:
+			t.Fatalf("no %q:\n%s\n%s", what, seen(), errb.String())
 		}
 	}
+	waitFor := func(what string) { t.Helper(); waitForN(what, 1) }
 	waitFor("ks#")
 	master.Write([]byte("show never\x03")) // Ctrl-C: the line is abandoned
-	time.Sleep(200 * time.Millisecond)
+	waitForN("ks#", 2)                     // and a new prompt shown
 	master.Write([]byte("clear crypto gdoi ks members\r"))
 	waitFor("[yes/no]: ")
 	master.Write([]byte("\x03")) // Ctrl-C: the question is abandoned
