@@ -95,7 +95,7 @@ func newFuzzWorld(tb testing.TB, s Suite) *fuzzWorld {
 // for the negotiation toward addr3, protected Informationals (DPD, a
 // notification) of the peer, unprotected notifications with the SA's
 // cookies, a GROUPKEY-PULL-like phase-2 message and the 32-octet datagram
-// of issue 11 item 4b. The peer's own protected Delete is left out: it
+// of issue 11 item 4b, and an unsolicited R-U-THERE-ACK. The peer's own protected Delete is left out: it
 // is authenticated, and would rightly remove the SA.
 func fuzzSeeds(f *testing.F, toResponder bool) {
 	for k, s := range fuzzSuites {
@@ -108,6 +108,10 @@ func fuzzSeeds(f *testing.F, toResponder bool) {
 		seeds = append(seeds, w.msgs...)
 		if dpd, err := peer.protected([]isakmp.Payload{peer.dpdNotify(isakmp.NotifyRUThere, 1)}); err == nil {
 			seeds = append(seeds, dpd)
+		}
+		// An R-U-THERE-ACK nothing asked for (issue 14 item 2: keepalive).
+		if ack, err := peer.protected([]isakmp.Payload{peer.dpdNotify(isakmp.NotifyRUThereAck, 1)}); err == nil {
+			seeds = append(seeds, ack)
 		}
 		if n, err := peer.Notify(isakmp.NotifyInvalidIDInformation, nil); err == nil {
 			seeds = append(seeds, n)

@@ -15,7 +15,7 @@ func TestKeepaliveParseRender(t *testing.T) {
 		want    Keepalive
 	}{
 		{"crypto isakmp keepalive 10", "crypto isakmp keepalive 10", Keepalive{Seconds: 10}},
-		{"crypto isakmp keepalive 10 2", "crypto isakmp keepalive 10", Keepalive{Seconds: 10, Retry: 2}},
+		{"crypto isakmp keepalive 10 2", "crypto isakmp keepalive 10", Keepalive{Seconds: 10}},
 		{"crypto isakmp keepalive 30 5", "crypto isakmp keepalive 30 5", Keepalive{Seconds: 30, Retry: 5}},
 		{"crypto isakmp keepalive 15 periodic", "crypto isakmp keepalive 15 periodic", Keepalive{Seconds: 15, Periodic: true}},
 		{"crypto isakmp keepalive 10 3 periodic", "crypto isakmp keepalive 10 3 periodic", Keepalive{Seconds: 10, Retry: 3, Periodic: true}},
@@ -35,7 +35,7 @@ func TestKeepaliveParseRender(t *testing.T) {
 			t.Errorf("%q rendered as:\n%s", c.in, out)
 		}
 		back := mustParse(t, out)
-		if back.Keepalive.Seconds != c.want.Seconds || back.Keepalive.RetrySeconds() != c.want.RetrySeconds() || back.Keepalive.Periodic != c.want.Periodic {
+		if k := back.Keepalive; k.Seconds != c.want.Seconds || k.Retry != c.want.Retry || k.Periodic != c.want.Periodic {
 			t.Errorf("%q: round trip %+v", c.in, back.Keepalive)
 		}
 	}

@@ -208,7 +208,7 @@ type ISAKMPPolicy struct {
 // on-demand]: IOS's dead peer detection timer (RFC 3706).
 type Keepalive struct {
 	Seconds  int  // 10-3600; 0: not configured
-	Retry    int  // 2-60; 0: DefaultKeepaliveRetry
+	Retry    int  // 3-60; 0: DefaultKeepaliveRetry (2, also when given)
 	Periodic bool // periodic; else on-demand (IOS's default)
 	Line     int
 }
@@ -232,7 +232,7 @@ func (k Keepalive) String() string {
 		return ""
 	}
 	s := fmt.Sprintf("crypto isakmp keepalive %d", k.Seconds)
-	if k.RetrySeconds() != DefaultKeepaliveRetry {
+	if k.Retry != 0 {
 		s += fmt.Sprintf(" %d", k.Retry)
 	}
 	if k.Periodic {

@@ -1067,7 +1067,9 @@ func (p *parser) isakmpKeepalive(_ any, a []string) {
 		if !ok {
 			return
 		}
-		k.Retry = int(r)
+		if r != DefaultKeepaliveRetry { // IOS's default is not kept, nor rendered
+			k.Retry = int(r)
+		}
 		rest = rest[1:]
 	}
 	switch {
