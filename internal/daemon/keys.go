@@ -27,7 +27,7 @@ import (
 //	crypto key generate rsa [general-keys] label X [exportable] [modulus N]
 //	crypto key generate ec keysize {256 | 384} label X [exportable]
 //	crypto key zeroize {rsa | ec} [X]
-//	crypto key export {rsa | ec} X pem terminal
+//	crypto key export {rsa | ec} X pem terminal [3des]
 //	crypto key import {rsa | ec} X pem {terminal | url PATH}
 //	show crypto key mypubkey {rsa | ec | all} [X]
 //
@@ -52,7 +52,7 @@ var keyGrammar = []ctl.GrammarCommand{
 	{Syntax: "crypto key generate rsa [general-keys] label LABEL [exportable] [modulus MODULUS] [exportable] [redundancy]", Help: "Generate an RSA key pair into the key store (not part of the configuration)"},
 	{Syntax: "crypto key generate ec keysize {256 | 384} [exportable] label LABEL [exportable]", Help: "Generate an EC key pair into the key store (not part of the configuration)"},
 	{Syntax: "crypto key zeroize {rsa | ec} [LABEL]", Help: "Remove key pairs from the key store"},
-	{Syntax: "crypto key export {rsa | ec} LABEL pem terminal", Help: "Print a stored key pair in PEM (the private key too)"},
+	{Syntax: "crypto key export {rsa | ec} LABEL pem terminal [3des]", Help: "Print a stored key pair in PEM (the private key too; 3des: encrypted, for IOS)"},
 	{Syntax: "crypto key import {rsa | ec} LABEL pem {terminal | url PATH}", Help: "Store a PEM key pair pasted or read from a file"},
 }
 
@@ -100,8 +100,8 @@ func (k *keyCommands) register(srv *ctl.Server) {
 	srv.Handle("crypto key generate ec keysize NUMBER [exportable] label WORD [exportable]", "Generate an EC key pair (keysize 256 or 384) into the key store", k.generateEC)
 	srv.Handle("crypto key zeroize rsa [label=WORD]", "Remove RSA key pairs from the key store", k.zeroize("rsa"))
 	srv.Handle("crypto key zeroize ec [label=WORD]", "Remove EC key pairs from the key store", k.zeroize("ec"))
-	srv.Handle("crypto key export rsa label=WORD pem terminal", "Print an RSA key pair in PEM, private key included (owner only)", k.export("rsa"))
-	srv.Handle("crypto key export ec label=WORD pem terminal", "Print an EC key pair in PEM, private key included (owner only)", k.export("ec"))
+	srv.Handle("crypto key export rsa label=WORD pem terminal [3des]", "Print an RSA key pair in PEM, private key included (owner only; 3des: encrypted for IOS, the passphrase asked)", k.export("rsa"))
+	srv.Handle("crypto key export ec label=WORD pem terminal [3des]", "Print an EC key pair in PEM, private key included (owner only; 3des: encrypted for IOS, the passphrase asked)", k.export("ec"))
 	srv.Handle("crypto key import rsa label=WORD pem terminal", "Store an RSA key pair pasted in PEM", k.importKey("rsa"))
 	srv.Handle("crypto key import ec label=WORD pem terminal", "Store an EC key pair pasted in PEM", k.importKey("ec"))
 	srv.Handle("crypto key import rsa label=WORD pem url WORD", "Store an RSA key pair read from a PEM file (the daemon reads it)", k.importKey("rsa"))
@@ -370,8 +370,29 @@ func (k *keyCommands) export(typ string) ctl.Handler {
 		if err != nil {
 			return nil, err
 		}
-		priv, err := keystore.PrivatePEM(key.Signer)
-		if err != nil {
+		var priv []byte
+		if req.Has("3des") {
+			// For IOS's crypto key import ... pem terminal PASSPHRASE: the
+			// passphrase is asked (twice), never on the logged command line.
+			p1, err := req.Ask("Passphrase: ")
+			if err != nil {
+				return nil, err
+			}
+			p2, err := req.Ask("Passphrase (again): ")
+			if err != nil {
+				return nil, err
+			}
+			switch {
+			case p1 != p2:
+				return nil, errors.New("% The passphrases differ; nothing exported")
+			case len(p1) < 8:
+				return nil, errors.New("% A passphrase of at least 8 characters is needed; nothing exported")
+			}
+			priv, err = keystore.EncryptedPEM(key.Signer, []byte(p1), k.rand)
+			if err != nil {
+				return nil, err
+			}
+		} else if priv, err = keystore.PrivatePEM(key.Signer); err != nil {
 			return nil, err
 		}
 		text := fmt.Sprintf("%% Key name: %s\n   Usage: %s\nKey data:\n%s%s", key.Label, usage(key.Type), pub, priv)

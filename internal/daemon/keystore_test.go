@@ -757,3 +757,34 @@ func TestKeyGenerateIOSWordOrders(t *testing.T) {
 		}
 	}
 }
+
+// proves: O1 (issue 14 item 2: crypto key export ... pem terminal 3des
+// gives the key as IOS imports it (crypto key import rsa LABEL pem
+// terminal PASSPHRASE), the passphrase asked twice rather than typed on the
+// logged command line; groupvpn's import of it asks for the passphrase and
+// stores the same key)
+func TestKeyStoreExport3DES(t *testing.T) {
+	dir, err := os.MkdirTemp("", "ks3des")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	a := serveCtl(t, daemon.KeyServer(keystore.Open(filepath.Join(dir, "a")), nil), filepath.Join(dir, "a.sock"))
+	b := serveCtl(t, daemon.KeyServer(keystore.Open(filepath.Join(dir, "b")), nil), filepath.Join(dir, "b.sock"))
+	mustOK(t, a, "crypto key generate rsa label K modulus 2048")
+	if r := run(t, a, "crypto key export rsa K pem terminal 3des", "cisco1234", "cisco1235"); r.OK || !strings.Contains(r.Error, "differ") {
+		t.Fatalf("differing passphrases: %+v", r)
+	}
+	if r := run(t, a, "crypto key export rsa K pem terminal 3des cisco1234"); r.OK || !strings.Contains(r.Error, "Invalid input") {
+		t.Fatalf("a passphrase on the command line: %+v", r)
+	}
+	text := mustOK(t, a, "crypto key export rsa K pem terminal 3des", "cisco1234", "cisco1234").Text
+	if !strings.Contains(text, "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: DES-EDE3-CBC,") {
+		t.Fatalf("export:\n%s", text)
+	}
+	paste := strings.Split(strings.TrimSpace(text[strings.Index(text, "-----BEGIN"):]), "\n")
+	mustOK(t, b, "crypto key import rsa K pem terminal", append(paste, "cisco1234")...)
+	if x, y := shownKeys(t, a, "show crypto key mypubkey rsa K"), shownKeys(t, b, "show crypto key mypubkey rsa K"); x[0].PublicKey != y[0].PublicKey {
+		t.Fatal("the imported key differs")
+	}
+}

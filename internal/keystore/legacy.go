@@ -6,11 +6,15 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/des"
+	"crypto/ecdsa"
 	"crypto/md5"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -83,17 +87,7 @@ func decryptLegacy(blk *pem.Block, pass []byte) ([]byte, error) {
 	if err != nil || len(iv) < 8 {
 		return nil, errors.New("PEM DEK-Info IV malformed")
 	}
-	// EVP_BytesToKey(MD5, salt = iv[:8], count 1).
-	var key, prev []byte
-	for len(key) < keyLen {
-		h := md5.New()
-		h.Write(prev)
-		h.Write(pass)
-		h.Write(iv[:8])
-		prev = h.Sum(nil)
-		key = append(key, prev...)
-	}
-	c, err := newCipher(key[:keyLen])
+	c, err := newCipher(bytesToKey(pass, iv[:8], keyLen))
 	if err != nil {
 		return nil, err
 	}
@@ -108,4 +102,54 @@ func decryptLegacy(blk *pem.Block, pass []byte) ([]byte, error) {
 		return nil, errors.New("wrong passphrase (the decrypted key's padding does not check)")
 	}
 	return out[:len(out)-pad], nil
+}
+
+// EncryptedPEM is signer's private key as IOS's `crypto key import rsa
+// LABEL pem terminal PASSPHRASE` reads it: PKCS#1 ("RSA PRIVATE KEY") or
+// SEC 1 ("EC PRIVATE KEY") in a PEM block encrypted with DES-EDE3-CBC
+// under a key derived from pass by EVP_BytesToKey (OpenSSL's traditional
+// format, what IOS's `crypto key export ... 3des` writes).
+func EncryptedPEM(signer crypto.Signer, pass []byte, rand io.Reader) ([]byte, error) {
+	var typ string
+	var der []byte
+	switch k := signer.(type) {
+	case *rsa.PrivateKey:
+		typ, der = "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k)
+	case *ecdsa.PrivateKey:
+		var err error
+		if der, err = x509.MarshalECPrivateKey(k); err != nil {
+			return nil, err
+		}
+		typ = "EC PRIVATE KEY"
+	default:
+		return nil, fmt.Errorf("%T keys are not supported", signer)
+	}
+	iv := make([]byte, des.BlockSize)
+	if _, err := io.ReadFull(rand, iv); err != nil {
+		return nil, err
+	}
+	key := bytesToKey(pass, iv[:8], 24)
+	c, err := des.NewTripleDESCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	pad := des.BlockSize - len(der)%des.BlockSize
+	data := append(bytes.Clone(der), bytes.Repeat([]byte{byte(pad)}, pad)...)
+	cipher.NewCBCEncrypter(c, iv).CryptBlocks(data, data)
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Headers: map[string]string{
+		"Proc-Type": "4,ENCRYPTED", "DEK-Info": "DES-EDE3-CBC," + strings.ToUpper(hex.EncodeToString(iv))}, Bytes: data}), nil
+}
+
+// bytesToKey is OpenSSL's EVP_BytesToKey with MD5 and one round.
+func bytesToKey(pass, salt []byte, n int) []byte {
+	var key, prev []byte
+	for len(key) < n {
+		h := md5.New()
+		h.Write(prev)
+		h.Write(pass)
+		h.Write(salt)
+		prev = h.Sum(nil)
+		key = append(key, prev...)
+	}
+	return key[:n]
 }

@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"crypto"
+	"crypto/rand"
 	"errors"
 	"os"
 	"os/exec"
@@ -90,4 +91,46 @@ func FuzzParsePrivateKeyPassphrase(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b, pass []byte) {
 		ParsePrivateKeyPassphrase(b, pass)
 	})
+}
+
+// proves: O1 (issue 14 item 2: a key exported for an IOS key server is
+// in the format IOS imports (crypto key import rsa LABEL pem terminal
+// PASSPHRASE): OpenSSL, the third party, decrypts it with the passphrase
+// and finds the same public key; so does our import)
+func TestEncryptedPEMForIOS(t *testing.T) {
+	testnet.RequireTools(t, "openssl")
+	dir := t.TempDir()
+	for _, c := range []struct {
+		typ  string
+		bits int
+	}{{"rsa", 2048}, {"ec", 256}} {
+		k, err := Generate(c.typ, c.bits, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := EncryptedPEM(k, []byte("cisco123"), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "Proc-Type: 4,ENCRYPTED\nDEK-Info: DES-EDE3-CBC,") {
+			t.Fatalf("%s:\n%s", c.typ, b)
+		}
+		f := filepath.Join(dir, c.typ+".pem")
+		os.WriteFile(f, b, 0o600)
+		got, err := exec.Command("openssl", "pkey", "-in", f, "-passin", "pass:cisco123", "-pubout", "-outform", "DER").Output()
+		if err != nil {
+			t.Fatalf("openssl cannot read our %s export: %v", c.typ, err)
+		}
+		want, _ := PublicDER(k.Public())
+		if string(got) != string(want) {
+			t.Fatalf("%s: openssl finds another key", c.typ)
+		}
+		if err := exec.Command("openssl", "pkey", "-in", f, "-passin", "pass:wrong", "-noout").Run(); err == nil {
+			t.Errorf("%s: openssl reads it with a wrong passphrase", c.typ)
+		}
+		back, err := ParsePrivateKeyPassphrase(b, []byte("cisco123"))
+		if err != nil || !back.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(k.Public()) {
+			t.Fatalf("%s: our import: %v", c.typ, err)
+		}
+	}
 }
