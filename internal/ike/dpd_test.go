@@ -320,3 +320,25 @@ func TestDPDChanged(t *testing.T) {
 		t.Fatalf("a stopped probe declared the peer dead: %+v", o)
 	}
 }
+
+// BenchmarkDPDAnswer is a key server's cost of one member's R-U-THERE:
+// decrypt, check HASH(1), build and encrypt the R-U-THERE-ACK.
+func BenchmarkDPDAnswer(b *testing.B) {
+	ei, _ := NewEndpoint(pskConfig(), addrI, Limits{})
+	er, _ := NewEndpoint(pskConfig(), addrR, Limits{})
+	_, out, _ := ei.Initiate(addrR, t0)
+	Exchange(ei, er, ei, out, t0)
+	si := ei.SAs()[0]
+	o, err := ei.DPD(si, t0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rut := o.Send[0].Data
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if a := er.Handle(addrI, rut, t0); len(a.Send) != 1 {
+			b.Fatal("no ACK")
+		}
+	}
+}
