@@ -24,8 +24,8 @@ import (
 // in EXEC mode and, as on IOS, in configuration mode, where they act at
 // once and are not part of the configuration (configSession.Line).
 //
-//	crypto key generate rsa [general-keys] label X [exportable] [modulus N]
-//	crypto key generate ec keysize {256 | 384} label X [exportable]
+//	crypto key generate rsa [general-keys] label X [exportable] [modulus N] [exportable] [redundancy]
+//	crypto key generate ec keysize {256 | 384} [exportable] label X [exportable]
 //	crypto key zeroize {rsa | ec} [X]
 //	crypto key export {rsa | ec} X pem terminal [3des]
 //	crypto key import {rsa | ec} X pem {terminal | url PATH}
