@@ -130,6 +130,12 @@ func (s *Store) Get(label string) (*Key, error) {
 	if err := ValidLabel(label); err != nil {
 		return nil, err
 	}
+	if err := s.checkDir(); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("key %s: %w in key store %s", label, ErrNotFound, s.dir)
+		}
+		return nil, err
+	}
 	p := s.path(label)
 	b, mtime, err := readKeyFile(p)
 	if err != nil {
@@ -166,6 +172,9 @@ func readKeyFile(p string) ([]byte, time.Time, error) {
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return nil, time.Time{}, fmt.Errorf("mode %04o lets others read the private key; refused (chmod 600 %s)", perm, p)
+	}
+	if err := ownedByUs(fi); err != nil {
+		return nil, time.Time{}, err
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxKeyFile+1))
 	if err != nil {
@@ -217,6 +226,12 @@ func (s *Store) Exists(label string) bool {
 // List reads every key of the store, sorted by label: at most MaxKeys.
 // A file that cannot be read is reported in problems, not skipped silently.
 func (s *Store) List() (keys []*Key, problems []error) {
+	if err := s.checkDir(); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, []error{err}
+	}
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -268,14 +283,23 @@ func (s *Store) Put(label string, signer crypto.Signer) (*Key, error) {
 	return s.Get(label)
 }
 
-// mkdir makes the store's directory (0700) and refuses one that group or
-// others may write into (they could replace a key).
+// mkdir makes the store's directory (0700) and checks it (checkDir).
 func (s *Store) mkdir() error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("key store %s: %w", s.dir, err)
 	}
+	return s.checkDir()
+}
+
+// checkDir refuses a store directory that group or others may write into,
+// or that another user owns: they could replace a key with one they know,
+// and forge rekeys signed with it.
+func (s *Store) checkDir() error {
 	fi, err := os.Stat(s.dir)
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 		return fmt.Errorf("key store %s: %w", s.dir, err)
 	}
 	if !fi.IsDir() {
@@ -283,6 +307,22 @@ func (s *Store) mkdir() error {
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
 		return fmt.Errorf("key store %s: mode %04o lets others replace keys; refused (chmod 700 %s)", s.dir, perm, s.dir)
+	}
+	if err := ownedByUs(fi); err != nil {
+		return fmt.Errorf("key store %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// ownedByUs refuses a file or directory owned by a user other than root
+// and this process's.
+func ownedByUs(fi os.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("owned by uid %d, neither root nor this process's user; refused", st.Uid)
 	}
 	return nil
 }

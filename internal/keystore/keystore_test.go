@@ -103,7 +103,8 @@ func TestHostileLabels(t *testing.T) {
 
 // proves: O1 (issue 14 item 2: reads are bounded and refuse what is not
 // a private regular file: a symbolic link, a FIFO (without blocking), a
-// file others may read, a file larger than MaxKeyFile; a weak key)
+// file others may read, a file larger than MaxKeyFile, a file or store
+// directory of another user, a directory others may write into; a weak key)
 func TestReadRefusals(t *testing.T) {
 	dir := t.TempDir()
 	st := Open(dir)
@@ -132,9 +133,33 @@ func TestReadRefusals(t *testing.T) {
 	if _, err := Generate("ec", 521, rand.Reader); err == nil {
 		t.Errorf("Generate ec 521 accepted")
 	}
+	// A key file planted by another user (its key known to them) is
+	// refused: the KS would sign rekeys anyone with that key can forge.
+	if os.Geteuid() == 0 {
+		good := Open(t.TempDir())
+		planted, err := good.Put("P", k.Signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(planted.Path, 65534, 65534)
+		if _, err := good.Get("P"); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+			t.Errorf("a key file of uid 65534: %v", err)
+		}
+		os.Chown(planted.Path, 0, 0)
+		os.Chown(good.Dir(), 65534, 65534)
+		if _, err := good.Get("P"); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+			t.Errorf("a key store directory of uid 65534: %v", err)
+		}
+	}
 	os.Chmod(dir, 0o777)
 	if _, err := st.Put("K", k.Signer); err == nil || !strings.Contains(err.Error(), "lets others replace keys") {
 		t.Errorf("Put into a 0777 directory: %v", err)
+	}
+	if _, err := st.Get("open"); err == nil || !strings.Contains(err.Error(), "lets others replace keys") {
+		t.Errorf("Get from a 0777 directory: %v", err)
+	}
+	if keys, probs := st.List(); len(keys) != 0 || len(probs) != 1 || !strings.Contains(probs[0].Error(), "lets others replace keys") {
+		t.Errorf("List of a 0777 directory: %v %v", keys, probs)
 	}
 }
 
