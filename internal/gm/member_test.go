@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -110,7 +112,7 @@ func TestMemberFailsOverWithBackoff(t *testing.T) {
 }
 
 // registered is a world whose member registered with its one KS.
-func registered(t *testing.T) *world {
+func registered(t testing.TB) *world {
 	w := newWorld(t, "10.0.0.1:848")
 	w.kss[0].pushes = false // rekeys only when the test sends them
 	w.m.Wake(w.now)
@@ -444,5 +446,57 @@ func TestMember72Hours(t *testing.T) {
 	}
 	if st.Registrations < regs+1 || st.FailuresTotal < 2 || len(keks) < 5 || st.Rekeys.Replayed != 0 || st.Rekeys.Rejected != 0 {
 		t.Fatalf("after 72 h: %+v, %d KEKs seen\n%s", st, len(keks), w.dump())
+	}
+}
+
+// restartKS replaces k's endpoint with an empty one, as a KS restart does
+// (its ks.Server, saved on disk in real life, stays).
+func (w *world) restartKS(k *keyServer) {
+	ep, err := ike.NewEndpoint(phase1Config(w.rnd), k.addr, ike.Limits{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	k.ep, k.serves = ep, map[uint32]*gdoi.Serve{}
+	w.note("KS %s restarted", k.addr)
+}
+
+// proves: S7 (issue 15: a restarted KS, in the member role) — the member
+// re-registers over its phase-1 SA, which the restarted KS no longer
+// knows. With the KS's INVALID-COOKIE hint the member starts a fresh main
+// mode at once; without it (the hint lost), after one unanswered pull
+// timeout. Neither counts as a failure, and the suspect SA is deleted once
+// the fresh one is up.
+func TestMemberReregistersWithARestartedKS(t *testing.T) {
+	for _, hint := range []bool{true, false} {
+		w := registered(t)
+		k := w.kss[0]
+		w.runFor(time.Minute)
+		w.restartKS(k)
+		if !hint {
+			k.down = true // the first pull and the hint are lost...
+		}
+		w.m.Wake(w.now)
+		w.exec(w.m.Timer(w.now))
+		w.deliver()
+		k.down = false // ...then the KS is reachable again
+		began := w.now
+		w.run(w.now.Add(30*time.Second), nil)
+		st := w.status()
+		if testing.Verbose() {
+			t.Logf("hint %v:\n%s", hint, w.dump())
+		}
+		if st.Registrations != 2 || st.FailuresTotal != 0 || !w.logged("GM_REREGISTER") {
+			t.Fatalf("hint %v: %+v\n%s", hint, st, w.dump())
+		}
+		took := st.RegisteredAt.Sub(began)
+		switch {
+		case hint && (took != 0 || st.PullGiveUps != 0):
+			t.Fatalf("with the hint: registered after %s, %d give-ups", took, st.PullGiveUps)
+		case !hint && (took != 5*time.Second || st.PullGiveUps != 1):
+			t.Fatalf("without the hint: registered after %s (pull timeout 5 s), %d give-ups", took, st.PullGiveUps)
+		}
+		if sas := w.gmEP.SAs(); len(sas) != 1 {
+			t.Fatalf("hint %v: %d phase-1 SAs left, want the fresh one only", hint, len(sas))
+		}
 	}
 }
