@@ -788,3 +788,51 @@ func TestKeyStoreExport3DES(t *testing.T) {
 		t.Fatal("the imported key differs")
 	}
 }
+
+// proves: O1 (issue 14 item 2: the isakmpd process finds its key store
+// next to its -state file: without the rekey key it refuses to start,
+// saying where it looked and how to make the key; with the key generated
+// by groupvpn key into that store it starts, and its control socket shows
+// the key)
+func TestIsakmpdKeyStoreNextToState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped with -short")
+	}
+	bin := testnet.Binary(t)
+	dir, err := os.MkdirTemp("", "ksproc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	conf := filepath.Join(dir, "ks.conf")
+	os.WriteFile(conf, []byte(strings.Replace(storeKS, "127.0.41.1", "127.0.45.1", 1)), 0o600)
+	sock := filepath.Join(dir, "ks.sock")
+	args := []string{"isakmpd", "-f", conf, "-listen", "127.0.45.1", "-port", "23862", "-socket", sock, "-state", filepath.Join(dir, "state", "isakmpd.db")}
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `key "REKEY" is not defined`) || !strings.Contains(string(out), filepath.Join(dir, "state", "keys")) ||
+		!strings.Contains(string(out), "crypto key generate rsa general-keys label REKEY modulus 2048") {
+		t.Fatalf("isakmpd without its rekey key: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "key", "-state", filepath.Join(dir, "state", "isakmpd.db"), "-c", "crypto key generate rsa general-keys label REKEY modulus 2048").CombinedOutput(); err != nil {
+		t.Fatalf("groupvpn key: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, args...)
+	var logs testnet.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, err := exec.Command(bin, "cli", "-s", sock, "-c", "show crypto key mypubkey rsa | include name").CombinedOutput()
+		if err == nil {
+			if !strings.Contains(string(out), "Key name: REKEY") {
+				t.Fatalf("show crypto key mypubkey rsa: %s", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("isakmpd never answered: %v %s\n%s", err, out, logs.String())
+		}
+	}
+}
