@@ -133,8 +133,8 @@ type Delivery struct {
 	last    map[string]LastRekey // by group: the last delivery completed
 	paused  map[string]bool      // groups whose KS address is not served
 	stats   AckStats
-	// dirty: a delivery ended or was superseded, or a save failed, since
-	// the last save: the stored state is stale.
+	// dirty: a delivery ended or was superseded since the last save: the
+	// stored state is stale.
 	dirty    bool
 	lastSave time.Time
 }
@@ -434,10 +434,6 @@ func (d *Delivery) Tick(now time.Time) Result {
 	res.Timer = d.Next()
 	return res
 }
-
-// SaveFailed tells the delivery that a state Tick returned was not
-// written: the next Tick returns it again.
-func (d *Delivery) SaveFailed() { d.dirty = true }
 
 // Next is when Tick should run next (zero: no timer).
 func (d *Delivery) Next() time.Time {

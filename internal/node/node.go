@@ -22,7 +22,6 @@ import (
 	"github.com/groupvpn/groupvpn/internal/mcast"
 	"github.com/groupvpn/groupvpn/internal/ratelog"
 	"github.com/groupvpn/groupvpn/internal/sadb"
-	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -64,7 +63,7 @@ type Options struct {
 	Hold bool
 	// Store keeps the key server's state across restarts (SPEC O4);
 	// nil: nothing is kept.
-	Store *store.Store
+	Store Store
 	// Warnings are configuration notes to log at start.
 	Warnings []string
 	// ListenPacket opens the socket of one local address; nil: a UDP
@@ -156,6 +155,7 @@ type Node struct {
 	// delivery is the KS role's rekey delivery (nil without KS groups).
 	delivery   *ks.Delivery
 	pull       *pullPolicy // the KS role as GROUPKEY-PULL asks it
+	saver      *saver      // writes the KS's state (persist.go); nil without a store
 	mcastSocks []*sock
 	joined     map[netip.AddrPort]bool
 	stats      counters
@@ -213,9 +213,10 @@ func New(o Options) (*Node, error) {
 		in: make(chan datagram, 1024), cmds: make(chan func())}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
-		var st ks.Store // a nil *store.Store is no store
+		var st ks.Store
 		if o.Store != nil {
-			st = o.Store
+			n.saver = newSaver(o.Store, o.Logger)
+			st = n.saver
 		}
 		n.delivery = ks.NewDelivery(n.ks, st)
 		n.pull = &pullPolicy{ks: n.ks}
@@ -334,6 +335,11 @@ func (n *Node) Run(ctx context.Context) error {
 	defer n.Close()
 	n.stopped = make(chan struct{})
 	defer close(n.stopped)
+	if n.saver != nil {
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { n.saver.run(stop); close(done) }()
+		defer func() { close(stop); <-done }() // what is queued is written before Run returns
+	}
 	for _, s := range n.socks {
 		go n.read(s)
 	}
