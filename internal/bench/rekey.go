@@ -48,14 +48,14 @@ func Rekey(ctx context.Context, members int, port uint16) (*RekeyReport, error) 
 	defer l.Close()
 	n := l.KS.Node
 	start := time.Now()
-	var serr error
-	n.Do(ctx, func() { serr = n.SendRekey("LAB", n.Now()) })
-	if serr != nil {
-		return nil, serr
+	if err := n.Rekey(ctx, "LAB"); err != nil {
+		return nil, err
 	}
 	for {
-		var left int
-		n.Do(ctx, func() { left = n.RekeysInFlight() })
+		left, err := n.RekeysInFlight(ctx)
+		if err != nil {
+			return nil, err
+		}
 		if left == 0 {
 			break
 		}

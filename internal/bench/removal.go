@@ -38,9 +38,7 @@ func Removal(ctx context.Context, members int, port uint16, now bool) (*RemovalR
 	defer l.Close()
 	ks := l.KS.Node
 	start := time.Now()
-	var serr error
-	ks.Do(ctx, func() { _, serr = ks.SendRemoval("LAB", now, ks.Now()) })
-	if serr != nil {
+	if _, serr := ks.RemoveMembers(ctx, "LAB", now); serr != nil {
 		return nil, serr
 	}
 	s, err := ks.State(ctx)

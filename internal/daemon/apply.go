@@ -254,7 +254,7 @@ func (d *Daemon) applyPlan(p *livePlan) error {
 			if err != nil {
 				for _, g := range done {
 					if o := slices.IndexFunc(p.oldKS, func(x ks.GroupConfig) bool { return x.Name == g.Name }); o >= 0 {
-						if rerr := d.Node.KeyServer().UpdatePolicy(p.oldKS[o]); rerr != nil {
+						if rerr := d.Node.UpdateKSPolicy(p.oldKS[o]); rerr != nil {
 							d.log.Error("group policy not rolled back", "group", g.Name, "err", rerr.Error())
 						}
 					}
@@ -262,7 +262,7 @@ func (d *Daemon) applyPlan(p *livePlan) error {
 			}
 		}()
 		for _, g := range p.ks {
-			if err = d.Node.KeyServer().UpdatePolicy(g); err != nil {
+			if err = d.Node.UpdateKSPolicy(g); err != nil {
 				err = fmt.Errorf("crypto gdoi group %s: %w", g.Name, err)
 				return
 			}

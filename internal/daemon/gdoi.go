@@ -36,15 +36,14 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 			now := req.Has("now")
 			var out []string
 			for _, g := range groups {
-				var primaryErr error
-				var all bool
-				n.Do(ctx, func() {
-					primaryErr = n.KeyServer().CheckPrimaryRemoval(g)
-					all = n.KeyServer().AllSupport(g, n.Version())
-				})
-				if primaryErr != nil {
-					return nil, primaryErr
+				info, err := n.KSGroup(ctx, g)
+				if err != nil {
+					return nil, err
 				}
+				if info.RemovalRefused != nil {
+					return nil, info.RemovalRefused
+				}
+				all := info.AllSupport
 				prompt := promptRemoval
 				if now {
 					prompt = promptRemovalNow
@@ -58,9 +57,7 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 						return &ctl.Reply{Text: strings.Join(out, "")}, err
 					}
 				}
-				var serr error
-				n.Do(ctx, func() { _, serr = n.SendRemoval(g, now, n.Now()) })
-				if serr != nil {
+				if _, serr := n.RemoveMembers(ctx, g, now); serr != nil {
 					return nil, serr
 				}
 				out = append(out, fmt.Sprintf("Sending GM-Removal message to group %s...\n", g))
@@ -75,9 +72,7 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 			}
 			var out []string
 			for _, g := range groups {
-				var rerr error
-				n.Do(ctx, func() { _, rerr = n.SendReplaceRekey(g, req.Has("replace-now"), n.Now()) })
-				if rerr != nil {
+				if _, rerr := n.ReplaceRekey(ctx, g, req.Has("replace-now")); rerr != nil {
 					return nil, rerr
 				}
 				d.rekeySent()
@@ -110,12 +105,13 @@ func (d *Daemon) ksGroups(ctx context.Context, req *ctl.Request) ([]string, erro
 func (d *Daemon) features(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
 	n := d.Node
 	var tables []show.FeatureTable
-	n.Do(ctx, func() {
-		for _, g := range n.KSGroups() {
-			k, m := n.KeyServer().Features(g, n.Version())
-			tables = append(tables, show.FeatureTable{Group: g, KeyServers: k, Members: m})
+	for _, g := range n.KSGroups() {
+		info, err := n.KSGroup(ctx, g)
+		if err != nil {
+			return nil, err
 		}
-	})
+		tables = append(tables, show.FeatureTable{Group: g, KeyServers: info.KeyServers, Members: info.Members})
+	}
 	if len(tables) == 0 {
 		return nil, fmt.Errorf("%% this node is not a key server: run the command on the (primary) KS")
 	}
@@ -172,9 +168,7 @@ func (d *Daemon) ApplyConfig(old, new *policy.Config) {
 		if !changed[g.Name] {
 			continue
 		}
-		var primary bool
-		d.Node.Do(context.Background(), func() { primary = d.Node.KeyServer().Primary(g.Name) })
-		if primary {
+		if info, err := d.Node.KSGroup(context.Background(), g.Name); err == nil && info.Primary {
 			syslog.Log(d.log, syslog.Notice, "POLICY_CHANGE", "GDOI group %s policy has changed. Use 'crypto gdoi ks rekey' to send a rekey, or the changes will be send in the next scheduled rekey", g.Name)
 		}
 	}

@@ -168,9 +168,8 @@ func TestScrapeLab(t *testing.T) {
 	if len(st.KS) == 0 {
 		t.Fatal("the lab KS serves no group")
 	}
-	var rerr error
-	if err := l.KS.Node.Do(ctx, func() { rerr = l.KS.Node.SendRekey(st.KS[0].Name, l.KS.Node.Now()) }); err != nil || rerr != nil {
-		t.Fatal(err, rerr)
+	if err := l.KS.Node.Rekey(ctx, st.KS[0].Name); err != nil {
+		t.Fatal(err)
 	}
 	for {
 		if st, err = l.KS.Node.State(ctx); err != nil {

@@ -197,11 +197,10 @@ func TestDenyEntriesReachGMInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rekeyErr error
-	kn.Do(ctx, func() {
-		if rekeyErr = kn.KeyServer().UpdatePolicy(ko2.KS[0]); rekeyErr == nil {
-			rekeyErr = kn.SendRekey("DENY", kn.Now())
-		}
-	})
+	kn.Do(ctx, func() { rekeyErr = kn.UpdateKSPolicy(ko2.KS[0]) })
+	if rekeyErr == nil {
+		rekeyErr = kn.Rekey(ctx, "DENY")
+	}
 	if rekeyErr != nil {
 		t.Fatal(rekeyErr)
 	}

@@ -39,7 +39,7 @@ func TestReplaceNowSendsAtOnce(t *testing.T) {
 	l := newRestartLab(t, ctx, netip.MustParseAddr("127.0.0.180"), 2, 5)
 	old := l.ksTEKs()
 	l.ks.Do(ctx, func() {
-		if _, err := l.ks.SendReplaceRekey("GETVPN", true, l.clk.Now()); err != nil {
+		if _, err := l.ks.sendReplaceRekey("GETVPN", true, l.clk.Now()); err != nil {
 			t.Error(err)
 		}
 	})
@@ -80,7 +80,7 @@ func TestRemovalReregistrationHoldsSending(t *testing.T) {
 	l := newRestartLab(t, ctx, netip.MustParseAddr("127.0.0.181"), 2, 6)
 	old := l.ksTEKs()
 	l.ks.Do(ctx, func() {
-		if _, err := l.ks.SendRemoval("GETVPN", false, l.clk.Now()); err != nil {
+		if _, err := l.ks.sendRemoval("GETVPN", false, l.clk.Now()); err != nil {
 			t.Error(err)
 		}
 	})

@@ -84,7 +84,7 @@ func FuzzNodeDatagram(f *testing.F) {
 	}
 	wait("registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
 	kn.Do(ctx, func() {
-		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
+		if err := kn.sendRekey("GETVPN", time.Now()); err != nil {
 			f.Fatal(err)
 		}
 	})

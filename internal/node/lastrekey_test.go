@@ -46,7 +46,7 @@ func TestLastRekeyRecorded(t *testing.T) {
 	// ACKs lost: one retransmission, then the give-up.
 	dropAcks(t, gmn, true)
 	start := clk.Now()
-	kn.Do(ctx, func() { kn.SendRekey("GETVPN", clk.Now()) })
+	kn.Do(ctx, func() { kn.sendRekey("GETVPN", clk.Now()) })
 	waitFor(t, "the rekey to reach the GM", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == 1 })
 	for range 3 {
 		clk.Add(2 * time.Second)
@@ -61,7 +61,7 @@ func TestLastRekeyRecorded(t *testing.T) {
 
 	// Acknowledged at once: no retransmission, no time in fake time.
 	dropAcks(t, gmn, false)
-	kn.Do(ctx, func() { kn.SendRekey("GETVPN", clk.Now()) })
+	kn.Do(ctx, func() { kn.sendRekey("GETVPN", clk.Now()) })
 	for i := 0; ; i++ {
 		kn.Do(ctx, func() {}) // a tick: the acknowledged delivery ends
 		var n int

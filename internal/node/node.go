@@ -138,6 +138,7 @@ const serveLinger = 2 * time.Minute
 // Node is a running isakmpd.
 type Node struct {
 	stopped chan struct{} // closed when Run returns: the readers stop
+	ended   chan struct{} // made by New, closed when Run has returned: Do refuses
 	o       Options
 	log     *slog.Logger
 	// unauth logs what unauthenticated input causes: bounded in size and
@@ -210,7 +211,7 @@ func New(o Options) (*Node, error) {
 	}
 	lim := ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now})
 	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, dp: o.Dataplane, serves: map[serveKey]*serving{},
-		in: make(chan datagram, 1024), cmds: make(chan func())}
+		in: make(chan datagram, 1024), cmds: make(chan func()), ended: make(chan struct{})}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
 		var st ks.Store
@@ -303,21 +304,21 @@ func (n *Node) Close() {
 	}
 }
 
-// Do runs f on the node's goroutine and waits for it; show commands read
-// state this way.
+// Do runs f on the node's goroutine and waits for it. Until the loop
+// accepts f, ctx can end the wait (f then never runs); once accepted, f
+// is always waited for, so what it writes is the caller's when Do
+// returns nil. After Run has returned, Do returns ErrStopped at once.
 func (n *Node) Do(ctx context.Context, f func()) error {
 	done := make(chan struct{})
 	select {
 	case n.cmds <- func() { f(); close(done) }:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-n.ended:
+		return ErrStopped
 	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	<-done
+	return nil
 }
 
 // Register starts registrations held by Options.Hold.
@@ -332,6 +333,7 @@ func (n *Node) Register(ctx context.Context) error {
 
 // Run serves until ctx ends.
 func (n *Node) Run(ctx context.Context) error {
+	defer close(n.ended)
 	defer n.Close()
 	n.stopped = make(chan struct{})
 	defer close(n.stopped)
@@ -607,10 +609,6 @@ func (n *Node) refuse(s *sock, sa *ike.SA, err error) {
 		n.send(s, sa.Peer(), msg)
 	}
 }
-
-// KeyServer exposes the KS role (nil when the node serves no group); use
-// it only inside Do.
-func (n *Node) KeyServer() *ks.Server { return n.ks }
 
 // Dataplane is the node's SA database.
 func (n *Node) Dataplane() sadb.Dataplane { return n.dp }

@@ -106,7 +106,7 @@ func TestRegistrationOverLoopback(t *testing.T) {
 		waitFor(t, "registration", g, func() bool { return g.Members()[0].State == "registered" })
 	}
 	var snap []ks.GroupSnapshot
-	kn.Do(ctx, func() { snap = kn.KeyServer().Snapshot(kn.Now()) })
+	kn.Do(ctx, func() { snap = kn.ks.Snapshot(kn.Now()) })
 	if len(snap) != 1 || len(snap[0].Members) != 3 {
 		t.Fatalf("KS snapshot %+v", snap)
 	}

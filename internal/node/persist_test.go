@@ -37,7 +37,7 @@ func TestKSRestartFromStore(t *testing.T) {
 	gmn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.110:0")}, IKE: ikeCfg("k", version.Current),
 		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{kn.Addrs()[0]}, SIDs: 1}}})
 	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
-	kn.Do(ctx, func() { kn.SendRekey("GETVPN", time.Now()) })
+	kn.Do(ctx, func() { kn.sendRekey("GETVPN", time.Now()) })
 	waitFor(t, "first rekey", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == 1 })
 	time.Sleep(1100 * time.Millisecond) // let the once-a-second member save run
 	kn.Do(ctx, func() {})
@@ -52,7 +52,7 @@ func TestKSRestartFromStore(t *testing.T) {
 		t.Fatalf("restarted KS knows %d members", members)
 	}
 	kn2.Do(ctx, func() {
-		if err := kn2.SendRekey("GETVPN", time.Now()); err != nil {
+		if err := kn2.sendRekey("GETVPN", time.Now()); err != nil {
 			t.Error(err)
 		}
 	})

@@ -41,7 +41,7 @@ func rekey(t *testing.T, ctx context.Context, kn, gmn *Node) []byte {
 	var data []byte
 	want := gmState(t, gmn).Rekeys.Received + 1
 	kn.Do(ctx, func() {
-		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
+		if err := kn.sendRekey("GETVPN", time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		data = kn.delivery.Flights()[kn.delivery.InFlight()-1].Push.Data

@@ -151,7 +151,7 @@ func TestGMsRecoverFromARestartedKS(t *testing.T) {
 
 	// clear crypto gdoi ks members now, on the restarted KS.
 	l.ks.Do(ctx, func() {
-		if _, err := l.ks.SendRemoval("GETVPN", true, l.clk.Now()); err != nil {
+		if _, err := l.ks.sendRemoval("GETVPN", true, l.clk.Now()); err != nil {
 			t.Error(err)
 		}
 	})
@@ -268,7 +268,7 @@ func TestInterruptedRekeyResumedAfterRestart(t *testing.T) {
 		dropAcks(t, g, true)
 	}
 	l.ks.Do(ctx, func() {
-		if err := l.ks.SendRekey("GETVPN", l.clk.Now()); err != nil {
+		if err := l.ks.sendRekey("GETVPN", l.clk.Now()); err != nil {
 			t.Fatal(err)
 		}
 	})

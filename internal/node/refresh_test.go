@@ -134,7 +134,7 @@ func TestRekeysNeverLeaveFromAnUnconfiguredAddress(t *testing.T) {
 	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
 	dropAcks(t, gmn, true)
 	kn.Do(ctx, func() {
-		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
+		if err := kn.sendRekey("GETVPN", time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -152,7 +152,7 @@ func TestRekeysNeverLeaveFromAnUnconfiguredAddress(t *testing.T) {
 		}
 		later := time.Now().Add(48 * time.Hour)
 		kn.rekeyTick(later) // retransmissions and a scheduled rekey due: none may leave
-		if err := kn.SendRekey("GETVPN", time.Now()); err == nil || !strings.Contains(err.Error(), "not served") {
+		if err := kn.sendRekey("GETVPN", time.Now()); err == nil || !strings.Contains(err.Error(), "not served") {
 			t.Errorf("SendRekey with the group's address gone: %v", err)
 		}
 		if kn.delivery.InFlight() != 1 {
@@ -177,7 +177,7 @@ func TestRekeysNeverLeaveFromAnUnconfiguredAddress(t *testing.T) {
 	})
 	dropAcks(t, gmn, false)
 	kn.Do(ctx, func() {
-		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
+		if err := kn.sendRekey("GETVPN", time.Now()); err != nil {
 			t.Error(err)
 		}
 	})

@@ -68,15 +68,6 @@ func (n *Node) apply(res ks.Result) {
 	}
 }
 
-// RekeysInFlight is the number of rekeys still being delivered; use
-// inside Do.
-func (n *Node) RekeysInFlight() int {
-	if n.delivery == nil {
-		return 0
-	}
-	return n.delivery.InFlight()
-}
-
 // Version is the software version this node announces (SPEC V1).
 func (n *Node) Version() version.Version { return n.version() }
 
@@ -111,9 +102,8 @@ func (n *Node) prepareRekey(group string) error {
 	return nil
 }
 
-// SendRekey builds and starts sending the group's next rekey now (the
-// scheduler's, and `crypto gdoi ks rekey`). Use inside Do.
-func (n *Node) SendRekey(group string, now time.Time) error {
+// sendRekey builds and starts sending the group's next rekey now.
+func (n *Node) sendRekey(group string, now time.Time) error {
 	if err := n.prepareRekey(group); err != nil {
 		return err
 	}
@@ -122,9 +112,9 @@ func (n *Node) SendRekey(group string, now time.Time) error {
 	return err
 }
 
-// SendReplaceRekey is `crypto gdoi ks [group NAME] rekey [replace-now]`:
-// the policy-replace rekey (SPEC P2-P6). Use inside Do.
-func (n *Node) SendReplaceRekey(group string, replaceNow bool, now time.Time) (*ks.Push, error) {
+// sendReplaceRekey is `crypto gdoi ks [group NAME] rekey [replace-now]`:
+// the policy-replace rekey (SPEC P2-P6).
+func (n *Node) sendReplaceRekey(group string, replaceNow bool, now time.Time) (*ks.Push, error) {
 	if n.ks == nil {
 		return nil, errNotKS
 	}
@@ -139,10 +129,10 @@ func (n *Node) SendReplaceRekey(group string, replaceNow bool, now time.Time) (*
 	return p, err
 }
 
-// SendRemoval is `clear crypto gdoi [group NAME] ks members [now]` (SPEC
+// sendRemoval is `clear crypto gdoi [group NAME] ks members [now]` (SPEC
 // R1-R4): the removal message to every member, and new keys at the KS;
-// the members' phase-1 SAs are deleted. Use inside Do.
-func (n *Node) SendRemoval(group string, removeNow bool, now time.Time) (*ks.Push, error) {
+// the members' phase-1 SAs are deleted.
+func (n *Node) sendRemoval(group string, removeNow bool, now time.Time) (*ks.Push, error) {
 	if n.ks == nil {
 		return nil, errNotKS
 	}

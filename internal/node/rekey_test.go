@@ -126,7 +126,7 @@ func TestRekeyTo200GMs(t *testing.T) {
 		waitFor(t, "registration", g, func() bool { return g.Members()[0].State == "registered" })
 	}
 	kn.Do(ctx, func() {
-		if err := kn.SendRekey("GETVPN", time.Now()); err != nil {
+		if err := kn.sendRekey("GETVPN", time.Now()); err != nil {
 			t.Error(err)
 		}
 	})
@@ -163,7 +163,7 @@ func TestSilentGMIsDroppedAndReregisters(t *testing.T) {
 	waitFor(t, "registration", gmn, func() bool { return gmn.Members()[0].State == "registered" })
 	dropAcks(t, gmn, true)
 	for i := 0; i < 3; i++ {
-		kn.Do(ctx, func() { kn.SendRekey("GETVPN", clk.Now()) })
+		kn.Do(ctx, func() { kn.sendRekey("GETVPN", clk.Now()) })
 		waitFor(t, "the rekey to reach the GM", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == i+1 })
 		for j := 0; j < 3; j++ { // let the retransmission and the give-up run in fake time
 			clk.Add(2 * time.Second)
@@ -208,7 +208,7 @@ func TestReplayedAndForgedRekeys(t *testing.T) {
 	var pushes [][]byte
 	for i := 0; i < 2; i++ {
 		kn.Do(ctx, func() {
-			kn.SendRekey("GETVPN", time.Now())
+			kn.sendRekey("GETVPN", time.Now())
 			pushes = append(pushes, kn.delivery.Flights()[kn.delivery.InFlight()-1].Push.Data)
 		})
 		waitFor(t, "rekey", gmn, func() bool { return gmn.Members()[0].Rekeys.Received == i+1 })
