@@ -445,56 +445,15 @@ func (g *group) policy(now time.Time) *isakmp.GroupSA {
 }
 
 func (g *group) sak(now time.Time) *isakmp.SAK {
-	sak := &isakmp.SAK{
-		Selector: isakmp.Selector{Protocol: 17,
-			Src: isakmp.PrefixEndpoint(netip.PrefixFrom(g.cfg.Address, g.cfg.Address.BitLen()), 848),
-			Dst: rekeyDst(g.cfg.Address, g.cfg.Rekey.Multicast)},
-		SPI: g.kekSPI,
-		Attributes: isakmp.Attributes{
-			isakmp.BasicAttr(isakmp.KEKAlgorithm, uint16(isakmp.KEKAlgAES)),
-			isakmp.BasicAttr(isakmp.KEKKeyLength, uint16(g.cfg.KEKKeyBits)),
-			isakmp.VarAttr(isakmp.KEKKeyLifetime, binary.BigEndian.AppendUint32(nil, remaining(g.kekExp, now))),
-			isakmp.BasicAttr(isakmp.KEKSigHashAlgorithm, uint16(isakmp.SigHashSHA256)),
-			isakmp.BasicAttr(isakmp.KEKSigAlgorithm, uint16(g.sigAlg)),
-			isakmp.BasicAttr(isakmp.KEKSigKeyLength, uint16(g.sigBits)),
-		}}
-	if g.cfg.Rekey.Unicast {
-		sak.Attributes = append(sak.Attributes, isakmp.BasicAttr(isakmp.KEKAckRequested, isakmp.AckKEKSHA256))
-	}
-	return sak
+	return gdoi.KEKPolicy{Src: g.cfg.Address, Multicast: g.cfg.Rekey.Multicast, SPI: g.kekSPI, KeyBits: g.cfg.KEKKeyBits,
+		Remaining: g.kekExp.Sub(now), SigAlg: g.sigAlg, SigBits: g.sigBits, Ack: g.cfg.Rekey.Unicast}.SAK()
 }
 
 func (t *tek) sat(now time.Time, pseudotime time.Duration) *isakmp.SAT {
-	attrs := isakmp.Attributes{
-		isakmp.BasicAttr(isakmp.IPsecSALifeType, isakmp.LifeSeconds),
-		isakmp.VarAttr(isakmp.IPsecSALifeDuration, binary.BigEndian.AppendUint32(nil, remaining(t.expires, now))),
-		isakmp.BasicAttr(isakmp.IPsecEncapsulationMode, isakmp.EncapTunnel),
-	}
-	if t.policy.AuthAlg != 0 {
-		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecAuthAlgorithm, t.policy.AuthAlg))
-	}
-	attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecKeyLength, uint16(t.policy.KeyBits)))
-	if t.receiveOnly {
-		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecSADirection, isakmp.SADirReceiverOnly))
-	}
-	attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecConfiguredLifetime, binary.BigEndian.AppendUint32(nil, uint32(t.policy.Lifetime/time.Second))))
-	if m := t.policy.Replay; m != 0 {
-		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecReplayMethod, m))
-		if m != isakmp.ReplayNone {
-			attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecReplayWindow, uint16(t.policy.ReplayWindow)))
-		}
-		if m == isakmp.ReplayTime {
-			attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecPseudotime, binary.BigEndian.AppendUint64(nil, uint64(pseudotime/time.Millisecond))))
-		}
-	}
-	if len(t.before) > 0 {
-		attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecBypassBefore, bypassList(t.before)))
-	}
-	if len(t.after) > 0 {
-		attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecBypassAfter, bypassList(t.after)))
-	}
-	return &isakmp.SAT{Protocol: isakmp.TEKProtoESP, Selector: t.sel.wire(),
-		TransformID: uint8(t.policy.Transform), SPI: t.spi, Attributes: attrs}
+	return gdoi.TEKPolicy{Selector: t.sel.wire(), Transform: t.policy.Transform, SPI: t.spi, KeyBits: t.policy.KeyBits,
+		AuthAlg: t.policy.AuthAlg, Remaining: t.expires.Sub(now), Lifetime: t.policy.Lifetime, ReceiveOnly: t.receiveOnly,
+		Replay: t.policy.Replay, ReplayWindow: t.policy.ReplayWindow, Pseudotime: pseudotime,
+		BypassBefore: wireAll(t.before), BypassAfter: wireAll(t.after)}.SAT()
 }
 
 // wire is the selector as a SAK/SAT carries it.
@@ -502,38 +461,16 @@ func (s Selector) wire() isakmp.Selector {
 	return isakmp.Selector{Protocol: s.Proto, Src: isakmp.PrefixEndpoint(s.Src, s.SrcPort), Dst: isakmp.PrefixEndpoint(s.Dst, s.DstPort)}
 }
 
-// bypassList is the value of IPsecBypassBefore/After.
-func bypassList(ss []Selector) []byte {
+func wireAll(ss []Selector) []isakmp.Selector {
 	ws := make([]isakmp.Selector, len(ss))
 	for i, s := range ss {
 		ws[i] = s.wire()
 	}
-	return isakmp.AppendSelectors(nil, ws)
+	return ws
 }
 
-// rekeyDst is the SAK's destination: the multicast group rekeys go to,
-// which GMs join, or any address for unicast rekeys.
-func rekeyDst(ks netip.Addr, mc netip.AddrPort) isakmp.Endpoint {
-	if mc.IsValid() {
-		return isakmp.PrefixEndpoint(netip.PrefixFrom(mc.Addr(), 32), mc.Port())
-	}
-	return isakmp.PrefixEndpoint(netip.PrefixFrom(unspecified(ks), 0), 848)
-}
-
-func unspecified(a netip.Addr) netip.Addr {
-	if a.Is6() && !a.Is4In6() {
-		return netip.IPv6Unspecified()
-	}
-	return netip.IPv4Unspecified()
-}
-
-func remaining(exp, now time.Time) uint32 {
-	d := exp.Sub(now) / time.Second
-	if d < 1 {
-		return 1
-	}
-	return uint32(d)
-}
+// bypassList is the value of IPsecBypassBefore/After.
+func bypassList(ss []Selector) []byte { return gdoi.BypassList(wireAll(ss)) }
 
 // Keys returns the key download for a GM and records it as a member
 // (GROUPKEY-PULL message 4).
@@ -575,7 +512,6 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 		// by the whole group until the keys change (less the IDs members
 		// carry into the new keys: carrySIDs).
 		n := min(max(int(sids), 1), MaxSIDsPerMember)
-		sidPkt := &isakmp.KeyPacket{KDType: isakmp.KDSID, Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.SIDNumberOfBits, SIDBits)}}
 		m.SenderIDs = m.SenderIDs[:0]
 		for i := 0; i < n; i++ {
 			sid, err := g.allocSID()
@@ -583,9 +519,8 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 				return 0, nil, err
 			}
 			m.SenderIDs = append(m.SenderIDs, sid)
-			sidPkt.Attributes = append(sidPkt.Attributes, isakmp.VarAttr(isakmp.SIDValue, binary.BigEndian.AppendUint32(nil, sid)))
 		}
-		kd.Packets = append(kd.Packets, sidPkt)
+		kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(SIDBits, m.SenderIDs))
 	}
 	syslog.Log(s.log, syslog.Notice, "KS_REGS_COMPLETE", "KS completed successful registration in group %s with GM %s.", g.cfg.Name, m.Address)
 	return g.seq, kd, nil

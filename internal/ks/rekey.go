@@ -156,9 +156,7 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 		return nil, fmt.Errorf("ks: group %s has no rekey authentication key: it cannot rekey", name)
 	}
 	cur := gdoi.KEK{SPI: g.kekSPI, Key: g.kekKey}
-	r := &gdoi.Rekey{Seq: g.seq + 1, SA: &isakmp.GroupSA{GAP: &isakmp.GAP{Attributes: isakmp.Attributes{
-		isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, uint16(RekeyATD/time.Second)),
-		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, uint16(RekeyDTD/time.Second))}}}, KD: &isakmp.KD{}}
+	r := &gdoi.Rekey{Seq: g.seq + 1, SA: &isakmp.GroupSA{GAP: gdoi.RekeyGAP(RekeyATD, RekeyDTD)}, KD: &isakmp.KD{}}
 	// A new KEK goes out when the old one nears its end, when its policy
 	// changed (cipher, key length, signing key: Table 1 "applied
 	// immediately"), and with replace-now; otherwise GMs that missed a
@@ -194,8 +192,7 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 			return nil, fmt.Errorf("ks: group %s: %w", name, err)
 		}
 		r.SA.GAP = gap
-		r.Notifies = []*isakmp.Notify{{DOI: isakmp.DOIGDOI, Protocol: isakmp.ProtoGDOIKEK, NotifyType: isakmp.NotifyPolicyReplace,
-			SPI: append([]byte{}, cur.SPI[:]...), Data: []byte{replace}}}
+		r.Notifies = []*isakmp.Notify{gdoi.PolicyReplace(cur.SPI, replace)}
 	}
 	data, err := gdoi.SealPush(r, cur, g.cfg.SigningKey, g.sigAlg, s.rand)
 	if err != nil {
@@ -221,18 +218,9 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 	return p, nil
 }
 
-func (g *group) kekPacket() *isakmp.KeyPacket {
-	return &isakmp.KeyPacket{KDType: isakmp.KDKEK, SPI: append([]byte{}, g.kekSPI[:]...), Attributes: isakmp.Attributes{
-		isakmp.VarAttr(isakmp.KEKAlgorithmKey, g.kekKey), isakmp.VarAttr(isakmp.KEKSigKey, g.sigPub)}}
-}
+func (g *group) kekPacket() *isakmp.KeyPacket { return gdoi.KEKKeyPacket(g.kekSPI, g.kekKey, g.sigPub) }
 
-func (t *tek) packet() *isakmp.KeyPacket {
-	attrs := isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, t.encKey)}
-	if t.authKey != nil {
-		attrs = append(attrs, isakmp.VarAttr(isakmp.TEKIntegrityKey, t.authKey))
-	}
-	return &isakmp.KeyPacket{KDType: isakmp.KDTEK, SPI: []byte{byte(t.spi >> 24), byte(t.spi >> 16), byte(t.spi >> 8), byte(t.spi)}, Attributes: attrs}
-}
+func (t *tek) packet() *isakmp.KeyPacket { return gdoi.TEKKeyPacket(t.spi, t.encKey, t.authKey) }
 
 // rekeyList is the members that receive unicast rekeys, by address.
 func (g *group) rekeyList() []*Member {

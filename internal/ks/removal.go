@@ -8,7 +8,6 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/internal/version"
-	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 // FeatureVersion is the first version with GM removal and policy replace
@@ -104,17 +103,7 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 		return nil, fmt.Errorf("%% group %s has no rekey authentication key: GM removal needs rekeys", name)
 	}
 	cur := gdoi.KEK{SPI: g.kekSPI, Key: g.kekKey}
-	mode := isakmp.ModeShorten
-	if now {
-		mode = isakmp.ModeNow
-	}
-	r := &gdoi.Rekey{Seq: g.seq + 1,
-		Notifies: []*isakmp.Notify{{DOI: isakmp.DOIGDOI, Protocol: isakmp.ProtoGDOIKEK, NotifyType: isakmp.NotifyGMRemoval,
-			SPI: append([]byte{}, g.kekSPI[:]...), Data: []byte{mode}}},
-		Deletes: []*isakmp.Delete{{DOI: isakmp.DOIGDOI, Protocol: isakmp.ProtoGDOIKEK, SPISize: isakmp.KEKSPILen, SPIs: [][]byte{append([]byte{}, g.kekSPI[:]...)}}}}
-	if now {
-		r.Deletes = append(r.Deletes, &isakmp.Delete{DOI: isakmp.DOIGDOI, Protocol: isakmp.ProtocolID(isakmp.TEKProtoESP), SPISize: 4, SPIs: [][]byte{{0, 0, 0, 0}}})
-	}
+	r := gdoi.Removal(g.seq+1, g.kekSPI, now)
 	data, err := gdoi.SealPush(r, cur, g.cfg.SigningKey, g.sigAlg, s.rand)
 	if err != nil {
 		return nil, err
