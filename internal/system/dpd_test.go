@@ -111,8 +111,7 @@ func TestDPDMemberFailsOverToLiveKS(t *testing.T) {
 	}
 
 	ks1.mustSrc("stopsrc", "-s", "isakmpd")
-	ks1.mustSrc("startsrc", "-g", "ike")
-	time.Sleep(time.Second) // ks1's isakmpd listening again
+	ks1.mustSrc("startsrc", "-g", "ike") // returns once isakmpd said ready: listening again
 	took = failover(ks2, "10.236.0.1")
 	t.Logf("ks2 killed: registered with the restarted ks1 %v later (bound %v)", took.Round(time.Millisecond), bound)
 }
