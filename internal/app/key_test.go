@@ -1,17 +1,16 @@
 package app
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/keystore"
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 // proves: O1 (issue 14 item 2: a key server's first rekey key is made
@@ -84,39 +83,18 @@ func TestKeyImportPastedOnTerminal(t *testing.T) {
 	paste := export[strings.Index(export, "-----BEGIN"):]
 
 	master, slave := openPTY(t)
-	var mu sync.Mutex
-	var screen bytes.Buffer
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			mu.Lock()
-			screen.Write(buf[:n])
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	seen := func() string { mu.Lock(); defer mu.Unlock(); return strings.ReplaceAll(screen.String(), "\r\n", "\n") }
-	var errb bytes.Buffer
+	scr := newPTYScreen(master)
+	var errb testnet.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(&Env{Stdin: slave, Stdout: slave, Stderr: &errb}, []string{"key", "-keys", filepath.Join(dir, "b")})
+		scr.end()
 	}()
-	waitFor := func(what string) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); !strings.Contains(seen(), what); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q:\n%s\n%s", what, seen(), errb.String())
-			}
-		}
-	}
-	waitFor("key-store#")
+	at := scr.wait(t, 20*time.Second, 0, "key-store#")
 	master.Write([]byte("crypto key import ec SHARED pem terminal\r"))
-	waitFor("on a line by itself.")
+	at = scr.wait(t, 20*time.Second, at, "on a line by itself.")
 	master.Write([]byte(strings.ReplaceAll(paste, "\n", "\r")))
-	waitFor("% Key pair imported: SHARED (EC P-384)")
+	scr.wait(t, 20*time.Second, at, "% Key pair imported: SHARED (EC P-384)")
 	master.Write([]byte("exit\r"))
 	select {
 	case c := <-done:

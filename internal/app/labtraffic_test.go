@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/testnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -230,30 +231,18 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 // command runs as typed, and exit prints the final table with 0 lost.
 func TestLabLiveTrafficOnATerminal(t *testing.T) {
 	master, slave := openPTY(t)
-	var screen syncBuffer
-	go io.Copy(&screen, master) // ends when the test closes master
-	clean := func() string { return strings.ReplaceAll(screen.String(), "\r", "") }
+	scr := newPTYScreen(master) // the copy ends when the test closes master
+	clean := scr.String
 	done := make(chan int, 1)
-	var errb syncBuffer
+	var errb testnet.Buffer
 	go func() {
 		done <- Main(&Env{Stdin: slave, Stdout: slave, Stderr: &errb}, []string{"lab", "--members", "3", "--port", "29848",
 			"--dir", t.TempDir(), "--cli", "--rate", "20", "--status", "300ms"})
+		scr.end()
 	}()
 	wait := func(after int, want string) int {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
-			s := clean()
-			if i := strings.Index(s[after:], want); i >= 0 {
-				return after + i + len(want)
-			}
-			select {
-			case code := <-done:
-				t.Fatalf("the lab ended (exit %d, %s) before %q:\n%s", code, errb.String(), want, s)
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		t.Fatalf("the screen lacks %q after octet %d:\n%s", want, after, clean())
-		return 0
+		return scr.wait(t, 60*time.Second, after, want)
 	}
 	at := wait(0, "ks#")
 	io.WriteString(master, "show cryp")
