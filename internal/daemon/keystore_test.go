@@ -823,16 +823,10 @@ func TestIsakmpdKeyStoreNextToState(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		out, err := exec.Command(bin, "cli", "-s", sock, "-c", "show crypto key mypubkey rsa | include name").CombinedOutput()
-		if err == nil {
-			if !strings.Contains(string(out), "Key name: REKEY") {
-				t.Fatalf("show crypto key mypubkey rsa: %s", out)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("isakmpd never answered: %v %s\n%s", err, out, logs.String())
-		}
+	// Logged once its control socket is bound.
+	logs.WaitContains(t, 20*time.Second, `msg="isakmpd started"`)
+	out, err = exec.Command(bin, "cli", "-s", sock, "-c", "show crypto key mypubkey rsa | include name").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Key name: REKEY") {
+		t.Fatalf("show crypto key mypubkey rsa: %v %s\n%s", err, out, logs.String())
 	}
 }
