@@ -79,9 +79,7 @@ func TestKSKilledDuringRekey(t *testing.T) {
 			"-port", fmt.Sprint(port), "-socket", sock, "-state", filepath.Join(dir, "ks.db"))
 		log, _ := os.Create(filepath.Join(dir, fmt.Sprintf("ks-%d.log", time.Now().UnixNano())))
 		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		testnet.StartReady(t, cmd, 20*time.Second) // its control socket answers
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 		return cmd
 	}
@@ -89,20 +87,7 @@ func TestKSKilledDuringRekey(t *testing.T) {
 		out, err := exec.Command(bin, "cli", "-s", sock, "-c", c).CombinedOutput()
 		return string(out), err
 	}
-	waitCLI := func() {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if _, err := cli("show version"); err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the KS control socket never answered")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 	ks := startKS()
-	waitCLI()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -164,7 +149,6 @@ func TestKSKilledDuringRekey(t *testing.T) {
 	t.Logf("the first rekey reached %d of %d GMs before the kill", got, len(gms))
 
 	startKS()
-	waitCLI()
 	if out, err := cli("crypto gdoi ks rekey"); err != nil {
 		t.Fatalf("rekey after restart: %v\n%s", err, out)
 	}

@@ -99,18 +99,13 @@ func TestIsakmpdInNamespaces(t *testing.T) {
 	run(gm1, "gm1")
 	run(gm2, "gm2")
 
-	var out []byte
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var err error
-		out, err = exec.Command(bin, "cli", "-s", filepath.Join(dir, "ks.sock"), "-c", "show crypto gdoi ks members").CombinedOutput()
-		if err == nil && strings.Contains(string(out), "10.233.1.2") && strings.Contains(string(out), "10.233.2.2") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("members never listed: %v\n%s", err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
+	// The KS logs each registration once the member is in its list.
+	for _, gm := range []string{"10.233.1.2", "10.233.2.2"} {
+		logs["ks"].WaitContains(t, 30*time.Second, "KS completed successful registration in group NETNS with GM "+gm+".")
+	}
+	out, err := exec.Command(bin, "cli", "-s", filepath.Join(dir, "ks.sock"), "-c", "show crypto gdoi ks members").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "10.233.1.2") || !strings.Contains(string(out), "10.233.2.2") {
+		t.Fatalf("members not listed: %v\n%s", err, out)
 	}
 	for _, w := range []string{"Group Name        : NETNS", "GM Version: 1.0.2"} {
 		if !strings.Contains(string(out), w) {

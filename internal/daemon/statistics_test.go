@@ -203,29 +203,14 @@ func TestStatisticsOfBrokerAndTmdProcesses(t *testing.T) {
 		cmd := exec.Command(bin, args...)
 		log, _ := os.Create(filepath.Join(dir, name+".log"))
 		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		// As srcmstr does: the next daemon starts once this one is ready.
+		testnet.StartReady(t, cmd, 20*time.Second)
 		t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	}
-	waitFor := func(path string) {
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if _, err := os.Stat(path); err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				logs, _ := os.ReadFile(filepath.Join(dir, "isakmpd.log"))
-				t.Fatalf("no %s\n%s", path, logs)
-			}
-		}
 	}
 	start("tmd", "tmd", "-socket", tmdSock)
 	start("iked", "iked", "-socket", ikedSock, "-ports", fmt.Sprint(port), "-listen", "127.0.3.9")
-	waitFor(tmdSock)
-	waitFor(ikedSock)
 	start("isakmpd", "isakmpd", "-f", conf, "-port", fmt.Sprint(port), "-iked", ikedSock, "-tmd", tmdSock,
 		"-socket", ctlSock, "-state", filepath.Join(dir, "ks.db"))
-	waitFor(ctlSock)
 	stats := func() map[string]json.RawMessage {
 		t.Helper()
 		out, err := exec.Command(bin, "cli", "-s", ctlSock, "-c", "show crypto isakmp statistics | json").CombinedOutput()
