@@ -371,12 +371,13 @@ func (s *Server) serveConn(ctx context.Context, sc *serverConn) {
 				s.mu.Unlock()
 				s.log.Debug("tmd closed a connection: read timeout", "introduced", hello != nil)
 			}
-			if hello != nil && hello.Client != probeName {
-				s.log.Info("tmd client disconnected", "client", hello.Client, "pid", hello.PID)
-			}
 			s.mu.Lock()
 			delete(s.clients, sc)
 			s.mu.Unlock()
+			// Logged once the client is gone from Status.
+			if hello != nil && hello.Client != probeName {
+				s.log.Info("tmd client disconnected", "client", hello.Client, "pid", hello.PID)
+			}
 			return
 		}
 		resp, last := s.serveLine(sc, &hello, line, err)
