@@ -266,7 +266,7 @@ func (d *Delivery) Rekey(group string, now time.Time) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return d.start(group, p, want, now)
+	return d.start(group, p, want, now, false)
 }
 
 // ReplaceRekey is `crypto gdoi ks [group NAME] rekey [replace-now]`: the
@@ -287,7 +287,7 @@ func (d *Delivery) ReplaceRekey(group string, replaceNow bool, now time.Time) (*
 	if err != nil {
 		return nil, Result{}, err
 	}
-	res, err := d.start(group, p, want, now)
+	res, err := d.start(group, p, want, now, false)
 	return p, res, err
 }
 
@@ -306,7 +306,7 @@ func (d *Delivery) Remove(group string, removeNow bool, now time.Time) (*Push, R
 	if err != nil {
 		return nil, Result{}, err
 	}
-	res, err := d.start(group, p, want, now)
+	res, err := d.start(group, p, want, now, true)
 	return p, res, err
 }
 
@@ -323,9 +323,10 @@ func (d *Delivery) reserve(group string) (uint32, error) {
 	return to, nil
 }
 
-// start saves the group's new state (write before send) and starts
-// delivering p.
-func (d *Delivery) start(group string, p *Push, want uint32, now time.Time) (Result, error) {
+// start saves the group's new state (write before send: its keys, or
+// with members the members too, as a GM removal changes them all) and
+// starts delivering p.
+func (d *Delivery) start(group string, p *Push, want uint32, now time.Time, members bool) (Result, error) {
 	if d.store != nil && p.Seq != want {
 		return Result{}, fmt.Errorf("rekey for group %s: sequence %d is not the reserved %d", group, p.Seq, want)
 	}
@@ -344,8 +345,11 @@ func (d *Delivery) start(group string, p *Push, want uint32, now time.Time) (Res
 	res := Result{Events: d.supersede(group)}
 	if d.store != nil {
 		gs, err := d.state(group, f, now)
-		if err == nil {
+		switch {
+		case err == nil && members:
 			err = d.store.SaveGroup(gs)
+		case err == nil:
+			err = d.store.SaveKeys(gs)
 		}
 		if err != nil {
 			return Result{}, fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)

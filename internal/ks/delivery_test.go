@@ -50,6 +50,14 @@ func (m *memStore) SaveGroup(g *GroupState) error {
 	return nil
 }
 
+func (m *memStore) SaveKeys(g *GroupState) error {
+	c := *g
+	if old := m.groups[g.Name]; old != nil {
+		c.Members = old.Members
+	}
+	return m.SaveGroup(&c)
+}
+
 func (m *memStore) ReserveSeq(group string, n uint32) (uint32, uint32, error) {
 	if m.groups[group] == nil {
 		return 0, 0, fmt.Errorf("group %s not saved", group)

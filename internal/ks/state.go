@@ -17,6 +17,10 @@ type Store interface {
 	// SaveGroup writes one group's whole state, members included. It
 	// never lowers the group's reserved sequence mark.
 	SaveGroup(*GroupState) error
+	// SaveKeys writes the group's state but its members, which stay as
+	// last saved (a group never saved is saved whole): the write before
+	// a rekey is sent, whose cost does not grow with the members.
+	SaveKeys(*GroupState) error
 	// ReserveSeq durably raises the group's reserved sequence mark by n
 	// and returns the numbers reserved, from..to.
 	ReserveSeq(group string, n uint32) (from, to uint32, err error)

@@ -133,6 +133,28 @@ func (s *saver) SaveGroup(gs *ks.GroupState) error {
 	return s.st.SaveGroup(gs)
 }
 
+// SaveKeys implements ks.Store: written before it returns, after the
+// group's queued state (its members; the keys it holds are older).
+func (s *saver) SaveKeys(gs *ks.GroupState) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	old := s.pending[gs.Name]
+	delete(s.pending, gs.Name)
+	s.mu.Unlock()
+	if old != nil {
+		if err := s.st.SaveGroup(old); err != nil {
+			s.mu.Lock()
+			if s.pending[gs.Name] == nil {
+				s.pending[gs.Name] = old
+			}
+			s.mu.Unlock()
+			return err
+		}
+	}
+	return s.st.SaveKeys(gs)
+}
+
 // ReserveSeq implements ks.Store: durable before it returns.
 func (s *saver) ReserveSeq(group string, k uint32) (uint32, uint32, error) {
 	s.wmu.Lock()

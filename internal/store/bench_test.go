@@ -88,7 +88,7 @@ func BenchmarkSaveGroup(b *testing.B) {
 // (write before send), the first paced burst returned.
 func BenchmarkRekeyWithStore(b *testing.B) {
 	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
-	for _, members := range []int{10, 1000} {
+	for _, members := range []int{10, 1000, 10000} {
 		dirs := benchDirs(b)
 		dirs["none"] = ""
 		for where, dir := range dirs {

@@ -1,0 +1,43 @@
+package store
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// proves: O4, T1 (issue 15: the write before a rekey is sent saves the
+// keys, the sequence number and the rekey in flight without rewriting the
+// members; a group not saved yet is saved whole; the mark never lowers)
+func TestSaveKeysLeavesMembers(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "ks.db"))
+	defer s.Close()
+	g := fullGroup("G", 7)
+	if err := s.SaveKeys(g); err != nil { // never saved: whole
+		t.Fatal(err)
+	}
+	if got := load(t, s)["G"]; len(got.Members) != 2 {
+		t.Fatalf("a first SaveKeys saved %d members, want the group whole", len(got.Members))
+	}
+	next := fullGroup("G", 7)
+	next.Seq, next.SeqReserved = 42, 0
+	next.KEK.SPI[0] ^= 0xff
+	next.Members = nil // not read
+	next.InFlight = &PushState{Seq: 42, Data: []byte("push"), Pending: nil}
+	if err := s.SaveKeys(next); err != nil {
+		t.Fatal(err)
+	}
+	got := load(t, s)["G"]
+	if got.Seq != 42 || got.SeqReserved != 100 || got.KEK.SPI != next.KEK.SPI || got.InFlight == nil || got.InFlight.Seq != 42 {
+		t.Fatalf("after SaveKeys: seq %d reserved %d KEK %x in flight %v", got.Seq, got.SeqReserved, got.KEK.SPI, got.InFlight)
+	}
+	if len(got.Members) != 2 || got.Members[0].Registrations == 0 && got.Members[1].Registrations == 0 {
+		t.Fatalf("SaveKeys changed the members: %+v", got.Members)
+	}
+	next.Seq = 150
+	if err := s.SaveKeys(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := load(t, s)["G"]; got.SeqReserved != 150 {
+		t.Fatalf("reserved %d after a save of seq 150", got.SeqReserved)
+	}
+}
