@@ -165,9 +165,6 @@ func NewDelivery(srv *Server, st Store) *Delivery {
 	return &Delivery{srv: srv, store: st, last: map[string]LastRekey{}, paused: map[string]bool{}}
 }
 
-// Server is the key server whose rekeys this delivers.
-func (d *Delivery) Server() *Server { return d.srv }
-
 // Restore loads the groups' state from the store (a restart) and writes
 // the current state back (a first start). A rekey that was still being
 // delivered when the KS stopped is held until the owner calls Serve for

@@ -227,9 +227,13 @@ func New(o Options) (*Node, error) {
 				return nil, err
 			}
 		}
-		if err := n.restore(now); err != nil {
+		// A restart: the groups' state from the store; a rekey that was
+		// being delivered resumes once the sockets are open (checkServed).
+		res, err := n.delivery.Restore(now)
+		if err != nil {
 			return nil, err
 		}
+		n.apply(res)
 	}
 	for _, g := range o.GM {
 		if len(g.Servers) == 0 {
@@ -393,7 +397,7 @@ func (n *Node) datagram(d datagram) {
 			}
 		case isakmp.ExchangePushAck:
 			if n.ks != nil {
-				n.onAck(d.from, d.data, now)
+				n.apply(n.delivery.Ack(d.from, d.data, now))
 				return
 			}
 		}

@@ -16,26 +16,6 @@ type Store interface {
 	IntegrityFailures() uint64
 }
 
-// restore loads the key server's groups from the store (a restart) and
-// writes the current state back (a first start). A rekey that was still
-// being delivered when the KS stopped is delivered again to the members
-// that had not acknowledged it, once the sockets are open (checkServed).
-func (n *Node) restore(now time.Time) error {
-	res, err := n.delivery.Restore(now)
-	if err != nil {
-		return err
-	}
-	n.apply(res)
-	return nil
-}
-
-// persist hands the states of the delivery's periodic save to the writer:
-// the event loop never waits for that transaction and its fsync (a group
-// of 10,000 members takes some 60 ms to write: BenchmarkSaveGroup).
-func (n *Node) persist(states []*ks.GroupState) {
-	n.saver.queue(states)
-}
-
 // saver writes the key server's state. The periodic saves (bookkeeping:
 // members registered, ACKs) are queued, newest per group, and written by
 // its goroutine while Run runs; the writes crash safety needs before a

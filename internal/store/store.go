@@ -87,8 +87,13 @@
 // format or the other. An older groupvpn refuses the upgraded file
 // (ErrNewerFormat).
 //
-// A Store is meant to be used by one goroutine (the node's event loop);
-// bbolt makes concurrent use safe anyway.
+// The record types are ks's (ks.GroupState and the rest, aliased here):
+// the key server defines what it must remember, and *Store implements
+// ks.Store. The node writes through one writer (node/persist.go): the
+// periodic saves of bookkeeping on its goroutine, off the event loop; the
+// writes before a rekey is sent (ReserveSeq, SaveKeys: the keys without
+// rewriting the members) synchronously, in order with the others. bbolt
+// makes concurrent use safe anyway.
 package store
 
 import (
