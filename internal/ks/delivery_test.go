@@ -291,7 +291,7 @@ func TestDeliveryPaces10000Members(t *testing.T) {
 	t.Logf("10,000 members: a rekey's delivery stepped in %s", time.Since(start))
 }
 
-// proves: T1, R5 (issue 15: ks.Delivery retransmits every Retransmit up
+// proves: T1 (issue 15: ks.Delivery retransmits every Retransmit up
 // to Retransmits times, gives up, and drops a member from the rekey list
 // after MaxMissed rekeys in a row without an ACK; an ACK resets the count)
 func TestDeliveryRetransmitsAndDropsAfterMisses(t *testing.T) {
@@ -569,4 +569,35 @@ func TestDelivery72Hours(t *testing.T) {
 	}
 	t.Logf("72 h: %d rekeys (%d new KEKs) to up to %d members, %d datagrams, stepped in %s",
 		len(seqs), kekRollovers, next, len(x.sent), time.Since(start))
+}
+
+// proves: T1 (issue 15: a multicast rekey is one datagram to the group,
+// sent again every Retransmit, Retransmits times, without ACKs; the
+// members' bookkeeping is left alone)
+func TestDeliveryMulticast(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	group := netip.MustParseAddrPort("239.192.7.7:848")
+	x := newSim(t, groupConfig(t, RekeyPolicy{Multicast: group}), nil, t0)
+	x.join(0, 3)
+	p := x.rekey()
+	if len(p.Members) != 0 {
+		t.Fatalf("a multicast rekey lists members %v", p.Members)
+	}
+	x.run(t0.Add(time.Minute))
+	var at []time.Duration
+	for _, s := range x.sent {
+		if s.To != group {
+			t.Fatalf("multicast rekey sent to %s", s.To)
+		}
+		at = append(at, s.at.Sub(t0))
+	}
+	if fmt.Sprint(at) != "[0s 10s 20s]" || x.d.InFlight() != 0 {
+		t.Fatalf("sent at %v, %d in flight", at, x.d.InFlight())
+	}
+	if lr := x.d.LastRekeys()["G"]; lr.Seq != p.Seq || lr.Retransmits != 2 || lr.Took != 30*time.Second {
+		t.Fatalf("last rekey %+v", lr)
+	}
+	if m := x.member(member(0)); m.RekeysSent != 0 || m.Missed != 0 || m.Removed {
+		t.Fatalf("member bookkeeping changed by a multicast rekey: %+v", m)
+	}
 }
