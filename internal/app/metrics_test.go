@@ -87,7 +87,7 @@ func promtoolAccepts(t *testing.T, body string) {
 	}
 }
 
-// proves: O3 (issue 14 item 7: isakmpd -metrics serves the node's metrics; promtool accepts them)
+// proves: O3, O5 (issue 14 item 7: isakmpd -metrics serves the node's metrics; promtool accepts them)
 func TestIsakmpdMetrics(t *testing.T) {
 	testnet.RequireTools(t, "promtool")
 	dir := t.TempDir()
@@ -132,7 +132,7 @@ func TestIsakmpdMetrics(t *testing.T) {
 	promtoolAccepts(t, body)
 }
 
-// proves: O3 (issue 14 item 7: an address in use for -metrics is a startup error of isakmpd and tmd)
+// proves: O3, O5 (issue 14 item 7: an address in use for -metrics is a startup error of isakmpd and tmd)
 func TestMetricsBindError(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -162,7 +162,7 @@ func TestMetricsBindError(t *testing.T) {
 	}
 }
 
-// proves: O3 (issue 14 item 7: tmd -metrics serves each SA's packet counters; promtool accepts them)
+// proves: O3, O5 (issue 14 item 7: tmd -metrics serves each SA's packet counters; promtool accepts them)
 func TestTmdMetrics(t *testing.T) {
 	testnet.RequireTools(t, "promtool")
 	socket := filepath.Join(t.TempDir(), "tmd.sock")

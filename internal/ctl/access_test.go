@@ -78,7 +78,7 @@ type auditRec struct {
 	denied     bool
 }
 
-// proves: O2, O3 (issue 14 item 6: a member of the socket's group, another
+// proves: O2, O3, O6 (issue 14 item 6: a member of the socket's group, another
 // uid, may run read-only commands and is refused a state-changing one,
 // which is audited with its user name read from SO_PEERCRED; the owner's
 // change runs and is audited with its name)

@@ -22,7 +22,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
-// proves: O2, O3 (issue 14 item 6: clear crypto gdoi ks members, crypto
+// proves: O2, O3, O6 (issue 14 item 6: clear crypto gdoi ks members, crypto
 // gdoi ks rekey and a commit are logged with the user who ran them, read
 // from the control socket's peer; a read-only user may run show commands
 // and is refused, and logged, a change)
@@ -155,7 +155,7 @@ func TestAuditHelper(t *testing.T) {
 	os.Exit(0)
 }
 
-// proves: O2, O3 (issue 14 item 6: on a real isakmpd control socket made
+// proves: O2, O3, O6 (issue 14 item 6: on a real isakmpd control socket made
 // 0660 of a group (-socket-group), a process of another uid in that group
 // runs show commands and is refused clear crypto gdoi ks members, crypto
 // gdoi ks rekey, configure terminal and write memory, each refusal logged

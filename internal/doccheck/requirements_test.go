@@ -67,12 +67,25 @@ func expand(tok string) []string {
 	return ids
 }
 
-// provesIDs reads the head of a proves: line (up to its parenthesis or
-// dash): the IDs it proves, and those it cites as groundwork only
-// ("proves: S2, groundwork for R3").
+// provesIDs reads the head of a proves: line, its parenthesized notes
+// left out, up to its dash: the IDs it proves ("proves: O4, T1 (issue 11)
+// — text", "proves: P1 (reload), D4 (logging)"), and those it cites as
+// groundwork only ("proves: S2, groundwork for R3").
 func provesIDs(line string) (proved, groundwork []string) {
-	head := line
-	for _, stop := range []string{"(", "—", "–", " - ", ";", ":"} {
+	var b strings.Builder
+	depth := 0
+	for _, r := range line {
+		switch {
+		case r == '(':
+			depth++
+		case r == ')' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteRune(r)
+		}
+	}
+	head := b.String()
+	for _, stop := range []string{"—", "–", " - ", ";", ":"} {
 		if i := strings.Index(head, stop); i >= 0 {
 			head = head[:i]
 		}
@@ -413,6 +426,9 @@ func TestProvesParsing(t *testing.T) {
 		{" issue 12 (Benchmarks: ...)", nil, nil},
 		{" R1, R2 in real time", []string{"R1", "R2"}, nil},
 		{" D1 (issue 15: the roles are free of I/O)", []string{"D1"}, nil},
+		{" P1 (reload), D4 (logging reopened; issue 11 item 6) — SIGHUP", []string{"P1", "D4"}, nil},
+		{" O3 (issue 14 item 7: every drop counter (show ...) is scraped), S5", []string{"O3", "S5"}, nil},
+		{" O2, O3 (issue 14 item 6: clear crypto gdoi ks members, crypto", []string{"O2", "O3"}, nil},
 	} {
 		p, g := provesIDs(c.line)
 		if !slices.Equal(p, c.proved) || !slices.Equal(g, c.ground) {

@@ -118,7 +118,7 @@ func promtool(t *testing.T, body []byte) {
 // group SA, scrapes both over HTTP and checks the values against what
 // the nodes hold, then has promtool check the output.
 //
-// proves: O3 (issue 14 item 7: an opt-in Prometheus endpoint per daemon, CISCO-GDOI-MIB-derived names, data-plane counters, accepted by promtool check metrics)
+// proves: O3, O5 (issue 14 item 7: an opt-in Prometheus endpoint per daemon, CISCO-GDOI-MIB-derived names, data-plane counters, accepted by promtool check metrics)
 func TestScrapeLab(t *testing.T) {
 	testnet.RequireTools(t, "promtool")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -279,7 +279,7 @@ func TestScrapeLab(t *testing.T) {
 // TestListenBindError: an address in use is an error of Listen (the
 // daemon's startup), not of a later Serve.
 //
-// proves: O3 (issue 14 item 7: -metrics bind errors are startup errors)
+// proves: O3, O5 (issue 14 item 7: -metrics bind errors are startup errors)
 func TestListenBindError(t *testing.T) {
 	c := metrics.NewCollector(blocking{}, nil, time.Millisecond)
 	a, err := metrics.Listen("127.0.0.1:0", metrics.DefaultLimits, nil, c)
@@ -311,7 +311,7 @@ func (b blocking) State(ctx context.Context) (node.Snapshot, error) {
 // timeout (2 s here) and is reported by groupvpn_source_up 0; scrapes over
 // MaxInFlight are answered 503 at once instead of queueing.
 //
-// proves: O3 (issue 14 item 7: the scrape cost and concurrency are bounded)
+// proves: O3, O5 (issue 14 item 7: the scrape cost and concurrency are bounded)
 func TestScrapeBounded(t *testing.T) {
 	b := blocking{entered: make(chan struct{}, 8)}
 	url := serve(t, metrics.Limits{Timeout: 5 * time.Second, MaxInFlight: 1}, metrics.NewCollector(b, nil, 2*time.Second))
@@ -366,7 +366,7 @@ func (hostileSAs) Counters(context.Context) ([]tmd.TEKCounters, *tmd.DataPlaneCo
 // (tmd, iked) cannot panic the daemon or spoil the scrape: refused names
 // and values are left out, duplicates dropped, their number bounded.
 //
-// proves: O3 (issue 14 item 7: counters read over IPC from tmd or iked cannot panic the daemon or spoil the scrape; their number is bounded)
+// proves: O3, O5 (issue 14 item 7: counters read over IPC from tmd or iked cannot panic the daemon or spoil the scrape; their number is bounded)
 func TestScrapeHostileCounters(t *testing.T) {
 	testnet.RequireTools(t, "promtool")
 	url := serve(t, metrics.DefaultLimits, metrics.NewCollector(nil, hostileSAs{}, 0))
@@ -397,7 +397,7 @@ func TestScrapeHostileCounters(t *testing.T) {
 // socket (show crypto isakmp statistics' sections) are exported per
 // section; a section that does not answer is reported, not fatal.
 //
-// proves: O3 (issue 14 item 7: every drop counter an operator sees in show crypto isakmp statistics is scraped), S5
+// proves: O3, O5 (issue 14 item 7: every drop counter an operator sees in show crypto isakmp statistics is scraped), S5
 func TestScrapeSections(t *testing.T) {
 	c := metrics.NewCollector(nil, nil, 0).WithSections(
 		metrics.Section{Name: "broker", Read: func(context.Context) ([]ike.Counter, error) {
