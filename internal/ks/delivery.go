@@ -84,6 +84,15 @@ type RekeyFailed struct {
 	Err   error
 }
 
+// Reauthenticate: after a GM removal every member must authenticate
+// again with the credentials configured now to get the new keys, so a
+// revoked PSK or certificate keeps it out (SPEC R3): the owner deletes
+// the phase-1 SAs these peers authenticated with.
+type Reauthenticate struct {
+	Group string
+	Peers []netip.Addr
+}
+
 // BadAck: an acknowledgement under a KEK in flight failed authentication
 // or came from another address than it names (unauthenticated input: the
 // owner logs it rate-limited).
@@ -98,6 +107,7 @@ func (RekeyCompleted) deliveryEvent()  {}
 func (RekeyResumed) deliveryEvent()    {}
 func (RekeyFailed) deliveryEvent()     {}
 func (BadAck) deliveryEvent()          {}
+func (Reauthenticate) deliveryEvent()  {}
 
 // LastRekey describes the last rekey delivery a group completed: every
 // member acknowledged, or was given up on after its retransmissions (a
@@ -289,8 +299,8 @@ func (d *Delivery) ReplaceRekey(group string, replaceNow bool, now time.Time) (*
 }
 
 // Remove is `clear crypto gdoi [group NAME] ks members [now]` (SPEC
-// R1-R4): the removal message to every member, and new keys at the KS.
-// The owner then deletes the members' phase-1 SAs (Server.MemberAddrs).
+// R1-R4): the removal message to every member, and new keys at the KS;
+// the members must authenticate again (Reauthenticate).
 func (d *Delivery) Remove(group string, removeNow bool, now time.Time) (*Push, Result, error) {
 	if err := d.srv.CheckPrimaryRemoval(group); err != nil {
 		return nil, Result{}, err
@@ -304,6 +314,9 @@ func (d *Delivery) Remove(group string, removeNow bool, now time.Time) (*Push, R
 		return nil, Result{}, err
 	}
 	res, err := d.start(group, p, want, now, true)
+	if err == nil {
+		res.Events = append(res.Events, Reauthenticate{Group: group, Peers: d.srv.MemberAddrs(group)})
+	}
 	return p, res, err
 }
 

@@ -601,3 +601,36 @@ func TestDeliveryMulticast(t *testing.T) {
 		t.Fatalf("member bookkeeping changed by a multicast rekey: %+v", m)
 	}
 }
+
+// proves: R1, R3 (issue 15: a GM removal goes to every member on the
+// rekey list, the members are saved off the list before it leaves, and
+// the owner is told to make every member authenticate again)
+func TestDeliveryRemoval(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	st := newMemStore()
+	x := newSim(t, groupConfig(t, RekeyPolicy{Unicast: true}), st, t0)
+	x.join(0, 3)
+	p, res, err := x.d.Remove("G", false, x.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range st.groups["G"].Members {
+		if !m.Removed {
+			t.Fatalf("member %s saved on the rekey list before the removal left", m.Address)
+		}
+	}
+	x.apply(res)
+	var peers []netip.Addr
+	for _, ev := range res.Events {
+		if e, ok := ev.(Reauthenticate); ok {
+			peers = e.Peers
+		}
+	}
+	if !p.Removal || len(p.Members) != 3 || len(peers) != 3 || len(x.sent) != 3 {
+		t.Fatalf("removal to %v, reauthenticate %v, %d sent", p.Members, peers, len(x.sent))
+	}
+	x.run(x.now.Add(time.Minute))
+	if x.d.InFlight() != 0 || x.d.Stats().OK != 3 {
+		t.Fatalf("%d in flight, ACKs %+v", x.d.InFlight(), x.d.Stats())
+	}
+}

@@ -32,6 +32,7 @@ func (n *Node) rekeyTick(now time.Time) {
 // apply logs a delivery result's events, sends its datagrams and queues
 // its saves.
 func (n *Node) apply(res ks.Result) {
+	var drop map[netip.Addr]bool
 	for _, ev := range res.Events {
 		switch e := ev.(type) {
 		case ks.RekeyStarted:
@@ -49,6 +50,12 @@ func (n *Node) apply(res ks.Result) {
 			n.log.Error("rekey failed", "group", e.Group, "err", e.Err)
 		case ks.BadAck:
 			n.unauth.Warn("dropped a bad rekey acknowledgement", "from", e.From.String(), "err", e.Err)
+		case ks.Reauthenticate:
+			peers := map[netip.Addr]bool{}
+			for _, a := range e.Peers {
+				peers[a] = true
+			}
+			drop = peers
 		}
 	}
 	var s *sock
@@ -62,6 +69,11 @@ func (n *Node) apply(res ks.Result) {
 			group = d.Group
 		}
 		n.send(s, d.To, d.Data)
+	}
+	if drop != nil {
+		// After the removal message has left: the members' phase-1 SAs
+		// go, with a Delete notification each.
+		n.dropPhase1(drop, n.o.Now())
 	}
 	if len(res.Save) > 0 {
 		// The periodic save goes to the writer: the loop never waits for
@@ -146,15 +158,7 @@ func (n *Node) sendRemoval(group string, removeNow bool, now time.Time) (*ks.Pus
 	}
 	p, res, err := n.delivery.Remove(group, removeNow, now)
 	n.apply(res)
-	if err != nil {
-		return p, err
-	}
-	members := map[netip.Addr]bool{}
-	for _, a := range n.ks.MemberAddrs(group) {
-		members[a] = true
-	}
-	n.dropPhase1(members, now)
-	return p, nil
+	return p, err
 }
 
 // dropPhase1 deletes (with a Delete notification) the phase-1 SAs that
