@@ -6,23 +6,31 @@
 // call returns, so after a crash (SIGKILL, power loss) the file holds
 // either the state before or the state after each call, never a mix.
 //
-// # Sequence numbers: reserve ahead, write before send
+// # Sequence numbers: reserved before send
 //
 // The sequence number of a GROUPKEY-PUSH must never go back, not even
-// across a KS that is killed and restarted (SPEC T1). Writing every
-// sequence number to disk before sending it would cost one fsync per
-// message, so the KS reserves them in blocks:
+// across a KS that is killed and restarted (SPEC T1). Every datagram of
+// one rekey (each member's copy, each retransmission) carries the same
+// number, so the KS writes one number per rekey, not one per message
+// (ks.Delivery):
 //
-//  1. Before it sends a message numbered s, the KS checks s <= SeqReserved.
-//     If not, it calls ReserveSeq(group, n), which durably raises the
-//     group's SeqReserved by n (the commit is fsync'ed before ReserveSeq
-//     returns) and hands back the block [from, to]. Only then does it send.
-//  2. The KS may record the last number it used (GroupState.Seq) lazily,
-//     with SaveGroup; that is for show commands, not for safety.
-//  3. After a restart, LoadGroups reports SeqReserved, and the KS continues
-//     strictly above it (its first message uses SeqReserved+1, after a new
-//     ReserveSeq). Numbers reserved but not used before the crash are
-//     skipped, which GMs accept: they only need the numbers to increase.
+//  1. Before it sends a rekey, the KS reserves its number with
+//     ReserveSeq(group, 1), which durably raises the group's SeqReserved
+//     (the commit is fsync'ed before ReserveSeq returns) and hands it
+//     back. It then writes the new keys, the number (GroupState.Seq) and
+//     the rekey in flight with SaveKeys, or with SaveGroup when the
+//     members change too (a GM removal). Only then does it send.
+//  2. Between rekeys the KS saves its members (registrations, ACKs) with
+//     SaveGroup from a writer off its event loop (internal/node): for the
+//     show commands and the next start, not for the sequence numbers.
+//  3. After a restart, LoadGroups reports Seq and SeqReserved, and the KS
+//     continues strictly above the larger (its next rekey reserves
+//     SeqReserved+1); a rekey that was in flight is resumed with its own
+//     number. A number reserved but not used before a crash is skipped,
+//     which GMs accept: they only need the numbers to increase.
+//
+// ReserveSeq(group, n) reserves n numbers in one write, from..to; the KS
+// asks for one at a time.
 //
 // SaveGroup never lowers SeqReserved (it keeps the largest of the stored
 // mark, the caller's SeqReserved and the caller's Seq), and DeleteGroup
