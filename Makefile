@@ -70,9 +70,6 @@ deps:
 # module proxy into bin/ (a file per version: a new pin builds anew).
 DEADCODE_VERSION    ?= v0.52.0
 STATICCHECK_VERSION ?= v0.8.2
-# Packages U1000 skips for now (a regexp on import paths): internal/gm,
-# being refactored (issue 15), still declares the unused serverList.
-U1000_SKIP          ?= /internal/gm$$
 DEADCODE    := bin/deadcode-$(DEADCODE_VERSION)
 STATICCHECK := bin/staticcheck-$(STATICCHECK_VERSION)
 
@@ -95,7 +92,7 @@ lint: $(DEADCODE) $(STATICCHECK)
 	$(GO) vet $(PKGS)
 	@mod=$$($(GO) list -m) && out=$$($(DEADCODE) -test -filter "^$$mod/(internal|cmd)/" $(PKGS)) || exit 1; \
 	if [ -n "$$out" ]; then echo "dead code (unreachable from main and every test; delete it):"; echo "$$out"; exit 1; fi
-	$(STATICCHECK) -checks U1000 $$($(GO) list $(PKGS) | grep -vE '$(U1000_SKIP)')
+	$(STATICCHECK) -checks U1000 $(PKGS)
 
 ## test: everything CI runs (under the race detector): deps, lint, unit,
 ## golden, tshark, netns, strongSwan, and a short

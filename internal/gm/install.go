@@ -304,9 +304,6 @@ func ReregisterAt(expires time.Time, lifetime time.Duration, u float64) time.Tim
 	return expires.Add(-w - time.Duration(u*float64(w)))
 }
 
-// serverList is the ordered KS list of a group.
-type serverList []netip.AddrPort
-
 // ApplyRekey installs what a verified GROUPKEY-PUSH carries: new TEKs
 // (installed at once; old ones stay until they expire, so traffic in
 // flight still decrypts), a new KEK replacing the old one, and Deletes
