@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
-	"github.com/groupvpn/groupvpn/internal/syslog"
+	"github.com/groupvpn/groupvpn/internal/mnemonic"
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -397,12 +397,12 @@ func (s *Server) lookup(id *isakmp.ID) (*group, error) {
 func (s *Server) Join(peer Peer, id *isakmp.ID, now time.Time) (*isakmp.GroupSA, error) {
 	g, err := s.lookup(id)
 	if err != nil {
-		syslog.Log(s.log, syslog.Warning, "GM_REJECTING_SA_PAYLOAD", "Registration from %s for %s refused: %v", peer.Addr.Addr(), id, err)
+		mnemonic.Log(s.log, mnemonic.Warning, "GM_REJECTING_SA_PAYLOAD", "Registration from %s for %s refused: %v", peer.Addr.Addr(), id, err)
 		return nil, err
 	}
 	if g.cfg.Authorize != nil {
 		if err := g.cfg.Authorize(peer); err != nil {
-			syslog.Log(s.log, syslog.Alert, "UNAUTHORIZED_IDENTITY", "Group %s received registration from unauthorized identity: %s (%s): %v",
+			mnemonic.Log(s.log, mnemonic.Alert, "UNAUTHORIZED_IDENTITY", "Group %s received registration from unauthorized identity: %s (%s): %v",
 				g.cfg.Name, peer.Addr.Addr(), peer.Identity, err)
 			return nil, &gdoi.Refusal{Notify: isakmp.NotifyAuthenticationFailed, Reason: fmt.Sprintf("%s is not authorized for group %s", peer.Addr.Addr(), g.cfg.Name)}
 		}
@@ -522,7 +522,7 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 		}
 		kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(SIDBits, m.SenderIDs))
 	}
-	syslog.Log(s.log, syslog.Notice, "KS_REGS_COMPLETE", "KS completed successful registration in group %s with GM %s.", g.cfg.Name, m.Address)
+	mnemonic.Log(s.log, mnemonic.Notice, "KS_REGS_COMPLETE", "KS completed successful registration in group %s with GM %s.", g.cfg.Name, m.Address)
 	return g.seq, kd, nil
 }
 

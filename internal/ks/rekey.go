@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
-	"github.com/groupvpn/groupvpn/internal/syslog"
+	"github.com/groupvpn/groupvpn/internal/mnemonic"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -244,11 +244,11 @@ func (s *Server) LogRekey(p *Push, from netip.Addr) {
 		with = " with policy-replace"
 	}
 	if !p.Policy.Multicast.IsValid() {
-		syslog.Log(s.log, syslog.Notice, "KS_SEND_UNICAST_REKEY", "Sending Unicast Rekey%s for group %s from address %s with seq # %d",
+		mnemonic.Log(s.log, mnemonic.Notice, "KS_SEND_UNICAST_REKEY", "Sending Unicast Rekey%s for group %s from address %s with seq # %d",
 			with, p.Group, from, p.Seq)
 		return
 	}
-	syslog.Log(s.log, syslog.Notice, "KS_SEND_MCAST_REKEY", "Sending Multicast Rekey%s for group %s from address %s with seq # %d",
+	mnemonic.Log(s.log, mnemonic.Notice, "KS_SEND_MCAST_REKEY", "Sending Multicast Rekey%s for group %s from address %s with seq # %d",
 		with, p.Group, from, p.Seq)
 }
 
@@ -300,7 +300,7 @@ func (s *Server) Missed(group string, addr netip.Addr) {
 	m.AcksMissed++
 	if m.Missed >= g.cfg.Rekey.withDefaults().MaxMissed {
 		m.Removed = true
-		syslog.Log(s.log, syslog.Warning, "KS_GM_REMOVED_FROM_REKEY_LIST", "GM %s removed from the rekey list of group %s after %d unacknowledged rekeys",
+		mnemonic.Log(s.log, mnemonic.Warning, "KS_GM_REMOVED_FROM_REKEY_LIST", "GM %s removed from the rekey list of group %s after %d unacknowledged rekeys",
 			addr, group, m.Missed)
 	}
 }

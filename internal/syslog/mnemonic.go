@@ -1,47 +1,33 @@
-// Package syslog formats groupvpn's operator log lines the way GET VPN
-// operators grep for them: "%FACILITY-SEVERITY-MNEMONIC: text" (SPEC O3),
-// emitted through log/slog so any handler (stderr, RFC 5424 syslog) gets
-// them with structured attributes beside the text.
+// Package syslog is where groupvpn's log lines go besides stderr: RFC 5424
+// to a remote syslog, RFC 3164 to the local socket, a file (the sinks). The
+// "%FACILITY-SEVERITY-MNEMONIC: text" lines themselves (SPEC O3) are made
+// by internal/mnemonic, which does no I/O; its names are re-exported here.
 package syslog
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
+
+	"github.com/groupvpn/groupvpn/internal/mnemonic"
 )
 
 // Severity is the IOS severity digit (0 emergencies ... 7 debugging).
-type Severity int
+type Severity = mnemonic.Severity
 
 const (
-	Alert   Severity = 1
-	Crit    Severity = 2
-	Err     Severity = 3
-	Warning Severity = 4
-	Notice  Severity = 5
-	Info    Severity = 6
+	Alert   = mnemonic.Alert
+	Crit    = mnemonic.Crit
+	Err     = mnemonic.Err
+	Warning = mnemonic.Warning
+	Notice  = mnemonic.Notice
+	Info    = mnemonic.Info
 )
 
-func (s Severity) level() slog.Level {
-	switch {
-	case s <= Err:
-		return slog.LevelError
-	case s == Warning:
-		return slog.LevelWarn
-	}
-	return slog.LevelInfo
+// Log emits "%GDOI-<sev>-<name>: <text>" (mnemonic.Log).
+func Log(l *slog.Logger, sev Severity, name, format string, args ...any) string {
+	return mnemonic.Log(l, sev, name, format, args...)
 }
 
-// Log emits "%GDOI-<sev>-<mnemonic>: <text>" with the mnemonic and any attrs.
-func Log(l *slog.Logger, sev Severity, mnemonic, format string, args ...any) string {
-	return LogFacility(l, "GDOI", sev, mnemonic, format, args...)
-}
-
-// LogFacility is Log for another facility (e.g. "SYS").
-func LogFacility(l *slog.Logger, facility string, sev Severity, mnemonic, format string, args ...any) string {
-	msg := fmt.Sprintf("%%%s-%d-%s: %s", facility, int(sev), mnemonic, fmt.Sprintf(format, args...))
-	if l != nil {
-		l.LogAttrs(context.Background(), sev.level(), msg, slog.String("mnemonic", mnemonic))
-	}
-	return msg
+// LogFacility is Log for another facility, e.g. "SYS" (mnemonic.LogFacility).
+func LogFacility(l *slog.Logger, facility string, sev Severity, name, format string, args ...any) string {
+	return mnemonic.LogFacility(l, facility, sev, name, format, args...)
 }
