@@ -159,16 +159,21 @@ func (s *sidSet) has(id uint32) bool { return s[id/64]&(1<<(id%64)) != 0 }
 func (s *sidSet) add(id uint32)      { s[id/64] |= 1 << (id % 64) }
 
 type group struct {
-	cfg              GroupConfig
-	kekSPI           [isakmp.KEKSPILen]byte
-	kekKey           []byte // IV | key
-	kekExp           time.Time
-	teks             []*tek
-	seq              uint32
-	members          map[netip.Addr]*Member
-	sigPub           []byte
-	sigAlg           isakmp.SigAlg
-	sigBits          int
+	cfg     GroupConfig
+	kekSPI  [isakmp.KEKSPILen]byte
+	kekKey  []byte // IV | key
+	kekExp  time.Time
+	teks    []*tek
+	seq     uint32
+	members map[netip.Addr]*Member
+	// sig is the rekey key the members hold: every rekey is signed with
+	// it, and registrations hand out its public half. announce is the
+	// configured key while it differs from sig (nil otherwise): the next
+	// rekey carries its public half in a new KEK, signed with sig, and
+	// then it becomes sig (RFC 6407 §4.4: a member verifies a push with
+	// the key it holds; setSigningKey).
+	sig              sigKey
+	announce         *sigKey
 	rekeys           int
 	ptStart          time.Time // pseudotime zero: the first registration (TBAR)
 	policyChanged    bool      // the configured policy differs from the keys in use
@@ -214,8 +219,12 @@ func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
 		return fmt.Errorf("ks: group %s has no sa ipsec policy", cfg.Name)
 	}
 	g := &group{cfg: cfg, members: map[netip.Addr]*Member{}}
-	if err := s.setSigningKey(g); err != nil {
-		return err
+	if cfg.SigningKey != nil {
+		k, err := newSigKey(cfg.SigningKey)
+		if err != nil {
+			return fmt.Errorf("ks: group %s: %w", cfg.Name, err)
+		}
+		g.sig = k
 	}
 	for _, p := range cfg.TEKs {
 		if p.Lifetime == 0 {
@@ -228,7 +237,7 @@ func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
 		}
 		g.teks = append(g.teks, ts...)
 	}
-	if g.sigAlg != 0 {
+	if g.sig.alg != 0 {
 		if err := s.newKEK(g, now); err != nil {
 			return err
 		}
@@ -238,29 +247,69 @@ func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
 	return nil
 }
 
-// setSigningKey records the rekey signing key. A group without one has no
-// KEK: its GMs get no rekeys and re-register before their TEKs expire.
+// sigKey is a rekey signing key with what the KEK policy says of it.
+type sigKey struct {
+	signer crypto.Signer
+	pub    []byte // DER SubjectPublicKeyInfo (the KEK key packet's SIG key)
+	alg    isakmp.SigAlg
+	bits   int
+}
+
+// newSigKey describes a rekey signing key: RSA or ECDSA on P-256, P-384
+// or P-521.
+func newSigKey(signer crypto.Signer) (sigKey, error) {
+	pub, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil {
+		return sigKey{}, fmt.Errorf("rekey key: %w", err)
+	}
+	k := sigKey{signer: signer, pub: pub}
+	switch p := signer.Public().(type) {
+	case *rsa.PublicKey:
+		k.alg, k.bits = isakmp.SigAlgRSA, p.N.BitLen()
+	case *ecdsa.PublicKey:
+		k.bits = p.Curve.Params().BitSize
+		k.alg = map[int]isakmp.SigAlg{256: isakmp.SigAlgECDSA256, 384: isakmp.SigAlgECDSA384, 521: isakmp.SigAlgECDSA521}[k.bits]
+		if k.alg == 0 {
+			return sigKey{}, fmt.Errorf("ECDSA rekey key on an unsupported curve")
+		}
+	default:
+		return sigKey{}, fmt.Errorf("rekey key must be RSA or ECDSA, not %T", p)
+	}
+	return k, nil
+}
+
+// same reports whether k and o are the same key.
+func (k sigKey) same(o sigKey) bool { return string(k.pub) == string(o.pub) }
+
+// setSigningKey takes the configured rekey signing key (a reload). A group
+// without one has no KEK: its GMs get no rekeys and re-register before
+// their TEKs expire. A key that replaces the one the members hold is not
+// used at once: members verify a rekey with the key of their registration
+// or of the last rekey they accepted (RFC 6407 §4.4, §5.6.2), so the next
+// rekey announces the new key in a new KEK and is signed with the old one,
+// and only the rekeys after it are signed with the new one. Until then
+// registrations hand out the old key too, so that every member verifies
+// the announcement.
 func (s *Server) setSigningKey(g *group) error {
 	cfg := g.cfg
 	if cfg.SigningKey == nil {
+		g.announce = nil
 		return nil
 	}
-	pub, err := x509.MarshalPKIXPublicKey(cfg.SigningKey.Public())
+	k, err := newSigKey(cfg.SigningKey)
 	if err != nil {
-		return fmt.Errorf("ks: group %s: rekey key: %w", cfg.Name, err)
+		return fmt.Errorf("ks: group %s: %w", cfg.Name, err)
 	}
-	g.sigPub = pub
-	switch k := cfg.SigningKey.Public().(type) {
-	case *rsa.PublicKey:
-		g.sigAlg, g.sigBits = isakmp.SigAlgRSA, k.N.BitLen()
-	case *ecdsa.PublicKey:
-		g.sigBits = k.Curve.Params().BitSize
-		g.sigAlg = map[int]isakmp.SigAlg{256: isakmp.SigAlgECDSA256, 384: isakmp.SigAlgECDSA384, 521: isakmp.SigAlgECDSA521}[g.sigBits]
-		if g.sigAlg == 0 {
-			return fmt.Errorf("ks: group %s: ECDSA rekey key on an unsupported curve", cfg.Name)
-		}
+	switch {
+	case g.sig.alg == 0: // no key before: no member holds one
+		g.sig, g.announce = k, nil
+	case g.sig.same(k):
+		g.sig.signer, g.announce = k.signer, nil // the same key (read again)
 	default:
-		return fmt.Errorf("ks: group %s: rekey key must be RSA or ECDSA, not %T", cfg.Name, k)
+		if g.announce == nil || !g.announce.same(k) {
+			s.log.Info("rekey key changed: the next rekey announces it to the members, signed with the key they hold", "group", cfg.Name)
+		}
+		g.announce = &k
 	}
 	return nil
 }
@@ -374,7 +423,7 @@ func (s *Server) refresh(g *group, now time.Time) error {
 		g.carrySIDs(n)
 		g.teks[i] = n
 	}
-	if g.sigAlg != 0 && !now.Add(g.cfg.KEKLifetime/10).Before(g.kekExp) {
+	if g.sig.alg != 0 && !now.Add(g.cfg.KEKLifetime/10).Before(g.kekExp) {
 		return s.newKEK(g, now)
 	}
 	return nil
@@ -435,8 +484,8 @@ func (g *group) tbar() bool {
 // policy builds the group's SA payload: SAK, then one SAT per TEK.
 func (g *group) policy(now time.Time) *isakmp.GroupSA {
 	sa := &isakmp.GroupSA{}
-	if g.sigAlg != 0 {
-		sa.KEK = g.sak(now)
+	if g.sig.alg != 0 {
+		sa.KEK = g.sak(now, g.sig)
 	}
 	for _, t := range g.teks {
 		sa.TEKs = append(sa.TEKs, t.sat(now, g.pseudotime(now)))
@@ -444,9 +493,10 @@ func (g *group) policy(now time.Time) *isakmp.GroupSA {
 	return sa
 }
 
-func (g *group) sak(now time.Time) *isakmp.SAK {
+// sak is the KEK policy with sig as the key that verifies rekeys.
+func (g *group) sak(now time.Time, sig sigKey) *isakmp.SAK {
 	return gdoi.KEKPolicy{Src: g.cfg.Address, Multicast: g.cfg.Rekey.Multicast, SPI: g.kekSPI, KeyBits: g.cfg.KEKKeyBits,
-		Remaining: g.kekExp.Sub(now), SigAlg: g.sigAlg, SigBits: g.sigBits, Ack: g.cfg.Rekey.Unicast}.SAK()
+		Remaining: g.kekExp.Sub(now), SigAlg: sig.alg, SigBits: sig.bits, Ack: g.cfg.Rekey.Unicast}.SAK()
 }
 
 func (t *tek) sat(now time.Time, pseudotime time.Duration) *isakmp.SAT {
@@ -502,8 +552,8 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 		}
 		kd.Packets = append(kd.Packets, t.packet())
 	}
-	if g.sigAlg != 0 {
-		kd.Packets = append(kd.Packets, g.kekPacket())
+	if g.sig.alg != 0 {
+		kd.Packets = append(kd.Packets, g.kekPacket(g.sig))
 	}
 	if needSIDs {
 		// RFC 6407 §5.6.4: counter-mode keys need a SID key packet. A GM
@@ -617,7 +667,7 @@ func (s *Server) Snapshot(now time.Time) []GroupSnapshot {
 	var out []GroupSnapshot
 	for _, g := range s.groups {
 		gs := GroupSnapshot{Pseudotime: g.pseudotime(now), NextResync: g.synced.Add(TBARResync), Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, Secondary: g.cfg.Secondary, Retransmit: g.cfg.Rekey.withDefaults().Retransmit, Retransmits: g.cfg.Rekey.withDefaults().Retransmits, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
-			KEKBits: g.cfg.KEKKeyBits, SigAlg: g.sigAlg}
+			KEKBits: g.cfg.KEKKeyBits, SigAlg: g.sig.alg}
 		for _, t := range g.teks {
 			gs.TEKs = append(gs.TEKs, TEKSnapshot{SPI: t.spi, Transform: t.policy.Transform, KeyBits: t.policy.KeyBits,
 				AuthAlg: t.policy.AuthAlg, Selector: t.sel, Expires: t.expires, Lifetime: t.policy.Lifetime,

@@ -1,11 +1,13 @@
 package ks
 
 import (
+	"crypto"
 	"crypto/x509"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/syslog"
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -19,8 +21,11 @@ func (s *Server) State(name string, now time.Time) (*GroupState, error) {
 	}
 	st := &GroupState{Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, UpdatedAt: now, PseudotimeStart: g.ptStart,
 		KEK: KEKState{SPI: g.kekSPI, Key: g.kekKey, KeyBits: g.cfg.KEKKeyBits, Expires: g.kekExp}}
-	if g.cfg.SigningKey != nil {
-		der, err := x509.MarshalPKCS8PrivateKey(g.cfg.SigningKey)
+	if g.sig.signer != nil {
+		// The key the members hold, which the next rekey is signed with:
+		// a KS restarted before it announced a new key still has the old
+		// one (Restore).
+		der, err := x509.MarshalPKCS8PrivateKey(g.sig.signer)
 		if err != nil {
 			return nil, fmt.Errorf("ks: group %s: rekey key: %w", name, err)
 		}
@@ -57,8 +62,9 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 		// outside the others' TBAR windows (issue 13's bench).
 		g.ptStart, g.synced = st.PseudotimeStart, now
 	}
-	if g.sigAlg != 0 && len(st.KEK.Key) == 16+g.cfg.KEKKeyBits/8 && now.Before(st.KEK.Expires) {
+	if g.sig.alg != 0 && len(st.KEK.Key) == 16+g.cfg.KEKKeyBits/8 && now.Before(st.KEK.Expires) {
 		g.kekSPI, g.kekKey, g.kekExp = st.KEK.SPI, st.KEK.Key, st.KEK.Expires
+		s.restoreSigningKey(g, st.SigningKey)
 	}
 	restored := map[*tek]uint32{}
 	for i, t := range g.teks {
@@ -88,6 +94,37 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 		g.carrySIDs(t)
 	}
 	return nil
+}
+
+// restoreSigningKey takes the stored rekey key the members hold (held,
+// PKCS#8) when it is not the configured one: the key was replaced (and
+// the configuration reloaded) before a rekey announced it, or while the
+// KS was stopped. The next rekey then announces the configured key,
+// signed with the stored one (setSigningKey). A stored key that cannot be
+// used leaves the configured key signing at once: the members reject its
+// rekeys and register again before their keys expire (logged).
+func (s *Server) restoreSigningKey(g *group, held []byte) {
+	if len(held) == 0 {
+		return
+	}
+	key, err := x509.ParsePKCS8PrivateKey(held)
+	var k sigKey
+	if err == nil {
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			err = fmt.Errorf("a %T is not a signing key", key)
+		} else {
+			k, err = newSigKey(signer)
+		}
+	}
+	switch {
+	case err != nil:
+		syslog.Log(s.log, syslog.Warning, "KS_REKEY_KEY_LOST", "Group %s: the stored rekey key the members hold cannot be used (%v): rekeys are signed with the configured key, which members reject until they register again", g.cfg.Name, err)
+	case !k.same(g.sig):
+		configured := g.sig
+		g.sig, g.announce = k, &configured
+		s.log.Info("rekey key changed since the state was saved: the next rekey announces it to the members, signed with the stored key they hold", "group", g.cfg.Name)
+	}
 }
 
 // Dirty reports whether member state changed since the last MarkSaved:

@@ -91,7 +91,7 @@ func rekeyLead(lifetime time.Duration) time.Duration {
 // or KEK expiry. Zero for groups without a KEK (they never rekey).
 func (s *Server) NextRekey(name string) time.Time {
 	g := s.byName[name]
-	if g == nil || g.sigAlg == 0 {
+	if g == nil || g.sig.alg == 0 {
 		return time.Time{}
 	}
 	next := g.kekExp.Add(-rekeyLead(g.cfg.KEKLifetime))
@@ -152,23 +152,34 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 	if g == nil {
 		return nil, fmt.Errorf("ks: no group %s", name)
 	}
-	if g.sigAlg == 0 {
+	if g.sig.alg == 0 {
 		return nil, fmt.Errorf("ks: group %s has no rekey authentication key: it cannot rekey", name)
 	}
+	// Signed with the key the members hold, which is the old one in the
+	// rekey that announces a new key (setSigningKey).
+	signer := g.sig
 	cur := gdoi.KEK{SPI: g.kekSPI, Key: g.kekKey}
 	r := &gdoi.Rekey{Seq: g.seq + 1, SA: &isakmp.GroupSA{GAP: gdoi.RekeyGAP(RekeyATD, RekeyDTD)}, KD: &isakmp.KD{}}
 	// A new KEK goes out when the old one nears its end, when its policy
 	// changed (cipher, key length, signing key: Table 1 "applied
 	// immediately"), and with replace-now; otherwise GMs that missed a
 	// rekey can still read the next one.
-	newKEK := replace == isakmp.ModeNow || g.kekPolicyChanged || !now.Add(rekeyLead(g.cfg.KEKLifetime)).Before(g.kekExp)
+	newKEK := replace == isakmp.ModeNow || g.kekPolicyChanged || g.announce != nil || !now.Add(rekeyLead(g.cfg.KEKLifetime)).Before(g.kekExp)
 	g.kekPolicyChanged = false
 	if newKEK {
 		if err := s.newKEK(g, now); err != nil {
 			return nil, err
 		}
-		r.SA.KEK = g.sak(now)
-		r.KD.Packets = append(r.KD.Packets, g.kekPacket())
+		if g.announce != nil {
+			// The new key travels in the new KEK's policy and key packet;
+			// this rekey, every retransmission of it (the same octets)
+			// and an interrupted delivery resumed after a restart (the
+			// octets stored) stay signed with the old one.
+			g.sig, g.announce = *g.announce, nil
+			s.log.Info("rekey key announced: later rekeys are signed with it", "group", name, "seq", r.Seq)
+		}
+		r.SA.KEK = g.sak(now, g.sig)
+		r.KD.Packets = append(r.KD.Packets, g.kekPacket(g.sig))
 	}
 	// New TEKs from the running policy: a committed policy change reaches
 	// the GMs with this rekey (SPEC P1).
@@ -188,13 +199,13 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 		gap := r.SA.GAP
 		r.SA.GAP = nil
 		var err error
-		if oldData, err = gdoi.SealPush(r, cur, g.cfg.SigningKey, g.sigAlg, s.rand); err != nil {
+		if oldData, err = gdoi.SealPush(r, cur, signer.signer, signer.alg, s.rand); err != nil {
 			return nil, fmt.Errorf("ks: group %s: %w", name, err)
 		}
 		r.SA.GAP = gap
 		r.Notifies = []*isakmp.Notify{gdoi.PolicyReplace(cur.SPI, replace)}
 	}
-	data, err := gdoi.SealPush(r, cur, g.cfg.SigningKey, g.sigAlg, s.rand)
+	data, err := gdoi.SealPush(r, cur, signer.signer, signer.alg, s.rand)
 	if err != nil {
 		return nil, fmt.Errorf("ks: group %s: %w", name, err)
 	}
@@ -218,7 +229,10 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 	return p, nil
 }
 
-func (g *group) kekPacket() *isakmp.KeyPacket { return gdoi.KEKKeyPacket(g.kekSPI, g.kekKey, g.sigPub) }
+// kekPacket is the current KEK's key packet with sig's public key.
+func (g *group) kekPacket(sig sigKey) *isakmp.KeyPacket {
+	return gdoi.KEKKeyPacket(g.kekSPI, g.kekKey, sig.pub)
+}
 
 func (t *tek) packet() *isakmp.KeyPacket { return gdoi.TEKKeyPacket(t.spi, t.encKey, t.authKey) }
 

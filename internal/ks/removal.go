@@ -99,14 +99,20 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 		return nil, err
 	}
 	g := s.byName[name]
-	if g.sigAlg == 0 {
+	if g.sig.alg == 0 {
 		return nil, fmt.Errorf("%% group %s has no rekey authentication key: GM removal needs rekeys", name)
 	}
 	cur := gdoi.KEK{SPI: g.kekSPI, Key: g.kekKey}
 	r := gdoi.Removal(g.seq+1, g.kekSPI, now)
-	data, err := gdoi.SealPush(r, cur, g.cfg.SigningKey, g.sigAlg, s.rand)
+	// Signed with the key the members hold; a key not announced yet is
+	// used from now on, as every member registers again to get the new
+	// keys (and with them the new key's public half).
+	data, err := gdoi.SealPush(r, cur, g.sig.signer, g.sig.alg, s.rand)
 	if err != nil {
 		return nil, err
+	}
+	if g.announce != nil {
+		g.sig, g.announce = *g.announce, nil
 	}
 	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), Removal: true}
 	if !p.Policy.Multicast.IsValid() {
@@ -165,14 +171,14 @@ func (s *Server) UpdatePolicy(cfg GroupConfig) error {
 	if cfg.KEKLifetime == 0 {
 		cfg.KEKLifetime = 86400 * time.Second
 	}
-	old, oldPub := g.cfg, string(g.sigPub)
+	old, oldSig, oldAnnounce := g.cfg, g.sig, g.announce
 	g.cfg = cfg
 	if err := s.setSigningKey(g); err != nil {
-		g.cfg = old
+		g.cfg, g.sig, g.announce = old, oldSig, oldAnnounce
 		return err
 	}
 	g.policyChanged = true
-	if old.KEKKeyBits != cfg.KEKKeyBits || oldPub != string(g.sigPub) {
+	if old.KEKKeyBits != cfg.KEKKeyBits {
 		g.kekPolicyChanged = true
 	}
 	return nil
