@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/groupvpn/groupvpn/internal/syslog"
+	"github.com/groupvpn/groupvpn/internal/mnemonic"
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -119,7 +119,7 @@ func (s *Server) restoreSigningKey(g *group, held []byte) {
 	}
 	switch {
 	case err != nil:
-		syslog.Log(s.log, syslog.Warning, "KS_REKEY_KEY_LOST", "Group %s: the stored rekey key the members hold cannot be used (%v): rekeys are signed with the configured key, which members reject until they register again", g.cfg.Name, err)
+		mnemonic.Log(s.log, mnemonic.Warning, "KS_REKEY_KEY_LOST", "Group %s: the stored rekey key the members hold cannot be used (%v): rekeys are signed with the configured key, which members reject until they register again", g.cfg.Name, err)
 	case !k.same(g.sig):
 		configured := g.sig
 		g.sig, g.announce = k, &configured
