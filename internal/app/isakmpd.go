@@ -97,7 +97,7 @@ func runIsakmpd(env *Env, args []string) int {
 			return 1
 		}
 		defer sas.Close()
-		tune = append(tune, func(o *node.Options) { o.Dataplane = sas })
+		tune = append(tune, func(o *node.Options) { o.Dataplane, o.KEKs = sas, sas }) // tmd keeps the KEKs too
 	}
 	// The addresses: iked's when started with the group, else every
 	// address of every up interface, else the -listen list (SPEC D3).

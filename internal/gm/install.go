@@ -37,7 +37,7 @@ type Installed struct {
 // installs it: every SAT must have a matching TEK key packet of the right
 // lengths, the KEK key packet must match the SAK. Nothing is installed
 // unless everything checks (the previous keys stay).
-func Install(dp sadb.Dataplane, group string, groupID uint32, res *gdoi.Result, now time.Time) (*Installed, error) {
+func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res *gdoi.Result, now time.Time) (*Installed, error) {
 	if res.Policy == nil || len(res.Policy.TEKs) == 0 {
 		return nil, errors.New("gm: the KS sent no TEK policy")
 	}
@@ -95,7 +95,7 @@ func Install(dp sadb.Dataplane, group string, groupID uint32, res *gdoi.Result, 
 		}
 	}
 	if out.KEK != nil {
-		if err := dp.InstallKEK(*out.KEK); err != nil {
+		if err := keks.InstallKEK(*out.KEK); err != nil {
 			return nil, err
 		}
 	}
@@ -309,7 +309,7 @@ func ReregisterAt(expires time.Time, lifetime time.Duration, u float64) time.Tim
 // flight still decrypts), a new KEK replacing the old one, and Deletes
 // (TEK SPIs, the KEK with protocol 0, or everything with SPI 0, RFC 6407
 // §5.9). SID key packets are refused: they never travel in a push (§5.6.4).
-func ApplyRekey(dp sadb.Dataplane, group string, groupID uint32, r *gdoi.Rekey, now time.Time) (*Installed, error) {
+func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, r *gdoi.Rekey, now time.Time) (*Installed, error) {
 	out := &Installed{Seq: r.Seq}
 	if r.KD != nil && r.KD.Packet(isakmp.KDSID, nil) != nil {
 		return nil, errors.New("gm: a GROUPKEY-PUSH carried sender IDs (RFC 6407 §5.6.4 forbids it)")
@@ -401,7 +401,7 @@ func ApplyRekey(dp sadb.Dataplane, group string, groupID uint32, r *gdoi.Rekey, 
 		}
 	}
 	if out.KEK != nil {
-		if err := dp.InstallKEK(*out.KEK); err != nil {
+		if err := keks.InstallKEK(*out.KEK); err != nil {
 			return nil, err
 		}
 	}
@@ -409,7 +409,7 @@ func ApplyRekey(dp sadb.Dataplane, group string, groupID uint32, r *gdoi.Rekey, 
 	for _, d := range r.Deletes {
 		switch d.Protocol {
 		case isakmp.ProtoGDOIKEK:
-			dp.DeleteKEK(group)
+			keks.DeleteKEK(group)
 		default:
 			for _, spi := range d.SPIs {
 				if len(spi) != 4 {

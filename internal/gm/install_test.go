@@ -32,7 +32,7 @@ func result(keyLen int, withSID bool) *gdoi.Result {
 // with a reason and nothing is installed.
 func TestInstallChecksEverything(t *testing.T) {
 	dp := sadb.NewMemory()
-	inst, err := Install(dp, "G", 1, result(36, true), now)
+	inst, err := Install(dp, dp, "G", 1, result(36, true), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestInstallChecksEverything(t *testing.T) {
 		"no SID":    {result(36, false), "sent no sender ID"},
 	} {
 		dp := sadb.NewMemory()
-		if _, err := Install(dp, "G", 1, c.res, now); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Install(dp, dp, "G", 1, c.res, now); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v", name, err)
 		}
 		if len(dp.TEKs()) != 0 {
@@ -74,7 +74,7 @@ func TestReregisterWindow(t *testing.T) {
 // DTD (RFC 6407 §5.4.1, RFC 5374 §4.2.1).
 func TestRekeyActivationDelays(t *testing.T) {
 	dp := sadb.NewMemory()
-	if _, err := Install(dp, "G", 1, result(36, true), now); err != nil {
+	if _, err := Install(dp, dp, "G", 1, result(36, true), now); err != nil {
 		t.Fatal(err)
 	}
 	old := dp.TEKs()[0]
@@ -84,7 +84,7 @@ func TestRekeyActivationDelays(t *testing.T) {
 	r.Policy.GAP = &isakmp.GAP{Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30),
 		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, 90)}}
 	at := now.Add(10 * time.Minute)
-	if _, err := ApplyRekey(dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, at); err != nil {
+	if _, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, at); err != nil {
 		t.Fatal(err)
 	}
 	teks := dp.TEKs()
@@ -124,7 +124,7 @@ func TestInstallOrderedPolicy(t *testing.T) {
 		isakmp.VarAttr(isakmp.IPsecBypassAfter, isakmp.AppendSelectors(nil, deny[1:])))
 
 	dp := sadb.NewMemory()
-	inst, err := Install(dp, "G", 1, res, now)
+	inst, err := Install(dp, dp, "G", 1, res, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestInstallOrderedPolicy(t *testing.T) {
 	}
 
 	old := sadb.NewMemory()
-	if _, err := Install(old, "G", 1, plain, now); err != nil {
+	if _, err := Install(old, old, "G", 1, plain, now); err != nil {
 		t.Fatal(err)
 	}
 	a, b := old.TEKs()[0], dp.TEKs()[0]
@@ -152,7 +152,7 @@ func TestInstallOrderedPolicy(t *testing.T) {
 	bad := result(36, true)
 	bad.Policy.TEKs[0].Attributes = append(bad.Policy.TEKs[0].Attributes, isakmp.VarAttr(isakmp.IPsecBypassBefore, []byte{17, 4, 0}))
 	fresh := sadb.NewMemory()
-	if _, err := Install(fresh, "G", 1, bad, now); err == nil || !strings.Contains(err.Error(), "groupvpn-Bypass-Before") {
+	if _, err := Install(fresh, fresh, "G", 1, bad, now); err == nil || !strings.Contains(err.Error(), "groupvpn-Bypass-Before") {
 		t.Fatalf("malformed bypass list: %v", err)
 	}
 	if len(fresh.TEKs()) != 0 || fresh.Policy("G") != nil {
@@ -171,7 +171,7 @@ func TestRekeyCounterModeWithoutSIDs(t *testing.T) {
 	dp := sadb.NewMemory()
 	dp.InstallTEK(sadb.TEK{Group: "G", SPI: 7, AuthKey: []byte{1}, Expires: now.Add(time.Hour)}) // CBC: no SIDs
 	r := result(36, false)
-	inst, err := ApplyRekey(dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, now)
+	inst, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,13 +189,13 @@ func TestRekeyCounterModeWithoutSIDs(t *testing.T) {
 	}
 	// With a SID held, the rekey's TEK gets it and nothing is asked.
 	dp2 := sadb.NewMemory()
-	if _, err := Install(dp2, "G", 1, result(36, true), now); err != nil {
+	if _, err := Install(dp2, dp2, "G", 1, result(36, true), now); err != nil {
 		t.Fatal(err)
 	}
 	r2 := result(36, false)
 	r2.Policy.TEKs[0].SPI = 512
 	r2.KD.Packets[0].SPI = []byte{0, 0, 2, 0}
-	if inst, err := ApplyRekey(dp2, "G", 1, &gdoi.Rekey{Seq: 1, SA: r2.Policy, KD: r2.KD}, now); err != nil || inst.NeedSIDs {
+	if inst, err := ApplyRekey(dp2, dp2, "G", 1, &gdoi.Rekey{Seq: 1, SA: r2.Policy, KD: r2.KD}, now); err != nil || inst.NeedSIDs {
 		t.Fatalf("%+v %v", inst, err)
 	}
 }

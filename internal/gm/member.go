@@ -24,9 +24,10 @@ import (
 // a Result: datagrams to send, a phase 1 to provide, an SA to suspect, a
 // multicast group to join, lines to log. Its one timer is Next, acted on
 // by Timer. It reads no clock, starts no goroutine and touches no socket;
-// the keys go to the sadb.Dataplane it was given (an SA database, in
-// memory or another process's), which is the only thing it changes
-// outside itself.
+// the TEKs, fail mode and policy go to the sadb.Dataplane it was given and
+// the KEK to its KEKStore (an SA database, in memory or another
+// process's, usually both), which are the only things it changes outside
+// itself.
 //
 // The owner (internal/node) routes to it: phase-1 events for the SA it
 // registers over, GROUPKEY-PULL messages of its exchange (OwnsPull),
@@ -75,8 +76,9 @@ type Config struct {
 
 // Options are what a member is given by its owner.
 type Options struct {
-	Dataplane sadb.Dataplane
-	Rand      io.Reader // nonces, message IDs and jitter
+	Dataplane sadb.Dataplane // TEKs, fail mode, policy
+	KEKs      KEKStore       // the group's KEK: the rekeys it opens
+	Rand      io.Reader      // nonces, message IDs and jitter
 	// PullTimeout: the wait for each GROUPKEY-PULL answer (3 tries).
 	PullTimeout time.Duration
 	// BackoffMin, BackoffMax bound the wait before trying the next key
@@ -88,6 +90,19 @@ type Options struct {
 	Legacy  bool
 	Version string
 }
+
+// KEKStore keeps the members' KEKs. A KEK is the GM role's: it opens
+// rekeys and never a packet, so it is not the data plane's (the
+// sadb.Dataplane has SA and policy operations only). sadb.Memory and
+// tmd.Client implement both; tmd keeps the KEK so that a restarted
+// isakmpd resumes its group without registering again.
+type KEKStore interface {
+	InstallKEK(sadb.KEK) error // replaces the group's KEK
+	DeleteKEK(group string) error
+	KEKs() []sadb.KEK // every group's, by group
+}
+
+var _ KEKStore = (*sadb.Memory)(nil)
 
 // Counters are a member's totals.
 type Counters struct {
@@ -446,7 +461,7 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 			held[t.SPI] = true
 		}
 	}
-	inst, err := Install(dp, m.cfg.Name, m.cfg.ID, pr, now)
+	inst, err := Install(dp, m.o.KEKs, m.cfg.Name, m.cfg.ID, pr, now)
 	if err != nil {
 		res.log(SevErr, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Reg policies from KS %s for group %s: %v",
 			m.ks.Addr(), m.cfg.Name, err)
@@ -544,7 +559,7 @@ func PushSPI(data []byte) ([isakmp.KEKSPILen]byte, bool) {
 // kek is the group's KEK of SPI spi in the data plane (nil: none).
 func (m *Member) kek(spi [isakmp.KEKSPILen]byte) *sadb.KEK {
 	var kek *sadb.KEK
-	for _, k := range m.o.Dataplane.KEKs() {
+	for _, k := range m.o.KEKs.KEKs() {
 		if k.SPI == spi && k.Group == m.cfg.Name {
 			kek = &k
 		}
@@ -637,7 +652,7 @@ func (m *Member) Push(p Push, now time.Time) Result {
 		return res
 	}
 	dp := m.o.Dataplane
-	inst, err := ApplyRekey(dp, m.cfg.Name, m.cfg.ID, rk, now)
+	inst, err := ApplyRekey(dp, m.o.KEKs, m.cfg.Name, m.cfg.ID, rk, now)
 	if err != nil {
 		m.c.Rekeys.Rejected++
 		res.log(SevErr, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Rekey policies for group %s: %v", m.cfg.Name, err)
@@ -695,7 +710,7 @@ func (m *Member) removed(res *Result, nt *isakmp.Notify, now time.Time) {
 			clt = max(clt, t.Configured)
 		}
 	}
-	dp.DeleteKEK(g)
+	m.o.KEKs.DeleteKEK(g)
 	if nt.Data[0] == isakmp.ModeNow {
 		for _, t := range dp.TEKs() {
 			if t.Group == g {

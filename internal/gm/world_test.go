@@ -107,7 +107,7 @@ func newWorldSeed(t testing.TB, seed byte, servers ...string) *world {
 		w.kss = append(w.kss, k)
 		addrs = append(addrs, a)
 	}
-	w.m = NewMember(Config{Name: group, ID: 1234, Servers: addrs, SIDs: 1}, Options{Dataplane: w.dp, Rand: w.rnd})
+	w.m = NewMember(Config{Name: group, ID: 1234, Servers: addrs, SIDs: 1}, Options{Dataplane: w.dp, KEKs: w.dp, Rand: w.rnd})
 	w.exec(w.m.Init(addrs, w.now))
 	return w
 }

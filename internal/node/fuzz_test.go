@@ -146,7 +146,7 @@ type gmHold struct {
 }
 
 func holdOf(n *Node) gmHold {
-	h := gmHold{State: n.Members()[0].State, TEKs: map[uint32]time.Time{}, KEKs: len(n.dp.KEKs())}
+	h := gmHold{State: n.Members()[0].State, TEKs: map[uint32]time.Time{}, KEKs: len(n.keks.KEKs())}
 	for _, t := range n.dp.TEKs() {
 		due := t.Expires
 		if !t.Deactivate.IsZero() && t.Deactivate.Before(due) {

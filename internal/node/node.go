@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/gm"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/mcast"
@@ -49,6 +50,7 @@ type Options struct {
 	KS        []ks.GroupConfig
 	GM        []GMGroup
 	Dataplane sadb.Dataplane // nil: sadb.NewMemory()
+	KEKs      gm.KEKStore    // the GM groups' KEKs; nil: the Dataplane if it keeps them (sadb.Memory, tmd.Client), else a sadb.NewMemory()
 	Logger    *slog.Logger
 	Rand      io.Reader
 	Now       func() time.Time
@@ -148,6 +150,7 @@ type Node struct {
 	socks     []*sock
 	ks        *ks.Server
 	dp        sadb.Dataplane
+	keks      gm.KEKStore
 	regs      []*registration
 	serves    map[serveKey]*serving
 	in        chan datagram
@@ -193,6 +196,13 @@ func New(o Options) (*Node, error) {
 	if o.Dataplane == nil {
 		o.Dataplane = sadb.NewMemory()
 	}
+	if o.KEKs == nil {
+		if k, ok := o.Dataplane.(gm.KEKStore); ok {
+			o.KEKs = k
+		} else {
+			o.KEKs = sadb.NewMemory()
+		}
+	}
 	if o.SourceFor == nil {
 		o.SourceFor = kernelSource
 	}
@@ -210,7 +220,7 @@ func New(o Options) (*Node, error) {
 		o.IKE.Rand = o.Rand
 	}
 	lim := ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now})
-	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, dp: o.Dataplane, serves: map[serveKey]*serving{},
+	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, dp: o.Dataplane, keks: o.KEKs, serves: map[serveKey]*serving{},
 		in: make(chan datagram, 1024), cmds: make(chan func()), ended: make(chan struct{})}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
@@ -476,9 +486,9 @@ func (n *Node) sweep(now time.Time) {
 			n.log.Info("TEK expired", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI))
 		}
 	}
-	for _, k := range n.dp.KEKs() {
+	for _, k := range n.keks.KEKs() {
 		if !now.Before(k.Expires) {
-			n.dp.DeleteKEK(k.Group)
+			n.keks.DeleteKEK(k.Group)
 		}
 	}
 }
@@ -616,6 +626,9 @@ func (n *Node) refuse(s *sock, sa *ike.SA, err error) {
 
 // Dataplane is the node's SA database.
 func (n *Node) Dataplane() sadb.Dataplane { return n.dp }
+
+// KEKStore is where the node's GM groups keep their KEKs.
+func (n *Node) KEKStore() gm.KEKStore { return n.keks }
 
 // PhaseOneSAs lists the established phase-1 SAs; use inside Do.
 func (n *Node) PhaseOneSAs() []ike.Info {

@@ -124,7 +124,7 @@ func TestRegistrationOverLoopback(t *testing.T) {
 	}
 	for _, g := range gms {
 		teks := g.Dataplane().TEKs()
-		keks := g.Dataplane().KEKs()
+		keks := g.KEKStore().KEKs()
 		if len(teks) != 2 || len(keks) != 1 || keks[0].SPI != snap[0].KEKSPI {
 			t.Fatalf("GM holds %d TEKs, %d KEKs", len(teks), len(keks))
 		}

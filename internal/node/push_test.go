@@ -89,7 +89,7 @@ func TestStalePushDroppedBeforeItsSignature(t *testing.T) {
 	kn, gmn := pushLab(t, ctx, "127.0.0.143", "127.0.0.144")
 	rekey(t, ctx, kn, gmn)
 	rekey(t, ctx, kn, gmn)
-	k := gmn.Dataplane().KEKs()[0]
+	k := gmn.KEKStore().KEKs()[0]
 	forger, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)

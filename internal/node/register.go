@@ -31,7 +31,7 @@ var _ gm.Phase1 = (*ike.SA)(nil)
 // newRegistration builds the member role of g.
 func (n *Node) newRegistration(g GMGroup) *registration {
 	m := gm.NewMember(gm.Config{Name: g.Name, ID: g.ID, Servers: g.Servers, SIDs: g.SIDs, FailClose: g.FailClose, FailCloseBypass: g.FailCloseBypass},
-		gm.Options{Dataplane: n.o.Dataplane, Rand: n.o.Rand, PullTimeout: n.o.PullTimeout, BackoffMin: n.o.BackoffMin, BackoffMax: n.o.BackoffMax,
+		gm.Options{Dataplane: n.o.Dataplane, KEKs: n.o.KEKs, Rand: n.o.Rand, PullTimeout: n.o.PullTimeout, BackoffMin: n.o.BackoffMin, BackoffMax: n.o.BackoffMax,
 			Legacy: n.behavesOld(), Version: n.version().String()})
 	return &registration{cfg: g, m: m}
 }

@@ -230,7 +230,7 @@ func TestReplayedAndForgedRekeys(t *testing.T) {
 	inject(bad)
 	waitFor(t, "corruption counted", gmn, func() bool { return gmn.Members()[0].Rekeys.Rejected == 1 })
 	// Forged: the right KEK (a GM knows it) but another signing key.
-	k := gmn.Dataplane().KEKs()[0]
+	k := gmn.KEKStore().KEKs()[0]
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	forged, err := gdoi.SealPush(&gdoi.Rekey{Seq: 99, SA: &isakmp.GroupSA{}, KD: &isakmp.KD{}}, gdoi.KEK{SPI: k.SPI, Key: k.Key}, other, isakmp.SigAlgECDSA256, rand.Reader)
 	if err != nil {

@@ -49,7 +49,7 @@ type Snapshot struct {
 // Snapshot copies the node's state; call it inside Do.
 func (n *Node) Snapshot() Snapshot {
 	s := Snapshot{Hostname: n.o.Hostname, Now: n.o.Now(), Version: n.o.IKE.Version, Addrs: n.Addrs(),
-		GM: n.Members(), TEKs: n.dp.TEKs(), KEKs: n.dp.KEKs(), Phase1: n.PhaseOneSAs()}
+		GM: n.Members(), TEKs: n.dp.TEKs(), KEKs: n.keks.KEKs(), Phase1: n.PhaseOneSAs()}
 	s.FailModes = map[string]sadb.FailMode{}
 	for _, r := range n.regs {
 		s.FailModes[r.cfg.Name] = n.dp.FailMode(r.cfg.Name)

@@ -1,7 +1,8 @@
 // Package sadb is the group SA database of a group member: the KEKs and
-// TEKs it holds, behind the Dataplane interface that a data plane
-// (userspace ESP, Linux XFRM) implements. Memory is the in-memory
-// implementation used until a data plane exists and in tests.
+// TEKs it holds. A data plane (userspace ESP, Linux XFRM) sees only the
+// Dataplane interface (TEKs, fail modes) and PolicyStore; KEKs are kept
+// for the GM role (gm.KEKStore). Memory is the in-memory implementation
+// of all of them, used in isakmpd without tmd, in tmd and in tests.
 package sadb
 
 import (
@@ -97,14 +98,15 @@ type KEK struct {
 	Expires   time.Time
 }
 
-// Dataplane receives the keys a GM holds.
+// Dataplane is what a data plane needs of a GM's SA database: SA and
+// policy operations only (the TEKs and the group's fail mode; the ordered
+// policy through PolicyStore). KEKs are not here: a KEK opens rekeys and
+// never a packet, so it belongs to the GM role and the store
+// (gm.KEKStore, which Memory and tmd's client implement too).
 type Dataplane interface {
 	InstallTEK(TEK) error
 	DeleteTEK(group string, spi uint32) error
-	InstallKEK(KEK) error
-	DeleteKEK(group string) error
 	TEKs() []TEK
-	KEKs() []KEK
 	// SetFailMode records the group's fail mode for the data plane to
 	// enforce when the group has no TEK.
 	SetFailMode(group string, m FailMode)
@@ -193,8 +195,8 @@ type PolicyStore interface {
 	Policy(group string) []PolicyEntry
 }
 
-// Remote is a Dataplane kept by another process (tmd, SPEC D1): TEKs,
-// KEKs and FailMode answer from a local copy, fast enough for a node's
+// Remote is a Dataplane kept by another process (tmd, SPEC D1): TEKs
+// and FailMode (and its KEKs) answer from a local copy, fast enough for a node's
 // every turn; Fetch asks the owner and is what the show commands use.
 type Remote interface {
 	Dataplane
@@ -202,6 +204,11 @@ type Remote interface {
 	// Where names the owner ("tmd at /run/groupvpn/tmd.sock").
 	Where() string
 }
+
+var (
+	_ Dataplane   = (*Memory)(nil)
+	_ PolicyStore = (*Memory)(nil)
+)
 
 // Memory is a Dataplane that only remembers. Safe for concurrent use (the
 // operator's show commands read it while the node writes it).
