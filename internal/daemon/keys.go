@@ -188,7 +188,7 @@ func (k *keyCommands) runningNote(label string) string {
 	if len(groups) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%% Key %s signs the rekeys of group %s: the running key server keeps the key it loaded until the configuration is reloaded (refresh -s isakmpd, SIGHUP) or changed (configure terminal ... end).\n%% After that, members that registered before reject its rekeys (they verify them with the key of their registration) until they register again, before their keys expire; the other key servers of the group need the same key (crypto key export/import).\n", label, strings.Join(groups, ", "))
+	return fmt.Sprintf("%% Key %s signs the rekeys of group %s: the running key server keeps the key it loaded until the configuration is reloaded (refresh -s isakmpd, SIGHUP) or changed (configure terminal ... end).\n%% After that, the next rekey announces the new key to the members (in a new KEK), signed with the old key they hold, and the rekeys after it are signed with the new one; the other key servers of the group need the same key (crypto key export/import).\n", label, strings.Join(groups, ", "))
 }
 
 func (k *keyCommands) generateRSA(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
