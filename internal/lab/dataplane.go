@@ -391,6 +391,16 @@ func (s *labSADB) DeleteTEK(group string, spi uint32) error {
 	return s.Memory.DeleteTEK(group, spi)
 }
 
+// Expire expires the Memory's SAs (the node's sweep) and rebuilds the
+// engine's snapshot when a TEK went.
+func (s *labSADB) Expire(now time.Time) ([]sadb.TEK, []sadb.KEK, time.Time) {
+	teks, keks, next := s.Memory.Expire(now)
+	if len(teks) > 0 {
+		s.changed()
+	}
+	return teks, keks, next
+}
+
 func (s *labSADB) SetFailMode(group string, m sadb.FailMode) {
 	s.Memory.SetFailMode(group, m)
 	s.changed()

@@ -477,18 +477,24 @@ func (n *Node) tick(now time.Time) {
 	}
 }
 
-// sweep deletes TEKs and KEKs whose lifetime is over. Old TEKs stay
-// installed until then, so traffic keeps flowing across re-registration.
+// sweep has the SA databases expire the TEKs and KEKs whose lifetime is
+// over (sadb.Expirer: the rule and the deletion are the database's, one
+// place; under tmd its client drops them from its mirror and tmd's sweep
+// from tmd). Old TEKs stay installed until then, so traffic keeps flowing
+// across re-registration.
 func (n *Node) sweep(now time.Time) {
-	for _, t := range n.dp.TEKs() {
-		if !now.Before(t.Expires) || (!t.Deactivate.IsZero() && !now.Before(t.Deactivate)) {
-			n.dp.DeleteTEK(t.Group, t.SPI)
-			n.log.Info("TEK expired", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI))
-		}
+	dbs := []any{n.dp}
+	if any(n.keks) != any(n.dp) {
+		dbs = append(dbs, n.keks)
 	}
-	for _, k := range n.keks.KEKs() {
-		if !now.Before(k.Expires) {
-			n.keks.DeleteKEK(k.Group)
+	for _, db := range dbs {
+		e, ok := db.(sadb.Expirer)
+		if !ok {
+			continue // a database that expires its SAs on its own clock
+		}
+		teks, _, _ := e.Expire(now)
+		for _, t := range teks {
+			n.log.Info("TEK expired", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI))
 		}
 	}
 }

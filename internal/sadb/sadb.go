@@ -6,10 +6,12 @@
 package sadb
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +59,24 @@ type TEK struct {
 	Pseudotime   time.Duration
 	PseudotimeAt time.Time
 }
+
+// Ends is when the TEK's lifetime ends: its Deactivate when set and
+// before Expires (RFC 6407 §4.5: a replaced TEK is kept only until DTD),
+// else Expires. A zero time never ends.
+func (t TEK) Ends() time.Time {
+	if !t.Deactivate.IsZero() && (t.Expires.IsZero() || t.Deactivate.Before(t.Expires)) {
+		return t.Deactivate
+	}
+	return t.Expires
+}
+
+// Ended reports whether the TEK's lifetime ended at now.
+func (t TEK) Ended(now time.Time) bool { return ended(t.Ends(), now) }
+
+// Ended reports whether the KEK's lifetime ended at now (zero: never).
+func (k KEK) Ended(now time.Time) bool { return ended(k.Expires, now) }
+
+func ended(end, now time.Time) bool { return !end.IsZero() && !now.Before(end) }
 
 // PseudotimeNow returns the TBAR pseudotime of the TEK at now.
 func (t TEK) PseudotimeNow(now time.Time) time.Duration {
@@ -208,7 +228,17 @@ type Remote interface {
 var (
 	_ Dataplane   = (*Memory)(nil)
 	_ PolicyStore = (*Memory)(nil)
+	_ Expirer     = (*Memory)(nil)
 )
+
+// Expirer is an SA database that enforces its SAs' lifetimes: Expire is
+// the one place an SA is deleted because its lifetime ended (isakmpd's
+// node only tells its database the time; tmd's sweep expires tmd's). It
+// deletes every TEK and KEK that Ended at now, returns them, and the next
+// time one ends (zero: none).
+type Expirer interface {
+	Expire(now time.Time) (teks []TEK, keks []KEK, next time.Time)
+}
 
 // Memory is a Dataplane that only remembers. Safe for concurrent use (the
 // operator's show commands read it while the node writes it).
@@ -260,6 +290,48 @@ func (m *Memory) DeleteKEK(group string) error {
 	defer m.mu.Unlock()
 	delete(m.keks, group)
 	return nil
+}
+
+// Expire deletes every TEK and KEK whose lifetime ended at now (TEK.Ended,
+// KEK.Ended), atomically: a KEK a rekey replaced meanwhile is not the one
+// deleted. It returns what it deleted and the next end, zero when none.
+func (m *Memory) Expire(now time.Time) (teks []TEK, keks []KEK, next time.Time) {
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for g, byspi := range m.teks {
+		for spi, t := range byspi {
+			if t.Ended(now) {
+				delete(byspi, spi)
+				teks = append(teks, t)
+			} else {
+				earliest(t.Ends())
+			}
+		}
+		if len(byspi) == 0 {
+			delete(m.teks, g)
+		}
+	}
+	for g, k := range m.keks {
+		if k.Ended(now) {
+			delete(m.keks, g)
+			keks = append(keks, k)
+		} else {
+			earliest(k.Expires)
+		}
+	}
+	slices.SortFunc(teks, func(a, b TEK) int {
+		if c := strings.Compare(a.Group, b.Group); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.SPI, b.SPI)
+	})
+	slices.SortFunc(keks, func(a, b KEK) int { return strings.Compare(a.Group, b.Group) })
+	return teks, keks, next
 }
 
 // TEKs returns every TEK, by group then SPI.

@@ -130,6 +130,7 @@ type Client struct {
 var (
 	_ sadb.Remote      = (*Client)(nil)
 	_ sadb.PolicyStore = (*Client)(nil)
+	_ sadb.Expirer     = (*Client)(nil)
 )
 
 // ErrClosed is returned by the requests of a closed client.
@@ -274,22 +275,15 @@ func (e *remoteError) Error() string { return "tmd refused " + e.op + ": " + e.m
 
 // pushLocked installs the whole mirror into tmd (after a reconnect: tmd
 // may have restarted with an empty database). SAs whose lifetime ended
-// are dropped from the mirror instead.
+// are expired from the mirror first (sadb.Memory.Expire, the rule tmd's
+// Sweep applies).
 func (c *Client) pushLocked(ctx context.Context, deadline func() time.Time) error {
-	now := c.now()
+	c.mirror.Expire(c.now())
 	var reqs []Request
 	for _, t := range c.mirror.TEKs() {
-		if ended(t.Expires, now) || ended(t.Deactivate, now) {
-			c.mirror.DeleteTEK(t.Group, t.SPI)
-			continue
-		}
 		reqs = append(reqs, Request{Op: OpInstallTEK, TEK: &t})
 	}
 	for _, k := range c.mirror.KEKs() {
-		if ended(k.Expires, now) {
-			c.mirror.DeleteKEK(k.Group)
-			continue
-		}
 		reqs = append(reqs, Request{Op: OpInstallKEK, KEK: &k})
 	}
 	for g, m := range c.fail {
@@ -310,8 +304,6 @@ func (c *Client) pushLocked(ctx context.Context, deadline func() time.Time) erro
 	}
 	return nil
 }
-
-func ended(t, now time.Time) bool { return !t.IsZero() && !now.Before(t) }
 
 // resyncLocked makes the mirror what tmd answered to list.
 func (c *Client) resyncLocked(resp Response) {
@@ -457,6 +449,16 @@ func (c *Client) TEKs() []sadb.TEK {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.mirror.TEKs()
+}
+
+// Expire drops from the mirror the SAs whose lifetime ended at now
+// (sadb.Memory.Expire) and returns them. It sends nothing: tmd's own Sweep
+// expires them in tmd by the same rule, whether or not a client is
+// connected, so the node only keeps its copy in step.
+func (c *Client) Expire(now time.Time) ([]sadb.TEK, []sadb.KEK, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mirror.Expire(now)
 }
 
 // KEKs returns the KEKs as last known from tmd (see TEKs).

@@ -617,51 +617,29 @@ func (s *Server) nudge() {
 	}
 }
 
-// Sweep deletes every SA whose lifetime ended at now: a TEK at its Expires
-// or, when set, its Deactivate (RFC 6407 §4.5: a replaced TEK is kept only
-// until DTD); a KEK at its Expires. A zero time never expires. It returns
-// the next deadline, zero when none. The expiry loop calls it; tests call
-// it with their own clock.
+// Sweep expires every SA whose lifetime ended at now: the database's
+// Expire (sadb.TEK.Ended: a TEK at its Expires or, when set, its
+// Deactivate, RFC 6407 §4.5: a replaced TEK is kept only until DTD; a KEK
+// at its Expires; a zero time never), the one place an SA's lifetime is
+// enforced, then the data plane deletes the expired TEKs. It returns the
+// next deadline, zero when none. The expiry loop calls it; tests call it
+// with their own clock.
 func (s *Server) Sweep(now time.Time) (next time.Time) {
-	earliest := func(t time.Time) {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
-	for _, t := range s.db.TEKs() {
-		end, reason := t.Expires, "lifetime"
-		if !t.Deactivate.IsZero() && (end.IsZero() || t.Deactivate.Before(end)) {
-			end, reason = t.Deactivate, "deactivated"
-		}
-		if end.IsZero() {
-			continue
-		}
-		if now.Before(end) {
-			earliest(end)
-			continue
+	teks, keks, next := s.db.Expire(now)
+	for _, t := range teks {
+		reason := "lifetime"
+		if t.Ends().Equal(t.Deactivate) {
+			reason = "deactivated"
 		}
 		if err := s.be.DeleteSA(t.Group, t.SPI); err != nil {
 			s.log.Warn("the data plane did not delete an expired TEK", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI), "err", err.Error())
 		}
-		if err := s.db.DeleteTEK(t.Group, t.SPI); err == nil {
-			s.log.Info("TEK expired", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI), "reason", reason)
-		}
+		s.log.Info("TEK expired", "group", t.Group, "spi", fmt.Sprintf("0x%08x", t.SPI), "reason", reason)
 	}
-	for _, k := range s.db.KEKs() {
-		if k.Expires.IsZero() {
-			continue
-		}
-		if now.Before(k.Expires) {
-			earliest(k.Expires)
-			continue
-		}
-		// Only if it is still the same KEK: a rekey may have replaced it.
-		if cur, ok := s.kek(k.Group); ok && cur.SPI == k.SPI && cur.Expires.Equal(k.Expires) {
-			s.db.DeleteKEK(k.Group)
-			s.log.Info("KEK expired", "group", k.Group, "spi", fmt.Sprintf("%x", k.SPI))
-		}
+	for _, k := range keks {
+		s.log.Info("KEK expired", "group", k.Group, "spi", fmt.Sprintf("%x", k.SPI))
 	}
 	return next
 }
@@ -673,15 +651,6 @@ func (s *Server) hasTEK(group string, spi uint32) bool {
 		}
 	}
 	return false
-}
-
-func (s *Server) kek(group string) (sadb.KEK, bool) {
-	for _, k := range s.db.KEKs() {
-		if k.Group == group {
-			return k, true
-		}
-	}
-	return sadb.KEK{}, false
 }
 
 // expireLoop runs Sweep at every deadline until ctx is done, whether or
