@@ -108,8 +108,20 @@ func TestMulticastRekeysWithLoss(t *testing.T) {
 			}
 		})
 	}
+	// cli runs a show command; a CLI that could not get an answer (the
+	// daemon's control socket busy on a loaded machine) is asked again
+	// for up to 15 s, so that a field missing from the output means the
+	// daemon said so, not that the CLI timed out.
 	cli := func(name, c string) string {
-		out, _ := exec.Command(bin, "cli", "-s", filepath.Join(dir, name+".sock"), "-c", c).CombinedOutput()
+		var out []byte
+		var err error
+		for end := time.Now().Add(15 * time.Second); ; {
+			out, err = exec.Command(bin, "cli", "-s", filepath.Join(dir, name+".sock"), "-c", c).CombinedOutput()
+			if err == nil || time.Now().After(end) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 		return string(out)
 	}
 	field := func(text, label string) int {
