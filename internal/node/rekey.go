@@ -39,6 +39,19 @@ func (n *Node) apply(res ks.Result) {
 			var from netip.Addr
 			if s, err := n.rekeySock(e.Push.Group); err == nil {
 				from = s.local.Addr()
+				if pol := e.Push.Policy; pol.Multicast.IsValid() {
+					// Every multicast rekey, scheduled or manual, leaves
+					// with its group's interface and TTL (set before the
+					// sends below; the socket may serve several groups).
+					// The delivery has started and its keys are saved: a
+					// socket that refuses the options sends with its
+					// defaults, counted and logged (a manual rekey was
+					// refused before it started: prepareRekey).
+					if err := setMulticastOptions(s.conn, pol.Interface, pol.TTL); err != nil {
+						n.stats.mcastOptsFailed++
+						n.log.Warn("multicast rekey sent without its group's interface and TTL", "group", e.Push.Group, "seq", e.Push.Seq, "err", err)
+					}
+				}
 			}
 			n.ks.LogRekey(e.Push, from)
 		case ks.RekeySuperseded:

@@ -18,6 +18,9 @@ type counters struct {
 	// (the acknowledgements' are ks.Delivery's: ks.AckStats)
 	pullsRefused uint64 // GROUPKEY-PULL refused with a notification
 	pullForgedKS uint64 // GROUPKEY-PULL message 1/3 that failed decryption or HASH
+	// multicast rekeys sent without the group's interface and TTL (the
+	// socket refused them)
+	mcastOptsFailed uint64
 	// both
 	phase2Other  uint64 // a phase-2 exchange that is not GROUPKEY-PULL
 	closedSocket uint64 // arrived on a socket Refresh had closed
@@ -86,6 +89,7 @@ func (n *Node) KSCounters() []ike.Counter {
 	return []ike.Counter{
 		{Name: "pulls_refused", Help: "GROUPKEY-PULL exchanges refused with a notification", Value: n.stats.pullsRefused},
 		{Name: "pulls_unauthenticated", Help: "GROUPKEY-PULL messages that failed decryption or HASH (dropped, not answered)", Value: n.stats.pullForgedKS},
+		{Name: "multicast_rekeys_without_options", Help: "multicast rekeys sent without the group's interface and TTL (the socket refused them)", Value: n.stats.mcastOptsFailed},
 		{Name: "acks_received", Help: "rekey acknowledgements verified", Value: acks.OK},
 		{Name: "acks_malformed", Help: "rekey acknowledgements that do not parse", Value: acks.Malformed},
 		{Name: "acks_unknown", Help: "rekey acknowledgements for no rekey in flight (late or forged)", Value: acks.Unknown},
