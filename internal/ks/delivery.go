@@ -269,11 +269,17 @@ func (d *Delivery) Rekey(group string, now time.Time) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	u := d.srv.checkpoint(group)
 	p, err := d.srv.Rekey(group, now)
 	if err != nil {
+		d.srv.rollback(u)
 		return Result{}, err
 	}
-	return d.start(group, p, want, now, false)
+	res, err := d.start(group, p, want, now, false)
+	if err != nil {
+		d.srv.rollback(u)
+	}
+	return res, err
 }
 
 // ReplaceRekey is `crypto gdoi ks [group NAME] rekey [replace-now]`: the
@@ -290,12 +296,18 @@ func (d *Delivery) ReplaceRekey(group string, replaceNow bool, now time.Time) (*
 	if replaceNow {
 		mode = isakmp.ModeNow
 	}
+	u := d.srv.checkpoint(group)
 	p, err := d.srv.ReplaceRekey(group, mode, now)
 	if err != nil {
+		d.srv.rollback(u)
 		return nil, Result{}, err
 	}
 	res, err := d.start(group, p, want, now, false)
-	return p, res, err
+	if err != nil {
+		d.srv.rollback(u)
+		return nil, Result{}, err
+	}
+	return p, res, nil
 }
 
 // Remove is `clear crypto gdoi [group NAME] ks members [now]` (SPEC
@@ -309,15 +321,19 @@ func (d *Delivery) Remove(group string, removeNow bool, now time.Time) (*Push, R
 	if err != nil {
 		return nil, Result{}, err
 	}
+	u := d.srv.checkpoint(group)
 	p, err := d.srv.Remove(group, removeNow, now)
 	if err != nil {
+		d.srv.rollback(u)
 		return nil, Result{}, err
 	}
 	res, err := d.start(group, p, want, now, true)
-	if err == nil {
-		res.Events = append(res.Events, Reauthenticate{Group: group, Peers: d.srv.MemberAddrs(group)})
+	if err != nil {
+		d.srv.rollback(u)
+		return nil, Result{}, err
 	}
-	return p, res, err
+	res.Events = append(res.Events, Reauthenticate{Group: group, Peers: d.srv.MemberAddrs(group)})
+	return p, res, nil
 }
 
 // reserve reserves the next sequence number on disk (0 without a store).
@@ -335,7 +351,9 @@ func (d *Delivery) reserve(group string) (uint32, error) {
 
 // start saves the group's new state (write before send: its keys, or
 // with members the members too, as a GM removal changes them all) and
-// starts delivering p.
+// starts delivering p. When it fails, nothing changed in the delivery
+// (the caller puts the group back: Server.rollback): the older
+// deliveries are superseded only once p is saved.
 func (d *Delivery) start(group string, p *Push, want uint32, now time.Time, members bool) (Result, error) {
 	if d.store != nil && p.Seq != want {
 		return Result{}, fmt.Errorf("rekey for group %s: sequence %d is not the reserved %d", group, p.Seq, want)
@@ -352,7 +370,6 @@ func (d *Delivery) start(group string, p *Push, want uint32, now time.Time, memb
 		f.multicast = true
 		f.queue = []netip.AddrPort{mc}
 	}
-	res := Result{Events: d.supersede(group)}
 	if d.store != nil {
 		gs, err := d.state(group, f, now)
 		switch {
@@ -365,6 +382,7 @@ func (d *Delivery) start(group string, p *Push, want uint32, now time.Time, memb
 			return Result{}, fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)
 		}
 	}
+	res := Result{Events: d.supersede(group)}
 	res.Events = append(res.Events, RekeyStarted{Push: p})
 	d.flights = append(d.flights, f)
 	if d.paused[group] {

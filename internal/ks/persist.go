@@ -141,3 +141,45 @@ func (s *Server) SetSeqFloor(name string, floor uint32) {
 		g.seq = floor
 	}
 }
+
+// undo is a group as it was before a rekey, policy-replace rekey or GM
+// removal was built: the delivery puts it back when the rekey's write
+// before send fails, so that the KS goes on with the keys its members
+// hold (the signing key not yet announced, the KEK they have) and none
+// are saved off the rekey list. The sequence number reserved on disk for
+// the unsent rekey stays used up. A rekey makes new keys and a new TEK
+// list and changes only the members' Removed flags in place, so a copy of
+// the group and of those flags is the whole of it.
+type undo struct {
+	g       *group
+	saved   group
+	removed []bool // by g.members' order in members
+	members []*Member
+	dirty   bool
+}
+
+// checkpoint takes the group's state for undo (nil: no such group).
+func (s *Server) checkpoint(name string) *undo {
+	g := s.byName[name]
+	if g == nil {
+		return nil
+	}
+	u := &undo{g: g, saved: *g, dirty: s.dirty}
+	for _, m := range g.members {
+		u.members = append(u.members, m)
+		u.removed = append(u.removed, m.Removed)
+	}
+	return u
+}
+
+// rollback puts the group back as checkpoint took it.
+func (s *Server) rollback(u *undo) {
+	if u == nil {
+		return
+	}
+	*u.g = u.saved
+	for i, m := range u.members {
+		m.Removed = u.removed[i]
+	}
+	s.dirty = u.dirty
+}
