@@ -18,6 +18,15 @@ const (
 	RekeyPace  = 5 * time.Millisecond
 )
 
+// A scheduled rekey that cannot be built, reserved or saved is tried
+// again after RetryFirst, the wait doubling after each failure up to
+// RetryMax (a read-only or full disk must not make the owner's loop spin
+// on Tick, logging and burning a sequence number every turn).
+const (
+	RetryFirst = time.Second
+	RetryMax   = time.Minute
+)
+
 // SaveInterval is how often, at most, the delivery asks for changed state
 // (members registered, ACKs, a delivery ended) to be written: a crash
 // loses at most that much bookkeeping, never a key or a sequence number
@@ -78,10 +87,12 @@ type RekeyResumed struct {
 	Members int
 }
 
-// RekeyFailed: the scheduled rekey of a group could not be built or saved.
+// RekeyFailed: the scheduled rekey of a group could not be built or
+// saved; it is tried again at Retry.
 type RekeyFailed struct {
 	Group string
 	Err   error
+	Retry time.Time
 }
 
 // Reauthenticate: after a GM removal every member must authenticate
@@ -142,6 +153,7 @@ type Delivery struct {
 	flights []*flight
 	last    map[string]LastRekey // by group: the last delivery completed
 	paused  map[string]bool      // groups whose KS address is not served
+	retry   map[string]retry     // groups whose scheduled rekey failed
 	stats   AckStats
 	// dirty: a delivery ended or was superseded since the last save: the
 	// stored state is stale.
@@ -162,6 +174,13 @@ type flight struct {
 	resent    int                     // retransmissions sent
 }
 
+// retry is when a group's failed scheduled rekey is tried again, and the
+// wait that led there (doubled at the next failure).
+type retry struct {
+	at   time.Time
+	wait time.Duration
+}
+
 type target struct {
 	to    netip.AddrPort
 	data  []byte
@@ -172,7 +191,7 @@ type target struct {
 // NewDelivery returns the delivery of srv's rekeys, keeping state in st
 // (nil: nothing is kept).
 func NewDelivery(srv *Server, st Store) *Delivery {
-	return &Delivery{srv: srv, store: st, last: map[string]LastRekey{}, paused: map[string]bool{}}
+	return &Delivery{srv: srv, store: st, last: map[string]LastRekey{}, paused: map[string]bool{}, retry: map[string]retry{}}
 }
 
 // Restore loads the groups' state from the store (a restart) and writes
@@ -382,6 +401,7 @@ func (d *Delivery) start(group string, p *Push, want uint32, now time.Time, memb
 			return Result{}, fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)
 		}
 	}
+	delete(d.retry, group)
 	res := Result{Events: d.supersede(group)}
 	res.Events = append(res.Events, RekeyStarted{Push: p})
 	d.flights = append(d.flights, f)
@@ -422,12 +442,14 @@ func (d *Delivery) Tick(now time.Time) Result {
 	var res Result
 	for _, g := range d.srv.Groups() {
 		at := d.srv.NextRekey(g)
-		if at.IsZero() || now.Before(at) || d.inFlight(g) || d.paused[g] {
+		if at.IsZero() || now.Before(at) || now.Before(d.retry[g].at) || d.inFlight(g) || d.paused[g] {
 			continue
 		}
 		r, err := d.Rekey(g, now)
 		if err != nil {
-			res.Events = append(res.Events, RekeyFailed{Group: g, Err: err})
+			w := min(max(2*d.retry[g].wait, RetryFirst), RetryMax)
+			d.retry[g] = retry{at: now.Add(w), wait: w}
+			res.Events = append(res.Events, RekeyFailed{Group: g, Err: err, Retry: now.Add(w)})
 			continue
 		}
 		res.Send = append(res.Send, r.Send...)
@@ -479,8 +501,8 @@ func (d *Delivery) Next() time.Time {
 		earlier(f.next)
 	}
 	for _, g := range d.srv.Groups() {
-		if !d.paused[g] {
-			earlier(d.srv.NextRekey(g))
+		if at := d.srv.NextRekey(g); !d.paused[g] && !at.IsZero() {
+			earlier(later(at, d.retry[g].at))
 		}
 	}
 	if d.store != nil && (d.srv.Dirty() || d.dirty) {
@@ -489,6 +511,14 @@ func (d *Delivery) Next() time.Time {
 		earlier(d.lastSave.Add(SaveInterval))
 	}
 	return next
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func (d *Delivery) inFlight(group string) bool {

@@ -60,7 +60,7 @@ func (n *Node) apply(res ks.Result) {
 			syslog.Log(n.log, syslog.Notice, "KS_REKEY_RESUMED", "Resending rekey with seq # %d for group %s to %d members that had not acknowledged it before the restart",
 				e.Seq, e.Group, e.Members)
 		case ks.RekeyFailed:
-			n.log.Error("rekey failed", "group", e.Group, "err", e.Err)
+			n.log.Error("rekey failed", "group", e.Group, "err", e.Err, "retry", e.Retry)
 		case ks.BadAck:
 			n.unauth.Warn("dropped a bad rekey acknowledgement", "from", e.From.String(), "err", e.Err)
 		case ks.Reauthenticate:
