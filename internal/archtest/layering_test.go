@@ -19,7 +19,7 @@ import (
 const module = "github.com/groupvpn/groupvpn"
 
 // roles are the packages that must stay free of I/O.
-var roles = []string{module + "/internal/gm", module + "/internal/ks"}
+var roles = []string{module + "/internal/gm", module + "/internal/ks", module + "/internal/coop"}
 
 // forbiddenImports may not be imported by a role itself.
 var forbiddenImports = []string{"net", "os", "os/exec", "os/signal", "syscall", "go.etcd.io/bbolt", module + "/internal/store"}

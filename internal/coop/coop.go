@@ -1,0 +1,452 @@
+// Package coop is the cooperative key server (COOP, SPEC C1) election and
+// role state machine of one group, as a sans-IO core in the shape of
+// ike.Endpoint and ks.Delivery: it is told announcements from its peer key
+// servers and the time, and returns the announcements to send (as values),
+// the next deadline and events. It does no I/O, never reads the clock and
+// starts no goroutine (internal/archtest checks it).
+//
+// It is not wired into the node or the daemons yet: nothing in groupvpn
+// runs it outside its tests (docs/coop.md).
+//
+// # API
+//
+//	e, err := coop.New(coop.Config{Group, Local, Priority, Peers, Version, timers})
+//	res := e.Start(now)                  // at boot: secondary, asks peers to reply
+//	res = e.Receive(from, ann, now)      // an authenticated ANN from a peer KS
+//	res = e.Tick(now)                    // at res.Timer (early or late calls are harmless)
+//	e.SetState(state)                    // opaque policy/keys/members carried in later ANNs
+//	e.Role(), e.Primary(), e.Peers(), e.Stats()
+//
+// Every call returns a Result: Send (announcements and the peer each goes
+// to; the owner encodes them, isakmp/ is the codec, and protects them in
+// the KS-KS IKE SA), Timer (when to call Tick; zero: never) and Events
+// (each with an IOS-like log line, Event.Log, and typed for the owner to
+// act on: RoleChanged, Adopt).
+//
+// # Protocol as implemented (groupvpn values; docs/coop.md)
+//
+// Every KS announces its role, priority, version, an increasing sequence
+// number and its opaque state to every configured peer each Period
+// (default 20 s), at once when its role changes, and in reply to an
+// announcement asking for one (sent at start) or from a peer it had not
+// heard. A peer is reachable while its last accepted announcement is
+// younger than Dead (default 60 s, three periods). A KS starts as a
+// secondary and waits ElectionWait (default 20 s) to hear a primary. When
+// it has no reachable primary (after that wait, or when its primary
+// becomes unreachable) it enters election: the KS of highest priority,
+// then highest address, among itself and its reachable peers claims
+// primary at once; any other claims only if no primary appeared after Dead
+// more (a better peer that stays silent as a primary must not leave the
+// group without rekeys). Two primaries that hear each other resolve at
+// once: the one of lower priority (then lower address) becomes secondary
+// and is told to adopt the winner's state (Adopt). No preemption: a
+// secondary of higher priority, returning or new, stays secondary while a
+// primary is reachable, so members see no key change from it.
+//
+// Announcements are trusted only as far as the owner authenticated them;
+// still, only configured peers have state here (one record each), an
+// announcement from any other address is dropped and counted, and its log
+// line is rate-limited; an announcement whose sequence number is not above
+// the last accepted from that peer is dropped and counted (replay or
+// reordering).
+package coop
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/version"
+)
+
+// Defaults (groupvpn values; IOS shows a 20 s "Primary Refresh Policy
+// Time" and declares a primary dead after three missed refreshes).
+const (
+	DefaultPeriod       = 20 * time.Second
+	DefaultDeadPeriods  = 3
+	DefaultElectionWait = 20 * time.Second
+	// MaxPeers bounds the configured peers (and so the per-peer state).
+	MaxPeers = 64
+	// MaxState bounds the opaque state of an announcement kept here.
+	MaxState = 1 << 20
+	// replyGap is the least time between two replies to one peer.
+	replyGap = time.Second
+)
+
+// Role is a key server's COOP role.
+type Role uint8
+
+const (
+	Secondary Role = 1
+	Primary   Role = 2
+)
+
+func (r Role) String() string {
+	switch r {
+	case Secondary:
+		return "Secondary"
+	case Primary:
+		return "Primary"
+	}
+	return fmt.Sprintf("Role(%d)", uint8(r))
+}
+
+// Announcement is one ANN message's content as a value.
+type Announcement struct {
+	Role     Role
+	Priority uint8 // 1..255
+	Version  version.Version
+	// Seq increases with every announcement the sender makes (to any
+	// peer); a receiver accepts only a Seq above the last it accepted.
+	Seq uint64
+	// ReplyRequest asks the receiver to announce back at once.
+	ReplyRequest bool
+	// State is the sender's policy, keys and members, opaque to coop.
+	State []byte
+}
+
+// Send is an announcement for one peer.
+type Send struct {
+	To  netip.Addr
+	Ann Announcement
+}
+
+// Result is what a call asks of the owner.
+type Result struct {
+	Send   []Send
+	Timer  time.Time // call Tick then; zero: no deadline
+	Events []Event
+}
+
+// Config is one group's COOP configuration.
+type Config struct {
+	Group    string
+	Local    netip.Addr
+	Priority uint8 // 1..255 (IOS "local priority")
+	Peers    []netip.Addr
+	Version  version.Version // zero: version.Current
+	// Period is the announcement period, Dead how long a silent peer
+	// stays reachable, ElectionWait how long a starting KS listens for a
+	// primary. Zero: the defaults.
+	Period, Dead, ElectionWait time.Duration
+}
+
+// Stats counts what was dropped, for show and metrics.
+type Stats struct {
+	Sent, Accepted uint64
+	Replayed       uint64 // Seq not above the last accepted from that peer
+	Unknown        uint64 // from an address that is not a configured peer
+	Invalid        uint64 // bad role or priority 0, or oversized state
+	Incompatible   uint64 // major or minor version differs (SPEC V1)
+	Elections      uint64
+}
+
+// PeerStatus is one configured peer as last heard.
+type PeerStatus struct {
+	Addr      netip.Addr
+	Reachable bool
+	Role      Role // zero: never heard
+	Priority  uint8
+	Version   version.Version
+	Seq       uint64
+	LastHeard time.Time
+}
+
+type peer struct {
+	PeerStatus
+	state     []byte
+	lastReply time.Time
+}
+
+// Elector is one group's COOP role.
+type Elector struct {
+	cfg   Config
+	peers map[netip.Addr]*peer
+	order []netip.Addr // configured peers, sorted
+
+	started      bool
+	role         Role
+	primary      netip.Addr // the primary this KS follows (or its own address)
+	waitUntil    time.Time  // startup: listening for a primary until then
+	electing     bool
+	electSince   time.Time
+	nextAnnounce time.Time
+	seq          uint64
+	state        []byte
+	lastUnknown  time.Time // last Unauthorized event
+	stats        Stats
+}
+
+// New checks cfg and returns the group's elector, not yet started.
+func New(cfg Config) (*Elector, error) {
+	if cfg.Priority == 0 {
+		return nil, errors.New("coop: local priority must be 1 to 255")
+	}
+	if !cfg.Local.IsValid() {
+		return nil, errors.New("coop: no local address")
+	}
+	cfg.Local = cfg.Local.Unmap()
+	if len(cfg.Peers) > MaxPeers {
+		return nil, fmt.Errorf("coop: %d peers, at most %d", len(cfg.Peers), MaxPeers)
+	}
+	if cfg.Version.IsZero() {
+		cfg.Version = version.Current
+	}
+	if cfg.Period <= 0 {
+		cfg.Period = DefaultPeriod
+	}
+	if cfg.Dead <= 0 {
+		cfg.Dead = DefaultDeadPeriods * cfg.Period
+	}
+	if cfg.Dead <= cfg.Period {
+		return nil, fmt.Errorf("coop: dead interval %v must be longer than the announcement period %v", cfg.Dead, cfg.Period)
+	}
+	if cfg.ElectionWait <= 0 {
+		cfg.ElectionWait = DefaultElectionWait
+	}
+	e := &Elector{cfg: cfg, peers: map[netip.Addr]*peer{}, role: Secondary}
+	for _, a := range cfg.Peers {
+		a = a.Unmap()
+		if !a.IsValid() {
+			return nil, errors.New("coop: invalid peer address")
+		}
+		if a == cfg.Local {
+			return nil, fmt.Errorf("coop: peer %v is the local address", a)
+		}
+		if e.peers[a] != nil {
+			return nil, fmt.Errorf("coop: peer %v configured twice", a)
+		}
+		e.peers[a] = &peer{PeerStatus: PeerStatus{Addr: a}}
+		e.order = append(e.order, a)
+	}
+	slices.SortFunc(e.order, netip.Addr.Compare)
+	e.cfg.Peers = slices.Clone(e.order)
+	return e, nil
+}
+
+// Role is this KS's role now.
+func (e *Elector) Role() Role { return e.role }
+
+// Primary is the primary this KS follows, its own address when primary,
+// or the zero Addr when it knows none.
+func (e *Elector) Primary() netip.Addr { return e.primary }
+
+// Stats returns the counters.
+func (e *Elector) Stats() Stats { return e.stats }
+
+// Config returns the configuration with the defaults filled in.
+func (e *Elector) Config() Config { return e.cfg }
+
+// Peers lists the configured peers in address order.
+func (e *Elector) Peers() []PeerStatus {
+	out := make([]PeerStatus, 0, len(e.order))
+	for _, a := range e.order {
+		out = append(out, e.peers[a].PeerStatus)
+	}
+	return out
+}
+
+// SetState sets the opaque state carried in this KS's next announcements
+// (the owner's policy, keys and members); coop keeps its own copy.
+func (e *Elector) SetState(state []byte) { e.state = slices.Clone(state) }
+
+// Start begins: this KS is a secondary that announces itself to every
+// peer asking for replies and listens ElectionWait for a primary.
+func (e *Elector) Start(now time.Time) Result {
+	var res Result
+	if e.started {
+		return e.result(&res, now)
+	}
+	e.started = true
+	// Sequence numbers start from the start time so that those of a
+	// restarted KS are above what its peers accepted before.
+	e.seq = uint64(max(now.UnixNano(), 0))
+	for _, a := range e.order {
+		res.Events = append(res.Events, PeerAdded{Group: e.cfg.Group, Peer: a})
+	}
+	e.waitUntil = now.Add(e.cfg.ElectionWait)
+	e.announceAll(&res, now, true)
+	e.decide(&res, now)
+	return e.result(&res, now)
+}
+
+// Receive takes an announcement the owner authenticated as coming from
+// the key server at from.
+func (e *Elector) Receive(from netip.Addr, a Announcement, now time.Time) Result {
+	var res Result
+	from = from.Unmap()
+	p := e.peers[from]
+	switch {
+	case !e.started:
+		return res
+	case p == nil:
+		e.stats.Unknown++
+		if e.lastUnknown.IsZero() || now.Sub(e.lastUnknown) >= e.cfg.Period {
+			e.lastUnknown = now
+			res.Events = append(res.Events, Unauthorized{Group: e.cfg.Group, Peer: from, Local: e.cfg.Local})
+		}
+		return e.result(&res, now)
+	case a.Role != Primary && a.Role != Secondary, a.Priority == 0, len(a.State) > MaxState:
+		e.stats.Invalid++
+		return e.result(&res, now)
+	case a.Version.Major != e.cfg.Version.Major || a.Version.Minor != e.cfg.Version.Minor:
+		e.stats.Incompatible++
+		return e.result(&res, now)
+	case p.Role != 0 && a.Seq <= p.Seq:
+		e.stats.Replayed++
+		return e.result(&res, now)
+	}
+	e.stats.Accepted++
+	e.expire(&res, now) // a peer silent too long is unreachable before this one counts
+	wasReachable := p.Reachable
+	p.Role, p.Priority, p.Version, p.Seq, p.LastHeard = a.Role, a.Priority, a.Version, a.Seq, now
+	p.state = slices.Clone(a.State)
+	if !p.Reachable {
+		p.Reachable = true
+		res.Events = append(res.Events, PeerReachable{Group: e.cfg.Group, Peer: from})
+	}
+	res.Events = append(res.Events, Accepted{From: from, Ann: a})
+	if (a.ReplyRequest || !wasReachable) && (p.lastReply.IsZero() || now.Sub(p.lastReply) >= replyGap) {
+		p.lastReply = now
+		e.announce(&res, from, false)
+	}
+	e.decide(&res, now)
+	return e.result(&res, now)
+}
+
+// Tick does what is due at now: periodic announcements, peers that went
+// silent, the end of the startup wait, elections.
+func (e *Elector) Tick(now time.Time) Result {
+	var res Result
+	if !e.started {
+		return res
+	}
+	e.expire(&res, now)
+	if !now.Before(e.nextAnnounce) {
+		e.announceAll(&res, now, false)
+	}
+	e.decide(&res, now)
+	return e.result(&res, now)
+}
+
+// expire marks unreachable the peers silent for Dead.
+func (e *Elector) expire(res *Result, now time.Time) {
+	for _, a := range e.order {
+		p := e.peers[a]
+		if p.Reachable && now.Sub(p.LastHeard) >= e.cfg.Dead {
+			p.Reachable = false
+			res.Events = append(res.Events, PeerUnreachable{Group: e.cfg.Group, Peer: a})
+		}
+	}
+}
+
+// better reports whether (pa, a) wins an election over (pb, b).
+func better(pa uint8, a netip.Addr, pb uint8, b netip.Addr) bool {
+	if pa != pb {
+		return pa > pb
+	}
+	return a.Compare(b) > 0
+}
+
+// bestPrimary is the reachable peer primary that wins over the others.
+func (e *Elector) bestPrimary() *peer {
+	var best *peer
+	for _, a := range e.order {
+		p := e.peers[a]
+		if p.Reachable && p.Role == Primary && (best == nil || better(p.Priority, p.Addr, best.Priority, best.Addr)) {
+			best = p
+		}
+	}
+	return best
+}
+
+// decide applies the election to what is known at now.
+func (e *Elector) decide(res *Result, now time.Time) {
+	bp := e.bestPrimary()
+	if e.role == Primary {
+		if bp != nil && better(bp.Priority, bp.Addr, e.cfg.Priority, e.cfg.Local) {
+			// Merge: another primary wins; this one steps down.
+			e.become(res, now, Secondary, bp.Addr)
+			res.Events = append(res.Events, Adopt{Group: e.cfg.Group, Primary: bp.Addr, State: slices.Clone(bp.state), Reason: "merge"})
+		}
+		return
+	}
+	if bp != nil {
+		e.electing = false
+		e.waitUntil = time.Time{}
+		if e.primary != bp.Addr {
+			prev := e.primary
+			e.primary = bp.Addr
+			res.Events = append(res.Events, Adopt{Group: e.cfg.Group, Primary: bp.Addr, Previous: prev, State: slices.Clone(bp.state), Reason: "new primary"})
+		}
+		return
+	}
+	if !e.waitUntil.IsZero() && now.Before(e.waitUntil) {
+		return // starting: still listening for a primary
+	}
+	e.waitUntil = time.Time{}
+	if !e.electing {
+		e.electing = true
+		e.electSince = now
+		e.stats.Elections++
+		res.Events = append(res.Events, ElectionStarted{Group: e.cfg.Group, Previous: e.primary})
+	}
+	best := true
+	for _, a := range e.order {
+		p := e.peers[a]
+		if p.Reachable && better(p.Priority, p.Addr, e.cfg.Priority, e.cfg.Local) {
+			best = false
+			break
+		}
+	}
+	if best || now.Sub(e.electSince) >= e.cfg.Dead {
+		e.become(res, now, Primary, e.cfg.Local)
+	}
+}
+
+func (e *Elector) become(res *Result, now time.Time, r Role, primary netip.Addr) {
+	prev := e.primary
+	from := e.role
+	e.role, e.primary, e.electing = r, primary, false
+	e.waitUntil = time.Time{}
+	res.Events = append(res.Events, RoleChanged{Group: e.cfg.Group, Local: e.cfg.Local, From: from, To: r, Primary: primary, Previous: prev})
+	e.announceAll(res, now, false)
+}
+
+func (e *Elector) announceAll(res *Result, now time.Time, reply bool) {
+	for _, a := range e.order {
+		e.announce(res, a, reply)
+	}
+	e.nextAnnounce = now.Add(e.cfg.Period)
+}
+
+func (e *Elector) announce(res *Result, to netip.Addr, reply bool) {
+	e.seq++
+	e.stats.Sent++
+	res.Send = append(res.Send, Send{To: to, Ann: Announcement{
+		Role: e.role, Priority: e.cfg.Priority, Version: e.cfg.Version, Seq: e.seq, ReplyRequest: reply, State: e.state,
+	}})
+}
+
+// result fills in the next deadline.
+func (e *Elector) result(res *Result, _ time.Time) Result {
+	t := e.nextAnnounce
+	earlier := func(d time.Time) {
+		if !d.IsZero() && (t.IsZero() || d.Before(t)) {
+			t = d
+		}
+	}
+	earlier(e.waitUntil)
+	if e.electing {
+		earlier(e.electSince.Add(e.cfg.Dead))
+	}
+	for _, a := range e.order {
+		if p := e.peers[a]; p.Reachable {
+			earlier(p.LastHeard.Add(e.cfg.Dead))
+		}
+	}
+	res.Timer = t
+	return *res
+}

@@ -1,0 +1,261 @@
+package coop
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/version"
+)
+
+func wantOnePrimary(t *testing.T, s *sim, want netip.Addr) {
+	t.Helper()
+	if p := s.primaries(); len(p) != 1 || p[0] != want {
+		t.Fatalf("at +%v primaries %v, want [%v]", s.now.Sub(t0), p, want)
+	}
+	for _, a := range s.order {
+		if n := s.nodes[a]; n.alive && n.e.Primary() != want {
+			t.Fatalf("%v follows %v, want %v", a, n.e.Primary(), want)
+		}
+	}
+}
+
+// proves: C1 (issue 16: election: starting key servers wait to hear a
+// primary, then the highest priority claims primary and the others follow
+// it and are told to adopt its state)
+func TestStartupElection(t *testing.T) {
+	s := newSim(t, 1, 100, 200, 50)
+	s.startAll()
+	s.run(DefaultElectionWait-time.Second, nil)
+	if p := s.primaries(); len(p) != 0 {
+		t.Fatalf("primary %v before the election wait", p)
+	}
+	s.run(2*time.Second, nil)
+	wantOnePrimary(t, s, addr("10.0.0.2"))
+	for _, a := range []netip.Addr{addr("10.0.0.1"), addr("10.0.0.3")} {
+		var adopt *Adopt
+		for _, ev := range s.events {
+			if ad, ok := ev.ev.(Adopt); ok && ev.node == a {
+				adopt = &ad
+			}
+		}
+		if adopt == nil || adopt.Primary != addr("10.0.0.2") || string(adopt.State) != "state of 10.0.0.2" {
+			t.Fatalf("%v: adopt %+v", a, adopt)
+		}
+	}
+	// stable for an hour, each peer reachable from each
+	s.run(time.Hour, func() { wantOnePrimary(t, s, addr("10.0.0.2")) })
+	for _, a := range s.order {
+		for _, p := range s.nodes[a].e.Peers() {
+			if !p.Reachable {
+				t.Fatalf("%v: peer %v unreachable", a, p.Addr)
+			}
+		}
+	}
+}
+
+// proves: C1 (issue 16: election: equal priorities, the highest address wins)
+func TestElectionTieHighestAddress(t *testing.T) {
+	s := newSim(t, 2, 10, 10, 10)
+	s.startAll()
+	s.run(time.Minute, nil)
+	wantOnePrimary(t, s, addr("10.0.0.3"))
+}
+
+// proves: C1 (issue 16: failover: the primary dies; the best secondary
+// becomes primary within the dead interval and the other follows it)
+func TestFailoverWithinDeadInterval(t *testing.T) {
+	s := newSim(t, 3, 100, 200, 150)
+	s.startAll()
+	s.run(10*time.Minute+7*time.Second, nil)
+	wantOnePrimary(t, s, addr("10.0.0.2"))
+	killed := s.now
+	s.kill(addr("10.0.0.2"))
+	s.run(2*DefaultPeriod*DefaultDeadPeriods, nil)
+	wantOnePrimary(t, s, addr("10.0.0.3"))
+	at, ok := s.firstEvent(addr("10.0.0.3"), killed, toPrimary)
+	if !ok || at.Sub(killed) > DefaultPeriod*DefaultDeadPeriods {
+		t.Fatalf("new primary after %v (found %v), want within the dead interval %v", at.Sub(killed), ok, DefaultPeriod*DefaultDeadPeriods)
+	}
+	if _, ok := s.firstEvent(addr("10.0.0.1"), killed, toPrimary); ok {
+		t.Fatal("the lower-priority secondary claimed primary too")
+	}
+}
+
+// proves: C1 (issue 16: a returning KS takes the role the election gives
+// it: no preemption, the higher-priority KS that comes back stays
+// secondary and adopts the primary's state, so members see no key change)
+func TestReturningKSDoesNotPreempt(t *testing.T) {
+	s := newSim(t, 4, 100, 200)
+	s.startAll()
+	s.run(time.Minute, nil)
+	wantOnePrimary(t, s, addr("10.0.0.2"))
+	s.kill(addr("10.0.0.2"))
+	s.run(3*time.Minute, nil)
+	wantOnePrimary(t, s, addr("10.0.0.1"))
+	back := s.now
+	s.start(addr("10.0.0.2"))
+	s.run(time.Second, nil)
+	s.run(2*time.Hour, func() { wantOnePrimary(t, s, addr("10.0.0.1")) })
+	if _, ok := s.firstEvent(addr("10.0.0.2"), back, toPrimary); ok {
+		t.Fatal("the returning KS became primary")
+	}
+	at, ok := s.firstEvent(addr("10.0.0.2"), back, func(ev Event) bool { a, ok := ev.(Adopt); return ok && a.Primary == addr("10.0.0.1") })
+	if !ok || at.Sub(back) > time.Second {
+		t.Fatalf("returning KS adopted the primary's state after %v (%v)", at.Sub(back), ok)
+	}
+}
+
+// proves: C1 (issue 16: partition and merge: each side elects a primary;
+// on heal exactly one remains, by priority then address, and the loser is
+// told to adopt the winner's state)
+func TestPartitionThenMerge(t *testing.T) {
+	s := newSim(t, 5, 200, 100, 150)
+	s.startAll()
+	s.run(time.Minute, nil)
+	wantOnePrimary(t, s, addr("10.0.0.1"))
+	a1 := addr("10.0.0.1")
+	s.cut = func(a, b netip.Addr) bool { return (a == a1) != (b == a1) }
+	s.run(5*time.Minute, nil)
+	if p := s.primaries(); len(p) != 2 || p[0] != a1 || p[1] != addr("10.0.0.3") {
+		t.Fatalf("partitioned: primaries %v, want 10.0.0.1 and 10.0.0.3", p)
+	}
+	healed := s.now
+	s.cut = nil
+	s.run(DefaultPeriod+time.Second, nil)
+	wantOnePrimary(t, s, a1)
+	at, ok := s.firstEvent(addr("10.0.0.3"), healed, func(ev Event) bool { a, ok := ev.(Adopt); return ok && a.Reason == "merge" && a.Primary == a1 })
+	if !ok {
+		t.Fatal("the losing primary was not told to adopt the winner's state")
+	}
+	t.Logf("merged %v after heal", at.Sub(healed))
+	s.run(time.Hour, func() { wantOnePrimary(t, s, a1) })
+}
+
+// proves: C1 (issue 16: replayed and stale announcements are ignored and
+// counted; a stale one claiming primary changes nothing)
+func TestReplayedAnnouncementIgnored(t *testing.T) {
+	e, err := New(Config{Group: "G", Local: addr("10.0.0.1"), Priority: 100, Peers: []netip.Addr{addr("10.0.0.2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start(t0)
+	p := addr("10.0.0.2")
+	old := Announcement{Role: Primary, Priority: 50, Version: version.Current, Seq: 5}
+	e.Receive(p, Announcement{Role: Secondary, Priority: 50, Version: version.Current, Seq: 9}, t0.Add(time.Second))
+	e.Receive(p, Announcement{Role: Secondary, Priority: 50, Version: version.Current, Seq: 9}, t0.Add(2*time.Second))
+	res := e.Receive(p, old, t0.Add(3*time.Second))
+	if st := e.Stats(); st.Replayed != 2 || st.Accepted != 1 {
+		t.Fatalf("stats %+v, want 2 replayed, 1 accepted", st)
+	}
+	if ps := e.Peers()[0]; ps.Role != Secondary || ps.Seq != 9 {
+		t.Fatalf("peer %+v changed by a stale announcement", ps)
+	}
+	if len(res.Send)+len(res.Events) != 0 {
+		t.Fatalf("a stale announcement caused %+v", res)
+	}
+	// after the wait, this KS (priority 100) is primary, not the peer
+	e.Tick(t0.Add(DefaultElectionWait))
+	if e.Role() != Primary {
+		t.Fatal("not primary")
+	}
+}
+
+// proves: C1 (issue 16: announcements from an unconfigured address are
+// ignored, counted, hold no state, and their log line is rate-limited to
+// one per announcement period)
+func TestUnconfiguredPeerIgnored(t *testing.T) {
+	e, err := New(Config{Group: "G", Local: addr("10.0.0.1"), Priority: 100, Peers: []netip.Addr{addr("10.0.0.2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start(t0)
+	lines := 0
+	for i := range 1000 {
+		from := netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
+		res := e.Receive(from, Announcement{Role: Primary, Priority: 255, Version: version.Current, Seq: uint64(i + 1)}, t0.Add(time.Duration(i)*10*time.Millisecond))
+		for _, ev := range res.Events {
+			if _, ok := ev.(Unauthorized); ok {
+				lines++
+			}
+		}
+		if len(res.Send) != 0 {
+			t.Fatal("answered an unconfigured peer")
+		}
+	}
+	if st := e.Stats(); st.Unknown != 1000 || st.Accepted != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if lines != 1 { // 10 s of input, period 20 s
+		t.Fatalf("%d COOP_KS_UNAUTH lines, want 1", lines)
+	}
+	if len(e.Peers()) != 1 || e.Primary().IsValid() {
+		t.Fatalf("peers %v primary %v", e.Peers(), e.Primary())
+	}
+	e.Tick(t0.Add(DefaultElectionWait))
+	if e.Role() != Primary {
+		t.Fatal("an unconfigured primary kept this KS from the election")
+	}
+}
+
+// proves: C1 (issue 16: invalid and incompatible announcements (SPEC V1:
+// another major or minor version) are dropped and counted; a different
+// mini version is accepted)
+func TestInvalidAndIncompatibleDropped(t *testing.T) {
+	e, _ := New(Config{Group: "G", Local: addr("10.0.0.1"), Priority: 100, Peers: []netip.Addr{addr("10.0.0.2")}})
+	e.Start(t0)
+	p := addr("10.0.0.2")
+	e.Receive(p, Announcement{Role: 7, Priority: 1, Version: version.Current, Seq: 1}, t0)
+	e.Receive(p, Announcement{Role: Primary, Priority: 0, Version: version.Current, Seq: 2}, t0)
+	e.Receive(p, Announcement{Role: Primary, Priority: 1, Version: version.Version{Major: 1, Minor: 1, Mini: 2}, Seq: 3}, t0)
+	if st := e.Stats(); st.Invalid != 2 || st.Incompatible != 1 || st.Accepted != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	e.Receive(p, Announcement{Role: Primary, Priority: 1, Version: version.Base, Seq: 4}, t0)
+	if e.Primary() != p || e.Role() != Secondary {
+		t.Fatalf("a 1.0.1 primary not followed: %v %v", e.Role(), e.Primary())
+	}
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	l := addr("10.0.0.1")
+	for _, c := range []Config{
+		{Local: l},
+		{Priority: 1},
+		{Local: l, Priority: 1, Peers: []netip.Addr{l}},
+		{Local: l, Priority: 1, Peers: []netip.Addr{addr("10.0.0.2"), addr("10.0.0.2")}},
+		{Local: l, Priority: 1, Period: time.Minute, Dead: time.Minute},
+	} {
+		if _, err := New(c); err == nil {
+			t.Errorf("New(%+v) accepted", c)
+		}
+	}
+}
+
+// proves: O3 (issue 16: COOP log lines carry IOS's mnemonics and texts)
+func TestEventLines(t *testing.T) {
+	var b bytes.Buffer
+	s := newSim(t, 6, 100, 200)
+	s.startAll()
+	s.run(time.Minute, nil)
+	for _, ev := range s.events {
+		if ev.node != addr("10.0.0.2") {
+			continue
+		}
+		if sev, m, text := ev.ev.Log(); m != "" {
+			b.WriteString("%GDOI-" + string(rune('0'+sev)) + "-" + m + ": " + text + "\n")
+		}
+	}
+	for _, want := range []string{
+		"%GDOI-5-COOP_KS_ADD: 10.0.0.1 added as COOP Key Server in group G.",
+		"%GDOI-5-COOP_KS_REACH: Reachability restored with Cooperative KS 10.0.0.1 in group G.",
+		"%GDOI-5-COOP_KS_ELECTION: KS entering election mode in group G (Previous Primary = NONE)",
+		"%GDOI-5-COOP_KS_TRANS_TO_PRI: KS 10.0.0.2 in group G transitioned to Primary (Previous Primary = NONE)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("missing %q in\n%s", want, b.String())
+		}
+	}
+}
