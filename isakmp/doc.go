@@ -1,7 +1,8 @@
 // Package isakmp is the wire codec for ISAKMP (RFC 2408), the IKEv1 payloads
 // of the IPsec DOI (RFC 2407, RFC 2409) and the Group Domain of
 // Interpretation (GDOI, RFC 6407, with the GROUPKEY-PUSH acknowledgement of
-// RFC 8263).
+// RFC 8263), and groupvpn's open COOP announcement between key servers
+// (coop.go, members.go; docs/wire.md "COOP announcements").
 //
 // The package holds no state, reads no clock and does no I/O. Every payload
 // has one file: a struct, its Type, BodyLen (the octets after the 4-octet

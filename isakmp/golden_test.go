@@ -193,37 +193,42 @@ func goldenGroupSA() *GroupSA {
 // figure gives, decodes back to the same octets, and Len matches.
 func TestPayloadGolden(t *testing.T) {
 	for _, g := range payloadGoldens() {
-		t.Run(g.name, func(t *testing.T) {
-			want := unhex(t, g.hex)
-			got, err := MarshalPayload(g.p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("marshal:\n got %x\nwant %x", got, want)
-			}
-			if n := PayloadLen(g.p); n != len(got) {
-				t.Fatalf("PayloadLen %d, marshalled %d", n, len(got))
-			}
-			ps, err := ParsePayloads(g.p.Type(), want)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(ps) != 1 {
-				t.Fatalf("parsed %d payloads", len(ps))
-			}
-			again, err := MarshalPayload(ps[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(again, want) {
-				t.Fatalf("re-marshal:\n got %x\nwant %x", again, want)
-			}
-			for i := 0; i < len(want); i++ {
-				if _, err := ParsePayloads(g.p.Type(), want[:i]); err == nil {
-					t.Fatalf("truncated to %d of %d octets: parsed without error", i, len(want))
-				}
-			}
-		})
+		t.Run(g.name, func(t *testing.T) { checkPayloadGolden(t, g) })
+	}
+}
+
+// checkPayloadGolden checks one payload golden: marshal, length, parse,
+// re-marshal, and refusal of every truncation.
+func checkPayloadGolden(t *testing.T, g payloadGolden) {
+	t.Helper()
+	want := unhex(t, g.hex)
+	got, err := MarshalPayload(g.p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("marshal:\n got %x\nwant %x", got, want)
+	}
+	if n := PayloadLen(g.p); n != len(got) {
+		t.Fatalf("PayloadLen %d, marshalled %d", n, len(got))
+	}
+	ps, err := ParsePayloads(g.p.Type(), want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 {
+		t.Fatalf("parsed %d payloads", len(ps))
+	}
+	again, err := MarshalPayload(ps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again, want) {
+		t.Fatalf("re-marshal:\n got %x\nwant %x", again, want)
+	}
+	for i := 0; i < len(want); i++ {
+		if _, err := ParsePayloads(g.p.Type(), want[:i]); err == nil {
+			t.Fatalf("truncated to %d of %d octets: parsed without error", i, len(want))
+		}
 	}
 }

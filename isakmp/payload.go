@@ -201,6 +201,10 @@ func parseBody(phase1 bool, t PayloadType, body []byte) (Payload, error) {
 		// A GM may send GAP on its own in GROUPKEY-PULL message 3
 		// (RFC 6407 §5.4); the KS's GAP is nested in the SA payload.
 		return parseGAP(body)
+	case PayloadCOOP:
+		return parseCOOP(body)
+	case PayloadMembers:
+		return parseMembers(body)
 	case PayloadSAK, PayloadSAT:
 		// SAK and SAT only appear inside a GDOI SA payload (§5.2.1).
 		return nil, errMalformed(t.String(), 0, "%s payload outside a GDOI SA payload", t)

@@ -50,6 +50,13 @@ func (r *reader) u32() uint32 {
 	return 0
 }
 
+func (r *reader) u64() uint64 {
+	if s := r.take(8); s != nil {
+		return binary.BigEndian.Uint64(s)
+	}
+	return 0
+}
+
 // bytes returns the next n octets (see own); n is checked against what is
 // present first, and nothing is allocated.
 func (r *reader) bytes(n int) []byte {
@@ -97,6 +104,7 @@ func (r *reader) done() error {
 
 func appendU16(b []byte, v uint16) []byte { return binary.BigEndian.AppendUint16(b, v) }
 func appendU32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
+func appendU64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
 
 // chain walks a run of structures framed by generic payload headers, such as
 // the proposals of an SA, the transforms of a proposal or the SAK/GAP/SAT

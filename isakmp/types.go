@@ -40,7 +40,7 @@ var payloadTypeNames = map[PayloadType]string{
 	PayloadHash: "HASH", PayloadSig: "SIG", PayloadNonce: "NONCE", PayloadNotification: "N",
 	PayloadDelete: "D", PayloadVendorID: "VID", PayloadSAK: "SAK", PayloadSAT: "SAT",
 	PayloadKD: "KD", PayloadSEQ: "SEQ", PayloadNATD: "NAT-D", PayloadNATOA: "NAT-OA",
-	PayloadGAP: "GAP",
+	PayloadGAP: "GAP", PayloadCOOP: "COOP", PayloadMembers: "MEMBERS",
 }
 
 func (t PayloadType) String() string { return nameOf(payloadTypeNames, t, "PAYLOAD") }
@@ -71,6 +71,7 @@ var exchangeNames = map[ExchangeType]string{
 	ExchangePull:          "GROUPKEY-PULL/QUICK_MODE",
 	ExchangePush:          "GROUPKEY-PUSH/NEW_GROUP_MODE",
 	ExchangePushAck:       "GROUPKEY-PUSH-ACK",
+	ExchangeCOOPAnn:       "COOP-ANN",
 }
 
 func (e ExchangeType) String() string { return nameOf(exchangeNames, e, "EXCHANGE") }

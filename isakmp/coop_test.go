@@ -1,0 +1,385 @@
+package isakmp
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func goldenCOOP() *COOP {
+	return &COOP{Version: SWVersion{1, 0, 2}, Role: RolePrimary, Priority: 100,
+		Address: mustAddr("192.0.2.1"), PeriodMS: 10_000, DeadMS: 30_000, RekeySeq: 8, MembersGen: 42}
+}
+
+func goldenMembersFull() *Members {
+	return &Members{Kind: MembersFull, Gen: 42, Part: 0, Parts: 2, Total: 3, Entries: []Member{
+		{Op: MemberAdd, Addr: mustAddr("192.0.2.10"), Version: SWVersion{1, 0, 2}},
+		{Op: MemberAdd, Addr: mustAddr("192.0.2.11"), Version: SWVersion{}},
+	}}
+}
+
+func goldenMembersDelta() *Members {
+	return &Members{Kind: MembersDelta, BaseGen: 42, Gen: 44, Part: 0, Parts: 1, Total: 3, Entries: []Member{
+		{Op: MemberRemove, Addr: mustAddr("192.0.2.11")},
+		{Op: MemberAdd, Addr: mustAddr("2001:db8::10"), Version: SWVersion{1, 0, 1}},
+	}}
+}
+
+// coopPayloadGoldens are the COOP and MEMBERS payloads with the octets
+// docs/wire.md gives for them, written by hand.
+func coopPayloadGoldens() []payloadGolden {
+	v6 := goldenCOOP()
+	v6.Role, v6.Flags, v6.Priority, v6.Address = RoleElecting, COOPFullSyncRequest, 1, mustAddr("2001:db8::1")
+	v6.PeriodMS, v6.DeadMS, v6.RekeySeq, v6.MembersGen, v6.State = 500, 1500, 0, 0, []byte{0xab, 0xcd}
+	v6.Version = SWVersion{1, 0, 1}
+	return []payloadGolden{
+		{"COOP primary IPv4", goldenCOOP(), `
+			00 00 0028
+			01 01 00 02          # format 1, version 1.0.2
+			02 00 64 01          # PRIMARY, no flags, priority 100, ID_IPV4_ADDR
+			00002710             # announcement period 10,000 ms
+			00007530             # dead interval 30,000 ms
+			00000008             # rekey sequence 8
+			000000000000002a     # member list generation 42
+			0000 0000            # no state, RESERVED
+			c0000201             # KS 192.0.2.1`},
+		{"COOP electing IPv6 with state", v6, `
+			00 00 0036
+			01 01 00 01          # format 1, version 1.0.1
+			01 01 01 05          # ELECTING, FULL-SYNC-REQUEST, priority 1, ID_IPV6_ADDR
+			000001f4 000005dc    # 500 ms, 1,500 ms
+			00000000 0000000000000000
+			0002 0000            # state 2 octets
+			20010db8000000000000000000000001
+			abcd`},
+		{"MEMBERS full part", goldenMembersFull(), `
+			00 00 0032
+			01 00 0002           # FULL, RESERVED, 2 entries
+			0000000000000000     # base generation 0
+			000000000000002a     # generation 42
+			0000 0002            # part 0 of 2
+			00000003             # 3 members in all
+			01 01 010002 c000020a   # ADD ID_IPV4_ADDR 1.0.2 192.0.2.10
+			01 01 000000 c000020b   # ADD 192.0.2.11, no version known`},
+		{"MEMBERS delta", goldenMembersDelta(), `
+			00 00 003e
+			02 00 0002           # DELTA, 2 entries
+			000000000000002a     # from generation 42
+			000000000000002c     # to 44
+			0000 0001 00000003   # part 0 of 1, 3 members after it
+			02 01 000000 c000020b                              # REMOVE 192.0.2.11
+			01 05 010001 20010db8000000000000000000000010      # ADD 2001:db8::10 1.0.1`},
+	}
+}
+
+// proves: C2, V3 (issue 16: ANN encoding) — the COOP payload carries the
+// version major.minor.mini, role, priority, timers, rekey sequence and
+// member generation, and the MEMBERS payload full and delta parts, in the
+// octets docs/wire.md gives; both decode back to the same octets and refuse
+// every truncation.
+func TestCOOPPayloadGolden(t *testing.T) {
+	for _, g := range coopPayloadGoldens() {
+		t.Run(g.name, func(t *testing.T) { checkPayloadGolden(t, g) })
+	}
+	ps, err := ParsePayloads(PayloadCOOP, unhex(t, coopPayloadGoldens()[0].hex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ps[0].(*COOP); c.Version != (SWVersion{1, 0, 2}) || c.Role != RolePrimary || c.Priority != 100 || c.Address != mustAddr("192.0.2.1") {
+		t.Fatalf("decoded %+v", c)
+	}
+}
+
+// proves: C2, C3 (issue 16: ANN bounds) — every field the reader bounds is
+// refused one step past its bound, as malformed (or truncated where a
+// length promises more than is present).
+func TestCOOPBoundsRefused(t *testing.T) {
+	coop := func(f func(*COOP)) []byte {
+		c := goldenCOOP()
+		f(c)
+		b, err := MarshalPayload(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	members := func(f func(*Members)) []byte {
+		m := goldenMembersDelta()
+		f(m)
+		b, err := MarshalPayload(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	set := func(b []byte, off int, v ...byte) []byte { copy(b[off:], v); return b }
+	cases := []struct {
+		name string
+		t    PayloadType
+		b    []byte
+	}{
+		{"format 2", PayloadCOOP, set(coop(func(*COOP) {}), 4, 2)},
+		{"role 0", PayloadCOOP, coop(func(c *COOP) { c.Role = 0 })},
+		{"role 4", PayloadCOOP, coop(func(c *COOP) { c.Role = 4 })},
+		{"undefined flag", PayloadCOOP, coop(func(c *COOP) { c.Flags = 0x02 })},
+		{"period 0", PayloadCOOP, coop(func(c *COOP) { c.PeriodMS = 0 })},
+		{"period above a day", PayloadCOOP, coop(func(c *COOP) { c.PeriodMS, c.DeadMS = MaxCOOPInterval+1, MaxCOOPInterval+1 })},
+		{"dead below period", PayloadCOOP, coop(func(c *COOP) { c.DeadMS = c.PeriodMS - 1 })},
+		{"dead above a day", PayloadCOOP, coop(func(c *COOP) { c.DeadMS = MaxCOOPInterval + 1 })},
+		{"state too long", PayloadCOOP, coop(func(c *COOP) { c.State = make([]byte, MaxCOOPState+1) })},
+		{"reserved", PayloadCOOP, set(coop(func(*COOP) {}), 4+30, 1)},
+		{"address type FQDN", PayloadCOOP, set(coop(func(*COOP) {}), 4+7, byte(IDFQDN))},
+		{"address unspecified", PayloadCOOP, coop(func(c *COOP) { c.Address = netip.Addr{} })},
+		{"address 0.0.0.0", PayloadCOOP, coop(func(c *COOP) { c.Address = mustAddr("0.0.0.0") })},
+		{"state length beyond payload", PayloadCOOP, set(coop(func(*COOP) {}), 4+28, 0, 1)},
+		{"trailing octet", PayloadCOOP, append(set(coop(func(*COOP) {}), 3, 0x29), 0)},
+		{"kind 0", PayloadMembers, members(func(m *Members) { m.Kind = 0 })},
+		{"kind 3", PayloadMembers, members(func(m *Members) { m.Kind = 3 })},
+		{"entry count above bound", PayloadMembers, set(members(func(*Members) {}), 6, 0x08, 0x01)},
+		{"entry count beyond octets", PayloadMembers, set(members(func(*Members) {}), 6, 0x00, 0x03)},
+		{"entry count below entries", PayloadMembers, set(members(func(*Members) {}), 6, 0x00, 0x01)},
+		{"parts 0", PayloadMembers, members(func(m *Members) { m.Parts = 0 })},
+		{"parts above bound", PayloadMembers, members(func(m *Members) { m.Parts, m.Part = MaxMemberParts+1, 0 })},
+		{"part not below parts", PayloadMembers, members(func(m *Members) { m.Part = 1 })},
+		{"total above bound", PayloadMembers, members(func(m *Members) { m.Total = MaxGroupMembers + 1 })},
+		{"delta not forward", PayloadMembers, members(func(m *Members) { m.BaseGen = m.Gen })},
+		{"full with base", PayloadMembers, members(func(m *Members) { m.Kind, m.Entries = MembersFull, m.Entries[1:] })},
+		{"full with remove", PayloadMembers, members(func(m *Members) { m.Kind, m.BaseGen = MembersFull, 0 })},
+		{"full larger than total", PayloadMembers, members(func(m *Members) {
+			m.Kind, m.BaseGen, m.Total, m.Entries = MembersFull, 0, 0, m.Entries[1:]
+		})},
+		{"op 3", PayloadMembers, members(func(m *Members) { m.Entries[0].Op = 3 })},
+		{"remove with version", PayloadMembers, members(func(m *Members) { m.Entries[0].Version = SWVersion{1, 0, 2} })},
+		{"member address unspecified", PayloadMembers, members(func(m *Members) { m.Entries[1].Addr = mustAddr("::") })},
+		{"member address type", PayloadMembers, set(members(func(*Members) {}), 4+28+1, byte(IDIPv4AddrSubnet))},
+		{"reserved", PayloadMembers, set(members(func(*Members) {}), 5, 1)},
+	}
+	for _, c := range cases {
+		_, err := ParsePayloads(c.t, c.b)
+		if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrShort) {
+			t.Errorf("%s: %x: err %v, want malformed or truncated", c.name, c.b, err)
+		}
+	}
+}
+
+// splitMembers cuts a full member list into MEMBERS payloads of at most
+// per entries each, as a sender does.
+func splitMembers(all []Member, gen uint64, per int) []*Members {
+	parts := (len(all) + per - 1) / per
+	var out []*Members
+	for i := 0; i < parts; i++ {
+		end := min((i+1)*per, len(all))
+		out = append(out, &Members{Kind: MembersFull, Gen: gen, Part: uint16(i), Parts: uint16(parts),
+			Total: uint32(len(all)), Entries: all[i*per : end]})
+	}
+	return out
+}
+
+// proves: C3 (issue 16: member lists of 100,000 GMs) — 100,000 members
+// travel as 49 full parts of at most 2,048 entries, each within one ISAKMP
+// payload, and reassemble to the same list; 2,048 IPv6 entries, the worst
+// case, still fit one payload.
+func TestMembers100000(t *testing.T) {
+	all := make([]Member, 100_000)
+	for i := range all {
+		all[i] = Member{Op: MemberAdd, Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Version: SWVersion{1, 0, byte(1 + i%2)}}
+	}
+	all[0].Addr = mustAddr("10.255.0.1") // 10.0.0.0 is a fine address but keep it obvious
+	parts := splitMembers(all, 7, MaxMemberEntries)
+	if len(parts) != 49 {
+		t.Fatalf("%d parts", len(parts))
+	}
+	var got []Member
+	octets := 0
+	for _, p := range parts {
+		b, err := MarshalPayload(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		octets += len(b)
+		ps, err := ParsePayloads(PayloadMembers, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := ps[0].(*Members)
+		if m.Total != 100_000 || m.Parts != 49 {
+			t.Fatalf("part %d: total %d parts %d", m.Part, m.Total, m.Parts)
+		}
+		got = append(got, m.Entries...)
+	}
+	if len(got) != len(all) {
+		t.Fatalf("reassembled %d members", len(got))
+	}
+	for i := range all {
+		if got[i] != all[i] {
+			t.Fatalf("member %d: %+v, want %+v", i, got[i], all[i])
+		}
+	}
+	t.Logf("100,000 IPv4 members: %d parts, %d payload octets", len(parts), octets)
+
+	v6 := make([]Member, MaxMemberEntries)
+	for i := range v6 {
+		v6[i] = Member{Op: MemberAdd, Addr: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})}
+	}
+	v6[0].Addr = mustAddr("2001:db8::ffff")
+	b, err := MarshalPayload(&Members{Kind: MembersFull, Parts: 1, Total: MaxMemberEntries, Entries: v6})
+	if err != nil {
+		t.Fatalf("2,048 IPv6 entries: %v", err)
+	}
+	if _, err := ParsePayloads(PayloadMembers, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// proves: S1 (issue 16: ANN bounds) — a MEMBERS payload whose
+// Entry Count promises the maximum with no entries present is refused
+// before anything is allocated for them.
+func TestMembersHostileCountDoesNotAllocate(t *testing.T) {
+	b, err := MarshalPayload(&Members{Kind: MembersDelta, Gen: 1, Parts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[6], b[7] = 0x08, 0x00 // 2,048 entries, none present
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := ParsePayloads(PayloadMembers, b); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("err %v", err)
+		}
+	})
+	if allocs > 20 {
+		t.Fatalf("%v allocations for a refused count", allocs)
+	}
+}
+
+// goldenANN is a complete COOP announcement with its payloads in the clear
+// (on the wire they are encrypted under the KS-KS phase-1 SA, E flag set).
+func goldenANN() *Message {
+	h := hdr(ExchangeCOOPAnn, 0x0c00a001)
+	return &Message{Header: h, Payloads: []Payload{
+		&Hash{Data: bytes.Repeat([]byte{0x48}, 32)},
+		&SEQ{Number: 17},
+		GroupID(1234),
+		goldenCOOP(),
+		goldenGroupSA(),
+		goldenKD(),
+		goldenMembersFull(),
+	}}
+}
+
+// proves: C2 (issue 16: ANN encoding) — a complete announcement (HASH, SEQ,
+// ID, COOP, SA, KD, MEMBERS) marshals and parses back to the same octets
+// under the COOP exchange, with the SA read as a GDOI SA (SAK, GAP, SAT),
+// and refuses every truncation.
+func TestANNMessageRoundTrip(t *testing.T) {
+	m := goldenANN()
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Header.Exchange != ExchangeCOOPAnn || len(got.Payloads) != 7 {
+		t.Fatalf("parsed %s with %d payloads", got.Header.Exchange, len(got.Payloads))
+	}
+	if _, ok := got.Payloads[4].(*GroupSA); !ok {
+		t.Fatalf("SA parsed as %T, want a GDOI SA", got.Payloads[4])
+	}
+	again, err := got.Marshal()
+	if err != nil || !bytes.Equal(again, b) {
+		t.Fatalf("re-marshal differs (%v)", err)
+	}
+	for i := HeaderLen; i < len(b); i++ {
+		if _, err := ParsePayloadsIn(ExchangeCOOPAnn, PayloadHash, b[HeaderLen:i]); err == nil {
+			t.Fatalf("truncated to %d of %d octets: parsed", i, len(b))
+		}
+	}
+}
+
+// proves: C2, V3 (issue 16: ANN encoding) — tshark decodes a complete ANN
+// and a periodic one (no keys) with the values we put in and no
+// malformation or expert error: our private payloads as opaque data, the
+// standard ones (SEQ, ID, SA with SAK, KD) field by field.
+func TestTsharkDecodesCOOPAnn(t *testing.T) {
+	periodic := &Message{Header: hdr(ExchangeCOOPAnn, 0x0c00a002), Payloads: []Payload{
+		&Hash{Data: bytes.Repeat([]byte{0x48}, 32)}, &SEQ{Number: 18}, GroupID(1234), goldenCOOP(), goldenMembersDelta()}}
+	msgs := []struct {
+		name string
+		m    *Message
+		want []string
+	}{
+		{"ann-full", goldenANN(), []string{"Exchange type: Unknown (240)", "Sequence Number: 17", "ID_KEY_ID: 000004d2",
+			"Payload: Private Use (192)", "Data Payload: 0101000202006401000027100000753000000008000000000000002a00000000c0000201",
+			"Payload: Private Use (193)", "Number of Key Packets: 4",
+			"SPI: 000102030405060708090a0b0c0d0e0f"}},
+		{"ann-periodic", periodic, []string{"Sequence Number: 18", "Payload: Private Use (192)", "Payload: Private Use (193)"}},
+	}
+	var bs [][]byte
+	for _, c := range msgs {
+		b, err := c.m.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, b)
+	}
+	for i, text := range tsharkFrames(t, bs) {
+		c := msgs[i]
+		for _, w := range c.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s: tshark output lacks %q", c.name, w)
+			}
+		}
+		if strings.Contains(text, "Malformed") || strings.Contains(text, "Expert Info") {
+			t.Errorf("%s: tshark reports a malformation or expert error", c.name)
+		}
+		if t.Failed() {
+			t.Logf("%s decoded as:\n%s", c.name, text)
+		}
+	}
+}
+
+func FuzzCOOP(f *testing.F) {
+	for _, g := range coopPayloadGoldens() {
+		if g.p.Type() == PayloadCOOP {
+			f.Add(unhex(f, g.hex))
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { fuzzChain(t, PayloadCOOP, b) })
+}
+
+func FuzzMembers(f *testing.F) {
+	for _, g := range coopPayloadGoldens() {
+		if g.p.Type() == PayloadMembers {
+			f.Add(unhex(f, g.hex))
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fuzzChain(t, PayloadMembers, b)
+		if ps, err := ParsePayloads(PayloadMembers, b); err == nil {
+			m := ps[0].(*Members)
+			if len(m.Entries) > MaxMemberEntries || m.Part >= m.Parts || m.Total > MaxGroupMembers {
+				t.Fatalf("accepted out-of-bounds %+v", m)
+			}
+		}
+	})
+}
+
+func FuzzANN(f *testing.F) {
+	b, err := goldenANN().Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseMessage(b)
+		if err != nil {
+			return
+		}
+		out, err := m.Marshal()
+		if err != nil || !bytes.Equal(out, b) {
+			t.Fatalf("round trip differs (%v):\n in %x\nout %x", err, b, out)
+		}
+	})
+}
