@@ -15,7 +15,7 @@ func (n *Node) joinRekeyGroup(r *registration, k *sadb.KEK) {
 	if k == nil || !k.Multicast.IsValid() || r.sock == nil || n.joined[k.Multicast] {
 		return
 	}
-	ifName := n.o.InterfaceOf(r.sock.local.Addr())
+	ifName := r.sock.ifName // looked up when the socket was opened, not on the loop
 	conn, err := mcast.Listen(k.Multicast, ifName)
 	if err != nil {
 		n.log.Warn("cannot join the multicast rekey group; rekeys will be missed and the GM re-registers instead",

@@ -74,10 +74,13 @@ type Options struct {
 	// SourceFor is the local address the routing picks to reach a key
 	// server (a GM registers from the socket bound to it); nil: the
 	// kernel's choice, read from a connected UDP socket that sends
-	// nothing (route.go).
+	// nothing (route.go). Called on a goroutine of its own at each
+	// connect, never on the event loop; it may block.
 	SourceFor func(peer netip.AddrPort) (netip.Addr, error)
 	// InterfaceOf names the interface holding a local address (a GM joins
 	// its multicast rekey group there); nil: net.Interfaces (route.go).
+	// Called by New and Refresh for each socket they open (a GM's only),
+	// never on the event loop.
 	InterfaceOf func(netip.Addr) string
 }
 
@@ -115,6 +118,10 @@ type sock struct {
 	ep     *ike.Endpoint
 	local  netip.AddrPort
 	closed bool // closed by Refresh: what it still delivers is dropped
+	// ifName is the interface holding local's address (Options.InterfaceOf,
+	// asked when the socket is opened, by a GM only): where a GM
+	// registered from it joins its multicast rekey group.
+	ifName string
 }
 
 type datagram struct {
@@ -296,7 +303,11 @@ func (n *Node) open(a netip.AddrPort) (*sock, error) {
 		conn.Close()
 		return nil, err
 	}
-	return &sock{conn: conn, ep: ep, local: local}, nil
+	s := &sock{conn: conn, ep: ep, local: local}
+	if len(n.o.GM) > 0 {
+		s.ifName = n.o.InterfaceOf(local.Addr())
+	}
+	return s, nil
 }
 
 // Addrs returns the bound addresses.
@@ -448,7 +459,9 @@ func (n *Node) nextTimer() time.Time {
 		earlier(s.ep.NextTimer())
 	}
 	for _, r := range n.regs {
-		earlier(r.m.Next())
+		if !r.awaiting {
+			earlier(r.m.Next())
+		}
 	}
 	if n.delivery != nil {
 		earlier(n.delivery.Next())
@@ -463,7 +476,7 @@ func (n *Node) tick(now time.Time) {
 		}
 	}
 	for _, r := range n.regs {
-		if t := r.m.Next(); !t.IsZero() && !t.After(now) {
+		if t := r.m.Next(); !r.awaiting && !t.IsZero() && !t.After(now) {
 			n.execute(r, r.m.Timer(now), now)
 		}
 	}

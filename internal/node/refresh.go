@@ -95,7 +95,15 @@ func (n *Node) forget(s *sock) {
 		// new phase 1 next time, from the socket the routing picks now.
 		n.execute(r, r.m.LocalGone(s.local.Addr(), now), now)
 		if r.sock == s {
-			r.sock = n.sockFor(r.m.KS())
+			// Meanwhile the first socket of the family (never the closed
+			// one); then the one the routing picks, looked up off the loop.
+			fallback := n.sockFrom(netip.Addr{}, errNotLooked, r.m.KS())
+			r.sock = fallback
+			n.lookupSource(r.m.KS(), func(ns *sock) {
+				if r.sock == fallback {
+					r.sock = ns
+				}
+			})
 		}
 	}
 }

@@ -22,7 +22,11 @@ import (
 type registration struct {
 	cfg  GMGroup
 	m    *gm.Member
-	sock *sock // the socket of the KS being tried (sockFor), nil before the first attempt
+	sock *sock // the socket of the KS being tried (withSource), nil before the first attempt
+	// lookups counts the source lookups asked for (withSource): only the
+	// answer to the latest is used.
+	lookups  uint64
+	awaiting bool // a connect waits for its source lookup: the member's timer waits too
 }
 
 // A phase-1 SA of the IKEv1 endpoint is what a member registers over.
@@ -89,22 +93,28 @@ func (n *Node) logEvent(e gm.Event) {
 
 // connect gives a member a phase-1 SA to ks: an established one we
 // initiated that is not suspect, else a new main mode from the socket the
-// routing picks.
-func (n *Node) connect(r *registration, ks netip.AddrPort, now time.Time) {
-	r.sock = n.sockFor(ks)
-	for _, sa := range r.sock.ep.SAs() {
-		if sa.Peer() == ks && sa.Info().Initiator && !n.suspects[sa] {
-			n.execute(r, r.m.Phase1Up(sa, true, now), now)
+// routing picks (looked up off the loop: withSource; the member waits).
+func (n *Node) connect(r *registration, ks netip.AddrPort, _ time.Time) {
+	n.withSource(r, ks, func(s *sock) {
+		if r.m.KS() != ks {
+			return // the member moved on meanwhile
+		}
+		now := n.o.Now()
+		r.sock = s
+		for _, sa := range r.sock.ep.SAs() {
+			if sa.Peer() == ks && sa.Info().Initiator && !n.suspects[sa] {
+				n.execute(r, r.m.Phase1Up(sa, true, now), now)
+				return
+			}
+		}
+		sa, out, err := r.sock.ep.Initiate(ks, now)
+		if err != nil {
+			n.execute(r, r.m.ConnectFailed(err, now), now)
 			return
 		}
-	}
-	sa, out, err := r.sock.ep.Initiate(ks, now)
-	if err != nil {
-		n.execute(r, r.m.ConnectFailed(err, now), now)
-		return
-	}
-	r.m.Phase1Started(sa, now)
-	n.process(r.sock, out)
+		r.m.Phase1Started(sa, now)
+		n.process(r.sock, out)
+	})
 }
 
 // suspect marks one of our phase-1 SAs to a KS as unusable for new pulls:
