@@ -196,6 +196,9 @@ func (n *Node) Members() []MemberState {
 	var out []MemberState
 	for _, r := range n.regs {
 		st := r.m.Status()
+		if r.awaiting {
+			st.State = "phase 1" // its connect waits for the source lookup (withSource)
+		}
 		out = append(out, MemberState{Group: r.cfg.Name, ID: r.cfg.ID, State: st.State, KS: st.KS, Servers: r.cfg.Servers,
 			RegisteredAt: st.RegisteredAt, Reregister: st.Reregister, Registrations: st.Registrations, Failures: st.Failures,
 			LastError: st.LastError, Seq: st.Seq, Rekeys: st.Rekeys, ACL: st.ACL, ACLFrom: st.ACLFrom,
