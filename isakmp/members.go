@@ -28,7 +28,7 @@ var memberOpNames = map[MemberOp]string{MemberAdd: "ADD", MemberRemove: "REMOVE"
 func (o MemberOp) String() string { return nameOf(memberOpNames, o, "OP") }
 
 // Bounds of the MEMBERS payload, enforced when reading. 2,048 IPv6 entries
-// (21 octets each) fit one payload (43,036 octets); 100,000 IPv4 members
+// (21 octets each) fit one payload (43,040 octets); 100,000 IPv4 members
 // take 49 full parts; a list is at most MaxMemberParts parts and
 // MaxGroupMembers members.
 const (
