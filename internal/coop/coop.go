@@ -14,6 +14,7 @@
 //	res := e.Start(now)                  // at boot: secondary, asks peers to reply
 //	res = e.Receive(from, ann, now)      // an authenticated ANN from a peer KS
 //	res = e.Tick(now)                    // at res.Timer (early or late calls are harmless)
+//	res = e.Session(peer, now)           // a new KS-KS IKE SA with peer: its sequence numbers restart
 //	e.SetState(state)                    // opaque policy/keys/members carried in later ANNs
 //	e.Role(), e.Primary(), e.Peers(), e.Stats()
 //
@@ -25,8 +26,8 @@
 //
 // # Protocol as implemented (groupvpn values; docs/coop.md)
 //
-// Every KS announces its role, priority, version, an increasing sequence
-// number and its opaque state to every configured peer each Period
+// Every KS announces its role, priority, version, a sequence number and
+// its opaque state to every configured peer each Period
 // (default 20 s), at once when its role changes, and in reply to an
 // announcement asking for one (sent at start) or from a peer it had not
 // heard. A peer is reachable while its last accepted announcement is
@@ -48,12 +49,16 @@
 // announcement from any other address is dropped and counted, and its log
 // line is rate-limited; an announcement whose sequence number is not above
 // the last accepted from that peer is dropped and counted (replay or
-// reordering).
+// reordering). Sequence numbers are per peer and per KS-KS IKE SA (as
+// ESP's): they start at 1 and restart, both ways, when the owner reports a
+// new SA with the peer (Session); the owner's authentication keeps an old
+// SA's announcements out.
 package coop
 
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -75,16 +80,22 @@ const (
 	replyGap = time.Second
 )
 
-// Role is a key server's COOP role.
+// Role is a key server's COOP role; the values are the COOP payload's
+// (isakmp.COOPRole).
 type Role uint8
 
 const (
-	Secondary Role = 1
+	// Electing: a secondary that follows no primary (starting, or in
+	// election); it counts as a secondary.
+	Electing  Role = 1
 	Primary   Role = 2
+	Secondary Role = 3
 )
 
 func (r Role) String() string {
 	switch r {
+	case Electing:
+		return "Electing"
 	case Secondary:
 		return "Secondary"
 	case Primary:
@@ -98,9 +109,10 @@ type Announcement struct {
 	Role     Role
 	Priority uint8 // 1..255
 	Version  version.Version
-	// Seq increases with every announcement the sender makes (to any
-	// peer); a receiver accepts only a Seq above the last it accepted.
-	Seq uint64
+	// Seq counts the sender's announcements to this receiver from 1 in
+	// the current KS-KS IKE SA (the ANN's SEQ payload); a receiver accepts
+	// only a Seq above the last it accepted.
+	Seq uint32
 	// ReplyRequest asks the receiver to announce back at once.
 	ReplyRequest bool
 	// State is the sender's policy, keys and members, opaque to coop.
@@ -141,6 +153,7 @@ type Stats struct {
 	Invalid        uint64 // bad role or priority 0, or oversized state
 	Incompatible   uint64 // major or minor version differs (SPEC V1)
 	Elections      uint64
+	Exhausted      uint64 // announcements not sent: the SA's sequence numbers are used up
 }
 
 // PeerStatus is one configured peer as last heard.
@@ -150,12 +163,13 @@ type PeerStatus struct {
 	Role      Role // zero: never heard
 	Priority  uint8
 	Version   version.Version
-	Seq       uint64
+	Seq       uint32 // last accepted from the peer
 	LastHeard time.Time
 }
 
 type peer struct {
 	PeerStatus
+	sent      uint32 // last Seq sent to the peer
 	state     []byte
 	lastReply time.Time
 }
@@ -169,11 +183,11 @@ type Elector struct {
 	started      bool
 	role         Role
 	primary      netip.Addr // the primary this KS follows (or its own address)
+	previous     netip.Addr // the primary followed before the election
 	waitUntil    time.Time  // startup: listening for a primary until then
 	electing     bool
 	electSince   time.Time
 	nextAnnounce time.Time
-	seq          uint64
 	state        []byte
 	lastUnknown  time.Time // last Unauthorized event
 	stats        Stats
@@ -226,8 +240,14 @@ func New(cfg Config) (*Elector, error) {
 	return e, nil
 }
 
-// Role is this KS's role now.
-func (e *Elector) Role() Role { return e.role }
+// Role is this KS's role now: Primary, Secondary (following Primary()) or
+// Electing (a secondary that follows no primary yet).
+func (e *Elector) Role() Role {
+	if e.role == Secondary && !e.primary.IsValid() {
+		return Electing
+	}
+	return e.role
+}
 
 // Primary is the primary this KS follows, its own address when primary,
 // or the zero Addr when it knows none.
@@ -260,9 +280,6 @@ func (e *Elector) Start(now time.Time) Result {
 		return e.result(&res, now)
 	}
 	e.started = true
-	// Sequence numbers start from the start time so that those of a
-	// restarted KS are above what its peers accepted before.
-	e.seq = uint64(max(now.UnixNano(), 0))
 	for _, a := range e.order {
 		res.Events = append(res.Events, PeerAdded{Group: e.cfg.Group, Peer: a})
 	}
@@ -288,13 +305,13 @@ func (e *Elector) Receive(from netip.Addr, a Announcement, now time.Time) Result
 			res.Events = append(res.Events, Unauthorized{Group: e.cfg.Group, Peer: from, Local: e.cfg.Local})
 		}
 		return e.result(&res, now)
-	case a.Role != Primary && a.Role != Secondary, a.Priority == 0, len(a.State) > MaxState:
+	case a.Role != Primary && a.Role != Secondary && a.Role != Electing, a.Priority == 0, len(a.State) > MaxState:
 		e.stats.Invalid++
 		return e.result(&res, now)
 	case a.Version.Major != e.cfg.Version.Major || a.Version.Minor != e.cfg.Version.Minor:
 		e.stats.Incompatible++
 		return e.result(&res, now)
-	case p.Role != 0 && a.Seq <= p.Seq:
+	case a.Seq <= p.Seq:
 		e.stats.Replayed++
 		return e.result(&res, now)
 	}
@@ -313,6 +330,21 @@ func (e *Elector) Receive(from netip.Addr, a Announcement, now time.Time) Result
 		e.announce(&res, from, false)
 	}
 	e.decide(&res, now)
+	return e.result(&res, now)
+}
+
+// Session tells that a new KS-KS IKE SA with peer is up (the owner's
+// phase-1 event): the sequence numbers with it restart at 1 both ways, and
+// this KS announces itself to it asking for a reply. Not a configured
+// peer: nothing.
+func (e *Elector) Session(peer netip.Addr, now time.Time) Result {
+	var res Result
+	p := e.peers[peer.Unmap()]
+	if !e.started || p == nil {
+		return res
+	}
+	p.Seq, p.sent, p.lastReply = 0, 0, now
+	e.announce(&res, p.Addr, true)
 	return e.result(&res, now)
 }
 
@@ -390,8 +422,9 @@ func (e *Elector) decide(res *Result, now time.Time) {
 	if !e.electing {
 		e.electing = true
 		e.electSince = now
+		e.previous, e.primary = e.primary, netip.Addr{}
 		e.stats.Elections++
-		res.Events = append(res.Events, ElectionStarted{Group: e.cfg.Group, Previous: e.primary})
+		res.Events = append(res.Events, ElectionStarted{Group: e.cfg.Group, Previous: e.previous})
 	}
 	best := true
 	for _, a := range e.order {
@@ -408,7 +441,10 @@ func (e *Elector) decide(res *Result, now time.Time) {
 
 func (e *Elector) become(res *Result, now time.Time, r Role, primary netip.Addr) {
 	prev := e.primary
-	from := e.role
+	if !prev.IsValid() {
+		prev = e.previous
+	}
+	from := e.Role()
 	e.role, e.primary, e.electing = r, primary, false
 	e.waitUntil = time.Time{}
 	res.Events = append(res.Events, RoleChanged{Group: e.cfg.Group, Local: e.cfg.Local, From: from, To: r, Primary: primary, Previous: prev})
@@ -423,10 +459,15 @@ func (e *Elector) announceAll(res *Result, now time.Time, reply bool) {
 }
 
 func (e *Elector) announce(res *Result, to netip.Addr, reply bool) {
-	e.seq++
+	p := e.peers[to]
+	if p.sent == math.MaxUint32 {
+		e.stats.Exhausted++ // the owner must rekey the SA (Session)
+		return
+	}
+	p.sent++
 	e.stats.Sent++
 	res.Send = append(res.Send, Send{To: to, Ann: Announcement{
-		Role: e.role, Priority: e.cfg.Priority, Version: e.cfg.Version, Seq: e.seq, ReplyRequest: reply, State: e.state,
+		Role: e.Role(), Priority: e.cfg.Priority, Version: e.cfg.Version, Seq: p.sent, ReplyRequest: reply, State: e.state,
 	}})
 }
 

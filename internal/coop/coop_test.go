@@ -175,7 +175,7 @@ func TestUnconfiguredPeerIgnored(t *testing.T) {
 	lines := 0
 	for i := range 1000 {
 		from := netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
-		res := e.Receive(from, Announcement{Role: Primary, Priority: 255, Version: version.Current, Seq: uint64(i + 1)}, t0.Add(time.Duration(i)*10*time.Millisecond))
+		res := e.Receive(from, Announcement{Role: Primary, Priority: 255, Version: version.Current, Seq: uint32(i + 1)}, t0.Add(time.Duration(i)*10*time.Millisecond))
 		for _, ev := range res.Events {
 			if _, ok := ev.(Unauthorized); ok {
 				lines++
@@ -257,5 +257,57 @@ func TestEventLines(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in\n%s", want, b.String())
 		}
+	}
+}
+
+// proves: C1 (issue 16: sequence numbers are per KS-KS IKE SA: an
+// announcement numbered below the last is refused until the owner reports
+// a new SA with the peer, then numbering restarts at 1 both ways)
+func TestSessionRestartsSequenceNumbers(t *testing.T) {
+	e, _ := New(Config{Group: "G", Local: addr("10.0.0.1"), Priority: 100, Peers: []netip.Addr{addr("10.0.0.2")}})
+	p := addr("10.0.0.2")
+	if res := e.Start(t0); len(res.Send) != 1 || res.Send[0].Ann.Seq != 1 || !res.Send[0].Ann.ReplyRequest || res.Send[0].Ann.Role != Electing {
+		t.Fatalf("start sent %+v", res.Send)
+	}
+	e.Receive(p, Announcement{Role: Primary, Priority: 50, Version: version.Current, Seq: 100}, t0)
+	e.Receive(p, Announcement{Role: Primary, Priority: 50, Version: version.Current, Seq: 1}, t0.Add(time.Second))
+	if st := e.Stats(); st.Accepted != 1 || st.Replayed != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	res := e.Session(p, t0.Add(2*time.Second))
+	if len(res.Send) != 1 || res.Send[0].Ann.Seq != 1 || res.Send[0].Ann.Role != Secondary {
+		t.Fatalf("session sent %+v", res.Send)
+	}
+	e.Receive(p, Announcement{Role: Primary, Priority: 50, Version: version.Current, Seq: 1}, t0.Add(3*time.Second))
+	if st := e.Stats(); st.Accepted != 2 || st.Replayed != 1 {
+		t.Fatalf("after a new session: stats %+v", st)
+	}
+	if e.Session(addr("192.0.2.1"), t0).Send != nil {
+		t.Fatal("a session with an unconfigured peer sent")
+	}
+}
+
+// proves: C1 (issue 16: election fallback: a KS that hears a better peer
+// which never claims primary (it follows a primary this KS cannot hear)
+// claims primary itself a dead interval after entering election, so its
+// members are not left without rekeys; the better peer keeps following
+// the best primary it hears)
+func TestElectionFallbackWhenBetterPeerDoesNotClaim(t *testing.T) {
+	s := newSim(t, 7, 100, 200, 250)
+	a, c := addr("10.0.0.1"), addr("10.0.0.3")
+	s.cut = func(x, y netip.Addr) bool { return x == a && y == c || x == c && y == a }
+	s.startAll()
+	dead := DefaultPeriod * DefaultDeadPeriods
+	s.run(DefaultElectionWait+dead-time.Second, nil)
+	if r := s.nodes[a].e.Role(); r != Electing {
+		t.Fatalf("10.0.0.1 is %v before the fallback", r)
+	}
+	s.run(2*time.Second, nil)
+	if p := s.primaries(); len(p) != 2 || p[0] != a || p[1] != c {
+		t.Fatalf("primaries %v, want 10.0.0.1 (fallback) and 10.0.0.3", p)
+	}
+	s.run(time.Hour, nil)
+	if got := s.nodes[addr("10.0.0.2")].e.Primary(); got != c {
+		t.Fatalf("10.0.0.2 follows %v, want 10.0.0.3", got)
 	}
 }

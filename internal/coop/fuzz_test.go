@@ -32,17 +32,17 @@ func FuzzElector(f *testing.F) {
 			t.Fatal(err)
 		}
 		now := t0
-		var lastSeq uint64
+		lastSeq := map[netip.Addr]uint32{}
 		var receives uint64
 		check := func(res Result, tick bool) {
 			for _, s := range res.Send {
 				if e.peers[s.To] == nil {
 					t.Fatalf("sent to %v, not a peer", s.To)
 				}
-				if s.Ann.Seq <= lastSeq {
-					t.Fatalf("sequence %d after %d", s.Ann.Seq, lastSeq)
+				if s.Ann.Seq <= lastSeq[s.To] {
+					t.Fatalf("sequence %d to %v after %d", s.Ann.Seq, s.To, lastSeq[s.To])
 				}
-				lastSeq = s.Ann.Seq
+				lastSeq[s.To] = s.Ann.Seq
 				if s.Ann.Role != e.Role() && len(res.Events) == 0 {
 					t.Fatalf("announced %v as %v", s.Ann.Role, e.Role())
 				}
@@ -66,24 +66,38 @@ func FuzzElector(f *testing.F) {
 					t.Fatalf("still primary beside the better primary %v", bp.Addr)
 				}
 			case Secondary:
-				if p := e.Primary(); p.IsValid() && e.peers[p] == nil {
-					t.Fatalf("following %v, not a peer", p)
+				if p := e.Primary(); !p.IsValid() || e.peers[p] == nil {
+					t.Fatalf("secondary following %v, not a peer", p)
+				}
+			case Electing:
+				if p := e.Primary(); p.IsValid() {
+					t.Fatalf("electing but following %v", p)
 				}
 			default:
 				t.Fatalf("role %v", e.Role())
 			}
 		}
 		check(e.Start(now), true)
+		if e.Role() != Electing {
+			t.Fatalf("started as %v", e.Role())
+		}
 		for len(b) >= 2 {
 			op, arg := b[0], b[1]
 			b = b[2:]
+			if op%8 == 7 {
+				check(e.Session(froms[int(arg)%len(froms)], now), false)
+				if p := e.peers[froms[int(arg)%len(froms)]]; p != nil {
+					lastSeq[p.Addr] = 0
+				}
+				continue
+			}
 			if op%2 == 1 || len(b) < 5 {
 				now = now.Add(time.Duration(arg) * time.Second)
 				check(e.Tick(now), true)
 				continue
 			}
 			ann := Announcement{Role: Role(b[0] % 4), Priority: b[1], Version: version.Version{Major: 1, Minor: b[2] % 2, Mini: b[3]},
-				Seq: uint64(b[4]), ReplyRequest: b[3]%2 == 1, State: b[:1]}
+				Seq: uint32(b[4]), ReplyRequest: b[3]%2 == 1, State: b[:1]}
 			b = b[5:]
 			now = now.Add(time.Duration(arg) * 100 * time.Millisecond)
 			receives++

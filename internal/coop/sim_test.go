@@ -32,13 +32,15 @@ type simNode struct {
 	e     *Elector
 	timer time.Time
 	alive bool
+	epoch int // incarnation: announcements of another are dropped (the owner's IKE SA)
 	state []byte
 }
 
 type simMsg struct {
-	at       time.Time
-	from, to netip.Addr
-	ann      Announcement
+	at                 time.Time
+	from, to           netip.Addr
+	fromEpoch, toEpoch int
+	ann                Announcement
 }
 
 type simEvent struct {
@@ -78,8 +80,17 @@ func (s *sim) start(a netip.Addr) {
 		s.t.Fatal(err)
 	}
 	e.SetState(n.state)
+	restart := n.e != nil
 	n.e, n.alive = e, true
+	n.epoch++
 	s.apply(a, e.Start(s.now))
+	if restart { // its peers set up a new IKE SA with it
+		for _, b := range s.order {
+			if m := s.nodes[b]; b != a && m.alive {
+				s.apply(b, m.e.Session(a, s.now))
+			}
+		}
+	}
 }
 
 func (s *sim) startAll() {
@@ -105,7 +116,7 @@ func (s *sim) apply(a netip.Addr, res Result) {
 		if s.jitter > 0 {
 			d += time.Duration(s.rng.Int64N(int64(s.jitter)))
 		}
-		s.queue = append(s.queue, simMsg{s.now.Add(d), a, snd.To, snd.Ann})
+		s.queue = append(s.queue, simMsg{s.now.Add(d), a, snd.To, n.epoch, s.nodes[snd.To].epoch, snd.Ann})
 	}
 }
 
@@ -138,7 +149,7 @@ func (s *sim) step(until time.Time) bool {
 	s.queue = rest
 	slices.SortStableFunc(due, func(x, y simMsg) int { return x.at.Compare(y.at) })
 	for _, m := range due {
-		if n := s.nodes[m.to]; n != nil && n.alive {
+		if n := s.nodes[m.to]; n != nil && n.alive && n.epoch == m.toEpoch && s.nodes[m.from].epoch == m.fromEpoch {
 			s.apply(m.to, n.e.Receive(m.from, m.ann, s.now))
 		}
 	}
