@@ -35,7 +35,8 @@ type SWVersion struct{ Major, Minor, Mini uint8 }
 
 func (v SWVersion) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Mini) }
 
-// COOPRole is the role a KS announces.
+// COOPRole is the role a KS announces; internal/coop's Role has the same
+// values.
 type COOPRole uint8
 
 const (
@@ -51,9 +52,17 @@ func (r COOPRole) String() string { return nameOf(coopRoleNames, r, "ROLE") }
 // COOPFlags are the COOP payload's flags; undefined bits must be zero.
 type COOPFlags uint8
 
-// COOPFullSyncRequest asks the receiver to send its policy, keys and its
-// whole member list (a KS that starts, or finds a generation gap).
-const COOPFullSyncRequest COOPFlags = 0x01
+const (
+	// COOPFullSyncRequest asks the receiver to send its policy, keys and
+	// its whole member list (a KS that starts, or finds a generation gap).
+	COOPFullSyncRequest COOPFlags = 0x01
+	// COOPReplyRequest asks the receiver to announce back at once
+	// (internal/coop's Announcement.ReplyRequest: a KS that starts, or
+	// hears a peer it had not heard).
+	COOPReplyRequest COOPFlags = 0x02
+
+	coopFlagsDefined = COOPFullSyncRequest | COOPReplyRequest
+)
 
 // COOPFormat is the value of the COOP payload's Format octet; a payload
 // with any other value is refused (a later layout changes it).
@@ -95,7 +104,7 @@ const (
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //
 // KS Addr Type is ID_IPV4_ADDR (1) or ID_IPV6_ADDR (5). The reader refuses
-// another format, role, address type or flag, an unspecified address, a
+// another format, role, address type or flag, priority 0, an unspecified address, a
 // period or dead interval of 0 or above MaxCOOPInterval, a dead interval
 // shorter than the period, and State above MaxCOOPState.
 type COOP struct {
@@ -149,8 +158,10 @@ func parseCOOP(b []byte) (*COOP, error) {
 		switch {
 		case p.Role < RoleElecting || p.Role > RoleSecondary:
 			r.fail("role %d is not defined", p.Role)
-		case p.Flags&^COOPFullSyncRequest != 0:
-			r.fail("undefined flags 0x%02x", uint8(p.Flags&^COOPFullSyncRequest))
+		case p.Flags&^coopFlagsDefined != 0:
+			r.fail("undefined flags 0x%02x", uint8(p.Flags&^coopFlagsDefined))
+		case p.Priority == 0:
+			r.fail("priority 0")
 		case p.PeriodMS == 0 || p.PeriodMS > MaxCOOPInterval:
 			r.fail("announcement period %d ms outside 1..%d", p.PeriodMS, MaxCOOPInterval)
 		case p.DeadMS < p.PeriodMS || p.DeadMS > MaxCOOPInterval:
