@@ -15,6 +15,7 @@
 //	res = e.Receive(from, ann, now)      // an authenticated ANN from a peer KS
 //	res = e.Tick(now)                    // at res.Timer (early or late calls are harmless)
 //	res = e.Session(peer, now)           // a new KS-KS IKE SA with peer: its sequence numbers restart
+//	res, err = e.SetPeers(peers, now)    // reconfiguration
 //	e.SetState(state)                    // opaque policy/keys/members carried in later ANNs
 //	e.Role(), e.Primary(), e.Peers(), e.Stats()
 //
@@ -202,9 +203,6 @@ func New(cfg Config) (*Elector, error) {
 		return nil, errors.New("coop: no local address")
 	}
 	cfg.Local = cfg.Local.Unmap()
-	if len(cfg.Peers) > MaxPeers {
-		return nil, fmt.Errorf("coop: %d peers, at most %d", len(cfg.Peers), MaxPeers)
-	}
 	if cfg.Version.IsZero() {
 		cfg.Version = version.Current
 	}
@@ -220,24 +218,75 @@ func New(cfg Config) (*Elector, error) {
 	if cfg.ElectionWait <= 0 {
 		cfg.ElectionWait = DefaultElectionWait
 	}
-	e := &Elector{cfg: cfg, peers: map[netip.Addr]*peer{}, role: Secondary}
-	for _, a := range cfg.Peers {
+	order, err := checkPeers(cfg.Local, cfg.Peers)
+	if err != nil {
+		return nil, err
+	}
+	e := &Elector{cfg: cfg, peers: map[netip.Addr]*peer{}, role: Secondary, order: order}
+	for _, a := range order {
+		e.peers[a] = &peer{PeerStatus: PeerStatus{Addr: a}}
+	}
+	e.cfg.Peers = slices.Clone(order)
+	return e, nil
+}
+
+// checkPeers returns the peers sorted, or why they are not a valid list.
+func checkPeers(local netip.Addr, peers []netip.Addr) ([]netip.Addr, error) {
+	if len(peers) > MaxPeers {
+		return nil, fmt.Errorf("coop: %d peers, at most %d", len(peers), MaxPeers)
+	}
+	var order []netip.Addr
+	for _, a := range peers {
 		a = a.Unmap()
 		if !a.IsValid() {
 			return nil, errors.New("coop: invalid peer address")
 		}
-		if a == cfg.Local {
+		if a == local {
 			return nil, fmt.Errorf("coop: peer %v is the local address", a)
 		}
-		if e.peers[a] != nil {
+		if slices.Contains(order, a) {
 			return nil, fmt.Errorf("coop: peer %v configured twice", a)
 		}
-		e.peers[a] = &peer{PeerStatus: PeerStatus{Addr: a}}
-		e.order = append(e.order, a)
+		order = append(order, a)
 	}
-	slices.SortFunc(e.order, netip.Addr.Compare)
-	e.cfg.Peers = slices.Clone(e.order)
-	return e, nil
+	slices.SortFunc(order, netip.Addr.Compare)
+	return order, nil
+}
+
+// SetPeers replaces the configured peers (`peer address ipv4` added or
+// removed): a removed peer's state is forgotten (COOP_KS_REMOVE; if it was
+// the primary followed, an election follows), an added one is announced
+// to asking for a reply (COOP_KS_ADD). The list is refused as New would.
+func (e *Elector) SetPeers(peers []netip.Addr, now time.Time) (Result, error) {
+	var res Result
+	order, err := checkPeers(e.cfg.Local, peers)
+	if err != nil {
+		return res, err
+	}
+	for _, a := range e.order {
+		if !slices.Contains(order, a) {
+			delete(e.peers, a)
+			res.Events = append(res.Events, PeerRemoved{Group: e.cfg.Group, Peer: a})
+		}
+	}
+	e.order, e.cfg.Peers = order, slices.Clone(order)
+	for _, a := range order {
+		if e.peers[a] == nil {
+			e.peers[a] = &peer{PeerStatus: PeerStatus{Addr: a}}
+			res.Events = append(res.Events, PeerAdded{Group: e.cfg.Group, Peer: a})
+			if e.started {
+				e.announce(&res, a, true)
+			}
+		}
+	}
+	if !e.started {
+		return res, nil
+	}
+	if e.role == Secondary && e.primary.IsValid() && e.peers[e.primary] == nil {
+		e.previous, e.primary = e.primary, netip.Addr{}
+	}
+	e.decide(&res, now)
+	return e.result(&res, now), nil
 }
 
 // Role is this KS's role now: Primary, Secondary (following Primary()) or
@@ -422,7 +471,10 @@ func (e *Elector) decide(res *Result, now time.Time) {
 	if !e.electing {
 		e.electing = true
 		e.electSince = now
-		e.previous, e.primary = e.primary, netip.Addr{}
+		if e.primary.IsValid() {
+			e.previous = e.primary
+		}
+		e.primary = netip.Addr{}
 		e.stats.Elections++
 		res.Events = append(res.Events, ElectionStarted{Group: e.cfg.Group, Previous: e.previous})
 	}

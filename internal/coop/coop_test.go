@@ -3,6 +3,7 @@ package coop
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -309,5 +310,74 @@ func TestElectionFallbackWhenBetterPeerDoesNotClaim(t *testing.T) {
 	s.run(time.Hour, nil)
 	if got := s.nodes[addr("10.0.0.2")].e.Primary(); got != c {
 		t.Fatalf("10.0.0.2 follows %v, want 10.0.0.3", got)
+	}
+}
+
+// proves: C1 (issue 16: reconfiguration: a peer removed from the
+// configuration is forgotten (COOP_KS_REMOVE), and if it was the primary
+// the others elect at once; a peer added is announced to and heard)
+func TestSetPeers(t *testing.T) {
+	s := newSim(t, 8, 100, 200, 150)
+	s.startAll()
+	s.run(time.Minute, nil)
+	b := addr("10.0.0.2")
+	wantOnePrimary(t, s, b)
+	rest := []netip.Addr{addr("10.0.0.1"), addr("10.0.0.3")}
+	since := s.now
+	for _, a := range rest {
+		var others []netip.Addr
+		for _, o := range rest {
+			if o != a {
+				others = append(others, o)
+			}
+		}
+		res, err := s.nodes[a].e.SetPeers(others, s.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.apply(a, res)
+		s.nodes[a].cfg.Peers = others
+	}
+	s.run(time.Second, nil)
+	if p := s.primaries(); len(p) != 2 || p[0] != b || p[1] != addr("10.0.0.3") {
+		t.Fatalf("primaries %v, want 10.0.0.2 (alone) and 10.0.0.3", p)
+	}
+	if got := s.nodes[addr("10.0.0.1")].e.Primary(); got != addr("10.0.0.3") {
+		t.Fatalf("10.0.0.1 follows %v", got)
+	}
+	var lines []string
+	for _, ev := range s.events {
+		if ev.node == addr("10.0.0.3") && !ev.at.Before(since) {
+			if _, m, text := ev.ev.Log(); m != "" {
+				lines = append(lines, m+": "+text)
+			}
+		}
+	}
+	for _, want := range []string{
+		"COOP_KS_REMOVE: 10.0.0.2 removed as COOP Key Server in group G.",
+		"COOP_KS_ELECTION: KS entering election mode in group G (Previous Primary = 10.0.0.2)",
+		"COOP_KS_TRANS_TO_PRI: KS 10.0.0.3 in group G transitioned to Primary (Previous Primary = 10.0.0.2)",
+	} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("missing %q in %q", want, lines)
+		}
+	}
+	// a bad list changes nothing
+	e := s.nodes[addr("10.0.0.1")].e
+	if _, err := e.SetPeers([]netip.Addr{addr("10.0.0.1")}, s.now); err == nil || len(e.Peers()) != 1 {
+		t.Fatalf("SetPeers with the local address: %v, peers %v", err, e.Peers())
+	}
+	// 10.0.0.2 added back on 10.0.0.1 only: 10.0.0.1 now hears two
+	// primaries (they do not hear each other) and follows the better,
+	// 10.0.0.2 (priority 200).
+	res, err := e.SetPeers([]netip.Addr{addr("10.0.0.2"), addr("10.0.0.3")}, s.now)
+	if err != nil || len(res.Send) != 1 || res.Send[0].To != b || !res.Send[0].Ann.ReplyRequest {
+		t.Fatalf("adding 10.0.0.2: %v, sent %+v", err, res.Send)
+	}
+	s.apply(addr("10.0.0.1"), res)
+	s.apply(b, s.nodes[b].e.Session(addr("10.0.0.1"), s.now)) // the new KS-KS IKE SA
+	s.run(time.Second, nil)
+	if got := e.Primary(); got != b {
+		t.Fatalf("10.0.0.1 follows %v, want the best primary it hears, 10.0.0.2", got)
 	}
 }

@@ -10,7 +10,7 @@ import (
 // Event is something the owner logs (Log gives the IOS-like line) or acts
 // on (RoleChanged, Adopt).
 //
-// Mnemonics: COOP_KS_ADD, COOP_KS_ELECTION, COOP_KS_TRANS_TO_PRI,
+// Mnemonics: COOP_KS_ADD, COOP_KS_REMOVE, COOP_KS_ELECTION, COOP_KS_TRANS_TO_PRI,
 // COOP_KS_REACH, COOP_KS_UNREACH and COOP_KS_UNAUTH are names IOS logs,
 // with texts modelled on IOS's; COOP_KS_TRANS_TO_SEC and COOP_KS_ADOPT are
 // groupvpn's own (IOS's name for these, if any, is not known to us).
@@ -28,7 +28,7 @@ func prev(a netip.Addr) string {
 	return a.String()
 }
 
-// PeerAdded: a configured peer KS (at Start).
+// PeerAdded: a configured peer KS (at Start, or added by SetPeers).
 type PeerAdded struct {
 	Group string
 	Peer  netip.Addr
@@ -36,6 +36,16 @@ type PeerAdded struct {
 
 func (e PeerAdded) Log() (mnemonic.Severity, string, string) {
 	return mnemonic.Notice, "COOP_KS_ADD", fmt.Sprintf("%s added as COOP Key Server in group %s.", e.Peer, e.Group)
+}
+
+// PeerRemoved: a peer KS left the configuration (SetPeers).
+type PeerRemoved struct {
+	Group string
+	Peer  netip.Addr
+}
+
+func (e PeerRemoved) Log() (mnemonic.Severity, string, string) {
+	return mnemonic.Notice, "COOP_KS_REMOVE", fmt.Sprintf("%s removed as COOP Key Server in group %s.", e.Peer, e.Group)
 }
 
 // PeerReachable: an announcement was accepted from a peer that was not

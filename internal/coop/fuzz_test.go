@@ -23,6 +23,8 @@ func FuzzElector(f *testing.F) {
 	f.Add([]byte{0, 1, 1, 200, 2, 0, 1, 1, 0, 0, 0, 1, 1, 200, 2, 0, 1, 0}) // replay
 	f.Add([]byte{0, 3, 2, 255, 2, 0, 1, 1, 0, 0, 90, 1, 0, 0})              // unconfigured, then long silence
 	f.Add([]byte{1, 0, 0, 25, 0, 2, 2, 255, 2, 0, 1, 1, 0, 0, 250})
+	f.Add([]byte{0, 1, 2, 100, 2, 0, 1, 5, 6, 1, 30, 5, 7, 7, 1})     // primary, then removed and added back
+	f.Add([]byte{5, 0x81, 1, 30, 7, 1, 0, 1, 2, 100, 2, 0, 1, 1, 60}) // a refused list, a session
 	f.Fuzz(func(t *testing.T, b []byte) {
 		local := addr("10.0.0.5")
 		peers := []netip.Addr{addr("10.0.0.1"), addr("10.0.0.9"), addr("10.0.0.7")}
@@ -50,8 +52,8 @@ func FuzzElector(f *testing.F) {
 			if tick && !res.Timer.After(now) {
 				t.Fatalf("Tick at %v left the deadline %v", now, res.Timer)
 			}
-			if len(e.peers) != len(peers) || len(e.Peers()) != len(peers) {
-				t.Fatalf("%d peers held", len(e.peers))
+			if len(e.peers) != len(e.order) || len(e.Peers()) != len(e.order) || len(e.order) > len(peers) {
+				t.Fatalf("%d peers held, %d configured", len(e.peers), len(e.order))
 			}
 			st := e.Stats()
 			if st.Accepted+st.Replayed+st.Unknown+st.Invalid+st.Incompatible != receives {
@@ -84,11 +86,33 @@ func FuzzElector(f *testing.F) {
 		for len(b) >= 2 {
 			op, arg := b[0], b[1]
 			b = b[2:]
+			if op%8 == 5 {
+				var set []netip.Addr
+				for i, p := range peers {
+					if arg&(1<<i) != 0 {
+						set = append(set, p)
+					}
+				}
+				if arg&0x80 != 0 {
+					set = append(set, local) // refused
+				}
+				res, err := e.SetPeers(set, now)
+				if (err != nil) != (arg&0x80 != 0) {
+					t.Fatalf("SetPeers(%v): %v", set, err)
+				}
+				for _, p := range peers {
+					if e.peers[p] == nil {
+						delete(lastSeq, p)
+					}
+				}
+				check(res, false)
+				continue
+			}
 			if op%8 == 7 {
-				check(e.Session(froms[int(arg)%len(froms)], now), false)
 				if p := e.peers[froms[int(arg)%len(froms)]]; p != nil {
 					lastSeq[p.Addr] = 0
 				}
+				check(e.Session(froms[int(arg)%len(froms)], now), false)
 				continue
 			}
 			if op%2 == 1 || len(b) < 5 {
