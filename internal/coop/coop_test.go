@@ -381,3 +381,31 @@ func TestSetPeers(t *testing.T) {
 		t.Fatalf("10.0.0.1 follows %v, want the best primary it hears, 10.0.0.2", got)
 	}
 }
+
+// proves: C1 (issue 16: over a slow, reordering and lossy network (delay
+// 2 s to 7 s, 20% loss) the key servers drop reordered announcements as
+// stale, may elect more than once, and once the network is clean again
+// converge on one primary that every key server follows)
+func TestLossyReorderingNetwork(t *testing.T) {
+	s := newSim(t, 9, 100, 200, 150)
+	s.delay, s.jitter, s.loss = 2*time.Second, 5*time.Second, 0.2
+	s.startAll()
+	s.run(6*time.Hour, nil)
+	var replayed, elections uint64
+	for _, a := range s.order {
+		st := s.nodes[a].e.Stats()
+		replayed += st.Replayed
+		elections += st.Elections
+	}
+	if replayed == 0 {
+		t.Fatal("no reordered announcement was dropped as stale")
+	}
+	s.delay, s.jitter, s.loss = 20*time.Millisecond, 0, 0
+	s.run(3*DefaultPeriod*DefaultDeadPeriods, nil)
+	p := s.primaries()
+	if len(p) != 1 {
+		t.Fatalf("primaries %v after the network recovered", p)
+	}
+	s.run(time.Hour, func() { wantOnePrimary(t, s, p[0]) })
+	t.Logf("6 h lossy: %d stale announcements dropped, %d elections entered, %d dropped by the network; primary %v", replayed, elections, s.dropped, p[0])
+}
