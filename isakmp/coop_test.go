@@ -421,3 +421,60 @@ func TestCOOPMatchesElectionCore(t *testing.T) {
 		t.Fatalf("through the wire %+v, want %+v", back, a)
 	}
 }
+
+// proves: C2 (issue 16: ANN encoding) — ParseANN takes exactly SEQ, ID,
+// COOP [, SA, KD] [, MEMBERS] and gives back what ANN.Payloads wrote; any
+// other order, a missing or extra payload, or SA without KD is refused.
+func TestParseANNOrder(t *testing.T) {
+	ps := goldenANN().Payloads[1:] // after the HASH
+	a, err := ParseANN(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Seq != 17 || a.COOP.Priority != 100 || a.SA == nil || a.KD == nil || a.Members == nil {
+		t.Fatalf("parsed %+v", a)
+	}
+	again, err := a.Payloads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1, _ := AppendPayloads(nil, ps)
+	b2, _ := AppendPayloads(nil, again)
+	if !bytes.Equal(b1, b2) {
+		t.Fatal("Payloads differs from the parsed chain")
+	}
+	for _, ok := range [][]Payload{ps[:3], ps[:5], append(ps[:3:3], ps[5])} {
+		if _, err := ParseANN(ok); err != nil {
+			t.Errorf("%d payloads: %v", len(ok), err)
+		}
+	}
+	seq, id, c, sa, kd, mem := ps[0], ps[1], ps[2], ps[3], ps[4], ps[5]
+	for name, bad := range map[string][]Payload{
+		"empty":              nil,
+		"no SEQ":             {id, c},
+		"ID not a key ID":    {seq, AddrID(mustAddr("192.0.2.1")), c},
+		"no COOP":            {seq, id, sa, kd},
+		"SA without KD":      {seq, id, c, sa},
+		"SA, MEMBERS":        {seq, id, c, sa, mem},
+		"KD alone":           {seq, id, c, kd},
+		"MEMBERS before SA":  {seq, id, c, mem, sa, kd},
+		"two MEMBERS":        {seq, id, c, mem, mem},
+		"COOP twice":         {seq, id, c, c},
+		"trailing SEQ":       {seq, id, c, sa, kd, mem, seq},
+		"HASH left in front": goldenANN().Payloads,
+	} {
+		if _, err := ParseANN(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err %v, want malformed", name, err)
+		}
+	}
+	for name, a := range map[string]*ANN{
+		"no group":      {COOP: goldenCOOP()},
+		"no COOP":       {Group: GroupID(1)},
+		"SA without KD": {Group: GroupID(1), COOP: goldenCOOP(), SA: goldenGroupSA()},
+		"KD without SA": {Group: GroupID(1), COOP: goldenCOOP(), KD: goldenKD()},
+	} {
+		if _, err := a.Payloads(); err == nil {
+			t.Errorf("%s: Payloads built it", name)
+		}
+	}
+}
