@@ -10,6 +10,10 @@ import (
 
 // Store keeps the key server's state across restarts (SPEC O4):
 // *store.Store, or a test's.
+//
+// Its SaveGroup and SaveKeys must not lower a group's stored Seq: a state
+// with a lower Seq than the stored one writes its members at most, never
+// its keys (the saver's SaveKeys relies on it; *store.Store keeps it).
 type Store interface {
 	ks.Store
 	// IntegrityFailures counts the records refused as damaged.
@@ -19,10 +23,13 @@ type Store interface {
 // saver writes the key server's state. The periodic saves (bookkeeping:
 // members registered, ACKs) are queued, newest per group, and written by
 // its goroutine while Run runs; the writes crash safety needs before a
-// rekey is sent (ReserveSeq, SaveGroup: ks.Store) are made at once,
-// ordered after any periodic save already taken and instead of a queued
-// one of the same group, so no older state of a group ever lands after a
-// newer one.
+// rekey is sent (ReserveSeq, SaveGroup, SaveKeys: ks.Store) are made at
+// once. SaveGroup (members change: a removal) is ordered after any
+// periodic save already taken and instead of a queued one of the same
+// group, so no older member list lands after a newer one. SaveKeys waits
+// for neither: it writes no members, and the store never lets a state
+// with a lower Seq replace the keys it wrote (Store's contract), so the
+// stored sequence number and keys are never older than what was sent.
 type saver struct {
 	st  Store
 	log *slog.Logger
@@ -113,25 +120,14 @@ func (s *saver) SaveGroup(gs *ks.GroupState) error {
 	return s.st.SaveGroup(gs)
 }
 
-// SaveKeys implements ks.Store: written before it returns, after the
-// group's queued state (its members; the keys it holds are older).
+// SaveKeys implements ks.Store: written before it returns, without
+// waiting for the writer. The group's queued periodic save (its members)
+// stays queued, and one the writer is writing now may commit after this:
+// the store keeps the newer keys either way (a state with a lower Seq
+// writes only its members: store.SaveGroup), so SaveKeys costs its own
+// transaction, not a rewrite of 10,000 members (BenchmarkSaveKeysWhile
+// MembersAreSaved). It waits only for a transaction bbolt is committing.
 func (s *saver) SaveKeys(gs *ks.GroupState) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.mu.Lock()
-	old := s.pending[gs.Name]
-	delete(s.pending, gs.Name)
-	s.mu.Unlock()
-	if old != nil {
-		if err := s.st.SaveGroup(old); err != nil {
-			s.mu.Lock()
-			if s.pending[gs.Name] == nil {
-				s.pending[gs.Name] = old
-			}
-			s.mu.Unlock()
-			return err
-		}
-	}
 	return s.st.SaveKeys(gs)
 }
 

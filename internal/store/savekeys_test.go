@@ -41,3 +41,47 @@ func TestSaveKeysLeavesMembers(t *testing.T) {
 		t.Fatalf("reserved %d after a save of seq 150", got.SeqReserved)
 	}
 }
+
+// proves: O4, T1 (issue 15: a periodic save of the members taken before a
+// rekey may land after the rekey's SaveKeys: the node's writer does not
+// hold SaveKeys behind it) — a SaveGroup with a lower Seq than the stored
+// one writes its members and leaves the stored keys, Seq and rekey in
+// flight; a SaveKeys with a lower Seq writes nothing of it either.
+func TestOlderSaveKeepsNewerKeys(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "ks.db"))
+	defer s.Close()
+	old := fullGroup("G", 7)
+	old.Seq = 5
+	if err := s.SaveGroup(old); err != nil {
+		t.Fatal(err)
+	}
+	next := fullGroup("G", 7)
+	next.Seq = 6
+	next.KEK.SPI[0] ^= 0xff
+	next.Members = nil
+	next.InFlight = &PushState{Seq: 6, Data: []byte("push")}
+	if err := s.SaveKeys(next); err != nil {
+		t.Fatal(err)
+	}
+	older := fullGroup("G", 7) // the periodic save taken before the rekey
+	older.Seq = 5
+	older.Members = older.Members[:1]
+	if err := s.SaveGroup(older); err != nil {
+		t.Fatal(err)
+	}
+	got := load(t, s)["G"]
+	if got.Seq != 6 || got.KEK.SPI != next.KEK.SPI || got.InFlight == nil || got.InFlight.Seq != 6 {
+		t.Fatalf("an older SaveGroup brought back seq %d KEK %x in flight %v", got.Seq, got.KEK.SPI, got.InFlight)
+	}
+	if len(got.Members) != 1 {
+		t.Fatalf("the older SaveGroup's members were not written: %d members", len(got.Members))
+	}
+	stale := fullGroup("G", 7)
+	stale.Seq = 4
+	if err := s.SaveKeys(stale); err != nil {
+		t.Fatal(err)
+	}
+	if got := load(t, s)["G"]; got.Seq != 6 || got.KEK.SPI != next.KEK.SPI {
+		t.Fatalf("an older SaveKeys brought back seq %d KEK %x", got.Seq, got.KEK.SPI)
+	}
+}

@@ -33,7 +33,11 @@
 // asks for one at a time.
 //
 // SaveGroup never lowers SeqReserved (it keeps the largest of the stored
-// mark, the caller's SeqReserved and the caller's Seq), and DeleteGroup
+// mark, the caller's SeqReserved and the caller's Seq), nor the stored
+// state: a SaveGroup or SaveKeys whose Seq is below the stored one writes
+// no keys, Seq or rekey in flight (SaveGroup writes its members only), so
+// a periodic save of members taken before a rekey may land after that
+// rekey's SaveKeys without bringing its older keys back; and DeleteGroup
 // remembers the mark, so a group deleted and configured again under the
 // same name also continues above it.
 //
@@ -100,8 +104,10 @@
 // ks.Store. The node writes through one writer (node/persist.go): the
 // periodic saves of bookkeeping on its goroutine, off the event loop; the
 // writes before a rekey is sent (ReserveSeq, SaveKeys: the keys without
-// rewriting the members) synchronously, in order with the others. bbolt
-// makes concurrent use safe anyway.
+// rewriting the members) synchronously. A SaveKeys does not wait for a
+// periodic save in progress: bbolt serializes the two transactions, and
+// whichever commits last, the stored state keeps the higher Seq (above).
+// bbolt makes concurrent use safe anyway.
 package store
 
 import (
@@ -877,9 +883,24 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 					return err
 				}
 			}
+			// A state older than the stored one (a lower Seq: a periodic
+			// save of members taken before the rekey whose keys SaveKeys
+			// wrote since) leaves the stored keys, Seq and rekey in flight
+			// as they are and writes only its members. A record that
+			// cannot be read is replaced, as before.
+			if raw, err := r.get(b, groupLoc(name, keyState)); err == nil && raw != nil {
+				var cur struct {
+					Seq uint32 `json:"seq"`
+				}
+				if json.Unmarshal(raw, &cur) == nil && cur.Seq > g.Seq {
+					state = nil
+				}
+			}
 		}
-		if err := b.Put(keyState, seal(groupLoc(name, keyState), state)); err != nil {
-			return err
+		if state != nil {
+			if err := b.Put(keyState, seal(groupLoc(name, keyState), state)); err != nil {
+				return err
+			}
 		}
 		if err := putU32(b, groupLoc(name, keyReserved), reserved); err != nil {
 			return err
