@@ -18,7 +18,7 @@ func testANN() *isakmp.ANN {
 	}
 }
 
-func annBytes(t *testing.T, a *isakmp.ANN) []byte {
+func annBytes(t testing.TB, a *isakmp.ANN) []byte {
 	t.Helper()
 	ps, err := a.Payloads()
 	if err != nil {
@@ -131,4 +131,79 @@ func TestANNReplayOpensWithSameSeq(t *testing.T) {
 	if first.Seq != again.Seq {
 		t.Fatalf("replay SEQ %d, first %d", again.Seq, first.Seq)
 	}
+}
+
+// FuzzOpenANN: arbitrary payloads after a valid HASH, sealed by a peer
+// holding the KS-KS phase-1 SA (or, in raw mode, arbitrary datagrams).
+//
+// proves: S4, C2 (issue 16: ANN receive side: no panic; a raw datagram is
+// never authenticated; what opens is exactly SEQ, ID, COOP [, SA, KD]
+// [, MEMBERS] and re-encodes to the payloads sent)
+func FuzzOpenANN(f *testing.F) {
+	fuzzSetup(f)
+	f.Add(false, uint8(isakmp.PayloadSEQ), annBytes(f, testANN()))
+	withKeys := testANN()
+	withKeys.Members = nil
+	withKeys.SA = &isakmp.GroupSA{TEKs: []*isakmp.SAT{{Protocol: isakmp.TEKProtoESP, TransformID: uint8(isakmp.ESPAESGCM16), SPI: 0x1234,
+		Selector: isakmp.Selector{Src: isakmp.PrefixEndpoint(netip.MustParsePrefix("10.0.0.0/8"), 0),
+			Dst: isakmp.PrefixEndpoint(netip.MustParsePrefix("10.0.0.0/8"), 0)}}}}
+	withKeys.KD = &isakmp.KD{Packets: []*isakmp.KeyPacket{{KDType: isakmp.KDTEK, SPI: []byte{0, 0, 0x12, 0x34},
+		Attributes: isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, bytes.Repeat([]byte{9}, 36))}}}}
+	f.Add(false, uint8(isakmp.PayloadSEQ), annBytes(f, withKeys))
+	sealed, err := SealANN(fuzzGM, testANN(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(true, uint8(0), sealed)
+	f.Fuzz(func(t *testing.T, raw bool, first uint8, b []byte) {
+		gm, ks := fuzzGM, fuzzKS
+		mid := nextMID()
+		defer gm.ForgetMessageID(mid)
+		defer ks.ForgetMessageID(mid)
+		msg := b
+		var sent []isakmp.Payload
+		// parsed: the chain is one the receiver's parser accepts, so only
+		// the ANN's layout can refuse it, never its authentication.
+		parsed := false
+		if !raw {
+			if sent = chain(isakmp.ExchangeCOOPAnn, first, b); len(sent) == 0 {
+				return
+			}
+			_, isRaw := sent[0].(rawPayload)
+			parsed = !isRaw
+			h, err := hash(gm, mid, nil, sent)
+			if err != nil {
+				return
+			}
+			if msg, err = gm.EncryptPhase2(isakmp.ExchangeCOOPAnn, mid, append([]isakmp.Payload{&isakmp.Hash{Data: h}}, sent...)); err != nil {
+				return
+			}
+		}
+		m, err := isakmp.ParseMessage(msg)
+		if err != nil {
+			return
+		}
+		a, err := OpenANN(ks, m)
+		if raw {
+			if err == nil && !bytes.Equal(msg, sealed) {
+				t.Fatal("an unauthenticated datagram opened as an ANN")
+			}
+			return
+		}
+		if err != nil {
+			if parsed && errors.Is(err, ErrUnauthenticated) {
+				t.Fatalf("an authentic ANN refused as unauthenticated: %v", err)
+			}
+			return
+		}
+		got, err := a.Payloads()
+		if err != nil {
+			t.Fatalf("opened ANN cannot be re-encoded: %v", err)
+		}
+		in, _ := isakmp.AppendPayloads(nil, sent)
+		out, _ := isakmp.AppendPayloads(nil, got)
+		if !bytes.Equal(in, out) {
+			t.Fatalf("opened ANN differs from what was sent:\n in %x\nout %x", in, out)
+		}
+	})
 }
