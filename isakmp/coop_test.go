@@ -168,21 +168,8 @@ func TestCOOPBoundsRefused(t *testing.T) {
 	}
 }
 
-// splitMembers cuts a full member list into MEMBERS payloads of at most
-// per entries each, as a sender does.
-func splitMembers(all []Member, gen uint64, per int) []*Members {
-	parts := (len(all) + per - 1) / per
-	var out []*Members
-	for i := 0; i < parts; i++ {
-		end := min((i+1)*per, len(all))
-		out = append(out, &Members{Kind: MembersFull, Gen: gen, Part: uint16(i), Parts: uint16(parts),
-			Total: uint32(len(all)), Entries: all[i*per : end]})
-	}
-	return out
-}
-
 // proves: C3 (issue 16: member lists of 100,000 GMs) — 100,000 members
-// travel as 49 full parts of at most 2,048 entries, each within one ISAKMP
+// travel as 49 full parts (SplitMembers) of at most 2,048 entries, each within one ISAKMP
 // payload, and reassemble to the same list; 2,048 IPv6 entries, the worst
 // case, still fit one payload.
 func TestMembers100000(t *testing.T) {
@@ -191,7 +178,10 @@ func TestMembers100000(t *testing.T) {
 		all[i] = Member{Op: MemberAdd, Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Version: SWVersion{1, 0, byte(1 + i%2)}}
 	}
 	all[0].Addr = mustAddr("10.255.0.1") // 10.0.0.0 is a fine address but keep it obvious
-	parts := splitMembers(all, 7, MaxMemberEntries)
+	parts, err := SplitMembers(MembersFull, 0, 7, uint32(len(all)), all, MaxMemberEntries)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(parts) != 49 {
 		t.Fatalf("%d parts", len(parts))
 	}
@@ -475,6 +465,44 @@ func TestParseANNOrder(t *testing.T) {
 	} {
 		if _, err := a.Payloads(); err == nil {
 			t.Errorf("%s: Payloads built it", name)
+		}
+	}
+}
+
+// proves: C3 (issue 16: ANN bounds) — SplitMembers makes parts a reader
+// accepts (one empty part for an empty list; the MTU-sized 140 entries a
+// part for 100,000 members in 715 parts) and refuses what a reader would.
+func TestSplitMembers(t *testing.T) {
+	empty, err := SplitMembers(MembersDelta, 1, 2, 0, nil, 140)
+	if err != nil || len(empty) != 1 || empty[0].Parts != 1 || len(empty[0].Entries) != 0 {
+		t.Fatalf("empty delta: %v %+v", err, empty)
+	}
+	all := make([]Member, 100_000)
+	for i := range all {
+		all[i] = Member{Op: MemberAdd, Addr: netip.AddrFrom4([4]byte{10, 1 + byte(i>>16), byte(i >> 8), byte(i)})}
+	}
+	parts, err := SplitMembers(MembersFull, 0, 9, 100_000, all, 140)
+	if err != nil || len(parts) != 715 {
+		t.Fatalf("%v, %d parts", err, len(parts))
+	}
+	for _, p := range parts {
+		b, err := MarshalPayload(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParsePayloads(PayloadMembers, b); err != nil {
+			t.Fatalf("part %d: %v", p.Part, err)
+		}
+	}
+	for name, f := range map[string]func() ([]*Members, error){
+		"per 0":               func() ([]*Members, error) { return SplitMembers(MembersFull, 0, 1, 1, all[:1], 0) },
+		"per above bound":     func() ([]*Members, error) { return SplitMembers(MembersFull, 0, 1, 1, all[:1], MaxMemberEntries+1) },
+		"too many parts":      func() ([]*Members, error) { return SplitMembers(MembersFull, 0, 1, 100_000, all, 50) },
+		"total above bound":   func() ([]*Members, error) { return SplitMembers(MembersDelta, 0, 1, MaxGroupMembers+1, nil, 1) },
+		"full short of total": func() ([]*Members, error) { return SplitMembers(MembersFull, 0, 1, 3, all[:2], 10) },
+	} {
+		if _, err := f(); err == nil {
+			t.Errorf("%s: split", name)
 		}
 	}
 }

@@ -1,6 +1,9 @@
 package isakmp
 
-import "net/netip"
+import (
+	"fmt"
+	"net/netip"
+)
 
 // MembersKind says whether a MEMBERS payload carries (part of) the whole
 // member list or the changes between two generations.
@@ -179,4 +182,32 @@ func parseMembers(b []byte) (*Members, error) {
 		p.Entries = append(p.Entries, m)
 	}
 	return p, r.done()
+}
+
+// SplitMembers cuts a full member list (kind MembersFull, base 0, every
+// member an ADD) or a delta into MEMBERS payloads of at most per entries
+// each, numbered 0..Parts-1, all carrying gen and total. An empty list or
+// delta is one part with no entries. It refuses what a reader would refuse:
+// per outside 1..MaxMemberEntries, more than MaxMemberParts parts, total
+// above MaxGroupMembers, a full list whose length is not total.
+func SplitMembers(kind MembersKind, base, gen uint64, total uint32, entries []Member, per int) ([]*Members, error) {
+	switch {
+	case per < 1 || per > MaxMemberEntries:
+		return nil, fmt.Errorf("isakmp: %d entries per MEMBERS payload outside 1..%d", per, MaxMemberEntries)
+	case total > MaxGroupMembers:
+		return nil, fmt.Errorf("isakmp: %d members exceed %d", total, MaxGroupMembers)
+	case kind == MembersFull && len(entries) != int(total):
+		return nil, fmt.Errorf("isakmp: full list of %d entries for %d members", len(entries), total)
+	}
+	parts := max(1, (len(entries)+per-1)/per)
+	if parts > MaxMemberParts {
+		return nil, fmt.Errorf("isakmp: %d entries need %d MEMBERS parts of %d, more than %d", len(entries), parts, per, MaxMemberParts)
+	}
+	out := make([]*Members, parts)
+	for i := range out {
+		lo, hi := min(i*per, len(entries)), min((i+1)*per, len(entries))
+		out[i] = &Members{Kind: kind, BaseGen: base, Gen: gen, Part: uint16(i), Parts: uint16(parts), Total: total,
+			Entries: entries[lo:hi:hi]}
+	}
+	return out, nil
 }
