@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,8 +24,8 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/flowmeter"
 	"github.com/groupvpn/groupvpn/internal/ks"
-	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/show"
 	"github.com/groupvpn/groupvpn/internal/testnet"
 	"github.com/groupvpn/groupvpn/internal/tmd"
 )
@@ -567,11 +569,27 @@ func (r *nrun) exec(line string) (string, error) {
 	return resp.Text, nil
 }
 
-// gdoiShow is a node's `show crypto gdoi` data.
+// gdoiShow is what the rig reads of a node's `show crypto gdoi | json`
+// (the versioned schema of docs/json.md, show.GDOIJSON), in the shapes the
+// scenario's other rig (in process) uses: the KS's group as a
+// ks.GroupSnapshot with the fields the events read (TEK SPIs, the rekey
+// sequence number, rekeys sent, the KEK SPI), each member's state and last
+// rekey sequence number.
 type gdoiShow struct {
-	KS []ks.GroupSnapshot `json:"ks_groups"`
-	GM []node.MemberState `json:"gm_groups"`
+	KS []ks.GroupSnapshot
+	GM []gmShow
 }
+
+type gmShow struct {
+	State string // registration_state: idle | phase1 | registering | registered
+	Seq   uint32 // last_rekey_sequence
+}
+
+// errShowUnreadable: a daemon answered `show crypto gdoi` with data the rig
+// cannot read (not the schema it knows). Unlike a daemon not answering
+// (restarting), it ends the scenario at once with the reason, instead of
+// reading as "not settled yet" until a timeout.
+var errShowUnreadable = errors.New("unreadable | json")
 
 func (r *nrun) show(socket string) (gdoiShow, error) {
 	var g gdoiShow
@@ -579,8 +597,29 @@ func (r *nrun) show(socket string) (gdoiShow, error) {
 	if err != nil {
 		return g, err
 	}
-	if err := json.Unmarshal(resp.Data, &g); err != nil {
-		return g, fmt.Errorf("show crypto gdoi: %w", err)
+	var v show.GDOIJSON
+	if err := json.Unmarshal(resp.Data, &v); err != nil {
+		return g, fmt.Errorf("show crypto gdoi: %w: %w", errShowUnreadable, err)
+	}
+	if v.Schema != show.Schema {
+		return g, fmt.Errorf("show crypto gdoi: %w: schema %q, not %q", errShowUnreadable, v.Schema, show.Schema)
+	}
+	for _, k := range v.KSGroups {
+		s := ks.GroupSnapshot{Name: k.Name, Seq: k.RekeySequence, Rekeys: k.RekeysSent}
+		if b, err := hex.DecodeString(strings.TrimPrefix(k.KEK.SPI, "0x")); err == nil && len(b) == len(s.KEKSPI) {
+			copy(s.KEKSPI[:], b)
+		}
+		for _, t := range k.TEKs {
+			spi, err := strconv.ParseUint(strings.TrimPrefix(t.SPI, "0x"), 16, 32)
+			if err != nil {
+				return g, fmt.Errorf("show crypto gdoi: %w: TEK SPI %q: %w", errShowUnreadable, t.SPI, err)
+			}
+			s.TEKs = append(s.TEKs, ks.TEKSnapshot{SPI: uint32(spi)})
+		}
+		g.KS = append(g.KS, s)
+	}
+	for _, m := range v.GMGroups {
+		g.GM = append(g.GM, gmShow{State: m.RegistrationState, Seq: m.LastRekeySequence})
 	}
 	return g, nil
 }
@@ -600,6 +639,9 @@ func (r *nrun) ksGroup() (ks.GroupSnapshot, error) {
 // and its tmd holds every TEK the KS holds, unexpired.
 func (r *nrun) settled(skip ...int) (bool, error) {
 	k, err := r.ksGroup()
+	if errors.Is(err, errShowUnreadable) {
+		return false, err
+	}
 	if err != nil {
 		return false, nil // restarting
 	}
@@ -608,6 +650,9 @@ func (r *nrun) settled(skip ...int) (bool, error) {
 			continue
 		}
 		s, err := r.show(filepath.Join(g.dir, "isakmpd.sock"))
+		if errors.Is(err, errShowUnreadable) {
+			return false, err
+		}
 		if err != nil || len(s.GM) == 0 || s.GM[0].State != "registered" {
 			return false, nil
 		}
