@@ -188,15 +188,24 @@ func TestMulticastRekeysWithLoss(t *testing.T) {
 		}
 		time.Sleep(2 * time.Second)
 	}
-	dropped := 0
+	dropped, seen := 0, 0
 	for _, gm := range names[1:] {
 		if field(cli(gm, "show crypto gdoi gm"), "Rekeys received") < 1 {
 			t.Errorf("%s received no multicast rekey", gm)
 		}
 		dropped += testnet.DropCounts(t, nss[gm], "udp", 848)
+		seen += testnet.DropSeen(t, nss[gm], "udp", 848)
 	}
-	if dropped == 0 {
-		t.Fatal("nftables dropped nothing: the loss was not applied")
+	// The loss is applied when the rekeys crossed the random-drop rules;
+	// how many chance dropped varies: about 27 datagrams (3 rekeys, each
+	// sent 3 times, to 3 GMs) all pass with probability 0.8^27, 0.2%, which
+	// one CI run met. Only many datagrams with no drop at all mean the
+	// rules do not drop.
+	if seen == 0 {
+		t.Fatal("no rekey datagram reached the nftables loss rules: the loss was not applied")
 	}
-	t.Logf("%d rekeys sent; %d datagrams dropped by nftables", rekeys, dropped)
+	if dropped == 0 && seen >= 60 {
+		t.Fatalf("nftables dropped none of %d datagrams at 20%%", seen)
+	}
+	t.Logf("%d rekeys sent; %d of %d datagrams dropped by nftables", rekeys, dropped, seen)
 }

@@ -50,6 +50,7 @@ func DropRandom(t testing.TB, ns *Netns, percent int, proto string, port int) {
 	rules := fmt.Sprintf(`table inet %[1]s {
 	chain input {
 		type filter hook input priority filter; policy accept;
+		%[2]s dport %[3]d counter comment "seen"
 		%[2]s dport %[3]d numgen random mod 100 < %[4]d counter drop
 		%[2]s sport %[3]d %[2]s dport != %[3]d numgen random mod 100 < %[4]d counter drop
 	}
@@ -77,10 +78,28 @@ func DropRandom(t testing.TB, ns *Netns, percent int, proto string, port int) {
 // the loss came from them.
 func DropCounts(t testing.TB, ns *Netns, proto string, port int) int {
 	t.Helper()
+	return dropCounters(t, ns, proto, port, " drop")
+}
+
+// DropSeen returns the packets to port that reached the DropRandom rules
+// for proto and port in ns so far, dropped or not: more than zero shows the
+// rules are in the packets' path, whatever chance dropped.
+func DropSeen(t testing.TB, ns *Netns, proto string, port int) int {
+	t.Helper()
+	return dropCounters(t, ns, proto, port, `comment "seen"`)
+}
+
+// dropCounters sums the packet counters of the rules of DropRandom's table
+// whose line contains mark.
+func dropCounters(t testing.TB, ns *Netns, proto string, port int, mark string) int {
+	t.Helper()
 	table := fmt.Sprintf("testnet_drop_%s_%d", proto, port)
 	out := ns.Run(t, "nft", "list", "table", "inet", table)
 	total := 0
 	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, mark) {
+			continue
+		}
 		f := strings.Fields(line)
 		for i := 0; i+1 < len(f); i++ {
 			if f[i] == "packets" {
