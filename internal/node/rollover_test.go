@@ -27,8 +27,12 @@ func TestKeyReplacedThenRestartRekeyAccepted(t *testing.T) {
 	}
 	grp := l.grp
 	grp.SigningKey = newKey
-	if err := l.ks.UpdateKSPolicy(grp); err != nil {
+	var uerr error
+	if err := l.ks.Do(ctx, func() { uerr = l.ks.UpdateKSPolicy(grp) }); err != nil {
 		t.Fatal(err)
+	}
+	if uerr != nil {
+		t.Fatal(uerr)
 	}
 	l.pump(2*time.Second, func() bool { return false }) // periodic saves, if any
 	l.grp = grp
