@@ -1,9 +1,7 @@
 package gdoi
 
 import (
-	"crypto/hmac"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
@@ -61,23 +59,7 @@ func OpenANN(sa ANNProtector, m *isakmp.Message) (*isakmp.ANN, error) {
 	if m.Header.MessageID == 0 {
 		return nil, fmt.Errorf("gdoi: %w: ANN with Message ID 0", ErrUnauthenticated)
 	}
-	ps, err := sa.OpenPhase2(m, func(ps []isakmp.Payload) error {
-		if len(ps) == 0 {
-			return errors.New("empty message")
-		}
-		h, ok := ps[0].(*isakmp.Hash)
-		if !ok {
-			return fmt.Errorf("first payload is %s, not HASH", ps[0].Type())
-		}
-		want, err := hash(sa, m.Header.MessageID, nil, ps[1:])
-		if err != nil {
-			return err
-		}
-		if !hmac.Equal(h.Data, want) {
-			return ErrHash
-		}
-		return nil
-	})
+	ps, err := sa.OpenPhase2(m, hashChecker(sa, m.Header.MessageID, nil))
 	if err != nil {
 		return nil, fmt.Errorf("gdoi: %w: %w", ErrUnauthenticated, err)
 	}

@@ -93,7 +93,18 @@ func open(sa Protector, m *isakmp.Message, prefix []byte) ([]isakmp.Payload, err
 	}
 	// The IV chain of the Message ID advances only once the HASH
 	// verified: a forged message cannot desynchronise the exchange.
-	ps, err := sa.OpenPhase2(m, func(ps []isakmp.Payload) error {
+	ps, err := sa.OpenPhase2(m, hashChecker(sa, m.Header.MessageID, prefix))
+	if err != nil {
+		return nil, fmt.Errorf("gdoi: %w: %w", ErrUnauthenticated, err)
+	}
+	return ps[1:], nil
+}
+
+// hashChecker is the check OpenPhase2 runs on a decrypted GDOI message
+// before the IV chain of its Message ID advances: the first payload is a
+// HASH, and it is prf(SKEYID_a, M-ID | prefix | the payloads after it).
+func hashChecker(sa Protector, mid uint32, prefix []byte) func([]isakmp.Payload) error {
+	return func(ps []isakmp.Payload) error {
 		if len(ps) == 0 {
 			return errors.New("empty message")
 		}
@@ -101,7 +112,7 @@ func open(sa Protector, m *isakmp.Message, prefix []byte) ([]isakmp.Payload, err
 		if !ok {
 			return fmt.Errorf("first payload is %s, not HASH", ps[0].Type())
 		}
-		want, err := hash(sa, m.Header.MessageID, prefix, ps[1:])
+		want, err := hash(sa, mid, prefix, ps[1:])
 		if err != nil {
 			return err
 		}
@@ -109,11 +120,7 @@ func open(sa Protector, m *isakmp.Message, prefix []byte) ([]isakmp.Payload, err
 			return ErrHash
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("gdoi: %w: %w", ErrUnauthenticated, err)
 	}
-	return ps[1:], nil
 }
 
 func find[T isakmp.Payload](ps []isakmp.Payload) T {
