@@ -51,9 +51,7 @@ func TestAuditTrail(t *testing.T) {
 	ctx := context.Background()
 	client := serve(t, d, sock)
 	me := "root"
-	if os.Geteuid() != 0 {
-		t.Skip("the peer's name is checked as root's")
-	}
+	testnet.RequireRoot(t) // the peer's name is checked as root's
 
 	// On the real socket: this process's user.
 	if r, err := client.Run(ctx, "crypto gdoi ks rekey"); err != nil || !r.OK {
@@ -161,13 +159,8 @@ func TestAuditHelper(t *testing.T) {
 // gdoi ks rekey, configure terminal and write memory, each refusal logged
 // with its user name from SO_PEERCRED)
 func TestReadOnlyGroupOnDaemonSocket(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the client runs as another uid")
-	}
-	grp, err := user.LookupGroup("nogroup")
-	if err != nil {
-		t.Skip("no group nogroup:", err)
-	}
+	testnet.RequireRoot(t) // the client runs as another uid; skips, or fails under CI=true
+	grp := testnet.RequireGroup(t, "nogroup")
 	gid, _ := strconv.Atoi(grp.Gid)
 	const uid = 65534
 	name := "uid=65534"

@@ -36,6 +36,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/user"
 	"strings"
 	"testing"
 )
@@ -60,6 +61,18 @@ func RequireRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		skipOrFatal(t, "needs root (euid is %d)", os.Geteuid())
 	}
+}
+
+// RequireGroup returns the Unix group name, and skips the test (fails it
+// under CI=true) when the system has none: the read-only access tests run
+// a client in group nogroup.
+func RequireGroup(t testing.TB, name string) *user.Group {
+	t.Helper()
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		skipOrFatal(t, "needs group %s: %v", name, err)
+	}
+	return g
 }
 
 // RequireTools skips the test (fails it under CI=true) unless every named
