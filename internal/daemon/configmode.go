@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/groupvpn/groupvpn/internal/atomicfile"
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/syslog"
@@ -272,7 +273,7 @@ func (d *Daemon) WriteMemory() error {
 	return nil
 }
 
-func writeFileAtomic(path string, data []byte) (err error) {
+func writeFileAtomic(path string, data []byte) error {
 	if p, err := filepath.EvalSymlinks(path); err == nil {
 		path = p
 	}
@@ -280,36 +281,5 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if fi, err := os.Stat(path); err == nil {
 		mode = fi.Mode().Perm()
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if df, derr := os.Open(dir); derr == nil {
-		df.Sync()
-		df.Close()
-	}
-	return nil
+	return atomicfile.Write(path, data, mode)
 }
