@@ -431,6 +431,7 @@ type ServerLocal struct {
 	RekeyInterface          string // rekey multicast interface (groupvpn): where multicast rekeys leave
 	RekeyUnicastLine        int
 	Address                 netip.Addr
+	AddressLine             int
 	AuthorizationACLName    string
 	AuthorizationACL        *ACL // resolved
 	AuthorizationACLLine    int
@@ -442,12 +443,60 @@ type ServerLocal struct {
 }
 
 // Redundancy is `redundancy` under server local: cooperative key servers
-// (SPEC C1). COOP is not implemented yet: a KS configured with it acts as
-// a secondary, which refuses the primary-only commands (SPEC R6, P5).
+// (SPEC C1, docs/coop.md). The group's KSs elect a primary (highest
+// priority, then highest address); a secondary refuses the primary-only
+// commands (SPEC R6, P5).
 type Redundancy struct {
-	LocalPriority int
-	Peers         []netip.Addr
-	Line          int
+	// LocalPriority is `local priority N` (1-100); 0: not configured, the
+	// IOS default 1 applies (DefaultLocalPriority).
+	LocalPriority     int
+	LocalPriorityLine int
+	// Peers are the `peer address ipv4` lines, in order (at most MaxCOOPPeers,
+	// none twice, never the KS's own address).
+	Peers     []netip.Addr
+	PeerLines []int
+	// Period, Dead and ElectionWait are the groupvpn extensions `timers
+	// announce S`, `timers dead S` and `timers election-wait S`; zero: the
+	// default (DefaultCOOPPeriod, three periods, DefaultCOOPElectionWait).
+	Period, Dead, ElectionWait             time.Duration
+	PeriodLine, DeadLine, ElectionWaitLine int
+	Line                                   int
+}
+
+// COOP configuration limits and defaults (docs/config.md; the timers are
+// coop's defaults, internal/coop).
+const (
+	DefaultLocalPriority    = 1 // IOS's default `local priority`
+	MaxLocalPriority        = 100
+	MaxCOOPPeers            = 64 // coop.MaxPeers
+	DefaultCOOPPeriod       = 20 * time.Second
+	DefaultCOOPDeadPeriods  = 3
+	DefaultCOOPElectionWait = 20 * time.Second
+)
+
+// Priority is the local priority in effect (the IOS default 1 when none
+// is configured).
+func (r *Redundancy) Priority() int {
+	if r.LocalPriority == 0 {
+		return DefaultLocalPriority
+	}
+	return r.LocalPriority
+}
+
+// Timers returns the announcement period, dead interval and election wait
+// in effect (the defaults for those not configured).
+func (r *Redundancy) Timers() (period, dead, electionWait time.Duration) {
+	period, dead, electionWait = r.Period, r.Dead, r.ElectionWait
+	if period == 0 {
+		period = DefaultCOOPPeriod
+	}
+	if dead == 0 {
+		dead = DefaultCOOPDeadPeriods * period
+	}
+	if electionWait == 0 {
+		electionWait = DefaultCOOPElectionWait
+	}
+	return period, dead, electionWait
 }
 
 // RekeyMode is how rekeys reach the GMs.

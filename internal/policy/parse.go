@@ -658,7 +658,7 @@ func buildModes() *modes {
 		}),
 		c("address ipv4 A.B.C.D", 1, 1, func(p *parser, o any, a []string) {
 			if addr, ok := p.ipv4(a[0], "address ipv4"); ok {
-				o.(*ServerLocal).Address = addr
+				o.(*ServerLocal).Address, o.(*ServerLocal).AddressLine = addr, p.line
 			}
 		}),
 		c("authorization address ipv4 ACL", 1, 1, func(p *parser, o any, a []string) {
@@ -724,14 +724,44 @@ func buildModes() *modes {
 	}
 	m.redundancy.cmds = []*cmd{
 		c("local priority PRIORITY", 1, 1, func(p *parser, o any, a []string) {
-			if v, ok := p.num(a[0], "local priority", 1, 100); ok {
-				o.(*Redundancy).LocalPriority = int(v)
+			if v, ok := p.num(a[0], "local priority", 1, MaxLocalPriority); ok {
+				r := o.(*Redundancy)
+				r.LocalPriority, r.LocalPriorityLine = int(v), p.line
 			}
 		}),
 		c("peer address ipv4 A.B.C.D", 1, 1, func(p *parser, o any, a []string) {
-			if addr, ok := p.ipv4(a[0], "peer address ipv4"); ok {
+			addr, ok := p.ipv4(a[0], "peer address ipv4")
+			if !ok {
+				return
+			}
+			r := o.(*Redundancy)
+			if i := slices.Index(r.Peers, addr); i >= 0 {
+				p.errorf("peer address ipv4 %s is already configured (line %d)", addr, r.PeerLines[i])
+				return
+			}
+			if len(r.Peers) >= MaxCOOPPeers {
+				p.errorf("peer address ipv4 %s: a key server cooperates with at most %d peers", addr, MaxCOOPPeers)
+				return
+			}
+			r.Peers, r.PeerLines = append(r.Peers, addr), append(r.PeerLines, p.line)
+		}),
+		// groupvpn extensions: IOS has fixed COOP timers (docs/config.md).
+		c("timers announce SECONDS", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.num(a[0], "timers announce", 1, 3600); ok {
 				r := o.(*Redundancy)
-				r.Peers = append(r.Peers, addr)
+				r.Period, r.PeriodLine = seconds(v), p.line
+			}
+		}),
+		c("timers dead SECONDS", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.num(a[0], "timers dead", 2, 86400); ok {
+				r := o.(*Redundancy)
+				r.Dead, r.DeadLine = seconds(v), p.line
+			}
+		}),
+		c("timers election-wait SECONDS", 1, 1, func(p *parser, o any, a []string) {
+			if v, ok := p.num(a[0], "timers election-wait", 1, 3600); ok {
+				r := o.(*Redundancy)
+				r.ElectionWait, r.ElectionWaitLine = seconds(v), p.line
 			}
 		}),
 	}

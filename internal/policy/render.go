@@ -151,6 +151,15 @@ func (c *Config) Render() string {
 				for _, a := range r.Peers {
 					w("   peer address ipv4 %s", a)
 				}
+				if r.Period != 0 {
+					w("   timers announce %s", secs(r.Period))
+				}
+				if r.Dead != 0 {
+					w("   timers dead %s", secs(r.Dead))
+				}
+				if r.ElectionWait != 0 {
+					w("   timers election-wait %s", secs(r.ElectionWait))
+				}
 			}
 			for _, sa := range s.SAs {
 				w("  sa ipsec %d", sa.Seq)

@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/groupvpn/groupvpn/internal/keystore"
@@ -273,11 +274,41 @@ func (p *parser) resolveServer(g *Group) {
 			}
 		}
 	}
+	if s.Redundancy != nil {
+		p.resolveRedundancy(g)
+	}
 	if s.AuthorizationACLName != "" {
 		if acl := c.ACL(s.AuthorizationACLName); acl == nil {
 			p.errAt(s.AuthorizationACLLine, "authorization address ipv4: access list %q is not defined", s.AuthorizationACLName)
 		} else {
 			s.AuthorizationACL = acl
 		}
+	}
+}
+
+// resolveRedundancy checks what a `redundancy` block can only be checked
+// against with the rest of server local: the KS's own address among its
+// peers, and the timers together (the dead interval must outlast the
+// announcement period). A group whose rekeys are not signed gets a note:
+// its KSs have no rekey key to share, so its members keep keys fresh by
+// registering again (docs/config.md).
+func (p *parser) resolveRedundancy(g *Group) {
+	s := g.Server
+	r := s.Redundancy
+	if s.Address.IsValid() {
+		if i := slices.Index(r.Peers, s.Address); i >= 0 {
+			p.errAt(r.PeerLines[i], "peer address ipv4 %s is this key server's own address (address ipv4, line %d); list the other key servers of group %s", s.Address, s.AddressLine, g.Name)
+		}
+	}
+	period, dead, _ := r.Timers()
+	if dead <= period {
+		line := r.DeadLine
+		if line == 0 {
+			line = r.PeriodLine
+		}
+		p.errAt(line, "redundancy: timers dead %s must be longer than timers announce %s (a peer is dead after missing announcements; the default dead interval is %d announcement periods)", secs(dead), secs(period), DefaultCOOPDeadPeriods)
+	}
+	if s.RekeyKeyLabel == "" {
+		p.cfg.Notes = append(p.cfg.Notes, &Error{File: p.cfg.File, Line: r.Line, Msg: fmt.Sprintf("note: crypto gdoi group %s: redundancy without rekey authentication: the key servers send no rekeys, so members keep their keys by registering again; with rekeys, every key server of the group must sign them with the same key (crypto key export / import, docs/config.md)", g.Name)})
 	}
 }
