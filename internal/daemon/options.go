@@ -133,7 +133,7 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 		s := g.Server
 		kg := ks.GroupConfig{Name: g.Name, ID: g.Identity, Address: s.Address, KEKKeyBits: s.RekeyKeyBits, KEKLifetime: s.RekeyLifetime,
 			Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: s.RekeyRetransmit, Retransmits: s.RekeyRetransmits}, ReceiveOnly: s.ReceiveOnly,
-			Secondary: s.Redundancy != nil}
+			Redundancy: redundancy(s.Redundancy)}
 		if s.Mode() == policy.RekeyMulticast {
 			_, grp, ok := s.MulticastRekey()
 			if !ok {
@@ -193,6 +193,16 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 		return o, errors.New("the configuration has no crypto gdoi group with server local (KS) or applied through a crypto map (GM)")
 	}
 	return o, nil
+}
+
+// redundancy maps `redundancy` to the KS group's COOP configuration
+// (nil: a lone KS). IOS's default local priority is 1.
+func redundancy(r *policy.Redundancy) *ks.Redundancy {
+	if r == nil {
+		return nil
+	}
+	k := &ks.Redundancy{Priority: uint8(max(min(r.LocalPriority, 255), 1)), Peers: append([]netip.Addr(nil), r.Peers...)}
+	return k
 }
 
 // failCloseBypass maps the deny entries of a fail-close ACL to the Bypass

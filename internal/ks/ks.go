@@ -77,9 +77,28 @@ type GroupConfig struct {
 	// ReceiveOnly makes every TEK receiver-only at the GMs
 	// (`sa receive-only`, RFC 6407 SA Direction).
 	ReceiveOnly bool
-	// Secondary: this KS is not the group's primary (`redundancy`
-	// configured: without COOP it cannot have won the election).
-	Secondary bool
+	// Redundancy is `redundancy` (cooperative key servers, SPEC C1); nil:
+	// a lone KS, always the group's primary. With it the group starts
+	// not primary; the node's COOP elector decides the role (SetPrimary).
+	Redundancy *Redundancy
+}
+
+// Redundancy is a group's COOP configuration (`redundancy` under server
+// local, docs/coop.md). Zero durations: the coop defaults.
+type Redundancy struct {
+	Priority                   uint8 // `local priority` (1 when 0)
+	Peers                      []netip.Addr
+	Period, Dead, ElectionWait time.Duration
+}
+
+// Clone returns a deep copy of r (nil for nil).
+func (r *Redundancy) Clone() *Redundancy {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Peers = append([]netip.Addr(nil), r.Peers...)
+	return &c
 }
 
 // Options configure a Server.
@@ -179,6 +198,9 @@ type group struct {
 	policyChanged    bool      // the configured policy differs from the keys in use
 	kekPolicyChanged bool      // the KEK cipher, length or signing key changed
 	synced           time.Time // last time GMs heard the pseudotime (registration of all or a rekey)
+	// primary: the COOP role says this KS is the group's primary now
+	// (meaningful with cfg.Redundancy only; SetPrimary).
+	primary bool
 }
 
 // SIDBits is the width of the sender IDs this KS hands out (RFC 6054 §3:
@@ -624,11 +646,15 @@ func (g *group) allocSID() (uint32, error) {
 
 // GroupSnapshot is a copy of one group's state for show commands.
 type GroupSnapshot struct {
-	Pseudotime  time.Duration // TBAR clock now
-	NextResync  time.Time     // the next TBAR resynchronisation rekey
-	Rekeys      int           // rekeys sent
-	Unicast     bool          // rekeys go to each member
-	Secondary   bool          // GroupConfig.Secondary
+	Pseudotime time.Duration // TBAR clock now
+	NextResync time.Time     // the next TBAR resynchronisation rekey
+	Rekeys     int           // rekeys sent
+	Unicast    bool          // rekeys go to each member
+	// Secondary: this KS is not the group's primary now (COOP decides;
+	// a group without Redundancy is always primary).
+	Secondary bool
+	// Redundancy is the group's COOP configuration (nil: a lone KS).
+	Redundancy  *Redundancy
 	Retransmit  time.Duration // RekeyPolicy.Retransmit
 	Retransmits int           // RekeyPolicy.Retransmits
 	Name        string
@@ -666,7 +692,7 @@ type TEKSnapshot struct {
 func (s *Server) Snapshot(now time.Time) []GroupSnapshot {
 	var out []GroupSnapshot
 	for _, g := range s.groups {
-		gs := GroupSnapshot{Pseudotime: g.pseudotime(now), NextResync: g.synced.Add(TBARResync), Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, Secondary: g.cfg.Secondary, Retransmit: g.cfg.Rekey.withDefaults().Retransmit, Retransmits: g.cfg.Rekey.withDefaults().Retransmits, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
+		gs := GroupSnapshot{Pseudotime: g.pseudotime(now), NextResync: g.synced.Add(TBARResync), Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, Secondary: !g.isPrimary(), Redundancy: g.cfg.Redundancy.Clone(), Retransmit: g.cfg.Rekey.withDefaults().Retransmit, Retransmits: g.cfg.Rekey.withDefaults().Retransmits, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
 			KEKBits: g.cfg.KEKKeyBits, SigAlg: g.sig.alg}
 		for _, t := range g.teks {
 			gs.TEKs = append(gs.TEKs, TEKSnapshot{SPI: t.spi, Transform: t.policy.Transform, KeyBits: t.policy.KeyBits,

@@ -24,12 +24,22 @@ func errNotPrimaryRekey(group string) error {
 	return fmt.Errorf("ERROR for group %s: This command must be executed on Pri-KS", group)
 }
 
-// Primary reports whether this KS is the group's primary. Without
-// cooperative key servers a KS configured with `redundancy` cannot know it
-// won the election, so it acts as a secondary (SPEC C1 is not built yet).
+// Primary reports whether this KS is the group's primary: always for a
+// lone KS, as the COOP election last said (SetPrimary) for one configured
+// with `redundancy` (SPEC C1).
 func (s *Server) Primary(name string) bool {
 	g := s.byName[name]
-	return g != nil && !g.cfg.Secondary
+	return g != nil && g.isPrimary()
+}
+
+func (g *group) isPrimary() bool { return g.cfg.Redundancy == nil || g.primary }
+
+// SetPrimary records the group's COOP role (the node's elector decides
+// it); a group without Redundancy ignores it.
+func (s *Server) SetPrimary(name string, primary bool) {
+	if g := s.byName[name]; g != nil {
+		g.primary = primary
+	}
 }
 
 // FeatureRow is one line of `show crypto gdoi feature ...`.

@@ -41,6 +41,11 @@ type Snapshot struct {
 	LogCounters   []ike.Counter
 	// LastRekeys is, by KS group, the last rekey delivery completed.
 	LastRekeys map[string]LastRekey
+	// COOP is, by KS group name, the cooperative key server state of the
+	// groups configured with redundancy (nil without any); COOPCounters
+	// their counters summed (nil without any).
+	COOP         map[string]COOPStatus
+	COOPCounters []ike.Counter
 	// Unserved are the KS groups whose configured address no local
 	// socket serves: their rekeys are held.
 	Unserved map[string]netip.Addr
@@ -68,6 +73,8 @@ func (n *Node) Snapshot() Snapshot {
 		s.KSCounters = n.KSCounters()
 		s.Unserved = n.UnservedAddresses()
 		s.LastRekeys = n.delivery.LastRekeys()
+		s.COOP = n.COOPStatus()
+		s.COOPCounters = n.COOPCounters()
 	}
 	return s
 }
