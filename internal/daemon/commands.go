@@ -163,6 +163,7 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 	srv.HandleTerminal() // terminal length/width/monitor
 	srv.HandleReadOnly("show crypto gdoi", "groups, their policy and registration state", snap(show.GDOI))
 	srv.HandleReadOnly("show crypto gdoi ks members", "group members registered with this key server", ksOnly(n, snap(show.KSMembers)))
+	srv.HandleReadOnly("show crypto gdoi ks coop", "cooperative key servers: role, priority, timers, peers and their versions, announcement counters", ksOnly(n, snap(show.COOP)))
 	srv.HandleReadOnly("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
 	srv.HandleReadOnly("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n, running))
 	srv.HandleReadOnly("show crypto isakmp sa", "phase-1 SAs", snap(show.ISAKMPSA))

@@ -228,22 +228,33 @@ type GDOIJSON struct {
 
 // KSGroupJSON is a group this node serves as key server.
 type KSGroupJSON struct {
-	Name                         string         `json:"name"`
-	Identity                     uint32         `json:"identity"`
-	KSRole                       string         `json:"ks_role"` // primary | secondary
-	RedundancyConfigured         bool           `json:"redundancy_configured"`
-	RekeyTransport               string         `json:"rekey_transport"` // unicast | multicast
-	MemberCount                  int            `json:"member_count"`
-	RekeySequence                uint32         `json:"rekey_sequence"`
-	RekeysSent                   int            `json:"rekeys_sent"`
-	RekeyRetransmitPeriodSeconds int64          `json:"rekey_retransmit_period_seconds"`
-	RekeyRetransmitAttempts      int            `json:"rekey_retransmit_attempts"`
-	AddressNotServed             string         `json:"address_not_served,omitempty"`
-	PseudotimeSeconds            *float64       `json:"pseudotime_seconds,omitempty"` // TBAR groups only
-	NextTBARResyncAt             string         `json:"next_tbar_resync_at,omitempty"`
-	LastRekey                    *LastRekeyJSON `json:"last_rekey,omitempty"`
-	KEK                          KSKEKJSON      `json:"kek"`
-	TEKs                         []KSTEKJSON    `json:"teks,omitempty"`
+	Name                         string          `json:"name"`
+	Identity                     uint32          `json:"identity"`
+	KSRole                       string          `json:"ks_role"` // primary | secondary | electing
+	RedundancyConfigured         bool            `json:"redundancy_configured"`
+	Redundancy                   *RedundancyJSON `json:"redundancy,omitempty"`
+	RekeyTransport               string          `json:"rekey_transport"` // unicast | multicast
+	MemberCount                  int             `json:"member_count"`
+	RekeySequence                uint32          `json:"rekey_sequence"`
+	RekeysSent                   int             `json:"rekeys_sent"`
+	RekeyRetransmitPeriodSeconds int64           `json:"rekey_retransmit_period_seconds"`
+	RekeyRetransmitAttempts      int             `json:"rekey_retransmit_attempts"`
+	AddressNotServed             string          `json:"address_not_served,omitempty"`
+	PseudotimeSeconds            *float64        `json:"pseudotime_seconds,omitempty"` // TBAR groups only
+	NextTBARResyncAt             string          `json:"next_tbar_resync_at,omitempty"`
+	LastRekey                    *LastRekeyJSON  `json:"last_rekey,omitempty"`
+	KEK                          KSKEKJSON       `json:"kek"`
+	TEKs                         []KSTEKJSON     `json:"teks,omitempty"`
+}
+
+// RedundancyJSON is a cooperative KS group's local lines of show crypto
+// gdoi (Local Address ... Local KS Version).
+type RedundancyJSON struct {
+	LocalAddress   string `json:"local_address,omitempty"`
+	LocalPriority  int    `json:"local_priority"`
+	LocalKSStatus  string `json:"local_ks_status"` // alive
+	LocalKSRole    string `json:"local_ks_role"`   // primary | secondary | electing
+	LocalKSVersion string `json:"local_ks_version,omitempty"`
 }
 
 // LastRekeyJSON is the last rekey delivery the KS completed.
@@ -280,13 +291,19 @@ type KSTEKJSON struct {
 }
 
 func ksGroupJSON(s node.Snapshot, g ks.GroupSnapshot) KSGroupJSON {
-	v := KSGroupJSON{Name: g.Name, Identity: g.ID, KSRole: "primary", RedundancyConfigured: g.Secondary,
+	v := KSGroupJSON{Name: g.Name, Identity: g.ID, KSRole: "primary", RedundancyConfigured: g.Redundancy != nil,
 		RekeyTransport: rekeyTransport(g.Unicast), MemberCount: len(g.Members), RekeySequence: g.Seq, RekeysSent: g.Rekeys,
 		RekeyRetransmitPeriodSeconds: secs(g.Retransmit), RekeyRetransmitAttempts: g.Retransmits,
 		KEK: KSKEKJSON{SPI: bytesHex(g.KEKSPI[:]), KeyBits: g.KEKBits, SignatureAlgorithm: sigAlgName(g.SigAlg),
 			LifetimeSeconds: secs(g.KEKLifetime), RemainingSeconds: secs(g.KEKExpire.Sub(s.Now)), ExpiresAt: jsonTime(g.KEKExpire)}}
 	if g.Secondary {
 		v.KSRole = "secondary"
+	}
+	if st, ok := s.COOP[g.Name]; ok {
+		v.RedundancyConfigured = true
+		v.KSRole = roleKey(st.Role)
+		v.Redundancy = &RedundancyJSON{LocalAddress: addrString(st.Local), LocalPriority: int(st.Priority), LocalKSStatus: "alive",
+			LocalKSRole: roleKey(st.Role), LocalKSVersion: versionString(st.Version)}
 	}
 	if a, ok := s.Unserved[g.Name]; ok {
 		v.AddressNotServed = addrString(a)
@@ -911,6 +928,68 @@ func KSCountersView(s node.Snapshot) CountersJSON {
 	v.addSection("ks", s.KSCounters)
 	for _, g := range s.KS {
 		v.Groups = append(v.Groups, CounterGroupJSON{Name: g.Name, RekeysSent: intp(g.Rekeys), MemberCount: intp(len(g.Members))})
+	}
+	return v
+}
+
+// ---- show crypto gdoi ks coop
+
+// COOPJSON is `show crypto gdoi ks coop | json`.
+type COOPJSON struct {
+	Header
+	Groups []COOPGroupJSON `json:"groups,omitempty"`
+}
+
+// COOPGroupJSON is one group's cooperative key server state.
+type COOPGroupJSON struct {
+	Name               string            `json:"name"`
+	LocalAddress       string            `json:"local_address,omitempty"`
+	LocalPriority      int               `json:"local_priority"`
+	Role               string            `json:"role"`   // primary | secondary | electing
+	Status             string            `json:"status"` // alive
+	Version            string            `json:"version,omitempty"`
+	Primary            string            `json:"primary,omitempty"` // the primary followed (absent: none, in election)
+	AnnouncePeriodSecs int64             `json:"announce_period_seconds"`
+	DeadIntervalSecs   int64             `json:"dead_interval_seconds"`
+	ElectionWaitSecs   int64             `json:"election_wait_seconds"`
+	MembersGeneration  uint64            `json:"members_generation"`
+	LastSyncAt         string            `json:"last_sync_at,omitempty"`
+	Counters           map[string]uint64 `json:"counters"`
+	Peers              []COOPPeerJSON    `json:"peers,omitempty"`
+}
+
+// COOPPeerJSON is one configured peer KS as last heard.
+type COOPPeerJSON struct {
+	Address     string `json:"address"`
+	Status      string `json:"status"`             // alive | dead
+	Role        string `json:"role,omitempty"`     // absent: never heard
+	Priority    int    `json:"priority,omitempty"` // absent: never heard
+	Version     string `json:"version,omitempty"`  // absent: never heard
+	Sequence    uint32 `json:"sequence"`           // the last announcement sequence number accepted
+	LastHeardAt string `json:"last_heard_at,omitempty"`
+}
+
+// COOPView is `show crypto gdoi ks coop | json`.
+func COOPView(s node.Snapshot) COOPJSON {
+	v := COOPJSON{Header: NewHeader("show crypto gdoi ks coop", s.Now)}
+	for _, name := range coopGroups(s) {
+		st := s.COOP[name]
+		g := COOPGroupJSON{Name: name, LocalAddress: addrString(st.Local), LocalPriority: int(st.Priority), Role: roleKey(st.Role), Status: "alive",
+			Version: versionString(st.Version), Primary: addrString(st.Primary), AnnouncePeriodSecs: secs(st.Period),
+			DeadIntervalSecs: secs(st.Dead), ElectionWaitSecs: secs(st.ElectionWait), MembersGeneration: st.MembersGen,
+			LastSyncAt: jsonTime(st.LastSync), Counters: map[string]uint64{}}
+		for _, c := range coopCounters(st.Stats) {
+			g.Counters[c.key] = c.value
+		}
+		for _, p := range st.Peers {
+			status := "dead"
+			if p.Reachable {
+				status = "alive"
+			}
+			g.Peers = append(g.Peers, COOPPeerJSON{Address: addrString(p.Addr), Status: status, Role: roleKey(p.Role), Priority: int(p.Priority),
+				Version: versionString(p.Version), Sequence: p.Seq, LastHeardAt: jsonTime(p.LastHeard)})
+		}
+		v.Groups = append(v.Groups, g)
 	}
 	return v
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/coop"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/keystore"
 	"github.com/groupvpn/groupvpn/internal/ks"
@@ -49,6 +50,9 @@ func jsonSnapshot() node.Snapshot {
 	s.KSCounters = []ike.Counter{{Name: "acks_unknown", Value: 4}}
 	s.StoreCounters = []ike.Counter{{Name: "records_damaged", Value: 0}}
 	s.LogCounters = []ike.Counter{{Name: "suppressed", Value: 9}}
+	s.KS[0].Redundancy = &ks.Redundancy{Priority: 100, Peers: coopPeers}
+	s.COOP = map[string]node.COOPStatus{"GETVPN": coopStatus(now, coop.Primary)}
+	s.COOPCounters = []ike.Counter{{Name: "ann_sent", Value: 41}, {Name: "ann_replayed", Value: 1}}
 	s.TEKs[0].Installed = now.Add(-time.Minute)
 	s.TEKs[0].SendFrom = now.Add(30 * time.Second)
 	s.TEKs[0].SenderIDs, s.TEKs[0].SIDBits = []uint32{7, 8}, 12
@@ -148,6 +152,7 @@ func jsonCommands(t *testing.T) map[string]any {
 		"show_crypto_gdoi_gm_replay":              GMReplayView(s, c),
 		"show_crypto_gdoi_gm_counters":            GMCountersView(s),
 		"show_crypto_gdoi_ks_counters":            KSCountersView(s),
+		"show_crypto_gdoi_ks_coop":                COOPView(s),
 		"show_crypto_gdoi_feature_gm-removal":     FeaturesView("gm-removal", now, features),
 		"show_crypto_gdoi_feature_policy-replace": FeaturesView("policy-replace", now, features),
 		"show_crypto_gdoi_ks_policy":              KSPolicyView(now, run, policy.Diff(base, run)),
@@ -318,7 +323,7 @@ func TestJSONEmptyStateIsAbsent(t *testing.T) {
 		"gdoi": GDOIView(s), "ks members": KSMembersView(s), "gm": GMView(s), "ipsec sa": IPsecSAView(s, empty, nil),
 		"isakmp sa": ISAKMPSAView(s), "listen": ListenView(s), "statistics": StatisticsView(s, []Section{{Key: "broker"}}),
 		"ks replay": KSReplayView(s), "gm replay": GMReplayView(s, nil), "gm counters": GMCountersView(s), "ks counters": KSCountersView(s),
-		"feature": FeaturesView("gm-removal", now, nil), "ks policy": KSPolicyView(now, nil, nil), "version": VersionView(s, Build{}),
+		"feature": FeaturesView("gm-removal", now, nil), "ks coop": COOPView(s), "ks policy": KSPolicyView(now, nil, nil), "version": VersionView(s, Build{}),
 		"logging": LoggingView(now, Logging{}), "keys": KeysView("rsa", now, nil, nil),
 	} {
 		for _, e := range jsoncheck.Check(indentJSON(t, v), Schema) {

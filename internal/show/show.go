@@ -99,14 +99,7 @@ func GDOI(s node.Snapshot) (string, any) {
 		b.WriteString("    Key Management Path      : ipv4\n")
 		fmt.Fprintf(&b, "    Group Members            : %d\n", len(g.Members))
 		b.WriteString("    IPSec SA Direction       : Both\n")
-		// Without COOP a KS is alone: `redundancy` configured makes it
-		// the secondary that cannot win an election (ks.GroupConfig).
-		if g.Secondary {
-			b.WriteString("    Redundancy               : Configured\n")
-			b.WriteString("    Local KS Role            : Secondary\n")
-		} else {
-			b.WriteString("    Redundancy               : Not configured\n")
-		}
+		redundancy(&b, s, g)
 		fmt.Fprintf(&b, "    Group Rekey Lifetime     : %d secs\n", secs(g.KEKLifetime))
 		fmt.Fprintf(&b, "    Group Rekey\n        Remaining Lifetime   : %d secs\n", secs(g.KEKExpire.Sub(s.Now)))
 		fmt.Fprintf(&b, "    Rekey Retransmit Period  : %d secs\n", secs(g.Retransmit))
@@ -579,11 +572,15 @@ type Section struct {
 
 // StatisticsSections are the sections of `show crypto isakmp statistics`
 // that the node's Snapshot holds, in their order: the state store (a key
-// server's only) and the log rate limiter.
+// server's only), the COOP announcements (a key server with redundancy
+// only) and the log rate limiter.
 func StatisticsSections(s node.Snapshot) []Section {
 	var out []Section
 	if s.StoreCounters != nil {
 		out = append(out, Section{Key: "state_store", Title: "State store", Counters: s.StoreCounters})
+	}
+	if s.COOPCounters != nil {
+		out = append(out, Section{Key: "coop", Title: "Cooperative key servers (announcements, all groups with redundancy)", Counters: s.COOPCounters})
 	}
 	return append(out, Section{Key: "log_rate_limiter", Title: "Log rate limiter (log lines caused by unauthenticated input)", Counters: s.LogCounters})
 }

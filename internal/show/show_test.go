@@ -206,11 +206,12 @@ func TestGDOIKSLinesAsIOS(t *testing.T) {
 		t.Errorf("show crypto gdoi prints ACL entries or a KS role without redundancy:\n%s", text)
 	}
 	s.KS[0].Secondary, s.KS[0].Unicast = true, true
+	s.KS[0].Redundancy = &ks.Redundancy{Priority: 10} // configured, no COOP state reported
 	s.KS[0].TEKs[0].Replay, s.KS[0].TEKs[0].ReplayWindow = isakmp.ReplayTime, 10
 	text, _ = GDOI(s)
 	for _, want := range []string{
 		"    Group Name               : GETVPN (Unicast)\n",
-		"    Redundancy               : Configured\n    Local KS Role            : Secondary\n",
+		"    Redundancy               : Configured\n        Local KS Role        : Secondary\n",
 		"    Replay method          : Time Based\n    Replay Window Size     : 10\n",
 	} {
 		if !strings.Contains(text, want) {
