@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/groupvpn/groupvpn/internal/coop"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/tmd"
@@ -113,25 +114,40 @@ var (
 	upDesc = desc(name("source_up"), "1 when the source answered this scrape (node: the daemon's event loop; sa_database: the SA database's packet counters), else 0", "source")
 
 	// CISCO-GDOI-MIB: key server
-	memberCountDesc   = desc(name("gdoi_group_members"), "group members registered with this key server (CISCO-GDOI-MIB cgmGdoiGroupMemberCount)", "group")
-	rekeysPushedDesc  = desc(name("gdoi_ks_rekeys_pushed_total"), "rekeys (GROUPKEY-PUSH) sent by this key server (CISCO-GDOI-MIB cgmGdoiKeyServerRekeysPushed)", "group")
-	ksRoleDesc        = desc(name("gdoi_ks_role"), "1 for this key server's role in the group: primary (CISCO-GDOI-MIB cgmGdoiKeyServerRole, keyServerPrimary)", "group", "role")
-	ksRegsDesc        = desc(name("gdoi_ks_registrations_total"), "registrations (GROUPKEY-PULL) served, summed over the members listed (show crypto gdoi ks members)", "group")
-	ksAcksMissedDesc  = desc(name("gdoi_ks_acks_missed_total"), "unicast rekey acknowledgements missed, summed over the members listed (show crypto gdoi ks members)", "group")
-	ksAcksRcvdDesc    = desc(name("gdoi_ks_acks_received_by_members_total"), "unicast rekey acknowledgements received, summed over the members listed (show crypto gdoi ks members)", "group")
-	ksActiveTEKsDesc  = desc(name("gdoi_ks_active_teks"), "TEKs this key server distributes (rows of CISCO-GDOI-MIB cgmGdoiKsTekPolicyTable)", "group")
-	ksKEKRemainDesc   = desc(name("gdoi_ks_kek_remaining_lifetime_seconds"), "seconds until the KEK expires (CISCO-GDOI-MIB cgmGdoiKsKekRemainingLifetime)", "group")
-	ksRekeySeqDesc    = desc(name("gdoi_ks_rekey_sequence"), "the sequence number of the last rekey (show crypto gdoi)", "group")
-	ksTEKRemainDesc   = desc(name("gdoi_ks_tek_remaining_lifetime_seconds"), "seconds until the TEK expires (CISCO-GDOI-MIB cgmGdoiKsTekRemainingLifetime)", "group", "spi")
-	lastRetransDesc   = desc(name("gdoi_group_last_rekey_retransmits"), "datagrams sent again during the last rekey delivery completed (CISCO-GDOI-MIB cgmGdoiGroupLastRekeyRetransmits)", "group")
-	lastTookDesc      = desc(name("gdoi_group_last_rekey_time_taken_seconds"), "seconds from the first transmission of the last rekey delivery completed to its last acknowledgement or give-up (CISCO-GDOI-MIB cgmGdoiGroupLastRekeyTimeTaken, there in ms)", "group")
-	lastSeqDesc       = desc(name("gdoi_group_last_rekey_sequence"), "the sequence number of the last rekey delivery completed", "group")
-	gmRegisteredDesc  = desc(name("gdoi_gm_registered"), "1 when this group member is registered with the key server ks (CISCO-GDOI-MIB cgmGdoiGmRegKeyServerIdValue), else 0 (ks empty)", "group", "ks")
-	gmRegsDesc        = desc(name("gdoi_gm_registrations_total"), "registrations completed by this group member (show crypto gdoi gm)", "group")
-	gmFailuresDesc    = desc(name("gdoi_gm_registration_failures_total"), "registration attempts that failed (show crypto gdoi gm)", "group")
-	gmRekeysRcvdDesc  = desc(name("gdoi_gm_rekeys_received_total"), "rekeys verified and applied (CISCO-GDOI-MIB cgmGdoiGmRekeysReceived)", "group")
-	gmActiveTEKsDesc  = desc(name("gdoi_gm_active_teks"), "TEKs installed for the group (CISCO-GDOI-MIB cgmGdoiGmActiveTEKNum)", "group")
-	gmRekeySeqDesc    = desc(name("gdoi_gm_rekey_sequence"), "the highest rekey sequence number accepted (show crypto gdoi gm)", "group")
+	memberCountDesc  = desc(name("gdoi_group_members"), "group members registered with this key server (CISCO-GDOI-MIB cgmGdoiGroupMemberCount)", "group")
+	rekeysPushedDesc = desc(name("gdoi_ks_rekeys_pushed_total"), "rekeys (GROUPKEY-PUSH) sent by this key server (CISCO-GDOI-MIB cgmGdoiKeyServerRekeysPushed)", "group")
+	ksRoleDesc       = desc(name("gdoi_ks_role"), "1 for this key server's role in the group, 0 for the others: primary, secondary, electing (CISCO-GDOI-MIB cgmGdoiKeyServerRole); a KS without redundancy is primary", "group", "role")
+	ksRegsDesc       = desc(name("gdoi_ks_registrations_total"), "registrations (GROUPKEY-PULL) served, summed over the members listed (show crypto gdoi ks members)", "group")
+	ksAcksMissedDesc = desc(name("gdoi_ks_acks_missed_total"), "unicast rekey acknowledgements missed, summed over the members listed (show crypto gdoi ks members)", "group")
+	ksAcksRcvdDesc   = desc(name("gdoi_ks_acks_received_by_members_total"), "unicast rekey acknowledgements received, summed over the members listed (show crypto gdoi ks members)", "group")
+	ksActiveTEKsDesc = desc(name("gdoi_ks_active_teks"), "TEKs this key server distributes (rows of CISCO-GDOI-MIB cgmGdoiKsTekPolicyTable)", "group")
+	ksKEKRemainDesc  = desc(name("gdoi_ks_kek_remaining_lifetime_seconds"), "seconds until the KEK expires (CISCO-GDOI-MIB cgmGdoiKsKekRemainingLifetime)", "group")
+	ksRekeySeqDesc   = desc(name("gdoi_ks_rekey_sequence"), "the sequence number of the last rekey (show crypto gdoi)", "group")
+	ksTEKRemainDesc  = desc(name("gdoi_ks_tek_remaining_lifetime_seconds"), "seconds until the TEK expires (CISCO-GDOI-MIB cgmGdoiKsTekRemainingLifetime)", "group", "spi")
+	lastRetransDesc  = desc(name("gdoi_group_last_rekey_retransmits"), "datagrams sent again during the last rekey delivery completed (CISCO-GDOI-MIB cgmGdoiGroupLastRekeyRetransmits)", "group")
+	lastTookDesc     = desc(name("gdoi_group_last_rekey_time_taken_seconds"), "seconds from the first transmission of the last rekey delivery completed to its last acknowledgement or give-up (CISCO-GDOI-MIB cgmGdoiGroupLastRekeyTimeTaken, there in ms)", "group")
+	lastSeqDesc      = desc(name("gdoi_group_last_rekey_sequence"), "the sequence number of the last rekey delivery completed", "group")
+	gmRegisteredDesc = desc(name("gdoi_gm_registered"), "1 when this group member is registered with the key server ks (CISCO-GDOI-MIB cgmGdoiGmRegKeyServerIdValue), else 0 (ks empty)", "group", "ks")
+	gmRegsDesc       = desc(name("gdoi_gm_registrations_total"), "registrations completed by this group member (show crypto gdoi gm)", "group")
+	gmFailuresDesc   = desc(name("gdoi_gm_registration_failures_total"), "registration attempts that failed (show crypto gdoi gm)", "group")
+	gmRekeysRcvdDesc = desc(name("gdoi_gm_rekeys_received_total"), "rekeys verified and applied (CISCO-GDOI-MIB cgmGdoiGmRekeysReceived)", "group")
+	gmActiveTEKsDesc = desc(name("gdoi_gm_active_teks"), "TEKs installed for the group (CISCO-GDOI-MIB cgmGdoiGmActiveTEKNum)", "group")
+	gmRekeySeqDesc   = desc(name("gdoi_gm_rekey_sequence"), "the highest rekey sequence number accepted (show crypto gdoi gm)", "group")
+	// Cooperative key servers (show crypto gdoi ks coop).
+	coopPriorityDesc    = desc(name("coop_local_priority"), "this key server's COOP priority in the group (local priority)", "group")
+	coopPeersDesc       = desc(name("coop_peers"), "peer key servers configured for the group (peer address ipv4)", "group")
+	coopReachableDesc   = desc(name("coop_peers_reachable"), "peer key servers heard within the dead interval", "group")
+	coopPeerUpDesc      = desc(name("coop_peer_up"), "1 when the peer key server was heard within the dead interval (Peer KS Status: Alive), else 0", "group", "peer")
+	coopPeerPrioDesc    = desc(name("coop_peer_priority"), "the priority the peer key server last announced (absent: never heard)", "group", "peer")
+	coopPeerVersionDesc = desc(name("coop_peer_version_info"), "1, labelled with the version the peer key server last announced (SPEC V3; absent: never heard)", "group", "peer", "version")
+	coopSentDesc        = desc(name("coop_announcements_sent_total"), "COOP announcements sent to the group's peer key servers (Ann msgs sent)", "group")
+	coopAcceptedDesc    = desc(name("coop_announcements_accepted_total"), "COOP announcements accepted from the group's peer key servers (Ann msgs recv)", "group")
+	coopDroppedDesc     = desc(name("coop_announcements_dropped_total"), "COOP announcements dropped, by reason: replayed (sequence number not above the last accepted), unknown_peer (not a configured peer), invalid (bad role, priority 0, oversized state), incompatible (another major or minor version)", "group", "reason")
+	coopUnsentDesc      = desc(name("coop_announcements_unsent_total"), "COOP announcements not sent: the KS-KS SA's sequence numbers are used up", "group")
+	coopElectionsDesc   = desc(name("coop_elections_total"), "COOP elections this key server entered", "group")
+	coopMembersGenDesc  = desc(name("coop_members_generation"), "the generation of this key server's member list as announced to its peers", "group")
+	coopLastSyncDesc    = desc(name("coop_last_sync_timestamp_seconds"), "when this key server last adopted the primary's policy and keys, in Unix seconds (absent: never)", "group")
+
 	saEncapsPktsDesc  = desc(name("ipsec_sa_encaps_packets_total"), "packets encrypted under the SA (show crypto ipsec sa: #pkts encaps)", "group", "spi")
 	saEncapsBytesDesc = desc(name("ipsec_sa_encaps_bytes_total"), "bytes encrypted under the SA", "group", "spi")
 	saDecapsPktsDesc  = desc(name("ipsec_sa_decaps_packets_total"), "packets decrypted under the SA (show crypto ipsec sa: #pkts decaps)", "group", "spi")
@@ -235,9 +251,20 @@ func collectSnapshot(ch chan<- prometheus.Metric, s node.Snapshot) {
 		}
 		gauge(ch, memberCountDesc, float64(len(g.Members)), g.Name)
 		counter(ch, rekeysPushedDesc, float64(g.Rekeys), g.Name)
-		// groupvpn has no cooperative key servers: each KS is its
-		// groups' primary.
-		gauge(ch, ksRoleDesc, 1, g.Name, "primary")
+		role := coop.Primary
+		if st, ok := s.COOP[g.Name]; ok {
+			role = st.Role
+			collectCOOP(ch, g.Name, st)
+		} else if g.Secondary {
+			role = coop.Secondary
+		}
+		for _, r := range []coop.Role{coop.Primary, coop.Secondary, coop.Electing} {
+			v := 0.0
+			if r == role {
+				v = 1
+			}
+			gauge(ch, ksRoleDesc, v, g.Name, strings.ToLower(r.String()))
+		}
 		counter(ch, ksRegsDesc, float64(regs), g.Name)
 		counter(ch, ksAcksMissedDesc, float64(missed), g.Name)
 		counter(ch, ksAcksRcvdDesc, float64(acked), g.Name)
@@ -277,6 +304,43 @@ func collectSnapshot(ch chan<- prometheus.Metric, s node.Snapshot) {
 	counters(ch, "gdoi_ks", s.KSCounters, nil)
 	counters(ch, "store", s.StoreCounters, nil)
 	counters(ch, "log", s.LogCounters, nil)
+}
+
+// collectCOOP sends a cooperative KS group's series (show crypto gdoi ks
+// coop). The node's COOPCounters are these counters summed over the
+// groups, so they are not exported again.
+func collectCOOP(ch chan<- prometheus.Metric, group string, st node.COOPStatus) {
+	gauge(ch, coopPriorityDesc, float64(st.Priority), group)
+	gauge(ch, coopPeersDesc, float64(len(st.Peers)), group)
+	reachable := 0
+	for _, p := range st.Peers {
+		peer := p.Addr.String()
+		up := 0.0
+		if p.Reachable {
+			up = 1
+			reachable++
+		}
+		gauge(ch, coopPeerUpDesc, up, group, peer)
+		if p.Priority != 0 {
+			gauge(ch, coopPeerPrioDesc, float64(p.Priority), group, peer)
+		}
+		if !p.Version.IsZero() {
+			gauge(ch, coopPeerVersionDesc, 1, group, peer, p.Version.String())
+		}
+	}
+	gauge(ch, coopReachableDesc, float64(reachable), group)
+	counter(ch, coopSentDesc, float64(st.Stats.Sent), group)
+	counter(ch, coopAcceptedDesc, float64(st.Stats.Accepted), group)
+	counter(ch, coopDroppedDesc, float64(st.Stats.Replayed), group, "replayed")
+	counter(ch, coopDroppedDesc, float64(st.Stats.Unknown), group, "unknown_peer")
+	counter(ch, coopDroppedDesc, float64(st.Stats.Invalid), group, "invalid")
+	counter(ch, coopDroppedDesc, float64(st.Stats.Incompatible), group, "incompatible")
+	counter(ch, coopUnsentDesc, float64(st.Stats.Exhausted), group)
+	counter(ch, coopElectionsDesc, float64(st.Stats.Elections), group)
+	gauge(ch, coopMembersGenDesc, float64(st.MembersGen), group)
+	if !st.LastSync.IsZero() {
+		gauge(ch, coopLastSyncDesc, float64(st.LastSync.Unix()), group)
+	}
 }
 
 // perGroupGM are the names of node.GMCounters exported per group (with a
