@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -25,6 +26,13 @@ const coopRedundancy = "  redundancy\n   local priority 10\n   peer address ipv4
 // its control socket.
 func runningConfigKS(t *testing.T, src string) (*daemon.Daemon, *ctl.Client) {
 	t.Helper()
+	d, c, _ := runningConfigKSFile(t, src)
+	return d, c
+}
+
+// runningConfigKSFile is runningConfigKS, also returning the file.
+func runningConfigKSFile(t *testing.T, src string) (*daemon.Daemon, *ctl.Client, string) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "coop") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +51,7 @@ func runningConfigKS(t *testing.T, src string) (*daemon.Daemon, *ctl.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d, serve(t, d, filepath.Join(dir, "ks.sock"))
+	return d, serve(t, d, filepath.Join(dir, "ks.sock")), file
 }
 
 func coopSeedKS(t *testing.T) string {
@@ -130,5 +138,59 @@ func TestSecondaryRefusesRemovalAndRekey(t *testing.T) {
 	_, lone := runningConfigKS(t, seedKS)
 	if r, err := lone.Run(ctx, "clear crypto gdoi ks members"); err != nil || r.Token == "" {
 		t.Fatalf("lone KS: clear crypto gdoi ks members: %v %+v", err, r)
+	}
+}
+
+// proves: C1 (issue 16: a reload that changes the redundancy block, the
+// priority and a peer added, is applied live: show crypto
+// gdoi ks coop shows the new values; one that removes redundancy is
+// refused with the reason, and the running configuration and the node
+// stay as they were)
+func TestReloadRedundancyBlock(t *testing.T) {
+	ctx := context.Background()
+	src := coopSeedKS(t)
+	d, c, file := runningConfigKSFile(t, src)
+	changed := strings.Replace(src, "   local priority 10\n   peer address ipv4 127.0.0.2\n",
+		"   local priority 42\n   peer address ipv4 127.0.0.2\n   peer address ipv4 127.0.0.3\n   timers announce 5\n", 1)
+	if changed == src {
+		t.Fatal("the redundancy block was not changed")
+	}
+	if err := os.WriteFile(file, []byte(changed), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatalf("Reload of a changed redundancy block: %v", err)
+	}
+	r, err := c.Run(ctx, "show crypto gdoi ks coop")
+	if err != nil || !r.OK {
+		t.Fatalf("show crypto gdoi ks coop: %v %+v", err, r)
+	}
+	for _, want := range []string{"        Local Priority: 42\n", "                Peer Address: 127.0.0.3\n"} {
+		if !strings.Contains(r.Text, want) {
+			t.Errorf("after the reload, show crypto gdoi ks coop lacks %q:\n%s", want, r.Text)
+		}
+	}
+	if r, err := c.Run(ctx, "show running-config"); err != nil || !strings.Contains(r.Text, "   local priority 42\n") {
+		t.Fatalf("show running-config: %v\n%s", err, r.Text)
+	}
+
+	// Removing redundancy is refused; nothing changes.
+	cfg := d.Config()
+	i := strings.Index(changed, "  redundancy\n")
+	j := strings.Index(changed, "  sa ipsec 1\n")
+	if i < 0 || j < i {
+		t.Fatal("no redundancy block")
+	}
+	if err := os.WriteFile(file, []byte(changed[:i]+changed[j:]), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	err = d.Reload()
+	var na *daemon.NotAppliedError
+	if !errors.As(err, &na) || !na.Restart || !strings.Contains(err.Error(), "crypto gdoi group GET: redundancy would be removed (the node serves the group as a cooperative key server)") {
+		t.Fatalf("Reload removing redundancy: %v", err)
+	}
+	unchanged(t, d, c, cfg, file)
+	if r, err := c.Run(ctx, "show crypto gdoi ks coop"); err != nil || !strings.Contains(r.Text, "        Local Priority: 42\n") {
+		t.Fatalf("after the refused reload: %v\n%s", err, r.Text)
 	}
 }

@@ -68,8 +68,8 @@ func TestRedundancyDefaults(t *testing.T) {
 }
 
 // proves: C1 (issue 16: the KS's own address, a peer twice, more than 64
-// peers, a priority outside 1-100 and a dead interval not above the
-// period are refused with file:line)
+// peers, a priority outside 1-100, a dead interval not above the period
+// and redundancy without address ipv4 are refused with file:line)
 func TestRedundancyErrors(t *testing.T) {
 	src := coopKS("   local priority 101\n   local priority 0\n   peer address ipv4 10.0.0.1\n   peer address ipv4 10.0.0.2\n   peer address ipv4 10.0.0.2\n   peer address ipv4 2001:db8::1\n   timers announce 0\n   timers dead 20\n")
 	l := func(s string) string { return itoa(line(t, src, s)) }
@@ -90,6 +90,10 @@ func TestRedundancyErrors(t *testing.T) {
 	src = coopKS(b.String())
 	mustFail(t, src, l2(t, src, "10.0.1.65")+`: peer address ipv4 10.0.1.65: a key server cooperates with at most 64 peers`)
 
+	// A cooperative KS needs its own address.
+	src = strings.Replace(ksBase, "  sa ipsec 1\n", "  redundancy\n   peer address ipv4 10.0.0.2\n  sa ipsec 1\n", 1)
+	mustFail(t, src, l2(t, src, "redundancy")+`: crypto gdoi group G: redundancy needs address ipv4 A.B.C.D under server local: this key server's address, which its peers list (peer address ipv4), the key servers talk between and the election's tie-break`)
+
 	// The period alone may not reach a configured dead interval either.
 	src = coopKS("   timers dead 30\n   timers announce 30\n")
 	mustFail(t, src, l2(t, src, "timers dead 30")+`: redundancy: timers dead 30 must be longer than timers announce 30 (a peer is dead after missing announcements; the default dead interval is 3 announcement periods)`)
@@ -101,7 +105,7 @@ func l2(t *testing.T, src, s string) string { t.Helper(); return itoa(line(t, sr
 // accepted with a note saying what that means; with rekey authentication
 // there is no note)
 func TestRedundancyWithoutRekeyKeyIsNoted(t *testing.T) {
-	src := strings.Replace(ksBase, "  sa ipsec 1\n", "  redundancy\n   peer address ipv4 10.0.0.2\n  sa ipsec 1\n", 1)
+	src := strings.Replace(ksBase, "  sa ipsec 1\n", "  address ipv4 10.0.0.1\n  redundancy\n   peer address ipv4 10.0.0.2\n  sa ipsec 1\n", 1)
 	c := mustParse(t, src)
 	if len(c.Notes) != 1 || c.Notes[0].Line != line(t, src, "redundancy") || !strings.Contains(c.Notes[0].Msg, "redundancy without rekey authentication") {
 		t.Errorf("notes %v", c.Notes)

@@ -343,7 +343,7 @@ func TestEditRebase(t *testing.T) {
 // header must write a block's line exactly as Render does, since the
 // editor finds its blocks in the rendering by it.
 func TestEditHeadersMatchRender(t *testing.T) {
-	src := strings.Replace(editKS, "  sa receive-only\n", "  sa receive-only\n  redundancy\n   local priority 10\n   peer address ipv4 10.0.0.2\n", 1)
+	src := strings.Replace(editKS, "  sa receive-only\n", "  sa receive-only\n  address ipv4 10.0.0.1\n  redundancy\n   local priority 10\n   peer address ipv4 10.0.0.2\n", 1)
 	c, err := Parse("testdata/edit.conf", []byte(src+"crypto map m gdoi fail-close\n activate\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -295,7 +295,9 @@ func (p *parser) resolveServer(g *Group) {
 func (p *parser) resolveRedundancy(g *Group) {
 	s := g.Server
 	r := s.Redundancy
-	if s.Address.IsValid() {
+	if !s.Address.IsValid() {
+		p.errAt(r.Line, "crypto gdoi group %s: redundancy needs address ipv4 A.B.C.D under server local: this key server's address, which its peers list (peer address ipv4), the key servers talk between and the election's tie-break", g.Name)
+	} else {
 		if i := slices.Index(r.Peers, s.Address); i >= 0 {
 			p.errAt(r.PeerLines[i], "peer address ipv4 %s is this key server's own address (address ipv4, line %d); list the other key servers of group %s", s.Address, s.AddressLine, g.Name)
 		}
