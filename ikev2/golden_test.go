@@ -267,9 +267,15 @@ type innerGolden struct {
 	hex   string
 }
 
-func messageGoldens() []messageGolden    { return coreMessageGoldens() }
-func allPayloadGoldens() []payloadGolden { return corePayloadGoldens() }
-func innerGoldens() []innerGolden        { return coreInnerGoldens() }
+func messageGoldens() []messageGolden {
+	return append(coreMessageGoldens(), gikev2MessageGoldens()...)
+}
+func allPayloadGoldens() []payloadGolden {
+	return append(corePayloadGoldens(), gikev2PayloadGoldens()...)
+}
+func innerGoldens() []innerGolden {
+	return append(coreInnerGoldens(), gikev2InnerGoldens()...)
+}
 
 // proves: G1 (issue 17: IKE_SA_INIT and IKE_AUTH messages encode to
 // hand-written octets, parse back to the same octets, and every truncated

@@ -262,10 +262,10 @@ func parseBody(t, next PayloadType, critical bool, body []byte) (Payload, error)
 		return parseEncrypted(next, body)
 	case PayloadSKF:
 		return parseEncryptedFragment(next, body)
-		// GSA
-		// gsa
-		// KD
-		// kd
+	case PayloadGSA:
+		return parseGSA(body)
+	case PayloadKD:
+		return parseKD(body)
 	}
 	return &RawPayload{PayloadType: t, Critical: critical, Body: own(body)}, nil
 }

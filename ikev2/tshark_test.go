@@ -81,12 +81,32 @@ var tsharkWant = map[string][]string{
 	"IKE_AUTH request (SK)": {"Exchange type: IKE_AUTH (35)", "Payload: Encrypted and Authenticated (46)",
 		"Next payload: Identification - Initiator (35)"},
 	"INFORMATIONAL response, empty SK": {"Exchange type: INFORMATIONAL (37)", "Payload: Encrypted and Authenticated (46)"},
+	// Wireshark 4.0 does not know the G-IKEv2 exchange types: 39-42 print
+	// as "Unknown"; it names payloads 50-52 (draft-yeung-g-ikev2's early
+	// code points) but shows their bodies as raw "Data Payload"; it names
+	// notify 16429 by its old name SENDER_REQUEST_ID (RFC 9838 renamed it
+	// GROUP_SENDER). docs/wire.md "G-IKEv2 (RFC 9838)" says the same.
+	"GSA_AUTH request (SK)": {"Exchange type: Unknown (39)", "Payload: Encrypted and Authenticated (46)",
+		"Next payload: Identification - Initiator (35)"},
+	"GSA_REKEY (SK, multicast)": {"Exchange type: Unknown (41)", "Initiator SPI: 3031323334353637",
+		"Responder SPI: 38393a3b3c3d3e3f", "Message ID: 0x00000007", "Next payload: Group Security Association (51)"},
+	"GSA_INBAND_REKEY request (SK)": {"Exchange type: Unknown (42)"},
+	"GSA_AUTH response inner chain (RFC 9838 §2.3.1), cleartext view": {"Payload: Group Security Association (51)",
+		"Payload length: 200", "Data Payload: 06100070303132333435363738393a3b3c3d3e3f",
+		"Payload: Key Download (52)", "Payload length: 160", "ID_FQDN: ks1"},
+	"GSA_REKEY inner chain (RFC 9838 §2.4.1), cleartext view": {"Payload: Group Security Association (51)",
+		"Payload: Key Download (52)", "Delete SPI: 11223344", "Authentication Method: Digital Signature (14)",
+		"OID: 1.2.840.10045.4.3.2 (ecdsa-with-SHA256)", "Signature Value: 5a5b5c5d5e5f6061"},
+	"IDg in the clear": {"Payload: Group Identification (50)", "Data Payload: 0b000000000004d2",
+		"Notify Message Type: SENDER_REQUEST_ID (16429)"},
 }
 
 // proves: G1 (issue 17: tshark decodes our IKEv2 header and RFC 7296
-// payloads with the values we put in and no malformation or expert error)
+// payloads with the values we put in and no malformation or expert error;
+// it shows the G-IKEv2 exchanges 39-42 as Unknown and the bodies of IDg,
+// GSA and KD as raw data, also without a malformation)
 func TestTsharkDecodesIKEv2(t *testing.T) {
-	goldens := messageGoldens()
+	goldens := append(messageGoldens(), cleartextViews()...)
 	var msgs [][]byte
 	var ports []int
 	for _, g := range goldens {
@@ -121,4 +141,25 @@ func TestTsharkDecodesIKEv2(t *testing.T) {
 			fmt.Fprintf(os.Stderr, "=== %s decoded as:\n%s\n", g.name, text)
 		}
 	}
+}
+
+// cleartextViews are messages no peer sends: the inner chains of the golden
+// GSA_AUTH response and GSA_REKEY in the clear, so tshark shows how it
+// decodes the RFC 9838 payloads (IDg 50, GSA 51, KD 52) it would see in a
+// decrypted capture.
+func cleartextViews() []messageGolden {
+	var out []messageGolden
+	for i, g := range gikev2InnerGoldens() {
+		exch := ExchangeGSAAuth
+		flags := FlagResponse
+		if i == 1 {
+			exch, flags = ExchangeGSARekey, FlagInitiator
+		}
+		out = append(out, messageGolden{name: g.name + ", cleartext view", port: 848,
+			msg: &Message{Header: Header{SPIi: spiI, SPIr: spiR, Exchange: exch, Flags: flags, MessageID: 1}, Payloads: g.ps}})
+	}
+	out = append(out, messageGolden{name: "IDg in the clear", port: 848, msg: &Message{
+		Header:   Header{SPIi: spiI, SPIr: spiR, Exchange: ExchangeGSAAuth, Flags: FlagInitiator, MessageID: 1},
+		Payloads: []Payload{IDi(IDFQDN, []byte("gm1.example")), GroupKeyID(1234), &Notify{NotifyType: NotifyGroupSender, Data: []byte{0, 0, 0, 2}}}}})
+	return out
 }
