@@ -107,3 +107,10 @@ func (c IKEv2Conn) String() string {
 func PSKSecret(secret, id1, id2 string) string {
 	return fmt.Sprintf("secrets {\n\tike-gv {\n\t\tsecret = %q\n\t\tid-1 = %s\n\t\tid-2 = %s\n\t}\n}\n", secret, id1, id2)
 }
+
+// IKEv2Plugins are DefaultPlugins plus what charon 5.9.8 needs for IKEv2:
+// "kdf" (its IKEv2 key derivation, prf+, lives in that plugin since 5.9.8:
+// without it charon logs "KDF_PRF with PRF_HMAC_SHA2_256 not supported")
+// and "gcm" (AES-GCM, also provided by openssl). Pass them as
+// CharonConfig.Plugins, after RequirePlugins(t, "kdf", "openssl").
+var IKEv2Plugins = append(append([]string{}, DefaultPlugins...), "kdf", "gcm")
