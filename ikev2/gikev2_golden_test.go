@@ -120,6 +120,22 @@ func gikev2PayloadGoldens() []payloadGolden {
 		{"N INVALID_GROUP_ID (§4.7.1)", &Notify{NotifyType: NotifyInvalidGroupID}, "00 00 0008 | 00 00 002d"},
 		{"N AUTHORIZATION_FAILED (§4.7.2)", &Notify{NotifyType: NotifyAuthorizationFailed}, "00 00 0008 | 00 00 002e"},
 		{"N REGISTRATION_FAILED (§4.7.3)", &Notify{NotifyType: NotifyRegistrationFailed}, "00 00 0008 | 00 00 0031"},
+		{"SAg: the transforms a GM accepts (RFC 9838 §4.3)", &SA{Proposals: []*Proposal{
+			{Number: 1, Protocol: ProtoESP, Transforms: []*Transform{
+				{Type: TransformENCR, ID: EncrAESGCM16, Attributes: Attributes{BasicAttr(AttrKeyLength, 256)}},
+				{Type: TransformSN, ID: SN32BitUnspecified}}},
+			{Number: 2, Protocol: ProtoGIKEUpdate, Transforms: []*Transform{
+				{Type: TransformENCR, ID: EncrAESGCM16, Attributes: Attributes{BasicAttr(AttrKeyLength, 256)}},
+				{Type: TransformKWA, ID: KWA5649AES256},
+				{Type: TransformGCAUTH, ID: GCAuthDigitalSignature}}}}}, `
+			00 00 0048                          # SA (type 33 = SAg), 4 + 28 + 40 octets
+			02 00 001c 01 03 00 02              # proposal 1, ESP, no SPI, 2 transforms
+			  03 00 000c 01 00 0014 800e 0100
+			  00 00 0008 05 00 0002             # SN 32-bit Unspecified
+			00 00 0028 02 06 00 03              # proposal 2, GIKE_UPDATE, no SPI, 3 transforms
+			  03 00 000c 01 00 0014 800e 0100
+			  03 00 0008 0d 00 0003             # KWA KW_5649_256
+			  00 00 0008 0e 00 0002             # GCAUTH Digital Signature`},
 		{"D whole group SA (RFC 9838 §4.6)", &Delete{}, "00 00 0008 | 00 00 0000"},
 		{"D Rekey SA", &Delete{Protocol: ProtoGIKEUpdate, SPISize: 16, SPIs: [][]byte{kekSPI}}, `
 			00 00 0018 | 06 10 0001 | 303132333435363738393a3b3c3d3e3f`},
@@ -181,6 +197,28 @@ func gikev2MessageGoldens() []messageGolden {
 	copy(kekI[:], kekSPI[:8])
 	copy(kekR[:], kekSPI[8:])
 	return []messageGolden{
+		{"IKE_SA_INIT request with KWA (RFC 9838 §4.5.4)", &Message{
+			Header: Header{SPIi: spiI, Exchange: ExchangeIKESAInit, Flags: FlagInitiator},
+			Payloads: []Payload{&SA{Proposals: []*Proposal{{Number: 1, Protocol: ProtoIKE, Transforms: []*Transform{
+				{Type: TransformENCR, ID: EncrAESGCM16, Attributes: Attributes{BasicAttr(AttrKeyLength, 256)}},
+				{Type: TransformPRF, ID: PRFHMACSHA2256},
+				{Type: TransformKE, ID: KEECP256},
+				{Type: TransformKWA, ID: KWA5649AES256}}}}},
+				&KE{Group: KEECP256, Data: seq(0x60, 64)}, &Nonce{Data: seq(0x40, 32)}},
+		}, `
+			1112131415161718 0000000000000000
+			21 20 22 08 00000000 000000b8       # next SA, IKE_SA_INIT, I, length 184 = 28+48+72+36
+			22 00 0030                          # SA, next KE
+			  00 00 002c 01 01 00 04            # proposal 1, IKE, 4 transforms
+			  03 00 000c 01 00 0014 800e 0100   # ENCR_AES_GCM_16/256
+			  03 00 0008 02 00 0005             # PRF_HMAC_SHA2_256
+			  03 00 0008 04 00 0013             # KE 19
+			  00 00 0008 0d 00 0003             # KWA (13) KW_5649_256: "the key wrap algorithm MUST be negotiated in the IKE_SA_INIT exchange"
+			28 00 0048 0013 0000
+			  606162636465666768696a6b6c6d6e6f 707172737475767778797a7b7c7d7e7f
+			  808182838485868788898a8b8c8d8e8f 909192939495969798999a9b9c9d9e9f
+			00 00 0024
+			  404142434445464748494a4b4c4d4e4f 505152535455565758595a5b5c5d5e5f`, 848},
 		{"GSA_AUTH request (SK)", &Message{
 			Header:   Header{SPIi: spiI, SPIr: spiR, Exchange: ExchangeGSAAuth, Flags: FlagInitiator, MessageID: 1},
 			Payloads: []Payload{&Encrypted{Inner: PayloadIDi, Data: seq(0x80, 40)}},

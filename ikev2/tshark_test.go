@@ -86,6 +86,7 @@ var tsharkWant = map[string][]string{
 	// code points) but shows their bodies as raw "Data Payload"; it names
 	// notify 16429 by its old name SENDER_REQUEST_ID (RFC 9838 renamed it
 	// GROUP_SENDER). docs/wire.md "G-IKEv2 (RFC 9838)" says the same.
+	"IKE_SA_INIT request with KWA (RFC 9838 §4.5.4)": {"Exchange type: IKE_SA_INIT (34)", "Transform Type: Reserved to IANA (13)", "Transform ID: 3"},
 	"GSA_AUTH request (SK)": {"Exchange type: Unknown (39)", "Payload: Encrypted and Authenticated (46)",
 		"Next payload: Identification - Initiator (35)"},
 	"GSA_REKEY (SK, multicast)": {"Exchange type: Unknown (41)", "Initiator SPI: 3031323334353637",
