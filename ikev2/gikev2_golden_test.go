@@ -128,11 +128,11 @@ func gikev2PayloadGoldens() []payloadGolden {
 				{Type: TransformENCR, ID: EncrAESGCM16, Attributes: Attributes{BasicAttr(AttrKeyLength, 256)}},
 				{Type: TransformKWA, ID: KWA5649AES256},
 				{Type: TransformGCAUTH, ID: GCAuthDigitalSignature}}}}}, `
-			00 00 0048                          # SA (type 33 = SAg), 4 + 28 + 40 octets
+			00 00 0044                          # SA (type 33 = SAg), 4 + 28 + 36 octets
 			02 00 001c 01 03 00 02              # proposal 1, ESP, no SPI, 2 transforms
 			  03 00 000c 01 00 0014 800e 0100
 			  00 00 0008 05 00 0002             # SN 32-bit Unspecified
-			00 00 0028 02 06 00 03              # proposal 2, GIKE_UPDATE, no SPI, 3 transforms
+			00 00 0024 02 06 00 03              # proposal 2, GIKE_UPDATE, no SPI, 3 transforms: 8+12+8+8
 			  03 00 000c 01 00 0014 800e 0100
 			  03 00 0008 0d 00 0003             # KWA KW_5649_256
 			  00 00 0008 0e 00 0002             # GCAUTH Digital Signature`},
