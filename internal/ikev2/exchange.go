@@ -44,7 +44,6 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 	if err != nil {
 		return nil, Result{}, err
 	}
-	copy(sa.spii[:], spi)
 	spi[0] |= 1 // never the zero SPI
 	copy(sa.spii[:], spi)
 	if sa.ni, err = sa.randBytes(nonceLen); err != nil {
@@ -315,7 +314,11 @@ func (sa *SA) onInitResponse(m *wire.Message, pkt []byte, now time.Time) Result 
 			sa.group = g
 			return sa.restart(now)
 		case wire.NotifyNoProposalChosen:
-			return sa.fail(fmt.Errorf("%w: NO_PROPOSAL_CHOSEN", ErrRefused))
+			// Unprotected: anyone can send it. We keep waiting for a real
+			// answer (§2.21.1) and fail with it when the retransmissions
+			// end.
+			sa.refusedBy = n.NotifyType
+			return sa.drop()
 		}
 	}
 	saP, _ := wire.Find(ps, wire.PayloadSA).(*wire.SA)

@@ -297,7 +297,8 @@ type SA struct {
 	cookie      []byte // initiator: the responder's COOKIE to echo
 	kePayload   []byte
 	peerHashes  []uint16
-	peerNoChild bool // the peer announced CHILDLESS_IKEV2_SUPPORTED
+	peerNoChild bool            // the peer announced CHILDLESS_IKEV2_SUPPORTED
+	refusedBy   wire.NotifyType // initiator: an unprotected refusal of IKE_SA_INIT seen
 
 	// Our requests: the next Message ID and the outstanding one.
 	nextMID uint32
@@ -408,6 +409,9 @@ func (sa *SA) Timeout(now time.Time) Result {
 			sa.state = StateDead
 			sa.req = request{}
 			return Result{Events: []Event{Deleted{}}}
+		}
+		if sa.refusedBy != 0 && r.kind == reqInit {
+			return sa.fail(fmt.Errorf("%w: %s (unprotected) and no other answer to %d transmissions", ErrRefused, sa.refusedBy, r.tries))
 		}
 		return sa.fail(fmt.Errorf("%w: %d transmissions of %s to %s", ErrTimeout, r.tries, r.exchange, sa.peer))
 	}

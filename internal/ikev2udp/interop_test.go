@@ -28,6 +28,7 @@ type interopCase struct {
 	weInitiate bool
 	suite      ikev2.Suite
 	proposal   string // the same suite in strongSwan's syntax
+	child      bool   // charon asks for a CHILD SA in IKE_AUTH
 }
 
 func interopCases() []interopCase {
@@ -35,12 +36,15 @@ func interopCases() []interopCase {
 	gcm256 := ikev2.Suite{Encr: wire.EncrAESGCM16, KeyBits: 256, PRF: wire.PRFHMACSHA2256, Group: 20}
 	cbc := ikev2.Suite{Encr: wire.EncrAESCBC, KeyBits: 256, Integ: wire.IntegHMACSHA2256128, PRF: wire.PRFHMACSHA2256, Group: 14}
 	return []interopCase{
-		{"psk-ch-init", 1, "psk", false, gcm, "aes128gcm16-prfsha256-ecp256"},
-		{"psk-we-init", 2, "psk", true, cbc, "aes256-sha256-prfsha256-modp2048"},
-		{"ecdsa-ch-init", 3, "ecdsa", false, gcm256, "aes256gcm16-prfsha256-ecp384"},
-		{"ecdsa-we-init", 4, "ecdsa", true, gcm, "aes128gcm16-prfsha256-ecp256"},
-		{"rsa-ch-init", 5, "rsa", false, cbc, "aes256-sha256-prfsha256-modp2048"},
-		{"rsa-we-init", 6, "rsa", true, ikev2.Suite{Encr: wire.EncrAESGCM16, KeyBits: 256, PRF: wire.PRFHMACSHA2256, Group: 21}, "aes256gcm16-prfsha256-ecp521"},
+		{"psk-ch-init", 1, "psk", false, gcm, "aes128gcm16-prfsha256-ecp256", false},
+		{"psk-we-init", 2, "psk", true, cbc, "aes256-sha256-prfsha256-modp2048", false},
+		{"ecdsa-ch-init", 3, "ecdsa", false, gcm256, "aes256gcm16-prfsha256-ecp384", false},
+		{"ecdsa-we-init", 4, "ecdsa", true, gcm, "aes128gcm16-prfsha256-ecp256", false},
+		{"rsa-ch-init", 5, "rsa", false, cbc, "aes256-sha256-prfsha256-modp2048", false},
+		{"rsa-we-init", 6, "rsa", true, ikev2.Suite{Encr: wire.EncrAESGCM16, KeyBits: 256, PRF: wire.PRFHMACSHA2256, Group: 21}, "aes256gcm16-prfsha256-ecp521", false},
+		// charon asks for a CHILD SA in IKE_AUTH: we refuse it with
+		// NO_PROPOSAL_CHOSEN and the IKE SA stands (RFC 7296 §1.2).
+		{"psk-ch-init-child", 7, "psk", false, gcm, "aes128gcm16-prfsha256-ecp256", true},
 	}
 }
 
@@ -97,6 +101,9 @@ func runInterop(t *testing.T, c interopCase) {
 		files["private/charon.key"] = theirCert.KeyPEM
 		files["x509ca/ca.pem"] = ca.CertPEM
 	}
+	if c.child {
+		conn.Child, conn.ChildProposal = "c", "aes128gcm16"
+	}
 	ch.Load(t, conn.String()+secrets, files)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -110,6 +117,8 @@ func runInterop(t *testing.T, c interopCase) {
 		if err := srv.Initiate(ctx, netip.AddrPortFrom(theirs, 500)); err != nil {
 			t.Fatal(err)
 		}
+	} else if c.child {
+		ch.Swanctl(t, "--initiate", "--child", "c", "--timeout=-1")
 	} else {
 		ch.InitiateNoWait(t, "gv")
 	}
@@ -130,6 +139,15 @@ func runInterop(t *testing.T, c interopCase) {
 		t.Fatalf("swanctl --list-sas:\n%s", listing)
 	}
 	t.Logf("ours: %s, peer %s by %s; charon:\n%s", info.Suite, info.PeerID, info.AuthMethod, listing)
+	if c.child {
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(ch.Log(), "received NO_PROPOSAL_CHOSEN notify, no CHILD_SA built") {
+			if time.Now().After(deadline) {
+				t.Fatalf("charon did not log the refused CHILD SA:\n%s", tailLines(ch.Log(), 40))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	checkKeymat(t, c, sa, info, ch.Log())
 
 	// Liveness: an empty INFORMATIONAL answered by charon.
