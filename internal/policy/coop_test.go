@@ -141,3 +141,12 @@ func TestRedundancyEdit(t *testing.T) {
 		t.Errorf("edited: %+v", r)
 	}
 }
+
+// proves: C1 (issue 16: config check's summary says a group is served by
+// cooperative key servers, with the priority in effect and the peers)
+func TestRedundancySummary(t *testing.T) {
+	c := mustParse(t, coopKS("   peer address ipv4 10.0.0.2\n   peer address ipv4 10.0.0.3\n"))
+	if got, want := c.Summary(), "key server for G (identity 1, 1 sa ipsec, rekey unicast, cooperative: priority 1, peers 10.0.0.2 10.0.0.3)"; !strings.Contains(got, want) {
+		t.Errorf("summary %q lacks %q", got, want)
+	}
+}

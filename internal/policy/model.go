@@ -835,7 +835,18 @@ func (c *Config) Summary() string {
 	if len(ks) > 0 {
 		var gs []string
 		for _, g := range ks {
-			gs = append(gs, g.Name+" (identity "+utoa(g.Identity)+", "+itoa(len(g.Server.SAs))+" sa ipsec, rekey "+string(g.Server.Mode())+")")
+			coop := ""
+			if r := g.Server.Redundancy; r != nil {
+				var ps []string
+				for _, a := range r.Peers {
+					ps = append(ps, a.String())
+				}
+				coop = ", cooperative: priority " + itoa(r.Priority()) + ", peers " + strings.Join(ps, " ")
+				if len(ps) == 0 {
+					coop += "none"
+				}
+			}
+			gs = append(gs, g.Name+" (identity "+utoa(g.Identity)+", "+itoa(len(g.Server.SAs))+" sa ipsec, rekey "+string(g.Server.Mode())+coop+")")
 		}
 		parts = append(parts, "key server for "+strings.Join(gs, ", "))
 	}
