@@ -235,4 +235,3 @@ func TestLifetimeAndTimers(t *testing.T) {
 		t.Fatalf("expiry: %v", evs.Events)
 	}
 }
-
