@@ -33,9 +33,9 @@ func initRequest(t *testing.T, from netip.AddrPort) []byte {
 	return r.Send[0]
 }
 
-// proves: G3 (issue 17: half-open SAs are bounded per address and in all,
-// the oldest evicted, and expire without IKE_AUTH; every eviction and
-// expiry is counted) and S1.
+// proves: G3, S1 (issue 17: half-open SAs are bounded per address and in
+// all, the oldest evicted, and expire without IKE_AUTH; every eviction and
+// expiry is counted).
 func TestHalfOpenBounds(t *testing.T) {
 	_, b := pair(t, pskConfig(), pskConfig(), Limits{MaxHalfOpen: 8, MaxHalfOpenPerPeer: 3, CookieThreshold: 1000, HalfOpenTimeout: 10 * time.Second})
 	for i := 0; i < 5; i++ {
@@ -57,10 +57,10 @@ func TestHalfOpenBounds(t *testing.T) {
 	}
 }
 
-// proves: G3 (issue 17: past the cookie threshold an IKE_SA_INIT without
-// our COOKIE gets one and creates no state; the initiator sends its request
-// again with the cookie and the SA is established; a wrong cookie is
-// counted and answered with a fresh one) and S1.
+// proves: G3, S1 (issue 17: past the cookie threshold an IKE_SA_INIT
+// without our COOKIE gets one and creates no state; the initiator sends its
+// request again with the cookie and the SA is established; a wrong cookie
+// is counted and answered with a fresh one).
 func TestCookies(t *testing.T) {
 	a, b := pair(t, pskConfig(), pskConfig(), Limits{CookieThreshold: -1})
 	_, out, _ := a.Initiate(addrB, t0)
@@ -128,11 +128,10 @@ func TestInvalidKE(t *testing.T) {
 	}
 }
 
-// proves: G3 (issue 17: nothing unauthenticated deletes or changes an
-// established SA: a forged INFORMATIONAL Delete (wrong keys), a replayed
-// Delete of another exchange, a truncated or bit-flipped real message and
-// a message from another address are dropped and counted; the SA answers
-// liveness afterwards) and S2.
+// proves: G3, S2 (issue 17: nothing unauthenticated deletes or changes an
+// established SA: a forged INFORMATIONAL Delete (wrong keys), a truncated
+// or bit-flipped real Delete and a real one from another address are
+// dropped and counted; the SA answers liveness afterwards).
 func TestForgedMessagesIgnored(t *testing.T) {
 	a, b, si, sr := establishPair(t, Limits{})
 	// A Delete sealed with other keys (an attacker's own SA's) under the
