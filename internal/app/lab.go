@@ -37,11 +37,12 @@ func runLab(env *Env, args []string) int {
 	all := fs.Bool("all", false, "list every member in the tables (above 10 members they are summarised: first and last rows, counts, ranges)")
 	baseFlag := fs.String("base", lab.DefaultBase.String(), "the members' loopback address `BASE` 127.B.C.0: gm1 is 127.B.C.1, 250 members per /24")
 	yes := fs.Bool("yes", false, "with --cli: answer yes to the CLI's confirmation prompts (commands from a script)")
+	keyServers := fs.Int("key-servers", 1, "number of key servers: 2 or 3 run cooperative key servers (COOP) with short timers and show a failover")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *members < 1 || *port > 65535 || *old < 0 || *old > *members || *rate < 0 || *every < 0 {
-		fmt.Fprintln(env.Stderr, "groupvpn lab: --members must be at least 1, --port a UDP port and --old between 0 and --members")
+	if *members < 1 || *port > 65535 || *old < 0 || *old > *members || *rate < 0 || *every < 0 || *keyServers < 1 || *keyServers > 3 {
+		fmt.Fprintln(env.Stderr, "groupvpn lab: --members must be at least 1, --port a UDP port, --old between 0 and --members and --key-servers 1 to 3")
 		return 2
 	}
 	base, err := netip.ParseAddr(*baseFlag)
@@ -75,8 +76,12 @@ func runLab(env *Env, args []string) int {
 	raiseFileLimit()
 	dp := *traffic && *members <= 250
 	o := lab.Options{Members: *members, Port: uint16(*port), Dir: *dir, Out: env.Stdout, Logger: logger, Old: olds, DataPlane: dp, Base: base, All: *all}
+	coop := *keyServers > 1
+	if coop {
+		o.KeyServers = *keyServers
+	}
 	var live *lab.Live // labtraffic.go
-	if *cli {
+	if *cli || coop {
 		live = lab.NewLive(0)
 		if dp && *members >= 2 {
 			o.Deliver = live.Deliver
@@ -88,8 +93,16 @@ func runLab(env *Env, args []string) int {
 		return 1
 	}
 	defer l.Close()
-	fmt.Fprintf(env.Stdout, "groupvpn lab: key server %s:%d and %d group members %s to %s (configs in %s)\n",
-		lab.KSAddr, l.Port, *members, l.GMAddr(0), l.GMAddr(*members-1), l.Dir)
+	if coop {
+		period, dead, wait := o.COOPTimers()
+		fmt.Fprintf(env.Stdout, "groupvpn lab: %d cooperative key servers %s to %s port %d, priorities 100, 50, 25, one rekey key;\n"+
+			"  lab COOP timers: announcements every %s, dead interval %s, election wait %s (defaults 20 s, 60 s, 20 s);\n"+
+			"  %d group members %s to %s, each listing every key server (configs in %s)\n",
+			*keyServers, lab.KSAddrN(0), lab.KSAddrN(*keyServers-1), l.Port, period, dead, wait, *members, l.GMAddr(0), l.GMAddr(*members-1), l.Dir)
+	} else {
+		fmt.Fprintf(env.Stdout, "groupvpn lab: key server %s:%d and %d group members %s to %s (configs in %s)\n",
+			lab.KSAddr, l.Port, *members, l.GMAddr(0), l.GMAddr(*members-1), l.Dir)
+	}
 	if err := l.Wait(ctx, env.Stdout, *timeout); err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1
@@ -115,9 +128,15 @@ func runLab(env *Env, args []string) int {
 	case *traffic:
 		fmt.Fprintf(env.Stdout, "\n(The data plane runs with at most 250 members: no traffic sent.)\n")
 	}
+	if coop && !*cli {
+		return labFailover(ctx, env, l, live, liveInterval(*rate, *members))
+	}
 	if !*cli {
 		fmt.Fprintf(env.Stdout, "\nRun `groupvpn lab --cli` to keep the lab running and explore it with the operator CLI.\n")
 		return 0
+	}
+	if coop {
+		return labCOOPCLI(ctx, env, l, live, liveInterval(*rate, *members), *every, *yes)
 	}
 	fmt.Fprintf(env.Stdout, "\nThe lab keeps running. CLI on the key server (try: show crypto gdoi, show crypto gdoi ks members);\n"+
 		"a member's CLI: groupvpn cli -s %s\n\n", l.Sockets["gm1"])

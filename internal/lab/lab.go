@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -49,6 +50,19 @@ type Options struct {
 	// Secondary configures the KS with `redundancy`, which makes it a
 	// secondary key server (it refuses removal and triggered rekeys).
 	Secondary bool
+	// KeyServers is the number of key servers (0 or 1: one, as before;
+	// 2 or 3: cooperative key servers, SPEC C1, coop.go): ks1, ks2, ks3 on
+	// KSAddrN(0..2) with `redundancy`, priorities 100, 50, 25, each other
+	// as peers and the lab's short COOP timers; every member lists them
+	// all (`server address ipv4` once per KS).
+	KeyServers int
+	// COOPPeriod, COOPDead and COOPWait are the cooperative key servers'
+	// `timers announce`, `timers dead` and `timers election-wait` (0: the
+	// lab's 2 s, 6 s and 2 s; whole seconds).
+	COOPPeriod, COOPDead, COOPWait time.Duration
+	// KSVersion, when set, is the version key server i (0-based) announces
+	// (`groupvpn version`), e.g. "1.0.1" for a mixed-version COOP group.
+	KSVersion map[int]string
 	// NoGMSockets starts the members without control sockets (benchmarks:
 	// one file descriptor per member fewer).
 	NoGMSockets bool
@@ -95,11 +109,12 @@ type Lab struct {
 	failed  error // the first node that stopped with an error
 
 	// Each node's process and how to start it again (KillKS, KillGM).
-	ksProc  *proc
+	kss     []*ksNode // the key servers: one, or 2-3 cooperating (coop.go)
+	// coopPeriod and coopDead are the COOP timers of cooperating key
+	// servers (zero: one key server).
+	coopPeriod, coopDead time.Duration
 	gmProcs []*proc
-	ksNew   func() (*daemon.Daemon, error)
 	gmNew   []func(hold bool) (*daemon.Daemon, error)
-	store   *store.Store // Options.State
 	sadbs   []*labSADB   // Options.DataPlane: each member's SA database (its tmd's)
 	deliver func(int, []byte)
 	base    netip.Addr // Options.Base
@@ -116,9 +131,24 @@ func (l *Lab) Close() {
 	l.stopDataPlane()
 	l.stop()
 	l.running.Wait()
-	if l.store != nil {
-		l.store.Close()
+	for _, k := range l.kss {
+		if k.store != nil {
+			k.store.Close()
+		}
 	}
+}
+
+// ksNode is one key server of the lab: its daemon, its process, how to
+// start it again and its state store (Options.State, ks1 only).
+type ksNode struct {
+	name   string // "ks", or ks1, ks2, ks3 with cooperative key servers
+	addr   netip.Addr
+	d      *daemon.Daemon
+	proc   *proc
+	new    func() (*daemon.Daemon, error)
+	store  *store.Store
+	socket string
+	down   bool // killed (KillKS) and not started again
 }
 
 // proc is one running node: what kill -9 would end.
@@ -156,6 +186,14 @@ func (l *Lab) run(ctx context.Context, d *daemon.Daemon, socket string) *proc {
 // KSAddr and GMAddr place the nodes on 127.0.0.0/8, which Linux routes to
 // the loopback interface with no configuration.
 var KSAddr = netip.MustParseAddr("127.0.1.1")
+
+// KSAddrN is the address of key server i (0-based): ks1 is KSAddr,
+// ks2 127.0.1.2, ks3 127.0.1.3.
+func KSAddrN(i int) netip.Addr {
+	b := KSAddr.As4()
+	b[3] += byte(i)
+	return netip.AddrFrom4(b)
+}
 
 // DefaultBase is the members' address base: gm1 is 127.0.2.1.
 var DefaultBase = netip.MustParseAddr("127.0.2.0")
@@ -198,7 +236,8 @@ func ValidateBase(base netip.Addr, n int) error {
 }
 
 const ksTemplate = `! groupvpn lab: key server (generated)
-hostname ks
+hostname {{.Name}}{{with .Version}}
+groupvpn version {{.}}{{end}}
 crypto isakmp policy 10
  encryption aes 256
  hash sha256
@@ -232,7 +271,13 @@ crypto gdoi group LAB
   address ipv4 {{.KS}}{{if .Secondary}}
   redundancy
    local priority 10
-   peer address ipv4 127.0.1.2{{end}}
+   peer address ipv4 127.0.1.2{{end}}{{if .Peers}}
+  redundancy
+   local priority {{.Priority}}{{range .Peers}}
+   peer address ipv4 {{.}}{{end}}
+   timers announce {{.Period}}
+   timers dead {{.Dead}}
+   timers election-wait {{.Wait}}{{end}}
   sa ipsec 1
    profile lab-data
    match address ipv4 lab-traffic
@@ -252,11 +297,12 @@ crypto isakmp policy 10
  hash sha256
  authentication pre-share
  group 19
-crypto isakmp key {{.PSK}} address {{.KS}}
+crypto isakmp key {{.PSK}} address {{if .Servers}}127.0.1.0 255.255.255.0{{else}}{{.KS}}{{end}}
 !
 crypto gdoi group LAB
- identity number 1001
- server address ipv4 {{.KS}}
+ identity number 1001{{if .Servers}}{{range .Servers}}
+ server address ipv4 {{.}}{{end}}{{else}}
+ server address ipv4 {{.KS}}{{end}}
 !
 crypto map LAB-MAP 10 gdoi
  set group LAB
@@ -317,11 +363,24 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		}
 		return int64(d / time.Second)
 	}
-	vars := map[string]any{"PSK": "lab-secret", "KS": KSAddr, "Secondary": o.Secondary,
+	nks := max(o.KeyServers, 1)
+	if nks > 3 {
+		return nil, fmt.Errorf("lab: at most 3 key servers")
+	}
+	if nks > 1 && (o.Secondary || o.State || o.KSListen != nil) {
+		return nil, fmt.Errorf("lab: cooperative key servers run without Secondary, State and KSListen")
+	}
+	var servers []netip.Addr
+	if nks > 1 {
+		for i := range nks {
+			servers = append(servers, KSAddrN(i))
+		}
+	}
+	vars := map[string]any{"PSK": "lab-secret", "KS": KSAddr, "Secondary": o.Secondary, "Name": "ks", "Servers": servers,
 		"TEKLife": secs(o.TEKLifetime, time.Hour), "VoiceLife": secs(o.VoiceLifetime, 2*time.Hour), "KEKLife": secs(o.KEKLifetime, 24*time.Hour)}
-	ksCfg, err := render(o.Dir, "ks.conf", ksTemplate, vars)
-	if err != nil {
-		return nil, err
+	period, dead, wait := o.coopTimers()
+	if nks > 1 {
+		l.coopPeriod, l.coopDead = period, dead
 	}
 	clock := func(no *node.Options) {
 		if o.Now != nil {
@@ -329,27 +388,50 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		}
 	}
 	ksListen := func(no *node.Options) { no.ListenPacket = o.KSListen }
-	l.ksNew = func() (*daemon.Daemon, error) {
-		tune := []func(*node.Options){clock, ksListen}
-		if o.State {
-			st, err := store.Open(filepath.Join(o.Dir, "ks.db"), store.Options{})
-			if err != nil {
-				return nil, fmt.Errorf("lab: key server state: %w", err)
+	for i := range nks {
+		k := &ksNode{name: "ks", addr: KSAddrN(i)}
+		ksVars := maps.Clone(vars)
+		ksVars["KS"], ksVars["Version"] = k.addr, o.KSVersion[i]
+		if nks > 1 {
+			k.name = fmt.Sprintf("ks%d", i+1)
+			var peers []netip.Addr
+			for _, a := range servers {
+				if a != k.addr {
+					peers = append(peers, a)
+				}
 			}
-			l.store = st
-			tune = append(tune, func(no *node.Options) { no.Store = st })
+			ksVars["Name"], ksVars["Peers"], ksVars["Priority"] = k.name, peers, coopPriority(i)
+			ksVars["Period"], ksVars["Dead"], ksVars["Wait"] = int64(period/time.Second), int64(dead/time.Second), int64(wait/time.Second)
 		}
-		d, err := daemon.New(ksCfg, []netip.AddrPort{netip.AddrPortFrom(KSAddr, o.Port)}, o.Port, o.Logger.With("node", "ks"), tune...)
+		ksCfg, err := render(o.Dir, k.name+".conf", ksTemplate, ksVars)
 		if err != nil {
-			return nil, fmt.Errorf("lab: key server: %w", err)
+			return nil, err
 		}
-		return d, nil
+		k.new = func() (*daemon.Daemon, error) {
+			tune := []func(*node.Options){clock, ksListen}
+			if o.State {
+				st, err := store.Open(filepath.Join(o.Dir, "ks.db"), store.Options{})
+				if err != nil {
+					return nil, fmt.Errorf("lab: key server state: %w", err)
+				}
+				k.store = st
+				tune = append(tune, func(no *node.Options) { no.Store = st })
+			}
+			d, err := daemon.New(ksCfg, []netip.AddrPort{netip.AddrPortFrom(k.addr, o.Port)}, o.Port, o.Logger.With("node", k.name), tune...)
+			if err != nil {
+				return nil, fmt.Errorf("lab: key server %s: %w", k.name, err)
+			}
+			return d, nil
+		}
+		if k.d, err = k.new(); err != nil {
+			return nil, err
+		}
+		k.socket = filepath.Join(o.Dir, k.name+".sock")
+		l.Sockets[k.name] = k.socket
+		k.proc = l.run(ctx, k.d, k.socket)
+		l.kss = append(l.kss, k)
 	}
-	if l.KS, err = l.ksNew(); err != nil {
-		return nil, err
-	}
-	l.Sockets["ks"] = filepath.Join(o.Dir, "ks.sock")
-	l.ksProc = l.run(ctx, l.KS, l.Sockets["ks"])
+	l.KS = l.kss[0].d
 	started := newProgress(o.Out, "group members started") // progress.go
 	for i := 0; i < o.Members; i++ {
 		if o.Members >= 500 {

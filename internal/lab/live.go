@@ -185,6 +185,8 @@ type LiveStatus struct {
 	// Until the first and the last re-registration due of the members on
 	// temporary SAs (0: none).
 	NextReg, LastReg time.Duration
+	// KS is the cooperating key servers' roles (RolesLine; "": one KS).
+	KS string
 }
 
 // Status counts the packets sent since the last Status (up to the drain
@@ -239,6 +241,9 @@ func (v *Live) Status(ctx context.Context) (LiveStatus, error) {
 	v.mu.Unlock()
 	var next, last time.Time
 	st.States, next, last = l.MemberStates(ctx)
+	if len(l.kss) > 1 {
+		st.KS = RolesLine(l.Roles(ctx))
+	}
 	if !next.IsZero() {
 		st.NextReg, st.LastReg = max(time.Until(next), 0), max(time.Until(last), 0)
 	}
@@ -271,6 +276,9 @@ func (s LiveStatus) String() string {
 	case s.NextReg > 0:
 		fmt.Fprintf(&b, " (next re-registration in %s)", s.NextReg.Round(time.Second))
 	}
+	if s.KS != "" {
+		b.WriteString("; key servers: " + s.KS)
+	}
 	return b.String()
 }
 
@@ -282,6 +290,7 @@ func (s LiveStatus) Key() string {
 	for _, k := range stateOrder {
 		fmt.Fprintf(&b, "/%d", s.States[k])
 	}
+	b.WriteString("/" + s.KS)
 	return b.String()
 }
 

@@ -17,27 +17,56 @@ import (
 // KillKS stops the key server as kill -9 would; StartKS starts it again.
 // The lab's Close still stops everything.
 func (l *Lab) KillKS() error {
-	if l.store == nil {
+	if l.kss[0].store == nil {
 		return errors.New("lab: the key server keeps no state (Options.State)")
 	}
-	l.ksProc.kill()
-	l.store.Close() // as the kernel closes its file and drops its lock
-	l.store = nil
-	return nil
+	return l.KillKSN(0)
 }
 
 // StartKS starts a key server killed by KillKS from its configuration and
 // state file, on the same address, port and control socket.
-func (l *Lab) StartKS() error {
-	if l.store != nil {
-		return errors.New("lab: the key server is running")
+func (l *Lab) StartKS() error { return l.StartKSN(0) }
+
+// KillKSN stops key server i (0-based) as kill -9 would. A key server
+// without a state file (Options.State) comes back from its configuration
+// alone: a cooperative one then takes the policy, keys and members of the
+// primary it finds (coop.go).
+func (l *Lab) KillKSN(i int) error {
+	if i < 0 || i >= len(l.kss) {
+		return fmt.Errorf("lab: no key server %d", i+1)
 	}
-	d, err := l.ksNew()
+	k := l.kss[i]
+	if k.down {
+		return fmt.Errorf("lab: %s is not running", k.name)
+	}
+	k.proc.kill()
+	if k.store != nil {
+		k.store.Close() // as the kernel closes its file and drops its lock
+		k.store = nil
+	}
+	k.down = true
+	return nil
+}
+
+// StartKSN starts key server i killed by KillKSN, on the same address,
+// port and control socket.
+func (l *Lab) StartKSN(i int) error {
+	if i < 0 || i >= len(l.kss) {
+		return fmt.Errorf("lab: no key server %d", i+1)
+	}
+	k := l.kss[i]
+	if !k.down {
+		return fmt.Errorf("lab: %s is running", k.name)
+	}
+	d, err := k.new()
 	if err != nil {
 		return err
 	}
-	l.KS = d
-	l.ksProc = l.run(l.ctx, d, l.Sockets["ks"])
+	k.d, k.down = d, false
+	if i == 0 {
+		l.KS = d
+	}
+	k.proc = l.run(l.ctx, d, k.socket)
 	return nil
 }
 
