@@ -109,16 +109,16 @@ type Lab struct {
 	failed  error // the first node that stopped with an error
 
 	// Each node's process and how to start it again (KillKS, KillGM).
-	kss     []*ksNode // the key servers: one, or 2-3 cooperating (coop.go)
+	kss []*ksNode // the key servers: one, or 2-3 cooperating (coop.go)
 	// coopPeriod and coopDead are the COOP timers of cooperating key
 	// servers (zero: one key server).
 	coopPeriod, coopDead time.Duration
-	gmProcs []*proc
-	gmNew   []func(hold bool) (*daemon.Daemon, error)
-	sadbs   []*labSADB   // Options.DataPlane: each member's SA database (its tmd's)
-	deliver func(int, []byte)
-	base    netip.Addr // Options.Base
-	all     bool       // Options.All
+	gmProcs              []*proc
+	gmNew                []func(hold bool) (*daemon.Daemon, error)
+	sadbs                []*labSADB // Options.DataPlane: each member's SA database (its tmd's)
+	deliver              func(int, []byte)
+	base                 netip.Addr // Options.Base
+	all                  bool       // Options.All
 
 	dp     []*dpMember // Options.DataPlane (dataplane.go)
 	dpDone chan struct{}
