@@ -26,7 +26,8 @@ func commands() map[string]command {
 	return map[string]command{
 		"lab":        {"run a key server and N group members in one process on loopback, with ESP traffic between them (--members N, --cli)", runLab},
 		"decode":     {"decode ISAKMP/GDOI messages from hex or a raw datagram file", runDecode},
-		"bench":      {"measure a scenario beside its ceiling (codec, mainmode, daemons, register, rekey, removal)", runBench},
+		"bench":      {"measure a scenario beside its ceiling (codec, mainmode, daemons, register, rekey, removal, scale)", runBench},
+		"loadgen":    {"play many group members against a key server from one process and one UDP socket (issue 18; -ks, -members)", runLoadgen},
 		"config":     {"validate a configuration file (config check FILE)", runConfig},
 		"cli":        {"operator CLI: groupvpn cli [-s SOCKET] [-c CMD]", runCLI},
 		"key":        {"the key store without a running isakmpd: groupvpn key [-keys DIR] -c 'crypto key generate rsa label X modulus 2048'", runKey},

@@ -4,10 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/bench"
 )
@@ -27,6 +29,9 @@ func runBench(env *Env, args []string) int {
 	if len(args) > 0 && args[0] == "removal" {
 		return runBenchRemoval(env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "scale" {
+		return runBenchScale(env, args[1:])
+	}
 	if len(args) > 0 && args[0] == "dataplane" {
 		return runBenchDataplane(env, args[1:])
 	}
@@ -34,7 +39,7 @@ func runBench(env *Env, args []string) int {
 		return runBenchDisruption(env, args[1:])
 	}
 	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey, removal, dataplane, disruption)\n", strings.Join(names, ", "))
+		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey, removal, scale, dataplane, disruption)\n", strings.Join(names, ", "))
 		return 2
 	}
 	for _, s := range all {
@@ -190,6 +195,52 @@ func runBenchDisruption(env *Env, args []string) int {
 	}
 	if !r.Met() {
 		fmt.Fprintln(env.Stderr, "groupvpn bench disruption: some promise was not kept (see above)")
+		return 1
+	}
+	return 0
+}
+
+func runBenchScale(env *Env, args []string) int {
+	fs := flag.NewFlagSet("bench scale", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var o bench.ScaleOptions
+	stages := fs.String("members", "10000,50000,100000", "comma-separated cumulative member counts at which the KS is measured")
+	ks := fs.String("ks", "127.63.255.254:19848", "the KS's address and port (loopback)")
+	base := fs.String("base", "127.64.0.1", "the first member's address (the others follow it in 127.0.0.0/8)")
+	fs.IntVar(&o.Window, "window", 512, "first registrations in progress at once per loadgen process")
+	fs.BoolVar(&o.Rekey, "rekey", true, "after the last stage: one unicast rekey to every member, until the last ACK")
+	fs.BoolVar(&o.Restart, "restart", true, "then: SIGKILL the KS and start it again from its state file")
+	fs.BoolVar(&o.Removal, "removal", true, "then: clear crypto gdoi ks members, until every member registered again")
+	fs.DurationVar(&o.TEKLifetime, "tek-lifetime", time.Hour, "the first TEK's lifetime (a removal shortens it to 5%, at least 90 s)")
+	fs.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "give up after")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	for _, f := range strings.Split(*stages, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn bench scale: -members: %q is not a number\n", f)
+			return 2
+		}
+		o.Stages = append(o.Stages, n)
+	}
+	var err error
+	if o.KS, err = netip.ParseAddrPort(*ks); err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn bench scale: -ks: %v\n", err)
+		return 2
+	}
+	if o.Base, err = netip.ParseAddr(*base); err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn bench scale: -base: %v\n", err)
+		return 2
+	}
+	o.Log = env.Stderr
+	raiseFileLimit()
+	r, err := bench.Scale(context.Background(), o)
+	if r != nil {
+		r.Print(env.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn bench scale: %v\n", err)
 		return 1
 	}
 	return 0

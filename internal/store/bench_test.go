@@ -118,3 +118,40 @@ func BenchmarkRekeyWithStore(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSaveGroupOneChanged is the periodic save after one member
+// registered again (issue 18): with the Store remembering what it last
+// wrote, the cost is a digest per member and one record written, not
+// every member encoded, sealed and written.
+func BenchmarkSaveGroupOneChanged(b *testing.B) {
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	for _, members := range []int{10000, 60000} { // benchServer's GCM TEK: at most 65,535 sender IDs
+		srv := benchServer(b, members, now)
+		gs, err := srv.State("G", now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for where, dir := range benchDirs(b) {
+			b.Run(fmt.Sprintf("%s/members=%d", where, members), func(b *testing.B) {
+				st, err := store.Open(filepath.Join(dir, fmt.Sprintf("one-%d.db", members)), store.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				if err := st.SaveGroup(gs); err != nil {
+					b.Fatal(err)
+				}
+				i := 0
+				for b.Loop() {
+					m := &gs.Members[i%members]
+					m.LastRegister = m.LastRegister.Add(time.Second)
+					m.Registrations++
+					i++
+					if err := st.SaveGroup(gs); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -117,6 +117,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"math"
 	"net/netip"
@@ -125,6 +126,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -182,6 +184,18 @@ type Store struct {
 	db        *bolt.DB
 	path      string
 	integrity atomic.Uint64 // records refused by their integrity check
+
+	// written remembers, per group, a digest of each member as this Store
+	// last committed it (memberDigest), so that a save of the whole group
+	// encodes, seals and writes only the members that changed and deletes
+	// only those that left (issue 18: rewriting 100,000 members every
+	// second while they register was most of the periodic save's cost).
+	// A group is absent when unknown (not saved since Open, or changed by
+	// SaveMember, DeleteMember, DeleteGroup or a failed save): its next
+	// save compares with the stored records instead.
+	memoMu  sync.Mutex
+	written map[string]map[netip.Addr]uint64
+	seed    maphash.Seed
 }
 
 // IntegrityFailures counts the records refused since Open because they
@@ -249,7 +263,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, openError(path, timeout, err)
 	}
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, written: map[string]map[netip.Addr]uint64{}, seed: maphash.MakeSeed()}
 	if err := s.upgrade(); err != nil {
 		db.Close()
 		return nil, err
@@ -807,32 +821,32 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 	if err := checkName(g.Name); err != nil {
 		return err
 	}
-	encodeMembers := func() ([][2][]byte, error) {
-		members := make([][2][]byte, 0, len(g.Members))
-		seen := map[netip.Addr]bool{}
-		for _, m := range g.Members {
+	// The members are checked and digested whether or not they are
+	// written (a new group is saved whole).
+	digests := make([]uint64, len(g.Members))
+	members := func() error {
+		seen := make(map[netip.Addr]bool, len(g.Members))
+		for i := range g.Members {
+			m := &g.Members[i]
 			if !m.Address.IsValid() {
-				return nil, fmt.Errorf("store: group %s: member without an address", g.Name)
+				return fmt.Errorf("store: group %s: member without an address", g.Name)
 			}
 			if seen[m.Address] {
-				return nil, fmt.Errorf("store: group %s: member %s listed twice", g.Name, m.Address)
+				return fmt.Errorf("store: group %s: member %s listed twice", g.Name, m.Address)
 			}
 			seen[m.Address] = true
-			v, err := json.Marshal(m)
-			if err != nil {
-				return nil, fmt.Errorf("store: group %s: member %s: %w", g.Name, m.Address, err)
-			}
-			addr := []byte(m.Address.String())
-			members = append(members, [2][]byte{addr, seal(memberLoc([]byte(g.Name), addr), v)})
+			digests[i] = memberDigest(s.seed, m)
 		}
-		return members, nil
+		return nil
 	}
-	var members [][2][]byte
 	if withMembers {
-		var err error
-		if members, err = encodeMembers(); err != nil {
+		if err := members(); err != nil {
 			return err
 		}
+		// One save of the members at a time: each starts from what the
+		// previous one committed.
+		s.memoMu.Lock()
+		defer s.memoMu.Unlock()
 	}
 	rec := groupRecord{Name: g.Name, ID: g.ID, SigningKey: g.SigningKey, KEK: g.KEK,
 		TEKs: g.TEKs, Seq: g.Seq, UpdatedAt: g.UpdatedAt, InFlight: g.InFlight}
@@ -843,6 +857,9 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 	if err != nil {
 		return fmt.Errorf("store: group %s: %w", g.Name, err)
 	}
+	var known map[netip.Addr]uint64 // what the last committed save wrote; nil: unknown
+	locked := withMembers
+	whole := false // SaveKeys saving a new group whole, without the lock
 	r := s.reader()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		groups := tx.Bucket(bucketGroups)
@@ -855,8 +872,8 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 				return err
 			}
 			if !withMembers {
-				withMembers = true // a new group is saved whole
-				if members, err = encodeMembers(); err != nil {
+				withMembers, whole = true, true // a new group is saved whole
+				if err := members(); err != nil {
 					return err
 				}
 			}
@@ -879,9 +896,7 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 			}
 			reserved = max(reserved, old)
 			if withMembers {
-				if err := b.DeleteBucket(bucketMembers); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-					return err
-				}
+				known = s.written[g.Name]
 			}
 			// A state older than the stored one (a lower Seq: a periodic
 			// save of members taken before the rekey whose keys SaveKeys
@@ -908,27 +923,153 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 		if !withMembers {
 			return nil
 		}
-		mb, err := b.CreateBucket(bucketMembers)
-		if err != nil {
-			return err
-		}
-		for _, kv := range members {
-			if err := mb.Put(kv[0], kv[1]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.putMembers(b, g, digests, known)
 	})
+	switch {
+	case locked && err != nil:
+		delete(s.written, g.Name) // on disk is the last commit's: unknown here
+	case locked:
+		s.remember(g, digests, known)
+	case whole:
+		s.forget(g.Name) // a concurrent save may have followed it
+	}
 	if err != nil {
 		return fmt.Errorf("store: %s: save group %s: %w", s.path, g.Name, err)
 	}
 	return nil
 }
 
+// putMembers makes the group's members bucket hold exactly g.Members:
+// a member whose digest is the one last committed is left alone, any
+// other is encoded, sealed and written unless the stored record is the
+// same octets; a stored member not in g is deleted. known is what the last
+// committed save wrote (nil: unknown, the stored records are read).
+func (s *Store) putMembers(b *bolt.Bucket, g *GroupState, digests []uint64, known map[netip.Addr]uint64) error {
+	mb, err := b.CreateBucketIfNotExists(bucketMembers)
+	if err != nil {
+		return err
+	}
+	name := []byte(g.Name)
+	var puts [][2][]byte
+	for i := range g.Members {
+		m := &g.Members[i]
+		if d, ok := known[m.Address]; ok && d == digests[i] {
+			continue
+		}
+		v, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("member %s: %w", m.Address, err)
+		}
+		addr := []byte(m.Address.String())
+		rec := seal(memberLoc(name, addr), v)
+		if bytes.Equal(mb.Get(addr), rec) {
+			continue
+		}
+		puts = append(puts, [2][]byte{addr, rec})
+	}
+	// In key order: bbolt inserts each key into its page's sorted slice,
+	// and addresses sorted as addresses are not sorted as strings (a whole
+	// group of 60,000 took seconds in address order).
+	slices.SortFunc(puts, func(a, b [2][]byte) int { return bytes.Compare(a[0], b[0]) })
+	for _, kv := range puts {
+		if err := mb.Put(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	keep := make(map[netip.Addr]bool, len(g.Members))
+	for i := range g.Members {
+		keep[g.Members[i].Address] = true
+	}
+	if known != nil {
+		for a := range known {
+			if !keep[a] {
+				if err := mb.Delete([]byte(a.String())); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	var gone [][]byte
+	c := mb.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if a, err := netip.ParseAddr(string(k)); err != nil || !keep[a] {
+			gone = append(gone, slices.Clone(k))
+		}
+	}
+	for _, k := range gone {
+		if err := mb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// remember records what a committed save of g's members wrote.
+func (s *Store) remember(g *GroupState, digests []uint64, known map[netip.Addr]uint64) {
+	if known == nil || len(known) > 2*len(g.Members)+1024 {
+		known = make(map[netip.Addr]uint64, len(g.Members))
+	} else {
+		keep := make(map[netip.Addr]bool, len(g.Members))
+		for i := range g.Members {
+			keep[g.Members[i].Address] = true
+		}
+		for a := range known {
+			if !keep[a] {
+				delete(known, a)
+			}
+		}
+	}
+	for i := range g.Members {
+		known[g.Members[i].Address] = digests[i]
+	}
+	s.written[g.Name] = known
+}
+
+// forget drops what the Store remembers of a group's members: a write
+// other than a whole save changed them.
+func (s *Store) forget(group string) {
+	s.memoMu.Lock()
+	delete(s.written, group)
+	s.memoMu.Unlock()
+}
+
+// memberDigest is a 64-bit digest of every field of a member that its
+// stored record holds (times by their instant), keyed by the Store's
+// seed: equal digests mean an unchanged member, but for a collision of
+// probability 2^-64 per changed member.
+func memberDigest(seed maphash.Seed, m *MemberState) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	a := m.Address.As16()
+	h.Write(a[:])
+	h.WriteString(m.Identity)
+	h.WriteByte(0)
+	h.WriteString(m.Version)
+	h.WriteByte(0)
+	var n [8]byte
+	for _, v := range []int64{m.Registered.UnixNano(), m.LastRegister.UnixNano(), int64(m.Registrations),
+		int64(m.MissedRekeys), int64(m.Port), int64(len(m.SenderIDs))} {
+		binary.LittleEndian.PutUint64(n[:], uint64(v))
+		h.Write(n[:])
+	}
+	for _, sid := range m.SenderIDs {
+		binary.LittleEndian.PutUint32(n[:4], sid)
+		h.Write(n[:4])
+	}
+	if m.Removed {
+		h.WriteByte(1)
+	} else {
+		h.WriteByte(0)
+	}
+	return h.Sum64()
+}
+
 // DeleteGroup removes a group and its members. Its reserved sequence mark
 // is kept, so a group saved again under the same name continues above it.
 // Deleting a group that is not there is not an error.
 func (s *Store) DeleteGroup(name string) error {
+	defer s.forget(name)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		groups := tx.Bucket(bucketGroups)
 		b := groups.Bucket([]byte(name))
@@ -961,6 +1102,7 @@ func groupBucket(tx *bolt.Tx, name string) (*bolt.Bucket, error) {
 
 // SaveMember adds or replaces one member of a saved group.
 func (s *Store) SaveMember(group string, m MemberState) error {
+	defer s.forget(group)
 	if !m.Address.IsValid() {
 		return fmt.Errorf("store: group %s: member without an address", group)
 	}
@@ -989,6 +1131,7 @@ func (s *Store) SaveMember(group string, m MemberState) error {
 // DeleteMember removes one member of a saved group; a member that is not
 // there is not an error.
 func (s *Store) DeleteMember(group string, addr netip.Addr) error {
+	defer s.forget(group)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := groupBucket(tx, group)
 		if err != nil {

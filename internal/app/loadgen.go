@@ -1,0 +1,79 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/loadgen"
+)
+
+// runLoadgen plays many group members against a key server from one
+// process and one UDP socket (issue 18, internal/loadgen), printing its
+// totals as one JSON line per interval on stdout until SIGTERM or SIGINT.
+func runLoadgen(env *Env, args []string) int {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var o loadgen.Options
+	ks := fs.String("ks", "127.0.0.1:848", "the key server's `ADDRESS:PORT`")
+	fs.IntVar(&o.Members, "members", 1000, "number of simulated group members")
+	base := fs.String("base", "127.64.0.1", "the first member's address (member i has BASE+i; all in 127.0.0.0/8)")
+	port := fs.Uint("port", 0, "UDP port of every member's address (0: an ephemeral one)")
+	fs.StringVar(&o.Group, "group", "LAB", "the group's name")
+	groupID := fs.Uint("group-id", 1001, "the group's identity number")
+	psk := fs.String("psk", "lab-secret", "the phase-1 pre-shared key")
+	fs.IntVar(&o.Window, "window", 256, "first registrations in progress at once")
+	fs.IntVar(&o.Shards, "shards", 0, "goroutines owning the members (0: GOMAXPROCS)")
+	fs.StringVar(&o.Interface, "interface", "lo", "interface multicast rekeys arrive on")
+	interval := fs.Duration("interval", 250*time.Millisecond, "how often the totals are printed")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var err error
+	if o.KS, err = netip.ParseAddrPort(*ks); err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn loadgen: -ks: %v\n", err)
+		return 2
+	}
+	if o.Base, err = netip.ParseAddr(*base); err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn loadgen: -base: %v\n", err)
+		return 2
+	}
+	if *port > 65535 || *groupID > 1<<32-1 || *interval <= 0 {
+		fmt.Fprintln(env.Stderr, "groupvpn loadgen: -port, -group-id or -interval out of range")
+		return 2
+	}
+	o.Port, o.GroupID, o.PSK = uint16(*port), uint32(*groupID), []byte(*psk)
+	raiseFileLimit()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	g, err := loadgen.New(ctx, o)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn loadgen: %v\n", err)
+		return 1
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	enc := json.NewEncoder(env.Stdout)
+	t := time.NewTicker(*interval)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			enc.Encode(g.Snapshot())
+			if err != nil {
+				fmt.Fprintf(env.Stderr, "groupvpn loadgen: %v\n", err)
+				return 1
+			}
+			return 0
+		case <-t.C:
+			if err := enc.Encode(g.Snapshot()); err != nil {
+				stop() // stdout closed: the reader is gone
+			}
+		}
+	}
+}

@@ -1,0 +1,721 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/loadgen"
+)
+
+// ScaleOptions configure the scale scenario (issue 18): one KS as its own
+// process (groupvpn isakmpd), members played by groupvpn loadgen processes.
+type ScaleOptions struct {
+	// Stages are the cumulative member counts at which the KS is measured
+	// (default 10,000, 50,000, 100,000); a loadgen process is started per
+	// stage with the members it adds.
+	Stages []int
+	Bin    string         // the groupvpn binary (default: this executable)
+	Env    []string       // extra environment of the processes (the tests' helper switch)
+	KS     netip.AddrPort // the KS's address (default 127.63.255.254:19848)
+	Base   netip.Addr     // the first member's address (default 127.64.0.1)
+	Window int            // first registrations in flight per loadgen (default 512)
+	// Steps after the last stage (all by default in groupvpn bench scale).
+	Rekey, Restart, Removal bool
+	// TEKLifetime of the group's first TEK (default 3600 s); the removal
+	// shortens it (the members re-register within the shortened lifetime).
+	TEKLifetime time.Duration
+	Dir         string    // where the KS's files go (default: a temporary directory, removed)
+	Log         io.Writer // progress (default: discarded)
+	Timeout     time.Duration
+}
+
+// ScaleStage is the KS measured at a member count.
+type ScaleStage struct {
+	Members       int
+	RegWindow     time.Duration // the stage's first registration to its last, at the generator
+	RegPerSec     float64
+	KSRSS         int64 // VmRSS of the KS process
+	KSHeapLive    int64 // the live heap at the KS's last GC after the stage (gctrace), -1: none seen
+	GenHeapPerGM  int64 // the generator's live heap per GM (its own GC)
+	ShowCount     time.Duration
+	ShowCountSeen int // members `show crypto gdoi ks members | count Group Member ID` counted
+	ShowFull      time.Duration
+	ShowFullBytes int
+	StoreBytes    int64
+	Failures      int64 // registration attempts that failed at the generator
+}
+
+// ScaleReport is the result.
+type ScaleReport struct {
+	Date      time.Time
+	Host      string
+	BaseRSS   int64
+	CryptoOp  time.Duration // the KS-side crypto of one registration, one core
+	CryptoDef string
+	Stages    []ScaleStage
+	// Unicast rekey to every member, until the last first ACK sent.
+	RekeyTime  time.Duration
+	RekeyAcked int64
+	RekeyAgain int64 // ACKs of retransmitted copies
+	// Restart: SIGKILL, then a new isakmpd from the state file, until the
+	// control socket answers and shows every member.
+	RestartTime    time.Duration
+	RestartMembers int
+	// Removal: `clear crypto gdoi ks members` until every GM registered
+	// again; Lacked GMs ever without a valid TEK (must be 0).
+	RemovalTime    time.Duration
+	RemovalReregs  int64
+	RemovalLacked  int64
+	RemovalFailure int64
+	RemovalPeak    int64 // most re-registrations seen in one second (0.25 s samples)
+	Lacked         int64 // over the whole run
+	Notes          []string
+}
+
+const scaleKSConf = `! groupvpn bench scale: key server (generated)
+hostname ks
+crypto isakmp policy 10
+ encryption aes 256
+ hash sha256
+ authentication pre-share
+ group 19
+ lifetime 86400
+crypto isakmp key scale-secret address 127.0.0.0 255.0.0.0
+crypto key import ec SCALE-REKEY file rekey.pem
+!
+ip access-list extended scale-traffic
+ permit ip 10.10.0.0 0.0.255.255 10.10.0.0 0.0.255.255
+ip access-list extended scale-voice
+ permit udp 10.20.0.0 0.0.255.255 10.20.0.0 0.0.255.255 eq 5060
+!
+crypto ipsec transform-set scale-gcm esp-gcm 256
+crypto ipsec transform-set scale-cbc esp-aes 128 esp-sha256-hmac
+crypto ipsec profile scale-data
+ set transform-set scale-gcm
+ set security-association lifetime seconds {{.TEKLife}}
+crypto ipsec profile scale-voice
+ set transform-set scale-cbc
+ set security-association lifetime seconds {{.VoiceLife}}
+!
+crypto gdoi group SCALE
+ identity number 1801
+ server local
+  rekey algorithm aes 128
+  rekey lifetime seconds 86400
+  rekey authentication mypubkey ec SCALE-REKEY
+  rekey transport unicast
+  address ipv4 {{.KS}}
+  sa ipsec 1
+   profile scale-data
+   match address ipv4 scale-traffic
+   replay counter window-size 64
+  sa ipsec 2
+   profile scale-voice
+   match address ipv4 scale-voice
+   replay time window-size 5
+end
+`
+
+func (o *ScaleOptions) defaults() error {
+	if len(o.Stages) == 0 {
+		o.Stages = []int{10000, 50000, 100000}
+	}
+	for i, n := range o.Stages {
+		if n <= 0 || (i > 0 && n <= o.Stages[i-1]) {
+			return fmt.Errorf("bench scale: stages must grow: %v", o.Stages)
+		}
+	}
+	if !o.KS.IsValid() {
+		o.KS = netip.MustParseAddrPort("127.63.255.254:19848")
+	}
+	if !o.Base.IsValid() {
+		o.Base = netip.MustParseAddr("127.64.0.1")
+	}
+	if o.Window <= 0 {
+		o.Window = 512
+	}
+	if o.TEKLifetime == 0 {
+		o.TEKLifetime = time.Hour
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 15 * time.Minute
+	}
+	if o.Bin == "" {
+		b, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.Bin = b
+	}
+	return nil
+}
+
+// Scale runs the scale scenario.
+func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	if o.Dir == "" {
+		d, err := os.MkdirTemp("", "gvscale-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		o.Dir = d
+	}
+	rep = &ScaleReport{Date: time.Now().UTC()}
+	rep.Host, _ = os.Hostname()
+	if err := writeRekeyKey(filepath.Join(o.Dir, "rekey.pem")); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(o.Dir, "ks.conf")
+	var b strings.Builder
+	template.Must(template.New("ks").Parse(scaleKSConf)).Execute(&b, map[string]any{"KS": o.KS.Addr(),
+		"TEKLife": int64(o.TEKLifetime / time.Second), "VoiceLife": 2 * int64(o.TEKLifetime/time.Second)})
+	if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
+		return nil, err
+	}
+	rep.CryptoOp, rep.CryptoDef = registrationCeiling()
+	fmt.Fprintf(o.Log, "ceiling: %s per registration (%s)\n", rep.CryptoOp, rep.CryptoDef)
+
+	ks := &ksProc{o: &o, conf: conf, sock: filepath.Join(o.Dir, "ks.sock"), state: filepath.Join(o.Dir, "ks.db"), log: filepath.Join(o.Dir, "ks.log")}
+	if err := ks.start(ctx); err != nil {
+		return rep, err
+	}
+	defer ks.kill()
+	time.Sleep(time.Second)
+	rep.BaseRSS = rss(ks.pid())
+
+	var gens []*genProc
+	defer func() {
+		for _, g := range gens {
+			g.stop()
+		}
+	}()
+	prev := 0
+	for _, n := range o.Stages {
+		add := n - prev
+		g, err := startGen(ctx, &o, prev, add)
+		if err != nil {
+			return rep, err
+		}
+		gens = append(gens, g)
+		fmt.Fprintf(o.Log, "stage %d: %d members from %s\n", n, add, addrAfter(o.Base, prev))
+		s, err := g.waitFor(ctx, func(s loadgen.Snapshot) bool { return s.Registered == int64(add) }, o.Timeout)
+		if err != nil {
+			return rep, fmt.Errorf("stage %d: %w (generator: %+v; KS log: %s)", n, err, s, tail(ks.log))
+		}
+		st := ScaleStage{Members: n, RegWindow: time.Duration(s.LastFirstAt - s.FirstAt), Failures: s.Failures}
+		if st.RegWindow > 0 {
+			st.RegPerSec = float64(add-1) / st.RegWindow.Seconds()
+		}
+		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s\n", st.RegWindow.Round(time.Millisecond), st.RegPerSec)
+		if err := ks.measure(ctx, &st, g); err != nil {
+			return rep, err
+		}
+		fmt.Fprintf(o.Log, "  KS RSS %d MiB, live heap %d MiB, show | count %s, store %d MiB\n", st.KSRSS>>20, st.KSHeapLive>>20,
+			st.ShowCount.Round(time.Millisecond), st.StoreBytes>>20)
+		rep.Stages = append(rep.Stages, st)
+		prev = n
+	}
+	total := int64(prev)
+	sum := func(f func(loadgen.Snapshot) int64) int64 {
+		var t int64
+		for _, g := range gens {
+			t += f(g.last())
+		}
+		return t
+	}
+	waitSum := func(what string, f func(loadgen.Snapshot) int64, want int64, limit time.Duration) error {
+		end := time.Now().Add(limit)
+		for sum(f) < want {
+			if time.Now().After(end) {
+				return fmt.Errorf("%s: %d of %d after %s", what, sum(f), want, limit)
+			}
+			if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if o.Rekey {
+		acks := sum(func(s loadgen.Snapshot) int64 { return s.Acks })
+		again := sum(func(s loadgen.Snapshot) int64 { return s.AcksAgain })
+		start := time.Now()
+		if _, err := ks.exec(ctx, "crypto gdoi ks rekey"); err != nil {
+			return rep, err
+		}
+		if err := waitSum("rekey ACKs", func(s loadgen.Snapshot) int64 { return s.Acks }, acks+total, 5*time.Minute); err != nil {
+			return rep, err
+		}
+		var lastAck int64
+		for _, g := range gens {
+			lastAck = max(lastAck, g.last().LastAckAt)
+		}
+		rep.RekeyTime = time.Unix(0, lastAck).Sub(start)
+		rep.RekeyAcked = sum(func(s loadgen.Snapshot) int64 { return s.Acks }) - acks
+		time.Sleep(time.Second)
+		rep.RekeyAgain = sum(func(s loadgen.Snapshot) int64 { return s.AcksAgain }) - again
+		fmt.Fprintf(o.Log, "unicast rekey: %d ACKs in %s\n", rep.RekeyAcked, rep.RekeyTime.Round(time.Millisecond))
+	}
+	if o.Restart {
+		time.Sleep(2 * time.Second) // the periodic save of the ACKs
+		ks.kill()
+		start := time.Now()
+		if err := ks.start(ctx); err != nil {
+			return rep, err
+		}
+		n, _, err := ks.countMembers(ctx)
+		if err != nil {
+			return rep, err
+		}
+		rep.RestartTime, rep.RestartMembers = time.Since(start), n
+		fmt.Fprintf(o.Log, "restart: %d members back in %s\n", n, rep.RestartTime.Round(time.Millisecond))
+	}
+	if o.Removal {
+		regs := sum(func(s loadgen.Snapshot) int64 { return s.Registrations })
+		lacked := sum(func(s loadgen.Snapshot) int64 { return s.Lacked })
+		fails := sum(func(s loadgen.Snapshot) int64 { return s.Failures })
+		start := time.Now()
+		if _, err := ks.exec(ctx, "clear crypto gdoi ks members"); err != nil {
+			return rep, err
+		}
+		var peak, lastN int64
+		lastT := time.Now()
+		end := start.Add(o.TEKLifetime + 5*time.Minute)
+		for {
+			n := sum(func(s loadgen.Snapshot) int64 { return s.Registrations }) - regs
+			if now := time.Now(); now.Sub(lastT) >= time.Second {
+				peak = max(peak, int64(float64(n-lastN)/now.Sub(lastT).Seconds()))
+				lastN, lastT = n, now
+			}
+			if n >= total {
+				break
+			}
+			if time.Now().After(end) {
+				return rep, fmt.Errorf("removal: %d of %d members registered again after %s", n, total, time.Since(start).Round(time.Second))
+			}
+			if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+				return rep, err
+			}
+		}
+		rep.RemovalTime = time.Since(start)
+		time.Sleep(2 * sweepWait)
+		rep.RemovalReregs = sum(func(s loadgen.Snapshot) int64 { return s.Registrations }) - regs
+		rep.RemovalLacked = sum(func(s loadgen.Snapshot) int64 { return s.Lacked }) - lacked
+		rep.RemovalFailure = sum(func(s loadgen.Snapshot) int64 { return s.Failures }) - fails
+		rep.RemovalPeak = peak
+		fmt.Fprintf(o.Log, "removal: %d re-registrations in %s, %d GMs ever without a valid TEK\n", rep.RemovalReregs,
+			rep.RemovalTime.Round(time.Millisecond), rep.RemovalLacked)
+	}
+	time.Sleep(sweepWait)
+	rep.Lacked = sum(func(s loadgen.Snapshot) int64 { return s.Lacked })
+	return rep, nil
+}
+
+// sweepWait covers a generator's sweep and the next printed totals.
+const sweepWait = 1500 * time.Millisecond
+
+func addrAfter(base netip.Addr, n int) netip.Addr {
+	a := base
+	for range n {
+		a = a.Next()
+	}
+	return a
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// registrationCeiling times, on one core, the cryptography a KS does for
+// one registration with this suite (PSK main mode, ECP-256, AES-256,
+// SHA-256, then GROUPKEY-PULL): an ECP-256 key pair and agreement, the
+// PRFs (SKEYID, SKEYID_d/a/e, HASH_I checked, HASH_R, HASH(1) to HASH(4):
+// 10 HMAC-SHA-256) and the encryption of 6 messages (MM5, MM6, pull 1-4;
+// AES-256-CBC of 256 octets each). The rest of the KS's work (parsing,
+// building messages, the member registry, the store, the log line) is
+// what the ratio to this ceiling shows.
+func registrationCeiling() (time.Duration, string) {
+	g, _ := ike.GroupByID(19)
+	key := make([]byte, 32)
+	blk, _ := aes.NewCipher(key)
+	iv := make([]byte, 16)
+	buf := make([]byte, 256)
+	r := testing.Benchmark(func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			priv, pub, _ := g.GenerateKey(rand.Reader)
+			priv.Shared(pub)
+			for j := 0; j < 10; j++ {
+				m := hmac.New(sha256.New, key)
+				m.Write(buf[:64])
+				m.Sum(nil)
+			}
+			for j := 0; j < 6; j++ {
+				cipher.NewCBCEncrypter(blk, iv).CryptBlocks(buf, buf)
+			}
+		}
+	})
+	return time.Duration(r.NsPerOp()), "ECP-256 key pair + agreement, 10 HMAC-SHA-256, 6 x AES-256-CBC of 256 B"
+}
+
+// ksProc is the KS's isakmpd.
+type ksProc struct {
+	o                      *ScaleOptions
+	conf, sock, state, log string
+	mu                     sync.Mutex
+	cmd                    *exec.Cmd
+	done                   chan struct{}
+}
+
+func (k *ksProc) start(ctx context.Context) error {
+	f, err := os.OpenFile(k.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := exec.Command(k.o.Bin, "isakmpd", "-f", k.conf, "-port", strconv.Itoa(int(k.o.KS.Port())),
+		"-listen", k.o.KS.Addr().String(), "-socket", k.sock, "-state", k.state)
+	cmd.Dir = filepath.Dir(k.conf)
+	cmd.Env = append(append(os.Environ(), k.o.Env...), "GODEBUG=gctrace=1")
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("bench scale: start the KS: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	k.mu.Lock()
+	k.cmd, k.done = cmd, done
+	k.mu.Unlock()
+	end := time.Now().Add(time.Minute)
+	for {
+		if _, err := k.exec(ctx, "show version"); err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("bench scale: the KS exited: %s", tail(k.log))
+		default:
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("bench scale: the KS's control socket did not answer within a minute: %s", tail(k.log))
+		}
+		if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func (k *ksProc) pid() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cmd == nil {
+		return 0
+	}
+	return k.cmd.Process.Pid
+}
+
+// kill sends SIGKILL (nothing saved on the way out) and waits.
+func (k *ksProc) kill() {
+	k.mu.Lock()
+	cmd, done := k.cmd, k.done
+	k.cmd = nil
+	k.mu.Unlock()
+	if cmd != nil {
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+	}
+}
+
+// exec runs one command on the KS's control socket, answering yes.
+func (k *ksProc) exec(ctx context.Context, line string) (string, error) {
+	c, err := ctl.Dial(k.sock)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	resp, err := c.Do(ctx, &ctl.WireRequest{Cmd: line})
+	for i := 0; err == nil && resp.Prompt != "" && i < 3; i++ {
+		resp, err = c.Do(ctx, &ctl.WireRequest{Cmd: line, Token: resp.Token, Answer: "yes"})
+	}
+	if err != nil {
+		return "", fmt.Errorf("KS: %s: %w", line, err)
+	}
+	if !resp.OK {
+		return "", fmt.Errorf("KS: %s: %s", line, resp.Error)
+	}
+	return resp.Text, nil
+}
+
+var countRE = regexp.MustCompile(`= (\d+)`)
+
+// countMembers is `show crypto gdoi ks members | count Group Member ID`
+// and how long it took.
+func (k *ksProc) countMembers(ctx context.Context) (int, time.Duration, error) {
+	start := time.Now()
+	out, err := k.exec(ctx, "show crypto gdoi ks members | count Group Member ID")
+	if err != nil {
+		return 0, 0, err
+	}
+	el := time.Since(start)
+	m := countRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, el, fmt.Errorf("KS: | count said %q", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n, el, nil
+}
+
+var gcRE = regexp.MustCompile(`(?m)^gc \d+ @[0-9.]+s [^:]*: .* (\d+)->(\d+)->(\d+) MB`)
+
+// measure reads the KS after a stage: show timings, RSS, the live heap of
+// a GC after the stage, the store's size.
+func (k *ksProc) measure(ctx context.Context, st *ScaleStage, g *genProc) error {
+	time.Sleep(2 * time.Second) // the periodic save of the new members (1 s)
+	before := len(gcRE.FindAllStringSubmatch(readAll(k.log), -1))
+	n, el, err := k.countMembers(ctx)
+	if err != nil {
+		return err
+	}
+	st.ShowCount, st.ShowCountSeen = el, n
+	start := time.Now()
+	out, err := k.exec(ctx, "show crypto gdoi ks members")
+	if err != nil {
+		return err
+	}
+	st.ShowFull, st.ShowFullBytes = time.Since(start), len(out)
+	// A GC after the stage: the show commands allocate; wait for the
+	// runtime's next collection (at most its 2-minute forced one).
+	st.KSHeapLive = -1
+	end := time.Now().Add(130 * time.Second)
+	for time.Now().Before(end) {
+		ms := gcRE.FindAllStringSubmatch(readAll(k.log), -1)
+		if len(ms) > before {
+			live, _ := strconv.ParseInt(ms[len(ms)-1][3], 10, 64)
+			st.KSHeapLive = live << 20
+			break
+		}
+		k.countMembers(ctx)
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	st.KSRSS = rss(k.pid())
+	if fi, err := os.Stat(k.state); err == nil {
+		st.StoreBytes = fi.Size()
+	}
+	st.GenHeapPerGM = g.last().HeapPerMember
+	return nil
+}
+
+func readAll(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+func tail(path string) string {
+	s := readAll(path)
+	if len(s) > 1500 {
+		s = s[len(s)-1500:]
+	}
+	return s
+}
+
+// rss is a process's VmRSS in octets (0: unknown).
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// genProc is one groupvpn loadgen process.
+type genProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	snap loadgen.Snapshot
+	err  string
+}
+
+func startGen(ctx context.Context, o *ScaleOptions, from, n int) (*genProc, error) {
+	cmd := exec.Command(o.Bin, "loadgen", "-ks", o.KS.String(), "-members", strconv.Itoa(n),
+		"-base", addrAfter(o.Base, from).String(), "-group", "SCALE", "-group-id", "1801", "-psk", "scale-secret",
+		"-window", strconv.Itoa(o.Window), "-interval", "100ms")
+	cmd.Env = append(os.Environ(), o.Env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &lockedWriter{w: &stderr}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench scale: start loadgen: %w", err)
+	}
+	g := &genProc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var s loadgen.Snapshot
+			if json.Unmarshal(sc.Bytes(), &s) == nil {
+				g.mu.Lock()
+				g.snap = s
+				g.mu.Unlock()
+			}
+		}
+		cmd.Wait()
+		g.mu.Lock()
+		g.err = fmt.Sprintf("loadgen exited (%v): %s", cmd.ProcessState, stderr.String())
+		g.mu.Unlock()
+		close(g.done)
+	}()
+	return g, nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func (g *genProc) last() loadgen.Snapshot {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.snap
+}
+
+func (g *genProc) waitFor(ctx context.Context, ok func(loadgen.Snapshot) bool, limit time.Duration) (loadgen.Snapshot, error) {
+	end := time.Now().Add(limit)
+	for {
+		s := g.last()
+		if ok(s) {
+			return s, nil
+		}
+		select {
+		case <-g.done:
+			return s, errors.New(g.err)
+		default:
+		}
+		if time.Now().After(end) {
+			return s, fmt.Errorf("not within %s", limit)
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return s, err
+		}
+	}
+}
+
+func (g *genProc) stop() {
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.done:
+	case <-time.After(10 * time.Second):
+		g.cmd.Process.Signal(syscall.SIGKILL)
+		<-g.done
+	}
+}
+
+// Print writes the report.
+func (r *ScaleReport) Print(w io.Writer) {
+	fmt.Fprintf(w, "scenario scale: one KS (groupvpn isakmpd, its own process) and groupvpn loadgen processes on loopback, %s on %s\n",
+		r.Date.Format("2006-01-02 15:04 MST"), r.Host)
+	fmt.Fprintf(w, "  ceiling: the KS's crypto per registration on one core: %s (%s) = %.0f registrations/s\n",
+		r.CryptoOp.Round(time.Microsecond), r.CryptoDef, float64(time.Second)/float64(r.CryptoOp))
+	fmt.Fprintf(w, "  KS RSS with no member: %.1f MiB\n", float64(r.BaseRSS)/(1<<20))
+	fmt.Fprintf(w, "  %9s %9s %7s %11s %11s %11s %10s %10s %12s %10s %10s\n", "members", "reg/s", "/ceil", "RSS/member", "heap/member",
+		"store", "store/mbr", "show|count", "show (text)", "gen heap/GM", "reg fails")
+	ceil := float64(time.Second) / float64(r.CryptoOp)
+	for _, s := range r.Stages {
+		heap := "-"
+		if s.KSHeapLive >= 0 {
+			heap = fmt.Sprintf("%d B", s.KSHeapLive/int64(s.Members))
+		}
+		fmt.Fprintf(w, "  %9d %9.0f %7.2f %9d B %11s %8.1f MiB %8d B %10s %12s %8d B %10d\n", s.Members, s.RegPerSec, s.RegPerSec/ceil,
+			(s.KSRSS-r.BaseRSS)/int64(s.Members), heap, float64(s.StoreBytes)/(1<<20), s.StoreBytes/int64(s.Members),
+			s.ShowCount.Round(time.Millisecond), fmt.Sprintf("%s/%dMiB", s.ShowFull.Round(time.Millisecond), s.ShowFullBytes>>20),
+			s.GenHeapPerGM, s.Failures)
+	}
+	if r.RekeyAcked > 0 {
+		fmt.Fprintf(w, "  unicast rekey: %d ACKs, the last %s after `crypto gdoi ks rekey` (%d more for retransmitted copies)\n",
+			r.RekeyAcked, r.RekeyTime.Round(time.Millisecond), r.RekeyAgain)
+	}
+	if r.RestartTime > 0 {
+		fmt.Fprintf(w, "  restart (SIGKILL, new isakmpd from the state file): %d members shown %s after the start\n",
+			r.RestartMembers, r.RestartTime.Round(time.Millisecond))
+	}
+	if r.RemovalTime > 0 {
+		fmt.Fprintf(w, "  clear crypto gdoi ks members: %d re-registrations in %s (peak %d/s, %d failed attempts); GMs ever without a valid TEK: %d\n",
+			r.RemovalReregs, r.RemovalTime.Round(time.Millisecond), r.RemovalPeak, r.RemovalFailure, r.RemovalLacked)
+	}
+	fmt.Fprintf(w, "  GMs ever without a valid TEK after their first registration, whole run: %d\n", r.Lacked)
+	fmt.Fprintln(w, "  (RSS/member: (KS RSS - RSS with no member) / members; heap/member: the KS's live heap at its first GC after the stage")
+	fmt.Fprintln(w, "   (GODEBUG=gctrace=1, MiB resolution) / members; the generators share the 2 cores with the KS: figures are noisy)")
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+}
+
+// writeRekeyKey writes a new P-256 rekey signing key as PKCS#8 PEM.
+func writeRekeyKey(path string) error {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}

@@ -1,0 +1,151 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Conn is the one UDP socket every simulated GM of a generator shares
+// (issue 18: no socket per GM). It is bound to 0.0.0.0 and an ephemeral
+// port, so it receives the datagrams addressed to any local address on that
+// port (all of 127.0.0.0/8 is local on Linux), and learns each one's
+// destination from IP_PKTINFO; it sends from any local address with an
+// IP_PKTINFO control message naming the source (ipi_spec_dst). The key
+// server therefore sees each GM at its own address and port and answers
+// there, and the generator demultiplexes by destination address.
+type Conn struct {
+	c    *net.UDPConn
+	port uint16
+}
+
+// Listen opens the shared socket on port (0: an ephemeral one), with
+// IP_PKTINFO on and buffers of bufBytes (forced when root).
+func Listen(ctx context.Context, port uint16, bufBytes int) (*Conn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+			for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
+				if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], bufBytes) != nil {
+					unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], bufBytes)
+				}
+			}
+		})
+		return errors.Join(err, serr)
+	}}
+	pc, err := lc.ListenPacket(ctx, "udp4", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: shared socket: %w", err)
+	}
+	c := pc.(*net.UDPConn)
+	return &Conn{c: c, port: uint16(c.LocalAddr().(*net.UDPAddr).Port)}, nil
+}
+
+// Port is the port every simulated GM uses.
+func (c *Conn) Port() uint16 { return c.port }
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Send sends b to to from the local address from. Safe for concurrent use.
+func (c *Conn) Send(from netip.Addr, to netip.AddrPort, b []byte) error {
+	var oob [unix.SizeofCmsghdr + unix.SizeofInet4Pktinfo + 8]byte
+	n := pktinfo(oob[:], from)
+	_, _, err := c.c.WriteMsgUDPAddrPort(b, oob[:n], to)
+	return err
+}
+
+// pktinfo writes an IP_PKTINFO control message naming src as the source
+// into oob and returns its length.
+func pktinfo(oob []byte, src netip.Addr) int {
+	space := unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+	clear(oob[:space])
+	putLen(oob, unix.CmsgLen(unix.SizeofInet4Pktinfo))
+	binary.NativeEndian.PutUint32(oob[lenSize:], unix.IPPROTO_IP)
+	binary.NativeEndian.PutUint32(oob[lenSize+4:], unix.IP_PKTINFO)
+	data := oob[unix.CmsgLen(0):]
+	clear(data[:unix.SizeofInet4Pktinfo])
+	a := src.As4()
+	copy(data[4:8], a[:]) // ipi_spec_dst: the source address to use
+	return space
+}
+
+// Receive reads one datagram into buf; dst is the address it was sent to.
+func (c *Conn) Receive(buf, oob []byte) (n int, from netip.AddrPort, dst netip.Addr, err error) {
+	n, oobn, _, from, err := c.c.ReadMsgUDPAddrPort(buf, oob)
+	if err != nil {
+		return 0, from, dst, err
+	}
+	return n, from, DestinationOf(oob[:oobn]), nil
+}
+
+// DestinationOf returns the destination address an IP_PKTINFO control
+// message in oob names (ipi_addr), or the invalid address when oob holds
+// none. It never panics on any input.
+func DestinationOf(oob []byte) netip.Addr {
+	for len(oob) >= unix.SizeofCmsghdr {
+		l64 := getLen(oob)
+		if l64 < uint64(unix.SizeofCmsghdr) || l64 > uint64(len(oob)) {
+			return netip.Addr{}
+		}
+		l := int(l64)
+		level := binary.NativeEndian.Uint32(oob[lenSize:])
+		typ := binary.NativeEndian.Uint32(oob[lenSize+4:])
+		data := oob[unix.CmsgLen(0):l]
+		if level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo {
+			return netip.AddrFrom4([4]byte(data[8:12])) // ipi_addr: the header's destination
+		}
+		next := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if next > len(oob) {
+			return netip.Addr{}
+		}
+		oob = oob[next:]
+	}
+	return netip.Addr{}
+}
+
+// addrIndex is the offset of a from base in the IPv4 address space.
+func addrIndex(base, a netip.Addr) (uint32, bool) {
+	if !a.Is4() || !base.Is4() {
+		return 0, false
+	}
+	x, b := a.As4(), base.As4()
+	u, v := binary.BigEndian.Uint32(x[:]), binary.BigEndian.Uint32(b[:])
+	if u < v {
+		return 0, false
+	}
+	return u - v, true
+}
+
+// addrAt is the address i after base.
+func addrAt(base netip.Addr, i int) netip.Addr {
+	b := base.As4()
+	var x [4]byte
+	binary.BigEndian.PutUint32(x[:], binary.BigEndian.Uint32(b[:])+uint32(i))
+	return netip.AddrFrom4(x)
+}
+
+// lenSize is the size of a cmsghdr's cmsg_len (a size_t).
+const lenSize = unix.SizeofCmsghdr - 8
+
+func putLen(b []byte, n int) {
+	if lenSize == 8 {
+		binary.NativeEndian.PutUint64(b, uint64(n))
+	} else {
+		binary.NativeEndian.PutUint32(b, uint32(n))
+	}
+}
+
+func getLen(b []byte) uint64 {
+	if lenSize == 8 {
+		return binary.NativeEndian.Uint64(b)
+	}
+	return uint64(binary.NativeEndian.Uint32(b))
+}

@@ -1,0 +1,373 @@
+// Package loadgen plays many real group members against a key server that
+// runs as its own process (issue 18), without a socket per member: every
+// simulated GM has its own address in 127.0.0.0/8 and shares one UDP socket
+// (Conn: IP_PKTINFO names the source of each datagram sent and the
+// destination of each one received, by which it is demultiplexed to its GM).
+//
+// Each GM runs the project's sans-IO cores as isakmpd's node does: a
+// gm.Member (registration, failover and backoff, re-registration with
+// jitter, rekey acceptance with the sequence filter and the signature,
+// RFC 8263 ACKs, GM removal), over an ike.Endpoint of its own address as
+// main-mode initiator while it registers, with GROUPKEY-PULL
+// (gdoi.Pull) inside the member. What differs from a node, and why:
+//
+//   - A GM runs a fresh main mode for each registration and forgets its
+//     phase-1 SA once registered (the KS keeps its side until it expires):
+//     the worst case for the KS, and it keeps a GM's memory small.
+//   - The TEKs and KEK go to a small table (table.go) instead of an SA
+//     database; the table is what is checked for "a valid TEK held".
+//   - One multicast socket receives a multicast rekey once for the process;
+//     every GM holding the KEK then opens, verifies and applies it itself
+//     (gm.Member.Push), as each would on its own host.
+//
+// The generator's GMs are split into shards, one goroutine each; a GM is
+// only ever touched by its shard.
+package loadgen
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gm"
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/mcast"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// Options configure a generator.
+type Options struct {
+	KS      netip.AddrPort // the key server
+	Members int
+	// Base is the first GM's address; GM i has Base + i. It and the
+	// addresses after it must be in 127.0.0.0/8.
+	Base    netip.Addr
+	Port    uint16 // the shared socket's port; 0: an ephemeral one
+	Group   string // the group's name, as configured on the KS
+	GroupID uint32 // its identity number
+	PSK     []byte
+	// Suite is the phase-1 suite offered (default: AES-256, SHA-256,
+	// ECP-256, pre-shared key: the lab's).
+	Suite ike.Suite
+	// Window bounds the first registrations in progress at once (default
+	// 256); re-registrations are the members' own (jittered).
+	Window int
+	Shards int // goroutines (default GOMAXPROCS)
+	// Interface the multicast rekeys arrive on (default "lo").
+	Interface string
+}
+
+func (o *Options) defaults() error {
+	if o.Members <= 0 {
+		return errors.New("loadgen: no members")
+	}
+	if !o.Base.IsValid() {
+		o.Base = netip.MustParseAddr("127.64.0.1")
+	}
+	last := addrAt(o.Base, o.Members-1)
+	lo := netip.MustParsePrefix("127.0.0.0/8")
+	if !lo.Contains(o.Base) || !lo.Contains(last) || last.Less(o.Base) {
+		return fmt.Errorf("loadgen: %d members from %s leave 127.0.0.0/8", o.Members, o.Base)
+	}
+	if !o.KS.IsValid() {
+		return errors.New("loadgen: no key server")
+	}
+	if i, ok := addrIndex(o.Base, o.KS.Addr()); ok && int(i) < o.Members {
+		return fmt.Errorf("loadgen: the key server %s is among the members' addresses", o.KS.Addr())
+	}
+	if o.Suite == (ike.Suite{}) {
+		o.Suite = ike.Suite{KeyBits: 256, Hash: ike.SHA256, Group: 19, Auth: ike.AuthPSK, Lifetime: 86400 * time.Second}
+	}
+	if o.Window <= 0 {
+		o.Window = 256
+	}
+	if o.Shards <= 0 {
+		o.Shards = runtime.GOMAXPROCS(0)
+	}
+	o.Shards = min(o.Shards, o.Members)
+	if o.Interface == "" {
+		o.Interface = "lo"
+	}
+	return nil
+}
+
+// Stats are the generator's totals, safe to read while it runs.
+type Stats struct {
+	Started       atomic.Int64 // GMs whose first registration began
+	Registered    atomic.Int64 // GMs registered at least once
+	Registrations atomic.Int64 // registrations completed, re-registrations included
+	FirstAt       atomic.Int64 // unix ns of the first completed registration
+	LastFirstAt   atomic.Int64 // unix ns of the last GM's first registration
+	LastRegAt     atomic.Int64 // unix ns of the last completed registration
+	Failures      atomic.Int64 // registration attempts that failed (GM_REGS_FAILED)
+	Rekeys        atomic.Int64 // rekeys accepted (applied) by a GM
+	Acks          atomic.Int64 // first ACKs of an accepted rekey
+	AcksAgain     atomic.Int64 // ACKs of a retransmitted rekey
+	LastRekeyAt   atomic.Int64 // unix ns of the last rekey accepted
+	LastAckAt     atomic.Int64 // unix ns of the last first ACK sent
+	Removals      atomic.Int64 // GM-removal rekeys received
+	RekeyRejected atomic.Int64 // rekeys a GM refused (bad signature, replay...)
+	Lacked        atomic.Int64 // GMs seen without a valid TEK after their first registration
+	Valid         atomic.Int64 // GMs holding a valid TEK at the last sweep
+	PacketsIn     atomic.Int64
+	PacketsOut    atomic.Int64
+	SendErrors    atomic.Int64
+	DropNotMember atomic.Int64 // datagrams to an address that is no GM's
+	DropMalformed atomic.Int64 // no ISAKMP v1 header
+	DropNoSA      atomic.Int64 // IKE datagram for a GM holding no phase-1 SA (e.g. a Delete after removal)
+	DropNoKEK     atomic.Int64 // GROUPKEY-PUSH under no KEK the GM holds
+	MulticastIn   atomic.Int64 // multicast datagrams received (once for the process)
+	HeapPerMember atomic.Int64 // live heap per GM after a GC once all registered (octets)
+}
+
+// Snapshot is Stats as values (what `groupvpn loadgen` prints, one JSON
+// line per interval).
+type Snapshot struct {
+	Time                                   int64 `json:"t"`
+	Members                                int   `json:"members"`
+	Started, Registered, Registrations     int64
+	FirstAt, LastFirstAt, LastRegAt        int64
+	Failures, Rekeys, Acks, AcksAgain      int64
+	LastRekeyAt, LastAckAt, Removals       int64
+	RekeyRejected, Lacked, Valid           int64
+	PacketsIn, PacketsOut, SendErrors      int64
+	DropNotMember, DropMalformed, DropNoSA int64
+	DropNoKEK, MulticastIn, HeapPerMember  int64
+}
+
+// Snapshot reads the totals.
+func (g *Generator) Snapshot() Snapshot {
+	s := &g.Stats
+	return Snapshot{Time: time.Now().UnixNano(), Members: g.o.Members,
+		Started: s.Started.Load(), Registered: s.Registered.Load(), Registrations: s.Registrations.Load(),
+		FirstAt: s.FirstAt.Load(), LastFirstAt: s.LastFirstAt.Load(), LastRegAt: s.LastRegAt.Load(),
+		Failures: s.Failures.Load(), Rekeys: s.Rekeys.Load(), Acks: s.Acks.Load(), AcksAgain: s.AcksAgain.Load(),
+		LastRekeyAt: s.LastRekeyAt.Load(), LastAckAt: s.LastAckAt.Load(), Removals: s.Removals.Load(),
+		RekeyRejected: s.RekeyRejected.Load(), Lacked: s.Lacked.Load(), Valid: s.Valid.Load(),
+		PacketsIn: s.PacketsIn.Load(), PacketsOut: s.PacketsOut.Load(), SendErrors: s.SendErrors.Load(),
+		DropNotMember: s.DropNotMember.Load(), DropMalformed: s.DropMalformed.Load(), DropNoSA: s.DropNoSA.Load(),
+		DropNoKEK: s.DropNoKEK.Load(), MulticastIn: s.MulticastIn.Load(), HeapPerMember: s.HeapPerMember.Load()}
+}
+
+// Generator plays Options.Members GMs.
+type Generator struct {
+	o      Options
+	conn   *Conn
+	ike    *ike.Config
+	sims   []sim
+	shards []*shard
+	Stats  Stats
+
+	mu    sync.Mutex
+	mcast map[netip.AddrPort]*net.UDPConn // multicast groups joined
+}
+
+// sim is one simulated GM.
+type sim struct {
+	m     *gm.Member
+	tab   table
+	ep    *ike.Endpoint // while it registers
+	sa    *ike.SA
+	wake  int64 // the heap entry that is current (unix ns); 0: none
+	regs  int
+	rk    int // rekeys received, as the member counts them
+	acks  int
+	state uint8
+}
+
+const (
+	simWaiting    uint8 = iota // first registration not started
+	simStarted                 // first registration in progress (counted in the window)
+	simRegistered              // registered at least once, held a valid TEK
+	simLacked                  // ... and was seen without one since
+)
+
+// New opens the shared socket and prepares the GMs.
+func New(ctx context.Context, o Options) (*Generator, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	conn, err := Listen(ctx, o.Port, 32<<20)
+	if err != nil {
+		return nil, err
+	}
+	psk := o.PSK
+	g := &Generator{o: o, conn: conn, sims: make([]sim, o.Members), mcast: map[netip.AddrPort]*net.UDPConn{},
+		ike: &ike.Config{Suites: []ike.Suite{o.Suite}, DOI: isakmp.DOIGDOI, Identity: ike.IdentityAddress,
+			Creds: ike.Credentials{PSK: func(netip.Addr) ([]byte, bool) { return psk, true }}}}
+	servers := []netip.AddrPort{o.KS}
+	for i := range g.sims {
+		g.sims[i].m = gm.NewMember(gm.Config{Name: o.Group, ID: o.GroupID, Servers: servers, SIDs: 1},
+			gm.Options{Dataplane: &g.sims[i].tab, KEKs: &g.sims[i].tab, Rand: rand.Reader})
+	}
+	for s := 0; s < o.Shards; s++ {
+		sh := &shard{g: g, id: s, in: make(chan packet, 8192), window: max(1, o.Window/o.Shards)}
+		for i := s; i < o.Members; i += o.Shards {
+			sh.waiting = append(sh.waiting, int32(i))
+		}
+		g.shards = append(g.shards, sh)
+	}
+	return g, nil
+}
+
+// Port is the port of every GM's address.
+func (g *Generator) Port() uint16 { return g.conn.Port() }
+
+// Addr is GM i's address.
+func (g *Generator) Addr(i int) netip.Addr { return addrAt(g.o.Base, i) }
+
+// Run plays the GMs until ctx ends.
+func (g *Generator) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range g.shards {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.run(ctx) }()
+	}
+	go g.watchHeap(ctx)
+	go func() { <-ctx.Done(); g.conn.Close(); g.closeMulticast() }()
+	err := g.read(ctx)
+	cancel()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// packet is a datagram for a shard: to GM idx, or to every GM holding
+// its KEK (multicast).
+type packet struct {
+	idx       int32
+	multicast bool
+	from, to  netip.AddrPort
+	data      []byte
+}
+
+// read demultiplexes the shared socket's datagrams to the shards.
+func (g *Generator) read(ctx context.Context) error {
+	buf := make([]byte, 65536)
+	oob := make([]byte, 128)
+	for {
+		n, from, dst, err := g.conn.Receive(buf, oob)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("loadgen: receive: %w", err)
+		}
+		g.Stats.PacketsIn.Add(1)
+		idx, ok := route(g.o.Base, g.o.Members, dst, buf[:n])
+		if !ok {
+			if _, in := addrIndex(g.o.Base, dst); !in || idx < 0 {
+				g.Stats.DropNotMember.Add(1)
+			} else {
+				g.Stats.DropMalformed.Add(1)
+			}
+			continue
+		}
+		p := packet{idx: int32(idx), from: from, to: netip.AddrPortFrom(dst, g.conn.Port()), data: append([]byte(nil), buf[:n]...)}
+		select {
+		case g.shards[idx%len(g.shards)].in <- p:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// route is the GM a datagram to dst is for: the offset of dst from base,
+// if it is one of the n GMs' and the datagram has an ISAKMP v1 header. It
+// returns -1 when dst is no GM's, and false for anything else.
+func route(base netip.Addr, n int, dst netip.Addr, data []byte) (int, bool) {
+	i, ok := addrIndex(base, dst)
+	if !ok || i >= uint32(n) {
+		return -1, false
+	}
+	if _, err := isakmp.ParseHeader(data); err != nil {
+		return int(i), false
+	}
+	return int(i), true
+}
+
+// joinMulticast opens the process's one socket for a multicast group the
+// first time a GM is told to join it; every datagram on it goes to every
+// shard.
+func (g *Generator) joinMulticast(ctx context.Context, group netip.AddrPort) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.mcast[group]; ok || !group.IsValid() || g.mcast == nil {
+		return
+	}
+	c, err := mcast.Listen(group, g.o.Interface)
+	if err != nil {
+		g.mcast[group] = nil
+		return
+	}
+	g.mcast[group] = c
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			g.Stats.MulticastIn.Add(1)
+			data := append([]byte(nil), buf[:n]...)
+			if _, err := isakmp.ParseHeader(data); err != nil {
+				g.Stats.DropMalformed.Add(1)
+				continue
+			}
+			for _, s := range g.shards {
+				select {
+				case s.in <- packet{idx: -1, multicast: true, from: from, to: group, data: data}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+}
+
+func (g *Generator) closeMulticast() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.mcast {
+		if c != nil {
+			c.Close()
+		}
+	}
+	g.mcast = nil
+}
+
+// watchHeap measures the live heap per GM once every GM has registered:
+// what a simulated GM costs the generator.
+func (g *Generator) watchHeap(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if g.Stats.Registered.Load() == int64(g.o.Members) {
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			g.Stats.HeapPerMember.Store(int64(ms.HeapAlloc) / int64(g.o.Members))
+			return
+		}
+	}
+}

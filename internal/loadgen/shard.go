@@ -1,0 +1,325 @@
+package loadgen
+
+import (
+	"container/heap"
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gm"
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// shard owns the GMs whose index is its id modulo the number of shards:
+// their datagrams, their timers (one heap, entries made stale by a later
+// wake), the window of first registrations.
+type shard struct {
+	g         *Generator
+	id        int
+	in        chan packet
+	timers    wakeHeap
+	waiting   []int32 // GMs whose first registration has not started
+	inflight  int     // first registrations in progress
+	window    int
+	ctx       context.Context
+	lastValid int64 // this shard's part of Stats.Valid
+}
+
+// sweepEvery is how often a shard checks every GM's TEKs (expiry, and the
+// "ever without a valid TEK" count) without an event for it.
+const sweepEvery = time.Second
+
+func (s *shard) run(ctx context.Context) {
+	s.ctx = ctx
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	sweep := time.NewTicker(sweepEvery)
+	defer sweep.Stop()
+	for {
+		now := time.Now()
+		s.admit(now)
+		s.fire(now)
+		if len(s.timers) > 0 {
+			t.Reset(max(time.Until(time.Unix(0, s.timers[0].at)), time.Millisecond))
+		} else {
+			t.Reset(time.Hour)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-s.in:
+			s.packet(p, time.Now())
+			// Take what queued meanwhile before looking at timers again.
+			for n := 0; n < 256; n++ {
+				select {
+				case p := <-s.in:
+					s.packet(p, time.Now())
+					continue
+				default:
+				}
+				break
+			}
+		case <-t.C:
+		case <-sweep.C:
+			s.sweep(time.Now())
+		}
+	}
+}
+
+// admit starts first registrations while the window has room.
+func (s *shard) admit(now time.Time) {
+	for s.inflight < s.window && len(s.waiting) > 0 {
+		i := s.waiting[0]
+		s.waiting = s.waiting[1:]
+		g := &s.g.sims[i]
+		g.state = simStarted
+		s.inflight++
+		s.g.Stats.Started.Add(1)
+		g.m.Start(now)
+		s.rearm(i, g)
+	}
+}
+
+// fire runs the GMs' due timers.
+func (s *shard) fire(now time.Time) {
+	for len(s.timers) > 0 && s.timers[0].at <= now.UnixNano() {
+		e := heap.Pop(&s.timers).(wake)
+		g := &s.g.sims[e.idx]
+		if g.wake != e.at {
+			continue // stale: the GM's timer moved since
+		}
+		g.wake = 0
+		s.before(g, now)
+		if g.ep != nil {
+			s.process(e.idx, g, g.ep.Tick(now), now)
+		}
+		s.execute(e.idx, g, g.m.Timer(now), now)
+		s.after(e.idx, g, now)
+	}
+}
+
+// packet hands a datagram to its GM (or, multicast, to every GM of the
+// shard holding the KEK it names).
+func (s *shard) packet(p packet, now time.Time) {
+	if p.multicast {
+		spi, _ := gm.PushSPI(p.data)
+		for i := s.id; i < len(s.g.sims); i += len(s.g.shards) {
+			g := &s.g.sims[i]
+			if g.tab.kek == nil || g.tab.kek.SPI != spi {
+				continue
+			}
+			s.push(int32(i), g, p, now)
+		}
+		return
+	}
+	g := &s.g.sims[p.idx]
+	if p.data[18] == byte(isakmp.ExchangePush) {
+		spi, _ := gm.PushSPI(p.data)
+		if !g.m.HoldsKEK(spi) {
+			s.g.Stats.DropNoKEK.Add(1)
+			return
+		}
+		s.push(p.idx, g, p, now)
+		return
+	}
+	if g.ep == nil {
+		s.g.Stats.DropNoSA.Add(1)
+		return
+	}
+	s.before(g, now)
+	s.process(p.idx, g, g.ep.Handle(p.from, p.data, now), now)
+	s.after(p.idx, g, now)
+}
+
+func (s *shard) push(i int32, g *sim, p packet, now time.Time) {
+	s.before(g, now)
+	addr := s.g.Addr(int(i))
+	s.execute(i, g, g.m.Push(gm.Push{From: p.from, To: p.to, Data: p.data, Local: addr}, now), now)
+	st := g.m.Status()
+	switch {
+	case st.Rekeys.Received > g.rk && st.Rekeys.AcksSent > g.acks:
+		s.g.Stats.Acks.Add(1)
+		s.g.Stats.LastAckAt.Store(now.UnixNano())
+	case st.Rekeys.AcksSent > g.acks:
+		s.g.Stats.AcksAgain.Add(int64(st.Rekeys.AcksSent - g.acks))
+	}
+	if st.Rekeys.Received > g.rk {
+		s.g.Stats.Rekeys.Add(int64(st.Rekeys.Received - g.rk))
+		s.g.Stats.LastRekeyAt.Store(now.UnixNano())
+	}
+	g.rk, g.acks = st.Rekeys.Received, st.Rekeys.AcksSent
+	s.after(i, g, now)
+}
+
+// process carries out an endpoint's output, as node.process does.
+func (s *shard) process(i int32, g *sim, out ike.Output, now time.Time) {
+	addr := s.g.Addr(int(i))
+	for _, p := range out.Send {
+		s.send(addr, p.To, p.Data)
+	}
+	for _, ev := range out.Events {
+		switch e := ev.Event.(type) {
+		case ike.Established:
+			if g.m.AwaitsPhase1(ev.SA.Peer()) {
+				s.execute(i, g, g.m.Phase1Up(ev.SA, false, now), now)
+			}
+		case ike.Phase2:
+			if e.Msg.Header.Exchange == isakmp.ExchangePull && g.m.OwnsPull(ev.SA, e.Msg.Header.MessageID) {
+				s.execute(i, g, g.m.PullMessage(e.Msg, addr, now), now)
+			}
+		case ike.Failed:
+			s.execute(i, g, g.m.Phase1Down(ev.SA, e.Err.Error(), false, now), now)
+		case ike.Deleted:
+			s.execute(i, g, g.m.Phase1Down(ev.SA, "deleted by the peer", false, now), now)
+		case ike.Expired:
+			s.execute(i, g, g.m.Phase1Down(ev.SA, "expired", false, now), now)
+		case ike.Notified:
+			s.execute(i, g, g.m.Refused(ev.SA, e.Notify.NotifyType, now), now)
+		case ike.PeerLostState:
+			s.execute(i, g, g.m.PeerLost(ev.SA, now), now)
+		}
+	}
+}
+
+// execute carries out a member's Result, as node.execute does, except
+// that every Connect runs a fresh main mode from the GM's address.
+func (s *shard) execute(i int32, g *sim, r gm.Result, now time.Time) {
+	addr := s.g.Addr(int(i))
+	for _, p := range r.Send {
+		s.send(addr, p.To, p.Data)
+	}
+	if r.Join != nil && r.Join.Multicast.IsValid() {
+		s.g.joinMulticast(s.ctx, r.Join.Multicast)
+	}
+	for _, ev := range r.Events {
+		switch ev.Mnemonic {
+		case "GM_REGS_FAILED":
+			s.g.Stats.Failures.Add(1)
+		case "GM_REKEY_REJECTED", "GM_REKEY_REPLAY":
+			s.g.Stats.RekeyRejected.Add(1)
+		case "GM_RECV_DELETE", "GM_RECV_DELETE_IMMEDIATE":
+			s.g.Stats.Removals.Add(1)
+		}
+	}
+	if !r.Connect.IsValid() {
+		return
+	}
+	ep, err := ike.NewEndpoint(s.g.ike, netip.AddrPortFrom(addr, s.g.conn.Port()), ike.Limits{})
+	var sa *ike.SA
+	var out ike.Output
+	if err == nil {
+		sa, out, err = ep.Initiate(r.Connect, now)
+	}
+	if err != nil {
+		s.execute(i, g, g.m.ConnectFailed(err, now), now)
+		return
+	}
+	g.ep, g.sa = ep, sa
+	g.m.Phase1Started(sa, now)
+	s.process(i, g, out, now)
+}
+
+func (s *shard) send(from netip.Addr, to netip.AddrPort, b []byte) {
+	if err := s.g.conn.Send(from, to, b); err != nil {
+		s.g.Stats.SendErrors.Add(1)
+		return
+	}
+	s.g.Stats.PacketsOut.Add(1)
+}
+
+// before checks, ahead of any event for a GM, whether it went without a
+// valid TEK since it last held one: validity only comes back through an
+// event, so checking before each event and at each sweep sees every gap.
+func (s *shard) before(g *sim, now time.Time) {
+	if g.state == simRegistered && !g.tab.holdsValid(now) {
+		g.state = simLacked
+		s.g.Stats.Lacked.Add(1)
+	}
+}
+
+// after books what an event changed for GM i: a registration completed
+// (its window slot freed, its phase-1 SA forgotten), its next wake.
+func (s *shard) after(i int32, g *sim, now time.Time) {
+	st := g.m.Status()
+	if st.Registrations > g.regs {
+		g.regs = st.Registrations
+		s.g.Stats.Registrations.Add(1)
+		s.g.Stats.LastRegAt.Store(now.UnixNano())
+		s.g.Stats.FirstAt.CompareAndSwap(0, now.UnixNano())
+		if g.state == simStarted {
+			g.state = simRegistered
+			s.inflight--
+			s.g.Stats.Registered.Add(1)
+			s.g.Stats.LastFirstAt.Store(now.UnixNano())
+		}
+	}
+	if g.state != simWaiting && g.state != simStarted {
+		s.before(g, now) // a removal "now" deletes the TEKs at once
+	}
+	if st.State == "idle" || st.State == "registered" {
+		if g.sa != nil {
+			g.m.DropSA(g.sa)
+		}
+		g.ep, g.sa = nil, nil
+	}
+	s.rearm(i, g)
+}
+
+// rearm puts GM i's next wake (its member's timer, its endpoint's) in the
+// heap if it moved.
+func (s *shard) rearm(i int32, g *sim) {
+	w := g.m.Next()
+	if g.ep != nil {
+		if t := g.ep.NextTimer(); !t.IsZero() && (w.IsZero() || t.Before(w)) {
+			w = t
+		}
+	}
+	if w.IsZero() {
+		g.wake = 0
+		return
+	}
+	if at := w.UnixNano(); at != g.wake {
+		g.wake = at
+		heap.Push(&s.timers, wake{at: at, idx: i})
+	}
+}
+
+// sweep expires TEKs and counts the GMs holding a valid one.
+func (s *shard) sweep(now time.Time) {
+	var n int64
+	for i := s.id; i < len(s.g.sims); i += len(s.g.shards) {
+		g := &s.g.sims[i]
+		if g.state == simWaiting {
+			continue
+		}
+		s.before(g, now)
+		g.tab.expire(now)
+		if g.tab.holdsValid(now) {
+			n++
+		}
+	}
+	// Each shard adds its own count; the total is exact between sweeps
+	// of different shards only approximately.
+	old := s.lastValid
+	s.lastValid = n
+	s.g.Stats.Valid.Add(n - old)
+}
+
+type wake struct {
+	at  int64
+	idx int32
+}
+
+type wakeHeap []wake
+
+func (h wakeHeap) Len() int           { return len(h) }
+func (h wakeHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h wakeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *wakeHeap) Push(x any)        { *h = append(*h, x.(wake)) }
+func (h *wakeHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
