@@ -32,6 +32,9 @@ func runBench(env *Env, args []string) int {
 	if len(args) > 0 && args[0] == "scale" {
 		return runBenchScale(env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "coop" {
+		return runBenchCOOP(env, args[1:])
+	}
 	if len(args) > 0 && args[0] == "dataplane" {
 		return runBenchDataplane(env, args[1:])
 	}
@@ -39,7 +42,7 @@ func runBench(env *Env, args []string) int {
 		return runBenchDisruption(env, args[1:])
 	}
 	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey, removal, scale, dataplane, disruption)\n", strings.Join(names, ", "))
+		fmt.Fprintf(env.Stderr, "usage: groupvpn bench SCENARIO (one of: %s, register, rekey, removal, scale, coop, dataplane, disruption)\n", strings.Join(names, ", "))
 		return 2
 	}
 	for _, s := range all {
