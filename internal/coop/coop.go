@@ -5,8 +5,9 @@
 // the next deadline and events. It does no I/O, never reads the clock and
 // starts no goroutine (internal/archtest checks it).
 //
-// It is not wired into the node or the daemons yet: nothing in groupvpn
-// runs it outside its tests (docs/coop.md).
+// internal/node runs one per KS group configured with redundancy: it
+// carries the announcements in the KS-KS IKEv1 SAs and acts on the roles
+// (docs/coop.md).
 //
 // # API
 //
@@ -17,6 +18,8 @@
 //	res = e.Session(peer, now)           // a new KS-KS IKE SA with peer: its sequence numbers restart
 //	res, err = e.SetPeers(peers, now)    // reconfiguration
 //	e.SetState(state)                    // opaque policy/keys/members carried in later ANNs
+//	res = e.Announce(now)                // announce to every peer now (the owner's state changed)
+//	send, ok := e.Extra(peer)            // one more ANN to peer (parts of a member list)
 //	e.Role(), e.Primary(), e.Peers(), e.Stats()
 //
 // Every call returns a Result: Send (announcements and the peer each goes
@@ -289,6 +292,38 @@ func (e *Elector) SetPeers(peers []netip.Addr, now time.Time) (Result, error) {
 	return e.result(&res, now), nil
 }
 
+// Reconfigure changes the local priority and the timers (a reload; zero
+// timers: the defaults), refused as New would. The new priority is
+// announced at once and counts at the next election (no preemption).
+func (e *Elector) Reconfigure(priority uint8, period, dead, wait time.Duration, now time.Time) (Result, error) {
+	var res Result
+	if priority == 0 {
+		return res, errors.New("coop: local priority must be 1 to 255")
+	}
+	if period <= 0 {
+		period = DefaultPeriod
+	}
+	if dead <= 0 {
+		dead = DefaultDeadPeriods * period
+	}
+	if dead <= period {
+		return res, fmt.Errorf("coop: dead interval %v must be longer than the announcement period %v", dead, period)
+	}
+	if wait <= 0 {
+		wait = DefaultElectionWait
+	}
+	changed := priority != e.cfg.Priority || period != e.cfg.Period || dead != e.cfg.Dead
+	e.cfg.Priority, e.cfg.Period, e.cfg.Dead, e.cfg.ElectionWait = priority, period, dead, wait
+	if !e.started {
+		return res, nil
+	}
+	if changed {
+		e.announceAll(&res, now, false)
+	}
+	e.decide(&res, now)
+	return e.result(&res, now), nil
+}
+
 // Role is this KS's role now: Primary, Secondary (following Primary()) or
 // Electing (a secondary that follows no primary yet).
 func (e *Elector) Role() Role {
@@ -410,6 +445,35 @@ func (e *Elector) Tick(now time.Time) Result {
 	}
 	e.decide(&res, now)
 	return e.result(&res, now)
+}
+
+// Announce announces this KS to every peer now (the owner's state
+// changed: a rekey's new keys go to the secondaries at once rather than
+// at the next period); the period restarts.
+func (e *Elector) Announce(now time.Time) Result {
+	var res Result
+	if !e.started {
+		return res
+	}
+	e.announceAll(&res, now, false)
+	return e.result(&res, now)
+}
+
+// Extra is one more announcement to peer, with its own sequence number,
+// to carry more of the owner's data than one announcement holds (the
+// parts of a member list); false when peer is not a configured peer, the
+// elector has not started, or the SA's numbers are used up.
+func (e *Elector) Extra(peer netip.Addr) (Send, bool) {
+	var res Result
+	p := e.peers[peer.Unmap()]
+	if !e.started || p == nil {
+		return Send{}, false
+	}
+	e.announce(&res, p.Addr, false)
+	if len(res.Send) == 0 {
+		return Send{}, false
+	}
+	return res.Send[0], true
 }
 
 // expire marks unreachable the peers silent for Dead.

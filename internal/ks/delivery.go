@@ -284,6 +284,9 @@ func (d *Delivery) Held(group string) bool { return d.paused[group] }
 // Rekey builds the group's next rekey and starts delivering it: the
 // scheduler's rekey, and `crypto gdoi ks rekey` without replace.
 func (d *Delivery) Rekey(group string, now time.Time) (Result, error) {
+	if err := d.srv.CheckPrimaryRekey(group); err != nil {
+		return Result{}, err // a secondary: the primary rekeys (COOP)
+	}
 	want, err := d.reserve(group)
 	if err != nil {
 		return Result{}, err
@@ -364,6 +367,13 @@ func (d *Delivery) reserve(group string) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("rekey for group %s not sent: %w", group, err)
 	}
+	if need := d.srv.Seq(group) + 1; to < need {
+		// The group's number was raised by COOP (adopted or announced
+		// by a peer, TakeOver's margin): reserve up to it.
+		if _, to, err = d.store.ReserveSeq(group, need-to); err != nil {
+			return 0, fmt.Errorf("rekey for group %s not sent: %w", group, err)
+		}
+	}
 	d.srv.SetSeqFloor(group, to-1)
 	return to, nil
 }
@@ -442,7 +452,7 @@ func (d *Delivery) Tick(now time.Time) Result {
 	var res Result
 	for _, g := range d.srv.Groups() {
 		at := d.srv.NextRekey(g)
-		if at.IsZero() || now.Before(at) || now.Before(d.retry[g].at) || d.inFlight(g) || d.paused[g] {
+		if at.IsZero() || !d.srv.Primary(g) || now.Before(at) || now.Before(d.retry[g].at) || d.inFlight(g) || d.paused[g] {
 			continue
 		}
 		r, err := d.Rekey(g, now)
@@ -501,7 +511,7 @@ func (d *Delivery) Next() time.Time {
 		earlier(f.next)
 	}
 	for _, g := range d.srv.Groups() {
-		if at := d.srv.NextRekey(g); !d.paused[g] && !at.IsZero() {
+		if at := d.srv.NextRekey(g); !d.paused[g] && !at.IsZero() && d.srv.Primary(g) {
 			earlier(later(at, d.retry[g].at))
 		}
 	}
@@ -694,4 +704,60 @@ func (d *Delivery) state(name string, f *flight, now time.Time) (*GroupState, er
 	}
 	gs.InFlight = ps
 	return gs, nil
+}
+
+// Adopt takes the primary's keys from its announcement (Server.AdoptKeys)
+// and, when they changed, forwards them to the GMs registered with this
+// KS (Server.Forward) under the KEK those hold: saved before sent, as any
+// rekey. merge: this KS lost a merge (the forward activates at once).
+// changed reports whether the keys changed.
+func (d *Delivery) Adopt(group string, sa *isakmp.GroupSA, kd *isakmp.KD, seq uint32, merge bool, now time.Time) (res Result, changed bool, err error) {
+	u := d.srv.checkpoint(group)
+	changed, prev, err := d.srv.AdoptKeys(group, sa, kd, seq, now)
+	if err != nil || !changed {
+		return Result{Timer: d.Next()}, false, err
+	}
+	atd := RekeyATD
+	if merge {
+		atd = 0
+	}
+	newKEK := prev.SPI != d.srv.KEK(group).SPI
+	p, err := d.srv.Forward(group, prev, newKEK, atd, now)
+	if err != nil {
+		d.srv.rollback(u)
+		return Result{}, false, err
+	}
+	if p == nil {
+		// No GM to forward to: the adopted keys are saved with the
+		// next periodic save (Dirty), or at once here with a store.
+		if d.store != nil {
+			gs, err := d.state(group, nil, now)
+			if err == nil {
+				err = d.store.SaveKeys(gs)
+			}
+			if err != nil {
+				d.srv.rollback(u)
+				return Result{}, false, fmt.Errorf("adopting the primary's keys for group %s: %w", group, err)
+			}
+		}
+		return Result{Timer: d.Next()}, true, nil
+	}
+	var want uint32
+	if d.store != nil {
+		_, to, err := d.store.ReserveSeq(group, 1)
+		if err == nil && to < p.Seq {
+			_, to, err = d.store.ReserveSeq(group, p.Seq-to)
+		}
+		if err != nil {
+			d.srv.rollback(u)
+			return Result{}, false, fmt.Errorf("forward for group %s not sent: %w", group, err)
+		}
+		want = to
+	}
+	res, err = d.start(group, p, want, now, false)
+	if err != nil {
+		d.srv.rollback(u)
+		return Result{}, false, err
+	}
+	return res, true, nil
 }

@@ -199,8 +199,20 @@ type group struct {
 	kekPolicyChanged bool      // the KEK cipher, length or signing key changed
 	synced           time.Time // last time GMs heard the pseudotime (registration of all or a rekey)
 	// primary: the COOP role says this KS is the group's primary now
-	// (meaningful with cfg.Redundancy only; SetPrimary).
+	// (meaningful with cfg.Redundancy only; SetPrimary, TakeOver).
 	primary bool
+	// adopted: the keys are a primary's (AdoptKeys, or restored from the
+	// store): a secondary hands out no keys before (coop.go).
+	adopted bool
+	// sentSeq is the last sequence number this KS sent its GMs (a rekey,
+	// removal or forward): a forward never repeats it.
+	sentSeq uint32
+	// membersGen rises whenever the local member list changes (COOP
+	// member sync, LocalMembers).
+	membersGen uint64
+	// peerKS and remote are what the peer KSs announced (SetPeerView).
+	peerKS []PeerKS
+	remote map[netip.Addr][]MemberVersion
 }
 
 // SIDBits is the width of the sender IDs this KS hands out (RFC 6054 §3:
@@ -478,8 +490,15 @@ func (s *Server) Join(peer Peer, id *isakmp.ID, now time.Time) (*isakmp.GroupSA,
 			return nil, &gdoi.Refusal{Notify: isakmp.NotifyAuthenticationFailed, Reason: fmt.Sprintf("%s is not authorized for group %s", peer.Addr.Addr(), g.cfg.Name)}
 		}
 	}
-	if err := s.refresh(g, now); err != nil {
-		return nil, err
+	if g.isPrimary() || !g.adopted {
+		// A secondary hands out the primary's keys as adopted, never
+		// keys of its own. A KS that has heard no primary yet (starting,
+		// its peers down) serves its own keys: once it adopts a
+		// primary's, it forwards them to the GMs it registered
+		// (docs/coop.md).
+		if err := s.refresh(g, now); err != nil {
+			return nil, err
+		}
 	}
 	return g.policy(now), nil
 }
@@ -555,6 +574,9 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 	if m == nil {
 		m = &Member{Address: peer.Addr.Addr(), Registered: now}
 		g.members[m.Address] = m
+		g.membersGen++
+	} else if m.Removed || m.Version != peer.Version {
+		g.membersGen++
 	}
 	m.Identity, m.Version, m.LastRegister, m.Port = peer.Identity, peer.Version, now, peer.Addr.Port()
 	if m.Identity == "" {
@@ -624,7 +646,12 @@ func (g *group) allocSID() (uint32, error) {
 	for _, t := range g.teks {
 		next = max(next, t.sidNext)
 	}
-	for ; next < 1<<SIDBits; next++ {
+	// With cooperative KSs, only this KS's share of the IDs (sidSlot).
+	stride, rank := g.sidSlot()
+	if off := (next - 1) % stride; off != rank {
+		next += (rank + stride - off) % stride
+	}
+	for ; next < 1<<SIDBits; next += stride {
 		used := false
 		for _, t := range g.teks {
 			used = used || t.sidUsed.has(next)

@@ -56,6 +56,9 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 		return fmt.Errorf("ks: stored group %s (identity %d) is not configured", st.Name, st.ID)
 	}
 	g.seq = max(st.Seq, st.SeqReserved)
+	// Every number up to the reservation may have reached GMs; stored
+	// keys are the primary's or were adopted from one (COOP).
+	g.sentSeq, g.adopted = g.seq, true
 	if !st.PseudotimeStart.IsZero() && !st.PseudotimeStart.After(now) {
 		// The GMs' pseudotime goes on from where it was: a restarted
 		// KS that started it again at 0 would put every GM it rekeys

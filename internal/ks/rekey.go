@@ -212,7 +212,7 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 	// The sequence number is one counter per group that never goes back,
 	// across KEKs and restarts (SPEC T1); a GM starts each new KEK at 0
 	// and accepts anything above it (RFC 6407 §4.4). docs/wire.md.
-	g.seq = r.Seq
+	g.seq, g.sentSeq = r.Seq, r.Seq
 	g.synced = now
 	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), NewKEK: newKEK, Replace: replace, OldData: oldData}
 	if !p.Policy.Multicast.IsValid() {
@@ -314,6 +314,7 @@ func (s *Server) Missed(group string, addr netip.Addr) {
 	m.AcksMissed++
 	if m.Missed >= g.cfg.Rekey.withDefaults().MaxMissed {
 		m.Removed = true
+		g.membersGen++
 		mnemonic.Log(s.log, mnemonic.Warning, "KS_GM_REMOVED_FROM_REKEY_LIST", "GM %s removed from the rekey list of group %s after %d unacknowledged rekeys",
 			addr, group, m.Missed)
 	}

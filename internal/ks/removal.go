@@ -58,8 +58,25 @@ func (s *Server) Features(name string, own version.Version) (ks, gms []FeatureRo
 		return nil, nil
 	}
 	ks = append(ks, FeatureRow{ID: g.cfg.Address, Version: own, Supported: !own.Less(FeatureVersion)})
+	// The peer KSs as they announced themselves (COOP, SPEC V3): one
+	// never heard has no version and counts as not supporting.
+	for _, p := range g.peerKS {
+		ks = append(ks, FeatureRow{ID: p.Addr, Version: p.Version, Supported: !p.Version.IsZero() && !p.Version.Less(FeatureVersion)})
+	}
+	seen := map[netip.Addr]bool{}
 	for _, m := range g.members {
+		seen[m.Address] = true
 		gms = append(gms, FeatureRow{ID: m.Address, Version: m.Version, Supported: !m.Version.IsZero() && !m.Version.Less(FeatureVersion)})
+	}
+	// The GMs registered with the peer KSs (their announced member
+	// lists, SPEC R5): each GM once.
+	for _, list := range g.remote {
+		for _, m := range list {
+			if !seen[m.Addr] {
+				seen[m.Addr] = true
+				gms = append(gms, FeatureRow{ID: m.Addr, Version: m.Version, Supported: !m.Version.IsZero() && !m.Version.Less(FeatureVersion)})
+			}
+		}
 	}
 	sort.Slice(gms, func(i, j int) bool { return gms[i].ID.Less(gms[j].ID) })
 	return ks, gms
@@ -131,7 +148,7 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 		}
 	}
 	// New keys for whoever registers next.
-	g.seq = r.Seq
+	g.seq, g.sentSeq = r.Seq, r.Seq
 	if err := s.newKEK(g, at); err != nil {
 		return nil, err
 	}
@@ -141,6 +158,7 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 	for _, m := range g.members {
 		m.Removed = true
 	}
+	g.membersGen++
 	s.dirty = true
 	g.rekeys++
 	return p, nil
@@ -188,6 +206,11 @@ func (s *Server) UpdatePolicy(cfg GroupConfig) error {
 		return err
 	}
 	g.policyChanged = true
+	if old.Redundancy == nil && cfg.Redundancy != nil {
+		// redundancy added: the keys handed out so far are the group's
+		// until an election says who is primary.
+		g.primary, g.adopted = false, true
+	}
 	if old.KEKKeyBits != cfg.KEKKeyBits {
 		g.kekPolicyChanged = true
 	}

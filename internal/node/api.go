@@ -83,9 +83,16 @@ func (n *Node) KSGroup(ctx context.Context, group string) (KSGroupInfo, error) {
 // UpdateKSPolicy replaces a KS group's configured policy (a committed
 // configuration change); nothing is sent (SPEC P1). Use inside Do (the
 // daemon applies a configuration as one step on the node's goroutine).
+//
+// A changed `redundancy` is applied too (SPEC C1): peers added or removed,
+// priority and timers changed on the running election; redundancy added
+// starts COOP for the group, removed makes this KS its lone primary.
 func (n *Node) UpdateKSPolicy(g ks.GroupConfig) error {
 	if n.ks == nil {
 		return errNotKS
 	}
-	return n.ks.UpdatePolicy(g)
+	if err := n.ks.UpdatePolicy(g); err != nil {
+		return err
+	}
+	return n.updateCoop(g, n.o.Now())
 }

@@ -178,6 +178,11 @@ type Node struct {
 	// unserved are the KS groups whose configured address no socket
 	// serves (rekey.go checkServed).
 	unserved map[string]netip.Addr
+	// coop are the KS groups with redundancy, by name; ksPeers the
+	// phase-1 SAs with their peer KSs (coop.go).
+	coop    map[string]*coopGroup
+	ksPeers map[netip.Addr]*peerKS
+	cstats  coopCounters
 }
 
 // New binds the sockets and builds the roles; Run starts the node.
@@ -251,6 +256,9 @@ func New(o Options) (*Node, error) {
 			return nil, err
 		}
 		n.apply(res)
+		if err := n.newCoop(); err != nil {
+			return nil, err
+		}
 	}
 	for _, g := range o.GM {
 		if len(g.Servers) == 0 {
@@ -379,6 +387,7 @@ func (n *Node) Run(ctx context.Context) error {
 			r.m.Wake(now) // register at once
 		}
 	}
+	n.startCoop(now)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -466,6 +475,7 @@ func (n *Node) nextTimer() time.Time {
 	if n.delivery != nil {
 		earlier(n.delivery.Next())
 	}
+	earlier(n.coopNext())
 	return next
 }
 
@@ -481,6 +491,7 @@ func (n *Node) tick(now time.Time) {
 		}
 	}
 	n.sweep(now)
+	n.coopTick(now)
 	n.rekeyTick(now)
 	for k, s := range n.serves {
 		if now.Sub(s.started) > serveLinger {
@@ -526,6 +537,9 @@ func (n *Node) process(s *sock, out ike.Output) {
 	for _, ev := range out.Events {
 		switch e := ev.Event.(type) {
 		case ike.Established:
+			if n.coopPhase1Up(s, ev.SA, now) {
+				continue // a KS-KS SA: no GM registration uses it
+			}
 			for _, r := range n.regs {
 				if e.Info.Initiator && r.m.AwaitsPhase1(e.Info.Peer) {
 					r.sock = s
@@ -539,6 +553,7 @@ func (n *Node) process(s *sock, out ike.Output) {
 			n.onPeerLost(ev.SA, now)
 		case ike.Failed, ike.Deleted, ike.Expired:
 			delete(n.suspects, ev.SA)
+			n.coopPhase1Down(ev.SA, now)
 			for _, r := range n.regs {
 				f, failed := ev.Event.(ike.Failed)
 				dead := failed && errors.Is(f.Err, ike.ErrDeadPeer)
@@ -574,6 +589,10 @@ func describe(e ike.Event) string {
 // phase2 routes a GROUPKEY-PULL message to the GM registration that owns
 // it or to the KS.
 func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
+	if m.Header.Exchange == isakmp.ExchangeCOOPAnn && n.ks != nil {
+		n.onANN(s, sa, m, now)
+		return
+	}
 	if m.Header.Exchange != isakmp.ExchangePull {
 		n.stats.phase2Other++
 		n.log.Debug("dropped phase-2 message of another exchange", "exchange", m.Header.Exchange.String(), "peer", sa.Peer().String())

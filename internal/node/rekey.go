@@ -33,6 +33,7 @@ func (n *Node) rekeyTick(now time.Time) {
 // its saves.
 func (n *Node) apply(res ks.Result) {
 	var drop map[netip.Addr]bool
+	var announce []string // groups whose new keys their COOP peers hear of now
 	for _, ev := range res.Events {
 		switch e := ev.(type) {
 		case ks.RekeyStarted:
@@ -54,6 +55,7 @@ func (n *Node) apply(res ks.Result) {
 				}
 			}
 			n.ks.LogRekey(e.Push, from)
+			announce = append(announce, e.Push.Group)
 		case ks.RekeySuperseded:
 			n.log.Info("rekey superseded by a newer one", "group", e.Group, "seq", e.Seq, "unacknowledged", e.Unacknowledged)
 		case ks.RekeyResumed:
@@ -87,6 +89,9 @@ func (n *Node) apply(res ks.Result) {
 		// After the removal message has left: the members' phase-1 SAs
 		// go, with a Delete notification each.
 		n.dropPhase1(drop, n.o.Now())
+	}
+	for _, g := range announce {
+		n.coopAnnounce(g, n.o.Now())
 	}
 	if len(res.Save) > 0 {
 		// The periodic save goes to the writer: the loop never waits for

@@ -1,0 +1,365 @@
+package ks
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// Cooperative key servers (SPEC C1, docs/coop.md): what the key server
+// does for the node's COOP elector. The elector decides the role
+// (SetPrimary); the primary's announcements carry its policy and keys
+// (Announce), which a secondary takes (AdoptKeys) and carries to the GMs
+// registered with it (Forward); every KS's announcements carry its own
+// members (LocalMembers), which the others list (SetPeerView).
+
+// SeqMargin is added to the rekey sequence number a KS adopted when it
+// becomes primary (TakeOver): the old primary announces at once after
+// each rekey it sends, so the GMs it rekeyed after its last announcement
+// that reached this KS are at most a few numbers ahead; 1,000 covers
+// every rekey a lost announcement can hide, at no cost (32 bits).
+const SeqMargin = 1000
+
+// TakeOver makes this KS the group's primary (the elector's RoleChanged
+// to Primary): its rekey sequence number jumps by SeqMargin, so that its
+// next rekey is above any the old primary sent, and its schedule runs.
+func (s *Server) TakeOver(name string) {
+	g := s.byName[name]
+	if g == nil || g.cfg.Redundancy == nil || g.primary {
+		return
+	}
+	g.primary, g.adopted = true, true
+	if g.seq < ^uint32(0)-SeqMargin {
+		g.seq += SeqMargin
+	}
+	s.dirty = true
+}
+
+// StepDown makes this KS a secondary of the group (the elector's
+// RoleChanged to Secondary): no scheduled rekeys; it keeps its keys until
+// it adopts the primary's.
+func (s *Server) StepDown(name string) {
+	if g := s.byName[name]; g != nil && g.cfg.Redundancy != nil {
+		g.primary = false
+	}
+}
+
+// Adopted reports whether the group's keys are a primary's: this KS is
+// the primary (or a lone KS), or it adopted a primary's keys (or restored
+// stored ones). A KS that has heard no primary yet serves its own.
+func (s *Server) Adopted(name string) bool {
+	g := s.byName[name]
+	return g != nil && (g.isPrimary() || g.adopted)
+}
+
+// Announce returns what the primary's announcements carry of the group:
+// its policy (SAK, SATs) and keys (KD: each TEK's keys, the KEK's key
+// without the signing key's public half, which every KS has from its
+// configuration), and its rekey sequence number.
+func (s *Server) Announce(name string, now time.Time) (*isakmp.GroupSA, *isakmp.KD, uint32, error) {
+	g := s.byName[name]
+	if g == nil {
+		return nil, nil, 0, fmt.Errorf("ks: no group %s", name)
+	}
+	sa := g.policy(now)
+	kd := &isakmp.KD{}
+	for _, t := range g.teks {
+		kd.Packets = append(kd.Packets, t.packet())
+	}
+	if g.sig.alg != 0 {
+		kd.Packets = append(kd.Packets, gdoi.KEKKeyPacket(g.kekSPI, g.kekKey, nil))
+	}
+	return sa, kd, g.seq, nil
+}
+
+// Seq is the group's rekey sequence number (the last used or adopted).
+func (s *Server) Seq(name string) uint32 {
+	if g := s.byName[name]; g != nil {
+		return g.seq
+	}
+	return 0
+}
+
+// KEK is the group's current KEK.
+func (s *Server) KEK(name string) gdoi.KEK {
+	if g := s.byName[name]; g != nil {
+		return gdoi.KEK{SPI: g.kekSPI, Key: slices.Clone(g.kekKey)}
+	}
+	return gdoi.KEK{}
+}
+
+// AdoptKeys takes the primary's keys from its announcement: the KEK and
+// each TEK of a policy configured here (matched by selector and
+// transform: all the KSs of a group have the same policy configured, as
+// IOS requires), and a sequence number not below its own. changed reports
+// whether any key differs from those held (prev is the KEK held before,
+// which the GMs registered here hold). A mismatch (a SAT for no policy
+// configured here, a policy without a SAT, a key of the wrong length)
+// adopts nothing.
+func (s *Server) AdoptKeys(name string, sa *isakmp.GroupSA, kd *isakmp.KD, seq uint32, now time.Time) (changed bool, prev gdoi.KEK, err error) {
+	g := s.byName[name]
+	if g == nil {
+		return false, prev, fmt.Errorf("ks: no group %s", name)
+	}
+	prev = gdoi.KEK{SPI: g.kekSPI, Key: slices.Clone(g.kekKey)}
+	if sa == nil || kd == nil {
+		return false, prev, fmt.Errorf("ks: group %s: announcement without policy and keys", name)
+	}
+	var fresh []*tek
+	for _, p := range g.cfg.TEKs {
+		if p.Lifetime == 0 {
+			p.Lifetime = 3600 * time.Second
+		}
+		p.receiveOnly = g.cfg.ReceiveOnly
+		ts, err := s.policyTEKs(p, now)
+		if err != nil {
+			return false, prev, err
+		}
+		fresh = append(fresh, ts...)
+	}
+	if len(sa.TEKs) != len(fresh) {
+		return false, prev, fmt.Errorf("ks: group %s: the primary's policy has %d TEKs, this KS's %d (configure the same policy on every KS)", name, len(sa.TEKs), len(fresh))
+	}
+	var pt time.Duration
+	for _, t := range fresh {
+		var sat *isakmp.SAT
+		for _, c := range sa.TEKs {
+			if c.Protocol == isakmp.TEKProtoESP && c.TransformID == uint8(t.policy.Transform) && c.Selector.Protocol == t.sel.Proto &&
+				c.Src.Port == t.sel.SrcPort && c.Dst.Port == t.sel.DstPort && prefixIs(c.Src, t.sel.Src) && prefixIs(c.Dst, t.sel.Dst) {
+				sat = c
+				break
+			}
+		}
+		if sat == nil {
+			return false, prev, fmt.Errorf("ks: group %s: the primary has no TEK for %s %v -> %v (configure the same policy on every KS)", name, t.policy.Transform, t.sel.Src, t.sel.Dst)
+		}
+		enc, auth, err := tekKeyLens(t.policy)
+		if err != nil {
+			return false, prev, err
+		}
+		kp := kd.Packet(isakmp.KDTEK, be32(sat.SPI))
+		if kp == nil {
+			return false, prev, fmt.Errorf("ks: group %s: no keys for TEK 0x%08x", name, sat.SPI)
+		}
+		k, ok := kp.Attributes.Find(isakmp.TEKAlgorithmKey)
+		if !ok || len(k.Data) != enc {
+			return false, prev, fmt.Errorf("ks: group %s: TEK 0x%08x: key not %d octets", name, sat.SPI, enc)
+		}
+		t.spi, t.encKey, t.authKey = sat.SPI, slices.Clone(k.Data), nil
+		if auth > 0 {
+			a, ok := kp.Attributes.Find(isakmp.TEKIntegrityKey)
+			if !ok || len(a.Data) != auth {
+				return false, prev, fmt.Errorf("ks: group %s: TEK 0x%08x: integrity key not %d octets", name, sat.SPI, auth)
+			}
+			t.authKey = slices.Clone(a.Data)
+		}
+		t.expires = now.Add(life(sat.Attributes, uint16(isakmp.IPsecSALifeDuration), t.policy.Lifetime))
+		if a, ok := sat.Attributes.Find(uint16(isakmp.IPsecPseudotime)); ok {
+			if v, err := a.Uint(); err == nil && v < 1<<40 {
+				pt = max(pt, time.Duration(v)*time.Millisecond)
+			}
+		}
+	}
+	var kekKey []byte
+	var kekExp time.Time
+	if g.sig.alg != 0 {
+		if sa.KEK == nil {
+			return false, prev, fmt.Errorf("ks: group %s: the primary announced no KEK (configure the same rekey authentication on every KS)", name)
+		}
+		kp := kd.Packet(isakmp.KDKEK, sa.KEK.SPI[:])
+		var k isakmp.Attribute
+		ok := kp != nil
+		if ok {
+			k, ok = kp.Attributes.Find(isakmp.KEKAlgorithmKey)
+		}
+		if !ok || len(k.Data) != 16+g.cfg.KEKKeyBits/8 {
+			return false, prev, fmt.Errorf("ks: group %s: the primary's KEK key is missing or not IV plus %d bits", name, g.cfg.KEKKeyBits)
+		}
+		kekKey, kekExp = slices.Clone(k.Data), now.Add(life(sa.KEK.Attributes, uint16(isakmp.KEKKeyLifetime), g.cfg.KEKLifetime))
+	}
+	// Adopted: nothing can fail below.
+	if g.sig.alg != 0 && (sa.KEK.SPI != g.kekSPI || string(kekKey) != string(g.kekKey)) {
+		changed = true
+		g.kekSPI, g.kekKey = sa.KEK.SPI, kekKey
+	}
+	if g.sig.alg != 0 {
+		g.kekExp = kekExp
+	}
+	if len(fresh) != len(g.teks) {
+		changed = true
+	}
+	for i, t := range fresh {
+		if i < len(g.teks) && g.teks[i].spi == t.spi && string(g.teks[i].encKey) == string(t.encKey) {
+			// The same key: keep its sender-ID bookkeeping.
+			g.teks[i].expires = t.expires
+			fresh[i] = g.teks[i]
+			continue
+		}
+		changed = true
+		g.carrySIDs(t)
+	}
+	g.teks = fresh
+	if pt > 0 {
+		g.ptStart = now.Add(-pt)
+	}
+	g.seq = max(g.seq, seq)
+	g.adopted = true
+	g.policyChanged, g.kekPolicyChanged = false, false
+	s.dirty = true
+	return changed, prev, nil
+}
+
+func be32(v uint32) []byte { return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
+
+// prefixIs reports whether a SAT endpoint names exactly p.
+func prefixIs(e isakmp.Endpoint, p netip.Prefix) bool {
+	q, err := e.Prefix()
+	return err == nil && q == p
+}
+
+// life reads a lifetime attribute in seconds (def when absent or 0).
+func life(as isakmp.Attributes, t uint16, def time.Duration) time.Duration {
+	if a, ok := as.Find(t); ok {
+		if v, err := a.Uint(); err == nil && v > 0 {
+			return time.Duration(min(v, 1<<31)) * time.Second
+		}
+	}
+	return def
+}
+
+// Forward builds the rekey that carries the group's current (adopted)
+// keys to the GMs registered with this KS, encrypted under the KEK they
+// hold (under, the KEK before the adoption) and signed with the group's
+// rekey key, which all the KSs of a group share. Its sequence number is
+// the adopted one when that is new here, else one above it (a merge: the
+// losing side's GMs are ahead of the winner's numbers); the primary raises
+// its own above every number its peers announce (RaiseSeq). atd is the
+// activation delay sent (0 after a merge: the GMs send with the winner's
+// TEKs at once, which the winner's GMs already hold). Nil when no GM is
+// registered here.
+func (s *Server) Forward(name string, under gdoi.KEK, newKEK bool, atd time.Duration, now time.Time) (*Push, error) {
+	g := s.byName[name]
+	if g == nil {
+		return nil, fmt.Errorf("ks: no group %s", name)
+	}
+	if g.sig.alg == 0 {
+		return nil, nil
+	}
+	list := g.rekeyList()
+	if len(list) == 0 && !g.cfg.Rekey.Multicast.IsValid() {
+		return nil, nil
+	}
+	seq := g.seq
+	if seq <= g.sentSeq {
+		seq = g.sentSeq + 1
+	}
+	r := &gdoi.Rekey{Seq: seq, SA: &isakmp.GroupSA{GAP: gdoi.RekeyGAP(atd, RekeyDTD)}, KD: &isakmp.KD{}}
+	if newKEK {
+		r.SA.KEK = g.sak(now, g.sig)
+		r.KD.Packets = append(r.KD.Packets, g.kekPacket(g.sig))
+	}
+	for _, t := range g.teks {
+		r.SA.TEKs = append(r.SA.TEKs, t.sat(now, g.pseudotime(now)))
+		r.KD.Packets = append(r.KD.Packets, t.packet())
+	}
+	data, err := gdoi.SealPush(r, under, g.sig.signer, g.sig.alg, s.rand)
+	if err != nil {
+		return nil, fmt.Errorf("ks: group %s: %w", name, err)
+	}
+	g.seq, g.sentSeq, g.synced = seq, seq, now
+	p := &Push{Group: name, Seq: seq, Data: data, KEK: under, Policy: g.cfg.Rekey.withDefaults(), NewKEK: newKEK}
+	if !p.Policy.Multicast.IsValid() {
+		for _, m := range list {
+			p.Members = append(p.Members, netip.AddrPortFrom(m.Address, m.Port))
+		}
+	}
+	return p, nil
+}
+
+// RaiseSeq makes the group's next rekey use a number above seq (a peer KS
+// announced it: its GMs accept only higher numbers).
+func (s *Server) RaiseSeq(name string, seq uint32) {
+	if g := s.byName[name]; g != nil && g.seq < seq {
+		g.seq = seq
+		s.dirty = true
+	}
+}
+
+// MemberVersion is one GM of a group with the version it announced, as
+// COOP announcements list them.
+type MemberVersion struct {
+	Addr    netip.Addr
+	Version version.Version
+}
+
+// LocalMembers lists the GMs registered with this KS (removed ones left
+// out), by address, and the generation of that list: it rises whenever a
+// member joins, leaves or changes version.
+func (s *Server) LocalMembers(name string) ([]MemberVersion, uint64) {
+	g := s.byName[name]
+	if g == nil {
+		return nil, 0
+	}
+	out := make([]MemberVersion, 0, len(g.members))
+	for _, m := range g.members {
+		if !m.Removed {
+			out = append(out, MemberVersion{Addr: m.Address, Version: m.Version})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
+	return out, g.membersGen
+}
+
+// MembersGen is the generation of the group's local member list.
+func (s *Server) MembersGen(name string) uint64 {
+	if g := s.byName[name]; g != nil {
+		return g.membersGen
+	}
+	return 0
+}
+
+// PeerKS is a cooperative key server of the group as its announcements
+// tell: its version and whether it is reachable.
+type PeerKS struct {
+	Addr      netip.Addr
+	Version   version.Version // zero: never heard
+	Reachable bool
+}
+
+// SetPeerView records what the peer KSs of the group announced: the KSs
+// with their versions, and the GMs registered with each (by peer). show
+// crypto gdoi feature lists them with this KS's own (SPEC V3, R5).
+func (s *Server) SetPeerView(name string, peers []PeerKS, members map[netip.Addr][]MemberVersion) {
+	g := s.byName[name]
+	if g == nil {
+		return
+	}
+	g.peerKS = slices.Clone(peers)
+	g.remote = members
+}
+
+// sidSlot confines the sender IDs this KS hands out to its share of the
+// space: with cooperative key servers each KS of the group registers
+// GMs under the same keys, so two KSs must never give out the same ID
+// (RFC 6054 §3). The KSs (this one and its peers, sorted by address)
+// take the IDs congruent to their rank modulo their number. Returns
+// stride 1 for a lone KS.
+func (g *group) sidSlot() (stride, rank uint32) {
+	r := g.cfg.Redundancy
+	if r == nil || len(r.Peers) == 0 {
+		return 1, 0
+	}
+	all := append([]netip.Addr{g.cfg.Address.Unmap()}, r.Peers...)
+	for i := range all {
+		all[i] = all[i].Unmap()
+	}
+	slices.SortFunc(all, netip.Addr.Compare)
+	all = slices.Compact(all)
+	return uint32(len(all)), uint32(slices.Index(all, g.cfg.Address.Unmap()))
+}
