@@ -201,8 +201,8 @@ func redundancy(r *policy.Redundancy) *ks.Redundancy {
 	if r == nil {
 		return nil
 	}
-	k := &ks.Redundancy{Priority: uint8(max(min(r.LocalPriority, 255), 1)), Peers: append([]netip.Addr(nil), r.Peers...)}
-	return k
+	return &ks.Redundancy{Priority: uint8(max(min(r.LocalPriority, 255), 1)), Peers: append([]netip.Addr(nil), r.Peers...),
+		Period: r.Period, Dead: r.Dead, ElectionWait: r.ElectionWait}
 }
 
 // failCloseBypass maps the deny entries of a fail-close ACL to the Bypass

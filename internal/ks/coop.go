@@ -60,8 +60,9 @@ func (s *Server) Adopted(name string) bool {
 
 // Announce returns what the primary's announcements carry of the group:
 // its policy (SAK, SATs) and keys (KD: each TEK's keys, the KEK's key
-// without the signing key's public half, which every KS has from its
-// configuration), and its rekey sequence number.
+// with the rekey key's public half, as a registration carries them: the
+// secondaries check it is the one they are configured with), and its
+// rekey sequence number.
 func (s *Server) Announce(name string, now time.Time) (*isakmp.GroupSA, *isakmp.KD, uint32, error) {
 	g := s.byName[name]
 	if g == nil {
@@ -73,7 +74,7 @@ func (s *Server) Announce(name string, now time.Time) (*isakmp.GroupSA, *isakmp.
 		kd.Packets = append(kd.Packets, t.packet())
 	}
 	if g.sig.alg != 0 {
-		kd.Packets = append(kd.Packets, gdoi.KEKKeyPacket(g.kekSPI, g.kekKey, nil))
+		kd.Packets = append(kd.Packets, g.kekPacket(g.sig))
 	}
 	return sa, kd, g.seq, nil
 }
@@ -182,6 +183,10 @@ func (s *Server) AdoptKeys(name string, sa *isakmp.GroupSA, kd *isakmp.KD, seq u
 			return false, prev, fmt.Errorf("ks: group %s: the primary's KEK key is missing or not IV plus %d bits", name, g.cfg.KEKKeyBits)
 		}
 		kekKey, kekExp = slices.Clone(k.Data), now.Add(life(sa.KEK.Attributes, uint16(isakmp.KEKKeyLifetime), g.cfg.KEKLifetime))
+		if pub, ok := kp.Attributes.Find(isakmp.KEKSigKey); ok && string(pub.Data) != string(g.sig.pub) &&
+			(g.announce == nil || string(pub.Data) != string(g.announce.pub)) {
+			return false, prev, fmt.Errorf("ks: group %s: the primary signs rekeys with another key than this KS's (import the same rekey key on every KS)", name)
+		}
 	}
 	// Adopted: nothing can fail below.
 	if g.sig.alg != 0 && (sa.KEK.SPI != g.kekSPI || string(kekKey) != string(g.kekKey)) {

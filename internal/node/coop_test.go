@@ -547,3 +547,83 @@ func TestCOOPMemberSync(t *testing.T) {
 		})
 	}
 }
+
+// proves: C1 (issue 16: a changed redundancy block is applied to the
+// running election through the policy update the daemon uses — priority,
+// timers and peers — not ignored)
+func TestCOOPReloadAppliesRedundancy(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := newCoopLab(t, ctx, []string{"127.0.0.101", "127.0.0.102"}, []uint8{10, 20}, nil)
+	l.waitRoles("election", coop.Secondary, coop.Primary)
+	g := l.base
+	g.Address = l.addrs[0]
+	r := coopTimers
+	r.Priority, r.Peers, r.Period, r.Dead = 50, []netip.Addr{l.addrs[1], netip.MustParseAddr("127.0.0.103")}, 200*time.Millisecond, time.Second
+	g.Redundancy = &r
+	var err error
+	l.ks[0].Do(ctx, func() { err = l.ks[0].UpdateKSPolicy(g) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := l.status(0)
+	if st.Priority != 50 || st.Period != 200*time.Millisecond || st.Dead != time.Second || len(st.Peers) != 2 {
+		t.Fatalf("after reload: %+v", st)
+	}
+	// No preemption: the higher priority waits for the next election.
+	if st.Role != coop.Secondary {
+		t.Fatalf("reload preempted: %v", st.Role)
+	}
+	// The peer hears the new priority.
+	waitFor(t, "the new priority announced", l.ks[1], func() bool {
+		ps := l.ks[1].COOPStatus()["GETVPN"].Peers
+		return len(ps) == 1 && ps[0].Priority == 50
+	})
+	bad := *g.Redundancy
+	bad.Dead = bad.Period
+	g.Redundancy = &bad
+	l.ks[0].Do(ctx, func() { err = l.ks[0].UpdateKSPolicy(g) })
+	if err == nil {
+		t.Fatal("a dead interval not above the period was accepted")
+	}
+}
+
+// FuzzMemberSync feeds the member-list receive path (after the ANN's
+// HASH verified: a peer KS's parts, hostile or broken) any sequence of
+// MEMBERS payloads: no panic, and what is held stays within the bounds
+// the payloads announce.
+func FuzzMemberSync(f *testing.F) {
+	list := []isakmp.Member{{Op: isakmp.MemberAdd, Addr: netip.MustParseAddr("10.0.0.1"), Version: isakmp.SWVersion{Major: 1, Minor: 0, Mini: 2}},
+		{Op: isakmp.MemberAdd, Addr: netip.MustParseAddr("10.0.0.2")}}
+	parts, err := isakmp.SplitMembers(isakmp.MembersFull, 0, 3, 2, list, 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var seed []byte
+	for _, p := range parts {
+		if seed, err = isakmp.AppendPayloads(seed, []isakmp.Payload{p}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m memberSync
+		for len(b) >= 4 {
+			l := int(b[2])<<8 | int(b[3])
+			if l < 4 || l > len(b) {
+				return
+			}
+			ps, err := isakmp.ParsePayloads(isakmp.PayloadMembers, append([]byte{0}, b[1:l]...))
+			b = b[l:]
+			if err != nil || len(ps) != 1 {
+				continue
+			}
+			p := ps[0].(*isakmp.Members)
+			m.receive(p.Gen, p)
+			if len(m.have) > isakmp.MaxGroupMembers || (m.asm != nil && len(m.asm.entries) > int(m.asm.parts)*isakmp.MaxMemberEntries) {
+				t.Fatalf("holds %d members", len(m.have))
+			}
+			m.list()
+		}
+	})
+}

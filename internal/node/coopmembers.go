@@ -139,7 +139,10 @@ func (m *memberSync) receive(gen uint64, part *isakmp.Members) bool {
 		}
 		m.gen = a.gen
 		if len(m.have) != int(a.total) {
-			m.wantFull = true // out of step: the next full list puts it right
+			// Out of step (or a peer adding past its total): drop the
+			// list, so that nothing grows beyond what a FULL bounds, and
+			// ask for the whole of it.
+			m.have, m.gen, m.wantFull = nil, 0, true
 		}
 	}
 	m.cached, m.pendingGen = nil, 0
