@@ -25,10 +25,10 @@ import (
 //
 //   - the policy of each key-server group it serves: TEKs, KEK, rekey
 //     transport and retransmission, signing key, address, authorization,
-//     receive-only, the redundancy block's priority, peers and timers
-//     (ks.Server.UpdatePolicy, atomically for all groups, checked first on
-//     a scratch key server; the node hands them to the group's COOP
-//     elector);
+//     receive-only, redundancy: added, removed, or its priority, peers
+//     and timers changed (ks.Server.UpdatePolicy, atomically for all
+//     groups, checked first on a scratch key server; the node starts,
+//     stops or reconfigures the group's COOP elector, Node.UpdateKSPolicy);
 //   - the fail mode of each group it is a member of and its fail-close
 //     ACL (crypto map NAME gdoi fail-close: activate, match address;
 //     node.SetFailClose: the data plane's fail mode, and the bootstrap
@@ -41,8 +41,7 @@ import (
 //
 // Everything else the node was built from cannot change live: the set of
 // key-server groups and of member groups (adding, removing, renumbering a
-// group, or changing a node's role in it), whether a key-server group is
-// cooperative (`redundancy` added or removed), a member group's key servers,
+// group, or changing a node's role in it), a member group's key servers,
 // and phase 1 (crypto isakmp policy, crypto pki, crypto isakmp identity,
 // groupvpn version). plan compares the node options of the running and the
 // new configuration and refuses, with every reason, a configuration that
@@ -93,7 +92,6 @@ func (d *Daemon) plan(old, new *policy.Config) (p *livePlan, err error) {
 	}()
 	var reasons []string
 	reasons = append(reasons, roleChanges(old, new)...)
-	reasons = append(reasons, coopChanges(old, new)...)
 	oo, err := Options(old, d.listen, d.port)
 	if err != nil {
 		// The running configuration was applied, so this cannot happen.
@@ -147,28 +145,6 @@ func roleChanges(old, new *policy.Config) []string {
 	}
 	diff("key-server group (server local)", old.KSGroups(), new.KSGroups())
 	diff("member group (applied by a crypto map on an interface)", old.GMGroups(), new.GMGroups())
-	return out
-}
-
-// coopChanges lists key-server groups that would gain or lose
-// `redundancy`: a lone KS is the group's primary by construction, a
-// cooperative one by election, and the node decides which at a group's
-// start. A changed redundancy block (priority, peers, timers) is applied
-// live through the group's policy (UpdateKSPolicy).
-func coopChanges(old, new *policy.Config) []string {
-	var out []string
-	for _, g := range new.KSGroups() {
-		o := old.Group(g.Name)
-		if o == nil || o.Server == nil {
-			continue // roleChanges
-		}
-		switch was, is := o.Server.Redundancy != nil, g.Server.Redundancy != nil; {
-		case !was && is:
-			out = append(out, fmt.Sprintf("crypto gdoi group %s: redundancy would be added (the node serves the group as a lone key server, its primary)", g.Name))
-		case was && !is:
-			out = append(out, fmt.Sprintf("crypto gdoi group %s: redundancy would be removed (the node serves the group as a cooperative key server)", g.Name))
-		}
-	}
 	return out
 }
 

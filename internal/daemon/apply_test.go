@@ -264,25 +264,3 @@ func TestReloadAppliesFailCloseLive(t *testing.T) {
 		t.Fatal("a refused reload changed the running configuration or the fail mode")
 	}
 }
-
-// proves: C1 (issue 16: adding `redundancy` to a running lone key server
-// is refused by a reload with the reason, and the running configuration,
-// show running-config and the node stay as they were)
-func TestReloadRefusesRedundancyAdded(t *testing.T) {
-	d, file, client, _ := runningKS(t)
-	cfg := d.Config()
-	from := "  address ipv4 127.0.0.1\n"
-	if !strings.Contains(seedKS, from) {
-		t.Fatalf("seedKS lacks %q", from)
-	}
-	src := strings.Replace(seedKS, from, from+"  redundancy\n   local priority 10\n   peer address ipv4 127.0.0.2\n", 1)
-	if err := os.WriteFile(file, []byte(src), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	err := d.Reload()
-	var na *daemon.NotAppliedError
-	if !errors.As(err, &na) || !na.Restart || !strings.Contains(err.Error(), "crypto gdoi group GET: redundancy would be added (the node serves the group as a lone key server, its primary)") {
-		t.Fatalf("Reload adding redundancy: %v", err)
-	}
-	unchanged(t, d, client, cfg, file)
-}

@@ -2,13 +2,13 @@ package daemon_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
@@ -142,55 +142,128 @@ func TestSecondaryRefusesRemovalAndRekey(t *testing.T) {
 }
 
 // proves: C1 (issue 16: a reload that changes the redundancy block, the
-// priority and a peer added, is applied live: show crypto
-// gdoi ks coop shows the new values; one that removes redundancy is
-// refused with the reason, and the running configuration and the node
-// stay as they were)
+// priority, a peer added and the timers, is applied live: show crypto
+// gdoi ks coop shows the new values; a redundancy change the
+// configuration refuses (the KS's own address as a peer, a dead interval
+// not above the period) is refused by the reload with file:line and the
+// running configuration and the node stay as they were; removing
+// redundancy, then adding it back, is applied live)
 func TestReloadRedundancyBlock(t *testing.T) {
 	ctx := context.Background()
 	src := coopSeedKS(t)
 	d, c, file := runningConfigKSFile(t, src)
+	reload := func(text string) error {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(text), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		return d.Reload()
+	}
+	coopText := func() string {
+		t.Helper()
+		r, err := c.Run(ctx, "show crypto gdoi ks coop")
+		if err != nil || !r.OK {
+			t.Fatalf("show crypto gdoi ks coop: %v %+v", err, r)
+		}
+		return r.Text
+	}
 	changed := strings.Replace(src, "   local priority 10\n   peer address ipv4 127.0.0.2\n",
 		"   local priority 42\n   peer address ipv4 127.0.0.2\n   peer address ipv4 127.0.0.3\n   timers announce 5\n", 1)
 	if changed == src {
 		t.Fatal("the redundancy block was not changed")
 	}
-	if err := os.WriteFile(file, []byte(changed), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Reload(); err != nil {
+	if err := reload(changed); err != nil {
 		t.Fatalf("Reload of a changed redundancy block: %v", err)
 	}
-	r, err := c.Run(ctx, "show crypto gdoi ks coop")
-	if err != nil || !r.OK {
-		t.Fatalf("show crypto gdoi ks coop: %v %+v", err, r)
-	}
-	for _, want := range []string{"        Local Priority: 42\n", "                Peer Address: 127.0.0.3\n"} {
-		if !strings.Contains(r.Text, want) {
-			t.Errorf("after the reload, show crypto gdoi ks coop lacks %q:\n%s", want, r.Text)
+	text := coopText()
+	for _, want := range []string{"        Local Priority: 42\n", "                Peer Address: 127.0.0.3\n", "                Announcement Period: 5 secs\n", "                Dead Interval: 15 secs\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("after the reload, show crypto gdoi ks coop lacks %q:\n%s", want, text)
 		}
 	}
-	if r, err := c.Run(ctx, "show running-config"); err != nil || !strings.Contains(r.Text, "   local priority 42\n") {
-		t.Fatalf("show running-config: %v\n%s", err, r.Text)
+
+	// What the configuration refuses is refused by the reload; nothing changes.
+	cfg := d.Config()
+	for _, bad := range []struct{ from, to, reason string }{
+		{"   peer address ipv4 127.0.0.3\n", "   peer address ipv4 127.0.0.1\n", "peer address ipv4 127.0.0.1 is this key server's own address"},
+		{"   timers announce 5\n", "   timers announce 5\n   timers dead 5\n", "redundancy: timers dead 5 must be longer than timers announce 5"},
+	} {
+		err := reload(strings.Replace(changed, bad.from, bad.to, 1))
+		if err == nil || !strings.Contains(err.Error(), bad.reason) || !strings.Contains(err.Error(), "ks.conf:") {
+			t.Fatalf("Reload with %q: %v, want a refusal with file:line and %q", bad.to, err, bad.reason)
+		}
+		if err := os.WriteFile(file, []byte(cfg.Render()), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		unchanged(t, d, c, cfg, file)
+		if text := coopText(); !strings.Contains(text, "        Local Priority: 42\n") || strings.Contains(text, "Peer Address: 127.0.0.1\n") {
+			t.Fatalf("the node changed after a refused reload:\n%s", text)
+		}
 	}
 
-	// Removing redundancy is refused; nothing changes.
-	cfg := d.Config()
+	// Removing redundancy makes the KS the group's lone primary; adding
+	// it back starts COOP again.
 	i := strings.Index(changed, "  redundancy\n")
 	j := strings.Index(changed, "  sa ipsec 1\n")
 	if i < 0 || j < i {
 		t.Fatal("no redundancy block")
 	}
-	if err := os.WriteFile(file, []byte(changed[:i]+changed[j:]), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	err = d.Reload()
-	var na *daemon.NotAppliedError
-	if !errors.As(err, &na) || !na.Restart || !strings.Contains(err.Error(), "crypto gdoi group GET: redundancy would be removed (the node serves the group as a cooperative key server)") {
+	if err := reload(changed[:i] + changed[j:]); err != nil {
 		t.Fatalf("Reload removing redundancy: %v", err)
 	}
-	unchanged(t, d, c, cfg, file)
-	if r, err := c.Run(ctx, "show crypto gdoi ks coop"); err != nil || !strings.Contains(r.Text, "        Local Priority: 42\n") {
-		t.Fatalf("after the refused reload: %v\n%s", err, r.Text)
+	if text := coopText(); text != "% COOP is not configured for any group\n" {
+		t.Fatalf("after removing redundancy: %q", text)
+	}
+	if r, err := c.Run(ctx, "show crypto gdoi"); err != nil || !strings.Contains(r.Text, "    Redundancy               : Not configured\n") {
+		t.Fatalf("show crypto gdoi after removing redundancy: %v\n%s", err, r.Text)
+	}
+	if err := reload(changed); err != nil {
+		t.Fatalf("Reload adding redundancy back: %v", err)
+	}
+	if text := coopText(); !strings.Contains(text, "        Local Priority: 42\n") {
+		t.Fatalf("after adding redundancy back:\n%s", text)
+	}
+}
+
+// proves: R5, V3, C1 (issue 16: a cooperative KS whose peer never answers
+// elects itself primary after its election wait; on it `clear crypto gdoi
+// ks members` then gives the SPEC R5 warning after the first
+// confirmation, because a key server of the group (the peer, its version
+// unknown) is not known to support GM removal; answering no sends
+// nothing)
+func TestPrimaryWarnsOfPeerVersions(t *testing.T) {
+	ctx := context.Background()
+	src := strings.Replace(coopSeedKS(t), "   timers election-wait 3600\n", "   timers election-wait 1\n", 1)
+	_, c := runningConfigKS(t, src)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r, err := c.Run(ctx, "show crypto gdoi ks coop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(r.Text, "        Local KS Role: Primary   , Local KS Status: Alive\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the KS did not elect itself primary:\n%s", r.Text)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r, err := c.Run(ctx, "show crypto gdoi")
+	if err != nil || !strings.Contains(r.Text, "        Local KS Role        : Primary\n") {
+		t.Fatalf("show crypto gdoi: %v\n%s", err, r.Text)
+	}
+	r, err = c.Run(ctx, "clear crypto gdoi ks members")
+	if err != nil || r.Token == "" || !strings.HasPrefix(r.Prompt, "% This GM-Removal message will shorten") {
+		t.Fatalf("first prompt: %v %+v", err, r)
+	}
+	r, err = c.Do(ctx, &ctl.WireRequest{V: ctl.Version, Cmd: "clear crypto gdoi ks members", Token: r.Token, Answer: "yes"})
+	want := "WARNING for group GET: some devices cannot support GM-REMOVAL and can cause network disruption. Please check 'show crypto gdoi feature'.\nAre you sure you want to proceed ? [yes/no]: "
+	if err != nil || r.Token == "" || r.Prompt != want {
+		t.Fatalf("second prompt: %v %+v, want the R5 warning", err, r)
+	}
+	r, err = c.Do(ctx, &ctl.WireRequest{V: ctl.Version, Cmd: "clear crypto gdoi ks members", Token: r.Token, Answer: "no"})
+	if err != nil || strings.Contains(r.Text, "Sending GM-Removal") {
+		t.Fatalf("after no: %v %+v", err, r)
 	}
 }

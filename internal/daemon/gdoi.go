@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
-	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/show"
 	"github.com/groupvpn/groupvpn/internal/syslog"
@@ -44,7 +43,7 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 				if info.RemovalRefused != nil {
 					return nil, info.RemovalRefused
 				}
-				all := info.AllSupport && d.peersSupport(ctx, g)
+				all := info.AllSupport // the COOP peers' versions included (ks.Server.Features)
 				prompt := promptRemoval
 				if now {
 					prompt = promptRemovalNow
@@ -105,17 +104,13 @@ func (d *Daemon) ksGroups(ctx context.Context, req *ctl.Request) ([]string, erro
 // features, which arrived together with 1.0.2.
 func (d *Daemon) features(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
 	n := d.Node
-	s, err := n.State(ctx)
-	if err != nil {
-		return nil, err
-	}
 	var tables []show.FeatureTable
 	for _, g := range n.KSGroups() {
 		info, err := n.KSGroup(ctx, g)
 		if err != nil {
 			return nil, err
 		}
-		tables = append(tables, show.FeatureTable{Group: g, KeyServers: show.KeyServerRows(info.KeyServers, coopStatus(s, g)), Members: info.Members})
+		tables = append(tables, show.FeatureTable{Group: g, KeyServers: info.KeyServers, Members: info.Members})
 	}
 	if len(tables) == 0 {
 		return nil, fmt.Errorf("%% this node is not a key server: run the command on the (primary) KS")
@@ -123,33 +118,6 @@ func (d *Daemon) features(ctx context.Context, req *ctl.Request) (*ctl.Reply, er
 	feature := req.Command[strings.LastIndexByte(req.Command, ' ')+1:] // gm-removal, policy-replace
 	text, data := show.Features(feature, n.Now(), tables)
 	return &ctl.Reply{Text: text, Data: data}, nil
-}
-
-// coopStatus is group's COOP state in s (nil: the group has no
-// redundancy).
-func coopStatus(s node.Snapshot, group string) *node.COOPStatus {
-	if st, ok := s.COOP[group]; ok {
-		return &st
-	}
-	return nil
-}
-
-// peersSupport reports whether every COOP peer of group announced a
-// version that supports GM removal and policy replace (SPEC R5 with
-// cooperative key servers: the versions the KSs exchange, V3). A peer
-// never heard is not known to: the operator is warned and asked again.
-// True for a group without redundancy.
-func (d *Daemon) peersSupport(ctx context.Context, group string) bool {
-	s, err := d.Node.State(ctx)
-	if err != nil {
-		return false
-	}
-	for _, r := range show.KeyServerRows(nil, coopStatus(s, group)) {
-		if !r.Supported {
-			return false
-		}
-	}
-	return true
 }
 
 // ksPolicy renders `show crypto gdoi ks policy`: the running policy per

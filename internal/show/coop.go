@@ -181,22 +181,3 @@ func coopCounters(st coop.Stats) []coopCounter {
 		{"elections", "Elections", st.Elections},
 	}
 }
-
-// KeyServerRows are the key-server rows of a `show crypto gdoi feature`
-// table (SPEC V3, V4): the local KS's (local, from the key server) and,
-// for a group with redundancy, each COOP peer's with the version it
-// announced (unknown, and so not supported, for a peer never heard), one
-// row per address, sorted by address as the seed lists them.
-func KeyServerRows(local []ks.FeatureRow, st *node.COOPStatus) []ks.FeatureRow {
-	out := slices.Clone(local)
-	if st != nil {
-		for _, p := range st.Peers {
-			if slices.ContainsFunc(out, func(r ks.FeatureRow) bool { return r.ID == p.Addr }) {
-				continue
-			}
-			out = append(out, ks.FeatureRow{ID: p.Addr, Version: p.Version, Supported: !p.Version.IsZero() && !p.Version.Less(ks.FeatureVersion)})
-		}
-	}
-	slices.SortStableFunc(out, func(a, b ks.FeatureRow) int { return a.ID.Compare(b.ID) })
-	return out
-}

@@ -120,34 +120,29 @@ func TestCOOPNotConfigured(t *testing.T) {
 }
 
 // proves: V3, V4 (issue 16: `show crypto gdoi feature` lists every KS of
-// the group, the local one and each COOP peer with the version it
-// announced, sorted by address, before the members; a peer never heard
-// is unknown and unsupported, and a 1.0.1 peer is "No")
-func TestFeatureKeyServersListCOOPPeers(t *testing.T) {
-	s := coopSnapshot(coop.Primary)
-	st := s.COOP["GETVPN"]
-	local := []ks.FeatureRow{{ID: netip.MustParseAddr("192.0.2.1"), Version: version.Current, Supported: true}}
-	rows := KeyServerRows(local, &st)
-	if len(rows) != 3 || rows[0].ID != local[0].ID || rows[1].ID != coopPeers[0] || rows[2].ID != coopPeers[1] {
-		t.Fatalf("rows %+v", rows)
-	}
-	if rows[1].Version != version.Base || rows[1].Supported || !rows[2].Version.IsZero() || rows[2].Supported {
-		t.Errorf("peer rows %+v", rows[1:])
-	}
-	// A peer already listed (by the key server) is not listed twice.
-	if again := KeyServerRows(rows, &st); len(again) != 3 {
-		t.Errorf("rows listed twice: %+v", again)
-	}
-	if lone := KeyServerRows(local, nil); len(lone) != 1 {
-		t.Errorf("lone KS rows %+v", lone)
-	}
-	text, _ := Features("gm-removal", s.Now, []FeatureTable{{Group: "GETVPN", KeyServers: rows,
-		Members: []ks.FeatureRow{{ID: netip.MustParseAddr("192.0.2.10"), Version: version.Current, Supported: true}}}})
+// the group the key server reports, the local one and each COOP peer with
+// the version it announced, sorted by address as the seed lists them,
+// before the members; a peer never heard is unknown and "No", a 1.0.1
+// peer "No"; | json lists them in the same order)
+func TestFeatureKeyServersSorted(t *testing.T) {
+	// As ks.Server.Features gives them: this KS first, then its peers.
+	rows := []ks.FeatureRow{{ID: netip.MustParseAddr("192.0.2.2"), Version: version.Current, Supported: true},
+		{ID: netip.MustParseAddr("192.0.2.3")}, {ID: netip.MustParseAddr("192.0.2.1"), Version: version.Base}}
+	tables := []FeatureTable{{Group: "GETVPN", KeyServers: rows,
+		Members: []ks.FeatureRow{{ID: netip.MustParseAddr("192.0.2.10"), Version: version.Current, Supported: true}}}}
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	text, data := Features("gm-removal", now, tables)
 	golden(t, "show_crypto_gdoi_feature_coop", text)
 	ksPart := text[:strings.Index(text, "Group Member ID")]
-	for _, want := range []string{"192.0.2.1         " + version.Current.String(), "192.0.2.2         1.0.1           No", "192.0.2.3         unknown         No"} {
-		if !strings.Contains(ksPart, want) {
-			t.Errorf("key servers lack %q:\n%s", want, text)
-		}
+	want := "          192.0.2.1         1.0.1           No\n          192.0.2.2         " + version.Current.String() + "           Yes\n          192.0.2.3         unknown         No\n"
+	if !strings.Contains(ksPart, want) {
+		t.Errorf("key servers not sorted, or wrong:\n%s", text)
+	}
+	if rows[0].ID != netip.MustParseAddr("192.0.2.2") {
+		t.Error("the caller's rows were reordered")
+	}
+	v := data.(FeaturesJSON)
+	if got := v.Groups[0].KeyServers; len(got) != 3 || got[0].Address != "192.0.2.1" || got[2].Address != "192.0.2.3" || got[2].Version != "" || got[2].Supported {
+		t.Errorf("json key servers %+v", got)
 	}
 }

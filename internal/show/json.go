@@ -1021,6 +1021,7 @@ type FeatureRowJSON struct {
 // FeaturesView is `show crypto gdoi feature FEATURE | json`.
 func FeaturesView(feature string, now time.Time, tables []FeatureTable) FeaturesJSON {
 	v := FeaturesJSON{Header: NewHeader("show crypto gdoi feature "+feature, now), Feature: feature}
+	tables = sortedKeyServers(tables)
 	rows := func(rs []ks.FeatureRow) []FeatureRowJSON {
 		var out []FeatureRowJSON
 		for _, r := range rs {

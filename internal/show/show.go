@@ -8,6 +8,7 @@ package show
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -658,6 +659,7 @@ type FeatureTable struct {
 // policy-replace) in IOS's aligned columns (ID, Version, Feature
 // Supported), as read at now.
 func Features(feature string, now time.Time, tables []FeatureTable) (string, any) {
+	tables = sortedKeyServers(tables)
 	var b strings.Builder
 	rows := func(head string, rs []ks.FeatureRow) {
 		fmt.Fprintf(&b, "        %-20s%-10s%s\n", head, "Version", "Feature Supported")
@@ -679,4 +681,16 @@ func Features(feature string, now time.Time, tables []FeatureTable) (string, any
 		rows("Group Member ID", t.Members)
 	}
 	return b.String(), FeaturesView(feature, now, tables)
+}
+
+// sortedKeyServers returns tables with each one's key servers (this KS
+// and, with redundancy, its COOP peers as the key server lists them)
+// sorted by address, as the seed lists them (SPEC V3, V4).
+func sortedKeyServers(tables []FeatureTable) []FeatureTable {
+	out := slices.Clone(tables)
+	for i := range out {
+		out[i].KeyServers = slices.Clone(out[i].KeyServers)
+		slices.SortStableFunc(out[i].KeyServers, func(a, b ks.FeatureRow) int { return a.ID.Compare(b.ID) })
+	}
+	return out
 }
