@@ -368,3 +368,31 @@ func (g *group) sidSlot() (stride, rank uint32) {
 	all = slices.Compact(all)
 	return uint32(len(all)), uint32(slices.Index(all, g.cfg.Address.Unmap()))
 }
+
+// Inherit adds to the group's members the GMs a failed primary had
+// registered (its last announced member list), so that this KS, now
+// primary, rekeys them too: they hold the keys it adopted. The member
+// lists carry no port: port is the GDOI port the KSs of the group use
+// (848 in a deployment), where GMs listen too. Members already known are
+// left alone. Their acknowledgements go to the KS they registered with,
+// so after RekeyPolicy.MaxMissed rekeys they leave the rekey list and
+// re-register before their keys expire (SPEC T4), with a live KS.
+func (s *Server) Inherit(name string, members []MemberVersion, port uint16, now time.Time) int {
+	g := s.byName[name]
+	if g == nil {
+		return 0
+	}
+	n := 0
+	for _, m := range members {
+		if g.members[m.Addr] != nil {
+			continue
+		}
+		g.members[m.Addr] = &Member{Address: m.Addr, Port: port, Identity: m.Addr.String(), Version: m.Version, Registered: now, LastRegister: now}
+		n++
+	}
+	if n > 0 {
+		g.membersGen++
+		s.dirty = true
+	}
+	return n
+}

@@ -455,6 +455,7 @@ func (n *Node) coopResult(cg *coopGroup, res coop.Result, a *isakmp.ANN, now tim
 		case coop.RoleChanged:
 			if e.To == coop.Primary {
 				n.ks.TakeOver(cg.name) // the schedule runs from the next tick
+				n.coopInherit(cg, now)
 			} else {
 				n.ks.StepDown(cg.name)
 			}
@@ -472,6 +473,25 @@ func (n *Node) coopResult(cg *coopGroup, res coop.Result, a *isakmp.ANN, now tim
 		n.coopAdopt(cg, accepted, false, now)
 	}
 	n.coopSend(cg, res.Send, now)
+}
+
+// coopInherit: this KS became primary; the GMs of the peers it cannot
+// reach (the failed primary) are rekeyed by it from now on
+// (ks.Server.Inherit), at the port this KS listens on.
+func (n *Node) coopInherit(cg *coopGroup, now time.Time) {
+	s := n.coopSock(cg.local)
+	if s == nil {
+		return
+	}
+	for _, ps := range cg.el.Peers() {
+		p := cg.peers[ps.Addr]
+		if ps.Reachable || p == nil {
+			continue
+		}
+		if k := n.ks.Inherit(cg.name, p.members.list(), s.local.Port(), now); k > 0 {
+			n.log.Info("COOP: the GMs of an unreachable key server are rekeyed by this primary", "group", cg.name, "peer", ps.Addr.String(), "members", k)
+		}
+	}
 }
 
 // coopTake records what an accepted announcement carries: the peer's

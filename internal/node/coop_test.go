@@ -350,6 +350,32 @@ func TestCOOPFailoverRekeyAccepted(t *testing.T) {
 	}
 }
 
+// proves: C1 (issue 16: after a failover the new primary rekeys the GMs
+// that had registered with the failed primary too — it knows them from the
+// member list, at the group's port — so they keep decrypting the new
+// primary's traffic without waiting for their re-registration)
+func TestCOOPFailoverRekeysTheOldPrimarysGMs(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := newCoopLab(t, ctx, []string{"127.0.0.111", "127.0.0.112"}, []uint8{10, 20}, nil)
+	l.waitRoles("election", coop.Secondary, coop.Primary)
+	// The GM listens on the group's port, as GMs and KSs do on 848.
+	orphan := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.113"), l.port)}, IKE: fastIKE(ikeCfg("k", version.Current)),
+		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{netip.AddrPortFrom(l.addrs[1], l.port)}, SIDs: 1}}})
+	waitFor(t, "registration with the primary", orphan, func() bool { return orphan.Members()[0].State == "registered" })
+	waitFor(t, "the secondary lists the primary's GM", l.ks[0], func() bool {
+		_, gms := l.ks[0].ks.Features("GETVPN", version.Current)
+		return len(gms) == 1
+	})
+	l.kill(1)
+	l.waitRoles("failover", coop.Primary)
+	if err := l.ks[0].Rekey(ctx, "GETVPN"); err != nil {
+		t.Fatal(err)
+	}
+	now := l.snap(0)
+	waitFor(t, "the failed primary's GM rekeyed by the new one", orphan, func() bool { return holds(orphan, now) })
+}
+
 // proves: C1 (issue 16: partition and merge — two KSs cut apart each
 // become primary and rekey to different KEKs with GMs on both sides; on
 // heal exactly one primary remains and every GM holds its KEK and TEKs,
