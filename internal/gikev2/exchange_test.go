@@ -267,3 +267,5 @@ func TestRegistrationRefused(t *testing.T) {
 		t.Fatalf("refused GM holds a Rekey SA or uncounted: %+v", m.Stats)
 	}
 }
+
+func ksPeer() ks.Peer { return ks.Peer{Addr: gmAddr, Identity: "gm"} }

@@ -156,11 +156,12 @@ func (k *Rekeyer) seal(inner []wire.Payload) (*Push, error) {
 			return nil, err
 		}
 		// §2.4.1.1: the AUTH payload is formed with a zeroed signature
-		// of the right length before signing. ECDSA's DER signature
-		// varies in length: sign, then sign again with the AUTH of the
-		// signature's length until the lengths agree.
-		size := 0
-		for try := 0; try < 8; try++ {
+		// of the right length before signing. A DER ECDSA signature
+		// varies in length by an octet or two: the target is its most
+		// likely length (sigLen, half the signatures), and signing
+		// repeats with a fresh random nonce until a signature has it.
+		size := sigLen(g.Signer.Public())
+		for try := 0; try < 64; try++ {
 			auth := wire.NewSignatureAuth(alg.der, make([]byte, size))
 			data, err := wire.RekeySignedData(h, append(append([]wire.Payload(nil), inner...), auth))
 			if err != nil {
@@ -174,7 +175,6 @@ func (k *Rekeyer) seal(inner []wire.Payload) (*Push, error) {
 				inner = append(inner, wire.NewSignatureAuth(alg.der, sig))
 				break
 			}
-			size = len(sig)
 		}
 		if _, ok := wire.Find(inner, wire.PayloadAUTH).(*wire.Auth); !ok {
 			return nil, fmt.Errorf("gikev2: GSA_REKEY signature of unstable length")

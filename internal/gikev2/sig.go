@@ -121,3 +121,22 @@ func marshalPublicKey(pub crypto.PublicKey) ([]byte, error) {
 	}
 	return der, nil
 }
+
+// sigLen is the length of an RSA signature, and the most likely length of a
+// DER Ecdsa-Sig-Value: SEQUENCE { INTEGER r, INTEGER s } with one integer
+// of n+1 octets (its high bit set, a zero octet before it) and one of n, for
+// a curve of n-octet coordinates (probability 1/2).
+func sigLen(pub crypto.PublicKey) int {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return k.Size()
+	case *ecdsa.PublicKey:
+		n := (k.Curve.Params().BitSize + 7) / 8
+		c := 2*n + 5
+		if c < 128 {
+			return c + 2
+		}
+		return c + 3
+	}
+	return 0
+}
