@@ -51,9 +51,16 @@ type ScaleOptions struct {
 	// TEKLifetime of the group's first TEK (default 3600 s); the removal
 	// shortens it (the members re-register within the shortened lifetime).
 	TEKLifetime time.Duration
-	Dir         string    // where the KS's files go (default: a temporary directory, removed)
-	Log         io.Writer // progress (default: discarded)
-	Timeout     time.Duration
+	// Multicast: the group's rekeys are multicast (rekey address ipv4),
+	// and everything runs in a network namespace of its own whose
+	// loopback carries multicast (root): the unicast steps are left out,
+	// one multicast rekey is sent and timed until every member applied it.
+	Multicast bool
+	Dir       string    // where the KS's files go (default: a temporary directory, removed)
+	Log       io.Writer // progress (default: discarded)
+	Timeout   time.Duration
+
+	netns string // the processes run in it (Multicast)
 }
 
 // ScaleStage is the KS measured at a member count.
@@ -65,9 +72,12 @@ type ScaleStage struct {
 	KSHeapLive    int64 // the live heap at the KS's last GC after the stage (gctrace), -1: none seen
 	GenHeapPerGM  int64 // the generator's live heap per GM (its own GC)
 	ShowCount     time.Duration
-	ShowCountSeen int // members `show crypto gdoi ks members | count Group Member ID` counted
+	ShowCountSeen int    // members `show crypto gdoi ks members | count Group Member ID` counted
+	ShowCountErr  string // it failed
+	Counted       int    // members in show crypto gdoi ks counters
 	ShowFull      time.Duration
 	ShowFullBytes int
+	ShowFullErr   string // the full show failed (e.g. the control protocol's 16 MiB response limit)
 	StoreBytes    int64
 	Failures      int64 // registration attempts that failed at the generator
 }
@@ -95,10 +105,19 @@ type ScaleReport struct {
 	RemovalLacked  int64
 	RemovalFailure int64
 	RemovalPeak    int64 // most re-registrations seen in one second (0.25 s samples)
-	Lacked         int64 // over the whole run
-	Notes          []string
+	// Multicast rekey: one datagram (and its retransmissions) received
+	// once per generator process, opened, verified and applied by every
+	// member; the time until the last member applied it.
+	MulticastTime    time.Duration
+	MulticastApplied int64
+	MulticastIn      int64 // datagrams the generators received
+	Lacked           int64 // over the whole run
+	Notes            []string
 }
 
+// scaleKSConf is the lab's key server with CBC TEKs only: a counter-mode
+// (GCM) TEK needs a sender ID per member, and ks hands out 16-bit ones
+// (ks.SIDBits): a group with a GCM TEK refuses its 65,536th member.
 const scaleKSConf = `! groupvpn bench scale: key server (generated)
 hostname ks
 crypto isakmp policy 10
@@ -112,13 +131,15 @@ crypto key import ec SCALE-REKEY file rekey.pem
 !
 ip access-list extended scale-traffic
  permit ip 10.10.0.0 0.0.255.255 10.10.0.0 0.0.255.255
+ip access-list extended scale-rekey
+ permit udp host {{.KS}} eq {{.Port}} host 239.192.18.1 eq {{.Port}}
 ip access-list extended scale-voice
  permit udp 10.20.0.0 0.0.255.255 10.20.0.0 0.0.255.255 eq 5060
 !
-crypto ipsec transform-set scale-gcm esp-gcm 256
+crypto ipsec transform-set scale-cbc256 esp-aes 256 esp-sha256-hmac
 crypto ipsec transform-set scale-cbc esp-aes 128 esp-sha256-hmac
 crypto ipsec profile scale-data
- set transform-set scale-gcm
+ set transform-set scale-cbc256
  set security-association lifetime seconds {{.TEKLife}}
 crypto ipsec profile scale-voice
  set transform-set scale-cbc
@@ -130,7 +151,7 @@ crypto gdoi group SCALE
   rekey algorithm aes 128
   rekey lifetime seconds 86400
   rekey authentication mypubkey ec SCALE-REKEY
-  rekey transport unicast
+  {{if .Multicast}}rekey address ipv4 scale-rekey{{else}}rekey transport unicast{{end}}
   address ipv4 {{.KS}}
   sa ipsec 1
    profile scale-data
@@ -202,10 +223,19 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 	}
 	conf := filepath.Join(o.Dir, "ks.conf")
 	var b strings.Builder
-	template.Must(template.New("ks").Parse(scaleKSConf)).Execute(&b, map[string]any{"KS": o.KS.Addr(),
+	template.Must(template.New("ks").Parse(scaleKSConf)).Execute(&b, map[string]any{"KS": o.KS.Addr(), "Port": o.KS.Port(), "Multicast": o.Multicast,
 		"TEKLife": int64(o.TEKLifetime / time.Second), "VoiceLife": 2 * int64(o.TEKLifetime/time.Second)})
 	if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
 		return nil, err
+	}
+	if o.Multicast {
+		ns := fmt.Sprintf("gvscale%d", os.Getpid()%100000)
+		if err := scaleNetns(ns); err != nil {
+			return nil, err
+		}
+		defer exec.Command("ip", "netns", "del", ns).Run()
+		o.netns = ns
+		o.Rekey, o.Restart, o.Removal = false, false, false
 	}
 	rep.CryptoOp, rep.CryptoDef = registrationCeiling()
 	fmt.Fprintf(o.Log, "ceiling: %s per registration (%s)\n", rep.CryptoOp, rep.CryptoDef)
@@ -297,7 +327,7 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 		if err := ks.start(ctx); err != nil {
 			return rep, err
 		}
-		n, _, err := ks.countMembers(ctx)
+		n, err := ks.countMembers(ctx)
 		if err != nil {
 			return rep, err
 		}
@@ -340,9 +370,51 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 		fmt.Fprintf(o.Log, "removal: %d re-registrations in %s, %d GMs ever without a valid TEK\n", rep.RemovalReregs,
 			rep.RemovalTime.Round(time.Millisecond), rep.RemovalLacked)
 	}
+	if o.Multicast {
+		applied := sum(func(s loadgen.Snapshot) int64 { return s.Rekeys })
+		in := sum(func(s loadgen.Snapshot) int64 { return s.MulticastIn })
+		start := time.Now()
+		if _, err := ks.exec(ctx, "crypto gdoi ks rekey"); err != nil {
+			return rep, err
+		}
+		if err := waitSum("multicast rekey applied", func(s loadgen.Snapshot) int64 { return s.Rekeys }, applied+total, 5*time.Minute); err != nil {
+			return rep, err
+		}
+		var last int64
+		for _, g := range gens {
+			last = max(last, g.last().LastRekeyAt)
+		}
+		rep.MulticastTime = time.Unix(0, last).Sub(start)
+		rep.MulticastApplied = sum(func(s loadgen.Snapshot) int64 { return s.Rekeys }) - applied
+		rep.MulticastIn = sum(func(s loadgen.Snapshot) int64 { return s.MulticastIn }) - in
+		fmt.Fprintf(o.Log, "multicast rekey: applied by %d members in %s\n", rep.MulticastApplied, rep.MulticastTime.Round(time.Millisecond))
+	}
 	time.Sleep(sweepWait)
 	rep.Lacked = sum(func(s loadgen.Snapshot) int64 { return s.Lacked })
 	return rep, nil
+}
+
+// command runs name in the scenario's namespace, if it has one (ip
+// netns exec execs the command: the PID is the command's).
+func (o *ScaleOptions) command(name string, args ...string) *exec.Cmd {
+	if o.netns == "" {
+		return exec.Command(name, args...)
+	}
+	return exec.Command("ip", append([]string{"netns", "exec", o.netns, name}, args...)...)
+}
+
+// scaleNetns creates a network namespace whose loopback is up and carries
+// multicast (the KS's rekeys to 239.192.18.1 loop back to the
+// generators' group sockets), replacing a stale one of the same name.
+func scaleNetns(name string) error {
+	exec.Command("ip", "netns", "del", name).Run()
+	for _, args := range [][]string{{"netns", "add", name}, {"-n", name, "link", "set", "lo", "up", "multicast", "on"},
+		{"-n", name, "route", "add", "224.0.0.0/4", "dev", "lo"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("bench scale: ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
 }
 
 // sweepWait covers a generator's sweep and the next printed totals.
@@ -411,7 +483,7 @@ func (k *ksProc) start(ctx context.Context) error {
 		return err
 	}
 	defer f.Close()
-	cmd := exec.Command(k.o.Bin, "isakmpd", "-f", k.conf, "-port", strconv.Itoa(int(k.o.KS.Port())),
+	cmd := k.o.command(k.o.Bin, "isakmpd", "-f", k.conf, "-port", strconv.Itoa(int(k.o.KS.Port())),
 		"-listen", k.o.KS.Addr().String(), "-socket", k.sock, "-state", k.state)
 	cmd.Dir = filepath.Dir(k.conf)
 	cmd.Env = append(append(os.Environ(), k.o.Env...), "GODEBUG=gctrace=1")
@@ -486,17 +558,35 @@ func (k *ksProc) exec(ctx context.Context, line string) (string, error) {
 	return resp.Text, nil
 }
 
-var countRE = regexp.MustCompile(`= (\d+)`)
+var (
+	countRE   = regexp.MustCompile(`= (\d+)`)
+	membersRE = regexp.MustCompile(`(?m)^\s*members\s*: (\d+)`)
+)
 
-// countMembers is `show crypto gdoi ks members | count Group Member ID`
-// and how long it took.
-func (k *ksProc) countMembers(ctx context.Context) (int, time.Duration, error) {
+// countMembers is the group's member count from `show crypto gdoi ks
+// counters` (its reply is small whatever the members).
+func (k *ksProc) countMembers(ctx context.Context) (int, error) {
+	out, err := k.exec(ctx, "show crypto gdoi ks counters")
+	if err != nil {
+		return 0, err
+	}
+	m := membersRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("KS: show crypto gdoi ks counters has no members line: %q", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n, nil
+}
+
+// showCount is `show crypto gdoi ks members | count Group Member ID`:
+// what it counted and how long it took.
+func (k *ksProc) showCount(ctx context.Context) (int, time.Duration, error) {
 	start := time.Now()
 	out, err := k.exec(ctx, "show crypto gdoi ks members | count Group Member ID")
-	if err != nil {
-		return 0, 0, err
-	}
 	el := time.Since(start)
+	if err != nil {
+		return 0, el, err
+	}
 	m := countRE.FindStringSubmatch(out)
 	if m == nil {
 		return 0, el, fmt.Errorf("KS: | count said %q", out)
@@ -512,17 +602,20 @@ var gcRE = regexp.MustCompile(`(?m)^gc \d+ @[0-9.]+s [^:]*: .* (\d+)->(\d+)->(\d
 func (k *ksProc) measure(ctx context.Context, st *ScaleStage, g *genProc) error {
 	time.Sleep(2 * time.Second) // the periodic save of the new members (1 s)
 	before := len(gcRE.FindAllStringSubmatch(readAll(k.log), -1))
-	n, el, err := k.countMembers(ctx)
+	n, el, err := k.showCount(ctx)
+	st.ShowCount, st.ShowCountSeen = el, n
 	if err != nil {
+		st.ShowCountErr = err.Error()
+	}
+	if st.Counted, err = k.countMembers(ctx); err != nil {
 		return err
 	}
-	st.ShowCount, st.ShowCountSeen = el, n
 	start := time.Now()
 	out, err := k.exec(ctx, "show crypto gdoi ks members")
-	if err != nil {
-		return err
-	}
 	st.ShowFull, st.ShowFullBytes = time.Since(start), len(out)
+	if err != nil {
+		st.ShowFullErr = err.Error()
+	}
 	// A GC after the stage: the show commands allocate; wait for the
 	// runtime's next collection (at most its 2-minute forced one).
 	st.KSHeapLive = -1
@@ -534,7 +627,7 @@ func (k *ksProc) measure(ctx context.Context, st *ScaleStage, g *genProc) error 
 			st.KSHeapLive = live << 20
 			break
 		}
-		k.countMembers(ctx)
+		k.exec(ctx, "show crypto gdoi ks")
 		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
@@ -585,7 +678,7 @@ type genProc struct {
 }
 
 func startGen(ctx context.Context, o *ScaleOptions, from, n int) (*genProc, error) {
-	cmd := exec.Command(o.Bin, "loadgen", "-ks", o.KS.String(), "-members", strconv.Itoa(n),
+	cmd := o.command(o.Bin, "loadgen", "-ks", o.KS.String(), "-members", strconv.Itoa(n),
 		"-base", addrAfter(o.Base, from).String(), "-group", "SCALE", "-group-id", "1801", "-psk", "scale-secret",
 		"-window", strconv.Itoa(o.Window), "-interval", "100ms")
 	cmd.Env = append(os.Environ(), o.Env...)
@@ -667,6 +760,20 @@ func (g *genProc) stop() {
 	}
 }
 
+func showCount(s ScaleStage) string {
+	if s.ShowCountErr != "" {
+		return "failed"
+	}
+	return s.ShowCount.Round(time.Millisecond).String()
+}
+
+func showFull(s ScaleStage) string {
+	if s.ShowFullErr != "" {
+		return "failed"
+	}
+	return fmt.Sprintf("%s/%dMiB", s.ShowFull.Round(time.Millisecond), s.ShowFullBytes>>20)
+}
+
 // Print writes the report.
 func (r *ScaleReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "scenario scale: one KS (groupvpn isakmpd, its own process) and groupvpn loadgen processes on loopback, %s on %s\n",
@@ -684,7 +791,7 @@ func (r *ScaleReport) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %9d %9.0f %7.2f %9d B %11s %8.1f MiB %8d B %10s %12s %8d B %10d\n", s.Members, s.RegPerSec, s.RegPerSec/ceil,
 			(s.KSRSS-r.BaseRSS)/int64(s.Members), heap, float64(s.StoreBytes)/(1<<20), s.StoreBytes/int64(s.Members),
-			s.ShowCount.Round(time.Millisecond), fmt.Sprintf("%s/%dMiB", s.ShowFull.Round(time.Millisecond), s.ShowFullBytes>>20),
+			showCount(s), showFull(s),
 			s.GenHeapPerGM, s.Failures)
 	}
 	if r.RekeyAcked > 0 {
@@ -699,9 +806,21 @@ func (r *ScaleReport) Print(w io.Writer) {
 		fmt.Fprintf(w, "  clear crypto gdoi ks members: %d re-registrations in %s (peak %d/s, %d failed attempts); GMs ever without a valid TEK: %d\n",
 			r.RemovalReregs, r.RemovalTime.Round(time.Millisecond), r.RemovalPeak, r.RemovalFailure, r.RemovalLacked)
 	}
+	if r.MulticastApplied > 0 {
+		fmt.Fprintf(w, "  multicast rekey: applied by %d members, the last %s after `crypto gdoi ks rekey` (%d datagrams received by the %d generator processes, once each; every member opened, verified and applied it)\n",
+			r.MulticastApplied, r.MulticastTime.Round(time.Millisecond), r.MulticastIn, len(r.Stages))
+	}
 	fmt.Fprintf(w, "  GMs ever without a valid TEK after their first registration, whole run: %d\n", r.Lacked)
 	fmt.Fprintln(w, "  (RSS/member: (KS RSS - RSS with no member) / members; heap/member: the KS's live heap at its first GC after the stage")
 	fmt.Fprintln(w, "   (GODEBUG=gctrace=1, MiB resolution) / members; the generators share the 2 cores with the KS: figures are noisy)")
+	for _, s := range r.Stages {
+		if s.ShowCountErr != "" {
+			fmt.Fprintf(w, "  show crypto gdoi ks members | count at %d members failed after %s: %s\n", s.Members, s.ShowCount.Round(time.Millisecond), s.ShowCountErr)
+		}
+		if s.ShowFullErr != "" {
+			fmt.Fprintf(w, "  show crypto gdoi ks members at %d members failed after %s: %s\n", s.Members, s.ShowFull.Round(time.Millisecond), s.ShowFullErr)
+		}
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}

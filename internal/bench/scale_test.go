@@ -10,6 +10,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/app"
 	"github.com/groupvpn/groupvpn/internal/bench"
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 // TestMain lets the scale tests run this test binary as groupvpn: with
@@ -38,7 +39,7 @@ func smoke(t *testing.T, port string, o bench.ScaleOptions) *bench.ScaleReport {
 	r.Print(&out)
 	t.Log("\n" + out.String())
 	for _, s := range r.Stages {
-		if s.ShowCountSeen != s.Members || s.RegPerSec <= 0 || s.StoreBytes == 0 || s.KSRSS == 0 {
+		if s.ShowCountSeen != s.Members || s.Counted != s.Members || s.RegPerSec <= 0 || s.StoreBytes == 0 || s.KSRSS == 0 {
 			t.Fatalf("stage %d: %+v", s.Members, s)
 		}
 	}
@@ -78,5 +79,17 @@ func TestScaleRemoval(t *testing.T) {
 	r := smoke(t, "19850", bench.ScaleOptions{Removal: true})
 	if r.RemovalReregs < 200 || r.RemovalLacked != 0 || r.Lacked != 0 {
 		t.Fatalf("removal: %d re-registrations, %d (%d in all) members without a valid TEK", r.RemovalReregs, r.RemovalLacked, r.Lacked)
+	}
+}
+
+// proves: T1 (issue 18: multicast rekey at scale, short) — with multicast
+// rekeys, in a network namespace whose loopback carries multicast, one
+// rekey from the KS (its own process) is received once by each generator
+// process and opened, verified and applied by every one of 200 members.
+func TestScaleMulticast(t *testing.T) {
+	testnet.RequireNetns(t)
+	r := smoke(t, "19851", bench.ScaleOptions{Multicast: true})
+	if r.MulticastApplied != 200 || r.MulticastIn == 0 || r.Lacked != 0 {
+		t.Fatalf("multicast rekey applied by %d of 200 members (%d datagrams received), %d without a valid TEK", r.MulticastApplied, r.MulticastIn, r.Lacked)
 	}
 }
