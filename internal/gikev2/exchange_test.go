@@ -263,7 +263,7 @@ func TestRegistrationRefused(t *testing.T) {
 	if _, err := m.Registered(Refusal(err), KWK{}, t0); !errors.As(err, &re) || re.Notify != wire.NotifyAuthorizationFailed {
 		t.Fatalf("GM: %v", err)
 	}
-	if _, ok := m.RekeySPI(); ok || m.Stats.Policy != 1 {
+	if _, ok := m.RekeySPI(); ok || m.Stats.Refused != 1 {
 		t.Fatalf("refused GM holds a Rekey SA or uncounted: %+v", m.Stats)
 	}
 }

@@ -143,6 +143,31 @@ func (k *GCKS) groupByID(id uint32, now time.Time) (string, bool) {
 // Rekeyer returns the Rekeyer of group name for its current KEK (a new one,
 // from Message ID 0, when ks's KEK is not the one it had).
 func (k *GCKS) Rekeyer(name string, now time.Time) (*Rekeyer, error) {
+	return k.rekeyerFrom(name, 0, now)
+}
+
+// Resume restarts group name's Rekeyer at Message ID next under ks's
+// current KEK, after a restart: the owner saved NextMessageID (write before
+// send) with the group, and GMs drop Message IDs they already accepted.
+func (k *GCKS) Resume(name string, next uint32, now time.Time) error {
+	delete(k.rekeyers, name)
+	_, err := k.rekeyerFrom(name, next, now)
+	return err
+}
+
+// NextMessageIDs are the next GSA_REKEY Message IDs of the groups with a
+// Rekey SA in use, for the owner to persist.
+func (k *GCKS) NextMessageIDs() map[string]uint32 {
+	out := map[string]uint32{}
+	for name, r := range k.rekeyers {
+		if !r.retired {
+			out[name] = r.next
+		}
+	}
+	return out
+}
+
+func (k *GCKS) rekeyerFrom(name string, next uint32, now time.Time) (*Rekeyer, error) {
 	g, err := FromKS(k.srv, name, now)
 	if err != nil {
 		return nil, err
@@ -150,7 +175,7 @@ func (k *GCKS) Rekeyer(name string, now time.Time) (*Rekeyer, error) {
 	if r := k.rekeyers[name]; r != nil && !r.retired && g.KEK != nil && r.group.KEK.SPI == g.KEK.SPI {
 		return r, nil
 	}
-	r, err := NewRekeyer(g, 0, k.rand)
+	r, err := NewRekeyer(g, next, k.rand)
 	if err != nil {
 		return nil, err
 	}

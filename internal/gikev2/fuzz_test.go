@@ -66,7 +66,7 @@ func FuzzMemberRekey(f *testing.F) {
 		u, err := m.Rekey(pkt, t0)
 		after := m.Stats
 		total := func(s Stats) uint64 {
-			return s.Accepted + s.Malformed + s.UnknownSA + s.Integrity + s.Replayed + s.Resent + s.Signature + s.KeyWrap + s.Policy + s.WrongGroup
+			return s.Accepted + s.Malformed + s.UnknownSA + s.Integrity + s.Replayed + s.Resent + s.Signature + s.KeyWrap + s.Policy + s.Refused + s.WrongGroup
 		}
 		if total(after) != total(before)+1 {
 			t.Fatalf("counted %d times", total(after)-total(before))

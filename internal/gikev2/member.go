@@ -39,7 +39,8 @@ type Stats struct {
 	Signature  uint64 // AUTH missing, of another algorithm, or not verifying
 	KeyWrap    uint64 // a wrapped key failing its integrity check
 	Policy     uint64 // a policy or key download we refuse
-	WrongGroup uint64 // a response for another group
+	Refused    uint64 // registrations the GCKS refused (its notification)
+	WrongGroup uint64 // refusals naming INVALID_GROUP_ID
 }
 
 // MaxRekeyLen bounds a GSA_REKEY datagram a member looks at.
@@ -136,6 +137,9 @@ type Update struct {
 	Excluded bool
 	// MessageID of the GSA_REKEY applied.
 	MessageID uint32
+	// Registration: from GSA_AUTH or GSA_REGISTRATION (it replaces what a
+	// previous registration gave, §2.3.3), not a rekey.
+	Registration bool
 }
 
 // Registered takes the GCKS's answer to a registration: the inner payloads
@@ -179,6 +183,8 @@ func (m *Member) count(err error) {
 		m.Stats.Malformed++
 	case errors.As(err, &re) && re.Notify == wire.NotifyInvalidGroupID:
 		m.Stats.WrongGroup++
+	case errors.As(err, &re):
+		m.Stats.Refused++
 	default:
 		m.Stats.Policy++
 	}
@@ -300,7 +306,8 @@ func (m *Member) checkSignature(h wire.Header, inner []wire.Payload) error {
 // Rekey SA, authentication key and Sender-IDs. Nothing changes in m unless
 // everything checks.
 func (m *Member) apply(ps []wire.Payload, kwk KWK, registration bool, now time.Time) (*Update, error) {
-	u := &Update{}
+	u := &Update{Registration: registration}
+	var atd time.Duration
 	var gsa *wire.GSA
 	var kd *wire.KD
 	for _, p := range ps {
@@ -333,6 +340,7 @@ func (m *Member) apply(ps []wire.Payload, kwk KWK, registration bool, now time.T
 	}
 	gcauth, alg, pub := m.gcauth, m.alg, m.pub
 	var newRekey *rekeySA
+	var initialMID uint32
 	var sids []uint32
 	bits := m.bits
 	if gsa != nil {
@@ -365,6 +373,10 @@ func (m *Member) apply(ps []wire.Payload, kwk KWK, registration bool, now time.T
 		if gw := gsa.GW(); gw != nil {
 			for _, a := range gw.Attributes {
 				switch a.Type {
+				case wire.GWPATD:
+					if !registration {
+						atd = time.Duration(a.Value) * time.Second
+					}
 				case wire.GWPDTD:
 					u.Deactivate = now.Add(time.Duration(a.Value) * time.Second)
 				case wire.GWPSenderIDBits:
@@ -395,17 +407,8 @@ func (m *Member) apply(ps []wire.Payload, kwk KWK, registration bool, now time.T
 			if err != nil {
 				return nil, err
 			}
-			newRekey, gcauth, alg, pub = r, a, c, p
+			newRekey, gcauth, alg, pub, initialMID = r, a, c, p, initial
 			u.NewKEK, u.KEKSPI, u.KEKExpiry = true, r.spi, r.expires
-			_ = initial
-			defer func() {
-				if newRekey != nil && m.rekey == newRekey {
-					m.filter.Reset(newRekey.spi)
-					if initial > 0 {
-						m.filter.Advance(newRekey.spi, initial) // accepts Message IDs >= initial
-					}
-				}
-			}()
 		} else if registration {
 			return nil, fmt.Errorf("%w: registration without a GSA KEK policy (groupvpn GMs need the Rekey SA)", ErrPolicy)
 		}
@@ -414,6 +417,7 @@ func (m *Member) apply(ps []wire.Payload, kwk KWK, registration bool, now time.T
 			if err != nil {
 				return nil, err
 			}
+			t.SendFrom = now.Add(atd) // §4.4.3.1.1: senders wait ATD; receivers accept at once
 			u.TEKs = append(u.TEKs, t)
 			u.Policy = append(u.Policy, sadb.PolicyEntry{Action: sadb.Protect, IPProto: t.IPProto, Src: t.Src, Dst: t.Dst, SrcPort: t.SrcPort, DstPort: t.DstPort, SPI: t.SPI})
 		}
@@ -440,6 +444,12 @@ func (m *Member) apply(ps []wire.Payload, kwk KWK, registration bool, now time.T
 	m.gcauth, m.alg, m.pub = gcauth, alg, pub
 	if newRekey != nil {
 		m.rekey = newRekey
+		// Message IDs on the new Rekey SA: from GSA_INITIAL_MESSAGE_ID,
+		// or 0 (the filter sees ID+1: Advance(initial) accepts >= initial).
+		m.filter.Reset(newRekey.spi)
+		if initialMID > 0 {
+			m.filter.Advance(newRekey.spi, initialMID)
+		}
 	}
 	if u.Excluded {
 		m.rekey = nil
