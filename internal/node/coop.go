@@ -95,7 +95,8 @@ type coopCounters struct {
 
 // coopInitWait is how long the KS of higher address waits before it
 // initiates the SA with a peer (the lower one initiates at once), so that
-// two KSs starting together make one SA, not two.
+// two KSs starting together make one SA, not two; at most half the
+// election wait.
 const coopInitWait = 2 * time.Second
 
 // newCoop builds the electors of the KS groups with redundancy (New).
@@ -169,10 +170,16 @@ func (n *Node) startCoop(now time.Time) {
 		cg := n.coop[name]
 		n.coopResult(cg, cg.el.Start(now), nil, now)
 	}
+	// Within half the election wait: a restarted KS of higher address
+	// must hear the primary before it would elect itself.
+	wait := coopInitWait
+	for _, cg := range n.coop {
+		wait = min(wait, cg.el.Config().ElectionWait/2)
+	}
 	for _, kp := range n.ksPeers {
 		kp.retryAt = now
 		if n.coopLocalFor(kp.addr).Compare(kp.addr) > 0 {
-			kp.retryAt = now.Add(coopInitWait)
+			kp.retryAt = now.Add(wait)
 		}
 	}
 }

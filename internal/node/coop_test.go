@@ -84,7 +84,7 @@ type coopLab struct {
 	tm    ks.Redundancy // the COOP timers
 }
 
-var coopTimers = ks.Redundancy{Period: 150 * time.Millisecond, Dead: 450 * time.Millisecond, ElectionWait: 300 * time.Millisecond}
+var coopTimers = ks.Redundancy{Period: 150 * time.Millisecond, Dead: 450 * time.Millisecond, ElectionWait: time.Second}
 
 func fastIKE(c *ike.Config) *ike.Config {
 	c.Retransmit = ike.Retransmit{Initial: 100 * time.Millisecond, Max: 200 * time.Millisecond, Tries: 3}
@@ -220,7 +220,7 @@ func (l *coopLab) waitRoles(what string, want ...coop.Role) time.Duration {
 			for i := range want {
 				got = append(got, l.role(i).String())
 			}
-			l.t.Fatalf("timed out waiting for %s: roles %v\n%s", what, got, l.logs[0].String())
+			l.t.Fatalf("timed out waiting for %s: roles %v\n%s\n----\n%s", what, got, l.logs[0].String(), l.logs[len(l.logs)-1].String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -374,6 +374,38 @@ func TestCOOPFailoverRekeysTheOldPrimarysGMs(t *testing.T) {
 	}
 	now := l.snap(0)
 	waitFor(t, "the failed primary's GM rekeyed by the new one", orphan, func() bool { return holds(orphan, now) })
+}
+
+// proves: C1 (issue 16: a returning KS of higher priority takes the role
+// the election gives it — secondary, no preemption — re-establishes the
+// KS-KS SA after its restart, and adopts the primary's keys: the GMs see
+// no key change from its return)
+func TestCOOPReturningKSNoPreemption(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := newCoopLab(t, ctx, []string{"127.0.0.121", "127.0.0.122"}, []uint8{10, 20}, nil)
+	l.waitRoles("election", coop.Secondary, coop.Primary)
+	gmn := l.gm("127.0.0.123", 0)
+	l.kill(1)
+	l.waitRoles("failover", coop.Primary)
+	if err := l.ks[0].Rekey(ctx, "GETVPN"); err != nil {
+		t.Fatal(err)
+	}
+	keys := l.snap(0)
+	waitFor(t, "the rekey", gmn, func() bool { return holds(gmn, keys) })
+	l.startKS(1, 20)
+	l.waitRoles("the return", coop.Primary, coop.Secondary)
+	waitFor(t, "the returning KS adopts", l.ks[1], func() bool {
+		s := l.ks[1].ks.Snapshot(l.ks[1].Now())[0]
+		return s.KEKSPI == keys.KEKSPI && s.TEKs[0].SPI == keys.TEKs[0].SPI
+	})
+	time.Sleep(3 * coopTimers.Period)
+	if l.role(0) != coop.Primary || l.role(1) != coop.Secondary {
+		t.Fatal("the returning KS preempted")
+	}
+	if now := l.snap(0); now.TEKs[0].SPI != keys.TEKs[0].SPI || now.KEKSPI != keys.KEKSPI {
+		t.Fatal("the keys changed on the KS's return")
+	}
 }
 
 // proves: C1 (issue 16: partition and merge — two KSs cut apart each
