@@ -127,7 +127,7 @@ func kwkOf(t testing.TB, sa *ikev2.SA) KWK {
 // GCKS over real internal/ikev2 endpoints and returns what the GM got.
 func register(t testing.TB, srv *ks.Server, gcks *GCKS, m *Member) (*Update, *ikev2.SA, *ikev2.SA, *ikev2.Endpoint, *ikev2.Endpoint) {
 	t.Helper()
-	gmEP, ksEP, gmSA, ksSA, _ := ikePair(t, srv, m.Request())
+	gmEP, ksEP, gmSA, ksSA, _ := ikePair(t, srv, m.AuthRequest())
 	if ksSA == nil {
 		t.Fatal("GSA_AUTH did not establish the IKE SA")
 	}
@@ -269,3 +269,44 @@ func TestRegistrationRefused(t *testing.T) {
 }
 
 func ksPeer() ks.Peer { return ks.Peer{Addr: gmAddr, Identity: "gm"} }
+
+// proves: G2 (issue 17: the SAg payload, RFC 9838 §4.3: a groupvpn GM
+// names what it runs, key wrap algorithms included; the GCKS evaluates it
+// (§2.3.4) and admits a GM that supports the group's transforms, refuses
+// one that does not with NO_PROPOSAL_CHOSEN)
+func TestSAg(t *testing.T) {
+	srv := keyServer(t, nil)
+	gcks := NewGCKS(srv, nil)
+	m := NewMember(MemberConfig{Name: "G", ID: groupID, SAg: true})
+	raw, err := wire.AppendPayloads(nil, m.Request().Payloads())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := wire.ParseInner(wire.PayloadIDg, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ParseRequest(ps)
+	if err != nil || r.SAg == nil {
+		t.Fatalf("SAg lost: %v", err)
+	}
+	if p := r.SAg.Proposals[1]; p.Protocol != wire.ProtoGIKEUpdate || len(p.SPI) != 0 {
+		t.Fatalf("GIKE_UPDATE proposal %+v", p)
+	}
+	kwk := KWK{Alg: DefaultKWA, Key: make([]byte, 32)}
+	if _, err := gcks.Register(ksPeer(), r, kwk, t0); err != nil {
+		t.Fatalf("supported SAg refused: %v", err)
+	}
+	// A GM that runs only AES-CBC for ESP.
+	r.SAg.Proposals[0].Transforms = []*wire.Transform{{Type: wire.TransformENCR, ID: wire.EncrAESCBC, Attributes: keyLenAttr(128)},
+		{Type: wire.TransformINTEG, ID: wire.IntegHMACSHA2256128}, {Type: wire.TransformSN, ID: wire.SN32Bit}}
+	_, err = gcks.Register(ksPeer(), r, kwk, t0)
+	var re *RefusedError
+	if !errors.As(err, &re) || re.Notify != wire.NotifyNoProposalChosen {
+		t.Fatalf("unsupported SAg: %v", err)
+	}
+	// And the registration over the IKE SA with SAg in GSA_REGISTRATION.
+	if u, _, _, _, _ := register(t, srv, gcks, m); len(u.TEKs) != 1 {
+		t.Fatalf("registration with SAg: %+v", u)
+	}
+}

@@ -75,7 +75,12 @@ func FromKS(srv *ks.Server, name string, now time.Time) (*Group, error) {
 		if err != nil {
 			return nil, err
 		}
-		src := wire.PrefixTS(netip.PrefixFrom(srv.Address(name), srv.Address(name).BitLen()))
+		// Rekeys come from the group's KS address, UDP 848, and go to the
+		// multicast group (or to each GM: any address).
+		src := wire.PrefixTS(netip.MustParsePrefix("0.0.0.0/0"))
+		if a := srv.Address(name); a.IsValid() {
+			src = wire.PrefixTS(netip.PrefixFrom(a, a.BitLen()))
+		}
 		src.IPProtocol, src.StartPort, src.EndPort = 17, 848, 848
 		dst := wire.PrefixTS(netip.MustParsePrefix("0.0.0.0/0"))
 		if mc := srv.RekeyPolicy(name).Multicast; mc.IsValid() {
@@ -83,9 +88,6 @@ func FromKS(srv *ks.Server, name string, now time.Time) (*Group, error) {
 			dst.StartPort, dst.EndPort = mc.Port(), mc.Port()
 		}
 		dst.IPProtocol = 17
-		if !srv.Address(name).IsValid() {
-			src = wire.PrefixTS(netip.MustParsePrefix("0.0.0.0/0"))
-		}
 		g.KEK = &KEK{SPI: st.KEK.SPI, Suite: suite, Keymat: keymat, Src: src, Dst: dst, Expires: st.KEK.Expires}
 	}
 	for _, t := range st.TEKs {
@@ -225,6 +227,9 @@ func (k *GCKS) Register(peer ks.Peer, req Request, kwk KWK, now time.Time) ([]wi
 	}
 	r, err := k.Rekeyer(name, now)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.group.CheckSAg(req.SAg); err != nil {
 		return nil, err
 	}
 	return r.group.Response(Registration{Request: req, KWK: kwk, SenderIDs: sids, NextMessageID: r.NextMessageID()}, now)

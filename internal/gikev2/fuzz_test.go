@@ -127,7 +127,7 @@ func FuzzRegistered(f *testing.F) {
 // proves: G2 (issue 17: a registration request never panics the GCKS; an
 // accepted one names a group and asks for at most MaxSenderIDs Sender-IDs)
 func FuzzParseRequest(f *testing.F) {
-	for _, r := range []Request{{Group: 7}, {Group: 1234, Sender: true, SenderIDs: 4}, {Group: 1, Leave: wire.NotifyRegistrationFailed}} {
+	for _, r := range []Request{{Group: 7}, {Group: 1234, Sender: true, SenderIDs: 4, SAg: SupportedSAg()}, {Group: 1, Leave: wire.NotifyRegistrationFailed}} {
 		b, _ := wire.AppendPayloads(nil, r.Payloads())
 		f.Add(b)
 	}

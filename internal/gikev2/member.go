@@ -57,6 +57,11 @@ type MemberConfig struct {
 	// RekeyKey, if set, is the GCKS's rekey public key as configured: a
 	// registration whose AUTH_KEY differs is refused.
 	RekeyKey crypto.PublicKey
+	// SAg sends SupportedSAg in the registration requests (RFC 9838
+	// RECOMMENDS it; internal/ikev2 answers an SA payload in GSA_AUTH
+	// with NO_PROPOSAL_CHOSEN as if it asked for a CHILD SA, so groupvpn
+	// sends it in GSA_REGISTRATION: docs/gikev2.md).
+	SAg bool
 }
 
 // rekeySA is a Rekey SA a member holds.
@@ -91,10 +96,20 @@ type Member struct {
 // NewMember returns the member of one group, not registered.
 func NewMember(cfg MemberConfig) *Member { return &Member{cfg: cfg} }
 
-// Request is the member's registration request (GSA_AUTH or
-// GSA_REGISTRATION).
-func (m *Member) Request() Request {
+// AuthRequest is the member's request in GSA_AUTH: IDg and N(GROUP_SENDER),
+// no SAg (see MemberConfig.SAg).
+func (m *Member) AuthRequest() Request {
 	return Request{Group: m.cfg.ID, Sender: m.cfg.Sender, SenderIDs: m.cfg.SenderIDs}
+}
+
+// Request is the member's GSA_REGISTRATION request: AuthRequest's and, with
+// MemberConfig.SAg, the SAg payload.
+func (m *Member) Request() Request {
+	r := Request{Group: m.cfg.ID, Sender: m.cfg.Sender, SenderIDs: m.cfg.SenderIDs}
+	if m.cfg.SAg {
+		r.SAg = SupportedSAg()
+	}
+	return r
 }
 
 // Leave is the GSA_REGISTRATION request of a GM leaving the group (§2.3.2:
