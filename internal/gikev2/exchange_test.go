@@ -310,3 +310,31 @@ func TestSAg(t *testing.T) {
 		t.Fatalf("registration with SAg: %+v", u)
 	}
 }
+
+// proves: G2 (issue 17: the GSA_AUTH response chain of RFC 9838 §2.3.1,
+// HDR, SK{IDr, [CERT,] AUTH, GSA, KD, [N]}: the GM takes GSA and KD from
+// it beside the SA layer's IDr and AUTH, so the one-exchange form needs
+// only internal/ikev2's OnAuth to see the SA's keys (docs/gikev2.md))
+func TestGSAAuthResponseChain(t *testing.T) {
+	srv := keyServer(t, nil)
+	gcks := NewGCKS(srv, nil)
+	kwk := KWK{Alg: DefaultKWA, Key: bytes.Repeat([]byte{1}, 32)}
+	ps, err := gcks.Register(ksPeer(), Request{Group: groupID, Sender: true}, kwk, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := append([]wire.Payload{wire.IDr(wire.IDKeyID, []byte("ks")), &wire.Auth{Method: wire.AuthPSK, Data: make([]byte, 32)}}, ps...)
+	raw, err := wire.AppendPayloads(nil, chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := wire.ParseInner(wire.PayloadIDr, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMember(MemberConfig{Name: "G", ID: groupID, Sender: true})
+	u, err := m.Registered(parsed, kwk, t0)
+	if err != nil || len(u.TEKs) != 1 || !u.NewKEK {
+		t.Fatalf("GSA_AUTH response: %+v %v", u, err)
+	}
+}
