@@ -539,8 +539,8 @@ func TestCOOPHostileANNsDropped(t *testing.T) {
 func TestCOOPMemberSync(t *testing.T) {
 	for _, n := range []int{10_000, 100_000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			if n > 10_000 && testing.Short() {
-				t.Skip("-short")
+			if n > 10_000 && (testing.Short() || raceEnabled) {
+				t.Skip("-short or -race")
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -584,7 +584,7 @@ func TestCOOPMemberSync(t *testing.T) {
 				_, gms := l.ks[1].ks.Features("GETVPN", version.Current)
 				return len(gms)
 			}
-			deadline := time.Now().Add(20 * time.Second)
+			deadline := time.Now().Add(30 * time.Second)
 			for {
 				var got int
 				l.ks[1].Do(ctx, func() { got = count() })
