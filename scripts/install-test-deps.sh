@@ -7,6 +7,8 @@
 #   strongswan-charon   - charon, our IKEv1 peer in interop tests (internal/ikeudp)
 #   strongswan-swanctl  - swanctl, to configure charon and list its SAs
 #   libstrongswan-standard-plugins - charon's openssl plugin: ECP groups and ECDSA
+#   libcharon-extra-plugins - charon's kernel-libipsec: the CHILD SA of the IKEv2 interop
+#                         test installed in userland ESP (internal/ikev2udp; no kernel ESP here)
 #   iproute2            - ip netns / veth for the test hosts (internal/testnet)
 #   util-linux          - unshare and mount: a private /run per charon
 #   nftables            - nft: random packet loss in test namespaces (internal/testnet DropRandom)
@@ -26,6 +28,7 @@ declare -A want=(
   [/usr/lib/ipsec/charon]=strongswan-charon
   [swanctl]=strongswan-swanctl
   [/usr/lib/ipsec/plugins/libstrongswan-openssl.so]=libstrongswan-standard-plugins
+  [/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so]=libcharon-extra-plugins
   [ip]=iproute2
   [unshare]=util-linux
   [nft]=nftables

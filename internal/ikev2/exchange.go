@@ -431,13 +431,18 @@ func (sa *SA) psk() ([]byte, bool) {
 }
 
 // authRequest builds the IKE_AUTH request: IDi, [CERT], [CERTREQ], AUTH,
-// then Config.AuthRequest. It asks for no CHILD SA (RFC 6023): this layer
-// keys only the IKE SA.
+// [SAi2, TSi, TSr] when Config.Child asks for a CHILD SA (else none, RFC
+// 6023), then Config.AuthRequest.
 func (sa *SA) authRequest() ([]byte, error) {
 	ps, err := sa.authPayloads()
 	if err != nil {
 		return nil, err
 	}
+	child, err := sa.childRequest()
+	if err != nil {
+		return nil, err
+	}
+	ps = append(ps, child...)
 	ps = append(ps, sa.cfg.AuthRequest...)
 	return sa.seal(sa.cfg.authExchange(), sa.nextMID, false, ps)
 }
@@ -497,7 +502,8 @@ func (sa *SA) checkPeerAuth(ps []wire.Payload, now time.Time) error {
 // onAuthRequest is the responder's IKE_AUTH: the initiator is verified,
 // then answered with IDr, [CERT], AUTH (and what OnAuth adds), or with
 // AUTHENTICATION_FAILED. A CHILD SA asked for is refused with
-// NO_PROPOSAL_CHOSEN; the IKE SA stands (§1.2).
+// NO_PROPOSAL_CHOSEN unless Config.Child accepts it; the IKE SA stands
+// either way (§1.2).
 func (sa *SA) onAuthRequest(m *wire.Message, pkt []byte, now time.Time) Result {
 	ps, err := sa.open(m, pkt)
 	if err != nil {
@@ -531,15 +537,17 @@ func (sa *SA) onAuthRequest(m *wire.Message, pkt []byte, now time.Time) Result {
 		}
 		out = append(out, extra...)
 	}
-	if wire.Find(ps, wire.PayloadSA) != nil {
-		out = append(out, &wire.Notify{NotifyType: wire.NotifyNoProposalChosen})
-	}
+	childPs, child := sa.childResponse(ps)
+	out = append(out, childPs...)
 	resp, err := sa.seal(m.Header.Exchange, m.Header.MessageID, true, out)
 	if err != nil {
 		return sa.fail(err)
 	}
 	r := sa.respond(pkt, resp)
 	r.Events = sa.establish(now)
+	if child != nil {
+		r.Events = append(r.Events, ChildEstablished{Child: *child})
+	}
 	r.Timer = sa.timer()
 	return r
 }
@@ -558,8 +566,15 @@ func (sa *SA) onAuthResponse(m *wire.Message, pkt []byte, now time.Time) Result 
 	if err := sa.checkPeerAuth(ps, now); err != nil {
 		return sa.fail(err)
 	}
+	child, err := sa.childAccepted(ps)
+	if err != nil {
+		return sa.fail(err)
+	}
 	sa.req = request{}
 	r := Result{Events: sa.establish(now)}
+	if child != nil {
+		r.Events = append(r.Events, ChildEstablished{Child: *child})
+	}
 	if len(ps) > 0 && sa.cfg.AuthRequest != nil {
 		r.Events = append(r.Events, Response{Exchange: m.Header.Exchange, Payloads: ps})
 	}

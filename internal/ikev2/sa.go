@@ -45,6 +45,9 @@ type Config struct {
 	// AUTHENTICATION_FAILED... unless it is a *Refusal naming another
 	// notification. The SA is established either way only without error.
 	OnAuth func(peer *Identity, cert *x509.Certificate, request []wire.Payload) ([]wire.Payload, error)
+	// Child, if set, negotiates one CHILD SA in IKE_AUTH (see
+	// ChildConfig); nil: none.
+	Child *ChildConfig
 	// RSAPSS makes our RFC 7427 RSA signatures RSASSA-PSS (default PKCS#1
 	// v1.5, as strongSwan's default).
 	RSAPSS bool
@@ -299,6 +302,7 @@ type SA struct {
 	peerHashes  []uint16
 	peerNoChild bool            // the peer announced CHILDLESS_IKEV2_SUPPORTED
 	refusedBy   wire.NotifyType // initiator: an unprotected refusal of IKE_SA_INIT seen
+	childSPI    uint32          // initiator: the inbound SPI of the CHILD SA asked for
 
 	// Our requests: the next Message ID and the outstanding one.
 	nextMID uint32

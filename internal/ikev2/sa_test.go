@@ -228,3 +228,48 @@ func TestRetransmission(t *testing.T) {
 		t.Fatalf("%v, %d SAs left", failed, len(c.sas))
 	}
 }
+
+// proves: G3 (issue 17: a CHILD SA in IKE_AUTH when both sides configure
+// one: the responder takes the initiator's ESP proposal, both report the
+// same SPIs, selectors and KEYMAT (§2.17), split initiator-to-responder
+// keys first; without a ChildConfig the responder refuses it with
+// NO_PROPOSAL_CHOSEN and the IKE SA stands).
+func TestChildSAInMemory(t *testing.T) {
+	ts := func(s string) []wire.TrafficSelector {
+		return []wire.TrafficSelector{wire.PrefixTS(netip.MustParsePrefix(s))}
+	}
+	for _, cs := range []ChildSuite{{Encr: wire.EncrAESGCM16, KeyBits: 128}, {Encr: wire.EncrAESCBC, KeyBits: 256, Integ: wire.IntegHMACSHA2256128}} {
+		ca, cb := pskConfig(), pskConfig()
+		ca.Child = &ChildConfig{Suites: []ChildSuite{cs}, TSi: ts("127.0.0.1/32"), TSr: ts("127.0.0.2/32")}
+		cb.Child = &ChildConfig{Suites: []ChildSuite{{Encr: wire.EncrAESGCM16, KeyBits: 256}, cs}}
+		a, b := pair(t, ca, cb, Limits{})
+		_, out, _ := a.Initiate(addrB, t0)
+		evs := Exchange(a, b, a, out, t0)
+		established(t, evs)
+		var children []ChildSA
+		for _, ev := range evs {
+			if c, ok := ev.Event.(ChildEstablished); ok {
+				children = append(children, c.Child)
+			}
+		}
+		if len(children) != 2 {
+			t.Fatalf("%s: %d CHILD SAs", cs, len(children))
+		}
+		x, y := children[0], children[1]
+		el := cs.ike().encrKeyLen()
+		if x.SPIi != y.SPIi || x.SPIr != y.SPIr || x.Suite != cs || !bytes.Equal(x.EncrI, y.EncrI) || !bytes.Equal(x.EncrR, y.EncrR) ||
+			!bytes.Equal(x.IntegI, y.IntegI) || !bytes.Equal(x.IntegR, y.IntegR) || len(x.EncrI) != el || bytes.Equal(x.EncrI, x.EncrR) {
+			t.Fatalf("%s: CHILD SAs differ: %+v %+v", cs, x, y)
+		}
+	}
+	// The responder holds no ChildConfig: refused, the IKE SA stands.
+	ca := pskConfig()
+	ca.Child = &ChildConfig{Suites: []ChildSuite{{Encr: wire.EncrAESGCM16, KeyBits: 128}}, TSi: ts("127.0.0.1/32"), TSr: ts("127.0.0.2/32")}
+	a, b := pair(t, ca, pskConfig(), Limits{})
+	_, out, _ := a.Initiate(addrB, t0)
+	evs := Exchange(a, b, a, out, t0)
+	established(t, evs)
+	if len(evs) != 2 {
+		t.Fatalf("events %v", evs)
+	}
+}

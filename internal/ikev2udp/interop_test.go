@@ -28,7 +28,7 @@ type interopCase struct {
 	weInitiate bool
 	suite      ikev2.Suite
 	proposal   string // the same suite in strongSwan's syntax
-	child      bool   // charon asks for a CHILD SA in IKE_AUTH
+	child      string // "refused": charon asks for a CHILD SA, we refuse; "installed": we negotiate one
 }
 
 func interopCases() []interopCase {
@@ -36,15 +36,15 @@ func interopCases() []interopCase {
 	gcm256 := ikev2.Suite{Encr: wire.EncrAESGCM16, KeyBits: 256, PRF: wire.PRFHMACSHA2256, Group: 20}
 	cbc := ikev2.Suite{Encr: wire.EncrAESCBC, KeyBits: 256, Integ: wire.IntegHMACSHA2256128, PRF: wire.PRFHMACSHA2256, Group: 14}
 	return []interopCase{
-		{"psk-ch-init", 1, "psk", false, gcm, "aes128gcm16-prfsha256-ecp256", false},
-		{"psk-we-init", 2, "psk", true, cbc, "aes256-sha256-prfsha256-modp2048", false},
-		{"ecdsa-ch-init", 3, "ecdsa", false, gcm256, "aes256gcm16-prfsha256-ecp384", false},
-		{"ecdsa-we-init", 4, "ecdsa", true, gcm, "aes128gcm16-prfsha256-ecp256", false},
-		{"rsa-ch-init", 5, "rsa", false, cbc, "aes256-sha256-prfsha256-modp2048", false},
-		{"rsa-we-init", 6, "rsa", true, ikev2.Suite{Encr: wire.EncrAESGCM16, KeyBits: 256, PRF: wire.PRFHMACSHA2256, Group: 21}, "aes256gcm16-prfsha256-ecp521", false},
-		// charon asks for a CHILD SA in IKE_AUTH: we refuse it with
-		// NO_PROPOSAL_CHOSEN and the IKE SA stands (RFC 7296 §1.2).
-		{"psk-ch-init-child", 7, "psk", false, gcm, "aes128gcm16-prfsha256-ecp256", true},
+		{"psk-ch-init", 1, "psk", false, gcm, "aes128gcm16-prfsha256-ecp256", ""},
+		{"psk-we-init", 2, "psk", true, cbc, "aes256-sha256-prfsha256-modp2048", ""},
+		{"ecdsa-ch-init", 3, "ecdsa", false, gcm256, "aes256gcm16-prfsha256-ecp384", ""},
+		{"ecdsa-we-init", 4, "ecdsa", true, gcm, "aes128gcm16-prfsha256-ecp256", ""},
+		{"rsa-ch-init", 5, "rsa", false, cbc, "aes256-sha256-prfsha256-modp2048", ""},
+		{"rsa-we-init", 6, "rsa", true, ikev2.Suite{Encr: wire.EncrAESGCM16, KeyBits: 256, PRF: wire.PRFHMACSHA2256, Group: 21}, "aes256gcm16-prfsha256-ecp521", ""},
+		// charon asks for a CHILD SA in IKE_AUTH: without a ChildConfig we
+		// refuse it with NO_PROPOSAL_CHOSEN and the IKE SA stands (§1.2).
+		{"psk-ch-init-nochild", 7, "psk", false, gcm, "aes128gcm16-prfsha256-ecp256", "refused"},
 	}
 }
 
@@ -69,7 +69,19 @@ func runInterop(t *testing.T, c interopCase) {
 	ours := netip.MustParseAddr(fmt.Sprintf("10.242.%d.1", c.net))
 	theirs := netip.MustParseAddr(fmt.Sprintf("10.242.%d.2", c.net))
 	testnet.Veth(t, fmt.Sprintf("gv2i%d", c.net), ns, netip.PrefixFrom(ours, 24), netip.PrefixFrom(theirs, 24))
-	ch := testnet.StartCharon(t, ns, testnet.CharonConfig{Plugins: testnet.IKEv2Plugins})
+	cc := testnet.CharonConfig{Plugins: testnet.IKEv2Plugins}
+	if c.child == "installed" {
+		testnet.RequirePlugins(t, "kernel-libipsec")
+		cc.Plugins = testnet.IKEv2ChildPlugins
+		// libipsec's processor and TUN reader hold worker threads for
+		// good: 8 leave none to vici.
+		cc.Extra = "threads = 32\n"
+		cc.LogLevels = map[string]int{"chd": 4}
+		for k, v := range testnet.DefaultLogLevels {
+			cc.LogLevels[k] = v
+		}
+	}
+	ch := testnet.StartCharon(t, ns, cc)
 
 	cfg := &ikev2.Config{Suites: []ikev2.Suite{c.suite}}
 	conn := testnet.IKEv2Conn{Name: "gv", Local: theirs.String(), Remote: ours.String(), Proposals: c.proposal,
@@ -101,8 +113,19 @@ func runInterop(t *testing.T, c interopCase) {
 		files["private/charon.key"] = theirCert.KeyPEM
 		files["x509ca/ca.pem"] = ca.CertPEM
 	}
-	if c.child {
+	var childSuite ikev2.ChildSuite
+	if c.child != "" {
 		conn.Child, conn.ChildProposal = "c", "aes128gcm16"
+		childSuite = ikev2.ChildSuite{Encr: wire.EncrAESGCM16, KeyBits: 128}
+		if c.weInitiate {
+			conn.ChildProposal = "aes256-sha256"
+			childSuite = ikev2.ChildSuite{Encr: wire.EncrAESCBC, KeyBits: 256, Integ: wire.IntegHMACSHA2256128}
+		}
+	}
+	if c.child == "installed" {
+		tsOurs := []wire.TrafficSelector{wire.PrefixTS(netip.PrefixFrom(ours, 32))}
+		tsTheirs := []wire.TrafficSelector{wire.PrefixTS(netip.PrefixFrom(theirs, 32))}
+		cfg.Child = &ikev2.ChildConfig{Suites: []ikev2.ChildSuite{childSuite}, TSi: tsOurs, TSr: tsTheirs}
 	}
 	ch.Load(t, conn.String()+secrets, files)
 
@@ -117,29 +140,38 @@ func runInterop(t *testing.T, c interopCase) {
 		if err := srv.Initiate(ctx, netip.AddrPortFrom(theirs, 500)); err != nil {
 			t.Fatal(err)
 		}
-	} else if c.child {
+	} else if c.child != "" {
 		ch.Swanctl(t, "--initiate", "--child", "c", "--timeout=-1")
 	} else {
 		ch.InitiateNoWait(t, "gv")
 	}
 	var sa *ikev2.SA
 	var info ikev2.Info
-	select {
-	case ev := <-srv.Events():
-		e, ok := ev.Event.(ikev2.Established)
-		if !ok {
-			t.Fatalf("our side: %#v\ncharon log:\n%s", ev.Event, tailLines(ch.Log(), 80))
+	var child *ikev2.ChildSA
+	for sa == nil || (c.child == "installed" && child == nil) {
+		select {
+		case ev := <-srv.Events():
+			switch e := ev.Event.(type) {
+			case ikev2.Established:
+				sa, info = ev.SA, e.Info
+			case ikev2.ChildEstablished:
+				child = &e.Child
+			default:
+				t.Fatalf("our side: %#v\ncharon log:\n%s", ev.Event, tailLines(ch.Log(), 80))
+			}
+		case <-ctx.Done():
+			t.Fatalf("our side saw nothing (SA %v, child %v)\ncharon log:\n%s", sa != nil, child != nil, tailLines(ch.Log(), 80))
 		}
-		sa, info = ev.SA, e.Info
-	case <-ctx.Done():
-		t.Fatalf("our side saw nothing\ncharon log:\n%s", tailLines(ch.Log(), 80))
 	}
 	listing := ch.WaitEstablished(t, "gv", 30*time.Second)
 	if !strings.Contains(listing, "IKEv2") {
 		t.Fatalf("swanctl --list-sas:\n%s", listing)
 	}
 	t.Logf("ours: %s, peer %s by %s; charon:\n%s", info.Suite, info.PeerID, info.AuthMethod, listing)
-	if c.child {
+	if c.child == "installed" {
+		checkChild(t, ch, child)
+	}
+	if c.child == "refused" {
 		deadline := time.Now().Add(5 * time.Second)
 		for !strings.Contains(ch.Log(), "received NO_PROPOSAL_CHOSEN notify, no CHILD_SA built") {
 			if time.Now().After(deadline) {
@@ -185,6 +217,53 @@ func runInterop(t *testing.T, c interopCase) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+}
+
+// checkChild: charon lists the CHILD SA INSTALLED with our SPIs, and the
+// keys it logged (chd = 4) are ours.
+func checkChild(t *testing.T, ch *testnet.Charon, child *ikev2.ChildSA) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var listing string
+	for {
+		listing = ch.ListSAs(t)
+		if strings.Contains(listing, "INSTALLED") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("charon did not install the CHILD SA:\n%s\n%s", listing, logLines(ch.Log(), "[CHD]", "[IKE]", "[ENC]", "[KNL]", "[ESP]"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, spi := range []uint32{child.SPIi, child.SPIr} {
+		if !strings.Contains(listing, fmt.Sprintf("%08x", spi)) {
+			t.Errorf("charon's listing lacks SPI %08x:\n%s", spi, listing)
+		}
+	}
+	dumps, err := testnet.ParseHexDumps(ch.Log())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{"encryption initiator key": child.EncrI, "encryption responder key": child.EncrR}
+	if len(child.IntegI) > 0 {
+		want["integrity initiator key"], want["integrity responder key"] = child.IntegI, child.IntegR
+	}
+	for label, ours := range want {
+		found := false
+		for _, d := range dumps {
+			if d.Label == label {
+				found = true
+				if !bytes.Equal(d.Data, ours) {
+					t.Errorf("%s: charon %x, ours %x", label, d.Data, ours)
+				}
+				break
+			}
+		}
+		if !found {
+			t.Errorf("charon logged no %q", label)
+		}
+	}
+	t.Logf("CHILD SA %s SPIs %08x/%08x:\n%s", child.Suite, child.SPIi, child.SPIr, listing)
 }
 
 func waitEvent(t *testing.T, ctx context.Context, srv *Server, ch *testnet.Charon, want func(ikev2.Event) bool) {
@@ -250,6 +329,21 @@ func checkKeymat(t *testing.T, c interopCase, sa *ikev2.SA, info ikev2.Info, log
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s", path)
+}
+
+// logLines returns the lines of a charon log from the given subsystems,
+// without hex dumps and vici chatter.
+func logLines(log string, subsystems ...string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		for _, s := range subsystems {
+			if strings.Contains(l, s) && !strings.Contains(l, " => ") && !strings.Contains(l, ": ") {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return tailLines(strings.Join(out, "\n"), 60)
 }
 
 func tailLines(s string, n int) string {

@@ -73,8 +73,9 @@ type IKEv2Conn struct {
 	LocalCert     string // file name under x509/, for pubkey
 	RemoteAuth    string
 	RemoteID      string
-	// Child, if not empty, adds a CHILD_SA of that name with these ESP
-	// proposals; its traffic selectors are the two addresses.
+	// Child, if not empty, adds a tunnel-mode CHILD_SA of that name with
+	// these ESP proposals; its traffic selectors are the two addresses.
+	// Installing it needs IKEv2ChildPlugins (no kernel ESP here).
 	Child         string
 	ChildProposal string
 	// Extra is put inside the connection's section, e.g. "dpd_delay = 1s".
@@ -95,7 +96,7 @@ func (c IKEv2Conn) String() string {
 	}
 	fmt.Fprintf(&b, "\t\t}\n\t\tremote {\n\t\t\tauth = %s\n\t\t\tid = %s\n\t\t}\n", c.RemoteAuth, c.RemoteID)
 	if c.Child != "" {
-		fmt.Fprintf(&b, "\t\tchildren {\n\t\t\t%s {\n\t\t\t\tesp_proposals = %s\n\t\t\t\tlocal_ts = %s/32\n\t\t\t\tremote_ts = %s/32\n\t\t\t\tmode = transport\n\t\t\t}\n\t\t}\n",
+		fmt.Fprintf(&b, "\t\tchildren {\n\t\t\t%s {\n\t\t\t\tesp_proposals = %s\n\t\t\t\tlocal_ts = %s/32\n\t\t\t\tremote_ts = %s/32\n\t\t\t}\n\t\t}\n",
 			c.Child, c.ChildProposal, c.Local, c.Remote)
 	}
 	b.WriteString("\t}\n}\n")
@@ -114,3 +115,18 @@ func PSKSecret(secret, id1, id2 string) string {
 // and "gcm" (AES-GCM, also provided by openssl). Pass them as
 // CharonConfig.Plugins, after RequirePlugins(t, "kdf", "openssl").
 var IKEv2Plugins = append(append([]string{}, DefaultPlugins...), "kdf", "gcm")
+
+// IKEv2ChildPlugins are IKEv2Plugins with "kernel-libipsec" loaded first
+// (Debian's libcharon-extra-plugins): charon then installs CHILD SAs into
+// its userland ESP stack behind a TUN device, since this host's kernel has
+// no ESP. RequirePlugins(t, "kernel-libipsec") first.
+var IKEv2ChildPlugins = append([]string{"kernel-libipsec"}, IKEv2Plugins...)
+
+// ChildKeymatLabels are the CHILD SA keys charon 5.9.8 logs with chd at
+// level 4 (keymat_v2.c, RFC 7296 §2.17), read with ParseHexDumps.
+var ChildKeymatLabels = []string{
+	"encryption initiator key",
+	"encryption responder key",
+	"integrity initiator key",
+	"integrity responder key",
+}
