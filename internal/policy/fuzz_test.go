@@ -194,6 +194,7 @@ func TestParsePanicBecomesFileLineError(t *testing.T) {
 func FuzzEditorApply(f *testing.F) {
 	f.Add("crypto gdoi group GET\nserver local\nsa ipsec 1\nno profile gdoi-p\nprofile gdoi-p2\nend")
 	f.Add("no crypto gdoi group GET\nend")
+	f.Add("crypto gdoi group GET\nserver local\naddress ipv4 10.0.0.1\nredundancy\nlocal priority 50\npeer address ipv4 10.0.0.9\npeer address ipv4 10.0.0.9\ntimers dead 90\nno timers dead\ntimers announce 30\nno peer address ipv4 10.0.0.9\nend") // issue 16
 	f.Add("ip access-list extended FC\n deny 89 any any\ncrypto map m gdoi fail-close\n match address FC\n activate\nexit\ncrypto map m gdoi fail-close\nno match address FC\nend")
 	f.Add("crypto ipsec transform-set t1 esp-hmac\nexit\nabort")
 	f.Add("ip access-list extended tr\n no 10\n 5 permit udp any eq 848 host 239.1.1.1 eq 848\nexit\nno crypto isakmp key k address 0.0.0.0 0.0.0.0\nend")
