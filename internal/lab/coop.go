@@ -175,12 +175,12 @@ func (l *Lab) COOPLines(ctx context.Context, out io.Writer) {
 			fmt.Fprintf(out, "%s: down\n", k.name)
 			continue
 		}
-		r := k.d.Ctl.Exec(ctx, "show crypto gdoi | include Redundancy|Local")
+		r := k.d.Ctl.Exec(ctx, "show crypto gdoi | include Redundancy|Local [AKP]")
 		if !r.OK {
 			fmt.Fprintf(out, "%s# show crypto gdoi: %s\n", k.name, r.Error)
 			continue
 		}
-		fmt.Fprintf(out, "%s# show crypto gdoi | include Redundancy|Local\n%s", k.name, ensureNL(r.Text))
+		fmt.Fprintf(out, "%s# show crypto gdoi | include Redundancy|Local [AKP]\n%s", k.name, ensureNL(r.Text))
 	}
 }
 

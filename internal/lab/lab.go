@@ -69,6 +69,10 @@ type Options struct {
 	// KSListen, when set, opens the key server's socket (a benchmark puts
 	// the KS behind the iked broker); nil: a UDP socket of its own.
 	KSListen func(netip.AddrPort) (node.PacketConn, error)
+	// KSListenN, when set, opens key server i's (0-based) socket; it
+	// takes the place of KSListen (`bench coop --nodes` counts the
+	// octets a key server sends).
+	KSListenN func(i int, a netip.AddrPort) (node.PacketConn, error)
 	// DataPlane runs every member's ESP engine (at most 250 members):
 	// in-memory TUN devices, ESP in UDP on loopback, no root; Traffic
 	// sends through them.
@@ -113,6 +117,7 @@ type Lab struct {
 	// coopPeriod and coopDead are the COOP timers of cooperating key
 	// servers (zero: one key server).
 	coopPeriod, coopDead time.Duration
+	nks                  int // the number of key servers configured
 	gmProcs              []*proc
 	gmNew                []func(hold bool) (*daemon.Daemon, error)
 	sadbs                []*labSADB // Options.DataPlane: each member's SA database (its tmd's)
@@ -136,6 +141,16 @@ func (l *Lab) Close() {
 			k.store.Close()
 		}
 	}
+}
+
+// KSStatePath is where key server i keeps its state (Options.State):
+// Dir/ks.db for a lab's one key server, Dir/ks1.db, ks2.db, ... for
+// cooperating ones.
+func (l *Lab) KSStatePath(i int) string {
+	if l.nks > 1 {
+		return filepath.Join(l.Dir, fmt.Sprintf("ks%d.db", i+1))
+	}
+	return filepath.Join(l.Dir, "ks.db")
 }
 
 // ksNode is one key server of the lab: its daemon, its process, how to
@@ -367,9 +382,10 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if nks > 3 {
 		return nil, fmt.Errorf("lab: at most 3 key servers")
 	}
-	if nks > 1 && (o.Secondary || o.State || o.KSListen != nil) {
-		return nil, fmt.Errorf("lab: cooperative key servers run without Secondary, State and KSListen")
+	if nks > 1 && (o.Secondary || o.KSListen != nil) {
+		return nil, fmt.Errorf("lab: cooperative key servers run without Secondary and KSListen")
 	}
+	l.nks = nks
 	var servers []netip.Addr
 	if nks > 1 {
 		for i := range nks {
@@ -387,7 +403,14 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 			no.Now = o.Now
 		}
 	}
-	ksListen := func(no *node.Options) { no.ListenPacket = o.KSListen }
+	ksListen := func(i int) func(no *node.Options) {
+		return func(no *node.Options) {
+			no.ListenPacket = o.KSListen
+			if o.KSListenN != nil {
+				no.ListenPacket = func(a netip.AddrPort) (node.PacketConn, error) { return o.KSListenN(i, a) }
+			}
+		}
+	}
 	for i := range nks {
 		k := &ksNode{name: "ks", addr: KSAddrN(i)}
 		ksVars := maps.Clone(vars)
@@ -408,9 +431,9 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 			return nil, err
 		}
 		k.new = func() (*daemon.Daemon, error) {
-			tune := []func(*node.Options){clock, ksListen}
+			tune := []func(*node.Options){clock, ksListen(i)}
 			if o.State {
-				st, err := store.Open(filepath.Join(o.Dir, "ks.db"), store.Options{})
+				st, err := store.Open(l.KSStatePath(i), store.Options{})
 				if err != nil {
 					return nil, fmt.Errorf("lab: key server state: %w", err)
 				}
