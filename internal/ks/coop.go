@@ -213,10 +213,15 @@ func (s *Server) AdoptKeys(name string, sa *isakmp.GroupSA, kd *isakmp.KD, seq u
 	if pt > 0 {
 		g.ptStart = now.Add(-pt)
 	}
-	g.seq = max(g.seq, seq)
+	if seq > g.seq || !g.adopted {
+		g.seq = max(g.seq, seq) // saved with the next periodic save
+		s.dirty = true
+	}
 	g.adopted = true
 	g.policyChanged, g.kekPolicyChanged = false, false
-	s.dirty = true
+	if changed {
+		s.dirty = true
+	}
 	return changed, prev, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -82,6 +83,8 @@ type coopLab struct {
 	logs  []*syncBuf
 	base  ks.GroupConfig
 	tm    ks.Redundancy // the COOP timers
+	// store is the path of KS i's state store ("": none).
+	store map[int]string
 }
 
 var coopTimers = ks.Redundancy{Period: 150 * time.Millisecond, Dead: 450 * time.Millisecond, ElectionWait: time.Second}
@@ -157,7 +160,23 @@ func (l *coopLab) startKS(i int, prio uint8) {
 	log := &syncBuf{}
 	conn := &cutConn{}
 	ctx, cancel := context.WithCancel(l.ctx)
-	n, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(l.addrs[i], l.port)}, IKE: fastIKE(ikeCfg("k", version.Current)),
+	var st Store
+	if path := l.store[i]; path != "" {
+		db, err := store.Open(path, store.Options{})
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		st = db
+		stopped := cancel
+		cancel = func() {
+			stopped()
+			for l.ks[i].Do(context.Background(), func() {}) != ErrStopped {
+				time.Sleep(5 * time.Millisecond)
+			}
+			db.Close()
+		}
+	}
+	n, err := New(Options{Store: st, Listen: []netip.AddrPort{netip.AddrPortFrom(l.addrs[i], l.port)}, IKE: fastIKE(ikeCfg("k", version.Current)),
 		KS: []ks.GroupConfig{g}, Logger: slog.New(slog.NewTextHandler(log, nil)), BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		ListenPacket: func(a netip.AddrPort) (PacketConn, error) {
 			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
@@ -405,6 +424,46 @@ func TestCOOPReturningKSNoPreemption(t *testing.T) {
 	}
 	if now := l.snap(0); now.TEKs[0].SPI != keys.TEKs[0].SPI || now.KEKSPI != keys.KEKSPI {
 		t.Fatal("the keys changed on the KS's return")
+	}
+}
+
+// proves: C1, O4 (issue 16: a secondary saves the keys it adopts and the
+// sequence numbers of its forwards through its store; restarted alone
+// from it, it becomes primary and its rekey is accepted by the GM that
+// registered with it, under the adopted KEK, above every number sent)
+func TestCOOPSecondaryStoresAdoptedKeys(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := &coopLab{t: t, ctx: ctx, tm: coopTimers, store: map[int]string{0: t.TempDir() + "/ks0.db"}}
+	l.addrs = []netip.Addr{netip.MustParseAddr("127.0.0.131"), netip.MustParseAddr("127.0.0.132")}
+	l.base = ksGroup(t, l.addrs[0])
+	l.base.Rekey = ks.RekeyPolicy{Unicast: true}
+	l.port = freePort(t, l.addrs[0])
+	l.startKS(0, 10)
+	l.startKS(1, 20)
+	l.waitRoles("election", coop.Secondary, coop.Primary)
+	gmn := l.gm("127.0.0.133", 0)
+	if err := l.ks[1].Rekey(ctx, "GETVPN"); err != nil {
+		t.Fatal(err)
+	}
+	adopted := l.snap(1)
+	waitFor(t, "the forward", gmn, func() bool { return holds(gmn, adopted) })
+	fwdSeq := gmState(t, gmn).Seq
+	time.Sleep(1100 * time.Millisecond) // let the once-a-second member save run
+	l.kill(1)
+	l.stop[0]()
+	l.startKS(0, 10)
+	if s := l.snap(0); s.KEKSPI != adopted.KEKSPI || s.TEKs[0].SPI != adopted.TEKs[0].SPI || len(s.Members) != 1 {
+		t.Fatalf("restarted secondary: KEK %v TEK %v members %d", s.KEKSPI == adopted.KEKSPI, s.TEKs[0].SPI == adopted.TEKs[0].SPI, len(s.Members))
+	}
+	l.waitRoles("alone: primary", coop.Primary)
+	if err := l.ks[0].Rekey(ctx, "GETVPN"); err != nil {
+		t.Fatal(err)
+	}
+	now := l.snap(0)
+	waitFor(t, "the restarted KS's rekey", gmn, func() bool { return holds(gmn, now) })
+	if m := gmState(t, gmn); m.Seq <= fwdSeq || m.Rekeys.Rejected != 0 || m.Registrations != 1 {
+		t.Fatalf("GM after the restart: %+v (forward seq %d)", m, fwdSeq)
 	}
 }
 
