@@ -467,6 +467,33 @@ func TestCOOPSecondaryStoresAdoptedKeys(t *testing.T) {
 	}
 }
 
+// proves: C1 (issue 16: three KSs elect the highest priority whatever
+// their start; when it fails the best remaining one takes over, not
+// merely any; every KS lists the other two with their versions)
+func TestCOOPThreeKSs(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := newCoopLab(t, ctx, []string{"127.0.0.141", "127.0.0.142", "127.0.0.143"}, []uint8{30, 20, 10}, nil)
+	l.waitRoles("election", coop.Primary, coop.Secondary, coop.Secondary)
+	for i := range l.ks {
+		waitFor(t, "every peer heard", l.ks[i], func() bool {
+			kss, _ := l.ks[i].ks.Features("GETVPN", version.Current)
+			return len(kss) == 3 && kss[1].Version == version.Current && kss[2].Version == version.Current
+		})
+	}
+	gmn := l.gm("127.0.0.144", 2) // registers with the lowest
+	l.kill(0)
+	l.waitRoles("failover", 0, coop.Primary, coop.Secondary)
+	if st := l.status(2); st.Primary != l.addrs[1] {
+		t.Fatalf("the third KS follows %v", st.Primary)
+	}
+	if err := l.ks[1].Rekey(ctx, "GETVPN"); err != nil {
+		t.Fatal(err)
+	}
+	now := l.snap(1)
+	waitFor(t, "the new primary's keys forwarded by the third KS", gmn, func() bool { return holds(gmn, now) })
+}
+
 // proves: C1 (issue 16: partition and merge — two KSs cut apart each
 // become primary and rekey to different KEKs with GMs on both sides; on
 // heal exactly one primary remains and every GM holds its KEK and TEKs,
