@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/daemon"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/testnet"
+	"github.com/groupvpn/groupvpn/internal/version"
 )
 
 // coopRedundancy is the redundancy block of the cooperative test KS: a
@@ -265,5 +267,113 @@ func TestPrimaryWarnsOfPeerVersions(t *testing.T) {
 	r, err = c.Do(ctx, &ctl.WireRequest{V: ctl.Version, Cmd: "clear crypto gdoi ks members", Token: r.Token, Answer: "no"})
 	if err != nil || strings.Contains(r.Text, "Sending GM-Removal") {
 		t.Fatalf("after no: %v %+v", err, r)
+	}
+}
+
+// coopPair starts two cooperative key servers of group GET on 127.0.0.1
+// (priority 100) and 127.0.0.2 (priority 50), the same port, sharing the
+// rekey key, with short timers; it returns their control clients.
+func coopPair(t *testing.T) (ks1, ks2 *ctl.Client) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "coop2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem")) // one key, both KSs (docs/config.md)
+	port := freeUDPPort(t)
+	start := func(name, self, peer, prio string) *ctl.Client {
+		at := "  address ipv4 127.0.0.1\n"
+		src := strings.Replace(seedKS, at, "  address ipv4 "+self+"\n  redundancy\n   local priority "+prio+"\n   peer address ipv4 "+peer+
+			"\n   timers announce 1\n   timers dead 3\n   timers election-wait 1\n", 1)
+		file := filepath.Join(dir, name+".conf")
+		if err := os.WriteFile(file, []byte(src), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := policy.Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := daemon.New(cfg, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr(self), port)}, port, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return serve(t, d, filepath.Join(dir, name+".sock"))
+	}
+	return start("ks1", "127.0.0.1", "127.0.0.2", "100"), start("ks2", "127.0.0.2", "127.0.0.1", "50")
+}
+
+// freeUDPPort is a UDP port free on 127.0.0.1 and 127.0.0.2 a moment ago.
+func freeUDPPort(t *testing.T) uint16 {
+	t.Helper()
+	for range 20 {
+		a, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := a.LocalAddr().(*net.UDPAddr).Port
+		b, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port})
+		a.Close()
+		if err == nil {
+			b.Close()
+			return uint16(port)
+		}
+	}
+	t.Fatal("no UDP port free on both 127.0.0.1 and 127.0.0.2")
+	return 0
+}
+
+// waitShow runs cmd on c until its output contains every one of want.
+func waitShow(t *testing.T, c *ctl.Client, cmd string, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, err := c.Run(context.Background(), cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := r.OK
+		for _, w := range want {
+			ok = ok && strings.Contains(r.Text, w)
+		}
+		if ok {
+			return r.Text
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never showed %q:\n%s%s", cmd, want, r.Text, r.Error)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// proves: C1, V3, R6, P5 (issue 16: two key servers elect over real
+// KS-KS SAs on loopback: on the control sockets the priority-100 KS shows
+// itself Primary and its peer Secondary and alive with the version it
+// announced, the other the reverse; show crypto gdoi feature lists both
+// KSs' versions; the secondary refuses removal and rekey with the SPEC
+// texts while the primary asks for confirmation)
+func TestTwoKeyServersShowTheirElection(t *testing.T) {
+	ks1, ks2 := coopPair(t)
+	v := version.Current.String()
+	waitShow(t, ks1, "show crypto gdoi ks coop",
+		"        Local KS Role: Primary   , Local KS Status: Alive\n",
+		"                Peer Address: 127.0.0.2\n                Peer Version: "+v+"\n                Peer Priority: 50\n                Peer KS Role: Secondary , Peer KS Status: Alive\n")
+	waitShow(t, ks2, "show crypto gdoi ks coop",
+		"        Local KS Role: Secondary , Local KS Status: Alive\n",
+		"        Primary KS: 127.0.0.1\n",
+		"                Peer Address: 127.0.0.1\n                Peer Version: "+v+"\n                Peer Priority: 100\n                Peer KS Role: Primary   , Peer KS Status: Alive\n")
+	waitShow(t, ks2, "show crypto gdoi", "        Local KS Role        : Secondary\n        Local KS Version     : "+v+"\n")
+	waitShow(t, ks1, "show crypto gdoi feature policy-replace",
+		"          127.0.0.1         "+v+"           Yes\n          127.0.0.2         "+v+"           Yes\n")
+
+	ctx := context.Background()
+	if r, err := ks2.Run(ctx, "clear crypto gdoi ks members"); err != nil || r.Error != "ERROR for group GET: can only execute this command on Primary KS" {
+		t.Errorf("secondary: clear crypto gdoi ks members: %v %+v", err, r)
+	}
+	if r, err := ks2.Run(ctx, "crypto gdoi ks rekey"); err != nil || r.Error != "ERROR for group GET: This command must be executed on Pri-KS" {
+		t.Errorf("secondary: crypto gdoi ks rekey: %v %+v", err, r)
+	}
+	if r, err := ks1.Run(ctx, "clear crypto gdoi ks members"); err != nil || r.Token == "" {
+		t.Errorf("primary: clear crypto gdoi ks members: %v %+v", err, r)
 	}
 }
