@@ -713,6 +713,7 @@ func (d *Delivery) state(name string, f *flight, now time.Time) (*GroupState, er
 // changed reports whether the keys changed.
 func (d *Delivery) Adopt(group string, sa *isakmp.GroupSA, kd *isakmp.KD, seq uint32, merge bool, now time.Time) (res Result, changed bool, err error) {
 	u := d.srv.checkpoint(group)
+	ownKeys := !d.srv.Adopted(group) // it served keys of its own until now
 	changed, prev, err := d.srv.AdoptKeys(group, sa, kd, seq, now)
 	if err != nil || !changed {
 		return Result{Timer: d.Next()}, false, err
@@ -722,7 +723,15 @@ func (d *Delivery) Adopt(group string, sa *isakmp.GroupSA, kd *isakmp.KD, seq ui
 		atd = 0
 	}
 	newKEK := prev.SPI != d.srv.KEK(group).SPI
-	p, err := d.srv.Forward(group, prev, newKEK, atd, now)
+	var p *Push
+	if d.srv.RekeyPolicy(group).Multicast.IsValid() && !merge && !ownKeys {
+		// Multicast: the primary's rekey reached every GM of the group,
+		// those registered here too; only GMs on keys of this KS's own
+		// (a merge, or keys served before any primary was heard) need
+		// them forwarded.
+	} else {
+		p, err = d.srv.Forward(group, prev, newKEK, atd, now)
+	}
 	if err != nil {
 		d.srv.rollback(u)
 		return Result{}, false, err
