@@ -600,6 +600,13 @@ func TestCoopKeyServers(t *testing.T) {
 			}
 		}
 		time.Sleep(2 * time.Second)
+		keks, teks := map[string][]string{}, map[string][]string{}
+		for _, g := range c.gm {
+			kek, ts := keysOf(g)
+			keks[kek] = append(keks[kek], g.name)
+			teks[strings.Join(ts, ",")] = append(teks[strings.Join(ts, ",")], g.name)
+		}
+		t.Logf("while partitioned, after each side's rekey, the members hold %d KEK(s) %v and %d TEK set(s) %v", len(keks), keks, len(teks), teks)
 		if cut.Dropped() == 0 {
 			t.Error("the cut dropped nothing: the key servers did not try to reach each other")
 		}
