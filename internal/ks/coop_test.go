@@ -162,3 +162,31 @@ func TestForwardUnderHeldKEK(t *testing.T) {
 		t.Fatalf("second forward %+v %v", q, err)
 	}
 }
+
+// proves: C1 (issue 16: with multicast rekeys a secondary does not
+// multicast the primary's keys again — the primary's rekey reached every
+// GM — but does after a merge, for the GMs on its own KEK)
+func TestAdoptMulticastForwardsOnlyOnMerge(t *testing.T) {
+	pri, sec := coopPair(t)
+	for _, s := range []*Server{pri, sec} {
+		s.byName["G"].cfg.Rekey = RekeyPolicy{Multicast: netip.MustParseAddrPort("239.1.1.1:848")}
+	}
+	d := NewDelivery(sec, nil)
+	sa, kd, seq, _ := pri.Announce("G", now)
+	// The first adoption replaces keys of the secondary's own: forwarded.
+	if res, _, err := d.Adopt("G", sa, kd, seq, false, now); err != nil || len(res.Send) != 1 {
+		t.Fatalf("first adoption: %+v %v", res.Send, err)
+	}
+	pri.Rekey("G", now)
+	sa, kd, seq, _ = pri.Announce("G", now)
+	res, changed, err := d.Adopt("G", sa, kd, seq, false, now)
+	if err != nil || !changed || len(res.Send) != 0 || len(res.Events) != 0 {
+		t.Fatalf("multicast forward without a merge: changed %v sends %d err %v", changed, len(res.Send), err)
+	}
+	pri.ReplaceRekey("G", isakmp.ModeNow, now)
+	sa, kd, seq, _ = pri.Announce("G", now)
+	res, _, err = d.Adopt("G", sa, kd, seq, true, now)
+	if err != nil || len(res.Send) != 1 || res.Send[0].To != netip.MustParseAddrPort("239.1.1.1:848") {
+		t.Fatalf("merge: %+v %v", res.Send, err)
+	}
+}
