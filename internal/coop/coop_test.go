@@ -409,3 +409,43 @@ func TestLossyReorderingNetwork(t *testing.T) {
 	s.run(time.Hour, func() { wantOnePrimary(t, s, p[0]) })
 	t.Logf("6 h lossy: %d stale announcements dropped, %d elections entered, %d dropped by the network; primary %v", replayed, elections, s.dropped, p[0])
 }
+
+// proves: C1 (issue 16: what the node needs of the elector beyond the
+// election: Announce sends to every peer at once and restarts the period,
+// Extra gives one more announcement with the next number (member-list
+// parts), Reconfigure changes priority and timers as New checks them)
+func TestAnnounceExtraReconfigure(t *testing.T) {
+	e, err := New(Config{Group: "G", Local: addr("10.0.0.1"), Priority: 10, Peers: []netip.Addr{addr("10.0.0.2"), addr("10.0.0.3")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.Extra(addr("10.0.0.2")); ok {
+		t.Fatal("Extra before Start")
+	}
+	e.Start(t0)
+	res := e.Announce(t0.Add(time.Second))
+	if len(res.Send) != 2 || res.Send[0].Ann.Seq != 2 {
+		t.Fatalf("Announce: %+v", res.Send)
+	}
+	x, ok := e.Extra(addr("10.0.0.2"))
+	if !ok || x.To != addr("10.0.0.2") || x.Ann.Seq != 3 || x.Ann.ReplyRequest {
+		t.Fatalf("Extra: %+v %v", x, ok)
+	}
+	if _, ok := e.Extra(addr("10.9.9.9")); ok {
+		t.Fatal("Extra to a stranger")
+	}
+	if _, err := e.Reconfigure(0, 0, 0, 0, t0); err == nil {
+		t.Fatal("priority 0 accepted")
+	}
+	if _, err := e.Reconfigure(20, time.Second, time.Second, 0, t0); err == nil {
+		t.Fatal("dead interval not above the period accepted")
+	}
+	res, err = e.Reconfigure(20, time.Second, 0, 0, t0.Add(2*time.Second))
+	c := e.Config()
+	if err != nil || c.Priority != 20 || c.Period != time.Second || c.Dead != 3*time.Second || c.ElectionWait != DefaultElectionWait {
+		t.Fatalf("Reconfigure: %+v %v", c, err)
+	}
+	if len(res.Send) != 2 || res.Send[0].Ann.Priority != 20 {
+		t.Fatalf("the new priority is not announced at once: %+v", res.Send)
+	}
+}
