@@ -51,12 +51,20 @@ type ChildSA struct {
 	EncrI, IntegI  []byte
 	EncrR, IntegR  []byte
 	InitiatorOwned bool // we are the IKE SA's initiator: SPIi is ours
+	Encap          bool // UDP-encapsulated ESP (RFC 3948): the IKE SA runs on port 4500
 }
 
 // ChildEstablished: the CHILD SA of IKE_AUTH was negotiated.
 type ChildEstablished struct{ Child ChildSA }
 
 func (ChildEstablished) event() {}
+
+// ChildRefused: the responder answered our CHILD SA request with an error
+// notification (NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE, ...); the IKE SA
+// stands (§1.2).
+type ChildRefused struct{ Notify wire.NotifyType }
+
+func (ChildRefused) event() {}
 
 func childTransforms(s ChildSuite) []*wire.Transform {
 	ts := []*wire.Transform{{Type: wire.TransformENCR, ID: s.Encr,
@@ -204,7 +212,7 @@ func (sa *SA) childResponse(ps []wire.Payload) ([]wire.Payload, *ChildSA) {
 			return refuse(wire.NotifyNoProposalChosen)
 		}
 		c := &ChildSA{Suite: s, SPIi: binary.BigEndian.Uint32(p.SPI), SPIr: spi,
-			TSi: tsi.Selectors, TSr: tsr.Selectors}
+			TSi: tsi.Selectors, TSr: tsr.Selectors, Encap: sa.floated}
 		if err := sa.childKeys(c); err != nil {
 			return refuse(wire.NotifyNoProposalChosen)
 		}
@@ -240,7 +248,7 @@ func (sa *SA) childAccepted(ps []wire.Payload) (*ChildSA, error) {
 	if !ok || int(p.Number) < 1 || int(p.Number) > len(cc.Suites) || cc.Suites[p.Number-1] != s {
 		return nil, fmt.Errorf("ikev2: CHILD SA answer chose a proposal we did not make")
 	}
-	c := &ChildSA{Suite: s, SPIi: sa.childSPI, SPIr: binary.BigEndian.Uint32(p.SPI), TSi: tsi.Selectors, TSr: tsr.Selectors, InitiatorOwned: true}
+	c := &ChildSA{Suite: s, SPIi: sa.childSPI, SPIr: binary.BigEndian.Uint32(p.SPI), TSi: tsi.Selectors, TSr: tsr.Selectors, InitiatorOwned: true, Encap: sa.floated}
 	if err := sa.childKeys(c); err != nil {
 		return nil, err
 	}

@@ -132,6 +132,9 @@ func (s Stats) Counters() []Counter {
 type Packet struct {
 	To   netip.AddrPort
 	Data []byte
+	// NATT: send from the local NAT-T port (4500) with the non-ESP
+	// marker (RFC 3948 §2.2) before Data.
+	NATT bool
 }
 
 // SAEvent is an event of one SA.
@@ -252,11 +255,11 @@ func (e *Endpoint) Handle(from netip.AddrPort, pkt []byte, now time.Time) Output
 	if !h.IsInitiator() {
 		// From the original responder: our SPI is the initiator's.
 		sa := e.sas[h.SPIi]
-		if sa == nil || !sa.initiator || sa.peer != from || (sa.spir != zero && h.SPIr != sa.spir) {
+		if sa == nil || !sa.initiator || !e.fromPeer(sa, from) || (sa.spir != zero && h.SPIr != sa.spir) {
 			e.Stats.UnknownSA++
 			return Output{}
 		}
-		return e.step(sa, sa.Handle(pkt, now))
+		return e.step(sa, e.handle(sa, from, pkt, now))
 	}
 	if h.SPIr == zero {
 		if h.IsResponse() || h.Exchange != wire.ExchangeIKESAInit || h.MessageID != 0 {
@@ -269,11 +272,25 @@ func (e *Endpoint) Handle(from netip.AddrPort, pkt []byte, now time.Time) Output
 		return e.newResponder(from, h, pkt, now)
 	}
 	sa := e.sas[h.SPIr]
-	if sa == nil || sa.initiator || sa.peer != from || sa.spii != h.SPIi {
+	if sa == nil || sa.initiator || !e.fromPeer(sa, from) || sa.spii != h.SPIi {
 		e.Stats.UnknownSA++
 		return Output{}
 	}
-	return e.step(sa, sa.Handle(pkt, now))
+	return e.step(sa, e.handle(sa, from, pkt, now))
+}
+
+// fromPeer reports whether a datagram from `from` may be sa's: from its
+// peer's address, or, with NAT traversal, from the same host's port 4500
+// (the SA follows it only once a message from there authenticates).
+func (e *Endpoint) fromPeer(sa *SA, from netip.AddrPort) bool {
+	return sa.peer == from || (e.cfg.NATT && from.Port() == NATTPort && from.Addr() == sa.peer.Addr())
+}
+
+func (e *Endpoint) handle(sa *SA, from netip.AddrPort, pkt []byte, now time.Time) Result {
+	sa.from = from
+	r := sa.Handle(pkt, now)
+	sa.from = netip.AddrPort{}
+	return r
 }
 
 // cookie is our COOKIE for an initiator (§2.6): a version octet and
@@ -327,7 +344,7 @@ func (e *Endpoint) newResponder(from netip.AddrPort, h wire.Header, pkt []byte, 
 			return Output{Send: []Packet{{To: from, Data: stateless(h, &wire.Notify{NotifyType: wire.NotifyCookie, Data: want})}}}
 		}
 	}
-	sa := &SA{cfg: e.cfg, initiator: false, local: e.local, peer: from, spii: h.SPIi,
+	sa := &SA{cfg: e.cfg, initiator: false, local: e.local, peer: from, halfFrom: from, spii: h.SPIi,
 		halfOpenTTL: e.limits.HalfOpenTimeout}
 	sa.log = e.unauth.With("peer", from.String(), "role", "responder")
 	spi, err := sa.randBytes(8)
@@ -397,13 +414,13 @@ func (e *Endpoint) leaveHalfOpen(sa *SA) {
 	}
 	delete(e.elems, sa)
 	e.halfOpen.Remove(els[0])
-	if l := e.perPeer[sa.peer.Addr()]; l != nil {
+	if l := e.perPeer[sa.halfFrom.Addr()]; l != nil {
 		l.Remove(els[1])
 		if l.Len() == 0 {
-			delete(e.perPeer, sa.peer.Addr())
+			delete(e.perPeer, sa.halfFrom.Addr())
 		}
 	}
-	if k := (halfKey{sa.spii, sa.peer}); e.pending[k] == sa {
+	if k := (halfKey{sa.spii, sa.halfFrom}); e.pending[k] == sa {
 		delete(e.pending, k)
 	}
 }
@@ -411,7 +428,7 @@ func (e *Endpoint) leaveHalfOpen(sa *SA) {
 // remove forgets sa.
 func (e *Endpoint) remove(sa *SA) {
 	e.leaveHalfOpen(sa)
-	if k := (halfKey{sa.spii, sa.peer}); e.pending[k] == sa {
+	if k := (halfKey{sa.spii, sa.halfFrom}); e.pending[k] == sa {
 		delete(e.pending, k)
 	}
 	if k := sa.ourSPI(); e.sas[k] == sa {
@@ -424,7 +441,7 @@ func (e *Endpoint) remove(sa *SA) {
 func (e *Endpoint) apply(sa *SA, r Result) Output {
 	var out Output
 	for _, d := range r.Send {
-		out.Send = append(out.Send, Packet{To: sa.peer, Data: d})
+		out.Send = append(out.Send, Packet{To: sa.peer, Data: d, NATT: sa.floated})
 	}
 	for _, ev := range r.Events {
 		out.Events = append(out.Events, SAEvent{SA: sa, Event: ev})

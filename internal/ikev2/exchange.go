@@ -106,7 +106,9 @@ func (sa *SA) initRequest() ([]byte, error) {
 	if sa.cookie != nil {
 		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyCookie, Data: sa.cookie})
 	}
-	ps = append(ps, prop, ke, &wire.Nonce{Data: sa.ni}, hashesNotify(), &wire.Notify{NotifyType: wire.NotifyChildlessIKEv2Supported})
+	ps = append(ps, prop, ke, &wire.Nonce{Data: sa.ni})
+	ps = append(ps, sa.natdNotifies()...)
+	ps = append(ps, hashesNotify(), &wire.Notify{NotifyType: wire.NotifyChildlessIKEv2Supported})
 	m := &wire.Message{Header: sa.header(wire.ExchangeIKESAInit, 0, false), Payloads: ps}
 	b, err := m.Marshal()
 	if err != nil {
@@ -214,6 +216,9 @@ func (sa *SA) onInitRequest(m *wire.Message, pkt []byte, now time.Time) (Result,
 	out := []wire.Payload{&wire.SA{Proposals: []*wire.Proposal{chosen}}, ourKE, &wire.Nonce{Data: sa.nr}}
 	if cr := sa.certReq(); cr != nil {
 		out = append(out, cr)
+	}
+	if hasNATD(ps) {
+		out = append(out, sa.natdNotifies()...) // only to a peer that sent its own (§2.23)
 	}
 	out = append(out, hashesNotify(), &wire.Notify{NotifyType: wire.NotifyChildlessIKEv2Supported})
 	resp := &wire.Message{Header: sa.header(wire.ExchangeIKESAInit, 0, true), Payloads: out}
@@ -343,6 +348,11 @@ func (sa *SA) onInitResponse(m *wire.Message, pkt []byte, now time.Time) Result 
 	}
 	sa.noteInitNotifies(ps)
 	sa.initResp = append([]byte{}, pkt...)
+	if sa.cfg.NATT && sa.natDetected(m.Header, ps) {
+		// A NAT between us (or a peer forcing UDP encapsulation): move to
+		// port 4500 for the rest of the SA (§2.23).
+		sa.peer, sa.floated = netip.AddrPortFrom(sa.peer.Addr(), NATTPort), true
+	}
 	msg, err := sa.authRequest()
 	if err != nil {
 		return sa.fail(err)
@@ -574,6 +584,13 @@ func (sa *SA) onAuthResponse(m *wire.Message, pkt []byte, now time.Time) Result 
 	r := Result{Events: sa.establish(now)}
 	if child != nil {
 		r.Events = append(r.Events, ChildEstablished{Child: *child})
+	} else if sa.cfg.Child != nil {
+		for _, n := range wire.Notifies(ps) {
+			if n.NotifyType < 16384 {
+				r.Events = append(r.Events, ChildRefused{Notify: n.NotifyType})
+				break
+			}
+		}
 	}
 	if len(ps) > 0 && sa.cfg.AuthRequest != nil {
 		r.Events = append(r.Events, Response{Exchange: m.Header.Exchange, Payloads: ps})
@@ -589,6 +606,16 @@ func (sa *SA) establish(now time.Time) []Event {
 	i.Initiator, i.Local, i.Peer = sa.initiator, sa.local, sa.peer
 	i.SPIi, i.SPIr, i.Suite, i.Keys = sa.spii, sa.spir, sa.suite, sa.keys
 	i.EstablishedAt, i.Expires = now, now.Add(sa.cfg.lifetime())
+	i.Peer, i.NATT = sa.peer, sa.floated
 	sa.log.Info("IKE SA established", "peer_id", i.PeerID.String(), "suite", sa.suite.String(), "auth", i.AuthMethod.String())
 	return []Event{Established{Info: *i}}
+}
+
+func hasNATD(ps []wire.Payload) bool {
+	for _, n := range wire.Notifies(ps) {
+		if n.NotifyType == wire.NotifyNATDetectionSourceIP {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package ikev2
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -46,7 +47,14 @@ func FuzzEndpointHandle(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		limits := Limits{MaxHalfOpen: 4, MaxHalfOpenPerPeer: 2}
-		_, b, si, sr := establishPair(t, limits)
+		ca, cb := pskConfig(), pskConfig()
+		ca.NATT, cb.NATT = true, true // the port-4500 path too
+		a, b := pair(t, ca, cb, limits)
+		_, out, err := a.Initiate(addrB, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		si, sr := established(t, Exchange(a, b, a, out, t0))
 		inputs := [][]byte{data}
 		if len(data) >= 28 {
 			d := append([]byte{}, data...)
@@ -58,11 +66,7 @@ func FuzzEndpointHandle(f *testing.F) {
 			inputs = append(inputs, d)
 		}
 		for _, in := range inputs {
-			for _, from := range []string{"a", "other"} {
-				src := addrA
-				if from == "other" {
-					src = addrB
-				}
+			for _, src := range []netip.AddrPort{addrA, netip.AddrPortFrom(addrA.Addr(), NATTPort), addrB} {
 				out := b.Handle(src, in, t0)
 				if len(out.Send) > 1 {
 					t.Fatalf("%d datagrams for one input", len(out.Send))
@@ -73,7 +77,7 @@ func FuzzEndpointHandle(f *testing.F) {
 			}
 		}
 		b.Tick(t0.Add(time.Minute))
-		if sr.State() != StateEstablished || b.HalfOpen() > limits.MaxHalfOpen {
+		if sr.State() != StateEstablished || sr.Peer() != addrA || b.HalfOpen() > limits.MaxHalfOpen {
 			t.Fatalf("state %s, half-open %d", sr.State(), b.HalfOpen())
 		}
 	})

@@ -234,3 +234,66 @@ func TestLifetimeAndTimers(t *testing.T) {
 		t.Fatalf("expiry: %v", evs.Events)
 	}
 }
+
+// proves: G3 (issue 17: NAT traversal (RFC 7296 §2.23): with a NAT
+// between them (the initiator's own address is not the one the responder
+// sees), both detect it from the NAT_DETECTION hashes, the initiator moves
+// to port 4500 for IKE_AUTH and the responder follows once that message
+// authenticates; a message from port 4500 that does not authenticate moves
+// nothing; without NATT nothing moves).
+func TestNATTraversal(t *testing.T) {
+	ca, cb := pskConfig(), pskConfig()
+	ca.NATT, cb.NATT = true, true
+	behindNAT := netip.MustParseAddrPort("10.0.0.1:500") // a's own idea of its address
+	a, err := NewEndpoint(ca, behindNAT, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewEndpoint(cb, addrB, Limits{})
+	natAddr := func(p Packet) netip.AddrPort { // the NAT maps a's ports to 127.0.0.1
+		if p.NATT {
+			return netip.AddrPortFrom(addrA.Addr(), NATTPort)
+		}
+		return addrA
+	}
+	_, out, _ := a.Initiate(addrB, t0)
+	var evs []SAEvent
+	for round := 0; len(out.Send) > 0 && round < 10; round++ {
+		var back Output
+		for _, p := range out.Send {
+			if p.To.Port() != addrB.Port() && p.To != netip.AddrPortFrom(addrB.Addr(), NATTPort) {
+				t.Fatalf("sent to %s", p.To)
+			}
+			// A forged message from a's NAT-T port first: it must not move b.
+			b.Handle(netip.AddrPortFrom(addrA.Addr(), NATTPort), append(append([]byte{}, p.Data[:len(p.Data)-1]...), p.Data[len(p.Data)-1]^1), t0)
+			o := b.Handle(natAddr(p), p.Data, t0)
+			evs = append(evs, o.Events...)
+			back.Send = append(back.Send, o.Send...)
+		}
+		out = Output{}
+		for _, p := range back.Send {
+			from := addrB
+			if p.NATT {
+				from = netip.AddrPortFrom(addrB.Addr(), NATTPort)
+			}
+			o := a.Handle(from, p.Data, t0)
+			evs = append(evs, o.Events...)
+			out.Send = append(out.Send, o.Send...)
+		}
+	}
+	si, sr := established(t, evs)
+	if !si.Info().NATT || si.Peer().Port() != NATTPort || !sr.Info().NATT || sr.Peer() != netip.AddrPortFrom(addrA.Addr(), NATTPort) {
+		t.Fatalf("did not move to 4500: initiator %s %v, responder %s %v", si.Peer(), si.Info().NATT, sr.Peer(), sr.Info().NATT)
+	}
+	o, _ := b.Liveness(sr, t0)
+	if len(o.Send) != 1 || !o.Send[0].NATT || o.Send[0].To.Port() != NATTPort {
+		t.Fatalf("responder's request not on the NAT-T port: %+v", o.Send)
+	}
+	// Without NATT: no NAT_DETECTION, nobody moves.
+	x, y := pair(t, pskConfig(), pskConfig(), Limits{})
+	_, out, _ = x.Initiate(addrB, t0)
+	xi, _ := established(t, Exchange(x, y, x, out, t0))
+	if xi.Info().NATT || xi.Peer() != addrB {
+		t.Fatal("moved without NATT")
+	}
+}

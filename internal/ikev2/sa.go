@@ -45,6 +45,14 @@ type Config struct {
 	// AUTHENTICATION_FAILED... unless it is a *Refusal naming another
 	// notification. The SA is established either way only without error.
 	OnAuth func(peer *Identity, cert *x509.Certificate, request []wire.Payload) ([]wire.Payload, error)
+	// NATT enables NAT traversal (RFC 7296 §2.23): NAT_DETECTION
+	// notifications in IKE_SA_INIT; when they show a translation, the
+	// initiator moves to UDP 4500 (NATTPort) for the rest of the SA, and a
+	// responder follows a peer that moved there once a message from the
+	// new port authenticates. The owner's transport sends Packet.NATT
+	// datagrams from its port 4500 socket with the non-ESP marker. Off:
+	// no NAT detection, and peers stay on port 500.
+	NATT bool
 	// Child, if set, negotiates one CHILD SA in IKE_AUTH (see
 	// ChildConfig); nil: none.
 	Child *ChildConfig
@@ -238,6 +246,7 @@ type Info struct {
 	SPIi, SPIr    wire.SPI
 	Suite         Suite
 	AuthMethod    AuthMethod // the peer's
+	NATT          bool       // the SA moved to UDP 4500 (NAT detected or faked)
 	LocalID       *Identity
 	PeerID        *Identity
 	PeerCert      *x509.Certificate // nil for PSK
@@ -303,6 +312,9 @@ type SA struct {
 	peerNoChild bool            // the peer announced CHILDLESS_IKEV2_SUPPORTED
 	refusedBy   wire.NotifyType // initiator: an unprotected refusal of IKE_SA_INIT seen
 	childSPI    uint32          // initiator: the inbound SPI of the CHILD SA asked for
+	from        netip.AddrPort  // where the datagram being handled came from
+	floated     bool            // the SA runs on the NAT-T port (§2.23)
+	halfFrom    netip.AddrPort  // responder: the address of IKE_SA_INIT, its Endpoint.pending key
 
 	// Our requests: the next Message ID and the outstanding one.
 	nextMID uint32
@@ -485,6 +497,11 @@ func (sa *SA) open(m *wire.Message, pkt []byte) ([]wire.Payload, error) {
 	plain, err := sa.in.open(pkt, at)
 	if err != nil {
 		return nil, err
+	}
+	if sa.from.IsValid() && sa.from != sa.peer {
+		// Authenticated from the peer's NAT-T port: follow it (the
+		// Endpoint lets only that change through).
+		sa.peer, sa.floated = sa.from, true
 	}
 	return wire.ParseInner(sk.Inner, plain)
 }

@@ -233,7 +233,8 @@ func TestRetransmission(t *testing.T) {
 // one: the responder takes the initiator's ESP proposal, both report the
 // same SPIs, selectors and KEYMAT (§2.17), split initiator-to-responder
 // keys first; without a ChildConfig the responder refuses it with
-// NO_PROPOSAL_CHOSEN and the IKE SA stands).
+// NO_PROPOSAL_CHOSEN, which the initiator reports as ChildRefused, and the
+// IKE SA stands).
 func TestChildSAInMemory(t *testing.T) {
 	ts := func(s string) []wire.TrafficSelector {
 		return []wire.TrafficSelector{wire.PrefixTS(netip.MustParsePrefix(s))}
@@ -269,7 +270,7 @@ func TestChildSAInMemory(t *testing.T) {
 	_, out, _ := a.Initiate(addrB, t0)
 	evs := Exchange(a, b, a, out, t0)
 	established(t, evs)
-	if len(evs) != 2 {
+	if len(evs) != 3 || evs[2].Event != (ChildRefused{Notify: wire.NotifyNoProposalChosen}) {
 		t.Fatalf("events %v", evs)
 	}
 }

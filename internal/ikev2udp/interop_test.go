@@ -45,6 +45,12 @@ func interopCases() []interopCase {
 		// charon asks for a CHILD SA in IKE_AUTH: without a ChildConfig we
 		// refuse it with NO_PROPOSAL_CHOSEN and the IKE SA stands (§1.2).
 		{"psk-ch-init-nochild", 7, "psk", false, gcm, "aes128gcm16-prfsha256-ecp256", "refused"},
+		// A CHILD SA in IKE_AUTH both ways, which charon installs with
+		// kernel-libipsec: UDP-encapsulated only, so charon forces NAT-T
+		// (encap = yes) and the SA moves to port 4500; same SPIs and
+		// KEYMAT on both sides.
+		{"psk-ch-init-child", 8, "psk", false, gcm, "aes128gcm16-prfsha256-ecp256", "installed"},
+		{"ecdsa-we-init-child", 9, "ecdsa", true, cbc, "aes256-sha256-prfsha256-modp2048", "installed"},
 	}
 }
 
@@ -55,7 +61,10 @@ func interopCases() []interopCase {
 // Established event has the SA up, and SKEYSEED, SK_d, SK_ai/ar, SK_ei/er
 // and SK_pi/pr equal what charon logged; an INFORMATIONAL liveness check
 // is answered by charon, and a Delete from either side removes the SA on
-// the other).
+// the other; a CHILD SA in IKE_AUTH, both ways, is INSTALLED by charon
+// (kernel-libipsec, ESP in UDP after NAT-T moved the SA to port 4500) with
+// our SPIs and KEYMAT, and refused with NO_PROPOSAL_CHOSEN when we hold no
+// ChildConfig).
 func TestInteropWithCharon(t *testing.T) {
 	testnet.RequireCharon(t)
 	testnet.RequirePlugins(t, "openssl", "kdf", "gcm")
@@ -123,9 +132,18 @@ func runInterop(t *testing.T, c interopCase) {
 		}
 	}
 	if c.child == "installed" {
-		tsOurs := []wire.TrafficSelector{wire.PrefixTS(netip.PrefixFrom(ours, 32))}
-		tsTheirs := []wire.TrafficSelector{wire.PrefixTS(netip.PrefixFrom(theirs, 32))}
+		// Inner addresses, not the IKE ones: kernel-libipsec routes the
+		// selectors into its TUN device.
+		innerOurs := netip.MustParsePrefix(fmt.Sprintf("10.243.%d.1/32", c.net))
+		innerTheirs := netip.MustParsePrefix(fmt.Sprintf("10.243.%d.2/32", c.net))
+		conn.LocalTS, conn.RemoteTS = innerTheirs.String(), innerOurs.String()
+		tsOurs := []wire.TrafficSelector{wire.PrefixTS(innerOurs)}
+		tsTheirs := []wire.TrafficSelector{wire.PrefixTS(innerTheirs)}
 		cfg.Child = &ikev2.ChildConfig{Suites: []ikev2.ChildSuite{childSuite}, TSi: tsOurs, TSr: tsTheirs}
+		cfg.NATT, conn.Encap = true, true
+		// charon's end of the selectors must be a local address, or
+		// kernel-libipsec cannot route to its TUN device from it.
+		ns.Run(t, "ip", "addr", "add", innerTheirs.String(), "dev", "lo")
 	}
 	ch.Load(t, conn.String()+secrets, files)
 
@@ -157,7 +175,7 @@ func runInterop(t *testing.T, c interopCase) {
 			case ikev2.ChildEstablished:
 				child = &e.Child
 			default:
-				t.Fatalf("our side: %#v\ncharon log:\n%s", ev.Event, tailLines(ch.Log(), 80))
+				t.Fatalf("our side: %#v\ncharon log:\n%s", ev.Event, logLines(ch.Log(), "[CFG]", "[CHD]", "[IKE]", "[ENC]", "[KNL]", "[ESP]"))
 			}
 		case <-ctx.Done():
 			t.Fatalf("our side saw nothing (SA %v, child %v)\ncharon log:\n%s", sa != nil, child != nil, tailLines(ch.Log(), 80))
@@ -169,6 +187,9 @@ func runInterop(t *testing.T, c interopCase) {
 	}
 	t.Logf("ours: %s, peer %s by %s; charon:\n%s", info.Suite, info.PeerID, info.AuthMethod, listing)
 	if c.child == "installed" {
+		if !info.NATT || info.Peer.Port() != ikev2.NATTPort || !child.Encap {
+			t.Errorf("the SA did not move to port 4500: peer %s, NAT-T %v, encap %v", info.Peer, info.NATT, child.Encap)
+		}
 		checkChild(t, ch, child)
 	}
 	if c.child == "refused" {

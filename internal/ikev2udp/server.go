@@ -19,6 +19,7 @@ import (
 // Server is an ikev2.Endpoint bound to a UDP socket.
 type Server struct {
 	conn   *net.UDPConn
+	natt   *net.UDPConn // port 4500 of the same address, with Config.NATT
 	ep     *ikev2.Endpoint
 	now    func() time.Time
 	cmds   chan func()
@@ -46,8 +47,19 @@ func Listen(addr netip.AddrPort, cfg *ikev2.Config, limits ikev2.Limits, now fun
 	if now == nil {
 		now = time.Now
 	}
-	return &Server{conn: conn, ep: ep, now: now, cmds: make(chan func()), events: make(chan ikev2.SAEvent, 64)}, nil
+	s := &Server{conn: conn, ep: ep, now: now, cmds: make(chan func()), events: make(chan ikev2.SAEvent, 64)}
+	if cfg.NATT {
+		s.natt, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local.Addr(), ikev2.NATTPort)))
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("ikev2udp: listen NAT-T port: %w", err)
+		}
+	}
+	return s, nil
 }
+
+// nonESPMarker starts every IKE message on the NAT-T port (RFC 3948 §2.2).
+var nonESPMarker = []byte{0, 0, 0, 0}
 
 // Addr is the bound address.
 func (s *Server) Addr() netip.AddrPort { return s.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
@@ -90,6 +102,10 @@ func (s *Server) Initiate(ctx context.Context, peer netip.AddrPort) error {
 func (s *Server) deliver(out ikev2.Output) {
 	for _, p := range out.Send {
 		// A send error is a lost datagram: retransmission covers it.
+		if p.NATT && s.natt != nil {
+			s.natt.WriteToUDPAddrPort(append(append([]byte{}, nonESPMarker...), p.Data...), p.To)
+			continue
+		}
 		s.conn.WriteToUDPAddrPort(p.Data, p.To)
 	}
 	for _, ev := range out.Events {
@@ -103,21 +119,37 @@ func (s *Server) deliver(out ikev2.Output) {
 // Run serves until ctx ends; it closes the socket when it returns.
 func (s *Server) Run(ctx context.Context) error {
 	in := make(chan datagram, 256)
-	go func() {
+	read := func(conn *net.UDPConn, natt bool) {
 		buf := make([]byte, 65536)
 		for {
-			n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
 			if err != nil {
-				close(in)
+				if !natt {
+					close(in)
+				}
 				return
 			}
+			d := buf[:n]
+			if natt {
+				// NAT keepalives (one 0xff octet) and ESP (a non-zero SPI
+				// where the marker would be) are not ours.
+				if n < 4 || string(d[:4]) != string(nonESPMarker) {
+					continue
+				}
+				d = d[4:]
+			}
 			select {
-			case in <- datagram{from: from, data: append([]byte(nil), buf[:n]...)}:
+			case in <- datagram{from: from, data: append([]byte(nil), d...)}:
 			default: // owner overloaded: drop, as the network would
 			}
 		}
-	}()
+	}
+	go read(s.conn, false)
 	defer s.conn.Close()
+	if s.natt != nil {
+		go read(s.natt, true)
+		defer s.natt.Close()
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {

@@ -78,6 +78,14 @@ type IKEv2Conn struct {
 	// Installing it needs IKEv2ChildPlugins (no kernel ESP here).
 	Child         string
 	ChildProposal string
+	// LocalTS and RemoteTS are the CHILD_SA's traffic selectors; empty:
+	// the two addresses/32. kernel-libipsec refuses selectors that cover
+	// the IKE peer's address ("conflicts with IKE traffic").
+	LocalTS, RemoteTS string
+	// Encap forces UDP encapsulation (encap = yes: charon fakes its
+	// NAT_DETECTION hash so that both sides move to port 4500);
+	// kernel-libipsec installs only UDP-encapsulated ESP.
+	Encap bool
 	// Extra is put inside the connection's section, e.g. "dpd_delay = 1s".
 	Extra string
 }
@@ -86,7 +94,11 @@ type IKEv2Conn struct {
 func (c IKEv2Conn) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "connections {\n\t%s {\n\t\tversion = 2\n\t\tlocal_addrs = %s\n\t\tremote_addrs = %s\n", c.Name, c.Local, c.Remote)
-	fmt.Fprintf(&b, "\t\tproposals = %s\n\t\tfragmentation = no\n\t\tmobike = no\n\t\tencap = no\n", c.Proposals)
+	encap := "no"
+	if c.Encap {
+		encap = "yes"
+	}
+	fmt.Fprintf(&b, "\t\tproposals = %s\n\t\tfragmentation = no\n\t\tmobike = no\n\t\tencap = %s\n", c.Proposals, encap)
 	if c.Extra != "" {
 		fmt.Fprintf(&b, "\t\t%s\n", c.Extra)
 	}
@@ -96,8 +108,15 @@ func (c IKEv2Conn) String() string {
 	}
 	fmt.Fprintf(&b, "\t\t}\n\t\tremote {\n\t\t\tauth = %s\n\t\t\tid = %s\n\t\t}\n", c.RemoteAuth, c.RemoteID)
 	if c.Child != "" {
-		fmt.Fprintf(&b, "\t\tchildren {\n\t\t\t%s {\n\t\t\t\tesp_proposals = %s\n\t\t\t\tlocal_ts = %s/32\n\t\t\t\tremote_ts = %s/32\n\t\t\t}\n\t\t}\n",
-			c.Child, c.ChildProposal, c.Local, c.Remote)
+		lts, rts := c.LocalTS, c.RemoteTS
+		if lts == "" {
+			lts = c.Local + "/32"
+		}
+		if rts == "" {
+			rts = c.Remote + "/32"
+		}
+		fmt.Fprintf(&b, "\t\tchildren {\n\t\t\t%s {\n\t\t\t\tesp_proposals = %s\n\t\t\t\tlocal_ts = %s\n\t\t\t\tremote_ts = %s\n\t\t\t}\n\t\t}\n",
+			c.Child, c.ChildProposal, lts, rts)
 	}
 	b.WriteString("\t}\n}\n")
 	return b.String()
