@@ -353,7 +353,7 @@ func TestCOOPFailoverRekeyAccepted(t *testing.T) {
 	if took > 2*coopTimers.Dead+coopTimers.Period {
 		t.Fatalf("failover took %v, dead interval %v", took, coopTimers.Dead)
 	}
-	_ = t0
+	t.Logf("secondary primary %v after the primary stopped (dead interval %v, period %v)", time.Since(t0), coopTimers.Dead, coopTimers.Period)
 	if err := l.ks[0].Rekey(ctx, "GETVPN"); err != nil {
 		t.Fatal(err)
 	}
