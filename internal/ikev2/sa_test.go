@@ -274,3 +274,28 @@ func TestChildSAInMemory(t *testing.T) {
 		t.Fatalf("events %v", evs)
 	}
 }
+
+// proves: G3 (issue 17: Config.RemoteID pins the peer's identity: an
+// ID_FQDN peer that authenticates with the right key but names another
+// identity is refused with ike.ErrAuth).
+func TestRemoteIDPinned(t *testing.T) {
+	ca, cb := pskConfig(), pskConfig()
+	ca.LocalID = &Identity{Type: wire.IDFQDN, Data: []byte("gm.example")}
+	cb.RemoteID = &Identity{Type: wire.IDFQDN, Data: []byte("other.example")}
+	a, b := pair(t, ca, cb, Limits{})
+	_, out, _ := a.Initiate(addrB, t0)
+	for _, ev := range Exchange(a, b, a, out, t0) {
+		if _, ok := ev.Event.(Established); ok {
+			t.Fatal("established with the wrong identity")
+		}
+	}
+	if b.Stats.AuthFailed != 1 || len(b.sas) != 0 {
+		t.Fatalf("auth_failed %d, SAs %d", b.Stats.AuthFailed, len(b.sas))
+	}
+	cb.RemoteID = &Identity{Type: wire.IDFQDN, Data: []byte("gm.example")}
+	_, out, _ = a.Initiate(addrB, t0)
+	si, _ := established(t, Exchange(a, b, a, out, t0))
+	if si.Info().LocalID.String() != `"gm.example"` {
+		t.Fatal(si.Info().LocalID)
+	}
+}

@@ -51,6 +51,9 @@ func interopCases() []interopCase {
 		// KEYMAT on both sides.
 		{"psk-ch-init-child", 8, "psk", false, gcm, "aes128gcm16-prfsha256-ecp256", "installed"},
 		{"ecdsa-we-init-child", 9, "ecdsa", true, cbc, "aes256-sha256-prfsha256-modp2048", "installed"},
+		// ID_FQDN identities matched against the certificates' dNSNames.
+		{"ecdsa-fqdn-ch-init", 10, "ecdsa-fqdn", false, gcm, "aes128gcm16-prfsha256-ecp256", ""},
+		{"ecdsa-fqdn-we-init", 11, "ecdsa-fqdn", true, gcm, "aes128gcm16-prfsha256-ecp256", ""},
 	}
 }
 
@@ -109,8 +112,8 @@ func runInterop(t *testing.T, c interopCase) {
 			theirCert = ca.Issue(t, "charon.interop", nil)
 			ourCert = ca.Issue(t, "gm.interop", nil)
 		} else {
-			theirCert = ca.Issue(t, "charon.interop", testnet.NewECDSAKey(t))
-			ourCert = ca.Issue(t, "gm.interop", testnet.NewECDSAKey(t))
+			theirCert = ca.Issue(t, "charon.interop", testnet.NewECDSAKey(t), "charon.interop")
+			ourCert = ca.Issue(t, "gm.interop", testnet.NewECDSAKey(t), "gm.interop")
 		}
 		pool := x509.NewCertPool()
 		pool.AddCert(ca.Cert)
@@ -118,6 +121,11 @@ func runInterop(t *testing.T, c interopCase) {
 		cfg.CACerts = []*x509.Certificate{ca.Cert}
 		conn.LocalAuth, conn.LocalID, conn.LocalCert = "pubkey", `"CN=charon.interop"`, "charon.pem"
 		conn.RemoteAuth, conn.RemoteID = "pubkey", `"CN=gm.interop"`
+		if c.auth == "ecdsa-fqdn" {
+			conn.LocalID, conn.RemoteID = "charon.interop", "gm.interop"
+			cfg.LocalID = &ikev2.Identity{Type: wire.IDFQDN, Data: []byte("gm.interop")}
+			cfg.RemoteID = &ikev2.Identity{Type: wire.IDFQDN, Data: []byte("charon.interop")}
+		}
 		files["x509/charon.pem"] = theirCert.CertPEM
 		files["private/charon.key"] = theirCert.KeyPEM
 		files["x509ca/ca.pem"] = ca.CertPEM
