@@ -1,6 +1,7 @@
 package ikev2
 
 import (
+	"crypto/x509"
 	"errors"
 	"net/netip"
 	"testing"
@@ -295,5 +296,57 @@ func TestNATTraversal(t *testing.T) {
 	xi, _ := established(t, Exchange(x, y, x, out, t0))
 	if xi.Info().NATT || xi.Peer() != addrB {
 		t.Fatal("moved without NATT")
+	}
+}
+
+// proves: G3 (issue 17: the slot G-IKEv2 uses: with AuthExchange GSA_AUTH
+// the second exchange is GSA_AUTH (RFC 9838 §2.3), the initiator's
+// AuthRequest payloads reach the responder's OnAuth with the authenticated
+// identity, OnAuth's payloads come back in the response as a Response
+// event, and an OnAuth refusal answers with its notification and
+// establishes nothing).
+func TestGSAAuthSlot(t *testing.T) {
+	ca, cb := pskConfig(), pskConfig()
+	ca.AuthExchange, cb.AuthExchange = wire.ExchangeGSAAuth, wire.ExchangeGSAAuth
+	idg := &wire.ID{Which: wire.PayloadIDg, IDType: wire.IDKeyID, Data: []byte("group-1234")}
+	ca.AuthRequest = []wire.Payload{idg}
+	var seen []wire.Payload
+	var seenID *Identity
+	cb.OnAuth = func(peer *Identity, _ *x509.Certificate, req []wire.Payload) ([]wire.Payload, error) {
+		seen, seenID = req, peer
+		return []wire.Payload{&wire.Notify{NotifyType: 40001, Data: []byte("policy")}}, nil
+	}
+	a, b := pair(t, ca, cb, Limits{})
+	_, out, _ := a.Initiate(addrB, t0)
+	if m, _ := wire.Parse(out.Send[0].Data); m.Header.Exchange != wire.ExchangeIKESAInit {
+		t.Fatal("first exchange is not IKE_SA_INIT")
+	}
+	evs := Exchange(a, b, a, out, t0)
+	established(t, evs)
+	if wire.Find(seen, wire.PayloadIDg) == nil || !seenID.equal(AddrIdentity(addrA.Addr())) {
+		t.Fatalf("OnAuth saw %v from %s", seen, seenID)
+	}
+	var resp *Response
+	for _, ev := range evs {
+		if r, ok := ev.Event.(Response); ok {
+			resp = &r
+		}
+	}
+	if resp == nil || resp.Exchange != wire.ExchangeGSAAuth || len(wire.Notifies(resp.Payloads)) != 1 {
+		t.Fatalf("response %+v", resp)
+	}
+	cb.OnAuth = func(*Identity, *x509.Certificate, []wire.Payload) ([]wire.Payload, error) {
+		return nil, &Refusal{Notify: wire.NotifyAuthorizationFailed, Err: errors.New("not a member")}
+	}
+	_, out, _ = a.Initiate(addrB, t0)
+	for _, ev := range Exchange(a, b, a, out, t0) {
+		if f, ok := ev.Event.(Failed); !ok {
+			t.Fatalf("%#v", ev.Event)
+		} else if ev.SA.initiator && !errors.Is(f.Err, ErrRefused) {
+			t.Fatal(f.Err)
+		}
+	}
+	if len(a.SAs()) != 1 || len(b.SAs()) != 1 {
+		t.Fatalf("SAs %d %d", len(a.SAs()), len(b.SAs()))
 	}
 }
