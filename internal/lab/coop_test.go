@@ -12,7 +12,8 @@ import (
 // proves: C1 (issue 16: `groupvpn lab --key-servers 2`: two cooperating key
 // servers with the lab's timers elect the one of higher priority, ks1,
 // within the election wait, both show it in the COOP lines of `show crypto
-// gdoi`, and `show crypto gdoi ks coop` shows the configured timers)
+// gdoi`, `show crypto gdoi ks coop` shows the configured timers, and the
+// members the secondary registered hold the primary's KEK and TEKs)
 func TestLabCOOPElection(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -38,6 +39,14 @@ func TestLabCOOPElection(t *testing.T) {
 	}
 	if p != 0 {
 		t.Fatalf("primary %s; want ks1 (priority 100): %s", l.KSName(p), RolesLine(rs))
+	}
+	// gm2 lists ks2 first: the secondary registered it, with the
+	// primary's policy and keys.
+	if r := l.KeyServer(1).Ctl.Exec(ctx, "show crypto gdoi ks members"); !strings.Contains(r.Text, "127.0.2.2") {
+		t.Errorf("ks2 did not register gm2:\n%s", r.Text)
+	}
+	if keks, sets := l.Keys(ctx).Sets(); keks != 1 || sets != 1 {
+		t.Errorf("the members registered with ks1 and ks2 hold %d KEKs and %d TEK sets; want the primary's one", keks, sets)
 	}
 	var b strings.Builder
 	l.COOPLines(ctx, &b)

@@ -455,6 +455,18 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		l.kss = append(l.kss, k)
 	}
 	l.KS = l.kss[0].d
+	if nks > 1 {
+		// The members register once the key servers have elected, as
+		// in a deployment whose key servers come up first: a member
+		// registering with a key server still in its election wait gets
+		// that key server's own keys until the election (issue 16).
+		t0 := time.Now()
+		p, _, err := l.WaitPrimary(ctx, wait+3*dead)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Out, "key servers: %s primary, elected in %s (election wait %s)\n", l.kss[p].name, time.Since(t0).Round(time.Millisecond), wait)
+	}
 	started := newProgress(o.Out, "group members started") // progress.go
 	for i := 0; i < o.Members; i++ {
 		if o.Members >= 500 {
@@ -463,6 +475,13 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		name := fmt.Sprintf("gm%d", i+1)
 		vars["N"] = i + 1
 		vars["Old"] = slices.Contains(o.Old, i)
+		if len(servers) > 1 {
+			// Member i lists key server i mod n first: the members
+			// register with every key server, secondaries included
+			// (they hand out the primary's policy and keys).
+			k := i % len(servers)
+			vars["Servers"] = append(slices.Clone(servers[k:]), servers[:k]...)
+		}
 		c, err := render(o.Dir, name+".conf", gmTemplate, vars)
 		if err != nil {
 			return nil, err
@@ -619,11 +638,16 @@ func bar(n, total int) string {
 // of more than SummaryRows members (without Options.All) prints the first
 // and last members, the counts per state and the address range.
 func (l *Lab) Summary(ctx context.Context, out io.Writer) error {
-	r := l.KS.Ctl.Exec(ctx, "show crypto gdoi ks members")
-	if !r.OK {
-		return fmt.Errorf("lab: %s", r.Error)
+	for _, k := range l.kss {
+		if k.down {
+			continue
+		}
+		r := k.d.Ctl.Exec(ctx, "show crypto gdoi ks members")
+		if !r.OK {
+			return fmt.Errorf("lab: %s", r.Error)
+		}
+		fmt.Fprintf(out, "\n%s# show crypto gdoi ks members\n%s\n", k.name, summariseKSMembers(r.Text, l.all))
 	}
-	fmt.Fprintf(out, "\nks# show crypto gdoi ks members\n%s\n", summariseKSMembers(r.Text, l.all))
 	fmt.Fprintln(out, "Group members and the SAs they hold:")
 	fmt.Fprintf(out, "  %-6s %-12s %-11s %-22s %s\n", "GM", "address", "status", "KEK SPI", "TEK SPIs (transform, lifetime left)")
 	show, skipped := rowsShown(len(l.GMs), l.all)
