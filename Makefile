@@ -122,6 +122,7 @@ bench:
 	$(GO) run ./cmd/groupvpn bench rekey --members 1000
 	$(GO) run ./cmd/groupvpn bench removal --members 1000
 	$(GO) run ./cmd/groupvpn bench disruption --members 50 --speed 5
+	$(GO) run ./cmd/groupvpn bench coop
 
 ## fuzz: run every fuzz target of the repository for FUZZTIME (default 10m)
 ## each, one `go test -fuzz` per target (Go fuzzes one target of one package
