@@ -32,6 +32,7 @@ func commands() map[string]command {
 		"cli":        {"operator CLI: groupvpn cli [-s SOCKET] [-c CMD]", runCLI},
 		"key":        {"the key store without a running isakmpd: groupvpn key [-keys DIR] -c 'crypto key generate rsa label X modulus 2048'", runKey},
 		"isakmpd":    {"run the IKEv1 + GDOI daemon (key server and/or group member): isakmpd -f FILE", runIsakmpd},
+		"ikev2d":     {"run the IKEv2 + G-IKEv2 daemon (RFC 9838 key server and/or group member): ikev2d -f FILE", runIkev2d},
 		"tmd":        {"run the tunnel manager: the SA database the IKE daemons install into (tmd [-socket PATH])", runTmd},
 		"iked":       {"run the IKE broker: owns UDP 848/500/4500 on every address for the group ike (iked [-socket PATH])", runIked},
 		"srcmstr":    {"subsystem controller of the group ike (SPEC D1): srcmstr [-f FILE] [-rundir DIR]", runSrcmstr},

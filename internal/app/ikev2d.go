@@ -1,0 +1,272 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/iked"
+	"github.com/groupvpn/groupvpn/internal/ikev2d"
+	"github.com/groupvpn/groupvpn/internal/keystore"
+	"github.com/groupvpn/groupvpn/internal/netinv"
+	"github.com/groupvpn/groupvpn/internal/policy"
+	"github.com/groupvpn/groupvpn/internal/srcnotify"
+	"github.com/groupvpn/groupvpn/internal/store"
+	"github.com/groupvpn/groupvpn/internal/tmd"
+)
+
+// ikev2dConfig maps a configuration file to the daemon's roles: the
+// credentials of crypto isakmp key / crypto pki, the key-server groups
+// (server local) as isakmpd's, the member groups with their key servers.
+// (The IOS-XE G-IKEv2 blocks, crypto ikev2 ... and client protocol gikev2,
+// are mapped here once internal/policy models them.)
+func ikev2dConfig(cfg *policy.Config, addrs []netip.AddrPort, port uint16) (ikev2d.Config, error) {
+	o, err := daemon.Options(cfg, addrs, port)
+	if err != nil {
+		return ikev2d.Config{}, err
+	}
+	c := ikev2d.Config{Hostname: o.Hostname, Creds: o.IKE.Creds, KS: o.KS}
+	for _, g := range o.GM {
+		c.GM = append(c.GM, ikev2d.GMGroup{Name: g.Name, ID: g.ID, Servers: g.Servers, Sender: true})
+	}
+	return c, nil
+}
+
+// runIkev2d runs the IKEv2 + G-IKEv2 daemon (SPEC D1, G2, G4; issue 17).
+func runIkev2d(env *Env, args []string) int {
+	fs := flag.NewFlagSet("ikev2d", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	file := fs.String("f", "", "configuration `FILE` (IOS syntax, docs/config.md)")
+	port := fs.Uint("port", ikev2d.DefaultPort, "UDP port to listen on and to reach key servers at")
+	listen := fs.String("listen", "", "comma-separated `ADDRESSES` to listen on (default: every address of every up interface)")
+	socket := fs.String("socket", "", "control `SOCKET` for groupvpn cli (show crypto gdoi, clear crypto gdoi ks members, crypto gdoi ks rekey); default: none")
+	debug := fs.Bool("debug", false, "log debug messages")
+	statePath := fs.String("state", "/var/lib/groupvpn/ikev2d.db", "key-server state `FILE` (keys, sequence numbers, members; kept across restarts)")
+	keysDir := fs.String("keys", "", "key store `DIR` (rekey keys no crypto key import line names); default: keys/ next to -state")
+	tmdSocket := fs.String("tmd", "", "install the group SAs into the tmd serving `SOCKET` (srcmstr passes it); default: keep them in this process")
+	ikedSocket := fs.String("iked", "", "receive and send through the iked broker serving `SOCKET` (started with the group ike); default: own sockets")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" || *port == 0 || *port > 65535 {
+		fmt.Fprintln(env.Stderr, "usage: groupvpn ikev2d -f FILE [-port N] [-listen A,B] [-state FILE] [-tmd SOCKET] [-iked SOCKET]")
+		return 2
+	}
+	if *ikedSocket != "" && *listen != "" {
+		fmt.Fprintln(env.Stderr, "groupvpn ikev2d: -listen and -iked exclude each other: with the broker, ikev2d serves the addresses iked serves")
+		return 2
+	}
+	notify := srcnotify.FromEnv()
+	defer notify.Close()
+	logger, logDest, _, err := daemonLogger(env, "ikev2d", "", *debug)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
+		return 1
+	}
+	if logDest != nil {
+		defer logDest.Close()
+	}
+	keys := keystore.Open(KeyStoreDir(*keysDir, *statePath))
+	load := func() (*policy.Config, error) { return policy.LoadWith(*file, policy.Options{KeyStore: keys}) }
+	cfg, err := load()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn ikev2d: configuration refused:\n%v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var o ikev2d.Options
+	o.Logger = logger
+	if *tmdSocket != "" {
+		sas, err := tmd.Dial(ctx, *tmdSocket, "ikev2d", logger)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
+			return 1
+		}
+		defer sas.Close()
+		o.Dataplane = sas
+	}
+	// The addresses, as isakmpd's (SPEC D3): iked's on our port when
+	// started with the group, else every address of every up interface,
+	// else the -listen list.
+	var inventory func() ([]netip.AddrPort, error)
+	var brokerLost <-chan struct{}
+	var brokerErr func() error
+	switch {
+	case *ikedSocket != "":
+		broker, err := iked.Dial(ctx, *ikedSocket, "ikev2d", 2)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
+			return 1
+		}
+		defer broker.Close()
+		brokerLost, brokerErr = broker.Done(), broker.Err
+		inventory = func() ([]netip.AddrPort, error) {
+			all, err := broker.Addrs(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("addresses served by iked: %w", err)
+			}
+			var out []netip.AddrPort
+			for _, a := range all {
+				if a.Port() == uint16(*port) {
+					out = append(out, a)
+				}
+			}
+			if len(out) == 0 {
+				return nil, fmt.Errorf("iked serves no address on port %d (it serves %s)", *port, netinv.Join(all))
+			}
+			return out, nil
+		}
+		o.ListenPacket = func(a netip.AddrPort) (ikev2d.PacketConn, error) { return broker.Listen(a) }
+	case *listen == "":
+		inventory = func() ([]netip.AddrPort, error) { return netinv.WithPorts(uint16(*port)) }
+	default:
+		for _, s := range strings.Split(*listen, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(s))
+			if err != nil {
+				fmt.Fprintf(env.Stderr, "groupvpn ikev2d: -listen: %v\n", err)
+				return 2
+			}
+			o.Listen = append(o.Listen, netip.AddrPortFrom(a, uint16(*port)))
+		}
+	}
+	if inventory != nil {
+		if o.Listen, err = inventory(); err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
+			return 1
+		}
+	}
+	rc, err := ikev2dConfig(cfg, o.Listen, uint16(*port))
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
+		return 1
+	}
+	if len(rc.KS) > 0 && *statePath != "" {
+		if err := os.MkdirAll(filepath.Dir(*statePath), 0o700); err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn ikev2d: state directory: %v\n", err)
+			return 1
+		}
+		st, err := store.Open(*statePath, store.Options{})
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
+			return 1
+		}
+		defer st.Close()
+		o.Store = st
+	}
+	r, err := ikev2d.New(rc, o)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
+		return 1
+	}
+	if *socket != "" {
+		srv := ctl.NewServer(logger)
+		r.Serve(srv)
+		go func() {
+			if err := srv.Serve(ctx, *socket); err != nil && ctx.Err() == nil {
+				logger.Error("control socket stopped", "err", err.Error())
+			}
+		}()
+	}
+	served := r.Addrs()
+	via, sadb := "own sockets", "this process"
+	if *ikedSocket != "" {
+		via = "iked " + *ikedSocket
+	}
+	if *tmdSocket != "" {
+		sadb = "tmd " + *tmdSocket
+	}
+	logger.Info("ikev2d started", "config", *file, "listen", netinv.Join(served), "via", via, "sadb", sadb,
+		"ks_groups", len(rc.KS), "gm_groups", len(rc.GM))
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	errBrokerLost := errors.New("lost the iked broker")
+	go func() {
+		select {
+		case <-brokerLost:
+			cancelRun(fmt.Errorf("%w (%v)", errBrokerLost, brokerErr()))
+		case <-runCtx.Done():
+		}
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go ikev2dRefresh(runCtx, hup, r, inventory, load, *file, logger, notify)
+	if err := notify.Send(srcnotify.Event{State: srcnotify.Ready, Addrs: netinv.Strings(served),
+		Detail: fmt.Sprintf("serving %d addresses (%s); SAs in %s", len(served), via, sadb)}); err != nil {
+		logger.Warn("could not tell srcmstr the daemon is ready", "err", err.Error())
+	}
+	err = r.Run(runCtx)
+	if cause := context.Cause(runCtx); errors.Is(cause, errBrokerLost) {
+		logger.Error("exiting: no datagram can arrive or leave without iked", "err", cause.Error())
+		fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v: exiting; recover with stopsrc -s ikev2d, then startsrc -g ike\n", cause)
+		return 1
+	}
+	notify.Send(srcnotify.Event{State: srcnotify.Stopping})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// ikev2dRefresh is isakmpd's reloadOnHangup for ikev2d (SPEC D3, D4): on
+// SIGHUP a new inventory of the addresses (listen on new ones, close gone
+// ones, keeping the IKE SAs of the others, the key-server state and the
+// registrations), then the configuration file is read again: an invalid
+// one is refused with file:line and srcmstr told refresh-failed; a valid
+// one is checked and reported (the groups it declares take effect at the
+// next start: ikev2d does not yet apply a changed file live).
+func ikev2dRefresh(ctx context.Context, hup <-chan os.Signal, r *ikev2d.Router, inventory func() ([]netip.AddrPort, error),
+	load func() (*policy.Config, error), file string, logger *slog.Logger, notify *srcnotify.Notifier) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		var problems []string
+		var summary string
+		var served []netip.AddrPort
+		if inventory == nil {
+			r.Do(ctx, func() { served = r.Addrs() })
+			summary = "addresses kept (explicit -listen list): " + netinv.Join(served)
+		} else if inv, err := inventory(); err != nil {
+			problems = append(problems, "address refresh: "+err.Error())
+			r.Do(ctx, func() { served = r.Addrs() })
+			summary = "addresses kept: " + netinv.Join(served)
+		} else {
+			var added, removed []netip.AddrPort
+			var rerr error
+			r.Do(ctx, func() { added, removed, rerr = r.Refresh(inv); served = r.Addrs() })
+			summary = fmt.Sprintf("addresses refreshed: added %s; removed %s; serving %s", netinv.Join(added), netinv.Join(removed), netinv.Join(served))
+			if rerr != nil {
+				problems = append(problems, rerr.Error())
+			}
+		}
+		logger.Info("addresses refreshed", "summary", summary)
+		if _, err := load(); err != nil {
+			logger.Error("configuration reload refused; the running configuration stays", "err", err.Error())
+			problems = append(problems, "configuration refused, the running configuration stays: "+oneLine(err.Error()))
+		} else {
+			logger.Info("configuration checked", "file", file)
+		}
+		ev := srcnotify.Event{State: srcnotify.Refreshed, Addrs: netinv.Strings(served), Detail: summary + "; configuration checked: " + file}
+		if len(problems) > 0 {
+			ev.State, ev.Detail = srcnotify.RefreshFailed, summary+"; "+strings.Join(problems, "; ")
+		}
+		if err := notify.Send(ev); err != nil {
+			logger.Warn("could not tell srcmstr the refresh outcome", "err", err.Error())
+		}
+	}
+}

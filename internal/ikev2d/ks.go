@@ -1,0 +1,320 @@
+package ikev2d
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	wire "github.com/groupvpn/groupvpn/ikev2"
+	"github.com/groupvpn/groupvpn/internal/gikev2"
+	"github.com/groupvpn/groupvpn/internal/ikev2"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// ksRole is the G-IKEv2 key server: ks.Server decides (authorization,
+// members, Sender-IDs, keys, the rekey schedule), gikev2.GCKS builds the
+// messages. The router only carries them.
+type ksRole struct {
+	r    *Router
+	srv  *ks.Server
+	gcks *gikev2.GCKS
+	// Stats of the key-server side (SPEC S5).
+	Registered, Refused, Rekeys uint64
+}
+
+func newKSRole(r *Router, groups []ks.GroupConfig, now time.Time) (*ksRole, error) {
+	srv := ks.New(ks.Options{Rand: r.o.Rand, Logger: r.log})
+	for _, g := range groups {
+		if err := srv.AddGroup(g, now); err != nil {
+			return nil, fmt.Errorf("ikev2d: key-server group %s: %w", g.Name, err)
+		}
+	}
+	k := &ksRole{r: r, srv: srv, gcks: gikev2.NewGCKS(srv, r.o.Rand)}
+	if st := r.o.Store; st != nil {
+		saved, err := st.LoadGroups()
+		if err != nil {
+			return nil, fmt.Errorf("ikev2d: key-server state: %w", err)
+		}
+		for _, gs := range saved {
+			if err := srv.Restore(gs, now); err != nil {
+				r.log.Warn("stored group not restored", "group", gs.Name, "err", err.Error())
+				continue
+			}
+			// The Rekey SA goes on from a Message ID above every one sent
+			// before the restart: ks's sequence number advances once per
+			// rekey and is durable before each is sent (write before
+			// send), and a Rekey SA's Message IDs start at 0 with its KEK.
+			if err := k.gcks.Resume(gs.Name, srv.Seq(gs.Name), now); err != nil {
+				r.log.Warn("Rekey SA not resumed", "group", gs.Name, "err", err.Error())
+			}
+			r.log.Info("key-server state restored", "group", gs.Name, "seq", srv.Seq(gs.Name), "members", len(gs.Members))
+		}
+		for _, name := range srv.Groups() {
+			if err := k.save(name, now, true); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return k, nil
+}
+
+// Server is the key server's ks.Server (show commands; nil without
+// key-server groups). Use it inside Do.
+func (r *Router) Server() *ks.Server {
+	if r.ks == nil {
+		return nil
+	}
+	return r.ks.srv
+}
+
+// save writes the group's state (members when withMembers) before what
+// depends on it is sent (SPEC O4).
+func (k *ksRole) save(name string, now time.Time, withMembers bool) error {
+	st := k.r.o.Store
+	if st == nil {
+		return nil
+	}
+	gs, err := k.srv.State(name, now)
+	if err != nil {
+		return err
+	}
+	if withMembers {
+		err = st.SaveGroup(gs)
+	} else {
+		err = st.SaveKeys(gs)
+	}
+	if err != nil {
+		return fmt.Errorf("ikev2d: saving group %s: %w", name, err)
+	}
+	k.srv.MarkSaved()
+	return nil
+}
+
+// onAuth checks GSA_AUTH's IDg before the IKE SA is established (RFC 9838
+// §2.3.4): an unknown group is INVALID_GROUP_ID. The keys come with the
+// GSA_REGISTRATION the member sends next.
+func (k *ksRole) onAuth(peer *ikev2.Identity, _ *x509.Certificate, ps []wire.Payload) ([]wire.Payload, error) {
+	req, err := gikev2.ParseRequest(ps)
+	if err == nil && !k.serves(req.Group) {
+		err = &gikev2.RefusedError{Notify: wire.NotifyInvalidGroupID, Err: fmt.Errorf("no group with identity number %d", req.Group)}
+	}
+	if err != nil {
+		k.Refused++
+		return nil, &ikev2.Refusal{Notify: notifyOf(err), Err: err}
+	}
+	return nil, nil
+}
+
+func notifyOf(err error) wire.NotifyType {
+	var rf *gikev2.RefusedError
+	if errors.As(err, &rf) {
+		return rf.Notify
+	}
+	return wire.NotifyRegistrationFailed
+}
+
+func (k *ksRole) serves(id uint32) bool {
+	for _, g := range k.r.cfg.KS {
+		if g.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// request answers a member's GSA_REGISTRATION on an established IKE SA.
+func (k *ksRole) request(s *sock, sa *ikev2.SA, e ikev2.Request, now time.Time) {
+	var ps []wire.Payload
+	var err error
+	switch e.Exchange {
+	case wire.ExchangeGSARegistration:
+		ps, err = k.register(sa, e.Payloads, now)
+	default:
+		err = &gikev2.RefusedError{Notify: wire.NotifyInvalidSyntax, Err: fmt.Errorf("exchange %s is not one a GCKS answers", e.Exchange)}
+	}
+	if err != nil {
+		k.Refused++
+		k.r.log.Warn("G-IKEv2 registration refused", "peer", sa.Peer().String(), "err", err.Error())
+		ps = gikev2.Refusal(err)
+	}
+	out, rerr := s.ep.Respond(sa, ps, now)
+	if rerr != nil {
+		k.r.log.Warn("G-IKEv2 answer not sent", "peer", sa.Peer().String(), "err", rerr.Error())
+		return
+	}
+	k.r.deliver(s, out, now)
+}
+
+func (k *ksRole) register(sa *ikev2.SA, payloads []wire.Payload, now time.Time) ([]wire.Payload, error) {
+	req, err := gikev2.ParseRequest(payloads)
+	if err != nil {
+		return nil, err
+	}
+	kwk, err := gikev2.UnicastKWK(sa.Keys(), gikev2.DefaultKWA)
+	if err != nil {
+		return nil, err
+	}
+	info := sa.Info()
+	peer := ks.Peer{Addr: info.Peer, Identity: info.PeerID.String()}
+	if c := info.PeerCert; c != nil {
+		peer.Identity, peer.CertSubject = c.Subject.String(), c.Subject.String()
+	}
+	ps, err := k.gcks.Register(peer, req, kwk, now)
+	if err != nil {
+		return nil, err
+	}
+	if req.Leave == 0 {
+		for _, name := range k.srv.Groups() {
+			if st, _ := k.srv.State(name, now); st != nil && st.ID == req.Group {
+				if err := k.save(name, now, true); err != nil {
+					return nil, &gikev2.RefusedError{Notify: wire.NotifyRegistrationFailed, Err: err}
+				}
+			}
+		}
+		k.Registered++
+		k.r.log.Info("G-IKEv2 member registered", "peer", info.Peer.String(), "identity", peer.Identity, "group", req.Group)
+	}
+	return ps, nil
+}
+
+func (k *ksRole) nextTimer() time.Time {
+	var next time.Time
+	for _, name := range k.srv.Groups() {
+		if t := k.srv.NextRekey(name); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	return next
+}
+
+func (k *ksRole) tick(now time.Time) {
+	for _, name := range k.srv.Groups() {
+		if t := k.srv.NextRekey(name); !t.IsZero() && !t.After(now) {
+			if err := k.Rekey(name, now); err != nil {
+				k.r.log.Error("G-IKEv2 rekey failed", "group", name, "err", err.Error())
+			}
+		}
+	}
+}
+
+// Rekey advances group name's keys (ks) and sends the GSA_REKEY to every
+// member (unicast) or to the group's multicast address. Use it inside Do
+// (clear crypto gdoi ks ... / crypto gdoi ks rekey).
+func (r *Router) Rekey(name string) error {
+	if r.ks == nil {
+		return errors.New("ikev2d: not a key server")
+	}
+	return r.ks.Rekey(name, r.o.Now())
+}
+
+// Rekey is the scheduled or commanded rekey of group name.
+func (k *ksRole) Rekey(name string, now time.Time) error {
+	p, err := k.srv.Rekey(name, now)
+	if err != nil {
+		return err
+	}
+	return k.push(name, p, func() (*gikev2.Push, error) { return k.gcks.Rekey(name, now) }, now)
+}
+
+// Replace is the policy replace of group name (SPEC P2-P4): ks's replace
+// rekey, then the G-IKEv2 GSA_REKEY deleting the old TEKs.
+func (r *Router) Replace(name string, replaceNow bool) error {
+	if r.ks == nil {
+		return errors.New("ikev2d: not a key server")
+	}
+	now := r.o.Now()
+	mode := isakmp.ModeShorten
+	if replaceNow {
+		mode = isakmp.ModeNow
+	}
+	p, err := r.ks.srv.ReplaceRekey(name, mode, now)
+	if err != nil {
+		return err
+	}
+	return r.ks.push(name, p, func() (*gikev2.Push, error) { return r.ks.gcks.Replace(name, replaceNow, now) }, now)
+}
+
+// Remove excludes every member of group name (SPEC R1, R4): the GSA_REKEY
+// with D(GIKE_UPDATE) under the Rekey SA they hold, then ks's new keys
+// for the members that register again.
+func (r *Router) Remove(name string, now bool) error {
+	if r.ks == nil {
+		return errors.New("ikev2d: not a key server")
+	}
+	if err := r.ks.srv.CheckPrimaryRemoval(name); err != nil {
+		return err
+	}
+	t := r.o.Now()
+	members := r.ks.members(name)
+	gp, gerr := r.ks.gcks.Remove(name, now)
+	if _, err := r.ks.srv.Remove(name, now, t); err != nil {
+		return err
+	}
+	if err := r.ks.save(name, t, true); err != nil {
+		return err
+	}
+	if gerr != nil {
+		return gerr
+	}
+	r.ks.send(name, gp, members)
+	return nil
+}
+
+// members are the unicast destinations of group name: where each member
+// registered from.
+func (k *ksRole) members(name string) []netip.AddrPort {
+	st, err := k.srv.State(name, k.r.o.Now())
+	if err != nil {
+		return nil
+	}
+	var out []netip.AddrPort
+	for _, m := range st.Members {
+		if !m.Removed {
+			out = append(out, netip.AddrPortFrom(m.Address, m.Port))
+		}
+	}
+	return out
+}
+
+// push persists the keys ks advanced (write before send), builds the
+// G-IKEv2 message and sends it.
+func (k *ksRole) push(name string, p *ks.Push, build func() (*gikev2.Push, error), now time.Time) error {
+	if err := k.save(name, now, false); err != nil {
+		return err
+	}
+	gp, err := build()
+	if err != nil {
+		return err
+	}
+	var to []netip.AddrPort
+	if pol := k.srv.RekeyPolicy(name); !pol.Unicast && pol.Multicast.IsValid() {
+		to = []netip.AddrPort{pol.Multicast}
+	} else {
+		to = k.members(name)
+	}
+	k.Rekeys++
+	k.r.log.Info("G-IKEv2 rekey sent", "group", name, "message_id", gp.MessageID, "seq", p.Seq, "to", len(to))
+	k.send(name, gp, to)
+	return nil
+}
+
+// send writes one GSA_REKEY to each destination, from the group's
+// address when it is served, else from the first socket of the family.
+func (k *ksRole) send(name string, gp *gikev2.Push, to []netip.AddrPort) {
+	from := k.srv.Address(name)
+	for _, a := range to {
+		s := k.r.sockFor(a)
+		for _, c := range k.r.socks {
+			if c.local.Addr() == from {
+				s = c
+			}
+		}
+		if s == nil {
+			continue
+		}
+		s.conn.WriteToUDPAddrPort(gp.Data, a)
+	}
+}

@@ -1,0 +1,453 @@
+// Package ikev2d is the router of the IKEv2 daemon (SPEC D1, G2, G4;
+// issue 17): it owns the sockets (its own UDP sockets, or virtual ones
+// through the broker iked), one internal/ikev2 Endpoint per address, one
+// event loop and its timers, and hands what arrives to the sans-IO roles:
+// the G-IKEv2 key server (ks.Server + gikev2.GCKS) and group members
+// (gikev2.Member, their TEKs into a sadb.Dataplane such as tmd). It is
+// internal/node's twin for IKEv2 and holds no protocol logic of its own.
+package ikev2d
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	wire "github.com/groupvpn/groupvpn/ikev2"
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ikev2"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+)
+
+// DefaultPort is G-IKEv2's port (RFC 9838 §2: the GCKS listens on 848, as
+// GDOI).
+const DefaultPort = 848
+
+// PacketConn is a UDP socket: *net.UDPConn, or an *iked.Conn through the
+// broker.
+type PacketConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error)
+	LocalAddr() net.Addr
+	Close() error
+}
+
+// GMGroup is a group this daemon is a member of.
+type GMGroup struct {
+	Name    string
+	ID      uint32
+	Servers []netip.AddrPort // key servers, in order of preference
+	Sender  bool             // asks for Sender-IDs (counter-mode groups)
+}
+
+// Config is what the daemon runs: the IKE credentials, the key-server
+// groups (ks's configuration, as isakmpd's) and the member groups.
+type Config struct {
+	Hostname string
+	Creds    ike.Credentials
+	Suites   []ikev2.Suite // nil: internal/ikev2's defaults
+	KS       []ks.GroupConfig
+	GM       []GMGroup
+}
+
+// Options configure a Router.
+type Options struct {
+	Listen []netip.AddrPort
+	// ListenPacket opens the socket of an address; nil: net.ListenUDP.
+	ListenPacket func(netip.AddrPort) (PacketConn, error)
+	// Dataplane receives the members' TEKs (tmd's client under srcmstr);
+	// nil: a sadb.Memory in this process.
+	Dataplane sadb.Dataplane
+	// Store keeps the key-server state across restarts; nil: none.
+	Store  ks.Store
+	Logger *slog.Logger
+	Now    func() time.Time
+	Rand   io.Reader
+}
+
+// sock is one served address.
+type sock struct {
+	local  netip.AddrPort
+	conn   PacketConn
+	ep     *ikev2.Endpoint
+	closed bool
+}
+
+type datagram struct {
+	s    *sock
+	from netip.AddrPort
+	data []byte
+}
+
+// Router runs the daemon's roles on its sockets. Everything but Run's
+// readers happens on the loop goroutine; Do runs a function there.
+type Router struct {
+	o       Options
+	cfg     Config
+	log     *slog.Logger
+	socks   []*sock
+	in      chan datagram
+	cmds    chan func()
+	running bool
+	retired ikev2.Stats // counters of closed sockets' endpoints
+
+	ks *ksRole   // nil without key-server groups
+	gm []*member // the member groups
+	// Drops counts datagrams dropped before an endpoint or a role
+	// (SPEC S5).
+	Drops Drops
+}
+
+// Drops are the router's own drop counters.
+type Drops struct {
+	Overload  uint64 // the loop did not keep up: datagram dropped at the reader
+	NotIKEv2  uint64 // not an IKEv2 header
+	RekeyNoGM uint64 // a GSA_REKEY for no group this daemon is a member of
+}
+
+// New opens the sockets of o.Listen and prepares the roles of cfg.
+func New(cfg Config, o Options) (*Router, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ListenPacket == nil {
+		o.ListenPacket = func(a netip.AddrPort) (PacketConn, error) {
+			return net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+		}
+	}
+	if o.Dataplane == nil {
+		o.Dataplane = sadb.NewMemory()
+	}
+	if len(o.Listen) == 0 {
+		return nil, errors.New("ikev2d: no address to listen on")
+	}
+	r := &Router{o: o, cfg: cfg, log: o.Logger, in: make(chan datagram, 1024), cmds: make(chan func())}
+	now := o.Now()
+	if len(cfg.KS) > 0 {
+		k, err := newKSRole(r, cfg.KS, now)
+		if err != nil {
+			return nil, err
+		}
+		r.ks = k
+	}
+	for _, g := range cfg.GM {
+		if len(g.Servers) == 0 {
+			return nil, fmt.Errorf("ikev2d: group %s: no key server address", g.Name)
+		}
+		r.gm = append(r.gm, newMember(r, g))
+	}
+	for _, a := range o.Listen {
+		s, err := r.open(a)
+		if err != nil {
+			r.closeAll()
+			return nil, err
+		}
+		r.socks = append(r.socks, s)
+	}
+	return r, nil
+}
+
+// ikeConfig is the endpoints' configuration: responder for the KS role,
+// initiator for the member role (GSA_AUTH carries the first member
+// group's IDg; the others register over the SA with GSA_REGISTRATION).
+func (r *Router) ikeConfig() *ikev2.Config {
+	c := &ikev2.Config{Creds: r.cfg.Creds, Suites: r.cfg.Suites, AuthExchange: wire.ExchangeGSAAuth,
+		Rand: r.o.Rand, Logger: r.log}
+	if r.ks != nil {
+		c.OnAuth = r.ks.onAuth
+	}
+	if len(r.gm) > 0 {
+		c.AuthRequest = r.gm[0].m.AuthRequest().Payloads()
+	}
+	return c
+}
+
+func (r *Router) open(a netip.AddrPort) (*sock, error) {
+	conn, err := r.o.ListenPacket(a)
+	if err != nil {
+		return nil, fmt.Errorf("ikev2d: listen %s: %w", a, err)
+	}
+	local := a
+	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
+		local = ua.AddrPort()
+	}
+	ep, err := ikev2.NewEndpoint(r.ikeConfig(), local, ikev2.Limits{})
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("ikev2d: %s: %w", a, err)
+	}
+	return &sock{local: local, conn: conn, ep: ep}, nil
+}
+
+func (r *Router) closeAll() {
+	for _, s := range r.socks {
+		s.closed = true
+		s.conn.Close()
+	}
+}
+
+// Addrs are the addresses served. Use it inside Do once Run runs.
+func (r *Router) Addrs() []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(r.socks))
+	for _, s := range r.socks {
+		out = append(out, s.local)
+	}
+	return out
+}
+
+// Refresh makes the router listen on exactly listen (SPEC D4): sockets for
+// new addresses, the sockets of gone ones closed (with their IKE SAs); the
+// key-server state and the members' registrations stay. An address that
+// cannot be bound is reported and skipped; a list leaving no socket is
+// refused whole. Use it inside Do.
+func (r *Router) Refresh(listen []netip.AddrPort) (added, removed []netip.AddrPort, err error) {
+	if len(listen) == 0 {
+		return nil, nil, errors.New("ikev2d: no address to listen on")
+	}
+	served := func(a netip.AddrPort, s *sock) bool {
+		return a.Addr().Unmap() == s.local.Addr().Unmap() && (a.Port() == s.local.Port() || a.Port() == 0)
+	}
+	var keep, gone, opened []*sock
+	for _, s := range r.socks {
+		if slices.ContainsFunc(listen, func(a netip.AddrPort) bool { return served(a, s) }) {
+			keep = append(keep, s)
+		} else {
+			gone = append(gone, s)
+		}
+	}
+	var errs []error
+	for _, a := range listen {
+		if slices.ContainsFunc(keep, func(s *sock) bool { return served(a, s) }) ||
+			slices.ContainsFunc(opened, func(s *sock) bool { return served(a, s) }) {
+			continue
+		}
+		s, err := r.open(a)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		opened = append(opened, s)
+	}
+	if len(keep)+len(opened) == 0 {
+		for _, s := range opened {
+			s.conn.Close()
+		}
+		errs = append(errs, fmt.Errorf("ikev2d: refresh would leave no address to listen on; still serving %v", r.Addrs()))
+		return nil, nil, errors.Join(errs...)
+	}
+	r.socks = append(keep, opened...)
+	for _, s := range opened {
+		added = append(added, s.local)
+		if r.running {
+			go r.read(s)
+		}
+	}
+	for _, s := range gone {
+		s.closed = true
+		s.conn.Close()
+		r.retired = addStats(r.retired, s.ep.Stats)
+		removed = append(removed, s.local)
+		for _, m := range r.gm {
+			m.sockGone(s)
+		}
+	}
+	return added, removed, errors.Join(errs...)
+}
+
+// Do runs f on the loop and waits for it.
+func (r *Router) Do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case r.cmds <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Router) read(s *sock) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return // closed by Refresh or Run's end
+		}
+		select {
+		case r.in <- datagram{s: s, from: from, data: append([]byte(nil), buf[:n]...)}:
+		default:
+			r.cmdsDrop()
+		}
+	}
+}
+
+// cmdsDrop counts an overload drop on the loop, without blocking the reader.
+func (r *Router) cmdsDrop() {
+	select {
+	case r.cmds <- func() { r.Drops.Overload++ }:
+	default:
+	}
+}
+
+// Run serves until ctx ends, then closes every socket.
+func (r *Router) Run(ctx context.Context) error {
+	r.running = true
+	for _, s := range r.socks {
+		go r.read(s)
+	}
+	defer r.closeAll()
+	now := r.o.Now()
+	for _, m := range r.gm {
+		m.start(now)
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := r.nextTimer()
+		if next.IsZero() {
+			timer.Reset(time.Hour)
+		} else {
+			timer.Reset(max(next.Sub(r.o.Now()), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case d := <-r.in:
+			if !d.s.closed {
+				r.handle(d)
+			}
+		case f := <-r.cmds:
+			f()
+		case <-timer.C:
+			r.tick(r.o.Now())
+		}
+	}
+}
+
+func (r *Router) nextTimer() time.Time {
+	var next time.Time
+	earlier := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, s := range r.socks {
+		earlier(s.ep.NextTimer())
+	}
+	if r.ks != nil {
+		earlier(r.ks.nextTimer())
+	}
+	for _, m := range r.gm {
+		earlier(m.next)
+	}
+	return next
+}
+
+func (r *Router) tick(now time.Time) {
+	for _, s := range r.socks {
+		if t := s.ep.NextTimer(); !t.IsZero() && !t.After(now) {
+			r.deliver(s, s.ep.Tick(now), now)
+		}
+	}
+	if r.ks != nil {
+		r.ks.tick(now)
+	}
+	for _, m := range r.gm {
+		if !m.next.IsZero() && !m.next.After(now) {
+			m.timer(now)
+		}
+	}
+}
+
+// handle routes one datagram: a GSA_REKEY (no IKE SA: the Rekey SA's SPI)
+// to the member roles, anything else to the address's endpoint.
+func (r *Router) handle(d datagram) {
+	now := r.o.Now()
+	h, err := wire.ParseHeader(d.data)
+	if err != nil || h.Version>>4 != 2 {
+		r.Drops.NotIKEv2++
+		return
+	}
+	if h.Exchange == wire.ExchangeGSARekey && h.Flags&wire.FlagResponse == 0 {
+		for _, m := range r.gm {
+			if spi, ok := m.m.RekeySPI(); ok && [8]byte(spi[:8]) == [8]byte(h.SPIi[:]) {
+				m.rekey(d.data, now)
+				return
+			}
+		}
+		r.Drops.RekeyNoGM++
+		return
+	}
+	r.deliver(d.s, d.s.ep.Handle(d.from, d.data, now), now)
+}
+
+// deliver sends an endpoint's datagrams and hands its events to the roles.
+func (r *Router) deliver(s *sock, out ikev2.Output, now time.Time) {
+	for _, p := range out.Send {
+		// A lost datagram is retransmitted by the protocol.
+		s.conn.WriteToUDPAddrPort(p.Data, p.To)
+	}
+	for _, ev := range out.Events {
+		switch e := ev.Event.(type) {
+		case ikev2.Request:
+			if r.ks != nil {
+				r.ks.request(s, ev.SA, e, now)
+			}
+		default:
+			for _, m := range r.gm {
+				m.event(s, ev.SA, ev.Event, now)
+			}
+		}
+	}
+}
+
+// sockFor picks the socket to reach to from: the first of its family.
+func (r *Router) sockFor(to netip.AddrPort) *sock {
+	for _, s := range r.socks {
+		if s.local.Addr().Is4() == to.Addr().Is4() {
+			return s
+		}
+	}
+	return nil
+}
+
+// Stats are the IKEv2 endpoints' counters, closed sockets' included.
+func (r *Router) Stats() ikev2.Stats {
+	st := r.retired
+	for _, s := range r.socks {
+		st = addStats(st, s.ep.Stats)
+	}
+	return st
+}
+
+func addStats(a, b ikev2.Stats) ikev2.Stats {
+	a.Malformed += b.Malformed
+	a.UnknownSA += b.UnknownSA
+	a.InitRejected += b.InitRejected
+	a.RefusalSent += b.RefusalSent
+	a.RefusalSuppressed += b.RefusalSuppressed
+	a.CookieSent += b.CookieSent
+	a.CookieSuppressed += b.CookieSuppressed
+	a.CookieInvalid += b.CookieInvalid
+	a.HalfOpenEvicted += b.HalfOpenEvicted
+	a.HalfOpenPeerEvicted += b.HalfOpenPeerEvicted
+	a.HalfOpenExpired += b.HalfOpenExpired
+	a.SPICollision += b.SPICollision
+	a.Dropped += b.Dropped
+	a.Resent += b.Resent
+	a.AuthFailed += b.AuthFailed
+	return a
+}

@@ -1,0 +1,129 @@
+package ikev2d
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+func psk() ike.Credentials {
+	return ike.Credentials{PSK: func(netip.Addr) ([]byte, bool) { return []byte("router secret"), true }}
+}
+
+func ksGroup(t *testing.T) ks.GroupConfig {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks.GroupConfig{Name: "G2", ID: 90, Address: netip.MustParseAddr("127.0.0.1"), SigningKey: key,
+		TEKs: []ks.TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour, Replay: isakmp.ReplayCounter, ReplayWindow: 64,
+			Selectors: []ks.Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}},
+		Rekey: ks.RekeyPolicy{Unicast: true}}
+}
+
+func run(t *testing.T, r *Router) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%s never happened", what)
+		}
+	}
+}
+
+func tekSPIs(dp sadb.Dataplane, group string) []uint32 {
+	var out []uint32
+	for _, t := range dp.TEKs() {
+		if t.Group == group {
+			out = append(out, t.SPI)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// proves: G2, G4 (issue 17: ikev2d's router over real UDP sockets: a GM
+// router registers with a KS router by IKE_SA_INIT, GSA_AUTH and
+// GSA_REGISTRATION and installs ks's TEKs; a rekey (crypto gdoi ks rekey)
+// reaches it as a unicast GSA_REKEY; clear crypto gdoi ks members
+// excludes it and it registers again for the new keys)
+func TestRouterRegisterRekeyRemove(t *testing.T) {
+	ctx := context.Background()
+	kr, err := New(Config{Creds: psk(), KS: []ks.GroupConfig{ksGroup(t)}}, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ksAddr := kr.Addrs()[0]
+	dp := sadb.NewMemory()
+	gr, err := New(Config{Creds: psk(), GM: []GMGroup{{Name: "G2", ID: 90, Servers: []netip.AddrPort{ksAddr}, Sender: true}}},
+		Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.3:0")}, Dataplane: dp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, kr)
+	run(t, gr)
+	registered := func() bool {
+		var ok bool
+		gr.Do(ctx, func() { ok = len(gr.Members()) == 1 && gr.Members()[0].Registered })
+		return ok
+	}
+	waitFor(t, "GM registration", registered)
+	ksTEKs := func() []uint32 {
+		var out []uint32
+		kr.Do(ctx, func() {
+			st, _ := kr.Server().State("G2", time.Now())
+			for _, k := range st.TEKs {
+				out = append(out, k.SPI)
+			}
+		})
+		slices.Sort(out)
+		return out
+	}
+	first := ksTEKs()
+	if got := tekSPIs(dp, "G2"); !slices.Equal(got, first) {
+		t.Fatalf("GM TEKs %v, KS %v", got, first)
+	}
+	// Rekey.
+	var rerr error
+	kr.Do(ctx, func() { rerr = kr.Replace("G2", false) })
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	second := ksTEKs()
+	waitFor(t, "rekey at the GM", func() bool { return slices.Contains(tekSPIs(dp, "G2"), second[0]) })
+	var st MemberStatus
+	gr.Do(ctx, func() { st = gr.Members()[0] })
+	if st.Rekeys != 1 {
+		t.Fatalf("rekeys applied %d: %+v", st.Rekeys, st)
+	}
+	// Removal: excluded, registers again, gets the new keys.
+	kr.Do(ctx, func() { rerr = kr.Remove("G2", false) })
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	third := ksTEKs()
+	if slices.Equal(third, second) {
+		t.Fatal("removal made no new keys")
+	}
+	waitFor(t, "re-registration after the removal", func() bool {
+		var n uint64
+		gr.Do(ctx, func() { n = gr.Members()[0].Registrations })
+		return n >= 2 && slices.Contains(tekSPIs(dp, "G2"), third[0])
+	})
+}
