@@ -414,8 +414,19 @@ func (r *Router) deliver(s *sock, out ikev2.Output, now time.Time) {
 	}
 }
 
-// sockFor picks the socket to reach to from: the first of its family.
+// sockFor picks the socket to reach to from: the one of the source
+// address the kernel's routing picks (a connected UDP socket sends
+// nothing), else the first of its family.
 func (r *Router) sockFor(to netip.AddrPort) *sock {
+	if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to)); err == nil {
+		src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+		c.Close()
+		for _, s := range r.socks {
+			if s.local.Addr().Unmap() == src {
+				return s
+			}
+		}
+	}
 	for _, s := range r.socks {
 		if s.local.Addr().Is4() == to.Addr().Is4() {
 			return s
