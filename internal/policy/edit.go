@@ -89,6 +89,11 @@ var modePrompts = map[string]string{
 	"crypto map":                              "(config-crypto-map)",
 	"crypto map fail-close":                   "(crypto-map-fail-close)",
 	"interface":                               "(config-if)",
+	"crypto ikev2 proposal":                   "(config-ikev2-proposal)",
+	"crypto ikev2 policy":                     "(config-ikev2-policy)",
+	"crypto ikev2 keyring":                    "(config-ikev2-keyring)",
+	"crypto ikev2 keyring peer":               "(config-ikev2-keyring-peer)",
+	"crypto ikev2 profile":                    "(config-ikev2-profile)",
 }
 
 // ModePrompt returns the prompt suffix of a configuration mode named as in
@@ -319,7 +324,17 @@ func header(obj any) string {
 		}
 		return "ip access-list extended " + o.Name
 	case *Group:
-		return "crypto gdoi group " + o.Name
+		return o.header()
+	case *IKEv2Proposal:
+		return "crypto ikev2 proposal " + o.Name
+	case *IKEv2Policy:
+		return "crypto ikev2 policy " + o.Name
+	case *IKEv2Keyring:
+		return "crypto ikev2 keyring " + o.Name
+	case *IKEv2KeyringPeer:
+		return "peer " + o.Name
+	case *IKEv2Profile:
+		return "crypto ikev2 profile " + o.Name
 	case *ServerLocal:
 		return "server local"
 	case *Redundancy:

@@ -99,6 +99,10 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add(ksPaste) // issue 14 item 2: pasted IOS configurations, with notes
 	f.Add(gmPaste)
 	f.Add(gmPaste + "access-list 101 remark x\naccess-list 101 permit ip 10.1.0.0 0.0.255.255 any\naccess-list 5 deny any\n")
+	// issue 17: G-IKEv2 groups, every crypto ikev2 block, notes and refusals.
+	f.Add(gikev2KS)
+	f.Add(gikev2GM + "crypto ikev2 dpd 10 2 on-demand\ncrypto ikev2 proposal p\n encryption aes-cbc-128 aes-cbc-256\n integrity sha512 sha256\n group 21 14\ncrypto ikev2 policy pol\n match fvrf any\n match address local 10.0.0.2\n proposal p\ncrypto ikev2 keyring kr\n peer x\n  identity fqdn x.example\n  pre-shared-key local a\n  pre-shared-key remote b\ncrypto ikev2 profile ks\n match identity remote fqdn domain example\n identity local address 10.0.0.9\n lifetime 600\n")
+	f.Add(strings.Replace(gikev2KS, "  gikev2 members\n", "  gikev2 nope\n  redundancy\n", 1) + " client protocol gikev2\ncrypto ikev2 profile members\n authentication remote eap\n keyring aaa x\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		checkParse(t, src)
 	})
@@ -199,6 +203,7 @@ func FuzzEditorApply(f *testing.F) {
 	f.Add("crypto ipsec transform-set t1 esp-hmac\nexit\nabort")
 	f.Add("ip access-list extended tr\n no 10\n 5 permit udp any eq 848 host 239.1.1.1 eq 848\nexit\nno crypto isakmp key k address 0.0.0.0 0.0.0.0\nend")
 	f.Add("crypto map m 10 gdoi\nno set group\nset group GET\ninterface eth9\ncrypto map m\nno replay\nend")
+	f.Add("crypto ikev2 proposal p\nencryption aes-gcm-256\nprf sha256\ngroup 19\ncrypto ikev2 keyring kr\npeer ks\naddress 10.0.0.1\npre-shared-key k\nno address\nidentity fqdn ks.example\ncrypto ikev2 profile pr\nauthentication local pre-share\nauthentication remote pre-share\nkeyring local kr\ncrypto gdoi group GET\nserver local\ngikev2 pr\nno gikev2\nclient protocol gikev2 pr\nend") // issue 17
 	for _, s := range configSeeds(f)[:5] {
 		f.Add(s + "\nend")
 	}

@@ -59,6 +59,13 @@ type Config struct {
 	FailClose     []*FailClose      // crypto map NAME gdoi fail-close
 	Interfaces    []*Interface
 
+	// G-IKEv2 (ikev2.go): crypto ikev2 proposal, policy, keyring and
+	// profile blocks, in declaration order.
+	IKEv2Proposals []*IKEv2Proposal
+	IKEv2Policies  []*IKEv2Policy
+	IKEv2Keyrings  []*IKEv2Keyring
+	IKEv2Profiles  []*IKEv2Profile
+
 	// Notes are the lines accepted but not used (a pasted IOS
 	// configuration's show-run headers, interface addresses, ...), each
 	// `file:line: note: ... not used by groupvpn (why)`, in line order;
@@ -404,7 +411,20 @@ type Group struct {
 	Servers               []ServerAddr // GM: key servers in try order
 	RegistrationInterface string       // GM: client registration interface
 	RegistrationIfaceLine int
-	Line                  int
+
+	// ClientProtocol is how members register: ProtocolGDOI (the default,
+	// also client protocol gdoi) or ProtocolGIKEv2 (client protocol gikev2
+	// PROFILE on a GM group; gikev2 PROFILE under server local on a KS).
+	// IKEv2ProfileName names the crypto ikev2 profile the members' IKE
+	// SAs authenticate by; IKEv2Profile is it, resolved.
+	ClientProtocol     Protocol
+	IKEv2ProfileName   string
+	IKEv2Profile       *IKEv2Profile
+	ClientProtocolLine int
+	// GKM: the group was declared crypto gkm group NAME (IOS-XE's name for
+	// a group that may use G-IKEv2); rendered so.
+	GKM  bool
+	Line int
 }
 
 // ServerAddr is one server address ipv4 A of a GM group.
@@ -846,7 +866,7 @@ func (c *Config) Summary() string {
 					coop += "none"
 				}
 			}
-			gs = append(gs, g.Name+" (identity "+utoa(g.Identity)+", "+itoa(len(g.Server.SAs))+" sa ipsec, rekey "+string(g.Server.Mode())+coop+")")
+			gs = append(gs, g.Name+" (identity "+utoa(g.Identity)+", "+itoa(len(g.Server.SAs))+" sa ipsec, rekey "+string(g.Server.Mode())+coop+g.protocolSummary()+")")
 		}
 		parts = append(parts, "key server for "+strings.Join(gs, ", "))
 	}
@@ -858,7 +878,7 @@ func (c *Config) Summary() string {
 			for _, s := range g.Servers {
 				ss = append(ss, s.Addr.String())
 			}
-			gs = append(gs, g.Name+" (identity "+utoa(g.Identity)+", key servers "+strings.Join(ss, " ")+", on "+strings.Join(c.InterfacesFor(g), " ")+")")
+			gs = append(gs, g.Name+" (identity "+utoa(g.Identity)+", key servers "+strings.Join(ss, " ")+", on "+strings.Join(c.InterfacesFor(g), " ")+g.protocolSummary()+")")
 		}
 		parts = append(parts, "group member of "+strings.Join(gs, ", "))
 	}

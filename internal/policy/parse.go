@@ -387,6 +387,8 @@ func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 // modes is the command table; buildModes makes a fresh one per Parse.
 type modes struct {
 	global, isakmp, transform, profile, aclExt, aclStd, group, server, sa, cmap, iface, failClose, redundancy *mode
+
+	ikev2Proposal, ikev2Policy, ikev2Keyring, ikev2Peer, ikev2Profile *mode // parse_ikev2.go
 }
 
 func buildModes() *modes {
@@ -795,6 +797,7 @@ func buildModes() *modes {
 				ifc.CryptoMap, ifc.CryptoMapLine = a[0], p.line
 			}},
 	}
+	ikev2Modes(m, c, ce)
 	return m
 }
 
@@ -1512,7 +1515,7 @@ func (p *parser) port(e *ACE, w []string) (int, []string, bool) {
 }
 
 func (p *parser) group(m *modes, a []string) {
-	g := &Group{Line: p.line}
+	g := &Group{ClientProtocol: ProtocolGDOI, Line: p.line}
 	defer func() { p.push(m.group, g) }()
 	if a == nil {
 		return

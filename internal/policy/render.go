@@ -82,6 +82,7 @@ func (c *Config) Render() string {
 	if len(c.Keys) > 0 || c.PKI.CertPath != "" || c.PKI.CAPath != "" || c.PKI.KeyPath != "" {
 		bang()
 	}
+	c.renderIKEv2(w, bang)
 	for _, a := range c.ACLs {
 		kind := "extended"
 		if a.Standard {
@@ -107,7 +108,11 @@ func (c *Config) Render() string {
 		bang()
 	}
 	for _, g := range c.Groups {
-		w("crypto gdoi group %s", g.Name)
+		if g.GKM {
+			w("crypto gkm group %s", g.Name)
+		} else {
+			w("crypto gdoi group %s", g.Name)
+		}
 		if g.Identity != 0 {
 			w(" identity number %d", g.Identity)
 		}
@@ -142,6 +147,9 @@ func (c *Config) Render() string {
 			}
 			if s.ReceiveOnly {
 				w("  sa receive-only")
+			}
+			if g.Protocol() == ProtocolGIKEv2 {
+				w("  gikev2 %s", g.IKEv2ProfileName)
 			}
 			if r := s.Redundancy; r != nil {
 				w("  redundancy")
@@ -181,6 +189,9 @@ func (c *Config) Render() string {
 		}
 		for _, s := range g.Servers {
 			w(" server address ipv4 %s", s.Addr)
+		}
+		if g.Server == nil && g.Protocol() == ProtocolGIKEv2 {
+			w(" client protocol gikev2 %s", g.IKEv2ProfileName)
 		}
 		if g.RegistrationInterface != "" {
 			w(" client registration interface %s", g.RegistrationInterface)

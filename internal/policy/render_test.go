@@ -254,7 +254,7 @@ func TestDocsDescribeEveryCommand(t *testing.T) {
 	}
 	doc := strings.ReplaceAll(string(raw), `\|`, "|")
 	m := buildModes()
-	for _, md := range []*mode{m.global, m.isakmp, m.transform, m.profile, m.aclExt, m.aclStd, m.group, m.server, m.redundancy, m.sa, m.cmap, m.iface} {
+	for _, md := range []*mode{m.global, m.isakmp, m.transform, m.profile, m.aclExt, m.aclStd, m.group, m.server, m.redundancy, m.sa, m.cmap, m.iface, m.ikev2Proposal, m.ikev2Policy, m.ikev2Keyring, m.ikev2Peer, m.ikev2Profile} {
 		for _, c := range md.cmds {
 			if !strings.Contains(doc, "`"+c.syntax+"`") {
 				t.Errorf("docs/config.md does not document %s mode command `%s`", md.name, c.syntax)

@@ -103,10 +103,12 @@ func (p *parser) resolve() {
 		case g.Server != nil:
 			p.resolveServer(g)
 		}
-		if len(c.ISAKMPPolicies) == 0 && (g.Server != nil || len(g.Servers) > 0) {
+		if len(c.ISAKMPPolicies) == 0 && (g.Server != nil || len(g.Servers) > 0) && g.Protocol() == ProtocolGDOI {
 			p.errAt(g.Line, "crypto gdoi group %s: registration needs phase 1, but no crypto isakmp policy is configured", g.Name)
 		}
 	}
+
+	p.resolveIKEv2()
 
 	// Crypto maps and interfaces.
 	for _, e := range c.CryptoMaps {
