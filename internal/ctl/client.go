@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -86,8 +88,65 @@ func (c *Client) Close() error {
 
 // Do sends one request (filling in V and ID) and waits for its response.
 // Errors wrap ErrConnection; the connection is then closed and the next Do
-// dials again (a request is never sent twice).
+// dials again (a request is never sent twice). A streamed reply is
+// collected into the response's Text up to MaxText; past it the rest is
+// read and dropped, and the response is marked Truncated (with OK false
+// and an error saying so): use Stream for output of any length.
 func (c *Client) Do(ctx context.Context, req *WireRequest) (*WireResponse, error) {
+	var col collector
+	resp, err := c.roundTrip(ctx, req, &col)
+	if err != nil {
+		return nil, err
+	}
+	if col.b.Len() > 0 {
+		col.WriteString(resp.Text)
+		resp.Text = col.b.String()
+	}
+	if col.cut {
+		resp.Truncated, resp.OK = true, false
+		if resp.Error == "" {
+			resp.Error = fmt.Sprintf("%% Output longer than %d MiB: cut (narrow it with a filter, or read it streamed)", MaxText>>20)
+		}
+	}
+	return resp, nil
+}
+
+// Stream sends one request and writes its output text to w as it
+// arrives, chunk by chunk (the response returned has no Text). When w
+// fails (a pager's 'q' returns ErrStopped) the connection is closed, so
+// the daemon stops rendering, and Stream returns ErrStopped; the next
+// request dials again.
+func (c *Client) Stream(ctx context.Context, req *WireRequest, w io.Writer) (*WireResponse, error) {
+	resp, err := c.roundTrip(ctx, req, w)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Text != "" {
+		if _, err := io.WriteString(w, resp.Text); err != nil {
+			return nil, ErrStopped
+		}
+		resp.Text = ""
+	}
+	return resp, nil
+}
+
+// collector keeps up to MaxText bytes and drops the rest.
+type collector struct {
+	b   strings.Builder
+	cut bool
+}
+
+func (c *collector) Write(p []byte) (int, error) {
+	if room := MaxText - c.b.Len(); len(p) > room {
+		p, c.cut = p[:max(room, 0)], true
+	}
+	c.b.Write(p)
+	return len(p), nil
+}
+
+func (c *collector) WriteString(s string) { c.Write([]byte(s)) }
+
+func (c *Client) roundTrip(ctx context.Context, req *WireRequest, w io.Writer) (*WireResponse, error) {
 	if c.conn != nil {
 		if err := c.check(); err != nil {
 			return nil, err
@@ -99,7 +158,7 @@ func (c *Client) Do(ctx context.Context, req *WireRequest) (*WireResponse, error
 		}
 	}
 	c.id++
-	req.V, req.ID = Version, c.id
+	req.V, req.ID, req.Stream = Version, c.id, true
 	b, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -118,30 +177,66 @@ func (c *Client) Do(ctx context.Context, req *WireRequest) (*WireResponse, error
 		}
 		return nil, c.broken("send", err)
 	}
-	line, err := readLine(c.rd, MaxResponse)
-	if err != nil {
-		if errors.Is(err, errTooLong) {
-			err = fmt.Errorf("response longer than %d bytes", MaxResponse)
-		}
+	resp, err := readReply(c.rd, req.ID, w)
+	switch {
+	case errors.Is(err, ErrStopped):
+		c.Close()
+		return nil, ErrStopped
+	case err != nil:
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
+		var pe *protocolError
+		if errors.As(err, &pe) {
+			return nil, c.broken("protocol", err)
+		}
 		return nil, c.broken("receive", err)
 	}
-	var resp WireResponse
-	if err := json.Unmarshal(line, &resp); err != nil {
-		return nil, c.broken("decode", err)
-	}
-	if resp.V != Version {
-		return nil, c.broken("protocol", fmt.Errorf("the daemon speaks control protocol version %d, this client version %d: use a groupvpn cli from the same release as the daemon: %s", resp.V, Version, resp.Error))
-	}
-	if resp.ID != req.ID {
-		if resp.ID == 0 && !resp.OK {
-			return nil, c.broken("protocol", errors.New(resp.Error))
+	return resp, nil
+}
+
+// protocolError is a reply that does not follow the protocol.
+type protocolError struct{ err error }
+
+func (e *protocolError) Error() string { return e.err.Error() }
+func (e *protocolError) Unwrap() error { return e.err }
+
+// readReply reads the reply to request id: any number of chunk lines
+// ("more"), whose text goes to w, then the last line, returned. Each line
+// is at most MaxResponse bytes. A failing w stops it with ErrStopped
+// (the rest is not read). Every byte is the daemon's, and trusted no
+// more than that: a line out of place is a protocol error.
+func readReply(rd *bufio.Reader, id uint64, w io.Writer) (*WireResponse, error) {
+	for {
+		line, err := readLine(rd, MaxResponse)
+		if err != nil {
+			if errors.Is(err, errTooLong) {
+				err = fmt.Errorf("response longer than %d bytes", MaxResponse)
+			}
+			return nil, err
 		}
-		return nil, c.broken("protocol", fmt.Errorf("response to request %d, expected %d", resp.ID, req.ID))
+		var resp WireResponse
+		if err := json.Unmarshal(line, &resp); err != nil {
+			return nil, &protocolError{fmt.Errorf("decode: %w", err)}
+		}
+		if resp.V != Version {
+			return nil, &protocolError{fmt.Errorf("the daemon speaks control protocol version %d, this client version %d: use a groupvpn cli from the same release as the daemon: %s", resp.V, Version, resp.Error)}
+		}
+		if resp.ID != id {
+			if resp.ID == 0 && !resp.OK {
+				return nil, &protocolError{errors.New(resp.Error)}
+			}
+			return nil, &protocolError{fmt.Errorf("response to request %d, expected %d", resp.ID, id)}
+		}
+		if !resp.More {
+			return &resp, nil
+		}
+		if resp.Text != "" {
+			if _, err := io.WriteString(w, resp.Text); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrStopped, err)
+			}
+		}
 	}
-	return &resp, nil
 }
 
 // check looks, without blocking, at an idle connection before a request

@@ -137,7 +137,7 @@ func (cs *ConfigShell) RunCommand(ctx context.Context, line string) error {
 		}
 	}
 	if exec != "" {
-		resp, err = cs.exec(ctx, exec, func(s string) { io.WriteString(cs.Out, ensureNL(s)) }, cs.scriptAnswer(exec))
+		resp, err = cs.exec(ctx, exec, cs.Out, cs.scriptAnswer(exec))
 	}
 	if err != nil {
 		fmt.Fprintf(cs.Err, "%s: %v\n", cs.name(), err)
@@ -336,10 +336,18 @@ func (cs *ConfigShell) Interactive(ctx context.Context, rw io.ReadWriter, width,
 			resp, err = cs.configLineAsk(ctx, line, func(s string) { io.WriteString(t, ensureNL(s)) },
 				func(p string) (string, error) { return cs.termAsk(t, p) })
 		default:
-			resp, err = cs.exec(ctx, exec, func(s string) { io.WriteString(t, ensureNL(s)) },
-				func(p string) (string, error) { return cs.termAsk(t, p) })
+			pg := &pager{out: t, in: rw, length: cs.pageLength(height)}
+			resp, err = cs.exec(ctx, exec, pg,
+				func(p string) (string, error) { pg.lines = 0; return cs.termAsk(t, p) })
+			if err == nil && resp.OK {
+				cs.setLength(exec)
+			}
 		}
 		if err != nil {
+			if errors.Is(err, ErrStopped) { // q at --More--
+				setPrompt()
+				continue
+			}
 			if errors.Is(err, errAborted) {
 				io.WriteString(t, "% Aborted\n")
 			} else if errors.Is(err, ErrConnection) {

@@ -24,6 +24,24 @@
 // error is about: the client draws the IOS '^' marker under it); prompt and
 // token (the command asks a question).
 //
+// Streamed replies (issue 18): a request with "stream":true may be
+// answered with any number of chunk lines before its last line:
+//
+//	{"v":1,"id":7,"ok":true,"more":true,"text":"...32 KiB of whole lines...\n"}
+//	{"v":1,"id":7,"ok":true,"text":"...the rest...\n"}
+//
+// The output is the chunks' text then the last line's, in order. The
+// server renders as the client reads (a chunk of ChunkSize at a time,
+// blocking on a client that does not read, for at most
+// Limits.StreamTimeout), so no reply is ever held whole; the filters work
+// line by line. A streamed reply has no data unless the command has small
+// data besides (`| json` streams the data instead). Without "stream" (a
+// client that predates it) the reply is one line of at most MaxResponse
+// (16 MiB): longer output is refused with an error saying so; a server
+// that predates it ignores the field and answers in one line, which is a
+// last line. Client.Do collects up to MaxText and marks more Truncated;
+// Client.Stream writes the output as it comes.
+//
 // A request line longer than MaxRequest (64 KiB) is discarded and answered
 // with an error (id 0); a line that is not JSON is answered with an error
 // (id 0); neither closes the connection.

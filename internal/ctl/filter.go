@@ -1,8 +1,6 @@
 package ctl
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -126,95 +124,6 @@ func filterName(t token) (filterKind, error) {
 		return "", &parseError{msgInvalid, t.pos}
 	}
 	return "", &parseError{ambiguous(t.s), t.pos}
-}
-
-// splitLines splits text into lines without their terminators.
-func splitLines(text string) []string {
-	text = strings.TrimSuffix(text, "\n")
-	if text == "" {
-		return nil
-	}
-	return strings.Split(text, "\n")
-}
-
-func joinLines(lines []string) string {
-	if len(lines) == 0 {
-		return ""
-	}
-	return strings.Join(lines, "\n") + "\n"
-}
-
-func indent(s string) int { return len(s) - len(strings.TrimLeft(s, " \t")) }
-
-// applyFilters runs the chain on a reply's text. data is the reply's JSON
-// (nil if none); `| json` as the first stage shows it, later stages and
-// replies without data show {"text": [lines]}.
-func applyFilters(text string, data json.RawMessage, fs []filter) (string, error) {
-	lines := splitLines(text)
-	textual := false // the output is no longer the handler's own
-	for _, f := range fs {
-		switch f.kind {
-		case fInclude, fExclude:
-			keep := f.kind == fInclude
-			var out []string
-			for _, l := range lines {
-				if f.re.MatchString(l) == keep {
-					out = append(out, l)
-				}
-			}
-			lines = out
-		case fBegin:
-			var out []string
-			for i, l := range lines {
-				if f.re.MatchString(l) {
-					out = lines[i:]
-					break
-				}
-			}
-			lines = out
-		case fSection:
-			var out []string
-			for i := 0; i < len(lines); i++ {
-				if !f.re.MatchString(lines[i]) {
-					continue
-				}
-				out = append(out, lines[i])
-				lvl := indent(lines[i])
-				for i+1 < len(lines) && lines[i+1] != "" && indent(lines[i+1]) > lvl {
-					i++
-					out = append(out, lines[i])
-				}
-			}
-			lines = out
-		case fCount:
-			n := 0
-			for _, l := range lines {
-				if f.re == nil || f.re.MatchString(l) {
-					n++
-				}
-			}
-			lines = []string{fmt.Sprintf("Number of lines which match regexp = %d", n)}
-		case fJSON:
-			var buf bytes.Buffer
-			if !textual && len(data) > 0 && string(data) != "null" {
-				if err := json.Indent(&buf, data, "", "  "); err != nil {
-					return "", fmt.Errorf("%% Cannot show data as JSON: %v", err)
-				}
-			} else {
-				if lines == nil {
-					lines = []string{}
-				}
-				b, err := json.MarshalIndent(map[string][]string{"text": lines}, "", "  ")
-				if err != nil {
-					return "", err
-				}
-				buf.Write(b)
-			}
-			lines = splitLines(buf.String())
-		}
-		textual = true
-	}
-	return joinLines(lines), nil
 }
 
 // completeFilter lists what may follow in the last filter stage.

@@ -46,7 +46,7 @@ func FuzzServeLine(f *testing.F) {
 			if len(l) > MaxRequest {
 				return // the connection refuses it before handleLine
 			}
-			resp := ss.handleLine(context.Background(), []byte(l))
+			resp, _ := ss.handleLine(context.Background(), []byte(l), nil)
 			if strings.TrimSpace(l) == "" {
 				if resp != nil {
 					t.Fatalf("blank line answered %+v", resp)

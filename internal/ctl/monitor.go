@@ -258,13 +258,15 @@ func ParseTerminalState(resp *WireResponse) (TerminalState, bool) {
 }
 
 // HandleTerminal registers IOS's terminal commands: `terminal length N`
-// and `terminal width N` (accepted: the CLI never pages or wraps, so the
-// `terminal length 0` RANCID, Oxidized and Netmiko send first has nothing
-// to turn off), `terminal monitor` and `terminal no monitor` (the
+// (the interactive shell pages at N lines, 0 turns paging off, pager.go;
+// `-c` and scripts never page, so the `terminal length 0` RANCID,
+// Oxidized and Netmiko send first changes nothing for them),
+// `terminal width N` (accepted: the CLI does not wrap),
+// `terminal monitor` and `terminal no monitor` (the
 // interactive shell streams the daemon's log lines, see Monitor).
 func (s *Server) HandleTerminal() {
 	ok := func(context.Context, *Request) (*Reply, error) { return &Reply{}, nil }
-	s.HandleReadOnly("terminal length NUMBER", "Set number of lines on a screen (accepted; the CLI does not page)", ok)
+	s.HandleReadOnly("terminal length NUMBER", "Set number of lines on a screen (0: no paging; the interactive CLI pages with --More--)", ok)
 	s.HandleReadOnly("terminal width NUMBER", "Set width of the display terminal (accepted; the CLI does not wrap)", ok)
 	s.HandleReadOnly("terminal monitor", "Copy debug output to the current terminal line (the daemon's log lines)",
 		func(context.Context, *Request) (*Reply, error) {

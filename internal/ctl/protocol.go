@@ -33,6 +33,11 @@ type WireRequest struct {
 	Input  string `json:"input,omitempty"`  // text the command reads (Request.Input)
 	Answer string `json:"answer,omitempty"` // the answer to the prompt identified by Token
 	Token  string `json:"token,omitempty"`  // continuation token from a prompt reply
+	// Stream: the client takes a long reply in chunks (issue 18): the
+	// server may answer with any number of lines {"more":true,"text":...}
+	// before the reply's last line. A server that predates it ignores the
+	// field and answers with one line, which is also a last line.
+	Stream bool `json:"stream,omitempty"`
 }
 
 // WireResponse is one response line on the control socket.
@@ -46,6 +51,13 @@ type WireResponse struct {
 	Pos    *int            `json:"pos,omitempty"`    // byte offset of the '^' marker in cmd
 	Prompt string          `json:"prompt,omitempty"` // the command asks this; answer with Token
 	Token  string          `json:"token,omitempty"`
+	// More marks a chunk of a streamed reply: Text is the next part of
+	// the output (whole lines), and another line of the same ID follows.
+	// Only sent to a request with Stream set.
+	More bool `json:"more,omitempty"`
+	// Truncated: the output was longer than the text collected (MaxText)
+	// and was cut; Error says so.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // Completion is the data of a ?complete reply.

@@ -93,6 +93,16 @@ type Reply struct {
 	Text   string
 	Data   any
 	Prompt string
+	// Stream, when set, renders the text instead of Text: it writes the
+	// output as it goes, and the server passes it line by line through
+	// the output filters to the client (issue 18: a show over 100,000
+	// members is never one string). A write error (the client went away,
+	// or stopped the output) must end it: return the error.
+	Stream func(w io.Writer) error
+	// StreamJSON, when set, renders the command's data for `| json` (one
+	// indented JSON document, as the server would indent Data), streamed
+	// like Stream; such a reply usually has no Data.
+	StreamJSON func(w io.Writer) error
 }
 
 type command struct {
@@ -138,6 +148,11 @@ type Limits struct {
 	// read it; the connection is then closed (ConnStats.WriteTimeouts).
 	// Default DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// StreamTimeout bounds the wait for a client to take the next chunk
+	// of a streamed reply (an operator reading a page at --More--);
+	// the reply is then abandoned and the connection closed
+	// (ConnStats.WriteTimeouts). Default DefaultStreamTimeout.
+	StreamTimeout time.Duration
 }
 
 // Defaults of Limits.
@@ -145,6 +160,9 @@ const (
 	DefaultMaxConns     = 64
 	DefaultIdleTimeout  = 10 * time.Minute
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultStreamTimeout: an operator may leave a page of output on
+	// the screen this long.
+	DefaultStreamTimeout = 5 * time.Minute
 )
 
 func (l Limits) withDefaults() Limits {
@@ -156,6 +174,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.WriteTimeout <= 0 {
 		l.WriteTimeout = DefaultWriteTimeout
+	}
+	if l.StreamTimeout <= 0 {
+		l.StreamTimeout = DefaultStreamTimeout
 	}
 	return l
 }
@@ -329,42 +350,71 @@ func failParse(req *WireRequest, err error) *WireResponse {
 	return r
 }
 
-// Do answers one request.
+// Do answers one request. Its text is collected into the response, up to
+// MaxText: longer output is cut (Truncated, and an error saying so).
 func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
+	resp, _ := ss.do(ctx, req, nil)
+	return resp
+}
+
+// Stream answers one request, writing its text to w as the command
+// renders it (through the output filters); the response returned has no
+// Text. A write error of w stops the command; it is returned as the
+// error (with a response saying so).
+func (ss *Session) Stream(ctx context.Context, req *WireRequest, w io.Writer) (*WireResponse, error) {
+	resp, err := ss.do(ctx, req, func(b []byte) error { _, err := w.Write(b); return err })
+	if err == nil && resp.Text != "" {
+		_, err = io.WriteString(w, resp.Text)
+	}
+	resp.Text = ""
+	return resp, err
+}
+
+// emitError is a failure to hand a chunk on (the client's, not the
+// command's).
+type emitError struct{ err error }
+
+func (e *emitError) Error() string { return e.err.Error() }
+func (e *emitError) Unwrap() error { return e.err }
+
+// do answers one request. With emit, the output is handed on in chunks
+// as it is produced and the response carries only the last one; the
+// error is emit's, if it failed (the response then says so too).
+func (ss *Session) do(ctx context.Context, req *WireRequest, emit func([]byte) error) (*WireResponse, error) {
 	s := ss.s
 	if req.V != Version {
-		return fail(req, fmt.Sprintf("ctl: protocol version %d requested, but this server speaks version %d: use a groupvpn cli from the same release as the daemon", req.V, Version))
+		return fail(req, fmt.Sprintf("ctl: protocol version %d requested, but this server speaks version %d: use a groupvpn cli from the same release as the daemon", req.V, Version)), nil
 	}
 	switch req.Cmd {
 	case CmdComplete:
-		return s.complete(req)
+		return s.complete(req), nil
 	case CmdHelp:
-		return s.help(req)
+		return s.help(req), nil
 	case CmdHostname:
-		return s.hostnameReply(ctx, req)
+		return s.hostnameReply(ctx, req), nil
 	case CmdMonitor:
-		return fail(req, "ctl: ?monitor streams log lines on a connection of its own (first request); not here")
+		return fail(req, "ctl: ?monitor streams log lines on a connection of its own (first request); not here"), nil
 	}
 	if strings.HasPrefix(req.Cmd, "?") {
-		return fail(req, fmt.Sprintf("ctl: unknown built-in request %q (built-ins: %s, %s, %s)", req.Cmd, CmdComplete, CmdHelp, CmdHostname))
+		return fail(req, fmt.Sprintf("ctl: unknown built-in request %q (built-ins: %s, %s, %s)", req.Cmd, CmdComplete, CmdHelp, CmdHostname)), nil
 	}
 	if strings.ContainsAny(req.Cmd, "\n\r") {
-		return fail(req, "ctl: a command is one line")
+		return fail(req, "ctl: a command is one line"), nil
 	}
 	cmdPart, stages := splitFilters(req.Cmd)
 	filters, err := parseFilters(stages)
 	if err != nil {
-		return failParse(req, err)
+		return failParse(req, err), nil
 	}
 	if strings.TrimSpace(cmdPart) == "" {
 		if len(stages) > 0 {
-			return failParse(req, &parseError{msgInvalid, len(cmdPart)})
+			return failParse(req, &parseError{msgInvalid, len(cmdPart)}), nil
 		}
-		return &WireResponse{V: Version, ID: req.ID, OK: true}
+		return &WireResponse{V: Version, ID: req.ID, OK: true}, nil
 	}
 	res, err := resolve(s.commands(), cmdPart)
 	if err != nil {
-		return failParse(req, err)
+		return failParse(req, err), nil
 	}
 
 	hreq := &Request{Line: strings.TrimSpace(cmdPart), Input: req.Input}
@@ -380,16 +430,16 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 			if audit != nil {
 				audit(ctx, p.User, auditLine, true)
 			}
-			return fail(req, errReadOnly(p))
+			return fail(req, errReadOnly(p)), nil
 		}
 	}
 	if req.Token != "" {
 		p, ok := ss.take(req.Token)
 		if !ok {
-			return fail(req, "ctl: unknown or already used answer token; run the command again")
+			return fail(req, "ctl: unknown or already used answer token; run the command again"), nil
 		}
 		if p.cmd != req.Cmd {
-			return fail(req, fmt.Sprintf("ctl: the answer token belongs to %q, not %q", p.cmd, req.Cmd))
+			return fail(req, fmt.Sprintf("ctl: the answer token belongs to %q, not %q", p.cmd, req.Cmd)), nil
 		}
 		hreq.Answers = append(p.answers[:len(p.answers):len(p.answers)], req.Answer)
 	} else if req.Answer != "" {
@@ -418,7 +468,7 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 		}
 		tok := ss.put(pendingPrompt{cmd: req.Cmd, answers: hreq.Answers})
 		return &WireResponse{V: Version, ID: req.ID, Text: text, Prompt: prompt, Token: tok,
-			Error: (&PromptError{Prompt: prompt}).Error()}
+			Error: (&PromptError{Prompt: prompt}).Error()}, nil
 	}
 	if err != nil {
 		s.log.Debug("ctl: command failed", "cmd", hreq.Line, "err", err)
@@ -428,21 +478,55 @@ func (ss *Session) Do(ctx context.Context, req *WireRequest) *WireResponse {
 			p := pe.pos
 			r.Pos = &p
 		}
-		return r
+		return r, nil
 	}
 	var data json.RawMessage
 	if reply.Data != nil {
 		data, err = marshalData(reply.Data)
 		if err != nil {
 			s.log.Error("ctl: reply data not encodable", "cmd", res.cmd.pattern, "err", err)
-			return fail(req, fmt.Sprintf("ctl: cannot encode the reply's data: %v", err))
+			return fail(req, fmt.Sprintf("ctl: cannot encode the reply's data: %v", err)), nil
 		}
 	}
-	text, err := applyFilters(reply.Text, data, filters)
+	src, err := outputSource(reply, data, filters)
 	if err != nil {
-		return fail(req, err.Error())
+		return fail(req, err.Error()), nil
 	}
-	return &WireResponse{V: Version, ID: req.ID, OK: true, Text: text, Data: data}
+	c := &chunker{limit: MaxText}
+	if emit != nil {
+		c.emit = func(b []byte) error {
+			if err := emit(b); err != nil {
+				return &emitError{err}
+			}
+			return nil
+		}
+	}
+	err = s.render(res.cmd, src, &lineWriter{next: pipeline(filters, c, src.dataFirst)})
+	resp := &WireResponse{V: Version, ID: req.ID, OK: true, Text: string(c.buf), Data: data}
+	var ee *emitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		resp.OK, resp.Text, resp.Error = false, "", "ctl: output abandoned: "+ee.err.Error()
+		return resp, ee.err
+	case errors.Is(err, errTooMuch):
+		resp.OK, resp.Truncated, resp.Error = false, true, tooLongError(c.lines)
+	default:
+		resp.OK, resp.Error = false, err.Error()
+	}
+	return resp, nil
+}
+
+// render runs a reply's source into w, turning a renderer's panic into an
+// error.
+func (s *Server) render(c *command, src outSource, w *lineWriter) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("ctl: renderer panicked", "cmd", c.pattern, "panic", p)
+			err = fmt.Errorf("%% Internal error in %q: %v", c.pattern, p)
+		}
+	}()
+	return src.run(w)
 }
 
 // marshalData is a reply's Data as JSON, '<', '>' and '&' as themselves
@@ -741,23 +825,43 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 				s.streamMonitor(ctx, c, rd, w, req.ID, lim)
 				return
 			}
-			resp = ss.handleLine(ctx, line)
+			var serr error
+			resp, serr = ss.handleLine(ctx, line, func(id uint64, chunk []byte) error {
+				c.SetWriteDeadline(time.Now().Add(lim.StreamTimeout))
+				w.Write(encodeResponse(&WireResponse{V: Version, ID: id, OK: true, More: true, Text: string(chunk)}))
+				return w.Flush()
+			})
+			if serr != nil {
+				s.writeFailed(serr, lim.StreamTimeout)
+				return
+			}
 			if resp == nil {
 				continue
 			}
 		}
 		c.SetWriteDeadline(time.Now().Add(lim.WriteTimeout))
-		w.Write(encodeResponse(resp))
+		b := encodeResponse(resp)
+		if len(b) > MaxResponse {
+			// A client that does not stream takes one line of at most
+			// MaxResponse: say so rather than send what it cannot read.
+			b = encodeResponse(&WireResponse{V: Version, ID: resp.ID, Truncated: true, Error: tooLongError(strings.Count(resp.Text, "\n"))})
+		}
+		w.Write(b)
 		if err := w.Flush(); err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				s.stats.writeTO.Add(1)
-				s.log.Debug("ctl: control client does not read its replies; connection closed", "timeout", lim.WriteTimeout)
-			} else {
-				s.log.Debug("ctl: connection write", "err", err)
-			}
+			s.writeFailed(err, lim.WriteTimeout)
 			return
 		}
+	}
+}
+
+// writeFailed counts and logs a reply the connection did not take.
+func (s *Server) writeFailed(err error, timeout time.Duration) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		s.stats.writeTO.Add(1)
+		s.log.Debug("ctl: control client does not read its replies; connection closed", "timeout", timeout)
+	} else {
+		s.log.Debug("ctl: connection write", "err", err)
 	}
 }
 
@@ -776,17 +880,23 @@ func monitorRequest(line []byte) (*WireRequest, bool) {
 // handleLine answers one request line (without its limit check: the
 // caller read at most MaxRequest bytes); nil for a blank line, which is
 // not answered.
-func (ss *Session) handleLine(ctx context.Context, line []byte) *WireResponse {
+//
+// A request with Stream set has its output handed to chunk as it is
+// produced; chunk's error (the client's) is returned.
+func (ss *Session) handleLine(ctx context.Context, line []byte, chunk func(id uint64, b []byte) error) (*WireResponse, error) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
-		return nil
+		return nil, nil
 	}
 	var req WireRequest
 	if err := json.Unmarshal(line, &req); err != nil {
 		ss.s.stats.bad.Add(1)
-		return fail(&req, fmt.Sprintf("ctl: bad request (not a JSON object): %v", err))
+		return fail(&req, fmt.Sprintf("ctl: bad request (not a JSON object): %v", err)), nil
 	}
-	return ss.Do(ctx, &req)
+	if !req.Stream || chunk == nil {
+		return ss.do(ctx, &req, nil)
+	}
+	return ss.do(ctx, &req, func(b []byte) error { return chunk(req.ID, b) })
 }
 
 // encodeResponse renders resp as one line, newline included.

@@ -43,6 +43,10 @@ type Shell struct {
 	Notes <-chan string
 
 	prompt string // interactive prompt
+	// length is `terminal length N` typed in this session: lines per
+	// page (0: no paging); -1 until typed (the terminal's height).
+	length    int
+	lengthSet bool
 }
 
 func (sh *Shell) name() string {
@@ -52,15 +56,16 @@ func (sh *Shell) name() string {
 	return sh.Name
 }
 
-// exec runs one line, asking ask for each prompt's answer.
-func (sh *Shell) exec(ctx context.Context, line string, show func(string), ask func(prompt string) (string, error)) (*WireResponse, error) {
+// exec runs one line, asking ask for each prompt's answer. Its output is
+// written to out as it arrives (the response returned has no Text).
+func (sh *Shell) exec(ctx context.Context, line string, out io.Writer, ask func(prompt string) (string, error)) (*WireResponse, error) {
 	req := &WireRequest{Cmd: line}
 	for round := 0; ; round++ {
 		rctx, cancel := ctx, context.CancelFunc(func() {})
 		if sh.Timeout > 0 {
 			rctx, cancel = context.WithTimeout(ctx, sh.Timeout)
 		}
-		resp, err := sh.Client.Do(rctx, req)
+		resp, err := sh.Client.Stream(rctx, req, out)
 		cancel()
 		if err != nil {
 			return nil, err
@@ -70,9 +75,6 @@ func (sh *Shell) exec(ctx context.Context, line string, show func(string), ask f
 		}
 		if round >= maxRounds {
 			return nil, fmt.Errorf("%q asked %d questions; giving up", line, round)
-		}
-		if resp.Text != "" {
-			show(resp.Text)
 		}
 		ans, err := ask(resp.Prompt)
 		if err != nil {
@@ -107,7 +109,7 @@ func (sh *Shell) RunCommand(ctx context.Context, line string) error {
 	if line == "" {
 		return nil
 	}
-	resp, err := sh.exec(ctx, line, func(s string) { io.WriteString(sh.Out, ensureNL(s)) }, sh.scriptAnswer(line))
+	resp, err := sh.exec(ctx, line, sh.Out, sh.scriptAnswer(line))
 	if err != nil {
 		fmt.Fprintf(sh.Err, "%s: %v\n", sh.name(), err)
 		return err
@@ -226,10 +228,17 @@ func (sh *Shell) Interactive(ctx context.Context, rw io.ReadWriter, width, heigh
 		if line == CmdHelp {
 			resp, err = sh.Client.Do(ctx, &WireRequest{Cmd: CmdHelp})
 		} else {
-			resp, err = sh.exec(ctx, typed, func(s string) { io.WriteString(t, ensureNL(s)) },
-				func(p string) (string, error) { return sh.termAsk(t, p) })
+			pg := &pager{out: t, in: rw, length: sh.pageLength(height)}
+			resp, err = sh.exec(ctx, typed, pg,
+				func(p string) (string, error) { pg.lines = 0; return sh.termAsk(t, p) })
+			if err == nil && resp.OK {
+				sh.setLength(line)
+			}
 		}
 		if err != nil {
+			if errors.Is(err, ErrStopped) {
+				continue // q at --More--
+			}
 			if errors.Is(err, errAborted) {
 				io.WriteString(t, "% Aborted\n")
 			} else if errors.Is(err, ErrConnection) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -124,7 +126,7 @@ func cryptoMaps(c *policy.Config) map[string]show.CryptoMapRef {
 // counters of tmd's data plane when the SAs live in tmd.
 func withCounters(n *node.Node, render func(node.Snapshot, *show.IPsecCounters) (string, any)) ctl.Handler {
 	return func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
-		s, err := n.State(ctx)
+		s, err := state(ctx, n)
 		if err != nil {
 			return nil, err
 		}
@@ -149,7 +151,7 @@ func withCounters(n *node.Node, render func(node.Snapshot, *show.IPsecCounters) 
 func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sources func() []CounterSource) {
 	snap := func(f func(node.Snapshot) (string, any)) ctl.Handler {
 		return func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
-			s, err := n.State(ctx)
+			s, err := state(ctx, n)
 			if err != nil {
 				return nil, err
 			}
@@ -162,7 +164,7 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 	}
 	srv.HandleTerminal() // terminal length/width/monitor
 	srv.HandleReadOnly("show crypto gdoi", "groups, their policy and registration state", snap(show.GDOI))
-	srv.HandleReadOnly("show crypto gdoi ks members", "group members registered with this key server", ksOnly(n, snap(show.KSMembers)))
+	srv.HandleReadOnly("show crypto gdoi ks members [member=A.B.C.D]", "group members registered with this key server (or the one at A.B.C.D)", ksOnly(n, ksMembers(n)))
 	srv.HandleReadOnly("show crypto gdoi ks coop", "cooperative key servers: role, priority, timers, peers and their versions, announcement counters", ksOnly(n, snap(show.COOP)))
 	srv.HandleReadOnly("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
 	srv.HandleReadOnly("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n, running))
@@ -252,7 +254,45 @@ func roleOnly(n *node.Node, h ctl.Handler, has func(node.Snapshot) bool, msg str
 		if !has(s) {
 			return nil, errors.New(msg)
 		}
-		return h(ctx, req)
+		// h renders this snapshot: one copy of the node's state per
+		// command (at 100,000 members a copy is not free; issue 18).
+		return h(context.WithValue(ctx, snapKey{}, &s), req)
+	}
+}
+
+type snapKey struct{}
+
+// state is the snapshot roleOnly took for this command, else a new one.
+func state(ctx context.Context, n *node.Node) (node.Snapshot, error) {
+	if s, ok := ctx.Value(snapKey{}).(*node.Snapshot); ok {
+		return *s, nil
+	}
+	return n.State(ctx)
+}
+
+// ksMembers is `show crypto gdoi ks members [A.B.C.D]`, streamed (issue
+// 18: 100,000 members are 2-3 million lines; the control server passes
+// them through the filters as they are written). With an address, only
+// that member, found by a binary search.
+func ksMembers(n *node.Node) ctl.Handler {
+	return func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
+		s, err := state(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		var only netip.Addr
+		if a, ok := req.Args["member"]; ok {
+			if only, err = netip.ParseAddr(a); err != nil {
+				return nil, fmt.Errorf("%% Invalid address %q", a)
+			}
+			if !show.FindKSMember(s, only) {
+				return nil, fmt.Errorf("%% No group member %s is registered with this key server", only)
+			}
+		}
+		return &ctl.Reply{
+			Stream:     func(w io.Writer) error { return show.WriteKSMembers(w, s, only) },
+			StreamJSON: func(w io.Writer) error { return show.WriteKSMembersJSON(w, s, only) },
+		}, nil
 	}
 }
 

@@ -384,16 +384,8 @@ func KSMembersView(s node.Snapshot) KSMembersJSON {
 	v := KSMembersJSON{Header: NewHeader("show crypto gdoi ks members", s.Now)}
 	for _, g := range s.KS {
 		gv := KSMembersGroupJSON{Name: g.Name, Identity: g.ID, RekeyTransport: rekeyTransport(g.Unicast), RekeysSent: g.Rekeys}
-		for _, m := range g.Members {
-			mv := KSMemberJSON{Address: addrString(m.Address), Port: m.Port, Identity: m.Identity, Version: versionString(m.Version),
-				RegisteredAt: jsonTime(m.Registered), LastRegistrationAt: jsonTime(m.LastRegister), Registrations: m.Registrations,
-				SenderIDs: m.SenderIDs, RekeyAcksReceived: m.AcksReceived, RekeyAcksMissed: m.AcksMissed,
-				RekeyAcksMissedConsecutive: m.Missed, LastAckSequence: m.LastAckSeq, Removed: m.Removed}
-			if g.Unicast {
-				sent, retries := m.RekeysSent, m.RekeyRetries
-				mv.RekeysSent, mv.RekeyRetries = &sent, &retries
-			}
-			gv.Members = append(gv.Members, mv)
+		for i := range g.Members {
+			gv.Members = append(gv.Members, ksMemberJSON(g, &g.Members[i]))
 		}
 		v.Groups = append(v.Groups, gv)
 	}

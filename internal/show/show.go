@@ -238,43 +238,11 @@ func downloadedACL(b *strings.Builder, m node.MemberState) {
 	b.WriteString("\n")
 }
 
-// KSMembers renders `show crypto gdoi ks members`.
+// KSMembers renders `show crypto gdoi ks members` (as one string: the
+// control socket streams it with WriteKSMembers).
 func KSMembers(s node.Snapshot) (string, any) {
 	var b strings.Builder
-	b.WriteString("Group Member Information :\n")
-	for _, g := range s.KS {
-		fmt.Fprintf(&b, "\nNumber of rekeys sent for group %s : %d\n", g.Name, g.Rekeys)
-		for _, m := range g.Members {
-			v := m.Version.String()
-			if m.Version.IsZero() {
-				v = "unknown"
-			}
-			fmt.Fprintf(&b, "\nGroup Member ID    : %-15s GM Version: %s\n", m.Address, v)
-			fmt.Fprintf(&b, " Group ID          : %d\n", g.ID)
-			fmt.Fprintf(&b, " Group Name        : %s\n", g.Name)
-			fmt.Fprintf(&b, " GM Identity       : %s\n", m.Identity)
-			times := "times"
-			if m.Registrations == 1 {
-				times = "time"
-			}
-			fmt.Fprintf(&b, " Registered        : %s (%d %s)\n", m.Registered.UTC().Format(time.RFC3339), m.Registrations, times)
-			fmt.Fprintf(&b, " Last registration : %s\n", m.LastRegister.UTC().Format(time.RFC3339))
-			if len(m.SenderIDs) > 0 {
-				fmt.Fprintf(&b, " Sender IDs        : %v\n", m.SenderIDs)
-			}
-			if g.Unicast {
-				// Per member only with unicast rekeys: a multicast rekey
-				// is one datagram to the group (the count above).
-				fmt.Fprintf(&b, " Rekeys sent       : %d\n", m.RekeysSent)
-				fmt.Fprintf(&b, " Rekeys retries    : %d\n", m.RekeyRetries)
-			}
-			fmt.Fprintf(&b, " Rekey Acks Rcvd   : %d\n", m.AcksReceived)
-			fmt.Fprintf(&b, " Rekey Acks missed : %d\n", m.AcksMissed)
-			if m.Removed {
-				b.WriteString(" Rekey list        : removed (no ACK for consecutive rekeys; re-registers)\n")
-			}
-		}
-	}
+	WriteKSMembers(&b, s, netip.Addr{})
 	return b.String(), KSMembersView(s)
 }
 
