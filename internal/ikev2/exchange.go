@@ -536,8 +536,14 @@ func (sa *SA) onAuthRequest(m *wire.Message, pkt []byte, now time.Time) Result {
 	if err != nil {
 		return refuse(wire.NotifyAuthenticationFailed, err)
 	}
-	if sa.cfg.OnAuth != nil {
-		extra, err := sa.cfg.OnAuth(sa.info.PeerID, sa.info.PeerCert, ps)
+	if sa.cfg.OnAuth != nil || sa.cfg.OnAuthSA != nil {
+		var extra []wire.Payload
+		var err error
+		if sa.cfg.OnAuthSA != nil {
+			extra, err = sa.cfg.OnAuthSA(sa, ps)
+		} else {
+			extra, err = sa.cfg.OnAuth(sa.info.PeerID, sa.info.PeerCert, ps)
+		}
 		if err != nil {
 			var rf *Refusal
 			if errors.As(err, &rf) {
@@ -547,8 +553,14 @@ func (sa *SA) onAuthRequest(m *wire.Message, pkt []byte, now time.Time) Result {
 		}
 		out = append(out, extra...)
 	}
-	childPs, child := sa.childResponse(ps)
-	out = append(out, childPs...)
+	// In GSA_AUTH an SA payload is the member's SAg (RFC 9838 §4.3), which
+	// OnAuth/OnAuthSA judged: no CHILD SA is negotiated there.
+	var child *ChildSA
+	if sa.cfg.authExchange() != wire.ExchangeGSAAuth {
+		var childPs []wire.Payload
+		childPs, child = sa.childResponse(ps)
+		out = append(out, childPs...)
+	}
 	resp, err := sa.seal(m.Header.Exchange, m.Header.MessageID, true, out)
 	if err != nil {
 		return sa.fail(err)

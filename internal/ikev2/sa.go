@@ -45,6 +45,12 @@ type Config struct {
 	// AUTHENTICATION_FAILED... unless it is a *Refusal naming another
 	// notification. The SA is established either way only without error.
 	OnAuth func(peer *Identity, cert *x509.Certificate, request []wire.Payload) ([]wire.Payload, error)
+	// OnAuthSA, if set, replaces OnAuth and sees the SA itself: its keys
+	// (SA.Keys: G-IKEv2's GSK_w wraps the group keys that GSA_AUTH's
+	// response carries, RFC 9838 §2.3.1, §3.1.1), its peer's address
+	// (SA.Peer) and authenticated identity (SA.Info().PeerID, PeerCert).
+	// The SA is not established yet; the owner must not keep it.
+	OnAuthSA func(sa *SA, request []wire.Payload) ([]wire.Payload, error)
 	// NATT enables NAT traversal (RFC 7296 §2.23): NAT_DETECTION
 	// notifications in IKE_SA_INIT; when they show a translation, the
 	// initiator moves to UDP 4500 (NATTPort) for the rest of the SA, and a

@@ -27,11 +27,14 @@ type member struct {
 	r      *Router
 	g      GMGroup
 	m      *gikev2.Member
-	server int          // index into g.Servers of the key server in use
-	sa     *ikev2.SA    // the unicast IKE SA to the key server
-	s      *sock        // its socket
-	next   time.Time    // when timer runs; zero: none
-	status MemberStatus // for show
+	server int       // index into g.Servers of the key server in use
+	sa     *ikev2.SA // the unicast IKE SA to the key server
+	s      *sock     // its socket
+	next   time.Time // when timer runs; zero: none
+	// pending: the IKE SA is established and GSA_AUTH's response did
+	// not register the member (yet: the Response event follows).
+	pending bool
+	status  MemberStatus // for show
 }
 
 // MemberStatus is what show prints of a member group.
@@ -125,9 +128,15 @@ func (m *member) event(s *sock, sa *ikev2.SA, ev ikev2.Event, now time.Time) {
 	}
 	switch e := ev.(type) {
 	case ikev2.Established:
-		m.request(now)
+		// The first member group's keys come in GSA_AUTH's response
+		// (RFC 9838 §2.3.1); the others register by GSA_REGISTRATION.
+		m.pending = m != m.r.gm[0]
 	case ikev2.Response:
-		if e.Exchange != wire.ExchangeGSARegistration && !(e.Exchange == wire.ExchangeGSAAuth && hasGSA(e.Payloads)) {
+		if e.Exchange == wire.ExchangeGSAAuth && !hasGSA(e.Payloads) {
+			m.pending = true // a GCKS of the two-exchange form
+			return
+		}
+		if e.Exchange != wire.ExchangeGSARegistration && e.Exchange != wire.ExchangeGSAAuth {
 			return
 		}
 		kwk, err := gikev2.UnicastKWK(sa.Keys(), gikev2.DefaultKWA)

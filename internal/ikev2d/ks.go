@@ -1,7 +1,6 @@
 package ikev2d
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -93,19 +92,19 @@ func (k *ksRole) save(name string, now time.Time, withMembers bool) error {
 	return nil
 }
 
-// onAuth checks GSA_AUTH's IDg before the IKE SA is established (RFC 9838
-// §2.3.4): an unknown group is INVALID_GROUP_ID. The keys come with the
-// GSA_REGISTRATION the member sends next.
-func (k *ksRole) onAuth(peer *ikev2.Identity, _ *x509.Certificate, ps []wire.Payload) ([]wire.Payload, error) {
-	req, err := gikev2.ParseRequest(ps)
-	if err == nil && !k.serves(req.Group) {
-		err = &gikev2.RefusedError{Notify: wire.NotifyInvalidGroupID, Err: fmt.Errorf("no group with identity number %d", req.Group)}
-	}
+// onAuth answers GSA_AUTH once the member is authenticated, before the
+// IKE SA is established (RFC 9838 §2.3.1, §2.3.4): the registration's GSA
+// and KD wrapped under the SA's GSK_w go in the response itself; a refusal
+// (INVALID_GROUP_ID, AUTHORIZATION_FAILED, ...) establishes nothing.
+func (k *ksRole) onAuth(sa *ikev2.SA, ps []wire.Payload) ([]wire.Payload, error) {
+	now := k.r.o.Now()
+	out, err := k.register(sa, ps, now)
 	if err != nil {
 		k.Refused++
+		k.r.log.Warn("G-IKEv2 registration refused", "peer", sa.Peer().String(), "err", err.Error())
 		return nil, &ikev2.Refusal{Notify: notifyOf(err), Err: err}
 	}
-	return nil, nil
+	return out, nil
 }
 
 func notifyOf(err error) wire.NotifyType {
@@ -114,15 +113,6 @@ func notifyOf(err error) wire.NotifyType {
 		return rf.Notify
 	}
 	return wire.NotifyRegistrationFailed
-}
-
-func (k *ksRole) serves(id uint32) bool {
-	for _, g := range k.r.cfg.KS {
-		if g.ID == id {
-			return true
-		}
-	}
-	return false
 }
 
 // request answers a member's GSA_REGISTRATION on an established IKE SA.
@@ -157,8 +147,8 @@ func (k *ksRole) register(sa *ikev2.SA, payloads []wire.Payload, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	info := sa.Info()
-	peer := ks.Peer{Addr: info.Peer, Identity: info.PeerID.String()}
+	info := sa.Info() // PeerID and PeerCert are set once authenticated
+	peer := ks.Peer{Addr: sa.Peer(), Identity: info.PeerID.String()}
 	if c := info.PeerCert; c != nil {
 		peer.Identity, peer.CertSubject = c.Subject.String(), c.Subject.String()
 	}
@@ -175,7 +165,7 @@ func (k *ksRole) register(sa *ikev2.SA, payloads []wire.Payload, now time.Time) 
 			}
 		}
 		k.Registered++
-		k.r.log.Info("G-IKEv2 member registered", "peer", info.Peer.String(), "identity", peer.Identity, "group", req.Group)
+		k.r.log.Info("G-IKEv2 member registered", "peer", sa.Peer().String(), "identity", peer.Identity, "group", req.Group)
 	}
 	return ps, nil
 }

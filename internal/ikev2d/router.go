@@ -163,10 +163,10 @@ func (r *Router) ikeConfig() *ikev2.Config {
 	c := &ikev2.Config{Creds: r.cfg.Creds, Suites: r.cfg.Suites, AuthExchange: wire.ExchangeGSAAuth,
 		Rand: r.o.Rand, Logger: r.log}
 	if r.ks != nil {
-		c.OnAuth = r.ks.onAuth
+		c.OnAuthSA = r.ks.onAuth
 	}
 	if len(r.gm) > 0 {
-		c.AuthRequest = r.gm[0].m.AuthRequest().Payloads()
+		c.AuthRequest = r.gm[0].m.Request().Payloads()
 	}
 	return c
 }
@@ -410,6 +410,16 @@ func (r *Router) deliver(s *sock, out ikev2.Output, now time.Time) {
 			for _, m := range r.gm {
 				m.event(s, ev.SA, ev.Event, now)
 			}
+		}
+	}
+	// A member whose IKE SA was established without the keys in GSA_AUTH's
+	// response (a GCKS answering the two-exchange form, or the first
+	// member group's IDg being another group's) registers by
+	// GSA_REGISTRATION.
+	for _, m := range r.gm {
+		if m.pending {
+			m.pending = false
+			m.request(now)
 		}
 	}
 }

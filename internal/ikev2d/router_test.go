@@ -59,8 +59,9 @@ func tekSPIs(dp sadb.Dataplane, group string) []uint32 {
 }
 
 // proves: G2, G4 (issue 17: ikev2d's router over real UDP sockets: a GM
-// router registers with a KS router by IKE_SA_INIT, GSA_AUTH and
-// GSA_REGISTRATION and installs ks's TEKs; a rekey (crypto gdoi ks rekey)
+// router registers with a KS router by IKE_SA_INIT and GSA_AUTH (the keys
+// in GSA_AUTH's response, wrapped under the IKE SA's GSK_w through
+// ikev2.Config.OnAuthSA) and installs ks's TEKs; a rekey (crypto gdoi ks rekey)
 // reaches it as a unicast GSA_REKEY; clear crypto gdoi ks members
 // excludes it and it registers again for the new keys)
 func TestRouterRegisterRekeyRemove(t *testing.T) {
@@ -94,6 +95,18 @@ func TestRouterRegisterRekeyRemove(t *testing.T) {
 		})
 		slices.Sort(out)
 		return out
+	}
+	// One exchange (RFC 9838 §2.3.1): the keys came in GSA_AUTH's
+	// response, no GSA_REGISTRATION followed.
+	var regs int
+	kr.Do(ctx, func() {
+		st, _ := kr.Server().State("G2", time.Now())
+		for _, m := range st.Members {
+			regs += m.Registrations
+		}
+	})
+	if regs != 1 {
+		t.Fatalf("the KS answered %d registrations; want 1 (GSA_AUTH alone)", regs)
 	}
 	first := ksTEKs()
 	if got := tekSPIs(dp, "G2"); !slices.Equal(got, first) {
