@@ -14,7 +14,6 @@ import (
 	"syscall"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
-	"github.com/groupvpn/groupvpn/internal/daemon"
 	"github.com/groupvpn/groupvpn/internal/iked"
 	"github.com/groupvpn/groupvpn/internal/ikev2d"
 	"github.com/groupvpn/groupvpn/internal/keystore"
@@ -24,23 +23,6 @@ import (
 	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/internal/tmd"
 )
-
-// ikev2dConfig maps a configuration file to the daemon's roles: the
-// credentials of crypto isakmp key / crypto pki, the key-server groups
-// (server local) as isakmpd's, the member groups with their key servers.
-// (The IOS-XE G-IKEv2 blocks, crypto ikev2 ... and client protocol gikev2,
-// are mapped here once internal/policy models them.)
-func ikev2dConfig(cfg *policy.Config, addrs []netip.AddrPort, port uint16) (ikev2d.Config, error) {
-	o, err := daemon.Options(cfg, addrs, port)
-	if err != nil {
-		return ikev2d.Config{}, err
-	}
-	c := ikev2d.Config{Hostname: o.Hostname, Creds: o.IKE.Creds, KS: o.KS}
-	for _, g := range o.GM {
-		c.GM = append(c.GM, ikev2d.GMGroup{Name: g.Name, ID: g.ID, Servers: g.Servers, Sender: true})
-	}
-	return c, nil
-}
 
 // runIkev2d runs the IKEv2 + G-IKEv2 daemon (SPEC D1, G2, G4; issue 17).
 func runIkev2d(env *Env, args []string) int {

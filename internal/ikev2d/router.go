@@ -52,6 +52,8 @@ type Config struct {
 	Hostname string
 	Creds    ike.Credentials
 	Suites   []ikev2.Suite // nil: internal/ikev2's defaults
+	LocalID  *ikev2.Identity
+	Lifetime time.Duration // of the IKE SAs; zero: internal/ikev2's default
 	KS       []ks.GroupConfig
 	GM       []GMGroup
 }
@@ -160,7 +162,7 @@ func New(cfg Config, o Options) (*Router, error) {
 // initiator for the member role (GSA_AUTH carries the first member
 // group's IDg; the others register over the SA with GSA_REGISTRATION).
 func (r *Router) ikeConfig() *ikev2.Config {
-	c := &ikev2.Config{Creds: r.cfg.Creds, Suites: r.cfg.Suites, AuthExchange: wire.ExchangeGSAAuth,
+	c := &ikev2.Config{Creds: r.cfg.Creds, Suites: r.cfg.Suites, LocalID: r.cfg.LocalID, Lifetime: r.cfg.Lifetime, AuthExchange: wire.ExchangeGSAAuth,
 		Rand: r.o.Rand, Logger: r.log}
 	if r.ks != nil {
 		c.OnAuthSA = r.ks.onAuth
