@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 
@@ -15,6 +16,22 @@ import (
 type table struct {
 	teks []sadb.TEK
 	kek  *sadb.KEK
+	// want is every traffic selector a TEK was ever installed for: a GM
+	// holds a valid TEK only if it holds one for each of them (a group's
+	// data and voice TEKs are shortened to different lifetimes by a
+	// removal: one still valid does not protect the other's traffic).
+	want []selector
+}
+
+// selector is the traffic a TEK protects.
+type selector struct {
+	src, dst         netip.Prefix
+	proto            uint8
+	srcPort, dstPort uint16
+}
+
+func selectorOf(k *sadb.TEK) selector {
+	return selector{src: k.Src, dst: k.Dst, proto: k.IPProto, srcPort: k.SrcPort, dstPort: k.DstPort}
 }
 
 var (
@@ -23,6 +40,9 @@ var (
 )
 
 func (t *table) InstallTEK(k sadb.TEK) error {
+	if sel := selectorOf(&k); !slices.Contains(t.want, sel) {
+		t.want = append(t.want, sel)
+	}
 	for i := range t.teks {
 		if t.teks[i].SPI == k.SPI {
 			t.teks[i] = k
@@ -57,14 +77,25 @@ func valid(k *sadb.TEK, now time.Time) bool {
 	return now.Before(k.Expires) && (k.Deactivate.IsZero() || now.Before(k.Deactivate))
 }
 
-// holdsValid reports whether some TEK is valid at now.
+// holdsValid reports whether, for every selector it was ever given a TEK
+// for, the GM holds a TEK valid at now.
 func (t *table) holdsValid(now time.Time) bool {
-	for i := range t.teks {
-		if valid(&t.teks[i], now) {
-			return true
+	if len(t.want) == 0 {
+		return false
+	}
+	for _, sel := range t.want {
+		ok := false
+		for i := range t.teks {
+			if selectorOf(&t.teks[i]) == sel && valid(&t.teks[i], now) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // expire drops the TEKs whose lifetime ended (what the node's sweep does
