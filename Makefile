@@ -123,6 +123,11 @@ bench:
 	$(GO) run ./cmd/groupvpn bench removal --members 1000
 	$(GO) run ./cmd/groupvpn bench disruption --members 50 --speed 5
 	$(GO) run ./cmd/groupvpn bench coop
+	@# the KS as its own process, members played by groupvpn loadgen (issue 18,
+	@# docs/scale.md); 100,000 members (the default) takes long on main until
+	@# F1/F2 of docs/scale.md land
+	$(GO) run ./cmd/groupvpn bench scale --members 10000,50000
+	$(GO) run ./cmd/groupvpn bench scale --members 10000 --multicast
 
 ## fuzz: run every fuzz target of the repository for FUZZTIME (default 10m)
 ## each, one `go test -fuzz` per target (Go fuzzes one target of one package

@@ -214,6 +214,7 @@ func runBenchScale(env *Env, args []string) int {
 	fs.BoolVar(&o.Rekey, "rekey", true, "after the last stage: one unicast rekey to every member, until the last ACK")
 	fs.BoolVar(&o.Restart, "restart", true, "then: SIGKILL the KS and start it again from its state file")
 	fs.BoolVar(&o.Removal, "removal", true, "then: clear crypto gdoi ks members, until every member registered again")
+	fs.BoolVar(&o.Multicast, "multicast", false, "multicast rekeys instead, in a network namespace of its own (root): one rekey timed until every member applied it; no rekey, restart or removal step")
 	fs.DurationVar(&o.TEKLifetime, "tek-lifetime", time.Hour, "the first TEK's lifetime (a removal shortens it to 5%, at least 90 s)")
 	fs.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "give up after")
 	if err := fs.Parse(args); err != nil {

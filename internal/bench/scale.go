@@ -105,6 +105,10 @@ type ScaleReport struct {
 	RemovalLacked  int64
 	RemovalFailure int64
 	RemovalPeak    int64 // most re-registrations seen in one second (0.25 s samples)
+	// CPU time of the KS and of the generators during the removal: which
+	// side was the bottleneck.
+	RemovalKSCPU, RemovalGenCPU time.Duration
+	TimersClamped               int64 // generator timers due again at once after they ran (loadgen)
 	// Multicast rekey: one datagram (and its retransmissions) received
 	// once per generator process, opened, verified and applied by every
 	// member; the time until the last member applied it.
@@ -344,6 +348,14 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 		regs := sum(func(s loadgen.Snapshot) int64 { return s.Registrations })
 		lacked := sum(func(s loadgen.Snapshot) int64 { return s.Lacked })
 		fails := sum(func(s loadgen.Snapshot) int64 { return s.Failures })
+		genCPU := func() time.Duration {
+			var t time.Duration
+			for _, g := range gens {
+				t += cpuTime(g.cmd.Process.Pid)
+			}
+			return t
+		}
+		ksCPU0, genCPU0 := cpuTime(ks.pid()), genCPU()
 		start := time.Now()
 		if _, err := ks.exec(ctx, "clear crypto gdoi ks members"); err != nil {
 			return rep, err
@@ -368,6 +380,7 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 			}
 		}
 		rep.RemovalTime = time.Since(start)
+		rep.RemovalKSCPU, rep.RemovalGenCPU = cpuTime(ks.pid())-ksCPU0, genCPU()-genCPU0
 		time.Sleep(2 * sweepWait)
 		rep.RemovalReregs = sum(func(s loadgen.Snapshot) int64 { return s.Registrations }) - regs
 		rep.RemovalLacked = sum(func(s loadgen.Snapshot) int64 { return s.Lacked }) - lacked
@@ -397,6 +410,7 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 	}
 	time.Sleep(sweepWait)
 	rep.Lacked = sum(func(s loadgen.Snapshot) int64 { return s.Lacked })
+	rep.TimersClamped = sum(func(s loadgen.Snapshot) int64 { return s.TimersClamped })
 	return rep, nil
 }
 
@@ -659,6 +673,25 @@ func tail(path string) string {
 	return s
 }
 
+// cpuTime is a process's user and system CPU time (0: unknown).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
 // rss is a process's VmRSS in octets (0: unknown).
 func rss(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -811,12 +844,13 @@ func (r *ScaleReport) Print(w io.Writer) {
 	if r.RemovalTime > 0 {
 		fmt.Fprintf(w, "  clear crypto gdoi ks members: %d re-registrations in %s (peak %d/s, %d failed attempts); GMs ever without a valid TEK: %d\n",
 			r.RemovalReregs, r.RemovalTime.Round(time.Millisecond), r.RemovalPeak, r.RemovalFailure, r.RemovalLacked)
+		fmt.Fprintf(w, "    CPU meanwhile: KS %s, generators %s (of %s x 2 cores)\n", r.RemovalKSCPU.Round(time.Second), r.RemovalGenCPU.Round(time.Second), r.RemovalTime.Round(time.Second))
 	}
 	if r.MulticastApplied > 0 {
 		fmt.Fprintf(w, "  multicast rekey: applied by %d members, the last %s after `crypto gdoi ks rekey` (%d datagrams received by the %d generator processes, once each; every member opened, verified and applied it)\n",
 			r.MulticastApplied, r.MulticastTime.Round(time.Millisecond), r.MulticastIn, len(r.Stages))
 	}
-	fmt.Fprintf(w, "  GMs ever without a valid TEK after their first registration, whole run: %d\n", r.Lacked)
+	fmt.Fprintf(w, "  GMs ever without a valid TEK after their first registration, whole run: %d (generator timers put 10 ms later: %d)\n", r.Lacked, r.TimersClamped)
 	fmt.Fprintln(w, "  (RSS/member: (KS RSS - RSS with no member) / members; heap/member: the KS's live heap at its first GC after the stage")
 	fmt.Fprintln(w, "   (GODEBUG=gctrace=1, MiB resolution) / members; the generators share the 2 cores with the KS: figures are noisy)")
 	for _, s := range r.Stages {

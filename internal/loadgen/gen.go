@@ -125,6 +125,9 @@ type Stats struct {
 	DropNoKEK     atomic.Int64 // GROUPKEY-PUSH under no KEK the GM holds
 	MulticastIn   atomic.Int64 // multicast datagrams received (once for the process)
 	HeapPerMember atomic.Int64 // live heap per GM after a GC once all registered (octets)
+	Timers        atomic.Int64 // GM timers run
+	TimersStale   atomic.Int64 // timer entries found superseded
+	TimersClamped atomic.Int64 // GM timers due again at once after they ran, put 10 ms later
 }
 
 // Snapshot is Stats as values (what `groupvpn loadgen` prints, one JSON
@@ -140,6 +143,7 @@ type Snapshot struct {
 	PacketsIn, PacketsOut, SendErrors      int64
 	DropNotMember, DropMalformed, DropNoSA int64
 	DropNoKEK, MulticastIn, HeapPerMember  int64
+	Timers, TimersStale, TimersClamped     int64
 }
 
 // Snapshot reads the totals.
@@ -153,7 +157,8 @@ func (g *Generator) Snapshot() Snapshot {
 		RekeyRejected: s.RekeyRejected.Load(), Lacked: s.Lacked.Load(), Valid: s.Valid.Load(),
 		PacketsIn: s.PacketsIn.Load(), PacketsOut: s.PacketsOut.Load(), SendErrors: s.SendErrors.Load(),
 		DropNotMember: s.DropNotMember.Load(), DropMalformed: s.DropMalformed.Load(), DropNoSA: s.DropNoSA.Load(),
-		DropNoKEK: s.DropNoKEK.Load(), MulticastIn: s.MulticastIn.Load(), HeapPerMember: s.HeapPerMember.Load()}
+		DropNoKEK: s.DropNoKEK.Load(), MulticastIn: s.MulticastIn.Load(), HeapPerMember: s.HeapPerMember.Load(),
+		Timers: s.Timers.Load(), TimersStale: s.TimersStale.Load(), TimersClamped: s.TimersClamped.Load()}
 }
 
 // Generator plays Options.Members GMs.

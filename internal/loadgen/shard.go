@@ -77,7 +77,7 @@ func (s *shard) admit(now time.Time) {
 		s.inflight++
 		s.g.Stats.Started.Add(1)
 		g.m.Start(now)
-		s.rearm(i, g)
+		s.rearm(i, g, time.Time{})
 	}
 }
 
@@ -87,15 +87,17 @@ func (s *shard) fire(now time.Time) {
 		e := heap.Pop(&s.timers).(wake)
 		g := &s.g.sims[e.idx]
 		if g.wake != e.at {
+			s.g.Stats.TimersStale.Add(1)
 			continue // stale: the GM's timer moved since
 		}
+		s.g.Stats.Timers.Add(1)
 		g.wake = 0
 		s.before(g, now)
 		if g.ep != nil {
 			s.process(e.idx, g, g.ep.Tick(now), now)
 		}
 		s.execute(e.idx, g, g.m.Timer(now), now)
-		s.after(e.idx, g, now)
+		s.afterEvent(e.idx, g, now, now)
 	}
 }
 
@@ -240,7 +242,10 @@ func (s *shard) before(g *sim, now time.Time) {
 
 // after books what an event changed for GM i: a registration completed
 // (its window slot freed, its phase-1 SA forgotten), its next wake.
-func (s *shard) after(i int32, g *sim, now time.Time) {
+func (s *shard) after(i int32, g *sim, now time.Time) { s.afterEvent(i, g, now, time.Time{}) }
+
+// afterEvent is after; ran is set when the event was the GM's timer.
+func (s *shard) afterEvent(i int32, g *sim, now, ran time.Time) {
 	st := g.m.Status()
 	if st.Registrations > g.regs {
 		g.regs = st.Registrations
@@ -263,12 +268,15 @@ func (s *shard) after(i int32, g *sim, now time.Time) {
 		}
 		g.ep, g.sa = nil, nil
 	}
-	s.rearm(i, g)
+	s.rearm(i, g, ran)
 }
 
 // rearm puts GM i's next wake (its member's timer, its endpoint's) in the
 // heap if it moved.
-func (s *shard) rearm(i int32, g *sim) {
+// ran, when set, is when the GM's timer just ran: a wake not after it is
+// put 10 ms later (and counted), so that a GM whose timer does not move
+// cannot keep its shard in fire.
+func (s *shard) rearm(i int32, g *sim, ran time.Time) {
 	w := g.m.Next()
 	if g.ep != nil {
 		if t := g.ep.NextTimer(); !t.IsZero() && (w.IsZero() || t.Before(w)) {
@@ -278,6 +286,10 @@ func (s *shard) rearm(i int32, g *sim) {
 	if w.IsZero() {
 		g.wake = 0
 		return
+	}
+	if !ran.IsZero() && !w.After(ran) {
+		w = ran.Add(10 * time.Millisecond)
+		s.g.Stats.TimersClamped.Add(1)
 	}
 	if at := w.UnixNano(); at != g.wake {
 		g.wake = at
