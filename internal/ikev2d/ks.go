@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	wire "github.com/groupvpn/groupvpn/ikev2"
@@ -21,7 +22,22 @@ type ksRole struct {
 	srv  *ks.Server
 	gcks *gikev2.GCKS
 	// Stats of the key-server side (SPEC S5).
-	Registered, Refused, Rekeys uint64
+	Registered, Refused, Rekeys, Resent uint64
+	// resend are the GSA_REKEYs still to be sent again (RFC 9838 has no
+	// acknowledgement: each goes out 1 + RekeyPolicy.Retransmits times,
+	// RekeyPolicy.Retransmit apart, bitwise identical); a newer rekey of
+	// the group replaces its group's entry.
+	resend []resend
+}
+
+// resend is one GSA_REKEY's pending retransmissions.
+type resend struct {
+	group string
+	push  *gikev2.Push
+	to    []netip.AddrPort
+	at    time.Time
+	every time.Duration
+	left  int
 }
 
 func newKSRole(r *Router, groups []ks.GroupConfig, now time.Time) (*ksRole, error) {
@@ -172,6 +188,11 @@ func (k *ksRole) register(sa *ikev2.SA, payloads []wire.Payload, now time.Time) 
 
 func (k *ksRole) nextTimer() time.Time {
 	var next time.Time
+	for _, r := range k.resend {
+		if next.IsZero() || r.at.Before(next) {
+			next = r.at
+		}
+	}
 	for _, name := range k.srv.Groups() {
 		if t := k.srv.NextRekey(name); !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
@@ -181,6 +202,19 @@ func (k *ksRole) nextTimer() time.Time {
 }
 
 func (k *ksRole) tick(now time.Time) {
+	keep := k.resend[:0]
+	for _, r := range k.resend {
+		if !r.at.After(now) {
+			k.send(r.group, r.push, r.to)
+			k.Resent++
+			r.left--
+			r.at = now.Add(r.every)
+		}
+		if r.left > 0 {
+			keep = append(keep, r)
+		}
+	}
+	k.resend = keep
 	for _, name := range k.srv.Groups() {
 		if t := k.srv.NextRekey(name); !t.IsZero() && !t.After(now) {
 			if err := k.Rekey(name, now); err != nil {
@@ -250,6 +284,7 @@ func (r *Router) Remove(name string, now bool) error {
 		return gerr
 	}
 	r.ks.send(name, gp, members)
+	r.ks.retransmit(name, gp, members, t)
 	return nil
 }
 
@@ -275,6 +310,12 @@ func (k *ksRole) push(name string, p *ks.Push, build func() (*gikev2.Push, error
 	if err := k.save(name, now, false); err != nil {
 		return err
 	}
+	if _, ok := k.gcks.NextMessageIDs()[name]; !ok {
+		// No member holds a Rekey SA of the group yet: the next
+		// registration gets the keys ks just made.
+		k.r.log.Info("G-IKEv2 rekey: no member to send it to", "group", name, "seq", p.Seq)
+		return nil
+	}
 	gp, err := build()
 	if err != nil {
 		return err
@@ -288,7 +329,18 @@ func (k *ksRole) push(name string, p *ks.Push, build func() (*gikev2.Push, error
 	k.Rekeys++
 	k.r.log.Info("G-IKEv2 rekey sent", "group", name, "message_id", gp.MessageID, "seq", p.Seq, "to", len(to))
 	k.send(name, gp, to)
+	k.retransmit(name, gp, to, now)
 	return nil
+}
+
+// retransmit schedules the group's GSA_REKEY again, replacing an older
+// one of the group still pending.
+func (k *ksRole) retransmit(name string, gp *gikev2.Push, to []netip.AddrPort, now time.Time) {
+	k.resend = slices.DeleteFunc(k.resend, func(r resend) bool { return r.group == name })
+	pol := k.srv.RekeyPolicy(name)
+	if pol.Retransmits > 0 && len(to) > 0 {
+		k.resend = append(k.resend, resend{group: name, push: gp, to: to, at: now.Add(pol.Retransmit), every: pol.Retransmit, left: pol.Retransmits})
+	}
 }
 
 // send writes one GSA_REKEY to each destination, from the group's

@@ -28,7 +28,7 @@ func ksGroup(t *testing.T) ks.GroupConfig {
 	return ks.GroupConfig{Name: "G2", ID: 90, Address: netip.MustParseAddr("127.0.0.1"), SigningKey: key,
 		TEKs: []ks.TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour, Replay: isakmp.ReplayCounter, ReplayWindow: 64,
 			Selectors: []ks.Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}},
-		Rekey: ks.RekeyPolicy{Unicast: true}}
+		Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: 50 * time.Millisecond, Retransmits: 2}}
 }
 
 func run(t *testing.T, r *Router) {
@@ -62,7 +62,8 @@ func tekSPIs(dp sadb.Dataplane, group string) []uint32 {
 // router registers with a KS router by IKE_SA_INIT and GSA_AUTH (the keys
 // in GSA_AUTH's response, wrapped under the IKE SA's GSK_w through
 // ikev2.Config.OnAuthSA) and installs ks's TEKs; a rekey (crypto gdoi ks rekey)
-// reaches it as a unicast GSA_REKEY; clear crypto gdoi ks members
+// reaches it as a unicast GSA_REKEY, retransmitted bitwise identical as
+// RekeyPolicy says; clear crypto gdoi ks members
 // excludes it and it registers again for the new keys)
 func TestRouterRegisterRekeyRemove(t *testing.T) {
 	ctx := context.Background()
@@ -124,6 +125,15 @@ func TestRouterRegisterRekeyRemove(t *testing.T) {
 	gr.Do(ctx, func() { st = gr.Members()[0] })
 	if st.Rekeys != 1 {
 		t.Fatalf("rekeys applied %d: %+v", st.Rekeys, st)
+	}
+	// The GSA_REKEY went out twice more, bitwise identical: the member
+	// counts them as retransmissions, not replays, and applies nothing.
+	waitFor(t, "two retransmissions at the GM", func() bool {
+		gr.Do(ctx, func() { st = gr.Members()[0] })
+		return st.Stats.Resent == 2
+	})
+	if st.Rekeys != 1 || st.Stats.Replayed != 0 {
+		t.Fatalf("after the retransmissions: %+v", st)
 	}
 	// Removal: excluded, registers again, gets the new keys.
 	kr.Do(ctx, func() { rerr = kr.Remove("G2", false) })
