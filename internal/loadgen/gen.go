@@ -36,6 +36,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/groupvpn/groupvpn/internal/gm"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/mcast"
@@ -132,6 +134,7 @@ type Stats struct {
 
 // Snapshot is Stats as values (what `groupvpn loadgen` prints, one JSON
 // line per interval).
+// Times are CLOCK_MONOTONIC nanoseconds (Monotonic).
 type Snapshot struct {
 	Time                                   int64 `json:"t"`
 	Members                                int   `json:"members"`
@@ -149,7 +152,7 @@ type Snapshot struct {
 // Snapshot reads the totals.
 func (g *Generator) Snapshot() Snapshot {
 	s := &g.Stats
-	return Snapshot{Time: time.Now().UnixNano(), Members: g.o.Members,
+	return Snapshot{Time: Monotonic(), Members: g.o.Members,
 		Started: s.Started.Load(), Registered: s.Registered.Load(), Registrations: s.Registrations.Load(),
 		FirstAt: s.FirstAt.Load(), LastFirstAt: s.LastFirstAt.Load(), LastRegAt: s.LastRegAt.Load(),
 		Failures: s.Failures.Load(), Rekeys: s.Rekeys.Load(), Acks: s.Acks.Load(), AcksAgain: s.AcksAgain.Load(),
@@ -163,7 +166,12 @@ func (g *Generator) Snapshot() Snapshot {
 
 // Generator plays Options.Members GMs.
 type Generator struct {
-	o      Options
+	o Options
+	// t0 and mono0 are one instant, as a time.Time (with Go's monotonic
+	// reading) and as CLOCK_MONOTONIC: timers and timestamps are kept as
+	// monotonic offsets, which a step of the wall clock does not move.
+	t0     time.Time
+	mono0  int64
 	conn   *Conn
 	ike    *ike.Config
 	sims   []sim
@@ -180,7 +188,7 @@ type sim struct {
 	tab   table
 	ep    *ike.Endpoint // while it registers
 	sa    *ike.SA
-	wake  int64 // the heap entry that is current (unix ns); 0: none
+	wake  int64 // the heap entry that is current (ns since Generator.t0); 0: none
 	regs  int
 	rk    int // rekeys received, as the member counts them
 	acks  int
@@ -204,7 +212,7 @@ func New(ctx context.Context, o Options) (*Generator, error) {
 		return nil, err
 	}
 	psk := o.PSK
-	g := &Generator{o: o, conn: conn, sims: make([]sim, o.Members), mcast: map[netip.AddrPort]*net.UDPConn{},
+	g := &Generator{o: o, conn: conn, t0: time.Now(), mono0: Monotonic(), sims: make([]sim, o.Members), mcast: map[netip.AddrPort]*net.UDPConn{},
 		ike: &ike.Config{Suites: []ike.Suite{o.Suite}, DOI: isakmp.DOIGDOI, Identity: ike.IdentityAddress,
 			Creds: ike.Credentials{PSK: func(netip.Addr) ([]byte, bool) { return psk, true }}}}
 	servers := []netip.AddrPort{o.KS}
@@ -221,6 +229,20 @@ func New(ctx context.Context, o Options) (*Generator, error) {
 	}
 	return g, nil
 }
+
+// Monotonic is CLOCK_MONOTONIC in nanoseconds: the clock of every
+// timestamp in Stats and Snapshot (the same in every process of the host,
+// and unmoved by steps of the wall clock).
+func Monotonic() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return time.Now().UnixNano()
+	}
+	return ts.Nano()
+}
+
+// mono is now on the CLOCK_MONOTONIC scale.
+func (g *Generator) mono(now time.Time) int64 { return g.mono0 + int64(now.Sub(g.t0)) }
 
 // Port is the port of every GM's address.
 func (g *Generator) Port() uint16 { return g.conn.Port() }

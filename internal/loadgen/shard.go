@@ -41,7 +41,7 @@ func (s *shard) run(ctx context.Context) {
 		s.admit(now)
 		s.fire(now)
 		if len(s.timers) > 0 {
-			t.Reset(max(time.Until(time.Unix(0, s.timers[0].at)), time.Millisecond))
+			t.Reset(max(time.Duration(s.timers[0].at)-time.Since(s.g.t0), time.Millisecond))
 		} else {
 			t.Reset(time.Hour)
 		}
@@ -83,7 +83,7 @@ func (s *shard) admit(now time.Time) {
 
 // fire runs the GMs' due timers.
 func (s *shard) fire(now time.Time) {
-	for len(s.timers) > 0 && s.timers[0].at <= now.UnixNano() {
+	for len(s.timers) > 0 && s.timers[0].at <= int64(now.Sub(s.g.t0)) {
 		e := heap.Pop(&s.timers).(wake)
 		g := &s.g.sims[e.idx]
 		if g.wake != e.at {
@@ -142,13 +142,13 @@ func (s *shard) push(i int32, g *sim, p packet, now time.Time) {
 	switch {
 	case st.Rekeys.Received > g.rk && st.Rekeys.AcksSent > g.acks:
 		s.g.Stats.Acks.Add(1)
-		s.g.Stats.LastAckAt.Store(now.UnixNano())
+		s.g.Stats.LastAckAt.Store(s.g.mono(now))
 	case st.Rekeys.AcksSent > g.acks:
 		s.g.Stats.AcksAgain.Add(int64(st.Rekeys.AcksSent - g.acks))
 	}
 	if st.Rekeys.Received > g.rk {
 		s.g.Stats.Rekeys.Add(int64(st.Rekeys.Received - g.rk))
-		s.g.Stats.LastRekeyAt.Store(now.UnixNano())
+		s.g.Stats.LastRekeyAt.Store(s.g.mono(now))
 	}
 	g.rk, g.acks = st.Rekeys.Received, st.Rekeys.AcksSent
 	s.after(i, g, now)
@@ -250,13 +250,13 @@ func (s *shard) afterEvent(i int32, g *sim, now, ran time.Time) {
 	if st.Registrations > g.regs {
 		g.regs = st.Registrations
 		s.g.Stats.Registrations.Add(1)
-		s.g.Stats.LastRegAt.Store(now.UnixNano())
-		s.g.Stats.FirstAt.CompareAndSwap(0, now.UnixNano())
+		s.g.Stats.LastRegAt.Store(s.g.mono(now))
+		s.g.Stats.FirstAt.CompareAndSwap(0, s.g.mono(now))
 		if g.state == simStarted {
 			g.state = simRegistered
 			s.inflight--
 			s.g.Stats.Registered.Add(1)
-			s.g.Stats.LastFirstAt.Store(now.UnixNano())
+			s.g.Stats.LastFirstAt.Store(s.g.mono(now))
 		}
 	}
 	if g.state != simWaiting && g.state != simStarted {
@@ -291,7 +291,7 @@ func (s *shard) rearm(i int32, g *sim, ran time.Time) {
 		w = ran.Add(10 * time.Millisecond)
 		s.g.Stats.TimersClamped.Add(1)
 	}
-	if at := w.UnixNano(); at != g.wake {
+	if at := int64(w.Sub(s.g.t0)); at != g.wake {
 		g.wake = at
 		heap.Push(&s.timers, wake{at: at, idx: i})
 	}
