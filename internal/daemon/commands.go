@@ -66,7 +66,7 @@ func controlCounters(st ctl.ConnStats) []ike.Counter {
 // the state store's and the log rate limiter's.
 func statistics(srv *ctl.Server, n *node.Node, sources func() []CounterSource) ctl.Handler {
 	return func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
-		s, err := n.State(ctx)
+		s, err := state(ctx, n)
 		if err != nil {
 			return nil, err
 		}
@@ -247,7 +247,7 @@ func gmOnly(n *node.Node, h ctl.Handler) ctl.Handler {
 
 func roleOnly(n *node.Node, h ctl.Handler, has func(node.Snapshot) bool, msg string) ctl.Handler {
 	return func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
-		s, err := n.State(ctx)
+		s, err := n.StateCounts(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -262,12 +262,14 @@ func roleOnly(n *node.Node, h ctl.Handler, has func(node.Snapshot) bool, msg str
 
 type snapKey struct{}
 
-// state is the snapshot roleOnly took for this command, else a new one.
+// state is the snapshot roleOnly took for this command, else a new one:
+// without the KS groups' member lists (node.StateCounts), which only
+// `show crypto gdoi ks members` reads (it takes node.State).
 func state(ctx context.Context, n *node.Node) (node.Snapshot, error) {
 	if s, ok := ctx.Value(snapKey{}).(*node.Snapshot); ok {
 		return *s, nil
 	}
-	return n.State(ctx)
+	return n.StateCounts(ctx)
 }
 
 // ksMembers is `show crypto gdoi ks members [A.B.C.D]`, streamed (issue
@@ -276,7 +278,7 @@ func state(ctx context.Context, n *node.Node) (node.Snapshot, error) {
 // that member, found by a binary search.
 func ksMembers(n *node.Node) ctl.Handler {
 	return func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
-		s, err := state(ctx, n)
+		s, err := n.State(ctx) // with the members
 		if err != nil {
 			return nil, err
 		}

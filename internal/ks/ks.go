@@ -694,6 +694,9 @@ type GroupSnapshot struct {
 	SigAlg      isakmp.SigAlg
 	TEKs        []TEKSnapshot
 	Members     []Member
+	// MemberCount is the number of members, also when Members is left
+	// out (SnapshotOf without members).
+	MemberCount int
 }
 
 // TEKSnapshot describes one TEK without its keys.
@@ -716,7 +719,13 @@ type TEKSnapshot struct {
 
 // Snapshot copies every group's state at now (the TBAR pseudotime), by
 // group name; members by address. It changes nothing.
-func (s *Server) Snapshot(now time.Time) []GroupSnapshot {
+func (s *Server) Snapshot(now time.Time) []GroupSnapshot { return s.SnapshotOf(now, true) }
+
+// SnapshotOf is Snapshot, with the members copied only when members is
+// set (issue 18: copying and sorting 100,000 members takes the node's
+// loop for tens of milliseconds; the commands that only count them do
+// not need them).
+func (s *Server) SnapshotOf(now time.Time, members bool) []GroupSnapshot {
 	var out []GroupSnapshot
 	for _, g := range s.groups {
 		gs := GroupSnapshot{Pseudotime: g.pseudotime(now), NextResync: g.synced.Add(TBARResync), Name: g.cfg.Name, ID: g.cfg.ID, Seq: g.seq, Rekeys: g.rekeys, Unicast: g.cfg.Rekey.Unicast, Secondary: !g.isPrimary(), Redundancy: g.cfg.Redundancy.Clone(), Retransmit: g.cfg.Rekey.withDefaults().Retransmit, Retransmits: g.cfg.Rekey.withDefaults().Retransmits, KEKSPI: g.kekSPI, KEKExpire: g.kekExp, KEKLifetime: g.cfg.KEKLifetime,
@@ -726,12 +735,15 @@ func (s *Server) Snapshot(now time.Time) []GroupSnapshot {
 				AuthAlg: t.policy.AuthAlg, Selector: t.sel, Expires: t.expires, Lifetime: t.policy.Lifetime,
 				Replay: t.policy.Replay, ReplayWindow: t.policy.ReplayWindow, ACLName: t.policy.ACLName, ProfileName: t.policy.ProfileName, BypassBefore: t.before, BypassAfter: t.after})
 		}
-		for _, m := range g.members {
-			c := *m
-			c.SenderIDs = append([]uint32(nil), m.SenderIDs...)
-			gs.Members = append(gs.Members, c)
+		gs.MemberCount = len(g.members)
+		if members {
+			for _, m := range g.members {
+				c := *m
+				c.SenderIDs = append([]uint32(nil), m.SenderIDs...)
+				gs.Members = append(gs.Members, c)
+			}
+			sort.Slice(gs.Members, func(i, j int) bool { return gs.Members[i].Address.Less(gs.Members[j].Address) })
 		}
-		sort.Slice(gs.Members, func(i, j int) bool { return gs.Members[i].Address.Less(gs.Members[j].Address) })
 		out = append(out, gs)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

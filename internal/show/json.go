@@ -292,7 +292,7 @@ type KSTEKJSON struct {
 
 func ksGroupJSON(s node.Snapshot, g ks.GroupSnapshot) KSGroupJSON {
 	v := KSGroupJSON{Name: g.Name, Identity: g.ID, KSRole: "primary", RedundancyConfigured: g.Redundancy != nil,
-		RekeyTransport: rekeyTransport(g.Unicast), MemberCount: len(g.Members), RekeySequence: g.Seq, RekeysSent: g.Rekeys,
+		RekeyTransport: rekeyTransport(g.Unicast), MemberCount: memberCount(g), RekeySequence: g.Seq, RekeysSent: g.Rekeys,
 		RekeyRetransmitPeriodSeconds: secs(g.Retransmit), RekeyRetransmitAttempts: g.Retransmits,
 		KEK: KSKEKJSON{SPI: bytesHex(g.KEKSPI[:]), KeyBits: g.KEKBits, SignatureAlgorithm: sigAlgName(g.SigAlg),
 			LifetimeSeconds: secs(g.KEKLifetime), RemainingSeconds: secs(g.KEKExpire.Sub(s.Now)), ExpiresAt: jsonTime(g.KEKExpire)}}
@@ -919,7 +919,7 @@ func KSCountersView(s node.Snapshot) CountersJSON {
 	v := CountersJSON{Header: NewHeader("show crypto gdoi ks counters", s.Now)}
 	v.addSection("ks", s.KSCounters)
 	for _, g := range s.KS {
-		v.Groups = append(v.Groups, CounterGroupJSON{Name: g.Name, RekeysSent: intp(g.Rekeys), MemberCount: intp(len(g.Members))})
+		v.Groups = append(v.Groups, CounterGroupJSON{Name: g.Name, RekeysSent: intp(g.Rekeys), MemberCount: intp(memberCount(g))})
 	}
 	return v
 }

@@ -98,7 +98,7 @@ func GDOI(s node.Snapshot) (string, any) {
 		b.WriteString("    Group Type               : GDOI (ISAKMP)\n")
 		b.WriteString("    Crypto Path              : ipv4\n")
 		b.WriteString("    Key Management Path      : ipv4\n")
-		fmt.Fprintf(&b, "    Group Members            : %d\n", len(g.Members))
+		fmt.Fprintf(&b, "    Group Members            : %d\n", memberCount(g))
 		b.WriteString("    IPSec SA Direction       : Both\n")
 		redundancy(&b, s, g)
 		fmt.Fprintf(&b, "    Group Rekey Lifetime     : %d secs\n", secs(g.KEKLifetime))
@@ -237,6 +237,10 @@ func downloadedACL(b *strings.Builder, m node.MemberState) {
 	}
 	b.WriteString("\n")
 }
+
+// memberCount is the number of g's members, listed or only counted
+// (node.StateCounts).
+func memberCount(g ks.GroupSnapshot) int { return max(g.MemberCount, len(g.Members)) }
 
 // KSMembers renders `show crypto gdoi ks members` (as one string: the
 // control socket streams it with WriteKSMembers).
@@ -609,7 +613,7 @@ func KSCounters(s node.Snapshot) (string, any) {
 	b.WriteString("Key server counters (all groups, since start)\n")
 	counterTable(&b, s.KSCounters)
 	for _, g := range s.KS {
-		fmt.Fprintf(&b, "\nGroup %s\n  %-32s: %d\n  %-32s: %d\n", g.Name, "rekeys_sent", g.Rekeys, "members", len(g.Members))
+		fmt.Fprintf(&b, "\nGroup %s\n  %-32s: %d\n  %-32s: %d\n", g.Name, "rekeys_sent", g.Rekeys, "members", memberCount(g))
 	}
 	return b.String(), KSCountersView(s)
 }
