@@ -278,15 +278,24 @@ func state(ctx context.Context, n *node.Node) (node.Snapshot, error) {
 // that member, found by a binary search.
 func ksMembers(n *node.Node) ctl.Handler {
 	return func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
-		s, err := n.State(ctx) // with the members
-		if err != nil {
-			return nil, err
-		}
 		var only netip.Addr
 		if a, ok := req.Args["member"]; ok {
+			var err error
 			if only, err = netip.ParseAddr(a); err != nil {
 				return nil, fmt.Errorf("%% Invalid address %q", a)
 			}
+		}
+		var s node.Snapshot
+		var err error
+		if only.IsValid() {
+			s, err = n.StateOfMember(ctx, only) // that member only
+		} else {
+			s, err = n.State(ctx) // with the members
+		}
+		if err != nil {
+			return nil, err
+		}
+		if only.IsValid() {
 			if !show.FindKSMember(s, only) {
 				return nil, fmt.Errorf("%% No group member %s is registered with this key server", only)
 			}

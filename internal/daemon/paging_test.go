@@ -60,3 +60,24 @@ func TestInteractivePaging(t *testing.T) {
 		t.Errorf("terminal length 0 still pages:\n%s", last)
 	}
 }
+
+// proves: O2 (issue 18: `show crypto gdoi ks members A.B.C.D` on a
+// running key server's socket: an address that is not registered is
+// an IOS-like error (exit 1 in a script); a malformed one is refused by
+// the parser)
+func TestShowOneKSMemberUnknown(t *testing.T) {
+	_, client := seedDaemon(t)
+	ctx := context.Background()
+	r, err := client.Run(ctx, "show crypto gdoi ks members 192.0.2.9")
+	if err != nil || r.OK || r.Error != "% No group member 192.0.2.9 is registered with this key server" {
+		t.Fatalf("unknown member: %+v %v", r, err)
+	}
+	r, err = client.Run(ctx, "show crypto gdoi ks members 192.0.2.300")
+	if err != nil || r.OK || !strings.Contains(r.Error, "Invalid input") {
+		t.Fatalf("malformed address: %+v %v", r, err)
+	}
+	r, err = client.Run(ctx, "show crypto gdoi ks members | count")
+	if err != nil || !r.OK || !strings.HasPrefix(r.Text, "Number of lines which match regexp = ") {
+		t.Fatalf("| count: %+v %v", r, err)
+	}
+}

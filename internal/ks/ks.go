@@ -721,6 +721,18 @@ type TEKSnapshot struct {
 // group name; members by address. It changes nothing.
 func (s *Server) Snapshot(now time.Time) []GroupSnapshot { return s.SnapshotOf(now, true) }
 
+// Member is a copy of the group's member at addr (show crypto gdoi ks
+// members A.B.C.D: one lookup, not a copy of every member).
+func (s *Server) Member(name string, addr netip.Addr) (Member, bool) {
+	g := s.byName[name]
+	if g == nil || g.members[addr] == nil {
+		return Member{}, false
+	}
+	m := *g.members[addr]
+	m.SenderIDs = append([]uint32(nil), m.SenderIDs...)
+	return m, true
+}
+
 // SnapshotOf is Snapshot, with the members copied only when members is
 // set (issue 18: copying and sorting 100,000 members takes the node's
 // loop for tens of milliseconds; the commands that only count them do

@@ -94,9 +94,28 @@ func (n *Node) State(ctx context.Context) (Snapshot, error) { return n.state(ctx
 // milliseconds, this one for microseconds (issue 18, TestSnapshotCost100k).
 func (n *Node) StateCounts(ctx context.Context) (Snapshot, error) { return n.state(ctx, false) }
 
+// StateOfMember is StateCounts with, in each KS group, the member at
+// addr alone in Members if it is registered there (show crypto gdoi ks
+// members A.B.C.D): a lookup, not a copy of the member lists.
+func (n *Node) StateOfMember(ctx context.Context, addr netip.Addr) (Snapshot, error) {
+	return n.stateWith(ctx, func() Snapshot {
+		s := n.snapshot(false)
+		for i := range s.KS {
+			if m, ok := n.ks.Member(s.KS[i].Name, addr); ok {
+				s.KS[i].Members = []ks.Member{m}
+			}
+		}
+		return s
+	})
+}
+
 func (n *Node) state(ctx context.Context, members bool) (Snapshot, error) {
+	return n.stateWith(ctx, func() Snapshot { return n.snapshot(members) })
+}
+
+func (n *Node) stateWith(ctx context.Context, snap func() Snapshot) (Snapshot, error) {
 	var s Snapshot
-	if err := n.Do(ctx, func() { s = n.snapshot(members) }); err != nil {
+	if err := n.Do(ctx, func() { s = snap() }); err != nil {
 		return s, err
 	}
 	if r, ok := n.dp.(sadb.Remote); ok {

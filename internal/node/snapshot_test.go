@@ -49,7 +49,8 @@ func loopTime(t testing.TB, nd *Node, f func()) time.Duration {
 // proves: N1 (issue 18: a show command that does not list the members
 // (show crypto gdoi, counters, statistics) takes a snapshot without them
 // that holds the loop of a KS with 100,000 members for well under 20 ms,
-// where the full copy takes tens of milliseconds; both count them)
+// where the full copy takes tens of milliseconds; both count them; one
+// member's is a lookup)
 func TestSnapshotCost100k(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100,000 members")
@@ -78,4 +79,16 @@ func TestSnapshotCost100k(t *testing.T) {
 	if s, err := nd.StateCounts(context.Background()); err != nil || s.KS[0].MemberCount != 100_000 || s.KS[0].Members != nil {
 		t.Fatalf("StateCounts: %v", err)
 	}
+	// one member: a lookup
+	addr := netip.MustParseAddr("10.1.2.3")
+	start := time.Now()
+	s, err := nd.StateOfMember(context.Background(), addr)
+	took := time.Since(start)
+	if err != nil || len(s.KS[0].Members) != 1 || s.KS[0].Members[0].Address != addr || s.KS[0].MemberCount != 100_000 {
+		t.Fatalf("StateOfMember: %v %+v", err, s.KS)
+	}
+	if s, err := nd.StateOfMember(context.Background(), netip.MustParseAddr("192.0.2.1")); err != nil || len(s.KS[0].Members) != 0 {
+		t.Fatalf("StateOfMember of no member: %v %+v", err, s.KS)
+	}
+	t.Logf("one member's snapshot: %v", took)
 }
