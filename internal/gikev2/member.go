@@ -150,6 +150,10 @@ type Update struct {
 	// SPI): the member is out of the group and registers again after a
 	// random delay (§2.4.3).
 	Excluded bool
+	// RekeyDst is the new Rekey SA's multicast destination (the KEK
+	// policy's Dst: one IPv4 multicast address and port): the member joins
+	// it to receive multicast GSA_REKEYs. Invalid for unicast rekeys.
+	RekeyDst netip.AddrPort
 	// MessageID of the GSA_REKEY applied.
 	MessageID uint32
 	// Registration: from GSA_AUTH or GSA_REGISTRATION (it replaces what a
@@ -424,6 +428,9 @@ func (m *Member) apply(ps []wire.Payload, kwk KWK, registration bool, now time.T
 			}
 			newRekey, gcauth, alg, pub, initialMID = r, a, c, p, initial
 			u.NewKEK, u.KEKSPI, u.KEKExpiry = true, r.spi, r.expires
+			if d := kek.Dst; d.Start.IsValid() && d.Start == d.End && d.Start.IsMulticast() && d.StartPort == d.EndPort && d.StartPort != 0 {
+				u.RekeyDst = netip.AddrPortFrom(d.Start, d.StartPort)
+			}
 		} else if registration {
 			return nil, fmt.Errorf("%w: registration without a GSA KEK policy (groupvpn GMs need the Rekey SA)", ErrPolicy)
 		}

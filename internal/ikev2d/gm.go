@@ -196,6 +196,9 @@ func (m *member) apply(u *gikev2.Update, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	if u.RekeyDst.IsValid() && m.s != nil {
+		m.r.join(m.g.Name, u.RekeyDst, m.s.local.Addr())
+	}
 	if a.Reregister {
 		m.status.Registered = false
 		window := 5 * time.Second

@@ -3,6 +3,7 @@ package ikev2d
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/gikev2"
 	"github.com/groupvpn/groupvpn/internal/ikev2"
 	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/mcast"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -356,6 +358,22 @@ func (k *ksRole) send(name string, gp *gikev2.Push, to []netip.AddrPort) {
 		}
 		if s == nil {
 			continue
+		}
+		if a.Addr().IsMulticast() && !s.mcOpts {
+			// The group's rekey interface and TTL (rekey address ipv4,
+			// RFC 6407 §4.2's SAK destination, as isakmpd).
+			pol := k.srv.RekeyPolicy(name)
+			var err error
+			switch c := s.conn.(type) {
+			case *net.UDPConn:
+				err = mcast.SetMulticastOptions(c, pol.Interface, pol.TTL)
+			case interface{ SetMulticastOptions(string, int) error }:
+				err = c.SetMulticastOptions(pol.Interface, pol.TTL)
+			}
+			if err != nil {
+				k.r.log.Warn("multicast options not set; the rekey leaves with the defaults", "group", name, "err", err.Error())
+			}
+			s.mcOpts = true
 		}
 		s.conn.WriteToUDPAddrPort(gp.Data, a)
 	}

@@ -22,6 +22,8 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ikev2"
 	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/mcast"
+	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 )
 
@@ -77,8 +79,10 @@ type Options struct {
 type sock struct {
 	local  netip.AddrPort
 	conn   PacketConn
-	ep     *ikev2.Endpoint
+	ep     *ikev2.Endpoint // nil for a multicast rekey socket
 	closed bool
+	mcast  bool // joined to a group's multicast rekey address: GSA_REKEY only
+	mcOpts bool // the multicast send options are set
 }
 
 type datagram struct {
@@ -94,6 +98,7 @@ type Router struct {
 	cfg     Config
 	log     *slog.Logger
 	socks   []*sock
+	joined  []*sock // multicast rekey sockets (members)
 	in      chan datagram
 	cmds    chan func()
 	running bool
@@ -111,6 +116,7 @@ type Drops struct {
 	Overload  uint64 // the loop did not keep up: datagram dropped at the reader
 	NotIKEv2  uint64 // not an IKEv2 header
 	RekeyNoGM uint64 // a GSA_REKEY for no group this daemon is a member of
+	McastNot  uint64 // not a GSA_REKEY on a multicast rekey socket
 }
 
 // New opens the sockets of o.Listen and prepares the roles of cfg.
@@ -191,7 +197,7 @@ func (r *Router) open(a netip.AddrPort) (*sock, error) {
 }
 
 func (r *Router) closeAll() {
-	for _, s := range r.socks {
+	for _, s := range append(r.socks, r.joined...) {
 		s.closed = true
 		s.conn.Close()
 	}
@@ -307,7 +313,7 @@ func (r *Router) cmdsDrop() {
 // Run serves until ctx ends, then closes every socket.
 func (r *Router) Run(ctx context.Context) error {
 	r.running = true
-	for _, s := range r.socks {
+	for _, s := range append(r.socks, r.joined...) {
 		go r.read(s)
 	}
 	defer r.closeAll()
@@ -393,7 +399,35 @@ func (r *Router) handle(d datagram) {
 		r.Drops.RekeyNoGM++
 		return
 	}
+	if d.s.mcast {
+		r.Drops.McastNot++
+		return
+	}
 	r.deliver(d.s, d.s.ep.Handle(d.from, d.data, now), now)
+}
+
+// join makes the router receive a group's multicast GSA_REKEYs (SPEC T1:
+// members join the group): a socket bound to dst, joined on the interface
+// of local, the address the member registered from. Only GSA_REKEYs are taken from it.
+func (r *Router) join(group string, dst netip.AddrPort, local netip.Addr) {
+	for _, s := range r.joined {
+		if s.local == dst {
+			return
+		}
+	}
+	ifName := netinv.InterfaceOf(local)
+	conn, err := mcast.Listen(dst, ifName)
+	if err != nil {
+		r.log.Warn("cannot join the multicast rekey group; rekeys will be missed and the member registers again instead",
+			"group", group, "address", dst.String(), "interface", ifName, "err", err.Error())
+		return
+	}
+	s := &sock{local: dst, conn: conn, mcast: true}
+	r.joined = append(r.joined, s)
+	if r.running {
+		go r.read(s)
+	}
+	r.log.Info("joined the multicast rekey group", "group", group, "address", dst.String(), "interface", ifName)
 }
 
 // deliver sends an endpoint's datagrams and hands its events to the roles.

@@ -299,3 +299,37 @@ func TestIkev2dGroupTraffic(t *testing.T) {
 	gm1.waitFor("the same TEKs on both GMs", 10*time.Second, func() bool { return slices.Equal(spis(gm1.teks()), spis(gm2.teks())) })
 	ping("after the removal")
 }
+
+// proves: T1, G4 (issue 17: a G-IKEv2 group rekeyed by multicast: the KS's
+// ikev2d sends the GSA_REKEY once to 239.192.8.8:848 through iked (the
+// group's multicast options set on iked's socket), both members' ikev2d
+// joined the KEK policy's destination at registration and apply it)
+func TestIkev2dMulticastRekey(t *testing.T) {
+	nw := newNetwork(t, "gv2m")
+	bin := testnet.Binary(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ks := newV2Host(t, ctx, bin, "ks", nw.ksNS, "", mcastKSConf, "")
+	gm1 := newV2Host(t, ctx, bin, "gm1", nw.gm1NS, "", fmt.Sprintf(gmConf, "gm1", "10.236.0.1"), "")
+	gm2 := newV2Host(t, ctx, bin, "gm2", nw.gm2NS, "", fmt.Sprintf(gmConf, "gm2", "10.236.0.1"), "")
+	for _, h := range []*host{ks, gm1, gm2} {
+		h.mustSrc("startsrc", "-g", "ike")
+	}
+	for _, g := range []*host{gm1, gm2} {
+		g.waitFor("G-IKEv2 registration", 20*time.Second, g.v2Registered)
+		g.waitFor("the multicast join", 5*time.Second, func() bool {
+			b, _ := os.ReadFile(filepath.Join(g.dir, "ikev2d.log"))
+			return strings.Contains(string(b), "joined the multicast rekey group") && strings.Contains(string(b), "239.192.8.8:848")
+		})
+	}
+	if out := ks.cliV2("crypto gdoi ks rekey"); !strings.Contains(out, "policy-replace GSA_REKEY sent") {
+		t.Fatalf("crypto gdoi ks rekey:\n%s", out)
+	}
+	for _, g := range []*host{gm1, gm2} {
+		g.waitFor("the multicast rekey applied", 15*time.Second, func() bool { return g.v2Field("Rekeys applied") == "1" })
+	}
+	b, _ := os.ReadFile(filepath.Join(ks.dir, "ikev2d.log"))
+	if !regexp.MustCompile(`G-IKEv2 rekey sent.* to=1`).Match(b) {
+		t.Fatalf("the KS did not send one multicast GSA_REKEY:\n%s", b)
+	}
+}
