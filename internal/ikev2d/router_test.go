@@ -20,7 +20,7 @@ func psk() ike.Credentials {
 	return ike.Credentials{PSK: func(netip.Addr) ([]byte, bool) { return []byte("router secret"), true }}
 }
 
-func ksGroup(t *testing.T) ks.GroupConfig {
+func ksGroup(t testing.TB) ks.GroupConfig {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -31,14 +31,14 @@ func ksGroup(t *testing.T) ks.GroupConfig {
 		Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: 50 * time.Millisecond, Retransmits: 2}}
 }
 
-func run(t *testing.T, r *Router) {
+func run(t testing.TB, r *Router) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
