@@ -183,7 +183,18 @@ func runIkev2d(env *Env, args []string) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go ikev2dRefresh(runCtx, hup, r, inventory, load, *file, logger, notify)
+	apply := func(c *policy.Config, served []netip.AddrPort) error {
+		rc, err := ikev2dConfig(c, served, uint16(*port))
+		if err != nil {
+			return err
+		}
+		var aerr error
+		if err := r.Do(runCtx, func() { aerr = r.Reconfigure(rc) }); err != nil {
+			return err
+		}
+		return aerr
+	}
+	go ikev2dRefresh(runCtx, hup, r, inventory, load, apply, *file, logger, notify)
 	if err := notify.Send(srcnotify.Event{State: srcnotify.Ready, Addrs: netinv.Strings(served),
 		Detail: fmt.Sprintf("serving %d addresses (%s); SAs in %s", len(served), via, sadb)}); err != nil {
 		logger.Warn("could not tell srcmstr the daemon is ready", "err", err.Error())
@@ -207,10 +218,11 @@ func runIkev2d(env *Env, args []string) int {
 // ones, keeping the IKE SAs of the others, the key-server state and the
 // registrations), then the configuration file is read again: an invalid
 // one is refused with file:line and srcmstr told refresh-failed; a valid
-// one is checked and reported (the groups it declares take effect at the
-// next start: ikev2d does not yet apply a changed file live).
+// one is applied (Router.Reconfigure: group policy, key-server lists,
+// pre-shared keys) unless it changes what needs a restart (groups added or
+// removed, IKE proposals, identity), which is refused with the reason.
 func ikev2dRefresh(ctx context.Context, hup <-chan os.Signal, r *ikev2d.Router, inventory func() ([]netip.AddrPort, error),
-	load func() (*policy.Config, error), file string, logger *slog.Logger, notify *srcnotify.Notifier) {
+	load func() (*policy.Config, error), apply func(*policy.Config, []netip.AddrPort) error, file string, logger *slog.Logger, notify *srcnotify.Notifier) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -237,13 +249,17 @@ func ikev2dRefresh(ctx context.Context, hup <-chan os.Signal, r *ikev2d.Router, 
 			}
 		}
 		logger.Info("addresses refreshed", "summary", summary)
-		if _, err := load(); err != nil {
+		cfg, err := load()
+		if err == nil {
+			err = apply(cfg, served)
+		}
+		if err != nil {
 			logger.Error("configuration reload refused; the running configuration stays", "err", err.Error())
 			problems = append(problems, "configuration refused, the running configuration stays: "+oneLine(err.Error()))
 		} else {
-			logger.Info("configuration checked", "file", file)
+			logger.Info("configuration reloaded", "file", file)
 		}
-		ev := srcnotify.Event{State: srcnotify.Refreshed, Addrs: netinv.Strings(served), Detail: summary + "; configuration checked: " + file}
+		ev := srcnotify.Event{State: srcnotify.Refreshed, Addrs: netinv.Strings(served), Detail: summary + "; configuration reloaded from " + file}
 		if len(problems) > 0 {
 			ev.State, ev.Detail = srcnotify.RefreshFailed, summary+"; "+strings.Join(problems, "; ")
 		}

@@ -168,7 +168,12 @@ func New(cfg Config, o Options) (*Router, error) {
 // initiator for the member role (GSA_AUTH carries the first member
 // group's IDg; the others register over the SA with GSA_REGISTRATION).
 func (r *Router) ikeConfig() *ikev2.Config {
-	c := &ikev2.Config{Creds: r.cfg.Creds, Suites: r.cfg.Suites, LocalID: r.cfg.LocalID, Lifetime: r.cfg.Lifetime, AuthExchange: wire.ExchangeGSAAuth,
+	creds := r.cfg.Creds
+	if creds.PSK != nil {
+		// Looked up on the loop at each use: Reconfigure replaces it.
+		creds.PSK = func(a netip.Addr) ([]byte, bool) { return r.cfg.Creds.PSK(a) }
+	}
+	c := &ikev2.Config{Creds: creds, Suites: r.cfg.Suites, LocalID: r.cfg.LocalID, Lifetime: r.cfg.Lifetime, AuthExchange: wire.ExchangeGSAAuth,
 		Rand: r.o.Rand, Logger: r.log}
 	if r.ks != nil {
 		c.OnAuthSA = r.ks.onAuth

@@ -117,7 +117,8 @@ func (h *host) v2Field(name string) string {
 // (D6), `refresh -g ike` succeeds. A GM host's ikev2d (group ike) registers
 // with the KS's by G-IKEv2 through both hosts' iked (IKEv2 headers routed
 // to ikev2d on 848) and its TEK reaches its tmd; a broken ikev2d.conf at a
-// group refresh is refused with file:line and the registration stays.
+// group refresh is refused with file:line, a renumbered group is refused
+// naming the restart it needs, and the registration stays.
 func TestIkev2dUnderSRC(t *testing.T) {
 	nw := newNetwork(t, "gv2s")
 	bin := testnet.Binary(t)
@@ -207,7 +208,13 @@ func TestIkev2dUnderSRC(t *testing.T) {
 	if err == nil || !strings.Contains(out, "ikev2d.conf:15") || !strings.Contains(out, "running configuration stays") {
 		t.Fatalf("refresh -g ike with a broken ikev2d.conf: %v\n%s", err, out)
 	}
+	// A valid file renumbering the group needs a restart: refused, named.
+	ks.writeV2(strings.Replace(v2KS, "identity number 90", "identity number 91", 1))
+	if out, err := ks.src("refresh", "-g", "ike"); err == nil || !strings.Contains(out, "restart ikev2d") {
+		t.Fatalf("refresh -g ike with a renumbered group: %v\n%s", err, out)
+	}
 	os.WriteFile(filepath.Join(ks.dir, "ikev2d.conf"), good, 0o600)
+	ks.mustSrc("refresh", "-g", "ike")
 	if _, st := ks.status("ikev2d"); !strings.HasPrefix(st, "active") {
 		t.Fatalf("ikev2d after a refused refresh: %q", st)
 	}
