@@ -12,6 +12,7 @@ import (
 
 	wire "github.com/groupvpn/groupvpn/ikev2"
 	"github.com/groupvpn/groupvpn/internal/gm"
+	"github.com/groupvpn/groupvpn/internal/ikev2"
 	"github.com/groupvpn/groupvpn/internal/keywrap"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -41,6 +42,24 @@ type Stats struct {
 	Policy     uint64 // a policy or key download we refuse
 	Refused    uint64 // registrations the GCKS refused (its notification)
 	WrongGroup uint64 // refusals naming INVALID_GROUP_ID
+}
+
+// Counters lists the member's counters by stable snake_case names with
+// what each counts (show crypto ikev2 statistics).
+func (s Stats) Counters() []ikev2.Counter {
+	return []ikev2.Counter{
+		{Name: "accepted", Help: "registrations and rekeys applied", Value: s.Accepted},
+		{Name: "malformed", Help: "not a G-IKEv2 message or payload chain we accept", Value: s.Malformed},
+		{Name: "unknown_sa", Help: "GSA_REKEY under no Rekey SA we hold", Value: s.UnknownSA},
+		{Name: "integrity", Help: "SK payload not verifying under the Rekey SA", Value: s.Integrity},
+		{Name: "replayed", Help: "Message ID at or below the last accepted", Value: s.Replayed},
+		{Name: "resent", Help: "the last accepted GSA_REKEY again (harmless)", Value: s.Resent},
+		{Name: "signature", Help: "AUTH missing, of another algorithm, or not verifying", Value: s.Signature},
+		{Name: "key_wrap", Help: "a wrapped key failing its integrity check", Value: s.KeyWrap},
+		{Name: "policy", Help: "a policy or key download we refuse", Value: s.Policy},
+		{Name: "refused", Help: "registrations the GCKS refused", Value: s.Refused},
+		{Name: "wrong_group", Help: "refusals naming INVALID_GROUP_ID", Value: s.WrongGroup},
+	}
 }
 
 // MaxRekeyLen bounds a GSA_REKEY datagram a member looks at.

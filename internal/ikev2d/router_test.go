@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"net/netip"
+	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -134,6 +135,13 @@ func TestRouterRegisterRekeyRemove(t *testing.T) {
 	})
 	if st.Rekeys != 1 || st.Stats.Replayed != 0 {
 		t.Fatalf("after the retransmissions: %+v", st)
+	}
+	// S5: both sides show them (show crypto ikev2 statistics).
+	var ksStats, gmStats string
+	kr.Do(ctx, func() { ksStats = kr.showStats() })
+	gr.Do(ctx, func() { gmStats = gr.showStats() })
+	if !regexp.MustCompile(`rekeys_resent +2\n`).MatchString(ksStats) || !regexp.MustCompile(`(?m)^  resent +2$`).MatchString(gmStats) {
+		t.Fatalf("statistics:\n%s\n%s", ksStats, gmStats)
 	}
 	// Removal: excluded, registers again, gets the new keys.
 	kr.Do(ctx, func() { rerr = kr.Remove("G2", false) })
