@@ -4,11 +4,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -188,5 +190,66 @@ func TestAdoptMulticastForwardsOnlyOnMerge(t *testing.T) {
 	res, _, err = d.Adopt("G", sa, kd, seq, true, now)
 	if err != nil || len(res.Send) != 1 || res.Send[0].To != netip.MustParseAddrPort("239.1.1.1:848") {
 		t.Fatalf("merge: %+v %v", res.Send, err)
+	}
+}
+
+// proves: C1/C3 (issue 16: a KS that served keys of its own before it
+// heard any primary forwards the primary's keys to its GMs with an
+// activation delay of 0 — they send with the primary's TEKs at once,
+// which the primary's GMs hold — and a DTD that retires its own TEKs
+// later, never at once: no Delete)
+func TestAdoptOwnKeysForwardActivatesAtOnce(t *testing.T) {
+	pri, sec := coopPair(t)
+	if _, _, err := sec.Keys(peer("10.3.0.1"), isakmp.GroupID(7), 1, now); err != nil {
+		t.Fatal(err)
+	}
+	held := sec.KEK("G")
+	pub := sec.byName["G"].sig.pub
+	d := NewDelivery(sec, nil)
+	gap := func(res Result) (atd, dtd uint64, r *gdoi.Rekey) {
+		t.Helper()
+		if len(res.Send) != 1 {
+			t.Fatalf("%d datagrams forwarded", len(res.Send))
+		}
+		pk, err := x509.ParsePKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err = gdoi.OpenPush(res.Send[0].Data, held, pk, sec.byName["G"].sig.alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range r.SA.GAP.Attributes {
+			v, _ := a.Uint()
+			switch isakmp.GAPAttr(a.Type) {
+			case isakmp.GAPActivationTimeDelay:
+				atd = v
+			case isakmp.GAPDeactivationTimeDelay:
+				dtd = v
+			}
+		}
+		return atd, dtd, r
+	}
+	sa, kd, seq, _ := pri.Announce("G", now)
+	res, changed, err := d.Adopt("G", sa, kd, seq, false, now)
+	if err != nil || !changed {
+		t.Fatalf("adopt: %v %v", changed, err)
+	}
+	atd, dtd, r := gap(res)
+	if atd != 0 || dtd != uint64(RekeyDTD/time.Second) || len(r.Deletes) != 0 || r.SA.TEKs[0].SPI != sa.TEKs[0].SPI {
+		t.Fatalf("forward of the primary's keys over this KS's own: ATD %d DTD %d deletes %d", atd, dtd, len(r.Deletes))
+	}
+	// A later rekey of the primary, forwarded to GMs that hold its keys
+	// already, keeps the usual activation delay.
+	held = sec.KEK("G")
+	pri.Rekey("G", now)
+	sa, kd, seq, _ = pri.Announce("G", now)
+	d2 := NewDelivery(sec, nil)
+	res, _, err = d2.Adopt("G", sa, kd, seq, false, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atd, _, _ := gap(res); atd != uint64(RekeyATD/time.Second) {
+		t.Fatalf("forward of a primary's rekey: ATD %d, want %d", atd, RekeyATD/time.Second)
 	}
 }

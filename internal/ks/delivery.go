@@ -718,8 +718,17 @@ func (d *Delivery) Adopt(group string, sa *isakmp.GroupSA, kd *isakmp.KD, seq ui
 	if err != nil || !changed {
 		return Result{Timer: d.Next()}, false, err
 	}
+	// The forward activates at once (ATD 0) after a merge and when the
+	// GMs here hold keys of this KS's own (registered before any primary
+	// was heard): the primary's GMs already hold the adopted TEKs and
+	// never had this KS's, so the GMs here must send with the adopted ones
+	// at once (the newest TEK whose activation has come seals); with the
+	// usual ATD they would go on sending for 30 s with TEKs the primary's
+	// GMs cannot open. Their old TEKs stay open for receiving until the
+	// rekey's DTD (RekeyDTD), then are gone: retired, never deleted at
+	// once, so no GM is ever without a valid TEK (docs/coop.md).
 	atd := RekeyATD
-	if merge {
+	if merge || ownKeys {
 		atd = 0
 	}
 	newKEK := prev.SPI != d.srv.KEK(group).SPI

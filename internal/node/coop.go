@@ -91,6 +91,7 @@ type coopCounters struct {
 	adoptFailed  uint64 // the primary's keys could not be adopted (policy mismatch)
 	membersBad   uint64 // member-list parts dropped (out of order, mismatched, over bounds)
 	fullSyncs    uint64 // full member lists asked for
+	fullInFlight uint64 // full-list requests answered by the list already in flight
 }
 
 // coopInitWait is how long the KS of higher address waits before it
@@ -514,8 +515,8 @@ func (n *Node) coopTake(cg *coopGroup, from netip.Addr, a *isakmp.ANN, now time.
 	}
 	p.seq = a.COOP.RekeySeq
 	n.ks.RaiseSeq(cg.name, a.COOP.RekeySeq)
-	if a.COOP.Flags&isakmp.COOPFullSyncRequest != 0 {
-		p.members.fullAsked = true
+	if a.COOP.Flags&isakmp.COOPFullSyncRequest != 0 && !p.members.fullRequested(n.ks.MembersGen(cg.name)) {
+		n.cstats.fullInFlight++
 	}
 	if !p.members.receive(a.COOP.MembersGen, a.Members) {
 		n.cstats.membersBad++
@@ -560,6 +561,13 @@ func (n *Node) coopSend(cg *coopGroup, sends []coop.Send, now time.Time) {
 			n.cstats.noSA++
 			continue
 		}
+		// A list or delta still in flight to the peer is not queued
+		// again: the announcement carries its generation, the changes
+		// since go as a delta once it is through.
+		if len(p.members.queue) == 0 {
+			list, gen := n.ks.LocalMembers(cg.name)
+			p.members.queue = p.members.outgoing(list, gen)
+		}
 		a := n.coopANN(cg, snd, p)
 		if cg.el.Role() == coop.Primary {
 			sa, kd, _, err := n.ks.Announce(cg.name, now)
@@ -568,10 +576,6 @@ func (n *Node) coopSend(cg *coopGroup, sends []coop.Send, now time.Time) {
 			}
 		}
 		n.coopSeal(kp, a)
-		if len(p.members.queue) == 0 {
-			list, gen := n.ks.LocalMembers(cg.name)
-			p.members.queue = p.members.outgoing(list, gen)
-		}
 		n.coopParts(cg, snd.To, kp, p)
 	}
 }
@@ -614,7 +618,7 @@ func (n *Node) coopANN(cg *coopGroup, snd coop.Send, p *coopPeer) *isakmp.ANN {
 	return &isakmp.ANN{Seq: snd.Ann.Seq, Group: &isakmp.ID{IDType: isakmp.IDKeyID, Data: binary.BigEndian.AppendUint32(nil, cg.id)},
 		COOP: &isakmp.COOP{Version: isakmp.SWVersion{Major: v.Major, Minor: v.Minor, Mini: v.Mini}, Role: isakmp.COOPRole(snd.Ann.Role),
 			Flags: flags, Priority: snd.Ann.Priority, Address: cg.local, PeriodMS: uint32(c.Period / time.Millisecond),
-			DeadMS: uint32(c.Dead / time.Millisecond), RekeySeq: n.ks.Seq(cg.name), MembersGen: n.ks.MembersGen(cg.name), State: snd.Ann.State}}
+			DeadMS: uint32(c.Dead / time.Millisecond), RekeySeq: n.ks.Seq(cg.name), MembersGen: p.members.announceGen(n.ks.MembersGen(cg.name)), State: snd.Ann.State}}
 }
 
 func (n *Node) coopSeal(kp *peerKS, a *isakmp.ANN) {
@@ -740,5 +744,6 @@ func (n *Node) COOPCounters() []ike.Counter {
 		{Name: "adopt_failed", Help: "primary's policy and keys not adopted (policy mismatch)", Value: c.adoptFailed},
 		{Name: "members_dropped", Help: "member-list parts dropped (out of order, mismatched, over bounds)", Value: c.membersBad},
 		{Name: "members_full_sync_requests", Help: "full member lists asked of a peer", Value: c.fullSyncs},
+		{Name: "members_full_sync_in_flight", Help: "full member lists a peer asked for while one was in flight to it (not sent again)", Value: c.fullInFlight},
 	}
 }

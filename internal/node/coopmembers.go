@@ -59,7 +59,34 @@ type membersAsm struct {
 // part assembly in progress is dropped (its announcements' numbers
 // restarted).
 func (m *memberSync) newSession() {
-	m.sentValid, m.asm, m.queue = false, nil, nil
+	m.sentValid, m.asm, m.queue, m.pendingGen = false, nil, nil, 0
+}
+
+// announceGen is the member generation an announcement to the peer
+// carries: while a list or delta is in flight (queued parts), the
+// generation of that list, not the current one (current), which the peer
+// gets as a delta once this one is through. Announcing current instead
+// made a peer that saw it twice while the parts of an older generation
+// were still arriving (a long list outlasting a period while members
+// registered) ask for the whole list again, which then went out twice
+// (issue 16).
+func (m *memberSync) announceGen(current uint64) uint64 {
+	if m.sentValid && len(m.queue) > 0 {
+		return m.sentGen
+	}
+	return current
+}
+
+// fullRequested records a peer's FULL-SYNC request. One that arrives while
+// a whole list of the current generation is still in flight to it is
+// answered by that list and not queued again (false); a peer that still
+// misses parts of it asks again once it has been through.
+func (m *memberSync) fullRequested(current uint64) bool {
+	if m.sentValid && len(m.queue) > 0 && m.queue[0].Kind == isakmp.MembersFull && m.sentGen == current {
+		return false
+	}
+	m.fullAsked = true
+	return true
 }
 
 // askFull reports (once) whether the peer is to be asked for its list.
