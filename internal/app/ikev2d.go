@@ -21,6 +21,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/srcnotify"
 	"github.com/groupvpn/groupvpn/internal/store"
+	"github.com/groupvpn/groupvpn/internal/syslog"
 	"github.com/groupvpn/groupvpn/internal/tmd"
 )
 
@@ -32,6 +33,8 @@ func runIkev2d(env *Env, args []string) int {
 	port := fs.Uint("port", ikev2d.DefaultPort, "UDP port to listen on and to reach key servers at")
 	listen := fs.String("listen", "", "comma-separated `ADDRESSES` to listen on (default: every address of every up interface)")
 	socket := fs.String("socket", "", "control `SOCKET` for groupvpn cli (show crypto gdoi, clear crypto gdoi ks members, crypto gdoi ks rekey); default: none")
+	socketGroup := fs.String("socket-group", "", "make the control socket 0660 of group `NAME`: its members get read-only access (show commands)")
+	syslogTo := fs.String("syslog", "", "also log to syslog `DEST`: udp://host:514, tcp://host:514, unix:///dev/log or file:///path (docs/operations.md, Logging); reopened by refresh")
 	debug := fs.Bool("debug", false, "log debug messages")
 	statePath := fs.String("state", "/var/lib/groupvpn/ikev2d.db", "key-server state `FILE` (keys, sequence numbers, members; kept across restarts)")
 	keysDir := fs.String("keys", "", "key store `DIR` (rekey keys no crypto key import line names); default: keys/ next to -state")
@@ -41,7 +44,7 @@ func runIkev2d(env *Env, args []string) int {
 		return 2
 	}
 	if *file == "" || *port == 0 || *port > 65535 {
-		fmt.Fprintln(env.Stderr, "usage: groupvpn ikev2d -f FILE [-port N] [-listen A,B] [-state FILE] [-tmd SOCKET] [-iked SOCKET]")
+		fmt.Fprintln(env.Stderr, "usage: groupvpn ikev2d -f FILE [-port N] [-listen A,B] [-state FILE] [-socket PATH] [-socket-group NAME] [-syslog DEST] [-tmd SOCKET] [-iked SOCKET]")
 		return 2
 	}
 	if *ikedSocket != "" && *listen != "" {
@@ -50,7 +53,7 @@ func runIkev2d(env *Env, args []string) int {
 	}
 	notify := srcnotify.FromEnv()
 	defer notify.Close()
-	logger, logDest, _, err := daemonLogger(env, "ikev2d", "", *debug)
+	logger, logDest, _, err := daemonLogger(env, "ikev2d", *syslogTo, *debug)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
 		return 1
@@ -153,9 +156,15 @@ func runIkev2d(env *Env, args []string) int {
 	}
 	if *socket != "" {
 		srv := ctl.NewServer(logger)
+		srv.SetHostname(rc.Hostname)
 		r.Serve(srv)
+		ln, err := ctl.ListenGroup(*socket, *socketGroup)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
+			return 1
+		}
 		go func() {
-			if err := srv.Serve(ctx, *socket); err != nil && ctx.Err() == nil {
+			if err := srv.ServeListener(ctx, ln); err != nil && ctx.Err() == nil {
 				logger.Error("control socket stopped", "err", err.Error())
 			}
 		}()
@@ -194,7 +203,7 @@ func runIkev2d(env *Env, args []string) int {
 		}
 		return aerr
 	}
-	go ikev2dRefresh(runCtx, hup, r, inventory, load, apply, *file, logger, notify)
+	go ikev2dRefresh(runCtx, hup, r, inventory, load, apply, logDest, *file, logger, notify)
 	if err := notify.Send(srcnotify.Event{State: srcnotify.Ready, Addrs: netinv.Strings(served),
 		Detail: fmt.Sprintf("serving %d addresses (%s); SAs in %s", len(served), via, sadb)}); err != nil {
 		logger.Warn("could not tell srcmstr the daemon is ready", "err", err.Error())
@@ -222,7 +231,8 @@ func runIkev2d(env *Env, args []string) int {
 // pre-shared keys) unless it changes what needs a restart (groups added or
 // removed, IKE proposals, identity), which is refused with the reason.
 func ikev2dRefresh(ctx context.Context, hup <-chan os.Signal, r *ikev2d.Router, inventory func() ([]netip.AddrPort, error),
-	load func() (*policy.Config, error), apply func(*policy.Config, []netip.AddrPort) error, file string, logger *slog.Logger, notify *srcnotify.Notifier) {
+	load func() (*policy.Config, error), apply func(*policy.Config, []netip.AddrPort) error, logDest *syslog.Destination, file string,
+	logger *slog.Logger, notify *srcnotify.Notifier) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -249,6 +259,12 @@ func ikev2dRefresh(ctx context.Context, hup <-chan os.Signal, r *ikev2d.Router, 
 			}
 		}
 		logger.Info("addresses refreshed", "summary", summary)
+		if logDest != nil {
+			if err := logDest.Reopen(); err != nil {
+				logger.Error("syslog destination not reopened; still logging to the old one", "err", err.Error())
+				problems = append(problems, "syslog destination not reopened: "+err.Error())
+			}
+		}
 		cfg, err := load()
 		if err == nil {
 			err = apply(cfg, served)
