@@ -244,6 +244,24 @@ func (e *Endpoint) Initiate(peer netip.AddrPort, now time.Time) (*SA, Output, er
 	return sa, e.apply(sa, r), nil
 }
 
+// InitiateWith is Initiate with authRequest in place of
+// Config.AuthRequest for this SA (G-IKEv2: each group's IDg in its own
+// GSA_AUTH).
+func (e *Endpoint) InitiateWith(peer netip.AddrPort, authRequest []wire.Payload, now time.Time) (*SA, Output, error) {
+	cfg := *e.cfg
+	cfg.AuthRequest = authRequest
+	sa, r, err := NewInitiator(&cfg, e.local, peer, now)
+	if err != nil {
+		return nil, Output{}, err
+	}
+	if e.sas[sa.spii] != nil {
+		return nil, Output{}, errors.New("ikev2: initiator SPI already in use")
+	}
+	sa.log = e.unauth.With("peer", peer.String(), "role", "initiator")
+	e.sas[sa.spii] = sa
+	return sa, e.apply(sa, r), nil
+}
+
 // Handle processes one datagram received from `from`.
 func (e *Endpoint) Handle(from netip.AddrPort, pkt []byte, now time.Time) Output {
 	h, err := wire.ParseHeader(pkt)

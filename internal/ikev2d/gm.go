@@ -92,7 +92,7 @@ func (m *member) timer(now time.Time) {
 		m.status.LastError = "no local address of the key server's family"
 		return
 	}
-	sa, out, err := s.ep.Initiate(to, now)
+	sa, out, err := s.ep.InitiateWith(to, m.m.Request().Payloads(), now)
 	if err != nil {
 		m.failed(err.Error())
 		return
@@ -128,9 +128,8 @@ func (m *member) event(s *sock, sa *ikev2.SA, ev ikev2.Event, now time.Time) {
 	}
 	switch e := ev.(type) {
 	case ikev2.Established:
-		// The first member group's keys come in GSA_AUTH's response
-		// (RFC 9838 §2.3.1); the others register by GSA_REGISTRATION.
-		m.pending = m != m.r.gm[0]
+		// The keys come in GSA_AUTH's response (RFC 9838 §2.3.1): the
+		// Response event follows.
 	case ikev2.Response:
 		if e.Exchange == wire.ExchangeGSAAuth && !hasGSA(e.Payloads) {
 			m.pending = true // a GCKS of the two-exchange form

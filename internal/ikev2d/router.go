@@ -165,8 +165,8 @@ func New(cfg Config, o Options) (*Router, error) {
 }
 
 // ikeConfig is the endpoints' configuration: responder for the KS role,
-// initiator for the member role (GSA_AUTH carries the first member
-// group's IDg; the others register over the SA with GSA_REGISTRATION).
+// initiator for the member role (each member's GSA_AUTH carries its own
+// group's IDg and SAg: Endpoint.InitiateWith).
 func (r *Router) ikeConfig() *ikev2.Config {
 	creds := r.cfg.Creds
 	if creds.PSK != nil {
@@ -179,7 +179,7 @@ func (r *Router) ikeConfig() *ikev2.Config {
 		c.OnAuthSA = r.ks.onAuth
 	}
 	if len(r.gm) > 0 {
-		c.AuthRequest = r.gm[0].m.Request().Payloads()
+		c.AuthRequest = r.gm[0].m.Request().Payloads() // replaced per SA
 	}
 	return c
 }
@@ -454,8 +454,7 @@ func (r *Router) deliver(s *sock, out ikev2.Output, now time.Time) {
 		}
 	}
 	// A member whose IKE SA was established without the keys in GSA_AUTH's
-	// response (a GCKS answering the two-exchange form, or the first
-	// member group's IDg being another group's) registers by
+	// response (a GCKS answering the two-exchange form) registers by
 	// GSA_REGISTRATION.
 	for _, m := range r.gm {
 		if m.pending {
