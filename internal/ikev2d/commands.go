@@ -141,8 +141,8 @@ func (r *Router) showStats() string {
 	fmt.Fprintf(&b, "%-28s %d\n%-28s %d\n%-28s %d\n%-28s %d\n", "router_overload", r.Drops.Overload, "router_not_ikev2", r.Drops.NotIKEv2,
 		"rekey_no_member_group", r.Drops.RekeyNoGM, "multicast_not_rekey", r.Drops.McastNot)
 	if r.ks != nil {
-		fmt.Fprintf(&b, "Key server\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n", "registered", r.ks.Registered, "refused", r.ks.Refused,
-			"rekeys_sent", r.ks.Rekeys, "rekeys_resent", r.ks.Resent)
+		fmt.Fprintf(&b, "Key server\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n", "registered", r.ks.Registered, "refused", r.ks.Refused,
+			"rekeys_sent", r.ks.Rekeys, "rekeys_resent", r.ks.Resent, "members_left", r.ks.Left)
 	}
 	for _, m := range r.gm {
 		fmt.Fprintf(&b, "Group member %s\n", m.g.Name)

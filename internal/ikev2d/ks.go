@@ -24,7 +24,7 @@ type ksRole struct {
 	srv  *ks.Server
 	gcks *gikev2.GCKS
 	// Stats of the key-server side (SPEC S5).
-	Registered, Refused, Rekeys, Resent uint64
+	Registered, Refused, Rekeys, Resent, Left uint64
 	// resend are the GSA_REKEYs still to be sent again (RFC 9838 has no
 	// acknowledgement: each goes out 1 + RekeyPolicy.Retransmits times,
 	// RekeyPolicy.Retransmit apart, bitwise identical); a newer rekey of
@@ -173,6 +173,12 @@ func (k *ksRole) register(sa *ikev2.SA, payloads []wire.Payload, now time.Time) 
 	ps, err := k.gcks.Register(peer, req, kwk, now)
 	if err != nil {
 		return nil, err
+	}
+	if req.Leave != 0 {
+		// ks has no single-member removal: the member stays listed and
+		// leaves the unicast rekey list when it misses rekeys.
+		k.Left++
+		k.r.log.Info("G-IKEv2 member left", "peer", sa.Peer().String(), "group", req.Group)
 	}
 	if req.Leave == 0 {
 		for _, name := range k.srv.Groups() {

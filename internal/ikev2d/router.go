@@ -337,6 +337,7 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			r.leave(r.o.Now())
 			return ctx.Err()
 		case d := <-r.in:
 			if !d.s.closed {
@@ -382,6 +383,26 @@ func (r *Router) tick(now time.Time) {
 		if !m.next.IsZero() && !m.next.After(now) {
 			m.timer(now)
 		}
+	}
+}
+
+// leave tells each key server a member is registered with that it leaves
+// the group (RFC 9838 §2.3.2: GSA_REGISTRATION with IDg and
+// N(REGISTRATION_FAILED)), once, without waiting for the answer: the
+// daemon is stopping.
+func (r *Router) leave(now time.Time) {
+	for _, m := range r.gm {
+		if m.sa == nil || m.s == nil || m.s.closed || m.sa.State() != ikev2.StateEstablished || !m.status.Registered {
+			continue
+		}
+		out, err := m.s.ep.Request(m.sa, wire.ExchangeGSARegistration, m.m.Leave(), now)
+		if err != nil {
+			continue
+		}
+		for _, p := range out.Send {
+			m.s.conn.WriteToUDPAddrPort(p.Data, p.To)
+		}
+		r.log.Info("G-IKEv2 member leaving the group", "group", m.g.Name, "ks", m.sa.Peer().String())
 	}
 }
 

@@ -42,3 +42,35 @@ func TestRouterTwoGroups(t *testing.T) {
 		}
 	}
 }
+
+// proves: G2 (issue 17: member leave: a stopping member sends
+// GSA_REGISTRATION with IDg and N(REGISTRATION_FAILED) over its IKE SA,
+// and the key server counts it (show crypto ikev2 statistics members_left))
+func TestRouterMemberLeaves(t *testing.T) {
+	ctx := context.Background()
+	kr, err := New(Config{Creds: psk(), KS: []ks.GroupConfig{ksGroup(t)}}, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, kr)
+	gr, err := New(Config{Creds: psk(), GM: []GMGroup{{Name: "G2", ID: 90, Servers: kr.Addrs()}}},
+		Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.13:0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { gr.Run(gctx); close(done) }()
+	waitFor(t, "registration", func() bool {
+		var ok bool
+		gr.Do(ctx, func() { ok = gr.Members()[0].Registered })
+		return ok
+	})
+	stop()
+	<-done
+	waitFor(t, "the leave at the KS", func() bool {
+		var n uint64
+		kr.Do(ctx, func() { n = kr.ks.Left })
+		return n == 1
+	})
+}
