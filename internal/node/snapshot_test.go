@@ -55,13 +55,17 @@ func TestSnapshotCost100k(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100,000 members")
 	}
-	nd := ksWithMembers(t, 100_000)
+	n := 100_000
+	if raceEnabled {
+		n = 10_000
+	}
+	nd := ksWithMembers(t, n)
 	var full Snapshot
 	best := time.Hour
 	for range 3 {
 		best = min(best, loopTime(t, nd, func() { full = nd.Snapshot() }))
 	}
-	if len(full.KS) != 1 || len(full.KS[0].Members) != 100_000 {
+	if len(full.KS) != 1 || len(full.KS[0].Members) != n {
 		t.Fatalf("snapshot: %d groups", len(full.KS))
 	}
 	var counted Snapshot
@@ -69,22 +73,22 @@ func TestSnapshotCost100k(t *testing.T) {
 	for range 3 {
 		bestCounted = min(bestCounted, loopTime(t, nd, func() { counted = nd.snapshot(false) }))
 	}
-	if len(counted.KS) != 1 || counted.KS[0].Members != nil || counted.KS[0].MemberCount != 100_000 || full.KS[0].MemberCount != 100_000 {
+	if len(counted.KS) != 1 || counted.KS[0].Members != nil || counted.KS[0].MemberCount != n || full.KS[0].MemberCount != n {
 		t.Fatalf("counted snapshot: %+v", counted.KS)
 	}
-	t.Logf("snapshot of a KS with 100,000 members on the node's loop: full %v, counted %v", best, bestCounted)
+	t.Logf("snapshot of a KS with %d members on the node's loop: full %v, counted %v", n, best, bestCounted)
 	if bestCounted > 20*time.Millisecond || bestCounted > best/4 {
 		t.Errorf("the snapshot without members holds the loop %v (full: %v)", bestCounted, best)
 	}
-	if s, err := nd.StateCounts(context.Background()); err != nil || s.KS[0].MemberCount != 100_000 || s.KS[0].Members != nil {
+	if s, err := nd.StateCounts(context.Background()); err != nil || s.KS[0].MemberCount != n || s.KS[0].Members != nil {
 		t.Fatalf("StateCounts: %v", err)
 	}
 	// one member: a lookup
-	addr := netip.MustParseAddr("10.1.2.3")
+	addr := netip.MustParseAddr("10.0.2.3")
 	start := time.Now()
 	s, err := nd.StateOfMember(context.Background(), addr)
 	took := time.Since(start)
-	if err != nil || len(s.KS[0].Members) != 1 || s.KS[0].Members[0].Address != addr || s.KS[0].MemberCount != 100_000 {
+	if err != nil || len(s.KS[0].Members) != 1 || s.KS[0].Members[0].Address != addr || s.KS[0].MemberCount != n {
 		t.Fatalf("StateOfMember: %v %+v", err, s.KS)
 	}
 	if s, err := nd.StateOfMember(context.Background(), netip.MustParseAddr("192.0.2.1")); err != nil || len(s.KS[0].Members) != 0 {

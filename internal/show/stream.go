@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ks"
@@ -72,40 +73,59 @@ func WriteKSMembers(w io.Writer, s node.Snapshot, only netip.Addr) error {
 }
 
 func appendKSMember(b []byte, g ks.GroupSnapshot, m *ks.Member) []byte {
-	v := "unknown"
-	if !m.Version.IsZero() {
-		v = m.Version.String()
+	// As fmt would print it (TestKSMembersStreamed compares), without its
+	// allocations: 1.2 million lines for 100,000 members.
+	b = append(b, "\nGroup Member ID    : "...)
+	start := len(b)
+	b = m.Address.AppendTo(b)
+	for len(b)-start < 15 {
+		b = append(b, ' ')
 	}
-	b = fmt.Appendf(b, "\nGroup Member ID    : %-15s GM Version: %s\n", m.Address, v)
-	b = fmt.Appendf(b, " Group ID          : %d\n", g.ID)
-	b = fmt.Appendf(b, " Group Name        : %s\n", g.Name)
-	b = fmt.Appendf(b, " GM Identity       : %s\n", m.Identity)
-	times := "times"
+	b = append(b, " GM Version: "...)
+	if m.Version.IsZero() {
+		b = append(b, "unknown"...)
+	} else {
+		b = append(b, m.Version.String()...)
+	}
+	b = appendUint(append(b, "\n Group ID          : "...), uint64(g.ID))
+	b = append(append(b, "\n Group Name        : "...), g.Name...)
+	b = append(append(b, "\n GM Identity       : "...), m.Identity...)
+	times := " times)\n"
 	if m.Registrations == 1 {
-		times = "time"
+		times = " time)\n"
 	}
-	b = append(b, " Registered        : "...)
+	b = append(b, "\n Registered        : "...)
 	b = m.Registered.UTC().AppendFormat(b, time.RFC3339)
-	b = fmt.Appendf(b, " (%d %s)\n", m.Registrations, times)
+	b = append(appendInt(append(b, " ("...), m.Registrations), times...)
 	b = append(b, " Last registration : "...)
 	b = m.LastRegister.UTC().AppendFormat(b, time.RFC3339)
 	b = append(b, '\n')
 	if len(m.SenderIDs) > 0 {
-		b = fmt.Appendf(b, " Sender IDs        : %v\n", m.SenderIDs)
+		b = append(b, " Sender IDs        : ["...)
+		for i, id := range m.SenderIDs {
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = appendUint(b, uint64(id))
+		}
+		b = append(b, "]\n"...)
 	}
 	if g.Unicast {
 		// Per member only with unicast rekeys: a multicast rekey is one
 		// datagram to the group (the count above).
-		b = fmt.Appendf(b, " Rekeys sent       : %d\n", m.RekeysSent)
-		b = fmt.Appendf(b, " Rekeys retries    : %d\n", m.RekeyRetries)
+		b = append(appendInt(append(b, " Rekeys sent       : "...), m.RekeysSent), '\n')
+		b = append(appendInt(append(b, " Rekeys retries    : "...), m.RekeyRetries), '\n')
 	}
-	b = fmt.Appendf(b, " Rekey Acks Rcvd   : %d\n", m.AcksReceived)
-	b = fmt.Appendf(b, " Rekey Acks missed : %d\n", m.AcksMissed)
+	b = append(appendInt(append(b, " Rekey Acks Rcvd   : "...), m.AcksReceived), '\n')
+	b = append(appendInt(append(b, " Rekey Acks missed : "...), m.AcksMissed), '\n')
 	if m.Removed {
 		b = append(b, " Rekey list        : removed (no ACK for consecutive rekeys; re-registers)\n"...)
 	}
 	return b
 }
+
+func appendInt(b []byte, v int) []byte     { return strconv.AppendInt(b, int64(v), 10) }
+func appendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
 
 func ksMemberJSON(g ks.GroupSnapshot, m *ks.Member) KSMemberJSON {
 	mv := KSMemberJSON{Address: addrString(m.Address), Port: m.Port, Identity: m.Identity, Version: versionString(m.Version),

@@ -1,0 +1,5 @@
+//go:build !race
+
+package show
+
+const raceEnabled = false
