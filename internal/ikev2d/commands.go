@@ -138,7 +138,7 @@ func (r *Router) showStats() string {
 	for _, c := range r.Stats().Counters() {
 		fmt.Fprintf(&b, "%-28s %d\n", c.Name, c.Value)
 	}
-	fmt.Fprintf(&b, "%-28s %d\n%-28s %d\n%-28s %d\n%-28s %d\n", "router_overload", r.Drops.Overload, "router_not_ikev2", r.Drops.NotIKEv2,
+	fmt.Fprintf(&b, "%-28s %d\n%-28s %d\n%-28s %d\n%-28s %d\n", "router_overload", r.overload.Load(), "router_not_ikev2", r.Drops.NotIKEv2,
 		"rekey_no_member_group", r.Drops.RekeyNoGM, "multicast_not_rekey", r.Drops.McastNot)
 	if r.ks != nil {
 		fmt.Fprintf(&b, "Key server\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n", "registered", r.ks.Registered, "refused", r.ks.Refused,

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	wire "github.com/groupvpn/groupvpn/ikev2"
@@ -107,13 +108,13 @@ type Router struct {
 	ks *ksRole   // nil without key-server groups
 	gm []*member // the member groups
 	// Drops counts datagrams dropped before an endpoint or a role
-	// (SPEC S5).
-	Drops Drops
+	// (SPEC S5); overload is counted by the readers.
+	Drops    Drops
+	overload atomic.Uint64
 }
 
 // Drops are the router's own drop counters.
 type Drops struct {
-	Overload  uint64 // the loop did not keep up: datagram dropped at the reader
 	NotIKEv2  uint64 // not an IKEv2 header
 	RekeyNoGM uint64 // a GSA_REKEY for no group this daemon is a member of
 	McastNot  uint64 // not a GSA_REKEY on a multicast rekey socket
@@ -302,16 +303,8 @@ func (r *Router) read(s *sock) {
 		select {
 		case r.in <- datagram{s: s, from: from, data: append([]byte(nil), buf[:n]...)}:
 		default:
-			r.cmdsDrop()
+			r.overload.Add(1) // the loop does not keep up: dropped, as a full socket buffer would
 		}
-	}
-}
-
-// cmdsDrop counts an overload drop on the loop, without blocking the reader.
-func (r *Router) cmdsDrop() {
-	select {
-	case r.cmds <- func() { r.Drops.Overload++ }:
-	default:
 	}
 }
 
