@@ -230,7 +230,8 @@ func TestIkev2dUnderSRC(t *testing.T) {
 // marker); a policy replace (crypto gdoi ks rekey) and a removal (clear
 // crypto gdoi ks members) reach both G-IKEv2 members: the rekey is applied,
 // the removal makes them register again for ks's new TEK, and traffic
-// flows under the new keys.
+// flows under the new keys; the KS's ikev2d restarted keeps its keys and
+// members (O4) and its next rekey is applied by both.
 func TestIkev2dGroupTraffic(t *testing.T) {
 	testnet.RequireRoot(t)
 	testnet.RequireNetns(t)
@@ -305,6 +306,22 @@ func TestIkev2dGroupTraffic(t *testing.T) {
 	}
 	gm1.waitFor("the same TEKs on both GMs", 10*time.Second, func() bool { return slices.Equal(spis(gm1.teks()), spis(gm2.teks())) })
 	ping("after the removal")
+
+	// Persistence (O4): the KS's ikev2d restarted (stopsrc -s, startsrc
+	// -s: it joins the running group) keeps keys and members; its next
+	// GSA_REKEY is accepted by both members, traffic flows.
+	ks.mustSrc("stopsrc", "-s", "ikev2d")
+	ks.waitFor("ikev2d stopped", 15*time.Second, func() bool { _, st := ks.status("ikev2d"); return st == "stopped" })
+	ks.mustSrc("startsrc", "-s", "ikev2d")
+	ks.waitFor("ikev2d back", 15*time.Second, func() bool { return strings.Contains(ks.cliV2("show crypto gdoi ks members"), "10.236.1.2") })
+	rekeys := map[*host]string{gm1: gm1.v2Field("Rekeys applied"), gm2: gm2.v2Field("Rekeys applied")}
+	if out := ks.cliV2("crypto gdoi ks rekey"); !strings.Contains(out, "policy-replace GSA_REKEY sent") {
+		t.Fatalf("crypto gdoi ks rekey after the restart:\n%s", out)
+	}
+	for _, g := range []*host{gm1, gm2} {
+		g.waitFor("the restarted KS's rekey applied", 15*time.Second, func() bool { return g.v2Field("Rekeys applied") != rekeys[g] })
+	}
+	ping("after the KS's restart and rekey")
 }
 
 // proves: T1, G4 (issue 17: a G-IKEv2 group rekeyed by multicast: the KS's
