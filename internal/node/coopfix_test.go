@@ -84,27 +84,46 @@ func TestCOOPMemberListInFlightNotSentTwice(t *testing.T) {
 		t.Fatalf("%d parts sent for a list of %d parts and one delta: the list went out again", sent, first)
 	}
 
-	// A FULL-SYNC request that crosses a whole list in flight is answered
-	// by it, not by a second copy.
+	// A second SA with the peer (both initiated at once: they switch to
+	// the one of lowest cookie) after the list went out: nothing again.
 	snd.newSession()
 	rcv.newSession()
 	sent = 0
+	plain()
+	plain()
+	if sent != 0 || rcv.gen != gen || len(rcv.have) != len(list) {
+		t.Fatalf("an SA switch after a completed list: %d parts sent again, the peer at generation %d of %d", sent, rcv.gen, gen)
+	}
+
+	// A FULL-SYNC request that crosses a whole list in flight is answered
+	// by it, not by a second copy: a fresh pair (a restarted KS), whose
+	// receiver asks at once since it holds nothing.
+	snd, rcv = memberSync{}, memberSync{}
+	snd.newSession()
+	rcv.newSession()
 	push()
 	deliver(10)
+	if !rcv.askFull() {
+		t.Fatal("a peer holding nothing does not ask for the list on a new SA")
+	}
 	if snd.fullRequested(gen) {
 		t.Fatal("a full-list request while the list is in flight was queued again")
 	}
 	deliver(len(snd.queue))
 	push()
-	if sent != first || len(snd.queue) != 0 {
+	if sent != first || len(snd.queue) != 0 || len(rcv.have) != len(list) {
 		t.Fatalf("%d parts sent after the request, want %d", sent, first)
 	}
-	// A peer really out of step still gets the list.
-	if !snd.fullRequested(gen) {
-		t.Fatal("a full-list request with nothing in flight was refused")
-	}
-	push()
-	if len(snd.queue) != first || snd.queue[0].Kind != isakmp.MembersFull {
-		t.Fatalf("out-of-step peer: %d parts queued", len(snd.queue))
+	// A restarted peer (holding nothing) on a new SA after a completed
+	// list: it asks, and gets the list again.
+	rcv = memberSync{}
+	snd.newSession()
+	rcv.newSession()
+	sent = 0
+	plain()
+	plain()
+	deliver(len(snd.queue))
+	if sent != first || len(rcv.have) != len(list) {
+		t.Fatalf("a restarted peer: %d parts sent, holds %d members", sent, len(rcv.have))
 	}
 }

@@ -55,11 +55,26 @@ type membersAsm struct {
 	entries   []isakmp.Member
 }
 
-// newSession: a new KS-KS SA; the peer gets the whole list again, and a
-// part assembly in progress is dropped (its announcements' numbers
-// restarted).
+// newSession: a new KS-KS SA; a part assembly in progress is dropped
+// (its announcements' numbers restarted), and so is a list in flight to
+// the peer, which goes out whole again.
+//
+// A list that went out whole on the previous SA is not sent again: the
+// peer keeps what it assembled across SAs (two KSs that initiated at once
+// switch to the SA of lowest cookie moments after the first came up,
+// which sent 100,000 members twice), and the next announcements carry the
+// generation only. A peer that holds nothing of this KS's list (it
+// restarted) asks for it in its first announcement on the new SA; one
+// that holds an older generation asks once it sees a generation twice
+// without its parts (receive). A list still in flight is restarted.
 func (m *memberSync) newSession() {
-	m.sentValid, m.asm, m.queue, m.pendingGen = false, nil, nil, 0
+	if len(m.queue) > 0 {
+		m.sentValid = false
+	}
+	m.asm, m.queue, m.pendingGen = nil, nil, 0
+	if m.have == nil {
+		m.wantFull = true
+	}
 }
 
 // announceGen is the member generation an announcement to the peer
