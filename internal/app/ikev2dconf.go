@@ -17,21 +17,23 @@ import (
 
 // ikev2dConfig maps a configuration file to ikev2d's roles.
 //
-// A file with G-IKEv2 groups (client protocol gikev2 PROFILE on a member,
-// gikev2 PROFILE under server local; docs/config.md) runs those groups
-// only: the IKE SAs authenticate as the first such group's crypto ikev2
-// profile says (its keyring's pre-shared keys by peer address, or
-// crypto pki's certificate and key), with the proposals of the crypto
-// ikev2 policy matching the first local address. A file without any runs
-// every group of the file by G-IKEv2 with crypto isakmp key's pre-shared
-// keys (an isakmpd file given to ikev2d). The key-server groups' policy,
-// rekey and authorization are isakmpd's mapping (daemon.Options).
+// ikev2d runs the G-IKEv2 groups of the file (client protocol gikev2
+// PROFILE on a member, gikev2 PROFILE under server local; docs/config.md)
+// and only those: the others are isakmpd's. The IKE SAs authenticate as
+// the first such group's crypto ikev2 profile says (its keyring's
+// pre-shared keys by peer address, or crypto pki's certificate and key),
+// with the proposals of the crypto ikev2 policy matching the first local
+// address. A file without any G-IKEv2 group is refused. The key-server
+// groups' policy, rekey and authorization are isakmpd's mapping
+// (daemon.Options).
 func ikev2dConfig(cfg *policy.Config, addrs []netip.AddrPort, port uint16) (ikev2d.Config, error) {
 	v2KS := policy.GroupsFor(cfg.KSGroups(), policy.ProtocolGIKEv2)
 	v2GM := policy.GroupsFor(cfg.GMGroups(), policy.ProtocolGIKEv2)
-	gikev2Only := len(v2KS)+len(v2GM) > 0
+	if len(v2KS)+len(v2GM) == 0 {
+		return ikev2d.Config{}, errors.New("no group of the file is served by G-IKEv2 (client protocol gikev2 PROFILE on a member, gikev2 PROFILE under server local: docs/config.md); the others are isakmpd's")
+	}
 	c := cfg
-	if gikev2Only && len(cfg.ISAKMPPolicies) == 0 {
+	if len(cfg.ISAKMPPolicies) == 0 {
 		// daemon.Options builds isakmpd's phase 1 too, which ikev2d does
 		// not use: give it one so that a G-IKEv2-only file maps.
 		cc := *cfg
@@ -44,9 +46,6 @@ func ikev2dConfig(cfg *policy.Config, addrs []netip.AddrPort, port uint16) (ikev
 	}
 	rc := ikev2d.Config{Hostname: o.Hostname, Creds: o.IKE.Creds}
 	keep := func(name string, gs []*policy.Group) bool {
-		if !gikev2Only {
-			return true
-		}
 		for _, g := range gs {
 			if g.Name == name {
 				return true
@@ -63,9 +62,6 @@ func ikev2dConfig(cfg *policy.Config, addrs []netip.AddrPort, port uint16) (ikev
 		if keep(g.Name, v2GM) {
 			rc.GM = append(rc.GM, ikev2d.GMGroup{Name: g.Name, ID: g.ID, Servers: g.Servers, Sender: true})
 		}
-	}
-	if !gikev2Only {
-		return rc, nil
 	}
 	prof := append(v2KS, v2GM...)[0].IKEv2Profile
 	if prof == nil {

@@ -94,7 +94,8 @@ end
 
 // proves: G4 (issue 17: ikev2d runs the IOS-XE G-IKEv2 configuration of
 // docs/config.md: the KS serves only the group with gikev2 PROFILE under
-// server local (not the GDOI group of the same file), IKE SAs use the
+// server local (not the GDOI group of the same file; a file with no
+// G-IKEv2 group is refused), IKE SAs use the
 // crypto ikev2 proposal (AES-GCM-128, PRF SHA-384, group 20) and the
 // keyring's pre-shared key; a member with client protocol gikev2 registers
 // and installs the group's TEK)
@@ -113,6 +114,11 @@ func TestIkev2dConfigGIKEv2(t *testing.T) {
 		return c
 	}
 	ksAddr := netip.MustParseAddrPort("127.0.0.1:0")
+	// A file without G-IKEv2 groups is isakmpd's: refused.
+	if _, err := ikev2dConfig(load("v1.conf", strings.Replace(v2KSConf, "  gikev2 members\n", "", 1)), []netip.AddrPort{ksAddr}, 0); err == nil ||
+		!strings.Contains(err.Error(), "no group of the file is served by G-IKEv2") {
+		t.Fatalf("a file without G-IKEv2 groups: %v", err)
+	}
 	kc, err := ikev2dConfig(load("ks.conf", v2KSConf), []netip.AddrPort{ksAddr}, 0)
 	if err != nil {
 		t.Fatal(err)

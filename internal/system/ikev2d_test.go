@@ -20,6 +20,38 @@ import (
 	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
+// gikev2KS makes an isakmpd KS file (ksConf and its variants) a G-IKEv2
+// one (docs/config.md, G-IKEv2): a keyring with the same pre-shared key
+// for the members' addresses, a profile, and `gikev2 PROFILE` under
+// server local.
+func gikev2KS(conf string) string {
+	conf = strings.Replace(conf, "crypto gdoi group", `crypto ikev2 keyring v2keys
+ peer members
+  address 10.236.0.0 255.255.0.0
+  pre-shared-key src-secret
+crypto ikev2 profile v2members
+ match identity remote address 10.236.0.0 255.255.0.0
+ authentication local pre-share
+ authentication remote pre-share
+ keyring local v2keys
+crypto gdoi group`, 1)
+	return strings.Replace(conf, "  address ipv4 10.236.0.1\n", "  address ipv4 10.236.0.1\n  gikev2 v2members\n", 1)
+}
+
+// gikev2GM is gmConf (formatted) made a G-IKEv2 member of the KS at ks.
+func gikev2GM(conf, ks string) string {
+	conf = strings.Replace(conf, "crypto gdoi group", fmt.Sprintf(`crypto ikev2 keyring v2keys
+ peer ks
+  address %s
+  pre-shared-key src-secret
+crypto ikev2 profile v2ks
+ authentication local pre-share
+ authentication remote pre-share
+ keyring local v2keys
+crypto gdoi group`, ks), 1)
+	return strings.Replace(conf, " server address ipv4 "+ks+"\n", " server address ipv4 "+ks+"\n client protocol gikev2 v2ks\n", 1)
+}
+
 // v2SrcConf declares the group ike with ikev2d installed (after isakmpd,
 // as docs/src.conf.example); without isakmpdConf, isakmpd is not
 // installed.
@@ -124,9 +156,9 @@ func TestIkev2dUnderSRC(t *testing.T) {
 	bin := testnet.Binary(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	v2KS := strings.Replace(strings.Replace(ksConf, "identity number 89", "identity number 90", 1), "group SRC", "group V2", 1)
+	v2KS := gikev2KS(strings.Replace(strings.Replace(ksConf, "identity number 89", "identity number 90", 1), "group SRC", "group V2", 1))
 	v2GM := func(n string) string {
-		return strings.Replace(strings.Replace(fmt.Sprintf(gmConf, n, "10.236.0.1"), "identity number 89", "identity number 90", 1), "group SRC", "group V2", -1)
+		return gikev2GM(strings.Replace(strings.Replace(fmt.Sprintf(gmConf, n, "10.236.0.1"), "identity number 89", "identity number 90", 1), "group SRC", "group V2", -1), "10.236.0.1")
 	}
 	ks := newV2Host(t, ctx, bin, "ks", nw.ksNS, ksConf, v2KS, "")
 	gm1 := newV2Host(t, ctx, bin, "gm1", nw.gm1NS, "", v2GM("gm1"), "")
@@ -205,7 +237,8 @@ func TestIkev2dUnderSRC(t *testing.T) {
 	good, _ := os.ReadFile(filepath.Join(ks.dir, "ikev2d.conf"))
 	ks.writeV2(strings.Replace(v2KS, "identity number 90", "identity number ninety", 1))
 	out, err := ks.src("refresh", "-g", "ike")
-	if err == nil || !strings.Contains(out, "ikev2d.conf:15") || !strings.Contains(out, "running configuration stays") {
+	line := 1 + strings.Count(v2KS[:strings.Index(v2KS, "identity number 90")], "\n")
+	if err == nil || !strings.Contains(out, fmt.Sprintf("ikev2d.conf:%d", line)) || !strings.Contains(out, "running configuration stays") {
 		t.Fatalf("refresh -g ike with a broken ikev2d.conf: %v\n%s", err, out)
 	}
 	// A valid file renumbering the group needs a restart: refused, named.
@@ -241,9 +274,9 @@ func TestIkev2dGroupTraffic(t *testing.T) {
 	defer cancel()
 	core, ksNS, gm1NS, gm2NS, h1, h2 := twoSiteNetns(t, "gv2t")
 	ksC := strings.Replace(ksConf, "address 10.236.0.0 255.255.255.0", "address 10.236.0.0 255.255.0.0", 1)
-	ks := newV2Host(t, ctx, bin, "ks", ksNS, "", ksC, "")
-	gm1 := newV2Host(t, ctx, bin, "gm1", gm1NS, "", fmt.Sprintf(gmConf, "gm1", "10.236.0.1"), "-tun gvtun -local 10.61.1.0/24 -src 10.61.1.1 -group SRC")
-	gm2 := newV2Host(t, ctx, bin, "gm2", gm2NS, "", fmt.Sprintf(gmConf, "gm2", "10.236.0.1"), "-tun gvtun -local 10.61.2.0/24 -src 10.61.2.1 -group SRC")
+	ks := newV2Host(t, ctx, bin, "ks", ksNS, "", gikev2KS(ksC), "")
+	gm1 := newV2Host(t, ctx, bin, "gm1", gm1NS, "", gikev2GM(fmt.Sprintf(gmConf, "gm1", "10.236.0.1"), "10.236.0.1"), "-tun gvtun -local 10.61.1.0/24 -src 10.61.1.1 -group SRC")
+	gm2 := newV2Host(t, ctx, bin, "gm2", gm2NS, "", gikev2GM(fmt.Sprintf(gmConf, "gm2", "10.236.0.1"), "10.236.0.1"), "-tun gvtun -local 10.61.2.0/24 -src 10.61.2.1 -group SRC")
 	for _, h := range []*host{ks, gm1, gm2} {
 		h.mustSrc("startsrc", "-g", "ike")
 	}
@@ -333,9 +366,9 @@ func TestIkev2dMulticastRekey(t *testing.T) {
 	bin := testnet.Binary(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ks := newV2Host(t, ctx, bin, "ks", nw.ksNS, "", mcastKSConf, "")
-	gm1 := newV2Host(t, ctx, bin, "gm1", nw.gm1NS, "", fmt.Sprintf(gmConf, "gm1", "10.236.0.1"), "")
-	gm2 := newV2Host(t, ctx, bin, "gm2", nw.gm2NS, "", fmt.Sprintf(gmConf, "gm2", "10.236.0.1"), "")
+	ks := newV2Host(t, ctx, bin, "ks", nw.ksNS, "", gikev2KS(mcastKSConf), "")
+	gm1 := newV2Host(t, ctx, bin, "gm1", nw.gm1NS, "", gikev2GM(fmt.Sprintf(gmConf, "gm1", "10.236.0.1"), "10.236.0.1"), "")
+	gm2 := newV2Host(t, ctx, bin, "gm2", nw.gm2NS, "", gikev2GM(fmt.Sprintf(gmConf, "gm2", "10.236.0.1"), "10.236.0.1"), "")
 	for _, h := range []*host{ks, gm1, gm2} {
 		h.mustSrc("startsrc", "-g", "ike")
 	}
