@@ -101,7 +101,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add(gmPaste + "access-list 101 remark x\naccess-list 101 permit ip 10.1.0.0 0.0.255.255 any\naccess-list 5 deny any\n")
 	// issue 17: G-IKEv2 groups, every crypto ikev2 block, notes and refusals.
 	f.Add(gikev2KS)
-	f.Add(gikev2GM + "crypto ikev2 dpd 10 2 on-demand\ncrypto ikev2 proposal p\n encryption aes-cbc-128 aes-cbc-256\n integrity sha512 sha256\n group 21 14\ncrypto ikev2 policy pol\n match fvrf any\n match address local 10.0.0.2\n proposal p\ncrypto ikev2 keyring kr\n peer x\n  identity fqdn x.example\n  pre-shared-key local a\n  pre-shared-key remote b\ncrypto ikev2 profile ks\n match identity remote fqdn domain example\n identity local address 10.0.0.9\n lifetime 600\n")
+	f.Add(gikev2GM + "crypto ikev2 dpd 10 2 on-demand\ncrypto ikev2 proposal p\n encryption aes-cbc-128 aes-cbc-256\n integrity sha512 sha256\n group 21 14\ncrypto ikev2 policy pol\n match fvrf any\n match address local 10.0.0.2\n proposal p\ncrypto ikev2 keyring kr\n peer x\n  address 10.9.0.0 255.255.0.0\n  identity fqdn x.example\n  pre-shared-key local a\n  pre-shared-key remote a\ncrypto ikev2 profile ks\n match identity remote fqdn domain example\n identity local address 10.0.0.9\n lifetime 600\n")
 	f.Add(strings.Replace(gikev2KS, "  gikev2 members\n", "  gikev2 nope\n  redundancy\n", 1) + " client protocol gikev2\ncrypto ikev2 profile members\n authentication remote eap\n keyring aaa x\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		checkParse(t, src)

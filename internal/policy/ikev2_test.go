@@ -75,6 +75,9 @@ func TestGIKEv2Examples(t *testing.T) {
 	if k := pr.PSKFor(netip.MustParseAddr("10.1.0.9"), "gm1.example.net"); k == nil || k.Name != "gm1" {
 		t.Errorf("PSKFor(gm1's FQDN) = %+v", k)
 	}
+	if k := pr.PSKFor(netip.MustParseAddr("10.1.7.1"), ""); k == nil || k.Name != "gm1" {
+		t.Errorf("PSKFor(10.1.7.1) = %+v", k)
+	}
 	if k := pr.PSKFor(netip.MustParseAddr("10.1.0.9"), ""); k == nil || k.Name != "branches" {
 		t.Errorf("PSKFor(10.1.0.9) = %+v", k)
 	}
@@ -129,7 +132,7 @@ func TestGIKEv2RenderRoundTrip(t *testing.T) {
 	ks, _ := os.ReadFile("testdata/gikev2-ks.conf")
 	gm, _ := os.ReadFile("testdata/gikev2-gm.conf")
 	for what, src := range map[string]string{"gikev2-ks.conf": string(ks), "gikev2-gm.conf": string(gm), "gikev2KS": gikev2KS, "gikev2GM": gikev2GM,
-		"directional keys":    strings.Replace(gikev2KS, "  pre-shared-key s3cret\n", "  pre-shared-key local a\n  pre-shared-key 0 remote-is-not-a-word\n  pre-shared-key remote b\n", 1),
+		"directional keys":    strings.Replace(gikev2KS, "  pre-shared-key s3cret\n", "  pre-shared-key local a\n  pre-shared-key 0 remote-is-not-a-word\n  pre-shared-key remote a\n", 1),
 		"group-level on a KS": strings.Replace(gikev2KS, "  gikev2 members\n", "", 1) + " client protocol gikev2 members\n"} {
 		t.Run(what, func(t *testing.T) {
 			c := mustParse(t, src)
@@ -148,7 +151,7 @@ func TestGIKEv2RenderRoundTrip(t *testing.T) {
 	for _, want := range []string{
 		"crypto ikev2 proposal gikev2-gcm\n encryption aes-gcm-256 aes-gcm-128\n prf sha256\n group 19 14\n!\n",
 		"crypto ikev2 policy gikev2-pol\n match address local 10.0.0.1\n proposal gikev2-gcm\n proposal gikev2-cbc\n!\n",
-		"crypto ikev2 keyring gikev2-keys\n peer branches\n  address 10.1.0.0 255.255.0.0\n  pre-shared-key branch-secret\n peer gm1\n  identity fqdn gm1.example.net\n  pre-shared-key gm1-secret\n!\n",
+		"crypto ikev2 keyring gikev2-keys\n peer branches\n  address 10.1.0.0 255.255.0.0\n  pre-shared-key branch-secret\n peer gm1\n  address 10.1.7.1\n  identity fqdn gm1.example.net\n  pre-shared-key gm1-secret\n!\n",
 		" match identity remote fqdn domain example.net\n identity local dn\n authentication local ecdsa-sig\n authentication remote pre-share\n authentication remote ecdsa-sig\n keyring local gikev2-keys\n pki trustpoint groupvpn-ca\n lifetime 86400\n",
 		"  sa receive-only\n",
 	} {
@@ -191,9 +194,13 @@ func TestGIKEv2Errors(t *testing.T) {
 		src = strings.Replace(gikev2GM, "  pre-shared-key s3cret\n", "  pre-shared-key local only\n", 1)
 		mustFail(t, src, ln(src, "pre-shared-key local")+": crypto ikev2 keyring kr peer ks: pre-shared-key local without a remote key (add pre-shared-key remote KEY, or pre-shared-key KEY for both)")
 	})
-	t.Run("keyring peer without address or identity", func(t *testing.T) {
-		src := strings.Replace(gikev2GM, "  address 10.0.0.1\n", "", 1)
-		mustFail(t, src, ln(src, "peer ks")+": crypto ikev2 keyring kr peer ks: neither address A.B.C.D [MASK] nor identity names the peers this key is for")
+	t.Run("keyring peer without address", func(t *testing.T) {
+		src := strings.Replace(gikev2GM, "  address 10.0.0.1\n", "  identity fqdn ks.example\n", 1)
+		mustFail(t, src, ln(src, "peer ks")+": crypto ikev2 keyring kr peer ks: address A.B.C.D [MASK] is required: ikev2d finds a pre-shared key by the peer's address (identity alone is not supported yet)")
+	})
+	t.Run("keyring peer with two keys", func(t *testing.T) {
+		src := strings.Replace(gikev2GM, "  pre-shared-key s3cret\n", "  pre-shared-key local a\n  pre-shared-key remote b\n", 1)
+		mustFail(t, src, ln(src, "pre-shared-key remote")+": crypto ikev2 keyring kr peer ks: pre-shared-key local and remote differ: not supported (internal/ikev2 authenticates both ways with one key per peer); use pre-shared-key KEY")
 	})
 	t.Run("pre-share without keyring", func(t *testing.T) {
 		src := strings.Replace(gikev2GM, " keyring local kr\n", "", 1)

@@ -59,9 +59,11 @@ func (p *parser) resolveIKEv2() {
 				p.errAt(k.KeyLine, "%s: pre-shared-key remote without a local key (add pre-shared-key local KEY, or pre-shared-key KEY for both)", what)
 			case remote == "":
 				p.errAt(k.KeyLine, "%s: pre-shared-key local without a remote key (add pre-shared-key remote KEY, or pre-shared-key KEY for both)", what)
+			case local != remote:
+				p.errAt(k.KeyLine, "%s: pre-shared-key local and remote differ: not supported (internal/ikev2 authenticates both ways with one key per peer); use pre-shared-key KEY", what)
 			}
-			if !k.Prefix.IsValid() && k.Identity.IsZero() {
-				p.errAt(k.Line, "%s: neither address A.B.C.D [MASK] nor identity names the peers this key is for", what)
+			if !k.Prefix.IsValid() {
+				p.errAt(k.Line, "%s: address A.B.C.D [MASK] is required: ikev2d finds a pre-shared key by the peer's address (identity alone is not supported yet)", what)
 			}
 		}
 	}
