@@ -142,13 +142,13 @@ func (s *shard) push(i int32, g *sim, p packet, now time.Time) {
 	switch {
 	case st.Rekeys.Received > g.rk && st.Rekeys.AcksSent > g.acks:
 		s.g.Stats.Acks.Add(1)
-		s.g.Stats.LastAckAt.Store(s.g.mono(now))
+		s.g.Stats.LastAckAt.Store(Monotonic()) // now, not the event's time: a multicast rekey is one event for many GMs
 	case st.Rekeys.AcksSent > g.acks:
 		s.g.Stats.AcksAgain.Add(int64(st.Rekeys.AcksSent - g.acks))
 	}
 	if st.Rekeys.Received > g.rk {
 		s.g.Stats.Rekeys.Add(int64(st.Rekeys.Received - g.rk))
-		s.g.Stats.LastRekeyAt.Store(s.g.mono(now))
+		s.g.Stats.LastRekeyAt.Store(Monotonic())
 	}
 	g.rk, g.acks = st.Rekeys.Received, st.Rekeys.AcksSent
 	s.after(i, g, now)
