@@ -4,6 +4,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
+
+	"github.com/groupvpn/groupvpn/internal/daemon"
 
 	"github.com/groupvpn/groupvpn/internal/keystore"
 
@@ -56,6 +59,9 @@ func runConfig(env *Env, args []string) int {
 	}
 	for _, k := range c.RekeyKeys() {
 		fmt.Fprintf(env.Stdout, "%s: %s\n", file, k)
+	}
+	if v2 := daemon.LeftToIKEv2d(c); len(v2) > 0 {
+		fmt.Fprintf(env.Stdout, "%s: groups left to ikev2d (G-IKEv2), not run by isakmpd: %s\n", file, strings.Join(v2, ", "))
 	}
 	fmt.Fprintf(env.Stdout, "%s: OK\n%s\n", file, c.Summary())
 	return 0

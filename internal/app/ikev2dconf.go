@@ -40,7 +40,7 @@ func ikev2dConfig(cfg *policy.Config, addrs []netip.AddrPort, port uint16) (ikev
 		cc.ISAKMPPolicies = []*policy.ISAKMPPolicy{{Priority: 1, KeyBits: 256, Hash: "sha256", Auth: policy.AuthPreShare, Group: 14, Lifetime: 24 * time.Hour}}
 		c = &cc
 	}
-	o, err := daemon.Options(c, addrs, port)
+	o, err := daemon.OptionsFor(c, addrs, port, policy.ProtocolGIKEv2)
 	if err != nil {
 		return ikev2d.Config{}, err
 	}

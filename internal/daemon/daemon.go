@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
@@ -72,6 +73,9 @@ func New(c *policy.Config, listen []netip.AddrPort, port uint16, logger *slog.Lo
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if v2 := LeftToIKEv2d(c); len(v2) > 0 {
+		logger.Info("groups left to ikev2d: their members register by G-IKEv2", "groups", strings.Join(v2, ","))
 	}
 	srv := ctl.NewServer(logger)
 	// terminal monitor: every log line of the node also goes to the CLI

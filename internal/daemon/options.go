@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,15 +122,42 @@ func tekPolicy(sa *policy.SAIPsec) (ks.TEKPolicy, error) {
 	return p, nil
 }
 
-// Options maps a configuration to node options. listen are the addresses
-// to bind; port is the port of the KS addresses GMs contact.
+// Options maps a configuration to isakmpd's node options: its GDOI groups
+// only. The G-IKEv2 groups of the file (LeftToIKEv2d) are ikev2d's, so a
+// file read by both daemons gives every group one key owner. listen are
+// the addresses to bind; port is the port of the KS addresses GMs contact.
 func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Options, error) {
+	o, err := OptionsFor(c, listen, port, policy.ProtocolGDOI)
+	if err != nil && len(o.KS) == 0 && len(o.GM) == 0 && len(LeftToIKEv2d(c)) > 0 {
+		return o, fmt.Errorf("%w (its G-IKEv2 groups %s are ikev2d's)", err, strings.Join(LeftToIKEv2d(c), ", "))
+	}
+	return o, err
+}
+
+// LeftToIKEv2d returns the names of c's groups that isakmpd does not run
+// because their members register by G-IKEv2 (client protocol gikev2
+// PROFILE, gikev2 PROFILE under server local): ikev2d owns them.
+func LeftToIKEv2d(c *policy.Config) []string {
+	var names []string
+	for _, g := range append(policy.GroupsFor(c.KSGroups(), policy.ProtocolGIKEv2), policy.GroupsFor(c.GMGroups(), policy.ProtocolGIKEv2)...) {
+		if !slices.Contains(names, g.Name) {
+			names = append(names, g.Name)
+		}
+	}
+	return names
+}
+
+// OptionsFor maps the groups of c whose members register with protocol pr
+// (policy.GroupsFor) to node options: ProtocolGDOI for isakmpd (Options),
+// ProtocolGIKEv2 for ikev2d, which maps its groups' policy, rekey and
+// authorization as isakmpd does.
+func OptionsFor(c *policy.Config, listen []netip.AddrPort, port uint16, pr policy.Protocol) (node.Options, error) {
 	ikeCfg, err := phase1(c)
 	if err != nil {
 		return node.Options{}, err
 	}
 	o := node.Options{Hostname: c.Hostname, Listen: listen, IKE: ikeCfg}
-	for _, g := range c.KSGroups() {
+	for _, g := range policy.GroupsFor(c.KSGroups(), pr) {
 		s := g.Server
 		kg := ks.GroupConfig{Name: g.Name, ID: g.Identity, Address: s.Address, KEKKeyBits: s.RekeyKeyBits, KEKLifetime: s.RekeyLifetime,
 			Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: s.RekeyRetransmit, Retransmits: s.RekeyRetransmits}, ReceiveOnly: s.ReceiveOnly,
@@ -179,7 +207,7 @@ func Options(c *policy.Config, listen []netip.AddrPort, port uint16) (node.Optio
 		}
 		o.KS = append(o.KS, kg)
 	}
-	for _, g := range c.GMGroups() {
+	for _, g := range policy.GroupsFor(c.GMGroups(), pr) {
 		gg := node.GMGroup{Name: g.Name, ID: g.Identity, SIDs: 1, FailClose: c.FailCloseFor(g)}
 		if gg.FailClose {
 			gg.FailCloseBypass = failCloseBypass(c.FailCloseDenies(g))
