@@ -51,8 +51,9 @@ func (s *Server) StepDown(name string) {
 }
 
 // Adopted reports whether the group's keys are a primary's: this KS is
-// the primary (or a lone KS), or it adopted a primary's keys (or restored
-// stored ones). A KS that has heard no primary yet serves its own.
+// the primary (or a lone KS), or it adopted a primary's keys. A KS that
+// has heard no primary yet serves its own (restored ones count as its
+// own: Restore).
 func (s *Server) Adopted(name string) bool {
 	g := s.byName[name]
 	return g != nil && (g.isPrimary() || g.adopted)

@@ -253,3 +253,32 @@ func TestAdoptOwnKeysForwardActivatesAtOnce(t *testing.T) {
 		t.Fatalf("forward of a primary's rekey: ATD %d, want %d", atd, RekeyATD/time.Second)
 	}
 }
+
+// proves: C1, O4 (issue 16: a KS restarted from its store does not take
+// its stored keys for the primary's: when it adopts the primary's, the
+// GMs on the stored keys get them forwarded, with multicast too)
+func TestRestoredOwnKeysStillForwarded(t *testing.T) {
+	pri, sec := coopPair(t)
+	for _, s := range []*Server{pri, sec} {
+		s.byName["G"].cfg.Rekey = RekeyPolicy{Multicast: netip.MustParseAddrPort("239.1.1.1:848")}
+	}
+	if _, _, err := sec.Keys(peer("10.3.0.1"), isakmp.GroupID(7), 1, now); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := sec.State("G", now)
+	sec2 := New(Options{})
+	if err := sec2.AddGroup(sec.byName["G"].cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := sec2.Restore(st, now); err != nil {
+		t.Fatal(err)
+	}
+	sa, kd, seq, _ := pri.Announce("G", now)
+	res, changed, err := NewDelivery(sec2, nil).Adopt("G", sa, kd, seq, false, now)
+	if err != nil || !changed {
+		t.Fatal(changed, err)
+	}
+	if len(res.Send) != 1 {
+		t.Fatalf("GMs on the restarted KS's own keys not forwarded: %d sends", len(res.Send))
+	}
+}

@@ -56,9 +56,15 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 		return fmt.Errorf("ks: stored group %s (identity %d) is not configured", st.Name, st.ID)
 	}
 	g.seq = max(st.Seq, st.SeqReserved)
-	// Every number up to the reservation may have reached GMs; stored
-	// keys are the primary's or were adopted from one (COOP).
-	g.sentSeq, g.adopted = g.seq, true
+	// Every number up to the reservation may have reached GMs.
+	g.sentSeq = g.seq
+	// With COOP the stored keys count as this KS's own until it hears a
+	// primary (issue 16): the primary may have moved to other keys
+	// meanwhile, or they were this KS's own (served while it elected).
+	// The GMs that hold them, or register before a primary is heard, then
+	// get the primary's keys forwarded at once, with multicast too
+	// (Delivery.Adopt); keys that are still the primary's change nothing.
+	g.adopted = false
 	if !st.PseudotimeStart.IsZero() && !st.PseudotimeStart.After(now) {
 		// The GMs' pseudotime goes on from where it was: a restarted
 		// KS that started it again at 0 would put every GM it rekeys
