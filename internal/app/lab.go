@@ -38,11 +38,24 @@ func runLab(env *Env, args []string) int {
 	baseFlag := fs.String("base", lab.DefaultBase.String(), "the members' loopback address `BASE` 127.B.C.0: gm1 is 127.B.C.1, 250 members per /24")
 	yes := fs.Bool("yes", false, "with --cli: answer yes to the CLI's confirmation prompts (commands from a script)")
 	keyServers := fs.Int("key-servers", 1, "number of key servers: 2 or 3 run cooperative key servers (COOP) with short timers and show a failover")
+	protocol := fs.String("protocol", lab.ProtocolGDOI, "how members register: gdoi (GDOI, isakmpd) or gikev2 (G-IKEv2, RFC 9838: ikev2d routers, then a rekey under traffic)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *members < 1 || *port > 65535 || *old < 0 || *old > *members || *rate < 0 || *every < 0 || *keyServers < 1 || *keyServers > 3 {
 		fmt.Fprintln(env.Stderr, "groupvpn lab: --members must be at least 1, --port a UDP port, --old between 0 and --members and --key-servers 1 to 3")
+		return 2
+	}
+	v2 := *protocol == lab.ProtocolGIKEv2
+	switch {
+	case *protocol != lab.ProtocolGDOI && !v2:
+		fmt.Fprintf(env.Stderr, "groupvpn lab: --protocol %q: gdoi or gikev2\n", *protocol)
+		return 2
+	case v2 && *keyServers > 1:
+		fmt.Fprintln(env.Stderr, "groupvpn lab: --protocol gikev2 runs one key server: cooperative key servers (COOP, --key-servers) speak IKEv1 (GDOI) only, G-IKEv2 has no COOP (docs/config.md, G-IKEv2)")
+		return 2
+	case v2 && *old > 0:
+		fmt.Fprintln(env.Stderr, "groupvpn lab: --old is for GDOI members (version 1.0.1); not with --protocol gikev2")
 		return 2
 	}
 	base, err := netip.ParseAddr(*baseFlag)
@@ -80,8 +93,11 @@ func runLab(env *Env, args []string) int {
 	if coop {
 		o.KeyServers = *keyServers
 	}
+	if v2 {
+		o.Protocol, o.IKEv2Config = lab.ProtocolGIKEv2, ikev2dConfig
+	}
 	var live *lab.Live // labtraffic.go
-	if *cli || coop {
+	if *cli || coop || v2 {
 		live = lab.NewLive(0)
 		if dp && *members >= 2 {
 			o.Deliver = live.Deliver
@@ -99,6 +115,10 @@ func runLab(env *Env, args []string) int {
 			"  lab COOP timers: announcements every %s, dead interval %s, election wait %s (defaults 20 s, 60 s, 20 s);\n"+
 			"  %d group members %s to %s, each listing every key server (configs in %s)\n",
 			*keyServers, lab.KSAddrN(0), lab.KSAddrN(*keyServers-1), l.Port, period, dead, wait, *members, l.GMAddr(0), l.GMAddr(*members-1), l.Dir)
+	} else if v2 {
+		fmt.Fprintf(env.Stdout, "groupvpn lab: G-IKEv2 (RFC 9838): key server %s:%d and %d group members %s to %s,\n"+
+			"  each an ikev2d router configured in IOS-XE G-IKEv2 syntax (configs in %s)\n",
+			lab.KSAddr, l.Port, *members, l.GMAddr(0), l.GMAddr(*members-1), l.Dir)
 	} else {
 		fmt.Fprintf(env.Stdout, "groupvpn lab: key server %s:%d and %d group members %s to %s (configs in %s)\n",
 			lab.KSAddr, l.Port, *members, l.GMAddr(0), l.GMAddr(*members-1), l.Dir)
@@ -107,8 +127,12 @@ func runLab(env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1
 	}
-	fmt.Fprintf(env.Stdout, "all %d members registered in %s (phase 1 + GROUPKEY-PULL each, over real UDP)\n",
-		*members, time.Since(start).Round(time.Millisecond))
+	how := "phase 1 + GROUPKEY-PULL each"
+	if v2 {
+		how = "IKE_SA_INIT + GSA_AUTH each"
+	}
+	fmt.Fprintf(env.Stdout, "all %d members registered in %s (%s, over real UDP)\n",
+		*members, time.Since(start).Round(time.Millisecond), how)
 	if err := l.Summary(ctx, env.Stdout); err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
 		return 1
@@ -131,12 +155,24 @@ func runLab(env *Env, args []string) int {
 	if coop && !*cli {
 		return labFailover(ctx, env, l, live, liveInterval(*rate, *members))
 	}
+	if v2 && !*cli {
+		return labGIKEv2Rekey(ctx, env, l, live, liveInterval(*rate, *members))
+	}
 	if !*cli {
 		fmt.Fprintf(env.Stdout, "\nRun `groupvpn lab --cli` to keep the lab running and explore it with the operator CLI.\n")
 		return 0
 	}
 	if coop {
 		return labCOOPCLI(ctx, env, l, live, liveInterval(*rate, *members), *every, *yes)
+	}
+	if v2 {
+		fmt.Fprintf(env.Stdout, "\nThe lab keeps running. CLI on the G-IKEv2 key server, ikev2d's own commands (try: show crypto gdoi,\n"+
+			"show crypto gdoi ks members, show crypto ikev2 statistics, crypto gdoi ks rekey, clear crypto gdoi ks members);\n"+
+			"a member's CLI: groupvpn cli -s %s\n\n", l.Sockets["gm1"])
+		if live != nil {
+			return labCLIWithTraffic(ctx, env, l, live, liveInterval(*rate, *members), *every, []string{"-s", l.Sockets["ks"]})
+		}
+		return runCLI(env, []string{"-s", l.Sockets["ks"]})
 	}
 	fmt.Fprintf(env.Stdout, "\nThe lab keeps running. CLI on the key server (try: show crypto gdoi, show crypto gdoi ks members);\n"+
 		"a member's CLI: groupvpn cli -s %s\n\n", l.Sockets["gm1"])

@@ -42,9 +42,9 @@ func labCLIWithTraffic(ctx context.Context, env *Env, l *lab.Lab, live *lab.Live
 		return 1
 	}
 	if l.CanSendLive() {
-		pairs := lab.LiveFlows(len(l.GMs))
+		pairs := lab.LiveFlows(l.Members())
 		who := "every ordered pair of members"
-		if pairs < len(l.GMs)*(len(l.GMs)-1) {
+		if pairs < l.Members()*(l.Members()-1) {
 			who = "each member to the next 7"
 		}
 		fmt.Fprintf(env.Stdout, "Live traffic: %s (%d pairs) sends a numbered packet every %s, alternately on\n"+

@@ -84,14 +84,15 @@ func (m *dpMember) mirror(d dataplane.Direction, b []byte) {
 // startDataPlane starts every member's engine (before registration: the
 // engines poll their SA databases).
 func (l *Lab) startDataPlane(o Options) error {
-	if len(l.GMs) > maxDataPlane {
+	if len(l.sadbs) > maxDataPlane {
 		return fmt.Errorf("lab: the data plane runs with at most %d members", maxDataPlane)
 	}
 	l.dpDone = make(chan struct{})
-	for i, g := range l.GMs {
-		keys, ok := g.Node.Dataplane().(*labSADB)
-		if !ok || keys != l.sadbs[i] {
-			return fmt.Errorf("lab: gm%d's SA database is not the lab's", i+1)
+	for i, keys := range l.sadbs {
+		if i < len(l.GMs) {
+			if d, ok := l.GMs[i].Node.Dataplane().(*labSADB); !ok || d != keys {
+				return fmt.Errorf("lab: gm%d's SA database is not the lab's", i+1)
+			}
 		}
 		m := &dpMember{i: i, tun: tuntest.NewChannelTUN()}
 		link, err := dataplane.ListenUDP(dataplane.UDPConfig{Local: netip.AddrPortFrom(l.GMAddr(i), 0), Mirror: m.mirror})
@@ -220,7 +221,7 @@ func (l *Lab) Traffic(ctx context.Context, timeout time.Duration) (TrafficReport
 	}
 	spis := map[uint32]bool{}
 	for _, m := range l.dp {
-		for _, t := range l.GMs[m.i].Node.Dataplane().TEKs() {
+		for _, t := range l.sadbs[m.i].TEKs() { // the GDOI daemon's or the G-IKEv2 router's
 			if !spis[t.SPI] {
 				r.SPIs = append(r.SPIs, t.SPI)
 			}

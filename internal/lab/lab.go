@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/ikev2d"
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/sadb"
@@ -96,6 +97,13 @@ type Options struct {
 	// data plane delivers to the hosts behind member i (0-based) (it must
 	// not keep it); SendUDP sends such packets.
 	Deliver func(i int, payload []byte)
+	// Protocol is how members register: ProtocolGDOI ("" too: isakmpd's
+	// daemons) or ProtocolGIKEv2 (ikev2d routers, gikev2.go; one key
+	// server, IKEv2Config required).
+	Protocol string
+	// IKEv2Config maps a node's parsed configuration to ikev2d's, as
+	// `groupvpn ikev2d` does (internal/app passes its mapping).
+	IKEv2Config func(cfg *policy.Config, listen []netip.AddrPort, port uint16) (ikev2d.Config, error)
 }
 
 // Lab is a running lab.
@@ -124,6 +132,9 @@ type Lab struct {
 	deliver              func(int, []byte)
 	base                 netip.Addr // Options.Base
 	all                  bool       // Options.All
+
+	v2  *v2Lab           // Options.Protocol ProtocolGIKEv2 (gikev2.go); nil: GDOI
+	now func() time.Time // Options.Now
 
 	dp     []*dpMember // Options.DataPlane (dataplane.go)
 	dpDone chan struct{}
@@ -334,6 +345,15 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if o.Members > 250*250 {
 		return nil, fmt.Errorf("lab: at most %d members", 250*250)
 	}
+	switch o.Protocol {
+	case "", ProtocolGDOI:
+	case ProtocolGIKEv2:
+		if err := checkGIKEv2(o); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("lab: unknown protocol %q (gdoi or gikev2)", o.Protocol)
+	}
 	if err := checkFileLimit(o); err != nil {
 		return nil, err
 	}
@@ -363,7 +383,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		o.Dir = d
 	}
 	ctx, stop := context.WithCancel(ctx)
-	l := &Lab{Dir: o.Dir, Port: o.Port, Sockets: map[string]string{}, ctx: ctx, stop: stop, deliver: o.Deliver, base: o.Base, all: o.All}
+	l := &Lab{Dir: o.Dir, Port: o.Port, Sockets: map[string]string{}, ctx: ctx, stop: stop, deliver: o.Deliver, base: o.Base, all: o.All, now: o.Now}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -377,6 +397,19 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 			d = def
 		}
 		return int64(d / time.Second)
+	}
+	if o.Protocol == ProtocolGIKEv2 {
+		vars := map[string]any{"PSK": "lab-secret", "KS": KSAddr, "Name": "ks",
+			"TEKLife": secs(o.TEKLifetime, time.Hour), "VoiceLife": secs(o.VoiceLifetime, 2*time.Hour), "KEKLife": secs(o.KEKLifetime, 24*time.Hour)}
+		if err := l.startGIKEv2(ctx, o, vars); err != nil {
+			return nil, err
+		}
+		if o.DataPlane {
+			if err := l.startDataPlane(o); err != nil {
+				return nil, err
+			}
+		}
+		return l, nil
 	}
 	nks := max(o.KeyServers, 1)
 	if nks > 3 {
@@ -595,6 +628,13 @@ func (l *Lab) Wait(ctx context.Context, out io.Writer, timeout time.Duration) er
 	p := newProgress(out, "group members registered") // progress.go
 	for {
 		done := 0
+		if l.v2 != nil {
+			n, err := l.v2Registered(ctx)
+			if err != nil {
+				return err
+			}
+			done = n
+		}
 		for _, g := range l.GMs {
 			s, err := g.Node.State(ctx)
 			if err != nil {
@@ -604,8 +644,8 @@ func (l *Lab) Wait(ctx context.Context, out io.Writer, timeout time.Duration) er
 				done++
 			}
 		}
-		p.step(done, len(l.GMs))
-		if done == len(l.GMs) {
+		p.step(done, l.Members())
+		if done == l.Members() {
 			return nil
 		}
 		l.mu.Lock()
@@ -615,7 +655,7 @@ func (l *Lab) Wait(ctx context.Context, out io.Writer, timeout time.Duration) er
 			return failed
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("lab: only %d of %d members registered within %s", done, len(l.GMs), timeout)
+			return fmt.Errorf("lab: only %d of %d members registered within %s", done, l.Members(), timeout)
 		}
 		select {
 		case <-ctx.Done():
@@ -638,6 +678,9 @@ func bar(n, total int) string {
 // of more than SummaryRows members (without Options.All) prints the first
 // and last members, the counts per state and the address range.
 func (l *Lab) Summary(ctx context.Context, out io.Writer) error {
+	if l.v2 != nil {
+		return l.v2Summary(ctx, out)
+	}
 	for _, k := range l.kss {
 		if k.down {
 			continue

@@ -137,6 +137,9 @@ func LiveFlows(n int) int { return len(liveFlows(n)) }
 // returns the earliest and the latest scheduled re-registration of the
 // members on temporary SAs (zero: none).
 func (l *Lab) MemberStates(ctx context.Context) (_ map[string]int, next, last time.Time) {
+	if l.v2 != nil {
+		return l.v2States(ctx), time.Time{}, time.Time{}
+	}
 	counts := map[string]int{}
 	for _, g := range l.GMs {
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
