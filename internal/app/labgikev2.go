@@ -25,7 +25,7 @@ func labGIKEv2Rekey(ctx context.Context, env *Env, l *lab.Lab, live *lab.Live, i
 		return 1
 	}
 	fmt.Fprintf(env.Stdout, "\nLive traffic: numbered packets on %d pairs of members every %s; the key server sends a rekey\n"+
-		"(crypto gdoi ks rekey: a GSA_REKEY with new TEKs, unicast to every member) under it.\n", lab.LiveFlows(l.Members()), interval)
+		"now, as a scheduled one (new TEKs in a GSA_REKEY under the Rekey SA, unicast to every member), under it.\n", lab.LiveFlows(l.Members()), interval)
 	wait := func(d time.Duration) {
 		select {
 		case <-time.After(d):

@@ -325,6 +325,16 @@ func (l *Lab) v2Summary(ctx context.Context, out io.Writer) error {
 			head = append(head, ln)
 		}
 	}
+	// By address (ikev2d lists them in its own order).
+	addrOf := func(r string) netip.Addr {
+		f := strings.Fields(r)
+		if len(f) < 5 {
+			return netip.Addr{}
+		}
+		a, _ := netip.ParseAddr(f[4])
+		return a
+	}
+	slices.SortStableFunc(rows, func(a, b string) int { return addrOf(a).Compare(addrOf(b)) })
 	fmt.Fprintf(out, "\nks# show crypto gdoi ks members\n%s\n", strings.Join(head, "\n"))
 	show, skipped := rowsShown(len(rows), l.all)
 	for i, r := range rows {
@@ -383,9 +393,10 @@ type RekeyReport struct {
 	Applied int           // members that applied it
 }
 
-// GIKEv2Rekey makes the key server of a G-IKEv2 lab send a rekey now
-// (crypto gdoi ks rekey, as a scheduled one: new TEKs in a GSA_REKEY under
-// the Rekey SA, unicast to every member) and waits (at most timeout) until
+// GIKEv2Rekey makes the key server of a G-IKEv2 lab send a rekey now, as
+// a scheduled one (ikev2d.Router.Rekey: new TEKs in a GSA_REKEY under the
+// Rekey SA, unicast to every member; the CLI's crypto gdoi ks rekey is
+// the policy replace) and waits (at most timeout) until
 // every member applied it and holds the new TEKs. The new TEKs are
 // accepted at once and sent with from the rekey's activation time delay
 // (GWP_ATD, ks.RekeyATD) on, so that no packet is lost while the members
