@@ -30,6 +30,15 @@ type ksRole struct {
 	// RekeyPolicy.Retransmit apart, bitwise identical); a newer rekey of
 	// the group replaces its group's entry.
 	resend []resend
+	// ids maps the groups' numbers (IDg) to their names.
+	ids map[uint32]string
+	// saver writes the state (nil without a Store); dirty are the groups
+	// whose members changed since their state was last queued, queued no
+	// earlier than saveAt (ks.SaveInterval apart).
+	saver    *saver
+	dirty    map[string]bool
+	saveAt   time.Time
+	lastSave time.Time
 }
 
 // resend is one GSA_REKEY's pending retransmissions.
@@ -49,8 +58,12 @@ func newKSRole(r *Router, groups []ks.GroupConfig, now time.Time) (*ksRole, erro
 			return nil, fmt.Errorf("ikev2d: key-server group %s: %w", g.Name, err)
 		}
 	}
-	k := &ksRole{r: r, srv: srv, gcks: gikev2.NewGCKS(srv, r.o.Rand)}
+	k := &ksRole{r: r, srv: srv, gcks: gikev2.NewGCKS(srv, r.o.Rand), ids: map[uint32]string{}, dirty: map[string]bool{}}
+	for _, g := range groups {
+		k.ids[g.ID] = g.Name
+	}
 	if st := r.o.Store; st != nil {
+		k.saver = newSaver(st, r.log)
 		saved, err := st.LoadGroups()
 		if err != nil {
 			return nil, fmt.Errorf("ikev2d: key-server state: %w", err)
@@ -90,8 +103,7 @@ func (r *Router) Server() *ks.Server {
 // save writes the group's state (members when withMembers) before what
 // depends on it is sent (SPEC O4).
 func (k *ksRole) save(name string, now time.Time, withMembers bool) error {
-	st := k.r.o.Store
-	if st == nil {
+	if k.saver == nil {
 		return nil
 	}
 	gs, err := k.srv.State(name, now)
@@ -99,9 +111,10 @@ func (k *ksRole) save(name string, now time.Time, withMembers bool) error {
 		return err
 	}
 	if withMembers {
-		err = st.SaveGroup(gs)
+		delete(k.dirty, name)
+		err = k.saver.saveGroup(gs)
 	} else {
-		err = st.SaveKeys(gs)
+		err = k.saver.saveKeys(gs)
 	}
 	if err != nil {
 		return fmt.Errorf("ikev2d: saving group %s: %w", name, err)
@@ -180,22 +193,55 @@ func (k *ksRole) register(sa *ikev2.SA, payloads []wire.Payload, now time.Time) 
 		k.Left++
 		k.r.log.Info("G-IKEv2 member left", "peer", sa.Peer().String(), "group", req.Group)
 	}
-	if req.Leave == 0 {
-		for _, name := range k.srv.Groups() {
-			if st, _ := k.srv.State(name, now); st != nil && st.ID == req.Group {
-				if err := k.save(name, now, true); err != nil {
-					return nil, &gikev2.RefusedError{Notify: wire.NotifyRegistrationFailed, Err: err}
-				}
+	if name, ok := k.ids[req.Group]; ok && req.Leave == 0 && k.saver != nil {
+		// The member is bookkeeping, written off the loop (saveDirty); the
+		// Sender-IDs it was given move the group's keys (their counter):
+		// written before the answer, so that a restarted KS never gives
+		// them again (write before send).
+		k.markDirty(name, now)
+		if m, ok := k.srv.Member(name, peer.Addr.Addr()); ok && len(m.SenderIDs) > 0 {
+			if err := k.save(name, now, false); err != nil {
+				return nil, &gikev2.RefusedError{Notify: wire.NotifyRegistrationFailed, Err: err}
 			}
 		}
+	}
+	if req.Leave == 0 {
 		k.Registered++
 		k.r.log.Info("G-IKEv2 member registered", "peer", sa.Peer().String(), "identity", peer.Identity, "group", req.Group)
 	}
 	return ps, nil
 }
 
+// markDirty notes that group name's members changed: its state is queued
+// for the writer at saveAt, ks.SaveInterval after the last queued one.
+func (k *ksRole) markDirty(name string, now time.Time) {
+	k.dirty[name] = true
+	if k.saveAt.IsZero() {
+		k.saveAt = k.lastSave.Add(ks.SaveInterval)
+		if k.saveAt.Before(now) {
+			k.saveAt = now
+		}
+	}
+}
+
+// saveDirty queues the state of every dirty group for the writer (one
+// copy of the members per group per ks.SaveInterval, not per
+// registration).
+func (k *ksRole) saveDirty(now time.Time) {
+	for name := range k.dirty {
+		gs, err := k.srv.State(name, now)
+		if err != nil {
+			k.r.log.Warn("key server state not saved", "group", name, "err", err.Error())
+			continue
+		}
+		k.saver.queue(gs)
+	}
+	clear(k.dirty)
+	k.saveAt, k.lastSave = time.Time{}, now
+}
+
 func (k *ksRole) nextTimer() time.Time {
-	var next time.Time
+	next := k.saveAt
 	for _, r := range k.resend {
 		if next.IsZero() || r.at.Before(next) {
 			next = r.at
@@ -210,6 +256,9 @@ func (k *ksRole) nextTimer() time.Time {
 }
 
 func (k *ksRole) tick(now time.Time) {
+	if !k.saveAt.IsZero() && !k.saveAt.After(now) {
+		k.saveDirty(now)
+	}
 	keep := k.resend[:0]
 	for _, r := range k.resend {
 		if !r.at.After(now) {
@@ -299,13 +348,9 @@ func (r *Router) Remove(name string, now bool) error {
 // members are the unicast destinations of group name: where each member
 // registered from.
 func (k *ksRole) members(name string) []netip.AddrPort {
-	st, err := k.srv.State(name, k.r.o.Now())
-	if err != nil {
-		return nil
-	}
 	var out []netip.AddrPort
-	for _, m := range st.Members {
-		if !m.Removed {
+	for _, a := range k.srv.MemberAddrs(name) {
+		if m, ok := k.srv.Member(name, a); ok && !m.Removed {
 			out = append(out, netip.AddrPortFrom(m.Address, m.Port))
 		}
 	}

@@ -315,6 +315,15 @@ func (r *Router) Run(ctx context.Context) error {
 		go r.read(s)
 	}
 	defer r.closeAll()
+	if r.ks != nil && r.ks.saver != nil {
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { r.ks.saver.run(stop); close(done) }()
+		defer func() {
+			r.ks.saveDirty(r.o.Now()) // what is left, written before Run returns
+			close(stop)
+			<-done
+		}()
+	}
 	now := r.o.Now()
 	for _, m := range r.gm {
 		m.start(now)
