@@ -59,6 +59,10 @@ type coopGroup struct {
 	timer    time.Time
 	lastSync time.Time
 	peers    map[netip.Addr]*coopPeer
+	// keysFrom is the primary whose keys this KS holds: the one it last
+	// adopted from, or itself as primary (zero: its own keys, none
+	// adopted yet).
+	keysFrom netip.Addr
 }
 
 // coopPeer is what one group knows of one peer KS beyond the elector:
@@ -463,6 +467,7 @@ func (n *Node) coopResult(cg *coopGroup, res coop.Result, a *isakmp.ANN, now tim
 		case coop.RoleChanged:
 			if e.To == coop.Primary {
 				n.ks.TakeOver(cg.name) // the schedule runs from the next tick
+				cg.keysFrom = cg.local
 				n.coopInherit(cg, now)
 			} else {
 				n.ks.StepDown(cg.name)
@@ -525,10 +530,19 @@ func (n *Node) coopTake(cg *coopGroup, from netip.Addr, a *isakmp.ANN, now time.
 
 // coopAdopt takes the primary's last announced policy and keys and
 // forwards them to the GMs registered here (ks.Delivery.Adopt).
+//
+// merge: this KS lost a merge. A KS that follows another primary than
+// the one whose keys it holds, with another KEK than that primary
+// announces, forwards with merge semantics too (activation at once,
+// multicast too): its GMs hold keys the new primary's GMs never had —
+// the secondary of a primary that lost a merge of three or more KSs.
 func (n *Node) coopAdopt(cg *coopGroup, primary netip.Addr, merge bool, now time.Time) {
 	p := cg.peers[primary]
 	if p == nil || p.sa == nil {
 		return // adopted at its first announcement carrying them
+	}
+	if primary != cg.keysFrom && p.sa.KEK != nil && p.sa.KEK.SPI != n.ks.KEK(cg.name).SPI {
+		merge = true
 	}
 	res, changed, err := n.delivery.Adopt(cg.name, p.sa, p.kd, p.seq, merge, now)
 	if err != nil {
@@ -536,7 +550,7 @@ func (n *Node) coopAdopt(cg *coopGroup, primary netip.Addr, merge bool, now time
 		mnemonic.Log(n.unauth, mnemonic.Err, "COOP_KS_ADOPT_FAILED", "KS in group %s cannot adopt the policy and keys of Primary %s: %v", cg.name, primary, err)
 		return
 	}
-	cg.lastSync = now
+	cg.lastSync, cg.keysFrom = now, primary
 	if changed {
 		n.log.Info("COOP: adopted the primary's keys", "group", cg.name, "primary", primary.String(), "seq", n.ks.Seq(cg.name), "merge", merge)
 	}
