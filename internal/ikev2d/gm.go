@@ -197,6 +197,8 @@ func (m *member) apply(u *gikev2.Update, now time.Time) error {
 	}
 	if u.RekeyDst.IsValid() && m.s != nil {
 		m.r.join(m.g.Name, u.RekeyDst, m.s.local.Addr())
+	} else if u.NewKEK && !u.RekeyDst.IsValid() {
+		m.r.leaveMulticast(m.g.Name) // the new Rekey SA's rekeys are unicast
 	}
 	if a.Reregister {
 		m.status.Registered = false

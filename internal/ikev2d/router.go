@@ -70,8 +70,11 @@ type Options struct {
 	// nil: a sadb.Memory in this process.
 	Dataplane sadb.Dataplane
 	// Store keeps the key-server state across restarts; nil: none.
-	Store  ks.Store
-	Logger *slog.Logger
+	Store ks.Store
+	// ListenMulticast opens a member's multicast rekey socket: bound to
+	// group, joined on interface ifName; nil: mcast.Listen.
+	ListenMulticast func(group netip.AddrPort, ifName string) (PacketConn, error)
+	Logger          *slog.Logger
 	Now    func() time.Time
 	Rand   io.Reader
 }
@@ -99,7 +102,12 @@ type Router struct {
 	cfg     Config
 	log     *slog.Logger
 	socks   []*sock
-	joined  []*sock // multicast rekey sockets (members)
+	joined  []*sock // multicast rekey sockets (members), one per destination
+	// joinedBy is each member group's multicast rekey socket (groups with
+	// the same destination share one); joinWarned rate-limits the warning
+	// of a failed join, per group.
+	joinedBy   map[string]*sock
+	joinWarned map[string]time.Time
 	in      chan datagram
 	cmds    chan func()
 	running bool
@@ -139,7 +147,11 @@ func New(cfg Config, o Options) (*Router, error) {
 	if len(o.Listen) == 0 {
 		return nil, errors.New("ikev2d: no address to listen on")
 	}
-	r := &Router{o: o, cfg: cfg, log: o.Logger, in: make(chan datagram, 1024), cmds: make(chan func())}
+	if o.ListenMulticast == nil {
+		o.ListenMulticast = func(group netip.AddrPort, ifName string) (PacketConn, error) { return mcast.Listen(group, ifName) }
+	}
+	r := &Router{o: o, cfg: cfg, log: o.Logger, in: make(chan datagram, 1024), cmds: make(chan func()),
+		joinedBy: map[string]*sock{}, joinWarned: map[string]time.Time{}}
 	now := o.Now()
 	if len(cfg.KS) > 0 {
 		k, err := newKSRole(r, cfg.KS, now)
@@ -434,28 +446,63 @@ func (r *Router) handle(d datagram) {
 	r.deliver(d.s, d.s.ep.Handle(d.from, d.data, now), now)
 }
 
+// joinWarnEvery is how often, at most, a group's failed multicast join is
+// logged (the member retries it at each new Rekey SA).
+const joinWarnEvery = time.Minute
+
 // join makes the router receive a group's multicast GSA_REKEYs (SPEC T1:
 // members join the group): a socket bound to dst, joined on the interface
-// of local, the address the member registered from. Only GSA_REKEYs are taken from it.
+// of local, the address the member registered from. Only GSA_REKEYs are
+// taken from it. A group has one such socket: a new destination leaves the
+// old one (closed when no other group uses it).
 func (r *Router) join(group string, dst netip.AddrPort, local netip.Addr) {
+	if s := r.joinedBy[group]; s != nil && s.local == dst {
+		return
+	}
+	r.leaveMulticast(group)
 	for _, s := range r.joined {
 		if s.local == dst {
+			r.joinedBy[group] = s
 			return
 		}
 	}
 	ifName := netinv.InterfaceOf(local)
-	conn, err := mcast.Listen(dst, ifName)
+	conn, err := r.o.ListenMulticast(dst, ifName)
 	if err != nil {
-		r.log.Warn("cannot join the multicast rekey group; rekeys will be missed and the member registers again instead",
-			"group", group, "address", dst.String(), "interface", ifName, "err", err.Error())
+		now := r.o.Now()
+		if last, ok := r.joinWarned[group]; !ok || now.Sub(last) >= joinWarnEvery {
+			r.joinWarned[group] = now
+			r.log.Warn("cannot join the multicast rekey group; rekeys will be missed and the member registers again instead",
+				"group", group, "address", dst.String(), "interface", ifName, "err", err.Error())
+		}
 		return
 	}
 	s := &sock{local: dst, conn: conn, mcast: true}
 	r.joined = append(r.joined, s)
+	r.joinedBy[group] = s
 	if r.running {
 		go r.read(s)
 	}
 	r.log.Info("joined the multicast rekey group", "group", group, "address", dst.String(), "interface", ifName)
+}
+
+// leaveMulticast drops group's multicast rekey socket, closing it when no
+// other group receives on it (a unicast Rekey SA, a new destination).
+func (r *Router) leaveMulticast(group string) {
+	s := r.joinedBy[group]
+	if s == nil {
+		return
+	}
+	delete(r.joinedBy, group)
+	for _, o := range r.joinedBy {
+		if o == s {
+			return
+		}
+	}
+	s.closed = true
+	s.conn.Close()
+	r.joined = slices.DeleteFunc(r.joined, func(o *sock) bool { return o == s })
+	r.log.Info("left the multicast rekey group", "group", group, "address", s.local.String())
 }
 
 // deliver sends an endpoint's datagrams and hands its events to the roles.
