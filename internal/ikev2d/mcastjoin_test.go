@@ -21,9 +21,11 @@ type fakeMcastConn struct {
 func (c *fakeMcastConn) ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error) {
 	return 0, netip.AddrPort{}, net.ErrClosed
 }
-func (c *fakeMcastConn) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) { return len(b), nil }
-func (c *fakeMcastConn) LocalAddr() net.Addr                                        { return net.UDPAddrFromAddrPort(c.dst) }
-func (c *fakeMcastConn) Close() error                                               { c.closed = true; return nil }
+func (c *fakeMcastConn) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
+	return len(b), nil
+}
+func (c *fakeMcastConn) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(c.dst) }
+func (c *fakeMcastConn) Close() error        { c.closed = true; return nil }
 
 // proves: T1, S5 (issue 17, review finding 10: a member holds one joined
 // multicast rekey socket per group: the same destination again opens

@@ -75,8 +75,8 @@ type Options struct {
 	// group, joined on interface ifName; nil: mcast.Listen.
 	ListenMulticast func(group netip.AddrPort, ifName string) (PacketConn, error)
 	Logger          *slog.Logger
-	Now    func() time.Time
-	Rand   io.Reader
+	Now             func() time.Time
+	Rand            io.Reader
 }
 
 // sock is one served address.
@@ -98,20 +98,20 @@ type datagram struct {
 // Router runs the daemon's roles on its sockets. Everything but Run's
 // readers happens on the loop goroutine; Do runs a function there.
 type Router struct {
-	o       Options
-	cfg     Config
-	log     *slog.Logger
-	socks   []*sock
-	joined  []*sock // multicast rekey sockets (members), one per destination
+	o      Options
+	cfg    Config
+	log    *slog.Logger
+	socks  []*sock
+	joined []*sock // multicast rekey sockets (members), one per destination
 	// joinedBy is each member group's multicast rekey socket (groups with
 	// the same destination share one); joinWarned rate-limits the warning
 	// of a failed join, per group.
 	joinedBy   map[string]*sock
 	joinWarned map[string]time.Time
-	in      chan datagram
-	cmds    chan func()
-	running bool
-	retired ikev2.Stats // counters of closed sockets' endpoints
+	in         chan datagram
+	cmds       chan func()
+	running    bool
+	retired    ikev2.Stats // counters of closed sockets' endpoints
 
 	ks *ksRole   // nil without key-server groups
 	gm []*member // the member groups
