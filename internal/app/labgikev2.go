@@ -3,10 +3,12 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/flowmeter"
+	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/lab"
 )
 
@@ -52,11 +54,36 @@ func labGIKEv2Rekey(ctx context.Context, env *Env, l *lab.Lab, live *lab.Live, i
 		spis[i] = fmt.Sprintf("0x%08x", s)
 	}
 	fmt.Fprintf(env.Stdout, "\nG-IKEv2 rekey: new TEKs %s applied by %d of %d members in %s; %d packets lost.\n"+
-		"The members accept the new TEKs at once and send with them after the rekey's activation delay (GWP_ATD, 30 s),\n"+
+		"The members accept the new TEKs at once and send with them after the rekey's activation delay (GWP_ATD, %s),\n"+
 		"so that no packet is lost while the rekey reaches them one after the other.\n",
-		strings.Join(spis, ", "), rep.Applied, l.Members(), rep.Took.Round(time.Millisecond), lost)
+		strings.Join(spis, ", "), rep.Applied, l.Members(), rep.Took.Round(time.Millisecond), lost, ks.RekeyATD)
+	// The new TEKs carry the traffic: the engines' clock past the ATD.
+	before := l.EncapsBySPI()
+	skip := ks.RekeyATD + time.Second
+	if err := l.SkipAhead(skip); err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
+		return 1
+	}
+	r, err := l.Traffic(ctx, 10*time.Second)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "groupvpn lab: %s\n", strings.TrimPrefix(err.Error(), "lab: "))
+		return 1
+	}
+	after := l.EncapsBySPI()
+	var onNew, onOld uint64
+	for spi, n := range after {
+		if slices.Contains(rep.NewSPIs, spi) {
+			onNew += n - before[spi]
+		} else {
+			onOld += n - before[spi]
+		}
+	}
+	fmt.Fprintf(env.Stdout, "After the activation delay (the members' ESP engines' clock moved %s ahead): %d of %d packets delivered,\n"+
+		"%d of them encapsulated with the new TEKs, %d with the old ones; the plaintext marker crossed the sockets %d times.\n",
+		skip, r.Delivered, r.Sent, onNew, onOld, r.WireMarker)
 	fmt.Fprintf(env.Stdout, "\nRun `groupvpn lab --protocol gikev2 --cli` to keep the lab running and explore it with ikev2d's CLI.\n")
-	if lost > 0 {
+	if lost > 0 || !r.DeliveredAll || !r.Safe || onOld > 0 || onNew != r.Sent {
+		fmt.Fprintf(env.Stderr, "groupvpn lab: the rekey did not carry every packet on the new TEKs without loss\n")
 		return 1
 	}
 	return 0

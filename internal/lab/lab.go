@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/template"
 	"time"
@@ -135,6 +136,10 @@ type Lab struct {
 
 	v2  *v2Lab           // Options.Protocol ProtocolGIKEv2 (gikev2.go); nil: GDOI
 	now func() time.Time // Options.Now
+	// skew is how far the G-IKEv2 lab's engines' clock runs ahead of the
+	// wall clock (SkipAhead); skewed: they run on it.
+	skew   atomic.Int64
+	skewed bool
 
 	dp     []*dpMember // Options.DataPlane (dataplane.go)
 	dpDone chan struct{}
