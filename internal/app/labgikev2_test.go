@@ -20,12 +20,12 @@ import (
 // packet is encapsulated with the new TEKs and delivered.
 func TestLabGIKEv2(t *testing.T) {
 	dir := t.TempDir()
-	code, out, errs := run(t, "", "lab", "--protocol", "gikev2", "--members", "8", "--port", "26848", "--base", "127.0.44.0", "--dir", dir)
+	code, out, errs := run(t, "", "lab", "--protocol", "gikev2", "--members", "8", "--port", "29958", "--base", "127.0.44.0", "--dir", dir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, errs, out)
 	}
 	for _, w := range []string{
-		"G-IKEv2 (RFC 9838): key server 127.0.1.1:26848 and 8 group members 127.0.44.1 to 127.0.44.8",
+		"G-IKEv2 (RFC 9838): key server 127.0.1.1:29958 and 8 group members 127.0.44.1 to 127.0.44.8",
 		"all 8 members registered in",
 		"(IKE_SA_INIT + GSA_AUTH each, over real UDP)",
 		"ks# show crypto gdoi ks members",
