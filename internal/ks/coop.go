@@ -1,13 +1,17 @@
 package ks
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/mnemonic"
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -341,6 +345,9 @@ type PeerKS struct {
 	Addr      netip.Addr
 	Version   version.Version // zero: never heard
 	Reachable bool
+	// KSSet is the KS set digest the peer last announced (KSSetDigest;
+	// nil: none heard). Kept while the peer is unreachable.
+	KSSet []byte
 }
 
 // SetPeerView records what the peer KSs of the group announced: the KSs
@@ -358,21 +365,97 @@ func (s *Server) SetPeerView(name string, peers []PeerKS, members map[netip.Addr
 // sidSlot confines the sender IDs this KS hands out to its share of the
 // space: with cooperative key servers each KS of the group registers
 // GMs under the same keys, so two KSs must never give out the same ID
-// (RFC 6054 §3). The KSs (this one and its peers, sorted by address)
-// take the IDs congruent to their rank modulo their number. Returns
-// stride 1 for a lone KS.
+// (RFC 6054 §3). The KSs (this one and its peers, sorted by address:
+// ksSet) take the IDs congruent to their rank modulo their number.
+// Returns stride 1 for a lone KS. The split is only disjoint while every
+// KS has the same set: sidViewsAgree.
 func (g *group) sidSlot() (stride, rank uint32) {
-	r := g.cfg.Redundancy
-	if r == nil || len(r.Peers) == 0 {
+	all := g.ksSet()
+	if len(all) < 2 {
 		return 1, 0
 	}
-	all := append([]netip.Addr{g.cfg.Address.Unmap()}, r.Peers...)
-	for i := range all {
-		all[i] = all[i].Unmap()
+	return uint32(len(all)), uint32(slices.Index(all, g.cfg.Address.Unmap()))
+}
+
+// ksSet is the group's key servers, this one and its peers, sorted by
+// address; just this one without redundancy.
+func (g *group) ksSet() []netip.Addr {
+	all := []netip.Addr{g.cfg.Address.Unmap()}
+	if r := g.cfg.Redundancy; r != nil {
+		for _, p := range r.Peers {
+			all = append(all, p.Unmap())
+		}
 	}
 	slices.SortFunc(all, netip.Addr.Compare)
-	all = slices.Compact(all)
-	return uint32(len(all)), uint32(slices.Index(all, g.cfg.Address.Unmap()))
+	return slices.Compact(all)
+}
+
+// KSSetDigestLen is the length of a KS set digest (KSSetDigest).
+const KSSetDigestLen = 8
+
+// KSSetDigest is the digest of a group's set of key servers as one KS
+// is configured with it (itself and its `peer address` lines): the
+// first 8 octets of SHA-256 over the sorted, deduplicated addresses, each
+// as 16 octets (IPv4 mapped). Each KS announces its own (the COOP
+// payload's State, docs/wire.md); KSs whose digests differ split the
+// sender IDs differently (sidSlot), so none hands out any then
+// (sidViewsAgree).
+func (s *Server) KSSetDigest(name string) []byte {
+	g := s.byName[name]
+	if g == nil {
+		return nil
+	}
+	return g.ksSetDigest()
+}
+
+func (g *group) ksSetDigest() []byte {
+	h := sha256.New()
+	for _, a := range g.ksSet() {
+		b := a.As16()
+		h.Write(b[:])
+	}
+	return h.Sum(nil)[:KSSetDigestLen]
+}
+
+// sidViewsAgree reports whether this KS may hand out sender IDs of the
+// group (RFC 6054 §3 across KSs, issue 16): a lone KS always; with
+// cooperative KSs, only while no peer has announced another KS set than
+// this KS's (SetPeerView): two KSs whose sets differ split the IDs by
+// different strides and hand out the same ones (A lists B and C: IDs 1,
+// 4, 7; B lists only A: 2, 4, 6). A peer never heard, or that announced
+// no digest (an older version), is taken to agree: a KS whose peers are
+// down still serves, and a peer's first announcement (within one round
+// trip of the SA) ends that window. A refusal is counted
+// (SIDRefusedKSSet) and logged at most once a minute.
+func (g *group) sidViewsAgree(log *slog.Logger, now time.Time) error {
+	if g.cfg.Redundancy == nil || len(g.cfg.Redundancy.Peers) == 0 {
+		return nil
+	}
+	own := g.ksSetDigest()
+	for _, p := range g.peerKS {
+		if len(p.KSSet) == 0 || bytes.Equal(p.KSSet, own) || !slices.Contains(g.cfg.Redundancy.Peers, p.Addr) {
+			continue
+		}
+		g.sidRefused++
+		if now.Sub(g.sidRefusedLog) >= time.Minute || g.sidRefusedLog.IsZero() {
+			g.sidRefusedLog = now
+			mnemonic.Log(log, mnemonic.Err, "COOP_KS_SID_REFUSED", "KS in group %s hands out no sender IDs: peer KS %s is configured with another set of key servers (peer address lines differ)", g.cfg.Name, p.Addr)
+		}
+		return &gdoi.Refusal{Notify: isakmp.NotifyAttributesNotSupported,
+			Reason: fmt.Sprintf("group %s: sender IDs refused: peer KS %s announces another set of key servers than this KS's", g.cfg.Name, p.Addr)}
+	}
+	return nil
+}
+
+// SIDRefusedKSSet is the number of registrations refused because a
+// peer KS announced another set of key servers (sidViewsAgree), summed
+// over the groups.
+func (s *Server) SIDRefusedKSSet() uint64 {
+	var n uint64
+	for _, g := range s.byName {
+		n += g.sidRefused
+	}
+	return n
 }
 
 // Inherit adds to the group's members the GMs a failed primary had

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sort"
 	"time"
@@ -89,6 +90,25 @@ type Redundancy struct {
 	Priority                   uint8 // `local priority` (1 when 0)
 	Peers                      []netip.Addr
 	Period, Dead, ElectionWait time.Duration
+	// PeerAuth is how each peer KS must have authenticated the phase-1
+	// SA that carries the group's announcements (docs/coop.md "Peer
+	// authorization"): a phase-1 SA from a peer's address that does not
+	// match is not a KS-KS SA (a GM holding the group's credentials
+	// cannot act as a peer KS). A peer missing here has none.
+	PeerAuth map[netip.Addr]PeerAuth
+}
+
+// PeerAuth is how one peer KS is authenticated as a KS.
+type PeerAuth struct {
+	// PSK: a pre-shared key is configured for exactly the peer's
+	// address (`crypto isakmp key K address A`, not a prefix or
+	// 0.0.0.0), so a PSK-authenticated SA from it is the peer KS's.
+	PSK bool
+	// Identity is `peer address ipv4 A identity S` (a groupvpn
+	// extension): a certificate-authenticated SA is the peer KS's only if
+	// its certificate's subject (RFC 2253 string, e.g. CN=ks2,O=Example)
+	// or subject common name is S. Empty: certificates are refused.
+	Identity string
 }
 
 // Clone returns a deep copy of r (nil for nil).
@@ -98,6 +118,7 @@ func (r *Redundancy) Clone() *Redundancy {
 	}
 	c := *r
 	c.Peers = append([]netip.Addr(nil), r.Peers...)
+	c.PeerAuth = maps.Clone(r.PeerAuth)
 	return &c
 }
 
@@ -212,7 +233,12 @@ type group struct {
 	membersGen uint64
 	// peerKS and remote are what the peer KSs announced (SetPeerView).
 	peerKS []PeerKS
-	remote map[netip.Addr][]MemberVersion
+	// sidRefused counts registrations refused for want of sender IDs
+	// while a peer KS announces another KS set; sidRefusedLog is when
+	// that was last logged (sidViewsAgree).
+	sidRefused    uint64
+	sidRefusedLog time.Time
+	remote        map[netip.Addr][]MemberVersion
 }
 
 // SIDBits is the width of the sender IDs this KS hands out (RFC 6054 §3:
@@ -569,6 +595,17 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 	g, err := s.lookup(id)
 	if err != nil {
 		return 0, nil, err
+	}
+	for _, t := range g.teks {
+		if t.authKey != nil {
+			continue
+		}
+		// Counter-mode keys need sender IDs: refused before the GM is
+		// recorded while the KSs split them differently (coop.go).
+		if err := g.sidViewsAgree(s.log, now); err != nil {
+			return 0, nil, err
+		}
+		break
 	}
 	m := g.members[peer.Addr.Addr()]
 	if m == nil {

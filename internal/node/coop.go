@@ -71,6 +71,7 @@ type coopPeer struct {
 	sa      *isakmp.GroupSA // its last announced policy (nil: none)
 	kd      *isakmp.KD
 	seq     uint32 // its last announced rekey sequence number
+	ksSet   []byte // its last announced KS set digest (ks.KSSetDigest; nil: none)
 	members memberSync
 }
 
@@ -96,6 +97,7 @@ type coopCounters struct {
 	membersBad   uint64 // member-list parts dropped (out of order, mismatched, over bounds)
 	fullSyncs    uint64 // full member lists asked for
 	fullInFlight uint64 // full-list requests answered by the list already in flight
+	peerNotAuth  uint64 // SAs and ANNs from a peer's address not authenticated as that KS (coopAuthorized)
 }
 
 // coopInitWait is how long the KS of higher address waits before it
@@ -519,6 +521,12 @@ func (n *Node) coopTake(cg *coopGroup, from netip.Addr, a *isakmp.ANN, now time.
 		p.sa, p.kd = a.SA, a.KD
 	}
 	p.seq = a.COOP.RekeySeq
+	// The peer's KS set digest (docs/coop.md "Sender IDs"); another
+	// length (none: an older version) is no view.
+	p.ksSet = nil
+	if len(a.COOP.State) == ks.KSSetDigestLen {
+		p.ksSet = slices.Clone(a.COOP.State)
+	}
 	n.ks.RaiseSeq(cg.name, a.COOP.RekeySeq)
 	if a.COOP.Flags&isakmp.COOPFullSyncRequest != 0 && !p.members.fullRequested(n.ks.MembersGen(cg.name)) {
 		n.cstats.fullInFlight++
@@ -632,7 +640,7 @@ func (n *Node) coopANN(cg *coopGroup, snd coop.Send, p *coopPeer) *isakmp.ANN {
 	return &isakmp.ANN{Seq: snd.Ann.Seq, Group: &isakmp.ID{IDType: isakmp.IDKeyID, Data: binary.BigEndian.AppendUint32(nil, cg.id)},
 		COOP: &isakmp.COOP{Version: isakmp.SWVersion{Major: v.Major, Minor: v.Minor, Mini: v.Mini}, Role: isakmp.COOPRole(snd.Ann.Role),
 			Flags: flags, Priority: snd.Ann.Priority, Address: cg.local, PeriodMS: uint32(c.Period / time.Millisecond),
-			DeadMS: uint32(c.Dead / time.Millisecond), RekeySeq: n.ks.Seq(cg.name), MembersGen: p.members.announceGen(n.ks.MembersGen(cg.name)), State: snd.Ann.State}}
+			DeadMS: uint32(c.Dead / time.Millisecond), RekeySeq: n.ks.Seq(cg.name), MembersGen: p.members.announceGen(n.ks.MembersGen(cg.name)), State: n.ks.KSSetDigest(cg.name)}}
 }
 
 func (n *Node) coopSeal(kp *peerKS, a *isakmp.ANN) {
@@ -649,10 +657,12 @@ func (n *Node) coopPeerView(cg *coopGroup) {
 	var peers []ks.PeerKS
 	members := map[netip.Addr][]ks.MemberVersion{}
 	for _, ps := range cg.el.Peers() {
-		peers = append(peers, ks.PeerKS{Addr: ps.Addr, Version: ps.Version, Reachable: ps.Reachable})
+		pk := ks.PeerKS{Addr: ps.Addr, Version: ps.Version, Reachable: ps.Reachable}
 		if p := cg.peers[ps.Addr]; p != nil {
 			members[ps.Addr] = p.members.list()
+			pk.KSSet = p.ksSet
 		}
+		peers = append(peers, pk)
 	}
 	n.ks.SetPeerView(cg.name, peers, members)
 }
@@ -759,5 +769,7 @@ func (n *Node) COOPCounters() []ike.Counter {
 		{Name: "members_dropped", Help: "member-list parts dropped (out of order, mismatched, over bounds)", Value: c.membersBad},
 		{Name: "members_full_sync_requests", Help: "full member lists asked of a peer", Value: c.fullSyncs},
 		{Name: "members_full_sync_in_flight", Help: "full member lists a peer asked for while one was in flight to it (not sent again)", Value: c.fullInFlight},
+		{Name: "sid_refused_ks_set", Help: "registrations refused: no sender IDs while a peer key server announces another set of key servers", Value: n.ks.SIDRefusedKSSet()},
+		{Name: "ann_peer_not_authorized", Help: "phase-1 SAs and announcements from a peer key server's address not authenticated as that key server (wildcard or prefix PSK, unauthorized certificate)", Value: c.peerNotAuth},
 	}
 }
