@@ -3,6 +3,7 @@ package gikev2
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	wire "github.com/groupvpn/groupvpn/ikev2"
 	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/internal/gm"
+	"github.com/groupvpn/groupvpn/internal/ikev2"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -71,7 +73,7 @@ func FromKS(srv *ks.Server, name string, now time.Time) (*Group, error) {
 	}
 	if len(st.KEK.Key) > 0 {
 		suite := RekeySuiteFor(st.KEK.KeyBits)
-		keymat, err := prfPlus(hmacSHA256, st.KEK.Key, append([]byte(rekeySALabel), st.KEK.SPI[:]...), suite.KeymatLen())
+		keymat, err := ikev2.PRFPlus(sha256.New, st.KEK.Key, append([]byte(rekeySALabel), st.KEK.SPI[:]...), suite.KeymatLen())
 		if err != nil {
 			return nil, err
 		}

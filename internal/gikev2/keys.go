@@ -1,10 +1,7 @@
 package gikev2
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"fmt"
-	"hash"
 
 	wire "github.com/groupvpn/groupvpn/ikev2"
 	"github.com/groupvpn/groupvpn/internal/ikev2"
@@ -57,32 +54,9 @@ func UnicastKWK(k *ikev2.Keys, kwa uint16) (KWK, error) {
 	if err != nil {
 		return KWK{}, err
 	}
-	key, err := prfPlus(k.PRF, k.SKd, []byte(unicastKWKLabel), n)
+	key, err := k.PRFPlus(k.SKd, []byte(unicastKWKLabel), n)
 	if err != nil {
 		return KWK{}, err
 	}
 	return KWK{Alg: kwa, Key: key}, nil
-}
-
-// prfPlus is prf+ of RFC 7296 §2.13 over the IKE SA's PRF (Keys.PRF):
-// T1 = prf(K, S | 0x01), Tn = prf(K, Tn-1 | S | n). internal/ikev2 keeps its
-// own unexported (docs/gikev2.md: an exported prf+ would replace this).
-func prfPlus(prf func(key []byte, data ...[]byte) []byte, key, seed []byte, n int) ([]byte, error) {
-	var out, t []byte
-	for i := 1; len(out) < n; i++ {
-		if i > 255 {
-			return nil, fmt.Errorf("gikev2: prf+ of %d octets exceeds 255 iterations", n)
-		}
-		t = prf(key, t, seed, []byte{byte(i)})
-		out = append(out, t...)
-	}
-	return out[:n], nil
-}
-
-func hmacSHA256(key []byte, data ...[]byte) []byte {
-	var h hash.Hash = hmac.New(sha256.New, key)
-	for _, d := range data {
-		h.Write(d)
-	}
-	return h.Sum(nil)
 }

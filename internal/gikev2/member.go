@@ -87,7 +87,7 @@ type MemberConfig struct {
 type rekeySA struct {
 	spi     [16]byte
 	suite   RekeySuite
-	c       *skCipher
+	c       *ikev2.SKCipher
 	kwk     KWK
 	expires time.Time
 }
@@ -270,9 +270,9 @@ func (m *Member) rekeyMsg(pkt []byte, now time.Time) (*Update, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	plain, err := rsa.c.open(pkt, at)
+	plain, err := rsa.c.Open(pkt, at)
 	if err != nil {
-		return nil, err
+		return nil, ErrIntegrity
 	}
 	// The Message ID is checked before the signature (as
 	// gdoi.OpenPushChecked does): a replay costs a decryption, not a

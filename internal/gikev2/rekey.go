@@ -9,6 +9,7 @@ import (
 	"time"
 
 	wire "github.com/groupvpn/groupvpn/ikev2"
+	"github.com/groupvpn/groupvpn/internal/ikev2"
 )
 
 // Push is one GSA_REKEY message ready to send: to the multicast group, or
@@ -31,7 +32,7 @@ var ErrRetired = errors.New("gikev2: the Rekey SA was deleted (the group's membe
 // (with the group's keys) before sending what it returns.
 type Rekeyer struct {
 	group   *Group
-	c       *skCipher
+	c       *ikev2.SKCipher
 	kwk     KWK
 	next    uint32
 	retired bool
@@ -184,14 +185,14 @@ func (k *Rekeyer) seal(inner []wire.Payload) (*Push, error) {
 	if err != nil {
 		return nil, err
 	}
-	total := wire.HeaderLen + wire.GenericHeaderLen + k.c.sealedLen(len(plain))
+	total := wire.HeaderLen + wire.GenericHeaderLen + k.c.SealedLen(len(plain))
 	if total > wire.MaxMessageLen {
 		return nil, fmt.Errorf("gikev2: GSA_REKEY of %d octets exceeds %d", total, wire.MaxMessageLen)
 	}
 	h.NextPayload, h.Length = wire.PayloadSK, uint32(total)
 	prefix := h.Append(nil)
 	prefix = append(prefix, byte(inner[0].Type()), 0, byte((total-wire.HeaderLen)>>8), byte(total-wire.HeaderLen))
-	data, err := k.c.seal(prefix, plain, k.rand)
+	data, err := k.c.Seal(prefix, plain, k.rand)
 	if err != nil {
 		return nil, err
 	}

@@ -230,7 +230,7 @@ func openForTest(t testing.TB, g *Group, pkt []byte) []wire.Payload {
 		t.Fatal(err)
 	}
 	at, _ := wire.EncryptedDataOffset(pkt)
-	plain, err := c.open(pkt, at)
+	plain, err := c.Open(pkt, at)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,18 +1,14 @@
 package gikev2
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 
 	wire "github.com/groupvpn/groupvpn/ikev2"
+	"github.com/groupvpn/groupvpn/internal/ikev2"
 	"github.com/groupvpn/groupvpn/internal/keywrap"
 )
 
@@ -83,22 +79,10 @@ func (s RekeySuite) KeymatLen() int {
 	return e + a + w
 }
 
-// skCipher protects GSA_REKEY messages under one Rekey SA (RFC 7296 §3.14
-// with the Rekey SA's GSK_e and GSK_a). It repeats internal/ikev2's
-// unexported SK cipher, which has no entry point taking other keys
-// (docs/gikev2.md "What is left").
-type skCipher struct {
-	aead    cipher.AEAD
-	salt    []byte
-	block   cipher.Block
-	integ   func() hash.Hash
-	integK  []byte
-	icvLen  int
-	ivLen   int
-	blockSz int
-}
-
-func newSKCipher(s RekeySuite, keymat []byte) (*skCipher, KWK, error) {
+// newSKCipher splits a Rekey SA's keying material (GSK_e | GSK_a |
+// GSK_w, RFC 9838 §3.4) into internal/ikev2's SK cipher (RFC 7296 §3.14
+// under GSK_e and GSK_a) and the KWK.
+func newSKCipher(s RekeySuite, keymat []byte) (*ikev2.SKCipher, KWK, error) {
 	if err := s.Validate(); err != nil {
 		return nil, KWK{}, err
 	}
@@ -106,99 +90,9 @@ func newSKCipher(s RekeySuite, keymat []byte) (*skCipher, KWK, error) {
 	if len(keymat) != e+a+w {
 		return nil, KWK{}, fmt.Errorf("gikev2: Rekey SA keying material of %d octets (want %d)", len(keymat), e+a+w)
 	}
-	ske, ska := keymat[:e], keymat[e:e+a]
-	kwk := KWK{Alg: s.KWA, Key: append([]byte(nil), keymat[e+a:]...)}
-	b, err := aes.NewCipher(ske[:s.KeyBits/8])
+	c, err := ikev2.NewSKCipher(ikev2.Suite{Encr: s.Encr, KeyBits: s.KeyBits, Integ: s.Integ}, keymat[:e], keymat[e:e+a])
 	if err != nil {
-		return nil, KWK{}, fmt.Errorf("gikev2: %w", err)
+		return nil, KWK{}, fmt.Errorf("gikev2: Rekey SA: %w", err)
 	}
-	if s.Encr == wire.EncrAESGCM16 {
-		g, err := cipher.NewGCMWithNonceSize(b, 12)
-		if err != nil {
-			return nil, KWK{}, fmt.Errorf("gikev2: %w", err)
-		}
-		return &skCipher{aead: g, salt: append([]byte(nil), ske[s.KeyBits/8:]...), icvLen: 16, ivLen: 8, blockSz: 1}, kwk, nil
-	}
-	_, icv, h := integParams(s.Integ)
-	return &skCipher{block: b, integ: h, integK: append([]byte(nil), ska...), icvLen: icv, ivLen: aes.BlockSize, blockSz: aes.BlockSize}, kwk, nil
-}
-
-func (c *skCipher) sealedLen(plain int) int {
-	n := plain + 1
-	if r := n % c.blockSz; r != 0 {
-		n += c.blockSz - r
-	}
-	return c.ivLen + n + c.icvLen
-}
-
-// seal returns prefix (the header and SK generic header, lengths final)
-// followed by the SK body protecting plain.
-func (c *skCipher) seal(prefix, plain []byte, rand io.Reader) ([]byte, error) {
-	padded := len(plain) + 1
-	if r := padded % c.blockSz; r != 0 {
-		padded += c.blockSz - r
-	}
-	body := make([]byte, padded)
-	copy(body, plain)
-	body[padded-1] = byte(padded - 1 - len(plain))
-	out := make([]byte, len(prefix), len(prefix)+c.sealedLen(len(plain)))
-	copy(out, prefix)
-	iv := make([]byte, c.ivLen)
-	if _, err := io.ReadFull(rand, iv); err != nil {
-		return nil, fmt.Errorf("gikev2: IV: %w", err)
-	}
-	out = append(out, iv...)
-	if c.aead != nil {
-		nonce := append(append([]byte(nil), c.salt...), iv...)
-		return c.aead.Seal(out, nonce, body, prefix), nil
-	}
-	ct := make([]byte, padded)
-	cipher.NewCBCEncrypter(c.block, iv).CryptBlocks(ct, body)
-	out = append(out, ct...)
-	m := hmac.New(c.integ, c.integK)
-	m.Write(out)
-	return m.Sum(out)[:len(out)+c.icvLen], nil
-}
-
-// open verifies and decrypts the SK payload ending msg whose body starts at
-// bodyAt, returning the inner payloads' octets.
-func (c *skCipher) open(msg []byte, bodyAt int) ([]byte, error) {
-	if bodyAt < 0 || bodyAt > len(msg) {
-		return nil, ErrIntegrity
-	}
-	body := msg[bodyAt:]
-	if len(body) < c.ivLen+c.icvLen+c.blockSz {
-		return nil, ErrIntegrity
-	}
-	iv := body[:c.ivLen]
-	var plain []byte
-	if c.aead != nil {
-		nonce := append(append([]byte(nil), c.salt...), iv...)
-		p, err := c.aead.Open(nil, nonce, body[c.ivLen:], msg[:bodyAt])
-		if err != nil {
-			return nil, ErrIntegrity
-		}
-		plain = p
-	} else {
-		end := len(msg) - c.icvLen
-		m := hmac.New(c.integ, c.integK)
-		m.Write(msg[:end])
-		if subtle.ConstantTimeCompare(m.Sum(nil)[:c.icvLen], msg[end:]) != 1 {
-			return nil, ErrIntegrity
-		}
-		ct := body[c.ivLen : len(body)-c.icvLen]
-		if len(ct)%c.blockSz != 0 {
-			return nil, ErrIntegrity
-		}
-		plain = make([]byte, len(ct))
-		cipher.NewCBCDecrypter(c.block, iv).CryptBlocks(plain, ct)
-	}
-	if len(plain) == 0 {
-		return nil, ErrIntegrity
-	}
-	pad := int(plain[len(plain)-1])
-	if pad+1 > len(plain) {
-		return nil, ErrIntegrity
-	}
-	return plain[:len(plain)-1-pad], nil
+	return c, KWK{Alg: s.KWA, Key: append([]byte(nil), keymat[e+a:]...)}, nil
 }

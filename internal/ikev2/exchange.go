@@ -270,11 +270,11 @@ func (sa *SA) deriveKeys(peerKE []byte) error {
 		return err
 	}
 	sa.keys = k
-	ei, err := newSKCipher(sa.suite, k.SKei, k.SKai)
+	ei, err := NewSKCipher(sa.suite, k.SKei, k.SKai)
 	if err != nil {
 		return err
 	}
-	er, err := newSKCipher(sa.suite, k.SKer, k.SKar)
+	er, err := NewSKCipher(sa.suite, k.SKer, k.SKar)
 	if err != nil {
 		return err
 	}

@@ -19,9 +19,10 @@ func prf(h func() hash.Hash, key []byte, data ...[]byte) []byte {
 // maxPRFPlus is the most prf+ can produce: 255 iterations (RFC 7296 §2.13).
 const maxPRFPlus = 255
 
-// prfPlus is prf+ of RFC 7296 §2.13: T1 | T2 | ... cut to n octets, with
-// T1 = prf(K, S | 0x01) and Tn = prf(K, Tn-1 | S | n).
-func prfPlus(h func() hash.Hash, key, seed []byte, n int) ([]byte, error) {
+// PRFPlus is prf+ of RFC 7296 §2.13 over HMAC with h: T1 | T2 | ... cut
+// to n octets, with T1 = prf(K, S | 0x01) and Tn = prf(K, Tn-1 | S | n).
+// At most 255 iterations.
+func PRFPlus(h func() hash.Hash, key, seed []byte, n int) ([]byte, error) {
 	size := h().Size()
 	if n > maxPRFPlus*size {
 		return nil, fmt.Errorf("ikev2: prf+ of %d octets exceeds 255 iterations", n)
@@ -68,7 +69,7 @@ func DeriveKeys(s Suite, ni, nr, gir []byte, spii, spir [8]byte) (*Keys, error) 
 	encrKey := s.encrKeyLen()
 	seed := append(append(append(append([]byte{}, ni...), nr...), spii[:]...), spir[:]...)
 	total := 3*prfLen + 2*integKey + 2*encrKey
-	km, err := prfPlus(h, k.SKEYSEED, seed, total)
+	km, err := PRFPlus(h, k.SKEYSEED, seed, total)
 	if err != nil {
 		return nil, err
 	}
@@ -89,8 +90,12 @@ func DeriveKeys(s Suite, ni, nr, gir []byte, spii, spir [8]byte) (*Keys, error) 
 // the CREATE_CHILD_SA exchange had a KE.
 func (k *Keys) ChildKeymat(gir, ni, nr []byte, n int) ([]byte, error) {
 	seed := append(append(append([]byte{}, gir...), ni...), nr...)
-	return prfPlus(k.prf, k.SKd, seed, n)
+	return PRFPlus(k.prf, k.SKd, seed, n)
 }
+
+// PRFPlus is prf+ (RFC 7296 §2.13) with the SA's PRF, as G-IKEv2's
+// GSK_w = prf+(SK_d, "Key Wrap for G-IKEv2") (RFC 9838 §3.1.1).
+func (k *Keys) PRFPlus(key, seed []byte, n int) ([]byte, error) { return PRFPlus(k.prf, key, seed, n) }
 
 // PRF computes the SA's PRF (for exchanges built on the SA, such as
 // G-IKEv2's key derivations).

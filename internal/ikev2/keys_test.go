@@ -38,7 +38,7 @@ func TestPRFPlusCAVS(t *testing.T) {
 	if !bytes.Equal(seed, wantSeed) {
 		t.Fatalf("SKEYSEED %x, want %x", seed, wantSeed)
 	}
-	dkm, err := prfPlus(sha1.New, seed, append(append(append([]byte{}, nn...), spii...), spir...), len(wantDKM))
+	dkm, err := PRFPlus(sha1.New, seed, append(append(append([]byte{}, nn...), spii...), spir...), len(wantDKM))
 	if err != nil || !bytes.Equal(dkm, wantDKM) {
 		t.Fatalf("DKM %x (%v), want %x", dkm, err, wantDKM)
 	}
@@ -54,7 +54,7 @@ func TestPRFPlusCAVS(t *testing.T) {
 	if rk := prf(sha1.New, k.SKd, girNew, ni, nr); !bytes.Equal(rk, wantRekey) {
 		t.Fatalf("rekey SKEYSEED %x, want %x", rk, wantRekey)
 	}
-	if _, err := prfPlus(sha1.New, seed, nil, 255*20+1); err == nil {
+	if _, err := PRFPlus(sha1.New, seed, nil, 255*20+1); err == nil {
 		t.Fatal("prf+ beyond 255 iterations accepted")
 	}
 }

@@ -304,7 +304,7 @@ type SA struct {
 	state     State
 	suite     Suite
 	keys      *Keys
-	in, out   *skCipher
+	in, out   *SKCipher
 
 	dh          ike.PrivateKey
 	group       uint16
@@ -479,13 +479,13 @@ func (sa *SA) seal(exch wire.ExchangeType, mid uint32, response bool, ps []wire.
 	if len(ps) > 0 {
 		inner = ps[0].Type()
 	}
-	sk := &wire.Encrypted{Inner: inner, Data: make([]byte, sa.out.sealedLen(len(plain)))}
+	sk := &wire.Encrypted{Inner: inner, Data: make([]byte, sa.out.SealedLen(len(plain)))}
 	m := &wire.Message{Header: sa.header(exch, mid, response), Payloads: []wire.Payload{sk}}
 	b, err := m.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	return sa.out.seal(b[:len(b)-len(sk.Data)], plain, sa.cfg.rand())
+	return sa.out.Seal(b[:len(b)-len(sk.Data)], plain, sa.cfg.rand())
 }
 
 // open verifies and decrypts the SK payload of m (pkt's parse) and
@@ -500,7 +500,7 @@ func (sa *SA) open(m *wire.Message, pkt []byte) ([]wire.Payload, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain, err := sa.in.open(pkt, at)
+	plain, err := sa.in.Open(pkt, at)
 	if err != nil {
 		return nil, err
 	}

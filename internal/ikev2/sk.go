@@ -18,10 +18,11 @@ import (
 // never answered.
 var ErrIntegrity = errors.New("ikev2: SK payload does not verify")
 
-// skCipher protects the SK payloads of one direction (RFC 7296 §3.14):
+// SKCipher protects the SK payloads of one direction (RFC 7296 §3.14):
 // AES-CBC with HMAC-SHA2 (RFC 4868), or AES-GCM with a 16-octet ICV
-// (RFC 5282).
-type skCipher struct {
+// (RFC 5282). The IKE SA's are built from its SK_e and SK_a; G-IKEv2's
+// Rekey SA builds one from its GSK_e and GSK_a (internal/gikev2).
+type SKCipher struct {
 	aead    cipher.AEAD // AES-GCM-16
 	salt    []byte      // AES-GCM: the last 4 octets of SK_e
 	block   cipher.Block
@@ -32,8 +33,10 @@ type skCipher struct {
 	blockSz int
 }
 
-// newSKCipher builds the cipher of one direction from its SK_e and SK_a.
-func newSKCipher(s Suite, ske, ska []byte) (*skCipher, error) {
+// NewSKCipher builds the cipher of one direction from its encryption key
+// (SK_e: the AES key, then the 4-octet salt with AES-GCM) and integrity key
+// (SK_a; none with AES-GCM). Only s's Encr, KeyBits and Integ are used.
+func NewSKCipher(s Suite, ske, ska []byte) (*SKCipher, error) {
 	keyLen := s.KeyBits / 8
 	if len(ske) != s.encrKeyLen() {
 		return nil, fmt.Errorf("ikev2: SK_e of %d octets, want %d", len(ske), s.encrKeyLen())
@@ -48,21 +51,21 @@ func newSKCipher(s Suite, ske, ska []byte) (*skCipher, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ikev2: %w", err)
 		}
-		return &skCipher{aead: g, salt: append([]byte{}, ske[keyLen:]...), icvLen: 16, ivLen: 8, blockSz: 1}, nil
+		return &SKCipher{aead: g, salt: append([]byte{}, ske[keyLen:]...), icvLen: 16, ivLen: 8, blockSz: 1}, nil
 	case wire.EncrAESCBC:
 		kl, icv := integLen(s.Integ)
 		if len(ska) != kl || kl == 0 {
 			return nil, fmt.Errorf("ikev2: SK_a of %d octets, want %d", len(ska), kl)
 		}
-		return &skCipher{block: b, integ: integHash(s.Integ), integK: append([]byte{}, ska...),
+		return &SKCipher{block: b, integ: integHash(s.Integ), integK: append([]byte{}, ska...),
 			icvLen: icv, ivLen: aes.BlockSize, blockSz: aes.BlockSize}, nil
 	}
 	return nil, fmt.Errorf("ikev2: encryption %d not supported", s.Encr)
 }
 
-// sealedLen is the length of the SK payload's body (IV, ciphertext with
+// SealedLen is the length of the SK payload's body (IV, ciphertext with
 // padding and pad length, ICV) for plain octets of inner payloads.
-func (c *skCipher) sealedLen(plain int) int {
+func (c *SKCipher) SealedLen(plain int) int {
 	n := plain + 1 // pad length octet
 	if r := n % c.blockSz; r != 0 {
 		n += c.blockSz - r
@@ -70,13 +73,13 @@ func (c *skCipher) sealedLen(plain int) int {
 	return c.ivLen + n + c.icvLen
 }
 
-// seal appends the SK payload's body for plain to prefix, which is the
+// Seal appends the SK payload's body for plain to prefix, which is the
 // message up to and including the SK payload's generic header, with the
 // lengths of the header and of the SK payload already counting the body
-// (sealedLen). It returns the whole message. The IV comes from rand: random
+// (SealedLen). It returns the whole message. The IV comes from rand: random
 // for CBC (§3.14), and for GCM unique per key as RFC 5282 §3.1 requires,
 // which 64 random bits are for the few messages of an IKE SA.
-func (c *skCipher) seal(prefix, plain []byte, rand io.Reader) ([]byte, error) {
+func (c *SKCipher) Seal(prefix, plain []byte, rand io.Reader) ([]byte, error) {
 	padded := len(plain) + 1
 	if r := padded % c.blockSz; r != 0 {
 		padded += c.blockSz - r
@@ -84,7 +87,7 @@ func (c *skCipher) seal(prefix, plain []byte, rand io.Reader) ([]byte, error) {
 	body := make([]byte, padded)
 	copy(body, plain)
 	body[padded-1] = byte(padded - 1 - len(plain)) // zero padding octets, then their count
-	out := make([]byte, len(prefix), len(prefix)+c.sealedLen(len(plain)))
+	out := make([]byte, len(prefix), len(prefix)+c.SealedLen(len(plain)))
 	copy(out, prefix)
 	iv := make([]byte, c.ivLen)
 	if _, err := io.ReadFull(rand, iv); err != nil {
@@ -105,10 +108,11 @@ func (c *skCipher) seal(prefix, plain []byte, rand io.Reader) ([]byte, error) {
 	return m.Sum(out)[:len(out)+c.icvLen], nil
 }
 
-// open verifies and decrypts the SK payload that ends msg; bodyAt is the
+// Open verifies and decrypts the SK payload that ends msg; bodyAt is the
 // offset of its body (just after its generic header). It returns the
-// inner payloads' octets without padding.
-func (c *skCipher) open(msg []byte, bodyAt int) ([]byte, error) {
+// inner payloads' octets without padding; ErrIntegrity (wrapped) when it
+// does not verify.
+func (c *SKCipher) Open(msg []byte, bodyAt int) ([]byte, error) {
 	if bodyAt < 0 || bodyAt > len(msg) {
 		return nil, ErrIntegrity
 	}

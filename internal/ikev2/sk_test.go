@@ -12,18 +12,18 @@ import (
 
 // fakeSKMessage builds header-like prefix bytes whose length fields count
 // the sealed body, as the SA does.
-func sealTest(t *testing.T, c *skCipher, plain []byte) []byte {
+func sealTest(t *testing.T, c *SKCipher, plain []byte) []byte {
 	t.Helper()
 	prefix := make([]byte, 32)
-	binary.BigEndian.PutUint32(prefix[24:], uint32(32+c.sealedLen(len(plain))))
+	binary.BigEndian.PutUint32(prefix[24:], uint32(32+c.SealedLen(len(plain))))
 	prefix = append(prefix, 0x29, 0, 0, 0)
-	binary.BigEndian.PutUint16(prefix[30:], uint16(4+c.sealedLen(len(plain))))
-	msg, err := c.seal(prefix, plain, rand.Reader)
+	binary.BigEndian.PutUint16(prefix[30:], uint16(4+c.SealedLen(len(plain))))
+	msg, err := c.Seal(prefix, plain, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(msg) != 32+4+c.sealedLen(len(plain)) {
-		t.Fatalf("sealed message of %d octets, sealedLen says %d", len(msg), 36+c.sealedLen(len(plain)))
+	if len(msg) != 32+4+c.SealedLen(len(plain)) {
+		t.Fatalf("sealed message of %d octets, sealedLen says %d", len(msg), 36+c.SealedLen(len(plain)))
 	}
 	return msg
 }
@@ -43,30 +43,30 @@ func TestSKSealOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ci, err := newSKCipher(s, k.SKei, k.SKai)
+		ci, err := NewSKCipher(s, k.SKei, k.SKai)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cr, _ := newSKCipher(s, k.SKer, k.SKar)
+		cr, _ := NewSKCipher(s, k.SKer, k.SKar)
 		for _, n := range []int{0, 1, 15, 16, 17, 100} {
 			plain := bytes.Repeat([]byte{byte(n)}, n)
 			msg := sealTest(t, ci, plain)
-			got, err := ci.open(msg, 36)
+			got, err := ci.Open(msg, 36)
 			if err != nil || !bytes.Equal(got, plain) {
 				t.Fatalf("%s: %d octets: open %x, %v", s, n, got, err)
 			}
-			if _, err := cr.open(msg, 36); !errors.Is(err, ErrIntegrity) {
+			if _, err := cr.Open(msg, 36); !errors.Is(err, ErrIntegrity) {
 				t.Fatalf("%s: opened with the other direction's key: %v", s, err)
 			}
 			for i := range msg {
 				bad := append([]byte{}, msg...)
 				bad[i] ^= 0x80
-				if _, err := ci.open(bad, 36); !errors.Is(err, ErrIntegrity) {
+				if _, err := ci.Open(bad, 36); !errors.Is(err, ErrIntegrity) {
 					t.Fatalf("%s: bit flipped at %d accepted: %v", s, i, err)
 				}
 			}
 			for i := 0; i < len(msg); i++ {
-				if _, err := ci.open(msg[:i], 36); err == nil {
+				if _, err := ci.Open(msg[:i], 36); err == nil {
 					t.Fatalf("%s: truncated to %d accepted", s, i)
 				}
 			}
