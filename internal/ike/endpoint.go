@@ -183,6 +183,7 @@ type Endpoint struct {
 	elems    map[*SA][2]*list.Element // an SA's elements in halfOpen and perPeer
 	timers   timerHeap
 	gen      map[*SA]uint64
+	byID     map[string]map[*SA]struct{} // established SAs by peer identity (idKey)
 
 	refusals, invalidCookies tokenBucket
 	unauth                   *slog.Logger // bounded and rate-limited: for what unauthenticated input causes
@@ -195,7 +196,7 @@ func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, e
 	limits = limits.withDefaults()
 	e := &Endpoint{cfg: cfg, local: local, limits: limits, sas: map[pair]*SA{},
 		pending: map[halfKey]*SA{}, halfOpen: list.New(), perPeer: map[netip.Addr]*list.List{},
-		elems: map[*SA][2]*list.Element{}, gen: map[*SA]uint64{},
+		elems: map[*SA][2]*list.Element{}, gen: map[*SA]uint64{}, byID: map[string]map[*SA]struct{}{},
 		refusals:       tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		invalidCookies: tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		unauth:         slog.New(ratelog.New(cfg.logger().Handler(), ratelog.Options{}))}
@@ -387,6 +388,9 @@ func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []b
 // step applies an SA's Result and keeps the half-open bookkeeping.
 func (e *Endpoint) step(sa *SA, r Result, now time.Time) Output {
 	out := e.apply(sa, r)
+	if sa.state == StateEstablished {
+		e.index(sa)
+	}
 	for _, ev := range r.Events {
 		if _, ok := ev.(InitialContact); ok {
 			o := e.dropOlder(sa, now)
@@ -410,7 +414,10 @@ func (e *Endpoint) step(sa *SA, r Result, now time.Time) Output {
 // (a second device with the same identity) learns from.
 func (e *Endpoint) dropOlder(sa *SA, now time.Time) Output {
 	var out Output
-	for _, o := range e.sas {
+	if sa.info.PeerID == nil {
+		return out
+	}
+	for o := range e.byID[idKey(sa.info.PeerID)] {
 		if o == sa || o.state != StateEstablished || !sameID(o.info.PeerID, sa.info.PeerID) {
 			continue
 		}
@@ -423,6 +430,29 @@ func (e *Endpoint) dropOlder(sa *SA, now time.Time) Output {
 		e.remove(o)
 	}
 	return out
+}
+
+// index files an established SA under its peer identity for dropOlder
+// (idempotent: step calls it for every message of an established SA);
+// remove takes it out. The map holds only established SAs the endpoint
+// holds, so an INITIAL-CONTACT costs the SAs of its own identity, not
+// every SA (issue 18 F1).
+func (e *Endpoint) index(sa *SA) {
+	if sa.info.PeerID == nil {
+		return
+	}
+	k := idKey(sa.info.PeerID)
+	m := e.byID[k]
+	if m == nil {
+		m = map[*SA]struct{}{}
+		e.byID[k] = m
+	}
+	m[sa] = struct{}{}
+}
+
+// idKey is the byID key of a peer identity: what sameID compares.
+func idKey(id *isakmp.ID) string {
+	return string([]byte{byte(id.IDType), id.ProtocolID, byte(id.Port >> 8), byte(id.Port)}) + string(id.Data)
 }
 
 func sameID(a, b *isakmp.ID) bool {
@@ -458,6 +488,15 @@ func (e *Endpoint) remove(sa *SA) {
 		delete(e.sas, k)
 	}
 	delete(e.gen, sa)
+	if sa.info.PeerID != nil {
+		k := idKey(sa.info.PeerID)
+		if m := e.byID[k]; m != nil {
+			delete(m, sa)
+			if len(m) == 0 {
+				delete(e.byID, k)
+			}
+		}
+	}
 	sa.state = StateDead
 }
 
