@@ -38,6 +38,12 @@ func (s *Server) TakeOver(name string) {
 	if g == nil || g.cfg.Redundancy == nil || g.primary {
 		return
 	}
+	s.takeOver(g)
+}
+
+// takeOver makes g primary, SeqMargin above the numbers it adopted
+// (TakeOver, and redundancy removed from a secondary: UpdatePolicy).
+func (s *Server) takeOver(g *group) {
 	g.primary, g.adopted = true, true
 	if g.seq < ^uint32(0)-SeqMargin {
 		g.seq += SeqMargin

@@ -211,6 +211,12 @@ func (s *Server) UpdatePolicy(cfg GroupConfig) error {
 		// until an election says who is primary.
 		g.primary, g.adopted = false, true
 	}
+	if old.Redundancy != nil && cfg.Redundancy == nil && !g.primary {
+		// redundancy removed from a secondary: it is the group's lone
+		// primary now, and its next rekey must be above any the old
+		// primary sent (as TakeOver).
+		s.takeOver(g)
+	}
 	if old.KEKKeyBits != cfg.KEKKeyBits {
 		g.kekPolicyChanged = true
 	}

@@ -91,6 +91,11 @@ func (n *Node) UpdateKSPolicy(g ks.GroupConfig) error {
 	if n.ks == nil {
 		return errNotKS
 	}
+	// Redundancy is checked first: a reload that cannot be applied
+	// changes nothing.
+	if err := n.checkCoop(g); err != nil {
+		return err
+	}
 	if err := n.ks.UpdatePolicy(g); err != nil {
 		return err
 	}

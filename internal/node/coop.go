@@ -119,22 +119,42 @@ func (n *Node) newCoop() error {
 	return nil
 }
 
-func (n *Node) addCoopGroup(g ks.GroupConfig) error {
+// coopConfig is the elector configuration of a group with redundancy.
+func (n *Node) coopConfig(g ks.GroupConfig) coop.Config {
 	r := g.Redundancy
 	local := n.ks.Address(g.Name)
 	if !local.IsValid() && len(n.o.Listen) > 0 {
 		local = n.o.Listen[0].Addr()
 	}
-	el, err := coop.New(coop.Config{Group: g.Name, Local: local, Priority: max(r.Priority, 1), Peers: r.Peers,
-		Version: n.version(), Period: r.Period, Dead: r.Dead, ElectionWait: r.ElectionWait})
+	return coop.Config{Group: g.Name, Local: local, Priority: max(r.Priority, 1), Peers: r.Peers,
+		Version: n.version(), Period: r.Period, Dead: r.Dead, ElectionWait: r.ElectionWait}
+}
+
+// checkCoop reports whether g's redundancy can be applied (coop.New
+// checks what SetPeers and Reconfigure would): UpdateKSPolicy checks it
+// before it changes anything.
+func (n *Node) checkCoop(g ks.GroupConfig) error {
+	if g.Redundancy == nil {
+		return nil
+	}
+	if _, err := coop.New(n.coopConfig(g)); err != nil {
+		return fmt.Errorf("group %s: redundancy: %w", g.Name, err)
+	}
+	return nil
+}
+
+func (n *Node) addCoopGroup(g ks.GroupConfig) error {
+	cfg := n.coopConfig(g)
+	el, err := coop.New(cfg)
 	if err != nil {
 		return fmt.Errorf("group %s: redundancy: %w", g.Name, err)
 	}
+	local := cfg.Local
 	if n.coop == nil {
 		n.coop = map[string]*coopGroup{}
 		n.ksPeers = map[netip.Addr]*peerKS{}
 	}
-	cg := &coopGroup{name: g.Name, id: g.ID, local: local.Unmap(), red: r.Clone(), el: el, peers: map[netip.Addr]*coopPeer{}}
+	cg := &coopGroup{name: g.Name, id: g.ID, local: local.Unmap(), red: g.Redundancy.Clone(), el: el, peers: map[netip.Addr]*coopPeer{}}
 	n.coop[g.Name] = cg
 	n.coopPeersChanged()
 	return nil
@@ -677,6 +697,8 @@ func (n *Node) updateCoop(g ks.GroupConfig, now time.Time) error {
 	case g.Redundancy == nil && cg == nil:
 		return nil
 	case g.Redundancy == nil:
+		// ks.UpdatePolicy made the KS the group's lone primary (with
+		// SeqMargin if it was a secondary).
 		delete(n.coop, g.Name)
 		n.coopPeersChanged()
 		return nil

@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/coop"
+	"github.com/groupvpn/groupvpn/internal/ks"
 )
 
 // proves: C1 (issue 16: a merge of three KSs — the secondary of the
@@ -49,5 +51,57 @@ func TestCOOPPartitionMergeThreeKSs(t *testing.T) {
 		if tk.SPI == win.TEKs[0].SPI && tk.SendFrom.Sub(tk.Installed) > time.Second {
 			t.Fatalf("C's GM sends with B's TEK only %v after it got it (activation delay not 0)", tk.SendFrom.Sub(tk.Installed))
 		}
+	}
+}
+
+// proves: C1, T1 (issue 16: a reload removing redundancy from a secondary
+// makes it the lone primary SeqMargin above the numbers it adopted, so
+// its next rekey is above any the old primary sent; a reload whose
+// redundancy cannot be applied is refused and changes nothing, the
+// rest of the group's policy included)
+func TestCOOPReloadRedundancyRemovedAndRefused(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := newCoopLab(t, ctx, []string{"127.0.0.235", "127.0.0.236"}, []uint8{10, 20}, nil)
+	l.waitRoles("election", coop.Secondary, coop.Primary)
+	if err := l.ks[1].Rekey(ctx, "GETVPN"); err != nil {
+		t.Fatal(err)
+	}
+	var priSeq uint32
+	l.ks[1].Do(ctx, func() { priSeq = l.ks[1].ks.Seq("GETVPN") })
+	waitFor(t, "the secondary adopts the primary's number", l.ks[0], func() bool { return l.ks[0].ks.Seq("GETVPN") >= priSeq })
+
+	// Refused: a dead interval not above the period, with another rekey
+	// policy beside it; nothing of either is applied.
+	g := l.base
+	g.Address = l.addrs[0]
+	bad := coopTimers
+	bad.Priority, bad.Peers, bad.Dead = 10, []netip.Addr{l.addrs[1]}, coopTimers.Period
+	g.Redundancy = &bad
+	g.Rekey.MaxMissed = 7
+	var err error
+	var rp ks.RekeyPolicy
+	l.ks[0].Do(ctx, func() { err = l.ks[0].UpdateKSPolicy(g); rp = l.ks[0].ks.RekeyPolicy("GETVPN") })
+	if err == nil {
+		t.Fatal("a dead interval not above the period was accepted")
+	}
+	if rp.MaxMissed == 7 {
+		t.Fatal("a refused reload changed the group's rekey policy")
+	}
+
+	// Redundancy removed: the lone primary, SeqMargin above.
+	g = l.base
+	g.Address = l.addrs[0]
+	var seq uint32
+	var primary bool
+	l.ks[0].Do(ctx, func() {
+		err = l.ks[0].UpdateKSPolicy(g)
+		seq, primary = l.ks[0].ks.Seq("GETVPN"), l.ks[0].ks.Primary("GETVPN")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !primary || seq < priSeq+ks.SeqMargin {
+		t.Fatalf("redundancy removed: primary %v, seq %d, want at least %d", primary, seq, priSeq+ks.SeqMargin)
 	}
 }
