@@ -159,3 +159,18 @@ func TestIkev2dConfigGIKEv2(t *testing.T) {
 		}
 	}
 }
+
+// proves: O1 (issue 17: config check says which groups of a file isakmpd
+// leaves to ikev2d, so one file read by both gives each group one owner)
+func TestConfigCheckNamesGroupsLeftToIkev2d(t *testing.T) {
+	dir := t.TempDir()
+	testnet.WriteECKey(t, filepath.Join(dir, "rekey.pem"))
+	file := filepath.Join(dir, "ks.conf")
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(v2KSConf, "REKEYFILE", filepath.Join(dir, "rekey.pem"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, "", "config", "check", file)
+	if code != 0 || !strings.Contains(out, file+": groups left to ikev2d (G-IKEv2), not run by isakmpd: V2\n") {
+		t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
