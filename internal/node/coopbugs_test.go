@@ -8,6 +8,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/coop"
 	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/version"
 )
 
 // proves: C1 (issue 16: a merge of three KSs — the secondary of the
@@ -103,5 +104,42 @@ func TestCOOPReloadRedundancyRemovedAndRefused(t *testing.T) {
 	}
 	if !primary || seq < priSeq+ks.SeqMargin {
 		t.Fatalf("redundancy removed: primary %v, seq %d, want at least %d", primary, seq, priSeq+ks.SeqMargin)
+	}
+}
+
+// proves: C1 (issue 16: a KS that is also a GM of a group served by one
+// of its COOP peers completes that registration: the phase-1 SA with
+// the peer's address is a KS-KS SA and the registration's both)
+func TestCOOPPeerSAServesRegistrationToo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	x, p := netip.MustParseAddr("127.0.0.238"), netip.MustParseAddr("127.0.0.237")
+	port := freePort(t, p)
+	red := func(peer netip.Addr) *ks.Redundancy {
+		r := coopTimers
+		r.Priority, r.Peers = 10, []netip.Addr{peer}
+		return &r
+	}
+	gx, gp := ksGroup(t, x), ksGroup(t, p)
+	gp.SigningKey = gx.SigningKey
+	gx.Redundancy, gp.Redundancy = red(p), red(x)
+	other := ksGroup(t, p) // served by P alone
+	other.Name, other.ID = "OTHER", 5678
+	start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(p, port)}, IKE: fastIKE(ikeCfg("k", version.Current)),
+		KS: []ks.GroupConfig{gp, other}, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+	nx := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(x, port)}, IKE: fastIKE(ikeCfg("k", version.Current)),
+		KS: []ks.GroupConfig{gx}, GM: []GMGroup{{Name: "OTHER", ID: 5678, Servers: []netip.AddrPort{netip.AddrPortFrom(p, port)}, SIDs: 1}},
+		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var state string
+		nx.Do(ctx, func() { state = nx.Members()[0].State })
+		if state == "registered" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registration with a COOP peer not complete after 3 s: %s", state)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -537,9 +537,9 @@ func (n *Node) process(s *sock, out ike.Output) {
 	for _, ev := range out.Events {
 		switch e := ev.Event.(type) {
 		case ike.Established:
-			if n.coopPhase1Up(s, ev.SA, now) {
-				continue // a KS-KS SA: no GM registration uses it
-			}
+			// A KS-KS SA may serve a registration too: this node can be
+			// a GM of a group its COOP peer serves, with one SA for both.
+			n.coopPhase1Up(s, ev.SA, now)
 			for _, r := range n.regs {
 				if e.Info.Initiator && r.m.AwaitsPhase1(e.Info.Peer) {
 					r.sock = s
