@@ -159,7 +159,7 @@ type Node struct {
 	dp        sadb.Dataplane
 	keks      gm.KEKStore
 	regs      []*registration
-	serves    map[serveKey]*serving
+	serves    serveTable
 	in        chan datagram
 	cmds      chan func()
 
@@ -232,7 +232,7 @@ func New(o Options) (*Node, error) {
 		o.IKE.Rand = o.Rand
 	}
 	lim := ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now})
-	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, dp: o.Dataplane, keks: o.KEKs, serves: map[serveKey]*serving{},
+	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, dp: o.Dataplane, keks: o.KEKs, serves: newServeTable(),
 		in: make(chan datagram, 1024), cmds: make(chan func()), ended: make(chan struct{})}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
@@ -476,6 +476,7 @@ func (n *Node) nextTimer() time.Time {
 		earlier(n.delivery.Next())
 	}
 	earlier(n.coopNext())
+	earlier(n.serves.due())
 	return next
 }
 
@@ -493,11 +494,8 @@ func (n *Node) tick(now time.Time) {
 	n.sweep(now)
 	n.coopTick(now)
 	n.rekeyTick(now)
-	for k, s := range n.serves {
-		if now.Sub(s.started) > serveLinger {
-			k.sa.ForgetMessageID(k.mid)
-			delete(n.serves, k)
-		}
+	if due := n.serves.due(); !due.IsZero() && !now.Before(due) {
+		n.serves.expire(now)
 	}
 }
 
@@ -559,11 +557,7 @@ func (n *Node) process(s *sock, out ike.Output) {
 				dead := failed && errors.Is(f.Err, ike.ErrDeadPeer)
 				n.execute(r, r.m.Phase1Down(ev.SA, describe(ev.Event), dead, now), now)
 			}
-			for k := range n.serves {
-				if k.sa == ev.SA {
-					delete(n.serves, k)
-				}
-			}
+			n.serves.dropSA(ev.SA)
 		case ike.Notified:
 			for _, r := range n.regs {
 				n.execute(r, r.m.Refused(ev.SA, e.Notify.NotifyType, now), now)
@@ -614,7 +608,7 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 	}
 	n.pull.now = now
 	key := serveKey{sa, m.Header.MessageID}
-	if s0 := n.serves[key]; s0 != nil {
+	if s0 := n.serves.get(key); s0 != nil {
 		reply, done, err := s0.sv.Handle(m, raw)
 		if errors.Is(err, gdoi.ErrUnauthenticated) {
 			n.stats.pullForgedKS++ // the exchange stays for the GM's real message
@@ -622,7 +616,7 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 		}
 		if err != nil {
 			n.refuse(s, sa, err)
-			delete(n.serves, key)
+			n.serves.del(key)
 			return
 		}
 		if reply != nil {
@@ -640,7 +634,7 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 		n.refuse(s, sa, err)
 		return
 	}
-	n.serves[key] = &serving{sv: sv, started: now}
+	n.serves.add(key, &serving{sv: sv, started: now})
 	n.send(s, sa.Peer(), reply)
 }
 

@@ -269,7 +269,7 @@ func TestReregistrationOverADay(t *testing.T) {
 		t.Fatalf("re-registration instants not spread: %v", reregs)
 	}
 	var kept int
-	kn.Do(ctx, func() { kept = len(kn.serves) })
+	kn.Do(ctx, func() { kept = kn.serves.len() })
 	if kept > len(gms) {
 		t.Fatalf("the KS still keeps %d finished GROUPKEY-PULL exchanges", kept)
 	}

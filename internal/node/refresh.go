@@ -78,12 +78,8 @@ func (n *Node) Refresh(listen []netip.AddrPort) (added, removed []netip.AddrPort
 func (n *Node) forget(s *sock) {
 	now := n.o.Now()
 	sas := s.ep.SAs()
-	for k := range n.serves {
-		if slices.Contains(sas, k.sa) {
-			delete(n.serves, k)
-		}
-	}
 	for _, sa := range sas {
+		n.serves.dropSA(sa)
 		delete(n.suspects, sa)
 	}
 	for _, r := range n.regs {

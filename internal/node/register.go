@@ -257,11 +257,7 @@ func (n *Node) ClearPhase1(now time.Time) int {
 			}
 			deleted++
 			delete(n.suspects, sa)
-			for k := range n.serves {
-				if k.sa == sa {
-					delete(n.serves, k)
-				}
-			}
+			n.serves.dropSA(sa)
 			for _, r := range n.regs {
 				r.m.Cleared(sa, now)
 			}

@@ -1,0 +1,134 @@
+package node
+
+import (
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+)
+
+// serveTable holds the GROUPKEY-PULL exchanges the KS served, for the
+// GMs' retransmissions, for serveLinger after each started. It is indexed
+// by phase-1 SA (a failed or deleted SA drops its exchanges at the cost of
+// its own) and keeps the exchanges in start order (expiry pops from the
+// front), so neither a datagram nor the deletion of 100,000 SAs walks the
+// whole table (issue 18 F2).
+type serveTable struct {
+	m     map[serveKey]*serving
+	bySA  map[*ike.SA][]uint32 // message IDs of the SA's exchanges in m
+	order []servedAt           // in start order; entries no longer in m are skipped
+	head  int                  // order[:head] are popped
+	swept time.Time            // the last expire
+}
+
+type servedAt struct {
+	key serveKey
+	s   *serving
+}
+
+// serveSweep is how often at most the node looks for served exchanges
+// past serveLinger.
+const serveSweep = time.Second
+
+func newServeTable() serveTable {
+	return serveTable{m: map[serveKey]*serving{}, bySA: map[*ike.SA][]uint32{}}
+}
+
+func (t *serveTable) len() int { return len(t.m) }
+
+func (t *serveTable) get(k serveKey) *serving { return t.m[k] }
+
+// add keeps s under k; its start must not precede the last one added (the
+// node's clock: a step back only delays its expiry).
+func (t *serveTable) add(k serveKey, s *serving) {
+	if old := t.m[k]; old != nil {
+		t.del(k)
+	}
+	t.m[k] = s
+	t.bySA[k.sa] = append(t.bySA[k.sa], k.mid)
+	t.order = append(t.order, servedAt{k, s})
+}
+
+// del forgets the exchange k.
+func (t *serveTable) del(k serveKey) {
+	if _, ok := t.m[k]; !ok {
+		return
+	}
+	delete(t.m, k)
+	mids := t.bySA[k.sa]
+	for i, mid := range mids {
+		if mid == k.mid {
+			mids = append(mids[:i], mids[i+1:]...)
+			break
+		}
+	}
+	if len(mids) == 0 {
+		delete(t.bySA, k.sa)
+	} else {
+		t.bySA[k.sa] = mids
+	}
+}
+
+// dropSA forgets the exchanges served over sa.
+func (t *serveTable) dropSA(sa *ike.SA) {
+	for _, mid := range t.bySA[sa] {
+		delete(t.m, serveKey{sa, mid})
+	}
+	delete(t.bySA, sa)
+}
+
+// due is when the node next sweeps: when the oldest exchange kept passes
+// serveLinger, but not within serveSweep of the last sweep (zero: nothing
+// to sweep).
+func (t *serveTable) due() time.Time {
+	next := t.next()
+	if next.IsZero() {
+		return next
+	}
+	if s := t.swept.Add(serveSweep); next.Before(s) {
+		return s
+	}
+	return next
+}
+
+// next is when the oldest exchange kept passes serveLinger (zero: none).
+func (t *serveTable) next() time.Time {
+	for t.head < len(t.order) {
+		e := t.order[t.head]
+		if t.m[e.key] == e.s {
+			return e.s.started.Add(serveLinger)
+		}
+		t.pop()
+	}
+	return time.Time{}
+}
+
+// expire forgets the exchanges started more than serveLinger before now,
+// oldest first, and has their SAs forget the message IDs.
+func (t *serveTable) expire(now time.Time) {
+	t.swept = now
+	for t.head < len(t.order) {
+		e := t.order[t.head]
+		if t.m[e.key] == e.s {
+			if now.Sub(e.s.started) <= serveLinger {
+				return
+			}
+			e.key.sa.ForgetMessageID(e.key.mid)
+			t.del(e.key)
+		}
+		t.pop()
+	}
+}
+
+// pop drops order's front; the slice is compacted once half of it is
+// popped, so its size stays within twice the exchanges of serveLinger.
+func (t *serveTable) pop() {
+	t.order[t.head] = servedAt{}
+	t.head++
+	if t.head == len(t.order) {
+		t.order, t.head = t.order[:0], 0
+	} else if t.head > 1024 && t.head*2 > len(t.order) {
+		n := copy(t.order, t.order[t.head:])
+		clear(t.order[n:])
+		t.order, t.head = t.order[:n], 0
+	}
+}

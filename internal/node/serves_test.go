@@ -1,0 +1,119 @@
+package node
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ike"
+)
+
+// fillServes gives t n exchanges served over n phase-1 SAs, one every
+// millisecond from start.
+func fillServes(t *serveTable, n int, start time.Time) []*ike.SA {
+	sas := make([]*ike.SA, n)
+	for i := range sas {
+		sas[i] = &ike.SA{}
+		t.add(serveKey{sas[i], uint32(i)}, &serving{started: start.Add(time.Duration(i) * time.Millisecond)})
+	}
+	return sas
+}
+
+// proves: N2 (issue 18 F2: the served GROUPKEY-PULL exchanges expire oldest
+// first after serveLinger, at most once per serveSweep, and a phase-1 SA's
+// deletion drops its own exchanges only)
+func TestServeTableExpiryAndSAIndex(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	tab := newServeTable()
+	if !tab.due().IsZero() {
+		t.Fatal("an empty table has a sweep due")
+	}
+	sas := fillServes(&tab, 3000, t0) // started t0 .. t0+2.999 s
+	tab.add(serveKey{sas[0], 99999}, &serving{started: t0.Add(3 * time.Second)})
+	tab.dropSA(sas[1])
+	if tab.len() != 3000 || tab.get(serveKey{sas[1], 1}) != nil || tab.get(serveKey{sas[0], 99999}) == nil {
+		t.Fatalf("after dropSA: %d kept", tab.len())
+	}
+	if due := tab.due(); !due.Equal(t0.Add(serveLinger)) {
+		t.Fatalf("first sweep due %v, want %v", due, t0.Add(serveLinger))
+	}
+	tab.expire(t0.Add(serveLinger + 500*time.Millisecond)) // t0 .. t0+499 ms have passed (sas[1] was dropped)
+	if tab.len() != 3000-499 || tab.get(serveKey{sas[0], 0}) != nil || tab.get(serveKey{sas[0], 99999}) == nil {
+		t.Fatalf("after the first sweep: %d kept", tab.len())
+	}
+	// The next exchange passes serveLinger 1 ms later; the sweep waits a second.
+	if due, want := tab.due(), t0.Add(serveLinger+1500*time.Millisecond); !due.Equal(want) {
+		t.Fatalf("next sweep due %v, want %v (once per serveSweep)", due, want)
+	}
+	tab.expire(t0.Add(serveLinger + 4*time.Second))
+	if tab.len() != 0 || len(tab.bySA) != 0 || !tab.due().IsZero() {
+		t.Fatalf("after every exchange passed serveLinger: %d kept, %d SAs indexed", tab.len(), len(tab.bySA))
+	}
+	// A key served again after its deletion is kept for its new start.
+	k := serveKey{sas[2], 2}
+	tab.add(k, &serving{started: t0})
+	tab.del(k)
+	tab.add(k, &serving{started: t0.Add(time.Minute)})
+	tab.expire(t0.Add(serveLinger + time.Second))
+	if tab.get(k) == nil {
+		t.Fatal("the stale entry of a deleted exchange expired its successor")
+	}
+}
+
+// serveCost is the least time of several rounds of 1,000 loop turns'
+// sweep checks, then the deletion of every SA, with n exchanges served.
+func serveCost(n int) (turns, deletions time.Duration) {
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	turns, deletions = 1<<62, 1<<62
+	for range 3 {
+		tab := newServeTable()
+		sas := fillServes(&tab, n, t0)
+		now := t0.Add(time.Minute)
+		start := time.Now()
+		for range 1000 {
+			if due := tab.due(); !due.IsZero() && !now.Before(due) {
+				tab.expire(now)
+			}
+		}
+		turns = min(turns, time.Since(start))
+		start = time.Now()
+		for _, sa := range sas {
+			tab.dropSA(sa)
+		}
+		deletions = min(deletions, time.Since(start)*1000/time.Duration(n))
+	}
+	return turns, deletions
+}
+
+// proves: N2 (issue 18 F2: a loop turn and an SA's deletion cost the same
+// with 10x the exchanges served; before, each walked every exchange of the
+// last 2 minutes, and a removal deleting every SA went quadratic)
+func TestServeCostDoesNotGrowWithServes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing")
+	}
+	t1, d1 := serveCost(2000)
+	t2, d2 := serveCost(20000)
+	t.Logf("1,000 loop turns: %v with 2,000 exchanges, %v with 20,000; 1,000 SA deletions: %v, %v", t1, t2, d1, d2)
+	if t2 > 5*t1+time.Millisecond || d2 > 5*d1+time.Millisecond {
+		t.Fatalf("the cost grows with the exchanges served: turns %v -> %v, deletions %v -> %v", t1, t2, d1, d2)
+	}
+}
+
+// BenchmarkServeSweepCheck is one event-loop turn's look at the served
+// exchanges with 1,000 and 10,000 of them kept (issue 18 F2).
+func BenchmarkServeSweepCheck(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+			tab := newServeTable()
+			fillServes(&tab, n, t0)
+			now := t0.Add(time.Minute)
+			for b.Loop() {
+				if due := tab.due(); !due.IsZero() && !now.Before(due) {
+					tab.expire(now)
+				}
+			}
+		})
+	}
+}
