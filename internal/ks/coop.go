@@ -44,7 +44,7 @@ func (s *Server) TakeOver(name string) {
 // takeOver makes g primary, SeqMargin above the numbers it adopted
 // (TakeOver, and redundancy removed from a secondary: UpdatePolicy).
 func (s *Server) takeOver(g *group) {
-	g.primary, g.adopted = true, true
+	g.primary, g.adopted, g.unadoptable = true, true, false
 	if g.seq < ^uint32(0)-SeqMargin {
 		g.seq += SeqMargin
 	}
@@ -58,6 +58,25 @@ func (s *Server) StepDown(name string) {
 	if g := s.byName[name]; g != nil && g.cfg.Redundancy != nil {
 		g.primary = false
 	}
+}
+
+// FollowNone records that this KS follows no primary (electing): it
+// registers GMs with its own keys again, even if the last primary's
+// could not be adopted.
+func (s *Server) FollowNone(name string) {
+	if g := s.byName[name]; g != nil {
+		g.unadoptable = false
+	}
+}
+
+// RefusedUnadoptable is the number of registrations refused because the
+// primary's keys could not be adopted (Join), summed over the groups.
+func (s *Server) RefusedUnadoptable() uint64 {
+	var n uint64
+	for _, g := range s.byName {
+		n += g.unadoptableRefused
+	}
+	return n
 }
 
 // Adopted reports whether the group's keys are a primary's: this KS is
@@ -119,6 +138,9 @@ func (s *Server) AdoptKeys(name string, sa *isakmp.GroupSA, kd *isakmp.KD, seq u
 	if g == nil {
 		return false, prev, fmt.Errorf("ks: no group %s", name)
 	}
+	// Keys of the followed primary that cannot be adopted stop
+	// registrations here (Join) until some are.
+	defer func() { g.unadoptable = err != nil }()
 	prev = gdoi.KEK{SPI: g.kekSPI, Key: slices.Clone(g.kekKey)}
 	if sa == nil || kd == nil {
 		return false, prev, fmt.Errorf("ks: group %s: announcement without policy and keys", name)

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -280,5 +281,37 @@ func TestRestoredOwnKeysStillForwarded(t *testing.T) {
 	}
 	if len(res.Send) != 1 {
 		t.Fatalf("GMs on the restarted KS's own keys not forwarded: %d sends", len(res.Send))
+	}
+}
+
+// proves: C1 (issue 16: a secondary that cannot adopt the keys of the
+// primary it follows refuses registrations with a notify, counted, so
+// GMs fail over to a KS with the primary's keys, instead of serving a
+// group of its own nobody reconciles; it registers again once it adopts,
+// becomes primary or follows none)
+func TestSecondaryWithUnadoptableKeysRefusesJoin(t *testing.T) {
+	pri, sec := coopPair(t)
+	sa, kd, seq, _ := pri.Announce("G", now)
+	sa.TEKs[0].Selector.Dst = isakmp.PrefixEndpoint(netip.MustParsePrefix("172.16.0.0/12"), 0)
+	if _, _, err := NewDelivery(sec, nil).Adopt("G", sa, kd, seq, false, now); err == nil {
+		t.Fatal("mismatch adopted")
+	}
+	_, err := sec.Join(peer("10.3.0.1"), isakmp.GroupID(7), now)
+	var r *gdoi.Refusal
+	if !errors.As(err, &r) || r.Notify == 0 || sec.RefusedUnadoptable() != 1 {
+		t.Fatalf("registration with a secondary that cannot adopt: %v (refused %d)", err, sec.RefusedUnadoptable())
+	}
+	sa, kd, seq, _ = pri.Announce("G", now)
+	if _, _, err := sec.AdoptKeys("G", sa, kd, seq, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sec.Join(peer("10.3.0.1"), isakmp.GroupID(7), now); err != nil {
+		t.Fatalf("after adopting: %v", err)
+	}
+	sa.TEKs[0].Selector.Dst = isakmp.PrefixEndpoint(netip.MustParsePrefix("172.16.0.0/12"), 0)
+	sec.AdoptKeys("G", sa, kd, seq, now)
+	sec.FollowNone("G")
+	if _, err := sec.Join(peer("10.3.0.1"), isakmp.GroupID(7), now); err != nil {
+		t.Fatalf("following no primary: %v", err)
 	}
 }

@@ -222,9 +222,18 @@ type group struct {
 	// primary: the COOP role says this KS is the group's primary now
 	// (meaningful with cfg.Redundancy only; SetPrimary, TakeOver).
 	primary bool
-	// adopted: the keys are a primary's (AdoptKeys, or restored from the
-	// store): a secondary hands out no keys before (coop.go).
+	// adopted: the keys are a primary's (AdoptKeys): a secondary hands
+	// out no keys before (coop.go).
 	adopted bool
+	// unadoptable: the last keys of the primary followed could not be
+	// adopted (AdoptKeys failed: another policy or rekey key); until it
+	// adopts, becomes primary or follows none (FollowNone), this KS
+	// refuses registrations, so that GMs fail over to a KS that has the
+	// primary's keys (unadoptableRefused counts them, unadoptableLog
+	// rate-limits the log).
+	unadoptable        bool
+	unadoptableRefused uint64
+	unadoptableLog     time.Time
 	// sentSeq is the last sequence number this KS sent its GMs (a rekey,
 	// removal or forward): a forward never repeats it.
 	sentSeq uint32
@@ -515,6 +524,15 @@ func (s *Server) Join(peer Peer, id *isakmp.ID, now time.Time) (*isakmp.GroupSA,
 				g.cfg.Name, peer.Addr.Addr(), peer.Identity, err)
 			return nil, &gdoi.Refusal{Notify: isakmp.NotifyAuthenticationFailed, Reason: fmt.Sprintf("%s is not authorized for group %s", peer.Addr.Addr(), g.cfg.Name)}
 		}
+	}
+	if !g.isPrimary() && g.unadoptable {
+		g.unadoptableRefused++
+		if g.unadoptableLog.IsZero() || now.Sub(g.unadoptableLog) >= time.Minute {
+			g.unadoptableLog = now
+			mnemonic.Log(s.log, mnemonic.Err, "COOP_KS_JOIN_REFUSED", "KS in group %s refuses registrations: it cannot adopt the keys of the primary it follows (configure the same policy and rekey key on every KS)", g.cfg.Name)
+		}
+		return nil, &gdoi.Refusal{Notify: isakmp.NotifyInvalidIDInformation,
+			Reason: fmt.Sprintf("group %s: this secondary KS cannot adopt the primary's keys: register with another KS", g.cfg.Name)}
 	}
 	if g.isPrimary() || !g.adopted {
 		// A secondary hands out the primary's keys as adopted, never

@@ -500,6 +500,11 @@ func (n *Node) coopResult(cg *coopGroup, res coop.Result, a *isakmp.ANN, now tim
 			n.coopUnreachable(e.Peer, now)
 		}
 	}
+	if cg.el.Role() == coop.Electing {
+		// No primary followed: the KS registers GMs with its own keys
+		// again (a primary whose keys it could not adopt is gone).
+		n.ks.FollowNone(cg.name)
+	}
 	n.coopPeerView(cg)
 	switch {
 	case adopt != nil:
@@ -791,6 +796,7 @@ func (n *Node) COOPCounters() []ike.Counter {
 		{Name: "members_dropped", Help: "member-list parts dropped (out of order, mismatched, over bounds)", Value: c.membersBad},
 		{Name: "members_full_sync_requests", Help: "full member lists asked of a peer", Value: c.fullSyncs},
 		{Name: "members_full_sync_in_flight", Help: "full member lists a peer asked for while one was in flight to it (not sent again)", Value: c.fullInFlight},
+		{Name: "join_refused_unadoptable", Help: "registrations refused: this secondary cannot adopt the keys of the primary it follows (GMs fail over)", Value: n.ks.RefusedUnadoptable()},
 		{Name: "sid_refused_ks_set", Help: "registrations refused: no sender IDs while a peer key server announces another set of key servers", Value: n.ks.SIDRefusedKSSet()},
 		{Name: "ann_peer_not_authorized", Help: "phase-1 SAs and announcements from a peer key server's address not authenticated as that key server (wildcard or prefix PSK, unauthorized certificate)", Value: c.peerNotAuth},
 	}
