@@ -314,10 +314,25 @@ func (n *Node) coopConnect(kp *peerKS, now time.Time) {
 	n.process(s, out)
 }
 
-// coopRetry schedules the next attempt: BackoffMin doubling to BackoffMax.
+// coopRetry schedules the next attempt: BackoffMin doubling to
+// BackoffMax, coopInitWait later on the side of higher address.
 func (n *Node) coopRetry(kp *peerKS, now time.Time) {
 	kp.backoff = min(max(2*kp.backoff, n.o.BackoffMin), n.o.BackoffMax)
-	kp.retryAt = now.Add(kp.backoff)
+	kp.retryAt = now.Add(kp.backoff + n.coopInitDelay(kp))
+}
+
+// coopInitDelay is how much later than its peer this KS (re)initiates
+// the SA with it: coopInitWait when its address is the higher, else 0.
+// The lower address initiates first every time (at start, after a
+// failure or expiry, after the peer was unreachable), so that the two
+// rarely initiate at once: each main mode carries INITIAL-CONTACT, and
+// the responder then deletes its older SAs with the initiator (ike), the
+// one in use for announcements included.
+func (n *Node) coopInitDelay(kp *peerKS) time.Duration {
+	if n.coopLocalFor(kp.addr).Compare(kp.addr) > 0 {
+		return coopInitWait
+	}
+	return 0
 }
 
 // coopPhase1Up: an SA with a configured peer KS is up (either side
@@ -349,8 +364,10 @@ func (n *Node) coopPhase1Down(sa *ike.SA, now time.Time) {
 
 // coopChoose picks the SA ANNs travel on with a peer: of the established
 // SAs with it, the one of lowest initiator cookie, a choice both KSs
-// make alike whoever initiated (two KSs that initiated at once hold two
-// SAs and use the same one; the other idles until it expires). When the
+// make alike whoever initiated (two KSs that both hold an SA use the
+// same one; the other idles until it expires or the INITIAL-CONTACT of
+// a later main mode deletes it: coopInitDelay keeps initiations ordered
+// so that this is rare). When the
 // choice changes, every group with that peer restarts its announcement
 // numbers (Session: the peer does the same when it sees the same SA).
 // With none left, a new one is initiated after the backoff.
@@ -393,7 +410,8 @@ func (n *Node) coopChoose(kp *peerKS, now time.Time) {
 
 // coopUnreachable: the peer went silent for the dead interval. Its SAs
 // are likely gone at the other end (restarted, or cut off): they are
-// deleted and a new one is initiated at once (while the peer stays
+// deleted and a new one is initiated, at once by the KS of lower
+// address, coopInitWait later by the other (while the peer stays
 // unreachable the attempts back off).
 func (n *Node) coopUnreachable(peer netip.Addr, now time.Time) {
 	kp := n.ksPeers[peer]
@@ -422,7 +440,11 @@ func (n *Node) coopUnreachable(peer netip.Addr, now time.Time) {
 		}
 	}
 	if kp.sa == nil && kp.connecting == nil {
-		n.coopConnect(kp, now)
+		if d := n.coopInitDelay(kp); d > 0 {
+			kp.retryAt = now.Add(d)
+		} else {
+			n.coopConnect(kp, now)
+		}
 	}
 }
 

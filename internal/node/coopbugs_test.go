@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/coop"
+	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/version"
 )
@@ -141,5 +142,42 @@ func TestCOOPPeerSAServesRegistrationToo(t *testing.T) {
 			t.Fatalf("registration with a COOP peer not complete after 3 s: %s", state)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// proves: C1 (issue 16: the KS of lower address initiates first on every
+// re-initiation of the KS-KS SA — after a failure and after the peer was
+// unreachable — the higher waits coopInitWait more, so that the two
+// rarely initiate at once and tear down each other's SA with
+// INITIAL-CONTACT)
+func TestCOOPReinitiationLowerAddressFirst(t *testing.T) {
+	lo, hi := netip.MustParseAddr("127.0.0.239"), netip.MustParseAddr("127.0.0.240")
+	mk := func(self, peer netip.Addr) (*Node, *peerKS) {
+		g := ksGroup(t, self)
+		r := coopTimers
+		r.Priority, r.Peers = 10, []netip.Addr{peer}
+		g.Redundancy = &r
+		n, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(self, 0)}, IKE: ikeCfg("k", version.Current),
+			KS: []ks.GroupConfig{g}, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, n.ksPeers[peer]
+	}
+	now := time.Now()
+	nl, kl := mk(lo, hi)
+	nh, kh := mk(hi, lo)
+	nl.coopRetry(kl, now)
+	nh.coopRetry(kh, now)
+	if !kl.retryAt.Before(now.Add(coopInitWait)) || kh.retryAt.Sub(kl.retryAt) < coopInitWait {
+		t.Fatalf("retry after a failure: lower at +%v, higher at +%v", kl.retryAt.Sub(now), kh.retryAt.Sub(now))
+	}
+	// Unreachable: the SAs are deleted (none here); the lower initiates
+	// at once (no socket in this test: it schedules its backoff), the
+	// higher only coopInitWait later.
+	kh.sa, kh.retryAt = &ike.SA{}, time.Time{}
+	nh.coopUnreachable(lo, now)
+	if kh.connecting != nil || kh.retryAt.Sub(now) < coopInitWait {
+		t.Fatalf("higher address re-initiated %v after the peer was unreachable (connecting %v)", kh.retryAt.Sub(now), kh.connecting != nil)
 	}
 }
