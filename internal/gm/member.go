@@ -107,9 +107,21 @@ var _ KEKStore = (*sadb.Memory)(nil)
 // Counters are a member's totals.
 type Counters struct {
 	Registrations, FailuresTotal int
+	Failures                     FailureReasons // FailuresTotal by reason (dead KS aside)
 	Rekeys                       RekeyStats
 	PullGiveUps                  uint64 // pulls over a reused SA unanswered: fresh phase 1
 	PullsForged                  uint64 // GROUPKEY-PULL messages 2/4 that failed decryption or HASH
+}
+
+// FailureReasons counts failed registration attempts by what failed.
+type FailureReasons struct {
+	Connect        int // the owner could not start a phase 1
+	Phase1         int // phase 1 failed, timed out, or its SA went away mid-registration
+	PullUnanswered int // the KS did not answer GROUPKEY-PULL
+	Refused        int // the KS refused with a notification
+	Pull           int // GROUPKEY-PULL could not start or its reply was invalid
+	Install        int // the keys could not be installed
+	LocalGone      int // the local address was removed
 }
 
 // RekeyStats is a member's rekey counters.
@@ -237,7 +249,7 @@ func (m *Member) Timer(now time.Time) Result {
 	case statePhase1:
 		// The endpoint's retransmissions report failure; this is a
 		// safety net for a phase 1 that never started.
-		m.failover(&res, fmt.Errorf("phase 1 with %s did not complete", m.ks.Addr()), now)
+		m.failover(&res, &m.c.Failures.Phase1, fmt.Errorf("phase 1 with %s did not complete", m.ks.Addr()), now)
 	case statePull:
 		if m.reused {
 			// One unanswered transmission over an SA that predates this
@@ -251,7 +263,7 @@ func (m *Member) Timer(now time.Time) Result {
 			return res
 		}
 		if m.pullTries >= 3 {
-			m.failover(&res, fmt.Errorf("KS %s did not answer GROUPKEY-PULL", m.ks.Addr()), now)
+			m.failover(&res, &m.c.Failures.PullUnanswered, fmt.Errorf("KS %s did not answer GROUPKEY-PULL", m.ks.Addr()), now)
 			return res
 		}
 		m.pullTries++
@@ -271,7 +283,7 @@ func (m *Member) attempt(res *Result) {
 // ConnectFailed: the owner could not start a phase 1 to KS().
 func (m *Member) ConnectFailed(err error, now time.Time) Result {
 	var res Result
-	m.failover(&res, err, now)
+	m.failover(&res, &m.c.Failures.Connect, err, now)
 	return res
 }
 
@@ -291,7 +303,7 @@ func (m *Member) Phase1Up(sa Phase1, reused bool, now time.Time) Result {
 	var res Result
 	pull, msg, err := gdoi.NewPull(sa, isakmp.GroupID(m.cfg.ID), m.cfg.SIDs, m.o.Rand)
 	if err != nil {
-		m.failover(&res, err, now)
+		m.failover(&res, &m.c.Failures.Pull, err, now)
 		return res
 	}
 	m.state, m.sa, m.pull, m.pullTries, m.reused, m.p1 = statePull, sa, pull, 1, reused, nil
@@ -345,7 +357,7 @@ func (m *Member) Phase1Down(sa Phase1, why string, dead bool, now time.Time) Res
 	if m.sa == sa || (m.state == statePhase1 && m.p1 == sa) {
 		m.sa, m.p1 = nil, nil
 		if m.state == statePhase1 || m.state == statePull {
-			m.failover(&res, fmt.Errorf("phase 1 with %s: %s", m.ks.Addr(), why), now)
+			m.failover(&res, &m.c.Failures.Phase1, fmt.Errorf("phase 1 with %s: %s", m.ks.Addr(), why), now)
 		} else if dead {
 			m.deadKS(&res, now)
 		}
@@ -375,7 +387,7 @@ func (m *Member) deadKS(res *Result, now time.Time) {
 func (m *Member) Refused(sa Phase1, t isakmp.NotifyType, now time.Time) Result {
 	var res Result
 	if m.sa == sa && m.state == statePull {
-		m.failover(&res, fmt.Errorf("KS %s refused registration: %s", m.ks.Addr(), t), now)
+		m.failover(&res, &m.c.Failures.Refused, fmt.Errorf("KS %s refused registration: %s", m.ks.Addr(), t), now)
 	}
 	return res
 }
@@ -401,7 +413,7 @@ func (m *Member) LocalGone(addr netip.Addr, now time.Time) Result {
 	var res Result
 	switch m.state {
 	case statePhase1, statePull:
-		m.failover(&res, fmt.Errorf("local address %s removed", addr), now)
+		m.failover(&res, &m.c.Failures.LocalGone, fmt.Errorf("local address %s removed", addr), now)
 	default:
 		m.sa = nil
 	}
@@ -443,7 +455,7 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 		return res
 	}
 	if err != nil {
-		m.failover(&res, fmt.Errorf("GROUPKEY-PULL with %s: %w", m.ks.Addr(), err), now)
+		m.failover(&res, &m.c.Failures.Pull, fmt.Errorf("GROUPKEY-PULL with %s: %w", m.ks.Addr(), err), now)
 		return res
 	}
 	if reply != nil {
@@ -465,7 +477,7 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 	if err != nil {
 		res.log(SevErr, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Reg policies from KS %s for group %s: %v",
 			m.ks.Addr(), m.cfg.Name, err)
-		m.failover(&res, err, now)
+		m.failover(&res, &m.c.Failures.Install, err, now)
 		return res
 	}
 	m.state, m.installed, m.registeredAt, m.failures, m.lastErr, m.regKS = stateRegistered, inst, now, 0, "", m.ks
@@ -492,16 +504,22 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 	return res
 }
 
-// failover gives up on the current KS and schedules the next one in the
-// list after an exponential backoff with jitter.
-func (m *Member) failover(res *Result, err error, now time.Time) {
+// failover gives up on the current KS, counts the failure under reason,
+// and schedules the next one in the list after an exponential backoff
+// with jitter. A member whose keys are still valid retries within what is
+// left of them (retryWithin), not after a backoff past their expiry.
+func (m *Member) failover(res *Result, reason *int, err error, now time.Time) {
 	m.failures++
 	m.c.FailuresTotal++
+	*reason++
 	m.lastErr = err.Error()
 	prev := m.ks
 	m.idx = (m.idx + 1) % len(m.cfg.Servers)
 	backoff := m.o.BackoffMin << min(m.failures-1, 10)
 	backoff = min(backoff, m.o.BackoffMax)
+	if m.installed != nil {
+		backoff = min(backoff, retryWithin(m.installed.Earliest.Sub(now)))
+	}
 	backoff = backoff/2 + time.Duration(m.uniform()*float64(backoff/2))
 	m.pull, m.sa, m.p1, m.reused = nil, nil, nil, false
 	m.idleOrRegistered(now)
@@ -740,7 +758,7 @@ func (m *Member) removed(res *Result, nt *isakmp.Notify, now time.Time) {
 		m.installed.KEK = nil
 	}
 	m.temporary = earliest
-	m.next = ReregisterBefore(earliest, now, clt, m.uniform())
+	m.next = ReregisterBefore(earliest, now, m.uniform())
 }
 
 // replaced carries out the policy-replace instruction of a rekey (SPEC P3,

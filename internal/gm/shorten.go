@@ -36,12 +36,34 @@ func Shorten(dp sadb.Dataplane, group string, keep map[uint32]bool, now time.Tim
 	return earliest
 }
 
-// ReregisterBefore picks a re-registration instant before expires when
-// little time is left: the usual jitter window, but at most a third of
-// what remains, so the GM always registers before its keys run out.
-func ReregisterBefore(expires, now time.Time, configured time.Duration, u float64) time.Time {
-	w := min(jitterWindow(configured), expires.Sub(now)/3)
-	return expires.Add(-w - time.Duration(u*float64(w)))
+// ReregisterBefore picks the re-registration instant after a GM removal
+// (SPEC R2): uniformly in the first two thirds of what is left before
+// expires, from u in [0,1) (the caller's randomness). The whole group
+// re-registers after a removal, so the window is as wide as the temporary
+// SAs allow (120 s of the 180 s a 3600 s TEK keeps), not the usual jitter
+// window (60 s): at 100,000 members a 60 s window asked 1,700
+// registrations a second of the key server and left members without keys
+// (issue 18 F6). The last third is for retries (retryWithin) and for
+// HoldSending's margin.
+func ReregisterBefore(expires, now time.Time, u float64) time.Time {
+	left := expires.Sub(now)
+	if left <= 0 {
+		return now
+	}
+	return now.Add(time.Duration(u * float64(left*2/3)))
+}
+
+// retryWithin bounds the wait before the next attempt of a member whose
+// keys are still valid for left: a third of it (the caller's jitter takes
+// it down to a sixth), at least a second, so a failed attempt is retried,
+// and retried again, before the keys run out, rather than after an
+// exponential backoff past their expiry (issue 18 F6). Keys already
+// expired do not bound it.
+func retryWithin(left time.Duration) time.Duration {
+	if left <= 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return max(left/3, time.Second)
 }
 
 // HoldSending delays sending with the TEKs of group that a registration
@@ -49,14 +71,14 @@ func ReregisterBefore(expires, now time.Time, configured time.Duration, u float6
 // after a GM removal (SPEC R2): the new TEKs start sending three quarters
 // of the way from now to until (the temporary SAs' earliest expiry). The
 // other members hold only the temporary SAs until they re-register
-// themselves, each between until-2w and until-w (ReregisterBefore, w at
-// most a third of the remaining lifetime); sending with the new keys at
-// once would be lost at every member that has not yet. This GM registered
-// no earlier than until-2w, so w >= (until-now)/2 and the last of the
-// others registers by now+(until-now)/2: halfway would leave no margin
-// for that registration's own round trips (the bench lost a packet so),
-// three quarters leaves (until-now)/4, at least w/4. Receiving with them
-// starts at once.
+// themselves, each in the first two thirds of the temporary SAs' life
+// (ReregisterBefore: by until-L/3, L their lifetime at the removal);
+// sending with the new keys at once would be lost at every member that has
+// not yet. This GM registered no earlier than the removal, so it sends from
+// until-L/4 at the earliest: after the last of the others registered, with
+// a margin of at least L/12 (15 s of 180 s) for that registration's own
+// round trips (halfway left none: the bench lost a packet so). Receiving
+// with them starts at once.
 func HoldSending(dp sadb.Dataplane, group string, held map[uint32]bool, until, now time.Time) {
 	if !now.Before(until) {
 		return

@@ -83,3 +83,83 @@ func TestHoldSendingAfterRemoval(t *testing.T) {
 		}
 	}
 }
+
+// proves: R2 (issue 18 F6: after a GM removal the re-registration instants
+// spread over the first two thirds of the temporary SAs' life, the last
+// third left for retries)
+func TestReregisterBeforeSpreadsOverTwoThirds(t *testing.T) {
+	now := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	expires := now.Add(ShortenedLifetime(time.Hour, time.Hour)) // 180 s
+	lo, hi := expires, now
+	for i := range 1000 {
+		at := ReregisterBefore(expires, now, float64(i)/1000)
+		lo, hi = minTime(lo, at), maxTime(hi, at)
+	}
+	if lo.Before(now) || hi.After(expires.Add(-60*time.Second)) || hi.Sub(lo) < 119*time.Second {
+		t.Fatalf("re-registrations in [%s, %s] after the removal, want spread over [0s, 120s]", lo.Sub(now), hi.Sub(now))
+	}
+	if at := ReregisterBefore(now, now.Add(time.Second), 0.5); !at.Equal(now.Add(time.Second)) {
+		t.Fatalf("keys already expired: re-register at %s, want now", at)
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// proves: R2 (issue 18 F6: a member whose re-registration after a GM
+// removal fails while its temporary SAs are valid retries within what is
+// left of them, not after an exponential backoff past their expiry: the
+// key server unreachable for 173 s of the 180 s (three phase 1s fail, at
+// 75 s, 123 s and 172 s; the exponential backoff put the fourth attempt
+// at 180.2 s, past the expiry), the member registers again before the
+// temporary SAs run out and holds a valid TEK throughout; the failed
+// attempts are counted by reason)
+func TestRemovalRetriesBeforeTemporarySAsExpire(t *testing.T) {
+	w := registered(t)
+	k := w.kss[0]
+	w.runFor(time.Minute)
+	p, err := k.srv.Remove(group, false, w.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.rekeys = append(k.rekeys, p)
+	w.push(k.addr, p.Data)
+	removedAt, regs := w.now, w.status().Registrations
+	expires := w.dp.TEKs()[0].Expires
+	k.down = true
+	w.run(removedAt.Add(173*time.Second), func() {
+		if !w.holdsTEK() {
+			t.Fatalf("no TEK at %s (KS down)\n%s", w.now.Sub(removedAt), w.dump())
+		}
+		st := w.status()
+		if next := w.m.Next(); st.Failures > 0 && (st.State == "idle" || st.State == "registered") && next.After(expires) {
+			t.Fatalf("after failure %d at %s the next attempt is at %s, after the temporary SAs expire (%s)",
+				st.Failures, w.now.Sub(removedAt), next.Sub(removedAt), expires.Sub(removedAt))
+		}
+	})
+	st := w.status()
+	if st.Failures == 0 || st.Counters.Failures.Phase1 != st.FailuresTotal {
+		t.Fatalf("with the KS down: %d failures, by reason %+v\n%s", st.Failures, st.Counters.Failures, w.dump())
+	}
+	k.down = false
+	w.run(expires.Add(time.Minute), func() {
+		if !w.holdsTEK() {
+			t.Fatalf("no TEK at %s after the removal (KS back at 173 s, temporary SAs until %s)\n%s",
+				w.now.Sub(removedAt), expires.Sub(removedAt), w.dump())
+		}
+	})
+	if st := w.status(); st.Registrations != regs+1 {
+		t.Fatalf("did not re-register: %+v", st)
+	}
+}
