@@ -18,7 +18,7 @@ import (
 
 // Cooperative key servers (SPEC C1, docs/coop.md): what the key server
 // does for the node's COOP elector. The elector decides the role
-// (SetPrimary); the primary's announcements carry its policy and keys
+// (TakeOver, StepDown); the primary's announcements carry its policy and keys
 // (Announce), which a secondary takes (AdoptKeys) and carries to the GMs
 // registered with it (Forward); every KS's announcements carry its own
 // members (LocalMembers), which the others list (SetPeerView).
@@ -145,17 +145,9 @@ func (s *Server) AdoptKeys(name string, sa *isakmp.GroupSA, kd *isakmp.KD, seq u
 	if sa == nil || kd == nil {
 		return false, prev, fmt.Errorf("ks: group %s: announcement without policy and keys", name)
 	}
-	var fresh []*tek
-	for _, p := range g.cfg.TEKs {
-		if p.Lifetime == 0 {
-			p.Lifetime = 3600 * time.Second
-		}
-		p.receiveOnly = g.cfg.ReceiveOnly
-		ts, err := s.policyTEKs(p, now)
-		if err != nil {
-			return false, prev, err
-		}
-		fresh = append(fresh, ts...)
+	fresh, err := s.freshTEKs(g, now)
+	if err != nil {
+		return false, prev, err
 	}
 	if len(sa.TEKs) != len(fresh) {
 		return false, prev, fmt.Errorf("ks: group %s: the primary's policy has %d TEKs, this KS's %d (configure the same policy on every KS)", name, len(sa.TEKs), len(fresh))
@@ -247,7 +239,7 @@ func (s *Server) AdoptKeys(name string, sa *isakmp.GroupSA, kd *isakmp.KD, seq u
 		g.ptStart = now.Add(-pt)
 	}
 	if seq > g.seq || !g.adopted {
-		g.seq = max(g.seq, seq) // saved with the next periodic save
+		g.seq = max(g.seq, seq) // saved by Delivery.Adopt (or the next periodic save)
 		s.dirty = true
 	}
 	g.adopted = true

@@ -80,7 +80,8 @@ type GroupConfig struct {
 	ReceiveOnly bool
 	// Redundancy is `redundancy` (cooperative key servers, SPEC C1); nil:
 	// a lone KS, always the group's primary. With it the group starts
-	// not primary; the node's COOP elector decides the role (SetPrimary).
+	// not primary; the node's COOP elector decides the role (TakeOver,
+	// StepDown).
 	Redundancy *Redundancy
 }
 
@@ -220,7 +221,7 @@ type group struct {
 	kekPolicyChanged bool      // the KEK cipher, length or signing key changed
 	synced           time.Time // last time GMs heard the pseudotime (registration of all or a rekey)
 	// primary: the COOP role says this KS is the group's primary now
-	// (meaningful with cfg.Redundancy only; SetPrimary, TakeOver).
+	// (meaningful with cfg.Redundancy only; TakeOver, StepDown).
 	primary bool
 	// adopted: the keys are a primary's (AdoptKeys): a secondary hands
 	// out no keys before (coop.go).

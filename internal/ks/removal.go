@@ -25,22 +25,14 @@ func errNotPrimaryRekey(group string) error {
 }
 
 // Primary reports whether this KS is the group's primary: always for a
-// lone KS, as the COOP election last said (SetPrimary) for one configured
-// with `redundancy` (SPEC C1).
+// lone KS, as the COOP election last said (TakeOver, StepDown) for one
+// configured with `redundancy` (SPEC C1).
 func (s *Server) Primary(name string) bool {
 	g := s.byName[name]
 	return g != nil && g.isPrimary()
 }
 
 func (g *group) isPrimary() bool { return g.cfg.Redundancy == nil || g.primary }
-
-// SetPrimary records the group's COOP role (the node's elector decides
-// it); a group without Redundancy ignores it.
-func (s *Server) SetPrimary(name string, primary bool) {
-	if g := s.byName[name]; g != nil {
-		g.primary = primary
-	}
-}
 
 // FeatureRow is one line of `show crypto gdoi feature ...`.
 type FeatureRow struct {
@@ -164,8 +156,9 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 	return p, nil
 }
 
-// rebuildTEKs makes fresh TEKs from the group's configured policy.
-func (s *Server) rebuildTEKs(g *group, now time.Time) error {
+// freshTEKs makes new TEKs from the group's configured policy, in its
+// order, without making them the group's.
+func (s *Server) freshTEKs(g *group, now time.Time) ([]*tek, error) {
 	var teks []*tek
 	for _, p := range g.cfg.TEKs {
 		if p.Lifetime == 0 {
@@ -174,9 +167,18 @@ func (s *Server) rebuildTEKs(g *group, now time.Time) error {
 		p.receiveOnly = g.cfg.ReceiveOnly
 		ts, err := s.policyTEKs(p, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		teks = append(teks, ts...)
+	}
+	return teks, nil
+}
+
+// rebuildTEKs makes fresh TEKs from the group's configured policy.
+func (s *Server) rebuildTEKs(g *group, now time.Time) error {
+	teks, err := s.freshTEKs(g, now)
+	if err != nil {
+		return err
 	}
 	for _, t := range teks {
 		g.carrySIDs(t)
