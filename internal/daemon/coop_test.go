@@ -286,6 +286,8 @@ func coopPair(t *testing.T) (ks1, ks2 *ctl.Client) {
 		at := "  address ipv4 127.0.0.1\n"
 		src := strings.Replace(seedKS, at, "  address ipv4 "+self+"\n  redundancy\n   local priority "+prio+"\n   peer address ipv4 "+peer+
 			"\n   timers announce 1\n   timers dead 3\n   timers election-wait 1\n", 1)
+		// The peer KS's own key (docs/coop.md "Peer authorization").
+		src = strings.Replace(src, "crypto gdoi group", "crypto isakmp key coop-pair address "+peer+"\ncrypto gdoi group", 1)
 		file := filepath.Join(dir, name+".conf")
 		if err := os.WriteFile(file, []byte(src), 0o640); err != nil {
 			t.Fatal(err)

@@ -161,7 +161,7 @@ func OptionsFor(c *policy.Config, listen []netip.AddrPort, port uint16, pr polic
 		s := g.Server
 		kg := ks.GroupConfig{Name: g.Name, ID: g.Identity, Address: s.Address, KEKKeyBits: s.RekeyKeyBits, KEKLifetime: s.RekeyLifetime,
 			Rekey: ks.RekeyPolicy{Unicast: true, Retransmit: s.RekeyRetransmit, Retransmits: s.RekeyRetransmits}, ReceiveOnly: s.ReceiveOnly,
-			Redundancy: redundancy(s.Redundancy)}
+			Redundancy: redundancy(c, s.Redundancy)}
 		if s.Mode() == policy.RekeyMulticast {
 			_, grp, ok := s.MulticastRekey()
 			if !ok {
@@ -225,12 +225,19 @@ func OptionsFor(c *policy.Config, listen []netip.AddrPort, port uint16, pr polic
 
 // redundancy maps `redundancy` to the KS group's COOP configuration
 // (nil: a lone KS). IOS's default local priority is 1.
-func redundancy(r *policy.Redundancy) *ks.Redundancy {
+func redundancy(c *policy.Config, r *policy.Redundancy) *ks.Redundancy {
 	if r == nil {
 		return nil
 	}
+	auth := map[netip.Addr]ks.PeerAuth{}
+	for i, a := range r.Peers {
+		// How the peer is authenticated as a KS (docs/coop.md "Peer
+		// authorization"): a key for exactly its address, or its
+		// certificate subject.
+		auth[a] = ks.PeerAuth{PSK: c.HostPSK(a), Identity: r.PeerIdentity(i)}
+	}
 	return &ks.Redundancy{Priority: uint8(max(min(r.LocalPriority, 255), 1)), Peers: append([]netip.Addr(nil), r.Peers...),
-		Period: r.Period, Dead: r.Dead, ElectionWait: r.ElectionWait}
+		Period: r.Period, Dead: r.Dead, ElectionWait: r.ElectionWait, PeerAuth: auth}
 }
 
 // failCloseBypass maps the deny entries of a fail-close ACL to the Bypass

@@ -275,7 +275,9 @@ crypto isakmp policy 10
  authentication pre-share
  group 19
  lifetime 86400
-crypto isakmp key {{.PSK}} address 127.0.0.0 255.0.0.0
+crypto isakmp key {{.PSK}} address 127.0.0.0 255.0.0.0{{if .Secondary}}
+crypto isakmp key {{.PSK}}-ks address 127.0.1.2{{end}}{{range .Peers}}
+crypto isakmp key {{$.PSK}}-ks address {{.}}{{end}}
 crypto key import ec LAB-REKEY file rekey.pem
 !
 ip access-list extended lab-traffic

@@ -342,12 +342,55 @@ func (n *Node) coopPhase1Up(s *sock, sa *ike.SA, now time.Time) bool {
 	if kp == nil {
 		return false
 	}
-	if kp.connecting == sa {
+	initiated := kp.connecting == sa
+	if initiated {
 		kp.connecting = nil
+	}
+	if !n.coopAuthorized(kp.addr, sa) {
+		// A GM (or anyone) holding the group's credentials at a peer
+		// KS's address: its SA stays an ordinary one, never the KS-KS SA
+		// (coopChoose skips it), its ANNs are dropped (onANN).
+		n.cstats.peerNotAuth++
+		n.unauth.Warn("COOP: phase 1 from a peer key server's address not authenticated as that key server (wildcard or prefix pre-shared key, or certificate not authorized by peer address ... identity)",
+			"peer", kp.addr.String(), "peer_id", sa.Info().PeerID.String())
+		if initiated && kp.sa == nil {
+			n.coopRetry(kp, now)
+		}
+		return false
 	}
 	n.log.Info("COOP: phase 1 with peer key server up", "peer", kp.addr.String(), "initiator", sa.Info().Initiator)
 	n.coopChoose(kp, now)
 	return true
+}
+
+// coopAuthorized reports whether sa was authenticated as the peer KS at
+// peer (docs/coop.md "Peer authorization"), as one of the groups listing
+// that peer admits it (ks.Redundancy.PeerAuth): with a pre-shared key,
+// only if a key is configured for exactly that address (a GM that holds a
+// wildcard or prefix key and uses the address cannot pass); with a
+// certificate, only if its subject is the peer's configured identity
+// (the subject string as `authorization identity` sees it, or the
+// common name). The address alone never makes a KS.
+func (n *Node) coopAuthorized(peer netip.Addr, sa *ike.SA) bool {
+	info := sa.Info()
+	for _, cg := range n.coop {
+		if cg.red == nil || !slices.Contains(cg.red.Peers, peer) {
+			continue
+		}
+		a, ok := cg.red.PeerAuth[peer]
+		switch {
+		case !ok:
+		case info.PeerCert == nil:
+			if info.Suite.Auth == ike.AuthPSK && a.PSK {
+				return true
+			}
+		case a.Identity != "":
+			if subj := info.PeerCert.Subject; subj.String() == a.Identity || subj.CommonName == a.Identity {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // coopPhase1Down: an SA with a peer KS failed, was deleted or expired.
@@ -380,7 +423,7 @@ func (n *Node) coopChoose(kp *peerKS, now time.Time) {
 			continue
 		}
 		for _, sa := range s.ep.SAs() {
-			if sa.Peer().Addr().Unmap() != kp.addr {
+			if sa.Peer().Addr().Unmap() != kp.addr || !n.coopAuthorized(kp.addr, sa) {
 				continue
 			}
 			if ic, _ := sa.Cookies(); best == nil || bytes.Compare(ic[:], bestCky[:]) < 0 {
@@ -453,6 +496,11 @@ func (n *Node) onANN(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 	from := sa.Peer().Addr().Unmap()
 	kp := n.ksPeers[from]
 	if kp != nil && kp.sa != sa {
+		if !n.coopAuthorized(from, sa) {
+			n.cstats.peerNotAuth++
+			n.unauth.Warn("COOP: announcement dropped: phase-1 SA not authenticated as the peer key server", "peer", from.String())
+			return
+		}
 		n.cstats.staleSA++
 		return
 	}

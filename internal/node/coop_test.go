@@ -85,6 +85,11 @@ type coopLab struct {
 	tm    ks.Redundancy // the COOP timers
 	// store is the path of KS i's state store ("": none).
 	store map[int]string
+	// ikeFor and authFor, when set, give KS i its phase-1 configuration
+	// and how it authenticates each peer as a KS (default: the lab's PSK
+	// and ks.PeerAuth{PSK: true}).
+	ikeFor  func(i int) *ike.Config
+	authFor func(i int, peer netip.Addr) ks.PeerAuth
 }
 
 var coopTimers = ks.Redundancy{Period: 150 * time.Millisecond, Dead: 450 * time.Millisecond, ElectionWait: time.Second}
@@ -111,6 +116,15 @@ func newCoopLab(t *testing.T, ctx context.Context, addrs []string, prios []uint8
 }
 
 func newCoopLabTimers(t *testing.T, ctx context.Context, addrs []string, prios []uint8, mutate func(*ks.GroupConfig), tm ks.Redundancy) *coopLab {
+	l := prepareCoopLab(t, ctx, addrs, mutate, tm)
+	for i := range l.addrs {
+		l.startKS(i, prios[i])
+	}
+	return l
+}
+
+// prepareCoopLab is newCoopLabTimers without starting the KSs.
+func prepareCoopLab(t *testing.T, ctx context.Context, addrs []string, mutate func(*ks.GroupConfig), tm ks.Redundancy) *coopLab {
 	l := &coopLab{t: t, ctx: ctx, tm: tm}
 	for _, a := range addrs {
 		l.addrs = append(l.addrs, netip.MustParseAddr(a))
@@ -139,9 +153,6 @@ func newCoopLabTimers(t *testing.T, ctx context.Context, addrs []string, prios [
 			t.Fatal("no common free port")
 		}
 	}
-	for i := range l.addrs {
-		l.startKS(i, prios[i])
-	}
 	return l
 }
 
@@ -156,6 +167,17 @@ func (l *coopLab) startKS(i int, prio uint8) {
 	g.Address = l.addrs[i]
 	r := l.tm
 	r.Priority, r.Peers = prio, peers
+	r.PeerAuth = map[netip.Addr]ks.PeerAuth{}
+	for _, a := range peers {
+		r.PeerAuth[a] = ks.PeerAuth{PSK: true} // the lab's PSK stands for a key per peer address
+		if l.authFor != nil {
+			r.PeerAuth[a] = l.authFor(i, a)
+		}
+	}
+	ikeConf := ikeCfg("k", version.Current)
+	if l.ikeFor != nil {
+		ikeConf = l.ikeFor(i)
+	}
 	g.Redundancy = &r
 	log := &syncBuf{}
 	conn := &cutConn{}
@@ -176,7 +198,7 @@ func (l *coopLab) startKS(i int, prio uint8) {
 			db.Close()
 		}
 	}
-	n, err := New(Options{Store: st, Listen: []netip.AddrPort{netip.AddrPortFrom(l.addrs[i], l.port)}, IKE: fastIKE(ikeCfg("k", version.Current)),
+	n, err := New(Options{Store: st, Listen: []netip.AddrPort{netip.AddrPortFrom(l.addrs[i], l.port)}, IKE: fastIKE(ikeConf),
 		KS: []ks.GroupConfig{g}, Logger: slog.New(slog.NewTextHandler(log, nil)), BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		ListenPacket: func(a netip.AddrPort) (PacketConn, error) {
 			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
@@ -586,7 +608,8 @@ func TestCOOPHostileANNsDropped(t *testing.T) {
 	// it authenticates (same PSK) but its ANNs are not a peer's.
 	rogue := l.base
 	rogue.Address = netip.MustParseAddr("127.0.0.93")
-	rogue.Redundancy = &ks.Redundancy{Priority: 255, Peers: []netip.Addr{l.addrs[0]}, Period: coopTimers.Period, Dead: coopTimers.Dead, ElectionWait: coopTimers.ElectionWait}
+	rogue.Redundancy = &ks.Redundancy{Priority: 255, Peers: []netip.Addr{l.addrs[0]}, Period: coopTimers.Period, Dead: coopTimers.Dead, ElectionWait: coopTimers.ElectionWait,
+		PeerAuth: map[netip.Addr]ks.PeerAuth{l.addrs[0]: {PSK: true}}}
 	rn := start(t, ctx, Options{Listen: []netip.AddrPort{netip.AddrPortFrom(rogue.Address, l.port)}, IKE: fastIKE(ikeCfg("k", version.Current)),
 		KS: []ks.GroupConfig{rogue}, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 	_ = rn

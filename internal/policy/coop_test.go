@@ -12,7 +12,7 @@ import (
 func coopKS(redundancy string) string {
 	return strings.Replace(ksBase, "  sa ipsec 1\n",
 		"  rekey authentication mypubkey rsa GETVPN-REKEY\n  rekey transport unicast\n  address ipv4 10.0.0.1\n  redundancy\n"+redundancy+"  sa ipsec 1\n", 1) +
-		"crypto key import rsa GETVPN-REKEY file ks-rekey.pem\n"
+		"crypto key import rsa GETVPN-REKEY file ks-rekey.pem\ncrypto isakmp key ks2 address 10.0.0.2\ncrypto isakmp key ks3 address 10.0.0.3\n"
 }
 
 // proves: C1 (issue 16: `redundancy` with local priority, peers and the
@@ -105,7 +105,7 @@ func l2(t *testing.T, src, s string) string { t.Helper(); return itoa(line(t, sr
 // accepted with a note saying what that means; with rekey authentication
 // there is no note)
 func TestRedundancyWithoutRekeyKeyIsNoted(t *testing.T) {
-	src := strings.Replace(ksBase, "  sa ipsec 1\n", "  address ipv4 10.0.0.1\n  redundancy\n   peer address ipv4 10.0.0.2\n  sa ipsec 1\n", 1)
+	src := strings.Replace(ksBase, "  sa ipsec 1\n", "  address ipv4 10.0.0.1\n  redundancy\n   peer address ipv4 10.0.0.2\n  sa ipsec 1\n", 1) + "crypto isakmp key ks2 address 10.0.0.2\n"
 	c := mustParse(t, src)
 	if len(c.Notes) != 1 || c.Notes[0].Line != line(t, src, "redundancy") || !strings.Contains(c.Notes[0].Msg, "redundancy without rekey authentication") {
 		t.Errorf("notes %v", c.Notes)
@@ -149,4 +149,28 @@ func TestRedundancySummary(t *testing.T) {
 	if got, want := c.Summary(), "key server for G (identity 1, 1 sa ipsec, rekey unicast, cooperative: priority 1, peers 10.0.0.2 10.0.0.3)"; !strings.Contains(got, want) {
 		t.Errorf("summary %q lacks %q", got, want)
 	}
+}
+
+// proves: C1 (issue 16, review finding 3: a peer KS is authenticated as a
+// KS, not by address): `peer address ipv4 A identity SUBJECT` parses and
+// renders back; a peer with neither an identity nor a pre-shared key for
+// exactly its address (only the 0.0.0.0 key members hold) gets a note.
+func TestRedundancyPeerAuthorization(t *testing.T) {
+	src := strings.Replace(ksBase, "  sa ipsec 1\n", "  rekey authentication mypubkey rsa GETVPN-REKEY\n  rekey transport unicast\n  address ipv4 10.0.0.1\n  redundancy\n   peer address ipv4 10.0.0.2 identity CN=ks2,O=Example Corp\n   peer address ipv4 10.0.0.3\n   peer address ipv4 10.0.0.4\n  sa ipsec 1\n", 1) +
+		"crypto key import rsa GETVPN-REKEY file ks-rekey.pem\ncrypto isakmp key ks3 address 10.0.0.3\n"
+	c := mustParse(t, src)
+	r := c.Group("G").Server.Redundancy
+	if r.PeerIdentity(0) != "CN=ks2,O=Example Corp" || r.PeerIdentity(1) != "" || r.PeerIdentity(2) != "" {
+		t.Fatalf("identities %q", r.PeerIdentities)
+	}
+	if !c.HostPSK(netip.MustParseAddr("10.0.0.3")) || c.HostPSK(netip.MustParseAddr("10.0.0.4")) {
+		t.Fatal("HostPSK")
+	}
+	if len(c.Notes) != 1 || c.Notes[0].Line != line(t, src, "peer address ipv4 10.0.0.4") || !strings.Contains(c.Notes[0].Msg, "nothing authenticates this peer as a key server") {
+		t.Fatalf("notes %v", c.Notes)
+	}
+	if out := c.Render(); !strings.Contains(out, "   peer address ipv4 10.0.0.2 identity CN=ks2,O=Example Corp\n") {
+		t.Fatalf("render:\n%s", out)
+	}
+	mustFail(t, strings.Replace(src, " identity CN=ks2,O=Example Corp", " identity", 1), l2(t, src, "10.0.0.2 identity")+": peer address ipv4 10.0.0.2: expected identity SUBJECT (the peer key server's certificate subject, e.g. CN=ks2,O=Example, or its common name)")
 }

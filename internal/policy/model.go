@@ -475,6 +475,11 @@ type Redundancy struct {
 	// none twice, never the KS's own address).
 	Peers     []netip.Addr
 	PeerLines []int
+	// PeerIdentities are the peers' `identity SUBJECT` (a groupvpn
+	// extension of `peer address ipv4`), by index of Peers; "": none (the
+	// peer is then authenticated as a KS by a pre-shared key for exactly
+	// its address only, docs/coop.md "Peer authorization").
+	PeerIdentities []string
 	// Period, Dead and ElectionWait are the groupvpn extensions `timers
 	// announce S`, `timers dead S` and `timers election-wait S`; zero: the
 	// default (DefaultCOOPPeriod, three periods, DefaultCOOPElectionWait).

@@ -731,10 +731,22 @@ func buildModes() *modes {
 				r.LocalPriority, r.LocalPriorityLine = int(v), p.line
 			}
 		}),
-		c("peer address ipv4 A.B.C.D", 1, 1, func(p *parser, o any, a []string) {
+		// identity SUBJECT is a groupvpn extension (docs/coop.md "Peer
+		// authorization"): the certificate subject the peer KS must
+		// present; without it only a pre-shared key for exactly the
+		// peer's address authenticates it as a KS.
+		c("peer address ipv4 A.B.C.D [identity SUBJECT]", 1, -1, func(p *parser, o any, a []string) {
 			addr, ok := p.ipv4(a[0], "peer address ipv4")
 			if !ok {
 				return
+			}
+			var ident string
+			if len(a) > 1 {
+				if a[1] != "identity" || len(a) < 3 {
+					p.errorf("peer address ipv4 %s: expected identity SUBJECT (the peer key server's certificate subject, e.g. CN=ks2,O=Example, or its common name)", addr)
+					return
+				}
+				ident = strings.Join(a[2:], " ")
 			}
 			r := o.(*Redundancy)
 			if i := slices.Index(r.Peers, addr); i >= 0 {
@@ -746,6 +758,7 @@ func buildModes() *modes {
 				return
 			}
 			r.Peers, r.PeerLines = append(r.Peers, addr), append(r.PeerLines, p.line)
+			r.PeerIdentities = append(r.PeerIdentities, ident)
 		}),
 		// groupvpn extensions: IOS has fixed COOP timers (docs/config.md).
 		c("timers announce SECONDS", 1, 1, func(p *parser, o any, a []string) {

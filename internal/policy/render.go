@@ -156,7 +156,11 @@ func (c *Config) Render() string {
 				if r.LocalPriority != 0 {
 					w("   local priority %d", r.LocalPriority)
 				}
-				for _, a := range r.Peers {
+				for i, a := range r.Peers {
+					if i < len(r.PeerIdentities) && r.PeerIdentities[i] != "" {
+						w("   peer address ipv4 %s identity %s", a, r.PeerIdentities[i])
+						continue
+					}
 					w("   peer address ipv4 %s", a)
 				}
 				if r.Period != 0 {

@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -288,6 +289,28 @@ func (p *parser) resolveServer(g *Group) {
 	}
 }
 
+// HostPSK reports whether a pre-shared key is configured for exactly
+// addr (`crypto isakmp key K address A` without a mask, or a /32 or
+// /128): such a key authenticates a peer key server as that KS (a
+// wildcard or prefix key may be held by members too).
+func (c *Config) HostPSK(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, k := range c.ISAKMPKeys {
+		if k.Prefix.IsSingleIP() && k.Prefix.Addr().Unmap() == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// PeerIdentity is the `identity SUBJECT` of peer i ("": none).
+func (r *Redundancy) PeerIdentity(i int) string {
+	if i < len(r.PeerIdentities) {
+		return r.PeerIdentities[i]
+	}
+	return ""
+}
+
 // resolveRedundancy checks what a `redundancy` block can only be checked
 // against with the rest of server local: the KS's own address among its
 // peers, and the timers together (the dead interval must outlast the
@@ -302,6 +325,11 @@ func (p *parser) resolveRedundancy(g *Group) {
 	} else {
 		if i := slices.Index(r.Peers, s.Address); i >= 0 {
 			p.errAt(r.PeerLines[i], "peer address ipv4 %s is this key server's own address (address ipv4, line %d); list the other key servers of group %s", s.Address, s.AddressLine, g.Name)
+		}
+	}
+	for i, a := range r.Peers {
+		if r.PeerIdentity(i) == "" && !p.cfg.HostPSK(a) {
+			p.cfg.Notes = append(p.cfg.Notes, &Error{File: p.cfg.File, Line: r.PeerLines[i], Msg: fmt.Sprintf("note: peer address ipv4 %s: nothing authenticates this peer as a key server, so no KS-KS SA with it is used (counter ann_peer_not_authorized): give it a pre-shared key of its own (crypto isakmp key KEY address %s; a wildcard or prefix key, which members may hold, does not count) or, with certificates, its subject (peer address ipv4 %s identity SUBJECT); docs/coop.md \"Peer authorization\"", a, a, a)})
 		}
 	}
 	period, dead, _ := r.Timers()

@@ -48,6 +48,7 @@ const coopKSConf = `hostname %[1]s
  authentication pre-share
  group 14
 crypto isakmp key src-secret address 10.238.0.0 255.255.0.0
+crypto isakmp key ks-pair-secret address %[5]s
 crypto key import ec REKEY file REKEYFILE
 ip access-list extended traffic
  permit ip 10.1.0.0 0.0.255.255 10.1.0.0 0.0.255.255
