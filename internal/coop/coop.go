@@ -17,7 +17,6 @@
 //	res = e.Tick(now)                    // at res.Timer (early or late calls are harmless)
 //	res = e.Session(peer, now)           // a new KS-KS IKE SA with peer: its sequence numbers restart
 //	res, err = e.SetPeers(peers, now)    // reconfiguration
-//	e.SetState(state)                    // opaque policy/keys/members carried in later ANNs
 //	res = e.Announce(now)                // announce to every peer now (the owner's state changed)
 //	send, ok := e.Extra(peer)            // one more ANN to peer (parts of a member list)
 //	e.Role(), e.Primary(), e.Peers(), e.Stats()
@@ -30,8 +29,8 @@
 //
 // # Protocol as implemented (groupvpn values; docs/coop.md)
 //
-// Every KS announces its role, priority, version, a sequence number and
-// its opaque state to every configured peer each Period
+// Every KS announces its role, priority, version and a sequence number
+// to every configured peer each Period
 // (default 20 s), at once when its role changes, and in reply to an
 // announcement asking for one (sent at start) or from a peer it had not
 // heard. A peer is reachable while its last accepted announcement is
@@ -78,8 +77,6 @@ const (
 	DefaultElectionWait = 20 * time.Second
 	// MaxPeers bounds the configured peers (and so the per-peer state).
 	MaxPeers = 64
-	// MaxState bounds the opaque state of an announcement kept here.
-	MaxState = 1 << 20
 	// replyGap is the least time between two replies to one peer.
 	replyGap = time.Second
 )
@@ -119,8 +116,9 @@ type Announcement struct {
 	Seq uint32
 	// ReplyRequest asks the receiver to announce back at once.
 	ReplyRequest bool
-	// State is the sender's policy, keys and members, opaque to coop.
-	State []byte
+	// The owner's policy, keys, members and KS-set digest travel beside
+	// the announcement (its own payloads and COOP fields, docs/wire.md):
+	// the election needs none of them.
 }
 
 // Send is an announcement for one peer.
@@ -154,7 +152,7 @@ type Stats struct {
 	Sent, Accepted uint64
 	Replayed       uint64 // Seq not above the last accepted from that peer
 	Unknown        uint64 // from an address that is not a configured peer
-	Invalid        uint64 // bad role or priority 0, or oversized state
+	Invalid        uint64 // bad role or priority 0
 	Incompatible   uint64 // major or minor version differs (SPEC V1)
 	Elections      uint64
 	Exhausted      uint64 // announcements not sent: the SA's sequence numbers are used up
@@ -174,7 +172,6 @@ type PeerStatus struct {
 type peer struct {
 	PeerStatus
 	sent      uint32 // last Seq sent to the peer
-	state     []byte
 	lastReply time.Time
 }
 
@@ -192,7 +189,6 @@ type Elector struct {
 	electing     bool
 	electSince   time.Time
 	nextAnnounce time.Time
-	state        []byte
 	lastUnknown  time.Time // last Unauthorized event
 	stats        Stats
 }
@@ -352,10 +348,6 @@ func (e *Elector) Peers() []PeerStatus {
 	return out
 }
 
-// SetState sets the opaque state carried in this KS's next announcements
-// (the owner's policy, keys and members); coop keeps its own copy.
-func (e *Elector) SetState(state []byte) { e.state = slices.Clone(state) }
-
 // Start begins: this KS is a secondary that announces itself to every
 // peer asking for replies and listens ElectionWait for a primary.
 func (e *Elector) Start(now time.Time) Result {
@@ -389,7 +381,7 @@ func (e *Elector) Receive(from netip.Addr, a Announcement, now time.Time) Result
 			res.Events = append(res.Events, Unauthorized{Group: e.cfg.Group, Peer: from, Local: e.cfg.Local})
 		}
 		return e.result(&res, now)
-	case a.Role != Primary && a.Role != Secondary && a.Role != Electing, a.Priority == 0, len(a.State) > MaxState:
+	case a.Role != Primary && a.Role != Secondary && a.Role != Electing, a.Priority == 0:
 		e.stats.Invalid++
 		return e.result(&res, now)
 	case a.Version.Major != e.cfg.Version.Major || a.Version.Minor != e.cfg.Version.Minor:
@@ -403,7 +395,6 @@ func (e *Elector) Receive(from netip.Addr, a Announcement, now time.Time) Result
 	e.expire(&res, now) // a peer silent too long is unreachable before this one counts
 	wasReachable := p.Reachable
 	p.Role, p.Priority, p.Version, p.Seq, p.LastHeard = a.Role, a.Priority, a.Version, a.Seq, now
-	p.state = slices.Clone(a.State)
 	if !p.Reachable {
 		p.Reachable = true
 		res.Events = append(res.Events, PeerReachable{Group: e.cfg.Group, Peer: from})
@@ -514,7 +505,7 @@ func (e *Elector) decide(res *Result, now time.Time) {
 		if bp != nil && better(bp.Priority, bp.Addr, e.cfg.Priority, e.cfg.Local) {
 			// Merge: another primary wins; this one steps down.
 			e.become(res, now, Secondary, bp.Addr)
-			res.Events = append(res.Events, Adopt{Group: e.cfg.Group, Primary: bp.Addr, State: slices.Clone(bp.state), Reason: "merge"})
+			res.Events = append(res.Events, Adopt{Group: e.cfg.Group, Primary: bp.Addr, Reason: "merge"})
 		}
 		return
 	}
@@ -524,7 +515,7 @@ func (e *Elector) decide(res *Result, now time.Time) {
 		if e.primary != bp.Addr {
 			prev := e.primary
 			e.primary = bp.Addr
-			res.Events = append(res.Events, Adopt{Group: e.cfg.Group, Primary: bp.Addr, Previous: prev, State: slices.Clone(bp.state), Reason: "new primary"})
+			res.Events = append(res.Events, Adopt{Group: e.cfg.Group, Primary: bp.Addr, Previous: prev, Reason: "new primary"})
 		}
 		return
 	}
@@ -583,7 +574,7 @@ func (e *Elector) announce(res *Result, to netip.Addr, reply bool) {
 	p.sent++
 	e.stats.Sent++
 	res.Send = append(res.Send, Send{To: to, Ann: Announcement{
-		Role: e.Role(), Priority: e.cfg.Priority, Version: e.cfg.Version, Seq: p.sent, ReplyRequest: reply, State: e.state,
+		Role: e.Role(), Priority: e.cfg.Priority, Version: e.cfg.Version, Seq: p.sent, ReplyRequest: reply,
 	}})
 }
 

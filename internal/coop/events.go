@@ -110,13 +110,12 @@ func (e RoleChanged) Log() (mnemonic.Severity, string, string) {
 
 // Adopt: this KS, secondary, follows a primary it did not follow before
 // (at start, after a failover, or having lost a merge: Reason "merge"); the
-// owner takes the primary's policy and keys from State (the primary's last
-// announced state; nil if it announced none) so that members registering
-// here get the primary's keys. Merging the states is the owner's job.
+// owner takes the primary's policy and keys from its last announcement
+// (they travel beside the election's fields) so that members registering
+// here get the primary's keys. Merging them is the owner's job.
 type Adopt struct {
 	Group             string
 	Primary, Previous netip.Addr
-	State             []byte
 	Reason            string
 }
 

@@ -121,7 +121,7 @@ func FuzzElector(f *testing.F) {
 				continue
 			}
 			ann := Announcement{Role: Role(b[0] % 4), Priority: b[1], Version: version.Version{Major: 1, Minor: b[2] % 2, Mini: b[3]},
-				Seq: uint32(b[4]), ReplyRequest: b[3]%2 == 1, State: b[:1]}
+				Seq: uint32(b[4]), ReplyRequest: b[3]%2 == 1}
 			b = b[5:]
 			now = now.Add(time.Duration(arg) * 100 * time.Millisecond)
 			receives++

@@ -33,7 +33,6 @@ type simNode struct {
 	timer time.Time
 	alive bool
 	epoch int // incarnation: announcements of another are dropped (the owner's IKE SA)
-	state []byte
 }
 
 type simMsg struct {
@@ -67,7 +66,7 @@ func newSim(t testing.TB, seed uint64, prios ...uint8) *sim {
 				peers = append(peers, b)
 			}
 		}
-		s.nodes[a] = &simNode{cfg: Config{Group: "G", Local: a, Priority: prios[i], Peers: peers}, state: []byte("state of " + a.String())}
+		s.nodes[a] = &simNode{cfg: Config{Group: "G", Local: a, Priority: prios[i], Peers: peers}}
 		s.order = append(s.order, a)
 	}
 	return s
@@ -79,7 +78,6 @@ func (s *sim) start(a netip.Addr) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	e.SetState(n.state)
 	restart := n.e != nil
 	n.e, n.alive = e, true
 	n.epoch++

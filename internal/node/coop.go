@@ -525,7 +525,7 @@ func (n *Node) onANN(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 	}
 	ann := coop.Announcement{Role: coop.Role(a.COOP.Role), Priority: a.COOP.Priority,
 		Version: version.Version{Major: a.COOP.Version.Major, Minor: a.COOP.Version.Minor, Mini: a.COOP.Version.Mini},
-		Seq:     a.Seq, ReplyRequest: a.COOP.Flags&isakmp.COOPReplyRequest != 0, State: a.COOP.State}
+		Seq:     a.Seq, ReplyRequest: a.COOP.Flags&isakmp.COOPReplyRequest != 0}
 	if kp == nil {
 		// An authenticated phase-1 peer (a GM, or a KS this one does not
 		// list) that announces: the elector counts it and logs
