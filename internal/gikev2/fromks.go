@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -42,19 +43,41 @@ func RekeySuiteFor(keyBits int) RekeySuite {
 // FromKS returns the G-IKEv2 values of ks group name: its TEKs (the same
 // keys GDOI members get: one key set, one owner), its Rekey SA keyed from
 // the KEK, its rekey signing key, ATD/DTD (ks.RekeyATD, ks.RekeyDTD) and
-// Sender-ID bits (ks.SIDBits).
+// Sender-ID bits (ks.SIDBits). It reads ks.Server.State, which copies the
+// group's members: a GCKS reads it only when ks's keys change (keysOf).
 func FromKS(srv *ks.Server, name string, now time.Time) (*Group, error) {
+	snap, ok := snapshotOf(srv.SnapshotOf(now, false), func(s *ks.GroupSnapshot) bool { return s.Name == name })
+	if !ok {
+		return nil, fmt.Errorf("gikev2: group %s: no such ks group", name)
+	}
+	g, err := fromKS(srv, snap, now)
+	if err != nil {
+		return nil, err
+	}
+	return g.at(now), nil
+}
+
+// snapshotOf is the snapshot match picks.
+func snapshotOf(snaps []ks.GroupSnapshot, match func(*ks.GroupSnapshot) bool) (*ks.GroupSnapshot, bool) {
+	for i := range snaps {
+		if match(&snaps[i]) {
+			return &snaps[i], true
+		}
+	}
+	return nil, false
+}
+
+// fromKS builds group snap.Name from ks's keys (State) and snap's TEK
+// policies, with the TEKs not expired at now.
+func fromKS(srv *ks.Server, snap *ks.GroupSnapshot, now time.Time) (*Group, error) {
+	name := snap.Name
 	st, err := srv.State(name, now)
 	if err != nil {
 		return nil, fmt.Errorf("gikev2: group %s: %w", name, err)
 	}
 	replay := map[uint32]uint16{}
-	for _, s := range srv.Snapshot(now) {
-		if s.Name == name {
-			for _, t := range s.TEKs {
-				replay[t.SPI] = t.Replay
-			}
-		}
+	for _, t := range snap.TEKs {
+		replay[t.SPI] = t.Replay
 	}
 	g := &Group{ID: st.ID, ATD: ks.RekeyATD, DTD: ks.RekeyDTD, SIDBits: ks.SIDBits}
 	if len(st.SigningKey) > 0 {
@@ -115,6 +138,63 @@ func FromKS(srv *ks.Server, name string, now time.Time) (*Group, error) {
 	return g, nil
 }
 
+// at is g with the TEKs not expired at now (g itself when none is).
+func (g *Group) at(now time.Time) *Group {
+	for i := range g.TEKs {
+		if !g.TEKs[i].Expires.After(now) {
+			c := *g
+			c.TEKs = nil
+			for _, t := range g.TEKs {
+				if t.Expires.After(now) {
+					c.TEKs = append(c.TEKs, t)
+				}
+			}
+			return &c
+		}
+	}
+	return g
+}
+
+// keysVersion is what a Group is built from, as a members-free ks
+// snapshot shows it: ks makes new keys (rekey, policy replace, GM removal,
+// COOP adoption, restore) with a new KEK SPI, new TEK SPIs or a new
+// sequence number, and a new rekey key with a new KEK; the KS address and
+// rekey destination are configuration, read in O(1).
+type keysVersion struct {
+	id, seq uint32
+	kekSPI  [isakmp.KEKSPILen]byte
+	kekExp  int64
+	kekBits int
+	sigAlg  isakmp.SigAlg
+	src     netip.Addr
+	dst     netip.AddrPort
+	teks    string // per TEK: SPI, expiry, transform, key length, integrity, replay
+}
+
+func versionOf(srv *ks.Server, s *ks.GroupSnapshot) keysVersion {
+	v := keysVersion{id: s.ID, seq: s.Seq, kekSPI: s.KEKSPI, kekExp: s.KEKExpire.UnixNano(), kekBits: s.KEKBits, sigAlg: s.SigAlg,
+		src: srv.Address(s.Name), dst: srv.RekeyPolicy(s.Name).Multicast}
+	var b []byte
+	for _, t := range s.TEKs {
+		b = binary.BigEndian.AppendUint32(b, t.SPI)
+		b = binary.BigEndian.AppendUint64(b, uint64(t.Expires.UnixNano()))
+		b = binary.BigEndian.AppendUint64(b, uint64(t.Lifetime))
+		b = append(b, byte(t.Transform))
+		b = binary.BigEndian.AppendUint32(b, uint32(t.KeyBits))
+		b = binary.BigEndian.AppendUint16(b, t.AuthAlg)
+		b = binary.BigEndian.AppendUint16(b, t.Replay)
+	}
+	v.teks = string(b)
+	return v
+}
+
+// cachedGroup is a Group built from ks's keys and the version it was
+// built from.
+type cachedGroup struct {
+	version keysVersion
+	group   *Group
+}
+
 // GCKS is the G-IKEv2 key server over a ks.Server: registration decisions
 // (authorization, member records, Sender-IDs) are ks's, as for GDOI
 // members; the payloads and the GSA_REKEY messages are this package's. One
@@ -123,7 +203,12 @@ func FromKS(srv *ks.Server, name string, now time.Time) (*Group, error) {
 type GCKS struct {
 	srv      *ks.Server
 	rekeyers map[string]*Rekeyer
-	rand     io.Reader
+	// groups are the Groups built from ks's keys, by ks group name: a
+	// registration reads a members-free ks snapshot (O(groups)), and the
+	// members-copying ks.Server.State only when the keys changed (issue
+	// 18: a State per registration made each one cost O(members)).
+	groups map[string]*cachedGroup
+	rand   io.Reader
 }
 
 // NewGCKS returns the G-IKEv2 side of srv.
@@ -131,17 +216,39 @@ func NewGCKS(srv *ks.Server, r io.Reader) *GCKS {
 	if r == nil {
 		r = rand.Reader
 	}
-	return &GCKS{srv: srv, rekeyers: map[string]*Rekeyer{}, rand: r}
+	return &GCKS{srv: srv, rekeyers: map[string]*Rekeyer{}, groups: map[string]*cachedGroup{}, rand: r}
 }
 
-// groupByID finds the ks group of an IDg number.
+// groupByID finds the ks group of an IDg number (a members-free
+// snapshot: O(groups)).
 func (k *GCKS) groupByID(id uint32, now time.Time) (string, bool) {
-	for _, name := range k.srv.Groups() {
-		if st, err := k.srv.State(name, now); err == nil && st.ID == id {
-			return name, true
-		}
+	s, ok := snapshotOf(k.srv.SnapshotOf(now, false), func(s *ks.GroupSnapshot) bool { return s.ID == id })
+	if !ok {
+		return "", false
 	}
-	return "", false
+	return s.Name, true
+}
+
+// group is the Group of ks group name at now: the one built before while
+// ks's keys are the same (keysVersion), built again from ks.Server.State
+// otherwise.
+func (k *GCKS) group(name string, now time.Time) (*Group, error) {
+	snap, ok := snapshotOf(k.srv.SnapshotOf(now, false), func(s *ks.GroupSnapshot) bool { return s.Name == name })
+	if !ok {
+		delete(k.groups, name)
+		return nil, fmt.Errorf("gikev2: group %s: no such ks group", name)
+	}
+	v := versionOf(k.srv, snap)
+	if c := k.groups[name]; c != nil && c.version == v {
+		return c.group.at(now), nil
+	}
+	g, err := fromKS(k.srv, snap, now)
+	if err != nil {
+		delete(k.groups, name)
+		return nil, err
+	}
+	k.groups[name] = &cachedGroup{version: v, group: g}
+	return g, nil
 }
 
 // Rekeyer returns the Rekeyer of group name for its current KEK (a new one,
@@ -172,11 +279,11 @@ func (k *GCKS) NextMessageIDs() map[string]uint32 {
 }
 
 func (k *GCKS) rekeyerFrom(name string, next uint32, now time.Time) (*Rekeyer, error) {
-	g, err := FromKS(k.srv, name, now)
+	g, err := k.group(name, now)
 	if err != nil {
 		return nil, err
 	}
-	if r := k.rekeyers[name]; r != nil && !r.retired && g.KEK != nil && r.group.KEK.SPI == g.KEK.SPI {
+	if r := k.rekeyers[name]; r != nil && !r.retired && g.KEK != nil && r.group.KEK != nil && r.group.KEK.SPI == g.KEK.SPI {
 		return r, nil
 	}
 	r, err := NewRekeyer(g, next, k.rand)
@@ -298,7 +405,7 @@ func (k *GCKS) current(name string, now time.Time) (*Rekeyer, *Group, error) {
 	if r == nil {
 		return nil, nil, fmt.Errorf("gikev2: group %s has no Rekey SA with members", name)
 	}
-	next, err := FromKS(k.srv, name, now)
+	next, err := k.group(name, now)
 	if err != nil {
 		return nil, nil, err
 	}
