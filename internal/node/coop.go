@@ -63,6 +63,10 @@ type coopGroup struct {
 	// adopted from, or itself as primary (zero: its own keys, none
 	// adopted yet).
 	keysFrom netip.Addr
+	// removed are the member lists of the peers a reload just removed,
+	// for coopInherit when the reload makes this KS primary (a removed
+	// primary's GMs hold the keys this KS adopted).
+	removed map[netip.Addr][]ks.MemberVersion
 }
 
 // coopPeer is what one group knows of one peer KS beyond the elector:
@@ -602,6 +606,12 @@ func (n *Node) coopInherit(cg *coopGroup, now time.Time) {
 			n.log.Info("COOP: the GMs of an unreachable key server are rekeyed by this primary", "group", cg.name, "peer", ps.Addr.String(), "members", k)
 		}
 	}
+	for a, list := range cg.removed {
+		if k := n.ks.Inherit(cg.name, list, s.local.Port(), now); k > 0 {
+			n.log.Info("COOP: the GMs of a key server removed from the configuration are rekeyed by this primary", "group", cg.name, "peer", a.String(), "members", k)
+		}
+	}
+	cg.removed = nil
 }
 
 // coopTake records what an accepted announcement carries: the peer's
@@ -801,6 +811,14 @@ func (n *Node) updateCoop(g ks.GroupConfig, now time.Time) error {
 		return fmt.Errorf("group %s: redundancy: %w", g.Name, err)
 	}
 	cg.red = r.Clone()
+	for a, p := range cg.peers {
+		if !slices.Contains(cg.el.Config().Peers, a) {
+			if cg.removed == nil {
+				cg.removed = map[netip.Addr][]ks.MemberVersion{}
+			}
+			cg.removed[a] = p.members.list()
+		}
+	}
 	n.coopPeersChanged()
 	for _, kp := range n.ksPeers {
 		if kp.sa == nil && kp.connecting == nil && kp.retryAt.IsZero() {
@@ -808,6 +826,7 @@ func (n *Node) updateCoop(g ks.GroupConfig, now time.Time) error {
 		}
 	}
 	n.coopResult(cg, res, nil, now)
+	cg.removed = nil // not primary by this reload: its own GMs re-register
 	return nil
 }
 

@@ -181,3 +181,39 @@ func TestCOOPReinitiationLowerAddressFirst(t *testing.T) {
 		t.Fatalf("higher address re-initiated %v after the peer was unreachable (connecting %v)", kh.retryAt.Sub(now), kh.connecting != nil)
 	}
 }
+
+// proves: C1 (issue 16: a reload that removes the primary from a
+// secondary's peers makes it primary, and it rekeys the GMs the removed
+// primary had announced, as after a failover: they hold the keys it
+// adopted)
+func TestCOOPReloadRemovingPrimaryInheritsItsMembers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := newCoopLab(t, ctx, []string{"127.0.0.241", "127.0.0.242"}, []uint8{10, 20}, nil)
+	l.waitRoles("election", coop.Secondary, coop.Primary)
+	gm := netip.MustParseAddr("127.0.0.243")
+	l.gm(gm.String(), 1)
+	waitFor(t, "the secondary lists the primary's GM", l.ks[0], func() bool {
+		_, members := l.ks[0].ks.Features("GETVPN", version.Current)
+		return len(members) == 1
+	})
+	g := l.base
+	g.Address = l.addrs[0]
+	r := coopTimers
+	r.Priority = 10
+	g.Redundancy = &r
+	var err error
+	var has bool
+	l.ks[0].Do(ctx, func() {
+		err = l.ks[0].UpdateKSPolicy(g)
+		for _, a := range l.ks[0].ks.MemberAddrs("GETVPN") {
+			has = has || a == gm
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.role(0) != coop.Primary || !has {
+		t.Fatalf("primary removed by reload: role %v, its GM inherited %v", l.role(0), has)
+	}
+}
