@@ -279,11 +279,17 @@ func (k *gikev2KS) run(ctx context.Context) error {
 	defer stop()
 	buf := make([]byte, 65536)
 	for {
+		// At most a second, and ctx checked after the deadline is set:
+		// the AfterFunc's deadline can land just before this one
+		// replaces it, and the endpoint's next timer can be hours away.
 		deadline := k.ep.NextTimer()
-		if deadline.IsZero() {
-			deadline = time.Now().Add(time.Second)
+		if limit := time.Now().Add(time.Second); deadline.IsZero() || deadline.After(limit) {
+			deadline = limit
 		}
 		k.conn.SetReadDeadline(deadline)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n, from, err := k.conn.ReadFromUDPAddrPort(buf)
 		now := time.Now()
 		if ctx.Err() != nil {
@@ -433,11 +439,17 @@ func (g *gikev2GM) register(ctx context.Context) (int, error) {
 			out = next
 			continue
 		}
+		// At most a second, and ctx checked after the deadline is set:
+		// the AfterFunc's deadline can land just before this one
+		// replaces it, and the endpoint's next timer can be hours away.
 		deadline := g.ep.NextTimer()
-		if deadline.IsZero() {
-			deadline = time.Now().Add(time.Second)
+		if limit := time.Now().Add(time.Second); deadline.IsZero() || deadline.After(limit) {
+			deadline = limit
 		}
 		g.conn.SetReadDeadline(deadline)
+		if err := ctx.Err(); err != nil {
+			return resent, err
+		}
 		n, from, err := g.conn.ReadFromUDPAddrPort(buf)
 		if ctx.Err() != nil {
 			return resent, ctx.Err()
