@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -43,24 +42,14 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 				if info.RemovalRefused != nil {
 					return nil, info.RemovalRefused
 				}
-				all := info.AllSupport // the COOP peers' versions included (ks.Server.Features)
-				prompt := promptRemoval
-				if now {
-					prompt = promptRemovalNow
-				}
-				ok, err := req.Confirm(prompt)
-				if err != nil || !ok {
+				// AllSupport: the COOP peers' versions included (ks.Server.Features)
+				if ok, err := ConfirmRemoval(req, g, now, info.AllSupport); err != nil || !ok {
 					return &ctl.Reply{Text: strings.Join(out, "")}, err
-				}
-				if !all {
-					if ok, err = req.Confirm(fmt.Sprintf(warnRemoval, g)); err != nil || !ok {
-						return &ctl.Reply{Text: strings.Join(out, "")}, err
-					}
 				}
 				if _, serr := n.RemoveMembers(ctx, g, now); serr != nil {
 					return nil, serr
 				}
-				out = append(out, fmt.Sprintf("Sending GM-Removal message to group %s...\n", g))
+				out = append(out, RemovalSent(g))
 			}
 			return &ctl.Reply{Text: strings.Join(out, "")}, nil
 		})
@@ -76,7 +65,7 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 					return nil, rerr
 				}
 				d.rekeySent()
-				out = append(out, fmt.Sprintf("Rekey with policy-replace sent for group %s\n", g))
+				out = append(out, ReplaceSent(g))
 			}
 			return &ctl.Reply{Text: strings.Join(out, "")}, nil
 		})
@@ -86,18 +75,7 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 func (d *Daemon) ksGroups(ctx context.Context, req *ctl.Request) ([]string, error) {
 	var groups []string
 	d.Node.Do(ctx, func() { groups = d.Node.KSGroups() })
-	if len(groups) == 0 {
-		return nil, errors.New(errNotKS)
-	}
-	if g, ok := req.Args["group"]; ok {
-		for _, x := range groups {
-			if strings.EqualFold(x, g) {
-				return []string{x}, nil
-			}
-		}
-		return nil, fmt.Errorf("%% group %s is not served by this key server", g)
-	}
-	return groups, nil
+	return SelectKSGroups(groups, req)
 }
 
 // features renders the seed's version table (SPEC V4): the same for both
@@ -113,7 +91,7 @@ func (d *Daemon) features(ctx context.Context, req *ctl.Request) (*ctl.Reply, er
 		tables = append(tables, show.FeatureTable{Group: g, KeyServers: info.KeyServers, Members: info.Members})
 	}
 	if len(tables) == 0 {
-		return nil, fmt.Errorf("%% this node is not a key server: run the command on the (primary) KS")
+		return nil, ErrFeaturesNotKS()
 	}
 	feature := req.Command[strings.LastIndexByte(req.Command, ' ')+1:] // gm-removal, policy-replace
 	text, data := show.Features(feature, n.Now(), tables)

@@ -3,10 +3,13 @@ package ikev2d
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/show"
+	"github.com/groupvpn/groupvpn/internal/version"
 )
 
 // Serve registers ikev2d's commands on a control server (groupvpn cli -s
@@ -31,50 +34,120 @@ func (r *Router) Serve(srv *ctl.Server) {
 	srv.HandleReadOnly("show crypto gdoi", "G-IKEv2 groups: key-server keys and members, member registrations", on(func(*ctl.Request) (string, error) { return r.showGDOI(), nil }))
 	srv.HandleReadOnly("show crypto gdoi ks members", "G-IKEv2 members registered with this key server", on(func(*ctl.Request) (string, error) { return r.showMembers(), nil }))
 	srv.HandleReadOnly("show crypto ikev2 statistics", "IKEv2 endpoint and router drop counters", on(func(*ctl.Request) (string, error) { return r.showStats(), nil }))
+	feature := func(req *ctl.Request) (*ctl.Reply, error) { return r.features(req) }
+	srv.HandleReadOnly("show crypto gdoi feature gm-removal", "which devices support GM removal (versions; every G-IKEv2 member does)", r.onReply(feature))
+	srv.HandleReadOnly("show crypto gdoi feature policy-replace", "which devices support policy replace (versions; every G-IKEv2 member does)", r.onReply(feature))
+	// The removal and replace commands ask, answer and refuse with
+	// isakmpd's texts (the daemon package's dialog, SPEC R1, R4, P2).
 	srv.Handle("clear crypto gdoi [group WORD] ks members [now]", "remove every GM from the group: GSA_REKEY with D(GIKE_UPDATE), new keys, GMs re-register",
 		on(func(req *ctl.Request) (string, error) {
-			names, err := r.ksGroups(req.Args["WORD"])
+			names, err := daemon.SelectKSGroups(r.ksGroupNames(), req)
 			if err != nil {
 				return "", err
 			}
-			var b strings.Builder
+			// Every question first: ctl runs the handler again from the
+			// start with each answer, so nothing may change before the
+			// last one. The groups up to the first "no" are removed.
+			now := req.Has("now")
+			var confirmed []string
 			for _, n := range names {
-				if err := r.Remove(n, req.Has("now")); err != nil {
-					return b.String(), fmt.Errorf("group %s: %w", n, err)
+				if err := r.ks.srv.CheckPrimaryRemoval(n); err != nil {
+					return "", err
 				}
-				fmt.Fprintf(&b, "Group %s: every member excluded (G-IKEv2 GSA_REKEY, D(GIKE_UPDATE)); they register again for the new keys\n", n)
+				ok, err := daemon.ConfirmRemoval(req, n, now, allSupport(r.featureRows(n)))
+				if err != nil {
+					return "", err
+				}
+				if !ok {
+					break
+				}
+				confirmed = append(confirmed, n)
+			}
+			var b strings.Builder
+			for _, n := range confirmed {
+				if err := r.Remove(n, now); err != nil {
+					return "", err
+				}
+				b.WriteString(daemon.RemovalSent(n))
 			}
 			return b.String(), nil
 		}))
 	srv.Handle("crypto gdoi ks [group WORD] rekey [replace-now]", "send a rekey built from the running policy (policy replace)",
 		on(func(req *ctl.Request) (string, error) {
-			names, err := r.ksGroups(req.Args["WORD"])
+			names, err := daemon.SelectKSGroups(r.ksGroupNames(), req)
 			if err != nil {
 				return "", err
 			}
 			var b strings.Builder
 			for _, n := range names {
 				if err := r.Replace(n, req.Has("replace-now")); err != nil {
-					return b.String(), fmt.Errorf("group %s: %w", n, err)
+					return "", err
 				}
-				fmt.Fprintf(&b, "Group %s: policy-replace GSA_REKEY sent\n", n)
+				b.WriteString(daemon.ReplaceSent(n))
 			}
 			return b.String(), nil
 		}))
 }
 
-func (r *Router) ksGroups(name string) ([]string, error) {
+// onReply runs f on the router's loop.
+func (r *Router) onReply(f func(req *ctl.Request) (*ctl.Reply, error)) ctl.Handler {
+	return func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
+		var rep *ctl.Reply
+		var err error
+		if derr := r.Do(ctx, func() { rep, err = f(req) }); derr != nil {
+			return nil, derr
+		}
+		return rep, err
+	}
+}
+
+// ksGroupNames are the groups this ikev2d serves as key server (none when
+// it is no key server).
+func (r *Router) ksGroupNames() []string {
 	if r.ks == nil {
-		return nil, fmt.Errorf("this ikev2d is not a key server")
+		return nil
 	}
-	all := r.ks.srv.Groups()
-	if name == "" {
-		return all, nil
+	return r.ks.srv.Groups()
+}
+
+// featureRows are group name's rows of `show crypto gdoi feature ...`:
+// ks's table (this KS with its version, any peer KS as announced), where
+// every member is a G-IKEv2 member and supports both features. RFC 9838
+// has GM removal (a GSA_REKEY with D(GIKE_UPDATE), section 4.4.1) and
+// policy replace (a GSA_REKEY with new SAs and the old ones' Delete) in
+// the protocol itself, and a G-IKEv2 member announces no groupvpn
+// version: its Version reads "unknown", its Feature Supported "Yes".
+func (r *Router) featureRows(name string) (kss, gms []ks.FeatureRow) {
+	kss, gms = r.ks.srv.Features(name, version.Current)
+	for i := range gms {
+		gms[i].Supported = true
 	}
-	if !slices.Contains(all, name) {
-		return nil, fmt.Errorf("no key-server group %s", name)
+	return kss, gms
+}
+
+func allSupport(kss, gms []ks.FeatureRow) bool {
+	for _, row := range append(kss, gms...) {
+		if !row.Supported {
+			return false
+		}
 	}
-	return []string{name}, nil
+	return true
+}
+
+// features renders `show crypto gdoi feature gm-removal|policy-replace`
+// with isakmpd's table (show.Features).
+func (r *Router) features(req *ctl.Request) (*ctl.Reply, error) {
+	var tables []show.FeatureTable
+	for _, n := range r.ksGroupNames() {
+		kss, gms := r.featureRows(n)
+		tables = append(tables, show.FeatureTable{Group: n, KeyServers: kss, Members: gms})
+	}
+	if len(tables) == 0 {
+		return nil, daemon.ErrFeaturesNotKS()
+	}
+	feature := req.Command[strings.LastIndexByte(req.Command, ' ')+1:] // gm-removal, policy-replace
+	text, data := show.Features(feature, r.o.Now(), tables)
+	return &ctl.Reply{Text: text, Data: data}, nil
 }
 
 func (r *Router) showGDOI() string {

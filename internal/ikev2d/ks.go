@@ -382,6 +382,7 @@ func (k *ksRole) push(name string, p *ks.Push, build func() (*gikev2.Push, error
 	k.Rekeys++
 	k.r.log.Info("G-IKEv2 rekey sent", "group", name, "message_id", gp.MessageID, "seq", p.Seq, "to", len(to))
 	k.send(name, gp, to)
+	k.srv.LogRekey(p, k.srv.Address(name)) // isakmpd's KS_SEND_*_REKEY line
 	k.retransmit(name, gp, to, now)
 	return nil
 }
