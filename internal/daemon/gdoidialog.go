@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
@@ -69,4 +71,11 @@ func ReplaceSent(group string) string {
 // node that is no key server.
 func ErrFeaturesNotKS() error {
 	return errors.New("% this node is not a key server: run the command on the (primary) KS")
+}
+
+// Audit makes srv log its state-changing commands, and their refusal to a
+// read-only user, to l as isakmpd's control socket does (IOS's
+// %PARSER-5-CFGLOG_LOGGEDCMD and %PARSER-4-CFGLOG_DENIED, SPEC O6).
+func Audit(srv *ctl.Server, l *slog.Logger) {
+	srv.SetAudit(func(_ context.Context, user, line string, denied bool) { auditCommand(l, user, line, denied) })
 }

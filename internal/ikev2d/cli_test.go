@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,7 +120,8 @@ func TestCLIRemovalReplaceTextsAsIsakmpd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, 0, logger)
+	var v1logs testnet.Buffer
+	d, err := daemon.New(cfg, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, 0, slog.New(slog.NewTextHandler(&v1logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +200,25 @@ func TestCLIRemovalReplaceTextsAsIsakmpd(t *testing.T) {
 		t.Fatalf("rekey: %+v", r)
 	}
 	same("crypto gdoi ks group G2 rekey replace-now")
+	// Both audit the same commands with the same lines (O6; ctl tells
+	// the audit of every state-changing command that ran, answered no or
+	// refused included).
+	const audited = "CFGLOG_LOGGEDCMD: User:"
+	auditOf := func(l *testnet.Buffer) []string {
+		var lines []string
+		for _, line := range strings.Split(l.String(), "\n") {
+			if i := strings.Index(line, audited); i >= 0 {
+				lines = append(lines, line[i:])
+			}
+		}
+		return lines
+	}
+	a1, a2 := auditOf(&v1logs), auditOf(&logs)
+	if !slices.Equal(a1, a2) || !slices.ContainsFunc(a2, func(s string) bool {
+		return strings.Contains(s, "logged command:clear crypto gdoi group g2 ks members now")
+	}) {
+		t.Fatalf("audit lines:\nisakmpd %q\nikev2d  %q", a1, a2)
+	}
 	// isakmpd's log line of a rekey, from ks.
 	waitFor(t, "KS_SEND_UNICAST_REKEY logged", func() bool {
 		return strings.Contains(logs.String(), "Sending Unicast Rekey with policy-replace for group G2 from address 127.0.0.1")

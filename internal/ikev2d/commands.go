@@ -16,8 +16,11 @@ import (
 // SOCKET): show crypto gdoi, show crypto gdoi ks members, clear crypto
 // gdoi [group WORD] ks members [now] (SPEC R1, R4) and crypto gdoi ks
 // [group WORD] rekey [replace-now] (SPEC P2-P4), with isakmpd's texts
-// where they apply. Every handler runs on the router's loop.
+// where they apply, and isakmpd's audit trail of the commands that change
+// state (daemon.Audit, to the router's logger). Every handler runs on the
+// router's loop.
 func (r *Router) Serve(srv *ctl.Server) {
+	daemon.Audit(srv, r.log)
 	on := func(f func(req *ctl.Request) (string, error)) ctl.Handler {
 		return func(ctx context.Context, req *ctl.Request) (*ctl.Reply, error) {
 			var text string
