@@ -224,3 +224,38 @@ func TestCLIRemovalReplaceTextsAsIsakmpd(t *testing.T) {
 		return strings.Contains(logs.String(), "Sending Unicast Rekey with policy-replace for group G2 from address 127.0.0.1")
 	})
 }
+
+// proves: R1 for G-IKEv2 groups (issue 17: without `group NAME` the
+// removal asks about every group before it removes any, since ctl runs
+// the handler again for each answer; "yes" then "no" removes the first
+// group once and leaves the second alone)
+func TestCLIRemovalAsksEveryGroupFirst(t *testing.T) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "v2cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	g3 := ksGroup(t)
+	g3.Name, g3.ID = "G3", 91
+	kr, err := New(Config{Creds: psk(), KS: []ks.GroupConfig{ksGroup(t), g3}}, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, kr)
+	srv := ctl.NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	kr.Serve(srv)
+	c := ctlClient(t, dir, "ikev2d.sock", srv.ServeListener)
+	seqs := func() (a, b uint32) {
+		kr.Do(ctx, func() { a, b = kr.Server().Seq("G2"), kr.Server().Seq("G3") })
+		return a, b
+	}
+	a0, b0 := seqs()
+	r := exchange(t, c, "clear crypto gdoi ks members", "yes", "no")
+	if len(r) != 3 || !r[2].OK || r[2].Text != daemon.RemovalSent("G2") {
+		t.Fatalf("removal of G2, not G3: %+v", r[len(r)-1])
+	}
+	if a, b := seqs(); a != a0+1 || b != b0 {
+		t.Fatalf("sequence numbers G2 %d -> %d, G3 %d -> %d; want G2 advanced once, G3 unchanged", a0, a, b0, b)
+	}
+}

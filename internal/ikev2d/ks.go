@@ -330,7 +330,15 @@ func (r *Router) Remove(name string, now bool) error {
 	}
 	t := r.o.Now()
 	members := r.ks.members(name)
-	gp, gerr := r.ks.gcks.Remove(name, now)
+	// No member holds a Rekey SA of the group yet: there is nobody to
+	// tell, and ks's new keys go to the next registration (as isakmpd's
+	// removal of a group without members: done, nothing sent).
+	_, held := r.ks.gcks.NextMessageIDs()[name]
+	var gp *gikev2.Push
+	var gerr error
+	if held {
+		gp, gerr = r.ks.gcks.Remove(name, now)
+	}
 	if _, err := r.ks.srv.Remove(name, now, t); err != nil {
 		return err
 	}
@@ -339,6 +347,10 @@ func (r *Router) Remove(name string, now bool) error {
 	}
 	if gerr != nil {
 		return gerr
+	}
+	if !held {
+		r.log.Info("G-IKEv2 removal: no member to send it to", "group", name)
+		return nil
 	}
 	r.ks.send(name, gp, members)
 	r.ks.retransmit(name, gp, members, t)
