@@ -33,7 +33,12 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 				return nil, err
 			}
 			now := req.Has("now")
-			var out []string
+			// Every question first, then the removals: ctl runs the
+			// handler again from the start after each answer, so a
+			// group removed between two questions would be removed
+			// again on every later answer. A "no" ends the questions;
+			// the groups answered yes before it are removed.
+			var yes []string
 			for _, g := range groups {
 				info, err := n.KSGroup(ctx, g)
 				if err != nil {
@@ -43,11 +48,19 @@ func registerGDOI(srv *ctl.Server, d *Daemon) {
 					return nil, info.RemovalRefused
 				}
 				// AllSupport: the COOP peers' versions included (ks.Server.Features)
-				if ok, err := ConfirmRemoval(req, g, now, info.AllSupport); err != nil || !ok {
-					return &ctl.Reply{Text: strings.Join(out, "")}, err
+				ok, err := ConfirmRemoval(req, g, now, info.AllSupport)
+				if err != nil {
+					return nil, err // a question (or a failure): nothing removed yet
 				}
+				if !ok {
+					break
+				}
+				yes = append(yes, g)
+			}
+			var out []string
+			for _, g := range yes {
 				if _, serr := n.RemoveMembers(ctx, g, now); serr != nil {
-					return nil, serr
+					return &ctl.Reply{Text: strings.Join(out, "")}, serr
 				}
 				out = append(out, RemovalSent(g))
 			}
