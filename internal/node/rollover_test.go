@@ -56,6 +56,16 @@ func TestKeyReplacedThenRestartRekeyAccepted(t *testing.T) {
 			}
 		}
 	}
+	// The GMs' ACKs reach the KS after the GMs count the rekey: wait for
+	// them (under -race on a loaded machine, a moment later).
+	l.pump(5*time.Second, func() bool {
+		for _, m := range ksMembers(t, l.ks) {
+			if m.AcksReceived < 2 {
+				return false
+			}
+		}
+		return true
+	})
 	for _, m := range ksMembers(t, l.ks) {
 		if m.AcksReceived != 2 {
 			t.Fatalf("member %s acknowledged %d rekeys, want 2", m.Address, m.AcksReceived)
