@@ -19,7 +19,7 @@ func fillServes(t *serveTable, n int, start time.Time) []*ike.SA {
 	return sas
 }
 
-// proves: N2 (issue 18 F2: the served GROUPKEY-PULL exchanges expire oldest
+// proves: N1 (issue 18 F2: the served GROUPKEY-PULL exchanges expire oldest
 // first after serveLinger, at most once per serveSweep, and a phase-1 SA's
 // deletion drops its own exchanges only)
 func TestServeTableExpiryAndSAIndex(t *testing.T) {
@@ -85,7 +85,7 @@ func serveCost(n int) (turns, deletions time.Duration) {
 	return turns, deletions
 }
 
-// proves: N2 (issue 18 F2: a loop turn and an SA's deletion cost the same
+// proves: N1 (issue 18 F2: a loop turn and an SA's deletion cost the same
 // with 10x the exchanges served; before, each walked every exchange of the
 // last 2 minutes, and a removal deleting every SA went quadratic)
 func TestServeCostDoesNotGrowWithServes(t *testing.T) {
