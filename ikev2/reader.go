@@ -43,13 +43,6 @@ func (r *reader) u16() uint16 {
 	return 0
 }
 
-func (r *reader) u32() uint32 {
-	if s := r.take(4); s != nil {
-		return binary.BigEndian.Uint32(s)
-	}
-	return 0
-}
-
 // bytes returns the next n octets (see own); n is checked against what is
 // present first, and nothing is allocated.
 func (r *reader) bytes(n int) []byte {

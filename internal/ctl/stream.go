@@ -331,21 +331,6 @@ func (s source) run(w *lineWriter) error {
 	return w.Close()
 }
 
-// applyFilters runs the chain on a reply's text. data is the reply's JSON
-// (nil if none); `| json` as the first stage shows it, later stages and
-// replies without data show {"text": [lines]}.
-func applyFilters(text string, data json.RawMessage, fs []filter) (string, error) {
-	src, err := outputSource(&Reply{Text: text}, data, fs)
-	if err != nil {
-		return "", err
-	}
-	c := &chunker{limit: 1 << 62}
-	if err := src.run(&lineWriter{next: pipeline(fs, c, src.dataFirst)}); err != nil {
-		return "", err
-	}
-	return string(c.buf), nil
-}
-
 // outSource is a reply's source with whether it replaces a first `| json`.
 type outSource struct {
 	source

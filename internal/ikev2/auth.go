@@ -10,7 +10,6 @@ import (
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/asn1"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -341,5 +340,3 @@ func checkPSK(k *Keys, psk, octets, got []byte) error {
 	}
 	return nil
 }
-
-var errNoAuth = errors.New("ikev2: no credentials to authenticate with")

@@ -15,10 +15,10 @@ import (
 
 // countingStore is a ks.Store counting what is written.
 type countingStore struct {
-	mu                    sync.Mutex
-	saveGroups, saveKeys  int
-	membersWritten        int
-	lastMembers, seqSaved int
+	mu                   sync.Mutex
+	saveGroups, saveKeys int
+	membersWritten       int
+	lastMembers          int
 }
 
 func (c *countingStore) LoadGroups() ([]*ks.GroupState, error) { return nil, nil }

@@ -61,9 +61,6 @@ func Listen(addr netip.AddrPort, cfg *ikev2.Config, limits ikev2.Limits, now fun
 // nonESPMarker starts every IKE message on the NAT-T port (RFC 3948 §2.2).
 var nonESPMarker = []byte{0, 0, 0, 0}
 
-// Addr is the bound address.
-func (s *Server) Addr() netip.AddrPort { return s.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
-
 // Events delivers SA events; events nobody reads are dropped once the
 // buffer is full rather than stall the protocol.
 func (s *Server) Events() <-chan ikev2.SAEvent { return s.events }

@@ -244,9 +244,6 @@ func Monotonic() int64 {
 // mono is now on the CLOCK_MONOTONIC scale.
 func (g *Generator) mono(now time.Time) int64 { return g.mono0 + int64(now.Sub(g.t0)) }
 
-// Port is the port of every GM's address.
-func (g *Generator) Port() uint16 { return g.conn.Port() }
-
 // Addr is GM i's address.
 func (g *Generator) Addr(i int) netip.Addr { return addrAt(g.o.Base, i) }
 
