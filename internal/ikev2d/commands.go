@@ -7,6 +7,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/daemon"
+	"github.com/groupvpn/groupvpn/internal/ikev2"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/show"
 	"github.com/groupvpn/groupvpn/internal/version"
@@ -36,6 +37,7 @@ func (r *Router) Serve(srv *ctl.Server) {
 	}
 	srv.HandleReadOnly("show crypto gdoi", "G-IKEv2 groups: key-server keys and members, member registrations", on(func(*ctl.Request) (string, error) { return r.showGDOI(), nil }))
 	srv.HandleReadOnly("show crypto gdoi ks members", "G-IKEv2 members registered with this key server", on(func(*ctl.Request) (string, error) { return r.showMembers(), nil }))
+	srv.HandleReadOnly("show crypto ikev2 sa", "the IKEv2 SAs of ordinary peers (UDP 500; registrations: show crypto gdoi)", on(func(*ctl.Request) (string, error) { return r.showPlainSAs(), nil }))
 	srv.HandleReadOnly("show crypto ikev2 statistics", "IKEv2 endpoint and router drop counters", on(func(*ctl.Request) (string, error) { return r.showStats(), nil }))
 	feature := func(req *ctl.Request) (*ctl.Reply, error) { return r.features(req) }
 	srv.HandleReadOnly("show crypto gdoi feature gm-removal", "which devices support GM removal (versions; every G-IKEv2 member does)", r.onReply(feature))
@@ -216,6 +218,7 @@ func (r *Router) showStats() string {
 	}
 	fmt.Fprintf(&b, "%-28s %d\n%-28s %d\n%-28s %d\n%-28s %d\n", "router_overload", r.overload.Load(), "router_not_ikev2", r.Drops.NotIKEv2,
 		"rekey_no_member_group", r.Drops.RekeyNoGM, "multicast_not_rekey", r.Drops.McastNot)
+	fmt.Fprintf(&b, "%-28s %d\n", "plain_request_refused", r.Drops.PlainRefused)
 	if r.ks != nil {
 		fmt.Fprintf(&b, "Key server\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n", "registered", r.ks.Registered, "refused", r.ks.Refused,
 			"rekeys_sent", r.ks.Rekeys, "rekeys_resent", r.ks.Resent, "members_left", r.ks.Left)
@@ -227,4 +230,34 @@ func (r *Router) showStats() string {
 		}
 	}
 	return b.String()
+}
+
+// showPlainSAs lists the IKE SAs of ordinary IKEv2 peers in the columns of
+// IOS's show crypto ikev2 sa.
+func (r *Router) showPlainSAs() string {
+	var b strings.Builder
+	b.WriteString(" IPv4 Crypto IKEv2  SA\n\n")
+	for i, sa := range r.PlainSAs() {
+		in := sa.Info()
+		fmt.Fprintf(&b, "Tunnel-id Local                 Remote                fvrf/ivrf            Status\n")
+		fmt.Fprintf(&b, "%-9d %-21s %-21s %-20s READY\n", i+1, in.Local, in.Peer, "none/none")
+		fmt.Fprintf(&b, "      Encr: %s, Auth verify: %s\n", in.Suite, in.AuthMethod)
+		fmt.Fprintf(&b, "      Life/Active Time: %d/%d sec\n", int(in.Expires.Sub(in.EstablishedAt).Seconds()), int(r.o.Now().Sub(in.EstablishedAt).Seconds()))
+		fmt.Fprintf(&b, "      Local spi: %x  Remote spi: %x  Remote id: %s\n\n", localSPI(in), remoteSPI(in), in.PeerID)
+	}
+	return b.String()
+}
+
+func localSPI(in ikev2.Info) []byte {
+	if in.Initiator {
+		return in.SPIi[:]
+	}
+	return in.SPIr[:]
+}
+
+func remoteSPI(in ikev2.Info) []byte {
+	if in.Initiator {
+		return in.SPIr[:]
+	}
+	return in.SPIi[:]
 }

@@ -416,7 +416,7 @@ func (k *ksRole) send(name string, gp *gikev2.Push, to []netip.AddrPort) {
 	for _, a := range to {
 		s := k.r.sockFor(a)
 		for _, c := range k.r.socks {
-			if c.local.Addr() == from {
+			if !c.plain && c.local.Addr() == from {
 				s = c
 			}
 		}

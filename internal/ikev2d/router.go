@@ -9,6 +9,7 @@ package ikev2d
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +57,10 @@ type Config struct {
 	Creds    ike.Credentials
 	Suites   []ikev2.Suite // nil: internal/ikev2's defaults
 	LocalID  *ikev2.Identity
+	// CACerts are named in CERTREQ payloads (RFC 7296 §3.7): the
+	// trustpoint's CAs, so that a peer sending its certificate only when
+	// asked (strongSwan's send_cert = ifasked) sends it.
+	CACerts  []*x509.Certificate
 	Lifetime time.Duration // of the IKE SAs; zero: internal/ikev2's default
 	KS       []ks.GroupConfig
 	GM       []GMGroup
@@ -64,6 +69,14 @@ type Config struct {
 // Options configure a Router.
 type Options struct {
 	Listen []netip.AddrPort
+	// PlainPort, if not zero, is the port (500) on which the router
+	// answers ordinary IKEv2 peers: the sockets of Listen on that port
+	// serve IKE_SA_INIT + IKE_AUTH without IDg, authenticated by
+	// Config.Creds, as unicast IKE SAs of no group (a CHILD SA asked for
+	// is refused with NO_PROPOSAL_CHOSEN, the IKE SA stands); the group
+	// roles never send from them. Listen's other sockets serve G-IKEv2
+	// only.
+	PlainPort uint16
 	// ListenPacket opens the socket of an address; nil: net.ListenUDP.
 	ListenPacket func(netip.AddrPort) (PacketConn, error)
 	// Dataplane receives the members' TEKs (tmd's client under srcmstr);
@@ -87,6 +100,7 @@ type sock struct {
 	closed bool
 	mcast  bool // joined to a group's multicast rekey address: GSA_REKEY only
 	mcOpts bool // the multicast send options are set
+	plain  bool // ordinary IKEv2 (Options.PlainPort): no group role uses it
 }
 
 type datagram struct {
@@ -126,6 +140,9 @@ type Drops struct {
 	NotIKEv2  uint64 // not an IKEv2 header
 	RekeyNoGM uint64 // a GSA_REKEY for no group this daemon is a member of
 	McastNot  uint64 // not a GSA_REKEY on a multicast rekey socket
+	// PlainRefused counts requests refused on a plain IKE SA (a
+	// CREATE_CHILD_SA, a G-IKEv2 exchange).
+	PlainRefused uint64
 }
 
 // New opens the sockets of o.Listen and prepares the roles of cfg.
@@ -187,13 +204,23 @@ func (r *Router) ikeConfig() *ikev2.Config {
 		creds.PSK = func(a netip.Addr) ([]byte, bool) { return r.cfg.Creds.PSK(a) }
 	}
 	c := &ikev2.Config{Creds: creds, Suites: r.cfg.Suites, LocalID: r.cfg.LocalID, Lifetime: r.cfg.Lifetime, AuthExchange: wire.ExchangeGSAAuth,
-		Rand: r.o.Rand, Logger: r.log}
+		CACerts: r.cfg.CACerts, Rand: r.o.Rand, Logger: r.log}
 	if r.ks != nil {
 		c.OnAuthSA = r.ks.onAuth
 	}
 	if len(r.gm) > 0 {
 		c.AuthRequest = r.gm[0].m.Request().Payloads() // replaced per SA
 	}
+	return c
+}
+
+// plainConfig is the configuration of the ordinary IKEv2 endpoints
+// (Options.PlainPort): IKE_AUTH, the same credentials, suites, identity
+// and lifetime, no group hook, no CHILD SA (internal/ikev2 refuses one
+// with NO_PROPOSAL_CHOSEN and keeps the IKE SA).
+func (r *Router) plainConfig() *ikev2.Config {
+	c := r.ikeConfig()
+	c.AuthExchange, c.OnAuthSA, c.AuthRequest = wire.ExchangeIKEAuth, nil, nil
 	return c
 }
 
@@ -206,12 +233,17 @@ func (r *Router) open(a netip.AddrPort) (*sock, error) {
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		local = ua.AddrPort()
 	}
-	ep, err := ikev2.NewEndpoint(r.ikeConfig(), local, ikev2.Limits{})
+	plain := r.o.PlainPort != 0 && local.Port() == r.o.PlainPort
+	cfg := r.ikeConfig()
+	if plain {
+		cfg = r.plainConfig()
+	}
+	ep, err := ikev2.NewEndpoint(cfg, local, ikev2.Limits{})
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("ikev2d: %s: %w", a, err)
 	}
-	return &sock{local: local, conn: conn, ep: ep}, nil
+	return &sock{local: local, conn: conn, ep: ep, plain: plain}, nil
 }
 
 func (r *Router) closeAll() {
@@ -511,6 +543,10 @@ func (r *Router) deliver(s *sock, out ikev2.Output, now time.Time) {
 		// A lost datagram is retransmitted by the protocol.
 		s.conn.WriteToUDPAddrPort(p.Data, p.To)
 	}
+	if s.plain {
+		r.plainEvents(s, out.Events, now)
+		return
+	}
 	for _, ev := range out.Events {
 		switch e := ev.Event.(type) {
 		case ikev2.Request:
@@ -542,13 +578,13 @@ func (r *Router) sockFor(to netip.AddrPort) *sock {
 		src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
 		c.Close()
 		for _, s := range r.socks {
-			if s.local.Addr().Unmap() == src {
+			if !s.plain && s.local.Addr().Unmap() == src {
 				return s
 			}
 		}
 	}
 	for _, s := range r.socks {
-		if s.local.Addr().Is4() == to.Addr().Is4() {
+		if !s.plain && s.local.Addr().Is4() == to.Addr().Is4() {
 			return s
 		}
 	}
@@ -581,4 +617,49 @@ func addStats(a, b ikev2.Stats) ikev2.Stats {
 	a.Resent += b.Resent
 	a.AuthFailed += b.AuthFailed
 	return a
+}
+
+// plainEvents handles the events of an ordinary IKEv2 endpoint: its SAs
+// belong to no group. A request the endpoint leaves to its owner (a
+// CREATE_CHILD_SA, a G-IKEv2 exchange on an SA that is not a
+// registration) is refused: NO_PROPOSAL_CHOSEN for a CREATE_CHILD_SA
+// (RFC 7296 §1.3: no CHILD SA and no IKE SA rekey offered), INVALID_SYNTAX
+// for anything else; the IKE SA stands. INFORMATIONAL (liveness, Delete)
+// is internal/ikev2's.
+func (r *Router) plainEvents(s *sock, evs []ikev2.SAEvent, now time.Time) {
+	for _, ev := range evs {
+		switch e := ev.Event.(type) {
+		case ikev2.Established:
+			r.log.Info("IKEv2 SA established (ordinary peer, no group)", "local", s.local.String(), "peer", e.Info.Peer.String(),
+				"identity", e.Info.PeerID.String(), "suite", e.Info.Suite.String())
+		case ikev2.Request:
+			n := wire.NotifyInvalidSyntax
+			if e.Exchange == wire.ExchangeCreateChildSA {
+				n = wire.NotifyNoProposalChosen
+			}
+			r.Drops.PlainRefused++
+			out, err := s.ep.Respond(ev.SA, []wire.Payload{&wire.Notify{NotifyType: n}}, now)
+			if err != nil {
+				continue
+			}
+			for _, p := range out.Send {
+				s.conn.WriteToUDPAddrPort(p.Data, p.To)
+			}
+		case ikev2.Deleted, ikev2.Expired:
+			r.log.Info("IKEv2 SA gone (ordinary peer)", "local", s.local.String(), "peer", ev.SA.Peer().String(), "why", fmt.Sprintf("%T", e))
+		}
+	}
+}
+
+// PlainSAs are the established IKE SAs of the ordinary IKEv2 sockets
+// (Options.PlainPort). Use it inside Do; the SAs are
+// the loop's: read them there.
+func (r *Router) PlainSAs() []*ikev2.SA {
+	var out []*ikev2.SA
+	for _, s := range r.socks {
+		if s.plain {
+			out = append(out, s.ep.SAs()...)
+		}
+	}
+	return out
 }
