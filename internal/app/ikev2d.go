@@ -40,12 +40,23 @@ func runIkev2d(env *Env, args []string) int {
 	keysDir := fs.String("keys", "", "key store `DIR` (rekey keys no crypto key import line names); default: keys/ next to -state")
 	tmdSocket := fs.String("tmd", "", "install the group SAs into the tmd serving `SOCKET` (srcmstr passes it); default: keep them in this process")
 	ikedSocket := fs.String("iked", "", "receive and send through the iked broker serving `SOCKET` (started with the group ike); default: own sockets")
+	plainPort := fs.Int("ikev2-port", -1, "UDP `PORT` on which ordinary IKEv2 peers are answered (IKE_AUTH without a group: a unicast IKE SA, show crypto ikev2 sa); 0: none; default: 500 with -iked (which owns 500), none with own sockets")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *file == "" || *port == 0 || *port > 65535 {
 		fmt.Fprintln(env.Stderr, "usage: groupvpn ikev2d -f FILE [-port N] [-listen A,B] [-state FILE] [-socket PATH] [-socket-group NAME] [-syslog DEST] [-tmd SOCKET] [-iked SOCKET]")
 		return 2
+	}
+	if *plainPort < -1 || *plainPort > 65535 || *plainPort == int(*port) {
+		fmt.Fprintln(env.Stderr, "groupvpn ikev2d: -ikev2-port: a UDP port other than -port, or 0")
+		return 2
+	}
+	if *plainPort == -1 {
+		*plainPort = 0
+		if *ikedSocket != "" {
+			*plainPort = 500
+		}
 	}
 	if *ikedSocket != "" && *listen != "" {
 		fmt.Fprintln(env.Stderr, "groupvpn ikev2d: -listen and -iked exclude each other: with the broker, ikev2d serves the addresses iked serves")
@@ -72,6 +83,7 @@ func runIkev2d(env *Env, args []string) int {
 	defer stop()
 	var o ikev2d.Options
 	o.Logger = logger
+	o.PlainPort = uint16(*plainPort)
 	if *tmdSocket != "" {
 		sas, err := tmd.Dial(ctx, *tmdSocket, "ikev2d", logger)
 		if err != nil {
@@ -101,20 +113,28 @@ func runIkev2d(env *Env, args []string) int {
 			if err != nil {
 				return nil, fmt.Errorf("addresses served by iked: %w", err)
 			}
-			var out []netip.AddrPort
+			var out, plain []netip.AddrPort
 			for _, a := range all {
-				if a.Port() == uint16(*port) {
+				switch a.Port() {
+				case uint16(*port):
 					out = append(out, a)
+				case o.PlainPort:
+					plain = append(plain, a)
 				}
 			}
 			if len(out) == 0 {
 				return nil, fmt.Errorf("iked serves no address on port %d (it serves %s)", *port, netinv.Join(all))
 			}
-			return out, nil
+			return append(out, plain...), nil
 		}
 		o.ListenPacket = func(a netip.AddrPort) (ikev2d.PacketConn, error) { return broker.Listen(a) }
 	case *listen == "":
-		inventory = func() ([]netip.AddrPort, error) { return netinv.WithPorts(uint16(*port)) }
+		inventory = func() ([]netip.AddrPort, error) {
+			if o.PlainPort != 0 {
+				return netinv.WithPorts(uint16(*port), o.PlainPort)
+			}
+			return netinv.WithPorts(uint16(*port))
+		}
 	default:
 		for _, s := range strings.Split(*listen, ",") {
 			a, err := netip.ParseAddr(strings.TrimSpace(s))
@@ -123,6 +143,9 @@ func runIkev2d(env *Env, args []string) int {
 				return 2
 			}
 			o.Listen = append(o.Listen, netip.AddrPortFrom(a, uint16(*port)))
+			if o.PlainPort != 0 {
+				o.Listen = append(o.Listen, netip.AddrPortFrom(a, o.PlainPort))
+			}
 		}
 	}
 	if inventory != nil {

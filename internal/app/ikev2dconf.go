@@ -27,6 +27,15 @@ import (
 // groups' policy, rekey and authorization are isakmpd's mapping
 // (daemon.Options).
 func ikev2dConfig(cfg *policy.Config, addrs []netip.AddrPort, port uint16) (ikev2d.Config, error) {
+	// The G-IKEv2 addresses only: those of the ordinary IKEv2 port
+	// (-ikev2-port) carry no group.
+	var g2 []netip.AddrPort
+	for _, a := range addrs {
+		if port == 0 || a.Port() == port || a.Port() == 0 {
+			g2 = append(g2, a)
+		}
+	}
+	addrs = g2
 	v2KS := policy.GroupsFor(cfg.KSGroups(), policy.ProtocolGIKEv2)
 	v2GM := policy.GroupsFor(cfg.GMGroups(), policy.ProtocolGIKEv2)
 	if len(v2KS)+len(v2GM) == 0 {
@@ -82,6 +91,7 @@ func ikev2dConfig(cfg *policy.Config, addrs []netip.AddrPort, port uint16) (ikev
 	}
 	if prof.UsesCertificates() || prof.AuthLocal == policy.AuthECDSASig || prof.AuthLocal == policy.AuthRSASig {
 		rc.Creds.Chain, rc.Creds.Roots = cfg.PKI.ChainDER(), cfg.PKI.Roots
+		rc.CACerts = cfg.PKI.CACerts
 		if prof.AuthLocal != policy.AuthPreShare {
 			rc.Creds.Key = cfg.PKI.Key
 		}
