@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	wire "github.com/groupvpn/groupvpn/ikev2"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ikev2"
 	"github.com/groupvpn/groupvpn/internal/ks"
@@ -183,5 +184,90 @@ func TestPlainSocketNotUsedByGroupRoles(t *testing.T) {
 	kr.Do(ctx, func() { members = kr.showMembers() })
 	if !strings.Contains(members, local.String()) || strings.Contains(members, fmt.Sprintf("port %d ", plain)) {
 		t.Fatalf("the KS's members:\n%s", members)
+	}
+}
+
+// proves: G3 (issue 17: a plain IKE SA carries no CHILD SA and no group
+// exchange): an IKEv2 initiator (internal/ikev2 over UDP) establishes a
+// plain IKE SA with the router beside its key server; its CREATE_CHILD_SA
+// is answered NO_PROPOSAL_CHOSEN and a GSA_REGISTRATION INVALID_SYNTAX,
+// both counted, the IKE SA standing and the KS registering nobody.
+func TestPlainIKESARefusesChildAndGroupExchanges(t *testing.T) {
+	ctx := context.Background()
+	local := netip.MustParseAddr("127.0.0.1")
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	c.Close()
+	r, err := New(Config{Creds: psk(), KS: []ks.GroupConfig{ksGroup(t)}},
+		Options{Listen: []netip.AddrPort{netip.AddrPortFrom(local, 0), netip.AddrPortFrom(local, plain)}, PlainPort: plain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, r)
+	to := netip.AddrPortFrom(local, plain)
+
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ep, err := ikev2.NewEndpoint(&ikev2.Config{Creds: psk()}, conn.LocalAddr().(*net.UDPAddr).AddrPort(), ikev2.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(out ikev2.Output) {
+		for _, p := range out.Send {
+			conn.WriteToUDPAddrPort(p.Data, p.To)
+		}
+	}
+	// next reads datagrams until the endpoint reports an event.
+	next := func() ikev2.Event {
+		t.Helper()
+		buf := make([]byte, 65536)
+		for {
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("no answer from the router: %v", err)
+			}
+			out := ep.Handle(from, buf[:n], time.Now())
+			send(out)
+			if len(out.Events) > 0 {
+				return out.Events[0].Event
+			}
+		}
+	}
+	sa, out, err := ep.Initiate(to, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(out)
+	if ev := next(); ev == nil {
+		t.Fatal("no event")
+	} else if _, ok := ev.(ikev2.Established); !ok {
+		t.Fatalf("IKE_AUTH without IDg: %#v", ev)
+	}
+	for _, x := range []struct {
+		exch wire.ExchangeType
+		want wire.NotifyType
+	}{{wire.ExchangeCreateChildSA, wire.NotifyNoProposalChosen}, {wire.ExchangeGSARegistration, wire.NotifyInvalidSyntax}} {
+		out, err := ep.Request(sa, x.exch, []wire.Payload{&wire.Nonce{Data: make([]byte, 32)}}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(out)
+		resp, ok := next().(ikev2.Response)
+		if ns := wire.Notifies(resp.Payloads); !ok || len(ns) != 1 || ns[0].NotifyType != x.want {
+			t.Fatalf("%s answered %#v", x.exch, resp)
+		}
+	}
+	var n int
+	var refused, registered uint64
+	r.Do(ctx, func() { n, refused, registered = len(r.PlainSAs()), r.Drops.PlainRefused, r.ks.Registered })
+	if n != 1 || refused != 2 || registered != 0 || sa.State() != ikev2.StateEstablished {
+		t.Fatalf("router: %d plain SAs, %d refused, %d registered; our SA %v", n, refused, registered, sa.State())
 	}
 }
