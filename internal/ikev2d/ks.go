@@ -112,9 +112,9 @@ func (k *ksRole) save(name string, now time.Time, withMembers bool) error {
 	}
 	if withMembers {
 		delete(k.dirty, name)
-		err = k.saver.saveGroup(gs)
+		err = k.saver.SaveGroup(gs)
 	} else {
-		err = k.saver.saveKeys(gs)
+		err = k.saver.SaveKeysOrdered(gs)
 	}
 	if err != nil {
 		return fmt.Errorf("ikev2d: saving group %s: %w", name, err)
@@ -234,7 +234,7 @@ func (k *ksRole) saveDirty(now time.Time) {
 			k.r.log.Warn("key server state not saved", "group", name, "err", err.Error())
 			continue
 		}
-		k.saver.queue(gs)
+		k.saver.Queue(gs)
 	}
 	clear(k.dirty)
 	k.saveAt, k.lastSave = time.Time{}, now

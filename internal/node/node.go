@@ -20,6 +20,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/gm"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/kswriter"
 	"github.com/groupvpn/groupvpn/internal/mcast"
 	"github.com/groupvpn/groupvpn/internal/ratelog"
 	"github.com/groupvpn/groupvpn/internal/sadb"
@@ -165,8 +166,8 @@ type Node struct {
 
 	// delivery is the KS role's rekey delivery (nil without KS groups).
 	delivery   *ks.Delivery
-	pull       *pullPolicy // the KS role as GROUPKEY-PULL asks it
-	saver      *saver      // writes the KS's state (persist.go); nil without a store
+	pull       *pullPolicy      // the KS role as GROUPKEY-PULL asks it
+	saver      *kswriter.Writer // writes the KS's state off the loop; nil without a store
 	mcastSocks []*sock
 	joined     map[netip.AddrPort]bool
 	stats      counters
@@ -238,7 +239,7 @@ func New(o Options) (*Node, error) {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
 		var st ks.Store
 		if o.Store != nil {
-			n.saver = newSaver(o.Store, o.Logger)
+			n.saver = kswriter.New(o.Store, o.Logger)
 			st = n.saver
 		}
 		n.delivery = ks.NewDelivery(n.ks, st)
@@ -372,7 +373,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
 	if n.saver != nil {
 		stop, done := make(chan struct{}), make(chan struct{})
-		go func() { n.saver.run(stop); close(done) }()
+		go func() { n.saver.Run(stop); close(done) }()
 		defer func() { close(stop); <-done }() // what is queued is written before Run returns
 	}
 	for _, s := range n.socks {

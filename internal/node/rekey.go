@@ -17,7 +17,7 @@ import (
 // supersede, the schedule, the reserved sequence numbers, the rekey
 // resumed after a restart). The node gives it ACKs and the time, sends
 // what it returns from the socket of the group's KS address, logs its
-// events and writes its saves (persist.go).
+// events and writes its saves (kswriter).
 
 // LastRekey describes the last rekey delivery a KS group completed.
 type LastRekey = ks.LastRekey
@@ -96,7 +96,7 @@ func (n *Node) apply(res ks.Result) {
 	if len(res.Save) > 0 {
 		// The periodic save goes to the writer: the loop never waits for
 		// that transaction (10,000 members: ~60 ms, BenchmarkSaveGroup).
-		n.saver.queue(res.Save)
+		n.saver.Queue(res.Save...)
 	}
 }
 

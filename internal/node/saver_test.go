@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/kswriter"
 	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/internal/version"
 )
@@ -103,16 +104,16 @@ func (r *recordStore) IntegrityFailures() uint64                         { retur
 // higher Seq's keys whichever lands last, TestSaveKeysDoesNotWaitForMembers)
 func TestSaverKeepsOrder(t *testing.T) {
 	r := &recordStore{}
-	s := newSaver(r, slog.New(slog.DiscardHandler))
-	s.queue([]*ks.GroupState{{Name: "A", Seq: 1}, {Name: "B", Seq: 1}})
+	s := kswriter.New(r, slog.New(slog.DiscardHandler))
+	s.Queue(&ks.GroupState{Name: "A", Seq: 1}, &ks.GroupState{Name: "B", Seq: 1})
 	if err := s.SaveKeys(&ks.GroupState{Name: "A", Seq: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SaveGroup(&ks.GroupState{Name: "B", Seq: 2}); err != nil {
 		t.Fatal(err)
 	}
-	s.queue([]*ks.GroupState{{Name: "A", Seq: 3}})
-	s.flush()
+	s.Queue(&ks.GroupState{Name: "A", Seq: 3})
+	s.Flush()
 	want := "[keys A seq 2 group B seq 2 group A seq 3]"
 	if got := fmt.Sprint(r.writes); got != want {
 		t.Fatalf("writes %s, want %s", got, want)
@@ -146,11 +147,11 @@ func TestSaveKeysDoesNotWaitForMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	gs := &gatedStore{Store: st, gate: make(chan struct{}), waiting: make(chan struct{}, 1)}
-	s := newSaver(gs, slog.New(slog.DiscardHandler))
+	s := kswriter.New(gs, slog.New(slog.DiscardHandler))
 	stop, done := make(chan struct{}), make(chan struct{})
-	go func() { s.run(stop); close(done) }()
+	go func() { s.Run(stop); close(done) }()
 	gs.closed.Store(true)
-	s.queue([]*ks.GroupState{membersState(1, 3, 1)})
+	s.Queue(membersState(1, 3, 1))
 	select {
 	case <-gs.waiting: // the periodic save is in progress, stuck
 	case <-time.After(5 * time.Second):
@@ -217,13 +218,13 @@ func BenchmarkSaveKeysWhileMembersAreSaved(b *testing.B) {
 			}
 			defer st.Close()
 			es := &entryStore{Store: st, entered: make(chan struct{}, 1)}
-			s := newSaver(es, slog.New(slog.DiscardHandler))
+			s := kswriter.New(es, slog.New(slog.DiscardHandler))
 			seq := uint32(1)
 			if err := st.SaveGroup(membersState(seq, 10000, 1)); err != nil {
 				b.Fatal(err)
 			}
 			stop, done := make(chan struct{}), make(chan struct{})
-			go func() { s.run(stop); close(done) }()
+			go func() { s.Run(stop); close(done) }()
 			members := membersState(0, 10000, 1)
 			b.ResetTimer()
 			for range b.N {
@@ -235,7 +236,7 @@ func BenchmarkSaveKeysWhileMembersAreSaved(b *testing.B) {
 					}
 					m := *members
 					m.Seq = seq
-					s.queue([]*ks.GroupState{&m})
+					s.Queue(&m)
 					<-es.entered
 				}
 				seq++

@@ -1,0 +1,158 @@
+// Package kswriter writes a key server's state (ks.Store) off its event
+// loop (SPEC O4): isakmpd's node and ikev2d share it. The periodic saves
+// (bookkeeping: members registered, ACKs) are queued, newest per group,
+// and written by the goroutine running Run; the writes crash safety needs
+// before something is sent are made at once by the caller, one
+// transaction at a time with the writer's.
+//
+// It does I/O through the store and owns a goroutine, so it stays out of
+// internal/ks (internal/archtest).
+package kswriter
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ks"
+)
+
+// Writer writes a ks.Store's queued states from its goroutine (Run) and
+// the synchronous writes in order with them. SaveGroup (members change:
+// a removal) is ordered after any periodic save already taken and
+// instead of a queued one of the same group, so no older member list
+// lands after a newer one.
+//
+// As a ks.Store, its SaveKeys waits for neither: it writes no members, so
+// it needs a store that never lets a state with a lower Seq replace the
+// keys it wrote (*store.Store keeps it); SaveKeysOrdered is the write of
+// keys for a store that does not promise it.
+type Writer struct {
+	st  ks.Store
+	log *slog.Logger
+	wmu sync.Mutex // held while writing: one transaction at a time, in order
+
+	mu      sync.Mutex
+	pending map[string]*ks.GroupState // the newest unwritten state of each group
+	wake    chan struct{}             // capacity 1: something is pending
+}
+
+var _ ks.Store = (*Writer)(nil)
+
+// New returns a Writer of st, logging failed periodic saves to log.
+func New(st ks.Store, log *slog.Logger) *Writer {
+	return &Writer{st: st, log: log, pending: map[string]*ks.GroupState{}, wake: make(chan struct{}, 1)}
+}
+
+// Queue hands states to the writer, each replacing its group's older
+// queued state.
+func (w *Writer) Queue(states ...*ks.GroupState) {
+	w.mu.Lock()
+	for _, gs := range states {
+		w.pending[gs.Name] = gs
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes what is queued until stop is closed, then what is left.
+func (w *Writer) Run(stop <-chan struct{}) {
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-w.wake:
+		case <-retry.C:
+		case <-stop:
+			w.Flush()
+			return
+		}
+		if !w.Flush() {
+			// A failed write is tried again, unless a newer state of
+			// the group replaced it in the meantime.
+			retry.Reset(ks.SaveInterval)
+		}
+	}
+}
+
+// Flush writes every queued state; false if one failed (it is queued
+// again unless a newer one came).
+func (w *Writer) Flush() bool {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = map[string]*ks.GroupState{}
+	w.mu.Unlock()
+	ok := true
+	for name, gs := range batch {
+		if err := w.st.SaveGroup(gs); err != nil {
+			w.log.Error("saving key server state failed", "group", name, "err", err.Error())
+			ok = false
+			w.mu.Lock()
+			if w.pending[name] == nil {
+				w.pending[name] = gs
+			}
+			w.mu.Unlock()
+		}
+	}
+	return ok
+}
+
+// LoadGroups implements ks.Store.
+func (w *Writer) LoadGroups() ([]*ks.GroupState, error) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	return w.st.LoadGroups()
+}
+
+// SaveGroup implements ks.Store: written before it returns, and instead
+// of the group's queued state (older than this one).
+func (w *Writer) SaveGroup(gs *ks.GroupState) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.mu.Lock()
+	delete(w.pending, gs.Name)
+	w.mu.Unlock()
+	return w.st.SaveGroup(gs)
+}
+
+// SaveKeys implements ks.Store: written before it returns, without
+// waiting for the writer. The group's queued periodic save (its members)
+// stays queued, and one the writer is writing now may commit after this:
+// a store that keeps the newer keys either way (a state with a lower Seq
+// writes only its members: store.SaveGroup) makes that safe, and SaveKeys
+// then costs its own transaction, not a rewrite of 10,000 members
+// (node's BenchmarkSaveKeysWhileMembersAreSaved). It waits only for a
+// transaction the store is committing.
+func (w *Writer) SaveKeys(gs *ks.GroupState) error {
+	return w.st.SaveKeys(gs)
+}
+
+// SaveKeysOrdered writes gs but its members before it returns, in order
+// with the writer, for a store that may let an older state's keys
+// replace newer ones. A queued state of the group (older keys: a
+// Sender-ID counter behind gs's) is not written after it: gs, members
+// included, is written instead.
+func (w *Writer) SaveKeysOrdered(gs *ks.GroupState) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.mu.Lock()
+	_, queued := w.pending[gs.Name]
+	delete(w.pending, gs.Name)
+	w.mu.Unlock()
+	if queued {
+		return w.st.SaveGroup(gs)
+	}
+	return w.st.SaveKeys(gs)
+}
+
+// ReserveSeq implements ks.Store: durable before it returns.
+func (w *Writer) ReserveSeq(group string, k uint32) (uint32, uint32, error) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	return w.st.ReserveSeq(group, k)
+}
