@@ -108,25 +108,7 @@ func runIkev2d(env *Env, args []string) int {
 		}
 		defer broker.Close()
 		brokerLost, brokerErr = broker.Done(), broker.Err
-		inventory = func() ([]netip.AddrPort, error) {
-			all, err := broker.Addrs(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("addresses served by iked: %w", err)
-			}
-			var out, plain []netip.AddrPort
-			for _, a := range all {
-				switch a.Port() {
-				case uint16(*port):
-					out = append(out, a)
-				case o.PlainPort:
-					plain = append(plain, a)
-				}
-			}
-			if len(out) == 0 {
-				return nil, fmt.Errorf("iked serves no address on port %d (it serves %s)", *port, netinv.Join(all))
-			}
-			return append(out, plain...), nil
-		}
+		inventory = ikedInventory(ctx, broker, uint16(*port), o.PlainPort)
 		o.ListenPacket = func(a netip.AddrPort) (ikev2d.PacketConn, error) { return broker.Listen(a) }
 	case *listen == "":
 		inventory = func() ([]netip.AddrPort, error) {
@@ -136,16 +118,9 @@ func runIkev2d(env *Env, args []string) int {
 			return netinv.WithPorts(uint16(*port))
 		}
 	default:
-		for _, s := range strings.Split(*listen, ",") {
-			a, err := netip.ParseAddr(strings.TrimSpace(s))
-			if err != nil {
-				fmt.Fprintf(env.Stderr, "groupvpn ikev2d: -listen: %v\n", err)
-				return 2
-			}
-			o.Listen = append(o.Listen, netip.AddrPortFrom(a, uint16(*port)))
-			if o.PlainPort != 0 {
-				o.Listen = append(o.Listen, netip.AddrPortFrom(a, o.PlainPort))
-			}
+		if o.Listen, err = listenAddrs(*listen, uint16(*port), o.PlainPort); err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn ikev2d: -listen: %v\n", err)
+			return 2
 		}
 	}
 	if inventory != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -114,35 +115,16 @@ func runIsakmpd(env *Env, args []string) int {
 		}
 		defer broker.Close()
 		brokerLost, brokerErr = broker.Done(), broker.Err
-		inventory = func() ([]netip.AddrPort, error) {
-			all, err := broker.Addrs(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("addresses served by iked: %w", err)
-			}
-			var out []netip.AddrPort
-			for _, a := range all {
-				if a.Port() == uint16(*port) {
-					out = append(out, a)
-				}
-			}
-			if len(out) == 0 {
-				return nil, fmt.Errorf("iked serves no address on port %d (it serves %s)", *port, netinv.Join(all))
-			}
-			return out, nil
-		}
+		inventory = ikedInventory(ctx, broker, uint16(*port))
 		tune = append(tune, func(o *node.Options) {
 			o.ListenPacket = func(a netip.AddrPort) (node.PacketConn, error) { return broker.Listen(a) }
 		})
 	case *listen == "":
 		inventory = func() ([]netip.AddrPort, error) { return netinv.WithPorts(uint16(*port)) }
 	default:
-		for _, s := range strings.Split(*listen, ",") {
-			a, err := netip.ParseAddr(strings.TrimSpace(s))
-			if err != nil {
-				fmt.Fprintf(env.Stderr, "groupvpn isakmpd: -listen: %v\n", err)
-				return 2
-			}
-			addrs = append(addrs, netip.AddrPortFrom(a, uint16(*port)))
+		if addrs, err = listenAddrs(*listen, uint16(*port)); err != nil {
+			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: -listen: %v\n", err)
+			return 2
 		}
 	}
 	if inventory != nil {
@@ -287,6 +269,50 @@ func KeyStoreDir(dir, statePath string) string {
 		return filepath.Join(filepath.Dir(statePath), "keys")
 	}
 	return filepath.Join(DefaultStateDir, "keys")
+}
+
+// ikedInventory lists the addresses iked serves on port, then those on
+// the also ports (ikev2d's -ikev2-port), for isakmpd and ikev2d started
+// with the group (SPEC D3); none on port is an error.
+func ikedInventory(ctx context.Context, broker *iked.Client, port uint16, also ...uint16) func() ([]netip.AddrPort, error) {
+	return func() ([]netip.AddrPort, error) {
+		all, err := broker.Addrs(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("addresses served by iked: %w", err)
+		}
+		var out, more []netip.AddrPort
+		for _, a := range all {
+			switch {
+			case a.Port() == port:
+				out = append(out, a)
+			case slices.Contains(also, a.Port()):
+				more = append(more, a)
+			}
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("iked serves no address on port %d (it serves %s)", port, netinv.Join(all))
+		}
+		return append(out, more...), nil
+	}
+}
+
+// listenAddrs are the addresses of -listen (a comma-separated list) on
+// port, each followed by itself on the also ports that are not 0.
+func listenAddrs(list string, port uint16, also ...uint16) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, s := range strings.Split(list, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, netip.AddrPortFrom(a, port))
+		for _, p := range also {
+			if p != 0 {
+				out = append(out, netip.AddrPortFrom(a, p))
+			}
+		}
+	}
+	return out, nil
 }
 
 // reloadOnHangup refreshes the addresses served and rereads the
