@@ -13,20 +13,14 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/udpserve"
 )
 
 // Server is an ike.Endpoint bound to a UDP socket.
 type Server struct {
 	conn   *net.UDPConn
-	ep     *ike.Endpoint
-	now    func() time.Time
-	cmds   chan func()
+	loop   *udpserve.Loop[*ike.Endpoint, ike.Output]
 	events chan ike.SAEvent
-}
-
-type datagram struct {
-	from netip.AddrPort
-	data []byte
 }
 
 // Listen binds addr and creates the endpoint. now is the clock (nil:
@@ -45,7 +39,9 @@ func Listen(addr netip.AddrPort, cfg *ike.Config, limits ike.Limits, now func() 
 	if now == nil {
 		now = time.Now
 	}
-	return &Server{conn: conn, ep: ep, now: now, cmds: make(chan func()), events: make(chan ike.SAEvent, 64)}, nil
+	s := &Server{conn: conn, events: make(chan ike.SAEvent, 64)}
+	s.loop = udpserve.New(ep, now, s.deliver)
+	return s, nil
 }
 
 // Addr is the bound address.
@@ -57,22 +53,7 @@ func (s *Server) Events() <-chan ike.SAEvent { return s.events }
 
 // Do runs f on the goroutine that owns the endpoint and waits for it.
 func (s *Server) Do(ctx context.Context, f func(ep *ike.Endpoint, now time.Time) ike.Output) error {
-	done := make(chan struct{})
-	cmd := func() {
-		defer close(done)
-		s.deliver(f(s.ep, s.now()))
-	}
-	select {
-	case s.cmds <- cmd:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.loop.Do(ctx, f)
 }
 
 // Initiate starts main mode toward peer.
@@ -101,7 +82,7 @@ func (s *Server) deliver(out ike.Output) {
 
 // Run serves until ctx ends; it closes the socket when it returns.
 func (s *Server) Run(ctx context.Context) error {
-	in := make(chan datagram, 256)
+	in := make(chan udpserve.Datagram, 256)
 	go func() {
 		buf := make([]byte, 65536)
 		for {
@@ -111,32 +92,11 @@ func (s *Server) Run(ctx context.Context) error {
 				return
 			}
 			select {
-			case in <- datagram{from: from, data: append([]byte(nil), buf[:n]...)}:
+			case in <- udpserve.Datagram{From: from, Data: append([]byte(nil), buf[:n]...)}:
 			default: // owner overloaded: drop, as the network would
 			}
 		}
 	}()
 	defer s.conn.Close()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		if next := s.ep.NextTimer(); !next.IsZero() {
-			timer.Reset(max(next.Sub(s.now()), 0))
-		} else {
-			timer.Reset(time.Hour)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case d, ok := <-in:
-			if !ok {
-				return errors.New("ikeudp: socket closed")
-			}
-			s.deliver(s.ep.Handle(d.from, d.data, s.now()))
-		case cmd := <-s.cmds:
-			cmd()
-		case <-timer.C:
-			s.deliver(s.ep.Tick(s.now()))
-		}
-	}
+	return s.loop.Run(ctx, in, errors.New("ikeudp: socket closed"))
 }

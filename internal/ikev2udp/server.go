@@ -14,21 +14,15 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ikev2"
+	"github.com/groupvpn/groupvpn/internal/udpserve"
 )
 
 // Server is an ikev2.Endpoint bound to a UDP socket.
 type Server struct {
 	conn   *net.UDPConn
 	natt   *net.UDPConn // port 4500 of the same address, with Config.NATT
-	ep     *ikev2.Endpoint
-	now    func() time.Time
-	cmds   chan func()
+	loop   *udpserve.Loop[*ikev2.Endpoint, ikev2.Output]
 	events chan ikev2.SAEvent
-}
-
-type datagram struct {
-	from netip.AddrPort
-	data []byte
 }
 
 // Listen binds addr and creates the endpoint. now is the clock (nil:
@@ -47,7 +41,8 @@ func Listen(addr netip.AddrPort, cfg *ikev2.Config, limits ikev2.Limits, now fun
 	if now == nil {
 		now = time.Now
 	}
-	s := &Server{conn: conn, ep: ep, now: now, cmds: make(chan func()), events: make(chan ikev2.SAEvent, 64)}
+	s := &Server{conn: conn, events: make(chan ikev2.SAEvent, 64)}
+	s.loop = udpserve.New(ep, now, s.deliver)
 	if cfg.NATT {
 		s.natt, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local.Addr(), ikev2.NATTPort)))
 		if err != nil {
@@ -67,22 +62,7 @@ func (s *Server) Events() <-chan ikev2.SAEvent { return s.events }
 
 // Do runs f on the goroutine that owns the endpoint and waits for it.
 func (s *Server) Do(ctx context.Context, f func(ep *ikev2.Endpoint, now time.Time) ikev2.Output) error {
-	done := make(chan struct{})
-	cmd := func() {
-		defer close(done)
-		s.deliver(f(s.ep, s.now()))
-	}
-	select {
-	case s.cmds <- cmd:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.loop.Do(ctx, f)
 }
 
 // Initiate starts an IKE SA toward peer.
@@ -115,7 +95,7 @@ func (s *Server) deliver(out ikev2.Output) {
 
 // Run serves until ctx ends; it closes the socket when it returns.
 func (s *Server) Run(ctx context.Context) error {
-	in := make(chan datagram, 256)
+	in := make(chan udpserve.Datagram, 256)
 	read := func(conn *net.UDPConn, natt bool) {
 		buf := make([]byte, 65536)
 		for {
@@ -136,7 +116,7 @@ func (s *Server) Run(ctx context.Context) error {
 				d = d[4:]
 			}
 			select {
-			case in <- datagram{from: from, data: append([]byte(nil), d...)}:
+			case in <- udpserve.Datagram{From: from, Data: append([]byte(nil), d...)}:
 			default: // owner overloaded: drop, as the network would
 			}
 		}
@@ -147,26 +127,5 @@ func (s *Server) Run(ctx context.Context) error {
 		go read(s.natt, true)
 		defer s.natt.Close()
 	}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		if next := s.ep.NextTimer(); !next.IsZero() {
-			timer.Reset(max(next.Sub(s.now()), 0))
-		} else {
-			timer.Reset(time.Hour)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case d, ok := <-in:
-			if !ok {
-				return errors.New("ikev2udp: socket closed")
-			}
-			s.deliver(s.ep.Handle(d.from, d.data, s.now()))
-		case cmd := <-s.cmds:
-			cmd()
-		case <-timer.C:
-			s.deliver(s.ep.Tick(s.now()))
-		}
-	}
+	return s.loop.Run(ctx, in, errors.New("ikev2udp: socket closed"))
 }
