@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -20,7 +19,6 @@ import (
 	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/srcnotify"
-	"github.com/groupvpn/groupvpn/internal/store"
 	"github.com/groupvpn/groupvpn/internal/syslog"
 	"github.com/groupvpn/groupvpn/internal/tmd"
 )
@@ -135,11 +133,7 @@ func runIkev2d(env *Env, args []string) int {
 		return 1
 	}
 	if len(rc.KS) > 0 && *statePath != "" {
-		if err := os.MkdirAll(filepath.Dir(*statePath), 0o700); err != nil {
-			fmt.Fprintf(env.Stderr, "groupvpn ikev2d: state directory: %v\n", err)
-			return 1
-		}
-		st, err := store.Open(*statePath, store.Options{})
+		st, err := openKSState(*statePath)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
 			return 1
@@ -177,16 +171,8 @@ func runIkev2d(env *Env, args []string) int {
 	}
 	logger.Info("ikev2d started", "config", *file, "listen", netinv.Join(served), "via", via, "sadb", sadb,
 		"ks_groups", len(rc.KS), "gm_groups", len(rc.GM))
-	runCtx, cancelRun := context.WithCancelCause(ctx)
-	defer cancelRun(nil)
-	errBrokerLost := errors.New("lost the iked broker")
-	go func() {
-		select {
-		case <-brokerLost:
-			cancelRun(fmt.Errorf("%w (%v)", errBrokerLost, brokerErr()))
-		case <-runCtx.Done():
-		}
-	}()
+	runCtx, cancelRun := brokerWatch(ctx, brokerLost, brokerErr)
+	defer cancelRun()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -207,9 +193,7 @@ func runIkev2d(env *Env, args []string) int {
 		logger.Warn("could not tell srcmstr the daemon is ready", "err", err.Error())
 	}
 	err = r.Run(runCtx)
-	if cause := context.Cause(runCtx); errors.Is(cause, errBrokerLost) {
-		logger.Error("exiting: no datagram can arrive or leave without iked", "err", cause.Error())
-		fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v: exiting; recover with stopsrc -s ikev2d, then startsrc -g ike\n", cause)
+	if brokerLostExit(runCtx, env, logger, "ikev2d") {
 		return 1
 	}
 	notify.Send(srcnotify.Event{State: srcnotify.Stopping})

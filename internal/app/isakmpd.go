@@ -134,11 +134,7 @@ func runIsakmpd(env *Env, args []string) int {
 		}
 	}
 	if len(cfg.KSGroups()) > 0 && *statePath != "" {
-		if err := os.MkdirAll(filepath.Dir(*statePath), 0o700); err != nil {
-			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: state directory: %v\n", err)
-			return 1
-		}
-		st, err := store.Open(*statePath, store.Options{})
+		st, err := openKSState(*statePath)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 			return 1
@@ -229,22 +225,10 @@ func runIsakmpd(env *Env, args []string) int {
 		Detail: fmt.Sprintf("serving %d addresses (%s); SAs in %s", len(served), via, sadb)}); err != nil {
 		logger.Warn("could not tell srcmstr the daemon is ready", "err", err.Error())
 	}
-	// Without iked, isakmpd would run deaf: it exits instead, so that
-	// srcmstr shows it inoperative (SPEC D6) rather than active.
-	runCtx, cancelRun := context.WithCancelCause(ctx)
-	defer cancelRun(nil)
-	errBrokerLost := errors.New("lost the iked broker")
-	go func() {
-		select {
-		case <-brokerLost:
-			cancelRun(fmt.Errorf("%w (%v)", errBrokerLost, brokerErr()))
-		case <-runCtx.Done():
-		}
-	}()
+	runCtx, cancelRun := brokerWatch(ctx, brokerLost, brokerErr)
+	defer cancelRun()
 	err = d.Serve(runCtx, ln)
-	if cause := context.Cause(runCtx); errors.Is(cause, errBrokerLost) {
-		logger.Error("exiting: no datagram can arrive or leave without iked", "err", cause.Error())
-		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v: exiting; recover with stopsrc -s isakmpd, then startsrc -g ike\n", cause)
+	if brokerLostExit(runCtx, env, logger, "isakmpd") {
 		return 1
 	}
 	notify.Send(srcnotify.Event{State: srcnotify.Stopping})
@@ -313,6 +297,48 @@ func listenAddrs(list string, port uint16, also ...uint16) ([]netip.AddrPort, er
 		}
 	}
 	return out, nil
+}
+
+// openKSState opens the key server's state file (SPEC O4), making its
+// directory (0700) first.
+func openKSState(path string) (*store.Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return store.Open(path, store.Options{})
+}
+
+// errBrokerLost is brokerWatch's cause: the connection to iked ended.
+var errBrokerLost = errors.New("lost the iked broker")
+
+// brokerWatch is the run context of a daemon: it ends with ctx, or when
+// lost is closed (the connection to iked ended; nil: never), with
+// errBrokerLost and why() as its cause. Without iked the daemon would run
+// deaf: it exits instead, so that srcmstr shows it inoperative (SPEC D6)
+// rather than active.
+func brokerWatch(ctx context.Context, lost <-chan struct{}, why func() error) (context.Context, context.CancelFunc) {
+	run, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-lost:
+			cancel(fmt.Errorf("%w (%v)", errBrokerLost, why()))
+		case <-run.Done():
+		}
+	}()
+	return run, func() { cancel(nil) }
+}
+
+// brokerLostExit reports whether run (brokerWatch's) ended because iked
+// was lost, and if so says so in the log and on stderr, with how name
+// recovers.
+func brokerLostExit(run context.Context, env *Env, logger *slog.Logger, name string) bool {
+	cause := context.Cause(run)
+	if !errors.Is(cause, errBrokerLost) {
+		return false
+	}
+	logger.Error("exiting: no datagram can arrive or leave without iked", "err", cause.Error())
+	fmt.Fprintf(env.Stderr, "groupvpn %s: %v: exiting; recover with stopsrc -s %s, then startsrc -g ike\n", name, cause, name)
+	return true
 }
 
 // reloadOnHangup refreshes the addresses served and rereads the
