@@ -104,8 +104,10 @@ lint: $(DEADCODE) $(STATICCHECK)
 test: deps lint
 	$(GO) test -race -count=1 $(PKGS)
 	@# The race detector makes sync.Pool drop items, so the per-packet
-	@# allocation tests skip under it: run them once without it.
+	@# allocation tests skip under it: run them once without it; and the
+	@# 100,000-member COOP sync, too slow under the race detector.
 	$(GO) test -count=1 -run 'NoAlloc' ./internal/esp ./internal/dataplane
+	$(GO) test -count=1 -run 'TestCOOPMemberSync' ./internal/node
 
 ## bench: Go benchmarks with allocations, and the groupvpn bench table.
 bench:

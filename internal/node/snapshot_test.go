@@ -53,7 +53,7 @@ func loopTime(t testing.TB, nd *Node, f func()) time.Duration {
 // member's is a lookup)
 func TestSnapshotCost100k(t *testing.T) {
 	if testing.Short() {
-		t.Skip("100,000 members")
+		t.Skip("100,000 members: skipped with -short, runs in make test")
 	}
 	n := 100_000
 	if raceEnabled {

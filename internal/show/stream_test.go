@@ -156,7 +156,7 @@ func TestKSMembersLayoutAsFmt(t *testing.T) {
 // server's streamed filters, and | json of them stays one valid document)
 func TestKSMembersCount100k(t *testing.T) {
 	if testing.Short() {
-		t.Skip("100,000 members")
+		t.Skip("100,000 members: skipped with -short, runs in make test")
 	}
 	n := 100_000
 	if raceEnabled {
