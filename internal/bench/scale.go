@@ -80,6 +80,11 @@ type ScaleStage struct {
 	ShowFullErr   string // the full show failed (e.g. the control protocol's 16 MiB response limit)
 	StoreBytes    int64
 	Failures      int64 // registration attempts that failed at the generator
+	// CPU time (user + system) the KS process and the stage's generator
+	// used from the generator's start until its last first registration,
+	// per member added: what a registration costs each side (the KS's
+	// includes its GC, reader goroutines and the store's writer).
+	KSCPUPerReg, GenCPUPerReg time.Duration
 }
 
 // ScaleReport is the result.
@@ -264,6 +269,7 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 	prev := 0
 	for _, n := range o.Stages {
 		add := n - prev
+		ksCPU0 := cpuTime(ks.pid())
 		g, err := startGen(ctx, &o, prev, add)
 		if err != nil {
 			return rep, err
@@ -274,11 +280,13 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 		if err != nil {
 			return rep, fmt.Errorf("stage %d: %w (generator: %+v; KS log: %s)", n, err, s, tail(ks.log))
 		}
-		st := ScaleStage{Members: n, RegWindow: time.Duration(s.LastFirstAt - s.FirstAt), Failures: s.Failures}
+		st := ScaleStage{Members: n, RegWindow: time.Duration(s.LastFirstAt - s.FirstAt), Failures: s.Failures,
+			KSCPUPerReg: (cpuTime(ks.pid()) - ksCPU0) / time.Duration(add), GenCPUPerReg: cpuTime(g.cmd.Process.Pid) / time.Duration(add)}
 		if st.RegWindow > 0 {
 			st.RegPerSec = float64(add-1) / st.RegWindow.Seconds()
 		}
-		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s\n", st.RegWindow.Round(time.Millisecond), st.RegPerSec)
+		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s; CPU per registration: KS %s, generator %s\n", st.RegWindow.Round(time.Millisecond), st.RegPerSec,
+			st.KSCPUPerReg.Round(time.Microsecond), st.GenCPUPerReg.Round(time.Microsecond))
 		if err := ks.measure(ctx, &st, g); err != nil {
 			return rep, err
 		}
@@ -820,7 +828,7 @@ func (r *ScaleReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "  ceiling: the KS's crypto per registration on one core, the best of the run: %s (%s) = %.0f registrations/s\n",
 		r.CryptoOp.Round(time.Microsecond), r.CryptoDef, float64(time.Second)/float64(r.CryptoOp))
 	fmt.Fprintf(w, "  KS RSS with no member: %.1f MiB\n", float64(r.BaseRSS)/(1<<20))
-	fmt.Fprintf(w, "  %9s %9s %7s %11s %11s %11s %10s %10s %12s %10s %10s\n", "members", "reg/s", "/ceil", "RSS/member", "heap/member",
+	fmt.Fprintf(w, "  %9s %9s %7s %9s %9s %11s %11s %11s %10s %10s %12s %10s %10s\n", "members", "reg/s", "/ceil", "KS CPU/reg", "gen CPU/reg", "RSS/member", "heap/member",
 		"store", "store/mbr", "show|count", "show (text)", "gen heap/GM", "reg fails")
 	ceil := float64(time.Second) / float64(r.CryptoOp)
 	for _, s := range r.Stages {
@@ -828,7 +836,8 @@ func (r *ScaleReport) Print(w io.Writer) {
 		if s.KSHeapLive >= 0 {
 			heap = fmt.Sprintf("%d B", s.KSHeapLive/int64(s.Members))
 		}
-		fmt.Fprintf(w, "  %9d %9.0f %7.2f %9d B %11s %8.1f MiB %8d B %10s %12s %8d B %10d\n", s.Members, s.RegPerSec, s.RegPerSec/ceil,
+		fmt.Fprintf(w, "  %9d %9.0f %7.2f %9s %9s %9d B %11s %8.1f MiB %8d B %10s %12s %8d B %10d\n", s.Members, s.RegPerSec, s.RegPerSec/ceil,
+			s.KSCPUPerReg.Round(time.Microsecond), s.GenCPUPerReg.Round(time.Microsecond),
 			(s.KSRSS-r.BaseRSS)/int64(s.Members), heap, float64(s.StoreBytes)/(1<<20), s.StoreBytes/int64(s.Members),
 			showCount(s), showFull(s),
 			s.GenHeapPerGM, s.Failures)
@@ -851,6 +860,8 @@ func (r *ScaleReport) Print(w io.Writer) {
 			r.MulticastApplied, r.MulticastTime.Round(time.Millisecond), r.MulticastIn, len(r.Stages))
 	}
 	fmt.Fprintf(w, "  GMs ever without a valid TEK after their first registration, whole run: %d (generator timers put 10 ms later: %d)\n", r.Lacked, r.TimersClamped)
+	fmt.Fprintln(w, "  (CPU/reg: user + system CPU of the KS process and of the stage's generator from the generator's start to its last first")
+	fmt.Fprintln(w, "   registration, per member added; the ceiling is one core's crypto: KS CPU/reg over the ceiling is the KS's overhead factor)")
 	fmt.Fprintln(w, "  (RSS/member: (KS RSS - RSS with no member) / members; heap/member: the KS's live heap at its first GC after the stage")
 	fmt.Fprintln(w, "   (GODEBUG=gctrace=1, MiB resolution) / members; the generators share the 2 cores with the KS: figures are noisy)")
 	for _, s := range r.Stages {
