@@ -221,7 +221,7 @@ func TestRegistrationStepsRFC9838(t *testing.T) {
 		t.Fatalf("TEK %+v", tk)
 	}
 	sids, bits := m.SenderIDs()
-	if len(sids) != 2 || bits != ks.SIDBits || len(tk.SenderIDs) != 2 {
+	if len(sids) != 2 || bits != ks.MinSIDBits || len(tk.SenderIDs) != 2 {
 		t.Fatalf("sender IDs %v/%d, TEK %v", sids, bits, tk.SenderIDs)
 	}
 	if !u.NewKEK || len(u.Policy) != 1 || u.Policy[0].Action != sadb.Protect {

@@ -43,7 +43,7 @@ func RekeySuiteFor(keyBits int) RekeySuite {
 // FromKS returns the G-IKEv2 values of ks group name: its TEKs (the same
 // keys GDOI members get: one key set, one owner), its Rekey SA keyed from
 // the KEK, its rekey signing key, ATD/DTD (ks.RekeyATD, ks.RekeyDTD) and
-// Sender-ID bits (ks.SIDBits). It reads ks.Server.State, which copies the
+// Sender-ID bits (ks.Server.SIDBits). It reads ks.Server.State, which copies the
 // group's members: a GCKS reads it only when ks's keys change (keysOf).
 func FromKS(srv *ks.Server, name string, now time.Time) (*Group, error) {
 	snap, ok := snapshotOf(srv.SnapshotOf(now, false), func(s *ks.GroupSnapshot) bool { return s.Name == name })
@@ -79,7 +79,7 @@ func fromKS(srv *ks.Server, snap *ks.GroupSnapshot, now time.Time) (*Group, erro
 	for _, t := range snap.TEKs {
 		replay[t.SPI] = t.Replay
 	}
-	g := &Group{ID: st.ID, ATD: ks.RekeyATD, DTD: ks.RekeyDTD, SIDBits: ks.SIDBits}
+	g := &Group{ID: st.ID, ATD: ks.RekeyATD, DTD: ks.RekeyDTD, SIDBits: srv.SIDBits(name)}
 	if len(st.SigningKey) > 0 {
 		k, err := x509.ParsePKCS8PrivateKey(st.SigningKey)
 		if err != nil {

@@ -304,6 +304,26 @@ func ReregisterAt(expires time.Time, lifetime time.Duration, u float64) time.Tim
 	return expires.Add(-w - time.Duration(u*float64(w)))
 }
 
+// carriedSIDs lays out the sender IDs a member carries into keys a rekey
+// brought at 32 bits: the same IVs (an ID of w bits is the IV's top w
+// bits, id<<(32-w) at 32 bits puts the same octets there, and the 32-bit
+// ESP sequence number the member counts with fits below either), but the
+// member now tells senders apart by the IV's whole top 32 bits. The KS may
+// have chosen a wider width for the new keys (it widens them with the
+// group, docs/wire.md): members registering under them hold wider IDs, and
+// a member splitting the IV at its old, narrower width would put several
+// of them in one replay window.
+func carriedSIDs(sids []uint32, bits int) ([]uint32, int) {
+	if bits < 1 || bits >= 32 {
+		return sids, bits
+	}
+	out := make([]uint32, len(sids))
+	for i, id := range sids {
+		out[i] = id << (32 - bits)
+	}
+	return out, 32
+}
+
 // ApplyRekey installs what a verified GROUPKEY-PUSH carries: new TEKs
 // (installed at once; old ones stay until they expire, so traffic in
 // flight still decrypts), a new KEK replacing the old one, and Deletes
@@ -337,7 +357,7 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 					// replace from CBC to GCM, issue 13).
 					out.NeedSIDs = true
 				} else {
-					t.SenderIDs, t.SIDBits = sids, bits
+					t.SenderIDs, t.SIDBits = carriedSIDs(sids, bits)
 				}
 			}
 			out.TEKs = append(out.TEKs, t)

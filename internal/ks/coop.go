@@ -106,7 +106,35 @@ func (s *Server) Announce(name string, now time.Time) (*isakmp.GroupSA, *isakmp.
 	if g.sig.alg != 0 {
 		kd.Packets = append(kd.Packets, g.kekPacket(g.sig))
 	}
+	for _, t := range g.teks {
+		if t.counter() {
+			// The width of the keys' sender IDs, without values: the
+			// secondaries hand out IDs of the same width (AdoptKeys).
+			kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(max(g.sidBits, MinSIDBits), nil))
+			break
+		}
+	}
 	return sa, kd, g.seq, nil
+}
+
+// announcedSIDBits is the sender-ID width of a primary's announcement:
+// its SID key packet's NUMBER_OF_SID_BITS, MinSIDBits when it has none
+// (a KS of a version before widths were chosen per group hands out 16-bit
+// IDs).
+func announcedSIDBits(kd *isakmp.KD) (int, error) {
+	p := kd.Packet(isakmp.KDSID, nil)
+	if p == nil {
+		return MinSIDBits, nil
+	}
+	a, ok := p.Attributes.Find(isakmp.SIDNumberOfBits)
+	if !ok {
+		return MinSIDBits, nil
+	}
+	v, err := a.Uint()
+	if err != nil || !validSIDBits(int(v)) {
+		return 0, fmt.Errorf("sender-ID width %d outside %d..%d", v, MinSIDBits, MaxSIDBits)
+	}
+	return int(v), nil
 }
 
 // Seq is the group's rekey sequence number (the last used or adopted).
@@ -192,6 +220,10 @@ func (s *Server) AdoptKeys(name string, sa *isakmp.GroupSA, kd *isakmp.KD, seq u
 			}
 		}
 	}
+	sidBits, err := announcedSIDBits(kd)
+	if err != nil {
+		return false, prev, fmt.Errorf("ks: group %s: the primary's announcement: %w", name, err)
+	}
 	var kekKey []byte
 	var kekExp time.Time
 	if g.sig.alg != 0 {
@@ -232,7 +264,16 @@ func (s *Server) AdoptKeys(name string, sa *isakmp.GroupSA, kd *isakmp.KD, seq u
 			continue
 		}
 		changed = true
+		if t.counter() {
+			t.sidBits = uint8(sidBits)
+		}
 		g.carrySIDs(t)
+	}
+	if sidBits != g.sidBits {
+		// The primary's width: IDs of another width than the other KSs'
+		// could be prefixes of theirs. The count of what this KS may hand
+		// out is sized again.
+		g.setSIDBits(sidBits)
 	}
 	g.teks = fresh
 	if pt > 0 {

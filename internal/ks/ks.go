@@ -161,6 +161,7 @@ type Member struct {
 	LastRegister  time.Time
 	Registrations int
 	SenderIDs     []uint32
+	SIDBits       uint8 // the width of SenderIDs (0: MinSIDBits)
 	// Rekey bookkeeping (unicast): acknowledgements received and missed,
 	// consecutive misses, and whether the GM left the rekey list.
 	AcksReceived int
@@ -186,18 +187,16 @@ type tek struct {
 	authKey       []byte
 	created       time.Time
 	expires       time.Time
-	sidNext       uint32 // next sender ID for this key (RFC 6054: never reused with it)
+	// sidNext is the next sender ID for this key (RFC 6054: never reused
+	// with it), counted at width sidBits (the key's generation's width,
+	// or the group's wider one once IDs of it were handed out under it).
+	sidNext uint32
+	sidBits uint8
 	// sidUsed are the sender IDs in use with this key: those handed out
 	// under it and those members held when it was made (they keep them
 	// across rekeys: carrySIDs).
 	sidUsed sidSet
 }
-
-// sidSet is a set of sender IDs (SIDBits wide).
-type sidSet [1 << SIDBits / 64]uint64
-
-func (s *sidSet) has(id uint32) bool { return s[id/64]&(1<<(id%64)) != 0 }
-func (s *sidSet) add(id uint32)      { s[id/64] |= 1 << (id % 64) }
 
 type group struct {
 	cfg     GroupConfig
@@ -249,11 +248,16 @@ type group struct {
 	sidRefused    uint64
 	sidRefusedLog time.Time
 	remote        map[netip.Addr][]MemberVersion
+	// sidBits is the width of the sender IDs handed out now (sid.go:
+	// chosen with each generation of keys, never narrower); sidCap the
+	// IDs this KS may hand out under the current keys, sidGiven those it
+	// did, sidPressure when they passed half of sidCap (the next rekey is
+	// due then: NextRekey).
+	sidBits     int
+	sidCap      uint32
+	sidGiven    uint32
+	sidPressure time.Time
 }
-
-// SIDBits is the width of the sender IDs this KS hands out (RFC 6054 §3:
-// the KS chooses it; 16 bits leave room for 65535 senders per key).
-const SIDBits = 16
 
 // MaxSIDsPerMember bounds the sender IDs one registration gets, whatever
 // its SENDER_ID_REQUEST asks: without it, one authenticated member asking
@@ -312,6 +316,7 @@ func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
 			return err
 		}
 	}
+	g.newGeneration(g.teks)
 	s.groups[cfg.ID] = g
 	s.byName[cfg.Name] = g
 	return nil
@@ -458,7 +463,7 @@ func (s *Server) newTEK(p TEKPolicy, sel Selector, now time.Time) (*tek, error) 
 	if err != nil {
 		return nil, err
 	}
-	t := &tek{policy: p, sel: sel, created: now, expires: now.Add(p.Lifetime), sidNext: 1, receiveOnly: p.receiveOnly}
+	t := &tek{policy: p, sel: sel, created: now, expires: now.Add(p.Lifetime), sidNext: 1, sidBits: MinSIDBits, receiveOnly: p.receiveOnly}
 	for t.spi < 256 { // SPIs 1-255 are reserved (RFC 4303 §2.1)
 		b, err := s.read(4)
 		if err != nil {
@@ -490,6 +495,11 @@ func (s *Server) refresh(g *group, now time.Time) error {
 			return err
 		}
 		n.before, n.after = t.before, t.after
+		// One key alone: the group's width stays (its other keys' holders
+		// split their IVs at it), so no new generation.
+		if n.counter() {
+			n.sidBits = uint8(max(g.sidBits, MinSIDBits))
+		}
 		g.carrySIDs(n)
 		g.teks[i] = n
 	}
@@ -658,73 +668,24 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 	if needSIDs {
 		// RFC 6407 §5.6.4: counter-mode keys need a SID key packet. A GM
 		// that asked for none still gets one, and one that asks for more
-		// than MaxSIDsPerMember gets that many: the 16-bit space is shared
-		// by the whole group until the keys change (less the IDs members
-		// carry into the new keys: carrySIDs).
+		// than MaxSIDsPerMember gets that many: the ID space is shared by
+		// the whole group until the keys change (less the IDs members
+		// carry into the new keys: carrySIDs). Its width is the group's
+		// now (sid.go), in NUMBER_OF_SID_BITS.
 		n := min(max(int(sids), 1), MaxSIDsPerMember)
 		m.SenderIDs = m.SenderIDs[:0]
 		for i := 0; i < n; i++ {
-			sid, err := g.allocSID()
+			sid, err := g.allocSID(now)
 			if err != nil {
 				return 0, nil, err
 			}
 			m.SenderIDs = append(m.SenderIDs, sid)
 		}
-		kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(SIDBits, m.SenderIDs))
+		m.SIDBits = uint8(max(g.sidBits, MinSIDBits))
+		kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(int(m.SIDBits), m.SenderIDs))
 	}
 	mnemonic.Log(s.log, mnemonic.Notice, "KS_REGS_COMPLETE", "KS completed successful registration in group %s with GM %s.", g.cfg.Name, m.Address)
 	return g.seq, kd, nil
-}
-
-// carrySIDs marks in a new key the sender IDs the group's members hold:
-// GMs keep their sender IDs across rekeys (RFC 6054 App. B: a push
-// carries none), so those go on being used with the keys that replace the
-// current ones. Handing one out again under the new key gave two members
-// the same GCM nonces, and one's packets fell in the other's replay window
-// (issue 13's bench: dropped as replays at a third member after a
-// registration that followed a rekey).
-func (g *group) carrySIDs(t *tek) {
-	for _, m := range g.members {
-		for _, id := range m.SenderIDs {
-			if id > 0 && id < 1<<SIDBits {
-				t.sidUsed.add(id)
-			}
-		}
-	}
-}
-
-// allocSID hands out a sender ID of the group's counter-mode keys: the
-// next one in use with none of them (RFC 6054 §3: never reused with the
-// same key, nor given while a member carries it into the key: carrySIDs).
-// Each new key starts the count again.
-func (g *group) allocSID() (uint32, error) {
-	var next uint32 = 1
-	for _, t := range g.teks {
-		next = max(next, t.sidNext)
-	}
-	// With cooperative KSs, only this KS's share of the IDs (sidSlot).
-	stride, rank := g.sidSlot()
-	if off := (next - 1) % stride; off != rank {
-		next += (rank + stride - off) % stride
-	}
-	for ; next < 1<<SIDBits; next += stride {
-		used := false
-		for _, t := range g.teks {
-			used = used || t.sidUsed.has(next)
-		}
-		if !used {
-			break
-		}
-	}
-	if next >= 1<<SIDBits {
-		return 0, &gdoi.Refusal{Notify: isakmp.NotifyAttributesNotSupported,
-			Reason: fmt.Sprintf("group %s: all %d sender IDs of the current keys are in use", g.cfg.Name, 1<<SIDBits-1)}
-	}
-	for _, t := range g.teks {
-		t.sidNext = next + 1
-		t.sidUsed.add(next)
-	}
-	return next, nil
 }
 
 // GroupSnapshot is a copy of one group's state for show commands.

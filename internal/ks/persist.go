@@ -34,12 +34,12 @@ func (s *Server) State(name string, now time.Time) (*GroupState, error) {
 	for _, t := range g.teks {
 		st.TEKs = append(st.TEKs, TEKState{SPI: t.spi, Transform: uint8(t.policy.Transform), KeyBits: t.policy.KeyBits,
 			AuthAlg: t.policy.AuthAlg, EncKey: t.encKey, AuthKey: t.authKey, Proto: t.sel.Proto, Src: t.sel.Src, Dst: t.sel.Dst,
-			SrcPort: t.sel.SrcPort, DstPort: t.sel.DstPort, Created: t.created, Expires: t.expires, Lifetime: t.policy.Lifetime, SIDNext: t.sidNext})
+			SrcPort: t.sel.SrcPort, DstPort: t.sel.DstPort, Created: t.created, Expires: t.expires, Lifetime: t.policy.Lifetime, SIDNext: t.sidNext, SIDBits: t.sidBits})
 	}
 	for _, m := range g.members {
 		st.Members = append(st.Members, MemberState{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: m.Version.String(),
 			Registered: m.Registered, LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: slices.Clone(m.SenderIDs),
-			MissedRekeys: m.Missed, Removed: m.Removed})
+			SIDBits: m.SIDBits, MissedRekeys: m.Missed, Removed: m.Removed})
 	}
 	return st, nil
 }
@@ -82,7 +82,10 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 				isakmp.ESPTransform(k.Transform) == t.policy.Transform && k.KeyBits == t.policy.KeyBits && k.AuthAlg == t.policy.AuthAlg &&
 				now.Before(k.Expires) {
 				g.teks[i] = &tek{policy: t.policy, sel: t.sel, before: t.before, after: t.after, receiveOnly: t.receiveOnly,
-					spi: k.SPI, encKey: k.EncKey, authKey: k.AuthKey, created: k.Created, expires: k.Expires, sidNext: k.SIDNext}
+					spi: k.SPI, encKey: k.EncKey, authKey: k.AuthKey, created: k.Created, expires: k.Expires, sidNext: k.SIDNext, sidBits: MinSIDBits}
+				if validSIDBits(int(k.SIDBits)) {
+					g.teks[i].sidBits = k.SIDBits
+				}
 				restored[g.teks[i]] = k.SIDNext
 			}
 		}
@@ -90,15 +93,35 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 	for _, m := range st.Members {
 		v, _ := version.Parse(m.Version)
 		g.members[m.Address] = &Member{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: v, Registered: m.Registered,
-			LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: slices.Clone(m.SenderIDs), Missed: m.MissedRekeys, Removed: m.Removed}
+			LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: slices.Clone(m.SenderIDs), SIDBits: m.SIDBits,
+			Missed: m.MissedRekeys, Removed: m.Removed}
+	}
+	// The width of the IDs handed out: the restored keys' (the widest,
+	// never narrower); with none restored, chosen for the fresh keys from
+	// the members restored.
+	width := 0
+	for _, t := range g.teks {
+		if _, ok := restored[t]; ok && t.counter() {
+			width = max(width, int(t.sidBits))
+		}
+	}
+	if width == 0 {
+		g.chooseSIDBits()
+	} else {
+		g.setSIDBits(width)
+	}
+	for _, t := range g.teks {
+		if _, ok := restored[t]; !ok && t.counter() {
+			t.sidBits = uint8(g.sidBits)
+		}
 	}
 	// Sender IDs in use: with a restored key, every one below its count
 	// (handed out under it); with any key, those the members hold
 	// (carrySIDs: a fresh key reaches them by a rekey, which they enter
 	// with the IDs they have).
 	for _, t := range g.teks {
-		for id := uint32(1); id < min(restored[t], 1<<SIDBits); id++ {
-			t.sidUsed.add(id)
+		for id := uint32(1); id < min(restored[t], 1<<t.sidBits); id++ {
+			t.sidUsed.add(id, int(t.sidBits))
 		}
 		g.carrySIDs(t)
 	}

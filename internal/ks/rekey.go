@@ -100,6 +100,11 @@ func (s *Server) NextRekey(name string) time.Time {
 			next = at
 		}
 	}
+	// The sender IDs of the current keys run low: rekey now, so that the
+	// next keys are sized for the group (sid.go).
+	if !g.sidPressure.IsZero() && g.sidPressure.Before(next) {
+		next = g.sidPressure
+	}
 	// With TBAR the GMs' pseudotime drifts: resynchronise at least every
 	// 7200 s (SPEC T2).
 	if g.tbar() && !g.synced.IsZero() {

@@ -180,9 +180,7 @@ func (s *Server) rebuildTEKs(g *group, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	for _, t := range teks {
-		g.carrySIDs(t)
-	}
+	g.newGeneration(teks)
 	g.teks = teks
 	return nil
 }

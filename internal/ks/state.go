@@ -88,6 +88,9 @@ type TEKState struct {
 	Expires   time.Time     `json:"expires"`
 	Lifetime  time.Duration `json:"lifetime"`
 	SIDNext   uint32        `json:"sid_next"`
+	// SIDBits is the width SIDNext counts in (0: MinSIDBits, a state
+	// written before widths were chosen per group).
+	SIDBits uint8 `json:"sid_bits,omitempty"`
 }
 
 // MemberState is one registered GM.
@@ -99,6 +102,7 @@ type MemberState struct {
 	LastRegister  time.Time  `json:"last_register"`
 	Registrations int        `json:"registrations"`
 	SenderIDs     []uint32   `json:"sender_ids,omitempty"`
+	SIDBits       uint8      `json:"sid_bits,omitempty"` // their width (0: MinSIDBits)
 	MissedRekeys  int        `json:"missed_rekeys,omitempty"`
 	Port          uint16     `json:"port,omitempty"`    // where unicast rekeys go
 	Removed       bool       `json:"removed,omitempty"` // off the rekey list

@@ -133,7 +133,7 @@ func TestMemberDigestCoversEveryField(t *testing.T) {
 			f.Set(reflect.ValueOf(t0.Add(time.Second)))
 		case int:
 			f.SetInt(f.Int() + 1)
-		case uint16:
+		case uint16, uint8:
 			f.SetUint(f.Uint() + 1)
 		case bool:
 			f.SetBool(!f.Bool())

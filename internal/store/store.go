@@ -1049,7 +1049,7 @@ func memberDigest(seed maphash.Seed, m *MemberState) uint64 {
 	h.WriteByte(0)
 	var n [8]byte
 	for _, v := range []int64{m.Registered.UnixNano(), m.LastRegister.UnixNano(), int64(m.Registrations),
-		int64(m.MissedRekeys), int64(m.Port), int64(len(m.SenderIDs))} {
+		int64(m.MissedRekeys), int64(m.Port), int64(m.SIDBits), int64(len(m.SenderIDs))} {
 		binary.LittleEndian.PutUint64(n[:], uint64(v))
 		h.Write(n[:])
 	}

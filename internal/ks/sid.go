@@ -1,0 +1,274 @@
+package ks
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// Sender IDs (RFC 6054 §3, RFC 6407 §5.6.4). A counter-mode TEK is shared
+// by every member, so each sender puts an ID of its own in the high-order
+// bits of the 64-bit IV and its packet counter in the rest: two senders
+// never use one IV under one key. The KS tells a member the width of its
+// IDs in the SID key packet of its registration (NUMBER_OF_SID_BITS) and
+// chooses it: here per group, when the group's keys are made (AddGroup,
+// a rekey, a restart), from the group's size (chooseSIDBits), so that a
+// key's IDs all have the width its generation started with. Members keep
+// their IDs across rekeys (RFC 6054 App. B), so a key's IDs may be of
+// several widths: an ID of w bits is the IV prefix it puts there, and an
+// ID is free under a key only when it is no prefix of one in use and none
+// in use is a prefix of it (sidSet).
+
+const (
+	// MinSIDBits is the narrowest sender-ID width this KS hands out (and
+	// the width of every ID before widths were chosen per group: what a
+	// stored member or key without a width has).
+	MinSIDBits = 16
+	// MaxSIDBits is the widest: 16,777,215 senders per key, and 40 bits
+	// of counter below them, more than the 32-bit ESP sequence number a
+	// groupvpn GM counts with (docs/wire.md).
+	MaxSIDBits = 24
+)
+
+// sidPage holds the bits of 65,536 consecutive IDs of one width.
+type sidPage [1 << 16 / 64]uint64
+
+// sidBitmap is a set of IDs of one width, its pages allocated as IDs land
+// in them: a key with a few members holds one 8 KiB page, not 2^width bits.
+type sidBitmap struct{ pages []*sidPage }
+
+func (b *sidBitmap) has(id uint32) bool {
+	p := int(id >> 16)
+	if p >= len(b.pages) || b.pages[p] == nil {
+		return false
+	}
+	o := id & 0xffff
+	return b.pages[p][o/64]&(1<<(o%64)) != 0
+}
+
+func (b *sidBitmap) add(id uint32) {
+	p := int(id >> 16)
+	if p >= len(b.pages) {
+		b.pages = append(b.pages, make([]*sidPage, p+1-len(b.pages))...)
+	}
+	if b.pages[p] == nil {
+		b.pages[p] = new(sidPage)
+	}
+	o := id & 0xffff
+	b.pages[p][o/64] |= 1 << (o % 64)
+}
+
+// anyIn reports whether an ID in [lo, hi) is in the set (hi-lo is at
+// most 2^(MaxSIDBits-MinSIDBits)).
+func (b *sidBitmap) anyIn(lo, hi uint32) bool {
+	for id := lo; id < hi; id++ {
+		if b.has(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// sidSet is the sender IDs in use with one key, of any width
+// MinSIDBits..MaxSIDBits: one lazily paged bitmap per width present.
+type sidSet struct {
+	byWidth [MaxSIDBits - MinSIDBits + 1]*sidBitmap
+}
+
+// validSIDBits reports whether bits is a width this KS hands out.
+func validSIDBits(bits int) bool { return bits >= MinSIDBits && bits <= MaxSIDBits }
+
+// has reports whether id of width bits collides with an ID in the set:
+// either is a prefix of the other (equal IDs of equal width included).
+func (s *sidSet) has(id uint32, bits int) bool {
+	for w := MinSIDBits; w <= MaxSIDBits; w++ {
+		b := s.byWidth[w-MinSIDBits]
+		if b == nil {
+			continue
+		}
+		if w <= bits {
+			if b.has(id >> (bits - w)) {
+				return true
+			}
+		} else if b.anyIn(id<<(w-bits), (id+1)<<(w-bits)) {
+			return true
+		}
+	}
+	return false
+}
+
+// add puts id of width bits in the set (a width outside
+// MinSIDBits..MaxSIDBits, which this KS never hands out, is ignored).
+func (s *sidSet) add(id uint32, bits int) {
+	if !validSIDBits(bits) || id>>bits != 0 {
+		return
+	}
+	b := s.byWidth[bits-MinSIDBits]
+	if b == nil {
+		b = &sidBitmap{}
+		s.byWidth[bits-MinSIDBits] = b
+	}
+	b.add(id)
+}
+
+// counter reports whether t is a counter-mode key (it needs sender IDs).
+func (t *tek) counter() bool { return t.authKey == nil }
+
+// sidWidth is the width of a member's sender IDs (MinSIDBits for a
+// member stored before widths were recorded).
+func (m *Member) sidWidth() int {
+	if validSIDBits(int(m.SIDBits)) {
+		return int(m.SIDBits)
+	}
+	return MinSIDBits
+}
+
+// chooseSIDBits picks the width of the sender IDs of the group's next
+// keys (a new generation: every key of the group made anew). The rule:
+// the narrowest width, not below the current one, MinSIDBits at least and
+// MaxSIDBits at most, whose space, less the part the members' IDs take
+// (they carry them into the new keys: an ID of w bits takes 2^-w of the
+// space at any width), leaves room for four times the group's members
+// (every member could register twice and the group double). A group of a
+// few thousand members stays at 16 bits; 30,000 members holding 16-bit
+// IDs move to 18. It never narrows: an ID carried from wider keys would
+// take a whole block of narrower ones. It also sets how many IDs this KS
+// may hand out under the new keys before it asks for an early rekey
+// (sidCap; sidPressure).
+func (g *group) chooseSIDBits() {
+	free, n := g.sidFree()
+	need := 4 * float64(n+1)
+	w := max(g.sidBits, MinSIDBits)
+	for w < MaxSIDBits && free*math.Ldexp(1, w) < need {
+		w++
+	}
+	g.setSIDBits(w)
+}
+
+// setSIDBits makes bits the width of the IDs handed out from now, and
+// sizes what this KS may hand out under the current keys (sidCap).
+func (g *group) setSIDBits(bits int) {
+	free, _ := g.sidFree()
+	stride, _ := g.sidSlot()
+	g.sidBits = bits
+	g.sidCap = uint32(free * math.Ldexp(1, bits) / float64(stride))
+	g.sidGiven, g.sidPressure = 0, time.Time{}
+}
+
+// sidFree is the part of the sender-ID space (at any width) the IDs the
+// members hold leave free, and the number of members (with the peer KSs').
+func (g *group) sidFree() (free float64, members int) {
+	members = len(g.members)
+	for _, r := range g.remote {
+		members += len(r)
+	}
+	var taken float64
+	for _, m := range g.members {
+		taken += float64(len(m.SenderIDs)) * math.Ldexp(1, -m.sidWidth())
+	}
+	// Peer KSs' members: their IDs are not known here, one each at the
+	// current width.
+	taken += float64(members-len(g.members)) * math.Ldexp(1, -max(g.sidBits, MinSIDBits))
+	return max(1-taken, 0), members
+}
+
+// newGeneration makes ts the group's keys' sender-ID bookkeeping for a
+// new generation: the width chosen (chooseSIDBits), every member's IDs
+// marked in use with each new counter-mode key (carrySIDs).
+func (g *group) newGeneration(ts []*tek) {
+	g.chooseSIDBits()
+	for _, t := range ts {
+		if t.counter() {
+			t.sidBits = uint8(g.sidBits)
+		}
+		g.carrySIDs(t)
+	}
+}
+
+// carrySIDs marks in a new key the sender IDs the group's members hold:
+// GMs keep their sender IDs across rekeys (RFC 6054 App. B: a push
+// carries none), so those go on being used with the keys that replace the
+// current ones. Handing one out again under the new key gave two members
+// the same GCM nonces, and one's packets fell in the other's replay window
+// (issue 13's bench: dropped as replays at a third member after a
+// registration that followed a rekey). An ID of a narrower width than the
+// key's takes the whole block of the key's IDs it is a prefix of.
+func (g *group) carrySIDs(t *tek) {
+	if !t.counter() {
+		return
+	}
+	for _, m := range g.members {
+		for _, id := range m.SenderIDs {
+			if id > 0 {
+				t.sidUsed.add(id, m.sidWidth())
+			}
+		}
+	}
+}
+
+// allocSID hands out a sender ID of the group's current width for its
+// counter-mode keys: the next one in use with none of them (RFC 6054 §3:
+// never reused with the same key, nor given while a member carries it into
+// the key: carrySIDs). Each new key starts the count again. now marks when
+// the IDs run low (sidPressure: NextRekey then rekeys early, and the next
+// keys are wider).
+func (g *group) allocSID(now time.Time) (uint32, error) {
+	bits := max(g.sidBits, MinSIDBits)
+	var next uint32 = 1
+	for _, t := range g.teks {
+		if !t.counter() {
+			continue
+		}
+		n := t.sidNext
+		if tb := int(t.sidBits); validSIDBits(tb) && tb < bits {
+			n <<= bits - tb // counted at a narrower width
+		}
+		next = max(next, n)
+	}
+	// With cooperative KSs, only this KS's share of the IDs (sidSlot).
+	stride, rank := g.sidSlot()
+	if off := (next - 1) % stride; off != rank {
+		next += (rank + stride - off) % stride
+	}
+	for ; next < 1<<bits; next += stride {
+		used := false
+		for _, t := range g.teks {
+			if t.counter() && t.sidUsed.has(next, bits) {
+				used = true
+				break
+			}
+		}
+		if !used {
+			break
+		}
+	}
+	if next >= 1<<bits {
+		return 0, &gdoi.Refusal{Notify: isakmp.NotifyAttributesNotSupported,
+			Reason: fmt.Sprintf("group %s: all %d-bit sender IDs of the current keys are in use", g.cfg.Name, bits)}
+	}
+	for _, t := range g.teks {
+		if t.counter() {
+			t.sidNext, t.sidBits = next+1, uint8(bits)
+			t.sidUsed.add(next, bits)
+		}
+	}
+	g.sidGiven++
+	if g.sidPressure.IsZero() && bits < MaxSIDBits && g.sig.alg != 0 && g.sidGiven >= g.sidCap/2 {
+		// Half of what the keys were sized for is handed out: the next
+		// rekey comes now, with wider IDs if the group needs them.
+		g.sidPressure = now
+	}
+	return next, nil
+}
+
+// SIDBits is the width of the sender IDs the group hands out now (what a
+// registration's SID key packet says; 0 for no such group).
+func (s *Server) SIDBits(name string) int {
+	if g := s.byName[name]; g != nil {
+		return max(g.sidBits, MinSIDBits)
+	}
+	return 0
+}
