@@ -257,6 +257,10 @@ type group struct {
 	sidCap      uint32
 	sidGiven    uint32
 	sidPressure time.Time
+	// regs, acked and missed are the members' Registrations,
+	// AcksReceived and AcksMissed summed, kept as each changes, so that
+	// the counters a scrape reads do not walk the members (issue 18).
+	regs, acked, missed int
 }
 
 // MaxSIDsPerMember bounds the sender IDs one registration gets, whatever
@@ -649,6 +653,7 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 		m.Identity = m.Address.String()
 	}
 	m.Registrations++
+	g.regs++
 	m.Removed, m.Missed = false, 0
 	s.dirty = true
 	if g.ptStart.IsZero() {
@@ -714,6 +719,9 @@ type GroupSnapshot struct {
 	// MemberCount is the number of members, also when Members is left
 	// out (SnapshotOf without members).
 	MemberCount int
+	// Registrations, AcksReceived and AcksMissed are the members'
+	// counters summed (Member's), also when Members is left out.
+	Registrations, AcksReceived, AcksMissed int
 }
 
 // TEKSnapshot describes one TEK without its keys.
@@ -765,6 +773,7 @@ func (s *Server) SnapshotOf(now time.Time, members bool) []GroupSnapshot {
 				Replay: t.policy.Replay, ReplayWindow: t.policy.ReplayWindow, ACLName: t.policy.ACLName, ProfileName: t.policy.ProfileName, BypassBefore: t.before, BypassAfter: t.after})
 		}
 		gs.MemberCount = len(g.members)
+		gs.Registrations, gs.AcksReceived, gs.AcksMissed = g.regs, g.acked, g.missed
 		if members {
 			for _, m := range g.members {
 				c := *m

@@ -96,6 +96,10 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 			LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: slices.Clone(m.SenderIDs), SIDBits: m.SIDBits,
 			Missed: m.MissedRekeys, Removed: m.Removed}
 	}
+	g.regs, g.acked, g.missed = 0, 0, 0
+	for _, m := range g.members {
+		g.regs, g.acked, g.missed = g.regs+m.Registrations, g.acked+m.AcksReceived, g.missed+m.AcksMissed
+	}
 	// The width of the IDs handed out: the restored keys' (the widest,
 	// never narrower); with none restored, chosen for the fresh keys from
 	// the members restored.

@@ -280,6 +280,7 @@ func (s *Server) Acked(group string, addr netip.Addr, seq uint32) {
 	if m := g.members[addr]; m != nil {
 		s.dirty = true
 		m.AcksReceived++
+		g.acked++
 		m.Missed = 0
 		m.LastAckSeq = seq
 	}
@@ -317,6 +318,7 @@ func (s *Server) Missed(group string, addr netip.Addr) {
 	s.dirty = true
 	m.Missed++
 	m.AcksMissed++
+	g.missed++
 	if m.Missed >= g.cfg.Rekey.withDefaults().MaxMissed {
 		m.Removed = true
 		g.membersGen++
