@@ -43,8 +43,8 @@ func RekeySuiteFor(keyBits int) RekeySuite {
 // FromKS returns the G-IKEv2 values of ks group name: its TEKs (the same
 // keys GDOI members get: one key set, one owner), its Rekey SA keyed from
 // the KEK, its rekey signing key, ATD/DTD (ks.RekeyATD, ks.RekeyDTD) and
-// Sender-ID bits (ks.Server.SIDBits). It reads ks.Server.State, which copies the
-// group's members: a GCKS reads it only when ks's keys change (keysOf).
+// Sender-ID bits (ks.Server.SIDBits). It reads ks.Server.KeysState (the
+// keys without the members), when ks's keys change (keysOf).
 func FromKS(srv *ks.Server, name string, now time.Time) (*Group, error) {
 	snap, ok := snapshotOf(srv.SnapshotOf(now, false), func(s *ks.GroupSnapshot) bool { return s.Name == name })
 	if !ok {
@@ -71,7 +71,7 @@ func snapshotOf(snaps []ks.GroupSnapshot, match func(*ks.GroupSnapshot) bool) (*
 // policies, with the TEKs not expired at now.
 func fromKS(srv *ks.Server, snap *ks.GroupSnapshot, now time.Time) (*Group, error) {
 	name := snap.Name
-	st, err := srv.State(name, now)
+	st, err := srv.KeysState(name, now)
 	if err != nil {
 		return nil, fmt.Errorf("gikev2: group %s: %w", name, err)
 	}
@@ -205,7 +205,7 @@ type GCKS struct {
 	rekeyers map[string]*Rekeyer
 	// groups are the Groups built from ks's keys, by ks group name: a
 	// registration reads a members-free ks snapshot (O(groups)), and the
-	// members-copying ks.Server.State only when the keys changed (issue
+	// ks.Server.KeysState only when the keys changed (issue
 	// 18: a State per registration made each one cost O(members)).
 	groups map[string]*cachedGroup
 	rand   io.Reader
@@ -230,7 +230,7 @@ func (k *GCKS) groupByID(id uint32, now time.Time) (string, bool) {
 }
 
 // group is the Group of ks group name at now: the one built before while
-// ks's keys are the same (keysVersion), built again from ks.Server.State
+// ks's keys are the same (keysVersion), built again from ks.Server.KeysState
 // otherwise.
 func (k *GCKS) group(name string, now time.Time) (*Group, error) {
 	snap, ok := snapshotOf(k.srv.SnapshotOf(now, false), func(s *ks.GroupSnapshot) bool { return s.Name == name })

@@ -160,11 +160,11 @@ func (r *Router) showGDOI() string {
 	now := r.o.Now()
 	if r.ks != nil {
 		for _, n := range r.ks.srv.Groups() {
-			st, err := r.ks.srv.State(n, now)
+			st, err := r.ks.srv.KeysState(n, now)
 			if err != nil {
 				continue
 			}
-			fmt.Fprintf(&b, "GROUP INFORMATION (G-IKEv2 key server)\n    Group Name               : %s\n    Group Identity           : %d\n    Group Members            : %d\n    Rekey Sequence Number    : %d\n", st.Name, st.ID, len(st.Members), st.Seq)
+			fmt.Fprintf(&b, "GROUP INFORMATION (G-IKEv2 key server)\n    Group Name               : %s\n    Group Identity           : %d\n    Group Members            : %d\n    Rekey Sequence Number    : %d\n", st.Name, st.ID, r.ks.srv.MemberCount(n), st.Seq)
 			for _, t := range st.TEKs {
 				fmt.Fprintf(&b, "    TEK SPI                  : 0x%08X (expires %s)\n", t.SPI, t.Expires.UTC().Format("15:04:05"))
 			}

@@ -39,6 +39,10 @@ type ksRole struct {
 	dirty    map[string]bool
 	saveAt   time.Time
 	lastSave time.Time
+	// queued is the state of each group last queued for the writer: a
+	// write of the keys alone carries its members (save), so that one the
+	// writer still holds is not written without them.
+	queued map[string]*ks.GroupState
 }
 
 // resend is one GSA_REKEY's pending retransmissions.
@@ -58,7 +62,7 @@ func newKSRole(r *Router, groups []ks.GroupConfig, now time.Time) (*ksRole, erro
 			return nil, fmt.Errorf("ikev2d: key-server group %s: %w", g.Name, err)
 		}
 	}
-	k := &ksRole{r: r, srv: srv, gcks: gikev2.NewGCKS(srv, r.o.Rand), ids: map[uint32]string{}, dirty: map[string]bool{}}
+	k := &ksRole{r: r, srv: srv, gcks: gikev2.NewGCKS(srv, r.o.Rand), ids: map[uint32]string{}, dirty: map[string]bool{}, queued: map[string]*ks.GroupState{}}
 	for _, g := range groups {
 		k.ids[g.ID] = g.Name
 	}
@@ -106,14 +110,29 @@ func (k *ksRole) save(name string, now time.Time, withMembers bool) error {
 	if k.saver == nil {
 		return nil
 	}
-	gs, err := k.srv.State(name, now)
-	if err != nil {
-		return err
-	}
+	var gs *ks.GroupState
+	var err error
 	if withMembers {
+		if gs, err = k.srv.State(name, now); err != nil {
+			return err
+		}
 		delete(k.dirty, name)
+		delete(k.queued, name)
 		err = k.saver.SaveGroup(gs)
 	} else {
+		// The keys alone, built without copying the members (a
+		// registration given Sender-IDs writes them before its answer:
+		// with a State here each one cost O(members), issue 18). The
+		// writer may still hold the group's last queued state, which it
+		// then writes whole with these keys (SaveKeysOrdered): with the
+		// members as queued, the newer changes being dirty and queued
+		// next (markDirty).
+		if gs, err = k.srv.KeysState(name, now); err != nil {
+			return err
+		}
+		if q := k.queued[name]; q != nil {
+			gs.Members = q.Members
+		}
 		err = k.saver.SaveKeysOrdered(gs)
 	}
 	if err != nil {
@@ -235,6 +254,7 @@ func (k *ksRole) saveDirty(now time.Time) {
 			continue
 		}
 		k.saver.Queue(gs)
+		k.queued[name] = gs
 	}
 	clear(k.dirty)
 	k.saveAt, k.lastSave = time.Time{}, now

@@ -15,6 +15,17 @@ import (
 // State exports a group's state for the store: its keys, sequence number
 // and members (SPEC O4).
 func (s *Server) State(name string, now time.Time) (*GroupState, error) {
+	return s.state(name, now, true)
+}
+
+// KeysState is State without the members (Members nil): what a write of
+// the keys alone (Store.SaveKeys) or a reader of the keys needs, in time
+// that does not grow with the members (issue 18).
+func (s *Server) KeysState(name string, now time.Time) (*GroupState, error) {
+	return s.state(name, now, false)
+}
+
+func (s *Server) state(name string, now time.Time, members bool) (*GroupState, error) {
 	g := s.byName[name]
 	if g == nil {
 		return nil, fmt.Errorf("ks: no group %s", name)
@@ -36,6 +47,10 @@ func (s *Server) State(name string, now time.Time) (*GroupState, error) {
 			AuthAlg: t.policy.AuthAlg, EncKey: t.encKey, AuthKey: t.authKey, Proto: t.sel.Proto, Src: t.sel.Src, Dst: t.sel.Dst,
 			SrcPort: t.sel.SrcPort, DstPort: t.sel.DstPort, Created: t.created, Expires: t.expires, Lifetime: t.policy.Lifetime, SIDNext: t.sidNext, SIDBits: t.sidBits})
 	}
+	if !members {
+		return st, nil
+	}
+	st.Members = make([]MemberState, 0, len(g.members))
 	for _, m := range g.members {
 		st.Members = append(st.Members, MemberState{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: m.Version.String(),
 			Registered: m.Registered, LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: slices.Clone(m.SenderIDs),
