@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -76,7 +77,7 @@ type dpdState struct {
 	alive time.Time // the last proof of life: establishment or a matching ACK
 
 	// Drained into Endpoint.Stats by apply.
-	rutSent, acks, ackUnexpected, dead int
+	rutSent, acks, ackUnexpected, dead int32
 }
 
 // dpdArm starts the timer of a newly established SA.
@@ -91,7 +92,7 @@ func (sa *SA) dpdArm(now time.Time) {
 // life (now if that is past).
 func (sa *SA) dpdRearm(now time.Time) {
 	d := sa.cfg.DPD
-	if !d.Enabled() || !sa.info.PeerDPD || (!d.Periodic && !sa.initiator) {
+	if !d.Enabled() || !sa.peerDPD || (!d.Periodic && !sa.initiator) {
 		sa.dpd.sent, sa.dpd.next = 0, time.Time{}
 		return
 	}
@@ -115,7 +116,7 @@ func (sa *SA) dpdDue(now time.Time) Result {
 		sa.dpd.dead++
 		sa.state = StateDead
 		sa.dpd.next = time.Time{}
-		sa.log.Warn("peer is dead: no R-U-THERE-ACK", "r_u_there_sent", sa.dpd.sent,
+		sa.log(slog.LevelWarn, "peer is dead: no R-U-THERE-ACK", "r_u_there_sent", sa.dpd.sent,
 			"since", now.Sub(sa.dpd.alive).Round(time.Millisecond))
 		return Result{Events: []Event{Failed{Err: ErrDeadPeer}}}
 	}
@@ -185,7 +186,7 @@ func (sa *SA) DPD(now time.Time) (Result, error) {
 	if sa.state != StateEstablished {
 		return Result{}, errors.New("ike: DPD needs an established SA")
 	}
-	if !sa.info.PeerDPD {
+	if !sa.peerDPD {
 		return Result{}, fmt.Errorf("ike: peer %s did not announce DPD", sa.peer)
 	}
 	msg, err := sa.rUThere()

@@ -182,8 +182,7 @@ type Endpoint struct {
 	perPeer  map[netip.Addr]*list.List
 	elems    map[*SA][2]*list.Element // an SA's elements in halfOpen and perPeer
 	timers   timerHeap
-	gen      map[*SA]uint64
-	byID     map[string]map[*SA]struct{} // established SAs by peer identity (idKey)
+	byID     map[string]*SA // established SAs by peer identity (idKey): the first, the others through idNext
 
 	refusals, invalidCookies tokenBucket
 	unauth                   *slog.Logger // bounded and rate-limited: for what unauthenticated input causes
@@ -196,7 +195,7 @@ func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, e
 	limits = limits.withDefaults()
 	e := &Endpoint{cfg: cfg, local: local, limits: limits, sas: map[pair]*SA{},
 		pending: map[halfKey]*SA{}, halfOpen: list.New(), perPeer: map[netip.Addr]*list.List{},
-		elems: map[*SA][2]*list.Element{}, gen: map[*SA]uint64{}, byID: map[string]map[*SA]struct{}{},
+		elems: map[*SA][2]*list.Element{}, byID: map[string]*SA{},
 		refusals:       tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		invalidCookies: tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		unauth:         slog.New(ratelog.New(cfg.logger().Handler(), ratelog.Options{}))}
@@ -238,7 +237,7 @@ func (e *Endpoint) Initiate(peer netip.AddrPort, now time.Time) (*SA, Output, er
 	if e.pending[halfKey{sa.icky, peer}] != nil {
 		return nil, Output{}, errors.New("ike: initiator cookie already in use")
 	}
-	sa.log = e.unauth.With("peer", peer.String(), "role", "initiator")
+	sa.unauth = e.unauth
 	e.pending[halfKey{sa.icky, peer}] = sa
 	return sa, e.apply(sa, r), nil
 }
@@ -340,8 +339,8 @@ func (e *Endpoint) invalidCookie(from netip.AddrPort, h isakmp.Header, now time.
 // a message leaves nothing behind (SPEC S1).
 func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []byte, now time.Time) Output {
 	sa := newResponder(e.cfg, e.local, from, icky, e.responderCookie(icky, from), now)
-	sa.log = e.unauth.With("peer", from.String(), "role", "responder")
-	sa.halfOpenTTL = e.limits.HalfOpenTimeout
+	sa.unauth = e.unauth
+	sa.hs.halfOpenTTL = e.limits.HalfOpenTimeout
 	r := sa.Handle(pkt, now)
 	e.Stats.Dropped += uint64(sa.Dropped)
 	sa.Dropped = 0
@@ -414,15 +413,18 @@ func (e *Endpoint) step(sa *SA, r Result, now time.Time) Output {
 // (a second device with the same identity) learns from.
 func (e *Endpoint) dropOlder(sa *SA, now time.Time) Output {
 	var out Output
-	if sa.info.PeerID == nil {
+	if sa.peerID == nil {
 		return out
 	}
-	for o := range e.byID[idKey(sa.info.PeerID)] {
-		if o == sa || o.state != StateEstablished || !sameID(o.info.PeerID, sa.info.PeerID) {
-			continue
+	var older []*SA // remove changes the identity's list
+	for o := e.byID[idKey(sa.peerID)]; o != nil; o = o.idNext {
+		if o != sa && o.state == StateEstablished && sameID(o.peerID, sa.peerID) {
+			older = append(older, o)
 		}
-		o.log.Info("deleting phase-1 SA: its peer identity sent INITIAL-CONTACT on a new one",
-			"peer_id", o.info.PeerID.String(), "new_peer", sa.peer.String())
+	}
+	for _, o := range older {
+		o.log(slog.LevelInfo, "deleting phase-1 SA: its peer identity sent INITIAL-CONTACT on a new one",
+			"peer_id", o.peerID.String(), "new_peer", sa.peer.String())
 		e.Stats.InitialContactDropped++
 		r := o.Delete(now)
 		out.Send = append(out.Send, e.apply(o, r).Send...)
@@ -438,16 +440,20 @@ func (e *Endpoint) dropOlder(sa *SA, now time.Time) Output {
 // holds, so an INITIAL-CONTACT costs the SAs of its own identity, not
 // every SA (issue 18 F1).
 func (e *Endpoint) index(sa *SA) {
-	if sa.info.PeerID == nil {
+	if sa.peerID == nil {
 		return
 	}
-	k := idKey(sa.info.PeerID)
-	m := e.byID[k]
-	if m == nil {
-		m = map[*SA]struct{}{}
-		e.byID[k] = m
+	k := idKey(sa.peerID)
+	first := e.byID[k]
+	for o := first; o != nil; o = o.idNext {
+		if o == sa {
+			return
+		}
 	}
-	m[sa] = struct{}{}
+	// Usually one SA per identity: a list through the SAs costs no
+	// allocation of its own (issue 18 F3).
+	sa.idNext = first
+	e.byID[k] = sa
 }
 
 // idKey is the byID key of a peer identity: what sameID compares.
@@ -487,15 +493,23 @@ func (e *Endpoint) remove(sa *SA) {
 	if k := (pair{sa.icky, sa.rcky}); e.sas[k] == sa {
 		delete(e.sas, k)
 	}
-	delete(e.gen, sa)
-	if sa.info.PeerID != nil {
-		k := idKey(sa.info.PeerID)
-		if m := e.byID[k]; m != nil {
-			delete(m, sa)
-			if len(m) == 0 {
+	sa.gen++ // its timers are stale
+	if sa.peerID != nil {
+		k := idKey(sa.peerID)
+		for p := e.byID[k]; p != nil; p = p.idNext {
+			if p == sa {
 				delete(e.byID, k)
+				if sa.idNext != nil {
+					e.byID[k] = sa.idNext
+				}
+				break
+			}
+			if p.idNext == sa {
+				p.idNext = sa.idNext
+				break
 			}
 		}
+		sa.idNext = nil
 	}
 	sa.state = StateDead
 }
@@ -521,9 +535,9 @@ func (e *Endpoint) apply(sa *SA, r Result) Output {
 	e.Stats.DPDDead += uint64(d.dead)
 	d.rutSent, d.acks, d.ackUnexpected, d.dead = 0, 0, 0, 0
 	if !r.Timer.IsZero() && sa.state != StateDead {
-		e.gen[sa]++
-		heap.Push(&e.timers, timerEntry{at: r.Timer, sa: sa, gen: e.gen[sa]})
-		if len(e.timers) > 2*len(e.gen)+64 {
+		sa.gen++
+		e.timers.push(timerEntry{at: r.Timer, sa: sa, gen: sa.gen})
+		if len(e.timers) > 2*(len(e.sas)+len(e.pending))+64 {
 			e.compactTimers()
 		}
 	}
@@ -535,7 +549,7 @@ func (e *Endpoint) apply(sa *SA, r Result) Output {
 func (e *Endpoint) compactTimers() {
 	live := e.timers[:0]
 	for _, t := range e.timers {
-		if e.gen[t.sa] == t.gen {
+		if t.live() {
 			live = append(live, t)
 		}
 	}
@@ -548,10 +562,10 @@ func (e *Endpoint) compactTimers() {
 func (e *Endpoint) NextTimer() time.Time {
 	for len(e.timers) > 0 {
 		t := e.timers[0]
-		if e.gen[t.sa] == t.gen {
+		if t.live() {
 			return t.at
 		}
-		heap.Pop(&e.timers) // superseded
+		e.timers.pop() // superseded
 	}
 	return time.Time{}
 }
@@ -560,8 +574,8 @@ func (e *Endpoint) NextTimer() time.Time {
 func (e *Endpoint) Tick(now time.Time) Output {
 	var out Output
 	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
-		t := heap.Pop(&e.timers).(timerEntry)
-		if e.gen[t.sa] != t.gen {
+		t := e.timers.pop()
+		if !t.live() {
 			continue
 		}
 		halfOpen := !t.sa.initiator && t.sa.state == StateMM2Sent
@@ -614,6 +628,30 @@ type timerEntry struct {
 	at  time.Time
 	sa  *SA
 	gen uint64
+}
+
+// live reports whether t is its SA's current timer: an SA's later timer,
+// or its removal, supersedes it.
+func (t timerEntry) live() bool { return t.sa.gen == t.gen }
+
+// push and pop are heap.Push and heap.Pop without boxing the entry in an
+// interface (an allocation per timer set).
+func (h *timerHeap) push(t timerEntry) {
+	*h = append(*h, t)
+	heap.Fix(h, len(*h)-1)
+}
+
+func (h *timerHeap) pop() timerEntry {
+	old := *h
+	n := len(old) - 1
+	old.Swap(0, n)
+	t := old[n]
+	old[n] = timerEntry{}
+	*h = old[:n]
+	if n > 0 {
+		heap.Fix(h, 0)
+	}
+	return t
 }
 
 type timerHeap []timerEntry

@@ -167,7 +167,7 @@ func fuzzEndpoint(t *testing.T, w *fuzzWorld, e *Endpoint, sa *SA, peer netip.Ad
 		t.Fatalf("the established SA was removed or changed: state %s", sa.State())
 	}
 	if len(e.sas) > fuzzLimits.MaxHalfOpen+2 || e.halfOpen.Len() > fuzzLimits.MaxHalfOpen ||
-		len(e.pending) > fuzzLimits.MaxHalfOpen+1 || len(e.timers) > 2*len(e.gen)+64 {
+		len(e.pending) > fuzzLimits.MaxHalfOpen+1 || len(e.timers) > 2*(len(e.sas)+len(e.pending))+64 {
 		t.Fatalf("tables: %d SAs, %d half-open, %d pending, %d timers", len(e.sas), e.halfOpen.Len(), len(e.pending), len(e.timers))
 	}
 }

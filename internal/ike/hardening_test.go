@@ -46,8 +46,14 @@ func withCookie(pkt []byte, n uint64) []byte {
 // assertEmpty fails unless e holds no SA, half-open entry or live timer.
 func assertEmpty(t *testing.T, e *Endpoint) {
 	t.Helper()
-	if len(e.sas) != 0 || len(e.pending) != 0 || e.halfOpen.Len() != 0 || len(e.perPeer) != 0 || len(e.elems) != 0 || len(e.gen) != 0 {
-		t.Fatalf("state left: %d SAs, %d pending, %d half-open, %d peers, %d timers gen", len(e.sas), len(e.pending), e.halfOpen.Len(), len(e.perPeer), len(e.gen))
+	live := 0
+	for _, t := range e.timers {
+		if t.live() {
+			live++
+		}
+	}
+	if len(e.sas) != 0 || len(e.pending) != 0 || e.halfOpen.Len() != 0 || len(e.perPeer) != 0 || len(e.elems) != 0 || live != 0 {
+		t.Fatalf("state left: %d SAs, %d pending, %d half-open, %d peers, %d live timers", len(e.sas), len(e.pending), e.halfOpen.Len(), len(e.perPeer), live)
 	}
 	if len(e.timers) > 64 {
 		t.Fatalf("%d timers left", len(e.timers))

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -16,7 +17,7 @@ import (
 // EncryptPhase2 encrypts payloads for exchange exch with message ID mid,
 // continuing that message ID's IV chain, and returns the datagram.
 func (sa *SA) EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Payload) ([]byte, error) {
-	if sa.keys == nil || sa.lastBlock == nil {
+	if sa.keys == nil || !sa.seeded {
 		return nil, errors.New("ike: phase 1 is not established")
 	}
 	plain, err := isakmp.AppendPayloads(nil, ps)
@@ -28,7 +29,7 @@ func (sa *SA) EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Pa
 	if err != nil {
 		return nil, err
 	}
-	sa.phase2IVs[mid] = lastBlock(ct)
+	sa.setPhase2IV(mid, ct)
 	m := &isakmp.Message{Header: sa.header(ps[0].Type(), exch, isakmp.FlagEncryption, mid), Body: ct}
 	return m.Marshal()
 }
@@ -46,7 +47,7 @@ func (sa *SA) DecryptPhase2(m *isakmp.Message) ([]isakmp.Payload, error) {
 // payloads, advances its message ID's IV chain: a forged message with the
 // Message ID of an exchange in progress cannot disturb it (SPEC S2).
 func (sa *SA) OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) ([]isakmp.Payload, error) {
-	if sa.keys == nil || sa.lastBlock == nil {
+	if sa.keys == nil || !sa.seeded {
 		return nil, errors.New("ike: phase 1 is not established")
 	}
 	if !m.Encrypted() {
@@ -64,20 +65,37 @@ func (sa *SA) OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) 
 		if err := check(ps); err != nil {
 			return nil, err
 		}
+		// Authenticated: the peer holds our message 6.
+		sa.release()
 	}
-	sa.phase2IVs[m.Header.MessageID] = lastBlock(m.Body)
+	sa.setPhase2IV(m.Header.MessageID, m.Body)
 	return ps, nil
+}
+
+// setPhase2IV continues message ID mid's IV chain from ciphertext ct.
+func (sa *SA) setPhase2IV(mid uint32, ct []byte) {
+	if sa.phase2IVs == nil {
+		sa.phase2IVs = map[uint32][]byte{}
+	}
+	sa.phase2IVs[mid] = lastBlock(ct)
 }
 
 // ForgetMessageID drops the IV chain of a finished exchange; without it the
 // chains of years of re-registrations would pile up on a long-lived SA.
-func (sa *SA) ForgetMessageID(mid uint32) { delete(sa.phase2IVs, mid) }
+// The map goes when its last chain does: a long-lived SA between
+// exchanges holds none.
+func (sa *SA) ForgetMessageID(mid uint32) {
+	delete(sa.phase2IVs, mid)
+	if len(sa.phase2IVs) == 0 {
+		sa.phase2IVs = nil
+	}
+}
 
 func (sa *SA) phase2IV(mid uint32) []byte {
 	if iv, ok := sa.phase2IVs[mid]; ok {
 		return iv
 	}
-	return phase2IV(sa.suite.Hash, sa.lastBlock, mid)
+	return phase2IV(sa.suite.Hash, sa.lastBlock[:], mid)
 }
 
 // PRFa computes prf(SKEYID_a, data...), the integrity check of every
@@ -126,8 +144,8 @@ func (sa *SA) Notify(t isakmp.NotifyType, data []byte) ([]byte, error) {
 func (sa *SA) notifyMessage(t isakmp.NotifyType, encrypted bool) ([]byte, error) {
 	n := &isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP, NotifyType: t, SPI: append(sa.icky[:], sa.rcky[:]...)}
 	if encrypted && sa.keys != nil {
-		if sa.lastBlock == nil {
-			sa.lastBlock = sa.iv
+		if !sa.seeded {
+			sa.seed()
 		}
 		return sa.protected([]isakmp.Payload{n})
 	}
@@ -171,7 +189,7 @@ func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result
 				r := sa.drop()
 				if sa.lastHint.IsZero() || now.Sub(sa.lastHint) >= hintInterval {
 					sa.lastHint = now
-					sa.log.Info("peer says it holds no such phase-1 SA (unprotected INVALID-COOKIE): it may have restarted")
+					sa.log(slog.LevelInfo, "peer says it holds no such phase-1 SA (unprotected INVALID-COOKIE): it may have restarted")
 					r.Events = []Event{PeerLostState{}}
 				}
 				return r
@@ -188,22 +206,24 @@ func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result
 	}
 	ps, err := sa.decryptInformational(m)
 	if err != nil || len(ps) < 2 {
-		sa.log.Debug("dropped undecryptable Informational", "err", err)
+		sa.logUnauth(slog.LevelDebug, "dropped undecryptable Informational", "err", err)
 		return sa.drop()
 	}
 	h, ok := ps[0].(*isakmp.Hash)
 	want, herr := sa.informationalHash(m.Header.MessageID, ps[1:])
 	if !ok || herr != nil || string(h.Data) != string(want) {
-		sa.log.Warn("dropped Informational with a wrong HASH(1)")
+		sa.logUnauth(slog.LevelWarn, "dropped Informational with a wrong HASH(1)")
 		return sa.drop()
 	}
+	// Authenticated: the peer holds our message 6.
+	sa.release()
 	var r Result
 	for _, p := range ps[1:] {
 		switch p := p.(type) {
 		case *isakmp.Delete:
 			if p.Protocol == isakmp.ProtoISAKMP {
 				sa.state = StateDead
-				sa.log.Info("peer deleted the phase-1 SA")
+				sa.log(slog.LevelInfo, "peer deleted the phase-1 SA")
 				r.Events = append(r.Events, Deleted{})
 			}
 		case *isakmp.Notify:
@@ -233,9 +253,9 @@ func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result
 // a forged one cannot disturb an exchange in progress with the same
 // Message ID. Between messages 4 and 6 the chain so far seeds it.
 func (sa *SA) decryptInformational(m *isakmp.Message) ([]isakmp.Payload, error) {
-	base := sa.lastBlock
-	if base == nil {
-		base = sa.iv
+	base := sa.lastBlock[:]
+	if !sa.seeded {
+		base = sa.hs.iv
 	}
 	plain, err := decrypt(sa.keys.Ka, phase2IV(sa.suite.Hash, base, m.Header.MessageID), m.Body)
 	if err != nil {

@@ -41,21 +41,55 @@ func DeriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) 
 	if s.Hash.new() == nil {
 		return nil, fmt.Errorf("ike: hash %s not supported", s.Hash)
 	}
-	k := &Keys{}
-	if s.Auth == AuthPSK {
-		if len(psk) == 0 {
-			return nil, errors.New("ike: empty pre-shared key")
-		}
-		k.SKEYID = prf(s.Hash, psk, ni, nr)
-	} else {
-		k.SKEYID = prf(s.Hash, append(append([]byte{}, ni...), nr...), gxy)
+	if s.Auth == AuthPSK && len(psk) == 0 {
+		return nil, errors.New("ike: empty pre-shared key")
 	}
-	k.SKEYIDd = prf(s.Hash, k.SKEYID, gxy, icky[:], rcky[:], []byte{0})
-	k.SKEYIDa = prf(s.Hash, k.SKEYID, k.SKEYIDd, gxy, icky[:], rcky[:], []byte{1})
-	k.SKEYIDe = prf(s.Hash, k.SKEYID, k.SKEYIDa, gxy, icky[:], rcky[:], []byte{2})
-	k.Ka = extendKey(s.Hash, k.SKEYIDe, s.KeyBits/8)
-	k.IV = digest(s.Hash, gxi, gxr)[:aes.BlockSize]
+	// Every value in one array: an SA keeps them for its lifetime (issue
+	// 18 F3). Ka is SKEYID_e's prefix when that is long enough.
+	hl := s.Hash.size()
+	ka := s.KeyBits / 8
+	n := 5 * hl // SKEYID, SKEYID_d/a/e, hash(g^xi | g^xr) for the IV
+	if ka > hl {
+		n += ka
+	}
+	buf := make([]byte, 0, n)
+	k := &Keys{}
+	next := func(key []byte, data ...[]byte) []byte {
+		start := len(buf)
+		buf = appendPRF(buf, s.Hash, key, data...)
+		return buf[start:len(buf):len(buf)]
+	}
+	if s.Auth == AuthPSK {
+		k.SKEYID = next(psk, ni, nr)
+	} else {
+		k.SKEYID = next(append(append([]byte{}, ni...), nr...), gxy)
+	}
+	k.SKEYIDd = next(k.SKEYID, gxy, icky[:], rcky[:], []byte{0})
+	k.SKEYIDa = next(k.SKEYID, k.SKEYIDd, gxy, icky[:], rcky[:], []byte{1})
+	k.SKEYIDe = next(k.SKEYID, k.SKEYIDa, gxy, icky[:], rcky[:], []byte{2})
+	if ka <= hl {
+		k.Ka = k.SKEYIDe[:ka:ka]
+	} else {
+		start := len(buf)
+		buf = append(buf, extendKey(s.Hash, k.SKEYIDe, ka)...)
+		k.Ka = buf[start:len(buf):len(buf)]
+	}
+	start := len(buf)
+	d := s.Hash.new()()
+	d.Write(gxi)
+	d.Write(gxr)
+	buf = d.Sum(buf)
+	k.IV = buf[start : start+aes.BlockSize : start+aes.BlockSize]
 	return k, nil
+}
+
+// appendPRF appends prf(key, data...) to dst.
+func appendPRF(dst []byte, h HashAlg, key []byte, data ...[]byte) []byte {
+	m := hmac.New(h.new(), key)
+	for _, d := range data {
+		m.Write(d)
+	}
+	return m.Sum(dst)
 }
 
 // extendKey returns n octets of encryption key from SKEYID_e: its prefix

@@ -1,9 +1,11 @@
 package ike
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
@@ -20,8 +22,7 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 	if len(cfg.Suites) == 0 {
 		return nil, Result{}, errors.New("ike: no phase-1 suites configured")
 	}
-	sa := &SA{cfg: cfg, initiator: true, local: local, peer: peer, startedAt: now, phase2IVs: map[uint32][]byte{}}
-	sa.log = cfg.logger().With("peer", peer.String(), "role", "initiator")
+	sa := &SA{cfg: cfg, initiator: true, local: local, peer: peer, hs: &mmState{startedAt: now}}
 	ck, err := sa.randBytes(8)
 	if err != nil {
 		return nil, Result{}, err
@@ -40,7 +41,7 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 	}
 	sa.doi = doi
 	saP := &isakmp.SA{DOI: doi, Situation: isakmp.SituationIdentityOnly, Proposals: []*isakmp.Proposal{prop}}
-	sa.saiBody = saP.AppendBody(nil)
+	sa.hs.saiBody = saP.AppendBody(nil)
 	msg, err := sa.marshal(0, append([]isakmp.Payload{saP}, sa.vendorIDs()...))
 	if err != nil {
 		return nil, Result{}, err
@@ -52,9 +53,7 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 // newResponder creates the responder SA for a message 1; the Endpoint has
 // already chosen the responder cookie.
 func newResponder(cfg *Config, local, peer netip.AddrPort, icky, rcky isakmp.Cookie, now time.Time) *SA {
-	sa := &SA{cfg: cfg, local: local, peer: peer, icky: icky, rcky: rcky, startedAt: now, phase2IVs: map[uint32][]byte{}}
-	sa.log = cfg.logger().With("peer", peer.String(), "role", "responder")
-	return sa
+	return &SA{cfg: cfg, local: local, peer: peer, icky: icky, rcky: rcky, hs: &mmState{startedAt: now}}
 }
 
 func (sa *SA) marshal(mid uint32, ps []isakmp.Payload) ([]byte, error) {
@@ -69,11 +68,11 @@ func (sa *SA) marshalEncrypted(ps []isakmp.Payload) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	ct, err := encrypt(sa.keys.Ka, sa.iv, plain)
+	ct, err := encrypt(sa.keys.Ka, sa.hs.iv, plain)
 	if err != nil {
 		return nil, err
 	}
-	sa.iv = lastBlock(ct)
+	sa.hs.iv = lastBlock(ct)
 	m := &isakmp.Message{Header: sa.header(ps[0].Type(), isakmp.ExchangeIdentityProt, isakmp.FlagEncryption, 0), Body: ct}
 	return m.Marshal()
 }
@@ -88,19 +87,16 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 		return Result{}
 	}
 	if sa.duplicate(pkt) {
-		if sa.sent == nil {
-			return sa.drop()
-		}
 		if !sa.initiator && sa.state == StateMM2Sent {
 			// Message 1 again: message 2 again, as many times as an
 			// initiator retransmits, no more (nothing verified the address).
-			if sa.resends >= sa.cfg.retransmit().Tries {
+			if sa.hs.resends >= sa.cfg.retransmit().Tries {
 				return sa.drop()
 			}
-			sa.resends++
+			sa.hs.resends++
 		}
 		// The peer did not get our answer: send it again, unchanged.
-		return Result{Send: [][]byte{sa.sent}, Timer: sa.timer()}
+		return Result{Send: [][]byte{sa.hs.sent}, Timer: sa.timer()}
 	}
 	m, err := isakmp.ParseMessage(pkt)
 	if err != nil {
@@ -113,7 +109,7 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 			}
 			return res
 		}
-		sa.log.Debug("dropped malformed datagram", "err", err)
+		sa.logUnauth(slog.LevelDebug, "dropped malformed datagram", "err", err)
 		return sa.drop()
 	}
 	if m.Header.Exchange == isakmp.ExchangeInformational {
@@ -129,7 +125,7 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 	switch {
 	case sa.state == StateEstablished:
 		// Main mode is over: a late or forged message changes nothing.
-		sa.log.Debug("ignored main-mode message on an established SA")
+		sa.logUnauth(slog.LevelDebug, "ignored main-mode message on an established SA")
 		return sa.drop()
 	case m.Header.ResponderCookie != sa.rcky && !(sa.initiator && sa.state == StateMM1Sent) && sa.state != 0:
 		return sa.drop() // a message 1 again, but not the same one
@@ -146,7 +142,7 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 	case !sa.initiator && sa.state == StateMM4Sent && m.Encrypted():
 		step = sa.onMM5
 	default:
-		sa.log.Debug("dropped out-of-state message", "state", sa.state)
+		sa.logUnauth(slog.LevelDebug, "dropped out-of-state message", "state", sa.state)
 		return sa.drop()
 	}
 	for _, p := range m.Payloads {
@@ -220,7 +216,7 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 		return Result{}, refuse(isakmp.NotifySituationNotSupported, "message 1 proposes situation %#x (want SIT_IDENTITY_ONLY)", saP.Situation)
 	}
 	sa.doi = saP.DOI
-	sa.saiBody = saP.AppendBody(nil)
+	sa.hs.saiBody = saP.AppendBody(nil)
 	sa.noteVendorIDs(m.Payloads)
 	var offered offers
 	for _, prop := range saP.Proposals {
@@ -261,15 +257,17 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 					return Result{}, err
 				}
 				sa.state = StateMM2Sent
-				sa.log.Debug("chose phase-1 suite", "suite", s.String())
+				if sa.logEnabled(slog.LevelDebug) {
+					sa.log(slog.LevelDebug, "chose phase-1 suite", "suite", s.String())
+				}
 				// Not retransmitted: nothing verified the address yet. It
 				// is sent again only if the same message 1 comes again.
-				ttl := sa.halfOpenTTL
+				ttl := sa.hs.halfOpenTTL
 				if ttl <= 0 {
 					ttl = 30 * time.Second
 				}
-				sa.sent, sa.deadline = msg, now.Add(ttl)
-				return Result{Send: [][]byte{msg}, Timer: sa.deadline}, nil
+				sa.hs.sent, sa.hs.deadline = msg, now.Add(ttl)
+				return Result{Send: [][]byte{msg}, Timer: sa.hs.deadline}, nil
 			}
 		}
 	}
@@ -335,11 +333,11 @@ func (sa *SA) onMM2(m *isakmp.Message, now time.Time) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	sa.gxi = ke.Data
-	if sa.ni, err = sa.randBytes(nonceLen); err != nil {
+	sa.hs.gxi = ke.Data
+	if sa.hs.ni, err = sa.randBytes(nonceLen); err != nil {
 		return Result{}, err
 	}
-	ps := []isakmp.Payload{ke, &isakmp.Nonce{Data: sa.ni}}
+	ps := []isakmp.Payload{ke, &isakmp.Nonce{Data: sa.hs.ni}}
 	if s.Auth.signature() {
 		ps = append(ps, &isakmp.CertRequest{CertType: isakmp.CertX509Sig})
 	}
@@ -360,7 +358,7 @@ func (sa *SA) makeKE() (*isakmp.KE, error) {
 	if err != nil {
 		return nil, err
 	}
-	sa.dh = priv
+	sa.hs.dh = priv
 	return &isakmp.KE{Data: pub}, nil
 }
 
@@ -377,21 +375,21 @@ func (sa *SA) peerKE(m *isakmp.Message) error {
 	if g, _ := GroupByID(sa.suite.Group); len(ke.Data) != g.PublicLen() {
 		return refuse(isakmp.NotifyInvalidKeyInformation, "KE of %d octets for %s (want %d)", len(ke.Data), g.Name(), g.PublicLen())
 	}
-	sa.peerWantCR = find[*isakmp.CertRequest](m.Payloads) != nil
 	if sa.initiator {
-		sa.gxr, sa.nr = ke.Data, nonce.Data
+		sa.hs.gxr, sa.hs.nr = ke.Data, nonce.Data
 	} else {
-		sa.gxi, sa.ni = ke.Data, nonce.Data
+		sa.hs.gxi, sa.hs.ni = ke.Data, nonce.Data
 	}
 	return nil
 }
 
 func (sa *SA) deriveKeys() error {
-	peerPub := sa.gxr
+	hs := sa.hs
+	peerPub := hs.gxr
 	if !sa.initiator {
-		peerPub = sa.gxi
+		peerPub = hs.gxi
 	}
-	gxy, err := sa.dh.Shared(peerPub)
+	gxy, err := hs.dh.Shared(peerPub)
 	if err != nil {
 		return refuse(isakmp.NotifyInvalidKeyInformation, "DH: %v", err)
 	}
@@ -405,11 +403,11 @@ func (sa *SA) deriveKeys() error {
 			return fmt.Errorf("%w: no pre-shared key for peer %s", ErrAuth, sa.peer.Addr())
 		}
 	}
-	sa.keys, err = DeriveKeys(sa.suite, psk, sa.ni, sa.nr, gxy, sa.gxi, sa.gxr, sa.icky, sa.rcky)
+	sa.keys, err = DeriveKeys(sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky, sa.rcky)
 	if err != nil {
 		return err
 	}
-	sa.iv = sa.keys.IV
+	hs.iv = sa.keys.IV
 	return nil
 }
 
@@ -422,14 +420,14 @@ func (sa *SA) onMM3(m *isakmp.Message, now time.Time) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	sa.gxr = ke.Data
-	if sa.nr, err = sa.randBytes(nonceLen); err != nil {
+	sa.hs.gxr = ke.Data
+	if sa.hs.nr, err = sa.randBytes(nonceLen); err != nil {
 		return Result{}, err
 	}
 	if err := sa.deriveKeys(); err != nil {
 		return Result{}, err
 	}
-	ps := []isakmp.Payload{ke, &isakmp.Nonce{Data: sa.nr}}
+	ps := []isakmp.Payload{ke, &isakmp.Nonce{Data: sa.hs.nr}}
 	if sa.suite.Auth.signature() {
 		ps = append(ps, &isakmp.CertRequest{CertType: isakmp.CertX509Sig})
 	}
@@ -479,13 +477,14 @@ func (sa *SA) hashFor(initiator bool, idBody []byte) []byte {
 	case AuthECDSA521:
 		h = SHA512
 	}
+	hs := sa.hs
 	var out []byte
 	if initiator {
-		out = prf(h, sa.keys.SKEYID, sa.gxi, sa.gxr, sa.icky[:], sa.rcky[:], sa.saiBody, idBody)
-		sa.hashI = out
+		out = prf(h, sa.keys.SKEYID, hs.gxi, hs.gxr, sa.icky[:], sa.rcky[:], hs.saiBody, idBody)
+		hs.hashI = out
 	} else {
-		out = prf(h, sa.keys.SKEYID, sa.gxr, sa.gxi, sa.rcky[:], sa.icky[:], sa.saiBody, idBody)
-		sa.hashR = out
+		out = prf(h, sa.keys.SKEYID, hs.gxr, hs.gxi, sa.rcky[:], sa.icky[:], hs.saiBody, idBody)
+		hs.hashR = out
 	}
 	return out
 }
@@ -523,7 +522,7 @@ func (sa *SA) authPayloads(now time.Time) ([]isakmp.Payload, error) {
 
 // decryptPhase1 decrypts message 5 or 6 and advances the IV chain.
 func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
-	plain, err := decrypt(sa.keys.Ka, sa.iv, m.Body)
+	plain, err := decrypt(sa.keys.Ka, sa.hs.iv, m.Body)
 	if err != nil {
 		return nil, refuse(isakmp.NotifyPayloadMalformed, "%v", err)
 	}
@@ -537,7 +536,7 @@ func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
 		}
 		return nil, &notifyError{notify: isakmp.NotifyPayloadMalformed, encrypted: true, err: err}
 	}
-	sa.iv = lastBlock(m.Body)
+	sa.hs.iv = lastBlock(m.Body)
 	return ps, nil
 }
 
@@ -553,7 +552,8 @@ func (sa *SA) checkAuth(ps []isakmp.Payload, now time.Time) error {
 		return &notifyError{notify: isakmp.NotifyInvalidIDInformation, encrypted: true, err: errors.New("no ID payload")}
 	}
 	want := sa.hashFor(!sa.initiator, id.AppendBody(nil))
-	sa.info.PeerID = id
+	// A copy of its own: id's data lies in the whole decrypted message.
+	sa.peerID = &isakmp.ID{IDType: id.IDType, ProtocolID: id.ProtocolID, Port: id.Port, Data: bytes.Clone(id.Data)}
 	if !sa.suite.Auth.signature() {
 		h := find[*isakmp.Hash](ps)
 		if h == nil || string(h.Data) != string(want) {
@@ -582,7 +582,7 @@ func (sa *SA) checkAuth(ps []isakmp.Payload, now time.Time) error {
 		return &notifyError{notify: isakmp.NotifyInvalidSignature, encrypted: true,
 			err: fmt.Errorf("peer %s (%s): %w", sa.peer.Addr(), cert.Subject, err)}
 	}
-	sa.info.PeerCert = cert
+	sa.peerCert = cert
 	return nil
 }
 
@@ -603,10 +603,10 @@ func (sa *SA) onMM5(m *isakmp.Message, now time.Time) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	sa.lastBlock = sa.iv
+	sa.seed()
+	sa.hs.sent = msg // sent again for a repeated message 5, in the window
 	r := sa.establish(now)
-	r2 := sa.send(msg, now, false)
-	r.Send, r.Timer = r2.Send, r2.Timer
+	r.Send = [][]byte{msg}
 	return r, nil
 }
 
@@ -619,32 +619,32 @@ func (sa *SA) onMM6(m *isakmp.Message, now time.Time) (Result, error) {
 	if err := sa.checkAuth(ps, now); err != nil {
 		return Result{}, err
 	}
-	sa.lastBlock = sa.iv
-	sa.sent = nil
+	sa.seed()
+	sa.hs.sent = nil
 	return sa.establish(now), nil
 }
 
 func (sa *SA) establish(now time.Time) Result {
 	sa.state = StateEstablished
-	sa.deadline = time.Time{}
-	sa.info.Initiator = sa.initiator
-	sa.info.Local, sa.info.Peer = sa.local, sa.peer
-	sa.info.ICookie, sa.info.RCookie = sa.icky, sa.rcky
-	sa.info.Suite = sa.suite
-	sa.info.EstablishedAt = now
-	sa.info.Expires = now.Add(sa.suite.lifetime())
-	role := "responder"
-	if sa.initiator {
-		role = "initiator"
-	}
+	sa.establishedAt = now
+	sa.expires = now.Add(sa.suite.lifetime())
+	startedAt := sa.hs.startedAt
+	sa.established(now)
 	// Authenticated: from now on the SA logs in full.
-	sa.log = sa.cfg.logger().With("peer", sa.peer.String(), "role", role)
-	sa.log.Info("phase 1 established", "suite", sa.suite.String(), "peer_id", sa.info.PeerID.String(),
-		"peer_version", sa.info.PeerVersion.String(), "in", now.Sub(sa.startedAt))
+	if sa.logEnabled(slog.LevelInfo) {
+		sa.log(slog.LevelInfo, "phase 1 established", "suite", sa.suite.String(), "peer_id", sa.peerID.String(),
+			"peer_version", sa.peerVersion.String(), "in", now.Sub(startedAt))
+	}
 	sa.dpdArm(now)
-	r := Result{Timer: sa.timer(), Events: []Event{Established{Info: sa.info}}}
+	r := Result{Timer: sa.timer(), Events: []Event{Established{Info: sa.describe()}}}
 	if sa.initialContact {
 		r.Events = append(r.Events, InitialContact{})
 	}
 	return r
+}
+
+// seed makes the last CBC block of phase 1 the seed of the phase-2 IVs.
+func (sa *SA) seed() {
+	copy(sa.lastBlock[:], sa.hs.iv)
+	sa.seeded = true
 }

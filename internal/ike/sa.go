@@ -1,6 +1,8 @@
 package ike
 
 import (
+	"context"
+	"crypto/aes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -53,6 +55,11 @@ type Config struct {
 	DPD    DPD
 	Rand   io.Reader    // nil: crypto/rand
 	Logger *slog.Logger // nil: discard
+	// KeepTranscript keeps main mode's public values (nonces, KE data,
+	// SAi_b, HASH_I and HASH_R: SA.Transcript) after the SA is
+	// established, for known-answer tests against other implementations
+	// and debugging. Off, an established SA drops them (issue 18 F3).
+	KeepTranscript bool
 }
 
 func (c *Config) rand() io.Reader {
@@ -182,50 +189,68 @@ type Info struct {
 
 // SA is one IKEv1 phase-1 SA in main mode, initiator or responder. It is
 // not safe for concurrent use: one goroutine owns it (DESIGN.md §3).
+//
+// A key server holds one per member for the SA's lifetime, so an
+// established SA keeps only what the exchanges after main mode need
+// (cookies, suite, keys, the phase-2 IV seed, the peer's identity,
+// lifetimes, DPD); main mode's own state is in hs, released once the SA is
+// established (issue 18 F3).
 type SA struct {
-	cfg       *Config
-	log       *slog.Logger
-	initiator bool
-	local     netip.AddrPort
-	peer      netip.AddrPort
-	icky      isakmp.Cookie
-	rcky      isakmp.Cookie
-	state     State
-	suite     Suite
-	doi       isakmp.DOI // of the phase-1 SA payload
+	cfg    *Config
+	unauth *slog.Logger // the endpoint's bounded logger, for records before the peer is authenticated; nil: cfg's
+	hs     *mmState     // main mode's state; nil once released
 
-	saiBody    []byte // SAi_b: the initiator's SA payload body
-	dh         PrivateKey
-	gxi, gxr   []byte
-	ni, nr     []byte
-	keys       *Keys
-	iv         []byte // phase-1 CBC IV chain
-	lastBlock  []byte // last CBC block of phase 1, seed of phase-2 IVs
-	peerWantCR bool
+	local, peer netip.AddrPort
+	icky, rcky  isakmp.Cookie
+	suite       Suite
+	keys        *Keys
+	phase2IVs   map[uint32][]byte // IV chains of the exchanges in progress, by message ID; nil when none
+	peerID      *isakmp.ID
+	peerCert    *x509.Certificate
 
-	sent      []byte   // last datagram sent, for retransmission
-	lastRecv  [32]byte // digest of the last datagram accepted from the peer
-	tries     int
-	rto       time.Duration
-	deadline  time.Time
-	startedAt time.Time
-
-	halfOpenTTL time.Duration // responder: life in MM2_SENT without message 3
-	resends     int           // responder: message 2 sent again for a repeated message 1
-	lastHint    time.Time     // last PeerLostState reported
-
-	info           Info
-	phase2IVs      map[uint32][]byte
-	hashI          []byte
-	hashR          []byte
-	dpdSeq         uint32 // of the last R-U-THERE sent
-	dpd            dpdState
-	initialContact bool // the peer sent INITIAL-CONTACT
+	establishedAt, expires time.Time
+	lastHint               time.Time // last PeerLostState reported
+	dpd                    dpdState
 
 	// Dropped counts datagrams ignored as stale, duplicate or malformed;
 	// ignored counts those of them an established SA ignored.
 	Dropped int
 	ignored int
+	gen     uint64 // of the SA's live timer in its Endpoint's heap
+	idNext  *SA    // the next established SA of the same peer identity in its Endpoint
+
+	state          State
+	doi            isakmp.DOI          // of the phase-1 SA payload
+	dpdSeq         uint32              // of the last R-U-THERE sent
+	lastBlock      [aes.BlockSize]byte // last CBC block of phase 1, seed of phase-2 IVs, once seeded
+	seeded         bool                // lastBlock is set: phase-2 messages can be protected
+	peerVersion    version.Version     // zero: the peer sent no groupvpn version
+	initiator      bool
+	peerDPD        bool
+	initialContact bool // the peer sent INITIAL-CONTACT
+}
+
+// mmState is what main mode needs while it runs. Once the SA is
+// established it is dropped (on a responder, after message 6's
+// retransmission window: see releaseAt); Config.KeepTranscript keeps its
+// public values.
+type mmState struct {
+	saiBody      []byte // SAi_b: the initiator's SA payload body
+	dh           PrivateKey
+	gxi, gxr     []byte
+	ni, nr       []byte
+	hashI, hashR []byte
+	iv           []byte // phase-1 CBC IV chain
+
+	sent      []byte   // last datagram sent, for retransmission
+	lastRecv  [32]byte // digest of the last datagram accepted from the peer
+	tries     int
+	rto       time.Duration
+	deadline  time.Time // next retransmission or expiry; established: the end of message 6's window
+	startedAt time.Time
+
+	halfOpenTTL time.Duration // responder: life in MM2_SENT without message 3
+	resends     int           // responder: message 2 sent again for a repeated message 1
 }
 
 // hintInterval is the least time between two PeerLostState events of one
@@ -251,9 +276,22 @@ func (sa *SA) State() State { return sa.state }
 
 // Info describes the SA; meaningful once established.
 func (sa *SA) Info() Info {
-	i := sa.info
+	i := sa.describe()
 	if sa.state == StateEstablished {
 		i.DPD = sa.DPDState()
+	}
+	return i
+}
+
+// describe is Info without the DPD state (the Established event's).
+func (sa *SA) describe() Info {
+	i := Info{PeerID: sa.peerID, PeerCert: sa.peerCert, PeerVersion: sa.peerVersion, PeerDPD: sa.peerDPD}
+	if !sa.establishedAt.IsZero() {
+		i.Initiator = sa.initiator
+		i.Local, i.Peer = sa.local, sa.peer
+		i.ICookie, i.RCookie = sa.icky, sa.rcky
+		i.Suite = sa.suite
+		i.EstablishedAt, i.Expires = sa.establishedAt, sa.expires
 	}
 	return i
 }
@@ -269,22 +307,73 @@ func (sa *SA) Peer() netip.AddrPort { return sa.peer }
 
 func (sa *SA) fail(err error) Result {
 	sa.state = StateDead
-	sa.deadline = time.Time{}
-	sa.log.Warn("phase 1 failed", "err", err)
+	if sa.hs != nil {
+		sa.hs.deadline = time.Time{}
+	}
+	sa.log(slog.LevelWarn, "phase 1 failed", "err", err)
 	return Result{Events: []Event{Failed{Err: err}}}
+}
+
+// role names the SA's side in its log records.
+func (sa *SA) role() string {
+	if sa.initiator {
+		return "initiator"
+	}
+	return "responder"
+}
+
+// log writes one record about the SA, with its peer and role: through the
+// endpoint's bounded logger until the peer is authenticated (SPEC S6),
+// through the configured one after. The SA holds no logger of its own:
+// the attributes are added to the records written (issue 18 F3).
+func (sa *SA) log(level slog.Level, msg string, args ...any) {
+	l := sa.unauth
+	if l == nil || !sa.establishedAt.IsZero() {
+		l = sa.cfg.logger()
+	}
+	sa.logTo(l, level, msg, args...)
+}
+
+// logUnauth writes a record caused by input nothing authenticated, through
+// the endpoint's bounded logger whatever the SA's state.
+func (sa *SA) logUnauth(level slog.Level, msg string, args ...any) {
+	l := sa.unauth
+	if l == nil {
+		l = sa.cfg.logger()
+	}
+	sa.logTo(l, level, msg, args...)
+}
+
+func (sa *SA) logTo(l *slog.Logger, level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	l.Log(ctx, level, msg, append([]any{"peer", sa.peer.String(), "role", sa.role()}, args...)...)
+}
+
+// logEnabled reports whether a record at level would be written: what a
+// caller checks before it builds costly attributes.
+func (sa *SA) logEnabled(level slog.Level) bool {
+	l := sa.unauth
+	if l == nil || !sa.establishedAt.IsZero() {
+		l = sa.cfg.logger()
+	}
+	return l.Enabled(context.Background(), level)
 }
 
 // send records msg for retransmission and arms the timer.
 func (sa *SA) send(msg []byte, now time.Time, retransmit bool) Result {
-	sa.sent = msg
+	hs := sa.hs
+	hs.sent = msg
 	r := Result{Send: [][]byte{msg}}
 	if retransmit {
 		rt := sa.cfg.retransmit()
-		sa.tries, sa.rto = 1, rt.Initial
-		sa.deadline = now.Add(sa.rto)
-		r.Timer = sa.deadline
+		hs.tries, hs.rto = 1, rt.Initial
+		hs.deadline = now.Add(hs.rto)
+		r.Timer = hs.deadline
 	} else {
-		sa.deadline = time.Time{}
+		hs.deadline = time.Time{}
 		if sa.state == StateEstablished {
 			r.Timer = sa.timer()
 		}
@@ -293,56 +382,121 @@ func (sa *SA) send(msg []byte, now time.Time, retransmit bool) Result {
 }
 
 // timer is the instant the owner should call Timeout next: an
-// established SA's expiry or its dead peer detection, whichever is first.
+// established SA's expiry, its dead peer detection or the end of message
+// 6's retransmission window, whichever is first.
 func (sa *SA) timer() time.Time {
 	if sa.state == StateEstablished {
-		if n := sa.dpd.next; !n.IsZero() && n.Before(sa.info.Expires) {
-			return n
+		t := sa.expires
+		if n := sa.dpd.next; !n.IsZero() && n.Before(t) {
+			t = n
 		}
-		return sa.info.Expires
+		if sa.hs != nil && !sa.hs.deadline.IsZero() && sa.hs.deadline.Before(t) {
+			t = sa.hs.deadline
+		}
+		return t
 	}
-	return sa.deadline
+	if sa.hs == nil {
+		return time.Time{}
+	}
+	return sa.hs.deadline
 }
 
 // Timeout is called when the timer of the last Result fires: it
 // retransmits, gives up, or expires the SA.
 func (sa *SA) Timeout(now time.Time) Result {
 	if sa.state == StateEstablished {
-		if !now.Before(sa.info.Expires) {
+		if !now.Before(sa.expires) {
 			sa.state = StateDead
-			sa.log.Info("phase 1 lifetime expired")
+			sa.log(slog.LevelInfo, "phase 1 lifetime expired")
 			return Result{Events: []Event{Expired{}}}
+		}
+		if sa.hs != nil && !sa.hs.deadline.IsZero() && !now.Before(sa.hs.deadline) {
+			sa.release()
 		}
 		if n := sa.dpd.next; !n.IsZero() && !now.Before(n) {
 			return sa.dpdDue(now)
 		}
 		return Result{Timer: sa.timer()}
 	}
-	if sa.state == StateDead || sa.deadline.IsZero() || now.Before(sa.deadline) {
-		return Result{Timer: sa.deadline}
+	hs := sa.hs
+	if sa.state == StateDead || hs == nil || hs.deadline.IsZero() || now.Before(hs.deadline) {
+		return Result{Timer: sa.timer()}
 	}
 	if !sa.initiator && sa.state == StateMM2Sent {
 		// Message 2 went to an address nothing verified: it is not
 		// retransmitted, and the half-open SA just expires.
 		sa.state = StateDead
-		sa.log.Debug("half-open SA expired: no message 3")
+		sa.log(slog.LevelDebug, "half-open SA expired: no message 3")
 		return Result{}
 	}
 	rt := sa.cfg.retransmit()
-	if sa.tries >= rt.Tries {
-		return sa.fail(fmt.Errorf("%w: %d transmissions of %s to %s", ErrTimeout, sa.tries, sa.state, sa.peer))
+	if hs.tries >= rt.Tries {
+		return sa.fail(fmt.Errorf("%w: %d transmissions of %s to %s", ErrTimeout, hs.tries, sa.state, sa.peer))
 	}
-	sa.tries++
-	sa.rto = min(2*sa.rto, rt.Max)
-	sa.deadline = now.Add(sa.rto)
-	return Result{Send: [][]byte{sa.sent}, Timer: sa.deadline}
+	hs.tries++
+	hs.rto = min(2*hs.rto, rt.Max)
+	hs.deadline = now.Add(hs.rto)
+	return Result{Send: [][]byte{hs.sent}, Timer: hs.deadline}
 }
 
-// duplicate reports whether pkt repeats the last datagram we accepted;
-// the answer to a repeat is our last datagram again (RFC 2408 §5).
-func (sa *SA) duplicate(pkt []byte) bool { return sha256.Sum256(pkt) == sa.lastRecv }
+// span is how long a peer retransmitting on this schedule keeps sending
+// one message: the sum of its timeouts.
+func (r Retransmit) span() time.Duration {
+	var d time.Duration
+	rto := r.Initial
+	for range r.Tries {
+		d += rto
+		rto = min(2*rto, r.Max)
+	}
+	return d
+}
 
-func (sa *SA) accepted(pkt []byte) { sa.lastRecv = sha256.Sum256(pkt) }
+// established releases main mode's state when the SA is established. A
+// responder keeps message 6 (and the digest of message 5, to recognise it
+// again) for the window in which a peer that did not get message 6
+// retransmits message 5, as long as our own schedule would; nothing else
+// of the handshake stays (Config.KeepTranscript keeps its public values).
+func (sa *SA) established(now time.Time) {
+	hs := sa.hs
+	if hs == nil {
+		return
+	}
+	hs.dh, hs.iv = nil, nil
+	if !sa.cfg.KeepTranscript {
+		hs.saiBody, hs.gxi, hs.gxr, hs.ni, hs.nr, hs.hashI, hs.hashR = nil, nil, nil, nil, nil, nil, nil
+	}
+	if sa.initiator || hs.sent == nil {
+		sa.release()
+		return
+	}
+	hs.deadline = now.Add(sa.cfg.retransmit().span())
+}
+
+// release ends message 6's retransmission window: at its end, or once an
+// authenticated message of the peer proved it has message 6.
+func (sa *SA) release() {
+	if sa.hs == nil || sa.state != StateEstablished {
+		return
+	}
+	if sa.cfg.KeepTranscript {
+		sa.hs.sent, sa.hs.deadline, sa.hs.lastRecv = nil, time.Time{}, [32]byte{}
+		return
+	}
+	sa.hs = nil
+}
+
+// duplicate reports whether pkt repeats the last datagram we accepted
+// during main mode; the answer to a repeat is our last datagram again
+// (RFC 2408 §5).
+func (sa *SA) duplicate(pkt []byte) bool {
+	return sa.hs != nil && sa.hs.sent != nil && sha256.Sum256(pkt) == sa.hs.lastRecv
+}
+
+func (sa *SA) accepted(pkt []byte) {
+	if sa.hs != nil && sa.hs.sent != nil {
+		sa.hs.lastRecv = sha256.Sum256(pkt)
+	}
+}
 
 func (sa *SA) header(np isakmp.PayloadType, exch isakmp.ExchangeType, flags isakmp.Flags, mid uint32) isakmp.Header {
 	return isakmp.Header{InitiatorCookie: sa.icky, ResponderCookie: sa.rcky, NextPayload: np,
@@ -360,10 +514,10 @@ func (sa *SA) noteVendorIDs(ps []isakmp.Payload) {
 			continue
 		}
 		if v, ok := version.FromVendorID(vid.Data); ok {
-			sa.info.PeerVersion = v
+			sa.peerVersion = v
 		}
 		if string(vid.Data) == string(DPDVendorID) {
-			sa.info.PeerDPD = true
+			sa.peerDPD = true
 		}
 	}
 }
@@ -407,14 +561,18 @@ type Transcript struct {
 	HashI, HashR     []byte // HASH_I and HASH_R, once computed
 }
 
-// Transcript returns the exchange's public inputs so far.
+// Transcript returns the exchange's public inputs so far. Once the SA is
+// established only the cookies, the suite and the identities are left,
+// unless Config.KeepTranscript kept the rest.
 func (sa *SA) Transcript() Transcript {
-	t := Transcript{Suite: sa.suite, ICookie: sa.icky, RCookie: sa.rcky, Ni: sa.ni, Nr: sa.nr,
-		GXI: sa.gxi, GXR: sa.gxr, SAi: sa.saiBody, HashI: sa.hashI, HashR: sa.hashR}
+	t := Transcript{Suite: sa.suite, ICookie: sa.icky, RCookie: sa.rcky}
+	if hs := sa.hs; hs != nil {
+		t.Ni, t.Nr, t.GXI, t.GXR, t.SAi, t.HashI, t.HashR = hs.ni, hs.nr, hs.gxi, hs.gxr, hs.saiBody, hs.hashI, hs.hashR
+	}
 	local, _ := localID(sa.cfg, sa.suite.Auth, sa.local.Addr())
 	var peer []byte
-	if sa.info.PeerID != nil {
-		peer = sa.info.PeerID.AppendBody(nil)
+	if sa.peerID != nil {
+		peer = sa.peerID.AppendBody(nil)
 	}
 	var mine []byte
 	if local != nil {

@@ -18,8 +18,8 @@ func fillEstablished(e *Endpoint, n int) {
 		ic[0], ic[1], ic[2], ic[3] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
 		rc[7] = 1
 		sa := &SA{icky: ic, rcky: rc, state: StateEstablished,
-			peer: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 64, byte(i >> 8), byte(i)}), 848),
-			info: Info{PeerID: &isakmp.ID{IDType: isakmp.IDFQDN, Data: fmt.Appendf(nil, "gm%d", i)}}}
+			peer:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 64, byte(i >> 8), byte(i)}), 848),
+			peerID: &isakmp.ID{IDType: isakmp.IDFQDN, Data: fmt.Appendf(nil, "gm%d", i)}}
 		e.sas[pair{ic, rc}] = sa
 		e.index(sa)
 	}
@@ -30,7 +30,7 @@ func fillEstablished(e *Endpoint, n int) {
 func dropOlderCost(n int) time.Duration {
 	e, _ := NewEndpoint(pskConfig(), addrR, Limits{})
 	fillEstablished(e, n)
-	newSA := &SA{state: StateEstablished, info: Info{PeerID: &isakmp.ID{IDType: isakmp.IDFQDN, Data: []byte("new")}}}
+	newSA := &SA{state: StateEstablished, peerID: &isakmp.ID{IDType: isakmp.IDFQDN, Data: []byte("new")}}
 	best := time.Duration(1 << 62)
 	for range 5 {
 		start := time.Now()
@@ -87,10 +87,55 @@ func TestIdentityIndexFollowsSAs(t *testing.T) {
 	if resp.Stats.InitialContactDropped != 1 || len(resp.SAs()) != 1 || len(resp.byID) != 1 {
 		t.Fatalf("after INITIAL-CONTACT: dropped %d, %d SAs, %d identities", resp.Stats.InitialContactDropped, len(resp.SAs()), len(resp.byID))
 	}
-	for _, m := range resp.byID {
-		if len(m) != 1 {
-			t.Fatalf("%d SAs indexed under the identity, want 1", len(m))
+	for _, first := range resp.byID {
+		if first.idNext != nil {
+			t.Fatal("2 SAs indexed under the identity, want 1")
 		}
+	}
+}
+
+// proves: S2 (issue 18 F3: the identity index is a list through the SAs,
+// no allocation of its own; SAs of one identity are all found, and each
+// removal, first, middle or last, leaves the others)
+func TestIdentityIndexList(t *testing.T) {
+	e, _ := NewEndpoint(pskConfig(), addrR, Limits{})
+	id := func() *isakmp.ID { return &isakmp.ID{IDType: isakmp.IDFQDN, Data: []byte("gm")} }
+	var sas []*SA
+	for i := range 4 {
+		sa := &SA{icky: isakmp.Cookie{byte(i + 1)}, state: StateEstablished, peerID: id()}
+		e.sas[pair{sa.icky, sa.rcky}] = sa
+		e.index(sa)
+		e.index(sa) // idempotent
+		sas = append(sas, sa)
+	}
+	listed := func() map[*SA]bool {
+		m := map[*SA]bool{}
+		for o := e.byID[idKey(id())]; o != nil; o = o.idNext {
+			if m[o] {
+				t.Fatal("an SA listed twice")
+			}
+			m[o] = true
+		}
+		return m
+	}
+	if got := listed(); len(got) != 4 {
+		t.Fatalf("%d SAs listed, want 4", len(got))
+	}
+	for _, gone := range []*SA{sas[1], sas[3], sas[0]} { // middle, first (last indexed), last
+		e.remove(gone)
+		got := listed()
+		if got[gone] {
+			t.Fatal("a removed SA is still listed")
+		}
+		for _, sa := range sas {
+			if sa.state == StateEstablished && !got[sa] {
+				t.Fatal("removing one SA lost another")
+			}
+		}
+	}
+	e.remove(sas[2])
+	if len(e.byID) != 0 {
+		t.Fatalf("%d identities left", len(e.byID))
 	}
 }
 
@@ -102,7 +147,7 @@ func BenchmarkInitialContact(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			e, _ := NewEndpoint(pskConfig(), addrR, Limits{})
 			fillEstablished(e, n)
-			newSA := &SA{state: StateEstablished, info: Info{PeerID: &isakmp.ID{IDType: isakmp.IDFQDN, Data: []byte("new")}}}
+			newSA := &SA{state: StateEstablished, peerID: &isakmp.ID{IDType: isakmp.IDFQDN, Data: []byte("new")}}
 			for b.Loop() {
 				e.dropOlder(newSA, t0)
 			}

@@ -42,6 +42,21 @@ func (h HashAlg) new() func() hash.Hash {
 	return nil
 }
 
+// size is the hash's output length in octets.
+func (h HashAlg) size() int {
+	switch h {
+	case SHA1:
+		return 20
+	case SHA256:
+		return 32
+	case SHA384:
+		return 48
+	case SHA512:
+		return 64
+	}
+	return 0
+}
+
 func (h HashAlg) String() string {
 	switch h {
 	case SHA1:

@@ -64,7 +64,7 @@ func runInterop(t *testing.T, c interopCase) {
 	testnet.Veth(t, fmt.Sprintf("gvi%d", c.net), ns, netip.PrefixFrom(ours, 24), netip.PrefixFrom(theirs, 24))
 	ch := testnet.StartCharon(t, ns, testnet.CharonConfig{})
 
-	cfg := &ike.Config{Suites: []ike.Suite{c.suite}}
+	cfg := &ike.Config{Suites: []ike.Suite{c.suite}, KeepTranscript: true} // checkKeymat reads the transcript
 	local, remote := "auth = psk\n\t\t\tid = "+theirs.String(), "auth = psk\n\t\t\tid = "+ours.String()
 	secrets := ""
 	files := map[string][]byte{}
