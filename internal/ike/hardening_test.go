@@ -378,10 +378,17 @@ func TestHostileMessage1LogBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := 0
+	start := time.Now()
 	for i := range 1000 {
 		in += len(pkt)
 		resp.Handle(addrI, withCookie(pkt, uint64(i)+1), t0.Add(time.Duration(i)*time.Millisecond))
 	}
+	// The rate limiter's clock is the records' (wall) time: one more
+	// message once its bucket has refilled is let through and says how
+	// many were suppressed, however fast the 1,000 went.
+	time.Sleep(time.Until(start.Add(1100 * time.Millisecond)))
+	in += len(pkt)
+	resp.Handle(addrI, withCookie(pkt, 1001), t0.Add(time.Second))
 	out := logR.String()
 	for _, line := range strings.Split(out, "\n") {
 		if len(line) > 2048 {
