@@ -30,6 +30,7 @@ func (c *ackGate) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
 func gateAcks(n *Node) {
 	for _, s := range n.socks {
 		s.conn = &ackGate{PacketConn: s.conn}
+		s.batch = nil // every datagram through the gate (batch.go)
 	}
 }
 

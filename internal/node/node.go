@@ -123,6 +123,9 @@ type sock struct {
 	// asked when the socket is opened, by a GM only): where a GM
 	// registered from it joins its multicast rekey group.
 	ifName string
+	batch  batchConn // nil: one datagram per system call (batch.go)
+	out    sendQueue // what this loop turn sends (flush)
+	io     sockIO
 }
 
 type datagram struct {
@@ -161,7 +164,7 @@ type Node struct {
 	keks      gm.KEKStore
 	regs      []*registration
 	serves    serveTable
-	in        chan datagram
+	in        chan []datagram // what one read returned
 	cmds      chan func()
 
 	// delivery is the KS role's rekey delivery (nil without KS groups).
@@ -234,7 +237,7 @@ func New(o Options) (*Node, error) {
 	}
 	lim := ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now})
 	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, dp: o.Dataplane, keks: o.KEKs, serves: newServeTable(),
-		in: make(chan datagram, 1024), cmds: make(chan func()), ended: make(chan struct{})}
+		in: make(chan []datagram, 1024), cmds: make(chan func()), ended: make(chan struct{})}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
 		var st ks.Store
@@ -312,7 +315,7 @@ func (n *Node) open(a netip.AddrPort) (*sock, error) {
 		conn.Close()
 		return nil, err
 	}
-	s := &sock{conn: conn, ep: ep, local: local}
+	s := &sock{conn: conn, ep: ep, local: local, batch: batchOf(conn)}
 	if len(n.o.GM) > 0 {
 		s.ifName = n.o.InterfaceOf(local.Addr())
 	}
@@ -394,6 +397,7 @@ func (n *Node) Run(ctx context.Context) error {
 	for {
 		now = n.o.Now()
 		n.tick(now)
+		n.flush() // what this turn sent: one sendmmsg per socket
 		if next := n.nextTimer(); !next.IsZero() {
 			timer.Reset(max(next.Sub(n.o.Now()), 0))
 		} else {
@@ -402,8 +406,10 @@ func (n *Node) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case d := <-n.in:
-			n.datagram(d)
+		case ds := <-n.in:
+			for _, d := range ds {
+				n.datagram(d)
+			}
 		case f := <-n.cmds:
 			f()
 		case <-timer.C:
@@ -441,6 +447,10 @@ func (n *Node) datagram(d datagram) {
 }
 
 func (n *Node) read(s *sock) {
+	if s.batch != nil {
+		n.readBatches(s, s.batch)
+		return
+	}
 	buf := make([]byte, 65536)
 	for {
 		k, from, err := s.conn.ReadFromUDPAddrPort(buf)
@@ -451,7 +461,7 @@ func (n *Node) read(s *sock) {
 		// socket's receive buffer (sockbuf.go) holds what arrives, and only
 		// a full buffer loses datagrams, as the network would.
 		select {
-		case n.in <- datagram{sock: s, from: from, data: append([]byte(nil), buf[:k]...)}:
+		case n.in <- []datagram{{sock: s, from: from, data: append([]byte(nil), buf[:k]...)}}:
 		case <-n.stopped:
 			return
 		}
@@ -522,9 +532,10 @@ func (n *Node) sweep(now time.Time) {
 	}
 }
 
+// send queues b for to on s; the loop sends it at the end of its turn
+// (flush). A lost datagram is the retransmission timers' business.
 func (n *Node) send(s *sock, to netip.AddrPort, b []byte) {
-	// A lost datagram is the retransmission timers' business.
-	s.conn.WriteToUDPAddrPort(b, to)
+	s.out.q = append(s.out.q, outbound{to: to, data: b})
 }
 
 // process sends an endpoint's datagrams and routes its events.

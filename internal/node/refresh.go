@@ -60,6 +60,7 @@ func (n *Node) Refresh(listen []netip.AddrPort) (added, removed []netip.AddrPort
 		}
 	}
 	for _, s := range gone {
+		n.flushSock(s) // what this turn sent on it still leaves
 		s.closed = true
 		s.conn.Close()
 		n.retired = mergeCounters(n.retired, s.ep.Stats.Counters())

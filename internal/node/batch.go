@@ -1,0 +1,189 @@
+package node
+
+import (
+	"net"
+	"net/netip"
+	"sync/atomic"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// The node's own IPv4 UDP sockets read and write several datagrams per
+// system call (recvmmsg, sendmmsg, through golang.org/x/net as
+// wireguard-go's conn does): a key server answering thousands of
+// registrations a second spent a sixth of its CPU in one sendto per
+// datagram and in waking its loop once per datagram read (issue 18). The
+// reader hands the loop what one recvmmsg returned as one batch; the loop
+// queues what a turn sends on each socket and flushes it before it waits
+// again (flush). Other sockets (iked's virtual ones, IPv6 or dual-stack
+// ones: sendmmsg there takes no IPv4 destination) go one datagram per
+// call as before.
+
+// readBatch is the most datagrams one recvmmsg returns; each slot is a
+// 64 KiB buffer (only the pages datagrams touch become resident).
+const readBatch = 16
+
+// writeBatch is the most datagrams one sendmmsg carries.
+const writeBatch = 64
+
+// batchConn reads and writes several datagrams per call:
+// *ipv4.PacketConn.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// batchOf is c's batching side: an IPv4 *net.UDPConn's, else nil.
+func batchOf(c PacketConn) batchConn {
+	u, ok := c.(*net.UDPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := u.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	domain := -1
+	rc.Control(func(fd uintptr) {
+		if d, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN); err == nil {
+			domain = d
+		}
+	})
+	if domain != unix.AF_INET {
+		return nil
+	}
+	return ipv4.NewPacketConn(u)
+}
+
+// sockIO counts a socket's datagrams and the system calls that moved them.
+type sockIO struct {
+	readCalls, readDatagrams atomic.Uint64 // written by the reader goroutine
+	sendCalls, sent          uint64        // the loop's
+}
+
+// outbound is a datagram queued by send until the loop turn's flush.
+type outbound struct {
+	to   netip.AddrPort
+	data []byte
+}
+
+// sendQueue is what a loop turn sends on a socket, and the reused
+// messages and addresses of its sendmmsg calls.
+type sendQueue struct {
+	q     []outbound
+	msgs  []ipv4.Message
+	addrs []net.UDPAddr
+	ips   [][4]byte
+	bufs  [][]byte
+}
+
+// readBatches is the reader of a batching socket: one recvmmsg, one batch
+// for the loop.
+func (n *Node) readBatches(s *sock, b batchConn) {
+	ms := make([]ipv4.Message, readBatch)
+	bufs := make([][]byte, readBatch)
+	for i := range ms {
+		bufs[i] = make([]byte, 65536)
+		ms[i].Buffers = bufs[i : i+1]
+	}
+	for {
+		k, err := b.ReadBatch(ms, 0)
+		if err != nil {
+			return
+		}
+		s.io.readCalls.Add(1)
+		s.io.readDatagrams.Add(uint64(k))
+		batch := make([]datagram, 0, k)
+		for i := range k {
+			ua, ok := ms[i].Addr.(*net.UDPAddr)
+			if !ok || ms[i].Flags&unix.MSG_TRUNC != 0 {
+				continue // longer than any UDP payload: cannot happen
+			}
+			from := ua.AddrPort()
+			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+			batch = append(batch, datagram{sock: s, from: from, data: append([]byte(nil), bufs[i][:ms[i].N]...)})
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		// Wait for the event loop rather than drop (read).
+		select {
+		case n.in <- batch:
+		case <-n.stopped:
+			return
+		}
+	}
+}
+
+// flush sends what the loop turn queued on every socket.
+func (n *Node) flush() {
+	for _, s := range n.socks {
+		n.flushSock(s)
+	}
+	for _, s := range n.mcastSocks {
+		n.flushSock(s)
+	}
+}
+
+// flushSock sends s's queued datagrams: by sendmmsg on a batching socket,
+// else one call each. A datagram the socket refuses is dropped (the
+// retransmission timers' business) and the rest still go.
+func (n *Node) flushSock(s *sock) {
+	q := &s.out
+	if len(q.q) == 0 {
+		return
+	}
+	defer func() {
+		clear(q.q)
+		q.q = q.q[:0]
+	}()
+	if s.batch == nil {
+		for _, o := range q.q {
+			s.io.sendCalls++
+			if _, err := s.conn.WriteToUDPAddrPort(o.data, o.to); err == nil {
+				s.io.sent++
+			}
+		}
+		return
+	}
+	for i := 0; i < len(q.q); {
+		k := min(len(q.q)-i, writeBatch)
+		ms := q.fill(q.q[i : i+k])
+		i += k
+		for len(ms) > 0 {
+			s.io.sendCalls++
+			sent, err := s.batch.WriteBatch(ms, 0)
+			if err != nil {
+				sent = 1 // sendmmsg fails only on its first datagram: skip it
+			} else {
+				s.io.sent += uint64(sent)
+			}
+			ms = ms[sent:]
+		}
+	}
+}
+
+// fill returns the messages of out (those to IPv4 addresses: an IPv4
+// socket has no other), reusing their addresses and buffers.
+func (q *sendQueue) fill(out []outbound) []ipv4.Message {
+	if len(q.msgs) < writeBatch {
+		q.msgs = make([]ipv4.Message, writeBatch)
+		q.addrs = make([]net.UDPAddr, writeBatch)
+		q.ips = make([][4]byte, writeBatch)
+		q.bufs = make([][]byte, writeBatch)
+	}
+	i := 0
+	for _, o := range out {
+		a := o.to.Addr().Unmap()
+		if !a.Is4() {
+			continue
+		}
+		q.ips[i] = a.As4()
+		q.addrs[i] = net.UDPAddr{IP: q.ips[i][:], Port: int(o.to.Port())}
+		q.bufs[i] = o.data
+		q.msgs[i] = ipv4.Message{Buffers: q.bufs[i : i+1], Addr: &q.addrs[i]}
+		i++
+	}
+	return q.msgs[:i]
+}
