@@ -24,11 +24,28 @@ var DPDVendorID = []byte{0xaf, 0xca, 0xd7, 0x13, 0x68, 0xa1, 0xf1, 0xc9, 0x6b, 0
 type Retransmit struct {
 	Initial time.Duration // first timeout
 	Max     time.Duration // cap for the doubling timeout
-	Tries   int           // transmissions before giving up
+	Tries   int           // transmissions of one message before giving up
+	// GiveUp bounds an initiator's whole main mode: it fails GiveUp after
+	// message 1 was first sent if it is not established by then, whatever
+	// Tries still allows. Zero: DefaultGiveUp; negative: no bound but
+	// Tries. A responder's retransmissions are not bounded by it.
+	GiveUp time.Duration
 }
 
-// DefaultRetransmit waits 2 s, then 4, 8, 16, 16 s: about 46 s in all.
-var DefaultRetransmit = Retransmit{Initial: 2 * time.Second, Max: 16 * time.Second, Tries: 5}
+// DefaultGiveUp is an initiator's time to give up on a silent or stalled
+// peer: the life a responder gives a half-open SA (Limits.HalfOpenTimeout,
+// as Solaris in.iked's expire_timer), four transmissions of message 1
+// (at 0, 2, 6 and 14 s) under DefaultRetransmit. A group member whose key
+// server does not answer tries the next one, or again, after 30 s instead
+// of the 46 s the schedule alone took, which was most of the time left
+// for retries after a removal (issue 18, docs/scale.md F6). strongSwan's
+// charon gives up after 165 s (5 retransmissions, 4 s x 1.8^n).
+const DefaultGiveUp = 30 * time.Second
+
+// DefaultRetransmit waits 2 s, then 4, 8, 16, 16 s between transmissions
+// of one message (46 s in all), and an initiator gives up 30 s after
+// message 1.
+var DefaultRetransmit = Retransmit{Initial: 2 * time.Second, Max: 16 * time.Second, Tries: 5, GiveUp: DefaultGiveUp}
 
 // Config is the phase-1 policy of one endpoint.
 type Config struct {
@@ -84,10 +101,17 @@ func (c *Config) version() version.Version {
 }
 
 func (c *Config) retransmit() Retransmit {
-	if c.Retransmit.Tries == 0 {
-		return DefaultRetransmit
+	r := c.Retransmit
+	if r.Tries == 0 {
+		r = DefaultRetransmit
+		if c.Retransmit.GiveUp != 0 {
+			r.GiveUp = c.Retransmit.GiveUp
+		}
 	}
-	return c.Retransmit
+	if r.GiveUp == 0 {
+		r.GiveUp = DefaultGiveUp
+	}
+	return r
 }
 
 // State is where a phase-1 SA is in main mode (RFC 2409 §5).
@@ -370,7 +394,7 @@ func (sa *SA) send(msg []byte, now time.Time, retransmit bool) Result {
 	if retransmit {
 		rt := sa.cfg.retransmit()
 		hs.tries, hs.rto = 1, rt.Initial
-		hs.deadline = now.Add(hs.rto)
+		hs.deadline = sa.capped(rt, now.Add(hs.rto))
 		r.Timer = hs.deadline
 	} else {
 		hs.deadline = time.Time{}
@@ -430,13 +454,35 @@ func (sa *SA) Timeout(now time.Time) Result {
 		return Result{}
 	}
 	rt := sa.cfg.retransmit()
+	if end, ok := sa.giveUpAt(rt); ok && !now.Before(end) {
+		return sa.fail(fmt.Errorf("%w: main mode with %s not done %v after it started (%d transmissions of %s)",
+			ErrTimeout, sa.peer, rt.GiveUp, hs.tries, sa.state))
+	}
 	if hs.tries >= rt.Tries {
 		return sa.fail(fmt.Errorf("%w: %d transmissions of %s to %s", ErrTimeout, hs.tries, sa.state, sa.peer))
 	}
 	hs.tries++
 	hs.rto = min(2*hs.rto, rt.Max)
-	hs.deadline = now.Add(hs.rto)
+	hs.deadline = sa.capped(rt, now.Add(hs.rto))
 	return Result{Send: [][]byte{hs.sent}, Timer: hs.deadline}
+}
+
+// giveUpAt is when an initiator's main mode fails if not established
+// (Retransmit.GiveUp after message 1); ok is false for a responder and
+// without a bound.
+func (sa *SA) giveUpAt(rt Retransmit) (time.Time, bool) {
+	if !sa.initiator || rt.GiveUp <= 0 {
+		return time.Time{}, false
+	}
+	return sa.hs.startedAt.Add(rt.GiveUp), true
+}
+
+// capped brings a retransmission instant forward to the give-up time.
+func (sa *SA) capped(rt Retransmit, at time.Time) time.Time {
+	if end, ok := sa.giveUpAt(rt); ok && end.Before(at) {
+		return end
+	}
+	return at
 }
 
 // span is how long a peer retransmitting on this schedule keeps sending
