@@ -1,0 +1,151 @@
+package node
+
+import (
+	"net/netip"
+	"runtime"
+	"runtime/metrics"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// ksRegistrar drives registrations through a key server node's datagram
+// path (n.datagram, what its loop runs for each datagram read) without its
+// sockets: each registration is a GM's main mode and GROUPKEY-PULL played
+// by an ike.Endpoint and a gdoi.Pull of a fresh address, every message
+// the KS answers taken from its socket's send queue. It measures what the
+// KS alone spends: time and heap allocations inside n.datagram.
+type ksRegistrar struct {
+	kn      *Node
+	s       *sock
+	gmCfg   *ike.Config
+	next    netip.Addr
+	ksTime  time.Duration
+	samples []metrics.Sample
+	allocs  uint64
+}
+
+func newKSRegistrar(tb testing.TB) *ksRegistrar {
+	ksAddr := netip.MustParseAddr("127.0.0.1")
+	kn, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{ksGroup(tb, ksAddr)}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(kn.Close)
+	cfg := ikeCfg("k", version.Current)
+	cfg.DOI = isakmp.DOIGDOI
+	return &ksRegistrar{kn: kn, s: kn.socks[0], gmCfg: cfg, next: netip.MustParseAddr("127.80.0.1"),
+		samples: []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}}
+}
+
+// toKS hands the KS one datagram from from and returns its answers.
+func (r *ksRegistrar) toKS(from netip.AddrPort, data []byte) [][]byte {
+	metrics.Read(r.samples)
+	a0 := r.samples[0].Value.Uint64()
+	start := time.Now()
+	r.kn.datagram(datagram{sock: r.s, from: from, data: data})
+	r.ksTime += time.Since(start)
+	metrics.Read(r.samples)
+	r.allocs += r.samples[0].Value.Uint64() - a0
+	var out [][]byte
+	for _, o := range r.s.out.q {
+		out = append(out, o.data)
+	}
+	clear(r.s.out.q)
+	r.s.out.q = r.s.out.q[:0]
+	return out
+}
+
+// register runs one GM's registration to the end.
+func (r *ksRegistrar) register(tb testing.TB) {
+	now := time.Now()
+	gmAP := netip.AddrPortFrom(r.next, 848)
+	r.next = r.next.Next()
+	ep, err := ike.NewEndpoint(r.gmCfg, gmAP, ike.Limits{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, out, err := ep.Initiate(r.s.local, now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var gmSA *ike.SA
+	for range 3 { // MM1, MM3, MM5
+		if len(out.Send) != 1 {
+			tb.Fatalf("GM sent %d datagrams", len(out.Send))
+		}
+		replies := r.toKS(gmAP, out.Send[0].Data)
+		if len(replies) != 1 {
+			tb.Fatalf("KS answered main mode with %d datagrams", len(replies))
+		}
+		out = ep.Handle(r.s.local, replies[0], now)
+		for _, ev := range out.Events {
+			if _, ok := ev.Event.(ike.Established); ok {
+				gmSA = ev.SA
+			}
+		}
+	}
+	if gmSA == nil {
+		tb.Fatal("phase 1 not established")
+	}
+	pull, m, err := gdoi.NewPull(gmSA, isakmp.GroupID(1234), 0, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range 2 { // pull messages 1 and 3
+		replies := r.toKS(gmAP, m)
+		if len(replies) != 1 {
+			tb.Fatalf("KS answered pull message %d with %d datagrams", 2*i+1, len(replies))
+		}
+		msg, err := isakmp.ParseMessage(replies[0])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var res *gdoi.Result
+		if m, res, err = pull.Handle(msg); err != nil {
+			tb.Fatal(err)
+		}
+		if (i == 1) != (res != nil) {
+			tb.Fatalf("pull message %d: result %v", 2*i+2, res)
+		}
+	}
+}
+
+// BenchmarkKSRegistration is one registration (main mode, GROUPKEY-PULL) as
+// the key server's loop handles it, without system calls: ks-ns/op is the
+// KS's time per registration (compare with the crypto ceiling,
+// internal/bench registrationCeiling, ~80 µs on the project's VM),
+// ks-allocs/op its heap allocations, ks-heap-B/op the live heap it keeps
+// per registration (the member, its phase-1 SA, the served exchange kept
+// for retransmissions) right after (issue 18).
+func BenchmarkKSRegistration(b *testing.B) {
+	r := newKSRegistrar(b)
+	for range 200 { // a KS with members already
+		r.register(b)
+	}
+	r.ksTime, r.allocs = 0, 0
+	heap0 := liveHeap()
+	b.ResetTimer()
+	for range b.N {
+		r.register(b)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(r.ksTime.Nanoseconds())/float64(b.N), "ks-ns/op")
+	b.ReportMetric(float64(r.allocs)/float64(b.N), "ks-allocs/op")
+	b.ReportMetric(float64(liveHeap()-heap0)/float64(b.N), "ks-heap-B/op")
+	runtime.KeepAlive(r)
+}
+
+// liveHeap is the heap in use after a collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
