@@ -189,3 +189,45 @@ func TestForgedPullMessageLeavesTheExchange(t *testing.T) {
 		t.Fatalf("message 4: %v", err)
 	}
 }
+
+// proves: issue 18 (KS memory per member: a served GROUPKEY-PULL kept for
+// retransmissions holds only what answers message 3 again) — once message
+// 4 is sent, the Serve drops the nonces, the group ID and the policy, and
+// still answers a retransmitted message 3 with the same message 4 after the
+// KS's SA forgot the exchange's IV chain; any other message is refused.
+func TestDoneServeKeepsOnlyTheAnswer(t *testing.T) {
+	gm, ks := phase1(t)
+	pull, m1, err := NewPull(gm, isakmp.GroupID(1234), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve, m2, err := NewServe(ks, parse(t, m1), m1, &fakePolicy{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if serve.Done() {
+		t.Fatal("done after message 2")
+	}
+	m3, _, err := pull.Handle(parse(t, m2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m4, done, err := serve.Handle(parse(t, m3), m3)
+	if err != nil || !done || !serve.Done() {
+		t.Fatalf("message 4: done %v, %v", done, err)
+	}
+	if serve.ni != nil || serve.nr != nil || serve.group != nil || serve.policy != nil || serve.Group() != nil {
+		t.Fatalf("a done Serve keeps the exchange's state: %+v", serve)
+	}
+	ks.ForgetMessageID(parse(t, m3).Header.MessageID)
+	again, done, err := serve.Handle(parse(t, m3), m3)
+	if err != nil || !done || !bytes.Equal(again, m4) {
+		t.Fatalf("retransmitted message 3 answered with %d octets, done %v, %v", len(again), done, err)
+	}
+	if _, _, err := serve.Handle(parse(t, m1), m1); err == nil {
+		t.Fatal("message 1 answered after message 4")
+	}
+	if _, _, err = pull.Handle(parse(t, m4)); err != nil {
+		t.Fatal(err)
+	}
+}

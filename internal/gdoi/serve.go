@@ -64,8 +64,12 @@ func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) 
 	return s, msg, nil
 }
 
-// Group is the group ID the GM asked for.
+// Group is the group ID the GM asked for (nil once message 4 is sent).
 func (s *Serve) Group() *isakmp.ID { return s.group }
+
+// Done reports whether message 4 was sent. A done Serve keeps only what
+// answers a retransmitted message 3: its digest and message 4.
+func (s *Serve) Done() bool { return s.step == 4 }
 
 // Handle processes message 3 and returns message 4 (done is then true). A
 // retransmitted message 1 or 3 is answered with our last message again.
@@ -96,6 +100,9 @@ func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, 
 	if err != nil {
 		return nil, false, err
 	}
+	// Done: what answers a retransmitted message 3 only (issue 18: a KS
+	// keeps each served exchange a while after it ends).
 	s.step, s.last, s.lastRecv = 4, msg, sha256.Sum256(raw)
+	s.policy, s.group, s.ni, s.nr = nil, nil, nil, nil
 	return msg, true, nil
 }

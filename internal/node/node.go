@@ -145,8 +145,12 @@ type serving struct {
 	started time.Time
 }
 
-// serveLinger is how long a KS keeps an exchange to answer retransmissions.
-const serveLinger = 2 * time.Minute
+// serveLinger is how long a KS keeps an exchange to answer retransmissions:
+// twice what a GM of this project waits for an answer before it starts
+// over (3 tries of PullTimeout, 5 s). A done exchange keeps only the
+// digest of message 3 and message 4 (gdoi.Serve); it was 2 minutes, the
+// whole Serve (issue 18: ~1 KB per registration of the last 2 minutes).
+const serveLinger = 30 * time.Second
 
 // Node is a running isakmpd.
 type Node struct {
@@ -634,7 +638,11 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 		if reply != nil {
 			n.send(s, sa.Peer(), reply)
 		}
-		_ = done // kept to answer a retransmitted message 3
+		if done {
+			// Kept to answer a retransmitted message 3 by its digest:
+			// the exchange's IV chain is no longer needed.
+			sa.ForgetMessageID(key.mid)
+		}
 		return
 	}
 	sv, reply, err := gdoi.NewServe(sa, m, raw, n.pull, n.o.Rand)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"net/netip"
 	"runtime"
 	"runtime/metrics"
@@ -62,8 +63,9 @@ func (r *ksRegistrar) toKS(from netip.AddrPort, data []byte) [][]byte {
 	return out
 }
 
-// register runs one GM's registration to the end.
-func (r *ksRegistrar) register(tb testing.TB) {
+// register runs one GM's registration to the end; it returns the GM's
+// address, its pull message 3 and the KS's message 4.
+func (r *ksRegistrar) register(tb testing.TB) (gm netip.AddrPort, m3, m4 []byte) {
 	now := time.Now()
 	gmAP := netip.AddrPortFrom(r.next, 848)
 	r.next = r.next.Next()
@@ -107,6 +109,9 @@ func (r *ksRegistrar) register(tb testing.TB) {
 		if err != nil {
 			tb.Fatal(err)
 		}
+		if i == 1 {
+			m3, m4 = m, replies[0]
+		}
 		var res *gdoi.Result
 		if m, res, err = pull.Handle(msg); err != nil {
 			tb.Fatal(err)
@@ -114,6 +119,27 @@ func (r *ksRegistrar) register(tb testing.TB) {
 		if (i == 1) != (res != nil) {
 			tb.Fatalf("pull message %d: result %v", 2*i+2, res)
 		}
+	}
+	return gmAP, m3, m4
+}
+
+// proves: issue 18 (the KS keeps a served GROUPKEY-PULL for a shorter
+// time and smaller) — after message 4 the KS still answers a retransmitted
+// message 3 with the same message 4 (its SA forgot the exchange's IV
+// chain), until serveLinger (30 s) has passed; then the exchange and its
+// index are gone.
+func TestServedPullAnsweredUntilLinger(t *testing.T) {
+	r := newKSRegistrar(t)
+	gm, m3, m4 := r.register(t)
+	if got := r.toKS(gm, m3); len(got) != 1 || !bytes.Equal(got[0], m4) {
+		t.Fatalf("retransmitted message 3 answered with %d datagrams", len(got))
+	}
+	if serveLinger > 30*time.Second || r.kn.serves.len() != 1 {
+		t.Fatalf("linger %s, %d exchanges kept", serveLinger, r.kn.serves.len())
+	}
+	r.kn.serves.expire(time.Now().Add(serveLinger + time.Second))
+	if r.kn.serves.len() != 0 || len(r.kn.serves.bySA) != 0 {
+		t.Fatalf("%d exchanges kept after the linger", r.kn.serves.len())
 	}
 }
 
