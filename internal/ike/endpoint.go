@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -184,6 +185,9 @@ type Endpoint struct {
 	timers   timerHeap
 	byID     map[string]*SA // established SAs by peer identity (idKey): the first, the others through idNext
 
+	cookieMAC hash.Hash // keyed with secret: responder cookies
+	scratch   []byte
+
 	refusals, invalidCookies tokenBucket
 	unauth                   *slog.Logger // bounded and rate-limited: for what unauthenticated input causes
 
@@ -248,13 +252,20 @@ func (e *Endpoint) Initiate(peer netip.AddrPort, now time.Time) (*SA, Output, er
 // name an SA we hold.
 func (e *Endpoint) responderCookie(icky isakmp.Cookie, peer netip.AddrPort) isakmp.Cookie {
 	e.seq++
-	m := hmac.New(sha256.New, e.secret[:])
-	m.Write(icky[:])
-	b, _ := peer.MarshalBinary()
+	if e.cookieMAC == nil {
+		e.cookieMAC = hmac.New(sha256.New, e.secret[:])
+	}
+	m := e.cookieMAC
+	m.Reset()
+	// icky | the address and port as MarshalBinary writes them | seq, in
+	// a buffer the endpoint keeps (one HMAC per message 1, no allocation).
+	b := append(e.scratch[:0], icky[:]...)
+	b, _ = peer.AppendBinary(b)
+	b = binary.BigEndian.AppendUint64(b, e.seq)
 	m.Write(b)
-	m.Write(binary.BigEndian.AppendUint64(nil, e.seq))
+	e.scratch = m.Sum(b[:0])
 	var c isakmp.Cookie
-	copy(c[:], m.Sum(nil))
+	copy(c[:], e.scratch)
 	return c
 }
 

@@ -38,11 +38,19 @@ type Keys struct {
 // SKEYID = prf(psk, Ni_b | Nr_b); for signatures SKEYID = prf(Ni_b | Nr_b,
 // g^xy) (RFC 2409 §5). gxi and gxr are the KE payload data.
 func DeriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, error) {
+	k, _, err := deriveKeys(s, psk, ni, nr, gxy, gxi, gxr, icky, rcky)
+	return k, err
+}
+
+// deriveKeys is DeriveKeys; it also returns the HMAC keyed with SKEYID
+// (with the suite's hash), which main mode uses again for HASH_I and
+// HASH_R: one keyed HMAC instead of five (issue 18: the KS's CPU).
+func deriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, hash.Hash, error) {
 	if s.Hash.new() == nil {
-		return nil, fmt.Errorf("ike: hash %s not supported", s.Hash)
+		return nil, nil, fmt.Errorf("ike: hash %s not supported", s.Hash)
 	}
 	if s.Auth == AuthPSK && len(psk) == 0 {
-		return nil, errors.New("ike: empty pre-shared key")
+		return nil, nil, errors.New("ike: empty pre-shared key")
 	}
 	// Every value in one array: an SA keeps them for its lifetime (issue
 	// 18 F3). Ka is SKEYID_e's prefix when that is long enough.
@@ -54,19 +62,28 @@ func DeriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) 
 	}
 	buf := make([]byte, 0, n)
 	k := &Keys{}
-	next := func(key []byte, data ...[]byte) []byte {
+	if s.Auth == AuthPSK {
+		buf = appendPRF(buf, s.Hash, psk, ni, nr)
+	} else {
+		buf = appendPRF(buf, s.Hash, append(append([]byte{}, ni...), nr...), gxy)
+	}
+	k.SKEYID = buf[:hl:hl]
+	m := hmac.New(s.Hash.new(), k.SKEYID)
+	// g^xy | CKY-I | CKY-R | 0, then 1, then 2.
+	tail := make([]byte, 0, len(gxy)+17)
+	tail = append(append(append(append(tail, gxy...), icky[:]...), rcky[:]...), 0)
+	mac := func(prev []byte, last byte) []byte {
+		m.Reset()
+		m.Write(prev)
+		tail[len(tail)-1] = last
+		m.Write(tail)
 		start := len(buf)
-		buf = appendPRF(buf, s.Hash, key, data...)
+		buf = m.Sum(buf)
 		return buf[start:len(buf):len(buf)]
 	}
-	if s.Auth == AuthPSK {
-		k.SKEYID = next(psk, ni, nr)
-	} else {
-		k.SKEYID = next(append(append([]byte{}, ni...), nr...), gxy)
-	}
-	k.SKEYIDd = next(k.SKEYID, gxy, icky[:], rcky[:], []byte{0})
-	k.SKEYIDa = next(k.SKEYID, k.SKEYIDd, gxy, icky[:], rcky[:], []byte{1})
-	k.SKEYIDe = next(k.SKEYID, k.SKEYIDa, gxy, icky[:], rcky[:], []byte{2})
+	k.SKEYIDd = mac(nil, 0)
+	k.SKEYIDa = mac(k.SKEYIDd, 1)
+	k.SKEYIDe = mac(k.SKEYIDa, 2)
 	if ka <= hl {
 		k.Ka = k.SKEYIDe[:ka:ka]
 	} else {
@@ -80,7 +97,7 @@ func DeriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) 
 	d.Write(gxr)
 	buf = d.Sum(buf)
 	k.IV = buf[start : start+aes.BlockSize : start+aes.BlockSize]
-	return k, nil
+	return k, m, nil
 }
 
 // appendPRF appends prf(key, data...) to dst.
@@ -125,6 +142,10 @@ func encrypt(key, iv, plain []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ike: %w", err)
 	}
+	return encryptWith(b, iv, plain), nil
+}
+
+func encryptWith(b cipher.Block, iv, plain []byte) []byte {
 	n := len(plain)
 	if pad := n % aes.BlockSize; pad != 0 {
 		n += aes.BlockSize - pad
@@ -132,22 +153,34 @@ func encrypt(key, iv, plain []byte) ([]byte, error) {
 	out := make([]byte, n)
 	copy(out, plain)
 	cipher.NewCBCEncrypter(b, iv).CryptBlocks(out, out)
-	return out, nil
+	return out
 }
 
 // decrypt decrypts an AES-CBC body; the caller keeps the last ciphertext
 // block as the next IV.
 func decrypt(key, iv, ct []byte) ([]byte, error) {
-	if len(ct) == 0 || len(ct)%aes.BlockSize != 0 {
-		return nil, fmt.Errorf("ike: encrypted body of %d octets is not a whole number of blocks", len(ct))
+	if err := wholeBlocks(ct); err != nil {
+		return nil, err
 	}
 	b, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("ike: %w", err)
 	}
+	return decryptWith(b, iv, ct), nil
+}
+
+func wholeBlocks(ct []byte) error {
+	if len(ct) == 0 || len(ct)%aes.BlockSize != 0 {
+		return fmt.Errorf("ike: encrypted body of %d octets is not a whole number of blocks", len(ct))
+	}
+	return nil
+}
+
+// decryptWith decrypts ct, whole blocks (wholeBlocks).
+func decryptWith(b cipher.Block, iv, ct []byte) []byte {
 	out := make([]byte, len(ct))
 	cipher.NewCBCDecrypter(b, iv).CryptBlocks(out, ct)
-	return out, nil
+	return out
 }
 
 func lastBlock(ct []byte) []byte { return append([]byte{}, ct[len(ct)-aes.BlockSize:]...) }

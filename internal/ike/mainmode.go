@@ -2,6 +2,9 @@ package ike
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -68,10 +71,11 @@ func (sa *SA) marshalEncrypted(ps []isakmp.Payload) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	ct, err := encrypt(sa.keys.Ka, sa.hs.iv, plain)
+	b, err := sa.phase1Cipher()
 	if err != nil {
 		return nil, err
 	}
+	ct := encryptWith(b, sa.hs.iv, plain)
 	sa.hs.iv = lastBlock(ct)
 	m := &isakmp.Message{Header: sa.header(ps[0].Type(), isakmp.ExchangeIdentityProt, isakmp.FlagEncryption, 0), Body: ct}
 	return m.Marshal()
@@ -403,7 +407,7 @@ func (sa *SA) deriveKeys() error {
 			return fmt.Errorf("%w: no pre-shared key for peer %s", ErrAuth, sa.peer.Addr())
 		}
 	}
-	sa.keys, err = DeriveKeys(sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky, sa.rcky)
+	sa.keys, hs.skeyidMAC, err = deriveKeys(sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky, sa.rcky)
 	if err != nil {
 		return err
 	}
@@ -478,12 +482,23 @@ func (sa *SA) hashFor(initiator bool, idBody []byte) []byte {
 		h = SHA512
 	}
 	hs := sa.hs
+	m := hs.skeyidMAC // keyed with SKEYID, with the suite's hash
+	if m == nil || h != sa.suite.Hash {
+		m = hmac.New(h.new(), sa.keys.SKEYID)
+	}
+	m.Reset()
 	var out []byte
 	if initiator {
-		out = prf(h, sa.keys.SKEYID, hs.gxi, hs.gxr, sa.icky[:], sa.rcky[:], hs.saiBody, idBody)
+		for _, d := range [...][]byte{hs.gxi, hs.gxr, sa.icky[:], sa.rcky[:], hs.saiBody, idBody} {
+			m.Write(d)
+		}
+		out = m.Sum(nil)
 		hs.hashI = out
 	} else {
-		out = prf(h, sa.keys.SKEYID, hs.gxr, hs.gxi, sa.rcky[:], sa.icky[:], hs.saiBody, idBody)
+		for _, d := range [...][]byte{hs.gxr, hs.gxi, sa.rcky[:], sa.icky[:], hs.saiBody, idBody} {
+			m.Write(d)
+		}
+		out = m.Sum(nil)
 		hs.hashR = out
 	}
 	return out
@@ -522,10 +537,14 @@ func (sa *SA) authPayloads(now time.Time) ([]isakmp.Payload, error) {
 
 // decryptPhase1 decrypts message 5 or 6 and advances the IV chain.
 func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
-	plain, err := decrypt(sa.keys.Ka, sa.hs.iv, m.Body)
-	if err != nil {
+	if err := wholeBlocks(m.Body); err != nil {
 		return nil, refuse(isakmp.NotifyPayloadMalformed, "%v", err)
 	}
+	b, err := sa.phase1Cipher()
+	if err != nil {
+		return nil, err
+	}
+	plain := decryptWith(b, sa.hs.iv, m.Body)
 	ps, _, err := isakmp.SplitPayloadsIn(m.Header.Exchange, m.Header.NextPayload, plain)
 	if err != nil {
 		// A wrong key yields garbage: with PSK that is the usual symptom
@@ -641,6 +660,19 @@ func (sa *SA) establish(now time.Time) Result {
 		r.Events = append(r.Events, InitialContact{})
 	}
 	return r
+}
+
+// phase1Cipher is the AES block of the phase-1 key, made once for main
+// mode's messages 5 and 6 and dropped with main mode's state.
+func (sa *SA) phase1Cipher() (cipher.Block, error) {
+	if sa.hs.block == nil {
+		b, err := aes.NewCipher(sa.keys.Ka)
+		if err != nil {
+			return nil, fmt.Errorf("ike: %w", err)
+		}
+		sa.hs.block = b
+	}
+	return sa.hs.block, nil
 }
 
 // seed makes the last CBC block of phase 1 the seed of the phase-2 IVs.

@@ -3,11 +3,13 @@ package ike
 import (
 	"context"
 	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -264,7 +266,9 @@ type mmState struct {
 	gxi, gxr     []byte
 	ni, nr       []byte
 	hashI, hashR []byte
-	iv           []byte // phase-1 CBC IV chain
+	iv           []byte       // phase-1 CBC IV chain
+	skeyidMAC    hash.Hash    // HMAC keyed with SKEYID (suite's hash): HASH_I and HASH_R
+	block        cipher.Block // AES with the phase-1 key: messages 5 and 6
 
 	sent      []byte   // last datagram sent, for retransmission
 	lastRecv  [32]byte // digest of the last datagram accepted from the peer
@@ -507,7 +511,7 @@ func (sa *SA) established(now time.Time) {
 	if hs == nil {
 		return
 	}
-	hs.dh, hs.iv = nil, nil
+	hs.dh, hs.iv, hs.skeyidMAC, hs.block = nil, nil, nil, nil
 	if !sa.cfg.KeepTranscript {
 		hs.saiBody, hs.gxi, hs.gxr, hs.ni, hs.nr, hs.hashI, hs.hashR = nil, nil, nil, nil, nil, nil, nil
 	}

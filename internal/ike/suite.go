@@ -11,6 +11,7 @@ import (
 	"crypto/sha512"
 	"fmt"
 	"hash"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,11 +126,13 @@ func (s Suite) lifetime() time.Duration {
 // String names the suite the way strongSwan's proposals do, e.g.
 // "aes128-sha256-modp2048/psk".
 func (s Suite) String() string {
-	g := fmt.Sprintf("group%d", s.Group)
+	var g string
 	if grp, ok := GroupByID(s.Group); ok {
 		g = grp.Name()
+	} else {
+		g = "group" + strconv.Itoa(int(s.Group))
 	}
-	return fmt.Sprintf("aes%d-%s-%s/%s", s.KeyBits, s.Hash, g, s.Auth)
+	return "aes" + strconv.Itoa(s.KeyBits) + "-" + s.Hash.String() + "-" + g + "/" + s.Auth.String()
 }
 
 // Validate reports what is wrong with a suite, if anything.
