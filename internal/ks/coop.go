@@ -352,7 +352,7 @@ func (s *Server) Forward(name string, under gdoi.KEK, newKEK bool, atd time.Dura
 	p := &Push{Group: name, Seq: seq, Data: data, KEK: under, Policy: g.cfg.Rekey.withDefaults(), NewKEK: newKEK}
 	if !p.Policy.Multicast.IsValid() {
 		for _, m := range list {
-			p.Members = append(p.Members, netip.AddrPortFrom(m.Address, m.Port))
+			p.Members = append(p.Members, netip.AddrPortFrom(m.addr, m.port))
 		}
 	}
 	return p, nil
@@ -382,10 +382,10 @@ func (s *Server) LocalMembers(name string) ([]MemberVersion, uint64) {
 	if g == nil {
 		return nil, 0
 	}
-	out := make([]MemberVersion, 0, len(g.members))
-	for _, m := range g.members {
-		if !m.Removed {
-			out = append(out, MemberVersion{Addr: m.Address, Version: m.Version})
+	out := make([]MemberVersion, 0, g.members.len())
+	for i := range g.members.list {
+		if m := &g.members.list[i]; !m.removed {
+			out = append(out, MemberVersion{Addr: m.addr, Version: m.version})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
@@ -534,10 +534,11 @@ func (s *Server) Inherit(name string, members []MemberVersion, port uint16, now 
 	}
 	n := 0
 	for _, m := range members {
-		if g.members[m.Addr] != nil {
+		if g.members.get(m.Addr) != nil {
 			continue
 		}
-		g.members[m.Addr] = &Member{Address: m.Addr, Port: port, Identity: m.Addr.String(), Version: m.Version, Registered: now, LastRegister: now}
+		nm := g.members.add(m.Addr)
+		nm.port, nm.version, nm.registered, nm.lastRegister = port, m.Version, unixNano(now), unixNano(now)
 		n++
 	}
 	if n > 0 {

@@ -67,7 +67,7 @@ func TestSenderIDsDisjointWhilePeerListsDiffer(t *testing.T) {
 	if got := pri.SIDRefusedKSSet() + sec.SIDRefusedKSSet(); got != 40 {
 		t.Fatalf("SIDRefusedKSSet = %d, want 40", got)
 	}
-	if n := len(sec.byName["G"].members); n != 0 {
+	if n := sec.byName["G"].members.len(); n != 0 {
 		t.Fatalf("a refused GM was recorded as a member (%d)", n)
 	}
 }

@@ -205,7 +205,7 @@ type group struct {
 	kekExp  time.Time
 	teks    []*tek
 	seq     uint32
-	members map[netip.Addr]*Member
+	members memberTable
 	// sig is the rekey key the members hold: every rekey is signed with
 	// it, and registrations hand out its public half. announce is the
 	// configured key while it differs from sig (nil otherwise): the next
@@ -296,7 +296,7 @@ func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
 	if len(cfg.TEKs) == 0 {
 		return fmt.Errorf("ks: group %s has no sa ipsec policy", cfg.Name)
 	}
-	g := &group{cfg: cfg, members: map[netip.Addr]*Member{}}
+	g := &group{cfg: cfg, members: newMembers()}
 	if cfg.SigningKey != nil {
 		k, err := newSigKey(cfg.SigningKey)
 		if err != nil {
@@ -640,21 +640,19 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 		}
 		break
 	}
-	m := g.members[peer.Addr.Addr()]
+	m := g.members.get(peer.Addr.Addr())
 	if m == nil {
-		m = &Member{Address: peer.Addr.Addr(), Registered: now}
-		g.members[m.Address] = m
+		m = g.members.add(peer.Addr.Addr())
+		m.registered = unixNano(now)
 		g.membersGen++
-	} else if m.Removed || m.Version != peer.Version {
+	} else if m.removed || m.version != peer.Version {
 		g.membersGen++
 	}
-	m.Identity, m.Version, m.LastRegister, m.Port = peer.Identity, peer.Version, now, peer.Addr.Port()
-	if m.Identity == "" {
-		m.Identity = m.Address.String()
-	}
-	m.Registrations++
+	m.setIdentity(peer.Identity)
+	m.version, m.lastRegister, m.port = peer.Version, unixNano(now), peer.Addr.Port()
+	m.registrations++
 	g.regs++
-	m.Removed, m.Missed = false, 0
+	m.removed, m.missed = false, 0
 	s.dirty = true
 	if g.ptStart.IsZero() {
 		g.ptStart, g.synced = now, now
@@ -678,18 +676,19 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 		// carry into the new keys: carrySIDs). Its width is the group's
 		// now (sid.go), in NUMBER_OF_SID_BITS.
 		n := min(max(int(sids), 1), MaxSIDsPerMember)
-		m.SenderIDs = m.SenderIDs[:0]
+		ids := make([]uint32, 0, n)
 		for i := 0; i < n; i++ {
 			sid, err := g.allocSID(now)
 			if err != nil {
 				return 0, nil, err
 			}
-			m.SenderIDs = append(m.SenderIDs, sid)
+			ids = append(ids, sid)
 		}
-		m.SIDBits = uint8(max(g.sidBits, MinSIDBits))
-		kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(int(m.SIDBits), m.SenderIDs))
+		g.members.setSIDs(m, ids)
+		m.sidBits = uint8(max(g.sidBits, MinSIDBits))
+		kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(int(m.sidBits), ids))
 	}
-	mnemonic.Log(s.log, mnemonic.Notice, "KS_REGS_COMPLETE", "KS completed successful registration in group %s with GM %s.", g.cfg.Name, m.Address)
+	mnemonic.Log(s.log, mnemonic.Notice, "KS_REGS_COMPLETE", "KS completed successful registration in group %s with GM %s.", g.cfg.Name, m.addr)
 	return g.seq, kd, nil
 }
 
@@ -750,19 +749,21 @@ func (s *Server) Snapshot(now time.Time) []GroupSnapshot { return s.SnapshotOf(n
 // members A.B.C.D: one lookup, not a copy of every member).
 func (s *Server) Member(name string, addr netip.Addr) (Member, bool) {
 	g := s.byName[name]
-	if g == nil || g.members[addr] == nil {
+	if g == nil {
 		return Member{}, false
 	}
-	m := *g.members[addr]
-	m.SenderIDs = append([]uint32(nil), m.SenderIDs...)
-	return m, true
+	m := g.members.get(addr)
+	if m == nil {
+		return Member{}, false
+	}
+	return g.members.export(m), true
 }
 
 // MemberCount is the number of members of group name (0 for no such
 // group), without copying them.
 func (s *Server) MemberCount(name string) int {
 	if g := s.byName[name]; g != nil {
-		return len(g.members)
+		return g.members.len()
 	}
 	return 0
 }
@@ -781,13 +782,12 @@ func (s *Server) SnapshotOf(now time.Time, members bool) []GroupSnapshot {
 				AuthAlg: t.policy.AuthAlg, Selector: t.sel, Expires: t.expires, Lifetime: t.policy.Lifetime,
 				Replay: t.policy.Replay, ReplayWindow: t.policy.ReplayWindow, ACLName: t.policy.ACLName, ProfileName: t.policy.ProfileName, BypassBefore: t.before, BypassAfter: t.after})
 		}
-		gs.MemberCount = len(g.members)
+		gs.MemberCount = g.members.len()
 		gs.Registrations, gs.AcksReceived, gs.AcksMissed = g.regs, g.acked, g.missed
 		if members {
-			for _, m := range g.members {
-				c := *m
-				c.SenderIDs = append([]uint32(nil), m.SenderIDs...)
-				gs.Members = append(gs.Members, c)
+			gs.Members = make([]Member, 0, g.members.len())
+			for i := range g.members.list {
+				gs.Members = append(gs.Members, g.members.export(&g.members.list[i]))
 			}
 			sort.Slice(gs.Members, func(i, j int) bool { return gs.Members[i].Address.Less(gs.Members[j].Address) })
 		}

@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/mnemonic"
@@ -50,11 +49,12 @@ func (s *Server) state(name string, now time.Time, members bool) (*GroupState, e
 	if !members {
 		return st, nil
 	}
-	st.Members = make([]MemberState, 0, len(g.members))
-	for _, m := range g.members {
-		st.Members = append(st.Members, MemberState{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: m.Version.String(),
-			Registered: m.Registered, LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: slices.Clone(m.SenderIDs),
-			SIDBits: m.SIDBits, MissedRekeys: m.Missed, Removed: m.Removed})
+	st.Members = make([]MemberState, 0, g.members.len())
+	for i := range g.members.list {
+		m := &g.members.list[i]
+		st.Members = append(st.Members, MemberState{Address: m.addr, Port: m.port, Identity: m.ident(), Version: m.version.String(),
+			Registered: fromUnixNano(m.registered), LastRegister: fromUnixNano(m.lastRegister), Registrations: int(m.registrations),
+			SenderIDs: g.members.sids(m), SIDBits: m.sidBits, MissedRekeys: int(m.missed), Removed: m.removed})
 	}
 	return st, nil
 }
@@ -105,15 +105,24 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 			}
 		}
 	}
-	for _, m := range st.Members {
-		v, _ := version.Parse(m.Version)
-		g.members[m.Address] = &Member{Address: m.Address, Port: m.Port, Identity: m.Identity, Version: v, Registered: m.Registered,
-			LastRegister: m.LastRegister, Registrations: m.Registrations, SenderIDs: slices.Clone(m.SenderIDs), SIDBits: m.SIDBits,
-			Missed: m.MissedRekeys, Removed: m.Removed}
+	for _, ms := range st.Members {
+		if !ms.Address.IsValid() {
+			continue
+		}
+		m := g.members.get(ms.Address)
+		if m == nil {
+			m = g.members.add(ms.Address)
+		}
+		v, _ := version.Parse(ms.Version)
+		*m = memberRec{addr: ms.Address, port: ms.Port, version: v, registered: unixNano(ms.Registered), lastRegister: unixNano(ms.LastRegister),
+			registrations: uint32(max(ms.Registrations, 0)), sidBits: ms.SIDBits, missed: uint32(max(ms.MissedRekeys, 0)), removed: ms.Removed}
+		m.setIdentity(ms.Identity)
+		g.members.setSIDs(m, ms.SenderIDs)
 	}
 	g.regs, g.acked, g.missed = 0, 0, 0
-	for _, m := range g.members {
-		g.regs, g.acked, g.missed = g.regs+m.Registrations, g.acked+m.AcksReceived, g.missed+m.AcksMissed
+	for i := range g.members.list {
+		m := &g.members.list[i]
+		g.regs, g.acked, g.missed = g.regs+int(m.registrations), g.acked+int(m.acksReceived), g.missed+int(m.acksMissed)
 	}
 	// The width of the IDs handed out: the restored keys' (the widest,
 	// never narrower); with none restored, chosen for the fresh keys from
@@ -204,8 +213,7 @@ func (s *Server) SetSeqFloor(name string, floor uint32) {
 type undo struct {
 	g       *group
 	saved   group
-	removed []bool // by g.members' order in members
-	members []*Member
+	removed []bool // by the members' order in the group's list
 	dirty   bool
 }
 
@@ -215,10 +223,9 @@ func (s *Server) checkpoint(name string) *undo {
 	if g == nil {
 		return nil
 	}
-	u := &undo{g: g, saved: *g, dirty: s.dirty}
-	for _, m := range g.members {
-		u.members = append(u.members, m)
-		u.removed = append(u.removed, m.Removed)
+	u := &undo{g: g, saved: *g, dirty: s.dirty, removed: make([]bool, g.members.len())}
+	for i := range g.members.list {
+		u.removed[i] = g.members.list[i].removed
 	}
 	return u
 }
@@ -228,9 +235,13 @@ func (s *Server) rollback(u *undo) {
 	if u == nil {
 		return
 	}
+	cur := u.g.members // the list as it is (its records changed in place)
 	*u.g = u.saved
-	for i, m := range u.members {
-		m.Removed = u.removed[i]
+	u.g.members = cur
+	for i, r := range u.removed {
+		if i < cur.len() {
+			cur.list[i].removed = r
+		}
 	}
 	s.dirty = u.dirty
 }

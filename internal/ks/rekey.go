@@ -222,8 +222,8 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), NewKEK: newKEK, Replace: replace, OldData: oldData}
 	if !p.Policy.Multicast.IsValid() {
 		for _, m := range g.rekeyList() {
-			to := netip.AddrPortFrom(m.Address, m.Port)
-			if replace != 0 && (m.Version.IsZero() || m.Version.Less(FeatureVersion)) {
+			to := netip.AddrPortFrom(m.addr, m.port)
+			if replace != 0 && (m.version.IsZero() || m.version.Less(FeatureVersion)) {
 				p.OldMembers = append(p.OldMembers, to)
 				continue
 			}
@@ -242,14 +242,14 @@ func (g *group) kekPacket(sig sigKey) *isakmp.KeyPacket {
 func (t *tek) packet() *isakmp.KeyPacket { return gdoi.TEKKeyPacket(t.spi, t.encKey, t.authKey) }
 
 // rekeyList is the members that receive unicast rekeys, by address.
-func (g *group) rekeyList() []*Member {
-	var out []*Member
-	for _, m := range g.members {
-		if !m.Removed {
+func (g *group) rekeyList() []*memberRec {
+	var out []*memberRec
+	for i := range g.members.list {
+		if m := &g.members.list[i]; !m.removed {
 			out = append(out, m)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Address.Less(out[j].Address) })
+	sort.Slice(out, func(i, j int) bool { return out[i].addr.Less(out[j].addr) })
 	return out
 }
 
@@ -277,12 +277,12 @@ func (s *Server) Acked(group string, addr netip.Addr, seq uint32) {
 	if g == nil {
 		return
 	}
-	if m := g.members[addr]; m != nil {
+	if m := g.members.get(addr); m != nil {
 		s.dirty = true
-		m.AcksReceived++
+		m.acksReceived++
 		g.acked++
-		m.Missed = 0
-		m.LastAckSeq = seq
+		m.missed = 0
+		m.lastAckSeq = seq
 	}
 }
 
@@ -293,14 +293,14 @@ func (s *Server) Sent(group string, addr netip.Addr, retry bool) {
 	if g == nil {
 		return
 	}
-	m := g.members[addr]
+	m := g.members.get(addr)
 	if m == nil {
 		return
 	}
 	if retry {
-		m.RekeyRetries++
+		m.rekeyRetries++
 	} else {
-		m.RekeysSent++
+		m.rekeysSent++
 	}
 }
 
@@ -311,19 +311,19 @@ func (s *Server) Missed(group string, addr netip.Addr) {
 	if g == nil {
 		return
 	}
-	m := g.members[addr]
-	if m == nil || m.Removed {
+	m := g.members.get(addr)
+	if m == nil || m.removed {
 		return
 	}
 	s.dirty = true
-	m.Missed++
-	m.AcksMissed++
+	m.missed++
+	m.acksMissed++
 	g.missed++
-	if m.Missed >= g.cfg.Rekey.withDefaults().MaxMissed {
-		m.Removed = true
+	if int(m.missed) >= g.cfg.Rekey.withDefaults().MaxMissed {
+		m.removed = true
 		g.membersGen++
 		mnemonic.Log(s.log, mnemonic.Warning, "KS_GM_REMOVED_FROM_REKEY_LIST", "GM %s removed from the rekey list of group %s after %d unacknowledged rekeys",
-			addr, group, m.Missed)
+			addr, group, m.missed)
 	}
 }
 

@@ -56,9 +56,10 @@ func (s *Server) Features(name string, own version.Version) (ks, gms []FeatureRo
 		ks = append(ks, FeatureRow{ID: p.Addr, Version: p.Version, Supported: !p.Version.IsZero() && !p.Version.Less(FeatureVersion)})
 	}
 	seen := map[netip.Addr]bool{}
-	for _, m := range g.members {
-		seen[m.Address] = true
-		gms = append(gms, FeatureRow{ID: m.Address, Version: m.Version, Supported: !m.Version.IsZero() && !m.Version.Less(FeatureVersion)})
+	for i := range g.members.list {
+		m := &g.members.list[i]
+		seen[m.addr] = true
+		gms = append(gms, FeatureRow{ID: m.addr, Version: m.version, Supported: !m.version.IsZero() && !m.version.Less(FeatureVersion)})
 	}
 	// The GMs registered with the peer KSs (their announced member
 	// lists, SPEC R5): each GM once.
@@ -136,7 +137,7 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 	p := &Push{Group: name, Seq: r.Seq, Data: data, KEK: cur, Policy: g.cfg.Rekey.withDefaults(), Removal: true}
 	if !p.Policy.Multicast.IsValid() {
 		for _, m := range g.rekeyList() {
-			p.Members = append(p.Members, netip.AddrPortFrom(m.Address, m.Port))
+			p.Members = append(p.Members, netip.AddrPortFrom(m.addr, m.port))
 		}
 	}
 	// New keys for whoever registers next.
@@ -147,8 +148,8 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 	if err := s.rebuildTEKs(g, at); err != nil {
 		return nil, err
 	}
-	for _, m := range g.members {
-		m.Removed = true
+	for i := range g.members.list {
+		g.members.list[i].removed = true
 	}
 	g.membersGen++
 	s.dirty = true
@@ -230,9 +231,9 @@ func (s *Server) MemberAddrs(name string) []netip.Addr {
 	if g == nil {
 		return nil
 	}
-	addrs := make([]netip.Addr, 0, len(g.members))
-	for a := range g.members {
-		addrs = append(addrs, a)
+	addrs := make([]netip.Addr, 0, g.members.len())
+	for i := range g.members.list {
+		addrs = append(addrs, g.members.list[i].addr)
 	}
 	return addrs
 }

@@ -117,15 +117,6 @@ func (s *sidSet) add(id uint32, bits int) {
 // counter reports whether t is a counter-mode key (it needs sender IDs).
 func (t *tek) counter() bool { return t.authKey == nil }
 
-// sidWidth is the width of a member's sender IDs (MinSIDBits for a
-// member stored before widths were recorded).
-func (m *Member) sidWidth() int {
-	if validSIDBits(int(m.SIDBits)) {
-		return int(m.SIDBits)
-	}
-	return MinSIDBits
-}
-
 // chooseSIDBits picks the width of the sender IDs of the group's next
 // keys (a new generation: every key of the group made anew). The rule:
 // the narrowest width, not below the current one, MinSIDBits at least and
@@ -161,17 +152,18 @@ func (g *group) setSIDBits(bits int) {
 // sidFree is the part of the sender-ID space (at any width) the IDs the
 // members hold leave free, and the number of members (with the peer KSs').
 func (g *group) sidFree() (free float64, members int) {
-	members = len(g.members)
+	members = g.members.len()
 	for _, r := range g.remote {
 		members += len(r)
 	}
 	var taken float64
-	for _, m := range g.members {
-		taken += float64(len(m.SenderIDs)) * math.Ldexp(1, -m.sidWidth())
+	for i := range g.members.list {
+		m := &g.members.list[i]
+		taken += float64(m.nsid) * math.Ldexp(1, -m.sidWidth())
 	}
 	// Peer KSs' members: their IDs are not known here, one each at the
 	// current width.
-	taken += float64(members-len(g.members)) * math.Ldexp(1, -max(g.sidBits, MinSIDBits))
+	taken += float64(members-g.members.len()) * math.Ldexp(1, -max(g.sidBits, MinSIDBits))
 	return max(1-taken, 0), members
 }
 
@@ -200,12 +192,14 @@ func (g *group) carrySIDs(t *tek) {
 	if !t.counter() {
 		return
 	}
-	for _, m := range g.members {
-		for _, id := range m.SenderIDs {
+	for i := range g.members.list {
+		m := &g.members.list[i]
+		w := m.sidWidth()
+		g.members.eachSID(m, func(id uint32) {
 			if id > 0 {
-				t.sidUsed.add(id, m.sidWidth())
+				t.sidUsed.add(id, w)
 			}
-		}
+		})
 	}
 }
 

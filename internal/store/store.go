@@ -194,8 +194,40 @@ type Store struct {
 	// SaveMember, DeleteMember, DeleteGroup or a failed save): its next
 	// save compares with the stored records instead.
 	memoMu  sync.Mutex
-	written map[string]map[netip.Addr]uint64
+	written map[string]digestTable
 	seed    maphash.Seed
+}
+
+// memberDigestOf is one member's digest in a digestTable.
+type memberDigestOf struct {
+	addr netip.Addr
+	d    uint64
+}
+
+// digestTable is the digests of a group's members, sorted by address: 32
+// octets a member, where a map of them took about twice that (issue 18:
+// the KS's memory per member).
+type digestTable []memberDigestOf
+
+func cmpDigest(e memberDigestOf, a netip.Addr) int { return e.addr.Compare(a) }
+
+// find is the digest of the member at a.
+func (t digestTable) find(a netip.Addr) (uint64, bool) {
+	i, ok := slices.BinarySearchFunc(t, a, cmpDigest)
+	if !ok {
+		return 0, false
+	}
+	return t[i].d, true
+}
+
+// digestsOf is the table of g's members with their digests.
+func digestsOf(g *GroupState, digests []uint64) digestTable {
+	t := make(digestTable, len(g.Members))
+	for i := range g.Members {
+		t[i] = memberDigestOf{g.Members[i].Address, digests[i]}
+	}
+	slices.SortFunc(t, func(x, y memberDigestOf) int { return x.addr.Compare(y.addr) })
+	return t
 }
 
 // IntegrityFailures counts the records refused since Open because they
@@ -263,7 +295,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, openError(path, timeout, err)
 	}
-	s := &Store{db: db, path: path, written: map[string]map[netip.Addr]uint64{}, seed: maphash.MakeSeed()}
+	s := &Store{db: db, path: path, written: map[string]digestTable{}, seed: maphash.MakeSeed()}
 	if err := s.upgrade(); err != nil {
 		db.Close()
 		return nil, err
@@ -824,18 +856,20 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 	// The members are checked and digested whether or not they are
 	// written (a new group is saved whole).
 	digests := make([]uint64, len(g.Members))
+	var cur digestTable // the members' digests by address
 	members := func() error {
-		seen := make(map[netip.Addr]bool, len(g.Members))
 		for i := range g.Members {
 			m := &g.Members[i]
 			if !m.Address.IsValid() {
 				return fmt.Errorf("store: group %s: member without an address", g.Name)
 			}
-			if seen[m.Address] {
-				return fmt.Errorf("store: group %s: member %s listed twice", g.Name, m.Address)
-			}
-			seen[m.Address] = true
 			digests[i] = memberDigest(s.seed, m)
+		}
+		cur = digestsOf(g, digests)
+		for i := 1; i < len(cur); i++ {
+			if cur[i].addr == cur[i-1].addr {
+				return fmt.Errorf("store: group %s: member %s listed twice", g.Name, cur[i].addr)
+			}
 		}
 		return nil
 	}
@@ -857,7 +891,7 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 	if err != nil {
 		return fmt.Errorf("store: group %s: %w", g.Name, err)
 	}
-	var known map[netip.Addr]uint64 // what the last committed save wrote; nil: unknown
+	var known digestTable // what the last committed save wrote; nil: unknown
 	locked := withMembers
 	whole := false // SaveKeys saving a new group whole, without the lock
 	r := s.reader()
@@ -923,13 +957,13 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 		if !withMembers {
 			return nil
 		}
-		return s.putMembers(b, g, digests, known)
+		return s.putMembers(b, g, digests, cur, known)
 	})
 	switch {
 	case locked && err != nil:
 		delete(s.written, g.Name) // on disk is the last commit's: unknown here
 	case locked:
-		s.remember(g, digests, known)
+		s.written[g.Name] = cur
 	case whole:
 		s.forget(g.Name) // a concurrent save may have followed it
 	}
@@ -944,7 +978,7 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 // other is encoded, sealed and written unless the stored record is the
 // same octets; a stored member not in g is deleted. known is what the last
 // committed save wrote (nil: unknown, the stored records are read).
-func (s *Store) putMembers(b *bolt.Bucket, g *GroupState, digests []uint64, known map[netip.Addr]uint64) error {
+func (s *Store) putMembers(b *bolt.Bucket, g *GroupState, digests []uint64, cur, known digestTable) error {
 	mb, err := b.CreateBucketIfNotExists(bucketMembers)
 	if err != nil {
 		return err
@@ -953,7 +987,7 @@ func (s *Store) putMembers(b *bolt.Bucket, g *GroupState, digests []uint64, know
 	var puts [][2][]byte
 	for i := range g.Members {
 		m := &g.Members[i]
-		if d, ok := known[m.Address]; ok && d == digests[i] {
+		if d, ok := known.find(m.Address); ok && d == digests[i] {
 			continue
 		}
 		v, err := json.Marshal(m)
@@ -976,16 +1010,18 @@ func (s *Store) putMembers(b *bolt.Bucket, g *GroupState, digests []uint64, know
 			return err
 		}
 	}
-	keep := make(map[netip.Addr]bool, len(g.Members))
-	for i := range g.Members {
-		keep[g.Members[i].Address] = true
-	}
 	if known != nil {
-		for a := range known {
-			if !keep[a] {
-				if err := mb.Delete([]byte(a.String())); err != nil {
-					return err
-				}
+		// Both sorted: the members known and gone.
+		j := 0
+		for _, e := range known {
+			for j < len(cur) && cur[j].addr.Less(e.addr) {
+				j++
+			}
+			if j < len(cur) && cur[j].addr == e.addr {
+				continue
+			}
+			if err := mb.Delete([]byte(e.addr.String())); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -993,7 +1029,7 @@ func (s *Store) putMembers(b *bolt.Bucket, g *GroupState, digests []uint64, know
 	var gone [][]byte
 	c := mb.Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if a, err := netip.ParseAddr(string(k)); err != nil || !keep[a] {
+		if a, err := netip.ParseAddr(string(k)); err != nil || !has(cur, a) {
 			gone = append(gone, slices.Clone(k))
 		}
 	}
@@ -1005,26 +1041,8 @@ func (s *Store) putMembers(b *bolt.Bucket, g *GroupState, digests []uint64, know
 	return nil
 }
 
-// remember records what a committed save of g's members wrote.
-func (s *Store) remember(g *GroupState, digests []uint64, known map[netip.Addr]uint64) {
-	if known == nil || len(known) > 2*len(g.Members)+1024 {
-		known = make(map[netip.Addr]uint64, len(g.Members))
-	} else {
-		keep := make(map[netip.Addr]bool, len(g.Members))
-		for i := range g.Members {
-			keep[g.Members[i].Address] = true
-		}
-		for a := range known {
-			if !keep[a] {
-				delete(known, a)
-			}
-		}
-	}
-	for i := range g.Members {
-		known[g.Members[i].Address] = digests[i]
-	}
-	s.written[g.Name] = known
-}
+// has reports whether a is in t.
+func has(t digestTable, a netip.Addr) bool { _, ok := t.find(a); return ok }
 
 // forget drops what the Store remembers of a group's members: a write
 // other than a whole save changed them.

@@ -1,0 +1,150 @@
+package ks
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/version"
+)
+
+// memberRec is one registered GM as the KS keeps it: a value in its group's
+// list (no allocation of its own), found by address through the group's
+// index (issue 18: the KS's memory per member). Member is its exported
+// copy.
+type memberRec struct {
+	addr netip.Addr
+	// identity is what show lists; "" when it is the address (members
+	// that authenticated with a pre-shared key and an address ID): no
+	// string per member then.
+	identity                 string
+	registered, lastRegister int64 // Unix nanoseconds (0: never)
+	registrations            uint32
+	acksReceived, acksMissed uint32
+	rekeysSent, rekeyRetries uint32
+	missed                   uint32 // consecutive unacknowledged rekeys
+	lastAckSeq               uint32
+	sid                      uint32 // the first sender ID (nsid > 0); the others in group.moreSIDs
+	port                     uint16
+	version                  version.Version
+	sidBits                  uint8
+	nsid                     uint8
+	removed                  bool
+}
+
+// memberTable is a group's member list: values in registration order (none
+// is ever taken out: a removed member stays listed, flagged) and an index
+// by address.
+type memberTable struct {
+	list []memberRec
+	idx  map[netip.Addr]int32
+	// moreSIDs are the sender IDs after the first of the members that
+	// hold more than one (a GM may ask for up to MaxSIDsPerMember).
+	moreSIDs map[netip.Addr][]uint32
+}
+
+func newMembers() memberTable {
+	return memberTable{idx: map[netip.Addr]int32{}, moreSIDs: map[netip.Addr][]uint32{}}
+}
+
+// len is the number of members.
+func (ms *memberTable) len() int { return len(ms.list) }
+
+// get is the member at addr (nil: none). The pointer is into the list:
+// valid until the next add.
+func (ms *memberTable) get(addr netip.Addr) *memberRec {
+	i, ok := ms.idx[addr]
+	if !ok {
+		return nil
+	}
+	return &ms.list[i]
+}
+
+// add lists a new member at addr (which must not be listed) and returns
+// it.
+func (ms *memberTable) add(addr netip.Addr) *memberRec {
+	ms.idx[addr] = int32(len(ms.list))
+	ms.list = append(ms.list, memberRec{addr: addr})
+	return &ms.list[len(ms.list)-1]
+}
+
+// sids are m's sender IDs (a new slice; nil for none).
+func (ms *memberTable) sids(m *memberRec) []uint32 {
+	if m.nsid == 0 {
+		return nil
+	}
+	return append([]uint32{m.sid}, ms.moreSIDs[m.addr]...)
+}
+
+// eachSID calls f with each of m's sender IDs, without a copy.
+func (ms *memberTable) eachSID(m *memberRec, f func(uint32)) {
+	if m.nsid == 0 {
+		return
+	}
+	f(m.sid)
+	for _, id := range ms.moreSIDs[m.addr] {
+		f(id)
+	}
+}
+
+// setSIDs makes ids m's sender IDs.
+func (ms *memberTable) setSIDs(m *memberRec, ids []uint32) {
+	m.nsid = uint8(min(len(ids), 255))
+	m.sid = 0
+	delete(ms.moreSIDs, m.addr)
+	if len(ids) == 0 {
+		return
+	}
+	m.sid = ids[0]
+	if len(ids) > 1 {
+		ms.moreSIDs[m.addr] = slices.Clone(ids[1:m.nsid])
+	}
+}
+
+// setIdentity records what show lists for m ("" for the address itself).
+func (m *memberRec) setIdentity(id string) {
+	if id == "" || id == m.addr.String() {
+		m.identity = ""
+		return
+	}
+	m.identity = id
+}
+
+// ident is what show lists for m.
+func (m *memberRec) ident() string {
+	if m.identity == "" {
+		return m.addr.String()
+	}
+	return m.identity
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// export is m as a Member.
+func (ms *memberTable) export(m *memberRec) Member {
+	return Member{Address: m.addr, Port: m.port, Identity: m.ident(), Version: m.version,
+		Registered: fromUnixNano(m.registered), LastRegister: fromUnixNano(m.lastRegister), Registrations: int(m.registrations),
+		SenderIDs: ms.sids(m), SIDBits: m.sidBits, AcksReceived: int(m.acksReceived), AcksMissed: int(m.acksMissed),
+		RekeysSent: int(m.rekeysSent), RekeyRetries: int(m.rekeyRetries), Missed: int(m.missed), LastAckSeq: m.lastAckSeq, Removed: m.removed}
+}
+
+// sidWidth is the width of a member's sender IDs (MinSIDBits for a
+// member stored before widths were recorded).
+func (m *memberRec) sidWidth() int {
+	if validSIDBits(int(m.sidBits)) {
+		return int(m.sidBits)
+	}
+	return MinSIDBits
+}
