@@ -48,9 +48,14 @@ type Member struct {
 	pullTries int
 	// reused: the pull runs over a phase-1 SA established before this
 	// attempt, which the KS may have lost (a restart).
-	reused    bool
-	freshAt   time.Time // when the last fresh phase 1 was started for a suspect SA
-	installed *Installed
+	reused  bool
+	freshAt time.Time // when the last fresh phase 1 was started for a suspect SA
+	// deadline ends the registration attempt in progress (phase 1 and
+	// pull, a fresh phase 1 included), attemptFor after it started:
+	// attemptWithin.
+	deadline   time.Time
+	attemptFor time.Duration
+	installed  *Installed
 	// bootstrap: the group's policy in the data plane is the fail-close
 	// bootstrap, not a key server's.
 	bootstrap    bool
@@ -81,6 +86,14 @@ type Options struct {
 	Rand      io.Reader      // nonces, message IDs and jitter
 	// PullTimeout: the wait for each GROUPKEY-PULL answer (3 tries).
 	PullTimeout time.Duration
+	// AttemptTimeout bounds one registration attempt, phase 1 and
+	// GROUPKEY-PULL together (a fresh phase 1 for a suspect SA
+	// included); while the member's keys are still valid, an attempt
+	// also ends after a third of what they have left (at least
+	// MinAttempt), so that a silent KS leaves time for the next. 0: an
+	// initiator's phase-1 give-up and the pull's three tries
+	// (DefaultAttemptTimeout with the default PullTimeout).
+	AttemptTimeout time.Duration
 	// BackoffMin, BackoffMax bound the wait before trying the next key
 	// server after a failure (doubling, with jitter).
 	BackoffMin, BackoffMax time.Duration
@@ -118,6 +131,7 @@ type FailureReasons struct {
 	Connect        int // the owner could not start a phase 1
 	Phase1         int // phase 1 failed, timed out, or its SA went away mid-registration
 	PullUnanswered int // the KS did not answer GROUPKEY-PULL
+	TimedOut       int // the attempt ran out of its time (AttemptTimeout) first
 	Refused        int // the KS refused with a notification
 	Pull           int // GROUPKEY-PULL could not start or its reply was invalid
 	Install        int // the keys could not be installed
@@ -202,6 +216,9 @@ func NewMember(cfg Config, o Options) *Member {
 	if o.PullTimeout == 0 {
 		o.PullTimeout = 5 * time.Second
 	}
+	if o.AttemptTimeout == 0 {
+		o.AttemptTimeout = phase1GiveUp + 3*o.PullTimeout
+	}
 	if o.BackoffMin == 0 {
 		o.BackoffMin = 2 * time.Second
 	}
@@ -243,8 +260,15 @@ func (m *Member) Timer(now time.Time) Result {
 	if m.next.IsZero() || m.next.After(now) {
 		return res
 	}
+	if (m.state == statePhase1 || m.state == statePull) && !m.deadline.IsZero() && !now.Before(m.deadline) {
+		reason := &m.c.Failures.TimedOut
+		m.failover(&res, reason, fmt.Errorf("no registration with KS %s within %s", m.ks.Addr(), m.attemptFor.Round(time.Second)), now)
+		return res
+	}
 	switch m.state {
 	case stateIdle, stateRegistered:
+		m.attemptFor = m.attemptWithin(now)
+		m.deadline = now.Add(m.attemptFor)
 		m.attempt(&res)
 	case statePhase1:
 		// The endpoint's retransmissions report failure; this is a
@@ -268,9 +292,48 @@ func (m *Member) Timer(now time.Time) Result {
 		}
 		m.pullTries++
 		res.Send = append(res.Send, Send{To: m.ks, Data: m.pull.Last()})
-		m.next = now.Add(m.o.PullTimeout)
+		m.wakeBy(now.Add(m.o.PullTimeout))
 	}
 	return res
+}
+
+// phase1GiveUp is ike.DefaultGiveUp: when an initiator gives up on a
+// main mode its peer does not answer.
+const phase1GiveUp = 30 * time.Second
+
+// DefaultAttemptTimeout is a registration attempt's bound when the keys
+// held leave more time (Options.AttemptTimeout), with the default
+// PullTimeout: an initiator's phase-1 give-up (30 s) and the pull's three
+// tries of 5 s.
+const DefaultAttemptTimeout = phase1GiveUp + 3*5*time.Second
+
+// MinAttempt is the least time an attempt gets, however little the keys
+// held have left: a phase 1 and a pull with one retransmission each.
+const MinAttempt = 10 * time.Second
+
+// attemptWithin is how long an attempt starting at now may take:
+// AttemptTimeout, or a third of what the keys held have left if less
+// (after a GM removal, 60 s left: 20 s, then 13 s, ...), at least
+// MinAttempt. A KS that does not answer used to keep a member for the
+// whole phase 1 (46 s, then 30 s) while its temporary SAs ran out
+// (docs/scale.md F6).
+func (m *Member) attemptWithin(now time.Time) time.Duration {
+	d := m.o.AttemptTimeout
+	if m.installed != nil {
+		if left := m.installed.Earliest.Sub(now); left > 0 {
+			d = min(d, max(left/3, MinAttempt))
+		}
+	}
+	return d
+}
+
+// wakeBy sets the member's timer to at, or to the attempt's deadline if
+// that comes first.
+func (m *Member) wakeBy(at time.Time) {
+	if !m.deadline.IsZero() && m.deadline.Before(at) {
+		at = m.deadline
+	}
+	m.next = at
 }
 
 // attempt (re)registers with the current KS: the owner provides the
@@ -289,7 +352,8 @@ func (m *Member) ConnectFailed(err error, now time.Time) Result {
 
 // Phase1Started: main mode with KS() began over sa.
 func (m *Member) Phase1Started(sa Phase1, now time.Time) {
-	m.state, m.p1, m.pull, m.next = statePhase1, sa, nil, now.Add(2*time.Minute)
+	m.state, m.p1, m.pull = statePhase1, sa, nil
+	m.wakeBy(now.Add(2 * time.Minute))
 }
 
 // AwaitsPhase1 reports whether the member waits for a phase 1 to peer.
@@ -307,7 +371,7 @@ func (m *Member) Phase1Up(sa Phase1, reused bool, now time.Time) Result {
 		return res
 	}
 	m.state, m.sa, m.pull, m.pullTries, m.reused, m.p1 = statePull, sa, pull, 1, reused, nil
-	m.next = now.Add(m.o.PullTimeout)
+	m.wakeBy(now.Add(m.o.PullTimeout))
 	res.Send = append(res.Send, Send{To: m.ks, Data: msg})
 	return res
 }
@@ -461,7 +525,7 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 	if reply != nil {
 		m.reused = false // the KS answered over the SA: it holds it
 		m.pullTries = 1
-		m.next = now.Add(m.o.PullTimeout)
+		m.wakeBy(now.Add(m.o.PullTimeout))
 		res.Send = append(res.Send, Send{To: m.ks, Data: reply})
 		return res
 	}
@@ -489,6 +553,7 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 	}
 	m.bootstrap = false     // the key server's policy replaced it (Install)
 	m.freshAt = time.Time{} // the bound on fresh phase 1s is per registration attempt
+	m.deadline = time.Time{}
 	if inst.KEK != nil {
 		// §3.3: the pull's SEQ is stale if a push under this KEK was
 		// already accepted.
@@ -521,7 +586,7 @@ func (m *Member) failover(res *Result, reason *int, err error, now time.Time) {
 		backoff = min(backoff, retryWithin(m.installed.Earliest.Sub(now)))
 	}
 	backoff = backoff/2 + time.Duration(m.uniform()*float64(backoff/2))
-	m.pull, m.sa, m.p1, m.reused = nil, nil, nil, false
+	m.pull, m.sa, m.p1, m.reused, m.deadline = nil, nil, nil, false, time.Time{}
 	m.idleOrRegistered(now)
 	m.next = now.Add(backoff)
 	res.log(SevWarning, "GM_REGS_FAILED", "Registration to KS %s for group %s failed: %v; trying KS %s in %s",
