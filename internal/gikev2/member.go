@@ -438,7 +438,12 @@ func (m *Member) apply(ps []wire.Payload, kwk KWK, registration bool, now time.T
 				}
 			}
 		} else {
-			sids = m.sids
+			// The Sender-IDs of the registration, laid out at 32 bits
+			// (the same IVs): the GCKS may give the new keys' registrants
+			// wider IDs than these (ks widens them with the group,
+			// docs/wire.md), and the member tells senders apart by the
+			// IV's top 32 bits then.
+			sids, bits = carriedSIDs(m.sids, m.bits)
 		}
 		if kek := gsa.KEK(); kek != nil {
 			r, a, c, p, initial, err := m.kekFrom(kek, kd, kwk, registration, pub, now)
@@ -656,6 +661,19 @@ func portOf(ts wire.TrafficSelector) (uint16, error) {
 		return ts.StartPort, nil
 	}
 	return 0, fmt.Errorf("port range %d-%d", ts.StartPort, ts.EndPort)
+}
+
+// carriedSIDs lays out Sender-IDs of bits bits at 32 bits with the same IV
+// octets (ID << (32 - bits)); gm.carriedSIDs does the same for GDOI.
+func carriedSIDs(sids []uint32, bits int) ([]uint32, int) {
+	if bits < 1 || bits >= 32 || len(sids) == 0 {
+		return sids, bits
+	}
+	out := make([]uint32, len(sids))
+	for i, id := range sids {
+		out[i] = id << (32 - bits)
+	}
+	return out, 32
 }
 
 func (m *Member) tekFrom(p *wire.GroupPolicy, kd *wire.KD, kwk KWK, sids []uint32, bits int, now time.Time) (sadb.TEK, error) {

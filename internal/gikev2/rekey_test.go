@@ -43,7 +43,8 @@ func rekeyAt(t testing.TB, srv *ks.Server, gcks *GCKS, now time.Time) *Push {
 // HDR, SK{GSA, KD, [N,] [AUTH]}: built once from ks's next keys, signed
 // (ECDSA and RSA, RFC 7427 over A | P), encrypted under the Rekey SA, the
 // first Message ID 0; the GM installs ks's new TEK keys; a retransmission is
-// bitwise identical and counted as such, not applied twice)
+// bitwise identical and counted as such, not applied twice; issue 18 F4:
+// the member's Sender-IDs go on in the new keys at 32 bits, same IVs)
 func TestRekeyStepsRFC9838(t *testing.T) {
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -75,6 +76,23 @@ func TestRekeyStepsRFC9838(t *testing.T) {
 			}
 			if got != len(u.TEKs) || got == 0 || u.Deactivate != now.Add(ks.RekeyDTD) {
 				t.Fatalf("rekey installs %d of %d TEKs with ks's keys", got, len(u.TEKs))
+			}
+			// issue 18 F4: the registration's Sender-IDs go on in the new
+			// keys laid out at 32 bits, the same IV octets, so that the
+			// member tells apart the wider IDs of later registrants.
+			sids, bits := m.SenderIDs()
+			for _, tk := range u.TEKs {
+				if tk.AuthKey != nil {
+					continue
+				}
+				if tk.SIDBits != 32 || len(tk.SenderIDs) != len(sids) {
+					t.Fatalf("rekeyed TEK sender IDs %v of %d bits, registered %v of %d", tk.SenderIDs, tk.SIDBits, sids, bits)
+				}
+				for i, id := range sids {
+					if uint64(tk.SenderIDs[i])<<32 != uint64(id)<<(64-bits) {
+						t.Fatalf("sender ID %#x of %d bits carried as %#x of 32: another IV", id, bits, tk.SenderIDs[i])
+					}
+				}
 			}
 			// §2.4.1.3: retransmissions are bitwise identical.
 			if _, err := m.Rekey(p.Data, now.Add(time.Second)); !errors.Is(err, ErrResent) || m.Stats.Resent != 1 {
