@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"syscall"
 
+	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,6 +23,7 @@ import (
 // there, and the generator demultiplexes by destination address.
 type Conn struct {
 	c    *net.UDPConn
+	pc   *ipv4.PacketConn // c's recvmmsg and sendmmsg (ReceiveBatch, SendBatch)
 	port uint16
 }
 
@@ -45,7 +47,7 @@ func Listen(ctx context.Context, port uint16, bufBytes int) (*Conn, error) {
 		return nil, fmt.Errorf("loadgen: shared socket: %w", err)
 	}
 	c := pc.(*net.UDPConn)
-	return &Conn{c: c, port: uint16(c.LocalAddr().(*net.UDPAddr).Port)}, nil
+	return &Conn{c: c, pc: ipv4.NewPacketConn(c), port: uint16(c.LocalAddr().(*net.UDPAddr).Port)}, nil
 }
 
 // Port is the port every simulated GM uses.
@@ -75,6 +77,107 @@ func pktinfo(oob []byte, src netip.Addr) int {
 	a := src.As4()
 	copy(data[4:8], a[:]) // ipi_spec_dst: the source address to use
 	return space
+}
+
+// Outbound is a datagram for SendBatch: Data to To from the GM address
+// From.
+type Outbound struct {
+	From netip.Addr
+	To   netip.AddrPort
+	Data []byte
+}
+
+// sendBatchMax is the most datagrams one sendmmsg carries.
+const sendBatchMax = 64
+
+// SendBuf is SendBatch's reusable state: one per sending goroutine.
+type SendBuf struct {
+	msgs  []ipv4.Message
+	addrs []net.UDPAddr
+	ips   [][4]byte
+	bufs  [][]byte
+	oobs  [][]byte
+}
+
+// SendBatch sends out, each datagram from its own address (IP_PKTINFO),
+// up to 64 per system call (sendmmsg): the generator's CPU per datagram
+// is the key server's budget on a shared host (issue 18). It returns the
+// datagrams sent and the calls made; a datagram the socket refuses is
+// skipped (counted in out minus sent) and the rest still go.
+func (c *Conn) SendBatch(b *SendBuf, out []Outbound) (sent, calls int) {
+	if b.msgs == nil {
+		b.msgs = make([]ipv4.Message, sendBatchMax)
+		b.addrs = make([]net.UDPAddr, sendBatchMax)
+		b.ips = make([][4]byte, sendBatchMax)
+		b.bufs = make([][]byte, sendBatchMax)
+		b.oobs = make([][]byte, sendBatchMax)
+		for i := range b.oobs {
+			b.oobs[i] = make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo))
+		}
+	}
+	for len(out) > 0 {
+		k := 0
+		for _, o := range out[:min(len(out), sendBatchMax)] {
+			to := o.To.Addr().Unmap()
+			if !to.Is4() || !o.From.Is4() {
+				continue // the shared socket is IPv4
+			}
+			b.ips[k] = to.As4()
+			b.addrs[k] = net.UDPAddr{IP: b.ips[k][:], Port: int(o.To.Port())}
+			b.bufs[k] = o.Data
+			pktinfo(b.oobs[k], o.From)
+			b.msgs[k] = ipv4.Message{Buffers: b.bufs[k : k+1], OOB: b.oobs[k], Addr: &b.addrs[k]}
+			k++
+		}
+		out = out[min(len(out), sendBatchMax):]
+		ms := b.msgs[:k]
+		for len(ms) > 0 {
+			calls++
+			n, err := c.pc.WriteBatch(ms, 0)
+			if err != nil {
+				n = 1 // sendmmsg fails only on its first datagram: skip it
+			} else {
+				sent += n
+			}
+			ms = ms[n:]
+		}
+		clear(b.bufs[:k])
+	}
+	return sent, calls
+}
+
+// RecvBuf is ReceiveBatch's reusable state: one per reading goroutine.
+type RecvBuf struct {
+	msgs []ipv4.Message
+	bufs [][]byte
+}
+
+// NewRecvBuf prepares n datagrams' buffers (64 KiB each, only the pages
+// datagrams touch become resident).
+func NewRecvBuf(n int) *RecvBuf {
+	b := &RecvBuf{msgs: make([]ipv4.Message, n), bufs: make([][]byte, n)}
+	for i := range b.msgs {
+		b.bufs[i] = make([]byte, 65536)
+		b.msgs[i] = ipv4.Message{Buffers: b.bufs[i : i+1], OOB: make([]byte, 128)}
+	}
+	return b
+}
+
+// ReceiveBatch reads up to len(b) datagrams with one system call
+// (recvmmsg), waiting for the first; Datagram reads them.
+func (c *Conn) ReceiveBatch(b *RecvBuf) (int, error) {
+	return c.pc.ReadBatch(b.msgs, 0)
+}
+
+// Datagram is the i-th datagram of the last ReceiveBatch (data valid until
+// the next): its payload, source and destination (from IP_PKTINFO).
+func (b *RecvBuf) Datagram(i int) (data []byte, from netip.AddrPort, dst netip.Addr) {
+	m := &b.msgs[i]
+	if ua, ok := m.Addr.(*net.UDPAddr); ok {
+		from = ua.AddrPort()
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	}
+	return b.bufs[i][:m.N], from, DestinationOf(m.OOB[:m.NN])
 }
 
 // Receive reads one datagram into buf; dst is the address it was sent to.

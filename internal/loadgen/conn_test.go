@@ -110,3 +110,65 @@ func FuzzRoute(f *testing.F) {
 		}
 	})
 }
+
+// proves: issue 18 (the generator's CPU per datagram: it shares the key
+// server's cores) — 40 datagrams from 40 GM addresses leave the shared
+// socket by one sendmmsg, each from its own address, and the 40 answers are
+// read by a few recvmmsg calls, each with its GM's address as destination.
+func TestConnBatchesSendsAndReceives(t *testing.T) {
+	c, err := Listen(context.Background(), 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	base := netip.MustParseAddr("127.66.0.1")
+	const n = 40
+	var out []Outbound
+	for i := range n {
+		out = append(out, Outbound{From: addrAt(base, i), To: to, Data: []byte{byte(i)}})
+	}
+	var sb SendBuf
+	if sent, calls := c.SendBatch(&sb, out); sent != n || calls != 1 {
+		t.Fatalf("sent %d datagrams in %d calls, want %d in 1", sent, calls, n)
+	}
+	buf := make([]byte, 100)
+	for range n {
+		peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, from, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k != 1 || from != netip.AddrPortFrom(addrAt(base, int(buf[0])), c.Port()) {
+			t.Fatalf("datagram %d came from %s", buf[0], from)
+		}
+		if _, err := peer.WriteToUDPAddrPort(buf[:1], from); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rb := NewRecvBuf(32)
+	got, calls := 0, 0
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for got < n {
+		k, err := c.ReceiveBatch(rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls++
+		for i := range k {
+			data, from, dst := rb.Datagram(i)
+			if len(data) != 1 || from != to || dst != addrAt(base, int(data[0])) {
+				t.Fatalf("answer %v from %s to %s", data, from, dst)
+			}
+		}
+		got += k
+	}
+	if calls > 4 {
+		t.Fatalf("%d answers read in %d calls", n, calls)
+	}
+}

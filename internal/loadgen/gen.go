@@ -120,6 +120,8 @@ type Stats struct {
 	Valid         atomic.Int64 // GMs holding a valid TEK at the last sweep
 	PacketsIn     atomic.Int64
 	PacketsOut    atomic.Int64
+	ReadCalls     atomic.Int64 // recvmmsg calls of the shared socket (PacketsIn per call: the batching)
+	SendCalls     atomic.Int64 // sendmmsg calls (PacketsOut per call)
 	SendErrors    atomic.Int64
 	DropNotMember atomic.Int64 // datagrams to an address that is no GM's
 	DropMalformed atomic.Int64 // no ISAKMP v1 header
@@ -144,6 +146,7 @@ type Snapshot struct {
 	LastRekeyAt, LastAckAt, Removals       int64
 	RekeyRejected, Lacked, Valid           int64
 	PacketsIn, PacketsOut, SendErrors      int64
+	ReadCalls, SendCalls                   int64
 	DropNotMember, DropMalformed, DropNoSA int64
 	DropNoKEK, MulticastIn, HeapPerMember  int64
 	Timers, TimersStale, TimersClamped     int64
@@ -158,6 +161,7 @@ func (g *Generator) Snapshot() Snapshot {
 		Failures: s.Failures.Load(), Rekeys: s.Rekeys.Load(), Acks: s.Acks.Load(), AcksAgain: s.AcksAgain.Load(),
 		LastRekeyAt: s.LastRekeyAt.Load(), LastAckAt: s.LastAckAt.Load(), Removals: s.Removals.Load(),
 		RekeyRejected: s.RekeyRejected.Load(), Lacked: s.Lacked.Load(), Valid: s.Valid.Load(),
+		ReadCalls: s.ReadCalls.Load(), SendCalls: s.SendCalls.Load(),
 		PacketsIn: s.PacketsIn.Load(), PacketsOut: s.PacketsOut.Load(), SendErrors: s.SendErrors.Load(),
 		DropNotMember: s.DropNotMember.Load(), DropMalformed: s.DropMalformed.Load(), DropNoSA: s.DropNoSA.Load(),
 		DropNoKEK: s.DropNoKEK.Load(), MulticastIn: s.MulticastIn.Load(), HeapPerMember: s.HeapPerMember.Load(),
@@ -221,7 +225,7 @@ func New(ctx context.Context, o Options) (*Generator, error) {
 			gm.Options{Dataplane: &g.sims[i].tab, KEKs: &g.sims[i].tab, Rand: rand.Reader})
 	}
 	for s := 0; s < o.Shards; s++ {
-		sh := &shard{g: g, id: s, in: make(chan packet, 8192), window: max(1, o.Window/o.Shards)}
+		sh := &shard{g: g, id: s, in: make(chan []packet, 1024), window: max(1, o.Window/o.Shards)}
 		for i := s; i < o.Members; i += o.Shards {
 			sh.waiting = append(sh.waiting, int32(i))
 		}
@@ -276,12 +280,16 @@ type packet struct {
 	data      []byte
 }
 
-// read demultiplexes the shared socket's datagrams to the shards.
+// recvBatch is the most datagrams one read of the shared socket returns.
+const recvBatch = 32
+
+// read demultiplexes the shared socket's datagrams to the shards: what one
+// recvmmsg returned goes to each shard as one batch.
 func (g *Generator) read(ctx context.Context) error {
-	buf := make([]byte, 65536)
-	oob := make([]byte, 128)
+	b := NewRecvBuf(recvBatch)
+	per := make([][]packet, len(g.shards))
 	for {
-		n, from, dst, err := g.conn.Receive(buf, oob)
+		k, err := g.conn.ReceiveBatch(b)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -292,21 +300,32 @@ func (g *Generator) read(ctx context.Context) error {
 			}
 			return fmt.Errorf("loadgen: receive: %w", err)
 		}
-		g.Stats.PacketsIn.Add(1)
-		idx, ok := route(g.o.Base, g.o.Members, dst, buf[:n])
-		if !ok {
-			if _, in := addrIndex(g.o.Base, dst); !in || idx < 0 {
-				g.Stats.DropNotMember.Add(1)
-			} else {
-				g.Stats.DropMalformed.Add(1)
+		g.Stats.PacketsIn.Add(int64(k))
+		g.Stats.ReadCalls.Add(1)
+		for i := range k {
+			data, from, dst := b.Datagram(i)
+			idx, ok := route(g.o.Base, g.o.Members, dst, data)
+			if !ok {
+				if _, in := addrIndex(g.o.Base, dst); !in || idx < 0 {
+					g.Stats.DropNotMember.Add(1)
+				} else {
+					g.Stats.DropMalformed.Add(1)
+				}
+				continue
 			}
-			continue
+			sh := idx % len(g.shards)
+			per[sh] = append(per[sh], packet{idx: int32(idx), from: from, to: netip.AddrPortFrom(dst, g.conn.Port()), data: append([]byte(nil), data...)})
 		}
-		p := packet{idx: int32(idx), from: from, to: netip.AddrPortFrom(dst, g.conn.Port()), data: append([]byte(nil), buf[:n]...)}
-		select {
-		case g.shards[idx%len(g.shards)].in <- p:
-		case <-ctx.Done():
-			return nil
+		for sh, ps := range per {
+			if len(ps) == 0 {
+				continue
+			}
+			select {
+			case g.shards[sh].in <- ps:
+			case <-ctx.Done():
+				return nil
+			}
+			per[sh] = nil
 		}
 	}
 }
@@ -355,7 +374,7 @@ func (g *Generator) joinMulticast(ctx context.Context, group netip.AddrPort) {
 			}
 			for _, s := range g.shards {
 				select {
-				case s.in <- packet{idx: -1, multicast: true, from: from, to: group, data: data}:
+				case s.in <- []packet{{idx: -1, multicast: true, from: from, to: group, data: data}}:
 				case <-ctx.Done():
 					return
 				}
