@@ -258,7 +258,7 @@ type SA struct {
 
 // mmState is what main mode needs while it runs. Once the SA is
 // established it is dropped (on a responder, after message 6's
-// retransmission window: see releaseAt); Config.KeepTranscript keeps its
+// retransmission window: see SA.established); Config.KeepTranscript keeps its
 // public values.
 type mmState struct {
 	saiBody      []byte // SAi_b: the initiator's SA payload body
