@@ -828,7 +828,7 @@ func (r *ScaleReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "  ceiling: the KS's crypto per registration on one core, the best of the run: %s (%s) = %.0f registrations/s\n",
 		r.CryptoOp.Round(time.Microsecond), r.CryptoDef, float64(time.Second)/float64(r.CryptoOp))
 	fmt.Fprintf(w, "  KS RSS with no member: %.1f MiB\n", float64(r.BaseRSS)/(1<<20))
-	fmt.Fprintf(w, "  %9s %9s %7s %9s %9s %11s %11s %11s %10s %10s %12s %10s %10s\n", "members", "reg/s", "/ceil", "KS CPU/reg", "gen CPU/reg", "RSS/member", "heap/member",
+	fmt.Fprintf(w, "  %9s %9s %7s %9s %9s %9s %11s %11s %11s %10s %10s %12s %10s %10s\n", "members", "reg/s", "/ceil", "KS CPU/reg", "ceil/KSCPU", "gen CPU/reg", "RSS/member", "heap/member",
 		"store", "store/mbr", "show|count", "show (text)", "gen heap/GM", "reg fails")
 	ceil := float64(time.Second) / float64(r.CryptoOp)
 	for _, s := range r.Stages {
@@ -836,8 +836,12 @@ func (r *ScaleReport) Print(w io.Writer) {
 		if s.KSHeapLive >= 0 {
 			heap = fmt.Sprintf("%d B", s.KSHeapLive/int64(s.Members))
 		}
-		fmt.Fprintf(w, "  %9d %9.0f %7.2f %9s %9s %9d B %11s %8.1f MiB %8d B %10s %12s %8d B %10d\n", s.Members, s.RegPerSec, s.RegPerSec/ceil,
-			s.KSCPUPerReg.Round(time.Microsecond), s.GenCPUPerReg.Round(time.Microsecond),
+		eff := 0.0
+		if s.KSCPUPerReg > 0 {
+			eff = float64(r.CryptoOp) / float64(s.KSCPUPerReg)
+		}
+		fmt.Fprintf(w, "  %9d %9.0f %7.2f %9s %9.2f %9s %9d B %11s %8.1f MiB %8d B %10s %12s %8d B %10d\n", s.Members, s.RegPerSec, s.RegPerSec/ceil,
+			s.KSCPUPerReg.Round(time.Microsecond), eff, s.GenCPUPerReg.Round(time.Microsecond),
 			(s.KSRSS-r.BaseRSS)/int64(s.Members), heap, float64(s.StoreBytes)/(1<<20), s.StoreBytes/int64(s.Members),
 			showCount(s), showFull(s),
 			s.GenHeapPerGM, s.Failures)
@@ -861,7 +865,8 @@ func (r *ScaleReport) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  GMs ever without a valid TEK after their first registration, whole run: %d (generator timers put 10 ms later: %d)\n", r.Lacked, r.TimersClamped)
 	fmt.Fprintln(w, "  (CPU/reg: user + system CPU of the KS process and of the stage's generator from the generator's start to its last first")
-	fmt.Fprintln(w, "   registration, per member added; the ceiling is one core's crypto: KS CPU/reg over the ceiling is the KS's overhead factor)")
+	fmt.Fprintln(w, "   registration, per member added; ceil/KSCPU: the ceiling over the KS's CPU per registration, the /ceil the KS would reach")
+	fmt.Fprintln(w, "   on one core of its own: reg/s is bounded by KS + generator CPU on the shared cores)")
 	fmt.Fprintln(w, "  (RSS/member: (KS RSS - RSS with no member) / members; heap/member: the KS's live heap at its first GC after the stage")
 	fmt.Fprintln(w, "   (GODEBUG=gctrace=1, MiB resolution) / members; the generators share the 2 cores with the KS: figures are noisy)")
 	for _, s := range r.Stages {
