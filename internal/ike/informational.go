@@ -17,7 +17,7 @@ import (
 // EncryptPhase2 encrypts payloads for exchange exch with message ID mid,
 // continuing that message ID's IV chain, and returns the datagram.
 func (sa *SA) EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Payload) ([]byte, error) {
-	if sa.keys == nil || !sa.seeded {
+	if sa.km == nil || !sa.seeded {
 		return nil, errors.New("ike: phase 1 is not established")
 	}
 	plain, err := isakmp.AppendPayloads(nil, ps)
@@ -25,7 +25,7 @@ func (sa *SA) EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Pa
 		return nil, err
 	}
 	iv := sa.phase2IV(mid)
-	ct, err := encrypt(sa.keys.Ka, iv, plain)
+	ct, err := encrypt(sa.km.ka(sa.suite), iv, plain)
 	if err != nil {
 		return nil, err
 	}
@@ -47,13 +47,13 @@ func (sa *SA) DecryptPhase2(m *isakmp.Message) ([]isakmp.Payload, error) {
 // payloads, advances its message ID's IV chain: a forged message with the
 // Message ID of an exchange in progress cannot disturb it (SPEC S2).
 func (sa *SA) OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) ([]isakmp.Payload, error) {
-	if sa.keys == nil || !sa.seeded {
+	if sa.km == nil || !sa.seeded {
 		return nil, errors.New("ike: phase 1 is not established")
 	}
 	if !m.Encrypted() {
 		return nil, errors.New("ike: phase-2 message is not encrypted")
 	}
-	plain, err := decrypt(sa.keys.Ka, sa.phase2IV(m.Header.MessageID), m.Body)
+	plain, err := decrypt(sa.km.ka(sa.suite), sa.phase2IV(m.Header.MessageID), m.Body)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,9 @@ func (sa *SA) phase2IV(mid uint32) []byte {
 
 // PRFa computes prf(SKEYID_a, data...), the integrity check of every
 // phase-2 message (RFC 2409 §5.5, §5.7; RFC 6407 §3.2 HASH(1..4)).
-func (sa *SA) PRFa(data ...[]byte) []byte { return prf(sa.suite.Hash, sa.keys.SKEYIDa, data...) }
+func (sa *SA) PRFa(data ...[]byte) []byte {
+	return prf(sa.suite.Hash, sa.km.skeyidA(sa.suite.Hash), data...)
+}
 
 // informationalHash is HASH(1) = prf(SKEYID_a, M-ID | N/D) (RFC 2409 §5.7).
 func (sa *SA) informationalHash(mid uint32, ps []isakmp.Payload) ([]byte, error) {
@@ -143,7 +145,7 @@ func (sa *SA) Notify(t isakmp.NotifyType, data []byte) ([]byte, error) {
 // protected once phase-1 keys exist, in the clear before (RFC 2408 §5).
 func (sa *SA) notifyMessage(t isakmp.NotifyType, encrypted bool) ([]byte, error) {
 	n := &isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP, NotifyType: t, SPI: append(sa.icky[:], sa.rcky[:]...)}
-	if encrypted && sa.keys != nil {
+	if encrypted && sa.km != nil {
 		if !sa.seeded {
 			sa.seed()
 		}
@@ -187,21 +189,21 @@ func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result
 			if n.NotifyType == isakmp.NotifyInvalidCookie && n.Protocol == isakmp.ProtoISAKMP &&
 				(len(n.SPI) == 0 || string(n.SPI) == string(append(sa.icky[:], sa.rcky[:]...))) {
 				r := sa.drop()
-				if sa.lastHint.IsZero() || now.Sub(sa.lastHint) >= hintInterval {
-					sa.lastHint = now
+				if sa.lastHint == 0 || now.UnixNano()-sa.lastHint >= int64(hintInterval) {
+					sa.lastHint = now.UnixNano()
 					sa.log(slog.LevelInfo, "peer says it holds no such phase-1 SA (unprotected INVALID-COOKIE): it may have restarted")
 					r.Events = []Event{PeerLostState{}}
 				}
 				return r
 			}
-		case sa.keys == nil:
+		case sa.km == nil:
 			// Before keys exist an unprotected error is all a peer can
 			// send, and only a reason to give up (RFC 2408 §5).
 			return sa.fail(fmt.Errorf("%w: %s sent %s", ErrRefused, sa.peer.Addr(), n.NotifyType))
 		}
 		return sa.drop()
 	}
-	if sa.keys == nil {
+	if sa.km == nil {
 		return sa.drop()
 	}
 	ps, err := sa.decryptInformational(m)
@@ -257,7 +259,7 @@ func (sa *SA) decryptInformational(m *isakmp.Message) ([]isakmp.Payload, error) 
 	if !sa.seeded {
 		base = sa.hs.iv
 	}
-	plain, err := decrypt(sa.keys.Ka, phase2IV(sa.suite.Hash, base, m.Header.MessageID), m.Body)
+	plain, err := decrypt(sa.km.ka(sa.suite), phase2IV(sa.suite.Hash, base, m.Header.MessageID), m.Body)
 	if err != nil {
 		return nil, err
 	}

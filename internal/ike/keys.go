@@ -38,36 +38,37 @@ type Keys struct {
 // SKEYID = prf(psk, Ni_b | Nr_b); for signatures SKEYID = prf(Ni_b | Nr_b,
 // g^xy) (RFC 2409 §5). gxi and gxr are the KE payload data.
 func DeriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, error) {
-	k, _, err := deriveKeys(s, psk, ni, nr, gxy, gxi, gxr, icky, rcky)
+	k, _, _, err := deriveKeys(s, psk, ni, nr, gxy, gxi, gxr, icky, rcky)
 	return k, err
 }
 
 // deriveKeys is DeriveKeys; it also returns the HMAC keyed with SKEYID
 // (with the suite's hash), which main mode uses again for HASH_I and
-// HASH_R: one keyed HMAC instead of five (issue 18: the KS's CPU).
-func deriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, hash.Hash, error) {
+// HASH_R: one keyed HMAC instead of five (issue 18: the KS's CPU). The
+// values an SA keeps for its lifetime, SKEYID_d | SKEYID_a | SKEYID_e
+// (| Ka when longer than SKEYID_e), are one array of their own; SKEYID and
+// the IV, main mode's alone, another (issue 18 F3).
+func deriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, keyMaterial, hash.Hash, error) {
 	if s.Hash.new() == nil {
-		return nil, nil, fmt.Errorf("ike: hash %s not supported", s.Hash)
+		return nil, nil, nil, fmt.Errorf("ike: hash %s not supported", s.Hash)
 	}
 	if s.Auth == AuthPSK && len(psk) == 0 {
-		return nil, nil, errors.New("ike: empty pre-shared key")
+		return nil, nil, nil, errors.New("ike: empty pre-shared key")
 	}
-	// Every value in one array: an SA keeps them for its lifetime (issue
-	// 18 F3). Ka is SKEYID_e's prefix when that is long enough.
 	hl := s.Hash.size()
 	ka := s.KeyBits / 8
-	n := 5 * hl // SKEYID, SKEYID_d/a/e, hash(g^xi | g^xr) for the IV
+	hsBuf := make([]byte, 0, 2*hl) // SKEYID, hash(g^xi | g^xr) for the IV
+	if s.Auth == AuthPSK {
+		hsBuf = appendPRF(hsBuf, s.Hash, psk, ni, nr)
+	} else {
+		hsBuf = appendPRF(hsBuf, s.Hash, append(append([]byte{}, ni...), nr...), gxy)
+	}
+	k := &Keys{SKEYID: hsBuf[:hl:hl]}
+	n := 3 * hl
 	if ka > hl {
 		n += ka
 	}
 	buf := make([]byte, 0, n)
-	k := &Keys{}
-	if s.Auth == AuthPSK {
-		buf = appendPRF(buf, s.Hash, psk, ni, nr)
-	} else {
-		buf = appendPRF(buf, s.Hash, append(append([]byte{}, ni...), nr...), gxy)
-	}
-	k.SKEYID = buf[:hl:hl]
 	m := hmac.New(s.Hash.new(), k.SKEYID)
 	// g^xy | CKY-I | CKY-R | 0, then 1, then 2.
 	tail := make([]byte, 0, len(gxy)+17)
@@ -91,13 +92,29 @@ func deriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) 
 		buf = append(buf, extendKey(s.Hash, k.SKEYIDe, ka)...)
 		k.Ka = buf[start:len(buf):len(buf)]
 	}
-	start := len(buf)
 	d := s.Hash.new()()
 	d.Write(gxi)
 	d.Write(gxr)
-	buf = d.Sum(buf)
-	k.IV = buf[start : start+aes.BlockSize : start+aes.BlockSize]
-	return k, m, nil
+	hsBuf = d.Sum(hsBuf)
+	k.IV = hsBuf[hl : hl+aes.BlockSize : hl+aes.BlockSize]
+	return k, keyMaterial(buf), m, nil
+}
+
+// keyMaterial is what an SA keeps of its keys: SKEYID_d | SKEYID_a |
+// SKEYID_e (| Ka when longer than SKEYID_e), the array deriveKeys filled
+// for them.
+type keyMaterial []byte
+
+func (km keyMaterial) skeyidD(h HashAlg) []byte { hl := h.size(); return km[:hl:hl] }
+func (km keyMaterial) skeyidA(h HashAlg) []byte { hl := h.size(); return km[hl : 2*hl : 2*hl] }
+func (km keyMaterial) skeyidE(h HashAlg) []byte { hl := h.size(); return km[2*hl : 3*hl : 3*hl] }
+
+func (km keyMaterial) ka(s Suite) []byte {
+	hl, ka := s.Hash.size(), s.KeyBits/8
+	if ka <= hl {
+		return km[2*hl : 2*hl+ka : 2*hl+ka]
+	}
+	return km[3*hl : 3*hl+ka : 3*hl+ka]
 }
 
 // appendPRF appends prf(key, data...) to dst.

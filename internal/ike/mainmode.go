@@ -407,11 +407,11 @@ func (sa *SA) deriveKeys() error {
 			return fmt.Errorf("%w: no pre-shared key for peer %s", ErrAuth, sa.peer.Addr())
 		}
 	}
-	sa.keys, hs.skeyidMAC, err = deriveKeys(sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky, sa.rcky)
+	hs.keys, sa.km, hs.skeyidMAC, err = deriveKeys(sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky, sa.rcky)
 	if err != nil {
 		return err
 	}
-	hs.iv = sa.keys.IV
+	hs.iv = hs.keys.IV
 	return nil
 }
 
@@ -484,7 +484,7 @@ func (sa *SA) hashFor(initiator bool, idBody []byte) []byte {
 	hs := sa.hs
 	m := hs.skeyidMAC // keyed with SKEYID, with the suite's hash
 	if m == nil || h != sa.suite.Hash {
-		m = hmac.New(h.new(), sa.keys.SKEYID)
+		m = hmac.New(h.new(), hs.keys.SKEYID)
 	}
 	m.Reset()
 	var out []byte
@@ -666,7 +666,7 @@ func (sa *SA) establish(now time.Time) Result {
 // mode's messages 5 and 6 and dropped with main mode's state.
 func (sa *SA) phase1Cipher() (cipher.Block, error) {
 	if sa.hs.block == nil {
-		b, err := aes.NewCipher(sa.keys.Ka)
+		b, err := aes.NewCipher(sa.km.ka(sa.suite))
 		if err != nil {
 			return nil, fmt.Errorf("ike: %w", err)
 		}

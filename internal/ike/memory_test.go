@@ -75,11 +75,11 @@ func BenchmarkEstablishedSAMemory(b *testing.B) {
 }
 
 // maxEstablishedSAHeap bounds the live heap per established responder SA:
-// 931 bytes measured with 2,000 SAs (3,022 before issue 18 F3: the DH key
+// 721 bytes measured with 2,000 SAs (3,022 before issue 18 F3: the DH key
 // pair, KE data, nonces, SAi_b, hashes, message 6, a logger with
-// attributes and an empty map kept per SA, a map per identity in the
-// index, an allocation per timer).
-const maxEstablishedSAHeap = 1000
+// attributes and an empty map kept per SA, SKEYID, the IV and a Keys of
+// slices, a map per identity in the index).
+const maxEstablishedSAHeap = 800
 
 // proves: N1 (issue 18 F3: an established phase-1 SA keeps only what later
 // exchanges need: at most maxEstablishedSAHeap bytes of live heap each on
@@ -233,11 +233,45 @@ func TestKeepTranscript(t *testing.T) {
 		if sa.hs.dh != nil {
 			t.Fatal("the DH private key was kept")
 		}
+		if k := sa.Keys(); len(k.SKEYID) == 0 || len(k.IV) != 16 || len(k.SKEYIDd) == 0 || len(k.Ka) == 0 {
+			t.Fatalf("keys kept: %+v", k)
+		}
 	}
+	kept := si.Keys()
 	_, _, si, sr = dpdPair(t, pskConfig(), pskConfig())
 	for _, sa := range []*SA{si, sr} {
 		if tr := sa.Transcript(); tr.Ni != nil || tr.GXI != nil || tr.HashI != nil || len(tr.IDi) == 0 {
 			t.Fatalf("transcript without KeepTranscript: %+v", tr)
+		}
+		// What later exchanges need stays: SKEYID_d/a/e and Ka.
+		k := sa.Keys()
+		if k.SKEYID != nil || k.IV != nil || len(k.SKEYIDd) != len(kept.SKEYIDd) || len(k.SKEYIDa) != len(kept.SKEYIDa) ||
+			len(k.SKEYIDe) != len(kept.SKEYIDe) || len(k.Ka) != len(kept.Ka) {
+			t.Fatalf("keys without KeepTranscript: %+v", k)
+		}
+	}
+	if !bytes.Equal(si.Keys().SKEYIDa, sr.Keys().SKEYIDa) || !bytes.Equal(si.Keys().Ka, sr.Keys().Ka) {
+		t.Fatal("the two sides hold different keys")
+	}
+}
+
+// proves: groundwork (key derivation; issue 18 F3) — the compact key
+// material an SA keeps gives the values DeriveKeys computes, for every
+// hash and key length, Ka extended (RFC 2409 Appendix B) included.
+func TestKeyMaterial(t *testing.T) {
+	for _, h := range []HashAlg{SHA1, SHA256, SHA384, SHA512} {
+		for _, bits := range []int{128, 192, 256} {
+			s := Suite{KeyBits: bits, Hash: h, Group: 19, Auth: AuthPSK}
+			k, km, _, err := deriveKeys(s, []byte("k"), []byte("ni"), []byte("nr"), []byte("gxy"), []byte("gxi"), []byte("gxr"), [8]byte{1}, [8]byte{2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := DeriveKeys(s, []byte("k"), []byte("ni"), []byte("nr"), []byte("gxy"), []byte("gxi"), []byte("gxr"), [8]byte{1}, [8]byte{2})
+			if !bytes.Equal(km.skeyidD(h), want.SKEYIDd) || !bytes.Equal(km.skeyidA(h), want.SKEYIDa) ||
+				!bytes.Equal(km.skeyidE(h), want.SKEYIDe) || !bytes.Equal(km.ka(s), want.Ka) || len(km.ka(s)) != bits/8 ||
+				!bytes.Equal(k.Ka, want.Ka) || !bytes.Equal(k.SKEYID, want.SKEYID) || !bytes.Equal(k.IV, want.IV) {
+				t.Fatalf("%s: key material differs from DeriveKeys", s)
+			}
 		}
 	}
 }

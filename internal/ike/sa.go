@@ -229,13 +229,13 @@ type SA struct {
 	local, peer netip.AddrPort
 	icky, rcky  isakmp.Cookie
 	suite       Suite
-	keys        *Keys
+	km          keyMaterial       // SKEYID_d, SKEYID_a, SKEYID_e (and Ka); nil before message 4
 	phase2IVs   map[uint32][]byte // IV chains of the exchanges in progress, by message ID; nil when none
 	peerID      *isakmp.ID
 	peerCert    *x509.Certificate
 
 	establishedAt, expires time.Time
-	lastHint               time.Time // last PeerLostState reported
+	lastHint               int64 // when the last PeerLostState was reported, Unix nanoseconds; 0: never
 	dpd                    dpdState
 
 	// Dropped counts datagrams ignored as stale, duplicate or malformed;
@@ -266,6 +266,7 @@ type mmState struct {
 	gxi, gxr     []byte
 	ni, nr       []byte
 	hashI, hashR []byte
+	keys         *Keys        // all of them, SKEYID and the IV included
 	iv           []byte       // phase-1 CBC IV chain
 	skeyidMAC    hash.Hash    // HMAC keyed with SKEYID (suite's hash): HASH_I and HASH_R
 	block        cipher.Block // AES with the phase-1 key: messages 5 and 6
@@ -327,8 +328,19 @@ func (sa *SA) describe() Info {
 // Cookies returns the SA's cookie pair.
 func (sa *SA) Cookies() (isakmp.Cookie, isakmp.Cookie) { return sa.icky, sa.rcky }
 
-// Keys returns the keying material (nil before MM4).
-func (sa *SA) Keys() *Keys { return sa.keys }
+// Keys returns the keying material (nil before MM4). Once the SA is
+// established SKEYID and the phase-1 IV are gone (nil), unless
+// Config.KeepTranscript kept them.
+func (sa *SA) Keys() *Keys {
+	if sa.hs != nil && sa.hs.keys != nil {
+		return sa.hs.keys
+	}
+	if sa.km == nil {
+		return nil
+	}
+	h := sa.suite.Hash
+	return &Keys{SKEYIDd: sa.km.skeyidD(h), SKEYIDa: sa.km.skeyidA(h), SKEYIDe: sa.km.skeyidE(h), Ka: sa.km.ka(sa.suite)}
+}
 
 // Peer returns the peer's address.
 func (sa *SA) Peer() netip.AddrPort { return sa.peer }
@@ -513,6 +525,7 @@ func (sa *SA) established(now time.Time) {
 	}
 	hs.dh, hs.iv, hs.skeyidMAC, hs.block = nil, nil, nil, nil
 	if !sa.cfg.KeepTranscript {
+		hs.keys = nil
 		hs.saiBody, hs.gxi, hs.gxr, hs.ni, hs.nr, hs.hashI, hs.hashR = nil, nil, nil, nil, nil, nil, nil
 	}
 	if sa.initiator || hs.sent == nil {
