@@ -238,6 +238,7 @@ func (e *Endpoint) Initiate(peer netip.AddrPort, now time.Time) (*SA, Output, er
 	if err != nil {
 		return nil, Output{}, err
 	}
+	sa.local = &e.local // one copy for all the endpoint's SAs
 	if e.pending[halfKey{sa.icky, peer}] != nil {
 		return nil, Output{}, errors.New("ike: initiator cookie already in use")
 	}
@@ -349,7 +350,7 @@ func (e *Endpoint) invalidCookie(from netip.AddrPort, h isakmp.Header, now time.
 // tables only if it answered with message 2: input that did not complete
 // a message leaves nothing behind (SPEC S1).
 func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []byte, now time.Time) Output {
-	sa := newResponder(e.cfg, e.local, from, icky, e.responderCookie(icky, from), now)
+	sa := newResponder(e.cfg, &e.local, from, icky, e.responderCookie(icky, from), now)
 	sa.unauth = e.unauth
 	sa.hs.halfOpenTTL = e.limits.HalfOpenTimeout
 	r := sa.Handle(pkt, now)

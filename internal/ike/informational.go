@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"crypto/aes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -72,8 +73,17 @@ func (sa *SA) OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) 
 	return ps, nil
 }
 
-// setPhase2IV continues message ID mid's IV chain from ciphertext ct.
+// setPhase2IV continues message ID mid's IV chain from ciphertext ct. One
+// exchange's chain is kept in the SA itself: a key server's member has one
+// GROUPKEY-PULL at a time, and a map of it costs hundreds of octets as long
+// as the exchange is remembered (issue 18 F3); more at once go to a map.
 func (sa *SA) setPhase2IV(mid uint32, ct []byte) {
+	last := ct[len(ct)-aes.BlockSize:]
+	if mid != 0 && (sa.p2mid == mid || sa.p2mid == 0) && sa.phase2IVs[mid] == nil {
+		sa.p2mid = mid
+		copy(sa.p2iv[:], last)
+		return
+	}
 	if sa.phase2IVs == nil {
 		sa.phase2IVs = map[uint32][]byte{}
 	}
@@ -85,6 +95,9 @@ func (sa *SA) setPhase2IV(mid uint32, ct []byte) {
 // The map goes when its last chain does: a long-lived SA between
 // exchanges holds none.
 func (sa *SA) ForgetMessageID(mid uint32) {
+	if mid != 0 && mid == sa.p2mid {
+		sa.p2mid, sa.p2iv = 0, [aes.BlockSize]byte{}
+	}
 	delete(sa.phase2IVs, mid)
 	if len(sa.phase2IVs) == 0 {
 		sa.phase2IVs = nil
@@ -92,6 +105,9 @@ func (sa *SA) ForgetMessageID(mid uint32) {
 }
 
 func (sa *SA) phase2IV(mid uint32) []byte {
+	if mid != 0 && mid == sa.p2mid {
+		return sa.p2iv[:]
+	}
 	if iv, ok := sa.phase2IVs[mid]; ok {
 		return iv
 	}

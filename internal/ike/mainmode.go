@@ -25,7 +25,7 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 	if len(cfg.Suites) == 0 {
 		return nil, Result{}, errors.New("ike: no phase-1 suites configured")
 	}
-	sa := &SA{cfg: cfg, initiator: true, local: local, peer: peer, hs: &mmState{startedAt: now}}
+	sa := &SA{cfg: cfg, initiator: true, local: &local, peer: peer, hs: &mmState{startedAt: now}}
 	ck, err := sa.randBytes(8)
 	if err != nil {
 		return nil, Result{}, err
@@ -54,8 +54,9 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 }
 
 // newResponder creates the responder SA for a message 1; the Endpoint has
-// already chosen the responder cookie.
-func newResponder(cfg *Config, local, peer netip.AddrPort, icky, rcky isakmp.Cookie, now time.Time) *SA {
+// already chosen the responder cookie. local is the Endpoint's, shared by
+// its SAs.
+func newResponder(cfg *Config, local *netip.AddrPort, peer netip.AddrPort, icky, rcky isakmp.Cookie, now time.Time) *SA {
 	return &SA{cfg: cfg, local: local, peer: peer, icky: icky, rcky: rcky, hs: &mmState{startedAt: now}}
 }
 

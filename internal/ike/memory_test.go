@@ -275,3 +275,99 @@ func TestKeyMaterial(t *testing.T) {
 		}
 	}
 }
+
+// proves: N1 (issue 18 F3: a GROUPKEY-PULL the key server remembers after
+// it answered costs its SA no more than 32 octets of heap: the IV chain of
+// one exchange lies in the SA; a map of chains cost 351)
+func TestPhase2ExchangeMemory(t *testing.T) {
+	const n = 2000
+	cfg := pskConfig()
+	er, _ := NewEndpoint(cfg, addrR, Limits{})
+	var msgs [][]byte
+	for i := range n {
+		ei, _ := NewEndpoint(cfg, memberAddr(i), Limits{})
+		_, out, _ := ei.Initiate(addrR, t0)
+		Exchange(ei, er, ei, out, t0)
+		m, err := ei.SAs()[0].EncryptPhase2(isakmp.ExchangePull, 77, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}, &isakmp.Nonce{Data: make([]byte, 16)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	er.Tick(t0.Add(10 * time.Minute)) // message 6's windows are over
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, raw := range msgs {
+		m, _ := isakmp.ParseMessage(raw)
+		sr := er.Lookup(m.Header.InitiatorCookie, m.Header.ResponderCookie)
+		if _, err := sr.OpenPhase2(m, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sr.EncryptPhase2(isakmp.ExchangePull, 77, []isakmp.Payload{&isakmp.SEQ{Number: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(msgs)
+	runtime.KeepAlive(er)
+	per := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+	t.Logf("%.0f bytes per SA with one exchange remembered", per)
+	if per > 32 {
+		t.Fatalf("%.0f bytes per SA with one exchange remembered, want at most 32", per)
+	}
+}
+
+// proves: groundwork (phase-2 IVs; issue 18 F3) — exchanges in progress at
+// once, interleaved and forgotten in any order, each keep their own IV
+// chain, whether in the SA's slot or the map, both ways.
+func TestPhase2IVChainsInterleaved(t *testing.T) {
+	_, _, si, sr := dpdPair(t, pskConfig(), pskConfig())
+	mids := []uint32{11, 22, 33}
+	round := func(mid uint32, n byte) {
+		t.Helper()
+		msg, err := si.EncryptPhase2(isakmp.ExchangePull, mid, []isakmp.Payload{&isakmp.Nonce{Data: bytes.Repeat([]byte{n}, 16)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := isakmp.ParseMessage(msg)
+		ps, err := sr.OpenPhase2(m, nil)
+		if err != nil || !bytes.Equal(ps[0].(*isakmp.Nonce).Data, bytes.Repeat([]byte{n}, 16)) {
+			t.Fatalf("mid %d round %d: %v %v", mid, n, ps, err)
+		}
+		back, _ := sr.EncryptPhase2(isakmp.ExchangePull, mid, []isakmp.Payload{&isakmp.SEQ{Number: mid + uint32(n)}})
+		m, _ = isakmp.ParseMessage(back)
+		if ps, err := si.OpenPhase2(m, nil); err != nil || ps[0].(*isakmp.SEQ).Number != mid+uint32(n) {
+			t.Fatalf("reply mid %d round %d: %v", mid, n, err)
+		}
+	}
+	for n := byte(1); n <= 3; n++ {
+		for _, mid := range mids {
+			round(mid, n)
+		}
+	}
+	if sr.p2mid != 11 || len(sr.phase2IVs) != 2 {
+		t.Fatalf("slot holds %d, map %d chains", sr.p2mid, len(sr.phase2IVs))
+	}
+	// The slot's exchange ends first: the others go on from the map, and a
+	// new exchange takes the slot.
+	si.ForgetMessageID(11)
+	sr.ForgetMessageID(11)
+	for n := byte(4); n <= 5; n++ {
+		for _, mid := range []uint32{22, 44, 33} {
+			round(mid, n)
+		}
+	}
+	if sr.p2mid != 44 || len(sr.phase2IVs) != 2 {
+		t.Fatalf("slot holds %d, map %d chains", sr.p2mid, len(sr.phase2IVs))
+	}
+	for _, mid := range []uint32{22, 33, 44} {
+		si.ForgetMessageID(mid)
+		sr.ForgetMessageID(mid)
+	}
+	if sr.p2mid != 0 || sr.phase2IVs != nil || si.p2mid != 0 || si.phase2IVs != nil {
+		t.Fatal("chains left after every exchange was forgotten")
+	}
+	round(55, 6) // from phase 1's last block again
+}

@@ -226,13 +226,14 @@ type SA struct {
 	unauth *slog.Logger // the endpoint's bounded logger, for records before the peer is authenticated; nil: cfg's
 	hs     *mmState     // main mode's state; nil once released
 
-	local, peer netip.AddrPort
-	icky, rcky  isakmp.Cookie
-	suite       Suite
-	km          keyMaterial       // SKEYID_d, SKEYID_a, SKEYID_e (and Ka); nil before message 4
-	phase2IVs   map[uint32][]byte // IV chains of the exchanges in progress, by message ID; nil when none
-	peerID      *isakmp.ID
-	peerCert    *x509.Certificate
+	local      *netip.AddrPort // the Endpoint's, shared
+	peer       netip.AddrPort
+	icky, rcky isakmp.Cookie
+	suite      Suite
+	km         keyMaterial       // SKEYID_d, SKEYID_a, SKEYID_e (and Ka); nil before message 4
+	phase2IVs  map[uint32][]byte // IV chains of further exchanges in progress at once, by message ID; nil when none
+	peerID     *isakmp.ID
+	peerCert   *x509.Certificate
 
 	establishedAt, expires time.Time
 	lastHint               int64 // when the last PeerLostState was reported, Unix nanoseconds; 0: never
@@ -249,6 +250,8 @@ type SA struct {
 	doi            isakmp.DOI          // of the phase-1 SA payload
 	dpdSeq         uint32              // of the last R-U-THERE sent
 	lastBlock      [aes.BlockSize]byte // last CBC block of phase 1, seed of phase-2 IVs, once seeded
+	p2iv           [aes.BlockSize]byte // the IV chain of one exchange in progress (p2mid's), without a map
+	p2mid          uint32              // message ID of the exchange in p2iv; 0: none (0 is phase 1's)
 	seeded         bool                // lastBlock is set: phase-2 messages can be protected
 	peerVersion    version.Version     // zero: the peer sent no groupvpn version
 	initiator      bool
@@ -317,7 +320,7 @@ func (sa *SA) describe() Info {
 	i := Info{PeerID: sa.peerID, PeerCert: sa.peerCert, PeerVersion: sa.peerVersion, PeerDPD: sa.peerDPD}
 	if !sa.establishedAt.IsZero() {
 		i.Initiator = sa.initiator
-		i.Local, i.Peer = sa.local, sa.peer
+		i.Local, i.Peer = *sa.local, sa.peer
 		i.ICookie, i.RCookie = sa.icky, sa.rcky
 		i.Suite = sa.suite
 		i.EstablishedAt, i.Expires = sa.establishedAt, sa.expires
