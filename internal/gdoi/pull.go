@@ -68,13 +68,15 @@ var _ Protector = (*ike.SA)(nil)
 // hash computes HASH(n) = prf(SKEYID_a, M-ID | prefix | payloads after the
 // HASH payload).
 func hash(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
-	body, err := isakmp.AppendPayloads(nil, rest)
+	// One buffer of the exact size for M-ID, prefix and payloads: the KS
+	// hashes four messages per registration (issue 18: allocations).
+	in := make([]byte, 4, 4+len(prefix)+isakmp.PayloadsLen(rest))
+	binary.BigEndian.PutUint32(in, mid)
+	in, err := isakmp.AppendPayloads(append(in, prefix...), rest)
 	if err != nil {
 		return nil, err
 	}
-	var m [4]byte
-	binary.BigEndian.PutUint32(m[:], mid)
-	return sa.PRFa(m[:], prefix, body), nil
+	return sa.PRFa(in), nil
 }
 
 // seal builds an encrypted GROUPKEY-PULL message: HASH(n) then rest.

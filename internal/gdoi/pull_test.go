@@ -231,3 +231,26 @@ func TestDoneServeKeepsOnlyTheAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// proves: issue 18 (the KS's allocations per registration: it computes
+// four GROUPKEY-PULL HASHes per registration) — a HASH over M-ID, a
+// nonce prefix and a payload chain builds its input in one exact-size
+// buffer: two allocations besides the PRF's own (that buffer and one in
+// the key download's encoding), not one per payload grown (6 before).
+func TestHashAllocations(t *testing.T) {
+	_, ks := phase1(t)
+	pol := &fakePolicy{}
+	_, kd, _ := pol.Keys(ike.Info{}, nil, 0)
+	rest := []isakmp.Payload{&isakmp.SEQ{Number: 7}, kd}
+	prefix := bytes.Repeat([]byte{1}, 2*NonceLen)
+	prfOnly := testing.AllocsPerRun(100, func() { ks.PRFa(prefix) })
+	got := testing.AllocsPerRun(100, func() {
+		if _, err := hash(ks, 1, prefix, rest); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("hash: %.0f allocations, the PRF alone %.0f", got, prfOnly)
+	if got > prfOnly+2 {
+		t.Fatalf("hash makes %.0f allocations besides the PRF's %.0f, want at most 2 (its input buffer, the key download's own)", got-prfOnly, prfOnly)
+	}
+}

@@ -80,7 +80,7 @@ func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, 
 	if s.step != 2 {
 		return nil, true, errors.New("gdoi: GROUPKEY-PULL already complete")
 	}
-	prefix := append(append([]byte{}, s.ni...), s.nr...)
+	prefix := append(append(make([]byte, 0, len(s.ni)+len(s.nr)), s.ni...), s.nr...)
 	ps, err := open(s.sa, m, prefix)
 	if err != nil {
 		return nil, false, err
