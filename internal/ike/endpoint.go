@@ -506,6 +506,7 @@ func (e *Endpoint) remove(sa *SA) {
 		delete(e.sas, k)
 	}
 	sa.gen++ // its timers are stale
+	sa.timerAt = 0
 	if sa.peerID != nil {
 		k := idKey(sa.peerID)
 		for p := e.byID[k]; p != nil; p = p.idNext {
@@ -546,9 +547,12 @@ func (e *Endpoint) apply(sa *SA, r Result) Output {
 	e.Stats.DPDAckUnexpected += uint64(d.ackUnexpected)
 	e.Stats.DPDDead += uint64(d.dead)
 	d.rutSent, d.acks, d.ackUnexpected, d.dead = 0, 0, 0, 0
-	if !r.Timer.IsZero() && sa.state != StateDead {
+	// A timer already set for the same instant stays as it is: an
+	// established SA answers every message with its timer, unchanged.
+	if at := r.Timer; !at.IsZero() && sa.state != StateDead && at.UnixNano() != sa.timerAt {
 		sa.gen++
-		e.timers.push(timerEntry{at: r.Timer, sa: sa, gen: sa.gen})
+		sa.timerAt = at.UnixNano()
+		e.timers.push(timerEntry{at: at, sa: sa, gen: sa.gen})
 		if len(e.timers) > 2*(len(e.sas)+len(e.pending))+64 {
 			e.compactTimers()
 		}
@@ -590,6 +594,7 @@ func (e *Endpoint) Tick(now time.Time) Output {
 		if !t.live() {
 			continue
 		}
+		t.sa.timerAt = 0 // fired: the SA has no timer until it says again
 		halfOpen := !t.sa.initiator && t.sa.state == StateMM2Sent
 		o := e.step(t.sa, t.sa.Timeout(now), now)
 		if halfOpen && t.sa.state == StateDead {

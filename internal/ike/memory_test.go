@@ -371,3 +371,36 @@ func TestPhase2IVChainsInterleaved(t *testing.T) {
 	}
 	round(55, 6) // from phase 1's last block again
 }
+
+// proves: N1 (issue 18 F3: an established SA's traffic does not grow the
+// endpoint's timer heap: a timer set again for the same instant keeps its
+// entry; before, every message pushed another, stale until compaction)
+func TestTimerHeapSteadyUnderTraffic(t *testing.T) {
+	ei, er, si, sr := dpdPair(t, pskConfig(), pskConfig())
+	er.Tick(t0.Add(10 * time.Minute)) // message 6's window is over
+	before := len(er.timers)
+	for mid := uint32(1); mid <= 200; mid++ {
+		r, err := si.DPD(t0.Add(10 * time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o := er.Handle(addrI, r.Send[0], t0.Add(10*time.Minute)); len(o.Send) != 1 {
+			t.Fatalf("R-U-THERE %d unanswered", mid)
+		}
+		msg, _ := si.EncryptPhase2(isakmp.ExchangePull, mid, []isakmp.Payload{&isakmp.Nonce{Data: make([]byte, 16)}})
+		if o := er.Handle(addrI, msg, t0.Add(10*time.Minute)); len(o.Events) != 1 {
+			t.Fatalf("phase-2 message %d: %+v", mid, o)
+		}
+	}
+	if len(er.timers) != before || before > 2 {
+		t.Fatalf("timer heap: %d entries before 400 messages, %d after", before, len(er.timers))
+	}
+	if got := er.NextTimer(); !got.Equal(sr.Info().Expires) {
+		t.Fatalf("responder's timer at %v, want the expiry", got.Sub(t0))
+	}
+	// The timer still fires: the SA expires.
+	er.Tick(sr.Info().Expires)
+	if len(er.SAs()) != 0 || len(ei.SAs()) != 1 {
+		t.Fatal("the responder's SA did not expire")
+	}
+}

@@ -242,8 +242,8 @@ type SA struct {
 	// Dropped counts datagrams ignored as stale, duplicate or malformed;
 	// ignored counts those of them an established SA ignored.
 	Dropped int
-	ignored int
 	gen     uint64 // of the SA's live timer in its Endpoint's heap
+	timerAt int64  // the live timer's instant, Unix nanoseconds; 0: none
 	idNext  *SA    // the next established SA of the same peer identity in its Endpoint
 
 	state          State
@@ -256,7 +256,8 @@ type SA struct {
 	peerVersion    version.Version     // zero: the peer sent no groupvpn version
 	initiator      bool
 	peerDPD        bool
-	initialContact bool // the peer sent INITIAL-CONTACT
+	initialContact bool  // the peer sent INITIAL-CONTACT
+	ignored        int32 // see Dropped
 }
 
 // mmState is what main mode needs while it runs. Once the SA is
