@@ -121,6 +121,12 @@ func SplitPayloadsIn(exch ExchangeType, first PayloadType, b []byte) (ps []Paylo
 func (e ExchangeType) isPhase1() bool { return e >= ExchangeBase && e <= ExchangeAggressive }
 
 func splitPayloads(phase1 bool, first PayloadType, b []byte) (ps []Payload, rest []byte, err error) {
+	if first != PayloadNone {
+		// Room for a usual message's payloads (main mode's 2 to 4, a
+		// GROUPKEY-PULL's 3 to 5) in one allocation: the allocation is what
+		// a key server's registrations cost, beyond the cryptography.
+		ps = make([]Payload, 0, 4)
+	}
 	off := 0
 	for t := first; t != PayloadNone; {
 		next, p, n, err := parseOne(phase1, t, b[off:])
