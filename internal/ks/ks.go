@@ -490,8 +490,11 @@ func (s *Server) newTEK(p TEKPolicy, sel Selector, now time.Time) (*tek, error) 
 // GM registering now gets keys that outlive its re-registration window.
 // (Pushing new keys to registered GMs is the rekey's job.)
 func (s *Server) refresh(g *group, now time.Time) error {
+	var fresh []*tek
+	keptCounter := false // a counter-mode key stays: its holders split IVs at the current width
 	for i, t := range g.teks {
 		if now.Add(t.policy.Lifetime / 10).Before(t.expires) {
+			keptCounter = keptCounter || t.counter()
 			continue
 		}
 		n, err := s.newTEK(t.policy, t.sel, now)
@@ -499,13 +502,24 @@ func (s *Server) refresh(g *group, now time.Time) error {
 			return err
 		}
 		n.before, n.after = t.before, t.after
-		// One key alone: the group's width stays (its other keys' holders
-		// split their IVs at it), so no new generation.
-		if n.counter() {
-			n.sidBits = uint8(max(g.sidBits, MinSIDBits))
-		}
-		g.carrySIDs(n)
 		g.teks[i] = n
+		fresh = append(fresh, n)
+	}
+	if len(fresh) > 0 {
+		if keptCounter {
+			// Some keys alone: the group's width stays, no new generation.
+			for _, n := range fresh {
+				if n.counter() {
+					n.sidBits = uint8(max(g.sidBits, MinSIDBits))
+				}
+				g.carrySIDs(n)
+			}
+		} else {
+			// Every counter-mode key is new: a new generation, sized for
+			// the group (a group without a KEK widens only here: it cannot
+			// rekey early).
+			g.newGeneration(fresh)
+		}
 	}
 	if g.sig.alg != 0 && !now.Add(g.cfg.KEKLifetime/10).Before(g.kekExp) {
 		return s.newKEK(g, now)

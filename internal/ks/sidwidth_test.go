@@ -213,3 +213,48 @@ func TestSIDSetIsLazy(t *testing.T) {
 		}
 	}
 }
+
+// A group without a KEK cannot rekey early: its keys are replaced when a
+// registration finds them near their end (refresh), and that is where its
+// width grows. 40,000 members hold 16-bit IDs; the registration that
+// replaces the key starts a generation sized for the group, and 60,000
+// more register under the new key: none refused, no two IDs held
+// prefixes of one another.
+// proves: E1 (issue 18 F4: a group without rekeys widens with its keys)
+func TestSenderIDWidthGrowsWithoutKEK(t *testing.T) {
+	ten := netip.MustParsePrefix("10.0.0.0/8")
+	cfg := GroupConfig{Name: "N", ID: 13, Address: netip.MustParseAddr("192.0.2.1"),
+		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour, Selectors: []Selector{{Src: ten, Dst: ten}}}}}
+	s := New(Options{})
+	if err := s.AddGroup(cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	held := map[netip.Addr][]heldSID{}
+	register := func(i int, at time.Time) {
+		t.Helper()
+		a := memberAddr(i)
+		if _, err := s.Join(Peer{Addr: netip.AddrPortFrom(a, 848)}, isakmp.GroupID(13), at); err != nil {
+			t.Fatal(err)
+		}
+		_, kd, err := s.Keys(Peer{Addr: netip.AddrPortFrom(a, 848)}, isakmp.GroupID(13), 1, at)
+		if err != nil {
+			t.Fatalf("member %d refused: %v", i, err)
+		}
+		held[a] = sidsOf(t, kd)
+	}
+	for i := range 40_000 {
+		register(i, now)
+	}
+	if w := s.SIDBits("N"); w != MinSIDBits {
+		t.Fatalf("width %d before the key is replaced", w)
+	}
+	late := now.Add(55 * time.Minute) // within the key's last tenth: Join refreshes it
+	for i := 40_000; i < 100_000; i++ {
+		register(i, late)
+	}
+	checkPrefixFree(t, held)
+	if w := s.SIDBits("N"); w <= MinSIDBits {
+		t.Fatalf("width %d after the key was replaced with 40,000 members", w)
+	}
+	t.Logf("width after the refresh: %d bits", s.SIDBits("N"))
+}
