@@ -650,9 +650,16 @@ func (sa *SA) establish(now time.Time) Result {
 	sa.expires = now.Add(sa.suite.lifetime())
 	startedAt := sa.hs.startedAt
 	sa.established(now)
-	// Authenticated: from now on the SA logs in full.
-	if sa.logEnabled(slog.LevelInfo) {
-		sa.log(slog.LevelInfo, "phase 1 established", "suite", sa.suite.String(), "peer_id", sa.peerID.String(),
+	// Authenticated: from now on the SA logs in full. A responder logs it
+	// at Debug: on a key server every member's registration would write
+	// it (100,000 lines for 100,000 members), and the KS logs the
+	// registration itself (KS_REGS_COMPLETE); an initiator logs at Info.
+	level := slog.LevelInfo
+	if !sa.initiator {
+		level = slog.LevelDebug
+	}
+	if sa.logEnabled(level) {
+		sa.log(level, "phase 1 established", "suite", sa.suite.String(), "peer_id", sa.peerID.String(),
 			"peer_version", sa.peerVersion.String(), "in", now.Sub(startedAt))
 	}
 	sa.dpdArm(now)
