@@ -447,25 +447,25 @@ func (e *Endpoint) dropOlder(sa *SA, now time.Time) Output {
 }
 
 // index files an established SA under its peer identity for dropOlder
-// (idempotent: step calls it for every message of an established SA);
-// remove takes it out. The map holds only established SAs the endpoint
+// (idempotent and O(1): step calls it for every message of an
+// established SA, and many SAs may share an identity); remove takes it
+// out, in O(1) too. The map holds only established SAs the endpoint
 // holds, so an INITIAL-CONTACT costs the SAs of its own identity, not
 // every SA (issue 18 F1).
 func (e *Endpoint) index(sa *SA) {
-	if sa.peerID == nil {
+	if sa.peerID == nil || sa.indexed {
 		return
 	}
 	k := idKey(sa.peerID)
 	first := e.byID[k]
-	for o := first; o != nil; o = o.idNext {
-		if o == sa {
-			return
-		}
-	}
 	// Usually one SA per identity: a list through the SAs costs no
 	// allocation of its own (issue 18 F3).
-	sa.idNext = first
+	sa.idNext, sa.idPrev = first, nil
+	if first != nil {
+		first.idPrev = sa
+	}
 	e.byID[k] = sa
+	sa.indexed = true
 }
 
 // idKey is the byID key of a peer identity: what sameID compares.
@@ -507,22 +507,18 @@ func (e *Endpoint) remove(sa *SA) {
 	}
 	sa.gen++ // its timers are stale
 	sa.timerAt = 0
-	if sa.peerID != nil {
-		k := idKey(sa.peerID)
-		for p := e.byID[k]; p != nil; p = p.idNext {
-			if p == sa {
-				delete(e.byID, k)
-				if sa.idNext != nil {
-					e.byID[k] = sa.idNext
-				}
-				break
-			}
-			if p.idNext == sa {
-				p.idNext = sa.idNext
-				break
-			}
+	if sa.indexed {
+		if sa.idNext != nil {
+			sa.idNext.idPrev = sa.idPrev
 		}
-		sa.idNext = nil
+		if sa.idPrev != nil {
+			sa.idPrev.idNext = sa.idNext
+		} else if k := idKey(sa.peerID); sa.idNext != nil {
+			e.byID[k] = sa.idNext
+		} else {
+			delete(e.byID, k)
+		}
+		sa.idNext, sa.idPrev, sa.indexed = nil, nil, false
 	}
 	sa.state = StateDead
 }

@@ -245,6 +245,7 @@ type SA struct {
 	gen     uint64 // of the SA's live timer in its Endpoint's heap
 	timerAt int64  // the live timer's instant, Unix nanoseconds; 0: none
 	idNext  *SA    // the next established SA of the same peer identity in its Endpoint
+	idPrev  *SA    // the previous one; nil for the first (byID's)
 
 	state          State
 	doi            isakmp.DOI          // of the phase-1 SA payload
@@ -253,6 +254,7 @@ type SA struct {
 	p2iv           [aes.BlockSize]byte // the IV chain of one exchange in progress (p2mid's), without a map
 	p2mid          uint32              // message ID of the exchange in p2iv; 0: none (0 is phase 1's)
 	seeded         bool                // lastBlock is set: phase-2 messages can be protected
+	indexed        bool                // filed in its Endpoint's byID
 	peerVersion    version.Version     // zero: the peer sent no groupvpn version
 	initiator      bool
 	peerDPD        bool

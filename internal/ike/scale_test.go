@@ -154,3 +154,42 @@ func BenchmarkInitialContact(b *testing.B) {
 		})
 	}
 }
+
+// sharedIdentityCost files n established SAs of one peer identity, then
+// times what every datagram of an established SA costs the index (step
+// calls index for each) and the removal of them all.
+func sharedIdentityCost(n int) time.Duration {
+	e, _ := NewEndpoint(pskConfig(), addrR, Limits{})
+	sas := make([]*SA, n)
+	start := time.Now()
+	for i := range sas {
+		sa := &SA{icky: isakmp.Cookie{byte(i), byte(i >> 8), byte(i >> 16)}, state: StateEstablished,
+			peerID: &isakmp.ID{IDType: isakmp.IDFQDN, Data: []byte("cloned-gm")}}
+		e.sas[pair{sa.icky, sa.rcky}] = sa
+		e.index(sa)
+		sas[i] = sa
+	}
+	for range 1000 {
+		e.index(sas[0]) // the first filed: at the end of the identity's list
+	}
+	for _, sa := range sas {
+		e.remove(sa)
+	}
+	return time.Since(start)
+}
+
+// proves: S2 (issue 18 F1/F3, review: many SAs of one identity, cloned
+// GMs or an authenticated peer opening SAs without INITIAL-CONTACT, must
+// not make each of their datagrams, nor filing and removing them, cost
+// the identity's SAs: the list walk made 100,000 such SAs cost 1.2 ms per
+// datagram and a minute to file)
+func TestSharedIdentityIndexCostDoesNotGrow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compares timings of 1,000 and 20,000 SAs of one identity: skipped with -short, runs in make test")
+	}
+	small, large := sharedIdentityCost(1000), sharedIdentityCost(20000)
+	t.Logf("file, 1,000 datagrams, remove: %v with 1,000 SAs of one identity, %v with 20,000", small, large)
+	if large > 60*small+5*time.Millisecond {
+		t.Fatalf("the index cost grows faster than the SAs: %v at 1,000, %v at 20,000", small, large)
+	}
+}
