@@ -325,11 +325,17 @@ func (k *GCKS) Register(peer ks.Peer, req Request, kwk KWK, now time.Time) ([]wi
 		return nil, &RefusedError{Notify: wire.NotifyRegistrationFailed, Err: err}
 	}
 	var sids []uint32
+	bits := 0
 	if p := kd.Packet(isakmp.KDSID, nil); p != nil && req.Sender {
 		for _, a := range p.Attributes {
-			if a.Type == isakmp.SIDValue {
+			switch a.Type {
+			case isakmp.SIDValue:
 				if v, err := a.Uint(); err == nil {
 					sids = append(sids, uint32(v))
+				}
+			case isakmp.SIDNumberOfBits:
+				if v, err := a.Uint(); err == nil {
+					bits = int(v)
 				}
 			}
 		}
@@ -338,10 +344,26 @@ func (k *GCKS) Register(peer ks.Peer, req Request, kwk KWK, now time.Time) ([]wi
 	if err != nil {
 		return nil, err
 	}
-	if err := r.group.CheckSAg(req.SAg); err != nil {
+	// The answer is built from ks's keys as they are now, not from the
+	// Rekeyer's group (what the last rekey pushed): Join may just have
+	// replaced a TEK near its end (ks's refresh), and a new key may start
+	// a wider generation of Sender-IDs. The width told is the one ks
+	// allocated these IDs at (its SID key packet): a member told a
+	// narrower one than its IDs were allocated at puts a prefix of another
+	// member's IV in its own (identical GCM nonces).
+	g, err := k.group(name, now)
+	if err != nil {
 		return nil, err
 	}
-	return r.group.Response(Registration{Request: req, KWK: kwk, SenderIDs: sids, NextMessageID: r.NextMessageID()}, now)
+	if bits != 0 && bits != g.SIDBits {
+		c := *g
+		c.SIDBits = bits
+		g = &c
+	}
+	if err := g.CheckSAg(req.SAg); err != nil {
+		return nil, err
+	}
+	return g.Response(Registration{Request: req, KWK: kwk, SenderIDs: sids, NextMessageID: r.NextMessageID()}, now)
 }
 
 // Rekey builds the GSA_REKEY of group name after ks advanced its keys
