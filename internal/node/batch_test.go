@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -76,5 +77,85 @@ func TestDatagramsBatchedPerSystemCall(t *testing.T) {
 	}
 	if reads > total/readBatch+2 || sends > total/readBatch+2 {
 		t.Fatalf("%d read calls and %d send calls for %d datagrams each way: not batched", reads, sends, total)
+	}
+}
+
+// mm1 sends a main-mode message 1 from conn to ks and waits for the answer.
+func mm1(t *testing.T, conn *net.UDPConn, ks netip.AddrPort) {
+	t.Helper()
+	ep, err := ike.NewEndpoint(ikeCfg("k", version.Current), conn.LocalAddr().(*net.UDPAddr).AddrPort(), ike.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out, err := ep.Initiate(ks, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.WriteToUDPAddrPort(out.Send[0].Data, ks); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Read(make([]byte, 65536)); err != nil {
+		t.Fatalf("no answer from %s: %v", ks, err)
+	}
+}
+
+// proves: issue 18 (the KS's wake-ups per datagram) — a key server with
+// one socket reads it on its loop, no reader goroutine handing batches
+// over: commands from other goroutines still run at once while the loop
+// waits on the socket with its next timer far off (each wakes the read),
+// datagrams are answered, a Refresh that opens a second socket hands both
+// to readers (both answered), and the end of the context ends Run.
+func TestLoopReadsItsOnlySocket(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ksAddr := netip.MustParseAddr("127.0.0.1")
+	kn, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- kn.Run(ctx) }()
+	var direct bool
+	kn.Do(ctx, func() { direct = kn.direct == kn.socks[0] })
+	if !direct {
+		t.Fatal("a KS with one socket does not read it on its loop")
+	}
+	start := time.Now()
+	for range 200 {
+		kn.Do(ctx, func() {})
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("200 commands took %s: the loop's read is not woken", el)
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 211)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	mm1(t, conn, kn.Addrs()[0])
+
+	second := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.212"), 0)
+	kn.Do(ctx, func() {
+		if _, _, err := kn.Refresh([]netip.AddrPort{kn.socks[0].local, second}); err != nil {
+			t.Error(err)
+		}
+	})
+	kn.Do(ctx, func() { direct = kn.direct != nil })
+	if direct {
+		t.Fatal("still reading on the loop with two sockets")
+	}
+	for _, a := range kn.Addrs() {
+		mm1(t, conn, a)
+	}
+	cancel()
+	select {
+	case err := <-ran:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not end with its context")
 	}
 }

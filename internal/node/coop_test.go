@@ -601,7 +601,9 @@ func TestCOOPHostileANNsDropped(t *testing.T) {
 		t.Fatal("no ANN recorded")
 	}
 	k0 := l.ks[0]
-	k0.in <- []datagram{{sock: k0.socks[0], from: netip.AddrPortFrom(l.addrs[1], l.port), data: replay}}
+	k0.Do(context.Background(), func() {
+		k0.datagram(datagram{sock: k0.socks[0], from: netip.AddrPortFrom(l.addrs[1], l.port), data: replay})
+	})
 	waitFor(t, "the replay counted", k0, func() bool { return counter(k0.COOPCounters(), "ann_replayed") > 0 })
 
 	// A third KS that lists KS 0 as its peer, which does not list it:

@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
@@ -169,7 +171,15 @@ type Node struct {
 	regs      []*registration
 	serves    serveTable
 	in        chan []datagram // what one read returned
-	cmds      chan func()
+	// inbox holds the functions other goroutines run on the loop (Do,
+	// lookupSource); wake tells the loop (loop.go).
+	inboxMu sync.Mutex
+	inbox   []*command
+	wakeCh  chan struct{}
+	// direct is the one socket the loop reads itself while it has no
+	// other (loop.go); directConn is its conn for wake, nil otherwise.
+	direct     *sock
+	directConn atomic.Pointer[net.UDPConn]
 
 	// delivery is the KS role's rekey delivery (nil without KS groups).
 	delivery   *ks.Delivery
@@ -241,7 +251,7 @@ func New(o Options) (*Node, error) {
 	}
 	lim := ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now})
 	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, dp: o.Dataplane, keks: o.KEKs, serves: newServeTable(),
-		in: make(chan []datagram, 1024), cmds: make(chan func()), ended: make(chan struct{})}
+		in: make(chan []datagram, 1024), wakeCh: make(chan struct{}, 1), ended: make(chan struct{})}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
 		var st ks.Store
@@ -350,15 +360,27 @@ func (n *Node) Close() {
 // is always waited for, so what it writes is the caller's when Do
 // returns nil. After Run has returned, Do returns ErrStopped at once.
 func (n *Node) Do(ctx context.Context, f func()) error {
-	done := make(chan struct{})
 	select {
-	case n.cmds <- func() { f(); close(done) }:
-	case <-ctx.Done():
-		return ctx.Err()
 	case <-n.ended:
 		return ErrStopped
+	default:
 	}
-	<-done
+	done := make(chan struct{})
+	c := &command{f: func() { f(); close(done) }}
+	n.post(c)
+	var err error
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-n.ended:
+		err = ErrStopped
+	}
+	if n.withdraw(c) {
+		return err // never ran
+	}
+	<-done // accepted: waited for
 	return nil
 }
 
@@ -383,8 +405,21 @@ func (n *Node) Run(ctx context.Context) error {
 		go func() { n.saver.Run(stop); close(done) }()
 		defer func() { close(stop); <-done }() // what is queued is written before Run returns
 	}
+	n.direct = n.directSock()
+	if n.direct != nil {
+		n.directConn.Store(n.direct.conn.(*net.UDPConn))
+		go func() {
+			select {
+			case <-ctx.Done():
+				n.wake()
+			case <-n.stopped:
+			}
+		}()
+	}
 	for _, s := range n.socks {
-		go n.read(s)
+		if s != n.direct {
+			go n.read(s)
+		}
 	}
 	for _, w := range n.o.Warnings {
 		n.log.Warn(w)
@@ -398,11 +433,25 @@ func (n *Node) Run(ctx context.Context) error {
 	n.startCoop(now)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var rd *directReader
 	for {
 		now = n.o.Now()
 		n.tick(now)
 		n.flush() // what this turn sent: one sendmmsg per socket
-		if next := n.nextTimer(); !next.IsZero() {
+		next := n.nextTimer()
+		if n.direct != nil && !n.directValid() {
+			n.leaveDirect()
+		}
+		if n.direct != nil {
+			if rd == nil {
+				rd = newDirectReader()
+			}
+			if err := n.readDirect(ctx, rd, next); err != nil {
+				return err
+			}
+			continue
+		}
+		if !next.IsZero() {
 			timer.Reset(max(next.Sub(n.o.Now()), 0))
 		} else {
 			timer.Reset(time.Hour)
@@ -414,8 +463,8 @@ func (n *Node) Run(ctx context.Context) error {
 			for _, d := range ds {
 				n.datagram(d)
 			}
-		case f := <-n.cmds:
-			f()
+		case <-n.wakeCh:
+			n.runInbox()
 		case <-timer.C:
 		}
 	}

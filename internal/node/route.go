@@ -39,10 +39,7 @@ func (n *Node) withSource(r *registration, peer netip.AddrPort, then func(*sock)
 func (n *Node) lookupSource(peer netip.AddrPort, then func(*sock)) {
 	go func() {
 		src, err := n.o.SourceFor(peer)
-		select {
-		case n.cmds <- func() { then(n.sockFrom(src, err, peer)) }:
-		case <-n.ended:
-		}
+		n.post(&command{f: func() { then(n.sockFrom(src, err, peer)) }}) // dropped if Run has ended
 	}()
 }
 

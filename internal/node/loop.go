@@ -1,0 +1,175 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// The loop's inputs. Datagrams come from a reader goroutine per socket
+// (read) through n.in, except for a node with one socket of its own and
+// nothing else to read (a key server on one address: directSock): the
+// loop then reads that socket itself, with a deadline at its next timer,
+// and other goroutines wake it by moving the deadline into the past
+// (wake). A reader handing each batch to the loop cost a thread wake-up
+// per batch on top of the socket's: with GOMAXPROCS=1 (one thread for
+// both) the KS's CPU per registration was 15-20% lower (issue 18).
+// Functions other goroutines run on the loop (Do, lookupSource) wait in
+// the inbox either way.
+
+// command is a function queued for the loop.
+type command struct {
+	f     func()
+	taken bool // by the loop (under inboxMu)
+}
+
+// post queues c for the loop and wakes it.
+func (n *Node) post(c *command) {
+	n.inboxMu.Lock()
+	n.inbox = append(n.inbox, c)
+	n.inboxMu.Unlock()
+	n.wake()
+}
+
+// withdraw takes c back unless the loop took it; it reports whether it
+// did.
+func (n *Node) withdraw(c *command) bool {
+	n.inboxMu.Lock()
+	defer n.inboxMu.Unlock()
+	if c.taken {
+		return false
+	}
+	if i := slices.Index(n.inbox, c); i >= 0 {
+		n.inbox = slices.Delete(n.inbox, i, i+1)
+	}
+	return true
+}
+
+// wake interrupts the loop's wait: its select, or its read of the direct
+// socket.
+func (n *Node) wake() {
+	select {
+	case n.wakeCh <- struct{}{}:
+	default:
+	}
+	if c := n.directConn.Load(); c != nil {
+		c.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// runInbox runs what other goroutines queued; it reports whether there
+// was anything.
+func (n *Node) runInbox() bool {
+	n.inboxMu.Lock()
+	q := n.inbox
+	n.inbox = nil
+	for _, c := range q {
+		c.taken = true
+	}
+	n.inboxMu.Unlock()
+	for _, c := range q {
+		c.f()
+	}
+	return len(q) > 0
+}
+
+// directSock is the socket the loop can read itself: the node's only one,
+// batching, with no registration of a GM (whose multicast sockets have
+// readers of their own); nil otherwise.
+func (n *Node) directSock() *sock {
+	if len(n.socks) != 1 || len(n.mcastSocks) > 0 || len(n.regs) > 0 {
+		return nil
+	}
+	s := n.socks[0]
+	if _, ok := s.conn.(*net.UDPConn); !ok || s.batch == nil || s.closed {
+		return nil
+	}
+	return s
+}
+
+// directValid reports whether the direct socket is still the node's only
+// one (Refresh may have opened others, with readers, or closed it).
+func (n *Node) directValid() bool {
+	return n.directSock() == n.direct
+}
+
+// leaveDirect hands the direct socket to a reader goroutine, if it is
+// still open, and has the loop wait in its select from now on.
+func (n *Node) leaveDirect() {
+	s := n.direct
+	n.direct = nil
+	n.directConn.Store(nil)
+	s.conn.(*net.UDPConn).SetReadDeadline(time.Time{})
+	if !s.closed && slices.Contains(n.socks, s) {
+		go n.read(s)
+	}
+	n.wake() // anything posted meanwhile woke the socket, not the select
+}
+
+// directReader is the loop's buffers for the direct socket.
+type directReader struct {
+	ms   []ipv4.Message
+	bufs [][]byte
+}
+
+func newDirectReader() *directReader {
+	r := &directReader{ms: make([]ipv4.Message, readBatch), bufs: make([][]byte, readBatch)}
+	for i := range r.ms {
+		r.bufs[i] = make([]byte, 65536)
+		r.ms[i].Buffers = r.bufs[i : i+1]
+	}
+	return r
+}
+
+// readDirect waits for the direct socket's datagrams until next (zero:
+// an hour) or a wake, and handles what one recvmmsg returned; commands
+// queued meanwhile run first. It returns ctx's error once ctx ends.
+func (n *Node) readDirect(ctx context.Context, r *directReader, next time.Time) error {
+	s := n.direct
+	conn := s.conn.(*net.UDPConn)
+	if next.IsZero() {
+		next = n.o.Now().Add(time.Hour)
+	}
+	// The deadline first, then the inbox: a post after this look moves
+	// the deadline after ours.
+	conn.SetReadDeadline(time.Now().Add(max(next.Sub(n.o.Now()), 0)))
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if n.runInbox() {
+		return nil
+	}
+	select {
+	case <-n.wakeCh: // the inbox is empty: a stale wake
+	default:
+	}
+	k, err := s.batch.ReadBatch(r.ms, 0)
+	if err != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			n.leaveDirect() // the socket failed or was closed: as read, no more from it
+		}
+		return nil
+	}
+	s.io.readCalls.Add(1)
+	s.io.readDatagrams.Add(uint64(k))
+	for i := range k {
+		ua, ok := r.ms[i].Addr.(*net.UDPAddr)
+		if !ok || r.ms[i].Flags&unix.MSG_TRUNC != 0 {
+			continue // as readBatches
+		}
+		from := ua.AddrPort()
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		n.datagram(datagram{sock: s, from: from, data: append([]byte(nil), r.bufs[i][:r.ms[i].N]...)})
+	}
+	return nil
+}
