@@ -427,8 +427,8 @@ func (s *Server) SetPeerView(name string, peers []PeerKS, members map[netip.Addr
 // space: with cooperative key servers each KS of the group registers
 // GMs under the same keys, so two KSs must never give out the same ID
 // (RFC 6054 §3). The KSs (this one and its peers, sorted by address:
-// ksSet) take the IDs congruent to their rank modulo their number.
-// Returns stride 1 for a lone KS. The split is only disjoint while every
+// ksSet) take the IDs whose 16-bit prefix less one is congruent to their
+// rank modulo their number, at every width (sidShareFrom). Returns stride 1 for a lone KS. The split is only disjoint while every
 // KS has the same set: sidViewsAgree.
 func (g *group) sidSlot() (stride, rank uint32) {
 	all := g.ksSet()

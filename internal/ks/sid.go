@@ -222,12 +222,10 @@ func (g *group) allocSID(now time.Time) (uint32, error) {
 		}
 		next = max(next, n)
 	}
-	// With cooperative KSs, only this KS's share of the IDs (sidSlot).
+	// With cooperative KSs, only this KS's share of the IDs (sidSlot,
+	// sidShareFrom).
 	stride, rank := g.sidSlot()
-	if off := (next - 1) % stride; off != rank {
-		next += (rank + stride - off) % stride
-	}
-	for ; next < 1<<bits; next += stride {
+	for next = sidShareFrom(next, bits, stride, rank); next < 1<<bits; next = sidShareFrom(next+1, bits, stride, rank) {
 		used := false
 		for _, t := range g.teks {
 			if t.counter() && t.sidUsed.has(next, bits) {
@@ -256,6 +254,31 @@ func (g *group) allocSID(now time.Time) (uint32, error) {
 		g.sidPressure = now
 	}
 	return next, nil
+}
+
+// sidShareFrom is the first ID of width bits from id on that lies in the
+// share of the KS of rank among stride cooperative KSs (id itself when it
+// does; 1<<bits or more when none is left). The share goes by an ID's top
+// MinSIDBits bits, its 16-bit prefix p: a KS takes the IDs whose
+// (p-1) mod stride is its rank, at every width. An ID and every ID it is a
+// prefix of (of any width) then belong to one KS, which alone checks them
+// against each other (sidSet): two KSs never hand out IDs that put the
+// same octets in an IV, whatever width each chose (a partition's merge, a
+// secondary restarted with expired keys sizing its own, a KS of an earlier
+// version handing out 16-bit IDs, which split by (id-1) mod stride: the
+// same rule at 16 bits). IDs whose 16-bit prefix is 0 are never handed
+// out (no KS owns them; 16-bit ID 0 is not an ID): 2^-16 of the space.
+func sidShareFrom(id uint32, bits int, stride, rank uint32) uint32 {
+	shift := bits - MinSIDBits
+	p := id >> shift
+	if p == 0 {
+		p, id = 1, 1<<shift
+	}
+	if off := (p - 1) % stride; off != rank {
+		p += (rank + stride - off) % stride
+		id = p << shift
+	}
+	return id
 }
 
 // SIDBits is the width of the sender IDs the group hands out now (what a
