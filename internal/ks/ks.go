@@ -252,11 +252,21 @@ type group struct {
 	// chosen with each generation of keys, never narrower); sidCap the
 	// IDs this KS may hand out under the current keys, sidGiven those it
 	// did, sidPressure when they passed half of sidCap (the next rekey is
-	// due then: NextRekey).
+	// due then: NextRekey). sidGiven counts a member's IDs once per
+	// epoch (its first registration under the keys), so that the early
+	// rekey follows distinct members' need, not one member's repeats.
 	sidBits     int
 	sidCap      uint32
 	sidGiven    uint32
 	sidPressure time.Time
+	// sidEpoch rises whenever counter-mode keys change (carrySIDs) or the
+	// width is set (setSIDBits): a member's sidEpochIDs count the IDs it
+	// got since, at most SIDsPerMemberPerKeys. sidRefusedMember counts
+	// registrations refused at that bound, sidRefusedMemberLog when that
+	// was last logged.
+	sidEpoch            uint32
+	sidRefusedMember    uint64
+	sidRefusedMemberLog time.Time
 	// regs, acked and missed are the members' Registrations,
 	// AcksReceived and AcksMissed summed, kept as each changes, so that
 	// the counters a scrape reads do not walk the members (issue 18).
@@ -268,6 +278,16 @@ type group struct {
 // for 65,535 would use up the group's sender IDs and every later
 // registration under the same keys would be refused.
 const MaxSIDsPerMember = 16
+
+// SIDsPerMemberPerKeys bounds the sender IDs one member gets under the
+// same counter-mode keys over all its registrations (each gets fresh IDs:
+// a GM that lost its counters must not start again under an ID it used):
+// four full registrations. A member that re-registers past it is refused
+// until the keys change (a rekey), counted (SIDRefusedMemberBound) and
+// logged at most once a minute per group, so that one authenticated
+// member pulling again and again neither uses up the IDs nor drives the
+// group's early rekeys.
+const SIDsPerMemberPerKeys = 4 * MaxSIDsPerMember
 
 // New returns a key server.
 func New(o Options) *Server {
@@ -690,14 +710,29 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 		// carry into the new keys: carrySIDs). Its width is the group's
 		// now (sid.go), in NUMBER_OF_SID_BITS.
 		n := min(max(int(sids), 1), MaxSIDsPerMember)
+		first := m.sidEpoch != g.sidEpoch
+		if first {
+			m.sidEpoch, m.sidEpochIDs = g.sidEpoch, 0
+		}
+		if int(m.sidEpochIDs)+n > SIDsPerMemberPerKeys {
+			g.sidRefusedMember++
+			if g.sidRefusedMemberLog.IsZero() || now.Sub(g.sidRefusedMemberLog) >= time.Minute {
+				g.sidRefusedMemberLog = now
+				mnemonic.Log(s.log, mnemonic.Warning, "GM_SID_BOUND", "Group %s refuses registration of GM %s: it had %d sender IDs under the current keys (at most %d until a rekey)",
+					g.cfg.Name, m.addr, m.sidEpochIDs, SIDsPerMemberPerKeys)
+			}
+			return 0, nil, &gdoi.Refusal{Notify: isakmp.NotifyAttributesNotSupported,
+				Reason: fmt.Sprintf("group %s: GM %s had %d sender IDs under the current keys (at most %d until a rekey)", g.cfg.Name, m.addr, m.sidEpochIDs, SIDsPerMemberPerKeys)}
+		}
 		ids := make([]uint32, 0, n)
 		for i := 0; i < n; i++ {
-			sid, err := g.allocSID(now)
+			sid, err := g.allocSID(now, first)
 			if err != nil {
 				return 0, nil, err
 			}
 			ids = append(ids, sid)
 		}
+		m.sidEpochIDs += uint8(n)
 		g.members.setSIDs(m, ids)
 		m.sidBits = uint8(max(g.sidBits, MinSIDBits))
 		kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(int(m.sidBits), ids))

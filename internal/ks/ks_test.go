@@ -42,8 +42,8 @@ func TestKeyServerRules(t *testing.T) {
 		t.Fatalf("unknown group: %v", err)
 	}
 	seen := map[uint32]bool{}
-	for i := 0; i < 50; i++ {
-		_, kd, err := s.Keys(peer("10.0.0.1"), isakmp.GroupID(7), 2, now)
+	for i := 0; i < 50; i++ { // 25 members registering twice each (SIDsPerMemberPerKeys)
+		_, kd, err := s.Keys(Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i % 25)}), 848)}, isakmp.GroupID(7), 2, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,7 +56,7 @@ func TestKeyServerRules(t *testing.T) {
 			seen[uint32(v)] = true
 		}
 	}
-	if len(seen) != 100 || len(s.Snapshot(now)[0].Members) != 1 {
+	if len(seen) != 100 || len(s.Snapshot(now)[0].Members) != 25 {
 		t.Fatalf("%d sender IDs, %d members", len(seen), len(s.Snapshot(now)[0].Members))
 	}
 	old := s.Snapshot(now)[0].TEKs[0].SPI

@@ -30,6 +30,8 @@ type memberRec struct {
 	sidBits                  uint8
 	nsid                     uint8
 	removed                  bool
+	sidEpochIDs              uint8  // sender IDs got since group.sidEpoch was sidEpoch
+	sidEpoch                 uint32 // the group's sidEpoch at its first registration under the keys
 }
 
 // memberTable is a group's member list: values in registration order (none

@@ -147,6 +147,7 @@ func (g *group) setSIDBits(bits int) {
 	g.sidBits = bits
 	g.sidCap = uint32(free * math.Ldexp(1, bits) / float64(stride))
 	g.sidGiven, g.sidPressure = 0, time.Time{}
+	g.sidEpoch++
 }
 
 // sidFree is the part of the sender-ID space (at any width) the IDs the
@@ -192,6 +193,7 @@ func (g *group) carrySIDs(t *tek) {
 	if !t.counter() {
 		return
 	}
+	g.sidEpoch++ // new keys: each member's bound starts again
 	for i := range g.members.list {
 		m := &g.members.list[i]
 		w := m.sidWidth()
@@ -208,8 +210,9 @@ func (g *group) carrySIDs(t *tek) {
 // never reused with the same key, nor given while a member carries it into
 // the key: carrySIDs). Each new key starts the count again. now marks when
 // the IDs run low (sidPressure: NextRekey then rekeys early, and the next
-// keys are wider).
-func (g *group) allocSID(now time.Time) (uint32, error) {
+// keys are wider), counting the ID only when counted (a member's first
+// registration under the keys: sidEpoch), or when none is left.
+func (g *group) allocSID(now time.Time, counted bool) (uint32, error) {
 	bits := max(g.sidBits, MinSIDBits)
 	var next uint32 = 1
 	for _, t := range g.teks {
@@ -238,6 +241,9 @@ func (g *group) allocSID(now time.Time) (uint32, error) {
 		}
 	}
 	if next >= 1<<bits {
+		if g.sidPressure.IsZero() && bits < MaxSIDBits && g.sig.alg != 0 {
+			g.sidPressure = now // none left: the next rekey comes now
+		}
 		return 0, &gdoi.Refusal{Notify: isakmp.NotifyAttributesNotSupported,
 			Reason: fmt.Sprintf("group %s: all %d-bit sender IDs of the current keys are in use", g.cfg.Name, bits)}
 	}
@@ -247,7 +253,9 @@ func (g *group) allocSID(now time.Time) (uint32, error) {
 			t.sidUsed.add(next, bits)
 		}
 	}
-	g.sidGiven++
+	if counted {
+		g.sidGiven++
+	}
 	if g.sidPressure.IsZero() && bits < MaxSIDBits && g.sig.alg != 0 && g.sidGiven >= g.sidCap/2 {
 		// Half of what the keys were sized for is handed out: the next
 		// rekey comes now, with wider IDs if the group needs them.
@@ -279,6 +287,17 @@ func sidShareFrom(id uint32, bits int, stride, rank uint32) uint32 {
 		id = p << shift
 	}
 	return id
+}
+
+// SIDRefusedMemberBound is the number of registrations refused because
+// the member had SIDsPerMemberPerKeys sender IDs under the current keys
+// (all groups).
+func (s *Server) SIDRefusedMemberBound() uint64 {
+	var n uint64
+	for _, g := range s.groups {
+		n += g.sidRefusedMember
+	}
+	return n
 }
 
 // SIDBits is the width of the sender IDs the group hands out now (what a
