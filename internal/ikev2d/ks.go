@@ -39,10 +39,6 @@ type ksRole struct {
 	dirty    map[string]bool
 	saveAt   time.Time
 	lastSave time.Time
-	// queued is the state of each group last queued for the writer: a
-	// write of the keys alone carries its members (save), so that one the
-	// writer still holds is not written without them.
-	queued map[string]*ks.GroupState
 }
 
 // resend is one GSA_REKEY's pending retransmissions.
@@ -62,7 +58,7 @@ func newKSRole(r *Router, groups []ks.GroupConfig, now time.Time) (*ksRole, erro
 			return nil, fmt.Errorf("ikev2d: key-server group %s: %w", g.Name, err)
 		}
 	}
-	k := &ksRole{r: r, srv: srv, gcks: gikev2.NewGCKS(srv, r.o.Rand), ids: map[uint32]string{}, dirty: map[string]bool{}, queued: map[string]*ks.GroupState{}}
+	k := &ksRole{r: r, srv: srv, gcks: gikev2.NewGCKS(srv, r.o.Rand), ids: map[uint32]string{}, dirty: map[string]bool{}}
 	for _, g := range groups {
 		k.ids[g.ID] = g.Name
 	}
@@ -117,7 +113,6 @@ func (k *ksRole) save(name string, now time.Time, withMembers bool) error {
 			return err
 		}
 		delete(k.dirty, name)
-		delete(k.queued, name)
 		err = k.saver.SaveGroup(gs)
 	} else {
 		// The keys alone, built without copying the members (a
@@ -126,13 +121,12 @@ func (k *ksRole) save(name string, now time.Time, withMembers bool) error {
 		// writer may still hold the group's last queued state, which it
 		// then writes whole with these keys (SaveKeysOrdered): with the
 		// members as queued, the newer changes being dirty and queued
-		// next (markDirty).
+		// next (markDirty). The loop keeps no copy of a queued state: the
+		// writer drops it once written (it kept one per group for ever).
 		if gs, err = k.srv.KeysState(name, now); err != nil {
 			return err
 		}
-		if q := k.queued[name]; q != nil {
-			gs.Members = q.Members
-		}
+		gs.Members = nil
 		err = k.saver.SaveKeysOrdered(gs)
 	}
 	if err != nil {
@@ -254,7 +248,6 @@ func (k *ksRole) saveDirty(now time.Time) {
 			continue
 		}
 		k.saver.Queue(gs)
-		k.queued[name] = gs
 	}
 	clear(k.dirty)
 	k.saveAt, k.lastSave = time.Time{}, now

@@ -136,15 +136,22 @@ func (w *Writer) SaveKeys(gs *ks.GroupState) error {
 // with the writer, for a store that may let an older state's keys
 // replace newer ones. A queued state of the group (older keys: a
 // Sender-ID counter behind gs's) is not written after it: gs, members
-// included, is written instead.
+// included, is written instead, with the queued state's members when gs
+// carries none (keys built without the members: the caller need not keep
+// a copy of what it queued).
 func (w *Writer) SaveKeysOrdered(gs *ks.GroupState) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	w.mu.Lock()
-	_, queued := w.pending[gs.Name]
+	q, queued := w.pending[gs.Name]
 	delete(w.pending, gs.Name)
 	w.mu.Unlock()
 	if queued {
+		if gs.Members == nil && q != nil {
+			c := *gs
+			c.Members = q.Members
+			gs = &c
+		}
 		return w.st.SaveGroup(gs)
 	}
 	return w.st.SaveKeys(gs)
