@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/mnemonic"
@@ -155,14 +156,49 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 	// (handed out under it); with any key, those the members hold
 	// (carrySIDs: a fresh key reaches them by a rekey, which they enter
 	// with the IDs they have).
+	// A restored key's count is what the last save wrote: a GDOI
+	// registration hands out IDs without a write first (periodic saves,
+	// SaveInterval apart), so IDs above it may have been handed out before
+	// the crash, to members the store does not list either. The KS goes
+	// on above a margin (sidRestoreMargin), and keeps the margin's IDs
+	// marked in every later key of the group (sidGhost: those members
+	// carry them into a multicast rekey's keys), while this process runs.
+	for _, t := range g.teks {
+		if !t.counter() {
+			continue
+		}
+		if c, ok := restored[t]; ok {
+			w := int(t.sidBits)
+			lo := min(max(c, 1), 1<<w)
+			hi := min(lo+sidRestoreMargin(w), 1<<w)
+			if hi > lo {
+				r := sidRange{lo: lo, hi: hi, bits: uint8(w)}
+				if !slices.Contains(g.sidGhost, r) {
+					g.sidGhost = append(g.sidGhost, r)
+				}
+			}
+			t.sidNext = max(t.sidNext, hi)
+			restored[t] = hi
+		}
+	}
 	for _, t := range g.teks {
 		for id := uint32(1); id < min(restored[t], 1<<t.sidBits); id++ {
 			t.sidUsed.add(id, int(t.sidBits))
 		}
 		g.carrySIDs(t)
 	}
+	if len(g.sidGhost) > 0 {
+		g.setSIDBits(g.sidBits) // the cap less the margin's IDs
+	}
 	return nil
 }
+
+// sidRestoreMargin is how many IDs of width bits a restarted KS skips
+// above a restored key's stored count: 1/16 of the width's space (4,096
+// at 16 bits), more than one SaveInterval of registrations at the KS's
+// measured ceiling (docs/scale.md: a few thousand per second) with one
+// ID each.
+func sidRestoreMargin(bits int) uint32 { return 1 << (bits - 4) }
 
 // restoreSigningKey takes the stored rekey key the members hold (held,
 // PKCS#8) when it is not the configured one: the key was replaced (and

@@ -114,6 +114,12 @@ func (s *sidSet) add(id uint32, bits int) {
 	b.add(id)
 }
 
+// sidRange is the IDs lo..hi-1 of width bits.
+type sidRange struct {
+	lo, hi uint32
+	bits   uint8
+}
+
 // counter reports whether t is a counter-mode key (it needs sender IDs).
 func (t *tek) counter() bool { return t.authKey == nil }
 
@@ -162,6 +168,9 @@ func (g *group) sidFree() (free float64, members int) {
 		m := &g.members.list[i]
 		taken += float64(m.nsid) * math.Ldexp(1, -m.sidWidth())
 	}
+	for _, r := range g.sidGhost {
+		taken += float64(r.hi-r.lo) * math.Ldexp(1, -int(r.bits))
+	}
 	// Peer KSs' members: their IDs are not known here, one each at the
 	// current width.
 	taken += float64(members-g.members.len()) * math.Ldexp(1, -max(g.sidBits, MinSIDBits))
@@ -194,6 +203,11 @@ func (g *group) carrySIDs(t *tek) {
 		return
 	}
 	g.sidEpoch++ // new keys: each member's bound starts again
+	for _, r := range g.sidGhost {
+		for id := r.lo; id < r.hi; id++ {
+			t.sidUsed.add(id, int(r.bits))
+		}
+	}
 	for i := range g.members.list {
 		m := &g.members.list[i]
 		w := m.sidWidth()
