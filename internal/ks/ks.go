@@ -264,11 +264,11 @@ type group struct {
 	// got since, at most SIDsPerMemberPerKeys. sidRefusedMember counts
 	// registrations refused at that bound, sidRefusedMemberLog when that
 	// was last logged.
-	sidEpoch            uint32
+	sidEpoch uint32
 	// sidGhost are IDs a restart skipped above restored keys' stored
 	// counts (Restore): handed out, maybe, to members the store lost,
 	// who carry them into later keys. Marked in every new key.
-	sidGhost []sidRange
+	sidGhost            []sidRange
 	sidRefusedMember    uint64
 	sidRefusedMemberLog time.Time
 	// regs, acked and missed are the members' Registrations,
