@@ -264,13 +264,13 @@ type group struct {
 	// got since, at most SIDsPerMemberPerKeys. sidRefusedMember counts
 	// registrations refused at that bound, sidRefusedMemberLog when that
 	// was last logged.
-	sidEpoch uint32
+	sidEpoch            uint32
+	sidRefusedMember    uint64
+	sidRefusedMemberLog time.Time
 	// sidGhost are IDs a restart skipped above restored keys' stored
 	// counts (Restore): handed out, maybe, to members the store lost,
 	// who carry them into later keys. Marked in every new key.
-	sidGhost            []sidRange
-	sidRefusedMember    uint64
-	sidRefusedMemberLog time.Time
+	sidGhost []sidRange
 	// regs, acked and missed are the members' Registrations,
 	// AcksReceived and AcksMissed summed, kept as each changes, so that
 	// the counters a scrape reads do not walk the members (issue 18).
