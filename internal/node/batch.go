@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -23,6 +24,15 @@ import (
 // readBatch is the most datagrams one recvmmsg returns; each slot is a
 // 64 KiB buffer (only the pages datagrams touch become resident).
 const readBatch = 16
+
+// inQueue bounds the datagrams the readers hand the loop and it has not
+// taken yet (n.in holds inQueue/readBatch batches): while the loop is
+// busy, what arrives waits in the sockets' receive buffers (sockbuf.go),
+// bounded by the kernel, which drops the rest and counts it (kernelDrops:
+// the counter socket_receive_drops). Before batching n.in held 1,024
+// datagrams; holding 1,024 batches let up to 16,384 datagrams (up to
+// 1 GiB of 64 KiB ones) pile up in user space (issue 18, review).
+const inQueue = 1024
 
 // writeBatch is the most datagrams one sendmmsg carries.
 const writeBatch = 64
@@ -186,4 +196,35 @@ func (q *sendQueue) fill(out []outbound) []ipv4.Message {
 		i++
 	}
 	return q.msgs[:i]
+}
+
+// skMeminfoDrops is SK_MEMINFO_DROPS, the index of sk_drops in what
+// SO_MEMINFO returns (linux/sock_diag.h: SK_MEMINFO_VARS is 9).
+const skMeminfoDrops, skMeminfoVars = 8, 9
+
+// kernelDrops is how many datagrams the kernel dropped on c's socket
+// (sk_drops: its receive buffer was full, or a checksum failed); 0 for a
+// socket that is not the node's own UDP socket (iked's virtual ones: the
+// broker's socket is where those are lost) or when the kernel does not
+// say.
+func kernelDrops(c PacketConn) uint64 {
+	u, ok := c.(*net.UDPConn)
+	if !ok {
+		return 0
+	}
+	rc, err := u.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var v uint64
+	rc.Control(func(fd uintptr) {
+		var info [skMeminfoVars]uint32
+		l := uint32(unsafe.Sizeof(info))
+		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&l)), 0)
+		if e == 0 && l >= (skMeminfoDrops+1)*4 {
+			v = uint64(info[skMeminfoDrops])
+		}
+	})
+	return v
 }

@@ -159,3 +159,77 @@ func TestLoopReadsItsOnlySocket(t *testing.T) {
 		t.Fatal("Run did not end with its context")
 	}
 }
+
+// proves: S5 and N1 (issue 18, review: the readers' hand-over to the loop
+// is bounded in datagrams, not in batches) — a key server with two
+// sockets (a reader goroutine each) whose loop is busy takes at most
+// inQueue datagrams (and the batch each reader holds) out of its sockets'
+// receive buffers; the rest waits in the kernel, which drops what does not
+// fit, and those drops show as socket_receive_drops. Before, n.in held
+// 1,024 batches of up to 16: all 3,000 datagrams sat in user space.
+func TestReadersHandOverBoundedDatagrams(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ksAddr := netip.MustParseAddr("127.0.0.1")
+	kn, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0), netip.MustParseAddrPort("127.0.0.213:0")},
+		IKE: ikeCfg("k", version.Current), KS: []ks.GroupConfig{ksGroup(t, ksAddr)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go kn.Run(ctx)
+	busy, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	go kn.Do(ctx, func() { close(busy); <-release })
+	<-busy // the loop is busy until release
+
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 214)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// 3,000 small datagrams fit in the socket's receive buffer: the
+	// readers take what n.in holds and leave the rest there.
+	send := func(k, size int) {
+		junk := make([]byte, size) // a datagram no endpoint accepts
+		for range k {
+			if _, err := conn.WriteToUDPAddrPort(junk, kn.Addrs()[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s := kn.socks[0]
+	settled := func() uint64 { // what the readers took once they stop
+		read := s.io.readDatagrams.Load()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			time.Sleep(300 * time.Millisecond)
+			r := s.io.readDatagrams.Load()
+			if r == read {
+				break
+			}
+			read = r
+		}
+		return read
+	}
+	const small = 3000
+	send(small, 1000)
+	read := settled()
+	t.Logf("loop busy: %d of %d datagrams read out of the socket, %d dropped by the kernel", read, small, kernelDrops(s.conn))
+	if read > inQueue+readBatch {
+		t.Fatalf("%d datagrams handed to a busy loop: more than inQueue (%d) and one batch in the reader's hand", read, inQueue)
+	}
+	// 60 MB more overflow the receive buffer (32 MiB): the kernel drops
+	// and counts.
+	send(1000, 60000)
+	settled()
+	drops := kernelDrops(s.conn)
+	t.Logf("then 1,000 of 60,000 octets: %d dropped by the kernel", drops)
+	if drops == 0 {
+		t.Fatal("no drops counted")
+	}
+	release <- struct{}{}
+	var shown uint64
+	kn.Do(ctx, func() { shown = counter(kn.ISAKMPCounters(), "socket_receive_drops") })
+	if shown != drops {
+		t.Fatalf("socket_receive_drops shows %d, the socket dropped %d", shown, drops)
+	}
+}

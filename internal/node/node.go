@@ -170,7 +170,7 @@ type Node struct {
 	keks      gm.KEKStore
 	regs      []*registration
 	serves    serveTable
-	in        chan []datagram // what one read returned
+	in        chan []datagram // what one read returned: inQueue datagrams at most (batch.go)
 	// inbox holds the functions other goroutines run on the loop (Do,
 	// lookupSource); wake tells the loop (loop.go).
 	inboxMu sync.Mutex
@@ -190,6 +190,9 @@ type Node struct {
 	stats      counters
 	retired    []ike.Counter // the endpoint counters of sockets Refresh closed
 	retiredLog uint64        // log records their endpoints suppressed
+	// retiredDrops are the datagrams the kernel dropped on those
+	// sockets (kernelDrops)
+	retiredDrops uint64
 	// suspects are our phase-1 SAs to a KS that no new pull may use
 	// (register.go); bounded by the SAs we initiated.
 	suspects map[*ike.SA]bool
@@ -251,7 +254,7 @@ func New(o Options) (*Node, error) {
 	}
 	lim := ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now})
 	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, dp: o.Dataplane, keks: o.KEKs, serves: newServeTable(),
-		in: make(chan []datagram, 1024), wakeCh: make(chan struct{}, 1), ended: make(chan struct{})}
+		in: make(chan []datagram, inQueue/readBatch), wakeCh: make(chan struct{}, 1), ended: make(chan struct{})}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
 		var st ks.Store

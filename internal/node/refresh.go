@@ -62,6 +62,7 @@ func (n *Node) Refresh(listen []netip.AddrPort) (added, removed []netip.AddrPort
 	for _, s := range gone {
 		n.flushSock(s) // what this turn sent on it still leaves
 		s.closed = true
+		n.retiredDrops += kernelDrops(s.conn) // before the socket is gone
 		s.conn.Close()
 		n.retired = mergeCounters(n.retired, s.ep.Stats.Counters())
 		n.retiredLog += s.ep.LogSuppressed()

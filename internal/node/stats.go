@@ -40,7 +40,12 @@ func (n *Node) ISAKMPCounters() []ike.Counter {
 	if len(out) == 0 {
 		out = ike.Stats{}.Counters()
 	}
+	drops := n.retiredDrops
+	for _, s := range n.socks {
+		drops += kernelDrops(s.conn)
+	}
 	return append(out,
+		ike.Counter{Name: "socket_receive_drops", Help: "datagrams the kernel dropped at the node's sockets: their receive buffer was full while the loop was behind", Value: drops},
 		ike.Counter{Name: "phase2_other_exchange", Help: "phase-2 messages of an exchange other than GROUPKEY-PULL", Value: n.stats.phase2Other},
 		ike.Counter{Name: "closed_socket", Help: "datagrams read from a socket closed by a refresh", Value: n.stats.closedSocket},
 		ike.Counter{Name: "not_rekey_on_rekey_socket", Help: "datagrams other than rekeys on a multicast rekey socket", Value: n.stats.notRekey},
