@@ -677,9 +677,20 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 	n.pull.now = now
 	key := serveKey{sa, m.Header.MessageID}
 	if s0 := n.serves.get(key); s0 != nil {
+		wasDone := s0.sv.Done()
 		reply, done, err := s0.sv.Handle(m, raw)
 		if errors.Is(err, gdoi.ErrUnauthenticated) {
 			n.stats.pullForgedKS++ // the exchange stays for the GM's real message
+			return
+		}
+		if err != nil && wasDone {
+			// Not the GM's message 3 again (its digest differs), and a done
+			// exchange no longer holds the nonces HASH(3) covers: nothing
+			// authenticated it. Dropped and counted; the exchange stays
+			// for the GM's real retransmission (issue 18, review: it was
+			// answered, logged at Warn per datagram and deleted).
+			n.stats.pullAfterDone++
+			n.unauth.Debug("dropped GROUPKEY-PULL message for a finished exchange", "peer", sa.Peer().String())
 			return
 		}
 		if err != nil {

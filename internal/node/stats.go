@@ -18,6 +18,10 @@ type counters struct {
 	// (the acknowledgements' are ks.Delivery's: ks.AckStats)
 	pullsRefused uint64 // GROUPKEY-PULL refused with a notification
 	pullForgedKS uint64 // GROUPKEY-PULL message 1/3 that failed decryption or HASH
+	// GROUPKEY-PULL messages of a finished exchange other than its
+	// message 3 again: unauthenticated (the exchange no longer holds its
+	// nonces), dropped
+	pullAfterDone uint64
 	// multicast rekeys sent without the group's interface and TTL (the
 	// socket refused them)
 	mcastOptsFailed uint64
@@ -94,6 +98,7 @@ func (n *Node) KSCounters() []ike.Counter {
 	return []ike.Counter{
 		{Name: "pulls_refused", Help: "GROUPKEY-PULL exchanges refused with a notification", Value: n.stats.pullsRefused},
 		{Name: "pulls_unauthenticated", Help: "GROUPKEY-PULL messages that failed decryption or HASH (dropped, not answered)", Value: n.stats.pullForgedKS},
+		{Name: "pulls_after_done", Help: "GROUPKEY-PULL messages of a finished exchange other than its message 3 again (unauthenticated: dropped, not answered)", Value: n.stats.pullAfterDone},
 		{Name: "multicast_rekeys_without_options", Help: "multicast rekeys sent without the group's interface and TTL (the socket refused them)", Value: n.stats.mcastOptsFailed},
 		{Name: "acks_received", Help: "rekey acknowledgements verified", Value: acks.OK},
 		{Name: "acks_malformed", Help: "rekey acknowledgements that do not parse", Value: acks.Malformed},
