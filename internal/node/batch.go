@@ -1,9 +1,12 @@
 package node
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/net/ipv4"
@@ -99,6 +102,15 @@ func (n *Node) readBatches(s *sock, b batchConn) {
 	}
 	for {
 		k, err := b.ReadBatch(ms, 0)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A wake meant for the loop's direct read (wake loaded the
+			// conn just before leaveDirect handed the socket to this
+			// reader) set a past deadline: clear it and read on, or the
+			// socket would never be read again.
+			if d, ok := s.conn.(interface{ SetReadDeadline(time.Time) error }); ok && d.SetReadDeadline(time.Time{}) == nil {
+				continue
+			}
+		}
 		if err != nil {
 			return
 		}
