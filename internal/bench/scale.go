@@ -586,6 +586,35 @@ func (k *ksProc) exec(ctx context.Context, line string) (string, error) {
 	return resp.Text, nil
 }
 
+// stream runs line as the CLI does (ctl.Client.Stream: the text as it is
+// rendered, no 16 MiB cut) and returns the octets of its text.
+func (k *ksProc) stream(ctx context.Context, line string) (int64, error) {
+	c, err := ctl.Dial(k.sock)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var w countingWriter
+	resp, err := c.Stream(ctx, &ctl.WireRequest{Cmd: line}, &w)
+	if err != nil {
+		return w.n, fmt.Errorf("KS: %s: %w", line, err)
+	}
+	if !resp.OK {
+		return w.n, fmt.Errorf("KS: %s: %s", line, resp.Error)
+	}
+	return w.n, nil
+}
+
+// countingWriter counts what is written to it and keeps nothing.
+type countingWriter struct{ n int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return len(p), nil
+}
+
 var (
 	countRE   = regexp.MustCompile(`= (\d+)`)
 	membersRE = regexp.MustCompile(`(?m)^\s*members\s*: (\d+)`)
@@ -639,8 +668,8 @@ func (k *ksProc) measure(ctx context.Context, st *ScaleStage, g *genProc) error 
 		return err
 	}
 	start := time.Now()
-	out, err := k.exec(ctx, "show crypto gdoi ks members")
-	st.ShowFull, st.ShowFullBytes = time.Since(start), len(out)
+	size, err := k.stream(ctx, "show crypto gdoi ks members")
+	st.ShowFull, st.ShowFullBytes = time.Since(start), int(size)
 	if err != nil {
 		st.ShowFullErr = err.Error()
 	}
