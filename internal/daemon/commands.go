@@ -168,8 +168,8 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 	srv.HandleReadOnly("show crypto gdoi ks coop", "cooperative key servers: role, priority, timers, peers and their versions, announcement counters", ksOnly(n, snap(show.COOP)))
 	srv.HandleReadOnly("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
 	srv.HandleReadOnly("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n, running))
-	srv.HandleReadOnly("show crypto isakmp sa", "phase-1 SAs", snap(show.ISAKMPSA))
-	srv.HandleReadOnly("show crypto isakmp sa detail", "phase-1 SAs in detail: algorithms, lifetime, dead peer detection", snap(show.ISAKMPSADetail))
+	srv.HandleReadOnly("show crypto isakmp sa", "phase-1 SAs", phase1SAs(n, show.ISAKMPSA))
+	srv.HandleReadOnly("show crypto isakmp sa detail", "phase-1 SAs in detail: algorithms, lifetime, dead peer detection", phase1SAs(n, show.ISAKMPSADetail))
 	srv.HandleReadOnly("show crypto isakmp listen", "the local addresses isakmpd serves (UDP)", snap(listening))
 	srv.HandleReadOnly("show running-config", "the configuration in force", func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 		c := running()
@@ -263,13 +263,28 @@ func roleOnly(n *node.Node, h ctl.Handler, has func(node.Snapshot) bool, msg str
 type snapKey struct{}
 
 // state is the snapshot roleOnly took for this command, else a new one:
-// without the KS groups' member lists (node.StateCounts), which only
-// `show crypto gdoi ks members` reads (it takes node.State).
+// without the KS groups' member lists nor the phase-1 SAs
+// (node.StateCounts), which only `show crypto gdoi ks members` and `show
+// crypto isakmp sa` read (they take node.StateMembers, node.StatePhase1).
 func state(ctx context.Context, n *node.Node) (node.Snapshot, error) {
 	if s, ok := ctx.Value(snapKey{}).(*node.Snapshot); ok {
 		return *s, nil
 	}
 	return n.StateCounts(ctx)
+}
+
+// phase1SAs renders a command listing the phase-1 SAs, the only ones whose
+// snapshot copies them (node.StatePhase1; the others count them:
+// Snapshot.Phase1Count, issue 18).
+func phase1SAs(n *node.Node, f func(node.Snapshot) (string, any)) ctl.Handler {
+	return func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
+		s, err := n.StatePhase1(ctx)
+		if err != nil {
+			return nil, err
+		}
+		text, data := f(s)
+		return &ctl.Reply{Text: text, Data: data}, nil
+	}
 }
 
 // ksMembers is `show crypto gdoi ks members [A.B.C.D]`, streamed (issue
@@ -290,7 +305,7 @@ func ksMembers(n *node.Node) ctl.Handler {
 		if only.IsValid() {
 			s, err = n.StateOfMember(ctx, only) // that member only
 		} else {
-			s, err = n.State(ctx) // with the members
+			s, err = n.StateMembers(ctx) // with the members (not the phase-1 SAs)
 		}
 		if err != nil {
 			return nil, err

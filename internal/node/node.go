@@ -745,6 +745,15 @@ func (n *Node) Dataplane() sadb.Dataplane { return n.dp }
 // KEKStore is where the node's GM groups keep their KEKs.
 func (n *Node) KEKStore() gm.KEKStore { return n.keks }
 
+// phaseOneCount is len(PhaseOneSAs()) without copying them.
+func (n *Node) phaseOneCount() int {
+	k := 0
+	for _, s := range n.socks {
+		k += s.ep.Established()
+	}
+	return k
+}
+
 // PhaseOneSAs lists the established phase-1 SAs; use inside Do.
 func (n *Node) PhaseOneSAs() []ike.Info {
 	var out []ike.Info

@@ -21,7 +21,12 @@ type Snapshot struct {
 	GM       []MemberState
 	TEKs     []sadb.TEK
 	KEKs     []sadb.KEK
-	Phase1   []ike.Info
+	// Phase1 lists the established phase-1 SAs (State and StatePhase1
+	// only: nil in the others); Phase1Count counts them in every
+	// snapshot, without copying them (issue 18: 100,000 members hold
+	// 100,000 SAs).
+	Phase1      []ike.Info
+	Phase1Count int
 	// FailModes is each GM group's fail mode.
 	FailModes map[string]sadb.FailMode
 	// SADB names where TEKs and KEKs were read: "" for this process,
@@ -52,13 +57,17 @@ type Snapshot struct {
 }
 
 // Snapshot copies the node's state; call it inside Do.
-func (n *Node) Snapshot() Snapshot { return n.snapshot(true) }
+func (n *Node) Snapshot() Snapshot { return n.snapshot(true, true) }
 
 // snapshot copies the node's state, the KS groups' members only with
-// members (ks.GroupSnapshot.MemberCount counts them either way).
-func (n *Node) snapshot(members bool) Snapshot {
+// members (ks.GroupSnapshot.MemberCount counts them either way), the
+// phase-1 SAs only with phase1 (Phase1Count counts them either way).
+func (n *Node) snapshot(members, phase1 bool) Snapshot {
 	s := Snapshot{Hostname: n.o.Hostname, Now: n.o.Now(), Version: n.o.IKE.Version, Addrs: n.Addrs(),
-		GM: n.Members(), TEKs: n.dp.TEKs(), KEKs: n.keks.KEKs(), Phase1: n.PhaseOneSAs()}
+		GM: n.Members(), TEKs: n.dp.TEKs(), KEKs: n.keks.KEKs(), Phase1Count: n.phaseOneCount()}
+	if phase1 {
+		s.Phase1 = n.PhaseOneSAs()
+	}
 	s.FailModes = map[string]sadb.FailMode{}
 	for _, r := range n.regs {
 		s.FailModes[r.cfg.Name] = n.dp.FailMode(r.cfg.Name)
@@ -86,20 +95,31 @@ func (n *Node) snapshot(members bool) Snapshot {
 // State returns a Snapshot taken on the node's goroutine. When the SAs
 // live in another process (tmd), they are then asked for from this
 // goroutine, so that the node's event loop never waits on tmd.
-func (n *Node) State(ctx context.Context) (Snapshot, error) { return n.state(ctx, true) }
+func (n *Node) State(ctx context.Context) (Snapshot, error) { return n.state(ctx, true, true) }
 
 // StateCounts is State without the KS groups' member lists (Members nil,
 // MemberCount set), for the commands that only count them: at 100,000
 // members the full copy holds the node's goroutine for tens of
 // milliseconds, this one for microseconds (issue 18, TestSnapshotCost100k).
-func (n *Node) StateCounts(ctx context.Context) (Snapshot, error) { return n.state(ctx, false) }
+// Nor does it list the phase-1 SAs (Phase1 nil, Phase1Count set): a
+// Prometheus scrape and the show commands other than `show crypto isakmp
+// sa` cost the same with 10 or 100,000 of them.
+func (n *Node) StateCounts(ctx context.Context) (Snapshot, error) { return n.state(ctx, false, false) }
+
+// StateMembers is State without the phase-1 SAs' list (Phase1Count
+// set): `show crypto gdoi ks members` (issue 18).
+func (n *Node) StateMembers(ctx context.Context) (Snapshot, error) { return n.state(ctx, true, false) }
+
+// StatePhase1 is State without the KS groups' member lists: `show crypto
+// isakmp sa` (issue 18).
+func (n *Node) StatePhase1(ctx context.Context) (Snapshot, error) { return n.state(ctx, false, true) }
 
 // StateOfMember is StateCounts with, in each KS group, the member at
 // addr alone in Members if it is registered there (show crypto gdoi ks
 // members A.B.C.D): a lookup, not a copy of the member lists.
 func (n *Node) StateOfMember(ctx context.Context, addr netip.Addr) (Snapshot, error) {
 	return n.stateWith(ctx, func() Snapshot {
-		s := n.snapshot(false)
+		s := n.snapshot(false, false)
 		for i := range s.KS {
 			if m, ok := n.ks.Member(s.KS[i].Name, addr); ok {
 				s.KS[i].Members = []ks.Member{m}
@@ -109,8 +129,8 @@ func (n *Node) StateOfMember(ctx context.Context, addr netip.Addr) (Snapshot, er
 	})
 }
 
-func (n *Node) state(ctx context.Context, members bool) (Snapshot, error) {
-	return n.stateWith(ctx, func() Snapshot { return n.snapshot(members) })
+func (n *Node) state(ctx context.Context, members, phase1 bool) (Snapshot, error) {
+	return n.stateWith(ctx, func() Snapshot { return n.snapshot(members, phase1) })
 }
 
 func (n *Node) stateWith(ctx context.Context, snap func() Snapshot) (Snapshot, error) {

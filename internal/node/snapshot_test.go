@@ -71,7 +71,7 @@ func TestSnapshotCost100k(t *testing.T) {
 	var counted Snapshot
 	bestCounted := time.Hour
 	for range 3 {
-		bestCounted = min(bestCounted, loopTime(t, nd, func() { counted = nd.snapshot(false) }))
+		bestCounted = min(bestCounted, loopTime(t, nd, func() { counted = nd.snapshot(false, false) }))
 	}
 	if len(counted.KS) != 1 || counted.KS[0].Members != nil || counted.KS[0].MemberCount != n || full.KS[0].MemberCount != n {
 		t.Fatalf("counted snapshot: %+v", counted.KS)
