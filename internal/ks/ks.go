@@ -192,6 +192,13 @@ type tek struct {
 	// or the group's wider one once IDs of it were handed out under it).
 	sidNext uint32
 	sidBits uint8
+	// sidReserved is the key's sender-ID high-water mark, at width
+	// sidBits: no ID at or above it was handed out. A registration that
+	// passes it raises it by a block (sidReserveBlock) and the group's
+	// sidUnwritten is set: the keys must be written (the mark with them:
+	// TEKState.SIDReserved) before the answer leaves, so a restarted KS
+	// resumes above every ID that ever left it (Restore).
+	sidReserved uint32
 	// sidUsed are the sender IDs in use with this key: those handed out
 	// under it and those members held when it was made (they keep them
 	// across rekeys: carrySIDs).
@@ -271,6 +278,9 @@ type group struct {
 	// counts (Restore): handed out, maybe, to members the store lost,
 	// who carry them into later keys. Marked in every new key.
 	sidGhost []sidRange
+	// sidUnwritten: a key's sidReserved was raised and not yet reported
+	// written (SIDReservationsUnwritten, SIDReservationWritten).
+	sidUnwritten bool
 	// regs, acked and missed are the members' Registrations,
 	// AcksReceived and AcksMissed summed, kept as each changes, so that
 	// the counters a scrape reads do not walk the members (issue 18).
@@ -491,7 +501,7 @@ func (s *Server) newTEK(p TEKPolicy, sel Selector, now time.Time) (*tek, error) 
 	if err != nil {
 		return nil, err
 	}
-	t := &tek{policy: p, sel: sel, created: now, expires: now.Add(p.Lifetime), sidNext: 1, sidBits: MinSIDBits, receiveOnly: p.receiveOnly}
+	t := &tek{policy: p, sel: sel, created: now, expires: now.Add(p.Lifetime), sidNext: 1, sidReserved: 1, sidBits: MinSIDBits, receiveOnly: p.receiveOnly}
 	for t.spi < 256 { // SPIs 1-255 are reserved (RFC 4303 §2.1)
 		b, err := s.read(4)
 		if err != nil {

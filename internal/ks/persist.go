@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/mnemonic"
@@ -45,7 +44,7 @@ func (s *Server) state(name string, now time.Time, members bool) (*GroupState, e
 	for _, t := range g.teks {
 		st.TEKs = append(st.TEKs, TEKState{SPI: t.spi, Transform: uint8(t.policy.Transform), KeyBits: t.policy.KeyBits,
 			AuthAlg: t.policy.AuthAlg, EncKey: t.encKey, AuthKey: t.authKey, Proto: t.sel.Proto, Src: t.sel.Src, Dst: t.sel.Dst,
-			SrcPort: t.sel.SrcPort, DstPort: t.sel.DstPort, Created: t.created, Expires: t.expires, Lifetime: t.policy.Lifetime, SIDNext: t.sidNext, SIDBits: t.sidBits})
+			SrcPort: t.sel.SrcPort, DstPort: t.sel.DstPort, Created: t.created, Expires: t.expires, Lifetime: t.policy.Lifetime, SIDNext: t.sidNext, SIDBits: t.sidBits, SIDReserved: t.sidReserved})
 	}
 	if !members {
 		return st, nil
@@ -100,6 +99,7 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 		s.restoreSigningKey(g, st.SigningKey)
 	}
 	restored := map[*tek]uint32{}
+	reserved := map[*tek]uint32{} // the restored keys' stored high-water marks
 	for i, t := range g.teks {
 		for _, k := range st.TEKs {
 			if k.Src == t.sel.Src && k.Dst == t.sel.Dst && k.Proto == t.sel.Proto && k.SrcPort == t.sel.SrcPort && k.DstPort == t.sel.DstPort &&
@@ -111,6 +111,7 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 					g.teks[i].sidBits = k.SIDBits
 				}
 				restored[g.teks[i]] = k.SIDNext
+				reserved[g.teks[i]] = k.SIDReserved
 			}
 		}
 	}
@@ -156,28 +157,60 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 	// (handed out under it); with any key, those the members hold
 	// (carrySIDs: a fresh key reaches them by a rekey, which they enter
 	// with the IDs they have).
-	// A restored key's count is what the last save wrote: a GDOI
-	// registration hands out IDs without a write first (periodic saves,
-	// SaveInterval apart), so IDs above it may have been handed out before
-	// the crash, to members the store does not list either. The KS goes
-	// on above a margin (sidRestoreMargin), and keeps the margin's IDs
-	// marked in every later key of the group (sidGhost: those members
-	// carry them into a multicast rekey's keys), while this process runs.
+	// A restored key's count is what the last write of its keys saw: a
+	// GDOI registration hands out IDs without writing the count first,
+	// but never one at or above the key's high-water mark as last written
+	// (allocSID raises it a block at a time; the owner writes the keys
+	// before the answer leaves: SIDReservationsUnwritten). The KS goes on
+	// from the mark. The members are saved less often than the keys (a
+	// keys-only write leaves them), so any ID below the mark that no
+	// stored member holds may be held by a member the store lost, who
+	// carries it into a multicast rekey's keys: those stay marked in every
+	// later key of the group (sidGhost), while this process runs. A state
+	// written before marks were kept (none stored: 0; a key made since
+	// starts with a mark of 1) skips a margin above the count instead
+	// (sidRestoreMargin).
+	var held sidSet // the stored members' IDs
+	for i := range g.members.list {
+		m := &g.members.list[i]
+		w := m.sidWidth()
+		g.members.eachSID(m, func(id uint32) {
+			if id > 0 {
+				held.add(id, w)
+			}
+		})
+	}
+	ghosts := map[sidRange]bool{}
+	for _, r := range g.sidGhost {
+		ghosts[r] = true
+	}
 	for _, t := range g.teks {
 		if !t.counter() {
 			continue
 		}
 		if c, ok := restored[t]; ok {
 			w := int(t.sidBits)
-			lo := min(max(c, 1), 1<<w)
-			hi := min(lo+sidRestoreMargin(w), 1<<w)
-			if hi > lo {
-				r := sidRange{lo: lo, hi: hi, bits: uint8(w)}
-				if !slices.Contains(g.sidGhost, r) {
+			hi := min(max(c, 1, reserved[t]), 1<<w)
+			if reserved[t] == 0 {
+				hi = min(max(c, 1)+sidRestoreMargin(w), 1<<w)
+			}
+			for id := uint32(1); id < hi; {
+				if held.has(id, w) {
+					id++
+					continue
+				}
+				r := sidRange{lo: id, bits: uint8(w)}
+				for id < hi && !held.has(id, w) {
+					id++
+				}
+				r.hi = id
+				if !ghosts[r] {
+					ghosts[r] = true
 					g.sidGhost = append(g.sidGhost, r)
 				}
 			}
 			t.sidNext = max(t.sidNext, hi)
+			t.sidReserved = t.sidNext // the next ID raises it, written first
 			restored[t] = hi
 		}
 	}
@@ -194,10 +227,9 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 }
 
 // sidRestoreMargin is how many IDs of width bits a restarted KS skips
-// above a restored key's stored count: 1/16 of the width's space (4,096
-// at 16 bits), more than one SaveInterval of registrations at the KS's
-// measured ceiling (docs/scale.md: a few thousand per second) with one
-// ID each.
+// above a restored key's stored count when the state holds no high-water
+// mark (written by a version before marks were kept): 1/16 of the width's
+// space (4,096 at 16 bits).
 func sidRestoreMargin(bits int) uint32 { return 1 << (bits - 4) }
 
 // restoreSigningKey takes the stored rekey key the members hold (held,
@@ -229,6 +261,60 @@ func (s *Server) restoreSigningKey(g *group, held []byte) {
 		g.sig, g.announce = k, &configured
 		s.log.Info("rekey key changed since the state was saved: the next rekey announces it to the members, signed with the stored key they hold", "group", g.cfg.Name)
 	}
+}
+
+// SIDReservationsUnwritten lists the groups whose keys' sender-ID
+// high-water marks were raised (a registration was given an ID at or
+// above a mark, Keys) and not yet reported written: the owner writes
+// each one's keys (KeysState, a keys-only write) before it sends the
+// answer that carries the ID, then calls SIDReservationWritten. Without
+// that write, a crash and restart could hand the ID out again under the
+// same key (identical AES-GCM nonces). It is empty but once every block
+// of IDs (sidReserveBlock).
+func (s *Server) SIDReservationsUnwritten() []string {
+	var out []string
+	for _, g := range s.byName {
+		if g.sidUnwritten {
+			out = append(out, g.cfg.Name)
+		}
+	}
+	return out
+}
+
+// SIDReservationWritten records that st, a State or KeysState of its
+// group, is durable: the group's marks are written when st holds each
+// counter-mode key's current one (or a higher one).
+func (s *Server) SIDReservationWritten(st *GroupState) {
+	g := s.byName[st.Name]
+	if g == nil || !g.sidUnwritten {
+		return
+	}
+	for _, t := range g.teks {
+		if !t.counter() {
+			continue
+		}
+		ok := false
+		for _, k := range st.TEKs {
+			if k.SPI == t.spi && sidMarkAt(k.SIDReserved, k.SIDBits, t.sidBits) >= t.sidReserved {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return
+		}
+	}
+	g.sidUnwritten = false
+}
+
+// sidMarkAt is a high-water mark of width from (0: MinSIDBits) at width
+// to (the IDs below it of width to); a narrower mark is not lowered.
+func sidMarkAt(mark uint32, from, to uint8) uint32 {
+	f, t := max(int(from), MinSIDBits), max(int(to), MinSIDBits)
+	if f < t {
+		return mark << (t - f)
+	}
+	return mark >> (f - t) // a wider mark at a narrower width: rounded down
 }
 
 // Dirty reports whether member state changed since the last MarkSaved:

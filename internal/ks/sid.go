@@ -263,7 +263,17 @@ func (g *group) allocSID(now time.Time, counted bool) (uint32, error) {
 	}
 	for _, t := range g.teks {
 		if t.counter() {
-			t.sidNext, t.sidBits = next+1, uint8(bits)
+			// The high-water mark, at this width: an ID at or above it
+			// raises it by a block, to be written before the ID leaves.
+			mark := t.sidReserved
+			if tb := int(t.sidBits); validSIDBits(tb) && tb < bits {
+				mark <<= bits - tb
+			}
+			if next >= mark {
+				mark = uint32(min(uint64(next)+uint64(sidReserveBlock(stride)), 1<<bits))
+				g.sidUnwritten = true
+			}
+			t.sidNext, t.sidBits, t.sidReserved = next+1, uint8(bits), mark
 			t.sidUsed.add(next, bits)
 		}
 	}
@@ -277,6 +287,13 @@ func (g *group) allocSID(now time.Time, counted bool) (uint32, error) {
 	}
 	return next, nil
 }
+
+// sidReserveBlock is how far a key's sender-ID high-water mark rises past
+// an ID that reaches it: 1,024 of this KS's IDs (stride cooperative KSs
+// share the IDs out, sidShareFrom). At the KS's measured ceiling (some
+// 5,000 registrations a second, one ID each) that is a keys-only write
+// every ~200 ms, and a restart loses at most one block of each key's IDs.
+func sidReserveBlock(stride uint32) uint32 { return 1024 * max(stride, 1) }
 
 // sidShareFrom is the first ID of width bits from id on that lies in the
 // share of the KS of rank among stride cooperative KSs (id itself when it

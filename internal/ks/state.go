@@ -91,6 +91,13 @@ type TEKState struct {
 	// SIDBits is the width SIDNext counts in (0: MinSIDBits, a state
 	// written before widths were chosen per group).
 	SIDBits uint8 `json:"sid_bits,omitempty"`
+	// SIDReserved is the key's sender-ID high-water mark at width
+	// SIDBits: no ID at or above it was handed out under the key. A KS
+	// writes it before an ID above the stored mark leaves it, and a
+	// restarted KS goes on from it (0: a state written before marks were
+	// kept). A store must never lower it (store.Store keeps the higher
+	// of the stored and the written mark of a key, by SPI).
+	SIDReserved uint32 `json:"sid_reserved,omitempty"`
 }
 
 // MemberState is one registered GM.

@@ -263,7 +263,7 @@ func New(o Options) (*Node, error) {
 			st = n.saver
 		}
 		n.delivery = ks.NewDelivery(n.ks, st)
-		n.pull = &pullPolicy{ks: n.ks}
+		n.pull = &pullPolicy{ks: n.ks, saver: n.saver}
 		now := o.Now()
 		for _, g := range o.KS {
 			if err := n.ks.AddGroup(g, now); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/kswriter"
 	"github.com/groupvpn/groupvpn/internal/syslog"
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -277,8 +278,9 @@ func (n *Node) UnservedAddresses() map[string]netip.Addr {
 // the KS the time, which the node sets before each message it hands to
 // gdoi (the exchanges carry no clock).
 type pullPolicy struct {
-	ks  *ks.Server
-	now time.Time
+	ks    *ks.Server
+	saver *kswriter.Writer // nil without a store
+	now   time.Time
 }
 
 func (p *pullPolicy) Join(peer ike.Info, group *isakmp.ID) (*isakmp.GroupSA, error) {
@@ -286,7 +288,38 @@ func (p *pullPolicy) Join(peer ike.Info, group *isakmp.ID) (*isakmp.GroupSA, err
 }
 
 func (p *pullPolicy) Keys(peer ike.Info, group *isakmp.ID, sids uint16) (uint32, *isakmp.KD, error) {
-	return p.ks.Keys(ksPeer(peer), group, sids, p.now)
+	seq, kd, err := p.ks.Keys(ksPeer(peer), group, sids, p.now)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := p.writeSIDReservations(); err != nil {
+		return 0, nil, err
+	}
+	return seq, kd, nil
+}
+
+// writeSIDReservations writes the keys of the groups whose sender-ID
+// high-water marks a registration raised (once a block of IDs,
+// ks.Server.SIDReservationsUnwritten) before its answer leaves: a crash
+// after the answer then never hands its IDs out again (the restarted KS
+// goes on from the written mark). A keys-only write, not waiting for the
+// writer's periodic save (the store never lowers a stored mark). A
+// failed write refuses the registration; the next one tries again.
+func (p *pullPolicy) writeSIDReservations() error {
+	if p.saver == nil {
+		return nil
+	}
+	for _, name := range p.ks.SIDReservationsUnwritten() {
+		st, err := p.ks.KeysState(name, p.now)
+		if err != nil {
+			return err
+		}
+		if err := p.saver.SaveKeys(st); err != nil {
+			return fmt.Errorf("node: writing group %s's sender-ID reservation: %w", name, err)
+		}
+		p.ks.SIDReservationWritten(st)
+	}
+	return nil
 }
 
 // ksPeer describes an IKEv1 phase-1 peer to the KS.

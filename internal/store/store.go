@@ -939,10 +939,43 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 			// cannot be read is replaced, as before.
 			if raw, err := r.get(b, groupLoc(name, keyState)); err == nil && raw != nil {
 				var cur struct {
-					Seq uint32 `json:"seq"`
+					Seq  uint32 `json:"seq"`
+					TEKs []struct {
+						SPI         uint32 `json:"spi"`
+						SIDBits     uint8  `json:"sid_bits"`
+						SIDReserved uint32 `json:"sid_reserved"`
+					} `json:"teks"`
 				}
-				if json.Unmarshal(raw, &cur) == nil && cur.Seq > g.Seq {
-					state = nil
+				if json.Unmarshal(raw, &cur) == nil {
+					if cur.Seq > g.Seq {
+						state = nil
+					} else {
+						// A key's sender-ID high-water mark never goes
+						// down: a periodic save taken before a
+						// registration raised it and written after the
+						// keys-only write of the raise keeps the raise
+						// (ks.TEKState.SIDReserved).
+						var raised []ks.TEKState
+						for _, c := range cur.TEKs {
+							for i := range rec.TEKs {
+								t := &rec.TEKs[i]
+								if t.SPI != c.SPI || c.SIDReserved == 0 || sidMark(c.SIDReserved, c.SIDBits, t.SIDBits) <= t.SIDReserved {
+									continue
+								}
+								if raised == nil {
+									raised = slices.Clone(rec.TEKs)
+									rec.TEKs = raised
+									t = &rec.TEKs[i]
+								}
+								t.SIDReserved = sidMark(c.SIDReserved, c.SIDBits, t.SIDBits)
+							}
+						}
+						if raised != nil {
+							if state, err = json.Marshal(rec); err != nil {
+								return err
+							}
+						}
+					}
 				}
 			}
 		}
@@ -971,6 +1004,18 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 		return fmt.Errorf("store: %s: save group %s: %w", s.path, g.Name, err)
 	}
 	return nil
+}
+
+// sidMark is a sender-ID high-water mark of width from at width to (0:
+// the narrowest, 16 bits), rounded up: no ID at or above it was handed
+// out.
+func sidMark(mark uint32, from, to uint8) uint32 {
+	f, t := max(int(from), 16), max(int(to), 16)
+	if f <= t {
+		return mark << (t - f)
+	}
+	sh := f - t
+	return (mark + 1<<sh - 1) >> sh
 }
 
 // putMembers makes the group's members bucket hold exactly g.Members:
