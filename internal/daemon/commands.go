@@ -168,8 +168,8 @@ func Register(srv *ctl.Server, n *node.Node, running func() *policy.Config, sour
 	srv.HandleReadOnly("show crypto gdoi ks coop", "cooperative key servers: role, priority, timers, peers and their versions, announcement counters", ksOnly(n, snap(show.COOP)))
 	srv.HandleReadOnly("show crypto gdoi gm", "this group member's registrations, KEK and TEK policy", gmOnly(n, snap(show.GM)))
 	srv.HandleReadOnly("show crypto ipsec sa", "the group SAs installed and their packet counters", ipsecSA(n, running))
-	srv.HandleReadOnly("show crypto isakmp sa", "phase-1 SAs", phase1SAs(n, show.ISAKMPSA))
-	srv.HandleReadOnly("show crypto isakmp sa detail", "phase-1 SAs in detail: algorithms, lifetime, dead peer detection", phase1SAs(n, show.ISAKMPSADetail))
+	srv.HandleReadOnly("show crypto isakmp sa", "phase-1 SAs", phase1SAs(n, false))
+	srv.HandleReadOnly("show crypto isakmp sa detail", "phase-1 SAs in detail: algorithms, lifetime, dead peer detection", phase1SAs(n, true))
 	srv.HandleReadOnly("show crypto isakmp listen", "the local addresses isakmpd serves (UDP)", snap(listening))
 	srv.HandleReadOnly("show running-config", "the configuration in force", func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 		c := running()
@@ -273,17 +273,20 @@ func state(ctx context.Context, n *node.Node) (node.Snapshot, error) {
 	return n.StateCounts(ctx)
 }
 
-// phase1SAs renders a command listing the phase-1 SAs, the only ones whose
-// snapshot copies them (node.StatePhase1; the others count them:
-// Snapshot.Phase1Count, issue 18).
-func phase1SAs(n *node.Node, f func(node.Snapshot) (string, any)) ctl.Handler {
+// phase1SAs is `show crypto isakmp sa [detail]`, streamed (issue 18: a
+// key server holds a phase-1 SA per member), the only commands whose
+// snapshot copies the phase-1 SAs (node.StatePhase1; the others count
+// them: Snapshot.Phase1Count).
+func phase1SAs(n *node.Node, detail bool) ctl.Handler {
 	return func(ctx context.Context, _ *ctl.Request) (*ctl.Reply, error) {
 		s, err := n.StatePhase1(ctx)
 		if err != nil {
 			return nil, err
 		}
-		text, data := f(s)
-		return &ctl.Reply{Text: text, Data: data}, nil
+		return &ctl.Reply{
+			Stream:     func(w io.Writer) error { return show.WriteISAKMPSA(w, s, detail) },
+			StreamJSON: func(w io.Writer) error { return show.WriteISAKMPSAJSON(w, s, detail) },
+		}, nil
 	}
 }
 

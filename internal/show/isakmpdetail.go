@@ -15,24 +15,7 @@ import (
 // keepalive, issue 14 item 2).
 func ISAKMPSADetail(s node.Snapshot) (string, any) {
 	var b strings.Builder
-	b.WriteString("Codes: C - IKE configuration mode, D - Dead Peer Detection\n" +
-		"       K - Keepalives, N - NAT-traversal\n" +
-		"       T - cTCP encapsulation, X - IKE Extended Authentication\n" +
-		"       psk - Preshared key, rsig - RSA signature\n" +
-		"       renc - RSA encryption\n" +
-		"IPv4 Crypto ISAKMP SA\n\n" +
-		"C-id  Local           Remote          I-VRF  Status Encr Hash   Auth DH Lifetime Cap.\n\n")
-	for k, i := range s.Phase1 {
-		capa := ""
-		if i.PeerDPD {
-			capa = "D"
-		}
-		fmt.Fprintf(&b, "%-5d %-15s %-15s %-6s %-6s %-4s %-6s %-4s %2d %s %s\n", k+1, i.Local.Addr(), i.Peer.Addr(), "",
-			"ACTIVE", "aes", iosHash(i.Suite.Hash), iosAuth(i.Suite.Auth), i.Suite.Group, hms(i.Expires.Sub(s.Now)), capa)
-		fmt.Fprintf(&b, "       Engine-id:Conn-id =  SW:%d\n", k+1)
-		fmt.Fprintf(&b, "       %s\n", dpdLine(i, s.Now))
-	}
-	b.WriteString("\nIPv6 Crypto ISAKMP SA\n\n")
+	WriteISAKMPSA(&b, s, true)
 	return b.String(), ISAKMPSADetailView(s)
 }
 

@@ -430,13 +430,11 @@ func prefixMask(p netip.Prefix) string {
 	return p.String()
 }
 
-// ISAKMPSA renders `show crypto isakmp sa`: the phase-1 SAs.
+// ISAKMPSA renders `show crypto isakmp sa`: the phase-1 SAs (the daemon
+// streams it: WriteISAKMPSA).
 func ISAKMPSA(s node.Snapshot) (string, any) {
 	var b strings.Builder
-	b.WriteString("IPv4 Crypto ISAKMP SA\ndst             src             state          conn-id status\n")
-	for k, i := range s.Phase1 {
-		fmt.Fprintf(&b, "%-15s %-15s %-14s %7d ACTIVE\n", i.Peer.Addr(), i.Local.Addr(), "GDOI_IDLE", k+1)
-	}
+	WriteISAKMPSA(&b, s, false)
 	return b.String(), ISAKMPSAView(s)
 }
 
