@@ -47,7 +47,11 @@ type ScaleOptions struct {
 	Base   netip.Addr     // the first member's address (default 127.64.0.1)
 	Window int            // first registrations in flight per loadgen (default 512)
 	// Steps after the last stage (all by default in groupvpn bench scale).
-	Rekey, Restart, Removal bool
+	// Settle: the KS's memory once what a registration keeps only for a
+	// while is gone (a served pull: 30 s; phase 1's message 6: 46 s):
+	// its live heap at its first GC from 50 s after the last stage on,
+	// and its RSS then (up to 3 minutes: the runtime forces a GC every 2).
+	Settle, Rekey, Restart, Removal bool
 	// TEKLifetime of the group's first TEK (default 3600 s); the removal
 	// shortens it (the members re-register within the shortened lifetime).
 	TEKLifetime time.Duration
@@ -99,6 +103,9 @@ type ScaleReport struct {
 	RekeyTime  time.Duration
 	RekeyAcked int64
 	RekeyAgain int64 // ACKs of retransmitted copies
+	// Settle: the KS's live heap and RSS with the last stage's members,
+	// registrations' transient state gone (-1: no GC seen).
+	SettledHeap, SettledRSS int64
 	// Restart: SIGKILL, then a new isakmpd from the state file, until the
 	// control socket answers and shows every member.
 	RestartTime    time.Duration
@@ -299,6 +306,19 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 		}
 	}
 	total := int64(prev)
+	rep.SettledHeap = -1
+	if o.Settle && len(rep.Stages) > 0 {
+		if err := sleepCtx(ctx, 50*time.Second); err != nil {
+			return rep, err
+		}
+		before := len(gcRE.FindAllStringSubmatch(readAll(ks.log), -1))
+		live, err := ks.nextGC(ctx, before)
+		if err != nil {
+			return rep, err
+		}
+		rep.SettledHeap, rep.SettledRSS = live, rss(ks.pid())
+		fmt.Fprintf(o.Log, "settled: KS live heap %d MiB, RSS %d MiB\n", live>>20, rep.SettledRSS>>20)
+	}
 	sum := func(f func(loadgen.Snapshot) int64) int64 {
 		var t int64
 		for _, g := range gens {
@@ -673,21 +693,8 @@ func (k *ksProc) measure(ctx context.Context, st *ScaleStage, g *genProc) error 
 	if err != nil {
 		st.ShowFullErr = err.Error()
 	}
-	// A GC after the stage: the show commands allocate; wait for the
-	// runtime's next collection (at most its 2-minute forced one).
-	st.KSHeapLive = -1
-	end := time.Now().Add(130 * time.Second)
-	for time.Now().Before(end) {
-		ms := gcRE.FindAllStringSubmatch(readAll(k.log), -1)
-		if len(ms) > before {
-			live, _ := strconv.ParseInt(ms[len(ms)-1][3], 10, 64)
-			st.KSHeapLive = live << 20
-			break
-		}
-		k.exec(ctx, "show crypto gdoi ks")
-		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-			return err
-		}
+	if st.KSHeapLive, err = k.nextGC(ctx, before); err != nil {
+		return err
 	}
 	st.KSRSS = rss(k.pid())
 	if fi, err := os.Stat(k.state); err == nil {
@@ -695,6 +702,26 @@ func (k *ksProc) measure(ctx context.Context, st *ScaleStage, g *genProc) error 
 	}
 	st.GenHeapPerGM = g.last().HeapPerMember
 	return nil
+}
+
+// nextGC waits for the KS's next collection after the before'th in its
+// gctrace log (the show commands allocate; at most the runtime's
+// 2-minute forced one) and returns the live heap it left (MiB
+// resolution; -1: none within 130 s).
+func (k *ksProc) nextGC(ctx context.Context, before int) (int64, error) {
+	end := time.Now().Add(130 * time.Second)
+	for time.Now().Before(end) {
+		ms := gcRE.FindAllStringSubmatch(readAll(k.log), -1)
+		if len(ms) > before {
+			live, _ := strconv.ParseInt(ms[len(ms)-1][3], 10, 64)
+			return live << 20, nil
+		}
+		k.exec(ctx, "show crypto gdoi ks")
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+			return -1, err
+		}
+	}
+	return -1, nil
 }
 
 func readAll(path string) string {
@@ -874,6 +901,11 @@ func (r *ScaleReport) Print(w io.Writer) {
 			(s.KSRSS-r.BaseRSS)/int64(s.Members), heap, float64(s.StoreBytes)/(1<<20), s.StoreBytes/int64(s.Members),
 			showCount(s), showFull(s),
 			s.GenHeapPerGM, s.Failures)
+	}
+	if r.SettledHeap >= 0 && len(r.Stages) > 0 {
+		n := int64(r.Stages[len(r.Stages)-1].Members)
+		fmt.Fprintf(w, "  settled (50 s on, the served pulls and phase 1's last messages gone): %d members, KS live heap %d B per member, RSS %d B per member\n",
+			n, r.SettledHeap/n, (r.SettledRSS-r.BaseRSS)/n)
 	}
 	if r.RekeyAcked > 0 {
 		fmt.Fprintf(w, "  unicast rekey: %d ACKs, the last %s after `crypto gdoi ks rekey` (%d more for retransmitted copies)\n",
