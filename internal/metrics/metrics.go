@@ -122,6 +122,8 @@ func desc(fqName, help string, labels ...string) *prometheus.Desc {
 var (
 	upDesc = desc(name("source_up"), "1 when the source answered this scrape (node: the daemon's event loop; sa_database: the SA database's packet counters), else 0", "source")
 
+	phase1SAsDesc = desc(name("isakmp_sas"), "established phase-1 SAs, all sockets (the rows of show crypto isakmp sa; a key server holds one per member)")
+
 	// CISCO-GDOI-MIB: key server
 	memberCountDesc  = desc(name("gdoi_group_members"), "group members registered with this key server (CISCO-GDOI-MIB cgmGdoiGroupMemberCount)", "group")
 	rekeysPushedDesc = desc(name("gdoi_ks_rekeys_pushed_total"), "rekeys (GROUPKEY-PUSH) sent by this key server (CISCO-GDOI-MIB cgmGdoiKeyServerRekeysPushed)", "group")
@@ -251,6 +253,9 @@ func seconds(until, now time.Time) float64 {
 }
 
 func collectSnapshot(ch chan<- prometheus.Metric, s node.Snapshot) {
+	// Counted by the node, not copied (issue 18: a key server holds a
+	// phase-1 SA per member).
+	gauge(ch, phase1SAsDesc, float64(s.Phase1Count))
 	for _, g := range s.KS {
 		// Counts and sums ks keeps (the snapshot has no member list: a
 		// scrape costs the same with 10 or 100,000 members, issue 18).
