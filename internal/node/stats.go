@@ -99,6 +99,7 @@ func (n *Node) KSCounters() []ike.Counter {
 		{Name: "pulls_refused", Help: "GROUPKEY-PULL exchanges refused with a notification", Value: n.stats.pullsRefused},
 		{Name: "pulls_unauthenticated", Help: "GROUPKEY-PULL messages that failed decryption or HASH (dropped, not answered)", Value: n.stats.pullForgedKS},
 		{Name: "pulls_after_done", Help: "GROUPKEY-PULL messages of a finished exchange other than its message 3 again (unauthenticated: dropped, not answered)", Value: n.stats.pullAfterDone},
+		{Name: "sid_refused_member_bound", Help: "registrations refused: the member already holds the most sender IDs one member may under the current keys (GM_SID_BOUND)", Value: n.ks.SIDRefusedMemberBound()},
 		{Name: "multicast_rekeys_without_options", Help: "multicast rekeys sent without the group's interface and TTL (the socket refused them)", Value: n.stats.mcastOptsFailed},
 		{Name: "acks_received", Help: "rekey acknowledgements verified", Value: acks.OK},
 		{Name: "acks_malformed", Help: "rekey acknowledgements that do not parse", Value: acks.Malformed},
