@@ -89,7 +89,7 @@ func TestSIDShareKeepsPrefixesTogether(t *testing.T) {
 	}
 }
 
-// proves: issue 18 F4 (docs/coop.md's threshold: a scheduled rekey widens
+// proves: N1 (issue 18 F4: docs/coop.md's threshold: a scheduled rekey widens
 // a group's IDs from 16 to 17 bits at 13,107 members, four times the
 // members' need in what their 16-bit IDs leave free)
 func TestSIDWidthThreshold(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
-// proves: issue 18 F4 (review: one authenticated member pulling again and
+// proves: N1, S5 (issue 18 F4, review: one authenticated member pulling again and
 // again with 16 sender IDs each time drove 9 early rekeys of a 1,000-member
 // group in 200 s; the early rekey now follows distinct members' need, and
 // a member gets at most SIDsPerMemberPerKeys IDs under the same keys:
