@@ -23,9 +23,15 @@ func TestDisruptionShort(t *testing.T) {
 		t.Skip("about a minute")
 	}
 	var progress strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	r, err := Disruption(ctx, DisruptionOptions{Members: 3, Port: 26848, Speed: 30, Out: &progress})
+	// 15x, not 30x: the lab clock keeps running while make test's other
+	// packages (under -race, on two cores) stall a member's goroutines,
+	// and at 30x a stall of 1 s real is the rekey's whole 30 s activation
+	// delay in lab time: one packet of 1,104 was lost so once (no_sa at the
+	// receiver, the policy replace with a 1.0.1 member, a clean-clone run of
+	// make test), never when the test ran alone. At 15x it takes 2 s.
+	r, err := Disruption(ctx, DisruptionOptions{Members: 3, Port: 26848, Speed: 15, Out: &progress})
 	t.Log(progress.String())
 	if r != nil {
 		var out strings.Builder
