@@ -16,6 +16,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/iked"
 	"github.com/groupvpn/groupvpn/internal/ikev2d"
 	"github.com/groupvpn/groupvpn/internal/keystore"
+	"github.com/groupvpn/groupvpn/internal/memtrim"
 	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/srcnotify"
@@ -172,6 +173,7 @@ func runIkev2d(env *Env, args []string) int {
 	logger.Info("ikev2d started", "config", *file, "listen", netinv.Join(served), "via", via, "sadb", sadb,
 		"ks_groups", len(rc.KS), "gm_groups", len(rc.GM))
 	runCtx, cancelRun := brokerWatch(ctx, brokerLost, brokerErr)
+	memtrim.Start(runCtx, memtrim.Interval, logger) // a registration storm's heap goes back once it is over
 	defer cancelRun()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -19,6 +19,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/iked"
 	"github.com/groupvpn/groupvpn/internal/keystore"
+	"github.com/groupvpn/groupvpn/internal/memtrim"
 	"github.com/groupvpn/groupvpn/internal/metrics"
 	"github.com/groupvpn/groupvpn/internal/netinv"
 	"github.com/groupvpn/groupvpn/internal/node"
@@ -221,6 +222,9 @@ func runIsakmpd(env *Env, args []string) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go reloadOnHangup(ctx, hup, d, *file, logDest, logger, notify)
+	// A registration storm's heap goes back to the system once it is
+	// over (issue 18: memory per member).
+	memtrim.Start(ctx, memtrim.Interval, logger)
 	if err := notify.Send(srcnotify.Event{State: srcnotify.Ready, Addrs: netinv.Strings(served),
 		Detail: fmt.Sprintf("serving %d addresses (%s); SAs in %s", len(served), via, sadb)}); err != nil {
 		logger.Warn("could not tell srcmstr the daemon is ready", "err", err.Error())

@@ -32,6 +32,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ctl"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/loadgen"
+	"github.com/groupvpn/groupvpn/internal/memtrim"
 )
 
 // ScaleOptions configure the scale scenario (issue 18): one KS as its own
@@ -104,8 +105,10 @@ type ScaleReport struct {
 	RekeyAcked int64
 	RekeyAgain int64 // ACKs of retransmitted copies
 	// Settle: the KS's live heap and RSS with the last stage's members,
-	// registrations' transient state gone (-1: no GC seen).
+	// registrations' transient state gone (-1: no GC seen), and how many
+	// times the KS had returned free heap to the system by then (memtrim).
 	SettledHeap, SettledRSS int64
+	Trims                   int
 	// Restart: SIGKILL, then a new isakmpd from the state file, until the
 	// control socket answers and shows every member.
 	RestartTime    time.Duration
@@ -316,8 +319,14 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 		if err != nil {
 			return rep, err
 		}
+		// The KS's trimmer looks every memtrim.Interval: give it one look
+		// after this collection, which freed what the registrations left.
+		if err := sleepCtx(ctx, memtrim.Interval+2*time.Second); err != nil {
+			return rep, err
+		}
 		rep.SettledHeap, rep.SettledRSS = live, rss(ks.pid())
-		fmt.Fprintf(o.Log, "settled: KS live heap %d MiB, RSS %d MiB\n", live>>20, rep.SettledRSS>>20)
+		rep.Trims = strings.Count(readAll(ks.log), trimLog)
+		fmt.Fprintf(o.Log, "settled: KS live heap %d MiB, RSS %d MiB, free heap returned to the system %d times\n", live>>20, rep.SettledRSS>>20, rep.Trims)
 	}
 	sum := func(f func(loadgen.Snapshot) int64) int64 {
 		var t int64
@@ -704,6 +713,9 @@ func (k *ksProc) measure(ctx context.Context, st *ScaleStage, g *genProc) error 
 	return nil
 }
 
+// trimLog is the message of the KS's memtrim lines.
+const trimLog = memtrim.Message
+
 // nextGC waits for the KS's next collection after the before'th in its
 // gctrace log (the show commands allocate; at most the runtime's
 // 2-minute forced one) and returns the live heap it left (MiB
@@ -906,6 +918,7 @@ func (r *ScaleReport) Print(w io.Writer) {
 		n := int64(r.Stages[len(r.Stages)-1].Members)
 		fmt.Fprintf(w, "  settled (50 s on, the served pulls and phase 1's last messages gone): %d members, KS live heap %d B per member, RSS %d B per member\n",
 			n, r.SettledHeap/n, (r.SettledRSS-r.BaseRSS)/n)
+		fmt.Fprintf(w, "    (the KS returned its free heap to the system %d times by then: %q in its log, internal/memtrim)\n", r.Trims, trimLog)
 	}
 	if r.RekeyAcked > 0 {
 		fmt.Fprintf(w, "  unicast rekey: %d ACKs, the last %s after `crypto gdoi ks rekey` (%d more for retransmitted copies)\n",
