@@ -28,39 +28,64 @@ type GroupSA struct {
 
 func (*GroupSA) Type() PayloadType { return PayloadSA }
 
-// attrs lists the SA attribute payloads in wire order.
-func (p *GroupSA) attrs() []Payload {
-	var ps []Payload
+// attrs counts the SA attribute payloads; attr returns the i-th in wire
+// order. Walked by index rather than listed in a new slice: a key server
+// encodes a GroupSA per registration, and each encoding asked for the
+// list several times (issue 18: allocations).
+func (p *GroupSA) attrs() int {
+	n := len(p.TEKs)
 	if p.KEK != nil {
-		ps = append(ps, p.KEK)
+		n++
 	}
 	if p.GAP != nil {
-		ps = append(ps, p.GAP)
+		n++
 	}
-	for _, t := range p.TEKs {
-		ps = append(ps, t)
-	}
-	return ps
+	return n
 }
 
-func (p *GroupSA) BodyLen() int { return 12 + PayloadsLen(p.attrs()) }
+func (p *GroupSA) attr(i int) Payload {
+	if p.KEK != nil {
+		if i == 0 {
+			return p.KEK
+		}
+		i--
+	}
+	if p.GAP != nil {
+		if i == 0 {
+			return p.GAP
+		}
+		i--
+	}
+	return p.TEKs[i]
+}
+
+func (p *GroupSA) BodyLen() int {
+	n := 12
+	for i := range p.attrs() {
+		n += PayloadLen(p.attr(i))
+	}
+	return n
+}
 
 func (p *GroupSA) AppendBody(b []byte) []byte {
-	attrs := p.attrs()
+	k := p.attrs()
 	first := PayloadNone
-	if len(attrs) > 0 {
-		first = attrs[0].Type()
+	if k > 0 {
+		first = p.attr(0).Type()
 	}
 	b = appendU32(b, uint32(DOIGDOI))
 	b = appendU32(b, 0)
 	b = appendU16(b, uint16(first))
 	b = appendU16(b, 0)
-	for i, a := range attrs {
+	for i := range k {
+		a := p.attr(i)
 		next := PayloadNone
-		if i+1 < len(attrs) {
-			next = attrs[i+1].Type()
+		if i+1 < k {
+			next = p.attr(i + 1).Type()
 		}
-		b = appendFramed(b, next, a.BodyLen(), a.AppendBody)
+		b = append(b, byte(next), 0)
+		b = appendU16(b, uint16(GenericHeaderLen+a.BodyLen()))
+		b = a.AppendBody(b)
 	}
 	return b
 }

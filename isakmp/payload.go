@@ -117,6 +117,14 @@ func SplitPayloadsIn(exch ExchangeType, first PayloadType, b []byte) (ps []Paylo
 	return splitPayloads(exch.isPhase1(), first, cloneBytes(b))
 }
 
+// SplitPayloadsInPlace is SplitPayloadsIn for a b its caller hands over
+// (a body it has just decrypted into a buffer of its own, and does not use
+// again): the payloads point into b itself rather than into a copy of it
+// (issue 18: a key server copied every decrypted message twice).
+func SplitPayloadsInPlace(exch ExchangeType, first PayloadType, b []byte) (ps []Payload, rest []byte, err error) {
+	return splitPayloads(exch.isPhase1(), first, b)
+}
+
 // isPhase1 reports the exchanges that negotiate an ISAKMP SA (RFC 2408 §4).
 func (e ExchangeType) isPhase1() bool { return e >= ExchangeBase && e <= ExchangeAggressive }
 

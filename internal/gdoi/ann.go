@@ -42,11 +42,7 @@ func SealANN(sa ANNProtector, a *isakmp.ANN, r io.Reader) ([]byte, error) {
 	}
 	mid := binary.BigEndian.Uint32(b) | 1 // never 0, which is phase 1's
 	defer sa.ForgetMessageID(mid)
-	h, err := hash(sa, mid, nil, ps)
-	if err != nil {
-		return nil, err
-	}
-	return sa.EncryptPhase2(isakmp.ExchangeCOOPAnn, mid, append([]isakmp.Payload{&isakmp.Hash{Data: h}}, ps...))
+	return sealIn(sa, isakmp.ExchangeCOOPAnn, mid, nil, ps)
 }
 
 // OpenANN decrypts an announcement, checks its HASH and reads its

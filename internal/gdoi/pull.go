@@ -60,6 +60,9 @@ var ErrUnauthenticated = errors.New("message not authenticated")
 type Protector interface {
 	PRFa(data ...[]byte) []byte
 	EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Payload) ([]byte, error)
+	// EncryptPhase2Chain is EncryptPhase2 for a payload chain already
+	// encoded, its first payload of type first.
+	EncryptPhase2Chain(exch isakmp.ExchangeType, mid uint32, first isakmp.PayloadType, chain []byte) ([]byte, error)
 	OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) ([]isakmp.Payload, error)
 }
 
@@ -81,11 +84,40 @@ func hash(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byt
 
 // seal builds an encrypted GROUPKEY-PULL message: HASH(n) then rest.
 func seal(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
-	h, err := hash(sa, mid, prefix, rest)
+	return sealIn(sa, isakmp.ExchangePull, mid, prefix, rest)
+}
+
+// hashRoom is the room left for the HASH payload in front of the payloads
+// it covers: its generic header and the longest PRF output (SHA-512's).
+const hashRoom = isakmp.GenericHeaderLen + 64
+
+// sealIn builds an encrypted message of exchange exch: HASH = prf(SKEYID_a,
+// M-ID | prefix | rest) then rest. The payloads of rest are encoded once,
+// behind room for the HASH payload, and the HASH covers them as encoded
+// and sent (issue 18: they were encoded twice, for the HASH and for the
+// message, the key download and the group policy included).
+func sealIn(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
+	buf := make([]byte, hashRoom, hashRoom+isakmp.PayloadsLen(rest))
+	buf, err := isakmp.AppendPayloads(buf, rest)
 	if err != nil {
 		return nil, err
 	}
-	return sa.EncryptPhase2(isakmp.ExchangePull, mid, append([]isakmp.Payload{&isakmp.Hash{Data: h}}, rest...))
+	var m [4]byte
+	binary.BigEndian.PutUint32(m[:], mid)
+	h := sa.PRFa(m[:], prefix, buf[hashRoom:])
+	next := isakmp.PayloadNone
+	if len(rest) > 0 {
+		next = rest[0].Type()
+	}
+	start := hashRoom - isakmp.GenericHeaderLen - len(h)
+	if start < 0 {
+		return nil, fmt.Errorf("gdoi: HASH of %d octets", len(h))
+	}
+	hp := buf[start:start]
+	hp = append(hp, byte(next), 0)
+	hp = binary.BigEndian.AppendUint16(hp, uint16(isakmp.GenericHeaderLen+len(h)))
+	_ = append(hp, h...)
+	return sa.EncryptPhase2Chain(exch, mid, isakmp.PayloadHash, buf[start:])
 }
 
 // open decrypts a GROUPKEY-PULL message and checks its HASH.
@@ -240,15 +272,6 @@ func (p *Pull) Handle(m *isakmp.Message) (reply []byte, res *Result, err error) 
 
 // seal3 builds message 3; its HASH(3) prefix is Ni_b | Nr_b.
 func (p *Pull) seal3(rest []isakmp.Payload) ([]byte, error) {
-	prefix := append(append([]byte{}, p.ni...), p.nr...)
-	if len(rest) == 0 {
-		// HASH(3) with nothing after it still needs a payload chain of
-		// one: the HASH alone.
-		h, err := hash(p.sa, p.mid, prefix, nil)
-		if err != nil {
-			return nil, err
-		}
-		return p.sa.EncryptPhase2(isakmp.ExchangePull, p.mid, []isakmp.Payload{&isakmp.Hash{Data: h}})
-	}
-	return seal(p.sa, p.mid, prefix, rest)
+	// With nothing after HASH(3) the chain is the HASH alone.
+	return seal(p.sa, p.mid, append(append([]byte{}, p.ni...), p.nr...), rest)
 }

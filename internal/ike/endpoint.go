@@ -172,7 +172,7 @@ type halfKey struct {
 // unauthenticated removes an established SA.
 type Endpoint struct {
 	cfg    *Config
-	local  netip.AddrPort
+	sh     shared // its local address, and the working memory of its SAs' cryptography
 	limits Limits
 	secret [32]byte
 	seq    uint64 // responder cookies issued: makes each one unique
@@ -198,7 +198,7 @@ type Endpoint struct {
 // NewEndpoint returns an Endpoint for local.
 func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, error) {
 	limits = limits.withDefaults()
-	e := &Endpoint{cfg: cfg, local: local, limits: limits, sas: map[pair]*SA{},
+	e := &Endpoint{cfg: cfg, sh: shared{local: local}, limits: limits, sas: map[pair]*SA{},
 		pending: map[halfKey]*SA{}, halfOpen: list.New(), perPeer: map[netip.Addr]*list.List{},
 		elems: map[*SA][2]*list.Element{}, byID: map[string]*SA{},
 		refusals:       tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
@@ -242,11 +242,11 @@ func (e *Endpoint) Lookup(icky, rcky isakmp.Cookie) *SA { return e.sas[pair{icky
 
 // Initiate starts main mode toward peer.
 func (e *Endpoint) Initiate(peer netip.AddrPort, now time.Time) (*SA, Output, error) {
-	sa, r, err := NewInitiator(e.cfg, e.local, peer, now)
+	sa, r, err := NewInitiator(e.cfg, e.sh.local, peer, now)
 	if err != nil {
 		return nil, Output{}, err
 	}
-	sa.local = &e.local // one copy for all the endpoint's SAs
+	sa.sh = &e.sh // one copy for all the endpoint's SAs
 	if e.pending[halfKey{sa.icky, peer}] != nil {
 		return nil, Output{}, errors.New("ike: initiator cookie already in use")
 	}
@@ -358,7 +358,7 @@ func (e *Endpoint) invalidCookie(from netip.AddrPort, h isakmp.Header, now time.
 // tables only if it answered with message 2: input that did not complete
 // a message leaves nothing behind (SPEC S1).
 func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []byte, now time.Time) Output {
-	sa := newResponder(e.cfg, &e.local, from, icky, e.responderCookie(icky, from), now)
+	sa := newResponder(e.cfg, &e.sh, from, icky, e.responderCookie(icky, from), now)
 	sa.unauth = e.unauth
 	sa.hs.halfOpenTTL = e.limits.HalfOpenTimeout
 	r := sa.Handle(pkt, now)
@@ -703,7 +703,7 @@ func Exchange(a, b *Endpoint, from *Endpoint, out Output, now time.Time) []SAEve
 		}
 		var next Output
 		for _, p := range out.Send {
-			o := to.Handle(from.local, p.Data, now)
+			o := to.Handle(from.sh.local, p.Data, now)
 			next.Send = append(next.Send, o.Send...)
 			events = append(events, o.Events...)
 		}

@@ -74,7 +74,7 @@ func newFuzzWorld(tb testing.TB, s Suite) *fuzzWorld {
 		var next Output
 		for _, p := range out.Send {
 			w.msgs = append(w.msgs, p.Data)
-			o := b.Handle(a.local, p.Data, t0)
+			o := b.Handle(a.sh.local, p.Data, t0)
 			next.Send = append(next.Send, o.Send...)
 		}
 		out, a, b = next, b, a

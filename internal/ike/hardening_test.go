@@ -464,21 +464,21 @@ func TestMessage1Refusals(t *testing.T) {
 // other addresses are returned.
 func converse(t *testing.T, a, resp *Endpoint, now time.Time) (stray []Packet, events []SAEvent) {
 	t.Helper()
-	_, out, err := a.Initiate(resp.local, now)
+	_, out, err := a.Initiate(resp.sh.local, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 10 {
 		var next Output
 		for _, p := range out.Send {
-			o := resp.Handle(a.local, p.Data, now)
+			o := resp.Handle(a.sh.local, p.Data, now)
 			events = append(events, o.Events...)
 			for _, back := range o.Send {
-				if back.To != a.local {
+				if back.To != a.sh.local {
 					stray = append(stray, back)
 					continue
 				}
-				r := a.Handle(resp.local, back.Data, now)
+				r := a.Handle(resp.sh.local, back.Data, now)
 				next.Send = append(next.Send, r.Send...)
 			}
 		}
@@ -511,7 +511,7 @@ func TestInitialContactByIdentity(t *testing.T) {
 		t.Fatalf("%d SAs, stats %+v", len(resp.SAs()), resp.Stats)
 	}
 	for _, sa := range resp.SAs() {
-		if string(sa.Info().PeerID.Data) == "gm1" && sa.Peer() != moved.local {
+		if string(sa.Info().PeerID.Data) == "gm1" && sa.Peer() != moved.sh.local {
 			t.Fatal("the old gm1 SA is still held")
 		}
 	}

@@ -21,18 +21,36 @@ func (sa *SA) EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Pa
 	if sa.km == nil || !sa.seeded {
 		return nil, errors.New("ike: phase 1 is not established")
 	}
-	plain, err := isakmp.AppendPayloads(nil, ps)
+	b, err := aes.NewCipher(sa.km.ka(sa.suite))
+	if err != nil {
+		return nil, fmt.Errorf("ike: %w", err)
+	}
+	msg, err := sealMessage(sa.header(ps[0].Type(), exch, isakmp.FlagEncryption, mid), b, sa.phase2IV(mid), ps)
 	if err != nil {
 		return nil, err
 	}
-	iv := sa.phase2IV(mid)
-	ct, err := encrypt(sa.km.ka(sa.suite), iv, plain)
+	sa.setPhase2IV(mid, msg[isakmp.HeaderLen:])
+	return msg, nil
+}
+
+// EncryptPhase2Chain is EncryptPhase2 for a payload chain already
+// encoded, whose first payload is of type first: a GROUPKEY-PULL message's
+// HASH covers the payloads after it as encoded, and they are not encoded
+// a second time for the message (issue 18: the KS's CPU per registration).
+func (sa *SA) EncryptPhase2Chain(exch isakmp.ExchangeType, mid uint32, first isakmp.PayloadType, chain []byte) ([]byte, error) {
+	if sa.km == nil || !sa.seeded {
+		return nil, errors.New("ike: phase 1 is not established")
+	}
+	b, err := aes.NewCipher(sa.km.ka(sa.suite))
+	if err != nil {
+		return nil, fmt.Errorf("ike: %w", err)
+	}
+	msg, err := sealChain(sa.header(first, exch, isakmp.FlagEncryption, mid), b, sa.phase2IV(mid), chain)
 	if err != nil {
 		return nil, err
 	}
-	sa.setPhase2IV(mid, ct)
-	m := &isakmp.Message{Header: sa.header(ps[0].Type(), exch, isakmp.FlagEncryption, mid), Body: ct}
-	return m.Marshal()
+	sa.setPhase2IV(mid, msg[isakmp.HeaderLen:])
+	return msg, nil
 }
 
 // DecryptPhase2 decrypts a message of an exchange after phase 1 and
@@ -58,7 +76,7 @@ func (sa *SA) OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) 
 	if err != nil {
 		return nil, err
 	}
-	ps, _, err := isakmp.SplitPayloadsIn(m.Header.Exchange, m.Header.NextPayload, plain)
+	ps, _, err := isakmp.SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, plain)
 	if err != nil {
 		return nil, err
 	}
@@ -111,13 +129,13 @@ func (sa *SA) phase2IV(mid uint32) []byte {
 	if iv, ok := sa.phase2IVs[mid]; ok {
 		return iv
 	}
-	return phase2IV(sa.suite.Hash, sa.lastBlock[:], mid)
+	return phase2IV(sa.sh.scr(), sa.suite.Hash, sa.lastBlock[:], mid)
 }
 
 // PRFa computes prf(SKEYID_a, data...), the integrity check of every
 // phase-2 message (RFC 2409 §5.5, §5.7; RFC 6407 §3.2 HASH(1..4)).
 func (sa *SA) PRFa(data ...[]byte) []byte {
-	return prf(sa.suite.Hash, sa.km.skeyidA(sa.suite.Hash), data...)
+	return prf(sa.sh.scr(), sa.suite.Hash, sa.km.skeyidA(sa.suite.Hash), data...)
 }
 
 // informationalHash is HASH(1) = prf(SKEYID_a, M-ID | N/D) (RFC 2409 §5.7).
@@ -275,10 +293,10 @@ func (sa *SA) decryptInformational(m *isakmp.Message) ([]isakmp.Payload, error) 
 	if !sa.seeded {
 		base = sa.hs.iv
 	}
-	plain, err := decrypt(sa.km.ka(sa.suite), phase2IV(sa.suite.Hash, base, m.Header.MessageID), m.Body)
+	plain, err := decrypt(sa.km.ka(sa.suite), phase2IV(sa.sh.scr(), sa.suite.Hash, base, m.Header.MessageID), m.Body)
 	if err != nil {
 		return nil, err
 	}
-	ps, _, err := isakmp.SplitPayloadsIn(m.Header.Exchange, m.Header.NextPayload, plain)
+	ps, _, err := isakmp.SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, plain)
 	return ps, err
 }

@@ -1,30 +1,18 @@
 package ike
 
 import (
+	"github.com/groupvpn/groupvpn/isakmp"
+
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 )
 
-// prf is HMAC with the negotiated hash (RFC 2409 §5).
-func prf(h HashAlg, key []byte, data ...[]byte) []byte {
-	m := hmac.New(h.new(), key)
-	for _, d := range data {
-		m.Write(d)
-	}
-	return m.Sum(nil)
-}
-
-func digest(h HashAlg, data ...[]byte) []byte {
-	var d hash.Hash = h.new()()
-	for _, b := range data {
-		d.Write(b)
-	}
-	return d.Sum(nil)
+// prf is HMAC with the negotiated hash (RFC 2409 §5), computed in s.
+func prf(s *scratch, h HashAlg, key []byte, data ...[]byte) []byte {
+	return s.appendHMAC(nil, h, key, data...)
 }
 
 // Keys is the keying material of one phase-1 SA (RFC 2409 §5).
@@ -38,30 +26,28 @@ type Keys struct {
 // SKEYID = prf(psk, Ni_b | Nr_b); for signatures SKEYID = prf(Ni_b | Nr_b,
 // g^xy) (RFC 2409 §5). gxi and gxr are the KE payload data.
 func DeriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, error) {
-	k, _, _, err := deriveKeys(s, psk, ni, nr, gxy, gxi, gxr, icky, rcky)
+	k, _, err := deriveKeys(new(scratch), s, psk, ni, nr, gxy, gxi, gxr, icky, rcky)
 	return k, err
 }
 
-// deriveKeys is DeriveKeys; it also returns the HMAC keyed with SKEYID
-// (with the suite's hash), which main mode uses again for HASH_I and
-// HASH_R: one keyed HMAC instead of five (issue 18: the KS's CPU). The
-// values an SA keeps for its lifetime, SKEYID_d | SKEYID_a | SKEYID_e
-// (| Ka when longer than SKEYID_e), are one array of their own; SKEYID and
-// the IV, main mode's alone, another (issue 18 F3).
-func deriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, keyMaterial, hash.Hash, error) {
+// deriveKeys is DeriveKeys, computed in scr. The values an SA keeps for
+// its lifetime, SKEYID_d | SKEYID_a | SKEYID_e (| Ka when longer than
+// SKEYID_e), are one array of their own; SKEYID and the IV, main mode's
+// alone, another (issue 18 F3).
+func deriveKeys(scr *scratch, s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, keyMaterial, error) {
 	if s.Hash.new() == nil {
-		return nil, nil, nil, fmt.Errorf("ike: hash %s not supported", s.Hash)
+		return nil, nil, fmt.Errorf("ike: hash %s not supported", s.Hash)
 	}
 	if s.Auth == AuthPSK && len(psk) == 0 {
-		return nil, nil, nil, errors.New("ike: empty pre-shared key")
+		return nil, nil, errors.New("ike: empty pre-shared key")
 	}
 	hl := s.Hash.size()
 	ka := s.KeyBits / 8
 	hsBuf := make([]byte, 0, 2*hl) // SKEYID, hash(g^xi | g^xr) for the IV
 	if s.Auth == AuthPSK {
-		hsBuf = appendPRF(hsBuf, s.Hash, psk, ni, nr)
+		hsBuf = scr.appendHMAC(hsBuf, s.Hash, psk, ni, nr)
 	} else {
-		hsBuf = appendPRF(hsBuf, s.Hash, append(append([]byte{}, ni...), nr...), gxy)
+		hsBuf = scr.appendHMAC(hsBuf, s.Hash, append(append([]byte{}, ni...), nr...), gxy)
 	}
 	k := &Keys{SKEYID: hsBuf[:hl:hl]}
 	n := 3 * hl
@@ -69,17 +55,12 @@ func deriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) 
 		n += ka
 	}
 	buf := make([]byte, 0, n)
-	m := hmac.New(s.Hash.new(), k.SKEYID)
-	// g^xy | CKY-I | CKY-R | 0, then 1, then 2.
-	tail := make([]byte, 0, len(gxy)+17)
-	tail = append(append(append(append(tail, gxy...), icky[:]...), rcky[:]...), 0)
-	mac := func(prev []byte, last byte) []byte {
-		m.Reset()
-		m.Write(prev)
-		tail[len(tail)-1] = last
-		m.Write(tail)
+	// prev | g^xy | CKY-I | CKY-R | 0, then 1, then 2.
+	var last [1]byte
+	mac := func(prev []byte, b byte) []byte {
+		last[0] = b
 		start := len(buf)
-		buf = m.Sum(buf)
+		buf = scr.appendHMAC(buf, s.Hash, k.SKEYID, prev, gxy, icky[:], rcky[:], last[:])
 		return buf[start:len(buf):len(buf)]
 	}
 	k.SKEYIDd = mac(nil, 0)
@@ -89,15 +70,12 @@ func deriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) 
 		k.Ka = k.SKEYIDe[:ka:ka]
 	} else {
 		start := len(buf)
-		buf = append(buf, extendKey(s.Hash, k.SKEYIDe, ka)...)
+		buf = append(buf, extendKey(scr, s.Hash, k.SKEYIDe, ka)...)
 		k.Ka = buf[start:len(buf):len(buf)]
 	}
-	d := s.Hash.new()()
-	d.Write(gxi)
-	d.Write(gxr)
-	hsBuf = d.Sum(hsBuf)
+	hsBuf = scr.appendDigest(hsBuf, s.Hash, gxi, gxr)
 	k.IV = hsBuf[hl : hl+aes.BlockSize : hl+aes.BlockSize]
-	return k, keyMaterial(buf), m, nil
+	return k, keyMaterial(buf), nil
 }
 
 // keyMaterial is what an SA keeps of its keys: SKEYID_d | SKEYID_a |
@@ -117,39 +95,30 @@ func (km keyMaterial) ka(s Suite) []byte {
 	return km[3*hl : 3*hl+ka : 3*hl+ka]
 }
 
-// appendPRF appends prf(key, data...) to dst.
-func appendPRF(dst []byte, h HashAlg, key []byte, data ...[]byte) []byte {
-	m := hmac.New(h.new(), key)
-	for _, d := range data {
-		m.Write(d)
-	}
-	return m.Sum(dst)
-}
-
 // extendKey returns n octets of encryption key from SKEYID_e: its prefix
 // when long enough, else K1 | K2 | ... with K1 = prf(SKEYID_e, 0) and
 // Ki = prf(SKEYID_e, Ki-1) (RFC 2409 Appendix B).
-func extendKey(h HashAlg, skeyidE []byte, n int) []byte {
+func extendKey(scr *scratch, h HashAlg, skeyidE []byte, n int) []byte {
 	if len(skeyidE) >= n {
 		return append([]byte{}, skeyidE[:n]...)
 	}
 	var out []byte
-	k := prf(h, skeyidE, []byte{0})
+	k := prf(scr, h, skeyidE, []byte{0})
 	for {
 		out = append(out, k...)
 		if len(out) >= n {
 			return out[:n]
 		}
-		k = prf(h, skeyidE, k)
+		k = prf(scr, h, skeyidE, k)
 	}
 }
 
 // phase2IV is the first IV of an exchange with message ID mid after phase 1:
 // hash(last phase-1 CBC block | M-ID) truncated (RFC 2409 Appendix B).
-func phase2IV(h HashAlg, lastBlock []byte, mid uint32) []byte {
+func phase2IV(scr *scratch, h HashAlg, lastBlock []byte, mid uint32) []byte {
 	var m [4]byte
 	binary.BigEndian.PutUint32(m[:], mid)
-	return digest(h, lastBlock, m[:])[:aes.BlockSize]
+	return scr.appendDigest(nil, h, lastBlock, m[:])[:aes.BlockSize]
 }
 
 // encrypt pads plain with zeros to the block size and encrypts it with
@@ -171,6 +140,56 @@ func encryptWith(b cipher.Block, iv, plain []byte) []byte {
 	copy(out, plain)
 	cipher.NewCBCEncrypter(b, iv).CryptBlocks(out, out)
 	return out
+}
+
+// sealMessage builds an encrypted message in one allocation, the
+// datagram: header hdr (its Length set here), then the payload chain ps
+// zero-padded to the block size and encrypted with AES-CBC from iv in
+// place. The last block of the datagram is the next IV.
+func sealMessage(hdr isakmp.Header, b cipher.Block, iv []byte, ps []isakmp.Payload) ([]byte, error) {
+	msg, total, err := startSealed(hdr, isakmp.PayloadsLen(ps))
+	if err != nil {
+		return nil, err
+	}
+	if msg, err = isakmp.AppendPayloads(msg, ps); err != nil {
+		return nil, err
+	}
+	return endSealed(msg, total, b, iv)
+}
+
+// sealChain is sealMessage for a payload chain already encoded.
+func sealChain(hdr isakmp.Header, b cipher.Block, iv []byte, chain []byte) ([]byte, error) {
+	msg, total, err := startSealed(hdr, len(chain))
+	if err != nil {
+		return nil, err
+	}
+	return endSealed(append(msg, chain...), total, b, iv)
+}
+
+// startSealed allocates the datagram of an encrypted message whose
+// plaintext is n octets before padding, and writes its header.
+func startSealed(hdr isakmp.Header, n int) (msg []byte, total int, err error) {
+	if pad := n % aes.BlockSize; pad != 0 {
+		n += aes.BlockSize - pad
+	}
+	total = isakmp.HeaderLen + n
+	if n == 0 || uint64(total) > 0xffffffff {
+		return nil, 0, fmt.Errorf("ike: encrypted body of %d octets", n)
+	}
+	hdr.Length = uint32(total)
+	return hdr.Append(make([]byte, 0, total)), total, nil
+}
+
+// endSealed pads the plaintext after the header with zeros and encrypts it
+// in place.
+func endSealed(msg []byte, total int, b cipher.Block, iv []byte) ([]byte, error) {
+	if len(msg) > total || cap(msg) != total {
+		return nil, fmt.Errorf("ike: plaintext of %d octets, %d announced", len(msg)-isakmp.HeaderLen, total-isakmp.HeaderLen)
+	}
+	msg = msg[:total] // the padding: zeros, as make left them
+	body := msg[isakmp.HeaderLen:]
+	cipher.NewCBCEncrypter(b, iv).CryptBlocks(body, body)
+	return msg, nil
 }
 
 // decrypt decrypts an AES-CBC body; the caller keeps the last ciphertext

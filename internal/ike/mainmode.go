@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,7 +24,7 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 	if len(cfg.Suites) == 0 {
 		return nil, Result{}, errors.New("ike: no phase-1 suites configured")
 	}
-	sa := &SA{cfg: cfg, initiator: true, local: &local, peer: peer, hs: &mmState{startedAt: now}}
+	sa := &SA{cfg: cfg, initiator: true, sh: &shared{local: local}, peer: peer, hs: &mmState{startedAt: now}}
 	ck, err := sa.randBytes(8)
 	if err != nil {
 		return nil, Result{}, err
@@ -56,8 +55,8 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 // newResponder creates the responder SA for a message 1; the Endpoint has
 // already chosen the responder cookie. local is the Endpoint's, shared by
 // its SAs.
-func newResponder(cfg *Config, local *netip.AddrPort, peer netip.AddrPort, icky, rcky isakmp.Cookie, now time.Time) *SA {
-	return &SA{cfg: cfg, local: local, peer: peer, icky: icky, rcky: rcky, hs: &mmState{startedAt: now}}
+func newResponder(cfg *Config, sh *shared, peer netip.AddrPort, icky, rcky isakmp.Cookie, now time.Time) *SA {
+	return &SA{cfg: cfg, sh: sh, peer: peer, icky: icky, rcky: rcky, hs: &mmState{startedAt: now}}
 }
 
 func (sa *SA) marshal(mid uint32, ps []isakmp.Payload) ([]byte, error) {
@@ -68,18 +67,16 @@ func (sa *SA) marshal(mid uint32, ps []isakmp.Payload) ([]byte, error) {
 // marshalEncrypted builds a phase-1 message 5 or 6: the payloads encrypted
 // with the phase-1 IV chain.
 func (sa *SA) marshalEncrypted(ps []isakmp.Payload) ([]byte, error) {
-	plain, err := isakmp.AppendPayloads(nil, ps)
-	if err != nil {
-		return nil, err
-	}
 	b, err := sa.phase1Cipher()
 	if err != nil {
 		return nil, err
 	}
-	ct := encryptWith(b, sa.hs.iv, plain)
-	sa.hs.iv = lastBlock(ct)
-	m := &isakmp.Message{Header: sa.header(ps[0].Type(), isakmp.ExchangeIdentityProt, isakmp.FlagEncryption, 0), Body: ct}
-	return m.Marshal()
+	msg, err := sealMessage(sa.header(ps[0].Type(), isakmp.ExchangeIdentityProt, isakmp.FlagEncryption, 0), b, sa.hs.iv, ps)
+	if err != nil {
+		return nil, err
+	}
+	sa.hs.iv = lastBlock(msg)
+	return msg, nil
 }
 
 // Handle processes one datagram from the peer for this SA. The state is
@@ -122,7 +119,7 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 	}
 	if m.Header.Exchange != isakmp.ExchangeIdentityProt {
 		if sa.state == StateEstablished && m.Encrypted() && m.Header.MessageID != 0 {
-			return Result{Timer: sa.timer(), Events: []Event{Phase2{Msg: m}}}
+			return Result{Timer: sa.timer(), Events: []Event{Phase2{Msg: m, Raw: pkt}}}
 		}
 		return sa.drop()
 	}
@@ -243,11 +240,10 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 				// attributes we do not know, and we know this one).
 				err = fmt.Errorf("lifetime %v below the %v minimum", s.lifetime(), MinLifetime)
 			}
+			offered.add(offer{number: t.Number, suite: s, err: err})
 			if err != nil {
-				offered.add(func() string { return fmt.Sprintf("#%d (%v)", t.Number, err) })
 				continue
 			}
-			offered.add(s.String)
 			for _, mine := range sa.cfg.Suites {
 				if !mine.sameAlgorithms(s) {
 					continue
@@ -280,11 +276,29 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 }
 
 // offers lists the transforms of a refused message 1 for the log: the
-// first few and how many more, whatever the peer sent (SPEC S6).
+// first few and how many more, whatever the peer sent (SPEC S6). They are
+// described only when the log is written: a message 1 that is accepted
+// costs no strings (issue 18: the KS's allocations).
 type offers struct {
-	first    []string
+	first    [offersShown]offer
+	shown    int
 	examined int
 	more     int // not shown, or not examined
+}
+
+// offer is one examined transform: the suite it reads as, or why it reads
+// as none.
+type offer struct {
+	number uint8
+	suite  Suite
+	err    error
+}
+
+func (o offer) String() string {
+	if o.err != nil {
+		return fmt.Sprintf("#%d (%v)", o.number, o.err)
+	}
+	return o.suite.String()
 }
 
 const (
@@ -292,11 +306,12 @@ const (
 	maxTransforms = 256 // transforms of one message 1 examined at most
 )
 
-// add counts one examined transform; describe runs only if it is shown.
-func (o *offers) add(describe func() string) {
+// add counts one examined transform, kept if it is among those shown.
+func (o *offers) add(t offer) {
 	o.examined++
-	if len(o.first) < offersShown {
-		o.first = append(o.first, describe())
+	if o.shown < offersShown {
+		o.first[o.shown] = t
+		o.shown++
 	} else {
 		o.more++
 	}
@@ -305,7 +320,11 @@ func (o *offers) add(describe func() string) {
 func (o *offers) full() bool { return o.examined >= maxTransforms }
 
 func (o offers) String() string {
-	s := "[" + strings.Join(o.first, " ") + "]"
+	names := make([]string, o.shown)
+	for i, t := range o.first[:o.shown] {
+		names[i] = t.String()
+	}
+	s := "[" + strings.Join(names, " ") + "]"
 	if o.more > 0 {
 		s += fmt.Sprintf(" and %d more", o.more)
 	}
@@ -408,7 +427,7 @@ func (sa *SA) deriveKeys() error {
 			return fmt.Errorf("%w: no pre-shared key for peer %s", ErrAuth, sa.peer.Addr())
 		}
 	}
-	hs.keys, sa.km, hs.skeyidMAC, err = deriveKeys(sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky, sa.rcky)
+	hs.keys, sa.km, err = deriveKeys(sa.sh.scr(), sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky, sa.rcky)
 	if err != nil {
 		return err
 	}
@@ -483,23 +502,13 @@ func (sa *SA) hashFor(initiator bool, idBody []byte) []byte {
 		h = SHA512
 	}
 	hs := sa.hs
-	m := hs.skeyidMAC // keyed with SKEYID, with the suite's hash
-	if m == nil || h != sa.suite.Hash {
-		m = hmac.New(h.new(), hs.keys.SKEYID)
-	}
-	m.Reset()
+	scr := sa.sh.scr()
 	var out []byte
 	if initiator {
-		for _, d := range [...][]byte{hs.gxi, hs.gxr, sa.icky[:], sa.rcky[:], hs.saiBody, idBody} {
-			m.Write(d)
-		}
-		out = m.Sum(nil)
+		out = scr.appendHMAC(nil, h, hs.keys.SKEYID, hs.gxi, hs.gxr, sa.icky[:], sa.rcky[:], hs.saiBody, idBody)
 		hs.hashI = out
 	} else {
-		for _, d := range [...][]byte{hs.gxr, hs.gxi, sa.rcky[:], sa.icky[:], hs.saiBody, idBody} {
-			m.Write(d)
-		}
-		out = m.Sum(nil)
+		out = scr.appendHMAC(nil, h, hs.keys.SKEYID, hs.gxr, hs.gxi, sa.rcky[:], sa.icky[:], hs.saiBody, idBody)
 		hs.hashR = out
 	}
 	return out
@@ -508,7 +517,7 @@ func (sa *SA) hashFor(initiator bool, idBody []byte) []byte {
 // authPayloads builds ID, [CERT], HASH or SIG, and on the initiator
 // INITIAL-CONTACT (RFC 2407 §4.6.3.3).
 func (sa *SA) authPayloads(now time.Time) ([]isakmp.Payload, error) {
-	id, err := localID(sa.cfg, sa.suite.Auth, sa.local.Addr())
+	id, err := localID(sa.cfg, sa.suite.Auth, sa.sh.local.Addr())
 	if err != nil {
 		return nil, err
 	}
@@ -546,7 +555,7 @@ func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
 		return nil, err
 	}
 	plain := decryptWith(b, sa.hs.iv, m.Body)
-	ps, _, err := isakmp.SplitPayloadsIn(m.Header.Exchange, m.Header.NextPayload, plain)
+	ps, _, err := isakmp.SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, plain)
 	if err != nil {
 		// A wrong key yields garbage: with PSK that is the usual symptom
 		// of a pre-shared key mismatch.

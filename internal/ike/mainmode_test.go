@@ -61,9 +61,9 @@ func (p *pairNet) run(from *Endpoint, out Output) {
 			h := queue[0]
 			queue = queue[1:]
 			p.events[h.from] = append(p.events[h.from], h.out.Events...)
-			to, src := p.r, p.i.local
+			to, src := p.r, p.i.sh.local
 			if h.from == p.r {
-				to, src = p.i, p.r.local
+				to, src = p.i, p.r.sh.local
 			}
 			for _, pk := range h.out.Send {
 				p.sent++

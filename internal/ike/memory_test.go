@@ -262,7 +262,7 @@ func TestKeyMaterial(t *testing.T) {
 	for _, h := range []HashAlg{SHA1, SHA256, SHA384, SHA512} {
 		for _, bits := range []int{128, 192, 256} {
 			s := Suite{KeyBits: bits, Hash: h, Group: 19, Auth: AuthPSK}
-			k, km, _, err := deriveKeys(s, []byte("k"), []byte("ni"), []byte("nr"), []byte("gxy"), []byte("gxi"), []byte("gxr"), [8]byte{1}, [8]byte{2})
+			k, km, err := deriveKeys(new(scratch), s, []byte("k"), []byte("ni"), []byte("nr"), []byte("gxy"), []byte("gxi"), []byte("gxr"), [8]byte{1}, [8]byte{2})
 			if err != nil {
 				t.Fatal(err)
 			}

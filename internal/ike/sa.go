@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -157,8 +156,14 @@ type Failed struct{ Err error }
 type Deleted struct{}
 
 // Phase2: a message of another exchange (GROUPKEY-PULL, ...) arrived on
-// the established SA; its owner decrypts it with DecryptPhase2.
-type Phase2 struct{ Msg *isakmp.Message }
+// the established SA; its owner decrypts it with DecryptPhase2. Raw is the
+// datagram as received (Msg encoded, which Msg.Marshal would copy again):
+// the owner reads it while it handles the event and keeps no reference to
+// it (the datagram's buffer is the caller of Handle's).
+type Phase2 struct {
+	Msg *isakmp.Message
+	Raw []byte
+}
 
 // Expired: the SA reached the end of its lifetime.
 type Expired struct{}
@@ -226,7 +231,7 @@ type SA struct {
 	unauth *slog.Logger // the endpoint's bounded logger, for records before the peer is authenticated; nil: cfg's
 	hs     *mmState     // main mode's state; nil once released
 
-	local      *netip.AddrPort // the Endpoint's, shared
+	sh         *shared // the Endpoint's: its local address, the scratch of the SAs' cryptography
 	peer       netip.AddrPort
 	icky, rcky isakmp.Cookie
 	suite      Suite
@@ -274,7 +279,6 @@ type mmState struct {
 	hashI, hashR []byte
 	keys         *Keys        // all of them, SKEYID and the IV included
 	iv           []byte       // phase-1 CBC IV chain
-	skeyidMAC    hash.Hash    // HMAC keyed with SKEYID (suite's hash): HASH_I and HASH_R
 	block        cipher.Block // AES with the phase-1 key: messages 5 and 6
 
 	sent      []byte   // last datagram sent, for retransmission
@@ -323,7 +327,7 @@ func (sa *SA) describe() Info {
 	i := Info{PeerID: sa.peerID, PeerCert: sa.peerCert, PeerVersion: sa.peerVersion, PeerDPD: sa.peerDPD}
 	if !sa.establishedAt.IsZero() {
 		i.Initiator = sa.initiator
-		i.Local, i.Peer = *sa.local, sa.peer
+		i.Local, i.Peer = sa.sh.local, sa.peer
 		i.ICookie, i.RCookie = sa.icky, sa.rcky
 		i.Suite = sa.suite
 		i.EstablishedAt, i.Expires = sa.establishedAt, sa.expires
@@ -529,7 +533,7 @@ func (sa *SA) established(now time.Time) {
 	if hs == nil {
 		return
 	}
-	hs.dh, hs.iv, hs.skeyidMAC, hs.block = nil, nil, nil, nil
+	hs.dh, hs.iv, hs.block = nil, nil, nil
 	if !sa.cfg.KeepTranscript {
 		hs.keys = nil
 		hs.saiBody, hs.gxi, hs.gxr, hs.ni, hs.nr, hs.hashI, hs.hashR = nil, nil, nil, nil, nil, nil, nil
@@ -638,7 +642,7 @@ func (sa *SA) Transcript() Transcript {
 	if hs := sa.hs; hs != nil {
 		t.Ni, t.Nr, t.GXI, t.GXR, t.SAi, t.HashI, t.HashR = hs.ni, hs.nr, hs.gxi, hs.gxr, hs.saiBody, hs.hashI, hs.hashR
 	}
-	local, _ := localID(sa.cfg, sa.suite.Auth, sa.local.Addr())
+	local, _ := localID(sa.cfg, sa.suite.Auth, sa.sh.local.Addr())
 	var peer []byte
 	if sa.peerID != nil {
 		peer = sa.peerID.AppendBody(nil)

@@ -631,7 +631,7 @@ func (n *Node) process(s *sock, out ike.Output) {
 				n.execute(r, r.m.Refused(ev.SA, e.Notify.NotifyType, now), now)
 			}
 		case ike.Phase2:
-			n.phase2(s, ev.SA, e.Msg, now)
+			n.phase2(s, ev.SA, e.Msg, e.Raw, now)
 		}
 	}
 }
@@ -649,8 +649,9 @@ func describe(e ike.Event) string {
 }
 
 // phase2 routes a GROUPKEY-PULL message to the GM registration that owns
-// it or to the KS.
-func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
+// it or to the KS. raw is m as received (ike.Phase2.Raw): gdoi.Serve keeps
+// its digest only.
+func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, raw []byte, now time.Time) {
 	if m.Header.Exchange == isakmp.ExchangeCOOPAnn && n.ks != nil {
 		n.onANN(s, sa, m, now)
 		return
@@ -668,10 +669,6 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, now time.Time) {
 	}
 	if n.ks == nil {
 		n.stats.pullUnmatched++
-		return
-	}
-	raw, err := m.Marshal()
-	if err != nil {
 		return
 	}
 	n.pull.now = now
