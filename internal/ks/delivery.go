@@ -539,7 +539,11 @@ func (d *Delivery) Next() time.Time {
 		earlier(f.next)
 	}
 	for _, g := range d.srv.Groups() {
-		if at := d.srv.NextRekey(g); !d.paused[g] && !at.IsZero() && d.srv.Primary(g) {
+		// As Tick: a group's rekey waits for its flight to end (the
+		// flight's own next step is counted above, and the Tick that
+		// ends the flight asks again). Counting it here kept the timer
+		// in the past for the whole flight (issue 18 review).
+		if at := d.srv.NextRekey(g); !d.paused[g] && !at.IsZero() && d.srv.Primary(g) && !d.inFlight(g) {
 			earlier(later(at, d.retry[g].at))
 		}
 	}

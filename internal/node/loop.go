@@ -24,6 +24,9 @@ import (
 // Functions other goroutines run on the loop (Do, lookupSource) wait in
 // the inbox either way.
 
+// minDirectWait is the least read deadline of the loop's own socket.
+const minDirectWait = 50 * time.Microsecond
+
 // command is a function queued for the loop.
 type command struct {
 	f     func()
@@ -138,8 +141,11 @@ func (n *Node) readDirect(ctx context.Context, r *directReader, next time.Time) 
 		next = n.o.Now().Add(time.Hour)
 	}
 	// The deadline first, then the inbox: a post after this look moves
-	// the deadline after ours.
-	conn.SetReadDeadline(time.Now().Add(max(next.Sub(n.o.Now()), 0)))
+	// the deadline after ours. Never a deadline already past: a read
+	// with one fails before it looks at the socket, so a timer left in
+	// the past (a role's bug) would make the KS deaf, not just busy: at
+	// least minDirectWait, which a read of waiting datagrams does not wait.
+	conn.SetReadDeadline(time.Now().Add(max(next.Sub(n.o.Now()), minDirectWait)))
 	if err := ctx.Err(); err != nil {
 		return err
 	}
