@@ -20,7 +20,11 @@
 //     every GM holding the KEK then opens, verifies and applies it itself
 //     (gm.Member.Push), as each would on its own host.
 //
-// The generator's GMs are split into shards, one goroutine each; a GM is
+// The generator's GMs are split into shards, one goroutine and one socket
+// each (every GM of a shard shares its port): a shard reads its own
+// socket, so a datagram is read, handled and answered on one goroutine,
+// with no hand-off between goroutines (on a shared 2-core host each
+// cross-thread wake-up costs the key server CPU too, issue 18). A GM is
 // only ever touched by its shard.
 package loadgen
 
@@ -50,8 +54,10 @@ type Options struct {
 	Members int
 	// Base is the first GM's address; GM i has Base + i. It and the
 	// addresses after it must be in 127.0.0.0/8.
-	Base    netip.Addr
-	Port    uint16 // the shared socket's port; 0: an ephemeral one
+	Base netip.Addr
+	// Port is the first shard's socket's port (shard s: Port+s; its GMs'
+	// port); 0: ephemeral ones.
+	Port    uint16
 	Group   string // the group's name, as configured on the KS
 	GroupID uint32 // its identity number
 	PSK     []byte
@@ -61,7 +67,7 @@ type Options struct {
 	// Window bounds the first registrations in progress at once (default
 	// 256); re-registrations are the members' own (jittered).
 	Window int
-	Shards int // goroutines (default GOMAXPROCS)
+	Shards int // goroutines, one socket each (default 1)
 	// Interface the multicast rekeys arrive on (default "lo").
 	Interface string
 }
@@ -91,7 +97,10 @@ func (o *Options) defaults() error {
 		o.Window = 256
 	}
 	if o.Shards <= 0 {
-		o.Shards = runtime.GOMAXPROCS(0)
+		o.Shards = 1
+	}
+	if o.Port != 0 && int(o.Port)+o.Shards-1 > 65535 {
+		return fmt.Errorf("loadgen: %d shards from port %d leave the port range", o.Shards, o.Port)
 	}
 	o.Shards = min(o.Shards, o.Members)
 	if o.Interface == "" {
@@ -176,7 +185,6 @@ type Generator struct {
 	// monotonic offsets, which a step of the wall clock does not move.
 	t0     time.Time
 	mono0  int64
-	conn   *Conn
 	ike    *ike.Config
 	sims   []sim
 	shards []*shard
@@ -211,12 +219,8 @@ func New(ctx context.Context, o Options) (*Generator, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	conn, err := Listen(ctx, o.Port, 32<<20)
-	if err != nil {
-		return nil, err
-	}
 	psk := o.PSK
-	g := &Generator{o: o, conn: conn, t0: time.Now(), mono0: Monotonic(), sims: make([]sim, o.Members), mcast: map[netip.AddrPort]*net.UDPConn{},
+	g := &Generator{o: o, t0: time.Now(), mono0: Monotonic(), sims: make([]sim, o.Members), mcast: map[netip.AddrPort]*net.UDPConn{},
 		ike: &ike.Config{Suites: []ike.Suite{o.Suite}, DOI: isakmp.DOIGDOI, Identity: ike.IdentityAddress,
 			Creds: ike.Credentials{PSK: func(netip.Addr) ([]byte, bool) { return psk, true }}}}
 	servers := []netip.AddrPort{o.KS}
@@ -225,7 +229,16 @@ func New(ctx context.Context, o Options) (*Generator, error) {
 			gm.Options{Dataplane: &g.sims[i].tab, KEKs: &g.sims[i].tab, Rand: rand.Reader})
 	}
 	for s := 0; s < o.Shards; s++ {
-		sh := &shard{g: g, id: s, in: make(chan []packet, 1024), window: max(1, o.Window/o.Shards)}
+		port := o.Port
+		if port != 0 {
+			port += uint16(s)
+		}
+		conn, err := Listen(ctx, port, 32<<20)
+		if err != nil {
+			g.close()
+			return nil, err
+		}
+		sh := &shard{g: g, id: s, conn: conn, recv: NewRecvBuf(recvBatch), mcast: make(chan packet, 1024), window: max(1, o.Window/o.Shards)}
 		for i := s; i < o.Members; i += o.Shards {
 			sh.waiting = append(sh.waiting, int32(i))
 		}
@@ -251,24 +264,38 @@ func (g *Generator) mono(now time.Time) int64 { return g.mono0 + int64(now.Sub(g
 // Addr is GM i's address.
 func (g *Generator) Addr(i int) netip.Addr { return addrAt(g.o.Base, i) }
 
+// Port is the port of the sockets' shard s (that of its GMs).
+func (g *Generator) Port(s int) uint16 { return g.shards[s].conn.Port() }
+
 // Run plays the GMs until ctx ends.
 func (g *Generator) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, s := range g.shards {
+	errs := make([]error, len(g.shards))
+	for k, s := range g.shards {
 		wg.Add(1)
-		go func() { defer wg.Done(); s.run(ctx) }()
+		go func() {
+			defer wg.Done()
+			if errs[k] = s.run(ctx); errs[k] != nil {
+				cancel()
+			}
+		}()
 	}
 	go g.watchHeap(ctx)
-	go func() { <-ctx.Done(); g.conn.Close(); g.closeMulticast() }()
-	err := g.read(ctx)
-	cancel()
+	stop := context.AfterFunc(ctx, g.close)
+	defer stop()
 	wg.Wait()
-	if ctx.Err() != nil {
-		return nil
+	g.close()
+	return errors.Join(errs...)
+}
+
+// close closes the shards' sockets and the multicast ones.
+func (g *Generator) close() {
+	for _, s := range g.shards {
+		s.conn.Close()
 	}
-	return err
+	g.closeMulticast()
 }
 
 // packet is a datagram for a shard: to GM idx, or to every GM holding
@@ -280,55 +307,8 @@ type packet struct {
 	data      []byte
 }
 
-// recvBatch is the most datagrams one read of the shared socket returns.
+// recvBatch is the most datagrams one read of a shard's socket returns.
 const recvBatch = 32
-
-// read demultiplexes the shared socket's datagrams to the shards: what one
-// recvmmsg returned goes to each shard as one batch.
-func (g *Generator) read(ctx context.Context) error {
-	b := NewRecvBuf(recvBatch)
-	per := make([][]packet, len(g.shards))
-	for {
-		k, err := g.conn.ReceiveBatch(b)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("loadgen: receive: %w", err)
-		}
-		g.Stats.PacketsIn.Add(int64(k))
-		g.Stats.ReadCalls.Add(1)
-		for i := range k {
-			data, from, dst := b.Datagram(i)
-			idx, ok := route(g.o.Base, g.o.Members, dst, data)
-			if !ok {
-				if _, in := addrIndex(g.o.Base, dst); !in || idx < 0 {
-					g.Stats.DropNotMember.Add(1)
-				} else {
-					g.Stats.DropMalformed.Add(1)
-				}
-				continue
-			}
-			sh := idx % len(g.shards)
-			per[sh] = append(per[sh], packet{idx: int32(idx), from: from, to: netip.AddrPortFrom(dst, g.conn.Port()), data: append([]byte(nil), data...)})
-		}
-		for sh, ps := range per {
-			if len(ps) == 0 {
-				continue
-			}
-			select {
-			case g.shards[sh].in <- ps:
-			case <-ctx.Done():
-				return nil
-			}
-			per[sh] = nil
-		}
-	}
-}
 
 // route is the GM a datagram to dst is for: the offset of dst from base,
 // if it is one of the n GMs' and the datagram has an ISAKMP v1 header. It
@@ -374,10 +354,11 @@ func (g *Generator) joinMulticast(ctx context.Context, group netip.AddrPort) {
 			}
 			for _, s := range g.shards {
 				select {
-				case s.in <- []packet{{idx: -1, multicast: true, from: from, to: group, data: data}}:
+				case s.mcast <- packet{idx: -1, multicast: true, from: from, to: group, data: data}:
 				case <-ctx.Done():
 					return
 				}
+				s.wake()
 			}
 		}
 	}()

@@ -3,7 +3,10 @@ package loadgen
 import (
 	"container/heap"
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gm"
@@ -12,12 +15,18 @@ import (
 )
 
 // shard owns the GMs whose index is its id modulo the number of shards:
-// their datagrams, their timers (one heap, entries made stale by a later
-// wake), the window of first registrations.
+// their socket (every GM of the shard has its port) and its datagrams,
+// their timers (one heap, entries made stale by a later wake), the window
+// of first registrations.
 type shard struct {
-	g         *Generator
-	id        int
-	in        chan []packet
+	g     *Generator
+	id    int
+	conn  *Conn
+	recv  *RecvBuf
+	mcast chan packet // multicast datagrams (joinMulticast), with a wake
+	// armed is the socket's read deadline (zero: none set or it passed):
+	// the shard's next timer or sweep, or earlier.
+	armed     time.Time
 	out       []Outbound // what this turn sends (flush)
 	sendBuf   SendBuf
 	timers    wakeHeap
@@ -32,45 +41,83 @@ type shard struct {
 // "ever without a valid TEK" count) without an event for it.
 const sweepEvery = time.Second
 
-func (s *shard) run(ctx context.Context) {
+// run is the shard's loop: its timers, then one read of its socket (up to
+// recvBatch datagrams, one recvmmsg) whose deadline is the next timer, the
+// datagrams handled and the answers sent (one sendmmsg per 64) on this
+// goroutine. It returns at ctx's end, or on an error of the socket.
+func (s *shard) run(ctx context.Context) error {
 	s.ctx = ctx
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	sweep := time.NewTicker(sweepEvery)
-	defer sweep.Stop()
+	nextSweep := time.Now().Add(sweepEvery)
 	for {
 		now := time.Now()
 		s.admit(now)
 		s.fire(now)
-		if len(s.timers) > 0 {
-			t.Reset(max(time.Duration(s.timers[0].at)-time.Since(s.g.t0), time.Millisecond))
-		} else {
-			t.Reset(time.Hour)
+		if !now.Before(nextSweep) {
+			s.sweep(now)
+			nextSweep = now.Add(sweepEvery)
 		}
 		s.flush()
+		wake := nextSweep
+		if len(s.timers) > 0 {
+			if t := s.g.t0.Add(time.Duration(s.timers[0].at)); t.Before(wake) {
+				wake = t
+			}
+		}
+		if s.armed.IsZero() || wake.Before(s.armed) {
+			s.conn.c.SetReadDeadline(wake)
+			s.armed = wake
+		}
+		// After the deadline is set: a multicast datagram queued after
+		// this drain moves it to the past (wake), so the read returns.
+		if s.drainMulticast() {
+			continue
+		}
+		k, err := s.conn.ReceiveBatch(s.recv)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.armed = time.Time{}
+				continue
+			}
+			return fmt.Errorf("loadgen: shard %d: receive: %w", s.id, err)
+		}
+		s.g.Stats.PacketsIn.Add(int64(k))
+		s.g.Stats.ReadCalls.Add(1)
+		now = time.Now()
+		for i := range k {
+			// data is the receive buffer's, valid until the next read:
+			// the protocol's parsers copy what they keep.
+			data, from, dst := s.recv.Datagram(i)
+			idx, ok := route(s.g.o.Base, s.g.o.Members, dst, data)
+			switch {
+			case !ok && idx >= 0:
+				s.g.Stats.DropMalformed.Add(1)
+			case !ok || idx%len(s.g.shards) != s.id:
+				s.g.Stats.DropNotMember.Add(1) // no GM's, or not on this GM's port
+			default:
+				s.packet(packet{idx: int32(idx), from: from, to: netip.AddrPortFrom(dst, s.conn.Port()), data: data}, now)
+			}
+		}
+	}
+}
+
+// wake makes the shard's read return at once (another goroutine queued
+// work for it).
+func (s *shard) wake() { s.conn.c.SetReadDeadline(time.Unix(1, 0)) }
+
+// drainMulticast hands the queued multicast datagrams to the shard's GMs;
+// it reports whether there were any.
+func (s *shard) drainMulticast() bool {
+	any := false
+	for {
 		select {
-		case <-ctx.Done():
-			return
-		case ps := <-s.in:
-			for _, p := range ps {
-				s.packet(p, time.Now())
-			}
-			// Take what queued meanwhile before looking at timers again.
-			for n := len(ps); n < 256; {
-				select {
-				case ps := <-s.in:
-					for _, p := range ps {
-						s.packet(p, time.Now())
-					}
-					n += len(ps)
-					continue
-				default:
-				}
-				break
-			}
-		case <-t.C:
-		case <-sweep.C:
-			s.sweep(time.Now())
+		case p := <-s.mcast:
+			s.packet(p, time.Now())
+			any = true
+		default:
+			return any
 		}
 	}
 }
@@ -215,7 +262,7 @@ func (s *shard) execute(i int32, g *sim, r gm.Result, now time.Time) {
 	if !r.Connect.IsValid() {
 		return
 	}
-	ep, err := ike.NewEndpoint(s.g.ike, netip.AddrPortFrom(addr, s.g.conn.Port()), ike.Limits{})
+	ep, err := ike.NewEndpoint(s.g.ike, netip.AddrPortFrom(addr, s.conn.Port()), ike.Limits{})
 	var sa *ike.SA
 	var out ike.Output
 	if err == nil {
@@ -240,7 +287,7 @@ func (s *shard) flush() {
 	if len(s.out) == 0 {
 		return
 	}
-	sent, calls := s.g.conn.SendBatch(&s.sendBuf, s.out)
+	sent, calls := s.conn.SendBatch(&s.sendBuf, s.out)
 	s.g.Stats.PacketsOut.Add(int64(sent))
 	s.g.Stats.SendErrors.Add(int64(len(s.out) - sent))
 	s.g.Stats.SendCalls.Add(int64(calls))
