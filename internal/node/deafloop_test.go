@@ -107,3 +107,30 @@ func TestReadDirectWithPastTimerStillReads(t *testing.T) {
 		t.Fatalf("%d datagrams read with the loop's timer a second past, want 1", got)
 	}
 }
+
+// proves: S1 (issue 18 review: nothing grows without a bound) — a datagram
+// sent on a socket Refresh closed is not queued: the closed socket is no
+// longer flushed, so its queue grew with every send until the peer was
+// found unreachable.
+func TestSendOnClosedSocketQueuesNothing(t *testing.T) {
+	ksAddr := netip.MustParseAddr("127.0.0.1")
+	kn, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kn.Close()
+	s := kn.socks[0]
+	kn.send(s, netip.MustParseAddrPort("127.0.0.9:848"), []byte("x"))
+	if len(s.out.q) != 1 {
+		t.Fatalf("an open socket queued %d datagrams, want 1", len(s.out.q))
+	}
+	kn.flush()
+	s.closed = true
+	for range 100 {
+		kn.send(s, netip.MustParseAddrPort("127.0.0.9:848"), []byte("x"))
+	}
+	if len(s.out.q) != 0 {
+		t.Fatalf("a closed socket queued %d datagrams", len(s.out.q))
+	}
+}

@@ -589,8 +589,13 @@ func (n *Node) sweep(now time.Time) {
 }
 
 // send queues b for to on s; the loop sends it at the end of its turn
-// (flush). A lost datagram is the retransmission timers' business.
+// (flush). A lost datagram is the retransmission timers' business, as is
+// one for a socket Refresh closed (a COOP peer's until it is found
+// unreachable): it is not queued, since no flush would ever take it.
 func (n *Node) send(s *sock, to netip.AddrPort, b []byte) {
+	if s.closed {
+		return
+	}
 	s.out.q = append(s.out.q, outbound{to: to, data: b})
 }
 
