@@ -1,6 +1,10 @@
 package isakmp
 
-import "testing"
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+)
 
 // proves: N1 (issue 18: the KS encodes a group policy per registration) —
 // a GDOI SA payload is encoded with no allocation of its own: its length
@@ -23,5 +27,31 @@ func TestGroupSAEncodingAllocations(t *testing.T) {
 	t.Logf("the SA payload: %.0f allocations, its parts alone %.0f", whole, alone)
 	if whole > alone {
 		t.Fatalf("encoding the SA payload makes %.0f allocations, its parts %.0f", whole, alone)
+	}
+}
+
+// proves: N1 (issue 18: the KS builds the selectors of its group policy
+// per registration) — PrefixEndpoint is the endpoint of AddrID's or
+// PrefixID's identity, for addresses and subnets of both families (the
+// odd ones too), in one allocation (3 before, with the identity and the
+// mask apart).
+func TestPrefixEndpoint(t *testing.T) {
+	for _, s := range []string{"10.1.2.3/32", "10.1.0.0/16", "10.1.2.3/16", "0.0.0.0/0", "192.0.2.1/25",
+		"2001:db8::1/128", "2001:db8::/32", "::/0", "::ffff:10.0.0.1/128", "::ffff:10.0.0.0/104"} {
+		p := netip.MustParsePrefix(s)
+		var id *ID
+		if p.Bits() == p.Addr().BitLen() {
+			id = AddrID(p.Addr())
+		} else {
+			id = PrefixID(p, 0, 0)
+		}
+		e := PrefixEndpoint(p, 848)
+		if e.IDType != id.IDType || e.Port != 848 || !bytes.Equal(e.Data, id.Data) {
+			t.Fatalf("%s: %v, want %v %x", s, e, id.IDType, id.Data)
+		}
+	}
+	p := netip.MustParsePrefix("10.1.0.0/16")
+	if n := testing.AllocsPerRun(100, func() { PrefixEndpoint(p, 0) }); n > 2 {
+		t.Fatalf("PrefixEndpoint makes %.0f allocations, want at most 2 (1 here)", n)
 	}
 }

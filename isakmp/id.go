@@ -132,12 +132,17 @@ func PrefixID(p netip.Prefix, proto uint8, port uint16) *ID {
 	return id
 }
 
-func maskBytes(bits, n int) []byte {
-	m := make([]byte, n)
+func maskBytes(bits, n int) []byte { return appendMask(make([]byte, 0, n), bits, n) }
+
+// appendMask appends the n-octet mask of a prefix of bits bits to b.
+func appendMask(b []byte, bits, n int) []byte {
+	start := len(b)
+	b = append(b, make([]byte, n)...)
+	m := b[start:]
 	for i := 0; i < bits; i++ {
 		m[i/8] |= 0x80 >> (i % 8)
 	}
-	return m
+	return b
 }
 
 // Prefix returns the traffic selector an address or subnet identity names.

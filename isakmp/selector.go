@@ -16,14 +16,29 @@ type Endpoint struct {
 
 // PrefixEndpoint returns the endpoint for an address prefix: a host address
 // for a full-length prefix, a subnet otherwise.
+//
+// It is AddrID's or PrefixID's identity data, built in one allocation
+// without the identity (a key server builds several per registration;
+// issue 18: allocations).
 func PrefixEndpoint(p netip.Prefix, port uint16) Endpoint {
-	var id *ID
 	if p.Bits() == p.Addr().BitLen() {
-		id = AddrID(p.Addr())
-	} else {
-		id = PrefixID(p, 0, 0)
+		a := p.Addr()
+		if a.Is4() {
+			b := a.As4()
+			return Endpoint{IDType: IDIPv4Addr, Port: port, Data: append(make([]byte, 0, 4), b[:]...)}
+		}
+		b := a.As16()
+		return Endpoint{IDType: IDIPv6Addr, Port: port, Data: append(make([]byte, 0, 16), b[:]...)}
 	}
-	return Endpoint{IDType: id.IDType, Port: port, Data: id.Data}
+	p = p.Masked()
+	if p.Addr().Is4() {
+		a := p.Addr().As4()
+		d := append(make([]byte, 0, 8), a[:]...)
+		return Endpoint{IDType: IDIPv4AddrSubnet, Port: port, Data: appendMask(d, p.Bits(), 4)}
+	}
+	a := p.Addr().As16()
+	d := append(make([]byte, 0, 32), a[:]...)
+	return Endpoint{IDType: IDIPv6AddrSubnet, Port: port, Data: appendMask(d, p.Bits(), 16)}
 }
 
 // Prefix returns the address prefix an address or subnet endpoint names.

@@ -93,12 +93,17 @@ type TEKPolicy struct {
 }
 
 // SAT is the SA TEK payload of p.
+//
+// A key server builds one per TEK per registration: the attributes and
+// their values are laid out in one allocation each (issue 18).
 func (p TEKPolicy) SAT() *isakmp.SAT {
-	attrs := isakmp.Attributes{
+	vals := make([]byte, 0, 16) // the values of the variable-length attributes: 4 + 4 + 8 octets
+	attrs := make(isakmp.Attributes, 0, 12)
+	vals = binary.BigEndian.AppendUint32(vals, seconds(p.Remaining))
+	attrs = append(attrs,
 		isakmp.BasicAttr(isakmp.IPsecSALifeType, isakmp.LifeSeconds),
-		isakmp.VarAttr(isakmp.IPsecSALifeDuration, binary.BigEndian.AppendUint32(nil, seconds(p.Remaining))),
-		isakmp.BasicAttr(isakmp.IPsecEncapsulationMode, isakmp.EncapTunnel),
-	}
+		isakmp.VarAttr(isakmp.IPsecSALifeDuration, vals[0:4:4]),
+		isakmp.BasicAttr(isakmp.IPsecEncapsulationMode, isakmp.EncapTunnel))
 	if p.AuthAlg != 0 {
 		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecAuthAlgorithm, p.AuthAlg))
 	}
@@ -106,14 +111,16 @@ func (p TEKPolicy) SAT() *isakmp.SAT {
 	if p.ReceiveOnly {
 		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecSADirection, isakmp.SADirReceiverOnly))
 	}
-	attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecConfiguredLifetime, binary.BigEndian.AppendUint32(nil, uint32(p.Lifetime/time.Second))))
+	vals = binary.BigEndian.AppendUint32(vals, uint32(p.Lifetime/time.Second))
+	attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecConfiguredLifetime, vals[4:8:8]))
 	if m := p.Replay; m != 0 {
 		attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecReplayMethod, m))
 		if m != isakmp.ReplayNone {
 			attrs = append(attrs, isakmp.BasicAttr(isakmp.IPsecReplayWindow, uint16(p.ReplayWindow)))
 		}
 		if m == isakmp.ReplayTime {
-			attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecPseudotime, binary.BigEndian.AppendUint64(nil, uint64(p.Pseudotime/time.Millisecond))))
+			vals = binary.BigEndian.AppendUint64(vals, uint64(p.Pseudotime/time.Millisecond))
+			attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecPseudotime, vals[8:16:16]))
 		}
 	}
 	if len(p.BypassBefore) > 0 {
@@ -132,7 +139,7 @@ func BypassList(ss []isakmp.Selector) []byte { return isakmp.AppendSelectors(nil
 // TEKKeyPacket is a TEK's key packet (RFC 6407 §5.6.1); auth is nil for
 // GCM/GMAC.
 func TEKKeyPacket(spi uint32, enc, auth []byte) *isakmp.KeyPacket {
-	attrs := isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, enc)}
+	attrs := append(make(isakmp.Attributes, 0, 2), isakmp.VarAttr(isakmp.TEKAlgorithmKey, enc))
 	if auth != nil {
 		attrs = append(attrs, isakmp.VarAttr(isakmp.TEKIntegrityKey, auth))
 	}
@@ -148,9 +155,12 @@ func KEKKeyPacket(spi [isakmp.KEKSPILen]byte, key, sigPub []byte) *isakmp.KeyPac
 
 // SIDKeyPacket hands out sender IDs of bits bits (RFC 6407 §5.6.4).
 func SIDKeyPacket(bits int, sids []uint32) *isakmp.KeyPacket {
-	p := &isakmp.KeyPacket{KDType: isakmp.KDSID, Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.SIDNumberOfBits, uint16(bits))}}
+	p := &isakmp.KeyPacket{KDType: isakmp.KDSID, Attributes: make(isakmp.Attributes, 0, 1+len(sids))}
+	p.Attributes = append(p.Attributes, isakmp.BasicAttr(isakmp.SIDNumberOfBits, uint16(bits)))
+	vals := make([]byte, 0, 4*len(sids)) // one allocation for the values
 	for _, sid := range sids {
-		p.Attributes = append(p.Attributes, isakmp.VarAttr(isakmp.SIDValue, binary.BigEndian.AppendUint32(nil, sid)))
+		vals = binary.BigEndian.AppendUint32(vals, sid)
+		p.Attributes = append(p.Attributes, isakmp.VarAttr(isakmp.SIDValue, vals[len(vals)-4:len(vals):len(vals)]))
 	}
 	return p
 }
