@@ -199,6 +199,15 @@ type tek struct {
 	// TEKState.SIDReserved) before the answer leaves, so a restarted KS
 	// resumes above every ID that ever left it (Restore).
 	sidReserved uint32
+	// sidFloor, at width sidBits, is where the IDs members may carry
+	// into this key from the keys it replaced end: none of those keys
+	// handed out an ID at or above their marks and floors (carrySIDs
+	// takes the highest). Written with the key (TEKState.SIDFloor): a
+	// restarted KS treats every ID below it that no stored member holds
+	// as held by a member the store lost (Restore), as it does below the
+	// key's own mark. 0: none carried (a group without rekeys, the keys
+	// after a GM removal).
+	sidFloor uint32
 	// sidUsed are the sender IDs in use with this key: those handed out
 	// under it and those members held when it was made (they keep them
 	// across rekeys: carrySIDs).
@@ -525,6 +534,7 @@ func (s *Server) newTEK(p TEKPolicy, sel Selector, now time.Time) (*tek, error) 
 // (Pushing new keys to registered GMs is the rekey's job.)
 func (s *Server) refresh(g *group, now time.Time) error {
 	var fresh []*tek
+	var at []int         // fresh[i] replaces g.teks[at[i]]
 	keptCounter := false // a counter-mode key stays: its holders split IVs at the current width
 	for i, t := range g.teks {
 		if now.Add(t.policy.Lifetime / 10).Before(t.expires) {
@@ -536,10 +546,11 @@ func (s *Server) refresh(g *group, now time.Time) error {
 			return err
 		}
 		n.before, n.after = t.before, t.after
-		g.teks[i] = n
-		fresh = append(fresh, n)
+		fresh, at = append(fresh, n), append(at, i)
 	}
 	if len(fresh) > 0 {
+		// The keys replaced stay the group's until the new ones carry
+		// their IDs (carrySIDs: the floor).
 		if keptCounter {
 			// Some keys alone: the group's width stays, no new generation.
 			for _, n := range fresh {
@@ -553,6 +564,9 @@ func (s *Server) refresh(g *group, now time.Time) error {
 			// the group (a group without a KEK widens only here: it cannot
 			// rekey early).
 			g.newGeneration(fresh)
+		}
+		for i, n := range fresh {
+			g.teks[at[i]] = n
 		}
 	}
 	if g.sig.alg != 0 && !now.Add(g.cfg.KEKLifetime/10).Before(g.kekExp) {

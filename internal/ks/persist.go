@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/mnemonic"
@@ -44,7 +45,7 @@ func (s *Server) state(name string, now time.Time, members bool) (*GroupState, e
 	for _, t := range g.teks {
 		st.TEKs = append(st.TEKs, TEKState{SPI: t.spi, Transform: uint8(t.policy.Transform), KeyBits: t.policy.KeyBits,
 			AuthAlg: t.policy.AuthAlg, EncKey: t.encKey, AuthKey: t.authKey, Proto: t.sel.Proto, Src: t.sel.Src, Dst: t.sel.Dst,
-			SrcPort: t.sel.SrcPort, DstPort: t.sel.DstPort, Created: t.created, Expires: t.expires, Lifetime: t.policy.Lifetime, SIDNext: t.sidNext, SIDBits: t.sidBits, SIDReserved: t.sidReserved})
+			SrcPort: t.sel.SrcPort, DstPort: t.sel.DstPort, Created: t.created, Expires: t.expires, Lifetime: t.policy.Lifetime, SIDNext: t.sidNext, SIDBits: t.sidBits, SIDReserved: t.sidReserved, SIDFloor: t.sidFloor})
 	}
 	if !members {
 		return st, nil
@@ -94,12 +95,13 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 		// outside the others' TBAR windows (issue 13's bench).
 		g.ptStart, g.synced = st.PseudotimeStart, now
 	}
+	kekRestored := false // the members' KEK: they may get the next rekey
 	if g.sig.alg != 0 && len(st.KEK.Key) == 16+g.cfg.KEKKeyBits/8 && now.Before(st.KEK.Expires) {
 		g.kekSPI, g.kekKey, g.kekExp = st.KEK.SPI, st.KEK.Key, st.KEK.Expires
+		kekRestored = true
 		s.restoreSigningKey(g, st.SigningKey)
 	}
 	restored := map[*tek]uint32{}
-	reserved := map[*tek]uint32{} // the restored keys' stored high-water marks
 	for i, t := range g.teks {
 		for _, k := range st.TEKs {
 			if k.Src == t.sel.Src && k.Dst == t.sel.Dst && k.Proto == t.sel.Proto && k.SrcPort == t.sel.SrcPort && k.DstPort == t.sel.DstPort &&
@@ -110,8 +112,8 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 				if validSIDBits(int(k.SIDBits)) {
 					g.teks[i].sidBits = k.SIDBits
 				}
+				g.teks[i].sidFloor = sidCeilAt(k.SIDFloor, g.teks[i].sidBits, g.teks[i].sidBits)
 				restored[g.teks[i]] = k.SIDNext
-				reserved[g.teks[i]] = k.SIDReserved
 			}
 		}
 	}
@@ -166,10 +168,15 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 	// keys-only write leaves them), so any ID below the mark that no
 	// stored member holds may be held by a member the store lost, who
 	// carries it into a multicast rekey's keys: those stay marked in every
-	// later key of the group (sidGhost), while this process runs. A state
-	// written before marks were kept (none stored: 0; a key made since
-	// starts with a mark of 1) skips a margin above the count instead
-	// (sidRestoreMargin).
+	// later key of the group (sidGhost), and every later key's floor is at
+	// least the mark (carrySIDs), written with it, so that later restarts
+	// keep them too. Below a key's floor are the IDs members carried into
+	// it from the keys it replaced, lost members' included: kept the same
+	// way, for a restored key and, when the members' KEK is restored, for
+	// fresh keys made because the stored ones expired or no longer match
+	// the policy (lost members may enter those by the next rekey). A state written before marks were kept (none
+	// stored: 0; a key made since starts with a mark of 1) skips a margin
+	// above the count instead (sidRestoreMargin).
 	var held sidSet // the stored members' IDs
 	for i := range g.members.list {
 		m := &g.members.list[i]
@@ -180,6 +187,19 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 			}
 		})
 	}
+	// bound is below what key k (stored) may have handed out or carried,
+	// at width w.
+	bound := func(k *TEKState, w uint8) uint32 {
+		mark := uint64(k.SIDReserved)
+		if mark == 0 {
+			from := int(k.SIDBits)
+			if !validSIDBits(from) {
+				from = MinSIDBits
+			}
+			mark = uint64(max(k.SIDNext, 1)) + uint64(sidRestoreMargin(from))
+		}
+		return sidCeilAt(uint32(min(max(mark, uint64(k.SIDFloor)), math.MaxUint32)), k.SIDBits, w)
+	}
 	ghosts := map[sidRange]bool{}
 	for _, r := range g.sidGhost {
 		ghosts[r] = true
@@ -188,27 +208,41 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 		if !t.counter() {
 			continue
 		}
+		w := int(t.sidBits)
+		var hi uint32
 		if c, ok := restored[t]; ok {
-			w := int(t.sidBits)
-			hi := min(max(c, 1, reserved[t]), 1<<w)
-			if reserved[t] == 0 {
-				hi = min(max(c, 1)+sidRestoreMargin(w), 1<<w)
-			}
-			for id := uint32(1); id < hi; {
-				if held.has(id, w) {
-					id++
-					continue
-				}
-				r := sidRange{lo: id, bits: uint8(w)}
-				for id < hi && !held.has(id, w) {
-					id++
-				}
-				r.hi = id
-				if !ghosts[r] {
-					ghosts[r] = true
-					g.sidGhost = append(g.sidGhost, r)
+			hi = max(c, 1)
+			for i := range st.TEKs {
+				if st.TEKs[i].SPI == t.spi {
+					hi = max(hi, bound(&st.TEKs[i], t.sidBits))
 				}
 			}
+		}
+		if kekRestored {
+			for i := range st.TEKs {
+				if len(st.TEKs[i].AuthKey) == 0 { // counter-mode: sender IDs
+					hi = max(hi, bound(&st.TEKs[i], t.sidBits))
+				}
+			}
+		}
+		hi = min(hi, 1<<w)
+		for id := uint32(1); id < hi; {
+			if held.has(id, w) {
+				id++
+				continue
+			}
+			r := sidRange{lo: id, bits: uint8(w)}
+			for id < hi && !held.has(id, w) {
+				id++
+			}
+			r.hi = id
+			if !ghosts[r] {
+				ghosts[r] = true
+				g.sidGhost = append(g.sidGhost, r)
+			}
+		}
+		t.sidFloor = max(t.sidFloor, hi)
+		if _, ok := restored[t]; ok {
 			t.sidNext = max(t.sidNext, hi)
 			t.sidReserved = t.sidNext // the next ID raises it, written first
 			restored[t] = hi

@@ -145,8 +145,17 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 	if err := s.newKEK(g, at); err != nil {
 		return nil, err
 	}
+	// Only a registration hands the new keys out, with new sender IDs
+	// under them: no member carries an ID into them by a rekey (the new
+	// KEK is the registration's), not even one the store lost at a
+	// restart (sidGhost) or an ID from below the old keys' marks (their
+	// floor).
+	g.sidGhost = nil
 	if err := s.rebuildTEKs(g, at); err != nil {
 		return nil, err
+	}
+	for _, t := range g.teks {
+		t.sidFloor = 0
 	}
 	for i := range g.members.list {
 		g.members.list[i].removed = true

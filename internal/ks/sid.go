@@ -198,11 +198,26 @@ func (g *group) newGeneration(ts []*tek) {
 // (issue 13's bench: dropped as replays at a third member after a
 // registration that followed a rekey). An ID of a narrower width than the
 // key's takes the whole block of the key's IDs it is a prefix of.
+//
+// The members the store lost at a crash (registered after the last save
+// of the members) carry theirs too, unknown to a restarted KS: t's floor
+// is the highest mark and floor of the group's other counter-mode keys
+// (the ones it replaces, still the group's here), written with t, so that
+// a restart keeps every ID below it that no stored member holds (Restore)
+// as it does below t's own mark. Only a group that rekeys: without
+// rekeys a member gets new keys only by registering, with new IDs.
 func (g *group) carrySIDs(t *tek) {
 	if !t.counter() {
 		return
 	}
 	g.sidEpoch++ // new keys: each member's bound starts again
+	if g.sig.alg != 0 {
+		for _, o := range g.teks {
+			if o != t && o.counter() {
+				t.sidFloor = max(t.sidFloor, sidCeilAt(max(o.sidReserved, o.sidFloor), o.sidBits, t.sidBits))
+			}
+		}
+	}
 	for _, r := range g.sidGhost {
 		for id := r.lo; id < r.hi; id++ {
 			t.sidUsed.add(id, int(r.bits))
@@ -273,6 +288,7 @@ func (g *group) allocSID(now time.Time, counted bool) (uint32, error) {
 				mark = uint32(min(uint64(next)+uint64(sidReserveBlock(stride)), 1<<bits))
 				g.sidUnwritten = true
 			}
+			t.sidFloor = sidCeilAt(t.sidFloor, t.sidBits, uint8(bits))
 			t.sidNext, t.sidBits, t.sidReserved = next+1, uint8(bits), mark
 			t.sidUsed.add(next, bits)
 		}
@@ -286,6 +302,28 @@ func (g *group) allocSID(now time.Time, counted bool) (uint32, error) {
 		g.sidPressure = now
 	}
 	return next, nil
+}
+
+// sidCeilAt is a bound of IDs of width from (0 or invalid: MinSIDBits),
+// the IDs below it, at width to, rounded up: the IDs of width to below it
+// are those with a prefix below the bound, or a prefix of one (capped at
+// 1<<to).
+func sidCeilAt(bound uint32, from, to uint8) uint32 {
+	f, t := int(from), int(to)
+	if !validSIDBits(f) {
+		f = MinSIDBits
+	}
+	if !validSIDBits(t) {
+		t = MinSIDBits
+	}
+	b := uint64(bound)
+	if f <= t {
+		b <<= t - f
+	} else {
+		sh := f - t
+		b = (b + 1<<sh - 1) >> sh
+	}
+	return uint32(min(b, 1<<t))
 }
 
 // sidReserveBlock is how far a key's sender-ID high-water mark rises past

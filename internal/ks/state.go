@@ -98,6 +98,14 @@ type TEKState struct {
 	// kept). A store must never lower it (store.Store keeps the higher
 	// of the stored and the written mark of a key, by SPI).
 	SIDReserved uint32 `json:"sid_reserved,omitempty"`
+	// SIDFloor, at width SIDBits, bounds the IDs members may hold from
+	// the keys this one replaced (the highest of their marks and floors
+	// when it was made): a restarted KS keeps every ID below it that no
+	// stored member holds out of its hands, as below SIDReserved, since
+	// a member the store lost may carry it into this key (a multicast
+	// rekey reaches it). 0: none (a state written before floors were
+	// kept, a group without rekeys, keys made by a GM removal).
+	SIDFloor uint32 `json:"sid_floor,omitempty"`
 }
 
 // MemberState is one registered GM.

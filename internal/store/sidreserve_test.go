@@ -1,8 +1,12 @@
 package store
 
 import (
+	"bytes"
+	"encoding/json"
 	"path/filepath"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // proves: O4 (issue 18 F4, review: a node writes a key's raised sender-ID
@@ -43,5 +47,46 @@ func TestOlderSaveKeepsSIDReservation(t *testing.T) {
 	}
 	if r := load(t, s)["G"].TEKs[0].SIDReserved; r != 2049<<2 {
 		t.Fatalf("stored mark %d at 18 bits, want %d", r, 2049<<2)
+	}
+}
+
+// proves: O4 (issue 18 review: a key's sender-ID floor, the highest mark
+// of the keys it replaced, is kept with it; a state record written before
+// floors were kept, without the field, still loads, with no floor)
+func TestSIDFloorKeptAndOlderRecordsLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ks.db")
+	s := mustOpen(t, path)
+	g := fullGroup("G", 7)
+	if err := s.SaveKeys(g); err != nil {
+		t.Fatal(err)
+	}
+	if f := load(t, s)["G"].TEKs[1].SIDFloor; f != 30050 {
+		t.Fatalf("stored floor %d, want 30050", f)
+	}
+	// The record as the previous version wrote it: no sid_floor.
+	old := fullGroup("G", 7)
+	old.TEKs[1].SIDFloor = 0
+	rec, err := json.Marshal(groupRecord{Name: old.Name, ID: old.ID, SigningKey: old.SigningKey, KEK: old.KEK, TEKs: old.TEKs, Seq: old.Seq + 1, UpdatedAt: old.UpdatedAt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(rec, []byte("sid_floor")) {
+		t.Fatalf("a zero floor is written: %s", rec)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		l := groupLoc([]byte("G"), keyState)
+		return tx.Bucket(bucketGroups).Bucket([]byte("G")).Put(keyState, seal(l, rec))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, path)
+	defer s.Close()
+	got := load(t, s)["G"]
+	if got.TEKs[1].SIDFloor != 0 || got.TEKs[1].SIDReserved != 1025 || got.Seq != old.Seq+1 {
+		t.Fatalf("previous version's record: floor %d, mark %d, seq %d", got.TEKs[1].SIDFloor, got.TEKs[1].SIDReserved, got.Seq)
 	}
 }

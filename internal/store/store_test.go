@@ -31,7 +31,7 @@ func fullGroup(name string, id uint32) *GroupState {
 				SrcPort: 500, DstPort: 4500, Created: t0, Expires: t0.Add(time.Hour), Lifetime: time.Hour, SIDNext: 7},
 			{SPI: 0xfeed0001, Transform: 20, KeyBits: 128, EncKey: bytes.Repeat([]byte{0xCC}, 20),
 				Src: netip.MustParsePrefix("2001:db8::/32"), Dst: netip.MustParsePrefix("::/0"),
-				Created: t0, Expires: t0.Add(2 * time.Hour), Lifetime: 2 * time.Hour, SIDNext: 1},
+				Created: t0, Expires: t0.Add(2 * time.Hour), Lifetime: 2 * time.Hour, SIDNext: 1, SIDBits: 17, SIDReserved: 1025, SIDFloor: 30050},
 		},
 		Seq:         41,
 		SeqReserved: 100,
