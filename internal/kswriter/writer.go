@@ -26,7 +26,8 @@ import (
 // As a ks.Store, its SaveKeys waits for neither: it writes no members, so
 // it needs a store that never lets a state with a lower Seq replace the
 // keys it wrote (*store.Store keeps it); SaveKeysOrdered is the write of
-// keys for a store that does not promise it.
+// keys for a store that does not promise it. (A state of the same Seq
+// with other keys is ordered by the writer itself: SaveKeys.)
 type Writer struct {
 	st  ks.Store
 	log *slog.Logger
@@ -34,6 +35,7 @@ type Writer struct {
 
 	mu      sync.Mutex
 	pending map[string]*ks.GroupState // the newest unwritten state of each group
+	writing map[string]*ks.GroupState // what Flush is writing now, by group
 	wake    chan struct{}             // capacity 1: something is pending
 }
 
@@ -86,7 +88,13 @@ func (w *Writer) Flush() bool {
 	w.mu.Lock()
 	batch := w.pending
 	w.pending = map[string]*ks.GroupState{}
+	w.writing = batch
 	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.writing = nil
+		w.mu.Unlock()
+	}()
 	ok := true
 	for name, gs := range batch {
 		if err := w.st.SaveGroup(gs); err != nil {
@@ -128,8 +136,60 @@ func (w *Writer) SaveGroup(gs *ks.GroupState) error {
 // then costs its own transaction, not a rewrite of 10,000 members
 // (node's BenchmarkSaveKeysWhileMembersAreSaved). It waits only for a
 // transaction the store is committing.
+//
+// A state of the same Seq with other keys (keys a registration replaced
+// near their end, without a rekey: their first sender IDs are written
+// with SaveKeys) is older all the same, but a store cannot tell: the
+// queued one takes gs's keys, and SaveKeys waits for the writer when it
+// is writing one now, so that it never lands after gs. A state of the
+// same keys needs neither (the store keeps the higher sender-ID mark of
+// a key).
 func (w *Writer) SaveKeys(gs *ks.GroupState) error {
+	w.mu.Lock()
+	x := w.writing[gs.Name]
+	busy := x != nil && olderKeys(x, gs)
+	if !busy {
+		w.takeKeys(gs)
+	}
+	w.mu.Unlock()
+	if busy {
+		w.wmu.Lock()
+		defer w.wmu.Unlock()
+		w.mu.Lock()
+		w.takeKeys(gs) // a failed write the writer queued again
+		w.mu.Unlock()
+	}
 	return w.st.SaveKeys(gs)
+}
+
+// olderKeys reports whether q, a state taken before gs, has the same Seq
+// but other keys: written after gs, a store would keep its keys (with a
+// lower Seq it keeps gs's).
+func olderKeys(q, gs *ks.GroupState) bool {
+	if q.Seq != gs.Seq {
+		return false
+	}
+	if q.KEK.SPI != gs.KEK.SPI || len(q.TEKs) != len(gs.TEKs) {
+		return true
+	}
+	for i := range q.TEKs {
+		if q.TEKs[i].SPI != gs.TEKs[i].SPI {
+			return true
+		}
+	}
+	return false
+}
+
+// takeKeys makes the group's queued state carry gs's keys when it holds
+// older ones of the same Seq (olderKeys); w.mu held.
+func (w *Writer) takeKeys(gs *ks.GroupState) {
+	q := w.pending[gs.Name]
+	if q == nil || !olderKeys(q, gs) {
+		return
+	}
+	c := *q
+	c.SigningKey, c.KEK, c.TEKs = gs.SigningKey, gs.KEK, gs.TEKs
+	w.pending[gs.Name] = &c
 }
 
 // SaveKeysOrdered writes gs but its members before it returns, in order

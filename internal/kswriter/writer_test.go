@@ -1,9 +1,12 @@
 package kswriter
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ks"
 )
@@ -52,5 +55,103 @@ func TestSaveKeysOrderedTakesQueuedMembers(t *testing.T) {
 	}
 	if g := st.groups["G"]; g.Seq != 3 || len(g.Members) != 2 {
 		t.Fatalf("stored %+v, want seq 3 with the stored members", g)
+	}
+}
+
+// gatedStore is a memStore whose SaveGroup signals it began and waits
+// for gate.
+type gatedStore struct {
+	memStore
+	mu      sync.Mutex
+	began   chan struct{}
+	gate    chan struct{}
+	written []string
+}
+
+func (g *gatedStore) SaveGroup(gs *ks.GroupState) error {
+	g.began <- struct{}{}
+	<-g.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.written = append(g.written, fmt.Sprintf("group spi %d", gs.TEKs[0].SPI))
+	return g.memStore.SaveGroup(gs)
+}
+
+func (g *gatedStore) SaveKeys(gs *ks.GroupState) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.written = append(g.written, fmt.Sprintf("keys spi %d", gs.TEKs[0].SPI))
+	return g.memStore.SaveKeys(gs)
+}
+
+// keysState is group G at seq with one TEK of spi and n members.
+func keysState(seq, spi uint32, n int) *ks.GroupState {
+	gs := &ks.GroupState{Name: "G", Seq: seq, TEKs: []ks.TEKState{{SPI: spi, SIDReserved: 1025}}}
+	for i := range n {
+		gs.Members = append(gs.Members, ks.MemberState{Address: netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})})
+	}
+	return gs
+}
+
+// proves: O4 (issue 18 review, LOW: SaveKeys bypassed the writer, so a
+// periodic save of the same Seq taken before a registration replaced the
+// group's keys (no rekey: the Seq stays) could land after the new keys'
+// write and put the old keys back on disk): the queued save takes the
+// newer keys, and a SaveKeys of other keys than the save being written
+// waits for it; of the same keys (a raised sender-ID mark only), it does
+// not wait)
+func TestSaveKeysNeverFollowedByOlderKeysOfSameSeq(t *testing.T) {
+	// Queued: the save takes the newer keys, keeps its members.
+	st := &memStore{groups: map[string]*ks.GroupState{}}
+	w := New(st, slog.New(slog.DiscardHandler))
+	w.Queue(keysState(5, 100, 3))
+	if err := w.SaveKeys(keysState(5, 200, 0)); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	if g := st.groups["G"]; g.TEKs[0].SPI != 200 || len(g.Members) != 3 {
+		t.Fatalf("after the queued save: TEK SPI %d, %d members; want 200, 3", g.TEKs[0].SPI, len(g.Members))
+	}
+
+	// Being written: SaveKeys of other keys waits for it, lands after.
+	gs := &gatedStore{memStore: memStore{groups: map[string]*ks.GroupState{}}, began: make(chan struct{}), gate: make(chan struct{})}
+	w = New(gs, slog.New(slog.DiscardHandler))
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { w.Run(stop); close(done) }()
+	w.Queue(keysState(5, 100, 3))
+	<-gs.began
+	saved := make(chan error, 1)
+	go func() { saved <- w.SaveKeys(keysState(5, 200, 0)) }()
+	select {
+	case err := <-saved:
+		t.Fatalf("SaveKeys of new keys returned (%v) while an older save of the same Seq was being written", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(gs.gate)
+	if err := <-saved; err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(gs.written); got != "[group spi 100 keys spi 200]" {
+		t.Fatalf("writes %s, want the older save first", got)
+	}
+
+	// The same keys (a raised mark): no wait.
+	gs.gate = make(chan struct{})
+	w.Queue(keysState(5, 200, 4))
+	<-gs.began
+	go func() { saved <- w.SaveKeys(keysState(5, 200, 0)) }()
+	select {
+	case err := <-saved:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("SaveKeys of the same keys waited for the writer")
+	}
+	close(gs.gate)
+	close(stop)
+	<-done
+	if g := gs.groups["G"]; g.TEKs[0].SPI != 200 || len(g.Members) != 4 {
+		t.Fatalf("stored TEK SPI %d, %d members; want 200, 4", g.TEKs[0].SPI, len(g.Members))
 	}
 }
