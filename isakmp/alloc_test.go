@@ -2,6 +2,7 @@ package isakmp
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"testing"
 )
@@ -53,5 +54,34 @@ func TestPrefixEndpoint(t *testing.T) {
 	p := netip.MustParsePrefix("10.1.0.0/16")
 	if n := testing.AllocsPerRun(100, func() { PrefixEndpoint(p, 0) }); n > 2 {
 		t.Fatalf("PrefixEndpoint makes %.0f allocations, want at most 2 (1 here)", n)
+	}
+}
+
+// proves: N1 (issue 18: the KS names each member's identity per
+// registration) — an address or subnet identity's String is what
+// fmt's "%s %s" of its type and prefix wrote, with fewer allocations.
+func TestIDStringWithoutFmt(t *testing.T) {
+	for _, id := range []*ID{AddrID(netip.MustParseAddr("10.1.2.3")), AddrID(netip.MustParseAddr("2001:db8::7")),
+		PrefixID(netip.MustParsePrefix("10.1.0.0/16"), 0, 0), PrefixID(netip.MustParsePrefix("2001:db8::/48"), 0, 0),
+		PrefixID(netip.MustParsePrefix("10.1.0.0/16"), 17, 848)} {
+		pfx, err := id.Prefix()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("%s %s", id.IDType, pfx)
+		if id.ProtocolID != 0 || id.Port != 0 {
+			want += fmt.Sprintf(" proto=%d port=%d", id.ProtocolID, id.Port)
+		}
+		if got := id.String(); got != want {
+			t.Fatalf("%q, want %q", got, want)
+		}
+	}
+	id := AddrID(netip.MustParseAddr("10.1.2.3"))
+	pfx, _ := id.Prefix()
+	viaFmt := testing.AllocsPerRun(100, func() { _ = fmt.Sprintf("%s %s", id.IDType, pfx) })
+	got := testing.AllocsPerRun(100, func() { _ = id.String() })
+	t.Logf("ID.String: %.0f allocations, with fmt %.0f", got, viaFmt)
+	if got >= viaFmt {
+		t.Fatalf("ID.String makes %.0f allocations, fmt %.0f", got, viaFmt)
 	}
 }

@@ -195,7 +195,9 @@ func (p *ID) String() string {
 // dataString renders identification data of type t.
 func (t IDType) dataString(d []byte) string {
 	if pfx, err := (&ID{IDType: t, Data: d}).Prefix(); err == nil {
-		return fmt.Sprintf("%s %s", t, pfx)
+		// What fmt's "%s %s" writes, without fmt: a key server names
+		// each member's identity per registration (issue 18).
+		return t.String() + " " + pfx.String()
 	}
 	switch t {
 	case IDFQDN, IDUserFQDN:

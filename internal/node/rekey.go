@@ -324,13 +324,15 @@ func (p *pullPolicy) writeSIDReservations() error {
 
 // ksPeer describes an IKEv1 phase-1 peer to the KS.
 func ksPeer(i ike.Info) ks.Peer {
-	p := ks.Peer{Addr: i.Peer, Version: i.PeerVersion, Identity: i.Peer.Addr().String()}
+	p := ks.Peer{Addr: i.Peer, Version: i.PeerVersion}
 	switch {
 	case i.PeerCert != nil:
 		p.CertSubject = i.PeerCert.Subject.String()
 		p.Identity = p.CertSubject
 	case i.PeerID != nil:
 		p.Identity = i.PeerID.String()
+	default: // the address, formatted only when it is the identity
+		p.Identity = i.Peer.Addr().String()
 	}
 	return p
 }
