@@ -219,7 +219,10 @@ type Info struct {
 }
 
 // SA is one IKEv1 phase-1 SA in main mode, initiator or responder. It is
-// not safe for concurrent use: one goroutine owns it (DESIGN.md §3).
+// not safe for concurrent use: one goroutine owns it (DESIGN.md §3). The
+// SAs of an Endpoint share its working memory (scratch.go): the goroutine
+// that owns the Endpoint owns its SAs, their cryptography included (Info,
+// Keys and Transcript only read the SA).
 //
 // A key server holds one per member for the SA's lifetime, so an
 // established SA keeps only what the exchanges after main mode need
@@ -576,8 +579,21 @@ func (sa *SA) header(np isakmp.PayloadType, exch isakmp.ExchangeType, flags isak
 		Exchange: exch, Flags: flags, MessageID: mid}
 }
 
+// vendorIDs are the Vendor ID payloads of messages 1 and 2: our version,
+// DPD. An Endpoint's SAs share them, made once per version (a key server
+// sends them in every registration's message 2), and only read them: the
+// callers append them to slices of their own.
 func (sa *SA) vendorIDs() []isakmp.Payload {
-	return []isakmp.Payload{&isakmp.VendorID{Data: sa.cfg.version().VendorID()}, &isakmp.VendorID{Data: DPDVendorID}}
+	v := sa.cfg.version()
+	sh := sa.sh
+	if sh == nil {
+		sh = &shared{}
+	}
+	if sh.vids == nil || sh.vidsFor != v {
+		sh.vids = []isakmp.Payload{&isakmp.VendorID{Data: v.VendorID()}, &isakmp.VendorID{Data: DPDVendorID}}
+		sh.vidsFor = v
+	}
+	return sh.vids[:len(sh.vids):len(sh.vids)]
 }
 
 func (sa *SA) noteVendorIDs(ps []isakmp.Payload) {

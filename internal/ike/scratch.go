@@ -3,6 +3,9 @@ package ike
 import (
 	"hash"
 	"net/netip"
+
+	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 // shared is what the SAs of one Endpoint share: its local address and the
@@ -11,7 +14,9 @@ import (
 // without an Endpoint (NewInitiator) has a shared of its own.
 type shared struct {
 	local   netip.AddrPort
-	scratch *scratch // made on first use
+	scratch *scratch         // made on first use
+	vids    []isakmp.Payload // SA.vendorIDs, for version vidsFor
+	vidsFor version.Version
 }
 
 func (sh *shared) scr() *scratch {

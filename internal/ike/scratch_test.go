@@ -5,6 +5,8 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
+	"github.com/groupvpn/groupvpn/internal/version"
+	"github.com/groupvpn/groupvpn/isakmp"
 	"testing"
 )
 
@@ -111,5 +113,30 @@ func TestCBCIsCBC(t *testing.T) {
 	t.Logf("CBC: %.0f allocations, crypto/cipher %.0f", ours, theirs)
 	if ours >= theirs {
 		t.Fatalf("CBC block by block makes %.0f allocations, crypto/cipher %.0f", ours, theirs)
+	}
+}
+
+// proves: N1 (issue 18: a key server made message 2's Vendor ID payloads
+// per registration) — an Endpoint's SAs share one pair of Vendor ID
+// payloads, which follow the configured version and are never handed out
+// for appending in place.
+func TestVendorIDsShared(t *testing.T) {
+	cfg := pskConfig()
+	p := newPair(t, pskConfig(), cfg)
+	a := &SA{cfg: cfg, sh: &p.r.sh}
+	b := &SA{cfg: cfg, sh: &p.r.sh}
+	va, vb := a.vendorIDs(), b.vendorIDs()
+	if len(va) != 2 || va[0] != vb[0] || va[1] != vb[1] || cap(va) != len(va) {
+		t.Fatal("the SAs of one Endpoint do not share their Vendor IDs")
+	}
+	if v, ok := version.FromVendorID(va[0].(*isakmp.VendorID).Data); !ok || v != cfg.version() {
+		t.Fatalf("Vendor ID of version %v, want %v", v, cfg.version())
+	}
+	cfg.Version = version.Base
+	if v, _ := version.FromVendorID(b.vendorIDs()[0].(*isakmp.VendorID).Data); v != version.Base {
+		t.Fatalf("Vendor ID of version %v after the configured version changed to %v", v, version.Base)
+	}
+	if n := testing.AllocsPerRun(100, func() { a.vendorIDs() }); n != 0 {
+		t.Fatalf("vendorIDs makes %.0f allocations", n)
 	}
 }
