@@ -85,3 +85,37 @@ func TestOlderSaveKeepsNewerKeys(t *testing.T) {
 		t.Fatalf("an older SaveKeys brought back seq %d KEK %x", got.Seq, got.KEK.SPI)
 	}
 }
+
+// proves: O4 (issue 18 review: a registration's raised sender-ID mark is
+// written with SaveKeys from ks.KeysState, which has no rekey in flight;
+// it erased the stored one, so a crash during a unicast rekey's delivery
+// did not resume it) — a SaveKeys of the same Seq without a rekey in
+// flight keeps the stored one and writes its keys; a SaveGroup (the
+// periodic save, which says when a delivery ended) clears it.
+func TestSaveKeysKeepsRekeyInFlight(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "ks.db"))
+	defer s.Close()
+	g := fullGroup("G", 7)
+	g.InFlight = &PushState{Seq: g.Seq, Data: []byte("push")}
+	if err := s.SaveGroup(g); err != nil {
+		t.Fatal(err)
+	}
+	raised := fullGroup("G", 7)
+	raised.Members = nil
+	raised.TEKs[1].SIDReserved = 2049
+	if err := s.SaveKeys(raised); err != nil {
+		t.Fatal(err)
+	}
+	got := load(t, s)["G"]
+	if got.InFlight == nil || string(got.InFlight.Data) != "push" || got.TEKs[1].SIDReserved != 2049 {
+		t.Fatalf("after a keys-only write of the same seq: in flight %v, mark %d", got.InFlight, got.TEKs[1].SIDReserved)
+	}
+	ended := fullGroup("G", 7)
+	ended.TEKs[1].SIDReserved = 2049
+	if err := s.SaveGroup(ended); err != nil {
+		t.Fatal(err)
+	}
+	if got := load(t, s)["G"]; got.InFlight != nil {
+		t.Fatalf("a save of the members saying the delivery ended kept it: %v", got.InFlight)
+	}
+}

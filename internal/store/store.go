@@ -37,7 +37,10 @@
 // state: a SaveGroup or SaveKeys whose Seq is below the stored one writes
 // no keys, Seq or rekey in flight (SaveGroup writes its members only), so
 // a periodic save of members taken before a rekey may land after that
-// rekey's SaveKeys without bringing its older keys back; and DeleteGroup
+// rekey's SaveKeys without bringing its older keys back. A SaveKeys of
+// the stored Seq without a rekey in flight (a registration's raised
+// sender-ID mark) keeps the stored rekey in flight: only SaveGroup ends
+// it. And DeleteGroup
 // remembers the mark, so a group deleted and configured again under the
 // same name also continues above it.
 //
@@ -939,8 +942,9 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 			// cannot be read is replaced, as before.
 			if raw, err := r.get(b, groupLoc(name, keyState)); err == nil && raw != nil {
 				var cur struct {
-					Seq  uint32 `json:"seq"`
-					TEKs []struct {
+					Seq      uint32     `json:"seq"`
+					InFlight *PushState `json:"in_flight"`
+					TEKs     []struct {
 						SPI         uint32 `json:"spi"`
 						SIDBits     uint8  `json:"sid_bits"`
 						SIDReserved uint32 `json:"sid_reserved"`
@@ -970,7 +974,17 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 								t.SIDReserved = sidMark(c.SIDReserved, c.SIDBits, t.SIDBits)
 							}
 						}
-						if raised != nil {
+						// A keys-only write of the same Seq without a
+						// rekey in flight (a registration's raised
+						// sender-ID mark, written from ks.KeysState,
+						// which has none) leaves the stored one: only a
+						// save of the members says a delivery ended
+						// (ks.Delivery), and a restart resumes it.
+						kept := !withMembers && rec.InFlight == nil && cur.InFlight != nil && cur.Seq == g.Seq
+						if kept {
+							rec.InFlight = cur.InFlight
+						}
+						if raised != nil || kept {
 							if state, err = json.Marshal(rec); err != nil {
 								return err
 							}
