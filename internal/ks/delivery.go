@@ -325,7 +325,7 @@ func (d *Delivery) Rekey(group string, now time.Time) (Result, error) {
 		d.srv.rollback(u)
 		return Result{}, err
 	}
-	res, err := d.start(group, p, want, now, false)
+	res, err := d.start(group, p, want, now)
 	if err != nil {
 		d.srv.rollback(u)
 	}
@@ -352,7 +352,7 @@ func (d *Delivery) ReplaceRekey(group string, replaceNow bool, now time.Time) (*
 		d.srv.rollback(u)
 		return nil, Result{}, err
 	}
-	res, err := d.start(group, p, want, now, false)
+	res, err := d.start(group, p, want, now)
 	if err != nil {
 		d.srv.rollback(u)
 		return nil, Result{}, err
@@ -377,7 +377,7 @@ func (d *Delivery) Remove(group string, removeNow bool, now time.Time) (*Push, R
 		d.srv.rollback(u)
 		return nil, Result{}, err
 	}
-	res, err := d.start(group, p, want, now, true)
+	res, err := d.start(group, p, want, now)
 	if err != nil {
 		d.srv.rollback(u)
 		return nil, Result{}, err
@@ -406,12 +406,18 @@ func (d *Delivery) reserve(group string) (uint32, error) {
 	return to, nil
 }
 
-// start saves the group's new state (write before send: its keys, or
-// with members the members too, as a GM removal changes them all) and
-// starts delivering p. When it fails, nothing changed in the delivery
-// (the caller puts the group back: Server.rollback): the older
-// deliveries are superseded only once p is saved.
-func (d *Delivery) start(group string, p *Push, want uint32, now time.Time, members bool) (Result, error) {
+// start saves the group's new state (write before send: its keys and
+// its members) and starts delivering p. When it fails, nothing changed in
+// the delivery (the caller puts the group back: Server.rollback): the
+// older deliveries are superseded only once p is saved.
+//
+// The members are written with the keys (SaveGroup, not SaveKeys): the
+// members registered since the last periodic save enter the new keys with
+// their sender IDs (carrySIDs), and a restart must know them, or it hands
+// their IDs out again under those keys (identical AES-GCM nonces; issue
+// 18 review). The store writes only the members that changed
+// (store.SaveGroup's digests).
+func (d *Delivery) start(group string, p *Push, want uint32, now time.Time) (Result, error) {
 	if d.store != nil && p.Seq != want {
 		return Result{}, fmt.Errorf("rekey for group %s: sequence %d is not the reserved %d", group, p.Seq, want)
 	}
@@ -429,11 +435,8 @@ func (d *Delivery) start(group string, p *Push, want uint32, now time.Time, memb
 	}
 	if d.store != nil {
 		gs, err := d.state(group, f, now)
-		switch {
-		case err == nil && members:
+		if err == nil {
 			err = d.store.SaveGroup(gs)
-		case err == nil:
-			err = d.store.SaveKeys(gs)
 		}
 		if err != nil {
 			return Result{}, fmt.Errorf("rekey for group %s not sent: saving its new keys: %w", group, err)
@@ -791,11 +794,12 @@ func (d *Delivery) Adopt(group string, sa *isakmp.GroupSA, kd *isakmp.KD, seq ui
 	}
 	if p == nil {
 		// No GM to forward to: the adopted keys are saved with the
-		// next periodic save (Dirty), or at once here with a store.
+		// next periodic save (Dirty), or at once here with a store,
+		// with the members who carry their IDs into them (start).
 		if d.store != nil {
 			gs, err := d.state(group, nil, now)
 			if err == nil {
-				err = d.store.SaveKeys(gs)
+				err = d.store.SaveGroup(gs)
 			}
 			if err != nil {
 				d.srv.rollback(u)
@@ -816,7 +820,7 @@ func (d *Delivery) Adopt(group string, sa *isakmp.GroupSA, kd *isakmp.KD, seq ui
 		}
 		want = to
 	}
-	res, err = d.start(group, p, want, now, false)
+	res, err = d.start(group, p, want, now)
 	if err != nil {
 		d.srv.rollback(u)
 		return Result{}, false, err

@@ -199,19 +199,25 @@ func (g *group) newGeneration(ts []*tek) {
 // registration that followed a rekey). An ID of a narrower width than the
 // key's takes the whole block of the key's IDs it is a prefix of.
 //
-// The members the store lost at a crash (registered after the last save
-// of the members) carry theirs too, unknown to a restarted KS: t's floor
-// is the highest mark and floor of the group's other counter-mode keys
-// (the ones it replaces, still the group's here), written with t, so that
-// a restart keeps every ID below it that no stored member holds (Restore)
-// as it does below t's own mark. Only a group that rekeys: without
-// rekeys a member gets new keys only by registering, with new IDs.
+// A rekey writes the members with its keys (Delivery.start), so a
+// restart knows every member that got them by a rekey, and the IDs
+// handed out under them after that are below their own mark. But a
+// member the store lost at a crash (registered after the last save)
+// still holds its key and ID; with multicast rekeys it gets every later
+// key too, and carries its ID into them, unknown to every later restart.
+// So in a group whose rekeys are multicast, t's floor is the highest mark
+// and floor of the group's other counter-mode keys (the ones it replaces,
+// still the group's here), written with t: a restart keeps every ID below
+// it that no stored member holds (Restore), as it does below t's own
+// mark, until a GM removal. Unicast rekeys go only to the members the KS
+// knows; without rekeys a member gets new keys only by registering, with
+// new IDs.
 func (g *group) carrySIDs(t *tek) {
 	if !t.counter() {
 		return
 	}
 	g.sidEpoch++ // new keys: each member's bound starts again
-	if g.sig.alg != 0 {
+	if g.sig.alg != 0 && g.cfg.Rekey.Multicast.IsValid() {
 		for _, o := range g.teks {
 			if o != t && o.counter() {
 				t.sidFloor = max(t.sidFloor, sidCeilAt(max(o.sidReserved, o.sidFloor), o.sidBits, t.sidBits))

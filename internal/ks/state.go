@@ -18,8 +18,10 @@ type Store interface {
 	// never lowers the group's reserved sequence mark.
 	SaveGroup(*GroupState) error
 	// SaveKeys writes the group's state but its members, which stay as
-	// last saved (a group never saved is saved whole): the write before
-	// a rekey is sent, whose cost does not grow with the members.
+	// last saved (a group never saved is saved whole): the write of a
+	// registration's raised sender-ID mark before its answer is sent
+	// (SIDReservationsUnwritten), whose cost does not grow with the
+	// members. (A rekey writes its members too: Delivery.start.)
 	SaveKeys(*GroupState) error
 	// ReserveSeq durably raises the group's reserved sequence mark by n
 	// and returns the numbers reserved, from..to.

@@ -17,9 +17,10 @@
 //  1. Before it sends a rekey, the KS reserves its number with
 //     ReserveSeq(group, 1), which durably raises the group's SeqReserved
 //     (the commit is fsync'ed before ReserveSeq returns) and hands it
-//     back. It then writes the new keys, the number (GroupState.Seq) and
-//     the rekey in flight with SaveKeys, or with SaveGroup when the
-//     members change too (a GM removal). Only then does it send.
+//     back. It then writes the new keys, the number (GroupState.Seq),
+//     the rekey in flight and the members (who carry their sender IDs
+//     into the new keys) with SaveGroup, which writes only the members
+//     that changed. Only then does it send.
 //  2. Between rekeys the KS saves its members (registrations, ACKs) with
 //     SaveGroup from a writer off its event loop (internal/node): for the
 //     show commands and the next start, not for the sequence numbers.
@@ -106,7 +107,8 @@
 // the key server defines what it must remember, and *Store implements
 // ks.Store. The node writes through one writer (node/persist.go): the
 // periodic saves of bookkeeping on its goroutine, off the event loop; the
-// writes before a rekey is sent (ReserveSeq, SaveKeys: the keys without
+// writes before something is sent (ReserveSeq and a rekey's SaveGroup;
+// a registration's raised sender-ID mark with SaveKeys: the keys without
 // rewriting the members) synchronously. A SaveKeys does not wait for a
 // periodic save in progress: bbolt serializes the two transactions, and
 // whichever commits last, the stored state keeps the higher Seq (above).
