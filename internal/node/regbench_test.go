@@ -29,6 +29,7 @@ type ksRegistrar struct {
 	ksTime  time.Duration
 	samples []metrics.Sample
 	allocs  uint64
+	bytes   uint64 // allocated in n.datagram
 }
 
 func newKSRegistrar(tb testing.TB) *ksRegistrar {
@@ -42,18 +43,19 @@ func newKSRegistrar(tb testing.TB) *ksRegistrar {
 	cfg := ikeCfg("k", version.Current)
 	cfg.DOI = isakmp.DOIGDOI
 	return &ksRegistrar{kn: kn, s: kn.socks[0], gmCfg: cfg, next: netip.MustParseAddr("127.80.0.1"),
-		samples: []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}}
+		samples: []metrics.Sample{{Name: "/gc/heap/allocs:objects"}, {Name: "/gc/heap/allocs:bytes"}}}
 }
 
 // toKS hands the KS one datagram from from and returns its answers.
 func (r *ksRegistrar) toKS(from netip.AddrPort, data []byte) [][]byte {
 	metrics.Read(r.samples)
-	a0 := r.samples[0].Value.Uint64()
+	a0, b0 := r.samples[0].Value.Uint64(), r.samples[1].Value.Uint64()
 	start := time.Now()
 	r.kn.datagram(datagram{sock: r.s, from: from, data: data})
 	r.ksTime += time.Since(start)
 	metrics.Read(r.samples)
 	r.allocs += r.samples[0].Value.Uint64() - a0
+	r.bytes += r.samples[1].Value.Uint64() - b0
 	var out [][]byte
 	for _, o := range r.s.out.q {
 		out = append(out, o.data)
@@ -147,7 +149,7 @@ func TestServedPullAnsweredUntilLinger(t *testing.T) {
 // the key server's loop handles it, without system calls: ks-ns/op is the
 // KS's time per registration (compare with the crypto ceiling,
 // internal/bench registrationCeiling, ~80 µs on the project's VM),
-// ks-allocs/op its heap allocations, ks-heap-B/op the live heap it keeps
+// ks-allocs/op and ks-B/op its heap allocations, ks-heap-B/op the live heap it keeps
 // per registration (the member, its phase-1 SA, the served exchange kept
 // for retransmissions) right after, ks-heap-after-linger-B/op once the
 // served pulls are gone (issue 18).
@@ -156,7 +158,7 @@ func BenchmarkKSRegistration(b *testing.B) {
 	for range 200 { // a KS with members already
 		r.register(b)
 	}
-	r.ksTime, r.allocs = 0, 0
+	r.ksTime, r.allocs, r.bytes = 0, 0, 0
 	heap0 := liveHeap()
 	b.ResetTimer()
 	for range b.N {
@@ -165,6 +167,7 @@ func BenchmarkKSRegistration(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(r.ksTime.Nanoseconds())/float64(b.N), "ks-ns/op")
 	b.ReportMetric(float64(r.allocs)/float64(b.N), "ks-allocs/op")
+	b.ReportMetric(float64(r.bytes)/float64(b.N), "ks-B/op")
 	b.ReportMetric(float64(liveHeap()-heap0)/float64(b.N), "ks-heap-B/op")
 	// Once the served pulls' linger is over: what a member costs for good.
 	r.kn.serves.expire(time.Now().Add(serveLinger + time.Second))
