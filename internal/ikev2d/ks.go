@@ -383,9 +383,13 @@ func (k *ksRole) members(name string) []netip.AddrPort {
 }
 
 // push persists the keys ks advanced (write before send), builds the
-// G-IKEv2 message and sends it.
+// G-IKEv2 message and sends it. The members are written with the keys:
+// those registered since the last save carry their Sender-IDs into the
+// new keys, and a restart must know them or it gives their IDs out again
+// under those keys (identical AES-GCM nonces; issue 18 review, as
+// ks.Delivery's rekeys).
 func (k *ksRole) push(name string, p *ks.Push, build func() (*gikev2.Push, error), now time.Time) error {
-	if err := k.save(name, now, false); err != nil {
+	if err := k.save(name, now, true); err != nil {
 		return err
 	}
 	if _, ok := k.gcks.NextMessageIDs()[name]; !ok {
