@@ -283,6 +283,9 @@ type group struct {
 	sidEpoch            uint32
 	sidRefusedMember    uint64
 	sidRefusedMemberLog time.Time
+	// sidPrevForgotten counts members' previous sender IDs no longer
+	// counted as held (MaxPrevSIDsPerMember: SIDPreviousForgotten).
+	sidPrevForgotten uint64
 	// sidGhost are IDs a restart skipped above restored keys' stored
 	// counts (Restore): handed out, maybe, to members the store lost,
 	// who carry them into later keys. Marked in every new key.
@@ -761,6 +764,13 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 			ids = append(ids, sid)
 		}
 		m.sidEpochIDs += uint8(n)
+		if g.sig.alg != 0 {
+			// The GM may never get this answer and go on with the IDs
+			// it has, into the next rekey's keys: they stay counted as
+			// held (retire). Without rekeys a GM gets new keys only by
+			// registering, with new IDs.
+			g.sidPrevForgotten += uint64(g.members.retire(m))
+		}
 		g.members.setSIDs(m, ids)
 		m.sidBits = uint8(max(g.sidBits, MinSIDBits))
 		kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(int(m.sidBits), ids))

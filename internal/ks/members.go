@@ -43,10 +43,78 @@ type memberTable struct {
 	// moreSIDs are the sender IDs after the first of the members that
 	// hold more than one (a GM may ask for up to MaxSIDsPerMember).
 	moreSIDs map[netip.Addr][]uint32
+	// prevSIDs are the sender IDs members held before their latest
+	// registrations, oldest first, each packed with its width
+	// (packPrevSID): only for members that registered again in a group
+	// with rekeys (retire).
+	prevSIDs map[netip.Addr][]uint32
 }
 
 func newMembers() memberTable {
-	return memberTable{idx: map[netip.Addr]int32{}, moreSIDs: map[netip.Addr][]uint32{}}
+	return memberTable{idx: map[netip.Addr]int32{}, moreSIDs: map[netip.Addr][]uint32{}, prevSIDs: map[netip.Addr][]uint32{}}
+}
+
+// MaxPrevSIDsPerMember bounds the previous sender IDs the KS keeps
+// counting as held for one member (retire): the IDs of its last
+// registrations before the latest, 64 of them (four full registrations
+// of MaxSIDsPerMember, 64 of one ID each). Older ones are forgotten
+// (SIDPreviousForgotten).
+const MaxPrevSIDsPerMember = SIDsPerMemberPerKeys
+
+// packPrevSID is a previous sender ID as prevSIDs keeps it: the ID (at
+// most MaxSIDBits wide) in the top 24 bits, its width in the low 8.
+func packPrevSID(id uint32, bits int) uint32 { return id<<8 | uint32(bits) }
+
+// unpackPrevSID is packPrevSID's inverse; ok is false for a value that is
+// no ID this KS hands out (a damaged or hostile store).
+func unpackPrevSID(v uint32) (id uint32, bits int, ok bool) {
+	id, bits = v>>8, int(v&0xff)
+	return id, bits, validSIDBits(bits) && id > 0 && id>>bits == 0
+}
+
+// retire keeps m's current sender IDs among its previous ones before a
+// registration replaces them: the KS never learns whether the GM got the
+// registration's answer (GROUPKEY-PULL has no fifth message), and a GM
+// that did not goes on with the IDs it had, into the keys of every rekey
+// it gets (carrySIDs). At most MaxPrevSIDsPerMember are kept, the oldest
+// forgotten first; it returns how many were forgotten.
+func (ms *memberTable) retire(m *memberRec) (forgotten int) {
+	if m.nsid == 0 {
+		return 0
+	}
+	w := m.sidWidth()
+	prev := ms.prevSIDs[m.addr]
+	ms.eachSID(m, func(id uint32) {
+		if id > 0 && id>>w == 0 {
+			prev = append(prev, packPrevSID(id, w))
+		}
+	})
+	if n := len(prev) - MaxPrevSIDsPerMember; n > 0 {
+		forgotten = n
+		prev = append(prev[:0:0], prev[n:]...)
+	}
+	if len(prev) > 0 {
+		ms.prevSIDs[m.addr] = prev
+	}
+	return forgotten
+}
+
+// setPrevSIDs makes packed (packPrevSID) m's previous sender IDs, less
+// those that are no IDs and past the bound (a stored member: Restore).
+func (ms *memberTable) setPrevSIDs(m *memberRec, packed []uint32) {
+	delete(ms.prevSIDs, m.addr)
+	var prev []uint32
+	for _, v := range packed {
+		if _, _, ok := unpackPrevSID(v); ok {
+			prev = append(prev, v)
+		}
+	}
+	if n := len(prev) - MaxPrevSIDsPerMember; n > 0 {
+		prev = prev[n:]
+	}
+	if len(prev) > 0 {
+		ms.prevSIDs[m.addr] = slices.Clone(prev)
+	}
 }
 
 // len is the number of members.

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/mnemonic"
@@ -64,6 +65,11 @@ func (s *Server) state(name string, now time.Time, members bool) (*GroupState, e
 		st.Members = append(st.Members, MemberState{Address: m.addr, Port: m.port, Identity: m.ident(), Version: vs,
 			Registered: fromUnixNano(m.registered), LastRegister: fromUnixNano(m.lastRegister), Registrations: int(m.registrations),
 			SenderIDs: g.members.sids(m), SIDBits: m.sidBits, MissedRekeys: int(m.missed), Removed: m.removed})
+		if len(g.members.prevSIDs) > 0 {
+			if prev := g.members.prevSIDs[m.addr]; len(prev) > 0 {
+				st.Members[len(st.Members)-1].PrevSenderIDs = slices.Clone(prev)
+			}
+		}
 	}
 	return st, nil
 }
@@ -130,6 +136,7 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 			registrations: uint32(max(ms.Registrations, 0)), sidBits: ms.SIDBits, missed: uint32(max(ms.MissedRekeys, 0)), removed: ms.Removed}
 		m.setIdentity(ms.Identity)
 		g.members.setSIDs(m, ms.SenderIDs)
+		g.members.setPrevSIDs(m, ms.PrevSenderIDs)
 	}
 	g.regs, g.acked, g.missed = 0, 0, 0
 	for i := range g.members.list {
@@ -189,6 +196,13 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 				held.add(id, w)
 			}
 		})
+	}
+	for _, prev := range g.members.prevSIDs {
+		for _, v := range prev {
+			if id, bits, ok := unpackPrevSID(v); ok {
+				held.add(id, bits)
+			}
+		}
 	}
 	// bound is below what key k (stored) may have handed out or carried,
 	// at width w.

@@ -168,6 +168,13 @@ func (g *group) sidFree() (free float64, members int) {
 		m := &g.members.list[i]
 		taken += float64(m.nsid) * math.Ldexp(1, -m.sidWidth())
 	}
+	for _, prev := range g.members.prevSIDs {
+		for _, v := range prev {
+			if _, bits, ok := unpackPrevSID(v); ok {
+				taken += math.Ldexp(1, -bits)
+			}
+		}
+	}
 	for _, r := range g.sidGhost {
 		taken += float64(r.hi-r.lo) * math.Ldexp(1, -int(r.bits))
 	}
@@ -237,6 +244,15 @@ func (g *group) carrySIDs(t *tek) {
 				t.sidUsed.add(id, w)
 			}
 		})
+	}
+	// And the IDs members held before their latest registrations: a
+	// member may never have got that registration's answer (retire).
+	for _, prev := range g.members.prevSIDs {
+		for _, v := range prev {
+			if id, bits, ok := unpackPrevSID(v); ok {
+				t.sidUsed.add(id, bits)
+			}
+		}
 	}
 }
 
@@ -371,6 +387,18 @@ func (s *Server) SIDRefusedMemberBound() uint64 {
 	var n uint64
 	for _, g := range s.groups {
 		n += g.sidRefusedMember
+	}
+	return n
+}
+
+// SIDPreviousForgotten is the number of a member's previous sender IDs
+// the KS stopped counting as held because the member had
+// MaxPrevSIDsPerMember newer ones (all groups): each is an ID the member
+// may still use if none of its last registrations' answers reached it.
+func (s *Server) SIDPreviousForgotten() uint64 {
+	var n uint64
+	for _, g := range s.groups {
+		n += g.sidPrevForgotten
 	}
 	return n
 }

@@ -120,9 +120,15 @@ type MemberState struct {
 	Registrations int        `json:"registrations"`
 	SenderIDs     []uint32   `json:"sender_ids,omitempty"`
 	SIDBits       uint8      `json:"sid_bits,omitempty"` // their width (0: MinSIDBits)
-	MissedRekeys  int        `json:"missed_rekeys,omitempty"`
-	Port          uint16     `json:"port,omitempty"`    // where unicast rekeys go
-	Removed       bool       `json:"removed,omitempty"` // off the rekey list
+	// PrevSenderIDs are the IDs the member held before its latest
+	// registrations, which it may still use (it may never have got their
+	// answers), oldest first: each the ID shifted left 8 bits, or'ed with
+	// its width. A KS carries them into every new key as the member's.
+	// (Absent from states written before they were kept.)
+	PrevSenderIDs []uint32 `json:"prev_sender_ids,omitempty"`
+	MissedRekeys  int      `json:"missed_rekeys,omitempty"`
+	Port          uint16   `json:"port,omitempty"`    // where unicast rekeys go
+	Removed       bool     `json:"removed,omitempty"` // off the rekey list
 }
 
 // String describes the group without its keys.

@@ -1128,11 +1128,15 @@ func memberDigest(seed maphash.Seed, m *MemberState) uint64 {
 	h.WriteByte(0)
 	var n [8]byte
 	for _, v := range []int64{m.Registered.UnixNano(), m.LastRegister.UnixNano(), int64(m.Registrations),
-		int64(m.MissedRekeys), int64(m.Port), int64(m.SIDBits), int64(len(m.SenderIDs))} {
+		int64(m.MissedRekeys), int64(m.Port), int64(m.SIDBits), int64(len(m.SenderIDs)), int64(len(m.PrevSenderIDs))} {
 		binary.LittleEndian.PutUint64(n[:], uint64(v))
 		h.Write(n[:])
 	}
 	for _, sid := range m.SenderIDs {
+		binary.LittleEndian.PutUint32(n[:4], sid)
+		h.Write(n[:4])
+	}
+	for _, sid := range m.PrevSenderIDs {
 		binary.LittleEndian.PutUint32(n[:4], sid)
 		h.Write(n[:4])
 	}
