@@ -286,6 +286,12 @@ type group struct {
 	// sidPrevForgotten counts members' previous sender IDs no longer
 	// counted as held (MaxPrevSIDsPerMember: SIDPreviousForgotten).
 	sidPrevForgotten uint64
+	// removedAt is when the last GM removal (Remove) gave the group a
+	// KEK that only a registration hands out (Unix nanoseconds, 0: none
+	// since the start): a member last registered before it gets no key
+	// made since but by registering, with new IDs, so the IDs it held
+	// then need not be kept (retire).
+	removedAt int64
 	// sidGhost are IDs a restart skipped above restored keys' stored
 	// counts (Restore): handed out, maybe, to members the store lost,
 	// who carry them into later keys. Marked in every new key.
@@ -714,6 +720,9 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 		g.membersGen++
 	}
 	m.setIdentity(peer.Identity)
+	// Removed by a GM removal since it last registered: no rekey reaches
+	// the IDs it holds (retire).
+	cutOff := m.lastRegister < g.removedAt
 	m.version, m.lastRegister, m.port = peer.Version, unixNano(now), peer.Addr.Port()
 	m.registrations++
 	g.regs++
@@ -764,7 +773,13 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 			ids = append(ids, sid)
 		}
 		m.sidEpochIDs += uint8(n)
-		if g.sig.alg != 0 {
+		switch {
+		case cutOff:
+			// A GM removal since its last registration: the KEK it
+			// holds gets no more rekeys, and the keys it holds already
+			// count its IDs as used.
+			delete(g.members.prevSIDs, m.addr)
+		case g.sig.alg != 0:
 			// The GM may never get this answer and go on with the IDs
 			// it has, into the next rekey's keys: they stay counted as
 			// held (retire). Without rekeys a GM gets new keys only by

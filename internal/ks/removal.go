@@ -151,6 +151,9 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 	// restart (sidGhost) or an ID from below the old keys' marks (their
 	// floor).
 	g.sidGhost = nil
+	// Nor the IDs members held: one that registers again after this gives
+	// up what it had (Keys: removedAt).
+	g.removedAt = unixNano(at)
 	if err := s.rebuildTEKs(g, at); err != nil {
 		return nil, err
 	}

@@ -171,3 +171,42 @@ func TestRestoreHostilePrevSenderIDs(t *testing.T) {
 		}
 	}
 }
+
+// proves: E1, O4 (issue 18 review: after a GM removal a member's old
+// IDs are given up when it registers again: the removal's new KEK
+// reaches it only by a registration, so no rekey carries them; before
+// that they stay kept, and a re-registration before a removal keeps
+// them)
+func TestRemovalEndsPreviousSenderIDs(t *testing.T) {
+	s := server(t)
+	m := Peer{Addr: netip.AddrPortFrom(addrOf(1, 0), 848)}
+	for i := 0; i < 2; i++ {
+		if _, _, err := s.Keys(m, isakmp.GroupID(7), 1, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := s.byName["G"]
+	if n := len(g.members.prevSIDs[m.Addr.Addr()]); n != 1 {
+		t.Fatalf("%d previous IDs after a re-registration, want 1", n)
+	}
+	at := now.Add(time.Second)
+	if _, err := s.Remove("G", true, at); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(g.members.prevSIDs[m.Addr.Addr()]); n != 1 {
+		t.Fatalf("%d previous IDs after the removal, want 1 (the member has not registered again)", n)
+	}
+	at = at.Add(time.Second)
+	if _, _, err := s.Keys(m, isakmp.GroupID(7), 1, at); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(g.members.prevSIDs); n != 0 {
+		t.Fatalf("previous IDs of %d members kept after they registered again since a removal", n)
+	}
+	if _, _, err := s.Keys(m, isakmp.GroupID(7), 1, at.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(g.members.prevSIDs[m.Addr.Addr()]); n != 1 {
+		t.Fatalf("%d previous IDs after a re-registration since the removal, want 1", n)
+	}
+}
