@@ -103,7 +103,10 @@ func (s *scratch) appendHMAC(dst []byte, h HashAlg, key []byte, data ...[]byte) 
 	d.Write(pad)
 	d.Write(inner)
 	out := d.Sum(dst)
-	clear(k) // no key material stays in the scratch
+	// No key material stays in the scratch: the key, its pads, the inner
+	// digest, and the hash state keyed with the outer pad.
+	d.Reset()
+	clear(k)
 	clear(pad)
 	clear(s.sum[:])
 	return out
