@@ -2,6 +2,7 @@ package app
 
 import (
 	"io"
+	"runtime"
 	"runtime/debug"
 	"testing"
 )
@@ -32,5 +33,32 @@ func TestLoadgenGOGC(t *testing.T) {
 	}
 	if got := run("-gogc", "250"); got != 250 {
 		t.Fatalf("GOGC %d with -gogc 250", got)
+	}
+}
+
+// proves: N1 (issue 18: the generator's CPU per registration) —
+// `groupvpn loadgen` runs with one P per shard (the runtime's search for
+// work on an idle P and the thread wake-ups it makes were 10% of the
+// generator's CPU with 1 shard on 2 Ps), unless the GOMAXPROCS environment
+// variable says otherwise.
+func TestLoadgenOnePPerShard(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	env := &Env{Stdout: io.Discard, Stderr: io.Discard}
+	run := func(args ...string) int {
+		runtime.GOMAXPROCS(4)
+		if code := runLoadgen(env, append([]string{"-members", "0", "-ks", "127.63.0.9:9"}, args...)); code != 1 {
+			t.Fatalf("loadgen %v exited %d", args, code)
+		}
+		return runtime.GOMAXPROCS(0)
+	}
+	if got := run(); got != 1 {
+		t.Fatalf("GOMAXPROCS %d with one shard", got)
+	}
+	if got := run("-shards", "3"); got != 3 {
+		t.Fatalf("GOMAXPROCS %d with 3 shards", got)
+	}
+	t.Setenv("GOMAXPROCS", "4")
+	if got := run(); got != 4 {
+		t.Fatalf("GOMAXPROCS %d with GOMAXPROCS=4 in the environment", got)
 	}
 }
