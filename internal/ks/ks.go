@@ -286,12 +286,16 @@ type group struct {
 	// sidPrevForgotten counts members' previous sender IDs no longer
 	// counted as held (MaxPrevSIDsPerMember: SIDPreviousForgotten).
 	sidPrevForgotten uint64
-	// removedAt is when the last GM removal (Remove) gave the group a
-	// KEK that only a registration hands out (Unix nanoseconds, 0: none
-	// since the start): a member last registered before it gets no key
-	// made since but by registering, with new IDs, so the IDs it held
-	// then need not be kept (retire).
-	removedAt int64
+	// removals counts the GM removals (Remove) since the start: each
+	// gave the group a KEK that only a registration hands out. A member
+	// that registered under an earlier count (memberRec.removals) gets no
+	// key made since but by registering, with new IDs, so the IDs it held
+	// then need not be kept (retire). A count, not a time: a clock
+	// stepped back past a removal must not cut off a member that
+	// registered after it (its IDs would be dropped while rekeys still
+	// reach it). 0 after a restart, as every restored member's: they keep
+	// their IDs (the safe side).
+	removals uint16
 	// sidGhost are IDs a restart skipped above restored keys' stored
 	// counts (Restore): handed out, maybe, to members the store lost,
 	// who carry them into later keys. Marked in every new key.
@@ -722,7 +726,8 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 	m.setIdentity(peer.Identity)
 	// Removed by a GM removal since it last registered: no rekey reaches
 	// the IDs it holds (retire).
-	cutOff := m.lastRegister < g.removedAt
+	cutOff := m.removals != g.removals
+	m.removals = g.removals
 	m.version, m.lastRegister, m.port = peer.Version, unixNano(now), peer.Addr.Port()
 	m.registrations++
 	g.regs++

@@ -30,8 +30,13 @@ type memberRec struct {
 	sidBits                  uint8
 	nsid                     uint8
 	removed                  bool
-	sidEpochIDs              uint8  // sender IDs got since group.sidEpoch was sidEpoch
-	sidEpoch                 uint32 // the group's sidEpoch at its first registration under the keys
+	sidEpochIDs              uint8 // sender IDs got since group.sidEpoch was sidEpoch
+	// removals is the group's removal count (group.removals) at its last
+	// registration. 16 bits fit the struct's padding; a count that wraps
+	// to the same value after 65,536 removals only keeps the member's
+	// previous IDs held (the safe side).
+	removals uint16
+	sidEpoch uint32 // the group's sidEpoch at its first registration under the keys
 }
 
 // memberTable is a group's member list: values in registration order (none

@@ -152,8 +152,9 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 	// floor).
 	g.sidGhost = nil
 	// Nor the IDs members held: one that registers again after this gives
-	// up what it had (Keys: removedAt).
-	g.removedAt = unixNano(at)
+	// up what it had (Keys: removals). A failed removal's rollback
+	// restores the group, this count with it.
+	g.removals++
 	if err := s.rebuildTEKs(g, at); err != nil {
 		return nil, err
 	}

@@ -210,3 +210,33 @@ func TestRemovalEndsPreviousSenderIDs(t *testing.T) {
 		t.Fatalf("%d previous IDs after a re-registration since the removal, want 1", n)
 	}
 }
+
+// proves: E1, O4 (issue 18 review 3, HIGH 2: the cut-off after a GM
+// removal is by the group's removal count, not by wall-clock instants: a
+// clock stepped back past a removal does not make a member's second
+// registration since the removal drop the ID its first one gave it, which
+// the GM keeps when the second answer is lost and carries into the next
+// rekey's keys)
+func TestPreviousIDsCutOffByRemovalNotByClock(t *testing.T) {
+	s := server(t)
+	m := addrOf(1, 0)
+	for i := 0; i < 5; i++ {
+		regTo(t, s, newMemStore(), addrOf(1, i), now)
+	}
+	rm := now.Add(time.Hour)
+	if _, err := s.Remove("G", false, rm); err != nil {
+		t.Fatal(err)
+	}
+	back := rm.Add(-30 * time.Second)                    // NTP steps the clock back
+	held := regTo(t, s, newMemStore(), m, back)          // R1: the GM gets B and the new KEK
+	regTo(t, s, newMemStore(), m, back.Add(time.Second)) // R2: its answer is lost; the GM keeps B
+	at := back.Add(time.Minute)
+	if _, err := s.Rekey("G", at); err != nil { // the GM enters the new key with B
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		for _, x := range regTo(t, s, newMemStore(), addrOf(3, i), at) {
+			collide(t, x, held, "the rekey after a removal and a clock step back")
+		}
+	}
+}
