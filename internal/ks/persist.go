@@ -174,15 +174,15 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 	// from the mark. The members are saved less often than the keys (a
 	// registration's keys-only write leaves them), so any ID below the
 	// mark that no stored member holds may be held by a member the store
-	// lost, who carries it into a multicast rekey's keys: those stay
+	// lost, who carries it into a later rekey's keys (multicast, or
+	// unicast once it is on the rekey list: carrySIDs): those stay
 	// marked in every later key of the group (sidGhost), and in a group
-	// with multicast rekeys every later key's floor is at least the mark
-	// (carrySIDs), written with it, so that later restarts keep them too
-	// (unicast rekeys go only to the members the KS knows). Below a key's
-	// floor are the IDs members carried into it from the keys it
-	// replaced, lost members' included: kept the same way, for a restored
-	// key and, with multicast rekeys and the members' KEK restored, for
-	// fresh keys made because the stored ones expired or no longer match
+	// with rekeys every later key's floor is at least the mark
+	// (carrySIDs), written with it, so that later restarts keep them too.
+	// Below a key's floor are the IDs members carried into it from the
+	// keys it replaced, lost members' included: kept the same way, for a
+	// restored key and, with the members' KEK restored, for fresh keys
+	// made because the stored ones expired or no longer match
 	// the policy (lost members may enter those by the next rekey). A
 	// state written before marks were kept (none stored: 0; a key made
 	// since starts with a mark of 1) skips a margin above the count
@@ -235,7 +235,7 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 				}
 			}
 		}
-		if kekRestored && g.cfg.Rekey.Multicast.IsValid() {
+		if kekRestored {
 			for i := range st.TEKs {
 				if len(st.TEKs[i].AuthKey) == 0 { // counter-mode: sender IDs
 					hi = max(hi, bound(&st.TEKs[i], t.sidBits))

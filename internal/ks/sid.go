@@ -210,21 +210,25 @@ func (g *group) newGeneration(ts []*tek) {
 // restart knows every member that got them by a rekey, and the IDs
 // handed out under them after that are below their own mark. But a
 // member the store lost at a crash (registered after the last save)
-// still holds its key and ID; with multicast rekeys it gets every later
-// key too, and carries its ID into them, unknown to every later restart.
-// So in a group whose rekeys are multicast, t's floor is the highest mark
-// and floor of the group's other counter-mode keys (the ones it replaces,
-// still the group's here), written with t: a restart keeps every ID below
-// it that no stored member holds (Restore), as it does below t's own
-// mark, until a GM removal. Unicast rekeys go only to the members the KS
-// knows; without rekeys a member gets new keys only by registering, with
-// new IDs.
+// still holds its key and ID, and may get later keys: with multicast
+// rekeys every one; with unicast rekeys every one too once it is on the
+// rekey list, as the member it was stored as (re-registered since the
+// save) or after it registers with the restarted KS and that answer is
+// lost (the KS never learns it: it goes on with the ID it had). So in a
+// group with rekeys t's floor is the highest mark and floor of the
+// group's other counter-mode keys (the ones it replaces, still the
+// group's here), written with t: a restart keeps every ID below it that
+// no stored member holds (Restore), as it does below t's own mark, until
+// a GM removal (issue 18 review 3: with unicast rekeys exempt, a second
+// crash handed such an ID out again under the key the member held).
+// Without rekeys a member gets new keys only by registering, with new
+// IDs.
 func (g *group) carrySIDs(t *tek) {
 	if !t.counter() {
 		return
 	}
 	g.sidEpoch++ // new keys: each member's bound starts again
-	if g.sig.alg != 0 && g.cfg.Rekey.Multicast.IsValid() {
+	if g.sig.alg != 0 {
 		for _, o := range g.teks {
 			if o != t && o.counter() {
 				t.sidFloor = max(t.sidFloor, sidCeilAt(max(o.sidReserved, o.sidFloor), o.sidBits, t.sidBits))
