@@ -796,6 +796,11 @@ func startGen(ctx context.Context, o *ScaleOptions, from, n int) (*genProc, erro
 	cmd := o.command(o.Bin, "loadgen", "-ks", o.KS.String(), "-members", strconv.Itoa(n),
 		"-base", addrAfter(o.Base, from).String(), "-group", "SCALE", "-group-id", "1801", "-psk", "scale-secret",
 		"-window", strconv.Itoa(o.Window), "-interval", "100ms")
+	if o.Multicast {
+		// Each member opens and verifies the multicast rekey: two shards
+		// do it on both cores (one, the default, registers fastest).
+		cmd.Args = append(cmd.Args, "-shards", "2")
+	}
 	cmd.Env = append(os.Environ(), o.Env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
