@@ -199,6 +199,9 @@ type tek struct {
 	// TEKState.SIDReserved) before the answer leaves, so a restarted KS
 	// resumes above every ID that ever left it (Restore).
 	sidReserved uint32
+	// sidRaises counts the times sidReserved was raised since the key was
+	// made or restored: the blocks grow with it (sidReserveBlock).
+	sidRaises uint8
 	// sidFloor, at width sidBits, is where the IDs members may carry
 	// into this key from the keys it replaced end: none of those keys
 	// handed out an ID at or above their marks and floors (carrySIDs

@@ -311,7 +311,8 @@ func (g *group) allocSID(now time.Time, counted bool) (uint32, error) {
 				mark <<= bits - tb
 			}
 			if next >= mark {
-				mark = uint32(min(uint64(next)+uint64(sidReserveBlock(stride)), 1<<bits))
+				mark = uint32(min(uint64(next)+uint64(sidReserveBlock(stride, t.sidRaises)), 1<<bits))
+				t.sidRaises = min(t.sidRaises+1, 32)
 				g.sidUnwritten = true
 			}
 			t.sidFloor = sidCeilAt(t.sidFloor, t.sidBits, uint8(bits))
@@ -353,11 +354,25 @@ func sidCeilAt(bound uint32, from, to uint8) uint32 {
 }
 
 // sidReserveBlock is how far a key's sender-ID high-water mark rises past
-// an ID that reaches it: 1,024 of this KS's IDs (stride cooperative KSs
-// share the IDs out, sidShareFrom). At the KS's measured ceiling (some
-// 5,000 registrations a second, one ID each) that is a keys-only write
-// every ~200 ms, and a restart loses at most one block of each key's IDs.
-func sidReserveBlock(stride uint32) uint32 { return 1024 * max(stride, 1) }
+// an ID that reaches it, the raises-th time since the key was made or
+// restored: 16 of this KS's IDs the first time, doubling each time up to
+// sidReserveMax (stride cooperative KSs share the IDs out, sidShareFrom).
+// At the KS's measured ceiling (some 5,000 registrations a second, one ID
+// each) that is a keys-only write every ~200 ms once the block is full
+// (six more writes per key before), and a restart loses at most one block
+// of each key's IDs, which a group with rekeys keeps out of use until a GM
+// removal (the floors: carrySIDs): a block no bigger than about the IDs
+// handed out since the key was made or restored, so that a restart
+// followed by a few registrations keeps a few IDs, not 1,024 (issue 18
+// review 3: 72 such restarts used up a group's IDs).
+func sidReserveBlock(stride uint32, raises uint8) uint32 {
+	return min(uint32(sidReserveFirst)<<min(raises, 10), sidReserveMax) * max(stride, 1)
+}
+
+const (
+	sidReserveFirst = 16   // the first block of a key's IDs
+	sidReserveMax   = 1024 // the largest
+)
 
 // sidShareFrom is the first ID of width bits from id on that lies in the
 // share of the KS of rank among stride cooperative KSs (id itself when it

@@ -123,7 +123,7 @@ func TestRepeatedRestartsDoNotExhaustSIDs(t *testing.T) {
 	}
 	g := s.byName["G"]
 	for _, k := range g.teks {
-		if k.counter() && k.sidNext > 20*(sidReserveBlock(1)+1) {
+		if k.counter() && k.sidNext > 20*(sidReserveMax+1) {
 			t.Fatalf("after 20 restarts the key's next ID is %d: more than a block lost per restart", k.sidNext)
 		}
 	}
