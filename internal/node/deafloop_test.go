@@ -78,7 +78,9 @@ func TestKSReadsWhileARekeyIsInFlightAndAnotherDue(t *testing.T) {
 // its own socket looks at the socket even when the loop's next timer is
 // already past (a role's timer bug then costs CPU, not deafness): a
 // datagram waiting is read by a readDirect whose next timer was a second
-// ago.
+// ago, however long the loop takes between setting up the read and
+// reading (under -race in CI a 50 µs least deadline had passed before the
+// read: the first fix).
 func TestReadDirectWithPastTimerStillReads(t *testing.T) {
 	ksAddr := netip.MustParseAddr("127.0.0.1")
 	kn, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
@@ -105,6 +107,17 @@ func TestReadDirectWithPastTimerStillReads(t *testing.T) {
 	}
 	if got := kn.direct.io.readDatagrams.Load(); got != 1 {
 		t.Fatalf("%d datagrams read with the loop's timer a second past, want 1", got)
+	}
+	// Nothing waiting: it returns at once and keeps reading the socket.
+	start := time.Now()
+	if err := kn.readDirect(context.Background(), newDirectReader(), kn.o.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("a read with nothing waiting and a timer due took %s", el)
+	}
+	if kn.direct == nil {
+		t.Fatal("an empty socket made the loop stop reading it")
 	}
 }
 

@@ -24,9 +24,6 @@ import (
 // Functions other goroutines run on the loop (Do, lookupSource) wait in
 // the inbox either way.
 
-// minDirectWait is the least read deadline of the loop's own socket.
-const minDirectWait = 50 * time.Microsecond
-
 // command is a function queued for the loop.
 type command struct {
 	f     func()
@@ -141,11 +138,17 @@ func (n *Node) readDirect(ctx context.Context, r *directReader, next time.Time) 
 		next = n.o.Now().Add(time.Hour)
 	}
 	// The deadline first, then the inbox: a post after this look moves
-	// the deadline after ours. Never a deadline already past: a read
-	// with one fails before it looks at the socket, so a timer left in
-	// the past (a role's bug) would make the KS deaf, not just busy: at
-	// least minDirectWait, which a read of waiting datagrams does not wait.
-	conn.SetReadDeadline(time.Now().Add(max(next.Sub(n.o.Now()), minDirectWait)))
+	// the deadline after ours. With a timer already due, no deadline and
+	// a read that does not wait (MSG_DONTWAIT): a read whose deadline has
+	// passed fails before it looks at the socket, so a timer left in the
+	// past (a role's bug) would make the KS deaf, not just busy.
+	flags := 0
+	if wait := next.Sub(n.o.Now()); wait > 0 {
+		conn.SetReadDeadline(time.Now().Add(wait))
+	} else {
+		conn.SetReadDeadline(time.Time{})
+		flags = unix.MSG_DONTWAIT
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -156,12 +159,12 @@ func (n *Node) readDirect(ctx context.Context, r *directReader, next time.Time) 
 	case <-n.wakeCh: // the inbox is empty: a stale wake
 	default:
 	}
-	k, err := s.batch.ReadBatch(r.ms, 0)
+	k, err := s.batch.ReadBatch(r.ms, flags)
 	if err != nil {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
+		if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, unix.EAGAIN) {
 			n.leaveDirect() // the socket failed or was closed: as read, no more from it
 		}
 		return nil
