@@ -53,14 +53,7 @@ func TestLookReturnsABurstsMemory(t *testing.T) {
 	}
 	tr := &Trimmer{MinBurst: 64 << 20}
 	tr.Look() // primes
-	burst := make([][]byte, 0, 192)
-	for range 192 {
-		b := make([]byte, 1<<20)
-		for i := 0; i < len(b); i += 4096 {
-			b[i] = 1 // resident
-		}
-		burst = append(burst, b)
-	}
+	burst := resident(192)
 	runtime.KeepAlive(burst)
 	burst = nil
 	if tr.Look() {
@@ -111,14 +104,7 @@ func TestLookReturnsStateDroppedWhileQuiet(t *testing.T) {
 	}
 	tr := &Trimmer{MinBurst: 64 << 20}
 	tr.Look()
-	kept := make([][]byte, 0, 128)
-	for range 128 {
-		b := make([]byte, 1<<20)
-		for i := 0; i < len(b); i += 4096 {
-			b[i] = 1
-		}
-		kept = append(kept, b)
-	}
+	kept := resident(128)
 	tr.Look()
 	if !tr.Look() {
 		t.Fatal("quiet tick after the burst: not trimmed")
@@ -138,4 +124,17 @@ func TestLookReturnsStateDroppedWhileQuiet(t *testing.T) {
 	if before < after+96<<20 {
 		t.Fatalf("VmRSS %d MiB before the trim, %d MiB after: want at least 96 MiB returned", before>>20, after>>20)
 	}
+}
+
+// resident allocates n MiB in 1 MiB slices and touches every page.
+func resident(n int) [][]byte {
+	out := make([][]byte, 0, n)
+	for range n {
+		b := make([]byte, 1<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		out = append(out, b)
+	}
+	return out
 }

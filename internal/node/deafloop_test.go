@@ -82,13 +82,7 @@ func TestKSReadsWhileARekeyIsInFlightAndAnotherDue(t *testing.T) {
 // reading (under -race in CI a 50 µs least deadline had passed before the
 // read: the first fix).
 func TestReadDirectWithPastTimerStillReads(t *testing.T) {
-	ksAddr := netip.MustParseAddr("127.0.0.1")
-	kn, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
-		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kn.Close()
+	kn := newIdleKS(t)
 	kn.direct = kn.directSock()
 	if kn.direct == nil {
 		t.Fatal("a KS on one address has no socket of its own to read")
@@ -126,13 +120,7 @@ func TestReadDirectWithPastTimerStillReads(t *testing.T) {
 // longer flushed, so its queue grew with every send until the peer was
 // found unreachable.
 func TestSendOnClosedSocketQueuesNothing(t *testing.T) {
-	ksAddr := netip.MustParseAddr("127.0.0.1")
-	kn, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
-		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kn.Close()
+	kn := newIdleKS(t)
 	s := kn.socks[0]
 	kn.send(s, netip.MustParseAddrPort("127.0.0.9:848"), []byte("x"))
 	if len(s.out.q) != 1 {
@@ -146,4 +134,18 @@ func TestSendOnClosedSocketQueuesNothing(t *testing.T) {
 	if len(s.out.q) != 0 {
 		t.Fatalf("a closed socket queued %d datagrams", len(s.out.q))
 	}
+}
+
+// newIdleKS is a key server on one address of 127.0.0.1, not running
+// (the test drives its loop's parts); closed when the test ends.
+func newIdleKS(t *testing.T) *Node {
+	t.Helper()
+	ksAddr := netip.MustParseAddr("127.0.0.1")
+	kn, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kn.Close)
+	return kn
 }
