@@ -378,7 +378,17 @@ func (sa *SA) makeKE() (*isakmp.KE, error) {
 	if !ok {
 		return nil, fmt.Errorf("ike: DH group %d", sa.suite.Group)
 	}
-	priv, pub, err := g.GenerateKey(sa.cfg.rand())
+	var priv PrivateKey
+	var pub []byte
+	var err error
+	if sa.cfg.KeyPair != nil {
+		priv, pub, err = sa.cfg.KeyPair(g)
+		if err == nil && len(pub) != g.PublicLen() {
+			err = fmt.Errorf("ike: %s key pair source gave a %d-octet public value (want %d)", g.Name(), len(pub), g.PublicLen())
+		}
+	} else {
+		priv, pub, err = g.GenerateKey(sa.cfg.rand())
+	}
 	if err != nil {
 		return nil, err
 	}

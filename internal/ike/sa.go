@@ -70,9 +70,15 @@ type Config struct {
 	DOI        isakmp.DOI
 	Retransmit Retransmit
 	// DPD is the dead peer detection timer (crypto isakmp keepalive).
-	DPD    DPD
-	Rand   io.Reader    // nil: crypto/rand
-	Logger *slog.Logger // nil: discard
+	DPD  DPD
+	Rand io.Reader // nil: crypto/rand
+	// KeyPair, if set, gives main mode's ephemeral Diffie-Hellman key
+	// pair for g instead of g.GenerateKey(Rand): a load generator makes
+	// its members' key pairs ahead of time (issue 18). Each pair it
+	// returns must be fresh, used by one exchange only. nil: made in
+	// the exchange from Rand.
+	KeyPair func(g Group) (PrivateKey, []byte, error)
+	Logger  *slog.Logger // nil: discard
 	// KeepTranscript keeps main mode's public values (nonces, KE data,
 	// SAi_b, HASH_I and HASH_R: SA.Transcript) after the SA is
 	// established, for known-answer tests against other implementations
