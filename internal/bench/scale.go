@@ -47,6 +47,13 @@ type ScaleOptions struct {
 	KS     netip.AddrPort // the KS's address (default 127.63.255.254:19848)
 	Base   netip.Addr     // the first member's address (default 127.64.0.1)
 	Window int            // first registrations in flight per loadgen (default 512)
+	// KSProcs is the KS's GOMAXPROCS (0: the runtime's default, every
+	// core). groupvpn bench scale gives it 1: the ceiling is one core's
+	// crypto, and the generators use the other core; with two Ps the KS's
+	// idle P looks for work (epoll_pwait without waiting, ~20,000 a
+	// second) and its threads and the generator's wake each other across
+	// the cores (126,000 context switches in 4 s against 10,000 with one).
+	KSProcs int
 	// Steps after the last stage (all by default in groupvpn bench scale).
 	// Settle: the KS's memory once what a registration keeps only for a
 	// while is gone (a served pull: 30 s; phase 1's message 6: 46 s):
@@ -99,6 +106,7 @@ type ScaleReport struct {
 	BaseRSS   int64
 	CryptoOp  time.Duration // the KS-side crypto of one registration, one core
 	CryptoDef string
+	KSProcs   int // the KS's GOMAXPROCS (0: every core)
 	Stages    []ScaleStage
 	// Unicast rekey to every member, until the last first ACK sent.
 	RekeyTime  time.Duration
@@ -257,6 +265,7 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 		o.Rekey, o.Restart, o.Removal = false, false, false
 	}
 	rep.CryptoOp, rep.CryptoDef = registrationCeiling()
+	rep.KSProcs = o.KSProcs
 	if op, _ := registrationCeiling(); op < rep.CryptoOp {
 		rep.CryptoOp = op
 	}
@@ -544,6 +553,9 @@ func (k *ksProc) start(ctx context.Context) error {
 		"-listen", k.o.KS.Addr().String(), "-socket", k.sock, "-state", k.state)
 	cmd.Dir = filepath.Dir(k.conf)
 	cmd.Env = append(append(os.Environ(), k.o.Env...), "GODEBUG=gctrace=1")
+	if k.o.KSProcs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(k.o.KSProcs)) // the last of a name wins (os/exec)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("bench scale: start the KS: %w", err)
@@ -900,7 +912,11 @@ func (r *ScaleReport) Print(w io.Writer) {
 		r.Date.Format("2006-01-02 15:04 MST"), r.Host)
 	fmt.Fprintf(w, "  ceiling: the KS's crypto per registration on one core, the best of the run: %s (%s) = %.0f registrations/s\n",
 		r.CryptoOp.Round(time.Microsecond), r.CryptoDef, float64(time.Second)/float64(r.CryptoOp))
-	fmt.Fprintf(w, "  KS RSS with no member: %.1f MiB\n", float64(r.BaseRSS)/(1<<20))
+	procs := "every core (the runtime's default)"
+	if r.KSProcs > 0 {
+		procs = fmt.Sprintf("%d (-ks-procs)", r.KSProcs)
+	}
+	fmt.Fprintf(w, "  KS GOMAXPROCS: %s; KS RSS with no member: %.1f MiB\n", procs, float64(r.BaseRSS)/(1<<20))
 	fmt.Fprintf(w, "  %9s %9s %7s %9s %9s %9s %11s %11s %11s %10s %10s %12s %10s %10s\n", "members", "reg/s", "/ceil", "KS CPU/reg", "ceil/KSCPU", "gen CPU/reg", "RSS/member", "heap/member",
 		"store", "store/mbr", "show|count", "show (text)", "gen heap/GM", "reg fails")
 	ceil := float64(time.Second) / float64(r.CryptoOp)

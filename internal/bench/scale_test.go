@@ -30,6 +30,7 @@ func smoke(t *testing.T, port string, o bench.ScaleOptions) *bench.ScaleReport {
 	var log strings.Builder
 	o.Stages, o.Bin, o.Env = []int{100, 200}, os.Args[0], []string{"GVBENCH_AS_GROUPVPN=1"}
 	o.KS, o.Window, o.Log, o.Timeout = netip.MustParseAddrPort("127.63.255.254:"+port), 64, &log, 3*time.Minute
+	o.KSProcs = 1                     // as groupvpn bench scale
 	o.TEKLifetime = 120 * time.Second // the shortest accepted: a removal's re-registrations come 30-60 s after it
 	r, err := bench.Scale(context.Background(), o)
 	if err != nil {
