@@ -2,6 +2,7 @@ package ike
 
 import (
 	"crypto/aes"
+	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,10 +22,11 @@ func (sa *SA) EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Pa
 	if sa.km == nil || !sa.seeded {
 		return nil, errors.New("ike: phase 1 is not established")
 	}
-	b, err := aes.NewCipher(sa.km.ka(sa.suite))
+	b, err := sa.phase2Block()
 	if err != nil {
-		return nil, fmt.Errorf("ike: %w", err)
+		return nil, err
 	}
+	defer sa.dropPhase2Block()
 	msg, err := sealMessage(sa.header(ps[0].Type(), exch, isakmp.FlagEncryption, mid), b, sa.phase2IV(mid), ps)
 	if err != nil {
 		return nil, err
@@ -41,10 +43,11 @@ func (sa *SA) EncryptPhase2Chain(exch isakmp.ExchangeType, mid uint32, first isa
 	if sa.km == nil || !sa.seeded {
 		return nil, errors.New("ike: phase 1 is not established")
 	}
-	b, err := aes.NewCipher(sa.km.ka(sa.suite))
+	b, err := sa.phase2Block()
 	if err != nil {
-		return nil, fmt.Errorf("ike: %w", err)
+		return nil, err
 	}
+	defer sa.dropPhase2Block()
 	msg, err := sealChain(sa.header(first, exch, isakmp.FlagEncryption, mid), b, sa.phase2IV(mid), chain)
 	if err != nil {
 		return nil, err
@@ -72,16 +75,22 @@ func (sa *SA) OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) 
 	if !m.Encrypted() {
 		return nil, errors.New("ike: phase-2 message is not encrypted")
 	}
-	plain, err := decrypt(sa.km.ka(sa.suite), sa.phase2IV(m.Header.MessageID), m.Body)
+	if err := wholeBlocks(m.Body); err != nil {
+		return nil, err
+	}
+	b, err := sa.phase2Block()
 	if err != nil {
 		return nil, err
 	}
+	plain := decryptWith(b, sa.phase2IV(m.Header.MessageID), m.Body)
 	ps, _, err := isakmp.SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, plain)
 	if err != nil {
+		sa.dropPhase2Block()
 		return nil, err
 	}
 	if check != nil {
 		if err := check(ps); err != nil {
+			sa.dropPhase2Block()
 			return nil, err
 		}
 		// Authenticated: the peer holds our message 6.
@@ -120,7 +129,30 @@ func (sa *SA) ForgetMessageID(mid uint32) {
 	if len(sa.phase2IVs) == 0 {
 		sa.phase2IVs = nil
 	}
+	sa.dropPhase2Block()
 }
+
+// phase2Block is the AES block of the phase-2 key. The SA keeps the
+// block of a message it decrypted and accepted for the answer that
+// follows it (a GROUPKEY-PULL's messages 1 and 2, 3 and 4 expand the key
+// once a pair instead of once a message: aes.NewCipher allocates about
+// 500 octets; issue 18, the KS's CPU per registration), and drops it once
+// it encrypted (dropPhase2Block): an SA between its messages holds none
+// (TestPhase2ExchangeMemory), and a message that was not accepted (a
+// forgery) leaves none behind.
+func (sa *SA) phase2Block() (cipher.Block, error) {
+	if sa.p2block == nil {
+		b, err := aes.NewCipher(sa.km.ka(sa.suite))
+		if err != nil {
+			return nil, fmt.Errorf("ike: %w", err)
+		}
+		sa.p2block = b
+	}
+	return sa.p2block, nil
+}
+
+// dropPhase2Block drops the phase-2 block (phase2Block).
+func (sa *SA) dropPhase2Block() { sa.p2block = nil }
 
 func (sa *SA) phase2IV(mid uint32) []byte {
 	if mid != 0 && mid == sa.p2mid {

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -402,5 +403,61 @@ func TestTimerHeapSteadyUnderTraffic(t *testing.T) {
 	er.Tick(sr.Info().Expires)
 	if len(er.SAs()) != 0 || len(ei.SAs()) != 1 {
 		t.Fatal("the responder's SA did not expire")
+	}
+}
+
+// proves: issue 18 (the KS's CPU per registration outside the crypto) — a
+// phase-2 message decrypted and accepted leaves its AES block on the SA for
+// the answer, which uses it and drops it: one key expansion per message
+// pair, none kept between messages, none kept after a message that was not
+// accepted; the answer still decrypts at the peer.
+func TestPhase2BlockKeptForTheAnswerOnly(t *testing.T) {
+	cfg := pskConfig()
+	er, _ := NewEndpoint(cfg, addrR, Limits{})
+	ei, _ := NewEndpoint(cfg, memberAddr(1), Limits{})
+	_, out, _ := ei.Initiate(addrR, t0)
+	Exchange(ei, er, ei, out, t0)
+	si := ei.SAs()[0]
+	ask := func() *isakmp.Message {
+		raw, err := si.EncryptPhase2(isakmp.ExchangePull, 77, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}, &isakmp.Nonce{Data: make([]byte, 16)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := isakmp.ParseMessage(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := ask()
+	sr := er.Lookup(m.Header.InitiatorCookie, m.Header.ResponderCookie)
+	if si.p2block != nil {
+		t.Fatal("the sender kept its block after encrypting")
+	}
+	// A message its check refuses (a forgery): no block stays.
+	if _, err := sr.OpenPhase2(m, func([]isakmp.Payload) error { return errors.New("forged") }); err == nil || sr.p2block != nil {
+		t.Fatalf("refused message: err %v, block kept %v", err, sr.p2block != nil)
+	}
+	if _, err := sr.OpenPhase2(m, nil); err != nil || sr.p2block == nil {
+		t.Fatalf("accepted message: err %v, block kept %v", err, sr.p2block != nil)
+	}
+	answer, err := sr.EncryptPhase2(isakmp.ExchangePull, 77, []isakmp.Payload{&isakmp.SEQ{Number: 9}})
+	if err != nil || sr.p2block != nil {
+		t.Fatalf("answer: err %v, block kept %v", err, sr.p2block != nil)
+	}
+	am, err := isakmp.ParseMessage(answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := si.OpenPhase2(am, nil)
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("the peer opens the answer: %v, %d payloads", err, len(ps))
+	}
+	if seq, ok := ps[0].(*isakmp.SEQ); !ok || seq.Number != 9 {
+		t.Fatalf("the peer read %#v", ps[0])
+	}
+	si.ForgetMessageID(77)
+	if si.p2block != nil {
+		t.Fatal("block kept after the exchange was forgotten")
 	}
 }

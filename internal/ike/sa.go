@@ -267,6 +267,7 @@ type SA struct {
 	lastBlock      [aes.BlockSize]byte // last CBC block of phase 1, seed of phase-2 IVs, once seeded
 	p2iv           [aes.BlockSize]byte // the IV chain of one exchange in progress (p2mid's), without a map
 	p2mid          uint32              // message ID of the exchange in p2iv; 0: none (0 is phase 1's)
+	p2block        cipher.Block        // AES with the phase-2 key, from an accepted message to our answer: phase2Block
 	seeded         bool                // lastBlock is set: phase-2 messages can be protected
 	indexed        bool                // filed in its Endpoint's byID
 	peerVersion    version.Version     // zero: the peer sent no groupvpn version
