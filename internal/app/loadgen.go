@@ -51,6 +51,7 @@ func runLoadgen(env *Env, args []string) int {
 	fs.IntVar(&o.Window, "window", 256, "first registrations in progress at once")
 	fs.IntVar(&o.Shards, "shards", 1, "goroutines owning the members, each with its own socket and port; also GOMAXPROCS unless the environment sets it")
 	fs.StringVar(&o.Interface, "interface", "lo", "interface multicast rekeys arrive on")
+	fs.IntVar(&o.KeysAhead, "keys-ahead", 0, "members' main-mode key pairs made before the first registration begins (0: one per member; -1: none, each made in its exchange)")
 	interval := fs.Duration("interval", 250*time.Millisecond, "how often the totals are printed")
 	gcPercent := fs.Int("gogc", loadgenGOGC, "the generator's GOGC (its heap grows to 1+GOGC/100 times the live heap between collections; the GOGC environment variable wins over the default)")
 	if err := fs.Parse(args); err != nil {
@@ -92,6 +93,7 @@ func runLoadgen(env *Env, args []string) int {
 	enc := json.NewEncoder(env.Stdout)
 	t := time.NewTicker(*interval)
 	defer t.Stop()
+	t0, told := loadgen.Monotonic(), false
 	for {
 		select {
 		case err := <-done:
@@ -102,9 +104,24 @@ func runLoadgen(env *Env, args []string) int {
 			}
 			return 0
 		case <-t.C:
-			if err := enc.Encode(g.Snapshot()); err != nil {
+			s := g.Snapshot()
+			if !told && s.ReadyAt != 0 {
+				told = true
+				fmt.Fprintln(env.Stderr, keysAheadLine(s, t0))
+			}
+			if err := enc.Encode(s); err != nil {
 				stop() // stdout closed: the reader is gone
 			}
 		}
 	}
+}
+
+// keysAheadLine says that the members' key pairs were made before the
+// stage (the rig's choice, so that the key server gets the cores: issue
+// 18), how many, and what it took; t0 is when the generator started
+// (CLOCK_MONOTONIC ns).
+func keysAheadLine(s loadgen.Snapshot, t0 int64) string {
+	return fmt.Sprintf("groupvpn loadgen: %d members' main-mode key pairs made before the first registration, in %s (%s of CPU since the process started); "+
+		"the stage's CPU is the process's after them, and a member with none left makes its own in the exchange",
+		s.KeyPairsAhead, time.Duration(s.ReadyAt-t0).Round(time.Millisecond), time.Duration(s.ReadyCPU).Round(time.Millisecond))
 }

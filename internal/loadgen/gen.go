@@ -70,6 +70,12 @@ type Options struct {
 	Shards int // goroutines, one socket each (default 1)
 	// Interface the multicast rekeys arrive on (default "lo").
 	Interface string
+	// KeysAhead is how many main-mode key pairs are made before the
+	// first registration begins (keys.go: the rig's choice, so that the
+	// key server gets the cores in the stage): 0, one per member;
+	// negative, none (each is made in its exchange). Once they are used
+	// up a member makes its pair in the exchange.
+	KeysAhead int
 }
 
 func (o *Options) defaults() error {
@@ -103,6 +109,13 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("loadgen: %d shards from port %d leave the port range", o.Shards, o.Port)
 	}
 	o.Shards = min(o.Shards, o.Members)
+	if o.KeysAhead == 0 {
+		o.KeysAhead = o.Members
+	}
+	o.KeysAhead = max(o.KeysAhead, 0)
+	if _, ok := ike.GroupByID(o.Suite.Group); !ok {
+		return fmt.Errorf("loadgen: DH group %d", o.Suite.Group)
+	}
 	if o.Interface == "" {
 		o.Interface = "lo"
 	}
@@ -141,6 +154,16 @@ type Stats struct {
 	Timers        atomic.Int64 // GM timers run
 	TimersStale   atomic.Int64 // timer entries found superseded
 	TimersClamped atomic.Int64 // GM timers due again at once after they ran, put 10 ms later
+	// KeyPairsAhead are the members' key pairs made before the first
+	// registration (Options.KeysAhead), ReadyAt (CLOCK_MONOTONIC ns) and
+	// ReadyCPU (the process's user + system CPU, ns) when they were
+	// made and the first registration could begin: the stage's CPU is
+	// the process's since ReadyCPU. KeyPairsInline are the pairs made in
+	// an exchange, the pool being empty.
+	KeyPairsAhead  atomic.Int64
+	KeyPairsInline atomic.Int64
+	ReadyAt        atomic.Int64
+	ReadyCPU       atomic.Int64
 }
 
 // Snapshot is Stats as values (what `groupvpn loadgen` prints, one JSON
@@ -159,6 +182,8 @@ type Snapshot struct {
 	DropNotMember, DropMalformed, DropNoSA int64
 	DropNoKEK, MulticastIn, HeapPerMember  int64
 	Timers, TimersStale, TimersClamped     int64
+	KeyPairsAhead, KeyPairsInline          int64
+	ReadyAt, ReadyCPU                      int64
 }
 
 // Snapshot reads the totals.
@@ -174,7 +199,9 @@ func (g *Generator) Snapshot() Snapshot {
 		PacketsIn: s.PacketsIn.Load(), PacketsOut: s.PacketsOut.Load(), SendErrors: s.SendErrors.Load(),
 		DropNotMember: s.DropNotMember.Load(), DropMalformed: s.DropMalformed.Load(), DropNoSA: s.DropNoSA.Load(),
 		DropNoKEK: s.DropNoKEK.Load(), MulticastIn: s.MulticastIn.Load(), HeapPerMember: s.HeapPerMember.Load(),
-		Timers: s.Timers.Load(), TimersStale: s.TimersStale.Load(), TimersClamped: s.TimersClamped.Load()}
+		Timers: s.Timers.Load(), TimersStale: s.TimersStale.Load(), TimersClamped: s.TimersClamped.Load(),
+		KeyPairsAhead: s.KeyPairsAhead.Load(), KeyPairsInline: s.KeyPairsInline.Load(),
+		ReadyAt: s.ReadyAt.Load(), ReadyCPU: s.ReadyCPU.Load()}
 }
 
 // Generator plays Options.Members GMs.
@@ -239,6 +266,11 @@ func New(ctx context.Context, o Options) (*Generator, error) {
 			return nil, err
 		}
 		sh := &shard{g: g, id: s, conn: conn, recv: NewRecvBuf(recvBatch), mcast: make(chan packet, 1024), window: max(1, o.Window/o.Shards)}
+		group, _ := ike.GroupByID(o.Suite.Group)
+		sh.keys = keyPool{group: group, inline: &g.Stats.KeyPairsInline}
+		cfg := *g.ike
+		cfg.KeyPair = sh.keys.take
+		sh.ike = &cfg
 		for i := s; i < o.Members; i += o.Shards {
 			sh.waiting = append(sh.waiting, int32(i))
 		}
@@ -267,10 +299,15 @@ func (g *Generator) Addr(i int) netip.Addr { return addrAt(g.o.Base, i) }
 // Port is the port of the sockets' shard s (that of its GMs).
 func (g *Generator) Port(s int) uint16 { return g.shards[s].conn.Port() }
 
-// Run plays the GMs until ctx ends.
+// Run makes the members' key pairs ahead (Options.KeysAhead), then plays
+// the GMs until ctx ends.
 func (g *Generator) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if err := g.makeKeys(ctx); err != nil {
+		g.close()
+		return err
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(g.shards))
 	for k, s := range g.shards {
@@ -288,6 +325,42 @@ func (g *Generator) Run(ctx context.Context) error {
 	wg.Wait()
 	g.close()
 	return errors.Join(errs...)
+}
+
+// makeKeys fills each shard's key pool with its share of
+// Options.KeysAhead, the shards in parallel, and marks the generator
+// ready (Stats.ReadyAt, ReadyCPU).
+func (g *Generator) makeKeys(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(g.shards))
+	for k, s := range g.shards {
+		n := g.o.KeysAhead / len(g.shards)
+		if k < g.o.KeysAhead%len(g.shards) {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = s.keys.fill(ctx, n)
+			g.Stats.KeyPairsAhead.Add(int64(len(s.keys.pairs)))
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	g.Stats.ReadyCPU.Store(int64(processCPU()))
+	g.Stats.ReadyAt.Store(Monotonic())
+	return nil
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // close closes the shards' sockets and the multicast ones.

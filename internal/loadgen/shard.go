@@ -23,6 +23,8 @@ type shard struct {
 	id    int
 	conn  *Conn
 	recv  *RecvBuf
+	keys  keyPool     // the members' key pairs made ahead
+	ike   *ike.Config // the generator's, with keys.take as KeyPair
 	mcast chan packet // multicast datagrams (joinMulticast), with a wake
 	// armed is the socket's read deadline (zero: none set or it passed):
 	// the shard's next timer or sweep, or earlier.
@@ -262,7 +264,7 @@ func (s *shard) execute(i int32, g *sim, r gm.Result, now time.Time) {
 	if !r.Connect.IsValid() {
 		return
 	}
-	ep, err := ike.NewEndpoint(s.g.ike, netip.AddrPortFrom(addr, s.conn.Port()), ike.Limits{})
+	ep, err := ike.NewEndpoint(s.ike, netip.AddrPortFrom(addr, s.conn.Port()), ike.Limits{})
 	var sa *ike.SA
 	var out ike.Output
 	if err == nil {
