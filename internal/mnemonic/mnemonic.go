@@ -10,6 +10,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"time"
 )
 
 // Severity is the IOS severity digit (0 emergencies ... 7 debugging).
@@ -40,10 +42,28 @@ func Log(l *slog.Logger, sev Severity, mnemonic, format string, args ...any) str
 }
 
 // LogFacility is Log for another facility (e.g. "SYS").
+//
+// The line is formatted once, on the stack when it is short, and handed to
+// l's handler as a record without a source position (a key server logs a
+// line per registration: issue 18; no groupvpn handler sets AddSource).
 func LogFacility(l *slog.Logger, facility string, sev Severity, mnemonic, format string, args ...any) string {
-	msg := fmt.Sprintf("%%%s-%d-%s: %s", facility, int(sev), mnemonic, fmt.Sprintf(format, args...))
-	if l != nil {
-		l.LogAttrs(context.Background(), sev.level(), msg, slog.String("mnemonic", mnemonic))
+	var buf [256]byte
+	b := append(buf[:0], '%')
+	b = append(b, facility...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(sev), 10)
+	b = append(b, '-')
+	b = append(b, mnemonic...)
+	b = append(b, ": "...)
+	msg := string(fmt.Appendf(b, format, args...))
+	if l == nil {
+		return msg
+	}
+	ctx := context.Background()
+	if h := l.Handler(); h.Enabled(ctx, sev.level()) {
+		r := slog.NewRecord(time.Now(), sev.level(), msg, 0)
+		r.AddAttrs(slog.String("mnemonic", mnemonic))
+		_ = h.Handle(ctx, r) // as slog.Logger does: a handler's error is its own
 	}
 	return msg
 }
