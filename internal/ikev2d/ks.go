@@ -237,12 +237,13 @@ func (k *ksRole) markDirty(name string, now time.Time) {
 	}
 }
 
-// saveDirty queues the state of every dirty group for the writer (one
-// copy of the members per group per ks.SaveInterval, not per
-// registration).
+// saveDirty queues the state of every dirty group for the writer (once
+// per group per ks.SaveInterval, not per registration): the members
+// changed since the group's last one (ks.Server.DeltaState, issue 18),
+// which the writer merges into one it has not written yet.
 func (k *ksRole) saveDirty(now time.Time) {
 	for name := range k.dirty {
-		gs, err := k.srv.State(name, now)
+		gs, err := k.srv.DeltaState(name, now)
 		if err != nil {
 			k.r.log.Warn("key server state not saved", "group", name, "err", err.Error())
 			continue

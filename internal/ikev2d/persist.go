@@ -10,8 +10,9 @@ import (
 // saver writes the key server's state off the loop (SPEC O4, issue 17
 // finding 5) with isakmpd's writer, kswriter.Writer. Registrations only
 // change bookkeeping (members): the loop marks the group dirty and, at
-// most once per ks.SaveInterval, queues one copy of the group's state,
-// newest per group, which the writer goroutine saves with SaveGroup. The
+// most once per ks.SaveInterval, queues the group's state with the
+// members changed since the last (ks.Server.DeltaState), merged per group
+// until the writer goroutine saves it with SaveGroup. The
 // writes crash safety needs before something is sent (SaveKeysOrdered
 // before a registration's Sender-IDs or a rekey leave, SaveGroup at a
 // removal) are made at once by the loop, one transaction at a time with

@@ -540,6 +540,7 @@ func (s *Server) Inherit(name string, members []MemberVersion, port uint16, now 
 		nm := g.members.add(m.Addr)
 		nm.port, nm.version, nm.registered, nm.lastRegister = port, m.Version, unixNano(now), unixNano(now)
 		nm.removals = g.removals
+		g.members.touch(nm)
 		n++
 	}
 	if n > 0 {

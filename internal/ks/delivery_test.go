@@ -44,6 +44,27 @@ func (m *memStore) LoadGroups() ([]*GroupState, error) {
 
 func (m *memStore) SaveGroup(g *GroupState) error {
 	c := *g
+	if old := m.groups[g.Name]; g.Delta {
+		// A delta (DeltaState) over the stored members, as store.Store.
+		if old == nil {
+			return fmt.Errorf("a delta of group %s, never saved whole", g.Name)
+		}
+		over := map[netip.Addr]bool{}
+		for _, x := range g.Members {
+			over[x.Address] = true
+		}
+		for _, a := range g.MembersGone {
+			over[a] = true
+		}
+		c.Members = nil
+		for _, x := range old.Members {
+			if !over[x.Address] {
+				c.Members = append(c.Members, x)
+			}
+		}
+		c.Members = append(c.Members, g.Members...)
+		c.Delta, c.MembersGone = false, nil
+	}
 	m.groups[g.Name] = &c
 	m.reserved[g.Name] = max(m.reserved[g.Name], g.SeqReserved, g.Seq)
 	m.saves++

@@ -736,6 +736,7 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 	g.regs++
 	m.removed, m.missed = false, 0
 	s.dirty = true
+	g.members.touch(m) // stored again (its sender IDs set below with it): Server.DeltaState
 	if g.ptStart.IsZero() {
 		g.ptStart, g.synced = now, now
 	}

@@ -31,6 +31,9 @@ type memberRec struct {
 	nsid                     uint8
 	removed                  bool
 	sidEpochIDs              uint8 // sender IDs got since group.sidEpoch was sidEpoch
+	// unsaved: listed in memberTable.unsaved (changed since the last
+	// state handed out for the store). In the struct's padding.
+	unsaved bool
 	// removals is the group's removal count (group.removals) at its last
 	// registration. 16 bits fit the struct's padding; a count that wraps
 	// to the same value after 65,536 removals only keeps the member's
@@ -53,6 +56,42 @@ type memberTable struct {
 	// (packPrevSID): only for members that registered again in a group
 	// with rekeys (retire).
 	prevSIDs map[netip.Addr][]uint32
+	// unsaved are the members (indices into list) whose stored fields
+	// (MemberState) changed since the last state handed out for the
+	// store (Server.DeltaState), each listed once while its unsaved flag
+	// is set; based is false until a state with every member was handed
+	// out (and after every member changed: Restore, a GM removal): the
+	// next one is whole. The periodic save then costs the members
+	// changed, not the group (issue 18).
+	unsaved []int32
+	based   bool
+}
+
+// touch records that m's stored fields changed (the next delta lists it).
+func (ms *memberTable) touch(m *memberRec) {
+	if m.unsaved {
+		return
+	}
+	i, ok := ms.idx[m.addr]
+	if !ok {
+		return
+	}
+	m.unsaved = true
+	ms.unsaved = append(ms.unsaved, i)
+}
+
+// changedAll records that every member may have changed: the next state
+// for the store is whole.
+func (ms *memberTable) changedAll() { ms.based = false }
+
+// saved records that a state with every member as it is now was handed
+// out (and written: Delivery's synchronous writes) for the store.
+func (ms *memberTable) saved() {
+	for _, i := range ms.unsaved {
+		ms.list[i].unsaved = false
+	}
+	ms.unsaved = ms.unsaved[:0]
+	ms.based = true
 }
 
 func newMembers() memberTable {

@@ -26,6 +26,73 @@ func (s *Server) KeysState(name string, now time.Time) (*GroupState, error) {
 	return s.state(name, now, false)
 }
 
+// DeltaState is the group's state for the store's periodic save: State
+// with only the members changed since the previous DeltaState (marked
+// Delta; MembersGone is empty: the KS lists every member it ever had,
+// a removed one flagged), whole the first time, after Restore and after
+// every member changed (a GM removal). Its cost is the members changed
+// (issue 18). Each call consumes the changes: the caller hands every one
+// to a store or writer that applies it, or merges it into an older one
+// not yet written (kswriter.Writer), and must never drop one.
+func (s *Server) DeltaState(name string, now time.Time) (*GroupState, error) {
+	g := s.byName[name]
+	if g == nil {
+		return nil, fmt.Errorf("ks: no group %s", name)
+	}
+	if !g.members.based {
+		st, err := s.state(name, now, true)
+		if err == nil {
+			g.members.saved()
+		}
+		return st, err
+	}
+	st, err := s.state(name, now, false)
+	if err != nil {
+		return nil, err
+	}
+	st.Delta = true
+	st.Members = make([]MemberState, 0, len(g.members.unsaved))
+	versions := map[version.Version]string{}
+	for _, i := range g.members.unsaved {
+		m := &g.members.list[i]
+		if !m.unsaved {
+			continue // listed twice (Restore rewrote the records)
+		}
+		m.unsaved = false
+		st.Members = append(st.Members, g.memberState(m, versions))
+	}
+	g.members.unsaved = g.members.unsaved[:0]
+	return st, nil
+}
+
+// membersSaved records that a whole state of the group, taken now, was
+// written: the next DeltaState lists only what changes after it.
+func (s *Server) membersSaved(name string) {
+	if g := s.byName[name]; g != nil {
+		g.members.saved()
+	}
+}
+
+// memberState is m as stored; versions caches the members' version
+// strings (a group's members run a few versions: fmt per member was a
+// third of a State's time with 100,000).
+func (g *group) memberState(m *memberRec, versions map[version.Version]string) MemberState {
+	vs, ok := versions[m.version]
+	if !ok {
+		vs = m.version.String()
+		versions[m.version] = vs
+	}
+	ms := MemberState{Address: m.addr, Port: m.port, Identity: m.ident(), Version: vs,
+		Registered: fromUnixNano(m.registered), LastRegister: fromUnixNano(m.lastRegister), Registrations: int(m.registrations),
+		SenderIDs: g.members.sids(m), SIDBits: m.sidBits, MissedRekeys: int(m.missed), Removed: m.removed}
+	if len(g.members.prevSIDs) > 0 {
+		if prev := g.members.prevSIDs[m.addr]; len(prev) > 0 {
+			ms.PrevSenderIDs = slices.Clone(prev)
+		}
+	}
+	return ms
+}
+
 func (s *Server) state(name string, now time.Time, members bool) (*GroupState, error) {
 	g := s.byName[name]
 	if g == nil {
@@ -52,24 +119,9 @@ func (s *Server) state(name string, now time.Time, members bool) (*GroupState, e
 		return st, nil
 	}
 	st.Members = make([]MemberState, 0, g.members.len())
-	// A group's members run a few versions: each one's string made once
-	// (fmt per member was a third of a State's time with 100,000).
 	versions := map[version.Version]string{}
 	for i := range g.members.list {
-		m := &g.members.list[i]
-		vs, ok := versions[m.version]
-		if !ok {
-			vs = m.version.String()
-			versions[m.version] = vs
-		}
-		st.Members = append(st.Members, MemberState{Address: m.addr, Port: m.port, Identity: m.ident(), Version: vs,
-			Registered: fromUnixNano(m.registered), LastRegister: fromUnixNano(m.lastRegister), Registrations: int(m.registrations),
-			SenderIDs: g.members.sids(m), SIDBits: m.sidBits, MissedRekeys: int(m.missed), Removed: m.removed})
-		if len(g.members.prevSIDs) > 0 {
-			if prev := g.members.prevSIDs[m.addr]; len(prev) > 0 {
-				st.Members[len(st.Members)-1].PrevSenderIDs = slices.Clone(prev)
-			}
-		}
+		st.Members = append(st.Members, g.memberState(&g.members.list[i], versions))
 	}
 	return st, nil
 }
@@ -138,6 +190,7 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 		g.members.setSIDs(m, ms.SenderIDs)
 		g.members.setPrevSIDs(m, ms.PrevSenderIDs)
 	}
+	g.members.changedAll() // the next state for the store is whole
 	g.regs, g.acked, g.missed = 0, 0, 0
 	for i := range g.members.list {
 		m := &g.members.list[i]

@@ -279,6 +279,9 @@ func (s *Server) Acked(group string, addr netip.Addr, seq uint32) {
 	}
 	if m := g.members.get(addr); m != nil {
 		s.dirty = true
+		if m.missed != 0 {
+			g.members.touch(m) // MissedRekeys is stored; the counters are not
+		}
 		m.acksReceived++
 		g.acked++
 		m.missed = 0
@@ -316,6 +319,7 @@ func (s *Server) Missed(group string, addr netip.Addr) {
 		return
 	}
 	s.dirty = true
+	g.members.touch(m)
 	m.missed++
 	m.acksMissed++
 	g.missed++

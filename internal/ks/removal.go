@@ -164,6 +164,7 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 	for i := range g.members.list {
 		g.members.list[i].removed = true
 	}
+	g.members.changedAll()
 	g.membersGen++
 	s.dirty = true
 	g.rekeys++

@@ -15,7 +15,10 @@ type Store interface {
 	// LoadGroups returns every stored group (a restart).
 	LoadGroups() ([]*GroupState, error)
 	// SaveGroup writes one group's whole state, members included. It
-	// never lowers the group's reserved sequence mark.
+	// never lowers the group's reserved sequence mark. A state marked
+	// Delta (DeltaState) changes only the members it lists (Members
+	// written, MembersGone deleted) and leaves the others as stored; a
+	// store refuses one for a group it does not hold.
 	SaveGroup(*GroupState) error
 	// SaveKeys writes the group's state but its members, which stay as
 	// last saved (a group never saved is saved whole): the write of a
@@ -38,6 +41,13 @@ type GroupState struct {
 	Seq         uint32 // last sequence number used
 	SeqReserved uint32 // high-water mark reserved on disk (ReserveSeq)
 	Members     []MemberState
+	// Delta: Members are only the members changed since the group's
+	// previous state handed out for the store (DeltaState), MembersGone
+	// those no longer listed; every other member is as last written. A
+	// writer that holds an unwritten delta merges a newer one into it,
+	// never drops it (kswriter). False: Members are all of them.
+	Delta       bool
+	MembersGone []netip.Addr
 	UpdatedAt   time.Time
 	// PseudotimeStart is the zero of the group's TBAR pseudotime (the
 	// first registration); zero: not started. A restarted KS goes on
@@ -133,8 +143,12 @@ type MemberState struct {
 
 // String describes the group without its keys.
 func (g GroupState) String() string {
-	return fmt.Sprintf("group %s (id %d): seq %d, reserved %d, %s, %d TEKs, %d members",
-		g.Name, g.ID, g.Seq, g.SeqReserved, g.KEK, len(g.TEKs), len(g.Members))
+	what := "members"
+	if g.Delta {
+		what = fmt.Sprintf("members changed, %d gone", len(g.MembersGone))
+	}
+	return fmt.Sprintf("group %s (id %d): seq %d, reserved %d, %s, %d TEKs, %d %s",
+		g.Name, g.ID, g.Seq, g.SeqReserved, g.KEK, len(g.TEKs), len(g.Members), what)
 }
 
 // LogValue keeps keys out of structured logs.

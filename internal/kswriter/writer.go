@@ -1,7 +1,11 @@
 // Package kswriter writes a key server's state (ks.Store) off its event
 // loop (SPEC O4): isakmpd's node and ikev2d share it. The periodic saves
-// (bookkeeping: members registered, ACKs) are queued, newest per group,
-// and written by the goroutine running Run; the writes crash safety needs
+// (bookkeeping: members registered, ACKs) are queued, one per group,
+// and written by the goroutine running Run: a newer whole state replaces
+// the queued one, a newer delta (ks.Server.DeltaState: the members
+// changed since the previous one) is merged into it, so that no member a
+// delta listed is lost while its state waits, or after a write of it
+// failed; the writes crash safety needs
 // before something is sent are made at once by the caller, one
 // transaction at a time with the writer's.
 //
@@ -11,6 +15,8 @@ package kswriter
 
 import (
 	"log/slog"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,11 +53,11 @@ func New(st ks.Store, log *slog.Logger) *Writer {
 }
 
 // Queue hands states to the writer, each replacing its group's older
-// queued state.
+// queued state, or merged into it when a delta (merge).
 func (w *Writer) Queue(states ...*ks.GroupState) {
 	w.mu.Lock()
 	for _, gs := range states {
-		w.pending[gs.Name] = gs
+		w.pending[gs.Name] = merge(w.pending[gs.Name], gs)
 	}
 	w.mu.Unlock()
 	select {
@@ -81,7 +87,7 @@ func (w *Writer) Run(stop <-chan struct{}) {
 }
 
 // Flush writes every queued state; false if one failed (it is queued
-// again unless a newer one came).
+// again, under a newer one queued meanwhile: merge).
 func (w *Writer) Flush() bool {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
@@ -100,11 +106,7 @@ func (w *Writer) Flush() bool {
 		if err := w.st.SaveGroup(gs); err != nil {
 			w.log.Error("saving key server state failed", "group", name, "err", err.Error())
 			ok = false
-			w.mu.Lock()
-			if w.pending[name] == nil {
-				w.pending[name] = gs
-			}
-			w.mu.Unlock()
+			w.requeue(gs)
 		}
 	}
 	return ok
@@ -117,15 +119,70 @@ func (w *Writer) LoadGroups() ([]*ks.GroupState, error) {
 	return w.st.LoadGroups()
 }
 
+// merge is newer written over older, two states of one group taken in
+// that order (either may be nil): a whole newer replaces older; a delta
+// newer brings its keys and the members it lists over older's members,
+// which it keeps otherwise (whole when older is). Neither is modified.
+func merge(older, newer *ks.GroupState) *ks.GroupState {
+	switch {
+	case newer == nil:
+		return older
+	case older == nil || !newer.Delta:
+		return newer
+	}
+	c := *newer
+	over := make(map[netip.Addr]bool, len(newer.Members)+len(newer.MembersGone)) // listed by newer
+	for i := range newer.Members {
+		over[newer.Members[i].Address] = true
+	}
+	for _, a := range newer.MembersGone {
+		over[a] = true
+	}
+	ms := make([]ks.MemberState, 0, len(older.Members)+len(newer.Members))
+	for i := range older.Members {
+		if !over[older.Members[i].Address] {
+			ms = append(ms, older.Members[i])
+		}
+	}
+	c.Members = append(ms, newer.Members...)
+	if !older.Delta {
+		c.Delta, c.MembersGone = false, nil // gone from a whole list
+		return &c
+	}
+	gone := slices.Clip(newer.MembersGone)
+	for _, a := range older.MembersGone {
+		if !over[a] {
+			gone = append(gone, a)
+		}
+	}
+	c.MembersGone = gone
+	return &c
+}
+
+// requeue queues gs again after its write failed, under what was queued
+// since (w.mu not held).
+func (w *Writer) requeue(gs *ks.GroupState) {
+	w.mu.Lock()
+	w.pending[gs.Name] = merge(gs, w.pending[gs.Name])
+	w.mu.Unlock()
+}
+
 // SaveGroup implements ks.Store: written before it returns, and instead
-// of the group's queued state (older than this one).
+// of the group's queued state (older than this one), merged with it when
+// gs is a delta. When it fails, the queued state stays queued (gs is the
+// caller's: it got the error).
 func (w *Writer) SaveGroup(gs *ks.GroupState) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	w.mu.Lock()
+	q := w.pending[gs.Name]
 	delete(w.pending, gs.Name)
 	w.mu.Unlock()
-	return w.st.SaveGroup(gs)
+	err := w.st.SaveGroup(merge(q, gs))
+	if err != nil && q != nil {
+		w.requeue(q)
+	}
+	return err
 }
 
 // SaveKeys implements ks.Store: written before it returns, without
@@ -198,7 +255,8 @@ func (w *Writer) takeKeys(gs *ks.GroupState) {
 // Sender-ID counter behind gs's) is not written after it: gs, members
 // included, is written instead, with the queued state's members when gs
 // carries none (keys built without the members: the caller need not keep
-// a copy of what it queued).
+// a copy of what it queued; a queued delta stays one). When that write
+// fails, the queued state stays queued.
 func (w *Writer) SaveKeysOrdered(gs *ks.GroupState) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
@@ -206,15 +264,20 @@ func (w *Writer) SaveKeysOrdered(gs *ks.GroupState) error {
 	q, queued := w.pending[gs.Name]
 	delete(w.pending, gs.Name)
 	w.mu.Unlock()
-	if queued {
-		if gs.Members == nil && q != nil {
-			c := *gs
-			c.Members = q.Members
-			gs = &c
-		}
-		return w.st.SaveGroup(gs)
+	if !queued || q == nil {
+		return w.st.SaveKeys(gs)
 	}
-	return w.st.SaveKeys(gs)
+	x := merge(q, gs)
+	if gs.Members == nil && !gs.Delta {
+		c := *gs
+		c.Members, c.Delta, c.MembersGone = q.Members, q.Delta, q.MembersGone
+		x = &c
+	}
+	err := w.st.SaveGroup(x)
+	if err != nil {
+		w.requeue(q)
+	}
+	return err
 }
 
 // ReserveSeq implements ks.Store: durable before it returns.

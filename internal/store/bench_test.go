@@ -155,3 +155,83 @@ func BenchmarkSaveGroupOneChanged(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSaveGroupRoutine is the KS's periodic save after 10 of the
+// group's members registered again (issue 18): whole, as it was (the
+// server's State of every member, the store's digest of each to write
+// the 10), and delta (ks.Server.DeltaState: the 10 changed members, and
+// the store writes them without looking at the others). An operation is
+// the state taken and written; the registrations are not timed.
+func BenchmarkSaveGroupRoutine(b *testing.B) {
+	const changed = 10
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	dirs := benchDirs(b)
+	dir := dirs["tmpfs"]
+	if dir == "" {
+		dir = dirs["disk"]
+	}
+	for _, members := range []int{10000, 100000} {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := ks.New(ks.Options{})
+		err = srv.AddGroup(ks.GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
+			Rekey: ks.RekeyPolicy{Unicast: true},
+			TEKs: []ks.TEKPolicy{{Transform: isakmp.ESPAESCBC, KeyBits: 128, AuthAlg: isakmp.AuthAlgHMACSHA256, Lifetime: time.Hour,
+				Selectors: []ks.Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		peer := func(i int) ks.Peer {
+			return ks.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 848)}
+		}
+		for i := 0; i < members; i++ {
+			if _, _, err := srv.Keys(peer(i), isakmp.GroupID(7), 1, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, mode := range []string{"whole", "delta"} {
+			b.Run(fmt.Sprintf("%s/members=%d", mode, members), func(b *testing.B) {
+				st, err := store.Open(filepath.Join(dir, fmt.Sprintf("routine-%s-%d.db", mode, members)), store.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				gs, err := srv.State("G", now)
+				if err == nil {
+					err = st.SaveGroup(gs)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := srv.DeltaState("G", now); err != nil { // the deltas start here
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				n := 0
+				for b.Loop() {
+					b.StopTimer()
+					for range changed {
+						n++
+						if _, _, err := srv.Keys(peer(n*7919%members), isakmp.GroupID(7), 1, now); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.StartTimer()
+					state := srv.State
+					if mode == "delta" {
+						state = srv.DeltaState
+					}
+					gs, err := state("G", now)
+					if err == nil {
+						err = st.SaveGroup(gs)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -197,10 +197,70 @@ type Store struct {
 	// second while they register was most of the periodic save's cost).
 	// A group is absent when unknown (not saved since Open, or changed by
 	// SaveMember, DeleteMember, DeleteGroup or a failed save): its next
-	// save compares with the stored records instead.
+	// save compares with the stored records instead. A delta save
+	// (GroupState.Delta) updates it for the members it wrote.
 	memoMu  sync.Mutex
-	written map[string]digestTable
+	written map[string]*memberMemo
 	seed    maphash.Seed
+}
+
+// memberMemo is what a Store remembers of a group's stored members: the
+// digests of its last whole save (t), and the changes delta saves made
+// since (over: by address, the new digest or gone), folded into t when
+// they grow to a quarter of it, so that a delta costs the members it
+// lists (issue 18) and a whole save still skips the unchanged ones.
+type memberMemo struct {
+	t    digestTable
+	over map[netip.Addr]memoEntry
+}
+
+type memoEntry struct {
+	d    uint64
+	gone bool
+}
+
+// find is the digest of the stored member at a.
+func (m *memberMemo) find(a netip.Addr) (uint64, bool) {
+	if e, ok := m.over[a]; ok {
+		return e.d, !e.gone
+	}
+	return m.t.find(a)
+}
+
+// set records a's new digest (a delta wrote it).
+func (m *memberMemo) set(a netip.Addr, d uint64) {
+	if i, ok := slices.BinarySearchFunc(m.t, a, cmpDigest); ok {
+		m.t[i].d = d
+		if _, ok := m.over[a]; ok {
+			delete(m.over, a)
+		}
+		return
+	}
+	m.over[a] = memoEntry{d: d}
+}
+
+// drop records that a is gone (a delta deleted it).
+func (m *memberMemo) drop(a netip.Addr) { m.over[a] = memoEntry{gone: true} }
+
+// table is the memo as one table of the stored members' digests.
+func (m *memberMemo) table() digestTable {
+	if len(m.over) == 0 {
+		return m.t
+	}
+	t := make(digestTable, 0, len(m.t)+len(m.over))
+	for _, e := range m.t {
+		if o, ok := m.over[e.addr]; !ok || !o.gone {
+			t = append(t, e) // (an address in both: its digest is t's, set in place)
+		}
+	}
+	for a, o := range m.over {
+		if _, ok := m.t.find(a); !ok && !o.gone {
+			t = append(t, memberDigestOf{a, o.d})
+		}
+	}
+	slices.SortFunc(t, func(x, y memberDigestOf) int { return x.addr.Compare(y.addr) })
+	m.t, m.over = t, map[netip.Addr]memoEntry{}
+	return t
 }
 
 // memberDigestOf is one member's digest in a digestTable.
@@ -300,7 +360,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, openError(path, timeout, err)
 	}
-	s := &Store{db: db, path: path, written: map[string]digestTable{}, seed: maphash.MakeSeed()}
+	s := &Store{db: db, path: path, written: map[string]*memberMemo{}, seed: maphash.MakeSeed()}
 	if err := s.upgrade(); err != nil {
 		db.Close()
 		return nil, err
@@ -842,6 +902,13 @@ func checkName(name string) error {
 // (members not in g are removed). It never lowers the group's reserved
 // sequence mark: the mark becomes the largest of the stored one,
 // g.SeqReserved and g.Seq.
+//
+// A state marked Delta (ks.Server.DeltaState: the members changed since
+// the previous one) writes the members it lists and deletes those in
+// g.MembersGone, leaving every other stored member as it is: its cost is
+// the members it lists, not the group's (issue 18). Everything else is
+// written as for a whole state. A delta of a group the store does not
+// hold is refused (ErrNoGroup): the others' records would be missing.
 func (s *Store) SaveGroup(g *GroupState) error { return s.save(g, true) }
 
 // SaveKeys writes a group as SaveGroup does but leaves its stored members
@@ -858,11 +925,15 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 	if err := checkName(g.Name); err != nil {
 		return err
 	}
+	delta := withMembers && g.Delta
 	// The members are checked and digested whether or not they are
 	// written (a new group is saved whole).
 	digests := make([]uint64, len(g.Members))
 	var cur digestTable // the members' digests by address
 	members := func() error {
+		if g.Delta {
+			return fmt.Errorf("store: group %s: a delta of members is no whole group: %w", g.Name, ErrNoGroup)
+		}
 		for i := range g.Members {
 			m := &g.Members[i]
 			if !m.Address.IsValid() {
@@ -878,10 +949,16 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 		}
 		return nil
 	}
-	if withMembers {
+	if delta {
+		if err := s.checkDelta(g, digests); err != nil {
+			return err
+		}
+	} else if withMembers {
 		if err := members(); err != nil {
 			return err
 		}
+	}
+	if withMembers {
 		// One save of the members at a time: each starts from what the
 		// previous one committed.
 		s.memoMu.Lock()
@@ -906,6 +983,9 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 		b := groups.Bucket(name)
 		reserved := max(g.SeqReserved, g.Seq)
 		if b == nil {
+			if delta {
+				return fmt.Errorf("a delta of its members (%d changed): the group was never saved whole: %w", len(g.Members), ErrNoGroup)
+			}
 			var err error
 			if b, err = groups.CreateBucket(name); err != nil {
 				return err
@@ -934,8 +1014,8 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 				return err
 			}
 			reserved = max(reserved, old)
-			if withMembers {
-				known = s.written[g.Name]
+			if m := s.written[g.Name]; withMembers && !delta && m != nil {
+				known = m.table()
 			}
 			// A state older than the stored one (a lower Seq: a periodic
 			// save of members taken before the rekey whose keys SaveKeys
@@ -1006,18 +1086,93 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 		if !withMembers {
 			return nil
 		}
+		if delta {
+			return putDelta(b, g)
+		}
 		return s.putMembers(b, g, digests, cur, known)
 	})
 	switch {
 	case locked && err != nil:
 		delete(s.written, g.Name) // on disk is the last commit's: unknown here
+	case delta:
+		if m := s.written[g.Name]; m != nil {
+			for i := range g.Members {
+				m.set(g.Members[i].Address, digests[i])
+			}
+			for _, a := range g.MembersGone {
+				m.drop(a)
+			}
+			if len(m.over) > len(m.t)/4+1024 {
+				m.table()
+			}
+		}
 	case locked:
-		s.written[g.Name] = cur
+		s.written[g.Name] = &memberMemo{t: cur, over: map[netip.Addr]memoEntry{}}
 	case whole:
 		s.forget(g.Name) // a concurrent save may have followed it
 	}
 	if err != nil {
 		return fmt.Errorf("store: %s: save group %s: %w", s.path, g.Name, err)
+	}
+	return nil
+}
+
+// checkDelta checks a delta's members (valid addresses, each listed once,
+// none both changed and gone) and digests them into digests.
+func (s *Store) checkDelta(g *GroupState, digests []uint64) error {
+	seen := make(map[netip.Addr]bool, len(g.Members)+len(g.MembersGone))
+	for i := range g.Members {
+		m := &g.Members[i]
+		if !m.Address.IsValid() {
+			return fmt.Errorf("store: group %s: member without an address", g.Name)
+		}
+		if seen[m.Address] {
+			return fmt.Errorf("store: group %s: member %s listed twice", g.Name, m.Address)
+		}
+		seen[m.Address] = true
+		digests[i] = memberDigest(s.seed, m)
+	}
+	for _, a := range g.MembersGone {
+		if !a.IsValid() {
+			return fmt.Errorf("store: group %s: a member gone without an address", g.Name)
+		}
+		if seen[a] {
+			return fmt.Errorf("store: group %s: member %s listed twice (changed or gone)", g.Name, a)
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+// putDelta writes the members a delta lists and deletes those gone,
+// leaving the group's other stored members alone.
+func putDelta(b *bolt.Bucket, g *GroupState) error {
+	mb, err := b.CreateBucketIfNotExists(bucketMembers)
+	if err != nil {
+		return err
+	}
+	name := []byte(g.Name)
+	puts := make([][2][]byte, 0, len(g.Members))
+	for i := range g.Members {
+		m := &g.Members[i]
+		v, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("member %s: %w", m.Address, err)
+		}
+		addr := []byte(m.Address.String())
+		puts = append(puts, [2][]byte{addr, seal(memberLoc(name, addr), v)})
+	}
+	// In key order, as putMembers.
+	slices.SortFunc(puts, func(a, b [2][]byte) int { return bytes.Compare(a[0], b[0]) })
+	for _, kv := range puts {
+		if err := mb.Put(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	for _, a := range g.MembersGone {
+		if err := mb.Delete([]byte(a.String())); err != nil {
+			return err
+		}
 	}
 	return nil
 }
