@@ -85,3 +85,38 @@ func TestIDStringWithoutFmt(t *testing.T) {
 		t.Fatalf("ID.String makes %.0f allocations, fmt %.0f", got, viaFmt)
 	}
 }
+
+// proves: N1 (issue 18: the KS names each member's identity per
+// registration) — an address or subnet identity's text is what fmt's
+// "%s %s" of its type and prefix writes, in one allocation; ports and
+// other types keep their texts.
+func TestIDStringAddressOneAllocation(t *testing.T) {
+	var ids []*ID
+	for _, s := range []string{"10.1.2.3", "2001:db8::1", "::ffff:10.0.0.1"} {
+		ids = append(ids, AddrID(netip.MustParseAddr(s)))
+	}
+	for _, s := range []string{"10.1.0.0/16", "0.0.0.0/0", "10.1.2.3/32", "2001:db8::/48"} {
+		ids = append(ids, PrefixID(netip.MustParsePrefix(s), 0, 0))
+	}
+	for _, id := range ids {
+		p, err := id.Prefix()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("%s %s", id.IDType, p)
+		if got := id.String(); got != want {
+			t.Fatalf("String = %q, want %q", got, want)
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = id.String() }); n > 1 {
+			t.Fatalf("%s: %.0f allocations, want 1", want, n)
+		}
+	}
+	id := AddrID(netip.MustParseAddr("10.1.2.3"))
+	id.ProtocolID, id.Port = 17, 848
+	if got := id.String(); got != "ID_IPV4_ADDR 10.1.2.3/32 proto=17 port=848" {
+		t.Fatalf("with a port: %q", got)
+	}
+	if got := (&ID{IDType: IDFQDN, Data: []byte("gm.example")}).String(); got != `ID_FQDN "gm.example"` {
+		t.Fatalf("FQDN: %q", got)
+	}
+}

@@ -195,9 +195,12 @@ func (p *ID) String() string {
 // dataString renders identification data of type t.
 func (t IDType) dataString(d []byte) string {
 	if pfx, err := (&ID{IDType: t, Data: d}).Prefix(); err == nil {
-		// What fmt's "%s %s" writes, without fmt: a key server names
-		// each member's identity per registration (issue 18).
-		return t.String() + " " + pfx.String()
+		// What fmt's "%s %s" writes, without fmt and in one allocation:
+		// a key server names each member's identity per registration
+		// (issue 18).
+		var buf [64]byte
+		b := append(append(buf[:0], t.String()...), ' ')
+		return string(pfx.AppendTo(b))
 	}
 	switch t {
 	case IDFQDN, IDUserFQDN:

@@ -98,7 +98,7 @@ type TEKPolicy struct {
 // their values are laid out in one allocation each (issue 18).
 func (p TEKPolicy) SAT() *isakmp.SAT {
 	vals := make([]byte, 0, 16) // the values of the variable-length attributes: 4 + 4 + 8 octets
-	attrs := make(isakmp.Attributes, 0, 12)
+	attrs := make(isakmp.Attributes, 0, p.satAttrs())
 	vals = binary.BigEndian.AppendUint32(vals, seconds(p.Remaining))
 	attrs = append(attrs,
 		isakmp.BasicAttr(isakmp.IPsecSALifeType, isakmp.LifeSeconds),
@@ -130,6 +130,19 @@ func (p TEKPolicy) SAT() *isakmp.SAT {
 		attrs = append(attrs, isakmp.VarAttr(isakmp.IPsecBypassAfter, BypassList(p.BypassAfter)))
 	}
 	return &isakmp.SAT{Protocol: isakmp.TEKProtoESP, Selector: p.Selector, TransformID: uint8(p.Transform), SPI: p.SPI, Attributes: attrs}
+}
+
+// satAttrs is the number of attributes SAT lays out: its slice is made
+// to measure (12 * 32 octets for every TEK of every registration, before).
+func (p TEKPolicy) satAttrs() int {
+	n := 5 // life type and duration, encapsulation, key length, configured lifetime
+	for _, b := range []bool{p.AuthAlg != 0, p.ReceiveOnly, p.Replay != 0, p.Replay != 0 && p.Replay != isakmp.ReplayNone,
+		p.Replay == isakmp.ReplayTime, len(p.BypassBefore) > 0, len(p.BypassAfter) > 0} {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // BypassList is the value of IPsecBypassBefore/After (wire.md); more than

@@ -27,3 +27,37 @@ func TestPolicyPayloadAllocations(t *testing.T) {
 		t.Fatalf("SAT: %.0f allocations (want at most 4), SID key packet: %.0f (want at most 3)", sat, sid)
 	}
 }
+
+// proves: N1 (issue 18: the KS builds a SAT per TEK per registration) —
+// SAT's attribute list is made to measure whatever options the policy has
+// (satAttrs counts what SAT appends), so it is never grown nor oversized.
+func TestSATAttributesToMeasure(t *testing.T) {
+	base := TEKPolicy{Transform: isakmp.ESPAESCBC, SPI: 9, KeyBits: 128, Remaining: time.Hour, Lifetime: time.Hour}
+	bypass := []isakmp.Selector{{Src: isakmp.PrefixEndpoint(netip.MustParsePrefix("10.9.0.0/16"), 0), Dst: isakmp.PrefixEndpoint(netip.MustParsePrefix("0.0.0.0/0"), 0)}}
+	for mask := range 1 << 6 {
+		p := base
+		if mask&1 != 0 {
+			p.AuthAlg = 2 // HMAC-SHA1
+		}
+		if mask&2 != 0 {
+			p.ReceiveOnly = true
+		}
+		switch mask >> 2 & 3 {
+		case 1:
+			p.Replay = isakmp.ReplayNone
+		case 2:
+			p.Replay, p.ReplayWindow = isakmp.ReplayCounter, 64
+		case 3:
+			p.Replay, p.ReplayWindow, p.Pseudotime = isakmp.ReplayTime, 64, time.Minute
+		}
+		if mask&16 != 0 {
+			p.BypassBefore = bypass
+		}
+		if mask&32 != 0 {
+			p.BypassAfter = bypass
+		}
+		if a := p.SAT().Attributes; len(a) != cap(a) {
+			t.Fatalf("policy %#v: %d attributes in a list of %d", p, len(a), cap(a))
+		}
+	}
+}
