@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"syscall"
+	"unsafe"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,7 +24,7 @@ import (
 // there, and the generator demultiplexes by destination address.
 type Conn struct {
 	c    *net.UDPConn
-	pc   *ipv4.PacketConn // c's recvmmsg and sendmmsg (ReceiveBatch, SendBatch)
+	rc   syscall.RawConn // c's, for recvmmsg and sendmmsg (ReceiveBatch, SendBatch)
 	port uint16
 }
 
@@ -47,7 +48,12 @@ func Listen(ctx context.Context, port uint16, bufBytes int) (*Conn, error) {
 		return nil, fmt.Errorf("loadgen: shared socket: %w", err)
 	}
 	c := pc.(*net.UDPConn)
-	return &Conn{c: c, pc: ipv4.NewPacketConn(c), port: uint16(c.LocalAddr().(*net.UDPAddr).Port)}, nil
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("loadgen: shared socket: %w", err)
+	}
+	return &Conn{c: c, rc: rc, port: uint16(c.LocalAddr().(*net.UDPAddr).Port)}, nil
 }
 
 // Port is the port every simulated GM uses.
@@ -90,13 +96,25 @@ type Outbound struct {
 // sendBatchMax is the most datagrams one sendmmsg carries.
 const sendBatchMax = 64
 
+// The shared socket's batches are sent and read by sendmmsg and recvmmsg
+// made as raw system calls (the socket is non-blocking: MSG_DONTWAIT), not
+// through the runtime's syscall entry (x/net's WriteBatch and ReadBatch
+// did). A sendmmsg of a few datagrams to the key server on loopback lasts
+// tens of microseconds (each datagram is delivered to the key server's
+// socket inside it): with GOMAXPROCS=1, a goroutine in a system call that
+// long has its P taken by sysmon, which wakes another thread to spin for
+// work, and the goroutine, back from the call, waits for a P; sysmon, busy
+// retaking, polled every 20 µs. That was 8-10% of the generator's CPU
+// (perf: sysmon's usleep, findRunnable, netpoll, exitsyscallNoP, switches;
+// issue 18). A read that finds nothing waits in the runtime's poller
+// (syscall.RawConn.Read), deadlines included, as before.
+
 // SendBuf is SendBatch's reusable state: one per sending goroutine.
 type SendBuf struct {
-	msgs  []ipv4.Message
-	addrs []net.UDPAddr
-	ips   [][4]byte
-	bufs  [][]byte
-	oobs  [][]byte
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet4
+	oobs  []byte // sendBatchMax IP_PKTINFO messages
 }
 
 // SendBatch sends out, each datagram from its own address (IP_PKTINFO),
@@ -105,79 +123,136 @@ type SendBuf struct {
 // datagrams sent and the calls made; a datagram the socket refuses is
 // skipped (counted in out minus sent) and the rest still go.
 func (c *Conn) SendBatch(b *SendBuf, out []Outbound) (sent, calls int) {
-	if b.msgs == nil {
-		b.msgs = make([]ipv4.Message, sendBatchMax)
-		b.addrs = make([]net.UDPAddr, sendBatchMax)
-		b.ips = make([][4]byte, sendBatchMax)
-		b.bufs = make([][]byte, sendBatchMax)
-		b.oobs = make([][]byte, sendBatchMax)
-		for i := range b.oobs {
-			b.oobs[i] = make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo))
-		}
+	space := unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+	if b.hdrs == nil {
+		b.hdrs = make([]unix.Mmsghdr, sendBatchMax)
+		b.iovs = make([]unix.Iovec, sendBatchMax)
+		b.names = make([]unix.RawSockaddrInet4, sendBatchMax)
+		b.oobs = make([]byte, sendBatchMax*space)
 	}
 	for len(out) > 0 {
 		k := 0
 		for _, o := range out[:min(len(out), sendBatchMax)] {
 			to := o.To.Addr().Unmap()
-			if !to.Is4() || !o.From.Is4() {
+			if !to.Is4() || !o.From.Is4() || len(o.Data) == 0 {
 				continue // the shared socket is IPv4
 			}
-			b.ips[k] = to.As4()
-			b.addrs[k] = net.UDPAddr{IP: b.ips[k][:], Port: int(o.To.Port())}
-			b.bufs[k] = o.Data
-			pktinfo(b.oobs[k], o.From)
-			b.msgs[k] = ipv4.Message{Buffers: b.bufs[k : k+1], OOB: b.oobs[k], Addr: &b.addrs[k]}
+			b.names[k] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: to.As4()}
+			binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&b.names[k].Port))[:], o.To.Port())
+			b.iovs[k] = unix.Iovec{Base: &o.Data[0]}
+			b.iovs[k].SetLen(len(o.Data))
+			oob := b.oobs[k*space : (k+1)*space]
+			pktinfo(oob, o.From)
+			h := &b.hdrs[k]
+			*h = unix.Mmsghdr{}
+			h.Hdr.Name = (*byte)(unsafe.Pointer(&b.names[k]))
+			h.Hdr.Namelen = unix.SizeofSockaddrInet4
+			h.Hdr.Iov = &b.iovs[k]
+			h.Hdr.SetIovlen(1)
+			h.Hdr.Control = &oob[0]
+			h.Hdr.SetControllen(space)
 			k++
 		}
 		out = out[min(len(out), sendBatchMax):]
-		ms := b.msgs[:k]
-		for len(ms) > 0 {
+		for i := 0; i < k; {
 			calls++
-			n, err := c.pc.WriteBatch(ms, 0)
-			if err != nil {
+			n, err := c.mmsg(unix.SYS_SENDMMSG, b.hdrs[i:k], false)
+			if err != nil || n <= 0 {
 				n = 1 // sendmmsg fails only on its first datagram: skip it
 			} else {
 				sent += n
 			}
-			ms = ms[n:]
+			i += n
 		}
-		clear(b.bufs[:k])
+		clear(b.iovs[:k]) // the datagrams are the caller's
+		clear(b.hdrs[:k])
 	}
 	return sent, calls
 }
 
+// mmsg makes one sendmmsg or recvmmsg (trap) of hdrs as a raw system call,
+// MSG_DONTWAIT; when the socket is not ready it waits in the runtime's
+// poller (a read until its deadline), when wait is set, and returns EAGAIN
+// otherwise.
+func (c *Conn) mmsg(trap uintptr, hdrs []unix.Mmsghdr, read bool) (int, error) {
+	var n uintptr
+	var errno syscall.Errno
+	f := func(fd uintptr) bool {
+		for {
+			n, _, errno = unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+			if errno != unix.EINTR {
+				return errno != unix.EAGAIN
+			}
+		}
+	}
+	var err error
+	if read {
+		err = c.rc.Read(f)
+	} else {
+		err = c.rc.Write(f)
+	}
+	runtime.KeepAlive(hdrs)
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
 // RecvBuf is ReceiveBatch's reusable state: one per reading goroutine.
 type RecvBuf struct {
-	msgs []ipv4.Message
-	bufs [][]byte
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet4
+	bufs  [][]byte
+	oobs  []byte
 }
+
+// recvOOB is the room for one datagram's control messages (IP_PKTINFO).
+const recvOOB = 128
 
 // NewRecvBuf prepares n datagrams' buffers (64 KiB each, only the pages
 // datagrams touch become resident).
 func NewRecvBuf(n int) *RecvBuf {
-	b := &RecvBuf{msgs: make([]ipv4.Message, n), bufs: make([][]byte, n)}
-	for i := range b.msgs {
+	b := &RecvBuf{hdrs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrInet4, n),
+		bufs: make([][]byte, n), oobs: make([]byte, n*recvOOB)}
+	for i := range b.bufs {
 		b.bufs[i] = make([]byte, 65536)
-		b.msgs[i] = ipv4.Message{Buffers: b.bufs[i : i+1], OOB: make([]byte, 128)}
+		b.iovs[i] = unix.Iovec{Base: &b.bufs[i][0]}
+		b.iovs[i].SetLen(len(b.bufs[i]))
 	}
 	return b
 }
 
 // ReceiveBatch reads up to len(b) datagrams with one system call
-// (recvmmsg), waiting for the first; Datagram reads them.
+// (recvmmsg), waiting for the first until the read deadline; Datagram
+// reads them.
 func (c *Conn) ReceiveBatch(b *RecvBuf) (int, error) {
-	return c.pc.ReadBatch(b.msgs, 0)
+	for i := range b.hdrs {
+		h := &b.hdrs[i]
+		*h = unix.Mmsghdr{}
+		h.Hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.Hdr.Namelen = unix.SizeofSockaddrInet4
+		h.Hdr.Iov = &b.iovs[i]
+		h.Hdr.SetIovlen(1)
+		h.Hdr.Control = &b.oobs[i*recvOOB]
+		h.Hdr.SetControllen(recvOOB)
+	}
+	return c.mmsg(unix.SYS_RECVMMSG, b.hdrs, true)
 }
 
 // Datagram is the i-th datagram of the last ReceiveBatch (data valid until
 // the next): its payload, source and destination (from IP_PKTINFO).
 func (b *RecvBuf) Datagram(i int) (data []byte, from netip.AddrPort, dst netip.Addr) {
-	m := &b.msgs[i]
-	if ua, ok := m.Addr.(*net.UDPAddr); ok {
-		from = ua.AddrPort()
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	h := &b.hdrs[i]
+	if h.Hdr.Namelen >= unix.SizeofSockaddrInet4 && b.names[i].Family == unix.AF_INET {
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&b.names[i].Port))[:])
+		from = netip.AddrPortFrom(netip.AddrFrom4(b.names[i].Addr), port)
 	}
-	return b.bufs[i][:m.N], from, DestinationOf(m.OOB[:m.NN])
+	oobn := min(int(h.Hdr.Controllen), recvOOB)
+	return b.bufs[i][:min(int(h.Len), len(b.bufs[i]))], from, DestinationOf(b.oobs[i*recvOOB : i*recvOOB+oobn])
 }
 
 // Receive reads one datagram into buf; dst is the address it was sent to.
