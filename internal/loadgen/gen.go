@@ -152,7 +152,7 @@ type Stats struct {
 	MulticastIn   atomic.Int64 // multicast datagrams received (once for the process)
 	HeapPerMember atomic.Int64 // live heap per GM after a GC once all registered (octets)
 	Timers        atomic.Int64 // GM timers run
-	TimersStale   atomic.Int64 // timer entries found superseded
+	TimersStale   atomic.Int64 // timer entries found superseded: 0 since the heap moves a GM's one entry in place (kept for the output's format)
 	TimersClamped atomic.Int64 // GM timers due again at once after they ran, put 10 ms later
 	// KeyPairsAhead are the members' key pairs made before the first
 	// registration (Options.KeysAhead), ReadyAt (CLOCK_MONOTONIC ns) and
@@ -227,7 +227,8 @@ type sim struct {
 	tab   table
 	ep    *ike.Endpoint // while it registers
 	sa    *ike.SA
-	wake  int64 // the heap entry that is current (ns since Generator.t0); 0: none
+	wake  int64 // its timer (ns since Generator.t0), when hpos > 0
+	hpos  int32 // its entry in its shard's wakeHeap, plus 1; 0: none
 	regs  int
 	rk    int // rekeys received, as the member counts them
 	acks  int

@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +15,7 @@ import (
 
 // shard owns the GMs whose index is its id modulo the number of shards:
 // their socket (every GM of the shard has its port) and its datagrams,
-// their timers (one heap, entries made stale by a later wake), the window
+// their timers (one heap, one entry per GM moved in place), the window
 // of first registrations.
 type shard struct {
 	g     *Generator
@@ -141,12 +140,9 @@ func (s *shard) admit(now time.Time) {
 // fire runs the GMs' due timers.
 func (s *shard) fire(now time.Time) {
 	for len(s.timers) > 0 && s.timers[0].at <= int64(now.Sub(s.g.t0)) {
-		e := heap.Pop(&s.timers).(wake)
+		e := s.timers[0]
+		s.timers.remove(s.g.sims, e.idx)
 		g := &s.g.sims[e.idx]
-		if g.wake != e.at {
-			s.g.Stats.TimersStale.Add(1)
-			continue // stale: the GM's timer moved since
-		}
 		s.g.Stats.Timers.Add(1)
 		g.wake = 0
 		s.before(g, now)
@@ -165,7 +161,7 @@ func (s *shard) packet(p packet, now time.Time) {
 		spi, _ := gm.PushSPI(p.data)
 		for i := s.id; i < len(s.g.sims); i += len(s.g.shards) {
 			g := &s.g.sims[i]
-			if g.tab.kek == nil || g.tab.kek.SPI != spi {
+			if !g.tab.holdsKEK(spi) {
 				continue
 			}
 			s.push(int32(i), g, p, now)
@@ -352,15 +348,16 @@ func (s *shard) rearm(i int32, g *sim, ran time.Time) {
 	}
 	if w.IsZero() {
 		g.wake = 0
+		s.timers.remove(s.g.sims, i)
 		return
 	}
 	if !ran.IsZero() && !w.After(ran) {
 		w = ran.Add(10 * time.Millisecond)
 		s.g.Stats.TimersClamped.Add(1)
 	}
-	if at := int64(w.Sub(s.g.t0)); at != g.wake {
+	if at := int64(w.Sub(s.g.t0)); at != g.wake || g.hpos == 0 {
 		g.wake = at
-		heap.Push(&s.timers, wake{at: at, idx: i})
+		s.timers.set(s.g.sims, i, at)
 	}
 }
 
@@ -390,15 +387,81 @@ type wake struct {
 	idx int32
 }
 
+// wakeHeap is a shard's GM timers: at most one entry per GM (sim.hpos is
+// its place), moved in place when the GM's next wake moves, so that the
+// heap holds no superseded entries and nothing is boxed (container/heap's
+// Push and Pop take and return an interface: an allocation each).
 type wakeHeap []wake
 
-func (h wakeHeap) Len() int           { return len(h) }
-func (h wakeHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h wakeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *wakeHeap) Push(x any)        { *h = append(*h, x.(wake)) }
-func (h *wakeHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+// set puts GM i's wake at at, in place if it has one.
+func (h *wakeHeap) set(sims []sim, i int32, at int64) {
+	g := &sims[i]
+	if g.hpos == 0 {
+		*h = append(*h, wake{at: at, idx: i})
+		g.hpos = int32(len(*h))
+		h.up(sims, len(*h)-1)
+		return
+	}
+	j := int(g.hpos - 1)
+	old := (*h)[j].at
+	(*h)[j].at = at
+	if at < old {
+		h.up(sims, j)
+	} else {
+		h.down(sims, j)
+	}
+}
+
+// remove takes GM i's wake out, if it has one.
+func (h *wakeHeap) remove(sims []sim, i int32) {
+	g := &sims[i]
+	if g.hpos == 0 {
+		return
+	}
+	j, last := int(g.hpos-1), len(*h)-1
+	g.hpos = 0
+	if j != last {
+		(*h)[j] = (*h)[last]
+		sims[(*h)[j].idx].hpos = int32(j + 1)
+	}
+	*h = (*h)[:last]
+	if j < last {
+		h.down(sims, j)
+		h.up(sims, j)
+	}
+}
+
+func (h wakeHeap) swap(sims []sim, a, b int) {
+	h[a], h[b] = h[b], h[a]
+	sims[h[a].idx].hpos = int32(a + 1)
+	sims[h[b].idx].hpos = int32(b + 1)
+}
+
+func (h wakeHeap) up(sims []sim, j int) {
+	for j > 0 {
+		p := (j - 1) / 2
+		if h[p].at <= h[j].at {
+			return
+		}
+		h.swap(sims, p, j)
+		j = p
+	}
+}
+
+func (h wakeHeap) down(sims []sim, j int) {
+	for {
+		l := 2*j + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].at < h[l].at {
+			m = r
+		}
+		if h[j].at <= h[m].at {
+			return
+		}
+		h.swap(sims, j, m)
+		j = m
+	}
 }
