@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/netip"
 	"os"
 	"slices"
 	"time"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,21 +111,6 @@ func (n *Node) leaveDirect() {
 	n.wake() // anything posted meanwhile woke the socket, not the select
 }
 
-// directReader is the loop's buffers for the direct socket.
-type directReader struct {
-	ms   []ipv4.Message
-	bufs [][]byte
-}
-
-func newDirectReader() *directReader {
-	r := &directReader{ms: make([]ipv4.Message, readBatch), bufs: make([][]byte, readBatch)}
-	for i := range r.ms {
-		r.bufs[i] = make([]byte, 65536)
-		r.ms[i].Buffers = r.bufs[i : i+1]
-	}
-	return r
-}
-
 // readDirect waits for the direct socket's datagrams until next (zero:
 // an hour) or a wake, and handles what one recvmmsg returned; commands
 // queued meanwhile run first. It returns ctx's error once ctx ends.
@@ -159,7 +142,7 @@ func (n *Node) readDirect(ctx context.Context, r *directReader, next time.Time) 
 	case <-n.wakeCh: // the inbox is empty: a stale wake
 	default:
 	}
-	k, err := s.batch.ReadBatch(r.ms, flags)
+	k, err := r.read(conn, flags)
 	if err != nil {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -172,13 +155,11 @@ func (n *Node) readDirect(ctx context.Context, r *directReader, next time.Time) 
 	s.io.readCalls.Add(1)
 	s.io.readDatagrams.Add(uint64(k))
 	for i := range k {
-		ua, ok := r.ms[i].Addr.(*net.UDPAddr)
-		if !ok || r.ms[i].Flags&unix.MSG_TRUNC != 0 {
+		from, data, ok := r.datagram(i)
+		if !ok {
 			continue // as readBatches
 		}
-		from := ua.AddrPort()
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		n.datagram(datagram{sock: s, from: from, data: append([]byte(nil), r.bufs[i][:r.ms[i].N]...)})
+		n.datagram(datagram{sock: s, from: from, data: append([]byte(nil), data...)})
 	}
 	return nil
 }
