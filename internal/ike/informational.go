@@ -141,6 +141,11 @@ func (sa *SA) ForgetMessageID(mid uint32) {
 // (TestPhase2ExchangeMemory), and a message that was not accepted (a
 // forgery) leaves none behind.
 func (sa *SA) phase2Block() (cipher.Block, error) {
+	if sa.p2block == nil && sa.hs != nil && sa.hs.block != nil {
+		// A responder's first phase-2 message within message 6's window:
+		// main mode's block (the same key) serves it.
+		sa.p2block, sa.hs.block = sa.hs.block, nil
+	}
 	if sa.p2block == nil {
 		b, err := aes.NewCipher(sa.km.ka(sa.suite))
 		if err != nil {

@@ -461,3 +461,39 @@ func TestPhase2BlockKeptForTheAnswerOnly(t *testing.T) {
 		t.Fatal("block kept after the exchange was forgotten")
 	}
 }
+
+// proves: issue 18 (the KS's CPU per registration outside the crypto) — a
+// responder's first phase-2 message within message 6's window is
+// decrypted with main mode's AES block (one key expansion for messages 5
+// and 6 and the first pull's two), which leaves main mode's state with
+// it; an initiator keeps none once established.
+func TestFirstPhase2MessageUsesMainModeBlock(t *testing.T) {
+	cfg := pskConfig()
+	er, _ := NewEndpoint(cfg, addrR, Limits{})
+	ei, _ := NewEndpoint(cfg, memberAddr(2), Limits{})
+	_, out, _ := ei.Initiate(addrR, t0)
+	Exchange(ei, er, ei, out, t0)
+	si := ei.SAs()[0]
+	if si.hs != nil || si.p2block != nil {
+		t.Fatal("the initiator kept main mode's state or a block once established")
+	}
+	raw, err := si.EncryptPhase2(isakmp.ExchangePull, 5, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}, &isakmp.Nonce{Data: make([]byte, 16)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := isakmp.ParseMessage(raw)
+	sr := er.Lookup(m.Header.InitiatorCookie, m.Header.ResponderCookie)
+	if sr.hs == nil || sr.hs.block == nil {
+		t.Fatal("the responder has no main-mode block in message 6's window")
+	}
+	mm := sr.hs.block
+	if _, err := sr.OpenPhase2(m, nil); err != nil {
+		t.Fatal(err)
+	}
+	if sr.p2block != mm || (sr.hs != nil && sr.hs.block != nil) {
+		t.Fatal("the first phase-2 message did not take main mode's block")
+	}
+	if _, err := sr.EncryptPhase2(isakmp.ExchangePull, 5, []isakmp.Payload{&isakmp.SEQ{Number: 1}}); err != nil || sr.p2block != nil {
+		t.Fatalf("answer: %v, block kept %v", err, sr.p2block != nil)
+	}
+}

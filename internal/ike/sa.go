@@ -289,7 +289,7 @@ type mmState struct {
 	hashI, hashR []byte
 	keys         *Keys        // all of them, SKEYID and the IV included
 	iv           []byte       // phase-1 CBC IV chain
-	block        cipher.Block // AES with the phase-1 key: messages 5 and 6
+	block        cipher.Block // AES with the phase-1 key: messages 5 and 6, and a responder's first phase-2 message
 
 	sent      []byte   // last datagram sent, for retransmission
 	lastRecv  [32]byte // digest of the last datagram accepted from the peer
@@ -543,7 +543,9 @@ func (sa *SA) established(now time.Time) {
 	if hs == nil {
 		return
 	}
-	hs.dh, hs.iv, hs.block = nil, nil, nil
+	// hs.block goes with hs: within message 6's window a responder's
+	// first phase-2 message uses it (phase2Block).
+	hs.dh, hs.iv = nil, nil
 	if !sa.cfg.KeepTranscript {
 		hs.keys = nil
 		hs.saiBody, hs.gxi, hs.gxr, hs.ni, hs.nr, hs.hashI, hs.hashR = nil, nil, nil, nil, nil, nil, nil
@@ -562,7 +564,7 @@ func (sa *SA) release() {
 		return
 	}
 	if sa.cfg.KeepTranscript {
-		sa.hs.sent, sa.hs.deadline, sa.hs.lastRecv = nil, time.Time{}, [32]byte{}
+		sa.hs.sent, sa.hs.deadline, sa.hs.lastRecv, sa.hs.block = nil, time.Time{}, [32]byte{}, nil
 		return
 	}
 	sa.hs = nil
