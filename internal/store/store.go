@@ -24,6 +24,12 @@
 //  2. Between rekeys the KS saves its members (registrations, ACKs) with
 //     SaveGroup from a writer off its event loop (internal/node): for the
 //     show commands and the next start, not for the sequence numbers.
+//     Those saves are deltas (GroupState.Delta: the members changed since
+//     the previous one, the others left as stored), whose cost is what
+//     changed (issue 18); the writer merges deltas it has not written yet
+//     and never drops one, so the stored members are always those of the
+//     last save written, as with whole saves. The writes of step 1 and
+//     the first save of a group are whole.
 //  3. After a restart, LoadGroups reports Seq and SeqReserved, and the KS
 //     continues strictly above the larger (its next rekey reserves
 //     SeqReserved+1); a rekey that was in flight is resumed with its own
