@@ -159,7 +159,7 @@ func (n *Node) readDirect(ctx context.Context, r *directReader, next time.Time) 
 		if !ok {
 			continue // as readBatches
 		}
-		n.datagram(datagram{sock: s, from: from, data: append([]byte(nil), data...)})
+		n.datagram(datagram{sock: s, from: from, data: data}) // the read's buffer: see datagram
 	}
 	return nil
 }

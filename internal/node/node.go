@@ -130,6 +130,11 @@ type sock struct {
 	io     sockIO
 }
 
+// datagram is one received datagram. Its data is valid only while the
+// loop handles it (Node.datagram): the loop's own read of its socket
+// (readDirect) hands it in the read's buffer, which the next read
+// overwrites, not a copy (issue 18: a copy per datagram). Whatever keeps
+// part of it copies that part, as isakmp.ParseMessage does the message.
 type datagram struct {
 	sock *sock
 	from netip.AddrPort

@@ -94,5 +94,5 @@ func (r *directReader) datagram(i int) (netip.AddrPort, []byte, bool) {
 		return netip.AddrPort{}, nil, false
 	}
 	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
-	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port), r.bufs[i][:h.Len], true
+	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port), r.bufs[i][:h.Len:h.Len], true
 }

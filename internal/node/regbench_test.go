@@ -30,6 +30,11 @@ type ksRegistrar struct {
 	samples []metrics.Sample
 	allocs  uint64
 	bytes   uint64 // allocated in n.datagram
+	// deliver, when set, hands the KS a datagram instead of n.datagram
+	// (the loop's own read of its socket: TestReadDirectBufferNotRetained);
+	// port is the GMs' (848 when 0).
+	deliver func(from netip.AddrPort, data []byte)
+	port    uint16
 }
 
 func newKSRegistrar(tb testing.TB) *ksRegistrar {
@@ -51,7 +56,11 @@ func (r *ksRegistrar) toKS(from netip.AddrPort, data []byte) [][]byte {
 	metrics.Read(r.samples)
 	a0, b0 := r.samples[0].Value.Uint64(), r.samples[1].Value.Uint64()
 	start := time.Now()
-	r.kn.datagram(datagram{sock: r.s, from: from, data: data})
+	if r.deliver != nil {
+		r.deliver(from, data)
+	} else {
+		r.kn.datagram(datagram{sock: r.s, from: from, data: data})
+	}
 	r.ksTime += time.Since(start)
 	metrics.Read(r.samples)
 	r.allocs += r.samples[0].Value.Uint64() - a0
@@ -69,7 +78,11 @@ func (r *ksRegistrar) toKS(from netip.AddrPort, data []byte) [][]byte {
 // address, its pull message 3 and the KS's message 4.
 func (r *ksRegistrar) register(tb testing.TB) (gm netip.AddrPort, m3, m4 []byte) {
 	now := time.Now()
-	gmAP := netip.AddrPortFrom(r.next, 848)
+	port := r.port
+	if port == 0 {
+		port = 848
+	}
+	gmAP := netip.AddrPortFrom(r.next, port)
 	r.next = r.next.Next()
 	ep, err := ike.NewEndpoint(r.gmCfg, gmAP, ike.Limits{})
 	if err != nil {
