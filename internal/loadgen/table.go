@@ -30,6 +30,9 @@ type table struct {
 	// thing it depends on besides the time.
 	until   time.Time
 	covered bool
+	// expiry is the earliest expiry of teks (expire has nothing to drop
+	// before it), also recomputed at each change of teks.
+	expiry time.Time
 }
 
 // selector is the traffic a TEK protects.
@@ -95,8 +98,14 @@ func validUntil(k *sadb.TEK) time.Time {
 	return k.Expires
 }
 
-// cover recomputes until and covered from teks and want.
+// cover recomputes until, covered and expiry from teks and want.
 func (t *table) cover() {
+	t.expiry = time.Time{}
+	for i := range t.teks {
+		if i == 0 || t.teks[i].Expires.Before(t.expiry) {
+			t.expiry = t.teks[i].Expires
+		}
+	}
 	t.until, t.covered = time.Time{}, len(t.want) > 0
 	for n, sel := range t.want {
 		var last time.Time
@@ -127,8 +136,8 @@ func (t *table) holdsValid(now time.Time) bool { return t.covered && now.Before(
 // expire drops the TEKs whose lifetime ended (what the node's sweep does
 // with sadb.Expirer), and the KEK once it expired.
 func (t *table) expire(now time.Time) {
-	n := len(t.teks)
-	if t.teks = slices.DeleteFunc(t.teks, func(k sadb.TEK) bool { return !now.Before(k.Expires) }); len(t.teks) != n {
+	if n := len(t.teks); n > 0 && !now.Before(t.expiry) {
+		t.teks = slices.DeleteFunc(t.teks, func(k sadb.TEK) bool { return !now.Before(k.Expires) })
 		t.cover()
 	}
 	if t.hasKEK && !t.kek.Expires.IsZero() && !now.Before(t.kek.Expires) {

@@ -71,7 +71,9 @@ func holdsValidScan(t *table, now time.Time) bool {
 // exact) — holdsValid, now one comparison against a bound recomputed at
 // each change of the TEKs, answers as the scan of every TEK did, through
 // 20,000 random installs (replacing by SPI, with and without DTD, zero
-// lifetimes included), deletions and expiries, at random times.
+// lifetimes included), deletions and expiries, at random times; and expire,
+// which looks at the TEKs only once the earliest expiry is reached, drops
+// every expired one.
 func TestHoldsValidCachedIsTheScan(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
 	sels := []sadb.TEK{
@@ -99,7 +101,13 @@ func TestHoldsValidCachedIsTheScan(t *testing.T) {
 		case 3:
 			tab.DeleteTEK("", uint32(r.IntN(5)))
 		case 4:
-			tab.expire(t0.Add(time.Duration(r.IntN(100)) * time.Second))
+			now := t0.Add(time.Duration(r.IntN(100)) * time.Second)
+			tab.expire(now)
+			for _, k := range tab.teks {
+				if !now.Before(k.Expires) {
+					t.Fatalf("step %d: a TEK expired at %s kept at %s", step, k.Expires.Sub(t0), now.Sub(t0))
+				}
+			}
 		}
 		for range 3 {
 			now := t0.Add(time.Duration(r.IntN(110)) * time.Second)
