@@ -4,7 +4,10 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
+
+	"github.com/groupvpn/groupvpn/internal/loadgen"
 )
 
 // proves: N1 (issue 18: the generator's CPU per registration is the key
@@ -60,5 +63,20 @@ func TestLoadgenOnePPerShard(t *testing.T) {
 	t.Setenv("GOMAXPROCS", "4")
 	if got := run(); got != 4 {
 		t.Fatalf("GOMAXPROCS %d with GOMAXPROCS=4 in the environment", got)
+	}
+}
+
+// proves: N1 (issue 18: the rig's choice is said in its output) — once
+// its members' key pairs are made, `groupvpn loadgen` says on stderr that
+// they were made before the first registration, how many, in what time
+// and CPU, and that the stage's CPU is counted after them.
+func TestLoadgenSaysKeyPairsAhead(t *testing.T) {
+	s := loadgen.Snapshot{KeyPairsAhead: 50000, ReadyAt: 3_500_000_000, ReadyCPU: 2_400_000_000}
+	line := keysAheadLine(s, 1_000_000_000)
+	for _, want := range []string{"50000 members' main-mode key pairs made before the first registration", "in 2.5s", "2.4s of CPU",
+		"the stage's CPU is the process's after them", "makes its own in the exchange"} {
+		if !strings.Contains(line, want) {
+			t.Fatalf("%q lacks %q", line, want)
+		}
 	}
 }
