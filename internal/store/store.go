@@ -1020,8 +1020,10 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 				return err
 			}
 			reserved = max(reserved, old)
-			if m := s.written[g.Name]; withMembers && !delta && m != nil {
-				known = m.table()
+			if withMembers && !delta { // s.written only under memoMu, which SaveKeys does not hold
+				if m := s.written[g.Name]; m != nil {
+					known = m.table()
+				}
 			}
 			// A state older than the stored one (a lower Seq: a periodic
 			// save of members taken before the rekey whose keys SaveKeys
