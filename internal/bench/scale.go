@@ -92,11 +92,18 @@ type ScaleStage struct {
 	ShowFullErr   string // the full show failed (e.g. the control protocol's 16 MiB response limit)
 	StoreBytes    int64
 	Failures      int64 // registration attempts that failed at the generator
-	// CPU time (user + system) the KS process and the stage's generator
-	// used from the generator's start until its last first registration,
+	// CPU time (user + system) the KS process used from the generator's
+	// start, and the stage's generator from when its members' key pairs
+	// were made (loadgen's ReadyCPU), until its last first registration,
 	// per member added: what a registration costs each side (the KS's
 	// includes its GC, reader goroutines and the store's writer).
 	KSCPUPerReg, GenCPUPerReg time.Duration
+	// The generator makes its members' main-mode key pairs before the
+	// stage (each used once), so that the stage's cores are the KS's:
+	// how many, the generator's CPU until then, and the pairs made in an
+	// exchange all the same (its pool empty).
+	GenKeyPairsAhead, GenKeyPairsInline int64
+	GenKeyPairCPU                       time.Duration
 }
 
 // ScaleReport is the result.
@@ -300,12 +307,14 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 			return rep, fmt.Errorf("stage %d: %w (generator: %+v; KS log: %s)", n, err, s, tail(ks.log))
 		}
 		st := ScaleStage{Members: n, RegWindow: time.Duration(s.LastFirstAt - s.FirstAt), Failures: s.Failures,
-			KSCPUPerReg: (cpuTime(ks.pid()) - ksCPU0) / time.Duration(add), GenCPUPerReg: cpuTime(g.cmd.Process.Pid) / time.Duration(add)}
+			KSCPUPerReg: (cpuTime(ks.pid()) - ksCPU0) / time.Duration(add), GenCPUPerReg: max(0, cpuTime(g.cmd.Process.Pid)-time.Duration(s.ReadyCPU)) / time.Duration(add), // 10 ms ticks
+			GenKeyPairsAhead: s.KeyPairsAhead, GenKeyPairsInline: s.KeyPairsInline, GenKeyPairCPU: time.Duration(s.ReadyCPU)}
 		if st.RegWindow > 0 {
 			st.RegPerSec = float64(add-1) / st.RegWindow.Seconds()
 		}
-		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s; CPU per registration: KS %s, generator %s\n", st.RegWindow.Round(time.Millisecond), st.RegPerSec,
-			st.KSCPUPerReg.Round(time.Microsecond), st.GenCPUPerReg.Round(time.Microsecond))
+		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s; CPU per registration: KS %s, generator %s (its members' %d key pairs made before, in %s of CPU; %d in an exchange)\n",
+			st.RegWindow.Round(time.Millisecond), st.RegPerSec, st.KSCPUPerReg.Round(time.Microsecond), st.GenCPUPerReg.Round(time.Microsecond),
+			st.GenKeyPairsAhead, st.GenKeyPairCPU.Round(time.Millisecond), st.GenKeyPairsInline)
 		if err := ks.measure(ctx, &st, g); err != nil {
 			return rep, err
 		}
@@ -959,8 +968,13 @@ func (r *ScaleReport) Print(w io.Writer) {
 			r.MulticastApplied, r.MulticastTime.Round(time.Millisecond), r.MulticastIn, len(r.Stages))
 	}
 	fmt.Fprintf(w, "  GMs ever without a valid TEK after their first registration, whole run: %d (generator timers put 10 ms later: %d)\n", r.Lacked, r.TimersClamped)
-	fmt.Fprintln(w, "  (CPU/reg: user + system CPU of the KS process and of the stage's generator from the generator's start to its last first")
-	fmt.Fprintln(w, "   registration, per member added; ceil/KSCPU: the ceiling over the KS's CPU per registration, the /ceil the KS would reach")
+	for _, s := range r.Stages {
+		fmt.Fprintf(w, "  stage %d: the generator made its members' %d main-mode key pairs before the stage (%s of CPU, not in gen CPU/reg; each used once), %d in an exchange\n",
+			s.Members, s.GenKeyPairsAhead, s.GenKeyPairCPU.Round(time.Millisecond), s.GenKeyPairsInline)
+	}
+	fmt.Fprintln(w, "  (CPU/reg: user + system CPU of the KS process from the generator's start, and of the stage's generator from when its key")
+	fmt.Fprintln(w, "   pairs were made, to its last first registration, per member added; the KS makes its key pair in each exchange;")
+	fmt.Fprintln(w, "   ceil/KSCPU: the ceiling over the KS's CPU per registration, the /ceil the KS would reach")
 	fmt.Fprintln(w, "   on one core of its own: reg/s is bounded by KS + generator CPU on the shared cores)")
 	fmt.Fprintln(w, "  (RSS/member: (KS RSS - RSS with no member) / members; heap/member: the KS's live heap at its first GC after the stage")
 	fmt.Fprintln(w, "   (GODEBUG=gctrace=1, MiB resolution) / members; the generators share the 2 cores with the KS: figures are noisy)")

@@ -39,10 +39,17 @@ func smoke(t *testing.T, port string, o bench.ScaleOptions) *bench.ScaleReport {
 	var out strings.Builder
 	r.Print(&out)
 	t.Log("\n" + out.String())
+	prev := 0
 	for _, s := range r.Stages {
 		if s.ShowCountSeen != s.Members || s.Counted != s.Members || s.RegPerSec <= 0 || s.StoreBytes == 0 || s.KSRSS == 0 {
 			t.Fatalf("stage %d: %+v", s.Members, s)
 		}
+		// The generator's key pairs, made before the stage, are left out
+		// of its CPU per registration, and said so.
+		if s.GenKeyPairsAhead != int64(s.Members-prev) || s.GenKeyPairsInline != 0 || s.GenKeyPairCPU <= 0 || s.GenCPUPerReg < 0 {
+			t.Fatalf("stage %d: generator key pairs %d ahead (%s), %d inline; %s per registration", s.Members, s.GenKeyPairsAhead, s.GenKeyPairCPU, s.GenKeyPairsInline, s.GenCPUPerReg)
+		}
+		prev = s.Members
 	}
 	return r
 }
