@@ -89,6 +89,7 @@ type sendQueue struct {
 	addrs []net.UDPAddr
 	ips   [][4]byte
 	bufs  [][]byte
+	w     *directWriter // an IPv4 UDP socket's raw sendmmsg (nil: x/net's)
 }
 
 // readBatches is the reader of a batching socket: one recvmmsg, one batch
@@ -169,6 +170,15 @@ func (n *Node) flushSock(s *sock) {
 		}
 		return
 	}
+	if u, ok := s.conn.(*net.UDPConn); ok {
+		if q.w == nil || q.w.conn != u {
+			q.w, _ = newDirectWriter(u)
+		}
+		if q.w != nil {
+			n.flushRaw(s, q.w)
+			return
+		}
+	}
 	for i := 0; i < len(q.q); {
 		k := min(len(q.q)-i, writeBatch)
 		ms := q.fill(q.q[i : i+k])
@@ -182,6 +192,27 @@ func (n *Node) flushSock(s *sock) {
 				s.io.sent += uint64(sent)
 			}
 			ms = ms[sent:]
+		}
+	}
+}
+
+// flushRaw is flushSock's sendmmsg by raw system calls (directWriter).
+func (n *Node) flushRaw(s *sock, w *directWriter) {
+	defer w.release()
+	q := &s.out
+	for i := 0; i < len(q.q); {
+		k := min(len(q.q)-i, writeBatch)
+		m := w.fill(q.q[i : i+k])
+		i += k
+		for j := 0; j < m; {
+			s.io.sendCalls++
+			sent, err := w.write(j)
+			if err != nil || sent <= 0 {
+				sent = 1 // sendmmsg fails only on its first datagram: skip it
+			} else {
+				s.io.sent += uint64(sent)
+			}
+			j += sent
 		}
 	}
 }

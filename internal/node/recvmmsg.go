@@ -57,12 +57,31 @@ func (r *directReader) recvmmsg(fd uintptr) bool {
 		r.hs[i].Hdr.Flags = 0
 		r.hs[i].Len = 0
 	}
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), uintptr(r.flags), 0, 0)
-	r.n, r.errno = int(n), e
+	n, e := rawMmsg(unix.SYS_RECVMMSG, fd, r.hs, r.flags)
+	r.n, r.errno = n, e
 	if e != 0 {
 		r.n = 0
 	}
 	return r.flags&unix.MSG_DONTWAIT != 0 || (e != unix.EAGAIN && e != unix.EWOULDBLOCK)
+}
+
+// rawMmsg makes one recvmmsg or sendmmsg (trap) of hs on the non-blocking
+// socket fd as a raw system call: not through the runtime's entry, where
+// sysmon takes the P from a call longer than its 20 µs tick (a loopback
+// sendmmsg delivers its datagrams to the receiver in the call) and wakes
+// another thread to run it, a switch each time with one P (as the load
+// generator found: issue 18). The socket never blocks: without data or
+// room the call returns EAGAIN, and the caller waits in the poller.
+func rawMmsg(trap, fd uintptr, hs []unix.Mmsghdr, flags int) (int, syscall.Errno) {
+	for {
+		n, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), uintptr(flags), 0, 0)
+		if e != unix.EINTR {
+			if e != 0 {
+				return 0, e
+			}
+			return int(n), 0
+		}
+	}
 }
 
 // read receives up to readBatch datagrams from conn: their number, or the
@@ -95,4 +114,84 @@ func (r *directReader) datagram(i int) (netip.AddrPort, []byte, bool) {
 	}
 	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
 	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port), r.bufs[i][:h.Len:h.Len], true
+}
+
+// directWriter sends a socket's queued datagrams (IPv4: batchOf) with
+// sendmmsg(2) as raw system calls (rawMmsg); the messages' headers,
+// addresses and vectors are reused.
+type directWriter struct {
+	hs    []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet4
+
+	conn *net.UDPConn
+	rc   syscall.RawConn
+	send func(fd uintptr) bool
+
+	from, n int // the call's first message and outcome
+	errno   syscall.Errno
+}
+
+func newDirectWriter(conn *net.UDPConn) (*directWriter, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	w := &directWriter{hs: make([]unix.Mmsghdr, writeBatch), iovs: make([]unix.Iovec, writeBatch),
+		names: make([]unix.RawSockaddrInet4, writeBatch), conn: conn, rc: rc}
+	w.send = w.sendmmsg
+	return w, nil
+}
+
+func (w *directWriter) sendmmsg(fd uintptr) bool {
+	w.n, w.errno = rawMmsg(unix.SYS_SENDMMSG, fd, w.hs[w.from:len(w.hs)], 0)
+	return w.errno != unix.EAGAIN && w.errno != unix.EWOULDBLOCK
+}
+
+// fill lays out out's datagrams to IPv4 addresses (an IPv4 socket has no
+// other), at most writeBatch, and returns how many.
+func (w *directWriter) fill(out []outbound) int {
+	w.hs = w.hs[:cap(w.hs)]
+	k := 0
+	for _, o := range out {
+		a := o.to.Addr().Unmap()
+		if !a.Is4() {
+			continue
+		}
+		w.names[k] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&w.names[k].Port))[:], o.to.Port())
+		w.iovs[k] = unix.Iovec{}
+		if len(o.data) > 0 {
+			w.iovs[k].Base = &o.data[0]
+			w.iovs[k].SetLen(len(o.data))
+		}
+		h := &w.hs[k]
+		*h = unix.Mmsghdr{}
+		h.Hdr.Name = (*byte)(unsafe.Pointer(&w.names[k]))
+		h.Hdr.Namelen = unix.SizeofSockaddrInet4
+		h.Hdr.Iov = &w.iovs[k]
+		h.Hdr.SetIovlen(1)
+		k++
+	}
+	w.hs = w.hs[:k]
+	return k
+}
+
+// write sends messages from of the filled ones with one sendmmsg, waiting
+// in the poller while the socket has no room: how many were sent.
+func (w *directWriter) write(from int) (int, error) {
+	w.from = from
+	if err := w.rc.Write(w.send); err != nil {
+		return 0, err
+	}
+	if w.errno != 0 {
+		return 0, os.NewSyscallError("sendmmsg", w.errno)
+	}
+	return w.n, nil
+}
+
+// release drops the datagrams' references (they are the queue's).
+func (w *directWriter) release() {
+	clear(w.iovs)
+	clear(w.hs[:cap(w.hs)])
 }
