@@ -225,14 +225,6 @@ type memoEntry struct {
 	gone bool
 }
 
-// find is the digest of the stored member at a.
-func (m *memberMemo) find(a netip.Addr) (uint64, bool) {
-	if e, ok := m.over[a]; ok {
-		return e.d, !e.gone
-	}
-	return m.t.find(a)
-}
-
 // set records a's new digest (a delta wrote it).
 func (m *memberMemo) set(a netip.Addr, d uint64) {
 	if i, ok := slices.BinarySearchFunc(m.t, a, cmpDigest); ok {
