@@ -106,9 +106,10 @@ test: deps lint
 	@# The race detector makes sync.Pool drop items, so the per-packet
 	@# allocation tests skip under it: run them once without it; and the
 	@# 100,000-member COOP sync, too slow under the race detector; the
-	@# KS's allocations per registration, counted without it.
+	@# KS's allocations per registration and per datagram read, counted
+	@# without it.
 	$(GO) test -count=1 -run 'NoAlloc' ./internal/esp ./internal/dataplane
-	$(GO) test -count=1 -run 'TestCOOPMemberSync|TestKSRegistrationAllocations' ./internal/node
+	$(GO) test -count=1 -run 'TestCOOPMemberSync|TestKSRegistrationAllocations|TestReadDirectSourcesAndAllocations' ./internal/node
 
 ## bench: Go benchmarks with allocations, and the groupvpn bench table.
 bench:

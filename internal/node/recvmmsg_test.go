@@ -17,9 +17,6 @@ import (
 // the datagram's copy per datagram (x/net's ReadBatch made a *net.UDPAddr
 // and its IP for each: 3 allocations a datagram).
 func TestReadDirectSourcesAndAllocations(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts differ under the race detector")
-	}
 	kn := newIdleKS(t)
 	kn.direct = kn.directSock()
 	if kn.direct == nil {
@@ -67,7 +64,11 @@ func TestReadDirectSourcesAndAllocations(t *testing.T) {
 			got++
 		}
 	}
-	// Allocations per datagram through readDirect and the node.
+	// Allocations per datagram through readDirect and the node: counted
+	// without the race detector (make test runs this test so too).
+	if raceEnabled {
+		t.Skip("sources and bytes checked; allocation counts differ under the race detector: make test counts them without it")
+	}
 	for i := range n {
 		conns[i%3].WriteToUDPAddrPort(payload(i), kn.Addrs()[0])
 	}
