@@ -387,7 +387,7 @@ func TestRemovalThenReregistrationInOneDelta(t *testing.T) {
 // (~9% of the KS's CPU at 100,000, plus the page faults of the copies).
 func TestRoutineSaveCostsTheMembersChanged(t *testing.T) {
 	if testing.Short() {
-		t.Skip("100,000 members")
+		t.Skip("100,000 members: make test runs it (no -short)")
 	}
 	const members, changed = 100000, 10
 	dir := t.TempDir()

@@ -44,7 +44,6 @@ const writeBatch = 64
 // *ipv4.PacketConn.
 type batchConn interface {
 	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
 // batchOf is c's batching side: an IPv4 *net.UDPConn's, else nil.
@@ -84,12 +83,8 @@ type outbound struct {
 // sendQueue is what a loop turn sends on a socket, and the reused
 // messages and addresses of its sendmmsg calls.
 type sendQueue struct {
-	q     []outbound
-	msgs  []ipv4.Message
-	addrs []net.UDPAddr
-	ips   [][4]byte
-	bufs  [][]byte
-	w     *directWriter // an IPv4 UDP socket's raw sendmmsg (nil: x/net's)
+	q []outbound
+	w *directWriter // a batching socket's raw sendmmsg
 }
 
 // readBatches is the reader of a batching socket: one recvmmsg, one batch
@@ -161,16 +156,7 @@ func (n *Node) flushSock(s *sock) {
 		clear(q.q)
 		q.q = q.q[:0]
 	}()
-	if s.batch == nil {
-		for _, o := range q.q {
-			s.io.sendCalls++
-			if _, err := s.conn.WriteToUDPAddrPort(o.data, o.to); err == nil {
-				s.io.sent++
-			}
-		}
-		return
-	}
-	if u, ok := s.conn.(*net.UDPConn); ok {
+	if u, ok := s.conn.(*net.UDPConn); ok && s.batch != nil { // batchOf: an IPv4 *net.UDPConn
 		if q.w == nil || q.w.conn != u {
 			q.w, _ = newDirectWriter(u)
 		}
@@ -179,19 +165,10 @@ func (n *Node) flushSock(s *sock) {
 			return
 		}
 	}
-	for i := 0; i < len(q.q); {
-		k := min(len(q.q)-i, writeBatch)
-		ms := q.fill(q.q[i : i+k])
-		i += k
-		for len(ms) > 0 {
-			s.io.sendCalls++
-			sent, err := s.batch.WriteBatch(ms, 0)
-			if err != nil {
-				sent = 1 // sendmmsg fails only on its first datagram: skip it
-			} else {
-				s.io.sent += uint64(sent)
-			}
-			ms = ms[sent:]
+	for _, o := range q.q {
+		s.io.sendCalls++
+		if _, err := s.conn.WriteToUDPAddrPort(o.data, o.to); err == nil {
+			s.io.sent++
 		}
 	}
 }
@@ -215,30 +192,6 @@ func (n *Node) flushRaw(s *sock, w *directWriter) {
 			j += sent
 		}
 	}
-}
-
-// fill returns the messages of out (those to IPv4 addresses: an IPv4
-// socket has no other), reusing their addresses and buffers.
-func (q *sendQueue) fill(out []outbound) []ipv4.Message {
-	if len(q.msgs) < writeBatch {
-		q.msgs = make([]ipv4.Message, writeBatch)
-		q.addrs = make([]net.UDPAddr, writeBatch)
-		q.ips = make([][4]byte, writeBatch)
-		q.bufs = make([][]byte, writeBatch)
-	}
-	i := 0
-	for _, o := range out {
-		a := o.to.Addr().Unmap()
-		if !a.Is4() {
-			continue
-		}
-		q.ips[i] = a.As4()
-		q.addrs[i] = net.UDPAddr{IP: q.ips[i][:], Port: int(o.to.Port())}
-		q.bufs[i] = o.data
-		q.msgs[i] = ipv4.Message{Buffers: q.bufs[i : i+1], Addr: &q.addrs[i]}
-		i++
-	}
-	return q.msgs[:i]
 }
 
 // skMeminfoDrops is SK_MEMINFO_DROPS, the index of sk_drops in what
