@@ -354,7 +354,8 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := check(path, timeout); err != nil {
 		return nil, err
 	}
-	db, err := openBolt(path, &bolt.Options{Timeout: max(time.Until(deadline), 100*time.Millisecond)})
+	db, err := openBolt(path, &bolt.Options{Timeout: max(time.Until(deadline), 100*time.Millisecond),
+		InitialMmapSize: initialMmapSize})
 	if err != nil {
 		return nil, openError(path, timeout, err)
 	}
@@ -444,6 +445,15 @@ func create(path string, timeout time.Duration) error {
 	}
 	return nil
 }
+
+// initialMmapSize is the address space the read-write store maps at open.
+// bbolt remaps when the file outgrows its mapping, and a remap inside a
+// write copies every node the transaction touched out of the old mapping:
+// in a registration storm the growing file remapped every few saves
+// (~2% of the key server's CPU at 20,000 members). Address space, not
+// memory: only the pages the file has are ever touched (~73 MiB at
+// 100,000 members).
+const initialMmapSize = 1 << 30
 
 // openBolt opens the database with faults on the mapped file (a truncated
 // file makes bbolt touch pages past its end: SIGBUS) and bbolt's panics on
