@@ -612,6 +612,11 @@ func (l loc) String() string {
 }
 
 func recordTag(l loc, payload []byte) []byte {
+	return appendRecordTag(nil, l, payload)
+}
+
+// appendRecordTag appends payload's tag at l to b.
+func appendRecordTag(b []byte, l loc, payload []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte(tagDomain))
 	var n [binary.MaxVarintLen64]byte
@@ -621,12 +626,22 @@ func recordTag(l loc, payload []byte) []byte {
 		h.Write(p)
 	}
 	h.Write(payload)
-	return h.Sum(nil)
+	return h.Sum(b)
 }
 
 // seal returns the stored form of payload at l.
 func seal(l loc, payload []byte) []byte {
 	return append(slices.Clip(payload), recordTag(l, payload)...)
+}
+
+// sealMember returns m's stored form at l: encodeMember's octets with
+// their tag appended in place (encodeMember leaves room for it).
+func sealMember(l loc, m *MemberState) ([]byte, error) {
+	v, err := encodeMember(m)
+	if err != nil {
+		return nil, err
+	}
+	return appendRecordTag(v, l, v), nil
 }
 
 // unseal checks the stored value v of the record at l and returns its
@@ -1165,12 +1180,12 @@ func putDelta(b *bolt.Bucket, g *GroupState) error {
 	puts := make([][2][]byte, 0, len(g.Members))
 	for i := range g.Members {
 		m := &g.Members[i]
-		v, err := json.Marshal(m)
+		addr := m.Address.AppendTo(nil)
+		rec, err := sealMember(memberLoc(name, addr), m)
 		if err != nil {
 			return fmt.Errorf("member %s: %w", m.Address, err)
 		}
-		addr := []byte(m.Address.String())
-		puts = append(puts, [2][]byte{addr, seal(memberLoc(name, addr), v)})
+		puts = append(puts, [2][]byte{addr, rec})
 	}
 	// In key order, as putMembers.
 	slices.SortFunc(puts, func(a, b [2][]byte) int { return bytes.Compare(a[0], b[0]) })
@@ -1216,12 +1231,11 @@ func (s *Store) putMembers(b *bolt.Bucket, g *GroupState, digests []uint64, cur,
 		if d, ok := known.find(m.Address); ok && d == digests[i] {
 			continue
 		}
-		v, err := json.Marshal(m)
+		addr := m.Address.AppendTo(nil)
+		rec, err := sealMember(memberLoc(name, addr), m)
 		if err != nil {
 			return fmt.Errorf("member %s: %w", m.Address, err)
 		}
-		addr := []byte(m.Address.String())
-		rec := seal(memberLoc(name, addr), v)
 		if bytes.Equal(mb.Get(addr), rec) {
 			continue
 		}
