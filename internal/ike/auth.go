@@ -55,14 +55,7 @@ func localID(cfg *Config, auth AuthMethod, local netip.Addr) (*isakmp.ID, error)
 		return cfg.LocalID, nil
 	}
 	creds := &cfg.Creds
-	kind := cfg.Identity
-	if kind == IdentityAuto {
-		kind = IdentityAddress
-		if auth.signature() {
-			kind = IdentityDN
-		}
-	}
-	switch kind {
+	switch identityKind(cfg, auth) {
 	case IdentityHostname:
 		if cfg.Hostname == "" {
 			return nil, errors.New("ike: identity hostname needs a hostname")
@@ -79,6 +72,36 @@ func localID(cfg *Config, auth AuthMethod, local netip.Addr) (*isakmp.ID, error)
 		return &isakmp.ID{IDType: isakmp.IDDERASN1DN, Data: c.RawSubject}, nil
 	}
 	return isakmp.AddrID(local.Unmap()), nil
+}
+
+// identityKind is the kind of identity cfg sends with auth:
+// IdentityAddress, IdentityDN or IdentityHostname.
+func identityKind(cfg *Config, auth AuthMethod) Identity {
+	switch cfg.Identity {
+	case IdentityAuto:
+		if auth.signature() {
+			return IdentityDN
+		}
+		return IdentityAddress
+	case IdentityDN, IdentityHostname:
+		return cfg.Identity
+	}
+	return IdentityAddress
+}
+
+// ourID is localID for the SA. An address identity, the usual one with
+// pre-shared keys, is made once per Endpoint and shared by its SAs, which
+// only encode it (a key server sends one per registration).
+func (sa *SA) ourID() (*isakmp.ID, error) {
+	sh := sa.sh
+	if sh == nil || sa.cfg.LocalID != nil || identityKind(sa.cfg, sa.suite.Auth) != IdentityAddress {
+		return localID(sa.cfg, sa.suite.Auth, sa.sh.local.Addr())
+	}
+	a := sh.local.Addr().Unmap()
+	if sh.addrID == nil || sh.addrIDFor != a {
+		sh.addrID, sh.addrIDFor = isakmp.AddrID(a), a
+	}
+	return sh.addrID, nil
 }
 
 // sign signs HASH_I or HASH_R (RFC 2409 §5.1). RSA signatures are PKCS#1

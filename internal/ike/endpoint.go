@@ -535,8 +535,14 @@ func (e *Endpoint) remove(sa *SA) {
 
 func (e *Endpoint) apply(sa *SA, r Result) Output {
 	var out Output
+	if len(r.Send) > 0 {
+		out.Send = make([]Packet, 0, len(r.Send))
+	}
 	for _, d := range r.Send {
 		out.Send = append(out.Send, Packet{To: sa.peer, Data: d})
+	}
+	if len(r.Events) > 0 {
+		out.Events = make([]SAEvent, 0, len(r.Events))
 	}
 	for _, ev := range r.Events {
 		out.Events = append(out.Events, SAEvent{SA: sa, Event: ev})

@@ -27,7 +27,8 @@ func (sa *SA) EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Pa
 		return nil, err
 	}
 	defer sa.dropPhase2Block()
-	msg, err := sealMessage(sa.header(ps[0].Type(), exch, isakmp.FlagEncryption, mid), b, sa.phase2IV(mid), ps)
+	iv := sa.phase2IV(mid)
+	msg, err := sealMessage(sa.header(ps[0].Type(), exch, isakmp.FlagEncryption, mid), b, iv[:], ps)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +49,8 @@ func (sa *SA) EncryptPhase2Chain(exch isakmp.ExchangeType, mid uint32, first isa
 		return nil, err
 	}
 	defer sa.dropPhase2Block()
-	msg, err := sealChain(sa.header(first, exch, isakmp.FlagEncryption, mid), b, sa.phase2IV(mid), chain)
+	iv := sa.phase2IV(mid)
+	msg, err := sealChain(sa.header(first, exch, isakmp.FlagEncryption, mid), b, iv[:], chain)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +84,8 @@ func (sa *SA) OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) 
 	if err != nil {
 		return nil, err
 	}
-	plain := decryptWith(b, sa.phase2IV(m.Header.MessageID), m.Body)
+	iv := sa.phase2IV(m.Header.MessageID)
+	plain := decryptWith(b, iv[:], m.Body)
 	ps, _, err := isakmp.SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, plain)
 	if err != nil {
 		sa.dropPhase2Block()
@@ -159,11 +162,13 @@ func (sa *SA) phase2Block() (cipher.Block, error) {
 // dropPhase2Block drops the phase-2 block (phase2Block).
 func (sa *SA) dropPhase2Block() { sa.p2block = nil }
 
-func (sa *SA) phase2IV(mid uint32) []byte {
+// phase2IV is the IV that continues message ID mid's chain, or starts it.
+func (sa *SA) phase2IV(mid uint32) (iv [aes.BlockSize]byte) {
 	if mid != 0 && mid == sa.p2mid {
-		return sa.p2iv[:]
+		return sa.p2iv
 	}
-	if iv, ok := sa.phase2IVs[mid]; ok {
+	if c, ok := sa.phase2IVs[mid]; ok {
+		copy(iv[:], c)
 		return iv
 	}
 	return phase2IV(sa.sh.scr(), sa.suite.Hash, sa.lastBlock[:], mid)
@@ -328,9 +333,10 @@ func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result
 func (sa *SA) decryptInformational(m *isakmp.Message) ([]isakmp.Payload, error) {
 	base := sa.lastBlock[:]
 	if !sa.seeded {
-		base = sa.hs.iv
+		base = sa.hs.iv[:]
 	}
-	plain, err := decrypt(sa.km.ka(sa.suite), phase2IV(sa.sh.scr(), sa.suite.Hash, base, m.Header.MessageID), m.Body)
+	iv := phase2IV(sa.sh.scr(), sa.suite.Hash, base, m.Header.MessageID)
+	plain, err := decrypt(sa.km.ka(sa.suite), iv[:], m.Body)
 	if err != nil {
 		return nil, err
 	}

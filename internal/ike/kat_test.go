@@ -64,7 +64,9 @@ func TestKnownAnswersFromCharon(t *testing.T) {
 					t.Errorf("%s: ours %x, charon %x", label, ours, b("charon:"+label))
 				}
 			}
-			sa := &SA{suite: suite, icky: icky, rcky: rcky, hs: &mmState{keys: keys, gxi: b("gxi"), gxr: b("gxr"), saiBody: b("sai_b")}}
+			hs := &mmState{gxi: b("gxi"), gxr: b("gxr"), saiBody: b("sai_b")}
+			copy(hs.mk.skeyid[:], keys.SKEYID)
+			sa := &SA{cfg: &Config{}, suite: suite, icky: icky, rcky: rcky, hs: hs}
 			if got := sa.hashFor(true, b("idii_b")); !bytes.Equal(got, b("charon:HASH_I")) {
 				t.Errorf("HASH_I: ours %x, charon %x", got, b("charon:HASH_I"))
 			}

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"github.com/groupvpn/groupvpn/isakmp"
 
@@ -27,56 +28,75 @@ type Keys struct {
 // SKEYID = prf(psk, Ni_b | Nr_b); for signatures SKEYID = prf(Ni_b | Nr_b,
 // g^xy) (RFC 2409 §5). gxi and gxr are the KE payload data.
 func DeriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, error) {
-	k, _, err := deriveKeys(new(scratch), s, psk, ni, nr, gxy, gxi, gxr, icky, rcky)
-	return k, err
+	var mk mainKeys
+	km, err := deriveKeys(new(scratch), s, psk, ni, nr, gxy, gxi, gxr, icky, rcky, &mk)
+	if err != nil {
+		return nil, err
+	}
+	return mk.keys(s, km), nil
+}
+
+// mainKeys is what main mode alone uses of the key derivation: SKEYID
+// and the phase-1 IV, in the handshake's state (mmState) rather than
+// arrays of their own; cleared when main mode's state is released.
+type mainKeys struct {
+	skeyid [maxSize]byte // its first Hash.size() octets
+	iv     [aes.BlockSize]byte
+	set    bool
+}
+
+// keys returns the Keys of km and mk, in arrays of their own.
+func (mk *mainKeys) keys(s Suite, km keyMaterial) *Keys {
+	h := s.Hash
+	k := &Keys{SKEYIDd: km.skeyidD(h), SKEYIDa: km.skeyidA(h), SKEYIDe: km.skeyidE(h), Ka: km.ka(s)}
+	if mk != nil && mk.set {
+		k.SKEYID = bytes.Clone(mk.skeyid[:h.size()])
+		k.IV = bytes.Clone(mk.iv[:])
+	}
+	return k
 }
 
 // deriveKeys is DeriveKeys, computed in scr. The values an SA keeps for
 // its lifetime, SKEYID_d | SKEYID_a | SKEYID_e (| Ka when longer than
 // SKEYID_e), are one array of their own; SKEYID and the IV, main mode's
-// alone, another (issue 18 F3).
-func deriveKeys(scr *scratch, s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, keyMaterial, error) {
+// alone, go to mk (issue 18 F3).
+func deriveKeys(scr *scratch, s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte, mk *mainKeys) (keyMaterial, error) {
 	if s.Hash.new() == nil {
-		return nil, nil, fmt.Errorf("ike: hash %s not supported", s.Hash)
+		return nil, fmt.Errorf("ike: hash %s not supported", s.Hash)
 	}
 	if s.Auth == AuthPSK && len(psk) == 0 {
-		return nil, nil, errors.New("ike: empty pre-shared key")
+		return nil, errors.New("ike: empty pre-shared key")
 	}
 	hl := s.Hash.size()
 	ka := s.KeyBits / 8
-	hsBuf := make([]byte, 0, 2*hl) // SKEYID, hash(g^xi | g^xr) for the IV
 	if s.Auth == AuthPSK {
-		hsBuf = scr.appendHMAC(hsBuf, s.Hash, psk, ni, nr)
+		scr.appendHMAC(mk.skeyid[:0], s.Hash, psk, ni, nr)
 	} else {
-		hsBuf = scr.appendHMAC(hsBuf, s.Hash, append(append([]byte{}, ni...), nr...), gxy)
+		scr.appendHMAC(mk.skeyid[:0], s.Hash, append(append([]byte{}, ni...), nr...), gxy)
 	}
-	k := &Keys{SKEYID: hsBuf[:hl:hl]}
+	skeyid := mk.skeyid[:hl:hl]
 	n := 3 * hl
 	if ka > hl {
 		n += ka
 	}
 	buf := make([]byte, 0, n)
 	// prev | g^xy | CKY-I | CKY-R | 0, then 1, then 2.
-	var last [1]byte
+	last := scr.word[:1]
 	mac := func(prev []byte, b byte) []byte {
 		last[0] = b
 		start := len(buf)
-		buf = scr.appendHMAC(buf, s.Hash, k.SKEYID, prev, gxy, icky[:], rcky[:], last[:])
+		buf = scr.appendHMAC(buf, s.Hash, skeyid, prev, gxy, icky[:], rcky[:], last)
 		return buf[start:len(buf):len(buf)]
 	}
-	k.SKEYIDd = mac(nil, 0)
-	k.SKEYIDa = mac(k.SKEYIDd, 1)
-	k.SKEYIDe = mac(k.SKEYIDa, 2)
-	if ka <= hl {
-		k.Ka = k.SKEYIDe[:ka:ka]
-	} else {
-		start := len(buf)
-		buf = append(buf, extendKey(scr, s.Hash, k.SKEYIDe, ka)...)
-		k.Ka = buf[start:len(buf):len(buf)]
+	d := mac(nil, 0)
+	a := mac(d, 1)
+	e := mac(a, 2)
+	if ka > hl {
+		buf = append(buf, extendKey(scr, s.Hash, e, ka)...)
 	}
-	hsBuf = scr.appendDigest(hsBuf, s.Hash, gxi, gxr)
-	k.IV = hsBuf[hl : hl+aes.BlockSize : hl+aes.BlockSize]
-	return k, keyMaterial(buf), nil
+	copy(mk.iv[:], scr.appendDigest(scr.sum[:0], s.Hash, gxi, gxr))
+	mk.set = true
+	return keyMaterial(buf), nil
 }
 
 // keyMaterial is what an SA keeps of its keys: SKEYID_d | SKEYID_a |
@@ -116,10 +136,11 @@ func extendKey(scr *scratch, h HashAlg, skeyidE []byte, n int) []byte {
 
 // phase2IV is the first IV of an exchange with message ID mid after phase 1:
 // hash(last phase-1 CBC block | M-ID) truncated (RFC 2409 Appendix B).
-func phase2IV(scr *scratch, h HashAlg, lastBlock []byte, mid uint32) []byte {
-	var m [4]byte
-	binary.BigEndian.PutUint32(m[:], mid)
-	return scr.appendDigest(nil, h, lastBlock, m[:])[:aes.BlockSize]
+func phase2IV(scr *scratch, h HashAlg, lastBlock []byte, mid uint32) (iv [aes.BlockSize]byte) {
+	m := scr.word[:4]
+	binary.BigEndian.PutUint32(m, mid)
+	copy(iv[:], scr.appendDigest(scr.sum[:0], h, lastBlock, m))
+	return iv
 }
 
 // encrypt pads plain with zeros to the block size and encrypts it with

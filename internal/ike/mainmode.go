@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -71,11 +72,11 @@ func (sa *SA) marshalEncrypted(ps []isakmp.Payload) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	msg, err := sealMessage(sa.header(ps[0].Type(), isakmp.ExchangeIdentityProt, isakmp.FlagEncryption, 0), b, sa.hs.iv, ps)
+	msg, err := sealMessage(sa.header(ps[0].Type(), isakmp.ExchangeIdentityProt, isakmp.FlagEncryption, 0), b, sa.hs.iv[:], ps)
 	if err != nil {
 		return nil, err
 	}
-	sa.hs.iv = lastBlock(msg)
+	copy(sa.hs.iv[:], msg[len(msg)-aes.BlockSize:])
 	return msg, nil
 }
 
@@ -218,7 +219,7 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 		return Result{}, refuse(isakmp.NotifySituationNotSupported, "message 1 proposes situation %#x (want SIT_IDENTITY_ONLY)", saP.Situation)
 	}
 	sa.doi = saP.DOI
-	sa.hs.saiBody = saP.AppendBody(nil)
+	sa.hs.saiBody = saP.AppendBody(make([]byte, 0, saP.BodyLen()))
 	sa.noteVendorIDs(m.Payloads)
 	var offered offers
 	for _, prop := range saP.Proposals {
@@ -250,10 +251,7 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 				}
 				s.Lifetime = min(s.lifetime(), mine.lifetime())
 				sa.suite = s
-				chosen := &isakmp.SA{DOI: saP.DOI, Situation: isakmp.SituationIdentityOnly,
-					Proposals: []*isakmp.Proposal{{Number: prop.Number, Protocol: isakmp.ProtoISAKMP,
-						SPI: prop.SPI, Transforms: []*isakmp.Transform{s.transform(t.Number)}}}}
-				msg, err := sa.marshal(0, append([]isakmp.Payload{chosen}, sa.vendorIDs()...))
+				msg, err := sa.marshal(0, chosenSA(saP.DOI, prop, s, t.Number, sa.vendorIDs()))
 				if err != nil {
 					return Result{}, err
 				}
@@ -273,6 +271,28 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 		}
 	}
 	return Result{}, refuse(isakmp.NotifyNoProposalChosen, "no acceptable phase-1 proposal from %s: offered %s", sa.peer, offered)
+}
+
+// mm2SA is message 2's payloads and what they point to, made in one
+// allocation (a key server sends one message 2 per registration).
+type mm2SA struct {
+	sa    isakmp.SA
+	props [1]*isakmp.Proposal
+	prop  isakmp.Proposal
+	trs   [1]*isakmp.Transform
+	tr    suiteTransform
+	ps    [3]isakmp.Payload
+}
+
+// chosenSA returns message 2's payloads: the SA payload choosing transform
+// number tn of prop, read as suite s, then vids.
+func chosenSA(doi isakmp.DOI, prop *isakmp.Proposal, s Suite, tn uint8, vids []isakmp.Payload) []isakmp.Payload {
+	c := new(mm2SA)
+	c.trs[0] = s.fillTransform(&c.tr, tn)
+	c.prop = isakmp.Proposal{Number: prop.Number, Protocol: isakmp.ProtoISAKMP, SPI: prop.SPI, Transforms: c.trs[:]}
+	c.props[0] = &c.prop
+	c.sa = isakmp.SA{DOI: doi, Situation: isakmp.SituationIdentityOnly, Proposals: c.props[:]}
+	return append(append(c.ps[:0], &c.sa), vids...)
 }
 
 // offers lists the transforms of a refused message 1 for the log: the
@@ -353,19 +373,15 @@ func (sa *SA) onMM2(m *isakmp.Message, now time.Time) (Result, error) {
 	sa.rcky = m.Header.ResponderCookie
 	sa.suite = s
 	sa.noteVendorIDs(m.Payloads)
-	ke, err := sa.makeKE()
+	pub, err := sa.makeKE()
 	if err != nil {
 		return Result{}, err
 	}
-	sa.hs.gxi = ke.Data
-	if sa.hs.ni, err = sa.randBytes(nonceLen); err != nil {
+	sa.hs.gxi = pub
+	if sa.hs.ni, err = sa.ownNonce(); err != nil {
 		return Result{}, err
 	}
-	ps := []isakmp.Payload{ke, &isakmp.Nonce{Data: sa.hs.ni}}
-	if s.Auth.signature() {
-		ps = append(ps, &isakmp.CertRequest{CertType: isakmp.CertX509Sig})
-	}
-	msg, err := sa.marshal(0, ps)
+	msg, err := sa.marshal(0, sa.keNoncePayloads(pub, sa.hs.ni))
 	if err != nil {
 		return Result{}, err
 	}
@@ -373,7 +389,9 @@ func (sa *SA) onMM2(m *isakmp.Message, now time.Time) (Result, error) {
 	return sa.send(msg, now, true), nil
 }
 
-func (sa *SA) makeKE() (*isakmp.KE, error) {
+// makeKE makes our Diffie-Hellman key pair and returns the public value,
+// KE's data.
+func (sa *SA) makeKE() ([]byte, error) {
 	g, ok := GroupByID(sa.suite.Group)
 	if !ok {
 		return nil, fmt.Errorf("ike: DH group %d", sa.suite.Group)
@@ -393,7 +411,35 @@ func (sa *SA) makeKE() (*isakmp.KE, error) {
 		return nil, err
 	}
 	sa.hs.dh = priv
-	return &isakmp.KE{Data: pub}, nil
+	return pub, nil
+}
+
+// ownNonce fills our nonce, Ni or Nr, in main mode's state.
+func (sa *SA) ownNonce() ([]byte, error) {
+	n := sa.hs.nonce[:]
+	if _, err := io.ReadFull(sa.cfg.rand(), n); err != nil {
+		return nil, fmt.Errorf("ike: random: %w", err)
+	}
+	return n, nil
+}
+
+// keNonce is message 3's or 4's payloads, made in one allocation.
+type keNonce struct {
+	ke isakmp.KE
+	n  isakmp.Nonce
+	cr isakmp.CertRequest
+	ps [3]isakmp.Payload
+}
+
+// keNoncePayloads returns KE, Nonce and, with signatures, CR.
+func (sa *SA) keNoncePayloads(pub, nonce []byte) []isakmp.Payload {
+	b := &keNonce{ke: isakmp.KE{Data: pub}, n: isakmp.Nonce{Data: nonce}}
+	ps := append(b.ps[:0], &b.ke, &b.n)
+	if sa.suite.Auth.signature() {
+		b.cr = isakmp.CertRequest{CertType: isakmp.CertX509Sig}
+		ps = append(ps, &b.cr)
+	}
+	return ps
 }
 
 // peerKE reads the peer's KE and nonce and derives the keys.
@@ -437,11 +483,11 @@ func (sa *SA) deriveKeys() error {
 			return fmt.Errorf("%w: no pre-shared key for peer %s", ErrAuth, sa.peer.Addr())
 		}
 	}
-	hs.keys, sa.km, err = deriveKeys(sa.sh.scr(), sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky, sa.rcky)
+	sa.km, err = deriveKeys(sa.sh.scr(), sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky, sa.rcky, &hs.mk)
 	if err != nil {
 		return err
 	}
-	hs.iv = hs.keys.IV
+	hs.iv = hs.mk.iv
 	return nil
 }
 
@@ -450,22 +496,18 @@ func (sa *SA) onMM3(m *isakmp.Message, now time.Time) (Result, error) {
 	if err := sa.peerKE(m); err != nil {
 		return Result{}, err
 	}
-	ke, err := sa.makeKE()
+	pub, err := sa.makeKE()
 	if err != nil {
 		return Result{}, err
 	}
-	sa.hs.gxr = ke.Data
-	if sa.hs.nr, err = sa.randBytes(nonceLen); err != nil {
+	sa.hs.gxr = pub
+	if sa.hs.nr, err = sa.ownNonce(); err != nil {
 		return Result{}, err
 	}
 	if err := sa.deriveKeys(); err != nil {
 		return Result{}, err
 	}
-	ps := []isakmp.Payload{ke, &isakmp.Nonce{Data: sa.hs.nr}}
-	if sa.suite.Auth.signature() {
-		ps = append(ps, &isakmp.CertRequest{CertType: isakmp.CertX509Sig})
-	}
-	msg, err := sa.marshal(0, ps)
+	msg, err := sa.marshal(0, sa.keNoncePayloads(pub, sa.hs.nr))
 	if err != nil {
 		return Result{}, err
 	}
@@ -513,26 +555,48 @@ func (sa *SA) hashFor(initiator bool, idBody []byte) []byte {
 	}
 	hs := sa.hs
 	scr := sa.sh.scr()
+	// In the scratch, unless the transcript keeps it: the caller encodes
+	// or compares it before the next hashFor (issue 18: the KS's
+	// allocations).
+	dst := scr.out[:0]
+	if sa.cfg.KeepTranscript {
+		dst = nil
+	}
 	var out []byte
 	if initiator {
-		out = scr.appendHMAC(nil, h, hs.keys.SKEYID, hs.gxi, hs.gxr, sa.icky[:], sa.rcky[:], hs.saiBody, idBody)
-		hs.hashI = out
+		out = scr.appendHMAC(dst, h, hs.mk.skeyid[:sa.suite.Hash.size()], hs.gxi, hs.gxr, sa.icky[:], sa.rcky[:], hs.saiBody, idBody)
+		if sa.cfg.KeepTranscript {
+			hs.hashI = out
+		}
 	} else {
-		out = scr.appendHMAC(nil, h, hs.keys.SKEYID, hs.gxr, hs.gxi, sa.rcky[:], sa.icky[:], hs.saiBody, idBody)
-		hs.hashR = out
+		out = scr.appendHMAC(dst, h, hs.mk.skeyid[:sa.suite.Hash.size()], hs.gxr, hs.gxi, sa.rcky[:], sa.icky[:], hs.saiBody, idBody)
+		if sa.cfg.KeepTranscript {
+			hs.hashR = out
+		}
 	}
 	return out
+}
+
+// authBundle is message 5's or 6's payloads but the certificates, made in
+// one allocation.
+type authBundle struct {
+	hash   isakmp.Hash
+	sig    isakmp.Sig
+	notify isakmp.Notify
+	spi    [16]byte
+	ps     [4]isakmp.Payload
 }
 
 // authPayloads builds ID, [CERT], HASH or SIG, and on the initiator
 // INITIAL-CONTACT (RFC 2407 §4.6.3.3).
 func (sa *SA) authPayloads(now time.Time) ([]isakmp.Payload, error) {
-	id, err := localID(sa.cfg, sa.suite.Auth, sa.sh.local.Addr())
+	id, err := sa.ourID()
 	if err != nil {
 		return nil, err
 	}
-	h := sa.hashFor(sa.initiator, id.AppendBody(nil))
-	ps := []isakmp.Payload{id}
+	h := sa.hashFor(sa.initiator, sa.sh.scr().idBody(id))
+	b := new(authBundle)
+	ps := append(b.ps[:0], id)
 	if sa.suite.Auth.signature() {
 		if sa.cfg.Creds.Key == nil || len(sa.cfg.Creds.Chain) == 0 {
 			return nil, fmt.Errorf("ike: %s needs a certificate and its key", sa.suite.Auth)
@@ -544,13 +608,18 @@ func (sa *SA) authPayloads(now time.Time) ([]isakmp.Payload, error) {
 		if err != nil {
 			return nil, err
 		}
-		ps = append(ps, &isakmp.Sig{Data: sig})
+		b.sig.Data = sig
+		ps = append(ps, &b.sig)
 	} else {
-		ps = append(ps, &isakmp.Hash{Data: h})
+		b.hash.Data = h
+		ps = append(ps, &b.hash)
 	}
 	if sa.initiator {
-		ps = append(ps, &isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP,
-			NotifyType: isakmp.NotifyInitialContact, SPI: append(sa.icky[:], sa.rcky[:]...)})
+		copy(b.spi[:], sa.icky[:])
+		copy(b.spi[8:], sa.rcky[:])
+		b.notify = isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP,
+			NotifyType: isakmp.NotifyInitialContact, SPI: b.spi[:]}
+		ps = append(ps, &b.notify)
 	}
 	return ps, nil
 }
@@ -564,7 +633,7 @@ func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain := decryptWith(b, sa.hs.iv, m.Body)
+	plain := decryptWith(b, sa.hs.iv[:], m.Body)
 	ps, _, err := isakmp.SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, plain)
 	if err != nil {
 		// A wrong key yields garbage: with PSK that is the usual symptom
@@ -575,7 +644,7 @@ func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
 		}
 		return nil, &notifyError{notify: isakmp.NotifyPayloadMalformed, encrypted: true, err: err}
 	}
-	sa.hs.iv = lastBlock(m.Body)
+	copy(sa.hs.iv[:], m.Body[len(m.Body)-aes.BlockSize:])
 	return ps, nil
 }
 
@@ -590,9 +659,9 @@ func (sa *SA) checkAuth(ps []isakmp.Payload, now time.Time) error {
 	if id == nil {
 		return &notifyError{notify: isakmp.NotifyInvalidIDInformation, encrypted: true, err: errors.New("no ID payload")}
 	}
-	want := sa.hashFor(!sa.initiator, id.AppendBody(nil))
+	want := sa.hashFor(!sa.initiator, sa.sh.scr().idBody(id))
 	// A copy of its own: id's data lies in the whole decrypted message.
-	sa.peerID = &isakmp.ID{IDType: id.IDType, ProtocolID: id.ProtocolID, Port: id.Port, Data: bytes.Clone(id.Data)}
+	sa.peerID = cloneID(id)
 	if !sa.suite.Auth.signature() {
 		h := find[*isakmp.Hash](ps)
 		if h == nil || string(h.Data) != string(want) {
@@ -623,6 +692,25 @@ func (sa *SA) checkAuth(ps []isakmp.Payload, now time.Time) error {
 	}
 	sa.peerCert = cert
 	return nil
+}
+
+// ownedID is an ID and room for its data: an address identity, the usual
+// one, is copied in one allocation.
+type ownedID struct {
+	id   isakmp.ID
+	data [16]byte
+}
+
+// cloneID returns a copy of id that shares no memory with it.
+func cloneID(id *isakmp.ID) *isakmp.ID {
+	o := &ownedID{id: isakmp.ID{IDType: id.IDType, ProtocolID: id.ProtocolID, Port: id.Port}}
+	if n := len(id.Data); n <= len(o.data) {
+		copy(o.data[:], id.Data)
+		o.id.Data = o.data[:n:n]
+	} else {
+		o.id.Data = bytes.Clone(id.Data)
+	}
+	return &o.id
 }
 
 // onMM5 (responder): authenticate the initiator, answer with message 6.
@@ -682,7 +770,8 @@ func (sa *SA) establish(now time.Time) Result {
 			"peer_version", sa.peerVersion.String(), "in", now.Sub(startedAt))
 	}
 	sa.dpdArm(now)
-	r := Result{Timer: sa.timer(), Events: []Event{Established{Info: sa.describe()}}}
+	r := Result{Timer: sa.timer(), Events: make([]Event, 1, 2)}
+	r.Events[0] = Established{Info: sa.describe()}
 	if sa.initialContact {
 		r.Events = append(r.Events, InitialContact{})
 	}
@@ -704,6 +793,6 @@ func (sa *SA) phase1Cipher() (cipher.Block, error) {
 
 // seed makes the last CBC block of phase 1 the seed of the phase-2 IVs.
 func (sa *SA) seed() {
-	copy(sa.lastBlock[:], sa.hs.iv)
+	copy(sa.lastBlock[:], sa.hs.iv[:])
 	sa.seeded = true
 }

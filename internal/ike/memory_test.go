@@ -263,10 +263,12 @@ func TestKeyMaterial(t *testing.T) {
 	for _, h := range []HashAlg{SHA1, SHA256, SHA384, SHA512} {
 		for _, bits := range []int{128, 192, 256} {
 			s := Suite{KeyBits: bits, Hash: h, Group: 19, Auth: AuthPSK}
-			k, km, err := deriveKeys(new(scratch), s, []byte("k"), []byte("ni"), []byte("nr"), []byte("gxy"), []byte("gxi"), []byte("gxr"), [8]byte{1}, [8]byte{2})
+			var mk mainKeys
+			km, err := deriveKeys(new(scratch), s, []byte("k"), []byte("ni"), []byte("nr"), []byte("gxy"), []byte("gxi"), []byte("gxr"), [8]byte{1}, [8]byte{2}, &mk)
 			if err != nil {
 				t.Fatal(err)
 			}
+			k := mk.keys(s, km)
 			want, _ := DeriveKeys(s, []byte("k"), []byte("ni"), []byte("nr"), []byte("gxy"), []byte("gxi"), []byte("gxr"), [8]byte{1}, [8]byte{2})
 			if !bytes.Equal(km.skeyidD(h), want.SKEYIDd) || !bytes.Equal(km.skeyidA(h), want.SKEYIDa) ||
 				!bytes.Equal(km.skeyidE(h), want.SKEYIDe) || !bytes.Equal(km.ka(s), want.Ka) || len(km.ka(s)) != bits/8 ||

@@ -286,10 +286,11 @@ type mmState struct {
 	dh           PrivateKey
 	gxi, gxr     []byte
 	ni, nr       []byte
+	nonce        [nonceLen]byte // ours: what ni (initiator) or nr (responder) holds
 	hashI, hashR []byte
-	keys         *Keys        // all of them, SKEYID and the IV included
-	iv           []byte       // phase-1 CBC IV chain
-	block        cipher.Block // AES with the phase-1 key: messages 5 and 6, and a responder's first phase-2 message
+	mk           mainKeys            // SKEYID and the first IV; the rest is SA.km
+	iv           [aes.BlockSize]byte // phase-1 CBC IV chain
+	block        cipher.Block        // AES with the phase-1 key: messages 5 and 6, and a responder's first phase-2 message
 
 	sent      []byte   // last datagram sent, for retransmission
 	lastRecv  [32]byte // digest of the last datagram accepted from the peer
@@ -352,14 +353,14 @@ func (sa *SA) Cookies() (isakmp.Cookie, isakmp.Cookie) { return sa.icky, sa.rcky
 // established SKEYID and the phase-1 IV are gone (nil), unless
 // Config.KeepTranscript kept them.
 func (sa *SA) Keys() *Keys {
-	if sa.hs != nil && sa.hs.keys != nil {
-		return sa.hs.keys
-	}
 	if sa.km == nil {
 		return nil
 	}
-	h := sa.suite.Hash
-	return &Keys{SKEYIDd: sa.km.skeyidD(h), SKEYIDa: sa.km.skeyidA(h), SKEYIDe: sa.km.skeyidE(h), Ka: sa.km.ka(sa.suite)}
+	var mk *mainKeys
+	if sa.hs != nil {
+		mk = &sa.hs.mk
+	}
+	return mk.keys(sa.suite, sa.km)
 }
 
 // Peer returns the peer's address.
@@ -545,9 +546,9 @@ func (sa *SA) established(now time.Time) {
 	}
 	// hs.block goes with hs: within message 6's window a responder's
 	// first phase-2 message uses it (phase2Block).
-	hs.dh, hs.iv = nil, nil
+	hs.dh, hs.iv = nil, [aes.BlockSize]byte{}
 	if !sa.cfg.KeepTranscript {
-		hs.keys = nil
+		hs.mk = mainKeys{} // SKEYID: cleared, not left to the collector
 		hs.saiBody, hs.gxi, hs.gxr, hs.ni, hs.nr, hs.hashI, hs.hashR = nil, nil, nil, nil, nil, nil, nil
 	}
 	if sa.initiator || hs.sent == nil {

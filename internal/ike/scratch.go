@@ -17,6 +17,9 @@ type shared struct {
 	scratch *scratch         // made on first use
 	vids    []isakmp.Payload // SA.vendorIDs, for version vidsFor
 	vidsFor version.Version
+	// addrID is the address identity SA.ourID sends, for addrIDFor.
+	addrID    *isakmp.ID
+	addrIDFor netip.Addr
 }
 
 func (sh *shared) scr() *scratch {
@@ -39,6 +42,18 @@ type scratch struct {
 	pad    [maxBlock]byte
 	key    [maxBlock]byte
 	sum    [maxSize]byte
+	// out holds HASH_I or HASH_R until the message carrying it is
+	// encoded or the peer's is compared (SA.hashFor); body, an ID
+	// payload's body while it is hashed. Neither is key material.
+	out  [maxSize]byte
+	body []byte
+	word [4]byte // a short input of a hash: a Message ID, deriveKeys' 0, 1, 2
+}
+
+// idBody returns id's body encoded in s, valid until the next call.
+func (s *scratch) idBody(id *isakmp.ID) []byte {
+	s.body = id.AppendBody(s.body[:0])
+	return s.body
 }
 
 const (

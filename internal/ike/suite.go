@@ -9,6 +9,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"fmt"
 	"hash"
 	"strconv"
@@ -159,16 +160,42 @@ func (s Suite) Validate() error {
 }
 
 // transform encodes the suite as a KEY_IKE transform (RFC 2409 Appendix A).
-func (s Suite) transform(n uint8) *isakmp.Transform {
-	return &isakmp.Transform{Number: n, ID: isakmp.TransformKeyIKE, Attributes: isakmp.Attributes{
+func (s Suite) transform(n uint8) *isakmp.Transform { return s.fillTransform(new(suiteTransform), n) }
+
+// suiteTransform holds a KEY_IKE transform and what its fields point to,
+// so that one allocation makes it (a key server encodes one per
+// registration, in message 2).
+type suiteTransform struct {
+	t     isakmp.Transform
+	attrs [7]isakmp.Attribute
+	life  [8]byte
+}
+
+// fillTransform writes the suite's transform number n into st and returns
+// it: the attributes isakmp.BasicAttr and isakmp.IntAttr would make, in
+// st's arrays.
+func (s Suite) fillTransform(st *suiteTransform, n uint8) *isakmp.Transform {
+	life := uint64(s.lifetime() / time.Second)
+	lifeAttr := isakmp.BasicAttr(isakmp.IKELifeDuration, uint16(life))
+	switch {
+	case life > 0xffffffff:
+		binary.BigEndian.PutUint64(st.life[:], life)
+		lifeAttr = isakmp.VarAttr(isakmp.IKELifeDuration, st.life[:8:8])
+	case life > 0xffff:
+		binary.BigEndian.PutUint32(st.life[:], uint32(life))
+		lifeAttr = isakmp.VarAttr(isakmp.IKELifeDuration, st.life[:4:4])
+	}
+	st.attrs = [7]isakmp.Attribute{
 		isakmp.BasicAttr(isakmp.IKEEncryptionAlgorithm, isakmp.EncAESCBC),
 		isakmp.BasicAttr(isakmp.IKEKeyLength, uint16(s.KeyBits)),
 		isakmp.BasicAttr(isakmp.IKEHashAlgorithm, uint16(s.Hash)),
 		isakmp.BasicAttr(isakmp.IKEAuthMethod, uint16(s.Auth)),
 		isakmp.BasicAttr(isakmp.IKEGroupDescription, s.Group),
 		isakmp.BasicAttr(isakmp.IKELifeType, isakmp.LifeSeconds),
-		isakmp.IntAttr(isakmp.IKELifeDuration, uint64(s.lifetime()/time.Second)),
-	}}
+		lifeAttr,
+	}
+	st.t = isakmp.Transform{Number: n, ID: isakmp.TransformKeyIKE, Attributes: st.attrs[:]}
+	return &st.t
 }
 
 // suiteFromTransform decodes a KEY_IKE transform. Attributes we do not
