@@ -146,7 +146,8 @@ func (n *Node) flush() {
 
 // flushSock sends s's queued datagrams: by sendmmsg on a batching socket,
 // else one call each. A datagram the socket refuses is dropped (the
-// retransmission timers' business) and the rest still go.
+// retransmission timers' business), counted (socket_send_failures), and
+// the rest still go.
 func (n *Node) flushSock(s *sock) {
 	q := &s.out
 	if len(q.q) == 0 {
@@ -169,6 +170,8 @@ func (n *Node) flushSock(s *sock) {
 		s.io.sendCalls++
 		if _, err := s.conn.WriteToUDPAddrPort(o.data, o.to); err == nil {
 			s.io.sent++
+		} else {
+			n.stats.sendFailed++
 		}
 	}
 }
@@ -180,12 +183,14 @@ func (n *Node) flushRaw(s *sock, w *directWriter) {
 	for i := 0; i < len(q.q); {
 		k := min(len(q.q)-i, writeBatch)
 		m := w.fill(q.q[i : i+k])
+		n.stats.sendFailed += uint64(k - m) // not IPv4: an IPv4 socket cannot send them
 		i += k
 		for j := 0; j < m; {
 			s.io.sendCalls++
 			sent, err := w.write(j)
 			if err != nil || sent <= 0 {
 				sent = 1 // sendmmsg fails only on its first datagram: skip it
+				n.stats.sendFailed++
 			} else {
 				s.io.sent += uint64(sent)
 			}

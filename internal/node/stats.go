@@ -29,6 +29,10 @@ type counters struct {
 	phase2Other  uint64 // a phase-2 exchange that is not GROUPKEY-PULL
 	closedSocket uint64 // arrived on a socket Refresh had closed
 	notRekey     uint64 // anything but a rekey on a multicast rekey socket
+	// datagrams the loop meant to send that a socket refused (the kernel
+	// returned an error for them, or the address is not one the socket
+	// can reach); the retransmission timers cover them
+	sendFailed uint64
 }
 
 // ISAKMPCounters lists the phase-1 counters summed over every socket the
@@ -53,6 +57,7 @@ func (n *Node) ISAKMPCounters() []ike.Counter {
 		ike.Counter{Name: "phase2_other_exchange", Help: "phase-2 messages of an exchange other than GROUPKEY-PULL", Value: n.stats.phase2Other},
 		ike.Counter{Name: "closed_socket", Help: "datagrams read from a socket closed by a refresh", Value: n.stats.closedSocket},
 		ike.Counter{Name: "not_rekey_on_rekey_socket", Help: "datagrams other than rekeys on a multicast rekey socket", Value: n.stats.notRekey},
+		ike.Counter{Name: "socket_send_failures", Help: "datagrams a socket refused to send (an error from the kernel, or an address it cannot reach); retransmissions cover them", Value: n.stats.sendFailed},
 	)
 }
 
