@@ -21,6 +21,19 @@ type Policy interface {
 	Keys(peer ike.Info, group *isakmp.ID, sids uint16) (seq uint32, kd *isakmp.KD, err error)
 }
 
+// LaidOutPolicy is a Policy that also answers with payloads ready to
+// encode (GroupPolicy.At, KeyDownload.With), which Serve then asks rather
+// than Join and Keys: a key server lays out what is the same for every
+// member once (issue 18). The payloads say what Join's and Keys' answers
+// would.
+type LaidOutPolicy interface {
+	Policy
+	// JoinPayload is Join's SA payload.
+	JoinPayload(peer ike.Info, group *isakmp.ID) (isakmp.Payload, error)
+	// KeysPayload is Keys' sequence number and KD payload.
+	KeysPayload(peer ike.Info, group *isakmp.ID, sids uint16) (seq uint32, kd isakmp.Payload, err error)
+}
+
 // Serve is the KS side of one GROUPKEY-PULL exchange.
 type Serve struct {
 	sa       *ike.SA
@@ -49,7 +62,12 @@ func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) 
 		return nil, nil, &Refusal{Notify: isakmp.NotifyPayloadMalformed, Reason: fmt.Sprintf("nonce of %d octets", len(ni.Data))}
 	}
 	s.ni, s.group = ni.Data, id
-	groupSA, err := p.Join(sa.Info(), id)
+	var groupSA isakmp.Payload
+	if lp, ok := p.(LaidOutPolicy); ok {
+		groupSA, err = lp.JoinPayload(sa.Info(), id)
+	} else {
+		groupSA, err = p.Join(sa.Info(), id)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -92,7 +110,13 @@ func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, 
 			sids = uint16(min(v, 0xffff))
 		}
 	}
-	seq, kd, err := s.policy.Keys(s.sa.Info(), s.group, sids)
+	var seq uint32
+	var kd isakmp.Payload
+	if lp, ok := s.policy.(LaidOutPolicy); ok {
+		seq, kd, err = lp.KeysPayload(s.sa.Info(), s.group, sids)
+	} else {
+		seq, kd, err = s.policy.Keys(s.sa.Info(), s.group, sids)
+	}
 	if err != nil {
 		return nil, false, err
 	}

@@ -310,6 +310,9 @@ type group struct {
 	// AcksReceived and AcksMissed summed, kept as each changes, so that
 	// the counters a scrape reads do not walk the members (issue 18).
 	regs, acked, missed int
+	// out is the group's policy and key packets laid out for every
+	// registration (laidOut; nil: not yet).
+	out *laidOut
 }
 
 // MaxSIDsPerMember bounds the sender IDs one registration gets, whatever
@@ -606,6 +609,29 @@ func (s *Server) lookup(id *isakmp.ID) (*group, error) {
 // Join admits an authenticated phase-1 peer to a group it is authorized
 // for and returns the group's policy (GROUPKEY-PULL message 2).
 func (s *Server) Join(peer Peer, id *isakmp.ID, now time.Time) (*isakmp.GroupSA, error) {
+	g, err := s.join(peer, id, now)
+	if err != nil {
+		return nil, err
+	}
+	return g.policy(now), nil
+}
+
+// JoinPayload is Join's answer as the SA payload laid out for every
+// member (gdoi.GroupPolicy): the same octets, built once per change of
+// the group (laidOut).
+func (s *Server) JoinPayload(peer Peer, id *isakmp.ID, now time.Time) (isakmp.Payload, error) {
+	g, err := s.join(peer, id, now)
+	if err != nil {
+		return nil, err
+	}
+	if l := g.laidOut(); l != nil {
+		return l.sa.At(now, g.pseudotime(now)), nil
+	}
+	return g.policy(now), nil
+}
+
+// join admits a peer to a group (Join) and returns the group.
+func (s *Server) join(peer Peer, id *isakmp.ID, now time.Time) (*group, error) {
 	g, err := s.lookup(id)
 	if err != nil {
 		mnemonic.Log(s.log, mnemonic.Warning, "GM_REJECTING_SA_PAYLOAD", "Registration from %s for %s refused: %v", peer.Addr.Addr(), id, err)
@@ -637,7 +663,7 @@ func (s *Server) Join(peer Peer, id *isakmp.ID, now time.Time) (*isakmp.GroupSA,
 			return nil, err
 		}
 	}
-	return g.policy(now), nil
+	return g, nil
 }
 
 // pseudotime is the group's TBAR clock: time since the first registration
@@ -672,16 +698,10 @@ func (g *group) policy(now time.Time) *isakmp.GroupSA {
 }
 
 // sak is the KEK policy with sig as the key that verifies rekeys.
-func (g *group) sak(now time.Time, sig sigKey) *isakmp.SAK {
-	return gdoi.KEKPolicy{Src: g.cfg.Address, Multicast: g.cfg.Rekey.Multicast, SPI: g.kekSPI, KeyBits: g.cfg.KEKKeyBits,
-		Remaining: g.kekExp.Sub(now), SigAlg: sig.alg, SigBits: sig.bits, Ack: g.cfg.Rekey.Unicast}.SAK()
-}
+func (g *group) sak(now time.Time, sig sigKey) *isakmp.SAK { return g.kekPolicy(now, sig).SAK() }
 
 func (t *tek) sat(now time.Time, pseudotime time.Duration) *isakmp.SAT {
-	return gdoi.TEKPolicy{Selector: t.sel.wire(), Transform: t.policy.Transform, SPI: t.spi, KeyBits: t.policy.KeyBits,
-		AuthAlg: t.policy.AuthAlg, Remaining: t.expires.Sub(now), Lifetime: t.policy.Lifetime, ReceiveOnly: t.receiveOnly,
-		Replay: t.policy.Replay, ReplayWindow: t.policy.ReplayWindow, Pseudotime: pseudotime,
-		BypassBefore: wireAll(t.before), BypassAfter: wireAll(t.after)}.SAT()
+	return t.tekPolicy(now, pseudotime).SAT()
 }
 
 // wire is the selector as a SAK/SAT carries it.
@@ -703,9 +723,50 @@ func bypassList(ss []Selector) []byte { return gdoi.BypassList(wireAll(ss)) }
 // Keys returns the key download for a GM and records it as a member
 // (GROUPKEY-PULL message 4).
 func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uint32, *isakmp.KD, error) {
-	g, err := s.lookup(id)
+	g, bits, ids, err := s.keys(peer, id, sids, now)
 	if err != nil {
 		return 0, nil, err
+	}
+	return g.seq, g.keyDownload(bits, ids), nil
+}
+
+// KeysPayload is Keys' answer as the KD payload laid out for every
+// member (gdoi.KeyDownload) with the member's sender IDs: the same
+// octets, the key packets built once per change of the group (laidOut).
+func (s *Server) KeysPayload(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uint32, isakmp.Payload, error) {
+	g, bits, ids, err := s.keys(peer, id, sids, now)
+	if err != nil {
+		return 0, nil, err
+	}
+	if l := g.laidOut(); l != nil {
+		return g.seq, l.kd.With(bits, ids), nil
+	}
+	return g.seq, g.keyDownload(bits, ids), nil
+}
+
+// keyDownload is the group's KD payload with the sender IDs ids at bits
+// bits (nil: none): the TEKs' key packets, the KEK's, the IDs'.
+func (g *group) keyDownload(bits int, ids []uint32) *isakmp.KD {
+	kd := &isakmp.KD{}
+	for _, t := range g.teks {
+		kd.Packets = append(kd.Packets, t.packet())
+	}
+	if g.sig.alg != 0 {
+		kd.Packets = append(kd.Packets, g.kekPacket(g.sig))
+	}
+	if ids != nil {
+		kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(bits, ids))
+	}
+	return kd
+}
+
+// keys records a GM's registration (Keys) and returns its group and, if
+// the group's keys need them, the sender IDs it gets at bits bits (nil:
+// none).
+func (s *Server) keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (g *group, bits int, ids []uint32, err error) {
+	g, err = s.lookup(id)
+	if err != nil {
+		return nil, 0, nil, err
 	}
 	for _, t := range g.teks {
 		if t.authKey != nil {
@@ -714,7 +775,7 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 		// Counter-mode keys need sender IDs: refused before the GM is
 		// recorded while the KSs split them differently (coop.go).
 		if err := g.sidViewsAgree(s.log, now); err != nil {
-			return 0, nil, err
+			return nil, 0, nil, err
 		}
 		break
 	}
@@ -740,16 +801,11 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 	if g.ptStart.IsZero() {
 		g.ptStart, g.synced = now, now
 	}
-	kd := &isakmp.KD{}
 	needSIDs := false
 	for _, t := range g.teks {
 		if t.authKey == nil {
 			needSIDs = true
 		}
-		kd.Packets = append(kd.Packets, t.packet())
-	}
-	if g.sig.alg != 0 {
-		kd.Packets = append(kd.Packets, g.kekPacket(g.sig))
 	}
 	if needSIDs {
 		// RFC 6407 §5.6.4: counter-mode keys need a SID key packet. A GM
@@ -770,14 +826,14 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 				mnemonic.Log(s.log, mnemonic.Warning, "GM_SID_BOUND", "Group %s refuses registration of GM %s: it had %d sender IDs under the current keys (at most %d until a rekey)",
 					g.cfg.Name, m.addr, m.sidEpochIDs, SIDsPerMemberPerKeys)
 			}
-			return 0, nil, &gdoi.Refusal{Notify: isakmp.NotifyAttributesNotSupported,
+			return nil, 0, nil, &gdoi.Refusal{Notify: isakmp.NotifyAttributesNotSupported,
 				Reason: fmt.Sprintf("group %s: GM %s had %d sender IDs under the current keys (at most %d until a rekey)", g.cfg.Name, m.addr, m.sidEpochIDs, SIDsPerMemberPerKeys)}
 		}
-		ids := make([]uint32, 0, n)
+		ids = make([]uint32, 0, n)
 		for i := 0; i < n; i++ {
 			sid, err := g.allocSID(now, first)
 			if err != nil {
-				return 0, nil, err
+				return nil, 0, nil, err
 			}
 			ids = append(ids, sid)
 		}
@@ -797,10 +853,10 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 		}
 		g.members.setSIDs(m, ids)
 		m.sidBits = uint8(max(g.sidBits, MinSIDBits))
-		kd.Packets = append(kd.Packets, gdoi.SIDKeyPacket(int(m.sidBits), ids))
+		bits = int(m.sidBits)
 	}
 	mnemonic.Log(s.log, mnemonic.Notice, "KS_REGS_COMPLETE", "KS completed successful registration in group %s with GM %s.", g.cfg.Name, m.addr)
-	return g.seq, kd, nil
+	return g, bits, ids, nil
 }
 
 // GroupSnapshot is a copy of one group's state for show commands.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/kswriter"
@@ -298,6 +299,24 @@ func (p *pullPolicy) Keys(peer ike.Info, group *isakmp.ID, sids uint16) (uint32,
 	return seq, kd, nil
 }
 
+// JoinPayload and KeysPayload make pullPolicy a gdoi.LaidOutPolicy: the
+// group's policy and key packets laid out once for every member (issue
+// 18), which gdoi.Serve asks rather than Join and Keys.
+func (p *pullPolicy) JoinPayload(peer ike.Info, group *isakmp.ID) (isakmp.Payload, error) {
+	return p.ks.JoinPayload(ksPeer(peer), group, p.now)
+}
+
+func (p *pullPolicy) KeysPayload(peer ike.Info, group *isakmp.ID, sids uint16) (uint32, isakmp.Payload, error) {
+	seq, kd, err := p.ks.KeysPayload(ksPeer(peer), group, sids, p.now)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := p.writeSIDReservations(); err != nil {
+		return 0, nil, err
+	}
+	return seq, kd, nil
+}
+
 // writeSIDReservations writes the keys of the groups whose sender-ID
 // high-water marks a registration raised (once a block of IDs,
 // ks.Server.SIDReservationsUnwritten) before its answer leaves: a crash
@@ -321,6 +340,8 @@ func (p *pullPolicy) writeSIDReservations() error {
 	}
 	return nil
 }
+
+var _ gdoi.LaidOutPolicy = (*pullPolicy)(nil)
 
 // ksPeer describes an IKEv1 phase-1 peer to the KS.
 func ksPeer(i ike.Info) ks.Peer {

@@ -1,0 +1,162 @@
+package gdoi
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// laidOutCases are group policies of every shape a KS sends: with and
+// without a KEK (multicast or unicast rekeys, acknowledgements), TEKs of
+// every option SAT lays out.
+func laidOutCases() (keks []*KEKPolicy, tekSets [][]TEKPolicy) {
+	spi := [isakmp.KEKSPILen]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	keks = []*KEKPolicy{nil,
+		{Src: netip.MustParseAddr("192.0.2.1"), SPI: spi, KeyBits: 128, SigAlg: isakmp.SigAlgECDSA256, SigBits: 256, Ack: true},
+		{Src: netip.MustParseAddr("192.0.2.1"), Multicast: netip.MustParseAddrPort("239.1.1.1:848"), SPI: spi, KeyBits: 256, SigAlg: isakmp.SigAlgRSA, SigBits: 2048},
+		{Src: netip.MustParseAddr("2001:db8::1"), SPI: spi, KeyBits: 192, SigAlg: isakmp.SigAlgECDSA256, SigBits: 256}}
+	sel := isakmp.Selector{Src: isakmp.PrefixEndpoint(netip.MustParsePrefix("10.0.0.0/8"), 0),
+		Dst: isakmp.PrefixEndpoint(netip.MustParsePrefix("10.0.0.0/8"), 0)}
+	bypass := []isakmp.Selector{{Src: isakmp.PrefixEndpoint(netip.MustParsePrefix("10.9.0.0/16"), 0), Dst: isakmp.PrefixEndpoint(netip.MustParsePrefix("0.0.0.0/0"), 0)}}
+	var all []TEKPolicy
+	for mask := range 1 << 6 {
+		p := TEKPolicy{Selector: sel, Transform: isakmp.ESPAESGCM16, SPI: uint32(1000 + mask), KeyBits: 128, Lifetime: time.Hour}
+		if mask&1 != 0 {
+			p.Transform, p.AuthAlg = isakmp.ESPAESCBC, isakmp.AuthAlgHMACSHA256
+		}
+		if mask&2 != 0 {
+			p.ReceiveOnly = true
+		}
+		switch mask >> 2 & 3 {
+		case 1:
+			p.Replay = isakmp.ReplayNone
+		case 2:
+			p.Replay, p.ReplayWindow = isakmp.ReplayCounter, 64
+		case 3:
+			p.Replay, p.ReplayWindow = isakmp.ReplayTime, 5
+		}
+		if mask&16 != 0 {
+			p.BypassBefore = bypass
+		}
+		if mask&32 != 0 {
+			p.BypassAfter = bypass
+		}
+		all = append(all, p)
+		tekSets = append(tekSets, []TEKPolicy{p})
+	}
+	tekSets = append(tekSets, nil, all[:3], all[10:14], all)
+	return keks, tekSets
+}
+
+// proves: N1 (issue 18: the group's policy and keys laid out once for
+// every registration) — the SA payload a GroupPolicy lays out is, at any
+// time and pseudotime (lifetimes left of a second or less, past their
+// end, of days), octet for octet what KEKPolicy.SAK and TEKPolicy.SAT say
+// with the lifetimes left and the pseudotime of that time; the KD payload
+// a KeyDownload lays out is what TEKKeyPacket, KEKKeyPacket and
+// SIDKeyPacket say (no sender IDs: no SID key packet); Clear leaves no key.
+func TestLaidOutIsWhatThePayloadsSay(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+	keks, tekSets := laidOutCases()
+	times := []time.Duration{0, 500 * time.Millisecond, time.Second, 59*time.Minute + 59*time.Second + 999*time.Millisecond, time.Hour, 2 * time.Hour, -time.Hour}
+	pts := []time.Duration{0, time.Millisecond, 90*time.Second + 7*time.Millisecond, 400 * 24 * time.Hour}
+	for _, kek := range keks {
+		for _, teks := range tekSets {
+			kekExp := t0.Add(24 * time.Hour)
+			expires := make([]time.Time, len(teks))
+			for i := range teks {
+				expires[i] = t0.Add(time.Duration(i+1) * 37 * time.Minute)
+			}
+			gp, err := NewGroupPolicy(kek, kekExp, teks, expires)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range times {
+				for _, pt := range pts {
+					now := t0.Add(d)
+					want := &isakmp.GroupSA{}
+					if kek != nil {
+						k := *kek
+						k.Remaining = kekExp.Sub(now)
+						want.KEK = k.SAK()
+					}
+					for i, p := range teks {
+						p.Remaining, p.Pseudotime = expires[i].Sub(now), pt
+						want.TEKs = append(want.TEKs, p.SAT())
+					}
+					wb, err := isakmp.MarshalPayload(want)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := isakmp.MarshalPayload(gp.At(now, pt))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(got, wb) {
+						t.Fatalf("KEK %+v, %d TEKs at %v, pseudotime %v:\nlaid out %x\nbuilt    %x", kek, len(teks), d, pt, got, wb)
+					}
+				}
+			}
+		}
+	}
+
+	enc, auth, kekKey, pub := bytes.Repeat([]byte{0xe1}, 20), bytes.Repeat([]byte{0xa1}, 32), bytes.Repeat([]byte{0xc1}, 32), bytes.Repeat([]byte{0x9b}, 91)
+	spi := [isakmp.KEKSPILen]byte{9: 9}
+	for _, packets := range [][]*isakmp.KeyPacket{
+		nil,
+		{TEKKeyPacket(0x1234, enc, nil)},
+		{TEKKeyPacket(0x1234, enc, nil), TEKKeyPacket(0x5678, enc[:16], auth), KEKKeyPacket(spi, kekKey, pub)},
+	} {
+		for _, sids := range [][]uint32{nil, {1}, {0xfff, 0x1000, 0xfffff}} {
+			for _, bits := range []int{8, 12, 24} {
+				kd := NewKeyDownload(packets)
+				want := &isakmp.KD{Packets: append([]*isakmp.KeyPacket(nil), packets...)}
+				if sids != nil {
+					want.Packets = append(want.Packets, SIDKeyPacket(bits, sids))
+				}
+				wb, _ := isakmp.MarshalPayload(want)
+				got, err := isakmp.MarshalPayload(kd.With(bits, sids))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, wb) {
+					t.Fatalf("%d packets, sender IDs %v at %d bits:\nlaid out %x\nbuilt    %x", len(packets), sids, bits, got, wb)
+				}
+				kd.Clear()
+				if c, _ := isakmp.MarshalPayload(kd.With(bits, sids)); len(packets) > 0 && (bytes.Contains(c, enc[:8]) || bytes.Contains(c, kekKey[:8])) {
+					t.Fatal("a cleared KeyDownload still holds its keys")
+				}
+			}
+		}
+	}
+}
+
+// proves: N1 (issue 18: allocations per registration) — a registration's
+// SA payload from the laid-out policy and its KD payload from the laid-out
+// key packets take one allocation each (the payload), encoding none.
+func TestLaidOutAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	keks, tekSets := laidOutCases()
+	teks := tekSets[len(tekSets)-2]
+	exp := make([]time.Time, len(teks))
+	t0 := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+	gp, err := NewGroupPolicy(keks[1], t0.Add(time.Hour), teks, exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd := NewKeyDownload([]*isakmp.KeyPacket{TEKKeyPacket(1, make([]byte, 20), nil)})
+	sids := []uint32{1, 2}
+	buf := make([]byte, 0, 4096)
+	n := testing.AllocsPerRun(100, func() {
+		p, k := gp.At(t0, time.Second), kd.With(12, sids)
+		buf, _ = isakmp.AppendPayloads(buf[:0], []isakmp.Payload{p, k})
+	})
+	if n > 3 {
+		t.Fatalf("%.0f allocations for a registration's SA and KD payloads, want at most 3", n)
+	}
+}
