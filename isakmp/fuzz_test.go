@@ -2,6 +2,7 @@ package isakmp
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 )
 
@@ -53,6 +54,18 @@ func FuzzMessage(f *testing.F) {
 		}
 		if m.Len() != len(out) {
 			t.Fatalf("Len %d, marshalled %d", m.Len(), len(out))
+		}
+		// In place: the same message, and nothing written to b.
+		in := bytes.Clone(b)
+		mi, err := ParseMessageInPlace(in)
+		if err != nil {
+			t.Fatalf("ParseMessage accepts, ParseMessageInPlace refuses: %v", err)
+		}
+		if !reflect.DeepEqual(mi, m) {
+			t.Fatalf("ParseMessageInPlace differs from ParseMessage:\n%#v\n%#v", mi, m)
+		}
+		if out, err := mi.Marshal(); err != nil || !bytes.Equal(out, b) || !bytes.Equal(in, b) {
+			t.Fatalf("in place: round trip %x (%v), input now %x, want %x", out, err, in, b)
 		}
 	})
 }

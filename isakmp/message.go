@@ -51,7 +51,23 @@ func (m *Message) Marshal() ([]byte, error) { return m.Append(make([]byte, 0, m.
 // ParseMessage decodes one ISAKMP message that fills b exactly (one UDP
 // datagram, after any non-ESP marker has been removed). The header's Length
 // must equal len(b). An encrypted body is copied into Body, not parsed.
-func ParseMessage(b []byte) (*Message, error) {
+func ParseMessage(b []byte) (*Message, error) { return parseMessage(b, true) }
+
+// ParseMessageInPlace is ParseMessage without its copy of b: the payloads'
+// fields and Body alias b, which the caller leaves unchanged for as long as
+// it uses the message (a datagram read into a buffer reused for the next
+// one: until it is done with this one). Issue 18: a key server copied
+// every datagram it read, and kept nothing of most.
+func ParseMessageInPlace(b []byte) (*Message, error) { return parseMessage(b, false) }
+
+// messageBuf is a cleartext message and room for its usual payloads, in
+// one allocation.
+type messageBuf struct {
+	m  Message
+	ps [4]Payload
+}
+
+func parseMessage(b []byte, copyIn bool) (*Message, error) {
 	h, err := ParseHeader(b)
 	if err != nil {
 		return nil, err
@@ -59,15 +75,25 @@ func ParseMessage(b []byte) (*Message, error) {
 	if int64(h.Length) != int64(len(b)) {
 		return nil, errMalformed("header", 24, "length field %d but the datagram has %d octets", h.Length, len(b))
 	}
-	m := &Message{Header: h}
-	if m.Encrypted() {
-		m.Body = cloneBytes(b[HeaderLen:])
-		return m, nil
+	body := b[HeaderLen:]
+	if copyIn {
+		body = cloneBytes(body)
 	}
-	ps, err := ParsePayloadsIn(h.Exchange, h.NextPayload, b[HeaderLen:])
+	if h.Flags&FlagEncryption != 0 {
+		return &Message{Header: h, Body: own(body)}, nil
+	}
+	mb := &messageBuf{m: Message{Header: h}}
+	var ps []Payload
+	if h.NextPayload != PayloadNone {
+		ps = mb.ps[:0]
+	}
+	ps, rest, err := splitPayloadsInto(ps, h.Exchange.isPhase1(), h.NextPayload, body)
+	if err == nil && len(rest) != 0 {
+		err = errMalformed("payload chain", len(body)-len(rest), "%d octets after the last payload", len(rest))
+	}
 	if err != nil {
 		return nil, wrapAt("message", HeaderLen, err)
 	}
-	m.Payloads = ps
-	return m, nil
+	mb.m.Payloads = ps
+	return &mb.m, nil
 }

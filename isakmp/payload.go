@@ -135,6 +135,11 @@ func splitPayloads(phase1 bool, first PayloadType, b []byte) (ps []Payload, rest
 		// a key server's registrations cost, beyond the cryptography.
 		ps = make([]Payload, 0, 4)
 	}
+	return splitPayloadsInto(ps, phase1, first, b)
+}
+
+// splitPayloadsInto is splitPayloads appending to ps.
+func splitPayloadsInto(ps []Payload, phase1 bool, first PayloadType, b []byte) ([]Payload, []byte, error) {
 	off := 0
 	for t := first; t != PayloadNone; {
 		next, p, n, err := parseOne(phase1, t, b[off:])

@@ -291,7 +291,7 @@ func (e *Endpoint) Handle(from netip.AddrPort, pkt []byte, now time.Time) Output
 			e.Stats.UnknownSA++ // a cookie pair used from another address
 			return Output{}
 		}
-		return e.step(sa, sa.Handle(pkt, now), now)
+		return e.step(sa, sa.handle(pkt, now), now)
 	}
 	if h.ResponderCookie == zero {
 		// Message 1, or a retransmission of it.
@@ -300,7 +300,7 @@ func (e *Endpoint) Handle(from netip.AddrPort, pkt []byte, now time.Time) Output
 				e.Stats.UnknownSA++
 				return Output{}
 			}
-			return e.step(sa, sa.Handle(pkt, now), now)
+			return e.step(sa, sa.handle(pkt, now), now)
 		}
 		if h.Exchange != isakmp.ExchangeIdentityProt || h.NextPayload != isakmp.PayloadSA {
 			e.Stats.UnknownSA++
@@ -310,7 +310,7 @@ func (e *Endpoint) Handle(from netip.AddrPort, pkt []byte, now time.Time) Output
 	}
 	// Message 2: the responder chose its cookie.
 	if sa := e.pending[halfKey{h.InitiatorCookie, from}]; sa != nil && sa.initiator {
-		out := e.step(sa, sa.Handle(pkt, now), now)
+		out := e.step(sa, sa.handle(pkt, now), now)
 		if sa.rcky != zero && sa.state != StateDead {
 			delete(e.pending, halfKey{sa.icky, from})
 			e.sas[pair{sa.icky, sa.rcky}] = sa
@@ -361,14 +361,14 @@ func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []b
 	sa := newResponder(e.cfg, &e.sh, from, icky, e.responderCookie(icky, from), now)
 	sa.unauth = e.unauth
 	sa.hs.halfOpenTTL = e.limits.HalfOpenTimeout
-	r := sa.Handle(pkt, now)
+	r := sa.handle(pkt, now)
 	e.Stats.Dropped += uint64(sa.Dropped)
 	sa.Dropped = 0
 	if sa.state != StateMM2Sent {
 		// Refused or unreadable: no SA, no event (nobody knew of it). A
 		// refusal goes to an address nothing verified: rate-bounded.
 		e.Stats.MM1Rejected++
-		if len(r.Send) == 0 {
+		if r.sends() == 0 {
 			return Output{}
 		}
 		if !e.refusals.take(now) {
@@ -376,7 +376,7 @@ func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []b
 			return Output{}
 		}
 		e.Stats.RefusalSent++
-		return Output{Send: []Packet{{To: from, Data: r.Send[0]}}}
+		return Output{Send: []Packet{{To: from, Data: r.public().Send[0]}}}
 	}
 	if e.sas[pair{sa.icky, sa.rcky}] != nil {
 		e.Stats.CookieCollision++
@@ -410,11 +410,12 @@ func (e *Endpoint) step(sa *SA, r Result, now time.Time) Output {
 	if sa.state == StateEstablished {
 		e.index(sa)
 	}
-	for _, ev := range r.Events {
-		if _, ok := ev.(InitialContact); ok {
+	for _, ev := range out.Events {
+		if _, ok := ev.Event.(InitialContact); ok {
 			o := e.dropOlder(sa, now)
 			out.Send = append(out.Send, o.Send...)
 			out.Events = append(out.Events, o.Events...)
+			break
 		}
 	}
 	if !sa.initiator && sa.state != StateMM2Sent {
@@ -535,18 +536,28 @@ func (e *Endpoint) remove(sa *SA) {
 
 func (e *Endpoint) apply(sa *SA, r Result) Output {
 	var out Output
-	if len(r.Send) > 0 {
-		out.Send = make([]Packet, 0, len(r.Send))
+	if n := r.sends(); n > 0 {
+		out.Send = make([]Packet, 0, n)
+	}
+	if r.one != nil {
+		out.Send = append(out.Send, Packet{To: sa.peer, Data: r.one})
 	}
 	for _, d := range r.Send {
 		out.Send = append(out.Send, Packet{To: sa.peer, Data: d})
 	}
-	if len(r.Events) > 0 {
-		out.Events = make([]SAEvent, 0, len(r.Events))
+	if n := r.events(); n > 0 {
+		out.Events = make([]SAEvent, 0, n)
+	}
+	for _, ev := range r.ev {
+		if ev != nil {
+			out.Events = append(out.Events, SAEvent{SA: sa, Event: ev})
+		}
 	}
 	for _, ev := range r.Events {
 		out.Events = append(out.Events, SAEvent{SA: sa, Event: ev})
-		if _, ok := ev.(PeerLostState); ok {
+	}
+	for _, ev := range out.Events {
+		if _, ok := ev.Event.(PeerLostState); ok {
 			e.Stats.PeerLostState++
 		}
 	}

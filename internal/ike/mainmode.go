@@ -50,7 +50,7 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 		return nil, Result{}, err
 	}
 	sa.state = StateMM1Sent
-	return sa, sa.send(msg, now, true), nil
+	return sa, sa.send(msg, now, true).public(), nil
 }
 
 // newResponder creates the responder SA for a message 1; the Endpoint has
@@ -84,7 +84,10 @@ func (sa *SA) marshalEncrypted(ps []isakmp.Payload) ([]byte, error) {
 // checked before anything in the message can change it: an established
 // SA ignores (and counts) every main-mode message, and only an
 // authenticated Informational can delete it (SPEC S2).
-func (sa *SA) Handle(pkt []byte, now time.Time) Result {
+func (sa *SA) Handle(pkt []byte, now time.Time) Result { return sa.handle(pkt, now).public() }
+
+// handle is Handle, its Result's one and ev not yet moved (Result.public).
+func (sa *SA) handle(pkt []byte, now time.Time) Result {
 	if sa.state == StateDead {
 		sa.Dropped++
 		return Result{}
@@ -99,9 +102,13 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 			sa.hs.resends++
 		}
 		// The peer did not get our answer: send it again, unchanged.
-		return Result{Send: [][]byte{sa.hs.sent}, Timer: sa.timer()}
+		return Result{one: sa.hs.sent, Timer: sa.timer()}
 	}
-	m, err := isakmp.ParseMessage(pkt)
+	// In place: pkt is the caller's for the call only, and what the SA
+	// keeps of it is copied (peerKE, cloneID, SAi_b re-encoded; an
+	// encrypted body is decrypted into a buffer of its own); a Phase2
+	// event's Msg lies in pkt like its Raw.
+	m, err := isakmp.ParseMessageInPlace(pkt)
 	if err != nil {
 		if sit, ok := situation(pkt); ok && !sa.initiator && sa.state == 0 && sit&^isakmp.SituationIdentityOnly != 0 {
 			// The parser cannot read the labelled domains of SIT_SECRECY
@@ -120,7 +127,7 @@ func (sa *SA) Handle(pkt []byte, now time.Time) Result {
 	}
 	if m.Header.Exchange != isakmp.ExchangeIdentityProt {
 		if sa.state == StateEstablished && m.Encrypted() && m.Header.MessageID != 0 {
-			return Result{Timer: sa.timer(), Events: []Event{Phase2{Msg: m, Raw: pkt}}}
+			return Result{Timer: sa.timer(), ev: [2]Event{Phase2{Msg: m, Raw: pkt}}}
 		}
 		return sa.drop()
 	}
@@ -266,7 +273,7 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 					ttl = 30 * time.Second
 				}
 				sa.hs.sent, sa.hs.deadline = msg, now.Add(ttl)
-				return Result{Send: [][]byte{msg}, Timer: sa.hs.deadline}, nil
+				return Result{one: msg, Timer: sa.hs.deadline}, nil
 			}
 		}
 	}
@@ -455,10 +462,15 @@ func (sa *SA) peerKE(m *isakmp.Message) error {
 	if g, _ := GroupByID(sa.suite.Group); len(ke.Data) != g.PublicLen() {
 		return refuse(isakmp.NotifyInvalidKeyInformation, "KE of %d octets for %s (want %d)", len(ke.Data), g.Name(), g.PublicLen())
 	}
+	// Copied, in one array: the message lies in the caller's datagram.
+	buf := make([]byte, len(ke.Data)+len(nonce.Data))
+	k, n := buf[:len(ke.Data):len(ke.Data)], buf[len(ke.Data):]
+	copy(k, ke.Data)
+	copy(n, nonce.Data)
 	if sa.initiator {
-		sa.hs.gxr, sa.hs.nr = ke.Data, nonce.Data
+		sa.hs.gxr, sa.hs.nr = k, n
 	} else {
-		sa.hs.gxi, sa.hs.ni = ke.Data, nonce.Data
+		sa.hs.gxi, sa.hs.ni = k, n
 	}
 	return nil
 }
@@ -733,7 +745,7 @@ func (sa *SA) onMM5(m *isakmp.Message, now time.Time) (Result, error) {
 	sa.seed()
 	sa.hs.sent = msg // sent again for a repeated message 5, in the window
 	r := sa.establish(now)
-	r.Send = [][]byte{msg}
+	r.one = msg
 	return r, nil
 }
 
@@ -770,10 +782,9 @@ func (sa *SA) establish(now time.Time) Result {
 			"peer_version", sa.peerVersion.String(), "in", now.Sub(startedAt))
 	}
 	sa.dpdArm(now)
-	r := Result{Timer: sa.timer(), Events: make([]Event, 1, 2)}
-	r.Events[0] = Established{Info: sa.describe()}
+	r := Result{Timer: sa.timer(), ev: [2]Event{Established{Info: sa.describe()}}}
 	if sa.initialContact {
-		r.Events = append(r.Events, InitialContact{})
+		r.ev[1] = InitialContact{}
 	}
 	return r
 }

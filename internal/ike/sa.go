@@ -143,6 +143,54 @@ type Result struct {
 	Send   [][]byte  // datagrams for the peer, in order
 	Timer  time.Time // call Timeout at this instant; zero: no timer
 	Events []Event
+
+	// one is a datagram sent before Send's, and ev events before
+	// Events' (the non-nil ones, in order), which the SA's steps return
+	// without a slice of their own: an Endpoint copies them into its
+	// Output at once (issue 18: a key server made every datagram's and
+	// event's slice twice). SA.handle's callers read them; the exported
+	// methods move them into Send and Events (public).
+	one []byte
+	ev  [2]Event
+}
+
+// public returns r with one and ev moved into Send and Events.
+func (r Result) public() Result {
+	if r.one != nil {
+		r.Send = append([][]byte{r.one}, r.Send...)
+		r.one = nil
+	}
+	if r.ev[0] != nil || r.ev[1] != nil {
+		evs := make([]Event, 0, len(r.ev)+len(r.Events))
+		for _, e := range r.ev {
+			if e != nil {
+				evs = append(evs, e)
+			}
+		}
+		r.Events = append(evs, r.Events...)
+		r.ev = [2]Event{}
+	}
+	return r
+}
+
+// sends is how many datagrams r carries.
+func (r *Result) sends() int {
+	n := len(r.Send)
+	if r.one != nil {
+		n++
+	}
+	return n
+}
+
+// events is how many events r carries.
+func (r *Result) events() int {
+	n := len(r.Events)
+	for _, e := range r.ev {
+		if e != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Event reports something an owner acts on or logs.
@@ -163,9 +211,10 @@ type Deleted struct{}
 
 // Phase2: a message of another exchange (GROUPKEY-PULL, ...) arrived on
 // the established SA; its owner decrypts it with DecryptPhase2. Raw is the
-// datagram as received (Msg encoded, which Msg.Marshal would copy again):
-// the owner reads it while it handles the event and keeps no reference to
-// it (the datagram's buffer is the caller of Handle's).
+// datagram as received (Msg encoded, which Msg.Marshal would copy again),
+// and Msg lies in it (Msg.Body is Raw's body, not a copy): the owner reads
+// both while it handles the event and keeps no reference to either (the
+// datagram's buffer is the caller of Handle's).
 type Phase2 struct {
 	Msg *isakmp.Message
 	Raw []byte
@@ -427,7 +476,7 @@ func (sa *SA) logEnabled(level slog.Level) bool {
 func (sa *SA) send(msg []byte, now time.Time, retransmit bool) Result {
 	hs := sa.hs
 	hs.sent = msg
-	r := Result{Send: [][]byte{msg}}
+	r := Result{one: msg}
 	if retransmit {
 		rt := sa.cfg.retransmit()
 		hs.tries, hs.rto = 1, rt.Initial
