@@ -161,13 +161,13 @@ func FuzzServe(f *testing.F) {
 			t.Fatal("an unauthenticated datagram started an exchange")
 		}
 		// message 2 verifies at the GM
-		ni := serve.ni
+		ni := serve.nonces[:serve.niLen]
 		ps2, err := open(gm, parse(t, msg2), ni)
 		if err != nil {
 			t.Fatalf("message 2 does not verify at the GM: %v", err)
 		}
 		nr := find[*isakmp.Nonce](ps2)
-		if nr == nil || !bytes.Equal(nr.Data, serve.nr) {
+		if nr == nil || !bytes.Equal(nr.Data, serve.nonces[serve.niLen:]) {
 			t.Fatal("message 2 lacks the KS nonce")
 		}
 		prefix := append(append([]byte{}, ni...), nr.Data...)

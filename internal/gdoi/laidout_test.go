@@ -3,9 +3,11 @@ package gdoi
 import (
 	"bytes"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -158,5 +160,79 @@ func TestLaidOutAllocations(t *testing.T) {
 	})
 	if n > 3 {
 		t.Fatalf("%.0f allocations for a registration's SA and KD payloads, want at most 3", n)
+	}
+}
+
+// laidOutPolicy is a gdoi.LaidOutPolicy as a key server's: its answers
+// laid out once.
+type laidOutPolicy struct {
+	fakePolicy
+	sa *GroupPolicy
+	kd *KeyDownload
+}
+
+func (p *laidOutPolicy) JoinPayload(ike.Info, *isakmp.ID) (isakmp.Payload, error) {
+	return p.sa.At(t0, 0), nil
+}
+
+func (p *laidOutPolicy) KeysPayload(_ ike.Info, _ *isakmp.ID, sids uint16) (uint32, isakmp.Payload, error) {
+	return 7, p.kd.With(12, []uint32{1}), nil
+}
+
+// proves: N1 (issue 18: allocations per registration) — the KS's side of
+// a GROUPKEY-PULL (NewServe on message 1, Handle on message 3, over a
+// LaidOutPolicy) allocates at most 40 times, the phase-1 SA's decryption,
+// encryption and PRF included (36 now; 42 before one buffer per exchange
+// for the plaintexts sealed and the HASH inputs, one check for both
+// messages opened, the nonces in one allocation, the M-ID not apart).
+func TestServeAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	gm, ks := phase1(t)
+	keks, tekSets := laidOutCases()
+	sa, err := NewGroupPolicy(keks[1], t0.Add(time.Hour), tekSets[0], []time.Time{t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := &laidOutPolicy{sa: sa, kd: NewKeyDownload([]*isakmp.KeyPacket{TEKKeyPacket(9, make([]byte, 20), nil)})}
+	var ms runtime.MemStats
+	var allocs uint64
+	const n = 200
+	for range n {
+		pull, m1, err := NewPull(gm, isakmp.GroupID(1234), 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p1 := parse(t, m1)
+		runtime.ReadMemStats(&ms)
+		a0 := ms.Mallocs
+		serve, m2, err := NewServe(ks, p1, m1, pol, nil)
+		runtime.ReadMemStats(&ms)
+		allocs += ms.Mallocs - a0
+		if err != nil {
+			t.Fatal(err)
+		}
+		m3, _, err := pull.Handle(parse(t, m2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p3 := parse(t, m3)
+		runtime.ReadMemStats(&ms)
+		a0 = ms.Mallocs
+		m4, done, err := serve.Handle(p3, m3)
+		runtime.ReadMemStats(&ms)
+		allocs += ms.Mallocs - a0
+		if err != nil || !done {
+			t.Fatal(done, err)
+		}
+		if _, res, err := pull.Handle(parse(t, m4)); err != nil || res == nil {
+			t.Fatal(err)
+		}
+	}
+	per := float64(allocs) / n
+	t.Logf("%.1f allocations per exchange served", per)
+	if per > 40 {
+		t.Fatalf("%.1f allocations per exchange served, want at most 40", per)
 	}
 }

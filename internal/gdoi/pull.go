@@ -71,20 +71,37 @@ var _ Protector = (*ike.SA)(nil)
 // hash computes HASH(n) = prf(SKEYID_a, M-ID | prefix | payloads after the
 // HASH payload).
 func hash(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
-	// One buffer of the exact size for M-ID, prefix and payloads: the KS
-	// hashes four messages per registration (issue 18: allocations).
-	in := make([]byte, 4, 4+len(prefix)+isakmp.PayloadsLen(rest))
-	binary.BigEndian.PutUint32(in, mid)
-	in, err := isakmp.AppendPayloads(append(in, prefix...), rest)
+	h, _, err := hashIn(sa, mid, prefix, rest, nil)
+	return h, err
+}
+
+// hashIn is hash with buf as the room for its input (grown if short); it
+// returns buf for the next use, cleared.
+func hashIn(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload, buf []byte) (h, _ []byte, err error) {
+	// One buffer for M-ID, prefix and payloads: the KS hashes four
+	// messages per registration (issue 18: allocations).
+	in := room(buf, 4+len(prefix)+isakmp.PayloadsLen(rest))
+	in = binary.BigEndian.AppendUint32(in, mid)
+	in, err = isakmp.AppendPayloads(append(in, prefix...), rest)
 	if err != nil {
-		return nil, err
+		return nil, buf, err
 	}
-	return sa.PRFa(in), nil
+	h = sa.PRFa(in)
+	clear(in)
+	return h, in[:0], nil
 }
 
 // seal builds an encrypted GROUPKEY-PULL message: HASH(n) then rest.
 func seal(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
 	return sealIn(sa, isakmp.ExchangePull, mid, prefix, rest)
+}
+
+// room is buf emptied, or a new buffer if buf holds fewer than n octets.
+func room(buf []byte, n int) []byte {
+	if cap(buf) < n {
+		return make([]byte, 0, n)
+	}
+	return buf[:0]
 }
 
 // hashRoom is the room left for the HASH payload in front of the payloads
@@ -97,37 +114,54 @@ const hashRoom = isakmp.GenericHeaderLen + 64
 // and sent (issue 18: they were encoded twice, for the HASH and for the
 // message, the key download and the group policy included).
 func sealIn(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
-	buf := make([]byte, hashRoom, hashRoom+isakmp.PayloadsLen(rest))
-	buf, err := isakmp.AppendPayloads(buf, rest)
+	msg, _, err := sealInto(sa, exch, mid, prefix, rest, nil)
+	return msg, err
+}
+
+// sealInto is sealIn with buf as the room for the plaintext (grown if
+// short); it returns buf for the next use, cleared (a message 4's
+// plaintext holds the group's keys).
+func sealInto(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte, rest []isakmp.Payload, buf []byte) (msg, _ []byte, err error) {
+	b := room(buf, hashRoom+isakmp.PayloadsLen(rest))[:hashRoom]
+	defer clear(b[:cap(b)])
+	// The M-ID in the room before the payloads, where the HASH payload
+	// goes once computed: not an allocation of its own.
+	binary.BigEndian.PutUint32(b[hashRoom-4:], mid)
+	b, err = isakmp.AppendPayloads(b, rest)
 	if err != nil {
-		return nil, err
+		return nil, buf, err
 	}
-	var m [4]byte
-	binary.BigEndian.PutUint32(m[:], mid)
-	h := sa.PRFa(m[:], prefix, buf[hashRoom:])
+	h := sa.PRFa(b[hashRoom-4:hashRoom], prefix, b[hashRoom:])
 	next := isakmp.PayloadNone
 	if len(rest) > 0 {
 		next = rest[0].Type()
 	}
 	start := hashRoom - isakmp.GenericHeaderLen - len(h)
 	if start < 0 {
-		return nil, fmt.Errorf("gdoi: HASH of %d octets", len(h))
+		return nil, b[:0], fmt.Errorf("gdoi: HASH of %d octets", len(h))
 	}
-	hp := buf[start:start]
+	hp := b[start:start]
 	hp = append(hp, byte(next), 0)
 	hp = binary.BigEndian.AppendUint16(hp, uint16(isakmp.GenericHeaderLen+len(h)))
 	_ = append(hp, h...)
-	return sa.EncryptPhase2Chain(exch, mid, isakmp.PayloadHash, buf[start:])
+	msg, err = sa.EncryptPhase2Chain(exch, mid, isakmp.PayloadHash, b[start:])
+	return msg, b[:0], err
 }
 
 // open decrypts a GROUPKEY-PULL message and checks its HASH.
 func open(sa Protector, m *isakmp.Message, prefix []byte) ([]isakmp.Payload, error) {
+	return openWith(sa, m, hashChecker(sa, m.Header.MessageID, prefix))
+}
+
+// openWith decrypts a GROUPKEY-PULL message and runs check (a
+// hashChecker's) on it.
+func openWith(sa Protector, m *isakmp.Message, check func([]isakmp.Payload) error) ([]isakmp.Payload, error) {
 	if m.Header.Exchange != isakmp.ExchangePull {
 		return nil, fmt.Errorf("gdoi: exchange %s is not GROUPKEY-PULL", m.Header.Exchange)
 	}
 	// The IV chain of the Message ID advances only once the HASH
 	// verified: a forged message cannot desynchronise the exchange.
-	ps, err := sa.OpenPhase2(m, hashChecker(sa, m.Header.MessageID, prefix))
+	ps, err := sa.OpenPhase2(m, check)
 	if err != nil {
 		return nil, fmt.Errorf("gdoi: %w: %w", ErrUnauthenticated, err)
 	}
@@ -139,22 +173,29 @@ func open(sa Protector, m *isakmp.Message, prefix []byte) ([]isakmp.Payload, err
 // HASH, and it is prf(SKEYID_a, M-ID | prefix | the payloads after it).
 func hashChecker(sa Protector, mid uint32, prefix []byte) func([]isakmp.Payload) error {
 	return func(ps []isakmp.Payload) error {
-		if len(ps) == 0 {
-			return errors.New("empty message")
-		}
-		h, ok := ps[0].(*isakmp.Hash)
-		if !ok {
-			return fmt.Errorf("first payload is %s, not HASH", ps[0].Type())
-		}
-		want, err := hash(sa, mid, prefix, ps[1:])
-		if err != nil {
-			return err
-		}
-		if !hmac.Equal(h.Data, want) {
-			return ErrHash
-		}
-		return nil
+		_, err := checkHash(sa, mid, prefix, ps, nil)
+		return err
 	}
+}
+
+// checkHash is hashChecker's check with buf as the room for the HASH
+// input; it returns buf for the next use, cleared.
+func checkHash(sa Protector, mid uint32, prefix []byte, ps []isakmp.Payload, buf []byte) ([]byte, error) {
+	if len(ps) == 0 {
+		return buf, errors.New("empty message")
+	}
+	h, ok := ps[0].(*isakmp.Hash)
+	if !ok {
+		return buf, fmt.Errorf("first payload is %s, not HASH", ps[0].Type())
+	}
+	want, buf, err := hashIn(sa, mid, prefix, ps[1:], buf)
+	if err != nil {
+		return buf, err
+	}
+	if !hmac.Equal(h.Data, want) {
+		return buf, ErrHash
+	}
+	return buf, nil
 }
 
 func find[T isakmp.Payload](ps []isakmp.Payload) T {
@@ -167,15 +208,20 @@ func find[T isakmp.Payload](ps []isakmp.Payload) T {
 	return zero
 }
 
-func randBytes(r io.Reader, n int) ([]byte, error) {
+func randBytes(r io.Reader, n int) ([]byte, error) { return appendRand(nil, r, n) }
+
+// appendRand appends n random octets to b.
+func appendRand(b []byte, r io.Reader, n int) ([]byte, error) {
 	if r == nil {
 		r = rand.Reader
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	if cap(b)-len(b) < n {
+		b = append(make([]byte, 0, len(b)+n), b...)
+	}
+	if _, err := io.ReadFull(r, b[len(b):len(b)+n]); err != nil {
 		return nil, fmt.Errorf("gdoi: random: %w", err)
 	}
-	return b, nil
+	return b[:len(b)+n], nil
 }
 
 // Result is what a completed GROUPKEY-PULL delivers to the GM.

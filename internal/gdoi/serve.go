@@ -36,20 +36,44 @@ type LaidOutPolicy interface {
 
 // Serve is the KS side of one GROUPKEY-PULL exchange.
 type Serve struct {
-	sa       *ike.SA
-	policy   Policy
-	mid      uint32
-	group    *isakmp.ID
-	ni, nr   []byte
-	step     int      // 2: message 2 sent, 4: message 4 sent
+	sa     *ike.SA
+	policy Policy
+	mid    uint32
+	step   int // 0: message 1 being checked, 2: message 2 sent, 4: message 4 sent
+	group  *isakmp.ID
+	// nonces is Ni_b then Nr_b (niLen octets, then NonceLen), the prefix of
+	// HASH(3) and HASH(4): one allocation for both, copied from message
+	// 1 rather than holding its plaintext.
+	nonces []byte
+	niLen  int
+	// buf is the exchange's room for the plaintexts it seals and the HASH
+	// inputs it checks (sealInto, checkHash), cleared after each use (a
+	// message 4's plaintext holds the group's keys) and dropped once done;
+	// check is checkMsg, made once for both messages it opens (issue 18:
+	// four buffers and two checks per registration before).
+	buf      []byte
+	check    func([]isakmp.Payload) error
 	last     []byte   // our last message, for the GM's retransmissions
 	lastRecv [32]byte // digest of the GM's last message
+}
+
+// checkMsg is the HASH check of the GM's message 1 (before message 2 is
+// sent) or 3.
+func (s *Serve) checkMsg(ps []isakmp.Payload) error {
+	var prefix []byte
+	if s.step == 2 {
+		prefix = s.nonces
+	}
+	var err error
+	s.buf, err = checkHash(s.sa, s.mid, prefix, ps, s.buf)
+	return err
 }
 
 // Serve handles message 1 of a new exchange and returns message 2.
 func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) (*Serve, []byte, error) {
 	s := &Serve{sa: sa, policy: p, mid: m.Header.MessageID}
-	ps, err := open(sa, m, nil)
+	s.check = s.checkMsg
+	ps, err := openWith(sa, m, s.check)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -61,7 +85,7 @@ func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) 
 	if len(ni.Data) < 8 || len(ni.Data) > 128 {
 		return nil, nil, &Refusal{Notify: isakmp.NotifyPayloadMalformed, Reason: fmt.Sprintf("nonce of %d octets", len(ni.Data))}
 	}
-	s.ni, s.group = ni.Data, id
+	s.group, s.niLen = id, len(ni.Data)
 	var groupSA isakmp.Payload
 	if lp, ok := p.(LaidOutPolicy); ok {
 		groupSA, err = lp.JoinPayload(sa.Info(), id)
@@ -71,14 +95,18 @@ func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) 
 	if err != nil {
 		return nil, nil, err
 	}
-	if s.nr, err = randBytes(r, NonceLen); err != nil {
+	s.nonces = append(make([]byte, 0, len(ni.Data)+NonceLen), ni.Data...)
+	if s.nonces, err = appendRand(s.nonces, r, NonceLen); err != nil {
 		return nil, nil, err
 	}
-	msg, err := seal(sa, s.mid, s.ni, []isakmp.Payload{&isakmp.Nonce{Data: s.nr}, groupSA})
+	ps2 := []isakmp.Payload{&isakmp.Nonce{Data: s.nonces[s.niLen:]}, groupSA}
+	// Room for message 4 too, which is about as long (SEQ and KD).
+	s.buf = make([]byte, 0, hashRoom+isakmp.PayloadsLen(ps2)+256)
+	msg, buf, err := sealInto(sa, isakmp.ExchangePull, s.mid, s.nonces[:s.niLen], ps2, s.buf)
 	if err != nil {
 		return nil, nil, err
 	}
-	s.step, s.last, s.lastRecv = 2, msg, sha256.Sum256(raw)
+	s.buf, s.step, s.last, s.lastRecv = buf, 2, msg, sha256.Sum256(raw)
 	return s, msg, nil
 }
 
@@ -98,8 +126,7 @@ func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, 
 	if s.step != 2 {
 		return nil, true, errors.New("gdoi: GROUPKEY-PULL already complete")
 	}
-	prefix := append(append(make([]byte, 0, len(s.ni)+len(s.nr)), s.ni...), s.nr...)
-	ps, err := open(s.sa, m, prefix)
+	ps, err := openWith(s.sa, m, s.check)
 	if err != nil {
 		return nil, false, err
 	}
@@ -120,13 +147,13 @@ func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, 
 	if err != nil {
 		return nil, false, err
 	}
-	msg, err := seal(s.sa, s.mid, prefix, []isakmp.Payload{&isakmp.SEQ{Number: seq}, kd})
+	msg, _, err := sealInto(s.sa, isakmp.ExchangePull, s.mid, s.nonces, []isakmp.Payload{&isakmp.SEQ{Number: seq}, kd}, s.buf)
 	if err != nil {
 		return nil, false, err
 	}
 	// Done: what answers a retransmitted message 3 only (issue 18: a KS
 	// keeps each served exchange a while after it ends).
 	s.step, s.last, s.lastRecv = 4, msg, sha256.Sum256(raw)
-	s.policy, s.group, s.ni, s.nr = nil, nil, nil, nil
+	s.policy, s.group, s.nonces, s.buf, s.check = nil, nil, nil, nil, nil
 	return msg, true, nil
 }

@@ -431,6 +431,9 @@ func (s *Server) SetPeerView(name string, peers []PeerKS, members map[netip.Addr
 // rank modulo their number, at every width (sidShareFrom). Returns stride 1 for a lone KS. The split is only disjoint while every
 // KS has the same set: sidViewsAgree.
 func (g *group) sidSlot() (stride, rank uint32) {
+	if g.cfg.Redundancy == nil || len(g.cfg.Redundancy.Peers) == 0 {
+		return 1, 0 // a lone KS: not a set sorted for every sender ID (issue 18)
+	}
 	all := g.ksSet()
 	if len(all) < 2 {
 		return 1, 0
