@@ -72,12 +72,13 @@ func (d DPD) Mode() string {
 // SA's single timer (SA.timer) and so from the Endpoint's heap.
 type dpdState struct {
 	next  time.Time // the next R-U-THERE or the dead-peer verdict; zero: none
-	sent  int       // R-U-THEREs of the probe in progress (0: none outstanding)
+	sent  int32     // R-U-THEREs of the probe in progress (0: none outstanding)
 	first uint32    // sequence number of the probe's first R-U-THERE
 	alive time.Time // the last proof of life: establishment or a matching ACK
 
 	// Drained into Endpoint.Stats by apply.
-	rutSent, acks, ackUnexpected, dead int32
+	// uint16: apply drains them after every step, which adds one or two.
+	rutSent, acks, ackUnexpected, dead uint16
 }
 
 // dpdArm starts the timer of a newly established SA.
@@ -112,7 +113,7 @@ func (sa *SA) dpdRearm(now time.Time) {
 // a retransmission, or the verdict.
 func (sa *SA) dpdDue(now time.Time) Result {
 	d := sa.cfg.DPD
-	if sa.dpd.sent >= d.tries() {
+	if int(sa.dpd.sent) >= d.tries() {
 		sa.dpd.dead++
 		sa.state = StateDead
 		sa.dpd.next = time.Time{}
@@ -213,5 +214,5 @@ type DPDState struct {
 
 // DPDState returns the SA's dead peer detection state.
 func (sa *SA) DPDState() DPDState {
-	return DPDState{Timer: sa.cfg.DPD, Outstanding: sa.dpd.sent, Next: sa.dpd.next, LastAlive: sa.dpd.alive}
+	return DPDState{Timer: sa.cfg.DPD, Outstanding: int(sa.dpd.sent), Next: sa.dpd.next, LastAlive: sa.dpd.alive}
 }

@@ -204,6 +204,7 @@ func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, e
 		refusals:       tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		invalidCookies: tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		unauth:         slog.New(ratelog.New(cfg.logger().Handler(), ratelog.Options{}))}
+	e.sh.unauth, e.sh.halfOpenTTL = e.unauth, limits.HalfOpenTimeout
 	if _, err := io.ReadFull(cfg.rand(), e.secret[:]); err != nil {
 		return nil, fmt.Errorf("ike: cookie secret: %w", err)
 	}
@@ -250,7 +251,6 @@ func (e *Endpoint) Initiate(peer netip.AddrPort, now time.Time) (*SA, Output, er
 	if e.pending[halfKey{sa.icky, peer}] != nil {
 		return nil, Output{}, errors.New("ike: initiator cookie already in use")
 	}
-	sa.unauth = e.unauth
 	e.pending[halfKey{sa.icky, peer}] = sa
 	return sa, e.apply(sa, r), nil
 }
@@ -359,8 +359,6 @@ func (e *Endpoint) invalidCookie(from netip.AddrPort, h isakmp.Header, now time.
 // a message leaves nothing behind (SPEC S1).
 func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []byte, now time.Time) Output {
 	sa := newResponder(e.cfg, &e.sh, from, icky, e.responderCookie(icky, from), now)
-	sa.unauth = e.unauth
-	sa.hs.halfOpenTTL = e.limits.HalfOpenTimeout
 	r := sa.handle(pkt, now)
 	e.Stats.Dropped += uint64(sa.Dropped)
 	sa.Dropped = 0

@@ -96,7 +96,7 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 		if !sa.initiator && sa.state == StateMM2Sent {
 			// Message 1 again: message 2 again, as many times as an
 			// initiator retransmits, no more (nothing verified the address).
-			if sa.hs.resends >= sa.cfg.retransmit().Tries {
+			if int(sa.hs.resends) >= sa.cfg.retransmit().Tries {
 				return sa.drop()
 			}
 			sa.hs.resends++
@@ -268,7 +268,10 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 				}
 				// Not retransmitted: nothing verified the address yet. It
 				// is sent again only if the same message 1 comes again.
-				ttl := sa.hs.halfOpenTTL
+				var ttl time.Duration
+				if sa.sh != nil {
+					ttl = sa.sh.halfOpenTTL
+				}
 				if ttl <= 0 {
 					ttl = 30 * time.Second
 				}
@@ -434,7 +437,6 @@ func (sa *SA) ownNonce() ([]byte, error) {
 type keNonce struct {
 	ke isakmp.KE
 	n  isakmp.Nonce
-	cr isakmp.CertRequest
 	ps [3]isakmp.Payload
 }
 
@@ -443,8 +445,7 @@ func (sa *SA) keNoncePayloads(pub, nonce []byte) []isakmp.Payload {
 	b := &keNonce{ke: isakmp.KE{Data: pub}, n: isakmp.Nonce{Data: nonce}}
 	ps := append(b.ps[:0], &b.ke, &b.n)
 	if sa.suite.Auth.signature() {
-		b.cr = isakmp.CertRequest{CertType: isakmp.CertX509Sig}
-		ps = append(ps, &b.cr)
+		ps = append(ps, &isakmp.CertRequest{CertType: isakmp.CertX509Sig})
 	}
 	return ps
 }
@@ -578,25 +579,31 @@ func (sa *SA) hashFor(initiator bool, idBody []byte) []byte {
 	if initiator {
 		out = scr.appendHMAC(dst, h, hs.mk.skeyid[:sa.suite.Hash.size()], hs.gxi, hs.gxr, sa.icky[:], sa.rcky[:], hs.saiBody, idBody)
 		if sa.cfg.KeepTranscript {
-			hs.hashI = out
+			hs.keptHashes()[0] = out
 		}
 	} else {
 		out = scr.appendHMAC(dst, h, hs.mk.skeyid[:sa.suite.Hash.size()], hs.gxr, hs.gxi, sa.rcky[:], sa.icky[:], hs.saiBody, idBody)
 		if sa.cfg.KeepTranscript {
-			hs.hashR = out
+			hs.keptHashes()[1] = out
 		}
 	}
 	return out
 }
 
-// authBundle is message 5's or 6's payloads but the certificates, made in
-// one allocation.
+// keptHashes is where HASH_I and HASH_R are kept (Config.KeepTranscript).
+func (hs *mmState) keptHashes() *[2][]byte {
+	if hs.hashes == nil {
+		hs.hashes = new([2][]byte)
+	}
+	return hs.hashes
+}
+
+// authBundle is message 5's or 6's payloads but the certificates and
+// the initiator's INITIAL-CONTACT, made in one allocation.
 type authBundle struct {
-	hash   isakmp.Hash
-	sig    isakmp.Sig
-	notify isakmp.Notify
-	spi    [16]byte
-	ps     [4]isakmp.Payload
+	hash isakmp.Hash
+	sig  isakmp.Sig
+	ps   [4]isakmp.Payload
 }
 
 // authPayloads builds ID, [CERT], HASH or SIG, and on the initiator
@@ -627,11 +634,8 @@ func (sa *SA) authPayloads(now time.Time) ([]isakmp.Payload, error) {
 		ps = append(ps, &b.hash)
 	}
 	if sa.initiator {
-		copy(b.spi[:], sa.icky[:])
-		copy(b.spi[8:], sa.rcky[:])
-		b.notify = isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP,
-			NotifyType: isakmp.NotifyInitialContact, SPI: b.spi[:]}
-		ps = append(ps, &b.notify)
+		ps = append(ps, &isakmp.Notify{DOI: sa.phase1DOI(), Protocol: isakmp.ProtoISAKMP,
+			NotifyType: isakmp.NotifyInitialContact, SPI: append(sa.icky[:], sa.rcky[:]...)})
 	}
 	return ps, nil
 }

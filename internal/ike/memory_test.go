@@ -104,7 +104,7 @@ func TestEstablishedSAReleasesHandshake(t *testing.T) {
 	if si.hs != nil {
 		t.Fatal("the initiator kept main mode's state after message 6")
 	}
-	if sr.hs == nil || sr.hs.sent == nil || sr.hs.dh != nil || sr.hs.gxi != nil || sr.hs.ni != nil || sr.hs.saiBody != nil || sr.hs.hashR != nil {
+	if sr.hs == nil || sr.hs.sent == nil || sr.hs.dh != nil || sr.hs.gxi != nil || sr.hs.ni != nil || sr.hs.saiBody != nil || sr.hs.hashes != nil {
 		t.Fatalf("the responder's state in message 6's window: %+v", sr.hs)
 	}
 	if sr.phase2IVs != nil || si.phase2IVs != nil {

@@ -3,6 +3,7 @@ package ike
 import (
 	"bytes"
 	"net/netip"
+	"reflect"
 	"runtime"
 	"testing"
 	"time"
@@ -17,10 +18,10 @@ import (
 // so what the responder kept of one (the peer's KE, nonce and identity)
 // must have been copied: the keys and identity are compared to the
 // initiator's. Each SA is removed from resp once established.
-func responderAllocs(t *testing.T, resp *Endpoint, a netip.Addr, n int) float64 {
+func responderAllocs(t *testing.T, resp *Endpoint, a netip.Addr, n int) (allocsPer, bytesPer float64) {
 	t.Helper()
 	held := resp.Established()
-	var allocs uint64
+	var allocs, octets uint64
 	var ms runtime.MemStats
 	var buf [2048]byte
 	handle := func(from netip.AddrPort, data []byte) Output {
@@ -28,10 +29,11 @@ func responderAllocs(t *testing.T, resp *Endpoint, a netip.Addr, n int) float64 
 		// returned, as a socket's read buffer is by the next read.
 		in := buf[:copy(buf[:], data)]
 		runtime.ReadMemStats(&ms)
-		a0 := ms.Mallocs
+		a0, b0 := ms.Mallocs, ms.TotalAlloc
 		out := resp.Handle(from, in, t0)
 		runtime.ReadMemStats(&ms)
 		allocs += ms.Mallocs - a0
+		octets += ms.TotalAlloc - b0
 		for i := range in {
 			in[i] = 0xee
 		}
@@ -68,7 +70,7 @@ func responderAllocs(t *testing.T, resp *Endpoint, a netip.Addr, n int) float64 
 		// mode's.
 		resp.remove(resp.Lookup(ie.SAs()[0].Cookies()))
 	}
-	return float64(allocs) / float64(n)
+	return float64(allocs) / float64(n), float64(octets) / float64(n)
 }
 
 // proves: N1 (issue 18: the key server's allocations per registration) —
@@ -90,10 +92,16 @@ func TestResponderMainModeAllocations(t *testing.T) {
 		t.Fatal(err)
 	}
 	responderAllocs(t, resp, netip.MustParseAddr("127.9.0.1"), 1000) // the tables' growth
-	per := responderAllocs(t, resp, netip.MustParseAddr("127.10.0.1"), 200)
-	t.Logf("%.1f allocations per responder main mode", per)
+	per, b := responderAllocs(t, resp, netip.MustParseAddr("127.10.0.1"), 200)
+	t.Logf("%.1f allocations, %.0f octets per responder main mode", per, b)
 	if per > 69 {
 		t.Fatalf("%.1f allocations per responder main mode, want at most 69", per)
+	}
+	// 6,336 octets before, 5,832 with the cuts above, 5,624 once the
+	// SA, main mode's state and the payload bundles shrank
+	// (TestSAFitsItsSizeClass).
+	if b > 5900 {
+		t.Fatalf("%.0f octets allocated per responder main mode, want at most 5,900", b)
 	}
 }
 
@@ -124,5 +132,22 @@ func TestFillTransformMatchesIntAttr(t *testing.T) {
 		if b := got[0].(*isakmp.SA).AppendBody(nil); !bytes.Equal(b, wb) {
 			t.Fatalf("lifetime %v: chosenSA %x, want %x", life, b, wb)
 		}
+	}
+}
+
+// proves: N1 (issue 18: KS memory per member) — an SA, which a key server
+// holds per member for the SA's lifetime, fits the runtime's 384-octet size
+// class (416 before the Endpoint's bounded logger moved to what its SAs
+// share and the DPD counters, which apply drains after every step, became
+// 16 bits), and main mode's state, released once established, the
+// 416-octet class (480 once SKEYID and the IV chain moved into it, before
+// HASH_I and HASH_R were kept only for Config.KeepTranscript and the
+// half-open life came from the Endpoint).
+func TestSAFitsItsSizeClass(t *testing.T) {
+	if n := reflect.TypeOf(SA{}).Size(); n > 384 {
+		t.Fatalf("SA is %d octets, want at most 384", n)
+	}
+	if n := reflect.TypeOf(mmState{}).Size(); n > 416 {
+		t.Fatalf("mmState is %d octets, want at most 416", n)
 	}
 }

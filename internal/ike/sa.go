@@ -285,9 +285,8 @@ type Info struct {
 // lifetimes, DPD); main mode's own state is in hs, released once the SA is
 // established (issue 18 F3).
 type SA struct {
-	cfg    *Config
-	unauth *slog.Logger // the endpoint's bounded logger, for records before the peer is authenticated; nil: cfg's
-	hs     *mmState     // main mode's state; nil once released
+	cfg *Config
+	hs  *mmState // main mode's state; nil once released
 
 	sh         *shared // the Endpoint's: its local address, the scratch of the SAs' cryptography
 	peer       netip.AddrPort
@@ -315,15 +314,15 @@ type SA struct {
 	dpdSeq         uint32              // of the last R-U-THERE sent
 	lastBlock      [aes.BlockSize]byte // last CBC block of phase 1, seed of phase-2 IVs, once seeded
 	p2iv           [aes.BlockSize]byte // the IV chain of one exchange in progress (p2mid's), without a map
-	p2mid          uint32              // message ID of the exchange in p2iv; 0: none (0 is phase 1's)
 	p2block        cipher.Block        // AES with the phase-2 key, from an accepted message to our answer: phase2Block
 	seeded         bool                // lastBlock is set: phase-2 messages can be protected
 	indexed        bool                // filed in its Endpoint's byID
 	peerVersion    version.Version     // zero: the peer sent no groupvpn version
 	initiator      bool
 	peerDPD        bool
-	initialContact bool  // the peer sent INITIAL-CONTACT
-	ignored        int32 // see Dropped
+	initialContact bool   // the peer sent INITIAL-CONTACT
+	ignored        int32  // see Dropped
+	p2mid          uint32 // message ID of the exchange in p2iv; 0: none (0 is phase 1's)
 }
 
 // mmState is what main mode needs while it runs. Once the SA is
@@ -331,25 +330,25 @@ type SA struct {
 // retransmission window: see SA.established); Config.KeepTranscript keeps its
 // public values.
 type mmState struct {
-	saiBody      []byte // SAi_b: the initiator's SA payload body
-	dh           PrivateKey
-	gxi, gxr     []byte
-	ni, nr       []byte
-	nonce        [nonceLen]byte // ours: what ni (initiator) or nr (responder) holds
-	hashI, hashR []byte
-	mk           mainKeys            // SKEYID and the first IV; the rest is SA.km
-	iv           [aes.BlockSize]byte // phase-1 CBC IV chain
-	block        cipher.Block        // AES with the phase-1 key: messages 5 and 6, and a responder's first phase-2 message
+	saiBody  []byte // SAi_b: the initiator's SA payload body
+	dh       PrivateKey
+	gxi, gxr []byte
+	ni, nr   []byte
+	nonce    [nonceLen]byte // ours: what ni (initiator) or nr (responder) holds
+	hashes   *[2][]byte     // HASH_I and HASH_R, kept for Config.KeepTranscript only
+	block    cipher.Block   // AES with the phase-1 key: messages 5 and 6, and a responder's first phase-2 message
 
-	sent      []byte   // last datagram sent, for retransmission
-	lastRecv  [32]byte // digest of the last datagram accepted from the peer
-	tries     int
+	sent      []byte // last datagram sent, for retransmission
 	rto       time.Duration
 	deadline  time.Time // next retransmission or expiry; established: the end of message 6's window
 	startedAt time.Time
 
-	halfOpenTTL time.Duration // responder: life in MM2_SENT without message 3
-	resends     int           // responder: message 2 sent again for a repeated message 1
+	// The arrays and the small counters last: no padding between them.
+	mk       mainKeys            // SKEYID and the first IV; the rest is SA.km
+	iv       [aes.BlockSize]byte // phase-1 CBC IV chain
+	lastRecv [32]byte            // digest of the last datagram accepted from the peer
+	tries    int32
+	resends  int32 // responder: message 2 sent again for a repeated message 1
 }
 
 // hintInterval is the least time between two PeerLostState events of one
@@ -437,7 +436,7 @@ func (sa *SA) role() string {
 // through the configured one after. The SA holds no logger of its own:
 // the attributes are added to the records written (issue 18 F3).
 func (sa *SA) log(level slog.Level, msg string, args ...any) {
-	l := sa.unauth
+	l := sa.unauthLogger()
 	if l == nil || !sa.establishedAt.IsZero() {
 		l = sa.cfg.logger()
 	}
@@ -447,11 +446,20 @@ func (sa *SA) log(level slog.Level, msg string, args ...any) {
 // logUnauth writes a record caused by input nothing authenticated, through
 // the endpoint's bounded logger whatever the SA's state.
 func (sa *SA) logUnauth(level slog.Level, msg string, args ...any) {
-	l := sa.unauth
+	l := sa.unauthLogger()
 	if l == nil {
 		l = sa.cfg.logger()
 	}
 	sa.logTo(l, level, msg, args...)
+}
+
+// unauthLogger is the endpoint's bounded logger, for records before the
+// peer is authenticated; nil without an Endpoint (cfg's is used then).
+func (sa *SA) unauthLogger() *slog.Logger {
+	if sa.sh == nil {
+		return nil
+	}
+	return sa.sh.unauth
 }
 
 func (sa *SA) logTo(l *slog.Logger, level slog.Level, msg string, args ...any) {
@@ -465,7 +473,7 @@ func (sa *SA) logTo(l *slog.Logger, level slog.Level, msg string, args ...any) {
 // logEnabled reports whether a record at level would be written: what a
 // caller checks before it builds costly attributes.
 func (sa *SA) logEnabled(level slog.Level) bool {
-	l := sa.unauth
+	l := sa.unauthLogger()
 	if l == nil || !sa.establishedAt.IsZero() {
 		l = sa.cfg.logger()
 	}
@@ -544,7 +552,7 @@ func (sa *SA) Timeout(now time.Time) Result {
 		return sa.fail(fmt.Errorf("%w: main mode with %s not done %v after it started (%d transmissions of %s)",
 			ErrTimeout, sa.peer, rt.GiveUp, hs.tries, sa.state))
 	}
-	if hs.tries >= rt.Tries {
+	if int(hs.tries) >= rt.Tries {
 		return sa.fail(fmt.Errorf("%w: %d transmissions of %s to %s", ErrTimeout, hs.tries, sa.state, sa.peer))
 	}
 	hs.tries++
@@ -598,7 +606,7 @@ func (sa *SA) established(now time.Time) {
 	hs.dh, hs.iv = nil, [aes.BlockSize]byte{}
 	if !sa.cfg.KeepTranscript {
 		hs.mk = mainKeys{} // SKEYID: cleared, not left to the collector
-		hs.saiBody, hs.gxi, hs.gxr, hs.ni, hs.nr, hs.hashI, hs.hashR = nil, nil, nil, nil, nil, nil, nil
+		hs.saiBody, hs.gxi, hs.gxr, hs.ni, hs.nr, hs.hashes = nil, nil, nil, nil, nil, nil
 	}
 	if sa.initiator || hs.sent == nil {
 		sa.release()
@@ -715,7 +723,10 @@ type Transcript struct {
 func (sa *SA) Transcript() Transcript {
 	t := Transcript{Suite: sa.suite, ICookie: sa.icky, RCookie: sa.rcky}
 	if hs := sa.hs; hs != nil {
-		t.Ni, t.Nr, t.GXI, t.GXR, t.SAi, t.HashI, t.HashR = hs.ni, hs.nr, hs.gxi, hs.gxr, hs.saiBody, hs.hashI, hs.hashR
+		t.Ni, t.Nr, t.GXI, t.GXR, t.SAi = hs.ni, hs.nr, hs.gxi, hs.gxr, hs.saiBody
+		if hs.hashes != nil {
+			t.HashI, t.HashR = hs.hashes[0], hs.hashes[1]
+		}
 	}
 	local, _ := localID(sa.cfg, sa.suite.Auth, sa.sh.local.Addr())
 	var peer []byte

@@ -2,7 +2,9 @@ package ike
 
 import (
 	"hash"
+	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -13,10 +15,12 @@ import (
 // its SAs (DESIGN.md §3), so one scratch serves them all. An SA made
 // without an Endpoint (NewInitiator) has a shared of its own.
 type shared struct {
-	local   netip.AddrPort
-	scratch *scratch         // made on first use
-	vids    []isakmp.Payload // SA.vendorIDs, for version vidsFor
-	vidsFor version.Version
+	local       netip.AddrPort
+	unauth      *slog.Logger     // the Endpoint's bounded logger (SA.unauthLogger); nil without one
+	halfOpenTTL time.Duration    // a responder's life in MM2_SENT without message 3 (Limits.HalfOpenTimeout)
+	scratch     *scratch         // made on first use
+	vids        []isakmp.Payload // SA.vendorIDs, for version vidsFor
+	vidsFor     version.Version
 	// addrID is the address identity SA.ourID sends, for addrIDFor.
 	addrID    *isakmp.ID
 	addrIDFor netip.Addr
