@@ -71,37 +71,65 @@ var _ Protector = (*ike.SA)(nil)
 // hash computes HASH(n) = prf(SKEYID_a, M-ID | prefix | payloads after the
 // HASH payload).
 func hash(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
-	h, _, err := hashIn(sa, mid, prefix, rest, nil)
-	return h, err
+	return hashIn(sa, mid, prefix, rest, nil)
 }
 
-// hashIn is hash with buf as the room for its input (grown if short); it
-// returns buf for the next use, cleared.
-func hashIn(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload, buf []byte) (h, _ []byte, err error) {
-	// One buffer for M-ID, prefix and payloads: the KS hashes four
-	// messages per registration (issue 18: allocations).
-	in := room(buf, 4+len(prefix)+isakmp.PayloadsLen(rest))
-	in = binary.BigEndian.AppendUint32(in, mid)
-	in, err = isakmp.AppendPayloads(append(in, prefix...), rest)
-	if err != nil {
-		return nil, buf, err
+// scratch is an exchange's working memory for the messages it seals and
+// checks: the room for a plaintext or a HASH input, cleared after each
+// use (a message 4's plaintext holds the group's keys), and the PRF's
+// arguments (a variadic call through the Protector interface allocates
+// its array each time). Issue 18: a KS seals two messages and checks two
+// per registration.
+type scratch struct {
+	buf []byte
+	arg [3][]byte
+	// A served exchange's nonces (Ni_b, at most 128 octets, then Nr_b)
+	// and its Nr payload: in the same allocation.
+	nonces [128 + NonceLen]byte
+	nonce  isakmp.Nonce
+}
+
+// room is sc's buffer emptied, or a new one if it holds fewer than n
+// octets (sc nil: a new one, not kept).
+func (sc *scratch) room(n int) []byte {
+	if sc == nil || cap(sc.buf) < n {
+		b := make([]byte, 0, n)
+		if sc != nil {
+			sc.buf = b
+		}
+		return b
 	}
-	h = sa.PRFa(in)
-	clear(in)
-	return h, in[:0], nil
+	return sc.buf[:0]
+}
+
+// prf is sa.PRFa(parts...) (at most 3), its arguments in sc.
+func (sc *scratch) prf(sa Protector, parts ...[]byte) []byte {
+	if sc == nil {
+		sc = &scratch{}
+	}
+	n := copy(sc.arg[:], parts)
+	h := sa.PRFa(sc.arg[:n]...)
+	clear(sc.arg[:])
+	return h
+}
+
+// hashIn is hash with sc as its working memory (nil: none).
+func hashIn(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload, sc *scratch) ([]byte, error) {
+	// One buffer for M-ID, prefix and payloads: the KS hashes two
+	// messages per registration (issue 18: allocations).
+	in := sc.room(4 + len(prefix) + isakmp.PayloadsLen(rest))
+	defer clear(in[:cap(in)])
+	in = binary.BigEndian.AppendUint32(in, mid)
+	in, err := isakmp.AppendPayloads(append(in, prefix...), rest)
+	if err != nil {
+		return nil, err
+	}
+	return sc.prf(sa, in), nil
 }
 
 // seal builds an encrypted GROUPKEY-PULL message: HASH(n) then rest.
 func seal(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
 	return sealIn(sa, isakmp.ExchangePull, mid, prefix, rest)
-}
-
-// room is buf emptied, or a new buffer if buf holds fewer than n octets.
-func room(buf []byte, n int) []byte {
-	if cap(buf) < n {
-		return make([]byte, 0, n)
-	}
-	return buf[:0]
 }
 
 // hashRoom is the room left for the HASH payload in front of the payloads
@@ -114,38 +142,34 @@ const hashRoom = isakmp.GenericHeaderLen + 64
 // and sent (issue 18: they were encoded twice, for the HASH and for the
 // message, the key download and the group policy included).
 func sealIn(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
-	msg, _, err := sealInto(sa, exch, mid, prefix, rest, nil)
-	return msg, err
+	return sealInto(sa, exch, mid, prefix, rest, nil)
 }
 
-// sealInto is sealIn with buf as the room for the plaintext (grown if
-// short); it returns buf for the next use, cleared (a message 4's
-// plaintext holds the group's keys).
-func sealInto(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte, rest []isakmp.Payload, buf []byte) (msg, _ []byte, err error) {
-	b := room(buf, hashRoom+isakmp.PayloadsLen(rest))[:hashRoom]
+// sealInto is sealIn with sc as its working memory (nil: none).
+func sealInto(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte, rest []isakmp.Payload, sc *scratch) ([]byte, error) {
+	b := sc.room(hashRoom + isakmp.PayloadsLen(rest))[:hashRoom]
 	defer clear(b[:cap(b)])
+	b, err := isakmp.AppendPayloads(b, rest)
+	if err != nil {
+		return nil, err
+	}
 	// The M-ID in the room before the payloads, where the HASH payload
 	// goes once computed: not an allocation of its own.
 	binary.BigEndian.PutUint32(b[hashRoom-4:], mid)
-	b, err = isakmp.AppendPayloads(b, rest)
-	if err != nil {
-		return nil, buf, err
-	}
-	h := sa.PRFa(b[hashRoom-4:hashRoom], prefix, b[hashRoom:])
+	h := sc.prf(sa, b[hashRoom-4:hashRoom], prefix, b[hashRoom:])
 	next := isakmp.PayloadNone
 	if len(rest) > 0 {
 		next = rest[0].Type()
 	}
 	start := hashRoom - isakmp.GenericHeaderLen - len(h)
 	if start < 0 {
-		return nil, b[:0], fmt.Errorf("gdoi: HASH of %d octets", len(h))
+		return nil, fmt.Errorf("gdoi: HASH of %d octets", len(h))
 	}
 	hp := b[start:start]
 	hp = append(hp, byte(next), 0)
 	hp = binary.BigEndian.AppendUint16(hp, uint16(isakmp.GenericHeaderLen+len(h)))
 	_ = append(hp, h...)
-	msg, err = sa.EncryptPhase2Chain(exch, mid, isakmp.PayloadHash, b[start:])
-	return msg, b[:0], err
+	return sa.EncryptPhase2Chain(exch, mid, isakmp.PayloadHash, b[start:])
 }
 
 // open decrypts a GROUPKEY-PULL message and checks its HASH.
@@ -172,30 +196,27 @@ func openWith(sa Protector, m *isakmp.Message, check func([]isakmp.Payload) erro
 // before the IV chain of its Message ID advances: the first payload is a
 // HASH, and it is prf(SKEYID_a, M-ID | prefix | the payloads after it).
 func hashChecker(sa Protector, mid uint32, prefix []byte) func([]isakmp.Payload) error {
-	return func(ps []isakmp.Payload) error {
-		_, err := checkHash(sa, mid, prefix, ps, nil)
-		return err
-	}
+	return func(ps []isakmp.Payload) error { return checkHash(sa, mid, prefix, ps, nil) }
 }
 
-// checkHash is hashChecker's check with buf as the room for the HASH
-// input; it returns buf for the next use, cleared.
-func checkHash(sa Protector, mid uint32, prefix []byte, ps []isakmp.Payload, buf []byte) ([]byte, error) {
+// checkHash is hashChecker's check with sc as its working memory (nil:
+// none).
+func checkHash(sa Protector, mid uint32, prefix []byte, ps []isakmp.Payload, sc *scratch) error {
 	if len(ps) == 0 {
-		return buf, errors.New("empty message")
+		return errors.New("empty message")
 	}
 	h, ok := ps[0].(*isakmp.Hash)
 	if !ok {
-		return buf, fmt.Errorf("first payload is %s, not HASH", ps[0].Type())
+		return fmt.Errorf("first payload is %s, not HASH", ps[0].Type())
 	}
-	want, buf, err := hashIn(sa, mid, prefix, ps[1:], buf)
+	want, err := hashIn(sa, mid, prefix, ps[1:], sc)
 	if err != nil {
-		return buf, err
+		return err
 	}
 	if !hmac.Equal(h.Data, want) {
-		return buf, ErrHash
+		return ErrHash
 	}
-	return buf, nil
+	return nil
 }
 
 func find[T isakmp.Payload](ps []isakmp.Payload) T {

@@ -216,7 +216,7 @@ func TestDoneServeKeepsOnlyTheAnswer(t *testing.T) {
 	if err != nil || !done || !serve.Done() {
 		t.Fatalf("message 4: done %v, %v", done, err)
 	}
-	if serve.nonces != nil || serve.buf != nil || serve.check != nil || serve.group != nil || serve.policy != nil || serve.Group() != nil {
+	if serve.nonces != nil || serve.sc != nil || serve.check != nil || serve.group != nil || serve.policy != nil || serve.Group() != nil {
 		t.Fatalf("a done Serve keeps the exchange's state: %+v", serve)
 	}
 	ks.ForgetMessageID(parse(t, m3).Header.MessageID)

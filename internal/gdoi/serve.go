@@ -42,16 +42,15 @@ type Serve struct {
 	step   int // 0: message 1 being checked, 2: message 2 sent, 4: message 4 sent
 	group  *isakmp.ID
 	// nonces is Ni_b then Nr_b (niLen octets, then NonceLen), the prefix of
-	// HASH(3) and HASH(4): one allocation for both, copied from message
-	// 1 rather than holding its plaintext.
+	// HASH(3) and HASH(4), in sc: copied from message 1 rather than
+	// holding its plaintext.
 	nonces []byte
 	niLen  int
-	// buf is the exchange's room for the plaintexts it seals and the HASH
-	// inputs it checks (sealInto, checkHash), cleared after each use (a
-	// message 4's plaintext holds the group's keys) and dropped once done;
-	// check is checkMsg, made once for both messages it opens (issue 18:
-	// four buffers and two checks per registration before).
-	buf      []byte
+	// sc is the exchange's working memory for the messages it seals and
+	// checks (scratch), dropped once done; check is checkMsg, made once
+	// for both messages it opens (issue 18: four buffers, four PRF
+	// argument arrays and two checks per registration before).
+	sc       *scratch
 	check    func([]isakmp.Payload) error
 	last     []byte   // our last message, for the GM's retransmissions
 	lastRecv [32]byte // digest of the GM's last message
@@ -64,14 +63,12 @@ func (s *Serve) checkMsg(ps []isakmp.Payload) error {
 	if s.step == 2 {
 		prefix = s.nonces
 	}
-	var err error
-	s.buf, err = checkHash(s.sa, s.mid, prefix, ps, s.buf)
-	return err
+	return checkHash(s.sa, s.mid, prefix, ps, s.sc)
 }
 
 // Serve handles message 1 of a new exchange and returns message 2.
 func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) (*Serve, []byte, error) {
-	s := &Serve{sa: sa, policy: p, mid: m.Header.MessageID}
+	s := &Serve{sa: sa, policy: p, mid: m.Header.MessageID, sc: &scratch{}}
 	s.check = s.checkMsg
 	ps, err := openWith(sa, m, s.check)
 	if err != nil {
@@ -95,18 +92,19 @@ func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) 
 	if err != nil {
 		return nil, nil, err
 	}
-	s.nonces = append(make([]byte, 0, len(ni.Data)+NonceLen), ni.Data...)
+	s.nonces = append(s.sc.nonces[:0], ni.Data...)
 	if s.nonces, err = appendRand(s.nonces, r, NonceLen); err != nil {
 		return nil, nil, err
 	}
-	ps2 := []isakmp.Payload{&isakmp.Nonce{Data: s.nonces[s.niLen:]}, groupSA}
+	s.sc.nonce.Data = s.nonces[s.niLen:]
+	ps2 := []isakmp.Payload{&s.sc.nonce, groupSA}
 	// Room for message 4 too, which is about as long (SEQ and KD).
-	s.buf = make([]byte, 0, hashRoom+isakmp.PayloadsLen(ps2)+256)
-	msg, buf, err := sealInto(sa, isakmp.ExchangePull, s.mid, s.nonces[:s.niLen], ps2, s.buf)
+	s.sc.buf = make([]byte, 0, hashRoom+isakmp.PayloadsLen(ps2)+256)
+	msg, err := sealInto(sa, isakmp.ExchangePull, s.mid, s.nonces[:s.niLen], ps2, s.sc)
 	if err != nil {
 		return nil, nil, err
 	}
-	s.buf, s.step, s.last, s.lastRecv = buf, 2, msg, sha256.Sum256(raw)
+	s.step, s.last, s.lastRecv = 2, msg, sha256.Sum256(raw)
 	return s, msg, nil
 }
 
@@ -147,13 +145,13 @@ func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, 
 	if err != nil {
 		return nil, false, err
 	}
-	msg, _, err := sealInto(s.sa, isakmp.ExchangePull, s.mid, s.nonces, []isakmp.Payload{&isakmp.SEQ{Number: seq}, kd}, s.buf)
+	msg, err := sealInto(s.sa, isakmp.ExchangePull, s.mid, s.nonces, []isakmp.Payload{&isakmp.SEQ{Number: seq}, kd}, s.sc)
 	if err != nil {
 		return nil, false, err
 	}
 	// Done: what answers a retransmitted message 3 only (issue 18: a KS
 	// keeps each served exchange a while after it ends).
 	s.step, s.last, s.lastRecv = 4, msg, sha256.Sum256(raw)
-	s.policy, s.group, s.nonces, s.buf, s.check = nil, nil, nil, nil, nil
+	s.policy, s.group, s.nonces, s.sc, s.check = nil, nil, nil, nil, nil
 	return msg, true, nil
 }
