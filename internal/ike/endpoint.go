@@ -2,7 +2,6 @@ package ike
 
 import (
 	"container/heap"
-	"container/list"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -178,10 +177,9 @@ type Endpoint struct {
 	seq    uint64 // responder cookies issued: makes each one unique
 
 	sas      map[pair]*SA
-	pending  map[halfKey]*SA // initiators before message 2, responders before message 3
-	halfOpen *list.List      // responders in MM2_SENT, oldest first
-	perPeer  map[netip.Addr]*list.List
-	elems    map[*SA][2]*list.Element // an SA's elements in halfOpen and perPeer
+	pending  map[halfKey]*SA         // initiators before message 2, responders before message 3
+	halfOpen halfList                // responders in MM2_SENT, oldest first (links: mmState.ho)
+	perPeer  map[netip.Addr]halfList // the same by source address (links: mmState.pp)
 	timers   timerHeap
 	byID     map[string]*SA // established SAs by peer identity (idKey): the first, the others through idNext
 	indexed  int            // SAs filed in byID: the established SAs held (Established)
@@ -199,8 +197,7 @@ type Endpoint struct {
 func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, error) {
 	limits = limits.withDefaults()
 	e := &Endpoint{cfg: cfg, sh: shared{local: local}, limits: limits, sas: map[pair]*SA{},
-		pending: map[halfKey]*SA{}, halfOpen: list.New(), perPeer: map[netip.Addr]*list.List{},
-		elems: map[*SA][2]*list.Element{}, byID: map[string]*SA{},
+		pending: map[halfKey]*SA{}, perPeer: map[netip.Addr]halfList{}, byID: map[string]*SA{},
 		refusals:       tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		invalidCookies: tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		unauth:         slog.New(ratelog.New(cfg.logger().Handler(), ratelog.Options{}))}
@@ -380,25 +377,24 @@ func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []b
 		e.Stats.CookieCollision++
 		return Output{}
 	}
-	if l := e.perPeer[from.Addr()]; l != nil && l.Len() >= e.limits.MaxHalfOpenPerPeer {
+	if l := e.perPeer[from.Addr()]; l.Len() >= e.limits.MaxHalfOpenPerPeer {
 		// Evict this address's oldest: a spoofer flooding from a member's
 		// address costs the member at most a retry, never a lockout.
 		e.Stats.HalfOpenPeerEvicted++
-		e.remove(l.Front().Value.(*SA))
+		e.remove(l.head)
 	} else if e.halfOpen.Len() >= e.limits.MaxHalfOpen {
 		// Evict the oldest SA that never got past message 2: a spoofed
 		// source never answers, a real peer does within a round trip.
 		e.Stats.HalfOpenEvicted++
-		e.remove(e.halfOpen.Front().Value.(*SA))
+		e.remove(e.halfOpen.head)
 	}
 	e.pending[halfKey{icky, from}] = sa
 	e.sas[pair{sa.icky, sa.rcky}] = sa
+	e.halfOpen.push(sa, globalLinks)
 	l := e.perPeer[from.Addr()]
-	if l == nil {
-		l = list.New()
-		e.perPeer[from.Addr()] = l
-	}
-	e.elems[sa] = [2]*list.Element{e.halfOpen.PushBack(sa), l.PushBack(sa)}
+	l.push(sa, peerLinks)
+	e.perPeer[from.Addr()] = l
+	sa.hs.halfOpen = true
 	return e.apply(sa, r)
 }
 
@@ -487,21 +483,69 @@ func sameID(a, b *isakmp.ID) bool {
 }
 
 func (e *Endpoint) leaveHalfOpen(sa *SA) {
-	els, ok := e.elems[sa]
-	if !ok {
+	if sa.hs == nil || !sa.hs.halfOpen {
 		return
 	}
-	delete(e.elems, sa)
-	e.halfOpen.Remove(els[0])
-	if l := e.perPeer[sa.peer.Addr()]; l != nil {
-		l.Remove(els[1])
-		if l.Len() == 0 {
-			delete(e.perPeer, sa.peer.Addr())
-		}
+	sa.hs.halfOpen = false
+	e.halfOpen.unlink(sa, globalLinks)
+	a := sa.peer.Addr()
+	if l := e.perPeer[a]; l.Len() > 1 {
+		l.unlink(sa, peerLinks)
+		e.perPeer[a] = l
+	} else {
+		delete(e.perPeer, a)
+		sa.hs.pp = halfLinks{}
 	}
 	if k := (halfKey{sa.icky, sa.peer}); e.pending[k] == sa {
 		delete(e.pending, k)
 	}
+}
+
+// halfList is a list of half-open SAs, oldest first, linked through
+// their main-mode state (mmState.ho for the Endpoint's list, mmState.pp
+// for an address's): an SA enters and leaves it without an allocation
+// (issue 18: container/list cost a key server three per registration).
+type halfList struct {
+	head, tail *SA
+	n          int
+}
+
+// halfLinks are an SA's neighbours in one halfList.
+type halfLinks struct{ prev, next *SA }
+
+func globalLinks(sa *SA) *halfLinks { return &sa.hs.ho }
+func peerLinks(sa *SA) *halfLinks   { return &sa.hs.pp }
+
+// Len is how many SAs l holds.
+func (l halfList) Len() int { return l.n }
+
+// push appends sa, which is in no list of this kind.
+func (l *halfList) push(sa *SA, links func(*SA) *halfLinks) {
+	*links(sa) = halfLinks{prev: l.tail}
+	if l.tail != nil {
+		links(l.tail).next = sa
+	} else {
+		l.head = sa
+	}
+	l.tail = sa
+	l.n++
+}
+
+// unlink takes sa, which l holds, out of l.
+func (l *halfList) unlink(sa *SA, links func(*SA) *halfLinks) {
+	lk := links(sa)
+	if lk.prev != nil {
+		links(lk.prev).next = lk.next
+	} else {
+		l.head = lk.next
+	}
+	if lk.next != nil {
+		links(lk.next).prev = lk.prev
+	} else {
+		l.tail = lk.prev
+	}
+	*lk = halfLinks{}
+	l.n--
 }
 
 // remove forgets sa; entries of the tables that name another SA stay.

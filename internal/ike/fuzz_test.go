@@ -170,6 +170,7 @@ func fuzzEndpoint(t *testing.T, w *fuzzWorld, e *Endpoint, sa *SA, peer netip.Ad
 		len(e.pending) > fuzzLimits.MaxHalfOpen+1 || len(e.timers) > 2*(len(e.sas)+len(e.pending))+64 {
 		t.Fatalf("tables: %d SAs, %d half-open, %d pending, %d timers", len(e.sas), e.halfOpen.Len(), len(e.pending), len(e.timers))
 	}
+	checkHalfOpen(t, e)
 }
 
 // proves: S4, S1, S2 (issue 11) — phase-1 message handling of a responder

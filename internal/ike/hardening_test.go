@@ -52,7 +52,7 @@ func assertEmpty(t *testing.T, e *Endpoint) {
 			live++
 		}
 	}
-	if len(e.sas) != 0 || len(e.pending) != 0 || e.halfOpen.Len() != 0 || len(e.perPeer) != 0 || len(e.elems) != 0 || live != 0 {
+	if len(e.sas) != 0 || len(e.pending) != 0 || e.halfOpen.Len() != 0 || len(e.perPeer) != 0 || live != 0 {
 		t.Fatalf("state left: %d SAs, %d pending, %d half-open, %d peers, %d live timers", len(e.sas), len(e.pending), e.halfOpen.Len(), len(e.perPeer), live)
 	}
 	if len(e.timers) > 64 {
@@ -117,7 +117,7 @@ func TestHalfOpenBoundedAndExpire(t *testing.T) {
 	if len(resp.sas) > 1000 || resp.halfOpen.Len() > 1000 || len(resp.pending) > 1000 || len(resp.timers) > 2*1000+64 {
 		t.Fatalf("%d SAs, %d half-open, %d pending, %d timers", len(resp.sas), resp.halfOpen.Len(), len(resp.pending), len(resp.timers))
 	}
-	if l := resp.perPeer[addrI.Addr()]; l == nil || l.Len() > 16 {
+	if l, ok := resp.perPeer[addrI.Addr()]; !ok || l.Len() > 16 {
 		t.Fatal("per-peer bound not kept")
 	}
 	if resp.Stats.HalfOpenEvicted == 0 || resp.Stats.HalfOpenPeerEvicted == 0 {

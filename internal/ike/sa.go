@@ -343,12 +343,15 @@ type mmState struct {
 	deadline  time.Time // next retransmission or expiry; established: the end of message 6's window
 	startedAt time.Time
 
+	ho, pp halfLinks // a responder's neighbours in its Endpoint's half-open lists (halfList)
+
 	// The arrays and the small counters last: no padding between them.
 	mk       mainKeys            // SKEYID and the first IV; the rest is SA.km
 	iv       [aes.BlockSize]byte // phase-1 CBC IV chain
 	lastRecv [32]byte            // digest of the last datagram accepted from the peer
 	tries    int32
 	resends  int32 // responder: message 2 sent again for a repeated message 1
+	halfOpen bool  // in its Endpoint's half-open lists
 }
 
 // hintInterval is the least time between two PeerLostState events of one
