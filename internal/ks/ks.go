@@ -136,10 +136,26 @@ type Peer struct {
 	// Identity is what show lists: the certificate's subject, else the
 	// phase-1 identity, else the address.
 	Identity string
+	// ID, when Identity is empty, is the phase-1 identity whose text is
+	// Identity: formatted only when the KS needs it (issue 18: for every
+	// message of a registration before, once for a refusal's log line).
+	// Neither: the address.
+	ID *isakmp.ID
 	// CertSubject is the certificate's subject ("" when the peer
 	// authenticated without one): `authorization identity` matches it.
 	CertSubject string
 	Version     version.Version // the groupvpn version it announced (zero: another implementation)
+}
+
+// identity is the peer's Identity (its ID's text, its address).
+func (p Peer) identity() string {
+	switch {
+	case p.Identity != "":
+		return p.Identity
+	case p.ID != nil:
+		return p.ID.String()
+	}
+	return p.Addr.Addr().String()
 }
 
 // Server is a key server for any number of groups.
@@ -640,7 +656,7 @@ func (s *Server) join(peer Peer, id *isakmp.ID, now time.Time) (*group, error) {
 	if g.cfg.Authorize != nil {
 		if err := g.cfg.Authorize(peer); err != nil {
 			mnemonic.Log(s.log, mnemonic.Alert, "UNAUTHORIZED_IDENTITY", "Group %s received registration from unauthorized identity: %s (%s): %v",
-				g.cfg.Name, peer.Addr.Addr(), peer.Identity, err)
+				g.cfg.Name, peer.Addr.Addr(), peer.identity(), err)
 			return nil, &gdoi.Refusal{Notify: isakmp.NotifyAuthenticationFailed, Reason: fmt.Sprintf("%s is not authorized for group %s", peer.Addr.Addr(), g.cfg.Name)}
 		}
 	}
@@ -787,7 +803,7 @@ func (s *Server) keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (g *
 	} else if m.removed || m.version != peer.Version {
 		g.membersGen++
 	}
-	m.setIdentity(peer.Identity)
+	m.setIdentity(peer.identity())
 	// Removed by a GM removal since it last registered: no rekey reaches
 	// the IDs it holds (retire).
 	cutOff := m.removals != g.removals

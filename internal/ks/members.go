@@ -217,7 +217,8 @@ func (ms *memberTable) setSIDs(m *memberRec, ids []uint32) {
 
 // setIdentity records what show lists for m ("" for the address itself).
 func (m *memberRec) setIdentity(id string) {
-	if id == "" || id == m.addr.String() {
+	var buf [48]byte // an address's text without an allocation per registration (issue 18)
+	if id == "" || id == string(m.addr.AppendTo(buf[:0])) {
 		m.identity = ""
 		return
 	}

@@ -350,10 +350,8 @@ func ksPeer(i ike.Info) ks.Peer {
 	case i.PeerCert != nil:
 		p.CertSubject = i.PeerCert.Subject.String()
 		p.Identity = p.CertSubject
-	case i.PeerID != nil:
-		p.Identity = i.PeerID.String()
-	default: // the address, formatted only when it is the identity
-		p.Identity = i.Peer.Addr().String()
+	default: // the phase-1 identity (nil: the address), formatted by ks when it needs it
+		p.ID = i.PeerID
 	}
 	return p
 }

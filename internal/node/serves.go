@@ -1,6 +1,7 @@
 package node
 
 import (
+	"slices"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ike"
@@ -14,10 +15,61 @@ import (
 // whole table (issue 18 F2).
 type serveTable struct {
 	m     map[serveKey]*serving
-	bySA  map[*ike.SA][]uint32 // message IDs of the SA's exchanges in m
-	order []servedAt           // in start order; entries no longer in m are skipped
-	head  int                  // order[:head] are popped
-	swept time.Time            // the last expire
+	bySA  map[*ike.SA]saMIDs // message IDs of the SA's exchanges in m
+	order []servedAt         // in start order; entries no longer in m are skipped
+	head  int                // order[:head] are popped
+	swept time.Time          // the last expire
+}
+
+// saMIDs are the message IDs of one SA's exchanges: the first in place,
+// as an SA most often carries one, the others behind a pointer (issue 18:
+// a slice of its own for every registration, and 24 octets in the map's
+// buckets, which keep their size after a registration storm).
+type saMIDs struct {
+	first uint32
+	rest  *[]uint32
+}
+
+// each calls f with every message ID.
+func (s saMIDs) each(f func(mid uint32)) {
+	f(s.first)
+	if s.rest != nil {
+		for _, mid := range *s.rest {
+			f(mid)
+		}
+	}
+}
+
+// with is s with mid added.
+func (s saMIDs) with(mid uint32) saMIDs {
+	if s.rest == nil {
+		s.rest = new([]uint32)
+	}
+	*s.rest = append(*s.rest, mid)
+	return s
+}
+
+// without is s without mid, and whether any is left.
+func (s saMIDs) without(mid uint32) (saMIDs, bool) {
+	var rest []uint32
+	if s.rest != nil {
+		rest = *s.rest
+	}
+	if s.first == mid {
+		if len(rest) == 0 {
+			return saMIDs{}, false
+		}
+		s.first = rest[0]
+		rest = rest[1:]
+	} else if i := slices.Index(rest, mid); i >= 0 {
+		rest = append(rest[:i:i], rest[i+1:]...)
+	}
+	if len(rest) == 0 {
+		s.rest = nil
+	} else {
+		s.rest = &rest
+	}
+	return s, true
 }
 
 type servedAt struct {
@@ -30,7 +82,7 @@ type servedAt struct {
 const serveSweep = time.Second
 
 func newServeTable() serveTable {
-	return serveTable{m: map[serveKey]*serving{}, bySA: map[*ike.SA][]uint32{}}
+	return serveTable{m: map[serveKey]*serving{}, bySA: map[*ike.SA]saMIDs{}}
 }
 
 func (t *serveTable) len() int { return len(t.m) }
@@ -44,7 +96,11 @@ func (t *serveTable) add(k serveKey, s *serving) {
 		t.del(k)
 	}
 	t.m[k] = s
-	t.bySA[k.sa] = append(t.bySA[k.sa], k.mid)
+	if mids, ok := t.bySA[k.sa]; ok {
+		t.bySA[k.sa] = mids.with(k.mid)
+	} else {
+		t.bySA[k.sa] = saMIDs{first: k.mid}
+	}
 	t.order = append(t.order, servedAt{k, s})
 }
 
@@ -54,24 +110,17 @@ func (t *serveTable) del(k serveKey) {
 		return
 	}
 	delete(t.m, k)
-	mids := t.bySA[k.sa]
-	for i, mid := range mids {
-		if mid == k.mid {
-			mids = append(mids[:i], mids[i+1:]...)
-			break
-		}
-	}
-	if len(mids) == 0 {
-		delete(t.bySA, k.sa)
-	} else {
+	if mids, left := t.bySA[k.sa].without(k.mid); left {
 		t.bySA[k.sa] = mids
+	} else {
+		delete(t.bySA, k.sa)
 	}
 }
 
 // dropSA forgets the exchanges served over sa.
 func (t *serveTable) dropSA(sa *ike.SA) {
-	for _, mid := range t.bySA[sa] {
-		delete(t.m, serveKey{sa, mid})
+	if mids, ok := t.bySA[sa]; ok {
+		mids.each(func(mid uint32) { delete(t.m, serveKey{sa, mid}) })
 	}
 	delete(t.bySA, sa)
 }

@@ -117,3 +117,41 @@ func BenchmarkServeSweepCheck(b *testing.B) {
 		})
 	}
 }
+
+// proves: N1 (issue 18: allocations per registration) — an SA's first
+// exchange is indexed without a slice of its own (one allocation per
+// registration before), and one carrying several keeps every one of them
+// through deletions in any order and drops them all with the SA.
+func TestServeTableSAIndex(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	tab := newServeTable()
+	sa := &ike.SA{}
+	for mid := range uint32(4) {
+		tab.add(serveKey{sa, mid}, &serving{started: t0})
+	}
+	tab.del(serveKey{sa, 0}) // the first
+	tab.del(serveKey{sa, 2}) // one of the rest
+	if mids := tab.bySA[sa]; tab.len() != 2 || mids.first != 1 || mids.rest == nil || len(*mids.rest) != 1 || (*mids.rest)[0] != 3 {
+		t.Fatalf("after deletions: %d kept, indexed %+v", tab.len(), mids)
+	}
+	tab.dropSA(sa)
+	if tab.len() != 0 || len(tab.bySA) != 0 {
+		t.Fatalf("after dropSA: %d kept, %d SAs indexed", tab.len(), len(tab.bySA))
+	}
+	if raceEnabled {
+		return
+	}
+	sas := make([]*ike.SA, 1000)
+	keep := make([]*serving, len(sas))
+	for i := range sas {
+		sas[i], keep[i] = &ike.SA{}, &serving{started: t0}
+	}
+	tab = serveTable{m: make(map[serveKey]*serving, 2000), bySA: make(map[*ike.SA]saMIDs, 2000), order: make([]servedAt, 0, 2000)}
+	i := 0
+	if n := testing.AllocsPerRun(len(sas)-1, func() {
+		tab.add(serveKey{sas[i], 7}, keep[i])
+		i++
+	}); n != 0 {
+		t.Fatalf("add: %.2f allocations per exchange of a new SA, want 0", n)
+	}
+}
