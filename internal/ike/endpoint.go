@@ -181,8 +181,8 @@ type Endpoint struct {
 	halfOpen halfList                // responders in MM2_SENT, oldest first (links: mmState.ho)
 	perPeer  map[netip.Addr]halfList // the same by source address (links: mmState.pp)
 	timers   timerHeap
-	byID     map[string]*SA // established SAs by peer identity (idKey): the first, the others through idNext
-	indexed  int            // SAs filed in byID: the established SAs held (Established)
+	byID     idIndex // established SAs by peer identity: the first, the others through idNext
+	indexed  int     // SAs filed in byID: the established SAs held (Established)
 
 	cookieMAC hash.Hash // keyed with secret: responder cookies
 	scratch   []byte
@@ -197,7 +197,7 @@ type Endpoint struct {
 func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, error) {
 	limits = limits.withDefaults()
 	e := &Endpoint{cfg: cfg, sh: shared{local: local}, limits: limits, sas: map[pair]*SA{},
-		pending: map[halfKey]*SA{}, perPeer: map[netip.Addr]halfList{}, byID: map[string]*SA{},
+		pending: map[halfKey]*SA{}, perPeer: map[netip.Addr]halfList{},
 		refusals:       tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		invalidCookies: tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		unauth:         slog.New(ratelog.New(cfg.logger().Handler(), ratelog.Options{}))}
@@ -432,7 +432,7 @@ func (e *Endpoint) dropOlder(sa *SA, now time.Time) Output {
 		return out
 	}
 	var older []*SA // remove changes the identity's list
-	for o := e.byID[idKey(sa.peerID)]; o != nil; o = o.idNext {
+	for o := e.byID.get(sa.peerID); o != nil; o = o.idNext {
 		if o != sa && o.state == StateEstablished && sameID(o.peerID, sa.peerID) {
 			older = append(older, o)
 		}
@@ -459,22 +459,97 @@ func (e *Endpoint) index(sa *SA) {
 	if sa.peerID == nil || sa.indexed {
 		return
 	}
-	k := idKey(sa.peerID)
-	first := e.byID[k]
+	first := e.byID.get(sa.peerID)
 	// Usually one SA per identity: a list through the SAs costs no
 	// allocation of its own (issue 18 F3).
 	sa.idNext, sa.idPrev = first, nil
 	if first != nil {
 		first.idPrev = sa
 	}
-	e.byID[k] = sa
+	e.byID.set(sa.peerID, sa)
 	sa.indexed = true
 	e.indexed++
 }
 
-// idKey is the byID key of a peer identity: what sameID compares.
-func idKey(id *isakmp.ID) string {
-	return string([]byte{byte(id.IDType), id.ProtocolID, byte(id.Port >> 8), byte(id.Port)}) + string(id.Data)
+// idIndex maps a peer identity (what sameID compares) to the first
+// established SA filed under it. An identity of up to 19 octets of data
+// (an IPv4 or IPv6 address, a short name) is a key of fixed size, made
+// without an allocation (issue 18: a key server files one per
+// registration); a longer one (a DN) is a string.
+type idIndex struct {
+	short map[shortID]*SA
+	long  map[string]*SA
+}
+
+// shortID is an identity's type, protocol, port and data, n octets of it.
+type shortID struct {
+	hdr  [4]byte
+	n    uint8
+	data [19]byte
+}
+
+func idHeader(id *isakmp.ID) [4]byte {
+	return [4]byte{byte(id.IDType), id.ProtocolID, byte(id.Port >> 8), byte(id.Port)}
+}
+
+func toShortID(id *isakmp.ID) (shortID, bool) {
+	k := shortID{hdr: idHeader(id), n: uint8(len(id.Data))}
+	if len(id.Data) > len(k.data) {
+		return shortID{}, false
+	}
+	copy(k.data[:], id.Data)
+	return k, true
+}
+
+func longID(id *isakmp.ID) string {
+	h := idHeader(id)
+	return string(h[:]) + string(id.Data)
+}
+
+// get returns the first SA filed under id, nil if none.
+func (ix *idIndex) get(id *isakmp.ID) *SA {
+	if k, ok := toShortID(id); ok {
+		return ix.short[k]
+	}
+	return ix.long[longID(id)]
+}
+
+// set files sa first under id; nil takes the identity out.
+func (ix *idIndex) set(id *isakmp.ID, sa *SA) {
+	if k, ok := toShortID(id); ok {
+		if sa == nil {
+			delete(ix.short, k)
+			return
+		}
+		if ix.short == nil {
+			ix.short = map[shortID]*SA{}
+		}
+		ix.short[k] = sa
+		return
+	}
+	if sa == nil {
+		delete(ix.long, longID(id))
+		return
+	}
+	if ix.long == nil {
+		ix.long = map[string]*SA{}
+	}
+	ix.long[longID(id)] = sa
+}
+
+// Len is how many identities are filed.
+func (ix *idIndex) Len() int { return len(ix.short) + len(ix.long) }
+
+// firsts returns the first SA of every identity.
+func (ix *idIndex) firsts() []*SA {
+	var out []*SA
+	for _, sa := range ix.short {
+		out = append(out, sa)
+	}
+	for _, sa := range ix.long {
+		out = append(out, sa)
+	}
+	return out
 }
 
 func sameID(a, b *isakmp.ID) bool {
@@ -565,10 +640,8 @@ func (e *Endpoint) remove(sa *SA) {
 		}
 		if sa.idPrev != nil {
 			sa.idPrev.idNext = sa.idNext
-		} else if k := idKey(sa.peerID); sa.idNext != nil {
-			e.byID[k] = sa.idNext
 		} else {
-			delete(e.byID, k)
+			e.byID.set(sa.peerID, sa.idNext) // nil: the identity's last
 		}
 		sa.idNext, sa.idPrev, sa.indexed = nil, nil, false
 		e.indexed--

@@ -29,7 +29,7 @@ type Keys struct {
 // g^xy) (RFC 2409 §5). gxi and gxr are the KE payload data.
 func DeriveKeys(s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte) (*Keys, error) {
 	var mk mainKeys
-	km, err := deriveKeys(new(scratch), s, psk, ni, nr, gxy, gxi, gxr, icky, rcky, &mk)
+	km, err := deriveKeys(new(scratch), s, psk, ni, nr, gxy, gxi, gxr, icky[:], rcky[:], &mk)
 	if err != nil {
 		return nil, err
 	}
@@ -59,8 +59,10 @@ func (mk *mainKeys) keys(s Suite, km keyMaterial) *Keys {
 // deriveKeys is DeriveKeys, computed in scr. The values an SA keeps for
 // its lifetime, SKEYID_d | SKEYID_a | SKEYID_e (| Ka when longer than
 // SKEYID_e), are one array of their own; SKEYID and the IV, main mode's
-// alone, go to mk (issue 18 F3).
-func deriveKeys(scr *scratch, s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, rcky [8]byte, mk *mainKeys) (keyMaterial, error) {
+// alone, go to mk (issue 18 F3). The cookies are slices (of the SA's
+// arrays): arrays passed by value would escape to the heap through the
+// hash.
+func deriveKeys(scr *scratch, s Suite, psk, ni, nr, gxy, gxi, gxr, icky, rcky []byte, mk *mainKeys) (keyMaterial, error) {
 	if s.Hash.new() == nil {
 		return nil, fmt.Errorf("ike: hash %s not supported", s.Hash)
 	}
@@ -85,7 +87,7 @@ func deriveKeys(scr *scratch, s Suite, psk, ni, nr, gxy, gxi, gxr []byte, icky, 
 	mac := func(prev []byte, b byte) []byte {
 		last[0] = b
 		start := len(buf)
-		buf = scr.appendHMAC(buf, s.Hash, skeyid, prev, gxy, icky[:], rcky[:], last)
+		buf = scr.appendHMAC(buf, s.Hash, skeyid, prev, gxy, icky, rcky, last)
 		return buf[start:len(buf):len(buf)]
 	}
 	d := mac(nil, 0)

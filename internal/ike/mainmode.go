@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -92,7 +93,12 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 		sa.Dropped++
 		return Result{}
 	}
-	if sa.duplicate(pkt) {
+	var digest [32]byte // of pkt, once computed (hashed once a datagram)
+	hashed := false
+	if sa.hs != nil && sa.hs.sent != nil {
+		digest, hashed = sha256.Sum256(pkt), true
+	}
+	if hashed && digest == sa.hs.lastRecv {
 		if !sa.initiator && sa.state == StateMM2Sent {
 			// Message 1 again: message 2 again, as many times as an
 			// initiator retransmits, no more (nothing verified the address).
@@ -178,7 +184,14 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 		}
 		return sa.fail(err)
 	}
-	sa.accepted(pkt)
+	if sa.hs != nil && sa.hs.sent != nil {
+		// The digest recognises the peer's retransmission of pkt
+		// (RFC 2408 §5): the answer to a repeat is our datagram again.
+		if !hashed {
+			digest = sha256.Sum256(pkt)
+		}
+		sa.hs.lastRecv = digest
+	}
 	return r
 }
 
@@ -496,7 +509,7 @@ func (sa *SA) deriveKeys() error {
 			return fmt.Errorf("%w: no pre-shared key for peer %s", ErrAuth, sa.peer.Addr())
 		}
 	}
-	sa.km, err = deriveKeys(sa.sh.scr(), sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky, sa.rcky, &hs.mk)
+	sa.km, err = deriveKeys(sa.sh.scr(), sa.suite, psk, hs.ni, hs.nr, gxy, hs.gxi, hs.gxr, sa.icky[:], sa.rcky[:], &hs.mk)
 	if err != nil {
 		return err
 	}

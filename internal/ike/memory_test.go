@@ -264,7 +264,7 @@ func TestKeyMaterial(t *testing.T) {
 		for _, bits := range []int{128, 192, 256} {
 			s := Suite{KeyBits: bits, Hash: h, Group: 19, Auth: AuthPSK}
 			var mk mainKeys
-			km, err := deriveKeys(new(scratch), s, []byte("k"), []byte("ni"), []byte("nr"), []byte("gxy"), []byte("gxi"), []byte("gxr"), [8]byte{1}, [8]byte{2}, &mk)
+			km, err := deriveKeys(new(scratch), s, []byte("k"), []byte("ni"), []byte("nr"), []byte("gxy"), []byte("gxi"), []byte("gxr"), []byte{1, 0, 0, 0, 0, 0, 0, 0}, []byte{2, 0, 0, 0, 0, 0, 0, 0}, &mk)
 			if err != nil {
 				t.Fatal(err)
 			}

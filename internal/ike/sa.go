@@ -5,7 +5,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -629,19 +628,6 @@ func (sa *SA) release() {
 		return
 	}
 	sa.hs = nil
-}
-
-// duplicate reports whether pkt repeats the last datagram we accepted
-// during main mode; the answer to a repeat is our last datagram again
-// (RFC 2408 §5).
-func (sa *SA) duplicate(pkt []byte) bool {
-	return sa.hs != nil && sa.hs.sent != nil && sha256.Sum256(pkt) == sa.hs.lastRecv
-}
-
-func (sa *SA) accepted(pkt []byte) {
-	if sa.hs != nil && sa.hs.sent != nil {
-		sa.hs.lastRecv = sha256.Sum256(pkt)
-	}
 }
 
 func (sa *SA) header(np isakmp.PayloadType, exch isakmp.ExchangeType, flags isakmp.Flags, mid uint32) isakmp.Header {

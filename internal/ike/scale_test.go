@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -61,20 +62,20 @@ func TestDropOlderCostDoesNotGrowWithSAs(t *testing.T) {
 // so it neither leaks nor misses an SA dropOlder must delete)
 func TestIdentityIndexFollowsSAs(t *testing.T) {
 	p := handshake(t, pskConfig(), pskConfig())
-	if len(p.r.byID) != 1 || len(p.i.byID) != 1 {
-		t.Fatalf("index after establishment: responder %d, initiator %d identities", len(p.r.byID), len(p.i.byID))
+	if p.r.byID.Len() != 1 || p.i.byID.Len() != 1 {
+		t.Fatalf("index after establishment: responder %d, initiator %d identities", p.r.byID.Len(), p.i.byID.Len())
 	}
 	sa := p.r.SAs()[0]
 	if _, err := p.r.Delete(sa, p.now); err != nil {
 		t.Fatal(err)
 	}
-	if len(p.r.byID) != 0 {
-		t.Fatalf("index after Delete: %d identities", len(p.r.byID))
+	if p.r.byID.Len() != 0 {
+		t.Fatalf("index after Delete: %d identities", p.r.byID.Len())
 	}
 	// Expiry: the initiator's SA runs out its lifetime.
 	p.i.Tick(p.now.Add(48 * time.Hour))
-	if len(p.i.SAs()) != 0 || len(p.i.byID) != 0 {
-		t.Fatalf("after expiry: %d SAs, %d identities indexed", len(p.i.SAs()), len(p.i.byID))
+	if len(p.i.SAs()) != 0 || p.i.byID.Len() != 0 {
+		t.Fatalf("after expiry: %d SAs, %d identities indexed", len(p.i.SAs()), p.i.byID.Len())
 	}
 	// INITIAL-CONTACT: the same identity twice leaves one SA indexed.
 	gm1 := pskConfig()
@@ -84,10 +85,10 @@ func TestIdentityIndexFollowsSAs(t *testing.T) {
 	converse(t, a, resp, t0)
 	b, _ := NewEndpoint(gm1, netip.MustParseAddrPort("127.0.0.3:500"), Limits{})
 	converse(t, b, resp, t0)
-	if resp.Stats.InitialContactDropped != 1 || len(resp.SAs()) != 1 || len(resp.byID) != 1 {
-		t.Fatalf("after INITIAL-CONTACT: dropped %d, %d SAs, %d identities", resp.Stats.InitialContactDropped, len(resp.SAs()), len(resp.byID))
+	if resp.Stats.InitialContactDropped != 1 || len(resp.SAs()) != 1 || resp.byID.Len() != 1 {
+		t.Fatalf("after INITIAL-CONTACT: dropped %d, %d SAs, %d identities", resp.Stats.InitialContactDropped, len(resp.SAs()), resp.byID.Len())
 	}
-	for _, first := range resp.byID {
+	for _, first := range resp.byID.firsts() {
 		if first.idNext != nil {
 			t.Fatal("2 SAs indexed under the identity, want 1")
 		}
@@ -98,8 +99,24 @@ func TestIdentityIndexFollowsSAs(t *testing.T) {
 // no allocation of its own; SAs of one identity are all found, and each
 // removal, first, middle or last, leaves the others)
 func TestIdentityIndexList(t *testing.T) {
+	// Identities of the index's fixed-size keys (up to 19 octets of data)
+	// and of its strings.
+	for _, n := range []int{2, 19, 20, 64} {
+		testIdentityIndexList(t, bytes.Repeat([]byte{'g'}, n))
+	}
+}
+
+func testIdentityIndexList(t *testing.T, name []byte) {
 	e, _ := NewEndpoint(pskConfig(), addrR, Limits{})
-	id := func() *isakmp.ID { return &isakmp.ID{IDType: isakmp.IDFQDN, Data: []byte("gm")} }
+	id := func() *isakmp.ID { return &isakmp.ID{IDType: isakmp.IDFQDN, Data: bytes.Clone(name)} }
+	// Neighbours that must not share the identity's list: another type,
+	// port, or one octet more or less.
+	for i, o := range []*isakmp.ID{{IDType: isakmp.IDUserFQDN, Data: name}, {IDType: isakmp.IDFQDN, Port: 500, Data: name},
+		{IDType: isakmp.IDFQDN, Data: append(bytes.Clone(name), 0)}, {IDType: isakmp.IDFQDN, Data: name[:len(name)-1]}} {
+		sa := &SA{icky: isakmp.Cookie{0xf0, byte(i)}, state: StateEstablished, peerID: o}
+		e.sas[pair{sa.icky, sa.rcky}] = sa
+		e.index(sa)
+	}
 	var sas []*SA
 	for i := range 4 {
 		sa := &SA{icky: isakmp.Cookie{byte(i + 1)}, state: StateEstablished, peerID: id()}
@@ -110,7 +127,7 @@ func TestIdentityIndexList(t *testing.T) {
 	}
 	listed := func() map[*SA]bool {
 		m := map[*SA]bool{}
-		for o := e.byID[idKey(id())]; o != nil; o = o.idNext {
+		for o := e.byID.get(id()); o != nil; o = o.idNext {
 			if m[o] {
 				t.Fatal("an SA listed twice")
 			}
@@ -134,8 +151,8 @@ func TestIdentityIndexList(t *testing.T) {
 		}
 	}
 	e.remove(sas[2])
-	if len(e.byID) != 0 {
-		t.Fatalf("%d identities left", len(e.byID))
+	if e.byID.Len() != 4 || e.byID.get(id()) != nil {
+		t.Fatalf("%d identities left, want the 4 neighbours", e.byID.Len())
 	}
 }
 
