@@ -242,7 +242,8 @@ func (g *ecpGroup) GenerateKey(rand io.Reader) (PrivateKey, []byte, error) {
 	if rand == nil {
 		rand = cryptorand.Reader
 	}
-	buf := make([]byte, g.coordLen)
+	k := &ecpPrivateKey{group: g}
+	buf := k.work[:g.coordLen] // the scalar drawn: cleared once crypto/ecdh has its copy
 	defer clear(buf)
 	for range maxScalarTries {
 		if _, err := io.ReadFull(rand, buf); err != nil {
@@ -251,9 +252,9 @@ func (g *ecpGroup) GenerateKey(rand io.Reader) (PrivateKey, []byte, error) {
 		if g.topMask != 0 {
 			buf[0] &= g.topMask
 		}
-		priv, pub, err := g.newPrivateKey(buf)
+		pub, err := k.set(buf)
 		if err == nil {
-			return priv, pub, nil
+			return k, pub, nil
 		}
 	}
 	return nil, nil, fmt.Errorf("ike: %s: random source gave no valid scalar in %d draws", g.name, maxScalarTries)
@@ -262,21 +263,37 @@ func (g *ecpGroup) GenerateKey(rand io.Reader) (PrivateKey, []byte, error) {
 // newPrivateKey makes the key pair of the big-endian scalar (coordLen
 // octets, in [1, n-1]); the tests use it with the RFC 5903 §8 scalars.
 func (g *ecpGroup) newPrivateKey(scalar []byte) (*ecpPrivateKey, []byte, error) {
+	k := &ecpPrivateKey{group: g}
+	pub, err := k.set(scalar)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, pub, nil
+}
+
+// set makes k the key of scalar and returns its public value.
+func (k *ecpPrivateKey) set(scalar []byte) ([]byte, error) {
+	g := k.group
 	priv, err := g.curve.NewPrivateKey(scalar)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ike: %s: private scalar: %w", g.name, err)
+		return nil, fmt.Errorf("ike: %s: private scalar: %w", g.name, err)
 	}
 	// Bytes is 0x04 || x || y (SEC 1 §2.3.3); the KE data drops the 0x04.
 	enc := priv.PublicKey().Bytes()
 	if len(enc) != 1+2*g.coordLen || enc[0] != 4 {
-		return nil, nil, errors.New("ike: " + g.name + ": unexpected public key encoding")
+		return nil, errors.New("ike: " + g.name + ": unexpected public key encoding")
 	}
-	return &ecpPrivateKey{group: g, priv: priv}, enc[1:], nil
+	k.priv = priv
+	return enc[1:], nil
 }
 
 type ecpPrivateKey struct {
 	group *ecpGroup
 	priv  *ecdh.PrivateKey
+	// work holds the scalar while GenerateKey draws it, then the peer's
+	// point while Shared decodes it: crypto/ecdh copies both, and both
+	// are cleared after (issue 18: two allocations per key pair fewer).
+	work [1 + 2*66]byte
 }
 
 // Shared checks that the peer's x || y has the right length and is a point
@@ -288,10 +305,11 @@ func (k *ecpPrivateKey) Shared(peerPub []byte) ([]byte, error) {
 	if len(peerPub) != 2*g.coordLen {
 		return nil, fmt.Errorf("ike: %s: peer public value is %d octets, want %d", g.name, len(peerPub), 2*g.coordLen)
 	}
-	enc := make([]byte, 1+len(peerPub))
+	enc := k.work[:1+len(peerPub)]
 	enc[0] = 4
 	copy(enc[1:], peerPub)
 	pub, err := g.curve.NewPublicKey(enc)
+	clear(enc)
 	if err != nil {
 		return nil, fmt.Errorf("ike: %s: peer public value is not a point on the curve: %w", g.name, err)
 	}
