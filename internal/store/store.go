@@ -139,6 +139,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ks"
@@ -356,9 +357,15 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	db, err := openBolt(path, &bolt.Options{Timeout: max(time.Until(deadline), 100*time.Millisecond),
 		InitialMmapSize: initialMmapSize})
+	if errors.Is(err, syscall.ENOMEM) {
+		// No room for the map (a limit on address space): map what the
+		// file has, as bbolt does by default.
+		db, err = openBolt(path, &bolt.Options{Timeout: max(time.Until(deadline), 100*time.Millisecond)})
+	}
 	if err != nil {
 		return nil, openError(path, timeout, err)
 	}
+	db.AllocSize = allocSize
 	s := &Store{db: db, path: path, written: map[string]*memberMemo{}, seed: maphash.MakeSeed()}
 	if err := s.upgrade(); err != nil {
 		db.Close()
@@ -452,8 +459,17 @@ func create(path string, timeout time.Duration) error {
 // in a registration storm the growing file remapped every few saves
 // (~2% of the key server's CPU at 20,000 members). Address space, not
 // memory: only the pages the file has are ever touched (~73 MiB at
-// 100,000 members).
+// 100,000 members). Where the address space is limited and the map
+// fails, Open maps what the file has instead.
 const initialMmapSize = 1 << 30
+
+// allocSize is how much the file grows by once it must grow. bbolt grows
+// a file to its whole map while the map is at most its AllocSize (16 MiB
+// by default), then by AllocSize: with the map above, a store of ten
+// members would be a 16 MiB file that every start reads whole (check).
+// 1 MiB keeps a file within 1 MiB of what it holds, at a file growth
+// (ftruncate and fsync, on the writer) per ~1,400 members a storm adds.
+const allocSize = 1 << 20
 
 // openBolt opens the database with faults on the mapped file (a truncated
 // file makes bbolt touch pages past its end: SIGBUS) and bbolt's panics on
