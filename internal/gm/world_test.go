@@ -194,7 +194,10 @@ func (w *world) gmOutput(out ike.Output) {
 	}
 }
 
-// policy is the KS as GROUPKEY-PULL asks it (the node's pullPolicy).
+// policy is the KS as GROUPKEY-PULL asks it (the node's pullPolicy): with
+// the group's policy and keys laid out once per change (JoinPayload,
+// KeysPayload), as the node answers, so that every scenario here also
+// checks that layout against rekeys, removals, replaces and restarts.
 type policy struct {
 	srv *ks.Server
 	now time.Time
@@ -379,3 +382,13 @@ func (w *world) logged(mnemonic string) bool {
 }
 
 func (w *world) dump() string { return strings.Join(w.trace, "\n") }
+
+func (p policy) JoinPayload(peer ike.Info, id *isakmp.ID) (isakmp.Payload, error) {
+	return p.srv.JoinPayload(peerOf(peer), id, p.now)
+}
+
+func (p policy) KeysPayload(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, isakmp.Payload, error) {
+	return p.srv.KeysPayload(peerOf(peer), id, sids, p.now)
+}
+
+var _ gdoi.LaidOutPolicy = policy{}
