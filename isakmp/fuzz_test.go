@@ -67,6 +67,15 @@ func FuzzMessage(f *testing.F) {
 		if out, err := mi.Marshal(); err != nil || !bytes.Equal(out, b) || !bytes.Equal(in, b) {
 			t.Fatalf("in place: round trip %x (%v), input now %x, want %x", out, err, in, b)
 		}
+		if m.Encrypted() {
+			// The body read as if it were the plaintext: SplitBody is
+			// SplitPayloadsInPlace with the message's exchange and type.
+			ps, rest, err := m.SplitBody(bytes.Clone(m.Body))
+			wps, wrest, werr := SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, bytes.Clone(m.Body))
+			if (err == nil) != (werr == nil) || (err == nil && (!reflect.DeepEqual(ps, wps) || !bytes.Equal(rest, wrest))) {
+				t.Fatalf("SplitBody (%v) differs from SplitPayloadsInPlace (%v)", err, werr)
+			}
+		}
 	})
 }
 

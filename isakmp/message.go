@@ -10,6 +10,12 @@ type Message struct {
 	Header   Header
 	Payloads []Payload // cleartext payloads; empty when Body is used
 	Body     []byte    // the encrypted body when Header.Flags has FlagEncryption
+
+	// room holds the list of the first payloads parsed, of the message
+	// (Payloads) or of its decrypted body (SplitBody), without an
+	// allocation of its own (issue 18: a key server parses five messages
+	// per registration).
+	room [4]Payload
 }
 
 // Encrypted reports whether the message carries an encrypted body.
@@ -60,13 +66,6 @@ func ParseMessage(b []byte) (*Message, error) { return parseMessage(b, true) }
 // every datagram it read, and kept nothing of most.
 func ParseMessageInPlace(b []byte) (*Message, error) { return parseMessage(b, false) }
 
-// messageBuf is a cleartext message and room for its usual payloads, in
-// one allocation.
-type messageBuf struct {
-	m  Message
-	ps [4]Payload
-}
-
 func parseMessage(b []byte, copyIn bool) (*Message, error) {
 	h, err := ParseHeader(b)
 	if err != nil {
@@ -79,21 +78,37 @@ func parseMessage(b []byte, copyIn bool) (*Message, error) {
 	if copyIn {
 		body = cloneBytes(body)
 	}
+	m := &Message{Header: h}
 	if h.Flags&FlagEncryption != 0 {
-		return &Message{Header: h, Body: own(body)}, nil
+		m.Body = own(body)
+		return m, nil
 	}
-	mb := &messageBuf{m: Message{Header: h}}
-	var ps []Payload
-	if h.NextPayload != PayloadNone {
-		ps = mb.ps[:0]
-	}
-	ps, rest, err := splitPayloadsInto(ps, h.Exchange.isPhase1(), h.NextPayload, body)
+	ps, rest, err := m.split(body)
 	if err == nil && len(rest) != 0 {
 		err = errMalformed("payload chain", len(body)-len(rest), "%d octets after the last payload", len(rest))
 	}
 	if err != nil {
 		return nil, wrapAt("message", HeaderLen, err)
 	}
-	mb.m.Payloads = ps
-	return &mb.m, nil
+	m.Payloads = ps
+	return m, nil
+}
+
+// SplitBody decodes plain, the decrypted body of the encrypted message m,
+// as SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, plain)
+// does: the payloads alias plain, and what follows the last one (the
+// padding) is returned unparsed. The list of the first four payloads lies
+// in m: a second SplitBody of m overwrites the first one's.
+func (m *Message) SplitBody(plain []byte) (ps []Payload, rest []byte, err error) {
+	return m.split(plain)
+}
+
+// split decodes the payload chain b of m's exchange, starting with
+// m.Header.NextPayload, into m.room.
+func (m *Message) split(b []byte) ([]Payload, []byte, error) {
+	var ps []Payload
+	if m.Header.NextPayload != PayloadNone {
+		ps = m.room[:0]
+	}
+	return splitPayloadsInto(ps, m.Header.Exchange.isPhase1(), m.Header.NextPayload, b)
 }

@@ -86,7 +86,7 @@ func (sa *SA) OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) 
 	}
 	iv := sa.phase2IV(m.Header.MessageID)
 	plain := decryptWith(b, iv[:], m.Body)
-	ps, _, err := isakmp.SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, plain)
+	ps, _, err := m.SplitBody(plain)
 	if err != nil {
 		sa.dropPhase2Block()
 		return nil, err
@@ -340,6 +340,6 @@ func (sa *SA) decryptInformational(m *isakmp.Message) ([]isakmp.Payload, error) 
 	if err != nil {
 		return nil, err
 	}
-	ps, _, err := isakmp.SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, plain)
+	ps, _, err := m.SplitBody(plain)
 	return ps, err
 }

@@ -663,7 +663,7 @@ func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
 		return nil, err
 	}
 	plain := decryptWith(b, sa.hs.iv[:], m.Body)
-	ps, _, err := isakmp.SplitPayloadsInPlace(m.Header.Exchange, m.Header.NextPayload, plain)
+	ps, _, err := m.SplitBody(plain)
 	if err != nil {
 		// A wrong key yields garbage: with PSK that is the usual symptom
 		// of a pre-shared key mismatch.
