@@ -91,22 +91,24 @@ func NewGroupPolicy(kek *KEKPolicy, kekExpires time.Time, teks []TEKPolicy, expi
 	return p, nil
 }
 
-// At is the SA payload at now, with pseudotime as the TEKs' pseudotime.
-func (p *GroupPolicy) At(now time.Time, pseudotime time.Duration) isakmp.Payload {
-	return &policyAt{p: p, now: now, pt: pseudotime}
+// At is the SA payload at now, with pseudotime as the TEKs' pseudotime
+// (a value: the payload is *PolicyAt, which a caller may keep where it
+// has room rather than allocate; issue 18).
+func (p *GroupPolicy) At(now time.Time, pseudotime time.Duration) PolicyAt {
+	return PolicyAt{p: p, now: now, pt: pseudotime}
 }
 
-// policyAt is a GroupPolicy at a time: a payload.
-type policyAt struct {
+// PolicyAt is a GroupPolicy at a time: *PolicyAt is the SA payload.
+type PolicyAt struct {
 	p   *GroupPolicy
 	now time.Time
 	pt  time.Duration
 }
 
-func (*policyAt) Type() isakmp.PayloadType { return isakmp.PayloadSA }
-func (a *policyAt) BodyLen() int           { return len(a.p.body) }
+func (*PolicyAt) Type() isakmp.PayloadType { return isakmp.PayloadSA }
+func (a *PolicyAt) BodyLen() int           { return len(a.p.body) }
 
-func (a *policyAt) AppendBody(b []byte) []byte {
+func (a *PolicyAt) AppendBody(b []byte) []byte {
 	start := len(b)
 	b = append(b, a.p.body...)
 	body := b[start:]
@@ -136,34 +138,36 @@ func NewKeyDownload(packets []*isakmp.KeyPacket) *KeyDownload {
 
 // With is the KD payload: the key packets, then the SID key packet of
 // sids at bits bits (SIDKeyPacket) if sids is not empty. sids is read
-// when the payload is encoded.
-func (k *KeyDownload) With(bits int, sids []uint32) isakmp.Payload {
-	return &kdWith{k: k, bits: bits, sids: sids}
+// when the payload is encoded. A value, as At's.
+func (k *KeyDownload) With(bits int, sids []uint32) KeysWith {
+	return KeysWith{k: k, bits: bits, sids: sids}
 }
 
 // Clear overwrites the keys k holds.
 func (k *KeyDownload) Clear() { clear(k.packets) }
 
-type kdWith struct {
+// KeysWith is a KeyDownload with a member's sender IDs: *KeysWith is the
+// KD payload.
+type KeysWith struct {
 	k    *KeyDownload
 	bits int
 	sids []uint32
 }
 
-func (*kdWith) Type() isakmp.PayloadType { return isakmp.PayloadKD }
+func (*KeysWith) Type() isakmp.PayloadType { return isakmp.PayloadKD }
 
 // sidLen is the SID key packet's length: type, RESERVED, length, SPI
 // size (no SPI), NUMBER_OF_SID_BITS, a SID_VALUE per ID.
-func (d *kdWith) sidLen() int {
+func (d *KeysWith) sidLen() int {
 	if len(d.sids) == 0 {
 		return 0
 	}
 	return 5 + 4 + 8*len(d.sids)
 }
 
-func (d *kdWith) BodyLen() int { return 4 + len(d.k.packets) + d.sidLen() }
+func (d *KeysWith) BodyLen() int { return 4 + len(d.k.packets) + d.sidLen() }
 
-func (d *kdWith) AppendBody(b []byte) []byte {
+func (d *KeysWith) AppendBody(b []byte) []byte {
 	n := d.k.n
 	if len(d.sids) > 0 {
 		n++

@@ -83,11 +83,21 @@ func hash(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byt
 type scratch struct {
 	buf []byte
 	arg [3][]byte
-	// A served exchange's nonces (Ni_b, at most 128 octets, then Nr_b)
-	// and its Nr payload: in the same allocation.
+	// A served exchange's nonces (Ni_b, at most 128 octets, then Nr_b),
+	// its Nr payload, the SA and KD payloads a LaidOutPolicy answers, and
+	// room for its messages when a group's fit: in the same allocation.
 	nonces [128 + NonceLen]byte
 	nonce  isakmp.Nonce
+	policy PolicyAt
+	keys   KeysWith
+	space  [scratchRoom]byte
 }
+
+// scratchRoom is the room in a scratch for the messages of an exchange
+// served: a group of a few TEKs' and an ECDSA rekey key's (~360 octets
+// each for messages 2 and 4 with two TEKs and P-256); a longer one is
+// given a buffer of its own.
+const scratchRoom = 512
 
 // room is sc's buffer emptied, or a new one if it holds fewer than n
 // octets (sc nil: a new one, not kept).

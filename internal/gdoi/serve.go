@@ -21,17 +21,16 @@ type Policy interface {
 	Keys(peer ike.Info, group *isakmp.ID, sids uint16) (seq uint32, kd *isakmp.KD, err error)
 }
 
-// LaidOutPolicy is a Policy that also answers with payloads ready to
-// encode (GroupPolicy.At, KeyDownload.With), which Serve then asks rather
-// than Join and Keys: a key server lays out what is the same for every
-// member once (issue 18). The payloads say what Join's and Keys' answers
-// would.
+// LaidOutPolicy is a Policy that also answers with payloads laid out
+// (GroupPolicy.At, KeyDownload.With), which Serve then asks rather than
+// Join and Keys: a key server lays out what is the same for every member
+// once (issue 18). The payloads say what Join's and Keys' answers would.
 type LaidOutPolicy interface {
 	Policy
 	// JoinPayload is Join's SA payload.
-	JoinPayload(peer ike.Info, group *isakmp.ID) (isakmp.Payload, error)
+	JoinPayload(peer ike.Info, group *isakmp.ID) (PolicyAt, error)
 	// KeysPayload is Keys' sequence number and KD payload.
-	KeysPayload(peer ike.Info, group *isakmp.ID, sids uint16) (seq uint32, kd isakmp.Payload, err error)
+	KeysPayload(peer ike.Info, group *isakmp.ID, sids uint16) (seq uint32, kd KeysWith, err error)
 }
 
 // Serve is the KS side of one GROUPKEY-PULL exchange.
@@ -69,6 +68,7 @@ func (s *Serve) checkMsg(ps []isakmp.Payload) error {
 // Serve handles message 1 of a new exchange and returns message 2.
 func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) (*Serve, []byte, error) {
 	s := &Serve{sa: sa, policy: p, mid: m.Header.MessageID, sc: &scratch{}}
+	s.sc.buf = s.sc.space[:0]
 	s.check = s.checkMsg
 	ps, err := openWith(sa, m, s.check)
 	if err != nil {
@@ -85,7 +85,8 @@ func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) 
 	s.group, s.niLen = id, len(ni.Data)
 	var groupSA isakmp.Payload
 	if lp, ok := p.(LaidOutPolicy); ok {
-		groupSA, err = lp.JoinPayload(sa.Info(), id)
+		s.sc.policy, err = lp.JoinPayload(sa.Info(), id)
+		groupSA = &s.sc.policy
 	} else {
 		groupSA, err = p.Join(sa.Info(), id)
 	}
@@ -98,8 +99,11 @@ func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) 
 	}
 	s.sc.nonce.Data = s.nonces[s.niLen:]
 	ps2 := []isakmp.Payload{&s.sc.nonce, groupSA}
-	// Room for message 4 too, which is about as long (SEQ and KD).
-	s.sc.buf = make([]byte, 0, hashRoom+isakmp.PayloadsLen(ps2)+256)
+	if n := hashRoom + isakmp.PayloadsLen(ps2); n > len(s.sc.space) {
+		// With room for message 4 too, which is about as long (SEQ and
+		// KD); sealInto grows it if short.
+		s.sc.buf = make([]byte, 0, n+256)
+	}
 	msg, err := sealInto(sa, isakmp.ExchangePull, s.mid, s.nonces[:s.niLen], ps2, s.sc)
 	if err != nil {
 		return nil, nil, err
@@ -138,7 +142,8 @@ func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, 
 	var seq uint32
 	var kd isakmp.Payload
 	if lp, ok := s.policy.(LaidOutPolicy); ok {
-		seq, kd, err = lp.KeysPayload(s.sa.Info(), s.group, sids)
+		seq, s.sc.keys, err = lp.KeysPayload(s.sa.Info(), s.group, sids)
+		kd = &s.sc.keys
 	} else {
 		seq, kd, err = s.policy.Keys(s.sa.Info(), s.group, sids)
 	}

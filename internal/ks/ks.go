@@ -635,15 +635,16 @@ func (s *Server) Join(peer Peer, id *isakmp.ID, now time.Time) (*isakmp.GroupSA,
 // JoinPayload is Join's answer as the SA payload laid out for every
 // member (gdoi.GroupPolicy): the same octets, built once per change of
 // the group (laidOut).
-func (s *Server) JoinPayload(peer Peer, id *isakmp.ID, now time.Time) (isakmp.Payload, error) {
+func (s *Server) JoinPayload(peer Peer, id *isakmp.ID, now time.Time) (gdoi.PolicyAt, error) {
 	g, err := s.join(peer, id, now)
 	if err != nil {
-		return nil, err
+		return gdoi.PolicyAt{}, err
 	}
-	if l := g.laidOut(); l != nil {
-		return l.sa.At(now, g.pseudotime(now)), nil
+	l, err := g.laidOut()
+	if err != nil {
+		return gdoi.PolicyAt{}, err
 	}
-	return g.policy(now), nil
+	return l.sa.At(now, g.pseudotime(now)), nil
 }
 
 // join admits a peer to a group (Join) and returns the group.
@@ -749,15 +750,16 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 // KeysPayload is Keys' answer as the KD payload laid out for every
 // member (gdoi.KeyDownload) with the member's sender IDs: the same
 // octets, the key packets built once per change of the group (laidOut).
-func (s *Server) KeysPayload(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uint32, isakmp.Payload, error) {
+func (s *Server) KeysPayload(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uint32, gdoi.KeysWith, error) {
 	g, bits, ids, err := s.keys(peer, id, sids, now)
 	if err != nil {
-		return 0, nil, err
+		return 0, gdoi.KeysWith{}, err
 	}
-	if l := g.laidOut(); l != nil {
-		return g.seq, l.kd.With(bits, ids), nil
+	l, err := g.laidOut()
+	if err != nil {
+		return 0, gdoi.KeysWith{}, err
 	}
-	return g.seq, g.keyDownload(bits, ids), nil
+	return g.seq, l.kd.With(bits, ids), nil
 }
 
 // keyDownload is the group's KD payload with the sender IDs ids at bits

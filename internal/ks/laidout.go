@@ -1,6 +1,7 @@
 package ks
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
@@ -78,12 +79,12 @@ func (l *laidOut) current(g *group) bool {
 }
 
 // laidOut returns the group's policy and key packets laid out, laid out
-// again if anything they say changed; nil if they cannot be (the caller
-// builds them as Join and Keys do). The key packets laid out before are
-// cleared when they are replaced.
-func (g *group) laidOut() *laidOut {
+// again if anything they say changed. The key packets laid out before
+// are cleared when they are replaced. It fails only if gdoi cannot lay
+// out what it encodes (TestLaidOutIsWhatThePayloadsSay).
+func (g *group) laidOut() (*laidOut, error) {
 	if g.out != nil && g.out.current(g) {
-		return g.out
+		return g.out, nil
 	}
 	l := &laidOut{hasKEK: g.sig.alg != 0}
 	var kek *gdoi.KEKPolicy
@@ -105,12 +106,12 @@ func (g *group) laidOut() *laidOut {
 	}
 	sa, err := gdoi.NewGroupPolicy(kek, l.kekExp, teks, l.expires)
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("ks: group %s: %w", g.cfg.Name, err)
 	}
 	l.sa, l.kd = sa, gdoi.NewKeyDownload(packets)
 	if g.out != nil {
 		g.out.kd.Clear()
 	}
 	g.out = l
-	return l
+	return l, nil
 }

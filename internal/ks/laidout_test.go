@@ -50,7 +50,7 @@ func TestLaidOutFollowsTheGroup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, _ := isakmp.MarshalPayload(laidSA)
+		got, _ := isakmp.MarshalPayload(&laidSA)
 		want, _ := isakmp.MarshalPayload(built)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s: the SA payload laid out differs from Join's:\n%x\n%x", what, got, want)
@@ -60,7 +60,7 @@ func TestLaidOutFollowsTheGroup(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 		m, _ := s.Member("G", p.Addr.Addr())
-		got, _ = isakmp.MarshalPayload(laidKD)
+		got, _ = isakmp.MarshalPayload(&laidKD)
 		want, _ = isakmp.MarshalPayload(g.keyDownload(int(max(m.SIDBits, MinSIDBits)), m.SenderIDs))
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s: the KD payload laid out differs from Keys':\n%x\n%x", what, got, want)
@@ -191,7 +191,8 @@ func TestLaidOutFollowsTheGroup(t *testing.T) {
 
 // kdBytes is the key packets l laid out.
 func (l *laidOut) kdBytes() []byte {
-	b, _ := isakmp.MarshalPayload(l.kd.With(0, nil))
+	with := l.kd.With(0, nil)
+	b, _ := isakmp.MarshalPayload(&with)
 	return b[isakmp.GenericHeaderLen+4:]
 }
 

@@ -302,17 +302,17 @@ func (p *pullPolicy) Keys(peer ike.Info, group *isakmp.ID, sids uint16) (uint32,
 // JoinPayload and KeysPayload make pullPolicy a gdoi.LaidOutPolicy: the
 // group's policy and key packets laid out once for every member (issue
 // 18), which gdoi.Serve asks rather than Join and Keys.
-func (p *pullPolicy) JoinPayload(peer ike.Info, group *isakmp.ID) (isakmp.Payload, error) {
+func (p *pullPolicy) JoinPayload(peer ike.Info, group *isakmp.ID) (gdoi.PolicyAt, error) {
 	return p.ks.JoinPayload(ksPeer(peer), group, p.now)
 }
 
-func (p *pullPolicy) KeysPayload(peer ike.Info, group *isakmp.ID, sids uint16) (uint32, isakmp.Payload, error) {
+func (p *pullPolicy) KeysPayload(peer ike.Info, group *isakmp.ID, sids uint16) (uint32, gdoi.KeysWith, error) {
 	seq, kd, err := p.ks.KeysPayload(ksPeer(peer), group, sids, p.now)
 	if err != nil {
-		return 0, nil, err
+		return 0, gdoi.KeysWith{}, err
 	}
 	if err := p.writeSIDReservations(); err != nil {
-		return 0, nil, err
+		return 0, gdoi.KeysWith{}, err
 	}
 	return seq, kd, nil
 }
