@@ -383,11 +383,11 @@ func (w *world) logged(mnemonic string) bool {
 
 func (w *world) dump() string { return strings.Join(w.trace, "\n") }
 
-func (p policy) JoinPayload(peer ike.Info, id *isakmp.ID) (isakmp.Payload, error) {
+func (p policy) JoinPayload(peer ike.Info, id *isakmp.ID) (gdoi.PolicyAt, error) {
 	return p.srv.JoinPayload(peerOf(peer), id, p.now)
 }
 
-func (p policy) KeysPayload(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, isakmp.Payload, error) {
+func (p policy) KeysPayload(peer ike.Info, id *isakmp.ID, sids uint16) (uint32, gdoi.KeysWith, error) {
 	return p.srv.KeysPayload(peerOf(peer), id, sids, p.now)
 }
 
