@@ -271,7 +271,7 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 				}
 				s.Lifetime = min(s.lifetime(), mine.lifetime())
 				sa.suite = s
-				msg, err := sa.marshal(0, chosenSA(saP.DOI, prop, s, t.Number, sa.vendorIDs()))
+				msg, err := sa.marshal(0, chosenSA(sa.sh, saP.DOI, prop, s, t.Number, sa.vendorIDs()))
 				if err != nil {
 					return Result{}, err
 				}
@@ -297,21 +297,23 @@ func (sa *SA) onMM1(m *isakmp.Message, now time.Time) (Result, error) {
 }
 
 // mm2SA is message 2's payloads and what they point to, made in one
-// allocation (a key server sends one message 2 per registration).
+// allocation (a key server sends one message 2 per registration); the
+// transform's attributes are the Endpoint's (shared.transformAttrs).
 type mm2SA struct {
 	sa    isakmp.SA
 	props [1]*isakmp.Proposal
 	prop  isakmp.Proposal
 	trs   [1]*isakmp.Transform
-	tr    suiteTransform
+	tr    isakmp.Transform
 	ps    [3]isakmp.Payload
 }
 
 // chosenSA returns message 2's payloads: the SA payload choosing transform
 // number tn of prop, read as suite s, then vids.
-func chosenSA(doi isakmp.DOI, prop *isakmp.Proposal, s Suite, tn uint8, vids []isakmp.Payload) []isakmp.Payload {
+func chosenSA(sh *shared, doi isakmp.DOI, prop *isakmp.Proposal, s Suite, tn uint8, vids []isakmp.Payload) []isakmp.Payload {
 	c := new(mm2SA)
-	c.trs[0] = s.fillTransform(&c.tr, tn)
+	c.tr = isakmp.Transform{Number: tn, ID: isakmp.TransformKeyIKE, Attributes: sh.transformAttrs(s)}
+	c.trs[0] = &c.tr
 	c.prop = isakmp.Proposal{Number: prop.Number, Protocol: isakmp.ProtoISAKMP, SPI: prop.SPI, Transforms: c.trs[:]}
 	c.props[0] = &c.prop
 	c.sa = isakmp.SA{DOI: doi, Situation: isakmp.SituationIdentityOnly, Proposals: c.props[:]}

@@ -24,6 +24,25 @@ type shared struct {
 	// addrID is the address identity SA.ourID sends, for addrIDFor.
 	addrID    *isakmp.ID
 	addrIDFor netip.Addr
+	// tf holds the attributes of the transform of suite tfFor
+	// (transformAttrs).
+	tf    *suiteTransform
+	tfFor Suite
+}
+
+// transformAttrs returns the attributes of suite s's KEY_IKE transform.
+// They are made once per suite and shared by the SAs, which only encode
+// them (a key server chooses one transform per registration, in message
+// 2); the slice is full, so an append copies it.
+func (sh *shared) transformAttrs(s Suite) isakmp.Attributes {
+	if sh == nil {
+		return s.fillTransform(new(suiteTransform), 0).Attributes
+	}
+	if sh.tf == nil || sh.tfFor != s {
+		sh.tf, sh.tfFor = new(suiteTransform), s
+		s.fillTransform(sh.tf, 0)
+	}
+	return sh.tf.attrs[:len(sh.tf.attrs):len(sh.tf.attrs)]
 }
 
 func (sh *shared) scr() *scratch {
