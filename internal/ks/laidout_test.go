@@ -225,3 +225,61 @@ func allZero(b []byte) bool {
 	}
 	return len(b) > 0
 }
+
+// proves: N1, C1 (issue 18: the laid-out policy; issue 16: adopted keys)
+// — a member registering with a secondary right after it adopted the
+// primary's keys gets them, in Join's octets, and right after it adopted
+// the same keys again with their ends moved (a TEK's end is the only
+// field of a TEK changed in place; the KEK's moves with it) gets the
+// lifetimes left they have now.
+func TestLaidOutFollowsAdoptedKeys(t *testing.T) {
+	pri, sec := coopPair(t)
+	id := isakmp.GroupID(7)
+	gm := 0
+	register := func(what string, at time.Time) *isakmp.GroupSA {
+		t.Helper()
+		gm++
+		p := peer(netip.AddrFrom4([4]byte{10, 2, 0, byte(gm)}).String())
+		laid, err := sec.JoinPayload(p, id, at)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		built, err := sec.Join(p, id, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := mustMarshal(t, &laid), mustMarshal(t, built); !bytes.Equal(got, want) {
+			t.Fatalf("%s: the SA payload laid out differs from Join's:\n%x\n%x", what, got, want)
+		}
+		return built
+	}
+	own := register("before adopting", now)
+	if _, err := pri.Rekey("G", now); err != nil {
+		t.Fatal(err)
+	}
+	sa, kd, seq, err := pri.Announce("G", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sec.AdoptKeys("G", sa, kd, seq, now); err != nil {
+		t.Fatal(err)
+	}
+	adopted := register("after adopting", now)
+	if adopted.TEKs[0].SPI == own.TEKs[0].SPI || adopted.TEKs[0].SPI != sa.TEKs[0].SPI || adopted.KEK.SPI != sa.KEK.SPI {
+		t.Fatal("after adopting: not the primary's keys")
+	}
+	// Announced 10 minutes later, adopted 20 minutes later: the same
+	// keys, ending 10 minutes later than this KS had them end.
+	sa, kd, seq, err = pri.Announce("G", now.Add(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := now.Add(20 * time.Minute)
+	if changed, _, err := sec.AdoptKeys("G", sa, kd, seq, at); err != nil || changed {
+		t.Fatalf("the same keys adopted again: changed %v, %v", changed, err)
+	}
+	again := register("after adopting the same keys later", at)
+	if life := lifeLeft(t, again.TEKs[0].Attributes); life != 50*60 {
+		t.Fatalf("TEK lifetime left %d s, want %d", life, 50*60)
+	}
+}
