@@ -156,7 +156,7 @@ func splitPayloadsInto(ps []Payload, phase1 bool, first PayloadType, b []byte) (
 // parseOne decodes one payload of type t at the start of b and returns the
 // Next Payload field, the payload and the octets consumed.
 func parseOne(phase1 bool, t PayloadType, b []byte) (PayloadType, Payload, int, error) {
-	next, body, err := splitGeneric(t.String(), b)
+	next, body, err := splitGenericOf(t, b)
 	if err != nil {
 		return 0, nil, 0, err
 	}
@@ -165,6 +165,17 @@ func parseOne(phase1 bool, t PayloadType, b []byte) (PayloadType, Payload, int, 
 		return 0, nil, 0, wrapAt("body", GenericHeaderLen, err)
 	}
 	return next, p, GenericHeaderLen + len(body), nil
+}
+
+// splitGenericOf is splitGeneric for a payload of type t, naming t (a map
+// lookup) only for an error: a well-formed header is read in place.
+func splitGenericOf(t PayloadType, b []byte) (PayloadType, []byte, error) {
+	if len(b) >= GenericHeaderLen && b[1] == 0 {
+		if n := int(b[2])<<8 | int(b[3]); n >= GenericHeaderLen && n <= len(b) {
+			return PayloadType(b[0]), b[GenericHeaderLen:n], nil
+		}
+	}
+	return splitGeneric(t.String(), b)
 }
 
 // splitGeneric reads a generic payload header at the start of b and returns

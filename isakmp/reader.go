@@ -113,7 +113,7 @@ func appendU64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64
 func (r *reader) chain(first PayloadType, allowed func(PayloadType) bool, each func(t PayloadType, body []byte) error) {
 	for t := first; t != PayloadNone && r.err == nil; {
 		at := r.off
-		next, body, err := splitGeneric(t.String(), r.b[at:])
+		next, body, err := splitGenericOf(t, r.b[at:])
 		if err == nil && next != PayloadNone && !allowed(next) {
 			err = errMalformed(t.String(), 0, "next payload %s is not allowed here", next)
 		}
