@@ -315,7 +315,7 @@ func (n *Node) coopConnect(kp *peerKS, now time.Time) {
 		return
 	}
 	kp.connecting = sa
-	n.process(s, out)
+	n.process(s, out, now)
 }
 
 // coopRetry schedules the next attempt: BackoffMin doubling to
@@ -483,7 +483,7 @@ func (n *Node) coopUnreachable(peer netip.Addr, now time.Time) {
 	kp.sa, kp.sock = nil, nil
 	for _, o := range old {
 		if out, err := o.s.ep.Delete(o.sa, now); err == nil {
-			n.process(o.s, out)
+			n.process(o.s, out, now)
 		}
 	}
 	if kp.sa == nil && kp.connecting == nil {

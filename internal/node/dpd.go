@@ -12,7 +12,7 @@ import (
 func (n *Node) SetDPD(d ike.DPD, now time.Time) {
 	n.o.IKE.DPD = d
 	for _, s := range n.socks {
-		n.process(s, s.ep.DPDChanged(now))
+		n.process(s, s.ep.DPDChanged(now), now)
 	}
 }
 

@@ -504,7 +504,7 @@ func (n *Node) datagram(d datagram) {
 		n.stats.notRekey++
 		return // a multicast rekey socket carries nothing else
 	}
-	n.process(d.sock, d.sock.ep.Handle(d.from, d.data, now))
+	n.process(d.sock, d.sock.ep.Handle(d.from, d.data, now), now)
 }
 
 func (n *Node) read(s *sock) {
@@ -555,7 +555,7 @@ func (n *Node) nextTimer() time.Time {
 func (n *Node) tick(now time.Time) {
 	for _, s := range n.socks {
 		if t := s.ep.NextTimer(); !t.IsZero() && !t.After(now) {
-			n.process(s, s.ep.Tick(now))
+			n.process(s, s.ep.Tick(now), now)
 		}
 	}
 	for _, r := range n.regs {
@@ -604,12 +604,12 @@ func (n *Node) send(s *sock, to netip.AddrPort, b []byte) {
 	s.out.q = append(s.out.q, outbound{to: to, data: b})
 }
 
-// process sends an endpoint's datagrams and routes its events.
-func (n *Node) process(s *sock, out ike.Output) {
+// process sends an endpoint's datagrams and routes its events, at now (the
+// time the endpoint was handed).
+func (n *Node) process(s *sock, out ike.Output, now time.Time) {
 	for _, p := range out.Send {
 		n.send(s, p.To, p.Data)
 	}
-	now := n.o.Now()
 	for _, ev := range out.Events {
 		switch e := ev.Event.(type) {
 		case ike.Established:

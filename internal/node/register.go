@@ -113,7 +113,7 @@ func (n *Node) connect(r *registration, ks netip.AddrPort, _ time.Time) {
 			return
 		}
 		r.m.Phase1Started(sa, now)
-		n.process(r.sock, out)
+		n.process(r.sock, out, now)
 	})
 }
 
@@ -145,7 +145,7 @@ func (n *Node) dropSuspects(s *sock, peer netip.AddrPort, now time.Time) {
 		if err != nil {
 			continue // held by another socket's endpoint, or gone
 		}
-		n.process(s, out)
+		n.process(s, out, now)
 	}
 }
 
@@ -261,7 +261,7 @@ func (n *Node) ClearPhase1(now time.Time) int {
 			for _, r := range n.regs {
 				r.m.Cleared(sa, now)
 			}
-			n.process(s, out)
+			n.process(s, out, now)
 		}
 	}
 	return deleted

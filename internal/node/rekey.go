@@ -199,7 +199,7 @@ func (n *Node) dropPhase1(peers map[netip.Addr]bool, now time.Time) {
 				n.log.Debug("phase-1 SA not deleted", "peer", sa.Peer(), "err", err)
 				continue
 			}
-			n.process(s, out)
+			n.process(s, out, now)
 		}
 	}
 }
