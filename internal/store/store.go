@@ -246,18 +246,29 @@ func (m *memberMemo) table() digestTable {
 	if len(m.over) == 0 {
 		return m.t
 	}
-	t := make(digestTable, 0, len(m.t)+len(m.over))
-	for _, e := range m.t {
-		if o, ok := m.over[e.addr]; !ok || !o.gone {
-			t = append(t, e) // (an address in both: its digest is t's, set in place)
-		}
-	}
+	// The new addresses sorted, then merged with t (sorted already): a
+	// storm of new members folds ~every quarter of the table, and sorting
+	// the whole table each time cost more than the merge.
+	added := make(digestTable, 0, len(m.over))
 	for a, o := range m.over {
 		if _, ok := m.t.find(a); !ok && !o.gone {
-			t = append(t, memberDigestOf{a, o.d})
+			added = append(added, memberDigestOf{a, o.d})
 		}
 	}
-	slices.SortFunc(t, func(x, y memberDigestOf) int { return x.addr.Compare(y.addr) })
+	slices.SortFunc(added, func(x, y memberDigestOf) int { return x.addr.Compare(y.addr) })
+	t := make(digestTable, 0, len(m.t)+len(added))
+	i := 0
+	for _, e := range m.t {
+		if o, ok := m.over[e.addr]; ok && o.gone {
+			continue // (an address in both, not gone: its digest is t's, set in place)
+		}
+		for i < len(added) && added[i].addr.Less(e.addr) {
+			t = append(t, added[i])
+			i++
+		}
+		t = append(t, e)
+	}
+	t = append(t, added[i:]...)
 	m.t, m.over = t, map[netip.Addr]memoEntry{}
 	return t
 }
