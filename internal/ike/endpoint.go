@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ratelog"
@@ -277,45 +278,61 @@ func (e *Endpoint) responderCookie(icky isakmp.Cookie, peer netip.AddrPort) isak
 
 // Handle processes one datagram received from `from`.
 func (e *Endpoint) Handle(from netip.AddrPort, pkt []byte, now time.Time) Output {
+	var out Output
+	e.HandleInto(&out, from, pkt, now)
+	return out
+}
+
+// HandleInto is Handle appending to out's Send and Events, so that an owner
+// handling datagram after datagram reuses one Output's arrays (issue 18:
+// two allocations per datagram). What it appends is what Handle returns;
+// the owner must be done with out's entries (and clear them: they name SAs
+// and alias their buffers) before it hands out to HandleInto again, so an
+// Output being iterated is never the one a nested call appends to.
+func (e *Endpoint) HandleInto(out *Output, from netip.AddrPort, pkt []byte, now time.Time) {
 	h, err := isakmp.ParseHeader(pkt)
 	if err != nil {
 		e.Stats.Malformed++
-		return Output{}
+		return
 	}
 	var zero isakmp.Cookie
 	if sa := e.sas[pair{h.InitiatorCookie, h.ResponderCookie}]; sa != nil {
 		if sa.peer != from {
 			e.Stats.UnknownSA++ // a cookie pair used from another address
-			return Output{}
+			return
 		}
-		return e.step(sa, sa.handle(pkt, now), now)
+		e.stepInto(out, sa, sa.handle(pkt, now), now)
+		return
 	}
 	if h.ResponderCookie == zero {
 		// Message 1, or a retransmission of it.
 		if sa := e.pending[halfKey{h.InitiatorCookie, from}]; sa != nil {
 			if sa.initiator { // our own cookie sent back with no responder's
 				e.Stats.UnknownSA++
-				return Output{}
+				return
 			}
-			return e.step(sa, sa.handle(pkt, now), now)
+			e.stepInto(out, sa, sa.handle(pkt, now), now)
+			return
 		}
 		if h.Exchange != isakmp.ExchangeIdentityProt || h.NextPayload != isakmp.PayloadSA {
 			e.Stats.UnknownSA++
-			return Output{}
+			return
 		}
-		return e.newResponder(from, h.InitiatorCookie, pkt, now)
+		e.newResponder(out, from, h.InitiatorCookie, pkt, now)
+		return
 	}
 	// Message 2: the responder chose its cookie.
 	if sa := e.pending[halfKey{h.InitiatorCookie, from}]; sa != nil && sa.initiator {
-		out := e.step(sa, sa.handle(pkt, now), now)
+		e.stepInto(out, sa, sa.handle(pkt, now), now)
 		if sa.rcky != zero && sa.state != StateDead {
 			delete(e.pending, halfKey{sa.icky, from})
 			e.sas[pair{sa.icky, sa.rcky}] = sa
 		}
-		return out
+		return
 	}
 	e.Stats.UnknownSA++
-	return e.invalidCookie(from, h, now)
+	o := e.invalidCookie(from, h, now)
+	out.Send = append(out.Send, o.Send...)
 }
 
 // invalidCookie answers a message naming cookies of no SA we hold with an
@@ -354,7 +371,7 @@ func (e *Endpoint) invalidCookie(from netip.AddrPort, h isakmp.Header, now time.
 // newResponder runs message 1 on a fresh responder SA, which enters the
 // tables only if it answered with message 2: input that did not complete
 // a message leaves nothing behind (SPEC S1).
-func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []byte, now time.Time) Output {
+func (e *Endpoint) newResponder(out *Output, from netip.AddrPort, icky isakmp.Cookie, pkt []byte, now time.Time) {
 	sa := newResponder(e.cfg, &e.sh, from, icky, e.responderCookie(icky, from), now)
 	r := sa.handle(pkt, now)
 	e.Stats.Dropped += uint64(sa.Dropped)
@@ -364,18 +381,19 @@ func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []b
 		// refusal goes to an address nothing verified: rate-bounded.
 		e.Stats.MM1Rejected++
 		if r.sends() == 0 {
-			return Output{}
+			return
 		}
 		if !e.refusals.take(now) {
 			e.Stats.RefusalSuppressed++
-			return Output{}
+			return
 		}
 		e.Stats.RefusalSent++
-		return Output{Send: []Packet{{To: from, Data: r.public().Send[0]}}}
+		out.Send = append(out.Send, Packet{To: from, Data: r.public().Send[0]})
+		return
 	}
 	if e.sas[pair{sa.icky, sa.rcky}] != nil {
 		e.Stats.CookieCollision++
-		return Output{}
+		return
 	}
 	if l := e.perPeer[from.Addr()]; l.Len() >= e.limits.MaxHalfOpenPerPeer {
 		// Evict this address's oldest: a spoofer flooding from a member's
@@ -395,16 +413,24 @@ func (e *Endpoint) newResponder(from netip.AddrPort, icky isakmp.Cookie, pkt []b
 	l.push(sa, peerLinks)
 	e.perPeer[from.Addr()] = l
 	sa.hs.halfOpen = true
-	return e.apply(sa, r)
+	e.applyInto(out, sa, r)
 }
 
 // step applies an SA's Result and keeps the half-open bookkeeping.
 func (e *Endpoint) step(sa *SA, r Result, now time.Time) Output {
-	out := e.apply(sa, r)
+	var out Output
+	e.stepInto(&out, sa, r, now)
+	return out
+}
+
+// stepInto is step appending to out.
+func (e *Endpoint) stepInto(out *Output, sa *SA, r Result, now time.Time) {
+	first := len(out.Events)
+	e.applyInto(out, sa, r)
 	if sa.state == StateEstablished {
 		e.index(sa)
 	}
-	for _, ev := range out.Events {
+	for _, ev := range out.Events[first:] {
 		if _, ok := ev.Event.(InitialContact); ok {
 			o := e.dropOlder(sa, now)
 			out.Send = append(out.Send, o.Send...)
@@ -418,7 +444,6 @@ func (e *Endpoint) step(sa *SA, r Result, now time.Time) Output {
 	if sa.state == StateDead {
 		e.remove(sa)
 	}
-	return out
 }
 
 // dropOlder deletes every other established SA of sa's peer identity,
@@ -651,18 +676,21 @@ func (e *Endpoint) remove(sa *SA) {
 
 func (e *Endpoint) apply(sa *SA, r Result) Output {
 	var out Output
-	if n := r.sends(); n > 0 {
-		out.Send = make([]Packet, 0, n)
-	}
+	e.applyInto(&out, sa, r)
+	return out
+}
+
+// applyInto is apply appending to out.
+func (e *Endpoint) applyInto(out *Output, sa *SA, r Result) {
+	out.Send = slices.Grow(out.Send, r.sends())
 	if r.one != nil {
 		out.Send = append(out.Send, Packet{To: sa.peer, Data: r.one})
 	}
 	for _, d := range r.Send {
 		out.Send = append(out.Send, Packet{To: sa.peer, Data: d})
 	}
-	if n := r.events(); n > 0 {
-		out.Events = make([]SAEvent, 0, n)
-	}
+	first := len(out.Events)
+	out.Events = slices.Grow(out.Events, r.events())
 	for _, ev := range r.ev {
 		if ev != nil {
 			out.Events = append(out.Events, SAEvent{SA: sa, Event: ev})
@@ -671,7 +699,7 @@ func (e *Endpoint) apply(sa *SA, r Result) Output {
 	for _, ev := range r.Events {
 		out.Events = append(out.Events, SAEvent{SA: sa, Event: ev})
 	}
-	for _, ev := range out.Events {
+	for _, ev := range out.Events[first:] {
 		if _, ok := ev.Event.(PeerLostState); ok {
 			e.Stats.PeerLostState++
 		}
@@ -695,7 +723,6 @@ func (e *Endpoint) apply(sa *SA, r Result) Output {
 			e.compactTimers()
 		}
 	}
-	return out
 }
 
 // compactTimers drops superseded timers, so that the heap stays within
@@ -734,12 +761,10 @@ func (e *Endpoint) Tick(now time.Time) Output {
 		}
 		t.sa.timerAt = 0 // fired: the SA has no timer until it says again
 		halfOpen := !t.sa.initiator && t.sa.state == StateMM2Sent
-		o := e.step(t.sa, t.sa.Timeout(now), now)
+		e.stepInto(&out, t.sa, t.sa.Timeout(now), now)
 		if halfOpen && t.sa.state == StateDead {
 			e.Stats.HalfOpenExpired++
 		}
-		out.Send = append(out.Send, o.Send...)
-		out.Events = append(out.Events, o.Events...)
 	}
 	return out
 }

@@ -17,21 +17,40 @@ import (
 // counted). Each datagram is overwritten once the responder handled it,
 // so what the responder kept of one (the peer's KE, nonce and identity)
 // must have been copied: the keys and identity are compared to the
-// initiator's. Each SA is removed from resp once established.
-func responderAllocs(t *testing.T, resp *Endpoint, a netip.Addr, n int) (allocsPer, bytesPer float64) {
+// initiator's. Each SA is removed from resp once established. With into,
+// the responder is handed its datagrams through HandleInto, appending to
+// one Output reused (and cleared) datagram after datagram, as the node
+// does; its first entries, a sentinel, must stay as they are.
+func responderAllocs(t *testing.T, resp *Endpoint, a netip.Addr, n int, into bool) (allocsPer, bytesPer float64) {
 	t.Helper()
 	held := resp.Established()
 	var allocs, octets uint64
 	var ms runtime.MemStats
 	var buf [2048]byte
+	sentinel := Packet{To: netip.MustParseAddrPort("192.0.2.1:9")}
+	reused := Output{Send: []Packet{sentinel}, Events: []SAEvent{{}}}
 	handle := func(from netip.AddrPort, data []byte) Output {
 		// The datagram in a buffer that is overwritten once Handle
 		// returned, as a socket's read buffer is by the next read.
 		in := buf[:copy(buf[:], data)]
+		clear(reused.Send[1:])
+		clear(reused.Events[1:])
+		reused.Send, reused.Events = reused.Send[:1], reused.Events[:1]
 		runtime.ReadMemStats(&ms)
 		a0, b0 := ms.Mallocs, ms.TotalAlloc
-		out := resp.Handle(from, in, t0)
+		var out Output
+		if into {
+			resp.HandleInto(&reused, from, in, t0)
+		} else {
+			out = resp.Handle(from, in, t0)
+		}
 		runtime.ReadMemStats(&ms)
+		if into {
+			if reused.Send[0].To != sentinel.To || reused.Send[0].Data != nil || reused.Events[0] != (SAEvent{}) {
+				t.Fatal("HandleInto changed what the Output held before")
+			}
+			out = Output{Send: reused.Send[1:], Events: reused.Events[1:]}
+		}
 		allocs += ms.Mallocs - a0
 		octets += ms.TotalAlloc - b0
 		for i := range in {
@@ -97,8 +116,8 @@ func TestResponderMainModeAllocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	responderAllocs(t, resp, netip.MustParseAddr("127.9.0.1"), 1000) // the tables' growth
-	per, b := responderAllocs(t, resp, netip.MustParseAddr("127.10.0.1"), 200)
+	responderAllocs(t, resp, netip.MustParseAddr("127.9.0.1"), 1000, false) // the tables' growth
+	per, b := responderAllocs(t, resp, netip.MustParseAddr("127.10.0.1"), 200, false)
 	t.Logf("%.1f allocations, %.0f octets per responder main mode", per, b)
 	if per > 60 {
 		t.Fatalf("%.1f allocations per responder main mode, want at most 60", per)
@@ -110,6 +129,29 @@ func TestResponderMainModeAllocations(t *testing.T) {
 	// with message 2's transform attributes shared by the Endpoint's SAs.
 	if b > 5500 {
 		t.Fatalf("%.0f octets allocated per responder main mode, want at most 5,500", b)
+	}
+}
+
+// proves: N1 (issue 18: the KS's Output arrays reused) — handed its
+// datagrams through HandleInto, appending to one Output the owner reuses
+// (node.datagram), a responder's main mode completes with the same keys
+// and identity, what the Output held before stays, and the Output's
+// arrays cost nothing once they have room: 4 allocations fewer than
+// through Handle (messages 1, 3 and 5's Send, message 5's Established).
+func TestResponderMainModeHandleInto(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	resp, err := NewEndpoint(pskConfig(), addrR, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	responderAllocs(t, resp, netip.MustParseAddr("127.9.0.1"), 1000, false) // the tables' growth
+	handle, _ := responderAllocs(t, resp, netip.MustParseAddr("127.10.0.1"), 200, false)
+	into, _ := responderAllocs(t, resp, netip.MustParseAddr("127.11.0.1"), 200, true)
+	t.Logf("%.1f allocations per responder main mode through Handle, %.1f through HandleInto", handle, into)
+	if into > handle-3.5 {
+		t.Fatalf("%.1f allocations through HandleInto, want at most %.1f (Handle's less the Output's 4)", into, handle-4)
 	}
 }
 

@@ -209,6 +209,10 @@ type Node struct {
 	coop    map[string]*coopGroup
 	ksPeers map[netip.Addr]*peerKS
 	cstats  coopCounters
+	// handled is the Output a datagram's Endpoint.HandleInto appends to,
+	// its arrays reused datagram after datagram (issue 18: two
+	// allocations per datagram); taken while in use (datagram).
+	handled ike.Output
 }
 
 // New binds the sockets and builds the roles; Run starts the node.
@@ -504,7 +508,19 @@ func (n *Node) datagram(d datagram) {
 		n.stats.notRekey++
 		return // a multicast rekey socket carries nothing else
 	}
-	n.process(d.sock, d.sock.ep.Handle(d.from, d.data, now), now)
+	// The Output is taken from the node while its events are routed: a
+	// handler that gets here again (none does today) appends to its own.
+	out := n.handled
+	n.handled = ike.Output{}
+	d.sock.ep.HandleInto(&out, d.from, d.data, now)
+	n.process(d.sock, out, now)
+	if cap(out.Send)+cap(out.Events) > 64 {
+		return // an outlier's arrays (INITIAL-CONTACT's Deletes) are not kept
+	}
+	// Cleared: its entries name SAs and alias their datagrams.
+	clear(out.Send)
+	clear(out.Events)
+	n.handled = ike.Output{Send: out.Send[:0], Events: out.Events[:0]}
 }
 
 func (n *Node) read(s *sock) {
