@@ -59,6 +59,9 @@ var ErrUnauthenticated = errors.New("message not authenticated")
 // an IKEv2 SA can be another.
 type Protector interface {
 	PRFa(data ...[]byte) []byte
+	// AppendPRFa is PRFa appending to dst (an exchange's scratch: issue
+	// 18, the KS computes four HASHes per registration).
+	AppendPRFa(dst []byte, data ...[]byte) []byte
 	EncryptPhase2(exch isakmp.ExchangeType, mid uint32, ps []isakmp.Payload) ([]byte, error)
 	// EncryptPhase2Chain is EncryptPhase2 for a payload chain already
 	// encoded, its first payload of type first.
@@ -83,6 +86,7 @@ func hash(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byt
 type scratch struct {
 	buf []byte
 	arg [3][]byte
+	sum [64]byte // the PRF's output (SHA-512's at most): read before the next prf
 	// A served exchange's nonces (Ni_b, at most 128 octets, then Nr_b),
 	// its Nr payload, the SA and KD payloads a LaidOutPolicy answers, and
 	// room for its messages when a group's fit: in the same allocation.
@@ -112,13 +116,17 @@ func (sc *scratch) room(n int) []byte {
 	return sc.buf[:0]
 }
 
-// prf is sa.PRFa(parts...) (at most 3), its arguments in sc.
+// prf is sa.PRFa(parts...) (at most 3), its arguments and its output in
+// sc: the output is valid until sc's next prf (sc nil: PRFa's own).
 func (sc *scratch) prf(sa Protector, parts ...[]byte) []byte {
 	if sc == nil {
-		sc = &scratch{}
+		// parts copied, so that they do not escape for a caller with a
+		// scratch (an interface's variadic call escapes its arguments).
+		a := new([3][]byte)
+		return sa.PRFa(a[:copy(a[:], parts)]...)
 	}
 	n := copy(sc.arg[:], parts)
-	h := sa.PRFa(sc.arg[:n]...)
+	h := sa.AppendPRFa(sc.sum[:0], sc.arg[:n]...)
 	clear(sc.arg[:])
 	return h
 }

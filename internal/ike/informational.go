@@ -177,7 +177,12 @@ func (sa *SA) phase2IV(mid uint32) (iv [aes.BlockSize]byte) {
 // PRFa computes prf(SKEYID_a, data...), the integrity check of every
 // phase-2 message (RFC 2409 §5.5, §5.7; RFC 6407 §3.2 HASH(1..4)).
 func (sa *SA) PRFa(data ...[]byte) []byte {
-	return prf(sa.sh.scr(), sa.suite.Hash, sa.km.skeyidA(sa.suite.Hash), data...)
+	return sa.AppendPRFa(nil, data...)
+}
+
+// AppendPRFa is PRFa appending its output to dst.
+func (sa *SA) AppendPRFa(dst []byte, data ...[]byte) []byte {
+	return sa.sh.scr().appendHMAC(dst, sa.suite.Hash, sa.km.skeyidA(sa.suite.Hash), data...)
 }
 
 // informationalHash is HASH(1) = prf(SKEYID_a, M-ID | N/D) (RFC 2409 §5.7).

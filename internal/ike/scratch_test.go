@@ -42,8 +42,8 @@ func TestScratchHMACIsHMAC(t *testing.T) {
 // GROUPKEY-PULL HASHes and the key derivation per registration on a key
 // server) — an established SA's PRFa allocates at most a third of what
 // the same HMAC with crypto/hmac does, measured side by side (7 before;
-// 1 after: the result), and the scratch is the Endpoint's, shared by its
-// SAs.
+// 1 after: the result; AppendPRFa into the caller's room: 0), and the
+// scratch is the Endpoint's, shared by its SAs.
 func TestPRFaAllocations(t *testing.T) {
 	p := newPair(t, pskConfig(), pskConfig())
 	_, out, _ := p.i.Initiate(addrR, p.now)
@@ -72,6 +72,16 @@ func TestPRFaAllocations(t *testing.T) {
 	t.Logf("PRFa: %.0f allocations, crypto/hmac %.0f", got, baseline)
 	if got*3 > baseline {
 		t.Fatalf("PRFa makes %.0f allocations, crypto/hmac %.0f: want at most a third", got, baseline)
+	}
+	// AppendPRFa into room of the caller's (gdoi's scratch): the same
+	// octets after what dst held, and no allocation at all.
+	dst := make([]byte, 2, 2+64)
+	dst[0], dst[1] = 0xaa, 0xbb
+	if got := sa.AppendPRFa(dst, data[:40], data[40:]); !bytes.Equal(got[:2], []byte{0xaa, 0xbb}) || !bytes.Equal(got[2:], want.Sum(nil)) {
+		t.Fatal("AppendPRFa is not PRFa appended")
+	}
+	if n := testing.AllocsPerRun(200, func() { sa.AppendPRFa(dst[:0], data) }); n != 0 && !raceEnabled {
+		t.Fatalf("AppendPRFa into room makes %.0f allocations, want 0", n)
 	}
 }
 
