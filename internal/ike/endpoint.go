@@ -395,21 +395,23 @@ func (e *Endpoint) newResponder(out *Output, from netip.AddrPort, icky isakmp.Co
 		e.Stats.CookieCollision++
 		return
 	}
-	if l := e.perPeer[from.Addr()]; l.Len() >= e.limits.MaxHalfOpenPerPeer {
+	l := e.perPeer[from.Addr()]
+	if l.Len() >= e.limits.MaxHalfOpenPerPeer {
 		// Evict this address's oldest: a spoofer flooding from a member's
 		// address costs the member at most a retry, never a lockout.
 		e.Stats.HalfOpenPeerEvicted++
 		e.remove(l.head)
+		l = e.perPeer[from.Addr()] // remove changed it
 	} else if e.halfOpen.Len() >= e.limits.MaxHalfOpen {
 		// Evict the oldest SA that never got past message 2: a spoofed
 		// source never answers, a real peer does within a round trip.
 		e.Stats.HalfOpenEvicted++
 		e.remove(e.halfOpen.head)
+		l = e.perPeer[from.Addr()] // the oldest may have been this address's
 	}
 	e.pending[halfKey{icky, from}] = sa
 	e.sas[pair{sa.icky, sa.rcky}] = sa
 	e.halfOpen.push(sa, globalLinks)
-	l := e.perPeer[from.Addr()]
 	l.push(sa, peerLinks)
 	e.perPeer[from.Addr()] = l
 	sa.hs.halfOpen = true
