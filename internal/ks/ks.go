@@ -797,9 +797,9 @@ func (s *Server) keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (g *
 		}
 		break
 	}
-	m := g.members.get(peer.Addr.Addr())
+	m, mi := g.members.getAt(peer.Addr.Addr())
 	if m == nil {
-		m = g.members.add(peer.Addr.Addr())
+		m, mi = g.members.addAt(peer.Addr.Addr())
 		m.registered = unixNano(now)
 		g.membersGen++
 	} else if m.removed || m.version != peer.Version {
@@ -815,7 +815,7 @@ func (s *Server) keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (g *
 	g.regs++
 	m.removed, m.missed = false, 0
 	s.dirty = true
-	g.members.touch(m) // stored again (its sender IDs set below with it): Server.DeltaState
+	g.members.touchAt(m, mi) // stored again (its sender IDs set below with it): Server.DeltaState
 	if g.ptStart.IsZero() {
 		g.ptStart, g.synced = now, now
 	}

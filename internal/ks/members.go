@@ -76,6 +76,16 @@ func (ms *memberTable) touch(m *memberRec) {
 	if !ok {
 		return
 	}
+	ms.touchAt(m, i)
+}
+
+// touchAt is touch for m = &ms.list[i], which its caller got with the
+// index (getAt, addAt): no lookup of the address again (issue 18: a map of
+// every member, per registration).
+func (ms *memberTable) touchAt(m *memberRec, i int32) {
+	if m.unsaved {
+		return
+	}
 	m.unsaved = true
 	ms.unsaved = append(ms.unsaved, i)
 }
@@ -167,19 +177,32 @@ func (ms *memberTable) len() int { return len(ms.list) }
 // get is the member at addr (nil: none). The pointer is into the list:
 // valid until the next add.
 func (ms *memberTable) get(addr netip.Addr) *memberRec {
+	m, _ := ms.getAt(addr)
+	return m
+}
+
+// getAt is get with the member's index in the list (touchAt).
+func (ms *memberTable) getAt(addr netip.Addr) (*memberRec, int32) {
 	i, ok := ms.idx[addr]
 	if !ok {
-		return nil
+		return nil, -1
 	}
-	return &ms.list[i]
+	return &ms.list[i], i
 }
 
 // add lists a new member at addr (which must not be listed) and returns
 // it.
 func (ms *memberTable) add(addr netip.Addr) *memberRec {
-	ms.idx[addr] = int32(len(ms.list))
+	m, _ := ms.addAt(addr)
+	return m
+}
+
+// addAt is add with the member's index in the list (touchAt).
+func (ms *memberTable) addAt(addr netip.Addr) (*memberRec, int32) {
+	i := int32(len(ms.list))
+	ms.idx[addr] = i
 	ms.list = append(ms.list, memberRec{addr: addr})
-	return &ms.list[len(ms.list)-1]
+	return &ms.list[i], i
 }
 
 // sids are m's sender IDs (a new slice; nil for none).
@@ -196,6 +219,9 @@ func (ms *memberTable) eachSID(m *memberRec, f func(uint32)) {
 		return
 	}
 	f(m.sid)
+	if m.nsid == 1 {
+		return // moreSIDs holds the members of more than one (setSIDs)
+	}
 	for _, id := range ms.moreSIDs[m.addr] {
 		f(id)
 	}
@@ -203,9 +229,11 @@ func (ms *memberTable) eachSID(m *memberRec, f func(uint32)) {
 
 // setSIDs makes ids m's sender IDs.
 func (ms *memberTable) setSIDs(m *memberRec, ids []uint32) {
+	if m.nsid > 1 { // only they are in moreSIDs: no lookup for the others
+		delete(ms.moreSIDs, m.addr)
+	}
 	m.nsid = uint8(min(len(ids), 255))
 	m.sid = 0
-	delete(ms.moreSIDs, m.addr)
 	if len(ids) == 0 {
 		return
 	}
