@@ -74,7 +74,9 @@ var _ Protector = (*ike.SA)(nil)
 // hash computes HASH(n) = prf(SKEYID_a, M-ID | prefix | payloads after the
 // HASH payload).
 func hash(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byte, error) {
-	return hashIn(sa, mid, prefix, rest, nil)
+	h, buf, err := hashIn(sa, mid, prefix, rest, nil)
+	clear(buf[:cap(buf)]) // h is PRFa's own without a scratch
+	return h, err
 }
 
 // scratch is an exchange's working memory for the messages it seals and
@@ -86,7 +88,6 @@ func hash(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byt
 type scratch struct {
 	buf []byte
 	arg [3][]byte
-	sum [64]byte // the PRF's output (SHA-512's at most): read before the next prf
 	// A served exchange's nonces (Ni_b, at most 128 octets, then Nr_b),
 	// its Nr payload, the SA and KD payloads a LaidOutPolicy answers, and
 	// room for its messages when a group's fit: in the same allocation.
@@ -116,9 +117,10 @@ func (sc *scratch) room(n int) []byte {
 	return sc.buf[:0]
 }
 
-// prf is sa.PRFa(parts...) (at most 3), its arguments and its output in
-// sc: the output is valid until sc's next prf (sc nil: PRFa's own).
-func (sc *scratch) prf(sa Protector, parts ...[]byte) []byte {
+// prf is sa.PRFa(parts...) (at most 3), its arguments in sc and its
+// output appended to dst, room in sc's buffer (issue 18: four HASHes per
+// registration on a KS); sc nil: PRFa's own output, dst unused.
+func (sc *scratch) prf(sa Protector, dst []byte, parts ...[]byte) []byte {
 	if sc == nil {
 		// parts copied, so that they do not escape for a caller with a
 		// scratch (an interface's variadic call escapes its arguments).
@@ -126,23 +128,28 @@ func (sc *scratch) prf(sa Protector, parts ...[]byte) []byte {
 		return sa.PRFa(a[:copy(a[:], parts)]...)
 	}
 	n := copy(sc.arg[:], parts)
-	h := sa.AppendPRFa(sc.sum[:0], sc.arg[:n]...)
+	h := sa.AppendPRFa(dst, sc.arg[:n]...)
 	clear(sc.arg[:])
 	return h
 }
 
-// hashIn is hash with sc as its working memory (nil: none).
-func hashIn(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload, sc *scratch) ([]byte, error) {
-	// One buffer for M-ID, prefix and payloads: the KS hashes two
-	// messages per registration (issue 18: allocations).
-	in := sc.room(4 + len(prefix) + isakmp.PayloadsLen(rest))
-	defer clear(in[:cap(in)])
-	in = binary.BigEndian.AppendUint32(in, mid)
-	in, err := isakmp.AppendPayloads(append(in, prefix...), rest)
+// prfRoom is the room for a PRF's output in front of what it covers
+// (hashIn, sealInto): SHA-512's.
+const prfRoom = 64
+
+// hashIn computes prf(SKEYID_a, M-ID | prefix | rest) with sc as its
+// working memory (nil: none): one buffer, buf, for the PRF's output (in
+// its first prfRoom octets, with a scratch) and its input after it. The
+// caller clears buf[:cap(buf)] once done with h, which lies in it with a
+// scratch (issue 18: the KS hashes two messages per registration).
+func hashIn(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload, sc *scratch) (h, buf []byte, err error) {
+	buf = sc.room(prfRoom + 4 + len(prefix) + isakmp.PayloadsLen(rest))
+	in := binary.BigEndian.AppendUint32(buf[prfRoom:prfRoom], mid)
+	in, err = isakmp.AppendPayloads(append(in, prefix...), rest)
 	if err != nil {
-		return nil, err
+		return nil, buf, err
 	}
-	return sc.prf(sa, in), nil
+	return sc.prf(sa, buf[:0:prfRoom], in), buf, nil
 }
 
 // seal builds an encrypted GROUPKEY-PULL message: HASH(n) then rest.
@@ -152,7 +159,7 @@ func seal(sa Protector, mid uint32, prefix []byte, rest []isakmp.Payload) ([]byt
 
 // hashRoom is the room left for the HASH payload in front of the payloads
 // it covers: its generic header and the longest PRF output (SHA-512's).
-const hashRoom = isakmp.GenericHeaderLen + 64
+const hashRoom = isakmp.GenericHeaderLen + prfRoom
 
 // sealIn builds an encrypted message of exchange exch: HASH = prf(SKEYID_a,
 // M-ID | prefix | rest) then rest. The payloads of rest are encoded once,
@@ -173,8 +180,10 @@ func sealInto(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte,
 	}
 	// The M-ID in the room before the payloads, where the HASH payload
 	// goes once computed: not an allocation of its own.
+	// The HASH computed into the room's first octets (with a scratch),
+	// then moved behind its payload header, over the M-ID.
 	binary.BigEndian.PutUint32(b[hashRoom-4:], mid)
-	h := sc.prf(sa, b[hashRoom-4:hashRoom], prefix, b[hashRoom:])
+	h := sc.prf(sa, b[:0:hashRoom-4], b[hashRoom-4:hashRoom], prefix, b[hashRoom:])
 	next := isakmp.PayloadNone
 	if len(rest) > 0 {
 		next = rest[0].Type()
@@ -183,10 +192,9 @@ func sealInto(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte,
 	if start < 0 {
 		return nil, fmt.Errorf("gdoi: HASH of %d octets", len(h))
 	}
-	hp := b[start:start]
-	hp = append(hp, byte(next), 0)
-	hp = binary.BigEndian.AppendUint16(hp, uint16(isakmp.GenericHeaderLen+len(h)))
-	_ = append(hp, h...)
+	copy(b[start+isakmp.GenericHeaderLen:hashRoom], h) // h may lie where it goes: copy moves
+	b[start], b[start+1] = byte(next), 0
+	binary.BigEndian.PutUint16(b[start+2:], uint16(isakmp.GenericHeaderLen+len(h)))
 	return sa.EncryptPhase2Chain(exch, mid, isakmp.PayloadHash, b[start:])
 }
 
@@ -227,7 +235,8 @@ func checkHash(sa Protector, mid uint32, prefix []byte, ps []isakmp.Payload, sc 
 	if !ok {
 		return fmt.Errorf("first payload is %s, not HASH", ps[0].Type())
 	}
-	want, err := hashIn(sa, mid, prefix, ps[1:], sc)
+	want, buf, err := hashIn(sa, mid, prefix, ps[1:], sc)
+	defer clear(buf[:cap(buf)])
 	if err != nil {
 		return err
 	}

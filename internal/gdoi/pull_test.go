@@ -21,20 +21,7 @@ var (
 // returns both sides' SAs.
 func phase1(t testing.TB) (gm, ks *ike.SA) {
 	t.Helper()
-	s := ike.Suite{KeyBits: 256, Hash: ike.SHA256, Group: 19, Auth: ike.AuthPSK}
-	cfg := &ike.Config{Suites: []ike.Suite{s}, DOI: isakmp.DOIGDOI,
-		Creds: ike.Credentials{PSK: func(netip.Addr) ([]byte, bool) { return []byte("gdoi"), true }}}
-	eg, _ := ike.NewEndpoint(cfg, gmAddr, ike.Limits{})
-	ek, _ := ike.NewEndpoint(cfg, ksAddr, ike.Limits{})
-	_, out, err := eg.Initiate(ksAddr, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ike.Exchange(eg, ek, eg, out, t0)
-	if len(eg.SAs()) != 1 || len(ek.SAs()) != 1 {
-		t.Fatal("phase 1 not established")
-	}
-	return eg.SAs()[0], ek.SAs()[0]
+	return phase1With(t, ike.SHA256)
 }
 
 type fakePolicy struct {
