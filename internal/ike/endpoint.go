@@ -817,23 +817,55 @@ type timerEntry struct {
 func (t timerEntry) live() bool { return t.sa.gen == t.gen }
 
 // push and pop are heap.Push and heap.Pop without boxing the entry in an
-// interface (an allocation per timer set).
+// interface (an allocation per timer set), and up and down container/heap's
+// on the slice itself, without calling Less and Swap through the
+// interface (issue 18: a few timers per registration in a heap of every
+// SA's; the same moves, so the same order, as container/heap's).
 func (h *timerHeap) push(t timerEntry) {
 	*h = append(*h, t)
-	heap.Fix(h, len(*h)-1)
+	h.up(len(*h) - 1)
 }
 
 func (h *timerHeap) pop() timerEntry {
 	old := *h
 	n := len(old) - 1
-	old.Swap(0, n)
+	old[0], old[n] = old[n], old[0]
 	t := old[n]
 	old[n] = timerEntry{}
 	*h = old[:n]
 	if n > 0 {
-		heap.Fix(h, 0)
+		h.down(0)
 	}
 	return t
+}
+
+func (h timerHeap) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2 // parent
+		if !h[j].at.Before(h[i].at) {
+			break
+		}
+		h[i], h[j] = h[j], h[i]
+		j = i
+	}
+}
+
+func (h timerHeap) down(i int) {
+	n := len(h)
+	for {
+		j := 2*i + 1
+		if j >= n {
+			break
+		}
+		if j2 := j + 1; j2 < n && h[j2].at.Before(h[j].at) {
+			j = j2 // the earlier child
+		}
+		if !h[j].at.Before(h[i].at) {
+			break
+		}
+		h[i], h[j] = h[j], h[i]
+		i = j
+	}
 }
 
 type timerHeap []timerEntry
