@@ -664,7 +664,16 @@ func (sa *SA) decryptPhase1(m *isakmp.Message) ([]isakmp.Payload, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain := decryptWith(b, sa.hs.iv[:], m.Body)
+	var plain []byte
+	if scr := sa.sh.scr(); !sa.suite.Auth.signature() && len(m.Body) <= len(scr.plain) {
+		// Nothing of a PSK message 5 or 6 outlives its handling (the
+		// caller clears it: releasePlain); a certificate would (x509
+		// keeps its DER), so signatures get a buffer of their own.
+		plain = scr.plain[:len(m.Body)]
+		cbcDecrypt(b, sa.hs.iv[:], plain, m.Body)
+	} else {
+		plain = decryptWith(b, sa.hs.iv[:], m.Body)
+	}
 	ps, _, err := m.SplitBody(plain)
 	if err != nil {
 		// A wrong key yields garbage: with PSK that is the usual symptom
@@ -744,8 +753,13 @@ func cloneID(id *isakmp.ID) *isakmp.ID {
 	return &o.id
 }
 
+// releasePlain clears what decryptPhase1 may have decrypted into the
+// scratch (a PSK message 5 or 6), once its handling is over.
+func (sa *SA) releasePlain() { clear(sa.sh.scr().plain[:]) }
+
 // onMM5 (responder): authenticate the initiator, answer with message 6.
 func (sa *SA) onMM5(m *isakmp.Message, now time.Time) (Result, error) {
+	defer sa.releasePlain()
 	ps, err := sa.decryptPhase1(m)
 	if err != nil {
 		return Result{}, err
@@ -770,6 +784,7 @@ func (sa *SA) onMM5(m *isakmp.Message, now time.Time) (Result, error) {
 
 // onMM6 (initiator): authenticate the responder.
 func (sa *SA) onMM6(m *isakmp.Message, now time.Time) (Result, error) {
+	defer sa.releasePlain()
 	ps, err := sa.decryptPhase1(m)
 	if err != nil {
 		return Result{}, err

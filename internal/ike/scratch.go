@@ -71,7 +71,16 @@ type scratch struct {
 	out  [maxSize]byte
 	body []byte
 	word [4]byte // a short input of a hash: a Message ID, deriveKeys' 0, 1, 2
+	// plain is a pre-shared-key main mode's message 5 or 6 decrypted
+	// while its SA handles it (decryptPhase1; its ID is copied, its HASH
+	// compared), cleared after (issue 18: an allocation per registration).
+	plain [maxPlain]byte
 }
+
+// maxPlain is the longest message 5 or 6 body decrypted in the scratch:
+// an ID, a HASH and a Notify or two (INITIAL-CONTACT); a longer one gets
+// a buffer of its own.
+const maxPlain = 256
 
 // idBody returns id's body encoded in s, valid until the next call.
 func (s *scratch) idBody(id *isakmp.ID) []byte {
