@@ -35,6 +35,13 @@ type ksRegistrar struct {
 	// port is the GMs' (848 when 0).
 	deliver func(from netip.AddrPort, data []byte)
 	port    uint16
+	// exact counts with runtime.ReadMemStats (it stops the world, and its
+	// counts are exact) instead of runtime/metrics, whose counts of small
+	// allocations are gathered per span: what the GM's side allocated
+	// between two datagrams may be counted for the KS
+	// (TestKSRegistrationAllocations read 68-88 per registration).
+	exact bool
+	ms    runtime.MemStats
 }
 
 func newKSRegistrar(tb testing.TB) *ksRegistrar {
@@ -53,8 +60,14 @@ func newKSRegistrar(tb testing.TB) *ksRegistrar {
 
 // toKS hands the KS one datagram from from and returns its answers.
 func (r *ksRegistrar) toKS(from netip.AddrPort, data []byte) [][]byte {
-	metrics.Read(r.samples)
-	a0, b0 := r.samples[0].Value.Uint64(), r.samples[1].Value.Uint64()
+	var a0, b0 uint64
+	if r.exact {
+		runtime.ReadMemStats(&r.ms)
+		a0, b0 = r.ms.Mallocs, r.ms.TotalAlloc
+	} else {
+		metrics.Read(r.samples)
+		a0, b0 = r.samples[0].Value.Uint64(), r.samples[1].Value.Uint64()
+	}
 	start := time.Now()
 	if r.deliver != nil {
 		r.deliver(from, data)
@@ -62,9 +75,15 @@ func (r *ksRegistrar) toKS(from netip.AddrPort, data []byte) [][]byte {
 		r.kn.datagram(datagram{sock: r.s, from: from, data: data})
 	}
 	r.ksTime += time.Since(start)
-	metrics.Read(r.samples)
-	r.allocs += r.samples[0].Value.Uint64() - a0
-	r.bytes += r.samples[1].Value.Uint64() - b0
+	if r.exact {
+		runtime.ReadMemStats(&r.ms)
+		r.allocs += r.ms.Mallocs - a0
+		r.bytes += r.ms.TotalAlloc - b0
+	} else {
+		metrics.Read(r.samples)
+		r.allocs += r.samples[0].Value.Uint64() - a0
+		r.bytes += r.samples[1].Value.Uint64() - b0
+	}
 	var out [][]byte
 	for _, o := range r.s.out.q {
 		out = append(out, o.data)
