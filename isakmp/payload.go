@@ -260,6 +260,8 @@ func cloneBytes(b []byte) []byte { return append([]byte{}, b...) }
 
 // own returns b with its capacity cut to its length. Parsers work on a
 // private copy of the caller's input (made once by the exported entry
-// points), so a field can alias that copy; the cut keeps an append to one
-// field from overwriting the next.
+// points; ParseMessageInPlace, SplitPayloadsInPlace and Message.SplitBody
+// work on the caller's bytes, which it keeps unchanged), so a field can
+// alias that input; the cut keeps an append to one field from overwriting
+// the next.
 func own(b []byte) []byte { return b[:len(b):len(b)] }

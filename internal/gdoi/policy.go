@@ -94,8 +94,9 @@ type TEKPolicy struct {
 
 // SAT is the SA TEK payload of p.
 //
-// A key server builds one per TEK per registration: the attributes and
-// their values are laid out in one allocation each (issue 18).
+// A key server lays it out once per TEK per change of the group
+// (laidout.go), not per registration; the attributes and their values are
+// laid out in one allocation each (issue 18).
 func (p TEKPolicy) SAT() *isakmp.SAT {
 	vals := make([]byte, 0, 16) // the values of the variable-length attributes: 4 + 4 + 8 octets
 	attrs := make(isakmp.Attributes, 0, p.satAttrs())

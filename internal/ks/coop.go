@@ -287,6 +287,7 @@ func (s *Server) AdoptKeys(name string, sa *isakmp.GroupSA, kd *isakmp.KD, seq u
 	g.policyChanged, g.kekPolicyChanged = false, false
 	if changed {
 		s.dirty = true
+		g.dropStale()
 	}
 	return changed, prev, nil
 }

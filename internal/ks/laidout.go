@@ -115,3 +115,15 @@ func (g *group) laidOut() (*laidOut, error) {
 	g.out = l
 	return l, nil
 }
+
+// dropStale forgets the layout once the group no longer says what it
+// says, its key packets cleared: a rekey, a removal, adopted or restored
+// keys replace the keys it holds, which would otherwise stay in memory
+// until the next registration laid the group out again (none may come
+// for hours in a settled group).
+func (g *group) dropStale() {
+	if g.out != nil && !g.out.current(g) {
+		g.out.kd.Clear()
+		g.out = nil
+	}
+}

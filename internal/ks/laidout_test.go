@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -281,5 +282,56 @@ func TestLaidOutFollowsAdoptedKeys(t *testing.T) {
 	again := register("after adopting the same keys later", at)
 	if life := lifeLeft(t, again.TEKs[0].Attributes); life != 50*60 {
 		t.Fatalf("TEK lifetime left %d s, want %d", life, 50*60)
+	}
+}
+
+// proves: S7 (key material is not kept past its use; issue 18's layout)
+// — once a rekey or a GM removal replaced the group's keys, the key
+// packets laid out for the old ones are cleared and dropped at once, not
+// when the next registration lays the group out again (none may come for
+// hours in a settled group).
+func TestStaleLayoutClearedWhenKeysChange(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cfg := GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
+		Rekey: RekeyPolicy{Unicast: true},
+		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour,
+			Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}
+	s := New(Options{})
+	if err := s.AddGroup(cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	g := s.byName["G"]
+	for i, change := range []struct {
+		what string
+		do   func() error
+	}{
+		{"rekey", func() error { _, err := s.Rekey("G", now); return err }},
+		{"removal", func() error { _, err := s.Remove("G", true, now); return err }},
+	} {
+		p := peer(netip.AddrFrom4([4]byte{10, 1, 0, byte(i + 1)}).String())
+		if _, err := s.JoinPayload(p, isakmp.GroupID(7), now); err != nil {
+			t.Fatal(err)
+		}
+		_, kw, err := s.KeysPayload(p, isakmp.GroupID(7), 1, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.out == nil {
+			t.Fatalf("%s: nothing laid out after a registration", change.what)
+		}
+		tekKey := slices.Clone(g.teks[0].encKey)
+		before, _ := isakmp.MarshalPayload(&kw) // what the layout holds, encoded now
+		if !bytes.Contains(before, tekKey) {
+			t.Fatalf("%s: the layout does not hold the TEK's key", change.what)
+		}
+		if err := change.do(); err != nil {
+			t.Fatal(err)
+		}
+		if g.out != nil {
+			t.Errorf("%s: the old layout is still the group's", change.what)
+		}
+		if after, _ := isakmp.MarshalPayload(&kw); bytes.Contains(after, tekKey) {
+			t.Errorf("%s: the old layout's key packets still hold the old TEK's key", change.what)
+		}
 	}
 }

@@ -327,6 +327,7 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 	if len(g.sidGhost) > 0 {
 		g.setSIDBits(g.sidBits) // the cap less the margin's IDs
 	}
+	g.dropStale()
 	return nil
 }
 

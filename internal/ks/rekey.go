@@ -231,6 +231,7 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 		}
 	}
 	g.rekeys++
+	g.dropStale()
 	return p, nil
 }
 

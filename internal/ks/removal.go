@@ -168,6 +168,7 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 	g.membersGen++
 	s.dirty = true
 	g.rekeys++
+	g.dropStale()
 	return p, nil
 }
 
