@@ -3,8 +3,8 @@ package gdoi
 import (
 	"bytes"
 	"net/netip"
+	"reflect"
 	"testing"
-	"unsafe"
 
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -39,7 +39,7 @@ func phase1With(t testing.TB, h ike.HashAlg) (gm, ks *ike.SA) {
 // 896-octet size class (a field of 64 octets for the PRF's output moved
 // it to the 1,024 one).
 func TestSealAndCheckInScratch(t *testing.T) {
-	if n := unsafe.Sizeof(scratch{}); n > 896 {
+	if n := reflect.TypeOf(scratch{}).Size(); n > 896 {
 		t.Fatalf("scratch of %d octets, want at most 896 (its size class)", n)
 	}
 	pol := &fakePolicy{}

@@ -112,7 +112,9 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 	}
 	// In place: pkt is the caller's for the call only, and what the SA
 	// keeps of it is copied (peerKE, cloneID, SAi_b re-encoded; an
-	// encrypted body is decrypted into a buffer of its own); a Phase2
+	// encrypted body is decrypted into a buffer of its own, or, with a
+	// pre-shared key, into the endpoint's scratch, cleared once the
+	// message is handled); a Phase2
 	// event's Msg lies in pkt like its Raw.
 	m, err := isakmp.ParseMessageInPlace(pkt)
 	if err != nil {

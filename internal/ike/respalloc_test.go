@@ -153,7 +153,7 @@ func TestResponderMainModeHandleInto(t *testing.T) {
 	into, _ := responderAllocs(t, resp, netip.MustParseAddr("127.11.0.1"), 200, true)
 	t.Logf("%.1f allocations per responder main mode through Handle, %.1f through HandleInto", handle, into)
 	if into > handle-3.5 {
-		t.Fatalf("%.1f allocations through HandleInto, want at most %.1f (Handle's less the Output's 4)", into, handle-4)
+		t.Fatalf("%.1f allocations through HandleInto, want fewer than %.1f (Handle's less the Output's 4, with 0.5 of slack)", into, handle-3.5)
 	}
 }
 

@@ -59,7 +59,9 @@ func (sh *shared) scr() *scratch {
 // algorithm, reset and reused, and the HMAC's pads, instead of an
 // hmac.New per computation (7 allocations each: a key server computes
 // about ten per registration; issue 18). Nothing a caller gets back
-// points into it.
+// points into it, except the payloads of a pre-shared-key message 5 or 6
+// that decryptPhase1 decrypts into plain: they live until releasePlain
+// clears it, when the message is handled.
 type scratch struct {
 	hashes [4]hash.Hash // SHA-1, SHA-256, SHA-384, SHA-512
 	pad    [maxBlock]byte

@@ -187,6 +187,7 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 		*m = memberRec{addr: ms.Address, port: ms.Port, version: v, registered: unixNano(ms.Registered), lastRegister: unixNano(ms.LastRegister),
 			registrations: uint32(max(ms.Registrations, 0)), sidBits: ms.SIDBits, missed: uint32(max(ms.MissedRekeys, 0)), removed: ms.Removed}
 		m.setIdentity(ms.Identity)
+		delete(g.members.moreSIDs, ms.Address) // the record is whole anew: setSIDs drops an entry only for nsid > 1
 		g.members.setSIDs(m, ms.SenderIDs)
 		g.members.setPrevSIDs(m, ms.PrevSenderIDs)
 	}
