@@ -10,7 +10,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -46,6 +48,8 @@ func Log(l *slog.Logger, sev Severity, mnemonic, format string, args ...any) str
 // The line is formatted once, on the stack when it is short, and handed to
 // l's handler as a record without a source position (a key server logs a
 // line per registration: issue 18; no groupvpn handler sets AddSource).
+// A format of plain %s, %v, %d and %% verbs with as many strings,
+// addresses and integers (appendSimple) is formatted without fmt.
 func LogFacility(l *slog.Logger, facility string, sev Severity, mnemonic, format string, args ...any) string {
 	var buf [256]byte
 	b := append(buf[:0], '%')
@@ -55,7 +59,11 @@ func LogFacility(l *slog.Logger, facility string, sev Severity, mnemonic, format
 	b = append(b, '-')
 	b = append(b, mnemonic...)
 	b = append(b, ": "...)
-	msg := string(fmt.Appendf(b, format, args...))
+	line, ok := appendSimple(b, format, args)
+	if !ok {
+		line = fmt.Appendf(b, format, args...)
+	}
+	msg := string(line)
 	if l == nil {
 		return msg
 	}
@@ -66,4 +74,75 @@ func LogFacility(l *slog.Logger, facility string, sev Severity, mnemonic, format
 		_ = h.Handle(ctx, r) // as slog.Logger does: a handler's error is its own
 	}
 	return msg
+}
+
+// appendSimple appends what fmt.Appendf(b, format, args...) appends when
+// format's verbs are all %s or %v of a string, a valid netip.Addr or
+// netip.AddrPort, %d or %v of an int, int64, uint32 or uint64, or %%,
+// with one argument per verb; ok is false (and b undefined) otherwise,
+// for fmt to do.
+func appendSimple(b []byte, format string, args []any) (_ []byte, ok bool) {
+	n := 0 // arguments used
+	for {
+		i := strings.IndexByte(format, '%')
+		if i < 0 {
+			b = append(b, format...)
+			break
+		}
+		b = append(b, format[:i]...)
+		if i+1 == len(format) {
+			return b, false
+		}
+		verb := format[i+1]
+		format = format[i+2:]
+		if verb == '%' {
+			b = append(b, '%')
+			continue
+		}
+		if n == len(args) {
+			return b, false
+		}
+		a := args[n]
+		n++
+		switch v := a.(type) {
+		case string:
+			if verb != 's' && verb != 'v' {
+				return b, false
+			}
+			b = append(b, v...)
+		case netip.Addr:
+			if (verb != 's' && verb != 'v') || !v.IsValid() {
+				return b, false
+			}
+			b = v.AppendTo(b)
+		case netip.AddrPort:
+			if (verb != 's' && verb != 'v') || !v.Addr().IsValid() {
+				return b, false
+			}
+			b = v.AppendTo(b)
+		case int:
+			if verb != 'd' && verb != 'v' {
+				return b, false
+			}
+			b = strconv.AppendInt(b, int64(v), 10)
+		case int64:
+			if verb != 'd' && verb != 'v' {
+				return b, false
+			}
+			b = strconv.AppendInt(b, v, 10)
+		case uint32:
+			if verb != 'd' && verb != 'v' {
+				return b, false
+			}
+			b = strconv.AppendUint(b, uint64(v), 10)
+		case uint64:
+			if verb != 'd' && verb != 'v' {
+				return b, false
+			}
+			b = strconv.AppendUint(b, v, 10)
+		default:
+			return b, false
+		}
+	}
+	return b, n == len(args)
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package mnemonic
+
+const raceEnabled = false
