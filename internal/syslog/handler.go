@@ -365,11 +365,17 @@ func (f Fanout) Enabled(ctx context.Context, l slog.Level) bool {
 	return false
 }
 
+// Handle gives each enabled handler r. With more than one, r is cloned
+// once first: each gets its own copy, and an attribute one adds goes to
+// an array of its own (slog.Record.Clone), never into another's.
 func (f Fanout) Handle(ctx context.Context, r slog.Record) error {
+	if len(f) > 1 {
+		r = r.Clone()
+	}
 	var first error
 	for _, h := range f {
 		if h.Enabled(ctx, r.Level) {
-			if err := h.Handle(ctx, r.Clone()); err != nil && first == nil {
+			if err := h.Handle(ctx, r); err != nil && first == nil {
 				first = err
 			}
 		}

@@ -131,3 +131,46 @@ func TestStalledSocketDoesNotBlock(t *testing.T) {
 		}
 	}
 }
+
+// appender adds an attribute to its copy of each record and keeps it,
+// as a handler may (it is its copy).
+type appender struct {
+	slog.Handler
+	v    string
+	kept []slog.Record
+}
+
+func (a *appender) Enabled(context.Context, slog.Level) bool { return true }
+
+func (a *appender) Handle(_ context.Context, r slog.Record) error {
+	r.AddAttrs(slog.String("by", a.v))
+	a.kept = append(a.kept, r)
+	return nil
+}
+
+// proves: Fanout clones a record once for all its handlers, and still no
+// handler sees an attribute another added, with the record's attributes
+// past its inline ones (an array with room to append).
+func TestFanoutHandlersKeepOwnRecords(t *testing.T) {
+	a, b := &appender{v: "a"}, &appender{v: "b"}
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "m", 0)
+	for i := range 8 { // 5 inline, 3 in an array of 4
+		r.AddAttrs(slog.Int("i", i))
+	}
+	if err := (Fanout{a, b}).Handle(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*appender{a, b} {
+		var last slog.Attr
+		n := 0
+		h.kept[0].Attrs(func(x slog.Attr) bool { last, n = x, n+1; return true })
+		if n != 9 || last.Value.String() != h.v {
+			t.Errorf("handler %s kept %d attributes, the last %v", h.v, n, last)
+		}
+	}
+	n := 0
+	r.Attrs(func(slog.Attr) bool { n++; return true })
+	if n != 8 {
+		t.Errorf("the caller's record has %d attributes", n)
+	}
+}
