@@ -8,7 +8,8 @@ import (
 )
 
 // daemonLogger is the logger of daemon name (isakmpd, tmd, iked): text to
-// stderr (srcmstr appends it to RUNDIR/NAME.log), and syslog to syslogTo
+// stderr (srcmstr appends it to RUNDIR/NAME.log; syslog.TextHandler:
+// slog.TextHandler's lines at less cost), and syslog to syslogTo
 // as well when it is set (RFC 5424, or RFC 3164 on a unix socket such as
 // /dev/log: docs/operations.md, Logging). The destination is returned for
 // SIGHUP to reopen (SPEC D4) and for the caller to close, the syslog
@@ -20,7 +21,7 @@ func daemonLogger(env *Env, name, syslogTo string, debug bool, extra ...slog.Han
 	if debug {
 		level = slog.LevelDebug
 	}
-	handler := slog.Handler(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	handler := syslog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level})
 	if syslogTo == "" {
 		if len(extra) > 0 {
 			return slog.New(append(syslog.Fanout{handler}, extra...)), nil, nil, nil
