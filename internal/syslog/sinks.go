@@ -33,6 +33,9 @@ type sinkState struct {
 	bufLevel, trap int
 	drops          atomic.Uint64
 	sent           atomic.Uint64
+	// on: there are destinations or a buffer (set with them, under mu);
+	// without, Enabled is false and a Fanout skips the sinks.
+	on atomic.Bool
 }
 
 // MaxBuffer bounds logging buffered SIZE.
@@ -48,7 +51,12 @@ func NewSinks(o Options) *Sinks {
 // SetHostname sets the HOSTNAME of the messages (the configured hostname).
 func (s *Sinks) SetHostname(name string) { s.h.SetHostname(name) }
 
-func (s *Sinks) Enabled(ctx context.Context, l slog.Level) bool { return s.h.Enabled(ctx, l) }
+// Enabled is false while the sinks have no destination and no buffer
+// (a daemon without logging host and logging buffered: a key server's
+// line per registration then costs them nothing, issue 18).
+func (s *Sinks) Enabled(ctx context.Context, l slog.Level) bool {
+	return s.st.on.Load() && s.h.Enabled(ctx, l)
+}
 
 func (s *Sinks) WithAttrs(as []slog.Attr) slog.Handler {
 	return &Sinks{h: s.h.WithAttrs(as).(*Handler), st: s.st}
@@ -188,6 +196,7 @@ func (c *Change) Commit() error {
 	old := st.dests
 	st.names, st.dests, st.max = c.names, c.dests, c.cfg.Buffered
 	st.bufLevel, st.trap = c.cfg.BufLevel, c.cfg.Trap
+	st.on.Store(len(st.dests) > 0 || st.max > 0)
 	c.s.h.SetFacility(c.cfg.Facility)
 	st.trim()
 	st.mu.Unlock()

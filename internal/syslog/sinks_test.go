@@ -55,3 +55,31 @@ func TestSinksBufferAndPrepare(t *testing.T) {
 		t.Fatalf("no logging buffered keeps %d lines", len(lines))
 	}
 }
+
+// proves: issue 18 — sinks without a destination or a buffer are not
+// enabled (a Fanout skips them for every line), with either they are,
+// and a copy by WithAttrs follows the sinks' configuration.
+func TestSinksEnabledOnlyWhenConfigured(t *testing.T) {
+	s := NewSinks(Options{App: "isakmpd"})
+	child := s.WithAttrs([]slog.Attr{slog.String("k", "v")})
+	ctx := t.Context()
+	enabled := func() bool { return s.Enabled(ctx, slog.LevelError) || child.Enabled(ctx, slog.LevelError) }
+	if enabled() {
+		t.Fatal("sinks without destinations or buffer are enabled")
+	}
+	for _, sc := range []SinkConfig{{Buffered: 4096, BufLevel: 7, Trap: 6}, {Dests: []string{"udp://127.0.0.1:9"}, Trap: 6}} {
+		ch, err := s.Prepare(sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch.Commit()
+		if !s.Enabled(ctx, slog.LevelError) || !child.Enabled(ctx, slog.LevelError) || s.Enabled(ctx, slog.LevelDebug) {
+			t.Fatalf("sinks %+v: enabled %v, child %v, at debug %v", sc, s.Enabled(ctx, slog.LevelError), child.Enabled(ctx, slog.LevelError), s.Enabled(ctx, slog.LevelDebug))
+		}
+		ch, _ = s.Prepare(SinkConfig{BufLevel: 7, Trap: 6})
+		ch.Commit()
+		if enabled() {
+			t.Fatal("sinks emptied again are enabled")
+		}
+	}
+}
