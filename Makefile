@@ -113,6 +113,7 @@ test: deps lint
 	$(GO) test -count=1 -run 'TestResponderMainModeAllocations|TestResponderMainModeHandleInto|TestPRFaAllocations' ./internal/ike
 	$(GO) test -count=1 -run 'TestLaidOutAllocations|TestServeAllocations' ./internal/gdoi
 	$(GO) test -count=1 -run 'TestPeerIDFormattedWhenNeeded' ./internal/ks
+	$(GO) test -count=1 -run 'TestLogKSRegsCompleteAllocations|TestDaemonLogIsSlogText' ./internal/mnemonic ./internal/app
 
 ## bench: Go benchmarks with allocations, and the groupvpn bench table.
 bench:
