@@ -41,7 +41,7 @@ func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res
 	if res.Policy == nil || len(res.Policy.TEKs) == 0 {
 		return nil, errors.New("gm: the KS sent no TEK policy")
 	}
-	out := &Installed{Seq: res.Seq}
+	out := &Installed{Seq: res.Seq, TEKs: make([]sadb.TEK, 0, len(res.Policy.TEKs))}
 	var sids []uint32
 	sidBits := 0
 	if p := res.KD.Packet(isakmp.KDSID, nil); p != nil {
@@ -341,6 +341,9 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 			if t.Group == group && len(t.SenderIDs) > 0 {
 				sids, bits = t.SenderIDs, t.SIDBits // RFC 6054 App. B: keep the SID across rekeys
 			}
+		}
+		if n := len(r.SA.TEKs); n > 0 {
+			out.TEKs = make([]sadb.TEK, 0, n)
 		}
 		for _, sat := range r.SA.TEKs {
 			t, err := tekFrom(sat, r.KD, now)

@@ -530,11 +530,18 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 		return res
 	}
 	m.sa.ForgetMessageID(m.pull.MessageID())
+	// The exchange is over: its state (nonces, the policy of message 2,
+	// the last message and, through it, the phase-1 SA) is not kept for
+	// the life of the keys (issue 18: a simulated GM's memory).
+	m.pull = nil
 	dp := m.o.Dataplane
-	held := map[uint32]bool{} // the group's TEKs before this registration
-	for _, t := range dp.TEKs() {
-		if t.Group == m.cfg.Name {
-			held[t.SPI] = true
+	var held map[uint32]bool // the group's TEKs before this registration (HoldSending's)
+	if !m.temporary.IsZero() {
+		held = map[uint32]bool{}
+		for _, t := range dp.TEKs() {
+			if t.Group == m.cfg.Name {
+				held[t.SPI] = true
+			}
 		}
 	}
 	inst, err := Install(dp, m.o.KEKs, m.cfg.Name, m.cfg.ID, pr, now)
@@ -562,6 +569,10 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 	}
 	m.c.Registrations++
 	m.next = ReregisterAt(inst.Earliest, inst.TEKs[0].Lifetime, m.uniform())
+	// The member reads its earliest expiry, sequence number and policy
+	// later, never these: the TEKs are the data plane's, the KEK the KEK
+	// store's (issue 18: a simulated GM's memory).
+	inst.TEKs, inst.KEK = nil, nil
 	res.log(SevNotice, "GM_REGS_COMPL", "Registration to KS %s complete for group %s using address %s",
 		m.ks.Addr(), m.cfg.Name, local)
 	res.log(SevNotice, "GM_INSTALL_POLICIES_SUCCESS", "SUCCESS: Installation of Reg/Rekey policies from KS %s for group %s & gm identity %s",

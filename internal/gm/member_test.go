@@ -500,3 +500,21 @@ func TestMemberReregistersWithARestartedKS(t *testing.T) {
 		}
 	}
 }
+
+// proves: N1 (issue 18: a simulated GM's memory) — a registered member
+// keeps nothing of its finished GROUPKEY-PULL (the pull held the policy
+// of message 2, its last message and, through its phase-1 SA, the
+// endpoint: 5 KB of the load generator's 9 per member) nor copies of the
+// TEKs and the KEK (the data plane's and the KEK store's: 2 KB more);
+// what it reads later stays (earliest expiry, sequence number, policy),
+// and it still applies a rekey and re-registers (the tests above).
+func TestRegisteredMemberKeepsNoExchange(t *testing.T) {
+	w := registered(t)
+	m := w.m
+	if m.pull != nil || m.installed == nil || m.installed.TEKs != nil || m.installed.KEK != nil {
+		t.Fatalf("registered: pull %v, installed %+v", m.pull != nil, m.installed)
+	}
+	if m.installed.Earliest.IsZero() || len(m.installed.Policy) == 0 || len(w.dp.TEKs()) == 0 || len(w.dp.KEKs()) != 1 {
+		t.Fatalf("registered: installed %+v, %d TEKs, %d KEKs", m.installed, len(w.dp.TEKs()), len(w.dp.KEKs()))
+	}
+}

@@ -272,8 +272,10 @@ func New(ctx context.Context, o Options) (*Generator, error) {
 		cfg := *g.ike
 		cfg.KeyPair = sh.keys.take
 		sh.ike = &cfg
+		base := &tableBase{group: o.Group, groupID: o.GroupID, t0: g.t0}
 		for i := s; i < o.Members; i += o.Shards {
 			sh.waiting = append(sh.waiting, int32(i))
+			g.sims[i].tab.base = base
 		}
 		g.shards = append(g.shards, sh)
 	}

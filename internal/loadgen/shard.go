@@ -29,6 +29,7 @@ type shard struct {
 	// the shard's next timer or sweep, or earlier.
 	armed     time.Time
 	out       []Outbound // what this turn sends (flush)
+	hout      ike.Output // what a GM's endpoint made of a datagram (packet)
 	sendBuf   SendBuf
 	timers    wakeHeap
 	waiting   []int32 // GMs whose first registration has not started
@@ -171,7 +172,7 @@ func (s *shard) packet(p packet, now time.Time) {
 	g := &s.g.sims[p.idx]
 	if p.data[18] == byte(isakmp.ExchangePush) {
 		spi, _ := gm.PushSPI(p.data)
-		if !g.m.HoldsKEK(spi) {
+		if !g.tab.holdsKEK(spi) { // the member's KEK store: gm.Member.HoldsKEK, without the copy
 			s.g.Stats.DropNoKEK.Add(1)
 			return
 		}
@@ -183,7 +184,13 @@ func (s *shard) packet(p packet, now time.Time) {
 		return
 	}
 	s.before(g, now)
-	s.process(p.idx, g, g.ep.Handle(p.from, p.data, now), now)
+	// One Output's arrays for every datagram (ike.Endpoint.HandleInto):
+	// nothing process does hands s.hout to HandleInto again.
+	g.ep.HandleInto(&s.hout, p.from, p.data, now)
+	s.process(p.idx, g, s.hout, now)
+	clear(s.hout.Send) // they name SAs and alias their buffers
+	clear(s.hout.Events)
+	s.hout.Send, s.hout.Events = s.hout.Send[:0], s.hout.Events[:0]
 	s.after(p.idx, g, now)
 }
 

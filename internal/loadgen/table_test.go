@@ -1,12 +1,16 @@
 package loadgen
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 // proves: R2 (issue 18: what "a valid TEK" means in the generator's
@@ -18,7 +22,7 @@ func TestHoldsValidNeedsEverySelector(t *testing.T) {
 	data := sadb.TEK{SPI: 1, Src: netip.MustParsePrefix("10.10.0.0/16"), Dst: netip.MustParsePrefix("10.10.0.0/16"), Expires: now.Add(180 * time.Second)}
 	voice := sadb.TEK{SPI: 2, Src: netip.MustParsePrefix("10.20.0.0/16"), Dst: netip.MustParsePrefix("10.20.0.0/16"), IPProto: 17, DstPort: 5060,
 		Expires: now.Add(360 * time.Second)}
-	var tab table
+	tab := table{base: &tableBase{t0: time.Now()}}
 	if tab.holdsValid(now) {
 		t.Fatal("an empty table holds a valid TEK")
 	}
@@ -52,10 +56,12 @@ func holdsValidScan(t *table, now time.Time) bool {
 	if len(t.want) == 0 {
 		return false
 	}
-	for _, sel := range t.want {
+	teks := t.TEKs()
+	for _, i := range t.want {
+		sel := t.base.sels[i]
 		ok := false
-		for i := range t.teks {
-			k := &t.teks[i]
+		for i := range teks {
+			k := &teks[i]
 			if selectorOf(k) == sel && now.Before(k.Expires) && (k.Deactivate.IsZero() || now.Before(k.Deactivate)) {
 				ok = true
 			}
@@ -87,7 +93,7 @@ func TestHoldsValidCachedIsTheScan(t *testing.T) {
 		}
 		return t0.Add(time.Duration(r.IntN(100)) * time.Second)
 	}
-	var tab table
+	tab := table{base: &tableBase{t0: time.Now()}}
 	for step := range 20000 {
 		switch r.IntN(6) {
 		case 0, 1, 2:
@@ -103,7 +109,7 @@ func TestHoldsValidCachedIsTheScan(t *testing.T) {
 		case 4:
 			now := t0.Add(time.Duration(r.IntN(100)) * time.Second)
 			tab.expire(now)
-			for _, k := range tab.teks {
+			for _, k := range tab.TEKs() {
 				if !now.Before(k.Expires) {
 					t.Fatalf("step %d: a TEK expired at %s kept at %s", step, k.Expires.Sub(t0), now.Sub(t0))
 				}
@@ -112,7 +118,134 @@ func TestHoldsValidCachedIsTheScan(t *testing.T) {
 		for range 3 {
 			now := t0.Add(time.Duration(r.IntN(110)) * time.Second)
 			if got, want := tab.holdsValid(now), holdsValidScan(&tab, now); got != want {
-				t.Fatalf("step %d, %s: holdsValid %v, the scan %v (TEKs %+v)", step, now.Sub(t0), got, want, tab.teks)
+				t.Fatalf("step %d, %s: holdsValid %v, the scan %v (TEKs %+v)", step, now.Sub(t0), got, want, tab.TEKs())
+			}
+		}
+	}
+}
+
+// gmView is what gm reads of a TEK it gets back from its data plane
+// (dp.TEKs(): Shorten, HoldSending, ApplyRekey's deactivation and sender
+// IDs, removal and policy replace, PullMessage), times compared as
+// instants.
+type gmView struct {
+	group                            string
+	spi                              uint32
+	sel                              selector
+	sids                             string
+	sidBits                          int
+	expires, sendFrom, deactivate    int64
+	expiresZ, sendFromZ, deactivateZ bool
+	configured                       time.Duration
+}
+
+func viewOf(k sadb.TEK, t0 time.Time) gmView {
+	return gmView{group: k.Group, spi: k.SPI, sel: selectorOf(&k), sids: fmt.Sprint(k.SenderIDs), sidBits: k.SIDBits,
+		expires: int64(k.Expires.Sub(t0)), sendFrom: int64(k.SendFrom.Sub(t0)), deactivate: int64(k.Deactivate.Sub(t0)),
+		expiresZ: k.Expires.IsZero(), sendFromZ: k.SendFrom.IsZero(), deactivateZ: k.Deactivate.IsZero(), configured: k.Configured}
+}
+
+// proves: N1 (issue 18: a simulated GM's memory) — the table keeps of a
+// TEK only what gm reads back (no keys; its selector shared by the
+// shard's GMs; times as offsets from the shard's instant) and of the KEK
+// its own copy of the key and the shard's copy of the KS's public key:
+// through 5,000 random installs (the bench group's selectors and others,
+// sender IDs, DTDs, zero times), deletions and KEK changes, with times
+// read from the clock (a monotonic reading) and without, what TEKs() and
+// KEKs() give back is what an SA database keeping everything
+// (sadb.Memory) gives, on every field gm reads; and the KEK's key no
+// longer aliases the buffer it came in.
+func TestTableGivesBackWhatGMReads(t *testing.T) {
+	clock := time.Now()
+	base := &tableBase{group: "G", groupID: 7, t0: clock}
+	tab := table{base: base}
+	mem := sadb.NewMemory()
+	r := rand.New(rand.NewPCG(5, 6))
+	sels := []sadb.TEK{
+		{Src: netip.MustParsePrefix("10.10.0.0/16"), Dst: netip.MustParsePrefix("10.10.0.0/16")},
+		{Src: netip.MustParsePrefix("10.20.0.0/16"), Dst: netip.MustParsePrefix("10.20.0.0/16"), IPProto: 17, DstPort: 5060},
+		{Src: netip.MustParsePrefix("10.30.0.0/16"), Dst: netip.MustParsePrefix("10.40.0.0/16"), IPProto: 6, SrcPort: 22},
+	}
+	var kekKey, kekSig []byte // the KEK's keys as installed
+	at := func() time.Time {
+		switch r.IntN(4) {
+		case 0:
+			return time.Time{}
+		case 1:
+			return time.Date(2026, 12, 6, 0, 0, r.IntN(7200), 0, time.UTC) // no monotonic reading
+		}
+		return clock.Add(time.Duration(r.IntN(7200)) * time.Second) // as gm computes them: now.Add
+	}
+	for step := range 5000 {
+		switch r.IntN(5) {
+		case 0, 1, 2:
+			k := sels[r.IntN(len(sels))]
+			k.Group, k.GroupID, k.SPI = "G", 7, uint32(1+r.IntN(6))
+			k.Transform, k.KeyBits, k.EncKey, k.AuthKey = 12, 256, make([]byte, 32), make([]byte, 32)
+			k.Expires, k.SendFrom, k.Deactivate, k.Installed = at(), at(), at(), at()
+			k.Configured, k.Lifetime = time.Duration(r.IntN(3600))*time.Second, time.Hour
+			if r.IntN(3) == 0 {
+				k.SenderIDs, k.SIDBits = []uint32{uint32(r.IntN(100))}, 8+r.IntN(9)
+			}
+			if err := tab.InstallTEK(k); err != nil {
+				t.Fatal(err)
+			}
+			mem.InstallTEK(k)
+		case 3:
+			spi := uint32(1 + r.IntN(6))
+			tab.DeleteTEK("G", spi)
+			mem.DeleteTEK("G", spi)
+		case 4:
+			if r.IntN(4) == 0 {
+				tab.DeleteKEK("G")
+				mem.DeleteKEK("G")
+				break
+			}
+			msg := make([]byte, 200) // the decrypted message the keys came in
+			for i := range msg {
+				msg[i] = byte(r.Uint32())
+			}
+			k := sadb.KEK{Group: "G", GroupID: 7, SPI: [16]byte{byte(r.IntN(3))}, Alg: isakmp.KEKAlgAES, KeyBits: 128,
+				Key: msg[10:42], SigAlg: isakmp.SigAlg(r.IntN(3)), SigKey: msg[50 : 50+r.IntN(2)*91], Ack: r.IntN(2) == 0,
+				Multicast: netip.MustParseAddrPort("239.192.18.1:848"), Installed: at(), Expires: at()}
+			if len(k.SigKey) == 0 {
+				k.SigKey = nil
+			}
+			tab.InstallKEK(k)
+			mem.InstallKEK(k)
+			kekKey, kekSig = slices.Clone(k.Key), slices.Clone(k.SigKey)
+			got := tab.KEKs()[0].Key
+			if &got[0] == &msg[10] {
+				t.Fatalf("step %d: the KEK's key is the message's", step)
+			}
+			clear(msg)
+		}
+		want, got := map[uint32]gmView{}, map[uint32]gmView{}
+		for _, k := range mem.TEKs() {
+			want[k.SPI] = viewOf(k, clock)
+		}
+		for _, k := range tab.TEKs() {
+			got[k.SPI] = viewOf(k, clock)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d: TEKs\n got %+v\nwant %+v", step, got, want)
+		}
+		gk, wk := tab.KEKs(), mem.KEKs()
+		if len(gk) != len(wk) {
+			t.Fatalf("step %d: %d KEKs, want %d", step, len(gk), len(wk))
+		}
+		if len(wk) == 1 {
+			g, w := gk[0], wk[0]
+			if !g.Installed.Equal(w.Installed) || !g.Expires.Equal(w.Expires) || g.Installed.IsZero() != w.Installed.IsZero() ||
+				g.Expires.IsZero() != w.Expires.IsZero() {
+				t.Fatalf("step %d: KEK times %v %v, want %v %v", step, g.Installed, g.Expires, w.Installed, w.Expires)
+			}
+			// The message was cleared since: sadb.Memory's key aliases it,
+			// the table's is as installed.
+			g.Installed, g.Expires, w.Installed, w.Expires = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+			w.Key, w.SigKey = kekKey, kekSig
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("step %d: KEK\n got %+v\nwant %+v", step, g, w)
 			}
 		}
 	}
