@@ -108,14 +108,14 @@ test: deps lint
 	@# 100,000-member COOP sync, too slow under the race detector; the
 	@# KS's allocations per registration and per datagram read, and those
 	@# of its main mode, served pulls and policy layout, counted without it;
-	@# the load generator's heap per member.
+	@# the load generator's heap per member and page faults per registration.
 	$(GO) test -count=1 -run 'NoAlloc' ./internal/esp ./internal/dataplane
 	$(GO) test -count=1 -run 'TestCOOPMemberSync|TestKSRegistrationAllocations|TestReadDirectSourcesAndAllocations|TestKSPeerFormatsNothing|TestServeTableSAIndex' ./internal/node
 	$(GO) test -count=1 -run 'TestResponderMainModeAllocations|TestResponderMainModeHandleInto|TestPRFaAllocations' ./internal/ike
 	$(GO) test -count=1 -run 'TestLaidOutAllocations|TestServeAllocations' ./internal/gdoi
 	$(GO) test -count=1 -run 'TestPeerIDFormattedWhenNeeded' ./internal/ks
 	$(GO) test -count=1 -run 'TestLogKSRegsCompleteAllocations|TestDaemonLogIsSlogText' ./internal/mnemonic ./internal/app
-	$(GO) test -count=1 -run 'TestGeneratorRetainedPerMember' ./internal/loadgen
+	$(GO) test -count=1 -run 'TestGeneratorRetainedPerMember|TestPrefaultSparesTheStageFaults' ./internal/loadgen
 
 ## bench: Go benchmarks with allocations, and the groupvpn bench table.
 bench:

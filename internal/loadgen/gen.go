@@ -76,6 +76,10 @@ type Options struct {
 	// negative, none (each is made in its exchange). Once they are used
 	// up a member makes its pair in the exchange.
 	KeysAhead int
+	// Prefault: once the key pairs are made, touch the heap the stage's
+	// allocations will run through (prefault.go), so that the stage
+	// takes no page fault for it.
+	Prefault bool
 }
 
 func (o *Options) defaults() error {
@@ -164,6 +168,7 @@ type Stats struct {
 	KeyPairsInline atomic.Int64
 	ReadyAt        atomic.Int64
 	ReadyCPU       atomic.Int64
+	Prefaulted     atomic.Int64 // octets of heap touched before the stage (Options.Prefault), in ReadyCPU
 }
 
 // Snapshot is Stats as values (what `groupvpn loadgen` prints, one JSON
@@ -183,7 +188,7 @@ type Snapshot struct {
 	DropNoKEK, MulticastIn, HeapPerMember  int64
 	Timers, TimersStale, TimersClamped     int64
 	KeyPairsAhead, KeyPairsInline          int64
-	ReadyAt, ReadyCPU                      int64
+	ReadyAt, ReadyCPU, Prefaulted          int64
 }
 
 // Snapshot reads the totals.
@@ -201,7 +206,7 @@ func (g *Generator) Snapshot() Snapshot {
 		DropNoKEK: s.DropNoKEK.Load(), MulticastIn: s.MulticastIn.Load(), HeapPerMember: s.HeapPerMember.Load(),
 		Timers: s.Timers.Load(), TimersStale: s.TimersStale.Load(), TimersClamped: s.TimersClamped.Load(),
 		KeyPairsAhead: s.KeyPairsAhead.Load(), KeyPairsInline: s.KeyPairsInline.Load(),
-		ReadyAt: s.ReadyAt.Load(), ReadyCPU: s.ReadyCPU.Load()}
+		ReadyAt: s.ReadyAt.Load(), ReadyCPU: s.ReadyCPU.Load(), Prefaulted: s.Prefaulted.Load()}
 }
 
 // Generator plays Options.Members GMs.
@@ -331,8 +336,9 @@ func (g *Generator) Run(ctx context.Context) error {
 }
 
 // makeKeys fills each shard's key pool with its share of
-// Options.KeysAhead, the shards in parallel, and marks the generator
-// ready (Stats.ReadyAt, ReadyCPU).
+// Options.KeysAhead, the shards in parallel, touches the stage's heap
+// (Options.Prefault), and marks the generator ready (Stats.ReadyAt,
+// ReadyCPU).
 func (g *Generator) makeKeys(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(g.shards))
@@ -351,6 +357,9 @@ func (g *Generator) makeKeys(ctx context.Context) error {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if g.o.Prefault {
+		g.Stats.Prefaulted.Store(int64(prefault()))
 	}
 	g.Stats.ReadyCPU.Store(int64(processCPU()))
 	g.Stats.ReadyAt.Store(Monotonic())
