@@ -108,7 +108,8 @@ test: deps lint
 	@# 100,000-member COOP sync, too slow under the race detector; the
 	@# KS's allocations per registration and per datagram read, and those
 	@# of its main mode, served pulls and policy layout, counted without it;
-	@# the load generator's heap per member and page faults per registration.
+	@# the load generator's heap per member and page faults per registration,
+	@# a GM's allocations per Install.
 	$(GO) test -count=1 -run 'NoAlloc' ./internal/esp ./internal/dataplane
 	$(GO) test -count=1 -run 'TestCOOPMemberSync|TestKSRegistrationAllocations|TestReadDirectSourcesAndAllocations|TestKSPeerFormatsNothing|TestServeTableSAIndex' ./internal/node
 	$(GO) test -count=1 -run 'TestResponderMainModeAllocations|TestResponderMainModeHandleInto|TestPRFaAllocations' ./internal/ike
@@ -116,6 +117,7 @@ test: deps lint
 	$(GO) test -count=1 -run 'TestPeerIDFormattedWhenNeeded' ./internal/ks
 	$(GO) test -count=1 -run 'TestLogKSRegsCompleteAllocations|TestDaemonLogIsSlogText' ./internal/mnemonic ./internal/app
 	$(GO) test -count=1 -run 'TestGeneratorRetainedPerMember|TestPrefaultSparesTheStageFaults' ./internal/loadgen
+	$(GO) test -count=1 -run 'TestInstallAllocations' ./internal/gm
 
 ## bench: Go benchmarks with allocations, and the groupvpn bench table.
 bench:

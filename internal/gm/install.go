@@ -117,7 +117,7 @@ func setPolicy(dp sadb.Dataplane, group string, p []sadb.PolicyEntry) {
 // Protect entries only, which is what a GM did before deny entries
 // travelled.
 func policyFrom(sats []*isakmp.SAT) ([]sadb.PolicyEntry, error) {
-	var out []sadb.PolicyEntry
+	out := make([]sadb.PolicyEntry, 0, len(sats)) // one Protect entry each, bypass entries beyond
 	bypass := func(sat *isakmp.SAT, t isakmp.IPsecAttr) error {
 		a, ok := sat.Attributes.Find(uint16(t))
 		if !ok {
