@@ -102,6 +102,11 @@ type Options struct {
 	// replace instructions not carried out. Version names it in the log.
 	Legacy  bool
 	Version string
+	// Quiet: the owner reads the Events' severities and mnemonics and
+	// logs nothing (the load generator: 100,000 members): the lines of a
+	// registration and a rekey are not formatted (Msg empty). A node
+	// leaves it false.
+	Quiet bool
 }
 
 // KEKStore keeps the members' KEKs. A KEK is the GM role's: it opens
@@ -573,6 +578,11 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 	// later, never these: the TEKs are the data plane's, the KEK the KEK
 	// store's (issue 18: a simulated GM's memory).
 	inst.TEKs, inst.KEK = nil, nil
+	if m.o.Quiet {
+		res.Events = append(res.Events, Event{Severity: SevNotice, Mnemonic: "GM_REGS_COMPL"},
+			Event{Severity: SevNotice, Mnemonic: "GM_INSTALL_POLICIES_SUCCESS"})
+		return res
+	}
 	res.log(SevNotice, "GM_REGS_COMPL", "Registration to KS %s complete for group %s using address %s",
 		m.ks.Addr(), m.cfg.Name, local)
 	res.log(SevNotice, "GM_INSTALL_POLICIES_SUCCESS", "SUCCESS: Installation of Reg/Rekey policies from KS %s for group %s & gm identity %s",
@@ -777,8 +787,12 @@ func (m *Member) Push(p Push, now time.Time) Result {
 		res.note(SevInfo, "counter-mode TEK received without a sender ID: registering again for one", "group", m.cfg.Name)
 		m.next = now
 	}
-	res.log(SevNotice, "GM_RECV_REKEY", "Received Rekey for group %s from %s to %s with seq # %d",
-		m.cfg.Name, p.From.Addr(), p.To.Addr(), rk.Seq)
+	if m.o.Quiet {
+		res.Events = append(res.Events, Event{Severity: SevNotice, Mnemonic: "GM_RECV_REKEY"})
+	} else {
+		res.log(SevNotice, "GM_RECV_REKEY", "Received Rekey for group %s from %s to %s with seq # %d",
+			m.cfg.Name, p.From.Addr(), p.To.Addr(), rk.Seq)
+	}
 	if replace != nil && !m.o.Legacy {
 		m.replaced(&res, replace, inst, now)
 	}

@@ -259,7 +259,7 @@ func New(ctx context.Context, o Options) (*Generator, error) {
 	servers := []netip.AddrPort{o.KS}
 	for i := range g.sims {
 		g.sims[i].m = gm.NewMember(gm.Config{Name: o.Group, ID: o.GroupID, Servers: servers, SIDs: 1},
-			gm.Options{Dataplane: &g.sims[i].tab, KEKs: &g.sims[i].tab, Rand: rand.Reader})
+			gm.Options{Dataplane: &g.sims[i].tab, KEKs: &g.sims[i].tab, Rand: rand.Reader, Quiet: true})
 	}
 	for s := 0; s < o.Shards; s++ {
 		port := o.Port
