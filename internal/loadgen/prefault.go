@@ -17,10 +17,12 @@ const prefaultChunk = 256 << 10
 // generator's CPU). It returns the bytes touched (0 with GC off).
 //
 // The headroom is allocated with the collector off, a byte written in
-// each page, dropped, and collected by one GC: that GC finds it in use
-// at its mark termination, so the scavenger's goal (1.1 times the heap
-// in use then, scaled by the change of the heap goal) keeps it, and the
-// stage's allocations reuse its pages without faults.
+// each page, dropped, and collected by one GC: its spans are still
+// counted in use at that GC's mark termination (they are swept after),
+// so the scavenger's goal (1.1 times the heap in use then, scaled by the
+// change of the heap goal) keeps its pages, and the stage's allocations
+// reuse them without faults. A second GC would find them free and let
+// the scavenger return them.
 func prefault() uint64 {
 	runtime.GC()
 	var ms runtime.MemStats

@@ -33,8 +33,8 @@ import (
 const ksEnv = "LOADGEN_TEST_KS"
 
 // TestMain runs this test binary as a key server alone when ksEnv is set
-// (retainedPerMember: the generator's heap and allocations are then its
-// own, not the key server's).
+// (retained: the generator's heap, allocations and page faults are then
+// its own, not the key server's).
 func TestMain(m *testing.M) {
 	if a := os.Getenv(ksEnv); a != "" {
 		os.Exit(runTestKS(a))
