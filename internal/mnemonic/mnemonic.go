@@ -48,8 +48,8 @@ func Log(l *slog.Logger, sev Severity, mnemonic, format string, args ...any) str
 // The line is formatted once, on the stack when it is short, and handed to
 // l's handler as a record without a source position (a key server logs a
 // line per registration: issue 18; no groupvpn handler sets AddSource).
-// A format of plain %s, %v, %d and %% verbs with as many strings,
-// addresses and integers (appendSimple) is formatted without fmt.
+// A format whose verbs and arguments appendSimple handles (see there) is
+// formatted without fmt.
 func LogFacility(l *slog.Logger, facility string, sev Severity, mnemonic, format string, args ...any) string {
 	var buf [256]byte
 	b := append(buf[:0], '%')

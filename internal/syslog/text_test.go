@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -140,8 +143,11 @@ func FuzzTextHandler(f *testing.F) {
 		if i%3 == 0 {
 			r.AddAttrs(slog.Any("any", val))
 		}
-		r2 := slog.NewRecord(tm.Add(time.Duration(i)).In(time.FixedZone("Y", offset/7)), slog.LevelInfo, val, 0)
-		if want, got := textOracle(t, &slog.HandlerOptions{Level: slog.LevelDebug - 8}, nil, r, r2); got != want {
+		// r2 in tm's zone within the same second or after it (the kept
+		// second and zone reused or replaced), r3 in another zone.
+		r2 := slog.NewRecord(tm.Add(time.Duration(i)%(2*time.Second)), slog.LevelInfo, val, 0)
+		r3 := slog.NewRecord(tm.Add(time.Duration(i)).In(time.FixedZone("Y", offset/7)), slog.LevelInfo, val, 0)
+		if want, got := textOracle(t, &slog.HandlerOptions{Level: slog.LevelDebug - 8}, nil, r, r2, r3); got != want {
 			t.Fatalf("TextHandler wrote\n%q\nslog.TextHandler\n%q", got, want)
 		}
 	})
@@ -170,18 +176,23 @@ func TestTextHandlerOneWritePerLine(t *testing.T) {
 	for g := range 4 {
 		wg.Go(func() {
 			for i := range 100 {
-				r := slog.NewRecord(time.Now(), slog.LevelInfo, "line", 0)
+				msg := fmt.Sprint("line ", g, "/", i)
+				r := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
 				if (g+i)%2 == 0 {
 					r.AddAttrs(slog.Int("fast", i))
 				} else {
 					r.AddAttrs(slog.Any("slow", []int{i}))
 				}
-				before := func() int { w.mu.Lock(); defer w.mu.Unlock(); return len(w.lines) }()
 				if err := h.Handle(context.Background(), r); err != nil {
 					t.Error(err)
 				}
-				if after := func() int { w.mu.Lock(); defer w.mu.Unlock(); return len(w.lines) }(); after <= before {
-					t.Error("Handle returned before its Write")
+				written := func() bool {
+					w.mu.Lock()
+					defer w.mu.Unlock()
+					return slices.ContainsFunc(w.lines, func(l string) bool { return strings.Contains(l, strconv.Quote(msg)) })
+				}()
+				if !written {
+					t.Errorf("Handle returned before its line %q was written", msg)
 				}
 			}
 		})
