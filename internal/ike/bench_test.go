@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -140,33 +141,16 @@ func BenchmarkResponderMainMode(b *testing.B) {
 			b.Fatal("main mode did not complete")
 		}
 	}
-	b.Run("endpoint", func(b *testing.B) {
-		er, _ := NewEndpoint(cfgR, addrR, Limits{})
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			b.StopTimer()
-			from := memberAddr(i)
-			i++
-			ei, _ := NewEndpoint(cfgI, from, Limits{})
-			_, out, _ := ei.Initiate(addrR, t0)
-			b.StartTimer()
-			for range 3 {
-				o := er.Handle(from, out.Send[0].Data, t0)
-				b.StopTimer()
-				if len(o.Send) != 1 {
-					b.Fatalf("responder sent %d datagrams", len(o.Send))
-				}
-				out = ei.Handle(addrR, o.Send[0].Data, t0)
-				b.StartTimer()
-			}
-			b.StopTimer()
-			if len(ei.SAs()) != 1 {
-				b.Fatal("not established")
-			}
-			b.StartTimer()
+	// endpoint-100k: the same against a responder already holding
+	// 100,000 members' established SAs, each with its timer, as a key
+	// server at issue 18's scale (the tables' cache misses).
+	for _, held := range []int{0, 100000} {
+		name := "endpoint"
+		if held > 0 {
+			name = fmt.Sprintf("endpoint-%dk", held/1000)
 		}
-	})
+		b.Run(name, func(b *testing.B) { benchResponder(b, cfgR, cfgI, held) })
+	}
 	b.Run("crypto", func(b *testing.B) {
 		g, _ := GroupByID(19)
 		_, peer, _ := g.GenerateKey(rand.Reader)
@@ -193,4 +177,77 @@ func BenchmarkResponderMainMode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchResponder times messages 1, 3 and 5 of new members handled by one
+// responder Endpoint holding held established SAs (fillEstablished, each
+// with a timer in the heap) before the first.
+func benchResponder(b *testing.B, cfgR, cfgI *Config, held int) {
+	er, _ := NewEndpoint(cfgR, addrR, Limits{})
+	fillEstablished(er, held)
+	for _, sa := range er.sas {
+		sa.gen++
+		sa.timerAt = t0.Add(time.Hour + time.Duration(sa.icky[3])*time.Second).UnixNano()
+		er.timers.push(timerEntry{at: time.Unix(0, sa.timerAt), sa: sa, gen: sa.gen})
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		from := memberAddr(i)
+		i++
+		ei, _ := NewEndpoint(cfgI, from, Limits{})
+		_, out, _ := ei.Initiate(addrR, t0)
+		b.StartTimer()
+		for range 3 {
+			o := er.Handle(from, out.Send[0].Data, t0)
+			b.StopTimer()
+			if len(o.Send) != 1 {
+				b.Fatalf("responder sent %d datagrams", len(o.Send))
+			}
+			out = ei.Handle(addrR, o.Send[0].Data, t0)
+			b.StartTimer()
+		}
+		b.StopTimer()
+		if len(ei.SAs()) != 1 {
+			b.Fatal("not established")
+		}
+		b.StartTimer()
+	}
+}
+
+// BenchmarkResponderMessage1 is a key server's handling of a new member's
+// message 1 (the responder SA made and filed, message 2 built) while it
+// holds 100,000 established SAs with their timers: main mode's step
+// without Diffie-Hellman, where the tables' probes weigh most (issue 18).
+// Each half-open SA is removed, untimed, after its message 2.
+func BenchmarkResponderMessage1(b *testing.B) {
+	er, _ := NewEndpoint(pskConfig(), addrR, Limits{})
+	fillEstablished(er, 100000)
+	for _, sa := range er.sas {
+		sa.gen++
+		sa.timerAt = t0.Add(time.Hour + time.Duration(sa.icky[3])*time.Second).UnixNano()
+		er.timers.push(timerEntry{at: time.Unix(0, sa.timerAt), sa: sa, gen: sa.gen})
+	}
+	m1 := mm1(b)
+	var out Output
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		pkt := withCookie(m1, uint64(i)<<20|7)
+		from := memberAddr(i)
+		i++
+		clear(out.Send)
+		clear(out.Events)
+		out.Send, out.Events = out.Send[:0], out.Events[:0]
+		b.StartTimer()
+		er.HandleInto(&out, from, pkt, t0)
+		b.StopTimer()
+		if len(out.Send) != 1 || er.halfOpen.Len() != 1 {
+			b.Fatalf("%d answers, %d half-open", len(out.Send), er.halfOpen.Len())
+		}
+		er.remove(er.halfOpen.head)
+		b.StartTimer()
+	}
 }

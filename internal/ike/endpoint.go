@@ -159,6 +159,13 @@ type halfKey struct {
 	peer netip.AddrPort
 }
 
+// tableProbes counts an Endpoint's lookups, insertions and deletions in
+// each of its tables on the paths of a datagram (HandleInto and what it
+// calls) and of an SA's removal: a test bounds them per registration
+// (issue 18: at a key server's scale a probe of a table of 100,000 SAs
+// is a cache miss or two).
+type tableProbes struct{ sas, pending, perPeer, byID int }
+
 // Endpoint holds the phase-1 SAs of one local address: it routes datagrams
 // by cookies, creates responder SAs for message 1 within Limits, and runs
 // every SA's timers from one heap. It is sans-IO and owned by one
@@ -184,6 +191,7 @@ type Endpoint struct {
 	timers   timerHeap
 	byID     idIndex // established SAs by peer identity: the first, the others through idNext
 	indexed  int     // SAs filed in byID: the established SAs held (Established)
+	probes   tableProbes
 
 	cookieMAC hash.Hash // keyed with secret: responder cookies
 	scratch   []byte
@@ -256,24 +264,31 @@ func (e *Endpoint) Initiate(peer netip.AddrPort, now time.Time) (*SA, Output, er
 // responderCookie binds our cookie to the initiator's cookie and address
 // and to a secret (RFC 2408 §2.5.3), and makes it unique to this SA with
 // a counter: a replayed message 1 gets another cookie, so it can never
-// name an SA we hold.
+// name an SA we hold. It is never zero, the cookie of a message 1: the
+// next counter's is taken instead (HandleInto looks for a zero responder
+// cookie among the half-open SAs only).
 func (e *Endpoint) responderCookie(icky isakmp.Cookie, peer netip.AddrPort) isakmp.Cookie {
-	e.seq++
 	if e.cookieMAC == nil {
 		e.cookieMAC = hmac.New(sha256.New, e.secret[:])
 	}
 	m := e.cookieMAC
-	m.Reset()
-	// icky | the address and port as MarshalBinary writes them | seq, in
-	// a buffer the endpoint keeps (one HMAC per message 1, no allocation).
-	b := append(e.scratch[:0], icky[:]...)
-	b, _ = peer.AppendBinary(b)
-	b = binary.BigEndian.AppendUint64(b, e.seq)
-	m.Write(b)
-	e.scratch = m.Sum(b[:0])
-	var c isakmp.Cookie
-	copy(c[:], e.scratch)
-	return c
+	for {
+		e.seq++
+		m.Reset()
+		// icky | the address and port as MarshalBinary writes them | seq,
+		// in a buffer the endpoint keeps (one HMAC per message 1, no
+		// allocation).
+		b := append(e.scratch[:0], icky[:]...)
+		b, _ = peer.AppendBinary(b)
+		b = binary.BigEndian.AppendUint64(b, e.seq)
+		m.Write(b)
+		e.scratch = m.Sum(b[:0])
+		var c isakmp.Cookie
+		copy(c[:], e.scratch)
+		if c != (isakmp.Cookie{}) {
+			return c
+		}
+	}
 }
 
 // Handle processes one datagram received from `from`.
@@ -296,16 +311,13 @@ func (e *Endpoint) HandleInto(out *Output, from netip.AddrPort, pkt []byte, now 
 		return
 	}
 	var zero isakmp.Cookie
-	if sa := e.sas[pair{h.InitiatorCookie, h.ResponderCookie}]; sa != nil {
-		if sa.peer != from {
-			e.Stats.UnknownSA++ // a cookie pair used from another address
-			return
-		}
-		e.stepInto(out, sa, sa.handle(pkt, now), now)
-		return
-	}
 	if h.ResponderCookie == zero {
-		// Message 1, or a retransmission of it.
+		// Message 1, or a retransmission of it. No SA of e.sas has a
+		// zero responder cookie (responderCookie issues none, and an
+		// initiator enters e.sas with its responder's), so only the
+		// half-open SAs are looked at: a probe of e.sas, which holds
+		// every member's SA on a key server, saved (issue 18).
+		e.probes.pending++
 		if sa := e.pending[halfKey{h.InitiatorCookie, from}]; sa != nil {
 			if sa.initiator { // our own cookie sent back with no responder's
 				e.Stats.UnknownSA++
@@ -321,10 +333,22 @@ func (e *Endpoint) HandleInto(out *Output, from netip.AddrPort, pkt []byte, now 
 		e.newResponder(out, from, h.InitiatorCookie, pkt, now)
 		return
 	}
+	e.probes.sas++
+	if sa := e.sas[pair{h.InitiatorCookie, h.ResponderCookie}]; sa != nil {
+		if sa.peer != from {
+			e.Stats.UnknownSA++ // a cookie pair used from another address
+			return
+		}
+		e.stepInto(out, sa, sa.handle(pkt, now), now)
+		return
+	}
 	// Message 2: the responder chose its cookie.
+	e.probes.pending++
 	if sa := e.pending[halfKey{h.InitiatorCookie, from}]; sa != nil && sa.initiator {
 		e.stepInto(out, sa, sa.handle(pkt, now), now)
 		if sa.rcky != zero && sa.state != StateDead {
+			e.probes.pending++
+			e.probes.sas++
 			delete(e.pending, halfKey{sa.icky, from})
 			e.sas[pair{sa.icky, sa.rcky}] = sa
 		}
@@ -391,28 +415,35 @@ func (e *Endpoint) newResponder(out *Output, from netip.AddrPort, icky isakmp.Co
 		out.Send = append(out.Send, Packet{To: from, Data: r.public().Send[0]})
 		return
 	}
+	e.probes.sas++
 	if e.sas[pair{sa.icky, sa.rcky}] != nil {
 		e.Stats.CookieCollision++
 		return
 	}
+	e.probes.perPeer++
 	l := e.perPeer[from.Addr()]
 	if l.Len() >= e.limits.MaxHalfOpenPerPeer {
 		// Evict this address's oldest: a spoofer flooding from a member's
 		// address costs the member at most a retry, never a lockout.
 		e.Stats.HalfOpenPeerEvicted++
 		e.remove(l.head)
+		e.probes.perPeer++
 		l = e.perPeer[from.Addr()] // remove changed it
 	} else if e.halfOpen.Len() >= e.limits.MaxHalfOpen {
 		// Evict the oldest SA that never got past message 2: a spoofed
 		// source never answers, a real peer does within a round trip.
 		e.Stats.HalfOpenEvicted++
 		e.remove(e.halfOpen.head)
+		e.probes.perPeer++
 		l = e.perPeer[from.Addr()] // the oldest may have been this address's
 	}
+	e.probes.pending++
 	e.pending[halfKey{icky, from}] = sa
+	e.probes.sas++
 	e.sas[pair{sa.icky, sa.rcky}] = sa
 	e.halfOpen.push(sa, globalLinks)
 	l.push(sa, peerLinks)
+	e.probes.perPeer++
 	e.perPeer[from.Addr()] = l
 	sa.hs.halfOpen = true
 	e.applyInto(out, sa, r)
@@ -459,7 +490,19 @@ func (e *Endpoint) dropOlder(sa *SA, now time.Time) Output {
 		return out
 	}
 	var older []*SA // remove changes the identity's list
-	for o := e.byID.get(sa.peerID); o != nil; o = o.idNext {
+	// stepInto filed sa before it reported the INITIAL-CONTACT: its
+	// identity's list is found from sa itself, without a probe of the
+	// index (issue 18: every member sends one when it registers).
+	first := sa
+	if sa.indexed {
+		for first.idPrev != nil {
+			first = first.idPrev
+		}
+	} else {
+		e.probes.byID++
+		first = e.byID.get(sa.peerID)
+	}
+	for o := first; o != nil; o = o.idNext {
 		if o != sa && o.state == StateEstablished && sameID(o.peerID, sa.peerID) {
 			older = append(older, o)
 		}
@@ -486,6 +529,7 @@ func (e *Endpoint) index(sa *SA) {
 	if sa.peerID == nil || sa.indexed {
 		return
 	}
+	e.probes.byID += 2 // get and set
 	first := e.byID.get(sa.peerID)
 	// Usually one SA per identity: a list through the SAs costs no
 	// allocation of its own (issue 18 F3).
@@ -591,16 +635,23 @@ func (e *Endpoint) leaveHalfOpen(sa *SA) {
 	sa.hs.halfOpen = false
 	e.halfOpen.unlink(sa, globalLinks)
 	a := sa.peer.Addr()
-	if l := e.perPeer[a]; l.Len() > 1 {
+	if pp := sa.hs.pp; pp.prev == nil && pp.next == nil {
+		// Its address's only half-open SA (a member's, as a rule): the
+		// list goes without being read.
+		e.probes.perPeer++
+		delete(e.perPeer, a)
+	} else {
+		e.probes.perPeer += 2
+		l := e.perPeer[a]
 		l.unlink(sa, peerLinks)
 		e.perPeer[a] = l
-	} else {
-		delete(e.perPeer, a)
-		sa.hs.pp = halfLinks{}
 	}
-	if k := (halfKey{sa.icky, sa.peer}); e.pending[k] == sa {
-		delete(e.pending, k)
-	}
+	// newResponder filed it in e.pending under its cookie and address,
+	// and nothing replaces that entry while it is half-open: a message 1
+	// of the same cookie and address goes to it, Initiate refuses a
+	// cookie in use, and other SAs delete only their own entries.
+	e.probes.pending++
+	delete(e.pending, halfKey{sa.icky, sa.peer})
 }
 
 // halfList is a list of half-open SAs, oldest first, linked through
@@ -653,10 +704,14 @@ func (l *halfList) unlink(sa *SA, links func(*SA) *halfLinks) {
 // remove forgets sa; entries of the tables that name another SA stay.
 func (e *Endpoint) remove(sa *SA) {
 	e.leaveHalfOpen(sa)
+	e.probes.pending++
 	if k := (halfKey{sa.icky, sa.peer}); e.pending[k] == sa {
+		e.probes.pending++
 		delete(e.pending, k)
 	}
+	e.probes.sas++
 	if k := (pair{sa.icky, sa.rcky}); e.sas[k] == sa {
+		e.probes.sas++
 		delete(e.sas, k)
 	}
 	sa.gen++ // its timers are stale
@@ -668,6 +723,7 @@ func (e *Endpoint) remove(sa *SA) {
 		if sa.idPrev != nil {
 			sa.idPrev.idNext = sa.idNext
 		} else {
+			e.probes.byID++
 			e.byID.set(sa.peerID, sa.idNext) // nil: the identity's last
 		}
 		sa.idNext, sa.idPrev, sa.indexed = nil, nil, false

@@ -212,7 +212,8 @@ func TestSAFitsItsSizeClass(t *testing.T) {
 
 // checkHalfOpen fails unless e's half-open lists agree with each other and
 // with the SAs: every SA in them is a responder in MM2_SENT that e holds,
-// marked as listed, its neighbours' links point back at it, each address's
+// filed in e.pending (and every responder there is in them), marked as
+// listed, its neighbours' links point back at it, each address's
 // list holds that address's SAs oldest first in the Endpoint's order, and
 // the counts add up.
 func checkHalfOpen(t *testing.T, e *Endpoint) {
@@ -223,6 +224,9 @@ func checkHalfOpen(t *testing.T, e *Endpoint) {
 		for sa := l.head; sa != nil; sa = links(sa).next {
 			if sa.hs == nil || !sa.hs.halfOpen || sa.initiator || sa.state != StateMM2Sent || e.sas[pair{sa.icky, sa.rcky}] != sa {
 				t.Fatalf("%s: an SA that is not half-open and held (state %s)", what, sa.state)
+			}
+			if e.pending[halfKey{sa.icky, sa.peer}] != sa {
+				t.Fatalf("%s: a half-open SA not filed under its cookie and address", what) // leaveHalfOpen deletes that entry unread
 			}
 			if links(sa).prev != prev {
 				t.Fatalf("%s: a broken back link", what)
@@ -264,6 +268,11 @@ func checkHalfOpen(t *testing.T, e *Endpoint) {
 	for _, sa := range e.sas {
 		if _, listed := order[sa]; sa.hs != nil && sa.hs.halfOpen && !listed {
 			t.Fatal("an SA marked half-open is in no list")
+		}
+	}
+	for _, sa := range e.pending {
+		if _, listed := order[sa]; !sa.initiator && !listed {
+			t.Fatal("a responder filed as pending is not half-open")
 		}
 	}
 }
