@@ -107,11 +107,12 @@ test: deps lint
 	@# allocation tests skip under it: run them once without it; and the
 	@# 100,000-member COOP sync, too slow under the race detector; the
 	@# KS's allocations per registration and per datagram read, and those
-	@# of its main mode, served pulls and policy layout, counted without it;
-	@# the load generator's heap per member and page faults per registration,
-	@# a GM's allocations per Install.
+	@# of its main mode, served pulls and policy layout, and the served
+	@# pulls' table's heap per exchange, counted without it; the load
+	@# generator's heap per member and page faults per registration, a
+	@# GM's allocations per Install.
 	$(GO) test -count=1 -run 'NoAlloc' ./internal/esp ./internal/dataplane
-	$(GO) test -count=1 -run 'TestCOOPMemberSync|TestKSRegistrationAllocations|TestReadDirectSourcesAndAllocations|TestKSPeerFormatsNothing|TestServeTableSAIndex' ./internal/node
+	$(GO) test -count=1 -run 'TestCOOPMemberSync|TestKSRegistrationAllocations|TestReadDirectSourcesAndAllocations|TestKSPeerFormatsNothing|TestServeTableSAIndex|TestServeTableHeapPerExchange' ./internal/node
 	$(GO) test -count=1 -run 'TestResponderMainModeAllocations|TestResponderMainModeHandleInto|TestPRFaAllocations' ./internal/ike
 	$(GO) test -count=1 -run 'TestLaidOutAllocations|TestServeAllocations' ./internal/gdoi
 	$(GO) test -count=1 -run 'TestPeerIDFormattedWhenNeeded' ./internal/ks

@@ -42,9 +42,9 @@ func TestForgedPullAfterDoneDropped(t *testing.T) {
 		after, refused uint64
 	)
 	kn.Do(ctx, func() {
-		for k, sv := range kn.serves.m {
-			if sv.sv.Done() {
-				key, found = k, true
+		for sa, e := range kn.serves.bySA {
+			if e.first.s.sv.Done() {
+				key, found = serveKey{sa, e.first.mid}, true
 			}
 		}
 		if !found {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -131,8 +132,14 @@ func TestServeTableSAIndex(t *testing.T) {
 	}
 	tab.del(serveKey{sa, 0}) // the first
 	tab.del(serveKey{sa, 2}) // one of the rest
-	if mids := tab.bySA[sa]; tab.len() != 2 || mids.first != 1 || mids.rest == nil || len(*mids.rest) != 1 || (*mids.rest)[0] != 3 {
-		t.Fatalf("after deletions: %d kept, indexed %+v", tab.len(), mids)
+	if e := tab.bySA[sa]; tab.len() != 2 || e.first.mid != 1 || e.rest == nil || len(*e.rest) != 1 || (*e.rest)[0].mid != 3 {
+		t.Fatalf("after deletions: %d kept, indexed %+v", tab.len(), e)
+	}
+	// Served again: kept in place of the exchange of the same ID.
+	again := &serving{started: t0.Add(time.Second)}
+	tab.add(serveKey{sa, 3}, again)
+	if tab.len() != 2 || tab.get(serveKey{sa, 3}) != again || tab.get(serveKey{sa, 1}) == nil {
+		t.Fatalf("served again: %d kept", tab.len())
 	}
 	tab.dropSA(sa)
 	if tab.len() != 0 || len(tab.bySA) != 0 {
@@ -146,12 +153,59 @@ func TestServeTableSAIndex(t *testing.T) {
 	for i := range sas {
 		sas[i], keep[i] = &ike.SA{}, &serving{started: t0}
 	}
-	tab = serveTable{m: make(map[serveKey]*serving, 2000), bySA: make(map[*ike.SA]saMIDs, 2000), order: make([]servedAt, 0, 2000)}
+	tab = serveTable{bySA: make(map[*ike.SA]saServes, 2000), order: make([]servedAt, 0, 2000)}
 	i := 0
 	if n := testing.AllocsPerRun(len(sas)-1, func() {
 		tab.add(serveKey{sas[i], 7}, keep[i])
 		i++
 	}); n != 0 {
 		t.Fatalf("add: %.2f allocations per exchange of a new SA, want 0", n)
+	}
+}
+
+// proves: N1 (issue 18: the KS's CPU per registration grows with its
+// members, largely from probes of big tables) — a registration's
+// GROUPKEY-PULL, messages 1 and 3, probes the served table 4 times: a
+// look for the exchange, its filing (read and written), the look that
+// finds it for message 3 (6, in two maps of every member's SA, when one
+// map held the exchanges by SA and message ID and another their IDs by
+// SA).
+func TestServeTableProbesPerRegistration(t *testing.T) {
+	r := newKSRegistrar(t)
+	for range 3 {
+		r.register(t)
+	}
+	r.kn.serves.probes = 0
+	r.register(t)
+	if p := r.kn.serves.probes; p != 4 {
+		t.Fatalf("a registration probed the served table %d times, want 4", p)
+	}
+}
+
+// proves: N1 (issue 18: KS memory per member) — 100,000 served exchanges,
+// one per SA, cost the table at most 60 octets each (52.5 now; 70 with
+// the two maps, the exchanges by SA and message ID and their IDs by SA);
+// the map keeps its size after a registration storm.
+func TestServeTableHeapPerExchange(t *testing.T) {
+	if raceEnabled {
+		t.Skip("heap sizes differ under the race detector; make test runs it without")
+	}
+	const n = 100000
+	sas, sv := make([]ike.SA, n), make([]serving, n)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	tab := newServeTable()
+	for i := range sas {
+		tab.add(serveKey{&sas[i], uint32(i)}, &sv[i])
+	}
+	tab.order = nil // the start order is popped as exchanges expire
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	runtime.KeepAlive(&tab)
+	per := float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / n
+	t.Logf("%.1f octets per served exchange in the table", per)
+	if per > 60 {
+		t.Fatalf("%.1f octets per served exchange, want at most 60", per)
 	}
 }
