@@ -704,10 +704,15 @@ func (l *halfList) unlink(sa *SA, links func(*SA) *halfLinks) {
 // remove forgets sa; entries of the tables that name another SA stay.
 func (e *Endpoint) remove(sa *SA) {
 	e.leaveHalfOpen(sa)
-	e.probes.pending++
-	if k := (halfKey{sa.icky, sa.peer}); e.pending[k] == sa {
+	// A responder is in e.pending only while half-open, which
+	// leaveHalfOpen ended: an initiator's entry is looked for alone
+	// (issue 18: a probe saved per member's SA removed).
+	if k := (halfKey{sa.icky, sa.peer}); sa.initiator {
 		e.probes.pending++
-		delete(e.pending, k)
+		if e.pending[k] == sa {
+			e.probes.pending++
+			delete(e.pending, k)
+		}
 	}
 	e.probes.sas++
 	if k := (pair{sa.icky, sa.rcky}); e.sas[k] == sa {

@@ -51,8 +51,11 @@ func registrationProbes(t *testing.T, resp *Endpoint, from netip.AddrPort) table
 // proves: N1 (issue 18: the KS's CPU per registration grows with its
 // members, largely from probes of big tables) — a registration's five
 // datagrams into a responder holding 1,000 established SAs probe its
-// cookie-pair table 7 times, the half-open tables 4 and 4 times, the
-// identity index 3 times.
+// cookie-pair table 6 times, its half-open SAs' tables (by cookie and
+// address, and by address) 3 and 3 times, its identity index twice (7, 4,
+// 4 and 3 before: message 1 looked for its cookies among every SA, the
+// end of the half-open state read what it deleted, INITIAL-CONTACT looked
+// for the identity's SAs in the index).
 func TestRegistrationTableProbes(t *testing.T) {
 	resp, err := NewEndpoint(pskConfig(), addrR, Limits{})
 	if err != nil {
@@ -65,6 +68,17 @@ func TestRegistrationTableProbes(t *testing.T) {
 		if got != want {
 			t.Fatalf("registration %d: %+v probes, want %+v", i, got, want)
 		}
+	}
+	// Its removal (a Delete, an expiry) probes the cookie pairs twice and
+	// the index once, not the half-open tables (pending once before).
+	sa := resp.byID.get(isakmp.AddrID(memberAddr(5002).Addr()))
+	if sa == nil {
+		t.Fatal("the last member's SA is not filed under its address")
+	}
+	resp.probes = tableProbes{}
+	resp.remove(sa)
+	if want := (tableProbes{sas: 2, byID: 1}); resp.probes != want || resp.Established() != 1002 {
+		t.Fatalf("removal: %+v probes, want %+v; %d SAs established", resp.probes, want, resp.Established())
 	}
 }
 
