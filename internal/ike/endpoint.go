@@ -210,7 +210,7 @@ func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, e
 		refusals:       tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		invalidCookies: tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		unauth:         slog.New(ratelog.New(cfg.logger().Handler(), ratelog.Options{}))}
-	e.sh.unauth, e.sh.halfOpenTTL = e.unauth, limits.HalfOpenTimeout
+	e.sh.unauth, e.sh.halfOpenTTL, e.sh.recycles = e.unauth, limits.HalfOpenTimeout, true
 	if _, err := io.ReadFull(cfg.rand(), e.secret[:]); err != nil {
 		return nil, fmt.Errorf("ike: cookie secret: %w", err)
 	}

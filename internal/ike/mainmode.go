@@ -58,7 +58,7 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 // already chosen the responder cookie. local is the Endpoint's, shared by
 // its SAs.
 func newResponder(cfg *Config, sh *shared, peer netip.AddrPort, icky, rcky isakmp.Cookie, now time.Time) *SA {
-	return &SA{cfg: cfg, sh: sh, peer: peer, icky: icky, rcky: rcky, hs: &mmState{startedAt: now}}
+	return &SA{cfg: cfg, sh: sh, peer: peer, icky: icky, rcky: rcky, hs: sh.newMMState(now)}
 }
 
 func (sa *SA) marshal(mid uint32, ps []isakmp.Payload) ([]byte, error) {

@@ -168,3 +168,23 @@ func TestDropOlderWalksFromTheSA(t *testing.T) {
 		}
 	}
 }
+
+// proves: N1 (issue 18: the load generator's memory per member) — an
+// initiator's released main-mode state is not kept by its Endpoint (a
+// load generator makes one Endpoint per member, which would hold it for
+// nothing), a responder's is, once.
+func TestOnlyRespondersRecycleTheirState(t *testing.T) {
+	p := handshake(t, pskConfig(), pskConfig())
+	si, sr := p.i.SAs()[0], p.r.SAs()[0]
+	if si.hs != nil || len(p.i.sh.free) != 0 {
+		t.Fatalf("initiator: state released %v, %d kept by its Endpoint", si.hs == nil, len(p.i.sh.free))
+	}
+	sr.release()
+	if sr.hs != nil || len(p.r.sh.free) != 1 {
+		t.Fatalf("responder: state released %v, %d kept by its Endpoint", sr.hs == nil, len(p.r.sh.free))
+	}
+	sr.release() // released already: nothing more kept
+	if len(p.r.sh.free) != 1 {
+		t.Fatalf("%d states kept after a second release", len(p.r.sh.free))
+	}
+}

@@ -22,6 +22,14 @@ import (
 // one Output reused (and cleared) datagram after datagram, as the node
 // does; its first entries, a sentinel, must stay as they are.
 func responderAllocs(t *testing.T, resp *Endpoint, a netip.Addr, n int, into bool) (allocsPer, bytesPer float64) {
+	return responderAllocsReleased(t, resp, a, n, into, false)
+}
+
+// responderAllocsReleased is responderAllocs; with release, each SA, once
+// established, gets an authenticated GROUPKEY-PULL message from its
+// member (not counted), as a key server's does, which proves the member
+// has message 6 and releases main mode's state (SA.OpenPhase2).
+func responderAllocsReleased(t *testing.T, resp *Endpoint, a netip.Addr, n int, into, release bool) (allocsPer, bytesPer float64) {
 	t.Helper()
 	held := resp.Established()
 	var allocs, octets uint64
@@ -85,6 +93,23 @@ func responderAllocs(t *testing.T, resp *Endpoint, a netip.Addr, n int, into boo
 		if !bytes.Equal(si.Keys().SKEYIDa, sr.Keys().SKEYIDa) || !sameID(sr.Info().PeerID, isakmp.AddrID(a)) {
 			t.Fatalf("responder's keys or peer identity differ from the initiator's: %v", sr.Info().PeerID)
 		}
+		if release {
+			pkt, err := si.EncryptPhase2(isakmp.ExchangePull, 7, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := resp.Handle(ie.sh.local, pkt, t0)
+			p2, ok := Phase2{}, len(o.Events) == 1
+			if ok {
+				p2, ok = o.Events[0].Event.(Phase2)
+			}
+			if !ok {
+				t.Fatalf("pull message: events %v", o.Events)
+			}
+			if _, err := sr.OpenPhase2(p2.Msg, func([]isakmp.Payload) error { return nil }); err != nil || sr.hs != nil {
+				t.Fatalf("pull message: %v; main mode's state released: %v", err, sr.hs == nil)
+			}
+		}
 		// Forgotten, outside the count: the tables' growth is not main
 		// mode's.
 		resp.remove(resp.Lookup(ie.SAs()[0].Cookies()))
@@ -131,6 +156,37 @@ func TestResponderMainModeAllocations(t *testing.T) {
 	// 5,208 with message 5 decrypted in the Endpoint's scratch.
 	if b > 5500 {
 		t.Fatalf("%.0f octets allocated per responder main mode, want at most 5,500", b)
+	}
+}
+
+// proves: N1 (issue 18: the KS's allocations per registration) — once an
+// SA released main mode's state (its member's first authenticated pull),
+// the Endpoint keeps it, cleared, and the next responder takes it: a
+// responder's main mode allocates once and 448 octets less (50 times and
+// about 4,760 octets, 51 and 5,208 without), and a responder's fresh state
+// holds nothing of its predecessor's.
+func TestResponderReusesReleasedState(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	resp, err := NewEndpoint(pskConfig(), addrR, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	responderAllocs(t, resp, netip.MustParseAddr("127.9.0.1"), 1000, false) // the tables' growth
+	kept, keptB := responderAllocsReleased(t, resp, netip.MustParseAddr("127.10.0.1"), 200, false, false)
+	reused, reusedB := responderAllocsReleased(t, resp, netip.MustParseAddr("127.11.0.1"), 200, false, true)
+	t.Logf("%.1f allocations, %.0f octets per responder main mode; %.1f, %.0f with the states released reused", kept, keptB, reused, reusedB)
+	if reused > kept-0.9 || keptB-reusedB < 400 {
+		t.Fatalf("%.1f allocations, %.0f octets with the states reused, want one and 448 fewer than %.1f, %.0f", reused, reusedB, kept, keptB)
+	}
+	if len(resp.sh.free) != 1 || !reflect.DeepEqual(*resp.sh.free[0], mmState{}) {
+		t.Fatalf("%d states kept, the last not cleared", len(resp.sh.free))
+	}
+	hs := resp.sh.free[0]
+	resp.Handle(addrI, mm1(t), t0)
+	if len(resp.sh.free) != 0 || resp.halfOpen.head == nil || resp.halfOpen.head.hs != hs {
+		t.Fatal("message 1's responder did not take the state kept")
 	}
 }
 

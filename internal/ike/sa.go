@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -618,7 +619,14 @@ func (sa *SA) established(now time.Time) {
 }
 
 // release ends message 6's retransmission window: at its end, or once an
-// authenticated message of the peer proved it has message 6.
+// authenticated message of the peer proved it has message 6. A
+// responder's main-mode state goes back to the Endpoint (shared.recycle),
+// cleared: nothing refers to it once sa.hs is nil (the datagrams and
+// payloads it pointed to are arrays of their own), and the one goroutine
+// that owns the SA reuses it only for a new responder, in a later
+// datagram's call. An initiator's is left to the collector: an Endpoint
+// that only initiates (a load generator's, one per member) would keep it
+// for nothing.
 func (sa *SA) release() {
 	if sa.hs == nil || sa.state != StateEstablished {
 		return
@@ -627,7 +635,11 @@ func (sa *SA) release() {
 		sa.hs.sent, sa.hs.deadline, sa.hs.lastRecv, sa.hs.block = nil, time.Time{}, [32]byte{}, nil
 		return
 	}
+	hs := sa.hs
 	sa.hs = nil
+	if !sa.initiator {
+		sa.sh.recycle(hs)
+	}
 }
 
 func (sa *SA) header(np isakmp.PayloadType, exch isakmp.ExchangeType, flags isakmp.Flags, mid uint32) isakmp.Header {
@@ -708,11 +720,13 @@ type Transcript struct {
 
 // Transcript returns the exchange's public inputs so far. Once the SA is
 // established only the cookies, the suite and the identities are left,
-// unless Config.KeepTranscript kept the rest.
+// unless Config.KeepTranscript kept the rest. The nonces are copies: our
+// own lies in main mode's state, which the Endpoint clears and reuses
+// once the SA released it (shared.recycle).
 func (sa *SA) Transcript() Transcript {
 	t := Transcript{Suite: sa.suite, ICookie: sa.icky, RCookie: sa.rcky}
 	if hs := sa.hs; hs != nil {
-		t.Ni, t.Nr, t.GXI, t.GXR, t.SAi = hs.ni, hs.nr, hs.gxi, hs.gxr, hs.saiBody
+		t.Ni, t.Nr, t.GXI, t.GXR, t.SAi = bytes.Clone(hs.ni), bytes.Clone(hs.nr), hs.gxi, hs.gxr, hs.saiBody
 		if hs.hashes != nil {
 			t.HashI, t.HashR = hs.hashes[0], hs.hashes[1]
 		}

@@ -28,6 +28,42 @@ type shared struct {
 	// (transformAttrs).
 	tf    *suiteTransform
 	tfFor Suite
+	// free holds main-mode states its responders released
+	// (SA.release), zeroed, for newResponder to reuse, at most maxFree
+	// of them; only an Endpoint's shared keeps them (recycles). A key
+	// server's member proves it has message 6 with its first pull, which
+	// releases the state, so one registration's serves the next without
+	// an allocation of its 448 octets (issue 18).
+	free     []*mmState
+	recycles bool
+}
+
+// maxFree bounds the released main-mode states an Endpoint keeps.
+const maxFree = 64
+
+// newMMState returns a main-mode state started at now: a released one
+// if any is kept, else a new one.
+func (sh *shared) newMMState(now time.Time) *mmState {
+	if sh != nil {
+		if n := len(sh.free); n > 0 {
+			hs := sh.free[n-1]
+			sh.free[n-1] = nil
+			sh.free = sh.free[:n-1]
+			*hs = mmState{startedAt: now}
+			return hs
+		}
+	}
+	return &mmState{startedAt: now}
+}
+
+// recycle clears a main-mode state no SA refers to any more, so that no
+// key material or reference outlives its SA's use of it, and keeps it
+// for newMMState.
+func (sh *shared) recycle(hs *mmState) {
+	*hs = mmState{}
+	if sh != nil && sh.recycles && len(sh.free) < maxFree {
+		sh.free = append(sh.free, hs)
+	}
 }
 
 // transformAttrs returns the attributes of suite s's KEY_IKE transform.

@@ -5,10 +5,11 @@ import "testing"
 // proves: N1 (issue 18: the KS's CPU per registration; its allocations
 // were a tenth of it, GC included) — the key server's datagram path
 // allocates at most 82 times per registration (main mode and
-// GROUPKEY-PULL, as BenchmarkKSRegistration plays them; 71.1 now, counted
+// GROUPKEY-PULL, as BenchmarkKSRegistration plays them; 70.1 now, counted
 // exactly with runtime.ReadMemStats around each datagram (runtime/metrics'
 // counts, gathered per span, read 68-88 on a busy machine and made a bound
-// of 80 fail), since message 5 is decrypted in the endpoint's scratch and
+// of 80 fail), since the endpoint reuses the main-mode state the member's
+// first pull released (ike: shared.recycle); 71.1 since message 5 is decrypted in the endpoint's scratch and
 // the four HASHes computed into the served exchange's scratch
 // (gdoi.Protector.AppendPRFa); 74-76 before, 85 the bound, once the
 // endpoint's Output arrays were
