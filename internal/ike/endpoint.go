@@ -163,8 +163,10 @@ type halfKey struct {
 // each of its tables on the paths of a datagram (HandleInto and what it
 // calls) and of an SA's removal: a test bounds them per registration
 // (issue 18: at a key server's scale a probe of a table of 100,000 SAs
-// is a cache miss or two).
-type tableProbes struct{ sas, pending, perPeer, byID int }
+// is a cache miss or two). 16 bits each, which a test's few datagrams do
+// not overflow and a long run only wraps: the Endpoint fits its size
+// class (TestEndpointFitsItsSizeClass).
+type tableProbes struct{ sas, pending, perPeer, byID uint16 }
 
 // Endpoint holds the phase-1 SAs of one local address: it routes datagrams
 // by cookies, creates responder SAs for message 1 within Limits, and runs
@@ -210,7 +212,7 @@ func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, e
 		refusals:       tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		invalidCookies: tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
 		unauth:         slog.New(ratelog.New(cfg.logger().Handler(), ratelog.Options{}))}
-	e.sh.unauth, e.sh.halfOpenTTL, e.sh.recycles = e.unauth, limits.HalfOpenTimeout, true
+	e.sh.unauth, e.sh.halfOpenTTL = e.unauth, limits.HalfOpenTimeout
 	if _, err := io.ReadFull(cfg.rand(), e.secret[:]); err != nil {
 		return nil, fmt.Errorf("ike: cookie secret: %w", err)
 	}

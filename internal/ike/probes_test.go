@@ -176,15 +176,15 @@ func TestDropOlderWalksFromTheSA(t *testing.T) {
 func TestOnlyRespondersRecycleTheirState(t *testing.T) {
 	p := handshake(t, pskConfig(), pskConfig())
 	si, sr := p.i.SAs()[0], p.r.SAs()[0]
-	if si.hs != nil || len(p.i.sh.free) != 0 {
-		t.Fatalf("initiator: state released %v, %d kept by its Endpoint", si.hs == nil, len(p.i.sh.free))
+	if si.hs != nil || len(p.i.sh.scr().free) != 0 {
+		t.Fatalf("initiator: state released %v, %d kept by its Endpoint", si.hs == nil, len(p.i.sh.scr().free))
 	}
 	sr.release()
-	if sr.hs != nil || len(p.r.sh.free) != 1 {
-		t.Fatalf("responder: state released %v, %d kept by its Endpoint", sr.hs == nil, len(p.r.sh.free))
+	if sr.hs != nil || len(p.r.sh.scr().free) != 1 {
+		t.Fatalf("responder: state released %v, %d kept by its Endpoint", sr.hs == nil, len(p.r.sh.scr().free))
 	}
 	sr.release() // released already: nothing more kept
-	if len(p.r.sh.free) != 1 {
-		t.Fatalf("%d states kept after a second release", len(p.r.sh.free))
+	if len(p.r.sh.scr().free) != 1 {
+		t.Fatalf("%d states kept after a second release", len(p.r.sh.scr().free))
 	}
 }

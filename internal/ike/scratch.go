@@ -28,27 +28,19 @@ type shared struct {
 	// (transformAttrs).
 	tf    *suiteTransform
 	tfFor Suite
-	// free holds main-mode states its responders released
-	// (SA.release), zeroed, for newResponder to reuse, at most maxFree
-	// of them; only an Endpoint's shared keeps them (recycles). A key
-	// server's member proves it has message 6 with its first pull, which
-	// releases the state, so one registration's serves the next without
-	// an allocation of its 448 octets (issue 18).
-	free     []*mmState
-	recycles bool
 }
 
 // maxFree bounds the released main-mode states an Endpoint keeps.
 const maxFree = 64
 
 // newMMState returns a main-mode state started at now: a released one
-// if any is kept, else a new one.
+// if the scratch keeps any, else a new one.
 func (sh *shared) newMMState(now time.Time) *mmState {
-	if sh != nil {
-		if n := len(sh.free); n > 0 {
-			hs := sh.free[n-1]
-			sh.free[n-1] = nil
-			sh.free = sh.free[:n-1]
+	if sh != nil && sh.scratch != nil {
+		if free := sh.scratch.free; len(free) > 0 {
+			hs := free[len(free)-1]
+			free[len(free)-1] = nil
+			sh.scratch.free = free[:len(free)-1]
 			*hs = mmState{startedAt: now}
 			return hs
 		}
@@ -56,13 +48,13 @@ func (sh *shared) newMMState(now time.Time) *mmState {
 	return &mmState{startedAt: now}
 }
 
-// recycle clears a main-mode state no SA refers to any more, so that no
-// key material or reference outlives its SA's use of it, and keeps it
-// for newMMState.
+// recycle clears a responder's main-mode state no SA refers to any more,
+// so that no key material or reference outlives its SA's use of it, and
+// keeps it for newMMState.
 func (sh *shared) recycle(hs *mmState) {
 	*hs = mmState{}
-	if sh != nil && sh.recycles && len(sh.free) < maxFree {
-		sh.free = append(sh.free, hs)
+	if sh != nil && sh.scratch != nil && len(sh.scratch.free) < maxFree {
+		sh.scratch.free = append(sh.scratch.free, hs)
 	}
 }
 
@@ -113,6 +105,15 @@ type scratch struct {
 	// while its SA handles it (decryptPhase1; its ID is copied, its HASH
 	// compared), cleared after (issue 18: an allocation per registration).
 	plain [maxPlain]byte
+	// free holds main-mode states the Endpoint's responders released
+	// (SA.release), cleared, for newResponder to reuse, at most maxFree
+	// of them. A key server's member proves it has message 6 with its
+	// first pull, which releases the state, so one registration's serves
+	// the next without an allocation of its 448 octets (issue 18). In
+	// the scratch, whose size class has room for it, not in the
+	// Endpoint, whose has not: a load generator keeps an Endpoint per
+	// member.
+	free []*mmState
 }
 
 // maxPlain is the longest message 5 or 6 body decrypted in the scratch:
