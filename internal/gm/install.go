@@ -17,7 +17,9 @@ import (
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
-// Installed summarises what a registration installed.
+// Installed summarises what a registration installed. A Member keeps it
+// without its TEKs and KEK once registered: read those from the data
+// plane and the KEK store.
 type Installed struct {
 	TEKs []sadb.TEK
 	KEK  *sadb.KEK

@@ -55,7 +55,9 @@ type Member struct {
 	// attemptWithin.
 	deadline   time.Time
 	attemptFor time.Duration
-	installed  *Installed
+	// installed: what the last registration installed, its TEKs and KEK
+	// nil once registered (the data plane and the KEK store hold them).
+	installed *Installed
 	// bootstrap: the group's policy in the data plane is the fail-close
 	// bootstrap, not a key server's.
 	bootstrap    bool
@@ -515,6 +517,11 @@ func (m *Member) OwnsPull(sa Phase1, mid uint32) bool {
 // GROUPKEY-PULL, received on the local address local.
 func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Time) Result {
 	var res Result
+	if m.state != statePull || m.pull == nil {
+		// Not the member's exchange (OwnsPull is the caller's check): a
+		// finished pull is dropped once the member is registered.
+		return res
+	}
 	reply, pr, err := m.pull.Handle(msg)
 	if errors.Is(err, gdoi.ErrUnauthenticated) {
 		// Not the KS's, as far as anyone can tell: the pull goes on.
@@ -845,7 +852,6 @@ func (m *Member) removed(res *Result, nt *isakmp.Notify, now time.Time) {
 	}
 	if m.installed != nil {
 		m.installed.Earliest = earliest
-		m.installed.KEK = nil
 	}
 	m.temporary = earliest
 	m.next = ReregisterBefore(earliest, now, m.uniform())
