@@ -517,6 +517,12 @@ func TestRegisteredMemberKeepsNoExchange(t *testing.T) {
 	if m.installed.Earliest.IsZero() || len(m.installed.Policy) == 0 || len(w.dp.TEKs()) == 0 || len(w.dp.KEKs()) != 1 {
 		t.Fatalf("registered: installed %+v, %d TEKs, %d KEKs", m.installed, len(w.dp.TEKs()), len(w.dp.KEKs()))
 	}
+	// A pull message handed to it anyway (a caller without OwnsPull's
+	// check, a late message 4) is answered by nothing, not a panic.
+	msg := &isakmp.Message{Header: isakmp.Header{Exchange: isakmp.ExchangePull, MessageID: 1}}
+	if res := m.PullMessage(msg, netip.Addr{}, w.now); len(res.Send) != 0 || len(res.Events) != 0 || m.state != stateRegistered {
+		t.Fatalf("a pull message after registration: %+v, state %v", res, m.state)
+	}
 }
 
 // proves: N1 (issue 18: the load generator's CPU per registration: the
