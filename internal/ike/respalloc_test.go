@@ -399,3 +399,69 @@ func TestHalfOpenListsStayConsistent(t *testing.T) {
 		t.Fatalf("stats %+v: want evictions of both kinds and expiries", resp.Stats)
 	}
 }
+
+// proves: S3 (secrets do not outlive their exchange; review of 6ad0444)
+// — main-mode states released by more responders than the endpoint keeps
+// leave it maxFree states, every one cleared; under the race detector
+// too (TestResponderReusesReleasedState, which counts allocations, runs
+// without it only).
+func TestReleasedStatesClearedAndBounded(t *testing.T) {
+	resp, err := NewEndpoint(pskConfig(), addrR, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = maxFree + 6
+	var sis, srs []*SA
+	a := netip.MustParseAddr("127.12.0.1")
+	for range n {
+		a = a.Next()
+		ie, err := NewEndpoint(pskConfig(), netip.AddrPortFrom(a, 500), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, out, err := ie.Initiate(addrR, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for len(out.Send) > 0 {
+			var next Output
+			for _, p := range out.Send {
+				for _, back := range resp.Handle(ie.sh.local, p.Data, t0).Send {
+					next.Send = append(next.Send, ie.Handle(addrR, back.Data, t0).Send...)
+				}
+			}
+			out = next
+		}
+		si := ie.SAs()[0]
+		sis, srs = append(sis, si), append(srs, resp.Lookup(si.Cookies()))
+	}
+	if len(resp.sh.scr().free) != 0 {
+		t.Fatalf("%d states kept before any was released", len(resp.sh.scr().free))
+	}
+	for i, si := range sis {
+		pkt, err := si.EncryptPhase2(isakmp.ExchangePull, 7, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := resp.Handle(si.sh.local, pkt, t0)
+		p2, ok := Phase2{}, len(o.Events) == 1
+		if ok {
+			p2, ok = o.Events[0].Event.(Phase2)
+		}
+		if !ok {
+			t.Fatalf("pull message %d: events %v", i, o.Events)
+		}
+		if _, err := srs[i].OpenPhase2(p2.Msg, func([]isakmp.Payload) error { return nil }); err != nil || srs[i].hs != nil {
+			t.Fatalf("pull message %d: %v; state released: %v", i, err, srs[i].hs == nil)
+		}
+	}
+	free := resp.sh.scr().free
+	if len(free) != maxFree {
+		t.Fatalf("%d states kept after %d released, want %d", len(free), n, maxFree)
+	}
+	for i, hs := range free {
+		if !reflect.DeepEqual(*hs, mmState{}) {
+			t.Fatalf("kept state %d not cleared", i)
+		}
+	}
+}

@@ -327,8 +327,10 @@ type SA struct {
 
 // mmState is what main mode needs while it runs. Once the SA is
 // established it is dropped (on a responder, after message 6's
-// retransmission window: see SA.established); Config.KeepTranscript keeps its
-// public values.
+// retransmission window: see SA.established): a responder's is cleared and
+// kept by its endpoint for a new responder (shared.recycle); an
+// initiator's is left to the collector. Config.KeepTranscript keeps its
+// public values (and nothing is recycled).
 type mmState struct {
 	saiBody  []byte // SAi_b: the initiator's SA payload body
 	dh       PrivateKey

@@ -483,6 +483,7 @@ func (n *Node) coopUnreachable(peer netip.Addr, now time.Time) {
 	kp.sa, kp.sock = nil, nil
 	for _, o := range old {
 		if out, err := o.s.ep.Delete(o.sa, now); err == nil {
+			n.serves.dropSA(o.sa)
 			n.process(o.s, out, now)
 		}
 	}

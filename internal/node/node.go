@@ -159,6 +159,11 @@ type serving struct {
 // whole Serve (issue 18: ~1 KB per registration of the last 2 minutes).
 const serveLinger = 30 * time.Second
 
+// maxServesPerSA bounds the GROUPKEY-PULL exchanges served over one
+// phase-1 SA and kept (in progress, or lingering serveLinger): a member
+// pulls once per group at a time, and again only after a failure.
+const maxServesPerSA = 32
+
 // Node is a running isakmpd.
 type Node struct {
 	stopped chan struct{} // closed when Run returns: the readers stop
@@ -699,7 +704,8 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, raw []byte, now ti
 	}
 	n.pull.now = now
 	key := serveKey{sa, m.Header.MessageID}
-	if s0 := n.serves.get(key); s0 != nil {
+	s0, held := n.serves.lookup(key)
+	if s0 != nil {
 		wasDone := s0.sv.Done()
 		reply, done, err := s0.sv.Handle(m, raw)
 		if errors.Is(err, gdoi.ErrUnauthenticated) {
@@ -729,6 +735,15 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, raw []byte, now ti
 			// the exchange's IV chain is no longer needed.
 			sa.ForgetMessageID(key.mid)
 		}
+		return
+	}
+	if held >= maxServesPerSA {
+		// A member runs one pull per group at a time; the exchanges
+		// linger serveLinger. Without a bound one authenticated member
+		// would make every pull over its SA walk an ever longer list
+		// (review of a397e44: MEDIUM).
+		n.stats.pullsOverSALimit++
+		n.unauth.Debug("dropped GROUPKEY-PULL message 1: its phase-1 SA has the most exchanges one may", "peer", sa.Peer().String(), "exchanges", held)
 		return
 	}
 	sv, reply, err := gdoi.NewServe(sa, m, raw, n.pull, n.o.Rand)

@@ -9,11 +9,11 @@ import "testing"
 // exactly with runtime.ReadMemStats around each datagram (runtime/metrics'
 // counts, gathered per span, read 68-88 on a busy machine and made a bound
 // of 80 fail), since the endpoint reuses the main-mode state the member's
-// first pull released (ike: shared.recycle); 71.1 since message 5 is decrypted in the endpoint's scratch and
-// the four HASHes computed into the served exchange's scratch
-// (gdoi.Protector.AppendPRFa); 74-76 before, 85 the bound, once the
-// endpoint's Output arrays were
-// reused datagram after datagram (ike.Endpoint.HandleInto); 79-91 before, the count moving by a few between runs on a busy machine,
+// first pull released (ike: shared.recycle); 71.1 since message 5 is
+// decrypted in the endpoint's scratch and the four HASHes computed into
+// the served exchange's scratch (gdoi.Protector.AppendPRFa); 74-76 before,
+// 85 the bound, once the endpoint's Output arrays were reused datagram
+// after datagram (ike.Endpoint.HandleInto); 79-91 before, the count moving by a few between runs on a busy machine,
 // 79-80 by the benchmark's 20,000, 82 counted exactly with
 // runtime.MemStats around node.datagram; 95 at a97d21b, 100 at 768308c;
 // session 26: ~170 before, the group's policy and key

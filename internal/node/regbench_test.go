@@ -96,6 +96,37 @@ func (r *ksRegistrar) toKS(from netip.AddrPort, data []byte) [][]byte {
 // register runs one GM's registration to the end; it returns the GM's
 // address, its pull message 3 and the KS's message 4.
 func (r *ksRegistrar) register(tb testing.TB) (gm netip.AddrPort, m3, m4 []byte) {
+	gmAP, gmSA := r.phase1(tb)
+	pull, m, err := gdoi.NewPull(gmSA, isakmp.GroupID(1234), 0, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range 2 { // pull messages 1 and 3
+		replies := r.toKS(gmAP, m)
+		if len(replies) != 1 {
+			tb.Fatalf("KS answered pull message %d with %d datagrams", 2*i+1, len(replies))
+		}
+		msg, err := isakmp.ParseMessage(replies[0])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if i == 1 {
+			m3, m4 = m, replies[0]
+		}
+		var res *gdoi.Result
+		if m, res, err = pull.Handle(msg); err != nil {
+			tb.Fatal(err)
+		}
+		if (i == 1) != (res != nil) {
+			tb.Fatalf("pull message %d: result %v", 2*i+2, res)
+		}
+	}
+	return gmAP, m3, m4
+}
+
+// phase1 runs a new GM's main mode with the KS; it returns the GM's
+// address and its phase-1 SA.
+func (r *ksRegistrar) phase1(tb testing.TB) (netip.AddrPort, *ike.SA) {
 	now := time.Now()
 	port := r.port
 	if port == 0 {
@@ -130,31 +161,7 @@ func (r *ksRegistrar) register(tb testing.TB) (gm netip.AddrPort, m3, m4 []byte)
 	if gmSA == nil {
 		tb.Fatal("phase 1 not established")
 	}
-	pull, m, err := gdoi.NewPull(gmSA, isakmp.GroupID(1234), 0, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for i := range 2 { // pull messages 1 and 3
-		replies := r.toKS(gmAP, m)
-		if len(replies) != 1 {
-			tb.Fatalf("KS answered pull message %d with %d datagrams", 2*i+1, len(replies))
-		}
-		msg, err := isakmp.ParseMessage(replies[0])
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if i == 1 {
-			m3, m4 = m, replies[0]
-		}
-		var res *gdoi.Result
-		if m, res, err = pull.Handle(msg); err != nil {
-			tb.Fatal(err)
-		}
-		if (i == 1) != (res != nil) {
-			tb.Fatalf("pull message %d: result %v", 2*i+2, res)
-		}
-	}
-	return gmAP, m3, m4
+	return gmAP, gmSA
 }
 
 // proves: issue 18 (the KS keeps a served GROUPKEY-PULL for a shorter

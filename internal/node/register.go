@@ -145,6 +145,7 @@ func (n *Node) dropSuspects(s *sock, peer netip.AddrPort, now time.Time) {
 		if err != nil {
 			continue // held by another socket's endpoint, or gone
 		}
+		n.serves.dropSA(sa) // its served exchanges with it, not serveLinger later
 		n.process(s, out, now)
 	}
 }

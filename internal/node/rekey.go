@@ -199,6 +199,7 @@ func (n *Node) dropPhase1(peers map[netip.Addr]bool, now time.Time) {
 				n.log.Debug("phase-1 SA not deleted", "peer", sa.Peer(), "err", err)
 				continue
 			}
+			n.serves.dropSA(sa) // its served exchanges with it, not serveLinger later
 			n.process(s, out, now)
 		}
 	}

@@ -103,6 +103,7 @@ func (e saServes) without(mid uint32) (saServes, bool) {
 			return saServes{}, false
 		}
 		e.first = rest[0]
+		rest[0] = midServing{} // the array no longer holds the exchange once it is deleted
 		rest = rest[1:]
 	} else if i := slices.IndexFunc(rest, func(x midServing) bool { return x.mid == mid }); i >= 0 {
 		rest = append(rest[:i:i], rest[i+1:]...)
@@ -131,11 +132,18 @@ func newServeTable() serveTable {
 func (t *serveTable) len() int { return t.n }
 
 func (t *serveTable) get(k serveKey) *serving {
+	s, _ := t.lookup(k)
+	return s
+}
+
+// lookup returns the exchange k, nil if none, and how many exchanges
+// k's SA holds, in one probe.
+func (t *serveTable) lookup(k serveKey) (*serving, int) {
 	t.probes++
 	if e, ok := t.bySA[k.sa]; ok {
-		return e.get(k.mid)
+		return e.get(k.mid), e.count()
 	}
-	return nil
+	return nil, 0
 }
 
 // add keeps s under k, instead of the exchange k held if any; its start

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 // fillServes gives t n exchanges served over n phase-1 SAs, one every
@@ -208,4 +210,35 @@ func TestServeTableHeapPerExchange(t *testing.T) {
 	if per > 60 {
 		t.Fatalf("%.1f octets per served exchange, want at most 60", per)
 	}
+}
+
+// proves: S3 (no state from one peer's input without a bound; review of
+// a397e44: MEDIUM) — an authenticated member that starts GROUPKEY-PULL
+// after GROUPKEY-PULL over one phase-1 SA, never finishing one, gets at
+// most maxServesPerSA served; the rest are dropped before they are
+// opened and counted (pulls_over_sa_limit), and another member still
+// registers.
+func TestServesPerSABounded(t *testing.T) {
+	r := newKSRegistrar(t)
+	gm, sa := r.phase1(t)
+	const extra = 5
+	answered := 0
+	for range maxServesPerSA + extra {
+		_, m, err := gdoi.NewPull(sa, isakmp.GroupID(1234), 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answered += len(r.toKS(gm, m))
+	}
+	if _, held := r.kn.serves.lookup(serveKey{sa: r.kn.serves.order[0].key.sa}); answered != maxServesPerSA || held != maxServesPerSA || r.kn.stats.pullsOverSALimit != extra {
+		t.Fatalf("%d pulls started over one SA: %d answered, %d held, %d counted over the limit", maxServesPerSA+extra, answered, held, r.kn.stats.pullsOverSALimit)
+	}
+	found := false
+	for _, c := range r.kn.KSCounters() {
+		found = found || c.Name == "pulls_over_sa_limit" && c.Value == extra
+	}
+	if !found {
+		t.Fatal("pulls_over_sa_limit not in the KS's counters")
+	}
+	r.register(t)
 }

@@ -22,6 +22,10 @@ type counters struct {
 	// message 3 again: unauthenticated (the exchange no longer holds its
 	// nonces), dropped
 	pullAfterDone uint64
+	// GROUPKEY-PULL message 1 of a new exchange over a phase-1 SA that
+	// already holds maxServesPerSA served exchanges (in progress or
+	// lingering): dropped before it is opened
+	pullsOverSALimit uint64
 	// multicast rekeys sent without the group's interface and TTL (the
 	// socket refused them)
 	mcastOptsFailed uint64
@@ -104,6 +108,7 @@ func (n *Node) KSCounters() []ike.Counter {
 		{Name: "pulls_refused", Help: "GROUPKEY-PULL exchanges refused with a notification", Value: n.stats.pullsRefused},
 		{Name: "pulls_unauthenticated", Help: "GROUPKEY-PULL messages that failed decryption or HASH (dropped, not answered)", Value: n.stats.pullForgedKS},
 		{Name: "pulls_after_done", Help: "GROUPKEY-PULL messages of a finished exchange other than its message 3 again (unauthenticated: dropped, not answered)", Value: n.stats.pullAfterDone},
+		{Name: "pulls_over_sa_limit", Help: "GROUPKEY-PULL exchanges not started: their phase-1 SA already held the most served exchanges one may (dropped, not answered)", Value: n.stats.pullsOverSALimit},
 		{Name: "sid_refused_member_bound", Help: "registrations refused: the member already holds the most sender IDs one member may under the current keys (GM_SID_BOUND)", Value: n.ks.SIDRefusedMemberBound()},
 		{Name: "sid_previous_forgotten", Help: "previous sender IDs of re-registering members no longer kept held (beyond the 64 most recent per member)", Value: n.ks.SIDPreviousForgotten()},
 		{Name: "multicast_rekeys_without_options", Help: "multicast rekeys sent without the group's interface and TTL (the socket refused them)", Value: n.stats.mcastOptsFailed},
