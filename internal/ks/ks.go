@@ -873,8 +873,26 @@ func (s *Server) keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (g *
 		m.sidBits = uint8(max(g.sidBits, MinSIDBits))
 		bits = int(m.sidBits)
 	}
-	mnemonic.Log(s.log, mnemonic.Notice, "KS_REGS_COMPLETE", "KS completed successful registration in group %s with GM %s.", g.cfg.Name, m.addr)
+	logRegsComplete(s.log, g.cfg.Name, m.addr)
 	return g, bits, ids, nil
+}
+
+// logRegsComplete logs KS_REGS_COMPLETE, "KS completed successful
+// registration in group %s with GM %s.", formatted on the stack: a line
+// per registration, whose arguments boxed into ...any were two
+// allocations (issue 18).
+func logRegsComplete(l *slog.Logger, group string, addr netip.Addr) {
+	const format = "KS completed successful registration in group %s with GM %s."
+	if !addr.IsValid() {
+		mnemonic.Log(l, mnemonic.Notice, "KS_REGS_COMPLETE", format, group, addr) // fmt's text of an invalid address
+		return
+	}
+	var buf [160]byte
+	b := append(buf[:0], "KS completed successful registration in group "...)
+	b = append(b, group...)
+	b = append(b, " with GM "...)
+	b = addr.AppendTo(b)
+	mnemonic.LogText(l, mnemonic.Notice, "KS_REGS_COMPLETE", append(b, '.'))
 }
 
 // GroupSnapshot is a copy of one group's state for show commands.

@@ -63,6 +63,25 @@ func LogFacility(l *slog.Logger, facility string, sev Severity, mnemonic, format
 	if !ok {
 		line = fmt.Appendf(b, format, args...)
 	}
+	return emit(l, sev, mnemonic, line)
+}
+
+// LogText is Log of a text its caller formatted: "%GDOI-<sev>-<mnemonic>:
+// <text>". text is copied, not kept, so a caller may format it on its
+// stack: a key server's line per registration then boxes no argument
+// into ...any (issue 18).
+func LogText(l *slog.Logger, sev Severity, mnemonic string, text []byte) string {
+	var buf [256]byte
+	b := append(buf[:0], "%GDOI-"...)
+	b = strconv.AppendInt(b, int64(sev), 10)
+	b = append(b, '-')
+	b = append(b, mnemonic...)
+	b = append(b, ": "...)
+	return emit(l, sev, mnemonic, append(b, text...))
+}
+
+// emit hands the formatted line to l's handler and returns it.
+func emit(l *slog.Logger, sev Severity, mnemonic string, line []byte) string {
 	msg := string(line)
 	if l == nil {
 		return msg
