@@ -384,8 +384,8 @@ func (s *Server) LocalMembers(name string) ([]MemberVersion, uint64) {
 		return nil, 0
 	}
 	out := make([]MemberVersion, 0, g.members.len())
-	for i := range g.members.list {
-		if m := &g.members.list[i]; !m.removed {
+	for i := range int32(g.members.len()) {
+		if m := g.members.at(i); !m.removed {
 			out = append(out, MemberVersion{Addr: m.addr, Version: m.version})
 		}
 	}

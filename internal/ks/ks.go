@@ -989,8 +989,8 @@ func (s *Server) SnapshotOf(now time.Time, members bool) []GroupSnapshot {
 		gs.Registrations, gs.AcksReceived, gs.AcksMissed = g.regs, g.acked, g.missed
 		if members {
 			gs.Members = make([]Member, 0, g.members.len())
-			for i := range g.members.list {
-				gs.Members = append(gs.Members, g.members.export(&g.members.list[i]))
+			for i := range int32(g.members.len()) {
+				gs.Members = append(gs.Members, g.members.export(g.members.at(i)))
 			}
 			sort.Slice(gs.Members, func(i, j int) bool { return gs.Members[i].Address.Less(gs.Members[j].Address) })
 		}

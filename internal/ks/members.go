@@ -42,12 +42,22 @@ type memberRec struct {
 	sidEpoch uint32 // the group's sidEpoch at its first registration under the keys
 }
 
+// memberChunk is how many members a chunk of a memberTable's list holds.
+const memberChunk = 1024
+
 // memberTable is a group's member list: values in registration order (none
 // is ever taken out: a removed member stays listed, flagged) and an index
 // by address.
 type memberTable struct {
-	list []memberRec
-	idx  map[netip.Addr]int32
+	// chunks are the list, memberChunk members each but the last (the
+	// first grows as a slice does, up to memberChunk; the others are made
+	// whole): a new member never copies the list, which a slice of
+	// 100,000 did at each growth, into fresh pages faulted in on the key
+	// server's one core (issue 18). A member past the first chunk never
+	// moves.
+	chunks [][]memberRec
+	n      int32 // members listed
+	idx    map[netip.Addr]int32
 	// moreSIDs are the sender IDs after the first of the members that
 	// hold more than one (a GM may ask for up to MaxSIDsPerMember).
 	moreSIDs map[netip.Addr][]uint32
@@ -79,7 +89,7 @@ func (ms *memberTable) touch(m *memberRec) {
 	ms.touchAt(m, i)
 }
 
-// touchAt is touch for m = &ms.list[i], which its caller got with the
+// touchAt is touch for m = ms.at(i), which its caller got with the
 // index (getAt, addAt): no lookup of the address again (issue 18: a map of
 // every member, per registration).
 func (ms *memberTable) touchAt(m *memberRec, i int32) {
@@ -98,7 +108,7 @@ func (ms *memberTable) changedAll() { ms.based = false }
 // out (and written: Delivery's synchronous writes) for the store.
 func (ms *memberTable) saved() {
 	for _, i := range ms.unsaved {
-		ms.list[i].unsaved = false
+		ms.at(i).unsaved = false
 	}
 	ms.unsaved = ms.unsaved[:0]
 	ms.based = true
@@ -172,10 +182,14 @@ func (ms *memberTable) setPrevSIDs(m *memberRec, packed []uint32) {
 }
 
 // len is the number of members.
-func (ms *memberTable) len() int { return len(ms.list) }
+func (ms *memberTable) len() int { return int(ms.n) }
 
-// get is the member at addr (nil: none). The pointer is into the list:
-// valid until the next add.
+// at is the member at index i (0 <= i < len) of the list.
+func (ms *memberTable) at(i int32) *memberRec {
+	return &ms.chunks[uint32(i)/memberChunk][uint32(i)%memberChunk]
+}
+
+// get is the member at addr (nil: none). The pointer is into the list.
 func (ms *memberTable) get(addr netip.Addr) *memberRec {
 	m, _ := ms.getAt(addr)
 	return m
@@ -187,7 +201,7 @@ func (ms *memberTable) getAt(addr netip.Addr) (*memberRec, int32) {
 	if !ok {
 		return nil, -1
 	}
-	return &ms.list[i], i
+	return ms.at(i), i
 }
 
 // add lists a new member at addr (which must not be listed) and returns
@@ -199,10 +213,19 @@ func (ms *memberTable) add(addr netip.Addr) *memberRec {
 
 // addAt is add with the member's index in the list (touchAt).
 func (ms *memberTable) addAt(addr netip.Addr) (*memberRec, int32) {
-	i := int32(len(ms.list))
+	i := ms.n
+	c := int(uint32(i) / memberChunk)
+	if c == len(ms.chunks) {
+		var chunk []memberRec
+		if c > 0 {
+			chunk = make([]memberRec, 0, memberChunk)
+		}
+		ms.chunks = append(ms.chunks, chunk)
+	}
+	ms.chunks[c] = append(ms.chunks[c], memberRec{addr: addr})
 	ms.idx[addr] = i
-	ms.list = append(ms.list, memberRec{addr: addr})
-	return &ms.list[i], i
+	ms.n++
+	return ms.at(i), i
 }
 
 // sids are m's sender IDs (a new slice; nil for none).

@@ -54,7 +54,7 @@ func (s *Server) DeltaState(name string, now time.Time) (*GroupState, error) {
 	st.Members = make([]MemberState, 0, len(g.members.unsaved))
 	versions := map[version.Version]string{}
 	for _, i := range g.members.unsaved {
-		m := &g.members.list[i]
+		m := g.members.at(i)
 		if !m.unsaved {
 			continue // listed twice (Restore rewrote the records)
 		}
@@ -120,8 +120,8 @@ func (s *Server) state(name string, now time.Time, members bool) (*GroupState, e
 	}
 	st.Members = make([]MemberState, 0, g.members.len())
 	versions := map[version.Version]string{}
-	for i := range g.members.list {
-		st.Members = append(st.Members, g.memberState(&g.members.list[i], versions))
+	for i := range int32(g.members.len()) {
+		st.Members = append(st.Members, g.memberState(g.members.at(i), versions))
 	}
 	return st, nil
 }
@@ -193,8 +193,8 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 	}
 	g.members.changedAll() // the next state for the store is whole
 	g.regs, g.acked, g.missed = 0, 0, 0
-	for i := range g.members.list {
-		m := &g.members.list[i]
+	for i := range int32(g.members.len()) {
+		m := g.members.at(i)
 		g.regs, g.acked, g.missed = g.regs+int(m.registrations), g.acked+int(m.acksReceived), g.missed+int(m.acksMissed)
 	}
 	// The width of the IDs handed out: the restored keys' (the widest,
@@ -242,8 +242,8 @@ func (s *Server) Restore(st *GroupState, now time.Time) error {
 	// since starts with a mark of 1) skips a margin above the count
 	// instead (sidRestoreMargin).
 	var held sidSet // the stored members' IDs
-	for i := range g.members.list {
-		m := &g.members.list[i]
+	for i := range int32(g.members.len()) {
+		m := g.members.at(i)
 		w := m.sidWidth()
 		g.members.eachSID(m, func(id uint32) {
 			if id > 0 {
@@ -460,8 +460,8 @@ func (s *Server) checkpoint(name string) *undo {
 		return nil
 	}
 	u := &undo{g: g, saved: *g, dirty: s.dirty, removed: make([]bool, g.members.len())}
-	for i := range g.members.list {
-		u.removed[i] = g.members.list[i].removed
+	for i := range int32(g.members.len()) {
+		u.removed[i] = g.members.at(i).removed
 	}
 	return u
 }
@@ -477,7 +477,7 @@ func (s *Server) rollback(u *undo) {
 	u.g.members, u.g.out = cur, out
 	for i, r := range u.removed {
 		if i < cur.len() {
-			cur.list[i].removed = r
+			cur.at(int32(i)).removed = r
 		}
 	}
 	s.dirty = u.dirty

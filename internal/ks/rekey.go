@@ -245,8 +245,8 @@ func (t *tek) packet() *isakmp.KeyPacket { return gdoi.TEKKeyPacket(t.spi, t.enc
 // rekeyList is the members that receive unicast rekeys, by address.
 func (g *group) rekeyList() []*memberRec {
 	var out []*memberRec
-	for i := range g.members.list {
-		if m := &g.members.list[i]; !m.removed {
+	for i := range int32(g.members.len()) {
+		if m := g.members.at(i); !m.removed {
 			out = append(out, m)
 		}
 	}

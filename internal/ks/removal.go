@@ -56,8 +56,8 @@ func (s *Server) Features(name string, own version.Version) (ks, gms []FeatureRo
 		ks = append(ks, FeatureRow{ID: p.Addr, Version: p.Version, Supported: !p.Version.IsZero() && !p.Version.Less(FeatureVersion)})
 	}
 	seen := map[netip.Addr]bool{}
-	for i := range g.members.list {
-		m := &g.members.list[i]
+	for i := range int32(g.members.len()) {
+		m := g.members.at(i)
 		seen[m.addr] = true
 		gms = append(gms, FeatureRow{ID: m.addr, Version: m.version, Supported: !m.version.IsZero() && !m.version.Less(FeatureVersion)})
 	}
@@ -161,8 +161,8 @@ func (s *Server) Remove(name string, now bool, at time.Time) (*Push, error) {
 	for _, t := range g.teks {
 		t.sidFloor = 0
 	}
-	for i := range g.members.list {
-		g.members.list[i].removed = true
+	for i := range int32(g.members.len()) {
+		g.members.at(i).removed = true
 	}
 	g.members.changedAll()
 	g.membersGen++
@@ -247,8 +247,8 @@ func (s *Server) MemberAddrs(name string) []netip.Addr {
 		return nil
 	}
 	addrs := make([]netip.Addr, 0, g.members.len())
-	for i := range g.members.list {
-		addrs = append(addrs, g.members.list[i].addr)
+	for i := range int32(g.members.len()) {
+		addrs = append(addrs, g.members.at(i).addr)
 	}
 	return addrs
 }

@@ -164,8 +164,8 @@ func (g *group) sidFree() (free float64, members int) {
 		members += len(r)
 	}
 	var taken float64
-	for i := range g.members.list {
-		m := &g.members.list[i]
+	for i := range int32(g.members.len()) {
+		m := g.members.at(i)
 		taken += float64(m.nsid) * math.Ldexp(1, -m.sidWidth())
 	}
 	for _, prev := range g.members.prevSIDs {
@@ -240,8 +240,8 @@ func (g *group) carrySIDs(t *tek) {
 			t.sidUsed.add(id, int(r.bits))
 		}
 	}
-	for i := range g.members.list {
-		m := &g.members.list[i]
+	for i := range int32(g.members.len()) {
+		m := g.members.at(i)
 		w := m.sidWidth()
 		g.members.eachSID(m, func(id uint32) {
 			if id > 0 {
