@@ -15,9 +15,24 @@ import (
 // encoding/json; TestEncodeMemberIsJSONMarshal and FuzzEncodeMember hold the
 // two to the same octets.
 func encodeMember(m *MemberState) ([]byte, error) {
-	// Every field at its longest, the strings unescaped: ~350 octets.
-	b := make([]byte, 0, 384+len(m.Address.Zone())+len(m.Identity)+len(m.Version)+
-		11*(len(m.SenderIDs)+len(m.PrevSenderIDs))+tagSize)
+	return appendMember(make([]byte, 0, memberRoom(m)), m)
+}
+
+// memberRoom is room enough for m's record and its tag: every field at
+// its longest, the strings unescaped (~350 octets).
+func memberRoom(m *MemberState) int {
+	return 384 + len(m.Address.Zone()) + len(m.Identity) + len(m.Version) +
+		11*(len(m.SenderIDs)+len(m.PrevSenderIDs)) + tagSize
+}
+
+// appendMember appends encodeMember's octets to b (a delta's records
+// share a buffer: putDelta).
+func appendMember(b []byte, m *MemberState) ([]byte, error) {
+	b0 := b
+	fallback := func() ([]byte, error) {
+		v, err := json.Marshal(m) // its error: a year json cannot write
+		return append(b0, v...), err
+	}
 	b = append(b, `{"address":`...)
 	var ab [64]byte // an address as json writes it: MarshalText, "" for none
 	b = appendJSONString(b, m.Address.AppendTo(ab[:0]))
@@ -32,11 +47,11 @@ func encodeMember(m *MemberState) ([]byte, error) {
 	var ok bool
 	b = append(b, `,"registered":`...)
 	if b, ok = appendJSONTime(b, m.Registered); !ok {
-		return json.Marshal(m) // its error: a year json cannot write
+		return fallback()
 	}
 	b = append(b, `,"last_register":`...)
 	if b, ok = appendJSONTime(b, m.LastRegister); !ok {
-		return json.Marshal(m)
+		return fallback()
 	}
 	b = append(b, `,"registrations":`...)
 	b = strconv.AppendInt(b, int64(m.Registrations), 10)

@@ -17,7 +17,7 @@ func TestMemberMemoFoldsToWhatWasWritten(t *testing.T) {
 	addr := func() netip.Addr { return netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(4)), byte(r.IntN(256))}) }
 	for round := range 200 {
 		want := map[netip.Addr]uint64{}
-		m := &memberMemo{over: map[netip.Addr]memoEntry{}}
+		m := &memberMemo{}
 		for range r.IntN(300) {
 			a := addr()
 			switch r.IntN(10) {

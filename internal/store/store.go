@@ -123,6 +123,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -213,63 +214,87 @@ type Store struct {
 
 // memberMemo is what a Store remembers of a group's stored members: the
 // digests of its last whole save (t), and the changes delta saves made
-// since (over: by address, the new digest or gone), folded into t when
-// they grow to a quarter of it, so that a delta costs the members it
-// lists (issue 18) and a whole save still skips the unchanged ones.
+// since (over), folded into t when they grow to a quarter of it, so that
+// a delta costs the members it lists (issue 18) and a whole save still
+// skips the unchanged ones.
 type memberMemo struct {
-	t    digestTable
-	over map[netip.Addr]memoEntry
+	t digestTable
+	// over are the changes of members not in t, and of members in t
+	// once one was dropped, in the order made (a later change of an
+	// address replaces an earlier one); a member in t changed while none
+	// was dropped is set in t. A slice, not a map by address: a storm of
+	// new members costs an append each, not a map's insertion and a
+	// search of t again at the fold (issue 18: the memo was ~15% of the
+	// periodic save in a storm).
+	over    []memoEntry
+	dropped bool // over holds a drop
 }
 
 type memoEntry struct {
+	addr netip.Addr
 	d    uint64
+	n    uint32 // its place in over, which a fold's sort keeps among an address's changes
 	gone bool
 }
 
 // set records a's new digest (a delta wrote it).
 func (m *memberMemo) set(a netip.Addr, d uint64) {
-	if i, ok := slices.BinarySearchFunc(m.t, a, cmpDigest); ok {
-		m.t[i].d = d
-		if _, ok := m.over[a]; ok {
-			delete(m.over, a)
+	// A storm's new addresses come in order, past the table's last one:
+	// no search then.
+	if n := len(m.t); n > 0 && !m.t[n-1].addr.Less(a) {
+		if i, ok := slices.BinarySearchFunc(m.t, a, cmpDigest); ok {
+			m.t[i].d = d
+			if !m.dropped {
+				return // no earlier change of a in over: only drops go there for addresses in t
+			}
 		}
-		return
 	}
-	m.over[a] = memoEntry{d: d}
+	m.over = append(m.over, memoEntry{addr: a, d: d, n: uint32(len(m.over))})
 }
 
 // drop records that a is gone (a delta deleted it).
-func (m *memberMemo) drop(a netip.Addr) { m.over[a] = memoEntry{gone: true} }
+func (m *memberMemo) drop(a netip.Addr) {
+	m.over = append(m.over, memoEntry{addr: a, n: uint32(len(m.over)), gone: true})
+	m.dropped = true
+}
 
 // table is the memo as one table of the stored members' digests.
 func (m *memberMemo) table() digestTable {
 	if len(m.over) == 0 {
 		return m.t
 	}
-	// The new addresses sorted, then merged with t (sorted already): a
-	// storm of new members folds ~every quarter of the table, and sorting
-	// the whole table each time cost more than the merge.
-	added := make(digestTable, 0, len(m.over))
-	for a, o := range m.over {
-		if _, ok := m.t.find(a); !ok && !o.gone {
-			added = append(added, memberDigestOf{a, o.d})
+	// The changes sorted by address (in order already in a storm), the
+	// last of each address kept, then merged with t (sorted already):
+	// a storm of new members folds ~every quarter of the table, and
+	// sorting the whole table each time cost more than the merge.
+	cmpChange := func(x, y memoEntry) int {
+		if c := x.addr.Compare(y.addr); c != 0 {
+			return c
 		}
+		return cmp.Compare(x.n, y.n)
 	}
-	slices.SortFunc(added, func(x, y memberDigestOf) int { return x.addr.Compare(y.addr) })
-	t := make(digestTable, 0, len(m.t)+len(added))
+	if !slices.IsSortedFunc(m.over, cmpChange) {
+		slices.SortFunc(m.over, cmpChange)
+	}
+	t := make(digestTable, 0, len(m.t)+len(m.over))
 	i := 0
-	for _, e := range m.t {
-		if o, ok := m.over[e.addr]; ok && o.gone {
-			continue // (an address in both, not gone: its digest is t's, set in place)
+	for j, o := range m.over {
+		if j+1 < len(m.over) && m.over[j+1].addr == o.addr {
+			continue // a later change of the same address follows
 		}
-		for i < len(added) && added[i].addr.Less(e.addr) {
-			t = append(t, added[i])
+		for i < len(m.t) && m.t[i].addr.Less(o.addr) {
+			t = append(t, m.t[i])
 			i++
 		}
-		t = append(t, e)
+		if i < len(m.t) && m.t[i].addr == o.addr {
+			i++ // replaced or gone
+		}
+		if !o.gone {
+			t = append(t, memberDigestOf{o.addr, o.d})
+		}
 	}
-	t = append(t, added[i:]...)
-	m.t, m.over = t, map[netip.Addr]memoEntry{}
+	t = append(t, m.t[i:]...)
+	m.t, m.over, m.dropped = t, nil, false
 	return t
 }
 
@@ -999,8 +1024,10 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 		}
 		return nil
 	}
+	var dr deltaRecords
 	if delta {
-		if err := s.checkDelta(g, digests); err != nil {
+		var err error
+		if dr, err = s.sealDelta(g, digests); err != nil {
 			return err
 		}
 	} else if withMembers {
@@ -1139,7 +1166,7 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 			return nil
 		}
 		if delta {
-			return putDelta(b, g)
+			return putDelta(b, dr)
 		}
 		return s.putMembers(b, g, digests, cur, known)
 	})
@@ -1159,7 +1186,7 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 			}
 		}
 	case locked:
-		s.written[g.Name] = &memberMemo{t: cur, over: map[netip.Addr]memoEntry{}}
+		s.written[g.Name] = &memberMemo{t: cur}
 	case whole:
 		s.forget(g.Name) // a concurrent save may have followed it
 	}
@@ -1169,60 +1196,139 @@ func (s *Store) save(g *GroupState, withMembers bool) error {
 	return nil
 }
 
-// checkDelta checks a delta's members (valid addresses, each listed once,
-// none both changed and gone) and digests them into digests.
-func (s *Store) checkDelta(g *GroupState, digests []uint64) error {
-	seen := make(map[netip.Addr]bool, len(g.Members)+len(g.MembersGone))
+// deltaRecords are what a delta writes: its members' keys and sealed
+// records, and the keys of the members gone, each sorted by key.
+type deltaRecords struct {
+	puts []deltaRecord
+	gone []deltaRecord // (no record)
+}
+
+// deltaRecord is a member's key and sealed record, with the key's first
+// 16 octets as two big-endian integers (zero-filled): a sort of a delta
+// by key compares them, not the octets, unless they are equal.
+type deltaRecord struct {
+	hi, lo   uint64
+	key, rec []byte
+}
+
+func newDeltaRecord(key, rec []byte) deltaRecord {
+	var p [16]byte
+	copy(p[:], key)
+	return deltaRecord{binary.BigEndian.Uint64(p[:8]), binary.BigEndian.Uint64(p[8:]), key, rec}
+}
+
+// cmpDeltaRecord orders records by key as bytes.Compare does: a key's
+// text has no zero octet, so zero-filled prefixes that differ order their
+// keys.
+func cmpDeltaRecord(x, y deltaRecord) int {
+	if c := cmp.Compare(x.hi, y.hi); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(x.lo, y.lo); c != 0 {
+		return c
+	}
+	return bytes.Compare(x.key, y.key)
+}
+
+// deltaChunk is the size of the buffers a delta's keys and records are
+// appended to (~150 members each): a few allocations a delta, not three
+// a member.
+const deltaChunk = 64 << 10
+
+// sealDelta checks a delta's members (valid addresses, each listed once,
+// none both changed and gone), digests them into digests, and encodes
+// and seals them, before the transaction: their records do not depend on
+// what is stored. The records stay unchanged until the transaction
+// commits (bbolt keeps the values put until then).
+func (s *Store) sealDelta(g *GroupState, digests []uint64) (deltaRecords, error) {
+	var dr deltaRecords
+	dr.puts = make([]deltaRecord, 0, len(g.Members))
+	// What a member's tag covers (appendRecordTag), up to its key: the
+	// same for every member of the delta. The rest is appended to it for
+	// each, and its tag is sha256.Sum256's of it (no hash.Hash: its
+	// arguments escaped through the interface, two allocations a member).
+	pre := append([]byte(tagDomain), 4)
+	for _, p := range [][]byte{bucketGroups, []byte(g.Name), bucketMembers} {
+		pre = binary.AppendUvarint(pre, uint64(len(p)))
+		pre = append(pre, p...)
+	}
+	prefix := len(pre)
+	var buf []byte
+	room := func(n int) {
+		if cap(buf)-len(buf) < n {
+			buf = make([]byte, 0, max(deltaChunk, n))
+		}
+	}
 	for i := range g.Members {
 		m := &g.Members[i]
 		if !m.Address.IsValid() {
-			return fmt.Errorf("store: group %s: member without an address", g.Name)
+			return dr, fmt.Errorf("store: group %s: member without an address", g.Name)
 		}
-		if seen[m.Address] {
-			return fmt.Errorf("store: group %s: member %s listed twice", g.Name, m.Address)
-		}
-		seen[m.Address] = true
 		digests[i] = memberDigest(s.seed, m)
+		room(64 + len(m.Address.Zone()) + memberRoom(m))
+		start := len(buf)
+		buf = m.Address.AppendTo(buf)
+		key := buf[start:len(buf):len(buf)]
+		end := len(buf)
+		v, err := appendMember(buf[end:end], m)
+		if err != nil {
+			return dr, fmt.Errorf("store: group %s: member %s: %w", g.Name, m.Address, err)
+		}
+		pre = append(binary.AppendUvarint(pre[:prefix], uint64(len(key))), key...)
+		pre = append(pre, v...)
+		tag := sha256.Sum256(pre)
+		v = append(v, tag[:]...)
+		rec := v // appended elsewhere: more than the room (encoding/json's escapes)
+		if len(v) <= cap(buf)-end && &v[0] == &buf[end : end+1][0] {
+			buf = buf[:end+len(v)]
+			rec = buf[end:len(buf):len(buf)]
+		}
+		dr.puts = append(dr.puts, newDeltaRecord(key, rec))
 	}
+	// In key order, as putMembers; a member listed twice is next to itself.
+	slices.SortFunc(dr.puts, cmpDeltaRecord)
+	for i := 1; i < len(dr.puts); i++ {
+		if bytes.Equal(dr.puts[i].key, dr.puts[i-1].key) {
+			return dr, fmt.Errorf("store: group %s: member %s listed twice", g.Name, dr.puts[i].key)
+		}
+	}
+	if len(g.MembersGone) == 0 {
+		return dr, nil
+	}
+	dr.gone = make([]deltaRecord, 0, len(g.MembersGone))
 	for _, a := range g.MembersGone {
 		if !a.IsValid() {
-			return fmt.Errorf("store: group %s: a member gone without an address", g.Name)
+			return dr, fmt.Errorf("store: group %s: a member gone without an address", g.Name)
 		}
-		if seen[a] {
-			return fmt.Errorf("store: group %s: member %s listed twice (changed or gone)", g.Name, a)
-		}
-		seen[a] = true
+		dr.gone = append(dr.gone, newDeltaRecord(a.AppendTo(nil), nil))
 	}
-	return nil
+	slices.SortFunc(dr.gone, cmpDeltaRecord)
+	j := 0
+	for i, o := range dr.gone {
+		for j < len(dr.puts) && cmpDeltaRecord(dr.puts[j], o) < 0 {
+			j++
+		}
+		if (i > 0 && bytes.Equal(dr.gone[i-1].key, o.key)) || (j < len(dr.puts) && bytes.Equal(dr.puts[j].key, o.key)) {
+			return dr, fmt.Errorf("store: group %s: member %s listed twice (changed or gone)", g.Name, o.key)
+		}
+	}
+	return dr, nil
 }
 
 // putDelta writes the members a delta lists and deletes those gone,
 // leaving the group's other stored members alone.
-func putDelta(b *bolt.Bucket, g *GroupState) error {
+func putDelta(b *bolt.Bucket, dr deltaRecords) error {
 	mb, err := b.CreateBucketIfNotExists(bucketMembers)
 	if err != nil {
 		return err
 	}
-	name := []byte(g.Name)
-	puts := make([][2][]byte, 0, len(g.Members))
-	for i := range g.Members {
-		m := &g.Members[i]
-		addr := m.Address.AppendTo(nil)
-		rec, err := sealMember(memberLoc(name, addr), m)
-		if err != nil {
-			return fmt.Errorf("member %s: %w", m.Address, err)
-		}
-		puts = append(puts, [2][]byte{addr, rec})
-	}
-	// In key order, as putMembers.
-	slices.SortFunc(puts, func(a, b [2][]byte) int { return bytes.Compare(a[0], b[0]) })
-	for _, kv := range puts {
-		if err := mb.Put(kv[0], kv[1]); err != nil {
+	for _, p := range dr.puts {
+		if err := mb.Put(p.key, p.rec); err != nil {
 			return err
 		}
 	}
-	for _, a := range g.MembersGone {
-		if err := mb.Delete([]byte(a.String())); err != nil {
+	for _, o := range dr.gone {
+		if err := mb.Delete(o.key); err != nil {
 			return err
 		}
 	}
