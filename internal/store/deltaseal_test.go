@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -129,5 +130,52 @@ func TestDeltaSaveAllocationsPerMember(t *testing.T) {
 	}) / perSave
 	if per > 4.6 {
 		t.Fatalf("%.2f allocations per member of a delta, want at most 4.6", per)
+	}
+}
+
+// proves: O4 (issue 18: the periodic save's pages in a storm) — a
+// storm's deltas (1,000 new members each, addresses in sequence) fill
+// the members' pages nine tenths, not half (bbolt's FillPercent for the
+// transaction: membersFill): fewer than 0.1 pages written per member
+// (0.153 with bbolt's default), a file under 400 B a member (638), and
+// the file opens, checks and loads every member as written.
+func TestStormDeltasFillPages(t *testing.T) {
+	const perSave, n = 1000, 20000
+	path := filepath.Join(t.TempDir(), "ks.db")
+	s := mustOpen(t, path)
+	g := &GroupState{Name: "G", ID: 7, UpdatedAt: t0}
+	if err := s.SaveGroup(g); err != nil {
+		t.Fatal(err)
+	}
+	all := make([]MemberState, n)
+	for i := range all {
+		a := netip.AddrFrom4([4]byte{127, 64, byte(i >> 8), byte(i)}).Next()
+		all[i] = MemberState{Address: a, Identity: "gm-" + a.String(), Version: "1.1.0",
+			Registered: t0, LastRegister: t0, Registrations: 1, Port: 848}
+	}
+	before := pagesWritten(s)
+	for i := 0; i < n; i += perSave {
+		d := &GroupState{Name: "G", ID: 7, UpdatedAt: t0, Delta: true, Members: all[i : i+perSave]}
+		if err := s.SaveGroup(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pages := float64(pagesWritten(s)-before) / n
+	s.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%.3f pages written and %.0f B of file per member", pages, float64(fi.Size())/n)
+	if pages > 0.1 || fi.Size() > 400*n {
+		t.Fatalf("%.3f pages written per member (want at most 0.1), file %d B (want at most %d)", pages, fi.Size(), 400*n)
+	}
+	s = mustOpen(t, path)
+	defer s.Close()
+	got := byAddress(load(t, s)["G"])
+	for _, m := range all {
+		if g, ok := got[m.Address]; !ok || g.Identity != m.Identity {
+			t.Fatalf("member %s loaded as %+v", m.Address, g)
+		}
 	}
 }

@@ -1315,6 +1315,19 @@ func (s *Store) sealDelta(g *GroupState, digests []uint64) (deltaRecords, error)
 	return dr, nil
 }
 
+// membersFill is how full bbolt fills the pages of a members bucket it
+// splits (its FillPercent, for the transaction; not stored: any groupvpn
+// reads the pages). bbolt's default, half, suits keys inserted anywhere;
+// a group's new members come in runs of keys (a storm's addresses in
+// sequence, a first save in key order), which it left in half-empty
+// pages: nine tenths, with room for a record that grows by a few octets
+// when its member registers again, wrote 42% fewer pages per member in a
+// storm of 60,000 new members and made the file 43% smaller, and its
+// members registering again in random order wrote 7% fewer
+// (BenchmarkSaveGroupStormPages: 0.136 -> 0.078 and 1.10 -> 1.03 pages a
+// member, 523 -> 297 B of file a member; issue 18).
+const membersFill = 0.9
+
 // putDelta writes the members a delta lists and deletes those gone,
 // leaving the group's other stored members alone.
 func putDelta(b *bolt.Bucket, dr deltaRecords) error {
@@ -1322,6 +1335,7 @@ func putDelta(b *bolt.Bucket, dr deltaRecords) error {
 	if err != nil {
 		return err
 	}
+	mb.FillPercent = membersFill
 	for _, p := range dr.puts {
 		if err := mb.Put(p.key, p.rec); err != nil {
 			return err
@@ -1357,6 +1371,7 @@ func (s *Store) putMembers(b *bolt.Bucket, g *GroupState, digests []uint64, cur,
 	if err != nil {
 		return err
 	}
+	mb.FillPercent = membersFill
 	name := []byte(g.Name)
 	var puts [][2][]byte
 	for i := range g.Members {
