@@ -1254,9 +1254,12 @@ func (s *Store) sealDelta(g *GroupState, digests []uint64) (deltaRecords, error)
 	}
 	prefix := len(pre)
 	var buf []byte
-	room := func(n int) {
+	// room makes room for n octets, with a buffer for the members left
+	// (n octets each, at most deltaChunk): a delta of ten members (a
+	// routine save) gets a buffer of their size.
+	room := func(n, left int) {
 		if cap(buf)-len(buf) < n {
-			buf = make([]byte, 0, max(deltaChunk, n))
+			buf = make([]byte, 0, max(min(deltaChunk, n*left), n))
 		}
 	}
 	for i := range g.Members {
@@ -1265,7 +1268,7 @@ func (s *Store) sealDelta(g *GroupState, digests []uint64) (deltaRecords, error)
 			return dr, fmt.Errorf("store: group %s: member without an address", g.Name)
 		}
 		digests[i] = memberDigest(s.seed, m)
-		room(64 + len(m.Address.Zone()) + memberRoom(m))
+		room(64+len(m.Address.Zone())+memberRoom(m), len(g.Members)-i)
 		start := len(buf)
 		buf = m.Address.AppendTo(buf)
 		key := buf[start:len(buf):len(buf)]
