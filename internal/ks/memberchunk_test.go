@@ -1,9 +1,16 @@
 package ks
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"log/slog"
 	"net/netip"
 	"testing"
+	"time"
 	"unsafe"
+
+	"github.com/groupvpn/groupvpn/isakmp"
 )
 
 func stormAddr(i int) netip.Addr {
@@ -63,5 +70,51 @@ func BenchmarkMemberTableAdd(b *testing.B) {
 		}
 		ms.add(stormAddr(i))
 		i++
+	}
+}
+
+// BenchmarkKeysStorm is a registration storm's bookkeeping on the key
+// server's loop (issue 18): each operation a new member's Keys (CBC keys,
+// a peer known by its address ID, as the load generator's), and every
+// 1,000 the periodic save's DeltaState; up to 100,000 members a server.
+func BenchmarkKeysStorm(b *testing.B) {
+	const n, perSave = 100000, 1000
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	newServer := func() *Server {
+		s := New(Options{Logger: slog.New(slog.DiscardHandler)})
+		err := s.AddGroup(GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
+			TEKs: []TEKPolicy{{Transform: isakmp.ESPAESCBC, KeyBits: 256, AuthAlg: isakmp.AuthAlgHMACSHA256, Lifetime: time.Hour,
+				Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	peers := make([]Peer, n)
+	for i := range peers {
+		a := stormAddr(i).As4()
+		peers[i] = Peer{Addr: netip.AddrPortFrom(stormAddr(i), 848), ID: &isakmp.ID{IDType: isakmp.IDIPv4Addr, Data: a[:]}}
+	}
+	gid := isakmp.GroupID(7)
+	s := newServer()
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if i == n {
+			b.StopTimer()
+			s, i = newServer(), 0
+			b.StartTimer()
+		}
+		if _, _, err := s.KeysPayload(peers[i], gid, 1, now); err != nil {
+			b.Fatal(err)
+		}
+		if i++; i%perSave == 0 {
+			if _, err := s.DeltaState("G", now); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }
