@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +179,42 @@ func TestStormDeltasFillPages(t *testing.T) {
 		if g, ok := got[m.Address]; !ok || g.Identity != m.Identity {
 			t.Fatalf("member %s loaded as %+v", m.Address, g)
 		}
+	}
+}
+
+// proves: O4 (issue 18: a routine save's cost) — a delta of ten members
+// allocates a buffer for ten records, not a whole deltaChunk: under
+// 48 KiB a save in all (bbolt's pages included), where a buffer of
+// 64 KiB alone went over.
+func TestSmallDeltaAllocatesForItsMembers(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	s := mustOpen(t, filepath.Join(t.TempDir(), "ks.db"))
+	defer s.Close()
+	g := fullGroup("G", 7)
+	g.Members = manyMembers(1000)
+	if err := s.SaveGroup(g); err != nil {
+		t.Fatal(err)
+	}
+	d := *g
+	d.Delta = true
+	const saves = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range saves {
+		d.Members = slices.Clone(g.Members[i*10 : i*10+10])
+		for j := range d.Members {
+			d.Members[j].Registrations++
+		}
+		if err := s.SaveGroup(&d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	per := (after.TotalAlloc - before.TotalAlloc) / saves
+	t.Logf("%d B allocated per delta of ten members", per)
+	if per > 48<<10 {
+		t.Fatalf("%d B allocated per delta of ten members, want at most %d", per, 48<<10)
 	}
 }
