@@ -189,7 +189,9 @@ func (ms *memberTable) at(i int32) *memberRec {
 	return &ms.chunks[uint32(i)/memberChunk][uint32(i)%memberChunk]
 }
 
-// get is the member at addr (nil: none). The pointer is into the list.
+// get is the member at addr (nil: none). The pointer is into the list:
+// valid until the next add while the list is within its first chunk
+// (memberChunk members), which grows as a slice; for good after.
 func (ms *memberTable) get(addr netip.Addr) *memberRec {
 	m, _ := ms.getAt(addr)
 	return m

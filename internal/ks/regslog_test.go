@@ -2,8 +2,10 @@ package ks
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/groupvpn/groupvpn/internal/mnemonic"
@@ -16,7 +18,7 @@ import (
 // into ...any besides: issue 18).
 func TestLogRegsCompleteIsMnemonicLog(t *testing.T) {
 	const format = "KS completed successful registration in group %s with GM %s."
-	for _, group := range []string{"G", "GETVPN-100% of it", ""} {
+	for _, group := range []string{"G", "GETVPN-100% of it", "", strings.Repeat("long-group-name/", 12)} {
 		for _, a := range []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("127.64.255.254"),
 			netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("fe80::1%eth0"), netip.MustParseAddr("::ffff:10.0.0.1"), {}} {
 			var got, want []string
@@ -24,6 +26,9 @@ func TestLogRegsCompleteIsMnemonicLog(t *testing.T) {
 			mnemonic.Log(slog.New(recordMessages{&want}), mnemonic.Notice, "KS_REGS_COMPLETE", format, group, a)
 			if len(got) != 1 || len(want) != 1 || got[0] != want[0] {
 				t.Fatalf("group %q, GM %v: logged %q, want %q", group, a, got, want)
+			}
+			if line := "%GDOI-5-KS_REGS_COMPLETE: " + fmt.Sprintf(format, group, a); got[0] != line {
+				t.Fatalf("group %q, GM %v: logged %q, fmt formats %q", group, a, got[0], line)
 			}
 		}
 	}

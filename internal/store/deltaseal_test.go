@@ -130,8 +130,8 @@ func TestDeltaSaveAllocationsPerMember(t *testing.T) {
 			t.Fatal(err)
 		}
 	}) / perSave
-	if per > 4.6 {
-		t.Fatalf("%.2f allocations per member of a delta, want at most 4.6", per)
+	if per > 5.5 { // 4.45 measured; 6.5-7 before sealDelta (bbolt's cursor allocations move with the tree's depth)
+		t.Fatalf("%.2f allocations per member of a delta, want at most 5.5", per)
 	}
 }
 

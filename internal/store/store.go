@@ -1217,9 +1217,10 @@ func newDeltaRecord(key, rec []byte) deltaRecord {
 	return deltaRecord{binary.BigEndian.Uint64(p[:8]), binary.BigEndian.Uint64(p[8:]), key, rec}
 }
 
-// cmpDeltaRecord orders records by key as bytes.Compare does: a key's
-// text has no zero octet, so zero-filled prefixes that differ order their
-// keys.
+// cmpDeltaRecord orders records by key as bytes.Compare does: zero-filled
+// 16-octet prefixes that differ order their keys as the keys would (a
+// shorter key's zero fill sorts before any octet but a zero, which a key
+// can hold only in an IPv6 zone: equal prefixes are settled by the keys).
 func cmpDeltaRecord(x, y deltaRecord) int {
 	if c := cmp.Compare(x.hi, y.hi); c != 0 {
 		return c
@@ -1328,7 +1329,9 @@ func (s *Store) sealDelta(g *GroupState, digests []uint64) (deltaRecords, error)
 // storm of 60,000 new members and made the file 43% smaller, and its
 // members registering again in random order wrote 7% fewer
 // (BenchmarkSaveGroupStormPages: 0.136 -> 0.078 and 1.10 -> 1.03 pages a
-// member, 523 -> 297 B of file a member; issue 18).
+// member, 523 -> 297 B of file a member; issue 18). bbolt also merges a page under half of that with a
+// neighbour when a save deletes members (under 45% full, not 25%): a
+// removal's saves may rewrite a few more pages.
 const membersFill = 0.9
 
 // putDelta writes the members a delta lists and deletes those gone,
