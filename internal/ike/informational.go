@@ -135,14 +135,18 @@ func (sa *SA) ForgetMessageID(mid uint32) {
 	sa.dropPhase2Block()
 }
 
-// phase2Block is the AES block of the phase-2 key. The SA keeps the
+// phase2Block is the AES block of the phase-2 key. A responder keeps the
 // block of a message it decrypted and accepted for the answer that
 // follows it (a GROUPKEY-PULL's messages 1 and 2, 3 and 4 expand the key
 // once a pair instead of once a message: aes.NewCipher allocates about
 // 500 octets; issue 18, the KS's CPU per registration), and drops it once
 // it encrypted (dropPhase2Block): an SA between its messages holds none
 // (TestPhase2ExchangeMemory), and a message that was not accepted (a
-// forgery) leaves none behind.
+// forgery) leaves none behind. An initiator keeps main mode's block once
+// established and the block through the exchange in progress (p2mid's),
+// until ForgetMessageID ends it: a GM's main mode and GROUPKEY-PULL
+// expand the key once, not four times (issue 18: the load generator's CPU
+// per registration); its SA between exchanges holds none.
 func (sa *SA) phase2Block() (cipher.Block, error) {
 	if sa.p2block == nil && sa.hs != nil && sa.hs.block != nil {
 		// A responder's first phase-2 message within message 6's window:
@@ -159,8 +163,14 @@ func (sa *SA) phase2Block() (cipher.Block, error) {
 	return sa.p2block, nil
 }
 
-// dropPhase2Block drops the phase-2 block (phase2Block).
-func (sa *SA) dropPhase2Block() { sa.p2block = nil }
+// dropPhase2Block drops the phase-2 block (phase2Block), unless the SA
+// is an initiator's with an exchange in progress.
+func (sa *SA) dropPhase2Block() {
+	if sa.initiator && sa.p2mid != 0 {
+		return
+	}
+	sa.p2block = nil
+}
 
 // phase2IV is the IV that continues message ID mid's chain, or starts it.
 func (sa *SA) phase2IV(mid uint32) (iv [aes.BlockSize]byte) {

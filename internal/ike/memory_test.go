@@ -433,8 +433,8 @@ func TestPhase2BlockKeptForTheAnswerOnly(t *testing.T) {
 	}
 	m := ask()
 	sr := er.Lookup(m.Header.InitiatorCookie, m.Header.ResponderCookie)
-	if si.p2block != nil {
-		t.Fatal("the sender kept its block after encrypting")
+	if si.p2block == nil {
+		t.Fatal("the initiator dropped its block within its exchange")
 	}
 	// A message its check refuses (a forgery): no block stays.
 	if _, err := sr.OpenPhase2(m, func([]isakmp.Payload) error { return errors.New("forged") }); err == nil || sr.p2block != nil {
@@ -468,7 +468,8 @@ func TestPhase2BlockKeptForTheAnswerOnly(t *testing.T) {
 // responder's first phase-2 message within message 6's window is
 // decrypted with main mode's AES block (one key expansion for messages 5
 // and 6 and the first pull's two), which leaves main mode's state with
-// it; an initiator keeps none once established.
+// it; an initiator keeps main mode's block once established, not its
+// state (TestInitiatorExpandsThePhase2KeyOnce).
 func TestFirstPhase2MessageUsesMainModeBlock(t *testing.T) {
 	cfg := pskConfig()
 	er, _ := NewEndpoint(cfg, addrR, Limits{})
@@ -476,8 +477,8 @@ func TestFirstPhase2MessageUsesMainModeBlock(t *testing.T) {
 	_, out, _ := ei.Initiate(addrR, t0)
 	Exchange(ei, er, ei, out, t0)
 	si := ei.SAs()[0]
-	if si.hs != nil || si.p2block != nil {
-		t.Fatal("the initiator kept main mode's state or a block once established")
+	if si.hs != nil || si.p2block == nil {
+		t.Fatal("the initiator kept main mode's state, or not its block, once established")
 	}
 	raw, err := si.EncryptPhase2(isakmp.ExchangePull, 5, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}, &isakmp.Nonce{Data: make([]byte, 16)}})
 	if err != nil {
@@ -497,5 +498,74 @@ func TestFirstPhase2MessageUsesMainModeBlock(t *testing.T) {
 	}
 	if _, err := sr.EncryptPhase2(isakmp.ExchangePull, 5, []isakmp.Payload{&isakmp.SEQ{Number: 1}}); err != nil || sr.p2block != nil {
 		t.Fatalf("answer: %v, block kept %v", err, sr.p2block != nil)
+	}
+}
+
+// proves: issue 18 (the load generator's CPU per registration) — an
+// initiator (a GM) expands the phase-2 key once for main mode's messages
+// 5 and 6 and a whole exchange after it: main mode's block serves the
+// exchange's messages, sent and received, forged or not, until the
+// exchange is forgotten; the exchange after it makes one block of its
+// own. Without: four key expansions per GM registration.
+func TestInitiatorExpandsThePhase2KeyOnce(t *testing.T) {
+	cfg := pskConfig()
+	er, _ := NewEndpoint(cfg, addrR, Limits{})
+	ei, _ := NewEndpoint(cfg, memberAddr(3), Limits{})
+	_, out, _ := ei.Initiate(addrR, t0)
+	Exchange(ei, er, ei, out, t0)
+	si := ei.SAs()[0]
+	mm := si.p2block
+	if mm == nil {
+		t.Fatal("no block once established")
+	}
+	exchange := func(mid uint32) {
+		t.Helper()
+		for i := range 2 {
+			raw, err := si.EncryptPhase2(isakmp.ExchangePull, mid, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}, &isakmp.Nonce{Data: make([]byte, 16)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := isakmp.ParseMessage(raw)
+			sr := er.Lookup(m.Header.InitiatorCookie, m.Header.ResponderCookie)
+			if _, err := sr.OpenPhase2(m, nil); err != nil {
+				t.Fatal(err)
+			}
+			answer, err := sr.EncryptPhase2(isakmp.ExchangePull, mid, []isakmp.Payload{&isakmp.SEQ{Number: uint32(i)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			am, _ := isakmp.ParseMessage(answer)
+			if i == 0 {
+				// A forgery refused first: the block stays all the same.
+				forged, _ := isakmp.ParseMessage(answer)
+				if _, err := si.OpenPhase2(forged, func([]isakmp.Payload) error { return errors.New("forged") }); err == nil {
+					t.Fatal("forgery accepted")
+				}
+			}
+			if ps, err := si.OpenPhase2(am, nil); err != nil || len(ps) != 1 {
+				t.Fatalf("answer %d: %v", i, err)
+			}
+		}
+	}
+	exchange(77)
+	if si.p2block != mm {
+		t.Fatal("the exchange's messages expanded the key again")
+	}
+	si.ForgetMessageID(77)
+	if si.p2block != nil {
+		t.Fatal("block kept after the exchange was forgotten")
+	}
+	exchange(79)
+	next := si.p2block
+	if next == nil || next == mm {
+		t.Fatal("the next exchange has no block of its own")
+	}
+	exchange(79)
+	if si.p2block != next {
+		t.Fatal("the next exchange expanded the key more than once")
+	}
+	si.ForgetMessageID(79)
+	if si.p2block != nil {
+		t.Fatal("block kept after the next exchange was forgotten")
 	}
 }

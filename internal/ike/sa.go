@@ -314,7 +314,7 @@ type SA struct {
 	dpdSeq         uint32              // of the last R-U-THERE sent
 	lastBlock      [aes.BlockSize]byte // last CBC block of phase 1, seed of phase-2 IVs, once seeded
 	p2iv           [aes.BlockSize]byte // the IV chain of one exchange in progress (p2mid's), without a map
-	p2block        cipher.Block        // AES with the phase-2 key, from an accepted message to our answer: phase2Block
+	p2block        cipher.Block        // AES with the phase-2 key, from an accepted message to our answer (an initiator's: through its exchange): phase2Block
 	seeded         bool                // lastBlock is set: phase-2 messages can be protected
 	indexed        bool                // filed in its Endpoint's byID
 	peerVersion    version.Version     // zero: the peer sent no groupvpn version
@@ -612,6 +612,11 @@ func (sa *SA) established(now time.Time) {
 	if !sa.cfg.KeepTranscript {
 		hs.mk = mainKeys{} // SKEYID: cleared, not left to the collector
 		hs.saiBody, hs.gxi, hs.gxr, hs.ni, hs.nr, hs.hashes = nil, nil, nil, nil, nil, nil
+	}
+	if sa.initiator {
+		// Its first exchange's messages use main mode's block
+		// (phase2Block).
+		sa.p2block = hs.block
 	}
 	if sa.initiator || hs.sent == nil {
 		sa.release()
