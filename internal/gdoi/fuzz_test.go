@@ -249,7 +249,7 @@ func FuzzPull(f *testing.F) {
 		if raw {
 			t.Fatal("an unauthenticated datagram was taken for message 2")
 		}
-		prefix := append(append([]byte{}, ni...), pull.nr...)
+		prefix := pull.prefix()
 		ps3, err := open(ks, parse(t, msg3), prefix)
 		if err != nil {
 			t.Fatalf("message 3 does not verify at the KS: %v", err)

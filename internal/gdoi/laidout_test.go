@@ -245,3 +245,69 @@ func TestServeAllocations(t *testing.T) {
 		t.Fatalf("%.1f allocations per exchange served, want at most 24", per)
 	}
 }
+
+// proves: issue 18 (the load generator's CPU per registration) — a GM's
+// side of a GROUPKEY-PULL (NewPull, messages 2 and 4 opened and checked,
+// message 3 sealed; the datagrams parsed outside, as ike does) allocates
+// at most 30 times (29 counted; the payloads parsed from the plaintexts
+// are most): its nonces, message 1's payloads, HASH inputs and PRF
+// arguments lie in the Pull's scratch, its HASH check is made once (49
+// before).
+func TestPullAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	gm, ks := phase1(t)
+	keks, tekSets := laidOutCases()
+	sa, err := NewGroupPolicy(keks[1], t0.Add(time.Hour), tekSets[0], []time.Time{t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := &laidOutPolicy{sa: sa, kd: NewKeyDownload([]*isakmp.KeyPacket{TEKKeyPacket(9, make([]byte, 20), nil)})}
+	var ms runtime.MemStats
+	var allocs uint64
+	const n = 200
+	for range n {
+		runtime.ReadMemStats(&ms)
+		a0 := ms.Mallocs
+		pull, m1, err := NewPull(gm, isakmp.GroupID(1234), 1, nil)
+		runtime.ReadMemStats(&ms)
+		allocs += ms.Mallocs - a0
+		if err != nil {
+			t.Fatal(err)
+		}
+		serve, m2, err := NewServe(ks, parse(t, m1), m1, pol, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2 := parse(t, m2)
+		runtime.ReadMemStats(&ms)
+		a0 = ms.Mallocs
+		m3, _, err := pull.Handle(p2)
+		runtime.ReadMemStats(&ms)
+		allocs += ms.Mallocs - a0
+		if err != nil {
+			t.Fatal(err)
+		}
+		m4, done, err := serve.Handle(parse(t, m3), m3)
+		if err != nil || !done {
+			t.Fatal(done, err)
+		}
+		p4 := parse(t, m4)
+		runtime.ReadMemStats(&ms)
+		a0 = ms.Mallocs
+		_, res, err := pull.Handle(p4)
+		runtime.ReadMemStats(&ms)
+		allocs += ms.Mallocs - a0
+		if err != nil || res == nil {
+			t.Fatal(err)
+		}
+		gm.ForgetMessageID(pull.MessageID())
+		ks.ForgetMessageID(pull.MessageID())
+	}
+	per := float64(allocs) / n
+	t.Logf("%.1f allocations per GM's exchange", per)
+	if per > 30 {
+		t.Fatalf("%.1f allocations per GM's exchange, want at most 30", per)
+	}
+}

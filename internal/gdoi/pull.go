@@ -285,29 +285,61 @@ type Pull struct {
 	mid    uint32
 	group  *isakmp.ID
 	sids   uint16
-	ni, nr []byte
+	nr     int // octets of Nr_b, after Ni_b in sc.nonces
 	policy *isakmp.GroupSA
 	step   int    // 1: message 1 sent, 3: message 3 sent, 4: done
 	last   []byte // last message sent, for retransmission
+	// check is the HASH check of the KS's next message (checkNext), made
+	// once for the exchange: a func value handed to the Protector
+	// escapes, one allocation each.
+	check func([]isakmp.Payload) error
+	// sc is the exchange's working memory, in the Pull's allocation: its
+	// nonces hold Ni_b then Nr_b (the prefix of HASH(3) and HASH(4)), its
+	// nonce payload and msg1 message 1's payloads, its buffer the HASH
+	// inputs (issue 18: the load generator's CPU per registration).
+	sc   scratch
+	msg1 [2]isakmp.Payload
 }
 
 // NewPull starts registration to group over sa, asking for sids sender
 // IDs (0 when no counter-mode TEK is expected). It returns message 1.
 func NewPull(sa Protector, group *isakmp.ID, sids uint16, r io.Reader) (*Pull, []byte, error) {
-	midb, err := randBytes(r, 4)
+	p := &Pull{sa: sa, group: group, sids: sids}
+	p.sc.buf = p.sc.space[:0]
+	// The message ID read where Ni_b goes next: the first 4 octets.
+	midb, err := appendRand(p.sc.nonces[:0], r, 4)
 	if err != nil {
 		return nil, nil, err
 	}
-	p := &Pull{sa: sa, mid: binary.BigEndian.Uint32(midb) | 1, group: group, sids: sids}
-	if p.ni, err = randBytes(r, NonceLen); err != nil {
-		return nil, nil, err
-	}
-	msg, err := seal(sa, p.mid, nil, []isakmp.Payload{&isakmp.Nonce{Data: p.ni}, group})
+	p.mid = binary.BigEndian.Uint32(midb) | 1
+	ni, err := appendRand(p.sc.nonces[:0], r, NonceLen)
 	if err != nil {
 		return nil, nil, err
 	}
+	p.sc.nonce.Data = ni
+	p.msg1 = [2]isakmp.Payload{&p.sc.nonce, group}
+	msg, err := sealInto(sa, isakmp.ExchangePull, p.mid, nil, p.msg1[:], &p.sc)
+	p.msg1, p.sc.nonce.Data = [2]isakmp.Payload{}, nil
+	if err != nil {
+		return nil, nil, err
+	}
+	p.check = p.checkNext
 	p.step, p.last = 1, msg
 	return p, msg, nil
+}
+
+// ni is Ni_b; prefix is Ni_b | Nr_b once message 2 gave Nr_b.
+func (p *Pull) ni() []byte     { return p.sc.nonces[:NonceLen:NonceLen] }
+func (p *Pull) prefix() []byte { return p.sc.nonces[: NonceLen+p.nr : NonceLen+p.nr] }
+
+// checkNext is the HASH check of the KS's message the exchange awaits:
+// HASH(2) covers Ni_b, HASH(4) Ni_b | Nr_b.
+func (p *Pull) checkNext(ps []isakmp.Payload) error {
+	prefix := p.ni()
+	if p.step == 3 {
+		prefix = p.prefix()
+	}
+	return checkHash(p.sa, p.mid, prefix, ps, &p.sc)
 }
 
 // MessageID identifies the exchange on its phase-1 SA.
@@ -322,7 +354,7 @@ func (p *Pull) Handle(m *isakmp.Message) (reply []byte, res *Result, err error) 
 	switch p.step {
 	case 1:
 		// HASH(2) covers Ni_b, then Nr and SA as sent.
-		ps, err := open(p.sa, m, p.ni)
+		ps, err := openWith(p.sa, m, p.check)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -334,7 +366,7 @@ func (p *Pull) Handle(m *isakmp.Message) (reply []byte, res *Result, err error) 
 		if len(nr.Data) < 8 || len(nr.Data) > 128 {
 			return nil, nil, fmt.Errorf("gdoi: responder nonce of %d octets", len(nr.Data))
 		}
-		p.nr, p.policy = nr.Data, sa
+		p.nr, p.policy = copy(p.sc.nonces[NonceLen:], nr.Data), sa
 		var rest []isakmp.Payload
 		if p.sids > 0 {
 			rest = []isakmp.Payload{&isakmp.GAP{Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.GAPSenderIDRequest, p.sids)}}}
@@ -346,7 +378,7 @@ func (p *Pull) Handle(m *isakmp.Message) (reply []byte, res *Result, err error) 
 		p.step, p.last = 3, msg
 		return msg, nil, nil
 	case 3:
-		ps, err := open(p.sa, m, append(append([]byte{}, p.ni...), p.nr...))
+		ps, err := openWith(p.sa, m, p.check)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -367,5 +399,5 @@ func (p *Pull) Handle(m *isakmp.Message) (reply []byte, res *Result, err error) 
 // seal3 builds message 3; its HASH(3) prefix is Ni_b | Nr_b.
 func (p *Pull) seal3(rest []isakmp.Payload) ([]byte, error) {
 	// With nothing after HASH(3) the chain is the HASH alone.
-	return seal(p.sa, p.mid, append(append([]byte{}, p.ni...), p.nr...), rest)
+	return sealInto(p.sa, isakmp.ExchangePull, p.mid, p.prefix(), rest, &p.sc)
 }
