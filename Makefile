@@ -113,7 +113,7 @@ test: deps lint
 	@# GM's allocations per Install.
 	$(GO) test -count=1 -run 'NoAlloc' ./internal/esp ./internal/dataplane
 	$(GO) test -count=1 -run 'TestCOOPMemberSync|TestKSRegistrationAllocations|TestReadDirectSourcesAndAllocations|TestKSPeerFormatsNothing|TestServeTableSAIndex|TestServeTableHeapPerExchange' ./internal/node
-	$(GO) test -count=1 -run 'TestResponderMainModeAllocations|TestResponderMainModeHandleInto|TestResponderReusesReleasedState|TestPRFaAllocations' ./internal/ike
+	$(GO) test -count=1 -run 'TestResponderMainModeAllocations|TestResponderMainModeHandleInto|TestResponderReusesReleasedState|TestPRFaAllocations|TestInitiatorMainModeAllocations' ./internal/ike
 	$(GO) test -count=1 -run 'TestLaidOutAllocations|TestServeAllocations|TestPullAllocations' ./internal/gdoi
 	$(GO) test -count=1 -run 'TestPeerIDFormattedWhenNeeded|TestLogRegsCompleteIsMnemonicLog|TestDeltaSaveAllocationsPerMember|TestSmallDeltaAllocatesForItsMembers' ./internal/ks ./internal/store
 	$(GO) test -count=1 -run 'TestLogKSRegsCompleteAllocations|TestDaemonLogIsSlogText' ./internal/mnemonic ./internal/app

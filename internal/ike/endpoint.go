@@ -219,6 +219,34 @@ func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, e
 	return e, nil
 }
 
+// Reset makes e an Endpoint for local with no SAs, as NewEndpoint(cfg,
+// local, limits) makes it, for an owner that dropped every SA of e (it
+// uses none of them again): a load generator hands its members'
+// Endpoints on once their registrations are done, instead of one new
+// Endpoint per registration (issue 18: the generator's CPU per
+// registration). It keeps what is not a peer's: its tables' storage,
+// emptied; the working memory of its SAs' cryptography and what it
+// caches (vendor IDs, transform attributes, message 1's SA payload);
+// the cookie secret and the count of responder cookies issued (a
+// responder cookie is never issued twice); the bounded logger of
+// unauthenticated input (its count of records suppressed goes on). The
+// counters (Stats) and rate bounds start again.
+func (e *Endpoint) Reset(local netip.AddrPort) {
+	clear(e.sas)
+	clear(e.pending)
+	clear(e.perPeer)
+	e.halfOpen = halfList{}
+	clear(e.timers)
+	e.timers = e.timers[:0]
+	clear(e.byID.short)
+	clear(e.byID.long)
+	e.indexed, e.probes = 0, tableProbes{}
+	e.refusals = tokenBucket{rate: e.limits.ReplyRate, burst: float64(e.limits.ReplyBurst)}
+	e.invalidCookies = tokenBucket{rate: e.limits.ReplyRate, burst: float64(e.limits.ReplyBurst)}
+	e.Stats = Stats{}
+	e.sh.local = local
+}
+
 // LogSuppressed returns how many log records caused by unauthenticated
 // input the endpoint's rate limiter suppressed (SPEC S5, S6).
 func (e *Endpoint) LogSuppressed() uint64 {
@@ -251,11 +279,10 @@ func (e *Endpoint) Lookup(icky, rcky isakmp.Cookie) *SA { return e.sas[pair{icky
 
 // Initiate starts main mode toward peer.
 func (e *Endpoint) Initiate(peer netip.AddrPort, now time.Time) (*SA, Output, error) {
-	sa, r, err := NewInitiator(e.cfg, e.sh.local, peer, now)
+	sa, r, err := newInitiator(e.cfg, &e.sh, peer, now) // one shared for all the endpoint's SAs
 	if err != nil {
 		return nil, Output{}, err
 	}
-	sa.sh = &e.sh // one copy for all the endpoint's SAs
 	if e.pending[halfKey{sa.icky, peer}] != nil {
 		return nil, Output{}, errors.New("ike: initiator cookie already in use")
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,22 +21,56 @@ import (
 // nonceLen is the length of our nonces (RFC 2409 §5: 8 to 256 octets).
 const nonceLen = 32
 
-// NewInitiator starts main mode toward peer: it returns the SA and the
-// Result carrying message 1 (HDR, SA, VID, VID).
-func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, Result, error) {
+// newInitiator starts main mode toward peer for an SA of the Endpoint
+// whose shared is sh: it returns the SA and the Result carrying message 1
+// (HDR, SA, VID, VID).
+func newInitiator(cfg *Config, sh *shared, peer netip.AddrPort, now time.Time) (*SA, Result, error) {
 	if len(cfg.Suites) == 0 {
 		return nil, Result{}, errors.New("ike: no phase-1 suites configured")
 	}
-	sa := &SA{cfg: cfg, initiator: true, sh: &shared{local: local}, peer: peer, hs: &mmState{startedAt: now}}
+	sa := &SA{cfg: cfg, initiator: true, sh: sh, peer: peer, hs: &mmState{startedAt: now}}
 	ck, err := sa.randBytes(8)
 	if err != nil {
 		return nil, Result{}, err
 	}
 	copy(sa.icky[:], ck)
+	p, err := sh.proposal(cfg)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	sa.doi = p.sa.DOI
+	sa.hs.saiBody = p.body
+	msg, err := sa.marshal(0, append([]isakmp.Payload{p.sa}, sa.vendorIDs()...))
+	if err != nil {
+		return nil, Result{}, err
+	}
+	sa.state = StateMM1Sent
+	return sa, sa.send(msg, now, true).public(), nil
+}
+
+// initProposal is an initiator's SA payload of message 1 and its body
+// (SAi_b), for a config's DOI and suites.
+type initProposal struct {
+	doi    isakmp.DOI
+	suites []Suite // a copy of the config's
+	sa     *isakmp.SA
+	body   []byte
+}
+
+// proposal returns message 1's SA payload for cfg. The SAs of an
+// Endpoint propose the same: it is made once while cfg's DOI and suites
+// stay what they were, and kept in the scratch (issue 18: a load
+// generator's Endpoint runs a main mode per registration). The SAs only
+// encode it and hash its body.
+func (sh *shared) proposal(cfg *Config) (*initProposal, error) {
+	scr := sh.scr()
+	if p := scr.proposal; p != nil && p.doi == cfg.DOI && slices.Equal(p.suites, cfg.Suites) {
+		return p, nil
+	}
 	prop := &isakmp.Proposal{Number: 1, Protocol: isakmp.ProtoISAKMP}
 	for i, s := range cfg.Suites {
 		if err := s.Validate(); err != nil {
-			return nil, Result{}, err
+			return nil, err
 		}
 		prop.Transforms = append(prop.Transforms, s.transform(uint8(i+1)))
 	}
@@ -43,15 +78,10 @@ func NewInitiator(cfg *Config, local, peer netip.AddrPort, now time.Time) (*SA, 
 	if doi == isakmp.DOIISAKMP {
 		doi = isakmp.DOIIPsec
 	}
-	sa.doi = doi
 	saP := &isakmp.SA{DOI: doi, Situation: isakmp.SituationIdentityOnly, Proposals: []*isakmp.Proposal{prop}}
-	sa.hs.saiBody = saP.AppendBody(nil)
-	msg, err := sa.marshal(0, append([]isakmp.Payload{saP}, sa.vendorIDs()...))
-	if err != nil {
-		return nil, Result{}, err
-	}
-	sa.state = StateMM1Sent
-	return sa, sa.send(msg, now, true).public(), nil
+	p := &initProposal{doi: cfg.DOI, suites: slices.Clone(cfg.Suites), sa: saP, body: saP.AppendBody(nil)}
+	scr.proposal = p
+	return p, nil
 }
 
 // newResponder creates the responder SA for a message 1; the Endpoint has

@@ -729,11 +729,12 @@ type Transcript struct {
 // established only the cookies, the suite and the identities are left,
 // unless Config.KeepTranscript kept the rest. The nonces are copies: our
 // own lies in main mode's state, which the Endpoint clears and reuses
-// once the SA released it (shared.recycle).
+// once the SA released it (shared.recycle); so is SAi, an initiator's
+// shared by its Endpoint's initiators (shared.proposal).
 func (sa *SA) Transcript() Transcript {
 	t := Transcript{Suite: sa.suite, ICookie: sa.icky, RCookie: sa.rcky}
 	if hs := sa.hs; hs != nil {
-		t.Ni, t.Nr, t.GXI, t.GXR, t.SAi = bytes.Clone(hs.ni), bytes.Clone(hs.nr), hs.gxi, hs.gxr, hs.saiBody
+		t.Ni, t.Nr, t.GXI, t.GXR, t.SAi = bytes.Clone(hs.ni), bytes.Clone(hs.nr), hs.gxi, hs.gxr, bytes.Clone(hs.saiBody)
 		if hs.hashes != nil {
 			t.HashI, t.HashR = hs.hashes[0], hs.hashes[1]
 		}

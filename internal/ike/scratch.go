@@ -12,8 +12,7 @@ import (
 
 // shared is what the SAs of one Endpoint share: its local address and the
 // working memory of their cryptography. One goroutine owns an Endpoint and
-// its SAs (DESIGN.md §3), so one scratch serves them all. An SA made
-// without an Endpoint (NewInitiator) has a shared of its own.
+// its SAs (DESIGN.md §3), so one scratch serves them all.
 type shared struct {
 	local       netip.AddrPort
 	unauth      *slog.Logger     // the Endpoint's bounded logger (SA.unauthLogger); nil without one
@@ -114,6 +113,9 @@ type scratch struct {
 	// Endpoint, whose has not: a load generator keeps an Endpoint per
 	// member.
 	free []*mmState
+	// proposal is message 1's SA payload of the Endpoint's initiators
+	// (shared.proposal).
+	proposal *initProposal
 }
 
 // maxPlain is the longest message 5 or 6 body decrypted in the scratch:
