@@ -240,7 +240,8 @@ func BenchmarkRetainedPerMember(b *testing.B) {
 // decrypted message 4, its policy, and through its phase-1 SA the whole
 // ike.Endpoint), nor copies of its TEKs and KEK in gm.Installed, and its
 // table keeps of a TEK only what gm reads back, of the KEK its own copy
-// of the key (TestTableGivesBackWhatGMReads).
+// of the key (TestTableGivesBackWhatGMReads); and at most 105
+// allocations per registration.
 func TestGeneratorRetainedPerMember(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's shadow memory and allocations; make test runs it without")
@@ -249,6 +250,12 @@ func TestGeneratorRetainedPerMember(t *testing.T) {
 	t.Logf("%.0f B of live heap per member; per registration %.1f allocations, %.0f B, %.2f page faults, %s CPU", per, allocs, bytes, st.faults, st.cpu)
 	if per > 3000 {
 		t.Fatalf("%.0f B of live heap per member, want at most 3,000", per)
+	}
+	// A registration's main mode runs from an Endpoint of a registration
+	// done, reset (shard.endpoint), in a GROUPKEY-PULL of its own scratch
+	// (gdoi.Pull): ~90 allocations per registration, 142 before.
+	if allocs > 105 {
+		t.Fatalf("%.1f allocations per registration, want at most 105", allocs)
 	}
 }
 

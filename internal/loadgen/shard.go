@@ -27,11 +27,14 @@ type shard struct {
 	mcast chan packet // multicast datagrams (joinMulticast), with a wake
 	// armed is the socket's read deadline (zero: none set or it passed):
 	// the shard's next timer or sweep, or earlier.
-	armed     time.Time
-	out       []Outbound // what this turn sends (flush)
-	hout      ike.Output // what a GM's endpoint made of a datagram (packet)
-	sendBuf   SendBuf
-	timers    wakeHeap
+	armed   time.Time
+	out     []Outbound // what this turn sends (flush)
+	hout    ike.Output // what a GM's endpoint made of a datagram (packet)
+	sendBuf SendBuf
+	timers  wakeHeap
+	// free holds the Endpoints of registrations done (at most
+	// maxFreeEndpoints), for the next main modes (endpoint).
+	free      []*ike.Endpoint
 	waiting   []int32 // GMs whose first registration has not started
 	inflight  int     // first registrations in progress
 	window    int
@@ -267,7 +270,7 @@ func (s *shard) execute(i int32, g *sim, r gm.Result, now time.Time) {
 	if !r.Connect.IsValid() {
 		return
 	}
-	ep, err := ike.NewEndpoint(s.ike, netip.AddrPortFrom(addr, s.conn.Port()), ike.Limits{})
+	ep, err := s.endpoint(addr)
 	var sa *ike.SA
 	var out ike.Output
 	if err == nil {
@@ -280,6 +283,27 @@ func (s *shard) execute(i int32, g *sim, r gm.Result, now time.Time) {
 	g.ep, g.sa = ep, sa
 	g.m.Phase1Started(sa, now)
 	s.process(i, g, out, now)
+}
+
+// maxFreeEndpoints bounds the Endpoints a shard keeps for the next
+// registrations: a window's worth and more, not all the members' after
+// they all registered again at once.
+const maxFreeEndpoints = 1024
+
+// endpoint returns an Endpoint for a main mode from addr: one of a
+// registration done, reset (ike.Endpoint.Reset), or a new one. Issue 18:
+// a new Endpoint per registration, its tables, scratch and logger, cost
+// the generator ~35 allocations and their CPU each time.
+func (s *shard) endpoint(addr netip.Addr) (*ike.Endpoint, error) {
+	local := netip.AddrPortFrom(addr, s.conn.Port())
+	if n := len(s.free); n > 0 {
+		ep := s.free[n-1]
+		s.free[n-1] = nil
+		s.free = s.free[:n-1]
+		ep.Reset(local)
+		return ep, nil
+	}
+	return ike.NewEndpoint(s.ike, local, ike.Limits{})
 }
 
 // send queues a datagram for the turn's flush.
@@ -335,6 +359,13 @@ func (s *shard) afterEvent(i int32, g *sim, now, ran time.Time) {
 	if st.State == "idle" || st.State == "registered" {
 		if g.sa != nil {
 			g.m.DropSA(g.sa)
+		}
+		// The member holds none of the Endpoint's SAs now (DropSA; an
+		// idle or registered member has no phase 1 or pull in
+		// progress), nor does the GM: the next registration may have
+		// it, reset.
+		if g.ep != nil && len(s.free) < maxFreeEndpoints {
+			s.free = append(s.free, g.ep)
 		}
 		g.ep, g.sa = nil, nil
 	}
