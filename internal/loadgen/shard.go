@@ -291,7 +291,8 @@ func (s *shard) execute(i int32, g *sim, r gm.Result, now time.Time) {
 const maxFreeEndpoints = 1024
 
 // endpoint returns an Endpoint for a main mode from addr: one of a
-// registration done, reset (ike.Endpoint.Reset), or a new one. Issue 18:
+// registration done (reset when it was kept, and for addr now:
+// ike.Endpoint.Reset), or a new one. Issue 18:
 // a new Endpoint per registration, its tables, scratch and logger, cost
 // the generator ~35 allocations and their CPU each time.
 func (s *shard) endpoint(addr netip.Addr) (*ike.Endpoint, error) {
@@ -363,8 +364,10 @@ func (s *shard) afterEvent(i int32, g *sim, now, ran time.Time) {
 		// The member holds none of the Endpoint's SAs now (DropSA; an
 		// idle or registered member has no phase 1 or pull in
 		// progress), nor does the GM: the next registration may have
-		// it, reset.
+		// it. Reset now, so that the Endpoints kept hold no SA (nor
+		// its keys) meanwhile.
 		if g.ep != nil && len(s.free) < maxFreeEndpoints {
+			g.ep.Reset(netip.AddrPort{})
 			s.free = append(s.free, g.ep)
 		}
 		g.ep, g.sa = nil, nil
