@@ -351,6 +351,11 @@ func (p *Pull) Last() []byte { return p.last }
 // Handle processes the KS's message 2 or 4. After message 2 it returns
 // message 3; after message 4 it returns the Result.
 func (p *Pull) Handle(m *isakmp.Message) (reply []byte, res *Result, err error) {
+	if m.Header.MessageID != p.mid {
+		// The HASH is checked over the exchange's message ID: another's
+		// message is not this exchange's, whatever routed it here.
+		return nil, nil, ErrUnauthenticated
+	}
 	switch p.step {
 	case 1:
 		// HASH(2) covers Ni_b, then Nr and SA as sent.

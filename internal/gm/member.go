@@ -393,6 +393,7 @@ const freshInterval = 5 * time.Second
 // established: nothing unauthenticated removes an SA.
 func (m *Member) fresh(res *Result, now time.Time) {
 	m.freshAt = now
+	m.dropPull()
 	m.pull, m.sa, m.reused = nil, nil, false
 	res.log(SevNotice, "GM_REREGISTER", "KS %s seems to have lost the phase-1 SA of group %s (no answer, or INVALID-COOKIE): starting a new phase 1",
 		m.ks.Addr(), m.cfg.Name)
@@ -495,6 +496,7 @@ func (m *Member) LocalGone(addr netip.Addr, now time.Time) Result {
 // first key server over a new phase 1 (the owner marks the SAs to the
 // key servers suspect first). Installed keys stay.
 func (m *Member) Reregister(now time.Time) {
+	m.dropPull()
 	m.pull, m.sa, m.p1, m.reused, m.failures, m.idx = nil, nil, nil, false, 0, 0
 	m.idleOrRegistered(now)
 	m.next = now
@@ -505,6 +507,17 @@ func (m *Member) idleOrRegistered(now time.Time) {
 	if m.installed != nil && now.Before(m.installed.Earliest) {
 		m.state = stateRegistered // the old keys stay valid meanwhile
 	}
+}
+
+// dropPull abandons the pull in progress, if any: its SA forgets the
+// exchange's message ID (its IV chain, and the AES block an initiator
+// keeps through an exchange), as a finished pull's does; an SA reused for
+// the next attempt keeps nothing of an abandoned one.
+func (m *Member) dropPull() {
+	if m.pull != nil && m.sa != nil {
+		m.sa.ForgetMessageID(m.pull.MessageID())
+	}
+	m.pull = nil
 }
 
 // OwnsPull reports whether a GROUPKEY-PULL message with message ID mid
@@ -614,6 +627,7 @@ func (m *Member) failover(res *Result, reason *int, err error, now time.Time) {
 		backoff = min(backoff, retryWithin(m.installed.Earliest.Sub(now)))
 	}
 	backoff = backoff/2 + time.Duration(m.uniform()*float64(backoff/2))
+	m.dropPull()
 	m.pull, m.sa, m.p1, m.reused, m.deadline = nil, nil, nil, false, time.Time{}
 	m.idleOrRegistered(now)
 	m.next = now.Add(backoff)
@@ -835,6 +849,7 @@ func (m *Member) removed(res *Result, nt *isakmp.Notify, now time.Time) {
 		// Fail-open or fail-close now applies: the GM holds no TEK.
 		window := max(clt/50, time.Second) // 2% of the configured TEK lifetime
 		wait := time.Duration(m.uniform() * float64(window))
+		m.dropPull()
 		m.state, m.installed, m.sa, m.pull = stateIdle, nil, nil, nil
 		m.temporary = time.Time{} // no key left to send with meanwhile
 		m.next = now.Add(wait)

@@ -232,6 +232,16 @@ func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, e
 // unauthenticated input (its count of records suppressed goes on). The
 // counters (Stats) and rate bounds start again.
 func (e *Endpoint) Reset(local netip.AddrPort) {
+	// The SAs dropped are dead: their timers stale, no key schedule kept,
+	// whatever their owner still holds of them.
+	for _, sa := range e.sas {
+		sa.gen++
+		sa.timerAt, sa.p2block, sa.state = 0, nil, StateDead
+	}
+	for _, sa := range e.pending {
+		sa.gen++
+		sa.timerAt, sa.p2block, sa.state = 0, nil, StateDead
+	}
 	clear(e.sas)
 	clear(e.pending)
 	clear(e.perPeer)
@@ -750,6 +760,7 @@ func (e *Endpoint) remove(sa *SA) {
 	}
 	sa.gen++ // its timers are stale
 	sa.timerAt = 0
+	sa.p2block = nil // a dead SA keeps no key schedule (an initiator's is kept through an exchange)
 	if sa.indexed {
 		if sa.idNext != nil {
 			sa.idNext.idPrev = sa.idPrev

@@ -146,7 +146,8 @@ func (sa *SA) ForgetMessageID(mid uint32) {
 // established and the block through the exchange in progress (p2mid's),
 // until ForgetMessageID ends it: a GM's main mode and GROUPKEY-PULL
 // expand the key once, not four times (issue 18: the load generator's CPU
-// per registration); its SA between exchanges holds none.
+// per registration); its SA between exchanges holds none (gm forgets an
+// abandoned pull's message ID too), nor does a dead one (remove).
 func (sa *SA) phase2Block() (cipher.Block, error) {
 	if sa.p2block == nil && sa.hs != nil && sa.hs.block != nil {
 		// A responder's first phase-2 message within message 6's window:

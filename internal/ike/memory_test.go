@@ -411,8 +411,10 @@ func TestTimerHeapSteadyUnderTraffic(t *testing.T) {
 // proves: issue 18 (the KS's CPU per registration outside the crypto) — a
 // phase-2 message decrypted and accepted leaves its AES block on the SA for
 // the answer, which uses it and drops it: one key expansion per message
-// pair, none kept between messages, none kept after a message that was not
-// accepted; the answer still decrypts at the peer.
+// pair, none kept between messages (a responder's: an initiator keeps one
+// through its exchange, TestInitiatorExpandsThePhase2KeyOnce), none kept
+// after a message that was not accepted; the answer still decrypts at the
+// peer.
 func TestPhase2BlockKeptForTheAnswerOnly(t *testing.T) {
 	cfg := pskConfig()
 	er, _ := NewEndpoint(cfg, addrR, Limits{})
@@ -567,5 +569,46 @@ func TestInitiatorExpandsThePhase2KeyOnce(t *testing.T) {
 	si.ForgetMessageID(79)
 	if si.p2block != nil {
 		t.Fatal("block kept after the next exchange was forgotten")
+	}
+}
+
+// proves: S3 (no key material kept past its need; review of 832cf27:
+// MEDIUM) — an initiator's SA that dies with an exchange in progress
+// (its pull abandoned: gm forgets the message ID; the SA deleted, or its
+// Endpoint reset) keeps no AES key schedule, and a reset Endpoint's old
+// SAs are dead, their timers stale.
+func TestDeadInitiatorKeepsNoBlock(t *testing.T) {
+	start := func() (*Endpoint, *SA) {
+		t.Helper()
+		er, _ := NewEndpoint(pskConfig(), addrR, Limits{})
+		ei, _ := NewEndpoint(pskConfig(), memberAddr(5), Limits{})
+		_, out, _ := ei.Initiate(addrR, t0)
+		Exchange(ei, er, ei, out, t0)
+		si := ei.SAs()[0]
+		if _, err := si.EncryptPhase2(isakmp.ExchangePull, 99, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}}); err != nil {
+			t.Fatal(err)
+		}
+		if si.p2block == nil || si.p2mid != 99 {
+			t.Fatal("no block kept through the exchange in progress")
+		}
+		return ei, si
+	}
+	_, si := start()
+	si.ForgetMessageID(99) // an abandoned pull (gm.Member.dropPull)
+	if si.p2block != nil || si.phase2IVs != nil {
+		t.Fatal("the exchange forgotten, its SA still keeps a block or IV chain")
+	}
+	ei, si := start()
+	if _, err := ei.Delete(si, t0); err != nil {
+		t.Fatal(err)
+	}
+	if si.p2block != nil || si.state != StateDead {
+		t.Fatalf("deleted with an exchange in progress: block kept %v, state %v", si.p2block != nil, si.state)
+	}
+	ei, si = start()
+	gen := si.gen
+	ei.Reset(netip.AddrPortFrom(memberAddr(6).Addr(), 500))
+	if si.p2block != nil || si.state != StateDead || si.gen == gen || si.timerAt != 0 {
+		t.Fatalf("after Reset: block kept %v, state %v, generation moved %v", si.p2block != nil, si.state, si.gen != gen)
 	}
 }

@@ -459,7 +459,8 @@ func (sa *SA) logUnauth(level slog.Level, msg string, args ...any) {
 }
 
 // unauthLogger is the endpoint's bounded logger, for records before the
-// peer is authenticated; nil without an Endpoint (cfg's is used then).
+// peer is authenticated; nil without an Endpoint (an SA made in a test:
+// cfg's is used then).
 func (sa *SA) unauthLogger() *slog.Logger {
 	if sa.sh == nil {
 		return nil
