@@ -47,6 +47,7 @@ func runIkev2d(env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "usage: groupvpn ikev2d -f FILE [-port N] [-listen A,B] [-state FILE] [-socket PATH] [-socket-group NAME] [-syslog DEST] [-tmd SOCKET] [-iked SOCKET]")
 		return 2
 	}
+	setKSGC(os.Getenv)
 	if *plainPort < -1 || *plainPort > 65535 || *plainPort == int(*port) {
 		fmt.Fprintln(env.Stderr, "groupvpn ikev2d: -ikev2-port: a UDP port other than -port, or 0")
 		return 2

@@ -54,6 +54,7 @@ func runIsakmpd(env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "usage: groupvpn isakmpd -f FILE [-port N] [-listen A,B] [-socket PATH] [-socket-group NAME] [-syslog DEST] [-tmd SOCKET] [-iked SOCKET] [-metrics ADDR:PORT]")
 		return 2
 	}
+	setKSGC(os.Getenv)
 	if *ikedSocket != "" && *listen != "" {
 		fmt.Fprintln(env.Stderr, "groupvpn isakmpd: -listen and -iked exclude each other: with the broker, isakmpd serves the addresses iked serves")
 		return 2

@@ -113,7 +113,8 @@ type ScaleReport struct {
 	BaseRSS   int64
 	CryptoOp  time.Duration // the KS-side crypto of one registration, one core
 	CryptoDef string
-	KSProcs   int // the KS's GOMAXPROCS (0: every core)
+	KSProcs   int    // the KS's GOMAXPROCS (0: every core)
+	KSGOGC    string // the GOGC environment variable the KS ran with ("": the daemon's default, 200)
 	Stages    []ScaleStage
 	// Unicast rekey to every member, until the last first ACK sent.
 	RekeyTime  time.Duration
@@ -273,6 +274,12 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 	}
 	rep.CryptoOp, rep.CryptoDef = registrationCeiling()
 	rep.KSProcs = o.KSProcs
+	rep.KSGOGC = os.Getenv("GOGC")
+	for _, e := range o.Env {
+		if v, ok := strings.CutPrefix(e, "GOGC="); ok {
+			rep.KSGOGC = v // the last of a name wins (os/exec)
+		}
+	}
 	if op, _ := registrationCeiling(); op < rep.CryptoOp {
 		rep.CryptoOp = op
 	}
@@ -925,7 +932,11 @@ func (r *ScaleReport) Print(w io.Writer) {
 	if r.KSProcs > 0 {
 		procs = fmt.Sprintf("%d (-ks-procs)", r.KSProcs)
 	}
-	fmt.Fprintf(w, "  KS GOMAXPROCS: %s; KS RSS with no member: %.1f MiB\n", procs, float64(r.BaseRSS)/(1<<20))
+	gogc := "the daemon's default, 200"
+	if r.KSGOGC != "" {
+		gogc = r.KSGOGC + " (the environment's)"
+	}
+	fmt.Fprintf(w, "  KS GOMAXPROCS: %s; KS GOGC: %s; KS RSS with no member: %.1f MiB\n", procs, gogc, float64(r.BaseRSS)/(1<<20))
 	fmt.Fprintf(w, "  %9s %9s %7s %9s %9s %9s %11s %11s %11s %10s %10s %12s %10s %10s\n", "members", "reg/s", "/ceil", "KS CPU/reg", "ceil/KSCPU", "gen CPU/reg", "RSS/member", "heap/member",
 		"store", "store/mbr", "show|count", "show (text)", "gen heap/GM", "reg fails")
 	ceil := float64(time.Second) / float64(r.CryptoOp)
