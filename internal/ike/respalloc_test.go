@@ -423,15 +423,7 @@ func TestReleasedStatesClearedAndBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for len(out.Send) > 0 {
-			var next Output
-			for _, p := range out.Send {
-				for _, back := range resp.Handle(ie.sh.local, p.Data, t0).Send {
-					next.Send = append(next.Send, ie.Handle(addrR, back.Data, t0).Send...)
-				}
-			}
-			out = next
-		}
+		Exchange(ie, resp, ie, out, t0)
 		si := ie.SAs()[0]
 		sis, srs = append(sis, si), append(srs, resp.Lookup(si.Cookies()))
 	}
