@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"strings"
@@ -39,6 +40,12 @@ func smoke(t *testing.T, port string, o bench.ScaleOptions) *bench.ScaleReport {
 	var out strings.Builder
 	r.Print(&out)
 	t.Log("\n" + out.String())
+	// The ceiling is the best of its samples (two before the KS, one
+	// after each stage), and the report says how far the worst was.
+	if r.CryptoSamples != 2+len(r.Stages) || r.CryptoOp <= 0 || r.CryptoWorst < r.CryptoOp ||
+		!strings.Contains(out.String(), fmt.Sprintf("(its %d samples, before the KS and after each stage: %s to %s;", r.CryptoSamples, r.CryptoOp.Round(time.Microsecond), r.CryptoWorst.Round(time.Microsecond))) {
+		t.Fatalf("ceiling %s of %d samples, the worst %s:\n%s", r.CryptoOp, r.CryptoSamples, r.CryptoWorst, out.String())
+	}
 	prev := 0
 	for _, s := range r.Stages {
 		if s.ShowCountSeen != s.Members || s.Counted != s.Members || s.RegPerSec <= 0 || s.StoreBytes == 0 || s.KSRSS == 0 {
