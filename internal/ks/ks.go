@@ -22,6 +22,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/internal/mnemonic"
+	"github.com/groupvpn/groupvpn/internal/ratelog"
 	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -160,11 +161,19 @@ func (p Peer) identity() string {
 
 // Server is a key server for any number of groups.
 type Server struct {
-	dirty  bool // member state changed since the last Clean
-	rand   io.Reader
-	log    *slog.Logger
-	groups map[uint32]*group
-	byName map[string]*group
+	dirty bool // member state changed since the last Clean
+	rand  io.Reader
+	log   *slog.Logger
+	// peerLog logs what a peer's refused registration causes: an
+	// authenticated peer is still hostile input, and one refused member
+	// retrying without pause would otherwise write a line per message.
+	// Rate-limited per line (internal/ratelog: 10 at once, then 1 a
+	// second, with the count of what it suppressed); the line names the
+	// peer, so one peer's flood does not silence another's.
+	peerLog *slog.Logger
+	peerLim *ratelog.Handler // peerLog's handler: what it suppressed
+	groups  map[uint32]*group
+	byName  map[string]*group
 }
 
 // Member is one registered GM as the KS knows it.
@@ -357,8 +366,13 @@ func New(o Options) *Server {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Server{rand: r, log: l, groups: map[uint32]*group{}, byName: map[string]*group{}}
+	lim := ratelog.New(l.Handler(), ratelog.Options{})
+	return &Server{rand: r, log: l, peerLog: slog.New(lim), peerLim: lim, groups: map[uint32]*group{}, byName: map[string]*group{}}
 }
+
+// LogSuppressed is how many lines of refused registrations the rate
+// limiter of peerLog suppressed.
+func (s *Server) LogSuppressed() uint64 { return s.peerLim.Suppressed() }
 
 // AddGroup creates a group and its first keys.
 func (s *Server) AddGroup(cfg GroupConfig, now time.Time) error {
@@ -651,12 +665,12 @@ func (s *Server) JoinPayload(peer Peer, id *isakmp.ID, now time.Time) (gdoi.Poli
 func (s *Server) join(peer Peer, id *isakmp.ID, now time.Time) (*group, error) {
 	g, err := s.lookup(id)
 	if err != nil {
-		mnemonic.Log(s.log, mnemonic.Warning, "GM_REJECTING_SA_PAYLOAD", "Registration from %s for %s refused: %v", peer.Addr.Addr(), id, err)
+		mnemonic.Log(s.peerLog, mnemonic.Warning, "GM_REJECTING_SA_PAYLOAD", "Registration from %s for %s refused: %v", peer.Addr.Addr(), id, err)
 		return nil, err
 	}
 	if g.cfg.Authorize != nil {
 		if err := g.cfg.Authorize(peer); err != nil {
-			mnemonic.Log(s.log, mnemonic.Alert, "UNAUTHORIZED_IDENTITY", "Group %s received registration from unauthorized identity: %s (%s): %v",
+			mnemonic.Log(s.peerLog, mnemonic.Alert, "UNAUTHORIZED_IDENTITY", "Group %s received registration from unauthorized identity: %s (%s): %v",
 				g.cfg.Name, peer.Addr.Addr(), peer.identity(), err)
 			return nil, &gdoi.Refusal{Notify: isakmp.NotifyAuthenticationFailed, Reason: fmt.Sprintf("%s is not authorized for group %s", peer.Addr.Addr(), g.cfg.Name)}
 		}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"log/slog"
 	"net/netip"
 	"runtime"
 	"runtime/metrics"
@@ -44,10 +45,14 @@ type ksRegistrar struct {
 	ms    runtime.MemStats
 }
 
-func newKSRegistrar(tb testing.TB) *ksRegistrar {
+func newKSRegistrar(tb testing.TB) *ksRegistrar { return newKSRegistrarLog(tb, nil) }
+
+// newKSRegistrarLog is newKSRegistrar with the KS logging to log (nil:
+// the node's default).
+func newKSRegistrarLog(tb testing.TB, log *slog.Logger) *ksRegistrar {
 	ksAddr := netip.MustParseAddr("127.0.0.1")
 	kn, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
-		KS: []ks.GroupConfig{ksGroup(tb, ksAddr)}})
+		KS: []ks.GroupConfig{ksGroup(tb, ksAddr)}, Logger: log})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -149,16 +149,20 @@ func (n *Node) StoreCounters() []ike.Counter {
 }
 
 // LogCounters lists what the rate limiters of the log lines caused by
-// unauthenticated input suppressed (SPEC S6): the node's and those of the
-// phase-1 endpoints of every socket it has had. Use inside Do.
+// unauthenticated input, and by refused registrations, suppressed (SPEC
+// S6): the node's, its key server's and those of the phase-1 endpoints of
+// every socket it has had. Use inside Do.
 func (n *Node) LogCounters() []ike.Counter {
 	v := n.unauthLim.Suppressed() + n.retiredLog
+	if n.ks != nil {
+		v += n.ks.LogSuppressed()
+	}
 	for _, s := range n.socks {
 		if s.ep != nil {
 			v += s.ep.LogSuppressed()
 		}
 	}
 	return []ike.Counter{
-		{Name: "log_records_suppressed", Help: "log records caused by unauthenticated input suppressed by the rate limiters", Value: v},
+		{Name: "log_records_suppressed", Help: "log records caused by unauthenticated input or refused registrations suppressed by the rate limiters", Value: v},
 	}
 }
