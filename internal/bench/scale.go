@@ -114,7 +114,7 @@ type ScaleReport struct {
 	CryptoOp  time.Duration // the KS-side crypto of one registration, one core: the best sample of the run
 	CryptoDef string
 	// CryptoWorst is the slowest of the run's CryptoSamples samples of
-	// CryptoOp (one before the KS starts, one after each stage): how much
+	// CryptoOp (two before the KS starts, one after each stage): how much
 	// the machine's speed moved while the ratios were measured against
 	// the best.
 	CryptoWorst   time.Duration

@@ -220,8 +220,8 @@ func (r *Router) showStats() string {
 		"rekey_no_member_group", r.Drops.RekeyNoGM, "multicast_not_rekey", r.Drops.McastNot)
 	fmt.Fprintf(&b, "%-28s %d\n", "plain_request_refused", r.Drops.PlainRefused)
 	if r.ks != nil {
-		fmt.Fprintf(&b, "Key server\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n", "registered", r.ks.Registered, "refused", r.ks.Refused,
-			"rekeys_sent", r.ks.Rekeys, "rekeys_resent", r.ks.Resent, "members_left", r.ks.Left)
+		fmt.Fprintf(&b, "Key server\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n  %-26s %d\n", "registered", r.ks.Registered, "refused", r.ks.Refused,
+			"rekeys_sent", r.ks.Rekeys, "rekeys_resent", r.ks.Resent, "members_left", r.ks.Left, "log_records_suppressed", r.ks.LogSuppressed())
 	}
 	for _, m := range r.gm {
 		fmt.Fprintf(&b, "Group member %s\n", m.g.Name)

@@ -3,6 +3,7 @@ package ikev2d
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/ikev2"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/mcast"
+	"github.com/groupvpn/groupvpn/internal/ratelog"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -25,6 +27,11 @@ type ksRole struct {
 	gcks *gikev2.GCKS
 	// Stats of the key-server side (SPEC S5).
 	Registered, Refused, Rekeys, Resent, Left uint64
+	// refuseLim rate-limits the line of a refused registration per peer
+	// (internal/ratelog Keyed: 10 at once, then 1 a second, with the
+	// count of what it suppressed): a member with an IKE SA may repeat a
+	// refused GSA_REGISTRATION without pause (SPEC S6).
+	refuseLim *ratelog.Handler
 	// resend are the GSA_REKEYs still to be sent again (RFC 9838 has no
 	// acknowledgement: each goes out 1 + RekeyPolicy.Retransmits times,
 	// RekeyPolicy.Retransmit apart, bitwise identical); a newer rekey of
@@ -58,7 +65,8 @@ func newKSRole(r *Router, groups []ks.GroupConfig, now time.Time) (*ksRole, erro
 			return nil, fmt.Errorf("ikev2d: key-server group %s: %w", g.Name, err)
 		}
 	}
-	k := &ksRole{r: r, srv: srv, gcks: gikev2.NewGCKS(srv, r.o.Rand), ids: map[uint32]string{}, dirty: map[string]bool{}}
+	k := &ksRole{r: r, srv: srv, gcks: gikev2.NewGCKS(srv, r.o.Rand), ids: map[uint32]string{}, dirty: map[string]bool{},
+		refuseLim: ratelog.New(r.log.Handler(), ratelog.Options{Now: r.o.Now})}
 	for _, g := range groups {
 		k.ids[g.ID] = g.Name
 	}
@@ -144,12 +152,22 @@ func (k *ksRole) onAuth(sa *ikev2.SA, ps []wire.Payload) ([]wire.Payload, error)
 	now := k.r.o.Now()
 	out, err := k.register(sa, ps, now)
 	if err != nil {
-		k.Refused++
-		k.r.log.Warn("G-IKEv2 registration refused", "peer", sa.Peer().String(), "err", err.Error())
+		k.refused(sa, err)
 		return nil, &ikev2.Refusal{Notify: notifyOf(err), Err: err}
 	}
 	return out, nil
 }
+
+// refused counts a refused registration and logs it, rate-limited per
+// peer.
+func (k *ksRole) refused(sa *ikev2.SA, err error) {
+	k.Refused++
+	slog.New(k.refuseLim.Keyed(sa.Peer().Addr().String())).Warn("G-IKEv2 registration refused", "peer", sa.Peer().String(), "err", err.Error())
+}
+
+// LogSuppressed is how many lines of refused registrations the rate
+// limiters suppressed (this role's and its key server's).
+func (k *ksRole) LogSuppressed() uint64 { return k.refuseLim.Suppressed() + k.srv.LogSuppressed() }
 
 func notifyOf(err error) wire.NotifyType {
 	var rf *gikev2.RefusedError
@@ -170,8 +188,7 @@ func (k *ksRole) request(s *sock, sa *ikev2.SA, e ikev2.Request, now time.Time) 
 		err = &gikev2.RefusedError{Notify: wire.NotifyInvalidSyntax, Err: fmt.Errorf("exchange %s is not one a GCKS answers", e.Exchange)}
 	}
 	if err != nil {
-		k.Refused++
-		k.r.log.Warn("G-IKEv2 registration refused", "peer", sa.Peer().String(), "err", err.Error())
+		k.refused(sa, err)
 		ps = gikev2.Refusal(err)
 	}
 	out, rerr := s.ep.Respond(sa, ps, now)

@@ -164,13 +164,14 @@ type Server struct {
 	dirty bool // member state changed since the last Clean
 	rand  io.Reader
 	log   *slog.Logger
-	// peerLog logs what a peer's refused registration causes: an
-	// authenticated peer is still hostile input, and one refused member
-	// retrying without pause would otherwise write a line per message.
-	// Rate-limited per line (internal/ratelog: 10 at once, then 1 a
-	// second, with the count of what it suppressed); the line names the
-	// peer, so one peer's flood does not silence another's.
-	peerLog *slog.Logger
+	// peerLim rate-limits what a peer's refused registration makes the
+	// KS log (peerLog): an authenticated peer is still hostile input, and
+	// one refused member retrying without pause would write a line per
+	// message. Keyed by the peer's address (internal/ratelog: 10 at once,
+	// then 1 a second, with the count of what it suppressed), whatever
+	// group number it asked for, so one peer neither buys a fresh budget
+	// with each number nor silences another's refusals; lines cut at
+	// 1,024 bytes (a certificate subject appears twice in them).
 	peerLim *ratelog.Handler // peerLog's handler: what it suppressed
 	groups  map[uint32]*group
 	byName  map[string]*group
@@ -366,8 +367,12 @@ func New(o Options) *Server {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	lim := ratelog.New(l.Handler(), ratelog.Options{})
-	return &Server{rand: r, log: l, peerLog: slog.New(lim), peerLim: lim, groups: map[uint32]*group{}, byName: map[string]*group{}}
+	return &Server{rand: r, log: l, peerLim: ratelog.New(l.Handler(), ratelog.Options{MaxLen: 1024}), groups: map[uint32]*group{}, byName: map[string]*group{}}
+}
+
+// peerLog is the logger of what peer's refused registration causes.
+func (s *Server) peerLog(peer Peer) *slog.Logger {
+	return slog.New(s.peerLim.Keyed(peer.Addr.Addr().String()))
 }
 
 // LogSuppressed is how many lines of refused registrations the rate
@@ -665,12 +670,12 @@ func (s *Server) JoinPayload(peer Peer, id *isakmp.ID, now time.Time) (gdoi.Poli
 func (s *Server) join(peer Peer, id *isakmp.ID, now time.Time) (*group, error) {
 	g, err := s.lookup(id)
 	if err != nil {
-		mnemonic.Log(s.peerLog, mnemonic.Warning, "GM_REJECTING_SA_PAYLOAD", "Registration from %s for %s refused: %v", peer.Addr.Addr(), id, err)
+		mnemonic.Log(s.peerLog(peer), mnemonic.Warning, "GM_REJECTING_SA_PAYLOAD", "Registration from %s for %s refused: %v", peer.Addr.Addr(), id, err)
 		return nil, err
 	}
 	if g.cfg.Authorize != nil {
 		if err := g.cfg.Authorize(peer); err != nil {
-			mnemonic.Log(s.peerLog, mnemonic.Alert, "UNAUTHORIZED_IDENTITY", "Group %s received registration from unauthorized identity: %s (%s): %v",
+			mnemonic.Log(s.peerLog(peer), mnemonic.Alert, "UNAUTHORIZED_IDENTITY", "Group %s received registration from unauthorized identity: %s (%s): %v",
 				g.cfg.Name, peer.Addr.Addr(), peer.identity(), err)
 			return nil, &gdoi.Refusal{Notify: isakmp.NotifyAuthenticationFailed, Reason: fmt.Sprintf("%s is not authorized for group %s", peer.Addr.Addr(), g.cfg.Name)}
 		}

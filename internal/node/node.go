@@ -170,10 +170,10 @@ type Node struct {
 	ended   chan struct{} // made by New, closed when Run has returned: Do refuses
 	o       Options
 	log     *slog.Logger
-	// unauth logs what unauthenticated input causes, and an authenticated
-	// peer's refused GROUPKEY-PULLs (refuse: a refused member may retry
-	// without pause): bounded in size and rate-limited per message, with
-	// a count of what it suppressed.
+	// unauth logs what unauthenticated input causes: bounded in size and
+	// rate-limited per message, with a count of what it suppressed; its
+	// handler, keyed by peer, an authenticated peer's refused
+	// GROUPKEY-PULLs too (refuse).
 	unauth    *slog.Logger
 	unauthLim *ratelog.Handler // unauth's handler: what it suppressed
 	socks     []*sock
@@ -773,7 +773,9 @@ func (n *Node) refuse(s *sock, sa *ike.SA, err error) {
 		notify = isakmp.NotifyInvalidHashInformation
 	}
 	n.stats.pullsRefused++
-	n.unauth.Warn("refusing GROUPKEY-PULL", "peer", sa.Peer().String(), "notify", notify.String(), "err", err)
+	// Rate-limited per peer (a refused member may retry without pause),
+	// not per text: one peer's flood does not hide another's refusal.
+	slog.New(n.unauthLim.Keyed("refusing GROUPKEY-PULL "+sa.Peer().Addr().String())).Warn("refusing GROUPKEY-PULL", "peer", sa.Peer().String(), "notify", notify.String(), "err", err)
 	if msg, merr := sa.Notify(notify, nil); merr == nil {
 		n.send(s, sa.Peer(), msg)
 	}

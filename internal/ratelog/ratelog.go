@@ -83,12 +83,22 @@ type limiter struct {
 type Handler struct {
 	next slog.Handler
 	lim  *limiter
+	key  string // the bucket of every record (Keyed); "": each record's message
 }
 
 // New wraps next.
 func New(next slog.Handler, o Options) *Handler {
 	o = o.withDefaults()
 	return &Handler{next: next, lim: &limiter{o: o, buckets: map[string]*bucket{}}}
+}
+
+// Keyed returns a handler that spends the bucket key for every record,
+// whatever its message, sharing h's buckets, bounds and count: for lines
+// whose text varies with what the sender chose (a group number, a
+// reason), keyed by the sender so that it cannot buy a fresh budget with
+// each variation, and does not spend another sender's.
+func (h *Handler) Keyed(key string) *Handler {
+	return &Handler{next: h.next, lim: h.lim, key: "\x00key " + key}
 }
 
 // Suppressed returns how many records the handler (and the handlers
@@ -109,12 +119,12 @@ func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler {
 	for _, a := range as {
 		out = append(out, h.lim.bound(a, &n))
 	}
-	return &Handler{next: h.next.WithAttrs(out), lim: h.lim}
+	return &Handler{next: h.next.WithAttrs(out), lim: h.lim, key: h.key}
 }
 
 // WithGroup returns a handler that qualifies later attributes.
 func (h *Handler) WithGroup(name string) slog.Handler {
-	return &Handler{next: h.next.WithGroup(h.lim.cut(name)), lim: h.lim}
+	return &Handler{next: h.next.WithGroup(h.lim.cut(name)), lim: h.lim, key: h.key}
 }
 
 // Handle lets r through, bounded, or suppresses it.
@@ -123,7 +133,11 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if h.lim.o.Now != nil {
 		at = h.lim.o.Now()
 	}
-	suppressed, ok := h.lim.take(r.Message, at)
+	key := h.key
+	if key == "" {
+		key = r.Message
+	}
+	suppressed, ok := h.lim.take(key, at)
 	if !ok {
 		return nil
 	}

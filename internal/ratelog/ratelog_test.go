@@ -119,3 +119,32 @@ func TestPanickingValue(t *testing.T) {
 	var e *nilErr
 	log.Info("x", "err", error(e))
 }
+
+// A keyed handler spends its key's bucket whatever the message says: a
+// sender varying the text (a group number of its choice) buys no fresh
+// budget, and another key's budget is its own; the count and the report
+// of what was suppressed are shared with the handler it came from.
+// proves: S6 (issue 18 review: refused registrations keyed by peer)
+func TestKeyedBucketIgnoresText(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, buf, h := newLogger(Options{Rate: 1, Burst: 2, Now: func() time.Time { return now }})
+	a, b := slog.New(h.Keyed("10.0.0.1")), slog.New(h.Keyed("10.0.0.2").WithAttrs([]slog.Attr{slog.String("peer", "b")}))
+	for i := range 100 {
+		a.Warn("refused group " + strings.Repeat("9", i%7+1))
+	}
+	b.Warn("refused group 1")
+	if got := strings.Count(buf.String(), "refused group"); got != 3 {
+		t.Fatalf("%d lines, want 2 of a's 100 and b's 1:\n%s", got, buf.String())
+	}
+	if h.Suppressed() != 98 {
+		t.Fatalf("suppressed %d, want 98", h.Suppressed())
+	}
+	now = now.Add(time.Second)
+	a.Warn("refused group 5")
+	if !strings.Contains(buf.String(), "refused group 5\" suppressed=98") {
+		t.Fatalf("a's next line does not say what was suppressed:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "peer=b") {
+		t.Fatalf("WithAttrs of a keyed handler lost its attributes:\n%s", buf.String())
+	}
+}

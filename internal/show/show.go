@@ -553,7 +553,7 @@ func StatisticsSections(s node.Snapshot) []Section {
 	if s.COOPCounters != nil {
 		out = append(out, Section{Key: "coop", Title: "Cooperative key servers (announcements, all groups with redundancy)", Counters: s.COOPCounters})
 	}
-	return append(out, Section{Key: "log_rate_limiter", Title: "Log rate limiter (log lines caused by unauthenticated input)", Counters: s.LogCounters})
+	return append(out, Section{Key: "log_rate_limiter", Title: "Log rate limiter (log lines caused by unauthenticated input or refused registrations)", Counters: s.LogCounters})
 }
 
 // ISAKMPStatistics renders `show crypto isakmp statistics`: every phase-1
