@@ -27,7 +27,8 @@ type ksRole struct {
 	gcks *gikev2.GCKS
 	// Stats of the key-server side (SPEC S5).
 	Registered, Refused, Rekeys, Resent, Left uint64
-	// refuseLim rate-limits the line of a refused registration per peer
+	// refuseLim rate-limits the line of a refused registration (and of a
+	// member's leave) per peer
 	// (internal/ratelog Keyed: 10 at once, then 1 a second, with the
 	// count of what it suppressed): a member with an IKE SA may repeat a
 	// refused GSA_REGISTRATION without pause (SPEC S6).
@@ -219,9 +220,15 @@ func (k *ksRole) register(sa *ikev2.SA, payloads []wire.Payload, now time.Time) 
 	}
 	if req.Leave != 0 {
 		// ks has no single-member removal: the member stays listed and
-		// leaves the unicast rekey list when it misses rekeys.
-		k.Left++
-		k.r.log.Info("G-IKEv2 member left", "peer", sa.Peer().String(), "group", req.Group)
+		// leaves the unicast rekey list when it misses rekeys. Counted
+		// for a member of the group only, and logged rate-limited per
+		// peer: any authenticated member may repeat it without pause.
+		if name, ok := k.ids[req.Group]; ok {
+			if _, member := k.srv.Member(name, peer.Addr.Addr()); member {
+				k.Left++
+				slog.New(k.refuseLim.Keyed(sa.Peer().Addr().String())).Info("G-IKEv2 member left", "peer", sa.Peer().String(), "group", req.Group)
+			}
+		}
 	}
 	if name, ok := k.ids[req.Group]; ok && req.Leave == 0 && k.saver != nil {
 		// The member is bookkeeping, written off the loop (saveDirty); the

@@ -277,7 +277,7 @@ func TestPrefaultSparesTheStageFaults(t *testing.T) {
 	}
 	stage := func(mode string) float64 {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+30*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPrefaultStage$", "-test.v", "-test.count=1", "-test.timeout=3m")
 		cmd.Env = append(os.Environ(), prefaultEnv+"="+mode)

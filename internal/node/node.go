@@ -171,11 +171,12 @@ type Node struct {
 	o       Options
 	log     *slog.Logger
 	// unauth logs what unauthenticated input causes: bounded in size and
-	// rate-limited per message, with a count of what it suppressed; its
-	// handler, keyed by peer, an authenticated peer's refused
-	// GROUPKEY-PULLs too (refuse).
+	// rate-limited per message, with a count of what it suppressed.
 	unauth    *slog.Logger
 	unauthLim *ratelog.Handler // unauth's handler: what it suppressed
+	// refuseLim rate-limits the line of a refused GROUPKEY-PULL per peer
+	// (refuse: an authenticated member may retry without pause).
+	refuseLim *ratelog.Handler
 	socks     []*sock
 	ks        *ks.Server
 	dp        sadb.Dataplane
@@ -269,7 +270,7 @@ func New(o Options) (*Node, error) {
 		o.IKE.Rand = o.Rand
 	}
 	lim := ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now})
-	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, dp: o.Dataplane, keks: o.KEKs, serves: newServeTable(),
+	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, refuseLim: ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now}), dp: o.Dataplane, keks: o.KEKs, serves: newServeTable(),
 		in: make(chan []datagram, inQueue/readBatch), wakeCh: make(chan struct{}, 1), ended: make(chan struct{})}
 	if len(o.KS) > 0 {
 		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger})
@@ -775,7 +776,7 @@ func (n *Node) refuse(s *sock, sa *ike.SA, err error) {
 	n.stats.pullsRefused++
 	// Rate-limited per peer (a refused member may retry without pause),
 	// not per text: one peer's flood does not hide another's refusal.
-	slog.New(n.unauthLim.Keyed("refusing GROUPKEY-PULL "+sa.Peer().Addr().String())).Warn("refusing GROUPKEY-PULL", "peer", sa.Peer().String(), "notify", notify.String(), "err", err)
+	slog.New(n.refuseLim.Keyed(sa.Peer().Addr().String())).Warn("refusing GROUPKEY-PULL", "peer", sa.Peer().String(), "notify", notify.String(), "err", err)
 	if msg, merr := sa.Notify(notify, nil); merr == nil {
 		n.send(s, sa.Peer(), msg)
 	}

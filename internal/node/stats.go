@@ -153,7 +153,7 @@ func (n *Node) StoreCounters() []ike.Counter {
 // S6): the node's, its key server's and those of the phase-1 endpoints of
 // every socket it has had. Use inside Do.
 func (n *Node) LogCounters() []ike.Counter {
-	v := n.unauthLim.Suppressed() + n.retiredLog
+	v := n.unauthLim.Suppressed() + n.refuseLim.Suppressed() + n.retiredLog
 	if n.ks != nil {
 		v += n.ks.LogSuppressed()
 	}

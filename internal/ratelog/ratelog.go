@@ -1,8 +1,9 @@
 // Package ratelog bounds what hostile input can make a daemon log: a
 // slog.Handler wrapper that truncates every message and attribute value to
-// a size bound and rate-limits records per message text with a token
-// bucket, reporting how many records it suppressed on the next one it lets
-// through (SPEC S6). It reads no clock of its own and starts no goroutine:
+// a size bound and rate-limits records per message text (or per key a
+// Keyed handler names, such as the sender) with a token bucket, reporting
+// how many records it suppressed on the next one it lets through (SPEC
+// S6). It reads no clock of its own and starts no goroutine:
 // time comes from each record's Time, or from an injected clock.
 package ratelog
 
@@ -30,7 +31,7 @@ type Options struct {
 	// and 10.
 	Rate  float64
 	Burst int
-	// MaxKeys bounds the message texts tracked at once; beyond it, new
+	// MaxKeys bounds the message texts (and keys) tracked at once; beyond it, new
 	// texts share one bucket. Default 1024.
 	MaxKeys int
 	// Now, when set, is the clock of the buckets; nil: each record's Time
@@ -194,11 +195,15 @@ func (l *limiter) take(msg string, at time.Time) (uint64, bool) {
 	return s, true
 }
 
-// evictIdle forgets the buckets that are full again and owe no count:
-// forgetting them changes nothing.
+// evictIdle forgets the buckets that are full again: the sender has been
+// quiet for Burst/Rate seconds. One that owes a count of suppressed
+// records loses only the note on its next line (Suppressed keeps it):
+// with keys per sender (Keyed), senders that were once limited would
+// otherwise fill MaxKeys for good and send every new one to the shared
+// overflow bucket.
 func (l *limiter) evictIdle(at time.Time) {
 	for k, b := range l.buckets {
-		if b.suppressed == 0 && b.tokens+at.Sub(b.last).Seconds()*l.o.Rate >= float64(l.o.Burst) {
+		if k != overflowKey && b.tokens+at.Sub(b.last).Seconds()*l.o.Rate >= float64(l.o.Burst) {
 			delete(l.buckets, k)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,29 +123,61 @@ func TestPanickingValue(t *testing.T) {
 
 // A keyed handler spends its key's bucket whatever the message says: a
 // sender varying the text (a group number of its choice) buys no fresh
-// budget, and another key's budget is its own; the count and the report
-// of what was suppressed are shared with the handler it came from.
+// budget, through WithAttrs and WithGroup too, and another key's budget
+// is its own; the count and the report of what was suppressed are shared
+// with the handler it came from.
 // proves: S6 (issue 18 review: refused registrations keyed by peer)
 func TestKeyedBucketIgnoresText(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	_, buf, h := newLogger(Options{Rate: 1, Burst: 2, Now: func() time.Time { return now }})
-	a, b := slog.New(h.Keyed("10.0.0.1")), slog.New(h.Keyed("10.0.0.2").WithAttrs([]slog.Attr{slog.String("peer", "b")}))
+	a := slog.New(h.Keyed("10.0.0.1"))
+	b := slog.New(h.Keyed("10.0.0.2").WithAttrs([]slog.Attr{slog.String("peer", "b")}).WithGroup("g"))
 	for i := range 100 {
 		a.Warn("refused group " + strings.Repeat("9", i%7+1))
 	}
-	b.Warn("refused group 1")
-	if got := strings.Count(buf.String(), "refused group"); got != 3 {
-		t.Fatalf("%d lines, want 2 of a's 100 and b's 1:\n%s", got, buf.String())
+	for i := range 5 {
+		b.Warn("refused group "+strings.Repeat("1", i+1), "n", i)
 	}
-	if h.Suppressed() != 98 {
-		t.Fatalf("suppressed %d, want 98", h.Suppressed())
+	if got, bs := strings.Count(buf.String(), "refused group"), strings.Count(buf.String(), "peer=b"); got != 4 || bs != 2 {
+		t.Fatalf("%d lines, %d of b's, want 2 of a's 100 and 2 of b's 5:\n%s", got, bs, buf.String())
+	}
+	if h.Suppressed() != 101 {
+		t.Fatalf("suppressed %d, want 101", h.Suppressed())
 	}
 	now = now.Add(time.Second)
 	a.Warn("refused group 5")
 	if !strings.Contains(buf.String(), "refused group 5\" suppressed=98") {
 		t.Fatalf("a's next line does not say what was suppressed:\n%s", buf.String())
 	}
-	if !strings.Contains(buf.String(), "peer=b") {
-		t.Fatalf("WithAttrs of a keyed handler lost its attributes:\n%s", buf.String())
+}
+
+// Keys whose senders were once limited and then went quiet are forgotten
+// once their buckets are full again, owed counts or not: with a key per
+// sender they would otherwise fill MaxKeys for good, and every new sender
+// would share the overflow bucket with a flooding one.
+// proves: S6 (issue 18 review: per-sender keys and MaxKeys)
+func TestQuietLimitedKeysForgotten(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, buf, h := newLogger(Options{Rate: 1, Burst: 2, MaxKeys: 4, Now: func() time.Time { return now }})
+	for k := range 4 {
+		l := slog.New(h.Keyed(strconv.Itoa(k)))
+		for range 5 {
+			l.Warn("limited")
+		}
+	}
+	now = now.Add(10 * time.Second)
+	flood := slog.New(h.Keyed("flooder"))
+	for range 50 {
+		flood.Warn("flood")
+	}
+	slog.New(h.Keyed("newcomer")).Warn("newcomer's line")
+	if !strings.Contains(buf.String(), "newcomer's line") {
+		t.Fatalf("a new sender's first line suppressed after a flood by another:\n%s", buf.String())
+	}
+	if got := strings.Count(buf.String(), "msg=flood"); got != 2 {
+		t.Fatalf("%d flood lines, want 2", got)
+	}
+	if h.Suppressed() != 4*3+48 {
+		t.Fatalf("suppressed %d, want %d (the forgotten keys' counts kept)", h.Suppressed(), 4*3+48)
 	}
 }
