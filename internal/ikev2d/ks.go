@@ -60,7 +60,7 @@ type resend struct {
 }
 
 func newKSRole(r *Router, groups []ks.GroupConfig, now time.Time) (*ksRole, error) {
-	srv := ks.New(ks.Options{Rand: r.o.Rand, Logger: r.log})
+	srv := ks.New(ks.Options{Rand: r.o.Rand, Logger: r.log, Now: r.o.Now})
 	for _, g := range groups {
 		if err := srv.AddGroup(g, now); err != nil {
 			return nil, fmt.Errorf("ikev2d: key-server group %s: %w", g.Name, err)

@@ -128,6 +128,9 @@ func (r *Redundancy) Clone() *Redundancy {
 type Options struct {
 	Rand   io.Reader    // nil: crypto/rand
 	Logger *slog.Logger // nil: discard
+	// Now is the clock of the rate limiter of refused registrations' lines
+	// (peerLim); nil: each line's own time.
+	Now func() time.Time
 }
 
 // Peer is an authenticated phase-1 peer as the key server sees it,
@@ -367,7 +370,7 @@ func New(o Options) *Server {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Server{rand: r, log: l, peerLim: ratelog.New(l.Handler(), ratelog.Options{MaxLen: 1024}), groups: map[uint32]*group{}, byName: map[string]*group{}}
+	return &Server{rand: r, log: l, peerLim: ratelog.New(l.Handler(), ratelog.Options{MaxLen: 1024, Now: o.Now}), groups: map[uint32]*group{}, byName: map[string]*group{}}
 }
 
 // peerLog is the logger of what peer's refused registration causes.
