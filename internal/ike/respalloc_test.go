@@ -94,21 +94,7 @@ func responderAllocsReleased(t *testing.T, resp *Endpoint, a netip.Addr, n int, 
 			t.Fatalf("responder's keys or peer identity differ from the initiator's: %v", sr.Info().PeerID)
 		}
 		if release {
-			pkt, err := si.EncryptPhase2(isakmp.ExchangePull, 7, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			o := resp.Handle(ie.sh.local, pkt, t0)
-			p2, ok := Phase2{}, len(o.Events) == 1
-			if ok {
-				p2, ok = o.Events[0].Event.(Phase2)
-			}
-			if !ok {
-				t.Fatalf("pull message: events %v", o.Events)
-			}
-			if _, err := sr.OpenPhase2(p2.Msg, func([]isakmp.Payload) error { return nil }); err != nil || sr.hs != nil {
-				t.Fatalf("pull message: %v; main mode's state released: %v", err, sr.hs == nil)
-			}
+			releaseByPull(t, resp, si, sr)
 		}
 		// Forgotten, outside the count: the tables' growth is not main
 		// mode's.
@@ -431,21 +417,7 @@ func TestReleasedStatesClearedAndBounded(t *testing.T) {
 		t.Fatalf("%d states kept before any was released", len(resp.sh.scr().free))
 	}
 	for i, si := range sis {
-		pkt, err := si.EncryptPhase2(isakmp.ExchangePull, 7, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		o := resp.Handle(si.sh.local, pkt, t0)
-		p2, ok := Phase2{}, len(o.Events) == 1
-		if ok {
-			p2, ok = o.Events[0].Event.(Phase2)
-		}
-		if !ok {
-			t.Fatalf("pull message %d: events %v", i, o.Events)
-		}
-		if _, err := srs[i].OpenPhase2(p2.Msg, func([]isakmp.Payload) error { return nil }); err != nil || srs[i].hs != nil {
-			t.Fatalf("pull message %d: %v; state released: %v", i, err, srs[i].hs == nil)
-		}
+		releaseByPull(t, resp, si, srs[i])
 	}
 	free := resp.sh.scr().free
 	if len(free) != maxFree {
@@ -455,5 +427,27 @@ func TestReleasedStatesClearedAndBounded(t *testing.T) {
 		if !reflect.DeepEqual(*hs, mmState{}) {
 			t.Fatalf("kept state %d not cleared", i)
 		}
+	}
+}
+
+// releaseByPull has the initiator's SA si send one GROUPKEY-PULL message
+// to resp, whose SA sr opens it: the first phase-2 message accepted
+// releases sr's main-mode state.
+func releaseByPull(t *testing.T, resp *Endpoint, si, sr *SA) {
+	t.Helper()
+	pkt, err := si.EncryptPhase2(isakmp.ExchangePull, 7, []isakmp.Payload{&isakmp.Hash{Data: make([]byte, 32)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := resp.Handle(si.sh.local, pkt, t0)
+	p2, ok := Phase2{}, len(o.Events) == 1
+	if ok {
+		p2, ok = o.Events[0].Event.(Phase2)
+	}
+	if !ok {
+		t.Fatalf("pull message: events %v", o.Events)
+	}
+	if _, err := sr.OpenPhase2(p2.Msg, func([]isakmp.Payload) error { return nil }); err != nil || sr.hs != nil {
+		t.Fatalf("pull message: %v; main mode's state released: %v", err, sr.hs == nil)
 	}
 }
