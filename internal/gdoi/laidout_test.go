@@ -198,13 +198,7 @@ func TestServeAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts differ under the race detector")
 	}
-	gm, ks := phase1(t)
-	keks, tekSets := laidOutCases()
-	sa, err := NewGroupPolicy(keks[1], t0.Add(time.Hour), tekSets[0], []time.Time{t0.Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := &laidOutPolicy{sa: sa, kd: NewKeyDownload([]*isakmp.KeyPacket{TEKKeyPacket(9, make([]byte, 20), nil)})}
+	gm, ks, pol := pullFixture(t)
 	var ms runtime.MemStats
 	var allocs uint64
 	const n = 200
@@ -257,13 +251,7 @@ func TestPullAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts differ under the race detector")
 	}
-	gm, ks := phase1(t)
-	keks, tekSets := laidOutCases()
-	sa, err := NewGroupPolicy(keks[1], t0.Add(time.Hour), tekSets[0], []time.Time{t0.Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := &laidOutPolicy{sa: sa, kd: NewKeyDownload([]*isakmp.KeyPacket{TEKKeyPacket(9, make([]byte, 20), nil)})}
+	gm, ks, pol := pullFixture(t)
 	var ms runtime.MemStats
 	var allocs uint64
 	const n = 200
@@ -310,4 +298,18 @@ func TestPullAllocations(t *testing.T) {
 	if per > 30 {
 		t.Fatalf("%.1f allocations per GM's exchange, want at most 30", per)
 	}
+}
+
+// pullFixture is a GM's and a KS's phase-1 SAs and a laid-out policy
+// (one KEK, one TEK set) for the allocation counts of GROUPKEY-PULL's two
+// sides.
+func pullFixture(t *testing.T) (gm, ks *ike.SA, pol *laidOutPolicy) {
+	t.Helper()
+	gm, ks = phase1(t)
+	keks, tekSets := laidOutCases()
+	sa, err := NewGroupPolicy(keks[1], t0.Add(time.Hour), tekSets[0], []time.Time{t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gm, ks, &laidOutPolicy{sa: sa, kd: NewKeyDownload([]*isakmp.KeyPacket{TEKKeyPacket(9, make([]byte, 20), nil)})}
 }
