@@ -27,11 +27,10 @@ type ksRole struct {
 	gcks *gikev2.GCKS
 	// Stats of the key-server side (SPEC S5).
 	Registered, Refused, Rekeys, Resent, Left uint64
-	// refuseLim rate-limits the line of a refused registration (and of a
-	// member's leave) per peer
-	// (internal/ratelog Keyed: 10 at once, then 1 a second, with the
-	// count of what it suppressed): a member with an IKE SA may repeat a
-	// refused GSA_REGISTRATION without pause (SPEC S6).
+	// refuseLim rate-limits, per peer, the line of a refused registration
+	// and of a member's leave (internal/ratelog Keyed: 10 at once, then 1
+	// a second, with the count of what it suppressed): a member with an
+	// IKE SA may repeat either without pause (SPEC S6).
 	refuseLim *ratelog.Handler
 	// resend are the GSA_REKEYs still to be sent again (RFC 9838 has no
 	// acknowledgement: each goes out 1 + RekeyPolicy.Retransmits times,
