@@ -117,3 +117,29 @@ func TestDataplaneScenarioRuns(t *testing.T) {
 		}
 	}
 }
+
+// proves: T1 (issue 18: KS memory per member at every size, not only the
+// last) — the scale report prints the settled live heap and RSS per
+// member of each stage that measured them, and nothing for a stage
+// whose settle saw no collection.
+func TestScalePrintSettledPerStage(t *testing.T) {
+	r := &ScaleReport{CryptoOp: 100 * time.Microsecond, BaseRSS: 10 << 20, Stages: []ScaleStage{
+		{Members: 10000, KSCPUPerReg: time.Millisecond, SettledHeap: 10000 * 1100, SettledRSS: 10<<20 + 10000*1500, Trims: 1},
+		{Members: 50000, KSCPUPerReg: time.Millisecond, SettledHeap: -1, SettledRSS: -1},
+		{Members: 100000, KSCPUPerReg: time.Millisecond, SettledHeap: 100000 * 975, SettledRSS: 10<<20 + 100000*1478, Trims: 3},
+	}}
+	var b bytes.Buffer
+	r.Print(&b)
+	out := b.String()
+	for _, want := range []string{
+		"settled at 10000 members (50 s on, the served pulls and phase 1's last messages gone): KS live heap 1100 B per member, RSS 1500 B per member (the KS had returned its free heap to the system 1 times",
+		"settled at 100000 members (50 s on, the served pulls and phase 1's last messages gone): KS live heap 975 B per member, RSS 1478 B per member (the KS had returned its free heap to the system 3 times",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "settled at 50000") {
+		t.Fatalf("a stage without a settled collection printed one:\n%s", out)
+	}
+}

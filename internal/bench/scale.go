@@ -54,11 +54,13 @@ type ScaleOptions struct {
 	// second) and its threads and the generator's wake each other across
 	// the cores (126,000 context switches in 4 s against 10,000 with one).
 	KSProcs int
-	// Steps after the last stage (all by default in groupvpn bench scale).
-	// Settle: the KS's memory once what a registration keeps only for a
-	// while is gone (a served pull: 30 s; phase 1's message 6: 46 s):
-	// its live heap at its first GC from 50 s after the last stage on,
-	// and its RSS then (up to 3 minutes: the runtime forces a GC every 2).
+	// Settle, after each stage: the KS's memory once what a registration
+	// keeps only for a while is gone (a served pull: 30 s; phase 1's
+	// message 6: 46 s): its live heap at its first GC from 50 s after the
+	// stage on, and its RSS then (up to 3 minutes: the runtime forces a
+	// GC every 2). The next stage starts from that quiet KS.
+	// Steps after the last stage (all by default in groupvpn bench scale):
+	// Rekey, Restart, Removal.
 	Settle, Rekey, Restart, Removal bool
 	// TEKLifetime of the group's first TEK (default 3600 s); the removal
 	// shortens it (the members re-register within the shortened lifetime).
@@ -104,6 +106,12 @@ type ScaleStage struct {
 	// exchange all the same (its pool empty).
 	GenKeyPairsAhead, GenKeyPairsInline int64
 	GenKeyPairCPU                       time.Duration
+	// Settle: the KS's live heap and RSS with this stage's members once
+	// the registrations' transient state is gone (-1: not measured, or
+	// no GC seen), and how many times the KS had returned free heap to
+	// the system by then (memtrim; the whole run's).
+	SettledHeap, SettledRSS int64
+	Trims                   int
 }
 
 // ScaleReport is the result.
@@ -126,11 +134,6 @@ type ScaleReport struct {
 	RekeyTime  time.Duration
 	RekeyAcked int64
 	RekeyAgain int64 // ACKs of retransmitted copies
-	// Settle: the KS's live heap and RSS with the last stage's members,
-	// registrations' transient state gone (-1: no GC seen), and how many
-	// times the KS had returned free heap to the system by then (memtrim).
-	SettledHeap, SettledRSS int64
-	Trims                   int
 	// Restart: SIGKILL, then a new isakmpd from the state file, until the
 	// control socket answers and shows every member.
 	RestartTime    time.Duration
@@ -332,30 +335,18 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 		}
 		fmt.Fprintf(o.Log, "  KS RSS %d MiB, live heap %d MiB, show | count %s, store %d MiB\n", st.KSRSS>>20, st.KSHeapLive>>20,
 			st.ShowCount.Round(time.Millisecond), st.StoreBytes>>20)
+		rep.ceilingSample()
+		st.SettledHeap, st.SettledRSS = -1, -1
+		if o.Settle {
+			if err := ks.settle(ctx, &st); err != nil {
+				return rep, err
+			}
+			fmt.Fprintf(o.Log, "  settled: KS live heap %d MiB, RSS %d MiB, free heap returned to the system %d times\n", st.SettledHeap>>20, st.SettledRSS>>20, st.Trims)
+		}
 		rep.Stages = append(rep.Stages, st)
 		prev = n
-		rep.ceilingSample()
 	}
 	total := int64(prev)
-	rep.SettledHeap = -1
-	if o.Settle && len(rep.Stages) > 0 {
-		if err := sleepCtx(ctx, 50*time.Second); err != nil {
-			return rep, err
-		}
-		before := len(gcRE.FindAllStringSubmatch(readAll(ks.log), -1))
-		live, err := ks.nextGC(ctx, before)
-		if err != nil {
-			return rep, err
-		}
-		// The KS's trimmer looks every memtrim.Interval: give it one look
-		// after this collection, which freed what the registrations left.
-		if err := sleepCtx(ctx, memtrim.Interval+2*time.Second); err != nil {
-			return rep, err
-		}
-		rep.SettledHeap, rep.SettledRSS = live, rss(ks.pid())
-		rep.Trims = strings.Count(readAll(ks.log), trimLog)
-		fmt.Fprintf(o.Log, "settled: KS live heap %d MiB, RSS %d MiB, free heap returned to the system %d times\n", live>>20, rep.SettledRSS>>20, rep.Trims)
-	}
 	sum := func(f func(loadgen.Snapshot) int64) int64 {
 		var t int64
 		for _, g := range gens {
@@ -757,6 +748,28 @@ func (k *ksProc) measure(ctx context.Context, st *ScaleStage, g *genProc) error 
 	return nil
 }
 
+// settle waits until what the stage's registrations keep only for a
+// while is gone (50 s) and notes the KS's live heap at its next
+// collection and its RSS one trimmer look after it.
+func (k *ksProc) settle(ctx context.Context, st *ScaleStage) error {
+	if err := sleepCtx(ctx, 50*time.Second); err != nil {
+		return err
+	}
+	before := len(gcRE.FindAllStringSubmatch(readAll(k.log), -1))
+	live, err := k.nextGC(ctx, before)
+	if err != nil {
+		return err
+	}
+	// The KS's trimmer looks every memtrim.Interval: give it one look
+	// after this collection, which freed what the registrations left.
+	if err := sleepCtx(ctx, memtrim.Interval+2*time.Second); err != nil {
+		return err
+	}
+	st.SettledHeap, st.SettledRSS = live, rss(k.pid())
+	st.Trims = strings.Count(readAll(k.log), trimLog)
+	return nil
+}
+
 // trimLog is the message of the KS's memtrim lines.
 const trimLog = memtrim.Message
 
@@ -975,11 +988,13 @@ func (r *ScaleReport) Print(w io.Writer) {
 			showCount(s), showFull(s),
 			s.GenHeapPerGM, s.Failures)
 	}
-	if r.SettledHeap >= 0 && len(r.Stages) > 0 {
-		n := int64(r.Stages[len(r.Stages)-1].Members)
-		fmt.Fprintf(w, "  settled (50 s on, the served pulls and phase 1's last messages gone): %d members, KS live heap %d B per member, RSS %d B per member\n",
-			n, r.SettledHeap/n, (r.SettledRSS-r.BaseRSS)/n)
-		fmt.Fprintf(w, "    (the KS returned its free heap to the system %d times by then: %q in its log, internal/memtrim)\n", r.Trims, trimLog)
+	for _, s := range r.Stages {
+		if s.SettledHeap < 0 {
+			continue
+		}
+		n := int64(s.Members)
+		fmt.Fprintf(w, "  settled at %d members (50 s on, the served pulls and phase 1's last messages gone): KS live heap %d B per member, RSS %d B per member (the KS had returned its free heap to the system %d times: %q in its log, internal/memtrim)\n",
+			n, s.SettledHeap/n, (s.SettledRSS-r.BaseRSS)/n, s.Trims, trimLog)
 	}
 	if r.RekeyAcked > 0 {
 		fmt.Fprintf(w, "  unicast rekey: %d ACKs, the last %s after `crypto gdoi ks rekey` (%d more for retransmitted copies)\n",

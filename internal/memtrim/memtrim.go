@@ -10,16 +10,22 @@
 // has no reason to run while the daemon is quiet. An operator sees that
 // resident memory as the key server's cost per member.
 //
-// A Trimmer looks at the runtime's own figures at each tick. A tick in
-// which the daemon allocated at least MinBurst octets is a burst; the first
-// quiet tick after a burst (less than an eighth of MinBurst allocated: the
-// memory is not about to be reused) collects and returns all free memory to
-// the system (debug.FreeOSMemory, one full collection) and logs what it
-// returned. A quiet tick also trims when at least MinBurst octets are
-// reclaimable (free spans, and objects beyond the last collection's live
-// heap: state dropped since, such as a storm's finished exchanges once a
-// collection has run). So a daemon is trimmed once per burst, never while
-// busy, and a steady daemon only when it has that much to return.
+// A Trimmer looks at the runtime's own figures at each tick. Its measure
+// is as much as the last collection found live, at least 8 MiB and at
+// most 64 MiB (MinBurst, when set, instead): a small daemon's storm is
+// smaller. A tick in which the daemon allocated at least the measure is a
+// burst; the first quiet tick after a burst (less than an eighth of the
+// measure allocated: the memory is not about to be reused) collects and
+// returns all free memory to the system (debug.FreeOSMemory, one full
+// collection) and logs what it returned. A quiet tick also trims when
+// reclaimable memory (free spans, and objects beyond the last
+// collection's live heap: state dropped since, such as a storm's
+// finished exchanges once a collection has run) reaches half the measure
+// in the settleLooks looks after a burst's trim, or 64 MiB (MinBurst) at
+// any time. So a daemon is trimmed once per burst and as the burst's
+// leftovers go, never while busy, and a steady daemon only when it has
+// that much to return: its own garbage, bounded by the collector's
+// headroom, does not make a small daemon trim and log again and again.
 package memtrim
 
 import (
@@ -78,25 +84,44 @@ func Read() Sample {
 // Trimmer trims the process's heap after bursts of allocation. One
 // goroutine owns it.
 type Trimmer struct {
-	// MinBurst is the least allocation in one tick that makes a burst
-	// (default 64 MiB).
+	// MinBurst, when set, is the measure whatever the live heap: the
+	// least allocation in one tick that makes a burst, and the least
+	// reclaimable memory that trims a quiet daemon.
 	MinBurst uint64
 	Log      *slog.Logger
 
 	prev   Sample
 	primed bool
-	burst  bool
+	burst  bool // a burst not trimmed yet
+	settle int  // looks left in which the measure's reclaimable trims
 }
 
-// Step is the decision: octets allocated since the last look and the
-// reclaimable octets now in, whether to trim now out.
-func (t *Trimmer) Step(allocated, reclaimable uint64) bool {
-	quiet := allocated < t.minBurst()/8
+// settleLooks is how many looks after a burst's trim a quiet daemon is
+// trimmed when half the measure is reclaimable: what a storm leaves for a
+// while (a served pull 30 s, phase 1's last message 46 s) is found dead
+// only by a collection, which a quiet runtime forces every 2 minutes; at
+// the daemons' Interval, 3 minutes.
+const settleLooks = 18
+
+// Step is the decision: octets allocated since the last look, the
+// reclaimable octets now and the last collection's live heap in,
+// whether to trim now out.
+func (t *Trimmer) Step(allocated, reclaimable, live uint64) bool {
+	m := t.measure(live)
+	quiet := allocated < m/8
+	enough := t.measure(1 << 62) // 64 MiB, or MinBurst
+	if t.settle > 0 {
+		t.settle--
+		enough = m / 2
+	}
 	switch {
-	case allocated >= t.minBurst():
+	case allocated >= m:
 		t.burst = true
-	case quiet && (t.burst || reclaimable >= t.minBurst()):
+	case quiet && t.burst:
 		t.burst = false
+		t.settle = settleLooks
+		return true
+	case quiet && reclaimable >= enough:
 		return true
 	}
 	return false
@@ -108,7 +133,7 @@ func (t *Trimmer) Look() bool {
 	cur := Read()
 	prev, primed := t.prev, t.primed
 	t.prev, t.primed = cur, true
-	if !primed || cur.Allocated < prev.Allocated || !t.Step(cur.Allocated-prev.Allocated, cur.Reclaimable()) {
+	if !primed || cur.Allocated < prev.Allocated || !t.Step(cur.Allocated-prev.Allocated, cur.Reclaimable(), cur.Live) {
 		return false
 	}
 	start := time.Now()
@@ -124,15 +149,27 @@ func (t *Trimmer) Look() bool {
 	return true
 }
 
-func (t *Trimmer) minBurst() uint64 {
-	if t.MinBurst == 0 {
-		return 64 << 20
+// The measure's bounds when it follows the live heap.
+const (
+	minMeasure = 8 << 20
+	maxMeasure = 64 << 20
+)
+
+// measure is what makes a burst, and what reclaimable trims a quiet
+// daemon: MinBurst if set, else the live heap within its bounds.
+func (t *Trimmer) measure(live uint64) uint64 {
+	if t.MinBurst != 0 {
+		return t.MinBurst
 	}
-	return t.MinBurst
+	return min(max(live, minMeasure), maxMeasure)
 }
 
-// Run looks at each tick until ctx ends.
+// Run takes its first sample at once, then looks at each tick until ctx
+// ends: a burst before the first tick (a restarted key server's members
+// all registering again) is a burst too; primed at the first tick, a
+// Trimmer missed it.
 func (t *Trimmer) Run(ctx context.Context, tick <-chan time.Time) {
+	t.Look()
 	for {
 		select {
 		case <-ctx.Done():
