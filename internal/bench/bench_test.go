@@ -118,7 +118,7 @@ func TestDataplaneScenarioRuns(t *testing.T) {
 	}
 }
 
-// proves: T1 (issue 18: KS memory per member at every size, not only the
+// proves: N1 (issue 18: KS memory per member at every size, not only the
 // last) — the scale report prints the settled live heap and RSS per
 // member of each stage that measured them, and nothing for a stage
 // whose settle saw no collection.

@@ -20,12 +20,15 @@
 // collection) and logs what it returned. A quiet tick also trims when
 // reclaimable memory (free spans, and objects beyond the last
 // collection's live heap: state dropped since, such as a storm's
-// finished exchanges once a collection has run) reaches half the measure
-// in the settleLooks looks after a burst's trim, or 64 MiB (MinBurst) at
-// any time. So a daemon is trimmed once per burst and as the burst's
+// finished exchanges once a collection has run) reaches 64 MiB (MinBurst)
+// at any time; and once in the settleLooks looks after a burst's trim,
+// when a collection found the live heap half the measure lower than at
+// that trim and half the measure is reclaimable: the burst's leftovers,
+// dropped. So a daemon is trimmed once per burst and once more as its
 // leftovers go, never while busy, and a steady daemon only when it has
-// that much to return: its own garbage, bounded by the collector's
-// headroom, does not make a small daemon trim and log again and again.
+// that much to return: its own garbage, which lowers no live heap and is
+// bounded by the collector's headroom, does not make a small daemon trim
+// and log again and again.
 package memtrim
 
 import (
@@ -86,21 +89,23 @@ func Read() Sample {
 type Trimmer struct {
 	// MinBurst, when set, is the measure whatever the live heap: the
 	// least allocation in one tick that makes a burst, and the least
-	// reclaimable memory that trims a quiet daemon.
+	// reclaimable memory that trims a quiet daemon outside a burst's
+	// leftovers.
 	MinBurst uint64
 	Log      *slog.Logger
 
 	prev   Sample
 	primed bool
-	burst  bool // a burst not trimmed yet
-	settle int  // looks left in which the measure's reclaimable trims
+	burst  bool   // a burst not trimmed yet
+	settle int    // looks left in which the burst's leftovers may trim once
+	live   uint64 // the live heap at the burst's trim
 }
 
-// settleLooks is how many looks after a burst's trim a quiet daemon is
-// trimmed when half the measure is reclaimable: what a storm leaves for a
-// while (a served pull 30 s, phase 1's last message 46 s) is found dead
-// only by a collection, which a quiet runtime forces every 2 minutes; at
-// the daemons' Interval, 3 minutes.
+// settleLooks is how many looks after a burst's trim its leftovers may
+// trim once more: what a storm leaves for a while (a served pull 30 s,
+// phase 1's last message 46 s) is found dead only by a collection, which
+// a quiet runtime forces every 2 minutes; at the daemons' Interval, 3
+// minutes.
 const settleLooks = 18
 
 // Step is the decision: octets allocated since the last look, the
@@ -109,19 +114,22 @@ const settleLooks = 18
 func (t *Trimmer) Step(allocated, reclaimable, live uint64) bool {
 	m := t.measure(live)
 	quiet := allocated < m/8
-	enough := t.measure(1 << 62) // 64 MiB, or MinBurst
+	leftovers := false
 	if t.settle > 0 {
 		t.settle--
-		enough = m / 2
+		leftovers = live+m/2 <= t.live && reclaimable >= m/2
 	}
 	switch {
 	case allocated >= m:
 		t.burst = true
 	case quiet && t.burst:
 		t.burst = false
-		t.settle = settleLooks
+		t.settle, t.live = settleLooks, live
 		return true
-	case quiet && reclaimable >= enough:
+	case quiet && leftovers:
+		t.settle = 0 // once per burst
+		return true
+	case quiet && reclaimable >= t.measure(1<<62): // 64 MiB, or MinBurst
 		return true
 	}
 	return false

@@ -14,17 +14,16 @@ import (
 // proves: N1 (issue 18: a key server returns a registration storm's memory
 // once the storm is over) — the decision: a tick allocating MinBurst or
 // more is a burst, the first quiet tick after it trims, once; ticks in
-// between (neither burst nor quiet) wait; in the settleLooks looks after
-// that trim half of MinBurst reclaimable (the storm's leftovers) trims
-// again; after them a quiet daemon is trimmed only when MinBurst octets
-// have become reclaimable.
+// between (neither burst nor quiet) wait; a quiet daemon whose live heap
+// stays is trimmed again only when MinBurst octets have become
+// reclaimable.
 func TestStepTrimsOncePerBurst(t *testing.T) {
 	const mb = 1 << 20
-	type step struct {
+	tr := &Trimmer{MinBurst: 64 * mb}
+	steps := []struct {
 		allocated, reclaimable uint64
 		trim                   bool
-	}
-	steps := []step{
+	}{
 		{1 * mb, 0, false},  // steady
 		{7 * mb, 0, false},  // steady, busier
 		{64 * mb, 0, false}, // a burst
@@ -32,21 +31,13 @@ func TestStepTrimsOncePerBurst(t *testing.T) {
 		{20 * mb, 0, false}, // winding down: not quiet yet
 		{7 * mb, 0, true},   // quiet: trim
 		{0, 0, false},       // still quiet: once per burst
-		{0, 31 * mb, false}, // leftovers: less than half of MinBurst
-		{0, 32 * mb, true},  // ... or half: trim
+		{0, 63 * mb, false}, // a collection freed less than MinBurst
+		{0, 64 * mb, true},  // ... or that much: trim
+		{0, 0, false},
+		{30 * mb, 100 * mb, false}, // not quiet: wait
+		{90 * mb, 0, false},        // the next burst
+		{0, 0, true},
 	}
-	for range settleLooks - 3 {
-		steps = append(steps, step{0, 0, false})
-	}
-	steps = append(steps,
-		step{0, 63 * mb, false}, // settled: a collection freed less than MinBurst
-		step{0, 64 * mb, true},  // ... or that much: trim
-		step{0, 0, false},
-		step{30 * mb, 100 * mb, false}, // not quiet: wait
-		step{90 * mb, 0, false},        // the next burst
-		step{0, 0, true},
-	)
-	tr := &Trimmer{MinBurst: 64 * mb}
 	for i, s := range steps {
 		if got := tr.Step(s.allocated, s.reclaimable, 500*mb); got != s.trim {
 			t.Fatalf("step %d (%d MiB allocated, %d reclaimable): trim %v, want %v", i, s.allocated/mb, s.reclaimable/mb, got, s.trim)
@@ -57,12 +48,13 @@ func TestStepTrimsOncePerBurst(t *testing.T) {
 // proves: N1 (issue 18: a key server of 10,000 members kept its storm's
 // heap, 2 KB of RSS per member, because the storm allocated less than
 // 64 MiB in any one tick) — without MinBurst the measure follows the live
-// heap between 8 and 64 MiB: a daemon keeping 11 MiB live has a burst
-// at 11 MiB in a tick and is trimmed at the first tick under 1.4 MiB,
-// then, for settleLooks looks, whenever 5.5 MiB are reclaimable (the
-// storm's leftovers: at 10,000 members 9 MiB found dead by the runtime's
-// 2-minute collection), later only at 64 MiB (its own garbage, bounded by
-// the collector's headroom); one keeping 1 MiB needs 8 MiB; one keeping
+// heap between 8 and 64 MiB: a daemon keeping 17 MiB live has a burst
+// at 17 MiB in a tick and is trimmed at the first tick under 2.1 MiB;
+// then, once in settleLooks looks, when a collection found its live heap
+// half the measure lower (the storm's leftovers dropped: at 10,000
+// members 17 MiB live at the trim, 11 MiB after the runtime's 2-minute
+// collection) and that much is reclaimable; its own garbage, however
+// much, trims only at 64 MiB. One keeping 1 MiB needs 8 MiB; one keeping
 // 500 MiB still 64 MiB.
 func TestStepMeasureFollowsLiveHeap(t *testing.T) {
 	const mb = 1 << 20
@@ -71,29 +63,28 @@ func TestStepMeasureFollowsLiveHeap(t *testing.T) {
 		trim                         bool
 	}
 	steps := []step{
-		{10 * mb, 0, 11 * mb, false}, // under the live heap: no burst
-		{2 * mb, 0, 11 * mb, false},  // not quiet (an eighth is 1.4 MiB)
-		{11 * mb, 0, 11 * mb, false}, // a burst
-		{1 * mb, 0, 11 * mb, true},   // quiet: trim
-		{0, 5 * mb, 11 * mb, false},  // leftovers: less than half the live heap
-		{0, 6 * mb, 11 * mb, true},   // ... or more: trim
+		{16 * mb, 0, 17 * mb, false},      // under the live heap: no burst
+		{3 * mb, 0, 17 * mb, false},       // not quiet (an eighth is 2.1 MiB)
+		{17 * mb, 0, 17 * mb, false},      // a burst
+		{2 * mb, 0, 17 * mb, true},        // quiet: trim
+		{1 * mb, 20 * mb, 17 * mb, false}, // its own garbage: the live heap did not fall
+		{0, 5 * mb, 11 * mb, false},       // leftovers dropped, but under half the measure reclaimable
+		{0, 6 * mb, 11 * mb, true},        // ... or half: trim
+		{0, 30 * mb, 5 * mb, false},       // once per burst
+		{0, 63 * mb, 5 * mb, false},
+		{0, 64 * mb, 5 * mb, true}, // 64 MiB at any time
+		{7 * mb, 0, 1 * mb, false}, // a small daemon: 8 MiB at least
+		{8 * mb, 0, 1 * mb, false}, // a burst
+		{0, 0, 1 * mb, true},
+		{0, 7 * mb, 1 * mb, false},    // its own garbage
+		{63 * mb, 0, 500 * mb, false}, // a big one: 64 MiB at most
+		{64 * mb, 0, 500 * mb, false}, // a burst
+		{7 * mb, 0, 500 * mb, true},
 	}
-	for range settleLooks - 2 {
-		steps = append(steps, step{0, 0, 11 * mb, false})
+	for range settleLooks {
+		steps = append(steps, step{1 * mb, 0, 500 * mb, false})
 	}
-	steps = append(steps,
-		step{0, 11 * mb, 11 * mb, false}, // settled: its own garbage does not trim
-		step{0, 63 * mb, 11 * mb, false},
-		step{0, 64 * mb, 11 * mb, true},
-		step{7 * mb, 0, 1 * mb, false}, // a small daemon: 8 MiB at least
-		step{8 * mb, 0, 1 * mb, false}, // a burst
-		step{0, 0, 1 * mb, true},
-		step{0, 3 * mb, 1 * mb, false}, // leftovers: half of 8 MiB at least
-		step{0, 4 * mb, 1 * mb, true},
-		step{63 * mb, 0, 500 * mb, false}, // a big one: 64 MiB at most
-		step{64 * mb, 0, 500 * mb, false}, // a burst
-		step{7 * mb, 0, 500 * mb, true},
-	)
+	steps = append(steps, step{0, 40 * mb, 400 * mb, false}) // the live heap fell, but past the window
 	tr := &Trimmer{}
 	for i, s := range steps {
 		if got := tr.Step(s.allocated, s.reclaimable, s.live); got != s.trim {
@@ -111,12 +102,13 @@ func TestLookReturnsASmallDaemonsBurst(t *testing.T) {
 	tr.Look()
 	// No collection during the burst, so that the live heap the measure
 	// follows is the daemon's before it (a collection in the middle
-	// would raise it to most of the burst, which is still a burst).
-	gc := debug.SetGCPercent(-1)
+	// would raise it to most of the burst, which is still a burst), nor
+	// before the trim (the background scavenger would return some of it
+	// first); FreeOSMemory collects all the same.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	burst := resident(48)
 	runtime.KeepAlive(burst)
 	burst = nil
-	debug.SetGCPercent(gc)
 	if tr.Look() {
 		t.Fatal("trimmed in the burst's own tick")
 	}
@@ -142,11 +134,10 @@ func TestRunSamplesAtOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	tr.Run(ctx, nil) // ended at once: the first sample only
-	gc := debug.SetGCPercent(-1)
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	burst := resident(48)
 	runtime.KeepAlive(burst)
 	burst = nil
-	debug.SetGCPercent(gc)
 	if tr.Look() {
 		t.Fatal("trimmed in the burst's own tick")
 	}
