@@ -233,7 +233,7 @@ func (o *ScaleOptions) defaults() error {
 		o.Log = io.Discard
 	}
 	if o.Timeout == 0 {
-		o.Timeout = 30 * time.Minute // as groupvpn bench scale: a settle after each stage takes 1-3 minutes
+		o.Timeout = 30 * time.Minute // as groupvpn bench scale: a settle after each stage takes 1 to 3.2 minutes
 	}
 	if o.Bin == "" {
 		b, err := os.Executable()

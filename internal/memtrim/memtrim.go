@@ -98,7 +98,7 @@ type Trimmer struct {
 	primed bool
 	burst  bool   // a burst not trimmed yet
 	settle int    // looks left in which the burst's leftovers may trim once
-	live   uint64 // the live heap at the burst's trim
+	live   uint64 // the live heap at the last trim (Look: found by its collection)
 }
 
 // settleLooks is how many looks after a burst's trim its leftovers may
@@ -148,6 +148,9 @@ func (t *Trimmer) Look() bool {
 	debug.FreeOSMemory()
 	after := Read()
 	t.prev = after
+	// The leftovers' baseline is what the trim's own collection found
+	// live, not a collection in the middle of the burst (Step's live).
+	t.live = after.Live
 	if t.Log != nil {
 		t.Log.Info(Message,
 			"returned_mib", mib(after.Released-min(after.Released, cur.Released)),

@@ -68,6 +68,8 @@ func TestStepMeasureFollowsLiveHeap(t *testing.T) {
 		{17 * mb, 0, 17 * mb, false},      // a burst
 		{2 * mb, 0, 17 * mb, true},        // quiet: trim
 		{1 * mb, 20 * mb, 17 * mb, false}, // its own garbage: the live heap did not fall
+		{0, 20 * mb, 12 * mb, false},      // ... or by less than half the measure (6 MiB at 12)
+		{3 * mb, 20 * mb, 11 * mb, false}, // leftovers dropped, but not quiet
 		{0, 5 * mb, 11 * mb, false},       // leftovers dropped, but under half the measure reclaimable
 		{0, 6 * mb, 11 * mb, true},        // ... or half: trim
 		{0, 30 * mb, 5 * mb, false},       // once per burst
@@ -144,6 +146,32 @@ func TestRunSamplesAtOnce(t *testing.T) {
 	if !tr.Look() {
 		t.Fatalf("quiet tick after a 48 MiB burst before the first tick: not trimmed (%+v)", Read())
 	}
+}
+
+// proves: N1 (issue 18, review: the leftovers' baseline was the last
+// collection before the trim, which in a storm can be one in its middle)
+// — after a burst's trim the Trimmer measures leftovers from the live heap
+// the trim's own collection found: 24 MiB kept across a 48 MiB burst
+// with no collection in between, not the 0 MiB found before the burst.
+func TestTrimBaselineIsItsOwnCollection(t *testing.T) {
+	tr := &Trimmer{}
+	runtime.GC()
+	tr.Look()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	kept := resident(24)
+	burst := resident(48)
+	runtime.KeepAlive(burst)
+	burst = nil
+	if tr.Look() {
+		t.Fatal("trimmed in the burst's own tick")
+	}
+	if !tr.Look() {
+		t.Fatalf("quiet tick after the burst: not trimmed (%+v)", Read())
+	}
+	if tr.live < 20<<20 {
+		t.Fatalf("leftovers measured from %d MiB live, want the trim's own collection's (24 MiB kept)", tr.live>>20)
+	}
+	runtime.KeepAlive(kept)
 }
 
 // proves: N1 (issue 18) — with the real runtime: 192 MiB held live during
