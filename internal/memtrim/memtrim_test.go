@@ -108,7 +108,15 @@ func TestLookReturnsASmallDaemonsBurst(t *testing.T) {
 	// before the trim (the background scavenger would return some of it
 	// first); FreeOSMemory collects all the same.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	burst := resident(48)
+	burstThenQuiet(t, tr, 48, 32)
+}
+
+// burstThenQuiet allocates n MiB, touches them and drops them (a burst);
+// the look of the burst's tick must not trim, the next (quiet) one must,
+// returning at least want MiB of VmRSS.
+func burstThenQuiet(t *testing.T, tr *Trimmer, n, want int) {
+	t.Helper()
+	burst := resident(n)
 	runtime.KeepAlive(burst)
 	burst = nil
 	if tr.Look() {
@@ -116,12 +124,12 @@ func TestLookReturnsASmallDaemonsBurst(t *testing.T) {
 	}
 	before := vmRSS(t)
 	if !tr.Look() {
-		t.Fatalf("quiet tick after a 48 MiB burst: not trimmed (%+v)", Read())
+		t.Fatalf("quiet tick after a %d MiB burst: not trimmed (%+v)", n, Read())
 	}
 	after := vmRSS(t)
 	t.Logf("VmRSS %d MiB before the trim, %d MiB after", before>>20, after>>20)
-	if before < after+32<<20 {
-		t.Fatalf("VmRSS %d MiB before the trim, %d MiB after: want at least 32 MiB returned", before>>20, after>>20)
+	if before < after+uint64(want)<<20 {
+		t.Fatalf("VmRSS %d MiB before the trim, %d MiB after: want at least %d MiB returned", before>>20, after>>20, want)
 	}
 }
 
@@ -137,15 +145,7 @@ func TestRunSamplesAtOnce(t *testing.T) {
 	cancel()
 	tr.Run(ctx, nil) // ended at once: the first sample only
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	burst := resident(48)
-	runtime.KeepAlive(burst)
-	burst = nil
-	if tr.Look() {
-		t.Fatal("trimmed in the burst's own tick")
-	}
-	if !tr.Look() {
-		t.Fatalf("quiet tick after a 48 MiB burst before the first tick: not trimmed (%+v)", Read())
-	}
+	burstThenQuiet(t, tr, 48, 32)
 }
 
 // proves: N1 (issue 18, review: the leftovers' baseline was the last
@@ -159,15 +159,7 @@ func TestTrimBaselineIsItsOwnCollection(t *testing.T) {
 	tr.Look()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	kept := resident(24)
-	burst := resident(48)
-	runtime.KeepAlive(burst)
-	burst = nil
-	if tr.Look() {
-		t.Fatal("trimmed in the burst's own tick")
-	}
-	if !tr.Look() {
-		t.Fatalf("quiet tick after the burst: not trimmed (%+v)", Read())
-	}
+	burstThenQuiet(t, tr, 48, 32)
 	if tr.live < 20<<20 {
 		t.Fatalf("leftovers measured from %d MiB live, want the trim's own collection's (24 MiB kept)", tr.live>>20)
 	}
@@ -185,21 +177,7 @@ func TestLookReturnsABurstsMemory(t *testing.T) {
 	}
 	tr := &Trimmer{MinBurst: 64 << 20}
 	tr.Look() // primes
-	burst := resident(192)
-	runtime.KeepAlive(burst)
-	burst = nil
-	if tr.Look() {
-		t.Fatal("trimmed in the burst's own tick")
-	}
-	before := vmRSS(t)
-	if !tr.Look() {
-		t.Fatalf("quiet tick after a 192 MiB burst: not trimmed (%+v)", Read())
-	}
-	after := vmRSS(t)
-	t.Logf("VmRSS %d MiB before the trim, %d MiB after", before>>20, after>>20)
-	if before < after+128<<20 {
-		t.Fatalf("VmRSS %d MiB before the trim, %d MiB after: want at least 128 MiB returned", before>>20, after>>20)
-	}
+	burstThenQuiet(t, tr, 192, 128)
 	if tr.Look() {
 		t.Fatal("trimmed twice for one burst")
 	}
