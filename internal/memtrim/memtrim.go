@@ -22,13 +22,13 @@
 // collection's live heap: state dropped since, such as a storm's
 // finished exchanges once a collection has run) reaches 64 MiB (MinBurst)
 // at any time; and once in the settleLooks looks after a burst's trim,
-// when a collection found the live heap half the measure lower than at
-// that trim and half the measure is reclaimable: the burst's leftovers,
-// dropped. So a daemon is trimmed once per burst and once more as its
-// leftovers go, never while busy, and a steady daemon only when it has
-// that much to return: its own garbage, which lowers no live heap and is
-// bounded by the collector's headroom, does not make a small daemon trim
-// and log again and again.
+// when a collection found the live heap a quarter of the measure lower
+// than that trim's own collection did and as much is reclaimable: the
+// burst's leftovers, dropped. So a daemon is trimmed once per burst and
+// once more as its leftovers go, never while busy, and a steady daemon
+// only when it has 64 MiB to return: its own garbage, which lowers no
+// live heap and is bounded by the collector's headroom, does not make a
+// small daemon trim and log again and again.
 package memtrim
 
 import (
@@ -117,7 +117,7 @@ func (t *Trimmer) Step(allocated, reclaimable, live uint64) bool {
 	leftovers := false
 	if t.settle > 0 {
 		t.settle--
-		leftovers = live+m/2 <= t.live && reclaimable >= m/2
+		leftovers = live+m/4 <= t.live && reclaimable >= m/4
 	}
 	switch {
 	case allocated >= m:

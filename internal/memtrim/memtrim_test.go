@@ -51,7 +51,7 @@ func TestStepTrimsOncePerBurst(t *testing.T) {
 // heap between 8 and 64 MiB: a daemon keeping 17 MiB live has a burst
 // at 17 MiB in a tick and is trimmed at the first tick under 2.1 MiB;
 // then, once in settleLooks looks, when a collection found its live heap
-// half the measure lower (the storm's leftovers dropped: at 10,000
+// a quarter of the measure lower (the storm's leftovers dropped: at 10,000
 // members 17 MiB live at the trim, 11 MiB after the runtime's 2-minute
 // collection) and that much is reclaimable; its own garbage, however
 // much, trims only at 64 MiB. One keeping 1 MiB needs 8 MiB; one keeping
@@ -68,10 +68,10 @@ func TestStepMeasureFollowsLiveHeap(t *testing.T) {
 		{17 * mb, 0, 17 * mb, false},      // a burst
 		{2 * mb, 0, 17 * mb, true},        // quiet: trim
 		{1 * mb, 20 * mb, 17 * mb, false}, // its own garbage: the live heap did not fall
-		{0, 20 * mb, 12 * mb, false},      // ... or by less than half the measure (6 MiB at 12)
+		{0, 20 * mb, 15 * mb, false},      // ... or by less than a quarter of the measure (3.75 MiB at 15)
 		{3 * mb, 20 * mb, 11 * mb, false}, // leftovers dropped, but not quiet
-		{0, 5 * mb, 11 * mb, false},       // leftovers dropped, but under half the measure reclaimable
-		{0, 6 * mb, 11 * mb, true},        // ... or half: trim
+		{0, 2 * mb, 11 * mb, false},       // leftovers dropped, but under a quarter of the measure reclaimable
+		{0, 3 * mb, 11 * mb, true},        // ... or a quarter: trim
 		{0, 30 * mb, 5 * mb, false},       // once per burst
 		{0, 63 * mb, 5 * mb, false},
 		{0, 64 * mb, 5 * mb, true}, // 64 MiB at any time
