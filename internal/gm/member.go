@@ -363,6 +363,16 @@ func (m *Member) Phase1Started(sa Phase1, now time.Time) {
 	m.wakeBy(now.Add(2 * time.Minute))
 }
 
+// Phase1InFlight is the main mode this member waits for to peer (nil:
+// none): a member of another group to the same KS waits for it too
+// (Phase1Started with it) instead of starting its own.
+func (m *Member) Phase1InFlight(peer netip.AddrPort) Phase1 {
+	if m.state != statePhase1 || m.ks != peer {
+		return nil
+	}
+	return m.p1
+}
+
 // AwaitsPhase1 reports whether the member waits for a phase 1 to peer.
 func (m *Member) AwaitsPhase1(peer netip.AddrPort) bool {
 	return m.state == statePhase1 && m.ks == peer

@@ -8,12 +8,14 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/gm"
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/version"
@@ -272,6 +274,52 @@ func TestReregistrationOverADay(t *testing.T) {
 	kn.Do(ctx, func() { kept = kn.serves.len() })
 	if kept > len(gms) {
 		t.Fatalf("the KS still keeps %d finished GROUPKEY-PULL exchanges", kept)
+	}
+}
+
+// proves: groundwork (one GM, two groups, one KS: one phase-1 SA; CI once saw
+// TestCertificatesAuthorizationAndTwoGroups make two, when the second
+// group's registration began while the first's main mode was in flight) —
+// a GM whose two groups start registering while their KS does not answer
+// yet (its first main mode still retransmitting) runs one main mode for
+// both, and both groups register over that one SA once the KS is up.
+func TestTwoGroupsShareAMainModeInFlight(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ksAddr := netip.MustParseAddr("127.0.0.6")
+	pc, err := net.ListenPacket("udp4", netip.AddrPortFrom(ksAddr, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ksAP := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	pc.Close() // the KS's port, nobody listening yet
+	g := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.61:0")}, IKE: ikeCfg("k", version.Current),
+		GM: []GMGroup{{Name: "GETVPN", ID: 1234, Servers: []netip.AddrPort{ksAP}}, {Name: "SECOND", ID: 5678, Servers: []netip.AddrPort{ksAP}}}})
+	waitFor(t, "both groups waiting for phase 1", g, func() bool {
+		n := 0
+		for _, r := range g.regs {
+			if r.m.AwaitsPhase1(ksAP) {
+				n++
+			}
+		}
+		return n == 2
+	})
+	var first, second gm.Phase1
+	g.Do(ctx, func() { first, second = g.regs[0].m.Phase1InFlight(ksAP), g.regs[1].m.Phase1InFlight(ksAP) })
+	if first != second {
+		t.Fatalf("two main modes in flight to one KS for two groups (%p, %p), want one", first, second)
+	}
+	g2 := ksGroup(t, ksAddr)
+	g2.Name, g2.ID = "SECOND", 5678
+	start(t, ctx, Options{Listen: []netip.AddrPort{ksAP}, IKE: ikeCfg("k", version.Current), KS: []ks.GroupConfig{ksGroup(t, ksAddr), g2}})
+	waitFor(t, "two registrations", g, func() bool {
+		m := g.Members()
+		return m[0].State == "registered" && m[1].State == "registered"
+	})
+	var sas int
+	g.Do(ctx, func() { sas = len(g.PhaseOneSAs()) })
+	if sas != 1 {
+		t.Fatalf("%d phase-1 SAs for two groups with one KS, want 1", sas)
 	}
 }
 

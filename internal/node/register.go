@@ -92,8 +92,11 @@ func (n *Node) logEvent(e gm.Event) {
 }
 
 // connect gives a member a phase-1 SA to ks: an established one we
-// initiated that is not suspect, else a new main mode from the socket the
-// routing picks (looked up off the loop: withSource; the member waits).
+// initiated that is not suspect, else the main mode another group's member
+// started to ks from the same socket (one phase-1 SA for every group with
+// that KS: its Established moves them all on, its failure fails them
+// all), else a new main mode from the socket the routing picks (looked up
+// off the loop: withSource; the member waits).
 func (n *Node) connect(r *registration, ks netip.AddrPort, _ time.Time) {
 	n.withSource(r, ks, func(s *sock) {
 		if r.m.KS() != ks {
@@ -104,6 +107,15 @@ func (n *Node) connect(r *registration, ks netip.AddrPort, _ time.Time) {
 		for _, sa := range r.sock.ep.SAs() {
 			if sa.Peer() == ks && sa.Info().Initiator && !n.suspects[sa] {
 				n.execute(r, r.m.Phase1Up(sa, true, now), now)
+				return
+			}
+		}
+		for _, o := range n.regs {
+			if o == r || o.sock != s {
+				continue
+			}
+			if p1 := o.m.Phase1InFlight(ks); p1 != nil {
+				r.m.Phase1Started(p1, now)
 				return
 			}
 		}
