@@ -43,7 +43,8 @@ type Member struct {
 	next      time.Time      // when Timer must act
 	temporary time.Time      // when a GM removal's temporary SAs expire (zero: none)
 	sa        Phase1         // the SA the pull runs or ran over
-	p1        Phase1         // the phase 1 this registration started (statePhase1)
+	p1        Phase1         // the phase 1 this registration waits for (statePhase1): its own, or another group's joined
+	p1At      time.Time      // when p1's main mode began
 	pull      *gdoi.Pull
 	pullTries int
 	// reused: the pull runs over a phase-1 SA established before this
@@ -205,8 +206,10 @@ type Result struct {
 	Events []Event
 	// Connect: the member needs a phase-1 SA to this key server. The
 	// owner reuses an established one we initiated that is not suspect
-	// (Phase1Up, reused), else starts main mode (Phase1Started, then
-	// Phase1Up when it is established), or reports ConnectFailed.
+	// (Phase1Up, reused), else joins another group's main mode in flight
+	// to it (Phase1InFlight, Phase1Joined), else starts main mode
+	// (Phase1Started, then Phase1Up when it is established), or reports
+	// ConnectFailed.
 	Connect netip.AddrPort
 }
 
@@ -359,18 +362,32 @@ func (m *Member) ConnectFailed(err error, now time.Time) Result {
 
 // Phase1Started: main mode with KS() began over sa.
 func (m *Member) Phase1Started(sa Phase1, now time.Time) {
-	m.state, m.p1, m.pull = statePhase1, sa, nil
+	m.Phase1Joined(sa, now, now)
+}
+
+// Phase1Joined: the member waits for sa, a main mode with KS() that began
+// at began for another group's member (Phase1InFlight).
+func (m *Member) Phase1Joined(sa Phase1, began, now time.Time) {
+	m.state, m.p1, m.p1At, m.pull = statePhase1, sa, began, nil
 	m.wakeBy(now.Add(2 * time.Minute))
 }
 
-// Phase1InFlight is the main mode this member waits for to peer (nil:
-// none): a member of another group to the same KS waits for it too
-// (Phase1Started with it) instead of starting its own.
-func (m *Member) Phase1InFlight(peer netip.AddrPort) Phase1 {
-	if m.state != statePhase1 || m.ks != peer {
-		return nil
+// JoinWithin is how long after its start another group's member may join
+// a main mode in flight: the groups of one GM start within it; later, a
+// main mode its own member gave up on (an attempt deadline can be shorter
+// than the 30 s main mode gives itself) would be joined again and again
+// instead of a fresh one started.
+const JoinWithin = 5 * time.Second
+
+// Phase1InFlight is the main mode this member waits for to peer, begun
+// less than JoinWithin before now, and when it began (nil: none): a member
+// of another group to the same KS waits for it too (Phase1Joined) instead
+// of starting its own.
+func (m *Member) Phase1InFlight(peer netip.AddrPort, now time.Time) (Phase1, time.Time) {
+	if m.state != statePhase1 || m.ks != peer || now.Sub(m.p1At) >= JoinWithin {
+		return nil, time.Time{}
 	}
-	return m.p1
+	return m.p1, m.p1At
 }
 
 // AwaitsPhase1 reports whether the member waits for a phase 1 to peer.

@@ -305,7 +305,11 @@ func TestTwoGroupsShareAMainModeInFlight(t *testing.T) {
 		return n == 2
 	})
 	var first, second gm.Phase1
-	g.Do(ctx, func() { first, second = g.regs[0].m.Phase1InFlight(ksAP), g.regs[1].m.Phase1InFlight(ksAP) })
+	g.Do(ctx, func() {
+		now := g.o.Now()
+		first, _ = g.regs[0].m.Phase1InFlight(ksAP, now)
+		second, _ = g.regs[1].m.Phase1InFlight(ksAP, now)
+	})
 	if first != second {
 		t.Fatalf("two main modes in flight to one KS for two groups (%p, %p), want one", first, second)
 	}

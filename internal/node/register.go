@@ -93,9 +93,10 @@ func (n *Node) logEvent(e gm.Event) {
 
 // connect gives a member a phase-1 SA to ks: an established one we
 // initiated that is not suspect, else the main mode another group's member
-// started to ks from the same socket (one phase-1 SA for every group with
-// that KS: its Established moves them all on, its failure fails them
-// all), else a new main mode from the socket the routing picks (looked up
+// started to ks from the same socket less than gm.JoinWithin ago (one
+// phase-1 SA for a GM's groups with that KS: its Established moves them
+// all on, its failure fails them all; a COOP peer's main mode is not
+// joined), else a new main mode from the socket the routing picks (looked up
 // off the loop: withSource; the member waits).
 func (n *Node) connect(r *registration, ks netip.AddrPort, _ time.Time) {
 	n.withSource(r, ks, func(s *sock) {
@@ -114,8 +115,8 @@ func (n *Node) connect(r *registration, ks netip.AddrPort, _ time.Time) {
 			if o == r || o.sock != s {
 				continue
 			}
-			if p1 := o.m.Phase1InFlight(ks); p1 != nil {
-				r.m.Phase1Started(p1, now)
+			if p1, began := o.m.Phase1InFlight(ks, now); p1 != nil {
+				r.m.Phase1Joined(p1, began, now)
 				return
 			}
 		}
