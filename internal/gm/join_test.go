@@ -31,6 +31,9 @@ func TestPhase1InFlightOfferedWithinJoinWithin(t *testing.T) {
 	if !other.AwaitsPhase1(ks) {
 		t.Fatal("the joining member does not wait for the phase 1")
 	}
+	if p1, began := other.Phase1InFlight(ks, w.now.Add(JoinWithin-time.Millisecond)); p1 != sa || !began.Equal(w.now) {
+		t.Fatalf("the joining member offers %v since %s, want the SA since %s", p1, began, w.now)
+	}
 	if p1, _ := other.Phase1InFlight(ks, w.now.Add(JoinWithin)); p1 != nil {
 		t.Fatal("a joined main mode offered again past JoinWithin from its start")
 	}

@@ -366,7 +366,8 @@ func (m *Member) Phase1Started(sa Phase1, now time.Time) {
 }
 
 // Phase1Joined: the member waits for sa, a main mode with KS() that began
-// at began for another group's member (Phase1InFlight).
+// at began: another group's member's (Phase1InFlight), or its own
+// (Phase1Started).
 func (m *Member) Phase1Joined(sa Phase1, began, now time.Time) {
 	m.state, m.p1, m.p1At, m.pull = statePhase1, sa, began, nil
 	m.wakeBy(now.Add(2 * time.Minute))

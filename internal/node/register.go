@@ -94,9 +94,9 @@ func (n *Node) logEvent(e gm.Event) {
 // connect gives a member a phase-1 SA to ks: an established one we
 // initiated that is not suspect, else the main mode another group's member
 // started to ks from the same socket less than gm.JoinWithin ago (one
-// phase-1 SA for a GM's groups with that KS: its Established moves them
-// all on, its failure fails them all; a COOP peer's main mode is not
-// joined), else a new main mode from the socket the routing picks (looked up
+// phase-1 SA for a GM's groups whose attempts begin together, as at
+// start: its Established moves them all on, its failure fails them all;
+// a COOP peer's main mode is not joined), else a new main mode from the socket the routing picks (looked up
 // off the loop: withSource; the member waits).
 func (n *Node) connect(r *registration, ks netip.AddrPort, _ time.Time) {
 	n.withSource(r, ks, func(s *sock) {
