@@ -91,6 +91,7 @@ func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res
 		k.Group, k.GroupID = group, groupID
 		out.KEK = k
 	}
+	keepLaterSendFrom(dp, group, out.TEKs)
 	for _, t := range out.TEKs {
 		if err := dp.InstallTEK(t); err != nil {
 			return nil, err
@@ -103,6 +104,26 @@ func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res
 	}
 	setPolicy(dp, group, out.Policy)
 	return out, nil
+}
+
+// keepLaterSendFrom keeps the sending start a TEK already installed in
+// group has when a registration brings that TEK again: a rekey's
+// activation delay, or HoldSending's hold after a GM removal, is the time
+// the other members need to hold the TEK, and a registration inside it
+// (a retry, a re-registration the operator asked for) does not shorten it
+// (CI: a second registration inside the removal's hold sent at once, and
+// members not yet re-registered dropped its packets as no_sa).
+func keepLaterSendFrom(dp sadb.Dataplane, group string, teks []sadb.TEK) {
+	for _, old := range dp.TEKs() {
+		if old.Group != group {
+			continue
+		}
+		for i := range teks {
+			if teks[i].SPI == old.SPI && old.SendFrom.After(teks[i].SendFrom) {
+				teks[i].SendFrom = old.SendFrom
+			}
+		}
+	}
 }
 
 // setPolicy hands the ordered policy to an SA database that keeps one.

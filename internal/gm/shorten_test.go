@@ -163,3 +163,62 @@ func TestRemovalRetriesBeforeTemporarySAsExpire(t *testing.T) {
 		t.Fatalf("did not re-register: %+v", st)
 	}
 }
+
+// proves: R2, E2 (CI: a GM that registered a second time inside the hold
+// after a GM removal re-installed the new TEK with the second
+// registration's instant as its sending start and sent at once; members
+// that had not re-registered yet dropped its packets as no_sa). The
+// removal's re-registration holds the new TEK's sending start; a second
+// registration 0.1 s later brings the same TEK and keeps that start.
+func TestHoldSurvivesASecondRegistration(t *testing.T) {
+	w := registered(t)
+	k := w.kss[0]
+	w.runFor(time.Minute)
+	before := map[uint32]bool{}
+	for _, x := range w.dp.TEKs() {
+		before[x.SPI] = true
+	}
+	p, err := k.srv.Remove(group, false, w.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.rekeys = append(k.rekeys, p)
+	w.push(k.addr, p.Data)
+	removedAt, regs := w.now, w.status().Registrations
+	registeredAgain := func(n int) {
+		t.Helper()
+		until := w.now.Add(4 * time.Minute)
+		for w.status().Registrations < regs+n && w.now.Before(until) {
+			w.runFor(100 * time.Millisecond)
+		}
+		if got := w.status().Registrations; got != regs+n {
+			t.Fatalf("%d registrations after the removal, want %d\n%s", got-regs, n, w.dump())
+		}
+	}
+	held := func() (uint32, time.Time) {
+		t.Helper()
+		for _, x := range w.dp.TEKs() {
+			if !before[x.SPI] {
+				return x.SPI, x.SendFrom
+			}
+		}
+		t.Fatalf("no new TEK after the removal's re-registration\n%s", w.dump())
+		return 0, time.Time{}
+	}
+	registeredAgain(1)
+	spi, from := held()
+	if !from.After(w.now.Add(time.Second)) {
+		t.Fatalf("new TEK 0x%08x sends from %s after the removal, at once (registered at %s)",
+			spi, from.Sub(removedAt), w.now.Sub(removedAt))
+	}
+	w.m.Wake(w.now)
+	registeredAgain(2)
+	spi2, from2 := held()
+	if spi2 != spi {
+		t.Fatalf("the second registration brought TEK 0x%08x, not 0x%08x: the test needs the same TEK", spi2, spi)
+	}
+	if !from2.Equal(from) {
+		t.Fatalf("a second registration at %s moved the new TEK's sending start from %s to %s",
+			w.now.Sub(removedAt), from.Sub(removedAt), from2.Sub(removedAt))
+	}
+}
