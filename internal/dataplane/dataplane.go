@@ -186,10 +186,10 @@ type group struct {
 	name   string
 	policy []sadb.PolicyEntry
 	fail   sadb.FailMode
-	// send[i] are the candidate SAs of policy[i] (Protect entries), newest
-	// SendFrom first.
+	// send[i] are the candidate SAs of policy[i] (Protect entries), in
+	// newestFirst order.
 	send [][]*sa
-	// older[i] are the group's other SAs, newest SendFrom first: when
+	// older[i] are the group's other SAs, in newestFirst order: when
 	// none of send[i] may send yet (a policy replace that changed the
 	// entry's ACL, its new TEK waiting for its activation time), the
 	// first of them whose own selector covers the packet seals it, as
@@ -333,7 +333,7 @@ func (e *Engine) Refresh() error {
 	slices.Sort(names)
 	for _, name := range names {
 		sas := byGroup[name]
-		slices.SortStableFunc(sas, func(a, b *sa) int { return b.tek.SendFrom.Compare(a.tek.SendFrom) })
+		slices.SortStableFunc(sas, newestFirst)
 		g := &group{name: name, policy: e.cfg.Keys.Policy(name), fail: e.cfg.Keys.FailMode(name)}
 		for _, s := range sas {
 			if s.tek.ReplayMethod == isakmp.ReplayTime && s.tek.PseudotimeAt.After(g.sync.PseudotimeAt) {
@@ -372,6 +372,25 @@ func (e *Engine) Refresh() error {
 	e.sas = next
 	e.snap.Store(snap)
 	return errors.Join(errs...)
+}
+
+// newestFirst orders a group's SAs for sending: the latest SendFrom
+// first, and among equals (a registration's TEKs that all send at once)
+// the one that ends last, the newest; before, equals kept the SA
+// database's SPI order, and a member could send with the oldest TEK until
+// its very end, which other members, told by a rekey's deactivation
+// delay, may have reached before.
+func newestFirst(a, b *sa) int {
+	if c := b.tek.SendFrom.Compare(a.tek.SendFrom); c != 0 {
+		return c
+	}
+	end := func(t sadb.TEK) time.Time {
+		if e := t.Ends(); !e.IsZero() {
+			return e
+		}
+		return time.Unix(1<<62, 0) // never ends: the last
+	}
+	return end(b.tek).Compare(end(a.tek))
 }
 
 // selectorPolicy is the policy of a group whose SA database keeps none:

@@ -262,6 +262,29 @@ func TestRekeyAndInbound(t *testing.T) {
 	}
 }
 
+// Among TEKs that may all send (a registration installs every TEK it
+// brings with the same sending start), the engine seals with the newest,
+// the one that ends last, whatever the SPIs' order; before, it took the
+// lowest SPI and could send with the oldest TEK until its very end, which
+// other members, told by a rekey's deactivation delay, may have reached
+// first.
+// proves: T1, T3
+func TestEqualSendingStartsSealWithTheNewest(t *testing.T) {
+	now := t0
+	for _, spis := range [][2]uint32{{0x100, 0x200}, {0x200, 0x100}} {
+		mem := sadb.NewMemory()
+		mem.SetPolicy("g", policy())
+		old, young := tek(spis[0], 1, t0), tek(spis[1], 1, t0)
+		old.Expires = t0.Add(6 * time.Second)
+		mem.InstallTEK(old)
+		mem.InstallTEK(young)
+		e := engine(t, mem, &now)
+		if _, o := out(e, udp(h1, h2, 5000, "x")); binary.BigEndian.Uint32(o[20:]) != young.SPI {
+			t.Errorf("old TEK %#x ends in 6 s, new %#x in an hour: sealed with %#x", old.SPI, young.SPI, binary.BigEndian.Uint32(o[20:]))
+		}
+	}
+}
+
 // pair is a sending and a receiving engine over the same group TEK.
 func pair(t testing.TB) (a, b *Engine) {
 	now := t0

@@ -113,7 +113,7 @@ func ClearInPolicy(keys Keys, groups []string, now time.Time) []ClearInRule {
 	var out []ClearInRule
 	for _, name := range names {
 		sas := byGroup[name]
-		slices.SortStableFunc(sas, func(a, b *sa) int { return b.tek.SendFrom.Compare(a.tek.SendFrom) })
+		slices.SortStableFunc(sas, newestFirst)
 		policy := keys.Policy(name)
 		if len(policy) == 0 {
 			policy = selectorPolicy(sas)

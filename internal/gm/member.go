@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
@@ -42,6 +43,7 @@ type Member struct {
 	failures  int            // consecutive failures
 	next      time.Time      // when Timer must act
 	temporary time.Time      // when a GM removal's temporary SAs expire (zero: none)
+	atd       time.Duration  // the activation delay of the KS's last rekey (zero: none yet, DefaultATD)
 	sa        Phase1         // the SA the pull runs or ran over
 	p1        Phase1         // the phase 1 this registration waits for (statePhase1): its own, or another group's joined
 	p1At      time.Time      // when p1's main mode began
@@ -219,6 +221,25 @@ func (r *Result) log(sev Severity, mnemonic, format string, args ...any) {
 
 func (r *Result) note(sev Severity, msg string, attrs ...any) {
 	r.Events = append(r.Events, Event{Severity: sev, Msg: msg, Attrs: attrs})
+}
+
+// keys notes, at debug level and in one event, every TEK of group the
+// data plane holds after a registration or a rekey: when each starts
+// sending and when it stops accepting, so that a log tells which key a
+// lost packet needed.
+func (r *Result) keys(dp sadb.Dataplane, group string, now time.Time) {
+	var b strings.Builder
+	for _, t := range dp.TEKs() {
+		if t.Group != group {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "0x%08x %s sends in %s ends in %s", t.SPI, t.Dst, max(t.SendFrom.Sub(now), 0).Round(time.Millisecond),
+			t.Ends().Sub(now).Round(time.Millisecond))
+	}
+	r.note(SevDebug, "TEKs held", "group", group, "teks", b.String())
 }
 
 // NewMember returns the member of one group; it does nothing until Wake.
@@ -597,7 +618,11 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 			}
 		}
 	}
-	inst, err := Install(dp, m.o.KEKs, m.cfg.Name, m.cfg.ID, pr, now)
+	atd := m.atd
+	if atd == 0 {
+		atd = DefaultATD
+	}
+	inst, err := Install(dp, m.o.KEKs, m.cfg.Name, m.cfg.ID, pr, atd, now)
 	if err != nil {
 		res.log(SevErr, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Reg policies from KS %s for group %s: %v",
 			m.ks.Addr(), m.cfg.Name, err)
@@ -610,6 +635,9 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 		// receive with the temporary SAs until they re-register too.
 		HoldSending(dp, m.cfg.Name, held, m.temporary, now)
 		m.temporary = time.Time{}
+	}
+	if !m.o.Quiet {
+		res.keys(dp, m.cfg.Name, now)
 	}
 	m.bootstrap = false     // the key server's policy replaced it (Install)
 	m.freshAt = time.Time{} // the bound on fresh phase 1s is per registration attempt
@@ -814,6 +842,9 @@ func (m *Member) Push(p Push, now time.Time) Result {
 	m.seq.Accept(spi, rk.Seq, digest)
 	m.c.Rekeys.Received++
 	m.lastRekey = now
+	if inst.ATD > 0 {
+		m.atd = inst.ATD
+	}
 	if inst.Policy != nil {
 		m.bootstrap = false // the key server's policy replaced it
 	}
@@ -844,6 +875,9 @@ func (m *Member) Push(p Push, now time.Time) Result {
 	}
 	if replace != nil && !m.o.Legacy {
 		m.replaced(&res, replace, inst, now)
+	}
+	if !m.o.Quiet {
+		res.keys(dp, m.cfg.Name, now)
 	}
 	m.ack(&res, kek, kk, rk.Seq, p.Local)
 	return res

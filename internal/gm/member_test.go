@@ -559,3 +559,52 @@ func TestQuietMemberFormatsNoLine(t *testing.T) {
 		}
 	}
 }
+
+// proves: T1, E2 (a member that registers inside a rekey's activation
+// delay, the rekey not yet delivered to it, as a unicast rekey to many
+// members takes seconds: it receives with the rekey's TEK at once but
+// sends with it only when the others do, ATD after the KS made it, and
+// sends meanwhile with the TEK the others send with; before, both sent
+// at once and the data plane took the lower SPI)
+func TestRegistrationInsideActivationDelay(t *testing.T) {
+	w := registered(t)
+	k := w.kss[0]
+	w.runFor(time.Minute)
+	old := map[uint32]bool{}
+	for _, x := range w.dp.TEKs() {
+		old[x.SPI] = true
+	}
+	rekeyAt := w.now
+	if _, err := k.srv.Rekey(group, w.now); err != nil { // not delivered to the member
+		t.Fatal(err)
+	}
+	w.runFor(5 * time.Second)
+	regs := w.status().Registrations
+	w.m.Wake(w.now)
+	until := w.now.Add(10 * time.Second)
+	for w.status().Registrations == regs && w.now.Before(until) {
+		w.runFor(100 * time.Millisecond)
+	}
+	if w.status().Registrations != regs+1 {
+		t.Fatalf("did not register again\n%s", w.dump())
+	}
+	var fresh, kept int
+	for _, x := range w.dp.TEKs() {
+		if old[x.SPI] {
+			kept++
+			if x.SendFrom.After(w.now) {
+				t.Errorf("TEK 0x%08x, the one the group sends with, sends from %s after the rekey, not at once", x.SPI, x.SendFrom.Sub(rekeyAt))
+			}
+			continue
+		}
+		fresh++
+		// The KS's lifetimes are whole seconds: the age is known to 1 s.
+		if d := x.SendFrom.Sub(rekeyAt.Add(DefaultATD)); d < -time.Second || d > time.Second {
+			t.Errorf("the rekey's TEK 0x%08x sends from %s after the rekey, want its activation delay %s",
+				x.SPI, x.SendFrom.Sub(rekeyAt), DefaultATD)
+		}
+	}
+	if fresh == 0 || kept == 0 {
+		t.Fatalf("the registration brought %d new TEKs and %d the member held, want both\n%s", fresh, kept, w.dump())
+	}
+}
