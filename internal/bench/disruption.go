@@ -67,6 +67,7 @@ type EventResult struct {
 	Promise Promise
 	Bound   time.Duration // Outage: the longest gap allowed
 	Speed   float64       // the lab clock's speed during the event
+	Start   time.Time     // lab time the event's window opened
 	Lab     time.Duration // lab time from the event to the next
 	Real    time.Duration // the same in real time
 	Note    string        // what happened (rekeys sent, who re-registered)
@@ -161,7 +162,7 @@ func startRun(ctx context.Context, o DisruptionOptions, old []int, out io.Writer
 		return nil, err
 	}
 	start := time.Now()
-	r.l, err = lab.Start(ctx, lab.Options{Members: o.Members, Port: o.Port, Dir: dir, Now: r.clk.Now, Old: old, Logger: o.Logger,
+	r.l, err = lab.Start(ctx, lab.Options{Members: o.Members, Port: o.Port, Dir: dir, Now: r.clk.Now, Old: old, Logger: labLogger(o.Logger, r.clk.Now),
 		DataPlane: true, NoGMSockets: true, State: true, TEKLifetime: disruptTEK, VoiceLifetime: disruptVoice, KEKLifetime: disruptKEK,
 		Deliver: func(_ int, p []byte) { r.meter.Received(p, r.clk.Now()) }})
 	if err != nil {
@@ -192,6 +193,33 @@ func startRun(ctx context.Context, o DisruptionOptions, old []int, out io.Writer
 		g.Run(pctx)
 	}()
 	return r, nil
+}
+
+// labLogger stamps the nodes' log records with the lab clock, the clock
+// of the report's times; nil stays nil (the lab discards).
+func labLogger(l *slog.Logger, now func() time.Time) *slog.Logger {
+	if l == nil {
+		return nil
+	}
+	return slog.New(labTimeHandler{l.Handler(), now})
+}
+
+type labTimeHandler struct {
+	slog.Handler
+	now func() time.Time
+}
+
+func (h labTimeHandler) Handle(ctx context.Context, rec slog.Record) error {
+	rec.Time = h.now()
+	return h.Handler.Handle(ctx, rec)
+}
+
+func (h labTimeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return labTimeHandler{h.Handler.WithAttrs(as), h.now}
+}
+
+func (h labTimeHandler) WithGroup(name string) slog.Handler {
+	return labTimeHandler{h.Handler.WithGroup(name), h.now}
 }
 
 // pump wakes every node often: the nodes sleep in real time until their
@@ -701,7 +729,7 @@ func (r *run) script(evs []event, old, total int) ([]EventResult, error) {
 				res[k].Drops[name] = d
 			}
 		}
-		res[k].Lab = to.Sub(starts[k])
+		res[k].Start, res[k].Lab = starts[k], to.Sub(starts[k])
 		res[k].Flows = r.meter.Window(starts[k], to)
 	}
 	return res, runErr
@@ -822,6 +850,19 @@ func (r *DisruptionReport) printEvents(w io.Writer) {
 			}
 		}
 		row(fmt.Sprintf("all %d pairs", len(e.Flows)), tot)
+		if e.Promise != Outage {
+			// When the losses were, against the nodes' logs (stamped
+			// in lab time too).
+			shown = 0
+			for _, f := range e.Flows {
+				if f.Lost > 0 && shown < 10 {
+					fmt.Fprintf(w, "  gm%d->gm%d lost packets sent from %s to %s after the event began (lab time %s to %s)\n",
+						f.Src+1, f.Dst+1, f.FirstLost.Sub(e.Start).Round(time.Millisecond), f.LastLost.Sub(e.Start).Round(time.Millisecond),
+						f.FirstLost.Format("15:04:05.000"), f.LastLost.Format("15:04:05.000"))
+					shown++
+				}
+			}
+		}
 		if len(e.Drops) > 0 {
 			var ds []string
 			for name, v := range e.Drops {

@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -34,7 +37,9 @@ func TestDisruptionShort(t *testing.T) {
 	// one of 2,004 once (no_sa, the GM removal, a clean-clone run with the
 	// machine's other work beside it, 2026-12-07). At 10x it takes a 3 s
 	// stall; a member at 1x would have to stall for the whole 30 s.
-	r, err := Disruption(ctx, DisruptionOptions{Members: 3, Port: 26848, Speed: 10, Out: &progress})
+	logs := &lineLog{max: 200000}
+	r, err := Disruption(ctx, DisruptionOptions{Members: 3, Port: 26848, Speed: 10, Out: &progress,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	t.Log(progress.String())
 	if r != nil {
 		var out strings.Builder
@@ -50,9 +55,59 @@ func TestDisruptionShort(t *testing.T) {
 	for _, e := range r.Events {
 		if !e.Met {
 			t.Errorf("%s: %s", e.Name, e.Why)
+			// The nodes' log from 15 s (lab time) before the first
+			// loss to 5 s after the last, to tell which key was
+			// missing.
+			for _, f := range e.Flows {
+				if f.Lost > 0 {
+					t.Logf("the nodes' log around gm%d->gm%d's losses:\n%s", f.Src+1, f.Dst+1,
+						logs.between(f.FirstLost.Add(-15*time.Second), f.LastLost.Add(5*time.Second)))
+				}
+			}
 		}
 	}
 	if r.Unknown != 0 {
 		t.Errorf("%d unknown payloads delivered", r.Unknown)
 	}
+}
+
+// lineLog keeps the lines of a slog.TextHandler, at most max of them.
+type lineLog struct {
+	mu      sync.Mutex
+	lines   []string
+	max     int
+	dropped int
+}
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
+		if len(l.lines) >= l.max {
+			l.dropped++
+			continue
+		}
+		l.lines = append(l.lines, string(line))
+	}
+	return len(p), nil
+}
+
+// between returns the lines whose time= is in [from, to].
+func (l *lineLog) between(from, to time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, line := range l.lines {
+		v, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil || at.Before(from) || at.After(to) {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	if l.dropped > 0 {
+		b.WriteString("(the log kept only its first lines)\n")
+	}
+	return b.String()
 }
