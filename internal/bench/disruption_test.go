@@ -23,22 +23,24 @@ import (
 // proves: E2, R2, R4, P3, P4, P6, O4 (issue 13: no disruption, measured, through removal, policy replace, rekeys and restarts)
 func TestDisruptionShort(t *testing.T) {
 	if testing.Short() {
-		t.Skip("about a minute")
+		t.Skip("about three minutes")
 	}
 	var progress strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	// 10x, not 30x or 15x: the lab clock keeps running while make test's
-	// other packages (under -race, on two cores) stall a member's
-	// goroutines, and at 30x a stall of 1 s real is the rekey's whole 30 s
-	// activation delay in lab time: one packet of 1,104 was lost so once
-	// (no_sa at the receiver, the policy replace with a 1.0.1 member, a
-	// clean-clone run of make test), never when the test ran alone; at 15x
-	// one of 2,004 once (no_sa, the GM removal, a clean-clone run with the
-	// machine's other work beside it, 2026-12-07). At 10x it takes a 3 s
-	// stall; a member at 1x would have to stall for the whole 30 s.
+	// 5x: the lab clock keeps running while make test's other packages
+	// (under -race, on two cores) stall a member's goroutines, and a
+	// stall is the clock's speed times longer in lab time. Clean-clone
+	// runs of make test lost one packet each, never when the test ran
+	// alone: at 30x one of 1,104 and at 10x one of 3,302 (no_sa at the
+	// receiver, both in the policy replace with a 1.0.1 member; 18 runs of
+	// that event alone at 10x beside the race detector's tests, 30 at 30x
+	// on a loaded machine and 40 at 60x lost none, and the cause is not
+	// known), at 15x one of 2,004 (no_sa, the GM removal: a second
+	// registration inside the removal's hold, since fixed in gm). The
+	// nodes' log around a loss is printed when a promise fails.
 	logs := &lineLog{max: 200000}
-	r, err := Disruption(ctx, DisruptionOptions{Members: 3, Port: 26848, Speed: 10, Out: &progress,
+	r, err := Disruption(ctx, DisruptionOptions{Members: 3, Port: 26848, Speed: 5, Out: &progress,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	t.Log(progress.String())
 	if r != nil {
