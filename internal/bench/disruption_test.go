@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -73,12 +74,12 @@ func TestDisruptionShort(t *testing.T) {
 	}
 }
 
-// lineLog keeps the lines of a slog.TextHandler, at most max of them.
+// lineLog keeps the last max lines of a slog.TextHandler.
 type lineLog struct {
 	mu      sync.Mutex
 	lines   []string
 	max     int
-	dropped int
+	dropped int // the oldest lines forgotten
 }
 
 func (l *lineLog) Write(p []byte) (int, error) {
@@ -86,8 +87,9 @@ func (l *lineLog) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
 		if len(l.lines) >= l.max {
-			l.dropped++
-			continue
+			half := l.max / 2
+			l.dropped += half
+			l.lines = append(l.lines[:0], l.lines[half:]...)
 		}
 		l.lines = append(l.lines, string(line))
 	}
@@ -99,6 +101,9 @@ func (l *lineLog) between(from, to time.Time) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var b strings.Builder
+	if l.dropped > 0 {
+		fmt.Fprintf(&b, "(the %d oldest lines were forgotten)\n", l.dropped)
+	}
 	for _, line := range l.lines {
 		v, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
 		at, err := time.Parse(time.RFC3339Nano, v)
@@ -107,9 +112,6 @@ func (l *lineLog) between(from, to time.Time) string {
 		}
 		b.WriteString(line)
 		b.WriteByte('\n')
-	}
-	if l.dropped > 0 {
-		b.WriteString("(the log kept only its first lines)\n")
 	}
 	return b.String()
 }

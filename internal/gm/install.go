@@ -33,21 +33,13 @@ type Installed struct {
 	Policy   []sadb.PolicyEntry
 	Seq      uint32
 	Earliest time.Time // the first TEK expiry: re-register before it
-	// ATD is the activation delay a rekey's GAP payload carried (zero:
-	// none); the member keeps it for its next registration (Install).
-	ATD time.Duration
 }
-
-// DefaultATD is the activation delay a member assumes before a rekey told
-// it the KS's: what groupvpn's KS sends (ks.RekeyATD).
-const DefaultATD = 30 * time.Second
 
 // Install checks a GROUPKEY-PULL result against what this GM supports and
 // installs it: every SAT must have a matching TEK key packet of the right
 // lengths, the KEK key packet must match the SAK. Nothing is installed
-// unless everything checks (the previous keys stay). atd is the group's
-// activation delay (activation).
-func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res *gdoi.Result, atd time.Duration, now time.Time) (*Installed, error) {
+// unless everything checks (the previous keys stay).
+func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res *gdoi.Result, now time.Time) (*Installed, error) {
 	if res.Policy == nil || len(res.Policy.TEKs) == 0 {
 		return nil, errors.New("gm: the KS sent no TEK policy")
 	}
@@ -99,7 +91,7 @@ func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res
 		k.Group, k.GroupID = group, groupID
 		out.KEK = k
 	}
-	sendStarts(dp, group, out.TEKs, atd, now)
+	keepLaterSendFrom(dp, group, out.TEKs)
 	for _, t := range out.TEKs {
 		if err := dp.InstallTEK(t); err != nil {
 			return nil, err
@@ -114,62 +106,24 @@ func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res
 	return out, nil
 }
 
-// sendStarts sets when the member starts sending with each TEK a
-// registration brought.
-//
-// A rekey's TEKs are sent with only its activation delay (atd) after it
-// (RFC 6407 §5.4.1): members the rekey has not reached yet (a unicast
-// rekey to 100,000 takes seconds) cannot open them before. A member that
-// registers inside that delay, the rekey not delivered to it, gets the
-// rekey's TEK from the KS: it sends with it when the others do, atd after
-// the KS made it, and meanwhile with the TEK of the same selector it
-// holds and the others send with. A TEK's age is its configured lifetime
-// less what remained at the KS (whole seconds); a KS that sends no
-// configured lifetime gives age 0. A selector with no other TEK to send
-// with until then (the group's first keys, a member that held none)
-// sends at once, as before.
-//
-// A TEK the member already holds keeps a later start it has: a rekey's
+// keepLaterSendFrom keeps the sending start a TEK already installed in
+// group has when a registration brings that TEK again: a rekey's
 // activation delay, or HoldSending's hold after a GM removal, is the time
-// the other members need to hold it, and a registration inside it (a
-// retry, a re-registration the operator asked for) does not shorten it
+// the other members need to hold the TEK, and a registration inside it
+// (a retry, a re-registration the operator asked for) does not shorten it
 // (CI: a second registration inside the removal's hold sent at once, and
 // members not yet re-registered dropped its packets as no_sa).
-func sendStarts(dp sadb.Dataplane, group string, teks []sadb.TEK, atd time.Duration, now time.Time) {
-	held := dp.TEKs()
-	age := func(t sadb.TEK) time.Duration { return t.Configured - t.Lifetime }
-	// other reports whether the member can send with another TEK of t's
-	// selector from now until from.
-	other := func(t sadb.TEK, from time.Time) bool {
-		for _, h := range held {
-			if h.Group == group && h.SPI != t.SPI && sameTEKSelector(h, t) && !h.ReceiveOnly && !h.SendFrom.After(now) && h.Ends().After(from) {
-				return true
-			}
+func keepLaterSendFrom(dp sadb.Dataplane, group string, teks []sadb.TEK) {
+	for _, old := range dp.TEKs() {
+		if old.Group != group {
+			continue
 		}
-		for _, o := range teks {
-			if o.SPI != t.SPI && sameTEKSelector(o, t) && age(o) >= atd && o.Expires.After(from) {
-				return true
-			}
-		}
-		return false
-	}
-	for i := range teks {
-		t := &teks[i]
-		if a := age(*t); a < atd {
-			if from := now.Add(atd - a); other(*t, from) {
-				t.SendFrom = from
-			}
-		}
-		for _, h := range held {
-			if h.Group == group && h.SPI == t.SPI && h.SendFrom.After(t.SendFrom) {
-				t.SendFrom = h.SendFrom
+		for i := range teks {
+			if teks[i].SPI == old.SPI && old.SendFrom.After(teks[i].SendFrom) {
+				teks[i].SendFrom = old.SendFrom
 			}
 		}
 	}
-}
-
-func sameTEKSelector(a, b sadb.TEK) bool {
-	return a.Src == b.Src && a.Dst == b.Dst && a.IPProto == b.IPProto && a.SrcPort == b.SrcPort && a.DstPort == b.DstPort
 }
 
 // setPolicy hands the ordered policy to an SA database that keeps one.
@@ -467,9 +421,6 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 				dtd = time.Duration(v) * time.Second
 			}
 		}
-	}
-	if gap {
-		out.ATD = atd
 	}
 	if len(out.TEKs) > 0 && gap {
 		// The TEKs the new ones replace: the group's current ones with the

@@ -32,7 +32,7 @@ func result(keyLen int, withSID bool) *gdoi.Result {
 // with a reason and nothing is installed.
 func TestInstallChecksEverything(t *testing.T) {
 	dp := sadb.NewMemory()
-	inst, err := Install(dp, dp, "G", 1, result(36, true), DefaultATD, now)
+	inst, err := Install(dp, dp, "G", 1, result(36, true), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestInstallChecksEverything(t *testing.T) {
 		"no SID":    {result(36, false), "sent no sender ID"},
 	} {
 		dp := sadb.NewMemory()
-		if _, err := Install(dp, dp, "G", 1, c.res, DefaultATD, now); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Install(dp, dp, "G", 1, c.res, now); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v", name, err)
 		}
 		if len(dp.TEKs()) != 0 {
@@ -71,26 +71,21 @@ func TestReregisterWindow(t *testing.T) {
 
 // proves: T1 — a rekey's GAP ATD/DTD: the new TEK is accepted at once but
 // sent with only ATD later; the TEK it replaces keeps decrypting until
-// DTD (RFC 6407 §5.4.1, RFC 5374 §4.2.1); the ATD is returned, for the
-// member's next registration (sendStarts).
+// DTD (RFC 6407 §5.4.1, RFC 5374 §4.2.1).
 func TestRekeyActivationDelays(t *testing.T) {
 	dp := sadb.NewMemory()
-	if _, err := Install(dp, dp, "G", 1, result(36, true), DefaultATD, now); err != nil {
+	if _, err := Install(dp, dp, "G", 1, result(36, true), now); err != nil {
 		t.Fatal(err)
 	}
 	old := dp.TEKs()[0]
 	r := result(36, false)
 	r.Policy.TEKs[0].SPI = 512
 	r.KD.Packets[0].SPI = []byte{0, 0, 2, 0}
-	r.Policy.GAP = &isakmp.GAP{Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 45),
+	r.Policy.GAP = &isakmp.GAP{Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30),
 		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, 90)}}
 	at := now.Add(10 * time.Minute)
-	inst, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, at)
-	if err != nil {
+	if _, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, at); err != nil {
 		t.Fatal(err)
-	}
-	if inst.ATD != 45*time.Second {
-		t.Fatalf("the rekey's ATD is returned as %s", inst.ATD)
 	}
 	teks := dp.TEKs()
 	if len(teks) != 2 {
@@ -103,7 +98,7 @@ func TestRekeyActivationDelays(t *testing.T) {
 				t.Fatalf("old TEK deactivates at %s", tk.Deactivate.Sub(at))
 			}
 		case 512:
-			if !tk.SendFrom.Equal(at.Add(45*time.Second)) || len(tk.SenderIDs) != 1 {
+			if !tk.SendFrom.Equal(at.Add(30*time.Second)) || len(tk.SenderIDs) != 1 {
 				t.Fatalf("new TEK sends from +%s with SIDs %v", tk.SendFrom.Sub(at), tk.SenderIDs)
 			}
 		}
@@ -129,7 +124,7 @@ func TestInstallOrderedPolicy(t *testing.T) {
 		isakmp.VarAttr(isakmp.IPsecBypassAfter, isakmp.AppendSelectors(nil, deny[1:])))
 
 	dp := sadb.NewMemory()
-	inst, err := Install(dp, dp, "G", 1, res, DefaultATD, now)
+	inst, err := Install(dp, dp, "G", 1, res, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +138,7 @@ func TestInstallOrderedPolicy(t *testing.T) {
 	}
 
 	old := sadb.NewMemory()
-	if _, err := Install(old, old, "G", 1, plain, DefaultATD, now); err != nil {
+	if _, err := Install(old, old, "G", 1, plain, now); err != nil {
 		t.Fatal(err)
 	}
 	a, b := old.TEKs()[0], dp.TEKs()[0]
@@ -157,7 +152,7 @@ func TestInstallOrderedPolicy(t *testing.T) {
 	bad := result(36, true)
 	bad.Policy.TEKs[0].Attributes = append(bad.Policy.TEKs[0].Attributes, isakmp.VarAttr(isakmp.IPsecBypassBefore, []byte{17, 4, 0}))
 	fresh := sadb.NewMemory()
-	if _, err := Install(fresh, fresh, "G", 1, bad, DefaultATD, now); err == nil || !strings.Contains(err.Error(), "groupvpn-Bypass-Before") {
+	if _, err := Install(fresh, fresh, "G", 1, bad, now); err == nil || !strings.Contains(err.Error(), "groupvpn-Bypass-Before") {
 		t.Fatalf("malformed bypass list: %v", err)
 	}
 	if len(fresh.TEKs()) != 0 || fresh.Policy("G") != nil {
@@ -194,7 +189,7 @@ func TestRekeyCounterModeWithoutSIDs(t *testing.T) {
 	}
 	// With a SID held, the rekey's TEK gets it and nothing is asked.
 	dp2 := sadb.NewMemory()
-	if _, err := Install(dp2, dp2, "G", 1, result(36, true), DefaultATD, now); err != nil {
+	if _, err := Install(dp2, dp2, "G", 1, result(36, true), now); err != nil {
 		t.Fatal(err)
 	}
 	r2 := result(36, false)
@@ -233,10 +228,10 @@ func TestInstallAllocations(t *testing.T) {
 	res.Policy.TEKs = append(res.Policy.TEKs, &sat)
 	res.KD.Packets = append(res.KD.Packets, &isakmp.KeyPacket{KDType: isakmp.KDTEK, SPI: []byte{0, 0, 1, 1},
 		Attributes: isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, bytes.Repeat([]byte{2}, 36))}})
-	if inst, err := Install(nullDP{}, nullDP{}, "G", 1, res, DefaultATD, now); err != nil || len(inst.TEKs) != 2 || len(inst.Policy) != 2 {
+	if inst, err := Install(nullDP{}, nullDP{}, "G", 1, res, now); err != nil || len(inst.TEKs) != 2 || len(inst.Policy) != 2 {
 		t.Fatalf("installed %+v, %v", inst, err)
 	}
-	n := testing.AllocsPerRun(100, func() { Install(nullDP{}, nullDP{}, "G", 1, res, DefaultATD, now) })
+	n := testing.AllocsPerRun(100, func() { Install(nullDP{}, nullDP{}, "G", 1, res, now) })
 	t.Logf("%.0f allocations per Install of two TEKs", n)
 	if n > 4 {
 		t.Fatalf("%.0f allocations per Install of two TEKs, want at most 4", n)

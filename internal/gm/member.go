@@ -43,7 +43,6 @@ type Member struct {
 	failures  int            // consecutive failures
 	next      time.Time      // when Timer must act
 	temporary time.Time      // when a GM removal's temporary SAs expire (zero: none)
-	atd       time.Duration  // the activation delay of the KS's last rekey (zero: none yet, DefaultATD)
 	sa        Phase1         // the SA the pull runs or ran over
 	p1        Phase1         // the phase 1 this registration waits for (statePhase1): its own, or another group's joined
 	p1At      time.Time      // when p1's main mode began
@@ -223,14 +222,22 @@ func (r *Result) note(sev Severity, msg string, attrs ...any) {
 	r.Events = append(r.Events, Event{Severity: sev, Msg: msg, Attrs: attrs})
 }
 
-// keys notes, at debug level and in one event, every TEK of group the
-// data plane holds after a registration or a rekey: when each starts
-// sending and when it stops accepting, so that a log tells which key a
-// lost packet needed.
+// maxTEKsNoted bounds the TEKs one "TEKs held" event lists (a KS's
+// message may carry hundreds, and they add up across rekeys).
+const maxTEKsNoted = 16
+
+// keys notes, at debug level and in one event, the TEKs of group the data
+// plane holds after a registration or a rekey (authenticated input only):
+// when each starts sending and when it stops accepting, so that a log
+// tells which key a lost packet needed.
 func (r *Result) keys(dp sadb.Dataplane, group string, now time.Time) {
 	var b strings.Builder
+	n := 0
 	for _, t := range dp.TEKs() {
 		if t.Group != group {
+			continue
+		}
+		if n++; n > maxTEKsNoted {
 			continue
 		}
 		if b.Len() > 0 {
@@ -238,6 +245,9 @@ func (r *Result) keys(dp sadb.Dataplane, group string, now time.Time) {
 		}
 		fmt.Fprintf(&b, "0x%08x %s sends in %s ends in %s", t.SPI, t.Dst, max(t.SendFrom.Sub(now), 0).Round(time.Millisecond),
 			t.Ends().Sub(now).Round(time.Millisecond))
+	}
+	if n > maxTEKsNoted {
+		fmt.Fprintf(&b, " and %d more", n-maxTEKsNoted)
 	}
 	r.note(SevDebug, "TEKs held", "group", group, "teks", b.String())
 }
@@ -618,11 +628,7 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 			}
 		}
 	}
-	atd := m.atd
-	if atd == 0 {
-		atd = DefaultATD
-	}
-	inst, err := Install(dp, m.o.KEKs, m.cfg.Name, m.cfg.ID, pr, atd, now)
+	inst, err := Install(dp, m.o.KEKs, m.cfg.Name, m.cfg.ID, pr, now)
 	if err != nil {
 		res.log(SevErr, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Reg policies from KS %s for group %s: %v",
 			m.ks.Addr(), m.cfg.Name, err)
@@ -842,9 +848,6 @@ func (m *Member) Push(p Push, now time.Time) Result {
 	m.seq.Accept(spi, rk.Seq, digest)
 	m.c.Rekeys.Received++
 	m.lastRekey = now
-	if inst.ATD > 0 {
-		m.atd = inst.ATD
-	}
 	if inst.Policy != nil {
 		m.bootstrap = false // the key server's policy replaced it
 	}
