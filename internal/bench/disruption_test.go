@@ -33,13 +33,12 @@ func TestDisruptionShort(t *testing.T) {
 	// (under -race, on two cores) stall a member's goroutines, and a
 	// stall is the clock's speed times longer in lab time. Clean-clone
 	// runs of make test lost one packet each, never when the test ran
-	// alone: at 30x one of 1,104 and at 10x one of 3,302 (no_sa at the
-	// receiver, both in the policy replace with a 1.0.1 member; 18 runs of
-	// that event alone at 10x beside the race detector's tests, 30 at 30x
-	// on a loaded machine and 40 at 60x lost none, and the cause is not
-	// known), at 15x one of 2,004 (no_sa, the GM removal: a second
-	// registration inside the removal's hold, since fixed in gm). The
-	// nodes' log around a loss is printed when a promise fails.
+	// alone, and each was a bug since fixed: at 15x one of 2,004 at the
+	// GM removal (a second registration undid the removal's hold); at 30x
+	// one of 1,104 and at 10x one of 3,302 in the policy replace with a
+	// 1.0.1 member (its rekey had no activation delay, and it sent with
+	// the new TEKs a few milliseconds before another member held them).
+	// The nodes' log around a loss is printed when a promise fails.
 	logs := &lineLog{max: 200000}
 	r, err := Disruption(ctx, DisruptionOptions{Members: 3, Port: 26848, Speed: 5, Out: &progress,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

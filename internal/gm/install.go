@@ -409,20 +409,22 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 			out.Policy = pol
 		}
 	}
-	atd, dtd, gap := time.Duration(0), time.Duration(0), false
+	// A GAP without a DEACTIVATION_TIME_DELAY (what a KS sends members
+	// before policy replace with a replace, SPEC P6) leaves the TEKs the
+	// new ones replace to run out, as a rekey without a GAP does.
+	atd, dtd, hasDTD := time.Duration(0), time.Duration(0), false
 	if r.SA != nil && r.SA.GAP != nil {
-		gap = true
 		for _, a := range r.SA.GAP.Attributes {
 			v, _ := a.Uint()
 			switch isakmp.GAPAttr(a.Type) {
 			case isakmp.GAPActivationTimeDelay:
 				atd = time.Duration(v) * time.Second
 			case isakmp.GAPDeactivationTimeDelay:
-				dtd = time.Duration(v) * time.Second
+				dtd, hasDTD = time.Duration(v)*time.Second, true
 			}
 		}
 	}
-	if len(out.TEKs) > 0 && gap {
+	if len(out.TEKs) > 0 && hasDTD {
 		// The TEKs the new ones replace: the group's current ones with the
 		// same traffic selector. They keep decrypting until DTD.
 		for _, old := range dp.TEKs() {

@@ -105,6 +105,39 @@ func TestRekeyActivationDelays(t *testing.T) {
 	}
 }
 
+// proves: P6, T1 — a rekey whose GAP carries the activation delay alone
+// (a policy replace to a member before the instruction,
+// gdoi.ActivationGAP): the new TEK sends from ATD, and the TEK it
+// replaces is not deactivated: it runs out (before, a GAP without DTD
+// deactivated it at once).
+func TestActivationOnlyGAPLeavesOldTEKs(t *testing.T) {
+	dp := sadb.NewMemory()
+	if _, err := Install(dp, dp, "G", 1, result(36, true), now); err != nil {
+		t.Fatal(err)
+	}
+	old := dp.TEKs()[0]
+	r := result(36, false)
+	r.Policy.TEKs[0].SPI = 512
+	r.KD.Packets[0].SPI = []byte{0, 0, 2, 0}
+	r.Policy.GAP = gdoi.ActivationGAP(30 * time.Second)
+	at := now.Add(10 * time.Minute)
+	if _, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, at); err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range dp.TEKs() {
+		switch tk.SPI {
+		case old.SPI:
+			if !tk.Deactivate.IsZero() || !tk.Expires.Equal(old.Expires) {
+				t.Errorf("old TEK deactivates at %s, expires at %s: want it left to run out", tk.Deactivate, tk.Expires)
+			}
+		case 512:
+			if !tk.SendFrom.Equal(at.Add(30 * time.Second)) {
+				t.Errorf("new TEK sends from +%s, want the activation delay", tk.SendFrom.Sub(at))
+			}
+		}
+	}
+}
+
 // proves: E3 — a GM rebuilds the KS's ordered ACL from the SATs' bypass
 // attributes (deny entries before and after the permit entry, in order),
 // hands it to an SA database that keeps a policy, and refuses a malformed

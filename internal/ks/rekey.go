@@ -200,9 +200,17 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 	if replace != 0 {
 		// Members without policy replace get the new SAs alone: no
 		// instruction and no deactivation delay, so their old SAs live
-		// out their lifetime (SPEC P6).
+		// out their lifetime (SPEC P6). After a replace they keep the
+		// activation delay, and send with the new SAs when the other
+		// members do: without it they sent at once, before members the
+		// rekey had not reached yet held them (CI: one packet lost as
+		// no_sa). After a replace-now the others send with them at once
+		// too.
 		gap := r.SA.GAP
-		r.SA.GAP = nil
+		r.SA.GAP = gdoi.ActivationGAP(RekeyATD)
+		if replace == isakmp.ModeNow {
+			r.SA.GAP = nil
+		}
 		var err error
 		if oldData, err = gdoi.SealPush(r, cur, signer.signer, signer.alg, s.rand); err != nil {
 			return nil, fmt.Errorf("ks: group %s: %w", name, err)

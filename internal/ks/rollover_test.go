@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -273,4 +274,61 @@ func mustPKCS8(t *testing.T, k crypto.Signer) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// proves: P6, E2 (CI lost a packet as no_sa in the policy replace with a
+// 1.0.1 member: its rekey had no GAP payload at all, so it sent with the
+// new TEKs at once, before members the rekey had not reached yet held
+// them). Members before policy replace get the replace's rekey with the
+// activation delay alone: they send with the new TEKs when the others do,
+// and no deactivation delay shortens their old ones (the GM leaves them
+// to run out: gm's TestActivationOnlyGAPLeavesOldTEKs). After a
+// replace-now they get no GAP: the others send with the new TEKs at once
+// too.
+func TestReplaceRekeyOldMembersKeepActivationDelay(t *testing.T) {
+	for _, mode := range []byte{isakmp.ModeShorten, isakmp.ModeNow} {
+		cfg := groupConfig(t, RekeyPolicy{Unicast: true})
+		srv := New(Options{})
+		if err := srv.AddGroup(cfg, now); err != nil {
+			t.Fatal(err)
+		}
+		srv.Inherit("G", []MemberVersion{{Addr: member(0).Addr(), Version: version.Base}, {Addr: member(1).Addr(), Version: version.Current}}, 848, now)
+		kek := srv.KEK("G")
+		p, err := srv.ReplaceRekey("G", mode, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.OldMembers) != 1 || p.OldMembers[0].Addr() != member(0).Addr() || len(p.Members) != 1 {
+			t.Fatalf("mode %d: old members %v, members %v", mode, p.OldMembers, p.Members)
+		}
+		gapOf := func(data []byte) map[isakmp.GAPAttr]uint64 {
+			r, ok := verifies(t, data, kek, cfg.SigningKey)
+			if !ok {
+				t.Fatalf("mode %d: the rekey does not verify", mode)
+			}
+			if r.SA.GAP == nil {
+				return nil
+			}
+			out := map[isakmp.GAPAttr]uint64{}
+			for _, a := range r.SA.GAP.Attributes {
+				out[isakmp.GAPAttr(a.Type)], _ = a.Uint()
+			}
+			return out
+		}
+		atd, dtd := uint64(RekeyATD/time.Second), uint64(RekeyDTD/time.Second)
+		if g := gapOf(p.Data); g[isakmp.GAPActivationTimeDelay] != atd || g[isakmp.GAPDeactivationTimeDelay] != dtd {
+			t.Errorf("mode %d: the members' GAP %v, want ATD %d and DTD %d", mode, g, atd, dtd)
+		}
+		g := gapOf(p.OldData)
+		switch mode {
+		case isakmp.ModeShorten:
+			if len(g) != 1 || g[isakmp.GAPActivationTimeDelay] != atd {
+				t.Errorf("replace: the old members' GAP %v, want ATD %d alone", g, atd)
+			}
+		case isakmp.ModeNow:
+			if g != nil {
+				t.Errorf("replace-now: the old members' GAP %v, want none", g)
+			}
+		}
+	}
 }
