@@ -33,8 +33,9 @@ func TestDisruptionShort(t *testing.T) {
 	// (under -race, on two cores) stall a member's goroutines, and a
 	// stall is the clock's speed times longer in lab time. Clean-clone
 	// runs of make test lost one packet each, never when the test ran
-	// alone, and each was a bug since fixed: at 15x one of 2,004 at the
-	// GM removal (a second registration undid the removal's hold); at 30x
+	// alone. Two bugs since fixed fit them (found in the code and a lab
+	// run's log, not those runs' logs): at 15x one of 2,004 at the GM
+	// removal (a second registration undid the removal's hold); at 30x
 	// one of 1,104 and at 10x one of 3,302 in the policy replace with a
 	// 1.0.1 member (its rekey had no activation delay, and it sent with
 	// the new TEKs a few milliseconds before another member held them).

@@ -187,15 +187,6 @@ func RekeyGAP(atd, dtd time.Duration) *isakmp.GAP {
 		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, uint16(dtd/time.Second))}}
 }
 
-// ActivationGAP is a GAP payload with the activation time delay alone:
-// GMs send with the new TEKs atd after the rekey and leave the TEKs they
-// replace to run out (no DEACTIVATION_TIME_DELAY: RFC 6407 §5.4.1 makes
-// each attribute optional). A KS sends it with a policy replace to
-// members older than the instruction (SPEC P6).
-func ActivationGAP(atd time.Duration) *isakmp.GAP {
-	return &isakmp.GAP{Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, uint16(atd/time.Second))}}
-}
-
 // PolicyReplace is groupvpn's POLICY-REPLACE notification under the KEK
 // spi, mode isakmp.ModeShorten or ModeNow (wire.md, SPEC P2-P6).
 func PolicyReplace(spi [isakmp.KEKSPILen]byte, mode byte) *isakmp.Notify {

@@ -409,13 +409,18 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 			out.Policy = pol
 		}
 	}
-	// A GAP without a DEACTIVATION_TIME_DELAY (what a KS sends members
-	// before policy replace with a replace, SPEC P6) leaves the TEKs the
-	// new ones replace to run out, as a rekey without a GAP does.
+	// A GAP without a DEACTIVATION_TIME_DELAY (another vendor's KS may
+	// send one) leaves the TEKs the new ones replace to run out, as a
+	// rekey without a GAP does; before, it deactivated them at once, and
+	// nothing could send until the activation delay. A malformed value
+	// is ignored.
 	atd, dtd, hasDTD := time.Duration(0), time.Duration(0), false
 	if r.SA != nil && r.SA.GAP != nil {
 		for _, a := range r.SA.GAP.Attributes {
-			v, _ := a.Uint()
+			v, err := a.Uint()
+			if err != nil {
+				continue
+			}
 			switch isakmp.GAPAttr(a.Type) {
 			case isakmp.GAPActivationTimeDelay:
 				atd = time.Duration(v) * time.Second

@@ -105,11 +105,11 @@ func TestRekeyActivationDelays(t *testing.T) {
 	}
 }
 
-// proves: P6, T1 — a rekey whose GAP carries the activation delay alone
-// (a policy replace to a member before the instruction,
-// gdoi.ActivationGAP): the new TEK sends from ATD, and the TEK it
-// replaces is not deactivated: it runs out (before, a GAP without DTD
-// deactivated it at once).
+// proves: T1 — a rekey whose GAP carries the activation delay alone (a
+// KS of another vendor may send one): the new TEK sends from ATD, and the
+// TEK it replaces is not deactivated: it runs out, as after a rekey
+// without a GAP (before, a GAP without DTD deactivated it at once, and
+// nothing could send until ATD); a DTD of 0 deactivates it at once.
 func TestActivationOnlyGAPLeavesOldTEKs(t *testing.T) {
 	dp := sadb.NewMemory()
 	if _, err := Install(dp, dp, "G", 1, result(36, true), now); err != nil {
@@ -119,12 +119,14 @@ func TestActivationOnlyGAPLeavesOldTEKs(t *testing.T) {
 	r := result(36, false)
 	r.Policy.TEKs[0].SPI = 512
 	r.KD.Packets[0].SPI = []byte{0, 0, 2, 0}
-	r.Policy.GAP = gdoi.ActivationGAP(30 * time.Second)
+	r.Policy.GAP = &isakmp.GAP{Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30)}}
 	at := now.Add(10 * time.Minute)
 	if _, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, at); err != nil {
 		t.Fatal(err)
 	}
+	seen := map[uint32]bool{}
 	for _, tk := range dp.TEKs() {
+		seen[tk.SPI] = true
 		switch tk.SPI {
 		case old.SPI:
 			if !tk.Deactivate.IsZero() || !tk.Expires.Equal(old.Expires) {
@@ -134,6 +136,21 @@ func TestActivationOnlyGAPLeavesOldTEKs(t *testing.T) {
 			if !tk.SendFrom.Equal(at.Add(30 * time.Second)) {
 				t.Errorf("new TEK sends from +%s, want the activation delay", tk.SendFrom.Sub(at))
 			}
+		}
+	}
+	if len(seen) != 2 || !seen[old.SPI] || !seen[512] {
+		t.Fatalf("TEKs held %v, want the old and the new", seen)
+	}
+	// DTD 0: the old TEK stops at once.
+	r.Policy.TEKs[0].SPI = 768
+	r.KD.Packets[0].SPI = []byte{0, 0, 3, 0}
+	r.Policy.GAP = gdoi.RekeyGAP(30*time.Second, 0)
+	if _, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 2, SA: r.Policy, KD: r.KD}, at); err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range dp.TEKs() {
+		if tk.SPI == old.SPI && !tk.Deactivate.Equal(at) {
+			t.Errorf("with DTD 0 the old TEK deactivates at %s, want at once", tk.Deactivate)
 		}
 	}
 }

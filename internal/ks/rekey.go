@@ -2,6 +2,7 @@ package ks
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"sort"
 	"time"
@@ -75,6 +76,26 @@ const (
 	RekeyATD = 30 * time.Second
 	RekeyDTD = 90 * time.Second
 )
+
+// oldGAP is the GAP of a policy replace's rekey to members before the
+// instruction (SPEC P6). After a replace: the activation delay, so that
+// they send with the new SAs when the other members do (with no GAP they
+// sent at once, before members the rekey had not reached yet held them:
+// CI lost a packet as no_sa), and a deactivation delay of the longest
+// lifetime the replaced TEKs have left, rounded up, so that a GM, which
+// never deactivates a TEK after it expires, leaves them to run out. A GM
+// of an earlier version, or another vendor's, reads a GAP without a
+// deactivation delay as deactivation at once, so the delay is sent. The
+// attribute is 16 bits: TEKs with more than about 18 hours left end
+// then. After a replace-now: none, as the others send with the new SAs
+// at once too.
+func oldGAP(replace byte, left time.Duration) *isakmp.GAP {
+	if replace == isakmp.ModeNow {
+		return nil
+	}
+	dtd := min((left+time.Second-1)/time.Second+1, math.MaxUint16) * time.Second
+	return gdoi.RekeyGAP(RekeyATD, dtd)
+}
 
 // TBARResync is how often a KS whose group uses time-based anti-replay
 // sends a rekey to resynchronise the GMs' pseudotime (SPEC T2).
@@ -186,6 +207,12 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 		r.SA.KEK = g.sak(now, g.sig)
 		r.KD.Packets = append(r.KD.Packets, g.kekPacket(g.sig))
 	}
+	// The longest lifetime left of the TEKs this rekey replaces: the
+	// deactivation delay of members before policy replace (oldGAP).
+	var oldLeft time.Duration
+	for _, t := range g.teks {
+		oldLeft = max(oldLeft, t.expires.Sub(now))
+	}
 	// New TEKs from the running policy: a committed policy change reaches
 	// the GMs with this rekey (SPEC P1).
 	if err := s.rebuildTEKs(g, now); err != nil {
@@ -199,18 +226,11 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 	var oldData []byte
 	if replace != 0 {
 		// Members without policy replace get the new SAs alone: no
-		// instruction and no deactivation delay, so their old SAs live
-		// out their lifetime (SPEC P6). After a replace they keep the
-		// activation delay, and send with the new SAs when the other
-		// members do: without it they sent at once, before members the
-		// rekey had not reached yet held them (CI: one packet lost as
-		// no_sa). After a replace-now the others send with them at once
-		// too.
+		// instruction, so their old SAs live out their lifetime (SPEC
+		// P6), and, after a replace, the activation delay, so they send
+		// with the new SAs when the other members do (oldGAP).
 		gap := r.SA.GAP
-		r.SA.GAP = gdoi.ActivationGAP(RekeyATD)
-		if replace == isakmp.ModeNow {
-			r.SA.GAP = nil
-		}
+		r.SA.GAP = oldGAP(replace, oldLeft)
 		var err error
 		if oldData, err = gdoi.SealPush(r, cur, signer.signer, signer.alg, s.rand); err != nil {
 			return nil, fmt.Errorf("ks: group %s: %w", name, err)
