@@ -69,10 +69,12 @@ func TestReregisterWindow(t *testing.T) {
 	}
 }
 
-// proves: T1 — a rekey's GAP ATD/DTD: the new TEK is accepted at once but
-// sent with only ATD later; the TEK it replaces keeps decrypting until
-// DTD (RFC 6407 §5.4.1, RFC 5374 §4.2.1).
-func TestRekeyActivationDelays(t *testing.T) {
+// installThenRekey registers (TEK 256) and applies, 10 minutes later, a
+// rekey bringing TEK 512 of the same selector with a GAP of attrs. It
+// returns the SA database, the first TEK, the rekey's policy and when it
+// was applied.
+func installThenRekey(t *testing.T, attrs ...isakmp.Attribute) (*sadb.Memory, sadb.TEK, *gdoi.Result, time.Time) {
+	t.Helper()
 	dp := sadb.NewMemory()
 	if _, err := Install(dp, dp, "G", 1, result(36, true), now); err != nil {
 		t.Fatal(err)
@@ -81,12 +83,20 @@ func TestRekeyActivationDelays(t *testing.T) {
 	r := result(36, false)
 	r.Policy.TEKs[0].SPI = 512
 	r.KD.Packets[0].SPI = []byte{0, 0, 2, 0}
-	r.Policy.GAP = &isakmp.GAP{Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30),
-		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, 90)}}
+	r.Policy.GAP = &isakmp.GAP{Attributes: attrs}
 	at := now.Add(10 * time.Minute)
 	if _, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, at); err != nil {
 		t.Fatal(err)
 	}
+	return dp, old, r, at
+}
+
+// proves: T1 — a rekey's GAP ATD/DTD: the new TEK is accepted at once but
+// sent with only ATD later; the TEK it replaces keeps decrypting until
+// DTD (RFC 6407 §5.4.1, RFC 5374 §4.2.1).
+func TestRekeyActivationDelays(t *testing.T) {
+	dp, old, _, at := installThenRekey(t, isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30),
+		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, 90))
 	teks := dp.TEKs()
 	if len(teks) != 2 {
 		t.Fatalf("%d TEKs", len(teks))
@@ -111,19 +121,7 @@ func TestRekeyActivationDelays(t *testing.T) {
 // without a GAP (before, a GAP without DTD deactivated it at once, and
 // nothing could send until ATD); a DTD of 0 deactivates it at once.
 func TestActivationOnlyGAPLeavesOldTEKs(t *testing.T) {
-	dp := sadb.NewMemory()
-	if _, err := Install(dp, dp, "G", 1, result(36, true), now); err != nil {
-		t.Fatal(err)
-	}
-	old := dp.TEKs()[0]
-	r := result(36, false)
-	r.Policy.TEKs[0].SPI = 512
-	r.KD.Packets[0].SPI = []byte{0, 0, 2, 0}
-	r.Policy.GAP = &isakmp.GAP{Attributes: isakmp.Attributes{isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30)}}
-	at := now.Add(10 * time.Minute)
-	if _, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, at); err != nil {
-		t.Fatal(err)
-	}
+	dp, old, r, at := installThenRekey(t, isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30))
 	seen := map[uint32]bool{}
 	for _, tk := range dp.TEKs() {
 		seen[tk.SPI] = true

@@ -129,12 +129,7 @@ func TestRemovalRetriesBeforeTemporarySAsExpire(t *testing.T) {
 	w := registered(t)
 	k := w.kss[0]
 	w.runFor(time.Minute)
-	p, err := k.srv.Remove(group, false, w.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.rekeys = append(k.rekeys, p)
-	w.push(k.addr, p.Data)
+	removeAll(t, w, k)
 	removedAt, regs := w.now, w.status().Registrations
 	expires := w.dp.TEKs()[0].Expires
 	k.down = true
@@ -178,12 +173,7 @@ func TestHoldSurvivesASecondRegistration(t *testing.T) {
 	for _, x := range w.dp.TEKs() {
 		before[x.SPI] = true
 	}
-	p, err := k.srv.Remove(group, false, w.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.rekeys = append(k.rekeys, p)
-	w.push(k.addr, p.Data)
+	removeAll(t, w, k)
 	removedAt, regs := w.now, w.status().Registrations
 	registeredAgain := func(n int) {
 		t.Helper()
@@ -221,4 +211,16 @@ func TestHoldSurvivesASecondRegistration(t *testing.T) {
 		t.Fatalf("a second registration at %s moved the new TEK's sending start from %s to %s",
 			w.now.Sub(removedAt), from.Sub(removedAt), from2.Sub(removedAt))
 	}
+}
+
+// removeAll makes KS k remove every member (`clear crypto gdoi ks
+// members`, temporary SAs) and delivers the removal to the member.
+func removeAll(t *testing.T, w *world, k *keyServer) {
+	t.Helper()
+	p, err := k.srv.Remove(group, false, w.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.rekeys = append(k.rekeys, p)
+	w.push(k.addr, p.Data)
 }
