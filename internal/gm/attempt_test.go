@@ -18,12 +18,7 @@ func TestAttemptBoundedByKeysLeft(t *testing.T) {
 	w := registered(t)
 	k := w.kss[0]
 	w.runFor(time.Minute)
-	p, err := k.srv.Remove(group, false, w.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.rekeys = append(k.rekeys, p)
-	w.push(k.addr, p.Data)
+	removeAll(t, w, k, false)
 	expires := w.dp.TEKs()[0].Expires
 	k.down = true
 	type attempt struct {

@@ -71,9 +71,8 @@ func TestReregisterWindow(t *testing.T) {
 
 // installThenRekey registers (TEK 256) and applies, 10 minutes later, a
 // rekey bringing TEK 512 of the same selector with a GAP of attrs. It
-// returns the SA database, the first TEK, the rekey's policy and when it
-// was applied.
-func installThenRekey(t *testing.T, attrs ...isakmp.Attribute) (*sadb.Memory, sadb.TEK, *gdoi.Result, time.Time) {
+// returns the SA database, the first TEK and when the rekey was applied.
+func installThenRekey(t *testing.T, attrs ...isakmp.Attribute) (*sadb.Memory, sadb.TEK, time.Time) {
 	t.Helper()
 	dp := sadb.NewMemory()
 	if _, err := Install(dp, dp, "G", 1, result(36, true), now); err != nil {
@@ -88,14 +87,14 @@ func installThenRekey(t *testing.T, attrs ...isakmp.Attribute) (*sadb.Memory, sa
 	if _, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 1, SA: r.Policy, KD: r.KD}, at); err != nil {
 		t.Fatal(err)
 	}
-	return dp, old, r, at
+	return dp, old, at
 }
 
 // proves: T1 — a rekey's GAP ATD/DTD: the new TEK is accepted at once but
 // sent with only ATD later; the TEK it replaces keeps decrypting until
 // DTD (RFC 6407 §5.4.1, RFC 5374 §4.2.1).
 func TestRekeyActivationDelays(t *testing.T) {
-	dp, old, _, at := installThenRekey(t, isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30),
+	dp, old, at := installThenRekey(t, isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30),
 		isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, 90))
 	teks := dp.TEKs()
 	if len(teks) != 2 {
@@ -115,40 +114,46 @@ func TestRekeyActivationDelays(t *testing.T) {
 	}
 }
 
-// proves: T1 — a rekey whose GAP carries the activation delay alone (a
-// KS of another vendor may send one): the new TEK sends from ATD, and the
-// TEK it replaces is not deactivated: it runs out, as after a rekey
-// without a GAP (before, a GAP without DTD deactivated it at once, and
-// nothing could send until ATD); a DTD of 0 deactivates it at once.
-func TestActivationOnlyGAPLeavesOldTEKs(t *testing.T) {
-	dp, old, r, at := installThenRekey(t, isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30))
-	seen := map[uint32]bool{}
-	for _, tk := range dp.TEKs() {
-		seen[tk.SPI] = true
-		switch tk.SPI {
-		case old.SPI:
-			if !tk.Deactivate.IsZero() || !tk.Expires.Equal(old.Expires) {
-				t.Errorf("old TEK deactivates at %s, expires at %s: want it left to run out", tk.Deactivate, tk.Expires)
-			}
-		case 512:
-			if !tk.SendFrom.Equal(at.Add(30 * time.Second)) {
-				t.Errorf("new TEK sends from +%s, want the activation delay", tk.SendFrom.Sub(at))
+// proves: P6, T1 — what a rekey's GAP does to the TEK the new one
+// replaces (same selector). The deactivation delay the KS sends members
+// before policy replace (65,535 s, ks.oldGAP) ends it no later than its
+// own expiry: it runs out (SPEC P6). A GAP with the activation delay
+// alone (another vendor's KS may send one) leaves it to run out too, as a
+// rekey without a GAP does; before, it deactivated it at once, and
+// nothing could send until the activation delay. A DTD of 0 ends it at
+// once; a malformed DTD is ignored. The new TEK sends from the activation
+// delay in every case.
+func TestReplacedTEKDeactivationByGAP(t *testing.T) {
+	atd := isakmp.BasicAttr(isakmp.GAPActivationTimeDelay, 30)
+	dtd := func(v uint16) isakmp.Attribute { return isakmp.BasicAttr(isakmp.GAPDeactivationTimeDelay, v) }
+	for _, c := range []struct {
+		name  string
+		attrs []isakmp.Attribute
+		want  func(old sadb.TEK, at time.Time) time.Time // the old TEK's Deactivate
+	}{
+		{"ATD alone", []isakmp.Attribute{atd}, func(sadb.TEK, time.Time) time.Time { return time.Time{} }},
+		{"DTD 65535 (members before policy replace)", []isakmp.Attribute{atd, dtd(65535)}, func(old sadb.TEK, _ time.Time) time.Time { return old.Expires }},
+		{"DTD 0", []isakmp.Attribute{atd, dtd(0)}, func(_ sadb.TEK, at time.Time) time.Time { return at }},
+		{"DTD malformed", []isakmp.Attribute{atd, isakmp.VarAttr(isakmp.GAPDeactivationTimeDelay, make([]byte, 9))},
+			func(sadb.TEK, time.Time) time.Time { return time.Time{} }},
+	} {
+		dp, old, at := installThenRekey(t, c.attrs...)
+		seen := map[uint32]bool{}
+		for _, tk := range dp.TEKs() {
+			seen[tk.SPI] = true
+			switch tk.SPI {
+			case old.SPI:
+				if want := c.want(old, at); !tk.Deactivate.Equal(want) || !tk.Expires.Equal(old.Expires) {
+					t.Errorf("%s: old TEK deactivates at %s, expires at %s; want deactivation at %s", c.name, tk.Deactivate, tk.Expires, want)
+				}
+			case 512:
+				if !tk.SendFrom.Equal(at.Add(30*time.Second)) || !tk.Deactivate.IsZero() {
+					t.Errorf("%s: new TEK sends from +%s, deactivates at %s", c.name, tk.SendFrom.Sub(at), tk.Deactivate)
+				}
 			}
 		}
-	}
-	if len(seen) != 2 || !seen[old.SPI] || !seen[512] {
-		t.Fatalf("TEKs held %v, want the old and the new", seen)
-	}
-	// DTD 0: the old TEK stops at once.
-	r.Policy.TEKs[0].SPI = 768
-	r.KD.Packets[0].SPI = []byte{0, 0, 3, 0}
-	r.Policy.GAP = gdoi.RekeyGAP(30*time.Second, 0)
-	if _, err := ApplyRekey(dp, dp, "G", 1, &gdoi.Rekey{Seq: 2, SA: r.Policy, KD: r.KD}, at); err != nil {
-		t.Fatal(err)
-	}
-	for _, tk := range dp.TEKs() {
-		if tk.SPI == old.SPI && !tk.Deactivate.Equal(at) {
-			t.Errorf("with DTD 0 the old TEK deactivates at %s, want at once", tk.Deactivate)
+		if len(seen) != 2 || !seen[old.SPI] || !seen[512] {
+			t.Fatalf("%s: TEKs held %v, want the old and the new", c.name, seen)
 		}
 	}
 }

@@ -202,12 +202,7 @@ func TestMemberRemoval(t *testing.T) {
 	w := registered(t)
 	k := w.kss[0]
 	w.runFor(time.Minute)
-	p, err := k.srv.Remove(group, false, w.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.rekeys = append(k.rekeys, p)
-	w.push(k.addr, p.Data)
+	removeAll(t, w, k, false)
 	st := w.status()
 	if !w.logged("GM_RECV_DELETE") || len(w.dp.KEKs()) != 0 || len(k.acks) != 1 {
 		t.Fatalf("removal: %+v, %d KEKs, ACKs %v\n%s", st, len(w.dp.KEKs()), k.acks, w.dump())
@@ -230,12 +225,7 @@ func TestMemberRemoval(t *testing.T) {
 	}
 
 	// Removal now.
-	p, err = k.srv.Remove(group, true, w.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.rekeys = append(k.rekeys, p)
-	w.push(k.addr, p.Data)
+	removeAll(t, w, k, true)
 	if len(w.dp.TEKs()) != 0 || !w.logged("GM_RECV_DELETE_IMMEDIATE") {
 		t.Fatalf("removal now left %d TEKs", len(w.dp.TEKs()))
 	}
@@ -255,12 +245,7 @@ func TestMemberLegacyIgnoresRemoval(t *testing.T) {
 	w.m.o.Legacy = true
 	k := w.kss[0]
 	teks := w.dp.TEKs()
-	p, err := k.srv.Remove(group, true, w.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.rekeys = append(k.rekeys, p)
-	w.push(k.addr, p.Data)
+	removeAll(t, w, k, true)
 	if len(w.dp.TEKs()) != len(teks) || len(w.dp.KEKs()) != 1 || len(k.acks) != 0 {
 		t.Fatalf("a legacy member acted on a removal: %d TEKs, %d KEKs, ACKs %v", len(w.dp.TEKs()), len(w.dp.KEKs()), k.acks)
 	}

@@ -129,7 +129,7 @@ func TestRemovalRetriesBeforeTemporarySAsExpire(t *testing.T) {
 	w := registered(t)
 	k := w.kss[0]
 	w.runFor(time.Minute)
-	removeAll(t, w, k)
+	removeAll(t, w, k, false)
 	removedAt, regs := w.now, w.status().Registrations
 	expires := w.dp.TEKs()[0].Expires
 	k.down = true
@@ -173,7 +173,7 @@ func TestHoldSurvivesASecondRegistration(t *testing.T) {
 	for _, x := range w.dp.TEKs() {
 		before[x.SPI] = true
 	}
-	removeAll(t, w, k)
+	removeAll(t, w, k, false)
 	removedAt, regs := w.now, w.status().Registrations
 	registeredAgain := func(n int) {
 		t.Helper()
@@ -214,10 +214,11 @@ func TestHoldSurvivesASecondRegistration(t *testing.T) {
 }
 
 // removeAll makes KS k remove every member (`clear crypto gdoi ks
-// members`, temporary SAs) and delivers the removal to the member.
-func removeAll(t *testing.T, w *world, k *keyServer) {
+// members`, with temporary SAs, or `... now`) and delivers the removal to
+// the member.
+func removeAll(t *testing.T, w *world, k *keyServer, now bool) {
 	t.Helper()
-	p, err := k.srv.Remove(group, false, w.now)
+	p, err := k.srv.Remove(group, now, w.now)
 	if err != nil {
 		t.Fatal(err)
 	}

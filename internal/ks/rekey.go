@@ -81,20 +81,19 @@ const (
 // instruction (SPEC P6). After a replace: the activation delay, so that
 // they send with the new SAs when the other members do (with no GAP they
 // sent at once, before members the rekey had not reached yet held them:
-// CI lost a packet as no_sa), and a deactivation delay of the longest
-// lifetime the replaced TEKs have left, rounded up, so that a GM, which
-// never deactivates a TEK after it expires, leaves them to run out. A GM
-// of an earlier version, or another vendor's, reads a GAP without a
-// deactivation delay as deactivation at once, so the delay is sent. The
-// attribute is 16 bits: TEKs with more than about 18 hours left end
-// then. After a replace-now: none, as the others send with the new SAs
-// at once too.
-func oldGAP(replace byte, left time.Duration) *isakmp.GAP {
+// CI lost a packet as no_sa), and the longest deactivation delay the
+// attribute holds (65,535 s, about 18 hours): a GM never deactivates a
+// TEK after it expires, so the TEKs the rekey replaces run out, however
+// late this rekey or the one that brought them arrived. The delay is sent
+// rather than left out: earlier groupvpn GMs read a GAP without one as
+// deactivation at once. TEKs with more than 18 hours left end then.
+// After a replace-now: none, as the others send with the new SAs at once
+// too.
+func oldGAP(replace byte) *isakmp.GAP {
 	if replace == isakmp.ModeNow {
 		return nil
 	}
-	dtd := min((left+time.Second-1)/time.Second+1, math.MaxUint16) * time.Second
-	return gdoi.RekeyGAP(RekeyATD, dtd)
+	return gdoi.RekeyGAP(RekeyATD, math.MaxUint16*time.Second)
 }
 
 // TBARResync is how often a KS whose group uses time-based anti-replay
@@ -207,12 +206,6 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 		r.SA.KEK = g.sak(now, g.sig)
 		r.KD.Packets = append(r.KD.Packets, g.kekPacket(g.sig))
 	}
-	// The longest lifetime left of the TEKs this rekey replaces: the
-	// deactivation delay of members before policy replace (oldGAP).
-	var oldLeft time.Duration
-	for _, t := range g.teks {
-		oldLeft = max(oldLeft, t.expires.Sub(now))
-	}
 	// New TEKs from the running policy: a committed policy change reaches
 	// the GMs with this rekey (SPEC P1).
 	if err := s.rebuildTEKs(g, now); err != nil {
@@ -230,7 +223,7 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 		// P6), and, after a replace, the activation delay, so they send
 		// with the new SAs when the other members do (oldGAP).
 		gap := r.SA.GAP
-		r.SA.GAP = oldGAP(replace, oldLeft)
+		r.SA.GAP = oldGAP(replace)
 		var err error
 		if oldData, err = gdoi.SealPush(r, cur, signer.signer, signer.alg, s.rand); err != nil {
 			return nil, fmt.Errorf("ks: group %s: %w", name, err)
