@@ -313,7 +313,11 @@ func TestReplaceRekeyOldMembersKeepActivationDelay(t *testing.T) {
 			}
 			out := map[isakmp.GAPAttr]uint64{}
 			for _, a := range r.SA.GAP.Attributes {
-				out[isakmp.GAPAttr(a.Type)], _ = a.Uint()
+				v, err := a.Uint()
+				if err != nil {
+					t.Fatalf("mode %d: GAP attribute %d: %v", mode, a.Type, err)
+				}
+				out[isakmp.GAPAttr(a.Type)] = v
 			}
 			return out
 		}
