@@ -143,3 +143,36 @@ func TestScalePrintSettledPerStage(t *testing.T) {
 		t.Fatalf("a stage without a settled collection printed one:\n%s", out)
 	}
 }
+
+// proves: T1 (issue 18: the stage's own ceiling) — the ceiling timed
+// during a stage is the median of the samples taken between the stage's
+// first and last first registration, not of those before or after it,
+// and of all of them when none fell inside; the report prints it beside
+// the stage's rate and the KS's CPU.
+func TestStageCeilingMedianInsideTheStage(t *testing.T) {
+	done := func(samples ...ceilingAt) *stageCeiling {
+		c := &stageCeiling{stopc: make(chan struct{}), done: make(chan struct{}), samples: samples}
+		close(c.done)
+		return c
+	}
+	us := time.Microsecond
+	c := done(ceilingAt{op: 90 * us, at: 5}, ceilingAt{op: 130 * us, at: 10}, ceilingAt{op: 110 * us, at: 20}, ceilingAt{op: 120 * us, at: 30}, ceilingAt{op: 95 * us, at: 45})
+	if op, n := c.stop(10, 30); op != 120*us || n != 3 {
+		t.Fatalf("inside [10, 30]: %s of %d samples, want 120µs of 3", op, n)
+	}
+	c = done(ceilingAt{op: 90 * us, at: 5}, ceilingAt{op: 100 * us, at: 50})
+	if op, n := c.stop(10, 30); op != 100*us || n != 2 {
+		t.Fatalf("none inside: %s of %d samples, want 100µs of 2 (all)", op, n)
+	}
+	if op, n := done().stop(10, 30); op != 0 || n != 0 {
+		t.Fatalf("no samples: %s of %d", op, n)
+	}
+	r := &ScaleReport{CryptoOp: 100 * us, BaseRSS: 10 << 20, Stages: []ScaleStage{
+		{Members: 10000, RegPerSec: 5000, KSCPUPerReg: 200 * us, StageCeil: 120 * us, StageCeilSamples: 4, SettledHeap: -1},
+	}}
+	var b bytes.Buffer
+	r.Print(&b)
+	if want := "      10000       120µs        4         0.60              0.60\n"; !strings.Contains(b.String(), want) {
+		t.Fatalf("missing %q in:\n%s", want, b.String())
+	}
+}

@@ -19,8 +19,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"math"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,6 +109,11 @@ type ScaleStage struct {
 	// exchange all the same (its pool empty).
 	GenKeyPairsAhead, GenKeyPairsInline int64
 	GenKeyPairCPU                       time.Duration
+	// StageCeil is the ceiling timed while the stage ran (stageCeiling):
+	// the median of StageCeilSamples samples taken between its first and
+	// last first registration (all of its samples if none fell inside).
+	StageCeil        time.Duration
+	StageCeilSamples int
 	// Settle: the KS's live heap and RSS with this stage's members once
 	// the registrations' transient state is gone (-1: not measured, or
 	// no GC seen), and how many times the KS had returned free heap to
@@ -311,25 +319,29 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 	for _, n := range o.Stages {
 		add := n - prev
 		ksCPU0 := cpuTime(ks.pid())
+		sc := startStageCeiling()
 		g, err := startGen(ctx, &o, prev, add)
 		if err != nil {
+			sc.stop(0, 0)
 			return rep, err
 		}
 		gens = append(gens, g)
 		fmt.Fprintf(o.Log, "stage %d: %d members from %s\n", n, add, addrAfter(o.Base, prev))
 		s, err := g.waitFor(ctx, func(s loadgen.Snapshot) bool { return s.Registered == int64(add) }, o.Timeout)
+		stageCeil, stageCeilN := sc.stop(s.FirstAt, s.LastFirstAt)
 		if err != nil {
 			return rep, fmt.Errorf("stage %d: %w (generator: %+v; KS log: %s)", n, err, s, tail(ks.log))
 		}
 		st := ScaleStage{Members: n, RegWindow: time.Duration(s.LastFirstAt - s.FirstAt), Failures: s.Failures,
 			KSCPUPerReg: (cpuTime(ks.pid()) - ksCPU0) / time.Duration(add), GenCPUPerReg: max(0, cpuTime(g.cmd.Process.Pid)-time.Duration(s.ReadyCPU)) / time.Duration(add), // 10 ms ticks
-			GenKeyPairsAhead: s.KeyPairsAhead, GenKeyPairsInline: s.KeyPairsInline, GenKeyPairCPU: time.Duration(s.ReadyCPU)}
+			GenKeyPairsAhead: s.KeyPairsAhead, GenKeyPairsInline: s.KeyPairsInline, GenKeyPairCPU: time.Duration(s.ReadyCPU),
+			StageCeil: stageCeil, StageCeilSamples: stageCeilN}
 		if st.RegWindow > 0 {
 			st.RegPerSec = float64(add-1) / st.RegWindow.Seconds()
 		}
-		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s; CPU per registration: KS %s, generator %s (its members' %d key pairs made before, in %s of CPU; %d in an exchange)\n",
+		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s; CPU per registration: KS %s, generator %s (its members' %d key pairs made before, in %s of CPU; %d in an exchange); the ceiling meanwhile %s (%d samples)\n",
 			st.RegWindow.Round(time.Millisecond), st.RegPerSec, st.KSCPUPerReg.Round(time.Microsecond), st.GenCPUPerReg.Round(time.Microsecond),
-			st.GenKeyPairsAhead, st.GenKeyPairCPU.Round(time.Millisecond), st.GenKeyPairsInline)
+			st.GenKeyPairsAhead, st.GenKeyPairCPU.Round(time.Millisecond), st.GenKeyPairsInline, st.StageCeil.Round(time.Microsecond), st.StageCeilSamples)
 		if err := ks.measure(ctx, &st, g); err != nil {
 			return rep, err
 		}
@@ -524,26 +536,119 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // building messages, the member registry, the store, the log line) is
 // what the ratio to this ceiling shows.
 func registrationCeiling() (time.Duration, string) {
+	op := newCeilingOp()
+	r := testing.Benchmark(func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			op.run()
+		}
+	})
+	return time.Duration(r.NsPerOp()), ceilingDef
+}
+
+const ceilingDef = "ECP-256 key pair + agreement, 10 HMAC-SHA-256, 6 x AES-256-CBC of 256 B"
+
+// ceilingOp is registrationCeiling's one registration.
+type ceilingOp struct {
+	g            ike.Group
+	blk          cipher.Block
+	key, iv, buf []byte
+}
+
+func newCeilingOp() *ceilingOp {
 	g, _ := ike.GroupByID(19)
 	key := make([]byte, 32)
 	blk, _ := aes.NewCipher(key)
-	iv := make([]byte, 16)
-	buf := make([]byte, 256)
-	r := testing.Benchmark(func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			priv, pub, _ := g.GenerateKey(rand.Reader)
-			priv.Shared(pub)
-			for j := 0; j < 10; j++ {
-				m := hmac.New(sha256.New, key)
-				m.Write(buf[:64])
-				m.Sum(nil)
+	return &ceilingOp{g: g, blk: blk, key: key, iv: make([]byte, 16), buf: make([]byte, 256)}
+}
+
+func (c *ceilingOp) run() {
+	priv, pub, _ := c.g.GenerateKey(rand.Reader)
+	priv.Shared(pub)
+	for j := 0; j < 10; j++ {
+		m := hmac.New(sha256.New, c.key)
+		m.Write(c.buf[:64])
+		m.Sum(nil)
+	}
+	for j := 0; j < 6; j++ {
+		cipher.NewCBCEncrypter(c.blk, c.iv).CryptBlocks(c.buf, c.buf)
+	}
+}
+
+// stageCeiling times the ceiling while a stage runs, so that the stage is
+// also compared with the machine's speed of that moment (the VM's speed
+// moves by 15-25% within a run, and the best of the run's samples may
+// come from a faster minute than the stage's): every stageCeilingEvery,
+// stageCeilingRuns runs back to back on a thread of their own, the
+// fastest kept (a run the scheduler interrupted reads slower). What it
+// takes from the KS and the generators: about 0.5 ms of one core a
+// second.
+type stageCeiling struct {
+	stopc   chan struct{}
+	done    chan struct{}
+	samples []ceilingAt // written by the sampler until done is closed
+}
+
+// ceilingAt is one sample: the fastest run and when it was taken
+// (loadgen.Monotonic, the generators' clock).
+type ceilingAt struct {
+	op time.Duration
+	at int64
+}
+
+const (
+	stageCeilingEvery = 500 * time.Millisecond
+	stageCeilingRuns  = 5
+)
+
+func startStageCeiling() *stageCeiling {
+	c := &stageCeiling{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		runtime.LockOSThread()
+		op := newCeilingOp()
+		t := time.NewTicker(stageCeilingEvery)
+		defer t.Stop()
+		for {
+			best := time.Duration(math.MaxInt64)
+			for range stageCeilingRuns {
+				start := time.Now()
+				op.run()
+				best = min(best, time.Since(start))
 			}
-			for j := 0; j < 6; j++ {
-				cipher.NewCBCEncrypter(blk, iv).CryptBlocks(buf, buf)
+			c.samples = append(c.samples, ceilingAt{op: best, at: loadgen.Monotonic()})
+			select {
+			case <-c.stopc:
+				return
+			case <-t.C:
 			}
 		}
-	})
-	return time.Duration(r.NsPerOp()), "ECP-256 key pair + agreement, 10 HMAC-SHA-256, 6 x AES-256-CBC of 256 B"
+	}()
+	return c
+}
+
+// stop ends the sampling and returns the median of the samples taken
+// between from and to (the stage's first and last first registration, on
+// the generators' clock), or of all of them if none fell inside (a stage
+// shorter than the sampling interval), and how many that was.
+func (c *stageCeiling) stop(from, to int64) (time.Duration, int) {
+	close(c.stopc)
+	<-c.done
+	var in []time.Duration
+	for _, s := range c.samples {
+		if s.at >= from && s.at <= to {
+			in = append(in, s.op)
+		}
+	}
+	if len(in) == 0 {
+		for _, s := range c.samples {
+			in = append(in, s.op)
+		}
+	}
+	if len(in) == 0 {
+		return 0, 0
+	}
+	slices.Sort(in)
+	return in[len(in)/2], len(in)
 }
 
 // ceilingSample times the ceiling once more: the report keeps the best
@@ -989,6 +1094,22 @@ func (r *ScaleReport) Print(w io.Writer) {
 			(s.KSRSS-r.BaseRSS)/int64(s.Members), heap, float64(s.StoreBytes)/(1<<20), s.StoreBytes/int64(s.Members),
 			showCount(s), showFull(s),
 			s.GenHeapPerGM, s.Failures)
+	}
+	if slices.ContainsFunc(r.Stages, func(s ScaleStage) bool { return s.StageCeilSamples > 0 }) {
+		fmt.Fprintf(w, "  the ceiling timed while each stage registered (every %s, the fastest of %d runs back to back; the median of the stage's samples), and the stage against it:\n",
+			stageCeilingEvery, stageCeilingRuns)
+		fmt.Fprintf(w, "  %9s %11s %8s %12s %17s\n", "members", "stage ceil", "samples", "/stage ceil", "stage ceil/KSCPU")
+		for _, s := range r.Stages {
+			if s.StageCeilSamples == 0 {
+				continue
+			}
+			eff := 0.0
+			if s.KSCPUPerReg > 0 {
+				eff = float64(s.StageCeil) / float64(s.KSCPUPerReg)
+			}
+			fmt.Fprintf(w, "  %9d %11s %8d %12.2f %17.2f\n", s.Members, s.StageCeil.Round(time.Microsecond), s.StageCeilSamples,
+				s.RegPerSec*s.StageCeil.Seconds(), eff)
+		}
 	}
 	for _, s := range r.Stages {
 		if s.SettledHeap < 0 {
