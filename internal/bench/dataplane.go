@@ -379,7 +379,7 @@ func selfCPU() float64 {
 }
 
 // median of xs (0 for none).
-func median(xs []float64) float64 {
+func median[T ~int64 | ~float64](xs []T) T {
 	if len(xs) == 0 {
 		return 0
 	}

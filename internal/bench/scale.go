@@ -114,6 +114,11 @@ type ScaleStage struct {
 	// last first registration (all of its samples if none fell inside).
 	StageCeil        time.Duration
 	StageCeilSamples int
+	// QuietCeil is the median of QuietCeilSamples samples of the same
+	// sampler in the stageCeilingLead before the stage's generator
+	// started: the machine without the stage's load, the same method.
+	QuietCeil        time.Duration
+	QuietCeilSamples int
 	// Settle: the KS's live heap and RSS with this stage's members once
 	// the registrations' transient state is gone (-1: not measured, or
 	// no GC seen), and how many times the KS had returned free heap to
@@ -318,30 +323,36 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 	prev := 0
 	for _, n := range o.Stages {
 		add := n - prev
-		ksCPU0 := cpuTime(ks.pid())
 		sc := startStageCeiling()
+		if err := sleepCtx(ctx, stageCeilingLead); err != nil {
+			sc.stop(0, 0, 0)
+			return rep, err
+		}
+		ksCPU0 := cpuTime(ks.pid())
+		genStart := loadgen.Monotonic()
 		g, err := startGen(ctx, &o, prev, add)
 		if err != nil {
-			sc.stop(0, 0)
+			sc.stop(0, 0, 0)
 			return rep, err
 		}
 		gens = append(gens, g)
 		fmt.Fprintf(o.Log, "stage %d: %d members from %s\n", n, add, addrAfter(o.Base, prev))
 		s, err := g.waitFor(ctx, func(s loadgen.Snapshot) bool { return s.Registered == int64(add) }, o.Timeout)
-		stageCeil, stageCeilN := sc.stop(s.FirstAt, s.LastFirstAt)
+		stageCeil, stageCeilN, quietCeil, quietCeilN := sc.stop(genStart, s.FirstAt, s.LastFirstAt)
 		if err != nil {
 			return rep, fmt.Errorf("stage %d: %w (generator: %+v; KS log: %s)", n, err, s, tail(ks.log))
 		}
 		st := ScaleStage{Members: n, RegWindow: time.Duration(s.LastFirstAt - s.FirstAt), Failures: s.Failures,
 			KSCPUPerReg: (cpuTime(ks.pid()) - ksCPU0) / time.Duration(add), GenCPUPerReg: max(0, cpuTime(g.cmd.Process.Pid)-time.Duration(s.ReadyCPU)) / time.Duration(add), // 10 ms ticks
 			GenKeyPairsAhead: s.KeyPairsAhead, GenKeyPairsInline: s.KeyPairsInline, GenKeyPairCPU: time.Duration(s.ReadyCPU),
-			StageCeil: stageCeil, StageCeilSamples: stageCeilN}
+			StageCeil: stageCeil, StageCeilSamples: stageCeilN, QuietCeil: quietCeil, QuietCeilSamples: quietCeilN}
 		if st.RegWindow > 0 {
 			st.RegPerSec = float64(add-1) / st.RegWindow.Seconds()
 		}
-		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s; CPU per registration: KS %s, generator %s (its members' %d key pairs made before, in %s of CPU; %d in an exchange); the ceiling meanwhile %s (%d samples)\n",
+		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s; CPU per registration: KS %s, generator %s (its members' %d key pairs made before, in %s of CPU; %d in an exchange); the ceiling meanwhile %s (%d samples; %s just before, %d samples)\n",
 			st.RegWindow.Round(time.Millisecond), st.RegPerSec, st.KSCPUPerReg.Round(time.Microsecond), st.GenCPUPerReg.Round(time.Microsecond),
-			st.GenKeyPairsAhead, st.GenKeyPairCPU.Round(time.Millisecond), st.GenKeyPairsInline, st.StageCeil.Round(time.Microsecond), st.StageCeilSamples)
+			st.GenKeyPairsAhead, st.GenKeyPairCPU.Round(time.Millisecond), st.GenKeyPairsInline, st.StageCeil.Round(time.Microsecond), st.StageCeilSamples,
+			st.QuietCeil.Round(time.Microsecond), st.QuietCeilSamples)
 		if err := ks.measure(ctx, &st, g); err != nil {
 			return rep, err
 		}
@@ -598,6 +609,9 @@ type ceilingAt struct {
 const (
 	stageCeilingEvery = 500 * time.Millisecond
 	stageCeilingRuns  = 5
+	// stageCeilingLead: sampling starts this long before the stage's
+	// generator, for the quiet machine's figure by the same method.
+	stageCeilingLead = 2500 * time.Millisecond
 )
 
 func startStageCeiling() *stageCeiling {
@@ -628,27 +642,29 @@ func startStageCeiling() *stageCeiling {
 
 // stop ends the sampling and returns the median of the samples taken
 // between from and to (the stage's first and last first registration, on
-// the generators' clock), or of all of them if none fell inside (a stage
-// shorter than the sampling interval), and how many that was.
-func (c *stageCeiling) stop(from, to int64) (time.Duration, int) {
+// the generators' clock), or of all of those from start on if none fell
+// inside (a stage shorter than the sampling interval), and how many that
+// was; and the median of those taken before start (the generator's
+// start: the machine quiet, the KS idle) and how many.
+func (c *stageCeiling) stop(start, from, to int64) (during time.Duration, nDuring int, before time.Duration, nBefore int) {
 	close(c.stopc)
 	<-c.done
-	var in []time.Duration
+	var in, after, quiet []time.Duration
 	for _, s := range c.samples {
-		if s.at >= from && s.at <= to {
+		switch {
+		case s.at < start:
+			quiet = append(quiet, s.op)
+		case s.at >= from && s.at <= to:
 			in = append(in, s.op)
+			after = append(after, s.op)
+		default:
+			after = append(after, s.op)
 		}
 	}
 	if len(in) == 0 {
-		for _, s := range c.samples {
-			in = append(in, s.op)
-		}
+		in = after
 	}
-	if len(in) == 0 {
-		return 0, 0
-	}
-	slices.Sort(in)
-	return in[len(in)/2], len(in)
+	return median(in), len(in), median(quiet), len(quiet)
 }
 
 // ceilingSample times the ceiling once more: the report keeps the best
@@ -1096,9 +1112,9 @@ func (r *ScaleReport) Print(w io.Writer) {
 			s.GenHeapPerGM, s.Failures)
 	}
 	if slices.ContainsFunc(r.Stages, func(s ScaleStage) bool { return s.StageCeilSamples > 0 }) {
-		fmt.Fprintf(w, "  the ceiling timed while each stage registered (every %s, the fastest of %d runs back to back; the median of the stage's samples), and the stage against it:\n",
-			stageCeilingEvery, stageCeilingRuns)
-		fmt.Fprintf(w, "  %9s %11s %8s %12s %17s\n", "members", "stage ceil", "samples", "/stage ceil", "stage ceil/KSCPU")
+		fmt.Fprintf(w, "  the ceiling timed while each stage registered (every %s, the fastest of %d runs back to back; the median of the stage's samples), the stage against it, and the same sampler's median over the %s before the stage:\n",
+			stageCeilingEvery, stageCeilingRuns, stageCeilingLead)
+		fmt.Fprintf(w, "  %9s %11s %8s %12s %17s %12s\n", "members", "stage ceil", "samples", "/stage ceil", "stage ceil/KSCPU", "just before")
 		for _, s := range r.Stages {
 			if s.StageCeilSamples == 0 {
 				continue
@@ -1107,8 +1123,12 @@ func (r *ScaleReport) Print(w io.Writer) {
 			if s.KSCPUPerReg > 0 {
 				eff = float64(s.StageCeil) / float64(s.KSCPUPerReg)
 			}
-			fmt.Fprintf(w, "  %9d %11s %8d %12.2f %17.2f\n", s.Members, s.StageCeil.Round(time.Microsecond), s.StageCeilSamples,
-				s.RegPerSec*s.StageCeil.Seconds(), eff)
+			before := "-"
+			if s.QuietCeilSamples > 0 {
+				before = s.QuietCeil.Round(time.Microsecond).String()
+			}
+			fmt.Fprintf(w, "  %9d %11s %8d %12.2f %17.2f %12s\n", s.Members, s.StageCeil.Round(time.Microsecond), s.StageCeilSamples,
+				s.RegPerSec*s.StageCeil.Seconds(), eff, before)
 		}
 	}
 	for _, s := range r.Stages {
