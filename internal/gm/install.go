@@ -412,15 +412,17 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 	// A GAP without a DEACTIVATION_TIME_DELAY (another vendor's KS may
 	// send one) leaves the TEKs the new ones replace to run out, as a
 	// rekey without a GAP does; before, it deactivated them at once, and
-	// nothing could send until the activation delay. A malformed value
-	// is ignored.
+	// nothing could send until the activation delay. A delay sent as a
+	// TLV is ignored: RFC 6407 §5.4 makes both Basic (16 bits); read as up
+	// to 8 octets of seconds, one could wrap around to 0 or put the time
+	// 136 years ahead.
 	atd, dtd, hasDTD := time.Duration(0), time.Duration(0), false
 	if r.SA != nil && r.SA.GAP != nil {
 		for _, a := range r.SA.GAP.Attributes {
-			v, err := a.Uint()
-			if err != nil {
+			if !a.Basic {
 				continue
 			}
+			v := uint64(a.Value)
 			switch isakmp.GAPAttr(a.Type) {
 			case isakmp.GAPActivationTimeDelay:
 				atd = time.Duration(v) * time.Second

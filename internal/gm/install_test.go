@@ -3,6 +3,7 @@ package gm
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,11 @@ func TestReplacedTEKDeactivationByGAP(t *testing.T) {
 		{"DTD 0", []isakmp.Attribute{atd, dtd(0)}, func(_ sadb.TEK, at time.Time) time.Time { return at }},
 		{"DTD malformed", []isakmp.Attribute{atd, isakmp.VarAttr(isakmp.GAPDeactivationTimeDelay, make([]byte, 9))},
 			func(sadb.TEK, time.Time) time.Time { return time.Time{} }},
+		// RFC 6407 §5.4: the delays are Basic (TV), 16 bits. An 8-octet
+		// TLV of 2^63 s wrapped time.Duration around to 0: the old TEK
+		// was deactivated at once.
+		{"DTD as a TLV", []isakmp.Attribute{atd, isakmp.VarAttr(isakmp.GAPDeactivationTimeDelay, []byte{0x80, 0, 0, 0, 0, 0, 0, 0})},
+			func(sadb.TEK, time.Time) time.Time { return time.Time{} }},
 	} {
 		dp, old, at := installThenRekey(t, c.attrs...)
 		seen := map[uint32]bool{}
@@ -154,6 +160,24 @@ func TestReplacedTEKDeactivationByGAP(t *testing.T) {
 		}
 		if len(seen) != 2 || !seen[old.SPI] || !seen[512] {
 			t.Fatalf("%s: TEKs held %v, want the old and the new", c.name, seen)
+		}
+	}
+}
+
+// proves: T1 (a GAP's delays are 16-bit TV attributes,
+// RFC 6407 §5.4) — an ACTIVATION_TIME_DELAY sent as a TLV is ignored (the
+// new TEK sends at once, as with no delay), not read as up to 2^64
+// seconds: 2^32 s, which does not overflow time.Duration, kept the member
+// from sending with the new TEK for 136 years (2^63 s wraps around to 0).
+func TestGAPDelayAsTLVIgnored(t *testing.T) {
+	for _, v := range [][]byte{{0x80, 0, 0, 0, 0, 0, 0, 0}, {0, 0, 0, 1, 0, 0, 0, 0}} {
+		dp, _, at := installThenRekey(t, isakmp.VarAttr(isakmp.GAPActivationTimeDelay, v))
+		i := slices.IndexFunc(dp.TEKs(), func(tk sadb.TEK) bool { return tk.SPI == 512 })
+		if i < 0 {
+			t.Fatalf("ATD TLV % x: the new TEK is not held", v)
+		}
+		if from := dp.TEKs()[i].SendFrom; !from.Equal(at) {
+			t.Fatalf("ATD TLV % x: the new TEK sends from %s, want the rekey's time %s", v, from, at)
 		}
 	}
 }
