@@ -145,10 +145,10 @@ func TestScalePrintSettledPerStage(t *testing.T) {
 }
 
 // proves: T1 (issue 18: the stage's own ceiling) — the ceiling timed
-// during a stage is the median of the samples taken between the stage's
-// first and last first registration, not of those before or after it,
-// and of all of those from the generator's start on when none fell
-// inside; the samples before the generator's start give the quiet
+// during a stage is the median (and spread) of the samples taken between
+// the stage's first and last first registration, not of those before or
+// after it, and of all of those from the generator's start on when none
+// fell inside; the samples before the generator's start give the quiet
 // machine's median; the report prints both beside the stage's rate and
 // the KS's CPU.
 func TestStageCeilingMedianInsideTheStage(t *testing.T) {
@@ -160,25 +160,31 @@ func TestStageCeilingMedianInsideTheStage(t *testing.T) {
 	us := time.Microsecond
 	c := done(ceilingAt{op: 80 * us, at: 1}, ceilingAt{op: 84 * us, at: 2}, ceilingAt{op: 99 * us, at: 3},
 		ceilingAt{op: 90 * us, at: 5}, ceilingAt{op: 130 * us, at: 10}, ceilingAt{op: 110 * us, at: 20}, ceilingAt{op: 120 * us, at: 30}, ceilingAt{op: 95 * us, at: 45})
-	if op, n, quiet, nq := c.stop(4, 10, 30); op != 120*us || n != 3 || quiet != 84*us || nq != 3 {
-		t.Fatalf("inside [10, 30]: %s of %d samples (want 120µs of 3); before 4: %s of %d (want 84µs of 3)", op, n, quiet, nq)
+	during, quiet := c.stop(4, 10, 30)
+	if want := (ceilingStats{Median: 120 * us, Fastest: 110 * us, Slowest: 130 * us, N: 3}); during != want {
+		t.Fatalf("inside [10, 30]: %+v, want %+v", during, want)
+	}
+	if want := (ceilingStats{Median: 84 * us, Fastest: 80 * us, Slowest: 99 * us, N: 3}); quiet != want {
+		t.Fatalf("before 4: %+v, want %+v", quiet, want)
 	}
 	c = done(ceilingAt{op: 70 * us, at: 1}, ceilingAt{op: 90 * us, at: 5}, ceilingAt{op: 100 * us, at: 50})
-	if op, n, quiet, nq := c.stop(4, 10, 30); op != 95*us || n != 2 || quiet != 70*us || nq != 1 {
-		t.Fatalf("none inside: %s of %d samples, want 95µs of 2 (all from the start); before: %s of %d", op, n, quiet, nq)
+	during, quiet = c.stop(4, 10, 30)
+	if want := (ceilingStats{Median: 95 * us, Fastest: 90 * us, Slowest: 100 * us, N: 2}); during != want || quiet.N != 1 || quiet.Median != 70*us {
+		t.Fatalf("none inside: %+v (want %+v: all from the start); before: %+v", during, want, quiet)
 	}
-	if op, n, quiet, nq := done().stop(4, 10, 30); op != 0 || n != 0 || quiet != 0 || nq != 0 {
-		t.Fatalf("no samples: %s of %d, %s of %d", op, n, quiet, nq)
+	if during, quiet := done().stop(4, 10, 30); during != (ceilingStats{}) || quiet != (ceilingStats{}) {
+		t.Fatalf("no samples: %+v, %+v", during, quiet)
 	}
 	r := &ScaleReport{CryptoOp: 100 * us, BaseRSS: 10 << 20, Stages: []ScaleStage{
-		{Members: 10000, RegPerSec: 5000, KSCPUPerReg: 200 * us, StageCeil: 120 * us, StageCeilSamples: 4, QuietCeil: 104 * us, QuietCeilSamples: 5, SettledHeap: -1},
-		{Members: 50000, RegPerSec: 5000, KSCPUPerReg: 250 * us, StageCeil: 100 * us, StageCeilSamples: 9, SettledHeap: -1},
+		{Members: 10000, RegPerSec: 5000, KSCPUPerReg: 200 * us, StageCeil: ceilingStats{Median: 120 * us, Fastest: 95 * us, Slowest: 150 * us, N: 4},
+			QuietCeil: ceilingStats{Median: 104 * us, N: 5}, SettledHeap: -1},
+		{Members: 50000, RegPerSec: 5000, KSCPUPerReg: 250 * us, StageCeil: ceilingStats{Median: 100 * us, Fastest: 100 * us, Slowest: 100 * us, N: 9}, SettledHeap: -1},
 	}}
 	var b bytes.Buffer
 	r.Print(&b)
 	for _, want := range []string{
-		"      10000       120µs        4         0.60              0.60        104µs\n",
-		"      50000       100µs        9         0.50              0.40            -\n",
+		"      10000       120µs        4        95µs-150µs         0.60              0.60        104µs\n",
+		"      50000       100µs        9       100µs-100µs         0.50              0.40            -\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Fatalf("missing %q in:\n%s", want, b.String())

@@ -111,15 +111,11 @@ type ScaleStage struct {
 	GenKeyPairsAhead, GenKeyPairsInline int64
 	GenKeyPairCPU                       time.Duration
 	// StageCeil is the ceiling timed while the stage ran (stageCeiling):
-	// the median of StageCeilSamples samples taken between its first and
-	// last first registration (all of its samples if none fell inside).
-	StageCeil        time.Duration
-	StageCeilSamples int
-	// QuietCeil is the median of QuietCeilSamples samples of the same
-	// sampler in the stageCeilingLead before the stage's generator
-	// started: the machine without the stage's load, the same method.
-	QuietCeil        time.Duration
-	QuietCeilSamples int
+	// the samples taken between its first and last first registration
+	// (all of its samples from the generator's start if none fell
+	// inside). QuietCeil: the same sampler's in the stageCeilingLead
+	// before the stage's generator started.
+	StageCeil, QuietCeil ceilingStats
 	// Settle: the KS's live heap and RSS with this stage's members once
 	// the registrations' transient state is gone (-1: not measured, or
 	// no GC seen), and how many times the KS had returned free heap to
@@ -331,6 +327,7 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 		}
 		ksCPU0 := cpuTime(ks.pid())
 		genStart := loadgen.Monotonic()
+		sc.mark()
 		g, err := startGen(ctx, &o, prev, add)
 		if err != nil {
 			sc.stop(0, 0, 0)
@@ -339,21 +336,22 @@ func Scale(ctx context.Context, o ScaleOptions) (rep *ScaleReport, err error) {
 		gens = append(gens, g)
 		fmt.Fprintf(o.Log, "stage %d: %d members from %s\n", n, add, addrAfter(o.Base, prev))
 		s, err := g.waitFor(ctx, func(s loadgen.Snapshot) bool { return s.Registered == int64(add) }, o.Timeout)
-		stageCeil, stageCeilN, quietCeil, quietCeilN := sc.stop(genStart, s.FirstAt, s.LastFirstAt)
+		stageCeil, quietCeil := sc.stop(genStart, s.FirstAt, s.LastFirstAt)
 		if err != nil {
 			return rep, fmt.Errorf("stage %d: %w (generator: %+v; KS log: %s)", n, err, s, tail(ks.log))
 		}
 		st := ScaleStage{Members: n, RegWindow: time.Duration(s.LastFirstAt - s.FirstAt), Failures: s.Failures,
 			KSCPUPerReg: (cpuTime(ks.pid()) - ksCPU0) / time.Duration(add), GenCPUPerReg: max(0, cpuTime(g.cmd.Process.Pid)-time.Duration(s.ReadyCPU)) / time.Duration(add), // 10 ms ticks
 			GenKeyPairsAhead: s.KeyPairsAhead, GenKeyPairsInline: s.KeyPairsInline, GenKeyPairCPU: time.Duration(s.ReadyCPU),
-			StageCeil: stageCeil, StageCeilSamples: stageCeilN, QuietCeil: quietCeil, QuietCeilSamples: quietCeilN}
+			StageCeil: stageCeil, QuietCeil: quietCeil}
 		if st.RegWindow > 0 {
 			st.RegPerSec = float64(add-1) / st.RegWindow.Seconds()
 		}
-		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s; CPU per registration: KS %s, generator %s (its members' %d key pairs made before, in %s of CPU; %d in an exchange); the ceiling meanwhile %s (%d samples; %s just before, %d samples)\n",
+		fmt.Fprintf(o.Log, "  registered in %s: %.0f/s; CPU per registration: KS %s, generator %s (its members' %d key pairs made before, in %s of CPU; %d in an exchange); the ceiling meanwhile %s (median of %d samples, %s to %s; %s just before, %d samples)\n",
 			st.RegWindow.Round(time.Millisecond), st.RegPerSec, st.KSCPUPerReg.Round(time.Microsecond), st.GenCPUPerReg.Round(time.Microsecond),
-			st.GenKeyPairsAhead, st.GenKeyPairCPU.Round(time.Millisecond), st.GenKeyPairsInline, st.StageCeil.Round(time.Microsecond), st.StageCeilSamples,
-			st.QuietCeil.Round(time.Microsecond), st.QuietCeilSamples)
+			st.GenKeyPairsAhead, st.GenKeyPairCPU.Round(time.Millisecond), st.GenKeyPairsInline, st.StageCeil.Median.Round(time.Microsecond), st.StageCeil.N,
+			st.StageCeil.Fastest.Round(time.Microsecond), st.StageCeil.Slowest.Round(time.Microsecond),
+			st.QuietCeil.Median.Round(time.Microsecond), st.QuietCeil.N)
 		if err := ks.measure(ctx, &st, g); err != nil {
 			return rep, err
 		}
@@ -586,18 +584,21 @@ func (c *ceilingOp) run() {
 	}
 }
 
-// stageCeiling times the ceiling while a stage runs, so that the stage is
-// also compared with the machine's speed of that moment (the VM's speed
-// moves by 15-25% within a run, and the best of the run's samples may
-// come from a faster minute than the stage's): every stageCeilingEvery,
+// stageCeiling times the ceiling while a stage runs, a second view beside
+// the run's best (the VM's speed moves by a quarter or more within a run,
+// and the best of the run's samples may come from a faster minute than
+// the stage's; but this method reads 15-25% slower than the run's
+// samples on a quiet machine, and its samples spread widely during a
+// stage: docs/scale.md, "The ninth session"): every
+// stageCeilingEvery, and once as the stage's generator starts (mark),
 // stageCeilingRuns runs back to back on a thread of their own, each timed
-// in that thread's CPU time (the KS's figure is CPU time too: a run
-// that waited for a core, both being busy, counts only its own work), the
-// fastest kept (a cold first run reads slower). What it
-// takes from the KS and the generators: about 0.5 ms of one core a
-// second.
+// in that thread's CPU time (the KS's figure is CPU time too: a run that
+// waited for a core, both being busy, counts only its own work), the
+// fastest kept (a cold first run reads slower). What it takes from the KS
+// and the generators: about 1.2 ms of one core a second.
 type stageCeiling struct {
 	stopc   chan struct{}
+	markc   chan struct{} // a sample now (buffered: mark does not wait)
 	done    chan struct{}
 	samples []ceilingAt // written by the sampler until done is closed
 }
@@ -628,10 +629,10 @@ const (
 )
 
 func startStageCeiling() *stageCeiling {
-	c := &stageCeiling{stopc: make(chan struct{}), done: make(chan struct{})}
+	c := &stageCeiling{stopc: make(chan struct{}), markc: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
-		runtime.LockOSThread()
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
 		op := newCeilingOp()
 		t := time.NewTicker(stageCeilingEvery)
 		defer t.Stop()
@@ -640,26 +641,53 @@ func startStageCeiling() *stageCeiling {
 			for range stageCeilingRuns {
 				cpu := threadCPU()
 				op.run()
-				best = min(best, threadCPU()-cpu)
+				if d := threadCPU() - cpu; cpu > 0 && d > 0 {
+					best = min(best, d)
+				}
 			}
-			c.samples = append(c.samples, ceilingAt{op: best, at: loadgen.Monotonic()})
+			if best != math.MaxInt64 { // else the thread's clock failed: no sample
+				c.samples = append(c.samples, ceilingAt{op: best, at: loadgen.Monotonic()})
+			}
 			select {
 			case <-c.stopc:
 				return
 			case <-t.C:
+			case <-c.markc:
 			}
 		}
 	}()
 	return c
 }
 
-// stop ends the sampling and returns the median of the samples taken
+// mark asks for a sample now: the stage's generator has started, so that
+// a stage shorter than the interval has one taken after its start.
+func (c *stageCeiling) mark() {
+	select {
+	case c.markc <- struct{}{}:
+	default:
+	}
+}
+
+// ceilingStats are samples' median, fastest and slowest, and how many.
+type ceilingStats struct {
+	Median, Fastest, Slowest time.Duration
+	N                        int
+}
+
+func statsOf(d []time.Duration) ceilingStats {
+	if len(d) == 0 {
+		return ceilingStats{}
+	}
+	return ceilingStats{Median: median(d), Fastest: slices.Min(d), Slowest: slices.Max(d), N: len(d)}
+}
+
+// stop ends the sampling and returns the statistics of the samples taken
 // between from and to (the stage's first and last first registration, on
 // the generators' clock), or of all of those from start on if none fell
-// inside (a stage shorter than the sampling interval), and how many that
-// was; and the median of those taken before start (the generator's
-// start: the machine quiet, the KS idle) and how many.
-func (c *stageCeiling) stop(start, from, to int64) (during time.Duration, nDuring int, before time.Duration, nBefore int) {
+// inside (a stage shorter than the sampling interval); and of those taken
+// before start (the generator's start: the machine without the stage's
+// load, the KS idle).
+func (c *stageCeiling) stop(start, from, to int64) (during, before ceilingStats) {
 	close(c.stopc)
 	<-c.done
 	var in, after, quiet []time.Duration
@@ -677,7 +705,7 @@ func (c *stageCeiling) stop(start, from, to int64) (during time.Duration, nDurin
 	if len(in) == 0 {
 		in = after
 	}
-	return median(in), len(in), median(quiet), len(quiet)
+	return statsOf(in), statsOf(quiet)
 }
 
 // ceilingSample times the ceiling once more: the report keeps the best
@@ -1124,25 +1152,28 @@ func (r *ScaleReport) Print(w io.Writer) {
 			showCount(s), showFull(s),
 			s.GenHeapPerGM, s.Failures)
 	}
-	if slices.ContainsFunc(r.Stages, func(s ScaleStage) bool { return s.StageCeilSamples > 0 }) {
-		fmt.Fprintf(w, "  the ceiling timed while each stage registered (every %s, the fastest in thread CPU time of %d runs back to back; the median of the stage's samples), the stage against it, and the same sampler's median over the %s before the stage:\n",
+	if slices.ContainsFunc(r.Stages, func(s ScaleStage) bool { return s.StageCeil.N > 0 }) {
+		fmt.Fprintf(w, "  the ceiling timed while each stage registered (every %s, the fastest in thread CPU time of %d runs back to back; the median of the stage's samples and their spread), the stage against it, and the same sampler's median over the %s before the stage:\n",
 			stageCeilingEvery, stageCeilingRuns, stageCeilingLead)
-		fmt.Fprintf(w, "  %9s %11s %8s %12s %17s %12s\n", "members", "stage ceil", "samples", "/stage ceil", "stage ceil/KSCPU", "just before")
+		fmt.Fprintf(w, "  %9s %11s %8s %17s %12s %17s %12s\n", "members", "stage ceil", "samples", "spread", "/stage ceil", "stage ceil/KSCPU", "just before")
 		for _, s := range r.Stages {
-			if s.StageCeilSamples == 0 {
+			if s.StageCeil.N == 0 {
 				continue
 			}
 			eff := 0.0
 			if s.KSCPUPerReg > 0 {
-				eff = float64(s.StageCeil) / float64(s.KSCPUPerReg)
+				eff = float64(s.StageCeil.Median) / float64(s.KSCPUPerReg)
 			}
 			before := "-"
-			if s.QuietCeilSamples > 0 {
-				before = s.QuietCeil.Round(time.Microsecond).String()
+			if s.QuietCeil.N > 0 {
+				before = s.QuietCeil.Median.Round(time.Microsecond).String()
 			}
-			fmt.Fprintf(w, "  %9d %11s %8d %12.2f %17.2f %12s\n", s.Members, s.StageCeil.Round(time.Microsecond), s.StageCeilSamples,
-				s.RegPerSec*s.StageCeil.Seconds(), eff, before)
+			spread := s.StageCeil.Fastest.Round(time.Microsecond).String() + "-" + s.StageCeil.Slowest.Round(time.Microsecond).String()
+			fmt.Fprintf(w, "  %9d %11s %8d %17s %12.2f %17.2f %12s\n", s.Members, s.StageCeil.Median.Round(time.Microsecond), s.StageCeil.N, spread,
+				s.RegPerSec*s.StageCeil.Median.Seconds(), eff, before)
 		}
+		fmt.Fprintln(w, "   (a view beside the run's best, not a replacement: on a quiet machine this sampler read 15-25% slower than the run's")
+		fmt.Fprintln(w, "    testing.Benchmark samples, and while a stage runs its samples spread widely; docs/scale.md, \"The ninth session\")")
 	}
 	for _, s := range r.Stages {
 		if s.SettledHeap < 0 {

@@ -57,12 +57,14 @@ func smoke(t *testing.T, port string, o bench.ScaleOptions) *bench.ScaleReport {
 			t.Fatalf("stage %d: generator key pairs %d ahead (%s), %d inline; %s per registration", s.Members, s.GenKeyPairsAhead, s.GenKeyPairCPU, s.GenKeyPairsInline, s.GenCPUPerReg)
 		}
 		// The ceiling timed while the stage ran: at least one sample
-		// (taken as the stage starts), of the same work as the run's;
-		// and before it, the quiet machine's (2.5 s: about 5 samples).
-		if s.StageCeilSamples < 1 || s.StageCeil < r.CryptoOp/3 || s.StageCeil > 3*r.CryptoWorst ||
-			s.QuietCeilSamples < 3 || s.QuietCeil < r.CryptoOp/3 || s.QuietCeil > 3*r.CryptoWorst ||
-			!strings.Contains(out.String(), fmt.Sprintf("  %9d %11s %8d ", s.Members, s.StageCeil.Round(time.Microsecond), s.StageCeilSamples)) {
-			t.Fatalf("stage %d: ceiling during the stage %s (%d samples), the run's %s to %s:\n%s", s.Members, s.StageCeil, s.StageCeilSamples, r.CryptoOp, r.CryptoWorst, out.String())
+		// (one is taken as its generator starts), of the same work as
+		// the run's; and before it, the quiet machine's (2.5 s: about 5
+		// samples).
+		sc, q := s.StageCeil, s.QuietCeil
+		if sc.N < 1 || sc.Median < r.CryptoOp/3 || sc.Median > 3*r.CryptoWorst || sc.Fastest > sc.Median || sc.Slowest < sc.Median ||
+			q.N < 3 || q.Median < r.CryptoOp/3 || q.Median > 3*r.CryptoWorst ||
+			!strings.Contains(out.String(), fmt.Sprintf("  %9d %11s %8d ", s.Members, sc.Median.Round(time.Microsecond), sc.N)) {
+			t.Fatalf("stage %d: ceiling during the stage %+v, just before %+v, the run's %s to %s:\n%s", s.Members, sc, q, r.CryptoOp, r.CryptoWorst, out.String())
 		}
 		prev = s.Members
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"time"
 
@@ -412,17 +413,18 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 	// A GAP without a DEACTIVATION_TIME_DELAY (another vendor's KS may
 	// send one) leaves the TEKs the new ones replace to run out, as a
 	// rekey without a GAP does; before, it deactivated them at once, and
-	// nothing could send until the activation delay. A delay sent as a
-	// TLV is ignored: RFC 6407 §5.4 makes both Basic (16 bits); read as up
-	// to 8 octets of seconds, one could wrap around to 0 or put the time
-	// 136 years ahead.
+	// nothing could send until the activation delay. RFC 6407 §5.4 makes
+	// both delays Basic (16 bits): a value sent as a TLV is taken if it
+	// fits in 16 bits and ignored otherwise, as a malformed one is (read
+	// as up to 8 octets of seconds, one wrapped around to 0 or put the
+	// time 136 years ahead).
 	atd, dtd, hasDTD := time.Duration(0), time.Duration(0), false
 	if r.SA != nil && r.SA.GAP != nil {
 		for _, a := range r.SA.GAP.Attributes {
-			if !a.Basic {
+			v, err := a.Uint()
+			if err != nil || v > math.MaxUint16 {
 				continue
 			}
-			v := uint64(a.Value)
 			switch isakmp.GAPAttr(a.Type) {
 			case isakmp.GAPActivationTimeDelay:
 				atd = time.Duration(v) * time.Second

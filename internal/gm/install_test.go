@@ -139,9 +139,11 @@ func TestReplacedTEKDeactivationByGAP(t *testing.T) {
 			func(sadb.TEK, time.Time) time.Time { return time.Time{} }},
 		// RFC 6407 §5.4: the delays are Basic (TV), 16 bits. An 8-octet
 		// TLV of 2^63 s wrapped time.Duration around to 0: the old TEK
-		// was deactivated at once.
-		{"DTD as a TLV", []isakmp.Attribute{atd, isakmp.VarAttr(isakmp.GAPDeactivationTimeDelay, []byte{0x80, 0, 0, 0, 0, 0, 0, 0})},
+		// was deactivated at once. One that fits in 16 bits is taken.
+		{"DTD 2^63 as a TLV", []isakmp.Attribute{atd, isakmp.VarAttr(isakmp.GAPDeactivationTimeDelay, []byte{0x80, 0, 0, 0, 0, 0, 0, 0})},
 			func(sadb.TEK, time.Time) time.Time { return time.Time{} }},
+		{"DTD 90 as a TLV", []isakmp.Attribute{atd, isakmp.VarAttr(isakmp.GAPDeactivationTimeDelay, []byte{0, 90})},
+			func(_ sadb.TEK, at time.Time) time.Time { return at.Add(90 * time.Second) }},
 	} {
 		dp, old, at := installThenRekey(t, c.attrs...)
 		seen := map[uint32]bool{}
@@ -164,20 +166,30 @@ func TestReplacedTEKDeactivationByGAP(t *testing.T) {
 	}
 }
 
-// proves: T1 (a GAP's delays are 16-bit TV attributes,
-// RFC 6407 §5.4) — an ACTIVATION_TIME_DELAY sent as a TLV is ignored (the
-// new TEK sends at once, as with no delay), not read as up to 2^64
-// seconds: 2^32 s, which does not overflow time.Duration, kept the member
-// from sending with the new TEK for 136 years (2^63 s wraps around to 0).
-func TestGAPDelayAsTLVIgnored(t *testing.T) {
-	for _, v := range [][]byte{{0x80, 0, 0, 0, 0, 0, 0, 0}, {0, 0, 0, 1, 0, 0, 0, 0}} {
-		dp, _, at := installThenRekey(t, isakmp.VarAttr(isakmp.GAPActivationTimeDelay, v))
+// proves: T1 (a GAP's delays are 16-bit TV attributes, RFC 6407 §5.4) —
+// an ACTIVATION_TIME_DELAY sent as a TLV is taken if its value fits in 16
+// bits (30 s in 2 octets, or in 8) and ignored otherwise (the new TEK
+// sends at once, as with no delay), not read as up to 2^64 seconds: 2^32
+// s, which does not overflow time.Duration, kept the member from sending
+// with the new TEK for 136 years (2^63 s wraps around to 0).
+func TestGAPDelayAsTLV(t *testing.T) {
+	for _, c := range []struct {
+		v     []byte
+		delay time.Duration
+	}{
+		{[]byte{0x80, 0, 0, 0, 0, 0, 0, 0}, 0},
+		{[]byte{0, 0, 0, 1, 0, 0, 0, 0}, 0},
+		{[]byte{0, 1, 0, 0}, 0}, // 65,536: one more than 16 bits hold
+		{[]byte{0, 30}, 30 * time.Second},
+		{[]byte{0, 0, 0, 0, 0, 0, 0, 30}, 30 * time.Second},
+	} {
+		dp, _, at := installThenRekey(t, isakmp.VarAttr(isakmp.GAPActivationTimeDelay, c.v))
 		i := slices.IndexFunc(dp.TEKs(), func(tk sadb.TEK) bool { return tk.SPI == 512 })
 		if i < 0 {
-			t.Fatalf("ATD TLV % x: the new TEK is not held", v)
+			t.Fatalf("ATD TLV % x: the new TEK is not held", c.v)
 		}
-		if from := dp.TEKs()[i].SendFrom; !from.Equal(at) {
-			t.Fatalf("ATD TLV % x: the new TEK sends from %s, want the rekey's time %s", v, from, at)
+		if from := dp.TEKs()[i].SendFrom; !from.Equal(at.Add(c.delay)) {
+			t.Fatalf("ATD TLV % x: the new TEK sends from %s, want %s after the rekey (%s)", c.v, from, c.delay, at)
 		}
 	}
 }
