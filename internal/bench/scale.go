@@ -587,9 +587,9 @@ func (c *ceilingOp) run() {
 // stageCeiling times the ceiling while a stage runs, a second view beside
 // the run's best (the VM's speed moves by a quarter or more within a run,
 // and the best of the run's samples may come from a faster minute than
-// the stage's; but this method reads 15-25% slower than the run's
-// samples on a quiet machine, and its samples spread widely during a
-// stage: docs/scale.md, "The ninth session"): every
+// the stage's; but this method has read up to a third slower than the
+// run's samples on a quiet machine, and its samples spread widely during
+// a stage: docs/scale.md, "The ninth session"): every
 // stageCeilingEvery, and once as the stage's generator starts (mark),
 // stageCeilingRuns runs back to back on a thread of their own, each timed
 // in that thread's CPU time (the KS's figure is CPU time too: a run that
@@ -668,10 +668,13 @@ func (c *stageCeiling) mark() {
 	}
 }
 
-// ceilingStats are samples' median, fastest and slowest, and how many.
+// ceilingStats are samples' median, fastest and slowest, and how many;
+// FromStart: none fell inside the stage, these are all those from its
+// generator's start on (stop).
 type ceilingStats struct {
 	Median, Fastest, Slowest time.Duration
 	N                        int
+	FromStart                bool
 }
 
 func statsOf(d []time.Duration) ceilingStats {
@@ -703,7 +706,9 @@ func (c *stageCeiling) stop(start, from, to int64) (during, before ceilingStats)
 		}
 	}
 	if len(in) == 0 {
-		in = after
+		during = statsOf(after)
+		during.FromStart = during.N > 0
+		return during, statsOf(quiet)
 	}
 	return statsOf(in), statsOf(quiet)
 }
@@ -1169,11 +1174,17 @@ func (r *ScaleReport) Print(w io.Writer) {
 				before = s.QuietCeil.Median.Round(time.Microsecond).String()
 			}
 			spread := s.StageCeil.Fastest.Round(time.Microsecond).String() + "-" + s.StageCeil.Slowest.Round(time.Microsecond).String()
-			fmt.Fprintf(w, "  %9d %11s %8d %17s %12.2f %17.2f %12s\n", s.Members, s.StageCeil.Median.Round(time.Microsecond), s.StageCeil.N, spread,
+			n := strconv.Itoa(s.StageCeil.N)
+			if s.StageCeil.FromStart {
+				n += "*"
+			}
+			fmt.Fprintf(w, "  %9d %11s %8s %17s %12.2f %17.2f %12s\n", s.Members, s.StageCeil.Median.Round(time.Microsecond), n, spread,
 				s.RegPerSec*s.StageCeil.Median.Seconds(), eff, before)
 		}
-		fmt.Fprintln(w, "   (a view beside the run's best, not a replacement: on a quiet machine this sampler read 15-25% slower than the run's")
-		fmt.Fprintln(w, "    testing.Benchmark samples, and while a stage runs its samples spread widely; docs/scale.md, \"The ninth session\")")
+		fmt.Fprintln(w, "   (a view beside the run's best, not a replacement: on a quiet machine this sampler has read up to a third slower than")
+		fmt.Fprintln(w, "    the run's testing.Benchmark samples, which makes a stage read higher against it, and while a stage runs its samples")
+		fmt.Fprintln(w, "    spread widely; samples marked * were taken from the generator's start, none falling between the stage's first and")
+		fmt.Fprintln(w, "    last first registration; docs/scale.md, \"The ninth session\")")
 	}
 	for _, s := range r.Stages {
 		if s.SettledHeap < 0 {

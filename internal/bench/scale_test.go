@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func smoke(t *testing.T, port string, o bench.ScaleOptions) *bench.ScaleReport {
 		sc, q := s.StageCeil, s.QuietCeil
 		if sc.N < 1 || sc.Median < r.CryptoOp/3 || sc.Median > 3*r.CryptoWorst || sc.Fastest > sc.Median || sc.Slowest < sc.Median ||
 			q.N < 3 || q.Median < r.CryptoOp/3 || q.Median > 3*r.CryptoWorst ||
-			!strings.Contains(out.String(), fmt.Sprintf("  %9d %11s %8d ", s.Members, sc.Median.Round(time.Microsecond), sc.N)) {
+			!strings.Contains(out.String(), fmt.Sprintf("  %9d %11s %8s ", s.Members, sc.Median.Round(time.Microsecond), strconv.Itoa(sc.N)+map[bool]string{true: "*"}[sc.FromStart])) {
 			t.Fatalf("stage %d: ceiling during the stage %+v, just before %+v, the run's %s to %s:\n%s", s.Members, sc, q, r.CryptoOp, r.CryptoWorst, out.String())
 		}
 		prev = s.Members
