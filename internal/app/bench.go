@@ -232,7 +232,7 @@ func runBenchScale(env *Env, args []string) int {
 	base := fs.String("base", "127.64.0.1", "the first member's address (the others follow it in 127.0.0.0/8)")
 	fs.IntVar(&o.Window, "window", 512, "first registrations in progress at once per loadgen process")
 	fs.IntVar(&o.KSProcs, "ks-procs", 1, "the KS's GOMAXPROCS: 1, the one core its ceiling is measured on, the other left to the generators; 0: the runtime's default (every core)")
-	fs.BoolVar(&o.Settle, "settle", true, "after each stage: the KS's live heap and RSS once registrations' transient state is gone (50 s, then its next GC: up to 3 minutes); the next stage starts from that quiet KS")
+	fs.BoolVar(&o.Settle, "settle", true, "after each stage: the KS's live heap and RSS once registrations' transient state is gone (50 s, then its next GC and one trimmer look: up to 3 min 12 s); the next stage starts from that quiet KS")
 	fs.BoolVar(&o.Rekey, "rekey", true, "after the last stage: one unicast rekey to every member, until the last ACK")
 	fs.BoolVar(&o.Restart, "restart", true, "then: SIGKILL the KS and start it again from its state file")
 	fs.BoolVar(&o.Removal, "removal", true, "then: clear crypto gdoi ks members, until every member registered again")

@@ -61,8 +61,10 @@ type ScaleOptions struct {
 	// Settle, after each stage: the KS's memory once what a registration
 	// keeps only for a while is gone (a served pull: 30 s; phase 1's
 	// message 6: 46 s): its live heap at its first GC from 50 s after the
-	// stage on, and its RSS then (up to 3 minutes: the runtime forces a
-	// GC every 2). The next stage starts from that quiet KS.
+	// stage on, and its RSS one trimmer look later (up to 3 min 12 s: 50
+	// s, up to 130 s for the collection, as the runtime forces one every 2
+	// minutes, then memtrim.Interval + 2 s). The next stage starts from
+	// that quiet KS.
 	// Steps after the last stage (all by default in groupvpn bench scale):
 	// Rekey, Restart, Removal.
 	Settle, Rekey, Restart, Removal bool

@@ -131,15 +131,15 @@ type Stats struct {
 	Started       atomic.Int64 // GMs whose first registration began
 	Registered    atomic.Int64 // GMs registered at least once
 	Registrations atomic.Int64 // registrations completed, re-registrations included
-	FirstAt       atomic.Int64 // unix ns of the first completed registration
-	LastFirstAt   atomic.Int64 // unix ns of the last GM's first registration
-	LastRegAt     atomic.Int64 // unix ns of the last completed registration
+	FirstAt       atomic.Int64 // CLOCK_MONOTONIC ns (Monotonic) of the first completed registration
+	LastFirstAt   atomic.Int64 // CLOCK_MONOTONIC ns (Monotonic) of the last GM's first registration
+	LastRegAt     atomic.Int64 // CLOCK_MONOTONIC ns (Monotonic) of the last completed registration
 	Failures      atomic.Int64 // registration attempts that failed (GM_REGS_FAILED)
 	Rekeys        atomic.Int64 // rekeys accepted (applied) by a GM
 	Acks          atomic.Int64 // first ACKs of an accepted rekey
 	AcksAgain     atomic.Int64 // ACKs of a retransmitted rekey
-	LastRekeyAt   atomic.Int64 // unix ns of the last rekey accepted
-	LastAckAt     atomic.Int64 // unix ns of the last first ACK sent
+	LastRekeyAt   atomic.Int64 // CLOCK_MONOTONIC ns (Monotonic) of the last rekey accepted
+	LastAckAt     atomic.Int64 // CLOCK_MONOTONIC ns (Monotonic) of the last first ACK sent
 	Removals      atomic.Int64 // GM-removal rekeys received
 	RekeyRejected atomic.Int64 // rekeys a GM refused (bad signature, replay...)
 	Lacked        atomic.Int64 // GMs seen without a valid TEK after their first registration
