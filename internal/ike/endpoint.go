@@ -27,8 +27,14 @@ import (
 // delays the member by at most the round trip it needs to answer message 2
 // before the flood has sent MaxHalfOpenPerPeer more (SPEC S3).
 type Limits struct {
-	MaxHalfOpen        int           // responder SAs still waiting for message 3; default 4096
-	MaxHalfOpenPerPeer int           // per source address; default 16
+	MaxHalfOpen int // responder SAs still waiting for message 3; default 4096
+	// MaxKeyed bounds the responder SAs past message 3 whose message 5
+	// has not authenticated the peer yet: each cost us a key pair and a
+	// Diffie-Hellman agreement. Default 4096.
+	MaxKeyed int
+	// MaxHalfOpenPerPeer bounds one source address's responder SAs not
+	// yet established, waiting for message 3 or 5; default 16.
+	MaxHalfOpenPerPeer int
 	HalfOpenTimeout    time.Duration // a half-open SA's life without message 3; default 30 s
 	// ReplyRate and ReplyBurst bound the unprotected answers to addresses
 	// nothing has verified (refusals of message 1, INVALID-COOKIE): per
@@ -40,6 +46,9 @@ type Limits struct {
 func (l Limits) withDefaults() Limits {
 	if l.MaxHalfOpen <= 0 {
 		l.MaxHalfOpen = 4096
+	}
+	if l.MaxKeyed <= 0 {
+		l.MaxKeyed = 4096
 	}
 	if l.MaxHalfOpenPerPeer <= 0 {
 		l.MaxHalfOpenPerPeer = 16
@@ -56,19 +65,21 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// tokenBucket bounds a rate; its clock is the caller's now.
+// tokenBucket bounds a rate; its clock is the caller's now, its rate and
+// burst the caller's Limits (not kept in it: an Endpoint has two, and a
+// load generator an Endpoint per member).
 type tokenBucket struct {
-	rate, burst float64
-	tokens      float64
-	last        time.Time
+	tokens float64
+	last   time.Time
 }
 
-func (b *tokenBucket) take(now time.Time) bool {
+// take takes a token if there is one, rate a second refilling up to burst.
+func (b *tokenBucket) take(now time.Time, rate float64, burst int) bool {
 	if b.last.IsZero() {
-		b.tokens, b.last = b.burst, now
+		b.tokens, b.last = float64(burst), now
 	}
 	if d := now.Sub(b.last); d > 0 {
-		b.tokens = min(b.burst, b.tokens+d.Seconds()*b.rate)
+		b.tokens = min(float64(burst), b.tokens+d.Seconds()*rate)
 		b.last = now
 	}
 	if b.tokens < 1 {
@@ -85,6 +96,9 @@ type Stats struct {
 	HalfOpenEvicted         uint64 // half-open SAs evicted by newer ones: global bound
 	HalfOpenPeerEvicted     uint64 // half-open SAs evicted by newer ones from the same address
 	HalfOpenExpired         uint64 // half-open SAs whose peer never sent message 3
+	HalfOpenPeerRefused     uint64 // message 1 dropped: every half-open SA of its address is past message 3
+	KeyedEvicted            uint64 // SAs past message 3, not yet authenticated, evicted by newer ones: global bound
+	KeyedExpired            uint64 // SAs past message 3 whose peer never sent a valid message 5
 	MM1Rejected             uint64 // message 1 that created no SA: malformed, encrypted or refused
 	RefusalSent             uint64 // unprotected refusals (NO-PROPOSAL-CHOSEN, ...) sent for message 1
 	RefusalSuppressed       uint64 // unprotected refusals not sent: rate bound
@@ -117,6 +131,9 @@ func (s Stats) Counters() []Counter {
 		{"half_open_evicted", "half-open SAs evicted by newer ones (global limit)", s.HalfOpenEvicted},
 		{"half_open_peer_evicted", "half-open SAs evicted by newer ones from the same address", s.HalfOpenPeerEvicted},
 		{"half_open_expired", "half-open SAs whose peer never sent message 3", s.HalfOpenExpired},
+		{"half_open_peer_refused", "message 1 dropped: its address already had as many SAs waiting for message 5 as it may", s.HalfOpenPeerRefused},
+		{"keyed_evicted", "SAs past message 3 (Diffie-Hellman done) evicted by newer ones before message 5 (global limit)", s.KeyedEvicted},
+		{"keyed_expired", "SAs past message 3 whose peer never sent a valid message 5", s.KeyedExpired},
 		{"mm1_rejected", "message 1 that created no SA: malformed, encrypted or refused", s.MM1Rejected},
 		{"refusal_sent", "unprotected refusals of message 1 sent", s.RefusalSent},
 		{"refusal_suppressed", "unprotected refusals of message 1 not sent (rate limit)", s.RefusalSuppressed},
@@ -175,9 +192,11 @@ type tableProbes struct{ sas, pending, perPeer, byID uint16 }
 //
 // Invariants (SPEC S1, S2): an SA enters the tables only once a message
 // of its peer was accepted (a responder once message 2 is built); every SA
-// in the tables has a timer (half-open ones expire after
-// Limits.HalfOpenTimeout) and the half-open ones are bounded per address
-// and in all; an entry of e.sas is never overwritten; nothing
+// in the tables has a timer (a responder waiting for message 3 expires
+// after Limits.HalfOpenTimeout, one past it after message 4's
+// transmissions); the responders not yet established (half-open: waiting
+// for message 3 or for message 5) are bounded per address and, of each
+// kind, in all; an entry of e.sas is never overwritten; nothing
 // unauthenticated removes an established SA.
 type Endpoint struct {
 	cfg    *Config
@@ -189,14 +208,14 @@ type Endpoint struct {
 	sas      map[pair]*SA
 	pending  map[halfKey]*SA         // initiators before message 2, responders before message 3
 	halfOpen halfList                // responders in MM2_SENT, oldest first (links: mmState.ho)
-	perPeer  map[netip.Addr]halfList // the same by source address (links: mmState.pp)
+	keyed    halfList                // responders in MM4_SENT (not yet authenticated), oldest first (links: mmState.ho)
+	perPeer  map[netip.Addr]halfList // both by source address, oldest first (links: mmState.pp)
 	timers   timerHeap
 	byID     idIndex // established SAs by peer identity: the first, the others through idNext
 	indexed  int     // SAs filed in byID: the established SAs held (Established)
 	probes   tableProbes
 
 	cookieMAC hash.Hash // keyed with secret: responder cookies
-	scratch   []byte
 
 	refusals, invalidCookies tokenBucket
 	unauth                   *slog.Logger // bounded and rate-limited: for what unauthenticated input causes
@@ -209,9 +228,7 @@ func NewEndpoint(cfg *Config, local netip.AddrPort, limits Limits) (*Endpoint, e
 	limits = limits.withDefaults()
 	e := &Endpoint{cfg: cfg, sh: shared{local: local}, limits: limits, sas: map[pair]*SA{},
 		pending: map[halfKey]*SA{}, perPeer: map[netip.Addr]halfList{},
-		refusals:       tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
-		invalidCookies: tokenBucket{rate: limits.ReplyRate, burst: float64(limits.ReplyBurst)},
-		unauth:         slog.New(ratelog.New(cfg.logger().Handler(), ratelog.Options{}))}
+		unauth: slog.New(ratelog.New(cfg.logger().Handler(), ratelog.Options{}))}
 	e.sh.unauth, e.sh.halfOpenTTL = e.unauth, limits.HalfOpenTimeout
 	if _, err := io.ReadFull(cfg.rand(), e.secret[:]); err != nil {
 		return nil, fmt.Errorf("ike: cookie secret: %w", err)
@@ -245,14 +262,13 @@ func (e *Endpoint) Reset(local netip.AddrPort) {
 	clear(e.sas)
 	clear(e.pending)
 	clear(e.perPeer)
-	e.halfOpen = halfList{}
+	e.halfOpen, e.keyed = halfList{}, halfList{}
 	clear(e.timers)
 	e.timers = e.timers[:0]
 	clear(e.byID.short)
 	clear(e.byID.long)
 	e.indexed, e.probes = 0, tableProbes{}
-	e.refusals = tokenBucket{rate: e.limits.ReplyRate, burst: float64(e.limits.ReplyBurst)}
-	e.invalidCookies = tokenBucket{rate: e.limits.ReplyRate, burst: float64(e.limits.ReplyBurst)}
+	e.refusals, e.invalidCookies = tokenBucket{}, tokenBucket{}
 	e.Stats = Stats{}
 	e.sh.local = local
 }
@@ -315,15 +331,16 @@ func (e *Endpoint) responderCookie(icky isakmp.Cookie, peer netip.AddrPort) isak
 		e.seq++
 		m.Reset()
 		// icky | the address and port as MarshalBinary writes them | seq,
-		// in a buffer the endpoint keeps (one HMAC per message 1, no
-		// allocation).
-		b := append(e.scratch[:0], icky[:]...)
+		// in the SAs' working memory, free between two of their messages
+		// (one HMAC per message 1, no allocation).
+		sc := e.sh.scr()
+		b := append(sc.out[:0], icky[:]...)
 		b, _ = peer.AppendBinary(b)
 		b = binary.BigEndian.AppendUint64(b, e.seq)
 		m.Write(b)
-		e.scratch = m.Sum(b[:0])
+		sum := m.Sum(sc.sum[:0])
 		var c isakmp.Cookie
-		copy(c[:], e.scratch)
+		copy(c[:], sum)
 		if c != (isakmp.Cookie{}) {
 			return c
 		}
@@ -409,7 +426,7 @@ func (e *Endpoint) invalidCookie(from netip.AddrPort, h isakmp.Header, now time.
 	default:
 		return Output{}
 	}
-	if !e.invalidCookies.take(now) {
+	if !e.invalidCookies.take(now, e.limits.ReplyRate, e.limits.ReplyBurst) {
 		e.Stats.InvalidCookieSuppressed++
 		return Output{}
 	}
@@ -446,7 +463,7 @@ func (e *Endpoint) newResponder(out *Output, from netip.AddrPort, icky isakmp.Co
 		if r.sends() == 0 {
 			return
 		}
-		if !e.refusals.take(now) {
+		if !e.refusals.take(now, e.limits.ReplyRate, e.limits.ReplyBurst) {
 			e.Stats.RefusalSuppressed++
 			return
 		}
@@ -462,10 +479,26 @@ func (e *Endpoint) newResponder(out *Output, from netip.AddrPort, icky isakmp.Co
 	e.probes.perPeer++
 	l := e.perPeer[from.Addr()]
 	if l.Len() >= e.limits.MaxHalfOpenPerPeer {
-		// Evict this address's oldest: a spoofer flooding from a member's
-		// address costs the member at most a retry, never a lockout.
+		// Evict this address's oldest SA still waiting for message 3: a
+		// spoofer flooding from a member's address costs the member at
+		// most a retry, never a lockout. SAs past message 3 are not
+		// evicted: their peer echoed our cookie, so it receives at this
+		// address, and each cost us a Diffie-Hellman agreement; evicting
+		// one would let the address have us compute another at once.
+		// With all of them past message 3, message 1 is dropped until one
+		// is established or expires: one address gets at most
+		// MaxHalfOpenPerPeer agreements per expiry (a responder's message
+		// 4 retransmissions: 46 s).
+		old := l.head
+		for old != nil && old.state != StateMM2Sent {
+			old = peerLinks(old).next
+		}
+		if old == nil {
+			e.Stats.HalfOpenPeerRefused++
+			return
+		}
 		e.Stats.HalfOpenPeerEvicted++
-		e.remove(l.head)
+		e.remove(old)
 		e.probes.perPeer++
 		l = e.perPeer[from.Addr()] // remove changed it
 	} else if e.halfOpen.Len() >= e.limits.MaxHalfOpen {
@@ -511,7 +544,11 @@ func (e *Endpoint) stepInto(out *Output, sa *SA, r Result, now time.Time) {
 		}
 	}
 	if !sa.initiator && sa.state != StateMM2Sent {
-		e.leaveHalfOpen(sa)
+		if sa.state == StateMM4Sent {
+			e.keyedFromHalfOpen(sa)
+		} else {
+			e.leaveHalfOpen(sa)
+		}
 	}
 	if sa.state == StateDead {
 		e.remove(sa)
@@ -672,7 +709,13 @@ func (e *Endpoint) leaveHalfOpen(sa *SA) {
 		return
 	}
 	sa.hs.halfOpen = false
-	e.halfOpen.unlink(sa, globalLinks)
+	keyed := sa.hs.keyed
+	sa.hs.keyed = false
+	if keyed {
+		e.keyed.unlink(sa, globalLinks)
+	} else {
+		e.halfOpen.unlink(sa, globalLinks)
+	}
 	a := sa.peer.Addr()
 	if pp := sa.hs.pp; pp.prev == nil && pp.next == nil {
 		// Its address's only half-open SA (a member's, as a rule): the
@@ -685,12 +728,43 @@ func (e *Endpoint) leaveHalfOpen(sa *SA) {
 		l.unlink(sa, peerLinks)
 		e.perPeer[a] = l
 	}
-	// newResponder filed it in e.pending under its cookie and address,
-	// and nothing replaces that entry while it is half-open: a message 1
-	// of the same cookie and address goes to it, Initiate refuses a
-	// cookie in use, and other SAs delete only their own entries.
+	if !keyed {
+		e.leavePending(sa)
+	}
+}
+
+// leavePending deletes a responder's entry in e.pending once it is past
+// message 2. newResponder filed it there under its cookie and address,
+// and nothing replaces that entry while it waits for message 3: a message
+// 1 of the same cookie and address goes to it, Initiate refuses a cookie
+// in use, and other SAs delete only their own entries.
+func (e *Endpoint) leavePending(sa *SA) {
 	e.probes.pending++
 	delete(e.pending, halfKey{sa.icky, sa.peer})
+}
+
+// keyedFromHalfOpen moves a responder that has just answered message 3
+// (MM4_SENT: its key pair made, the agreement computed) from the list of
+// those waiting for message 3 to the list of those waiting for message 5,
+// where it stays until message 5 authenticates the peer or it dies. It
+// stays in its address's list: until it is established it counts against
+// MaxHalfOpenPerPeer, so one address that answers message 2 and never
+// sends message 5 has us compute at most that many agreements per
+// expiry, not one per message 3 it sends (S1). The oldest of the list is
+// evicted when it is full: a real member sends message 5 within a round
+// trip.
+func (e *Endpoint) keyedFromHalfOpen(sa *SA) {
+	if sa.hs == nil || !sa.hs.halfOpen || sa.hs.keyed {
+		return
+	}
+	e.halfOpen.unlink(sa, globalLinks)
+	e.leavePending(sa)
+	if e.keyed.Len() >= e.limits.MaxKeyed {
+		e.Stats.KeyedEvicted++
+		e.remove(e.keyed.head)
+	}
+	sa.hs.keyed = true
+	e.keyed.push(sa, globalLinks)
 }
 
 // halfList is a list of half-open SAs, oldest first, linked through
@@ -743,8 +817,9 @@ func (l *halfList) unlink(sa *SA, links func(*SA) *halfLinks) {
 // remove forgets sa; entries of the tables that name another SA stay.
 func (e *Endpoint) remove(sa *SA) {
 	e.leaveHalfOpen(sa)
-	// A responder is in e.pending only while half-open, which
-	// leaveHalfOpen ended: an initiator's entry is looked for alone
+	// A responder is in e.pending only while it waits for message 3,
+	// which leaveHalfOpen or keyedFromHalfOpen ended: an initiator's
+	// entry is looked for alone
 	// (issue 18: a probe saved per member's SA removed).
 	if k := (halfKey{sa.icky, sa.peer}); sa.initiator {
 		e.probes.pending++
@@ -863,10 +938,15 @@ func (e *Endpoint) Tick(now time.Time) Output {
 			continue
 		}
 		t.sa.timerAt = 0 // fired: the SA has no timer until it says again
-		halfOpen := !t.sa.initiator && t.sa.state == StateMM2Sent
+		was := t.sa.state
 		e.stepInto(&out, t.sa, t.sa.Timeout(now), now)
-		if halfOpen && t.sa.state == StateDead {
-			e.Stats.HalfOpenExpired++
+		if !t.sa.initiator && t.sa.state == StateDead {
+			switch was {
+			case StateMM2Sent:
+				e.Stats.HalfOpenExpired++
+			case StateMM4Sent:
+				e.Stats.KeyedExpired++
+			}
 		}
 	}
 	return out

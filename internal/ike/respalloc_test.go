@@ -267,22 +267,29 @@ func TestEndpointFitsItsSizeClass(t *testing.T) {
 }
 
 // checkHalfOpen fails unless e's half-open lists agree with each other and
-// with the SAs: every SA in them is a responder in MM2_SENT that e holds,
-// filed in e.pending (and every responder there is in them), marked as
-// listed, its neighbours' links point back at it, each address's
-// list holds that address's SAs oldest first in the Endpoint's order, and
-// the counts add up.
+// with the SAs: every SA in them is a responder that e holds, marked as
+// listed, in MM2_SENT in halfOpen and filed in e.pending (and every
+// responder there is in it), or in MM4_SENT in keyed and not filed there;
+// every responder in either state is listed; its neighbours' links point
+// back at it; each address's list holds that address's SAs of both, each
+// kind in its Endpoint list's order, within MaxHalfOpenPerPeer; the
+// Endpoint's lists are within their bounds; and the counts add up.
 func checkHalfOpen(t *testing.T, e *Endpoint) {
 	t.Helper()
 	walk := func(what string, l halfList, links func(*SA) *halfLinks) []*SA {
 		var out []*SA
 		var prev *SA
 		for sa := l.head; sa != nil; sa = links(sa).next {
-			if sa.hs == nil || !sa.hs.halfOpen || sa.initiator || sa.state != StateMM2Sent || e.sas[pair{sa.icky, sa.rcky}] != sa {
+			if sa.hs == nil || !sa.hs.halfOpen || sa.initiator || e.sas[pair{sa.icky, sa.rcky}] != sa {
 				t.Fatalf("%s: an SA that is not half-open and held (state %s)", what, sa.state)
 			}
-			if e.pending[halfKey{sa.icky, sa.peer}] != sa {
-				t.Fatalf("%s: a half-open SA not filed under its cookie and address", what) // leaveHalfOpen deletes that entry unread
+			if sa.state != StateMM2Sent && sa.state != StateMM4Sent || sa.hs.keyed != (sa.state == StateMM4Sent) {
+				t.Fatalf("%s: an SA in state %s (keyed %v)", what, sa.state, sa.hs.keyed)
+			}
+			// Filed under its cookie and address while it waits for message
+			// 3 (leavePending deletes that entry unread), not after.
+			if filed := e.pending[halfKey{sa.icky, sa.peer}] == sa; filed != (sa.state == StateMM2Sent) {
+				t.Fatalf("%s: an SA in state %s filed as pending: %v", what, sa.state, filed)
 			}
 			if links(sa).prev != prev {
 				t.Fatalf("%s: a broken back link", what)
@@ -298,37 +305,63 @@ func checkHalfOpen(t *testing.T, e *Endpoint) {
 		}
 		return out
 	}
-	all := walk("half-open list", e.halfOpen, globalLinks)
+	waiting := walk("half-open list", e.halfOpen, globalLinks)
+	keyed := walk("keyed list", e.keyed, globalLinks)
+	if e.halfOpen.Len() > e.limits.MaxHalfOpen || e.keyed.Len() > e.limits.MaxKeyed {
+		t.Fatalf("%d half-open, %d keyed: over the limits", e.halfOpen.Len(), e.keyed.Len())
+	}
+	// The order of each Endpoint list: an address's list keeps the SAs of
+	// each in that order (it holds both kinds, oldest first).
 	order := map[*SA]int{}
-	for i, sa := range all {
+	for i, sa := range waiting {
+		if sa.state != StateMM2Sent {
+			t.Fatalf("half-open list: an SA in state %s", sa.state)
+		}
 		order[sa] = i
+	}
+	for i, sa := range keyed {
+		if sa.state != StateMM4Sent {
+			t.Fatalf("keyed list: an SA in state %s", sa.state)
+		}
+		order[sa] = len(waiting) + i
 	}
 	n := 0
 	for a, l := range e.perPeer {
-		last := -1
+		lastWaiting, lastKeyed := -1, -1
 		for _, sa := range walk("list of "+a.String(), l, peerLinks) {
 			i, ok := order[sa]
-			if !ok || sa.peer.Addr() != a || i < last {
-				t.Fatalf("list of %s: an SA of %s, in the Endpoint's list %v, out of order %v", a, sa.peer.Addr(), ok, i < last)
+			last := &lastWaiting
+			if sa.hs.keyed {
+				last = &lastKeyed
 			}
-			last = i
+			if !ok || sa.peer.Addr() != a || i < *last {
+				t.Fatalf("list of %s: an SA of %s, in an Endpoint's list %v, out of order %v", a, sa.peer.Addr(), ok, i < *last)
+			}
+			*last = i
 			n++
 		}
 		if l.n == 0 {
 			t.Fatalf("an empty list kept for %s", a)
 		}
+		if l.n > e.limits.MaxHalfOpenPerPeer {
+			t.Fatalf("list of %s: %d SAs, limit %d", a, l.n, e.limits.MaxHalfOpenPerPeer)
+		}
 	}
-	if n != len(all) {
-		t.Fatalf("the addresses' lists hold %d SAs, the Endpoint's %d", n, len(all))
+	if n != len(order) {
+		t.Fatalf("the addresses' lists hold %d SAs, the Endpoint's %d", n, len(order))
 	}
 	for _, sa := range e.sas {
-		if _, listed := order[sa]; sa.hs != nil && sa.hs.halfOpen && !listed {
+		_, listed := order[sa]
+		if sa.hs != nil && sa.hs.halfOpen && !listed {
 			t.Fatal("an SA marked half-open is in no list")
+		}
+		if !sa.initiator && (sa.state == StateMM2Sent || sa.state == StateMM4Sent) && !listed {
+			t.Fatalf("a responder in state %s is in no list", sa.state)
 		}
 	}
 	for _, sa := range e.pending {
-		if _, listed := order[sa]; !sa.initiator && !listed {
-			t.Fatal("a responder filed as pending is not half-open")
+		if _, listed := order[sa]; !sa.initiator && (!listed || sa.state != StateMM2Sent) {
+			t.Fatal("a responder filed as pending is not waiting for message 3")
 		}
 	}
 }

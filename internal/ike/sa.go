@@ -345,7 +345,7 @@ type mmState struct {
 	deadline  time.Time // next retransmission or expiry; established: the end of message 6's window
 	startedAt time.Time
 
-	ho, pp halfLinks // a responder's neighbours in its Endpoint's half-open lists (halfList)
+	ho, pp halfLinks // a responder's neighbours in its Endpoint's half-open lists (halfList): halfOpen or keyed, its address's
 
 	// The arrays and the small counters last: no padding between them.
 	mk       mainKeys            // SKEYID and the first IV; the rest is SA.km
@@ -353,7 +353,8 @@ type mmState struct {
 	lastRecv [32]byte            // digest of the last datagram accepted from the peer
 	tries    int32
 	resends  int32 // responder: message 2 sent again for a repeated message 1
-	halfOpen bool  // in its Endpoint's half-open lists
+	halfOpen bool  // in its Endpoint's half-open lists: its address's, and halfOpen or keyed
+	keyed    bool  // in keyed (MM4_SENT), not halfOpen
 }
 
 // hintInterval is the least time between two PeerLostState events of one
