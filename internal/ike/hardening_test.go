@@ -52,8 +52,8 @@ func assertEmpty(t *testing.T, e *Endpoint) {
 			live++
 		}
 	}
-	if len(e.sas) != 0 || len(e.pending) != 0 || e.halfOpen.Len() != 0 || len(e.perPeer) != 0 || live != 0 {
-		t.Fatalf("state left: %d SAs, %d pending, %d half-open, %d peers, %d live timers", len(e.sas), len(e.pending), e.halfOpen.Len(), len(e.perPeer), live)
+	if len(e.sas) != 0 || len(e.pending) != 0 || e.halfOpen.Len() != 0 || e.keyed.Len() != 0 || len(e.perPeer) != 0 || live != 0 {
+		t.Fatalf("state left: %d SAs, %d pending, %d half-open, %d keyed, %d peers, %d live timers", len(e.sas), len(e.pending), e.halfOpen.Len(), e.keyed.Len(), len(e.perPeer), live)
 	}
 	if len(e.timers) > 64 {
 		t.Fatalf("%d timers left", len(e.timers))

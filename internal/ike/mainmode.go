@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -204,7 +205,17 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 			return res
 		}
 	}
+	// A responder's message 5 is the peer's first authenticated word:
+	// until it verifies, it changes nothing (refuseMM5).
+	awaitingMM5 := !sa.initiator && sa.state == StateMM4Sent
+	var before authState
+	if awaitingMM5 {
+		before = sa.authState()
+	}
 	r, err := step(m, now)
+	if err != nil && awaitingMM5 {
+		return sa.refuseMM5(err, before)
+	}
 	if err != nil {
 		var ne *notifyError
 		if errors.As(err, &ne) {
@@ -225,6 +236,56 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 		sa.hs.lastRecv = digest
 	}
 	return r
+}
+
+// authState is what handling a message 5 may change before it is known
+// to authenticate the peer: the CBC IV chain (decryptPhase1 moves it to
+// the message's last block), the phase-2 seed (a protected notification
+// seeds it), the INITIAL-CONTACT mark, the peer's ID and certificate.
+type authState struct {
+	iv, lastBlock [aes.BlockSize]byte
+	seeded, ic    bool
+	peerID        *isakmp.ID
+	peerCert      *x509.Certificate
+	p2iv          [aes.BlockSize]byte
+	p2mid         uint32
+}
+
+func (sa *SA) authState() authState {
+	return authState{iv: sa.hs.iv, lastBlock: sa.lastBlock, seeded: sa.seeded, ic: sa.initialContact,
+		peerID: sa.peerID, peerCert: sa.peerCert, p2iv: sa.p2iv, p2mid: sa.p2mid}
+}
+
+// refuseMM5 answers a responder's message 5 that does not authenticate its
+// peer (it does not decrypt, or its ID, HASH or signature does not check)
+// without failing the SA: the first such message gets the notification a
+// failure sends (a peer with another pre-shared key or certificate learns
+// why) and is reported (PeerNotAuthenticated), each is counted (Dropped)
+// and logged through the bounded logger,
+// what it changed is undone (before), and the SA waits on, within its
+// address's half-open SAs, for a message 5 that authenticates until its
+// message 4's transmissions end. Failing at once freed that place: an
+// address that sent junk after message 3 had us compute the next
+// agreement at once, without bound (S1), and anybody who saw a member's
+// cookies could end its main mode with one datagram (S2).
+func (sa *SA) refuseMM5(err error, before authState) Result {
+	var res Result
+	if !sa.hs.refusedMM5 {
+		res.Events = []Event{PeerNotAuthenticated{Err: err}}
+		var ne *notifyError
+		if errors.As(err, &ne) {
+			if msg, merr := sa.notifyMessage(ne.notify, ne.encrypted); merr == nil {
+				res.Send = [][]byte{msg}
+			}
+		}
+	}
+	sa.hs.refusedMM5 = true
+	sa.hs.iv, sa.lastBlock, sa.seeded, sa.initialContact = before.iv, before.lastBlock, before.seeded, before.ic
+	sa.peerID, sa.peerCert, sa.p2iv, sa.p2mid = before.peerID, before.peerCert, before.p2iv, before.p2mid
+	sa.Dropped++
+	sa.log(slog.LevelWarn, "phase 1: message 5 refused, waiting for one that authenticates", "err", err)
+	res.Timer = sa.timer()
+	return res
 }
 
 // situation reads the Situation of a cleartext message whose first

@@ -115,6 +115,17 @@ func (p *pairNet) failure(e *Endpoint) error {
 	return nil
 }
 
+// notAuthenticated is the reason e reported for a message 5 that did not
+// authenticate its peer, or nil.
+func (p *pairNet) notAuthenticated(e *Endpoint) error {
+	for _, ev := range p.events[e] {
+		if f, ok := ev.Event.(PeerNotAuthenticated); ok {
+			return f.Err
+		}
+	}
+	return nil
+}
+
 func handshake(t *testing.T, cfgI, cfgR *Config) *pairNet {
 	t.Helper()
 	p := newPair(t, cfgI, cfgR)
@@ -204,9 +215,15 @@ func TestWrongPSKNamesPeerAndReason(t *testing.T) {
 	if p.established(p.r) != nil || p.established(p.i) != nil {
 		t.Fatal("established with mismatched keys")
 	}
-	err := p.failure(p.r)
+	// The responder reports why message 5 did not authenticate its peer,
+	// and its SA, which waited for one that would, fails once message 4's
+	// transmissions are over.
+	err := p.notAuthenticated(p.r)
 	if !errors.Is(err, ErrAuth) {
-		t.Fatalf("responder failure %v, want ErrAuth", err)
+		t.Fatalf("responder's refusal %v, want ErrAuth", err)
+	}
+	if !errors.Is(p.failure(p.r), ErrTimeout) {
+		t.Fatalf("responder failure %v, want ErrTimeout", p.failure(p.r))
 	}
 	line := logR.String()
 	if !strings.Contains(line, "127.0.0.1") || !strings.Contains(line, "pre-shared key mismatch") {
@@ -225,7 +242,7 @@ func TestUntrustedCertificate(t *testing.T) {
 	credsI := pki(t).creds("ecdsa-256")
 	credsR := other.creds("ecdsa-256") // trusts only the other CA
 	p := handshake(t, &Config{Suites: []Suite{s}, Creds: credsI}, &Config{Suites: []Suite{s}, Creds: credsR})
-	err := p.failure(p.r)
+	err := p.notAuthenticated(p.r)
 	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "untrusted certificate") || !strings.Contains(err.Error(), "gm-ecdsa-256.example") {
 		t.Fatalf("responder failure: %v", err)
 	}

@@ -204,6 +204,13 @@ type Established struct{ Info Info }
 // no with a notification.
 type Failed struct{ Err error }
 
+// PeerNotAuthenticated: a responder's message 5 did not authenticate its
+// peer (Err wraps ErrAuth, or says what did not check: a pre-shared key
+// mismatch, an untrusted certificate). The SA is not dead: it waits for a
+// message 5 that authenticates until its message 4's transmissions end,
+// then fails (ErrTimeout). Reported once per SA.
+type PeerNotAuthenticated struct{ Err error }
+
 // Deleted: the peer deleted the SA with an Informational Delete, or the
 // Endpoint deleted it (sending the Delete) because the same peer identity
 // announced INITIAL-CONTACT on a newer SA.
@@ -241,14 +248,15 @@ type PeerLostState struct{}
 // (DPD is answered by the SA itself and not reported).
 type Notified struct{ Notify *isakmp.Notify }
 
-func (Established) event()    {}
-func (Failed) event()         {}
-func (Deleted) event()        {}
-func (Notified) event()       {}
-func (Expired) event()        {}
-func (Phase2) event()         {}
-func (InitialContact) event() {}
-func (PeerLostState) event()  {}
+func (Established) event()          {}
+func (Failed) event()               {}
+func (Deleted) event()              {}
+func (Notified) event()             {}
+func (Expired) event()              {}
+func (Phase2) event()               {}
+func (InitialContact) event()       {}
+func (PeerLostState) event()        {}
+func (PeerNotAuthenticated) event() {}
 
 var (
 	ErrTimeout = errors.New("peer did not answer")
@@ -355,6 +363,9 @@ type mmState struct {
 	resends  int32 // responder: message 2 sent again for a repeated message 1
 	halfOpen bool  // in its Endpoint's half-open lists: its address's, and halfOpen or keyed
 	keyed    bool  // in keyed (MM4_SENT), not halfOpen
+	// refusedMM5: a message 5 that did not authenticate the peer was
+	// answered with a notification (refuseMM5: once per SA).
+	refusedMM5 bool
 }
 
 // hintInterval is the least time between two PeerLostState events of one
@@ -560,6 +571,11 @@ func (sa *SA) Timeout(now time.Time) Result {
 			ErrTimeout, sa.peer, rt.GiveUp, hs.tries, sa.state))
 	}
 	if int(hs.tries) >= rt.Tries {
+		if hs.refusedMM5 {
+			// It answered, but never with a message 5 that authenticates
+			// it (refuseMM5 reported why).
+			return sa.fail(fmt.Errorf("%w: %d transmissions of %s to %s, and no message 5 that authenticated it", ErrTimeout, hs.tries, sa.state, sa.peer))
+		}
 		return sa.fail(fmt.Errorf("%w: %d transmissions of %s to %s", ErrTimeout, hs.tries, sa.state, sa.peer))
 	}
 	hs.tries++
