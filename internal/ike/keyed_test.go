@@ -11,10 +11,9 @@ import (
 
 // toMM4 plays an initiator at from through message 3 against resp, at now,
 // and never sends message 5: what an address that answers message 2 can
-// do. It returns the initiator and whether resp answered message 3 (with
-// message 4: its key pair made and the agreement computed), or false if
-// resp dropped message 1 or 3.
-func toMM4(t *testing.T, resp *Endpoint, from netip.AddrPort, now time.Time) (*Endpoint, bool) {
+// do. It returns the initiator and resp's message 4 (its key pair made and
+// the agreement computed), nil if resp dropped message 1 or 3.
+func toMM4(t *testing.T, resp *Endpoint, from netip.AddrPort, now time.Time) (*Endpoint, []byte) {
 	t.Helper()
 	ei, err := NewEndpoint(pskConfig(), from, Limits{})
 	if err != nil {
@@ -26,13 +25,16 @@ func toMM4(t *testing.T, resp *Endpoint, from netip.AddrPort, now time.Time) (*E
 	}
 	o2 := resp.Handle(from, o1.Send[0].Data, now)
 	if len(o2.Send) != 1 {
-		return ei, false
+		return ei, nil
 	}
 	o3 := ei.Handle(addrR, o2.Send[0].Data, now)
 	if len(o3.Send) != 1 {
 		t.Fatalf("the initiator did not answer message 2: %+v", o3)
 	}
-	return ei, len(resp.Handle(from, o3.Send[0].Data, now).Send) == 1
+	if o4 := resp.Handle(from, o3.Send[0].Data, now); len(o4.Send) == 1 {
+		return ei, o4.Send[0].Data
+	}
+	return ei, nil
 }
 
 // establish runs a real main mode from from against resp at now.
@@ -80,7 +82,7 @@ func TestKeyedSAsBoundedPerAddress(t *testing.T) {
 	attacker := netip.MustParseAddrPort("198.51.100.9:500")
 	agreements := 0
 	for range 200 {
-		if _, keyed := toMM4(t, resp, attacker, t0); keyed {
+		if _, m4 := toMM4(t, resp, attacker, t0); m4 != nil {
 			agreements++
 		}
 	}
@@ -107,7 +109,7 @@ func TestKeyedSAsBoundedPerAddress(t *testing.T) {
 	if resp.keyed.Len() != 0 || resp.Stats.KeyedExpired != 16 || len(resp.perPeer) != 0 {
 		t.Fatalf("after 50 s: %d keyed, %d expired, %d addresses listed", resp.keyed.Len(), resp.Stats.KeyedExpired, len(resp.perPeer))
 	}
-	if _, keyed := toMM4(t, resp, attacker, t0.Add(51*time.Second)); !keyed {
+	if _, m4 := toMM4(t, resp, attacker, t0.Add(51*time.Second)); m4 == nil {
 		t.Fatal("the address was refused after its SAs expired")
 	}
 	checkHalfOpen(t, resp)
@@ -137,7 +139,7 @@ func TestKeyedSAsBoundedInAll(t *testing.T) {
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 500)
 	}
 	for i := range 8 {
-		if _, keyed := toMM4(t, resp, addr(i), t0); !keyed {
+		if _, m4 := toMM4(t, resp, addr(i), t0); m4 == nil {
 			t.Fatalf("address %d: message 3 not answered", i)
 		}
 	}
@@ -169,12 +171,12 @@ func TestKeyedSAsBoundedInAll(t *testing.T) {
 	// Seven more at that instant evict the other seven of t0; the next
 	// finds only the ninth's, 6 s old, and is refused.
 	for i := 9; i < 16; i++ {
-		if _, keyed := toMM4(t, resp, addr(i), at); !keyed {
+		if _, m4 := toMM4(t, resp, addr(i), at); m4 == nil {
 			t.Fatalf("address %d: message 3 not answered", i)
 		}
 	}
-	if _, keyed := toMM4(t, resp, addr(16), at); keyed || resp.Stats.KeyedEvicted != 8 || resp.Stats.HalfOpenRefused != 2 {
-		t.Fatalf("with the oldest 6 s old: answered %v, %d evicted, %d refused", keyed, resp.Stats.KeyedEvicted, resp.Stats.HalfOpenRefused)
+	if _, m4 := toMM4(t, resp, addr(16), at); m4 != nil || resp.Stats.KeyedEvicted != 8 || resp.Stats.HalfOpenRefused != 2 {
+		t.Fatalf("with the oldest 6 s old: answered %v, %d evicted, %d refused", m4 != nil, resp.Stats.KeyedEvicted, resp.Stats.HalfOpenRefused)
 	}
 	checkHalfOpen(t, resp)
 
@@ -241,23 +243,13 @@ func TestJunkMessage5KeepsItsPlace(t *testing.T) {
 	attacker := netip.MustParseAddrPort("198.51.100.9:500")
 	agreements, reports, notifications := 0, 0, 0
 	for range 200 {
-		ei, err := NewEndpoint(pskConfig(), attacker, Limits{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, o1, _ := ei.Initiate(addrR, t0)
-		o2 := resp.Handle(attacker, o1.Send[0].Data, t0)
-		if len(o2.Send) != 1 {
+		_, m4 := toMM4(t, resp, attacker, t0)
+		if m4 == nil {
 			continue
-		}
-		o3 := ei.Handle(addrR, o2.Send[0].Data, t0)
-		o4 := resp.Handle(attacker, o3.Send[0].Data, t0)
-		if len(o4.Send) != 1 {
-			t.Fatal("message 3 not answered")
 		}
 		agreements++
 		for range 3 {
-			o := resp.Handle(attacker, junkMM5(o4.Send[0].Data), t0)
+			o := resp.Handle(attacker, junkMM5(m4), t0)
 			notifications += len(o.Send)
 			for _, ev := range o.Events {
 				if _, ok := ev.Event.(PeerNotAuthenticated); ok {
