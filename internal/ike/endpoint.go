@@ -38,10 +38,12 @@ type Limits struct {
 	MaxHalfOpen int // responder SAs still waiting for message 3; default 4096
 	// MaxKeyed bounds the responder SAs past message 3 whose message 5
 	// has not authenticated the peer yet: each cost us a key pair and a
-	// Diffie-Hellman agreement. At the bound a message 3 makes room by
-	// evicting the oldest if it is keyedMinAge old, and is dropped before
-	// any computation otherwise. Default 16384 (about 1 KB each: a
-	// registration storm's message 5s may wait seconds in the socket).
+	// Diffie-Hellman agreement. At the bound the oldest is evicted.
+	// Default 32768 (about 1 KB each): more than a key server of this
+	// kind makes agreements in the seconds a registration storm's message
+	// 5s may wait in its socket (16 MiB, read at ~20,000 datagrams a
+	// second), so that no attacker short of a key server's own rate
+	// evicts a member's before its message 5 is read.
 	MaxKeyed int
 	// MaxHalfOpenPerPeer bounds one source address's responder SAs not
 	// yet established, waiting for message 3 or 5; default 16.
@@ -59,7 +61,7 @@ func (l Limits) withDefaults() Limits {
 		l.MaxHalfOpen = 4096
 	}
 	if l.MaxKeyed <= 0 {
-		l.MaxKeyed = 16384
+		l.MaxKeyed = 32768
 	}
 	if l.MaxHalfOpenPerPeer <= 0 {
 		l.MaxHalfOpenPerPeer = 16
@@ -107,7 +109,7 @@ type Stats struct {
 	HalfOpenEvicted         uint64 // half-open SAs evicted by newer ones: global bound
 	HalfOpenPeerEvicted     uint64 // half-open SAs evicted by newer ones from the same address
 	HalfOpenExpired         uint64 // half-open SAs whose peer never sent message 3
-	HalfOpenRefused         uint64 // message 1 or 3 dropped: the SAs past message 3 at their bound (the address's; in all)
+	HalfOpenPeerRefused     uint64 // message 1 dropped: every half-open SA of its address is past message 3
 	KeyedEvicted            uint64 // SAs past message 3, not yet authenticated, evicted by newer ones: global bound
 	KeyedExpired            uint64 // SAs past message 3 whose peer never sent a valid message 5
 	MM1Rejected             uint64 // message 1 that created no SA: malformed, encrypted or refused
@@ -142,7 +144,7 @@ func (s Stats) Counters() []Counter {
 		{"half_open_evicted", "half-open SAs evicted by newer ones (global limit)", s.HalfOpenEvicted},
 		{"half_open_peer_evicted", "half-open SAs evicted by newer ones from the same address", s.HalfOpenPeerEvicted},
 		{"half_open_expired", "half-open SAs whose peer never sent message 3", s.HalfOpenExpired},
-		{"half_open_refused", "message 1 or 3 dropped: the SAs past message 3 waiting for message 5 were at their bound (the address's, or in all)", s.HalfOpenRefused},
+		{"half_open_peer_refused", "message 1 dropped: its address already had as many SAs waiting for message 5 as it may", s.HalfOpenPeerRefused},
 		{"keyed_evicted", "SAs past message 3 (Diffie-Hellman done) evicted by newer ones before message 5 (global limit)", s.KeyedEvicted},
 		{"keyed_expired", "SAs past message 3 whose peer never sent a valid message 5", s.KeyedExpired},
 		{"mm1_rejected", "message 1 that created no SA: malformed, encrypted or refused", s.MM1Rejected},
@@ -406,10 +408,6 @@ func (e *Endpoint) HandleInto(out *Output, from netip.AddrPort, pkt []byte, now 
 			e.Stats.UnknownSA++ // a cookie pair used from another address
 			return
 		}
-		if !sa.initiator && sa.state == StateMM2Sent && e.keyed.Len() >= e.limits.MaxKeyed && !e.keyedRoom(now) {
-			e.Stats.HalfOpenRefused++
-			return
-		}
 		e.stepInto(out, sa, sa.handle(pkt, now), now)
 		return
 	}
@@ -509,7 +507,7 @@ func (e *Endpoint) newResponder(out *Output, from netip.AddrPort, icky isakmp.Co
 			old = peerLinks(old).next
 		}
 		if old == nil {
-			e.Stats.HalfOpenRefused++
+			e.Stats.HalfOpenPeerRefused++
 			e.unauth.Warn("message 1 dropped: its address has as many SAs waiting for message 5 as it may", "peer", from.String(),
 				"limit", e.limits.MaxHalfOpenPerPeer)
 			return
@@ -760,28 +758,6 @@ func (e *Endpoint) leavePending(sa *SA) {
 	delete(e.pending, halfKey{sa.icky, sa.peer})
 }
 
-// keyedMinAge is how old (from its message 1) an SA past message 3 must be
-// for a message 3 to evict it from a full keyed list: a member sends
-// message 5 within a round trip and the seconds its messages wait in a
-// busy key server's socket; an SA that old is a peer that stopped. Below
-// it the message 3 is dropped before it costs an agreement (its peer sends
-// it again), so a full list never trades an agreement made for another,
-// and addresses that stop after message 3 get at most MaxKeyed agreements
-// per keyedMinAge in all.
-const keyedMinAge = 10 * time.Second
-
-// keyedRoom evicts the oldest SA past message 3 if it is keyedMinAge old
-// at now, and reports whether it did.
-func (e *Endpoint) keyedRoom(now time.Time) bool {
-	old := e.keyed.head
-	if old == nil || now.Sub(old.hs.startedAt) < keyedMinAge {
-		return false
-	}
-	e.Stats.KeyedEvicted++
-	e.remove(old)
-	return true
-}
-
 // keyedFromHalfOpen moves a responder that has just answered message 3
 // (MM4_SENT: its key pair made, the agreement computed) from the list of
 // those waiting for message 3 to the list of those waiting for message 5,
@@ -789,9 +765,10 @@ func (e *Endpoint) keyedRoom(now time.Time) bool {
 // stays in its address's list: until it is established it counts against
 // MaxHalfOpenPerPeer, so one address that answers message 2 and never
 // sends message 5 has us compute at most that many agreements per
-// expiry, not one per message 3 it sends (S1). HandleInto made room for
-// it before its message 3 was handled (keyedRoom); should the list be full
-// all the same, its oldest is evicted.
+// expiry, not one per message 3 it sends (S1). At MaxKeyed the list's
+// oldest is evicted: a member's message 5 follows its message 4 within a
+// round trip and the time it waits in our socket, in which we cannot make
+// MaxKeyed agreements.
 func (e *Endpoint) keyedFromHalfOpen(sa *SA) {
 	if sa.hs == nil || !sa.hs.halfOpen || sa.hs.keyed {
 		return

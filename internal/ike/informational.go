@@ -309,6 +309,16 @@ func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result
 		sa.logUnauth(slog.LevelWarn, "dropped Informational with a wrong HASH(1)")
 		return sa.drop()
 	}
+	if !sa.initiator && sa.state == StateMM4Sent {
+		// Protected under the agreement, not by an authenticated peer:
+		// whoever made the agreement with us could send it. Its SA does
+		// not end before its time, which would free its place among its
+		// address's half-open SAs for the next agreement (S1); it waits
+		// for nothing more from the peer.
+		sa.hs.peerRefused = true
+		sa.logUnauth(slog.LevelInfo, "Informational before message 5: the peer gave up main mode; its SA waits out its time")
+		return sa.drop()
+	}
 	// Authenticated: the peer holds our message 6.
 	sa.release()
 	var r Result

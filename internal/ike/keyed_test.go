@@ -90,8 +90,8 @@ func TestKeyedSAsBoundedPerAddress(t *testing.T) {
 	if agreements != 16 || resp.keyed.Len() != 16 || len(resp.sas) != 16 {
 		t.Fatalf("%d agreements, %d keyed, %d SAs held for one address; want 16 each", agreements, resp.keyed.Len(), len(resp.sas))
 	}
-	if resp.Stats.HalfOpenRefused != 200-16 || resp.Stats.HalfOpenPeerEvicted != 0 {
-		t.Fatalf("refused %d, evicted %d message 1s; want 184, 0", resp.Stats.HalfOpenRefused, resp.Stats.HalfOpenPeerEvicted)
+	if resp.Stats.HalfOpenPeerRefused != 200-16 || resp.Stats.HalfOpenPeerEvicted != 0 {
+		t.Fatalf("refused %d, evicted %d message 1s; want 184, 0", resp.Stats.HalfOpenPeerRefused, resp.Stats.HalfOpenPeerEvicted)
 	}
 	if !establish(t, resp, addrI, t0) {
 		t.Fatal("another address could not establish")
@@ -121,62 +121,31 @@ func TestKeyedSAsBoundedPerAddress(t *testing.T) {
 }
 
 // proves: S1, S3 — the SAs past message 3 of all addresses are bounded too
-// (MaxKeyed). At the bound a message 3 is dropped before it costs an
-// agreement while the oldest such SA is younger than keyedMinAge (a member
-// sends message 5 within a round trip and the time its messages wait in a
-// busy socket), and evicts that oldest once it is older: an agreement made
-// is never traded for another, and addresses that stop after message 3
-// get at most MaxKeyed agreements per keyedMinAge. The dropped message 3,
-// sent again, is answered. And message 1s spoofed from a member's address
-// while it is past message 3 evict only SAs still waiting for message 3,
-// never the member's.
+// (MaxKeyed): past it the oldest is evicted and counted, never a newer
+// one, so members that send message 5 within a round trip establish while
+// addresses that stop after message 3 fill the list; and message 1s
+// spoofed from a member's address while it is past message 3 evict only
+// SAs still waiting for message 3, never the member's.
 func TestKeyedSAsBoundedInAll(t *testing.T) {
 	resp, err := NewEndpoint(pskConfig(), addrR, Limits{MaxKeyed: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := func(i int) netip.AddrPort {
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 500)
-	}
-	for i := range 8 {
-		if _, m4 := toMM4(t, resp, addr(i), t0); m4 == nil {
+	for i := range 40 {
+		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 500)
+		if _, m4 := toMM4(t, resp, from, t0); m4 == nil {
 			t.Fatalf("address %d: message 3 not answered", i)
 		}
+		checkHalfOpen(t, resp)
 	}
-	// A ninth, 5 s later: its message 3 is dropped, its SA waits on for
-	// message 3; sent again 6 s later, it evicts the oldest (11 s old).
-	at := t0.Add(5 * time.Second)
-	ei, err := NewEndpoint(pskConfig(), addr(8), Limits{})
-	if err != nil {
-		t.Fatal(err)
+	if resp.keyed.Len() != 8 || resp.Stats.KeyedEvicted != 32 || len(resp.perPeer) != 8 {
+		t.Fatalf("%d keyed, %d evicted, %d addresses listed; want 8, 32, 8", resp.keyed.Len(), resp.Stats.KeyedEvicted, len(resp.perPeer))
 	}
-	_, o1, _ := ei.Initiate(addrR, at)
-	o2 := resp.Handle(addr(8), o1.Send[0].Data, at)
-	o3 := ei.Handle(addrR, o2.Send[0].Data, at)
-	if o := resp.Handle(addr(8), o3.Send[0].Data, at); len(o.Send) != 0 || resp.Stats.HalfOpenRefused != 1 || resp.Stats.KeyedEvicted != 0 {
-		t.Fatalf("a message 3 at a full list of young SAs: %d answers, %d refused, %d evicted", len(o.Send), resp.Stats.HalfOpenRefused, resp.Stats.KeyedEvicted)
+	if head := resp.keyed.head.peer.Addr(); head != netip.AddrFrom4([4]byte{203, 0, 113, 32}) {
+		t.Fatalf("the oldest kept is %s, want 203.0.113.32: the newest eight kept", head)
 	}
-	checkHalfOpen(t, resp)
-	if resp.halfOpen.Len() != 1 || resp.keyed.Len() != 8 {
-		t.Fatalf("%d waiting for message 3, %d past it", resp.halfOpen.Len(), resp.keyed.Len())
-	}
-	at = t0.Add(11 * time.Second)
-	if o := resp.Handle(addr(8), o3.Send[0].Data, at); len(o.Send) != 1 || resp.Stats.KeyedEvicted != 1 {
-		t.Fatalf("message 3 again, the oldest 11 s old: %d answers, %d evicted", len(o.Send), resp.Stats.KeyedEvicted)
-	}
-	checkHalfOpen(t, resp)
-	if head := resp.keyed.head.peer; head != addr(1) || resp.keyed.Len() != 8 {
-		t.Fatalf("the oldest kept is %s of %d, want %s of 8", head, resp.keyed.Len(), addr(1))
-	}
-	// Seven more at that instant evict the other seven of t0; the next
-	// finds only the ninth's, 6 s old, and is refused.
-	for i := 9; i < 16; i++ {
-		if _, m4 := toMM4(t, resp, addr(i), at); m4 == nil {
-			t.Fatalf("address %d: message 3 not answered", i)
-		}
-	}
-	if _, m4 := toMM4(t, resp, addr(16), at); m4 != nil || resp.Stats.KeyedEvicted != 8 || resp.Stats.HalfOpenRefused != 2 {
-		t.Fatalf("with the oldest 6 s old: answered %v, %d evicted, %d refused", m4 != nil, resp.Stats.KeyedEvicted, resp.Stats.HalfOpenRefused)
+	if !establish(t, resp, addrI, t0) {
+		t.Fatal("a member could not establish with the list full")
 	}
 	checkHalfOpen(t, resp)
 
@@ -259,22 +228,60 @@ func TestJunkMessage5KeepsItsPlace(t *testing.T) {
 		}
 	}
 	checkHalfOpen(t, resp)
-	if agreements != 16 || resp.keyed.Len() != 16 || resp.Stats.HalfOpenRefused != 200-16 {
-		t.Fatalf("%d agreements, %d keyed, %d message 1s refused; want 16, 16, 184", agreements, resp.keyed.Len(), resp.Stats.HalfOpenRefused)
+	if agreements != 16 || resp.keyed.Len() != 16 || resp.Stats.HalfOpenPeerRefused != 200-16 {
+		t.Fatalf("%d agreements, %d keyed, %d message 1s refused; want 16, 16, 184", agreements, resp.keyed.Len(), resp.Stats.HalfOpenPeerRefused)
 	}
 	if reports != 16 || notifications != 16 || resp.Stats.Dropped < 48 {
 		t.Fatalf("%d refusals reported, %d notifications sent, %d dropped; want 16, 16, at least 48", reports, notifications, resp.Stats.Dropped)
 	}
 }
 
-// proves: S2, S3 — a message 5 that does not authenticate the peer ends
-// nothing: a forged one with a member's cookies from its address (junk, as
-// anybody who saw the cookies can send) and one that decrypts but carries
-// a wrong HASH (what changes the CBC IV chain and the peer's ID before the
-// check) leave the responder's SA waiting, with what they changed undone,
-// and the member's own message 5 then establishes both sides (message 6,
-// under the IV chain of that message 5, is accepted by the member).
-func TestRefusedMessage5EndsNothing(t *testing.T) {
+// handshakeToMM5 runs a member at addrI through message 4 against resp and
+// returns the member's SA, its message 4 and its message 5 (not yet
+// delivered), and resp's SA.
+func handshakeToMM5(t *testing.T, resp *Endpoint) (gmSA *SA, m4, m5 []byte, respSA *SA) {
+	t.Helper()
+	gm, err := NewEndpoint(pskConfig(), addrI, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, o1, _ := gm.Initiate(addrR, t0)
+	o2 := resp.Handle(addrI, o1.Send[0].Data, t0)
+	o3 := gm.Handle(addrR, o2.Send[0].Data, t0)
+	o4 := resp.Handle(addrI, o3.Send[0].Data, t0)
+	o5 := gm.Handle(addrR, o4.Send[0].Data, t0)
+	if len(o5.Send) != 1 || len(gm.sas) != 1 || len(resp.sas) != 1 {
+		t.Fatalf("no message 5: %+v", o5)
+	}
+	for _, sa := range gm.sas {
+		gmSA = sa
+	}
+	for _, sa := range resp.sas {
+		respSA = sa
+	}
+	return gmSA, o4.Send[0].Data, o5.Send[0].Data, respSA
+}
+
+// sealedMM5 is a message 5 under gmSA's keys with payloads ps, built at
+// the IV message 5 starts from, gmSA's chain put back after.
+func sealedMM5(t *testing.T, gmSA *SA, ps ...isakmp.Payload) []byte {
+	t.Helper()
+	after := gmSA.hs.iv
+	gmSA.hs.iv = gmSA.hs.mk.iv
+	m, err := gmSA.marshalEncrypted(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gmSA.hs.iv = after
+	return m
+}
+
+// proves: S2, S3 — a message 5 that does not decrypt (junk with a member's
+// cookies from its address, as anybody who saw the cookies can send) does
+// not end the responder's SA, changes nothing, and the member's own
+// message 5 then establishes both sides (message 6, under the IV chain of
+// that message 5, is accepted by the member).
+func TestJunkMessage5EndsNothing(t *testing.T) {
 	resp, err := NewEndpoint(pskConfig(), addrR, Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -288,43 +295,22 @@ func TestRefusedMessage5EndsNothing(t *testing.T) {
 	o3 := gm.Handle(addrR, o2.Send[0].Data, t0)
 	o4 := resp.Handle(addrI, o3.Send[0].Data, t0)
 	o5 := gm.Handle(addrR, o4.Send[0].Data, t0)
-	if len(o5.Send) != 1 || len(gm.sas) != 1 {
-		t.Fatalf("no message 5: %+v", o5)
-	}
-	var gmSA *SA
-	for _, sa := range gm.sas {
-		gmSA = sa
-	}
-	// A message 5 under the member's keys with a wrong HASH: built from the
-	// member's SA at the IV message 5 starts from, its chain put back.
-	after := gmSA.hs.iv
-	gmSA.hs.iv = gmSA.hs.mk.iv
-	id, err := gmSA.ourID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrongHash, err := gmSA.marshalEncrypted([]isakmp.Payload{id, &isakmp.Hash{Data: make([]byte, 32)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gmSA.hs.iv = after
 	var respSA *SA
 	for _, sa := range resp.sas {
 		respSA = sa
 	}
 	before := respSA.hs.iv
-	for _, forged := range [][]byte{junkMM5(o4.Send[0].Data), wrongHash} {
-		o := resp.Handle(addrI, forged, t0)
-		if respSA.State() != StateMM4Sent || respSA.hs.iv != before || respSA.peerID != nil || respSA.initialContact {
-			t.Fatalf("after a refused message 5: state %s, IV chain kept %v, peer ID %v", respSA.State(), respSA.hs.iv == before, respSA.peerID)
+	for range 3 {
+		o := resp.Handle(addrI, junkMM5(o4.Send[0].Data), t0)
+		if respSA.State() != StateMM4Sent || respSA.hs.iv != before || respSA.hs.peerRefused {
+			t.Fatalf("after junk as message 5: state %s, IV chain kept %v, no more verified %v", respSA.State(), respSA.hs.iv == before, respSA.hs.peerRefused)
 		}
 		for _, ev := range o.Events {
 			if _, ok := ev.Event.(Failed); ok {
-				t.Fatal("a refused message 5 failed the SA")
+				t.Fatal("junk as message 5 failed the SA")
 			}
 		}
 	}
-	checkHalfOpen(t, resp)
 	o6 := resp.Handle(addrI, o5.Send[0].Data, t0)
 	if len(o6.Send) != 1 || len(resp.SAs()) != 1 {
 		t.Fatalf("the member's message 5 did not establish the responder: %d answers", len(o6.Send))
@@ -339,4 +325,83 @@ func TestRefusedMessage5EndsNothing(t *testing.T) {
 		t.Fatal("the member did not accept message 6")
 	}
 	checkHalfOpen(t, resp)
+}
+
+// proves: S1, S2 — a message 5 that decrypts (only the peer that made the
+// agreement can encrypt one) but does not authenticate (a wrong HASH, with
+// INITIAL-CONTACT) is refused once, reported and answered once; what it
+// changed before the check (the CBC IV chain, the peer's ID,
+// INITIAL-CONTACT) is undone; and from then on no message 5 of that SA is
+// verified (a replay would cost a certificate check each time), its
+// place held until its time is up. A protected Informational before
+// message 5 (the peer gave up, or says so to free its place) ends nothing
+// either.
+func TestPeerRefusedKeepsItsPlace(t *testing.T) {
+	resp, err := NewEndpoint(pskConfig(), addrR, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gmSA, _, m5, respSA := handshakeToMM5(t, resp)
+	id, err := gmSA.ourID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, NotifyType: isakmp.NotifyInitialContact,
+		SPI: append(gmSA.icky[:], gmSA.rcky[:]...)}
+	wrongHash := sealedMM5(t, gmSA, id, &isakmp.Hash{Data: make([]byte, 32)}, ic)
+	before := respSA.hs.iv
+	reports, answers := 0, 0
+	for _, m := range [][]byte{wrongHash, wrongHash, m5} {
+		o := resp.Handle(addrI, m, t0)
+		answers += len(o.Send)
+		for _, ev := range o.Events {
+			switch ev.Event.(type) {
+			case PeerNotAuthenticated:
+				reports++
+			case Failed, Established:
+				t.Fatalf("event %T", ev.Event)
+			}
+		}
+		if respSA.State() != StateMM4Sent || respSA.hs.iv != before || respSA.peerID != nil || respSA.initialContact {
+			t.Fatalf("after a refused message 5: state %s, IV chain kept %v, peer ID %v, INITIAL-CONTACT %v",
+				respSA.State(), respSA.hs.iv == before, respSA.peerID, respSA.initialContact)
+		}
+	}
+	if reports != 1 || answers != 1 || resp.Stats.Dropped < 3 || !respSA.hs.peerRefused {
+		t.Fatalf("%d reports, %d answers, %d dropped; want 1, 1, at least 3", reports, answers, resp.Stats.Dropped)
+	}
+	checkHalfOpen(t, resp)
+	if resp.keyed.Len() != 1 || resp.perPeer[addrI.Addr()].Len() != 1 {
+		t.Fatalf("the SA's place: %d keyed, %d listed for its address", resp.keyed.Len(), resp.perPeer[addrI.Addr()].Len())
+	}
+
+	// A protected Informational (an error notification) before message 5.
+	resp, err = NewEndpoint(pskConfig(), addrR, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gmSA, _, m5, respSA = handshakeToMM5(t, resp)
+	gmSA.hs.iv = gmSA.hs.mk.iv // as it stood before its message 5
+	gmSA.seed()
+	notify, err := gmSA.notifyMessage(isakmp.NotifyPayloadMalformed, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := resp.Handle(addrI, notify, t0); len(o.Events) != 0 || respSA.State() != StateMM4Sent || !respSA.hs.peerRefused {
+		t.Fatalf("after a protected Informational: %d events, state %s", len(o.Events), respSA.State())
+	}
+	if o := resp.Handle(addrI, m5, t0); len(o.Send) != 0 || len(resp.SAs()) != 0 {
+		t.Fatal("a message 5 was verified after the peer gave up")
+	}
+	checkHalfOpen(t, resp)
+	if resp.keyed.Len() != 1 {
+		t.Fatalf("%d keyed: the SA's place was freed", resp.keyed.Len())
+	}
+	for at := time.Second; at <= 50*time.Second; at += time.Second {
+		resp.Tick(t0.Add(at))
+	}
+	assertEmpty(t, resp)
+	if resp.Stats.KeyedExpired != 1 {
+		t.Fatalf("keyed_expired %d", resp.Stats.KeyedExpired)
+	}
 }

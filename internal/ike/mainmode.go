@@ -189,6 +189,12 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 	case !sa.initiator && sa.state == StateMM2Sent && !m.Encrypted():
 		step = sa.onMM3
 	case !sa.initiator && sa.state == StateMM4Sent && m.Encrypted():
+		if sa.hs.peerRefused {
+			// Its peer gave up, or sent a message 5 it could encrypt that
+			// did not authenticate it: nothing more is verified for it
+			// (a replay would cost a certificate check each time).
+			return sa.drop()
+		}
 		step = sa.onMM5
 	default:
 		sa.logUnauth(slog.LevelDebug, "dropped out-of-state message", "state", sa.state)
@@ -207,14 +213,14 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 	}
 	// A responder's message 5 is the peer's first authenticated word:
 	// until it verifies, it changes nothing (refuseMM5).
-	awaitingMM5 := !sa.initiator && sa.state == StateMM4Sent
 	var before authState
-	if awaitingMM5 {
+	if !sa.initiator && sa.state == StateMM4Sent {
 		before = sa.authState()
 	}
 	r, err := step(m, now)
-	if err != nil && awaitingMM5 {
-		return sa.refuseMM5(err, before)
+	var refused mm5Refused
+	if errors.As(err, &refused) {
+		return sa.refuseMM5(refused, before)
 	}
 	if err != nil {
 		var ne *notifyError
@@ -256,21 +262,36 @@ func (sa *SA) authState() authState {
 		peerID: sa.peerID, peerCert: sa.peerCert, p2iv: sa.p2iv, p2mid: sa.p2mid}
 }
 
+// mm5Refused is a responder's message 5 that does not authenticate its
+// peer: it does not decrypt (junk, which anybody who saw the cookies can
+// send, or another pre-shared key), or it does (only the peer that made
+// the agreement with us can encrypt it: decrypted) and its ID, HASH or
+// signature does not check.
+type mm5Refused struct {
+	err       error
+	decrypted bool
+}
+
+func (r mm5Refused) Error() string { return r.err.Error() }
+func (r mm5Refused) Unwrap() error { return r.err }
+
 // refuseMM5 answers a responder's message 5 that does not authenticate its
-// peer (it does not decrypt, or its ID, HASH or signature does not check)
-// without failing the SA: the first such message gets the notification a
-// failure sends (a peer with another pre-shared key or certificate learns
-// why) and is reported (PeerNotAuthenticated), each is counted (Dropped)
-// and logged through the bounded logger,
-// what it changed is undone (before), and the SA waits on, within its
-// address's half-open SAs, for a message 5 that authenticates until its
-// message 4's transmissions end. Failing at once freed that place: an
+// peer without failing the SA. The first refusal, and the first of a
+// message that decrypted, get the notification a failure sends (a peer
+// with another pre-shared key or certificate learns why) and are reported
+// (PeerNotAuthenticated); each is counted (Dropped) and logged through the
+// bounded logger; what it changed is undone (before). The SA waits on,
+// within its address's half-open SAs, until its message 4's transmissions
+// end: for a message 5 that authenticates after junk, and for nothing
+// after one that decrypted, as its sender is the peer itself (its
+// repeats are dropped unverified). Failing at once freed that place: an
 // address that sent junk after message 3 had us compute the next
 // agreement at once, without bound (S1), and anybody who saw a member's
 // cookies could end its main mode with one datagram (S2).
-func (sa *SA) refuseMM5(err error, before authState) Result {
+func (sa *SA) refuseMM5(rf mm5Refused, before authState) Result {
 	var res Result
-	if !sa.hs.refusedMM5 {
+	err := rf.err
+	if !sa.hs.refusedMM5 || rf.decrypted && !sa.hs.peerRefused {
 		res.Events = []Event{PeerNotAuthenticated{Err: err}}
 		var ne *notifyError
 		if errors.As(err, &ne) {
@@ -280,6 +301,7 @@ func (sa *SA) refuseMM5(err error, before authState) Result {
 		}
 	}
 	sa.hs.refusedMM5 = true
+	sa.hs.peerRefused = sa.hs.peerRefused || rf.decrypted
 	sa.hs.iv, sa.lastBlock, sa.seeded, sa.initialContact = before.iv, before.lastBlock, before.seeded, before.ic
 	sa.peerID, sa.peerCert, sa.p2iv, sa.p2mid = before.peerID, before.peerCert, before.p2iv, before.p2mid
 	sa.Dropped++
@@ -855,10 +877,10 @@ func (sa *SA) onMM5(m *isakmp.Message, now time.Time) (Result, error) {
 	defer sa.releasePlain()
 	ps, err := sa.decryptPhase1(m)
 	if err != nil {
-		return Result{}, err
+		return Result{}, mm5Refused{err: err}
 	}
 	if err := sa.checkAuth(ps, now); err != nil {
-		return Result{}, err
+		return Result{}, mm5Refused{err: err, decrypted: true}
 	}
 	out, err := sa.authPayloads(now)
 	if err != nil {

@@ -364,8 +364,10 @@ type mmState struct {
 	halfOpen bool  // in its Endpoint's half-open lists: its address's, and halfOpen or keyed
 	keyed    bool  // in keyed (MM4_SENT), not halfOpen
 	// refusedMM5: a message 5 that did not authenticate the peer was
-	// answered with a notification (refuseMM5: once per SA).
-	refusedMM5 bool
+	// refused (refuseMM5); peerRefused: by the peer itself (a message 5
+	// that decrypted, or a protected Informational): no message 5 is
+	// verified any more.
+	refusedMM5, peerRefused bool
 }
 
 // hintInterval is the least time between two PeerLostState events of one

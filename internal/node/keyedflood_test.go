@@ -18,7 +18,7 @@ import (
 // message 2s and never sends message 5 has the key server compute 16
 // Diffie-Hellman agreements (16 message 4s), not 200; while those 16 wait
 // for message 5 its message 1s are dropped, each counted in
-// half_open_refused (`show crypto isakmp statistics`, the metrics); a
+// half_open_peer_refused (`show crypto isakmp statistics`, the metrics); a
 // member at another address registers meanwhile.
 func TestKeyedFloodFromOneAddress(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -105,10 +105,10 @@ func TestKeyedFloodFromOneAddress(t *testing.T) {
 	var refused, evicted uint64
 	kn.Do(ctx, func() {
 		cs := kn.ISAKMPCounters()
-		refused, evicted = counter(cs, "half_open_refused"), counter(cs, "half_open_peer_evicted")
+		refused, evicted = counter(cs, "half_open_peer_refused"), counter(cs, "half_open_peer_evicted")
 	})
 	if refused != attempts || evicted != attempts-16 {
-		t.Fatalf("half_open_refused %d, half_open_peer_evicted %d; want %d, %d", refused, evicted, attempts, attempts-16)
+		t.Fatalf("half_open_peer_refused %d, half_open_peer_evicted %d; want %d, %d", refused, evicted, attempts, attempts-16)
 	}
 
 	gm := start(t, ctx, Options{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.67:0")},
