@@ -41,6 +41,12 @@ type Installed struct {
 // lengths, the KEK key packet must match the SAK. Nothing is installed
 // unless everything checks (the previous keys stay).
 func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res *gdoi.Result, now time.Time) (*Installed, error) {
+	return InstallHolding(dp, keks, group, groupID, res, Hold{}, now)
+}
+
+// InstallHolding is Install with the new TEKs' sending held back as hold
+// says (a registration after a GM removal), set before they are installed.
+func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res *gdoi.Result, hold Hold, now time.Time) (*Installed, error) {
 	if res.Policy == nil || len(res.Policy.TEKs) == 0 {
 		return nil, errors.New("gm: the KS sent no TEK policy")
 	}
@@ -93,6 +99,7 @@ func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res
 		out.KEK = k
 	}
 	keepLaterSendFrom(dp, group, out.TEKs)
+	hold.apply(out.TEKs, now)
 	for _, t := range out.TEKs {
 		if err := dp.InstallTEK(t); err != nil {
 			return nil, err
@@ -109,7 +116,7 @@ func Install(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, res
 
 // keepLaterSendFrom keeps the sending start a TEK already installed in
 // group has when a registration brings that TEK again: a rekey's
-// activation delay, or HoldSending's hold after a GM removal, is the time
+// activation delay, or Hold's after a GM removal, is the time
 // the other members need to hold the TEK, and a registration inside it
 // (a retry, a re-registration the operator asked for) does not shorten it
 // (CI: a second registration inside the removal's hold sent at once, and

@@ -619,16 +619,18 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 	// the life of the keys (issue 18: a simulated GM's memory).
 	m.pull = nil
 	dp := m.o.Dataplane
-	var held map[uint32]bool // the group's TEKs before this registration (HoldSending's)
+	var hold Hold
 	if !m.temporary.IsZero() {
-		held = map[uint32]bool{}
+		// Re-registered after a GM removal: the other members send and
+		// receive with the temporary SAs until they re-register too.
+		hold = Hold{Held: map[uint32]bool{}, Until: m.temporary}
 		for _, t := range dp.TEKs() {
 			if t.Group == m.cfg.Name {
-				held[t.SPI] = true
+				hold.Held[t.SPI] = true
 			}
 		}
 	}
-	inst, err := Install(dp, m.o.KEKs, m.cfg.Name, m.cfg.ID, pr, now)
+	inst, err := InstallHolding(dp, m.o.KEKs, m.cfg.Name, m.cfg.ID, pr, hold, now)
 	if err != nil {
 		res.log(SevErr, "GM_INSTALL_POLICIES_FAILED", "FAILED: Installation of Reg policies from KS %s for group %s: %v",
 			m.ks.Addr(), m.cfg.Name, err)
@@ -636,12 +638,7 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 		return res
 	}
 	m.state, m.installed, m.registeredAt, m.failures, m.lastErr, m.regKS = stateRegistered, inst, now, 0, "", m.ks
-	if !m.temporary.IsZero() {
-		// Re-registered after a GM removal: the other members send and
-		// receive with the temporary SAs until they re-register too.
-		HoldSending(dp, m.cfg.Name, held, m.temporary, now)
-		m.temporary = time.Time{}
-	}
+	m.temporary = time.Time{}
 	if !m.o.Quiet {
 		res.keys(dp, m.cfg.Name, now)
 	}

@@ -44,7 +44,7 @@ func Shorten(dp sadb.Dataplane, group string, keep map[uint32]bool, now time.Tim
 // window (60 s): at 100,000 members a 60 s window asked 1,700
 // registrations a second of the key server and left members without keys
 // (issue 18 F6). The last third is for retries (retryWithin) and for
-// HoldSending's margin.
+// Hold's margin.
 func ReregisterBefore(expires, now time.Time, u float64) time.Time {
 	left := expires.Sub(now)
 	if left <= 0 {
@@ -66,10 +66,10 @@ func retryWithin(left time.Duration) time.Duration {
 	return max(left/3, time.Second)
 }
 
-// HoldSending delays sending with the TEKs of group that a registration
-// just brought (those not in held) while the GM still holds temporary SAs
-// after a GM removal (SPEC R2): the new TEKs start sending three quarters
-// of the way from now to until (the temporary SAs' earliest expiry). The
+// Hold delays sending with the TEKs a registration brings (those not in
+// Held, the group's TEKs before it) while the GM still holds temporary SAs
+// after a GM removal (SPEC R2), until is their earliest expiry: the new
+// TEKs start sending three quarters of the way from now to until. The
 // other members hold only the temporary SAs until they re-register
 // themselves, each in the first two thirds of the temporary SAs' life
 // (ReregisterBefore: by until-L/3, L their lifetime at the removal);
@@ -78,17 +78,24 @@ func retryWithin(left time.Duration) time.Duration {
 // until-L/4 at the earliest: after the last of the others registered, with
 // a margin of at least L/12 (15 s of 180 s) for that registration's own
 // round trips (halfway left none: the bench lost a packet so). Receiving
-// with them starts at once.
-func HoldSending(dp sadb.Dataplane, group string, held map[uint32]bool, until, now time.Time) {
-	if !now.Before(until) {
+// with them starts at once. The zero Hold holds nothing.
+type Hold struct {
+	Held  map[uint32]bool
+	Until time.Time
+}
+
+// apply sets the sending start of the TEKs of teks that h holds back,
+// before they are installed: installed first and held after, a TEK could
+// send in between (CI lost a packet as no_sa at a member not yet
+// re-registered, sent by one whose registration was being installed).
+func (h Hold) apply(teks []sadb.TEK, now time.Time) {
+	if h.Until.IsZero() || !now.Before(h.Until) {
 		return
 	}
-	from := now.Add(until.Sub(now) * 3 / 4)
-	for _, t := range dp.TEKs() {
-		if t.Group != group || held[t.SPI] || !t.SendFrom.Before(from) {
-			continue
+	from := now.Add(h.Until.Sub(now) * 3 / 4)
+	for i := range teks {
+		if !h.Held[teks[i].SPI] && teks[i].SendFrom.Before(from) {
+			teks[i].SendFrom = from
 		}
-		t.SendFrom = from
-		dp.InstallTEK(t)
 	}
 }

@@ -52,34 +52,30 @@ func TestShortenedLifetime(t *testing.T) {
 
 // After a GM removal the re-registration's new TEKs receive at once but
 // send only three quarters of the way to the temporary SAs' expiry, after
-// every other member has re-registered, with a margin (ReregisterBefore); TEKs the GM already held and other
-// groups' are left alone, and nothing changes once the temporary SAs have
-// expired. Without it a member that re-registered first sent with keys
+// every other member has re-registered, with a margin (ReregisterBefore); TEKs the GM already held
+// are left alone, and nothing changes once the temporary SAs have expired. Without it a member that re-registered first sent with keys
 // the others did not hold yet (issue 13's bench lost packets).
 // proves: R2, E2 (issue 13: removal with temporary SAs loses nothing)
 func TestHoldSendingAfterRemoval(t *testing.T) {
 	now := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
-	db := sadb.NewMemory()
-	tk := func(group string, spi uint32) sadb.TEK {
-		return sadb.TEK{Group: group, SPI: spi, Installed: now, SendFrom: now, Expires: now.Add(time.Hour)}
-	}
-	for _, x := range []sadb.TEK{tk("G", 1), tk("G", 2), tk("H", 3)} {
-		db.InstallTEK(x)
+	tk := func(spi uint32) sadb.TEK {
+		return sadb.TEK{Group: "G", SPI: spi, Installed: now, SendFrom: now, Expires: now.Add(time.Hour)}
 	}
 	until := now.Add(60 * time.Second) // the temporary SA (SPI 1) expires
-	HoldSending(db, "G", map[uint32]bool{1: true}, until, now)
-	want := map[uint32]time.Time{1: now, 2: now.Add(45 * time.Second), 3: now}
-	for _, x := range db.TEKs() {
+	teks := []sadb.TEK{tk(1), tk(2)}
+	Hold{Held: map[uint32]bool{1: true}, Until: until}.apply(teks, now)
+	want := map[uint32]time.Time{1: now, 2: now.Add(45 * time.Second)}
+	for _, x := range teks {
 		if !x.SendFrom.Equal(want[x.SPI]) {
 			t.Errorf("TEK %d sends from %s, want %s", x.SPI, x.SendFrom, want[x.SPI])
 		}
 	}
-	// Late (the temporary SAs expired): nothing to hold.
-	db.InstallTEK(tk("G", 4))
-	HoldSending(db, "G", map[uint32]bool{1: true, 2: true}, until, until)
-	for _, x := range db.TEKs() {
-		if x.SPI == 4 && !x.SendFrom.Equal(now) {
-			t.Errorf("held after the temporary SAs expired: %s", x.SendFrom)
+	// Late (the temporary SAs expired), or no hold: nothing held.
+	for _, h := range []Hold{{Held: map[uint32]bool{1: true}, Until: until}, {}} {
+		teks := []sadb.TEK{tk(4)}
+		h.apply(teks, until)
+		if !teks[0].SendFrom.Equal(now) {
+			t.Errorf("held with %+v at the temporary SAs' expiry: %s", h, teks[0].SendFrom)
 		}
 	}
 }
@@ -224,4 +220,33 @@ func removeAll(t *testing.T, w *world, k *keyServer, now bool) {
 	}
 	k.rekeys = append(k.rekeys, p)
 	w.push(k.addr, p.Data)
+}
+
+// installs records the sending start of every TEK installed in it.
+type installs struct {
+	*sadb.Memory
+	sendFrom map[uint32][]time.Time
+}
+
+func (d *installs) InstallTEK(t sadb.TEK) error {
+	d.sendFrom[t.SPI] = append(d.sendFrom[t.SPI], t.SendFrom)
+	return d.Memory.InstallTEK(t)
+}
+
+// proves: R2 (CI: a member whose registration after a GM removal was being
+// installed sent one packet with the new TEK before its hold was set, and
+// a member not yet re-registered dropped it as no_sa) — the hold is set
+// before the TEK is installed: the data plane never holds the new TEK
+// with an earlier sending start, not for an instant.
+func TestHoldSetBeforeInstall(t *testing.T) {
+	d := &installs{Memory: sadb.NewMemory(), sendFrom: map[uint32][]time.Time{}}
+	until := now.Add(60 * time.Second)
+	inst, err := InstallHolding(d, d, "G", 1, result(36, true), Hold{Held: map[uint32]bool{}, Until: until}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spi := inst.TEKs[0].SPI
+	if got := d.sendFrom[spi]; len(got) != 1 || !got[0].Equal(now.Add(45*time.Second)) {
+		t.Fatalf("TEK 0x%x installed with sending starts %v, want one, %s", spi, got, now.Add(45*time.Second))
+	}
 }

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"crypto/aes"
 	"encoding/binary"
 	"net/netip"
 	"testing"
@@ -236,12 +237,12 @@ func TestJunkMessage5KeepsItsPlace(t *testing.T) {
 	}
 }
 
-// handshakeToMM5 runs a member at addrI through message 4 against resp and
-// returns the member's SA, its message 4 and its message 5 (not yet
-// delivered), and resp's SA.
-func handshakeToMM5(t *testing.T, resp *Endpoint) (gmSA *SA, m4, m5 []byte, respSA *SA) {
+// handshakeToMM5 runs a member at addrI (cfg) through message 4 against
+// resp and returns the member's SA, its message 4 and its message 5 (not
+// yet delivered), and resp's SA.
+func handshakeToMM5(t *testing.T, resp *Endpoint, cfg *Config) (gmSA *SA, m4, m5 []byte, respSA *SA) {
 	t.Helper()
-	gm, err := NewEndpoint(pskConfig(), addrI, Limits{})
+	gm, err := NewEndpoint(cfg, addrI, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,21 +328,24 @@ func TestJunkMessage5EndsNothing(t *testing.T) {
 	checkHalfOpen(t, resp)
 }
 
-// proves: S1, S2 — a message 5 that decrypts (only the peer that made the
-// agreement can encrypt one) but does not authenticate (a wrong HASH, with
-// INITIAL-CONTACT) is refused once, reported and answered once; what it
-// changed before the check (the CBC IV chain, the peer's ID,
-// INITIAL-CONTACT) is undone; and from then on no message 5 of that SA is
-// verified (a replay would cost a certificate check each time), its
-// place held until its time is up. A protected Informational before
-// message 5 (the peer gave up, or says so to free its place) ends nothing
-// either.
+// proves: S1, S2, S3 — a message 5 that proves nothing about its sender
+// (a wrong HASH under a pre-shared key, with INITIAL-CONTACT; a body with
+// no payload, which "decrypts" under any key) is refused, reported and
+// answered once, what it changed before the check (the CBC IV chain, the
+// peer's ID, INITIAL-CONTACT) is undone, and the member's own message 5
+// still establishes: anybody who saw the cookies could have sent it. One
+// whose signature verifies over a chain the responder refuses proves its
+// sender made the agreement: refused once, and no later message 5 of that
+// SA is verified (each replay would cost a chain verification), its place
+// held until its time is up. A protected Informational before message 5
+// (the peer gave up, or says so to free its place) ends nothing either;
+// one whose HASH(1) does not verify changes nothing.
 func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 	resp, err := NewEndpoint(pskConfig(), addrR, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gmSA, _, m5, respSA := handshakeToMM5(t, resp)
+	gmSA, m4, m5, respSA := handshakeToMM5(t, resp, pskConfig())
 	id, err := gmSA.ourID()
 	if err != nil {
 		t.Fatal(err)
@@ -349,9 +353,11 @@ func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 	ic := &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, NotifyType: isakmp.NotifyInitialContact,
 		SPI: append(gmSA.icky[:], gmSA.rcky[:]...)}
 	wrongHash := sealedMM5(t, gmSA, id, &isakmp.Hash{Data: make([]byte, 32)}, ic)
+	noPayload := junkMM5(m4)
+	noPayload[16] = 0 // Next Payload NONE: nothing to parse, whatever the key
 	before := respSA.hs.iv
 	reports, answers := 0, 0
-	for _, m := range [][]byte{wrongHash, wrongHash, m5} {
+	for _, m := range [][]byte{wrongHash, noPayload, wrongHash} {
 		o := resp.Handle(addrI, m, t0)
 		answers += len(o.Send)
 		for _, ev := range o.Events {
@@ -362,13 +368,39 @@ func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 				t.Fatalf("event %T", ev.Event)
 			}
 		}
-		if respSA.State() != StateMM4Sent || respSA.hs.iv != before || respSA.peerID != nil || respSA.initialContact {
-			t.Fatalf("after a refused message 5: state %s, IV chain kept %v, peer ID %v, INITIAL-CONTACT %v",
-				respSA.State(), respSA.hs.iv == before, respSA.peerID, respSA.initialContact)
+		if respSA.State() != StateMM4Sent || respSA.hs.iv != before || respSA.peerID != nil || respSA.initialContact || respSA.hs.peerRefused {
+			t.Fatalf("after a refused message 5: state %s, IV chain kept %v, peer ID %v, INITIAL-CONTACT %v, no more verified %v",
+				respSA.State(), respSA.hs.iv == before, respSA.peerID, respSA.initialContact, respSA.hs.peerRefused)
 		}
 	}
-	if reports != 1 || answers != 1 || resp.Stats.Dropped < 3 || !respSA.hs.peerRefused {
+	if reports != 1 || answers != 1 || resp.Stats.Dropped < 3 {
 		t.Fatalf("%d reports, %d answers, %d dropped; want 1, 1, at least 3", reports, answers, resp.Stats.Dropped)
+	}
+	if o := resp.Handle(addrI, m5, t0); len(o.Send) != 1 || len(resp.SAs()) != 1 {
+		t.Fatal("the member's own message 5 did not establish after refused ones")
+	}
+	checkHalfOpen(t, resp)
+
+	// A signature that verifies over a chain the responder does not trust.
+	s := Suite{KeyBits: 256, Hash: SHA256, Group: 19, Auth: AuthECDSA256}
+	resp, err = NewEndpoint(&Config{Suites: []Suite{s}, Creds: newTestPKI(t, "some other CA").creds("ecdsa-256")}, addrR, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, m5, respSA = handshakeToMM5(t, resp, &Config{Suites: []Suite{s}, Creds: pki(t).creds("ecdsa-256")})
+	reports, answers = 0, 0
+	for range 3 {
+		o := resp.Handle(addrI, m5, t0)
+		answers += len(o.Send)
+		for _, ev := range o.Events {
+			if _, ok := ev.Event.(PeerNotAuthenticated); ok {
+				reports++
+			}
+		}
+	}
+	if reports != 1 || answers != 1 || !respSA.hs.peerRefused || respSA.State() != StateMM4Sent || resp.Stats.Dropped != 3 {
+		t.Fatalf("%d reports, %d answers, no more verified %v, state %s, %d dropped; want 1, 1, true, MM4_SENT, 3",
+			reports, answers, respSA.hs.peerRefused, respSA.State(), resp.Stats.Dropped)
 	}
 	checkHalfOpen(t, resp)
 	if resp.keyed.Len() != 1 || resp.perPeer[addrI.Addr()].Len() != 1 {
@@ -380,12 +412,20 @@ func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gmSA, _, m5, respSA = handshakeToMM5(t, resp)
+	gmSA, _, m5, respSA = handshakeToMM5(t, resp, pskConfig())
 	gmSA.hs.iv = gmSA.hs.mk.iv // as it stood before its message 5
 	gmSA.seed()
 	notify, err := gmSA.notifyMessage(isakmp.NotifyPayloadMalformed, true)
 	if err != nil {
 		t.Fatal(err)
+	}
+	forged := append([]byte(nil), notify...)
+	// The second ciphertext block changed: the HASH payload's middle
+	// garbled and its byte 28 flipped, the payloads still parse, HASH(1)
+	// no longer verifies.
+	forged[isakmp.HeaderLen+aes.BlockSize] ^= 1
+	if resp.Handle(addrI, forged, t0); respSA.hs.peerRefused || respSA.State() != StateMM4Sent {
+		t.Fatal("a protected Informational whose HASH(1) does not verify changed the SA")
 	}
 	if o := resp.Handle(addrI, notify, t0); len(o.Events) != 0 || respSA.State() != StateMM4Sent || !respSA.hs.peerRefused {
 		t.Fatalf("after a protected Informational: %d events, state %s", len(o.Events), respSA.State())

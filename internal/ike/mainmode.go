@@ -190,9 +190,10 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 		step = sa.onMM3
 	case !sa.initiator && sa.state == StateMM4Sent && m.Encrypted():
 		if sa.hs.peerRefused {
-			// Its peer gave up, or sent a message 5 it could encrypt that
-			// did not authenticate it: nothing more is verified for it
-			// (a replay would cost a certificate check each time).
+			// Its peer gave up, or sent a message 5 whose signature
+			// verified over a chain we refuse: nothing more is verified
+			// for it (a replay would cost a chain verification each
+			// time).
 			return sa.drop()
 		}
 		step = sa.onMM5
@@ -263,35 +264,37 @@ func (sa *SA) authState() authState {
 }
 
 // mm5Refused is a responder's message 5 that does not authenticate its
-// peer: it does not decrypt (junk, which anybody who saw the cookies can
-// send, or another pre-shared key), or it does (only the peer that made
-// the agreement with us can encrypt it: decrypted) and its ID, HASH or
-// signature does not check.
+// peer: it does not decrypt or parse, or its ID, HASH or signature does
+// not check. byPeer: it proves its sender holds SKEYID (peerProved): only
+// the peer that made the agreement with us. Decrypting is no such proof:
+// a body with no payload, or random octets that happen to parse, decrypts
+// under any key.
 type mm5Refused struct {
-	err       error
-	decrypted bool
+	err    error
+	byPeer bool
 }
 
 func (r mm5Refused) Error() string { return r.err.Error() }
 func (r mm5Refused) Unwrap() error { return r.err }
 
 // refuseMM5 answers a responder's message 5 that does not authenticate its
-// peer without failing the SA. The first refusal, and the first of a
-// message that decrypted, get the notification a failure sends (a peer
-// with another pre-shared key or certificate learns why) and are reported
+// peer without failing the SA. The first refusal, and the first one by the
+// peer itself, get the notification a failure sends (a peer with another
+// pre-shared key or certificate learns why) and are reported
 // (PeerNotAuthenticated); each is counted (Dropped) and logged through the
 // bounded logger; what it changed is undone (before). The SA waits on,
 // within its address's half-open SAs, until its message 4's transmissions
-// end: for a message 5 that authenticates after junk, and for nothing
-// after one that decrypted, as its sender is the peer itself (its
-// repeats are dropped unverified). Failing at once freed that place: an
+// end: for a message 5 that authenticates after one anybody could have
+// sent, and for nothing after one by the peer itself (a signature that
+// verifies over an untrusted chain: its repeats are dropped unverified,
+// each would cost a chain verification). Failing at once freed that place: an
 // address that sent junk after message 3 had us compute the next
 // agreement at once, without bound (S1), and anybody who saw a member's
 // cookies could end its main mode with one datagram (S2).
 func (sa *SA) refuseMM5(rf mm5Refused, before authState) Result {
 	var res Result
 	err := rf.err
-	if !sa.hs.refusedMM5 || rf.decrypted && !sa.hs.peerRefused {
+	if !sa.hs.refusedMM5 || rf.byPeer && !sa.hs.peerRefused {
 		res.Events = []Event{PeerNotAuthenticated{Err: err}}
 		var ne *notifyError
 		if errors.As(err, &ne) {
@@ -301,7 +304,7 @@ func (sa *SA) refuseMM5(rf mm5Refused, before authState) Result {
 		}
 	}
 	sa.hs.refusedMM5 = true
-	sa.hs.peerRefused = sa.hs.peerRefused || rf.decrypted
+	sa.hs.peerRefused = sa.hs.peerRefused || rf.byPeer
 	sa.hs.iv, sa.lastBlock, sa.seeded, sa.initialContact = before.iv, before.lastBlock, before.seeded, before.ic
 	sa.peerID, sa.peerCert, sa.p2iv, sa.p2mid = before.peerID, before.peerCert, before.p2iv, before.p2mid
 	sa.Dropped++
@@ -831,23 +834,47 @@ func (sa *SA) checkAuth(ps []isakmp.Payload, now time.Time) error {
 			chain = append(chain, c.Data)
 		}
 	}
-	cert, err := verifyPeerCert(&sa.cfg.Creds, chain, id, now)
-	if err != nil {
-		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
-			err: fmt.Errorf("peer %s: %w", sa.peer.Addr(), err)}
-	}
 	sig := find[*isakmp.Sig](ps)
 	if sig == nil {
 		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
 			err: fmt.Errorf("%w: peer %s sent no signature", ErrAuth, sa.peer.Addr())}
 	}
-	if err := verify(sa.suite.Auth, cert.PublicKey, want, sig.Data); err != nil {
+	// The signature under the leaf's key first, the chain after: a
+	// message 5 anybody could make (no signature that verifies) costs no
+	// chain verification, and one whose signature verifies proves its
+	// sender computed HASH_I, so holds SKEYID: the peer that made the
+	// agreement with us (peerProved), whatever its chain.
+	if len(chain) == 0 {
+		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
+			err: fmt.Errorf("%w: peer %s sent no certificate", ErrAuth, sa.peer.Addr())}
+	}
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
+			err: fmt.Errorf("%w: peer %s: peer certificate: %v", ErrAuth, sa.peer.Addr(), err)}
+	}
+	if err := verify(sa.suite.Auth, leaf.PublicKey, want, sig.Data); err != nil {
 		return &notifyError{notify: isakmp.NotifyInvalidSignature, encrypted: true,
-			err: fmt.Errorf("peer %s (%s): %w", sa.peer.Addr(), cert.Subject, err)}
+			err: fmt.Errorf("peer %s (%s): %w", sa.peer.Addr(), leaf.Subject, err)}
+	}
+	cert, err := verifyPeerCert(&sa.cfg.Creds, chain, id, now)
+	if err != nil {
+		return peerProved{&notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
+			err: fmt.Errorf("peer %s: %w", sa.peer.Addr(), err)}}
 	}
 	sa.peerCert = cert
 	return nil
 }
+
+// peerProved is a failed authentication by a message that proves its
+// sender holds SKEYID (its signature verifies under its own certificate's
+// key): the peer that made the agreement with us, not a forger. A
+// pre-shared key's wrong HASH proves nothing: a forger's junk fails the
+// same way.
+type peerProved struct{ err error }
+
+func (p peerProved) Error() string { return p.err.Error() }
+func (p peerProved) Unwrap() error { return p.err }
 
 // ownedID is an ID and room for its data: an address identity, the usual
 // one, is copied in one allocation.
@@ -880,7 +907,8 @@ func (sa *SA) onMM5(m *isakmp.Message, now time.Time) (Result, error) {
 		return Result{}, mm5Refused{err: err}
 	}
 	if err := sa.checkAuth(ps, now); err != nil {
-		return Result{}, mm5Refused{err: err, decrypted: true}
+		var proved peerProved
+		return Result{}, mm5Refused{err: err, byPeer: errors.As(err, &proved)}
 	}
 	out, err := sa.authPayloads(now)
 	if err != nil {

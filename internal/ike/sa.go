@@ -364,9 +364,10 @@ type mmState struct {
 	halfOpen bool  // in its Endpoint's half-open lists: its address's, and halfOpen or keyed
 	keyed    bool  // in keyed (MM4_SENT), not halfOpen
 	// refusedMM5: a message 5 that did not authenticate the peer was
-	// refused (refuseMM5); peerRefused: by the peer itself (a message 5
-	// that decrypted, or a protected Informational): no message 5 is
-	// verified any more.
+	// refused (refuseMM5); peerRefused: the peer itself proved it holds
+	// SKEYID and is refused or gave up (a message 5 whose signature
+	// verifies over a chain we refuse, a protected Informational): no
+	// message 5 is verified any more.
 	refusedMM5, peerRefused bool
 }
 
