@@ -315,7 +315,7 @@ func (sa *SA) informational(m *isakmp.Message, pkt []byte, now time.Time) Result
 		// not end before its time, which would free its place among its
 		// address's half-open SAs for the next agreement (S1); it waits
 		// for nothing more from the peer.
-		sa.hs.peerRefused = true
+		sa.hs.peerGaveUp = true
 		sa.logUnauth(slog.LevelInfo, "Informational before message 5: the peer gave up main mode; its SA waits out its time")
 		return sa.drop()
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -303,8 +304,8 @@ func TestJunkMessage5EndsNothing(t *testing.T) {
 	before := respSA.hs.iv
 	for range 3 {
 		o := resp.Handle(addrI, junkMM5(o4.Send[0].Data), t0)
-		if respSA.State() != StateMM4Sent || respSA.hs.iv != before || respSA.hs.peerRefused {
-			t.Fatalf("after junk as message 5: state %s, IV chain kept %v, no more verified %v", respSA.State(), respSA.hs.iv == before, respSA.hs.peerRefused)
+		if respSA.State() != StateMM4Sent || respSA.hs.iv != before || respSA.hs.peerGaveUp {
+			t.Fatalf("after junk as message 5: state %s, IV chain kept %v, gave up %v", respSA.State(), respSA.hs.iv == before, respSA.hs.peerGaveUp)
 		}
 		for _, ev := range o.Events {
 			if _, ok := ev.Event.(Failed); ok {
@@ -328,18 +329,20 @@ func TestJunkMessage5EndsNothing(t *testing.T) {
 	checkHalfOpen(t, resp)
 }
 
-// proves: S1, S2, S3 — a message 5 that proves nothing about its sender
+// proves: S1, S2, S3 — a message 5 that does not authenticate its peer
 // (a wrong HASH under a pre-shared key, with INITIAL-CONTACT; a body with
 // no payload, which "decrypts" under any key) is refused, reported and
 // answered once, what it changed before the check (the CBC IV chain, the
 // peer's ID, INITIAL-CONTACT) is undone, and the member's own message 5
-// still establishes: anybody who saw the cookies could have sent it. One
-// whose signature verifies over a chain the responder refuses proves its
-// sender made the agreement: refused once, and no later message 5 of that
-// SA is verified (each replay would cost a chain verification), its place
-// held until its time is up. A protected Informational before message 5
-// (the peer gave up, or says so to free its place) ends nothing either;
-// one whose HASH(1) does not verify changes nothing.
+// still establishes: anybody who saw the cookies could have sent it. An
+// SA checks at most mm5Checks of them, one per transmission of message 4:
+// after that its message 5s are dropped unchecked, so one agreement buys
+// a bounded amount of checking (a message 5 carries certificates its
+// sender chose: an untrusted chain replayed is checked 5 times, not
+// forever), and a chain longer than maxPeerChain is refused before any
+// certificate is parsed. A protected Informational before message 5 (the
+// peer gave up, or says so to free its place) ends nothing either; one
+// whose HASH(1) does not verify changes nothing.
 func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 	resp, err := NewEndpoint(pskConfig(), addrR, Limits{})
 	if err != nil {
@@ -368,9 +371,9 @@ func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 				t.Fatalf("event %T", ev.Event)
 			}
 		}
-		if respSA.State() != StateMM4Sent || respSA.hs.iv != before || respSA.peerID != nil || respSA.initialContact || respSA.hs.peerRefused {
-			t.Fatalf("after a refused message 5: state %s, IV chain kept %v, peer ID %v, INITIAL-CONTACT %v, no more verified %v",
-				respSA.State(), respSA.hs.iv == before, respSA.peerID, respSA.initialContact, respSA.hs.peerRefused)
+		if respSA.State() != StateMM4Sent || respSA.hs.iv != before || respSA.peerID != nil || respSA.initialContact {
+			t.Fatalf("after a refused message 5: state %s, IV chain kept %v, peer ID %v, INITIAL-CONTACT %v",
+				respSA.State(), respSA.hs.iv == before, respSA.peerID, respSA.initialContact)
 		}
 	}
 	if reports != 1 || answers != 1 || resp.Stats.Dropped < 3 {
@@ -381,15 +384,30 @@ func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 	}
 	checkHalfOpen(t, resp)
 
-	// A signature that verifies over a chain the responder does not trust.
+	// mm5Checks refused: the member's own message 5 is dropped unchecked.
+	resp, err = NewEndpoint(pskConfig(), addrR, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, m4, m5, respSA = handshakeToMM5(t, resp, pskConfig())
+	for range mm5Checks {
+		resp.Handle(addrI, junkMM5(m4), t0)
+	}
+	if o := resp.Handle(addrI, m5, t0); len(o.Send) != 0 || len(resp.SAs()) != 0 || int(respSA.hs.mm5Refused) != mm5Checks {
+		t.Fatalf("after %d refusals: %d answers, %d established, %d refused", mm5Checks, len(o.Send), len(resp.SAs()), respSA.hs.mm5Refused)
+	}
+
+	// An untrusted chain (a signature that verifies), replayed: checked
+	// mm5Checks times; a chain of 9 refused unparsed.
 	s := Suite{KeyBits: 256, Hash: SHA256, Group: 19, Auth: AuthECDSA256}
 	resp, err = NewEndpoint(&Config{Suites: []Suite{s}, Creds: newTestPKI(t, "some other CA").creds("ecdsa-256")}, addrR, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, m5, respSA = handshakeToMM5(t, resp, &Config{Suites: []Suite{s}, Creds: pki(t).creds("ecdsa-256")})
+	gmCreds := pki(t).creds("ecdsa-256")
+	gmSA, _, m5, respSA = handshakeToMM5(t, resp, &Config{Suites: []Suite{s}, Creds: gmCreds})
 	reports, answers = 0, 0
-	for range 3 {
+	for range mm5Checks + 2 {
 		o := resp.Handle(addrI, m5, t0)
 		answers += len(o.Send)
 		for _, ev := range o.Events {
@@ -398,13 +416,36 @@ func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 			}
 		}
 	}
-	if reports != 1 || answers != 1 || !respSA.hs.peerRefused || respSA.State() != StateMM4Sent || resp.Stats.Dropped != 3 {
-		t.Fatalf("%d reports, %d answers, no more verified %v, state %s, %d dropped; want 1, 1, true, MM4_SENT, 3",
-			reports, answers, respSA.hs.peerRefused, respSA.State(), resp.Stats.Dropped)
+	if reports != 1 || answers != 1 || int(respSA.hs.mm5Refused) != mm5Checks || respSA.State() != StateMM4Sent || resp.Stats.Dropped != mm5Checks+2 {
+		t.Fatalf("%d reports, %d answers, %d checked, state %s, %d dropped; want 1, 1, %d, MM4_SENT, %d",
+			reports, answers, respSA.hs.mm5Refused, respSA.State(), resp.Stats.Dropped, mm5Checks, mm5Checks+2)
 	}
 	checkHalfOpen(t, resp)
 	if resp.keyed.Len() != 1 || resp.perPeer[addrI.Addr()].Len() != 1 {
 		t.Fatalf("the SA's place: %d keyed, %d listed for its address", resp.keyed.Len(), resp.perPeer[addrI.Addr()].Len())
+	}
+	resp, err = NewEndpoint(&Config{Suites: []Suite{s}, Creds: pki(t).creds("ecdsa-256")}, addrR, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gmSA, _, _, _ = handshakeToMM5(t, resp, &Config{Suites: []Suite{s}, Creds: gmCreds})
+	id, err = gmSA.ourID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := []isakmp.Payload{id}
+	for range maxPeerChain + 1 {
+		long = append(long, &isakmp.Cert{Encoding: isakmp.CertX509Sig, Data: gmCreds.Chain[0]})
+	}
+	long = append(long, &isakmp.Sig{Data: make([]byte, 64)})
+	var refusal error
+	for _, ev := range resp.Handle(addrI, sealedMM5(t, gmSA, long...), t0).Events {
+		if r, ok := ev.Event.(PeerNotAuthenticated); ok {
+			refusal = r.Err
+		}
+	}
+	if refusal == nil || !strings.Contains(refusal.Error(), "9 certificates (at most 8)") {
+		t.Fatalf("a chain of 9: %v", refusal)
 	}
 
 	// A protected Informational (an error notification) before message 5.
@@ -424,10 +465,10 @@ func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 	// garbled and its byte 28 flipped, the payloads still parse, HASH(1)
 	// no longer verifies.
 	forged[isakmp.HeaderLen+aes.BlockSize] ^= 1
-	if resp.Handle(addrI, forged, t0); respSA.hs.peerRefused || respSA.State() != StateMM4Sent {
+	if resp.Handle(addrI, forged, t0); respSA.hs.peerGaveUp || respSA.State() != StateMM4Sent {
 		t.Fatal("a protected Informational whose HASH(1) does not verify changed the SA")
 	}
-	if o := resp.Handle(addrI, notify, t0); len(o.Events) != 0 || respSA.State() != StateMM4Sent || !respSA.hs.peerRefused {
+	if o := resp.Handle(addrI, notify, t0); len(o.Events) != 0 || respSA.State() != StateMM4Sent || !respSA.hs.peerGaveUp {
 		t.Fatalf("after a protected Informational: %d events, state %s", len(o.Events), respSA.State())
 	}
 	if o := resp.Handle(addrI, m5, t0); len(o.Send) != 0 || len(resp.SAs()) != 0 {

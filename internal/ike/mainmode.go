@@ -189,11 +189,9 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 	case !sa.initiator && sa.state == StateMM2Sent && !m.Encrypted():
 		step = sa.onMM3
 	case !sa.initiator && sa.state == StateMM4Sent && m.Encrypted():
-		if sa.hs.peerRefused {
-			// Its peer gave up, or sent a message 5 whose signature
-			// verified over a chain we refuse: nothing more is verified
-			// for it (a replay would cost a chain verification each
-			// time).
+		if sa.hs.peerGaveUp || int(sa.hs.mm5Refused) >= mm5Checks {
+			// Its peer gave up (a protected Informational), or it had
+			// its share of checks (refuseMM5): dropped unchecked.
 			return sa.drop()
 		}
 		step = sa.onMM5
@@ -264,37 +262,36 @@ func (sa *SA) authState() authState {
 }
 
 // mm5Refused is a responder's message 5 that does not authenticate its
-// peer: it does not decrypt or parse, or its ID, HASH or signature does
-// not check. byPeer: it proves its sender holds SKEYID (peerProved): only
-// the peer that made the agreement with us. Decrypting is no such proof:
-// a body with no payload, or random octets that happen to parse, decrypts
-// under any key.
-type mm5Refused struct {
-	err    error
-	byPeer bool
-}
+// peer: it does not decrypt or parse, or its ID, HASH, certificates or
+// signature do not check.
+type mm5Refused struct{ err error }
 
 func (r mm5Refused) Error() string { return r.err.Error() }
 func (r mm5Refused) Unwrap() error { return r.err }
 
+// mm5Checks is how many message 5s a responder's SA checks before it drops
+// them unchecked: one for each transmission of message 4 (DefaultRetransmit).
+const mm5Checks = 5
+
 // refuseMM5 answers a responder's message 5 that does not authenticate its
-// peer without failing the SA. The first refusal, and the first one by the
-// peer itself, get the notification a failure sends (a peer with another
-// pre-shared key or certificate learns why) and are reported
-// (PeerNotAuthenticated); each is counted (Dropped) and logged through the
-// bounded logger; what it changed is undone (before). The SA waits on,
-// within its address's half-open SAs, until its message 4's transmissions
-// end: for a message 5 that authenticates after one anybody could have
-// sent, and for nothing after one by the peer itself (a signature that
-// verifies over an untrusted chain: its repeats are dropped unverified,
-// each would cost a chain verification). Failing at once freed that place: an
+// peer without failing the SA. The first refusal gets the notification a
+// failure sends (a peer with another pre-shared key or certificate learns
+// why) and is reported (PeerNotAuthenticated); each is counted (Dropped)
+// and logged through the bounded logger; what it changed is undone
+// (before). The SA waits on, within its address's half-open SAs, until its
+// message 4's transmissions end, for a message 5 that authenticates:
+// anybody who saw the cookies could have sent the refused one. It checks
+// at most mm5Checks of them (its peer sends one per message 4 it gets):
+// past that they are dropped unchecked, so that one agreement buys a
+// bounded amount of checking (a message 5 carries certificates the peer
+// chose). Failing at once freed that place: an
 // address that sent junk after message 3 had us compute the next
 // agreement at once, without bound (S1), and anybody who saw a member's
 // cookies could end its main mode with one datagram (S2).
 func (sa *SA) refuseMM5(rf mm5Refused, before authState) Result {
 	var res Result
 	err := rf.err
-	if !sa.hs.refusedMM5 || rf.byPeer && !sa.hs.peerRefused {
+	if sa.hs.mm5Refused == 0 {
 		res.Events = []Event{PeerNotAuthenticated{Err: err}}
 		var ne *notifyError
 		if errors.As(err, &ne) {
@@ -303,8 +300,7 @@ func (sa *SA) refuseMM5(rf mm5Refused, before authState) Result {
 			}
 		}
 	}
-	sa.hs.refusedMM5 = true
-	sa.hs.peerRefused = sa.hs.peerRefused || rf.byPeer
+	sa.hs.mm5Refused++
 	sa.hs.iv, sa.lastBlock, sa.seeded, sa.initialContact = before.iv, before.lastBlock, before.seeded, before.ic
 	sa.peerID, sa.peerCert, sa.p2iv, sa.p2mid = before.peerID, before.peerCert, before.p2iv, before.p2mid
 	sa.Dropped++
@@ -834,47 +830,33 @@ func (sa *SA) checkAuth(ps []isakmp.Payload, now time.Time) error {
 			chain = append(chain, c.Data)
 		}
 	}
+	if len(chain) > maxPeerChain {
+		// Each certificate is parsed and may be tried as an
+		// intermediate: the peer chooses how many (S1).
+		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
+			err: fmt.Errorf("%w: peer %s sent %d certificates (at most %d)", ErrAuth, sa.peer.Addr(), len(chain), maxPeerChain)}
+	}
+	cert, err := verifyPeerCert(&sa.cfg.Creds, chain, id, now)
+	if err != nil {
+		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
+			err: fmt.Errorf("peer %s: %w", sa.peer.Addr(), err)}
+	}
 	sig := find[*isakmp.Sig](ps)
 	if sig == nil {
 		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
 			err: fmt.Errorf("%w: peer %s sent no signature", ErrAuth, sa.peer.Addr())}
 	}
-	// The signature under the leaf's key first, the chain after: a
-	// message 5 anybody could make (no signature that verifies) costs no
-	// chain verification, and one whose signature verifies proves its
-	// sender computed HASH_I, so holds SKEYID: the peer that made the
-	// agreement with us (peerProved), whatever its chain.
-	if len(chain) == 0 {
-		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
-			err: fmt.Errorf("%w: peer %s sent no certificate", ErrAuth, sa.peer.Addr())}
-	}
-	leaf, err := x509.ParseCertificate(chain[0])
-	if err != nil {
-		return &notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
-			err: fmt.Errorf("%w: peer %s: peer certificate: %v", ErrAuth, sa.peer.Addr(), err)}
-	}
-	if err := verify(sa.suite.Auth, leaf.PublicKey, want, sig.Data); err != nil {
+	if err := verify(sa.suite.Auth, cert.PublicKey, want, sig.Data); err != nil {
 		return &notifyError{notify: isakmp.NotifyInvalidSignature, encrypted: true,
-			err: fmt.Errorf("peer %s (%s): %w", sa.peer.Addr(), leaf.Subject, err)}
-	}
-	cert, err := verifyPeerCert(&sa.cfg.Creds, chain, id, now)
-	if err != nil {
-		return peerProved{&notifyError{notify: isakmp.NotifyAuthenticationFailed, encrypted: true,
-			err: fmt.Errorf("peer %s: %w", sa.peer.Addr(), err)}}
+			err: fmt.Errorf("peer %s (%s): %w", sa.peer.Addr(), cert.Subject, err)}
 	}
 	sa.peerCert = cert
 	return nil
 }
 
-// peerProved is a failed authentication by a message that proves its
-// sender holds SKEYID (its signature verifies under its own certificate's
-// key): the peer that made the agreement with us, not a forger. A
-// pre-shared key's wrong HASH proves nothing: a forger's junk fails the
-// same way.
-type peerProved struct{ err error }
-
-func (p peerProved) Error() string { return p.err.Error() }
-func (p peerProved) Unwrap() error { return p.err }
+// maxPeerChain bounds the certificates a peer's message 5 or 6 may carry:
+// its own and the intermediates up to a root we trust.
+const maxPeerChain = 8
 
 // ownedID is an ID and room for its data: an address identity, the usual
 // one, is copied in one allocation.
@@ -907,8 +889,7 @@ func (sa *SA) onMM5(m *isakmp.Message, now time.Time) (Result, error) {
 		return Result{}, mm5Refused{err: err}
 	}
 	if err := sa.checkAuth(ps, now); err != nil {
-		var proved peerProved
-		return Result{}, mm5Refused{err: err, byPeer: errors.As(err, &proved)}
+		return Result{}, mm5Refused{err: err}
 	}
 	out, err := sa.authPayloads(now)
 	if err != nil {

@@ -363,12 +363,11 @@ type mmState struct {
 	resends  int32 // responder: message 2 sent again for a repeated message 1
 	halfOpen bool  // in its Endpoint's half-open lists: its address's, and halfOpen or keyed
 	keyed    bool  // in keyed (MM4_SENT), not halfOpen
-	// refusedMM5: a message 5 that did not authenticate the peer was
-	// refused (refuseMM5); peerRefused: the peer itself proved it holds
-	// SKEYID and is refused or gave up (a message 5 whose signature
-	// verifies over a chain we refuse, a protected Informational): no
-	// message 5 is verified any more.
-	refusedMM5, peerRefused bool
+	// mm5Refused counts the message 5s that did not authenticate the
+	// peer (refuseMM5, at most mm5Checks); peerGaveUp: a protected
+	// Informational came before message 5 (no message 5 is checked after).
+	mm5Refused uint8
+	peerGaveUp bool
 }
 
 // hintInterval is the least time between two PeerLostState events of one
@@ -574,7 +573,7 @@ func (sa *SA) Timeout(now time.Time) Result {
 			ErrTimeout, sa.peer, rt.GiveUp, hs.tries, sa.state))
 	}
 	if int(hs.tries) >= rt.Tries {
-		if hs.refusedMM5 {
+		if hs.mm5Refused > 0 {
 			// It answered, but never with a message 5 that authenticates
 			// it (refuseMM5 reported why).
 			return sa.fail(fmt.Errorf("%w: %d transmissions of %s to %s, and no message 5 that authenticated it", ErrTimeout, hs.tries, sa.state, sa.peer))
