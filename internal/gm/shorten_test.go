@@ -250,3 +250,41 @@ func TestHoldSetBeforeInstall(t *testing.T) {
 		t.Fatalf("TEK 0x%x installed with sending starts %v, want one, %s", spi, got, now.Add(45*time.Second))
 	}
 }
+
+// proves: R2 — through a member's own registration after a GM removal
+// (not InstallHolding alone): every sending start the data plane is given
+// for the registration's new TEK is the hold's, none earlier, so there is
+// no instant at which the engine could send with it (the member installed
+// it first and held it after; CI lost a packet in between).
+func TestRemovalReregistrationNeverSendsEarly(t *testing.T) {
+	w := registered(t)
+	k := w.kss[0]
+	w.runFor(time.Minute)
+	before := map[uint32]bool{}
+	for _, x := range w.dp.TEKs() {
+		before[x.SPI] = true
+	}
+	rec := &installs{Memory: w.dp, sendFrom: map[uint32][]time.Time{}}
+	w.m.o.Dataplane = rec
+	removeAll(t, w, k, false)
+	regs := w.status().Registrations
+	for w.status().Registrations == regs && w.now.Before(t0.Add(10*time.Minute)) {
+		w.runFor(100 * time.Millisecond)
+	}
+	registeredAt := w.now
+	newTEKs := 0
+	for spi, starts := range rec.sendFrom {
+		if before[spi] {
+			continue
+		}
+		newTEKs++
+		for _, at := range starts {
+			if !at.After(registeredAt.Add(time.Second)) {
+				t.Fatalf("new TEK 0x%08x given the sending start %s, the registration at %s: %v", spi, at, registeredAt, starts)
+			}
+		}
+	}
+	if newTEKs == 0 {
+		t.Fatalf("no new TEK installed by the re-registration\n%s", w.dump())
+	}
+}
