@@ -465,6 +465,20 @@ func (e *Endpoint) invalidCookie(from netip.AddrPort, h isakmp.Header, now time.
 // tables only if it answered with message 2: input that did not complete
 // a message leaves nothing behind (SPEC S1).
 func (e *Endpoint) newResponder(out *Output, from netip.AddrPort, icky isakmp.Cookie, pkt []byte, now time.Time) {
+	// An address whose half-open SAs are all past message 3 gets no new
+	// one (below), and its message 1 costs nothing more: no cookie, no
+	// proposal chosen, no message 2 built.
+	e.probes.perPeer++
+	l := e.perPeer[from.Addr()]
+	var old *SA // its oldest SA still waiting for message 3: the one to evict
+	if l.Len() >= e.limits.MaxHalfOpenPerPeer {
+		if old = oldestWaiting(l); old == nil {
+			e.Stats.HalfOpenPeerRefused++
+			e.unauth.Warn("message 1 dropped: its address has as many SAs waiting for message 5 as it may", "peer", from.String(),
+				"limit", e.limits.MaxHalfOpenPerPeer)
+			return
+		}
+	}
 	sa := newResponder(e.cfg, &e.sh, from, icky, e.responderCookie(icky, from), now)
 	r := sa.handle(pkt, now)
 	e.Stats.Dropped += uint64(sa.Dropped)
@@ -489,9 +503,7 @@ func (e *Endpoint) newResponder(out *Output, from netip.AddrPort, icky isakmp.Co
 		e.Stats.CookieCollision++
 		return
 	}
-	e.probes.perPeer++
-	l := e.perPeer[from.Addr()]
-	if l.Len() >= e.limits.MaxHalfOpenPerPeer {
+	if old != nil {
 		// Evict this address's oldest SA still waiting for message 3: a
 		// spoofer flooding from a member's address costs the member at
 		// most a retry, never a lockout. SAs past message 3 are not
@@ -502,16 +514,6 @@ func (e *Endpoint) newResponder(out *Output, from netip.AddrPort, icky isakmp.Co
 		// is established or expires: one address gets at most
 		// MaxHalfOpenPerPeer agreements per expiry (a responder's message
 		// 4 retransmissions: 46 s).
-		old := l.head
-		for old != nil && old.state != StateMM2Sent {
-			old = peerLinks(old).next
-		}
-		if old == nil {
-			e.Stats.HalfOpenPeerRefused++
-			e.unauth.Warn("message 1 dropped: its address has as many SAs waiting for message 5 as it may", "peer", from.String(),
-				"limit", e.limits.MaxHalfOpenPerPeer)
-			return
-		}
 		e.Stats.HalfOpenPeerEvicted++
 		e.remove(old)
 		e.probes.perPeer++
@@ -746,6 +748,16 @@ func (e *Endpoint) leaveHalfOpen(sa *SA) {
 	if !keyed {
 		e.leavePending(sa)
 	}
+}
+
+// oldestWaiting is the oldest SA of an address's list still waiting for
+// message 3, nil if all are past it.
+func oldestWaiting(l halfList) *SA {
+	sa := l.head
+	for sa != nil && sa.state != StateMM2Sent {
+		sa = peerLinks(sa).next
+	}
+	return sa
 }
 
 // leavePending deletes a responder's entry in e.pending once it is past
