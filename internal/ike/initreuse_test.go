@@ -72,18 +72,30 @@ func TestInitiatorMainModeAllocations(t *testing.T) {
 		fresh += allocs
 		ie = e
 	}
-	for range n {
-		a = a.Next()
-		_, _, allocs := initiatorMainMode(t, resp, func() *Endpoint {
-			ie.Reset(netip.AddrPortFrom(a, 848))
-			return ie
-		})
-		reset += allocs
+	// runtime.MemStats counts every goroutine's allocations: another
+	// test's goroutine still running (a CI run under load once read 58.0x)
+	// can only add to a round, so the least of three rounds is the
+	// Endpoint's own count.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var r float64
+	for round := range 3 {
+		reset = 0
+		for range n {
+			a = a.Next()
+			_, _, allocs := initiatorMainMode(t, resp, func() *Endpoint {
+				ie.Reset(netip.AddrPortFrom(a, 848))
+				return ie
+			})
+			reset += allocs
+		}
+		if got := float64(reset) / n; round == 0 || got < r {
+			r = got
+		}
 	}
-	f, r := float64(fresh)/n, float64(reset)/n
-	t.Logf("%.1f allocations per initiator's main mode from a new Endpoint, %.1f from one reset", f, r)
+	f := float64(fresh) / n
+	t.Logf("%.1f allocations per initiator's main mode from a new Endpoint, %.2f from one reset (the least of 3 rounds)", f, r)
 	if r > 58 {
-		t.Fatalf("%.1f allocations per initiator's main mode from an Endpoint reset, want at most 58", r)
+		t.Fatalf("%.2f allocations per initiator's main mode from an Endpoint reset, want at most 58", r)
 	}
 }
 
