@@ -243,6 +243,13 @@ func TestJunkMessage5KeepsItsPlace(t *testing.T) {
 // yet delivered), and resp's SA.
 func handshakeToMM5(t *testing.T, resp *Endpoint, cfg *Config) (gmSA *SA, m4, m5 []byte, respSA *SA) {
 	t.Helper()
+	gmSA, _, m4, m5, respSA = handshakeToMM5With3(t, resp, cfg)
+	return gmSA, m4, m5, respSA
+}
+
+// handshakeToMM5With3 is handshakeToMM5 with the member's message 3.
+func handshakeToMM5With3(t *testing.T, resp *Endpoint, cfg *Config) (gmSA *SA, m3, m4, m5 []byte, respSA *SA) {
+	t.Helper()
 	gm, err := NewEndpoint(cfg, addrI, Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +268,7 @@ func handshakeToMM5(t *testing.T, resp *Endpoint, cfg *Config) (gmSA *SA, m4, m5
 	for _, sa := range resp.sas {
 		respSA = sa
 	}
-	return gmSA, o4.Send[0].Data, o5.Send[0].Data, respSA
+	return gmSA, o3.Send[0].Data, o4.Send[0].Data, o5.Send[0].Data, respSA
 }
 
 // sealedMM5 is a message 5 under gmSA's keys with payloads ps, built at
@@ -461,12 +468,7 @@ func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	gmSA, _, m5, respSA = handshakeToMM5(t, resp, pskConfig())
-	gmSA.hs.iv = gmSA.hs.mk.iv // as it stood before its message 5
-	gmSA.seed()
-	notify, err := gmSA.notifyMessage(isakmp.NotifyPayloadMalformed, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	notify := gaveUp(t, gmSA)
 	forged := append([]byte(nil), notify...)
 	// The second ciphertext block changed: the HASH payload's middle
 	// garbled and its byte 28 flipped, the payloads still parse, HASH(1)
@@ -491,5 +493,74 @@ func TestPeerRefusedKeepsItsPlace(t *testing.T) {
 	assertEmpty(t, resp)
 	if resp.Stats.KeyedExpired != 1 {
 		t.Fatalf("keyed_expired %d", resp.Stats.KeyedExpired)
+	}
+}
+
+// gaveUp is gmSA's protected error notification as it would send it
+// instead of its message 5 (the IV chain as it stood before message 5).
+func gaveUp(t *testing.T, gmSA *SA) []byte {
+	t.Helper()
+	gmSA.hs.iv = gmSA.hs.mk.iv
+	gmSA.seed()
+	notify, err := gmSA.notifyMessage(isakmp.NotifyPayloadMalformed, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return notify
+}
+
+// proves: S1 — a responder's SA whose peer gave up (a protected
+// Informational before message 5) or that had its mm5Checks checks of
+// message 5 drops every later message 5 unchecked, so it no longer sends
+// message 4, neither by its timer nor for a repeated message 3; it keeps
+// its place among its address's half-open SAs on the same schedule and
+// expires when it would have (before, it went on retransmitting message 4
+// to the end). An SA with checks left still retransmits.
+func TestGivenUpSAsNoLongerRetransmit(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		junk   int  // message 5s refused
+		gaveUp bool // a protected Informational
+		sends  bool // message 4 still sent
+	}{
+		{"checks left", mm5Checks - 1, false, true},
+		{"checks spent", mm5Checks, false, false},
+		{"peer gave up", 0, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := NewEndpoint(pskConfig(), addrR, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gmSA, m3, m4, _, respSA := handshakeToMM5With3(t, resp, pskConfig())
+			for range tc.junk {
+				resp.Handle(addrI, junkMM5(m4), t0)
+			}
+			if tc.gaveUp {
+				resp.Handle(addrI, gaveUp(t, gmSA), t0)
+			}
+			if respSA.waitsUnanswered() == tc.sends {
+				t.Fatalf("waitsUnanswered %v", respSA.waitsUnanswered())
+			}
+			if o := resp.Handle(addrI, m3, t0); (len(o.Send) == 1) != tc.sends {
+				t.Fatalf("message 3 again: %d answers", len(o.Send))
+			}
+			sent, lastAt := 0, time.Duration(0)
+			for at := time.Second; at <= 50*time.Second; at += time.Second {
+				sent += len(resp.Tick(t0.Add(at)).Send)
+				if resp.keyed.Len() == 1 {
+					lastAt = at
+				}
+			}
+			if (sent > 0) != tc.sends || (tc.sends && sent != DefaultRetransmit.Tries-1) {
+				t.Fatalf("%d transmissions of message 4 by its timer", sent)
+			}
+			// Held for the same time either way: the schedule of message
+			// 4's transmissions (1+2+4+8+16+15 s: gone at 46 s).
+			if lastAt < 40*time.Second || lastAt >= 50*time.Second || resp.Stats.KeyedExpired != 1 {
+				t.Fatalf("its place held until %s, keyed_expired %d", lastAt, resp.Stats.KeyedExpired)
+			}
+			assertEmpty(t, resp)
+		})
 	}
 }

@@ -138,6 +138,9 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 			}
 			sa.hs.resends++
 		}
+		if sa.waitsUnanswered() {
+			return sa.drop() // message 3 again: message 4 is no longer sent
+		}
 		// The peer did not get our answer: send it again, unchanged.
 		return Result{one: sa.hs.sent, Timer: sa.timer()}
 	}
@@ -189,7 +192,7 @@ func (sa *SA) handle(pkt []byte, now time.Time) Result {
 	case !sa.initiator && sa.state == StateMM2Sent && !m.Encrypted():
 		step = sa.onMM3
 	case !sa.initiator && sa.state == StateMM4Sent && m.Encrypted():
-		if sa.hs.peerGaveUp || int(sa.hs.mm5Refused) >= mm5Checks {
+		if sa.waitsUnanswered() {
 			// Its peer gave up (a protected Informational), or it had
 			// its share of checks (refuseMM5): dropped unchecked.
 			return sa.drop()

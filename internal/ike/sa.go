@@ -583,7 +583,22 @@ func (sa *SA) Timeout(now time.Time) Result {
 	hs.tries++
 	hs.rto = min(2*hs.rto, rt.Max)
 	hs.deadline = sa.capped(rt, now.Add(hs.rto))
+	if sa.waitsUnanswered() {
+		// Nothing it could get back would be checked: it keeps its place
+		// on the same schedule (S1), silently.
+		return Result{Timer: hs.deadline}
+	}
 	return Result{Send: [][]byte{hs.sent}, Timer: hs.deadline}
+}
+
+// waitsUnanswered: a responder's SA past message 4 whose peer gave up (a
+// protected Informational) or that had its share of message 5 checks
+// (refuseMM5) drops every message 5 unchecked, so it no longer
+// retransmits message 4; it waits out its time within its address's
+// half-open SAs, as before.
+func (sa *SA) waitsUnanswered() bool {
+	return !sa.initiator && sa.state == StateMM4Sent && sa.hs != nil &&
+		(sa.hs.peerGaveUp || int(sa.hs.mm5Refused) >= mm5Checks)
 }
 
 // giveUpAt is when an initiator's main mode fails if not established
