@@ -6,11 +6,13 @@
 package gm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
@@ -170,7 +172,14 @@ func policyFrom(sats []*isakmp.SAT) ([]sadb.PolicyEntry, error) {
 		}
 		return nil
 	}
-	for _, sat := range sats {
+	for i, sat := range sats {
+		if slices.ContainsFunc(sats[:i], func(o *isakmp.SAT) bool { return sameSelector(o.Selector, sat.Selector) }) {
+			// A TEK for traffic an earlier TEK of the download covers
+			// adds no entry: a registration inside a rekey gets the TEKs
+			// the rekey replaced after the new ones, with the same
+			// selectors and bypass lists (ks/replaced.go).
+			continue
+		}
 		if err := bypass(sat, isakmp.IPsecBypassBefore); err != nil {
 			return nil, err
 		}
@@ -185,6 +194,15 @@ func policyFrom(sats []*isakmp.SAT) ([]sadb.PolicyEntry, error) {
 		}
 	}
 	return out, nil
+}
+
+// sameSelector reports whether a and b select the same packets, as
+// written.
+func sameSelector(a, b isakmp.Selector) bool {
+	same := func(x, y isakmp.Endpoint) bool {
+		return x.IDType == y.IDType && x.Port == y.Port && bytes.Equal(x.Data, y.Data)
+	}
+	return a.Protocol == b.Protocol && same(a.Src, b.Src) && same(a.Dst, b.Dst)
 }
 
 func entryFrom(sel isakmp.Selector, a sadb.Action) (sadb.PolicyEntry, error) {

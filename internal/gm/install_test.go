@@ -313,6 +313,8 @@ func TestInstallAllocations(t *testing.T) {
 	res := result(36, true)
 	sat := *res.Policy.TEKs[0]
 	sat.SPI = 257
+	voice := netip.MustParsePrefix("172.16.0.0/12")
+	sat.Selector = isakmp.Selector{Src: isakmp.PrefixEndpoint(voice, 0), Dst: isakmp.PrefixEndpoint(voice, 0)}
 	res.Policy.TEKs = append(res.Policy.TEKs, &sat)
 	res.KD.Packets = append(res.KD.Packets, &isakmp.KeyPacket{KDType: isakmp.KDTEK, SPI: []byte{0, 0, 1, 1},
 		Attributes: isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, bytes.Repeat([]byte{2}, 36))}})
@@ -323,5 +325,41 @@ func TestInstallAllocations(t *testing.T) {
 	t.Logf("%.0f allocations per Install of two TEKs", n)
 	if n > 4 {
 		t.Fatalf("%.0f allocations per Install of two TEKs, want at most 4", n)
+	}
+}
+
+// proves: T1 (a member registering inside a rekey) — a registration that
+// brings, after the new TEK, the TEK a rekey replaced for the same traffic
+// (the KS hands it out while the other members may still send with it:
+// ks/replaced.go) installs both, each with its own key and lifetime, so
+// that the member opens the packets of members still sending with the
+// replaced one, and the ordered policy takes the traffic's entries (its
+// bypass lists and the permit entry) once, from the first TEK: the
+// replaced TEK's would never match first. The data plane sends with the
+// newest (dataplane newestFirst).
+func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
+	any4 := netip.MustParsePrefix("0.0.0.0/0")
+	deny := isakmp.AppendSelectors(nil, []isakmp.Selector{{Protocol: 17, Src: isakmp.PrefixEndpoint(any4, 848), Dst: isakmp.PrefixEndpoint(any4, 848)}})
+	res := result(36, true)
+	res.Policy.TEKs[0].Attributes = append(res.Policy.TEKs[0].Attributes, isakmp.VarAttr(isakmp.IPsecBypassBefore, deny))
+	old := *res.Policy.TEKs[0]
+	old.SPI = 257
+	old.Attributes = isakmp.Attributes{isakmp.BasicAttr(isakmp.IPsecKeyLength, 256), isakmp.IntAttr(isakmp.IPsecSALifeDuration, 80),
+		isakmp.VarAttr(isakmp.IPsecBypassBefore, deny)}
+	res.Policy.TEKs = append(res.Policy.TEKs, &old)
+	res.KD.Packets = append(res.KD.Packets, &isakmp.KeyPacket{KDType: isakmp.KDTEK, SPI: []byte{0, 0, 1, 1},
+		Attributes: isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, bytes.Repeat([]byte{2}, 36))}})
+	dp := sadb.NewMemory()
+	if _, err := Install(dp, dp, "G", 1, res, now); err != nil {
+		t.Fatal(err)
+	}
+	teks := dp.TEKs()
+	slices.SortFunc(teks, func(a, b sadb.TEK) int { return int(a.SPI) - int(b.SPI) })
+	if len(teks) != 2 || teks[0].SPI != 256 || teks[1].SPI != 257 || teks[1].EncKey[0] != 2 ||
+		!teks[0].Expires.Equal(now.Add(1800*time.Second)) || !teks[1].Expires.Equal(now.Add(80*time.Second)) {
+		t.Fatalf("installed %+v", teks)
+	}
+	if pol := dp.Policy("G"); len(pol) != 2 || pol[0].Action != sadb.Bypass || pol[1].Action != sadb.Protect || pol[1].SPI != 256 {
+		t.Fatalf("policy %+v", pol)
 	}
 }

@@ -252,8 +252,12 @@ type group struct {
 	kekKey  []byte // IV | key
 	kekExp  time.Time
 	teks    []*tek
-	seq     uint32
-	members memberTable
+	// replaced is what the last plain rekey replaced (replaced.go):
+	// handed out with teks for receiving until the other members stop
+	// accepting them.
+	replaced replacedTEKs
+	seq      uint32
+	members  memberTable
 	// sig is the rekey key the members hold: every rekey is signed with
 	// it, and registrations hand out its public half. announce is the
 	// configured key while it differs from sig (nil otherwise): the next
@@ -662,7 +666,7 @@ func (s *Server) JoinPayload(peer Peer, id *isakmp.ID, now time.Time) (gdoi.Poli
 	if err != nil {
 		return gdoi.PolicyAt{}, err
 	}
-	l, err := g.laidOut()
+	l, err := g.laidOut(now)
 	if err != nil {
 		return gdoi.PolicyAt{}, err
 	}
@@ -733,6 +737,11 @@ func (g *group) policy(now time.Time) *isakmp.GroupSA {
 	for _, t := range g.teks {
 		sa.TEKs = append(sa.TEKs, t.sat(now, g.pseudotime(now)))
 	}
+	for _, t := range g.replaced.live(g, now) {
+		p := t.tekPolicy(now, g.pseudotime(now))
+		p.Remaining = g.replaced.until().Sub(now)
+		sa.TEKs = append(sa.TEKs, p.SAT())
+	}
 	return sa
 }
 
@@ -766,7 +775,7 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 	if err != nil {
 		return 0, nil, err
 	}
-	return g.seq, g.keyDownload(bits, ids), nil
+	return g.seq, g.keyDownload(bits, ids, now), nil
 }
 
 // KeysPayload is Keys' answer as the KD payload laid out for every
@@ -777,18 +786,22 @@ func (s *Server) KeysPayload(peer Peer, id *isakmp.ID, sids uint16, now time.Tim
 	if err != nil {
 		return 0, gdoi.KeysWith{}, err
 	}
-	l, err := g.laidOut()
+	l, err := g.laidOut(now)
 	if err != nil {
 		return 0, gdoi.KeysWith{}, err
 	}
 	return g.seq, l.kd.With(bits, ids), nil
 }
 
-// keyDownload is the group's KD payload with the sender IDs ids at bits
-// bits (nil: none): the TEKs' key packets, the KEK's, the IDs'.
-func (g *group) keyDownload(bits int, ids []uint32) *isakmp.KD {
+// keyDownload is the group's KD payload at now with the sender IDs ids at
+// bits bits (nil: none): the TEKs' key packets (the replaced ones handed
+// out too), the KEK's, the IDs'.
+func (g *group) keyDownload(bits int, ids []uint32, now time.Time) *isakmp.KD {
 	kd := &isakmp.KD{}
 	for _, t := range g.teks {
+		kd.Packets = append(kd.Packets, t.packet())
+	}
+	for _, t := range g.replaced.live(g, now) {
 		kd.Packets = append(kd.Packets, t.packet())
 	}
 	if g.sig.alg != 0 {

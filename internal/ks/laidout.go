@@ -2,6 +2,7 @@ package ks
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
@@ -35,6 +36,10 @@ type laidOut struct {
 	teks    []*tek
 	expires []time.Time
 	spis    []uint32
+	// replaced: the replaced TEKs laid out after teks (replacedTEKs.live),
+	// ending at replacedEnd.
+	replaced    []*tek
+	replacedEnd time.Time
 }
 
 // kekPolicy is the KEK's policy with sig as the key that verifies
@@ -58,8 +63,16 @@ func sameBytes(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-// current reports whether l says what the group says now.
-func (l *laidOut) current(g *group) bool {
+// current reports whether l says what the group says at now.
+func (l *laidOut) current(g *group, now time.Time) bool {
+	if r := g.replaced.live(g, now); !slices.Equal(r, l.replaced) || (len(r) > 0 && g.replaced.until() != l.replacedEnd) {
+		return false
+	}
+	return l.sameKeys(g)
+}
+
+// sameKeys reports whether l lays out the group's KEK and TEKs.
+func (l *laidOut) sameKeys(g *group) bool {
 	hasKEK := g.sig.alg != 0
 	if l.hasKEK != hasKEK || len(l.teks) != len(g.teks) {
 		return false
@@ -82,8 +95,8 @@ func (l *laidOut) current(g *group) bool {
 // again if anything they say changed. The key packets laid out before
 // are cleared when they are replaced. It fails only if gdoi cannot lay
 // out what it encodes (TestLaidOutIsWhatThePayloadsSay).
-func (g *group) laidOut() (*laidOut, error) {
-	if g.out != nil && g.out.current(g) {
+func (g *group) laidOut(now time.Time) (*laidOut, error) {
+	if g.out != nil && g.out.current(g, now) {
 		return g.out, nil
 	}
 	l := &laidOut{hasKEK: g.sig.alg != 0}
@@ -92,19 +105,35 @@ func (g *group) laidOut() (*laidOut, error) {
 	for _, t := range g.teks {
 		packets = append(packets, t.packet())
 	}
+	l.replaced = g.replaced.live(g, now)
+	for _, t := range l.replaced {
+		packets = append(packets, t.packet())
+	}
 	if l.hasKEK {
 		l.kek, l.kekExp, l.kekKey, l.sigPub = g.kekPolicy(g.kekExp, g.sig), g.kekExp, g.kekKey, g.sig.pub
 		kek = &l.kek
 		packets = append(packets, g.kekPacket(g.sig))
 	}
-	teks := make([]gdoi.TEKPolicy, len(g.teks))
+	teks := make([]gdoi.TEKPolicy, len(g.teks), len(g.teks)+len(l.replaced))
 	for i, t := range g.teks {
 		teks[i] = t.tekPolicy(t.expires, 0)
 		l.teks = append(l.teks, t)
 		l.expires = append(l.expires, t.expires)
 		l.spis = append(l.spis, t.spi)
 	}
-	sa, err := gdoi.NewGroupPolicy(kek, l.kekExp, teks, l.expires)
+	expires := l.expires
+	if len(l.replaced) > 0 {
+		// After the current TEKs (a member's policy takes its entries in
+		// order: the replaced TEKs' are the same, shadowed), ending
+		// when the first members to get the rekey stop accepting them.
+		l.replacedEnd = g.replaced.until()
+		expires = slices.Clone(l.expires)
+		for _, t := range l.replaced {
+			teks = append(teks, t.tekPolicy(l.replacedEnd, 0))
+			expires = append(expires, l.replacedEnd)
+		}
+	}
+	sa, err := gdoi.NewGroupPolicy(kek, l.kekExp, teks, expires)
 	if err != nil {
 		return nil, fmt.Errorf("ks: group %s: %w", g.cfg.Name, err)
 	}
@@ -122,7 +151,7 @@ func (g *group) laidOut() (*laidOut, error) {
 // until the next registration laid the group out again (none may come
 // for hours in a settled group).
 func (g *group) dropStale() {
-	if g.out != nil && !g.out.current(g) {
+	if g.out != nil && !g.out.sameKeys(g) {
 		g.out.kd.Clear()
 		g.out = nil
 	}

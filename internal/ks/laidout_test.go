@@ -62,19 +62,28 @@ func TestLaidOutFollowsTheGroup(t *testing.T) {
 		}
 		m, _ := s.Member("G", p.Addr.Addr())
 		got, _ = isakmp.MarshalPayload(&laidKD)
-		want, _ = isakmp.MarshalPayload(g.keyDownload(int(max(m.SIDBits, MinSIDBits)), m.SenderIDs))
+		want, _ = isakmp.MarshalPayload(g.keyDownload(int(max(m.SIDBits, MinSIDBits)), m.SenderIDs, at))
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s: the KD payload laid out differs from Keys':\n%x\n%x", what, got, want)
 		}
 		// What the member got is the group's now.
-		sa, kd = built, g.keyDownload(0, nil)
+		sa, kd = built, g.keyDownload(0, nil, at)
 		snap := s.Snapshot(at)[0]
-		if sa.KEK == nil || sa.KEK.SPI != snap.KEKSPI || len(sa.TEKs) != len(snap.TEKs) {
+		// Then the TEKs a plain rekey replaced, while handed out
+		// (replaced.go).
+		live := g.replaced.live(g, at)
+		if sa.KEK == nil || sa.KEK.SPI != snap.KEKSPI || len(sa.TEKs) != len(snap.TEKs)+len(live) {
 			t.Fatalf("%s: the member got a KEK or TEKs not the group's", what)
 		}
 		for i, sat := range sa.TEKs {
-			if sat.SPI != snap.TEKs[i].SPI {
-				t.Fatalf("%s: TEK %d: SPI 0x%x, the group's is 0x%x", what, i, sat.SPI, snap.TEKs[i].SPI)
+			want := uint32(0)
+			if i < len(snap.TEKs) {
+				want = snap.TEKs[i].SPI
+			} else {
+				want = live[i-len(snap.TEKs)].spi
+			}
+			if sat.SPI != want {
+				t.Fatalf("%s: TEK %d: SPI 0x%x, the group's is 0x%x", what, i, sat.SPI, want)
 			}
 		}
 		return sa, kd

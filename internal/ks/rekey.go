@@ -208,10 +208,17 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 	}
 	// New TEKs from the running policy: a committed policy change reaches
 	// the GMs with this rekey (SPEC P1).
+	old, samePolicy := g.teks, !g.policyChanged
 	if err := s.rebuildTEKs(g, now); err != nil {
 		return nil, err
 	}
 	g.policyChanged = false
+	g.replaced = replacedTEKs{}
+	if replace == 0 && samePolicy {
+		// Handed out with the new ones while the members that get this
+		// rekey may still send with them (replaced.go).
+		g.replaced.keep(g, old, now)
+	}
 	for _, n := range g.teks {
 		r.SA.TEKs = append(r.SA.TEKs, n.sat(now, g.pseudotime(now)))
 		r.KD.Packets = append(r.KD.Packets, n.packet())

@@ -1,0 +1,156 @@
+package ks
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/isakmp"
+)
+
+// proves: T1 (a member registering inside a rekey) — a member that
+// registers after a plain rekey, while the members that got it may still
+// send with the TEKs it replaced (RekeyATD) or accept them (RekeyDTD), is
+// handed those TEKs too, after the new ones, in the SA payload and the KD
+// payload, their lifetime ending when the first members stop accepting
+// them: before, it got the new TEKs alone and dropped the other members'
+// packets until they switched. Not a counter-mode TEK (its sender IDs are
+// of its own generation), not after the window, not after a policy
+// replace, a GM removal or a rekey that brings a changed policy, and not
+// once anything replaced the rekey's TEKs (a second rekey hands out what
+// it replaced, the first rekey's TEKs, never older ones). Join and Keys
+// (built per call) say the same as the payloads laid out once.
+func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cfg := GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key, KEKLifetime: 4 * time.Hour,
+		Rekey: RekeyPolicy{Unicast: true},
+		TEKs: []TEKPolicy{
+			{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour,
+				Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}},
+			{Transform: isakmp.ESPAESCBC, AuthAlg: isakmp.AuthAlgHMACSHA256, KeyBits: 256, Lifetime: time.Hour,
+				Selectors: []Selector{{Src: netip.MustParsePrefix("172.16.0.0/12"), Dst: netip.MustParsePrefix("172.16.0.0/12")}}}}}
+	s := New(Options{})
+	if err := s.AddGroup(cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	id := isakmp.GroupID(7)
+	gm := 0
+	// register returns the SPIs of the SA payload's TEKs and of the KD's
+	// key packets (the KEK's and the SID packet left out), and the
+	// lifetime left of the SA payload's TEKs, laid out and built per
+	// call, which must agree.
+	register := func(at time.Time) (sa, kd []uint32, life []uint64) {
+		t.Helper()
+		gm++
+		p := peer(netip.AddrFrom4([4]byte{10, 2, byte(gm >> 8), byte(gm)}).String())
+		laid, err := s.JoinPayload(p, id, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		built, err := s.Join(p, id, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(mustMarshal(t, built)) != string(mustMarshal(t, &laid)) {
+			t.Fatal("the SA payload laid out differs from Join's")
+		}
+		for _, sat := range built.TEKs {
+			sa = append(sa, sat.SPI)
+			life = append(life, lifeLeft(t, sat.Attributes))
+		}
+		_, laidKD, err := s.KeysPayload(p, id, 1, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := s.Member("G", p.Addr.Addr())
+		built2 := s.byName["G"].keyDownload(int(max(m.SIDBits, MinSIDBits)), m.SenderIDs, at)
+		if string(mustMarshal(t, &laidKD)) != string(mustMarshal(t, built2)) {
+			t.Fatal("the KD payload laid out differs from Keys'")
+		}
+		for _, k := range built2.Packets {
+			if k.KDType == isakmp.KDTEK {
+				kd = append(kd, binary.BigEndian.Uint32(k.SPI))
+			}
+		}
+		return sa, kd, life
+	}
+	g := s.byName["G"]
+	spis := func() (gcm, cbc uint32) { return g.teks[0].spi, g.teks[1].spi }
+	same := func(a, b []uint32) bool { return len(a) == len(b) && string(u32s(a)) == string(u32s(b)) }
+
+	at := now.Add(time.Minute)
+	gcm0, cbc0 := spis()
+	if sa, _, _ := register(at); !same(sa, []uint32{gcm0, cbc0}) {
+		t.Fatalf("before any rekey: TEKs %x", sa)
+	}
+	if _, err := s.Rekey("G", at); err != nil {
+		t.Fatal(err)
+	}
+	gcm1, cbc1 := spis()
+	for _, d := range []time.Duration{0, 5 * time.Second, RekeyATD, RekeyDTD - time.Second} {
+		sa, kd, life := register(at.Add(d))
+		if want := []uint32{gcm1, cbc1, cbc0}; !same(sa, want) || !same(kd, want) {
+			t.Fatalf("%s after a rekey: TEKs %x, key packets %x; want %x (the CBC TEK it replaced last)", d, sa, kd, want)
+		}
+		if left := uint64((RekeyDTD - d) / time.Second); life[2] != left {
+			t.Fatalf("%s after a rekey: the replaced TEK handed out with %d s left, want %d", d, life[2], left)
+		}
+	}
+	if sa, _, _ := register(at.Add(RekeyDTD)); !same(sa, []uint32{gcm1, cbc1}) {
+		t.Fatalf("after the window: TEKs %x", sa)
+	}
+
+	// A second rekey inside the first's window: what it replaced.
+	at = at.Add(10 * time.Second)
+	if _, err := s.Rekey("G", at); err != nil {
+		t.Fatal(err)
+	}
+	gcm2, cbc2 := spis()
+	if sa, _, _ := register(at); !same(sa, []uint32{gcm2, cbc2, cbc1}) {
+		t.Fatalf("after a second rekey: TEKs %x", sa)
+	}
+
+	// What replaces TEKs for another reason ends the hand-out, or has
+	// none: a GM removal, a policy replace, a rekey bringing a changed
+	// policy.
+	if _, err := s.Remove("G", false, at); err != nil {
+		t.Fatal(err)
+	}
+	if sa, _, _ := register(at); len(sa) != 2 {
+		t.Fatalf("after a GM removal: TEKs %x", sa)
+	}
+	at = at.Add(time.Minute)
+	if _, err := s.Rekey("G", at); err != nil {
+		t.Fatal(err)
+	}
+	if sa, _, _ := register(at); len(sa) != 3 {
+		t.Fatalf("after a rekey following the removal: TEKs %x", sa)
+	}
+	if _, err := s.ReplaceRekey("G", isakmp.ModeShorten, at); err != nil {
+		t.Fatal(err)
+	}
+	if sa, _, _ := register(at); len(sa) != 2 {
+		t.Fatalf("after a policy replace: TEKs %x", sa)
+	}
+	if err := s.UpdatePolicy(cfg); err != nil { // a committed change: P1
+		t.Fatal(err)
+	}
+	if _, err := s.Rekey("G", at); err != nil {
+		t.Fatal(err)
+	}
+	if sa, _, _ := register(at); len(sa) != 2 {
+		t.Fatalf("after a rekey bringing a changed policy: TEKs %x", sa)
+	}
+}
+
+func u32s(v []uint32) []byte {
+	b := make([]byte, 0, 4*len(v))
+	for _, x := range v {
+		b = append(b, byte(x>>24), byte(x>>16), byte(x>>8), byte(x))
+	}
+	return b
+}
