@@ -247,11 +247,11 @@ type tek struct {
 }
 
 type group struct {
-	cfg     GroupConfig
-	kekSPI  [isakmp.KEKSPILen]byte
-	kekKey  []byte // IV | key
-	kekExp  time.Time
-	teks    []*tek
+	cfg    GroupConfig
+	kekSPI [isakmp.KEKSPILen]byte
+	kekKey []byte // IV | key
+	kekExp time.Time
+	teks   []*tek
 	// replaced is what the last plain rekey replaced (replaced.go):
 	// handed out with teks for receiving until the other members stop
 	// accepting them.
