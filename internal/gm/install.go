@@ -70,12 +70,32 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 			}
 		}
 	}
-	for _, sat := range res.Policy.TEKs {
+	var held []sadb.TEK // the group's TEKs installed before, read once if needed
+	for i, sat := range res.Policy.TEKs {
 		t, err := tekFrom(sat, res.KD, now)
 		if err != nil {
 			return nil, err
 		}
 		t.Group, t.GroupID, t.Installed, t.SendFrom = group, groupID, now, now
+		// A TEK after another of the same traffic in the download is one
+		// a rekey replaced, handed out while the other members may still
+		// send with it (ks/replaced.go): it is for opening their packets.
+		// One the GM holds already stays as it is (its sender IDs, the
+		// deactivation the rekey set); another is installed without
+		// sender IDs (the download's are for the current keys: the data
+		// plane never sends with it), and the re-registration is timed
+		// by the current TEKs alone.
+		replaced := slices.ContainsFunc(res.Policy.TEKs[:i], func(o *isakmp.SAT) bool { return sameSelector(o.Selector, sat.Selector) })
+		if replaced {
+			if held == nil {
+				held = append(dp.TEKs(), sadb.TEK{}) // never nil again
+			}
+			if slices.ContainsFunc(held, func(h sadb.TEK) bool { return h.Group == group && h.SPI == t.SPI }) {
+				continue
+			}
+			out.TEKs = append(out.TEKs, t)
+			continue
+		}
 		if t.AuthKey == nil {
 			if len(sids) == 0 {
 				return nil, fmt.Errorf("gm: TEK 0x%08x is a counter mode but the KS sent no sender ID (RFC 6407 §5.6.4)", t.SPI)
@@ -175,9 +195,8 @@ func policyFrom(sats []*isakmp.SAT) ([]sadb.PolicyEntry, error) {
 	for i, sat := range sats {
 		if slices.ContainsFunc(sats[:i], func(o *isakmp.SAT) bool { return sameSelector(o.Selector, sat.Selector) }) {
 			// A TEK for traffic an earlier TEK of the download covers
-			// adds no entry: a registration inside a rekey gets the TEKs
-			// the rekey replaced after the new ones, with the same
-			// selectors and bypass lists (ks/replaced.go).
+			// adds no entry: one a rekey replaced (InstallHolding), with
+			// the same bypass lists.
 			continue
 		}
 		if err := bypass(sat, isakmp.IPsecBypassBefore); err != nil {

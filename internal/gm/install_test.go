@@ -335,8 +335,10 @@ func TestInstallAllocations(t *testing.T) {
 // that the member opens the packets of members still sending with the
 // replaced one, and the ordered policy takes the traffic's entries (its
 // bypass lists and the permit entry) once, from the first TEK: the
-// replaced TEK's would never match first. The data plane sends with the
-// newest (dataplane newestFirst).
+// replaced TEK's would never match first. The re-registration is timed by
+// the current TEK; a counter-mode replaced TEK gets no sender IDs (the
+// download's are the current keys'); one the member holds already is left
+// as it is. The data plane sends with the newest (dataplane newestFirst).
 func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
 	any4 := netip.MustParsePrefix("0.0.0.0/0")
 	deny := isakmp.AppendSelectors(nil, []isakmp.Selector{{Protocol: 17, Src: isakmp.PrefixEndpoint(any4, 848), Dst: isakmp.PrefixEndpoint(any4, 848)}})
@@ -350,7 +352,8 @@ func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
 	res.KD.Packets = append(res.KD.Packets, &isakmp.KeyPacket{KDType: isakmp.KDTEK, SPI: []byte{0, 0, 1, 1},
 		Attributes: isakmp.Attributes{isakmp.VarAttr(isakmp.TEKAlgorithmKey, bytes.Repeat([]byte{2}, 36))}})
 	dp := sadb.NewMemory()
-	if _, err := Install(dp, dp, "G", 1, res, now); err != nil {
+	inst, err := Install(dp, dp, "G", 1, res, now)
+	if err != nil {
 		t.Fatal(err)
 	}
 	teks := dp.TEKs()
@@ -359,7 +362,34 @@ func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
 		!teks[0].Expires.Equal(now.Add(1800*time.Second)) || !teks[1].Expires.Equal(now.Add(80*time.Second)) {
 		t.Fatalf("installed %+v", teks)
 	}
+	// A counter-mode one without sender IDs: the download's are for the
+	// current keys, and the data plane never sends with it.
+	if len(teks[0].SenderIDs) != 1 || len(teks[1].SenderIDs) != 0 {
+		t.Fatalf("sender IDs %v and %v", teks[0].SenderIDs, teks[1].SenderIDs)
+	}
+	// The re-registration is timed by the current TEK, not the replaced
+	// one's 80 s.
+	if !inst.Earliest.Equal(now.Add(1800 * time.Second)) {
+		t.Fatalf("re-register before %s", inst.Earliest)
+	}
 	if pol := dp.Policy("G"); len(pol) != 2 || pol[0].Action != sadb.Bypass || pol[1].Action != sadb.Protect || pol[1].SPI != 256 {
 		t.Fatalf("policy %+v", pol)
+	}
+
+	// A member that holds the replaced TEK already (it got the rekey and
+	// registers again inside its window) keeps it as it is: its sender
+	// IDs, the deactivation the rekey set.
+	dp = sadb.NewMemory()
+	mine := teks[1]
+	mine.SenderIDs, mine.Deactivate = []uint32{3}, now.Add(90*time.Second)
+	if err := dp.InstallTEK(mine); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Install(dp, dp, "G", 1, res, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(dp.TEKs(), func(tk sadb.TEK) bool { return tk.SPI == 257 })
+	if got := dp.TEKs()[i]; !slices.Equal(got.SenderIDs, []uint32{3}) || !got.Deactivate.Equal(mine.Deactivate) || !got.Installed.Equal(mine.Installed) {
+		t.Fatalf("the TEK held was installed again: %+v", got)
 	}
 }
