@@ -129,12 +129,19 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	errs := make(chan error, 2)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	n := 1
 	if ln != nil {
+		n++
 		go func() { errs <- d.Ctl.ServeListener(ctx, ln) }()
 	}
 	go func() { errs <- d.Node.Run(ctx) }()
 	err := <-errs
 	cancel()
+	// Both have ended when Serve returns: the node's sockets are closed
+	// (a daemon started again at once binds the same addresses).
+	for range n - 1 {
+		<-errs
+	}
 	return err
 }
 

@@ -252,7 +252,7 @@ type group struct {
 	kekKey []byte // IV | key
 	kekExp time.Time
 	teks   []*tek
-	// replaced is what the last plain rekey replaced (replaced.go):
+	// replaced is what the last rekey replaced (replaced.go):
 	// handed out with teks for receiving until the other members stop
 	// accepting them.
 	replaced replacedTEKs
@@ -655,7 +655,7 @@ func (s *Server) Join(peer Peer, id *isakmp.ID, now time.Time) (*isakmp.GroupSA,
 	if err != nil {
 		return nil, err
 	}
-	return g.policy(now), nil
+	return g.joinPolicy(now), nil
 }
 
 // JoinPayload is Join's answer as the SA payload laid out for every
@@ -737,6 +737,13 @@ func (g *group) policy(now time.Time) *isakmp.GroupSA {
 	for _, t := range g.teks {
 		sa.TEKs = append(sa.TEKs, t.sat(now, g.pseudotime(now)))
 	}
+	return sa
+}
+
+// joinPolicy is policy as a registration at now gets it: the TEKs the
+// last rekey replaced after the group's, while handed out (replaced.go).
+func (g *group) joinPolicy(now time.Time) *isakmp.GroupSA {
+	sa := g.policy(now)
 	for _, t := range g.replaced.live(g, now) {
 		p := t.tekPolicy(now, g.pseudotime(now))
 		p.Remaining = g.replaced.until().Sub(now)

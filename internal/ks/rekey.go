@@ -208,13 +208,13 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 	}
 	// New TEKs from the running policy: a committed policy change reaches
 	// the GMs with this rekey (SPEC P1).
-	old, samePolicy := g.teks, !g.policyChanged
+	old := g.teks
 	if err := s.rebuildTEKs(g, now); err != nil {
 		return nil, err
 	}
 	g.policyChanged = false
 	g.replaced = replacedTEKs{}
-	if replace == 0 && samePolicy {
+	if replace != isakmp.ModeNow {
 		// Handed out with the new ones while the members that get this
 		// rekey may still send with them (replaced.go).
 		g.replaced.keep(g, old, now)

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// replacedTEKs is what a group's last plain rekey replaced, handed out
+// replacedTEKs is what a group's last rekey replaced, handed out
 // with the new TEKs to members that register before the other members stop
 // accepting it.
 //
@@ -19,15 +19,17 @@ import (
 // too, it opens those packets; it sends with the newest TEK, as before.
 //
 // Only TEKs without counter mode: a counter-mode TEK's sender IDs belong
-// to its own generation (sid.go), and a member that held it already (one
-// registering again inside the activation delay sends with the old TEK
-// until then) would be given IDs of the new generation for it, which
-// another member may hold under it: the nonce reused. Not after a policy
-// replace, a GM removal, a changed policy or keys adopted from a COOP
-// primary, which replace the TEKs for other reasons (the members delete
-// the old ones at once, or their traffic selectors changed): whatever
-// replaces the rekey's TEKs ends the hand-out. Not written to the state
-// file: a KS restarted inside the window hands out the new TEKs alone.
+// to its own generation (sid.go), and a GM of an earlier version that held
+// it already (one registering again inside the activation delay sends
+// with the old TEK until then) would take the download's IDs, of the new
+// generation and maybe of another width, for it: the nonce reused. Only
+// TEKs for traffic a new TEK is for (a policy replace may change the
+// ACL: the new member's policy is the new one). Not after replace-now,
+// whose members delete the old TEKs at once; a GM removal, keys adopted
+// from a COOP primary or restored replace the TEKs otherwise, and
+// whatever replaces the rekey's TEKs ends the hand-out. Not written to the
+// state file: a KS restarted inside the window hands out the new TEKs
+// alone.
 type replacedTEKs struct {
 	teks []*tek
 	// by is the group's TEKs as the rekey left them; end, when the first
@@ -43,7 +45,7 @@ type replacedTEKs struct {
 func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
 	*r = replacedTEKs{}
 	for _, t := range old {
-		if !t.counter() && now.Before(t.expires) {
+		if !t.counter() && now.Before(t.expires) && slices.ContainsFunc(g.teks, func(n *tek) bool { return n.sel == t.sel }) {
 			r.teks = append(r.teks, t)
 		}
 	}

@@ -19,11 +19,12 @@ import (
 // payload, their lifetime ending when the first members stop accepting
 // them: before, it got the new TEKs alone and dropped the other members'
 // packets until they switched. Not a counter-mode TEK (its sender IDs are
-// of its own generation), not after the window, not after a policy
-// replace, a GM removal or a rekey that brings a changed policy, and not
+// of its own generation), not after the window, not after replace-now or
+// a GM removal, not for traffic the new policy no longer protects, and not
 // once anything replaced the rekey's TEKs (a second rekey hands out what
-// it replaced, the first rekey's TEKs, never older ones). Join and Keys
-// (built per call) say the same as the payloads laid out once.
+// it replaced, the first rekey's TEKs, never older ones); a policy replace
+// of the same traffic hands out as a plain rekey. Join and Keys (built per
+// call) say the same as the payloads laid out once.
 func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	cfg := GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key, KEKLifetime: 4 * time.Hour,
@@ -115,8 +116,10 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	}
 
 	// What replaces TEKs for another reason ends the hand-out, or has
-	// none: a GM removal, a policy replace, a rekey bringing a changed
-	// policy.
+	// none: a GM removal, replace-now, a rekey whose ACL changed the
+	// traffic. A policy replace that keeps the traffic hands out as a
+	// plain rekey does (its members too send with the old TEKs until the
+	// activation delay).
 	if _, err := s.Remove("G", false, at); err != nil {
 		t.Fatal(err)
 	}
@@ -130,20 +133,31 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	if sa, _, _ := register(at); len(sa) != 3 {
 		t.Fatalf("after a rekey following the removal: TEKs %x", sa)
 	}
+	_, cbc3 := spis()
 	if _, err := s.ReplaceRekey("G", isakmp.ModeShorten, at); err != nil {
 		t.Fatal(err)
 	}
-	if sa, _, _ := register(at); len(sa) != 2 {
-		t.Fatalf("after a policy replace: TEKs %x", sa)
+	gcm4, cbc4 := spis()
+	if sa, _, _ := register(at); !same(sa, []uint32{gcm4, cbc4, cbc3}) {
+		t.Fatalf("after a policy replace of the same traffic: TEKs %x", sa)
 	}
-	if err := s.UpdatePolicy(cfg); err != nil { // a committed change: P1
+	if _, err := s.ReplaceRekey("G", isakmp.ModeNow, at); err != nil {
+		t.Fatal(err)
+	}
+	if sa, _, _ := register(at); len(sa) != 2 {
+		t.Fatalf("after replace-now: TEKs %x", sa)
+	}
+	c2 := cfg
+	c2.TEKs = append([]TEKPolicy(nil), cfg.TEKs...)
+	c2.TEKs[1].Selectors = []Selector{{Src: netip.MustParsePrefix("192.168.0.0/16"), Dst: netip.MustParsePrefix("192.168.0.0/16")}}
+	if err := s.UpdatePolicy(c2); err != nil { // a committed change: P1
 		t.Fatal(err)
 	}
 	if _, err := s.Rekey("G", at); err != nil {
 		t.Fatal(err)
 	}
 	if sa, _, _ := register(at); len(sa) != 2 {
-		t.Fatalf("after a rekey bringing a changed policy: TEKs %x", sa)
+		t.Fatalf("after a rekey for other traffic: TEKs %x", sa)
 	}
 }
 

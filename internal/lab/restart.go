@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/groupvpn/groupvpn/internal/dataplane"
+	"github.com/groupvpn/groupvpn/internal/sadb"
 )
 
 // Restarts as `kill -9` and a start again: the node's goroutine ends at
@@ -99,6 +100,40 @@ func (l *Lab) StartGM(i int) error {
 	l.GMs[i] = d
 	l.gmProcs[i] = l.run(l.ctx, d, l.Sockets[fmt.Sprintf("gm%d", i+1)])
 	return nil
+}
+
+// RebootGM is member i's (0-based) router rebooted: its control plane
+// stopped as by KillGM, every TEK and KEK of its SA database gone (with
+// Options.DataPlane; without, StartGM's control plane has a new one
+// anyway), then started again: it registers as a member that holds no
+// key.
+func (l *Lab) RebootGM(i int) error {
+	if err := l.KillGM(i); err != nil {
+		return err
+	}
+	if i < len(l.sadbs) {
+		db := l.sadbs[i]
+		for _, t := range db.TEKs() {
+			if err := db.DeleteTEK(t.Group, t.SPI); err != nil {
+				return fmt.Errorf("lab: gm%d: %w", i+1, err)
+			}
+		}
+		for _, k := range db.KEKs() {
+			if err := db.DeleteKEK(k.Group); err != nil {
+				return fmt.Errorf("lab: gm%d: %w", i+1, err)
+			}
+		}
+	}
+	return l.StartGM(i)
+}
+
+// SATEKs is member i's (0-based) TEKs as its SA database holds them (with
+// Options.DataPlane).
+func (l *Lab) SATEKs(i int) ([]sadb.TEK, error) {
+	if i < 0 || i >= len(l.sadbs) {
+		return nil, errors.New("lab: no such member's SA database")
+	}
+	return l.sadbs[i].TEKs(), nil
 }
 
 // EngineStats is member i's (0-based) engine counters (Options.DataPlane).

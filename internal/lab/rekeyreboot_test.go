@@ -1,0 +1,133 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ctl"
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/sadb"
+)
+
+// proves: T1 (a member registering inside a rekey), E1 — gm3's router
+// reboots right after a rekey (its control plane stopped, its SA database
+// emptied, started again) and registers while gm1 and gm2 still send
+// with the TEKs the rekey replaced (their new TEKs wait out the rekey's
+// activation delay, 30 s): the KS hands gm3 the replaced AES-CBC TEK too,
+// and gm3's engine opens gm1's and gm2's packets on the lab-voice SA,
+// sealed with it. Before, gm3 held the rekey's TEKs alone and dropped
+// those packets as of no SA until the others switched. gm3 itself sends
+// with the newest TEK, which gm1 and gm2 hold since the rekey. (The
+// AES-GCM TEK a rekey replaces is not handed out: its sender IDs are of
+// its own generation; ks/replaced.go.)
+func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	got := map[string]bool{} // "dst payload" delivered
+	l, err := Start(ctx, Options{Members: 3, Port: 23848, Dir: t.TempDir(), DataPlane: true,
+		Deliver: func(i int, p []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			got[fmt.Sprintf("%d %s", i, strings.TrimSuffix(string(p), Marker))] = true
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Wait(ctx, &strings.Builder{}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	voice := func(i int) (sadb.TEK, int) { // member i's oldest voice TEK, and how many it holds
+		teks, err := l.SATEKs(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var old sadb.TEK
+		n := 0
+		for _, tk := range teks {
+			if tk.DstPort == 5060 {
+				n++
+				if old.SPI == 0 || tk.Expires.Before(old.Expires) {
+					old = tk
+				}
+			}
+		}
+		return old, n
+	}
+	before, _ := voice(0)
+
+	ss := l.KS.Ctl.NewSession()
+	if r := ss.Do(ctx, &ctl.WireRequest{V: ctl.Version, Cmd: "crypto gdoi ks rekey"}); !r.OK {
+		t.Fatalf("crypto gdoi ks rekey: %s", r.Error)
+	}
+	rekeyed := time.Now()
+	// gm1 and gm2 hold the rekey's TEKs, sending with the old ones.
+	for _, i := range []int{0, 1} {
+		for {
+			if _, n := voice(i); n == 2 {
+				break
+			}
+			if time.Since(rekeyed) > 10*time.Second {
+				t.Fatalf("gm%d did not get the rekey", i+1)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := l.RebootGM(2); err != nil {
+		t.Fatal(err)
+	}
+	if old, _ := voice(2); old.SPI != 0 {
+		t.Fatal("gm3's SA database was not emptied")
+	}
+	if err := l.Wait(ctx, &strings.Builder{}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if old, n := voice(2); n != 2 || old.SPI != before.SPI || len(old.SenderIDs) != 0 {
+		t.Fatalf("gm3 after its reboot: %d voice TEKs, the oldest 0x%08x; want 2, the replaced 0x%08x", n, old.SPI, before.SPI)
+	}
+	// The premise: gm1 and gm2 still send with the replaced TEK.
+	for _, i := range []int{0, 1} {
+		teks, _ := l.SATEKs(i)
+		for _, tk := range teks {
+			if tk.DstPort == 5060 && tk.SPI != before.SPI && !tk.SendFrom.After(time.Now().Add(2*time.Second)) {
+				t.Fatalf("gm%d sends with the rekey's voice TEK from %s: too soon for the test", i+1, tk.SendFrom)
+			}
+		}
+	}
+	for i := range 3 {
+		for j := range 3 {
+			if i != j {
+				if err := l.SendUDP(ctx, i, j, true, []byte(fmt.Sprintf("voice %d->%d", i, j))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == 6 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if since := time.Since(rekeyed); since >= ks.RekeyATD {
+		t.Fatalf("the packets were sent %s after the rekey: past its activation delay, they prove nothing", since)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range 3 {
+		for j := range 3 {
+			if k := fmt.Sprintf("%d voice %d->%d", j, i, j); i != j && !got[k] {
+				t.Errorf("gm%d's voice packet to gm%d was not delivered", i+1, j+1)
+			}
+		}
+	}
+}
