@@ -70,30 +70,51 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 			}
 		}
 	}
-	var held []sadb.TEK // the group's TEKs installed before, read once if needed
-	for i, sat := range res.Policy.TEKs {
+	for _, sat := range res.Policy.TEKs {
 		t, err := tekFrom(sat, res.KD, now)
 		if err != nil {
 			return nil, err
 		}
 		t.Group, t.GroupID, t.Installed, t.SendFrom = group, groupID, now, now
-		// A TEK after another of the same traffic in the download is one
-		// a rekey replaced, handed out while the other members may still
-		// send with it (ks/replaced.go): it is for opening their packets.
-		// One the GM holds already stays as it is (its sender IDs, the
-		// deactivation the rekey set); another is installed without
-		// sender IDs (the download's are for the current keys: the data
-		// plane never sends with it), and the re-registration is timed
-		// by the current TEKs alone.
-		replaced := slices.ContainsFunc(res.Policy.TEKs[:i], func(o *isakmp.SAT) bool { return sameSelector(o.Selector, sat.Selector) })
-		if replaced {
-			if held == nil {
-				held = append(dp.TEKs(), sadb.TEK{}) // never nil again
+		out.TEKs = append(out.TEKs, t)
+	}
+	// A TEK for the same traffic as another of the download that ends
+	// later is one a rekey replaced, handed out while the other members
+	// may still send with it (ks/replaced.go): it is for opening their
+	// packets. One the GM holds already stays as it is (its sender IDs,
+	// the deactivation the rekey set); another is installed without
+	// sender IDs (the download's are for the current keys: the data plane
+	// never sends with it), and the re-registration is timed by the
+	// current TEKs alone.
+	pol, err := policyFrom(res.Policy.TEKs, func(i int) bool { return replacedIn(res.Policy.TEKs, out.TEKs, i) })
+	if err != nil {
+		return nil, err
+	}
+	out.Policy = pol
+	var held []sadb.TEK // the group's TEKs installed before, when any TEK is a replaced one
+	for i := range out.TEKs {
+		if replacedIn(res.Policy.TEKs, out.TEKs, i) {
+			held = append(dp.TEKs(), sadb.TEK{}) // not nil
+			break
+		}
+	}
+	kept := out.TEKs
+	if held != nil {
+		kept = make([]sadb.TEK, 0, len(out.TEKs))
+	} else {
+		kept = kept[:0] // in place: nothing is skipped
+	}
+	for i := range out.TEKs {
+		t := out.TEKs[i]
+		if held != nil && replacedIn(res.Policy.TEKs, out.TEKs, i) {
+			if !slices.ContainsFunc(held, func(h sadb.TEK) bool { return h.Group == group && h.SPI == t.SPI }) {
+				// Ordered after the current TEKs for sending (the data
+				// plane takes the latest SendFrom first), even when they
+				// end in the same second: the others stop accepting it
+				// first.
+				t.SendFrom = now.Add(-time.Nanosecond)
+				kept = append(kept, t)
 			}
-			if slices.ContainsFunc(held, func(h sadb.TEK) bool { return h.Group == group && h.SPI == t.SPI }) {
-				continue
-			}
-			out.TEKs = append(out.TEKs, t)
 			continue
 		}
 		if t.AuthKey == nil {
@@ -102,16 +123,12 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 			}
 			t.SenderIDs, t.SIDBits = sids, sidBits
 		}
-		out.TEKs = append(out.TEKs, t)
+		kept = append(kept, t)
 		if out.Earliest.IsZero() || t.Expires.Before(out.Earliest) {
 			out.Earliest = t.Expires
 		}
 	}
-	pol, err := policyFrom(res.Policy.TEKs)
-	if err != nil {
-		return nil, err
-	}
-	out.Policy = pol
+	out.TEKs = kept
 	if sak := res.Policy.KEK; sak != nil {
 		k, err := kekFrom(sak, res.KD, now)
 		if err != nil {
@@ -169,7 +186,7 @@ func setPolicy(dp sadb.Dataplane, group string, p []sadb.PolicyEntry) {
 // (docs/wire.md). A KS that sends no bypass attributes gives a policy of
 // Protect entries only, which is what a GM did before deny entries
 // travelled.
-func policyFrom(sats []*isakmp.SAT) ([]sadb.PolicyEntry, error) {
+func policyFrom(sats []*isakmp.SAT, replaced func(i int) bool) ([]sadb.PolicyEntry, error) {
 	out := make([]sadb.PolicyEntry, 0, len(sats)) // one Protect entry each, bypass entries beyond
 	bypass := func(sat *isakmp.SAT, t isakmp.IPsecAttr) error {
 		a, ok := sat.Attributes.Find(uint16(t))
@@ -193,10 +210,10 @@ func policyFrom(sats []*isakmp.SAT) ([]sadb.PolicyEntry, error) {
 		return nil
 	}
 	for i, sat := range sats {
-		if slices.ContainsFunc(sats[:i], func(o *isakmp.SAT) bool { return sameSelector(o.Selector, sat.Selector) }) {
-			// A TEK for traffic an earlier TEK of the download covers
-			// adds no entry: one a rekey replaced (InstallHolding), with
-			// the same bypass lists.
+		if replaced != nil && replaced(i) {
+			// One a rekey replaced (InstallHolding) adds no entry: the
+			// current TEK for its traffic has the same, bypass lists
+			// included.
 			continue
 		}
 		if err := bypass(sat, isakmp.IPsecBypassBefore); err != nil {
@@ -213,6 +230,19 @@ func policyFrom(sats []*isakmp.SAT) ([]sadb.PolicyEntry, error) {
 		}
 	}
 	return out, nil
+}
+
+// replacedIn reports whether teks[i] (parsed from sats[i]) is one a rekey
+// replaced: another TEK of the download is for the same traffic and ends
+// later (or, ending as late, is listed first).
+func replacedIn(sats []*isakmp.SAT, teks []sadb.TEK, i int) bool {
+	for j := range sats {
+		if j != i && sameSelector(sats[j].Selector, sats[i].Selector) &&
+			(teks[j].Expires.After(teks[i].Expires) || (j < i && teks[j].Expires.Equal(teks[i].Expires))) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameSelector reports whether a and b select the same packets, as
@@ -447,7 +477,7 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 		if len(r.SA.TEKs) > 0 {
 			// A rekey brings a TEK for every permit entry: its SATs are the
 			// whole new policy (a changed ACL reaches the GM here).
-			pol, err := policyFrom(r.SA.TEKs)
+			pol, err := policyFrom(r.SA.TEKs, nil)
 			if err != nil {
 				return nil, err
 			}

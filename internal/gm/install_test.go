@@ -338,7 +338,9 @@ func TestInstallAllocations(t *testing.T) {
 // replaced TEK's would never match first. The re-registration is timed by
 // the current TEK; a counter-mode replaced TEK gets no sender IDs (the
 // download's are the current keys'); one the member holds already is left
-// as it is. The data plane sends with the newest (dataplane newestFirst).
+// as it is. Which TEK is the replaced one is by when they end, whatever
+// their order. The data plane sends with the newest (dataplane
+// newestFirst).
 func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
 	any4 := netip.MustParsePrefix("0.0.0.0/0")
 	deny := isakmp.AppendSelectors(nil, []isakmp.Selector{{Protocol: 17, Src: isakmp.PrefixEndpoint(any4, 848), Dst: isakmp.PrefixEndpoint(any4, 848)}})
@@ -391,5 +393,20 @@ func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
 	i := slices.IndexFunc(dp.TEKs(), func(tk sadb.TEK) bool { return tk.SPI == 257 })
 	if got := dp.TEKs()[i]; !slices.Equal(got.SenderIDs, []uint32{3}) || !got.Deactivate.Equal(mine.Deactivate) || !got.Installed.Equal(mine.Installed) {
 		t.Fatalf("the TEK held was installed again: %+v", got)
+	}
+
+	// Which is which is by the time they end, not their order: a KS that
+	// lists the replaced TEK first gets the same.
+	res.Policy.TEKs[0], res.Policy.TEKs[1] = res.Policy.TEKs[1], res.Policy.TEKs[0]
+	dp = sadb.NewMemory()
+	if inst, err = Install(dp, dp, "G", 1, res, now); err != nil {
+		t.Fatal(err)
+	}
+	teks = dp.TEKs()
+	slices.SortFunc(teks, func(a, b sadb.TEK) int { return int(a.SPI) - int(b.SPI) })
+	pol := dp.Policy("G")
+	if len(teks) != 2 || len(teks[0].SenderIDs) != 1 || len(teks[1].SenderIDs) != 0 || !inst.Earliest.Equal(now.Add(1800*time.Second)) ||
+		len(pol) != 2 || pol[1].SPI != 256 {
+		t.Fatalf("the replaced TEK listed first: installed %+v, policy %+v, re-register before %s", teks, pol, inst.Earliest)
 	}
 }

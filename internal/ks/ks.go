@@ -670,6 +670,9 @@ func (s *Server) JoinPayload(peer Peer, id *isakmp.ID, now time.Time) (gdoi.Poli
 	if err != nil {
 		return gdoi.PolicyAt{}, err
 	}
+	if len(l.replaced) > 0 {
+		g.replaced.handedOut++
+	}
 	return l.sa.At(now, g.pseudotime(now)), nil
 }
 
@@ -745,9 +748,7 @@ func (g *group) policy(now time.Time) *isakmp.GroupSA {
 func (g *group) joinPolicy(now time.Time) *isakmp.GroupSA {
 	sa := g.policy(now)
 	for _, t := range g.replaced.live(g, now) {
-		p := t.tekPolicy(now, g.pseudotime(now))
-		p.Remaining = g.replaced.until().Sub(now)
-		sa.TEKs = append(sa.TEKs, p.SAT())
+		sa.TEKs = append(sa.TEKs, t.sat(now, g.pseudotime(now)))
 	}
 	return sa
 }
@@ -808,7 +809,7 @@ func (g *group) keyDownload(bits int, ids []uint32, now time.Time) *isakmp.KD {
 	for _, t := range g.teks {
 		kd.Packets = append(kd.Packets, t.packet())
 	}
-	for _, t := range g.replaced.live(g, now) {
+	for _, t := range g.replaced.liveKeys(g, now) {
 		kd.Packets = append(kd.Packets, t.packet())
 	}
 	if g.sig.alg != 0 {

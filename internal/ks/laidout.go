@@ -36,10 +36,10 @@ type laidOut struct {
 	teks    []*tek
 	expires []time.Time
 	spis    []uint32
-	// replaced: the replaced TEKs laid out after teks (replacedTEKs.live),
-	// ending at replacedEnd.
-	replaced    []*tek
-	replacedEnd time.Time
+	// replaced: the replaced TEKs laid out after teks in the SA payload
+	// (replacedTEKs.live), replacedKeys those whose keys the KD carries
+	// (liveKeys).
+	replaced, replacedKeys []*tek
 }
 
 // kekPolicy is the KEK's policy with sig as the key that verifies
@@ -65,7 +65,7 @@ func sameBytes(a, b []byte) bool {
 
 // current reports whether l says what the group says at now.
 func (l *laidOut) current(g *group, now time.Time) bool {
-	if r := g.replaced.live(g, now); !slices.Equal(r, l.replaced) || (len(r) > 0 && g.replaced.until() != l.replacedEnd) {
+	if !slices.Equal(g.replaced.live(g, now), l.replaced) || !slices.Equal(g.replaced.liveKeys(g, now), l.replacedKeys) {
 		return false
 	}
 	return l.sameKeys(g)
@@ -105,8 +105,8 @@ func (g *group) laidOut(now time.Time) (*laidOut, error) {
 	for _, t := range g.teks {
 		packets = append(packets, t.packet())
 	}
-	l.replaced = g.replaced.live(g, now)
-	for _, t := range l.replaced {
+	l.replaced, l.replacedKeys = g.replaced.live(g, now), g.replaced.liveKeys(g, now)
+	for _, t := range l.replacedKeys {
 		packets = append(packets, t.packet())
 	}
 	if l.hasKEK {
@@ -123,14 +123,11 @@ func (g *group) laidOut(now time.Time) (*laidOut, error) {
 	}
 	expires := l.expires
 	if len(l.replaced) > 0 {
-		// After the current TEKs (a member's policy takes its entries in
-		// order: the replaced TEKs' are the same, shadowed), ending
-		// when the first members to get the rekey stop accepting them.
-		l.replacedEnd = g.replaced.until()
+		// After the current TEKs, with the lifetime they have left.
 		expires = slices.Clone(l.expires)
 		for _, t := range l.replaced {
-			teks = append(teks, t.tekPolicy(l.replacedEnd, 0))
-			expires = append(expires, l.replacedEnd)
+			teks = append(teks, t.tekPolicy(t.expires, 0))
+			expires = append(expires, t.expires)
 		}
 	}
 	sa, err := gdoi.NewGroupPolicy(kek, l.kekExp, teks, expires)

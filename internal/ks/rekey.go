@@ -104,7 +104,14 @@ const TBARResync = 7200 * time.Second
 // GM's re-registration window, so that GMs hear the rekey before they
 // would re-register (SPEC T1, T4).
 func rekeyLead(lifetime time.Duration) time.Duration {
-	return 3 * min(max(lifetime/20, 30*time.Second), 10*time.Minute)
+	return 3 * reregWindow(lifetime)
+}
+
+// reregWindow is a GM's re-registration window for TEKs of lifetime
+// (gm.jitterWindow): it registers again one to two windows before its
+// keys end.
+func reregWindow(lifetime time.Duration) time.Duration {
+	return min(max(lifetime/20, 30*time.Second), 10*time.Minute)
 }
 
 // NextRekey is when the group next needs a rekey: ahead of the first TEK
@@ -213,7 +220,7 @@ func (s *Server) rekey(name string, now time.Time, replace byte) (*Push, error) 
 		return nil, err
 	}
 	g.policyChanged = false
-	g.replaced = replacedTEKs{}
+	g.replaced = replacedTEKs{handedOut: g.replaced.handedOut}
 	if replace != isakmp.ModeNow {
 		// Handed out with the new ones while the members that get this
 		// rekey may still send with them (replaced.go).

@@ -32,42 +32,76 @@ import (
 // alone.
 type replacedTEKs struct {
 	teks []*tek
-	// by is the group's TEKs as the rekey left them; end, when the first
-	// members to get it stop accepting the replaced ones (the rekey's
-	// time plus RekeyDTD, or sooner if one expires before), the end of
-	// every replaced TEK's life as handed out.
+	// handedOut counts the registrations given them, over the group's
+	// life (ReplacedHandedOut).
+	handedOut uint64
+	// by is the group's TEKs as the rekey left them; end, when the
+	// hand-out ends: the rekey's time plus RekeyDTD (when the first
+	// members to get it stop accepting the replaced ones), or plus the
+	// members' re-registration window if shorter (below).
 	by  []*tek
 	end time.Time
 }
 
-// keep records what a plain rekey at now replaced: old, the TEKs before
-// it; g.teks, the new ones.
+// keyGrace is how long after the hand-out's end a registration's key
+// download still carries the replaced TEKs' keys: its SA payload, sent
+// before its member's message 3, may have listed them (a pull's message
+// 3 retransmitted comes within it).
+const keyGrace = 30 * time.Second
+
+// keep records what a rekey at now replaced: old, the TEKs before it;
+// g.teks, the new ones.
+//
+// A GM of an earlier version times its next registration by every TEK of
+// its download (gm.ReregisterAt: the earliest end less one or two of its
+// re-registration windows), the replaced ones included. So the hand-out
+// ends within one window of the rekey, and a replaced TEK is handed out
+// only if it ends two windows after that, with the lifetime it has left:
+// such a GM registers once more, after the hand-out, instead of again and
+// again while it lasts (each registration taking sender IDs).
 func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
-	*r = replacedTEKs{}
+	*r = replacedTEKs{handedOut: r.handedOut}
+	if len(g.teks) == 0 {
+		return
+	}
+	w := reregWindow(g.teks[0].policy.Lifetime) // a GM's: its download's first TEK's (gm.ReregisterAt)
+	end := now.Add(min(RekeyDTD, w))
 	for _, t := range old {
-		if !t.counter() && now.Before(t.expires) && slices.ContainsFunc(g.teks, func(n *tek) bool { return n.sel == t.sel }) {
+		if !t.counter() && !t.expires.Before(end.Add(2*w)) && slices.ContainsFunc(g.teks, func(n *tek) bool { return n.sel == t.sel }) {
 			r.teks = append(r.teks, t)
 		}
 	}
-	if len(r.teks) == 0 {
-		return
-	}
-	r.by, r.end = slices.Clone(g.teks), now.Add(RekeyDTD)
-	for _, t := range r.teks {
-		if t.expires.Before(r.end) {
-			r.end = t.expires // so that every one lives while handed out
-		}
+	if len(r.teks) > 0 {
+		r.by, r.end = slices.Clone(g.teks), end
 	}
 }
 
-// live is the replaced TEKs handed out at now: none once the rekey's TEKs
-// were replaced in turn, or the window ended.
+// live is the replaced TEKs handed out at now in a registration's SA
+// payload: none once the rekey's TEKs were replaced in turn, or the
+// hand-out ended.
 func (r *replacedTEKs) live(g *group, now time.Time) []*tek {
-	if len(r.teks) == 0 || !now.Before(r.end) || !slices.Equal(r.by, g.teks) {
+	return r.liveUntil(g, now, r.end)
+}
+
+// liveKeys is those whose keys its KD payload carries at now: keyGrace
+// longer.
+func (r *replacedTEKs) liveKeys(g *group, now time.Time) []*tek {
+	return r.liveUntil(g, now, r.end.Add(keyGrace))
+}
+
+func (r *replacedTEKs) liveUntil(g *group, now, end time.Time) []*tek {
+	if len(r.teks) == 0 || !now.Before(end) || !slices.Equal(r.by, g.teks) {
 		return nil
 	}
 	return r.teks
 }
 
-// until is when the replaced TEKs end as handed out.
-func (r *replacedTEKs) until() time.Time { return r.end }
+// ReplacedHandedOut is the number of registrations handed the TEKs a rekey
+// replaced (all groups; replacedTEKs).
+func (s *Server) ReplacedHandedOut() uint64 {
+	var n uint64
+	for _, g := range s.groups {
+		n += g.replaced.handedOut
+	}
+	return n
+}

@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/groupvpn/groupvpn/internal/gm"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -39,15 +41,15 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := isakmp.GroupID(7)
-	gm := 0
+	n := 0
 	// register returns the SPIs of the SA payload's TEKs and of the KD's
 	// key packets (the KEK's and the SID packet left out), and the
 	// lifetime left of the SA payload's TEKs, laid out and built per
 	// call, which must agree.
 	register := func(at time.Time) (sa, kd []uint32, life []uint64) {
 		t.Helper()
-		gm++
-		p := peer(netip.AddrFrom4([4]byte{10, 2, byte(gm >> 8), byte(gm)}).String())
+		n++
+		p := peer(netip.AddrFrom4([4]byte{10, 2, byte(n >> 8), byte(n)}).String())
 		laid, err := s.JoinPayload(p, id, at)
 		if err != nil {
 			t.Fatal(err)
@@ -92,17 +94,34 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 		t.Fatal(err)
 	}
 	gcm1, cbc1 := spis()
+	replacedEnds := now.Add(time.Hour)
 	for _, d := range []time.Duration{0, 5 * time.Second, RekeyATD, RekeyDTD - time.Second} {
 		sa, kd, life := register(at.Add(d))
 		if want := []uint32{gcm1, cbc1, cbc0}; !same(sa, want) || !same(kd, want) {
 			t.Fatalf("%s after a rekey: TEKs %x, key packets %x; want %x (the CBC TEK it replaced last)", d, sa, kd, want)
 		}
-		if left := uint64((RekeyDTD - d) / time.Second); life[2] != left {
-			t.Fatalf("%s after a rekey: the replaced TEK handed out with %d s left, want %d", d, life[2], left)
+		if left := uint64(replacedEnds.Sub(at.Add(d)) / time.Second); life[2] != left {
+			t.Fatalf("%s after a rekey: the replaced TEK handed out with %d s left, want %d (what it has)", d, life[2], left)
+		}
+		// A GM of an earlier version times its next registration by
+		// every TEK of its download, the replaced one included: it falls
+		// after the hand-out.
+		earliest := at.Add(d).Add(time.Duration(slices.Min(life)) * time.Second)
+		if next := gm.ReregisterAt(earliest, time.Hour, 0.999); next.Before(g.replaced.end) {
+			t.Fatalf("%s after a rekey: an earlier GM registers again at %s, inside the hand-out (until %s)", d, next, g.replaced.end)
 		}
 	}
-	if sa, _, _ := register(at.Add(RekeyDTD)); !same(sa, []uint32{gcm1, cbc1}) {
-		t.Fatalf("after the window: TEKs %x", sa)
+	if got := s.ReplacedHandedOut(); got != 4 {
+		t.Fatalf("replaced_teks_handed_out %d, want 4", got)
+	}
+	// The SA payload ends it at RekeyDTD (the 1-hour TEKs' re-registration
+	// window is 3 minutes); the key download keyGrace later, for the
+	// registrations whose message 2 listed it.
+	if sa, kd, _ := register(at.Add(RekeyDTD)); !same(sa, []uint32{gcm1, cbc1}) || !same(kd, []uint32{gcm1, cbc1, cbc0}) {
+		t.Fatalf("after the hand-out: TEKs %x, key packets %x", sa, kd)
+	}
+	if sa, kd, _ := register(at.Add(RekeyDTD + keyGrace)); !same(sa, []uint32{gcm1, cbc1}) || !same(kd, []uint32{gcm1, cbc1}) {
+		t.Fatalf("after the grace: TEKs %x, key packets %x", sa, kd)
 	}
 
 	// A second rekey inside the first's window: what it replaced.
@@ -158,6 +177,34 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	}
 	if sa, _, _ := register(at); len(sa) != 2 {
 		t.Fatalf("after a rekey for other traffic: TEKs %x", sa)
+	}
+
+	// A TEK that ends less than two re-registration windows (2 x 3 min)
+	// after the hand-out is not handed out: a GM that times its
+	// registrations by every TEK of its download would register again and
+	// again. One that ends just so is.
+	if err := s.UpdatePolicy(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		left time.Duration
+		n    int
+	}{{RekeyDTD + 6*time.Minute - time.Second, 2}, {RekeyDTD + 6*time.Minute, 3}} {
+		if _, err := s.Rekey("G", at); err != nil {
+			t.Fatal(err)
+		}
+		at = g.teks[1].expires.Add(-c.left)
+		if _, err := s.Rekey("G", at); err != nil {
+			t.Fatal(err)
+		}
+		sa, _, life := register(at)
+		if len(sa) != c.n {
+			t.Fatalf("a rekey when the TEK it replaces has %s left: TEKs %x, want %d", c.left, sa, c.n)
+		}
+		earliest := at.Add(time.Duration(slices.Min(life)) * time.Second)
+		if next := gm.ReregisterAt(earliest, time.Hour, 0.999); next.Before(at.Add(RekeyDTD)) {
+			t.Fatalf("a rekey when the TEK it replaces has %s left: an earlier GM registers again at %s, inside the hand-out", c.left, next)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +22,8 @@ import (
 // and gm3's engine opens gm1's and gm2's packets on the lab-voice SA,
 // sealed with it. Before, gm3 held the rekey's TEKs alone and dropped
 // those packets as of no SA until the others switched. gm3 itself sends
-// with the newest TEK, which gm1 and gm2 hold since the rekey. (The
+// with the rekey's TEK, which gm1 and gm2 hold since the rekey, though
+// both end in the same second here (its counters tell). (The
 // AES-GCM TEK a rekey replaces is not handed out: its sender IDs are of
 // its own generation; ks/replaced.go.)
 func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
@@ -87,8 +89,12 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 	if err := l.Wait(ctx, &strings.Builder{}, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if old, n := voice(2); n != 2 || old.SPI != before.SPI || len(old.SenderIDs) != 0 {
-		t.Fatalf("gm3 after its reboot: %d voice TEKs, the oldest 0x%08x; want 2, the replaced 0x%08x", n, old.SPI, before.SPI)
+	all, err := l.SATEKs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, n := voice(2); n != 2 || !slices.ContainsFunc(all, func(tk sadb.TEK) bool { return tk.SPI == before.SPI }) {
+		t.Fatalf("gm3 after its reboot: %d voice TEKs %+v; want 2, the replaced 0x%08x among them", n, all, before.SPI)
 	}
 	// The premise: gm1 and gm2 still send with the replaced TEK.
 	for _, i := range []int{0, 1} {
@@ -120,6 +126,31 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 	}
 	if since := time.Since(rekeyed); since >= ks.RekeyATD {
 		t.Fatalf("the packets were sent %s after the rekey: past its activation delay, they prove nothing", since)
+	}
+	// gm3 opened gm1's and gm2's packets with the replaced TEK and sealed
+	// its own with the rekey's (which gm1 and gm2 hold since the rekey):
+	// its SA's counters, as show crypto ipsec sa prints them.
+	res := l.GMs[2].Ctl.Exec(ctx, "show crypto ipsec sa")
+	blocks := strings.Split(res.Text, "interface: ")
+	counted := 0
+	for _, b := range blocks {
+		if !strings.Contains(b, "/5060)") {
+			continue
+		}
+		if strings.Contains(b, fmt.Sprintf("spi: 0x%08X(", before.SPI)) {
+			counted++
+			if !strings.Contains(b, "#pkts encaps: 0,") || !strings.Contains(b, "#pkts decaps: 2,") {
+				t.Errorf("gm3's replaced voice SA:\n%s", b)
+			}
+		} else {
+			counted++
+			if !strings.Contains(b, "#pkts encaps: 2,") || !strings.Contains(b, "#pkts decaps: 0,") {
+				t.Errorf("gm3's new voice SA:\n%s", b)
+			}
+		}
+	}
+	if counted != 2 {
+		t.Errorf("show crypto ipsec sa on gm3: %d voice SAs\n%s%s", counted, res.Text, res.Error)
 	}
 	mu.Lock()
 	defer mu.Unlock()
