@@ -24,14 +24,8 @@ import (
 // its state, and a second later (the lifetimes left and the pseudotime).
 // The key packets laid out before a change are cleared.
 func TestLaidOutFollowsTheGroup(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	cfg := GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key, KEKLifetime: 4 * time.Hour,
-		Rekey: RekeyPolicy{Unicast: true},
-		TEKs: []TEKPolicy{
-			{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour, Replay: isakmp.ReplayTime, ReplayWindow: 5,
-				Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}},
-			{Transform: isakmp.ESPAESCBC, AuthAlg: isakmp.AuthAlgHMACSHA256, KeyBits: 256, Lifetime: 2 * time.Hour,
-				Selectors: []Selector{{Src: netip.MustParsePrefix("172.16.0.0/12"), Dst: netip.MustParsePrefix("172.16.0.0/12")}}}}}
+	cfg := gcmCBCGroup(2 * time.Hour)
+	cfg.TEKs[0].Replay, cfg.TEKs[0].ReplayWindow = isakmp.ReplayTime, 5
 	s := New(Options{})
 	if err := s.AddGroup(cfg, now); err != nil {
 		t.Fatal(err)
@@ -343,4 +337,18 @@ func TestStaleLayoutClearedWhenKeysChange(t *testing.T) {
 			t.Errorf("%s: the old layout's key packets still hold the old TEK's key", change.what)
 		}
 	}
+}
+
+// gcmCBCGroup is group G (7) with a KEK and unicast rekeys, and two TEK
+// policies: AES-GCM for 10.0.0.0/8 (an hour) and AES-CBC with HMAC-SHA-256
+// for 172.16.0.0/12 (cbcLife).
+func gcmCBCGroup(cbcLife time.Duration) GroupConfig {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key, KEKLifetime: 4 * time.Hour,
+		Rekey: RekeyPolicy{Unicast: true},
+		TEKs: []TEKPolicy{
+			{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour,
+				Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}},
+			{Transform: isakmp.ESPAESCBC, AuthAlg: isakmp.AuthAlgHMACSHA256, KeyBits: 256, Lifetime: cbcLife,
+				Selectors: []Selector{{Src: netip.MustParsePrefix("172.16.0.0/12"), Dst: netip.MustParsePrefix("172.16.0.0/12")}}}}}
 }

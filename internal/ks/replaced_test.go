@@ -1,9 +1,6 @@
 package ks
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/binary"
 	"net/netip"
 	"slices"
@@ -28,14 +25,7 @@ import (
 // of the same traffic hands out as a plain rekey. Join and Keys (built per
 // call) say the same as the payloads laid out once.
 func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	cfg := GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key, KEKLifetime: 4 * time.Hour,
-		Rekey: RekeyPolicy{Unicast: true},
-		TEKs: []TEKPolicy{
-			{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour,
-				Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}},
-			{Transform: isakmp.ESPAESCBC, AuthAlg: isakmp.AuthAlgHMACSHA256, KeyBits: 256, Lifetime: time.Hour,
-				Selectors: []Selector{{Src: netip.MustParsePrefix("172.16.0.0/12"), Dst: netip.MustParsePrefix("172.16.0.0/12")}}}}}
+	cfg := gcmCBCGroup(time.Hour)
 	s := New(Options{})
 	if err := s.AddGroup(cfg, now); err != nil {
 		t.Fatal(err)
