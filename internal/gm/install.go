@@ -99,6 +99,7 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 		}
 	}
 	kept := out.TEKs
+	var replaced []sadb.TEK // after the current ones: Installed.TEKs[0] is current
 	if held != nil {
 		kept = make([]sadb.TEK, 0, len(out.TEKs))
 	} else {
@@ -110,10 +111,16 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 			if !slices.ContainsFunc(held, func(h sadb.TEK) bool { return h.Group == group && h.SPI == t.SPI }) {
 				// Ordered after the current TEKs for sending (the data
 				// plane takes the latest SendFrom first), even when they
-				// end in the same second: the others stop accepting it
-				// first.
+				// end in the same second; accepted as long as by the
+				// members that got the rekey (its deactivation delay, as
+				// the KS sends it: 90 s), not to the end of its life (a
+				// receive-only one lets covered traffic in the clear).
 				t.SendFrom = now.Add(-time.Nanosecond)
-				kept = append(kept, t)
+				t.Deactivate = now.Add(replacedAccepted)
+				if t.Expires.Before(t.Deactivate) {
+					t.Deactivate = t.Expires
+				}
+				replaced = append(replaced, t)
 			}
 			continue
 		}
@@ -128,7 +135,7 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 			out.Earliest = t.Expires
 		}
 	}
-	out.TEKs = kept
+	out.TEKs = append(kept, replaced...)
 	if sak := res.Policy.KEK; sak != nil {
 		k, err := kekFrom(sak, res.KD, now)
 		if err != nil {
@@ -231,6 +238,12 @@ func policyFrom(sats []*isakmp.SAT, replaced func(i int) bool) ([]sadb.PolicyEnt
 	}
 	return out, nil
 }
+
+// replacedAccepted is how long a GM accepts a TEK a rekey replaced that a
+// registration handed it (ks/replaced.go): the rekey's deactivation delay
+// (ks.RekeyDTD), counted from the registration, which comes after the
+// rekey.
+const replacedAccepted = 90 * time.Second
 
 // replacedIn reports whether teks[i] (parsed from sats[i]) is one a rekey
 // replaced: another TEK of the download is for the same traffic and ends

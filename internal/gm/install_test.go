@@ -337,10 +337,11 @@ func TestInstallAllocations(t *testing.T) {
 // bypass lists and the permit entry) once, from the first TEK: the
 // replaced TEK's would never match first. The re-registration is timed by
 // the current TEK; a counter-mode replaced TEK gets no sender IDs (the
-// download's are the current keys'); one the member holds already is left
-// as it is. Which TEK is the replaced one is by when they end, whatever
-// their order. The data plane sends with the newest (dataplane
-// newestFirst).
+// download's are the current keys'); it is ordered after the current one
+// for sending and accepted for the rekey's deactivation delay (90 s), not
+// its whole life; one the member holds already is left as it is. Which
+// TEK is the replaced one is by when they end (on a tie, the first listed
+// is current), whatever their order.
 func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
 	any4 := netip.MustParsePrefix("0.0.0.0/0")
 	deny := isakmp.AppendSelectors(nil, []isakmp.Selector{{Protocol: 17, Src: isakmp.PrefixEndpoint(any4, 848), Dst: isakmp.PrefixEndpoint(any4, 848)}})
@@ -348,7 +349,7 @@ func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
 	res.Policy.TEKs[0].Attributes = append(res.Policy.TEKs[0].Attributes, isakmp.VarAttr(isakmp.IPsecBypassBefore, deny))
 	old := *res.Policy.TEKs[0]
 	old.SPI = 257
-	old.Attributes = isakmp.Attributes{isakmp.BasicAttr(isakmp.IPsecKeyLength, 256), isakmp.IntAttr(isakmp.IPsecSALifeDuration, 80),
+	old.Attributes = isakmp.Attributes{isakmp.BasicAttr(isakmp.IPsecKeyLength, 256), isakmp.IntAttr(isakmp.IPsecSALifeDuration, 400),
 		isakmp.VarAttr(isakmp.IPsecBypassBefore, deny)}
 	res.Policy.TEKs = append(res.Policy.TEKs, &old)
 	res.KD.Packets = append(res.KD.Packets, &isakmp.KeyPacket{KDType: isakmp.KDTEK, SPI: []byte{0, 0, 1, 1},
@@ -361,8 +362,16 @@ func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
 	teks := dp.TEKs()
 	slices.SortFunc(teks, func(a, b sadb.TEK) int { return int(a.SPI) - int(b.SPI) })
 	if len(teks) != 2 || teks[0].SPI != 256 || teks[1].SPI != 257 || teks[1].EncKey[0] != 2 ||
-		!teks[0].Expires.Equal(now.Add(1800*time.Second)) || !teks[1].Expires.Equal(now.Add(80*time.Second)) {
+		!teks[0].Expires.Equal(now.Add(1800*time.Second)) || !teks[1].Expires.Equal(now.Add(400*time.Second)) {
 		t.Fatalf("installed %+v", teks)
+	}
+	// Ordered after the current TEK for sending (the latest SendFrom
+	// first), and accepted for the rekey's deactivation delay, not its 400 s.
+	if !teks[1].SendFrom.Before(teks[0].SendFrom) || !teks[1].Deactivate.Equal(now.Add(90*time.Second)) || !teks[0].Deactivate.IsZero() {
+		t.Fatalf("sending from %s and %s, deactivated at %s and %s", teks[0].SendFrom, teks[1].SendFrom, teks[0].Deactivate, teks[1].Deactivate)
+	}
+	if inst.TEKs[0].SPI != 256 {
+		t.Fatalf("Installed.TEKs[0] is 0x%x, not the current TEK (its lifetime times the re-registration)", inst.TEKs[0].SPI)
 	}
 	// A counter-mode one without sender IDs: the download's are for the
 	// current keys, and the data plane never sends with it.
@@ -370,7 +379,7 @@ func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
 		t.Fatalf("sender IDs %v and %v", teks[0].SenderIDs, teks[1].SenderIDs)
 	}
 	// The re-registration is timed by the current TEK, not the replaced
-	// one's 80 s.
+	// one's 400 s.
 	if !inst.Earliest.Equal(now.Add(1800 * time.Second)) {
 		t.Fatalf("re-register before %s", inst.Earliest)
 	}
@@ -406,7 +415,19 @@ func TestInstallReplacedTEKsAfterTheNew(t *testing.T) {
 	slices.SortFunc(teks, func(a, b sadb.TEK) int { return int(a.SPI) - int(b.SPI) })
 	pol := dp.Policy("G")
 	if len(teks) != 2 || len(teks[0].SenderIDs) != 1 || len(teks[1].SenderIDs) != 0 || !inst.Earliest.Equal(now.Add(1800*time.Second)) ||
-		len(pol) != 2 || pol[1].SPI != 256 {
+		len(pol) != 2 || pol[1].SPI != 256 || inst.TEKs[0].SPI != 256 {
 		t.Fatalf("the replaced TEK listed first: installed %+v, policy %+v, re-register before %s", teks, pol, inst.Earliest)
+	}
+
+	// Two TEKs for the same traffic that end in the same second: the one
+	// listed first is the current one.
+	res.Policy.TEKs[0].Attributes = isakmp.Attributes{isakmp.BasicAttr(isakmp.IPsecKeyLength, 256), isakmp.IntAttr(isakmp.IPsecSALifeDuration, 1800)}
+	dp = sadb.NewMemory()
+	if inst, err = Install(dp, dp, "G", 1, res, now); err != nil {
+		t.Fatal(err)
+	}
+	if pol := dp.Policy("G"); len(inst.TEKs) != 2 || inst.TEKs[0].SPI != 257 || len(inst.TEKs[0].SenderIDs) != 1 || len(inst.TEKs[1].SenderIDs) != 0 ||
+		len(pol) != 1 || pol[0].SPI != 257 {
+		t.Fatalf("equal ends: installed %+v", inst.TEKs)
 	}
 }

@@ -37,8 +37,8 @@ type replacedTEKs struct {
 	handedOut uint64
 	// by is the group's TEKs as the rekey left them; end, when the
 	// hand-out ends: the rekey's time plus RekeyDTD (when the first
-	// members to get it stop accepting the replaced ones), or plus the
-	// members' re-registration window if shorter (below).
+	// members to get it stop accepting the replaced ones), or sooner
+	// (keep).
 	by  []*tek
 	end time.Time
 }
@@ -52,23 +52,38 @@ const keyGrace = 30 * time.Second
 // keep records what a rekey at now replaced: old, the TEKs before it;
 // g.teks, the new ones.
 //
+// A replaced TEK is one that ends at least a second before the new TEK
+// for its traffic (the lifetimes go in whole seconds): a GM tells which
+// is which by that (gm.InstallHolding) and sends with the one that ends
+// later, so a TEK whose policy's lifetime was shortened, which ends
+// after the new one, is not handed out.
+//
 // A GM of an earlier version times its next registration by every TEK of
 // its download (gm.ReregisterAt: the earliest end less one or two of its
-// re-registration windows), the replaced ones included. So the hand-out
-// ends within one window of the rekey, and a replaced TEK is handed out
-// only if it ends two windows after that, with the lifetime it has left:
-// such a GM registers once more, after the hand-out, instead of again and
-// again while it lasts (each registration taking sender IDs).
+// re-registration windows w), the replaced ones included. So the hand-out
+// ends at least two windows before any replaced TEK handed out ends (a
+// scheduled rekey comes three windows before the TEKs end: the hand-out
+// then lasts one window, 30 s for TEKs of 10 minutes, 90 s from TEKs of
+// 30 minutes), each with the lifetime it has left: such a GM registers
+// once more, after the hand-out, instead of again and again while it
+// lasts (each registration taking sender IDs).
 func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
 	*r = replacedTEKs{handedOut: r.handedOut}
 	if len(g.teks) == 0 {
 		return
 	}
 	w := reregWindow(g.teks[0].policy.Lifetime) // a GM's: its download's first TEK's (gm.ReregisterAt)
-	end := now.Add(min(RekeyDTD, w))
+	end := now.Add(RekeyDTD)
 	for _, t := range old {
-		if !t.counter() && !t.expires.Before(end.Add(2*w)) && slices.ContainsFunc(g.teks, func(n *tek) bool { return n.sel == t.sel }) {
-			r.teks = append(r.teks, t)
+		if t.counter() || !now.Before(t.expires.Add(-2*w)) {
+			continue
+		}
+		if i := slices.IndexFunc(g.teks, func(n *tek) bool { return n.sel == t.sel }); i < 0 || g.teks[i].expires.Before(t.expires.Add(time.Second)) {
+			continue
+		}
+		r.teks = append(r.teks, t)
+		if e := t.expires.Add(-2 * w); e.Before(end) {
+			end = e
 		}
 	}
 	if len(r.teks) > 0 {

@@ -12,18 +12,24 @@ import (
 )
 
 // proves: T1 (a member registering inside a rekey) — a member that
-// registers after a plain rekey, while the members that got it may still
-// send with the TEKs it replaced (RekeyATD) or accept them (RekeyDTD), is
+// registers after a rekey, while the members that got it may still send
+// with the TEKs it replaced (RekeyATD) or accept them (RekeyDTD), is
 // handed those TEKs too, after the new ones, in the SA payload and the KD
-// payload, their lifetime ending when the first members stop accepting
-// them: before, it got the new TEKs alone and dropped the other members'
-// packets until they switched. Not a counter-mode TEK (its sender IDs are
-// of its own generation), not after the window, not after replace-now or
+// payload (its keys keyGrace longer, for a pull whose message 2 listed
+// them), each with the lifetime it has left: before, it got the new TEKs
+// alone and dropped the other members' packets until they switched. The
+// hand-out ends at RekeyDTD, or two re-registration windows before a
+// replaced TEK ends (a GM of an earlier version, which times its next
+// registration by every TEK of its download, registers again after it:
+// gm.ReregisterAt). Not a counter-mode TEK (its sender IDs are of its own
+// generation), not one that ends less than a second before the new TEK
+// (a shortened lifetime), not after the window, not after replace-now or
 // a GM removal, not for traffic the new policy no longer protects, and not
 // once anything replaced the rekey's TEKs (a second rekey hands out what
 // it replaced, the first rekey's TEKs, never older ones); a policy replace
-// of the same traffic hands out as a plain rekey. Join and Keys (built per
-// call) say the same as the payloads laid out once.
+// of the same traffic hands out as a plain rekey, and a scheduled rekey of
+// 10-minute TEKs for 30 s. Counted (ReplacedHandedOut). Join and Keys
+// (built per call) say the same as the payloads laid out once.
 func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	cfg := gcmCBCGroup(time.Hour)
 	s := New(Options{})
@@ -143,6 +149,7 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 		t.Fatalf("after a rekey following the removal: TEKs %x", sa)
 	}
 	_, cbc3 := spis()
+	at = at.Add(time.Second) // a TEK is handed out if it ends a second before the new one, at least
 	if _, err := s.ReplaceRekey("G", isakmp.ModeShorten, at); err != nil {
 		t.Fatal(err)
 	}
@@ -169,17 +176,18 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 		t.Fatalf("after a rekey for other traffic: TEKs %x", sa)
 	}
 
-	// A TEK that ends less than two re-registration windows (2 x 3 min)
-	// after the hand-out is not handed out: a GM that times its
-	// registrations by every TEK of its download would register again and
-	// again. One that ends just so is.
+	// A GM that times its registrations by every TEK of its download
+	// (an earlier version) would register again and again while the
+	// hand-out lasts: a TEK is handed out only while it has more than two
+	// of the members' re-registration windows left (2 x 3 min), and the
+	// hand-out ends two windows before it ends.
 	if err := s.UpdatePolicy(cfg); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
 		left time.Duration
 		n    int
-	}{{RekeyDTD + 6*time.Minute - time.Second, 2}, {RekeyDTD + 6*time.Minute, 3}} {
+	}{{6 * time.Minute, 2}, {6*time.Minute + 30*time.Second, 3}} {
 		if _, err := s.Rekey("G", at); err != nil {
 			t.Fatal(err)
 		}
@@ -191,10 +199,52 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 		if len(sa) != c.n {
 			t.Fatalf("a rekey when the TEK it replaces has %s left: TEKs %x, want %d", c.left, sa, c.n)
 		}
-		earliest := at.Add(time.Duration(slices.Min(life)) * time.Second)
-		if next := gm.ReregisterAt(earliest, time.Hour, 0.999); next.Before(at.Add(RekeyDTD)) {
-			t.Fatalf("a rekey when the TEK it replaces has %s left: an earlier GM registers again at %s, inside the hand-out", c.left, next)
+		if c.n == 3 {
+			if end := g.replaced.end.Sub(at); end != 30*time.Second {
+				t.Fatalf("a rekey when the TEK it replaces has %s left: handed out for %s, want 30s", c.left, end)
+			}
+			earliest := at.Add(time.Duration(slices.Min(life)) * time.Second)
+			if next := gm.ReregisterAt(earliest, time.Hour, 0.999); next.Before(g.replaced.end) {
+				t.Fatalf("an earlier GM registers again at %s, inside the hand-out (until %s)", next, g.replaced.end)
+			}
 		}
+	}
+
+	// A TEK whose policy's lifetime was shortened ends after the new one:
+	// not handed out (a GM sends with the TEK that ends later).
+	long := gcmCBCGroup(24 * time.Hour)
+	s = New(Options{})
+	if err := s.AddGroup(long, now); err != nil {
+		t.Fatal(err)
+	}
+	g = s.byName["G"]
+	if err := s.UpdatePolicy(gcmCBCGroup(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	at = now.Add(time.Hour)
+	if _, err := s.Rekey("G", at); err != nil {
+		t.Fatal(err)
+	}
+	if sa, _, _ := register(at); len(sa) != 2 {
+		t.Fatalf("a rekey shortening the TEKs' lifetime: TEKs %x", sa)
+	}
+
+	// TEKs of 10 minutes, rekeyed when due (three 30 s windows before
+	// they end): handed out for one window.
+	short := gcmCBCGroup(10 * time.Minute)
+	short.TEKs[0].Lifetime = 10 * time.Minute
+	s = New(Options{})
+	if err := s.AddGroup(short, now); err != nil {
+		t.Fatal(err)
+	}
+	g = s.byName["G"]
+	at = s.NextRekey("G")
+	_, cbcOld := spis()
+	if _, err := s.Rekey("G", at); err != nil {
+		t.Fatal(err)
+	}
+	if sa, _, _ := register(at); len(sa) != 3 || sa[2] != cbcOld || g.replaced.end.Sub(at) != 30*time.Second {
+		t.Fatalf("a scheduled rekey of 10-minute TEKs: TEKs %x, handed out for %s", sa, g.replaced.end.Sub(at))
 	}
 }
 

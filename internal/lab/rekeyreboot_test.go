@@ -22,8 +22,8 @@ import (
 // and gm3's engine opens gm1's and gm2's packets on the lab-voice SA,
 // sealed with it. Before, gm3 held the rekey's TEKs alone and dropped
 // those packets as of no SA until the others switched. gm3 itself sends
-// with the rekey's TEK, which gm1 and gm2 hold since the rekey, though
-// both end in the same second here (its counters tell). (The
+// with the rekey's TEK, which gm1 and gm2 hold since the rekey (its SAs'
+// counters tell). (The
 // AES-GCM TEK a rekey replaces is not handed out: its sender IDs are of
 // its own generation; ks/replaced.go.)
 func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
@@ -62,6 +62,10 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 		return old, n
 	}
 	before, _ := voice(0)
+	// A second after the TEKs were made: the rekey's end a second later
+	// than theirs (lifetimes go in whole seconds; a TEK that does not end
+	// before the new one is not handed out).
+	time.Sleep(1100 * time.Millisecond)
 
 	ss := l.KS.Ctl.NewSession()
 	if r := ss.Do(ctx, &ctl.WireRequest{V: ctl.Version, Cmd: "crypto gdoi ks rekey"}); !r.OK {
