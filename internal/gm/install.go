@@ -36,6 +36,12 @@ type Installed struct {
 	Policy   []sadb.PolicyEntry
 	Seq      uint32
 	Earliest time.Time // the first TEK expiry: re-register before it
+	// EarliestLifetime is the lifetime (as received) of the TEK that ends
+	// first: its re-registration window (ReregisterAt) is the one that
+	// fits before Earliest (before, the first TEK's: a 24-hour policy
+	// listed before a 15-minute one put the re-registration 10 to 20
+	// minutes before the short TEK ended, in the past, again and again).
+	EarliestLifetime time.Duration
 }
 
 // Install checks a GROUPKEY-PULL result against what this GM supports and
@@ -132,7 +138,7 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 		}
 		kept = append(kept, t)
 		if out.Earliest.IsZero() || t.Expires.Before(out.Earliest) {
-			out.Earliest = t.Expires
+			out.Earliest, out.EarliestLifetime = t.Expires, t.Lifetime
 		}
 	}
 	out.TEKs = append(kept, replaced...)
@@ -476,7 +482,7 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 			}
 			out.TEKs = append(out.TEKs, t)
 			if out.Earliest.IsZero() || t.Expires.Before(out.Earliest) {
-				out.Earliest = t.Expires
+				out.Earliest, out.EarliestLifetime = t.Expires, t.Lifetime
 			}
 		}
 		if r.SA.KEK != nil {

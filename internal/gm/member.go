@@ -652,7 +652,7 @@ func (m *Member) PullMessage(msg *isakmp.Message, local netip.Addr, now time.Tim
 		res.Join = inst.KEK
 	}
 	m.c.Registrations++
-	m.next = ReregisterAt(inst.Earliest, inst.TEKs[0].Lifetime, m.uniform())
+	m.next = ReregisterAt(inst.Earliest, inst.EarliestLifetime, m.uniform())
 	// The member reads its earliest expiry, sequence number and policy
 	// later, never these: the TEKs are the data plane's, the KEK the KEK
 	// store's (issue 18: a simulated GM's memory).
@@ -858,7 +858,7 @@ func (m *Member) Push(p Push, now time.Time) Result {
 			m.installed.Policy = inst.Policy // the rekey's ACL (SPEC E3)
 		}
 		if m.state == stateRegistered {
-			m.next = ReregisterAt(inst.Earliest, inst.TEKs[0].Lifetime, m.uniform())
+			m.next = ReregisterAt(inst.Earliest, inst.EarliestLifetime, m.uniform())
 		}
 	}
 	if inst.NeedSIDs && m.state == stateRegistered {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
 	"github.com/groupvpn/groupvpn/internal/ike"
+	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/sadb"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -542,5 +543,37 @@ func TestQuietMemberFormatsNoLine(t *testing.T) {
 				t.Errorf("quiet %v: %s reported %d times", quiet, mn, n)
 			}
 		}
+	}
+}
+
+// proves: T4 — a member whose group has TEKs of different lifetimes
+// (a 24-hour policy listed before a 15-minute one) times its
+// re-registration by the TEK that ends first, with that TEK's window
+// (45 s), and registers once, not again and again: before, it took the
+// first TEK's window (10 minutes) against the short TEK's end and its next
+// registration fell in the past after each one.
+func TestReregistrationTimedByTheTEKThatEndsFirst(t *testing.T) {
+	w := newWorld(t, "10.0.0.1:848")
+	w.kss[0].pushes = false
+	cfg := groupConfig(t, w.kss[0].addr.Addr())
+	short := cfg.TEKs[0]
+	short.Lifetime = 15 * time.Minute
+	short.Selectors = []ks.Selector{{Src: netip.MustParsePrefix("172.16.0.0/12"), Dst: netip.MustParsePrefix("172.16.0.0/12")}}
+	cfg.TEKs[0].Lifetime = 24 * time.Hour
+	cfg.TEKs = append(cfg.TEKs, short)
+	w.kss[0].srv = ks.New(ks.Options{Rand: w.rnd})
+	if err := w.kss[0].srv.AddGroup(cfg, w.now); err != nil {
+		t.Fatal(err)
+	}
+	w.m.Wake(w.now)
+	w.runFor(time.Second)
+	st := w.status()
+	end := w.now.Add(15 * time.Minute)
+	if st.State != "registered" || st.Reregister.Before(end.Add(-2*45*time.Second-time.Second)) || st.Reregister.After(end.Add(-45*time.Second)) {
+		t.Fatalf("registered %q, re-registration at %s; want within [%s, %s]", st.State, st.Reregister, end.Add(-90*time.Second), end.Add(-45*time.Second))
+	}
+	w.runFor(5 * time.Minute)
+	if st := w.status(); st.Registrations != 1 {
+		t.Fatalf("%d registrations in 5 minutes", st.Registrations)
 	}
 }

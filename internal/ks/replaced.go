@@ -32,8 +32,8 @@ import (
 // alone.
 type replacedTEKs struct {
 	teks []*tek
-	// handedOut counts the registrations given them, over the group's
-	// life (ReplacedHandedOut).
+	// handedOut counts the pulls' messages 2 that listed them, over the
+	// group's life (ReplacedHandedOut).
 	handedOut uint64
 	// by is the group's TEKs as the rekey left them; end, when the
 	// hand-out ends: the rekey's time plus RekeyDTD (when the first
@@ -61,10 +61,12 @@ const keyGrace = 30 * time.Second
 // A GM of an earlier version times its next registration by every TEK of
 // its download (gm.ReregisterAt: the earliest end less one or two of its
 // re-registration windows w), the replaced ones included. So the hand-out
-// ends at least two windows before any replaced TEK handed out ends (a
-// scheduled rekey comes three windows before the TEKs end: the hand-out
-// then lasts one window, 30 s for TEKs of 10 minutes, 90 s from TEKs of
-// 30 minutes), each with the lifetime it has left: such a GM registers
+// ends at least two windows (and a second) before any replaced TEK handed
+// out ends (a scheduled rekey comes three windows before the TEKs end: the
+// hand-out then lasts one window less a second, 29 s for TEKs of 10
+// minutes, 90 s from TEKs of about 31 minutes, if the group's first TEK
+// policy has the same lifetime: w is that policy's), each with the
+// lifetime it has left: such a GM registers
 // once more, after the hand-out, instead of again and again while it
 // lasts (each registration taking sender IDs).
 func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
@@ -75,15 +77,18 @@ func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
 	w := reregWindow(g.teks[0].policy.Lifetime) // a GM's: its download's first TEK's (gm.ReregisterAt)
 	end := now.Add(RekeyDTD)
 	for _, t := range old {
-		if t.counter() || !now.Before(t.expires.Add(-2*w)) {
+		// Two windows and a second (a lifetime goes in whole seconds,
+		// rounded down: a GM may see it end up to a second early).
+		last := t.expires.Add(-2*w - time.Second)
+		if t.counter() || !now.Before(last) {
 			continue
 		}
 		if i := slices.IndexFunc(g.teks, func(n *tek) bool { return n.sel == t.sel }); i < 0 || g.teks[i].expires.Before(t.expires.Add(time.Second)) {
 			continue
 		}
 		r.teks = append(r.teks, t)
-		if e := t.expires.Add(-2 * w); e.Before(end) {
-			end = e
+		if last.Before(end) {
+			end = last
 		}
 	}
 	if len(r.teks) > 0 {
@@ -111,8 +116,9 @@ func (r *replacedTEKs) liveUntil(g *group, now, end time.Time) []*tek {
 	return r.teks
 }
 
-// ReplacedHandedOut is the number of registrations handed the TEKs a rekey
-// replaced (all groups; replacedTEKs).
+// ReplacedHandedOut is the number of GROUPKEY-PULL answers (message 2,
+// JoinPayload) that listed the TEKs a rekey replaced (all groups;
+// replacedTEKs).
 func (s *Server) ReplacedHandedOut() uint64 {
 	var n uint64
 	for _, g := range s.groups {

@@ -18,17 +18,17 @@ import (
 // payload (its keys keyGrace longer, for a pull whose message 2 listed
 // them), each with the lifetime it has left: before, it got the new TEKs
 // alone and dropped the other members' packets until they switched. The
-// hand-out ends at RekeyDTD, or two re-registration windows before a
-// replaced TEK ends (a GM of an earlier version, which times its next
+// hand-out ends at RekeyDTD, or two re-registration windows and a second
+// before a replaced TEK ends (a GM of an earlier version, which times its next
 // registration by every TEK of its download, registers again after it:
 // gm.ReregisterAt). Not a counter-mode TEK (its sender IDs are of its own
 // generation), not one that ends less than a second before the new TEK
-// (a shortened lifetime), not after the window, not after replace-now or
+// (a shortened lifetime, two rekeys in one second), not after the window, not after replace-now or
 // a GM removal, not for traffic the new policy no longer protects, and not
 // once anything replaced the rekey's TEKs (a second rekey hands out what
 // it replaced, the first rekey's TEKs, never older ones); a policy replace
 // of the same traffic hands out as a plain rekey, and a scheduled rekey of
-// 10-minute TEKs for 30 s. Counted (ReplacedHandedOut). Join and Keys
+// 10-minute TEKs for 29 s. Counted (ReplacedHandedOut). Join and Keys
 // (built per call) say the same as the payloads laid out once.
 func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	cfg := gcmCBCGroup(time.Hour)
@@ -187,7 +187,7 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	for _, c := range []struct {
 		left time.Duration
 		n    int
-	}{{6 * time.Minute, 2}, {6*time.Minute + 30*time.Second, 3}} {
+	}{{6*time.Minute + time.Second, 2}, {6*time.Minute + 30*time.Second, 3}} {
 		if _, err := s.Rekey("G", at); err != nil {
 			t.Fatal(err)
 		}
@@ -200,8 +200,8 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 			t.Fatalf("a rekey when the TEK it replaces has %s left: TEKs %x, want %d", c.left, sa, c.n)
 		}
 		if c.n == 3 {
-			if end := g.replaced.end.Sub(at); end != 30*time.Second {
-				t.Fatalf("a rekey when the TEK it replaces has %s left: handed out for %s, want 30s", c.left, end)
+			if end := g.replaced.end.Sub(at); end != 29*time.Second {
+				t.Fatalf("a rekey when the TEK it replaces has %s left: handed out for %s, want 29s (to two windows and a second before it ends)", c.left, end)
 			}
 			earliest := at.Add(time.Duration(slices.Min(life)) * time.Second)
 			if next := gm.ReregisterAt(earliest, time.Hour, 0.999); next.Before(g.replaced.end) {
@@ -229,8 +229,21 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 		t.Fatalf("a rekey shortening the TEKs' lifetime: TEKs %x", sa)
 	}
 
+	// Two rekeys in one second: the first's TEKs end in the same second
+	// as the second's, and a GM could not tell which replaced which.
+	at = now.Add(2 * time.Hour)
+	if _, err := s.Rekey("G", at); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Rekey("G", at.Add(500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if sa, _, _ := register(at.Add(500 * time.Millisecond)); len(sa) != 2 {
+		t.Fatalf("two rekeys in one second: TEKs %x", sa)
+	}
+
 	// TEKs of 10 minutes, rekeyed when due (three 30 s windows before
-	// they end): handed out for one window.
+	// they end): handed out for one window, less a second.
 	short := gcmCBCGroup(10 * time.Minute)
 	short.TEKs[0].Lifetime = 10 * time.Minute
 	s = New(Options{})
@@ -243,7 +256,7 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	if _, err := s.Rekey("G", at); err != nil {
 		t.Fatal(err)
 	}
-	if sa, _, _ := register(at); len(sa) != 3 || sa[2] != cbcOld || g.replaced.end.Sub(at) != 30*time.Second {
+	if sa, _, _ := register(at); len(sa) != 3 || sa[2] != cbcOld || g.replaced.end.Sub(at) != 29*time.Second {
 		t.Fatalf("a scheduled rekey of 10-minute TEKs: TEKs %x, handed out for %s", sa, g.replaced.end.Sub(at))
 	}
 }
