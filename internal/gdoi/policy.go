@@ -211,3 +211,11 @@ func Removal(seq uint32, spi [isakmp.KEKSPILen]byte, now bool) *Rekey {
 	}
 	return r
 }
+
+// ReregistrationWindow is how long before its keys end a GM registers
+// again, one to two of these (SPEC T4): 5% of the TEK lifetime, at least
+// 30 s and at most 10 min. The KS rekeys three of them before keys end,
+// so that GMs hear the rekey before they would register again.
+func ReregistrationWindow(lifetime time.Duration) time.Duration {
+	return min(max(lifetime/20, 30*time.Second), 10*time.Minute)
+}

@@ -6,7 +6,6 @@
 package gm
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -92,14 +91,14 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 	// sender IDs (the download's are for the current keys: the data plane
 	// never sends with it), and the re-registration is timed by the
 	// current TEKs alone.
-	pol, err := policyFrom(res.Policy.TEKs, func(i int) bool { return replacedIn(res.Policy.TEKs, out.TEKs, i) })
+	pol, err := policyFrom(res.Policy.TEKs, func(i int) bool { return replacedIn(out.TEKs, i) })
 	if err != nil {
 		return nil, err
 	}
 	out.Policy = pol
 	var held []sadb.TEK // the group's TEKs installed before, when any TEK is a replaced one
 	for i := range out.TEKs {
-		if replacedIn(res.Policy.TEKs, out.TEKs, i) {
+		if replacedIn(out.TEKs, i) {
 			held = append(dp.TEKs(), sadb.TEK{}) // not nil
 			break
 		}
@@ -113,7 +112,7 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 	}
 	for i := range out.TEKs {
 		t := out.TEKs[i]
-		if held != nil && replacedIn(res.Policy.TEKs, out.TEKs, i) {
+		if held != nil && replacedIn(out.TEKs, i) {
 			if !slices.ContainsFunc(held, func(h sadb.TEK) bool { return h.Group == group && h.SPI == t.SPI }) {
 				// Ordered after the current TEKs for sending (the data
 				// plane takes the latest SendFrom first), even when they
@@ -251,12 +250,12 @@ func policyFrom(sats []*isakmp.SAT, replaced func(i int) bool) ([]sadb.PolicyEnt
 // rekey.
 const replacedAccepted = 90 * time.Second
 
-// replacedIn reports whether teks[i] (parsed from sats[i]) is one a rekey
-// replaced: another TEK of the download is for the same traffic and ends
-// later (or, ending as late, is listed first).
-func replacedIn(sats []*isakmp.SAT, teks []sadb.TEK, i int) bool {
-	for j := range sats {
-		if j != i && sameSelector(sats[j].Selector, sats[i].Selector) &&
+// replacedIn reports whether teks[i] is one a rekey replaced: another TEK
+// of the download is for the same traffic and ends later (or, ending as
+// late, is listed first).
+func replacedIn(teks []sadb.TEK, i int) bool {
+	for j := range teks {
+		if j != i && sameTraffic(teks[j], teks[i]) &&
 			(teks[j].Expires.After(teks[i].Expires) || (j < i && teks[j].Expires.Equal(teks[i].Expires))) {
 			return true
 		}
@@ -264,13 +263,9 @@ func replacedIn(sats []*isakmp.SAT, teks []sadb.TEK, i int) bool {
 	return false
 }
 
-// sameSelector reports whether a and b select the same packets, as
-// written.
-func sameSelector(a, b isakmp.Selector) bool {
-	same := func(x, y isakmp.Endpoint) bool {
-		return x.IDType == y.IDType && x.Port == y.Port && bytes.Equal(x.Data, y.Data)
-	}
-	return a.Protocol == b.Protocol && same(a.Src, b.Src) && same(a.Dst, b.Dst)
+// sameTraffic reports whether a and b are for the same traffic selector.
+func sameTraffic(a, b sadb.TEK) bool {
+	return a.IPProto == b.IPProto && a.Src == b.Src && a.Dst == b.Dst && a.SrcPort == b.SrcPort && a.DstPort == b.DstPort
 }
 
 func entryFrom(sel isakmp.Selector, a sadb.Action) (sadb.PolicyEntry, error) {
@@ -407,10 +402,10 @@ func kekFrom(sak *isakmp.SAK, kd *isakmp.KD, now time.Time) (*sadb.KEK, error) {
 	return k, nil
 }
 
-// jitterWindow is how long before the keys expire a GM re-registers: 5% of
-// the TEK lifetime, at least 30 s and at most 10 min (SPEC T4).
+// jitterWindow is how long before the keys expire a GM re-registers
+// (gdoi.ReregistrationWindow, which the KS times its rekeys by).
 func jitterWindow(lifetime time.Duration) time.Duration {
-	return min(max(lifetime/20, 30*time.Second), 10*time.Minute)
+	return gdoi.ReregistrationWindow(lifetime)
 }
 
 // ReregisterAt picks when to re-register for keys that expire at expires

@@ -104,14 +104,7 @@ const TBARResync = 7200 * time.Second
 // GM's re-registration window, so that GMs hear the rekey before they
 // would re-register (SPEC T1, T4).
 func rekeyLead(lifetime time.Duration) time.Duration {
-	return 3 * reregWindow(lifetime)
-}
-
-// reregWindow is a GM's re-registration window for TEKs of lifetime
-// (gm.jitterWindow): it registers again one to two windows before its
-// keys end.
-func reregWindow(lifetime time.Duration) time.Duration {
-	return min(max(lifetime/20, 30*time.Second), 10*time.Minute)
+	return 3 * gdoi.ReregistrationWindow(lifetime)
 }
 
 // NextRekey is when the group next needs a rekey: ahead of the first TEK

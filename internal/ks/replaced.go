@@ -3,6 +3,8 @@ package ks
 import (
 	"slices"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/gdoi"
 )
 
 // replacedTEKs is what a group's last rekey replaced, handed out
@@ -74,7 +76,7 @@ func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
 	if len(g.teks) == 0 {
 		return
 	}
-	w := reregWindow(g.teks[0].policy.Lifetime) // a GM's: its download's first TEK's (gm.ReregisterAt)
+	w := gdoi.ReregistrationWindow(g.teks[0].policy.Lifetime) // a GM's: its download's first TEK's (gm.ReregisterAt)
 	end := now.Add(RekeyDTD)
 	for _, t := range old {
 		// Two windows and a second (a lifetime goes in whole seconds,
