@@ -14,7 +14,7 @@ func TestVersionAndCompletion(t *testing.T) {
 			{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.time", Value: "2026-12-06T05:00:00Z"}, {Key: "vcs.modified", Value: "true"},
 		}}, true
 	})
-	want := "groupvpn v1.2.3 (revision 0123456789ab, 2026-12-06T05:00:00Z, modified), built with go1.26.0\nGDOI software version 1.0.2 (GET VPN major.minor.mini)\n"
+	want := "groupvpn v1.2.3 (revision 0123456789ab, 2026-12-06T05:00:00Z, modified), built with go1.26.0\nGDOI software version 1.0.3 (GET VPN major.minor.mini)\n"
 	if got != want {
 		t.Fatalf("version:\n%q\nwant\n%q", got, want)
 	}

@@ -786,7 +786,7 @@ func (e *EventResult) check(rep *DisruptionReport) {
 		o := flowmeter.Total(others)
 		e.Met = tot.Sent > 0 && o.Lost == 0
 		if !e.Met {
-			e.Why = fmt.Sprintf("%d packets lost between 1.0.2 members", o.Lost)
+			e.Why = fmt.Sprintf("%d packets lost between members of 1.0.2 or later", o.Lost)
 		}
 	}
 }
@@ -888,7 +888,7 @@ func (r *DisruptionReport) printEvents(w io.Writer) {
 		case Outage:
 			fmt.Fprintf(w, "  promise: outage per pair at most %s (real time): longest gap %s over %s: %s\n", e.Bound.Round(time.Millisecond), tot.LongestGap.Round(time.Millisecond), e.Lab.Round(100*time.Millisecond), verdict)
 		case Shown:
-			fmt.Fprintf(w, "  the seed's WARNING: pairs with the 1.0.1 gm%d lost %d packets (longest gap %s); pairs of 1.0.2 members lost none: %s\n",
+			fmt.Fprintf(w, "  the seed's WARNING: pairs with the 1.0.1 gm%d lost %d packets (longest gap %s); pairs of members of 1.0.2 or later lost none: %s\n",
 				e.Old+1, tot.Lost, tot.LongestGap.Round(time.Millisecond), verdict)
 		}
 	}

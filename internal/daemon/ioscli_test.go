@@ -18,6 +18,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/daemon"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/testnet"
+	"github.com/groupvpn/groupvpn/internal/version"
 )
 
 // seedDaemon runs the seed's key server with its control socket and
@@ -266,7 +267,7 @@ func TestTerminalCommandsClockVersionMonitor(t *testing.T) {
 		{"terminal length 0", nil},
 		{"term width 511", nil},
 		{"sh clock", []string{" UTC "}},
-		{"show version", []string{"version 1.0.2", "hostname Device\n", "Device uptime is 0 minutes\n"}},
+		{"show version", []string{"version " + version.Current.String(), "hostname Device\n", "Device uptime is 0 minutes\n"}},
 	} {
 		r, err := client.Do(ctx, &ctl.WireRequest{Cmd: c.cmd})
 		if err != nil || !r.OK {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/testnet"
+	"github.com/groupvpn/groupvpn/internal/version"
 )
 
 const netnsKS = `hostname ks
@@ -107,7 +108,7 @@ func TestIsakmpdInNamespaces(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "10.233.1.2") || !strings.Contains(string(out), "10.233.2.2") {
 		t.Fatalf("members not listed: %v\n%s", err, out)
 	}
-	for _, w := range []string{"Group Name        : NETNS", "GM Version: 1.0.2"} {
+	for _, w := range []string{"Group Name        : NETNS", "GM Version: " + version.Current.String()} {
 		if !strings.Contains(string(out), w) {
 			t.Errorf("show crypto gdoi ks members lacks %q:\n%s", w, out)
 		}

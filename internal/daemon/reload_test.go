@@ -14,6 +14,7 @@ import (
 
 	"github.com/groupvpn/groupvpn/internal/srcnotify"
 	"github.com/groupvpn/groupvpn/internal/testnet"
+	"github.com/groupvpn/groupvpn/internal/version"
 )
 
 // proves: P1 (reload), D4 (logging reopened; issue 11 item 6) — SIGHUP rereads the configuration file and reopens the -syslog file after rotation: a policy
@@ -63,7 +64,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 			}
 		}
 	}
-	waitFor("the control socket answering", func() bool { return strings.Contains(cli("show version"), "1.0.2") })
+	waitFor("the control socket answering", func() bool { return strings.Contains(cli("show version"), version.Current.String()) })
 	hangup := func() {
 		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)

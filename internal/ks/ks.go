@@ -344,8 +344,10 @@ type group struct {
 	// the counters a scrape reads do not walk the members (issue 18).
 	regs, acked, missed int
 	// out is the group's policy and key packets laid out for every
-	// registration (laidOut; nil: not yet).
-	out *laidOut
+	// registration (laidOut; nil: not yet): out[1] for members handed a
+	// replaced counter-mode TEK (replaced.go) while one is, out[0] for
+	// the rest.
+	out [2]*laidOut
 }
 
 // MaxSIDsPerMember bounds the sender IDs one registration gets, whatever
@@ -655,7 +657,7 @@ func (s *Server) Join(peer Peer, id *isakmp.ID, now time.Time) (*isakmp.GroupSA,
 	if err != nil {
 		return nil, err
 	}
-	return g.joinPolicy(now), nil
+	return g.joinPolicy(now, peer.takesCounterReplaced()), nil
 }
 
 // JoinPayload is Join's answer as the SA payload laid out for every
@@ -666,7 +668,7 @@ func (s *Server) JoinPayload(peer Peer, id *isakmp.ID, now time.Time) (gdoi.Poli
 	if err != nil {
 		return gdoi.PolicyAt{}, err
 	}
-	l, err := g.laidOut(now)
+	l, err := g.laidOut(now, peer.takesCounterReplaced())
 	if err != nil {
 		return gdoi.PolicyAt{}, err
 	}
@@ -744,10 +746,11 @@ func (g *group) policy(now time.Time) *isakmp.GroupSA {
 }
 
 // joinPolicy is policy as a registration at now gets it: the TEKs the
-// last rekey replaced after the group's, while handed out (replaced.go).
-func (g *group) joinPolicy(now time.Time) *isakmp.GroupSA {
+// last rekey replaced after the group's, while handed out (replaced.go;
+// ctr: the counter-mode ones too).
+func (g *group) joinPolicy(now time.Time, ctr bool) *isakmp.GroupSA {
 	sa := g.policy(now)
-	for _, t := range g.replaced.live(g, now) {
+	for _, t := range g.replaced.live(g, now, ctr) {
 		sa.TEKs = append(sa.TEKs, t.sat(now, g.pseudotime(now)))
 	}
 	return sa
@@ -783,7 +786,7 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 	if err != nil {
 		return 0, nil, err
 	}
-	return g.seq, g.keyDownload(bits, ids, now), nil
+	return g.seq, g.keyDownload(bits, ids, now, peer.takesCounterReplaced()), nil
 }
 
 // KeysPayload is Keys' answer as the KD payload laid out for every
@@ -794,7 +797,7 @@ func (s *Server) KeysPayload(peer Peer, id *isakmp.ID, sids uint16, now time.Tim
 	if err != nil {
 		return 0, gdoi.KeysWith{}, err
 	}
-	l, err := g.laidOut(now)
+	l, err := g.laidOut(now, peer.takesCounterReplaced())
 	if err != nil {
 		return 0, gdoi.KeysWith{}, err
 	}
@@ -803,13 +806,13 @@ func (s *Server) KeysPayload(peer Peer, id *isakmp.ID, sids uint16, now time.Tim
 
 // keyDownload is the group's KD payload at now with the sender IDs ids at
 // bits bits (nil: none): the TEKs' key packets (the replaced ones handed
-// out too), the KEK's, the IDs'.
-func (g *group) keyDownload(bits int, ids []uint32, now time.Time) *isakmp.KD {
+// out too; ctr: the counter-mode ones), the KEK's, the IDs'.
+func (g *group) keyDownload(bits int, ids []uint32, now time.Time, ctr bool) *isakmp.KD {
 	kd := &isakmp.KD{}
 	for _, t := range g.teks {
 		kd.Packets = append(kd.Packets, t.packet())
 	}
-	for _, t := range g.replaced.liveKeys(g, now) {
+	for _, t := range g.replaced.liveKeys(g, now, ctr) {
 		kd.Packets = append(kd.Packets, t.packet())
 	}
 	if g.sig.alg != 0 {

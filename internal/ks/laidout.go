@@ -38,8 +38,9 @@ type laidOut struct {
 	spis    []uint32
 	// replaced: the replaced TEKs laid out after teks in the SA payload
 	// (replacedTEKs.live), replacedKeys those whose keys the KD carries
-	// (liveKeys).
+	// (liveKeys); ctr, for members that take counter-mode ones.
 	replaced, replacedKeys []*tek
+	ctr                    bool
 }
 
 // kekPolicy is the KEK's policy with sig as the key that verifies
@@ -65,7 +66,7 @@ func sameBytes(a, b []byte) bool {
 
 // current reports whether l says what the group says at now.
 func (l *laidOut) current(g *group, now time.Time) bool {
-	if !slices.Equal(g.replaced.live(g, now), l.replaced) || !slices.Equal(g.replaced.liveKeys(g, now), l.replacedKeys) {
+	if !slices.Equal(g.replaced.live(g, now, l.ctr), l.replaced) || !slices.Equal(g.replaced.liveKeys(g, now, l.ctr), l.replacedKeys) {
 		return false
 	}
 	return l.sameKeys(g)
@@ -92,20 +93,32 @@ func (l *laidOut) sameKeys(g *group) bool {
 }
 
 // laidOut returns the group's policy and key packets laid out, laid out
-// again if anything they say changed. The key packets laid out before
-// are cleared when they are replaced. It fails only if gdoi cannot lay
-// out what it encodes (TestLaidOutIsWhatThePayloadsSay).
-func (g *group) laidOut(now time.Time) (*laidOut, error) {
-	if g.out != nil && g.out.current(g, now) {
-		return g.out, nil
+// again if anything they say changed; ctr, for a member that takes
+// replaced counter-mode TEKs (Peer.takesCounterReplaced: a layout of its
+// own while one is handed out, the others' otherwise). The key packets
+// laid out before are cleared when they are replaced. It fails only if
+// gdoi cannot lay out what it encodes (TestLaidOutIsWhatThePayloadsSay).
+func (g *group) laidOut(now time.Time, ctr bool) (*laidOut, error) {
+	live := g.replaced.counterLive(g, now)
+	if o := g.out[1]; o != nil && !live { // its hand-out over: its keys go
+		o.kd.Clear()
+		g.out[1] = nil
 	}
-	l := &laidOut{hasKEK: g.sig.alg != 0}
+	ctr = ctr && live
+	i := 0
+	if ctr {
+		i = 1
+	}
+	if o := g.out[i]; o != nil && o.current(g, now) {
+		return o, nil
+	}
+	l := &laidOut{hasKEK: g.sig.alg != 0, ctr: ctr}
 	var kek *gdoi.KEKPolicy
 	var packets []*isakmp.KeyPacket
 	for _, t := range g.teks {
 		packets = append(packets, t.packet())
 	}
-	l.replaced, l.replacedKeys = g.replaced.live(g, now), g.replaced.liveKeys(g, now)
+	l.replaced, l.replacedKeys = g.replaced.live(g, now, ctr), g.replaced.liveKeys(g, now, ctr)
 	for _, t := range l.replacedKeys {
 		packets = append(packets, t.packet())
 	}
@@ -135,10 +148,10 @@ func (g *group) laidOut(now time.Time) (*laidOut, error) {
 		return nil, fmt.Errorf("ks: group %s: %w", g.cfg.Name, err)
 	}
 	l.sa, l.kd = sa, gdoi.NewKeyDownload(packets)
-	if g.out != nil {
-		g.out.kd.Clear()
+	if g.out[i] != nil {
+		g.out[i].kd.Clear()
 	}
-	g.out = l
+	g.out[i] = l
 	return l, nil
 }
 
@@ -148,8 +161,10 @@ func (g *group) laidOut(now time.Time) (*laidOut, error) {
 // until the next registration laid the group out again (none may come
 // for hours in a settled group).
 func (g *group) dropStale() {
-	if g.out != nil && !g.out.sameKeys(g) {
-		g.out.kd.Clear()
-		g.out = nil
+	for i, o := range g.out {
+		if o != nil && !o.sameKeys(g) {
+			o.kd.Clear()
+			g.out[i] = nil
+		}
 	}
 }

@@ -56,16 +56,16 @@ func TestLaidOutFollowsTheGroup(t *testing.T) {
 		}
 		m, _ := s.Member("G", p.Addr.Addr())
 		got, _ = isakmp.MarshalPayload(&laidKD)
-		want, _ = isakmp.MarshalPayload(g.keyDownload(int(max(m.SIDBits, MinSIDBits)), m.SenderIDs, at))
+		want, _ = isakmp.MarshalPayload(g.keyDownload(int(max(m.SIDBits, MinSIDBits)), m.SenderIDs, at, false))
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s: the KD payload laid out differs from Keys':\n%x\n%x", what, got, want)
 		}
 		// What the member got is the group's now.
-		sa, kd = built, g.keyDownload(0, nil, at)
+		sa, kd = built, g.keyDownload(0, nil, at, false)
 		snap := s.Snapshot(at)[0]
 		// Then the TEKs a plain rekey replaced, while handed out
 		// (replaced.go).
-		live := g.replaced.live(g, at)
+		live := g.replaced.live(g, at, false)
 		if sa.KEK == nil || sa.KEK.SPI != snap.KEKSPI || len(sa.TEKs) != len(snap.TEKs)+len(live) {
 			t.Fatalf("%s: the member got a KEK or TEKs not the group's", what)
 		}
@@ -113,7 +113,7 @@ func TestLaidOutFollowsTheGroup(t *testing.T) {
 	if _, teks := spis(afterRekey); teks[0] == teks0[0] || teks[1] == teks0[1] {
 		t.Fatal("after a rekey: the old TEKs")
 	}
-	if bytes.Contains(out0.kdBytes(), g.teks[0].encKey) || !allZero(out0.kdBytes()) {
+	if bytes.Contains(out0[0].kdBytes(), g.teks[0].encKey) || !allZero(out0[0].kdBytes()) {
 		t.Fatal("the key packets laid out before the rekey were not cleared")
 	}
 
@@ -179,7 +179,7 @@ func TestLaidOutFollowsTheGroup(t *testing.T) {
 	if err := s2.AddGroup(c2, at); err != nil {
 		t.Fatal(err)
 	}
-	s2.byName["G"].out = nil
+	s2.byName["G"].out = [2]*laidOut{}
 	if _, err := s2.JoinPayload(peer("10.2.0.1"), id, at); err != nil { // laid out with its own keys
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestStaleLayoutClearedWhenKeysChange(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if g.out == nil {
+		if g.out[0] == nil {
 			t.Fatalf("%s: nothing laid out after a registration", change.what)
 		}
 		tekKey := slices.Clone(g.teks[0].encKey)
@@ -330,7 +330,7 @@ func TestStaleLayoutClearedWhenKeysChange(t *testing.T) {
 		if err := change.do(); err != nil {
 			t.Fatal(err)
 		}
-		if g.out != nil {
+		if g.out[0] != nil {
 			t.Errorf("%s: the old layout is still the group's", change.what)
 		}
 		if after, _ := isakmp.MarshalPayload(&kw); bytes.Contains(after, tekKey) {

@@ -472,7 +472,7 @@ func (s *Server) rollback(u *undo) {
 		return
 	}
 	cur := u.g.members // the list as it is (its records changed in place)
-	out := u.g.out     // what is laid out, checked at each use (its key packets cleared when replaced)
+	out := u.g.out     // what is laid out, checked at each use (their key packets cleared when replaced)
 	*u.g = u.saved
 	u.g.members, u.g.out = cur, out
 	for i, r := range u.removed {

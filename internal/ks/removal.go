@@ -12,7 +12,7 @@ import (
 
 // FeatureVersion is the first version with GM removal and policy replace
 // (SPEC V1).
-var FeatureVersion = version.Current
+var FeatureVersion = version.Removal
 
 // Errors a secondary KS answers with (SPEC R6, P5); the texts are
 // interface.

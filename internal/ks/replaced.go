@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gdoi"
+	"github.com/groupvpn/groupvpn/internal/version"
 )
 
 // replacedTEKs is what a group's last rekey replaced, handed out
@@ -20,12 +21,16 @@ import (
 // (a unicast rekey to 100,000 members: 15 s). Handed the replaced TEKs
 // too, it opens those packets; it sends with the newest TEK, as before.
 //
-// Only TEKs without counter mode: a counter-mode TEK's sender IDs belong
-// to its own generation (sid.go), and a GM of an earlier version that held
-// it already (one registering again inside the activation delay sends
-// with the old TEK until then) would take the download's IDs, of the new
-// generation and maybe of another width, for it: the nonce reused. Only
-// TEKs for traffic a new TEK is for (a policy replace may change the
+// A counter-mode (AES-GCM) TEK only to members of
+// version.ReplacedCounterTEKs or later: its sender IDs belong to its own
+// generation (sid.go), and a GM of an earlier version that held it
+// already (one registering again inside the activation delay sends with
+// the old TEK until then) would take the download's IDs, of the new
+// generation and maybe of another width, for it: the nonce reused. A
+// later GM installs one it did not hold without sender IDs (it only opens
+// packets with it, without a replay window: the width of its generation's
+// IDs is not in the download) and keeps one it held as it was. Only TEKs
+// for traffic a new TEK is for (a policy replace may change the
 // ACL: the new member's policy is the new one). Not after replace-now,
 // whose members delete the old TEKs at once; a GM removal, keys adopted
 // from a COOP primary or restored replace the TEKs otherwise, and
@@ -33,7 +38,10 @@ import (
 // state file: a KS restarted inside the window hands out the new TEKs
 // alone.
 type replacedTEKs struct {
-	teks []*tek
+	// teks is what is handed out to members that take counter-mode TEKs
+	// (ctr), plain the rest: those without counter mode, what others
+	// get (teks itself when there is no counter-mode one).
+	teks, plain []*tek
 	// handedOut counts the pulls' messages 2 that listed them, over the
 	// group's life (ReplacedHandedOut).
 	handedOut uint64
@@ -64,7 +72,8 @@ const keyGrace = 30 * time.Second
 // its download (gm.ReregisterAt: the earliest end less one or two of its
 // re-registration windows w), the replaced ones included. So the hand-out
 // ends at least two windows (and a second) before any replaced TEK handed
-// out ends (a scheduled rekey comes three windows before the TEKs end: the
+// out ends (a counter-mode one too, though only later GMs get it: one end
+// for all) (a scheduled rekey comes three windows before the TEKs end: the
 // hand-out then lasts one window less a second, 29 s for TEKs of 10
 // minutes, 90 s from TEKs of about 31 minutes, if the group's first TEK
 // policy has the same lifetime: w is that policy's), each with the
@@ -82,7 +91,7 @@ func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
 		// Two windows and a second (a lifetime goes in whole seconds,
 		// rounded down: a GM may see it end up to a second early).
 		last := t.expires.Add(-2*w - time.Second)
-		if t.counter() || !now.Before(last) {
+		if !now.Before(last) {
 			continue
 		}
 		if i := slices.IndexFunc(g.teks, func(n *tek) bool { return n.sel == t.sel }); i < 0 || g.teks[i].expires.Before(t.expires.Add(time.Second)) {
@@ -95,27 +104,49 @@ func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
 	}
 	if len(r.teks) > 0 {
 		r.by, r.end = slices.Clone(g.teks), end
+		r.plain = r.teks
+		if slices.ContainsFunc(r.teks, (*tek).counter) {
+			r.plain = slices.DeleteFunc(slices.Clone(r.teks), (*tek).counter)
+		}
 	}
 }
 
 // live is the replaced TEKs handed out at now in a registration's SA
-// payload: none once the rekey's TEKs were replaced in turn, or the
-// hand-out ended.
-func (r *replacedTEKs) live(g *group, now time.Time) []*tek {
-	return r.liveUntil(g, now, r.end)
+// payload, ctr for a member that takes counter-mode ones
+// (Peer.takesCounterReplaced): none once the rekey's TEKs were replaced
+// in turn, or the hand-out ended.
+func (r *replacedTEKs) live(g *group, now time.Time, ctr bool) []*tek {
+	return r.liveUntil(g, now, r.end, ctr)
 }
 
 // liveKeys is those whose keys its KD payload carries at now: keyGrace
 // longer.
-func (r *replacedTEKs) liveKeys(g *group, now time.Time) []*tek {
-	return r.liveUntil(g, now, r.end.Add(keyGrace))
+func (r *replacedTEKs) liveKeys(g *group, now time.Time, ctr bool) []*tek {
+	return r.liveUntil(g, now, r.end.Add(keyGrace), ctr)
 }
 
-func (r *replacedTEKs) liveUntil(g *group, now, end time.Time) []*tek {
+func (r *replacedTEKs) liveUntil(g *group, now, end time.Time, ctr bool) []*tek {
 	if len(r.teks) == 0 || !now.Before(end) || !slices.Equal(r.by, g.teks) {
 		return nil
 	}
-	return r.teks
+	if ctr {
+		return r.teks
+	}
+	return r.plain
+}
+
+// counterLive reports whether a member that takes counter-mode TEKs is
+// handed out, at now, anything others are not (its own layout: laidOut).
+func (r *replacedTEKs) counterLive(g *group, now time.Time) bool {
+	return len(r.plain) != len(r.teks) && len(r.liveKeys(g, now, true)) > 0
+}
+
+// takesCounterReplaced reports whether p is handed out the counter-mode
+// TEKs a rekey replaced: a groupvpn member of version.ReplacedCounterTEKs
+// or later (its Vendor ID, SPEC V2; another implementation's members, of
+// no version known, are not).
+func (p Peer) takesCounterReplaced() bool {
+	return !p.Version.IsZero() && !p.Version.Less(version.ReplacedCounterTEKs)
 }
 
 // ReplacedHandedOut is the number of GROUPKEY-PULL answers (message 2,

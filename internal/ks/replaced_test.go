@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/gm"
+	"github.com/groupvpn/groupvpn/internal/version"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
@@ -21,8 +22,10 @@ import (
 // hand-out ends at RekeyDTD, or two re-registration windows and a second
 // before a replaced TEK ends (a GM of an earlier version, which times its next
 // registration by every TEK of its download, registers again after it:
-// gm.ReregisterAt). Not a counter-mode TEK (its sender IDs are of its own
-// generation), not one that ends less than a second before the new TEK
+// gm.ReregisterAt). A counter-mode TEK only to a member of
+// version.ReplacedCounterTEKs or later (an earlier GM would send with it
+// under the download's sender IDs, of the new generation), from a layout
+// of its own whose keys are cleared when its hand-out ends; not one that ends less than a second before the new TEK
 // (a shortened lifetime, two rekeys in one second), not after the window, not after replace-now or
 // a GM removal, not for traffic the new policy no longer protects, and not
 // once anything replaced the rekey's TEKs (a second rekey hands out what
@@ -42,10 +45,13 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	// key packets (the KEK's and the SID packet left out), and the
 	// lifetime left of the SA payload's TEKs, laid out and built per
 	// call, which must agree.
-	register := func(at time.Time) (sa, kd []uint32, life []uint64) {
+	register := func(at time.Time, v ...version.Version) (sa, kd []uint32, life []uint64) {
 		t.Helper()
 		n++
 		p := peer(netip.AddrFrom4([4]byte{10, 2, byte(n >> 8), byte(n)}).String())
+		if len(v) > 0 {
+			p.Version = v[0]
+		}
 		laid, err := s.JoinPayload(p, id, at)
 		if err != nil {
 			t.Fatal(err)
@@ -66,7 +72,7 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 			t.Fatal(err)
 		}
 		m, _ := s.Member("G", p.Addr.Addr())
-		built2 := s.byName["G"].keyDownload(int(max(m.SIDBits, MinSIDBits)), m.SenderIDs, at)
+		built2 := s.byName["G"].keyDownload(int(max(m.SIDBits, MinSIDBits)), m.SenderIDs, at, p.takesCounterReplaced())
 		if string(mustMarshal(t, &laidKD)) != string(mustMarshal(t, built2)) {
 			t.Fatal("the KD payload laid out differs from Keys'")
 		}
@@ -110,14 +116,50 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	if got := s.ReplacedHandedOut(); got != 4 {
 		t.Fatalf("replaced_teks_handed_out %d, want 4", got)
 	}
+	// A member of version.ReplacedCounterTEKs or later gets the
+	// counter-mode TEK too; one of 1.0.2, or of no version known (another
+	// implementation), does not. Alternating: each from its layout.
+	for _, v := range []version.Version{version.ReplacedCounterTEKs, version.Removal, {}, version.Current, version.Base} {
+		want := []uint32{gcm1, cbc1, cbc0}
+		if !v.Less(version.ReplacedCounterTEKs) {
+			want = []uint32{gcm1, cbc1, gcm0, cbc0}
+		}
+		d := RekeyDTD - time.Second
+		sa, kd, life := register(at.Add(d), v)
+		if !same(sa, want) || !same(kd, want) {
+			t.Fatalf("a member of version %s: TEKs %x, key packets %x; want %x", v, sa, kd, want)
+		}
+		for _, l := range life[2:] {
+			if left := uint64(replacedEnds.Sub(at.Add(d)) / time.Second); l != left {
+				t.Fatalf("a member of version %s: the replaced TEKs handed out with %d s left, want %d", v, life[2:], left)
+			}
+		}
+	}
+	if got := s.ReplacedHandedOut(); got != 9 {
+		t.Fatalf("replaced_teks_handed_out %d, want 9", got)
+	}
 	// The SA payload ends it at RekeyDTD (the 1-hour TEKs' re-registration
 	// window is 3 minutes); the key download keyGrace later, for the
 	// registrations whose message 2 listed it.
 	if sa, kd, _ := register(at.Add(RekeyDTD)); !same(sa, []uint32{gcm1, cbc1}) || !same(kd, []uint32{gcm1, cbc1, cbc0}) {
 		t.Fatalf("after the hand-out: TEKs %x, key packets %x", sa, kd)
 	}
+	if sa, kd, _ := register(at.Add(RekeyDTD), version.Current); !same(sa, []uint32{gcm1, cbc1}) || !same(kd, []uint32{gcm1, cbc1, gcm0, cbc0}) {
+		t.Fatalf("after the hand-out, a member of %s: TEKs %x, key packets %x", version.Current, sa, kd)
+	}
+	if g.out[1] == nil {
+		t.Fatal("no layout for the members that take counter-mode TEKs inside the grace")
+	}
 	if sa, kd, _ := register(at.Add(RekeyDTD + keyGrace)); !same(sa, []uint32{gcm1, cbc1}) || !same(kd, []uint32{gcm1, cbc1}) {
 		t.Fatalf("after the grace: TEKs %x, key packets %x", sa, kd)
+	}
+	// Its layout is gone with the replaced keys it held, whoever
+	// registers first.
+	if g.out[1] != nil {
+		t.Fatal("the layout of the replaced counter-mode TEKs kept after the grace")
+	}
+	if sa, kd, _ := register(at.Add(RekeyDTD+keyGrace), version.Current); !same(sa, []uint32{gcm1, cbc1}) || !same(kd, []uint32{gcm1, cbc1}) {
+		t.Fatalf("after the grace, a member of %s: TEKs %x, key packets %x", version.Current, sa, kd)
 	}
 
 	// A second rekey inside the first's window: what it replaced.

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/groupvpn/groupvpn/internal/version"
 )
 
 // proves: O2 — every show command answers on a running key server and
@@ -35,7 +37,7 @@ func TestShowCommandsOnARunningLab(t *testing.T) {
 		{"gm", "show crypto gdoi gm", []string{"Registration status   : Registered", "KEK POLICY", "esp-gcm", "esp-aes esp-sha256-hmac"}},
 		{"gm", "show crypto ipsec sa | include esp sas", []string{"inbound esp sas", "outbound esp sas"}},
 		{"gm", "sh cry ipsec sa | json", []string{`"schema": "groupvpn.show/1"`, `"group": "LAB"`, `"spi": "0x`}},
-		{"gm", "show version", []string{"version 1.0.2"}},
+		{"gm", "show version", []string{"version " + version.Current.String()}},
 		{"ks", "show crypto gdoi ks replay", []string{"Counter based Replay", "Replay Window Size           : 64", "Timebased Replay", "Replay Window Size           : 5 secs", "Next TBAR resync rekey in"}},
 		{"gm", "show crypto gdoi gm replay", []string{"Counter based Replay", "Timebased Replay", "Replay Value"}},
 		{"gm", "show crypto gdoi gm | include Fail-Close|Anti-Replay", []string{"Fail-Close            : Disabled", "Anti-Replay(Time Based) : 5 sec interval", "Anti-Replay(Counter Based) : 64"}},

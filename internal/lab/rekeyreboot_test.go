@@ -18,14 +18,15 @@ import (
 // reboots right after a rekey (its control plane stopped, its SA database
 // emptied, started again) and registers while gm1 and gm2 still send
 // with the TEKs the rekey replaced (their new TEKs wait out the rekey's
-// activation delay, 30 s): the KS hands gm3 the replaced AES-CBC TEK too,
-// and gm3's engine opens gm1's and gm2's packets on the lab-voice SA,
-// sealed with it. Before, gm3 held the rekey's TEKs alone and dropped
-// those packets as of no SA until the others switched. gm3 itself sends
-// with the rekey's TEK, which gm1 and gm2 hold since the rekey (its SAs'
-// counters tell). (The
-// AES-GCM TEK a rekey replaces is not handed out: its sender IDs are of
-// its own generation; ks/replaced.go.)
+// activation delay, 30 s): the KS hands gm3 the replaced TEKs too, and
+// gm3's engine opens gm1's and gm2's packets sealed with them, on the
+// lab-voice SA (AES-CBC) and on the lab-data SA (AES-GCM: gm3, of
+// version.ReplacedCounterTEKs, installs it without sender IDs; gm1 and
+// gm2 send with it under their own). Before, gm3 held the rekey's TEKs
+// alone and dropped those packets as of no SA until the others switched
+// (on the AES-GCM SA until this version). gm3 itself sends with the
+// rekey's TEKs, which gm1 and gm2 hold since the rekey (its SAs' counters
+// tell).
 func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -44,7 +45,9 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 	if err := l.Wait(ctx, &strings.Builder{}, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	voice := func(i int) (sadb.TEK, int) { // member i's oldest voice TEK, and how many it holds
+	// member i's oldest TEK for voice (AES-CBC) or data (AES-GCM), and
+	// how many it holds
+	oldest := func(i int, voice bool) (sadb.TEK, int) {
 		teks, err := l.SATEKs(i)
 		if err != nil {
 			t.Fatal(err)
@@ -52,7 +55,7 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 		var old sadb.TEK
 		n := 0
 		for _, tk := range teks {
-			if tk.DstPort == 5060 {
+			if (tk.DstPort == 5060) == voice {
 				n++
 				if old.SPI == 0 || tk.Expires.Before(old.Expires) {
 					old = tk
@@ -61,7 +64,13 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 		}
 		return old, n
 	}
+	voice := func(i int) (sadb.TEK, int) { return oldest(i, true) }
+	data := func(i int) (sadb.TEK, int) { return oldest(i, false) }
 	before, _ := voice(0)
+	beforeData, _ := data(0)
+	if beforeData.Transform != 20 || len(beforeData.SenderIDs) == 0 { // ESP_AES_GCM_16, RFC 6054 sender IDs
+		t.Fatalf("the lab's data TEK is not AES-GCM with sender IDs: %+v", beforeData)
+	}
 	// A second after the TEKs were made: the rekey's end a second later
 	// than theirs (lifetimes go in whole seconds; a TEK that does not end
 	// before the new one is not handed out).
@@ -76,7 +85,9 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 	for _, i := range []int{0, 1} {
 		for {
 			if _, n := voice(i); n == 2 {
-				break
+				if _, n := data(i); n == 2 {
+					break
+				}
 			}
 			if time.Since(rekeyed) > 10*time.Second {
 				t.Fatalf("gm%d did not get the rekey", i+1)
@@ -100,12 +111,22 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 	if _, n := voice(2); n != 2 || !slices.ContainsFunc(all, func(tk sadb.TEK) bool { return tk.SPI == before.SPI }) {
 		t.Fatalf("gm3 after its reboot: %d voice TEKs %+v; want 2, the replaced 0x%08x among them", n, all, before.SPI)
 	}
+	// The replaced AES-GCM TEK without sender IDs (it only opens packets),
+	// the new one with gm3's.
+	for _, tk := range all {
+		if tk.DstPort != 5060 && (tk.SPI == beforeData.SPI) != (len(tk.SenderIDs) == 0) {
+			t.Fatalf("gm3 after its reboot: data TEK 0x%08x with sender IDs %v (the replaced one is 0x%08x)", tk.SPI, tk.SenderIDs, beforeData.SPI)
+		}
+	}
+	if _, n := data(2); n != 2 || !slices.ContainsFunc(all, func(tk sadb.TEK) bool { return tk.SPI == beforeData.SPI }) {
+		t.Fatalf("gm3 after its reboot: %d data TEKs %+v; want 2, the replaced 0x%08x among them", n, all, beforeData.SPI)
+	}
 	// The premise: gm1 and gm2 still send with the replaced TEK.
 	for _, i := range []int{0, 1} {
 		teks, _ := l.SATEKs(i)
 		for _, tk := range teks {
-			if tk.DstPort == 5060 && tk.SPI != before.SPI && !tk.SendFrom.After(time.Now().Add(2*time.Second)) {
-				t.Fatalf("gm%d sends with the rekey's voice TEK from %s: too soon for the test", i+1, tk.SendFrom)
+			if tk.SPI != before.SPI && tk.SPI != beforeData.SPI && !tk.SendFrom.After(time.Now().Add(2*time.Second)) {
+				t.Fatalf("gm%d sends with the rekey's TEK 0x%08x from %s: too soon for the test", i+1, tk.SPI, tk.SendFrom)
 			}
 		}
 	}
@@ -113,6 +134,9 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 		for j := range 3 {
 			if i != j {
 				if err := l.SendUDP(ctx, i, j, true, []byte(fmt.Sprintf("voice %d->%d", i, j))); err != nil {
+					t.Fatal(err)
+				}
+				if err := l.SendUDP(ctx, i, j, false, []byte(fmt.Sprintf("data %d->%d", i, j))); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -123,7 +147,7 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 		mu.Lock()
 		n := len(got)
 		mu.Unlock()
-		if n == 6 || time.Now().After(deadline) {
+		if n == 12 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -136,32 +160,40 @@ func TestRebootInsideRekeyOpensTheOthersPackets(t *testing.T) {
 	// its SA's counters, as show crypto ipsec sa prints them.
 	res := l.GMs[2].Ctl.Exec(ctx, "show crypto ipsec sa")
 	blocks := strings.Split(res.Text, "interface: ")
-	counted := 0
-	for _, b := range blocks {
-		if !strings.Contains(b, "/5060)") {
-			continue
-		}
-		if strings.Contains(b, fmt.Sprintf("spi: 0x%08X(", before.SPI)) {
-			counted++
-			if !strings.Contains(b, "#pkts encaps: 0,") || !strings.Contains(b, "#pkts decaps: 2,") {
-				t.Errorf("gm3's replaced voice SA:\n%s", b)
+	for _, c := range []struct {
+		what string
+		old  uint32
+		sa   func(b string) bool
+	}{
+		{"voice", before.SPI, func(b string) bool { return strings.Contains(b, "/5060)") }},
+		{"data", beforeData.SPI, func(b string) bool { return strings.Contains(b, "/7000)") || !strings.Contains(b, "/5060)") }},
+	} {
+		counted := 0
+		for _, b := range blocks[1:] {
+			if !c.sa(b) {
+				continue
 			}
-		} else {
 			counted++
-			if !strings.Contains(b, "#pkts encaps: 2,") || !strings.Contains(b, "#pkts decaps: 0,") {
-				t.Errorf("gm3's new voice SA:\n%s", b)
+			if strings.Contains(b, fmt.Sprintf("spi: 0x%08X(", c.old)) {
+				if !strings.Contains(b, "#pkts encaps: 0,") || !strings.Contains(b, "#pkts decaps: 2,") {
+					t.Errorf("gm3's replaced %s SA:\n%s", c.what, b)
+				}
+			} else if !strings.Contains(b, "#pkts encaps: 2,") || !strings.Contains(b, "#pkts decaps: 0,") {
+				t.Errorf("gm3's new %s SA:\n%s", c.what, b)
 			}
 		}
-	}
-	if counted != 2 {
-		t.Errorf("show crypto ipsec sa on gm3: %d voice SAs\n%s%s", counted, res.Text, res.Error)
+		if counted != 2 {
+			t.Errorf("show crypto ipsec sa on gm3: %d %s SAs\n%s%s", counted, c.what, res.Text, res.Error)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	for i := range 3 {
 		for j := range 3 {
-			if k := fmt.Sprintf("%d voice %d->%d", j, i, j); i != j && !got[k] {
-				t.Errorf("gm%d's voice packet to gm%d was not delivered", i+1, j+1)
+			for _, what := range []string{"voice", "data"} {
+				if k := fmt.Sprintf("%d %s %d->%d", j, what, i, j); i != j && !got[k] {
+					t.Errorf("gm%d's %s packet to gm%d was not delivered", i+1, what, j+1)
+				}
 			}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/groupvpn/groupvpn/internal/node"
 	"github.com/groupvpn/groupvpn/internal/policy"
 	"github.com/groupvpn/groupvpn/internal/sadb"
+	"github.com/groupvpn/groupvpn/internal/version"
 )
 
 // The seed's prompts, byte for byte (SPEC R1, R4, R5).
@@ -239,7 +240,7 @@ func TestRemovalAndPolicyReplaceThroughTheCLI(t *testing.T) {
 		resp = l.KS.Ctl.Exec(ctx, "show crypto gdoi feature "+f)
 		words := strings.Join(strings.Fields(resp.Text), " ") // the table's column padding aside
 		for _, w := range []string{"Group Name: LAB", "Key Server ID Version Feature Supported", "Group Member ID Version Feature Supported",
-			GMAddr(0).String() + " 1.0.2 Yes"} {
+			GMAddr(0).String() + " " + version.Current.String() + " Yes"} {
 			if !strings.Contains(words, w) {
 				t.Fatalf("show crypto gdoi feature %s lacks %q:\n%s", f, w, resp.Text)
 			}

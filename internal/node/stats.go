@@ -110,7 +110,7 @@ func (n *Node) KSCounters() []ike.Counter {
 		{Name: "pulls_after_done", Help: "GROUPKEY-PULL messages of a finished exchange other than its message 3 again (unauthenticated: dropped, not answered)", Value: n.stats.pullAfterDone},
 		{Name: "pulls_over_sa_limit", Help: "GROUPKEY-PULL exchanges not started: their phase-1 SA already held the most served exchanges one may (dropped, not answered)", Value: n.stats.pullsOverSALimit},
 		{Name: "sid_refused_member_bound", Help: "registrations refused: the member already holds the most sender IDs one member may under the current keys (GM_SID_BOUND)", Value: n.ks.SIDRefusedMemberBound()},
-		{Name: "replaced_teks_handed_out", Help: "GROUPKEY-PULL answers (message 2) inside a rekey that listed the AES-CBC TEKs it replaced, for opening the packets other members still send with them", Value: n.ks.ReplacedHandedOut()},
+		{Name: "replaced_teks_handed_out", Help: "GROUPKEY-PULL answers (message 2) inside a rekey that listed the TEKs it replaced (AES-GCM ones to members of 1.0.3 or later), for opening the packets other members still send with them", Value: n.ks.ReplacedHandedOut()},
 		{Name: "sid_previous_forgotten", Help: "previous sender IDs of re-registering members no longer kept held (beyond the 64 most recent per member)", Value: n.ks.SIDPreviousForgotten()},
 		{Name: "multicast_rekeys_without_options", Help: "multicast rekeys sent without the group's interface and TTL (the socket refused them)", Value: n.stats.mcastOptsFailed},
 		{Name: "acks_received", Help: "rekey acknowledgements verified", Value: acks.OK},

@@ -32,7 +32,7 @@ func TestGroupvpnVersion(t *testing.T) {
 		t.Fatalf("version %v", c.Version)
 	}
 	mustFail(t, "groupvpn version 1.0\n", `1: groupvpn version "1.0": want major.minor.mini, e.g. 1.0.2`)
-	mustFail(t, "groupvpn version 1.0.9\n", `1: groupvpn version 1.0.9 is out of range (accepted: 1.0.1-1.0.2; a node announces this software's version or an older one)`)
+	mustFail(t, "groupvpn version 1.0.9\n", `1: groupvpn version 1.0.9 is out of range (accepted: 1.0.1-1.0.3; a node announces this software's version or an older one)`)
 }
 
 // proves: O1

@@ -697,9 +697,9 @@ func TestCoopVersionsAndANNs(t *testing.T) {
 		for _, f := range []string{"gm-removal", "policy-replace"} {
 			out := ks1.cli("show crypto gdoi feature " + f)
 			for _, w := range []*regexp.Regexp{
-				regexp.MustCompile(`10\.238\.0\.1\s+1\.0\.2\s+Yes`),
+				regexp.MustCompile(`10\.238\.0\.1\s+1\.0\.3\s+Yes`),
 				regexp.MustCompile(`10\.238\.9\.1\s+1\.0\.1\s+No`),
-				regexp.MustCompile(`10\.238\.1\.2\s+1\.0\.2\s+Yes`),
+				regexp.MustCompile(`10\.238\.1\.2\s+1\.0\.3\s+Yes`),
 			} {
 				if !w.MatchString(out) {
 					t.Errorf("show crypto gdoi feature %s lacks %s:\n%s", f, w, out)
@@ -712,7 +712,7 @@ func TestCoopVersionsAndANNs(t *testing.T) {
 			t.Errorf("clear crypto gdoi ks members on the primary with a 1.0.1 secondary:\n%s\nwant %q", out, want)
 		}
 		// ks2's own view lists ks1's version too.
-		if out := c.ks[1].cli("show crypto gdoi ks coop"); !strings.Contains(out, "Peer Version: 1.0.2") || !strings.Contains(out, "Local KS version: 1.0.1") {
+		if out := c.ks[1].cli("show crypto gdoi ks coop"); !strings.Contains(out, "Peer Version: 1.0.3") || !strings.Contains(out, "Local KS version: 1.0.1") {
 			t.Errorf("ks2's show crypto gdoi ks coop:\n%s", out)
 		}
 	})

@@ -16,9 +16,19 @@ type Version struct{ Major, Minor, Mini uint8 }
 var (
 	// Base is the first version: registration, rekeys, COOP.
 	Base = Version{1, 0, 1}
+	// Removal is the first with GM removal and policy replace (SPEC R, P).
+	Removal = Version{1, 0, 2}
+	// ReplacedCounterTEKs is the first whose GMs take a TEK a rekey
+	// replaced, handed out at registration, for opening packets only: one
+	// they did not hold is installed without the download's sender IDs,
+	// one they held keeps its own (gm.InstallHolding). A key server hands
+	// a replaced counter-mode (AES-GCM) TEK to those alone: an earlier GM
+	// would give it the download's sender IDs, of the new generation, and
+	// reuse another member's nonces (ks/replaced.go).
+	ReplacedCounterTEKs = Version{1, 0, 3}
 	// Current is what groupvpn speaks: Base plus GM removal and policy
-	// replace.
-	Current = Version{1, 0, 2}
+	// replace, plus replaced counter-mode TEKs handed out at registration.
+	Current = Version{1, 0, 3}
 )
 
 func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Mini) }

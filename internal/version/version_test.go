@@ -5,7 +5,7 @@ import "testing"
 // proves: V2 (the version travels in a Vendor ID whose bytes are fixed)
 func TestVendorIDRoundTrip(t *testing.T) {
 	b := Current.VendorID()
-	if string(b) != "groupvpn-version\x01\x00\x02" {
+	if string(b) != "groupvpn-version\x01\x00\x03" {
 		t.Fatalf("vendor ID bytes %q", b)
 	}
 	v, ok := FromVendorID(b)
