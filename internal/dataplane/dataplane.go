@@ -470,7 +470,8 @@ func covering(cands []*sa, now time.Time, f flow) *sa {
 // canSeal reports whether the GM can send with t: a counter-mode TEK
 // (AES-GCM) needs its RFC 6054 sender IDs, which a GM that got it in a
 // rekey before any registration gave it some lacks until it registers
-// again (gm.Installed.NeedSIDs); it only opens packets.
+// again (gm.Installed.NeedSIDs), and one a rekey replaced, handed out at
+// registration, never has (gm.InstallHolding); it only opens packets.
 func canSeal(t *sadb.TEK) bool {
 	return isakmp.ESPTransform(t.Transform) != isakmp.ESPAESGCM16 || len(t.SenderIDs) > 0
 }

@@ -125,6 +125,14 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 				if t.Expires.Before(t.Deactivate) {
 					t.Deactivate = t.Expires
 				}
+				if t.AuthKey == nil {
+					// Counter mode (version.ReplacedCounterTEKs): senders
+					// told apart by the IV's top 32 bits, whatever width
+					// their IDs have in its generation (carriedSIDs), so
+					// that each has its own replay window; no ID of its
+					// own, so it never seals with it.
+					t.SIDBits = 32
+				}
 				replaced = append(replaced, t)
 			}
 			continue

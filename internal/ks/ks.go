@@ -131,6 +131,9 @@ type Options struct {
 	// Now is the clock of the rate limiter of refused registrations' lines
 	// (peerLim); nil: each line's own time.
 	Now func() time.Time
+	// Version is the version the KS announces (zero: version.Current): one
+	// told to announce an older one behaves as one (SPEC V1).
+	Version version.Version
 }
 
 // Peer is an authenticated phase-1 peer as the key server sees it,
@@ -178,6 +181,7 @@ type Server struct {
 	peerLim *ratelog.Handler // peerLog's handler: what it suppressed
 	groups  map[uint32]*group
 	byName  map[string]*group
+	version version.Version // announced (Options.Version)
 }
 
 // Member is one registered GM as the KS knows it.
@@ -376,7 +380,12 @@ func New(o Options) *Server {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Server{rand: r, log: l, peerLim: ratelog.New(l.Handler(), ratelog.Options{MaxLen: 1024, Now: o.Now}), groups: map[uint32]*group{}, byName: map[string]*group{}}
+	v := o.Version
+	if v.IsZero() {
+		v = version.Current
+	}
+	return &Server{rand: r, log: l, peerLim: ratelog.New(l.Handler(), ratelog.Options{MaxLen: 1024, Now: o.Now}), groups: map[uint32]*group{}, byName: map[string]*group{},
+		version: v}
 }
 
 // peerLog is the logger of what peer's refused registration causes.
@@ -631,9 +640,12 @@ func (s *Server) refresh(g *group, now time.Time) error {
 		for i, n := range fresh {
 			g.teks[at[i]] = n
 		}
+		g.dropStale() // both layouts: the registration lays out its own again
 	}
 	if g.sig.alg != 0 && !now.Add(g.cfg.KEKLifetime/10).Before(g.kekExp) {
-		return s.newKEK(g, now)
+		err := s.newKEK(g, now)
+		g.dropStale()
+		return err
 	}
 	return nil
 }
@@ -657,7 +669,7 @@ func (s *Server) Join(peer Peer, id *isakmp.ID, now time.Time) (*isakmp.GroupSA,
 	if err != nil {
 		return nil, err
 	}
-	return g.joinPolicy(now, peer.takesCounterReplaced()), nil
+	return g.joinPolicy(now, s.counterReplacedTo(peer)), nil
 }
 
 // JoinPayload is Join's answer as the SA payload laid out for every
@@ -668,7 +680,7 @@ func (s *Server) JoinPayload(peer Peer, id *isakmp.ID, now time.Time) (gdoi.Poli
 	if err != nil {
 		return gdoi.PolicyAt{}, err
 	}
-	l, err := g.laidOut(now, peer.takesCounterReplaced())
+	l, err := g.laidOut(now, s.counterReplacedTo(peer))
 	if err != nil {
 		return gdoi.PolicyAt{}, err
 	}
@@ -786,7 +798,7 @@ func (s *Server) Keys(peer Peer, id *isakmp.ID, sids uint16, now time.Time) (uin
 	if err != nil {
 		return 0, nil, err
 	}
-	return g.seq, g.keyDownload(bits, ids, now, peer.takesCounterReplaced()), nil
+	return g.seq, g.keyDownload(bits, ids, now, s.counterReplacedTo(peer)), nil
 }
 
 // KeysPayload is Keys' answer as the KD payload laid out for every
@@ -797,7 +809,7 @@ func (s *Server) KeysPayload(peer Peer, id *isakmp.ID, sids uint16, now time.Tim
 	if err != nil {
 		return 0, gdoi.KeysWith{}, err
 	}
-	l, err := g.laidOut(now, peer.takesCounterReplaced())
+	l, err := g.laidOut(now, s.counterReplacedTo(peer))
 	if err != nil {
 		return 0, gdoi.KeysWith{}, err
 	}

@@ -94,7 +94,7 @@ func (l *laidOut) sameKeys(g *group) bool {
 
 // laidOut returns the group's policy and key packets laid out, laid out
 // again if anything they say changed; ctr, for a member that takes
-// replaced counter-mode TEKs (Peer.takesCounterReplaced: a layout of its
+// replaced counter-mode TEKs (Server.counterReplacedTo: a layout of its
 // own while one is handed out, the others' otherwise). The key packets
 // laid out before are cleared when they are replaced. It fails only if
 // gdoi cannot lay out what it encodes (TestLaidOutIsWhatThePayloadsSay).

@@ -28,8 +28,8 @@ import (
 // the old TEK until then) would take the download's IDs, of the new
 // generation and maybe of another width, for it: the nonce reused. A
 // later GM installs one it did not hold without sender IDs (it only opens
-// packets with it, without a replay window: the width of its generation's
-// IDs is not in the download) and keeps one it held as it was. Only TEKs
+// packets with it, a replay window per sender told by the IV's top 32
+// bits) and keeps one it held as it was. Only TEKs
 // for traffic a new TEK is for (a policy replace may change the
 // ACL: the new member's policy is the new one). Not after replace-now,
 // whose members delete the old TEKs at once; a GM removal, keys adopted
@@ -71,15 +71,17 @@ const keyGrace = 30 * time.Second
 // A GM of an earlier version times its next registration by every TEK of
 // its download (gm.ReregisterAt: the earliest end less one or two of its
 // re-registration windows w), the replaced ones included. So the hand-out
-// ends at least two windows (and a second) before any replaced TEK handed
-// out ends (a counter-mode one too, though only later GMs get it: one end
-// for all) (a scheduled rekey comes three windows before the TEKs end: the
+// ends at least two windows (and a second) before any replaced TEK
+// without counter mode ends (a scheduled rekey comes three windows before the TEKs end: the
 // hand-out then lasts one window less a second, 29 s for TEKs of 10
 // minutes, 90 s from TEKs of about 31 minutes, if the group's first TEK
 // policy has the same lifetime: w is that policy's), each with the
 // lifetime it has left: such a GM registers
 // once more, after the hand-out, instead of again and again while it
-// lasts (each registration taking sender IDs).
+// lasts (each registration taking sender IDs). A counter-mode one, which
+// only later GMs get (they time their registrations by the current TEKs),
+// does not shorten the hand-out: it is handed out only if it ends after
+// the hand-out and its keyGrace (and a second).
 func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
 	*r = replacedTEKs{handedOut: r.handedOut}
 	if len(g.teks) == 0 {
@@ -87,19 +89,29 @@ func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
 	}
 	w := gdoi.ReregistrationWindow(g.teks[0].policy.Lifetime) // a GM's: its download's first TEK's (gm.ReregisterAt)
 	end := now.Add(RekeyDTD)
+	var kept []*tek
 	for _, t := range old {
+		if i := slices.IndexFunc(g.teks, func(n *tek) bool { return n.sel == t.sel }); i < 0 || g.teks[i].expires.Before(t.expires.Add(time.Second)) {
+			continue
+		}
+		if t.counter() {
+			kept = append(kept, t) // checked against the end below
+			continue
+		}
 		// Two windows and a second (a lifetime goes in whole seconds,
 		// rounded down: a GM may see it end up to a second early).
 		last := t.expires.Add(-2*w - time.Second)
 		if !now.Before(last) {
 			continue
 		}
-		if i := slices.IndexFunc(g.teks, func(n *tek) bool { return n.sel == t.sel }); i < 0 || g.teks[i].expires.Before(t.expires.Add(time.Second)) {
-			continue
-		}
-		r.teks = append(r.teks, t)
+		kept = append(kept, t)
 		if last.Before(end) {
 			end = last
+		}
+	}
+	for _, t := range kept {
+		if !t.counter() || !t.expires.Before(end.Add(keyGrace+time.Second)) {
+			r.teks = append(r.teks, t)
 		}
 	}
 	if len(r.teks) > 0 {
@@ -113,7 +125,7 @@ func (r *replacedTEKs) keep(g *group, old []*tek, now time.Time) {
 
 // live is the replaced TEKs handed out at now in a registration's SA
 // payload, ctr for a member that takes counter-mode ones
-// (Peer.takesCounterReplaced): none once the rekey's TEKs were replaced
+// (Server.counterReplacedTo): none once the rekey's TEKs were replaced
 // in turn, or the hand-out ended.
 func (r *replacedTEKs) live(g *group, now time.Time, ctr bool) []*tek {
 	return r.liveUntil(g, now, r.end, ctr)
@@ -141,12 +153,13 @@ func (r *replacedTEKs) counterLive(g *group, now time.Time) bool {
 	return len(r.plain) != len(r.teks) && len(r.liveKeys(g, now, true)) > 0
 }
 
-// takesCounterReplaced reports whether p is handed out the counter-mode
-// TEKs a rekey replaced: a groupvpn member of version.ReplacedCounterTEKs
-// or later (its Vendor ID, SPEC V2; another implementation's members, of
-// no version known, are not).
-func (p Peer) takesCounterReplaced() bool {
-	return !p.Version.IsZero() && !p.Version.Less(version.ReplacedCounterTEKs)
+// counterReplacedTo reports whether p is handed out the counter-mode
+// TEKs a rekey replaced: by a KS of version.ReplacedCounterTEKs or later
+// (one told to announce an older version behaves as one: SPEC V1) to a
+// groupvpn member of that version or later (its Vendor ID, SPEC V2;
+// another implementation's members, of no version known, are not).
+func (s *Server) counterReplacedTo(p Peer) bool {
+	return !s.version.Less(version.ReplacedCounterTEKs) && !p.Version.IsZero() && !p.Version.Less(version.ReplacedCounterTEKs)
 }
 
 // ReplacedHandedOut is the number of GROUPKEY-PULL answers (message 2,

@@ -72,7 +72,7 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 			t.Fatal(err)
 		}
 		m, _ := s.Member("G", p.Addr.Addr())
-		built2 := s.byName["G"].keyDownload(int(max(m.SIDBits, MinSIDBits)), m.SenderIDs, at, p.takesCounterReplaced())
+		built2 := s.byName["G"].keyDownload(int(max(m.SIDBits, MinSIDBits)), m.SenderIDs, at, s.counterReplacedTo(p))
 		if string(mustMarshal(t, &laidKD)) != string(mustMarshal(t, built2)) {
 			t.Fatal("the KD payload laid out differs from Keys'")
 		}
@@ -147,7 +147,8 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	if sa, kd, _ := register(at.Add(RekeyDTD), version.Current); !same(sa, []uint32{gcm1, cbc1}) || !same(kd, []uint32{gcm1, cbc1, gcm0, cbc0}) {
 		t.Fatalf("after the hand-out, a member of %s: TEKs %x, key packets %x", version.Current, sa, kd)
 	}
-	if g.out[1] == nil {
+	ctrOut := g.out[1]
+	if ctrOut == nil {
 		t.Fatal("no layout for the members that take counter-mode TEKs inside the grace")
 	}
 	if sa, kd, _ := register(at.Add(RekeyDTD + keyGrace)); !same(sa, []uint32{gcm1, cbc1}) || !same(kd, []uint32{gcm1, cbc1}) {
@@ -155,8 +156,8 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	}
 	// Its layout is gone with the replaced keys it held, whoever
 	// registers first.
-	if g.out[1] != nil {
-		t.Fatal("the layout of the replaced counter-mode TEKs kept after the grace")
+	if g.out[1] != nil || !allZero(ctrOut.kdBytes()) {
+		t.Fatal("the layout of the replaced counter-mode TEKs kept after the grace, or its keys not cleared")
 	}
 	if sa, kd, _ := register(at.Add(RekeyDTD+keyGrace), version.Current); !same(sa, []uint32{gcm1, cbc1}) || !same(kd, []uint32{gcm1, cbc1}) {
 		t.Fatalf("after the grace, a member of %s: TEKs %x, key packets %x", version.Current, sa, kd)
@@ -300,6 +301,45 @@ func TestRegistrationInsideRekeyGetsReplacedTEKs(t *testing.T) {
 	}
 	if sa, _, _ := register(at); len(sa) != 3 || sa[2] != cbcOld || g.replaced.end.Sub(at) != 29*time.Second {
 		t.Fatalf("a scheduled rekey of 10-minute TEKs: TEKs %x, handed out for %s", sa, g.replaced.end.Sub(at))
+	}
+
+	// A counter-mode TEK does not shorten the hand-out (only members of
+	// 1.0.3 get it, which time their registrations by the current TEKs):
+	// AES-GCM TEKs of 10 minutes, AES-CBC ones of an hour, a scheduled
+	// rekey 90 s before the AES-GCM TEK ends. The AES-CBC TEK is handed
+	// out for the full 90 s; the AES-GCM one, which would end before the
+	// hand-out and its grace, to nobody.
+	mixed := gcmCBCGroup(time.Hour)
+	mixed.TEKs[0].Lifetime = 10 * time.Minute
+	s = New(Options{})
+	if err := s.AddGroup(mixed, now); err != nil {
+		t.Fatal(err)
+	}
+	g = s.byName["G"]
+	at = s.NextRekey("G")
+	_, cbcOld = spis()
+	if _, err := s.Rekey("G", at); err != nil {
+		t.Fatal(err)
+	}
+	if sa, _, _ := register(at, version.Current); len(sa) != 3 || sa[2] != cbcOld || g.replaced.end.Sub(at) != RekeyDTD {
+		t.Fatalf("a scheduled rekey of 10-minute AES-GCM TEKs and 1-hour AES-CBC ones: TEKs %x, handed out for %s", sa, g.replaced.end.Sub(at))
+	}
+
+	// A KS told to announce 1.0.2 behaves as one (SPEC V1): the AES-CBC
+	// TEK alone, to a member of 1.0.3 too.
+	s = New(Options{Version: version.Removal})
+	if err := s.AddGroup(cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	g = s.byName["G"]
+	at = now.Add(time.Minute)
+	_, cbc0 = spis()
+	if _, err := s.Rekey("G", at); err != nil {
+		t.Fatal(err)
+	}
+	gcm1, cbc1 = spis()
+	if sa, kd, _ := register(at, version.Current); !same(sa, []uint32{gcm1, cbc1, cbc0}) || !same(kd, []uint32{gcm1, cbc1, cbc0}) {
+		t.Fatalf("a KS of 1.0.2, a member of %s: TEKs %x, key packets %x", version.Current, sa, kd)
 	}
 }
 

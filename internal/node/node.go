@@ -273,7 +273,7 @@ func New(o Options) (*Node, error) {
 	n := &Node{o: o, log: o.Logger, unauth: slog.New(lim), unauthLim: lim, refuseLim: ratelog.New(o.Logger.Handler(), ratelog.Options{Now: o.Now}), dp: o.Dataplane, keks: o.KEKs, serves: newServeTable(),
 		in: make(chan []datagram, inQueue/readBatch), wakeCh: make(chan struct{}, 1), ended: make(chan struct{})}
 	if len(o.KS) > 0 {
-		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger, Now: o.Now})
+		n.ks = ks.New(ks.Options{Rand: o.Rand, Logger: o.Logger, Now: o.Now, Version: o.IKE.Version})
 		var st ks.Store
 		if o.Store != nil {
 			n.saver = kswriter.New(o.Store, o.Logger)
