@@ -329,6 +329,43 @@ func TestGCMWithoutSenderIDCannotSeal(t *testing.T) {
 	}
 }
 
+// proves: T2 (a GCM TEK a member only opens packets with: one a rekey
+// replaced, handed out at registration, or one a rekey brought before the
+// member held sender IDs) — installed without sender IDs at 32 bits, it
+// opens the packets of senders whose IDs are 16 and 19 bits wide, each
+// sender in its own replay window (the IV's top 32 bits), drops their
+// replays, and never seals.
+func TestReceiveOnlyGCMTellsSendersAt32Bits(t *testing.T) {
+	tek := transforms()[0].tek
+	var senders []*SA
+	for _, s := range []struct {
+		id   uint32
+		bits int
+	}{{1, 16}, {2, 16}, {1 << 18, 19}} {
+		k := tek
+		k.SenderIDs, k.SIDBits = []uint32{s.id}, s.bits
+		senders = append(senders, mustNew(t, k, Config{}))
+	}
+	rx := tek
+	rx.SenderIDs, rx.SIDBits = nil, 32
+	r := mustNew(t, rx, Config{})
+	if _, err := r.Seal(nil, innerPacket("10.1.1.5", "10.1.2.7", 10, 9, false)); err != ErrNoSenderID {
+		t.Fatalf("Seal without a sender ID: %v", err)
+	}
+	for i, s := range senders {
+		p := sealOne(t, s, "10.1.1.1", 40) // one inner host behind every sender: a redundant site
+		if _, err := open(r, p); err != nil {
+			t.Fatalf("sender %d: %v", i, err)
+		}
+		if _, err := open(r, p); err != ErrReplay {
+			t.Fatalf("sender %d's replay: %v, want ErrReplay", i, err)
+		}
+	}
+	if r.Senders() != 3 {
+		t.Fatalf("%d senders, want 3 (one window each)", r.Senders())
+	}
+}
+
 func sealOne(t *testing.T, s *SA, src string, size int) []byte {
 	t.Helper()
 	pkt, err := s.Seal(nil, innerPacket(src, "10.1.9.9", size, 64, false))

@@ -477,8 +477,11 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 					// 6407 §4.4): the GM receives with the TEK at once
 					// and registers again to send with it (NeedSIDs),
 					// rather than refusing the whole rekey (a policy
-					// replace from CBC to GCM, issue 13).
+					// replace from CBC to GCM, issue 13). Its senders
+					// told apart by the IV's top 32 bits (carriedSIDs), a
+					// replay window each.
 					out.NeedSIDs = true
+					t.SIDBits = 32
 				} else {
 					t.SenderIDs, t.SIDBits = carriedSIDs(sids, bits)
 				}

@@ -155,9 +155,10 @@ func (g *group) laidOut(now time.Time, ctr bool) (*laidOut, error) {
 	return l, nil
 }
 
-// dropStale forgets the layout once the group no longer says what it
-// says, its key packets cleared: a rekey, a removal, adopted or restored
-// keys replace the keys it holds, which would otherwise stay in memory
+// dropStale forgets the layouts (both: laidOut) once the group no longer
+// says what they say, their key packets cleared: a rekey, a removal, a
+// TEK or the KEK refreshed as it ages, adopted or restored keys replace
+// the keys they hold, which would otherwise stay in memory
 // until the next registration laid the group out again (none may come
 // for hours in a settled group).
 func (g *group) dropStale() {
