@@ -72,13 +72,13 @@ const keyGrace = 30 * time.Second
 // its download (gm.ReregisterAt: the earliest end less one or two of its
 // re-registration windows w), the replaced ones included. So the hand-out
 // ends at least two windows (and a second) before any replaced TEK
-// without counter mode ends (a scheduled rekey comes three windows before the TEKs end: the
-// hand-out then lasts one window less a second, 29 s for TEKs of 10
-// minutes, 90 s from TEKs of about 31 minutes, if the group's first TEK
-// policy has the same lifetime: w is that policy's), each with the
-// lifetime it has left: such a GM registers
-// once more, after the hand-out, instead of again and again while it
-// lasts (each registration taking sender IDs). A counter-mode one, which
+// without counter mode ends (a scheduled rekey comes three windows before
+// the TEKs end: the hand-out then lasts one window less a second, 29 s
+// for TEKs of 10 minutes, 90 s from TEKs of about 31 minutes, if the
+// group's first TEK policy has the same lifetime: w is that policy's),
+// each with the lifetime it has left: such a GM registers once more,
+// after the hand-out, instead of again and again while it lasts (each
+// registration taking sender IDs). A counter-mode one, which
 // only later GMs get (they time their registrations by the current TEKs),
 // does not shorten the hand-out: it is handed out only if it ends after
 // the hand-out and its keyGrace (and a second).
