@@ -202,9 +202,7 @@ func New(cfg Config) (*Elector, error) {
 		return nil, errors.New("coop: no local address")
 	}
 	cfg.Local = cfg.Local.Unmap()
-	if cfg.Version.IsZero() {
-		cfg.Version = version.Current
-	}
+	cfg.Version = cfg.Version.OrCurrent()
 	if cfg.Period <= 0 {
 		cfg.Period = DefaultPeriod
 	}

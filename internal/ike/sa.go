@@ -100,12 +100,7 @@ func (c *Config) logger() *slog.Logger {
 	return c.Logger
 }
 
-func (c *Config) version() version.Version {
-	if c.Version.IsZero() {
-		return version.Current
-	}
-	return c.Version
-}
+func (c *Config) version() version.Version { return c.Version.OrCurrent() }
 
 func (c *Config) retransmit() Retransmit {
 	r := c.Retransmit

@@ -380,12 +380,8 @@ func New(o Options) *Server {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	v := o.Version
-	if v.IsZero() {
-		v = version.Current
-	}
 	return &Server{rand: r, log: l, peerLim: ratelog.New(l.Handler(), ratelog.Options{MaxLen: 1024, Now: o.Now}), groups: map[uint32]*group{}, byName: map[string]*group{},
-		version: v}
+		version: o.Version.OrCurrent()}
 }
 
 // peerLog is the logger of what peer's refused registration causes.

@@ -31,12 +31,7 @@ func (n *Node) onPush(s *sock, from netip.AddrPort, data []byte, now time.Time) 
 	n.stats.pushUnknownKEK++
 }
 
-func (n *Node) version() version.Version {
-	if v := n.o.IKE.Version; !v.IsZero() {
-		return v
-	}
-	return version.Current
-}
+func (n *Node) version() version.Version { return n.o.IKE.Version.OrCurrent() }
 
 // behavesOld: a node announcing a version before GM removal and policy
 // replace also behaves like one (SPEC V1).

@@ -72,9 +72,7 @@ func (n *Node) snapshot(members, phase1 bool) Snapshot {
 	for _, r := range n.regs {
 		s.FailModes[r.cfg.Name] = n.dp.FailMode(r.cfg.Name)
 	}
-	if s.Version.IsZero() {
-		s.Version = version.Current
-	}
+	s.Version = s.Version.OrCurrent()
 	s.ISAKMPCounters = n.ISAKMPCounters()
 	s.StoreCounters = n.StoreCounters()
 	s.LogCounters = n.LogCounters()

@@ -714,12 +714,7 @@ type Interface struct {
 
 // AnnouncedVersion is the version this node announces: the configured
 // groupvpn version, else version.Current.
-func (c *Config) AnnouncedVersion() version.Version {
-	if c.Version.IsZero() {
-		return version.Current
-	}
-	return c.Version
-}
+func (c *Config) AnnouncedVersion() version.Version { return c.Version.OrCurrent() }
 
 // KSGroups returns the groups this node is key server for (server local).
 func (c *Config) KSGroups() []*Group {

@@ -36,6 +36,15 @@ func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Min
 // IsZero reports an unknown version.
 func (v Version) IsZero() bool { return v == Version{} }
 
+// OrCurrent is v, or Current when v is zero: what a node announces when
+// no version is configured.
+func (v Version) OrCurrent() Version {
+	if v.IsZero() {
+		return Current
+	}
+	return v
+}
+
 // Less orders versions.
 func (v Version) Less(o Version) bool {
 	if v.Major != o.Major {
