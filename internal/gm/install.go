@@ -125,13 +125,8 @@ func InstallHolding(dp sadb.Dataplane, keks KEKStore, group string, groupID uint
 				if t.Expires.Before(t.Deactivate) {
 					t.Deactivate = t.Expires
 				}
-				if t.AuthKey == nil {
-					// Counter mode (version.ReplacedCounterTEKs): senders
-					// told apart by the IV's top 32 bits, whatever width
-					// their IDs have in its generation (carriedSIDs), so
-					// that each has its own replay window; no ID of its
-					// own, so it never seals with it.
-					t.SIDBits = 32
+				if t.AuthKey == nil { // counter mode (version.ReplacedCounterTEKs)
+					t.SIDBits = openOnlyBits
 				}
 				replaced = append(replaced, t)
 			}
@@ -424,6 +419,14 @@ func ReregisterAt(expires time.Time, lifetime time.Duration, u float64) time.Tim
 	return expires.Add(-w - time.Duration(u*float64(w)))
 }
 
+// openOnlyBits is the width of a counter-mode TEK the member holds no
+// sender ID for (a rekey's before a registration gave it some, one a
+// rekey replaced handed out at registration): it only opens packets with
+// it (no ID of its own: it never seals), telling the senders apart by
+// the IV's whole top 32 bits whatever the width of their IDs in its
+// generation (as carriedSIDs), each with its own replay window.
+const openOnlyBits = 32
+
 // carriedSIDs lays out the sender IDs a member carries into keys a rekey
 // brought at 32 bits: the same IVs (an ID of w bits is the IV's top w
 // bits, id<<(32-w) at 32 bits puts the same octets there, and the 32-bit
@@ -477,11 +480,9 @@ func ApplyRekey(dp sadb.Dataplane, keks KEKStore, group string, groupID uint32, 
 					// 6407 §4.4): the GM receives with the TEK at once
 					// and registers again to send with it (NeedSIDs),
 					// rather than refusing the whole rekey (a policy
-					// replace from CBC to GCM, issue 13). Its senders
-					// told apart by the IV's top 32 bits (carriedSIDs), a
-					// replay window each.
+					// replace from CBC to GCM, issue 13).
 					out.NeedSIDs = true
-					t.SIDBits = 32
+					t.SIDBits = openOnlyBits
 				} else {
 					t.SenderIDs, t.SIDBits = carriedSIDs(sids, bits)
 				}
