@@ -2,13 +2,15 @@ package app
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/groupvpn/groupvpn/internal/syslog"
 )
 
 // daemonLogger is the logger of daemon name (isakmpd, tmd, iked): text to
-// stderr (srcmstr appends it to RUNDIR/NAME.log; syslog.TextHandler:
+// stderr, the daemon's (isakmpd's in turns of its loop: syslog.TurnWriter)
+// (srcmstr appends it to RUNDIR/NAME.log; syslog.TextHandler:
 // slog.TextHandler's lines at less cost), and syslog to syslogTo
 // as well when it is set (RFC 5424, or RFC 3164 on a unix socket such as
 // /dev/log: docs/operations.md, Logging). The destination is returned for
@@ -16,12 +18,12 @@ import (
 // handler for the caller to set the configured hostname; both nil
 // without -syslog. Records go to the extra handlers as well (isakmpd's
 // syslog.Sinks: logging host, logging buffered).
-func daemonLogger(env *Env, name, syslogTo string, debug bool, extra ...slog.Handler) (*slog.Logger, *syslog.Destination, *syslog.Handler, error) {
+func daemonLogger(stderr io.Writer, name, syslogTo string, debug bool, extra ...slog.Handler) (*slog.Logger, *syslog.Destination, *syslog.Handler, error) {
 	level := slog.LevelInfo
 	if debug {
 		level = slog.LevelDebug
 	}
-	handler := syslog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level})
+	handler := syslog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	if syslogTo == "" {
 		if len(extra) > 0 {
 			return slog.New(append(syslog.Fanout{handler}, extra...)), nil, nil, nil

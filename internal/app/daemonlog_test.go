@@ -33,7 +33,7 @@ func TestDaemonLogIsSlogText(t *testing.T) {
 	for _, debug := range []bool{false, true} {
 		var got, want bytes.Buffer
 		sinks := syslog.NewSinks(syslog.Options{App: "isakmpd"})
-		l, _, _, err := daemonLogger(&Env{Stderr: &got}, "isakmpd", "", debug, sinks)
+		l, _, _, err := daemonLogger(&got, "isakmpd", "", debug, sinks)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +52,7 @@ func TestDaemonLogIsSlogText(t *testing.T) {
 		return // allocation counts differ under the race detector
 	}
 	sinks := syslog.NewSinks(syslog.Options{App: "isakmpd"})
-	l, _, _, err := daemonLogger(&Env{Stderr: io.Discard}, "isakmpd", "", false, sinks)
+	l, _, _, err := daemonLogger(io.Discard, "isakmpd", "", false, sinks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func BenchmarkDaemonLogKSRegsCompleteDiscard(b *testing.B) {
 
 func benchDaemonLog(b *testing.B, w io.Writer) {
 	sinks := syslog.NewSinks(syslog.Options{App: "isakmpd"})
-	l, _, _, err := daemonLogger(&Env{Stderr: w}, "isakmpd", "", false, sinks)
+	l, _, _, err := daemonLogger(w, "isakmpd", "", false, sinks)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func runIked(env *Env, args []string) int {
 		inventory = func() ([]netip.AddrPort, error) { return fixed, nil }
 	}
 
-	logger, logDest, _, err := daemonLogger(env, "iked", *syslogTo, *debug)
+	logger, logDest, _, err := daemonLogger(env.Stderr, "iked", *syslogTo, *debug)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn iked: %v\n", err)
 		return 1

@@ -64,7 +64,7 @@ func runIkev2d(env *Env, args []string) int {
 	}
 	notify := srcnotify.FromEnv()
 	defer notify.Close()
-	logger, logDest, _, err := daemonLogger(env, "ikev2d", *syslogTo, *debug)
+	logger, logDest, _, err := daemonLogger(env.Stderr, "ikev2d", *syslogTo, *debug)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn ikev2d: %v\n", err)
 		return 1

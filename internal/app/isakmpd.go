@@ -68,7 +68,9 @@ func runIsakmpd(env *Env, args []string) int {
 		logLevel = slog.LevelDebug
 	}
 	sinks := syslog.NewSinks(syslog.Options{App: "isakmpd", Level: logLevel})
-	logger, logDest, logHandler, err := daemonLogger(env, "isakmpd", *syslogTo, *debug, sinks)
+	// The loop's log lines are written a turn at a time (node.Options.Turns).
+	turns := syslog.NewTurnWriter(env.Stderr)
+	logger, logDest, logHandler, err := daemonLogger(turns, "isakmpd", *syslogTo, *debug, sinks)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)
 		return 1
@@ -88,7 +90,7 @@ func runIsakmpd(env *Env, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var tune []func(*node.Options)
+	tune := []func(*node.Options){func(o *node.Options) { o.Turns = turns }}
 	var sas *tmd.Client     // with -tmd
 	var broker *iked.Client // with -iked
 	// The SA database: tmd, when the daemon runs under srcmstr (SPEC D1,

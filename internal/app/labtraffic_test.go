@@ -40,7 +40,7 @@ var statusLine = regexp.MustCompile(`(?m)^\[lab [0-9:]+\] 6 pairs, ([0-9]+) pkt/
 
 // waitStatus waits for a status line, after the first skip octets of out,
 // with traffic flowing, nothing lost, duplicated or reordered, and the
-// members' states as want; it returns where that line ends.
+// members' states containing want; it returns where that line ends.
 func waitStatus(t *testing.T, out *syncBuffer, skip int, want string, done <-chan int) int {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -53,7 +53,7 @@ func waitStatus(t *testing.T, out *syncBuffer, skip int, want string, done <-cha
 			if g(3) != "0" || g(4) != "0" || g(5) != "0" {
 				t.Fatalf("the status line reports losses, duplicates or reordering: %s\n%s", s[skip+m[0]:skip+m[1]], s)
 			}
-			if pps > 0 && sent > 0 && strings.HasPrefix(g(6), want) {
+			if pps > 0 && sent > 0 && strings.Contains(g(6), want) {
 				return skip + m[1]
 			}
 		}
@@ -88,7 +88,10 @@ func TestLabLiveTrafficThroughRemoval(t *testing.T) {
 		t.Fatal(err)
 	}
 	at = waitStatus(t, &out, at, "3 temporary SAs (they re-register in", done)
-	at = waitStatus(t, &out, at, "3 temporary SAs", done) // a window sent wholly after the removal
+	// A window sent wholly after the removal. Its members may be 3 on
+	// temporary SAs or, when one drew a re-registration within the first
+	// status lines (the jitter starts at 0 s), fewer: once it failed so.
+	at = waitStatus(t, &out, at, "temporary SAs", done)
 	feed.Close()
 	var code int
 	select {

@@ -65,7 +65,7 @@ func serveTmd(env *Env, args []string, sigs <-chan os.Signal, notify *srcnotify.
 		fmt.Fprintf(env.Stderr, "groupvpn tmd: %v\n", err)
 		return 2
 	}
-	logger, logDest, _, err := daemonLogger(env, "tmd", *syslogTo, *debug)
+	logger, logDest, _, err := daemonLogger(env.Stderr, "tmd", *syslogTo, *debug)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn tmd: %v\n", err)
 		return 1

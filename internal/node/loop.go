@@ -142,7 +142,9 @@ func (n *Node) readDirect(ctx context.Context, r *directReader, next time.Time) 
 	case <-n.wakeCh: // the inbox is empty: a stale wake
 	default:
 	}
+	n.endTurn()
 	k, err := r.read(conn, flags)
+	n.beginTurn()
 	if err != nil {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -85,6 +85,18 @@ type Options struct {
 	// Called by New and Refresh for each socket they open (a GM's only),
 	// never on the event loop.
 	InterfaceOf func(netip.Addr) string
+	// Turns, when set, is told when the loop begins and ends handling
+	// what one wait returned: the daemon's log writer keeps a turn's
+	// lines and writes them together at its end (syslog.TurnWriter: one
+	// write(2) for a batch of registrations, not one each). The loop ends
+	// its turn before each wait and when Run returns or panics.
+	Turns Turns
+}
+
+// Turns is told when a node's loop begins and ends a turn (Options.Turns).
+type Turns interface {
+	Begin()
+	End()
 }
 
 // PacketConn is a UDP socket bound to one local address. *net.UDPConn is
@@ -453,6 +465,8 @@ func (n *Node) Run(ctx context.Context) error {
 	n.startCoop(now)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	n.beginTurn()
+	defer n.endTurn() // also when the loop panics: the turn's log lines are written
 	var rd *directReader
 	for {
 		now = n.o.Now()
@@ -476,17 +490,35 @@ func (n *Node) Run(ctx context.Context) error {
 		} else {
 			timer.Reset(time.Hour)
 		}
+		n.endTurn()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case ds := <-n.in:
+			n.beginTurn()
 			for _, d := range ds {
 				n.datagram(d)
 			}
 		case <-n.wakeCh:
+			n.beginTurn()
 			n.runInbox()
 		case <-timer.C:
+			n.beginTurn()
 		}
+	}
+}
+
+// beginTurn and endTurn tell Options.Turns, if set, that the loop begins
+// and ends handling what one wait returned.
+func (n *Node) beginTurn() {
+	if n.o.Turns != nil {
+		n.o.Turns.Begin()
+	}
+}
+
+func (n *Node) endTurn() {
+	if n.o.Turns != nil {
+		n.o.Turns.End()
 	}
 }
 

@@ -1,0 +1,127 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/groupvpn/groupvpn/internal/ks"
+	"github.com/groupvpn/groupvpn/internal/syslog"
+	"github.com/groupvpn/groupvpn/internal/version"
+)
+
+// writeLog records each Write it is given.
+type writeLog struct {
+	mu   sync.Mutex
+	each []string
+}
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.each = append(w.each, string(p))
+	return len(p), nil
+}
+
+func (w *writeLog) writes() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.each...)
+}
+
+// waitWrites waits up to 5 s for w to have n writes.
+func (w *writeLog) waitWrites(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := w.writes()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func turnsNode(t *testing.T, w *writeLog) (*Node, *slog.Logger) {
+	t.Helper()
+	tw := syslog.NewTurnWriter(w)
+	log := slog.New(syslog.NewTextHandler(tw, nil))
+	ksAddr := netip.MustParseAddr("127.0.0.1")
+	n, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}, Logger: log, Turns: tw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, log
+}
+
+// proves: O3 (logs) and issue 18 — what the KS's loop logs while it handles
+// one wait's input (a batch of registrations, each logging
+// KS_REGS_COMPLETE) is written with one write, before the loop waits again
+// (no line is held while the KS is idle); a line logged while the loop
+// waits is written at once; and a loop that panics writes the lines of
+// its turn before it dies.
+func TestLoopWritesATurnsLogLinesBeforeItWaits(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var w writeLog
+	n, log := turnsNode(t, &w)
+	if n.direct = n.directSock(); n.direct == nil {
+		t.Fatal("the KS does not read its socket from its loop")
+	}
+	n.direct = nil
+	go n.Run(ctx)
+	start := len(w.waitWrites(t, 0))
+	if err := n.Do(ctx, func() {
+		for i := range 20 {
+			log.Info("KS completed successful registration", "i", i)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing else arrives: the loop's next wait is an hour away.
+	got := w.waitWrites(t, start+1)
+	if len(got) != start+1 {
+		t.Fatalf("the turn's lines were not written before the loop waited (%d writes)", len(got)-start)
+	}
+	time.Sleep(50 * time.Millisecond)
+	got = w.writes()
+	if len(got) != start+1 || strings.Count(got[start], "\n") != 20 {
+		t.Fatalf("the turn's 20 lines in %d writes (the first of %d lines), want one", len(got)-start, strings.Count(got[start], "\n"))
+	}
+	// The loop waits: a line of another goroutine is written at once.
+	log.Warn("while the loop waits")
+	if got := w.writes(); len(got) != start+2 || !strings.Contains(got[start+1], "while the loop waits") {
+		t.Fatalf("a line logged while the loop waits was not written at once: %d writes", len(got)-start)
+	}
+
+	// A loop that panics.
+	var w2 writeLog
+	n2, log2 := turnsNode(t, &w2)
+	recovered := make(chan any, 1)
+	go func() {
+		defer func() { recovered <- recover() }()
+		n2.Run(ctx)
+	}()
+	n2.Do(ctx, func() {}) // running
+	before := len(w2.writes())
+	go n2.Do(ctx, func() {
+		log2.Error("the last line before the panic")
+		panic("test: the loop panics")
+	})
+	select {
+	case r := <-recovered:
+		if r == nil {
+			t.Fatal("Run returned without the panic")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop did not panic")
+	}
+	if got := w2.writes(); len(got) != before+1 || !strings.Contains(got[before], "the last line before the panic") {
+		t.Fatalf("the panicking turn's line was not written: %q", got[before:])
+	}
+}
