@@ -69,7 +69,7 @@ func runIsakmpd(env *Env, args []string) int {
 	}
 	sinks := syslog.NewSinks(syslog.Options{App: "isakmpd", Level: logLevel})
 	// The loop's log lines are written a turn at a time (node.Options.Turns).
-	turns := syslog.NewTurnWriter(env.Stderr)
+	turns := syslog.NewTurnWriter(env.Stderr, syslog.DefaultHold)
 	logger, logDest, logHandler, err := daemonLogger(turns, "isakmpd", *syslogTo, *debug, sinks)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "groupvpn isakmpd: %v\n", err)

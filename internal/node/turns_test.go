@@ -46,12 +46,16 @@ func (w *writeLog) waitWrites(t *testing.T, n int) []string {
 	}
 }
 
-func turnsNode(t *testing.T, w *writeLog) (*Node, *slog.Logger) {
+func turnsNode(t *testing.T, w *writeLog, addrs ...string) (*Node, *slog.Logger) {
 	t.Helper()
-	tw := syslog.NewTurnWriter(w)
+	tw := syslog.NewTurnWriter(w, time.Hour) // only the loop's end of a turn writes
 	log := slog.New(syslog.NewTextHandler(tw, nil))
-	ksAddr := netip.MustParseAddr("127.0.0.1")
-	n, err := New(Options{Listen: []netip.AddrPort{netip.AddrPortFrom(ksAddr, 0)}, IKE: ikeCfg("k", version.Current),
+	ksAddr := netip.MustParseAddr(addrs[0])
+	var listen []netip.AddrPort
+	for _, a := range addrs {
+		listen = append(listen, netip.AddrPortFrom(netip.MustParseAddr(a), 0))
+	}
+	n, err := New(Options{Listen: listen, IKE: ikeCfg("k", version.Current),
 		KS: []ks.GroupConfig{ksGroup(t, ksAddr)}, Logger: log, Turns: tw})
 	if err != nil {
 		t.Fatal(err)
@@ -68,40 +72,54 @@ func turnsNode(t *testing.T, w *writeLog) (*Node, *slog.Logger) {
 func TestLoopWritesATurnsLogLinesBeforeItWaits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var w writeLog
-	n, log := turnsNode(t, &w)
-	if n.direct = n.directSock(); n.direct == nil {
-		t.Fatal("the KS does not read its socket from its loop")
-	}
-	n.direct = nil
-	go n.Run(ctx)
-	start := len(w.waitWrites(t, 0))
-	if err := n.Do(ctx, func() {
-		for i := range 20 {
-			log.Info("KS completed successful registration", "i", i)
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	// Nothing else arrives: the loop's next wait is an hour away.
-	got := w.waitWrites(t, start+1)
-	if len(got) != start+1 {
-		t.Fatalf("the turn's lines were not written before the loop waited (%d writes)", len(got)-start)
-	}
-	time.Sleep(50 * time.Millisecond)
-	got = w.writes()
-	if len(got) != start+1 || strings.Count(got[start], "\n") != 20 {
-		t.Fatalf("the turn's 20 lines in %d writes (the first of %d lines), want one", len(got)-start, strings.Count(got[start], "\n"))
-	}
-	// The loop waits: a line of another goroutine is written at once.
-	log.Warn("while the loop waits")
-	if got := w.writes(); len(got) != start+2 || !strings.Contains(got[start+1], "while the loop waits") {
-		t.Fatalf("a line logged while the loop waits was not written at once: %d writes", len(got)-start)
+	// One address: the loop reads its socket itself (readDirect); two:
+	// reader goroutines hand it datagrams and it waits in its select.
+	for _, tc := range []struct {
+		name   string
+		addrs  []string
+		direct bool
+	}{{"direct", []string{"127.0.0.1"}, true}, {"select", []string{"127.0.0.1", "127.0.0.2"}, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var w writeLog
+			n, log := turnsNode(t, &w, tc.addrs...)
+			go n.Run(ctx)
+			var direct bool
+			if err := n.Do(ctx, func() { direct = n.direct != nil }); err != nil {
+				t.Fatal(err)
+			}
+			if direct != tc.direct {
+				t.Fatalf("the loop reads its socket itself: %v, want %v", direct, tc.direct)
+			}
+			time.Sleep(20 * time.Millisecond) // what the start logged is written
+			start := len(w.writes())
+			if err := n.Do(ctx, func() {
+				for i := range 20 {
+					log.Info("KS completed successful registration", "i", i)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			// Nothing else arrives: the loop's next wait is far away.
+			got := w.waitWrites(t, start+1)
+			if len(got) != start+1 {
+				t.Fatalf("the turn's lines were not written before the loop waited (%d writes)", len(got)-start)
+			}
+			time.Sleep(100 * time.Millisecond)
+			got = w.writes()
+			if len(got) != start+1 || strings.Count(got[start], "\n") != 20 {
+				t.Fatalf("the turn's 20 lines in %d writes (the first of %d lines), want one", len(got)-start, strings.Count(got[start], "\n"))
+			}
+			// The loop waits: a line of another goroutine is written at once.
+			log.Warn("while the loop waits")
+			if got := w.writes(); len(got) != start+2 || !strings.Contains(got[start+1], "while the loop waits") {
+				t.Fatalf("a line logged while the loop waits was not written at once: %d writes", len(got)-start)
+			}
+		})
 	}
 
 	// A loop that panics.
 	var w2 writeLog
-	n2, log2 := turnsNode(t, &w2)
+	n2, log2 := turnsNode(t, &w2, "127.0.0.1")
 	recovered := make(chan any, 1)
 	go func() {
 		defer func() { recovered <- recover() }()

@@ -3,6 +3,7 @@ package syslog
 import (
 	"io"
 	"sync"
+	"time"
 )
 
 // TurnWriter is w written a turn at a time: between Begin and End (a
@@ -11,41 +12,49 @@ import (
 // through at once. A key server logs a line per registration (the seed's
 // KS_REGS_COMPLETE), and a write(2) of each was 1.7% of its CPU in a
 // registration storm (issue 18); a turn's lines are written together, as
-// soon as the loop has handled them and before it waits again. Lines of
-// other goroutines written during a turn wait for its end with the rest.
+// soon as the loop has handled them and before it waits again.
 //
-// What a turn kept is lost if the process dies inside it without End (a
-// daemon's loop ends its turn in a deferred call, so a panic of the loop
-// itself writes them); it is at most maxTurn octets: a longer turn is
-// written in parts.
+// Lines of other goroutines written during a turn wait with the rest. A
+// turn is one batch of datagrams (milliseconds), but the loop may block
+// inside one (a store or tmd request of a few seconds, a wedged loop), so
+// nothing is kept longer than its hold (DefaultHold for a daemon): a
+// timer writes what a turn kept that long after its first line; and a
+// turn keeps at most maxTurn octets. What a turn kept is lost if the
+// process dies inside it without End and before the hold (SIGKILL, a fatal runtime error; a daemon's loop ends
+// its turn in a deferred call, so a panic of the loop itself writes
+// them).
 type TurnWriter struct {
-	mu  sync.Mutex
-	w   io.Writer
-	in  bool
-	buf []byte
-	err error // a failed write of kept lines, returned by the next Write
+	mu      sync.Mutex
+	w       io.Writer
+	in      bool
+	buf     []byte
+	hold    *time.Timer // writes what is kept holdFor after the first kept line
+	armed   bool        // hold is running
+	holdFor time.Duration
 }
 
-// maxTurn bounds what a turn keeps before it writes: 64 KiB, about 500
-// registrations' lines.
-const maxTurn = 64 << 10
+const (
+	// maxTurn bounds what a turn keeps before it writes: 64 KiB, about
+	// 350 KS_REGS_COMPLETE lines.
+	maxTurn = 64 << 10
+	// DefaultHold is how long a daemon's TurnWriter keeps a line at most.
+	DefaultHold = 50 * time.Millisecond
+)
 
-// NewTurnWriter returns a TurnWriter of w.
-func NewTurnWriter(w io.Writer) *TurnWriter { return &TurnWriter{w: w} }
+// NewTurnWriter returns a TurnWriter of w that keeps a line at most hold.
+func NewTurnWriter(w io.Writer, hold time.Duration) *TurnWriter {
+	t := &TurnWriter{w: w, holdFor: hold}
+	t.hold = time.AfterFunc(time.Hour, t.held)
+	t.hold.Stop()
+	return t
+}
 
-// Write writes p, or keeps it until the turn ends. Its error is, first,
-// that of a turn's write that failed since the last Write.
+// Write writes p, or keeps it until the turn ends or its hold has passed.
+// A failed write of kept lines is not reported (the log has nowhere else
+// to say so; slog drops a handler's errors).
 func (t *TurnWriter) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n, err := t.write(p)
-	if t.err != nil {
-		err, t.err = t.err, nil
-	}
-	return n, err
-}
-
-func (t *TurnWriter) write(p []byte) (int, error) {
 	if !t.in {
 		return t.w.Write(p)
 	}
@@ -56,31 +65,45 @@ func (t *TurnWriter) write(p []byte) (int, error) {
 		}
 	}
 	t.buf = append(t.buf, p...)
+	if !t.armed {
+		t.armed = true
+		t.hold.Reset(t.holdFor)
+	}
 	return len(p), nil
 }
 
 // Begin starts a turn.
 func (t *TurnWriter) Begin() {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.in = true
-	t.mu.Unlock()
 }
 
 // End writes what the turn kept and ends it.
 func (t *TurnWriter) End() {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.in = false
 	t.flush()
-	t.mu.Unlock()
+}
+
+// held is the hold timer's: what a turn kept that long is written.
+func (t *TurnWriter) held() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.armed = false
+	t.flush()
 }
 
 // flush writes what is kept (t.mu held).
 func (t *TurnWriter) flush() {
+	if t.armed {
+		t.armed = false
+		t.hold.Stop()
+	}
 	if len(t.buf) == 0 {
 		return
 	}
-	if _, err := t.w.Write(t.buf); err != nil && t.err == nil {
-		t.err = err
-	}
+	t.w.Write(t.buf)
 	t.buf = t.buf[:0]
 }

@@ -2,27 +2,23 @@ package syslog
 
 import (
 	"bytes"
-	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // writes records each Write it is given.
 type writes struct {
 	mu   sync.Mutex
 	each []string
-	fail error
 }
 
 func (w *writes) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.fail != nil {
-		return 0, w.fail
-	}
 	w.each = append(w.each, string(p))
 	return len(p), nil
 }
@@ -38,11 +34,11 @@ func (w *writes) got() []string {
 // KS_REGS_COMPLETE) reach its stderr in one write at the turn's end, in
 // the order written, lines of another goroutine among them; outside a
 // turn every line is written at once; a turn longer than maxTurn is
-// written in parts, none over the bound; a failed write of a turn is
-// returned by the next Write.
+// written in parts, none over the bound; a turn that lasts (the loop
+// blocked inside it) keeps no line longer than DefaultHold.
 func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 	var w writes
-	tw := NewTurnWriter(&w)
+	tw := NewTurnWriter(&w, DefaultHold)
 	log := slog.New(NewTextHandler(tw, nil))
 
 	log.Info("before any turn")
@@ -99,7 +95,7 @@ func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 		}
 		total += len(s)
 	}
-	if total != 200*len(line) || len(w.got()) < 200*len(line)/maxTurn {
+	if total != 200*len(line) || len(w.got()) < 200*len(line)/maxTurn+1 {
 		t.Fatalf("%d octets in %d writes, want %d in parts", total, len(w.got()), 200*len(line))
 	}
 	// One line over the bound goes through whole.
@@ -113,22 +109,30 @@ func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 		t.Fatalf("a line over the bound: writes of %d octets", lens(got))
 	}
 
-	// A failed write of a turn is returned by the next Write.
-	w.fail = errors.New("disk full")
+	// A turn that lasts: what it keeps is written DefaultHold after its first
+	// line, and the rest of the turn is kept again.
+	w.each = nil
 	tw.Begin()
-	if _, err := tw.Write([]byte("kept\n")); err != nil {
-		t.Fatalf("a kept line: %v", err)
+	t0 := time.Now()
+	tw.Write([]byte("held\n"))
+	for len(w.got()) == 0 && time.Since(t0) < 5*time.Second {
+		time.Sleep(time.Millisecond)
+	}
+	if d := time.Since(t0); len(w.got()) != 1 || d < DefaultHold || d > DefaultHold+time.Second {
+		t.Fatalf("a line kept in a long turn: %d writes after %s, want 1 after %s", len(w.got()), d, DefaultHold)
+	}
+	tw.Write([]byte("later\n"))
+	time.Sleep(DefaultHold / 5)
+	if n := len(w.got()); n != 1 {
+		t.Fatalf("the turn's next line was written at once (%d writes)", n)
 	}
 	tw.End()
-	w.fail = nil
-	if _, err := tw.Write([]byte("next\n")); err == nil || err.Error() != "disk full" {
-		t.Fatalf("the write after a failed turn: %v, want the turn's error", err)
+	if got := w.got(); len(got) != 2 || got[1] != "later\n" {
+		t.Fatalf("the turn's end: %q", got)
 	}
-	if got := w.got(); got[len(got)-1] != "next\n" {
-		t.Fatalf("the line written after a failed turn was lost: %q", got)
-	}
-	if _, err := tw.Write([]byte("then\n")); err != nil {
-		t.Fatalf("the write after that: %v", err)
+	time.Sleep(2 * DefaultHold) // the hold stopped: nothing more
+	if n := len(w.got()); n != 2 {
+		t.Fatalf("%d writes after the turn's end, want 2", n)
 	}
 }
 
