@@ -10,23 +10,11 @@ import (
 	"time"
 )
 
-// writes records each Write it is given.
-type writes struct {
-	mu   sync.Mutex
-	each []string
-}
-
-func (w *writes) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.each = append(w.each, string(p))
-	return len(p), nil
-}
-
-func (w *writes) got() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.each...)
+// got is what c was given, a Write each.
+func (c *countWriter) got() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.lines...)
 }
 
 // proves: O3 (logs) and issue 18 — a daemon's log lines written during a
@@ -37,7 +25,7 @@ func (w *writes) got() []string {
 // written in parts, none over the bound; a turn that lasts (the loop
 // blocked inside it) keeps no line longer than DefaultHold.
 func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
-	var w writes
+	var w countWriter
 	tw := NewTurnWriter(&w, DefaultHold)
 	log := slog.New(NewTextHandler(tw, nil))
 
@@ -80,7 +68,7 @@ func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 	}
 
 	// A turn longer than the bound.
-	w.each = nil
+	w.lines = nil
 	line := bytes.Repeat([]byte("x"), 1000)
 	line[len(line)-1] = '\n'
 	tw.Begin()
@@ -99,7 +87,7 @@ func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 		t.Fatalf("%d octets in %d writes, want %d in parts", total, len(w.got()), 200*len(line))
 	}
 	// One line over the bound goes through whole.
-	w.each = nil
+	w.lines = nil
 	big := bytes.Repeat([]byte("y"), maxTurn+10)
 	tw.Begin()
 	tw.Write([]byte("first\n"))
@@ -111,7 +99,7 @@ func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 
 	// A turn that lasts: what it keeps is written DefaultHold after its first
 	// line, and the rest of the turn is kept again.
-	w.each = nil
+	w.lines = nil
 	tw.Begin()
 	t0 := time.Now()
 	tw.Write([]byte("held\n"))
