@@ -17,19 +17,21 @@ import (
 // Lines of other goroutines written during a turn wait with the rest. A
 // turn is one batch of datagrams (milliseconds), but the loop may block
 // inside one (a store or tmd request of a few seconds, a wedged loop), so
-// nothing is kept longer than its hold (DefaultHold for a daemon): a
-// timer writes what a turn kept that long after its first line; and a
-// turn keeps at most maxTurn octets. What a turn kept is lost if the
-// process dies inside it without End and before the hold (SIGKILL, a fatal runtime error; a daemon's loop ends
-// its turn in a deferred call, so a panic of the loop itself writes
-// them).
+// nothing is kept longer than the writer's hold (DefaultHold for
+// isakmpd): a timer, armed by a line kept while it is not, writes what is
+// kept when it fires. It is armed at most once per hold, not per turn (a
+// timer's Reset can wake the runtime's poller). A turn keeps at most
+// maxTurn octets. What a turn kept is lost if the process dies inside it
+// without End and before the hold: SIGKILL, a fatal runtime error, a
+// panic of another goroutine (a daemon's loop ends its turn in a
+// deferred call, so a panic of the loop itself writes them).
 type TurnWriter struct {
 	mu      sync.Mutex
 	w       io.Writer
 	in      bool
 	buf     []byte
-	hold    *time.Timer // writes what is kept holdFor after the first kept line
-	armed   bool        // hold is running
+	hold    *time.Timer // writes what is kept when it fires
+	armed   bool        // hold is due within holdFor; set whenever buf is not empty
 	holdFor time.Duration
 }
 
@@ -37,7 +39,7 @@ const (
 	// maxTurn bounds what a turn keeps before it writes: 64 KiB, about
 	// 350 KS_REGS_COMPLETE lines.
 	maxTurn = 64 << 10
-	// DefaultHold is how long a daemon's TurnWriter keeps a line at most.
+	// DefaultHold is how long isakmpd's TurnWriter keeps a line at most.
 	DefaultHold = 50 * time.Millisecond
 )
 
@@ -49,7 +51,7 @@ func NewTurnWriter(w io.Writer, hold time.Duration) *TurnWriter {
 	return t
 }
 
-// Write writes p, or keeps it until the turn ends or its hold has passed.
+// Write writes p, or keeps it until the turn ends or the hold fires.
 // A failed write of kept lines is not reported (the log has nowhere else
 // to say so; slog drops a handler's errors).
 func (t *TurnWriter) Write(p []byte) (int, error) {
@@ -79,7 +81,8 @@ func (t *TurnWriter) Begin() {
 	t.in = true
 }
 
-// End writes what the turn kept and ends it.
+// End writes what the turn kept and ends it. The hold, if armed, is left
+// to fire on nothing (or on the next turn's lines, early).
 func (t *TurnWriter) End() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -87,7 +90,8 @@ func (t *TurnWriter) End() {
 	t.flush()
 }
 
-// held is the hold timer's: what a turn kept that long is written.
+// held is the hold's: what is kept is written, and the next kept line
+// arms it again.
 func (t *TurnWriter) held() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -97,10 +101,6 @@ func (t *TurnWriter) held() {
 
 // flush writes what is kept (t.mu held).
 func (t *TurnWriter) flush() {
-	if t.armed {
-		t.armed = false
-		t.hold.Stop()
-	}
 	if len(t.buf) == 0 {
 		return
 	}

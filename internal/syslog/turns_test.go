@@ -22,11 +22,10 @@ func (c *countWriter) got() []string {
 // KS_REGS_COMPLETE) reach its stderr in one write at the turn's end, in
 // the order written, lines of another goroutine among them; outside a
 // turn every line is written at once; a turn longer than maxTurn is
-// written in parts, none over the bound; a turn that lasts (the loop
-// blocked inside it) keeps no line longer than DefaultHold.
+// written in parts, none over the bound.
 func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 	var w countWriter
-	tw := NewTurnWriter(&w, DefaultHold)
+	tw := NewTurnWriter(&w, time.Hour) // only a turn's end writes what it kept
 	log := slog.New(NewTextHandler(tw, nil))
 
 	log.Info("before any turn")
@@ -97,31 +96,6 @@ func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 		t.Fatalf("a line over the bound: writes of %d octets", lens(got))
 	}
 
-	// A turn that lasts: what it keeps is written DefaultHold after its first
-	// line, and the rest of the turn is kept again.
-	w.lines = nil
-	tw.Begin()
-	t0 := time.Now()
-	tw.Write([]byte("held\n"))
-	for len(w.got()) == 0 && time.Since(t0) < 5*time.Second {
-		time.Sleep(time.Millisecond)
-	}
-	if d := time.Since(t0); len(w.got()) != 1 || d < DefaultHold || d > DefaultHold+time.Second {
-		t.Fatalf("a line kept in a long turn: %d writes after %s, want 1 after %s", len(w.got()), d, DefaultHold)
-	}
-	tw.Write([]byte("later\n"))
-	time.Sleep(DefaultHold / 5)
-	if n := len(w.got()); n != 1 {
-		t.Fatalf("the turn's next line was written at once (%d writes)", n)
-	}
-	tw.End()
-	if got := w.got(); len(got) != 2 || got[1] != "later\n" {
-		t.Fatalf("the turn's end: %q", got)
-	}
-	time.Sleep(2 * DefaultHold) // the hold stopped: nothing more
-	if n := len(w.got()); n != 2 {
-		t.Fatalf("%d writes after the turn's end, want 2", n)
-	}
 }
 
 func lens(s []string) []int {
@@ -130,4 +104,92 @@ func lens(s []string) []int {
 		n = append(n, len(x))
 	}
 	return n
+}
+
+// proves: O3 (logs) — a turn that lasts (the loop blocked inside it)
+// keeps no line longer than the writer's hold: its line is written when
+// the hold fires, the turn's next line is kept again and written by the
+// hold again, and its end writes the rest.
+func TestTurnWriterHoldsNoLineLonger(t *testing.T) {
+	const hold = 200 * time.Millisecond
+	var w countWriter
+	tw := NewTurnWriter(&w, hold)
+	tw.Begin()
+	t0 := time.Now()
+	tw.Write([]byte("held\n"))
+	for len(w.got()) == 0 && time.Since(t0) < 5*time.Second {
+		time.Sleep(time.Millisecond)
+	}
+	if d := time.Since(t0); len(w.got()) != 1 || d < hold || d > 4*time.Second {
+		t.Fatalf("a line kept in a long turn: %d writes after %s, want 1 after %s", len(w.got()), d, hold)
+	}
+	t1 := time.Now()
+	tw.Write([]byte("later\n"))
+	time.Sleep(hold / 10)
+	if n := len(w.got()); n != 1 && time.Since(t1) < hold {
+		t.Fatalf("the turn's next line was written at once (%d writes)", n)
+	}
+	for len(w.got()) == 1 && time.Since(t1) < 5*time.Second {
+		time.Sleep(time.Millisecond)
+	}
+	if got := w.got(); len(got) != 2 || got[1] != "later\n" || time.Since(t1) < hold {
+		t.Fatalf("the turn's next line, after %s: %q, want it written by the hold again", time.Since(t1), got)
+	}
+	tw.Write([]byte("last\n"))
+	tw.End()
+	if got := w.got(); len(got) != 3 || got[2] != "last\n" {
+		t.Fatalf("the turn's end: %q", got)
+	}
+	time.Sleep(2 * hold) // the hold fires on nothing
+	if n := len(w.got()); n != 3 {
+		t.Fatalf("%d writes after the turn's end, want 3", n)
+	}
+}
+
+// proves: O3 (logs) — under turns and a hold that fires all the time,
+// with other goroutines writing meanwhile, every line is written exactly
+// once, each goroutine's in its order, none after the last End returned.
+func TestTurnWriterLosesAndRepeatsNothing(t *testing.T) {
+	var w countWriter
+	tw := NewTurnWriter(&w, time.Microsecond)
+	const goroutines, lines = 4, 500
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range lines {
+				tw.Write([]byte("g" + strconv.Itoa(g) + " " + strconv.Itoa(i) + "\n"))
+			}
+		}()
+	}
+	for i := range lines {
+		tw.Begin()
+		tw.Write([]byte("loop " + strconv.Itoa(i) + "\n"))
+		tw.End()
+	}
+	wg.Wait()
+	tw.Begin()
+	tw.End()
+	n := len(w.got())
+	next := map[string]int{}
+	for _, s := range w.got() {
+		for _, l := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+			who, num, _ := strings.Cut(l, " ")
+			i, err := strconv.Atoi(num)
+			if err != nil || i != next[who] {
+				t.Fatalf("line %q: want %s %d next", l, who, next[who])
+			}
+			next[who]++
+		}
+	}
+	for _, who := range []string{"loop", "g0", "g1", "g2", "g3"} {
+		if next[who] != lines {
+			t.Fatalf("%s: %d lines written, want %d", who, next[who], lines)
+		}
+	}
+	time.Sleep(10 * time.Millisecond)
+	if len(w.got()) != n {
+		t.Fatal("a write after the last turn's end")
+	}
 }
