@@ -9,10 +9,10 @@ import (
 )
 
 // daemonLogger is the logger of daemon name (isakmpd, tmd, iked): text to
-// stderr, the daemon's stderr or, for isakmpd, a syslog.TurnWriter of it
-// that writes a turn of its loop at a time (srcmstr appends it to
-// RUNDIR/NAME.log; syslog.TextHandler: slog.TextHandler's lines at less
-// cost), and syslog to syslogTo
+// stderr, the writer given (the daemon's stderr; isakmpd's wrapped in a
+// syslog.TurnWriter that writes a turn of its loop at a time; srcmstr
+// appends it to RUNDIR/NAME.log; syslog.TextHandler: slog.TextHandler's
+// lines at less cost), and syslog to syslogTo
 // as well when it is set (RFC 5424, or RFC 3164 on a unix socket such as
 // /dev/log: docs/operations.md, Logging). The destination is returned for
 // SIGHUP to reopen (SPEC D4) and for the caller to close, the syslog
