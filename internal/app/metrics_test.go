@@ -151,11 +151,10 @@ func TestMetricsBindError(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr.String(), "groupvpn isakmpd: -metrics: ") {
 		t.Errorf("isakmpd -metrics on an address in use: exit %d: %s", code, stderr.String())
 	}
-	var tmdErr testnet.Buffer
 	socket := filepath.Join(dir, "tmd.sock")
-	code = serveTmd(&Env{Stdout: &tmdErr, Stderr: &tmdErr}, []string{"-socket", socket, "-metrics", ln.Addr().String()}, nil, nil)
-	if code != 1 || !strings.Contains(tmdErr.String(), "groupvpn tmd: -metrics: ") {
-		t.Errorf("tmd -metrics on an address in use: exit %d: %s", code, tmdErr.String())
+	code, tmdErr := tmdFails(t, "-socket", socket, "-metrics", ln.Addr().String())
+	if code != 1 || !strings.Contains(tmdErr, "groupvpn tmd: -metrics: ") {
+		t.Errorf("tmd -metrics on an address in use: exit %d: %s", code, tmdErr)
 	}
 	if _, err := os.Lstat(socket); err == nil {
 		t.Error("tmd served its SA API although -metrics failed")

@@ -76,11 +76,36 @@ func TestRunTmdAlreadyRunning(t *testing.T) {
 	go func() { done <- tmd.NewServer(tmd.Options{Ready: func() { close(ready) }}).Serve(ctx, socket) }()
 	defer func() { cancel(); <-done }()
 	<-ready
-	var stderr testnet.Buffer
-	code := serveTmd(&Env{Stdout: &stderr, Stderr: &stderr}, []string{"-socket", socket}, nil, nil)
-	if code != 1 || !strings.Contains(stderr.String(), "tmd is already running on "+socket) {
-		t.Fatalf("exit %d: %s", code, stderr.String())
+	code, out := tmdFails(t, "-socket", socket)
+	if code != 1 || !strings.Contains(out, "tmd is already running on "+socket) {
+		t.Fatalf("exit %d: %s", code, out)
 	}
+}
+
+// tmdFails runs serveTmd with args, which must end at its start, and
+// returns its exit status and output. A tmd that serves instead is
+// stopped after 20 s and fails the test, rather than serving until the
+// test binary's timeout: TestTmdKeyLog once did so in CI, its "loose" key
+// log created 0600 under another goroutine's umask (rundir.Listen narrows
+// the process's umask while it binds).
+func tmdFails(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out testnet.Buffer
+	sigs := make(chan os.Signal, 1)
+	exit := make(chan int, 1)
+	go func() { exit <- serveTmd(&Env{Stdout: &out, Stderr: &out}, args, sigs, nil) }()
+	select {
+	case code := <-exit:
+		return code, out.String()
+	case <-time.After(20 * time.Second):
+	}
+	sigs <- syscall.SIGTERM
+	select {
+	case <-exit:
+	case <-time.After(10 * time.Second):
+	}
+	t.Fatalf("tmd %q served instead of failing at its start:\n%s", args, out.String())
+	return 0, ""
 }
 
 // tmd's data-plane options are checked before anything starts, and a TUN
@@ -102,11 +127,9 @@ func TestTmdDataPlaneOptions(t *testing.T) {
 		{[]string{"-tun", "gv0", "-src", "::1"}, 2, `-src "::1": not an IPv4 address`},
 		{[]string{"-tun", "bad/name"}, 1, "create TUN device bad/name"},
 	} {
-		var out testnet.Buffer
-		sigs := make(chan os.Signal)
-		code := serveTmd(&Env{Stdout: &out, Stderr: &out}, append([]string{"-socket", socket}, c.args...), sigs, nil)
-		if code != c.code || !strings.Contains(out.String(), c.msg) {
-			t.Errorf("tmd %q: exit %d, %q; want %d and %q", c.args, code, out.String(), c.code, c.msg)
+		code, out := tmdFails(t, append([]string{"-socket", socket}, c.args...)...)
+		if code != c.code || !strings.Contains(out, c.msg) {
+			t.Errorf("tmd %q: exit %d, %q; want %d and %q", c.args, code, out, c.code, c.msg)
 		}
 	}
 }
