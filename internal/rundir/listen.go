@@ -1,6 +1,7 @@
 package rundir
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -19,8 +20,9 @@ var ErrNotSocket = errors.New("exists and is not a socket; not removing it")
 // (stream) or "unixpacket" (SOCK_SEQPACKET). A socket file nobody answers
 // on (a daemon that died) is replaced; a live one is refused with
 // ErrInUse, anything else at path with ErrNotSocket. A non-zero mode is
-// the socket's permissions from its creation on (the umask is narrowed
-// while binding, so no other user can connect in between).
+// the socket's permissions from its creation on: bind creates the file
+// with mode less the umask, so no other user can connect before the
+// chmod to mode (listenConfig).
 func Listen(network, path string, mode os.FileMode) (*net.UnixListener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
@@ -38,14 +40,11 @@ func Listen(network, path string, mode os.FileMode) (*net.UnixListener, error) {
 			return nil, fmt.Errorf("removing the stale socket %s: %w", path, err)
 		}
 	}
-	if mode != 0 {
-		old := syscall.Umask(int(^mode & 0o777))
-		defer syscall.Umask(old)
-	}
-	ln, err := net.ListenUnix(network, &net.UnixAddr{Name: path, Net: network})
+	l, err := listenConfig(mode).Listen(context.Background(), network, path)
 	if err != nil {
 		return nil, err
 	}
+	ln := l.(*net.UnixListener)
 	if mode != 0 {
 		if err := os.Chmod(path, mode); err != nil {
 			ln.Close()
@@ -53,4 +52,27 @@ func Listen(network, path string, mode os.FileMode) (*net.UnixListener, error) {
 		}
 	}
 	return ln, nil
+}
+
+// listenConfig binds a unix socket whose file bind creates with mode less
+// the umask (mode 0: the umask alone): the socket's own inode is given
+// mode before bind, which Linux's unix_bind takes the new file's mode
+// from. The process's umask is left alone: narrowing it while binding
+// (as this did before) narrowed every file another goroutine created
+// meanwhile (a test's 0644 key log was once created 0600 so).
+func listenConfig(mode os.FileMode) *net.ListenConfig {
+	lc := &net.ListenConfig{}
+	if mode != 0 {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var err error
+			if cerr := c.Control(func(fd uintptr) { err = syscall.Fchmod(int(fd), uint32(mode.Perm())) }); cerr != nil {
+				return cerr
+			}
+			if err != nil {
+				return fmt.Errorf("socket mode before bind: %w", err)
+			}
+			return nil
+		}
+	}
+	return lc
 }

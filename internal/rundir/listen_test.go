@@ -1,9 +1,12 @@
 package rundir
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -42,5 +45,67 @@ func TestListen(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(plain); string(b) != "keep me" {
 		t.Fatal("the plain file was touched")
+	}
+}
+
+// proves: D1 (a daemon's socket is bound with its mode from its creation
+// on, and binding it narrows no other file: the process's umask is not
+// touched, which once made a test's 0644 file 0600 and hung CI)
+func TestListenModeWithoutTheUmask(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	// bind alone, before Listen's chmod: the file is mode already.
+	l, err := listenConfig(0o600).Listen(context.Background(), "unix", filepath.Join(dir, "bound.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "bound.sock"))
+	l.Close()
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket file as bind created it: %v, %v; want 0600", fi.Mode(), err)
+	}
+	// Files created while sockets are bound keep their mode.
+	stop := make(chan struct{})
+	bad := make(chan string, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p := filepath.Join(dir, fmt.Sprintf("f%d", i%64))
+			os.Remove(p)
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				continue
+			}
+			st, _ := f.Stat()
+			f.Close()
+			if st != nil && st.Mode().Perm() != 0o644 {
+				select {
+				case bad <- fmt.Sprintf("%s created %v while a socket was bound", p, st.Mode().Perm()):
+				default:
+				}
+				return
+			}
+		}
+	}()
+	for i := 0; i < 2000; i++ {
+		ln, err := Listen("unix", filepath.Join(dir, "d.sock"), 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
+	}
+	close(stop)
+	<-done
+	select {
+	case s := <-bad:
+		t.Fatal(s)
+	default:
 	}
 }
