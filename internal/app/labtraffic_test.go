@@ -90,9 +90,9 @@ func TestLabLiveTrafficThroughRemoval(t *testing.T) {
 	// The members on temporary SAs: 3, or fewer when one drew a
 	// re-registration within the first status lines (the jitter starts at
 	// 0 s; seen under the race detector: "1 registered, 2 temporary SAs").
-	at = waitStatus(t, &out, at, "temporary SAs (", done)
+	at = waitStatus(t, &out, at, "temporary SAs", done)
 	// A window sent wholly after the removal.
-	at = waitStatus(t, &out, at, "temporary SAs (", done)
+	at = waitStatus(t, &out, at, "temporary SAs", done)
 	feed.Close()
 	var code int
 	select {

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,11 +101,13 @@ func tmdFails(t *testing.T, args ...string) (int, string) {
 	case <-time.After(20 * time.Second):
 	}
 	sigs <- syscall.SIGTERM
+	late := "it did not stop on SIGTERM either"
 	select {
-	case <-exit:
+	case code := <-exit:
+		late = fmt.Sprintf("stopped by SIGTERM, exit %d", code)
 	case <-time.After(10 * time.Second):
 	}
-	t.Fatalf("tmd %q served instead of failing at its start:\n%s", args, out.String())
+	t.Fatalf("tmd %q did not end within 20 s of its start (%s):\n%s", args, late, out.String())
 	return 0, ""
 }
 

@@ -688,9 +688,20 @@ func listenUnix(path string, mode os.FileMode, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("ctl: control socket directory: %w", err)
 	}
-	ln, err := rundir.Listen("unix", path, mode)
+	// A socket for a group is bound 0600 and opened to the group once it
+	// is the group's: bound at mode, the daemon's own primary group could
+	// connect until the chown.
+	bind := mode
+	if gid >= 0 {
+		bind = 0o600
+	}
+	ln, err := rundir.Listen("unix", path, bind)
 	if err == nil && gid >= 0 {
-		if cerr := os.Chown(path, -1, gid); cerr != nil {
+		cerr := os.Chown(path, -1, gid)
+		if cerr == nil {
+			cerr = os.Chmod(path, mode)
+		}
+		if cerr != nil {
 			ln.Close()
 			return nil, fmt.Errorf("ctl: socket group of %s: %w", path, cerr)
 		}

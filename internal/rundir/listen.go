@@ -20,9 +20,9 @@ var ErrNotSocket = errors.New("exists and is not a socket; not removing it")
 // (stream) or "unixpacket" (SOCK_SEQPACKET). A socket file nobody answers
 // on (a daemon that died) is replaced; a live one is refused with
 // ErrInUse, anything else at path with ErrNotSocket. A non-zero mode is
-// the socket's permissions from its creation on: bind creates the file
-// with mode less the umask, so no other user can connect before the
-// chmod to mode (listenConfig).
+// the socket's permissions, never wider from its creation on: bind
+// creates the file with mode less the umask (listenConfig), then it is
+// set to mode.
 func Listen(network, path string, mode os.FileMode) (*net.UnixListener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {

@@ -48,9 +48,10 @@ func TestListen(t *testing.T) {
 	}
 }
 
-// proves: D1 (a daemon's socket is bound with its mode from its creation
-// on, and binding it narrows no other file: the process's umask is not
-// touched, which once made a test's 0644 file 0600 and hung CI)
+// proves: D1, O2 (a daemon's control and SA sockets are never wider
+// than their mode, and binding them narrows no other file: the process's
+// umask is not touched, which once made a test's 0644 file 0600 and hung
+// CI; with one P the second half catches the old code by chance only)
 func TestListenModeWithoutTheUmask(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
@@ -62,13 +63,24 @@ func TestListenModeWithoutTheUmask(t *testing.T) {
 	}
 	fi, err := os.Stat(filepath.Join(dir, "bound.sock"))
 	l.Close()
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("socket file as bind created it: %v, %v; want 0600", fi.Mode(), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket file as bind created it: %v; want 0600", fi.Mode())
 	}
 	// Files created while sockets are bound keep their mode.
 	stop := make(chan struct{})
 	bad := make(chan string, 1)
 	done := make(chan struct{})
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}()
 	go func() {
 		defer close(done)
 		for i := 0; ; i++ {
