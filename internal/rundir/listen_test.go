@@ -51,7 +51,8 @@ func TestListen(t *testing.T) {
 // proves: D1, O2 (a daemon's control and SA sockets are never wider
 // than their mode, and binding them narrows no other file: the process's
 // umask is not touched, which once made a test's 0644 file 0600 and hung
-// CI; with one P the second half catches the old code by chance only)
+// CI, or, two binding at once, was left narrowed for good; with one P
+// the second half catches the old code by chance only)
 func TestListenModeWithoutTheUmask(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
@@ -106,12 +107,27 @@ func TestListenModeWithoutTheUmask(t *testing.T) {
 			}
 		}
 	}()
-	for i := 0; i < 2000; i++ {
-		ln, err := Listen("unix", filepath.Join(dir, "d.sock"), 0o600)
-		if err != nil {
+	// Two binding goroutines: with the umask narrowed and restored by
+	// each, one restoring the other's narrowed value left it narrowed for
+	// good.
+	errs := make(chan error, 2)
+	for g := range 2 {
+		go func() {
+			for range 1000 {
+				ln, err := Listen("unix", filepath.Join(dir, fmt.Sprintf("d%d.sock", g)), 0o600)
+				if err != nil {
+					errs <- err
+					return
+				}
+				ln.Close()
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
-		ln.Close()
 	}
 	close(stop)
 	<-done
@@ -119,5 +135,8 @@ func TestListenModeWithoutTheUmask(t *testing.T) {
 	case s := <-bad:
 		t.Fatal(s)
 	default:
+	}
+	if now := syscall.Umask(0); now != 0 {
+		t.Fatalf("the umask is %04o after the binds, not 0", now)
 	}
 }
