@@ -59,8 +59,8 @@ func TestTmdKeyLog(t *testing.T) {
 
 	fresh := filepath.Join(dir, "fresh")
 	loose := filepath.Join(dir, "loose")
-	// Its mode set, not left to the umask (CI's, or another goroutine's:
-	// rundir.Listen narrowed the process's umask while it bound, once).
+	// Its mode set, not left to the umask (rundir.Listen once narrowed the
+	// process's umask while it bound, and two binds at once left it so).
 	if err := os.WriteFile(loose, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

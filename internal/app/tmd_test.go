@@ -87,8 +87,8 @@ func TestRunTmdAlreadyRunning(t *testing.T) {
 // returns its exit status and output. A tmd that serves instead is
 // stopped after 20 s and fails the test, rather than serving until the
 // test binary's timeout: TestTmdKeyLog once did so in CI, its "loose" key
-// log created 0600 under another goroutine's umask (rundir.Listen then
-// narrowed the process's umask while it bound).
+// log created 0600 under a umask rundir.Listen had narrowed (it narrowed
+// the process's umask while it bound, and two binds at once left it so).
 func tmdFails(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	var out testnet.Buffer

@@ -59,7 +59,8 @@ func Listen(network, path string, mode os.FileMode) (*net.UnixListener, error) {
 // mode before bind, which Linux's unix_bind takes the new file's mode
 // from. The process's umask is left alone: narrowing it while binding
 // (as this did before) narrowed every file another goroutine created
-// meanwhile (a test's 0644 key log was once created 0600 so).
+// meanwhile, and two binds at once left it narrowed for good (a test's
+// 0644 key log was once created 0600 so).
 func listenConfig(mode os.FileMode) *net.ListenConfig {
 	lc := &net.ListenConfig{}
 	if mode != 0 {
