@@ -5,35 +5,16 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/groupvpn/groupvpn/internal/ks"
 	"github.com/groupvpn/groupvpn/internal/syslog"
+	"github.com/groupvpn/groupvpn/internal/testnet"
 	"github.com/groupvpn/groupvpn/internal/version"
 )
 
-// writeLog records each Write it is given.
-type writeLog struct {
-	mu   sync.Mutex
-	each []string
-}
-
-func (w *writeLog) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.each = append(w.each, string(p))
-	return len(p), nil
-}
-
-func (w *writeLog) writes() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.each...)
-}
-
-func turnsNode(t *testing.T, w *writeLog, addrs ...string) (*Node, *slog.Logger) {
+func turnsNode(t *testing.T, w *testnet.Writes, addrs ...string) (*Node, *slog.Logger) {
 	t.Helper()
 	tw := syslog.NewTurnWriter(w, time.Hour) // only the loop's end of a turn writes
 	log := slog.New(syslog.NewTextHandler(tw, nil))
@@ -67,7 +48,7 @@ func TestLoopWritesATurnsLogLinesBeforeItWaits(t *testing.T) {
 		direct bool
 	}{{"direct", []string{"127.0.0.1"}, true}, {"select", []string{"127.0.0.1", "127.0.0.2"}, false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			var w writeLog
+			var w testnet.Writes
 			n, log := turnsNode(t, &w, tc.addrs...)
 			go n.Run(ctx)
 			var direct bool
@@ -88,7 +69,7 @@ func TestLoopWritesATurnsLogLinesBeforeItWaits(t *testing.T) {
 			// Nothing else arrives: the loop's next wait is far away, and
 			// only its end of the turn writes (the hold is an hour).
 			withMsg := func() (writes, lines int) {
-				for _, s := range w.writes() {
+				for _, s := range w.Each() {
 					if k := strings.Count(s, msg); k > 0 {
 						writes, lines = writes+1, lines+k
 					}
@@ -105,7 +86,7 @@ func TestLoopWritesATurnsLogLinesBeforeItWaits(t *testing.T) {
 			}
 			// The loop waits: a line of another goroutine is written at once.
 			log.Warn("while the loop waits")
-			got := w.writes()
+			got := w.Each()
 			if len(got) == 0 || !strings.Contains(got[len(got)-1], "while the loop waits") {
 				t.Fatal("a line logged while the loop waits was not written at once")
 			}
@@ -113,7 +94,7 @@ func TestLoopWritesATurnsLogLinesBeforeItWaits(t *testing.T) {
 	}
 
 	// A loop that panics.
-	var w2 writeLog
+	var w2 testnet.Writes
 	n2, log2 := turnsNode(t, &w2, "127.0.0.1")
 	recovered := make(chan any, 1)
 	go func() {
@@ -121,7 +102,7 @@ func TestLoopWritesATurnsLogLinesBeforeItWaits(t *testing.T) {
 		n2.Run(ctx)
 	}()
 	n2.Do(ctx, func() {}) // running
-	before := len(w2.writes())
+	before := len(w2.Each())
 	go n2.Do(ctx, func() {
 		log2.Error("the last line before the panic")
 		panic("test: the loop panics")
@@ -134,7 +115,7 @@ func TestLoopWritesATurnsLogLinesBeforeItWaits(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the loop did not panic")
 	}
-	if got := w2.writes(); len(got) != before+1 || !strings.Contains(got[before], "the last line before the panic") {
+	if got := w2.Each(); len(got) != before+1 || !strings.Contains(got[before], "the last line before the panic") {
 		t.Fatalf("the panicking turn's line was not written: %q", got[before:])
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 	_ "time/tzdata" // America/New_York wherever the test runs
+
+	"github.com/groupvpn/groupvpn/internal/testnet"
 )
 
 // textOracle writes the records with slog.TextHandler and with
@@ -153,24 +155,11 @@ func FuzzTextHandler(f *testing.F) {
 	})
 }
 
-// countWriter counts Write calls and what each held.
-type countWriter struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lines = append(c.lines, string(p))
-	return len(p), nil
-}
-
 // proves: issue 18's durability rule — every line, fast or slow, is one
 // Write made before Handle returns, and lines of concurrent goroutines
 // never interleave.
 func TestTextHandlerOneWritePerLine(t *testing.T) {
-	var w countWriter
+	var w testnet.Writes
 	h := NewTextHandler(&w, nil)
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -186,11 +175,7 @@ func TestTextHandlerOneWritePerLine(t *testing.T) {
 				if err := h.Handle(context.Background(), r); err != nil {
 					t.Error(err)
 				}
-				written := func() bool {
-					w.mu.Lock()
-					defer w.mu.Unlock()
-					return slices.ContainsFunc(w.lines, func(l string) bool { return strings.Contains(l, strconv.Quote(msg)) })
-				}()
+				written := slices.ContainsFunc(w.Each(), func(l string) bool { return strings.Contains(l, strconv.Quote(msg)) })
 				if !written {
 					t.Errorf("Handle returned before its line %q was written", msg)
 				}
@@ -198,10 +183,11 @@ func TestTextHandlerOneWritePerLine(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if len(w.lines) != 400 {
-		t.Fatalf("%d writes for 400 lines", len(w.lines))
+	lines := w.Each()
+	if len(lines) != 400 {
+		t.Fatalf("%d writes for 400 lines", len(lines))
 	}
-	for _, l := range w.lines {
+	for _, l := range lines {
 		if strings.Count(l, "\n") != 1 || !strings.HasSuffix(l, "\n") || !strings.HasPrefix(l, "time=") {
 			t.Fatalf("write %q is not one line", l)
 		}

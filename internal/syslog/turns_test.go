@@ -8,14 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// got is what c was given, a Write each.
-func (c *countWriter) got() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.lines...)
-}
+	"github.com/groupvpn/groupvpn/internal/testnet"
+)
 
 // proves: O3 (logs) and issue 18 — a daemon's log lines written during a
 // turn of its loop (a batch of registrations, each logging
@@ -24,12 +19,12 @@ func (c *countWriter) got() []string {
 // turn every line is written at once; a turn longer than maxTurn is
 // written in parts, none over the bound.
 func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
-	var w countWriter
+	var w testnet.Writes
 	tw := NewTurnWriter(&w, time.Hour) // only a turn's end writes what it kept
 	log := slog.New(NewTextHandler(tw, nil))
 
 	log.Info("before any turn")
-	if got := w.got(); len(got) != 1 || !strings.Contains(got[0], "before any turn") {
+	if got := w.Each(); len(got) != 1 || !strings.Contains(got[0], "before any turn") {
 		t.Fatalf("outside a turn: %q, want the line written at once", got)
 	}
 
@@ -41,11 +36,11 @@ func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 	wg.Add(1)
 	go func() { defer wg.Done(); log.Warn("from another goroutine") }()
 	wg.Wait()
-	if got := w.got(); len(got) != 1 {
+	if got := w.Each(); len(got) != 1 {
 		t.Fatalf("%d writes during the turn, want none kept written", len(got)-1)
 	}
 	tw.End()
-	got := w.got()
+	got := w.Each()
 	if len(got) != 2 {
 		t.Fatalf("%d writes for the turn, want 1", len(got)-1)
 	}
@@ -62,12 +57,12 @@ func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 		t.Fatalf("last line %q, want the other goroutine's", lines[50])
 	}
 	tw.End() // an empty turn writes nothing
-	if n := len(w.got()); n != 2 {
+	if n := len(w.Each()); n != 2 {
 		t.Fatalf("an empty turn wrote: %d writes", n)
 	}
 
 	// A turn longer than the bound.
-	w.lines = nil
+	w.Reset()
 	line := bytes.Repeat([]byte("x"), 1000)
 	line[len(line)-1] = '\n'
 	tw.Begin()
@@ -76,23 +71,23 @@ func TestTurnWriterWritesATurnAtOnce(t *testing.T) {
 	}
 	tw.End()
 	total := 0
-	for _, s := range w.got() {
+	for _, s := range w.Each() {
 		if len(s) > maxTurn {
 			t.Fatalf("a write of %d octets, over the bound %d", len(s), maxTurn)
 		}
 		total += len(s)
 	}
-	if total != 200*len(line) || len(w.got()) < 200*len(line)/maxTurn+1 {
-		t.Fatalf("%d octets in %d writes, want %d in parts", total, len(w.got()), 200*len(line))
+	if total != 200*len(line) || len(w.Each()) < 200*len(line)/maxTurn+1 {
+		t.Fatalf("%d octets in %d writes, want %d in parts", total, len(w.Each()), 200*len(line))
 	}
 	// One line over the bound goes through whole.
-	w.lines = nil
+	w.Reset()
 	big := bytes.Repeat([]byte("y"), maxTurn+10)
 	tw.Begin()
 	tw.Write([]byte("first\n"))
 	tw.Write(big)
 	tw.End()
-	if got := w.got(); len(got) != 2 || got[0] != "first\n" || len(got[1]) != len(big) {
+	if got := w.Each(); len(got) != 2 || got[0] != "first\n" || len(got[1]) != len(big) {
 		t.Fatalf("a line over the bound: writes of %d octets", lens(got))
 	}
 
@@ -112,36 +107,36 @@ func lens(s []string) []int {
 // hold again, and its end writes the rest.
 func TestTurnWriterHoldsNoLineLonger(t *testing.T) {
 	const hold = 200 * time.Millisecond
-	var w countWriter
+	var w testnet.Writes
 	tw := NewTurnWriter(&w, hold)
 	tw.Begin()
 	t0 := time.Now()
 	tw.Write([]byte("held\n"))
-	for len(w.got()) == 0 && time.Since(t0) < 5*time.Second {
+	for len(w.Each()) == 0 && time.Since(t0) < 5*time.Second {
 		time.Sleep(time.Millisecond)
 	}
-	if d := time.Since(t0); len(w.got()) != 1 || d < hold || d > 4*time.Second {
-		t.Fatalf("a line kept in a long turn: %d writes after %s, want 1 after %s", len(w.got()), d, hold)
+	if d := time.Since(t0); len(w.Each()) != 1 || d < hold || d > 4*time.Second {
+		t.Fatalf("a line kept in a long turn: %d writes after %s, want 1 after %s", len(w.Each()), d, hold)
 	}
 	t1 := time.Now()
 	tw.Write([]byte("later\n"))
 	time.Sleep(hold / 10)
-	if n := len(w.got()); n != 1 && time.Since(t1) < hold {
+	if n := len(w.Each()); n != 1 && time.Since(t1) < hold {
 		t.Fatalf("the turn's next line was written at once (%d writes)", n)
 	}
-	for len(w.got()) == 1 && time.Since(t1) < 5*time.Second {
+	for len(w.Each()) == 1 && time.Since(t1) < 5*time.Second {
 		time.Sleep(time.Millisecond)
 	}
-	if got := w.got(); len(got) != 2 || got[1] != "later\n" || time.Since(t1) < hold {
+	if got := w.Each(); len(got) != 2 || got[1] != "later\n" || time.Since(t1) < hold {
 		t.Fatalf("the turn's next line, after %s: %q, want it written by the hold again", time.Since(t1), got)
 	}
 	tw.Write([]byte("last\n"))
 	tw.End()
-	if got := w.got(); len(got) != 3 || got[2] != "last\n" {
+	if got := w.Each(); len(got) != 3 || got[2] != "last\n" {
 		t.Fatalf("the turn's end: %q", got)
 	}
 	time.Sleep(2 * hold) // the hold fires on nothing
-	if n := len(w.got()); n != 3 {
+	if n := len(w.Each()); n != 3 {
 		t.Fatalf("%d writes after the turn's end, want 3", n)
 	}
 }
@@ -150,7 +145,7 @@ func TestTurnWriterHoldsNoLineLonger(t *testing.T) {
 // with other goroutines writing meanwhile, every line is written exactly
 // once, each goroutine's in its order, none after the last End returned.
 func TestTurnWriterLosesAndRepeatsNothing(t *testing.T) {
-	var w countWriter
+	var w testnet.Writes
 	tw := NewTurnWriter(&w, time.Microsecond)
 	const goroutines, lines = 4, 500
 	var wg sync.WaitGroup
@@ -171,9 +166,9 @@ func TestTurnWriterLosesAndRepeatsNothing(t *testing.T) {
 	wg.Wait()
 	tw.Begin()
 	tw.End()
-	n := len(w.got())
+	n := len(w.Each())
 	next := map[string]int{}
-	for _, s := range w.got() {
+	for _, s := range w.Each() {
 		for _, l := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
 			who, num, _ := strings.Cut(l, " ")
 			i, err := strconv.Atoi(num)
@@ -189,7 +184,7 @@ func TestTurnWriterLosesAndRepeatsNothing(t *testing.T) {
 		}
 	}
 	time.Sleep(10 * time.Millisecond)
-	if len(w.got()) != n {
+	if len(w.Each()) != n {
 		t.Fatal("a write after the last turn's end")
 	}
 }
