@@ -127,6 +127,7 @@ func (a *PolicyAt) AppendBody(b []byte) []byte {
 type KeyDownload struct {
 	packets []byte // the key packets, encoded
 	n       int
+	cleared bool // Clear ran: packets no longer hold keys
 }
 
 // NewKeyDownload lays out packets.
@@ -144,7 +145,14 @@ func (k *KeyDownload) With(bits int, sids []uint32) KeysWith {
 }
 
 // Clear overwrites the keys k holds.
-func (k *KeyDownload) Clear() { clear(k.packets) }
+func (k *KeyDownload) Clear() {
+	clear(k.packets)
+	k.cleared = true
+}
+
+// gone reports whether the key packets were cleared (KeyDownload.Clear):
+// the payload would hand out zeros for keys.
+func (d *KeysWith) gone() bool { return d.k.cleared }
 
 // KeysWith is a KeyDownload with a member's sender IDs: *KeysWith is the
 // KD payload.

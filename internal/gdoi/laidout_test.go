@@ -173,8 +173,9 @@ func TestLaidOutAllocations(t *testing.T) {
 // laid out once.
 type laidOutPolicy struct {
 	fakePolicy
-	sa *GroupPolicy
-	kd *KeyDownload
+	sa    *GroupPolicy
+	kd    *KeyDownload
+	calls int // KeysPayload's: each hands out sender ID calls
 }
 
 func (p *laidOutPolicy) JoinPayload(ike.Info, *isakmp.ID) (PolicyAt, error) {
@@ -182,7 +183,8 @@ func (p *laidOutPolicy) JoinPayload(ike.Info, *isakmp.ID) (PolicyAt, error) {
 }
 
 func (p *laidOutPolicy) KeysPayload(_ ike.Info, _ *isakmp.ID, sids uint16) (uint32, KeysWith, error) {
-	return 7, p.kd.With(12, []uint32{1}), nil
+	p.calls++
+	return 7, p.kd.With(12, []uint32{uint32(p.calls)}), nil
 }
 
 // proves: N1 (issue 18: allocations per registration) — the KS's side of

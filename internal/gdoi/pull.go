@@ -66,6 +66,10 @@ type Protector interface {
 	// EncryptPhase2Chain is EncryptPhase2 for a payload chain already
 	// encoded, its first payload of type first.
 	EncryptPhase2Chain(exch isakmp.ExchangeType, mid uint32, first isakmp.PayloadType, chain []byte) ([]byte, error)
+	// EncryptPhase2ChainAfter is EncryptPhase2Chain for the answer to the
+	// peer's message whose encrypted body is prev, leaving the chains
+	// alone: a lost answer built again.
+	EncryptPhase2ChainAfter(exch isakmp.ExchangeType, mid uint32, first isakmp.PayloadType, chain, prev []byte) ([]byte, error)
 	OpenPhase2(m *isakmp.Message, check func([]isakmp.Payload) error) ([]isakmp.Payload, error)
 }
 
@@ -172,6 +176,13 @@ func sealIn(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte, r
 
 // sealInto is sealIn with sc as its working memory (nil: none).
 func sealInto(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte, rest []isakmp.Payload, sc *scratch) ([]byte, error) {
+	return sealAfter(sa, exch, mid, prefix, rest, sc, nil)
+}
+
+// sealAfter is sealInto for the answer to the peer's message whose
+// encrypted body is prev (nil: the exchange's chain goes on, as
+// sealInto): EncryptPhase2ChainAfter.
+func sealAfter(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte, rest []isakmp.Payload, sc *scratch, prev []byte) ([]byte, error) {
 	b := sc.room(hashRoom + isakmp.PayloadsLen(rest))[:hashRoom]
 	defer clear(b[:cap(b)])
 	b, err := isakmp.AppendPayloads(b, rest)
@@ -195,6 +206,9 @@ func sealInto(sa Protector, exch isakmp.ExchangeType, mid uint32, prefix []byte,
 	copy(b[start+isakmp.GenericHeaderLen:hashRoom], h) // h may lie where it goes: copy moves
 	b[start], b[start+1] = byte(next), 0
 	binary.BigEndian.PutUint16(b[start+2:], uint16(isakmp.GenericHeaderLen+len(h)))
+	if prev != nil {
+		return sa.EncryptPhase2ChainAfter(exch, mid, isakmp.PayloadHash, b[start:], prev)
+	}
 	return sa.EncryptPhase2Chain(exch, mid, isakmp.PayloadHash, b[start:])
 }
 

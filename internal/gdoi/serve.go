@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/isakmp"
@@ -33,27 +34,48 @@ type LaidOutPolicy interface {
 	KeysPayload(peer ike.Info, group *isakmp.ID, sids uint16) (seq uint32, kd KeysWith, err error)
 }
 
-// Serve is the KS side of one GROUPKEY-PULL exchange.
+// Serve is the KS side of one GROUPKEY-PULL exchange. Its fields are
+// ordered to fit 192 octets (issue 18: a done Serve lingers for each
+// registration of the last 30 s).
 type Serve struct {
 	sa     *ike.SA
 	policy Policy
-	mid    uint32
-	step   int // 0: message 1 being checked, 2: message 2 sent, 4: message 4 sent
 	group  *isakmp.ID
 	// nonces is Ni_b then Nr_b (niLen octets, then NonceLen), the prefix of
 	// HASH(3) and HASH(4), in sc: copied from message 1 rather than
 	// holding its plaintext.
 	nonces []byte
-	niLen  int
 	// sc is the exchange's working memory for the messages it seals and
 	// checks (scratch), dropped once done; check is checkMsg, made once
 	// for both messages it opens (issue 18: four buffers, four PRF
 	// argument arrays and two checks per registration before).
 	sc       *scratch
 	check    func([]isakmp.Payload) error
-	last     []byte   // our last message, for the GM's retransmissions
+	last     []byte   // our last message, for the GM's retransmissions (nil once done with a LaidOutPolicy: keys)
 	lastRecv [32]byte // digest of the GM's last message
+	// A done exchange of a LaidOutPolicy keeps what its message 4 is
+	// made of rather than its octets (issue 18: ~380 octets per
+	// registration for the node's linger, a third of what a member adds
+	// to the heap while a registration storm lasts): the KD payload sent
+	// (the group's key packets laid out once and shared, the member's
+	// sender IDs) and the sequence number, with nonces, HASH(4)'s prefix,
+	// in an allocation of their own. A retransmitted message 3 gets
+	// message 4 built again from them (again): the same octets, and
+	// nothing is asked of the policy (no second registration or log line,
+	// no second set of sender IDs). Once the key packets are cleared (the
+	// group's keys changed) it is not built: ErrAnswerGone.
+	keys  KeysWith
+	seq   uint32
+	mid   uint32
+	step  uint8 // 0: message 1 being checked, 2: message 2 sent, 4: message 4 sent
+	niLen uint8 // at most 128
 }
+
+// ErrAnswerGone is Handle's error for a retransmitted message 3 whose
+// message 4 handed out keys that are no longer the group's (their laid-out
+// packets cleared): it is not sent again. The GM starts a new exchange
+// once its retransmissions end, and gets the group's keys of then.
+var ErrAnswerGone = errors.New("gdoi: message 4 not sent again: the keys it handed out are no longer the group's")
 
 // checkMsg is the HASH check of the GM's message 1 (before message 2 is
 // sent) or 3.
@@ -82,7 +104,7 @@ func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) 
 	if len(ni.Data) < 8 || len(ni.Data) > 128 {
 		return nil, nil, &Refusal{Notify: isakmp.NotifyPayloadMalformed, Reason: fmt.Sprintf("nonce of %d octets", len(ni.Data))}
 	}
-	s.group, s.niLen = id, len(ni.Data)
+	s.group, s.niLen = id, uint8(len(ni.Data))
 	var groupSA isakmp.Payload
 	if lp, ok := p.(LaidOutPolicy); ok {
 		s.sc.policy, err = lp.JoinPayload(sa.Info(), id)
@@ -116,13 +138,18 @@ func NewServe(sa *ike.SA, m *isakmp.Message, raw []byte, p Policy, r io.Reader) 
 func (s *Serve) Group() *isakmp.ID { return s.group }
 
 // Done reports whether message 4 was sent. A done Serve keeps only what
-// answers a retransmitted message 3: its digest and message 4.
+// answers a retransmitted message 3: its digest and message 4, or what
+// message 4 is made of (a LaidOutPolicy's).
 func (s *Serve) Done() bool { return s.step == 4 }
 
 // Handle processes message 3 and returns message 4 (done is then true). A
 // retransmitted message 1 or 3 is answered with our last message again.
 func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, err error) {
 	if sha256.Sum256(raw) == s.lastRecv {
+		if s.step == 4 && s.last == nil {
+			reply, err := s.again(m)
+			return reply, true, err
+		}
 		return s.last, s.step == 4, nil
 	}
 	if s.step != 2 {
@@ -141,7 +168,8 @@ func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, 
 	}
 	var seq uint32
 	var kd isakmp.Payload
-	if lp, ok := s.policy.(LaidOutPolicy); ok {
+	lp, laidOut := s.policy.(LaidOutPolicy)
+	if laidOut {
 		seq, s.sc.keys, err = lp.KeysPayload(s.sa.Info(), s.group, sids)
 		kd = &s.sc.keys
 	} else {
@@ -156,7 +184,26 @@ func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, 
 	}
 	// Done: what answers a retransmitted message 3 only (issue 18: a KS
 	// keeps each served exchange a while after it ends).
-	s.step, s.last, s.lastRecv = 4, msg, sha256.Sum256(raw)
-	s.policy, s.group, s.nonces, s.sc, s.check = nil, nil, nil, nil, nil
+	s.step, s.lastRecv = 4, sha256.Sum256(raw)
+	if laidOut {
+		// The nonces out of the scratch, which goes.
+		s.seq, s.keys, s.nonces, s.last = seq, s.sc.keys, slices.Clone(s.nonces), nil
+	} else {
+		s.last, s.nonces = msg, nil
+	}
+	s.policy, s.group, s.sc, s.check = nil, nil, nil, nil
 	return msg, true, nil
+}
+
+// again is message 4 built again for the GM's message 3 m, received again
+// (its digest checked): sealed as first, with the IV message 3's last
+// ciphertext block gave it (the exchange's chain is forgotten once done).
+func (s *Serve) again(m *isakmp.Message) ([]byte, error) {
+	if s.keys.gone() {
+		return nil, ErrAnswerGone
+	}
+	sc := &scratch{}
+	sc.buf = sc.space[:0]
+	keys := s.keys
+	return sealAfter(s.sa, isakmp.ExchangePull, s.mid, s.nonces, []isakmp.Payload{&isakmp.SEQ{Number: s.seq}, &keys}, sc, m.Body)
 }

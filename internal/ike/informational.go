@@ -58,6 +58,28 @@ func (sa *SA) EncryptPhase2Chain(exch isakmp.ExchangeType, mid uint32, first isa
 	return msg, nil
 }
 
+// EncryptPhase2ChainAfter is EncryptPhase2Chain for the answer to the
+// peer's message of exchange mid whose encrypted body is prev: the IV is
+// prev's last block, as the exchange's chain had it when the answer was
+// first sent, and no chain is read or advanced. A key server builds a
+// lost answer again with it once the exchange's chain is forgotten (issue
+// 18: it keeps what message 4 is made of, not its octets); the same
+// plaintext gives the same datagram.
+func (sa *SA) EncryptPhase2ChainAfter(exch isakmp.ExchangeType, mid uint32, first isakmp.PayloadType, chain, prev []byte) ([]byte, error) {
+	if sa.km == nil || !sa.seeded {
+		return nil, errors.New("ike: phase 1 is not established")
+	}
+	if err := wholeBlocks(prev); err != nil {
+		return nil, err
+	}
+	b, err := sa.phase2Block()
+	if err != nil {
+		return nil, err
+	}
+	defer sa.dropPhase2Block()
+	return sealChain(sa.header(first, exch, isakmp.FlagEncryption, mid), b, prev[len(prev)-aes.BlockSize:], chain)
+}
+
 // DecryptPhase2 decrypts a message of an exchange after phase 1 and
 // advances its message ID's IV chain. Trailing padding is dropped. The
 // chain advances before the exchange's HASH is checked: OpenPhase2 does

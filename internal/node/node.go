@@ -747,10 +747,18 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, raw []byte, now ti
 			n.stats.pullForgedKS++ // the exchange stays for the GM's real message
 			return
 		}
+		if errors.Is(err, gdoi.ErrAnswerGone) {
+			// The member's message 3 again, after the keys its message 4
+			// handed out were replaced: none goes with keys the group no
+			// longer has, and its retransmissions end in a new exchange.
+			n.stats.pullAnswerGone++
+			n.unauth.Debug("dropped GROUPKEY-PULL message 3 received again: the keys its message 4 handed out were replaced", "peer", sa.Peer().String())
+			return
+		}
 		if err != nil && wasDone {
 			// Not the GM's message 3 again (its digest differs), and a done
-			// exchange no longer holds the nonces HASH(3) covers: nothing
-			// authenticated it. Dropped and counted; the exchange stays
+			// exchange checks no HASH(3) any more: nothing authenticated
+			// it. Dropped and counted; the exchange stays
 			// for the GM's real retransmission (issue 18, review: it was
 			// answered, logged at Warn per datagram and deleted).
 			n.stats.pullAfterDone++
@@ -763,6 +771,9 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, raw []byte, now ti
 			return
 		}
 		if reply != nil {
+			if wasDone {
+				n.stats.pullAnsweredAgain++
+			}
 			n.send(s, sa.Peer(), reply)
 		}
 		if done {
