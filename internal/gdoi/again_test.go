@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"testing"
+	"unsafe"
 
 	"github.com/groupvpn/groupvpn/isakmp"
 )
@@ -157,5 +158,75 @@ func TestDoneServeHoldsLessThanMessage4(t *testing.T) {
 	}
 	if per >= float64(m4len) {
 		t.Fatalf("%.0f octets held per done exchange, want less than its message 4's %d", per, m4len)
+	}
+}
+
+// proves: issue 18, S6 (no unbounded work from a replayed datagram) — a
+// done exchange answers the GM's message 3 received again maxResends (4)
+// times, the GM's own 3 tries with room to spare; a replay of it beyond
+// that is not answered (ErrAnswerGone), and costs no message 4 built again.
+func TestMessage4SentAgainAtMostMaxResends(t *testing.T) {
+	_, serve, m3, m4, _ := servedPull(t)
+	for i := range maxResends {
+		again, _, err := serve.Handle(parse(t, m3), m3)
+		if err != nil || !bytes.Equal(again, m4) {
+			t.Fatalf("message 3 again (%d): %d octets, %v", i+1, len(again), err)
+		}
+	}
+	again, done, err := serve.Handle(parse(t, m3), m3)
+	if !errors.Is(err, ErrAnswerGone) || again != nil || !done {
+		t.Fatalf("message 3 again (%d): %d octets, done %v, %v", maxResends+1, len(again), done, err)
+	}
+}
+
+// proves: issue 18 (message 4 built again touches no exchange's IV
+// chain) — while the GM runs a second GROUPKEY-PULL over the same phase-1
+// SA, the first exchange's message 4 built again leaves the second's
+// chain as it was: the second completes.
+func TestMessage4AgainLeavesOtherExchanges(t *testing.T) {
+	gm, ks, pol := pullFixture(t)
+	run := func() (*Pull, *Serve, []byte) {
+		pull, m1, err := NewPull(gm, isakmp.GroupID(1234), 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serve, m2, err := NewServe(ks, parse(t, m1), m1, pol, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pull, serve, m2
+	}
+	pull1, serve1, m2 := run()
+	m3, _, err := pull1.Handle(parse(t, m2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m4, _, err := serve1.Handle(parse(t, m3), m3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks.ForgetMessageID(pull1.MessageID())
+	pull2, serve2, m2b := run() // its chain in the SA's slot, message 2 sent
+	if again, _, err := serve1.Handle(parse(t, m3), m3); err != nil || !bytes.Equal(again, m4) {
+		t.Fatalf("message 4 again: %v", err)
+	}
+	m3b, _, err := pull2.Handle(parse(t, m2b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m4b, done, err := serve2.Handle(parse(t, m3b), m3b)
+	if err != nil || !done {
+		t.Fatalf("the second exchange's message 3 after the first's message 4 again: %v", err)
+	}
+	if _, res, err := pull2.Handle(parse(t, m4b)); err != nil || res == nil {
+		t.Fatalf("the second exchange's message 4: %v", err)
+	}
+}
+
+// proves: issue 18 (a done Serve lingers for each registration of the
+// last 30 s) — a Serve fits the allocator's 192-octet class.
+func TestServeSize(t *testing.T) {
+	if n := unsafe.Sizeof(Serve{}); n > 192 {
+		t.Fatalf("a Serve is %d octets, want at most 192", n)
 	}
 }

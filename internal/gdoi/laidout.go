@@ -1,6 +1,7 @@
 package gdoi
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -139,7 +140,9 @@ func NewKeyDownload(packets []*isakmp.KeyPacket) *KeyDownload {
 
 // With is the KD payload: the key packets, then the SID key packet of
 // sids at bits bits (SIDKeyPacket) if sids is not empty. sids is read
-// when the payload is encoded. A value, as At's.
+// when the payload is encoded, again each time a done Serve builds its
+// message 4 again: neither it nor k may change after (but by k's Clear).
+// A value, as At's.
 func (k *KeyDownload) With(bits int, sids []uint32) KeysWith {
 	return KeysWith{k: k, bits: bits, sids: sids}
 }
@@ -148,6 +151,14 @@ func (k *KeyDownload) With(bits int, sids []uint32) KeysWith {
 func (k *KeyDownload) Clear() {
 	clear(k.packets)
 	k.cleared = true
+}
+
+// Equal reports whether k and o lay out the same key packets, neither
+// cleared: a layout made again for another reason (a replaced TEK's
+// window over, the KEK's policy changed) keeps the one before, which the
+// answers of the last exchanges are built again from.
+func (k *KeyDownload) Equal(o *KeyDownload) bool {
+	return !k.cleared && !o.cleared && k.n == o.n && bytes.Equal(k.packets, o.packets)
 }
 
 // gone reports whether the key packets were cleared (KeyDownload.Clear):

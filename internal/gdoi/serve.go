@@ -30,7 +30,10 @@ type LaidOutPolicy interface {
 	Policy
 	// JoinPayload is Join's SA payload.
 	JoinPayload(peer ike.Info, group *isakmp.ID) (PolicyAt, error)
-	// KeysPayload is Keys' sequence number and KD payload.
+	// KeysPayload is Keys' sequence number and KD payload. What the
+	// payload refers to (the KeyDownload, the sender IDs' slice) must not
+	// change after it is returned, but by KeyDownload.Clear: a done Serve
+	// builds message 4 again from it for as long as it lingers.
 	KeysPayload(peer ike.Info, group *isakmp.ID, sids uint16) (seq uint32, kd KeysWith, err error)
 }
 
@@ -54,9 +57,11 @@ type Serve struct {
 	last     []byte   // our last message, for the GM's retransmissions (nil once done with a LaidOutPolicy: keys)
 	lastRecv [32]byte // digest of the GM's last message
 	// A done exchange of a LaidOutPolicy keeps what its message 4 is
-	// made of rather than its octets (issue 18: ~380 octets per
-	// registration for the node's linger, a third of what a member adds
-	// to the heap while a registration storm lasts): the KD payload sent
+	// made of rather than its octets (issue 18: message 4 is ~370 octets
+	// for a group of two TEKs and a KEK, and a done exchange lingers for
+	// each registration of the last 30 s: ~250 octets kept instead of
+	// ~520, a third of what a member adds to the heap while a
+	// registration storm lasts, TestDoneServeHoldsLessThanMessage4): the KD payload sent
 	// (the group's key packets laid out once and shared, the member's
 	// sender IDs) and the sequence number, with nonces, HASH(4)'s prefix,
 	// in an allocation of their own. A retransmitted message 3 gets
@@ -64,18 +69,25 @@ type Serve struct {
 	// nothing is asked of the policy (no second registration or log line,
 	// no second set of sender IDs). Once the key packets are cleared (the
 	// group's keys changed) it is not built: ErrAnswerGone.
-	keys  KeysWith
-	seq   uint32
-	mid   uint32
-	step  uint8 // 0: message 1 being checked, 2: message 2 sent, 4: message 4 sent
-	niLen uint8 // at most 128
+	keys    KeysWith
+	seq     uint32
+	mid     uint32
+	step    uint8 // 0: message 1 being checked, 2: message 2 sent, 4: message 4 sent
+	niLen   uint8 // at most 128
+	resends uint8 // message 4 sent again (at most maxResends)
 }
 
-// ErrAnswerGone is Handle's error for a retransmitted message 3 whose
-// message 4 handed out keys that are no longer the group's (their laid-out
-// packets cleared): it is not sent again. The GM starts a new exchange
-// once its retransmissions end, and gets the group's keys of then.
-var ErrAnswerGone = errors.New("gdoi: message 4 not sent again: the keys it handed out are no longer the group's")
+// ErrAnswerGone is Handle's error for the GM's message 3 received again
+// that is not answered: its message 4 handed out keys that are no longer
+// the group's (their laid-out packets cleared: a rekey, a removal), or it
+// was sent again maxResends times already. The GM's retransmissions end
+// (3 tries, 15 s) and it registers again, with the group's keys of then.
+var ErrAnswerGone = errors.New("gdoi: message 4 not sent again")
+
+// maxResends is how many times a done exchange answers the GM's message 3
+// received again: a GM of this project sends it 3 times in all, and a
+// replay of it costs the KS a message 4 built again (issue 18).
+const maxResends = 4
 
 // checkMsg is the HASH check of the GM's message 1 (before message 2 is
 // sent) or 3.
@@ -146,11 +158,18 @@ func (s *Serve) Done() bool { return s.step == 4 }
 // retransmitted message 1 or 3 is answered with our last message again.
 func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, err error) {
 	if sha256.Sum256(raw) == s.lastRecv {
-		if s.step == 4 && s.last == nil {
-			reply, err := s.again(m)
-			return reply, true, err
+		if s.step != 4 {
+			return s.last, false, nil // message 1 again: message 2 again
 		}
-		return s.last, s.step == 4, nil
+		if s.resends >= maxResends {
+			return nil, true, fmt.Errorf("%w: sent again %d times already", ErrAnswerGone, s.resends)
+		}
+		s.resends++
+		if s.last != nil {
+			return s.last, true, nil
+		}
+		reply, err := s.again(m)
+		return reply, true, err
 	}
 	if s.step != 2 {
 		return nil, true, errors.New("gdoi: GROUPKEY-PULL already complete")
@@ -198,12 +217,14 @@ func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, 
 // again is message 4 built again for the GM's message 3 m, received again
 // (its digest checked): sealed as first, with the IV message 3's last
 // ciphertext block gave it (the exchange's chain is forgotten once done).
+// Any failure is ErrAnswerGone's: the GM registers again.
 func (s *Serve) again(m *isakmp.Message) ([]byte, error) {
 	if s.keys.gone() {
-		return nil, ErrAnswerGone
+		return nil, fmt.Errorf("%w: the keys it handed out are no longer the group's", ErrAnswerGone)
 	}
-	sc := &scratch{}
-	sc.buf = sc.space[:0]
-	keys := s.keys
-	return sealAfter(s.sa, isakmp.ExchangePull, s.mid, s.nonces, []isakmp.Payload{&isakmp.SEQ{Number: s.seq}, &keys}, sc, m.Body)
+	msg, err := sealAfter(s.sa, isakmp.ExchangePull, s.mid, s.nonces, []isakmp.Payload{&isakmp.SEQ{Number: s.seq}, &s.keys}, nil, m.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAnswerGone, err)
+	}
+	return msg, nil
 }

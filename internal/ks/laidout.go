@@ -148,8 +148,14 @@ func (g *group) laidOut(now time.Time, ctr bool) (*laidOut, error) {
 		return nil, fmt.Errorf("ks: group %s: %w", g.cfg.Name, err)
 	}
 	l.sa, l.kd = sa, gdoi.NewKeyDownload(packets)
-	if g.out[i] != nil {
-		g.out[i].kd.Clear()
+	if o := g.out[i]; o != nil && o.kd.Equal(l.kd) {
+		// The same key packets: the layout before's, which the answers
+		// of the exchanges lingering refer to (gdoi.Serve builds a lost
+		// message 4 again from it, until it is cleared).
+		l.kd.Clear()
+		l.kd = o.kd
+	} else if o != nil {
+		o.kd.Clear()
 	}
 	g.out[i] = l
 	return l, nil

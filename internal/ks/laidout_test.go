@@ -352,3 +352,53 @@ func gcmCBCGroup(cbcLife time.Duration) GroupConfig {
 			{Transform: isakmp.ESPAESCBC, AuthAlg: isakmp.AuthAlgHMACSHA256, KeyBits: 256, Lifetime: cbcLife,
 				Selectors: []Selector{{Src: netip.MustParsePrefix("172.16.0.0/12"), Dst: netip.MustParsePrefix("172.16.0.0/12")}}}}}
 }
+
+// proves: issue 18 (a done GROUPKEY-PULL builds a lost message 4 again
+// from the layout's key packets) — a layout made again for a change that
+// leaves the key packets as they were (the rekey's multicast group and
+// acknowledgements reconfigured) keeps the key packets laid out before,
+// not cleared, so the answers of the exchanges still lingering can be
+// built again; a rekey then clears them.
+func TestLayoutKeepsItsKeyPacketsWhenTheyStayTheSame(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cfg := GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
+		Rekey: RekeyPolicy{Unicast: true},
+		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour,
+			Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}
+	s := New(Options{})
+	if err := s.AddGroup(cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	g := s.byName["G"]
+	register := func(n byte) {
+		t.Helper()
+		p := peer(netip.AddrFrom4([4]byte{10, 1, 0, n}).String())
+		if _, err := s.JoinPayload(p, isakmp.GroupID(7), now); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.KeysPayload(p, isakmp.GroupID(7), 1, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	register(1)
+	l0 := g.out[0]
+	tekKey := slices.Clone(g.teks[0].encKey)
+	c2 := cfg
+	c2.Rekey = RekeyPolicy{Multicast: netip.MustParseAddrPort("239.1.1.1:848")}
+	if err := s.UpdatePolicy(c2); err != nil {
+		t.Fatal(err)
+	}
+	register(2)
+	if g.out[0] == nil || g.out[0].sa == l0.sa {
+		t.Fatal("the rekey policy changed and the SA payload was not laid out again")
+	}
+	if g.out[0].kd != l0.kd || !bytes.Contains(l0.kdBytes(), tekKey) {
+		t.Fatal("the key packets, the same, were laid out again and the ones before cleared")
+	}
+	if _, err := s.Rekey("G", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if !allZero(l0.kdBytes()) {
+		t.Fatal("a rekey left the key packets laid out before it uncleared")
+	}
+}

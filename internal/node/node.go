@@ -167,8 +167,9 @@ type serving struct {
 // serveLinger is how long a KS keeps an exchange to answer retransmissions:
 // twice what a GM of this project waits for an answer before it starts
 // over (3 tries of PullTimeout, 5 s). A done exchange keeps only the
-// digest of message 3 and message 4 (gdoi.Serve); it was 2 minutes, the
-// whole Serve (issue 18: ~1 KB per registration of the last 2 minutes).
+// digest of message 3 and what message 4 is made of (gdoi.Serve); it was
+// 2 minutes, the whole Serve (issue 18: ~1 KB per registration of the
+// last 2 minutes), then 30 s with message 4 itself (~520 octets).
 const serveLinger = 30 * time.Second
 
 // maxServesPerSA bounds the GROUPKEY-PULL exchanges served over one
@@ -748,11 +749,12 @@ func (n *Node) phase2(s *sock, sa *ike.SA, m *isakmp.Message, raw []byte, now ti
 			return
 		}
 		if errors.Is(err, gdoi.ErrAnswerGone) {
-			// The member's message 3 again, after the keys its message 4
-			// handed out were replaced: none goes with keys the group no
-			// longer has, and its retransmissions end in a new exchange.
+			// The member's message 3 again, not answered: the keys its
+			// message 4 handed out were replaced (none goes with keys the
+			// group no longer has), or it was answered again enough (a
+			// replay). The member's retransmissions end in a new exchange.
 			n.stats.pullAnswerGone++
-			n.unauth.Debug("dropped GROUPKEY-PULL message 3 received again: the keys its message 4 handed out were replaced", "peer", sa.Peer().String())
+			n.unauth.Debug("dropped GROUPKEY-PULL message 3 received again", "peer", sa.Peer().String(), "why", err.Error())
 			return
 		}
 		if err != nil && wasDone {

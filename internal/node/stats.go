@@ -19,14 +19,15 @@ type counters struct {
 	pullsRefused uint64 // GROUPKEY-PULL refused with a notification
 	pullForgedKS uint64 // GROUPKEY-PULL message 1/3 that failed decryption or HASH
 	// GROUPKEY-PULL messages of a finished exchange other than its
-	// message 3 again: unauthenticated (the exchange no longer holds its
-	// nonces), dropped
+	// message 3 again: unauthenticated (a finished exchange checks no
+	// HASH(3) any more), dropped
 	pullAfterDone uint64
 	// a finished exchange's message 3 again, answered with its message 4
 	// built again (gdoi.Serve keeps what it is made of)
 	pullAnsweredAgain uint64
-	// a finished exchange's message 3 again whose message 4 handed out
-	// keys the group no longer has (gdoi.ErrAnswerGone): not answered
+	// a finished exchange's message 3 again, not answered
+	// (gdoi.ErrAnswerGone): its message 4 handed out keys the group no
+	// longer has, or it was answered again enough already
 	pullAnswerGone uint64
 	// GROUPKEY-PULL message 1 of a new exchange over a phase-1 SA that
 	// already holds maxServesPerSA served exchanges (in progress or
@@ -115,7 +116,7 @@ func (n *Node) KSCounters() []ike.Counter {
 		{Name: "pulls_unauthenticated", Help: "GROUPKEY-PULL messages that failed decryption or HASH (dropped, not answered)", Value: n.stats.pullForgedKS},
 		{Name: "pulls_after_done", Help: "GROUPKEY-PULL messages of a finished exchange other than its message 3 again (unauthenticated: dropped, not answered)", Value: n.stats.pullAfterDone},
 		{Name: "pulls_answered_again", Help: "GROUPKEY-PULL message 3 received again for a finished exchange and answered with its message 4 again (a member's retransmission: its message 4 was lost)", Value: n.stats.pullAnsweredAgain},
-		{Name: "pulls_answer_gone", Help: "GROUPKEY-PULL message 3 received again after the group's keys its message 4 handed out were replaced (dropped, not answered: the member starts a new exchange)", Value: n.stats.pullAnswerGone},
+		{Name: "pulls_answer_gone", Help: "GROUPKEY-PULL message 3 received again and not answered: the keys its message 4 handed out were replaced, or it was answered again 4 times already (dropped: the member registers again once its retransmissions end)", Value: n.stats.pullAnswerGone},
 		{Name: "pulls_over_sa_limit", Help: "GROUPKEY-PULL exchanges not started: their phase-1 SA already held the most served exchanges one may (dropped, not answered)", Value: n.stats.pullsOverSALimit},
 		{Name: "sid_refused_member_bound", Help: "registrations refused: the member already holds the most sender IDs one member may under the current keys (GM_SID_BOUND)", Value: n.ks.SIDRefusedMemberBound()},
 		{Name: "replaced_teks_handed_out", Help: "GROUPKEY-PULL answers (message 2) inside a rekey that listed the TEKs it replaced (AES-GCM ones to members of 1.0.3 or later), for opening the packets other members still send with them", Value: n.ks.ReplacedHandedOut()},
