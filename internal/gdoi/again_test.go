@@ -7,16 +7,14 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/groupvpn/groupvpn/internal/ike"
 	"github.com/groupvpn/groupvpn/isakmp"
 )
 
-// servedPull runs a GROUPKEY-PULL of a GM asking for a sender ID over the
-// fixture's SAs up to message 4, which the KS sends and the GM does not
-// get (lost): the GM's Pull, the KS's done Serve, message 3 as the GM sent
-// it, and message 4 as the KS sent it.
-func servedPull(t *testing.T) (pull *Pull, serve *Serve, m3, m4 []byte, pol *laidOutPolicy) {
+// pullTo2 starts a GROUPKEY-PULL of a GM asking for a sender ID over the
+// SAs gm and ks: the GM's Pull, the KS's Serve and message 2.
+func pullTo2(t *testing.T, gm, ks *ike.SA, pol Policy) (*Pull, *Serve, []byte) {
 	t.Helper()
-	gm, ks, pol := pullFixture(t)
 	pull, m1, err := NewPull(gm, isakmp.GroupID(1234), 1, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -25,15 +23,33 @@ func servedPull(t *testing.T) (pull *Pull, serve *Serve, m3, m4 []byte, pol *lai
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m3, _, err = pull.Handle(parse(t, m2)); err != nil {
+	return pull, serve, m2
+}
+
+// pullTo4 goes on to message 4, which the KS sends: message 3 as the GM
+// sent it, message 4 as the KS did. The KS's SA forgets the exchange's IV
+// chain, as the node has it do once the exchange is done.
+func pullTo4(t *testing.T, ks *ike.SA, pull *Pull, serve *Serve, m2 []byte) (m3, m4 []byte) {
+	t.Helper()
+	m3, _, err := pull.Handle(parse(t, m2))
+	if err != nil {
 		t.Fatal(err)
 	}
 	m4, done, err := serve.Handle(parse(t, m3), m3)
 	if err != nil || !done {
 		t.Fatalf("message 4: done %v, %v", done, err)
 	}
-	// The node has the SA forget the exchange's IV chain once it is done.
-	ks.ForgetMessageID(parse(t, m3).Header.MessageID)
+	ks.ForgetMessageID(pull.MessageID())
+	return m3, m4
+}
+
+// servedPull runs a GROUPKEY-PULL over the fixture's SAs up to message 4,
+// which the GM does not get (lost).
+func servedPull(t *testing.T) (pull *Pull, serve *Serve, m3, m4 []byte, pol *laidOutPolicy) {
+	t.Helper()
+	gm, ks, pol := pullFixture(t)
+	pull, serve, m2 := pullTo2(t, gm, ks, pol)
+	m3, m4 = pullTo4(t, ks, pull, serve, m2)
 	return pull, serve, m3, m4, pol
 }
 
@@ -127,25 +143,10 @@ func TestDoneServeHoldsLessThanMessage4(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	before := ms.HeapAlloc
 	for range n {
-		pull, m1, err := NewPull(gm, isakmp.GroupID(1234), 1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		serve, m2, err := NewServe(ks, parse(t, m1), m1, pol, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m3, _, err := pull.Handle(parse(t, m2))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m4, _, err := serve.Handle(parse(t, m3), m3)
-		if err != nil {
-			t.Fatal(err)
-		}
+		pull, serve, m2 := pullTo2(t, gm, ks, pol)
+		_, m4 := pullTo4(t, ks, pull, serve, m2)
 		m4len = len(m4)
 		gm.ForgetMessageID(pull.MessageID())
-		ks.ForgetMessageID(pull.MessageID())
 		kept = append(kept, serve)
 	}
 	runtime.GC()
@@ -185,28 +186,9 @@ func TestMessage4SentAgainAtMostMaxResends(t *testing.T) {
 // chain as it was: the second completes.
 func TestMessage4AgainLeavesOtherExchanges(t *testing.T) {
 	gm, ks, pol := pullFixture(t)
-	run := func() (*Pull, *Serve, []byte) {
-		pull, m1, err := NewPull(gm, isakmp.GroupID(1234), 1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		serve, m2, err := NewServe(ks, parse(t, m1), m1, pol, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pull, serve, m2
-	}
-	pull1, serve1, m2 := run()
-	m3, _, err := pull1.Handle(parse(t, m2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m4, _, err := serve1.Handle(parse(t, m3), m3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks.ForgetMessageID(pull1.MessageID())
-	pull2, serve2, m2b := run() // its chain in the SA's slot, message 2 sent
+	pull1, serve1, m2 := pullTo2(t, gm, ks, pol)
+	m3, m4 := pullTo4(t, ks, pull1, serve1, m2)
+	pull2, serve2, m2b := pullTo2(t, gm, ks, pol) // its chain in the SA's slot, message 2 sent
 	if again, _, err := serve1.Handle(parse(t, m3), m3); err != nil || !bytes.Equal(again, m4) {
 		t.Fatalf("message 4 again: %v", err)
 	}

@@ -294,16 +294,7 @@ func TestLaidOutFollowsAdoptedKeys(t *testing.T) {
 // when the next registration lays the group out again (none may come for
 // hours in a settled group).
 func TestStaleLayoutClearedWhenKeysChange(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	cfg := GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
-		Rekey: RekeyPolicy{Unicast: true},
-		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour,
-			Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}
-	s := New(Options{})
-	if err := s.AddGroup(cfg, now); err != nil {
-		t.Fatal(err)
-	}
-	g := s.byName["G"]
+	s, g, _ := gcmGroupServer(t)
 	for i, change := range []struct {
 		what string
 		do   func() error
@@ -360,16 +351,7 @@ func gcmCBCGroup(cbcLife time.Duration) GroupConfig {
 // not cleared, so the answers of the exchanges still lingering can be
 // built again; a rekey then clears them.
 func TestLayoutKeepsItsKeyPacketsWhenTheyStayTheSame(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	cfg := GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
-		Rekey: RekeyPolicy{Unicast: true},
-		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour,
-			Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}
-	s := New(Options{})
-	if err := s.AddGroup(cfg, now); err != nil {
-		t.Fatal(err)
-	}
-	g := s.byName["G"]
+	s, g, cfg := gcmGroupServer(t)
 	register := func(n byte) {
 		t.Helper()
 		p := peer(netip.AddrFrom4([4]byte{10, 1, 0, n}).String())
@@ -401,4 +383,20 @@ func TestLayoutKeepsItsKeyPacketsWhenTheyStayTheSame(t *testing.T) {
 	if !allZero(l0.kdBytes()) {
 		t.Fatal("a rekey left the key packets laid out before it uncleared")
 	}
+}
+
+// gcmGroupServer is a key server of one group "G" (ID 7): an AES-GCM TEK,
+// an ECDSA rekey key, unicast rekeys.
+func gcmGroupServer(t *testing.T) (*Server, *group, GroupConfig) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cfg := GroupConfig{Name: "G", ID: 7, Address: netip.MustParseAddr("192.0.2.1"), SigningKey: key,
+		Rekey: RekeyPolicy{Unicast: true},
+		TEKs: []TEKPolicy{{Transform: isakmp.ESPAESGCM16, KeyBits: 128, Lifetime: time.Hour,
+			Selectors: []Selector{{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("10.0.0.0/8")}}}}}
+	s := New(Options{})
+	if err := s.AddGroup(cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	return s, s.byName["G"], cfg
 }
