@@ -126,7 +126,7 @@ func TestLostMessage4NotBuiltWithClearedKeys(t *testing.T) {
 // done Serves of a laid-out policy whose message 4 is as long as a
 // group's of two AES-GCM TEKs and an ECDSA-signed KEK (about 370 octets)
 // each hold less than their message 4 alone would (the Serve, its nonces,
-// the sender ID: about 280 octets; 540 or more when message 4 was kept).
+// the sender ID: 250 octets; 522 when message 4 was kept).
 func TestDoneServeHoldsLessThanMessage4(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's shadow memory")

@@ -190,7 +190,8 @@ func (p *laidOutPolicy) KeysPayload(_ ike.Info, _ *isakmp.ID, sids uint16) (uint
 // proves: N1 (issue 18: allocations per registration) — the KS's side of
 // a GROUPKEY-PULL (NewServe on message 1, Handle on message 3, over a
 // LaidOutPolicy) allocates at most 24 times, the phase-1 SA's decryption,
-// encryption and PRF included (21 now; 27 before the four HASHes were
+// encryption and PRF included (22 now, with the nonces a done exchange
+// keeps in an allocation of their own; 21 before; 27 before the four HASHes were
 // computed into the exchange's scratch, Protector.AppendPRFa, and their
 // inputs' argument slices stopped escaping; 42 before one scratch per exchange
 // for the plaintexts sealed and the HASH inputs, the PRF's arguments, the

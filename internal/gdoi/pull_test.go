@@ -179,7 +179,9 @@ func TestForgedPullMessageLeavesTheExchange(t *testing.T) {
 
 // proves: issue 18 (KS memory per member: a served GROUPKEY-PULL kept for
 // retransmissions holds only what answers message 3 again) — once message
-// 4 is sent, the Serve drops the nonces, the group ID and the policy, and
+// 4 is sent, the Serve of a policy not laid out (which keeps message 4's
+// octets; a LaidOutPolicy's: TestLostMessage4BuiltAgain) drops the
+// nonces, the group ID and the policy, and
 // still answers a retransmitted message 3 with the same message 4 after the
 // KS's SA forgot the exchange's IV chain; any other message is refused.
 func TestDoneServeKeepsOnlyTheAnswer(t *testing.T) {

@@ -46,7 +46,8 @@ type Serve struct {
 	group  *isakmp.ID
 	// nonces is Ni_b then Nr_b (niLen octets, then NonceLen), the prefix of
 	// HASH(3) and HASH(4), in sc: copied from message 1 rather than
-	// holding its plaintext.
+	// holding its plaintext (once done with a LaidOutPolicy: in an
+	// allocation of their own; otherwise dropped).
 	nonces []byte
 	// sc is the exchange's working memory for the messages it seals and
 	// checks (scratch), dropped once done; check is checkMsg, made once
@@ -59,8 +60,8 @@ type Serve struct {
 	// A done exchange of a LaidOutPolicy keeps what its message 4 is
 	// made of rather than its octets (issue 18: message 4 is ~370 octets
 	// for a group of two TEKs and a KEK, and a done exchange lingers for
-	// each registration of the last 30 s: ~250 octets kept instead of
-	// ~520, a third of what a member adds to the heap while a
+	// each registration of the last 30 s: a done exchange holds ~250
+	// octets instead of ~520 with message 4, a third of what a member adds to the heap while a
 	// registration storm lasts, TestDoneServeHoldsLessThanMessage4): the KD payload sent
 	// (the group's key packets laid out once and shared, the member's
 	// sender IDs) and the sequence number, with nonces, HASH(4)'s prefix,
@@ -78,9 +79,10 @@ type Serve struct {
 }
 
 // ErrAnswerGone is Handle's error for the GM's message 3 received again
-// that is not answered: its message 4 handed out keys that are no longer
-// the group's (their laid-out packets cleared: a rekey, a removal), or it
-// was sent again maxResends times already. The GM's retransmissions end
+// that is not answered: the key packets its message 4 handed out were
+// cleared (a rekey, a removal, a refresh replaced the group's keys, or the
+// hand-out of replaced TEKs it carried ended), or it was sent again
+// maxResends times already. The GM's retransmissions end
 // (3 tries, 15 s) and it registers again, with the group's keys of then.
 var ErrAnswerGone = errors.New("gdoi: message 4 not sent again")
 
@@ -155,7 +157,10 @@ func (s *Serve) Group() *isakmp.ID { return s.group }
 func (s *Serve) Done() bool { return s.step == 4 }
 
 // Handle processes message 3 and returns message 4 (done is then true). A
-// retransmitted message 1 or 3 is answered with our last message again.
+// retransmitted message 1 is answered with message 2 again; a
+// retransmitted message 3 with message 4 again (built again from what a
+// LaidOutPolicy's done Serve keeps), at most maxResends times, or not at
+// all once its keys were cleared: ErrAnswerGone.
 func (s *Serve) Handle(m *isakmp.Message, raw []byte) (reply []byte, done bool, err error) {
 	if sha256.Sum256(raw) == s.lastRecv {
 		if s.step != 4 {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
@@ -581,5 +582,60 @@ func TestInvalidCookieAfterRestart(t *testing.T) {
 	info := forged(gmSA, isakmp.ExchangeInformational, &isakmp.Notify{DOI: isakmp.DOIIPsec, Protocol: isakmp.ProtoISAKMP, NotifyType: isakmp.NotifyInvalidCookie})
 	if o := restarted.Handle(addrI, info, p.now.Add(time.Hour)); len(o.Send) != 0 {
 		t.Fatal("an Informational was answered")
+	}
+}
+
+// proves: issue 18 (a lost GROUPKEY-PULL message 4 built again) —
+// EncryptPhase2ChainAfter seals with the last block of the peer's
+// message as IV, so that the peer opens it as the next message of that
+// chain, and reads and advances no chain of the SA: the one kept in the
+// SA itself and those in its map are as they were, and nothing is added
+// for a forgotten Message ID; a body not of whole blocks is refused.
+func TestEncryptPhase2ChainAfterLeavesTheChains(t *testing.T) {
+	p := handshake(t, pskConfig(), pskConfig())
+	si, sr := p.i.SAs()[0], p.r.SAs()[0]
+	ps := []isakmp.Payload{&isakmp.Hash{Data: []byte{1}}, &isakmp.Nonce{Data: make([]byte, 16)}}
+	const done, live, other = 0x1111, 0x2222, 0x3333
+	// The peer's message of exchange done, opened by the responder, whose
+	// chain is then forgotten (a finished exchange).
+	msg, err := si.EncryptPhase2(isakmp.ExchangePull, done, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := isakmp.ParseMessage(msg)
+	if _, err := sr.DecryptPhase2(m); err != nil {
+		t.Fatal(err)
+	}
+	sr.ForgetMessageID(done)
+	// Two exchanges in progress: one in the SA's slot, one in its map.
+	for _, mid := range []uint32{live, other} {
+		msg, err := si.EncryptPhase2(isakmp.ExchangePull, mid, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pm, _ := isakmp.ParseMessage(msg)
+		if _, err := sr.DecryptPhase2(pm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slot, iv, ivs := sr.p2mid, sr.p2iv, maps.Clone(sr.phase2IVs)
+	chain, _ := isakmp.AppendPayloads(nil, ps[1:])
+	hash, _ := isakmp.MarshalPayload(&isakmp.Hash{Data: []byte{1}})
+	hash[0] = byte(isakmp.PayloadNonce)
+	chain = append(hash, chain...)
+	answer, err := sr.EncryptPhase2ChainAfter(isakmp.ExchangePull, done, isakmp.PayloadHash, chain, m.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr.p2mid != slot || sr.p2iv != iv || !maps.EqualFunc(sr.phase2IVs, ivs, bytes.Equal) {
+		t.Fatalf("the SA's chains changed: slot %#x -> %#x, map %d -> %d", slot, sr.p2mid, len(ivs), len(sr.phase2IVs))
+	}
+	am, _ := isakmp.ParseMessage(answer)
+	got, err := si.DecryptPhase2(am)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("the peer does not open the answer as the next of its chain: %v", err)
+	}
+	if _, err := sr.EncryptPhase2ChainAfter(isakmp.ExchangePull, done, isakmp.PayloadHash, chain, m.Body[:len(m.Body)-1]); err == nil {
+		t.Fatal("a body not of whole blocks taken as the IV's source")
 	}
 }

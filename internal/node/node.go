@@ -169,7 +169,8 @@ type serving struct {
 // over (3 tries of PullTimeout, 5 s). A done exchange keeps only the
 // digest of message 3 and what message 4 is made of (gdoi.Serve); it was
 // 2 minutes, the whole Serve (issue 18: ~1 KB per registration of the
-// last 2 minutes), then 30 s with message 4 itself (~520 octets).
+// last 2 minutes), then 30 s with message 4 itself (~520 octets in all,
+// ~250 now).
 const serveLinger = 30 * time.Second
 
 // maxServesPerSA bounds the GROUPKEY-PULL exchanges served over one

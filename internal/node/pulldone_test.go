@@ -17,8 +17,8 @@ import (
 // state a genuine retransmission needs, nor writes unbounded logs) — 100
 // datagrams with the cookies and Message ID of a GROUPKEY-PULL exchange the
 // KS finished, from the member's address, whose bodies are not the
-// member's message 3 again (nothing authenticates them: a done exchange no
-// longer holds the nonces HASH(3) covers), are dropped and counted
+// member's message 3 again (nothing authenticates them: a done exchange
+// checks no HASH(3) any more), are dropped and counted
 // (pulls_after_done): no notification is sent, nothing is logged at Warn,
 // pulls_refused stays 0, and the served exchange stays to answer the
 // member's real retransmission. Before, each was refused with a protected
