@@ -360,7 +360,7 @@ func TestCOOPFailoverRekeyAccepted(t *testing.T) {
 	l := newCoopLab(t, ctx, []string{"127.0.0.71", "127.0.0.72"}, []uint8{10, 20}, nil)
 	l.waitRoles("election", coop.Secondary, coop.Primary)
 	gmS := l.gm("127.0.0.73", 0, 1)
-	before := gmS.Members()[0].Rekeys.Received
+	before := gmState(t, gmS).Rekeys.Received // on the GM's loop (Members: inside Do)
 	if err := l.ks[1].Rekey(ctx, "GETVPN"); err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestCOOPFailoverRekeyAccepted(t *testing.T) {
 	waitFor(t, "the new primary's rekey accepted", gmS, func() bool {
 		return holds(gmS, now) && gmS.Members()[0].Rekeys.Received == before+2
 	})
-	if r := gmS.Members()[0].Rekeys; r.Rejected != 0 || r.Replayed != 0 {
+	if r := gmState(t, gmS).Rekeys; r.Rejected != 0 || r.Replayed != 0 {
 		t.Fatalf("GM rekey counters %+v", r)
 	}
 }
