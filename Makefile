@@ -108,13 +108,13 @@ test: deps lint
 	@# 100,000-member COOP sync, too slow under the race detector; the
 	@# KS's allocations per registration and per datagram read, and those
 	@# of its main mode, served pulls and policy layout, and the served
-	@# pulls' table's heap per exchange, counted without it; the load
+	@# pulls' table's heap per exchange and a finished pull's, counted without it; the load
 	@# generator's heap per member and page faults per registration, a
 	@# GM's allocations per Install.
 	$(GO) test -count=1 -run 'NoAlloc' ./internal/esp ./internal/dataplane
 	$(GO) test -count=1 -run 'TestCOOPMemberSync|TestKSRegistrationAllocations|TestReadDirectSourcesAndAllocations|TestKSPeerFormatsNothing|TestServeTableSAIndex|TestServeTableHeapPerExchange' ./internal/node
 	$(GO) test -count=1 -run 'TestResponderMainModeAllocations|TestResponderMainModeHandleInto|TestResponderReusesReleasedState|TestPRFaAllocations|TestInitiatorMainModeAllocations' ./internal/ike
-	$(GO) test -count=1 -run 'TestLaidOutAllocations|TestServeAllocations|TestPullAllocations' ./internal/gdoi
+	$(GO) test -count=1 -run 'TestLaidOutAllocations|TestServeAllocations|TestPullAllocations|TestDoneServeHoldsLessThanMessage4' ./internal/gdoi
 	$(GO) test -count=1 -run 'TestPeerIDFormattedWhenNeeded|TestLogRegsCompleteIsMnemonicLog|TestDeltaSaveAllocationsPerMember|TestSmallDeltaAllocatesForItsMembers' ./internal/ks ./internal/store
 	$(GO) test -count=1 -run 'TestLogKSRegsCompleteAllocations|TestDaemonLogIsSlogText' ./internal/mnemonic ./internal/app
 	$(GO) test -count=1 -run 'TestGeneratorRetainedPerMember|TestPrefaultSparesTheStageFaults' ./internal/loadgen
